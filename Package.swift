@@ -1,0 +1,215 @@
+// swift-tools-version: 6.1
+//
+// Playhead: a content-analytics pipeline. See README.md and docs/architecture.md.
+//
+// Module graph (no cycles; only the CLI knows every module):
+//
+//   PlayheadEvents   the event: schemas, fast decoder, validation, binary record codec
+//   PlayheadLog      the log interface + the embedded segment log (bytes in, bytes out)
+//   PlayheadIngest   the HTTP edge                                          -> PlayheadEvents, PlayheadLog, PlayheadMetrics
+//   CZstd, Parquet   the Parquet writer (no Playhead dependency)
+//   S3               SigV4 signer and S3 client (no Playhead dependency)
+//   CRdKafka, RdKafka  the librdkafka wrapper (no Playhead dependency)
+//   PlayheadKafka    the Kafka log backend                                  -> PlayheadLog, RdKafka
+//   PlayheadLake     batching, exactly-once files, dedup, rollups           -> PlayheadEvents, PlayheadLog, Parquet, S3
+//   PlayheadMetrics  instruments, content KPIs consumer, live page          -> PlayheadEvents, PlayheadLog
+//   playhead         the CLI                                                -> everything
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "Playhead",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "playhead", targets: ["playhead"]),
+        .library(name: "Parquet", targets: ["Parquet"]),
+        .library(name: "S3", targets: ["S3"]),
+        .library(name: "RdKafka", targets: ["RdKafka"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+    ],
+    targets: [
+        // MARK: Leaf libraries (no dependency on the rest of Playhead)
+        .systemLibrary(
+            name: "CZstd",
+            path: "Sources/CZstd",
+            pkgConfig: "libzstd",
+            providers: [.apt(["libzstd-dev"])]
+        ),
+        .target(
+            name: "Parquet",
+            dependencies: ["CZstd"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "S3",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .systemLibrary(
+            name: "CRdKafka",
+            path: "Sources/CRdKafka",
+            pkgConfig: "rdkafka",
+            providers: [.apt(["librdkafka-dev"])]
+        ),
+        .target(
+            name: "RdKafka",
+            dependencies: [
+                "CRdKafka",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: Playhead stages
+        .target(
+            name: "PlayheadEvents",
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "PlayheadLog",
+            dependencies: [
+                "CZstd",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "PlayheadKafka",
+            dependencies: [
+                "PlayheadLog", "RdKafka",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "PlayheadMetrics",
+            dependencies: [
+                "PlayheadEvents", "PlayheadLog",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "PlayheadIngest",
+            dependencies: [
+                "PlayheadEvents", "PlayheadLog", "PlayheadMetrics",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "CompressNIO", package: "compress-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "PlayheadLake",
+            dependencies: [
+                "PlayheadEvents", "PlayheadLog", "Parquet", "S3",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "CompressNIO", package: "compress-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "PlayheadLoadgen",
+            dependencies: [
+                "PlayheadEvents",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "playhead",
+            dependencies: [
+                "PlayheadEvents", "PlayheadLog", "PlayheadIngest", "PlayheadKafka", "PlayheadLake",
+                "PlayheadMetrics", "PlayheadLoadgen",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: Tests
+        .target(
+            name: "PlayheadTestSupport",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            path: "Tests/PlayheadTestSupport",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "ParquetTests", dependencies: ["Parquet", "PlayheadTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "S3Tests", dependencies: ["S3", "PlayheadTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "RdKafkaTests", dependencies: ["RdKafka", "PlayheadTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "PlayheadEventsTests", dependencies: ["PlayheadEvents", "PlayheadTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "PlayheadLogTests", dependencies: ["PlayheadLog", "PlayheadTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "PlayheadIngestTests",
+            dependencies: ["PlayheadIngest", "PlayheadEvents", "PlayheadLog", "PlayheadTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "PlayheadLakeTests",
+            dependencies: ["PlayheadLake", "PlayheadEvents", "PlayheadLog", "Parquet", "S3", "PlayheadTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "PlayheadMetricsTests",
+            dependencies: ["PlayheadMetrics", "PlayheadEvents", "PlayheadLog", "PlayheadTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "PlayheadKafkaTests",
+            dependencies: ["PlayheadKafka", "PlayheadLog", "RdKafka", "PlayheadTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: ["PlayheadEvents", "PlayheadTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

@@ -1,0 +1,4 @@
+#ifndef PLAYHEAD_CRDKAFKA_SHIM_H
+#define PLAYHEAD_CRDKAFKA_SHIM_H
+#include <librdkafka/rdkafka.h>
+#endif

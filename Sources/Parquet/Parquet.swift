@@ -1,0 +1,1 @@
+// Parquet: work in progress; see docs/architecture.md.

@@ -1,0 +1,1 @@
+// PlayheadEvents: work in progress; see docs/architecture.md.

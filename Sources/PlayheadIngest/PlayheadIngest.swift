@@ -1,0 +1,1 @@
+// PlayheadIngest: work in progress; see docs/architecture.md.

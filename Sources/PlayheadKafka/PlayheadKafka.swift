@@ -1,0 +1,1 @@
+// PlayheadKafka: work in progress; see docs/architecture.md.

@@ -1,0 +1,1 @@
+// PlayheadLake: work in progress; see docs/architecture.md.

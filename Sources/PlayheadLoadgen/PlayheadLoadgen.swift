@@ -1,0 +1,1 @@
+// PlayheadLoadgen: work in progress; see docs/architecture.md.

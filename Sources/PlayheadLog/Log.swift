@@ -1,0 +1,145 @@
+/// The log interface: what the ingest edge writes to and what the lake writer and the metrics
+/// consumer read from. Two backends implement it: the embedded segment log (``EmbeddedLog``, one
+/// node, the default) and Kafka (module `PlayheadKafka`).
+///
+/// Records are opaque bytes here. Offsets count records, per partition, from 0; a committed offset
+/// is the offset of the next record to read.
+
+/// A named stream of records: one per kind of data Playhead keeps.
+public struct LogTopic: Hashable, Sendable, CustomStringConvertible {
+    public var name: String
+    public init(_ name: String) { self.name = name }
+
+    /// Accepted events, in Playhead's binary event encoding.
+    public static let events = LogTopic("events")
+    /// Rejected input, byte for byte, with the reason and `received_at` (the dead-letter stream).
+    public static let rejected = LogTopic("rejected")
+
+    public var description: String { name }
+}
+
+/// What a completed append reports.
+public struct LogAppendResult: Sendable, Hashable {
+    /// The partition the records went to; `nil` when they were spread over several (Kafka, by key).
+    public var partition: Int32?
+    /// The offset of the first record, when the backend knows it (the embedded log does).
+    public var firstOffset: Int64?
+    /// The number of records made durable.
+    public var count: Int
+
+    public init(partition: Int32?, firstOffset: Int64?, count: Int) {
+        self.partition = partition
+        self.firstOffset = firstOffset
+        self.count = count
+    }
+}
+
+/// Appends batches of records to one topic.
+public protocol LogProducer: Sendable {
+    /// Appends `batch` and calls `completion` once every record in it is durable: fsynced on the
+    /// embedded log (group commit), acknowledged by every in-sync replica on Kafka (acks=all).
+    ///
+    /// `completion` may run on any thread; it must not block. A failure means that none of the
+    /// records may be acknowledged to a client (some may still have been stored: consumers
+    /// deduplicate by `event_id`).
+    func append(_ batch: LogRecordBatch, completion: @escaping @Sendable (Result<LogAppendResult, LogError>) -> Void)
+
+    /// `nil` when the producer can take appends; otherwise why not (for `GET /readyz`).
+    var unavailableReason: String? { get }
+}
+
+extension LogProducer {
+    /// Appends `batch` and returns once every record is durable.
+    public func append(_ batch: LogRecordBatch) async throws(LogError) -> LogAppendResult {
+        let result: Result<LogAppendResult, LogError> = await withCheckedContinuation { continuation in
+            append(batch) { continuation.resume(returning: $0) }
+        }
+        return try result.get()
+    }
+}
+
+/// Consecutive records of one partition, as a consumer receives them.
+public struct ConsumedBatch: Sendable {
+    public var partition: Int32
+    /// The offset of the first record.
+    public var firstOffset: Int64
+    /// The number of records.
+    public var count: Int
+    /// The framed values (`[UInt32 LE length][bytes]` repeated ``count`` times).
+    public var values: [UInt8]
+
+    public init(partition: Int32, firstOffset: Int64, count: Int, values: [UInt8]) {
+        self.partition = partition
+        self.firstOffset = firstOffset
+        self.count = count
+        self.values = values
+    }
+
+    /// The offset after the last record: what to commit once the batch is processed.
+    public var nextOffset: Int64 { firstOffset + Int64(count) }
+
+    /// Calls `body` with each record's offset and value.
+    public func forEachRecord(_ body: (_ offset: Int64, _ value: UnsafeRawBufferPointer) throws -> Void) throws {
+        var offset = firstOffset
+        try values.withUnsafeBytes { bytes in
+            try LogFraming.forEachValue(in: bytes) { value in
+                try body(offset, value)
+                offset += 1
+            }
+        }
+    }
+}
+
+/// What one poll of a consumer returns.
+public struct LogPoll: Sendable {
+    /// Records, in offset order within each partition.
+    public var batches: [ConsumedBatch]
+    /// Partitions newly assigned to this consumer, with the committed offset each starts from.
+    /// The consumer reads from there unless it is told to ``LogConsumer/seek(partition:to:)``.
+    public var assigned: [Int32: Int64]
+    /// Partitions taken away from this consumer (a Kafka rebalance). Work in progress for them must
+    /// be dropped without committing; their new owner restarts from the committed offset.
+    public var revoked: [Int32]
+
+    public init(batches: [ConsumedBatch] = [], assigned: [Int32: Int64] = [:], revoked: [Int32] = []) {
+        self.batches = batches
+        self.assigned = assigned
+        self.revoked = revoked
+    }
+
+    public var isEmpty: Bool { batches.isEmpty && assigned.isEmpty && revoked.isEmpty }
+}
+
+/// Reads one topic as a member of a consumer group, and commits its progress.
+public protocol LogConsumer: Sendable {
+    /// The group this consumer belongs to, or `nil` for a reader that commits nothing.
+    var group: String? { get }
+
+    /// Waits until there are records (or an assignment change) or `timeout` passes, and returns at
+    /// most about `maxRecords` records.
+    func poll(maxRecords: Int, timeout: Duration) async throws(LogError) -> LogPoll
+
+    /// Makes the next poll of `partition` start at `offset` (for replays and recovery).
+    func seek(partition: Int32, to offset: Int64) async throws(LogError)
+
+    /// Durably records that the group has processed everything before these offsets.
+    func commit(_ offsets: [Int32: Int64]) async throws(LogError)
+
+    /// The group's committed offsets for the partitions this consumer holds.
+    func committed() async throws(LogError) -> [Int32: Int64]
+
+    /// Records in the log that the group has not committed yet, summed over its partitions, when known.
+    func lag() async -> Int64?
+
+    /// Leaves the group and releases resources.
+    func close() async
+}
+
+/// A log backend: a set of topics with producers and consumer groups.
+public protocol LogBackend: Sendable {
+    /// A human-readable name, for logs (`file:/var/lib/playhead/log`, `kafka://host:9092/events`).
+    var displayName: String { get }
+    func producer(for topic: LogTopic) throws(LogError) -> any LogProducer
+    /// A consumer of `topic` in `group`; `nil` gives a reader from the earliest record that commits nothing.
+    func consumer(for topic: LogTopic, group: String?) throws(LogError) -> any LogConsumer
+}

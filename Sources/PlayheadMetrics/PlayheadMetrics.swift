@@ -1,0 +1,1 @@
+// PlayheadMetrics: work in progress; see docs/architecture.md.

@@ -1,0 +1,1 @@
+// RdKafka: work in progress; see docs/architecture.md.

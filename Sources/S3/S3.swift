@@ -1,0 +1,1 @@
+// S3: work in progress; see docs/architecture.md.

@@ -1,0 +1,194 @@
+import Foundation
+import NIOConcurrencyHelpers
+
+/// A process started by a test: its output is captured to files, and it is killed when the test
+/// releases it, so that every test stops what it starts.
+public final class ChildProcess: @unchecked Sendable {
+    public let executable: String
+    public let arguments: [String]
+    public let stdoutURL: URL
+    public let stderrURL: URL
+    private let process: Process
+    private let stdoutHandle: FileHandle
+    private let stderrHandle: FileHandle
+
+    /// Starts `executable` with `arguments`. Output goes to files in `logDirectory` (a new temporary
+    /// folder by default) named after `name`.
+    public init(
+        _ executable: String,
+        _ arguments: [String] = [],
+        name: String? = nil,
+        environment: [String: String] = [:],
+        currentDirectory: URL? = nil,
+        logDirectory: URL? = nil
+    ) throws {
+        self.executable = executable
+        self.arguments = arguments
+        let label = name ?? URL(fileURLWithPath: executable).lastPathComponent
+        let directory = logDirectory ?? URL(fileURLWithPath: NSTemporaryDirectory())
+        let unique = UUID().uuidString.prefix(8)
+        stdoutURL = directory.appendingPathComponent("\(label)-\(unique).stdout.log")
+        stderrURL = directory.appendingPathComponent("\(label)-\(unique).stderr.log")
+        FileManager.default.createFile(atPath: stdoutURL.path, contents: nil)
+        FileManager.default.createFile(atPath: stderrURL.path, contents: nil)
+        stdoutHandle = try FileHandle(forWritingTo: stdoutURL)
+        stderrHandle = try FileHandle(forWritingTo: stderrURL)
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        for (key, value) in environment { env[key] = value }
+        process.environment = env
+        if let currentDirectory { process.currentDirectoryURL = currentDirectory }
+        process.standardOutput = stdoutHandle
+        process.standardError = stderrHandle
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+    }
+
+    public var pid: Int32 { process.processIdentifier }
+    public var isRunning: Bool { process.isRunning }
+
+    /// What the process wrote to standard output so far.
+    public var stdout: String { (try? String(contentsOf: stdoutURL, encoding: .utf8)) ?? "" }
+    /// What the process wrote to standard error so far.
+    public var stderr: String { (try? String(contentsOf: stderrURL, encoding: .utf8)) ?? "" }
+
+    /// Sends `signal` (SIGTERM by default).
+    public func signal(_ signal: Int32 = SIGTERM) {
+        if process.isRunning { kill(process.processIdentifier, signal) }
+    }
+
+    /// Kills the process with SIGKILL and waits for it.
+    public func kill9() {
+        signal(SIGKILL)
+        process.waitUntilExit()
+    }
+
+    /// Waits for the process to exit, up to `timeout`; returns its status, or nil on timeout.
+    @discardableResult
+    public func waitForExit(timeout: Duration = .seconds(30)) async -> Int32? {
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while process.isRunning {
+            if ContinuousClock.now > deadline { return nil }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return process.terminationStatus
+    }
+
+    /// Waits until standard output or standard error contains `text`; returns the matching line.
+    public func waitForOutput(
+        containing text: String,
+        timeout: Duration = .seconds(60)
+    ) async throws -> String {
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while true {
+            for output in [stdout, stderr] {
+                if let line = output.split(separator: "\n").first(where: { $0.contains(text) }) {
+                    return String(line)
+                }
+            }
+            if !process.isRunning {
+                throw TestSupportError(
+                    "\(label) exited (status \(process.terminationStatus)) before printing '\(text)'.\nstderr: \(stderr.suffix(4000))"
+                )
+            }
+            if ContinuousClock.now > deadline {
+                throw TestSupportError("timed out waiting for '\(text)' from \(label).\nstderr: \(stderr.suffix(4000))")
+            }
+            try await Task.sleep(for: .milliseconds(25))
+        }
+    }
+
+    private var label: String { URL(fileURLWithPath: executable).lastPathComponent }
+
+    deinit {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        try? stdoutHandle.close()
+        try? stderrHandle.close()
+    }
+}
+
+/// Runs a command to completion and returns its status and output.
+public struct CommandResult: Sendable {
+    public var status: Int32
+    public var stdout: String
+    public var stderr: String
+}
+
+/// Runs `executable` with `arguments` and waits for it (up to `timeout`).
+public func runCommand(
+    _ executable: String,
+    _ arguments: [String] = [],
+    environment: [String: String] = [:],
+    stdin: Data? = nil,
+    timeout: Duration = .seconds(300)
+) async throws -> CommandResult {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    var env = ProcessInfo.processInfo.environment
+    for (key, value) in environment { env[key] = value }
+    process.environment = env
+    let directory = try TemporaryDirectory(prefix: "cmd")
+    let outURL = directory.appending("stdout")
+    let errURL = directory.appending("stderr")
+    FileManager.default.createFile(atPath: outURL.path, contents: nil)
+    FileManager.default.createFile(atPath: errURL.path, contents: nil)
+    let out = try FileHandle(forWritingTo: outURL)
+    let err = try FileHandle(forWritingTo: errURL)
+    defer {
+        try? out.close()
+        try? err.close()
+    }
+    process.standardOutput = out
+    process.standardError = err
+    if let stdin {
+        let inURL = directory.appending("stdin")
+        try stdin.write(to: inURL)
+        process.standardInput = try FileHandle(forReadingFrom: inURL)
+    } else {
+        process.standardInput = FileHandle.nullDevice
+    }
+    try process.run()
+    let deadline = ContinuousClock.now.advanced(by: timeout)
+    while process.isRunning {
+        if ContinuousClock.now > deadline {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            throw TestSupportError("\(executable) \(arguments.joined(separator: " ")) timed out after \(timeout)")
+        }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+    return CommandResult(
+        status: process.terminationStatus,
+        stdout: (try? String(contentsOf: outURL, encoding: .utf8)) ?? "",
+        stderr: (try? String(contentsOf: errURL, encoding: .utf8)) ?? ""
+    )
+}
+
+/// Runs a Python script with the test venv's interpreter. Fails the call if the script fails.
+@discardableResult
+public func runPython(
+    _ script: String,
+    arguments: [String] = [],
+    environment: [String: String] = [:],
+    timeout: Duration = .seconds(300)
+) async throws -> String {
+    let result = try await runCommand(
+        TestEnvironment.python, ["-c", script] + arguments, environment: environment, timeout: timeout
+    )
+    guard result.status == 0 else {
+        throw TestSupportError("python failed (status \(result.status)):\n\(result.stderr)\n\(result.stdout)")
+    }
+    return result.stdout
+}
+
+/// An error raised by the test support code, with a message that says what went wrong.
+public struct TestSupportError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
