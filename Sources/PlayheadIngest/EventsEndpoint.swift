@@ -1,0 +1,291 @@
+import CompressNIO
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import PlayheadEvents
+import PlayheadLog
+
+/// `POST /v1/events`: checks the request, decodes and validates its events, appends the accepted
+/// events and the rejected ones to the log, and answers once both appends are durable.
+///
+/// Decoding runs on the connection's event loop: it is bounded CPU work (a 5 MiB body at the
+/// decoder's speed is a few milliseconds) and a thread hop would cost more than it saves at the
+/// usual batch sizes. Gzip decoding runs on a thread pool.
+public final class EventsEndpoint: Sendable {
+    static let path = "/v1/events"
+
+    private let configuration: IngestConfiguration
+    private let decoder: EventDecoder
+    private let events: any LogProducer
+    private let rejected: any LogProducer
+    private let writeKeys: WriteKeyCheck
+    private let rateLimiter: RateLimiter?
+    private let inFlightBytes: InFlightBytes
+    private let threadPool: NIOThreadPool
+    let metrics: IngestMetrics
+    private let logger: Logger
+
+    /// - Parameters:
+    ///   - configuration: limits, keys and back-pressure settings.
+    ///   - ipPolicy: what is stored of the sender's `ip_address`.
+    ///   - events: where accepted events go (topic `events`).
+    ///   - rejected: where rejected events go, byte for byte with the reason (topic `rejected`).
+    ///   - threadPool: runs gzip decoding off the event loops. The caller starts and stops it.
+    public init(
+        configuration: IngestConfiguration,
+        ipPolicy: IPAddressPolicy = .keep,
+        events: any LogProducer,
+        rejected: any LogProducer,
+        threadPool: NIOThreadPool,
+        metrics: IngestMetrics = IngestMetrics(),
+        logger: Logger
+    ) {
+        self.configuration = configuration
+        var decoding = EventDecoderConfiguration()
+        decoding.maxEventBytes = configuration.maxEventBytes
+        decoding.maxEventsPerRequest = configuration.maxEventsPerRequest
+        decoding.ipPolicy = ipPolicy
+        decoder = EventDecoder(configuration: decoding)
+        self.events = events
+        self.rejected = rejected
+        writeKeys = WriteKeyCheck(keys: configuration.writeKeys)
+        rateLimiter = configuration.rateLimitEventsPerSecond.map { RateLimiter(eventsPerSecond: $0) }
+        inFlightBytes = InFlightBytes(limit: configuration.maxInFlightBytes)
+        self.threadPool = threadPool
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    /// Why the endpoint cannot take events now, or nil (for `GET /readyz`).
+    public var unavailableReason: String? {
+        events.unavailableReason ?? rejected.unavailableReason
+    }
+
+    // MARK: The head
+
+    /// The answer that the head alone decides (auth, content type and encoding), or nil to read the body.
+    func checkHead(_ request: HTTPRequest) -> HTTPResponse? {
+        if let denied = writeKeys.check(request) { return denied }
+        guard Self.bodyFormat(request.head.headers) != nil else {
+            let given = request.head.headers.first(name: "content-type") ?? "(none)"
+            return .error(
+                .unsupportedMediaType, code: "unsupported_media_type",
+                message: "Content-Type \(given) is not supported; send application/json, application/x-ndjson or text/plain"
+            )
+        }
+        switch Self.contentEncoding(request.head.headers) {
+        case .some: return nil
+        case .none:
+            let given = request.head.headers[canonicalForm: "content-encoding"].joined(separator: ", ")
+            return .error(
+                .unsupportedMediaType, code: "unsupported_content_encoding",
+                message: "Content-Encoding \(given) is not supported; send gzip or no encoding"
+            )
+        }
+    }
+
+    /// The body format named by `Content-Type` (parameters such as `charset=utf-8` are ignored).
+    static func bodyFormat(_ headers: HTTPHeaders) -> EventBodyFormat? {
+        guard let value = headers.first(name: "content-type") else { return .sniff }
+        let mediaType = String(value.split(separator: ";", maxSplits: 1).first ?? "").trimmed().lowercased()
+        switch mediaType {
+        case "application/json": return .json
+        case "application/x-ndjson", "application/ndjson", "application/jsonl", "application/json-lines": return .ndjson
+        case "text/plain", "": return .sniff
+        default: return nil
+        }
+    }
+
+    private enum Encoding { case identity, gzip }
+
+    private static func contentEncoding(_ headers: HTTPHeaders) -> Encoding? {
+        let values = headers[canonicalForm: "content-encoding"].map { $0.lowercased() }
+        if values.isEmpty || values == ["identity"] { return .identity }
+        if values == ["gzip"] || values == ["x-gzip"] { return .gzip }
+        return nil
+    }
+
+    // MARK: The body
+
+    func handle(_ request: HTTPRequest, on eventLoop: any EventLoop) -> EventLoopFuture<HTTPResponse> {
+        if let limiter = rateLimiter, !limiter.admits() {
+            metrics.shed(reason: "rate_limited")
+            return eventLoop.makeSucceededFuture(
+                .error(
+                    .tooManyRequests, code: "rate_limited",
+                    message: "the server takes at most \(Int(configuration.rateLimitEventsPerSecond ?? 0)) events per second; retry later",
+                    retryAfterSeconds: configuration.retryAfterSeconds
+                )
+            )
+        }
+        let wireBytes = request.body.readableBytes
+        guard inFlightBytes.reserve(wireBytes) else {
+            metrics.shed(reason: "overloaded")
+            return eventLoop.makeSucceededFuture(
+                .error(
+                    .serviceUnavailable, code: "overloaded",
+                    message: "the server has \(configuration.maxInFlightBytes) bytes of requests in flight; retry later",
+                    retryAfterSeconds: configuration.retryAfterSeconds
+                )
+            )
+        }
+        let receivedAt = Self.nowMicros()
+        let format = Self.bodyFormat(request.head.headers) ?? .sniff
+        let future: EventLoopFuture<HTTPResponse>
+        if Self.contentEncoding(request.head.headers) == .gzip {
+            let maxBodyBytes = configuration.maxBodyBytes
+            let compressed = request.body
+            future = threadPool.runIfActive(eventLoop: eventLoop) {
+                try Self.gunzip(compressed, maxBytes: maxBodyBytes)
+            }.flatMap { body in
+                self.process(body, format: format, receivedAt: receivedAt, on: eventLoop)
+            }.flatMapErrorThrowing { error in
+                guard let error = error as? GzipFailure else { throw error }
+                return self.gzipFailed(error, raw: compressed, receivedAt: receivedAt)
+            }
+        } else {
+            future = process(request.body, format: format, receivedAt: receivedAt, on: eventLoop)
+        }
+        return future.always { _ in self.inFlightBytes.release(wireBytes) }
+    }
+
+    private struct GzipFailure: Error {
+        var tooLarge: Bool
+        var message: String
+    }
+
+    private static func gunzip(_ compressed: ByteBuffer, maxBytes: Int) throws -> ByteBuffer {
+        var input = compressed
+        do {
+            return try input.decompress(with: .gzip(), maxSize: maxBytes, allocator: ByteBufferAllocator())
+        } catch let error as CompressNIOError where error == .bufferOverflow {
+            throw GzipFailure(tooLarge: true, message: "the body is larger than \(maxBytes) bytes once gzip-decoded")
+        } catch {
+            throw GzipFailure(tooLarge: false, message: "the body is not valid gzip: \(error)")
+        }
+    }
+
+    private func gzipFailed(_ failure: GzipFailure, raw: ByteBuffer, receivedAt: Int64) -> HTTPResponse {
+        if failure.tooLarge {
+            metrics.shed(reason: "body_too_large")
+            return .error(.payloadTooLarge, code: "body_too_large", message: failure.message)
+        }
+        // A corrupt body is kept, as sent, in the rejected stream; the client hears why.
+        metrics.rejected(reason: "invalid_gzip", count: 1)
+        return .error(.badRequest, code: "invalid_gzip", message: failure.message)
+    }
+
+    /// Decodes, appends and answers.
+    private func process(
+        _ body: ByteBuffer, format: EventBodyFormat, receivedAt: Int64, on eventLoop: any EventLoop
+    ) -> EventLoopFuture<HTTPResponse> {
+        var sink = BatchingSink(expectedBytes: body.readableBytes)
+        let outcome = body.withUnsafeReadableBytes { bytes in
+            decoder.decode(bytes, format: format, receivedAt: receivedAt, into: &sink)
+        }
+        metrics.decoded(sink.dimensions, rejectedReasons: sink.rejectedReasons)
+
+        let promise = eventLoop.makePromise(of: HTTPResponse.self)
+        let pending = PendingAppends(count: (sink.accepted.isEmpty ? 0 : 1) + (sink.rejected.isEmpty ? 0 : 1))
+        let retryAfter = configuration.retryAfterSeconds
+        let metrics = self.metrics
+        let finish: @Sendable (LogError?) -> Void = { failure in
+            if let failure {
+                let status: HTTPResponseStatus = failure.isRetriable || failure.code == .full ? .serviceUnavailable : .internalServerError
+                promise.succeed(
+                    .error(
+                        status, code: failure.code == .full ? "log_full" : "log_unavailable",
+                        message: "the events could not be stored durably, retry later: \(failure.message)",
+                        retryAfterSeconds: failure.retryAfterSeconds ?? retryAfter
+                    )
+                )
+            } else {
+                let status: HTTPResponseStatus = outcome.accepted > 0 ? .accepted : .badRequest
+                var buffer = ByteBuffer()
+                buffer.writeBytes(outcome.responseJSON())
+                promise.succeed(HTTPResponse(status: status, contentType: "application/json", body: buffer))
+            }
+        }
+        if pending.isEmpty {
+            // An empty array: nothing to store, nothing accepted.
+            finish(nil)
+            return promise.futureResult
+        }
+        let completion: @Sendable (Result<LogAppendResult, LogError>) -> Void = { result in
+            if case .failure(let error) = result { pending.fail(error) }
+            if let done = pending.completeOne() { finish(done) }
+        }
+        if !sink.accepted.isEmpty { events.append(sink.accepted, completion: completion) }
+        if !sink.rejected.isEmpty { rejected.append(sink.rejected, completion: completion) }
+        return promise.futureResult
+    }
+
+    private static func nowMicros() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Int64(now.tv_sec) * 1_000_000 + Int64(now.tv_nsec) / 1000
+    }
+}
+
+/// Counts down the appends of one request and keeps the first failure.
+private final class PendingAppends: Sendable {
+    private struct State {
+        var remaining: Int
+        var failure: LogError?
+    }
+    private let state: NIOLockedValueBox<State>
+
+    init(count: Int) { state = NIOLockedValueBox(State(remaining: count, failure: nil)) }
+
+    var isEmpty: Bool { state.withLockedValue { $0.remaining == 0 } }
+
+    func fail(_ error: LogError) {
+        state.withLockedValue { if $0.failure == nil { $0.failure = error } }
+    }
+
+    /// Returns `.some(failure or nil)` when this was the last append.
+    func completeOne() -> LogError?? {
+        state.withLockedValue { state in
+            state.remaining -= 1
+            return state.remaining == 0 ? .some(state.failure) : .none
+        }
+    }
+}
+
+/// Collects what the decoder produces into the two log batches of a request.
+struct BatchingSink: EventSink {
+    var accepted: LogRecordBatch
+    var rejected = LogRecordBatch()
+    /// Accepted events counted by their bounded dimensions, for the metrics.
+    var dimensions: [EventDimensionsKey: Int] = [:]
+    var rejectedReasons: [String: Int] = [:]
+
+    init(expectedBytes: Int) {
+        accepted = LogRecordBatch(reservingCapacity: expectedBytes)
+    }
+
+    mutating func accepted(index: Int, key: UnsafeRawBufferPointer, dimensions: EventDimensions, record: UnsafeRawBufferPointer) {
+        accepted.appendRecord(key: key, value: record)
+        self.dimensions[EventDimensionsKey(dimensions), default: 0] += 1
+    }
+
+    mutating func rejected(_ error: EventValidationError, record: UnsafeRawBufferPointer) {
+        rejected.appendRecord(key: EmptyCollection<UInt8>(), value: record)
+        rejectedReasons[error.reason.rawValue, default: 0] += 1
+    }
+}
+
+/// The labels of `playhead_events_accepted_total`.
+struct EventDimensionsKey: Hashable, Sendable {
+    var eventType: String
+    var contentType: String
+    var eventSource: String
+
+    init(_ dimensions: EventDimensions) {
+        eventType = dimensions.eventType
+        contentType = dimensions.contentType
+        eventSource = dimensions.eventSource
+    }
+}

@@ -1,0 +1,129 @@
+import NIOCore
+import NIOHTTP1
+
+/// A complete response produced by a route.
+public struct HTTPResponse: Sendable {
+    public var status: HTTPResponseStatus
+    public var headers: HTTPHeaders
+    public var body: ByteBuffer
+
+    public init(status: HTTPResponseStatus, headers: HTTPHeaders = [:], body: ByteBuffer = ByteBuffer()) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
+    /// A response with a body of the given type.
+    public init(status: HTTPResponseStatus, contentType: String, body: ByteBuffer) {
+        self.init(status: status, headers: ["Content-Type": contentType], body: body)
+    }
+
+    /// A JSON response from prepared JSON text.
+    public static func json(_ status: HTTPResponseStatus, _ json: String) -> HTTPResponse {
+        HTTPResponse(status: status, contentType: "application/json", body: ByteBuffer(string: json))
+    }
+
+    /// The error body every non-event error uses: `{"error": code, "message": message}`.
+    public static func error(
+        _ status: HTTPResponseStatus,
+        code: String,
+        message: String,
+        retryAfterSeconds: Int? = nil
+    ) -> HTTPResponse {
+        var response = json(status, #"{"error":\#(JSONText.quoted(code)),"message":\#(JSONText.quoted(message))}"#)
+        if let retryAfterSeconds {
+            response.headers.replaceOrAdd(name: "Retry-After", value: String(retryAfterSeconds))
+        }
+        return response
+    }
+}
+
+/// What a route sees of a request.
+public struct HTTPRequest: Sendable {
+    public var head: HTTPRequestHead
+    public var body: ByteBuffer
+    /// The path without the query string.
+    public var path: Substring
+    /// The raw query string, without `?`; empty when there is none.
+    public var query: Substring
+
+    init(head: HTTPRequestHead, body: ByteBuffer) {
+        self.head = head
+        self.body = body
+        let uri = head.uri[...]
+        if let mark = uri.firstIndex(of: "?") {
+            path = uri[..<mark]
+            query = uri[uri.index(after: mark)...]
+        } else {
+            path = uri
+            query = ""
+        }
+    }
+
+    /// The first value of the query parameter `name`, percent-decoded.
+    public func queryParameter(_ name: String) -> String? {
+        for pair in query.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            if parts.first.map({ $0 == name[...] }) == true {
+                return parts.count > 1 ? JSONText.percentDecoded(parts[1]) : ""
+            }
+        }
+        return nil
+    }
+}
+
+/// A route that other modules add to the server (metrics, the live page).
+public struct HTTPRoute: Sendable {
+    public var method: HTTPMethod
+    public var path: String
+    /// Runs on an event loop: it must be quick and must not block.
+    public var handler: @Sendable (HTTPRequest) -> HTTPResponse
+
+    public init(_ method: HTTPMethod, _ path: String, handler: @escaping @Sendable (HTTPRequest) -> HTTPResponse) {
+        self.method = method
+        self.path = path
+        self.handler = handler
+    }
+}
+
+/// Small text helpers for the responses the edge writes by hand.
+enum JSONText {
+    /// `s` as a JSON string literal, with quotes.
+    static func quoted(_ s: some StringProtocol) -> String {
+        var out = "\""
+        out.reserveCapacity(s.utf8.count + 2)
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        out += "\""
+        return out
+    }
+
+    static func percentDecoded(_ s: Substring) -> String {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(s.utf8.count)
+        var iterator = s.utf8.makeIterator()
+        while let byte = iterator.next() {
+            if byte == UInt8(ascii: "+") {
+                bytes.append(UInt8(ascii: " "))
+            } else if byte == UInt8(ascii: "%"), let high = iterator.next(), let low = iterator.next(),
+                let value = UInt8(String(decoding: [high, low], as: UTF8.self), radix: 16)
+            {
+                bytes.append(value)
+            } else {
+                bytes.append(byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}

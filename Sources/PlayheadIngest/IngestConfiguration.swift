@@ -1,0 +1,41 @@
+/// How the ingest edge behaves. Every default is the documented contract (README, docs/ingest.md).
+public struct IngestConfiguration: Sendable {
+    /// The address to listen on. Default: `127.0.0.1`.
+    public var host: String = "127.0.0.1"
+    /// The TCP port. `0` picks a free port (the bound port is logged). Default: `8080`.
+    public var port: Int = 8080
+    /// The largest request body accepted, measured on the wire and again after gzip decoding.
+    /// Default: 5 MiB.
+    public var maxBodyBytes: Int = 5 * 1024 * 1024
+    /// The largest single event, in bytes of JSON. Default: 32 KiB.
+    public var maxEventBytes: Int = 32 * 1024
+    /// The most events one request may carry. Default: 1,000.
+    public var maxEventsPerRequest: Int = 1000
+    /// Write keys. When not empty, `POST /v1/events` needs one of them, either as
+    /// `Authorization: Bearer <key>` or as the query parameter `write_key=<key>` (for
+    /// `navigator.sendBeacon`, which cannot set headers). Default: empty (no key needed).
+    public var writeKeys: Set<String> = []
+    /// Origins allowed by CORS. `["*"]` allows every origin. Default: `["*"]`.
+    public var corsAllowedOrigins: [String] = ["*"]
+    /// A request must arrive whole (head and body) within this time after its first byte, or the
+    /// connection is closed: slow clients cannot hold connections open. Default: 30 s.
+    public var requestTimeout: Duration = .seconds(30)
+    /// An idle keep-alive connection is closed after this time. Default: 75 s.
+    public var idleTimeout: Duration = .seconds(75)
+    /// The most accepted events per second over all clients; excess requests get 429 with
+    /// `Retry-After`. `nil` means no limit. Default: `nil`.
+    public var rateLimitEventsPerSecond: Double? = nil
+    /// The most request bytes being decoded or waiting for the log at once; past it requests get
+    /// 503 with `Retry-After` (back-pressure). Default: 256 MiB.
+    public var maxInFlightBytes: Int = 256 * 1024 * 1024
+    /// The `Retry-After` value sent with 429 and 503 answers, in seconds. Default: 1.
+    public var retryAfterSeconds: Int = 1
+    /// Event-loop threads. Default: the number of cores.
+    public var eventLoopThreads: Int = System.coreCount
+    /// How long a graceful shutdown waits for requests in flight. Default: 30 s.
+    public var shutdownGracePeriod: Duration = .seconds(30)
+
+    public init() {}
+}
+
+import NIOCore

@@ -1,0 +1,161 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOExtras
+import NIOHTTP1
+import NIOPosix
+import ServiceLifecycle
+
+/// Counts requests being processed, so that a graceful shutdown can wait for them.
+final class InFlightRequests: Sendable {
+    private let count = NIOLockedValueBox(0)
+    func begin() { count.withLockedValue { $0 += 1 } }
+    func end() { count.withLockedValue { $0 -= 1 } }
+    var current: Int { count.withLockedValue { $0 } }
+}
+
+/// The HTTP edge: `POST /v1/events`, health and readiness, the OpenAPI document, and any routes
+/// other modules add (metrics, the live page).
+///
+/// Run it in a `ServiceGroup` after the log, so that it starts after the log and stops before it.
+/// On graceful shutdown it stops accepting connections, finishes the requests in flight (their
+/// events are already on their way to the log), closes idle connections and returns.
+public final class IngestServer: Service, Sendable {
+    public let configuration: IngestConfiguration
+    private let router: Router
+    private let inFlight = InFlightRequests()
+    private let logger: Logger
+    private let state = NIOLockedValueBox<LifecycleState>(.idle)
+    private let boundAddress = NIOLockedValueBox<SocketAddress?>(nil)
+    private let addressWaiters = NIOLockedValueBox<[CheckedContinuation<SocketAddress, any Error>]>([])
+
+    private enum LifecycleState { case idle, running, draining, stopped }
+
+    /// - Parameters:
+    ///   - configuration: limits, keys, CORS, timeouts.
+    ///   - events: what `POST /v1/events` does with a request.
+    ///   - routes: extra routes (for example `GET /metrics`).
+    ///   - readiness: `nil` when the pipeline can take events, else the reason why not (for `/readyz`).
+    public init(
+        configuration: IngestConfiguration,
+        events: EventsEndpoint,
+        routes: [HTTPRoute] = [],
+        readiness: @escaping @Sendable () -> String? = { nil },
+        logger: Logger
+    ) {
+        self.configuration = configuration
+        self.logger = logger
+        let state = self.state
+        let builtIn = [
+            HTTPRoute(.GET, "/healthz") { _ in .json(.ok, #"{"status":"ok"}"#) },
+            HTTPRoute(.GET, "/readyz") { _ in
+                let draining = state.withLockedValue { $0 != .running }
+                if let reason = draining ? "shutting down" : readiness() {
+                    return .error(.serviceUnavailable, code: "not_ready", message: reason, retryAfterSeconds: configuration.retryAfterSeconds)
+                }
+                return .json(.ok, #"{"status":"ready"}"#)
+            },
+            HTTPRoute(.GET, "/openapi.json") { _ in
+                HTTPResponse(status: .ok, contentType: "application/json", body: ByteBuffer(string: OpenAPIDocument.json))
+            },
+        ]
+        router = Router(
+            events: events,
+            routes: builtIn + routes,
+            cors: CORSPolicy(origins: configuration.corsAllowedOrigins),
+            maxBodyBytes: configuration.maxBodyBytes
+        )
+    }
+
+    /// The address the server listens on, once it is bound (useful with port 0).
+    public var localAddress: SocketAddress {
+        get async throws {
+            if let address = boundAddress.withLockedValue({ $0 }) { return address }
+            return try await withCheckedThrowingContinuation { continuation in
+                let ready: SocketAddress? = boundAddress.withLockedValue { address in
+                    if let address { return address }
+                    addressWaiters.withLockedValue { $0.append(continuation) }
+                    return nil
+                }
+                if let ready { continuation.resume(returning: ready) }
+            }
+        }
+    }
+
+    public func run() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.eventLoopThreads))
+        let quiesce = ServerQuiescingHelper(group: group)
+        let router = self.router
+        let inFlight = self.inFlight
+        let configuration = self.configuration
+        let channel: any Channel
+        do {
+            channel = try await ServerBootstrap(group: group)
+                .serverChannelOption(.backlog, value: 1024)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .serverChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(quiesce.makeServerChannelHandler(channel: channel))
+                    }
+                }
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(.maxMessagesPerRead, value: 16)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let sync = channel.pipeline.syncOperations
+                        try sync.addHandler(
+                            ConnectionGuard(requestTimeout: configuration.requestTimeout, idleTimeout: configuration.idleTimeout)
+                        )
+                        try sync.configureHTTPServerPipeline(withErrorHandling: true)
+                        try sync.addHandler(IngestHTTPHandler(router: router, inFlight: inFlight))
+                    }
+                }
+                .bind(host: configuration.host, port: configuration.port)
+                .get()
+        } catch {
+            try? await group.shutdownGracefully()
+            logger.error("cannot listen", metadata: ["http.address": "\(configuration.host):\(configuration.port)", "error": "\(error)"])
+            let waiters = addressWaiters.withLockedValue { waiters in defer { waiters = [] }; return waiters }
+            for waiter in waiters { waiter.resume(throwing: error) }
+            throw error
+        }
+        let address = channel.localAddress!
+        boundAddress.withLockedValue { $0 = address }
+        let waiters = addressWaiters.withLockedValue { waiters in defer { waiters = [] }; return waiters }
+        for waiter in waiters { waiter.resume(returning: address) }
+        state.withLockedValue { $0 = .running }
+        logger.info(
+            "listening on http://\(configuration.host):\(address.port ?? configuration.port)",
+            metadata: ["http.port": "\(address.port ?? configuration.port)"]
+        )
+
+        // Completed once, when every connection has closed after a graceful shutdown or when the
+        // grace period is over.
+        let allClosed = group.next().makePromise(of: Void.self)
+        let completed = NIOLockedValueBox(false)
+        let finish: @Sendable () -> Void = {
+            if completed.withLockedValue({ done in defer { done = true }; return !done }) { allClosed.succeed(()) }
+        }
+        await withGracefulShutdownHandler {
+            await withTaskCancellationHandler {
+                try? await allClosed.futureResult.get()
+            } onCancel: {
+                finish()
+            }
+        } onGracefulShutdown: {
+            self.state.withLockedValue { $0 = .draining }
+            self.logger.info("ingest: stopping: no new connections; finishing requests in flight")
+            // Stop accepting, and close every connection once its current response is out.
+            let quiesced = group.next().makePromise(of: Void.self)
+            quiesced.futureResult.whenComplete { _ in finish() }
+            quiesce.initiateShutdown(promise: quiesced)
+            group.next().scheduleTask(in: TimeAmount(configuration.shutdownGracePeriod)) { finish() }
+        }
+        if inFlight.current > 0 {
+            logger.warning("ingest: grace period over with requests in flight", metadata: ["requests": "\(inFlight.current)"])
+        }
+        state.withLockedValue { $0 = .stopped }
+        try? await group.shutdownGracefully()
+        logger.info("ingest: stopped")
+    }
+}

@@ -1,1 +1,0 @@
-// PlayheadIngest: work in progress; see docs/architecture.md.

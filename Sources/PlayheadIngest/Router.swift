@@ -1,0 +1,168 @@
+import NIOCore
+import NIOHTTP1
+
+/// Decides what answers a request. Immutable and shared by every connection.
+struct Router: Sendable {
+    let events: EventsEndpoint
+    let routes: [String: [String: HTTPRoute]]
+    let cors: CORSPolicy
+    let maxBodyBytes: Int
+
+    init(events: EventsEndpoint, routes: [HTTPRoute], cors: CORSPolicy, maxBodyBytes: Int) {
+        self.events = events
+        var table: [String: [String: HTTPRoute]] = [:]
+        for route in routes { table[route.path, default: [:]][route.method.rawValue] = route }
+        self.routes = table
+        self.cors = cors
+        self.maxBodyBytes = maxBodyBytes
+    }
+
+    /// An answer that can be given from the head alone (before reading a body), or nil to read on.
+    func answerEarly(_ head: HTTPRequestHead) -> HTTPResponse? {
+        let request = HTTPRequest(head: head, body: ByteBuffer())
+        if request.path == EventsEndpoint.path && head.method == .POST {
+            if let length = head.headers.first(name: "content-length").flatMap(Int.init), length > maxBodyBytes {
+                return .error(
+                    .payloadTooLarge, code: "body_too_large",
+                    message: "the body has \(length) bytes; the limit is \(maxBodyBytes)"
+                )
+            }
+            return events.checkHead(request)
+        }
+        return nil
+    }
+
+    /// The answer to a complete request.
+    func respond(to request: HTTPRequest, on eventLoop: any EventLoop) -> EventLoopFuture<HTTPResponse> {
+        if request.head.method == .OPTIONS {
+            return eventLoop.makeSucceededFuture(cors.preflight(request))
+        }
+        if request.path == EventsEndpoint.path {
+            guard request.head.method == .POST else {
+                return eventLoop.makeSucceededFuture(methodNotAllowed(request, allow: "POST, OPTIONS"))
+            }
+            return events.handle(request, on: eventLoop)
+        }
+        guard let byMethod = routes[String(request.path)] else {
+            return eventLoop.makeSucceededFuture(
+                .error(.notFound, code: "not_found", message: "no route for \(request.head.method) \(request.path)")
+            )
+        }
+        let method = request.head.method == .HEAD ? HTTPMethod.GET : request.head.method
+        guard let route = byMethod[method.rawValue] else {
+            let allow = (Array(byMethod.keys) + ["OPTIONS"]).sorted().joined(separator: ", ")
+            return eventLoop.makeSucceededFuture(methodNotAllowed(request, allow: allow))
+        }
+        return eventLoop.makeSucceededFuture(route.handler(request))
+    }
+
+    private func methodNotAllowed(_ request: HTTPRequest, allow: String) -> HTTPResponse {
+        var response = HTTPResponse.error(
+            .methodNotAllowed, code: "method_not_allowed",
+            message: "\(request.path) does not accept \(request.head.method); allowed: \(allow)"
+        )
+        response.headers.replaceOrAdd(name: "Allow", value: allow)
+        return response
+    }
+}
+
+/// One per connection: gathers a request, asks the router, writes the answer.
+final class IngestHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private enum State {
+        case idle
+        case receiving(HTTPRequestHead, ByteBuffer)
+        /// An early answer was sent; the rest of this request is ignored and the connection closes.
+        case discarding
+        case responding
+    }
+
+    private let router: Router
+    private let inFlight: InFlightRequests
+    private var state = State.idle
+    private var requestStarted = NIODeadline.now()
+
+    init(router: Router, inFlight: InFlightRequests) {
+        self.router = router
+        self.inFlight = inFlight
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            requestStarted = .now()
+            if let early = router.answerEarly(head) {
+                state = .discarding
+                context.triggerUserOutboundEvent(RequestReceivedEvent(), promise: nil)
+                write(early, for: head, keepAlive: false, context: context)
+                return
+            }
+            let expected = head.headers.first(name: "content-length").flatMap(Int.init) ?? 0
+            state = .receiving(head, context.channel.allocator.buffer(capacity: min(expected, router.maxBodyBytes)))
+        case .body(var chunk):
+            guard case .receiving(let head, var body) = state else { return }
+            state = .idle  // drop the reference so the buffer is written in place
+            if body.readableBytes + chunk.readableBytes > router.maxBodyBytes {
+                state = .discarding
+                context.triggerUserOutboundEvent(RequestReceivedEvent(), promise: nil)
+                let response = HTTPResponse.error(
+                    .payloadTooLarge, code: "body_too_large",
+                    message: "the body is larger than the limit of \(router.maxBodyBytes) bytes"
+                )
+                write(response, for: head, keepAlive: false, context: context)
+                return
+            }
+            body.writeBuffer(&chunk)
+            state = .receiving(head, body)
+        case .end:
+            switch state {
+            case .receiving(let head, let body):
+                state = .responding
+                context.triggerUserOutboundEvent(RequestReceivedEvent(), promise: nil)
+                let request = HTTPRequest(head: head, body: body)
+                inFlight.begin()
+                let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+                router.respond(to: request, on: context.eventLoop).whenComplete { result in
+                    let (handler, context) = loopBound.value
+                    handler.inFlight.end()
+                    let response: HTTPResponse
+                    switch result {
+                    case .success(let value): response = value
+                    case .failure(let error):
+                        response = .error(.internalServerError, code: "internal_error", message: "\(error)")
+                    }
+                    handler.state = .idle
+                    handler.write(response, for: head, keepAlive: head.isKeepAlive, context: context)
+                }
+            case .discarding:
+                state = .idle
+            case .idle, .responding:
+                break
+            }
+        }
+    }
+
+    private func write(_ response: HTTPResponse, for head: HTTPRequestHead, keepAlive: Bool, context: ChannelHandlerContext) {
+        var headers = response.headers
+        router.cors.decorate(&headers, requestHeaders: head.headers)
+        if !headers.contains(name: "content-length") {
+            headers.add(name: "Content-Length", value: String(response.body.readableBytes))
+        }
+        if !keepAlive { headers.replaceOrAdd(name: "Connection", value: "close") }
+        let responseHead = HTTPResponseHead(version: head.version, status: response.status, headers: headers)
+        let path = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        router.events.metrics.requestCompleted(path: path, method: head.method, status: response.status, since: requestStarted)
+        context.write(wrapOutboundOut(.head(responseHead)), promise: nil)
+        if head.method != .HEAD && response.body.readableBytes > 0 {
+            context.write(wrapOutboundOut(.body(.byteBuffer(response.body))), promise: nil)
+        }
+        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
+            let context = loopBound.value
+            context.triggerUserOutboundEvent(ResponseSentEvent(), promise: nil)
+            if !keepAlive { context.close(promise: nil) }
+        }
+    }
+}

@@ -1,0 +1,120 @@
+import PlayheadEvents
+
+/// One object of a batch, ready to be put in the lake.
+struct LakeFile: Sendable {
+    var path: String
+    var bytes: [UInt8]
+    var dataset: String
+    var rows: Int
+}
+
+/// What one closed batch becomes.
+struct EncodedBatch: Sendable {
+    var files: [LakeFile] = []
+    var rows = 0
+    var duplicates = 0
+    var unreadable = 0
+}
+
+/// Turns a batch of log records into lake files: drops duplicates, splits by `received_at` hour,
+/// sorts, encodes Parquet, and updates the rollups. Pure CPU work: run it on a thread pool.
+enum LakeBatchEncoder {
+    static func encode(
+        kind: DatasetKind, records: RecordBuffer, partition: Int32, from: Int64, to: Int64,
+        dedup: inout DedupWindow, rollups: RollupAggregator?, configuration: LakeWriterConfiguration
+    ) throws -> EncodedBatch {
+        var batch = EncodedBatch()
+        let offsets = records.offsets
+        try records.withRecords { views in
+            var hours: [Int64: [Int]] = [:]
+            for (index, view) in views.enumerated() {
+                switch kind {
+                case .events:
+                    guard let record = try? EventRecordView(view) else {
+                        batch.unreadable += 1
+                        continue
+                    }
+                    guard dedup.observe(hash64(record.eventIDBytes)) else {
+                        batch.duplicates += 1
+                        continue
+                    }
+                    hours[LakePaths.hourStart(record.receivedAtMicros), default: []].append(index)
+                    rollups?.add(record, offset: offsets[index])
+                case .rejected:
+                    guard let record = try? RejectedRecordView(view) else {
+                        batch.unreadable += 1
+                        continue
+                    }
+                    hours[LakePaths.hourStart(record.receivedAtMicros), default: []].append(index)
+                }
+            }
+            for (hour, indexes) in hours.sorted(by: { $0.key < $1.key }) {
+                let path = LakePaths.dataFile(dataset: kind.name, hourStart: hour, partition: partition, from: from, to: to)
+                let bytes: [UInt8]
+                switch kind {
+                case .events:
+                    bytes = try EventsTable.encode(views, rows: EventsTable.sortOrder(views, indexes), configuration: configuration)
+                case .rejected:
+                    bytes = try RejectedTable.encode(views, rows: indexes, configuration: configuration)
+                }
+                batch.files.append(LakeFile(path: path, bytes: bytes, dataset: kind.name, rows: indexes.count))
+                batch.rows += indexes.count
+            }
+        }
+        if let rollups {
+            for (hour, rows) in rollups.takeChanges() {
+                let bytes = try RollupsTable.encode(rows, configuration: configuration)
+                let path = LakePaths.rollupFile(hourStart: hour, partition: partition)
+                batch.files.append(LakeFile(path: path, bytes: bytes, dataset: "rollups", rows: rows.count))
+            }
+        }
+        return batch
+    }
+}
+
+/// The lake's paths (DESIGN.md: Hive-style UTC `date=` and `hour=` partitions).
+enum LakePaths {
+    static func hourStart(_ micros: Int64) -> Int64 {
+        let hour = RollupAggregator.hourMicros
+        return micros - ((micros % hour) + hour) % hour
+    }
+
+    /// `date=YYYY-MM-DD/hour=HH` of an hour's start.
+    static func partition(hourStart: Int64) -> String {
+        let hours = hourStart / RollupAggregator.hourMicros
+        let days = hours >= 0 ? hours / 24 : (hours - 23) / 24
+        let (year, month, day) = civil(fromDays: days)
+        let hour = hours - days * 24
+        return "date=\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))/hour=\(pad(hour, 2))"
+    }
+
+    /// `<dataset>/date=…/hour=…/p<partition>-<from>-<to>.parquet`: named by the log range it holds,
+    /// so that a redo writes the same names.
+    static func dataFile(dataset: String, hourStart: Int64, partition: Int32, from: Int64, to: Int64) -> String {
+        "\(dataset)/\(self.partition(hourStart: hourStart))/p\(partition)-\(pad(from, 20))-\(pad(to, 20)).parquet"
+    }
+
+    /// `rollups/date=…/hour=…/p<partition>.parquet`: rewritten while the hour is open.
+    static func rollupFile(hourStart: Int64, partition: Int32) -> String {
+        "rollups/\(self.partition(hourStart: hourStart))/p\(partition).parquet"
+    }
+
+    private static func pad(_ value: Int64, _ width: Int) -> String {
+        let digits = String(value)
+        return digits.count >= width ? digits : String(repeating: "0", count: width - digits.count) + digits
+    }
+
+    /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+    static func civil(fromDays days: Int64) -> (Int64, Int64, Int64) {
+        let z = days + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
+        let y = yoe + era * 400
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let d = doy - (153 * mp + 2) / 5 + 1
+        let m = mp < 10 ? mp + 3 : mp - 9
+        return (m <= 2 ? y + 1 : y, m, d)
+    }
+}

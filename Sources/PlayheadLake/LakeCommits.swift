@@ -1,0 +1,129 @@
+import Foundation
+
+/// The lake's own record of what it holds, per dataset and log partition: the source of truth for
+/// exactly-once delivery (the log group's committed offset only follows it, for retention and lag).
+///
+/// Objects under `_playhead/` (ignored by `read_parquet('<lake>/events/**/*.parquet')`):
+/// - `_playhead/state/<dataset>/p<partition>.json`: `{"next_offset": B, "rollup_from": R}`: every
+///   record before B is in the lake; R is where the rollup state of the open hours starts.
+/// - `_playhead/intents/<dataset>/p<partition>.json`: `{"from": A, "to": B, "files": [...]}`: a
+///   batch that may be partly written. After a crash the writer redoes exactly `[A, B)`: same
+///   records, same decisions, same file names, so the redo replaces the partial files.
+///
+/// See docs/lake.md for the argument.
+struct LakeCommits: Sendable {
+    let store: any LakeStore
+    let dataset: String
+
+    struct State: Codable, Equatable, Sendable {
+        var nextOffset: Int64
+        var rollupFrom: Int64?
+
+        enum CodingKeys: String, CodingKey {
+            case nextOffset = "next_offset"
+            case rollupFrom = "rollup_from"
+        }
+    }
+
+    struct Intent: Codable, Equatable, Sendable {
+        var from: Int64
+        var to: Int64
+        var files: [String]
+    }
+
+    private func statePath(_ partition: Int32) -> String { "_playhead/state/\(dataset)/p\(partition).json" }
+    private func intentPath(_ partition: Int32) -> String { "_playhead/intents/\(dataset)/p\(partition).json" }
+
+    func state(_ partition: Int32) async throws -> State? {
+        try await read(State.self, statePath(partition))
+    }
+
+    func intent(_ partition: Int32) async throws -> Intent? {
+        try await read(Intent.self, intentPath(partition))
+    }
+
+    func writeIntent(_ intent: Intent, partition: Int32) async throws {
+        try await store.put(intentPath(partition), try Self.encode(intent))
+    }
+
+    func commit(_ state: State, partition: Int32) async throws {
+        try await store.put(statePath(partition), try Self.encode(state))
+    }
+
+    func clearIntent(partition: Int32) async throws {
+        try await store.delete(intentPath(partition))
+    }
+
+    private func read<T: Decodable>(_ type: T.Type, _ path: String) async throws -> T? {
+        guard let bytes = try await store.get(path) else { return nil }
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(bytes))
+        } catch {
+            throw LakeError(.corruptState, "\(store.displayName)/\(path) is unreadable: \(error)")
+        }
+    }
+
+    private static func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return Array(try encoder.encode(value))
+    }
+}
+
+/// Drops an event whose `event_id` appeared in the previous `capacity` records of its partition
+/// (client retries resend the same id).
+///
+/// The window holds the ids of every record at offsets `[x - capacity, x)`, kept or dropped, so a
+/// decision depends only on the log's content: replaying the `capacity` records before a batch
+/// rebuilds the exact window, and a redo after a crash makes the same decisions. Memory: about
+/// 24 bytes per slot (a ring of 64-bit hashes and a counting table).
+struct DedupWindow {
+    let capacity: Int
+    private var ring: [UInt64]
+    private var counts: [UInt64: UInt32] = [:]
+    private var filled = 0
+    private var head = 0
+
+    init(capacity: Int) {
+        self.capacity = max(0, capacity)
+        ring = []
+        ring.reserveCapacity(min(self.capacity, 1 << 20))
+    }
+
+    /// Records `hash` as the next offset; returns whether it was new within the window.
+    mutating func observe(_ hash: UInt64) -> Bool {
+        guard capacity > 0 else { return true }
+        let isNew = counts[hash] == nil
+        if filled < capacity {
+            ring.append(hash)
+            filled += 1
+        } else {
+            let old = ring[head]
+            if let count = counts[old] {
+                if count <= 1 { counts.removeValue(forKey: old) } else { counts[old] = count - 1 }
+            }
+            ring[head] = hash
+            head = (head + 1) % capacity
+        }
+        counts[hash, default: 0] += 1
+        return isNew
+    }
+
+    /// Forgets everything (a partition was revoked).
+    mutating func reset() {
+        ring.removeAll(keepingCapacity: true)
+        counts.removeAll(keepingCapacity: true)
+        filled = 0
+        head = 0
+    }
+}
+
+/// FNV-1a over bytes: a fast 64-bit hash for ids (collisions are negligible at the window sizes used).
+@inline(__always)
+func hash64(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
+    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    for byte in bytes {
+        hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3
+    }
+    return hash
+}

@@ -1,0 +1,169 @@
+import Foundation
+import NIOPosix
+
+/// Where the lake's objects live: a local folder or an S3 bucket and prefix.
+///
+/// Paths are relative to the lake root and use `/` (`events/date=2026-11-25/hour=06/p0-….parquet`).
+/// `put` is atomic and durable: once it returns, a reader sees the whole object (never a part), and
+/// it survives a crash of the machine (fsync of the file and its folder, or a completed S3 upload).
+public protocol LakeStore: Sendable {
+    /// `file:/var/lib/playhead/lake` or `s3://bucket/prefix`, for logs.
+    var displayName: String { get }
+    /// Writes `bytes` at `path`, replacing what was there.
+    func put(_ path: String, _ bytes: [UInt8]) async throws
+    /// The object at `path`, or nil when there is none.
+    func get(_ path: String) async throws -> [UInt8]?
+    /// Every object whose path starts with `prefix`, sorted.
+    func list(prefix: String) async throws -> [String]
+    /// Removes `path`; no error when it is absent.
+    func delete(_ path: String) async throws
+}
+
+/// An error of a lake store, with the path and the cause.
+public struct LakeError: Error, Sendable, CustomStringConvertible {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private let name: String
+        private init(_ name: String) { self.name = name }
+        /// A local file operation failed (permissions, full disk, …).
+        public static let io = Code("io")
+        /// The lake location could not be understood.
+        public static let invalidLocation = Code("invalid_location")
+        /// The remote store failed (after retries, where they apply).
+        public static let remote = Code("remote")
+        /// A state or intent object of the lake is unreadable.
+        public static let corruptState = Code("corrupt_state")
+        public var description: String { name }
+    }
+
+    public var code: Code
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "LakeError(\(code)): \(message)" }
+}
+
+/// A lake in a local folder. Blocking file calls (write, fsync, rename) run on a thread pool, never
+/// on the cooperative pool.
+public final class FileLakeStore: LakeStore {
+    public let root: String
+    private let threadPool: NIOThreadPool
+
+    /// - Parameters:
+    ///   - root: the lake folder; created if missing.
+    ///   - threadPool: runs the blocking file calls. Started by the caller.
+    public init(root: String, threadPool: NIOThreadPool) throws {
+        self.root = root.hasSuffix("/") && root.count > 1 ? String(root.dropLast()) : root
+        self.threadPool = threadPool
+        try FileManager.default.createDirectory(atPath: self.root, withIntermediateDirectories: true)
+    }
+
+    public var displayName: String { "file:\(root)" }
+
+    public func put(_ path: String, _ bytes: [UInt8]) async throws {
+        let root = self.root
+        try await threadPool.runIfActive {
+            try FileLakeStore.writeDurably(root: root, path: path, bytes: bytes)
+        }
+    }
+
+    public func get(_ path: String) async throws -> [UInt8]? {
+        let full = "\(root)/\(path)"
+        return try await threadPool.runIfActive {
+            guard FileManager.default.fileExists(atPath: full) else { return nil }
+            do {
+                return Array(try Data(contentsOf: URL(fileURLWithPath: full)))
+            } catch {
+                throw LakeError(.io, "cannot read \(full): \(error)")
+            }
+        }
+    }
+
+    public func list(prefix: String) async throws -> [String] {
+        let root = self.root
+        return try await threadPool.runIfActive {
+            // Walk only the folder part of the prefix.
+            let folder = prefix.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+            let start = folder.isEmpty ? root : "\(root)/\(folder)"
+            guard let walker = FileManager.default.enumerator(atPath: start) else { return [] }
+            var paths: [String] = []
+            while let relative = walker.nextObject() as? String {
+                let path = folder.isEmpty ? relative : "\(folder)/\(relative)"
+                var isDirectory: ObjCBool = false
+                FileManager.default.fileExists(atPath: "\(root)/\(path)", isDirectory: &isDirectory)
+                let name = relative.split(separator: "/").last ?? ""
+                if !isDirectory.boolValue && path.hasPrefix(prefix) && !name.hasPrefix(".tmp-") { paths.append(path) }
+            }
+            return paths.sorted()
+        }
+    }
+
+    public func delete(_ path: String) async throws {
+        let full = "\(root)/\(path)"
+        try await threadPool.runIfActive {
+            if unlink(full) != 0 && errno != ENOENT {
+                throw LakeError(.io, "cannot delete \(full): \(String(cString: strerror(errno)))")
+            }
+        }
+    }
+
+    /// Writes a temporary file beside the target, fsyncs it, renames it over the target and fsyncs
+    /// the folder (and every folder created on the way), so that the object is whole and durable.
+    static func writeDurably(root: String, path: String, bytes: [UInt8]) throws {
+        let full = "\(root)/\(path)"
+        let folder = (full as NSString).deletingLastPathComponent
+        try makeFolders(folder, root: root)
+        let temporary = "\(folder)/.tmp-\(UUID().uuidString)"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw LakeError(.io, "cannot create \(temporary): \(String(cString: strerror(errno)))") }
+        var failure: LakeError?
+        bytes.withUnsafeBytes { buffer in
+            var written = 0
+            while written < buffer.count {
+                let n = write(fd, buffer.baseAddress! + written, buffer.count - written)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    failure = LakeError(.io, "cannot write \(temporary): \(String(cString: strerror(errno)))")
+                    return
+                }
+                written += n
+            }
+        }
+        if failure == nil && fsync(fd) != 0 {
+            failure = LakeError(.io, "cannot fsync \(temporary): \(String(cString: strerror(errno)))")
+        }
+        close(fd)
+        if let failure {
+            unlink(temporary)
+            throw failure
+        }
+        guard rename(temporary, full) == 0 else {
+            let message = String(cString: strerror(errno))
+            unlink(temporary)
+            throw LakeError(.io, "cannot rename \(temporary) to \(full): \(message)")
+        }
+        try fsyncFolder(folder)
+    }
+
+    /// Creates the missing folders of `folder` below `root`, fsyncing each parent that gained one.
+    private static func makeFolders(_ folder: String, root: String) throws {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue { return }
+        let parent = (folder as NSString).deletingLastPathComponent
+        if folder != root && parent.count >= root.count { try makeFolders(parent, root: root) }
+        if mkdir(folder, 0o755) != 0 && errno != EEXIST {
+            throw LakeError(.io, "cannot create folder \(folder): \(String(cString: strerror(errno)))")
+        }
+        try fsyncFolder(parent)
+    }
+
+    static func fsyncFolder(_ folder: String) throws {
+        let fd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw LakeError(.io, "cannot open folder \(folder): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw LakeError(.io, "cannot fsync folder \(folder): \(String(cString: strerror(errno)))") }
+    }
+}

@@ -1,0 +1,364 @@
+import Logging
+import Metrics
+import NIOCore
+import NIOPosix
+import PlayheadEvents
+import PlayheadLog
+import ServiceLifecycle
+
+/// How the lake writer batches and what it writes.
+public struct LakeWriterConfiguration: Sendable {
+    /// The log consumer group. Default: `lake`.
+    public var group = "lake"
+    /// A batch closes after this many records. Default: 1,000,000.
+    public var flushEvents = 1_000_000
+    /// A batch closes this long after its first record arrived. Default: 10 s.
+    public var flushInterval: Duration = .seconds(10)
+    /// A batch closes after this many bytes of records (bounds memory). Default: 512 MiB.
+    public var flushBytes = 512 * 1024 * 1024
+    /// An event is dropped when its `event_id` appeared in the previous N records of its partition.
+    /// 0 turns deduplication off. Default: 2,000,000 (about 48 MB per partition).
+    public var dedupWindow = 2_000_000
+    /// Rows per Parquet row group. Default: 250,000.
+    public var rowGroupRows = 250_000
+    /// zstd level of the Parquet files. Default: 3.
+    public var zstdLevel: Int32 = 3
+    /// Write `rollups/`. Default: true.
+    public var rollups = true
+    /// The longest wait between retries of a failed flush (the lake is unreachable). Default: 30 s.
+    public var maxRetryDelay: Duration = .seconds(30)
+
+    public init() {}
+}
+
+/// The lake writer: consumes the log's `events` and `rejected` topics as group `lake` and writes
+/// them to the lake exactly once (see docs/lake.md).
+public final class LakeWriter: Service, Sendable {
+    private let log: any LogBackend
+    private let store: any LakeStore
+    private let configuration: LakeWriterConfiguration
+    private let threadPool: NIOThreadPool
+    private let logger: Logger
+
+    /// - Parameter threadPool: runs encoding and compression off the cooperative pool. Started by
+    ///   the caller.
+    public init(
+        log: any LogBackend, store: any LakeStore, configuration: LakeWriterConfiguration,
+        threadPool: NIOThreadPool, logger: Logger
+    ) {
+        self.log = log
+        self.store = store
+        self.configuration = configuration
+        self.threadPool = threadPool
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        logger.info("lake writer: writing to \(store.displayName)", metadata: [
+            "lake.flush_events": "\(configuration.flushEvents)", "lake.flush_interval": "\(configuration.flushInterval)",
+        ])
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for kind in [DatasetKind.events, .rejected] {
+                let writer = DatasetWriter(
+                    kind: kind, log: log, store: store, configuration: configuration,
+                    threadPool: threadPool, logger: logger
+                )
+                group.addTask { try await writer.run() }
+            }
+            try await group.waitForAll()
+        }
+        logger.info("lake writer: stopped")
+    }
+}
+
+/// The two datasets that come from the log.
+enum DatasetKind: Sendable {
+    case events, rejected
+
+    var topic: LogTopic { self == .events ? .events : .rejected }
+    var name: String { self == .events ? "events" : "rejected" }
+}
+
+/// What the writer holds for one log partition.
+final class PartitionWriter: @unchecked Sendable {
+    let partition: Int32
+    /// Everything before this offset is in the lake.
+    var next: Int64
+    /// After a crash, the batch in the intent must end exactly here.
+    var forcedEnd: Int64?
+    var records = RecordBuffer()
+    var openedAt: ContinuousClock.Instant?
+    var dedup: DedupWindow
+    let rollups: RollupAggregator?
+
+    /// Whether the record at `offset` is new to this writer (polls may repeat records after a seek).
+    func accepts(_ offset: Int64) -> Bool {
+        offset >= next && offset > (records.lastOffset ?? next - 1)
+    }
+
+    func append(_ offset: Int64, _ value: UnsafeRawBufferPointer) {
+        if records.isEmpty { openedAt = .now }
+        records.append(offset: offset, value)
+    }
+
+    init(partition: Int32, next: Int64, dedupWindow: Int, rollups: Bool) {
+        self.partition = partition
+        self.next = next
+        dedup = DedupWindow(capacity: dedupWindow)
+        self.rollups = rollups ? RollupAggregator() : nil
+    }
+}
+
+/// Writes one dataset (`events` or `rejected`) from its topic.
+final class DatasetWriter: @unchecked Sendable {
+    let kind: DatasetKind
+    let log: any LogBackend
+    let store: any LakeStore
+    let commits: LakeCommits
+    let configuration: LakeWriterConfiguration
+    let threadPool: NIOThreadPool
+    let logger: Logger
+    let metrics: LakeMetrics
+    private var partitions: [Int32: PartitionWriter] = [:]
+
+    init(
+        kind: DatasetKind, log: any LogBackend, store: any LakeStore, configuration: LakeWriterConfiguration,
+        threadPool: NIOThreadPool, logger: Logger
+    ) {
+        self.kind = kind
+        self.log = log
+        self.store = store
+        commits = LakeCommits(store: store, dataset: kind.name)
+        self.configuration = configuration
+        self.threadPool = threadPool
+        var logger = logger
+        logger[metadataKey: "lake.dataset"] = "\(kind.name)"
+        self.logger = logger
+        metrics = LakeMetrics(dataset: kind.name)
+    }
+
+    func run() async throws {
+        let consumer = try log.consumer(for: kind.topic, group: configuration.group)
+        do {
+            while !Task.isShuttingDownGracefully && !Task.isCancelled {
+                let poll = try await consumer.poll(maxRecords: 100_000, timeout: .milliseconds(200))
+                try await handle(poll, consumer: consumer)
+                for partition in partitions.values where isDue(partition) {
+                    try await flush(partition, consumer: consumer)
+                }
+            }
+            // Graceful shutdown: take what is left in the log (the edge has stopped), write it, commit.
+            var idle = 0
+            while idle < 2 && !Task.isCancelled {
+                let poll = try await consumer.poll(maxRecords: 100_000, timeout: .milliseconds(100))
+                idle = poll.batches.isEmpty ? idle + 1 : 0
+                try await handle(poll, consumer: consumer)
+            }
+            for partition in partitions.values.sorted(by: { $0.partition < $1.partition }) where !partition.records.isEmpty {
+                try await flush(partition, consumer: consumer)
+            }
+        } catch {
+            await consumer.close()
+            throw error
+        }
+        await consumer.close()
+    }
+
+    private func handle(_ poll: LogPoll, consumer: any LogConsumer) async throws {
+        for partition in poll.revoked {
+            // Another writer takes over from the lake's state; what was not flushed is redone there.
+            partitions.removeValue(forKey: partition)
+            logger.info("lake writer: partition revoked", metadata: ["log.partition": "\(partition)"])
+        }
+        for partition in poll.assigned.keys.sorted() {
+            try await assign(partition, consumer: consumer)
+        }
+        for batch in poll.batches {
+            guard let writer = partitions[batch.partition] else { continue }
+            var blocked = false
+            try batch.forEachRecord { offset, value in
+                guard !blocked, writer.accepts(offset) else { return }
+                if let end = writer.forcedEnd, offset >= end {
+                    blocked = true
+                    return
+                }
+                writer.append(offset, value)
+            }
+            if blocked {
+                // A redo after a crash must end exactly where the intent says: write it, then go on.
+                try await flush(writer, consumer: consumer)
+                try batch.forEachRecord { offset, value in
+                    if writer.accepts(offset) { writer.append(offset, value) }
+                }
+            }
+        }
+    }
+
+    private func isDue(_ writer: PartitionWriter) -> Bool {
+        guard !writer.records.isEmpty else { return false }
+        if let end = writer.forcedEnd { return (writer.records.lastOffset ?? 0) + 1 >= end }
+        if writer.records.count >= configuration.flushEvents || writer.records.byteCount >= configuration.flushBytes { return true }
+        if let opened = writer.openedAt, ContinuousClock.now - opened >= configuration.flushInterval { return true }
+        return false
+    }
+
+    /// Takes a partition: reads the lake's state, seeks there, and rebuilds the dedup window and
+    /// the rollups of the open hours from the log.
+    private func assign(_ partition: Int32, consumer: any LogConsumer) async throws {
+        let state = try await retrying("read state") { try await self.commits.state(partition) }
+        let next = state?.nextOffset ?? 0
+        let writer = PartitionWriter(
+            partition: partition, next: next, dedupWindow: kind == .events ? configuration.dedupWindow : 0,
+            rollups: kind == .events && configuration.rollups
+        )
+        if let intent = try await retrying("read intent", { try await self.commits.intent(partition) }) {
+            if intent.from == next && intent.to > next {
+                writer.forcedEnd = intent.to
+                logger.notice("lake writer: redoing an unfinished batch", metadata: [
+                    "log.partition": "\(partition)", "lake.from": "\(intent.from)", "lake.to": "\(intent.to)",
+                ])
+            } else {
+                try await retrying("clear intent") { try await self.commits.clearIntent(partition: partition) }
+            }
+        }
+        try await warmUp(writer, rollupFrom: state?.rollupFrom)
+        try await consumer.seek(partition: partition, to: next)
+        partitions[partition] = writer
+        logger.info("lake writer: partition assigned", metadata: ["log.partition": "\(partition)", "lake.next_offset": "\(next)"])
+    }
+
+    private func warmUp(_ writer: PartitionWriter, rollupFrom: Int64?) async throws {
+        let window = Int64(writer.dedup.capacity)
+        let rollupStart = writer.rollups == nil ? nil : rollupFrom
+        var start = writer.next - window
+        if let rollupStart { start = min(start, rollupStart - window) }
+        start = max(start, 0)
+        guard start < writer.next else { return }
+        let reader = try log.consumer(for: kind.topic, group: nil)
+        defer { Task { await reader.close() } }
+        try await reader.seek(partition: writer.partition, to: start)
+        var position = start
+        var idle = 0
+        while position < writer.next && idle < 50 {
+            let poll = try await reader.poll(maxRecords: 100_000, timeout: .milliseconds(200))
+            idle = poll.batches.isEmpty ? idle + 1 : 0
+            for batch in poll.batches where batch.partition == writer.partition {
+                try batch.forEachRecord { offset, value in
+                    guard offset >= position, offset < writer.next else { return }
+                    position = offset + 1
+                    guard let record = try? EventRecordView(value) else { return }
+                    let isNew = writer.dedup.observe(hash64(record.eventIDBytes))
+                    if isNew, let rollupStart, offset >= rollupStart { writer.rollups?.add(record, offset: offset) }
+                }
+            }
+        }
+        _ = writer.rollups?.takeChanges()
+        logger.debug("lake writer: warmed up", metadata: ["log.partition": "\(writer.partition)", "lake.from": "\(start)"])
+    }
+
+    /// Writes the partition's open batch: files, then the state, then the log commit.
+    private func flush(_ writer: PartitionWriter, consumer: any LogConsumer) async throws {
+        guard let last = writer.records.lastOffset else {
+            if writer.forcedEnd != nil {
+                // The intent's records are gone from the log (retention): nothing to redo.
+                writer.forcedEnd = nil
+                try await retrying("clear intent") { try await self.commits.clearIntent(partition: writer.partition) }
+            }
+            return
+        }
+        let from = writer.next
+        let to = max(last + 1, writer.forcedEnd ?? 0)
+        let started = ContinuousClock.now
+        let records = writer.records
+        let kind = self.kind
+        let configuration = self.configuration
+        let encoded = try await threadPool.runIfActive {
+            try LakeBatchEncoder.encode(
+                kind: kind, records: records, partition: writer.partition, from: from, to: to,
+                dedup: &writer.dedup, rollups: writer.rollups, configuration: configuration
+            )
+        }
+        let intent = LakeCommits.Intent(from: from, to: to, files: encoded.files.map(\.path))
+        try await retrying("write intent") { try await self.commits.writeIntent(intent, partition: writer.partition) }
+        for file in encoded.files {
+            try await retrying("write \(file.path)") { try await self.store.put(file.path, file.bytes) }
+        }
+        let state = LakeCommits.State(nextOffset: to, rollupFrom: writer.rollups?.rebuildFrom)
+        try await retrying("commit state") { try await self.commits.commit(state, partition: writer.partition) }
+        try await retrying("clear intent") { try await self.commits.clearIntent(partition: writer.partition) }
+        writer.next = to
+        writer.forcedEnd = nil
+        writer.records = RecordBuffer(reservingCapacity: min(records.byteCount, configuration.flushBytes))
+        writer.openedAt = nil
+        do {
+            try await consumer.commit([writer.partition: to])
+        } catch {
+            // The lake's state is the truth; the group offset only drives retention and lag.
+            logger.warning("lake writer: log commit failed; it is retried with the next batch", metadata: ["error": "\(error)"])
+        }
+        metrics.flushed(encoded, duration: ContinuousClock.now - started)
+        logger.debug("lake writer: batch written", metadata: [
+            "log.partition": "\(writer.partition)", "lake.from": "\(from)", "lake.to": "\(to)",
+            "lake.rows": "\(encoded.rows)", "lake.files": "\(encoded.files.count)", "lake.duplicates": "\(encoded.duplicates)",
+        ])
+    }
+
+    /// Runs `operation` until it succeeds: the lake may be unreachable for a while (S3 down), and the
+    /// data waits in the log meanwhile. Gives up only when the process is shutting down.
+    private func retrying<T>(_ what: String, _ operation: () async throws -> T) async throws -> T {
+        var delay = Duration.milliseconds(200)
+        var attempt = 0
+        while true {
+            do {
+                return try await operation()
+            } catch {
+                attempt += 1
+                metrics.flushFailed()
+                logger.warning("lake writer: \(what) failed; retrying", metadata: [
+                    "error": "\(error)", "lake.attempt": "\(attempt)", "lake.retry_in": "\(delay)",
+                ])
+                if Task.isCancelled || (Task.isShuttingDownGracefully && attempt >= 5) { throw error }
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, configuration.maxRetryDelay)
+            }
+        }
+    }
+}
+
+/// The lake writer's instruments (docs/metrics.md).
+struct LakeMetrics: Sendable {
+    let files: Counter
+    let bytes: Counter
+    let rows: Counter
+    let rollupFiles: Counter
+    let duplicates: Counter
+    let flushDuration: Metrics.Timer
+    let failures: Counter
+    let lastFlush: Gauge
+
+    init(dataset: String) {
+        files = Counter(label: "playhead_lake_files_written_total", dimensions: [("dataset", dataset)])
+        bytes = Counter(label: "playhead_lake_bytes_written_total", dimensions: [("dataset", dataset)])
+        rows = Counter(label: "playhead_lake_rows_written_total", dimensions: [("dataset", dataset)])
+        rollupFiles = Counter(label: "playhead_lake_files_written_total", dimensions: [("dataset", "rollups")])
+        duplicates = Counter(label: "playhead_lake_duplicates_dropped_total")
+        flushDuration = Metrics.Timer(label: "playhead_lake_flush_duration_seconds")
+        failures = Counter(label: "playhead_lake_flush_failures_total")
+        lastFlush = Gauge(label: "playhead_lake_last_flush_timestamp_seconds")
+    }
+
+    func flushed(_ batch: EncodedBatch, duration: Duration) {
+        for file in batch.files {
+            if file.dataset == "rollups" { rollupFiles.increment() } else { files.increment() }
+        }
+        bytes.increment(by: batch.files.reduce(0) { $0 + $1.bytes.count })
+        rows.increment(by: batch.rows)
+        if batch.duplicates > 0 { duplicates.increment(by: batch.duplicates) }
+        flushDuration.recordNanoseconds(Int64(duration.components.seconds) * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        lastFlush.record(Double(now.tv_sec) + Double(now.tv_nsec) / 1e9)
+    }
+
+    func flushFailed() { failures.increment() }
+}

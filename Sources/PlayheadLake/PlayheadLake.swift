@@ -1,1 +1,0 @@
-// PlayheadLake: work in progress; see docs/architecture.md.

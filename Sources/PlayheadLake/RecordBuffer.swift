@@ -1,0 +1,36 @@
+/// The records of one open batch, copied out of the log's polls: contiguous bytes plus the range
+/// and log offset of each record.
+final class RecordBuffer: @unchecked Sendable {
+    private(set) var bytes: [UInt8] = []
+    private(set) var starts: [Int] = []
+    private(set) var offsets: [Int64] = []
+
+    var count: Int { offsets.count }
+    var byteCount: Int { bytes.count }
+    var isEmpty: Bool { offsets.isEmpty }
+    var firstOffset: Int64? { offsets.first }
+    var lastOffset: Int64? { offsets.last }
+
+    init(reservingCapacity: Int = 0) {
+        bytes.reserveCapacity(reservingCapacity)
+    }
+
+    func append(offset: Int64, _ value: UnsafeRawBufferPointer) {
+        starts.append(bytes.count)
+        offsets.append(offset)
+        bytes.append(contentsOf: value)
+    }
+
+    /// Calls `body` with a view of every record, in log order.
+    func withRecords<T>(_ body: ([UnsafeRawBufferPointer]) throws -> T) rethrows -> T {
+        try bytes.withUnsafeBytes { base in
+            var views: [UnsafeRawBufferPointer] = []
+            views.reserveCapacity(starts.count)
+            for index in starts.indices {
+                let end = index + 1 < starts.count ? starts[index + 1] : bytes.count
+                views.append(UnsafeRawBufferPointer(rebasing: base[starts[index]..<end]))
+            }
+            return try body(views)
+        }
+    }
+}

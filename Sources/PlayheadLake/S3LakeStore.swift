@@ -1,0 +1,75 @@
+import NIOCore
+import S3
+
+/// A lake in an S3 bucket under a prefix (`s3://bucket/prefix`). An object is durable and whole once
+/// its PUT (or multipart upload) completes; S3 replaces objects atomically.
+public final class S3LakeStore: LakeStore {
+    public let client: S3Client
+    public let bucket: String
+    /// The key prefix, without leading or trailing `/` ("" for the bucket's root).
+    public let prefix: String
+
+    public init(client: S3Client, bucket: String, prefix: String) {
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix.split(separator: "/").joined(separator: "/")
+    }
+
+    public var displayName: String { prefix.isEmpty ? "s3://\(bucket)" : "s3://\(bucket)/\(prefix)" }
+
+    private func key(_ path: String) -> String { prefix.isEmpty ? path : "\(prefix)/\(path)" }
+
+    public func put(_ path: String, _ bytes: [UInt8]) async throws {
+        try await client.upload(bucket: bucket, key: key(path), body: ByteBuffer(bytes: bytes))
+    }
+
+    public func get(_ path: String) async throws -> [UInt8]? {
+        do {
+            return try await client.getObject(bucket: bucket, key: key(path)).bytes
+        } catch let error as S3Error where error.code == .noSuchKey {
+            return nil
+        }
+    }
+
+    public func list(prefix listPrefix: String) async throws -> [String] {
+        let full = key(listPrefix)
+        let strip = prefix.isEmpty ? 0 : prefix.count + 1
+        return try await client.listAllObjects(bucket: bucket, prefix: full).map { String($0.key.dropFirst(strip)) }.sorted()
+    }
+
+    public func delete(_ path: String) async throws {
+        try await client.deleteObject(bucket: bucket, key: key(path))
+    }
+}
+
+/// Where a lake is, parsed from `--lake`.
+public enum LakeLocation: Sendable, Equatable {
+    case folder(String)
+    case s3(bucket: String, prefix: String)
+
+    /// Parses `file:<dir>`, `file://<dir>`, a plain path, or `s3://bucket[/prefix]`.
+    public init(parsing text: String) throws {
+        if text.hasPrefix("s3://") {
+            let rest = text.dropFirst("s3://".count)
+            let parts = rest.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+            guard let bucket = parts.first, !bucket.isEmpty else {
+                throw LakeError(.invalidLocation, "'\(text)' has no bucket: use s3://bucket/prefix")
+            }
+            guard bucket.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "-" || $0 == "." }), (3...63).contains(bucket.count) else {
+                throw LakeError(.invalidLocation, "'\(bucket)' is not a valid S3 bucket name (3-63 lower-case letters, digits, '-' or '.')")
+            }
+            self = .s3(bucket: String(bucket), prefix: parts.count > 1 ? String(parts[1]) : "")
+        } else if text.hasPrefix("file://") {
+            self = .folder(String(text.dropFirst("file://".count)))
+        } else if text.hasPrefix("file:") {
+            self = .folder(String(text.dropFirst("file:".count)))
+        } else if text.contains("://") {
+            throw LakeError(.invalidLocation, "'\(text)' is not a lake: use file:<dir> or s3://bucket/prefix")
+        } else {
+            self = .folder(text)
+        }
+        if case .folder(let path) = self, path.isEmpty {
+            throw LakeError(.invalidLocation, "file: needs a folder, e.g. file:./data/lake")
+        }
+    }
+}

@@ -1,0 +1,377 @@
+import Histogram
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// One request the load generator sends.
+public struct LoadRequest {
+    public var body: ByteBuffer
+    /// The number of events in the body.
+    public var events: Int
+    /// The events' ids, when the run records which events were acknowledged.
+    public var eventIDs: [String]
+
+    public init(body: ByteBuffer, events: Int, eventIDs: [String] = []) {
+        self.body = body
+        self.events = events
+        self.eventIDs = eventIDs
+    }
+}
+
+/// Makes the requests of one connection. Used from that connection's event loop only.
+public protocol LoadRequestSource: AnyObject {
+    /// The next request, or nil when this source has nothing more to send.
+    func next(allocator: ByteBufferAllocator) -> LoadRequest?
+}
+
+/// What to send, where, and how hard.
+public struct LoadgenConfiguration: Sendable {
+    public var host: String = "127.0.0.1"
+    public var port: Int = 8080
+    public var path: String = "/v1/events"
+    /// Concurrent keep-alive connections. Default: 64.
+    public var connections: Int = 64
+    /// Target events per second over all connections; `nil` sends as fast as acknowledgements come.
+    public var eventsPerSecond: Double? = nil
+    /// How long to run. Default: 10 s.
+    public var duration: Duration = .seconds(10)
+    /// Stop after this many events, if set.
+    public var maxEvents: Int? = nil
+    /// `Content-Type` of the bodies. Default: `application/json`.
+    public var contentType: String = "application/json"
+    /// Sends bodies gzip-compressed (the source must compress them). Default: false.
+    public var gzip: Bool = false
+    /// Sent as `Authorization: Bearer <key>` when set.
+    public var writeKey: String? = nil
+    /// Reconnects after a connection fails (the server restarted) instead of stopping. Default: true.
+    public var reconnect: Bool = true
+    /// Event-loop threads. Default: 1, so that the generator leaves the other cores to the server.
+    public var threads: Int = 1
+    /// Keep the ids of acknowledged events (for exactly-once checks). Default: false.
+    public var recordAcknowledgedIDs: Bool = false
+
+    public init() {}
+}
+
+/// What a run measured.
+public struct LoadgenReport: Sendable {
+    public var elapsedSeconds: Double
+    public var requests: Int
+    public var acknowledgedRequests: Int
+    public var acknowledgedEvents: Int
+    public var rejectedEvents: Int
+    public var failedRequests: Int
+    public var connectionErrors: Int
+    public var statusCounts: [Int: Int]
+    /// Latency percentiles in microseconds: p50, p90, p99, p99.9, max.
+    public var latencyMicros: [String: UInt64]
+    /// The ids of acknowledged events, when recorded.
+    public var acknowledgedIDs: [String]
+
+    public var eventsPerSecond: Double { elapsedSeconds > 0 ? Double(acknowledgedEvents) / elapsedSeconds : 0 }
+    public var requestsPerSecond: Double { elapsedSeconds > 0 ? Double(acknowledgedRequests) / elapsedSeconds : 0 }
+}
+
+/// A closed-loop HTTP load generator: each connection sends a request, waits for the answer, and
+/// sends the next, paced when a target rate is set. Latency is measured from the moment a request
+/// was due (not when it was sent), so that a stalled server is not hidden (coordinated omission).
+public final class LoadGenerator: Sendable {
+    public let configuration: LoadgenConfiguration
+    private let makeSource: @Sendable (Int) -> any LoadRequestSource
+
+    /// - Parameter makeSource: makes the request source of connection `index`.
+    public init(configuration: LoadgenConfiguration, makeSource: @escaping @Sendable (Int) -> any LoadRequestSource) {
+        self.configuration = configuration
+        self.makeSource = makeSource
+    }
+
+    public func run() async throws -> LoadgenReport {
+        let configuration = self.configuration
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.threads))
+        defer { try? group.syncShutdownGracefully() }
+        let budget = EventBudget(limit: configuration.maxEvents)
+        let start = NIODeadline.now()
+        let end = start + TimeAmount(configuration.duration)
+        let interval: TimeAmount? = configuration.eventsPerSecond.map { rate in
+            // Each connection sends its share of the rate; the interval is per request and is
+            // scaled by the number of events in each request when it is sent.
+            .nanoseconds(Int64(1e9 * Double(configuration.connections) / max(rate, 0.001)))
+        }
+        var futures: [EventLoopFuture<ConnectionStats>] = []
+        for index in 0..<configuration.connections {
+            let loop = group.next()
+            let promise = loop.makePromise(of: ConnectionStats.self)
+            let makeSource = self.makeSource
+            loop.execute {
+                let driver = ConnectionDriver(
+                    configuration: configuration, source: makeSource(index), eventLoop: loop,
+                    deadline: end, perEventInterval: interval, budget: budget, done: promise
+                )
+                driver.start()
+            }
+            futures.append(promise.futureResult)
+        }
+        var total = ConnectionStats()
+        for future in futures {
+            total.merge(try await future.get())
+        }
+        let elapsed = Double((NIODeadline.now() - start).nanoseconds) / 1e9
+        var latency: [String: UInt64] = [:]
+        if total.histogram.totalCount > 0 {
+            latency = [
+                "p50": total.histogram.valueAtPercentile(50),
+                "p90": total.histogram.valueAtPercentile(90),
+                "p99": total.histogram.valueAtPercentile(99),
+                "p99.9": total.histogram.valueAtPercentile(99.9),
+                "max": total.histogram.max,
+            ]
+        }
+        return LoadgenReport(
+            elapsedSeconds: elapsed, requests: total.requests, acknowledgedRequests: total.acknowledgedRequests,
+            acknowledgedEvents: total.acknowledgedEvents, rejectedEvents: total.rejectedEvents,
+            failedRequests: total.failedRequests, connectionErrors: total.connectionErrors,
+            statusCounts: total.statusCounts, latencyMicros: latency, acknowledgedIDs: total.acknowledgedIDs
+        )
+    }
+}
+
+/// A shared cap on the number of events sent.
+final class EventBudget: Sendable {
+    private let remaining: NIOLockedValueBox<Int?>
+    init(limit: Int?) { remaining = NIOLockedValueBox(limit) }
+    /// Takes `count` events from the budget; false when it is spent.
+    func take(_ count: Int) -> Bool {
+        remaining.withLockedValue { remaining in
+            guard let left = remaining else { return true }
+            guard left > 0 else { return false }
+            remaining = left - count
+            return true
+        }
+    }
+}
+
+struct ConnectionStats: Sendable {
+    var requests = 0
+    var acknowledgedRequests = 0
+    var acknowledgedEvents = 0
+    var rejectedEvents = 0
+    var failedRequests = 0
+    var connectionErrors = 0
+    var statusCounts: [Int: Int] = [:]
+    var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+    var acknowledgedIDs: [String] = []
+
+    mutating func merge(_ other: ConnectionStats) {
+        requests += other.requests
+        acknowledgedRequests += other.acknowledgedRequests
+        acknowledgedEvents += other.acknowledgedEvents
+        rejectedEvents += other.rejectedEvents
+        failedRequests += other.failedRequests
+        connectionErrors += other.connectionErrors
+        for (status, count) in other.statusCounts { statusCounts[status, default: 0] += count }
+        histogram.add(other.histogram)
+        acknowledgedIDs += other.acknowledgedIDs
+    }
+}
+
+/// Drives one connection on its event loop: connect, send, await, repeat; reconnect on failure.
+final class ConnectionDriver {
+    private let configuration: LoadgenConfiguration
+    private let source: any LoadRequestSource
+    private let eventLoop: any EventLoop
+    private let deadline: NIODeadline
+    private let perEventInterval: TimeAmount?
+    private let budget: EventBudget
+    private let done: EventLoopPromise<ConnectionStats>
+    private var stats = ConnectionStats()
+    private var channel: (any Channel)?
+    private var nextDue: NIODeadline
+    private var current: (request: LoadRequest, due: NIODeadline)?
+    private var finished = false
+    private var reconnectDelay = TimeAmount.milliseconds(20)
+    private lazy var headers: HTTPHeaders = {
+        var headers: HTTPHeaders = [
+            "Host": "\(configuration.host):\(configuration.port)",
+            "Content-Type": configuration.contentType,
+            "Connection": "keep-alive",
+        ]
+        if configuration.gzip { headers.add(name: "Content-Encoding", value: "gzip") }
+        if let key = configuration.writeKey { headers.add(name: "Authorization", value: "Bearer \(key)") }
+        return headers
+    }()
+
+    init(
+        configuration: LoadgenConfiguration, source: any LoadRequestSource, eventLoop: any EventLoop,
+        deadline: NIODeadline, perEventInterval: TimeAmount?, budget: EventBudget,
+        done: EventLoopPromise<ConnectionStats>
+    ) {
+        self.configuration = configuration
+        self.source = source
+        self.eventLoop = eventLoop
+        self.deadline = deadline
+        self.perEventInterval = perEventInterval
+        self.budget = budget
+        self.done = done
+        self.nextDue = .now()
+    }
+
+    func start() { connect() }
+
+    private func connect() {
+        guard !finished else { return }
+        if NIODeadline.now() >= deadline { return finish() }
+        let bound = NIOLoopBound(self, eventLoop: eventLoop)
+        ClientBootstrap(group: eventLoop)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHandler(ResponseHandler(driver: bound))
+                }
+            }
+            .connect(host: configuration.host, port: configuration.port)
+            .whenComplete { result in
+                let driver = bound.value
+                switch result {
+                case .success(let channel):
+                    driver.channel = channel
+                    driver.reconnectDelay = .milliseconds(20)
+                    channel.closeFuture.whenComplete { _ in bound.value.connectionClosed(channel) }
+                    driver.sendNext()
+                case .failure:
+                    driver.stats.connectionErrors += 1
+                    driver.retryConnect()
+                }
+            }
+    }
+
+    private func retryConnect() {
+        guard configuration.reconnect, !finished else { return finish() }
+        let bound = NIOLoopBound(self, eventLoop: eventLoop)
+        let delay = reconnectDelay
+        reconnectDelay = min(reconnectDelay * 2, .milliseconds(500))
+        eventLoop.scheduleTask(in: delay) { bound.value.connect() }
+    }
+
+    private func connectionClosed(_ closed: any Channel) {
+        guard channel === closed else { return }
+        channel = nil
+        if current != nil {
+            // The answer never came: the request is not acknowledged.
+            stats.failedRequests += 1
+            stats.connectionErrors += 1
+            current = nil
+        }
+        if !finished { retryConnect() }
+    }
+
+    private func sendNext() {
+        guard !finished, let channel else { return }
+        let now = NIODeadline.now()
+        if now >= deadline { return finish() }
+        if nextDue > now {
+            let bound = NIOLoopBound(self, eventLoop: eventLoop)
+            eventLoop.scheduleTask(deadline: nextDue) { bound.value.sendNext() }
+            return
+        }
+        guard let request = source.next(allocator: channel.allocator), budget.take(request.events) else {
+            return finish()
+        }
+        let due = perEventInterval == nil ? now : nextDue
+        if let interval = perEventInterval {
+            nextDue = nextDue + TimeAmount.nanoseconds(interval.nanoseconds * Int64(request.events))
+        }
+        current = (request, due)
+        stats.requests += 1
+        var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: configuration.path, headers: headers)
+        head.headers.add(name: "Content-Length", value: String(request.body.readableBytes))
+        channel.write(HTTPClientRequestPart.head(head), promise: nil)
+        channel.write(HTTPClientRequestPart.body(.byteBuffer(request.body)), promise: nil)
+        channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+    }
+
+    fileprivate func received(status: HTTPResponseStatus, body: ByteBuffer) {
+        guard let (request, due) = current else { return }
+        current = nil
+        let micros = UInt64(max(0, (NIODeadline.now() - due).nanoseconds / 1000))
+        _ = stats.histogram.record(micros)
+        stats.statusCounts[Int(status.code), default: 0] += 1
+        if status == .accepted {
+            let accepted = Self.integerField("accepted", in: body) ?? request.events
+            stats.acknowledgedRequests += 1
+            stats.acknowledgedEvents += accepted
+            stats.rejectedEvents += request.events - accepted
+            if configuration.recordAcknowledgedIDs && !request.eventIDs.isEmpty {
+                let rejected = accepted == request.events ? [] : Self.errorIndexes(in: body)
+                for (index, id) in request.eventIDs.enumerated() where !rejected.contains(index) {
+                    stats.acknowledgedIDs.append(id)
+                }
+            }
+        } else {
+            stats.failedRequests += 1
+            if status == .badRequest { stats.rejectedEvents += request.events }
+        }
+        if !(configuration.eventsPerSecond != nil) { nextDue = .now() }
+        sendNext()
+    }
+
+    private func finish() {
+        guard !finished else { return }
+        finished = true
+        channel?.close(promise: nil)
+        done.succeed(stats)
+    }
+
+    /// Reads `"name":<integer>` from a small JSON answer without a full parse.
+    static func integerField(_ name: String, in body: ByteBuffer) -> Int? {
+        let text = String(buffer: body)
+        guard let range = text.range(of: "\"\(name)\":") else { return nil }
+        let digits = text[range.upperBound...].prefix { $0.isNumber }
+        return Int(digits)
+    }
+
+    /// The `"index"` values in an answer's `errors`.
+    static func errorIndexes(in body: ByteBuffer) -> Set<Int> {
+        let text = String(buffer: body)
+        var result = Set<Int>()
+        var rest = text[...]
+        while let range = rest.range(of: "\"index\":") {
+            rest = rest[range.upperBound...]
+            if let value = Int(rest.prefix { $0.isNumber || $0 == "-" }) { result.insert(value) }
+        }
+        return result
+    }
+}
+
+final class ResponseHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    private let driver: NIOLoopBound<ConnectionDriver>
+    private var status: HTTPResponseStatus = .ok
+    private var body = ByteBuffer()
+
+    init(driver: NIOLoopBound<ConnectionDriver>) { self.driver = driver }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            status = head.status
+            body.clear()
+        case .body(var chunk):
+            body.writeBuffer(&chunk)
+        case .end:
+            driver.value.received(status: status, body: body)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}
+
+extension TimeAmount {
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}

@@ -1,1 +1,0 @@
-// PlayheadLoadgen: work in progress; see docs/architecture.md.

@@ -1,0 +1,37 @@
+import ArgumentParser
+import Logging
+import PlayheadKafka
+import PlayheadLog
+import ServiceLifecycle
+
+/// A log opened from its location (`file:<dir>` or `kafka://…`), with the service that runs it.
+struct OpenedLog {
+    var backend: any LogBackend
+    var service: any Service
+
+    /// - Parameter readOnly: open the embedded log as a reader beside a writer in another process
+    ///   (`playhead store` and `playhead observe` next to `playhead ingest`).
+    static func open(_ location: String, readOnly: Bool, minimumFreeBytes: Int64? = nil, logger: Logger) throws -> OpenedLog {
+        if location.hasPrefix("kafka://") {
+            let log = try KafkaLog(url: location, logger: logger)
+            return OpenedLog(backend: log, service: log)
+        }
+        let directory: String
+        if location.hasPrefix("file://") {
+            directory = String(location.dropFirst("file://".count))
+        } else if location.hasPrefix("file:") {
+            directory = String(location.dropFirst("file:".count))
+        } else if location.contains("://") {
+            throw ValidationError("--log must be file:<dir> or kafka://host:port/topic, not '\(location)'")
+        } else {
+            directory = location
+        }
+        guard !directory.isEmpty else { throw ValidationError("--log file: needs a directory, e.g. file:./data/log") }
+        var configuration = EmbeddedLogConfiguration(directory: directory)
+        if let minimumFreeBytes { configuration.minimumFreeBytes = minimumFreeBytes }
+        let log = readOnly
+            ? try EmbeddedLog.openReadOnly(configuration, logger: logger)
+            : try EmbeddedLog.open(configuration, logger: logger)
+        return OpenedLog(backend: log, service: log)
+    }
+}

@@ -1,0 +1,171 @@
+import ArgumentParser
+import Foundation
+import NIOCore
+import PlayheadEvents
+import PlayheadLoadgen
+
+/// `playhead loadgen`: realistic synthetic sessions, sent over HTTP or written as NDJSON.
+struct LoadgenCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "loadgen",
+        abstract: "Send realistic synthetic playback sessions to a Playhead server and report acknowledged events/s and latency.",
+        discussion: """
+            Each session plays one title of a fixed catalogue: play, then pauses and resumes, then \
+            stop, with positions that advance with time. Latency is measured from when each request \
+            was due, so a stalled server shows up (no coordinated omission). With --output the same \
+            events are written as NDJSON instead of sent.
+            """
+    )
+
+    @Option(name: .long, help: "The server's address.") var host: String = "127.0.0.1"
+    @Option(name: .long, help: "The server's port.") var port: Int = 8080
+    @Option(name: .long, help: "Concurrent keep-alive connections.") var connections: Int = 64
+    @Option(name: .long, help: "Target events per second over all connections. Default: as fast as acknowledgements come.") var rate: Double?
+    @Option(name: .long, help: "Seconds to run.") var duration: Double = 10
+    @Option(name: .long, help: "Stop after this many events (with --output: how many to write; default there 1,000,000).") var events: Int?
+    @Option(name: .long, help: "Events per request (1 sends a single JSON object).") var batch: Int = 1
+    @Option(name: .long, help: "Body format of batches: json (an array) or ndjson.") var format: BodyFormat = .json
+    @Option(name: .long, help: "A write key, sent as Authorization: Bearer <key>.") var writeKey: String?
+    @Option(name: .long, help: "Seed of the session generator (the same seed gives the same events).") var seed: UInt64 = 1
+    @Option(name: .long, help: "Concurrent sessions simulated by the generator.") var sessions: Int = 10_000
+    @Option(name: .long, help: "Event-loop threads of the generator.") var threads: Int = 1
+    @Option(name: .long, help: "Write the generated events to this NDJSON file instead of sending them.") var output: String?
+    @Option(name: .long, help: "Write the event_id of every acknowledged event to this file, one per line (for exactly-once checks).") var acknowledgedIds: String?
+    @Flag(name: .long, help: "Print the report as one JSON object.") var json = false
+
+    enum BodyFormat: String, ExpressibleByArgument, CaseIterable { case json, ndjson }
+
+    func validate() throws {
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
+        guard connections >= 1 else { throw ValidationError("--connections must be at least 1") }
+        guard duration > 0 else { throw ValidationError("--duration must be positive") }
+        if let rate, rate <= 0 { throw ValidationError("--rate must be positive") }
+    }
+
+    func run() async throws {
+        if let output {
+            try writeNDJSON(to: output, count: events ?? 1_000_000)
+            return
+        }
+        var configuration = LoadgenConfiguration()
+        configuration.host = host
+        configuration.port = port
+        configuration.connections = connections
+        configuration.eventsPerSecond = rate
+        configuration.duration = .milliseconds(Int64(duration * 1000))
+        configuration.maxEvents = events
+        configuration.contentType = format == .ndjson && batch > 1 ? "application/x-ndjson" : "application/json"
+        configuration.writeKey = writeKey
+        configuration.threads = threads
+        configuration.recordAcknowledgedIDs = acknowledgedIds != nil
+        let batch = self.batch, format = self.format, seed = self.seed
+        let sessionsPerConnection = max(1, sessions / connections)
+        let startMicros = Int64(Date().timeIntervalSince1970 * 1_000_000)
+        let generator = LoadGenerator(configuration: configuration) { index in
+            SyntheticRequestSource(
+                sessions: SyntheticSessions(
+                    seed: seed &+ UInt64(index) &* 0x9E37_79B9_7F4A_7C15,
+                    concurrentSessions: sessionsPerConnection,
+                    startTime: startMicros
+                ),
+                batch: batch, ndjson: format == .ndjson, recordIDs: configuration.recordAcknowledgedIDs
+            )
+        }
+        let report = try await generator.run()
+        if let acknowledgedIds {
+            try (report.acknowledgedIDs.joined(separator: "\n") + (report.acknowledgedIDs.isEmpty ? "" : "\n"))
+                .write(toFile: acknowledgedIds, atomically: true, encoding: .utf8)
+        }
+        print(json ? report.json : report.text)
+    }
+
+    private func writeNDJSON(to path: String, count: Int) throws {
+        guard FileManager.default.createFile(atPath: path, contents: nil), let handle = FileHandle(forWritingAtPath: path) else {
+            throw ValidationError("cannot create \(path)")
+        }
+        defer { try? handle.close() }
+        var sessions = SyntheticSessions(
+            seed: seed, concurrentSessions: sessions, startTime: Int64(Date().timeIntervalSince1970 * 1_000_000)
+        )
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(1 << 20)
+        for _ in 0..<count {
+            sessions.appendNextEvent(to: &buffer)
+            buffer.append(UInt8(ascii: "\n"))
+            if buffer.count >= 1 << 20 {
+                try handle.write(contentsOf: buffer)
+                buffer.removeAll(keepingCapacity: true)
+            }
+        }
+        try handle.write(contentsOf: buffer)
+    }
+}
+
+/// Makes the requests of one load-generator connection from the synthetic sessions.
+final class SyntheticRequestSource: LoadRequestSource {
+    private var sessions: SyntheticSessions
+    private let batch: Int
+    private let ndjson: Bool
+    private let recordIDs: Bool
+    private var scratch: [UInt8] = []
+
+    init(sessions: SyntheticSessions, batch: Int, ndjson: Bool, recordIDs: Bool) {
+        self.sessions = sessions
+        self.batch = batch
+        self.ndjson = ndjson
+        self.recordIDs = recordIDs
+        scratch.reserveCapacity(batch * 512 + 16)
+    }
+
+    func next(allocator: ByteBufferAllocator) -> LoadRequest? {
+        scratch.removeAll(keepingCapacity: true)
+        var ids: [String] = []
+        if batch > 1 && !ndjson { scratch.append(UInt8(ascii: "[")) }
+        for index in 0..<batch {
+            if index > 0 { scratch.append(ndjson ? UInt8(ascii: "\n") : UInt8(ascii: ",")) }
+            let start = scratch.count
+            sessions.appendNextEvent(to: &scratch)
+            if recordIDs, let id = Self.eventID(in: scratch[start...]) { ids.append(id) }
+        }
+        if batch > 1 && !ndjson { scratch.append(UInt8(ascii: "]")) }
+        if ndjson { scratch.append(UInt8(ascii: "\n")) }
+        return LoadRequest(body: allocator.buffer(bytes: scratch), events: batch, eventIDs: ids)
+    }
+
+    /// The `event_id` of a generated event (the generator writes it as a plain string).
+    static func eventID(in event: ArraySlice<UInt8>) -> String? {
+        let key = Array(#""event_id":""#.utf8)
+        guard let start = event.firstRange(of: key)?.upperBound,
+            let end = event[start...].firstIndex(of: UInt8(ascii: "\""))
+        else { return nil }
+        return String(decoding: event[start..<end], as: UTF8.self)
+    }
+}
+
+extension LoadgenReport {
+    var text: String {
+        let latency = ["p50", "p90", "p99", "p99.9", "max"].map { "\($0)=\(formatMicros(latencyMicros[$0] ?? 0))" }
+        return """
+            requests: \(requests) (acknowledged \(acknowledgedRequests), failed \(failedRequests), connection errors \(connectionErrors))
+            events acknowledged: \(acknowledgedEvents) (rejected \(rejectedEvents)) in \(String(format: "%.2f", elapsedSeconds)) s
+            throughput: \(String(format: "%.0f", eventsPerSecond)) events/s, \(String(format: "%.0f", requestsPerSecond)) requests/s
+            latency: \(latency.joined(separator: " "))
+            status codes: \(statusCounts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+            """
+    }
+
+    var json: String {
+        let statuses = statusCounts.sorted { $0.key < $1.key }.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ",")
+        let latency = latencyMicros.sorted { $0.key < $1.key }.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ",")
+        return """
+            {"elapsed_seconds":\(elapsedSeconds),"requests":\(requests),"acknowledged_requests":\(acknowledgedRequests),\
+            "acknowledged_events":\(acknowledgedEvents),"rejected_events":\(rejectedEvents),"failed_requests":\(failedRequests),\
+            "connection_errors":\(connectionErrors),"events_per_second":\(eventsPerSecond),"requests_per_second":\(requestsPerSecond),\
+            "latency_micros":{\(latency)},"status_counts":{\(statuses)}}
+            """
+    }
+
+    private func formatMicros(_ micros: UInt64) -> String {
+        micros >= 1000 ? String(format: "%.2fms", Double(micros) / 1000) : "\(micros)µs"
+    }
+}

@@ -1,0 +1,97 @@
+import ArgumentParser
+import Foundation
+import Logging
+import PlayheadEvents
+import PlayheadLog
+
+/// `playhead log …`: operator tools for the log.
+struct LogCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "log",
+        abstract: "Inspect the log.",
+        subcommands: [LogDumpCommand.self]
+    )
+}
+
+/// `playhead log dump`: the log's records as NDJSON (what kcat is for Kafka).
+struct LogDumpCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dump",
+        abstract: "Print the log's records as NDJSON, one JSON object per line, on standard output.",
+        discussion: """
+            Safe while a server writes to the same log: it reads what is durable and commits nothing. \
+            Accepted events print as the event's fields plus received_at and the log position \
+            (_partition, _offset); rejected ones as received_at, index, reason, field, message, event_id \
+            and the raw bytes that were sent.
+            """
+    )
+
+    @OptionGroup(title: "Storage") var storage: StorageOptions
+
+    @Option(name: .long, help: "The topic to print: events (accepted events) or rejected.")
+    var topic: String = "events"
+
+    @Option(name: .long, help: "Print at most this many records. Default: all.")
+    var limit: Int?
+
+    @Flag(name: .long, help: "Keep waiting for new records instead of stopping at the end of the log.")
+    var follow = false
+
+    @OptionGroup(title: "Logging") var logging: LoggingOptions
+
+    func validate() throws {
+        guard topic == "events" || topic == "rejected" else {
+            throw ValidationError("--topic must be events or rejected, not '\(topic)'")
+        }
+        if let limit, limit < 0 { throw ValidationError("--limit must not be negative") }
+    }
+
+    func run() async throws {
+        logging.bootstrap()
+        let log = try OpenedLog.open(storage.logLocation, readOnly: true, logger: Logger(label: "playhead.log"))
+        let consumer = try log.backend.consumer(for: LogTopic(topic), group: nil)
+        let rejected = topic == "rejected"
+        var printed = 0
+        var line: [UInt8] = []
+        var output: [UInt8] = []
+        output.reserveCapacity(1 << 20)
+        var idlePolls = 0
+        loop: while limit.map({ printed < $0 }) ?? true {
+            let poll = try await consumer.poll(maxRecords: 10_000, timeout: .milliseconds(follow ? 1000 : 300))
+            if poll.batches.isEmpty {
+                idlePolls += 1
+                if !follow && idlePolls >= 2 { break }
+                continue
+            }
+            idlePolls = 0
+            for batch in poll.batches {
+                var stop = false
+                try batch.forEachRecord { offset, value in
+                    guard !stop else { return }
+                    line.removeAll(keepingCapacity: true)
+                    if rejected {
+                        try RejectedRecordView(value).appendJSON(to: &line)
+                    } else {
+                        try EventRecordView(value).appendJSON(to: &line)
+                    }
+                    // Add the log position as the last fields of the object.
+                    if line.last == UInt8(ascii: "}") {
+                        line.removeLast()
+                        line.append(contentsOf: Array(#","_partition":\#(batch.partition),"_offset":\#(offset)}"#.utf8))
+                    }
+                    output.append(contentsOf: line)
+                    output.append(UInt8(ascii: "\n"))
+                    printed += 1
+                    if let limit, printed >= limit { stop = true }
+                }
+                if output.count >= 1 << 20 || follow {
+                    FileHandle.standardOutput.write(Data(output))
+                    output.removeAll(keepingCapacity: true)
+                }
+                if stop { break loop }
+            }
+        }
+        FileHandle.standardOutput.write(Data(output))
+        await consumer.close()
+    }
+}

@@ -1,0 +1,123 @@
+import ArgumentParser
+import PlayheadEvents
+import PlayheadIngest
+
+/// Where the log and the lake live. Every command that touches them takes these.
+struct StorageOptions: ParsableArguments {
+    @Option(name: .long, help: "The data directory of the embedded defaults: the log in <data-dir>/log, the lake in <data-dir>/lake.")
+    var dataDir: String = "./data"
+
+    @Option(name: .long, help: "The log: 'file:<dir>' for the embedded log, or 'kafka://host:port[,host:port]/topic'. Default: file:<data-dir>/log.")
+    var log: String?
+
+    @Option(name: .long, help: "The lake: 'file:<dir>' (or a plain path) or 's3://bucket/prefix'. Default: file:<data-dir>/lake.")
+    var lake: String?
+
+    @Option(name: .long, help: "The S3 endpoint URL for an s3:// lake, e.g. http://127.0.0.1:8333 (SeaweedFS, MinIO). Default: AWS for the region. Credentials come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN.")
+    var s3Endpoint: String?
+
+    @Option(name: .long, help: "The S3 region (signing scope). Default: AWS_REGION, else AWS_DEFAULT_REGION, else us-east-1.")
+    var s3Region: String?
+
+    @Option(name: .long, help: "Embedded log: refuse appends (503 with Retry-After) while the disk has less free space than this many bytes.")
+    var logMinFreeBytes: Int64 = 256 * 1024 * 1024
+
+    var logLocation: String { log ?? "file:\(dataDir)/log" }
+    var lakeLocation: String { lake ?? "file:\(dataDir)/lake" }
+}
+
+/// How the lake writer batches.
+struct FlushOptions: ParsableArguments {
+    @Option(name: .long, help: "Close a lake batch after this many seconds, whatever its size.")
+    var flushInterval: Double = 10
+
+    @Option(name: .long, help: "Close a lake batch after this many events.")
+    var flushEvents: Int = 1_000_000
+
+    @Option(name: .long, help: "Close a lake batch after this many bytes of records (keeps memory bounded).")
+    var flushBytes: Int = 512 * 1024 * 1024
+
+    @Option(name: .long, help: "Drop an event whose event_id was already written within the last N events of its partition (client retries).")
+    var dedupWindow: Int = 2_000_000
+}
+
+/// The HTTP edge's settings.
+struct IngestOptions: ParsableArguments {
+    @Option(name: .long, help: "The address to listen on.")
+    var host: String = "127.0.0.1"
+
+    @Option(name: .long, help: "The TCP port (0 picks a free one; the bound port is logged).")
+    var port: Int = 8080
+
+    @Option(name: .long, help: "The largest request body in bytes, measured on the wire and again after gzip decoding.")
+    var maxBodyBytes: Int = 5 * 1024 * 1024
+
+    @Option(name: .long, help: "The largest single event in bytes of JSON.")
+    var maxEventBytes: Int = 32 * 1024
+
+    @Option(name: .long, help: "The most events in one request.")
+    var maxEventsPerRequest: Int = 1000
+
+    @Option(name: .long, parsing: .singleValue, help: "A write key that POST /v1/events must present (Authorization: Bearer <key>, or ?write_key=<key>). Repeat for several. Default: none, no key needed.")
+    var writeKey: [String] = []
+
+    @Option(name: .long, parsing: .singleValue, help: "An origin allowed by CORS; repeat for several. Default: * (every origin).")
+    var corsOrigin: [String] = []
+
+    @Option(name: .long, help: "The most accepted events per second over all clients; more gets 429 with Retry-After. Default: no limit.")
+    var rateLimit: Double?
+
+    @Option(name: .long, help: "What is stored of ip_address: keep, truncate (IPv4 /24, IPv6 /48) or drop.")
+    var ipPolicy: IPAddressPolicy = .keep
+
+    @Option(name: .long, help: "HTTP event-loop threads. Default: the number of cores.")
+    var threads: Int?
+
+    @Option(name: .long, help: "Seconds a request may take to arrive whole after its first byte; slower clients are disconnected.")
+    var requestTimeout: Double = 30
+
+    @Option(name: .long, help: "Seconds an idle keep-alive connection stays open.")
+    var idleTimeout: Double = 75
+
+    @Option(name: .long, help: "Seconds a graceful shutdown waits for requests in flight.")
+    var shutdownGrace: Double = 30
+
+    var configuration: IngestConfiguration {
+        var configuration = IngestConfiguration()
+        configuration.host = host
+        configuration.port = port
+        configuration.maxBodyBytes = maxBodyBytes
+        configuration.maxEventBytes = maxEventBytes
+        configuration.maxEventsPerRequest = maxEventsPerRequest
+        configuration.writeKeys = Set(writeKey)
+        if !corsOrigin.isEmpty { configuration.corsAllowedOrigins = corsOrigin }
+        configuration.rateLimitEventsPerSecond = rateLimit
+        if let threads { configuration.eventLoopThreads = threads }
+        configuration.shutdownGracePeriod = .milliseconds(Int64(shutdownGrace * 1000))
+        configuration.requestTimeout = .milliseconds(Int64(requestTimeout * 1000))
+        configuration.idleTimeout = .milliseconds(Int64(idleTimeout * 1000))
+        return configuration
+    }
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535, not \(port)") }
+        guard maxBodyBytes > 0, maxEventBytes > 0, maxEventsPerRequest > 0 else {
+            throw ValidationError("--max-body-bytes, --max-event-bytes and --max-events-per-request must be positive")
+        }
+        if let rateLimit, rateLimit <= 0 { throw ValidationError("--rate-limit must be positive") }
+        guard requestTimeout > 0, idleTimeout > 0, shutdownGrace >= 0 else {
+            throw ValidationError("--request-timeout and --idle-timeout must be positive, --shutdown-grace not negative")
+        }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+}
+
+/// Whether metrics are collected.
+struct MetricsOptions: ParsableArguments {
+    @Option(name: .long, help: "Collect metrics and serve GET /metrics: on or off (off is for measuring their cost).")
+    var metrics: Toggle = .on
+
+    enum Toggle: String, ExpressibleByArgument, CaseIterable { case on, off }
+}
+
+extension IPAddressPolicy: @retroactive ExpressibleByArgument {}

@@ -1,0 +1,96 @@
+import ArgumentParser
+import Logging
+import Metrics
+import NIOCore
+import NIOPosix
+import PlayheadIngest
+import PlayheadLog
+import Prometheus
+import ServiceLifecycle
+import UnixSignals
+
+/// Metrics collection for the process: the Prometheus registry behind `GET /metrics`, or nothing.
+struct Telemetry {
+    var registry: PrometheusCollectorRegistry?
+    var routes: [HTTPRoute]
+    var services: [any Service]
+
+    /// Bootstraps swift-metrics once for the process. With `enabled == false` every instrument is a
+    /// no-op and `/metrics` answers 404 (to measure what metrics cost).
+    static func bootstrap(_ enabled: Bool) -> Telemetry {
+        guard enabled else { return Telemetry(registry: nil, routes: [], services: []) }
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.defaultDurationHistogramBuckets = [
+            .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2),
+            .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+            .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2), .seconds(5), .seconds(10),
+        ]
+        MetricsSystem.bootstrap(factory)
+        let metrics = HTTPRoute(.GET, "/metrics") { _ in
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(64 * 1024)
+            registry.emit(into: &bytes)
+            return HTTPResponse(
+                status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8",
+                body: ByteBuffer(bytes: bytes)
+            )
+        }
+        return Telemetry(registry: registry, routes: [metrics], services: [])
+    }
+}
+
+/// Builds the parts of the pipeline that the commands combine.
+struct PipelineParts {
+    let telemetry: Telemetry
+    let log: any LogBackend
+    let logger: Logger
+
+    init(telemetry: Telemetry, log: any LogBackend, logger: Logger) throws {
+        self.telemetry = telemetry
+        self.log = log
+        self.logger = logger
+    }
+
+    /// The HTTP edge over the log's `events` and `rejected` topics.
+    func ingestServer(options: IngestOptions, routes: [HTTPRoute]) throws -> (server: IngestServer, threadPool: NIOThreadPool) {
+        let threadPool = NIOThreadPool(numberOfThreads: 2)
+        let endpoint = EventsEndpoint(
+            configuration: options.configuration,
+            ipPolicy: options.ipPolicy,
+            events: try log.producer(for: .events),
+            rejected: try log.producer(for: .rejected),
+            threadPool: threadPool,
+            logger: Logger(label: "playhead.ingest")
+        )
+        let server = IngestServer(
+            configuration: options.configuration,
+            events: endpoint,
+            routes: routes,
+            readiness: { endpoint.unavailableReason },
+            logger: Logger(label: "playhead.ingest")
+        )
+        return (server, threadPool)
+    }
+
+    /// Runs `services` in order (each stops in reverse order on SIGTERM or SIGINT).
+    func run(services: [any Service], threadPool: NIOThreadPool?, logger: Logger) async throws {
+        threadPool?.start()
+        let group = ServiceGroup(
+            configuration: .init(
+                services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup) },
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        do {
+            try await group.run()
+        } catch {
+            try? await threadPool?.shutdownGracefully()
+            logger.error("stopped on an error", metadata: ["error": "\(error)"])
+            throw ExitCode.failure
+        }
+        try? await threadPool?.shutdownGracefully()
+        logger.info("stopped")
+    }
+}

@@ -1,0 +1,61 @@
+import ArgumentParser
+import Logging
+import NIOPosix
+import PlayheadIngest
+import PlayheadLog
+import ServiceLifecycle
+
+/// `playhead serve`: the whole pipeline in one process.
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run everything in one process: the HTTP edge, the log, the lake writer and the metrics consumer.",
+        discussion: """
+            SIGTERM and SIGINT shut down gracefully: stop accepting, answer the requests in flight, \
+            write what was acknowledged to the lake, then exit 0.
+            """
+    )
+
+    @OptionGroup(title: "HTTP") var ingest: IngestOptions
+    @OptionGroup(title: "Storage") var storage: StorageOptions
+    @OptionGroup(title: "Lake batches") var flush: FlushOptions
+    @OptionGroup(title: "Metrics") var metrics: MetricsOptions
+    @OptionGroup(title: "Logging") var logging: LoggingOptions
+
+    func run() async throws {
+        logging.bootstrap()
+        let logger = Logger(label: "playhead.serve")
+        let telemetry = Telemetry.bootstrap(metrics.metrics == .on)
+        let log = try OpenedLog.open(storage.logLocation, readOnly: false, minimumFreeBytes: storage.logMinFreeBytes, logger: Logger(label: "playhead.log"))
+        let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger)
+        let edge = try parts.ingestServer(options: ingest, routes: telemetry.routes)
+        try await parts.run(
+            services: [log.service] + telemetry.services + [edge.server],
+            threadPool: edge.threadPool,
+            logger: logger
+        )
+    }
+}
+
+/// `playhead ingest`: the HTTP edge alone, appending to the log.
+struct IngestCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ingest",
+        abstract: "Run the HTTP edge alone: validate events and append them to the log (embedded or Kafka)."
+    )
+
+    @OptionGroup(title: "HTTP") var ingest: IngestOptions
+    @OptionGroup(title: "Storage") var storage: StorageOptions
+    @OptionGroup(title: "Metrics") var metrics: MetricsOptions
+    @OptionGroup(title: "Logging") var logging: LoggingOptions
+
+    func run() async throws {
+        logging.bootstrap()
+        let logger = Logger(label: "playhead.ingest")
+        let telemetry = Telemetry.bootstrap(metrics.metrics == .on)
+        let log = try OpenedLog.open(storage.logLocation, readOnly: false, minimumFreeBytes: storage.logMinFreeBytes, logger: Logger(label: "playhead.log"))
+        let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger)
+        let edge = try parts.ingestServer(options: ingest, routes: telemetry.routes)
+        try await parts.run(services: [log.service] + telemetry.services + [edge.server], threadPool: edge.threadPool, logger: logger)
+    }
+}

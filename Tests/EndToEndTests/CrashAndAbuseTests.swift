@@ -1,0 +1,111 @@
+import Foundation
+import PlayheadTestSupport
+import Testing
+
+/// The server under abuse: `kill -9` under load, and inputs meant to break it.
+@Suite("Crash and bad input", .serialized)
+struct CrashAndAbuseTests {
+    @Test("kill -9 under concurrent load: every acknowledged event is in the log exactly once")
+    func killNineUnderLoad() async throws {
+        let directory = try TemporaryDirectory(prefix: "crash")
+        let data = directory.appending("data").path
+        let port = try TestNetwork.freePort()
+        var server: PlayheadServer? = try await PlayheadServer(dataDirectory: data, arguments: ["--port", "\(port)"])
+        let acks = directory.appending("acks.txt").path
+        let loadgen = try ChildProcess(
+            TestEnvironment.playheadExecutable,
+            ["loadgen", "--port", "\(port)", "--connections", "16", "--batch", "20", "--duration", "9",
+             "--acknowledged-ids", acks, "--json"],
+            name: "loadgen-crash", logDirectory: TestEnvironment.artifactsDirectory
+        )
+        for round in 0..<3 {
+            try await Task.sleep(for: .milliseconds(1200 + round * 300))
+            server?.process.kill9()
+            _ = await server?.process.waitForExit(timeout: .seconds(10))
+            server = nil
+            try await Task.sleep(for: .milliseconds(200))
+            server = try await PlayheadServer(dataDirectory: data, arguments: ["--port", "\(port)"], name: "playhead-restart-\(round)")
+        }
+        let status = await loadgen.waitForExit(timeout: .seconds(60))
+        #expect(status == 0, "loadgen: \(loadgen.stderr)")
+        #expect(await server?.stop() == 0)
+        let acknowledged = try String(contentsOfFile: acks, encoding: .utf8).split(separator: "\n").map(String.init)
+        #expect(acknowledged.count > 1000, "too little load to prove anything: \(loadgen.stdout)")
+        var counts: [String: Int] = [:]
+        for record in try await Fixtures.dump(data) {
+            if let id = record["event_id"] as? String { counts[id, default: 0] += 1 }
+        }
+        let missing = acknowledged.filter { counts[$0] == nil }
+        let duplicated = acknowledged.filter { (counts[$0] ?? 0) > 1 }
+        #expect(missing.isEmpty, "\(missing.count) acknowledged events are missing, e.g. \(missing.prefix(5))")
+        #expect(duplicated.isEmpty, "\(duplicated.count) acknowledged events are stored twice, e.g. \(duplicated.prefix(5))")
+    }
+
+    @Test("a torn tail is cut on restart and everything acknowledged stays")
+    func tornTail() async throws {
+        let (server, _) = try await Fixtures.server()
+        let response = try await TestHTTP.postEvents(server, Fixtures.json((0..<50).map { Fixtures.event("t-\($0)") }))
+        #expect(response.status == 202)
+        server.process.kill9()
+        _ = await server.process.waitForExit()
+        // Append half a frame of garbage to the newest segment of the events topic.
+        let topic = URL(fileURLWithPath: server.dataDirectory).appendingPathComponent("log/events")
+        let segments = try FileManager.default.contentsOfDirectory(atPath: topic.path).filter { !$0.hasPrefix(".") }.sorted()
+        let newest = try #require(segments.last { $0.hasSuffix(".log") || $0.hasSuffix(".segment") } ?? segments.last)
+        let handle = try FileHandle(forWritingTo: topic.appendingPathComponent(newest))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data([0x40, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3]))
+        try handle.close()
+        let restarted = try await PlayheadServer(dataDirectory: server.dataDirectory)
+        let more = try await TestHTTP.postEvents(restarted, Fixtures.json(Fixtures.event("after")))
+        #expect(more.status == 202)
+        await restarted.stop()
+        let ids = try await Fixtures.dump(server.dataDirectory).compactMap { $0["event_id"] as? String }
+        #expect(ids == (0..<50).map { "t-\($0)" } + ["after"])
+    }
+
+    @Test("bad input never takes the server down")
+    func badInputBattery() async throws {
+        let (server, _) = try await Fixtures.server(["--request-timeout", "1", "--max-body-bytes", "200000"])
+        var deep = String(repeating: "[", count: 100_000)
+        deep += String(repeating: "]", count: 100_000)
+        let invalidUTF8: [UInt8] = Array(#"{"event_id":"u1","title":""#.utf8) + [0xC3, 0x28, 0xFF] + Array(#""}"#.utf8)
+        let bodies: [(String, [UInt8], String)] = [
+            ("malformed JSON", Array(#"{"event_id": "m1", "event_type": }"#.utf8), "application/json"),
+            ("invalid UTF-8", invalidUTF8, "application/json"),
+            ("deep nesting", Array(deep.prefix(150_000).utf8), "application/json"),
+            ("deep nesting in an event", Array(Fixtures.json(Fixtures.event("d1", ["x": 1])).replacingOccurrences(of: #""x":1"#, with: #""x":"# + String(repeating: "[", count: 5000) + String(repeating: "]", count: 5000)).utf8), "application/json"),
+            ("huge number", Array(Fixtures.json(Fixtures.event("h1")).replacingOccurrences(of: "8880", with: "1" + String(repeating: "0", count: 400)).utf8), "application/json"),
+            ("huge exponent", Array(Fixtures.json(Fixtures.event("h2")).replacingOccurrences(of: "120.5", with: "1e999999999").utf8), "application/json"),
+            ("NUL bytes", [UInt8](repeating: 0, count: 5000), "application/json"),
+            ("random bytes", (0..<20_000).map { _ in UInt8.random(in: 0...255) }, "application/x-ndjson"),
+            ("unknown content type", Array("a,b,c".utf8), "text/csv"),
+            ("oversize body", [UInt8](repeating: UInt8(ascii: " "), count: 300_000), "application/json"),
+        ]
+        for (name, body, contentType) in bodies {
+            let response = try await TestHTTP.postEvents(server, body, contentType: contentType)
+            #expect([400, 413, 415].contains(response.status), "\(name): \(response.status) \(response.text.prefix(300))")
+            #expect(response.status != 500, "\(name)")
+        }
+        // A garbage request line and a slow client that trickles bytes.
+        let garbage = try RawConnection(port: server.port)
+        garbage.send("NOT HTTP AT ALL\r\n\r\n")
+        _ = await garbage.readAll(timeout: .seconds(5))
+        let slow = try RawConnection(port: server.port)
+        let started = ContinuousClock.now
+        var stillOpen = true
+        for byte in "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n".utf8 where stillOpen {
+            stillOpen = slow.send([byte])
+            try await Task.sleep(for: .milliseconds(100))
+            if ContinuousClock.now - started > .seconds(4) { break }
+        }
+        let slowAnswer = await slow.readAll(timeout: .seconds(5))
+        #expect(ContinuousClock.now - started < .seconds(9), "the slow client was not cut off")
+        _ = slowAnswer
+        // Still up and accepting.
+        #expect(try await TestHTTP.request("\(server.baseURL)/healthz").status == 200)
+        let ok = try await TestHTTP.postEvents(server, Fixtures.json(Fixtures.event("still-ok")))
+        #expect(ok.status == 202)
+        #expect(server.process.isRunning)
+    }
+}

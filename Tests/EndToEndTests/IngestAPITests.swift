@@ -1,0 +1,268 @@
+import Foundation
+import PlayheadTestSupport
+import Testing
+
+/// `POST /v1/events` and the other routes, over real HTTP against `playhead serve`: every case of
+/// the contract in docs/openapi.yaml.
+@Suite("HTTP API", .serialized)
+struct IngestAPITests {
+    @Test("a single event is accepted, stored with received_at, and dumped")
+    func singleEvent() async throws {
+        let (server, _) = try await Fixtures.server()
+        let before = Date()
+        let response = try await TestHTTP.postEvents(server, Fixtures.json(Fixtures.event("e-1", ["extra_field": ["nested": 1]])))
+        #expect(response.status == 202)
+        #expect(response.json["accepted"] as? Int == 1)
+        #expect(response.json["rejected"] as? Int == 0)
+        let records = try await Fixtures.dump(server.dataDirectory)
+        #expect(records.count == 1)
+        let record = try #require(records.first)
+        #expect(record["event_id"] as? String == "e-1")
+        #expect(record["genre"] as? [String] == ["thriller", "action"])
+        #expect((record["extra_field"] as? [String: Any])?["nested"] as? Int == 1)
+        let receivedAt = try #require(record["received_at"] as? String)
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let received = try #require(formatter.date(from: receivedAt.replacingOccurrences(of: #"(\.\d{3})\d+"#, with: "$1", options: .regularExpression)))
+        #expect(abs(received.timeIntervalSince(before)) < 10)
+    }
+
+    @Test("an array, NDJSON and a text/plain beacon are all accepted")
+    func bodyFormats() async throws {
+        let (server, _) = try await Fixtures.server()
+        let array = try await TestHTTP.postEvents(server, Fixtures.json([Fixtures.event("a1"), Fixtures.event("a2")]))
+        #expect(array.status == 202 && array.json["accepted"] as? Int == 2)
+        let ndjson = try await TestHTTP.postEvents(
+            server, Fixtures.ndjson([Fixtures.event("n1"), Fixtures.event("n2"), Fixtures.event("n3")]),
+            contentType: "application/x-ndjson"
+        )
+        #expect(ndjson.status == 202 && ndjson.json["accepted"] as? Int == 3)
+        let beacon = try await TestHTTP.postEvents(server, Fixtures.json(Fixtures.event("b1")), contentType: "text/plain;charset=UTF-8")
+        #expect(beacon.status == 202 && beacon.json["accepted"] as? Int == 1)
+        let ids = try await Fixtures.dump(server.dataDirectory).compactMap { $0["event_id"] as? String }
+        #expect(Set(ids) == ["a1", "a2", "n1", "n2", "n3", "b1"])
+    }
+
+    @Test("partial acceptance: per-event errors name index, event_id, field and reason; rejects are stored byte for byte")
+    func partialAcceptance() async throws {
+        let (server, _) = try await Fixtures.server()
+        let bad = Fixtures.json(Fixtures.event("bad-1", ["duration_seconds": -5]))
+        let body = Fixtures.json(Fixtures.event("ok-1")) + "\n" + bad + "\n" + Fixtures.json(Fixtures.event("ok-2")) + "\n"
+        let response = try await TestHTTP.postEvents(server, body, contentType: "application/x-ndjson")
+        #expect(response.status == 202)
+        #expect(response.json["accepted"] as? Int == 2)
+        #expect(response.json["rejected"] as? Int == 1)
+        let error = try #require((response.json["errors"] as? [[String: Any]])?.first)
+        #expect(error["index"] as? Int == 1)
+        #expect(error["event_id"] as? String == "bad-1")
+        #expect(error["field"] as? String == "duration_seconds")
+        #expect(error["reason"] as? String == "negative_number")
+        #expect((error["message"] as? String)?.isEmpty == false)
+        let rejected = try await Fixtures.dump(server.dataDirectory, topic: "rejected")
+        #expect(rejected.count == 1)
+        #expect(rejected.first?["raw"] as? String == bad)
+        #expect(rejected.first?["reason"] as? String == "negative_number")
+        #expect(rejected.first?["index"] as? Int == 1)
+        #expect(rejected.first?["received_at"] is String)
+    }
+
+    /// One invalid event per rejection reason of schema 1.0, each checked for its reason and field.
+    static let invalidEvents: [(name: String, body: String, reason: String, field: String?)] = [
+        ("missing field", Fixtures.json(Fixtures.event("r1", ["user_id": nil])), "missing_field", "user_id"),
+        ("wrong type", Fixtures.json(Fixtures.event("r2", ["duration_seconds": "long"])), "invalid_type", "duration_seconds"),
+        ("genre not a list", Fixtures.json(Fixtures.event("r3", ["genre": "drama"])), "invalid_type", "genre"),
+        ("genre element not a string", Fixtures.json(Fixtures.event("r4", ["genre": ["drama", 7]])), "invalid_type", "genre[1]"),
+        ("value outside the enum", Fixtures.json(Fixtures.event("r5", ["event_type": "rewind"])), "invalid_value", "event_type"),
+        ("content type outside the enum", Fixtures.json(Fixtures.event("r6", ["content_type": "podcast"])), "invalid_value", "content_type"),
+        ("unparseable timestamp", Fixtures.json(Fixtures.event("r7", ["timestamp": "yesterday"])), "invalid_timestamp", "timestamp"),
+        ("impossible date", Fixtures.json(Fixtures.event("r8", ["timestamp": "2025-02-30T10:00:00Z"])), "invalid_timestamp", "timestamp"),
+        ("negative duration", Fixtures.json(Fixtures.event("r9", ["duration_seconds": -1])), "negative_number", "duration_seconds"),
+        ("negative position", Fixtures.json(Fixtures.event("r10", ["current_timestamp": -0.5])), "negative_number", "current_timestamp"),
+        ("over-long string", Fixtures.json(Fixtures.event("r11", ["title": String(repeating: "x", count: 5000)])), "string_too_long", "title"),
+        ("event over 32 KiB", Fixtures.json(Fixtures.event("r12", ["padding": String(repeating: "y", count: 40_000)])), "event_too_large", nil),
+        ("unknown schema version", Fixtures.json(Fixtures.event("r13", ["schema_version": "9.9"])), "unknown_schema_version", "schema_version"),
+        ("not an object", "[1,2]", "not_an_object", nil),
+        ("malformed JSON line", #"{"event_id": "r15", "#, "malformed_json", nil),
+        ("duplicate field", #"{"event_id":"r16","event_id":"r16b"}"#, "duplicate_field", "event_id"),
+    ]
+
+    @Test("every rejection reason is reported precisely", arguments: 0..<invalidEvents.count)
+    func rejectionReasons(_ index: Int) async throws {
+        let (server, _) = try await Fixtures.server()
+        let case_ = Self.invalidEvents[index]
+        let body = Fixtures.json(Fixtures.event("good")) + "\n" + case_.body + "\n"
+        let response = try await TestHTTP.postEvents(server, body, contentType: "application/x-ndjson")
+        #expect(response.status == 202, "\(case_.name): \(response.text)")
+        #expect(response.json["accepted"] as? Int == 1, "\(case_.name)")
+        let error = try #require((response.json["errors"] as? [[String: Any]])?.first, "\(case_.name): \(response.text)")
+        #expect(error["index"] as? Int == 1, "\(case_.name)")
+        #expect(error["reason"] as? String == case_.reason, "\(case_.name): \(response.text)")
+        if let field = case_.field { #expect(error["field"] as? String == field, "\(case_.name): \(response.text)") }
+    }
+
+    @Test("400 when nothing can be accepted: all invalid, malformed array, empty body")
+    func nothingAccepted() async throws {
+        let (server, _) = try await Fixtures.server()
+        let allInvalid = try await TestHTTP.postEvents(server, Fixtures.json([Fixtures.event("x", ["event_type": "fly"])]))
+        #expect(allInvalid.status == 400)
+        #expect(allInvalid.json["accepted"] as? Int == 0)
+        #expect(allInvalid.json["rejected"] as? Int == 1)
+        let malformed = try await TestHTTP.postEvents(server, #"[{"event_id": "a"}, {"#)
+        #expect(malformed.status == 400)
+        #expect((malformed.json["errors"] as? [[String: Any]])?.first?["reason"] as? String == "malformed_json")
+        #expect((malformed.json["errors"] as? [[String: Any]])?.first?["index"] as? Int == -1)
+        let empty = try await TestHTTP.postEvents(server, "")
+        #expect(empty.status == 400)
+        // The malformed body is kept whole in the rejected stream.
+        let rejected = try await Fixtures.dump(server.dataDirectory, topic: "rejected")
+        #expect(rejected.contains { $0["raw"] as? String == #"[{"event_id": "a"}, {"# })
+    }
+
+    @Test("413 for a body over the limit, declared or streamed, and for too many events")
+    func tooLarge() async throws {
+        let (server, _) = try await Fixtures.server(["--max-body-bytes", "10000", "--max-events-per-request", "5"])
+        let big = Fixtures.json((0..<40).map { Fixtures.event("big-\($0)") })
+        let declared = try await TestHTTP.postEvents(server, big)
+        #expect(declared.status == 413)
+        #expect(declared.json["error"] as? String == "body_too_large")
+        // Chunked: no Content-Length, so the limit is enforced while reading.
+        let connection = try RawConnection(port: server.port)
+        connection.send("POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+        let chunk = Array(big.utf8)
+        connection.send(Array("\(String(chunk.count, radix: 16))\r\n".utf8) + chunk + Array("\r\n0\r\n\r\n".utf8))
+        let answer = String(decoding: await connection.readAll(timeout: .seconds(10)), as: UTF8.self)
+        #expect(answer.hasPrefix("HTTP/1.1 413"), "\(answer)")
+        let many = try await TestHTTP.postEvents(server, Fixtures.json((0..<6).map { Fixtures.event("m-\($0)") }))
+        #expect(many.status == 400)
+        #expect((many.json["errors"] as? [[String: Any]])?.first?["reason"] as? String == "too_many_events")
+    }
+
+    @Test("gzip bodies are accepted; a bomb gets 413 and corrupt gzip 400")
+    func gzip() async throws {
+        let (server, directory) = try await Fixtures.server(["--max-body-bytes", "100000"])
+        let body = Fixtures.json((0..<20).map { Fixtures.event("g-\($0)") })
+        let compressed = try await Self.gzip(Array(body.utf8), directory: directory)
+        let ok = try await TestHTTP.postEvents(server, compressed, headers: [("Content-Encoding", "gzip")])
+        #expect(ok.status == 202 && ok.json["accepted"] as? Int == 20, "\(ok.text)")
+        // 50 MB of zeros compresses to about 50 KB: under the wire limit, far over it decoded.
+        let bomb = try await Self.gzip([UInt8](repeating: 0x20, count: 50_000_000), directory: directory)
+        #expect(bomb.count < 100_000)
+        let refused = try await TestHTTP.postEvents(server, bomb, headers: [("Content-Encoding", "gzip")])
+        #expect(refused.status == 413, "\(refused.text)")
+        let corrupt = try await TestHTTP.postEvents(server, Array(compressed.prefix(30)) + [1, 2, 3], headers: [("Content-Encoding", "gzip")])
+        #expect(corrupt.status == 400, "\(corrupt.text)")
+        let unsupported = try await TestHTTP.postEvents(server, body, headers: [("Content-Encoding", "br")])
+        #expect(unsupported.status == 415)
+    }
+
+    static func gzip(_ bytes: [UInt8], directory: TemporaryDirectory) async throws -> [UInt8] {
+        let input = directory.appending("gzip-input-\(UUID().uuidString)")
+        try Data(bytes).write(to: input)
+        let output = directory.appending("gzip-output-\(UUID().uuidString)")
+        let result = try await runCommand("/bin/sh", ["-c", "gzip -c -6 '\(input.path)' > '\(output.path)'"])
+        guard result.status == 0 else { throw TestSupportError("gzip failed: \(result.stderr)") }
+        return Array(try Data(contentsOf: output))
+    }
+
+    @Test("415 for an unsupported content type")
+    func unsupportedMediaType() async throws {
+        let (server, _) = try await Fixtures.server()
+        let response = try await TestHTTP.postEvents(server, "<xml/>", contentType: "application/xml")
+        #expect(response.status == 415)
+        #expect(response.json["error"] as? String == "unsupported_media_type")
+    }
+
+    @Test("401 without a valid write key; bearer header and query parameter both work")
+    func writeKeys() async throws {
+        let (server, _) = try await Fixtures.server(["--write-key", "k-secret"])
+        let body = Fixtures.json(Fixtures.event("w1"))
+        let missing = try await TestHTTP.postEvents(server, body)
+        #expect(missing.status == 401)
+        #expect(missing.headers.first(name: "www-authenticate") != nil)
+        let wrong = try await TestHTTP.postEvents(server, body, headers: [("Authorization", "Bearer nope")])
+        #expect(wrong.status == 401)
+        let bearer = try await TestHTTP.postEvents(server, body, headers: [("Authorization", "Bearer k-secret")])
+        #expect(bearer.status == 202)
+        let beacon = try await TestHTTP.postEvents(server, body, contentType: "text/plain", query: "?write_key=k-secret")
+        #expect(beacon.status == 202)
+    }
+
+    @Test("429 with Retry-After past the rate limit")
+    func rateLimit() async throws {
+        let (server, _) = try await Fixtures.server(["--rate-limit", "5"])
+        let body = Fixtures.json((0..<20).map { Fixtures.event("rl-\($0)") })
+        let first = try await TestHTTP.postEvents(server, body)
+        #expect(first.status == 202)
+        let second = try await TestHTTP.postEvents(server, body)
+        #expect(second.status == 429)
+        #expect(second.headers.first(name: "retry-after") == "1")
+    }
+
+    @Test("503 with Retry-After when the log refuses appends (disk below its free-space floor)")
+    func logFull() async throws {
+        let (server, _) = try await Fixtures.server(["--log-min-free-bytes", "1000000000000000"])
+        let response = try await TestHTTP.postEvents(server, Fixtures.json(Fixtures.event("full-1")))
+        #expect(response.status == 503, "\(response.text)")
+        #expect(response.headers.first(name: "retry-after") != nil)
+        let ready = try await TestHTTP.request("\(server.baseURL)/readyz")
+        #expect(ready.status == 503)
+        let health = try await TestHTTP.request("\(server.baseURL)/healthz")
+        #expect(health.status == 200)
+    }
+
+    @Test("CORS: preflight for allowed and other origins, headers on answers")
+    func cors() async throws {
+        let (server, _) = try await Fixtures.server(["--cors-origin", "https://player.example"])
+        let preflight = try await TestHTTP.request(
+            "\(server.baseURL)/v1/events", method: .OPTIONS,
+            headers: [("Origin", "https://player.example"), ("Access-Control-Request-Method", "POST"), ("Access-Control-Request-Headers", "content-type")]
+        )
+        #expect(preflight.status == 204)
+        #expect(preflight.headers.first(name: "access-control-allow-origin") == "https://player.example")
+        #expect(preflight.headers.first(name: "access-control-allow-methods")?.contains("POST") == true)
+        let denied = try await TestHTTP.request(
+            "\(server.baseURL)/v1/events", method: .OPTIONS,
+            headers: [("Origin", "https://evil.example"), ("Access-Control-Request-Method", "POST")]
+        )
+        #expect(denied.status == 403)
+        let post = try await TestHTTP.postEvents(server, Fixtures.json(Fixtures.event("c1")), headers: [("Origin", "https://player.example")])
+        #expect(post.headers.first(name: "access-control-allow-origin") == "https://player.example")
+    }
+
+    @Test("health, readiness, OpenAPI, 404 and 405")
+    func otherRoutes() async throws {
+        let (server, _) = try await Fixtures.server()
+        #expect(try await TestHTTP.request("\(server.baseURL)/healthz").status == 200)
+        #expect(try await TestHTTP.request("\(server.baseURL)/readyz").status == 200)
+        #expect(try await TestHTTP.request("\(server.baseURL)/nope").status == 404)
+        let wrongMethod = try await TestHTTP.request("\(server.baseURL)/v1/events")
+        #expect(wrongMethod.status == 405)
+        #expect(wrongMethod.headers.first(name: "allow")?.contains("POST") == true)
+        let openapi = try await TestHTTP.request("\(server.baseURL)/openapi.json")
+        #expect(openapi.status == 200)
+        // The served document is docs/openapi.yaml, converted to JSON.
+        let file = TestEnvironment.repoRoot.appendingPathComponent("docs/openapi.yaml").path
+        let expected = try await runPython(
+            "import json,sys,yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1])), sort_keys=True))", arguments: [file]
+        )
+        let served = try JSONSerialization.jsonObject(with: Data(openapi.body))
+        let servedCanonical = String(decoding: try JSONSerialization.data(withJSONObject: served, options: [.sortedKeys]), as: UTF8.self)
+        let expectedObject = try JSONSerialization.jsonObject(with: Data(expected.utf8))
+        let expectedCanonical = String(decoding: try JSONSerialization.data(withJSONObject: expectedObject, options: [.sortedKeys]), as: UTF8.self)
+        #expect(servedCanonical == expectedCanonical, "run scripts/gen-openapi after editing docs/openapi.yaml")
+    }
+
+    @Test("SIGTERM drains gracefully and exits 0; acknowledged events survive the restart")
+    func gracefulShutdown() async throws {
+        let (server, directory) = try await Fixtures.server()
+        let response = try await TestHTTP.postEvents(server, Fixtures.json([Fixtures.event("s1"), Fixtures.event("s2")]))
+        #expect(response.status == 202)
+        #expect(await server.stop() == 0)
+        let restarted = try await PlayheadServer(dataDirectory: server.dataDirectory, arguments: [])
+        _ = directory
+        let again = try await TestHTTP.postEvents(restarted, Fixtures.json(Fixtures.event("s3")))
+        #expect(again.status == 202)
+        let ids = try await Fixtures.dump(server.dataDirectory).compactMap { $0["event_id"] as? String }
+        #expect(ids == ["s1", "s2", "s3"])
+    }
+}
