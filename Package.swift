@@ -233,3 +233,11 @@ let package = Package(
         ),
     ]
 )
+
+// Faster iteration on one module: `PLAYHEAD_ONLY=Parquet,ParquetTests,CZstd,PlayheadTestSupport swift test`
+// builds and tests only the listed targets (list every in-package target they depend on).
+if let only = Context.environment["PLAYHEAD_ONLY"], !only.isEmpty {
+    let names = Set(only.split(separator: ",").map { String($0) })
+    package.targets = package.targets.filter { names.contains($0.name) }
+    package.products = package.products.filter { product in product.name != "playhead" && names.contains(product.name) }
+}

@@ -1,0 +1,196 @@
+"""Runs the ingest benchmark (see scripts/bench-ingest) and records the figures."""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+RELEASE = os.path.join(ROOT, ".build", "release")
+PLAYHEAD = os.path.join(RELEASE, "playhead")
+BARE = os.path.join(RELEASE, "bare-nio-server")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def peak_rss_mib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except FileNotFoundError:
+        pass
+    return None
+
+
+class Server:
+    def __init__(self, name, argv, port, env=None):
+        self.name, self.port = name, port
+        self.log = open(os.path.join(ROOT, "test-artifacts", f"bench-{name}.log"), "w")
+        self.process = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        wait_port(port)
+
+    def stop(self):
+        rss = peak_rss_mib(self.process.pid)
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.log.close()
+        return rss
+
+
+def loadgen(port, batch, duration, connections):
+    argv = [PLAYHEAD, "loadgen", "--port", str(port), "--batch", str(batch), "--duration", str(duration),
+            "--connections", str(connections), "--json"]
+    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def serve(name, command, extra=()):
+    port = free_port()
+    data = tempfile.mkdtemp(prefix=f"bench-{name}-")
+    argv = [PLAYHEAD, command, "--port", str(port), "--data-dir", data, "--log-level", "warning", *extra]
+    return Server(name, argv, port), data
+
+
+def measure(server_factory, batch, duration, connections, warmup=2):
+    server, data = server_factory()
+    try:
+        loadgen(server.port, batch, warmup, connections)
+        report = loadgen(server.port, batch, duration, connections)
+    finally:
+        rss = server.stop()
+        if data:
+            shutil.rmtree(data, ignore_errors=True)
+    report["peak_rss_mib"] = rss
+    return report
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=float, default=10)
+    args = parser.parse_args()
+    os.makedirs(os.path.join(ROOT, "test-artifacts"), exist_ok=True)
+    d = args.duration
+    results = {}
+
+    def bare():
+        port = free_port()
+        return Server("bare-nio", [BARE, str(port)], port), None
+
+    print("single-event POSTs ...", flush=True)
+    results["bare_single"] = measure(bare, 1, d, 64)
+    results["serve_single"] = measure(lambda: serve("serve", "serve"), 1, d, 64)
+    results["serve_single_metrics_off"] = measure(lambda: serve("serve-nometrics", "serve", ["--metrics", "off"]), 1, d, 64)
+    # The metrics cost, measured as a pair right after each other to limit noise.
+    results["serve_single_metrics_on_2"] = measure(lambda: serve("serve-2", "serve"), 1, d, 64)
+    for batch in (100, 250, 500):
+        print(f"batches of {batch} ...", flush=True)
+        results[f"serve_batch_{batch}"] = measure(lambda: serve("serve", "serve"), batch, d, 16)
+        results[f"ingest_batch_{batch}"] = measure(lambda: serve("ingest", "ingest"), batch, d, 16)
+
+    try:
+        import fastapi, uvicorn, pydantic  # noqa: F401
+        have_fastapi = True
+    except ImportError:
+        have_fastapi = False
+    if have_fastapi:
+        def fastapi_server():
+            port = free_port()
+            argv = [sys.executable, "-m", "uvicorn", "fastapi_app:app", "--port", str(port), "--workers", "2",
+                    "--log-level", "warning", "--app-dir", os.path.join(ROOT, "scripts", "bench")]
+            return Server("fastapi", argv, port), None
+        print("FastAPI + pydantic ...", flush=True)
+        results["fastapi_single"] = measure(fastapi_server, 1, d, 64, warmup=3)
+        for batch in (100, 500):
+            results[f"fastapi_batch_{batch}"] = measure(fastapi_server, batch, d, 16, warmup=3)
+
+    with open(os.path.join(ROOT, "test-artifacts", "bench-ingest.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    write_markdown(results, d)
+
+
+def write_markdown(r, duration):
+    def rps(key):
+        return r[key]["requests_per_second"]
+
+    def eps(key):
+        return r[key]["events_per_second"]
+
+    def lat(key, p):
+        return r[key]["latency_micros"].get(p, 0) / 1000
+
+    def rss(key):
+        value = r[key].get("peak_rss_mib")
+        return f"{value:.0f}" if value else "?"
+
+    bare = rps("bare_single")
+    on = (rps("serve_single") + rps("serve_single_metrics_on_2")) / 2
+    off = rps("serve_single_metrics_off")
+    lines = [
+        "## Ingest (`scripts/bench-ingest`)",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on this 2-core machine, the load generator",
+        f"(`playhead loadgen`, 1 thread) on the same machine, {duration:.0f} s per row after a warm-up.",
+        "Every event is validated and fsynced (group commit) before its 202; `serve` also runs the lake",
+        "writer and the metrics consumer on the same 2 cores.",
+        "",
+        "| run | requests/s | events/s | p50 ms | p99 ms | peak RSS MiB | ratio |",
+        "|---|---|---|---|---|---|---|",
+        f"| bare SwiftNIO, 202 to every POST (baseline) | {bare:,.0f} | | {lat('bare_single','p50'):.2f} | {lat('bare_single','p99'):.2f} | {rss('bare_single')} | 1.00 |",
+        f"| `playhead serve`, 1 event per POST | {rps('serve_single'):,.0f} | {eps('serve_single'):,.0f} | {lat('serve_single','p50'):.2f} | {lat('serve_single','p99'):.2f} | {rss('serve_single')} | **{rps('serve_single')/bare:.2f}** × bare |",
+        f"| `playhead serve --metrics off`, 1 event per POST | {off:,.0f} | {eps('serve_single_metrics_off'):,.0f} | {lat('serve_single_metrics_off','p50'):.2f} | {lat('serve_single_metrics_off','p99'):.2f} | {rss('serve_single_metrics_off')} | metrics cost {100*(off-on)/off:+.1f} % |",
+    ]
+    for batch in (100, 250, 500):
+        for kind in ("serve", "ingest"):
+            key = f"{kind}_batch_{batch}"
+            lines.append(f"| `playhead {kind}`, {batch} events per POST | {rps(key):,.0f} | **{eps(key):,.0f}** | {lat(key,'p50'):.2f} | {lat(key,'p99'):.2f} | {rss(key)} | |")
+    if "fastapi_single" in r:
+        lines.append(f"| FastAPI + pydantic, 2 workers, 1 event per POST (no storage) | {rps('fastapi_single'):,.0f} | {eps('fastapi_single'):,.0f} | {lat('fastapi_single','p50'):.2f} | {lat('fastapi_single','p99'):.2f} | | {rps('serve_single')/max(rps('fastapi_single'),1):.1f}× slower than serve |")
+        for batch in (100, 500):
+            key = f"fastapi_batch_{batch}"
+            lines.append(f"| FastAPI + pydantic, 2 workers, {batch} events per POST (no storage) | {rps(key):,.0f} | {eps(key):,.0f} | {lat(key,'p50'):.2f} | {lat(key,'p99'):.2f} | | |")
+    lines += ["", "Metrics cost: the mean of two `serve` runs with metrics on against one with them off, same run.", ""]
+    replace_section("Ingest", "\n".join(lines))
+    print("\n".join(lines))
+
+
+def replace_section(title, text):
+    path = os.path.join(ROOT, "docs", "benchmarks.md")
+    current = open(path).read() if os.path.exists(path) else "# Benchmarks\n\nEach section is written by the script named in its title.\n"
+    begin, end = f"<!-- BEGIN {title} -->", f"<!-- END {title} -->"
+    block = f"{begin}\n{text}\n{end}"
+    if begin in current:
+        current = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, current, flags=re.S)
+    else:
+        current = current.rstrip() + "\n\n" + block + "\n"
+    with open(path, "w") as f:
+        f.write(current)
+
+
+if __name__ == "__main__":
+    main()
