@@ -141,9 +141,9 @@ public final class EventsEndpoint: Sendable {
                 try Self.gunzip(compressed, maxBytes: maxBodyBytes)
             }.flatMap { body in
                 self.process(body, format: format, receivedAt: receivedAt, on: eventLoop)
-            }.flatMapErrorThrowing { error in
-                guard let error = error as? GzipFailure else { throw error }
-                return self.gzipFailed(error, raw: compressed, receivedAt: receivedAt)
+            }.flatMapError { error in
+                guard let failure = error as? GzipFailure else { return eventLoop.makeFailedFuture(error) }
+                return self.gzipFailed(failure, raw: compressed, receivedAt: receivedAt, on: eventLoop)
             }
         } else {
             future = process(request.body, format: format, receivedAt: receivedAt, on: eventLoop)
@@ -167,14 +167,41 @@ public final class EventsEndpoint: Sendable {
         }
     }
 
-    private func gzipFailed(_ failure: GzipFailure, raw: ByteBuffer, receivedAt: Int64) -> HTTPResponse {
+    private func gzipFailed(
+        _ failure: GzipFailure, raw: ByteBuffer, receivedAt: Int64, on eventLoop: any EventLoop
+    ) -> EventLoopFuture<HTTPResponse> {
         if failure.tooLarge {
             metrics.shed(reason: "body_too_large")
-            return .error(.payloadTooLarge, code: "body_too_large", message: failure.message)
+            return eventLoop.makeSucceededFuture(.error(.payloadTooLarge, code: "body_too_large", message: failure.message))
         }
-        // A corrupt body is kept, as sent, in the rejected stream; the client hears why.
+        // A corrupt body is kept, as sent, in the rejected stream; the client hears why once it is stored.
         metrics.rejected(reason: "invalid_gzip", count: 1)
-        return .error(.badRequest, code: "invalid_gzip", message: failure.message)
+        var record: [UInt8] = []
+        raw.withUnsafeReadableBytes { bytes in
+            RejectedRecordEncoder.encode(
+                receivedAt: receivedAt, index: -1, reason: RejectionReason(rawValue: "invalid_gzip"), field: nil,
+                message: failure.message, eventID: nil, raw: bytes, into: &record
+            )
+        }
+        var batch = LogRecordBatch()
+        record.withUnsafeBytes { batch.appendRecord(key: EmptyCollection<UInt8>(), value: $0) }
+        let promise = eventLoop.makePromise(of: HTTPResponse.self)
+        let retryAfter = configuration.retryAfterSeconds
+        rejected.append(batch) { result in
+            switch result {
+            case .success:
+                promise.succeed(.error(.badRequest, code: "invalid_gzip", message: failure.message))
+            case .failure(let error):
+                promise.succeed(
+                    .error(
+                        .serviceUnavailable, code: error.code == .full ? "log_full" : "log_unavailable",
+                        message: "the request could not be stored durably, retry later: \(error.message)",
+                        retryAfterSeconds: error.retryAfterSeconds ?? retryAfter
+                    )
+                )
+            }
+        }
+        return promise.futureResult
     }
 
     /// Decodes, appends and answers.

@@ -33,12 +33,12 @@ public final class IngestServer: Service, Sendable {
 
     /// - Parameters:
     ///   - configuration: limits, keys, CORS, timeouts.
-    ///   - events: what `POST /v1/events` does with a request.
+    ///   - events: what `POST /v1/events` does with a request; nil for a server of `routes` only.
     ///   - routes: extra routes (for example `GET /metrics`).
     ///   - readiness: `nil` when the pipeline can take events, else the reason why not (for `/readyz`).
     public init(
         configuration: IngestConfiguration,
-        events: EventsEndpoint,
+        events: EventsEndpoint?,
         routes: [HTTPRoute] = [],
         readiness: @escaping @Sendable () -> String? = { nil },
         logger: Logger

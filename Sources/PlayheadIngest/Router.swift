@@ -3,13 +3,16 @@ import NIOHTTP1
 
 /// Decides what answers a request. Immutable and shared by every connection.
 struct Router: Sendable {
-    let events: EventsEndpoint
+    /// `POST /v1/events`, or nil on a server that only serves `routes` (`playhead observe`).
+    let events: EventsEndpoint?
+    let metrics: IngestMetrics
     let routes: [String: [String: HTTPRoute]]
     let cors: CORSPolicy
     let maxBodyBytes: Int
 
-    init(events: EventsEndpoint, routes: [HTTPRoute], cors: CORSPolicy, maxBodyBytes: Int) {
+    init(events: EventsEndpoint?, routes: [HTTPRoute], cors: CORSPolicy, maxBodyBytes: Int) {
         self.events = events
+        metrics = events?.metrics ?? IngestMetrics()
         var table: [String: [String: HTTPRoute]] = [:]
         for route in routes { table[route.path, default: [:]][route.method.rawValue] = route }
         self.routes = table
@@ -20,7 +23,7 @@ struct Router: Sendable {
     /// An answer that can be given from the head alone (before reading a body), or nil to read on.
     func answerEarly(_ head: HTTPRequestHead) -> HTTPResponse? {
         let request = HTTPRequest(head: head, body: ByteBuffer())
-        if request.path == EventsEndpoint.path && head.method == .POST {
+        if request.path == EventsEndpoint.path && head.method == .POST, let events {
             if let length = head.headers.first(name: "content-length").flatMap(Int.init), length > maxBodyBytes {
                 return .error(
                     .payloadTooLarge, code: "body_too_large",
@@ -37,7 +40,7 @@ struct Router: Sendable {
         if request.head.method == .OPTIONS {
             return eventLoop.makeSucceededFuture(cors.preflight(request))
         }
-        if request.path == EventsEndpoint.path {
+        if request.path == EventsEndpoint.path, let events {
             guard request.head.method == .POST else {
                 return eventLoop.makeSucceededFuture(methodNotAllowed(request, allow: "POST, OPTIONS"))
             }
@@ -153,7 +156,7 @@ final class IngestHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         if !keepAlive { headers.replaceOrAdd(name: "Connection", value: "close") }
         let responseHead = HTTPResponseHead(version: head.version, status: response.status, headers: headers)
         let path = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-        router.events.metrics.requestCompleted(path: path, method: head.method, status: response.status, since: requestStarted)
+        router.metrics.requestCompleted(path: path, method: head.method, status: response.status, since: requestStarted)
         context.write(wrapOutboundOut(.head(responseHead)), promise: nil)
         if head.method != .HEAD && response.body.readableBytes > 0 {
             context.write(wrapOutboundOut(.body(.byteBuffer(response.body))), promise: nil)

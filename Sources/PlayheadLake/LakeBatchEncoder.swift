@@ -19,9 +19,11 @@ struct EncodedBatch: Sendable {
 /// Turns a batch of log records into lake files: drops duplicates, splits by `received_at` hour,
 /// sorts, encodes Parquet, and updates the rollups. Pure CPU work: run it on a thread pool.
 enum LakeBatchEncoder {
+    /// - Parameter dataPath: the path of the data file of an hour (by its start), within `kind`'s dataset.
+    /// - Parameter rollupPath: the path of the rollup file of an hour.
     static func encode(
-        kind: DatasetKind, records: RecordBuffer, partition: Int32, from: Int64, to: Int64,
-        dedup: inout DedupWindow, rollups: RollupAggregator?, configuration: LakeWriterConfiguration
+        kind: DatasetKind, records: RecordBuffer, dedup: inout DedupWindow, rollups: RollupAggregator?,
+        configuration: LakeWriterConfiguration, dataPath: (Int64) -> String, rollupPath: (Int64) -> String
     ) throws -> EncodedBatch {
         var batch = EncodedBatch()
         let offsets = records.offsets
@@ -49,7 +51,7 @@ enum LakeBatchEncoder {
                 }
             }
             for (hour, indexes) in hours.sorted(by: { $0.key < $1.key }) {
-                let path = LakePaths.dataFile(dataset: kind.name, hourStart: hour, partition: partition, from: from, to: to)
+                let path = dataPath(hour)
                 let bytes: [UInt8]
                 switch kind {
                 case .events:
@@ -64,7 +66,7 @@ enum LakeBatchEncoder {
         if let rollups {
             for (hour, rows) in rollups.takeChanges() {
                 let bytes = try RollupsTable.encode(rows, configuration: configuration)
-                let path = LakePaths.rollupFile(hourStart: hour, partition: partition)
+                let path = rollupPath(hour)
                 batch.files.append(LakeFile(path: path, bytes: bytes, dataset: "rollups", rows: rows.count))
             }
         }
@@ -92,6 +94,12 @@ enum LakePaths {
     /// so that a redo writes the same names.
     static func dataFile(dataset: String, hourStart: Int64, partition: Int32, from: Int64, to: Int64) -> String {
         "\(dataset)/\(self.partition(hourStart: hourStart))/p\(partition)-\(pad(from, 20))-\(pad(to, 20)).parquet"
+    }
+
+    /// `<dataset>/date=…/hour=…/import-<tag>-<sequence>.parquet`: the files of `playhead import`,
+    /// named by the imported file (`tag`) so that importing the same file again replaces them.
+    static func importFile(dataset: String, hourStart: Int64, tag: String, sequence: Int) -> String {
+        "\(dataset)/\(self.partition(hourStart: hourStart))/import-\(tag)-\(pad(Int64(sequence), 6)).parquet"
     }
 
     /// `rollups/date=…/hour=…/p<partition>.parquet`: rewritten while the hour is open.

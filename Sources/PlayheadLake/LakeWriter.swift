@@ -274,8 +274,9 @@ final class DatasetWriter: @unchecked Sendable {
         let configuration = self.configuration
         let encoded = try await threadPool.runIfActive {
             try LakeBatchEncoder.encode(
-                kind: kind, records: records, partition: writer.partition, from: from, to: to,
-                dedup: &writer.dedup, rollups: writer.rollups, configuration: configuration
+                kind: kind, records: records, dedup: &writer.dedup, rollups: writer.rollups, configuration: configuration,
+                dataPath: { LakePaths.dataFile(dataset: kind.name, hourStart: $0, partition: writer.partition, from: from, to: to) },
+                rollupPath: { LakePaths.rollupFile(hourStart: $0, partition: writer.partition) }
             )
         }
         let intent = LakeCommits.Intent(from: from, to: to, files: encoded.files.map(\.path))

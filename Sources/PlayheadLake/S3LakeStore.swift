@@ -1,3 +1,5 @@
+import Logging
+import NIOPosix
 import NIOCore
 import S3
 
@@ -70,6 +72,22 @@ public enum LakeLocation: Sendable, Equatable {
         }
         if case .folder(let path) = self, path.isEmpty {
             throw LakeError(.invalidLocation, "file: needs a folder, e.g. file:./data/lake")
+        }
+    }
+}
+
+extension LakeLocation {
+    /// Opens the store of this location. An `s3://` lake signs with the credentials of the usual AWS
+    /// environment variables and talks to `s3Endpoint` (or the endpoint those variables name).
+    ///
+    /// - Parameter threadPool: runs the blocking file calls of a folder lake. Started by the caller.
+    public func openStore(s3Endpoint: String?, s3Region: String?, threadPool: NIOThreadPool, logger: Logger) throws -> any LakeStore {
+        switch self {
+        case .folder(let path):
+            return try FileLakeStore(root: path, threadPool: threadPool)
+        case .s3(let bucket, let prefix):
+            let configuration = try S3Configuration.fromEnvironment(endpoint: s3Endpoint, region: s3Region)
+            return S3LakeStore(client: S3Client(configuration: configuration, logger: logger), bucket: bucket, prefix: prefix)
         }
     }
 }

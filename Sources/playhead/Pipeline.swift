@@ -74,8 +74,9 @@ struct PipelineParts {
     }
 
     /// Runs `services` in order (each stops in reverse order on SIGTERM or SIGINT).
-    func run(services: [any Service], threadPool: NIOThreadPool?, logger: Logger) async throws {
-        threadPool?.start()
+    /// `threadPools` are started here (if they are not yet) and shut down after the services stop.
+    func run(services: [any Service], threadPools: [NIOThreadPool], logger: Logger) async throws {
+        for pool in threadPools { pool.start() }
         let group = ServiceGroup(
             configuration: .init(
                 services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup) },
@@ -86,11 +87,11 @@ struct PipelineParts {
         do {
             try await group.run()
         } catch {
-            try? await threadPool?.shutdownGracefully()
+            for pool in threadPools { try? await pool.shutdownGracefully() }
             logger.error("stopped on an error", metadata: ["error": "\(error)"])
             throw ExitCode.failure
         }
-        try? await threadPool?.shutdownGracefully()
+        for pool in threadPools { try? await pool.shutdownGracefully() }
         logger.info("stopped")
     }
 }

@@ -11,7 +11,8 @@ struct Playhead: AsyncParsableCommand {
             for scaling out over Kafka and S3. See README.md and docs/.
             """,
         subcommands: [
-            ServeCommand.self, IngestCommand.self, LoadgenCommand.self, LogCommand.self,
+            ServeCommand.self, IngestCommand.self, StoreCommand.self, ObserveCommand.self, ImportCommand.self,
+            LoadgenCommand.self, LogCommand.self,
         ]
     )
 }

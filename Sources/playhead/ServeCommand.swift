@@ -28,10 +28,17 @@ struct ServeCommand: AsyncParsableCommand {
         let telemetry = Telemetry.bootstrap(metrics.metrics == .on)
         let log = try OpenedLog.open(storage.logLocation, readOnly: false, minimumFreeBytes: storage.logMinFreeBytes, logger: Logger(label: "playhead.log"))
         let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger)
-        let edge = try parts.ingestServer(options: ingest, routes: telemetry.routes)
+        let lakePool = NIOThreadPool(numberOfThreads: 2)
+        lakePool.start()
+        let store = try storage.openLake(threadPool: lakePool, logger: Logger(label: "playhead.lake"))
+        let writer = parts.lakeWriter(store: store, flush: flush, threadPool: lakePool)
+        let content = parts.contentMetrics()
+        let edge = try parts.ingestServer(options: ingest, routes: telemetry.routes + content.routes)
+        // Started in this order and stopped in reverse: the edge stops taking events first, then the
+        // consumers drain what was acknowledged, then the log closes.
         try await parts.run(
-            services: [log.service] + telemetry.services + [edge.server],
-            threadPool: edge.threadPool,
+            services: [log.service] + telemetry.services + [writer] + content.services + [edge.server],
+            threadPools: [edge.threadPool, lakePool],
             logger: logger
         )
     }
@@ -56,6 +63,6 @@ struct IngestCommand: AsyncParsableCommand {
         let log = try OpenedLog.open(storage.logLocation, readOnly: false, minimumFreeBytes: storage.logMinFreeBytes, logger: Logger(label: "playhead.log"))
         let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger)
         let edge = try parts.ingestServer(options: ingest, routes: telemetry.routes)
-        try await parts.run(services: [log.service] + telemetry.services + [edge.server], threadPool: edge.threadPool, logger: logger)
+        try await parts.run(services: [log.service] + telemetry.services + [edge.server], threadPools: [edge.threadPool], logger: logger)
     }
 }

@@ -1,0 +1,274 @@
+import CompressNIO
+import Logging
+import NIOCore
+import NIOPosix
+import PlayheadEvents
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What one `playhead import` of a file did.
+public struct LakeImportSummary: Sendable, Equatable {
+    /// Events read from the file (accepted + rejected).
+    public var events = 0
+    /// Events written to `events/`.
+    public var accepted = 0
+    /// Events written to `rejected/`, with the reason.
+    public var rejected = 0
+    /// Events dropped because their `event_id` was already imported from this file.
+    public var duplicates = 0
+    /// Parquet files written.
+    public var files = 0
+    /// Bytes of Parquet written.
+    public var bytes = 0
+    /// Bytes of NDJSON read (after gzip decoding).
+    public var inputBytes = 0
+
+    public init() {}
+}
+
+/// Backfills NDJSON files (plain or gzip) into the lake, through the same decoder and validation as
+/// `POST /v1/events` and the same Parquet tables as the lake writer. The log is not involved: the
+/// files themselves are the durable source, and importing a file again writes the same file names,
+/// replacing the earlier import instead of duplicating it.
+///
+/// Work runs on `threadPool` (never on the cooperative pool): while one batch is being encoded and
+/// compressed, the next one is decoded, so two cores are kept busy.
+public final class LakeImporter: Sendable {
+    private let store: any LakeStore
+    private let configuration: LakeWriterConfiguration
+    private let decoder: EventDecoder
+    private let threadPool: NIOThreadPool
+    private let logger: Logger
+
+    /// The bytes of NDJSON decoded at a time.
+    static let chunkBytes = 8 * 1024 * 1024
+
+    public init(
+        store: any LakeStore, configuration: LakeWriterConfiguration, decoder: EventDecoderConfiguration,
+        threadPool: NIOThreadPool, logger: Logger
+    ) {
+        var decoderConfiguration = decoder
+        decoderConfiguration.maxEventsPerRequest = Int.max
+        self.store = store
+        self.configuration = configuration
+        self.decoder = EventDecoder(configuration: decoderConfiguration)
+        self.threadPool = threadPool
+        self.logger = logger
+    }
+
+    /// Imports the NDJSON file at `path`. Every event gets `receivedAt` (µs since the epoch) as its
+    /// `received_at`, so a backfill lands in the partition of the hour it was imported in.
+    public func importFile(_ path: String, receivedAt: Int64) async throws -> LakeImportSummary {
+        let file = try ImportFile(path: path)
+        defer { file.close() }
+        var state = ImportState(tag: file.tag, dedupWindow: configuration.dedupWindow)
+        var pending: [UInt8] = []
+        pending.reserveCapacity(Self.chunkBytes * 2)
+        var writing: Task<EncodedBatch, any Error>?
+        var summary = LakeImportSummary()
+
+        func finishWrite() async throws {
+            guard let task = writing else { return }
+            writing = nil
+            let batch = try await task.value
+            summary.files += batch.files.count
+            summary.bytes += batch.files.reduce(0) { $0 + $1.bytes.count }
+        }
+
+        func startWrite(events: RecordBuffer, rejected: RecordBuffer, sequence: Int) async throws {
+            try await finishWrite()
+            let store = self.store
+            let configuration = self.configuration
+            let tag = state.tag
+            let pool = threadPool
+            writing = Task {
+                var batch = EncodedBatch()
+                var noDedup = DedupWindow(capacity: 0)
+                for (kind, records) in [(DatasetKind.events, events), (.rejected, rejected)] where !records.isEmpty {
+                    let encoded = try await pool.runIfActive {
+                        try LakeBatchEncoder.encode(
+                            kind: kind, records: records, dedup: &noDedup, rollups: nil, configuration: configuration,
+                            dataPath: { LakePaths.importFile(dataset: kind.name, hourStart: $0, tag: tag, sequence: sequence) },
+                            rollupPath: { _ in "" }
+                        )
+                    }
+                    for file in encoded.files { try await store.put(file.path, file.bytes) }
+                    batch.files += encoded.files
+                    batch.rows += encoded.rows
+                }
+                return batch
+            }
+        }
+
+        var endOfFile = false
+        while !endOfFile {
+            let chunk = try await threadPool.runIfActive { try file.read(maxBytes: Self.chunkBytes) }
+            endOfFile = chunk == nil
+            if let chunk { pending += chunk }
+            summary.inputBytes += chunk?.count ?? 0
+            // Decode every complete line (all of it at the end of the file).
+            let cut = endOfFile ? pending.count : (pending.lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 } ?? 0)
+            guard cut > 0 else { continue }
+            let lines = Array(pending[..<cut])
+            pending.removeSubrange(..<cut)
+            let decoder = self.decoder
+            state = try await threadPool.runIfActive { [state] in
+                var state = state
+                state.decode(lines, decoder: decoder, receivedAt: receivedAt)
+                return state
+            }
+            if state.events.count >= configuration.flushEvents || state.events.byteCount >= configuration.flushBytes || endOfFile {
+                let (events, rejected, sequence) = state.takeBatch()
+                if !events.isEmpty || !rejected.isEmpty {
+                    try await startWrite(events: events, rejected: rejected, sequence: sequence)
+                }
+            }
+        }
+        try await finishWrite()
+        summary.events = state.accepted + state.rejected + state.duplicates
+        summary.accepted = state.accepted
+        summary.rejected = state.rejected
+        summary.duplicates = state.duplicates
+        logger.info("import: \(path) done", metadata: [
+            "import.events": "\(summary.events)", "import.accepted": "\(summary.accepted)",
+            "import.rejected": "\(summary.rejected)", "import.files": "\(summary.files)",
+        ])
+        return summary
+    }
+}
+
+/// The decoder's output for an import, carried between decode steps.
+struct ImportState: @unchecked Sendable {
+    let tag: String
+    var events = RecordBuffer()
+    var rejectedRecords = RecordBuffer()
+    var dedup: DedupWindow
+    /// Events seen before the current chunk (so rejections name the event's number in the file).
+    var base = 0
+    var accepted = 0
+    var rejected = 0
+    var duplicates = 0
+    var sequence = 0
+
+    init(tag: String, dedupWindow: Int) {
+        self.tag = tag
+        dedup = DedupWindow(capacity: dedupWindow)
+    }
+
+    mutating func decode(_ lines: [UInt8], decoder: EventDecoder, receivedAt: Int64) {
+        var sink = ImportSink(state: self, receivedAt: receivedAt)
+        let outcome = lines.withUnsafeBytes { decoder.decode($0, format: .ndjson, receivedAt: receivedAt, into: &sink) }
+        self = sink.state
+        base += outcome.accepted + outcome.rejected
+    }
+
+    mutating func takeBatch() -> (RecordBuffer, RecordBuffer, Int) {
+        defer {
+            events = RecordBuffer()
+            rejectedRecords = RecordBuffer()
+            sequence += 1
+        }
+        return (events, rejectedRecords, sequence)
+    }
+}
+
+/// Collects accepted and rejected records of an import, dropping repeated `event_id`s.
+struct ImportSink: EventSink {
+    var state: ImportState
+    let receivedAt: Int64
+    private var scratch: [UInt8] = []
+
+    init(state: ImportState, receivedAt: Int64) {
+        self.state = state
+        self.receivedAt = receivedAt
+    }
+
+    mutating func accepted(index: Int, key: UnsafeRawBufferPointer, dimensions: EventDimensions, record: UnsafeRawBufferPointer) {
+        if let view = try? EventRecordView(record), !state.dedup.observe(hash64(view.eventIDBytes)) {
+            state.duplicates += 1
+            return
+        }
+        state.events.append(offset: Int64(state.base + index), record)
+        state.accepted += 1
+    }
+
+    mutating func rejected(_ error: EventValidationError, record: UnsafeRawBufferPointer) {
+        state.rejected += 1
+        // Renumber: the decoder counts events within the chunk; operators want the number in the file.
+        guard error.index >= 0, let view = try? RejectedRecordView(record) else {
+            state.rejectedRecords.append(offset: Int64(state.base), record)
+            return
+        }
+        scratch.removeAll(keepingCapacity: true)
+        RejectedRecordEncoder.encode(
+            receivedAt: receivedAt, index: Int32(clamping: state.base + error.index), reason: error.reason,
+            field: error.field, message: error.message, eventID: error.eventID, raw: view.raw, into: &scratch
+        )
+        scratch.withUnsafeBytes { state.rejectedRecords.append(offset: Int64(state.base + error.index), $0) }
+    }
+}
+
+/// A file being imported: plain NDJSON, or gzip (recognised by its magic bytes).
+final class ImportFile: @unchecked Sendable {
+    private let fd: Int32
+    /// Names the files of this import: the same file imported again gets the same names.
+    let tag: String
+    private var gzip: (any NIODecompressor)?
+    private var first = true
+    private var finished = false
+
+    init(path: String) throws {
+        fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw LakeError(.io, "cannot open \(path): \(String(cString: strerror(errno)))")
+        }
+        var info = stat()
+        fstat(fd, &info)
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        let identity = "\(path)|\(info.st_size)|\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)"
+        for byte in identity.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
+        let hex = String(hash, radix: 16)
+        tag = String(repeating: "0", count: 16 - hex.count) + hex
+    }
+
+    func close() { _ = Glibc.close(fd) }
+
+    /// Up to about `maxBytes` of NDJSON, or nil at the end of the file.
+    func read(maxBytes: Int) throws -> [UInt8]? {
+        guard !finished else { return nil }
+        var raw = [UInt8](repeating: 0, count: gzip == nil && !first ? maxBytes : maxBytes / 4)
+        let count = raw.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+        guard count >= 0 else { throw LakeError(.io, "read failed: \(String(cString: strerror(errno)))") }
+        raw.removeSubrange(count...)
+        if first {
+            first = false
+            if raw.count >= 2 && raw[0] == 0x1f && raw[1] == 0x8b {
+                let decompressor = CompressionAlgorithm.gzip().decompressor
+                try decompressor.startStream()
+                decompressor.window = ByteBufferAllocator().buffer(capacity: 4 * 1024 * 1024)
+                gzip = decompressor
+            }
+        }
+        guard let gzip else {
+            if count == 0 { finished = true; return nil }
+            return raw
+        }
+        if count == 0 {
+            finished = true
+            try gzip.finishStream()
+            return nil
+        }
+        var input = ByteBuffer(bytes: raw)
+        var output: [UInt8] = []
+        do {
+            try input.decompressStream(with: gzip) { window in
+                output.append(contentsOf: window.readableBytesView)
+            }
+        } catch {
+            throw LakeError(.io, "the gzip data is corrupt: \(error)")
+        }
+        return output
+    }
+}

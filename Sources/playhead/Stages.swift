@@ -1,0 +1,242 @@
+import ArgumentParser
+import Logging
+import NIOCore
+import NIOPosix
+import PlayheadEvents
+import PlayheadIngest
+import PlayheadLake
+import PlayheadLog
+import PlayheadMetrics
+import ServiceLifecycle
+
+extension FlushOptions {
+    var configuration: LakeWriterConfiguration {
+        var configuration = LakeWriterConfiguration()
+        configuration.flushEvents = flushEvents
+        configuration.flushBytes = flushBytes
+        configuration.flushInterval = .milliseconds(Int64(flushInterval * 1000))
+        configuration.dedupWindow = dedupWindow
+        return configuration
+    }
+
+    func validate() throws {
+        guard flushInterval > 0 else { throw ValidationError("--flush-interval must be positive, not \(flushInterval)") }
+        guard flushEvents > 0 else { throw ValidationError("--flush-events must be positive, not \(flushEvents)") }
+        guard flushBytes > 0 else { throw ValidationError("--flush-bytes must be positive, not \(flushBytes)") }
+        guard dedupWindow >= 0 else { throw ValidationError("--dedup-window must not be negative") }
+    }
+}
+
+extension StorageOptions {
+    /// The lake's store; `threadPool` runs a folder lake's blocking file calls.
+    func openLake(threadPool: NIOThreadPool, logger: Logger) throws -> any LakeStore {
+        do {
+            return try LakeLocation(parsing: lakeLocation)
+                .openStore(s3Endpoint: s3Endpoint, s3Region: s3Region, threadPool: threadPool, logger: logger)
+        } catch let error as LakeError {
+            throw ValidationError("--lake: \(error.message)")
+        }
+    }
+}
+
+extension PipelineParts {
+    /// The lake writer (consumer group `lake`) over the log, writing to `store`.
+    func lakeWriter(store: any LakeStore, flush: FlushOptions, threadPool: NIOThreadPool) -> LakeWriter {
+        LakeWriter(
+            log: log, store: store, configuration: flush.configuration, threadPool: threadPool,
+            logger: Logger(label: "playhead.lake")
+        )
+    }
+
+    /// The live content KPIs (consumer group `metrics`), the live page at `GET /` and its data at
+    /// `GET /live.json`. Without metrics (`--metrics off`) there is nothing to show: no services.
+    func contentMetrics() -> (services: [any Service], routes: [HTTPRoute]) {
+        guard let registry = telemetry.registry else { return ([], []) }
+        let aggregator = ContentAggregator()
+        let consumer = ContentMetricsConsumer(
+            log: log, topic: .events, group: "metrics",
+            decode: { bytes in
+                guard let record = try? EventRecordView(bytes) else { return nil }
+                return ContentObservation(
+                    eventType: record.eventType, contentType: record.contentType,
+                    sessionKey: record.sessionID ?? (record.userID + "/" + record.deviceID),
+                    contentID: record.contentID, timestampMicros: record.timestampMicros,
+                    receivedAtMicros: record.receivedAtMicros, currentTimestamp: record.currentTimestamp,
+                    durationSeconds: record.durationSeconds
+                )
+            },
+            aggregator: aggregator, logger: Logger(label: "playhead.observe")
+        )
+        let stats = LiveStats(registry: registry, aggregator: aggregator)
+        let routes = [
+            HTTPRoute(.GET, "/") { _ in
+                HTTPResponse(status: .ok, contentType: "text/html; charset=utf-8", body: ByteBuffer(bytes: LivePage.html))
+            },
+            HTTPRoute(.GET, "/live.json") { _ in
+                HTTPResponse(status: .ok, contentType: "application/json", body: ByteBuffer(bytes: stats.json()))
+            },
+        ]
+        return ([consumer, LiveStatsSampler(stats: stats)], routes)
+    }
+
+    /// A server of `routes` only (no `POST /v1/events`): `playhead store` and `observe`.
+    func plainServer(options: IngestOptions, routes: [HTTPRoute]) -> IngestServer {
+        IngestServer(configuration: options.configuration, events: nil, routes: routes, logger: Logger(label: "playhead.http"))
+    }
+}
+
+/// `playhead store`: the lake writer alone.
+struct StoreCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "store",
+        abstract: "Run the lake writer alone: read the log as consumer group 'lake' and write Parquet to the lake.",
+        discussion: """
+            Several store processes on Kafka share the partitions of the topics (a consumer group); each \
+            partition's batches are written exactly once (docs/lake.md). It also serves GET /metrics, \
+            /healthz and /readyz on --port.
+            """
+    )
+
+    @OptionGroup(title: "HTTP (metrics and health)") var http: IngestOptions
+    @OptionGroup(title: "Storage") var storage: StorageOptions
+    @OptionGroup(title: "Lake batches") var flush: FlushOptions
+    @OptionGroup(title: "Metrics") var metrics: MetricsOptions
+    @OptionGroup(title: "Logging") var logging: LoggingOptions
+
+    func run() async throws {
+        logging.bootstrap()
+        let logger = Logger(label: "playhead.store")
+        let telemetry = Telemetry.bootstrap(metrics.metrics == .on)
+        let log = try OpenedLog.open(storage.logLocation, readOnly: true, logger: Logger(label: "playhead.log"))
+        let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger)
+        let threadPool = NIOThreadPool(numberOfThreads: 2)
+        threadPool.start()
+        let store = try storage.openLake(threadPool: threadPool, logger: Logger(label: "playhead.lake"))
+        let writer = parts.lakeWriter(store: store, flush: flush, threadPool: threadPool)
+        let server = parts.plainServer(options: http, routes: telemetry.routes)
+        try await parts.run(services: [log.service] + telemetry.services + [writer, server], threadPools: [threadPool], logger: logger)
+    }
+}
+
+/// `playhead observe`: the live content KPIs and the live page alone.
+struct ObserveCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "observe",
+        abstract: "Run the live metrics alone: read the log as consumer group 'metrics' and serve /metrics and the live page.",
+        discussion: """
+            Serves GET /metrics (Prometheus text), GET / (the live page), GET /live.json, /healthz and \
+            /readyz on --port. Content KPIs (concurrent viewers, watch time, completions...) are defined in \
+            docs/metrics.md.
+            """
+    )
+
+    @OptionGroup(title: "HTTP") var http: IngestOptions
+    @OptionGroup(title: "Storage") var storage: StorageOptions
+    @OptionGroup(title: "Logging") var logging: LoggingOptions
+
+    func run() async throws {
+        logging.bootstrap()
+        let logger = Logger(label: "playhead.observe")
+        let telemetry = Telemetry.bootstrap(true)
+        let log = try OpenedLog.open(storage.logLocation, readOnly: true, logger: Logger(label: "playhead.log"))
+        let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger)
+        let content = parts.contentMetrics()
+        let server = parts.plainServer(options: http, routes: telemetry.routes + content.routes)
+        try await parts.run(services: [log.service] + telemetry.services + content.services + [server], threadPools: [], logger: logger)
+    }
+}
+
+/// `playhead import FILE…`: backfills NDJSON into the lake.
+struct ImportCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "import",
+        abstract: "Backfill NDJSON files (plain or gzip) into the lake, through the same validation and Parquet writer as live events.",
+        discussion: """
+            Each event is validated as by POST /v1/events; invalid ones go to rejected/ with the reason and \
+            their number in the file. Events get the import time as received_at. Importing the same file \
+            again replaces the files of the earlier import (names: import-<file tag>-<n>.parquet). \
+            Prints a JSON summary per file on standard output.
+            """
+    )
+
+    @Argument(help: "NDJSON files to import; gzip files are recognised by their content.")
+    var files: [String]
+
+    @OptionGroup(title: "Storage") var storage: StorageOptions
+
+    @Option(name: .long, help: "Events per Parquet file (per hour partition).")
+    var batchEvents: Int = 1_000_000
+
+    @Option(name: .long, help: "What is stored of ip_address: keep, truncate (IPv4 /24, IPv6 /48) or drop.")
+    var ipPolicy: IPAddressPolicy = .keep
+
+    @Option(name: .long, help: "Drop an event whose event_id appeared within the last N events of the same file.")
+    var dedupWindow: Int = 2_000_000
+
+    @OptionGroup(title: "Logging") var logging: LoggingOptions
+
+    func validate() throws {
+        guard !files.isEmpty else { throw ValidationError("name at least one NDJSON file to import") }
+        guard batchEvents > 0 else { throw ValidationError("--batch-events must be positive") }
+        guard dedupWindow >= 0 else { throw ValidationError("--dedup-window must not be negative") }
+    }
+
+    func run() async throws {
+        logging.bootstrap()
+        let logger = Logger(label: "playhead.import")
+        let threadPool = NIOThreadPool(numberOfThreads: 2)
+        threadPool.start()
+        defer { try? threadPool.syncShutdownGracefully() }
+        let store = try storage.openLake(threadPool: threadPool, logger: Logger(label: "playhead.lake"))
+        var configuration = LakeWriterConfiguration()
+        configuration.flushEvents = batchEvents
+        configuration.dedupWindow = dedupWindow
+        var decoder = EventDecoderConfiguration()
+        decoder.ipPolicy = ipPolicy
+        let importer = LakeImporter(store: store, configuration: configuration, decoder: decoder, threadPool: threadPool, logger: logger)
+        var failed = false
+        for file in files {
+            var clock = timespec()
+            clock_gettime(CLOCK_REALTIME, &clock)
+            let now = Int64(clock.tv_sec) * 1_000_000 + Int64(clock.tv_nsec) / 1000
+            let started = ContinuousClock.now
+            do {
+                let summary = try await importer.importFile(file, receivedAt: now)
+                let elapsed = ContinuousClock.now - started
+                let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+                print(
+                    #"{"file":"\#(jsonEscaped(file))","events":\#(summary.events),"accepted":\#(summary.accepted),"#
+                        + #""rejected":\#(summary.rejected),"duplicates":\#(summary.duplicates),"files":\#(summary.files),"#
+                        + #""parquet_bytes":\#(summary.bytes),"input_bytes":\#(summary.inputBytes),"#
+                        + #""seconds":\#(seconds),"events_per_second":\#(seconds > 0 ? Int(Double(summary.events) / seconds) : 0)}"#
+                )
+            } catch {
+                failed = true
+                logger.error("import of \(file) failed", metadata: ["error": "\(error)"])
+            }
+        }
+        if failed { throw ExitCode.failure }
+    }
+}
+
+/// `text` as the inside of a JSON string.
+func jsonEscaped(_ text: String) -> String {
+    var out = ""
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\t": out += "\\t"
+        case "\r": out += "\\r"
+        default:
+            if scalar.value < 0x20 {
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+    }
+    return out
+}

@@ -1,0 +1,276 @@
+import Foundation
+import PlayheadTestSupport
+import Testing
+
+/// DuckDB over a lake folder: runs `sql` (with `{lake}` replaced) and returns the rows as JSON values.
+func duck(_ sql: String, lake: String) async throws -> [[Any]] {
+    let script = """
+        import duckdb, json, sys, datetime, decimal
+        def conv(v):
+            if isinstance(v, (datetime.datetime, datetime.date)): return v.isoformat()
+            if isinstance(v, decimal.Decimal): return float(v)
+            if isinstance(v, list): return [conv(x) for x in v]
+            return v
+        rows = duckdb.sql(sys.argv[1].replace('{lake}', sys.argv[2])).fetchall()
+        print(json.dumps([[conv(v) for v in row] for row in rows]))
+        """
+    let output = try await runPython(script, arguments: [sql, lake])
+    return (try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [[Any]]) ?? []
+}
+
+/// Waits until `condition` holds (polling), up to `timeout`.
+func eventually(timeout: Duration, _ what: String, _ condition: () async throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return }
+        try await Task.sleep(for: .milliseconds(250))
+    }
+    Issue.record("timed out after \(timeout) waiting for \(what)")
+}
+
+@Suite("The lake, end to end", .serialized)
+struct LakeTests {
+    @Test("serve writes accepted and rejected events to Parquet that DuckDB reads with every value intact")
+    func serveWritesLake() async throws {
+        let (server, directory) = try await Fixtures.server(["--flush-interval", "1"])
+        let lake = directory.appending("data/lake").path
+        var events: [[String: Any]] = []
+        for index in 0..<200 {
+            var changes: [String: Any?] = [
+                "event_type": ["play", "pause", "stop"][index % 3],
+                "title": index % 7 == 0 ? "Amélie — 天気の子 🎬" : "Title \(index)",
+                "current_timestamp": Double(index) + 0.25,
+                "duration_seconds": 3600 + index,
+                "genre": index % 5 == 0 ? [] : ["drama", "g\(index)"],
+            ]
+            if index % 4 == 0 { changes["session_id"] = nil }
+            if index % 6 == 0 { changes["app_version"] = "9.\(index)"; changes["nested"] = ["a": [1, 2]] }
+            events.append(Fixtures.event("lake-\(index)", changes))
+        }
+        let invalid = [Fixtures.event("bad-1", ["event_type": "rewind"]), Fixtures.event("bad-2", ["duration_seconds": -1])]
+        let response = try await TestHTTP.postEvents(server, Fixtures.json(events + invalid))
+        #expect(response.status == 202)
+        #expect(response.json["accepted"] as? Int == 200)
+
+        // Visible within the flush interval + 5 s.
+        try await eventually(timeout: .seconds(8), "200 events in the lake") {
+            let rows = try? await duck("SELECT count(*) FROM read_parquet('{lake}/events/**/*.parquet')", lake: lake)
+            return (rows?.first?.first as? Int) == 200
+        }
+        try await eventually(timeout: .seconds(8), "2 rejected events in the lake") {
+            let rows = try? await duck("SELECT count(*) FROM read_parquet('{lake}/rejected/**/*.parquet')", lake: lake)
+            return (rows?.first?.first as? Int) == 2
+        }
+        #expect(await server.stop() == 0)
+
+        // Types: TIMESTAMP WITH TIME ZONE (UTC-adjusted) for the times, LIST of strings for genre.
+        let types = try await duck(
+            "SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM read_parquet('{lake}/events/**/*.parquet', hive_partitioning=false))",
+            lake: lake
+        )
+        let typeOf = Dictionary(uniqueKeysWithValues: types.map { ($0[0] as! String, $0[1] as! String) })
+        #expect(typeOf["timestamp"] == "TIMESTAMP WITH TIME ZONE")
+        #expect(typeOf["received_at"] == "TIMESTAMP WITH TIME ZONE")
+        #expect(typeOf["genre"] == "VARCHAR[]")
+        #expect(typeOf["duration_seconds"] == "BIGINT")
+        #expect(typeOf["current_timestamp"] == "DOUBLE")
+        #expect(typeOf["session_id"] == "VARCHAR")
+        #expect(typeOf["extra"] == "JSON" || typeOf["extra"] == "VARCHAR")
+
+        let rows = try await duck(
+            """
+            SELECT event_id, event_type, title, genre, duration_seconds, current_timestamp, session_id, extra,
+                   strftime(timestamp AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S.%g')
+            FROM read_parquet('{lake}/events/**/*.parquet') ORDER BY event_id
+            """,
+            lake: lake
+        )
+        #expect(rows.count == 200)
+        let byID = Dictionary(uniqueKeysWithValues: events.map { ($0["event_id"] as! String, $0) })
+        for row in rows {
+            let id = row[0] as! String
+            let sent = try #require(byID[id])
+            #expect(row[1] as? String == sent["event_type"] as? String, "\(id) event_type")
+            #expect(row[2] as? String == sent["title"] as? String, "\(id) title")
+            #expect((row[3] as? [String]) == (sent["genre"] as? [String]), "\(id) genre")
+            #expect(row[4] as? Int == sent["duration_seconds"] as? Int, "\(id) duration")
+            #expect(row[5] as? Double == sent["current_timestamp"] as? Double, "\(id) position")
+            #expect(row[6] as? String == sent["session_id"] as? String, "\(id) session_id")
+            #expect(row[8] as? String == "2025-03-25T14:30:45.123", "\(id) timestamp")
+            if sent["app_version"] != nil {
+                let extra = try #require(row[7] as? String, "\(id) extra")
+                let object = try JSONSerialization.jsonObject(with: Data(extra.utf8)) as? [String: Any]
+                #expect(object?["app_version"] as? String == sent["app_version"] as? String)
+                #expect((object?["nested"] as? [String: Any])?["a"] as? [Int] == [1, 2])
+            } else {
+                #expect(row[7] is NSNull, "\(id) extra should be null")
+            }
+        }
+        let rejected = try await duck(
+            "SELECT event_id, reason, field, raw FROM read_parquet('{lake}/rejected/**/*.parquet') ORDER BY event_id",
+            lake: lake
+        )
+        #expect(rejected.map { $0[0] as? String } == ["bad-1", "bad-2"])
+        #expect(rejected.map { $0[1] as? String } == ["invalid_value", "negative_number"])
+        #expect(rejected.map { $0[2] as? String } == ["event_type", "duration_seconds"])
+        #expect((rejected.first?[3] as? String)?.contains("rewind") == true, "raw bytes are kept")
+    }
+
+    @Test("kill -9 during load, again and again: every acknowledged event is in the lake exactly once")
+    func crashLoopExactlyOnce() async throws {
+        let directory = try TemporaryDirectory(prefix: "lake-crash")
+        let data = directory.appending("data").path
+        let port = try TestNetwork.freePort()
+        let arguments = ["--port", "\(port)", "--flush-interval", "0.5", "--flush-events", "3000"]
+        var server: PlayheadServer? = try await PlayheadServer(dataDirectory: data, arguments: arguments)
+        let acks = directory.appending("acks.txt").path
+        let loadgen = try ChildProcess(
+            TestEnvironment.playheadExecutable,
+            ["loadgen", "--port", "\(port)", "--connections", "8", "--batch", "50", "--duration", "8",
+             "--acknowledged-ids", acks, "--json"],
+            name: "loadgen-lake-crash", logDirectory: TestEnvironment.artifactsDirectory
+        )
+        for round in 0..<3 {
+            try await Task.sleep(for: .milliseconds(1500 + round * 400))
+            server?.process.kill9()
+            _ = await server?.process.waitForExit(timeout: .seconds(10))
+            server = nil
+            server = try await PlayheadServer(dataDirectory: data, arguments: arguments, name: "playhead-lake-restart-\(round)")
+        }
+        let status = await loadgen.waitForExit(timeout: .seconds(60))
+        #expect(status == 0, "loadgen: \(loadgen.stderr)")
+        // A graceful stop writes everything acknowledged.
+        #expect(await server?.stop() == 0)
+        let acknowledged = Set(try String(contentsOfFile: acks, encoding: .utf8).split(separator: "\n").map(String.init))
+        #expect(acknowledged.count > 1000, "too little load to prove anything: \(loadgen.stdout)")
+        let lake = directory.appending("data/lake").path
+        let counts = try await duck(
+            "SELECT count(*), count(DISTINCT event_id) FROM read_parquet('{lake}/events/**/*.parquet')", lake: lake
+        )
+        #expect(counts.first?[0] as? Int == counts.first?[1] as? Int, "duplicates in the lake: \(counts)")
+        let idsFile = directory.appending("ids.txt").path
+        _ = try await duck(
+            "COPY (SELECT event_id FROM read_parquet('{lake}/events/**/*.parquet')) TO '\(idsFile)' (HEADER false)", lake: lake
+        )
+        let inLake = Set(try String(contentsOfFile: idsFile, encoding: .utf8).split(separator: "\n").map(String.init))
+        let missing = acknowledged.subtracting(inLake)
+        #expect(missing.isEmpty, "\(missing.count) acknowledged events are missing from the lake, e.g. \(missing.prefix(5))")
+        // No file is half-written: every file in the lake reads.
+        let files = try await duck("SELECT count(*) FROM glob('{lake}/**/*.parquet')", lake: lake)
+        #expect((files.first?[0] as? Int ?? 0) > 0)
+    }
+
+    @Test("rollups equal the documented SQL over events")
+    func rollupsMatchSQL() async throws {
+        let (server, directory) = try await Fixtures.server(["--flush-interval", "1"])
+        let lake = directory.appending("data/lake").path
+        let port = server.port
+        let loadgen = try await runCommand(
+            TestEnvironment.playheadExecutable,
+            ["loadgen", "--port", "\(port)", "--connections", "4", "--batch", "100", "--events", "20000", "--json"]
+        )
+        #expect(loadgen.status == 0, "\(loadgen.stderr)")
+        #expect(await server.stop() == 0)
+        let sql = """
+            WITH e AS (
+              SELECT *, coalesce(session_id, device_id) AS s,
+                     lag(event_type) OVER w AS prev_type, lag(current_timestamp) OVER w AS prev_pos,
+                     lag(timestamp) OVER w AS prev_ts, lag(content_id) OVER w AS prev_content
+              FROM read_parquet('{lake}/events/**/*.parquet', hive_partitioning=false)
+              WINDOW w AS (PARTITION BY coalesce(session_id, device_id) ORDER BY timestamp, received_at, event_id)),
+            expected AS (
+              SELECT epoch_us(date_trunc('hour', received_at)) AS hour, content_id,
+                     count(*) AS events, count(*) FILTER (WHERE event_type = 'play') AS plays,
+                     count(DISTINCT s) AS sessions, count(DISTINCT user_id) AS unique_viewers,
+                     round(sum(CASE WHEN prev_type IN ('play', 'heartbeat') AND prev_content = content_id
+                              THEN least(greatest(current_timestamp - prev_pos, 0),
+                                         epoch_us(timestamp - prev_ts) / 1e6, 60) ELSE 0 END), 3) AS watch,
+                     count(DISTINCT s) FILTER (WHERE duration_seconds > 0
+                                                 AND current_timestamp >= 0.95 * duration_seconds) AS completions
+              FROM e GROUP BY ALL),
+            actual AS (
+              SELECT epoch_us(hour_start) AS hour, content_id, sum(events) AS events, sum(plays) AS plays,
+                     sum(sessions) AS sessions, sum(unique_viewers) AS unique_viewers,
+                     round(sum(watch_time_seconds), 3) AS watch, sum(completions) AS completions
+              FROM read_parquet('{lake}/rollups/**/*.parquet', hive_partitioning=false) GROUP BY ALL)
+            SELECT (SELECT count(*) FROM expected), (SELECT count(*) FROM actual),
+                   (SELECT count(*) FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual)),
+                   (SELECT sum(events) FROM actual)
+            """
+        let result = try await duck(sql, lake: lake)
+        let row = try #require(result.first)
+        #expect((row[0] as? Int ?? 0) > 10, "too few content-hours: \(row)")
+        #expect(row[0] as? Int == row[1] as? Int, "rollup rows: \(row)")
+        #expect(row[2] as? Int == 0, "rollup rows differing from the SQL: \(row)")
+        #expect(row[3] as? Int == 20000)
+    }
+
+    @Test("import: NDJSON and gzip NDJSON give the same rows as DuckDB reads from the file, and again replaces")
+    func importNDJSON() async throws {
+        let directory = try TemporaryDirectory(prefix: "import")
+        let file = directory.appending("events.ndjson").path
+        let generated = try await runCommand(
+            TestEnvironment.playheadExecutable, ["loadgen", "--output", file, "--events", "30000", "--seed", "7"]
+        )
+        #expect(generated.status == 0, "\(generated.stderr)")
+        // Two bad lines and one duplicate.
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: file))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data("{\"event_id\": \"broken\"\nnot json at all\n".utf8))
+        let firstLine = try String(contentsOfFile: file, encoding: .utf8).split(separator: "\n").first!
+        try handle.write(contentsOf: Data((firstLine + "\n").utf8))
+        try handle.close()
+        let gzipped = directory.appending("more.ndjson.gz").path
+        try await runPython(
+            "import gzip, shutil, sys\nwith open(sys.argv[1], 'rb') as i, gzip.open(sys.argv[2], 'wb') as o: shutil.copyfileobj(i, o)",
+            arguments: [file, gzipped]
+        )
+        let data = directory.appending("data").path
+        let lake = directory.appending("data/lake").path
+        let result = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--data-dir", data, file])
+        #expect(result.status == 0, "\(result.stderr)")
+        let summary = try JSONSerialization.jsonObject(with: Data(result.stdout.split(separator: "\n")[0].utf8)) as? [String: Any]
+        #expect(summary?["accepted"] as? Int == 30000)
+        #expect(summary?["rejected"] as? Int == 2)
+        #expect(summary?["duplicates"] as? Int == 1)
+
+        // Every value equals what DuckDB reads from the NDJSON itself.
+        let compare = """
+            WITH src AS (
+              SELECT event_id, event_type, CAST(timestamp AS TIMESTAMPTZ) AS ts, user_id, device_id, session_id,
+                     content_id, content_type, title, genre, duration_seconds, language,
+                     CAST(current_timestamp AS DOUBLE) AS pos, event_source
+              FROM read_json('\(file)', format='newline_delimited', ignore_errors=true,
+                columns={event_id:'VARCHAR', event_type:'VARCHAR', timestamp:'VARCHAR', user_id:'VARCHAR',
+                         device_id:'VARCHAR', session_id:'VARCHAR', content_id:'VARCHAR', content_type:'VARCHAR',
+                         title:'VARCHAR', genre:'VARCHAR[]', duration_seconds:'BIGINT', language:'VARCHAR',
+                         current_timestamp:'DOUBLE', event_source:'VARCHAR'})
+              WHERE event_id IS NOT NULL AND event_id <> 'broken'),
+            lake AS (
+              SELECT event_id, event_type, timestamp AS ts, user_id, device_id, session_id, content_id,
+                     content_type, title, genre, duration_seconds, language, current_timestamp AS pos, event_source
+              FROM read_parquet('{lake}/events/**/*.parquet', hive_partitioning=false))
+            SELECT (SELECT count(*) FROM lake),
+                   (SELECT count(*) FROM (SELECT DISTINCT * FROM src EXCEPT SELECT * FROM lake)),
+                   (SELECT count(*) FROM (SELECT * FROM lake EXCEPT SELECT * FROM src))
+            """
+        let row = try #require(try await duck(compare, lake: lake).first)
+        #expect(row[0] as? Int == 30000)
+        #expect(row[1] as? Int == 0, "rows of the file missing or different in the lake")
+        #expect(row[2] as? Int == 0, "rows in the lake not in the file")
+        let rejected = try await duck("SELECT reason, index FROM read_parquet('{lake}/rejected/**/*.parquet') ORDER BY index", lake: lake)
+        #expect(rejected.count == 2)
+        #expect(rejected.first?[1] as? Int == 30000, "rejections name the event's number in the file")
+
+        // Importing the same file again replaces its files; the gzip copy adds its own.
+        let again = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--data-dir", data, file, gzipped])
+        #expect(again.status == 0, "\(again.stderr)")
+        let total = try await duck("SELECT count(*), count(DISTINCT event_id) FROM read_parquet('{lake}/events/**/*.parquet')", lake: lake)
+        #expect(total.first?[0] as? Int == 60000)
+        #expect(total.first?[1] as? Int == 30000)
+        let bytesPerEvent = try await duck(
+            "SELECT sum(total_compressed_size) / 60000.0 FROM parquet_metadata('{lake}/events/**/*.parquet')", lake: lake
+        )
+        #expect((bytesPerEvent.first?[0] as? Double ?? 999) < 60, "bytes per event: \(bytesPerEvent)")
+    }
+}
