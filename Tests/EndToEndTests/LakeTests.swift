@@ -107,7 +107,7 @@ struct LakeTests {
             }
         }
         let rejected = try await duck(
-            "SELECT event_id, reason, field, raw FROM read_parquet('{lake}/rejected/**/*.parquet') ORDER BY event_id",
+            "SELECT event_id, reason, field, raw_text FROM read_parquet('{lake}/rejected/**/*.parquet') ORDER BY event_id",
             lake: lake
         )
         #expect(rejected.map { $0[0] as? String } == ["bad-1", "bad-2"])
@@ -258,7 +258,7 @@ struct LakeTests {
         #expect(row[0] as? Int == 30000)
         #expect(row[1] as? Int == 0, "rows of the file missing or different in the lake")
         #expect(row[2] as? Int == 0, "rows in the lake not in the file")
-        let rejected = try await duck("SELECT reason, index FROM read_parquet('{lake}/rejected/**/*.parquet') ORDER BY index", lake: lake)
+        let rejected = try await duck("SELECT reason, request_index FROM read_parquet('{lake}/rejected/**/*.parquet') ORDER BY request_index", lake: lake)
         #expect(rejected.count == 2)
         #expect(rejected.first?[1] as? Int == 30000, "rejections name the event's number in the file")
 
@@ -272,5 +272,60 @@ struct LakeTests {
             "SELECT sum(total_compressed_size) / 60000.0 FROM parquet_metadata('{lake}/events/**/*.parquet')", lake: lake
         )
         #expect((bytesPerEvent.first?[0] as? Double ?? 999) < 60, "bytes per event: \(bytesPerEvent)")
+    }
+}
+
+@Suite("The lake on S3 (SeaweedFS), end to end", .serialized)
+struct S3LakeTests {
+    @Test("serve writes the lake to S3 with SigV4, keeps data through an S3 outage, and pyarrow reads it back")
+    func serveToS3ThroughOutage() async throws {
+        let accessKey = "playhead-test", secretKey = "playhead-secret-\(UInt32.random(in: 0...UInt32.max))"
+        let s3 = try await SeaweedFS.start(accessKey: accessKey, secretKey: secretKey)
+        defer { s3.stop() }
+        let environment = [
+            "AWS_ACCESS_KEY_ID": accessKey, "AWS_SECRET_ACCESS_KEY": secretKey, "AWS_REGION": "us-east-1",
+        ]
+        try await runPython(
+            """
+            import boto3, sys
+            s3 = boto3.client('s3', endpoint_url=sys.argv[1], aws_access_key_id=sys.argv[2], aws_secret_access_key=sys.argv[3], region_name='us-east-1')
+            s3.create_bucket(Bucket='lake')
+            """,
+            arguments: [s3.endpoint, accessKey, secretKey]
+        )
+        let directory = try TemporaryDirectory(prefix: "s3-lake")
+        let server = try await PlayheadServer(
+            dataDirectory: directory.appending("data").path,
+            arguments: ["--lake", "s3://lake/analytics", "--s3-endpoint", s3.endpoint, "--flush-interval", "1"],
+            environment: environment
+        )
+        let first = try await TestHTTP.postEvents(server, Fixtures.json((0..<100).map { Fixtures.event("s3-a-\($0)") }))
+        #expect(first.status == 202)
+        try await Task.sleep(for: .seconds(3))
+        // S3 goes away: events are still acknowledged (the log keeps them) and reach S3 once it is back.
+        s3.stop()
+        let second = try await TestHTTP.postEvents(server, Fixtures.json((0..<100).map { Fixtures.event("s3-b-\($0)") }))
+        #expect(second.status == 202)
+        try await Task.sleep(for: .seconds(3))
+        try await s3.restart()
+        try await Task.sleep(for: .seconds(2))
+        #expect(await server.stop(timeout: .seconds(90)) == 0)
+        let script = """
+            import boto3, io, sys, pyarrow.parquet as pq
+            s3 = boto3.client('s3', endpoint_url=sys.argv[1], aws_access_key_id=sys.argv[2], aws_secret_access_key=sys.argv[3], region_name='us-east-1')
+            ids = []
+            pages = s3.get_paginator('list_objects_v2').paginate(Bucket='lake', Prefix='analytics/events/')
+            for page in pages:
+                for item in page.get('Contents', []):
+                    body = s3.get_object(Bucket='lake', Key=item['Key'])['Body'].read()
+                    ids += pq.read_table(io.BytesIO(body)).column('event_id').to_pylist()
+            print(len(ids), len(set(ids)))
+            print('\\n'.join(sorted(ids)))
+            """
+        let output = try await runPython(script, arguments: [s3.endpoint, accessKey, secretKey])
+        let lines = output.split(separator: "\n").map(String.init)
+        #expect(lines.first == "200 200", "rows and distinct ids in S3: \(lines.first ?? "")")
+        let expected = ((0..<100).map { "s3-a-\($0)" } + (0..<100).map { "s3-b-\($0)" }).sorted()
+        #expect(Array(lines.dropFirst()) == expected)
     }
 }
