@@ -1,0 +1,103 @@
+"""NDJSON -> Parquet: `playhead import` vs DuckDB COPY (2 threads) vs pyarrow, on the same file.
+
+Each contender runs 3 times; the best time counts (the machine is shared and noisy). Bytes per event
+are measured on the Parquet each one wrote. Ratios are against DuckDB in the same run.
+"""
+import argparse, glob, json, os, shutil, subprocess, sys, tempfile, time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from bench_ingest import replace_section, ROOT  # noqa: E402
+
+PLAYHEAD = os.path.join(ROOT, ".build", "release", "playhead")
+
+
+def best_of(runs, fn):
+    times = []
+    for _ in range(runs):
+        times.append(fn())
+    return min(times)
+
+
+def size_of(pattern):
+    return sum(os.path.getsize(p) for p in glob.glob(pattern, recursive=True))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    work = tempfile.mkdtemp(prefix="bench-lake-")
+    try:
+        source = os.path.join(work, "events.ndjson")
+        subprocess.run([PLAYHEAD, "loadgen", "--output", source, "--events", str(args.events)], check=True,
+                       stdout=subprocess.DEVNULL)
+        input_bytes = os.path.getsize(source)
+        n = args.events
+
+        def playhead_import():
+            data = os.path.join(work, "data")
+            shutil.rmtree(data, ignore_errors=True)
+            start = time.perf_counter()
+            out = subprocess.run([PLAYHEAD, "import", "--data-dir", data, source], check=True,
+                                 capture_output=True, text=True).stdout
+            elapsed = time.perf_counter() - start
+            summary = json.loads(out.splitlines()[0])
+            assert summary["accepted"] == n, summary
+            return elapsed
+
+        def duckdb_copy():
+            import duckdb
+            target = os.path.join(work, "duckdb.parquet")
+            con = duckdb.connect()
+            con.execute("SET threads = 2")
+            start = time.perf_counter()
+            con.execute(f"COPY (SELECT * FROM read_json('{source}', format='newline_delimited')) TO '{target}' "
+                        "(FORMAT parquet, COMPRESSION zstd)")
+            elapsed = time.perf_counter() - start
+            con.close()
+            return elapsed
+
+        def pyarrow_write():
+            import pyarrow.json as pj, pyarrow.parquet as pq
+            start = time.perf_counter()
+            table = pj.read_json(source)
+            pq.write_table(table, os.path.join(work, "pyarrow.parquet"), compression="zstd")
+            return time.perf_counter() - start
+
+        results = {}
+        for name, fn in [("playhead import", playhead_import), ("DuckDB COPY (2 threads)", duckdb_copy),
+                         ("pyarrow read_json + write_table", pyarrow_write)]:
+            seconds = best_of(args.runs, fn)
+            results[name] = {"seconds": seconds, "events_per_second": n / seconds}
+        results["playhead import"]["bytes"] = size_of(os.path.join(work, "data", "lake", "events", "**", "*.parquet"))
+        results["DuckDB COPY (2 threads)"]["bytes"] = os.path.getsize(os.path.join(work, "duckdb.parquet"))
+        results["pyarrow read_json + write_table"]["bytes"] = os.path.getsize(os.path.join(work, "pyarrow.parquet"))
+        duck = results["DuckDB COPY (2 threads)"]["events_per_second"]
+        lines = [
+            "## Lake import: NDJSON -> Parquet (`scripts/bench-lake`)",
+            "",
+            f"{n:,} synthetic events (`playhead loadgen --output`), {input_bytes / n:.0f} bytes of NDJSON per event, "
+            f"best of {args.runs} runs each, 2 cores. Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+            "",
+            "| contender | events/s | × DuckDB | bytes/event | compression |",
+            "|---|---|---|---|---|",
+        ]
+        for name, r in results.items():
+            per_event = r["bytes"] / n
+            lines.append(f"| {name} | {r['events_per_second']:,.0f} | {r['events_per_second'] / duck:.2f} | "
+                         f"{per_event:.1f} | {input_bytes / r['bytes']:.1f}:1 |")
+        lines += ["", "Targets (DESIGN.md): faster than DuckDB's COPY, at most 40 bytes per event. "
+                  "`playhead import` validates every event (DuckDB and pyarrow validate nothing) and writes "
+                  "the lake's schema (TIMESTAMP columns, LIST genre, JSON extra)."]
+        os.makedirs(os.path.join(ROOT, "test-artifacts"), exist_ok=True)
+        with open(os.path.join(ROOT, "test-artifacts", "bench-lake.json"), "w") as f:
+            json.dump(results, f, indent=2)
+        replace_section("Lake import", "\n".join(lines))
+        print("\n".join(lines))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
