@@ -215,7 +215,7 @@ extension ParquetColumnWriter {
         if dictionaryBytes * 4 < plainBytes * 3 && dictionaryBytes <= deltaBytes {
             return .dictionary
         }
-        if deltaBytes * 4 < plainBytes * 3 { return .delta }
+        if deltaBytes != Int.max && deltaBytes * 4 < plainBytes * 3 { return .delta }
         return .plain
     }
 
