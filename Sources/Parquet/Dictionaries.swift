@@ -1,0 +1,215 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A fast 64-bit hash of a byte string (multiply-xorshift over 8-byte words).
+@inline(__always)
+func hashBytes(_ p: UnsafeRawPointer, _ n: Int) -> UInt64 {
+    var h: UInt64 = 0x9E37_79B9_7F4A_7C15 ^ (UInt64(n) &* 0xFF51_AFD7_ED55_8CCD)
+    var i = 0
+    while i + 8 <= n {
+        let w = p.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+        h = (h ^ w) &* 0xFF51_AFD7_ED55_8CCD
+        h ^= h >> 32
+        i += 8
+    }
+    if i < n {
+        var w: UInt64 = 0
+        var shift: UInt64 = 0
+        while i < n {
+            w |= UInt64(p.load(fromByteOffset: i, as: UInt8.self)) << shift
+            shift += 8
+            i += 1
+        }
+        h = (h ^ w) &* 0xFF51_AFD7_ED55_8CCD
+    }
+    h ^= h >> 29
+    h = h &* 0xC4CE_B9FE_1A85_EC53
+    h ^= h >> 32
+    return h
+}
+
+@inline(__always)
+func hashWord(_ value: UInt64) -> UInt64 {
+    var h = value &* 0x9E37_79B9_7F4A_7C15
+    h ^= h >> 31
+    h = h &* 0xBF58_476D_1CE4_E5B9
+    h ^= h >> 29
+    return h
+}
+
+/// Compares byte strings as unsigned bytes, shorter first on a common prefix (Parquet's BYTE_ARRAY order).
+@inline(__always)
+func compareBytes(_ a: UnsafeRawPointer, _ an: Int, _ b: UnsafeRawPointer, _ bn: Int) -> Int {
+    let common = min(an, bn)
+    if common > 0 {
+        let c = memcmp(a, b, common)
+        if c != 0 { return Int(c) }
+    }
+    return an - bn
+}
+
+/// A dictionary of byte strings (BYTE_ARRAY or FIXED_LEN_BYTE_ARRAY) with open addressing.
+final class BytesDictionary {
+    /// The entries, concatenated.
+    let data = ByteSink(capacity: 1 << 16)
+    /// Entry i is `data[starts[i] ..< starts[i + 1]]`.
+    private(set) var starts: [Int] = [0]
+    private var slots: UnsafeMutablePointer<Int32>
+    private var slotHashes: UnsafeMutablePointer<UInt32>
+    private var mask: Int
+    /// Bytes of the PLAIN-encoded dictionary page (4-byte lengths included unless fixed).
+    private(set) var plainBytes = 0
+    let fixedLength: Int?
+
+    var count: Int { starts.count - 1 }
+
+    init(fixedLength: Int?) {
+        self.fixedLength = fixedLength
+        mask = 1023
+        slots = .allocate(capacity: 1024)
+        slots.initialize(repeating: -1, count: 1024)
+        slotHashes = .allocate(capacity: 1024)
+        slotHashes.initialize(repeating: 0, count: 1024)
+    }
+
+    deinit {
+        slots.deallocate()
+        slotHashes.deallocate()
+    }
+
+    func reset() {
+        data.removeAll()
+        starts.removeAll(keepingCapacity: true)
+        starts.append(0)
+        slots.update(repeating: -1, count: mask + 1)
+        plainBytes = 0
+    }
+
+    func entry(_ i: Int) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: data.base + starts[i], count: starts[i + 1] - starts[i])
+    }
+
+    /// The index of the value, inserting it if new; `isNew` tells whether it was inserted.
+    @inline(__always)
+    func index(of p: UnsafeRawPointer, count n: Int, isNew: inout Bool) -> UInt32 {
+        let h = hashBytes(p, n)
+        let tag = UInt32(truncatingIfNeeded: h >> 32)
+        var slot = Int(truncatingIfNeeded: h) & mask
+        while true {
+            let e = slots[slot]
+            if e < 0 { break }
+            if slotHashes[slot] == tag {
+                let start = starts[Int(e)]
+                let length = starts[Int(e) + 1] - start
+                if length == n && (n == 0 || memcmp(data.base + start, p, n) == 0) {
+                    isNew = false
+                    return UInt32(e)
+                }
+            }
+            slot = (slot + 1) & mask
+        }
+        let index = starts.count - 1
+        data.append(p, count: n)
+        starts.append(data.count)
+        slots[slot] = Int32(index)
+        slotHashes[slot] = tag
+        plainBytes += n + (fixedLength == nil ? 4 : 0)
+        isNew = true
+        if (index + 1) * 2 > mask { rehash() }
+        return UInt32(index)
+    }
+
+    private func rehash() {
+        let newSize = (mask + 1) * 2
+        let newSlots = UnsafeMutablePointer<Int32>.allocate(capacity: newSize)
+        newSlots.initialize(repeating: -1, count: newSize)
+        let newHashes = UnsafeMutablePointer<UInt32>.allocate(capacity: newSize)
+        newHashes.initialize(repeating: 0, count: newSize)
+        let newMask = newSize - 1
+        for i in 0..<count {
+            let start = starts[i]
+            let h = hashBytes(data.base + start, starts[i + 1] - start)
+            var slot = Int(truncatingIfNeeded: h) & newMask
+            while newSlots[slot] >= 0 { slot = (slot + 1) & newMask }
+            newSlots[slot] = Int32(i)
+            newHashes[slot] = UInt32(truncatingIfNeeded: h >> 32)
+        }
+        slots.deallocate()
+        slotHashes.deallocate()
+        slots = newSlots
+        slotHashes = newHashes
+        mask = newMask
+    }
+
+    /// The PLAIN dictionary page body.
+    func writePlain(into out: ByteSink) {
+        out.reserve(plainBytes)
+        for i in 0..<count {
+            let e = entry(i)
+            if fixedLength == nil { out.appendLittleEndian(UInt32(e.count)) }
+            out.append(e)
+        }
+    }
+}
+
+/// A dictionary of fixed-width numbers keyed by their bit pattern (INT32, INT64, FLOAT, DOUBLE).
+final class WordDictionary {
+    private(set) var values: [UInt64] = []
+    private var slots: UnsafeMutablePointer<Int32>
+    private var mask: Int
+
+    var count: Int { values.count }
+
+    init() {
+        mask = 1023
+        slots = .allocate(capacity: 1024)
+        slots.initialize(repeating: -1, count: 1024)
+    }
+
+    deinit { slots.deallocate() }
+
+    func reset() {
+        values.removeAll(keepingCapacity: true)
+        slots.update(repeating: -1, count: mask + 1)
+    }
+
+    @inline(__always)
+    func index(of value: UInt64, isNew: inout Bool) -> UInt32 {
+        var slot = Int(truncatingIfNeeded: hashWord(value)) & mask
+        while true {
+            let e = slots[slot]
+            if e < 0 { break }
+            if values[Int(e)] == value {
+                isNew = false
+                return UInt32(e)
+            }
+            slot = (slot + 1) & mask
+        }
+        let index = values.count
+        values.append(value)
+        slots[slot] = Int32(index)
+        isNew = true
+        if (index + 1) * 2 > mask { rehash() }
+        return UInt32(index)
+    }
+
+    private func rehash() {
+        let newSize = (mask + 1) * 2
+        let newSlots = UnsafeMutablePointer<Int32>.allocate(capacity: newSize)
+        newSlots.initialize(repeating: -1, count: newSize)
+        let newMask = newSize - 1
+        for (i, v) in values.enumerated() {
+            var slot = Int(truncatingIfNeeded: hashWord(v)) & newMask
+            while newSlots[slot] >= 0 { slot = (slot + 1) & newMask }
+            newSlots[slot] = Int32(i)
+        }
+        slots.deallocate()
+        slots = newSlots
+        mask = newMask
+    }
+}

@@ -1,1 +1,0 @@
-// Parquet: work in progress; see docs/architecture.md.

@@ -1,0 +1,1227 @@
+/// The single-pass JSON decoder and validator for events (schema 1.0 and 1.1).
+///
+/// It walks the body's bytes once, records where each field's value lies, validates it, and writes
+/// the binary record straight from those spans (copying unescaped strings, unescaping the others).
+/// No Foundation, no `String` per accepted event.
+public struct EventDecoder: Sendable {
+    public let configuration: EventDecoderConfiguration
+
+    public init(configuration: EventDecoderConfiguration = .init()) {
+        self.configuration = configuration
+    }
+
+    /// Decodes `body`, hands every accepted and rejected event to `sink` (in body order), and
+    /// returns the counts and the rejections.
+    ///
+    /// A body that is not valid JSON (format `.json`, or sniffed as one document) is rejected as a
+    /// whole (index -1, `malformed_json`), and none of its events are accepted. In NDJSON every line
+    /// stands alone.
+    public func decode<Sink: EventSink>(
+        _ body: UnsafeRawBufferPointer, format: EventBodyFormat, receivedAt: Int64, into sink: inout Sink
+    ) -> DecodeOutcome {
+        var parser = EventParser(configuration: configuration, body: body, receivedAt: receivedAt)
+        parser.run(format: format)
+        return parser.emit(into: &sink)
+    }
+}
+
+/// A syntax error: the bytes are not JSON.
+struct Malformed: Error {
+    var message: String
+}
+
+/// A string value's position in the body: the bytes between its quotes.
+struct StringSpan {
+    var start = 0
+    var end = 0
+    /// The length once unescaped.
+    var decodedCount = 0
+    var escaped = false
+}
+
+/// An unknown member: from its key's opening quote to its key's end, then its value.
+struct UnknownMember {
+    var keyStart: Int
+    var keyEnd: Int  // past the closing quote
+    var valueStart: Int
+    var valueEnd: Int
+}
+
+enum Field: Int {
+    case eventID = 0, eventType, timestamp, userID, deviceID, sessionID, ipAddress, contentID, contentType, title,
+        genre, durationSeconds, language, currentTimestamp, eventSource, schemaVersion
+
+    static let names: [String] = [
+        "event_id", "event_type", "timestamp", "user_id", "device_id", "session_id", "ip_address", "content_id",
+        "content_type", "title", "genre", "duration_seconds", "language", "current_timestamp", "event_source",
+        "schema_version",
+    ]
+    static let nameBytes: [[UInt8]] = names.map { Array($0.utf8) }
+    var name: String { Field.names[rawValue] }
+
+    /// Required in every schema version (all but session_id and schema_version).
+    static let requiredMask: UInt32 = {
+        var mask: UInt32 = 0
+        for f in 0..<16 where f != Field.sessionID.rawValue && f != Field.schemaVersion.rawValue { mask |= 1 << f }
+        return mask
+    }()
+
+    /// Identifies a key (its unescaped bytes).
+    @inline(__always)
+    static func lookup(_ p: UnsafePointer<UInt8>, _ n: Int) -> Field? {
+        guard n >= 5 else { return nil }
+        let c = p[0]
+        let candidate: Field
+        switch n {
+        case 5: candidate = c == UInt8(ascii: "t") ? .title : .genre
+        case 7: candidate = .userID
+        case 8: candidate = c == UInt8(ascii: "e") ? .eventID : .language
+        case 9: candidate = c == UInt8(ascii: "t") ? .timestamp : .deviceID
+        case 10:
+            switch c {
+            case UInt8(ascii: "e"): candidate = .eventType
+            case UInt8(ascii: "s"): candidate = .sessionID
+            case UInt8(ascii: "i"): candidate = .ipAddress
+            default: candidate = .contentID
+            }
+        case 12: candidate = c == UInt8(ascii: "c") ? .contentType : .eventSource
+        case 14: candidate = .schemaVersion
+        case 16: candidate = .durationSeconds
+        case 17: candidate = .currentTimestamp
+        default: return nil
+        }
+        let name = nameBytes[candidate.rawValue]
+        return name.withUnsafeBufferPointer { q in
+            for i in 0..<n where q[i] != p[i] { return nil }
+            return candidate
+        }
+    }
+}
+
+/// The known values of the enum fields, as the dimension strings.
+enum KnownValues {
+    static let eventTypes10: [[UInt8]] = ["play", "pause", "stop"].map { Array($0.utf8) }
+    static let eventTypes11: [[UInt8]] = ["play", "pause", "stop", "seek", "heartbeat", "buffering"].map { Array($0.utf8) }
+    static let eventTypeStrings = ["play", "pause", "stop", "seek", "heartbeat", "buffering"]
+    static let contentTypes: [[UInt8]] = ["movie", "episode", "ad"].map { Array($0.utf8) }
+    static let contentTypeStrings = ["movie", "episode", "ad"]
+    static let eventSources: [[UInt8]] = EventDimensions.knownEventSources.map { Array($0.utf8) }
+    static let eventSourceStrings = EventDimensions.knownEventSources + ["other"]
+
+    @inline(__always)
+    static func index(of p: UnsafePointer<UInt8>, _ n: Int, in table: [[UInt8]]) -> Int? {
+        for (k, value) in table.enumerated() where value.count == n {
+            let equal = value.withUnsafeBufferPointer { q in
+                for i in 0..<n where q[i] != p[i] { return false }
+                return true
+            }
+            if equal { return k }
+        }
+        return nil
+    }
+}
+
+/// What the parser hands to the sink once the body is done.
+struct PendingEvent {
+    var index: Int
+    var accepted: Bool
+    var keyStart: Int
+    var keyCount: Int
+    var recordStart: Int
+    var recordCount: Int
+    var eventType: UInt8
+    var contentType: UInt8
+    var eventSource: UInt8
+    var errorIndex: Int
+}
+
+/// The per-event error being built (first error wins, except as noted in `finishEvent`).
+struct FieldError {
+    var reason: RejectionReason
+    var field: String?
+    var message: String
+}
+
+struct EventParser {
+    let configuration: EventDecoderConfiguration
+    let body: UnsafeRawBufferPointer
+    let p: UnsafePointer<UInt8>
+    let receivedAt: Int64
+    let maxDepth: Int
+
+    /// The end of the region being parsed (the body, or the current NDJSON line).
+    var end: Int
+    var pos = 0
+
+    // Per event.
+    var seen: UInt32 = 0
+    var spans: [StringSpan]
+    var genres: [StringSpan] = []
+    var unknown: [UnknownMember] = []
+    var unknownKeys: [UInt8] = []
+    var unknownKeyRanges: [Range<Int>] = []
+    var keyScratch: [UInt8] = []
+    var durationSeconds: Int64 = 0
+    var currentTimestamp: Double = 0
+    var sessionNull = false
+    var error: FieldError?
+    var eventStart = 0
+
+    // Output.
+    var records: [UInt8] = []
+    var pending: [PendingEvent] = []
+    var errors: [EventValidationError] = []
+    var acceptedCount = 0
+    var eventIndex = 0
+
+    init(configuration: EventDecoderConfiguration, body: UnsafeRawBufferPointer, receivedAt: Int64) {
+        self.configuration = configuration
+        self.body = body
+        self.p = body.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? UnsafePointer(bitPattern: 1)!
+        self.receivedAt = receivedAt
+        self.maxDepth = max(1, min(configuration.maxNestingDepth, 1024))
+        self.end = body.count
+        spans = [StringSpan](repeating: StringSpan(), count: 16)
+        records.reserveCapacity(body.count + 256)
+        genres.reserveCapacity(8)
+    }
+
+    // MARK: Driving
+
+    mutating func run(format: EventBodyFormat) {
+        skipWhitespace()
+        guard pos < end else {
+            rejectBody(.emptyBody, "the body holds no event")
+            return
+        }
+        switch format {
+        case .json: runJSON()
+        case .ndjson: runNDJSON()
+        case .sniff:
+            if p[pos] == UInt8(ascii: "[") {
+                runJSON()
+            } else if looksLikeNDJSON() {
+                pos = 0
+                end = body.count
+                runNDJSON()
+            } else {
+                runJSON()
+            }
+        }
+    }
+
+    /// After `{`: NDJSON when the first value ends before the body does and more follows, or when the
+    /// first line is `{…}` on its own and later lines hold more.
+    mutating func looksLikeNDJSON() -> Bool {
+        guard p[pos] == UInt8(ascii: "{") else { return false }
+        let start = pos
+        defer { pos = start }
+        var error: FieldError? = nil
+        swap(&error, &self.error)
+        defer { swap(&error, &self.error) }
+        do throws(Malformed) {
+            try skipValue(depth: 1)
+            skipWhitespace()
+            return pos < end
+        } catch {
+            // Malformed somewhere: NDJSON if the first line alone looks like an object.
+            var lineEnd = start
+            while lineEnd < end, p[lineEnd] != 0x0A { lineEnd += 1 }
+            guard lineEnd < end else { return false }
+            var last = lineEnd - 1
+            while last > start, isWhitespace(p[last]) { last -= 1 }
+            return p[last] == UInt8(ascii: "}")
+        }
+    }
+
+    mutating func runJSON() {
+        let first = p[pos]
+        do throws(Malformed) {
+            if first == UInt8(ascii: "[") {
+                pos += 1
+                skipWhitespace()
+                if pos < end, p[pos] == UInt8(ascii: "]") {
+                    pos += 1
+                } else {
+                    while true {
+                        skipWhitespace()
+                        try element()
+                        skipWhitespace()
+                        guard pos < end else { throw Malformed(message: "the array is not closed") }
+                        if p[pos] == UInt8(ascii: ",") {
+                            pos += 1
+                            continue
+                        }
+                        guard p[pos] == UInt8(ascii: "]") else {
+                            throw Malformed(message: "expected ',' or ']' at byte \(pos)")
+                        }
+                        pos += 1
+                        break
+                    }
+                }
+            } else if first == UInt8(ascii: "{") {
+                try element()
+            } else {
+                let start = pos
+                try skipValue(depth: 1)
+                skipWhitespace()
+                guard pos == end else { throw Malformed(message: "unexpected bytes after the JSON value at byte \(pos)") }
+                _ = start
+                rejectBody(.notAnObject, "the body must be an event object, an array of event objects, or NDJSON")
+                return
+            }
+            skipWhitespace()
+            guard pos == end else { throw Malformed(message: "unexpected bytes after the JSON value at byte \(pos)") }
+        } catch {
+            // Not JSON: nothing of it is accepted.
+            records.removeAll(keepingCapacity: true)
+            pending.removeAll()
+            errors.removeAll()
+            acceptedCount = 0
+            rejectBody(.malformedJSON, "the body is not valid JSON: \(error.message)")
+        }
+    }
+
+    /// One element of an array body (or the single object).
+    mutating func element() throws(Malformed) {
+        guard pos < end else { throw Malformed(message: "unexpected end of the body") }
+        let start = pos
+        let index = eventIndex
+        eventIndex += 1
+        if index >= configuration.maxEventsPerRequest {
+            try skipValue(depth: 1)
+            rejectEvent(
+                index: index, start: start, end: pos, eventID: nil, field: nil, reason: .tooManyEvents,
+                message: "a request may hold at most \(configuration.maxEventsPerRequest) events; this one was not read"
+            )
+            return
+        }
+        if p[start] == UInt8(ascii: "{") {
+            try object()
+            finishEvent(index: index, start: start, end: pos)
+        } else {
+            try skipValue(depth: 1)
+            rejectEvent(index: index, start: start, end: pos, eventID: nil, field: nil, reason: .notAnObject, message: "an event must be a JSON object")
+        }
+    }
+
+    mutating func runNDJSON() {
+        var lineStart = 0
+        let bodyEnd = body.count
+        var sawEvent = false
+        while lineStart < bodyEnd {
+            var lineEnd = lineStart
+            while lineEnd < bodyEnd, p[lineEnd] != 0x0A { lineEnd += 1 }
+            var s = lineStart
+            var e = lineEnd
+            while s < e, isWhitespace(p[s]) { s += 1 }
+            while e > s, isWhitespace(p[e - 1]) { e -= 1 }
+            lineStart = lineEnd + 1
+            if s == e { continue }
+            sawEvent = true
+            let index = eventIndex
+            eventIndex += 1
+            if index >= configuration.maxEventsPerRequest {
+                rejectEvent(
+                    index: index, start: s, end: e, eventID: nil, field: nil, reason: .tooManyEvents,
+                    message: "a request may hold at most \(configuration.maxEventsPerRequest) events; this one was not read"
+                )
+                continue
+            }
+            if e - s > configuration.maxEventBytes {
+                rejectEvent(
+                    index: index, start: s, end: e, eventID: nil, field: nil, reason: .eventTooLarge,
+                    message: "the event is \(e - s) bytes; the limit is \(configuration.maxEventBytes)"
+                )
+                continue
+            }
+            pos = s
+            end = e
+            do throws(Malformed) {
+                if p[s] == UInt8(ascii: "{") {
+                    try object()
+                    guard pos == e else { throw Malformed(message: "unexpected bytes after the object at byte \(pos)") }
+                    finishEvent(index: index, start: s, end: e)
+                } else {
+                    try skipValue(depth: 1)
+                    guard pos == e else { throw Malformed(message: "unexpected bytes after the value at byte \(pos)") }
+                    rejectEvent(index: index, start: s, end: e, eventID: nil, field: nil, reason: .notAnObject, message: "an event must be a JSON object")
+                }
+            } catch {
+                rejectEvent(
+                    index: index, start: s, end: e, eventID: nil, field: nil, reason: .malformedJSON,
+                    message: "the line is not valid JSON: \(error.message)"
+                )
+            }
+        }
+        end = bodyEnd
+        if !sawEvent { rejectBody(.emptyBody, "the body holds no event") }
+    }
+
+    // MARK: Lexing
+
+    @inline(__always)
+    func isWhitespace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x0A || b == 0x0D || b == 0x09 }
+
+    @inline(__always)
+    mutating func skipWhitespace() {
+        while pos < end, isWhitespace(p[pos]) { pos += 1 }
+    }
+
+    @inline(__always)
+    mutating func expect(_ byte: UInt8, _ what: StaticString) throws(Malformed) {
+        skipWhitespace()
+        guard pos < end, p[pos] == byte else { throw Malformed(message: "expected \(what) at byte \(pos)") }
+        pos += 1
+    }
+
+    /// Scans a string whose opening quote is at `pos`; leaves `pos` past the closing quote.
+    /// Invalid UTF-8 (raw or a lone surrogate escape) is reported through `badUTF8`.
+    @inline(__always)
+    mutating func scanString(badUTF8: inout Bool) throws(Malformed) -> StringSpan {
+        pos += 1
+        var span = StringSpan()
+        span.start = pos
+        var i = pos
+        var decoded = 0
+        // Fast path: plain ASCII.
+        while i < end {
+            let b = p[i]
+            if b == UInt8(ascii: "\"") {
+                span.end = i
+                span.decodedCount = decoded
+                pos = i + 1
+                return span
+            }
+            if b == UInt8(ascii: "\\") || b < 0x20 || b >= 0x80 { break }
+            i += 1
+            decoded += 1
+        }
+        while i < end {
+            let b = p[i]
+            if b == UInt8(ascii: "\"") {
+                span.end = i
+                span.decodedCount = decoded
+                pos = i + 1
+                return span
+            }
+            if b == UInt8(ascii: "\\") {
+                span.escaped = true
+                guard i + 1 < end else { break }
+                let c = p[i + 1]
+                switch c {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
+                    UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                    i += 2
+                    decoded += 1
+                case UInt8(ascii: "u"):
+                    guard let u = hex4(i + 2) else { throw Malformed(message: "invalid \\u escape at byte \(i)") }
+                    i += 6
+                    if u >= 0xD800 && u <= 0xDBFF {
+                        if i + 6 <= end, p[i] == UInt8(ascii: "\\"), p[i + 1] == UInt8(ascii: "u"), let lo = hex4(i + 2),
+                            lo >= 0xDC00 && lo <= 0xDFFF
+                        {
+                            i += 6
+                            decoded += 4
+                        } else {
+                            badUTF8 = true
+                            decoded += 3
+                        }
+                    } else if u >= 0xDC00 && u <= 0xDFFF {
+                        badUTF8 = true
+                        decoded += 3
+                    } else {
+                        decoded += u < 0x80 ? 1 : (u < 0x800 ? 2 : 3)
+                    }
+                default:
+                    throw Malformed(message: "invalid escape at byte \(i)")
+                }
+                continue
+            }
+            if b < 0x20 { throw Malformed(message: "control character in a string at byte \(i)") }
+            if b >= 0x80 {
+                let n = UTF8Validation.sequenceLength(p, i, end)
+                if n == 0 {
+                    badUTF8 = true
+                    i += 1
+                    decoded += 1
+                } else {
+                    i += n
+                    decoded += n
+                }
+                continue
+            }
+            i += 1
+            decoded += 1
+        }
+        throw Malformed(message: "unterminated string starting at byte \(span.start - 1)")
+    }
+
+    @inline(__always)
+    func hex4(_ i: Int) -> UInt32? { Self.hex4(p, i, end) }
+
+    @inline(__always)
+    static func hex4(_ p: UnsafePointer<UInt8>, _ i: Int, _ end: Int) -> UInt32? {
+        guard i + 4 <= end else { return nil }
+        var v: UInt32 = 0
+        for k in 0..<4 {
+            let b = p[i + k]
+            let d: UInt32
+            switch b {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): d = UInt32(b - UInt8(ascii: "0"))
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): d = UInt32(b - UInt8(ascii: "a") + 10)
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): d = UInt32(b - UInt8(ascii: "A") + 10)
+            default: return nil
+            }
+            v = v << 4 | d
+        }
+        return v
+    }
+
+    /// A number's syntax, from `pos`; leaves `pos` past it.
+    struct NumberToken {
+        var start: Int
+        var end: Int
+        var isInteger: Bool
+    }
+
+    @inline(__always)
+    mutating func scanNumber() throws(Malformed) -> NumberToken {
+        let start = pos
+        var i = pos
+        if i < end, p[i] == UInt8(ascii: "-") { i += 1 }
+        guard i < end else { throw Malformed(message: "invalid number at byte \(start)") }
+        if p[i] == UInt8(ascii: "0") {
+            i += 1
+        } else if p[i] >= UInt8(ascii: "1") && p[i] <= UInt8(ascii: "9") {
+            while i < end, p[i] &- UInt8(ascii: "0") < 10 { i += 1 }
+        } else {
+            throw Malformed(message: "invalid number at byte \(start)")
+        }
+        var isInteger = true
+        if i < end, p[i] == UInt8(ascii: ".") {
+            isInteger = false
+            i += 1
+            let digits = i
+            while i < end, p[i] &- UInt8(ascii: "0") < 10 { i += 1 }
+            guard i > digits else { throw Malformed(message: "invalid number at byte \(start)") }
+        }
+        if i < end, p[i] | 0x20 == UInt8(ascii: "e") {
+            isInteger = false
+            i += 1
+            if i < end, p[i] == UInt8(ascii: "+") || p[i] == UInt8(ascii: "-") { i += 1 }
+            let digits = i
+            while i < end, p[i] &- UInt8(ascii: "0") < 10 { i += 1 }
+            guard i > digits else { throw Malformed(message: "invalid number at byte \(start)") }
+        }
+        pos = i
+        return NumberToken(start: start, end: i, isInteger: isInteger)
+    }
+
+    /// The value of a number token as a Double (exact fast path for ≤ 15 digits and small exponents).
+    func doubleValue(_ t: NumberToken) -> Double {
+        var i = t.start
+        var negative = false
+        if p[i] == UInt8(ascii: "-") {
+            negative = true
+            i += 1
+        }
+        var mantissa: UInt64 = 0
+        var digits = 0
+        var exponent = 0
+        while i < t.end, p[i] &- UInt8(ascii: "0") < 10 {
+            if mantissa != 0 || p[i] != UInt8(ascii: "0") { digits += 1 }
+            mantissa = mantissa &* 10 &+ UInt64(p[i] - UInt8(ascii: "0"))
+            i += 1
+        }
+        if i < t.end, p[i] == UInt8(ascii: ".") {
+            i += 1
+            while i < t.end, p[i] &- UInt8(ascii: "0") < 10 {
+                if mantissa != 0 || p[i] != UInt8(ascii: "0") { digits += 1 }
+                mantissa = mantissa &* 10 &+ UInt64(p[i] - UInt8(ascii: "0"))
+                exponent -= 1
+                i += 1
+            }
+        }
+        var slow = digits > 15
+        if !slow, i < t.end {  // exponent
+            i += 1
+            var expNegative = false
+            if p[i] == UInt8(ascii: "+") || p[i] == UInt8(ascii: "-") {
+                expNegative = p[i] == UInt8(ascii: "-")
+                i += 1
+            }
+            var e = 0
+            while i < t.end {
+                e = e * 10 + Int(p[i] - UInt8(ascii: "0"))
+                if e > 100_000 {
+                    slow = true
+                    break
+                }
+                i += 1
+            }
+            exponent += expNegative ? -e : e
+        }
+        if !slow, exponent >= -22, exponent <= 22 {
+            var value = Double(mantissa)
+            if exponent < 0 { value /= Self.powersOf10[-exponent] } else { value *= Self.powersOf10[exponent] }
+            return negative ? -value : value
+        }
+        let text = String(decoding: UnsafeRawBufferPointer(start: p + t.start, count: t.end - t.start), as: UTF8.self)
+        return Double(text) ?? .nan
+    }
+
+    static let powersOf10: [Double] = (0...22).map { k in
+        var v = 1.0
+        for _ in 0..<k { v *= 10 }
+        return v
+    }
+
+    /// Checks a literal (`true`, `false`, `null`) at `pos`.
+    @inline(__always)
+    mutating func literal() throws(Malformed) {
+        let b = p[pos]
+        let word: StaticString = b == UInt8(ascii: "t") ? "true" : (b == UInt8(ascii: "f") ? "false" : "null")
+        let n = word.utf8CodeUnitCount
+        guard pos + n <= end else { throw Malformed(message: "invalid literal at byte \(pos)") }
+        for k in 0..<n where p[pos + k] != word.utf8Start[k] { throw Malformed(message: "invalid literal at byte \(pos)") }
+        pos += n
+    }
+
+    /// Skips any JSON value at `pos` (after whitespace), validating its syntax and its strings.
+    /// `depth` is the depth the value would have if it is a container.
+    mutating func skipValue(depth: Int) throws(Malformed) {
+        skipWhitespace()
+        guard pos < end else { throw Malformed(message: "unexpected end at byte \(pos)") }
+        let b = p[pos]
+        switch b {
+        case UInt8(ascii: "\""):
+            var bad = false
+            _ = try scanString(badUTF8: &bad)
+            if bad { noteError(.invalidUTF8, field: nil, "a string is not valid UTF-8") }
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            if depth > maxDepth {
+                noteError(.tooDeep, field: nil, "objects and arrays may nest at most \(configuration.maxNestingDepth) deep")
+                try skipDeep()
+                return
+            }
+            let close = b == UInt8(ascii: "{") ? UInt8(ascii: "}") : UInt8(ascii: "]")
+            pos += 1
+            skipWhitespace()
+            if pos < end, p[pos] == close {
+                pos += 1
+                return
+            }
+            while true {
+                if b == UInt8(ascii: "{") {
+                    skipWhitespace()
+                    guard pos < end, p[pos] == UInt8(ascii: "\"") else { throw Malformed(message: "expected a key at byte \(pos)") }
+                    var bad = false
+                    _ = try scanString(badUTF8: &bad)
+                    if bad { noteError(.invalidUTF8, field: nil, "a key is not valid UTF-8") }
+                    try expect(UInt8(ascii: ":"), "':'")
+                }
+                try skipValue(depth: depth + 1)
+                skipWhitespace()
+                guard pos < end else { throw Malformed(message: "unexpected end at byte \(pos)") }
+                if p[pos] == UInt8(ascii: ",") {
+                    pos += 1
+                    continue
+                }
+                guard p[pos] == close else { throw Malformed(message: "expected ',' or '\(Character(Unicode.Scalar(close)))' at byte \(pos)") }
+                pos += 1
+                return
+            }
+        case UInt8(ascii: "t"), UInt8(ascii: "f"), UInt8(ascii: "n"):
+            try literal()
+        default:
+            _ = try scanNumber()
+        }
+    }
+
+    /// Skips a container nested too deep without recursion (brackets counted, strings scanned).
+    mutating func skipDeep() throws(Malformed) {
+        var level = 0
+        while pos < end {
+            let b = p[pos]
+            switch b {
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                level += 1
+                pos += 1
+            case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                level -= 1
+                pos += 1
+                if level == 0 { return }
+            case UInt8(ascii: "\""):
+                var bad = false
+                _ = try scanString(badUTF8: &bad)
+            default:
+                pos += 1
+            }
+        }
+        throw Malformed(message: "unexpected end inside a nested value")
+    }
+
+    // MARK: The event object
+
+    @inline(__always)
+    mutating func noteError(_ reason: RejectionReason, field: String?, _ message: String) {
+        if error == nil { error = FieldError(reason: reason, field: field, message: message) }
+    }
+
+    mutating func resetEvent() {
+        seen = 0
+        genres.removeAll(keepingCapacity: true)
+        if !unknown.isEmpty {
+            unknown.removeAll(keepingCapacity: true)
+            unknownKeys.removeAll(keepingCapacity: true)
+            unknownKeyRanges.removeAll(keepingCapacity: true)
+        }
+        sessionNull = false
+        error = nil
+    }
+
+    /// Parses the event object at `pos` (a `{`), recording its fields.
+    mutating func object() throws(Malformed) {
+        resetEvent()
+        pos += 1
+        skipWhitespace()
+        if pos < end, p[pos] == UInt8(ascii: "}") {
+            pos += 1
+            return
+        }
+        while true {
+            skipWhitespace()
+            guard pos < end, p[pos] == UInt8(ascii: "\"") else { throw Malformed(message: "expected a key at byte \(pos)") }
+            let keyQuote = pos
+            var badKey = false
+            let key = try scanString(badUTF8: &badKey)
+            let keyEnd = pos
+            try expect(UInt8(ascii: ":"), "':'")
+            skipWhitespace()
+            guard pos < end else { throw Malformed(message: "unexpected end at byte \(pos)") }
+            var field: Field? = nil
+            if badKey {
+                noteError(.invalidUTF8, field: nil, "a key is not valid UTF-8")
+            } else if !key.escaped {
+                field = Field.lookup(p + key.start, key.end - key.start)
+            } else {
+                unescape(key, into: &keyScratch)
+                field = keyScratch.withUnsafeBufferPointer { Field.lookup($0.baseAddress!, $0.count) }
+            }
+            if let field {
+                let bit: UInt32 = 1 << UInt32(field.rawValue)
+                if seen & bit != 0 {
+                    noteError(.duplicateField, field: field.name, "the field \(field.name) appears more than once")
+                    try skipValue(depth: 2)
+                } else {
+                    seen |= bit
+                    try value(of: field)
+                }
+            } else {
+                let valueStart = pos
+                try skipValue(depth: 2)
+                if !badKey { noteUnknown(key: key, keyQuote: keyQuote, keyEnd: keyEnd, valueStart: valueStart) }
+            }
+            skipWhitespace()
+            guard pos < end else { throw Malformed(message: "the object is not closed") }
+            if p[pos] == UInt8(ascii: ",") {
+                pos += 1
+                continue
+            }
+            guard p[pos] == UInt8(ascii: "}") else { throw Malformed(message: "expected ',' or '}' at byte \(pos)") }
+            pos += 1
+            return
+        }
+    }
+
+    mutating func noteUnknown(key: StringSpan, keyQuote: Int, keyEnd: Int, valueStart: Int) {
+        // Duplicate keys among unknown fields, compared unescaped.
+        let start = unknownKeys.count
+        if key.escaped {
+            unescape(key, into: &keyScratch)
+            unknownKeys.append(contentsOf: keyScratch)
+        } else {
+            unknownKeys.append(contentsOf: UnsafeBufferPointer(start: p + key.start, count: key.end - key.start))
+        }
+        let range = start..<unknownKeys.count
+        for other in unknownKeyRanges where other.count == range.count {
+            if unknownKeys[other].elementsEqual(unknownKeys[range]) {
+                let name = String(decoding: unknownKeys[range], as: UTF8.self)
+                noteError(.duplicateField, field: name, "the field \(name) appears more than once")
+                break
+            }
+        }
+        unknownKeyRanges.append(range)
+        unknown.append(UnknownMember(keyStart: keyQuote, keyEnd: keyEnd, valueStart: valueStart, valueEnd: pos))
+    }
+
+    @inline(__always)
+    func typeName(_ b: UInt8) -> String {
+        switch b {
+        case UInt8(ascii: "\""): return "a string"
+        case UInt8(ascii: "{"): return "an object"
+        case UInt8(ascii: "["): return "an array"
+        case UInt8(ascii: "t"), UInt8(ascii: "f"): return "a boolean"
+        case UInt8(ascii: "n"): return "null"
+        default: return "a number"
+        }
+    }
+
+    /// Parses the value of a known field at `pos`.
+    mutating func value(of field: Field) throws(Malformed) {
+        let b = p[pos]
+        switch field {
+        case .genre:
+            guard b == UInt8(ascii: "[") else {
+                noteError(.invalidType, field: "genre", "genre must be an array of strings, not \(typeName(b))")
+                try skipValue(depth: 2)
+                return
+            }
+            pos += 1
+            skipWhitespace()
+            if pos < end, p[pos] == UInt8(ascii: "]") {
+                pos += 1
+                return
+            }
+            var k = 0
+            while true {
+                skipWhitespace()
+                guard pos < end else { throw Malformed(message: "unexpected end at byte \(pos)") }
+                if p[pos] == UInt8(ascii: "\"") {
+                    var bad = false
+                    let span = try scanString(badUTF8: &bad)
+                    if bad {
+                        noteError(.invalidUTF8, field: "genre[\(k)]", "genre[\(k)] is not valid UTF-8")
+                    } else if span.decodedCount > configuration.maxStringBytes {
+                        noteError(
+                            .stringTooLong, field: "genre[\(k)]",
+                            "genre[\(k)] is \(span.decodedCount) bytes; the limit is \(configuration.maxStringBytes)"
+                        )
+                    }
+                    genres.append(span)
+                } else {
+                    let t = p[pos]
+                    noteError(.invalidType, field: "genre[\(k)]", "genre[\(k)] must be a string, not \(typeName(t))")
+                    try skipValue(depth: 3)
+                }
+                k += 1
+                skipWhitespace()
+                guard pos < end else { throw Malformed(message: "unexpected end at byte \(pos)") }
+                if p[pos] == UInt8(ascii: ",") {
+                    pos += 1
+                    continue
+                }
+                guard p[pos] == UInt8(ascii: "]") else { throw Malformed(message: "expected ',' or ']' at byte \(pos)") }
+                pos += 1
+                return
+            }
+        case .durationSeconds:
+            guard b == UInt8(ascii: "-") || b &- UInt8(ascii: "0") < 10 else {
+                noteError(.invalidType, field: field.name, "duration_seconds must be an integer, not \(typeName(b))")
+                try skipValue(depth: 2)
+                return
+            }
+            let t = try scanNumber()
+            if t.isInteger {
+                var i = t.start
+                let negative = p[i] == UInt8(ascii: "-")
+                if negative { i += 1 }
+                var v: Int64 = 0
+                var overflow = false
+                while i < t.end {
+                    let (m, o1) = v.multipliedReportingOverflow(by: 10)
+                    let (a, o2) = m.addingReportingOverflow(Int64(p[i] - UInt8(ascii: "0")))
+                    overflow = overflow || o1 || o2
+                    v = a
+                    i += 1
+                }
+                if overflow {
+                    noteError(.invalidValue, field: field.name, "duration_seconds is out of range")
+                    return
+                }
+                durationSeconds = negative ? -v : v
+            } else {
+                let d = doubleValue(t)
+                if !d.isFinite || abs(d) >= 9.2e18 {
+                    noteError(.invalidValue, field: field.name, "duration_seconds is out of range")
+                    return
+                }
+                guard d == d.rounded(.towardZero) else {
+                    noteError(.invalidType, field: field.name, "duration_seconds must be an integer")
+                    return
+                }
+                durationSeconds = Int64(d)
+            }
+            if durationSeconds < 0 {
+                noteError(.negativeNumber, field: field.name, "duration_seconds must not be negative")
+            }
+        case .currentTimestamp:
+            guard b == UInt8(ascii: "-") || b &- UInt8(ascii: "0") < 10 else {
+                noteError(.invalidType, field: field.name, "current_timestamp must be a number, not \(typeName(b))")
+                try skipValue(depth: 2)
+                return
+            }
+            let t = try scanNumber()
+            let d = doubleValue(t)
+            currentTimestamp = d
+            if !d.isFinite || abs(d) > Self.maxPosition {
+                noteError(.invalidValue, field: field.name, "current_timestamp is out of range (at most 1e12)")
+            } else if d < 0 {
+                noteError(.negativeNumber, field: field.name, "current_timestamp must not be negative")
+            }
+        default:
+            if b == UInt8(ascii: "n"), field == .sessionID {
+                try literal()
+                sessionNull = true
+                seen &= ~(1 << UInt32(Field.sessionID.rawValue))
+                return
+            }
+            guard b == UInt8(ascii: "\"") else {
+                noteError(.invalidType, field: field.name, "\(field.name) must be a string, not \(typeName(b))")
+                try skipValue(depth: 2)
+                return
+            }
+            var bad = false
+            let span = try scanString(badUTF8: &bad)
+            spans[field.rawValue] = span
+            if bad {
+                noteError(.invalidUTF8, field: field.name, "\(field.name) is not valid UTF-8")
+            } else if span.decodedCount > configuration.maxStringBytes {
+                noteError(
+                    .stringTooLong, field: field.name,
+                    "\(field.name) is \(span.decodedCount) bytes; the limit is \(configuration.maxStringBytes)"
+                )
+            }
+        }
+    }
+
+    static let maxPosition = 1e12
+
+    /// Unescapes a string span into `out` (replacing its contents).
+    func unescape(_ span: StringSpan, into out: inout [UInt8]) {
+        out.removeAll(keepingCapacity: true)
+        Self.appendUnescaped(p, span, to: &out)
+    }
+
+    @inline(__always)
+    func appendUnescaped(_ span: StringSpan, to out: inout [UInt8]) {
+        Self.appendUnescaped(p, span, to: &out)
+    }
+
+    /// Appends the unescaped bytes of a string span.
+    @inline(__always)
+    static func appendUnescaped(_ p: UnsafePointer<UInt8>, _ span: StringSpan, to out: inout [UInt8]) {
+        if !span.escaped {
+            out.append(contentsOf: UnsafeRawBufferPointer(start: p + span.start, count: span.end - span.start))
+            return
+        }
+        var i = span.start
+        var run = i
+        while i < span.end {
+            guard p[i] == UInt8(ascii: "\\") else {
+                i += 1
+                continue
+            }
+            if run < i { out.append(contentsOf: UnsafeRawBufferPointer(start: p + run, count: i - run)) }
+            let c = p[i + 1]
+            i += 2
+            switch c {
+            case UInt8(ascii: "b"): out.append(0x08)
+            case UInt8(ascii: "f"): out.append(0x0C)
+            case UInt8(ascii: "n"): out.append(0x0A)
+            case UInt8(ascii: "r"): out.append(0x0D)
+            case UInt8(ascii: "t"): out.append(0x09)
+            case UInt8(ascii: "u"):
+                var u = hex4(p, i, span.end) ?? 0xFFFD
+                i += 4
+                if u >= 0xD800 && u <= 0xDBFF, i + 6 <= span.end, p[i] == UInt8(ascii: "\\"), p[i + 1] == UInt8(ascii: "u"),
+                    let lo = hex4(p, i + 2, span.end), lo >= 0xDC00 && lo <= 0xDFFF
+                {
+                    u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00)
+                    i += 6
+                }
+                if u < 0x80 {
+                    out.append(UInt8(u))
+                } else if u < 0x800 {
+                    out.append(UInt8(0xC0 | u >> 6))
+                    out.append(UInt8(0x80 | u & 0x3F))
+                } else if u < 0x10000 {
+                    out.append(UInt8(0xE0 | u >> 12))
+                    out.append(UInt8(0x80 | u >> 6 & 0x3F))
+                    out.append(UInt8(0x80 | u & 0x3F))
+                } else {
+                    out.append(UInt8(0xF0 | u >> 18))
+                    out.append(UInt8(0x80 | u >> 12 & 0x3F))
+                    out.append(UInt8(0x80 | u >> 6 & 0x3F))
+                    out.append(UInt8(0x80 | u & 0x3F))
+                }
+            default: out.append(c)  // \" \\ \/
+            }
+            run = i
+        }
+        if run < span.end { out.append(contentsOf: UnsafeRawBufferPointer(start: p + run, count: span.end - run)) }
+    }
+
+    // MARK: Finishing an event
+
+    func has(_ field: Field) -> Bool { seen & (1 << UInt32(field.rawValue)) != 0 }
+
+    /// The event's id for an error, when it was read.
+    func readableEventID() -> String? {
+        guard has(.eventID) else { return nil }
+        let span = spans[Field.eventID.rawValue]
+        var bytes: [UInt8] = []
+        appendUnescaped(span, to: &bytes)
+        guard UTF8Validation.isValid(bytes.withUnsafeBytes { $0 }) else { return nil }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    @inline(__always)
+    func spanEquals(_ span: StringSpan, _ literal: StaticString) -> Bool {
+        let n = literal.utf8CodeUnitCount
+        guard !span.escaped, span.end - span.start == n else { return false }
+        for k in 0..<n where p[span.start + k] != literal.utf8Start[k] { return false }
+        return true
+    }
+
+    /// Validates the parsed object as a whole and writes its record, or rejects it.
+    mutating func finishEvent(index: Int, start: Int, end eventEnd: Int) {
+        if eventEnd - start > configuration.maxEventBytes {
+            rejectEvent(
+                index: index, start: start, end: eventEnd, eventID: readableEventID(), field: nil, reason: .eventTooLarge,
+                message: "the event is \(eventEnd - start) bytes; the limit is \(configuration.maxEventBytes)"
+            )
+            return
+        }
+        // Schema version first: other rules depend on it.
+        var v11 = false
+        var versionBytes: StaticString = "1.0"
+        if has(.schemaVersion) {
+            let span = spans[Field.schemaVersion.rawValue]
+            if spanEquals(span, "1.1") {
+                v11 = true
+                versionBytes = "1.1"
+            } else if !spanEquals(span, "1.0") {
+                if error == nil || (error!.reason != .invalidUTF8 && error!.reason != .tooDeep) {
+                    var bytes: [UInt8] = []
+                    appendUnescaped(span, to: &bytes)
+                    let shown = String(decoding: bytes.prefix(64), as: UTF8.self)
+                    error = FieldError(
+                        reason: .unknownSchemaVersion, field: "schema_version",
+                        message: "schema_version \"\(shown)\" is not known; this server knows 1.0 and 1.1"
+                    )
+                }
+            }
+        }
+        if error == nil {
+            let missing = Field.requiredMask & ~seen
+            if missing != 0 {
+                let f = Field(rawValue: missing.trailingZeroBitCount)!
+                error = FieldError(reason: .missingField, field: f.name, message: "the required field \(f.name) is missing")
+            }
+        }
+        var eventTypeIndex = 0
+        var contentTypeIndex = 0
+        var timestamp: Int64 = 0
+        if error == nil {
+            let span = spans[Field.eventType.rawValue]
+            let found: Int? = span.escaped ? nil : KnownValues.index(of: p + span.start, span.end - span.start, in: v11 ? KnownValues.eventTypes11 : KnownValues.eventTypes10)
+            if let found {
+                eventTypeIndex = found
+            } else {
+                error = FieldError(
+                    reason: .invalidValue, field: "event_type",
+                    message: v11 ? "event_type must be one of play, pause, stop, seek, heartbeat, buffering" : "event_type must be one of play, pause, stop (schema 1.1 adds seek, heartbeat, buffering)"
+                )
+            }
+        }
+        if error == nil {
+            let span = spans[Field.contentType.rawValue]
+            if !span.escaped, let found = KnownValues.index(of: p + span.start, span.end - span.start, in: KnownValues.contentTypes) {
+                contentTypeIndex = found
+            } else {
+                error = FieldError(reason: .invalidValue, field: "content_type", message: "content_type must be one of movie, episode, ad")
+            }
+        }
+        if error == nil {
+            for f in [Field.eventID, .userID, .deviceID, .contentID] where spans[f.rawValue].decodedCount == 0 {
+                error = FieldError(reason: .invalidValue, field: f.name, message: "\(f.name) must not be empty")
+                break
+            }
+            if error == nil, has(.sessionID), spans[Field.sessionID.rawValue].decodedCount == 0 {
+                error = FieldError(reason: .invalidValue, field: "session_id", message: "session_id must not be empty when present")
+            }
+        }
+        if error == nil {
+            let span = spans[Field.timestamp.rawValue]
+            let parsed: Int64?
+            if span.escaped {
+                var bytes: [UInt8] = []
+                appendUnescaped(span, to: &bytes)
+                parsed = bytes.withUnsafeBytes { RFC3339.parseMicros($0) }
+            } else {
+                parsed = RFC3339.parseMicros(p + span.start, span.end - span.start)
+            }
+            if let parsed {
+                timestamp = parsed
+            } else {
+                error = FieldError(
+                    reason: .invalidTimestamp, field: "timestamp",
+                    message: "timestamp must be an RFC 3339 date-time with an offset, such as 2024-05-01T12:00:00.250Z"
+                )
+            }
+        }
+        if let error {
+            rejectEvent(index: index, start: start, end: eventEnd, eventID: readableEventID(), field: error.field, reason: error.reason, message: error.message)
+            return
+        }
+        writeRecord(
+            index: index, timestamp: timestamp, eventTypeIndex: eventTypeIndex, contentTypeIndex: contentTypeIndex,
+            version: versionBytes
+        )
+    }
+
+    @inline(__always)
+    mutating func appendField(_ field: Field) {
+        let span = spans[field.rawValue]
+        RecordBytes.appendVarint(span.decodedCount, to: &records)
+        Self.appendUnescaped(p, span, to: &records)
+    }
+
+    mutating func writeRecord(index: Int, timestamp: Int64, eventTypeIndex: Int, contentTypeIndex: Int, version: StaticString) {
+        let recordStart = records.count
+        let hasSession = has(.sessionID)
+        records.append(RecordBytes.version)
+        records.append((hasSession ? RecordBytes.flagSession : 0) | (unknown.isEmpty ? 0 : RecordBytes.flagExtra))
+        RecordBytes.appendInt64(timestamp, to: &records)
+        RecordBytes.appendInt64(receivedAt, to: &records)
+        RecordBytes.appendInt64(Int64(bitPattern: currentTimestamp.bitPattern), to: &records)
+        RecordBytes.appendInt64(durationSeconds, to: &records)
+        appendField(.eventID)
+        appendField(.eventType)
+        var keyStart = records.count
+        appendField(.userID)
+        var keyEnd = records.count
+        appendField(.deviceID)
+        if hasSession {
+            keyStart = records.count
+            appendField(.sessionID)
+            keyEnd = records.count
+        }
+        appendIP()
+        appendField(.contentID)
+        appendField(.contentType)
+        appendField(.title)
+        RecordBytes.appendVarint(genres.count, to: &records)
+        for k in 0..<genres.count {
+            let span = genres[k]
+            RecordBytes.appendVarint(span.decodedCount, to: &records)
+            Self.appendUnescaped(p, span, to: &records)
+        }
+        appendField(.language)
+        if has(.schemaVersion) {
+            appendField(.schemaVersion)
+        } else {
+            records.append(UInt8(version.utf8CodeUnitCount))
+            records.append(contentsOf: UnsafeRawBufferPointer(start: version.utf8Start, count: version.utf8CodeUnitCount))
+        }
+        appendField(.eventSource)
+        if !unknown.isEmpty {
+            var length = 2 + unknown.count - 1
+            for m in unknown { length += (m.keyEnd - m.keyStart) + 1 + (m.valueEnd - m.valueStart) }
+            RecordBytes.appendVarint(length, to: &records)
+            records.append(UInt8(ascii: "{"))
+            for (k, m) in unknown.enumerated() {
+                if k > 0 { records.append(UInt8(ascii: ",")) }
+                records.append(contentsOf: UnsafeRawBufferPointer(start: p + m.keyStart, count: m.keyEnd - m.keyStart))
+                records.append(UInt8(ascii: ":"))
+                records.append(contentsOf: UnsafeRawBufferPointer(start: p + m.valueStart, count: m.valueEnd - m.valueStart))
+            }
+            records.append(UInt8(ascii: "}"))
+        }
+        // Key: session_id when present, else user_id (their bytes, past the varint).
+        var keyBytesStart = keyStart
+        while records[keyBytesStart] & 0x80 != 0 { keyBytesStart += 1 }
+        keyBytesStart += 1
+        let source = spans[Field.eventSource.rawValue]
+        let sourceIndex = source.escaped ? nil : KnownValues.index(of: p + source.start, source.end - source.start, in: KnownValues.eventSources)
+        pending.append(
+            PendingEvent(
+                index: index, accepted: true, keyStart: keyBytesStart, keyCount: keyEnd - keyBytesStart,
+                recordStart: recordStart, recordCount: records.count - recordStart,
+                eventType: UInt8(eventTypeIndex), contentType: UInt8(contentTypeIndex),
+                eventSource: UInt8(sourceIndex ?? KnownValues.eventSources.count), errorIndex: -1
+            )
+        )
+        acceptedCount += 1
+        _ = keyEnd
+    }
+
+    mutating func appendIP() {
+        let span = spans[Field.ipAddress.rawValue]
+        switch configuration.ipPolicy {
+        case .keep:
+            appendField(.ipAddress)
+        case .drop:
+            records.append(0)
+        case .truncate:
+            var raw: [UInt8] = []
+            appendUnescaped(span, to: &raw)
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 64) { out in
+                let n = raw.withUnsafeBufferPointer { r in
+                    r.count > 64 || r.isEmpty ? 0 : IPTruncation.truncate(r.baseAddress!, r.count, into: out.baseAddress!)
+                }
+                records.append(UInt8(n))
+                records.append(contentsOf: UnsafeRawBufferPointer(start: out.baseAddress!, count: n))
+            }
+        }
+    }
+
+    // MARK: Rejections
+
+    mutating func rejectEvent(
+        index: Int, start: Int, end: Int, eventID: String?, field: String?, reason: RejectionReason, message: String
+    ) {
+        let error = EventValidationError(index: index, eventID: eventID, field: field, reason: reason, message: message)
+        let recordStart = records.count
+        RejectedRecordEncoder.encode(
+            receivedAt: receivedAt, index: Int32(clamping: index), reason: reason, field: field, message: message,
+            eventID: eventID, raw: UnsafeRawBufferPointer(start: p + start, count: end - start), into: &records
+        )
+        pending.append(
+            PendingEvent(
+                index: index, accepted: false, keyStart: 0, keyCount: 0, recordStart: recordStart,
+                recordCount: records.count - recordStart, eventType: 0, contentType: 0, eventSource: 0,
+                errorIndex: errors.count
+            )
+        )
+        errors.append(error)
+    }
+
+    mutating func rejectBody(_ reason: RejectionReason, _ message: String) {
+        rejectEvent(index: -1, start: 0, end: body.count, eventID: nil, field: nil, reason: reason, message: message)
+    }
+
+    // MARK: Output
+
+    mutating func emit<Sink: EventSink>(into sink: inout Sink) -> DecodeOutcome {
+        records.withUnsafeBytes { bytes in
+            for event in pending {
+                let record = UnsafeRawBufferPointer(rebasing: bytes[event.recordStart..<(event.recordStart + event.recordCount)])
+                if event.accepted {
+                    let key = UnsafeRawBufferPointer(rebasing: bytes[event.keyStart..<(event.keyStart + event.keyCount)])
+                    let dimensions = EventDimensions(
+                        eventType: KnownValues.eventTypeStrings[Int(event.eventType)],
+                        contentType: KnownValues.contentTypeStrings[Int(event.contentType)],
+                        eventSource: KnownValues.eventSourceStrings[Int(event.eventSource)]
+                    )
+                    sink.accepted(index: event.index, key: key, dimensions: dimensions, record: record)
+                } else {
+                    sink.rejected(errors[event.errorIndex], record: record)
+                }
+            }
+        }
+        return DecodeOutcome(accepted: acceptedCount, rejected: errors.count, errors: errors)
+    }
+}

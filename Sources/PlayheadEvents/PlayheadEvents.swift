@@ -1,1 +1,0 @@
-// PlayheadEvents: work in progress; see docs/architecture.md.

@@ -1,0 +1,78 @@
+/// RFC 3339 date-times: `YYYY-MM-DD(T|t| )HH:MM:SS[.fraction](Z|z|±HH:MM)`.
+public enum RFC3339 {
+    /// Microseconds since the Unix epoch (UTC), or nil when `bytes` is not an RFC 3339 date-time with
+    /// an offset. Fractions past microseconds are truncated; second 60 (a leap second) is accepted
+    /// and counted as the first second of the next minute.
+    public static func parseMicros(_ bytes: UnsafeRawBufferPointer) -> Int64? {
+        guard let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return nil }
+        return parseMicros(base, bytes.count)
+    }
+
+    public static func parseMicros(_ string: String) -> Int64? {
+        var s = string
+        return s.withUTF8 { parseMicros(UnsafeRawBufferPointer($0)) }
+    }
+
+    @inline(__always)
+    private static func digit(_ p: UnsafePointer<UInt8>, _ i: Int) -> Int64? {
+        let d = p[i] &- UInt8(ascii: "0")
+        return d < 10 ? Int64(d) : nil
+    }
+
+    @inline(__always)
+    private static func two(_ p: UnsafePointer<UInt8>, _ i: Int) -> Int64? {
+        guard let a = digit(p, i), let b = digit(p, i + 1) else { return nil }
+        return a * 10 + b
+    }
+
+    static func parseMicros(_ p: UnsafePointer<UInt8>, _ n: Int) -> Int64? {
+        // Shortest: 2024-01-01T00:00:00Z (20 bytes).
+        guard n >= 20 else { return nil }
+        guard let y1 = two(p, 0), let y2 = two(p, 2), p[4] == UInt8(ascii: "-"), let month = two(p, 5),
+            p[7] == UInt8(ascii: "-"), let day = two(p, 8)
+        else { return nil }
+        let sep = p[10]
+        guard sep == UInt8(ascii: "T") || sep == UInt8(ascii: "t") || sep == UInt8(ascii: " ") else { return nil }
+        guard let hour = two(p, 11), p[13] == UInt8(ascii: ":"), let minute = two(p, 14), p[16] == UInt8(ascii: ":"),
+            let second = two(p, 17)
+        else { return nil }
+        let year = y1 * 100 + y2
+        guard month >= 1, month <= 12, day >= 1, day <= CivilDate.daysInMonth(year: year, month: month),
+            hour <= 23, minute <= 59, second <= 60
+        else { return nil }
+        var i = 19
+        var micros: Int64 = 0
+        if p[i] == UInt8(ascii: ".") {
+            i += 1
+            var digits = 0
+            while i < n, let d = digit(p, i) {
+                if digits < 6 { micros = micros * 10 + d }
+                digits += 1
+                i += 1
+            }
+            guard digits > 0 else { return nil }
+            while digits < 6 {
+                micros *= 10
+                digits += 1
+            }
+        }
+        guard i < n else { return nil }
+        var offsetSeconds: Int64 = 0
+        let z = p[i]
+        if z == UInt8(ascii: "Z") || z == UInt8(ascii: "z") {
+            i += 1
+        } else if z == UInt8(ascii: "+") || z == UInt8(ascii: "-") {
+            guard i + 6 <= n, let oh = two(p, i + 1), p[i + 3] == UInt8(ascii: ":"), let om = two(p, i + 4), oh <= 23,
+                om <= 59
+            else { return nil }
+            offsetSeconds = (oh * 3600 + om * 60) * (z == UInt8(ascii: "-") ? -1 : 1)
+            i += 6
+        } else {
+            return nil
+        }
+        guard i == n else { return nil }
+        let days = CivilDate.days(year: year, month: month, day: day)
+        let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offsetSeconds
+        return seconds * 1_000_000 + micros
+    }
+}
