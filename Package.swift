@@ -178,6 +178,12 @@ let package = Package(
 
         // MARK: Benchmarks
         .executableTarget(
+            name: "events-bench",
+            dependencies: ["PlayheadEvents"],
+            path: "Benchmarks/EventsBench",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
             name: "bare-nio-server",
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),

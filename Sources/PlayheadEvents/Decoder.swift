@@ -106,6 +106,7 @@ enum KnownValues {
     static let contentTypes: [[UInt8]] = ["movie", "episode", "ad"].map { Array($0.utf8) }
     static let contentTypeStrings = ["movie", "episode", "ad"]
     static let eventSources: [[UInt8]] = EventDimensions.knownEventSources.map { Array($0.utf8) }
+    static let schemaVersions: [[UInt8]] = ["1.0", "1.1"].map { Array($0.utf8) }
     static let eventSourceStrings = EventDimensions.knownEventSources + ["other"]
 
     @inline(__always)
@@ -155,6 +156,8 @@ struct EventParser {
 
     // Per event.
     var seen: UInt32 = 0
+    /// Fields whose value had the right type.
+    var typed: UInt32 = 0
     var spans: [StringSpan]
     var genres: [StringSpan] = []
     var unknown: [UnknownMember] = []
@@ -671,6 +674,7 @@ struct EventParser {
 
     mutating func resetEvent() {
         seen = 0
+        typed = 0
         genres.removeAll(keepingCapacity: true)
         if !unknown.isEmpty {
             unknown.removeAll(keepingCapacity: true)
@@ -843,11 +847,11 @@ struct EventParser {
                 durationSeconds = negative ? -v : v
             } else {
                 let d = doubleValue(t)
-                if !d.isFinite || abs(d) >= 9.2e18 {
+                if !d.isFinite || d >= 9_223_372_036_854_775_808.0 || d < -9_223_372_036_854_775_808.0 {
                     noteError(.invalidValue, field: field.name, "duration_seconds is out of range")
                     return
                 }
-                guard d == d.rounded(.towardZero) else {
+                guard d == Double(Int64(d)) else {
                     noteError(.invalidType, field: field.name, "duration_seconds must be an integer")
                     return
                 }
@@ -865,7 +869,7 @@ struct EventParser {
             let t = try scanNumber()
             let d = doubleValue(t)
             currentTimestamp = d
-            if !d.isFinite || abs(d) > Self.maxPosition {
+            if !d.isFinite || d > Self.maxPosition || d < -Self.maxPosition {
                 noteError(.invalidValue, field: field.name, "current_timestamp is out of range (at most 1e12)")
             } else if d < 0 {
                 noteError(.negativeNumber, field: field.name, "current_timestamp must not be negative")
@@ -885,6 +889,7 @@ struct EventParser {
             var bad = false
             let span = try scanString(badUTF8: &bad)
             spans[field.rawValue] = span
+            typed |= 1 << UInt32(field.rawValue)
             if bad {
                 noteError(.invalidUTF8, field: field.name, "\(field.name) is not valid UTF-8")
             } else if span.decodedCount > configuration.maxStringBytes {
@@ -977,6 +982,15 @@ struct EventParser {
         return String(decoding: bytes, as: UTF8.self)
     }
 
+    /// The index of a string value in a table of known values (unescaping it when needed).
+    @inline(__always)
+    func enumIndex(_ span: StringSpan, in table: [[UInt8]]) -> Int? {
+        if !span.escaped { return KnownValues.index(of: p + span.start, span.end - span.start, in: table) }
+        var bytes: [UInt8] = []
+        Self.appendUnescaped(p, span, to: &bytes)
+        return bytes.withUnsafeBufferPointer { KnownValues.index(of: $0.baseAddress!, $0.count, in: table) }
+    }
+
     @inline(__always)
     func spanEquals(_ span: StringSpan, _ literal: StaticString) -> Bool {
         let n = literal.utf8CodeUnitCount
@@ -997,12 +1011,13 @@ struct EventParser {
         // Schema version first: other rules depend on it.
         var v11 = false
         var versionBytes: StaticString = "1.0"
-        if has(.schemaVersion) {
+        if typed & (1 << UInt32(Field.schemaVersion.rawValue)) != 0 {
             let span = spans[Field.schemaVersion.rawValue]
-            if spanEquals(span, "1.1") {
+            let known = enumIndex(span, in: KnownValues.schemaVersions)
+            if known == 1 {
                 v11 = true
                 versionBytes = "1.1"
-            } else if !spanEquals(span, "1.0") {
+            } else if known == nil {
                 if error == nil || (error!.reason != .invalidUTF8 && error!.reason != .tooDeep) {
                     var bytes: [UInt8] = []
                     appendUnescaped(span, to: &bytes)
@@ -1026,8 +1041,7 @@ struct EventParser {
         var timestamp: Int64 = 0
         if error == nil {
             let span = spans[Field.eventType.rawValue]
-            let found: Int? = span.escaped ? nil : KnownValues.index(of: p + span.start, span.end - span.start, in: v11 ? KnownValues.eventTypes11 : KnownValues.eventTypes10)
-            if let found {
+            if let found = enumIndex(span, in: v11 ? KnownValues.eventTypes11 : KnownValues.eventTypes10) {
                 eventTypeIndex = found
             } else {
                 error = FieldError(
@@ -1038,7 +1052,7 @@ struct EventParser {
         }
         if error == nil {
             let span = spans[Field.contentType.rawValue]
-            if !span.escaped, let found = KnownValues.index(of: p + span.start, span.end - span.start, in: KnownValues.contentTypes) {
+            if let found = enumIndex(span, in: KnownValues.contentTypes) {
                 contentTypeIndex = found
             } else {
                 error = FieldError(reason: .invalidValue, field: "content_type", message: "content_type must be one of movie, episode, ad")
@@ -1145,7 +1159,7 @@ struct EventParser {
         while records[keyBytesStart] & 0x80 != 0 { keyBytesStart += 1 }
         keyBytesStart += 1
         let source = spans[Field.eventSource.rawValue]
-        let sourceIndex = source.escaped ? nil : KnownValues.index(of: p + source.start, source.end - source.start, in: KnownValues.eventSources)
+        let sourceIndex = enumIndex(source, in: KnownValues.eventSources)
         pending.append(
             PendingEvent(
                 index: index, accepted: true, keyStart: keyBytesStart, keyCount: keyEnd - keyBytesStart,

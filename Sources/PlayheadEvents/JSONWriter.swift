@@ -35,7 +35,7 @@ enum JSONWriter {
             out.append(contentsOf: "null".utf8)
             return
         }
-        if value == value.rounded(), abs(value) < 1e15 {
+        if value < 1e15, value > -1e15, value == Double(Int64(value)) {
             appendInt(Int64(value), to: &out)
             out.append(contentsOf: ".0".utf8)
             return

@@ -255,7 +255,7 @@ public struct SyntheticSessions: Sendable {
         out.append(contentsOf: #","language":""#.utf8)
         out.append(contentsOf: Self.languages[s.language].utf8)
         out.append(contentsOf: #"","current_timestamp":"#.utf8)
-        let millis = Int64((s.position * 1000).rounded(.down))
+        let millis = Int64(s.position * 1000)  // positions are ≥ 0: truncation is floor
         JSONWriter.appendInt(millis / 1000, to: &out)
         out.append(UInt8(ascii: "."))
         JSONWriter.appendPadded(Int(millis % 1000), width: 3, to: &out)

@@ -1,48 +1,337 @@
 import Testing
-@testable import PlayheadEvents
+import PlayheadEvents
 
-/// Collects what the decoder hands over, as values.
-struct CollectingSink: EventSink {
-    struct Accepted {
-        var index: Int
-        var key: [UInt8]
-        var dimensions: EventDimensions
-        var record: [UInt8]
+@Suite struct AcceptTests {
+    @Test func singleEventBecomesARecord() throws {
+        let (outcome, sink) = decode(event(), format: .json)
+        #expect(outcome.accepted == 1)
+        #expect(outcome.rejected == 0)
+        let f = try #require(try sink.fields().first)
+        #expect(f.eventID == "e-1")
+        #expect(f.eventType == "play")
+        #expect(f.timestampMicros == RFC3339.parseMicros("2024-05-01T12:00:00Z")! + 250_000)
+        #expect(f.receivedAtMicros == testReceivedAt)
+        #expect(f.userID == "user_1")
+        #expect(f.deviceID == "device_1")
+        #expect(f.sessionID == nil)
+        #expect(f.ipAddress == "192.168.1.77")
+        #expect(f.contentID == "media_123")
+        #expect(f.contentType == "movie")
+        #expect(f.title == "The Long Night")
+        #expect(f.genres == ["drama", "thriller"])
+        #expect(f.durationSeconds == 7260)
+        #expect(f.language == "en")
+        #expect(f.currentTimestamp == 120.5)
+        #expect(f.eventSource == "web_app")
+        #expect(f.schemaVersion == "1.0")
+        #expect(f.extra == nil)
+        #expect(sink.accepted[0].key == Array("user_1".utf8))
+        #expect(sink.accepted[0].dimensions == EventDimensions(eventType: "play", contentType: "movie", eventSource: "web_app"))
+        // The decoder's record is byte-identical to the value encoder's.
+        #expect(sink.accepted[0].record == EventRecordEncoder.encode(f))
     }
-    var accepted: [Accepted] = []
-    var rejected: [(EventValidationError, [UInt8])] = []
 
-    mutating func accepted(index: Int, key: UnsafeRawBufferPointer, dimensions: EventDimensions, record: UnsafeRawBufferPointer) {
-        accepted.append(Accepted(index: index, key: Array(key), dimensions: dimensions, record: Array(record)))
+    @Test func sessionIDIsTheKey() throws {
+        let (outcome, sink) = decode(event(["session_id": #""s-9""#]), format: .json)
+        #expect(outcome.accepted == 1)
+        #expect(sink.accepted[0].key == Array("s-9".utf8))
+        #expect(try sink.fields()[0].sessionID == "s-9")
+        // null session_id is the same as absent.
+        let (o2, s2) = decode(event(["session_id": "null"]), format: .json)
+        #expect(o2.accepted == 1)
+        #expect(try s2.fields()[0].sessionID == nil)
+        #expect(s2.accepted[0].key == Array("user_1".utf8))
     }
 
-    mutating func rejected(_ error: EventValidationError, record: UnsafeRawBufferPointer) {
-        rejected.append((error, Array(record)))
+    @Test func unknownDimensionsAreBounded() throws {
+        let (_, sink) = decode(event(["event_source": #""my-own-app-42""#]), format: .json)
+        #expect(sink.accepted[0].dimensions.eventSource == "other")
+        #expect(try sink.fields()[0].eventSource == "my-own-app-42")
     }
-}
 
-func decode(_ body: String, format: EventBodyFormat = .sniff, configuration: EventDecoderConfiguration = .init(), receivedAt: Int64 = 1_700_000_000_000_000) -> (DecodeOutcome, CollectingSink) {
-    var sink = CollectingSink()
-    let decoder = EventDecoder(configuration: configuration)
-    let bytes = Array(body.utf8)
-    let outcome = bytes.withUnsafeBytes { decoder.decode($0, format: format, receivedAt: receivedAt, into: &sink) }
-    return (outcome, sink)
-}
+    @Test func unknownFieldsAreKeptVerbatim() throws {
+        let extras = [("app_version", #""3.2.1""#), ("nested", #"{"a": [1, 2.50, {"b": null}], "c": "\u00e9"}"#), ("flag", "true")]
+        let (outcome, sink) = decode(event(appending: extras), format: .json)
+        #expect(outcome.accepted == 1)
+        let f = try sink.fields()[0]
+        #expect(f.extra == #"{"app_version":"3.2.1","nested":{"a": [1, 2.50, {"b": null}], "c": "\u00e9"},"flag":true}"#)
+    }
 
-@Suite struct SmokeTests {
-    @Test func syntheticEventsAreAccepted() throws {
-        var sessions = SyntheticSessions(seed: 1, concurrentSessions: 10, startTime: 1_700_000_000_000_000)
-        var body: [UInt8] = []
-        for k in 0..<200 {
-            if k > 0 { body.append(UInt8(ascii: "\n")) }
-            sessions.appendNextEvent(to: &body)
+    @Test func schemaVersions() throws {
+        #expect(decode(event(["schema_version": #""1.0""#]), format: .json).outcome.accepted == 1)
+        let (o, s) = decode(event(["schema_version": #""1.1""#, "event_type": #""heartbeat""#]), format: .json)
+        #expect(o.accepted == 1)
+        #expect(try s.fields()[0].schemaVersion == "1.1")
+        #expect(s.accepted[0].dimensions.eventType == "heartbeat")
+        for type in ["seek", "buffering", "heartbeat"] {
+            let e = rejection(event(["event_type": "\"\(type)\""]))
+            #expect(e?.reason == .invalidValue, "1.0 does not know \(type)")
+            #expect(e?.field == "event_type")
+            #expect(rejection(event(["event_type": "\"\(type)\"", "schema_version": #""1.1""#])) == nil)
         }
-        let (outcome, sink) = decode(String(decoding: body, as: UTF8.self))
-        #expect(outcome.rejected == 0, "\(outcome.errors.prefix(3))")
-        #expect(outcome.accepted == 200)
-        var json: [UInt8] = []
-        try sink.accepted[0].record.withUnsafeBytes { try EventRecordView($0).appendJSON(to: &json) }
-        print(String(decoding: body.prefix(600), as: UTF8.self))
-        print(String(decoding: json, as: UTF8.self))
+    }
+
+    @Test func integralFloatsAreIntegers() throws {
+        let (o, s) = decode(event(["duration_seconds": "1.0e3"]), format: .json)
+        #expect(o.accepted == 1)
+        #expect(try s.fields()[0].durationSeconds == 1000)
+        #expect(rejection(event(["duration_seconds": "-0"])) == nil)
+        #expect(rejection(event(["duration_seconds": "9223372036854775807"])) == nil)
+    }
+
+    @Test func numbersParseExactly() throws {
+        for text in ["0", "0.1", "120.5", "3599.999", "1e2", "12345678901234.5", "0.000001", "123456789012.34567", "5E-1"] {
+            let (o, s) = decode(event(["current_timestamp": text]), format: .json)
+            #expect(o.accepted == 1, "\(text)")
+            #expect(try s.fields()[0].currentTimestamp == Double(text)!, "\(text)")
+        }
+    }
+}
+
+@Suite struct RejectionTests {
+    @Test func missingFields() {
+        for (key, _) in baseMembers {
+            let e = rejection(event([key: .some(nil)]))
+            #expect(e?.reason == .missingField, "\(key)")
+            #expect(e?.field == key)
+            #expect(e?.index == 0)
+            if key != "event_id" { #expect(e?.eventID == "e-1") } else { #expect(e?.eventID == nil) }
+        }
+    }
+
+    @Test func invalidTypes() {
+        let wrong: [String: [String]] = [
+            "event_id": ["1", "null", "[]", "{}", "true"],
+            "title": ["5", "null"],
+            "genre": [#""drama""#, "{}", "null", "3"],
+            "duration_seconds": [#""60""#, "null", "true", "[]", "1.5"],
+            "current_timestamp": [#""1.5""#, "null", "false"],
+            "timestamp": ["1714564800", "null"],
+            "schema_version": ["1.0", "null"],
+            "session_id": ["5", "[]"],
+        ]
+        for (key, values) in wrong {
+            for value in values {
+                let e = rejection(event([key: value]))
+                #expect(e?.reason == .invalidType, "\(key)=\(value) gave \(String(describing: e))")
+                #expect(e?.field == key)
+            }
+        }
+        let e = rejection(event(["genre": #"["a", 3, "c"]"#]))
+        #expect(e?.reason == .invalidType)
+        #expect(e?.field == "genre[1]")
+    }
+
+    @Test func invalidValues() {
+        let cases: [(String, String)] = [
+            ("event_type", #""PLAY""#), ("event_type", #""""#), ("content_type", #""film""#),
+            ("event_id", #""""#), ("user_id", #""""#), ("device_id", #""""#), ("content_id", #""""#),
+            ("session_id", #""""#), ("duration_seconds", "9223372036854775808"),
+            ("duration_seconds", "123456789012345678901234567890"), ("current_timestamp", "1e400"),
+            ("current_timestamp", "1e13"), ("duration_seconds", "1e300"),
+        ]
+        for (key, value) in cases {
+            let e = rejection(event([key: value]))
+            #expect(e?.reason == .invalidValue, "\(key)=\(value) gave \(String(describing: e))")
+            #expect(e?.field == key)
+        }
+    }
+
+    @Test func negativeNumbers() {
+        for (key, value) in [("duration_seconds", "-1"), ("current_timestamp", "-0.5"), ("duration_seconds", "-2.0")] {
+            let e = rejection(event([key: value]))
+            #expect(e?.reason == .negativeNumber, "\(key)=\(value)")
+            #expect(e?.field == key)
+            #expect(e?.eventID == "e-1")
+        }
+    }
+
+    @Test func stringLimits() {
+        var config = EventDecoderConfiguration()
+        config.maxStringBytes = 16
+        #expect(rejection(event(["title": "\"" + String(repeating: "a", count: 16) + "\""]), configuration: config) == nil)
+        let e = rejection(event(["title": "\"" + String(repeating: "a", count: 17) + "\""]), configuration: config)
+        #expect(e?.reason == .stringTooLong)
+        #expect(e?.field == "title")
+        // Counted after unescaping: 16 escapes of one byte each fit.
+        #expect(rejection(event(["title": "\"" + String(repeating: "\\u0041", count: 16) + "\""]), configuration: config) == nil)
+        // é is two bytes.
+        #expect(rejection(event(["title": "\"" + String(repeating: "é", count: 9) + "\""]), configuration: config)?.reason == .stringTooLong)
+        let g = rejection(event(["genre": "[\"ok\",\"" + String(repeating: "g", count: 17) + "\"]"]), configuration: config)
+        #expect(g?.reason == .stringTooLong)
+        #expect(g?.field == "genre[1]")
+    }
+
+    @Test func eventTooLarge() {
+        var config = EventDecoderConfiguration()
+        config.maxEventBytes = 600
+        let big = event(appending: [("padding", "\"" + String(repeating: "x", count: 600) + "\"")])
+        for format in [EventBodyFormat.json, .ndjson] {
+            let (outcome, sink) = decode(big, format: format, configuration: config)
+            #expect(outcome.rejected == 1)
+            #expect(outcome.errors[0].reason == .eventTooLarge)
+            #expect(outcome.errors[0].index == 0)
+            let raw = sink.rejected[0].record.withUnsafeBytes { Array(try! RejectedRecordView($0).raw) }
+            #expect(raw == Array(big.utf8))
+        }
+        let (o2, _) = decode("[" + event() + "," + big + "]", format: .json, configuration: config)
+        #expect(o2.accepted == 1)
+        #expect(o2.errors.map(\.index) == [1])
+        #expect(o2.errors[0].eventID == "e-1")
+    }
+
+    @Test func tooManyEvents() {
+        var config = EventDecoderConfiguration()
+        config.maxEventsPerRequest = 3
+        let events = (0..<5).map { event(["event_id": "\"id-\($0)\""]) }
+        for (body, format) in [("[" + events.joined(separator: ",") + "]", EventBodyFormat.json), (events.joined(separator: "\n"), .ndjson)] {
+            let (outcome, sink) = decode(body, format: format, configuration: config)
+            #expect(outcome.accepted == 3)
+            #expect(outcome.rejected == 2)
+            #expect(outcome.errors.map(\.index) == [3, 4])
+            #expect(outcome.errors.allSatisfy { $0.reason == .tooManyEvents })
+            let raws = sink.rejected.map { r in r.record.withUnsafeBytes { String(decoding: try! RejectedRecordView($0).raw, as: UTF8.self) } }
+            #expect(raws == [events[3], events[4]])
+        }
+    }
+
+    @Test func malformedJSON() {
+        let bodies = [
+            #"{"event_id": "x""#, "[" + event() + ",", "{" , #"{"a":1,}"#, #"{'a':1}"#, #"{"a":NaN}"#,
+            #"{"a":01}"#, #"{"a":1.}"#, #"{"a":"\x"}"#, "{\"a\":\"tab\there\"}", #"{"a":tru}"#, "[" + event() + "] x",
+            #"{"a":"\u12G4"}"#, "[" + event() + " " + event() + "]",
+        ]
+        for body in bodies {
+            let (outcome, sink) = decode(body, format: .json)
+            #expect(outcome.accepted == 0, "\(body)")
+            #expect(outcome.errors.count == 1, "\(body)")
+            #expect(outcome.errors.first?.reason == .malformedJSON, "\(body): \(outcome.errors)")
+            #expect(outcome.errors.first?.index == -1)
+            let raw = sink.rejected.first.map { r in r.record.withUnsafeBytes { Array(try! RejectedRecordView($0).raw) } }
+            #expect(raw == Array(body.utf8))
+        }
+    }
+
+    @Test func malformedArrayAcceptsNothing() {
+        let body = "[" + event() + "," + event(["event_id": #""e-2""#]) + ", {\"broken\": }]"
+        let (outcome, sink) = decode(body, format: .json)
+        #expect(outcome.accepted == 0)
+        #expect(sink.accepted.isEmpty)
+        #expect(outcome.errors.map(\.index) == [-1])
+    }
+
+    @Test func invalidUTF8() {
+        var bytes = Array(event(["title": #""ABC""#]).utf8)
+        let at = bytes.firstRange(of: Array("ABC".utf8))!.lowerBound
+        for bad: [UInt8] in [[0xFF], [0xC0, 0x80], [0xED, 0xA0, 0x80], [0xE2, 0x82], [0xF4, 0x90, 0x80, 0x80]] {
+            var b = bytes
+            b.replaceSubrange(at..<(at + 1), with: bad)
+            let (outcome, sink) = decode(b, format: .json)
+            #expect(outcome.errors.first?.reason == .invalidUTF8, "\(bad)")
+            #expect(outcome.errors.first?.field == "title")
+            let raw = sink.rejected.first.map { r in r.record.withUnsafeBytes { Array(try! RejectedRecordView($0).raw) } }
+            #expect(raw == b)
+        }
+        bytes = Array(event().utf8)
+        for escape in [#""\ud800""#, #""\udc00x""#, #""\ud800\u0041""#] {
+            #expect(rejection(event(["title": escape]))?.reason == .invalidUTF8, "\(escape)")
+        }
+        // In an unknown field too.
+        #expect(rejection(event(appending: [("note", #""\udfff""#)]))?.reason == .invalidUTF8)
+    }
+
+    @Test func tooDeep() {
+        var config = EventDecoderConfiguration()
+        config.maxNestingDepth = 5
+        // The event is depth 1; its member value starts at depth 2.
+        #expect(rejection(event(appending: [("x", nested(4))]), configuration: config) == nil)
+        let e = rejection(event(appending: [("x", nested(5))]), configuration: config)
+        #expect(e?.reason == .tooDeep)
+        #expect(e?.eventID == "e-1")
+        // Far too deep must not crash, and the following events still decode.
+        let body = "[" + event(appending: [("x", nested(100_000))]) + "," + event() + "]"
+        let (outcome, _) = decode(body, format: .json)
+        #expect(outcome.errors.map(\.reason) == [.tooDeep])
+        #expect(outcome.accepted == 1)
+    }
+
+    @Test func duplicateFields() {
+        let e = rejection(#"{"event_id":"a","event_id":"b"}"#)
+        #expect(e?.reason == .duplicateField)
+        #expect(e?.field == "event_id")
+        let u = rejection(event(appending: [("x", "1"), ("x", "2")]))
+        #expect(u?.reason == .duplicateField)
+        #expect(u?.field == "x")
+        // Escaped keys are compared unescaped.
+        #expect(rejection(event(appending: [("\\u0065vent_id", #""z""#)]))?.reason == .duplicateField)
+        #expect(rejection(event(appending: [("y", "1"), ("\\u0079", "2")]))?.reason == .duplicateField)
+    }
+
+    @Test func unknownSchemaVersion() {
+        for v in [#""2.0""#, #""1""#, #""""#, #""1.0 ""#] {
+            let e = rejection(event(["schema_version": v, "title": "5"]))
+            #expect(e?.reason == .unknownSchemaVersion, "\(v)")
+            #expect(e?.field == "schema_version")
+        }
+    }
+
+    @Test func notAnObject() {
+        let (o, _) = decode(#"[1, "x", null, []]"#, format: .json)
+        #expect(o.errors.map(\.reason) == Array(repeating: .notAnObject, count: 4))
+        #expect(o.errors.map(\.index) == [0, 1, 2, 3])
+        let (o2, _) = decode("42", format: .json)
+        #expect(o2.errors.map(\.reason) == [.notAnObject])
+        #expect(o2.errors.map(\.index) == [-1])
+        let (o3, _) = decode("\(event())\n7\n", format: .ndjson)
+        #expect(o3.accepted == 1)
+        #expect(o3.errors.map(\.index) == [1])
+        #expect(o3.errors.map(\.reason) == [.notAnObject])
+    }
+
+    @Test func emptyBody() {
+        for (body, format) in [("", EventBodyFormat.json), ("  \n ", .sniff), ("\n\n", .ndjson), ("", .ndjson)] {
+            let (o, sink) = decode(body, format: format)
+            #expect(o.errors.map(\.reason) == [.emptyBody], "\(body.debugDescription)")
+            #expect(o.errors.map(\.index) == [-1])
+            #expect(sink.rejected.count == 1)
+        }
+        // An empty array is no event and no error.
+        let (o, _) = decode("[ ]", format: .json)
+        #expect(o.accepted == 0 && o.rejected == 0)
+    }
+
+    @Test func invalidTimestamps() {
+        let bad = [
+            "2024-05-01T12:00:00", "2024-05-01 12:00", "2024-13-01T00:00:00Z", "2024-02-30T00:00:00Z",
+            "2023-02-29T00:00:00Z", "2024-05-01T24:00:00Z", "2024-05-01T12:60:00Z", "2024-05-01T12:00:61Z",
+            "2024-05-01T12:00:00.Z", "2024-05-01T12:00:00+0100", "2024-05-01T12:00:00+24:00", "20240501T120000Z",
+            "2024-5-1T12:00:00Z", "yesterday", "", "2024-05-01T12:00:00Z ", "2024-05-01T12:00:00ZZ",
+            "2024-05-01T12:00:00+01:60",
+        ]
+        for text in bad {
+            let e = rejection(event(["timestamp": "\"\(text)\""]))
+            #expect(e?.reason == .invalidTimestamp, "\(text)")
+            #expect(e?.field == "timestamp")
+        }
+    }
+
+    @Test func everyReasonIsProduced() {
+        var config = EventDecoderConfiguration()
+        config.maxEventsPerRequest = 1
+        config.maxEventBytes = 2000
+        var seen = Set<RejectionReason>()
+        let bodies: [(String, EventBodyFormat)] = [
+            (event(["user_id": .some(nil)]), .json), (event(["title": "1"]), .json), (event(["content_type": #""x""#]), .json),
+            (event(["timestamp": #""x""#]), .json), (event(["duration_seconds": "-1"]), .json),
+            (event(["title": "\"" + String(repeating: "t", count: 1025) + "\""]), .json),
+            (event(appending: [("p", "\"" + String(repeating: "p", count: 2000) + "\"")]), .json),
+            ("[" + event() + "," + event() + "]", .json), ("{", .json), (event(["title": #""\ud800""#]), .json),
+            (event(appending: [("d", nested(40))]), .json), (event(["schema_version": #""9""#]), .json), ("[1]", .json),
+            ("", .json), (#"{"title":"a","title":"b"}"#, .json),
+        ]
+        for (body, format) in bodies {
+            for e in decode(body, format: format, configuration: config).outcome.errors { seen.insert(e.reason) }
+        }
+        #expect(seen == Set(RejectionReason.all))
     }
 }

@@ -1,0 +1,267 @@
+import Foundation
+import Testing
+import PlayheadEvents
+
+@Suite struct FormatTests {
+    let a = event(["event_id": #""a""#])
+    let b = event(["event_id": #""b""#, "title": "5"])
+    let c = event(["event_id": #""c""#, "session_id": #""s""#])
+
+    @Test func arrayPartialAcceptance() throws {
+        let (outcome, sink) = decode("[\(a),\(b),\(c)]", format: .json)
+        #expect(outcome.accepted == 2)
+        #expect(outcome.rejected == 1)
+        #expect(sink.accepted.map(\.index) == [0, 2])
+        #expect(try sink.fields().map(\.eventID) == ["a", "c"])
+        let e = outcome.errors[0]
+        #expect(e.index == 1)
+        #expect(e.eventID == "b")
+        #expect(e.field == "title")
+        #expect(e.reason == .invalidType)
+        let view = try sink.rejected[0].record.withUnsafeBytes { try RejectedRecordView($0) }
+        _ = view
+        sink.rejected[0].record.withUnsafeBytes { bytes in
+            let r = try! RejectedRecordView(bytes)
+            #expect(Array(r.raw) == Array(b.utf8))
+            #expect(r.index == 1)
+            #expect(r.reason == "invalid_type")
+            #expect(r.field == "title")
+            #expect(r.eventID == "b")
+            #expect(r.receivedAtMicros == testReceivedAt)
+        }
+    }
+
+    @Test func ndjsonPartialAcceptance() throws {
+        let body = "\(a)\r\n\n  \(b)\n{\"broken\n\(c)"
+        let (outcome, sink) = decode(body, format: .ndjson)
+        #expect(outcome.accepted == 2)
+        #expect(outcome.errors.map(\.index) == [1, 2])
+        #expect(outcome.errors.map(\.reason) == [.invalidType, .malformedJSON])
+        #expect(sink.accepted.map(\.index) == [0, 3])
+        let raw = sink.rejected[1].record.withUnsafeBytes { String(decoding: try! RejectedRecordView($0).raw, as: UTF8.self) }
+        #expect(raw == "{\"broken")
+    }
+
+    @Test func sniffing() throws {
+        #expect(decode("  [\(a),\(c)]", format: .sniff).outcome.accepted == 2)
+        #expect(decode("\n\(a)\n", format: .sniff).outcome.accepted == 1)
+        #expect(decode("\(a)\n\(c)\n", format: .sniff).outcome.accepted == 2)
+        // Two objects on one line are neither one document nor NDJSON.
+        #expect(decode("\(a)\(c)", format: .sniff).outcome.errors.map(\.reason) == [.malformedJSON])
+        // Pretty-printed single object.
+        let pretty = a.replacingOccurrences(of: ",", with: ",\n  ")
+        #expect(decode(pretty, format: .sniff).outcome.accepted == 1)
+        // NDJSON whose first line is broken still accepts the rest.
+        let (o, _) = decode("{\"x\":}\n\(a)\n", format: .sniff)
+        #expect(o.accepted == 1)
+        #expect(o.errors.map(\.index) == [0])
+        // As .json, two objects in a row are malformed.
+        #expect(decode("\(a)\n\(c)", format: .json).outcome.errors.map(\.reason) == [.malformedJSON])
+    }
+
+    @Test func responseJSON() throws {
+        let (outcome, _) = decode("[\(a),\(b),1]", format: .json)
+        let text = String(decoding: outcome.responseJSON(), as: UTF8.self)
+        #expect(
+            text
+                == #"{"accepted":1,"rejected":2,"errors":[{"index":1,"event_id":"b","field":"title","reason":"invalid_type","message":"title must be a string, not a number"},{"index":2,"event_id":null,"field":null,"reason":"not_an_object","message":"an event must be a JSON object"}]}"#
+        )
+    }
+}
+
+@Suite struct IPPolicyTests {
+    func stored(_ ip: String, _ policy: IPAddressPolicy) throws -> String? {
+        var config = EventDecoderConfiguration()
+        config.ipPolicy = policy
+        let (_, sink) = decode(event(["ip_address": "\"\(ip)\""]), format: .json, configuration: config)
+        return try sink.fields().first?.ipAddress
+    }
+
+    @Test func keep() throws {
+        #expect(try stored("203.0.113.77", .keep) == "203.0.113.77")
+        #expect(try stored("not an ip", .keep) == "not an ip")
+    }
+
+    @Test func drop() throws {
+        #expect(try stored("203.0.113.77", .drop) == "")
+        #expect(try stored("2001:db8::1", .drop) == "")
+    }
+
+    @Test func truncate() throws {
+        #expect(try stored("203.0.113.77", .truncate) == "203.0.113.0")
+        #expect(try stored("10.1.2.3", .truncate) == "10.1.2.0")
+        #expect(try stored("2001:db8:abcd:12:3:4:5:6", .truncate) == "2001:db8:abcd::")
+        #expect(try stored("2001:0DB8:00AB::1", .truncate) == "2001:db8:ab::")
+        #expect(try stored("::1", .truncate) == "0:0:0::")
+        #expect(try stored("fe80::1%eth0", .truncate) == "fe80:0:0::")
+        #expect(try stored("::ffff:192.0.2.128", .truncate) == "0:0:0::")
+        #expect(try stored("256.1.1.1", .truncate) == "")
+        #expect(try stored("1.2.3", .truncate) == "")
+        #expect(try stored("garbage", .truncate) == "")
+        #expect(try stored("1:2:3:4:5:6:7:8:9", .truncate) == "")
+        #expect(try stored("", .truncate) == "")
+    }
+}
+
+@Suite struct TimestampTests {
+    func micros(_ s: String) -> Int64? { RFC3339.parseMicros(s) }
+
+    @Test func knownInstants() {
+        #expect(micros("1970-01-01T00:00:00Z") == 0)
+        #expect(micros("2024-05-01T12:00:00Z") == 1_714_564_800_000_000)
+        #expect(micros("2024-05-01T12:00:00.5Z") == 1_714_564_800_500_000)
+        #expect(micros("2024-05-01T12:00:00.123456789Z") == 1_714_564_800_123_456)
+        #expect(micros("2024-05-01T14:30:00+02:30") == 1_714_564_800_000_000)
+        #expect(micros("2024-05-01T07:00:00-05:00") == 1_714_564_800_000_000)
+        #expect(micros("2024-05-01t12:00:00z") == 1_714_564_800_000_000)
+        #expect(micros("2024-05-01 12:00:00Z") == 1_714_564_800_000_000)
+        #expect(micros("1969-12-31T23:59:59.999999Z") == -1)
+        #expect(micros("2024-02-29T00:00:00Z") == 1_709_164_800_000_000)
+        #expect(micros("2000-02-29T00:00:00Z") != nil)
+        #expect(micros("1900-02-29T00:00:00Z") == nil)
+        // A leap second counts as the next minute's first second.
+        #expect(micros("2016-12-31T23:59:60Z") == micros("2017-01-01T00:00:00Z"))
+        #expect(micros("2024-05-02T00:30:00+00:30") == micros("2024-05-02T00:00:00Z"))
+        #expect(micros("0001-01-01T00:00:00Z") == -62_135_596_800_000_000)
+        #expect(micros("9999-12-31T23:59:59.999999Z") == 253_402_300_799_999_999)
+    }
+
+    @Test func roundTripThroughJSON() throws {
+        let (_, sink) = decode(event(["timestamp": #""2024-05-01T14:30:00.000001+02:30""#]), format: .json)
+        var json: [UInt8] = []
+        try sink.accepted[0].record.withUnsafeBytes { try EventRecordView($0).appendJSON(to: &json) }
+        let text = String(decoding: json, as: UTF8.self)
+        #expect(text.contains(#""timestamp":"2024-05-01T12:00:00.000001Z""#))
+        #expect(text.contains(#""received_at":"2023-11-14T22:13:20.123456Z""#))
+    }
+}
+
+@Suite struct UnicodeTests {
+    @Test func escapesAreDecoded() throws {
+        let (o, sink) = decode(
+            event([
+                "title": #""Am\u00e9lie \"quoted\" \\ \/ \t\n \ud83c\udfac \u20AC""#, "genre": #"["\u0064rama", "ça"]"#,
+                "event_id": #""\u0031""#,
+            ]),
+            format: .json
+        )
+        #expect(o.accepted == 1, "\(o.errors)")
+        let f = try sink.fields()[0]
+        #expect(f.title == "Amélie \"quoted\" \\ / \t\n 🎬 €")
+        #expect(f.genres == ["drama", "ça"])
+        #expect(f.eventID == "1")
+    }
+
+    @Test func rawUTF8IsKept() throws {
+        let (o, sink) = decode(event(["title": #""Kōbe 夜 🎬""#, "language": #""ja""#]), format: .json)
+        #expect(o.accepted == 1)
+        #expect(try sink.fields()[0].title == "Kōbe 夜 🎬")
+    }
+
+    @Test func escapedKeysAndEnumValues() throws {
+        let body = event(["event_type": #""p\u006cay""#, "content_type": #""\u006dovie""#])
+            .replacingOccurrences(of: #""user_id""#, with: #""user\u005fid""#)
+        let (o, sink) = decode(body, format: .json)
+        #expect(o.accepted == 1, "\(o.errors)")
+        #expect(sink.accepted[0].dimensions.eventType == "play")
+        #expect(try sink.fields()[0].userID == "user_1")
+    }
+}
+
+@Suite struct RoundTripTests {
+    /// decode → EventRecordView.appendJSON → decode again gives the same record (but received_at,
+    /// which the JSON carries as an unknown field the second time).
+    @Test func decodeViewJSONDecode() throws {
+        var sessions = SyntheticSessions(seed: 7, concurrentSessions: 5, startTime: 1_700_000_000_000_000)
+        var bodies: [String] = []
+        for _ in 0..<50 {
+            var e: [UInt8] = []
+            sessions.appendNextEvent(to: &e)
+            bodies.append(String(decoding: e, as: UTF8.self))
+        }
+        bodies.append(event(["title": #""Am\u00e9lie \"x\"""#, "schema_version": #""1.1""#, "event_type": #""seek""#], appending: [("app", #"{"v": [1, "\u00e9"]}"#), ("n", "-1.5e3")]))
+        for body in bodies {
+            let (o, sink) = decode(body, format: .json)
+            #expect(o.accepted == 1, "\(o.errors)")
+            let first = try sink.fields()[0]
+            var json: [UInt8] = []
+            try sink.accepted[0].record.withUnsafeBytes { try EventRecordView($0).appendJSON(to: &json) }
+            let (o2, sink2) = decode(json, format: .json)
+            #expect(o2.accepted == 1, "\(String(decoding: json, as: UTF8.self)) \(o2.errors)")
+            var second = try sink2.fields()[0]
+            #expect(second.extra?.contains(#""received_at":"#) == true)
+            second.extra = first.extra
+            // The timestamp survives at microsecond precision.
+            #expect(second == first)
+        }
+    }
+
+    @Test func encoderAndViewAgree() throws {
+        let fields = EventRecordFields(
+            eventID: "id", eventType: "stop", timestampMicros: -5, receivedAtMicros: 1 << 50, userID: "u",
+            deviceID: "d", sessionID: "s", ipAddress: "", contentID: "c", contentType: "ad",
+            title: String(repeating: "t", count: 300), genres: ["a", "", "ç"], durationSeconds: 30, language: "fr",
+            currentTimestamp: 12.25, eventSource: "roku", schemaVersion: "1.1", extra: #"{"k":1}"#
+        )
+        let bytes = EventRecordEncoder.encode(fields)
+        try bytes.withUnsafeBytes { raw in
+            let view = try EventRecordView(raw)
+            #expect(EventRecordFields(view) == fields)
+            #expect(view.genreCount == 3)
+            #expect(Array(view.genreBytes(2)) == Array("ç".utf8))
+            #expect(view.sessionIDBytes.map(Array.init) == Array("s".utf8))
+            #expect(view.extraBytes.map(Array.init) == Array(#"{"k":1}"#.utf8))
+        }
+        // Every truncation and a trailing byte are refused, never read past.
+        for n in 0..<bytes.count {
+            #expect(throws: RecordFormatError.self) { try Array(bytes[0..<n]).withUnsafeBytes { _ = try EventRecordView($0) } }
+        }
+        #expect(throws: RecordFormatError.self) { try (bytes + [0]).withUnsafeBytes { _ = try EventRecordView($0) } }
+        var v2 = bytes
+        v2[0] = 2
+        #expect(throws: RecordFormatError.self) { try v2.withUnsafeBytes { _ = try EventRecordView($0) } }
+    }
+
+    @Test func rejectedRecordRoundTrip() throws {
+        var out: [UInt8] = []
+        let raw: [UInt8] = Array(#"{"a":"é"}"#.utf8)
+        raw.withUnsafeBytes {
+            RejectedRecordEncoder.encode(
+                receivedAt: 1_714_564_800_000_001, index: 3, reason: .invalidType, field: "genre[1]",
+                message: "a \"message\"", eventID: "e-9", raw: $0, into: &out
+            )
+        }
+        try out.withUnsafeBytes { bytes in
+            let v = try RejectedRecordView(bytes)
+            #expect(v.receivedAtMicros == 1_714_564_800_000_001)
+            #expect(v.index == 3)
+            #expect(v.reason == "invalid_type")
+            #expect(v.field == "genre[1]")
+            #expect(v.message == "a \"message\"")
+            #expect(v.eventID == "e-9")
+            #expect(Array(v.raw) == raw)
+            var json: [UInt8] = []
+            v.appendJSON(to: &json)
+            #expect(
+                String(decoding: json, as: UTF8.self)
+                    == #"{"received_at":"2024-05-01T12:00:00.000001Z","index":3,"reason":"invalid_type","field":"genre[1]","message":"a \"message\"","event_id":"e-9","raw":"{\"a\":\"é\"}"}"#
+            )
+        }
+        // Binary raw bytes come out as base64.
+        var bin: [UInt8] = []
+        [0xFF, 0x00, 0x41].withUnsafeBytes {
+            RejectedRecordEncoder.encode(receivedAt: 0, index: -1, reason: .malformedJSON, field: nil, message: "m", eventID: nil, raw: $0, into: &bin)
+        }
+        try bin.withUnsafeBytes { bytes in
+            var json: [UInt8] = []
+            try RejectedRecordView(bytes).appendJSON(to: &json)
+            #expect(
+                String(decoding: json, as: UTF8.self)
+                    == #"{"received_at":"1970-01-01T00:00:00.000000Z","index":-1,"reason":"malformed_json","field":null,"message":"m","event_id":null,"raw_base64":"/wBB"}"#
+            )
+        }
+        for n in 0..<bin.count {
+            #expect(throws: RecordFormatError.self) { try Array(bin[0..<n]).withUnsafeBytes { _ = try RejectedRecordView($0) } }
+        }
+    }
+}

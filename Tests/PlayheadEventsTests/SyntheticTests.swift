@@ -1,0 +1,96 @@
+import Testing
+import PlayheadEvents
+
+@Suite struct SyntheticSessionsTests {
+    func generate(seed: UInt64, sessions: Int, count: Int) -> [[UInt8]] {
+        var s = SyntheticSessions(seed: seed, concurrentSessions: sessions, startTime: 1_714_564_800_000_000)
+        return (0..<count).map { _ in
+            var e: [UInt8] = []
+            s.appendNextEvent(to: &e)
+            return e
+        }
+    }
+
+    @Test func everyEventIsAcceptedAndStartsWithEventID() throws {
+        let events = generate(seed: 42, sessions: 50, count: 5000)
+        var body: [UInt8] = []
+        for e in events {
+            #expect(e.starts(with: Array(#"{"event_id":""#.utf8)))
+            #expect(!e.contains(UInt8(ascii: "\n")))
+            body += e
+            body.append(UInt8(ascii: "\n"))
+        }
+        var config = EventDecoderConfiguration()
+        config.maxEventsPerRequest = 10_000
+        let (outcome, sink) = decode(body, format: .ndjson, configuration: config)
+        #expect(outcome.rejected == 0, "\(outcome.errors.prefix(3))")
+        #expect(outcome.accepted == 5000)
+        let fields = try sink.fields()
+        #expect(Set(fields.map(\.eventID)).count == 5000)
+        #expect(fields.allSatisfy { $0.sessionID != nil })
+    }
+
+    @Test func deterministicForASeed() {
+        #expect(generate(seed: 3, sessions: 10, count: 300) == generate(seed: 3, sessions: 10, count: 300))
+        #expect(generate(seed: 3, sessions: 10, count: 300) != generate(seed: 4, sessions: 10, count: 300))
+    }
+
+    @Test func sessionsAreRealistic() throws {
+        let events = generate(seed: 9, sessions: 20, count: 20_000)
+        var body: [UInt8] = []
+        for e in events { body += e + [UInt8(ascii: "\n")] }
+        var config = EventDecoderConfiguration()
+        config.maxEventsPerRequest = 100_000
+        let fields = try decode(body, format: .ndjson, configuration: config).sink.fields()
+        var bySession: [String: [EventRecordFields]] = [:]
+        var order: [String] = []
+        for f in fields {
+            if bySession[f.sessionID!] == nil { order.append(f.sessionID!) }
+            bySession[f.sessionID!, default: []].append(f)
+        }
+        // Interleaved: consecutive events usually belong to different sessions.
+        var switches = 0
+        for k in 1..<fields.count where fields[k].sessionID != fields[k - 1].sessionID { switches += 1 }
+        #expect(switches > fields.count / 2)
+        var finished = 0, stopped = 0
+        for id in order.dropLast(40) {  // sessions still running at the end are not judged
+            let s = bySession[id]!
+            #expect(s[0].eventType == "play")
+            #expect(Set(s.map(\.contentID)).count == 1)
+            #expect(Set(s.map(\.userID)).count == 1)
+            for k in 1..<s.count {
+                #expect(s[k].timestampMicros > s[k - 1].timestampMicros)
+                #expect(s[k].currentTimestamp >= s[k - 1].currentTimestamp, "positions go forward within a session")
+                #expect(s[k - 1].eventType != "stop", "stop ends a session")
+                if s[k - 1].eventType == "pause" {
+                    #expect(s[k].currentTimestamp == s[k - 1].currentTimestamp, "a paused position stays")
+                }
+                #expect(s[k].currentTimestamp <= Double(s[k].durationSeconds))
+            }
+            finished += 1
+            if s.last!.eventType == "stop" { stopped += 1 }
+        }
+        #expect(finished > 100)
+        // Most sessions end with stop; some are abandoned.
+        #expect(Double(stopped) / Double(finished) > 0.6)
+        #expect(stopped < finished)
+        // Positions advance with simulated time while playing.
+        var advanced = 0
+        for s in bySession.values {
+            for k in 1..<max(1, s.count) where s[k - 1].eventType == "play" && s[k].currentTimestamp > s[k - 1].currentTimestamp {
+                let wall = Double(s[k].timestampMicros - s[k - 1].timestampMicros) / 1e6
+                #expect(s[k].currentTimestamp - s[k - 1].currentTimestamp <= wall + 0.002)
+                advanced += 1
+            }
+        }
+        #expect(advanced > 100)
+    }
+
+    @Test func catalogue() {
+        let items = ContentCatalogue.standard.items
+        #expect(items.count == 50)
+        #expect(Set(items.map(\.contentID)).count == 50)
+        #expect(Set(items.map(\.contentType)) == ["movie", "episode", "ad"])
+        #expect(items.allSatisfy { $0.durationSeconds > 0 && !$0.genres.isEmpty })
+    }
+}
