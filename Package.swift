@@ -194,6 +194,13 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        .executableTarget(
+            name: "parquet-bench",
+            dependencies: ["Parquet"],
+            path: "Benchmarks/ParquetBench",
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Tests
         .target(
             name: "PlayheadTestSupport",

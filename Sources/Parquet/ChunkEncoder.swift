@@ -1,4 +1,12 @@
 /// Parquet's encoding and page type numbers (parquet.thrift).
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 enum Encoding: Int32, Comparable {
     case plain = 0
     case rle = 3
@@ -47,8 +55,8 @@ final class EncodingContext {
     let dictionaryChunk = ByteSink(capacity: 1 << 16)
     /// The data pages (headers + bodies) of the chunk being encoded.
     let dataChunk = ByteSink(capacity: 1 << 20)
-    var indices: [UInt32] = []
-    var delta = DeltaBinaryPackedEncoder()
+    @exclusivity(unchecked) var indices: [UInt32] = []
+    @exclusivity(unchecked) var delta = DeltaBinaryPackedEncoder()
     let sample = ByteSink(capacity: 1 << 16)
 
     init(configuration: ParquetWriterConfiguration) throws(ParquetError) {
@@ -169,54 +177,64 @@ extension ParquetColumnWriter {
         case .automatic: break
         }
         if physicalType == .boolean || values.isEmpty { return .plain }
-        let sample = values.lowerBound..<min(values.upperBound, values.lowerBound + 8192)
-        let n = sample.count
-        var distinct = 0
-        var dictionaryEntryBytes = 0
-        var plainBytes = 0
+        let limit = context.configuration.dictionaryPageLimitBytes
         switch physicalType {
         case .byteArray, .fixedLenByteArray:
+            // Dictionary (with its PLAIN fallback) unless a sample says the values are (nearly) unique.
+            let sample = values.lowerBound..<min(values.upperBound, values.lowerBound + 4096)
             let dictionary = bytesDictionary
             dictionary.reset()
             forEachBytes(sample) { p, count in
                 var isNew = false
                 _ = dictionary.index(of: p, count: count, isNew: &isNew)
-                plainBytes += count + (physicalType == .byteArray ? 4 : 0)
             }
-            distinct = dictionary.count
-            dictionaryEntryBytes = dictionary.plainBytes
+            let distinct = dictionary.count
             dictionary.reset()
-        default:
+            return distinct * 20 >= sample.count * 19 && sample.count >= 64 ? .plain : .dictionary
+        case .float, .double:
+            let width = physicalType.fixedWidth!
             let dictionary = wordDictionary
             dictionary.reset()
-            let width = physicalType.fixedWidth!
-            forEachWord(sample) { word in
+            var fits = true
+            forEachWord(values) { word in
+                guard fits else { return }
                 var isNew = false
                 _ = dictionary.index(of: word, isNew: &isNew)
+                if isNew && dictionary.count * width > limit { fits = false }
             }
-            distinct = dictionary.count
-            dictionaryEntryBytes = distinct * width
-            plainBytes = n * width
+            let distinct = dictionary.count
             dictionary.reset()
-        }
-        let indexBits = max(1, bitsNeeded(UInt64(max(distinct - 1, 0))))
-        let dictionaryBytes = dictionaryEntryBytes + (n * indexBits + 7) / 8
-        var deltaBytes = Int.max
-        if physicalType == .int32 || physicalType == .int64 {
+            guard fits else { return .plain }
+            let indexBits = max(1, bitsNeeded(UInt64(max(distinct - 1, 0))))
+            return distinct * width + (values.count * indexBits + 7) / 8 < values.count * width * 3 / 4 ? .dictionary : .plain
+        default:
+            // Integers: the smallest of dictionary (if it fits its limit), DELTA_BINARY_PACKED and PLAIN,
+            // measured on the whole chunk (both are cheap to compute).
+            let width = physicalType.fixedWidth!
+            let dictionary = wordDictionary
+            dictionary.reset()
+            var fits = true
+            forEachWord(values) { word in
+                guard fits else { return }
+                var isNew = false
+                _ = dictionary.index(of: word, isNew: &isNew)
+                if isNew && dictionary.count * width > limit { fits = false }
+            }
+            let distinct = dictionary.count
+            dictionary.reset()
+            let indexBits = max(1, bitsNeeded(UInt64(max(distinct - 1, 0))))
+            let dictionaryBytes = fits ? distinct * width + (values.count * indexBits + 7) / 8 : Int.max
             context.sample.removeAll()
             if physicalType == .int32 {
-                int32s.withUnsafeBufferPointer { context.delta.encode(UnsafeBufferPointer(rebasing: $0[sample]), into: context.sample) }
+                int32s.withUnsafeBufferPointer { context.delta.encode(UnsafeBufferPointer(rebasing: $0[values]), into: context.sample) }
             } else {
-                int64s.withUnsafeBufferPointer { context.delta.encode(UnsafeBufferPointer(rebasing: $0[sample]), into: context.sample) }
+                int64s.withUnsafeBufferPointer { context.delta.encode(UnsafeBufferPointer(rebasing: $0[values]), into: context.sample) }
             }
-            deltaBytes = context.sample.count
+            let deltaBytes = context.sample.count
+            let plainBytes = values.count * width
+            if dictionaryBytes <= deltaBytes && dictionaryBytes < plainBytes { return .dictionary }
+            return deltaBytes < plainBytes ? .delta : .plain
         }
-        // A dictionary must pay for itself clearly: its pages also compress less well than repeated PLAIN values.
-        if dictionaryBytes * 4 < plainBytes * 3 && dictionaryBytes <= deltaBytes {
-            return .dictionary
-        }
-        if deltaBytes != Int.max && deltaBytes * 4 < plainBytes * 3 { return .delta }
-        return .plain
     }
 
     @inline(__always)
@@ -406,9 +424,7 @@ extension ParquetColumnWriter {
             doubles.withUnsafeBytes { page.append(UnsafeRawBufferPointer(rebasing: $0[(range.lowerBound * 8)..<(range.upperBound * 8)])) }
         case .fixedLenByteArray(let length):
             page.append(UnsafeRawPointer(bytes.base + range.lowerBound * length), count: range.count * length)
-            if configuration.writeStatistics {
-                for i in range { statistics.observeBytes(i, self) }
-            }
+            if configuration.writeStatistics { observeRange(range, &statistics) }
         case .byteArray:
             let base = UnsafeRawPointer(bytes.base)
             ends.withUnsafeBufferPointer { ends in
@@ -423,10 +439,56 @@ extension ParquetColumnWriter {
                     start = end
                 }
             }
-            if configuration.writeStatistics {
-                for i in range { statistics.observeBytes(i, self) }
+            if configuration.writeStatistics { observeRange(range, &statistics) }
+        }
+    }
+
+    /// Folds values `range` of a byte-string column into the min/max (unsigned byte order).
+    private func observeRange(_ range: Range<Int>, _ statistics: inout ChunkStatistics) {
+        guard !range.isEmpty else { return }
+        if statistics.minIndex < 0 {
+            statistics.minIndex = range.lowerBound
+            statistics.maxIndex = range.lowerBound
+        }
+        let base = UnsafeRawPointer(bytes.base)
+        var minIndex = statistics.minIndex
+        var maxIndex = statistics.maxIndex
+        if physicalType == .byteArray {
+            ends.withUnsafeBufferPointer { ends in
+                @inline(__always) func start(_ i: Int) -> Int { i == 0 ? 0 : Int(ends[i - 1]) }
+                var minStart = start(minIndex)
+                var minLength = Int(ends[minIndex]) - minStart
+                var maxStart = start(maxIndex)
+                var maxLength = Int(ends[maxIndex]) - maxStart
+                var valueStart = start(range.lowerBound)
+                for i in range {
+                    let end = Int(ends[i])
+                    let length = end - valueStart
+                    if compareBytes(base + valueStart, length, base + minStart, minLength) < 0 {
+                        minIndex = i
+                        minStart = valueStart
+                        minLength = length
+                    } else if compareBytes(base + valueStart, length, base + maxStart, maxLength) > 0 {
+                        maxIndex = i
+                        maxStart = valueStart
+                        maxLength = length
+                    }
+                    valueStart = end
+                }
+            }
+        } else {
+            let length = fixedLength
+            for i in range {
+                let value = base + i * length
+                if memcmp(value, base + minIndex * length, length) < 0 {
+                    minIndex = i
+                } else if memcmp(value, base + maxIndex * length, length) > 0 {
+                    maxIndex = i
+                }
             }
         }
+        statistics.minIndex = minIndex
+        statistics.maxIndex = maxIndex
     }
 
     private func encodeDictionaryIndices(

@@ -58,12 +58,12 @@ final class BytesDictionary {
     /// The entries, concatenated.
     let data = ByteSink(capacity: 1 << 16)
     /// Entry i is `data[starts[i] ..< starts[i + 1]]`.
-    private(set) var starts: [Int] = [0]
-    private var slots: UnsafeMutablePointer<Int32>
-    private var slotHashes: UnsafeMutablePointer<UInt32>
-    private var mask: Int
+    @exclusivity(unchecked) private(set) var starts: [Int] = [0]
+    @exclusivity(unchecked) private var slots: UnsafeMutablePointer<Int32>
+    @exclusivity(unchecked) private var slotHashes: UnsafeMutablePointer<UInt32>
+    @exclusivity(unchecked) private var mask: Int
     /// Bytes of the PLAIN-encoded dictionary page (4-byte lengths included unless fixed).
-    private(set) var plainBytes = 0
+    @exclusivity(unchecked) private(set) var plainBytes = 0
     let fixedLength: Int?
 
     var count: Int { starts.count - 1 }
@@ -159,9 +159,9 @@ final class BytesDictionary {
 
 /// A dictionary of fixed-width numbers keyed by their bit pattern (INT32, INT64, FLOAT, DOUBLE).
 final class WordDictionary {
-    private(set) var values: [UInt64] = []
-    private var slots: UnsafeMutablePointer<Int32>
-    private var mask: Int
+    @exclusivity(unchecked) private(set) var values: [UInt64] = []
+    @exclusivity(unchecked) private var slots: UnsafeMutablePointer<Int32>
+    @exclusivity(unchecked) private var mask: Int
 
     var count: Int { values.count }
 

@@ -20,24 +20,24 @@ public final class ParquetColumnWriter {
     let unsignedOrder: Bool
 
     // Buffers for the rows not yet written.
-    var definitionLevels: [UInt8] = []
-    var repetitionLevels: [UInt8] = []
-    var int32s: [Int32] = []
-    var int64s: [Int64] = []
-    var floats: [Float] = []
-    var doubles: [Double] = []
-    var booleans: [Bool] = []
+    @exclusivity(unchecked) var definitionLevels: [UInt8] = []
+    @exclusivity(unchecked) var repetitionLevels: [UInt8] = []
+    @exclusivity(unchecked) var int32s: [Int32] = []
+    @exclusivity(unchecked) var int64s: [Int64] = []
+    @exclusivity(unchecked) var floats: [Float] = []
+    @exclusivity(unchecked) var doubles: [Double] = []
+    @exclusivity(unchecked) var booleans: [Bool] = []
     /// BYTE_ARRAY and FIXED_LEN_BYTE_ARRAY values, concatenated.
     let bytes = ByteSink(capacity: 1024)
     /// End offset in `bytes` of each BYTE_ARRAY value.
-    var ends: [UInt32] = []
+    @exclusivity(unchecked) var ends: [UInt32] = []
 
     /// Rows (top-level values) buffered.
-    public private(set) var rows = 0
+    @exclusivity(unchecked) public private(set) var rows = 0
     /// Elements still expected by the open list.
-    private var listRemaining = 0
-    private var listFirst = false
-    var closed = false
+    @exclusivity(unchecked) private var listRemaining = 0
+    @exclusivity(unchecked) private var listFirst = false
+    @exclusivity(unchecked) var closed = false
 
     // Per-column encoding state, reused across chunks.
     lazy var bytesDictionary = BytesDictionary(fixedLength: physicalType == .byteArray ? nil : fixedLength)

@@ -108,9 +108,9 @@ public final class ParquetFileOutput: ParquetOutput {
 
 /// Internal growable byte buffer over malloc'ed memory: the encoders' scratch and page buffers.
 final class ByteSink {
-    private(set) var base: UnsafeMutableRawPointer
-    private(set) var capacity: Int
-    var count: Int = 0
+    @exclusivity(unchecked) private(set) var base: UnsafeMutableRawPointer
+    @exclusivity(unchecked) private(set) var capacity: Int
+    @exclusivity(unchecked) var count: Int = 0
 
     init(capacity: Int = 4096) {
         self.capacity = max(capacity, 64)

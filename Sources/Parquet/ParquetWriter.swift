@@ -50,7 +50,7 @@ public final class ParquetWriter {
     private let columns: [ParquetColumnWriter]
     private let context: EncodingContext
     private var position: Int64 = 0
-    private var rowGroups: [RowGroupMetadata] = []
+    private(set) var rowGroups: [RowGroupMetadata] = []
     private var rowsWritten: Int64 = 0
     private var endedRows = 0
     private var failure: ParquetError?

@@ -133,7 +133,7 @@ struct RandomData {
     mutating func file(_ name: String) -> TestFile {
         let rows = pick([0, 1, 2, 7, 100, 1000, 3000])
         let columns = (0..<Int.random(in: 1...7, using: &rng)).map { column("c\($0)", rows: rows) }
-        var configuration = ParquetWriterConfiguration()
+        var configuration = ParquetWriterConfiguration(statisticsMaxValueBytes: 1 << 30)
         configuration.compression = pick([.zstd(level: 1), .zstd(level: 3), .uncompressed, .snappy, .zstd(level: -5)])
         configuration.pageBytes = pick([1 << 20, 4096, 300])
         configuration.rowGroupRows = pick([1_000_000, 500, 64])

@@ -184,6 +184,8 @@ struct TestColumn {
     var values: [TestValue]
     /// The exact set of encodings the chunks must list, when the test forces one.
     var encodings: [String]?
+    /// The chunks must have no min/max (values longer than `statisticsMaxValueBytes`).
+    var noMinMax = false
 
     var isList: Bool { column.isList }
 
@@ -204,6 +206,7 @@ struct TestColumn {
             "\"logical_type\": \"\(kind.logicalType)\"",
             "\"values\": [" + values.map(\.json).joined(separator: ",") + "]",
         ]
+        if noMinMax { fields.append("\"no_min_max\": true") }
         if let encodings { fields.append("\"encodings\": [" + encodings.map { "\"\($0)\"" }.joined(separator: ",") + "]") }
         return "{" + fields.joined(separator: ", ") + "}"
     }
@@ -244,7 +247,8 @@ struct TestFile {
     var name: String
     var columns: [TestColumn]
     var rows: Int
-    var configuration = ParquetWriterConfiguration()
+    /// Exact statistics even for long values, unless a test says otherwise.
+    var configuration = ParquetWriterConfiguration(statisticsMaxValueBytes: 1 << 30)
     /// Sizes of the row batches passed to `endRows` (the rest in one batch).
     var batches: [Int] = []
     /// Flush after these batch indexes.
