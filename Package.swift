@@ -64,6 +64,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -215,7 +216,19 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "ParquetTests", dependencies: ["Parquet", "PlayheadTestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "S3Tests", dependencies: ["S3", "PlayheadTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "S3Tests",
+            dependencies: [
+                "S3", "PlayheadTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "RdKafkaTests", dependencies: ["RdKafka", "PlayheadTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "PlayheadEventsTests", dependencies: ["PlayheadEvents", "PlayheadTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "PlayheadLogTests", dependencies: ["PlayheadLog", "PlayheadTestSupport"], swiftSettings: swiftSettings),

@@ -1,1 +1,0 @@
-// S3: work in progress; see docs/architecture.md.

@@ -1,0 +1,572 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import Metrics
+import NIOCore
+import NIOHTTP1
+
+/// An object read with `getObject`.
+public struct S3Object: Sendable {
+    public var body: ByteBuffer
+    public var etag: String?
+    public var contentLength: Int
+    public var contentType: String?
+    public var lastModified: Date?
+
+    /// The object's bytes.
+    public var bytes: [UInt8] { Array(body.readableBytesView) }
+}
+
+/// An object as listed (ListObjectsV2) or described (HeadObject).
+public struct S3ObjectSummary: Sendable, Equatable {
+    public var key: String
+    public var size: Int
+    /// The ETag without its quotes.
+    public var etag: String?
+    public var lastModified: Date?
+
+    public init(key: String, size: Int, etag: String?, lastModified: Date?) {
+        self.key = key
+        self.size = size
+        self.etag = etag
+        self.lastModified = lastModified
+    }
+}
+
+/// One page of a ListObjectsV2 listing.
+public struct S3ListPage: Sendable {
+    public var objects: [S3ObjectSummary]
+    public var commonPrefixes: [String]
+    public var isTruncated: Bool
+    public var nextContinuationToken: String?
+}
+
+/// A part of a multipart upload, as `completeMultipartUpload` wants it.
+public struct S3CompletedPart: Sendable, Equatable {
+    public var partNumber: Int
+    /// The ETag the service returned for the part (quotes kept as sent).
+    public var etag: String
+
+    public init(partNumber: Int, etag: String) {
+        self.partNumber = partNumber
+        self.etag = etag
+    }
+}
+
+/// An S3 client over AsyncHTTPClient, signing every request with `SigV4Signer`.
+///
+/// - Failed requests are retried (5xx, 429/SlowDown, connection errors) per `S3RetryPolicy`, each
+///   attempt re-signed with the current time.
+/// - `upload` uses one PUT up to `multipartThreshold`, and a multipart upload above it; a failed
+///   multipart upload is aborted so no parts are left behind.
+/// - Errors are `S3Error`s carrying the service's code, status, message and request ID.
+/// - Metrics: `playhead_s3_requests_total{operation,status}` (one per attempt; status `error` when
+///   there was no HTTP answer) and `playhead_s3_retries_total{operation}`.
+public final class S3Client: Sendable {
+    public let configuration: S3Configuration
+    public let signer: SigV4Signer
+    let httpClient: HTTPClient
+    let logger: Logger
+    let endpoint: Result<S3Endpoint, S3Error>
+
+    public init(configuration: S3Configuration, httpClient: HTTPClient = .shared, logger: Logger = Logger(label: "playhead.s3")) {
+        self.configuration = configuration
+        self.httpClient = httpClient
+        self.logger = logger
+        self.signer = SigV4Signer(credentials: configuration.credentials, region: configuration.region, service: "s3")
+        do {
+            endpoint = .success(try S3Endpoint(parsing: configuration.endpoint))
+        } catch let error as S3Error {
+            endpoint = .failure(error)
+        } catch {
+            endpoint = .failure(S3Error(code: .invalidConfiguration, message: "\(error)", operation: "Configure"))
+        }
+    }
+
+    // MARK: Objects
+
+    /// Stores `body` under `key`: one PUT up to `multipartThreshold` bytes, a multipart upload above
+    /// (aborted if it fails). When this returns, the object is complete and durable.
+    public func upload(bucket: String, key: String, body: ByteBuffer, contentType: String? = nil) async throws {
+        if body.readableBytes <= configuration.multipartThreshold {
+            try await putObject(bucket: bucket, key: key, body: body, contentType: contentType)
+        } else {
+            try await multipartUpload(bucket: bucket, key: key, body: body, contentType: contentType)
+        }
+    }
+
+    /// One PUT. Returns the ETag (without quotes).
+    @discardableResult
+    public func putObject(bucket: String, key: String, body: ByteBuffer, contentType: String? = nil) async throws -> String? {
+        var headers: [(String, String)] = []
+        if let contentType { headers.append(("content-type", contentType)) }
+        let response = try await send(operation: "PutObject", method: .PUT, bucket: bucket, key: key, headers: headers, body: body)
+        return response.headers.first(name: "etag").map(Self.unquote)
+    }
+
+    /// Reads a whole object. Throws `S3Error` with `.noSuchKey` when it does not exist.
+    public func getObject(bucket: String, key: String) async throws -> S3Object {
+        let response = try await send(
+            operation: "GetObject", method: .GET, bucket: bucket, key: key, maximumBodySize: configuration.maximumObjectSize
+        )
+        return S3Object(
+            body: response.body,
+            etag: response.headers.first(name: "etag").map(Self.unquote),
+            contentLength: response.body.readableBytes,
+            contentType: response.headers.first(name: "content-type"),
+            lastModified: response.headers.first(name: "last-modified").flatMap(S3Dates.parseHTTPDate)
+        )
+    }
+
+    /// Describes an object; nil when it does not exist.
+    public func headObject(bucket: String, key: String) async throws -> S3ObjectSummary? {
+        do {
+            let response = try await send(operation: "HeadObject", method: .HEAD, bucket: bucket, key: key)
+            return S3ObjectSummary(
+                key: key,
+                size: response.headers.first(name: "content-length").flatMap { Int($0) } ?? 0,
+                etag: response.headers.first(name: "etag").map(Self.unquote),
+                lastModified: response.headers.first(name: "last-modified").flatMap(S3Dates.parseHTTPDate)
+            )
+        } catch let error as S3Error where error.status == 404 && error.code != .noSuchBucket {
+            return nil
+        }
+    }
+
+    /// Deletes an object (no error when it does not exist, as S3 does).
+    public func deleteObject(bucket: String, key: String) async throws {
+        try await send(operation: "DeleteObject", method: .DELETE, bucket: bucket, key: key)
+    }
+
+    // MARK: Listing
+
+    /// One page of ListObjectsV2.
+    public func listObjects(
+        bucket: String,
+        prefix: String = "",
+        delimiter: String? = nil,
+        continuationToken: String? = nil,
+        startAfter: String? = nil,
+        maxKeys: Int? = nil
+    ) async throws -> S3ListPage {
+        var query: [(String, String)] = [("list-type", "2")]
+        if !prefix.isEmpty { query.append(("prefix", prefix)) }
+        if let delimiter { query.append(("delimiter", delimiter)) }
+        if let continuationToken { query.append(("continuation-token", continuationToken)) }
+        if let startAfter { query.append(("start-after", startAfter)) }
+        if let maxKeys { query.append(("max-keys", String(maxKeys))) }
+        let response = try await send(operation: "ListObjectsV2", method: .GET, bucket: bucket, key: nil, query: query)
+        let root = try parseXML(response, operation: "ListObjectsV2", bucket: bucket)
+        guard root.name == "ListBucketResult" else {
+            throw S3Error(code: .invalidResponse, status: response.status, message: "expected <ListBucketResult>, got <\(root.name)>",
+                operation: "ListObjectsV2", bucket: bucket)
+        }
+        var objects: [S3ObjectSummary] = []
+        for contents in root.children("Contents") {
+            guard let key = contents.value("Key") else {
+                throw S3Error(code: .invalidResponse, status: response.status, message: "<Contents> without <Key>", operation: "ListObjectsV2", bucket: bucket)
+            }
+            objects.append(
+                S3ObjectSummary(
+                    key: key,
+                    size: contents.value("Size").flatMap { Int($0.trimmingCharacters(in: .whitespaces)) } ?? 0,
+                    etag: contents.value("ETag").map(Self.unquote),
+                    lastModified: contents.value("LastModified").flatMap(S3Dates.parseISO8601)
+                ))
+        }
+        let prefixes = root.children("CommonPrefixes").compactMap { $0.value("Prefix") }
+        let truncated = root.value("IsTruncated")?.trimmingCharacters(in: .whitespaces).lowercased() == "true"
+        let token = root.value("NextContinuationToken").flatMap { $0.isEmpty ? nil : $0 }
+        return S3ListPage(objects: objects, commonPrefixes: prefixes, isTruncated: truncated, nextContinuationToken: token)
+    }
+
+    /// Every object under `prefix`, following continuation tokens.
+    public func listAllObjects(bucket: String, prefix: String, maxKeysPerPage: Int? = nil) async throws -> [S3ObjectSummary] {
+        var all: [S3ObjectSummary] = []
+        var token: String?
+        var startAfter: String?
+        var pages = 0
+        while true {
+            let page = try await listObjects(
+                bucket: bucket, prefix: prefix, continuationToken: token, startAfter: token == nil ? startAfter : nil, maxKeys: maxKeysPerPage
+            )
+            pages += 1
+            all.append(contentsOf: page.objects)
+            guard page.isTruncated else { break }
+            if let next = page.nextContinuationToken {
+                guard next != token else {
+                    throw S3Error(code: .invalidResponse, message: "the listing repeats its continuation token", operation: "ListObjectsV2", bucket: bucket)
+                }
+                token = next
+            } else if let last = page.objects.last?.key {
+                // No token: continue after the last key (ListObjectsV2's start-after).
+                token = nil
+                startAfter = last
+            } else {
+                throw S3Error(code: .invalidResponse, message: "a truncated listing page without a continuation token or keys",
+                    operation: "ListObjectsV2", bucket: bucket)
+            }
+        }
+        logger.debug("s3 listed objects", metadata: ["bucket": "\(bucket)", "prefix": "\(prefix)", "objects": "\(all.count)", "pages": "\(pages)"])
+        return all
+    }
+
+    // MARK: Buckets
+
+    /// Creates `bucket`; succeeds when it already exists and these credentials can use it.
+    public func createBucket(_ bucket: String) async throws {
+        var body: ByteBuffer?
+        if configuration.region != "us-east-1" {
+            body = ByteBuffer(
+                string: "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><LocationConstraint>"
+                    + XMLReader.escape(configuration.region) + "</LocationConstraint></CreateBucketConfiguration>")
+        }
+        do {
+            try await send(operation: "CreateBucket", method: .PUT, bucket: bucket, key: nil, body: body)
+            logger.info("s3 bucket created", metadata: ["bucket": "\(bucket)"])
+        } catch let error as S3Error where error.code == .bucketAlreadyOwnedByYou {
+            return
+        } catch let error as S3Error where error.code == .bucketAlreadyExists {
+            // Some stores say BucketAlreadyExists for our own bucket: it is fine if we can use it.
+            guard try await bucketExists(bucket) else { throw error }
+        }
+    }
+
+    /// Whether `bucket` exists and these credentials may use it (HeadBucket).
+    public func bucketExists(_ bucket: String) async throws -> Bool {
+        do {
+            try await send(operation: "HeadBucket", method: .HEAD, bucket: bucket, key: nil)
+            return true
+        } catch let error as S3Error where error.status == 404 || error.status == 403 {
+            return false
+        }
+    }
+
+    /// Deletes an empty bucket.
+    public func deleteBucket(_ bucket: String) async throws {
+        try await send(operation: "DeleteBucket", method: .DELETE, bucket: bucket, key: nil)
+    }
+
+    // MARK: Multipart uploads
+
+    /// Starts a multipart upload; returns its upload ID.
+    public func createMultipartUpload(bucket: String, key: String, contentType: String? = nil) async throws -> String {
+        var headers: [(String, String)] = []
+        if let contentType { headers.append(("content-type", contentType)) }
+        let response = try await send(
+            operation: "CreateMultipartUpload", method: .POST, bucket: bucket, key: key, query: [("uploads", "")], headers: headers
+        )
+        let root = try parseXML(response, operation: "CreateMultipartUpload", bucket: bucket, key: key)
+        guard let uploadID = root.value("UploadId"), !uploadID.isEmpty else {
+            throw S3Error(code: .invalidResponse, status: response.status, message: "no <UploadId> in the answer",
+                operation: "CreateMultipartUpload", bucket: bucket, key: key)
+        }
+        return uploadID
+    }
+
+    /// Uploads part `partNumber` (1...10000) of an upload.
+    public func uploadPart(bucket: String, key: String, uploadID: String, partNumber: Int, body: ByteBuffer) async throws -> S3CompletedPart {
+        let response = try await send(
+            operation: "UploadPart", method: .PUT, bucket: bucket, key: key,
+            query: [("partNumber", String(partNumber)), ("uploadId", uploadID)], body: body
+        )
+        guard let etag = response.headers.first(name: "etag") else {
+            throw S3Error(code: .invalidResponse, status: response.status, message: "no ETag for part \(partNumber)",
+                operation: "UploadPart", bucket: bucket, key: key)
+        }
+        return S3CompletedPart(partNumber: partNumber, etag: etag)
+    }
+
+    /// Completes an upload from its parts (sorted by part number here). Returns the object's ETag.
+    @discardableResult
+    public func completeMultipartUpload(bucket: String, key: String, uploadID: String, parts: [S3CompletedPart]) async throws -> String? {
+        var xml = "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+        for part in parts.sorted(by: { $0.partNumber < $1.partNumber }) {
+            let quoted = part.etag.hasPrefix("\"") ? part.etag : "\"\(part.etag)\""
+            xml += "<Part><PartNumber>\(part.partNumber)</PartNumber><ETag>\(XMLReader.escape(quoted))</ETag></Part>"
+        }
+        xml += "</CompleteMultipartUpload>"
+        let response = try await send(
+            operation: "CompleteMultipartUpload", method: .POST, bucket: bucket, key: key, query: [("uploadId", uploadID)],
+            headers: [("content-type", "application/xml")], body: ByteBuffer(string: xml), errorMayComeWith200: true
+        )
+        let root = try parseXML(response, operation: "CompleteMultipartUpload", bucket: bucket, key: key)
+        return root.value("ETag").map(Self.unquote)
+    }
+
+    /// Aborts an upload, freeing its parts.
+    public func abortMultipartUpload(bucket: String, key: String, uploadID: String) async throws {
+        try await send(operation: "AbortMultipartUpload", method: .DELETE, bucket: bucket, key: key, query: [("uploadId", uploadID)])
+    }
+
+    /// A multipart upload of `body` in parts of `partSize` bytes, `multipartConcurrency` at a time.
+    public func multipartUpload(bucket: String, key: String, body: ByteBuffer, contentType: String? = nil) async throws {
+        let started = ContinuousClock.now
+        let uploadID = try await createMultipartUpload(bucket: bucket, key: key, contentType: contentType)
+        let partSize = max(configuration.partSize, 1)
+        let total = body.readableBytes
+        let partCount = max(1, (total + partSize - 1) / partSize)
+        do {
+            let parts = try await withThrowingTaskGroup(of: S3CompletedPart.self, returning: [S3CompletedPart].self) { group in
+                var parts: [S3CompletedPart] = []
+                var next = 1
+                func addPart(_ number: Int) {
+                    let offset = (number - 1) * partSize
+                    let length = min(partSize, total - offset)
+                    let slice = body.getSlice(at: body.readerIndex + offset, length: length) ?? ByteBuffer()
+                    group.addTask {
+                        try await self.uploadPart(bucket: bucket, key: key, uploadID: uploadID, partNumber: number, body: slice)
+                    }
+                }
+                while next <= partCount && next <= configuration.multipartConcurrency {
+                    addPart(next)
+                    next += 1
+                }
+                while let part = try await group.next() {
+                    parts.append(part)
+                    if next <= partCount {
+                        addPart(next)
+                        next += 1
+                    }
+                }
+                return parts
+            }
+            try await completeMultipartUpload(bucket: bucket, key: key, uploadID: uploadID, parts: parts)
+            logger.debug(
+                "s3 multipart upload complete",
+                metadata: [
+                    "bucket": "\(bucket)", "key": "\(key)", "bytes": "\(total)", "parts": "\(partCount)",
+                    "duration_ms": "\(Self.milliseconds(ContinuousClock.now - started))",
+                ])
+        } catch {
+            // Abort in a fresh task, so that it runs even when this one was cancelled.
+            let logger = self.logger
+            let reason = "\(error)"
+            await Task {
+                do {
+                    try await self.abortMultipartUpload(bucket: bucket, key: key, uploadID: uploadID)
+                    logger.warning("s3 multipart upload aborted", metadata: ["bucket": "\(bucket)", "key": "\(key)", "error": "\(reason)"])
+                } catch let abortError {
+                    logger.error(
+                        "s3 multipart upload failed and could not be aborted; its parts remain until a lifecycle rule removes them",
+                        metadata: ["bucket": "\(bucket)", "key": "\(key)", "upload_id": "\(uploadID)", "error": "\(abortError)"])
+                }
+            }.value
+            throw error
+        }
+    }
+
+    // MARK: Requests
+
+    struct Response: Sendable {
+        var status: Int
+        var headers: HTTPHeaders
+        var body: ByteBuffer
+    }
+
+    /// Signs and sends a request, retrying per the policy. Returns a 2xx answer or throws `S3Error`.
+    @discardableResult
+    func send(
+        operation: String,
+        method: HTTPMethod,
+        bucket: String?,
+        key: String?,
+        query: [(String, String)] = [],
+        headers extraHeaders: [(String, String)] = [],
+        body: ByteBuffer? = nil,
+        maximumBodySize: Int = 64 << 20,
+        errorMayComeWith200: Bool = false
+    ) async throws -> Response {
+        let endpoint = try self.endpoint.get()
+        // Where the request goes.
+        var host = endpoint.host
+        var path = endpoint.basePath
+        if let bucket {
+            if configuration.pathStyle {
+                path += "/" + bucket
+                if let key { path += "/" + key }
+            } else {
+                host = "\(bucket).\(endpoint.host)"
+                path += "/" + (key ?? "")
+            }
+        } else {
+            path += "/"
+        }
+        let hostHeader = endpoint.hostHeader(host: host)
+        let canonicalQuery = SigV4Signer.canonicalQuery(query)
+        let url = "\(endpoint.scheme)://\(hostHeader)\(SigV4Signer.canonicalURI(path))" + (canonicalQuery.isEmpty ? "" : "?\(canonicalQuery)")
+        let payloadHash = body.map { SigV4Signer.hexSHA256($0) } ?? SigV4Signer.emptyPayloadHash
+        let policy = configuration.retry
+        let timeout = TimeAmount.nanoseconds(
+            Int64(S3RetryPolicy.seconds(configuration.requestTimeout) * 1e9))
+
+        var attempt = 0
+        while true {
+            attempt += 1
+            try Task.checkCancellation()
+            let started = ContinuousClock.now
+            var statusLabel = "error"
+            do {
+                var headers = HTTPHeaders(extraHeaders)
+                headers.replaceOrAdd(name: "host", value: hostHeader)
+                signer.sign(
+                    method: method.rawValue, host: hostHeader, path: path, query: query, headers: &headers, payloadHash: payloadHash, date: Date()
+                )
+                var request = HTTPClientRequest(url: url)
+                request.method = method
+                request.headers = headers
+                if let body { request.body = .bytes(body) }
+                let response: HTTPClientResponse
+                let collected: ByteBuffer
+                do {
+                    response = try await httpClient.execute(request, timeout: timeout)
+                    collected = try await response.body.collect(upTo: maximumBodySize)
+                } catch let error as NIOTooManyBytesError {
+                    throw S3Error(code: .invalidResponse, message: "the answer is larger than \(maximumBodySize) bytes (\(error))",
+                        operation: operation, bucket: bucket, key: key, attempts: attempt)
+                } catch is CancellationError {
+                    throw CancellationError()
+                } catch let error as S3Error {
+                    throw error
+                } catch {
+                    throw S3Error(code: .transport, message: "\(error)", operation: operation, bucket: bucket, key: key, attempts: attempt)
+                }
+                let status = Int(response.status.code)
+                statusLabel = String(status)
+                let requestID = response.headers.first(name: "x-amz-request-id")
+                if (200..<300).contains(status) {
+                    if errorMayComeWith200, let error = Self.errorInBody(collected, status: status, requestID: requestID,
+                        operation: operation, bucket: bucket, key: key, attempts: attempt)
+                    {
+                        statusLabel = "\(status)-error"
+                        throw error
+                    }
+                    Counter(label: "playhead_s3_requests_total", dimensions: [("operation", operation), ("status", statusLabel)]).increment()
+                    logger.trace(
+                        "s3 request",
+                        metadata: [
+                            "operation": "\(operation)", "bucket": "\(bucket ?? "")", "key": "\(key ?? "")", "status": "\(status)",
+                            "attempt": "\(attempt)", "duration_ms": "\(Self.milliseconds(ContinuousClock.now - started))",
+                        ])
+                    return Response(status: status, headers: response.headers, body: collected)
+                }
+                throw Self.error(
+                    fromBody: collected, status: status, requestID: requestID, method: method, operation: operation,
+                    bucket: bucket, key: key, attempts: attempt)
+            } catch var error as S3Error {
+                Counter(label: "playhead_s3_requests_total", dimensions: [("operation", operation), ("status", statusLabel)]).increment()
+                error.attempts = attempt
+                guard error.isRetryable, attempt < policy.maximumAttempts else {
+                    logger.debug(
+                        "s3 request failed",
+                        metadata: ["operation": "\(operation)", "bucket": "\(bucket ?? "")", "key": "\(key ?? "")", "error": "\(error)"])
+                    throw error
+                }
+                let delay = policy.delay(afterAttempt: attempt)
+                Counter(label: "playhead_s3_retries_total", dimensions: [("operation", operation)]).increment()
+                logger.warning(
+                    "s3 request failed; retrying",
+                    metadata: [
+                        "operation": "\(operation)", "bucket": "\(bucket ?? "")", "key": "\(key ?? "")", "attempt": "\(attempt)",
+                        "max_attempts": "\(policy.maximumAttempts)", "delay_ms": "\(Self.milliseconds(delay))", "error": "\(error)",
+                    ])
+                try await Task.sleep(for: delay)
+            }
+        }
+    }
+
+    // MARK: Helpers
+
+    static func milliseconds(_ duration: Duration) -> Int64 {
+        duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
+    }
+
+    static func unquote(_ etag: String) -> String {
+        var text = etag
+        if text.hasPrefix("W/") { text.removeFirst(2) }
+        if text.count >= 2, text.hasPrefix("\""), text.hasSuffix("\"") { text = String(text.dropFirst().dropLast()) }
+        return text
+    }
+
+    func parseXML(_ response: Response, operation: String, bucket: String? = nil, key: String? = nil) throws -> S3XMLElement {
+        do {
+            return try XMLReader.parse(response.body.readableBytesView)
+        } catch {
+            throw S3Error(code: .invalidResponse, status: response.status, message: "unreadable XML: \(error)",
+                requestID: response.headers.first(name: "x-amz-request-id"), operation: operation, bucket: bucket, key: key)
+        }
+    }
+
+    static func errorInBody(
+        _ body: ByteBuffer, status: Int, requestID: String?, operation: String, bucket: String?, key: String?, attempts: Int
+    ) -> S3Error? {
+        guard let root = try? XMLReader.parse(body.readableBytesView), root.name == "Error", let code = root.value("Code") else { return nil }
+        return S3Error(
+            code: S3Error.Code(s3Code: code), status: status, message: root.value("Message") ?? "",
+            requestID: root.value("RequestId") ?? requestID, operation: operation, bucket: bucket, key: key, attempts: attempts)
+    }
+
+    /// The error of a non-2xx answer: from its XML body when there is one, else from the status.
+    static func error(
+        fromBody body: ByteBuffer, status: Int, requestID: String?, method: HTTPMethod, operation: String,
+        bucket: String?, key: String?, attempts: Int
+    ) -> S3Error {
+        if let error = errorInBody(body, status: status, requestID: requestID, operation: operation, bucket: bucket, key: key, attempts: attempts) {
+            return error
+        }
+        let code: S3Error.Code
+        switch status {
+        case 404: code = key != nil ? .noSuchKey : .noSuchBucket
+        case 403: code = .accessDenied
+        case 500: code = .internalError
+        case 503: code = .serviceUnavailable
+        case 429: code = .slowDown
+        default: code = .http(status)
+        }
+        let text = String(decoding: body.readableBytesView.prefix(300), as: UTF8.self)
+        return S3Error(code: code, status: status, message: text, requestID: requestID, operation: operation, bucket: bucket, key: key, attempts: attempts)
+    }
+}
+
+/// Date parsing for S3's two formats, without DateFormatter.
+enum S3Dates {
+    /// `2026-12-01T13:04:48.000Z` (ListObjectsV2).
+    static func parseISO8601(_ text: String) -> Date? {
+        let t = Array(text.trimmingCharacters(in: .whitespaces).utf8)
+        guard t.count >= 19 else { return nil }
+        func number(_ range: Range<Int>) -> Int32? { Int32(String(decoding: t[range], as: UTF8.self)) }
+        guard let year = number(0..<4), let month = number(5..<7), let day = number(8..<10),
+            let hour = number(11..<13), let minute = number(14..<16), let second = number(17..<19)
+        else { return nil }
+        var fraction = 0.0
+        if t.count > 20, t[19] == UInt8(ascii: ".") {
+            var end = 20
+            while end < t.count, t[end] >= UInt8(ascii: "0"), t[end] <= UInt8(ascii: "9") { end += 1 }
+            fraction = Double("0." + String(decoding: t[20..<end], as: UTF8.self)) ?? 0
+        }
+        return date(year: year, month: month, day: day, hour: hour, minute: minute, second: second, fraction: fraction)
+    }
+
+    /// `Tue, 01 Dec 2026 13:04:48 GMT` (Last-Modified).
+    static func parseHTTPDate(_ text: String) -> Date? {
+        let parts = text.split(separator: " ")
+        guard parts.count >= 5, let day = Int32(parts[1]), let year = Int32(parts[3]) else { return nil }
+        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        guard let monthIndex = months.firstIndex(of: String(parts[2])) else { return nil }
+        let clock = parts[4].split(separator: ":")
+        guard clock.count == 3, let hour = Int32(clock[0]), let minute = Int32(clock[1]), let second = Int32(clock[2]) else { return nil }
+        return date(year: year, month: Int32(monthIndex + 1), day: day, hour: hour, minute: minute, second: second, fraction: 0)
+    }
+
+    static func date(year: Int32, month: Int32, day: Int32, hour: Int32, minute: Int32, second: Int32, fraction: Double) -> Date {
+        var parts = tm()
+        parts.tm_year = year - 1900
+        parts.tm_mon = month - 1
+        parts.tm_mday = day
+        parts.tm_hour = hour
+        parts.tm_min = minute
+        parts.tm_sec = second
+        let seconds = timegm(&parts)
+        return Date(timeIntervalSince1970: Double(seconds) + fraction)
+    }
+}

