@@ -133,7 +133,7 @@ struct ContentAggregatorTests {
         #expect(snapshot.adPlays == 2)
         #expect(snapshot.playsStarted == ["ad": 2, "movie": 1])
         #expect(snapshot.completions == ["ad": 1])
-        #expect(snapshot.watchTimeSeconds["ad"] == 5 + 24 + 16)
+        #expect(snapshot.watchTimeSeconds["ad"] == Double(5 + 24 + 16))
         #expect(snapshot.concurrentViewers == ["ad": 0, "movie": 1])
     }
 

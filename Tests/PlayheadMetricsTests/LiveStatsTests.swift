@@ -118,7 +118,7 @@ struct LiveStatsTests {
         #expect(point.consumerLag == 42)
         #expect(point.lakeRowsPerSecond == 750)
         #expect(point.lakeLastFlushAgeSeconds == 12)
-        #expect(point.rssBytes == 200 * 1_048_576)
+        #expect(point.rssBytes == Double(200 * 1_048_576))
         #expect(point.concurrentViewers == 3)
         #expect(point.activeSessions == 4)
 

@@ -24,23 +24,28 @@ from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 
 
-def figures(driver, ids):
-    return {i: driver.find_element(By.ID, i).text for i in ids}
+READ_PAGE = """
+var ids = arguments[0], figures = {};
+ids.forEach(function (id) { var el = document.getElementById(id); figures[id] = el ? el.textContent.trim() : null; });
+var rows = [];
+document.querySelectorAll("#top-content tbody tr").forEach(function (tr) {
+  rows.push(Array.prototype.map.call(tr.querySelectorAll("td"), function (td) { return td.textContent.trim(); }));
+});
+return [figures, rows];
+"""
 
 
-def table_rows(driver):
-    rows = []
-    for tr in driver.find_elements(By.CSS_SELECTOR, "#top-content tbody tr"):
-        rows.append([td.text for td in tr.find_elements(By.TAG_NAME, "td")])
-    return rows
+def read_page(driver, ids):
+    """The figures' texts and the top-content rows, read in one script (the page replaces rows every second)."""
+    figures, rows = driver.execute_script(READ_PAGE, list(ids))
+    return figures, rows
 
 
 def wait_for(driver, expected, top, label, timeout=20.0):
     deadline = time.time() + timeout
     seen, rows = {}, []
     while time.time() < deadline:
-        seen = figures(driver, expected.keys())
-        rows = table_rows(driver)
+        seen, rows = read_page(driver, expected.keys())
         if seen == expected and (top is None or rows == top):
             return
         time.sleep(0.1)
