@@ -230,7 +230,14 @@ public final class ContentAggregator: Sendable {
         return "other"
     }
 
+    /// Titles longer than this many UTF-8 bytes are cut (they are only shown on the live page).
+    static let maxTitleBytes = 200
+
     private func apply(_ o: ContentObservation, to state: inout State) {
+        var o = o
+        if let title = o.title, title.utf8.count > Self.maxTitleBytes {
+            o.title = String(decoding: title.utf8.prefix(Self.maxTitleBytes), as: UTF8.self)
+        }
         let eventType = bounded(o.eventType, in: state.eventsByType)
         state.eventsByType[eventType, default: 0] += 1
 

@@ -180,3 +180,53 @@ struct ContentAggregatorTests {
         #expect(snapshot.activeSessions == 5)
     }
 }
+
+@Suite("ContentAggregator throughput")
+struct ContentAggregatorThroughputTests {
+    @Test("observes a realistic mix quickly (prints events/s; asserts only a very low floor)")
+    func throughput() {
+        let sessions = 20_000
+        let perSession = 25
+        var observations: [ContentObservation] = []
+        observations.reserveCapacity(sessions * perSession)
+        let types = ["movie", "episode", "ad"]
+        for step in 0..<perSession {
+            let kind = step == perSession - 1 ? "stop" : (step % 5 == 3 ? "pause" : "play")
+            for session in 0..<sessions {
+                observations.append(event(
+                    kind, at: Double(step * 10), session: "session-\(session)", content: "content-\(session % 500)",
+                    contentType: types[session % 3], position: Double(step * 10), duration: Int64(perSession * 10),
+                    title: "Title \(session % 500)"
+                ))
+            }
+        }
+        let aggregator = ContentAggregator()
+        let clock = ContinuousClock()
+        let elapsed = clock.measure {
+            var index = 0
+            while index < observations.count {
+                let end = min(index + 5_000, observations.count)
+                aggregator.observe(Array(observations[index..<end]))
+                index = end
+            }
+        }
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let rate = Double(observations.count) / seconds
+        print("ContentAggregator: \(observations.count) events, \(sessions) sessions in \(seconds) s = \(Int(rate)) events/s (debug build)")
+        let snapshot = aggregator.snapshot()
+        #expect(snapshot.eventsByType.values.reduce(0, +) == observations.count)
+        #expect(snapshot.activeSessions == 0)
+        #expect(snapshot.playsStarted.values.reduce(0, +) == sessions)
+        #expect(snapshot.completions.values.reduce(0, +) == sessions)
+        #expect(rate > 20_000)
+    }
+
+    @Test("long titles are cut to 200 bytes")
+    func longTitles() {
+        let aggregator = ContentAggregator()
+        aggregator.observe(event("play", at: 0, title: String(repeating: "é", count: 500)))
+        let title = aggregator.snapshot().topContent.first?.title ?? ""
+        #expect(title.utf8.count <= 200)
+        #expect(title.hasPrefix("éé"))
+    }
+}
