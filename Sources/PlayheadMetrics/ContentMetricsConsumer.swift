@@ -116,9 +116,9 @@ final class ContentInstruments: Sendable {
 ///
 /// - After each poll it updates the gauges and counters, so that `/metrics` lags the log by about
 ///   one poll (≤ 250 ms when caught up).
-/// - Every second it expires sessions that went quiet: by wall-clock time when it is caught up, and
-///   by the newest receive time it has read when it is behind (so that a backlog does not expire
-///   sessions that are still being read).
+/// - Every second it expires sessions that went quiet: by the newest `received_at` it has read while
+///   records flow (so that a backlog being read does not expire sessions it is still reading), and by
+///   the wall clock when the log is idle.
 /// - It commits its offsets every `commitInterval` and when it stops. On start it resumes from the
 ///   group's committed offset. After a crash, the events read since the last commit are read and
 ///   counted again (at most `commitInterval` worth), and sessions in progress start afresh.
@@ -181,11 +181,11 @@ public final class ContentMetricsConsumer: Service, Sendable {
         var committed: [Int32: Int64] = [:]
         var processed: [Int32: Int64] = [:]
         var newestReceivedMicros: Int64 = 0
-        var caughtUp = true
         let clock = ContinuousClock()
         var lastCommit = clock.now
         var lastExpire = clock.now
         var undecodable = 0
+        var lastPollHadRecords = false
 
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             let poll: LogPoll
@@ -226,14 +226,15 @@ public final class ContentMetricsConsumer: Service, Sendable {
             for observation in observations where observation.receivedAtMicros > newestReceivedMicros {
                 newestReceivedMicros = observation.receivedAtMicros
             }
-            caughtUp = records < maxRecordsPerPoll
+            lastPollHadRecords = records > 0
             aggregator.observe(observations)
 
             let now = clock.now
             if now - lastExpire >= .seconds(1) {
                 lastExpire = now
                 let wall = Self.wallClockMicros()
-                aggregator.expire(now: caughtUp ? wall : min(wall, newestReceivedMicros))
+                // While records flow, the stream's own clock (newest received_at read); when idle, the wall clock.
+                aggregator.expire(now: lastPollHadRecords ? min(wall, newestReceivedMicros) : wall)
                 if undecodable > 0 {
                     logger.warning("records that could not be decoded were skipped", metadata: ["count": "\(undecodable)"])
                     undecodable = 0

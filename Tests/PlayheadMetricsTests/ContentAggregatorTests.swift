@@ -185,7 +185,7 @@ struct ContentAggregatorTests {
 struct ContentAggregatorThroughputTests {
     @Test("observes a realistic mix quickly (prints events/s; asserts only a very low floor)")
     func throughput() {
-        let sessions = 20_000
+        let sessions = 8_000
         let perSession = 25
         var observations: [ContentObservation] = []
         observations.reserveCapacity(sessions * perSession)
