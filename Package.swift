@@ -12,7 +12,7 @@
 //   CRdKafka, RdKafka  the librdkafka wrapper (no Playhead dependency)
 //   PlayheadKafka    the Kafka log backend                                  -> PlayheadLog, RdKafka
 //   PlayheadLake     batching, exactly-once files, dedup, rollups           -> PlayheadEvents, PlayheadLog, Parquet, S3
-//   PlayheadMetrics  instruments, content KPIs consumer, live page          -> PlayheadEvents, PlayheadLog
+//   PlayheadMetrics  instruments, content KPIs consumer, live page          -> PlayheadLog
 //   playhead         the CLI                                                -> everything
 import PackageDescription
 
@@ -114,7 +114,7 @@ let package = Package(
         .target(
             name: "PlayheadMetrics",
             dependencies: [
-                "PlayheadEvents", "PlayheadLog",
+                "PlayheadLog",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -244,7 +244,16 @@ let package = Package(
         ),
         .testTarget(
             name: "PlayheadMetricsTests",
-            dependencies: ["PlayheadMetrics", "PlayheadEvents", "PlayheadLog", "PlayheadTestSupport"],
+            dependencies: [
+                "PlayheadMetrics", "PlayheadLog", "PlayheadTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

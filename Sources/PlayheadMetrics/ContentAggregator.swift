@@ -1,0 +1,356 @@
+import Synchronization
+
+/// What the content KPIs need of one event (decoded from the log by the caller's closure).
+public struct ContentObservation: Sendable, Equatable {
+    /// `play`, `pause`, `stop` (schema 1.0); later versions may add `seek`, `heartbeat`, `buffering`.
+    public var eventType: String
+    /// `movie`, `episode` or `ad`.
+    public var contentType: String
+    /// `session_id`, or `user_id` + `device_id` when the event has no session.
+    public var sessionKey: String
+    public var contentID: String
+    /// The event's `timestamp` (client time), in microseconds since the Unix epoch.
+    public var timestampMicros: Int64
+    /// When the server received the event (`received_at`), in microseconds since the Unix epoch.
+    public var receivedAtMicros: Int64
+    /// The playback position in seconds (`current_timestamp`).
+    public var currentTimestamp: Double
+    /// The content's length in seconds (`duration_seconds`).
+    public var durationSeconds: Int64
+    /// The content's title, for the live page's top-content table (never a metric label).
+    public var title: String?
+
+    public init(
+        eventType: String,
+        contentType: String,
+        sessionKey: String,
+        contentID: String,
+        timestampMicros: Int64,
+        receivedAtMicros: Int64,
+        currentTimestamp: Double,
+        durationSeconds: Int64,
+        title: String? = nil
+    ) {
+        self.eventType = eventType
+        self.contentType = contentType
+        self.sessionKey = sessionKey
+        self.contentID = contentID
+        self.timestampMicros = timestampMicros
+        self.receivedAtMicros = receivedAtMicros
+        self.currentTimestamp = currentTimestamp
+        self.durationSeconds = durationSeconds
+        self.title = title
+    }
+}
+
+/// One row of the "what is being watched now" table.
+public struct TopContent: Sendable, Equatable, Codable {
+    public var contentID: String
+    public var title: String?
+    public var contentType: String
+    /// Sessions currently playing this content.
+    public var viewers: Int
+
+    public init(contentID: String, title: String?, contentType: String, viewers: Int) {
+        self.contentID = contentID
+        self.title = title
+        self.contentType = contentType
+        self.viewers = viewers
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case contentID = "content_id"
+        case title
+        case contentType = "content_type"
+        case viewers
+    }
+}
+
+/// The content KPIs at one moment. Counters count since the aggregator started.
+public struct ContentSnapshot: Sendable, Equatable {
+    /// Sessions currently playing, by content type.
+    public var concurrentViewers: [String: Int]
+    /// Sessions seen within the session timeout and not stopped.
+    public var activeSessions: Int
+    /// Plays started (not resumes after a pause), by content type.
+    public var playsStarted: [String: Int]
+    /// Seconds watched, by content type.
+    public var watchTimeSeconds: [String: Double]
+    /// Stops at or beyond the completion ratio of the duration, by content type.
+    public var completions: [String: Int]
+    /// Plays started of content type `ad`.
+    public var adPlays: Int
+    /// Events observed, by event type.
+    public var eventsByType: [String: Int]
+    /// The most watched content right now, most viewers first.
+    public var topContent: [TopContent]
+
+    /// Sessions currently playing, all content types together.
+    public var totalConcurrentViewers: Int { concurrentViewers.values.reduce(0, +) }
+
+    public init(
+        concurrentViewers: [String: Int] = [:],
+        activeSessions: Int = 0,
+        playsStarted: [String: Int] = [:],
+        watchTimeSeconds: [String: Double] = [:],
+        completions: [String: Int] = [:],
+        adPlays: Int = 0,
+        eventsByType: [String: Int] = [:],
+        topContent: [TopContent] = []
+    ) {
+        self.concurrentViewers = concurrentViewers
+        self.activeSessions = activeSessions
+        self.playsStarted = playsStarted
+        self.watchTimeSeconds = watchTimeSeconds
+        self.completions = completions
+        self.adPlays = adPlays
+        self.eventsByType = eventsByType
+        self.topContent = topContent
+    }
+}
+
+/// Turns a stream of play/pause/stop events into live content KPIs (definitions in docs/metrics.md).
+///
+/// - A session starts with its first event and ends with a `stop`, or when it has had no event for
+///   `sessionTimeout`: measured in event time when its next event arrives, and by ``expire(now:)``
+///   (receive time) for sessions that go quiet.
+/// - A session is a *viewer* while its last play-state event is `play`.
+/// - Watch time: while a session plays, each gap between consecutive events of the session (event
+///   time) counts, capped at `gapCap`. A pause (or `buffering`) stops it; a play resumes it.
+/// - A play *starts* when a session plays for the first time (a new session, after a stop, after a
+///   timeout, or on other content). A resume after a pause is not a new play.
+/// - A completion is a `stop` whose position is at or beyond `completionRatio` × `duration_seconds`.
+/// - Events older than the session's latest event (out of order) are counted, but move neither the
+///   session's clock nor its state, so that watch time never goes negative.
+///
+/// Thread-safe: one lock; ``observe(_:)-(ContentObservation)`` costs a dictionary lookup or two.
+public final class ContentAggregator: Sendable {
+    public let sessionTimeoutMicros: Int64
+    public let gapCapMicros: Int64
+    public let completionRatio: Double
+    /// Distinct values kept per label (content type, event type); more go to `other`.
+    static let maxLabelValues = 32
+
+    struct Session {
+        var contentID: String
+        var contentType: String
+        var title: String?
+        /// The latest event time seen (microseconds).
+        var lastEventMicros: Int64
+        /// The latest receive time seen (microseconds), for ``ContentAggregator/expire(now:)``.
+        var lastReceivedMicros: Int64
+        var playing: Bool
+        var hasPlayed: Bool
+    }
+
+    struct ContentViewers {
+        var viewers: Int
+        var title: String?
+        var contentType: String
+    }
+
+    struct State {
+        var sessions: [String: Session] = [:]
+        var viewersByType: [String: Int] = [:]
+        var viewersByContent: [String: ContentViewers] = [:]
+        var playsStarted: [String: Int] = [:]
+        var watchTimeMicros: [String: Int64] = [:]
+        var completions: [String: Int] = [:]
+        var adPlays = 0
+        var eventsByType: [String: Int] = [:]
+    }
+
+    private let state = Mutex(State())
+
+    public init(sessionTimeout: Duration = .seconds(90), gapCap: Duration = .seconds(60), completionRatio: Double = 0.95) {
+        self.sessionTimeoutMicros = Self.micros(sessionTimeout)
+        self.gapCapMicros = Self.micros(gapCap)
+        self.completionRatio = completionRatio
+    }
+
+    static func micros(_ duration: Duration) -> Int64 {
+        duration.components.seconds * 1_000_000 + duration.components.attoseconds / 1_000_000_000_000
+    }
+
+    /// Applies one event.
+    public func observe(_ observation: ContentObservation) {
+        state.withLock { state in apply(observation, to: &state) }
+    }
+
+    /// Applies events in order, under one lock.
+    public func observe(_ observations: [ContentObservation]) {
+        guard !observations.isEmpty else { return }
+        state.withLock { state in
+            for observation in observations { apply(observation, to: &state) }
+        }
+    }
+
+    /// Ends sessions whose last event was received more than `sessionTimeout` before `now`
+    /// (microseconds since the Unix epoch). Watch time after a session's last event is not counted.
+    public func expire(now: Int64) {
+        let cutoff = now - sessionTimeoutMicros
+        state.withLock { state in
+            var expired: [String] = []
+            for (key, session) in state.sessions where session.lastReceivedMicros < cutoff {
+                expired.append(key)
+            }
+            for key in expired {
+                if let session = state.sessions.removeValue(forKey: key) { end(session, in: &state) }
+            }
+        }
+    }
+
+    /// The KPIs now, with the `top` most watched contents.
+    public func snapshot(top: Int = 10) -> ContentSnapshot {
+        state.withLock { state in
+            var snapshot = ContentSnapshot(
+                concurrentViewers: state.viewersByType,
+                activeSessions: state.sessions.count,
+                playsStarted: state.playsStarted,
+                watchTimeSeconds: state.watchTimeMicros.mapValues { Double($0) / 1_000_000 },
+                completions: state.completions,
+                adPlays: state.adPlays,
+                eventsByType: state.eventsByType
+            )
+            if top > 0 {
+                snapshot.topContent = state.viewersByContent
+                    .map { TopContent(contentID: $0.key, title: $0.value.title, contentType: $0.value.contentType, viewers: $0.value.viewers) }
+                    .sorted { $0.viewers != $1.viewers ? $0.viewers > $1.viewers : $0.contentID < $1.contentID }
+                    .prefix(top)
+                    .map { $0 }
+            }
+            return snapshot
+        }
+    }
+
+    // MARK: - The state machine
+
+    private func bounded(_ value: String, in dictionary: [String: some Any]) -> String {
+        if dictionary[value] != nil || dictionary.count < Self.maxLabelValues { return value }
+        return "other"
+    }
+
+    /// Titles longer than this many UTF-8 bytes are cut (they are only shown on the live page).
+    static let maxTitleBytes = 200
+
+    private func apply(_ o: ContentObservation, to state: inout State) {
+        var o = o
+        if let title = o.title, title.utf8.count > Self.maxTitleBytes {
+            o.title = String(decoding: title.utf8.prefix(Self.maxTitleBytes), as: UTF8.self)
+        }
+        let eventType = bounded(o.eventType, in: state.eventsByType)
+        state.eventsByType[eventType, default: 0] += 1
+
+        var session = state.sessions[o.sessionKey]
+        if let existing = session,
+            o.timestampMicros - existing.lastEventMicros > sessionTimeoutMicros || existing.contentID != o.contentID
+        {
+            // Quiet for longer than the timeout (event time), or playing other content: a new session.
+            // Switching content in time counts the gap as watch time of the content left.
+            let gap = o.timestampMicros - existing.lastEventMicros
+            if existing.playing && gap > 0 && gap <= sessionTimeoutMicros {
+                state.watchTimeMicros[existing.contentType, default: 0] += min(gap, gapCapMicros)
+            }
+            end(existing, in: &state)
+            session = nil
+            state.sessions[o.sessionKey] = nil
+        }
+
+        guard var current = session else {
+            // The first event of a session.
+            let contentType = bounded(o.contentType, in: state.playsStarted)
+            if o.eventType == "stop" {
+                // A stop we saw nothing before (the session started before we did): it only completes.
+                countCompletion(o, contentType: contentType, in: &state)
+                return
+            }
+            var new = Session(
+                contentID: o.contentID, contentType: contentType, title: o.title,
+                lastEventMicros: o.timestampMicros, lastReceivedMicros: o.receivedAtMicros,
+                playing: false, hasPlayed: false
+            )
+            if o.eventType == "play" { startPlaying(&new, in: &state) }
+            state.sessions[o.sessionKey] = new
+            return
+        }
+
+        current.lastReceivedMicros = max(current.lastReceivedMicros, o.receivedAtMicros)
+        if o.title != nil { current.title = o.title }
+
+        if o.timestampMicros < current.lastEventMicros {
+            // Out of order: counted, but it moves neither the clock nor the state. A late play still
+            // counts as the play start of a session that has not started one.
+            if o.eventType == "play" && !current.hasPlayed {
+                current.hasPlayed = true
+                countPlayStart(contentType: current.contentType, in: &state)
+            } else if o.eventType == "stop" {
+                countCompletion(o, contentType: current.contentType, in: &state)
+            }
+            state.sessions[o.sessionKey] = current
+            return
+        }
+
+        if current.playing {
+            let gap = min(o.timestampMicros - current.lastEventMicros, gapCapMicros)
+            if gap > 0 { state.watchTimeMicros[current.contentType, default: 0] += gap }
+        }
+        current.lastEventMicros = o.timestampMicros
+
+        switch o.eventType {
+        case "play":
+            if !current.playing { startPlaying(&current, in: &state) }
+            state.sessions[o.sessionKey] = current
+        case "pause", "buffering":
+            if current.playing { stopPlaying(&current, in: &state) }
+            state.sessions[o.sessionKey] = current
+        case "stop":
+            countCompletion(o, contentType: current.contentType, in: &state)
+            if current.playing { stopPlaying(&current, in: &state) }
+            state.sessions[o.sessionKey] = nil
+        default:
+            // seek, heartbeat, …: the session stays in its state.
+            state.sessions[o.sessionKey] = current
+        }
+    }
+
+    private func startPlaying(_ session: inout Session, in state: inout State) {
+        session.playing = true
+        if !session.hasPlayed {
+            session.hasPlayed = true
+            countPlayStart(contentType: session.contentType, in: &state)
+        }
+        state.viewersByType[session.contentType, default: 0] += 1
+        state.viewersByContent[session.contentID, default: ContentViewers(viewers: 0, title: session.title, contentType: session.contentType)].viewers += 1
+        if let title = session.title { state.viewersByContent[session.contentID]?.title = title }
+    }
+
+    private func stopPlaying(_ session: inout Session, in state: inout State) {
+        session.playing = false
+        if let count = state.viewersByType[session.contentType] {
+            state.viewersByType[session.contentType] = count > 1 ? count - 1 : 0
+        }
+        if let entry = state.viewersByContent[session.contentID] {
+            if entry.viewers <= 1 {
+                state.viewersByContent[session.contentID] = nil
+            } else {
+                state.viewersByContent[session.contentID]?.viewers -= 1
+            }
+        }
+    }
+
+    /// A session leaves (timeout or new content) without a stop.
+    private func end(_ session: Session, in state: inout State) {
+        var session = session
+        if session.playing { stopPlaying(&session, in: &state) }
+    }
+
+    private func countPlayStart(contentType: String, in state: inout State) {
+        state.playsStarted[contentType, default: 0] += 1
+        if contentType == "ad" { state.adPlays += 1 }
+    }
+
+    private func countCompletion(_ o: ContentObservation, contentType: String, in state: inout State) {
+        guard o.durationSeconds > 0, o.currentTimestamp >= completionRatio * Double(o.durationSeconds) else { return }
+        state.completions[contentType, default: 0] += 1
+    }
+}

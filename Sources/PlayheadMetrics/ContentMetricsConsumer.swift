@@ -1,0 +1,273 @@
+import CoreMetrics
+import Logging
+import Metrics
+import PlayheadLog
+import ServiceLifecycle
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The content KPIs' instruments (names in docs/metrics.md). Counters are published as the
+/// difference between the aggregator's totals and what was published before.
+final class ContentInstruments: Sendable {
+    private let factory: (any MetricsFactory)?
+    private struct Published {
+        var viewers: [String: Gauge] = [:]
+        var plays: [String: (Counter, Int)] = [:]
+        var watch: [String: (FloatingPointCounter, Double)] = [:]
+        var completions: [String: (Counter, Int)] = [:]
+        var events: [String: (Counter, Int)] = [:]
+        var adPlays = 0
+    }
+    private let published = Mutex(Published())
+    private let activeSessions: Gauge
+    private let adPlays: Counter
+    let lag: Gauge
+
+    init(factory: (any MetricsFactory)?, consumer: String) {
+        self.factory = factory
+        if let factory {
+            activeSessions = Gauge(label: "playhead_active_sessions", dimensions: [], factory: factory)
+            adPlays = Counter(label: "playhead_ad_plays_total", dimensions: [], factory: factory)
+            lag = Gauge(label: "playhead_consumer_lag_events", dimensions: [("consumer", consumer)], factory: factory)
+        } else {
+            activeSessions = Gauge(label: "playhead_active_sessions")
+            adPlays = Counter(label: "playhead_ad_plays_total")
+            lag = Gauge(label: "playhead_consumer_lag_events", dimensions: [("consumer", consumer)])
+        }
+        // The schema's content types exist from the start, at zero.
+        for contentType in ["movie", "episode", "ad"] {
+            published.withLock { published in
+                published.viewers[contentType] = gauge("playhead_concurrent_viewers", ("content_type", contentType))
+                published.viewers[contentType]?.record(0)
+                published.plays[contentType] = (counter("playhead_plays_started_total", ("content_type", contentType)), 0)
+                published.watch[contentType] = (floatCounter("playhead_watch_time_seconds_total", ("content_type", contentType)), 0)
+                published.completions[contentType] = (counter("playhead_completions_total", ("content_type", contentType)), 0)
+            }
+        }
+        activeSessions.record(0)
+    }
+
+    private func gauge(_ label: String, _ dimension: (String, String)) -> Gauge {
+        if let factory { return Gauge(label: label, dimensions: [dimension], factory: factory) }
+        return Gauge(label: label, dimensions: [dimension])
+    }
+
+    private func counter(_ label: String, _ dimension: (String, String)) -> Counter {
+        if let factory { return Counter(label: label, dimensions: [dimension], factory: factory) }
+        return Counter(label: label, dimensions: [dimension])
+    }
+
+    private func floatCounter(_ label: String, _ dimension: (String, String)) -> FloatingPointCounter {
+        if let factory { return FloatingPointCounter(label: label, dimensions: [dimension], factory: factory) }
+        return FloatingPointCounter(label: label, dimensions: [dimension])
+    }
+
+    /// Brings every instrument up to `snapshot`.
+    func publish(_ snapshot: ContentSnapshot) {
+        activeSessions.record(snapshot.activeSessions)
+        published.withLock { published in
+            for (contentType, gauge) in published.viewers where snapshot.concurrentViewers[contentType] == nil {
+                gauge.record(0)
+            }
+            for (contentType, viewers) in snapshot.concurrentViewers {
+                if published.viewers[contentType] == nil {
+                    published.viewers[contentType] = gauge("playhead_concurrent_viewers", ("content_type", contentType))
+                }
+                published.viewers[contentType]?.record(viewers)
+            }
+            advance(&published.plays, to: snapshot.playsStarted, label: "playhead_plays_started_total", dimension: "content_type")
+            advance(&published.completions, to: snapshot.completions, label: "playhead_completions_total", dimension: "content_type")
+            advance(&published.events, to: snapshot.eventsByType, label: "playhead_content_events_total", dimension: "event_type")
+            for (contentType, seconds) in snapshot.watchTimeSeconds {
+                var entry = published.watch[contentType]
+                    ?? (floatCounter("playhead_watch_time_seconds_total", ("content_type", contentType)), 0)
+                if seconds > entry.1 {
+                    entry.0.increment(by: seconds - entry.1)
+                    entry.1 = seconds
+                }
+                published.watch[contentType] = entry
+            }
+            if snapshot.adPlays > published.adPlays {
+                adPlays.increment(by: snapshot.adPlays - published.adPlays)
+                published.adPlays = snapshot.adPlays
+            }
+        }
+    }
+
+    private func advance(_ published: inout [String: (Counter, Int)], to totals: [String: Int], label: String, dimension: String) {
+        for (value, total) in totals {
+            var entry = published[value] ?? (counter(label, (dimension, value)), 0)
+            if total > entry.1 {
+                entry.0.increment(by: total - entry.1)
+                entry.1 = total
+            }
+            published[value] = entry
+        }
+    }
+}
+
+/// The `metrics` consumer group: reads the events topic, feeds a ``ContentAggregator`` and keeps the
+/// content instruments (`playhead_concurrent_viewers`, …) current.
+///
+/// - After each poll it updates the gauges and counters, so that `/metrics` lags the log by about
+///   one poll (≤ 250 ms when caught up).
+/// - Every second it expires sessions that went quiet: by the newest `received_at` it has read while
+///   records flow (so that a backlog being read does not expire sessions it is still reading), and by
+///   the wall clock when the log is idle.
+/// - It commits its offsets every `commitInterval` and when it stops. On start it resumes from the
+///   group's committed offset. After a crash, the events read since the last commit are read and
+///   counted again (at most `commitInterval` worth), and sessions in progress start afresh.
+public final class ContentMetricsConsumer: Service, Sendable {
+    let log: any LogBackend
+    let topic: LogTopic
+    let group: String
+    let decode: @Sendable (UnsafeRawBufferPointer) -> ContentObservation?
+    public let aggregator: ContentAggregator
+    let logger: Logger
+    let instruments: ContentInstruments
+    let commitInterval: Duration
+    let maxRecordsPerPoll: Int
+    let pollTimeout: Duration
+
+    /// - Parameters:
+    ///   - log: the log backend to read.
+    ///   - topic: the events topic.
+    ///   - group: the consumer group (committed offsets and the `consumer` label of the lag gauge).
+    ///   - decode: turns one record's value into an observation; `nil` skips the record.
+    ///   - factory: the metrics factory; `nil` uses the one bootstrapped in `MetricsSystem`.
+    public init(
+        log: any LogBackend,
+        topic: LogTopic = .events,
+        group: String = "metrics",
+        decode: @escaping @Sendable (UnsafeRawBufferPointer) -> ContentObservation?,
+        aggregator: ContentAggregator,
+        logger: Logger,
+        factory: (any MetricsFactory)? = nil,
+        commitInterval: Duration = .seconds(5),
+        maxRecordsPerPoll: Int = 10_000,
+        pollTimeout: Duration = .milliseconds(250)
+    ) {
+        self.log = log
+        self.topic = topic
+        self.group = group
+        self.decode = decode
+        self.aggregator = aggregator
+        self.logger = logger
+        self.instruments = ContentInstruments(factory: factory, consumer: group)
+        self.commitInterval = commitInterval
+        self.maxRecordsPerPoll = maxRecordsPerPoll
+        self.pollTimeout = pollTimeout
+    }
+
+    /// Brings the content instruments up to the aggregator's figures now (``run()`` does it after each poll).
+    public func publishMetrics() {
+        instruments.publish(aggregator.snapshot(top: 0))
+    }
+
+    static func wallClockMicros() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Int64(now.tv_sec) * 1_000_000 + Int64(now.tv_nsec) / 1000
+    }
+
+    public func run() async throws {
+        let consumer = try log.consumer(for: topic, group: group)
+        logger.info("content metrics consumer started", metadata: ["topic": "\(topic)", "group": "\(group)", "log": "\(log.displayName)"])
+        var committed: [Int32: Int64] = [:]
+        var processed: [Int32: Int64] = [:]
+        var newestReceivedMicros: Int64 = 0
+        let clock = ContinuousClock()
+        var lastCommit = clock.now
+        var lastExpire = clock.now
+        var undecodable = 0
+        var lastPollHadRecords = false
+
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            let poll: LogPoll
+            do {
+                poll = try await consumer.poll(maxRecords: maxRecordsPerPoll, timeout: pollTimeout)
+            } catch {
+                if Task.isCancelled || Task.isShuttingDownGracefully { break }
+                logger.error("poll failed; retrying in 1 s", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: .seconds(1))
+                continue
+            }
+            for (partition, offset) in poll.assigned {
+                committed[partition] = offset
+                processed[partition] = offset
+            }
+            for partition in poll.revoked {
+                committed[partition] = nil
+                processed[partition] = nil
+            }
+            var observations: [ContentObservation] = []
+            var records = 0
+            for batch in poll.batches {
+                records += batch.count
+                observations.reserveCapacity(observations.count + batch.count)
+                do {
+                    try batch.forEachRecord { _, value in
+                        if let observation = decode(value) {
+                            observations.append(observation)
+                        } else {
+                            undecodable += 1
+                        }
+                    }
+                } catch {
+                    logger.error("skipping a corrupt batch", metadata: ["partition": "\(batch.partition)", "offset": "\(batch.firstOffset)", "error": "\(error)"])
+                }
+                processed[batch.partition] = batch.nextOffset
+            }
+            for observation in observations where observation.receivedAtMicros > newestReceivedMicros {
+                newestReceivedMicros = observation.receivedAtMicros
+            }
+            lastPollHadRecords = records > 0
+            aggregator.observe(observations)
+
+            let now = clock.now
+            if now - lastExpire >= .seconds(1) {
+                lastExpire = now
+                let wall = Self.wallClockMicros()
+                // While records flow, the stream's own clock (newest received_at read); when idle, the wall clock.
+                aggregator.expire(now: lastPollHadRecords ? min(wall, newestReceivedMicros) : wall)
+                if undecodable > 0 {
+                    logger.warning("records that could not be decoded were skipped", metadata: ["count": "\(undecodable)"])
+                    undecodable = 0
+                }
+                if let lag = await consumer.lag() {
+                    // The backend counts from the committed offsets; subtract what is read but not committed yet.
+                    let uncommitted = processed.reduce(Int64(0)) { sum, entry in
+                        sum + max(0, entry.value - (committed[entry.key] ?? entry.value))
+                    }
+                    instruments.lag.record(max(0, lag - uncommitted))
+                }
+            }
+            if records > 0 || now == lastExpire {
+                instruments.publish(aggregator.snapshot(top: 0))
+            }
+            if now - lastCommit >= commitInterval {
+                lastCommit = now
+                await commit(consumer, processed: processed, committed: &committed)
+            }
+        }
+        await commit(consumer, processed: processed, committed: &committed)
+        await consumer.close()
+        logger.info("content metrics consumer stopped", metadata: ["group": "\(group)"])
+    }
+
+    private func commit(_ consumer: any LogConsumer, processed: [Int32: Int64], committed: inout [Int32: Int64]) async {
+        let changed = processed.filter { committed[$0.key] != $0.value }
+        guard !changed.isEmpty else { return }
+        do {
+            try await consumer.commit(changed)
+            for (partition, offset) in changed { committed[partition] = offset }
+        } catch {
+            logger.warning("offset commit failed; will retry", metadata: ["error": "\(error)"])
+        }
+    }
+}

@@ -1,0 +1,128 @@
+import CoreMetrics
+import Metrics
+import Prometheus
+import Synchronization
+
+/// The process's metrics system: swift-metrics backed by swift-prometheus, and the text exposition
+/// served at `GET /metrics`. Names and meanings are in docs/metrics.md.
+public enum PlayheadTelemetry {
+    /// The `Content-Type` of ``render(_:)``'s output (text exposition format 0.0.4).
+    public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
+
+    private static let bootstrapped = Mutex<PrometheusCollectorRegistry?>(nil)
+
+    /// Bootstraps swift-metrics with a ``PrometheusMetricsFactory`` over a new registry, once per
+    /// process, and returns that registry. Later calls (tests, a second command in one process) return
+    /// the same registry instead of bootstrapping again (swift-metrics allows one bootstrap per process).
+    public static func bootstrap() -> PrometheusCollectorRegistry {
+        bootstrapped.withLock { existing in
+            if let existing { return existing }
+            let registry = PrometheusCollectorRegistry()
+            MetricsSystem.bootstrap(makeFactory(registry: registry))
+            existing = registry
+            return registry
+        }
+    }
+
+    /// The registry made by ``bootstrap()``, if it ran.
+    public static var registry: PrometheusCollectorRegistry? { bootstrapped.withLock { $0 } }
+
+    /// A metrics factory over `registry` with Playhead's histogram buckets: fine-grained latency
+    /// buckets (100 µs … 10 s) for every timer, and power-of-two buckets for record counts.
+    /// Tests use it with a private registry instead of the global ``bootstrap()``.
+    public static func makeFactory(registry: PrometheusCollectorRegistry) -> PrometheusMetricsFactory {
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.defaultDurationHistogramBuckets = durationBuckets
+        factory.valueHistogramBuckets["playhead_log_fsync_batch_records"] = recordCountBuckets
+        factory.defaultValueHistogramBuckets = recordCountBuckets
+        return factory
+    }
+
+    /// Buckets of every duration histogram (`*_duration_seconds`).
+    public static let durationBuckets: [Duration] = [
+        .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2),
+        .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+        .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2), .seconds(5), .seconds(10),
+    ]
+
+    /// Buckets of value histograms (records per fsync batch).
+    public static let recordCountBuckets: [Double] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384]
+
+    /// The registry's metrics in the Prometheus text exposition format 0.0.4, with a `# HELP` line for
+    /// every family (swift-metrics has no help texts; ``helpTexts`` supplies them, so that
+    /// `promtool check metrics` finds nothing to lint).
+    public static func render(_ registry: PrometheusCollectorRegistry) -> [UInt8] {
+        var raw: [UInt8] = []
+        raw.reserveCapacity(32 * 1024)
+        registry.emit(into: &raw)
+        var out: [UInt8] = []
+        out.reserveCapacity(raw.count + 4096)
+        let typePrefix: [UInt8] = Array("# TYPE ".utf8)
+        let helpPrefix: [UInt8] = Array("# HELP ".utf8)
+        var lineStart = 0
+        var previousWasHelp = false
+        while lineStart < raw.count {
+            var lineEnd = lineStart
+            while lineEnd < raw.count && raw[lineEnd] != UInt8(ascii: "\n") { lineEnd += 1 }
+            let line = raw[lineStart..<lineEnd]
+            if !previousWasHelp && line.starts(with: typePrefix) {
+                let rest = line.dropFirst(typePrefix.count)
+                if let space = rest.firstIndex(of: UInt8(ascii: " ")) {
+                    let name = String(decoding: rest[rest.startIndex..<space], as: UTF8.self)
+                    out.append(contentsOf: helpPrefix)
+                    out.append(contentsOf: name.utf8)
+                    out.append(UInt8(ascii: " "))
+                    out.append(contentsOf: help(for: name).utf8)
+                    out.append(UInt8(ascii: "\n"))
+                }
+            }
+            previousWasHelp = line.starts(with: helpPrefix)
+            out.append(contentsOf: line)
+            out.append(UInt8(ascii: "\n"))
+            lineStart = lineEnd + 1
+        }
+        return out
+    }
+
+    /// The help text of a metric family (docs/metrics.md); a generic one for names Playhead does not know.
+    public static func help(for name: String) -> String {
+        if let text = helpTexts[name] { return text }
+        return "Playhead metric \(name) (see docs/metrics.md)."
+    }
+
+    /// Help texts of every metric Playhead defines (the contract in docs/metrics.md).
+    public static let helpTexts: [String: String] = [
+        "playhead_http_server_request_duration_seconds": "Duration of HTTP requests served, by route, method and status.",
+        "playhead_events_accepted_total": "Events accepted and made durable, by event type, content type and source.",
+        "playhead_events_rejected_total": "Events rejected by validation or decoding, by reason.",
+        "playhead_ingest_requests_refused_total": "Requests refused before their events were read (rate limit, back-pressure, size), by reason.",
+        "playhead_ingest_in_flight_bytes": "Bytes of request bodies being processed by the ingest edge.",
+        "playhead_log_append_duration_seconds": "Time from append to durability of a log batch, by backend and topic.",
+        "playhead_log_fsync_batch_records": "Records made durable per fsync of the embedded log (group commit size).",
+        "playhead_log_fsyncs_total": "fsync calls made by the embedded log.",
+        "playhead_log_append_failures_total": "Failed log appends, by error code.",
+        "playhead_log_size_bytes": "Bytes the log keeps on disk, by topic.",
+        "playhead_log_disk_free_bytes": "Free bytes on the file system holding the log.",
+        "playhead_log_disk_capacity_bytes": "Size in bytes of the file system holding the log.",
+        "playhead_consumer_lag_events": "Records in the log not yet committed by a consumer group, by consumer.",
+        "playhead_lake_files_written_total": "Files committed to the lake, by dataset.",
+        "playhead_lake_bytes_written_total": "Bytes committed to the lake, by dataset.",
+        "playhead_lake_rows_written_total": "Rows committed to the lake, by dataset.",
+        "playhead_lake_flush_duration_seconds": "Duration of lake flushes (encode, upload, commit).",
+        "playhead_lake_flush_failures_total": "Lake flushes that failed and will be retried.",
+        "playhead_lake_last_flush_timestamp_seconds": "Unix time of the last successful lake flush.",
+        "playhead_lake_duplicates_dropped_total": "Events dropped by the lake writer as duplicates of an earlier event_id.",
+        "playhead_s3_requests_total": "S3 requests, by operation and HTTP status.",
+        "playhead_s3_retries_total": "S3 requests retried, by operation.",
+        "playhead_process_resident_memory_bytes": "Resident memory of the process, in bytes.",
+        "playhead_process_open_fds": "File descriptors open in the process.",
+        "playhead_process_cpu_seconds_total": "CPU time (user and system) used by the process, in seconds.",
+        "playhead_concurrent_viewers": "Sessions currently playing (last play-state event was play, not timed out), by content type.",
+        "playhead_active_sessions": "Sessions seen in the last 90 s and not stopped.",
+        "playhead_plays_started_total": "Plays started (a play that is not a resume after pause), by content type.",
+        "playhead_watch_time_seconds_total": "Seconds watched: gaps between consecutive play-state events while playing, each capped at 60 s, by content type.",
+        "playhead_completions_total": "Stops at or beyond 95 % of duration_seconds, by content type.",
+        "playhead_ad_plays_total": "Plays started of content_type ad.",
+        "playhead_content_events_total": "Events read by the metrics consumer, by event type.",
+    ]
+}

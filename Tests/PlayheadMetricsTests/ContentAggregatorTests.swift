@@ -1,0 +1,232 @@
+import PlayheadMetrics
+import Testing
+
+/// Builds observations in seconds (converted to microseconds); receive time = event time unless given.
+func event(
+    _ type: String,
+    at seconds: Double,
+    session: String = "s1",
+    content: String = "c1",
+    contentType: String = "movie",
+    position: Double = 0,
+    duration: Int64 = 3600,
+    received: Double? = nil,
+    title: String? = nil
+) -> ContentObservation {
+    ContentObservation(
+        eventType: type,
+        contentType: contentType,
+        sessionKey: session,
+        contentID: content,
+        timestampMicros: Int64(seconds * 1_000_000),
+        receivedAtMicros: Int64((received ?? seconds) * 1_000_000),
+        currentTimestamp: position,
+        durationSeconds: duration,
+        title: title
+    )
+}
+
+@Suite("ContentAggregator")
+struct ContentAggregatorTests {
+    @Test("a session starts with its first event and expires after 90 s without one")
+    func sessionExpiry() {
+        let aggregator = ContentAggregator()
+        aggregator.observe(event("play", at: 1000))
+        aggregator.observe(event("play", at: 1000, session: "s2", contentType: "episode"))
+        aggregator.observe(event("pause", at: 1010, session: "s2", contentType: "episode"))
+        var snapshot = aggregator.snapshot()
+        #expect(snapshot.activeSessions == 2)
+        #expect(snapshot.concurrentViewers["movie"] == 1)
+        #expect(snapshot.concurrentViewers["episode", default: 0] == 0)
+        #expect(snapshot.playsStarted == ["movie": 1, "episode": 1])
+
+        aggregator.expire(now: 1089 * 1_000_000)  // s1 quiet for 89 s, s2 for 79 s
+        #expect(aggregator.snapshot().activeSessions == 2)
+        aggregator.expire(now: 1095 * 1_000_000)  // s1: 95 s (gone), s2: 85 s (kept)
+        snapshot = aggregator.snapshot()
+        #expect(snapshot.activeSessions == 1)
+        #expect(snapshot.totalConcurrentViewers == 0)
+        aggregator.expire(now: 1101 * 1_000_000)
+        #expect(aggregator.snapshot().activeSessions == 0)
+        // A timed-out session that comes back is a new play; the silent time is not watch time.
+        aggregator.observe(event("play", at: 1200))
+        snapshot = aggregator.snapshot()
+        #expect(snapshot.playsStarted["movie"] == 2)
+        #expect(snapshot.watchTimeSeconds["movie", default: 0] == 0)
+    }
+
+    @Test("an event more than 90 s (event time) after the last one starts a new session")
+    func eventTimeGap() {
+        let aggregator = ContentAggregator()
+        aggregator.observe(event("play", at: 0))
+        aggregator.observe(event("play", at: 89))  // same session, still playing: 60 s (capped)
+        #expect(aggregator.snapshot().playsStarted["movie"] == 1)
+        aggregator.observe(event("play", at: 180))  // 91 s later: a new session
+        let snapshot = aggregator.snapshot()
+        #expect(snapshot.playsStarted["movie"] == 2)
+        #expect(snapshot.watchTimeSeconds["movie"] == 60)
+        #expect(snapshot.activeSessions == 1)
+        #expect(snapshot.concurrentViewers["movie"] == 1)
+    }
+
+    @Test("watch time counts gaps between play-state events, each capped at 60 s")
+    func watchTimeCap() {
+        let aggregator = ContentAggregator()
+        aggregator.observe(event("play", at: 0, position: 0))
+        aggregator.observe(event("pause", at: 30, position: 30))  // +30
+        aggregator.observe(event("play", at: 40, position: 30))  // paused: +0
+        aggregator.observe(event("pause", at: 115, position: 105))  // 75 s gap: +60
+        aggregator.observe(event("play", at: 120, position: 105))
+        aggregator.observe(event("stop", at: 132.5, position: 117.5))  // +12.5
+        let snapshot = aggregator.snapshot()
+        #expect(snapshot.watchTimeSeconds["movie"] == 102.5)
+        #expect(snapshot.playsStarted["movie"] == 1)
+        #expect(snapshot.activeSessions == 0)
+        #expect(snapshot.totalConcurrentViewers == 0)
+        #expect(snapshot.eventsByType == ["play": 3, "pause": 2, "stop": 1])
+    }
+
+    @Test("a pause stops watch time until the next play")
+    func pauseStopsWatchTime() {
+        let aggregator = ContentAggregator()
+        aggregator.observe(event("play", at: 0, contentType: "episode"))
+        aggregator.observe(event("pause", at: 10, contentType: "episode"))
+        #expect(aggregator.snapshot().concurrentViewers["episode"] == 0)
+        #expect(aggregator.snapshot().activeSessions == 1)
+        aggregator.observe(event("play", at: 50, contentType: "episode"))  // 40 s paused: not counted
+        #expect(aggregator.snapshot().concurrentViewers["episode"] == 1)
+        aggregator.observe(event("stop", at: 55, contentType: "episode"))
+        let snapshot = aggregator.snapshot()
+        #expect(snapshot.watchTimeSeconds["episode"] == 15)
+        #expect(snapshot.playsStarted["episode"] == 1)  // the resume is not a new play
+    }
+
+    @Test("a completion is a stop at or beyond 95 % of duration_seconds")
+    func completions() {
+        let aggregator = ContentAggregator()
+        aggregator.observe(event("play", at: 0, session: "a", duration: 100))
+        aggregator.observe(event("stop", at: 10, session: "a", position: 94.9, duration: 100))
+        #expect(aggregator.snapshot().completions["movie", default: 0] == 0)
+        aggregator.observe(event("play", at: 0, session: "b", duration: 100))
+        aggregator.observe(event("stop", at: 10, session: "b", position: 95, duration: 100))
+        #expect(aggregator.snapshot().completions["movie"] == 1)
+        aggregator.observe(event("play", at: 0, session: "c", contentType: "episode", duration: 1800))
+        aggregator.observe(event("stop", at: 10, session: "c", contentType: "episode", position: 1800, duration: 1800))
+        // A stop of a session never seen still completes; a zero duration never does.
+        aggregator.observe(event("stop", at: 10, session: "d", position: 2000, duration: 2000))
+        aggregator.observe(event("stop", at: 10, session: "e", position: 5, duration: 0))
+        let snapshot = aggregator.snapshot()
+        #expect(snapshot.completions == ["movie": 2, "episode": 1])
+        #expect(snapshot.activeSessions == 0)
+    }
+
+    @Test("ad plays count plays started of content type ad")
+    func adPlays() {
+        let aggregator = ContentAggregator()
+        aggregator.observe(event("play", at: 0, session: "x", content: "ad-1", contentType: "ad", duration: 30))
+        aggregator.observe(event("pause", at: 5, session: "x", content: "ad-1", contentType: "ad", duration: 30))
+        aggregator.observe(event("play", at: 6, session: "x", content: "ad-1", contentType: "ad", duration: 30))  // resume
+        aggregator.observe(event("stop", at: 30, session: "x", content: "ad-1", contentType: "ad", position: 30, duration: 30))
+        aggregator.observe(event("play", at: 31, session: "x", content: "ad-2", contentType: "ad", duration: 15))  // after stop: new
+        aggregator.observe(event("play", at: 47, session: "x", content: "m-1", contentType: "movie"))  // other content: new
+        let snapshot = aggregator.snapshot()
+        #expect(snapshot.adPlays == 2)
+        #expect(snapshot.playsStarted == ["ad": 2, "movie": 1])
+        #expect(snapshot.completions == ["ad": 1])
+        #expect(snapshot.watchTimeSeconds["ad"] == Double(5 + 24 + 16))
+        #expect(snapshot.concurrentViewers == ["ad": 0, "movie": 1])
+    }
+
+    @Test("out-of-order events never make watch time negative")
+    func outOfOrder() {
+        let aggregator = ContentAggregator()
+        aggregator.observe(event("play", at: 100))
+        aggregator.observe(event("pause", at: 90))  // late: ignored for state and time
+        aggregator.observe(event("play", at: 80))  // late duplicate
+        var snapshot = aggregator.snapshot()
+        #expect(snapshot.watchTimeSeconds["movie", default: 0] == 0)
+        #expect(snapshot.concurrentViewers["movie"] == 1)
+        #expect(snapshot.playsStarted["movie"] == 1)
+        #expect(snapshot.eventsByType == ["play": 2, "pause": 1])
+        aggregator.observe(event("stop", at: 110))
+        snapshot = aggregator.snapshot()
+        #expect(snapshot.watchTimeSeconds["movie"] == 10)
+
+        // A pause that overtakes its play: the late play still counts as the play start.
+        aggregator.observe(event("pause", at: 30, session: "s9"))
+        aggregator.observe(event("play", at: 0, session: "s9"))
+        snapshot = aggregator.snapshot()
+        #expect(snapshot.playsStarted["movie"] == 2)
+        #expect(snapshot.watchTimeSeconds.values.allSatisfy { $0 >= 0 })
+        #expect(snapshot.concurrentViewers["movie", default: 0] == 0)
+    }
+
+    @Test("top content ranks contents by sessions playing them now")
+    func topContent() {
+        let aggregator = ContentAggregator()
+        for index in 0..<3 { aggregator.observe(event("play", at: 0, session: "a\(index)", content: "A", title: "Alpha")) }
+        aggregator.observe(event("play", at: 0, session: "b0", content: "B", contentType: "episode", title: "Beta"))
+        aggregator.observe(event("play", at: 0, session: "b1", content: "B", contentType: "episode", title: "Beta"))
+        aggregator.observe(event("pause", at: 5, session: "b1", content: "B", contentType: "episode"))
+        aggregator.observe(event("play", at: 0, session: "c0", content: "C"))
+        aggregator.observe(event("stop", at: 5, session: "c0", content: "C"))
+        let snapshot = aggregator.snapshot()
+        #expect(snapshot.topContent == [
+            TopContent(contentID: "A", title: "Alpha", contentType: "movie", viewers: 3),
+            TopContent(contentID: "B", title: "Beta", contentType: "episode", viewers: 1),
+        ])
+        #expect(aggregator.snapshot(top: 1).topContent.count == 1)
+        #expect(snapshot.totalConcurrentViewers == 4)
+        #expect(snapshot.activeSessions == 5)
+    }
+}
+
+@Suite("ContentAggregator throughput")
+struct ContentAggregatorThroughputTests {
+    @Test("observes a realistic mix quickly (prints events/s; asserts only a very low floor)")
+    func throughput() {
+        let sessions = 8_000
+        let perSession = 25
+        var observations: [ContentObservation] = []
+        observations.reserveCapacity(sessions * perSession)
+        let types = ["movie", "episode", "ad"]
+        for step in 0..<perSession {
+            let kind = step == perSession - 1 ? "stop" : (step % 5 == 3 ? "pause" : "play")
+            for session in 0..<sessions {
+                observations.append(event(
+                    kind, at: Double(step * 10), session: "session-\(session)", content: "content-\(session % 500)",
+                    contentType: types[session % 3], position: Double(step * 10), duration: Int64(perSession * 10),
+                    title: "Title \(session % 500)"
+                ))
+            }
+        }
+        let aggregator = ContentAggregator()
+        let clock = ContinuousClock()
+        let elapsed = clock.measure {
+            var index = 0
+            while index < observations.count {
+                let end = min(index + 5_000, observations.count)
+                aggregator.observe(Array(observations[index..<end]))
+                index = end
+            }
+        }
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let rate = Double(observations.count) / seconds
+        print("ContentAggregator: \(observations.count) events, \(sessions) sessions in \(seconds) s = \(Int(rate)) events/s (debug build)")
+        let snapshot = aggregator.snapshot()
+        #expect(snapshot.eventsByType.values.reduce(0, +) == observations.count)
+        #expect(snapshot.activeSessions == 0)
+        #expect(snapshot.playsStarted.values.reduce(0, +) == sessions)
+        #expect(snapshot.completions.values.reduce(0, +) == sessions)
+        #expect(rate > 20_000)
+    }
+
+    @Test("long titles are cut to 200 bytes")
+    func longTitles() {
+        let aggregator = ContentAggregator()
+        aggregator.observe(event("play", at: 0, title: String(repeating: "é", count: 500)))
+        let title = aggregator.snapshot().topContent.first?.title ?? ""
+        #expect(title.utf8.count <= 200)
+        #expect(title.hasPrefix("éé"))
+    }
+}

@@ -1,0 +1,109 @@
+import Logging
+import PlayheadLog
+import PlayheadMetrics
+import Prometheus
+import Testing
+
+@Suite("ContentMetricsConsumer")
+struct ContentMetricsConsumerTests {
+    /// A known set of events: 3 sessions on movie m1 (one completes), 1 episode session paused,
+    /// 2 ad plays, and one record that does not decode.
+    static func knownEvents(at t: Double) -> [[UInt8]] {
+        var events: [ContentObservation] = []
+        for index in 0..<3 {
+            events.append(event("play", at: t, session: "m\(index)", content: "m1", duration: 100, title: "Movie One"))
+        }
+        events.append(event("play", at: t, session: "e0", content: "e1", contentType: "episode", duration: 1800))
+        events.append(event("pause", at: t + 20, session: "e0", content: "e1", contentType: "episode", duration: 1800))
+        events.append(event("stop", at: t + 30, session: "m0", content: "m1", position: 96, duration: 100))
+        events.append(event("play", at: t, session: "a0", content: "ad1", contentType: "ad", duration: 15))
+        events.append(event("play", at: t, session: "a1", content: "ad1", contentType: "ad", duration: 15))
+        return events.map(TestCodec.encode) + [Array("garbage".utf8)]
+    }
+
+    @Test("after a known set of events, the content counters and gauges equal the expected values; offsets are committed and a restart resumes from them")
+    func knownEventsAndRestart() async throws {
+        let log = InMemoryLog()
+        let t = nowSeconds()
+        log.append(Self.knownEvents(at: t))
+
+        let registry = PrometheusCollectorRegistry()
+        let factory = PlayheadTelemetry.makeFactory(registry: registry)
+        let aggregator = ContentAggregator()
+        let consumer = ContentMetricsConsumer(
+            log: log, decode: TestCodec.decode, aggregator: aggregator, logger: Logger(label: "test"),
+            factory: factory, commitInterval: .milliseconds(100), pollTimeout: .milliseconds(20)
+        )
+        let task = Task { try await consumer.run() }
+        let reached = await eventually {
+            let f = ExpositionSamples(PlayheadTelemetry.render(registry))
+            return f.sum("playhead_content_events_total") == 8
+        }
+        #expect(reached)
+        let f = ExpositionSamples(PlayheadTelemetry.render(registry))
+        #expect(f.sum("playhead_concurrent_viewers", matching: ["content_type": "movie"]) == 2)
+        #expect(f.sum("playhead_concurrent_viewers", matching: ["content_type": "episode"]) == 0)
+        #expect(f.sum("playhead_concurrent_viewers", matching: ["content_type": "ad"]) == 2)
+        #expect(f.sum("playhead_active_sessions") == 5)
+        #expect(f.sum("playhead_plays_started_total", matching: ["content_type": "movie"]) == 3)
+        #expect(f.sum("playhead_plays_started_total", matching: ["content_type": "episode"]) == 1)
+        #expect(f.sum("playhead_plays_started_total", matching: ["content_type": "ad"]) == 2)
+        #expect(f.sum("playhead_ad_plays_total") == 2)
+        #expect(f.sum("playhead_completions_total", matching: ["content_type": "movie"]) == 1)
+        #expect(f.sum("playhead_completions_total") == 1)
+        #expect(f.sum("playhead_watch_time_seconds_total", matching: ["content_type": "movie"]) == 30)
+        #expect(f.sum("playhead_watch_time_seconds_total", matching: ["content_type": "episode"]) == 20)
+        #expect(f.sum("playhead_content_events_total", matching: ["event_type": "play"]) == 6)
+        #expect(f.sum("playhead_content_events_total", matching: ["event_type": "pause"]) == 1)
+        #expect(f.sum("playhead_content_events_total", matching: ["event_type": "stop"]) == 1)
+        // Every record read (the undecodable one too) is committed.
+        #expect(await eventually { log.committedOffset(group: "metrics") == 9 })
+        #expect(await eventually {
+            ExpositionSamples(PlayheadTelemetry.render(registry)).sum("playhead_consumer_lag_events", matching: ["consumer": "metrics"]) == 0
+        })
+        task.cancel()
+        try await task.value
+
+        // A second process: resumes at offset 9, so it counts only the new events.
+        log.append([TestCodec.encode(event("play", at: t + 40, session: "n0", content: "m2"))])
+        let registry2 = PrometheusCollectorRegistry()
+        let consumer2 = ContentMetricsConsumer(
+            log: log, decode: TestCodec.decode, aggregator: ContentAggregator(), logger: Logger(label: "test"),
+            factory: PlayheadTelemetry.makeFactory(registry: registry2), commitInterval: .milliseconds(100), pollTimeout: .milliseconds(20)
+        )
+        let task2 = Task { try await consumer2.run() }
+        #expect(await eventually { log.committedOffset(group: "metrics") == 10 })
+        let f2 = ExpositionSamples(PlayheadTelemetry.render(registry2))
+        #expect(f2.sum("playhead_content_events_total") == 1)
+        #expect(f2.sum("playhead_plays_started_total", matching: ["content_type": "movie"]) == 1)
+        #expect(f2.sum("playhead_concurrent_viewers") == 1)
+        task2.cancel()
+        try await task2.value
+    }
+
+    @Test("sessions that go quiet are expired by wall clock while the consumer runs")
+    func quietSessionsExpire() async throws {
+        let log = InMemoryLog()
+        let t = nowSeconds()
+        // Received 2 s ago with a 1 s timeout: expired at the consumer's first expiry pass.
+        log.append([TestCodec.encode(event("play", at: t - 2, session: "q", content: "m1", received: t - 2))])
+        log.append([TestCodec.encode(event("play", at: t + 600, session: "r", content: "m1", received: t + 600))])
+        let registry = PrometheusCollectorRegistry()
+        let consumer = ContentMetricsConsumer(
+            log: log, decode: TestCodec.decode, aggregator: ContentAggregator(sessionTimeout: .seconds(1)),
+            logger: Logger(label: "test"), factory: PlayheadTelemetry.makeFactory(registry: registry),
+            pollTimeout: .milliseconds(20)
+        )
+        let task = Task { try await consumer.run() }
+        #expect(await eventually {
+            ExpositionSamples(PlayheadTelemetry.render(registry)).sum("playhead_plays_started_total") == 2
+        })
+        // After an expiry pass only the session received "in the future" is left.
+        #expect(await eventually(timeout: .seconds(5)) {
+            let f = ExpositionSamples(PlayheadTelemetry.render(registry))
+            return f.sum("playhead_active_sessions") == 1 && f.sum("playhead_concurrent_viewers") == 1
+        })
+        task.cancel()
+        try await task.value
+    }
+}
