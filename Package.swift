@@ -188,6 +188,16 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        .executableTarget(
+            name: "kafka-bench",
+            dependencies: [
+                "PlayheadKafka", "PlayheadLog", "RdKafka",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/KafkaBench",
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Tests
         .target(
             name: "PlayheadTestSupport",
