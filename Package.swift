@@ -201,6 +201,15 @@ let package = Package(
             path: "Benchmarks/ParquetBench",
             swiftSettings: swiftSettings
         ),
+        .executableTarget(
+            name: "kafka-bench",
+            dependencies: [
+                "PlayheadKafka", "PlayheadLog", "RdKafka",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/KafkaBench",
+            swiftSettings: swiftSettings
+        ),
 
         // MARK: Tests
         .target(

@@ -1,1 +1,426 @@
+import Foundation
+import Logging
+import PlayheadKafka
+import PlayheadLog
+import PlayheadTestSupport
+import RdKafka
+import Synchronization
 import Testing
+
+let testLogger: Logger = {
+    var logger = Logger(label: "playhead-kafka-tests")
+    logger.logLevel = ProcessInfo.processInfo.environment["PLAYHEAD_TEST_LOG"] == "1" ? .debug : .critical
+    return logger
+}()
+
+func requireModernLibrdkafka() throws {
+    guard RdKafka.version >= 0x0201_0000 else {
+        throw TestSupportError(
+            "librdkafka \(RdKafka.versionString) is loaded; Tansu needs a newer one. Run with "
+                + "LD_LIBRARY_PATH=/work/main/.local/lib (or `. scripts/env`): see docs/kafka.md"
+        )
+    }
+}
+
+/// A batch of `count` records "event-<i>" keyed "session-<i % sessions>".
+func makeBatch(_ range: Range<Int>, sessions: Int = 5, tag: String = "event") -> LogRecordBatch {
+    var batch = LogRecordBatch()
+    for index in range {
+        batch.appendRecord(key: Array("session-\(index % sessions)".utf8), value: Array("\(tag)-\(index)".utf8))
+    }
+    return batch
+}
+
+/// Every record's value as a string.
+func strings(_ batches: [ConsumedBatch]) throws -> [String] {
+    var result: [String] = []
+    for batch in batches {
+        try batch.forEachRecord { _, value in result.append(String(decoding: value, as: UTF8.self)) }
+    }
+    return result
+}
+
+/// Starts a Kafka log on `tansu` with short group timeouts, and waits for its topics.
+func makeLog(_ tansu: Tansu, prefix: String, partitions: Int = 4, extra: String = "") async throws -> KafkaLog {
+    let log = try KafkaLog(
+        url: "kafka://\(tansu.bootstrap)/?prefix=\(prefix)&partitions=\(partitions)&session_timeout_ms=3000\(extra)",
+        logger: testLogger
+    )
+    try await log.waitUntilReady(timeout: .seconds(20))
+    return log
+}
+
+/// Polls `consumer` until `count` records arrived (or `timeout`), collecting everything it reports.
+func drain(_ consumer: any LogConsumer, count: Int, timeout: Duration = .seconds(40)) async throws -> LogPoll {
+    var total = LogPoll()
+    var received = 0
+    let deadline = ContinuousClock.now.advanced(by: timeout)
+    while received < count && ContinuousClock.now < deadline {
+        let poll = try await consumer.poll(maxRecords: 5000, timeout: .milliseconds(500))
+        total.batches += poll.batches
+        total.revoked += poll.revoked
+        total.assigned.merge(poll.assigned) { _, new in new }
+        received += poll.batches.reduce(0) { $0 + $1.count }
+    }
+    return total
+}
+
+@Suite("Kafka log URL")
+struct KafkaLogURLTests {
+    @Test("defaults and every parameter")
+    func parse() throws {
+        let plain = try KafkaLogConfiguration(url: "kafka://127.0.0.1:9092")
+        #expect(plain.bootstrapServers == "127.0.0.1:9092")
+        #expect(plain.topicPrefix == "playhead.")
+        #expect(plain.partitions == 12)
+        #expect(plain.topicName(.events) == "playhead.events")
+        #expect(plain.producerConfiguration["acks"] == "all")
+        #expect(plain.producerConfiguration["enable.idempotence"] == "true")
+        #expect(plain.consumerConfiguration(group: "lake")["enable.auto.commit"] == "false")
+        #expect(plain.consumerConfiguration(group: "lake")["group.id"] == "lake")
+
+        let full = try KafkaLogConfiguration(
+            url: "kafka://a:1,b:2/?prefix=x.&partitions=6&replication=3&compression=lz4&linger_ms=2"
+                + "&delivery_timeout_ms=5000&assignor=range&rdkafka.socket.timeout.ms=999&producer.batch.size=1000"
+        )
+        #expect(full.bootstrapServers == "a:1,b:2")
+        #expect(full.topicName(.rejected) == "x.rejected")
+        #expect(full.partitions == 6)
+        #expect(full.replicationFactor == 3)
+        #expect(full.producerConfiguration["compression.type"] == "lz4")
+        #expect(full.producerConfiguration["message.timeout.ms"] == "5000")
+        #expect(full.producerConfiguration["socket.timeout.ms"] == "999")
+        #expect(full.producerConfiguration["batch.size"] == "1000")
+        #expect(full.consumerConfiguration(group: nil)["batch.size"] == nil)
+        #expect(full.consumerConfiguration(group: nil)["partition.assignment.strategy"] == "range")
+
+        #expect(try KafkaLogConfiguration(url: "kafka://h:9092/staging.").topicPrefix == "staging.")
+    }
+
+    @Test("bad URLs are rejected with invalidArgument", arguments: [
+        "http://h:9092", "kafka://", "kafka://host", "kafka://h:0", "kafka://h:9092/?partitions=0",
+        "kafka://h:9092/?compression=brotli", "kafka://h:9092/?bogus=1", "kafka://h:9092/?assignor=sticky",
+    ])
+    func bad(url: String) {
+        do {
+            _ = try KafkaLogConfiguration(url: url)
+            Issue.record("\(url) must be rejected")
+        } catch {
+            #expect(error.code == .invalidArgument)
+        }
+    }
+}
+
+@Suite("Kafka log against a real Tansu broker", .serialized)
+struct KafkaLogTansuTests {
+    @Test("topics are created with the configured partitions; append then consume round trip")
+    func roundTrip() async throws {
+        try requireModernLibrdkafka()
+        let tansu = try await Tansu.start()
+        defer { tansu.kill() }
+        let log = try await makeLog(tansu, prefix: "rt.", partitions: 6)
+        #expect(try await log.partitionCount(of: .events) == 6)
+        #expect(try await log.partitionCount(of: .rejected) == 6)
+        #expect(log.unavailableReason == nil)
+
+        let producer = try log.producer(for: .events)
+        var appended = 0
+        for chunk in 0..<10 {
+            let result = try await producer.append(makeBatch((chunk * 100)..<((chunk + 1) * 100)))
+            #expect(result.count == 100)
+            appended += result.count
+        }
+        // A batch with one key lands on one partition; the result says which, and the first offset.
+        var single = LogRecordBatch()
+        for index in 0..<10 { single.appendRecord(key: Array("one".utf8), value: Array("single-\(index)".utf8)) }
+        let singleResult = try await producer.append(single)
+        #expect(singleResult.count == 10)
+        #expect(singleResult.partition != nil)
+        #expect(singleResult.firstOffset != nil)
+
+        let consumer = try log.consumer(for: .events, group: "rt-lake")
+        #expect(consumer.group == "rt-lake")
+        let poll = try await drain(consumer, count: 1010)
+        let values = try strings(poll.batches)
+        #expect(values.count == 1010)
+        #expect(Set(values) == Set((0..<1000).map { "event-\($0)" } + (0..<10).map { "single-\($0)" }))
+        #expect(Set(poll.assigned.keys) == Set(0..<6))
+        // Each session's records arrive in append order (same key → same partition).
+        var lastOfSession: [Int: Int] = [:]
+        for value in values where value.hasPrefix("event-") {
+            let index = Int(value.dropFirst("event-".count))!
+            if let last = lastOfSession[index % 5] { #expect(last < index) }
+            lastOfSession[index % 5] = index
+        }
+        // lag: everything fetched, nothing committed → 1010; after committing all → 0.
+        #expect(await consumer.lag() == 1010)
+        var next: [Int32: Int64] = [:]
+        for batch in poll.batches { next[batch.partition] = max(next[batch.partition] ?? 0, batch.nextOffset) }
+        try await consumer.commit(next)
+        #expect(try await consumer.committed() == next)
+        #expect(await consumer.lag() == 0)
+
+        // seek back: partition of the single-key batch, from its first offset.
+        let partition = singleResult.partition!
+        try await consumer.seek(partition: partition, to: singleResult.firstOffset!)
+        let again = try await drain(consumer, count: 10, timeout: .seconds(20))
+        let replayed = try strings(again.batches.filter { $0.partition == partition })
+        #expect(replayed == (0..<10).map { "single-\($0)" })
+
+        await consumer.close()
+        await log.shutdown()
+        // After shutdown, appends fail as closed.
+        #expect(throws: LogError.self) { _ = try log.producer(for: .events) }
+    }
+
+    @Test("the completion runs only after the broker acknowledged: a frozen broker holds it back")
+    func completionAfterAck() async throws {
+        try requireModernLibrdkafka()
+        let tansu = try await Tansu.start()
+        defer { tansu.kill() }
+        let log = try await makeLog(tansu, prefix: "ack.", partitions: 2)
+        let producer = try log.producer(for: .events)
+        _ = try await producer.append(makeBatch(0..<10))  // connections and metadata are warm
+
+        tansu.pause()
+        let done = Atomic<Int>(0)
+        let outcome = Mutex<Result<LogAppendResult, LogError>?>(nil)
+        producer.append(makeBatch(10..<60)) { result in
+            outcome.withLock { $0 = result }
+            done.store(1, ordering: .releasing)
+        }
+        try await Task.sleep(for: .seconds(2))
+        #expect(done.load(ordering: .acquiring) == 0, "completed while the broker could not acknowledge")
+        tansu.resume()
+        let deadline = ContinuousClock.now.advanced(by: .seconds(20))
+        while done.load(ordering: .acquiring) == 0 && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let result = try #require(outcome.withLock { $0 })
+        #expect(try result.get().count == 50)
+        await log.shutdown()
+    }
+
+    @Test("two consumers in a group split the partitions; a third joining makes a rebalance they report")
+    func groupRebalance() async throws {
+        try requireModernLibrdkafka()
+        let tansu = try await Tansu.start()
+        defer { tansu.kill() }
+        let log = try await makeLog(tansu, prefix: "grp.", partitions: 6)
+        let producer = try log.producer(for: .events)
+        _ = try await producer.append(makeBatch(0..<600, sessions: 50))
+
+        final class Member: @unchecked Sendable {
+            let consumer: any LogConsumer
+            let held = Mutex<Set<Int32>>([])
+            let revokedSeen = Mutex<[Int32]>([])
+            let assignedSeen = Mutex<[Int32]>([])
+            let records = Atomic<Int>(0)
+            init(_ consumer: any LogConsumer) { self.consumer = consumer }
+            func run() async {
+                while !Task.isCancelled {
+                    guard let poll = try? await consumer.poll(maxRecords: 1000, timeout: .milliseconds(200)) else { return }
+                    held.withLock { held in
+                        held.subtract(poll.revoked)
+                        held.formUnion(poll.assigned.keys)
+                    }
+                    revokedSeen.withLock { $0 += poll.revoked }
+                    assignedSeen.withLock { $0 += poll.assigned.keys }
+                    records.add(poll.batches.reduce(0) { $0 + $1.count }, ordering: .relaxed)
+                }
+            }
+        }
+        func waitFor(_ what: String, timeout: Duration = .seconds(45), _ condition: () -> Bool) async throws {
+            let deadline = ContinuousClock.now.advanced(by: timeout)
+            while !condition() {
+                if ContinuousClock.now > deadline { throw TestSupportError("timed out waiting for \(what)") }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+
+        let members = try (0..<3).map { _ in Member(try log.consumer(for: .events, group: "grp")) }
+        let first = Task { await members[0].run() }
+        let second = Task { await members[1].run() }
+        try await waitFor("two members to share 6 partitions") {
+            let a = members[0].held.withLock { $0 }
+            let b = members[1].held.withLock { $0 }
+            return !a.isEmpty && !b.isEmpty && a.isDisjoint(with: b) && a.union(b) == Set(0..<6)
+        }
+        try await waitFor("all 600 records") { members[0].records.load(ordering: .relaxed) + members[1].records.load(ordering: .relaxed) >= 600 }
+
+        let third = Task { await members[2].run() }
+        try await waitFor("the third member to get partitions, and the others to report revocations") {
+            let held = members.map { member in member.held.withLock { $0 } }
+            let revoked = members[0].revokedSeen.withLock { $0 } + members[1].revokedSeen.withLock { $0 }
+            return held.allSatisfy { !$0.isEmpty } && held[0].union(held[1]).union(held[2]) == Set(0..<6)
+                && held[0].isDisjoint(with: held[1]) && held[1].isDisjoint(with: held[2]) && held[0].isDisjoint(with: held[2])
+                && !revoked.isEmpty
+        }
+        #expect(!members[2].assignedSeen.withLock { $0 }.isEmpty)
+        for task in [first, second, third] { task.cancel() }
+        for task in [first, second, third] { await task.value }
+        for member in members { await member.consumer.close() }
+        await log.shutdown()
+    }
+
+    @Test("committed offsets survive a consumer restart: the group resumes exactly there")
+    func resumeFromCommitted() async throws {
+        try requireModernLibrdkafka()
+        let tansu = try await Tansu.start()
+        defer { tansu.kill() }
+        let log = try await makeLog(tansu, prefix: "resume.", partitions: 3)
+        let producer = try log.producer(for: .events)
+        _ = try await producer.append(makeBatch(0..<300, sessions: 30))
+
+        let firstConsumer = try log.consumer(for: .events, group: "resume")
+        var seen: [String] = []
+        var commitAt: [Int32: Int64] = [:]
+        // Take roughly half: per batch, process (and commit) the first half of its records.
+        let poll = try await drain(firstConsumer, count: 300)
+        for batch in poll.batches {
+            let half = batch.count / 2
+            var index = 0
+            try batch.forEachRecord { _, value in
+                if index < half { seen.append(String(decoding: value, as: UTF8.self)) }
+                index += 1
+            }
+            commitAt[batch.partition] = batch.firstOffset + Int64(half)
+        }
+        try await firstConsumer.commit(commitAt)
+        #expect(try await firstConsumer.committed() == commitAt)
+        await firstConsumer.close()
+
+        let secondConsumer = try log.consumer(for: .events, group: "resume")
+        let rest = try await drain(secondConsumer, count: 300 - seen.count)
+        #expect(rest.assigned == commitAt)
+        let restValues = try strings(rest.batches)
+        #expect(restValues.count == 300 - seen.count)
+        #expect(Set(restValues).isDisjoint(with: Set(seen)))
+        #expect(Set(restValues + seen) == Set((0..<300).map { "event-\($0)" }))
+        #expect(try await secondConsumer.committed() == commitAt)
+        await secondConsumer.close()
+        await log.shutdown()
+    }
+
+    @Test("broker down: appends fail with a clear retriable error within the delivery timeout, and recover after restart")
+    func brokerDown() async throws {
+        try requireModernLibrdkafka()
+        let tansu = try await Tansu.start()
+        defer { tansu.kill() }
+        let log = try await makeLog(tansu, prefix: "down.", partitions: 2, extra: "&delivery_timeout_ms=3000")
+        let producer = try log.producer(for: .events)
+        _ = try await producer.append(makeBatch(0..<10))
+
+        await tansu.stop()
+        let started = ContinuousClock.now
+        do {
+            _ = try await producer.append(makeBatch(10..<20))
+            Issue.record("an append must fail while the broker is down")
+        } catch {
+            #expect(error.code == .unavailable)
+            #expect(error.isRetriable)
+            #expect(error.retryAfterSeconds != nil)
+            #expect(error.message.contains("timed out") || error.message.contains("TIMED_OUT"))
+        }
+        #expect(started.duration(to: .now) < .seconds(15))
+        // The producer notices that every broker is down (for /readyz).
+        let downDeadline = ContinuousClock.now.advanced(by: .seconds(15))
+        while producer.unavailableReason == nil && ContinuousClock.now < downDeadline {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(producer.unavailableReason != nil)
+
+        try await tansu.restart()
+        // The in-memory broker restarted empty: recreate the topic as a persistent broker would have it.
+        try await tansu.createTopic("down.events", partitions: 2)
+        let recoverDeadline = ContinuousClock.now.advanced(by: .seconds(40))
+        var recovered = false
+        while !recovered && ContinuousClock.now < recoverDeadline {
+            do {
+                recovered = try await producer.append(makeBatch(20..<30)).count == 10
+            } catch {
+                try await Task.sleep(for: .milliseconds(500))
+            }
+        }
+        #expect(recovered)
+        let upDeadline = ContinuousClock.now.advanced(by: .seconds(10))
+        while producer.unavailableReason != nil && ContinuousClock.now < upDeadline {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(producer.unavailableReason == nil)
+        await log.shutdown()
+    }
+
+    @Test("interop: confluent-kafka (python) reads what we produce, and we read what it produces")
+    func interop() async throws {
+        try requireModernLibrdkafka()
+        let tansu = try await Tansu.start()
+        defer { tansu.kill() }
+        let log = try await makeLog(tansu, prefix: "interop.", partitions: 4)
+        let producer = try log.producer(for: .events)
+        _ = try await producer.append(makeBatch(0..<500, sessions: 10, tag: "swift"))
+
+        let readScript = """
+            import sys, json
+            from confluent_kafka import Consumer
+            c = Consumer({"bootstrap.servers": sys.argv[1], "group.id": "py-reader", "auto.offset.reset": "earliest",
+                          "enable.auto.commit": False, "session.timeout.ms": 3000})
+            c.subscribe([sys.argv[2]])
+            out = {}
+            import time
+            deadline = time.time() + 40
+            while len(out) < int(sys.argv[3]) and time.time() < deadline:
+                m = c.poll(0.5)
+                if m is None or m.error():
+                    continue
+                out[m.value().decode()] = [m.key().decode(), m.partition()]
+            c.close()
+            print(json.dumps(out))
+            """
+        let output = try await runPython(readScript, arguments: [tansu.bootstrap, "interop.events", "500"], timeout: .seconds(90))
+        let decoded = try JSONDecoder().decode([String: [JSONValue]].self, from: Data(output.utf8))
+        #expect(decoded.count == 500)
+        #expect(Set(decoded.keys) == Set((0..<500).map { "swift-\($0)" }))
+        #expect(decoded["swift-13"]?.first == .string("session-3"))
+        // Keys map to one partition each, as with any Kafka client using the same partitioner.
+        var partitionOfKey: [JSONValue: JSONValue] = [:]
+        for (_, pair) in decoded {
+            if let known = partitionOfKey[pair[0]] { #expect(known == pair[1]) }
+            partitionOfKey[pair[0]] = pair[1]
+        }
+
+        let writeScript = """
+            import sys
+            from confluent_kafka import Producer
+            p = Producer({"bootstrap.servers": sys.argv[1], "acks": "all", "enable.idempotence": True})
+            for i in range(400):
+                p.produce(sys.argv[2], key=("py-key-%d" % (i % 9)).encode(), value=("python-%d" % i).encode())
+            assert p.flush(30) == 0
+            """
+        try await runPython(writeScript, arguments: [tansu.bootstrap, "interop.events"], timeout: .seconds(60))
+        let reader = try log.consumer(for: .events, group: nil)
+        #expect(reader.group == nil)
+        let all = try await drain(reader, count: 900)
+        let values = try strings(all.batches)
+        #expect(values.count == 900)
+        #expect(Set(values.filter { $0.hasPrefix("python-") }) == Set((0..<400).map { "python-\($0)" }))
+        #expect(Set(all.assigned.keys) == Set(0..<4))
+        #expect(all.assigned.values.allSatisfy { $0 == 0 })
+        await reader.close()
+        await log.shutdown()
+    }
+}
+
+/// A JSON scalar, for reading the Python helper's output.
+enum JSONValue: Decodable, Hashable {
+    case string(String)
+    case number(Double)
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let text = try? container.decode(String.self) {
+            self = .string(text)
+        } else {
+            self = .number(try container.decode(Double.self))
+        }
+    }
+}

@@ -1,1 +1,182 @@
+import Foundation
+import Logging
+import PlayheadTestSupport
+import RdKafka
+import Synchronization
 import Testing
+
+let testLogger: Logger = {
+    var logger = Logger(label: "rdkafka-tests")
+    logger.logLevel = ProcessInfo.processInfo.environment["PLAYHEAD_TEST_LOG"] == "1" ? .debug : .critical
+    return logger
+}()
+
+/// Fails with the known trap's explanation when Debian's librdkafka 2.0.2 is loaded.
+func requireModernLibrdkafka() throws {
+    guard RdKafka.version >= 0x0201_0000 else {
+        throw TestSupportError(
+            "librdkafka \(RdKafka.versionString) is loaded; Tansu needs a newer one. Run with "
+                + "LD_LIBRARY_PATH=/work/main/.local/lib (or `. scripts/env`): see docs/kafka.md"
+        )
+    }
+}
+
+/// Produces `values` (keyed by `keys`) and waits for the delivery report.
+func produce(
+    _ producer: KafkaProducer, topic: String, values: [[UInt8]], keys: [[UInt8]]? = nil
+) async -> Result<KafkaDeliveryReport, RdKafkaError> {
+    await withCheckedContinuation { continuation in
+        producer.produce(
+            topic: topic, count: values.count,
+            message: { index in
+                let value = values[index].withUnsafeBytes { UnsafeRawBufferPointer($0) }
+                let key = keys.map { $0[index].withUnsafeBytes { UnsafeRawBufferPointer($0) } }
+                return KafkaOutgoingMessage(key: key, value: value)
+            },
+            completion: { continuation.resume(returning: $0) }
+        )
+    }
+}
+
+/// Polls until `count` messages arrived or `timeout` passes.
+func consume(_ consumer: KafkaConsumer, count: Int, timeout: Duration = .seconds(40)) async throws -> [KafkaMessageBatch] {
+    var batches: [KafkaMessageBatch] = []
+    var received = 0
+    let deadline = ContinuousClock.now.advanced(by: timeout)
+    while received < count && ContinuousClock.now < deadline {
+        let poll = try await consumer.poll(maxMessages: 10_000, timeout: .milliseconds(500))
+        batches.append(contentsOf: poll.batches)
+        received += poll.messageCount
+    }
+    return batches
+}
+
+@Suite("RdKafka against librdkafka's mock cluster", .serialized)
+struct RdKafkaMockTests {
+    @Test("produce then consume through the mock cluster (test.mock.num.brokers)")
+    func mockRoundTrip() async throws {
+        // The mock cluster lives inside the producer's handle; the consumer reaches it through
+        // the bootstrap address the producer reports.
+        let producer = try KafkaProducer(
+            configuration: ["test.mock.num.brokers": "1", "acks": "all", "enable.idempotence": "true", "linger.ms": "1"],
+            logger: testLogger
+        )
+        let admin = producer  // keep alive
+        _ = admin
+        let values = (0..<200).map { Array("mock-\($0)".utf8) }
+        let result = await produce(producer, topic: "mock-topic", values: values)
+        let report = try result.get()
+        #expect(report.count == 200)
+        await producer.close()
+    }
+
+    @Test("a full local queue fails the batch with _QUEUE_FULL, without blocking")
+    func queueFull() async throws {
+        // Nothing listens on this port: messages stay queued, so the 11th does not fit.
+        let port = try TestNetwork.freePort()
+        let producer = try KafkaProducer(
+            configuration: [
+                "bootstrap.servers": "127.0.0.1:\(port)", "queue.buffering.max.messages": "10",
+                "message.timeout.ms": "2000",
+            ],
+            logger: testLogger
+        )
+        let started = ContinuousClock.now
+        let result = await produce(producer, topic: "t", values: (0..<50).map { _ in [1, 2, 3] })
+        switch result {
+        case .success: Issue.record("a batch larger than the queue must fail")
+        case .failure(let error):
+            // The first error recorded is _QUEUE_FULL (the 10 queued messages time out later).
+            #expect(error.code == RdKafkaError.queueFull || error.code == RdKafkaError.messageTimedOut)
+        }
+        #expect(started.duration(to: .now) < .seconds(10))
+        await producer.close(flushTimeout: .milliseconds(100))
+    }
+
+    @Test("bad configuration is reported with the property's name")
+    func badConfiguration() throws {
+        #expect(throws: RdKafkaError.self) {
+            _ = try KafkaProducer(configuration: ["no.such.property": "1"], logger: testLogger)
+        }
+        do {
+            _ = try KafkaProducer(configuration: ["acks": "banana"], logger: testLogger)
+            Issue.record("expected an error")
+        } catch {
+            #expect(error.message.contains("acks"))
+        }
+    }
+}
+
+@Suite("RdKafka against a real Tansu broker", .serialized)
+struct RdKafkaTansuTests {
+    @Test("librdkafka at run time is new enough for Tansu")
+    func version() throws {
+        try requireModernLibrdkafka()
+    }
+
+    @Test("admin creates a topic with N partitions; a keyed batch round-trips through a consumer group")
+    func roundTrip() async throws {
+        try requireModernLibrdkafka()
+        let tansu = try await Tansu.start()
+        defer { tansu.kill() }
+        let admin = try KafkaAdmin(configuration: ["bootstrap.servers": tansu.bootstrap], logger: testLogger)
+        let created = try await admin.createTopics([.init(name: "rt", partitions: 3)])
+        #expect(created == ["rt"])
+        // Creating it again is not an error.
+        #expect(try await admin.createTopics([.init(name: "rt", partitions: 3)]).isEmpty)
+        #expect(try await admin.partitionCount(topic: "rt") == 3)
+        #expect(try await admin.partitionCount(topic: "absent-topic") == 0)
+
+        let producer = try KafkaProducer(
+            configuration: [
+                "bootstrap.servers": tansu.bootstrap, "acks": "all", "enable.idempotence": "true", "linger.ms": "5",
+                "compression.type": "zstd",
+            ],
+            logger: testLogger
+        )
+        let values = (0..<300).map { Array("value-\($0)".utf8) }
+        let keys = (0..<300).map { Array("key-\($0 % 7)".utf8) }
+        let report = try await produce(producer, topic: "rt", values: values, keys: keys).get()
+        #expect(report.count == 300)
+
+        let consumer = try KafkaConsumer(
+            configuration: [
+                "bootstrap.servers": tansu.bootstrap, "group.id": "rt-group", "enable.auto.commit": "false",
+                "auto.offset.reset": "earliest", "session.timeout.ms": "3000", "heartbeat.interval.ms": "500",
+            ],
+            logger: testLogger
+        )
+        try await consumer.subscribe(["rt"])
+        let batches = try await consume(consumer, count: 300)
+        let received = batches.flatMap(\.valueArrays)
+        #expect(received.count == 300)
+        #expect(Set(received) == Set(values))
+        // Offsets within a partition are consecutive from 0.
+        var perPartition: [Int32: [Int64]] = [:]
+        for batch in batches { perPartition[batch.partition, default: []].append(contentsOf: (0..<batch.count).map { batch.firstOffset + Int64($0) }) }
+        for (_, offsets) in perPartition { #expect(offsets == Array(0..<Int64(offsets.count))) }
+        // Records with the same key share a partition (so a session stays in order).
+        var partitionOfKey: [String: Int32] = [:]
+        for batch in batches {
+            for value in batch.valueArrays {
+                let index = Int(String(decoding: value, as: UTF8.self).dropFirst("value-".count))!
+                let key = "key-\(index % 7)"
+                if let known = partitionOfKey[key] { #expect(known == batch.partition) }
+                partitionOfKey[key] = batch.partition
+            }
+        }
+        // Commit and read back.
+        let offsets = perPartition.map { KafkaTopicPartition(topic: "rt", partition: $0.key, offset: Int64($0.value.count)) }
+        try await consumer.commit(offsets)
+        let committed = try await consumer.committed(offsets.map { KafkaTopicPartition(topic: "rt", partition: $0.partition) })
+        #expect(Set(committed) == Set(offsets))
+        // The high watermark seen by the fetches.
+        for item in offsets {
+            let marks = try await consumer.watermarks(topic: "rt", partition: item.partition, cached: true)
+            #expect(marks.high == item.offset)
+        }
+        await consumer.close()
+        await producer.close()
+        await admin.close()
+    }
+}

@@ -1,0 +1,348 @@
+import Logging
+import Metrics
+import PlayheadLog
+import RdKafka
+import ServiceLifecycle
+import Synchronization
+
+/// The Kafka log backend: Playhead's topics as Kafka topics, appends through one idempotent
+/// librdkafka producer, consumers as Kafka consumer groups. See docs/kafka.md.
+///
+/// - Topics: `<prefix>events` and `<prefix>rejected`, created at start with the admin API
+///   (`rd_kafka_CreateTopics`) with the configured partitions, unless they exist.
+/// - Producer: `acks=all`, `enable.idempotence=true`, `linger.ms=5`, zstd. An append's completion
+///   runs once the brokers acknowledged every record of the batch; any failure fails the batch.
+/// - Blocking librdkafka calls run on dedicated threads (one for producer polling, one for admin
+///   requests, one per consumer); nothing here blocks the cooperative pool.
+///
+/// Polling of delivery reports starts in `init`; ``run()`` ties the log's lifetime to a
+/// `ServiceGroup`: it refreshes `consumer_lag_events` and, at graceful shutdown, closes consumers
+/// and flushes the producer. Call ``shutdown()`` yourself when not running it as a service.
+public final class KafkaLog: LogBackend, Service, Sendable {
+    public let configuration: KafkaLogConfiguration
+    public let displayName: String
+    let logger: Logger
+    let producer: KafkaProducer
+    let admin: KafkaAdmin
+    let metrics: KafkaLogMetrics
+    private let state = Mutex<State>(State())
+    private let setupTask = Mutex<Task<Void, Never>?>(nil)
+
+    struct State {
+        var topicsReady = false
+        var topicsError: String? = "creating Kafka topics"
+        var closed = false
+        var consumers: [ObjectIdentifier: KafkaLogConsumer] = [:]
+    }
+
+    /// Creates the log from a `kafka://` URL (see ``KafkaLogConfiguration``) and starts creating
+    /// its topics in the background (``waitUntilReady(timeout:)``).
+    public convenience init(url: String, logger: Logger, metricsFactory: (any MetricsFactory)? = nil) throws(LogError) {
+        try self.init(configuration: KafkaLogConfiguration(url: url), logger: logger, metricsFactory: metricsFactory)
+    }
+
+    public init(
+        configuration: KafkaLogConfiguration, logger: Logger, metricsFactory: (any MetricsFactory)? = nil
+    ) throws(LogError) {
+        self.configuration = configuration
+        self.logger = logger
+        self.displayName = "kafka://\(configuration.bootstrapServers)/\(configuration.topicPrefix)"
+        self.metrics = KafkaLogMetrics(factory: metricsFactory ?? MetricsSystem.factory)
+        do {
+            producer = try KafkaProducer(configuration: configuration.producerConfiguration, logger: logger)
+        } catch {
+            throw LogError(kafka: error, context: "Kafka producer")
+        }
+        do {
+            admin = try KafkaAdmin(configuration: configuration.adminConfiguration, logger: logger)
+        } catch {
+            let producer = self.producer
+            Task { await producer.close(flushTimeout: .zero) }
+            throw LogError(kafka: error, context: "Kafka admin client")
+        }
+        logger.info("Kafka log \(displayName) using librdkafka \(RdKafka.versionString)")
+        let task = Task { [self] in await self.prepareTopics() }
+        setupTask.withLock { $0 = task }
+    }
+
+    /// The topics every Playhead deployment uses.
+    public static let standardTopics: [LogTopic] = [.events, .rejected]
+
+    private func prepareTopics() async {
+        guard configuration.createTopics else {
+            state.withLock {
+                $0.topicsReady = true
+                $0.topicsError = nil
+            }
+            return
+        }
+        let topics = Self.standardTopics.map {
+            KafkaAdmin.NewTopic(
+                name: configuration.topicName($0), partitions: configuration.partitions,
+                replicationFactor: configuration.replicationFactor
+            )
+        }
+        var attempt = 0
+        while !Task.isCancelled {
+            do {
+                let created = try await admin.createTopics(topics, timeout: .seconds(10))
+                if !created.isEmpty {
+                    logger.info("Kafka topics created: \(created.joined(separator: ", ")) (\(configuration.partitions) partitions)")
+                }
+                state.withLock {
+                    $0.topicsReady = true
+                    $0.topicsError = nil
+                }
+                return
+            } catch {
+                attempt += 1
+                let message = "cannot create Kafka topics on \(configuration.bootstrapServers): \(error)"
+                state.withLock { $0.topicsError = message }
+                if attempt == 1 || attempt % 30 == 0 { logger.warning("\(message); retrying") }
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    /// Waits until the topics exist (or were found to exist). Throws `unavailable` after `timeout`.
+    public func waitUntilReady(timeout: Duration = .seconds(30)) async throws(LogError) {
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while true {
+            let (ready, error, closed) = state.withLock { ($0.topicsReady, $0.topicsError, $0.closed) }
+            if ready { return }
+            if closed { throw LogError(code: .closed, message: "the Kafka log is closed") }
+            if ContinuousClock.now >= deadline {
+                throw LogError(code: .unavailable, message: error ?? "Kafka topics not ready", retryAfterSeconds: 5)
+            }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    var topicsReady: Bool { state.withLock { $0.topicsReady } }
+
+    /// `nil` when appends can go through, else why not (for `/readyz`).
+    public var unavailableReason: String? {
+        let (ready, error, closed) = state.withLock { ($0.topicsReady, $0.topicsError, $0.closed) }
+        if closed { return "the Kafka log is closed" }
+        if !ready { return error ?? "creating Kafka topics" }
+        return producer.unavailableReason
+    }
+
+    public func producer(for topic: LogTopic) throws(LogError) -> any LogProducer {
+        if state.withLock({ $0.closed }) { throw LogError(code: .closed, message: "the Kafka log is closed") }
+        return KafkaLogProducer(log: self, topic: topic, kafkaTopic: configuration.topicName(topic))
+    }
+
+    public func consumer(for topic: LogTopic, group: String?) throws(LogError) -> any LogConsumer {
+        try makeConsumer(for: topic, group: group)
+    }
+
+    /// Like ``consumer(for:group:)``, with the concrete type.
+    public func makeConsumer(for topic: LogTopic, group: String?) throws(LogError) -> KafkaLogConsumer {
+        if state.withLock({ $0.closed }) { throw LogError(code: .closed, message: "the Kafka log is closed") }
+        let kafkaConsumer: KafkaConsumer
+        do {
+            kafkaConsumer = try KafkaConsumer(
+                configuration: configuration.consumerConfiguration(group: group), logger: logger
+            )
+        } catch {
+            throw LogError(kafka: error, context: "Kafka consumer")
+        }
+        let consumer = KafkaLogConsumer(
+            log: self, topic: topic, kafkaTopic: configuration.topicName(topic), group: group, consumer: kafkaConsumer
+        )
+        state.withLock { $0.consumers[ObjectIdentifier(consumer)] = consumer }
+        return consumer
+    }
+
+    func forget(_ consumer: KafkaLogConsumer) {
+        _ = state.withLock { $0.consumers.removeValue(forKey: ObjectIdentifier(consumer)) }
+    }
+
+    /// The number of partitions of `topic` in the cluster.
+    public func partitionCount(of topic: LogTopic) async throws(LogError) -> Int {
+        do {
+            return try await admin.partitionCount(topic: configuration.topicName(topic))
+        } catch {
+            throw LogError(kafka: error, context: "metadata of \(configuration.topicName(topic))")
+        }
+    }
+
+    /// Refreshes `consumer_lag_events` every 5 s until graceful shutdown, then ``shutdown()``.
+    public func run() async throws {
+        try? await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try await Task.sleep(for: .seconds(5))
+                let consumers = self.state.withLock { Array($0.consumers.values) }
+                for consumer in consumers { _ = await consumer.lag() }
+            }
+        }
+        await shutdown()
+    }
+
+    /// Closes every consumer, flushes the producer (up to `flushTimeout`; what is left fails with
+    /// `closed`) and releases the clients. Idempotent.
+    public func shutdown(flushTimeout: Duration = .seconds(10)) async {
+        let consumers = state.withLock { state -> [KafkaLogConsumer]? in
+            if state.closed { return nil }
+            state.closed = true
+            return Array(state.consumers.values)
+        }
+        guard let consumers else { return }
+        setupTask.withLock { $0?.cancel() }
+        for consumer in consumers { await consumer.close() }
+        await producer.close(flushTimeout: flushTimeout)
+        await admin.close()
+        logger.info("Kafka log \(displayName) closed")
+    }
+}
+
+/// Appends to one topic of a ``KafkaLog``.
+struct KafkaLogProducer: LogProducer {
+    let log: KafkaLog
+    let topic: LogTopic
+    let kafkaTopic: String
+
+    var unavailableReason: String? { log.unavailableReason }
+
+    func append(_ batch: LogRecordBatch, completion: @escaping @Sendable (Result<LogAppendResult, LogError>) -> Void) {
+        let metrics = log.metrics
+        guard log.topicsReady else {
+            let error = LogError(
+                code: log.state_isClosed ? .closed : .unavailable,
+                message: log.unavailableReason ?? "Kafka topics are not ready", retryAfterSeconds: 2
+            )
+            metrics.failure(error.code)
+            completion(.failure(error))
+            return
+        }
+        let started = ContinuousClock.now
+        let topic = self.topic
+        let kafkaTopic = self.kafkaTopic
+        batch.values.withUnsafeBytes { values in
+            batch.keys.withUnsafeBytes { keys in
+                var position = 0
+                var keyStart = 0
+                let keyEnds = batch.keyEnds
+                log.producer.produce(
+                    topic: kafkaTopic,
+                    count: batch.count,
+                    message: { index in
+                        let length = Int(LogFraming.readUInt32(values, at: position))
+                        let value = UnsafeRawBufferPointer(rebasing: values[(position + 4)..<(position + 4 + length)])
+                        position += 4 + length
+                        var key: UnsafeRawBufferPointer?
+                        if !keyEnds.isEmpty {
+                            let keyEnd = Int(keyEnds[index])
+                            key = UnsafeRawBufferPointer(rebasing: keys[keyStart..<keyEnd])
+                            keyStart = keyEnd
+                        }
+                        return KafkaOutgoingMessage(key: key, value: value)
+                    },
+                    completion: { result in
+                        switch result {
+                        case .success(let report):
+                            metrics.appended(topic: topic, duration: started.duration(to: .now))
+                            completion(
+                                .success(
+                                    LogAppendResult(partition: report.partition, firstOffset: report.firstOffset, count: report.count)
+                                )
+                            )
+                        case .failure(let error):
+                            let logError = LogError(kafka: error, context: "append to \(kafkaTopic)")
+                            metrics.failure(logError.code)
+                            completion(.failure(logError))
+                        }
+                    }
+                )
+            }
+        }
+    }
+}
+
+extension KafkaLog {
+    var state_isClosed: Bool { state.withLock { $0.closed } }
+}
+
+/// The log's instruments (names from METRICS.md).
+final class KafkaLogMetrics: Sendable {
+    let factory: any MetricsFactory
+    private let timers = Mutex<[String: Metrics.Timer]>([:])
+    private let failures = Mutex<[String: Counter]>([:])
+    private let lags = Mutex<[String: Gauge]>([:])
+
+    init(factory: any MetricsFactory) { self.factory = factory }
+
+    func appended(topic: LogTopic, duration: Duration) {
+        let timer = timers.withLock { timers in
+            if let timer = timers[topic.name] { return timer }
+            let timer = Metrics.Timer(
+                label: "playhead_log_append_duration_seconds",
+                dimensions: [("backend", "kafka"), ("topic", topic.name)], factory: factory
+            )
+            timers[topic.name] = timer
+            return timer
+        }
+        timer.recordNanoseconds(Int64(duration.components.seconds) * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
+    }
+
+    func failure(_ code: LogError.Code) {
+        let counter = failures.withLock { counters in
+            if let counter = counters[code.description] { return counter }
+            let counter = Counter(
+                label: "playhead_log_append_failures_total", dimensions: [("code", code.description)], factory: factory
+            )
+            counters[code.description] = counter
+            return counter
+        }
+        counter.increment()
+    }
+
+    func lag(consumer: String, value: Int64) {
+        let gauge = lags.withLock { gauges in
+            if let gauge = gauges[consumer] { return gauge }
+            let gauge = Gauge(label: "playhead_consumer_lag_events", dimensions: [("consumer", consumer)], factory: factory)
+            gauges[consumer] = gauge
+            return gauge
+        }
+        gauge.record(value)
+    }
+}
+
+extension LogError {
+    /// Maps a librdkafka error to the log's error codes: queue full → `full`; broker unreachable,
+    /// timeouts, not enough replicas → `unavailable`; too large → `tooLarge`; purged or destroyed
+    /// (shutdown) → `closed`; unknown topic or bad argument → `invalidArgument`; else `io`.
+    init(kafka error: RdKafkaError, context: String) {
+        let code: LogError.Code
+        var retryAfter: Int? = nil
+        switch error.code {
+        case RdKafkaError.queueFull:
+            code = .full
+            retryAfter = 1
+        case RdKafkaError.messageTooLarge, RdKafkaError.recordListTooLarge:
+            code = .tooLarge
+        case RdKafkaError.purgedQueue, RdKafkaError.purgedInFlight, RdKafkaError.destroyed:
+            code = .closed
+            retryAfter = 1
+        case RdKafkaError.unknownTopic, RdKafkaError.unknownPartition, RdKafkaError.unknownTopicOrPartition,
+            RdKafkaError.invalidArgument:
+            code = .invalidArgument
+        case RdKafkaError.messageTimedOut, RdKafkaError.timedOut, RdKafkaError.transport, RdKafkaError.allBrokersDown:
+            code = .unavailable
+            retryAfter = 5
+        default:
+            if error.isRetriable || error.isFatal {
+                code = .unavailable
+                retryAfter = 5
+            } else {
+                code = .io
+            }
+        }
+        var message = "\(context): \(error)"
+        if error.code == RdKafkaError.messageTimedOut {
+            message += " (no broker acknowledged the records within the delivery timeout; is the broker down?)"
+        }
+        self.init(code: code, message: message, retryAfterSeconds: retryAfter)
+    }
+}

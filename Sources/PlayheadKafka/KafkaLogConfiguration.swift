@@ -1,0 +1,196 @@
+import PlayheadLog
+
+/// The settings of a ``KafkaLog``, read from a `kafka://` URL.
+///
+/// ```
+/// kafka://host:port[,host2:port...][/<prefix>][?key=value&...]
+/// ```
+///
+/// | Query key | Default | Meaning |
+/// |---|---|---|
+/// | `prefix` | `playhead.` | topic name prefix: topics are `<prefix>events`, `<prefix>rejected` (a non-empty path is the prefix too) |
+/// | `partitions` | `12` | partitions of the topics this log creates |
+/// | `replication` | `1` | replication factor of the topics it creates |
+/// | `create_topics` | `true` | create missing topics with the admin API at start |
+/// | `compression` | `zstd` | `zstd`, `lz4`, `snappy`, `gzip` or `none` |
+/// | `linger_ms` | `5` | how long the producer waits to fill a batch |
+/// | `delivery_timeout_ms` | `30000` | how long a record may wait for its acknowledgement before the append fails (`message.timeout.ms`) |
+/// | `queue_max_messages` | `1000000` | local queue bound; beyond it appends fail with `full` |
+/// | `session_timeout_ms` | `10000` | consumer-group session timeout (rebalances wait about half of it on Tansu) |
+/// | `assignor` | `cooperative-sticky` | `cooperative-sticky` (incremental rebalances) or `range` / `roundrobin` (eager) |
+/// | `client_id` | `playhead` | the client id the brokers see |
+/// | `rdkafka.<name>` | | any librdkafka property, for producers and consumers |
+/// | `producer.<name>` / `consumer.<name>` | | a librdkafka property for one side only |
+public struct KafkaLogConfiguration: Sendable, Hashable {
+    public var bootstrapServers: String
+    public var topicPrefix: String = "playhead."
+    public var partitions: Int = 12
+    public var replicationFactor: Int = 1
+    public var createTopics: Bool = true
+    public var compression: String = "zstd"
+    public var lingerMilliseconds: Int = 5
+    public var deliveryTimeoutMilliseconds: Int = 30_000
+    public var queueMaxMessages: Int = 1_000_000
+    public var sessionTimeoutMilliseconds: Int = 10_000
+    public var assignor: String = "cooperative-sticky"
+    public var clientID: String = "playhead"
+    /// Extra librdkafka properties for every client.
+    public var commonProperties: [String: String] = [:]
+    public var producerProperties: [String: String] = [:]
+    public var consumerProperties: [String: String] = [:]
+
+    public init(bootstrapServers: String) {
+        self.bootstrapServers = bootstrapServers
+    }
+
+    /// Parses a `kafka://` URL (see the type's documentation).
+    public init(url: String) throws(LogError) {
+        func invalid(_ message: String) -> LogError {
+            LogError(code: .invalidArgument, message: "bad Kafka URL \(url): \(message)")
+        }
+        guard url.hasPrefix("kafka://") else { throw invalid("it must start with kafka://") }
+        var rest = Substring(url.dropFirst("kafka://".count))
+        var query = Substring("")
+        if let mark = rest.firstIndex(of: "?") {
+            query = rest[rest.index(after: mark)...]
+            rest = rest[..<mark]
+        }
+        var path = Substring("")
+        if let slash = rest.firstIndex(of: "/") {
+            path = rest[rest.index(after: slash)...]
+            rest = rest[..<slash]
+        }
+        let hosts = rest.split(separator: ",").map { $0.trimmingWhitespace() }
+        guard !hosts.isEmpty, hosts.allSatisfy({ !$0.isEmpty }) else { throw invalid("no broker address") }
+        for host in hosts {
+            guard let colon = host.lastIndex(of: ":"), let port = Int(host[host.index(after: colon)...]), port > 0, port < 65536,
+                colon != host.startIndex
+            else { throw invalid("broker '\(host)' must be host:port") }
+        }
+        self.init(bootstrapServers: hosts.joined(separator: ","))
+        let decodedPath = Self.percentDecode(path)
+        if !decodedPath.isEmpty { topicPrefix = decodedPath }
+
+        for pair in query.split(separator: "&") where !pair.isEmpty {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            let key = Self.percentDecode(parts[0])
+            let value = parts.count > 1 ? Self.percentDecode(parts[1]) : ""
+            func int(_ range: ClosedRange<Int>) throws(LogError) -> Int {
+                guard let number = Int(value), range.contains(number) else {
+                    throw invalid("\(key)=\(value) must be an integer in \(range.lowerBound)...\(range.upperBound)")
+                }
+                return number
+            }
+            switch key {
+            case "prefix": topicPrefix = value
+            case "partitions": partitions = try int(1...100_000)
+            case "replication": replicationFactor = try int(1...100)
+            case "create_topics":
+                guard let flag = Bool(value) else { throw invalid("create_topics must be true or false") }
+                createTopics = flag
+            case "compression":
+                guard ["zstd", "lz4", "snappy", "gzip", "none"].contains(value) else {
+                    throw invalid("compression must be zstd, lz4, snappy, gzip or none")
+                }
+                compression = value
+            case "linger_ms": lingerMilliseconds = try int(0...900_000)
+            case "delivery_timeout_ms": deliveryTimeoutMilliseconds = try int(1...2_147_483_647)
+            case "queue_max_messages": queueMaxMessages = try int(1...10_000_000)
+            case "session_timeout_ms": sessionTimeoutMilliseconds = try int(1...3_600_000)
+            case "assignor":
+                guard ["cooperative-sticky", "range", "roundrobin"].contains(value) else {
+                    throw invalid("assignor must be cooperative-sticky, range or roundrobin")
+                }
+                assignor = value
+            case "client_id": clientID = value
+            default:
+                if key.hasPrefix("rdkafka.") {
+                    commonProperties[String(key.dropFirst("rdkafka.".count))] = value
+                } else if key.hasPrefix("producer.") {
+                    producerProperties[String(key.dropFirst("producer.".count))] = value
+                } else if key.hasPrefix("consumer.") {
+                    consumerProperties[String(key.dropFirst("consumer.".count))] = value
+                } else {
+                    throw invalid("unknown parameter '\(key)'")
+                }
+            }
+        }
+    }
+
+    /// The Kafka topic that holds `topic`.
+    public func topicName(_ topic: LogTopic) -> String { topicPrefix + topic.name }
+
+    /// librdkafka properties of the producer: acks=all, idempotence, small linger, compression.
+    public var producerConfiguration: [String: String] {
+        var properties: [String: String] = [
+            "bootstrap.servers": bootstrapServers,
+            "client.id": clientID,
+            "acks": "all",
+            "enable.idempotence": "true",
+            "linger.ms": String(lingerMilliseconds),
+            "compression.type": compression,
+            "message.timeout.ms": String(deliveryTimeoutMilliseconds),
+            "queue.buffering.max.messages": String(queueMaxMessages),
+            "queue.buffering.max.kbytes": "1048576",
+            "batch.num.messages": "10000",
+            "socket.keepalive.enable": "true",
+        ]
+        properties.merge(commonProperties) { _, new in new }
+        properties.merge(producerProperties) { _, new in new }
+        return properties
+    }
+
+    /// librdkafka properties of a consumer in `group` (or a group-less reader): manual commits,
+    /// from the earliest record when the group has no committed offset.
+    public func consumerConfiguration(group: String?) -> [String: String] {
+        let session = sessionTimeoutMilliseconds
+        var properties: [String: String] = [
+            "bootstrap.servers": bootstrapServers,
+            "client.id": clientID,
+            "enable.auto.commit": "false",
+            "enable.auto.offset.store": "false",
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": "false",
+            "session.timeout.ms": String(session),
+            "heartbeat.interval.ms": String(max(100, session / 6)),
+            "max.poll.interval.ms": String(max(300_000, session)),
+            "partition.assignment.strategy": assignor,
+            "socket.keepalive.enable": "true",
+        ]
+        if let group { properties["group.id"] = group }
+        properties.merge(commonProperties) { _, new in new }
+        properties.merge(consumerProperties) { _, new in new }
+        return properties
+    }
+
+    /// Properties of the admin client.
+    public var adminConfiguration: [String: String] {
+        var properties = ["bootstrap.servers": bootstrapServers, "client.id": clientID + "-admin"]
+        properties.merge(commonProperties) { _, new in new }
+        return properties
+    }
+
+    static func percentDecode<S: StringProtocol>(_ text: S) -> String {
+        var bytes: [UInt8] = []
+        var iterator = Array(text.utf8)[...]
+        while let byte = iterator.popFirst() {
+            if byte == UInt8(ascii: "%"), iterator.count >= 2,
+                let value = UInt8(String(decoding: iterator.prefix(2), as: UTF8.self), radix: 16)
+            {
+                bytes.append(value)
+                iterator = iterator.dropFirst(2)
+            } else if byte == UInt8(ascii: "+") {
+                bytes.append(UInt8(ascii: " "))
+            } else {
+                bytes.append(byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+extension Substring {
+    fileprivate func trimmingWhitespace() -> String {
+        String(self.drop { $0 == " " }.reversed().drop { $0 == " " }.reversed())
+    }
+}

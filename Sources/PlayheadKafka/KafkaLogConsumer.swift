@@ -1,0 +1,181 @@
+import Logging
+import PlayheadLog
+import RdKafka
+import Synchronization
+
+/// Reads one topic of a ``KafkaLog``: a member of a Kafka consumer group (subscribe, rebalances
+/// reported in ``LogPoll/assigned`` / ``LogPoll/revoked``, manual commits), or, with no group, a
+/// reader assigned every partition from the earliest record that commits nothing.
+///
+/// It joins the group (or assigns partitions) on its first ``poll(maxRecords:timeout:)``, once the
+/// log's topics exist.
+public final class KafkaLogConsumer: LogConsumer, Sendable {
+    public let group: String?
+    let log: KafkaLog
+    let topic: LogTopic
+    let kafkaTopic: String
+    let consumer: KafkaConsumer
+    private let state = Mutex<State>(State())
+
+    struct State {
+        var started = false
+        var closed = false
+        /// Committed offsets (or where reading started) of the partitions this consumer holds.
+        var committed: [Int32: Int64] = [:]
+    }
+
+    init(log: KafkaLog, topic: LogTopic, kafkaTopic: String, group: String?, consumer: KafkaConsumer) {
+        self.log = log
+        self.topic = topic
+        self.kafkaTopic = kafkaTopic
+        self.group = group
+        self.consumer = consumer
+    }
+
+    private var metricLabel: String { group ?? "reader-\(topic.name)" }
+
+    private func start(timeout: Duration) async throws(LogError) -> Bool {
+        if state.withLock({ $0.started }) { return true }
+        if !log.topicsReady {
+            do {
+                try await log.waitUntilReady(timeout: timeout)
+            } catch {
+                if error.code == .closed { throw error }
+                return false
+            }
+        }
+        do {
+            if group != nil {
+                try await consumer.subscribe([kafkaTopic])
+            } else {
+                let count = try await log.partitionCount(of: topic)
+                guard count > 0 else {
+                    throw LogError(code: .invalidArgument, message: "Kafka topic \(kafkaTopic) does not exist")
+                }
+                try await consumer.assign(
+                    (0..<count).map { KafkaTopicPartition(topic: kafkaTopic, partition: Int32($0), offset: KafkaOffset.beginning) }
+                )
+            }
+        } catch let error as RdKafkaError {
+            throw LogError(kafka: error, context: "start consumer of \(kafkaTopic)")
+        } catch let error as LogError {
+            throw error
+        } catch {
+            throw LogError(code: .io, message: "start consumer of \(kafkaTopic): \(error)")
+        }
+        state.withLock { $0.started = true }
+        return true
+    }
+
+    public func poll(maxRecords: Int, timeout: Duration) async throws(LogError) -> LogPoll {
+        if state.withLock({ $0.closed }) { throw LogError(code: .closed, message: "the consumer is closed") }
+        let started = ContinuousClock.now
+        guard try await start(timeout: timeout) else { return LogPoll() }
+        let left = max(.zero, timeout - started.duration(to: .now))
+        let result: KafkaConsumerPoll
+        do {
+            result = try await consumer.poll(maxMessages: max(1, maxRecords), timeout: left)
+        } catch {
+            throw LogError(kafka: error, context: "poll \(kafkaTopic)")
+        }
+        var poll = LogPoll()
+        for item in result.revoked where item.topic == kafkaTopic {
+            poll.revoked.append(item.partition)
+        }
+        for item in result.assigned where item.topic == kafkaTopic {
+            // No committed offset: the group starts from the earliest record.
+            poll.assigned[item.partition] = item.offset >= 0 ? item.offset : 0
+        }
+        for batch in result.batches where batch.topic == kafkaTopic {
+            poll.batches.append(
+                ConsumedBatch(partition: batch.partition, firstOffset: batch.firstOffset, count: batch.count, values: batch.values)
+            )
+        }
+        for error in result.errors {
+            log.logger.warning("Kafka consumer \(metricLabel) of \(kafkaTopic): \(error)")
+        }
+        if !poll.revoked.isEmpty || !poll.assigned.isEmpty {
+            state.withLock { state in
+                for partition in poll.revoked { state.committed.removeValue(forKey: partition) }
+                for (partition, offset) in poll.assigned { state.committed[partition] = offset }
+            }
+        }
+        return poll
+    }
+
+    public func seek(partition: Int32, to offset: Int64) async throws(LogError) {
+        do {
+            try await consumer.seek([KafkaTopicPartition(topic: kafkaTopic, partition: partition, offset: offset)])
+        } catch {
+            throw LogError(kafka: error, context: "seek \(kafkaTopic)[\(partition)] to \(offset)")
+        }
+    }
+
+    /// Commits exactly `offsets` (each the offset of the next record to read) for the group,
+    /// synchronously. A group-less reader commits nothing.
+    public func commit(_ offsets: [Int32: Int64]) async throws(LogError) {
+        guard group != nil, !offsets.isEmpty else { return }
+        do {
+            try await consumer.commit(
+                offsets.sorted { $0.key < $1.key }.map { KafkaTopicPartition(topic: kafkaTopic, partition: $0.key, offset: $0.value) }
+            )
+        } catch {
+            throw LogError(kafka: error, context: "commit \(kafkaTopic) \(offsets.sorted { $0.key < $1.key })")
+        }
+        state.withLock { state in
+            for (partition, offset) in offsets { state.committed[partition] = offset }
+        }
+    }
+
+    /// The group's committed offsets (asked from the group coordinator) for the partitions this
+    /// consumer holds; partitions without a committed offset are left out. Empty for a reader.
+    public func committed() async throws(LogError) -> [Int32: Int64] {
+        guard group != nil else { return [:] }
+        do {
+            let held = try await consumer.assignment().filter { $0.topic == kafkaTopic }
+            let offsets = try await consumer.committed(held)
+            var result: [Int32: Int64] = [:]
+            for item in offsets where item.offset >= 0 { result[item.partition] = item.offset }
+            return result
+        } catch {
+            throw LogError(kafka: error, context: "committed offsets of \(kafkaTopic)")
+        }
+    }
+
+    /// The sum over held partitions of (high watermark − committed offset), also published as
+    /// `playhead_consumer_lag_events{consumer=<group>}`.
+    ///
+    /// High watermarks come from the last fetch response (cached, no request) and only when none
+    /// is known yet from a ListOffsets request — Tansu's ListOffsets answers the last batch's base
+    /// offset + 1, not the log end, so the cached value is the trustworthy one.
+    public func lag() async -> Int64? {
+        guard group != nil else { return nil }
+        let committed = state.withLock { $0.committed }
+        guard !committed.isEmpty else { return 0 }
+        var total: Int64 = 0
+        for (partition, offset) in committed {
+            var high: Int64 = -1
+            if let cached = try? await consumer.watermarks(topic: kafkaTopic, partition: partition, cached: true), cached.high >= 0 {
+                high = cached.high
+            } else if let queried = try? await consumer.watermarks(
+                topic: kafkaTopic, partition: partition, cached: false, timeout: .seconds(2)
+            ) {
+                high = queried.high
+            }
+            guard high >= 0 else { return nil }
+            total += max(0, high - offset)
+        }
+        log.metrics.lag(consumer: metricLabel, value: total)
+        return total
+    }
+
+    public func close() async {
+        let first = state.withLock { state -> Bool in
+            defer { state.closed = true }
+            return !state.closed
+        }
+        guard first else { return }
+        await consumer.close()
+        log.forget(self)
+    }
+}

@@ -1,1 +1,0 @@
-// PlayheadKafka: work in progress; see docs/architecture.md.

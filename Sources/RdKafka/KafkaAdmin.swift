@@ -1,0 +1,152 @@
+import CRdKafka
+import Logging
+import Synchronization
+
+/// Administrative requests (create topics, metadata) on a client of their own, run on a dedicated
+/// thread: every method is `async` and never blocks the caller's thread.
+public final class KafkaAdmin: @unchecked Sendable {
+    private let handle: OpaquePointer
+    private let callbacks: ClientCallbacks
+    private let thread: WorkerThread
+    private let closed = AtomicFlag()
+
+    /// `configuration` needs at least `bootstrap.servers`.
+    public init(configuration: [String: String], logger: Logger) throws(RdKafkaError) {
+        callbacks = ClientCallbacks(logger: logger)
+        let conf = try makeConfiguration(configuration)
+        installCommonCallbacks(conf, callbacks)
+        handle = try makeHandle(RD_KAFKA_PRODUCER, conf)
+        thread = WorkerThread(name: "rdkafka-admin")
+    }
+
+    /// One topic to create.
+    public struct NewTopic: Sendable {
+        public var name: String
+        public var partitions: Int
+        public var replicationFactor: Int
+        public var configs: [String: String]
+        public init(name: String, partitions: Int, replicationFactor: Int = 1, configs: [String: String] = [:]) {
+            self.name = name
+            self.partitions = partitions
+            self.replicationFactor = replicationFactor
+            self.configs = configs
+        }
+    }
+
+    /// Creates `topics` with `rd_kafka_CreateTopics`. Topics that already exist are not an error.
+    /// Returns the names of the topics this call created.
+    @discardableResult
+    public func createTopics(_ topics: [NewTopic], timeout: Duration = .seconds(15)) async throws(RdKafkaError) -> [String] {
+        nonisolated(unsafe) let handle = self.handle
+        let closed = self.closed
+        let result = await thread.run { () -> Result<[String], RdKafkaError> in
+            if closed.load(ordering: .acquiring) { return .failure(.init(code: RdKafkaError.destroyed, message: "admin client closed")) }
+            return Self.createTopicsBlocking(handle, topics, timeout: timeout)
+        }
+        guard let result else { throw RdKafkaError(code: RdKafkaError.destroyed, message: "admin client closed") }
+        return try result.get()
+    }
+
+    private static func createTopicsBlocking(
+        _ handle: OpaquePointer, _ topics: [NewTopic], timeout: Duration
+    ) -> Result<[String], RdKafkaError> {
+        var errorText = [CChar](repeating: 0, count: 512)
+        var newTopics: [OpaquePointer?] = []
+        defer { for topic in newTopics { rd_kafka_NewTopic_destroy(topic) } }
+        for topic in topics {
+            guard let newTopic = rd_kafka_NewTopic_new(
+                topic.name, Int32(topic.partitions), Int32(topic.replicationFactor), &errorText, errorText.count
+            ) else {
+                return .failure(.init(code: RdKafkaError.invalidArgument, message: "topic \(topic.name): \(cString(errorText))"))
+            }
+            newTopics.append(newTopic)
+            for (key, value) in topic.configs {
+                let err = rd_kafka_NewTopic_set_config(newTopic, key, value)
+                if err != RD_KAFKA_RESP_ERR_NO_ERROR { return .failure(RdKafkaError(err)) }
+            }
+        }
+        guard let queue = rd_kafka_queue_new(handle) else { return .failure(.local("rd_kafka_queue_new failed")) }
+        defer { rd_kafka_queue_destroy(queue) }
+        let options = rd_kafka_AdminOptions_new(handle, RD_KAFKA_ADMIN_OP_CREATETOPICS)
+        defer { rd_kafka_AdminOptions_destroy(options) }
+        _ = rd_kafka_AdminOptions_set_request_timeout(options, milliseconds(timeout), &errorText, errorText.count)
+        _ = rd_kafka_AdminOptions_set_operation_timeout(options, milliseconds(timeout), &errorText, errorText.count)
+        newTopics.withUnsafeMutableBufferPointer { buffer in
+            rd_kafka_CreateTopics(handle, buffer.baseAddress, buffer.count, options, queue)
+        }
+        guard let event = rd_kafka_queue_poll(queue, milliseconds(timeout) + 2000) else {
+            return .failure(.init(code: RdKafkaError.timedOut, message: "CreateTopics timed out after \(timeout)"))
+        }
+        defer { rd_kafka_event_destroy(event) }
+        let eventError = rd_kafka_event_error(event)
+        if eventError != RD_KAFKA_RESP_ERR_NO_ERROR {
+            return .failure(RdKafkaError(eventError, rd_kafka_event_error_string(event).map { String(cString: $0) }))
+        }
+        guard let result = rd_kafka_event_CreateTopics_result(event) else {
+            return .failure(.local("CreateTopics: unexpected event \(String(cString: rd_kafka_event_name(event)))"))
+        }
+        var count = 0
+        guard let results = rd_kafka_CreateTopics_result_topics(result, &count) else { return .success([]) }
+        var created: [String] = []
+        for index in 0..<count {
+            let topicResult = results[index]
+            let name = String(cString: rd_kafka_topic_result_name(topicResult))
+            let err = rd_kafka_topic_result_error(topicResult)
+            if err == RD_KAFKA_RESP_ERR_NO_ERROR {
+                created.append(name)
+            } else if err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS {
+                let text = rd_kafka_topic_result_error_string(topicResult).map { String(cString: $0) }
+                return .failure(RdKafkaError(err, "create topic \(name): \(text ?? "")"))
+            }
+        }
+        return .success(created)
+    }
+
+    /// The number of partitions of `topic` from the cluster's metadata (0 if it does not exist).
+    public func partitionCount(topic: String, timeout: Duration = .seconds(10)) async throws(RdKafkaError) -> Int {
+        nonisolated(unsafe) let handle = self.handle
+        let closed = self.closed
+        let result = await thread.run { () -> Result<Int, RdKafkaError> in
+            if closed.load(ordering: .acquiring) { return .failure(.init(code: RdKafkaError.destroyed, message: "admin client closed")) }
+            return partitionCountBlocking(handle, topic: topic, timeout: timeout)
+        }
+        guard let result else { throw RdKafkaError(code: RdKafkaError.destroyed, message: "admin client closed") }
+        return try result.get()
+    }
+
+    /// Destroys the client and ends its thread.
+    public func close() async {
+        nonisolated(unsafe) let handle = self.handle
+        let closed = self.closed
+        _ = await thread.run {
+            if !closed.exchange(true, ordering: .acquiringAndReleasing) { rd_kafka_destroy(handle) }
+            return true
+        }
+        await thread.stop()
+    }
+}
+
+/// Reads a topic's partition count with `rd_kafka_metadata` (blocking; call on a dedicated thread).
+func partitionCountBlocking(_ handle: OpaquePointer, topic: String, timeout: Duration) -> Result<Int, RdKafkaError> {
+    guard let topicHandle = rd_kafka_topic_new(handle, topic, nil) else {
+        return .failure(RdKafkaError(rd_kafka_last_error()))
+    }
+    defer { rd_kafka_topic_destroy(topicHandle) }
+    var metadata: UnsafePointer<rd_kafka_metadata>?
+    let err = rd_kafka_metadata(handle, 0, topicHandle, &metadata, milliseconds(timeout))
+    guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else { return .failure(RdKafkaError(err)) }
+    defer { rd_kafka_metadata_destroy(metadata) }
+    for index in 0..<Int(metadata.pointee.topic_cnt) {
+        let item = metadata.pointee.topics[index]
+        if String(cString: item.topic) == topic {
+            if item.err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART { return .success(0) }
+            if item.err != RD_KAFKA_RESP_ERR_NO_ERROR { return .failure(RdKafkaError(item.err)) }
+            return .success(Int(item.partition_cnt))
+        }
+    }
+    return .success(0)
+}
+
+func cString(_ buffer: [CChar]) -> String {
+    String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}

@@ -1,0 +1,118 @@
+import CRdKafka
+import Logging
+
+/// A topic, partition and offset: the unit of assignments, commits and seeks.
+public struct KafkaTopicPartition: Hashable, Sendable, CustomStringConvertible {
+    public var topic: String
+    public var partition: Int32
+    /// An offset, or one of ``KafkaOffset``'s special values.
+    public var offset: Int64
+
+    public init(topic: String, partition: Int32, offset: Int64 = KafkaOffset.invalid) {
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+    }
+
+    public var description: String { "\(topic)[\(partition)]@\(offset)" }
+}
+
+/// Builds an `rd_kafka_conf_t` from string properties (librdkafka's CONFIGURATION.md names).
+func makeConfiguration(_ properties: [String: String]) throws(RdKafkaError) -> OpaquePointer {
+    guard let conf = rd_kafka_conf_new() else { throw .local("rd_kafka_conf_new failed") }
+    var errorText = [CChar](repeating: 0, count: 512)
+    // A stable order makes errors reproducible.
+    for (key, value) in properties.sorted(by: { $0.key < $1.key }) {
+        let result = rd_kafka_conf_set(conf, key, value, &errorText, errorText.count)
+        if result != RD_KAFKA_CONF_OK {
+            rd_kafka_conf_destroy(conf)
+            let text = String(decoding: errorText.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            throw RdKafkaError(code: RdKafkaError.invalidArgument, message: "configuration \(key)=\(value): \(text)")
+        }
+    }
+    return conf
+}
+
+/// Creates a client handle from `conf` (owned by the handle on success, destroyed on failure).
+func makeHandle(_ type: rd_kafka_type_t, _ conf: OpaquePointer) throws(RdKafkaError) -> OpaquePointer {
+    var errorText = [CChar](repeating: 0, count: 512)
+    guard let handle = rd_kafka_new(type, conf, &errorText, errorText.count) else {
+        rd_kafka_conf_destroy(conf)
+        let text = String(decoding: errorText.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        throw RdKafkaError(code: RdKafkaError.invalidArgument, message: "rd_kafka_new: \(text)")
+    }
+    return handle
+}
+
+/// What every client's C callbacks reach through `rd_kafka_opaque`: its logger and error sink.
+class ClientCallbacks: @unchecked Sendable {
+    let logger: Logger
+    init(logger: Logger) { self.logger = logger }
+    /// Called from librdkafka threads (error_cb) for client-level errors.
+    func clientError(_ error: RdKafkaError) {
+        logger.warning("librdkafka: \(error)")
+    }
+}
+
+/// Routes librdkafka's logs and errors to swift-log through the client's opaque.
+func installCommonCallbacks(_ conf: OpaquePointer, _ callbacks: ClientCallbacks) {
+    rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(callbacks).toOpaque())
+    rd_kafka_conf_set_log_cb(conf) { handle, level, facility, text in
+        guard let handle, let opaque = rd_kafka_opaque(handle) else { return }
+        let callbacks = Unmanaged<ClientCallbacks>.fromOpaque(opaque).takeUnretainedValue()
+        let message = "librdkafka \(facility.map { String(cString: $0) } ?? ""): \(text.map { String(cString: $0) } ?? "")"
+        switch level {
+        case 0...3: callbacks.logger.error("\(message)")
+        case 4: callbacks.logger.warning("\(message)")
+        case 5, 6: callbacks.logger.info("\(message)")
+        default: callbacks.logger.debug("\(message)")
+        }
+    }
+    rd_kafka_conf_set_error_cb(conf) { handle, code, reason, opaque in
+        guard let opaque else { return }
+        let callbacks = Unmanaged<ClientCallbacks>.fromOpaque(opaque).takeUnretainedValue()
+        var error = RdKafkaError(rd_kafka_resp_err_t(rawValue: code), reason.map { String(cString: $0) })
+        if code == RD_KAFKA_RESP_ERR__FATAL.rawValue, let handle {
+            var text = [CChar](repeating: 0, count: 512)
+            let fatal = rd_kafka_fatal_error(handle, &text, text.count)
+            error = RdKafkaError(
+                code: fatal.rawValue,
+                message: String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self),
+                isRetriable: false, isFatal: true
+            )
+        }
+        callbacks.clientError(error)
+    }
+}
+
+/// Builds a C partition list; the caller destroys it.
+func makePartitionList(_ partitions: [KafkaTopicPartition]) -> UnsafeMutablePointer<rd_kafka_topic_partition_list_t> {
+    let list = rd_kafka_topic_partition_list_new(Int32(max(partitions.count, 1)))!
+    for item in partitions {
+        let element = rd_kafka_topic_partition_list_add(list, item.topic, item.partition)!
+        element.pointee.offset = item.offset
+    }
+    return list
+}
+
+/// Reads a C partition list, with each element's error if any.
+func readPartitionList(
+    _ list: UnsafePointer<rd_kafka_topic_partition_list_t>?
+) -> [(KafkaTopicPartition, RdKafkaError?)] {
+    guard let list, let elements = list.pointee.elems else { return [] }
+    var result: [(KafkaTopicPartition, RdKafkaError?)] = []
+    for index in 0..<Int(list.pointee.cnt) {
+        let element = elements[index]
+        let item = KafkaTopicPartition(
+            topic: String(cString: element.topic), partition: element.partition, offset: element.offset
+        )
+        result.append((item, element.err == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : RdKafkaError(element.err)))
+    }
+    return result
+}
+
+func milliseconds(_ duration: Duration) -> Int32 {
+    let (seconds, attoseconds) = duration.components
+    let value = seconds * 1000 + attoseconds / 1_000_000_000_000_000
+    return Int32(clamping: max(0, value))
+}

@@ -1,0 +1,372 @@
+import CRdKafka
+import Logging
+import Synchronization
+
+/// Consecutive messages of one partition, values framed as `[UInt32 LE length][bytes]`.
+public struct KafkaMessageBatch: Sendable {
+    public var topic: String
+    public var partition: Int32
+    public var firstOffset: Int64
+    public var count: Int
+    /// `[UInt32 little-endian length][value]` repeated ``count`` times.
+    public var values: [UInt8]
+
+    public var nextOffset: Int64 { firstOffset + Int64(count) }
+
+    /// Each message's value as bytes (copies; for tests and tools).
+    public var valueArrays: [[UInt8]] {
+        var result: [[UInt8]] = []
+        result.reserveCapacity(count)
+        var position = 0
+        while position + 4 <= values.count {
+            let length = Int(values[position]) | Int(values[position + 1]) << 8 | Int(values[position + 2]) << 16
+                | Int(values[position + 3]) << 24
+            result.append(Array(values[(position + 4)..<(position + 4 + length)]))
+            position += 4 + length
+        }
+        return result
+    }
+}
+
+/// What one ``KafkaConsumer/poll(maxMessages:timeout:)`` returns.
+public struct KafkaConsumerPoll: Sendable {
+    /// Messages, in offset order within each partition.
+    public var batches: [KafkaMessageBatch] = []
+    /// Partitions assigned during this poll, each with the group's committed offset
+    /// (``KafkaOffset/invalid`` when the group has none).
+    public var assigned: [KafkaTopicPartition] = []
+    /// Partitions revoked (or lost) during this poll. Messages of these partitions fetched in the
+    /// same poll were dropped: their next owner reads them from the committed offset.
+    public var revoked: [KafkaTopicPartition] = []
+    /// Non-fatal errors reported by the consumer meanwhile (an unknown topic, a broker down).
+    public var errors: [RdKafkaError] = []
+
+    public var messageCount: Int { batches.reduce(0) { $0 + $1.count } }
+}
+
+/// A librdkafka high-level consumer, driven from one dedicated thread.
+///
+/// Every call (poll, commit, seek, committed offsets, watermarks, close) runs as a job on the
+/// consumer's own thread, one at a time, so no blocking librdkafka call ever runs on the
+/// cooperative pool, and the rebalance callback (which librdkafka runs inside `consumer_poll`)
+/// never races with the caller.
+///
+/// Rebalancing: the callback uses incremental assign/unassign when the group's protocol is
+/// COOPERATIVE (`partition.assignment.strategy=cooperative-sticky`) and full assign/unassign
+/// otherwise (eager: `range`, `roundrobin`).
+public final class KafkaConsumer: @unchecked Sendable {
+    private let handle: OpaquePointer
+    private let callbacks: ConsumerCallbacks
+    private let thread: WorkerThread
+    private let closed = AtomicFlag()
+    public let logger: Logger
+
+    /// `configuration` holds librdkafka properties: `bootstrap.servers`, `group.id` (needed for
+    /// subscribe and commits), `enable.auto.commit`, `auto.offset.reset`, `session.timeout.ms`, ...
+    public init(configuration: [String: String], logger: Logger) throws(RdKafkaError) {
+        self.logger = logger
+        let callbacks = ConsumerCallbacks(logger: logger)
+        self.callbacks = callbacks
+        let conf = try makeConfiguration(configuration)
+        installCommonCallbacks(conf, callbacks)
+        rd_kafka_conf_set_rebalance_cb(conf) { handle, err, partitions, opaque in
+            guard let handle, let opaque else { return }
+            let callbacks = Unmanaged<ClientCallbacks>.fromOpaque(opaque).takeUnretainedValue() as! ConsumerCallbacks
+            callbacks.rebalance(handle, err, partitions)
+        }
+        handle = try makeHandle(RD_KAFKA_CONSUMER, conf)
+        rd_kafka_poll_set_consumer(handle)
+        thread = WorkerThread(name: "rdkafka-consumer")
+    }
+
+    private func perform<T: Sendable>(
+        _ body: @escaping @Sendable (OpaquePointer, ConsumerCallbacks) -> Result<T, RdKafkaError>
+    ) async throws(RdKafkaError) -> T {
+        nonisolated(unsafe) let handle = self.handle
+        let callbacks = self.callbacks
+        let closed = self.closed
+        let result = await thread.run { () -> Result<T, RdKafkaError> in
+            if closed.load(ordering: .acquiring) {
+                return .failure(RdKafkaError(code: RdKafkaError.destroyed, message: "the consumer is closed"))
+            }
+            return body(handle, callbacks)
+        }
+        guard let result else { throw RdKafkaError(code: RdKafkaError.destroyed, message: "the consumer is closed") }
+        return try result.get()
+    }
+
+    /// Joins the group (`group.id`) and subscribes to `topics`; assignments arrive in later polls.
+    public func subscribe(_ topics: [String]) async throws(RdKafkaError) {
+        try await perform { (handle, _) -> Result<Void, RdKafkaError> in
+            let list = makePartitionList(topics.map { KafkaTopicPartition(topic: $0, partition: -1) })
+            defer { rd_kafka_topic_partition_list_destroy(list) }
+            let err = rd_kafka_subscribe(handle, list)
+            return err == RD_KAFKA_RESP_ERR_NO_ERROR ? .success(()) : .failure(RdKafkaError(err))
+        }
+    }
+
+    /// Reads `partitions` from their offsets without a group (no rebalancing, no commits). The
+    /// next poll reports them in ``KafkaConsumerPoll/assigned``.
+    public func assign(_ partitions: [KafkaTopicPartition]) async throws(RdKafkaError) {
+        try await perform { (handle, callbacks) -> Result<Void, RdKafkaError> in
+            let list = makePartitionList(partitions)
+            defer { rd_kafka_topic_partition_list_destroy(list) }
+            let err = rd_kafka_assign(handle, list)
+            guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { return .failure(RdKafkaError(err)) }
+            callbacks.pending.assigned.append(contentsOf: partitions)
+            callbacks.assignment.formUnion(partitions.map { TopicPartitionKey(topic: $0.topic, partition: $0.partition) })
+            return .success(())
+        }
+    }
+
+    /// Waits up to `timeout` for messages and returns at most about `maxMessages`, plus the
+    /// assignment changes that happened meanwhile. Returns early when other calls are waiting.
+    public func poll(maxMessages: Int, timeout: Duration) async throws(RdKafkaError) -> KafkaConsumerPoll {
+        let thread = self.thread
+        return try await perform { handle, callbacks in
+            callbacks.pollLoop(handle, thread: thread, maxMessages: maxMessages, timeout: timeout)
+        }
+    }
+
+    /// Makes the next fetch of each partition start at its offset. The partitions must be assigned.
+    public func seek(_ partitions: [KafkaTopicPartition], timeout: Duration = .seconds(10)) async throws(RdKafkaError) {
+        try await perform { (handle, callbacks) -> Result<Void, RdKafkaError> in
+            callbacks.dropPending(partitions)
+            let list = makePartitionList(partitions)
+            defer { rd_kafka_topic_partition_list_destroy(list) }
+            if let error = rd_kafka_seek_partitions(handle, list, milliseconds(timeout)) {
+                return .failure(RdKafkaError(consuming: error))
+            }
+            for (item, error) in readPartitionList(list) {
+                if let error { return .failure(RdKafkaError(code: error.code, message: "seek \(item): \(error.message)")) }
+            }
+            return .success(())
+        }
+    }
+
+    /// Commits exactly these offsets (the offset of the next message to read), synchronously.
+    public func commit(_ offsets: [KafkaTopicPartition]) async throws(RdKafkaError) {
+        guard !offsets.isEmpty else { return }
+        try await perform { (handle, _) -> Result<Void, RdKafkaError> in
+            let list = makePartitionList(offsets)
+            defer { rd_kafka_topic_partition_list_destroy(list) }
+            let err = rd_kafka_commit(handle, list, 0)
+            if err != RD_KAFKA_RESP_ERR_NO_ERROR { return .failure(RdKafkaError(err, "commit: \(String(cString: rd_kafka_err2str(err)))")) }
+            for (item, error) in readPartitionList(list) {
+                if let error { return .failure(RdKafkaError(code: error.code, message: "commit \(item): \(error.message)")) }
+            }
+            return .success(())
+        }
+    }
+
+    /// The group's committed offsets for `partitions` (``KafkaOffset/invalid`` where none).
+    public func committed(_ partitions: [KafkaTopicPartition], timeout: Duration = .seconds(10)) async throws(RdKafkaError) -> [KafkaTopicPartition] {
+        guard !partitions.isEmpty else { return [] }
+        return try await perform { handle, _ in committedBlocking(handle, partitions, timeout: timeout) }
+    }
+
+    /// The partitions currently assigned to this consumer.
+    public func assignment() async throws(RdKafkaError) -> [KafkaTopicPartition] {
+        try await perform { _, callbacks in
+            .success(callbacks.assignment.map { KafkaTopicPartition(topic: $0.topic, partition: $0.partition) })
+        }
+    }
+
+    /// A partition's low and high watermarks. `cached: true` reads what the last fetch response
+    /// said (no request; ``KafkaOffset/invalid`` when unknown); `false` asks the leader (ListOffsets).
+    public func watermarks(
+        topic: String, partition: Int32, cached: Bool, timeout: Duration = .seconds(5)
+    ) async throws(RdKafkaError) -> (low: Int64, high: Int64) {
+        let pair: WatermarkPair = try await perform { handle, _ in
+            var low: Int64 = KafkaOffset.invalid
+            var high: Int64 = KafkaOffset.invalid
+            let err =
+                cached
+                ? rd_kafka_get_watermark_offsets(handle, topic, partition, &low, &high)
+                : rd_kafka_query_watermark_offsets(handle, topic, partition, &low, &high, milliseconds(timeout))
+            return err == RD_KAFKA_RESP_ERR_NO_ERROR ? .success(WatermarkPair(low: low, high: high)) : .failure(RdKafkaError(err))
+        }
+        return (pair.low, pair.high)
+    }
+
+    /// Leaves the group (`rd_kafka_consumer_close`, which runs the last revoke), destroys the
+    /// handle and ends the thread. Idempotent.
+    public func close() async {
+        nonisolated(unsafe) let handle = self.handle
+        let closed = self.closed
+        _ = await thread.run { () -> Bool in
+            if closed.exchange(true, ordering: .acquiringAndReleasing) { return false }
+            rd_kafka_consumer_close(handle)
+            rd_kafka_destroy(handle)
+            return true
+        }
+        await thread.stop()
+    }
+}
+
+struct WatermarkPair: Sendable {
+    var low: Int64
+    var high: Int64
+}
+
+struct TopicPartitionKey: Hashable, Sendable {
+    var topic: String
+    var partition: Int32
+}
+
+func committedBlocking(
+    _ handle: OpaquePointer, _ partitions: [KafkaTopicPartition], timeout: Duration
+) -> Result<[KafkaTopicPartition], RdKafkaError> {
+    let list = makePartitionList(partitions.map { KafkaTopicPartition(topic: $0.topic, partition: $0.partition) })
+    defer { rd_kafka_topic_partition_list_destroy(list) }
+    let err = rd_kafka_committed(handle, list, milliseconds(timeout))
+    guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { return .failure(RdKafkaError(err)) }
+    var result: [KafkaTopicPartition] = []
+    for (item, error) in readPartitionList(list) {
+        if let error { return .failure(error) }
+        result.append(item)
+    }
+    return .success(result)
+}
+
+/// The consumer's state touched by the rebalance callback. Only the consumer's thread uses it.
+final class ConsumerCallbacks: ClientCallbacks, @unchecked Sendable {
+    var pending = KafkaConsumerPoll()
+    var assignment: Set<TopicPartitionKey> = []
+    private var positions: [TopicPartitionKey: Int] = [:]  // index of the open batch in pending.batches
+
+    /// Runs inside `rd_kafka_consumer_poll` on the consumer thread.
+    func rebalance(
+        _ handle: OpaquePointer, _ err: rd_kafka_resp_err_t, _ partitions: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
+    ) {
+        let cooperative = rd_kafka_rebalance_protocol(handle).map { String(cString: $0) } == "COOPERATIVE"
+        let items = readPartitionList(partitions).map { $0.0 }
+        switch err {
+        case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+            if cooperative {
+                if let error = rd_kafka_incremental_assign(handle, partitions) {
+                    let failure = RdKafkaError(consuming: error)
+                    logger.error("Kafka incremental assign failed: \(failure)")
+                    pending.errors.append(failure)
+                }
+            } else {
+                let result = rd_kafka_assign(handle, partitions)
+                if result != RD_KAFKA_RESP_ERR_NO_ERROR { pending.errors.append(RdKafkaError(result)) }
+            }
+            // Report where each partition starts: the group's committed offsets.
+            var assigned = items.map { KafkaTopicPartition(topic: $0.topic, partition: $0.partition) }
+            switch committedBlocking(handle, assigned, timeout: .seconds(10)) {
+            case .success(let committed): assigned = committed
+            case .failure(let error):
+                logger.warning("Kafka committed offsets of newly assigned partitions unavailable: \(error)")
+            }
+            pending.assigned.append(contentsOf: assigned)
+            assignment.formUnion(items.map { TopicPartitionKey(topic: $0.topic, partition: $0.partition) })
+            logger.info("Kafka partitions assigned: \(assigned.map(\.description).joined(separator: ", "))")
+        case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
+            let lost = rd_kafka_assignment_lost(handle) != 0
+            if cooperative {
+                if let error = rd_kafka_incremental_unassign(handle, partitions) {
+                    pending.errors.append(RdKafkaError(consuming: error))
+                }
+            } else {
+                _ = rd_kafka_assign(handle, nil)
+            }
+            let revokedItems = cooperative ? items : assignment.map { KafkaTopicPartition(topic: $0.topic, partition: $0.partition) }
+            dropPending(revokedItems)
+            // A partition assigned and revoked in the same poll: drop the stale assignment news too.
+            let revokedKeys = Set(revokedItems.map { TopicPartitionKey(topic: $0.topic, partition: $0.partition) })
+            pending.assigned.removeAll { revokedKeys.contains(TopicPartitionKey(topic: $0.topic, partition: $0.partition)) }
+            pending.revoked.append(contentsOf: revokedItems)
+            assignment.subtract(revokedKeys)
+            logger.info("Kafka partitions \(lost ? "lost" : "revoked"): \(revokedItems.map { "\($0.topic)[\($0.partition)]" }.joined(separator: ", "))")
+        default:
+            let error = RdKafkaError(err)
+            logger.error("Kafka rebalance error: \(error)")
+            pending.errors.append(error)
+            _ = rd_kafka_assign(handle, nil)
+            let revokedItems = assignment.map { KafkaTopicPartition(topic: $0.topic, partition: $0.partition) }
+            dropPending(revokedItems)
+            pending.revoked.append(contentsOf: revokedItems)
+            assignment.removeAll()
+        }
+    }
+
+    /// Forgets fetched messages of `partitions` (after a revoke or a seek).
+    func dropPending(_ partitions: [KafkaTopicPartition]) {
+        let keys = Set(partitions.map { TopicPartitionKey(topic: $0.topic, partition: $0.partition) })
+        guard !keys.isEmpty, !pending.batches.isEmpty else { return }
+        pending.batches.removeAll { keys.contains(TopicPartitionKey(topic: $0.topic, partition: $0.partition)) }
+        positions.removeAll()
+    }
+
+    private func add(_ message: UnsafeMutablePointer<rd_kafka_message_t>) {
+        let topic = message.pointee.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
+        let key = TopicPartitionKey(topic: topic, partition: message.pointee.partition)
+        let offset = message.pointee.offset
+        let length = message.pointee.len
+        var index: Int
+        if let open = positions[key], pending.batches[open].nextOffset == offset {
+            index = open
+        } else {
+            pending.batches.append(
+                KafkaMessageBatch(topic: topic, partition: key.partition, firstOffset: offset, count: 0, values: [])
+            )
+            index = pending.batches.count - 1
+            positions[key] = index
+        }
+        pending.batches[index].values.append(UInt8(truncatingIfNeeded: length))
+        pending.batches[index].values.append(UInt8(truncatingIfNeeded: length >> 8))
+        pending.batches[index].values.append(UInt8(truncatingIfNeeded: length >> 16))
+        pending.batches[index].values.append(UInt8(truncatingIfNeeded: length >> 24))
+        if length > 0, let payload = message.pointee.payload {
+            pending.batches[index].values.append(
+                contentsOf: UnsafeRawBufferPointer(start: payload, count: length)
+            )
+        }
+        pending.batches[index].count += 1
+    }
+
+    /// The body of a poll job.
+    func pollLoop(
+        _ handle: OpaquePointer, thread: WorkerThread, maxMessages: Int, timeout: Duration
+    ) -> Result<KafkaConsumerPoll, RdKafkaError> {
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        var count = pending.messageCount
+        var fatal: RdKafkaError?
+        while count < maxMessages {
+            let hasNews = count > 0 || !pending.assigned.isEmpty || !pending.revoked.isEmpty
+            let left = ContinuousClock.now.duration(to: deadline)
+            let wait: Int32 = hasNews ? 0 : min(100, milliseconds(left))
+            guard let message = rd_kafka_consumer_poll(handle, wait) else {
+                if hasNews || ContinuousClock.now >= deadline || thread.hasQueuedJobs { break }
+                continue
+            }
+            defer { rd_kafka_message_destroy(message) }
+            let err = message.pointee.err
+            if err == RD_KAFKA_RESP_ERR_NO_ERROR {
+                add(message)
+                count += 1
+            } else if err != RD_KAFKA_RESP_ERR__PARTITION_EOF {
+                var text = String(cString: rd_kafka_err2str(err))
+                if let payload = message.pointee.payload, message.pointee.len > 0 {
+                    text = String(
+                        decoding: UnsafeRawBufferPointer(start: payload, count: message.pointee.len), as: UTF8.self
+                    )
+                }
+                let error = RdKafkaError(err, text)
+                if err == RD_KAFKA_RESP_ERR__FATAL {
+                    fatal = RdKafkaError(code: error.code, message: error.message, isRetriable: false, isFatal: true)
+                    break
+                }
+                logger.debug("Kafka consumer: \(error)")
+                if pending.errors.count < 16 { pending.errors.append(error) }
+            }
+        }
+        if let fatal { return .failure(fatal) }
+        let result = pending
+        pending = KafkaConsumerPoll()
+        positions.removeAll()
+        return .success(result)
+    }
+}

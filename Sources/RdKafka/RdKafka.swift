@@ -1,1 +1,0 @@
-// RdKafka: work in progress; see docs/architecture.md.
