@@ -157,15 +157,9 @@ enum Deploy {
         let header = try! Regex(#"struct\s+([A-Za-z_][A-Za-z0-9_]*)\s*:[^{]*\{"#)
         for match in source.matches(of: header) {
             let name = String(match.output[1].substring ?? "")
-            // The body: from the opening brace to its matching closing brace.
-            var depth = 0
-            var end = match.range.upperBound
-            var index = source.index(before: match.range.upperBound)
-            while index < source.endIndex {
-                if source[index] == "{" { depth += 1 }
-                if source[index] == "}" { depth -= 1; if depth == 0 { end = index; break } }
-                index = source.index(after: index)
-            }
+            // The body: up to the first closing brace at the start of a line (top-level declarations
+            // end there in formatted Swift; braces inside string literals do not count).
+            let end = source[match.range.upperBound...].range(of: "\n}")?.lowerBound ?? source.endIndex
             let body = String(source[match.range.upperBound..<end])
             var declaration = Declaration()
             let property = try! Regex(#"@(Option|Flag)\s*(\((?:[^()]|\([^()]*\))*\))?\s*(?:public\s+)?var\s+([A-Za-z_][A-Za-z0-9_]*)"#)
