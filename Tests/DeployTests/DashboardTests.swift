@@ -63,7 +63,7 @@ struct DashboardTests {
         #expect(!(providers.first?.dict("options")?.string("path") ?? "").isEmpty)
     }
 
-    @Test("each dashboard is valid JSON with a unique uid, unique panel ids and a layout", arguments: dashboards)
+    @Test("each dashboard is valid JSON with a unique uid, unique panel ids and a layout", arguments: DashboardTests.dashboards)
     func structure(_ path: String) throws {
         let dashboard = try Self.load(path)
         #expect(!(dashboard.string("uid") ?? "").isEmpty, "\(path) has no uid")
@@ -83,7 +83,7 @@ struct DashboardTests {
         #expect(Set(uids).count == uids.count, "duplicate dashboard uids \(uids)")
     }
 
-    @Test("every query panel and target uses the provisioned datasource", arguments: dashboards)
+    @Test("every query panel and target uses the provisioned datasource", arguments: DashboardTests.dashboards)
     func datasources(_ path: String) async throws {
         let uid = try await Self.provisionedDatasourceUID()
         for panel in Self.panels(try Self.load(path)) where panel.string("type") != "row" {
@@ -99,7 +99,7 @@ struct DashboardTests {
         }
     }
 
-    @Test("every expression names only contract metrics and recording rules", arguments: dashboards)
+    @Test("every expression names only contract metrics and recording rules", arguments: DashboardTests.dashboards)
     func knownMetricNames(_ path: String) async throws {
         let known = try Deploy.contractSeriesNames().union(try await Deploy.recordingRuleNames())
         var seen = Set<String>()

@@ -41,7 +41,7 @@ struct KubernetesTests {
 
     /// `--flag=value` and `--flag value` pairs of a container's args.
     static func flags(_ args: [String]) -> [(flag: String, value: String?)] {
-        var result: [(String, String?)] = []
+        var result: [(flag: String, value: String?)] = []
         var index = 0
         while index < args.count {
             let arg = args[index]
@@ -60,7 +60,7 @@ struct KubernetesTests {
         return result
     }
 
-    @Test("kustomization lists every manifest of its folder, and only those", arguments: folders)
+    @Test("kustomization lists every manifest of its folder, and only those", arguments: KubernetesTests.folders)
     func kustomizationListsEveryFile(_ folder: String) async throws {
         let (kustomization, _) = try await Self.objects(in: folder)
         let resources = Set(kustomization["resources"] as? [String] ?? [])
@@ -70,7 +70,7 @@ struct KubernetesTests {
         #expect(resources == files, "\(folder): listed \(resources.sorted()), present \(files.sorted())")
     }
 
-    @Test("kubectl kustomize builds each folder", arguments: folders)
+    @Test("kubectl kustomize builds each folder", arguments: KubernetesTests.folders)
     func kustomizeBuilds(_ folder: String) async throws {
         let kubectl = ["/usr/bin/kubectl", "/usr/local/bin/kubectl"].first { FileManager.default.isExecutableFile(atPath: $0) }
         guard let kubectl else {
@@ -82,7 +82,7 @@ struct KubernetesTests {
         #expect(result.stdout.contains("kind: Namespace"))
     }
 
-    @Test("every workload has an image, resources, probes on /healthz and /readyz, and graceful termination", arguments: folders)
+    @Test("every workload has an image, resources, probes on /healthz and /readyz, and graceful termination", arguments: KubernetesTests.folders)
     func workloadsAreComplete(_ folder: String) async throws {
         let workloads = Self.workloads(try await Self.objects(in: folder).objects)
         #expect(!workloads.isEmpty)
@@ -115,13 +115,13 @@ struct KubernetesTests {
                 #expect(preStop != nil, "\(where_) has no preStop hook")
                 let sleep = preStop?.dict("sleep")?.number("seconds") ?? 0
                 let args = container["args"] as? [String] ?? []
-                let shutdownGrace = Self.flags(args).first { $0.flag == "--shutdown-grace" }?.value.flatMap(Double.init) ?? 0
+                let shutdownGrace = Self.flags(args).first { $0.flag == "--shutdown-grace" }?.value.flatMap { Double($0) } ?? 0
                 if let grace { #expect(grace > sleep + shutdownGrace, "\(where_): grace \(grace) <= preStop \(sleep) + shutdown \(shutdownGrace)") }
             }
         }
     }
 
-    @Test("every container runs a real playhead subcommand with flags that subcommand has", arguments: folders)
+    @Test("every container runs a real playhead subcommand with flags that subcommand has", arguments: KubernetesTests.folders)
     func argsAreRealFlags(_ folder: String) async throws {
         let cli = try Deploy.cliFlags()
         #expect(cli.commands["serve"]?.contains("--data-dir") == true, "could not read the CLI's flags: \(cli.commands.keys.sorted())")

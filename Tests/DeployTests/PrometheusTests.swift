@@ -151,7 +151,7 @@ struct PrometheusTests {
                  why: "p99 by route computed as p90"),
     ]
 
-    @Test("the unit tests catch a broken rule", arguments: mutations)
+    @Test("the unit tests catch a broken rule", arguments: PrometheusTests.mutations)
     func unitTestsCatchMutation(_ mutation: Mutation) async throws {
         let directory = try TemporaryDirectory(prefix: "prometheus-mutation")
         let copy = directory.appending("prometheus")
