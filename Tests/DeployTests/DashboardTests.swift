@@ -60,7 +60,8 @@ struct DashboardTests {
         let providers = try await Deploy.yamlDocument("deploy/grafana/provisioning/dashboards/playhead.yml").dicts("providers")
         #expect(providers.count == 1)
         #expect(providers.first?.string("type") == "file")
-        #expect(!(providers.first?.dict("options")?.string("path") ?? "").isEmpty)
+        let path = providers.first?.dict("options")?.string("path") ?? ""
+        #expect(path.hasPrefix("/"), "dashboard provider path '\(path)'")
     }
 
     @Test("each dashboard is valid JSON with a unique uid, unique panel ids and a layout", arguments: DashboardTests.dashboards)
