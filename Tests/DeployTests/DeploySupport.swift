@@ -143,15 +143,16 @@ enum Deploy {
     // MARK: The CLI's flags
 
     /// The long flags of each `playhead` subcommand, read from the CLI's source (Sources/playhead):
-    /// a command's own `@Option`/`@Flag` properties and those of its `@OptionGroup`s.
-    static func cliFlags() throws -> (commands: [String: Set<String>], all: Set<String>) {
+    /// a command's own `@Option`/`@Flag` properties and those of its `@OptionGroup`s; and `shared`,
+    /// the flags of every option group any command uses (storage, flush, HTTP, metrics, logging).
+    static func cliFlags() throws -> (commands: [String: Set<String>], shared: Set<String>) {
         let folder = "Sources/playhead"
         var source = ""
         for file in try files(in: folder, extensions: [".swift"]) { source += try read(file) + "\n" }
         return parseCLIFlags(source)
     }
 
-    static func parseCLIFlags(_ source: String) -> (commands: [String: Set<String>], all: Set<String>) {
+    static func parseCLIFlags(_ source: String) -> (commands: [String: Set<String>], shared: Set<String>) {
         struct Declaration { var flags: Set<String> = []; var groups: [String] = []; var command: String? }
         var declarations: [String: Declaration] = [:]
         let header = try! Regex(#"struct\s+([A-Za-z_][A-Za-z0-9_]*)\s*:[^{]*\{"#)
@@ -186,13 +187,12 @@ enum Deploy {
             return result
         }
         var commands: [String: Set<String>] = [:]
-        var all = Set<String>()
+        var shared = Set<String>()
         for (name, declaration) in declarations {
-            let own = flags(of: name)
-            all.formUnion(own)
-            if let command = declaration.command { commands[command] = own }
+            if let command = declaration.command { commands[command] = flags(of: name) }
+            for group in declaration.groups { shared.formUnion(flags(of: group)) }
         }
-        return (commands, all)
+        return (commands, shared)
     }
 
     /// `maxBodyBytes` -> `max-body-bytes` (swift-argument-parser's `.long` naming).
