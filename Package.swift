@@ -270,6 +270,7 @@ let package = Package(
             dependencies: ["PlayheadKafka", "PlayheadLog", "RdKafka", "PlayheadTestSupport"],
             swiftSettings: swiftSettings
         ),
+        .testTarget(name: "DeployTests", dependencies: ["PlayheadTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["PlayheadEvents", "PlayheadTestSupport"],

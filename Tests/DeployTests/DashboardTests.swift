@@ -1,0 +1,137 @@
+import Foundation
+import PlayheadTestSupport
+import Testing
+
+/// deploy/grafana: the provisioning files and the dashboards.
+@Suite("Grafana dashboards")
+struct DashboardTests {
+    static let dashboards = ["deploy/grafana/dashboards/pipeline-health.json", "deploy/grafana/dashboards/live-content.json"]
+
+    /// What each dashboard must show: metric or recording-rule names its expressions must mention.
+    static let required: [String: Set<String>] = [
+        "deploy/grafana/dashboards/pipeline-health.json": [
+            "job:playhead_events_accepted:rate1m", "job:playhead_events_reject_ratio:rate5m",
+            "job_reason:playhead_events_rejected:rate5m",
+            "job_route:playhead_http_server_request_duration_seconds:p50_5m",
+            "job_route:playhead_http_server_request_duration_seconds:p99_5m",
+            "playhead_log_append_duration_seconds_bucket", "playhead_log_fsync_batch_records_bucket",
+            "playhead_log_disk_free_bytes", "consumer:playhead_consumer_lag_events:sum",
+            "job_dataset:playhead_lake_rows_written:rate1m", "job:playhead_lake_flush_duration_seconds:p99_5m",
+            "playhead_lake_flush_failures_total", "playhead_s3_requests_total", "playhead_s3_retries_total",
+            "playhead_process_resident_memory_bytes",
+        ],
+        "deploy/grafana/dashboards/live-content.json": [
+            "playhead_concurrent_viewers", "playhead_active_sessions", "playhead_plays_started_total",
+            "playhead_watch_time_seconds_total", "playhead_completions_total", "playhead_ad_plays_total",
+            "playhead_content_events_total",
+        ],
+    ]
+
+    static func load(_ path: String) throws -> [String: Any] {
+        let data = try Data(contentsOf: Deploy.url(path))
+        guard let dashboard = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw TestSupportError("\(path) is not a JSON object")
+        }
+        return dashboard
+    }
+
+    /// Every panel, rows' nested panels included.
+    static func panels(_ dashboard: [String: Any]) -> [[String: Any]] {
+        var result: [[String: Any]] = []
+        for panel in dashboard.dicts("panels") {
+            result.append(panel)
+            result += panel.dicts("panels")
+        }
+        return result
+    }
+
+    static func provisionedDatasourceUID() async throws -> String {
+        let document = try await Deploy.yamlDocument("deploy/grafana/provisioning/datasources/prometheus.yml")
+        let sources = document.dicts("datasources")
+        #expect(sources.count == 1)
+        #expect(sources.first?.string("type") == "prometheus")
+        return sources.first?.string("uid") ?? ""
+    }
+
+    @Test("the provisioning files name a Prometheus datasource and the dashboards folder")
+    func provisioning() async throws {
+        let uid = try await Self.provisionedDatasourceUID()
+        #expect(!uid.isEmpty)
+        let providers = try await Deploy.yamlDocument("deploy/grafana/provisioning/dashboards/playhead.yml").dicts("providers")
+        #expect(providers.count == 1)
+        #expect(providers.first?.string("type") == "file")
+        let path = providers.first?.dict("options")?.string("path") ?? ""
+        #expect(path.hasPrefix("/"), "dashboard provider path '\(path)'")
+    }
+
+    @Test("each dashboard is valid JSON with a unique uid, unique panel ids and a layout", arguments: DashboardTests.dashboards)
+    func structure(_ path: String) throws {
+        let dashboard = try Self.load(path)
+        #expect(!(dashboard.string("uid") ?? "").isEmpty, "\(path) has no uid")
+        #expect(!(dashboard.string("title") ?? "").isEmpty, "\(path) has no title")
+        #expect(dashboard.number("schemaVersion") != nil)
+        let panels = Self.panels(dashboard)
+        #expect(panels.count >= 8, "\(path) has \(panels.count) panels")
+        let ids = panels.compactMap { $0.number("id") }
+        #expect(ids.count == panels.count, "\(path): a panel has no id")
+        #expect(Set(ids).count == ids.count, "\(path): duplicate panel ids \(ids)")
+        for panel in panels {
+            let grid = panel.dict("gridPos")
+            #expect(grid?.number("w") != nil && grid?.number("h") != nil, "\(path) panel \(panel.string("title") ?? "?") has no gridPos")
+            if let x = grid?.number("x"), let w = grid?.number("w") { #expect(x + w <= 24) }
+        }
+        let uids = try Self.dashboards.map { try Self.load($0).string("uid") ?? "" }
+        #expect(Set(uids).count == uids.count, "duplicate dashboard uids \(uids)")
+    }
+
+    @Test("every query panel and target uses the provisioned datasource", arguments: DashboardTests.dashboards)
+    func datasources(_ path: String) async throws {
+        let uid = try await Self.provisionedDatasourceUID()
+        for panel in Self.panels(try Self.load(path)) where panel.string("type") != "row" {
+            let title = panel.string("title") ?? "?"
+            #expect(panel.dict("datasource")?.string("uid") == uid, "\(path) \(title): panel datasource")
+            #expect(panel.dict("datasource")?.string("type") == "prometheus", "\(path) \(title): panel datasource type")
+            let targets = panel.dicts("targets")
+            #expect(!targets.isEmpty, "\(path) \(title) has no queries")
+            for target in targets {
+                #expect(target.dict("datasource")?.string("uid") == uid, "\(path) \(title) target \(target.string("refId") ?? "?")")
+                #expect(!(target.string("expr") ?? "").isEmpty, "\(path) \(title): empty expr")
+            }
+        }
+    }
+
+    @Test("every expression names only contract metrics and recording rules", arguments: DashboardTests.dashboards)
+    func knownMetricNames(_ path: String) async throws {
+        let known = try Deploy.contractSeriesNames().union(try await Deploy.recordingRuleNames())
+        var seen = Set<String>()
+        for panel in Self.panels(try Self.load(path)) {
+            for target in panel.dicts("targets") {
+                let expression = target.string("expr") ?? ""
+                let names = Deploy.metricNames(inPromQL: expression)
+                #expect(!names.isEmpty, "\(path) \(panel.string("title") ?? "?"): no metric in \(expression)")
+                let unknown = names.subtracting(known)
+                #expect(unknown.isEmpty, "\(path) \(panel.string("title") ?? "?"): unknown \(unknown.sorted()) in \(expression)")
+                seen.formUnion(names)
+            }
+        }
+        let missing = (Self.required[path] ?? []).subtracting(seen)
+        #expect(missing.isEmpty, "\(path) shows nothing of \(missing.sorted())")
+    }
+
+    @Test("docs/metrics-names.txt holds the contract's names")
+    func contractList() throws {
+        let (names, histograms) = try Deploy.contractMetrics()
+        #expect(names.count >= 30)
+        #expect(names.allSatisfy { $0.hasPrefix("playhead_") })
+        #expect(histograms == [
+            "playhead_http_server_request_duration_seconds", "playhead_log_append_duration_seconds",
+            "playhead_log_fsync_batch_records", "playhead_lake_flush_duration_seconds",
+        ])
+        // The names DESIGN.md requires by name.
+        #expect(names.isSuperset(of: [
+            "playhead_events_accepted_total", "playhead_events_rejected_total", "playhead_consumer_lag_events",
+            "playhead_lake_files_written_total", "playhead_lake_bytes_written_total", "playhead_concurrent_viewers",
+            "playhead_watch_time_seconds_total",
+        ]))
+    }
+}
