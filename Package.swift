@@ -210,8 +210,26 @@ let package = Package(
             path: "Benchmarks/KafkaBench",
             swiftSettings: swiftSettings
         ),
+        .executableTarget(
+            name: "log-bench",
+            dependencies: [
+                "PlayheadLog",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/LogBench",
+            swiftSettings: swiftSettings
+        ),
 
         // MARK: Tests
+        .executableTarget(
+            name: "log-crash-writer",
+            dependencies: [
+                "PlayheadLog",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/LogCrashWriter",
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "PlayheadTestSupport",
             dependencies: [

@@ -4,7 +4,7 @@
 /// edge (``isRetriable`` errors become 503 with `Retry-After`).
 public struct LogError: Error, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
-        private enum Base: String, Sendable { case full, unavailable, closed, io, corrupt, tooLarge, invalidArgument }
+        private enum Base: String, Sendable { case full, unavailable, closed, io, corrupt, tooLarge, invalidArgument, overloaded }
         private let base: Base
         private init(_ base: Base) { self.base = base }
 
@@ -22,6 +22,8 @@ public struct LogError: Error, Sendable, CustomStringConvertible {
         public static let tooLarge = Code(.tooLarge)
         /// A bad argument or configuration (an unknown topic, a bad URL).
         public static let invalidArgument = Code(.invalidArgument)
+        /// The producer's queue is over its byte limit (the disk cannot keep up). Retry later.
+        public static let overloaded = Code(.overloaded)
 
         public var description: String { base.rawValue }
     }
@@ -49,7 +51,7 @@ public struct LogError: Error, Sendable, CustomStringConvertible {
 
     /// Whether a client may retry the same request later and expect success.
     public var isRetriable: Bool {
-        code == .full || code == .unavailable || code == .closed
+        code == .full || code == .unavailable || code == .closed || code == .overloaded
     }
 
     public var description: String { "LogError(\(code)): \(message)" }

@@ -1,0 +1,286 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Dispatch
+import Foundation
+import Logging
+import Metrics
+
+/// Reads one topic of the embedded log (partition 0). Blocking file reads run on a private serial
+/// queue, never on the cooperative pool; the queue also serialises access to the cursor.
+final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
+    let group: String?
+    let topic: TopicState
+    let root: String
+    let configuration: EmbeddedLogConfiguration
+    let logger: Logger
+    private let queue: DispatchQueue
+    private let isLogClosed: @Sendable () -> Bool
+    private let lagGauge: Gauge?
+
+    // Only touched on `queue`.
+    private var assignedReported = false
+    private var nextOffset: Int64 = 0
+    private var skipUntil: Int64 = 0
+    private var positioned = false
+    private var fd: Int32 = -1
+    private var segmentBase: Int64 = 0
+    private var position: Int64 = 0
+    private var buffer: [UInt8] = []
+    private var committedOffsets: [Int32: Int64] = [:]
+    private var closed = false
+
+    init(topic: TopicState, group: String?, root: String, configuration: EmbeddedLogConfiguration,
+         logger: Logger, isLogClosed: @escaping @Sendable () -> Bool) throws(LogError) {
+        self.topic = topic
+        self.group = group
+        self.root = root
+        self.configuration = configuration
+        self.logger = logger
+        self.isLogClosed = isLogClosed
+        self.queue = DispatchQueue(label: "playhead.log.consumer.\(topic.name).\(group ?? "-")")
+        if let group {
+            committedOffsets = try GroupOffsets.read(root: root, group: group, topic: topic.name)
+            lagGauge = Gauge(label: "playhead_consumer_lag_events", dimensions: [("consumer", group)])
+        } else {
+            lagGauge = nil
+        }
+        let earliest = topic.segments().first ?? 0
+        nextOffset = committedOffsets[0] ?? earliest
+        skipUntil = nextOffset
+    }
+
+    deinit {
+        if fd >= 0 { Glibc.close(fd) }
+    }
+
+    private func onQueue<T: Sendable>(_ body: @escaping @Sendable () throws(LogError) -> T) async throws(LogError) -> T {
+        let result: Result<T, LogError> = await withCheckedContinuation { continuation in
+            queue.async {
+                do throws(LogError) {
+                    continuation.resume(returning: .success(try body()))
+                } catch {
+                    continuation.resume(returning: .failure(error))
+                }
+            }
+        }
+        return try result.get()
+    }
+
+    private func checkOpen() throws(LogError) {
+        if closed || isLogClosed() {
+            throw LogError(code: .closed, message: "the consumer of \(topic.name) is closed")
+        }
+    }
+
+    func poll(maxRecords: Int, timeout: Duration) async throws(LogError) -> LogPoll {
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        let maxRecords = max(1, maxRecords)
+        while true {
+            let generation = topic.generation
+            let poll = try await onQueue { () throws(LogError) -> LogPoll in
+                try self.checkOpen()
+                if !self.assignedReported {
+                    self.assignedReported = true
+                    return LogPoll(assigned: [0: self.nextOffset])
+                }
+                if let batch = try self.readAvailable(maxRecords: maxRecords) {
+                    return LogPoll(batches: [batch])
+                }
+                return LogPoll()
+            }
+            if !poll.isEmpty { return poll }
+            let now = ContinuousClock.now
+            if now >= deadline || Task.isCancelled { return poll }
+            let remaining = now.duration(to: deadline)
+            if topic.readOnly {
+                try? await Task.sleep(for: min(remaining, configuration.readOnlyPollInterval))
+            } else {
+                await topic.waitForAppend(after: generation, timeout: remaining)
+            }
+        }
+    }
+
+    func seek(partition: Int32, to offset: Int64) async throws(LogError) {
+        guard partition == 0 else {
+            throw LogError(code: .invalidArgument, message: "the embedded log has only partition 0, not \(partition)")
+        }
+        try await onQueue { () throws(LogError) in
+            try self.checkOpen()
+            self.closeSegment()
+            self.nextOffset = offset
+            self.skipUntil = offset
+            self.positioned = false
+        }
+    }
+
+    func commit(_ offsets: [Int32: Int64]) async throws(LogError) {
+        guard let group else { return }
+        for partition in offsets.keys where partition != 0 {
+            throw LogError(code: .invalidArgument, message: "the embedded log has only partition 0, not \(partition)")
+        }
+        guard let offset = offsets[0] else { return }
+        try await onQueue { () throws(LogError) in
+            try self.checkOpen()
+            var updated = self.committedOffsets
+            updated[0] = offset
+            try GroupOffsets.write(updated, root: self.root, group: group, topic: self.topic.name)
+            self.committedOffsets = updated
+        }
+    }
+
+    func committed() async throws(LogError) -> [Int32: Int64] {
+        guard group != nil else { return [:] }
+        return try await onQueue { self.committedOffsets }
+    }
+
+    func lag() async -> Int64? {
+        let result = try? await onQueue { () -> Int64 in
+            let end = self.topic.endOffset(maxRecordBytes: self.configuration.maxRecordBytes)
+            let from = self.group == nil ? self.nextOffset : (self.committedOffsets[0] ?? (self.topic.segments().first ?? 0))
+            return max(0, end - from)
+        }
+        if let result { lagGauge?.record(Double(result)) }
+        return result
+    }
+
+    func close() async {
+        _ = try? await onQueue {
+            self.closed = true
+            self.closeSegment()
+        }
+    }
+
+    // MARK: Reading (on `queue`)
+
+    private func closeSegment() {
+        if fd >= 0 { Glibc.close(fd) }
+        fd = -1
+        position = 0
+    }
+
+    /// Opens the segment holding `skipUntil` (or the earliest one, if retention deleted it).
+    private func openSegment() throws(LogError) -> Bool {
+        let segments = topic.segments()
+        guard let first = segments.first else { return false }
+        var target = skipUntil
+        if target < first {
+            logger.warning("log: records before \(first) were deleted by retention; reading from \(first)", metadata: [
+                "topic": "\(topic.name)", "requested": "\(target)",
+            ])
+            target = first
+            skipUntil = first
+        }
+        let base = segments.last(where: { $0 <= target }) ?? first
+        let path = Files.segmentPath(topic.directory, base)
+        let newFD: Int32
+        do throws(LogError) {
+            newFD = try Files.open(path, O_RDONLY)
+        } catch {
+            // Deleted by retention between listing and opening: try again on the next poll.
+            if !FileManager.default.fileExists(atPath: path) { return false }
+            throw error
+        }
+        fd = newFD
+        segmentBase = base
+        position = 0
+        nextOffset = base
+        positioned = true
+        return true
+    }
+
+    /// Reads the complete, valid records available now, up to `maxRecords`.
+    private func readAvailable(maxRecords: Int) throws(LogError) -> ConsumedBatch? {
+        if fd < 0 {
+            guard try openSegment() else { return nil }
+        }
+        let maxBytes = 32 << 20
+        var out: [UInt8] = []
+        var count = 0
+        var firstOffset: Int64 = -1
+        let path = Files.segmentPath(topic.directory, segmentBase)
+        reading: while count < maxRecords && out.count < maxBytes {
+            let limit = topic.readableLimit(base: segmentBase, fd: fd)
+            if position >= limit {
+                if count > 0 { break }
+                // At the end of this segment: move on if the next one starts right here.
+                let segments = topic.segments()
+                if let next = segments.first(where: { $0 > segmentBase }), next == nextOffset {
+                    // Read the rest of this segment once more: the writer finishes it before rolling.
+                    if topic.readableLimit(base: segmentBase, fd: fd) > position { continue }
+                    let newFD = try Files.open(Files.segmentPath(topic.directory, next), O_RDONLY)
+                    Glibc.close(fd)
+                    fd = newFD
+                    segmentBase = next
+                    position = 0
+                    return try readAvailable(maxRecords: maxRecords)
+                }
+                break
+            }
+            let want = Int(min(limit - position, Int64(max(1 << 20, buffer.count))))
+            let got = try Files.read(fd, into: &buffer, count: want, at: position, path: path)
+            if got == 0 { break }
+            var index = 0
+            var progressed = false
+            while count < maxRecords && out.count < maxBytes && got - index >= Files.recordHeaderBytes {
+                let (length, stored) = buffer.withUnsafeBytes { raw in
+                    (LogFraming.readUInt32(raw, at: index), LogFraming.readUInt32(raw, at: index + 4))
+                }
+                if Int(length) > configuration.maxRecordBytes {
+                    try stall("a record length of \(length) bytes at byte \(position + Int64(index)) of \(path)", limit: limit)
+                    break reading
+                }
+                let total = Files.recordHeaderBytes + Int(length)
+                if index + total > got {
+                    if position + Int64(index + total) > limit {
+                        try stall("a partial record at byte \(position + Int64(index)) of \(path)", limit: limit)
+                        break reading
+                    }
+                    if total > buffer.count { buffer = [UInt8](repeating: 0, count: total) }
+                    break
+                }
+                if nextOffset >= skipUntil {
+                    let valid = buffer.withUnsafeBytes { raw in
+                        CRC32C.record(length: length, value: UnsafeRawBufferPointer(rebasing: raw[(index + 8)..<(index + total)])) == stored
+                    }
+                    if !valid {
+                        try stall("a checksum mismatch at offset \(nextOffset) (byte \(position + Int64(index)) of \(path))", limit: limit)
+                        break reading
+                    }
+                    if firstOffset < 0 { firstOffset = nextOffset }
+                    buffer.withUnsafeBytes { raw in
+                        out.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[index..<(index + 4)]))
+                        out.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[(index + 8)..<(index + total)]))
+                    }
+                    count += 1
+                }
+                index += total
+                nextOffset += 1
+                progressed = true
+            }
+            position += Int64(index)
+            if !progressed && index == 0 && got >= Files.recordHeaderBytes {
+                // The buffer was grown for a large record: read again.
+                continue
+            }
+            if !progressed && got < Files.recordHeaderBytes {
+                try stall("a partial record header at byte \(position) of \(path)", limit: limit)
+                break
+            }
+        }
+        guard count > 0 else { return nil }
+        return ConsumedBatch(partition: 0, firstOffset: firstOffset, count: count, values: out)
+    }
+
+    /// An incomplete or invalid record: corruption where the writer has finished (a durable region,
+    /// or a segment followed by another); otherwise a write in progress in another process.
+    private func stall(_ what: String, limit: Int64) throws(LogError) {
+        let segments = topic.segments()
+        let closedSegment = segments.contains(where: { $0 > segmentBase })
+        if !topic.readOnly || closedSegment {
+            throw LogError.corrupt("\(topic.name): \(what)")
+        }
+    }
+}

@@ -1,0 +1,325 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Dispatch
+import Foundation
+import Logging
+import Metrics
+import NIOConcurrencyHelpers
+import ServiceLifecycle
+
+/// The embedded, single-node durable log: segment files per topic, group commit on a dedicated
+/// writer thread per topic, consumer groups with atomically committed offsets, retention.
+///
+/// See docs/log-format.md for the on-disk format and the recovery rules.
+public final class EmbeddedLog: LogBackend, Service, Sendable {
+    public let configuration: EmbeddedLogConfiguration
+    /// Whether this process only reads (another process writes).
+    public let isReadOnly: Bool
+    private let logger: Logger
+    private let disk: DiskMonitor
+    private let lockFD: Int32
+
+    private struct State {
+        var topics: [String: TopicState] = [:]
+        var writers: [String: TopicWriter] = [:]
+        var closed = false
+    }
+    private let state: NIOLockedValueBox<State>
+
+    public var displayName: String { "file:\(configuration.directory)" }
+
+    private init(configuration: EmbeddedLogConfiguration, readOnly: Bool, lockFD: Int32, logger: Logger) {
+        self.configuration = configuration
+        self.isReadOnly = readOnly
+        self.lockFD = lockFD
+        self.logger = logger
+        self.disk = DiskMonitor(directory: configuration.directory, minimumFreeBytes: configuration.minimumFreeBytes)
+        self.state = NIOLockedValueBox(State())
+    }
+
+    /// Opens (creating if needed) the log for writing: takes the directory's lock, and recovers the
+    /// torn tail of every topic's last segment.
+    public static func open(_ configuration: EmbeddedLogConfiguration, logger: Logger) throws(LogError) -> EmbeddedLog {
+        var configuration = configuration
+        configuration.directory = normalized(configuration.directory)
+        let root = configuration.directory
+        try Files.makeDirectories(root)
+        try Files.makeDirectories(root + "/groups")
+        let lockFD = try Files.open(root + "/.lock", O_RDWR | O_CREAT)
+        if flock(lockFD, LOCK_EX | LOCK_NB) != 0 {
+            Glibc.close(lockFD)
+            throw LogError(code: .unavailable, message: "the log \(root) is open for writing by another process (\(root)/.lock is locked)")
+        }
+        let log = EmbeddedLog(configuration: configuration, readOnly: false, lockFD: lockFD, logger: logger)
+        if configuration.partitions != 1 {
+            logger.notice("log: the embedded log keeps one partition per topic; ignoring partitions=\(configuration.partitions)")
+        }
+        do throws(LogError) {
+            for name in topicNames(root) {
+                _ = try log.writer(for: name)
+            }
+        } catch {
+            log.close()
+            throw error
+        }
+        _ = log.disk.checkBeforeWrite()
+        return log
+    }
+
+    /// Opens the log to read it beside a writer in another process: consumers tail the segment files
+    /// (looking for new records every ``EmbeddedLogConfiguration/readOnlyPollInterval``) and may commit
+    /// their groups' offsets; ``producer(for:)`` throws.
+    public static func openReadOnly(_ configuration: EmbeddedLogConfiguration, logger: Logger) throws(LogError) -> EmbeddedLog {
+        var configuration = configuration
+        configuration.directory = normalized(configuration.directory)
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: configuration.directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw LogError(code: .invalidArgument, message: "no log at \(configuration.directory)")
+        }
+        return EmbeddedLog(configuration: configuration, readOnly: true, lockFD: -1, logger: logger)
+    }
+
+    private static func normalized(_ directory: String) -> String {
+        var directory = directory
+        while directory.count > 1 && directory.hasSuffix("/") { directory.removeLast() }
+        return directory
+    }
+
+    private static func topicNames(_ root: String) -> [String] {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: root) else { return [] }
+        return names.filter { name in
+            guard name != "groups", !name.hasPrefix(".") else { return false }
+            var isDirectory: ObjCBool = false
+            return FileManager.default.fileExists(atPath: root + "/" + name, isDirectory: &isDirectory) && isDirectory.boolValue
+        }.sorted()
+    }
+
+    private static func validateTopic(_ name: String) throws(LogError) {
+        try GroupOffsets.validate(name, what: "topic")
+        if name == "groups" { throw LogError(code: .invalidArgument, message: "'groups' cannot be a topic name") }
+    }
+
+    // MARK: Topics
+
+    /// The writer of `name`, recovering its last segment the first time.
+    private func writer(for name: String) throws(LogError) -> TopicWriter {
+        let result: Result<TopicWriter, LogError> = state.withLockedValue { state in
+            if state.closed { return .failure(LogError(code: .closed, message: "the log \(configuration.directory) is closed")) }
+            if let writer = state.writers[name] { return .success(writer) }
+            do throws(LogError) {
+                let writer = try recover(name)
+                state.topics[name] = writer.topic
+                state.writers[name] = writer
+                writer.start()
+                return .success(writer)
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
+    }
+
+    /// Scans the last segment of a topic, cuts off a torn or corrupt tail, and opens it for appending.
+    private func recover(_ name: String) throws(LogError) -> TopicWriter {
+        let directory = configuration.directory + "/" + name
+        try Files.makeDirectory(directory)
+        var segments = Files.listSegments(directory)
+        if segments.isEmpty {
+            let fd = try Files.open(Files.segmentPath(directory, 0), O_RDWR | O_CREAT)
+            Glibc.close(fd)
+            try Files.syncDirectory(directory)
+            try Files.syncDirectory(configuration.directory)
+            segments = [0]
+        }
+        let base = segments.last!
+        let path = Files.segmentPath(directory, base)
+        let fd = try Files.open(path, O_RDWR)
+        let scan: SegmentScanner.Result
+        do throws(LogError) {
+            scan = try SegmentScanner.scan(fd, path: path, verifyChecksums: true, maxRecordBytes: configuration.maxRecordBytes)
+        } catch {
+            Glibc.close(fd)
+            throw error
+        }
+        let fileSize = Files.fileSize(fd)
+        if scan.validBytes < fileSize {
+            logger.warning("log: recovered a torn tail", metadata: [
+                "topic": "\(name)", "segment": "\(path)", "kept_records": "\(scan.records)",
+                "kept_bytes": "\(scan.validBytes)", "dropped_bytes": "\(fileSize - scan.validBytes)",
+                "reason": "\(scan.problem ?? "trailing bytes")",
+            ])
+            if ftruncate(fd, off_t(scan.validBytes)) != 0 || Files.syncData(fd) != 0 {
+                let error = Files.error("cannot truncate", path)
+                Glibc.close(fd)
+                throw error
+            }
+        }
+        let next = base + scan.records
+        let topic = TopicState(name: name, directory: directory, readOnly: false)
+        topic.shared.withLockedValue { state in
+            state.segments = segments
+            state.activeBase = base
+            state.durableSize = scan.validBytes
+            state.durableNext = next
+        }
+        logger.debug("log: opened topic", metadata: ["topic": "\(name)", "segments": "\(segments.count)", "next_offset": "\(next)"])
+        return TopicWriter(
+            topic: topic, fd: fd, activeBase: base, size: scan.validBytes, nextOffset: next,
+            configuration: configuration, disk: disk, logger: logger
+        )
+    }
+
+    private func topicState(_ name: String) throws(LogError) -> TopicState {
+        if !isReadOnly { return try writer(for: name).topic }
+        let result: Result<TopicState, LogError> = state.withLockedValue { state in
+            if state.closed { return .failure(LogError(code: .closed, message: "the log \(configuration.directory) is closed")) }
+            if let topic = state.topics[name] { return .success(topic) }
+            let topic = TopicState(name: name, directory: configuration.directory + "/" + name, readOnly: true)
+            state.topics[name] = topic
+            return .success(topic)
+        }
+        return try result.get()
+    }
+
+    // MARK: LogBackend
+
+    public func producer(for topic: LogTopic) throws(LogError) -> any LogProducer {
+        guard !isReadOnly else {
+            throw LogError(code: .invalidArgument, message: "the log \(configuration.directory) is open read-only")
+        }
+        try Self.validateTopic(topic.name)
+        return EmbeddedProducer(writer: try writer(for: topic.name), disk: disk, isClosed: { [self] in isClosed })
+    }
+
+    public func consumer(for topic: LogTopic, group: String?) throws(LogError) -> any LogConsumer {
+        try Self.validateTopic(topic.name)
+        if let group { try GroupOffsets.validate(group, what: "group") }
+        return try EmbeddedConsumer(
+            topic: try topicState(topic.name), group: group, root: configuration.directory,
+            configuration: configuration, logger: logger, isLogClosed: { [self] in isClosed }
+        )
+    }
+
+    var isClosed: Bool { state.withLockedValue { $0.closed } }
+
+    /// Group-commit statistics of a topic (records and fsyncs so far), for tests and benchmarks.
+    public func statistics(for topic: LogTopic) -> (fsyncs: Int, records: Int, batches: Int)? {
+        guard let writer = state.withLockedValue({ $0.writers[topic.name] }) else { return nil }
+        let stats = writer.statistics
+        return (stats.fsyncs, stats.records, stats.batches)
+    }
+
+    // MARK: Service
+
+    /// Applies retention and refreshes the disk gauges until graceful shutdown, then closes the log
+    /// (writing what is queued first).
+    public func run() async throws {
+        var lastRetention = ContinuousClock.now
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                if Task.isCancelled { break }
+                await self.offPool {
+                    if !self.isReadOnly { _ = self.disk.checkBeforeWrite() }
+                }
+                if !self.isReadOnly && lastRetention.duration(to: .now) >= self.configuration.retentionInterval {
+                    lastRetention = .now
+                    await self.offPool { self.applyRetention() }
+                }
+            }
+        }
+        await offPool { self.close() }
+    }
+
+    private func offPool(_ body: @escaping @Sendable () -> Void) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async {
+                body()
+                continuation.resume()
+            }
+        }
+    }
+
+    /// Stops taking appends, writes and fsyncs what is queued, closes files. Idempotent; blocks
+    /// until the writer threads are done.
+    public func close() {
+        let (writers, topics, wasClosed) = state.withLockedValue { state in
+            let wasClosed = state.closed
+            state.closed = true
+            return (Array(state.writers.values), Array(state.topics.values), wasClosed)
+        }
+        guard !wasClosed else { return }
+        for writer in writers { writer.close() }
+        for topic in topics { topic.close() }
+        if lockFD >= 0 {
+            flock(lockFD, LOCK_UN)
+            Glibc.close(lockFD)
+        }
+    }
+
+    // MARK: Retention
+
+    /// Deletes closed segments that every group has committed past and that are older than
+    /// `retentionAge` or beyond `retentionBytes`. Returns the paths deleted.
+    @discardableResult
+    public func applyRetention(now: Date = Date()) -> [String] {
+        guard !isReadOnly, configuration.retentionAge != nil || configuration.retentionBytes != nil else { return [] }
+        let topics = state.withLockedValue { Array($0.topics.values) }
+        var deleted: [String] = []
+        for topic in topics {
+            let groups = GroupOffsets.all(root: configuration.directory, topic: topic.name)
+            let minimumCommitted = groups.values.min() ?? Int64.max
+            let segments = topic.segments()
+            guard segments.count > 1 else { continue }
+            var sizes = segments.map { Files.size(Files.segmentPath(topic.directory, $0)) ?? 0 }
+            var total = sizes.reduce(0, +)
+            for index in 0..<(segments.count - 1) {
+                let path = Files.segmentPath(topic.directory, segments[index])
+                let end = segments[index + 1]
+                guard minimumCommitted >= end else { break }
+                var expired = false
+                if let age = configuration.retentionAge, let modified = Files.modificationTime(path) {
+                    let seconds = Double(age.components.seconds) + Double(age.components.attoseconds) / 1e18
+                    expired = now.timeIntervalSince1970 - modified >= seconds
+                }
+                if let limit = configuration.retentionBytes, total > limit { expired = true }
+                guard expired else { break }
+                topic.shared.withLockedValue { state in
+                    state.segments.removeAll { $0 == segments[index] }
+                }
+                if unlink(path) == 0 {
+                    deleted.append(path)
+                    total -= sizes[index]
+                    sizes[index] = 0
+                    logger.info("log: retention deleted a segment", metadata: [
+                        "topic": "\(topic.name)", "segment": "\(path)", "end_offset": "\(end)",
+                    ])
+                } else {
+                    logger.warning("log: retention cannot delete \(path): \(String(cString: strerror(errno)))")
+                }
+            }
+            Gauge(label: "playhead_log_size_bytes", dimensions: [("topic", topic.name)]).record(Double(total))
+        }
+        if !deleted.isEmpty { try? Files.syncDirectory(configuration.directory) }
+        return deleted
+    }
+}
+
+/// Appends to one topic of an ``EmbeddedLog``.
+struct EmbeddedProducer: LogProducer {
+    let writer: TopicWriter
+    let disk: DiskMonitor
+    let isClosed: @Sendable () -> Bool
+
+    func append(_ batch: LogRecordBatch, completion: @escaping @Sendable (Result<LogAppendResult, LogError>) -> Void) {
+        writer.append(batch, completion: completion)
+    }
+
+    var unavailableReason: String? {
+        if isClosed() { return "the log is closed" }
+        return disk.reason
+    }
+}

@@ -1,0 +1,28 @@
+/// Where and how the embedded segment log keeps its files.
+public struct EmbeddedLogConfiguration: Sendable {
+    /// The log's root directory: `<directory>/<topic>/<base offset>.log` and `<directory>/groups/`.
+    public var directory: String
+    /// A segment is closed and a new one started once it holds at least this many bytes.
+    public var segmentBytes: Int64 = 128 << 20
+    /// Appends waiting for the writer beyond this many bytes fail at once (`LogError.Code.overloaded`).
+    public var maxQueuedBytes: Int = 64 << 20
+    /// Closed segments older than this (by last write) may be deleted once every group has read them.
+    public var retentionAge: Duration? = .seconds(7 * 24 * 3600)
+    /// Closed segments may be deleted, oldest first, while a topic holds more bytes than this
+    /// (and every group has read them).
+    public var retentionBytes: Int64? = nil
+    /// Appends fail with `LogError.Code.full` while the log's file system has less free space than this.
+    public var minimumFreeBytes: Int64 = 256 << 20
+    /// Partitions per topic. The embedded log keeps one partition (0) per topic; other values are ignored.
+    public var partitions: Int32 = 1
+    /// The largest record value accepted.
+    public var maxRecordBytes: Int = 16 << 20
+    /// How often ``EmbeddedLog/run()`` applies retention.
+    public var retentionInterval: Duration = .seconds(30)
+    /// How often a read-only log (another process writes) looks for new records.
+    public var readOnlyPollInterval: Duration = .milliseconds(50)
+
+    public init(directory: String) {
+        self.directory = directory
+    }
+}

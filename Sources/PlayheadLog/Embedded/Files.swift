@@ -1,0 +1,239 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+
+/// Thin POSIX wrappers that report failures as ``LogError`` (ENOSPC, EFBIG and EDQUOT become `.full`).
+enum Files {
+    static let recordHeaderBytes = 8
+
+    static func errorCode(_ err: Int32) -> LogError.Code {
+        if err == ENOSPC || err == EFBIG || err == EDQUOT { return .full }
+        return .io
+    }
+
+    static func error(_ what: String, _ path: String, _ err: Int32 = errno, file: String = #fileID, line: Int = #line) -> LogError {
+        let code = errorCode(err)
+        return LogError(
+            code: code,
+            message: "\(what) \(path): \(String(cString: strerror(err)))",
+            retryAfterSeconds: code == .full ? 5 : nil,
+            file: file, line: line
+        )
+    }
+
+    static func segmentName(_ base: Int64) -> String {
+        let digits = String(base)
+        return String(repeating: "0", count: max(0, 20 - digits.count)) + digits + ".log"
+    }
+
+    static func segmentPath(_ directory: String, _ base: Int64) -> String {
+        directory + "/" + segmentName(base)
+    }
+
+    /// The base offsets of the segments in `directory`, ascending (empty if it does not exist).
+    static func listSegments(_ directory: String) -> [Int64] {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return [] }
+        var bases: [Int64] = []
+        for name in names where name.hasSuffix(".log") && name.count == 24 {
+            if let base = Int64(name.prefix(20)) { bases.append(base) }
+        }
+        return bases.sorted()
+    }
+
+    static func makeDirectory(_ path: String) throws(LogError) {
+        if mkdir(path, 0o755) != 0 && errno != EEXIST {
+            throw error("cannot create directory", path)
+        }
+    }
+
+    static func makeDirectories(_ path: String) throws(LogError) {
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        } catch {
+            throw LogError(code: .io, message: "cannot create directory \(path): \(error)")
+        }
+    }
+
+    static func open(_ path: String, _ flags: Int32, _ mode: mode_t = 0o644) throws(LogError) -> Int32 {
+        while true {
+            let fd = Glibc.open(path, flags | O_CLOEXEC, mode)
+            if fd >= 0 { return fd }
+            if errno == EINTR { continue }
+            throw error("cannot open", path)
+        }
+    }
+
+    static func fileSize(_ fd: Int32) -> Int64 {
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { return 0 }
+        return Int64(info.st_size)
+    }
+
+    static func syncData(_ fd: Int32) -> Int32 {
+        #if canImport(Darwin)
+        return fsync(fd) == 0 ? 0 : errno
+        #else
+        while true {
+            if fdatasync(fd) == 0 { return 0 }
+            if errno != EINTR { return errno }
+        }
+        #endif
+    }
+
+    static func syncDirectory(_ path: String) throws(LogError) {
+        let fd = try open(path, O_RDONLY | O_DIRECTORY)
+        defer { close(fd) }
+        if fsync(fd) != 0 { throw error("cannot fsync directory", path) }
+    }
+
+    /// Writes all of `bytes` at `offset`; returns 0 or the errno of the failure.
+    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int64) -> Int32 {
+        var done = 0
+        while done < bytes.count {
+            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + Int64(done)))
+            if n < 0 {
+                if errno == EINTR { continue }
+                return errno
+            }
+            if n == 0 { return EIO }
+            done += n
+        }
+        return 0
+    }
+
+    /// Reads up to `count` bytes at `offset` into `buffer` (resized); returns the number read.
+    static func read(_ fd: Int32, into buffer: inout [UInt8], count: Int, at offset: Int64, path: String) throws(LogError) -> Int {
+        if buffer.count < count { buffer = [UInt8](repeating: 0, count: count) }
+        var done = 0
+        let result: Int32 = buffer.withUnsafeMutableBytes { raw in
+            while done < count {
+                let n = pread(fd, raw.baseAddress! + done, count - done, off_t(offset + Int64(done)))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return errno
+                }
+                if n == 0 { break }
+                done += n
+            }
+            return 0
+        }
+        if result != 0 { throw error("cannot read", path, result) }
+        return done
+    }
+
+    /// Writes `contents` to `path` atomically: a temporary file, fsync, rename, fsync of the directory.
+    static func writeAtomically(_ contents: [UInt8], to path: String) throws(LogError) {
+        let directory = (path as NSString).deletingLastPathComponent
+        let temporary = path + ".tmp"
+        let fd = try open(temporary, O_WRONLY | O_CREAT | O_TRUNC)
+        var err = contents.withUnsafeBytes { writeAll(fd, $0, at: 0) }
+        if err == 0 && fsync(fd) != 0 { err = errno }
+        close(fd)
+        if err != 0 {
+            unlink(temporary)
+            throw error("cannot write", temporary, err)
+        }
+        if rename(temporary, path) != 0 {
+            let renameError = errno
+            unlink(temporary)
+            throw error("cannot rename to", path, renameError)
+        }
+        try syncDirectory(directory)
+    }
+
+    /// Free and total bytes of the file system holding `path` (for unprivileged users).
+    static func diskSpace(_ path: String) -> (free: Int64, capacity: Int64)? {
+        var info = statvfs()
+        guard statvfs(path, &info) == 0 else { return nil }
+        let unit = Int64(info.f_frsize == 0 ? info.f_bsize : info.f_frsize)
+        return (Int64(info.f_bavail) * unit, Int64(info.f_blocks) * unit)
+    }
+
+    static func modificationTime(_ path: String) -> Double? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9
+    }
+
+    static func size(_ path: String) -> Int64? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return Int64(info.st_size)
+    }
+}
+
+/// Walks the records of a segment file.
+enum SegmentScanner {
+    struct Result {
+        /// Bytes of complete, valid records from the start of the file.
+        var validBytes: Int64
+        /// Number of complete, valid records.
+        var records: Int64
+        /// Why scanning stopped before the end of the file, if it did.
+        var problem: String?
+    }
+
+    /// Reads `fd` from the start and returns how far its records are complete and valid.
+    static func scan(_ fd: Int32, path: String, verifyChecksums: Bool, maxRecordBytes: Int, from start: Int64 = 0, records startRecords: Int64 = 0) throws(LogError) -> Result {
+        let size = Files.fileSize(fd)
+        var position = start
+        var records = startRecords
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        var problem: String?
+        scanning: while position < size {
+            let want = Int(min(Int64(max(buffer.count, 1 << 20)), size - position))
+            let got = try Files.read(fd, into: &buffer, count: want, at: position, path: path)
+            var index = 0
+            var advanced = false
+            while true {
+                if got - index < Files.recordHeaderBytes {
+                    if position + Int64(index) + Int64(Files.recordHeaderBytes) > size {
+                        problem = "a partial record header (\(size - position - Int64(index)) bytes)"
+                        position += Int64(index)
+                        break scanning
+                    }
+                    break
+                }
+                let (length, stored) = buffer.withUnsafeBytes { raw in
+                    (LogFraming.readUInt32(raw, at: index), LogFraming.readUInt32(raw, at: index + 4))
+                }
+                if Int(length) > maxRecordBytes {
+                    problem = "a record length of \(length) bytes (over the \(maxRecordBytes)-byte limit)"
+                    position += Int64(index)
+                    break scanning
+                }
+                let total = Files.recordHeaderBytes + Int(length)
+                if index + total > got {
+                    if position + Int64(index) + Int64(total) > size {
+                        problem = "a partial record (\(size - position - Int64(index)) of \(total) bytes)"
+                        position += Int64(index)
+                        break scanning
+                    }
+                    if total > buffer.count { buffer = [UInt8](repeating: 0, count: total) }
+                    break
+                }
+                if verifyChecksums {
+                    let actual = buffer.withUnsafeBytes { raw in
+                        CRC32C.record(length: length, value: UnsafeRawBufferPointer(rebasing: raw[(index + 8)..<(index + total)]))
+                    }
+                    if actual != stored {
+                        problem = "a checksum mismatch at record \(records)"
+                        position += Int64(index)
+                        break scanning
+                    }
+                }
+                index += total
+                records += 1
+                advanced = true
+            }
+            position += Int64(index)
+            _ = advanced
+        }
+        return Result(validBytes: position, records: records, problem: problem)
+    }
+}

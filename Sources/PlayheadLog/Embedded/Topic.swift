@@ -1,0 +1,150 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+import Logging
+import Metrics
+import NIOConcurrencyHelpers
+
+/// One topic's directory and what readers in this process may see of it.
+///
+/// In a writable log, the writer publishes the durable end (after each fdatasync) here, and readers
+/// never read beyond it. In a read-only log (another process writes), readers list the directory and
+/// read up to the file size, never past a record that is incomplete or fails its checksum.
+final class TopicState: @unchecked Sendable {
+    let name: String
+    let directory: String
+    let readOnly: Bool
+
+    struct Shared {
+        /// Segment base offsets, ascending (writable log only; read-only lists the directory).
+        var segments: [Int64] = []
+        var activeBase: Int64 = 0
+        /// Bytes of the active segment that are durable.
+        var durableSize: Int64 = 0
+        /// The offset after the last durable record.
+        var durableNext: Int64 = 0
+        var generation: UInt64 = 0
+        var waiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
+        var nextWaiter: UInt64 = 0
+        var closed = false
+        /// Read-only: an incremental count of the last segment's records, for `lag()`.
+        var tailBase: Int64 = -1
+        var tailPosition: Int64 = 0
+        var tailRecords: Int64 = 0
+    }
+
+    let shared = NIOLockedValueBox(Shared())
+
+    init(name: String, directory: String, readOnly: Bool) {
+        self.name = name
+        self.directory = directory
+        self.readOnly = readOnly
+    }
+
+    /// Called by the writer after a successful fdatasync.
+    func publish(durableSize: Int64, durableNext: Int64) {
+        let waiters = shared.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
+            state.durableSize = durableSize
+            state.durableNext = durableNext
+            state.generation &+= 1
+            let waiters = Array(state.waiters.values)
+            state.waiters.removeAll()
+            return waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    func rolled(to base: Int64) {
+        shared.withLockedValue { state in
+            state.segments.append(base)
+            state.activeBase = base
+            state.durableSize = 0
+        }
+    }
+
+    func close() {
+        let waiters = shared.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
+            state.closed = true
+            let waiters = Array(state.waiters.values)
+            state.waiters.removeAll()
+            return waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    var isClosed: Bool { shared.withLockedValue { $0.closed } }
+    var generation: UInt64 { shared.withLockedValue { $0.generation } }
+
+    /// Waits until the writer publishes something after `generation`, or `timeout` passes.
+    func waitForAppend(after generation: UInt64, timeout: Duration) async {
+        if readOnly {
+            try? await Task.sleep(for: timeout)
+            return
+        }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let id: UInt64? = shared.withLockedValue { state in
+                if state.generation != generation || state.closed { return nil }
+                let id = state.nextWaiter
+                state.nextWaiter &+= 1
+                state.waiters[id] = continuation
+                return id
+            }
+            guard let id else {
+                continuation.resume()
+                return
+            }
+            Task {
+                try? await Task.sleep(for: timeout)
+                let waiter = self.shared.withLockedValue { $0.waiters.removeValue(forKey: id) }
+                waiter?.resume()
+            }
+        }
+    }
+
+    /// The segment base offsets, ascending.
+    func segments() -> [Int64] {
+        if readOnly { return Files.listSegments(directory) }
+        return shared.withLockedValue { $0.segments }
+    }
+
+    /// How many bytes of segment `base` (open as `fd`) a reader may read.
+    func readableLimit(base: Int64, fd: Int32) -> Int64 {
+        if !readOnly {
+            let limit: Int64? = shared.withLockedValue { state in
+                state.activeBase == base ? state.durableSize : nil
+            }
+            if let limit { return limit }
+        }
+        return Files.fileSize(fd)
+    }
+
+    /// The offset after the last record (durable in this process; complete on disk when read-only).
+    func endOffset(maxRecordBytes: Int) -> Int64 {
+        if !readOnly { return shared.withLockedValue { $0.durableNext } }
+        guard let last = Files.listSegments(directory).last else { return 0 }
+        let path = Files.segmentPath(directory, last)
+        guard let fd = try? Files.open(path, O_RDONLY) else { return last }
+        defer { close(fd) }
+        let (startPosition, startRecords) = shared.withLockedValue { state in
+            state.tailBase == last ? (state.tailPosition, state.tailRecords) : (0, 0)
+        }
+        guard let result = try? SegmentScanner.scan(
+            fd, path: path, verifyChecksums: true, maxRecordBytes: maxRecordBytes,
+            from: startPosition, records: startRecords
+        ) else { return last + startRecords }
+        shared.withLockedValue { state in
+            state.tailBase = last
+            state.tailPosition = result.validBytes
+            state.tailRecords = result.records
+        }
+        return last + result.records
+    }
+
+    /// Total bytes of the topic's segments.
+    func sizeOnDisk() -> Int64 {
+        segments().reduce(0) { $0 + (Files.size(Files.segmentPath(directory, $1)) ?? 0) }
+    }
+}

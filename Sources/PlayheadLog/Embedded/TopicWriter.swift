@@ -1,0 +1,329 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Dispatch
+import Foundation
+import Logging
+import Metrics
+
+/// Appends to one topic with group commit: a dedicated thread takes every queued batch, writes them
+/// with one `pwrite` and one `fdatasync`, publishes the new durable end, then completes each batch.
+final class TopicWriter: @unchecked Sendable {
+    struct Pending {
+        var batch: LogRecordBatch
+        var enqueued: UInt64
+        var completion: @Sendable (Result<LogAppendResult, LogError>) -> Void
+    }
+
+    let topic: TopicState
+    let configuration: EmbeddedLogConfiguration
+    let logger: Logger
+    let disk: DiskMonitor
+
+    // Guarded by `condition`.
+    private let condition = NSCondition()
+    private var queue: [Pending] = []
+    private var queuedBytes = 0
+    private var closing = false
+    private var thread: Thread?
+    private let finished = DispatchSemaphore(value: 0)
+
+    // Owned by the writer thread (set up before it starts).
+    private var fd: Int32
+    private var activeBase: Int64
+    private var size: Int64
+    private var nextOffset: Int64
+    private var buffer: [UInt8] = []
+
+    // Metrics.
+    private let appendDuration: Metrics.Timer
+    private let fsyncBatchRecords: Recorder
+    private let fsyncs: Counter
+    private let sizeGauge: Gauge
+    private var closedSegmentBytes: Int64
+
+    /// Statistics for tests and benchmarks.
+    struct Statistics: Sendable {
+        var fsyncs: Int = 0
+        var records: Int = 0
+        var batches: Int = 0
+    }
+    private var stats = Statistics()  // guarded by `condition`
+
+    var statistics: Statistics {
+        condition.lock()
+        defer { condition.unlock() }
+        return stats
+    }
+
+    init(topic: TopicState, fd: Int32, activeBase: Int64, size: Int64, nextOffset: Int64,
+         configuration: EmbeddedLogConfiguration, disk: DiskMonitor, logger: Logger) {
+        self.topic = topic
+        self.fd = fd
+        self.activeBase = activeBase
+        self.size = size
+        self.nextOffset = nextOffset
+        self.configuration = configuration
+        self.disk = disk
+        self.logger = logger
+        appendDuration = Metrics.Timer(
+            label: "playhead_log_append_duration_seconds",
+            dimensions: [("backend", "embedded"), ("topic", topic.name)],
+            preferredDisplayUnit: .seconds
+        )
+        fsyncBatchRecords = Recorder(label: "playhead_log_fsync_batch_records", aggregate: true)
+        fsyncs = Counter(label: "playhead_log_fsyncs_total")
+        sizeGauge = Gauge(label: "playhead_log_size_bytes", dimensions: [("topic", topic.name)])
+        closedSegmentBytes = topic.sizeOnDisk() - size
+        sizeGauge.record(Double(closedSegmentBytes + size))
+    }
+
+    func start() {
+        let thread = Thread { [self] in self.runLoop() }
+        thread.name = "playhead-log-writer-\(topic.name)"
+        thread.qualityOfService = .userInitiated
+        self.thread = thread
+        thread.start()
+    }
+
+    static func failureCounter(_ code: LogError.Code) -> Counter {
+        Counter(label: "playhead_log_append_failures_total", dimensions: [("code", code.description)])
+    }
+
+    func append(_ batch: LogRecordBatch, completion: @escaping @Sendable (Result<LogAppendResult, LogError>) -> Void) {
+        if batch.isEmpty {
+            completion(.success(LogAppendResult(partition: 0, firstOffset: nil, count: 0)))
+            return
+        }
+        let bytes = batch.values.count
+        var refusal: LogError?
+        condition.lock()
+        if closing {
+            refusal = LogError(code: .closed, message: "the log \(configuration.directory) is closed")
+        } else if bytes > configuration.maxQueuedBytes {
+            refusal = LogError(code: .tooLarge, message: "a batch of \(bytes) bytes is over the queue limit of \(configuration.maxQueuedBytes) bytes")
+        } else if queuedBytes + bytes > configuration.maxQueuedBytes {
+            refusal = LogError(
+                code: .overloaded,
+                message: "the log writer for \(topic.name) has \(queuedBytes) bytes queued (limit \(configuration.maxQueuedBytes))",
+                retryAfterSeconds: 1
+            )
+        } else {
+            queue.append(Pending(batch: batch, enqueued: DispatchTime.now().uptimeNanoseconds, completion: completion))
+            queuedBytes += bytes
+            condition.signal()
+        }
+        condition.unlock()
+        if let refusal {
+            Self.failureCounter(refusal.code).increment()
+            completion(.failure(refusal))
+        }
+    }
+
+    var queueIsEmpty: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return queue.isEmpty
+    }
+
+    /// Stops taking appends, writes what is queued, and waits for the thread to finish.
+    func close() {
+        condition.lock()
+        let wasClosing = closing
+        closing = true
+        condition.broadcast()
+        let started = thread != nil
+        condition.unlock()
+        guard !wasClosing else { return }
+        if started { finished.wait() }
+        if fd >= 0 {
+            close(fd)
+            fd = -1
+        }
+    }
+
+    private func runLoop() {
+        while true {
+            condition.lock()
+            while queue.isEmpty && !closing { condition.wait() }
+            if queue.isEmpty && closing {
+                condition.unlock()
+                break
+            }
+            let items = queue
+            queue.removeAll(keepingCapacity: true)
+            condition.unlock()
+
+            commit(items)
+
+            var bytes = 0
+            for item in items { bytes += item.batch.values.count }
+            condition.lock()
+            queuedBytes -= bytes
+            condition.unlock()
+        }
+        finished.signal()
+    }
+
+    private func fail(_ items: [Pending], _ error: LogError) {
+        Self.failureCounter(error.code).increment()
+        for item in items { item.completion(.failure(error)) }
+    }
+
+    /// Writes `items` as one group: roll if needed, one pwrite, one fdatasync, then completions.
+    private func commit(_ items: [Pending]) {
+        if let error = disk.checkBeforeWrite() {
+            fail(items, error)
+            return
+        }
+        if size >= configuration.segmentBytes && size > 0 {
+            do throws(LogError) {
+                try roll()
+            } catch {
+                logger.error("log: cannot start a new segment", metadata: ["topic": "\(topic.name)", "error": "\(error)"])
+                fail(items, error)
+                return
+            }
+        }
+
+        buffer.removeAll(keepingCapacity: true)
+        var firstOffsets: [Int64] = []
+        firstOffsets.reserveCapacity(items.count)
+        var offset = nextOffset
+        var records = 0
+        for item in items {
+            firstOffsets.append(offset)
+            Self.encode(item.batch, into: &buffer)
+            offset += Int64(item.batch.count)
+            records += item.batch.count
+        }
+
+        let goodSize = size
+        var err = buffer.withUnsafeBytes { Files.writeAll(fd, $0, at: goodSize) }
+        var what = "write"
+        if err == 0 {
+            err = Files.syncData(fd)
+            what = "fdatasync"
+        }
+        if err != 0 {
+            // Leave no partial record behind: cut the file back to the last durable record.
+            _ = ftruncate(fd, off_t(goodSize))
+            _ = Files.syncData(fd)
+            let error = Files.error("cannot \(what)", Files.segmentPath(topic.directory, activeBase), err)
+            logger.error("log: append failed; segment truncated back to its last durable record", metadata: [
+                "topic": "\(topic.name)", "error": "\(error)", "records": "\(records)",
+            ])
+            if error.code == .full { disk.noteFull() }
+            fail(items, error)
+            return
+        }
+        size += Int64(buffer.count)
+        nextOffset = offset
+        topic.publish(durableSize: size, durableNext: nextOffset)
+
+        fsyncs.increment()
+        fsyncBatchRecords.record(records)
+        sizeGauge.record(Double(closedSegmentBytes + size))
+        condition.lock()
+        stats.fsyncs += 1
+        stats.records += records
+        stats.batches += items.count
+        condition.unlock()
+
+        let now = DispatchTime.now().uptimeNanoseconds
+        for (index, item) in items.enumerated() {
+            appendDuration.recordNanoseconds(Int64(now &- item.enqueued))
+            item.completion(.success(LogAppendResult(partition: 0, firstOffset: firstOffsets[index], count: item.batch.count)))
+        }
+    }
+
+    /// Re-frames a batch (`[len][value]`…) as disk records (`[len][crc32c][value]`…).
+    static func encode(_ batch: LogRecordBatch, into buffer: inout [UInt8]) {
+        batch.values.withUnsafeBytes { values in
+            var position = 0
+            while position + 4 <= values.count {
+                let length = LogFraming.readUInt32(values, at: position)
+                let value = UnsafeRawBufferPointer(rebasing: values[(position + 4)..<(position + 4 + Int(length))])
+                let crc = CRC32C.record(length: length, value: value)
+                buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: values[position..<(position + 4)]))
+                buffer.append(UInt8(truncatingIfNeeded: crc))
+                buffer.append(UInt8(truncatingIfNeeded: crc >> 8))
+                buffer.append(UInt8(truncatingIfNeeded: crc >> 16))
+                buffer.append(UInt8(truncatingIfNeeded: crc >> 24))
+                buffer.append(contentsOf: value)
+                position += 4 + Int(length)
+            }
+        }
+    }
+
+    private func roll() throws(LogError) {
+        let base = nextOffset
+        let path = Files.segmentPath(topic.directory, base)
+        let newFD = try Files.open(path, O_RDWR | O_CREAT | O_EXCL)
+        do throws(LogError) {
+            try Files.syncDirectory(topic.directory)
+        } catch {
+            close(newFD)
+            unlink(path)
+            throw error
+        }
+        close(fd)
+        closedSegmentBytes += size
+        fd = newFD
+        activeBase = base
+        size = 0
+        topic.rolled(to: base)
+        logger.debug("log: new segment", metadata: ["topic": "\(topic.name)", "base": "\(base)"])
+    }
+}
+
+/// Free space on the log's file system, checked with statvfs before each group commit.
+final class DiskMonitor: @unchecked Sendable {
+    let directory: String
+    let minimumFreeBytes: Int64
+    private let free = Gauge(label: "playhead_log_disk_free_bytes")
+    private let capacity = Gauge(label: "playhead_log_disk_capacity_bytes")
+    private let lock = NSLock()
+    private var belowMinimum = false
+    private var lastFullError = false
+
+    init(directory: String, minimumFreeBytes: Int64) {
+        self.directory = directory
+        self.minimumFreeBytes = minimumFreeBytes
+    }
+
+    /// Refreshes the gauges; returns a `.full` error when free space is below the minimum.
+    func checkBeforeWrite() -> LogError? {
+        guard let space = Files.diskSpace(directory) else { return nil }
+        free.record(Double(space.free))
+        capacity.record(Double(space.capacity))
+        let below = space.free < minimumFreeBytes
+        lock.lock()
+        belowMinimum = below
+        if !below { lastFullError = false }
+        lock.unlock()
+        guard below else { return nil }
+        return LogError(
+            code: .full,
+            message: "the file system of \(directory) has \(space.free) bytes free, below the minimum of \(minimumFreeBytes)",
+            retryAfterSeconds: 5
+        )
+    }
+
+    func noteFull() {
+        lock.lock()
+        lastFullError = true
+        lock.unlock()
+    }
+
+    /// Why appends would fail now, if they would.
+    var reason: String? {
+        lock.lock()
+        defer { lock.unlock() }
+        if belowMinimum { return "log_full: the file system of \(directory) is below \(minimumFreeBytes) free bytes" }
+        if lastFullError { return "log_full: the last write to \(directory) ran out of space" }
+        return nil
+    }
+}
