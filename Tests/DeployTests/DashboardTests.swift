@@ -127,6 +127,19 @@ struct DashboardTests {
         #expect(missing.isEmpty, "\(path) shows nothing of \(missing.sorted())")
     }
 
+    @Test("the committed dashboards are what scripts/gen-dashboards writes")
+    func generatedFilesAreCurrent() async throws {
+        let directory = try TemporaryDirectory(prefix: "dashboards")
+        let result = try await runCommand(TestEnvironment.python, [Deploy.path("scripts/gen-dashboards"), "--out", directory.path], timeout: .seconds(60))
+        #expect(result.status == 0, "\(result.stderr)")
+        for path in Self.dashboards {
+            let name = URL(fileURLWithPath: path).lastPathComponent
+            let fresh = try Data(contentsOf: directory.appending(name))
+            let committed = try Data(contentsOf: Deploy.url(path))
+            #expect(fresh == committed, "\(path) differs from scripts/gen-dashboards' output: edit the script and run it again")
+        }
+    }
+
     @Test("docs/metrics-names.txt holds the contract's names")
     func contractList() throws {
         let (names, histograms) = try Deploy.contractMetrics()
