@@ -131,7 +131,9 @@ public final class ContentAggregator: Sendable {
     /// Distinct values kept per label (content type, event type); more go to `other`.
     static let maxLabelValues = 32
 
-    struct Session {
+    /// A session's state. A class, so that an event costs one dictionary lookup and no copy-back;
+    /// only touched under the aggregator's lock.
+    final class Session {
         var contentID: String
         var contentType: String
         var title: String?
@@ -139,8 +141,16 @@ public final class ContentAggregator: Sendable {
         var lastEventMicros: Int64
         /// The latest receive time seen (microseconds), for ``ContentAggregator/expire(now:)``.
         var lastReceivedMicros: Int64
-        var playing: Bool
-        var hasPlayed: Bool
+        var playing = false
+        var hasPlayed = false
+
+        init(contentID: String, contentType: String, title: String?, lastEventMicros: Int64, lastReceivedMicros: Int64) {
+            self.contentID = contentID
+            self.contentType = contentType
+            self.title = title
+            self.lastEventMicros = lastEventMicros
+            self.lastReceivedMicros = lastReceivedMicros
+        }
     }
 
     struct ContentViewers {
@@ -238,11 +248,14 @@ public final class ContentAggregator: Sendable {
         if let title = o.title, title.utf8.count > Self.maxTitleBytes {
             o.title = String(decoding: title.utf8.prefix(Self.maxTitleBytes), as: UTF8.self)
         }
-        let eventType = bounded(o.eventType, in: state.eventsByType)
-        state.eventsByType[eventType, default: 0] += 1
+        if let index = state.eventsByType.index(forKey: o.eventType) {
+            state.eventsByType.values[index] += 1
+        } else {
+            state.eventsByType[bounded(o.eventType, in: state.eventsByType), default: 0] += 1
+        }
 
-        var session = state.sessions[o.sessionKey]
-        if let existing = session,
+        var found = state.sessions[o.sessionKey]
+        if let existing = found,
             o.timestampMicros - existing.lastEventMicros > sessionTimeoutMicros || existing.contentID != o.contentID
         {
             // Quiet for longer than the timeout (event time), or playing other content: a new session.
@@ -252,11 +265,11 @@ public final class ContentAggregator: Sendable {
                 state.watchTimeMicros[existing.contentType, default: 0] += min(gap, gapCapMicros)
             }
             end(existing, in: &state)
-            session = nil
             state.sessions[o.sessionKey] = nil
+            found = nil
         }
 
-        guard var current = session else {
+        guard let session = found else {
             // The first event of a session.
             let contentType = bounded(o.contentType, in: state.playsStarted)
             if o.eventType == "stop" {
@@ -264,84 +277,83 @@ public final class ContentAggregator: Sendable {
                 countCompletion(o, contentType: contentType, in: &state)
                 return
             }
-            var new = Session(
+            let new = Session(
                 contentID: o.contentID, contentType: contentType, title: o.title,
-                lastEventMicros: o.timestampMicros, lastReceivedMicros: o.receivedAtMicros,
-                playing: false, hasPlayed: false
+                lastEventMicros: o.timestampMicros, lastReceivedMicros: o.receivedAtMicros
             )
-            if o.eventType == "play" { startPlaying(&new, in: &state) }
+            if o.eventType == "play" { startPlaying(new, in: &state) }
             state.sessions[o.sessionKey] = new
             return
         }
 
-        current.lastReceivedMicros = max(current.lastReceivedMicros, o.receivedAtMicros)
-        if o.title != nil { current.title = o.title }
+        if o.receivedAtMicros > session.lastReceivedMicros { session.lastReceivedMicros = o.receivedAtMicros }
+        if o.title != nil { session.title = o.title }
 
-        if o.timestampMicros < current.lastEventMicros {
+        if o.timestampMicros < session.lastEventMicros {
             // Out of order: counted, but it moves neither the clock nor the state. A late play still
             // counts as the play start of a session that has not started one.
-            if o.eventType == "play" && !current.hasPlayed {
-                current.hasPlayed = true
-                countPlayStart(contentType: current.contentType, in: &state)
+            if o.eventType == "play" && !session.hasPlayed {
+                session.hasPlayed = true
+                countPlayStart(contentType: session.contentType, in: &state)
             } else if o.eventType == "stop" {
-                countCompletion(o, contentType: current.contentType, in: &state)
+                countCompletion(o, contentType: session.contentType, in: &state)
             }
-            state.sessions[o.sessionKey] = current
             return
         }
 
-        if current.playing {
-            let gap = min(o.timestampMicros - current.lastEventMicros, gapCapMicros)
-            if gap > 0 { state.watchTimeMicros[current.contentType, default: 0] += gap }
+        if session.playing {
+            let gap = min(o.timestampMicros - session.lastEventMicros, gapCapMicros)
+            if gap > 0 { state.watchTimeMicros[session.contentType, default: 0] += gap }
         }
-        current.lastEventMicros = o.timestampMicros
+        session.lastEventMicros = o.timestampMicros
 
         switch o.eventType {
         case "play":
-            if !current.playing { startPlaying(&current, in: &state) }
-            state.sessions[o.sessionKey] = current
+            if !session.playing { startPlaying(session, in: &state) }
         case "pause", "buffering":
-            if current.playing { stopPlaying(&current, in: &state) }
-            state.sessions[o.sessionKey] = current
+            if session.playing { stopPlaying(session, in: &state) }
         case "stop":
-            countCompletion(o, contentType: current.contentType, in: &state)
-            if current.playing { stopPlaying(&current, in: &state) }
+            countCompletion(o, contentType: session.contentType, in: &state)
+            if session.playing { stopPlaying(session, in: &state) }
             state.sessions[o.sessionKey] = nil
         default:
             // seek, heartbeat, …: the session stays in its state.
-            state.sessions[o.sessionKey] = current
+            break
         }
     }
 
-    private func startPlaying(_ session: inout Session, in state: inout State) {
+    private func startPlaying(_ session: Session, in state: inout State) {
         session.playing = true
         if !session.hasPlayed {
             session.hasPlayed = true
             countPlayStart(contentType: session.contentType, in: &state)
         }
         state.viewersByType[session.contentType, default: 0] += 1
-        state.viewersByContent[session.contentID, default: ContentViewers(viewers: 0, title: session.title, contentType: session.contentType)].viewers += 1
-        if let title = session.title { state.viewersByContent[session.contentID]?.title = title }
+        if let index = state.viewersByContent.index(forKey: session.contentID) {
+            state.viewersByContent.values[index].viewers += 1
+            if let title = session.title { state.viewersByContent.values[index].title = title }
+        } else {
+            state.viewersByContent[session.contentID] = ContentViewers(viewers: 1, title: session.title, contentType: session.contentType)
+        }
     }
 
-    private func stopPlaying(_ session: inout Session, in state: inout State) {
+    private func stopPlaying(_ session: Session, in state: inout State) {
         session.playing = false
         if let count = state.viewersByType[session.contentType] {
             state.viewersByType[session.contentType] = count > 1 ? count - 1 : 0
         }
-        if let entry = state.viewersByContent[session.contentID] {
-            if entry.viewers <= 1 {
-                state.viewersByContent[session.contentID] = nil
+        if let index = state.viewersByContent.index(forKey: session.contentID) {
+            if state.viewersByContent.values[index].viewers <= 1 {
+                state.viewersByContent.remove(at: index)
             } else {
-                state.viewersByContent[session.contentID]?.viewers -= 1
+                state.viewersByContent.values[index].viewers -= 1
             }
         }
     }
 
     /// A session leaves (timeout or new content) without a stop.
     private func end(_ session: Session, in state: inout State) {
-        var session = session
-        if session.playing { stopPlaying(&session, in: &state) }
+        if session.playing { stopPlaying(session, in: &state) }
     }
 
     private func countPlayStart(contentType: String, in state: inout State) {

@@ -100,9 +100,10 @@ struct DashboardTests {
         }
     }
 
-    @Test("every expression names only contract metrics and recording rules", arguments: DashboardTests.dashboards)
+    @Test("every expression names only contract metrics, recording rules and their labels", arguments: DashboardTests.dashboards)
     func knownMetricNames(_ path: String) async throws {
         let known = try Deploy.contractSeriesNames().union(try await Deploy.recordingRuleNames())
+        let knownLabels = try Deploy.contractLabels()
         var seen = Set<String>()
         for panel in Self.panels(try Self.load(path)) {
             for target in panel.dicts("targets") {
@@ -112,10 +113,31 @@ struct DashboardTests {
                 let unknown = names.subtracting(known)
                 #expect(unknown.isEmpty, "\(path) \(panel.string("title") ?? "?"): unknown \(unknown.sorted()) in \(expression)")
                 seen.formUnion(names)
+                // Labels in matchers, grouping clauses and the legend exist on the contract's metrics.
+                var labels = Deploy.labelNames(inPromQL: expression)
+                let legend = target.string("legendFormat") ?? ""
+                for match in legend.matches(of: try Regex(#"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}"#)) {
+                    labels.insert(String(match.output[1].substring ?? ""))
+                }
+                let unknownLabels = labels.subtracting(knownLabels)
+                #expect(unknownLabels.isEmpty, "\(path) \(panel.string("title") ?? "?"): unknown labels \(unknownLabels.sorted())")
             }
         }
         let missing = (Self.required[path] ?? []).subtracting(seen)
         #expect(missing.isEmpty, "\(path) shows nothing of \(missing.sorted())")
+    }
+
+    @Test("the committed dashboards are what scripts/gen-dashboards writes")
+    func generatedFilesAreCurrent() async throws {
+        let directory = try TemporaryDirectory(prefix: "dashboards")
+        let result = try await runCommand(TestEnvironment.python, [Deploy.path("scripts/gen-dashboards"), "--out", directory.path], timeout: .seconds(60))
+        #expect(result.status == 0, "\(result.stderr)")
+        for path in Self.dashboards {
+            let name = URL(fileURLWithPath: path).lastPathComponent
+            let fresh = try Data(contentsOf: directory.appending(name))
+            let committed = try Data(contentsOf: Deploy.url(path))
+            #expect(fresh == committed, "\(path) differs from scripts/gen-dashboards' output: edit the script and run it again")
+        }
     }
 
     @Test("docs/metrics-names.txt holds the contract's names")

@@ -84,6 +84,39 @@ enum Deploy {
         return (names, histograms)
     }
 
+    /// The label names the contract's metrics carry (third column of docs/metrics-names.txt), plus
+    /// those Prometheus adds (`job`, `instance`, the scrape configs' `component`) and histograms' `le`.
+    static func contractLabels() throws -> Set<String> {
+        var labels: Set<String> = ["job", "instance", "component", "le"]
+        for line in try read("docs/metrics-names.txt").split(separator: "\n") where !line.hasPrefix("#") {
+            let fields = line.split(separator: " ")
+            if fields.count > 2 { labels.formUnion(fields[2].split(separator: ",").map(String.init)) }
+        }
+        return labels
+    }
+
+    /// The label names a PromQL expression uses: in matchers (`{route="/v1/events"}`) and in grouping
+    /// clauses (`by (reason)`, `on (job, instance)`).
+    static func labelNames(inPromQL expression: String) -> Set<String> {
+        var text = expression
+        for pattern in [#""(?:[^"\\]|\\.)*""#, #"'(?:[^'\\]|\\.)*'"#, #"`[^`]*`"#] {
+            text = text.replacing(try! Regex(pattern), with: "\"\"")
+        }
+        var labels = Set<String>()
+        let name = try! Regex(#"[A-Za-z_][A-Za-z0-9_]*"#)
+        for braces in text.matches(of: try! Regex(#"\{([^}]*)\}"#)) {
+            let inside = String(braces.output[1].substring ?? "")
+            for matcher in inside.matches(of: try! Regex(#"([A-Za-z_][A-Za-z0-9_]*)\s*(?:=~|!~|!=|=)"#)) {
+                labels.insert(String(matcher.output[1].substring ?? ""))
+            }
+        }
+        for clause in text.matches(of: try! Regex(#"\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)"#)) {
+            let inside = String(clause.output[1].substring ?? "")
+            for label in inside.matches(of: name) { labels.insert(String(inside[label.range])) }
+        }
+        return labels
+    }
+
     /// Every series name a scrape of the contract's metrics may hold (histograms as _bucket/_sum/_count).
     static func contractSeriesNames() throws -> Set<String> {
         let (names, histograms) = try contractMetrics()

@@ -112,14 +112,17 @@ struct PrometheusTests {
         }
     }
 
-    @Test("rules read only contract metrics, recording rules and `up`")
+    @Test("rules read only contract metrics, recording rules and `up`, and only their labels")
     func rulesUseKnownNames() async throws {
         let known = try Deploy.contractSeriesNames().union(try await Deploy.recordingRuleNames()).union(["up"])
+        let knownLabels = try Deploy.contractLabels()
         for file in Self.ruleFiles {
             for rule in try await Deploy.rules(in: file) {
                 let expression = rule.string("expr") ?? ""
                 let unknown = Deploy.metricNames(inPromQL: expression).subtracting(known)
                 #expect(unknown.isEmpty, "\(file) \(rule.string("alert") ?? rule.string("record") ?? ""): unknown \(unknown.sorted())")
+                let unknownLabels = Deploy.labelNames(inPromQL: expression).subtracting(knownLabels)
+                #expect(unknownLabels.isEmpty, "\(file) \(rule.string("alert") ?? rule.string("record") ?? ""): unknown labels \(unknownLabels.sorted())")
             }
         }
     }
@@ -166,11 +169,13 @@ struct PrometheusTests {
         #expect(result.status != 0, "promtool test rules passed although \(mutation.why)")
     }
 
-    @Test("the PromQL name extractor sees metrics and skips functions, labels and numbers")
+    @Test("the PromQL extractors see metrics and labels, and skip functions, strings and numbers")
     func extractor() {
         #expect(Deploy.metricNames(inPromQL: #"sum by (job, le) (rate(playhead_x_bucket{route="/v1/events"}[5m])) > 1e6"#) == ["playhead_x_bucket"])
         #expect(Deploy.metricNames(inPromQL: "up == 0 and on (instance) time() - a:b:c offset 5m") == ["up", "a:b:c"])
         #expect(Deploy.metricNames(inPromQL: "histogram_quantile(0.99, x[$__rate_interval]) / 3600") == ["x"])
+        #expect(Deploy.labelNames(inPromQL: #"sum by (job, le) (rate(x{route="/a{b}=c",status!~"2.."}[5m])) and on(instance) y"#)
+            == ["job", "le", "route", "status", "instance"])
     }
 }
 

@@ -2,6 +2,7 @@ import Logging
 import PlayheadLog
 import PlayheadMetrics
 import Prometheus
+import ServiceLifecycle
 import Testing
 
 @Suite("ContentMetricsConsumer")
@@ -105,5 +106,30 @@ struct ContentMetricsConsumerTests {
         })
         task.cancel()
         try await task.value
+    }
+
+    @Test("in a ServiceGroup, a graceful shutdown stops the consumer and commits what it read")
+    func gracefulShutdownCommits() async throws {
+        let log = InMemoryLog()
+        log.append(Self.knownEvents(at: nowSeconds()))
+        let registry = PrometheusCollectorRegistry()
+        let factory = PlayheadTelemetry.makeFactory(registry: registry)
+        let consumer = ContentMetricsConsumer(
+            log: log, decode: TestCodec.decode, aggregator: ContentAggregator(), logger: Logger(label: "test"),
+            factory: factory, commitInterval: .seconds(3600), pollTimeout: .milliseconds(20)
+        )
+        let stats = LiveStats(registry: registry, aggregator: consumer.aggregator)
+        let group = ServiceGroup(
+            services: [ProcessMetricsService(interval: .milliseconds(50), factory: factory), LiveStatsSampler(stats: stats, interval: .milliseconds(50)), consumer],
+            logger: Logger(label: "test")
+        )
+        let running = Task { try await group.run() }
+        #expect(await eventually { ExpositionSamples(PlayheadTelemetry.render(registry)).sum("playhead_content_events_total") == 8 })
+        #expect(await eventually { stats.points.count >= 3 && stats.points.last?.concurrentViewers == 4 })
+        #expect(log.committedOffset(group: "metrics") == nil)  // the commit interval has not passed
+        await group.triggerGracefulShutdown()
+        try await running.value
+        #expect(log.committedOffset(group: "metrics") == 9)
+        #expect(stats.points.last?.rssBytes ?? 0 > 0)
     }
 }

@@ -43,6 +43,7 @@ struct RealComponentTests {
             #expect(try await prometheus.queryValue("playhead_completions_total{content_type=\"movie\"}") == 1)
             #expect(try await prometheus.queryValue("playhead_watch_time_seconds_total{content_type=\"episode\"}") == 20)
             #expect(try await prometheus.queryValue("sum(playhead_content_events_total)") == 8)
+            #expect(try await prometheus.queryValue("sum(playhead_plays_started_total) + sum(playhead_completions_total)") == 7)
             #expect(try await prometheus.queryValue("histogram_quantile(0.5, sum by (le) (playhead_http_server_request_duration_seconds_bucket))") != nil)
 
             // A steady 400 events/s for a while: rate() sees it.

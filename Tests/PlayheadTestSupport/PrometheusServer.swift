@@ -86,9 +86,10 @@ public final class PrometheusServer: @unchecked Sendable {
 
     /// Runs an instant PromQL query and returns `data.result` (a list of `{metric, value}` objects).
     public func query(_ promql: String) async throws -> [[String: Any]] {
-        var components = URLComponents(string: "\(baseURL)/api/v1/query")!
-        components.queryItems = [URLQueryItem(name: "query", value: promql)]
-        let response = try await TestHTTP.request(components.url!.absoluteString, timeout: .seconds(10))
+        // Encode everything but unreserved characters: a literal "+" would otherwise reach Prometheus as a space.
+        let unreserved = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+        let encoded = promql.addingPercentEncoding(withAllowedCharacters: unreserved) ?? promql
+        let response = try await TestHTTP.request("\(baseURL)/api/v1/query?query=\(encoded)", timeout: .seconds(10))
         let json = response.json
         guard response.status == 200, json["status"] as? String == "success",
             let data = json["data"] as? [String: Any], let result = data["result"] as? [[String: Any]]
