@@ -1,3 +1,4 @@
+import Foundation
 import Histogram
 import NIOConcurrencyHelpers
 import NIOCore
@@ -89,7 +90,18 @@ public final class LoadGenerator: Sendable {
     public func run() async throws -> LoadgenReport {
         let configuration = self.configuration
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.threads))
-        defer { try? group.syncShutdownGracefully() }
+        do {
+            let report = try await run(on: group)
+            try? await group.shutdownGracefully()
+            return report
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
+    }
+
+    private func run(on group: MultiThreadedEventLoopGroup) async throws -> LoadgenReport {
+        let configuration = self.configuration
         let budget = EventBudget(limit: configuration.maxEvents)
         let start = NIODeadline.now()
         let end = start + TimeAmount(configuration.duration)

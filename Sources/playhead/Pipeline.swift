@@ -5,6 +5,7 @@ import NIOCore
 import NIOPosix
 import PlayheadIngest
 import PlayheadLog
+import PlayheadMetrics
 import Prometheus
 import ServiceLifecycle
 import UnixSignals
@@ -19,24 +20,14 @@ struct Telemetry {
     /// no-op and `/metrics` answers 404 (to measure what metrics cost).
     static func bootstrap(_ enabled: Bool) -> Telemetry {
         guard enabled else { return Telemetry(registry: nil, routes: [], services: []) }
-        let registry = PrometheusCollectorRegistry()
-        var factory = PrometheusMetricsFactory(registry: registry)
-        factory.defaultDurationHistogramBuckets = [
-            .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2),
-            .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
-            .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2), .seconds(5), .seconds(10),
-        ]
-        MetricsSystem.bootstrap(factory)
+        let registry = PlayheadTelemetry.bootstrap()
         let metrics = HTTPRoute(.GET, "/metrics") { _ in
-            var bytes: [UInt8] = []
-            bytes.reserveCapacity(64 * 1024)
-            registry.emit(into: &bytes)
-            return HTTPResponse(
-                status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8",
-                body: ByteBuffer(bytes: bytes)
+            HTTPResponse(
+                status: .ok, contentType: PlayheadTelemetry.contentType,
+                body: ByteBuffer(bytes: PlayheadTelemetry.render(registry))
             )
         }
-        return Telemetry(registry: registry, routes: [metrics], services: [])
+        return Telemetry(registry: registry, routes: [metrics], services: [ProcessMetricsService()])
     }
 }
 
