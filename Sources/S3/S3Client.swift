@@ -69,7 +69,22 @@ public final class S3Client: Sendable {
     let logger: Logger
     let endpoint: Result<S3Endpoint, S3Error>
 
-    public init(configuration: S3Configuration, httpClient: HTTPClient = .shared, logger: Logger = Logger(label: "playhead.s3")) {
+    /// The HTTP client S3 clients use by default: like `HTTPClient.shared`, except that a connection
+    /// that cannot be established fails the request at once (after `connect` timeout 5 s at most)
+    /// instead of AsyncHTTPClient retrying it silently until the request's deadline, so that
+    /// `S3RetryPolicy` governs outages (with its logs and metrics).
+    public static let defaultHTTPClient: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout.connect = .seconds(5)
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.decompression = .disabled
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
+
+    /// - Parameter httpClient: `S3Client.defaultHTTPClient` unless given; with a client that retries
+    ///   connection establishment (as `HTTPClient.shared` does), an outage shows up as slow requests
+    ///   that fail at `requestTimeout` rather than as quick retries.
+    public init(configuration: S3Configuration, httpClient: HTTPClient = S3Client.defaultHTTPClient, logger: Logger = Logger(label: "playhead.s3")) {
         self.configuration = configuration
         self.httpClient = httpClient
         self.logger = logger
