@@ -68,6 +68,7 @@ public final class S3Client: Sendable {
     let httpClient: HTTPClient
     let logger: Logger
     let endpoint: Result<S3Endpoint, S3Error>
+    let metricsFactory: (any MetricsFactory)?
 
     /// The HTTP client S3 clients use by default: like `HTTPClient.shared`, except that a connection
     /// that cannot be established fails the request at once (after `connect` timeout 5 s at most)
@@ -84,7 +85,14 @@ public final class S3Client: Sendable {
     /// - Parameter httpClient: `S3Client.defaultHTTPClient` unless given; with a client that retries
     ///   connection establishment (as `HTTPClient.shared` does), an outage shows up as slow requests
     ///   that fail at `requestTimeout` rather than as quick retries.
-    public init(configuration: S3Configuration, httpClient: HTTPClient = S3Client.defaultHTTPClient, logger: Logger = Logger(label: "playhead.s3")) {
+    /// - Parameter metricsFactory: where metrics go (`MetricsSystem.factory` unless given).
+    public init(
+        configuration: S3Configuration,
+        httpClient: HTTPClient = S3Client.defaultHTTPClient,
+        logger: Logger = Logger(label: "playhead.s3"),
+        metricsFactory: (any MetricsFactory)? = nil
+    ) {
+        self.metricsFactory = metricsFactory
         self.configuration = configuration
         self.httpClient = httpClient
         self.logger = logger
@@ -456,7 +464,7 @@ public final class S3Client: Sendable {
                         statusLabel = "\(status)-error"
                         throw error
                     }
-                    Counter(label: "playhead_s3_requests_total", dimensions: [("operation", operation), ("status", statusLabel)]).increment()
+                    countRequest(operation: operation, status: statusLabel)
                     logger.trace(
                         "s3 request",
                         metadata: [
@@ -469,7 +477,7 @@ public final class S3Client: Sendable {
                     fromBody: collected, status: status, requestID: requestID, method: method, operation: operation,
                     bucket: bucket, key: key, attempts: attempt)
             } catch var error as S3Error {
-                Counter(label: "playhead_s3_requests_total", dimensions: [("operation", operation), ("status", statusLabel)]).increment()
+                countRequest(operation: operation, status: statusLabel)
                 error.attempts = attempt
                 guard error.isRetryable, attempt < policy.maximumAttempts else {
                     logger.debug(
@@ -478,7 +486,7 @@ public final class S3Client: Sendable {
                     throw error
                 }
                 let delay = policy.delay(afterAttempt: attempt)
-                Counter(label: "playhead_s3_retries_total", dimensions: [("operation", operation)]).increment()
+                countRetry(operation: operation)
                 logger.warning(
                     "s3 request failed; retrying",
                     metadata: [
@@ -491,6 +499,23 @@ public final class S3Client: Sendable {
     }
 
     // MARK: Helpers
+
+    func countRequest(operation: String, status: String) {
+        let dimensions = [("operation", operation), ("status", status)]
+        if let metricsFactory {
+            Counter(label: "playhead_s3_requests_total", dimensions: dimensions, factory: metricsFactory).increment()
+        } else {
+            Counter(label: "playhead_s3_requests_total", dimensions: dimensions).increment()
+        }
+    }
+
+    func countRetry(operation: String) {
+        if let metricsFactory {
+            Counter(label: "playhead_s3_retries_total", dimensions: [("operation", operation)], factory: metricsFactory).increment()
+        } else {
+            Counter(label: "playhead_s3_retries_total", dimensions: [("operation", operation)]).increment()
+        }
+    }
 
     static func milliseconds(_ duration: Duration) -> Int64 {
         duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
