@@ -400,24 +400,8 @@ public final class S3Client: Sendable {
         maximumBodySize: Int = 64 << 20,
         errorMayComeWith200: Bool = false
     ) async throws -> Response {
-        let endpoint = try self.endpoint.get()
-        // Where the request goes.
-        var host = endpoint.host
-        var path = endpoint.basePath
-        if let bucket {
-            if configuration.pathStyle {
-                path += "/" + bucket
-                if let key { path += "/" + key }
-            } else {
-                host = "\(bucket).\(endpoint.host)"
-                path += "/" + (key ?? "")
-            }
-        } else {
-            path += "/"
-        }
-        let hostHeader = endpoint.hostHeader(host: host)
-        let canonicalQuery = SigV4Signer.canonicalQuery(query)
-        let url = "\(endpoint.scheme)://\(hostHeader)\(SigV4Signer.canonicalURI(path))" + (canonicalQuery.isEmpty ? "" : "?\(canonicalQuery)")
+        let target = try requestTarget(bucket: bucket, key: key, query: query)
+        let (hostHeader, path, url) = (target.hostHeader, target.path, target.url)
         let payloadHash = body.map { SigV4Signer.hexSHA256($0) } ?? SigV4Signer.emptyPayloadHash
         let policy = configuration.retry
         let timeout = TimeAmount.nanoseconds(
@@ -499,6 +483,38 @@ public final class S3Client: Sendable {
     }
 
     // MARK: Helpers
+
+    /// Where a request goes: the Host header, the unencoded path that is signed, and the URL sent
+    /// (whose path and query are exactly the canonical ones).
+    struct RequestTarget: Equatable {
+        var hostHeader: String
+        var path: String
+        var url: String
+    }
+
+    func requestTarget(bucket: String?, key: String?, query: [(String, String)]) throws -> RequestTarget {
+        let endpoint = try self.endpoint.get()
+        var host = endpoint.host
+        var path = endpoint.basePath
+        if let bucket {
+            // Virtual-hosted style, unless path style is asked for, or the bucket name has dots and
+            // TLS is used (a dotted bucket does not match the wildcard certificate).
+            let virtualHosted = !configuration.pathStyle && !(endpoint.scheme == "https" && bucket.contains("."))
+            if virtualHosted {
+                host = "\(bucket).\(endpoint.host)"
+                path += "/" + (key ?? "")
+            } else {
+                path += "/" + bucket
+                if let key { path += "/" + key }
+            }
+        } else {
+            path += "/"
+        }
+        let hostHeader = endpoint.hostHeader(host: host)
+        let canonicalQuery = SigV4Signer.canonicalQuery(query)
+        let url = "\(endpoint.scheme)://\(hostHeader)\(SigV4Signer.canonicalURI(path))" + (canonicalQuery.isEmpty ? "" : "?\(canonicalQuery)")
+        return RequestTarget(hostHeader: hostHeader, path: path, url: url)
+    }
 
     func countRequest(operation: String, status: String) {
         let dimensions = [("operation", operation), ("status", status)]

@@ -249,6 +249,31 @@ import Testing
         #expect((try? S3Endpoint(parsing: "https://s3.amazonaws.com:443"))?.hostHeader(host: "b.s3.amazonaws.com") == "b.s3.amazonaws.com")
     }
 
+    @Test func requestTargetsForPathAndVirtualHostedStyle() throws {
+        let credentials = S3Credentials(accessKeyID: "K", secretAccessKey: "S")
+        let local = S3Client(configuration: S3Configuration(endpoint: "http://127.0.0.1:8333", credentials: credentials))
+        let object = try local.requestTarget(bucket: "lake", key: "events/date=2026-12-01/a b+ü.parquet", query: [])
+        #expect(object.hostHeader == "127.0.0.1:8333")
+        #expect(object.path == "/lake/events/date=2026-12-01/a b+ü.parquet")
+        #expect(object.url == "http://127.0.0.1:8333/lake/events/date%3D2026-12-01/a%20b%2B%C3%BC.parquet")
+        let list = try local.requestTarget(bucket: "lake", key: nil, query: [("prefix", "a/b"), ("list-type", "2")])
+        #expect(list.url == "http://127.0.0.1:8333/lake?list-type=2&prefix=a%2Fb")
+        let upload = try local.requestTarget(bucket: "lake", key: "k", query: [("uploads", "")])
+        #expect(upload.url == "http://127.0.0.1:8333/lake/k?uploads=")
+
+        let aws = S3Client(configuration: S3Configuration(endpoint: "https://s3.eu-west-1.amazonaws.com", region: "eu-west-1",
+            credentials: credentials, pathStyle: false))
+        let virtual = try aws.requestTarget(bucket: "lake", key: "x/y", query: [])
+        #expect(virtual.hostHeader == "lake.s3.eu-west-1.amazonaws.com" && virtual.path == "/x/y")
+        #expect(virtual.url == "https://lake.s3.eu-west-1.amazonaws.com/x/y")
+        let dotted = try aws.requestTarget(bucket: "my.lake", key: "x", query: [])
+        #expect(dotted.url == "https://s3.eu-west-1.amazonaws.com/my.lake/x")
+        let prefixed = S3Client(configuration: S3Configuration(endpoint: "http://gateway:80/s3/", credentials: credentials))
+        #expect(try prefixed.requestTarget(bucket: "b", key: "k", query: []).url == "http://gateway/s3/b/k")
+        let broken = S3Client(configuration: S3Configuration(endpoint: "gateway:80", credentials: credentials))
+        #expect(throws: S3Error.self) { try broken.requestTarget(bucket: "b", key: "k", query: []) }
+    }
+
     @Test func retryDelaysGrowAndStayWithinBounds() {
         let policy = S3RetryPolicy(maximumAttempts: 10, initialDelay: .milliseconds(100), maximumDelay: .seconds(1))
         for attempt in 1...10 {
