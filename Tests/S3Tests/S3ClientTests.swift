@@ -121,6 +121,23 @@ struct S3ClientTests {
         }
     }
 
+    @Test func helperCreatesBucketsAndConfigurationComesFromItsEnvironment() async throws {
+        let weed = try await SeaweedFS.start(accessKey: Self.accessKey, secretKey: Self.secretKey, buckets: ["pre-made", "second"])
+        do {
+            let configuration = try S3Configuration.fromEnvironment(endpoint: nil, region: nil, environment: weed.environment)
+            #expect(configuration.endpoint == weed.endpoint && configuration.pathStyle)
+            let s3 = S3Client(configuration: configuration, logger: Logger(label: "s3-test"))
+            #expect(try await s3.bucketExists("pre-made"))
+            try await s3.upload(bucket: "second", key: "k", body: ByteBuffer(string: "v"))
+            #expect(String(buffer: try await s3.getObject(bucket: "second", key: "k").body) == "v")
+        } catch {
+            await weed.stop()
+            throw error
+        }
+        await weed.stop()
+        #expect(!weed.isRunning)
+    }
+
     @Test func keysWithSpecialCharactersRoundTrip() async throws {
         try await Self.withSeaweed { weed in
             let s3 = Self.client(weed)
