@@ -68,8 +68,31 @@ public final class S3Client: Sendable {
     let httpClient: HTTPClient
     let logger: Logger
     let endpoint: Result<S3Endpoint, S3Error>
+    let metricsFactory: (any MetricsFactory)?
 
-    public init(configuration: S3Configuration, httpClient: HTTPClient = .shared, logger: Logger = Logger(label: "playhead.s3")) {
+    /// The HTTP client S3 clients use by default: like `HTTPClient.shared`, except that a connection
+    /// that cannot be established fails the request at once (after `connect` timeout 5 s at most)
+    /// instead of AsyncHTTPClient retrying it silently until the request's deadline, so that
+    /// `S3RetryPolicy` governs outages (with its logs and metrics).
+    public static let defaultHTTPClient: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout.connect = .seconds(5)
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.decompression = .disabled
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
+
+    /// - Parameter httpClient: `S3Client.defaultHTTPClient` unless given; with a client that retries
+    ///   connection establishment (as `HTTPClient.shared` does), an outage shows up as slow requests
+    ///   that fail at `requestTimeout` rather than as quick retries.
+    /// - Parameter metricsFactory: where metrics go (`MetricsSystem.factory` unless given).
+    public init(
+        configuration: S3Configuration,
+        httpClient: HTTPClient = S3Client.defaultHTTPClient,
+        logger: Logger = Logger(label: "playhead.s3"),
+        metricsFactory: (any MetricsFactory)? = nil
+    ) {
+        self.metricsFactory = metricsFactory
         self.configuration = configuration
         self.httpClient = httpClient
         self.logger = logger
@@ -377,24 +400,8 @@ public final class S3Client: Sendable {
         maximumBodySize: Int = 64 << 20,
         errorMayComeWith200: Bool = false
     ) async throws -> Response {
-        let endpoint = try self.endpoint.get()
-        // Where the request goes.
-        var host = endpoint.host
-        var path = endpoint.basePath
-        if let bucket {
-            if configuration.pathStyle {
-                path += "/" + bucket
-                if let key { path += "/" + key }
-            } else {
-                host = "\(bucket).\(endpoint.host)"
-                path += "/" + (key ?? "")
-            }
-        } else {
-            path += "/"
-        }
-        let hostHeader = endpoint.hostHeader(host: host)
-        let canonicalQuery = SigV4Signer.canonicalQuery(query)
-        let url = "\(endpoint.scheme)://\(hostHeader)\(SigV4Signer.canonicalURI(path))" + (canonicalQuery.isEmpty ? "" : "?\(canonicalQuery)")
+        let target = try requestTarget(bucket: bucket, key: key, query: query)
+        let (hostHeader, path, url) = (target.hostHeader, target.path, target.url)
         let payloadHash = body.map { SigV4Signer.hexSHA256($0) } ?? SigV4Signer.emptyPayloadHash
         let policy = configuration.retry
         let timeout = TimeAmount.nanoseconds(
@@ -441,7 +448,7 @@ public final class S3Client: Sendable {
                         statusLabel = "\(status)-error"
                         throw error
                     }
-                    Counter(label: "playhead_s3_requests_total", dimensions: [("operation", operation), ("status", statusLabel)]).increment()
+                    countRequest(operation: operation, status: statusLabel)
                     logger.trace(
                         "s3 request",
                         metadata: [
@@ -454,7 +461,7 @@ public final class S3Client: Sendable {
                     fromBody: collected, status: status, requestID: requestID, method: method, operation: operation,
                     bucket: bucket, key: key, attempts: attempt)
             } catch var error as S3Error {
-                Counter(label: "playhead_s3_requests_total", dimensions: [("operation", operation), ("status", statusLabel)]).increment()
+                countRequest(operation: operation, status: statusLabel)
                 error.attempts = attempt
                 guard error.isRetryable, attempt < policy.maximumAttempts else {
                     logger.debug(
@@ -463,7 +470,7 @@ public final class S3Client: Sendable {
                     throw error
                 }
                 let delay = policy.delay(afterAttempt: attempt)
-                Counter(label: "playhead_s3_retries_total", dimensions: [("operation", operation)]).increment()
+                countRetry(operation: operation)
                 logger.warning(
                     "s3 request failed; retrying",
                     metadata: [
@@ -476,6 +483,55 @@ public final class S3Client: Sendable {
     }
 
     // MARK: Helpers
+
+    /// Where a request goes: the Host header, the unencoded path that is signed, and the URL sent
+    /// (whose path and query are exactly the canonical ones).
+    struct RequestTarget: Equatable {
+        var hostHeader: String
+        var path: String
+        var url: String
+    }
+
+    func requestTarget(bucket: String?, key: String?, query: [(String, String)]) throws -> RequestTarget {
+        let endpoint = try self.endpoint.get()
+        var host = endpoint.host
+        var path = endpoint.basePath
+        if let bucket {
+            // Virtual-hosted style, unless path style is asked for, or the bucket name has dots and
+            // TLS is used (a dotted bucket does not match the wildcard certificate).
+            let virtualHosted = !configuration.pathStyle && !(endpoint.scheme == "https" && bucket.contains("."))
+            if virtualHosted {
+                host = "\(bucket).\(endpoint.host)"
+                path += "/" + (key ?? "")
+            } else {
+                path += "/" + bucket
+                if let key { path += "/" + key }
+            }
+        } else {
+            path += "/"
+        }
+        let hostHeader = endpoint.hostHeader(host: host)
+        let canonicalQuery = SigV4Signer.canonicalQuery(query)
+        let url = "\(endpoint.scheme)://\(hostHeader)\(SigV4Signer.canonicalURI(path))" + (canonicalQuery.isEmpty ? "" : "?\(canonicalQuery)")
+        return RequestTarget(hostHeader: hostHeader, path: path, url: url)
+    }
+
+    func countRequest(operation: String, status: String) {
+        let dimensions = [("operation", operation), ("status", status)]
+        if let metricsFactory {
+            Counter(label: "playhead_s3_requests_total", dimensions: dimensions, factory: metricsFactory).increment()
+        } else {
+            Counter(label: "playhead_s3_requests_total", dimensions: dimensions).increment()
+        }
+    }
+
+    func countRetry(operation: String) {
+        if let metricsFactory {
+            Counter(label: "playhead_s3_retries_total", dimensions: [("operation", operation)], factory: metricsFactory).increment()
+        } else {
+            Counter(label: "playhead_s3_retries_total", dimensions: [("operation", operation)]).increment()
+        }
+    }
 
     static func milliseconds(_ duration: Duration) -> Int64 {
         duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000

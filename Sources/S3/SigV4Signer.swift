@@ -135,10 +135,18 @@ public struct SigV4Signer: Sendable {
 
     /// The canonical query string of (unencoded) parameters.
     public static func canonicalQuery(_ query: [(String, String)]) -> String {
-        query.map { (uriEncode($0.0, encodeSlash: true), uriEncode($0.1, encodeSlash: true)) }
-            .sorted { $0.0 == $1.0 ? $0.1 < $1.1 : $0.0 < $1.0 }
-            .map { "\($0.0)=\($0.1)" }
-            .joined(separator: "&")
+        var pairs: [(name: String, value: String)] = []
+        pairs.reserveCapacity(query.count)
+        for (name, value) in query {
+            pairs.append((name: uriEncode(name, encodeSlash: true), value: uriEncode(value, encodeSlash: true)))
+        }
+        pairs.sort { (a: (name: String, value: String), b: (name: String, value: String)) -> Bool in
+            if a.name != b.name { return a.name < b.name }
+            return a.value < b.value
+        }
+        var parts: [String] = []
+        for pair in pairs { parts.append(pair.name + "=" + pair.value) }
+        return parts.joined(separator: "&")
     }
 
     /// Canonical headers (each `name:value\n`) and the signed-header list (`a;b;c`).
@@ -178,19 +186,23 @@ public struct SigV4Signer: Sendable {
         var out: [UInt8] = []
         out.reserveCapacity(text.utf8.count)
         for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
+            if isUnreserved(byte) || (byte == 0x2F && !encodeSlash) {
                 out.append(byte)
-            case UInt8(ascii: "/") where !encodeSlash:
-                out.append(byte)
-            default:
-                out.append(UInt8(ascii: "%"))
+            } else {
+                out.append(0x25)  // %
                 out.append(hexDigits[Int(byte >> 4)])
                 out.append(hexDigits[Int(byte & 0x0F)])
             }
         }
         return String(decoding: out, as: UTF8.self)
+    }
+
+    /// RFC 3986 unreserved: `A-Z a-z 0-9 - . _ ~`.
+    static func isUnreserved(_ byte: UInt8) -> Bool {
+        if byte >= 0x41 && byte <= 0x5A { return true }  // A-Z
+        if byte >= 0x61 && byte <= 0x7A { return true }  // a-z
+        if byte >= 0x30 && byte <= 0x39 { return true }  // 0-9
+        return byte == 0x2D || byte == 0x2E || byte == 0x5F || byte == 0x7E  // - . _ ~
     }
 
     // MARK: Hashing and time

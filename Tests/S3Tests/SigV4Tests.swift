@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOHTTP1
+import PlayheadTestSupport
 import Testing
 
 @testable import S3
@@ -249,6 +250,31 @@ import Testing
         #expect((try? S3Endpoint(parsing: "https://s3.amazonaws.com:443"))?.hostHeader(host: "b.s3.amazonaws.com") == "b.s3.amazonaws.com")
     }
 
+    @Test func requestTargetsForPathAndVirtualHostedStyle() throws {
+        let credentials = S3Credentials(accessKeyID: "K", secretAccessKey: "S")
+        let local = S3Client(configuration: S3Configuration(endpoint: "http://127.0.0.1:8333", credentials: credentials))
+        let object = try local.requestTarget(bucket: "lake", key: "events/date=2026-12-01/a b+ü.parquet", query: [])
+        #expect(object.hostHeader == "127.0.0.1:8333")
+        #expect(object.path == "/lake/events/date=2026-12-01/a b+ü.parquet")
+        #expect(object.url == "http://127.0.0.1:8333/lake/events/date%3D2026-12-01/a%20b%2B%C3%BC.parquet")
+        let list = try local.requestTarget(bucket: "lake", key: nil, query: [("prefix", "a/b"), ("list-type", "2")])
+        #expect(list.url == "http://127.0.0.1:8333/lake?list-type=2&prefix=a%2Fb")
+        let upload = try local.requestTarget(bucket: "lake", key: "k", query: [("uploads", "")])
+        #expect(upload.url == "http://127.0.0.1:8333/lake/k?uploads=")
+
+        let aws = S3Client(configuration: S3Configuration(endpoint: "https://s3.eu-west-1.amazonaws.com", region: "eu-west-1",
+            credentials: credentials, pathStyle: false))
+        let virtual = try aws.requestTarget(bucket: "lake", key: "x/y", query: [])
+        #expect(virtual.hostHeader == "lake.s3.eu-west-1.amazonaws.com" && virtual.path == "/x/y")
+        #expect(virtual.url == "https://lake.s3.eu-west-1.amazonaws.com/x/y")
+        let dotted = try aws.requestTarget(bucket: "my.lake", key: "x", query: [])
+        #expect(dotted.url == "https://s3.eu-west-1.amazonaws.com/my.lake/x")
+        let prefixed = S3Client(configuration: S3Configuration(endpoint: "http://gateway:80/s3/", credentials: credentials))
+        #expect(try prefixed.requestTarget(bucket: "b", key: "k", query: []).url == "http://gateway/s3/b/k")
+        let broken = S3Client(configuration: S3Configuration(endpoint: "gateway:80", credentials: credentials))
+        #expect(throws: S3Error.self) { try broken.requestTarget(bucket: "b", key: "k", query: []) }
+    }
+
     @Test func retryDelaysGrowAndStayWithinBounds() {
         let policy = S3RetryPolicy(maximumAttempts: 10, initialDelay: .milliseconds(100), maximumDelay: .seconds(1))
         for attempt in 1...10 {
@@ -257,6 +283,88 @@ import Testing
                 let delay = S3RetryPolicy.seconds(policy.delay(afterAttempt: attempt))
                 #expect(delay >= cap / 2 - 1e-9 && delay <= cap + 1e-9)
             }
+        }
+    }
+}
+
+/// Our signatures against botocore's (an independent SigV4 implementation) for awkward keys and
+/// queries, with fixed timestamps. Needs the test venv's Python (boto3).
+@Suite struct SigV4BotocoreCrossCheckTests {
+    struct Case: Codable {
+        var key: String
+        var secret: String
+        var token: String?
+        var method: String
+        var url: String
+        var headers: [String: String]
+        var timestamp: String
+        var region: String
+        var payload: String
+    }
+
+    struct Answer: Codable {
+        var canonical: String
+        var signature: String
+    }
+
+    static let script = """
+        import json, sys
+        from botocore.auth import S3SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
+        out = []
+        for c in json.loads(sys.stdin.read()):
+            r = AWSRequest(method=c["method"], url=c["url"], headers=c["headers"], data=b"")
+            r.context["timestamp"] = c["timestamp"]
+            r.headers["X-Amz-Date"] = c["timestamp"]
+            r.headers["X-Amz-Content-SHA256"] = c["payload"]
+            if c.get("token"):
+                r.headers["X-Amz-Security-Token"] = c["token"]
+            auth = S3SigV4Auth(Credentials(c["key"], c["secret"], c.get("token")), "s3", c["region"])
+            canonical = auth.canonical_request(r)
+            out.append({"canonical": canonical, "signature": auth.signature(auth.string_to_sign(r, canonical), r)})
+        print(json.dumps(out))
+        """
+
+    @Test func ourSignaturesEqualBotocores() async throws {
+        let keys = [
+            "plain.txt", "with space.txt", "a=b&c+d.json", "ünïcødé/日本語/файл.bin", "dir/sub dir/(paren)!*'~.dat",
+            "percent%20literal", "semi;colon,comma:colon@at$dollar", "emoji-😀.txt", "date=2026-12-01/hour=13/part-0.parquet",
+        ]
+        let queries: [[(String, String)]] = [
+            [], [("uploads", "")], [("partNumber", "3"), ("uploadId", "2~abc/def+ghi==")],
+            [("list-type", "2"), ("prefix", "events/date=2026-12-01/"), ("continuation-token", "1/a+b=c"), ("max-keys", "97")],
+        ]
+        var cases: [Case] = []
+        var ours: [SigV4Signer.Signature] = []
+        let regions = ["us-east-1", "eu-west-3"]
+        let times: [(Date, String)] = [
+            (Date(timeIntervalSince1970: 1_369_353_600), "20130524T000000Z"), (Date(timeIntervalSince1970: 1_796_130_288), "20261201T130448Z"),
+        ]
+        for (index, key) in keys.enumerated() {
+            let query = queries[index % queries.count]
+            let region = regions[index % 2]
+            let (date, stamp) = times[index % 2]
+            let token: String? = index % 3 == 0 ? "session/token+\(index)==" : nil
+            let credentials = S3Credentials(accessKeyID: "AKIDEXAMPLE\(index)", secretAccessKey: "secret/\(index)+key", sessionToken: token)
+            let client = S3Client(configuration: S3Configuration(endpoint: "http://127.0.0.1:8333", region: region, credentials: credentials))
+            let target = try client.requestTarget(bucket: "lake", key: key, query: query)
+            let method = ["GET", "PUT", "POST", "DELETE", "HEAD"][index % 5]
+            let payload = SigV4Signer.hexSHA256(Array("body \(index)".utf8))
+            var headers = HTTPHeaders([("host", target.hostHeader), ("content-type", "application/octet-stream")])
+            ours.append(client.signer.sign(method: method, host: target.hostHeader, path: target.path, query: query, headers: &headers,
+                payloadHash: payload, date: date))
+            cases.append(Case(key: credentials.accessKeyID, secret: credentials.secretAccessKey, token: token, method: method, url: target.url,
+                headers: ["Content-Type": "application/octet-stream"], timestamp: stamp, region: region, payload: payload))
+        }
+        let input = try JSONEncoder().encode(cases)
+        let result = try await runCommand(TestEnvironment.python, ["-c", Self.script], stdin: input, timeout: .seconds(60))
+        try #require(result.status == 0, "\(result.stderr)")
+        let answers = try JSONDecoder().decode([Answer].self, from: Data(result.stdout.utf8))
+        try #require(answers.count == ours.count)
+        for (index, answer) in answers.enumerated() {
+            #expect(ours[index].canonicalRequest == answer.canonical, "key \(keys[index])")
+            #expect(ours[index].signature == answer.signature, "key \(keys[index])")
         }
     }
 }
