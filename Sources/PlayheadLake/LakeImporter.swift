@@ -85,10 +85,10 @@ public final class LakeImporter: Sendable {
             let pool = threadPool
             writing = Task {
                 var batch = EncodedBatch()
-                var noDedup = DedupWindow(capacity: 0)
                 for (kind, records) in [(DatasetKind.events, events), (.rejected, rejected)] where !records.isEmpty {
                     let encoded = try await pool.runIfActive {
-                        try LakeBatchEncoder.encode(
+                        var noDedup = DedupWindow(capacity: 0)
+                        return try LakeBatchEncoder.encode(
                             kind: kind, records: records, dedup: &noDedup, rollups: nil, configuration: configuration,
                             dataPath: { LakePaths.importFile(dataset: kind.name, hourStart: $0, tag: tag, sequence: sequence) },
                             rollupPath: { _ in "" }

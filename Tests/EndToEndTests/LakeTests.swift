@@ -281,7 +281,16 @@ struct S3LakeTests {
     func serveToS3ThroughOutage() async throws {
         let accessKey = "playhead-test", secretKey = "playhead-secret-\(UInt32.random(in: 0...UInt32.max))"
         let s3 = try await SeaweedFS.start(accessKey: accessKey, secretKey: secretKey)
-        defer { s3.stop() }
+        do {
+            try await runS3Lake(s3, accessKey: accessKey, secretKey: secretKey)
+        } catch {
+            await s3.stop()
+            throw error
+        }
+        await s3.stop()
+    }
+
+    private func runS3Lake(_ s3: SeaweedFS, accessKey: String, secretKey: String) async throws {
         let environment = [
             "AWS_ACCESS_KEY_ID": accessKey, "AWS_SECRET_ACCESS_KEY": secretKey, "AWS_REGION": "us-east-1",
         ]
@@ -303,7 +312,7 @@ struct S3LakeTests {
         #expect(first.status == 202)
         try await Task.sleep(for: .seconds(3))
         // S3 goes away: events are still acknowledged (the log keeps them) and reach S3 once it is back.
-        s3.stop()
+        await s3.stop()
         let second = try await TestHTTP.postEvents(server, Fixtures.json((0..<100).map { Fixtures.event("s3-b-\($0)") }))
         #expect(second.status == 202)
         try await Task.sleep(for: .seconds(3))
