@@ -249,7 +249,7 @@ import PlayheadEvents
         }
         // Binary raw bytes come out as base64.
         var bin: [UInt8] = []
-        [0xFF, 0x00, 0x41].withUnsafeBytes {
+        [UInt8]([0xFF, 0x00, 0x41]).withUnsafeBytes {
             RejectedRecordEncoder.encode(receivedAt: 0, index: -1, reason: .malformedJSON, field: nil, message: "m", eventID: nil, raw: $0, into: &bin)
         }
         try bin.withUnsafeBytes { bytes in
