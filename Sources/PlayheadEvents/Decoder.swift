@@ -380,8 +380,7 @@ struct EventParser {
         let bodyEnd = body.count
         var sawEvent = false
         while lineStart < bodyEnd {
-            var lineEnd = lineStart
-            while lineEnd < bodyEnd, p[lineEnd] != 0x0A { lineEnd += 1 }
+            let lineEnd = newline(from: lineStart, to: bodyEnd)
             var s = lineStart
             var e = lineEnd
             while s < e, isWhitespace(p[s]) { s += 1 }
@@ -429,6 +428,20 @@ struct EventParser {
     }
 
     // MARK: Lexing
+
+    /// The index of the first '\n' in `p[from..<to]`, or `to` (eight bytes at a time).
+    @inline(__always)
+    func newline(from: Int, to: Int) -> Int {
+        var i = from
+        while i + 8 <= to {
+            let x = UInt64(littleEndian: UnsafeRawPointer(p + i).loadUnaligned(as: UInt64.self)) ^ 0x0A0A_0A0A_0A0A_0A0A
+            let mask = (x &- 0x0101_0101_0101_0101) & ~x & 0x8080_8080_8080_8080
+            if mask != 0 { return i + mask.trailingZeroBitCount >> 3 }
+            i += 8
+        }
+        while i < to, p[i] != 0x0A { i += 1 }
+        return i
+    }
 
     @inline(__always)
     func isWhitespace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x0A || b == 0x0D || b == 0x09 }
