@@ -1072,7 +1072,7 @@ struct EventParser {
 
     /// The event's id for an error, when it was read.
     func readableEventID() -> String? {
-        guard has(.eventID) else { return nil }
+        guard typed & (1 << UInt32(Field.eventID.rawValue)) != 0 else { return nil }
         let span = spans[Field.eventID.rawValue]
         var bytes: [UInt8] = []
         appendUnescaped(span, to: &bytes)

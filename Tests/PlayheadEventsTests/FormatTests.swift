@@ -59,6 +59,14 @@ import PlayheadEvents
         #expect(decode("\(a)\n\(c)", format: .json).outcome.errors.map(\.reason) == [.malformedJSON])
     }
 
+    @Test func eventIDOfAWrongTypeIsNotReported() {
+        // The first event's id must not leak into the second's error.
+        let (outcome, _) = decode("[\(a),\(event(["event_id": "7", "title": "1"]))]", format: .json)
+        #expect(outcome.errors.count == 1)
+        #expect(outcome.errors.first?.eventID == nil)
+        #expect(outcome.errors.first?.field == "event_id")
+    }
+
     @Test func responseJSON() throws {
         let (outcome, _) = decode("[\(a),\(b),1]", format: .json)
         let text = String(decoding: outcome.responseJSON(), as: UTF8.self)
