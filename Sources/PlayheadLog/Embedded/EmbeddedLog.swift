@@ -217,8 +217,8 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
     /// Applies retention and refreshes the disk gauges until graceful shutdown, then closes the log
     /// (writing what is queued first).
     public func run() async throws {
-        var lastRetention = ContinuousClock.now
         await cancelWhenGracefulShutdown {
+            var lastRetention = ContinuousClock.now
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(1))
                 if Task.isCancelled { break }
@@ -287,8 +287,10 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
                 }
                 if let limit = configuration.retentionBytes, total > limit { expired = true }
                 guard expired else { break }
+                let removed = sizes[index]
                 topic.shared.withLockedValue { state in
                     state.segments.removeAll { $0 == segments[index] }
+                    state.closedBytes -= removed
                 }
                 if unlink(path) == 0 {
                     deleted.append(path)

@@ -12,24 +12,31 @@ import Foundation
 import Logging
 import PlayheadLog
 
-var records = 100_000
-var appenders = 64
-var recordBytes = 300
-var baselineRecords = 3_000
-var directory = NSTemporaryDirectory() + "/log-bench-\(getpid())"
-var markdown = false
-var arguments = CommandLine.arguments.dropFirst().makeIterator()
-while let argument = arguments.next() {
-    switch argument {
-    case "--records": records = Int(arguments.next()!)!
-    case "--appenders": appenders = Int(arguments.next()!)!
-    case "--record-bytes": recordBytes = Int(arguments.next()!)!
-    case "--baseline-records": baselineRecords = Int(arguments.next()!)!
-    case "--dir": directory = arguments.next()!
-    case "--markdown": markdown = true
-    default:
-        FileHandle.standardError.write(Data("unknown argument \(argument)\n".utf8))
-        exit(2)
+struct Options: Sendable {
+    var records = 100_000
+    var appenders = 64
+    var recordBytes = 300
+    var baselineRecords = 3_000
+    var directory = NSTemporaryDirectory() + "/log-bench-\(getpid())"
+    var markdown = false
+
+    static func parse() -> Options {
+        var options = Options()
+        var arguments = CommandLine.arguments.dropFirst().makeIterator()
+        while let argument = arguments.next() {
+            switch argument {
+            case "--records": options.records = Int(arguments.next()!)!
+            case "--appenders": options.appenders = Int(arguments.next()!)!
+            case "--record-bytes": options.recordBytes = Int(arguments.next()!)!
+            case "--baseline-records": options.baselineRecords = Int(arguments.next()!)!
+            case "--dir": options.directory = arguments.next()!
+            case "--markdown": options.markdown = true
+            default:
+                FileHandle.standardError.write(Data("unknown argument \(argument)\n".utf8))
+                exit(2)
+            }
+        }
+        return options
     }
 }
 
@@ -46,26 +53,26 @@ struct Row {
     var recordsPerFsync: Double { Double(records) / Double(max(fsyncs, 1)) }
 }
 
-func makeBatch(_ count: Int) -> LogRecordBatch {
+func makeBatch(_ count: Int, recordBytes: Int) -> LogRecordBatch {
     var batch = LogRecordBatch(reservingCapacity: count * (recordBytes + 4))
     let value = [UInt8](repeating: 0x5A, count: recordBytes)
     for _ in 0..<count { batch.appendRecord(key: [UInt8](), value: value) }
     return batch
 }
 
-func runLog(batchSize: Int, label: String) async throws -> Row {
-    let path = directory + "/\(label)"
+func runLog(_ options: Options, batchSize: Int, label: String) async throws -> Row {
+    let path = options.directory + "/\(label)"
     try? FileManager.default.removeItem(atPath: path)
     var configuration = EmbeddedLogConfiguration(directory: path)
     configuration.minimumFreeBytes = 0
     let log = try EmbeddedLog.open(configuration, logger: Logger(label: "log-bench"))
     let producer = try log.producer(for: .events)
-    let batches = max(1, records / batchSize)
-    let batch = makeBatch(batchSize)
+    let batches = max(1, options.records / batchSize)
+    let batch = makeBatch(batchSize, recordBytes: options.recordBytes)
     let next = Counter()
     let start = ContinuousClock.now
     try await withThrowingTaskGroup(of: Void.self) { group in
-        for _ in 0..<appenders {
+        for _ in 0..<options.appenders {
             group.addTask {
                 while next.take() < batches {
                     _ = try await producer.append(batch)
@@ -79,18 +86,18 @@ func runLog(batchSize: Int, label: String) async throws -> Row {
     log.close()
     try? FileManager.default.removeItem(atPath: path)
     return Row(
-        name: "EmbeddedLog (group commit)", batch: batchSize, appenders: appenders, records: stats.records,
-        seconds: seconds(elapsed), fsyncs: stats.fsyncs, bytes: stats.records * (recordBytes + 8)
+        name: "EmbeddedLog (group commit)", batch: batchSize, appenders: options.appenders, records: stats.records,
+        seconds: seconds(elapsed), fsyncs: stats.fsyncs, bytes: stats.records * (options.recordBytes + 8)
     )
 }
 
-func runBaseline(batchSize: Int, label: String) throws -> Row {
-    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-    let path = directory + "/\(label).baseline"
+func runBaseline(_ options: Options, batchSize: Int, label: String) throws -> Row {
+    try FileManager.default.createDirectory(atPath: options.directory, withIntermediateDirectories: true)
+    let path = options.directory + "/\(label).baseline"
     let fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0o644)
     precondition(fd >= 0, "cannot open \(path)")
-    let framed = [UInt8](repeating: 0x5A, count: batchSize * (recordBytes + 8))
-    let total = batchSize == 1 ? min(records, baselineRecords) : records
+    let framed = [UInt8](repeating: 0x5A, count: batchSize * (options.recordBytes + 8))
+    let total = batchSize == 1 ? min(options.records, options.baselineRecords) : options.records
     let batches = max(1, total / batchSize)
     let start = ContinuousClock.now
     for _ in 0..<batches {
@@ -128,22 +135,28 @@ final class Counter: @unchecked Sendable {
     }
 }
 
-var rows: [Row] = []
-for batchSize in [1, 500] {
-    rows.append(try await runLog(batchSize: batchSize, label: "b\(batchSize)"))
-    rows.append(try runBaseline(batchSize: batchSize, label: "b\(batchSize)"))
-}
-try? FileManager.default.removeItem(atPath: directory)
-
 func format(_ value: Double, _ digits: Int = 1) -> String { String(format: "%.\(digits)f", value) }
-if markdown {
-    print("| Writer | Records/batch | Appenders | Records | Seconds | Records/s | MB/s | Records/fsync |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for row in rows {
-        print("| \(row.name) | \(row.batch) | \(row.appenders) | \(row.records) | \(format(row.seconds, 2)) | \(format(row.recordsPerSecond, 0)) | \(format(row.megabytesPerSecond)) | \(format(row.recordsPerFsync)) |")
-    }
-} else {
-    for row in rows {
-        print("\(row.name): batch=\(row.batch) appenders=\(row.appenders) records=\(row.records) seconds=\(format(row.seconds, 2)) records/s=\(format(row.recordsPerSecond, 0)) MB/s=\(format(row.megabytesPerSecond)) records/fsync=\(format(row.recordsPerFsync))")
+
+@main
+struct LogBench {
+    static func main() async throws {
+        let options = Options.parse()
+        var rows: [Row] = []
+        for batchSize in [1, 500] {
+            rows.append(try await runLog(options, batchSize: batchSize, label: "b\(batchSize)"))
+            rows.append(try runBaseline(options, batchSize: batchSize, label: "b\(batchSize)"))
+        }
+        try? FileManager.default.removeItem(atPath: options.directory)
+        if options.markdown {
+            print("| Writer | Records/batch | Appenders | Records | Seconds | Records/s | MB/s | Records/fsync |")
+            print("|---|---:|---:|---:|---:|---:|---:|---:|")
+            for row in rows {
+                print("| \(row.name) | \(row.batch) | \(row.appenders) | \(row.records) | \(format(row.seconds, 2)) | \(format(row.recordsPerSecond, 0)) | \(format(row.megabytesPerSecond)) | \(format(row.recordsPerFsync)) |")
+            }
+        } else {
+            for row in rows {
+                print("\(row.name): batch=\(row.batch) appenders=\(row.appenders) records=\(row.records) seconds=\(format(row.seconds, 2)) records/s=\(format(row.recordsPerSecond, 0)) MB/s=\(format(row.megabytesPerSecond)) records/fsync=\(format(row.recordsPerFsync))")
+            }
+        }
     }
 }
