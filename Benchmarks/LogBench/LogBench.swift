@@ -1,6 +1,6 @@
 // Benchmarks the embedded log's group commit against a plain write+fdatasync loop.
 //
-// Usage: log-bench [--records N] [--appenders K] [--record-bytes B] [--baseline-records M] [--dir PATH] [--markdown]
+// Usage: log-bench [--records N] [--large-batch-records L] [--appenders K] [--record-bytes B] [--baseline-records M] [--dir PATH] [--markdown]
 //
 // For batches of 1 and of 500 records (~300 bytes each): K concurrent appenders append N records
 // through EmbeddedLog (each waits for its batch to be durable before the next), then a single loop
@@ -14,11 +14,15 @@ import PlayheadLog
 
 struct Options: Sendable {
     var records = 100_000
+    /// Records for the runs with batches of 500 (more, so that they last long enough to measure).
+    var largeBatchRecords = 1_000_000
     var appenders = 64
     var recordBytes = 300
     var baselineRecords = 3_000
     var directory = NSTemporaryDirectory() + "/log-bench-\(getpid())"
     var markdown = false
+
+    func records(_ batchSize: Int) -> Int { batchSize >= 100 ? largeBatchRecords : records }
 
     static func parse() -> Options {
         var options = Options()
@@ -26,6 +30,7 @@ struct Options: Sendable {
         while let argument = arguments.next() {
             switch argument {
             case "--records": options.records = Int(arguments.next()!)!
+            case "--large-batch-records": options.largeBatchRecords = Int(arguments.next()!)!
             case "--appenders": options.appenders = Int(arguments.next()!)!
             case "--record-bytes": options.recordBytes = Int(arguments.next()!)!
             case "--baseline-records": options.baselineRecords = Int(arguments.next()!)!
@@ -67,7 +72,7 @@ func runLog(_ options: Options, batchSize: Int, label: String) async throws -> R
     configuration.minimumFreeBytes = 0
     let log = try EmbeddedLog.open(configuration, logger: Logger(label: "log-bench"))
     let producer = try log.producer(for: .events)
-    let batches = max(1, options.records / batchSize)
+    let batches = max(1, options.records(batchSize) / batchSize)
     let batch = makeBatch(batchSize, recordBytes: options.recordBytes)
     let next = Counter()
     let start = ContinuousClock.now
@@ -97,7 +102,7 @@ func runBaseline(_ options: Options, batchSize: Int, label: String) throws -> Ro
     let fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0o644)
     precondition(fd >= 0, "cannot open \(path)")
     let framed = [UInt8](repeating: 0x5A, count: batchSize * (options.recordBytes + 8))
-    let total = batchSize == 1 ? min(options.records, options.baselineRecords) : options.records
+    let total = batchSize == 1 ? min(options.records, options.baselineRecords) : options.records(batchSize)
     let batches = max(1, total / batchSize)
     let start = ContinuousClock.now
     for _ in 0..<batches {

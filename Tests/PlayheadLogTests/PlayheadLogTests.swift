@@ -161,6 +161,7 @@ struct EmbeddedLogTests {
         let stats = try #require(log.statistics(for: .events))
         #expect(stats.records == appenders * perAppender)
         let perFsync = Double(stats.records) / Double(stats.fsyncs)
+        print("note: \(stats.records) records from \(appenders) appenders in \(stats.fsyncs) fsyncs (\(perFsync) records/fsync)")
         #expect(perFsync > 1.5, "records per fsync: \(perFsync) (\(stats.records) records, \(stats.fsyncs) fsyncs)")
         let consumer = try log.consumer(for: .events, group: nil)
         let records = try await readRecords(consumer, count: appenders * perAppender)
@@ -444,15 +445,24 @@ struct EmbeddedLogTests {
         reopened.close()
     }
 
-    @Test func readOnlyOpenRejectsProducersAndMissingDirectories() throws {
+    @Test func readOnlyOpenRejectsProducersAndSecondWriters() async throws {
         let directory = try TemporaryDirectory(prefix: "log")
-        #expect(throws: LogError.self) { try EmbeddedLog.openReadOnly(makeConfiguration(directory), logger: testLogger) }
+        // A reader may start before the writer: it sees nothing, then what the writer appends.
+        let early = try EmbeddedLog.openReadOnly(makeConfiguration(directory), logger: testLogger)
+        let earlyConsumer = try early.consumer(for: .events, group: nil)
+        let nothing = try await earlyConsumer.poll(maxRecords: 10, timeout: .milliseconds(100))
+        #expect(nothing.batches.isEmpty)
         let writer = try EmbeddedLog.open(makeConfiguration(directory), logger: testLogger)
         #expect(throws: LogError.self) { try EmbeddedLog.open(makeConfiguration(directory), logger: testLogger) }
         let reader = try EmbeddedLog.openReadOnly(makeConfiguration(directory), logger: testLogger)
         #expect(throws: LogError.self) { try reader.producer(for: .events) }
         #expect(throws: LogError.self) { try writer.consumer(for: LogTopic("../x"), group: nil) }
         #expect(throws: LogError.self) { try writer.consumer(for: .events, group: "a/b") }
+        _ = try await writer.producer(for: .events).append(batch(0..<4))
+        let seen = try await readRecords(earlyConsumer, count: 4, timeout: .seconds(5))
+        #expect(seen.map(\.0) == [0, 1, 2, 3])
+        await earlyConsumer.close()
+        early.close()
         reader.close()
         writer.close()
     }
@@ -478,6 +488,31 @@ struct EmbeddedLogTests {
         #expect(counts["overloaded", default: 0] > 0, "\(counts)")
         #expect(counts["ok", default: 0] > 0, "\(counts)")
         log.close()
+    }
+
+    @Test func runClosesTheLogWhenStopped() async throws {
+        let directory = try TemporaryDirectory(prefix: "log")
+        let log = try EmbeddedLog.open(makeConfiguration(directory), logger: testLogger)
+        let producer = try log.producer(for: .events)
+        let service = Task { try await log.run() }
+        _ = try await producer.append(batch(0..<5))
+        #expect(producer.unavailableReason == nil)
+        service.cancel()
+        try await service.value
+        #expect(producer.unavailableReason != nil)
+        do {
+            _ = try await producer.append(batch(5..<6))
+            Issue.record("append after shutdown succeeded")
+        } catch {
+            #expect(error.code == .closed)
+        }
+        // Everything acknowledged before the shutdown is there.
+        let reopened = try EmbeddedLog.open(makeConfiguration(directory), logger: testLogger)
+        let consumer = try reopened.consumer(for: .events, group: nil)
+        let records = try await readRecords(consumer, count: 5, timeout: .seconds(2))
+        #expect(records.map(\.0) == Array(0..<5))
+        await consumer.close()
+        reopened.close()
     }
 
     @Test func crashedWriterKeepsAcknowledgedRecords() async throws {
@@ -544,6 +579,7 @@ struct EmbeddedLogTests {
         for (number, offset) in acknowledged {
             if byNumber[number] != [offset] { missing += 1 }
         }
+        print("note: crash writer killed after \(acknowledged.count) acknowledged records; \(records.count) recovered; tailer saw \(seen.count)")
         #expect(missing == 0, "\(missing) of \(acknowledged.count) acknowledged records are missing or moved")
 
         // The log takes new appends after the crash, right after the recovered records.
