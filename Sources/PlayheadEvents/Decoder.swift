@@ -56,7 +56,6 @@ enum Field: Int {
         "content_type", "title", "genre", "duration_seconds", "language", "current_timestamp", "event_source",
         "schema_version",
     ]
-    static let nameBytes: [[UInt8]] = names.map { Array($0.utf8) }
     var name: String { Field.names[rawValue] }
 
     /// Required in every schema version (all but session_id and schema_version).
@@ -90,34 +89,96 @@ enum Field: Int {
         case 17: candidate = .currentTimestamp
         default: return nil
         }
-        let name = nameBytes[candidate.rawValue]
-        return name.withUnsafeBufferPointer { q in
-            for i in 0..<n where q[i] != p[i] { return nil }
-            return candidate
+        return bytesEqual(p, n, candidate.staticName) ? candidate : nil
+    }
+
+    var staticName: StaticString {
+        switch self {
+        case .eventID: "event_id"
+        case .eventType: "event_type"
+        case .timestamp: "timestamp"
+        case .userID: "user_id"
+        case .deviceID: "device_id"
+        case .sessionID: "session_id"
+        case .ipAddress: "ip_address"
+        case .contentID: "content_id"
+        case .contentType: "content_type"
+        case .title: "title"
+        case .genre: "genre"
+        case .durationSeconds: "duration_seconds"
+        case .language: "language"
+        case .currentTimestamp: "current_timestamp"
+        case .eventSource: "event_source"
+        case .schemaVersion: "schema_version"
         }
     }
 }
 
-/// The known values of the enum fields, as the dimension strings.
+/// Whether `p[0..<n]` equals `s` (compared a word at a time).
+@inline(__always)
+func bytesEqual(_ p: UnsafePointer<UInt8>, _ n: Int, _ s: StaticString) -> Bool {
+    guard s.utf8CodeUnitCount == n else { return false }
+    let a = UnsafeRawPointer(p)
+    let b = UnsafeRawPointer(s.utf8Start)
+    if n >= 8 {
+        var i = 0
+        while i + 8 <= n {
+            if a.loadUnaligned(fromByteOffset: i, as: UInt64.self) != b.loadUnaligned(fromByteOffset: i, as: UInt64.self) { return false }
+            i += 8
+        }
+        return a.loadUnaligned(fromByteOffset: n - 8, as: UInt64.self) == b.loadUnaligned(fromByteOffset: n - 8, as: UInt64.self)
+    }
+    if n >= 4 {
+        return a.loadUnaligned(as: UInt32.self) == b.loadUnaligned(as: UInt32.self)
+            && a.loadUnaligned(fromByteOffset: n - 4, as: UInt32.self) == b.loadUnaligned(fromByteOffset: n - 4, as: UInt32.self)
+    }
+    for i in 0..<n where p[i] != s.utf8Start[i] { return false }
+    return true
+}
+
+/// The known values of the enum fields, and the dimension strings.
 enum KnownValues {
-    static let eventTypes10: [[UInt8]] = ["play", "pause", "stop"].map { Array($0.utf8) }
-    static let eventTypes11: [[UInt8]] = ["play", "pause", "stop", "seek", "heartbeat", "buffering"].map { Array($0.utf8) }
     static let eventTypeStrings = ["play", "pause", "stop", "seek", "heartbeat", "buffering"]
-    static let contentTypes: [[UInt8]] = ["movie", "episode", "ad"].map { Array($0.utf8) }
     static let contentTypeStrings = ["movie", "episode", "ad"]
-    static let eventSources: [[UInt8]] = EventDimensions.knownEventSources.map { Array($0.utf8) }
-    static let schemaVersions: [[UInt8]] = ["1.0", "1.1"].map { Array($0.utf8) }
+    static let eventSourceNames: [StaticString] = [
+        "web_app", "ios_app", "android_app", "tv_app", "smart_tv", "web", "ios", "android", "tvos",
+        "roku", "fire_tv", "chromecast", "apple_tv", "android_tv", "desktop_app", "console",
+    ]
     static let eventSourceStrings = EventDimensions.knownEventSources + ["other"]
 
-    @inline(__always)
-    static func index(of p: UnsafePointer<UInt8>, _ n: Int, in table: [[UInt8]]) -> Int? {
-        for (k, value) in table.enumerated() where value.count == n {
-            let equal = value.withUnsafeBufferPointer { q in
-                for i in 0..<n where q[i] != p[i] { return false }
-                return true
-            }
-            if equal { return k }
-        }
+    typealias Matcher = (UnsafePointer<UInt8>, Int) -> Int?
+
+    /// 1.0 event types (indexes into `eventTypeStrings`).
+    static func eventType10(_ p: UnsafePointer<UInt8>, _ n: Int) -> Int? {
+        if bytesEqual(p, n, "play") { return 0 }
+        if bytesEqual(p, n, "pause") { return 1 }
+        if bytesEqual(p, n, "stop") { return 2 }
+        return nil
+    }
+
+    static func eventType11(_ p: UnsafePointer<UInt8>, _ n: Int) -> Int? {
+        if let k = eventType10(p, n) { return k }
+        if bytesEqual(p, n, "seek") { return 3 }
+        if bytesEqual(p, n, "heartbeat") { return 4 }
+        if bytesEqual(p, n, "buffering") { return 5 }
+        return nil
+    }
+
+    static func contentType(_ p: UnsafePointer<UInt8>, _ n: Int) -> Int? {
+        if bytesEqual(p, n, "movie") { return 0 }
+        if bytesEqual(p, n, "episode") { return 1 }
+        if bytesEqual(p, n, "ad") { return 2 }
+        return nil
+    }
+
+    static func schemaVersion(_ p: UnsafePointer<UInt8>, _ n: Int) -> Int? {
+        if bytesEqual(p, n, "1.0") { return 0 }
+        if bytesEqual(p, n, "1.1") { return 1 }
+        return nil
+    }
+
+    static func eventSource(_ p: UnsafePointer<UInt8>, _ n: Int, _ names: [StaticString]) -> Int? {
+        for k in 0..<names.count where bytesEqual(p, n, names[k]) { return k }
         return nil
     }
 }
@@ -149,6 +210,7 @@ struct EventParser {
     let p: UnsafePointer<UInt8>
     let receivedAt: Int64
     let maxDepth: Int
+    let eventSourceNames = KnownValues.eventSourceNames
 
     /// The end of the region being parsed (the body, or the current NDJSON line).
     var end: Int
@@ -158,7 +220,8 @@ struct EventParser {
     var seen: UInt32 = 0
     /// Fields whose value had the right type.
     var typed: UInt32 = 0
-    var spans: [StringSpan]
+    /// The string fields' spans by `Field` (16; freed by `emit`).
+    let spans: UnsafeMutablePointer<StringSpan>
     var genres: [StringSpan] = []
     var unknown: [UnknownMember] = []
     var unknownKeys: [UInt8] = []
@@ -171,7 +234,10 @@ struct EventParser {
     var eventStart = 0
 
     // Output.
-    var records: [UInt8] = []
+    /// The records of the body (accepted and rejected), handed to the sink by `emit`.
+    var out = UnsafeMutablePointer<UInt8>(bitPattern: 1)!
+    var outCount = 0
+    var outCapacity = 0
     var pending: [PendingEvent] = []
     var errors: [EventValidationError] = []
     var acceptedCount = 0
@@ -184,8 +250,9 @@ struct EventParser {
         self.receivedAt = receivedAt
         self.maxDepth = max(1, min(configuration.maxNestingDepth, 1024))
         self.end = body.count
-        spans = [StringSpan](repeating: StringSpan(), count: 16)
-        records.reserveCapacity(body.count + 256)
+        spans = UnsafeMutablePointer<StringSpan>.allocate(capacity: 16)
+        spans.initialize(repeating: StringSpan(), count: 16)
+        growOutput(body.count + 1024)
         genres.reserveCapacity(8)
     }
 
@@ -277,7 +344,7 @@ struct EventParser {
             guard pos == end else { throw Malformed(message: "unexpected bytes after the JSON value at byte \(pos)") }
         } catch {
             // Not JSON: nothing of it is accepted.
-            records.removeAll(keepingCapacity: true)
+            outCount = 0
             pending.removeAll()
             errors.removeAll()
             acceptedCount = 0
@@ -313,8 +380,7 @@ struct EventParser {
         let bodyEnd = body.count
         var sawEvent = false
         while lineStart < bodyEnd {
-            var lineEnd = lineStart
-            while lineEnd < bodyEnd, p[lineEnd] != 0x0A { lineEnd += 1 }
+            let lineEnd = newline(from: lineStart, to: bodyEnd)
             var s = lineStart
             var e = lineEnd
             while s < e, isWhitespace(p[s]) { s += 1 }
@@ -363,6 +429,20 @@ struct EventParser {
 
     // MARK: Lexing
 
+    /// The index of the first '\n' in `p[from..<to]`, or `to` (eight bytes at a time).
+    @inline(__always)
+    func newline(from: Int, to: Int) -> Int {
+        var i = from
+        while i + 8 <= to {
+            let x = UInt64(littleEndian: UnsafeRawPointer(p + i).loadUnaligned(as: UInt64.self)) ^ 0x0A0A_0A0A_0A0A_0A0A
+            let mask = (x &- 0x0101_0101_0101_0101) & ~x & 0x8080_8080_8080_8080
+            if mask != 0 { return i + mask.trailingZeroBitCount >> 3 }
+            i += 8
+        }
+        while i < to, p[i] != 0x0A { i += 1 }
+        return i
+    }
+
     @inline(__always)
     func isWhitespace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x0A || b == 0x0D || b == 0x09 }
 
@@ -387,7 +467,25 @@ struct EventParser {
         span.start = pos
         var i = pos
         var decoded = 0
-        // Fast path: plain ASCII.
+        // Fast path: plain ASCII, eight bytes at a time. A byte is special when it is '"', '\\', a
+        // control character or ≥ 0x80; the lowest flagged byte of each test is exact.
+        while i + 8 <= end {
+            let w = UInt64(littleEndian: UnsafeRawPointer(p + i).loadUnaligned(as: UInt64.self))
+            let quote = w ^ 0x2222_2222_2222_2222
+            let slash = w ^ 0x5C5C_5C5C_5C5C_5C5C
+            let special =
+                ((quote &- 0x0101_0101_0101_0101) & ~quote) | ((slash &- 0x0101_0101_0101_0101) & ~slash)
+                | ((w &- 0x2020_2020_2020_2020) & ~w) | w
+            let mask = special & 0x8080_8080_8080_8080
+            if mask != 0 {
+                let skip = mask.trailingZeroBitCount >> 3
+                i += skip
+                decoded += skip
+                break
+            }
+            i += 8
+            decoded += 8
+        }
         while i < end {
             let b = p[i]
             if b == UInt8(ascii: "\"") {
@@ -974,7 +1072,7 @@ struct EventParser {
 
     /// The event's id for an error, when it was read.
     func readableEventID() -> String? {
-        guard has(.eventID) else { return nil }
+        guard typed & (1 << UInt32(Field.eventID.rawValue)) != 0 else { return nil }
         let span = spans[Field.eventID.rawValue]
         var bytes: [UInt8] = []
         appendUnescaped(span, to: &bytes)
@@ -982,13 +1080,13 @@ struct EventParser {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    /// The index of a string value in a table of known values (unescaping it when needed).
+    /// Matches a string value against known values (unescaping it when needed).
     @inline(__always)
-    func enumIndex(_ span: StringSpan, in table: [[UInt8]]) -> Int? {
-        if !span.escaped { return KnownValues.index(of: p + span.start, span.end - span.start, in: table) }
+    func enumIndex(_ span: StringSpan, _ match: KnownValues.Matcher) -> Int? {
+        if !span.escaped { return match(p + span.start, span.end - span.start) }
         var bytes: [UInt8] = []
         Self.appendUnescaped(p, span, to: &bytes)
-        return bytes.withUnsafeBufferPointer { KnownValues.index(of: $0.baseAddress!, $0.count, in: table) }
+        return bytes.withUnsafeBufferPointer { match($0.baseAddress!, $0.count) }
     }
 
     @inline(__always)
@@ -1013,7 +1111,7 @@ struct EventParser {
         var versionBytes: StaticString = "1.0"
         if typed & (1 << UInt32(Field.schemaVersion.rawValue)) != 0 {
             let span = spans[Field.schemaVersion.rawValue]
-            let known = enumIndex(span, in: KnownValues.schemaVersions)
+            let known = enumIndex(span, KnownValues.schemaVersion)
             if known == 1 {
                 v11 = true
                 versionBytes = "1.1"
@@ -1041,7 +1139,7 @@ struct EventParser {
         var timestamp: Int64 = 0
         if error == nil {
             let span = spans[Field.eventType.rawValue]
-            if let found = enumIndex(span, in: v11 ? KnownValues.eventTypes11 : KnownValues.eventTypes10) {
+            if let found = enumIndex(span, v11 ? KnownValues.eventType11 : KnownValues.eventType10) {
                 eventTypeIndex = found
             } else {
                 error = FieldError(
@@ -1052,16 +1150,25 @@ struct EventParser {
         }
         if error == nil {
             let span = spans[Field.contentType.rawValue]
-            if let found = enumIndex(span, in: KnownValues.contentTypes) {
+            if let found = enumIndex(span, KnownValues.contentType) {
                 contentTypeIndex = found
             } else {
                 error = FieldError(reason: .invalidValue, field: "content_type", message: "content_type must be one of movie, episode, ad")
             }
         }
         if error == nil {
-            for f in [Field.eventID, .userID, .deviceID, .contentID] where spans[f.rawValue].decodedCount == 0 {
+            var empty: Field? = nil
+            if spans[Field.eventID.rawValue].decodedCount == 0 {
+                empty = .eventID
+            } else if spans[Field.userID.rawValue].decodedCount == 0 {
+                empty = .userID
+            } else if spans[Field.deviceID.rawValue].decodedCount == 0 {
+                empty = .deviceID
+            } else if spans[Field.contentID.rawValue].decodedCount == 0 {
+                empty = .contentID
+            }
+            if let f = empty {
                 error = FieldError(reason: .invalidValue, field: f.name, message: "\(f.name) must not be empty")
-                break
             }
             if error == nil, has(.sessionID), spans[Field.sessionID.rawValue].decodedCount == 0 {
                 error = FieldError(reason: .invalidValue, field: "session_id", message: "session_id must not be empty when present")
@@ -1091,103 +1198,212 @@ struct EventParser {
             return
         }
         writeRecord(
-            index: index, timestamp: timestamp, eventTypeIndex: eventTypeIndex, contentTypeIndex: contentTypeIndex,
+            index: index, eventBytes: eventEnd - start, timestamp: timestamp, eventTypeIndex: eventTypeIndex, contentTypeIndex: contentTypeIndex,
             version: versionBytes
         )
     }
 
+    /// Makes room for `extra` more bytes in the output buffer.
     @inline(__always)
-    mutating func appendField(_ field: Field) {
-        let span = spans[field.rawValue]
-        RecordBytes.appendVarint(span.decodedCount, to: &records)
-        Self.appendUnescaped(p, span, to: &records)
+    mutating func reserveOutput(_ extra: Int) {
+        if outCount + extra > outCapacity { growOutput(extra) }
     }
 
-    mutating func writeRecord(index: Int, timestamp: Int64, eventTypeIndex: Int, contentTypeIndex: Int, version: StaticString) {
-        let recordStart = records.count
-        let hasSession = has(.sessionID)
-        records.append(RecordBytes.version)
-        records.append((hasSession ? RecordBytes.flagSession : 0) | (unknown.isEmpty ? 0 : RecordBytes.flagExtra))
-        RecordBytes.appendInt64(timestamp, to: &records)
-        RecordBytes.appendInt64(receivedAt, to: &records)
-        RecordBytes.appendInt64(Int64(bitPattern: currentTimestamp.bitPattern), to: &records)
-        RecordBytes.appendInt64(durationSeconds, to: &records)
-        appendField(.eventID)
-        appendField(.eventType)
-        var keyStart = records.count
-        appendField(.userID)
-        var keyEnd = records.count
-        appendField(.deviceID)
-        if hasSession {
-            keyStart = records.count
-            appendField(.sessionID)
-            keyEnd = records.count
+    mutating func growOutput(_ extra: Int) {
+        let capacity = max(outCapacity * 2, outCount + extra, 4096)
+        let grown = UnsafeMutablePointer<UInt8>.allocate(capacity: capacity)
+        if outCount > 0 { grown.update(from: out, count: outCount) }
+        if outCapacity > 0 { out.deallocate() }
+        out = grown
+        outCapacity = capacity
+    }
+
+    @inline(__always)
+    mutating func put(_ byte: UInt8) {
+        out[outCount] = byte
+        outCount += 1
+    }
+
+    @inline(__always)
+    mutating func putVarint(_ value: Int) {
+        var v = UInt(value)
+        while v >= 0x80 {
+            out[outCount] = UInt8(truncatingIfNeeded: v) | 0x80
+            outCount += 1
+            v >>= 7
         }
-        appendIP()
-        appendField(.contentID)
-        appendField(.contentType)
-        appendField(.title)
-        RecordBytes.appendVarint(genres.count, to: &records)
-        for k in 0..<genres.count {
-            let span = genres[k]
-            RecordBytes.appendVarint(span.decodedCount, to: &records)
-            Self.appendUnescaped(p, span, to: &records)
-        }
-        appendField(.language)
-        if has(.schemaVersion) {
-            appendField(.schemaVersion)
+        out[outCount] = UInt8(v)
+        outCount += 1
+    }
+
+    @inline(__always)
+    mutating func putInt64(_ value: Int64) {
+        UnsafeMutableRawPointer(out + outCount).storeBytes(of: value.littleEndian, as: Int64.self)
+        outCount += 8
+    }
+
+    @inline(__always)
+    mutating func putBytes(_ source: UnsafePointer<UInt8>, _ count: Int) {
+        let d = UnsafeMutableRawPointer(out + outCount)
+        let src = UnsafeRawPointer(source)
+        if count >= 8 && count <= 16 {
+            // Two overlapping words: cheaper than a call to memmove for the usual short ids.
+            d.storeBytes(of: src.loadUnaligned(as: UInt64.self), as: UInt64.self)
+            (d + count - 8).storeBytes(of: (src + count - 8).loadUnaligned(as: UInt64.self), as: UInt64.self)
+        } else if count < 8 {
+            for k in 0..<count { out[outCount + k] = source[k] }
         } else {
-            records.append(UInt8(version.utf8CodeUnitCount))
-            records.append(contentsOf: UnsafeRawBufferPointer(start: version.utf8Start, count: version.utf8CodeUnitCount))
+            d.copyMemory(from: src, byteCount: count)
         }
-        appendField(.eventSource)
+        outCount += count
+    }
+
+    /// Writes a string span, unescaped, with its length.
+    @inline(__always)
+    mutating func putString(_ span: StringSpan) {
+        putVarint(span.decodedCount)
+        if !span.escaped {
+            putBytes(p + span.start, span.end - span.start)
+        } else {
+            outCount += Self.writeUnescaped(p, span, to: out + outCount)
+        }
+    }
+
+    /// Writes the unescaped bytes of an escaped span (never longer than the span) and returns their count.
+    static func writeUnescaped(_ p: UnsafePointer<UInt8>, _ span: StringSpan, to o: UnsafeMutablePointer<UInt8>) -> Int {
+        var k = 0
+        var i = span.start
+        while i < span.end {
+            let b = p[i]
+            guard b == UInt8(ascii: "\\") else {
+                o[k] = b
+                k += 1
+                i += 1
+                continue
+            }
+            let c = p[i + 1]
+            i += 2
+            switch c {
+            case UInt8(ascii: "b"): o[k] = 0x08; k += 1
+            case UInt8(ascii: "f"): o[k] = 0x0C; k += 1
+            case UInt8(ascii: "n"): o[k] = 0x0A; k += 1
+            case UInt8(ascii: "r"): o[k] = 0x0D; k += 1
+            case UInt8(ascii: "t"): o[k] = 0x09; k += 1
+            case UInt8(ascii: "u"):
+                var u = hex4(p, i, span.end) ?? 0xFFFD
+                i += 4
+                if u >= 0xD800 && u <= 0xDBFF, i + 6 <= span.end, p[i] == UInt8(ascii: "\\"), p[i + 1] == UInt8(ascii: "u"),
+                    let lo = hex4(p, i + 2, span.end), lo >= 0xDC00 && lo <= 0xDFFF
+                {
+                    u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00)
+                    i += 6
+                }
+                if u < 0x80 {
+                    o[k] = UInt8(u); k += 1
+                } else if u < 0x800 {
+                    o[k] = UInt8(0xC0 | u >> 6); o[k + 1] = UInt8(0x80 | u & 0x3F); k += 2
+                } else if u < 0x10000 {
+                    o[k] = UInt8(0xE0 | u >> 12); o[k + 1] = UInt8(0x80 | u >> 6 & 0x3F); o[k + 2] = UInt8(0x80 | u & 0x3F); k += 3
+                } else {
+                    o[k] = UInt8(0xF0 | u >> 18); o[k + 1] = UInt8(0x80 | u >> 12 & 0x3F)
+                    o[k + 2] = UInt8(0x80 | u >> 6 & 0x3F); o[k + 3] = UInt8(0x80 | u & 0x3F); k += 4
+                }
+            default:
+                o[k] = c  // \" \\ \/
+                k += 1
+            }
+        }
+        return k
+    }
+
+    @inline(__always)
+    mutating func putField(_ field: Field) {
+        putString(spans[field.rawValue])
+    }
+
+    mutating func writeRecord(
+        index: Int, eventBytes: Int, timestamp: Int64, eventTypeIndex: Int, contentTypeIndex: Int, version: StaticString
+    ) {
+        // Unescaping never lengthens a string; 16 varints, the genre varints and the IP fit in the slack.
+        reserveOutput(eventBytes + 256 + 5 * genres.count)
+        let recordStart = outCount
+        let hasSession = has(.sessionID)
+        put(RecordBytes.version)
+        put((hasSession ? RecordBytes.flagSession : 0) | (unknown.isEmpty ? 0 : RecordBytes.flagExtra))
+        putInt64(timestamp)
+        putInt64(receivedAt)
+        putInt64(Int64(bitPattern: currentTimestamp.bitPattern))
+        putInt64(durationSeconds)
+        putField(.eventID)
+        putField(.eventType)
+        var keyField = Field.userID
+        var keyStart = outCount
+        putField(.userID)
+        putField(.deviceID)
+        if hasSession {
+            keyField = .sessionID
+            keyStart = outCount
+            putField(.sessionID)
+        }
+        let keyCount = spans[keyField.rawValue].decodedCount
+        keyStart += keyCount < 0x80 ? 1 : (keyCount < 0x4000 ? 2 : 3)
+        putIP()
+        putField(.contentID)
+        putField(.contentType)
+        putField(.title)
+        putVarint(genres.count)
+        for k in 0..<genres.count { putString(genres[k]) }
+        putField(.language)
+        if has(.schemaVersion) {
+            putField(.schemaVersion)
+        } else {
+            put(UInt8(version.utf8CodeUnitCount))
+            putBytes(version.utf8Start, version.utf8CodeUnitCount)
+        }
+        putField(.eventSource)
         if !unknown.isEmpty {
             var length = 2 + unknown.count - 1
             for m in unknown { length += (m.keyEnd - m.keyStart) + 1 + (m.valueEnd - m.valueStart) }
-            RecordBytes.appendVarint(length, to: &records)
-            records.append(UInt8(ascii: "{"))
-            for (k, m) in unknown.enumerated() {
-                if k > 0 { records.append(UInt8(ascii: ",")) }
-                records.append(contentsOf: UnsafeRawBufferPointer(start: p + m.keyStart, count: m.keyEnd - m.keyStart))
-                records.append(UInt8(ascii: ":"))
-                records.append(contentsOf: UnsafeRawBufferPointer(start: p + m.valueStart, count: m.valueEnd - m.valueStart))
+            putVarint(length)
+            put(UInt8(ascii: "{"))
+            for k in 0..<unknown.count {
+                let m = unknown[k]
+                if k > 0 { put(UInt8(ascii: ",")) }
+                putBytes(p + m.keyStart, m.keyEnd - m.keyStart)
+                put(UInt8(ascii: ":"))
+                putBytes(p + m.valueStart, m.valueEnd - m.valueStart)
             }
-            records.append(UInt8(ascii: "}"))
+            put(UInt8(ascii: "}"))
         }
-        // Key: session_id when present, else user_id (their bytes, past the varint).
-        var keyBytesStart = keyStart
-        while records[keyBytesStart] & 0x80 != 0 { keyBytesStart += 1 }
-        keyBytesStart += 1
-        let source = spans[Field.eventSource.rawValue]
-        let sourceIndex = enumIndex(source, in: KnownValues.eventSources)
+        let names = eventSourceNames
+        let sourceIndex = enumIndex(spans[Field.eventSource.rawValue]) { KnownValues.eventSource($0, $1, names) }
         pending.append(
             PendingEvent(
-                index: index, accepted: true, keyStart: keyBytesStart, keyCount: keyEnd - keyBytesStart,
-                recordStart: recordStart, recordCount: records.count - recordStart,
+                index: index, accepted: true, keyStart: keyStart, keyCount: keyCount,
+                recordStart: recordStart, recordCount: outCount - recordStart,
                 eventType: UInt8(eventTypeIndex), contentType: UInt8(contentTypeIndex),
-                eventSource: UInt8(sourceIndex ?? KnownValues.eventSources.count), errorIndex: -1
+                eventSource: UInt8(sourceIndex ?? names.count), errorIndex: -1
             )
         )
         acceptedCount += 1
-        _ = keyEnd
     }
 
-    mutating func appendIP() {
+    mutating func putIP() {
         let span = spans[Field.ipAddress.rawValue]
         switch configuration.ipPolicy {
         case .keep:
-            appendField(.ipAddress)
+            putString(span)
         case .drop:
-            records.append(0)
+            put(0)
         case .truncate:
             var raw: [UInt8] = []
-            appendUnescaped(span, to: &raw)
-            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 64) { out in
+            Self.appendUnescaped(p, span, to: &raw)
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 64) { buffer in
                 let n = raw.withUnsafeBufferPointer { r in
-                    r.count > 64 || r.isEmpty ? 0 : IPTruncation.truncate(r.baseAddress!, r.count, into: out.baseAddress!)
+                    r.count > 64 || r.isEmpty ? 0 : IPTruncation.truncate(r.baseAddress!, r.count, into: buffer.baseAddress!)
                 }
-                records.append(UInt8(n))
-                records.append(contentsOf: UnsafeRawBufferPointer(start: out.baseAddress!, count: n))
+                put(UInt8(n))
+                putBytes(buffer.baseAddress!, n)
             }
         }
     }
@@ -1198,15 +1414,18 @@ struct EventParser {
         index: Int, start: Int, end: Int, eventID: String?, field: String?, reason: RejectionReason, message: String
     ) {
         let error = EventValidationError(index: index, eventID: eventID, field: field, reason: reason, message: message)
-        let recordStart = records.count
+        var record: [UInt8] = []
         RejectedRecordEncoder.encode(
             receivedAt: receivedAt, index: Int32(clamping: index), reason: reason, field: field, message: message,
-            eventID: eventID, raw: UnsafeRawBufferPointer(start: p + start, count: end - start), into: &records
+            eventID: eventID, raw: UnsafeRawBufferPointer(start: p + start, count: end - start), into: &record
         )
+        reserveOutput(record.count)
+        let recordStart = outCount
+        record.withUnsafeBufferPointer { putBytes($0.baseAddress!, $0.count) }
         pending.append(
             PendingEvent(
                 index: index, accepted: false, keyStart: 0, keyCount: 0, recordStart: recordStart,
-                recordCount: records.count - recordStart, eventType: 0, contentType: 0, eventSource: 0,
+                recordCount: record.count, eventType: 0, contentType: 0, eventSource: 0,
                 errorIndex: errors.count
             )
         )
@@ -1220,21 +1439,26 @@ struct EventParser {
     // MARK: Output
 
     mutating func emit<Sink: EventSink>(into sink: inout Sink) -> DecodeOutcome {
-        records.withUnsafeBytes { bytes in
-            for event in pending {
-                let record = UnsafeRawBufferPointer(rebasing: bytes[event.recordStart..<(event.recordStart + event.recordCount)])
-                if event.accepted {
-                    let key = UnsafeRawBufferPointer(rebasing: bytes[event.keyStart..<(event.keyStart + event.keyCount)])
-                    let dimensions = EventDimensions(
-                        eventType: KnownValues.eventTypeStrings[Int(event.eventType)],
-                        contentType: KnownValues.contentTypeStrings[Int(event.contentType)],
-                        eventSource: KnownValues.eventSourceStrings[Int(event.eventSource)]
-                    )
-                    sink.accepted(index: event.index, key: key, dimensions: dimensions, record: record)
-                } else {
-                    sink.rejected(errors[event.errorIndex], record: record)
-                }
+        let base = UnsafeRawPointer(out)
+        for event in pending {
+            let record = UnsafeRawBufferPointer(start: base + event.recordStart, count: event.recordCount)
+            if event.accepted {
+                let key = UnsafeRawBufferPointer(start: base + event.keyStart, count: event.keyCount)
+                let dimensions = EventDimensions(
+                    eventType: KnownValues.eventTypeStrings[Int(event.eventType)],
+                    contentType: KnownValues.contentTypeStrings[Int(event.contentType)],
+                    eventSource: KnownValues.eventSourceStrings[Int(event.eventSource)]
+                )
+                sink.accepted(index: event.index, key: key, dimensions: dimensions, record: record)
+            } else {
+                sink.rejected(errors[event.errorIndex], record: record)
             }
+        }
+        spans.deallocate()
+        if outCapacity > 0 {
+            out.deallocate()
+            outCapacity = 0
+            outCount = 0
         }
         return DecodeOutcome(accepted: acceptedCount, rejected: errors.count, errors: errors)
     }

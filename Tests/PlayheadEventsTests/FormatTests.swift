@@ -59,6 +59,14 @@ import PlayheadEvents
         #expect(decode("\(a)\n\(c)", format: .json).outcome.errors.map(\.reason) == [.malformedJSON])
     }
 
+    @Test func eventIDOfAWrongTypeIsNotReported() {
+        // The first event's id must not leak into the second's error.
+        let (outcome, _) = decode("[\(a),\(event(["event_id": "7", "title": "1"]))]", format: .json)
+        #expect(outcome.errors.count == 1)
+        #expect(outcome.errors.first?.eventID == nil)
+        #expect(outcome.errors.first?.field == "event_id")
+    }
+
     @Test func responseJSON() throws {
         let (outcome, _) = decode("[\(a),\(b),1]", format: .json)
         let text = String(decoding: outcome.responseJSON(), as: UTF8.self)
@@ -249,7 +257,7 @@ import PlayheadEvents
         }
         // Binary raw bytes come out as base64.
         var bin: [UInt8] = []
-        [0xFF, 0x00, 0x41].withUnsafeBytes {
+        [UInt8]([0xFF, 0x00, 0x41]).withUnsafeBytes {
             RejectedRecordEncoder.encode(receivedAt: 0, index: -1, reason: .malformedJSON, field: nil, message: "m", eventID: nil, raw: $0, into: &bin)
         }
         try bin.withUnsafeBytes { bytes in

@@ -86,3 +86,10 @@ func rejection(_ body: String, configuration: EventDecoderConfiguration = .init(
 func nested(_ depth: Int) -> String {
     String(repeating: "[", count: depth) + String(repeating: "]", count: depth)
 }
+
+/// A valid event without one member.
+func event(without key: String) -> String {
+    var overrides: [String: String?] = [:]
+    overrides.updateValue(nil, forKey: key)
+    return event(overrides)
+}

@@ -224,19 +224,22 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
             if got == 0 { break }
             var index = 0
             var progressed = false
-            while count < maxRecords && out.count < maxBytes && got - index >= Files.recordHeaderBytes {
+            var stop = false
+            inner: while count < maxRecords && out.count < maxBytes && got - index >= Files.recordHeaderBytes {
                 let (length, stored) = buffer.withUnsafeBytes { raw in
                     (LogFraming.readUInt32(raw, at: index), LogFraming.readUInt32(raw, at: index + 4))
                 }
                 if Int(length) > configuration.maxRecordBytes {
                     try stall("a record length of \(length) bytes at byte \(position + Int64(index)) of \(path)", limit: limit)
-                    break reading
+                    stop = true
+                    break inner
                 }
                 let total = Files.recordHeaderBytes + Int(length)
                 if index + total > got {
                     if position + Int64(index + total) > limit {
                         try stall("a partial record at byte \(position + Int64(index)) of \(path)", limit: limit)
-                        break reading
+                        stop = true
+                        break inner
                     }
                     if total > buffer.count { buffer = [UInt8](repeating: 0, count: total) }
                     break
@@ -247,7 +250,8 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
                     }
                     if !valid {
                         try stall("a checksum mismatch at offset \(nextOffset) (byte \(position + Int64(index)) of \(path))", limit: limit)
-                        break reading
+                        stop = true
+                        break inner
                     }
                     if firstOffset < 0 { firstOffset = nextOffset }
                     buffer.withUnsafeBytes { raw in
@@ -261,6 +265,7 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
                 progressed = true
             }
             position += Int64(index)
+            if stop { break reading }
             if !progressed && index == 0 && got >= Files.recordHeaderBytes {
                 // The buffer was grown for a large record: read again.
                 continue

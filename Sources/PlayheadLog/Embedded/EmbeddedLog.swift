@@ -71,14 +71,13 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
 
     /// Opens the log to read it beside a writer in another process: consumers tail the segment files
     /// (looking for new records every ``EmbeddedLogConfiguration/readOnlyPollInterval``) and may commit
-    /// their groups' offsets; ``producer(for:)`` throws.
+    /// their groups' offsets; ``producer(for:)`` throws. Creates the directory if it does not exist yet
+    /// (the reader may start before the writer).
     public static func openReadOnly(_ configuration: EmbeddedLogConfiguration, logger: Logger) throws(LogError) -> EmbeddedLog {
         var configuration = configuration
         configuration.directory = normalized(configuration.directory)
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: configuration.directory, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw LogError(code: .invalidArgument, message: "no log at \(configuration.directory)")
-        }
+        // The reader may start before the writer: make the directory so that both agree on it.
+        try Files.makeDirectories(configuration.directory)
         return EmbeddedLog(configuration: configuration, readOnly: true, lockFD: -1, logger: logger)
     }
 
@@ -217,8 +216,8 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
     /// Applies retention and refreshes the disk gauges until graceful shutdown, then closes the log
     /// (writing what is queued first).
     public func run() async throws {
-        var lastRetention = ContinuousClock.now
         await cancelWhenGracefulShutdown {
+            var lastRetention = ContinuousClock.now
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(1))
                 if Task.isCancelled { break }
@@ -287,8 +286,10 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
                 }
                 if let limit = configuration.retentionBytes, total > limit { expired = true }
                 guard expired else { break }
+                let removed = sizes[index]
                 topic.shared.withLockedValue { state in
                     state.segments.removeAll { $0 == segments[index] }
+                    state.closedBytes -= removed
                 }
                 if unlink(path) == 0 {
                     deleted.append(path)

@@ -30,6 +30,8 @@ final class TopicState: @unchecked Sendable {
         var waiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
         var nextWaiter: UInt64 = 0
         var closed = false
+        /// Bytes in closed segments (for `playhead_log_size_bytes`).
+        var closedBytes: Int64 = 0
         /// Read-only: an incremental count of the last segment's records, for `lag()`.
         var tailBase: Int64 = -1
         var tailPosition: Int64 = 0
@@ -57,8 +59,9 @@ final class TopicState: @unchecked Sendable {
         for waiter in waiters { waiter.resume() }
     }
 
-    func rolled(to base: Int64) {
+    func rolled(to base: Int64, closedSegmentBytes: Int64) {
         shared.withLockedValue { state in
+            state.closedBytes += closedSegmentBytes
             state.segments.append(base)
             state.activeBase = base
             state.durableSize = 0
@@ -127,7 +130,7 @@ final class TopicState: @unchecked Sendable {
         guard let last = Files.listSegments(directory).last else { return 0 }
         let path = Files.segmentPath(directory, last)
         guard let fd = try? Files.open(path, O_RDONLY) else { return last }
-        defer { close(fd) }
+        defer { Glibc.close(fd) }
         let (startPosition, startRecords) = shared.withLockedValue { state in
             state.tailBase == last ? (state.tailPosition, state.tailRecords) : (0, 0)
         }

@@ -42,7 +42,6 @@ final class TopicWriter: @unchecked Sendable {
     private let fsyncBatchRecords: Recorder
     private let fsyncs: Counter
     private let sizeGauge: Gauge
-    private var closedSegmentBytes: Int64
 
     /// Statistics for tests and benchmarks.
     struct Statistics: Sendable {
@@ -76,8 +75,9 @@ final class TopicWriter: @unchecked Sendable {
         fsyncBatchRecords = Recorder(label: "playhead_log_fsync_batch_records", aggregate: true)
         fsyncs = Counter(label: "playhead_log_fsyncs_total")
         sizeGauge = Gauge(label: "playhead_log_size_bytes", dimensions: [("topic", topic.name)])
-        closedSegmentBytes = topic.sizeOnDisk() - size
-        sizeGauge.record(Double(closedSegmentBytes + size))
+        let closedBytes = topic.sizeOnDisk() - size
+        topic.shared.withLockedValue { $0.closedBytes = closedBytes }
+        sizeGauge.record(Double(closedBytes + size))
     }
 
     func start() {
@@ -139,7 +139,7 @@ final class TopicWriter: @unchecked Sendable {
         guard !wasClosing else { return }
         if started { finished.wait() }
         if fd >= 0 {
-            close(fd)
+            Glibc.close(fd)
             fd = -1
         }
     }
@@ -225,7 +225,7 @@ final class TopicWriter: @unchecked Sendable {
 
         fsyncs.increment()
         fsyncBatchRecords.record(records)
-        sizeGauge.record(Double(closedSegmentBytes + size))
+        sizeGauge.record(Double(topic.shared.withLockedValue { $0.closedBytes } + size))
         condition.lock()
         stats.fsyncs += 1
         stats.records += records
@@ -265,16 +265,15 @@ final class TopicWriter: @unchecked Sendable {
         do throws(LogError) {
             try Files.syncDirectory(topic.directory)
         } catch {
-            close(newFD)
+            Glibc.close(newFD)
             unlink(path)
             throw error
         }
-        close(fd)
-        closedSegmentBytes += size
+        Glibc.close(fd)
+        topic.rolled(to: base, closedSegmentBytes: size)
         fd = newFD
         activeBase = base
         size = 0
-        topic.rolled(to: base)
         logger.debug("log: new segment", metadata: ["topic": "\(topic.name)", "base": "\(base)"])
     }
 }
