@@ -194,7 +194,7 @@ public final class EventsEndpoint: Sendable {
             case .failure(let error):
                 promise.succeed(
                     .error(
-                        .serviceUnavailable, code: error.code == .full ? "log_full" : "log_unavailable",
+                        .serviceUnavailable, code: Self.errorCode(error),
                         message: "the request could not be stored durably, retry later: \(error.message)",
                         retryAfterSeconds: error.retryAfterSeconds ?? retryAfter
                     )
@@ -223,7 +223,7 @@ public final class EventsEndpoint: Sendable {
                 let status: HTTPResponseStatus = failure.isRetriable || failure.code == .full ? .serviceUnavailable : .internalServerError
                 promise.succeed(
                     .error(
-                        status, code: failure.code == .full ? "log_full" : "log_unavailable",
+                        status, code: Self.errorCode(failure),
                         message: "the events could not be stored durably, retry later: \(failure.message)",
                         retryAfterSeconds: failure.retryAfterSeconds ?? retryAfter
                     )
@@ -247,6 +247,15 @@ public final class EventsEndpoint: Sendable {
         if !sink.accepted.isEmpty { events.append(sink.accepted, completion: completion) }
         if !sink.rejected.isEmpty { rejected.append(sink.rejected, completion: completion) }
         return promise.futureResult
+    }
+
+    /// The `error.code` of a 503 caused by the log.
+    static func errorCode(_ error: LogError) -> String {
+        switch error.code {
+        case .full: "log_full"
+        case .overloaded: "overloaded"
+        default: "log_unavailable"
+        }
     }
 
     private static func nowMicros() -> Int64 {

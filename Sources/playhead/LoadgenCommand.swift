@@ -59,6 +59,7 @@ struct LoadgenCommand: AsyncParsableCommand {
         configuration.threads = threads
         configuration.recordAcknowledgedIDs = acknowledgedIds != nil
         let batch = self.batch, format = self.format, seed = self.seed
+        let recordIDs = configuration.recordAcknowledgedIDs
         let sessionsPerConnection = max(1, sessions / connections)
         let startMicros = Int64(Date().timeIntervalSince1970 * 1_000_000)
         let generator = LoadGenerator(configuration: configuration) { index in
@@ -68,7 +69,7 @@ struct LoadgenCommand: AsyncParsableCommand {
                     concurrentSessions: sessionsPerConnection,
                     startTime: startMicros
                 ),
-                batch: batch, ndjson: format == .ndjson, recordIDs: configuration.recordAcknowledgedIDs
+                batch: batch, ndjson: format == .ndjson, recordIDs: recordIDs
             )
         }
         let report = try await generator.run()

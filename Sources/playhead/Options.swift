@@ -120,4 +120,4 @@ struct MetricsOptions: ParsableArguments {
     enum Toggle: String, ExpressibleByArgument, CaseIterable { case on, off }
 }
 
-extension IPAddressPolicy: @retroactive ExpressibleByArgument {}
+extension IPAddressPolicy: ExpressibleByArgument {}

@@ -186,7 +186,16 @@ struct ImportCommand: AsyncParsableCommand {
         let logger = Logger(label: "playhead.import")
         let threadPool = NIOThreadPool(numberOfThreads: 2)
         threadPool.start()
-        defer { try? threadPool.syncShutdownGracefully() }
+        do {
+            try await importFiles(threadPool: threadPool, logger: logger)
+        } catch {
+            try? await threadPool.shutdownGracefully()
+            throw error
+        }
+        try? await threadPool.shutdownGracefully()
+    }
+
+    private func importFiles(threadPool: NIOThreadPool, logger: Logger) async throws {
         let store = try storage.openLake(threadPool: threadPool, logger: Logger(label: "playhead.lake"))
         var configuration = LakeWriterConfiguration()
         configuration.flushEvents = batchEvents
