@@ -134,10 +134,13 @@ struct ReaderRoundTripTests {
         for row in 0..<file.rows { try file.columns[0].append(row: row, to: writer.column(0)) }
         try writer.endRows(file.rows)
         try writer.flushRowGroup()
-        let stats = writer.rowGroups[0].columns[0].chunk.encodingStats
-        #expect(stats.contains { $0.0 == .dictionaryPage && $0.1 == .plain })
-        #expect(stats.contains { $0.0 == .dataPage && $0.1 == .rleDictionary && $0.2 > 0 })
-        #expect(stats.contains { $0.0 == .dataPage && $0.1 == .plain && $0.2 > 0 })
+        let stats: [(PageType, Encoding, Int32)] = writer.rowGroups[0].columns[0].chunk.encodingStats
+        func pages(_ type: PageType, _ encoding: Encoding) -> Int32 {
+            stats.filter { $0.0 == type && $0.1 == encoding }.map { $0.2 }.reduce(0, +)
+        }
+        #expect(pages(PageType.dictionaryPage, Encoding.plain) == 1)
+        #expect(pages(PageType.dataPage, Encoding.rleDictionary) > 0)
+        #expect(pages(PageType.dataPage, Encoding.plain) > 0)
         try writer.close()
         let manifest = try file.write(in: directory).manifest
         let problems = try await checkWithReaders([manifest], in: directory)
@@ -228,12 +231,14 @@ struct WriterErrorTests {
         try ParquetWriter(schema: ParquetSchema(columns), output: ParquetByteBuffer())
     }
 
-    private func code(_ body: () throws(ParquetError) -> Void) -> ParquetError.Code? {
+    private func code(_ body: () throws -> Void) -> ParquetError.Code? {
         do {
             try body()
             return nil
-        } catch {
+        } catch let error as ParquetError {
             return error.code
+        } catch {
+            return .io
         }
     }
 
@@ -270,13 +275,10 @@ struct WriterErrorTests {
         let w = try writer([.string("a"), .int64("b"), .stringList("c")])
         try w.column(0).append("x")
         try w.column(1).append(Int64(1))
-        do {
-            try w.endRows(1)
-            Issue.record("endRows accepted a short column")
-        } catch {
-            #expect(error.code == .columnLengthMismatch)
-            #expect(error.message.contains("'c'"), "\(error)")
-        }
+        var caught: ParquetError?
+        do { try w.endRows(1) } catch { caught = error }
+        #expect(caught?.code == .columnLengthMismatch)
+        #expect(caught?.message.contains("'c'") == true, "\(String(describing: caught))")
         #expect(code { try w.flushRowGroup() } == .columnLengthMismatch)
         try w.column(2).appendList(count: 2)
         try w.column(2).append("only one")

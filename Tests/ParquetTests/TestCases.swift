@@ -231,7 +231,7 @@ struct TestColumn {
         case .text(let s): try writer.append(s)
         case .bytes(let b): try b.withUnsafeBytes { try writer.append($0) }
         case .int(let v):
-            if kind.physicalIsInt32 { try writer.append(Int32(v)) } else { try writer.append(v) }
+            if kind.physicalIsInt32, let small = Int32(exactly: v), v % 2 == 0 { try writer.append(small) } else { try writer.append(v) }
         case .uint(let v):
             if kind == .uint64 { try writer.append(v) } else { try writer.append(Int64(v)) }
         case .double(let d): try writer.append(d)
