@@ -69,7 +69,7 @@ struct ReaderRoundTripTests {
                     }
                     columns.append(column)
                 }
-                var configuration = ParquetWriterConfiguration(compression: codec)
+                var configuration = ParquetWriterConfiguration(compression: codec, statisticsMaxValueBytes: 1 << 30)
                 configuration.pageBytes = 8192
                 files.append(TestFile(name: "matrix-\(c)-\(e)", columns: columns, rows: 2000, configuration: configuration))
             }

@@ -95,7 +95,7 @@ enum Kind: String, CaseIterable {
         case .uuid: "UUID"
         case .fixed: "BLOB"
         case .timestampMs, .timestampUs: "TIMESTAMP WITH TIME ZONE"
-        case .timestampNs: "TIMESTAMP WITH TIME ZONE"
+        case .timestampNs: "TIMESTAMPTZ_NS"
         }
     }
 
