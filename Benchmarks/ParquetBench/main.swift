@@ -140,6 +140,14 @@ let schema = ParquetSchema([
 ])
 
 func appendStrings(_ column: StringColumn, _ writer: ParquetColumnWriter) throws {
+    if column.nulls == nil {
+        // Columnar bulk append: Arrow-style bytes + offsets, one copy.
+        let offsets = [0] + column.ends
+        try column.bytes.withUnsafeBytes { raw in
+            try offsets.withUnsafeBufferPointer { try writer.append(contentsOf: raw, offsets: $0) }
+        }
+        return
+    }
     try column.bytes.withUnsafeBytes { raw in
         var start = 0
         for (i, end) in column.ends.enumerated() {
@@ -159,8 +167,8 @@ func write(_ events: Events, rows: Int, level: Int, path: String) throws -> Parq
         output: try ParquetFileOutput(path: path))
     try appendStrings(events.eventID, writer.column(0))
     try appendStrings(events.eventType, writer.column(1))
-    for v in events.timestamp { try writer.column(2).append(v) }
-    for v in events.receivedAt { try writer.column(3).append(v) }
+    try writer.column(2).append(contentsOf: events.timestamp)
+    try writer.column(3).append(contentsOf: events.receivedAt)
     try appendStrings(events.userID, writer.column(4))
     try appendStrings(events.deviceID, writer.column(5))
     try appendStrings(events.sessionID, writer.column(6))
@@ -182,9 +190,9 @@ func write(_ events: Events, rows: Int, level: Int, path: String) throws -> Parq
             }
         }
     }
-    for v in events.duration { try writer.column(12).append(v) }
+    try writer.column(12).append(contentsOf: events.duration)
     try appendStrings(events.language, writer.column(13))
-    for v in events.currentTimestamp { try writer.column(14).append(v) }
+    try writer.column(14).append(contentsOf: events.currentTimestamp)
     try appendStrings(events.schemaVersion, writer.column(15))
     try appendStrings(events.eventSource, writer.column(16))
     try writer.endRows(rows)

@@ -18,13 +18,9 @@ func hashBytes(_ p: UnsafeRawPointer, _ n: Int) -> UInt64 {
         i += 8
     }
     if i < n {
-        var w: UInt64 = 0
-        var shift: UInt64 = 0
-        while i < n {
-            w |= UInt64(p.load(fromByteOffset: i, as: UInt8.self)) << shift
-            shift += 8
-            i += 1
-        }
+        // Readable: values live in ByteSinks, which keep slack bytes past their end.
+        let shift = UInt64(8 * (8 - (n - i)))
+        let w = (p.loadUnaligned(fromByteOffset: i, as: UInt64.self) << shift) >> shift
         h = (h ^ w) &* 0xFF51_AFD7_ED55_8CCD
     }
     h ^= h >> 29
@@ -42,6 +38,22 @@ func hashWord(_ value: UInt64) -> UInt64 {
     return h
 }
 
+/// Whether `n` bytes at `a` and `b` are equal; both must be readable up to the next 8-byte word (ByteSink slack).
+@inline(__always)
+func bytesEqual(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, _ n: Int) -> Bool {
+    var i = 0
+    while i + 8 <= n {
+        if a.loadUnaligned(fromByteOffset: i, as: UInt64.self) != b.loadUnaligned(fromByteOffset: i, as: UInt64.self) { return false }
+        i += 8
+    }
+    if i < n {
+        let shift = UInt64(8 * (8 - (n - i)))
+        let x = a.loadUnaligned(fromByteOffset: i, as: UInt64.self) ^ b.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+        return x << shift == 0
+    }
+    return true
+}
+
 /// Compares byte strings as unsigned bytes, shorter first on a common prefix (Parquet's BYTE_ARRAY order).
 @inline(__always)
 func compareBytes(_ a: UnsafeRawPointer, _ an: Int, _ b: UnsafeRawPointer, _ bn: Int) -> Int {
@@ -57,8 +69,10 @@ func compareBytes(_ a: UnsafeRawPointer, _ an: Int, _ b: UnsafeRawPointer, _ bn:
 final class BytesDictionary {
     /// The entries, concatenated.
     let data = ByteSink(capacity: 1 << 16)
-    /// Entry i is `data[starts[i] ..< starts[i + 1]]`.
-    @exclusivity(unchecked) private(set) var starts: [Int] = [0]
+    /// Entry i is `data[starts[i] ..< starts[i + 1]]`; `count + 1` elements are used.
+    @exclusivity(unchecked) private var starts: UnsafeMutablePointer<Int>
+    @exclusivity(unchecked) private var startsCapacity = 1024
+    @exclusivity(unchecked) private(set) var count = 0
     @exclusivity(unchecked) private var slots: UnsafeMutablePointer<Int32>
     @exclusivity(unchecked) private var slotHashes: UnsafeMutablePointer<UInt32>
     @exclusivity(unchecked) private var mask: Int
@@ -66,10 +80,10 @@ final class BytesDictionary {
     @exclusivity(unchecked) private(set) var plainBytes = 0
     let fixedLength: Int?
 
-    var count: Int { starts.count - 1 }
-
     init(fixedLength: Int?) {
         self.fixedLength = fixedLength
+        starts = .allocate(capacity: 1024)
+        starts[0] = 0
         mask = 1023
         slots = .allocate(capacity: 1024)
         slots.initialize(repeating: -1, count: 1024)
@@ -80,12 +94,12 @@ final class BytesDictionary {
     deinit {
         slots.deallocate()
         slotHashes.deallocate()
+        starts.deallocate()
     }
 
     func reset() {
         data.removeAll()
-        starts.removeAll(keepingCapacity: true)
-        starts.append(0)
+        count = 0
         slots.update(repeating: -1, count: mask + 1)
         plainBytes = 0
     }
@@ -106,16 +120,24 @@ final class BytesDictionary {
             if slotHashes[slot] == tag {
                 let start = starts[Int(e)]
                 let length = starts[Int(e) + 1] - start
-                if length == n && (n == 0 || memcmp(data.base + start, p, n) == 0) {
+                if length == n && bytesEqual(data.base + start, p, n) {
                     isNew = false
                     return UInt32(e)
                 }
             }
             slot = (slot + 1) & mask
         }
-        let index = starts.count - 1
+        let index = count
         data.append(p, count: n)
-        starts.append(data.count)
+        if count + 2 > startsCapacity {
+            let grown = UnsafeMutablePointer<Int>.allocate(capacity: startsCapacity * 2)
+            grown.update(from: starts, count: count + 1)
+            starts.deallocate()
+            starts = grown
+            startsCapacity *= 2
+        }
+        count += 1
+        starts[count] = data.count
         slots[slot] = Int32(index)
         slotHashes[slot] = tag
         plainBytes += n + (fixedLength == nil ? 4 : 0)

@@ -353,6 +353,97 @@ public final class ParquetColumnWriter {
         for value in values { try append(value) }
     }
 
+    // MARK: Bulk appends (flat columns)
+
+    private func beginBulk(_ n: Int, _ expected: ParquetPhysicalType, _ what: String) throws(ParquetError) {
+        try checkOpen()
+        if physicalType != expected { throw mismatch("can't append \(what)") }
+        if isList { throw mismatch("bulk appends are for flat columns; append list elements one by one") }
+        if maxDefinitionLevel > 0 { definitionLevels.append(contentsOf: repeatElement(1, count: n)) }
+        rows += n
+    }
+
+    /// Appends `offsets.count - 1` BYTE_ARRAY values laid out as in Arrow: value `i` is
+    /// `bytes[offsets[i] ..< offsets[i + 1]]`. One copy for all the values.
+    public func append(contentsOf bytes: UnsafeRawBufferPointer, offsets: UnsafeBufferPointer<Int>) throws(ParquetError) {
+        let n = max(0, offsets.count - 1)
+        guard n > 0, let base = bytes.baseAddress else { return }
+        let first = offsets[0]
+        let last = offsets[n]
+        guard first >= 0, last <= bytes.count, first <= last else {
+            throw ParquetError(.invalidArgument, "column '\(column.name)': offsets \(first)..<\(last) outside \(bytes.count) bytes")
+        }
+        for i in 0..<n where offsets[i] > offsets[i + 1] {
+            throw ParquetError(.invalidArgument, "column '\(column.name)': offsets decrease at \(i)")
+        }
+        let shift = self.bytes.count - first
+        guard self.bytes.count + (last - first) <= Int(UInt32.max) else {
+            throw ParquetError(.tooLarge, "column '\(column.name)': more than 4 GiB buffered; flush row groups more often")
+        }
+        try beginBulk(n, .byteArray, "strings")
+        self.bytes.append(base + first, count: last - first)
+        ends.reserveCapacity(ends.count + n)
+        for i in 1...n { ends.append(UInt32(truncatingIfNeeded: offsets[i] + shift)) }
+    }
+
+    /// Appends INT64 values (INT64 columns).
+    public func append(contentsOf values: UnsafeBufferPointer<Int64>) throws(ParquetError) {
+        try beginBulk(values.count, .int64, "Int64 values")
+        int64s.append(contentsOf: values)
+    }
+
+    /// Appends DOUBLE values.
+    public func append(contentsOf values: UnsafeBufferPointer<Double>) throws(ParquetError) {
+        try beginBulk(values.count, .double, "Double values")
+        doubles.append(contentsOf: values)
+    }
+
+    /// Appends FLOAT values.
+    public func append(contentsOf values: UnsafeBufferPointer<Float>) throws(ParquetError) {
+        try beginBulk(values.count, .float, "Float values")
+        floats.append(contentsOf: values)
+    }
+
+    /// Appends BOOLEAN values.
+    public func append(contentsOf values: UnsafeBufferPointer<Bool>) throws(ParquetError) {
+        try beginBulk(values.count, .boolean, "Bool values")
+        booleans.append(contentsOf: values)
+    }
+
+    /// Appends INT32 values (checked against the column's integer width).
+    public func append(contentsOf values: UnsafeBufferPointer<Int32>) throws(ParquetError) {
+        if physicalType == .int32 {
+            for value in values where !int32Range.contains(Int64(value)) {
+                throw mismatch("\(value) is out of range \(int32Range)")
+            }
+        }
+        try beginBulk(values.count, .int32, "Int32 values")
+        int32s.append(contentsOf: values)
+    }
+
+    /// Appends values from an array (see the `UnsafeBufferPointer` overloads).
+    public func append(contentsOf values: [Int64]) throws(ParquetError) {
+        try withBuffer(values) { (buffer) throws(ParquetError) in try append(contentsOf: buffer) }
+    }
+
+    /// Appends values from an array.
+    public func append(contentsOf values: [Double]) throws(ParquetError) {
+        try withBuffer(values) { (buffer) throws(ParquetError) in try append(contentsOf: buffer) }
+    }
+
+    /// Appends values from an array.
+    public func append(contentsOf values: [Int32]) throws(ParquetError) {
+        try withBuffer(values) { (buffer) throws(ParquetError) in try append(contentsOf: buffer) }
+    }
+
+    private func withBuffer<T>(_ values: [T], _ body: (UnsafeBufferPointer<T>) throws(ParquetError) -> Void) throws(ParquetError) {
+        var failure: ParquetError?
+        values.withUnsafeBufferPointer { buffer in
+            do { try body(buffer) } catch { failure = error as? ParquetError ?? ParquetError(.io, "\(error)") }
+        }
+        if let failure { throw failure }
+    }
+
     /// Appends an optional string: the string, or null.
     public func append(_ value: String?) throws(ParquetError) {
         if let value { try append(value) } else { try appendNull() }

@@ -46,6 +46,32 @@ struct ReaderRoundTripTests {
         try await check(files)
     }
 
+    @Test("bulk appends (Arrow-style bytes + offsets, arrays) read back exactly")
+    func bulkAppends() async throws {
+        var files: [TestFile] = []
+        for seed in UInt64(300)..<306 {
+            var random = RandomData(seed: seed)
+            var file = random.file("bulk-\(seed)")
+            file.rows = 500
+            file.columns = []
+            for (i, kind) in [Kind.string, .binary, .json, .int64, .timestampUs, .int32, .date, .double].enumerated() {
+                var column = random.column("c\(i)", rows: 500, kind: kind, list: false)
+                if column.column.optional {
+                    var pool: [TestValue] = []
+                    var values: [TestValue] = []
+                    for value in column.values {
+                        values.append(value == .null ? random.leaf(kind, shape: .random, pool: &pool, i: 0) : value)
+                    }
+                    column = TestColumn(kind: kind, column: kind.column("c\(i)", optional: false), values: values, encodings: nil)
+                }
+                file.columns.append(column)
+            }
+            file.bulk = true
+            files.append(file)
+        }
+        try await check(files)
+    }
+
     @Test("every encoding with every codec")
     func encodingCodecMatrix() async throws {
         var files: [TestFile] = []
