@@ -139,8 +139,19 @@ let schema = ParquetSchema([
     .double("current_timestamp"), .string("schema_version"), .string("event_source"),
 ])
 
+/// `--per-value`: one append call per value (as a row-by-row producer would) instead of the bulk calls.
+nonisolated(unsafe) var perValue = false
+
+func appendInts(_ values: [Int64], _ writer: ParquetColumnWriter) throws {
+    if perValue {
+        for v in values { try writer.append(v) }
+    } else {
+        try writer.append(contentsOf: values)
+    }
+}
+
 func appendStrings(_ column: StringColumn, _ writer: ParquetColumnWriter) throws {
-    if column.nulls == nil {
+    if column.nulls == nil && !perValue {
         // Columnar bulk append: Arrow-style bytes + offsets, one copy.
         let offsets = [0] + column.ends
         try column.bytes.withUnsafeBytes { raw in
@@ -167,8 +178,8 @@ func write(_ events: Events, rows: Int, level: Int, path: String) throws -> Parq
         output: try ParquetFileOutput(path: path))
     try appendStrings(events.eventID, writer.column(0))
     try appendStrings(events.eventType, writer.column(1))
-    try writer.column(2).append(contentsOf: events.timestamp)
-    try writer.column(3).append(contentsOf: events.receivedAt)
+    try appendInts(events.timestamp, writer.column(2))
+    try appendInts(events.receivedAt, writer.column(3))
     try appendStrings(events.userID, writer.column(4))
     try appendStrings(events.deviceID, writer.column(5))
     try appendStrings(events.sessionID, writer.column(6))
@@ -190,9 +201,13 @@ func write(_ events: Events, rows: Int, level: Int, path: String) throws -> Parq
             }
         }
     }
-    try writer.column(12).append(contentsOf: events.duration)
+    try appendInts(events.duration, writer.column(12))
     try appendStrings(events.language, writer.column(13))
-    try writer.column(14).append(contentsOf: events.currentTimestamp)
+    if perValue {
+        for v in events.currentTimestamp { try writer.column(14).append(v) }
+    } else {
+        try writer.column(14).append(contentsOf: events.currentTimestamp)
+    }
     try appendStrings(events.schemaVersion, writer.column(15))
     try appendStrings(events.eventSource, writer.column(16))
     try writer.endRows(rows)
@@ -220,6 +235,7 @@ while let argument = arguments.next() {
     case "--runs": runs = Int(arguments.next()!)!
     case "--levels": levels = arguments.next()!.split(separator: ",").map { Int($0)! }
     case "--out": path = arguments.next()!
+    case "--per-value": perValue = true
     default:
         FileHandle.standardError.write(Data("unknown argument \(argument)\n".utf8))
         exit(2)
