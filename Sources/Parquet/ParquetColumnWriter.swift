@@ -18,6 +18,9 @@ public final class ParquetColumnWriter {
     /// Range of INT32 values allowed (by INTEGER bit width and sign).
     let int32Range: ClosedRange<Int64>
     let unsignedOrder: Bool
+    /// Fast-path flags for the per-value appends.
+    let isFlatByteArray: Bool
+    let isFlatInt64: Bool
 
     // Buffers for the rows not yet written.
     @exclusivity(unchecked) var definitionLevels: [UInt8] = []
@@ -61,6 +64,8 @@ public final class ParquetColumnWriter {
         default: int32Range = Int64(Int32.min)...Int64(Int32.max)
         }
         if case .integer(_, false)? = column.logicalType { unsignedOrder = true } else { unsignedOrder = false }
+        isFlatByteArray = column.physicalType == .byteArray && !column.isList
+        isFlatInt64 = column.physicalType == .int64 && !column.isList
     }
 
     /// The number of non-null leaf values buffered.
@@ -212,6 +217,16 @@ public final class ParquetColumnWriter {
     /// Appends a BYTE_ARRAY value (string, JSON, binary) or a FIXED_LEN_BYTE_ARRAY value (UUID,
     /// fixed bytes: must be exactly the column's length). The bytes are copied.
     public func append(_ value: UnsafeRawBufferPointer) throws(ParquetError) {
+        if isFlatByteArray && !closed {
+            let end = bytes.count + value.count
+            if end <= Int(UInt32.max) {
+                if maxDefinitionLevel > 0 { definitionLevels.append(1) }
+                rows += 1
+                bytes.append(value)
+                ends.append(UInt32(truncatingIfNeeded: end))
+                return
+            }
+        }
         try checkOpen()
         switch physicalType {
         case .byteArray:
@@ -276,6 +291,12 @@ public final class ParquetColumnWriter {
     /// Appends an INT64 value (INT64 columns: integers, timestamps), or an INT32 column's value if it
     /// fits the column's integer width.
     public func append(_ value: Int64) throws(ParquetError) {
+        if isFlatInt64 && !closed {
+            if maxDefinitionLevel > 0 { definitionLevels.append(1) }
+            rows += 1
+            int64s.append(value)
+            return
+        }
         try checkOpen()
         switch physicalType {
         case .int64:
