@@ -73,8 +73,8 @@ final class BytesDictionary {
     @exclusivity(unchecked) private var starts: UnsafeMutablePointer<Int>
     @exclusivity(unchecked) private var startsCapacity = 1024
     @exclusivity(unchecked) private(set) var count = 0
-    @exclusivity(unchecked) private var slots: UnsafeMutablePointer<Int32>
-    @exclusivity(unchecked) private var slotHashes: UnsafeMutablePointer<UInt32>
+    /// Open addressing: `hash tag << 32 | entry index`, `UInt64.max` when empty (one load per probe).
+    @exclusivity(unchecked) private var slots: UnsafeMutablePointer<UInt64>
     @exclusivity(unchecked) private var mask: Int
     /// Bytes of the PLAIN-encoded dictionary page (4-byte lengths included unless fixed).
     @exclusivity(unchecked) private(set) var plainBytes = 0
@@ -86,21 +86,18 @@ final class BytesDictionary {
         starts[0] = 0
         mask = 1023
         slots = .allocate(capacity: 1024)
-        slots.initialize(repeating: -1, count: 1024)
-        slotHashes = .allocate(capacity: 1024)
-        slotHashes.initialize(repeating: 0, count: 1024)
+        slots.initialize(repeating: .max, count: 1024)
     }
 
     deinit {
         slots.deallocate()
-        slotHashes.deallocate()
         starts.deallocate()
     }
 
     func reset() {
         data.removeAll()
         count = 0
-        slots.update(repeating: -1, count: mask + 1)
+        slots.update(repeating: .max, count: mask + 1)
         plainBytes = 0
     }
 
@@ -112,17 +109,18 @@ final class BytesDictionary {
     @inline(__always)
     func index(of p: UnsafeRawPointer, count n: Int, isNew: inout Bool) -> UInt32 {
         let h = hashBytes(p, n)
-        let tag = UInt32(truncatingIfNeeded: h >> 32)
+        let tag = h >> 32
         var slot = Int(truncatingIfNeeded: h) & mask
         while true {
             let e = slots[slot]
-            if e < 0 { break }
-            if slotHashes[slot] == tag {
-                let start = starts[Int(e)]
-                let length = starts[Int(e) + 1] - start
+            if e == .max { break }
+            if e >> 32 == tag {
+                let index = Int(truncatingIfNeeded: e & 0xFFFF_FFFF)
+                let start = starts[index]
+                let length = starts[index + 1] - start
                 if length == n && bytesEqual(data.base + start, p, n) {
                     isNew = false
-                    return UInt32(e)
+                    return UInt32(index)
                 }
             }
             slot = (slot + 1) & mask
@@ -138,8 +136,7 @@ final class BytesDictionary {
         }
         count += 1
         starts[count] = data.count
-        slots[slot] = Int32(index)
-        slotHashes[slot] = tag
+        slots[slot] = tag << 32 | UInt64(index)
         plainBytes += n + (fixedLength == nil ? 4 : 0)
         isNew = true
         if (index + 1) * 2 > mask { rehash() }
@@ -148,23 +145,18 @@ final class BytesDictionary {
 
     private func rehash() {
         let newSize = (mask + 1) * 2
-        let newSlots = UnsafeMutablePointer<Int32>.allocate(capacity: newSize)
-        newSlots.initialize(repeating: -1, count: newSize)
-        let newHashes = UnsafeMutablePointer<UInt32>.allocate(capacity: newSize)
-        newHashes.initialize(repeating: 0, count: newSize)
+        let newSlots = UnsafeMutablePointer<UInt64>.allocate(capacity: newSize)
+        newSlots.initialize(repeating: .max, count: newSize)
         let newMask = newSize - 1
         for i in 0..<count {
             let start = starts[i]
             let h = hashBytes(data.base + start, starts[i + 1] - start)
             var slot = Int(truncatingIfNeeded: h) & newMask
-            while newSlots[slot] >= 0 { slot = (slot + 1) & newMask }
-            newSlots[slot] = Int32(i)
-            newHashes[slot] = UInt32(truncatingIfNeeded: h >> 32)
+            while newSlots[slot] != .max { slot = (slot + 1) & newMask }
+            newSlots[slot] = (h >> 32) << 32 | UInt64(i)
         }
         slots.deallocate()
-        slotHashes.deallocate()
         slots = newSlots
-        slotHashes = newHashes
         mask = newMask
     }
 
