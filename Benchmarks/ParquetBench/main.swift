@@ -139,7 +139,26 @@ let schema = ParquetSchema([
     .double("current_timestamp"), .string("schema_version"), .string("event_source"),
 ])
 
+/// `--per-value`: one append call per value (as a row-by-row producer would) instead of the bulk calls.
+nonisolated(unsafe) var perValue = false
+
+func appendInts(_ values: [Int64], _ writer: ParquetColumnWriter) throws {
+    if perValue {
+        for v in values { try writer.append(v) }
+    } else {
+        try writer.append(contentsOf: values)
+    }
+}
+
 func appendStrings(_ column: StringColumn, _ writer: ParquetColumnWriter) throws {
+    if column.nulls == nil && !perValue {
+        // Columnar bulk append: Arrow-style bytes + offsets, one copy.
+        let offsets = [0] + column.ends
+        try column.bytes.withUnsafeBytes { raw in
+            try offsets.withUnsafeBufferPointer { try writer.append(contentsOf: raw, offsets: $0) }
+        }
+        return
+    }
     try column.bytes.withUnsafeBytes { raw in
         var start = 0
         for (i, end) in column.ends.enumerated() {
@@ -159,8 +178,8 @@ func write(_ events: Events, rows: Int, level: Int, path: String) throws -> Parq
         output: try ParquetFileOutput(path: path))
     try appendStrings(events.eventID, writer.column(0))
     try appendStrings(events.eventType, writer.column(1))
-    for v in events.timestamp { try writer.column(2).append(v) }
-    for v in events.receivedAt { try writer.column(3).append(v) }
+    try appendInts(events.timestamp, writer.column(2))
+    try appendInts(events.receivedAt, writer.column(3))
     try appendStrings(events.userID, writer.column(4))
     try appendStrings(events.deviceID, writer.column(5))
     try appendStrings(events.sessionID, writer.column(6))
@@ -182,9 +201,13 @@ func write(_ events: Events, rows: Int, level: Int, path: String) throws -> Parq
             }
         }
     }
-    for v in events.duration { try writer.column(12).append(v) }
+    try appendInts(events.duration, writer.column(12))
     try appendStrings(events.language, writer.column(13))
-    for v in events.currentTimestamp { try writer.column(14).append(v) }
+    if perValue {
+        for v in events.currentTimestamp { try writer.column(14).append(v) }
+    } else {
+        try writer.column(14).append(contentsOf: events.currentTimestamp)
+    }
     try appendStrings(events.schemaVersion, writer.column(15))
     try appendStrings(events.eventSource, writer.column(16))
     try writer.endRows(rows)
@@ -212,6 +235,7 @@ while let argument = arguments.next() {
     case "--runs": runs = Int(arguments.next()!)!
     case "--levels": levels = arguments.next()!.split(separator: ",").map { Int($0)! }
     case "--out": path = arguments.next()!
+    case "--per-value": perValue = true
     default:
         FileHandle.standardError.write(Data("unknown argument \(argument)\n".utf8))
         exit(2)

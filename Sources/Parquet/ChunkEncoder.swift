@@ -55,13 +55,26 @@ final class EncodingContext {
     let dictionaryChunk = ByteSink(capacity: 1 << 16)
     /// The data pages (headers + bodies) of the chunk being encoded.
     let dataChunk = ByteSink(capacity: 1 << 20)
-    @exclusivity(unchecked) var indices: [UInt32] = []
+    @exclusivity(unchecked) private var indexBuffer = UnsafeMutablePointer<UInt32>.allocate(capacity: 1024)
+    @exclusivity(unchecked) private var indexCapacity = 1024
     @exclusivity(unchecked) var delta = DeltaBinaryPackedEncoder()
     let sample = ByteSink(capacity: 1 << 16)
 
     init(configuration: ParquetWriterConfiguration) throws(ParquetError) {
         self.configuration = configuration
         compressor = try PageCompressor(configuration.compression)
+    }
+
+    deinit { indexBuffer.deallocate() }
+
+    /// Scratch for `n` dictionary indexes.
+    func indexStorage(_ n: Int) -> UnsafeMutablePointer<UInt32> {
+        if n > indexCapacity {
+            indexBuffer.deallocate()
+            indexCapacity = max(n, indexCapacity * 2)
+            indexBuffer = .allocate(capacity: indexCapacity)
+        }
+        return indexBuffer
     }
 }
 
@@ -136,6 +149,27 @@ extension ParquetColumnWriter {
             }
             return slices
         }
+        if !hasLevels {
+            ends.withUnsafeBufferPointer { ends in
+                var pageStart = values.lowerBound
+                var previousEnd = pageStart == 0 ? 0 : Int(ends[pageStart - 1])
+                var accumulated = 0
+                for i in values {
+                    let end = Int(ends[i])
+                    accumulated += end - previousEnd + 4
+                    previousEnd = end
+                    if accumulated >= pageBytes {
+                        slices.append(PageSlice(levels: pageStart..<(i + 1), values: pageStart..<(i + 1)))
+                        pageStart = i + 1
+                        accumulated = 0
+                    }
+                }
+                if pageStart < values.upperBound {
+                    slices.append(PageSlice(levels: pageStart..<values.upperBound, values: pageStart..<values.upperBound))
+                }
+            }
+            return slices
+        }
         ends.withUnsafeBufferPointer { ends in
             repetitionLevels.withUnsafeBufferPointer { rep in
                 definitionLevels.withUnsafeBufferPointer { def in
@@ -180,7 +214,7 @@ extension ParquetColumnWriter {
         let limit = context.configuration.dictionaryPageLimitBytes
         switch physicalType {
         case .byteArray, .fixedLenByteArray:
-            // Dictionary (with its PLAIN fallback) unless a sample says the values are (nearly) unique.
+            // Dictionary (with its PLAIN fallback) unless a sample says the values are unique.
             let sample = values.lowerBound..<min(values.upperBound, values.lowerBound + 4096)
             let dictionary = bytesDictionary
             dictionary.reset()
@@ -190,31 +224,18 @@ extension ParquetColumnWriter {
             }
             let distinct = dictionary.count
             dictionary.reset()
-            return distinct * 20 >= sample.count * 19 && sample.count >= 64 ? .plain : .dictionary
-        case .float, .double:
-            let width = physicalType.fixedWidth!
-            let dictionary = wordDictionary
-            dictionary.reset()
-            var fits = true
-            forEachWord(values) { word in
-                guard fits else { return }
-                var isNew = false
-                _ = dictionary.index(of: word, isNew: &isNew)
-                if isNew && dictionary.count * width > limit { fits = false }
-            }
-            let distinct = dictionary.count
-            dictionary.reset()
-            guard fits else { return .plain }
-            let indexBits = max(1, bitsNeeded(UInt64(max(distinct - 1, 0))))
-            return distinct * width + (values.count * indexBits + 7) / 8 < values.count * width * 3 / 4 ? .dictionary : .plain
+            // All distinct (ids, UUIDs): a dictionary would only grow to its limit and fall back.
+            return distinct == sample.count && sample.count >= 64 ? .plain : .dictionary
         default:
-            // Integers: the smallest of dictionary (if it fits its limit), DELTA_BINARY_PACKED and PLAIN,
-            // measured on the whole chunk (both are cheap to compute).
+            // Numbers: measured on a prefix of up to 64 Ki values. A dictionary when its estimate is the
+            // smallest (and it fits its limit on the prefix), DELTA_BINARY_PACKED for integers when it
+            // beats PLAIN, else PLAIN.
             let width = physicalType.fixedWidth!
+            let sample = values.lowerBound..<min(values.upperBound, values.lowerBound + 65536)
             let dictionary = wordDictionary
             dictionary.reset()
             var fits = true
-            forEachWord(values) { word in
+            forEachWord(sample) { word in
                 guard fits else { return }
                 var isNew = false
                 _ = dictionary.index(of: word, isNew: &isNew)
@@ -222,18 +243,26 @@ extension ParquetColumnWriter {
             }
             let distinct = dictionary.count
             dictionary.reset()
-            let indexBits = max(1, bitsNeeded(UInt64(max(distinct - 1, 0))))
-            let dictionaryBytes = fits ? distinct * width + (values.count * indexBits + 7) / 8 : Int.max
-            context.sample.removeAll()
-            if physicalType == .int32 {
-                int32s.withUnsafeBufferPointer { context.delta.encode(UnsafeBufferPointer(rebasing: $0[values]), into: context.sample) }
-            } else {
-                int64s.withUnsafeBufferPointer { context.delta.encode(UnsafeBufferPointer(rebasing: $0[values]), into: context.sample) }
+            let n = values.count
+            let scale = Double(n) / Double(sample.count)
+            // Distinct values keep appearing past the prefix, at most in proportion.
+            let distinctEstimate = min(n, Int(Double(distinct) * (distinct * 10 > sample.count * 9 ? scale : max(1, scale.squareRoot()))))
+            let indexBits = max(1, bitsNeeded(UInt64(max(distinctEstimate - 1, 0))))
+            let dictionaryBytes = fits && distinctEstimate * width <= limit
+                ? distinctEstimate * width + (n * indexBits + 7) / 8 : Int.max
+            let plainBytes = n * width
+            var deltaBytes = Int.max
+            if physicalType == .int32 || physicalType == .int64 {
+                context.sample.removeAll()
+                if physicalType == .int32 {
+                    int32s.withUnsafeBufferPointer { context.delta.encode(UnsafeBufferPointer(rebasing: $0[sample]), into: context.sample) }
+                } else {
+                    int64s.withUnsafeBufferPointer { context.delta.encode(UnsafeBufferPointer(rebasing: $0[sample]), into: context.sample) }
+                }
+                deltaBytes = Int(Double(context.sample.count) * scale)
             }
-            let deltaBytes = context.sample.count
-            let plainBytes = values.count * width
-            if dictionaryBytes <= deltaBytes && dictionaryBytes < plainBytes { return .dictionary }
-            return deltaBytes < plainBytes ? .delta : .plain
+            if dictionaryBytes != Int.max && dictionaryBytes <= deltaBytes && dictionaryBytes * 4 < plainBytes * 3 { return .dictionary }
+            return deltaBytes != Int.max && deltaBytes * 4 < plainBytes * 3 ? .delta : .plain
         }
     }
 
@@ -495,8 +524,8 @@ extension ParquetColumnWriter {
         _ range: Range<Int>, into page: ByteSink, context: EncodingContext, statistics: inout ChunkStatistics,
         configuration: ParquetWriterConfiguration
     ) {
-        context.indices.removeAll(keepingCapacity: true)
-        context.indices.reserveCapacity(range.count)
+        let indices = context.indexStorage(range.count)
+        var k = 0
         let collectStatistics = configuration.writeStatistics
         switch physicalType {
         case .byteArray, .fixedLenByteArray:
@@ -504,8 +533,8 @@ extension ParquetColumnWriter {
             var i = range.lowerBound
             forEachBytes(range) { p, n in
                 var isNew = false
-                let index = dictionary.index(of: p, count: n, isNew: &isNew)
-                context.indices.append(index)
+                indices[k] = dictionary.index(of: p, count: n, isNew: &isNew)
+                k += 1
                 if isNew && collectStatistics { statistics.observeBytes(i, self) }
                 i += 1
             }
@@ -513,13 +542,14 @@ extension ParquetColumnWriter {
             let dictionary = wordDictionary
             forEachWord(range) { word in
                 var isNew = false
-                context.indices.append(dictionary.index(of: word, isNew: &isNew))
+                indices[k] = dictionary.index(of: word, isNew: &isNew)
+                k += 1
             }
         }
         let entries = physicalType == .byteArray || fixedLength > 0 ? bytesDictionary.count : wordDictionary.count
         let bitWidth = max(1, bitsNeeded(UInt64(max(entries - 1, 0))))
         page.append(byte: UInt8(bitWidth))
-        context.indices.withUnsafeBufferPointer { RLEHybrid.encode($0, bitWidth: bitWidth, into: page) }
+        RLEHybrid.encode(UnsafeBufferPointer(start: indices, count: k), bitWidth: bitWidth, into: page)
     }
 
     private func computeNumericStatistics(_ range: Range<Int>, _ statistics: inout ChunkStatistics) {

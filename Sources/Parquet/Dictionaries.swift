@@ -18,13 +18,9 @@ func hashBytes(_ p: UnsafeRawPointer, _ n: Int) -> UInt64 {
         i += 8
     }
     if i < n {
-        var w: UInt64 = 0
-        var shift: UInt64 = 0
-        while i < n {
-            w |= UInt64(p.load(fromByteOffset: i, as: UInt8.self)) << shift
-            shift += 8
-            i += 1
-        }
+        // Readable: values live in ByteSinks, which keep slack bytes past their end.
+        let shift = UInt64(8 * (8 - (n - i)))
+        let w = (p.loadUnaligned(fromByteOffset: i, as: UInt64.self) << shift) >> shift
         h = (h ^ w) &* 0xFF51_AFD7_ED55_8CCD
     }
     h ^= h >> 29
@@ -42,6 +38,22 @@ func hashWord(_ value: UInt64) -> UInt64 {
     return h
 }
 
+/// Whether `n` bytes at `a` and `b` are equal; both must be readable up to the next 8-byte word (ByteSink slack).
+@inline(__always)
+func bytesEqual(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, _ n: Int) -> Bool {
+    var i = 0
+    while i + 8 <= n {
+        if a.loadUnaligned(fromByteOffset: i, as: UInt64.self) != b.loadUnaligned(fromByteOffset: i, as: UInt64.self) { return false }
+        i += 8
+    }
+    if i < n {
+        let shift = UInt64(8 * (8 - (n - i)))
+        let x = a.loadUnaligned(fromByteOffset: i, as: UInt64.self) ^ b.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+        return x << shift == 0
+    }
+    return true
+}
+
 /// Compares byte strings as unsigned bytes, shorter first on a common prefix (Parquet's BYTE_ARRAY order).
 @inline(__always)
 func compareBytes(_ a: UnsafeRawPointer, _ an: Int, _ b: UnsafeRawPointer, _ bn: Int) -> Int {
@@ -57,36 +69,35 @@ func compareBytes(_ a: UnsafeRawPointer, _ an: Int, _ b: UnsafeRawPointer, _ bn:
 final class BytesDictionary {
     /// The entries, concatenated.
     let data = ByteSink(capacity: 1 << 16)
-    /// Entry i is `data[starts[i] ..< starts[i + 1]]`.
-    @exclusivity(unchecked) private(set) var starts: [Int] = [0]
-    @exclusivity(unchecked) private var slots: UnsafeMutablePointer<Int32>
-    @exclusivity(unchecked) private var slotHashes: UnsafeMutablePointer<UInt32>
+    /// Entry i is `data[starts[i] ..< starts[i + 1]]`; `count + 1` elements are used.
+    @exclusivity(unchecked) private var starts: UnsafeMutablePointer<Int>
+    @exclusivity(unchecked) private var startsCapacity = 1024
+    @exclusivity(unchecked) private(set) var count = 0
+    /// Open addressing: `hash tag << 32 | entry index`, `UInt64.max` when empty (one load per probe).
+    @exclusivity(unchecked) private var slots: UnsafeMutablePointer<UInt64>
     @exclusivity(unchecked) private var mask: Int
     /// Bytes of the PLAIN-encoded dictionary page (4-byte lengths included unless fixed).
     @exclusivity(unchecked) private(set) var plainBytes = 0
     let fixedLength: Int?
 
-    var count: Int { starts.count - 1 }
-
     init(fixedLength: Int?) {
         self.fixedLength = fixedLength
+        starts = .allocate(capacity: 1024)
+        starts[0] = 0
         mask = 1023
         slots = .allocate(capacity: 1024)
-        slots.initialize(repeating: -1, count: 1024)
-        slotHashes = .allocate(capacity: 1024)
-        slotHashes.initialize(repeating: 0, count: 1024)
+        slots.initialize(repeating: .max, count: 1024)
     }
 
     deinit {
         slots.deallocate()
-        slotHashes.deallocate()
+        starts.deallocate()
     }
 
     func reset() {
         data.removeAll()
-        starts.removeAll(keepingCapacity: true)
-        starts.append(0)
-        slots.update(repeating: -1, count: mask + 1)
+        count = 0
+        slots.update(repeating: .max, count: mask + 1)
         plainBytes = 0
     }
 
@@ -98,26 +109,34 @@ final class BytesDictionary {
     @inline(__always)
     func index(of p: UnsafeRawPointer, count n: Int, isNew: inout Bool) -> UInt32 {
         let h = hashBytes(p, n)
-        let tag = UInt32(truncatingIfNeeded: h >> 32)
+        let tag = h >> 32
         var slot = Int(truncatingIfNeeded: h) & mask
         while true {
             let e = slots[slot]
-            if e < 0 { break }
-            if slotHashes[slot] == tag {
-                let start = starts[Int(e)]
-                let length = starts[Int(e) + 1] - start
-                if length == n && (n == 0 || memcmp(data.base + start, p, n) == 0) {
+            if e == .max { break }
+            if e >> 32 == tag {
+                let index = Int(truncatingIfNeeded: e & 0xFFFF_FFFF)
+                let start = starts[index]
+                let length = starts[index + 1] - start
+                if length == n && bytesEqual(data.base + start, p, n) {
                     isNew = false
-                    return UInt32(e)
+                    return UInt32(index)
                 }
             }
             slot = (slot + 1) & mask
         }
-        let index = starts.count - 1
+        let index = count
         data.append(p, count: n)
-        starts.append(data.count)
-        slots[slot] = Int32(index)
-        slotHashes[slot] = tag
+        if count + 2 > startsCapacity {
+            let grown = UnsafeMutablePointer<Int>.allocate(capacity: startsCapacity * 2)
+            grown.update(from: starts, count: count + 1)
+            starts.deallocate()
+            starts = grown
+            startsCapacity *= 2
+        }
+        count += 1
+        starts[count] = data.count
+        slots[slot] = tag << 32 | UInt64(index)
         plainBytes += n + (fixedLength == nil ? 4 : 0)
         isNew = true
         if (index + 1) * 2 > mask { rehash() }
@@ -126,23 +145,18 @@ final class BytesDictionary {
 
     private func rehash() {
         let newSize = (mask + 1) * 2
-        let newSlots = UnsafeMutablePointer<Int32>.allocate(capacity: newSize)
-        newSlots.initialize(repeating: -1, count: newSize)
-        let newHashes = UnsafeMutablePointer<UInt32>.allocate(capacity: newSize)
-        newHashes.initialize(repeating: 0, count: newSize)
+        let newSlots = UnsafeMutablePointer<UInt64>.allocate(capacity: newSize)
+        newSlots.initialize(repeating: .max, count: newSize)
         let newMask = newSize - 1
         for i in 0..<count {
             let start = starts[i]
             let h = hashBytes(data.base + start, starts[i + 1] - start)
             var slot = Int(truncatingIfNeeded: h) & newMask
-            while newSlots[slot] >= 0 { slot = (slot + 1) & newMask }
-            newSlots[slot] = Int32(i)
-            newHashes[slot] = UInt32(truncatingIfNeeded: h >> 32)
+            while newSlots[slot] != .max { slot = (slot + 1) & newMask }
+            newSlots[slot] = (h >> 32) << 32 | UInt64(i)
         }
         slots.deallocate()
-        slotHashes.deallocate()
         slots = newSlots
-        slotHashes = newHashes
         mask = newMask
     }
 

@@ -18,6 +18,9 @@ public final class ParquetColumnWriter {
     /// Range of INT32 values allowed (by INTEGER bit width and sign).
     let int32Range: ClosedRange<Int64>
     let unsignedOrder: Bool
+    /// Fast-path flags for the per-value appends.
+    let isFlatByteArray: Bool
+    let isFlatInt64: Bool
 
     // Buffers for the rows not yet written.
     @exclusivity(unchecked) var definitionLevels: [UInt8] = []
@@ -61,6 +64,8 @@ public final class ParquetColumnWriter {
         default: int32Range = Int64(Int32.min)...Int64(Int32.max)
         }
         if case .integer(_, false)? = column.logicalType { unsignedOrder = true } else { unsignedOrder = false }
+        isFlatByteArray = column.physicalType == .byteArray && !column.isList
+        isFlatInt64 = column.physicalType == .int64 && !column.isList
     }
 
     /// The number of non-null leaf values buffered.
@@ -212,6 +217,16 @@ public final class ParquetColumnWriter {
     /// Appends a BYTE_ARRAY value (string, JSON, binary) or a FIXED_LEN_BYTE_ARRAY value (UUID,
     /// fixed bytes: must be exactly the column's length). The bytes are copied.
     public func append(_ value: UnsafeRawBufferPointer) throws(ParquetError) {
+        if isFlatByteArray && !closed {
+            let end = bytes.count + value.count
+            if end <= Int(UInt32.max) {
+                if maxDefinitionLevel > 0 { definitionLevels.append(1) }
+                rows += 1
+                bytes.append(value)
+                ends.append(UInt32(truncatingIfNeeded: end))
+                return
+            }
+        }
         try checkOpen()
         switch physicalType {
         case .byteArray:
@@ -276,6 +291,12 @@ public final class ParquetColumnWriter {
     /// Appends an INT64 value (INT64 columns: integers, timestamps), or an INT32 column's value if it
     /// fits the column's integer width.
     public func append(_ value: Int64) throws(ParquetError) {
+        if isFlatInt64 && !closed {
+            if maxDefinitionLevel > 0 { definitionLevels.append(1) }
+            rows += 1
+            int64s.append(value)
+            return
+        }
         try checkOpen()
         switch physicalType {
         case .int64:
@@ -351,6 +372,97 @@ public final class ParquetColumnWriter {
         guard physicalType == .byteArray else { throw mismatch("can't append strings") }
         try appendList(count: values.count)
         for value in values { try append(value) }
+    }
+
+    // MARK: Bulk appends (flat columns)
+
+    private func beginBulk(_ n: Int, _ expected: ParquetPhysicalType, _ what: String) throws(ParquetError) {
+        try checkOpen()
+        if physicalType != expected { throw mismatch("can't append \(what)") }
+        if isList { throw mismatch("bulk appends are for flat columns; append list elements one by one") }
+        if maxDefinitionLevel > 0 { definitionLevels.append(contentsOf: repeatElement(1, count: n)) }
+        rows += n
+    }
+
+    /// Appends `offsets.count - 1` BYTE_ARRAY values laid out as in Arrow: value `i` is
+    /// `bytes[offsets[i] ..< offsets[i + 1]]`. One copy for all the values.
+    public func append(contentsOf bytes: UnsafeRawBufferPointer, offsets: UnsafeBufferPointer<Int>) throws(ParquetError) {
+        let n = max(0, offsets.count - 1)
+        guard n > 0, let base = bytes.baseAddress else { return }
+        let first = offsets[0]
+        let last = offsets[n]
+        guard first >= 0, last <= bytes.count, first <= last else {
+            throw ParquetError(.invalidArgument, "column '\(column.name)': offsets \(first)..<\(last) outside \(bytes.count) bytes")
+        }
+        for i in 0..<n where offsets[i] > offsets[i + 1] {
+            throw ParquetError(.invalidArgument, "column '\(column.name)': offsets decrease at \(i)")
+        }
+        let shift = self.bytes.count - first
+        guard self.bytes.count + (last - first) <= Int(UInt32.max) else {
+            throw ParquetError(.tooLarge, "column '\(column.name)': more than 4 GiB buffered; flush row groups more often")
+        }
+        try beginBulk(n, .byteArray, "strings")
+        self.bytes.append(base + first, count: last - first)
+        ends.reserveCapacity(ends.count + n)
+        for i in 1...n { ends.append(UInt32(truncatingIfNeeded: offsets[i] + shift)) }
+    }
+
+    /// Appends INT64 values (INT64 columns).
+    public func append(contentsOf values: UnsafeBufferPointer<Int64>) throws(ParquetError) {
+        try beginBulk(values.count, .int64, "Int64 values")
+        int64s.append(contentsOf: values)
+    }
+
+    /// Appends DOUBLE values.
+    public func append(contentsOf values: UnsafeBufferPointer<Double>) throws(ParquetError) {
+        try beginBulk(values.count, .double, "Double values")
+        doubles.append(contentsOf: values)
+    }
+
+    /// Appends FLOAT values.
+    public func append(contentsOf values: UnsafeBufferPointer<Float>) throws(ParquetError) {
+        try beginBulk(values.count, .float, "Float values")
+        floats.append(contentsOf: values)
+    }
+
+    /// Appends BOOLEAN values.
+    public func append(contentsOf values: UnsafeBufferPointer<Bool>) throws(ParquetError) {
+        try beginBulk(values.count, .boolean, "Bool values")
+        booleans.append(contentsOf: values)
+    }
+
+    /// Appends INT32 values (checked against the column's integer width).
+    public func append(contentsOf values: UnsafeBufferPointer<Int32>) throws(ParquetError) {
+        if physicalType == .int32 {
+            for value in values where !int32Range.contains(Int64(value)) {
+                throw mismatch("\(value) is out of range \(int32Range)")
+            }
+        }
+        try beginBulk(values.count, .int32, "Int32 values")
+        int32s.append(contentsOf: values)
+    }
+
+    /// Appends values from an array (see the `UnsafeBufferPointer` overloads).
+    public func append(contentsOf values: [Int64]) throws(ParquetError) {
+        try withBuffer(values) { (buffer) throws(ParquetError) in try append(contentsOf: buffer) }
+    }
+
+    /// Appends values from an array.
+    public func append(contentsOf values: [Double]) throws(ParquetError) {
+        try withBuffer(values) { (buffer) throws(ParquetError) in try append(contentsOf: buffer) }
+    }
+
+    /// Appends values from an array.
+    public func append(contentsOf values: [Int32]) throws(ParquetError) {
+        try withBuffer(values) { (buffer) throws(ParquetError) in try append(contentsOf: buffer) }
+    }
+
+    private func withBuffer<T>(_ values: [T], _ body: (UnsafeBufferPointer<T>) throws(ParquetError) -> Void) throws(ParquetError) {
+        var failure: ParquetError?
+        values.withUnsafeBufferPointer { buffer in
+            do { try body(buffer) } catch { failure = error as? ParquetError ?? ParquetError(.io, "\(error)") }
+        }
+        if let failure { throw failure }
     }
 
     /// Appends an optional string: the string, or null.

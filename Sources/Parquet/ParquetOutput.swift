@@ -107,14 +107,19 @@ public final class ParquetFileOutput: ParquetOutput {
 }
 
 /// Internal growable byte buffer over malloc'ed memory: the encoders' scratch and page buffers.
+/// Always has `slack` readable bytes past its capacity, so that hashing and comparing may load whole
+/// 8-byte words at the end of a value.
 final class ByteSink {
+    static let slack = 16
+
     @exclusivity(unchecked) private(set) var base: UnsafeMutableRawPointer
     @exclusivity(unchecked) private(set) var capacity: Int
     @exclusivity(unchecked) var count: Int = 0
 
     init(capacity: Int = 4096) {
         self.capacity = max(capacity, 64)
-        base = UnsafeMutableRawPointer.allocate(byteCount: self.capacity, alignment: 16)
+        base = UnsafeMutableRawPointer.allocate(byteCount: self.capacity + Self.slack, alignment: 16)
+        base.initializeMemory(as: UInt8.self, repeating: 0, count: self.capacity + Self.slack)
     }
 
     deinit { base.deallocate() }
@@ -128,8 +133,9 @@ final class ByteSink {
     private func grow(_ needed: Int) {
         var newCapacity = capacity * 2
         while newCapacity < needed { newCapacity *= 2 }
-        let newBase = UnsafeMutableRawPointer.allocate(byteCount: newCapacity, alignment: 16)
+        let newBase = UnsafeMutableRawPointer.allocate(byteCount: newCapacity + Self.slack, alignment: 16)
         newBase.copyMemory(from: base, byteCount: count)
+        (newBase + count).initializeMemory(as: UInt8.self, repeating: 0, count: newCapacity + Self.slack - count)
         base.deallocate()
         base = newBase
         capacity = newCapacity
@@ -202,7 +208,8 @@ final class ByteSink {
     /// Frees memory above `limit` bytes of capacity (after an unusually large row group).
     func shrink(ifAbove limit: Int) {
         guard capacity > limit, count <= limit else { return }
-        let newBase = UnsafeMutableRawPointer.allocate(byteCount: limit, alignment: 16)
+        let newBase = UnsafeMutableRawPointer.allocate(byteCount: limit + Self.slack, alignment: 16)
+        newBase.initializeMemory(as: UInt8.self, repeating: 0, count: limit + Self.slack)
         newBase.copyMemory(from: base, byteCount: count)
         base.deallocate()
         base = newBase

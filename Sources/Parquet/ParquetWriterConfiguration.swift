@@ -2,8 +2,9 @@
 public enum ParquetCompression: Sendable, Hashable {
     /// No compression.
     case uncompressed
-    /// Zstandard (libzstd) at `level` (1–22; negative levels are faster).
-    case zstd(level: Int = 3)
+    /// Zstandard (libzstd) at `level` (1–22; negative levels are faster). Level 1 (pyarrow's default
+    /// too) is the default: on event data it is both faster and smaller than 3 (docs/benchmarks.md).
+    case zstd(level: Int = 1)
     /// Snappy (a pure-Swift compressor; the format, not the best ratios).
     case snappy
 
@@ -18,7 +19,7 @@ public enum ParquetCompression: Sendable, Hashable {
 
 /// Options of a ``ParquetWriter``.
 public struct ParquetWriterConfiguration: Sendable {
-    /// Page compression. Default: `.zstd(level: 3)`.
+    /// Page compression. Default: `.zstd(level: 1)`.
     public var compression: ParquetCompression
     /// A row group is written when this many rows are buffered (checked at `endRows`; a flush splits
     /// larger buffers into row groups of at most this many rows). Default: 1,000,000.
@@ -40,7 +41,7 @@ public struct ParquetWriterConfiguration: Sendable {
     public var statisticsMaxValueBytes: Int
 
     public init(
-        compression: ParquetCompression = .zstd(level: 3),
+        compression: ParquetCompression = .zstd(level: 1),
         rowGroupRows: Int = 1_000_000,
         rowGroupBytes: Int = 128 << 20,
         pageBytes: Int = 1 << 20,

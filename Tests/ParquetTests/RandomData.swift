@@ -75,9 +75,8 @@ struct RandomData {
             if sorted { return .int(1_700_000_000_000_000 + Int64(i) * 250_000 + Int64.random(in: 0...1000, using: &rng)) }
             return .int(Int64.random(in: -2_000_000_000_000_000...4_000_000_000_000_000, using: &rng))
         case .timestampNs:
-            // Multiples of 1000: DuckDB reads TIMESTAMP(NANOS, UTC) as microsecond TIMESTAMP WITH TIME ZONE.
-            if sorted { return .int((1_700_000_000_000_000 + Int64(i) * 250_000) * 1000) }
-            return .int(Int64.random(in: -2_000_000_000_000_000...4_000_000_000_000_000, using: &rng) * 1000)
+            if sorted { return .int(1_700_000_000_000_000_000 + Int64(i) * 250_000_001) }
+            return .int(Int64.random(in: -2_000_000_000_000_000_000...4_000_000_000_000_000_000, using: &rng))
         }
     }
 

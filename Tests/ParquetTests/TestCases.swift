@@ -95,7 +95,7 @@ enum Kind: String, CaseIterable {
         case .uuid: "UUID"
         case .fixed: "BLOB"
         case .timestampMs, .timestampUs: "TIMESTAMP WITH TIME ZONE"
-        case .timestampNs: "TIMESTAMP WITH TIME ZONE"
+        case .timestampNs: "TIMESTAMPTZ_NS"
         }
     }
 
@@ -225,13 +225,42 @@ struct TestColumn {
         }
     }
 
+    /// Appends rows with a bulk API if the column is flat, required and of a kind that has one.
+    func appendBulk(rows: Range<Int>, to writer: ParquetColumnWriter) throws -> Bool {
+        guard !isList, !column.optional else { return false }
+        let slice = values[rows]
+        switch kind {
+        case .string, .binary, .json:
+            var bytes: [UInt8] = []
+            var offsets = [0]
+            for value in slice {
+                switch value {
+                case .text(let s): bytes.append(contentsOf: s.utf8)
+                case .bytes(let b): bytes.append(contentsOf: b)
+                default: return false
+                }
+                offsets.append(bytes.count)
+            }
+            try bytes.withUnsafeBytes { raw in try offsets.withUnsafeBufferPointer { try writer.append(contentsOf: raw, offsets: $0) } }
+        case .int64, .timestampMs, .timestampUs, .timestampNs:
+            try writer.append(contentsOf: slice.map { if case .int(let v) = $0 { v } else { 0 } })
+        case .int32, .date:
+            try writer.append(contentsOf: slice.map { if case .int(let v) = $0 { Int32(v) } else { 0 } })
+        case .double:
+            try writer.append(contentsOf: slice.map { if case .double(let v) = $0 { v } else { 0 } })
+        default:
+            return false
+        }
+        return true
+    }
+
     private func appendLeaf(_ value: TestValue, to writer: ParquetColumnWriter) throws {
         switch value {
         case .null: try writer.appendNull()
         case .text(let s): try writer.append(s)
         case .bytes(let b): try b.withUnsafeBytes { try writer.append($0) }
         case .int(let v):
-            if kind.physicalIsInt32 { try writer.append(Int32(v)) } else { try writer.append(v) }
+            if kind.physicalIsInt32, let small = Int32(exactly: v), v % 2 == 0 { try writer.append(small) } else { try writer.append(v) }
         case .uint(let v):
             if kind == .uint64 { try writer.append(v) } else { try writer.append(Int64(v)) }
         case .double(let d): try writer.append(d)
@@ -254,6 +283,8 @@ struct TestFile {
     /// Flush after these batch indexes.
     var flushAfter: Set<Int> = []
     var expectedRowGroups: Int?
+    /// Use the bulk `append(contentsOf:)` APIs where a column allows them.
+    var bulk = false
 
     var codecName: String {
         switch configuration.compression {
@@ -279,6 +310,7 @@ struct TestFile {
             let end = min(rows, row + size)
             for (index, column) in columns.enumerated() {
                 let columnWriter = writer.column(index)
+                if bulk, try column.appendBulk(rows: row..<end, to: columnWriter) { continue }
                 for r in row..<end { try column.append(row: r, to: columnWriter) }
             }
             try writer.endRows(end - row)

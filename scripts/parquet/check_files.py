@@ -109,7 +109,7 @@ def duckdb_expression(column):
 
     if column["list"]:
         inner = scalar("x")
-        return q if inner == "x" else f"list_transform({q}, x -> {inner})"
+        return q if inner == "x" else f"list_transform({q}, lambda x: {inner})"
     return scalar(q)
 
 
