@@ -22,7 +22,7 @@ public final class KafkaLog: LogBackend, Service, Sendable {
     public let configuration: KafkaLogConfiguration
     public let displayName: String
     let logger: Logger
-    let producer: KafkaProducer
+    private let currentProducer: Mutex<KafkaProducer>
     let admin: KafkaAdmin
     let metrics: KafkaLogMetrics
     private let state = Mutex<State>(State())
@@ -48,15 +48,16 @@ public final class KafkaLog: LogBackend, Service, Sendable {
         self.logger = logger
         self.displayName = "kafka://\(configuration.bootstrapServers)/\(configuration.topicPrefix)"
         self.metrics = KafkaLogMetrics(factory: metricsFactory ?? MetricsSystem.factory)
+        let producer: KafkaProducer
         do {
             producer = try KafkaProducer(configuration: configuration.producerConfiguration, logger: logger)
         } catch {
             throw LogError(kafka: error, context: "Kafka producer")
         }
+        currentProducer = Mutex(producer)
         do {
             admin = try KafkaAdmin(configuration: configuration.adminConfiguration, logger: logger)
         } catch {
-            let producer = self.producer
             Task { await producer.close(flushTimeout: .zero) }
             throw LogError(kafka: error, context: "Kafka admin client")
         }
@@ -128,6 +129,29 @@ public final class KafkaLog: LogBackend, Service, Sendable {
         return producer.unavailableReason
     }
 
+    /// The producer appends go through. A producer with a fatal error (the idempotent producer's
+    /// id was lost, e.g. after a broker lost its state) is replaced by a new one here; the old one
+    /// is closed in the background, failing what it still held.
+    var producer: KafkaProducer {
+        let (producer, retired) = currentProducer.withLock { current -> (KafkaProducer, KafkaProducer?) in
+            guard current.hasFatalError else { return (current, nil) }
+            do {
+                let replacement = try KafkaProducer(configuration: configuration.producerConfiguration, logger: logger)
+                let old = current
+                current = replacement
+                return (replacement, old)
+            } catch {
+                logger.error("cannot replace the failed Kafka producer: \(error)")
+                return (current, nil)
+            }
+        }
+        if let retired {
+            logger.warning("Kafka producer had a fatal error (\(retired.unavailableReason ?? "")); replaced it")
+            Task { await retired.close(flushTimeout: .zero) }
+        }
+        return producer
+    }
+
     public func producer(for topic: LogTopic) throws(LogError) -> any LogProducer {
         if state.withLock({ $0.closed }) { throw LogError(code: .closed, message: "the Kafka log is closed") }
         return KafkaLogProducer(log: self, topic: topic, kafkaTopic: configuration.topicName(topic))
@@ -142,8 +166,13 @@ public final class KafkaLog: LogBackend, Service, Sendable {
         if state.withLock({ $0.closed }) { throw LogError(code: .closed, message: "the Kafka log is closed") }
         let kafkaConsumer: KafkaConsumer
         do {
+            // librdkafka needs a group.id even to assign partitions by hand: a reader gets a unique
+            // one that never subscribes and never commits.
             kafkaConsumer = try KafkaConsumer(
-                configuration: configuration.consumerConfiguration(group: group), logger: logger
+                configuration: configuration.consumerConfiguration(
+                    group: group ?? "playhead-reader-\(UInt64.random(in: 0...UInt64.max))"
+                ),
+                logger: logger
             )
         } catch {
             throw LogError(kafka: error, context: "Kafka consumer")
@@ -191,7 +220,7 @@ public final class KafkaLog: LogBackend, Service, Sendable {
         guard let consumers else { return }
         setupTask.withLock { $0?.cancel() }
         for consumer in consumers { await consumer.close() }
-        await producer.close(flushTimeout: flushTimeout)
+        await currentProducer.withLock { $0 }.close(flushTimeout: flushTimeout)
         await admin.close()
         logger.info("Kafka log \(displayName) closed")
     }

@@ -82,6 +82,11 @@ public final class KafkaProducer: @unchecked Sendable {
     /// Why appends would fail now (all brokers down, a fatal error), or `nil`.
     public var unavailableReason: String? { callbacks.unavailableReason }
 
+    /// Whether librdkafka raised a fatal error: the producer cannot produce any more and must be
+    /// replaced (for example an idempotent producer whose id the broker forgot: `UNKNOWN_PRODUCER_ID`
+    /// after a broker lost its state).
+    public var hasFatalError: Bool { callbacks.hasFatalError }
+
     /// The number of messages waiting in librdkafka's queues (not yet acknowledged).
     public var queueLength: Int { closed.load(ordering: .acquiring) ? 0 : Int(rd_kafka_outq_len(handle)) }
 
@@ -283,6 +288,7 @@ final class ProducerCallbacks: ClientCallbacks, @unchecked Sendable {
     nonisolated(unsafe) var handle: OpaquePointer?
 
     var unavailableReason: String? { reason.withLock { $0.text } }
+    var hasFatalError: Bool { reason.withLock { $0.fatal } }
 
     override func clientError(_ error: RdKafkaError) {
         super.clientError(error)
