@@ -87,7 +87,7 @@ public final class KafkaProducer: @unchecked Sendable {
     /// after a broker lost its state).
     public var hasFatalError: Bool { callbacks.hasFatalError }
 
-    /// The number of messages waiting in librdkafka's queues (not yet acknowledged).
+    /// `rd_kafka_outq_len`: messages not yet acknowledged plus requests and events librdkafka still holds.
     public var queueLength: Int { closed.load(ordering: .acquiring) ? 0 : Int(rd_kafka_outq_len(handle)) }
 
     /// Enqueues `count` messages to `topic` in one `rd_kafka_produce_batch` call, keyed (and
