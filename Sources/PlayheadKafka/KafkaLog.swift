@@ -23,6 +23,15 @@ public final class KafkaLog: LogBackend, Service, Sendable {
     public let displayName: String
     let logger: Logger
     private let currentProducer: Mutex<KafkaProducer>
+    /// Batches in a row that failed with a delivery timeout. An idempotent producer can stay stuck
+    /// after a broker lost its state (it reuses a producer id the broker hands out again); after
+    /// this many, while brokers answer metadata requests, the producer is replaced.
+    private let timeoutStreak = Mutex<Int>(0)
+    static let timeoutStreakLimit = 3
+
+    func noteDelivery(timedOut: Bool) {
+        timeoutStreak.withLock { $0 = timedOut ? $0 + 1 : 0 }
+    }
     let admin: KafkaAdmin
     let metrics: KafkaLogMetrics
     private let state = Mutex<State>(State())
@@ -133,8 +142,10 @@ public final class KafkaLog: LogBackend, Service, Sendable {
     /// id was lost, e.g. after a broker lost its state) is replaced by a new one here; the old one
     /// is closed in the background, failing what it still held.
     var producer: KafkaProducer {
+        let stuck = timeoutStreak.withLock { $0 >= Self.timeoutStreakLimit }
         let (producer, retired) = currentProducer.withLock { current -> (KafkaProducer, KafkaProducer?) in
-            guard current.hasFatalError else { return (current, nil) }
+            guard current.hasFatalError || (stuck && current.unavailableReason == nil) else { return (current, nil) }
+            timeoutStreak.withLock { $0 = 0 }
             do {
                 let replacement = try KafkaProducer(configuration: configuration.producerConfiguration, logger: logger)
                 let old = current
@@ -146,7 +157,9 @@ public final class KafkaLog: LogBackend, Service, Sendable {
             }
         }
         if let retired {
-            logger.warning("Kafka producer had a fatal error (\(retired.unavailableReason ?? "")); replaced it")
+            logger.warning(
+                "Kafka producer \(retired.hasFatalError ? "had a fatal error (\(retired.unavailableReason ?? ""))" : "timed out \(Self.timeoutStreakLimit) batches in a row while brokers answer"); replaced it"
+            )
             Task { await retired.close(flushTimeout: .zero) }
         }
         return producer
@@ -245,6 +258,15 @@ struct KafkaLogProducer: LogProducer {
             completion(.failure(error))
             return
         }
+        let producer = log.producer
+        // While librdkafka reports every broker down, fail at once (503 + Retry-After at the edge)
+        // rather than holding the request for the whole delivery timeout.
+        if let reason = producer.unavailableReason {
+            let error = LogError(code: .unavailable, message: reason, retryAfterSeconds: 5)
+            metrics.failure(error.code)
+            completion(.failure(error))
+            return
+        }
         let started = ContinuousClock.now
         let topic = self.topic
         let kafkaTopic = self.kafkaTopic
@@ -253,7 +275,7 @@ struct KafkaLogProducer: LogProducer {
                 var position = 0
                 var keyStart = 0
                 let keyEnds = batch.keyEnds
-                log.producer.produce(
+                producer.produce(
                     topic: kafkaTopic,
                     count: batch.count,
                     message: { index in
@@ -271,6 +293,7 @@ struct KafkaLogProducer: LogProducer {
                     completion: { result in
                         switch result {
                         case .success(let report):
+                            log.noteDelivery(timedOut: false)
                             metrics.appended(topic: topic, duration: started.duration(to: .now))
                             completion(
                                 .success(
@@ -278,6 +301,7 @@ struct KafkaLogProducer: LogProducer {
                                 )
                             )
                         case .failure(let error):
+                            if error.code == RdKafkaError.messageTimedOut { log.noteDelivery(timedOut: true) }
                             let logError = LogError(kafka: error, context: "append to \(kafkaTopic)")
                             metrics.failure(logError.code)
                             completion(.failure(logError))
