@@ -311,7 +311,8 @@ final class ProducerCallbacks: ClientCallbacks, @unchecked Sendable {
         }
         guard due else { return }
         var metadata: UnsafePointer<rd_kafka_metadata>?
-        if rd_kafka_metadata(handle, 0, nil, &metadata, 500) == RD_KAFKA_RESP_ERR_NO_ERROR {
+        // all_topics=1: a real request (with 0 and no topic, librdkafka may answer from its cache).
+        if rd_kafka_metadata(handle, 1, nil, &metadata, 500) == RD_KAFKA_RESP_ERR_NO_ERROR {
             if let metadata { rd_kafka_metadata_destroy(metadata) }
             reason.withLock { state in
                 if !state.fatal { state.text = nil }
