@@ -286,7 +286,10 @@ let package = Package(
         ),
         .testTarget(
             name: "PlayheadKafkaTests",
-            dependencies: ["PlayheadKafka", "PlayheadLog", "RdKafka", "PlayheadTestSupport"],
+            dependencies: [
+                "PlayheadKafka", "PlayheadLog", "RdKafka", "PlayheadTestSupport",
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "DeployTests", dependencies: ["PlayheadTestSupport"], swiftSettings: swiftSettings),

@@ -82,7 +82,9 @@ _ = try await producer.append(batches[0])
 
 let failures = Atomic<Int>(0)
 let started = ContinuousClock.now
+let allBatches = batches
 try await withThrowingTaskGroup(of: Void.self) { group in
+    let batches = allBatches
     var next = 0
     func launch() {
         let batch = batches[next]

@@ -22,7 +22,16 @@ public final class KafkaLog: LogBackend, Service, Sendable {
     public let configuration: KafkaLogConfiguration
     public let displayName: String
     let logger: Logger
-    let producer: KafkaProducer
+    private let currentProducer: Mutex<KafkaProducer>
+    /// Batches in a row that failed with a delivery timeout. An idempotent producer can stay stuck
+    /// after a broker lost its state (it reuses a producer id the broker hands out again); after
+    /// this many, while brokers answer metadata requests, the producer is replaced.
+    private let timeoutStreak = Mutex<Int>(0)
+    static let timeoutStreakLimit = 3
+
+    func noteDelivery(timedOut: Bool) {
+        timeoutStreak.withLock { $0 = timedOut ? $0 + 1 : 0 }
+    }
     let admin: KafkaAdmin
     let metrics: KafkaLogMetrics
     private let state = Mutex<State>(State())
@@ -48,15 +57,16 @@ public final class KafkaLog: LogBackend, Service, Sendable {
         self.logger = logger
         self.displayName = "kafka://\(configuration.bootstrapServers)/\(configuration.topicPrefix)"
         self.metrics = KafkaLogMetrics(factory: metricsFactory ?? MetricsSystem.factory)
+        let producer: KafkaProducer
         do {
             producer = try KafkaProducer(configuration: configuration.producerConfiguration, logger: logger)
         } catch {
             throw LogError(kafka: error, context: "Kafka producer")
         }
+        currentProducer = Mutex(producer)
         do {
             admin = try KafkaAdmin(configuration: configuration.adminConfiguration, logger: logger)
         } catch {
-            let producer = self.producer
             Task { await producer.close(flushTimeout: .zero) }
             throw LogError(kafka: error, context: "Kafka admin client")
         }
@@ -128,6 +138,33 @@ public final class KafkaLog: LogBackend, Service, Sendable {
         return producer.unavailableReason
     }
 
+    /// The producer appends go through. A producer with a fatal error (the idempotent producer's
+    /// id was lost, e.g. after a broker lost its state) is replaced by a new one here; the old one
+    /// is closed in the background, failing what it still held.
+    var producer: KafkaProducer {
+        let stuck = timeoutStreak.withLock { $0 >= Self.timeoutStreakLimit }
+        let (producer, retired) = currentProducer.withLock { current -> (KafkaProducer, KafkaProducer?) in
+            guard current.hasFatalError || (stuck && current.unavailableReason == nil) else { return (current, nil) }
+            timeoutStreak.withLock { $0 = 0 }
+            do {
+                let replacement = try KafkaProducer(configuration: configuration.producerConfiguration, logger: logger)
+                let old = current
+                current = replacement
+                return (replacement, old)
+            } catch {
+                logger.error("cannot replace the failed Kafka producer: \(error)")
+                return (current, nil)
+            }
+        }
+        if let retired {
+            logger.warning(
+                "Kafka producer \(retired.hasFatalError ? "had a fatal error (\(retired.unavailableReason ?? ""))" : "timed out \(Self.timeoutStreakLimit) batches in a row while brokers answer"); replaced it"
+            )
+            Task { await retired.close(flushTimeout: .zero) }
+        }
+        return producer
+    }
+
     public func producer(for topic: LogTopic) throws(LogError) -> any LogProducer {
         if state.withLock({ $0.closed }) { throw LogError(code: .closed, message: "the Kafka log is closed") }
         return KafkaLogProducer(log: self, topic: topic, kafkaTopic: configuration.topicName(topic))
@@ -142,8 +179,13 @@ public final class KafkaLog: LogBackend, Service, Sendable {
         if state.withLock({ $0.closed }) { throw LogError(code: .closed, message: "the Kafka log is closed") }
         let kafkaConsumer: KafkaConsumer
         do {
+            // librdkafka needs a group.id even to assign partitions by hand: a reader gets a unique
+            // one that never subscribes and never commits.
             kafkaConsumer = try KafkaConsumer(
-                configuration: configuration.consumerConfiguration(group: group), logger: logger
+                configuration: configuration.consumerConfiguration(
+                    group: group ?? "playhead-reader-\(UInt64.random(in: 0...UInt64.max))"
+                ),
+                logger: logger
             )
         } catch {
             throw LogError(kafka: error, context: "Kafka consumer")
@@ -191,7 +233,7 @@ public final class KafkaLog: LogBackend, Service, Sendable {
         guard let consumers else { return }
         setupTask.withLock { $0?.cancel() }
         for consumer in consumers { await consumer.close() }
-        await producer.close(flushTimeout: flushTimeout)
+        await currentProducer.withLock { $0 }.close(flushTimeout: flushTimeout)
         await admin.close()
         logger.info("Kafka log \(displayName) closed")
     }
@@ -216,6 +258,15 @@ struct KafkaLogProducer: LogProducer {
             completion(.failure(error))
             return
         }
+        let producer = log.producer
+        // While librdkafka reports every broker down, fail at once (503 + Retry-After at the edge)
+        // rather than holding the request for the whole delivery timeout.
+        if let reason = producer.unavailableReason {
+            let error = LogError(code: .unavailable, message: reason, retryAfterSeconds: 5)
+            metrics.failure(error.code)
+            completion(.failure(error))
+            return
+        }
         let started = ContinuousClock.now
         let topic = self.topic
         let kafkaTopic = self.kafkaTopic
@@ -224,7 +275,7 @@ struct KafkaLogProducer: LogProducer {
                 var position = 0
                 var keyStart = 0
                 let keyEnds = batch.keyEnds
-                log.producer.produce(
+                producer.produce(
                     topic: kafkaTopic,
                     count: batch.count,
                     message: { index in
@@ -242,6 +293,7 @@ struct KafkaLogProducer: LogProducer {
                     completion: { result in
                         switch result {
                         case .success(let report):
+                            log.noteDelivery(timedOut: false)
                             metrics.appended(topic: topic, duration: started.duration(to: .now))
                             completion(
                                 .success(
@@ -249,6 +301,7 @@ struct KafkaLogProducer: LogProducer {
                                 )
                             )
                         case .failure(let error):
+                            if error.code == RdKafkaError.messageTimedOut { log.noteDelivery(timedOut: true) }
                             let logError = LogError(kafka: error, context: "append to \(kafkaTopic)")
                             metrics.failure(logError.code)
                             completion(.failure(logError))

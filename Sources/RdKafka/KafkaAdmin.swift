@@ -128,12 +128,10 @@ public final class KafkaAdmin: @unchecked Sendable {
 
 /// Reads a topic's partition count with `rd_kafka_metadata` (blocking; call on a dedicated thread).
 func partitionCountBlocking(_ handle: OpaquePointer, topic: String, timeout: Duration) -> Result<Int, RdKafkaError> {
-    guard let topicHandle = rd_kafka_topic_new(handle, topic, nil) else {
-        return .failure(RdKafkaError(rd_kafka_last_error()))
-    }
-    defer { rd_kafka_topic_destroy(topicHandle) }
+    // All topics rather than this one: asking for one topic's metadata makes brokers that
+    // auto-create topics (Tansu, Kafka's default) create it.
     var metadata: UnsafePointer<rd_kafka_metadata>?
-    let err = rd_kafka_metadata(handle, 0, topicHandle, &metadata, milliseconds(timeout))
+    let err = rd_kafka_metadata(handle, 1, nil, &metadata, milliseconds(timeout))
     guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else { return .failure(RdKafkaError(err)) }
     defer { rd_kafka_metadata_destroy(metadata) }
     for index in 0..<Int(metadata.pointee.topic_cnt) {

@@ -82,7 +82,12 @@ public final class KafkaProducer: @unchecked Sendable {
     /// Why appends would fail now (all brokers down, a fatal error), or `nil`.
     public var unavailableReason: String? { callbacks.unavailableReason }
 
-    /// The number of messages waiting in librdkafka's queues (not yet acknowledged).
+    /// Whether librdkafka raised a fatal error: the producer cannot produce any more and must be
+    /// replaced (for example an idempotent producer whose id the broker forgot: `UNKNOWN_PRODUCER_ID`
+    /// after a broker lost its state).
+    public var hasFatalError: Bool { callbacks.hasFatalError }
+
+    /// `rd_kafka_outq_len`: messages not yet acknowledged plus requests and events librdkafka still holds.
     public var queueLength: Int { closed.load(ordering: .acquiring) ? 0 : Int(rd_kafka_outq_len(handle)) }
 
     /// Enqueues `count` messages to `topic` in one `rd_kafka_produce_batch` call, keyed (and
@@ -283,6 +288,7 @@ final class ProducerCallbacks: ClientCallbacks, @unchecked Sendable {
     nonisolated(unsafe) var handle: OpaquePointer?
 
     var unavailableReason: String? { reason.withLock { $0.text } }
+    var hasFatalError: Bool { reason.withLock { $0.fatal } }
 
     override func clientError(_ error: RdKafkaError) {
         super.clientError(error)
@@ -305,7 +311,8 @@ final class ProducerCallbacks: ClientCallbacks, @unchecked Sendable {
         }
         guard due else { return }
         var metadata: UnsafePointer<rd_kafka_metadata>?
-        if rd_kafka_metadata(handle, 0, nil, &metadata, 500) == RD_KAFKA_RESP_ERR_NO_ERROR {
+        // all_topics=1: a real request (with 0 and no topic, librdkafka may answer from its cache).
+        if rd_kafka_metadata(handle, 1, nil, &metadata, 500) == RD_KAFKA_RESP_ERR_NO_ERROR {
             if let metadata { rd_kafka_metadata_destroy(metadata) }
             reason.withLock { state in
                 if !state.fatal { state.text = nil }

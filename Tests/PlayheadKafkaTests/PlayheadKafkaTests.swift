@@ -1,5 +1,7 @@
 import Foundation
 import Logging
+import Metrics
+import MetricsTestKit
 import PlayheadKafka
 import PlayheadLog
 import PlayheadTestSupport
@@ -41,10 +43,12 @@ func strings(_ batches: [ConsumedBatch]) throws -> [String] {
 }
 
 /// Starts a Kafka log on `tansu` with short group timeouts, and waits for its topics.
-func makeLog(_ tansu: Tansu, prefix: String, partitions: Int = 4, extra: String = "") async throws -> KafkaLog {
+func makeLog(
+    _ tansu: Tansu, prefix: String, partitions: Int = 4, extra: String = "", metrics: (any MetricsFactory)? = nil
+) async throws -> KafkaLog {
     let log = try KafkaLog(
         url: "kafka://\(tansu.bootstrap)/?prefix=\(prefix)&partitions=\(partitions)&session_timeout_ms=3000\(extra)",
-        logger: testLogger
+        logger: testLogger, metricsFactory: metrics
     )
     try await log.waitUntilReady(timeout: .seconds(20))
     return log
@@ -118,7 +122,8 @@ struct KafkaLogTansuTests {
         try requireModernLibrdkafka()
         let tansu = try await Tansu.start()
         defer { tansu.kill() }
-        let log = try await makeLog(tansu, prefix: "rt.", partitions: 6)
+        let metrics = TestMetrics()
+        let log = try await makeLog(tansu, prefix: "rt.", partitions: 6, metrics: metrics)
         #expect(try await log.partitionCount(of: .events) == 6)
         #expect(try await log.partitionCount(of: .rejected) == 6)
         #expect(log.unavailableReason == nil)
@@ -159,6 +164,13 @@ struct KafkaLogTansuTests {
         try await consumer.commit(next)
         #expect(try await consumer.committed() == next)
         #expect(await consumer.lag() == 0)
+        // Metrics: one append duration per acknowledged batch, the lag gauge per group.
+        let timer = try metrics.expectTimer("playhead_log_append_duration_seconds", [("backend", "kafka"), ("topic", "events")])
+        #expect(timer.values.count == 11)
+        #expect(timer.values.allSatisfy { $0 > 0 })
+        let lagGauge = try metrics.expectGauge("playhead_consumer_lag_events", [("consumer", "rt-lake")])
+        #expect(lagGauge.lastValue == 0)
+        #expect(lagGauge.values.contains(1010))
 
         // seek back: partition of the single-key batch, from its first offset.
         let partition = singleResult.partition!
@@ -201,12 +213,15 @@ struct KafkaLogTansuTests {
         await log.shutdown()
     }
 
-    @Test("two consumers in a group split the partitions; a third joining makes a rebalance they report")
-    func groupRebalance() async throws {
+    @Test(
+        "two consumers in a group split the partitions; a third joining makes a rebalance they report",
+        arguments: ["cooperative-sticky", "range"]
+    )
+    func groupRebalance(assignor: String) async throws {
         try requireModernLibrdkafka()
         let tansu = try await Tansu.start()
         defer { tansu.kill() }
-        let log = try await makeLog(tansu, prefix: "grp.", partitions: 6)
+        let log = try await makeLog(tansu, prefix: "grp.", partitions: 6, extra: "&assignor=\(assignor)")
         let producer = try log.producer(for: .events)
         _ = try await producer.append(makeBatch(0..<600, sessions: 50))
 
@@ -307,7 +322,8 @@ struct KafkaLogTansuTests {
         try requireModernLibrdkafka()
         let tansu = try await Tansu.start()
         defer { tansu.kill() }
-        let log = try await makeLog(tansu, prefix: "down.", partitions: 2, extra: "&delivery_timeout_ms=3000")
+        let metrics = TestMetrics()
+        let log = try await makeLog(tansu, prefix: "down.", partitions: 2, extra: "&delivery_timeout_ms=3000", metrics: metrics)
         let producer = try log.producer(for: .events)
         _ = try await producer.append(makeBatch(0..<10))
 
@@ -320,29 +336,43 @@ struct KafkaLogTansuTests {
             #expect(error.code == .unavailable)
             #expect(error.isRetriable)
             #expect(error.retryAfterSeconds != nil)
-            #expect(error.message.contains("timed out") || error.message.contains("TIMED_OUT"))
+            // Either the delivery timeout, or at once when librdkafka already reports the broker down.
+            #expect(error.message.contains("timed out") || error.message.contains("down"))
         }
         #expect(started.duration(to: .now) < .seconds(15))
+        #expect(try metrics.expectCounter("playhead_log_append_failures_total", [("code", "unavailable")]).totalValue >= 1)
         // The producer notices that every broker is down (for /readyz).
         let downDeadline = ContinuousClock.now.advanced(by: .seconds(15))
         while producer.unavailableReason == nil && ContinuousClock.now < downDeadline {
             try await Task.sleep(for: .milliseconds(100))
         }
         #expect(producer.unavailableReason != nil)
+        // Known down: appends fail at once instead of waiting for the delivery timeout.
+        let fastStart = ContinuousClock.now
+        do {
+            _ = try await producer.append(makeBatch(30..<40))
+            Issue.record("an append must fail while every broker is down")
+        } catch {
+            #expect(error.code == .unavailable)
+            #expect(error.message.contains("down"))
+        }
+        #expect(fastStart.duration(to: .now) < .seconds(1))
 
         try await tansu.restart()
         // The in-memory broker restarted empty: recreate the topic as a persistent broker would have it.
         try await tansu.createTopic("down.events", partitions: 2)
         let recoverDeadline = ContinuousClock.now.advanced(by: .seconds(40))
         var recovered = false
+        var lastError: LogError?
         while !recovered && ContinuousClock.now < recoverDeadline {
             do {
                 recovered = try await producer.append(makeBatch(20..<30)).count == 10
             } catch {
+                lastError = error
                 try await Task.sleep(for: .milliseconds(500))
             }
         }
-        #expect(recovered)
+        #expect(recovered, "last error: \(String(describing: lastError))")
         let upDeadline = ContinuousClock.now.advanced(by: .seconds(10))
         while producer.unavailableReason != nil && ContinuousClock.now < upDeadline {
             try await Task.sleep(for: .milliseconds(100))

@@ -55,19 +55,27 @@ func consume(_ consumer: KafkaConsumer, count: Int, timeout: Duration = .seconds
 struct RdKafkaMockTests {
     @Test("produce then consume through the mock cluster (test.mock.num.brokers)")
     func mockRoundTrip() async throws {
-        // The mock cluster lives inside the producer's handle; the consumer reaches it through
-        // the bootstrap address the producer reports.
+        // The mock cluster lives inside the producer's handle (it auto-creates the topic).
         let producer = try KafkaProducer(
             configuration: ["test.mock.num.brokers": "1", "acks": "all", "enable.idempotence": "true", "linger.ms": "1"],
             logger: testLogger
         )
-        let admin = producer  // keep alive
-        _ = admin
         let values = (0..<200).map { Array("mock-\($0)".utf8) }
-        let result = await produce(producer, topic: "mock-topic", values: values)
-        let report = try result.get()
+        // Every record with one key: one partition, consecutive offsets from the first.
+        let keys = Array(repeating: Array("k".utf8), count: 200)
+        let report = try await produce(producer, topic: "mock-topic", values: values, keys: keys).get()
         #expect(report.count == 200)
+        #expect(report.partition != nil)
+        #expect(report.firstOffset == 0)
+        let second = try await produce(producer, topic: "mock-topic", values: values, keys: keys).get()
+        #expect(second.partition == report.partition)
+        #expect(second.firstOffset == 200)
+        // An empty batch completes at once.
+        #expect(try await produce(producer, topic: "mock-topic", values: []).get().count == 0)
         await producer.close()
+        // After close, produce fails (it does not crash on the destroyed handle).
+        let afterClose = await produce(producer, topic: "mock-topic", values: values)
+        #expect((try? afterClose.get()) == nil)
     }
 
     @Test("a full local queue fails the batch with _QUEUE_FULL, without blocking")
