@@ -213,6 +213,7 @@ public final class EventsEndpoint: Sendable {
             decoder.decode(bytes, format: format, receivedAt: receivedAt, into: &sink)
         }
         metrics.decoded(sink.dimensions, rejectedReasons: sink.rejectedReasons)
+        rateLimiter?.consume(outcome.accepted)
 
         let promise = eventLoop.makePromise(of: HTTPResponse.self)
         let pending = PendingAppends(count: (sink.accepted.isEmpty ? 0 : 1) + (sink.rejected.isEmpty ? 0 : 1))

@@ -110,14 +110,15 @@ public final class LakeImporter: Sendable {
             summary.inputBytes += chunk?.count ?? 0
             // Decode every complete line (all of it at the end of the file).
             let cut = endOfFile ? pending.count : (pending.lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 } ?? 0)
-            guard cut > 0 else { continue }
-            let lines = Array(pending[..<cut])
-            pending.removeSubrange(..<cut)
-            let decoder = self.decoder
-            state = try await threadPool.runIfActive { [state] in
-                var state = state
-                state.decode(lines, decoder: decoder, receivedAt: receivedAt)
-                return state
+            if cut > 0 {
+                let lines = Array(pending[..<cut])
+                pending.removeSubrange(..<cut)
+                let decoder = self.decoder
+                state = try await threadPool.runIfActive { [state] in
+                    var state = state
+                    state.decode(lines, decoder: decoder, receivedAt: receivedAt)
+                    return state
+                }
             }
             if state.events.count >= configuration.flushEvents || state.events.byteCount >= configuration.flushBytes || endOfFile {
                 let (events, rejected, sequence) = state.takeBatch()

@@ -223,7 +223,16 @@ final class DatasetWriter: @unchecked Sendable {
             }
         }
         try await warmUp(writer, rollupFrom: state?.rollupFrom)
-        try await consumer.seek(partition: partition, to: next)
+        do {
+            try await consumer.seek(partition: partition, to: next)
+        } catch {
+            // The partition went away again (a Kafka rebalance while we read the lake's state): its
+            // new owner starts from the lake's state; we take it up if it is assigned to us again.
+            logger.notice("lake writer: partition lost while being assigned", metadata: [
+                "log.partition": "\(partition)", "error": "\(error)",
+            ])
+            return
+        }
         partitions[partition] = writer
         logger.info("lake writer: partition assigned", metadata: ["log.partition": "\(partition)", "lake.next_offset": "\(next)"])
     }

@@ -40,6 +40,8 @@ enum Fixtures {
     static func server(_ arguments: [String] = [], directory: TemporaryDirectory? = nil) async throws -> (PlayheadServer, TemporaryDirectory) {
         let directory = try directory ?? TemporaryDirectory(prefix: "e2e")
         let server = try await PlayheadServer(dataDirectory: directory.appending("data").path, arguments: arguments)
+        // Callers often drop the directory (`let (server, _) = ...`); it must outlive the server.
+        server.keepAlive.append(directory)
         return (server, directory)
     }
 

@@ -10,6 +10,8 @@ public final class PlayheadServer: @unchecked Sendable {
     public let port: Int
     public let dataDirectory: String
     public var baseURL: String { "http://127.0.0.1:\(port)" }
+    /// Objects that must live as long as the server (its temporary data folder).
+    public var keepAlive: [AnyObject] = []
 
     /// Starts `playhead <command> --port 0 <arguments>` and waits until it listens.
     /// - Parameters:
