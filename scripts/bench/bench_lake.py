@@ -22,10 +22,68 @@ def size_of(pattern):
     return sum(os.path.getsize(p) for p in glob.glob(pattern, recursive=True))
 
 
+def count_rows(lake):
+    import duckdb
+    try:
+        return duckdb.sql(f"SELECT count(*) FROM read_parquet('{lake}/events/**/*.parquet')").fetchone()[0]
+    except Exception:
+        return 0
+
+
+def measure_serve(work, events):
+    """playhead serve under loadgen: lake events/s, time to visibility, peak RSS."""
+    import socket
+    data = os.path.join(work, "serve-data")
+    shutil.rmtree(data, ignore_errors=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([PLAYHEAD, "serve", "--data-dir", data, "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        started = time.perf_counter()
+        report = json.loads(subprocess.run(
+            [PLAYHEAD, "loadgen", "--port", str(port), "--connections", "8", "--batch", "500",
+             "--events", str(events), "--duration", "600", "--json"],
+            check=True, capture_output=True, text=True).stdout)
+        acked_at = time.perf_counter()
+        acknowledged = report.get("acknowledged_events") or report.get("events_acknowledged") or events
+        lake = os.path.join(data, "lake")
+        while count_rows(lake) < acknowledged and time.perf_counter() - acked_at < 120:
+            time.sleep(0.5)
+        visible_at = time.perf_counter()
+        peak = 0
+        with open(f"/proc/{server.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    peak = int(line.split()[1]) / 1024
+        rows = count_rows(lake)
+        size = size_of(os.path.join(lake, "events", "**", "*.parquet"))
+        return {
+            "events": rows,
+            "ack_events_per_second": acknowledged / (acked_at - started),
+            "lake_events_per_second": rows / (visible_at - started),
+            "visible_after_seconds": visible_at - acked_at,
+            "peak_rss_mib": peak,
+            "bytes_per_event": size / max(rows, 1),
+        }
+    finally:
+        server.terminate()
+        server.wait(timeout=120)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--live-events", type=int, default=2_000_000)
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="bench-lake-")
     try:
@@ -73,6 +131,7 @@ def main():
         results["playhead import"]["bytes"] = size_of(os.path.join(work, "data", "lake", "events", "**", "*.parquet"))
         results["DuckDB COPY (2 threads)"]["bytes"] = os.path.getsize(os.path.join(work, "duckdb.parquet"))
         results["pyarrow read_json + write_table"]["bytes"] = os.path.getsize(os.path.join(work, "pyarrow.parquet"))
+        live = measure_serve(work, args.live_events)
         duck = results["DuckDB COPY (2 threads)"]["events_per_second"]
         lines = [
             "## Lake import: NDJSON -> Parquet (`scripts/bench-lake`)",
@@ -87,6 +146,22 @@ def main():
             per_event = r["bytes"] / n
             lines.append(f"| {name} | {r['events_per_second']:,.0f} | {r['events_per_second'] / duck:.2f} | "
                          f"{per_event:.1f} | {input_bytes / r['bytes']:.1f}:1 |")
+        lines += [
+            "",
+            f"### The lake writer inside `playhead serve`, from the log",
+            "",
+            f"{live['events']:,} events sent by `playhead loadgen` (batches of 500, 8 connections) to `playhead serve` "
+            "(default flush settings: 1,000,000 events or 10 s), load generator on the same 2 cores.",
+            "",
+            "| figure | value |",
+            "|---|---|",
+            f"| lake writer, events/s written (all events / time from the first ack until the last row is in the lake) | {live['lake_events_per_second']:,.0f} |",
+            f"| ingest, acknowledged events/s during the same run | {live['ack_events_per_second']:,.0f} |",
+            f"| from the last acknowledgement until every event is queryable in the lake | {live['visible_after_seconds']:.1f} s |",
+            f"| peak resident memory of `playhead serve` (VmHWM) | {live['peak_rss_mib']:.0f} MiB |",
+            f"| bytes per event in the lake (live files) | {live['bytes_per_event']:.1f} |",
+        ]
+        results["serve"] = live
         lines += ["", "Targets (DESIGN.md): faster than DuckDB's COPY, at most 40 bytes per event. "
                   "`playhead import` validates every event (DuckDB and pyarrow validate nothing) and writes "
                   "the lake's schema (TIMESTAMP columns, LIST genre, JSON extra)."]
