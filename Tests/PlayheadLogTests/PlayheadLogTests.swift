@@ -286,7 +286,7 @@ struct EmbeddedLogTests {
         // The writer's recovery keeps records 0-9 and drops the corrupt one and what follows.
         let log = try EmbeddedLog.open(configuration, logger: testLogger)
         let consumer = try log.consumer(for: .events, group: nil)
-        let records = try await readRecords(consumer, count: 20, timeout: .seconds(1))
+        let records = try await readRecords(consumer, count: 20, timeout: .seconds(5))
         #expect(records.map(\.0) == Array(0..<10))
         await consumer.close()
         log.close()

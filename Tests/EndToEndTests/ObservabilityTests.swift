@@ -1,0 +1,152 @@
+import Foundation
+import PlayheadTestSupport
+import Testing
+
+/// When the test's events happen: `isoTime(s)` is `s` seconds after this moment, in ISO-8601 UTC.
+private let testEpoch = Date()
+
+private func isoTime(_ seconds: Double) -> String {
+    let formatter = ISO8601DateFormatter()
+    formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+    return formatter.string(from: testEpoch.addingTimeInterval(seconds))
+}
+
+/// The value of one sample of `/metrics` text, by its exact name and labels (`name{a="b"}`).
+private func sample(_ text: String, _ series: String) -> Double? {
+    for line in text.split(separator: "\n") where line.hasPrefix(series + " ") {
+        return Double(line.split(separator: " ").last ?? "")
+    }
+    return nil
+}
+
+@Suite("Observability of playhead serve, end to end", .serialized)
+struct ObservabilityTests {
+    @Test("known events give exact counters and content figures; a real Prometheus scrapes serve and returns them")
+    func knownEventsThroughPrometheus() async throws {
+        let (server, _) = try await Fixtures.server(["--flush-interval", "1"])
+        let rules = TestEnvironment.repoRoot.appendingPathComponent("deploy/prometheus/recording-rules.yml").path
+        let prometheus = try await PrometheusServer(targets: ["playhead-serve": "127.0.0.1:\(server.port)"], ruleFiles: [rules])
+        do {
+            // First half: three sessions start (a movie, an ad, an episode).
+            let first = [
+                Fixtures.event("o-1", ["session_id": "s1", "content_type": "movie", "timestamp": isoTime(-60), "current_timestamp": 0.0]),
+                Fixtures.event("o-2", ["session_id": "s2", "content_type": "ad", "content_id": "ad-1", "timestamp": isoTime(-60), "current_timestamp": 0.0, "duration_seconds": 30]),
+                Fixtures.event("o-3", ["session_id": "s3", "content_type": "episode", "content_id": "ep-1", "timestamp": isoTime(-60), "current_timestamp": 0.0, "duration_seconds": 50]),
+            ]
+            #expect(try await TestHTTP.postEvents(server, Fixtures.json(first)).status == 202)
+            try await eventually(timeout: .seconds(20), "Prometheus sees the first events") {
+                (try? await prometheus.queryValue("sum(playhead_events_accepted_total)")) == 3
+            }
+            // Second half: the movie pauses after 30 s, the episode stops at 96 % after 50 s; two bad events.
+            let second = [
+                Fixtures.event("o-4", ["session_id": "s1", "event_type": "pause", "content_type": "movie", "timestamp": isoTime(-30), "current_timestamp": 30.0]),
+                Fixtures.event("o-5", ["session_id": "s3", "event_type": "stop", "content_type": "episode", "content_id": "ep-1", "timestamp": isoTime(-10), "current_timestamp": 48.0, "duration_seconds": 50]),
+                Fixtures.event("o-6", ["event_type": "rewind"]),
+                Fixtures.event("o-7", ["duration_seconds": -1]),
+            ]
+            let answer = try await TestHTTP.postEvents(server, Fixtures.json(second))
+            #expect(answer.status == 202)
+            let acknowledged = ContinuousClock.now
+
+            // /metrics reflects the acknowledged events within 2 s.
+            var text = ""
+            try await eventually(timeout: .seconds(2), "/metrics shows the content figures") {
+                text = (try? await TestHTTP.request("\(server.baseURL)/metrics").text) ?? ""
+                return sample(text, #"playhead_completions_total{content_type="episode"}"#) == 1
+            }
+            let visibleAfter = ContinuousClock.now - acknowledged
+            #expect(visibleAfter < .seconds(2), "content figures visible after \(visibleAfter)")
+            #expect(sample(text, #"playhead_events_accepted_total{event_type="play",content_type="movie",event_source="web_app"}"#) == 1)
+            #expect(sample(text, #"playhead_events_accepted_total{event_type="pause",content_type="movie",event_source="web_app"}"#) == 1)
+            #expect(sample(text, #"playhead_events_accepted_total{event_type="stop",content_type="episode",event_source="web_app"}"#) == 1)
+            #expect(sample(text, #"playhead_events_rejected_total{reason="invalid_value"}"#) == 1)
+            #expect(sample(text, #"playhead_events_rejected_total{reason="negative_number"}"#) == 1)
+            #expect(sample(text, #"playhead_plays_started_total{content_type="movie"}"#) == 1)
+            #expect(sample(text, #"playhead_plays_started_total{content_type="episode"}"#) == 1)
+            #expect(sample(text, "playhead_ad_plays_total") == 1)
+            let movieWatch = try #require(sample(text, #"playhead_watch_time_seconds_total{content_type="movie"}"#))
+            #expect(abs(movieWatch - 30) < 0.01, "movie watch time \(movieWatch)")
+            let episodeWatch = try #require(sample(text, #"playhead_watch_time_seconds_total{content_type="episode"}"#))
+            #expect(abs(episodeWatch - 50) < 0.01, "episode watch time \(episodeWatch)")
+            #expect(sample(text, #"playhead_concurrent_viewers{content_type="ad"}"#) == 1, "the ad session is playing")
+            #expect(sample(text, #"playhead_concurrent_viewers{content_type="movie"}"#) == 0, "the movie is paused")
+
+            // Prometheus scrapes the same figures, computes rates, and evaluates our recording rules.
+            try await eventually(timeout: .seconds(20), "Prometheus sees every event") {
+                (try? await prometheus.queryValue("sum(playhead_events_accepted_total)")) == 5
+            }
+            #expect(try await prometheus.queryValue(#"playhead_watch_time_seconds_total{content_type="episode"}"#) == 50)
+            #expect(try await prometheus.queryValue("sum(playhead_events_rejected_total)") == 2)
+            let rate = try await prometheus.queryValue(#"sum(rate(playhead_http_server_request_duration_seconds_count{method="POST"}[1m]))"#) ?? 0
+            #expect(rate > 0, "POST requests/s over the last minute: \(rate)")
+            try await eventually(timeout: .seconds(20), "the recording rule job:playhead_events_accepted:rate5m has a value") {
+                (try? await prometheus.query("job:playhead_events_accepted:rate5m"))?.isEmpty == false
+            }
+            #expect(try await prometheus.queryValue(#"up{job="playhead-serve"}"#) == 1)
+        } catch {
+            await prometheus.stop()
+            await server.stop()
+            throw error
+        }
+        await prometheus.stop()
+        #expect(await server.stop() == 0)
+    }
+
+    @Test("the live page of serve updates in headless Chromium while events flow")
+    func livePageWhileEventsFlow() async throws {
+        let (server, _) = try await Fixtures.server()
+        let loadgen = try ChildProcess(
+            TestEnvironment.playheadExecutable,
+            ["loadgen", "--port", "\(server.port)", "--connections", "2", "--batch", "20", "--rate", "400", "--duration", "20", "--json"],
+            name: "loadgen-live-page", logDirectory: TestEnvironment.artifactsDirectory
+        )
+        let screenshot = TestEnvironment.artifactsDirectory.appendingPathComponent("live-page-serve.png").path
+        let script = """
+            import os, sys, time, json
+            os.environ.setdefault("SE_OFFLINE", "true")
+            from selenium import webdriver
+            from selenium.webdriver.chrome.options import Options
+            from selenium.webdriver.chrome.service import Service
+            options = Options()
+            options.binary_location = "/usr/bin/chromium"
+            for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000"):
+                options.add_argument(flag)
+            driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=options)
+            def figure(name):
+                return driver.find_element("id", name).text.strip()
+            def number(text):
+                try: return float(text.replace(",", "").split()[0])
+                except Exception: return None
+            try:
+                driver.get(sys.argv[1])
+                assert driver.title == "Playhead live", driver.title
+                seen = []
+                deadline = time.time() + 25
+                while time.time() < deadline:
+                    seen.append((figure("fig-events-per-second"), figure("fig-active-sessions")))
+                    rates = [number(a) for a, _ in seen]
+                    positive = [r for r in rates if r and r > 0]
+                    sessions = [number(b) for _, b in seen if number(b)]
+                    if len(set(positive)) >= 2 and sessions:
+                        break
+                    time.sleep(0.5)
+                else:
+                    print(json.dumps({"ok": False, "seen": seen[-10:]})); sys.exit(1)
+                driver.save_screenshot(sys.argv[2])
+                print(json.dumps({"ok": True, "seen": seen[-3:]}))
+            finally:
+                driver.quit()
+            """
+        do {
+            let output = try await runPython(script, arguments: [server.baseURL + "/", screenshot], timeout: .seconds(90))
+            #expect(output.contains(#""ok": true"#), "\(output)")
+            #expect(FileManager.default.fileExists(atPath: screenshot))
+        } catch {
+            loadgen.signal(SIGTERM)
+            await server.stop()
+            throw error
+        }
+        _ = await loadgen.waitForExit(timeout: .seconds(40))
+        #expect(await server.stop() == 0)
+    }
+}
