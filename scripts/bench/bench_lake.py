@@ -25,7 +25,7 @@ def size_of(pattern):
 def count_rows(lake):
     import duckdb
     try:
-        return duckdb.sql(f"SELECT count(*) FROM read_parquet('{lake}/events/**/*.parquet')").fetchone()[0]
+        return duckdb.sql(f"SELECT count(*) FROM read_parquet('{lake}/events/**/*.parquet')").fetchall()[0][0]
     except Exception:
         return 0
 
