@@ -131,7 +131,7 @@ public struct EventDimensions: Sendable, Hashable {
 
 /// Receives what the decoder produces. The buffers are valid only during the call.
 public protocol EventSink {
-    /// An accepted event. `key` is its `session_id` when present, else its `user_id` (so that a
+    /// An accepted event. `key` is its `session_id` when present, else its `device_id` (so that a
     /// session stays in one Kafka partition); `record` is the binary record, version 1.
     mutating func accepted(index: Int, key: UnsafeRawBufferPointer, dimensions: EventDimensions, record: UnsafeRawBufferPointer)
     /// A rejected event; `record` is the rejected record, version 1, whose raw bytes are the event's

@@ -1336,9 +1336,10 @@ struct EventParser {
         putInt64(durationSeconds)
         putField(.eventID)
         putField(.eventType)
-        var keyField = Field.userID
-        var keyStart = outCount
+        // The log key keeps a session in one partition: `session_id`, else `device_id`.
+        var keyField = Field.deviceID
         putField(.userID)
+        var keyStart = outCount
         putField(.deviceID)
         if hasSession {
             keyField = .sessionID

@@ -246,7 +246,23 @@ final class DatasetWriter: @unchecked Sendable {
         guard start < writer.next else { return }
         let reader = try log.consumer(for: kind.topic, group: nil)
         defer { Task { await reader.close() } }
-        try await reader.seek(partition: writer.partition, to: start)
+        // A new Kafka reader knows its partitions only after its first poll: retry the seek until then.
+        var positioned = false
+        for _ in 0..<100 where !Task.isCancelled {
+            do {
+                try await reader.seek(partition: writer.partition, to: start)
+                positioned = true
+                break
+            } catch {
+                _ = try? await reader.poll(maxRecords: 1, timeout: .milliseconds(100))
+            }
+        }
+        guard positioned else {
+            logger.warning("lake writer: cannot read the log to warm up; deduplication starts empty", metadata: [
+                "log.partition": "\(writer.partition)",
+            ])
+            return
+        }
         var position = start
         var idle = 0
         while position < writer.next && idle < 50 {

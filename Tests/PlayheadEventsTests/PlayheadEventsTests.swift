@@ -25,7 +25,7 @@ import PlayheadEvents
         #expect(f.eventSource == "web_app")
         #expect(f.schemaVersion == "1.0")
         #expect(f.extra == nil)
-        #expect(sink.accepted[0].key == Array("user_1".utf8))
+        #expect(sink.accepted[0].key == Array("device_1".utf8))
         #expect(sink.accepted[0].dimensions == EventDimensions(eventType: "play", contentType: "movie", eventSource: "web_app"))
         // The decoder's record is byte-identical to the value encoder's.
         #expect(sink.accepted[0].record == EventRecordEncoder.encode(f))
@@ -40,7 +40,7 @@ import PlayheadEvents
         let (o2, s2) = decode(event(["session_id": "null"]), format: .json)
         #expect(o2.accepted == 1)
         #expect(try s2.fields()[0].sessionID == nil)
-        #expect(s2.accepted[0].key == Array("user_1".utf8))
+        #expect(s2.accepted[0].key == Array("device_1".utf8))
     }
 
     @Test func unknownDimensionsAreBounded() throws {
