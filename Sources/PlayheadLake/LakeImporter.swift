@@ -227,9 +227,8 @@ final class ImportFile: @unchecked Sendable {
         }
         var info = stat()
         fstat(fd, &info)
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        let identity = "\(path)|\(info.st_size)|\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)"
-        for byte in identity.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
+        var identity = "\(path)|\(info.st_size)|\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)"
+        let hash = identity.withUTF8 { hash64(UnsafeRawBufferPointer($0)) }
         let hex = String(hash, radix: 16)
         tag = String(repeating: "0", count: 16 - hex.count) + hex
     }
