@@ -335,6 +335,14 @@ public struct EventRecordView {
         forEachGenre { result.append(makeString($0)) }
         return result
     }
+    /// The first genre of the list (the primary one), or `nil` when the list is empty.
+    public var firstGenre: String? {
+        guard genreCount > 0 else { return nil }
+        var r = RecordReader(bytes)
+        r.offset = Int(genreStart)
+        guard let slice = try? r.slice() else { return nil }
+        return makeString(bytes[slice: slice])
+    }
     public var language: String { makeString(languageBytes) }
     public var schemaVersion: String { makeString(schemaVersionBytes) }
     public var eventSource: String { makeString(eventSourceBytes) }

@@ -19,6 +19,12 @@ public struct ContentObservation: Sendable, Equatable {
     public var durationSeconds: Int64
     /// The content's title, for the live page's top-content table (never a metric label).
     public var title: String?
+    /// `event_source` (`web`, `ios`, …), a breakdown dimension.
+    public var eventSource: String
+    /// `language`, a breakdown dimension.
+    public var language: String
+    /// The first of the event's `genre` list (its primary genre), a breakdown dimension; empty when none.
+    public var genre: String
 
     public init(
         eventType: String,
@@ -29,7 +35,10 @@ public struct ContentObservation: Sendable, Equatable {
         receivedAtMicros: Int64,
         currentTimestamp: Double,
         durationSeconds: Int64,
-        title: String? = nil
+        title: String? = nil,
+        eventSource: String = "",
+        language: String = "",
+        genre: String = ""
     ) {
         self.eventType = eventType
         self.contentType = contentType
@@ -40,6 +49,48 @@ public struct ContentObservation: Sendable, Equatable {
         self.currentTimestamp = currentTimestamp
         self.durationSeconds = durationSeconds
         self.title = title
+        self.eventSource = eventSource
+        self.language = language
+        self.genre = genre
+    }
+}
+
+/// The bounded dimensions that the content KPIs are broken down by (the labels of the
+/// `playhead_breakdown_*` metrics). A value never seen before becomes `other` once its dimension
+/// holds ``ContentAggregator/maxDimensionValues`` values, and a combination becomes
+/// `other`/`other`/`other` (its content type kept) once ``ContentAggregator/maxBreakdownSeries``
+/// combinations exist; an empty value is `none`.
+public struct ContentDimensions: Hashable, Sendable, Comparable {
+    public var contentType: String
+    public var eventSource: String
+    public var language: String
+    public var genre: String
+
+    public init(contentType: String, eventSource: String, language: String, genre: String) {
+        self.contentType = contentType
+        self.eventSource = eventSource
+        self.language = language
+        self.genre = genre
+    }
+
+    public static func < (a: Self, b: Self) -> Bool {
+        (a.contentType, a.eventSource, a.language, a.genre) < (b.contentType, b.eventSource, b.language, b.genre)
+    }
+}
+
+/// The content KPIs of one combination of dimensions.
+public struct ContentFigures: Sendable, Equatable {
+    /// Sessions playing now.
+    public var concurrentViewers: Int = 0
+    public var playsStarted: Int = 0
+    public var watchTimeSeconds: Double = 0
+    public var completions: Int = 0
+
+    public init(concurrentViewers: Int = 0, playsStarted: Int = 0, watchTimeSeconds: Double = 0, completions: Int = 0) {
+        self.concurrentViewers = concurrentViewers
+        self.playsStarted = playsStarted
+        self.watchTimeSeconds = watchTimeSeconds
+        self.completions = completions
     }
 }
 
@@ -84,6 +135,9 @@ public struct ContentSnapshot: Sendable, Equatable {
     public var eventsByType: [String: Int]
     /// The most watched content right now, most viewers first.
     public var topContent: [TopContent]
+    /// The same KPIs broken down by content type, event source, language and primary genre; the
+    /// figures of every combination add up to the totals above.
+    public var breakdown: [ContentDimensions: ContentFigures]
 
     /// Sessions currently playing, all content types together.
     public var totalConcurrentViewers: Int { concurrentViewers.values.reduce(0, +) }
@@ -96,7 +150,8 @@ public struct ContentSnapshot: Sendable, Equatable {
         completions: [String: Int] = [:],
         adPlays: Int = 0,
         eventsByType: [String: Int] = [:],
-        topContent: [TopContent] = []
+        topContent: [TopContent] = [],
+        breakdown: [ContentDimensions: ContentFigures] = [:]
     ) {
         self.concurrentViewers = concurrentViewers
         self.activeSessions = activeSessions
@@ -106,6 +161,7 @@ public struct ContentSnapshot: Sendable, Equatable {
         self.adPlays = adPlays
         self.eventsByType = eventsByType
         self.topContent = topContent
+        self.breakdown = breakdown
     }
 }
 
@@ -130,12 +186,18 @@ public final class ContentAggregator: Sendable {
     public let completionRatio: Double
     /// Distinct values kept per label (content type, event type); more go to `other`.
     static let maxLabelValues = 32
+    /// Distinct values kept per breakdown dimension (event source, language, genre); more go to `other`.
+    public static let maxDimensionValues = 24
+    /// Combinations of breakdown dimensions kept (series per `playhead_breakdown_*` metric).
+    public static let maxBreakdownSeries = 500
 
     /// A session's state. A class, so that an event costs one dictionary lookup and no copy-back;
     /// only touched under the aggregator's lock.
     final class Session {
         var contentID: String
-        var contentType: String
+        /// The session's breakdown dimensions, bounded, fixed when it starts.
+        let dimensions: ContentDimensions
+        var contentType: String { dimensions.contentType }
         var title: String?
         /// The latest event time seen (microseconds).
         var lastEventMicros: Int64
@@ -144,9 +206,9 @@ public final class ContentAggregator: Sendable {
         var playing = false
         var hasPlayed = false
 
-        init(contentID: String, contentType: String, title: String?, lastEventMicros: Int64, lastReceivedMicros: Int64) {
+        init(contentID: String, dimensions: ContentDimensions, title: String?, lastEventMicros: Int64, lastReceivedMicros: Int64) {
             self.contentID = contentID
-            self.contentType = contentType
+            self.dimensions = dimensions
             self.title = title
             self.lastEventMicros = lastEventMicros
             self.lastReceivedMicros = lastReceivedMicros
@@ -168,6 +230,11 @@ public final class ContentAggregator: Sendable {
         var completions: [String: Int] = [:]
         var adPlays = 0
         var eventsByType: [String: Int] = [:]
+        /// The breakdown, watch time in microseconds.
+        var breakdown: [ContentDimensions: (viewers: Int, plays: Int, watchMicros: Int64, completions: Int)] = [:]
+        var eventSources: Set<String> = []
+        var languages: Set<String> = []
+        var genres: Set<String> = []
     }
 
     private let state = Mutex(State())
@@ -220,7 +287,13 @@ public final class ContentAggregator: Sendable {
                 watchTimeSeconds: state.watchTimeMicros.mapValues { Double($0) / 1_000_000 },
                 completions: state.completions,
                 adPlays: state.adPlays,
-                eventsByType: state.eventsByType
+                eventsByType: state.eventsByType,
+                breakdown: state.breakdown.mapValues {
+                    ContentFigures(
+                        concurrentViewers: $0.viewers, playsStarted: $0.plays,
+                        watchTimeSeconds: Double($0.watchMicros) / 1_000_000, completions: $0.completions
+                    )
+                }
             )
             if top > 0 {
                 snapshot.topContent = state.viewersByContent
@@ -238,6 +311,39 @@ public final class ContentAggregator: Sendable {
     private func bounded(_ value: String, in dictionary: [String: some Any]) -> String {
         if dictionary[value] != nil || dictionary.count < Self.maxLabelValues { return value }
         return "other"
+    }
+
+    private func bounded(_ value: String, in seen: inout Set<String>) -> String {
+        let value = value.isEmpty ? "none" : value
+        if seen.contains(value) { return value }
+        if seen.count < Self.maxDimensionValues {
+            seen.insert(value)
+            return value
+        }
+        return "other"
+    }
+
+    /// The bounded breakdown dimensions of a session that starts with `o`.
+    private func dimensions(of o: ContentObservation, contentType: String, in state: inout State) -> ContentDimensions {
+        let dimensions = ContentDimensions(
+            contentType: contentType,
+            eventSource: bounded(o.eventSource, in: &state.eventSources),
+            language: bounded(o.language, in: &state.languages),
+            genre: bounded(o.genre, in: &state.genres)
+        )
+        if state.breakdown[dimensions] != nil { return dimensions }
+        if state.breakdown.count < Self.maxBreakdownSeries {
+            state.breakdown[dimensions] = (0, 0, 0, 0)
+            return dimensions
+        }
+        let other = ContentDimensions(contentType: contentType, eventSource: "other", language: "other", genre: "other")
+        if state.breakdown[other] == nil { state.breakdown[other] = (0, 0, 0, 0) }
+        return other
+    }
+
+    private func addWatchTime(_ micros: Int64, _ dimensions: ContentDimensions, in state: inout State) {
+        state.watchTimeMicros[dimensions.contentType, default: 0] += micros
+        state.breakdown[dimensions, default: (0, 0, 0, 0)].watchMicros += micros
     }
 
     /// Titles longer than this many UTF-8 bytes are cut (they are only shown on the live page).
@@ -262,7 +368,7 @@ public final class ContentAggregator: Sendable {
             // Switching content in time counts the gap as watch time of the content left.
             let gap = o.timestampMicros - existing.lastEventMicros
             if existing.playing && gap > 0 && gap <= sessionTimeoutMicros {
-                state.watchTimeMicros[existing.contentType, default: 0] += min(gap, gapCapMicros)
+                addWatchTime(min(gap, gapCapMicros), existing.dimensions, in: &state)
             }
             end(existing, in: &state)
             state.sessions[o.sessionKey] = nil
@@ -272,13 +378,14 @@ public final class ContentAggregator: Sendable {
         guard let session = found else {
             // The first event of a session.
             let contentType = bounded(o.contentType, in: state.playsStarted)
+            let sessionDimensions = dimensions(of: o, contentType: contentType, in: &state)
             if o.eventType == "stop" {
                 // A stop we saw nothing before (the session started before we did): it only completes.
-                countCompletion(o, contentType: contentType, in: &state)
+                countCompletion(o, sessionDimensions, in: &state)
                 return
             }
             let new = Session(
-                contentID: o.contentID, contentType: contentType, title: o.title,
+                contentID: o.contentID, dimensions: sessionDimensions, title: o.title,
                 lastEventMicros: o.timestampMicros, lastReceivedMicros: o.receivedAtMicros
             )
             if o.eventType == "play" { startPlaying(new, in: &state) }
@@ -294,16 +401,16 @@ public final class ContentAggregator: Sendable {
             // counts as the play start of a session that has not started one.
             if o.eventType == "play" && !session.hasPlayed {
                 session.hasPlayed = true
-                countPlayStart(contentType: session.contentType, in: &state)
+                countPlayStart(session.dimensions, in: &state)
             } else if o.eventType == "stop" {
-                countCompletion(o, contentType: session.contentType, in: &state)
+                countCompletion(o, session.dimensions, in: &state)
             }
             return
         }
 
         if session.playing {
             let gap = min(o.timestampMicros - session.lastEventMicros, gapCapMicros)
-            if gap > 0 { state.watchTimeMicros[session.contentType, default: 0] += gap }
+            if gap > 0 { addWatchTime(gap, session.dimensions, in: &state) }
         }
         session.lastEventMicros = o.timestampMicros
 
@@ -313,7 +420,7 @@ public final class ContentAggregator: Sendable {
         case "pause", "buffering":
             if session.playing { stopPlaying(session, in: &state) }
         case "stop":
-            countCompletion(o, contentType: session.contentType, in: &state)
+            countCompletion(o, session.dimensions, in: &state)
             if session.playing { stopPlaying(session, in: &state) }
             state.sessions[o.sessionKey] = nil
         default:
@@ -326,9 +433,10 @@ public final class ContentAggregator: Sendable {
         session.playing = true
         if !session.hasPlayed {
             session.hasPlayed = true
-            countPlayStart(contentType: session.contentType, in: &state)
+            countPlayStart(session.dimensions, in: &state)
         }
         state.viewersByType[session.contentType, default: 0] += 1
+        state.breakdown[session.dimensions, default: (0, 0, 0, 0)].viewers += 1
         if let index = state.viewersByContent.index(forKey: session.contentID) {
             state.viewersByContent.values[index].viewers += 1
             if let title = session.title { state.viewersByContent.values[index].title = title }
@@ -341,6 +449,9 @@ public final class ContentAggregator: Sendable {
         session.playing = false
         if let count = state.viewersByType[session.contentType] {
             state.viewersByType[session.contentType] = count > 1 ? count - 1 : 0
+        }
+        if let index = state.breakdown.index(forKey: session.dimensions), state.breakdown.values[index].viewers > 0 {
+            state.breakdown.values[index].viewers -= 1
         }
         if let index = state.viewersByContent.index(forKey: session.contentID) {
             if state.viewersByContent.values[index].viewers <= 1 {
@@ -356,13 +467,15 @@ public final class ContentAggregator: Sendable {
         if session.playing { stopPlaying(session, in: &state) }
     }
 
-    private func countPlayStart(contentType: String, in state: inout State) {
-        state.playsStarted[contentType, default: 0] += 1
-        if contentType == "ad" { state.adPlays += 1 }
+    private func countPlayStart(_ dimensions: ContentDimensions, in state: inout State) {
+        state.playsStarted[dimensions.contentType, default: 0] += 1
+        state.breakdown[dimensions, default: (0, 0, 0, 0)].plays += 1
+        if dimensions.contentType == "ad" { state.adPlays += 1 }
     }
 
-    private func countCompletion(_ o: ContentObservation, contentType: String, in state: inout State) {
+    private func countCompletion(_ o: ContentObservation, _ dimensions: ContentDimensions, in state: inout State) {
         guard o.durationSeconds > 0, o.currentTimestamp >= completionRatio * Double(o.durationSeconds) else { return }
-        state.completions[contentType, default: 0] += 1
+        state.completions[dimensions.contentType, default: 0] += 1
+        state.breakdown[dimensions, default: (0, 0, 0, 0)].completions += 1
     }
 }

@@ -22,6 +22,16 @@ final class ContentInstruments: Sendable {
         var completions: [String: (Counter, Int)] = [:]
         var events: [String: (Counter, Int)] = [:]
         var adPlays = 0
+        var breakdown: [ContentDimensions: BreakdownInstruments] = [:]
+    }
+
+    /// The `playhead_breakdown_*` instruments of one combination, with the figures published so far.
+    struct BreakdownInstruments {
+        let viewers: Gauge
+        let plays: Counter
+        let watch: FloatingPointCounter
+        let completions: Counter
+        var published = ContentFigures()
     }
     private let published = Mutex(Published())
     private let activeSessions: Gauge
@@ -52,19 +62,39 @@ final class ContentInstruments: Sendable {
         activeSessions.record(0)
     }
 
-    private func gauge(_ label: String, _ dimension: (String, String)) -> Gauge {
-        if let factory { return Gauge(label: label, dimensions: [dimension], factory: factory) }
-        return Gauge(label: label, dimensions: [dimension])
+    private func gauge(_ label: String, _ dimensions: (String, String)...) -> Gauge {
+        if let factory { return Gauge(label: label, dimensions: dimensions, factory: factory) }
+        return Gauge(label: label, dimensions: dimensions)
     }
 
-    private func counter(_ label: String, _ dimension: (String, String)) -> Counter {
-        if let factory { return Counter(label: label, dimensions: [dimension], factory: factory) }
-        return Counter(label: label, dimensions: [dimension])
+    private func counter(_ label: String, _ dimensions: (String, String)...) -> Counter {
+        if let factory { return Counter(label: label, dimensions: dimensions, factory: factory) }
+        return Counter(label: label, dimensions: dimensions)
     }
 
-    private func floatCounter(_ label: String, _ dimension: (String, String)) -> FloatingPointCounter {
-        if let factory { return FloatingPointCounter(label: label, dimensions: [dimension], factory: factory) }
-        return FloatingPointCounter(label: label, dimensions: [dimension])
+    private func floatCounter(_ label: String, _ dimensions: (String, String)...) -> FloatingPointCounter {
+        if let factory { return FloatingPointCounter(label: label, dimensions: dimensions, factory: factory) }
+        return FloatingPointCounter(label: label, dimensions: dimensions)
+    }
+
+    private func breakdownInstruments(_ d: ContentDimensions) -> BreakdownInstruments {
+        let labels = [
+            ("content_type", d.contentType), ("event_source", d.eventSource), ("language", d.language), ("genre", d.genre),
+        ]
+        if let factory {
+            return BreakdownInstruments(
+                viewers: Gauge(label: "playhead_breakdown_concurrent_viewers", dimensions: labels, factory: factory),
+                plays: Counter(label: "playhead_breakdown_plays_started_total", dimensions: labels, factory: factory),
+                watch: FloatingPointCounter(label: "playhead_breakdown_watch_time_seconds_total", dimensions: labels, factory: factory),
+                completions: Counter(label: "playhead_breakdown_completions_total", dimensions: labels, factory: factory)
+            )
+        }
+        return BreakdownInstruments(
+            viewers: Gauge(label: "playhead_breakdown_concurrent_viewers", dimensions: labels),
+            plays: Counter(label: "playhead_breakdown_plays_started_total", dimensions: labels),
+            watch: FloatingPointCounter(label: "playhead_breakdown_watch_time_seconds_total", dimensions: labels),
+            completions: Counter(label: "playhead_breakdown_completions_total", dimensions: labels)
+        )
     }
 
     /// Brings every instrument up to `snapshot`.
@@ -91,6 +121,23 @@ final class ContentInstruments: Sendable {
                     entry.1 = seconds
                 }
                 published.watch[contentType] = entry
+            }
+            for (dimensions, figures) in snapshot.breakdown {
+                var entry = published.breakdown[dimensions] ?? breakdownInstruments(dimensions)
+                if entry.published.concurrentViewers != figures.concurrentViewers || published.breakdown[dimensions] == nil {
+                    entry.viewers.record(figures.concurrentViewers)
+                }
+                if figures.playsStarted > entry.published.playsStarted {
+                    entry.plays.increment(by: figures.playsStarted - entry.published.playsStarted)
+                }
+                if figures.watchTimeSeconds > entry.published.watchTimeSeconds {
+                    entry.watch.increment(by: figures.watchTimeSeconds - entry.published.watchTimeSeconds)
+                }
+                if figures.completions > entry.published.completions {
+                    entry.completions.increment(by: figures.completions - entry.published.completions)
+                }
+                entry.published = figures
+                published.breakdown[dimensions] = entry
             }
             if snapshot.adPlays > published.adPlays {
                 adPlays.increment(by: snapshot.adPlays - published.adPlays)

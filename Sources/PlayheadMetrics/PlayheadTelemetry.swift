@@ -122,6 +122,10 @@ public enum PlayheadTelemetry {
         "playhead_plays_started_total": "Plays started (a play that is not a resume after pause), by content type.",
         "playhead_watch_time_seconds_total": "Seconds watched: gaps between consecutive play-state events while playing, each capped at 60 s, by content type.",
         "playhead_completions_total": "Stops at or beyond 95 % of duration_seconds, by content type.",
+        "playhead_breakdown_concurrent_viewers": "Sessions currently playing, by content type, event source, language and primary genre (bounded; adds up to playhead_concurrent_viewers).",
+        "playhead_breakdown_plays_started_total": "Plays started, by content type, event source, language and primary genre (bounded).",
+        "playhead_breakdown_watch_time_seconds_total": "Seconds watched, by content type, event source, language and primary genre (bounded).",
+        "playhead_breakdown_completions_total": "Completions, by content type, event source, language and primary genre (bounded).",
         "playhead_ad_plays_total": "Plays started of content_type ad.",
         "playhead_content_events_total": "Events read by the metrics consumer, by event type.",
     ]

@@ -62,7 +62,8 @@ extension PipelineParts {
                     sessionKey: record.sessionID ?? (record.userID + "/" + record.deviceID),
                     contentID: record.contentID, timestampMicros: record.timestampMicros,
                     receivedAtMicros: record.receivedAtMicros, currentTimestamp: record.currentTimestamp,
-                    durationSeconds: record.durationSeconds, title: record.title
+                    durationSeconds: record.durationSeconds, title: record.title,
+                    eventSource: record.eventSource, language: record.language, genre: record.firstGenre ?? ""
                 )
             },
             aggregator: aggregator, logger: Logger(label: "playhead.observe")

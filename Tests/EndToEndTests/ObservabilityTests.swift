@@ -31,7 +31,8 @@ struct ObservabilityTests {
             let first = [
                 Fixtures.event("o-1", ["session_id": "s1", "content_type": "movie", "timestamp": isoTime(-60), "current_timestamp": 0.0]),
                 Fixtures.event("o-2", ["session_id": "s2", "content_type": "ad", "content_id": "ad-1", "timestamp": isoTime(-60), "current_timestamp": 0.0, "duration_seconds": 30]),
-                Fixtures.event("o-3", ["session_id": "s3", "content_type": "episode", "content_id": "ep-1", "timestamp": isoTime(-60), "current_timestamp": 0.0, "duration_seconds": 50]),
+                Fixtures.event("o-3", ["session_id": "s3", "content_type": "episode", "content_id": "ep-1", "timestamp": isoTime(-60), "current_timestamp": 0.0, "duration_seconds": 50,
+                                       "language": "de", "genre": ["documentary", "history"], "event_source": "android"]),
             ]
             #expect(try await TestHTTP.postEvents(server, Fixtures.json(first)).status == 202)
             try await eventually(timeout: .seconds(20), "Prometheus sees the first events") {
@@ -40,7 +41,8 @@ struct ObservabilityTests {
             // Second half: the movie pauses after 30 s, the episode stops at 96 % after 50 s; two bad events.
             let second = [
                 Fixtures.event("o-4", ["session_id": "s1", "event_type": "pause", "content_type": "movie", "timestamp": isoTime(-30), "current_timestamp": 30.0]),
-                Fixtures.event("o-5", ["session_id": "s3", "event_type": "stop", "content_type": "episode", "content_id": "ep-1", "timestamp": isoTime(-10), "current_timestamp": 48.0, "duration_seconds": 50]),
+                Fixtures.event("o-5", ["session_id": "s3", "event_type": "stop", "content_type": "episode", "content_id": "ep-1", "timestamp": isoTime(-10), "current_timestamp": 48.0, "duration_seconds": 50,
+                                       "language": "de", "genre": ["documentary", "history"], "event_source": "android"]),
                 Fixtures.event("o-6", ["event_type": "rewind"]),
                 Fixtures.event("o-7", ["duration_seconds": -1]),
             ]
@@ -58,7 +60,7 @@ struct ObservabilityTests {
             #expect(visibleAfter < .seconds(2), "content figures visible after \(visibleAfter)")
             #expect(sample(text, #"playhead_events_accepted_total{event_type="play",content_type="movie",event_source="web_app"}"#) == 1)
             #expect(sample(text, #"playhead_events_accepted_total{event_type="pause",content_type="movie",event_source="web_app"}"#) == 1)
-            #expect(sample(text, #"playhead_events_accepted_total{event_type="stop",content_type="episode",event_source="web_app"}"#) == 1)
+            #expect(sample(text, #"playhead_events_accepted_total{event_type="stop",content_type="episode",event_source="android"}"#) == 1)
             #expect(sample(text, #"playhead_events_rejected_total{reason="invalid_value"}"#) == 1)
             #expect(sample(text, #"playhead_events_rejected_total{reason="negative_number"}"#) == 1)
             #expect(sample(text, #"playhead_plays_started_total{content_type="movie"}"#) == 1)
@@ -70,12 +72,18 @@ struct ObservabilityTests {
             #expect(abs(episodeWatch - 50) < 0.01, "episode watch time \(episodeWatch)")
             #expect(sample(text, #"playhead_concurrent_viewers{content_type="ad"}"#) == 1, "the ad session is playing")
             #expect(sample(text, #"playhead_concurrent_viewers{content_type="movie"}"#) == 0, "the movie is paused")
+            // The breakdown by event source, language and primary genre (the first of the list).
+            #expect(sample(text, #"playhead_breakdown_watch_time_seconds_total{content_type="episode",event_source="android",language="de",genre="documentary"}"#) == 50)
+            #expect(sample(text, #"playhead_breakdown_completions_total{content_type="episode",event_source="android",language="de",genre="documentary"}"#) == 1)
+            #expect(sample(text, #"playhead_breakdown_concurrent_viewers{content_type="ad",event_source="web_app",language="en",genre="thriller"}"#) == 1)
+            #expect(sample(text, #"playhead_breakdown_plays_started_total{content_type="movie",event_source="web_app",language="en",genre="thriller"}"#) == 1)
 
             // Prometheus scrapes the same figures, computes rates, and evaluates our recording rules.
             try await eventually(timeout: .seconds(20), "Prometheus sees every event") {
                 (try? await prometheus.queryValue("sum(playhead_events_accepted_total)")) == 5
             }
             #expect(try await prometheus.queryValue(#"playhead_watch_time_seconds_total{content_type="episode"}"#) == 50)
+            #expect(try await prometheus.queryValue(#"sum(playhead_breakdown_watch_time_seconds_total{genre="documentary"})"#) == 50)
             #expect(try await prometheus.queryValue("sum(playhead_events_rejected_total)") == 2)
             let rate = try await prometheus.queryValue(#"sum(rate(playhead_http_server_request_duration_seconds_count{method="POST"}[1m]))"#) ?? 0
             #expect(rate > 0, "POST requests/s over the last minute: \(rate)")

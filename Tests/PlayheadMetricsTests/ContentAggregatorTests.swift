@@ -11,7 +11,10 @@ func event(
     position: Double = 0,
     duration: Int64 = 3600,
     received: Double? = nil,
-    title: String? = nil
+    title: String? = nil,
+    source: String = "web",
+    language: String = "en",
+    genre: String = "drama"
 ) -> ContentObservation {
     ContentObservation(
         eventType: type,
@@ -22,7 +25,10 @@ func event(
         receivedAtMicros: Int64((received ?? seconds) * 1_000_000),
         currentTimestamp: position,
         durationSeconds: duration,
-        title: title
+        title: title,
+        eventSource: source,
+        language: language,
+        genre: genre
     )
 }
 
@@ -228,5 +234,59 @@ struct ContentAggregatorThroughputTests {
         let title = aggregator.snapshot().topContent.first?.title ?? ""
         #expect(title.utf8.count <= 200)
         #expect(title.hasPrefix("éé"))
+    }
+
+    @Test("the breakdown by content type, event source, language and primary genre adds up to the totals")
+    func breakdownAddsUp() {
+        let aggregator = ContentAggregator()
+        aggregator.observe(event("play", at: 0, session: "a", source: "ios", language: "fr", genre: "comedy"))
+        aggregator.observe(event("play", at: 0, session: "b", source: "web", language: "en", genre: "drama"))
+        aggregator.observe(event("play", at: 0, session: "c", contentType: "episode", source: "web", language: "", genre: ""))
+        aggregator.observe(event("pause", at: 30, session: "a", source: "ios", language: "fr", genre: "comedy"))
+        aggregator.observe(event("stop", at: 40, session: "b", position: 3500, source: "web", language: "en", genre: "drama"))
+        let snapshot = aggregator.snapshot()
+        let comedy = ContentDimensions(contentType: "movie", eventSource: "ios", language: "fr", genre: "comedy")
+        let drama = ContentDimensions(contentType: "movie", eventSource: "web", language: "en", genre: "drama")
+        let unknown = ContentDimensions(contentType: "episode", eventSource: "web", language: "none", genre: "none")
+        #expect(snapshot.breakdown[comedy] == ContentFigures(concurrentViewers: 0, playsStarted: 1, watchTimeSeconds: 30, completions: 0))
+        #expect(snapshot.breakdown[drama] == ContentFigures(concurrentViewers: 0, playsStarted: 1, watchTimeSeconds: 40, completions: 1))
+        #expect(snapshot.breakdown[unknown] == ContentFigures(concurrentViewers: 1, playsStarted: 1, watchTimeSeconds: 0, completions: 0))
+        #expect(snapshot.breakdown.count == 3)
+        for contentType in ["movie", "episode"] {
+            let rows = snapshot.breakdown.filter { $0.key.contentType == contentType }.map(\.value)
+            #expect(rows.map(\.concurrentViewers).reduce(0, +) == snapshot.concurrentViewers[contentType, default: 0])
+            #expect(rows.map(\.playsStarted).reduce(0, +) == snapshot.playsStarted[contentType, default: 0])
+            #expect(rows.map(\.watchTimeSeconds).reduce(0, +) == snapshot.watchTimeSeconds[contentType, default: 0])
+            #expect(rows.map(\.completions).reduce(0, +) == snapshot.completions[contentType, default: 0])
+        }
+    }
+
+    @Test("breakdown dimensions are bounded: new values become 'other' past the limit per dimension and per combination")
+    func breakdownIsBounded() {
+        let aggregator = ContentAggregator()
+        let limit = ContentAggregator.maxDimensionValues
+        for index in 0..<(limit + 10) {
+            aggregator.observe(event("play", at: 0, session: "g\(index)", genre: "genre-\(index)"))
+        }
+        var snapshot = aggregator.snapshot()
+        let genres = Set(snapshot.breakdown.keys.map(\.genre))
+        #expect(genres.count == limit + 1)
+        #expect(genres.contains("other"))
+        let other = ContentDimensions(contentType: "movie", eventSource: "web", language: "en", genre: "other")
+        #expect(snapshot.breakdown[other]?.playsStarted == 10)
+        #expect(snapshot.breakdown.values.map(\.concurrentViewers).reduce(0, +) == limit + 10)
+
+        // Combinations: 24 sources × 24 languages would be 576 series; the limit holds.
+        let many = ContentAggregator()
+        for source in 0..<limit {
+            for language in 0..<limit {
+                many.observe(event("play", at: 0, session: "s\(source)-\(language)", source: "src\(source)", language: "l\(language)"))
+            }
+        }
+        snapshot = many.snapshot()
+        #expect(snapshot.breakdown.count <= ContentAggregator.maxBreakdownSeries + 1)
+        #expect(snapshot.breakdown.values.map(\.playsStarted).reduce(0, +) == limit * limit)
+        let collapsed = ContentDimensions(contentType: "movie", eventSource: "other", language: "other", genre: "other")
+        #expect(snapshot.breakdown[collapsed]?.playsStarted == limit * limit - ContentAggregator.maxBreakdownSeries)
     }
 }

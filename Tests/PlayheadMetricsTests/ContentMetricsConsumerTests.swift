@@ -12,7 +12,8 @@ struct ContentMetricsConsumerTests {
     static func knownEvents(at t: Double) -> [[UInt8]] {
         var events: [ContentObservation] = []
         for index in 0..<3 {
-            events.append(event("play", at: t, session: "m\(index)", content: "m1", duration: 100, title: "Movie One"))
+            events.append(event("play", at: t, session: "m\(index)", content: "m1", duration: 100, title: "Movie One",
+                                source: index == 0 ? "ios" : "web"))
         }
         events.append(event("play", at: t, session: "e0", content: "e1", contentType: "episode", duration: 1800))
         events.append(event("pause", at: t + 20, session: "e0", content: "e1", contentType: "episode", duration: 1800))
@@ -57,6 +58,21 @@ struct ContentMetricsConsumerTests {
         #expect(f.sum("playhead_content_events_total", matching: ["event_type": "play"]) == 6)
         #expect(f.sum("playhead_content_events_total", matching: ["event_type": "pause"]) == 1)
         #expect(f.sum("playhead_content_events_total", matching: ["event_type": "stop"]) == 1)
+        // The breakdown series add up to the totals, family by family.
+        for (breakdown, total) in [
+            ("playhead_breakdown_concurrent_viewers", "playhead_concurrent_viewers"),
+            ("playhead_breakdown_plays_started_total", "playhead_plays_started_total"),
+            ("playhead_breakdown_watch_time_seconds_total", "playhead_watch_time_seconds_total"),
+            ("playhead_breakdown_completions_total", "playhead_completions_total"),
+        ] {
+            for contentType in ["movie", "episode", "ad"] {
+                #expect(f.sum(breakdown, matching: ["content_type": contentType]) == f.sum(total, matching: ["content_type": contentType]), "\(breakdown) \(contentType)")
+            }
+        }
+        #expect(f.sum("playhead_breakdown_plays_started_total", matching: ["content_type": "movie", "event_source": "ios", "language": "en", "genre": "drama"]) == 1)
+        #expect(f.sum("playhead_breakdown_plays_started_total", matching: ["content_type": "movie", "event_source": "web"]) == 2)
+        #expect(f.sum("playhead_breakdown_completions_total", matching: ["event_source": "ios"]) == 1)
+        #expect(f.sum("playhead_breakdown_concurrent_viewers", matching: ["event_source": "ios"]) == 0)
         // Every record read (the undecodable one too) is committed.
         #expect(await eventually { log.committedOffset(group: "metrics") == 9 })
         #expect(await eventually {

@@ -43,18 +43,20 @@ func registerContractMetrics(_ factory: any MetricsFactory) {
 enum TestCodec {
     static func encode(_ o: ContentObservation) -> [UInt8] {
         Array([o.eventType, o.contentType, o.sessionKey, o.contentID, String(o.timestampMicros), String(o.receivedAtMicros),
-               String(o.currentTimestamp), String(o.durationSeconds), o.title ?? ""].joined(separator: "|").utf8)
+               String(o.currentTimestamp), String(o.durationSeconds), o.title ?? "", o.eventSource, o.language, o.genre]
+            .joined(separator: "|").utf8)
     }
 
     @Sendable static func decode(_ bytes: UnsafeRawBufferPointer) -> ContentObservation? {
         let fields = String(decoding: bytes, as: UTF8.self).split(separator: "|", omittingEmptySubsequences: false)
-        guard fields.count == 9, let ts = Int64(fields[4]), let received = Int64(fields[5]),
+        guard fields.count == 12, let ts = Int64(fields[4]), let received = Int64(fields[5]),
             let position = Double(fields[6]), let duration = Int64(fields[7])
         else { return nil }
         return ContentObservation(
             eventType: String(fields[0]), contentType: String(fields[1]), sessionKey: String(fields[2]),
             contentID: String(fields[3]), timestampMicros: ts, receivedAtMicros: received,
-            currentTimestamp: position, durationSeconds: duration, title: fields[8].isEmpty ? nil : String(fields[8])
+            currentTimestamp: position, durationSeconds: duration, title: fields[8].isEmpty ? nil : String(fields[8]),
+            eventSource: String(fields[9]), language: String(fields[10]), genre: String(fields[11])
         )
     }
 }
