@@ -130,6 +130,7 @@ struct DashboardTests {
     @Test("the committed dashboards are what scripts/gen-dashboards writes")
     func generatedFilesAreCurrent() async throws {
         let directory = try TemporaryDirectory(prefix: "dashboards")
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
         let result = try await runCommand(TestEnvironment.python, [Deploy.path("scripts/gen-dashboards"), "--out", directory.path], timeout: .seconds(60))
         #expect(result.status == 0, "\(result.stderr)")
         for path in Self.dashboards {

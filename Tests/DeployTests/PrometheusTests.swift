@@ -157,6 +157,7 @@ struct PrometheusTests {
     @Test("the unit tests catch a broken rule", arguments: PrometheusTests.mutations)
     func unitTestsCatchMutation(_ mutation: Mutation) async throws {
         let directory = try TemporaryDirectory(prefix: "prometheus-mutation")
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
         let copy = directory.appending("prometheus")
         try FileManager.default.copyItem(at: Deploy.url("deploy/prometheus"), to: copy)
         let file = copy.appendingPathComponent(mutation.file)

@@ -8,6 +8,7 @@ struct CrashAndAbuseTests {
     @Test("kill -9 under concurrent load: every acknowledged event is in the log exactly once")
     func killNineUnderLoad() async throws {
         let directory = try TemporaryDirectory(prefix: "crash")
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
         let data = directory.appending("data").path
         let port = try TestNetwork.freePort()
         var server: PlayheadServer? = try await PlayheadServer(dataDirectory: data, arguments: ["--port", "\(port)"])

@@ -7,6 +7,7 @@ import PlayheadTestSupport
 struct ReaderRoundTripTests {
     private func check(_ files: [TestFile]) async throws {
         let directory = try TemporaryDirectory(prefix: "parquet")
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
         var manifests: [String] = []
         for file in files {
             manifests.append(try file.write(in: directory).manifest)
@@ -148,6 +149,7 @@ struct ReaderRoundTripTests {
     @Test("a dictionary past its limit falls back to PLAIN pages in the same chunk")
     func dictionaryFallback() async throws {
         let directory = try TemporaryDirectory(prefix: "parquet")
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
         let values = (0..<5000).map { TestValue.text("value-\($0 * 7919 % 5000)-" + String(repeating: "x", count: $0 % 17)) }
         var file = TestFile(
             name: "fallback",
@@ -176,6 +178,7 @@ struct ReaderRoundTripTests {
     @Test("the seed's example event, as one row, reads the same in pyarrow and DuckDB")
     func seedEvent() async throws {
         let directory = try TemporaryDirectory(prefix: "parquet")
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
         let path = directory.appending("seed.parquet").path
         let schema = ParquetSchema([
             .string("event_id"), .string("event_type"), .timestamp("timestamp"), .string("user_id"), .string("device_id"),

@@ -133,6 +133,7 @@ import Testing
             verdicts.append((isObject && outcome.accepted == 1 && outcome.rejected == 0, outcome.errors.first))
         }
         let dir = try TemporaryDirectory(prefix: "events-diff")
+        defer { withExtendedLifetime(dir) {} }  // removed on deinit: keep it until the test ends
         let input = dir.appending("corpus.b64")
         try corpus.map { Data($0).base64EncodedString() }.joined(separator: "\n").write(to: input, atomically: true, encoding: .utf8)
         let script = TestEnvironment.repoRoot.appendingPathComponent("scripts/events-jsonschema-check.py").path
