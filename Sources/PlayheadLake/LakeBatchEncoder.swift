@@ -102,6 +102,11 @@ enum LakePaths {
         "\(dataset)/\(self.partition(hourStart: hourStart))/import-\(tag)-\(pad(Int64(sequence), 6)).parquet"
     }
 
+    /// `rollups/date=…/hour=…/import-<tag>.parquet`: the rollups of one imported file.
+    static func importRollupFile(hourStart: Int64, tag: String) -> String {
+        "rollups/\(self.partition(hourStart: hourStart))/import-\(tag).parquet"
+    }
+
     /// `rollups/date=…/hour=…/p<partition>.parquet`: rewritten while the hour is open.
     static func rollupFile(hourStart: Int64, partition: Int32) -> String {
         "rollups/\(self.partition(hourStart: hourStart))/p\(partition).parquet"

@@ -68,6 +68,9 @@ public final class LakeImporter: Sendable {
         pending.reserveCapacity(Self.chunkBytes * 2)
         var writing: Task<EncodedBatch, any Error>?
         var summary = LakeImportSummary()
+        // The file's rollups, one aggregator across its batches (used by one write at a time): each
+        // batch rewrites `rollups/…/import-<tag>.parquet` of its hour with the totals so far.
+        let rollups = configuration.rollups ? RollupAggregator() : nil
 
         func finishWrite() async throws {
             guard let task = writing else { return }
@@ -89,9 +92,10 @@ public final class LakeImporter: Sendable {
                     let encoded = try await pool.runIfActive {
                         var noDedup = DedupWindow(capacity: 0)
                         return try LakeBatchEncoder.encode(
-                            kind: kind, records: records, dedup: &noDedup, rollups: nil, configuration: configuration,
+                            kind: kind, records: records, dedup: &noDedup, rollups: kind == .events ? rollups : nil,
+                            configuration: configuration,
                             dataPath: { LakePaths.importFile(dataset: kind.name, hourStart: $0, tag: tag, sequence: sequence) },
-                            rollupPath: { _ in "" }
+                            rollupPath: { LakePaths.importRollupFile(hourStart: $0, tag: tag) }
                         )
                     }
                     for file in encoded.files { try await store.put(file.path, file.bytes) }

@@ -119,6 +119,7 @@ struct LakeTests {
     @Test("kill -9 during load, again and again: every acknowledged event is in the lake exactly once")
     func crashLoopExactlyOnce() async throws {
         let directory = try TemporaryDirectory(prefix: "lake-crash")
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
         let data = directory.appending("data").path
         let port = try TestNetwork.freePort()
         let arguments = ["--port", "\(port)", "--flush-interval", "0.5", "--flush-events", "3000"]
@@ -172,34 +173,7 @@ struct LakeTests {
         )
         #expect(loadgen.status == 0, "\(loadgen.stderr)")
         #expect(await server.stop() == 0)
-        let sql = """
-            WITH e AS (
-              SELECT *, coalesce(session_id, device_id) AS s,
-                     lag(event_type) OVER w AS prev_type, lag(current_timestamp) OVER w AS prev_pos,
-                     lag(timestamp) OVER w AS prev_ts, lag(content_id) OVER w AS prev_content
-              FROM read_parquet('{lake}/events/**/*.parquet', hive_partitioning=false)
-              WINDOW w AS (PARTITION BY coalesce(session_id, device_id) ORDER BY timestamp, received_at, event_id)),
-            expected AS (
-              SELECT epoch_us(date_trunc('hour', received_at)) AS hour, content_id,
-                     count(*) AS events, count(*) FILTER (WHERE event_type = 'play') AS plays,
-                     count(DISTINCT s) AS sessions, count(DISTINCT user_id) AS unique_viewers,
-                     round(sum(CASE WHEN prev_type IN ('play', 'heartbeat') AND prev_content = content_id
-                              THEN least(greatest(current_timestamp - prev_pos, 0),
-                                         epoch_us(timestamp - prev_ts) / 1e6, 60) ELSE 0 END), 3) AS watch,
-                     count(DISTINCT s) FILTER (WHERE duration_seconds > 0
-                                                 AND current_timestamp >= 0.95 * duration_seconds) AS completions
-              FROM e GROUP BY ALL),
-            actual AS (
-              SELECT epoch_us(hour_start) AS hour, content_id, sum(events) AS events, sum(plays) AS plays,
-                     sum(sessions) AS sessions, sum(unique_viewers) AS unique_viewers,
-                     round(sum(watch_time_seconds), 3) AS watch, sum(completions) AS completions
-              FROM read_parquet('{lake}/rollups/**/*.parquet', hive_partitioning=false) GROUP BY ALL)
-            SELECT (SELECT count(*) FROM expected), (SELECT count(*) FROM actual),
-                   (SELECT count(*) FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual)),
-                   (SELECT sum(events) FROM actual)
-            """
-        let result = try await duck(sql, lake: lake)
-        let row = try #require(result.first)
+        let row = try await compareRollupsWithSQL(lake: lake)
         #expect((row[0] as? Int ?? 0) > 10, "too few content-hours: \(row)")
         #expect(row[0] as? Int == row[1] as? Int, "rollup rows: \(row)")
         #expect(row[2] as? Int == 0, "rollup rows differing from the SQL: \(row)")
@@ -209,6 +183,7 @@ struct LakeTests {
     @Test("import: NDJSON and gzip NDJSON give the same rows as DuckDB reads from the file, and again replaces")
     func importNDJSON() async throws {
         let directory = try TemporaryDirectory(prefix: "import")
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
         let file = directory.appending("events.ndjson").path
         let generated = try await runCommand(
             TestEnvironment.playheadExecutable, ["loadgen", "--output", file, "--events", "30000", "--seed", "7"]
@@ -262,6 +237,12 @@ struct LakeTests {
         let rejected = try await duck("SELECT reason, request_index FROM read_parquet('{lake}/rejected/**/*.parquet') ORDER BY request_index", lake: lake)
         #expect(rejected.count == 2)
         #expect(rejected.first?[1] as? Int == 30000, "rejections name the event's number in the file")
+        // The import writes the file's rollups too, equal to the same SQL over its events.
+        let rollups = try await compareRollupsWithSQL(lake: lake)
+        #expect((rollups[0] as? Int ?? 0) > 10, "too few content-hours: \(rollups)")
+        #expect(rollups[0] as? Int == rollups[1] as? Int, "rollup rows: \(rollups)")
+        #expect(rollups[2] as? Int == 0, "rollup rows differing from the SQL: \(rollups)")
+        #expect(rollups[3] as? Int == 30000)
 
         // Importing the same file again replaces its files; the gzip copy adds its own.
         let again = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--data-dir", data, file, gzipped])
@@ -304,6 +285,7 @@ struct S3LakeTests {
             arguments: [s3.endpoint, accessKey, secretKey]
         )
         let directory = try TemporaryDirectory(prefix: "s3-lake")
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
         let server = try await PlayheadServer(
             dataDirectory: directory.appending("data").path,
             arguments: ["--lake", "s3://lake/analytics", "--s3-endpoint", s3.endpoint, "--flush-interval", "1"],
@@ -338,4 +320,36 @@ struct S3LakeTests {
         let expected = ((0..<100).map { "s3-a-\($0)" } + (0..<100).map { "s3-b-\($0)" }).sorted()
         #expect(Array(lines.dropFirst()) == expected)
     }
+}
+
+/// Compares `rollups/` with the documented SQL over `events/` (docs/lake.md): returns the rows of
+/// the SQL, the rows of the rollups, the rows that differ, and the events the rollups count.
+func compareRollupsWithSQL(lake: String) async throws -> [Any] {
+    let sql = """
+        WITH e AS (
+          SELECT *, coalesce(session_id, device_id) AS s,
+                 lag(event_type) OVER w AS prev_type, lag(current_timestamp) OVER w AS prev_pos,
+                 lag(timestamp) OVER w AS prev_ts, lag(content_id) OVER w AS prev_content
+          FROM read_parquet('{lake}/events/**/*.parquet', hive_partitioning=false)
+          WINDOW w AS (PARTITION BY coalesce(session_id, device_id) ORDER BY timestamp, received_at, event_id)),
+        expected AS (
+          SELECT epoch_us(date_trunc('hour', received_at)) AS hour, content_id,
+                 count(*) AS events, count(*) FILTER (WHERE event_type = 'play') AS plays,
+                 count(DISTINCT s) AS sessions, count(DISTINCT user_id) AS unique_viewers,
+                 round(sum(CASE WHEN prev_type IN ('play', 'heartbeat') AND prev_content = content_id
+                          THEN least(greatest(current_timestamp - prev_pos, 0),
+                                     epoch_us(timestamp - prev_ts) / 1e6, 60) ELSE 0 END), 3) AS watch,
+                 count(DISTINCT s) FILTER (WHERE duration_seconds > 0
+                                             AND current_timestamp >= 0.95 * duration_seconds) AS completions
+          FROM e GROUP BY ALL),
+        actual AS (
+          SELECT epoch_us(hour_start) AS hour, content_id, sum(events) AS events, sum(plays) AS plays,
+                 sum(sessions) AS sessions, sum(unique_viewers) AS unique_viewers,
+                 round(sum(watch_time_seconds), 3) AS watch, sum(completions) AS completions
+          FROM read_parquet('{lake}/rollups/**/*.parquet', hive_partitioning=false) GROUP BY ALL)
+        SELECT (SELECT count(*) FROM expected), (SELECT count(*) FROM actual),
+               (SELECT count(*) FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual)),
+               (SELECT sum(events) FROM actual)
+        """
+    return try #require(try await duck(sql, lake: lake).first)
 }
