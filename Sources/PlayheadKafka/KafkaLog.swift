@@ -185,6 +185,7 @@ public final class KafkaLog: LogBackend, Service, Sendable {
                 configuration: configuration.consumerConfiguration(
                     group: group ?? "playhead-reader-\(UInt64.random(in: 0...UInt64.max))"
                 ),
+                uncommittedStart: group == nil ? nil : 0,
                 logger: logger
             )
         } catch {

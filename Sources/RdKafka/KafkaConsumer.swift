@@ -63,9 +63,17 @@ public final class KafkaConsumer: @unchecked Sendable {
 
     /// `configuration` holds librdkafka properties: `bootstrap.servers`, `group.id` (needed for
     /// subscribe and commits), `enable.auto.commit`, `auto.offset.reset`, `session.timeout.ms`, ...
-    public init(configuration: [String: String], logger: Logger) throws(RdKafkaError) {
+    ///
+    /// `uncommittedStart`: where a partition assigned by the group starts when the group has no
+    /// committed offset for it. `nil` leaves it to `auto.offset.reset` (a ListOffsets request);
+    /// an offset (such as 0) is assigned explicitly, and `auto.offset.reset` applies only if that
+    /// offset is out of range (deleted by retention). Tansu can answer the reset's ListOffsets with
+    /// an offset past records that are being produced at that moment (docs/kafka.md), which made a
+    /// new group skip the first records; an explicit 0 avoids the request.
+    public init(configuration: [String: String], uncommittedStart: Int64? = nil, logger: Logger) throws(RdKafkaError) {
         self.logger = logger
         let callbacks = ConsumerCallbacks(logger: logger)
+        callbacks.uncommittedStart = uncommittedStart
         self.callbacks = callbacks
         let conf = try makeConfiguration(configuration)
         installCommonCallbacks(conf, callbacks)
@@ -232,6 +240,8 @@ func committedBlocking(
 /// The consumer's state touched by the rebalance callback. Only the consumer's thread uses it.
 final class ConsumerCallbacks: ClientCallbacks, @unchecked Sendable {
     var pending = KafkaConsumerPoll()
+    /// See ``KafkaConsumer/init(configuration:uncommittedStart:logger:)``; set once before use.
+    var uncommittedStart: Int64?
     var assignment: Set<TopicPartitionKey> = []
     private var positions: [TopicPartitionKey: Int] = [:]  // index of the open batch in pending.batches
 
@@ -243,6 +253,28 @@ final class ConsumerCallbacks: ClientCallbacks, @unchecked Sendable {
         let items = readPartitionList(partitions).map { $0.0 }
         switch err {
         case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+            // Where each partition starts: the group's committed offsets, asked before assigning so
+            // that partitions without one can be given `uncommittedStart` explicitly.
+            var assigned = items.map { KafkaTopicPartition(topic: $0.topic, partition: $0.partition) }
+            switch committedBlocking(handle, assigned, timeout: .seconds(10)) {
+            case .success(let committed):
+                assigned = committed
+                var byKey: [TopicPartitionKey: Int64] = [:]
+                for item in committed { byKey[TopicPartitionKey(topic: item.topic, partition: item.partition)] = item.offset }
+                if let partitions, let elements = partitions.pointee.elems {
+                    for index in 0..<Int(partitions.pointee.cnt) {
+                        let key = TopicPartitionKey(topic: String(cString: elements[index].topic), partition: elements[index].partition)
+                        let offset = byKey[key] ?? KafkaOffset.invalid
+                        if offset >= 0 {
+                            elements[index].offset = offset
+                        } else if let start = uncommittedStart {
+                            elements[index].offset = start
+                        }
+                    }
+                }
+            case .failure(let error):
+                logger.warning("Kafka committed offsets of newly assigned partitions unavailable: \(error)")
+            }
             if cooperative {
                 if let error = rd_kafka_incremental_assign(handle, partitions) {
                     let failure = RdKafkaError(consuming: error)
@@ -252,13 +284,6 @@ final class ConsumerCallbacks: ClientCallbacks, @unchecked Sendable {
             } else {
                 let result = rd_kafka_assign(handle, partitions)
                 if result != RD_KAFKA_RESP_ERR_NO_ERROR { pending.errors.append(RdKafkaError(result)) }
-            }
-            // Report where each partition starts: the group's committed offsets.
-            var assigned = items.map { KafkaTopicPartition(topic: $0.topic, partition: $0.partition) }
-            switch committedBlocking(handle, assigned, timeout: .seconds(10)) {
-            case .success(let committed): assigned = committed
-            case .failure(let error):
-                logger.warning("Kafka committed offsets of newly assigned partitions unavailable: \(error)")
             }
             pending.assigned.append(contentsOf: assigned)
             assignment.formUnion(items.map { TopicPartitionKey(topic: $0.topic, partition: $0.partition) })

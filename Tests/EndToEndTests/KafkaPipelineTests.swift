@@ -2,86 +2,158 @@ import Foundation
 import PlayheadTestSupport
 import Testing
 
-/// The scaled-out deployment on a real Kafka-protocol broker (Tansu): one `ingest`, two `store`
-/// processes sharing the partitions as consumer group `lake`, and one `observe`.
-@Suite("Kafka: ingest, store and observe as separate processes", .serialized)
+/// The scaled-out deployment on one machine: a real Kafka-protocol broker (Tansu) and a real S3
+/// (SeaweedFS, SigV4 credentials required); two `ingest` processes behind which two `playhead loadgen`
+/// send load, two `store` processes sharing the partitions as consumer group `lake` and writing the
+/// lake to S3, and one `observe` (consumer group `metrics`). One `store` is killed with SIGKILL mid-run.
+@Suite("Kafka: two ingest, two store and observe as separate processes, lake on S3", .serialized)
 struct KafkaPipelineTests {
-    @Test("every acknowledged event reaches the lake exactly once, even when a store process is killed")
+    @Test("every acknowledged event reaches the S3 lake exactly once when a store is killed, and the metrics add up")
     func multiProcessPipeline() async throws {
         let tansu = try await Tansu.start()
+        let s3: SeaweedFS
+        do {
+            s3 = try await SeaweedFS.start(secretKey: "playhead-secret-\(UInt32.random(in: 0...UInt32.max))", buckets: ["lake"])
+        } catch {
+            await tansu.stop()
+            throw error
+        }
         let directory = try TemporaryDirectory(prefix: "kafka-e2e")
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
         var processes: [PlayheadServer] = []
         do {
-            try await run(tansu: tansu, directory: directory, processes: &processes)
+            try await run(tansu: tansu, s3: s3, directory: directory, processes: &processes)
         } catch {
-            for process in processes { await process.stop(timeout: .seconds(20)) }
+            for process in processes where process.process.isRunning { await process.stop(timeout: .seconds(20)) }
+            await s3.stop()
             await tansu.stop()
             throw error
         }
         for process in processes where process.process.isRunning { await process.stop(timeout: .seconds(60)) }
+        await s3.stop()
         await tansu.stop()
     }
 
-    private func run(tansu: Tansu, directory: TemporaryDirectory, processes: inout [PlayheadServer]) async throws {
+    /// The sum of the samples of `name` in a `/metrics` text (every label set).
+    private func total(_ text: String, _ name: String) -> Double {
+        text.split(separator: "\n").filter { $0.hasPrefix(name + "{") || $0.hasPrefix(name + " ") }
+            .compactMap { Double($0.split(separator: " ").last ?? "") }.reduce(0, +)
+    }
+
+    private func metrics(_ server: PlayheadServer) async -> String {
+        (try? await TestHTTP.request("\(server.baseURL)/metrics").text) ?? ""
+    }
+
+    private func run(tansu: Tansu, s3: SeaweedFS, directory: TemporaryDirectory, processes: inout [PlayheadServer]) async throws {
         let log = "kafka://\(tansu.bootstrap)/?partitions=4&session_timeout_ms=3000"
-        let lake = directory.appending("lake").path
-        let common = ["--log", log, "--lake", "file:\(lake)"]
-        let ingest = try await PlayheadServer(command: "ingest", dataDirectory: directory.appending("ingest").path, arguments: common, name: "kafka-ingest")
-        processes.append(ingest)
-        try await eventually(timeout: .seconds(60), "ingest ready (topics created)") {
-            (try? await TestHTTP.request("\(ingest.baseURL)/readyz").status) == 200
+        let lakeArguments = ["--lake", "s3://lake/e2e", "--s3-endpoint", s3.endpoint]
+        var ingests: [PlayheadServer] = []
+        for name in ["a", "b"] {
+            let ingest = try await PlayheadServer(
+                command: "ingest", dataDirectory: directory.appending("ingest-\(name)").path, arguments: ["--log", log],
+                name: "kafka-ingest-\(name)"
+            )
+            processes.append(ingest)
+            ingests.append(ingest)
+            try await eventually(timeout: .seconds(60), "ingest \(name) ready (topics created)") {
+                (try? await TestHTTP.request("\(ingest.baseURL)/readyz").status) == 200
+            }
         }
-        let storeArguments = common + ["--flush-interval", "1"]
-        let storeA = try await PlayheadServer(command: "store", dataDirectory: directory.appending("a").path, arguments: storeArguments, name: "kafka-store-a")
+        let storeArguments = ["--log", log] + lakeArguments + ["--flush-interval", "1"]
+        let storeA = try await PlayheadServer(
+            command: "store", dataDirectory: directory.appending("store-a").path, arguments: storeArguments,
+            environment: s3.environment, name: "kafka-store-a"
+        )
         processes.append(storeA)
-        let storeB = try await PlayheadServer(command: "store", dataDirectory: directory.appending("b").path, arguments: storeArguments, name: "kafka-store-b")
+        let storeB = try await PlayheadServer(
+            command: "store", dataDirectory: directory.appending("store-b").path, arguments: storeArguments,
+            environment: s3.environment, name: "kafka-store-b"
+        )
         processes.append(storeB)
-        let observe = try await PlayheadServer(command: "observe", dataDirectory: directory.appending("o").path, arguments: ["--log", log], name: "kafka-observe")
+        let observe = try await PlayheadServer(
+            command: "observe", dataDirectory: directory.appending("observe").path, arguments: ["--log", log], name: "kafka-observe"
+        )
         processes.append(observe)
 
-        let acks = directory.appending("acks.txt").path
-        let loadgen = try ChildProcess(
-            TestEnvironment.playheadExecutable,
-            ["loadgen", "--port", "\(ingest.port)", "--connections", "8", "--batch", "50", "--duration", "8",
-             "--acknowledged-ids", acks, "--json"],
-            name: "loadgen-kafka", logDirectory: TestEnvironment.artifactsDirectory
-        )
+        // One load generator per ingest process, with different seeds (different sessions and ids).
+        var loadgens: [ChildProcess] = []
+        var ackFiles: [String] = []
+        for (index, ingest) in ingests.enumerated() {
+            let acks = directory.appending("acks-\(index).txt").path
+            ackFiles.append(acks)
+            loadgens.append(try ChildProcess(
+                TestEnvironment.playheadExecutable,
+                ["loadgen", "--port", "\(ingest.port)", "--connections", "4", "--batch", "50", "--duration", "8",
+                 "--seed", "\(1 + index * 1000)", "--acknowledged-ids", acks, "--json"],
+                name: "loadgen-kafka-\(index)", logDirectory: TestEnvironment.artifactsDirectory
+            ))
+        }
         // Halfway through, one store process dies; the other takes over its partitions.
         try await Task.sleep(for: .seconds(4))
         storeA.process.kill9()
         _ = await storeA.process.waitForExit(timeout: .seconds(10))
-        #expect(await loadgen.waitForExit(timeout: .seconds(60)) == 0, "loadgen: \(loadgen.stderr)")
-        let acknowledged = Set(try String(contentsOfFile: acks, encoding: .utf8).split(separator: "\n").map(String.init))
-        #expect(acknowledged.count > 200, "too little load to prove anything: \(loadgen.stdout)")
+        var acknowledged = Set<String>()
+        for (index, loadgen) in loadgens.enumerated() {
+            #expect(await loadgen.waitForExit(timeout: .seconds(60)) == 0, "loadgen \(index): \(loadgen.stderr)")
+            let ids = try String(contentsOfFile: ackFiles[index], encoding: .utf8).split(separator: "\n").map(String.init)
+            #expect(ids.count > 200, "too little load through ingest \(index) to prove anything: \(loadgen.stdout)")
+            acknowledged.formUnion(ids)
+        }
 
+        // Read the lake back from S3 (boto3 + pyarrow): every event id, and the Kafka partition of each file.
         let idsFile = directory.appending("ids.txt").path
-        var inLake = Set<String>()
-        try await eventually(timeout: .seconds(90), "every acknowledged event in the lake") {
-            guard (try? await duck(
-                "COPY (SELECT event_id FROM read_parquet('{lake}/events/**/*.parquet')) TO '\(idsFile)' (HEADER false)", lake: lake
-            )) != nil else { return false }
-            inLake = Set((try? String(contentsOfFile: idsFile, encoding: .utf8))?.split(separator: "\n").map(String.init) ?? [])
-            return acknowledged.isSubset(of: inLake)
+        let reader = """
+            import boto3, io, re, sys, pyarrow.parquet as pq
+            s3 = boto3.client('s3', endpoint_url=sys.argv[1], aws_access_key_id=sys.argv[2], aws_secret_access_key=sys.argv[3], region_name='us-east-1')
+            ids, partitions = [], set()
+            for page in s3.get_paginator('list_objects_v2').paginate(Bucket='lake', Prefix='e2e/events/'):
+                for item in page.get('Contents', []):
+                    if not item['Key'].endswith('.parquet'):
+                        continue
+                    partitions.add(re.search(r'/p([0-9]+)-', item['Key']).group(1))
+                    body = s3.get_object(Bucket='lake', Key=item['Key'])['Body'].read()
+                    ids += pq.read_table(io.BytesIO(body), columns=['event_id']).column('event_id').to_pylist()
+            with open(sys.argv[4], 'w') as out:
+                out.write('\\n'.join(ids))
+            print(len(ids), len(set(ids)), len(partitions))
+            """
+        var summary: [Int] = []
+        var inLake: [String] = []
+        try await eventually(timeout: .seconds(120), "every acknowledged event in the S3 lake") {
+            guard let output = try? await runPython(reader, arguments: [s3.endpoint, s3.accessKey, s3.secretKey, idsFile]) else { return false }
+            summary = output.split(whereSeparator: \.isWhitespace).compactMap { Int($0) }
+            inLake = (try? String(contentsOfFile: idsFile, encoding: .utf8))?.split(separator: "\n").map(String.init) ?? []
+            return acknowledged.isSubset(of: Set(inLake))
         }
         let missing = acknowledged.subtracting(inLake)
-        let missingCount = missing.count
-        #expect(missingCount == 0, "acknowledged events missing from the lake, e.g. \(Array(missing.prefix(3)))")
-        let counts = try await duck("SELECT count(*), count(DISTINCT event_id) FROM read_parquet('{lake}/events/**/*.parquet')", lake: lake)
-        #expect(counts.first?[0] as? Int == counts.first?[1] as? Int, "duplicates in the lake: \(counts)")
-        let partitions = try await duck(
-            "SELECT count(DISTINCT regexp_extract(filename, '/p([0-9]+)-', 1)) FROM read_parquet('{lake}/events/**/*.parquet', filename=true)", lake: lake
-        )
-        #expect(partitions.first?[0] as? Int == 4, "files from every Kafka partition: \(partitions)")
+        #expect(missing.isEmpty, "\(missing.count) acknowledged events missing from the lake, e.g. \(Array(missing.prefix(3)))")
+        #expect(summary.count == 3 && summary[0] == summary[1], "duplicates in the lake (rows, distinct ids, partitions): \(summary)")
+        #expect(summary.last == 4, "files from every Kafka partition: \(summary)")
 
-        // observe counts the same stream.
-        try await eventually(timeout: .seconds(30), "observe has counted the events") {
-            let text = (try? await TestHTTP.request("\(observe.baseURL)/metrics").text) ?? ""
-            let total = text.split(separator: "\n").filter { $0.hasPrefix("playhead_content_events_total{") }
-                .compactMap { Double($0.split(separator: " ").last ?? "") }.reduce(0, +)
-            return total >= Double(acknowledged.count)
+        // The metrics add up: what the two ingest processes accepted is what the lake holds, and what
+        // observe counted. (An acknowledged id is accepted; the ingests may have accepted a few more
+        // whose 202 the load generators did not wait for when their time was up — those are in the lake too.)
+        let accepted = await total(metrics(ingests[0]), "playhead_events_accepted_total")
+            + total(metrics(ingests[1]), "playhead_events_accepted_total")
+        #expect(accepted >= Double(acknowledged.count), "accepted \(accepted) < acknowledged \(acknowledged.count)")
+        try await eventually(timeout: .seconds(60), "the lake holds every accepted event") {
+            guard let output = try? await runPython(reader, arguments: [s3.endpoint, s3.accessKey, s3.secretKey, idsFile]) else { return false }
+            summary = output.split(whereSeparator: \.isWhitespace).compactMap { Int($0) }
+            return summary.first.map(Double.init) == accepted
         }
+        #expect(summary.first.map(Double.init) == accepted, "lake rows \(summary) vs accepted \(accepted)")
+        var counted = 0.0
+        try await eventually(timeout: .seconds(60), "observe has counted every accepted event") {
+            counted = await total(metrics(observe), "playhead_content_events_total")
+            return counted == accepted
+        }
+        #expect(counted == accepted, "observe counted \(counted), ingest accepted \(accepted)")
+        let observeText = await metrics(observe)
+        #expect(total(observeText, "playhead_breakdown_plays_started_total") == total(observeText, "playhead_plays_started_total"))
+        #expect(total(observeText, "playhead_plays_started_total") > 0)
+
         #expect(await storeB.stop() == 0)
-        #expect(await ingest.stop() == 0)
+        for ingest in ingests { #expect(await ingest.stop() == 0) }
         #expect(await observe.stop() == 0)
     }
 }
