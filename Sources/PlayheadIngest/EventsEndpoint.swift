@@ -89,6 +89,13 @@ public final class EventsEndpoint: Sendable {
     /// The body format named by `Content-Type` (parameters such as `charset=utf-8` are ignored).
     static func bodyFormat(_ headers: HTTPHeaders) -> EventBodyFormat? {
         guard let value = headers.first(name: "content-type") else { return .sniff }
+        // The usual values, compared without allocating (this runs for every request).
+        switch value {
+        case "application/json", "application/json; charset=utf-8", "application/json;charset=UTF-8": return .json
+        case "application/x-ndjson": return .ndjson
+        case "text/plain", "text/plain;charset=UTF-8", "text/plain; charset=utf-8": return .sniff
+        default: break
+        }
         let mediaType = String(value.split(separator: ";", maxSplits: 1).first ?? "").trimmed().lowercased()
         switch mediaType {
         case "application/json": return .json
@@ -101,6 +108,7 @@ public final class EventsEndpoint: Sendable {
     private enum Encoding { case identity, gzip }
 
     private static func contentEncoding(_ headers: HTTPHeaders) -> Encoding? {
+        if !headers.contains(name: "content-encoding") { return .identity }
         let values = headers[canonicalForm: "content-encoding"].map { $0.lowercased() }
         if values.isEmpty || values == ["identity"] { return .identity }
         if values == ["gzip"] || values == ["x-gzip"] { return .gzip }

@@ -147,6 +147,8 @@ final class DatasetWriter: @unchecked Sendable {
                 for partition in partitions.values where isDue(partition) {
                     try await flush(partition, consumer: consumer)
                 }
+                // Batches close after seconds: 100 ms more to gather a trickle costs nothing.
+                await poll.pauseIfFew(pause: .milliseconds(100))
             }
             // Graceful shutdown: take what is left in the log (the edge has stopped), write it, commit.
             var idle = 0

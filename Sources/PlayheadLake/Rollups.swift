@@ -105,18 +105,14 @@ final class RollupAggregator: @unchecked Sendable {
                 receivedMicros: received
             )
         }
-        var state = hours[hour] ?? Hour(firstOffset: offset)
-        var cell = state.cells[contentID] ?? Cell(contentType: record.contentType, title: record.title)
-        cell.events += 1
-        if isPlay { cell.plays += 1 }
-        cell.watchTime += watched
-        cell.sessions.insert(session)
-        cell.viewers.insert(user)
-        if record.durationSeconds > 0 && record.currentTimestamp >= Self.completionRatio * Double(record.durationSeconds) {
-            cell.completed.insert(session)
-        }
-        state.cells[contentID] = cell
-        hours[hour] = state
+        // Mutated in place (no copy of the hour or the cell out of its dictionary): a copy would make
+        // every event copy the hour's cells and the cell's sets (copy-on-write).
+        if hours[hour] == nil { hours[hour] = Hour(firstOffset: offset) }
+        let completes = record.durationSeconds > 0 && record.currentTimestamp >= Self.completionRatio * Double(record.durationSeconds)
+        Self.count(
+            &hours[hour]!.cells[contentID, default: Cell(contentType: record.contentType, title: record.title)],
+            isPlay: isPlay, watched: watched, session: session, user: user, completes: completes
+        )
         touched.insert(hour)
         closeHours(before: received - grace)
     }
@@ -155,6 +151,15 @@ final class RollupAggregator: @unchecked Sendable {
             cursors = cursors.filter { $0.value.receivedMicros >= silentBefore }
         }
         return result
+    }
+
+    private static func count(_ cell: inout Cell, isPlay: Bool, watched: Double, session: UInt64, user: UInt64, completes: Bool) {
+        cell.events += 1
+        if isPlay { cell.plays += 1 }
+        cell.watchTime += watched
+        cell.sessions.insert(session)
+        cell.viewers.insert(user)
+        if completes { cell.completed.insert(session) }
     }
 
     func reset() {

@@ -108,6 +108,18 @@ public struct LogPoll: Sendable {
     }
 
     public var isEmpty: Bool { batches.isEmpty && assigned.isEmpty && revoked.isEmpty }
+
+    /// Records in the poll's batches.
+    public var recordCount: Int { batches.reduce(0) { $0 + $1.count } }
+
+    /// Lets records gather before the next poll when this one brought only a few (`1..<fewer`):
+    /// a consumer that keeps up with a slow trickle would otherwise wake for every group commit
+    /// and pay a poll (a thread hop, a read, a decode) per handful of records, on the same cores
+    /// as the edge. Cancellation ends the pause early.
+    public func pauseIfFew(fewer: Int = 1_000, pause: Duration) async {
+        let count = recordCount
+        if count > 0 && count < fewer { try? await Task.sleep(for: pause) }
+    }
 }
 
 /// Reads one topic as a member of a consumer group, and commits its progress.

@@ -161,8 +161,8 @@ final class ContentInstruments: Sendable {
 /// The `metrics` consumer group: reads the events topic, feeds a ``ContentAggregator`` and keeps the
 /// content instruments (`playhead_concurrent_viewers`, …) current.
 ///
-/// - After each poll it updates the gauges and counters, so that `/metrics` lags the log by about
-///   one poll (≤ 250 ms when caught up).
+/// - It updates the gauges and counters at most every `publishInterval` (250 ms) while records flow,
+///   and every second otherwise, so that `/metrics` lags the log by at most about half a second.
 /// - Every second it expires sessions that went quiet: by the newest `received_at` it has read while
 ///   records flow (so that a backlog being read does not expire sessions it is still reading), and by
 ///   the wall clock when the log is idle.
@@ -180,6 +180,7 @@ public final class ContentMetricsConsumer: Service, Sendable {
     let commitInterval: Duration
     let maxRecordsPerPoll: Int
     let pollTimeout: Duration
+    let publishInterval: Duration
 
     /// - Parameters:
     ///   - log: the log backend to read.
@@ -197,7 +198,8 @@ public final class ContentMetricsConsumer: Service, Sendable {
         factory: (any MetricsFactory)? = nil,
         commitInterval: Duration = .seconds(5),
         maxRecordsPerPoll: Int = 10_000,
-        pollTimeout: Duration = .milliseconds(250)
+        pollTimeout: Duration = .milliseconds(250),
+        publishInterval: Duration = .milliseconds(250)
     ) {
         self.log = log
         self.topic = topic
@@ -209,6 +211,7 @@ public final class ContentMetricsConsumer: Service, Sendable {
         self.commitInterval = commitInterval
         self.maxRecordsPerPoll = maxRecordsPerPoll
         self.pollTimeout = pollTimeout
+        self.publishInterval = publishInterval
     }
 
     /// Brings the content instruments up to the aggregator's figures now (``run()`` does it after each poll).
@@ -233,6 +236,8 @@ public final class ContentMetricsConsumer: Service, Sendable {
         var lastExpire = clock.now
         var undecodable = 0
         var lastPollHadRecords = false
+        var lastPublish = clock.now
+        var unpublished = false
 
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             let poll: LogPoll
@@ -294,9 +299,16 @@ public final class ContentMetricsConsumer: Service, Sendable {
                     instruments.lag.record(max(0, lag - uncommitted))
                 }
             }
-            if records > 0 || now == lastExpire {
+            // Publishing walks every series (up to a few thousand with the breakdowns): at most every
+            // `publishInterval`, not after each poll, which under single-event load returns a few
+            // records at a time.
+            if records > 0 { unpublished = true }
+            if (unpublished && now - lastPublish >= publishInterval) || now == lastExpire {
                 instruments.publish(aggregator.snapshot(top: 0))
+                lastPublish = now
+                unpublished = false
             }
+            await poll.pauseIfFew(pause: publishInterval / 4)
             if now - lastCommit >= commitInterval {
                 lastCommit = now
                 await commit(consumer, processed: processed, committed: &committed)

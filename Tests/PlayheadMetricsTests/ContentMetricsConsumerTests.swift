@@ -90,6 +90,8 @@ struct ContentMetricsConsumerTests {
         )
         let task2 = Task { try await consumer2.run() }
         #expect(await eventually { log.committedOffset(group: "metrics") == 10 })
+        // Figures are published at most every 250 ms.
+        #expect(await eventually { ExpositionSamples(PlayheadTelemetry.render(registry2)).sum("playhead_content_events_total") == 1 })
         let f2 = ExpositionSamples(PlayheadTelemetry.render(registry2))
         #expect(f2.sum("playhead_content_events_total") == 1)
         #expect(f2.sum("playhead_plays_started_total", matching: ["content_type": "movie"]) == 1)
