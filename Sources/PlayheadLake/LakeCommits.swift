@@ -93,7 +93,8 @@ struct DedupWindow {
     /// Records `hash` as the next offset; returns whether it was new within the window.
     mutating func observe(_ hash: UInt64) -> Bool {
         guard capacity > 0 else { return true }
-        let isNew = counts[hash] == nil
+        // One lookup: count it, and it is new when its count was 0.
+        let isNew = Self.bump(&counts[hash, default: 0])
         if filled < capacity {
             ring.append(hash)
             filled += 1
@@ -105,8 +106,12 @@ struct DedupWindow {
             ring[head] = hash
             head = (head + 1) % capacity
         }
-        counts[hash, default: 0] += 1
         return isNew
+    }
+
+    private static func bump(_ count: inout UInt32) -> Bool {
+        count &+= 1
+        return count == 1
     }
 
     /// Forgets everything (a partition was revoked).

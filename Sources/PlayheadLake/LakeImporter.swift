@@ -44,6 +44,11 @@ public final class LakeImporter: Sendable {
 
     /// The bytes of NDJSON decoded at a time.
     static let chunkBytes = 8 * 1024 * 1024
+    /// Events per file of an import (at most `--flush-events`): small enough that a file of 1M events
+    /// is encoded as four batches in parallel rather than one batch on one core at the end.
+    static let encodeBatchEvents = 250_000
+    /// Batches encoded at once, while the next chunk is decoded.
+    static let maxEncodesInFlight = 2
 
     public init(
         store: any LakeStore, configuration: LakeWriterConfiguration, decoder: EventDecoderConfiguration,
@@ -64,38 +69,37 @@ public final class LakeImporter: Sendable {
         let file = try ImportFile(path: path)
         defer { file.close() }
         var state = ImportState(tag: file.tag, dedupWindow: configuration.dedupWindow)
+        // The file's rollups: one aggregator fed in file order by the decode step (watch time needs
+        // each session's events in order), written once at the end as `rollups/…/import-<tag>.parquet`.
+        state.rollups = configuration.rollups ? RollupAggregator() : nil
         var pending: [UInt8] = []
         pending.reserveCapacity(Self.chunkBytes * 2)
-        var writing: Task<EncodedBatch, any Error>?
+        var writing: [Task<EncodedBatch, any Error>] = []
         var summary = LakeImportSummary()
-        // The file's rollups, one aggregator across its batches (used by one write at a time): each
-        // batch rewrites `rollups/…/import-<tag>.parquet` of its hour with the totals so far.
-        let rollups = configuration.rollups ? RollupAggregator() : nil
+        let batchEvents = max(1, min(configuration.flushEvents, Self.encodeBatchEvents))
 
-        func finishWrite() async throws {
-            guard let task = writing else { return }
-            writing = nil
+        func collect(_ task: Task<EncodedBatch, any Error>) async throws {
             let batch = try await task.value
             summary.files += batch.files.count
             summary.bytes += batch.files.reduce(0) { $0 + $1.bytes.count }
         }
 
         func startWrite(events: RecordBuffer, rejected: RecordBuffer, sequence: Int) async throws {
-            try await finishWrite()
+            // At most `maxEncodesInFlight` batches being encoded, while the next chunk is decoded.
+            while writing.count >= Self.maxEncodesInFlight { try await collect(writing.removeFirst()) }
             let store = self.store
             let configuration = self.configuration
             let tag = state.tag
             let pool = threadPool
-            writing = Task {
+            writing.append(Task {
                 var batch = EncodedBatch()
                 for (kind, records) in [(DatasetKind.events, events), (.rejected, rejected)] where !records.isEmpty {
                     let encoded = try await pool.runIfActive {
                         var noDedup = DedupWindow(capacity: 0)
                         return try LakeBatchEncoder.encode(
-                            kind: kind, records: records, dedup: &noDedup, rollups: kind == .events ? rollups : nil,
-                            configuration: configuration,
+                            kind: kind, records: records, dedup: &noDedup, rollups: nil, configuration: configuration,
                             dataPath: { LakePaths.importFile(dataset: kind.name, hourStart: $0, tag: tag, sequence: sequence) },
-                            rollupPath: { LakePaths.importRollupFile(hourStart: $0, tag: tag) }
+                            rollupPath: { _ in "" }
                         )
                     }
                     for file in encoded.files { try await store.put(file.path, file.bytes) }
@@ -103,7 +107,7 @@ public final class LakeImporter: Sendable {
                     batch.rows += encoded.rows
                 }
                 return batch
-            }
+            })
         }
 
         var endOfFile = false
@@ -124,14 +128,30 @@ public final class LakeImporter: Sendable {
                     return state
                 }
             }
-            if state.events.count >= configuration.flushEvents || state.events.byteCount >= configuration.flushBytes || endOfFile {
+            if state.events.count >= batchEvents || state.events.byteCount >= configuration.flushBytes || endOfFile {
                 let (events, rejected, sequence) = state.takeBatch()
                 if !events.isEmpty || !rejected.isEmpty {
                     try await startWrite(events: events, rejected: rejected, sequence: sequence)
                 }
             }
         }
-        try await finishWrite()
+        for task in writing { try await collect(task) }
+        writing.removeAll()
+        if let rollups = state.rollups {
+            let configuration = self.configuration
+            let tag = state.tag
+            let files = try await threadPool.runIfActive {
+                try rollups.takeChanges().map { hour, rows in
+                    LakeFile(
+                        path: LakePaths.importRollupFile(hourStart: hour, tag: tag),
+                        bytes: try RollupsTable.encode(rows, configuration: configuration), dataset: "rollups", rows: rows.count
+                    )
+                }
+            }
+            for file in files { try await store.put(file.path, file.bytes) }
+            summary.files += files.count
+            summary.bytes += files.reduce(0) { $0 + $1.bytes.count }
+        }
         summary.events = state.accepted + state.rejected + state.duplicates
         summary.accepted = state.accepted
         summary.rejected = state.rejected
@@ -156,6 +176,9 @@ struct ImportState: @unchecked Sendable {
     var rejected = 0
     var duplicates = 0
     var sequence = 0
+    /// The import's rollups, fed in file order (a class shared by the copies of this state; the
+    /// decode steps run one after another).
+    var rollups: RollupAggregator?
 
     init(tag: String, dedupWindow: Int) {
         self.tag = tag
@@ -191,10 +214,12 @@ struct ImportSink: EventSink {
     }
 
     mutating func accepted(index: Int, key: UnsafeRawBufferPointer, dimensions: EventDimensions, record: UnsafeRawBufferPointer) {
-        if let view = try? EventRecordView(record), !state.dedup.observe(hash64(view.eventIDBytes)) {
+        let view = try? EventRecordView(record)
+        if let view, !state.dedup.observe(hash64(view.eventIDBytes)) {
             state.duplicates += 1
             return
         }
+        if let view { state.rollups?.add(view, offset: Int64(state.base + index)) }
         state.events.append(offset: Int64(state.base + index), record)
         state.accepted += 1
     }

@@ -34,6 +34,7 @@ final class RollupAggregator: @unchecked Sendable {
     static let completionRatio = 0.95
 
     private struct Cell {
+        var contentID: String
         var contentType: String
         var title: String
         var events: Int64 = 0
@@ -46,7 +47,8 @@ final class RollupAggregator: @unchecked Sendable {
 
     private struct Hour {
         var firstOffset: Int64
-        var cells: [String: Cell] = [:]
+        /// By the hash of `content_id` (no String made per event); the cell keeps the id itself.
+        var cells: [UInt64: Cell] = [:]
     }
 
     private struct Cursor {
@@ -82,7 +84,6 @@ final class RollupAggregator: @unchecked Sendable {
             lateRecords += 1
             return
         }
-        let contentID = record.contentID
         let sessionBytes = record.sessionIDBytes ?? record.deviceIDBytes
         let session = hash64(sessionBytes)
         let user = hash64(record.userIDBytes)
@@ -110,7 +111,7 @@ final class RollupAggregator: @unchecked Sendable {
         if hours[hour] == nil { hours[hour] = Hour(firstOffset: offset) }
         let completes = record.durationSeconds > 0 && record.currentTimestamp >= Self.completionRatio * Double(record.durationSeconds)
         Self.count(
-            &hours[hour]!.cells[contentID, default: Cell(contentType: record.contentType, title: record.title)],
+            &hours[hour]!.cells[contentHash, default: Cell(contentID: record.contentID, contentType: record.contentType, title: record.title)],
             isPlay: isPlay, watched: watched, session: session, user: user, completes: completes
         )
         touched.insert(hour)
@@ -130,10 +131,9 @@ final class RollupAggregator: @unchecked Sendable {
         var result: [(Int64, [RollupRow])] = []
         for hour in touched.sorted() {
             guard let state = hours[hour] else { continue }
-            let rows = state.cells.keys.sorted().map { contentID in
-                let cell = state.cells[contentID]!
-                return RollupRow(
-                    hourStartMicros: hour, contentID: contentID, contentType: cell.contentType, title: cell.title,
+            let rows = state.cells.values.sorted { $0.contentID < $1.contentID }.map { cell in
+                RollupRow(
+                    hourStartMicros: hour, contentID: cell.contentID, contentType: cell.contentType, title: cell.title,
                     events: cell.events, plays: cell.plays, sessions: Int64(cell.sessions.count),
                     uniqueViewers: Int64(cell.viewers.count), watchTimeSeconds: cell.watchTime,
                     completions: Int64(cell.completed.count)

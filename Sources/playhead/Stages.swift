@@ -165,7 +165,7 @@ struct ImportCommand: AsyncParsableCommand {
 
     @OptionGroup(title: "Storage") var storage: StorageOptions
 
-    @Option(name: .long, help: "Events per Parquet file (per hour partition).")
+    @Option(name: .long, help: "About this many events per Parquet file (per hour partition): a file closes at the end of the 8 MiB input chunk that reaches it. Capped at 250,000 so that two files are encoded at once.")
     var batchEvents: Int = 1_000_000
 
     @Option(name: .long, help: "What is stored of ip_address: keep, truncate (IPv4 /24, IPv6 /48) or drop.")

@@ -244,6 +244,17 @@ struct LakeTests {
         #expect(rollups[2] as? Int == 0, "rollup rows differing from the SQL: \(rollups)")
         #expect(rollups[3] as? Int == 30000)
 
+        // Small files: several batches encoded at once; the same rows and the same rollups.
+        let small = directory.appending("small").path
+        let smallLake = directory.appending("small/lake").path
+        let split = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--data-dir", small, "--batch-events", "7000", file])
+        #expect(split.status == 0, "\(split.stderr)")
+        let files = try await duck("SELECT count(DISTINCT filename), count(*), count(DISTINCT event_id) FROM read_parquet('{lake}/events/**/*.parquet', filename=true)", lake: smallLake)
+        #expect((files.first?[0] as? Int ?? 0) >= 2, "30,000 events (13 MB, two 8 MiB chunks) in files of about 7,000: \(files)")
+        #expect(files.first?[1] as? Int == 30000 && files.first?[2] as? Int == 30000)
+        let smallRollups = try await compareRollupsWithSQL(lake: smallLake)
+        #expect(smallRollups[0] as? Int == smallRollups[1] as? Int && smallRollups[2] as? Int == 0, "rollups of a split import: \(smallRollups)")
+
         // Importing the same file again replaces its files; the gzip copy adds its own.
         let again = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--data-dir", data, file, gzipped])
         #expect(again.status == 0, "\(again.stderr)")
