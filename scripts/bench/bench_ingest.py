@@ -105,13 +105,13 @@ def main():
     print("single-event POSTs ...", flush=True)
     results["bare_single"] = measure(bare, 1, d, 64)
     results["serve_single"] = measure(lambda: serve("serve", "serve"), 1, d, 64)
-    results["serve_single_metrics_off"] = measure(lambda: serve("serve-nometrics", "serve", ["--metrics", "off"]), 1, d, 64)
-    # The metrics cost, measured as a pair right after each other to limit noise.
-    results["serve_single_metrics_on_2"] = measure(lambda: serve("serve-2", "serve"), 1, d, 64)
-    # The hot path alone: `ingest` (edge + log, no consumers) with its instruments on and off.
-    results["ingest_single"] = measure(lambda: serve("ingest", "ingest"), 1, d, 64)
-    results["ingest_single_metrics_off"] = measure(lambda: serve("ingest-nometrics", "ingest", ["--metrics", "off"]), 1, d, 64)
-    results["ingest_single_2"] = measure(lambda: serve("ingest-2", "ingest"), 1, d, 64)
+    # The metrics cost: on and off alternated three times (the machine is noisy; medians compared).
+    for kind in ("serve", "ingest"):
+        print(f"metrics on/off, {kind} ...", flush=True)
+        for round_ in range(3):
+            results[f"{kind}_single_on_{round_}"] = measure(lambda: serve(f"{kind}-on", kind), 1, d, 64)
+            results[f"{kind}_single_off_{round_}"] = measure(lambda: serve(f"{kind}-off", kind, ["--metrics", "off"]), 1, d, 64)
+    results["bare_single_2"] = measure(bare, 1, d, 64)
     for batch in (100, 250, 500):
         print(f"batches of {batch} ...", flush=True)
         results[f"serve_batch_{batch}"] = measure(lambda: serve("serve", "serve"), batch, d, 16)
@@ -152,9 +152,15 @@ def write_markdown(r, duration):
         value = r[key].get("peak_rss_mib")
         return f"{value:.0f}" if value else "?"
 
-    bare = rps("bare_single")
-    on = (rps("serve_single") + rps("serve_single_metrics_on_2")) / 2
-    off = rps("serve_single_metrics_off")
+    bare = (rps("bare_single") + rps("bare_single_2")) / 2
+
+    def median(values):
+        values = sorted(values)
+        return values[len(values) // 2]
+
+    def single(kind, state):
+        return median([rps(f"{kind}_single_{state}_{i}") for i in range(3)])
+
     lines = [
         "## Ingest (`scripts/bench-ingest`)",
         "",
@@ -165,15 +171,11 @@ def write_markdown(r, duration):
         "",
         "| run | requests/s | events/s | p50 ms | p99 ms | peak RSS MiB | ratio |",
         "|---|---|---|---|---|---|---|",
-        f"| bare SwiftNIO, 202 to every POST (baseline) | {bare:,.0f} | | {lat('bare_single','p50'):.2f} | {lat('bare_single','p99'):.2f} | {rss('bare_single')} | 1.00 |",
+        f"| bare SwiftNIO, 202 to every POST (baseline, mean of 2) | {bare:,.0f} | | {lat('bare_single','p50'):.2f} | {lat('bare_single','p99'):.2f} | {rss('bare_single')} | 1.00 |",
         f"| `playhead serve`, 1 event per POST | {rps('serve_single'):,.0f} | {eps('serve_single'):,.0f} | {lat('serve_single','p50'):.2f} | {lat('serve_single','p99'):.2f} | {rss('serve_single')} | **{rps('serve_single')/bare:.2f}** × bare |",
-        f"| `playhead serve --metrics off`, 1 event per POST | {off:,.0f} | {eps('serve_single_metrics_off'):,.0f} | {lat('serve_single_metrics_off','p50'):.2f} | {lat('serve_single_metrics_off','p99'):.2f} | {rss('serve_single_metrics_off')} | metrics cost {100*(off-on)/off:+.1f} % |",
-    ]
-    ingest_on = (rps("ingest_single") + rps("ingest_single_2")) / 2
-    ingest_off = rps("ingest_single_metrics_off")
-    lines += [
-        f"| `playhead ingest`, 1 event per POST | {rps('ingest_single'):,.0f} | {eps('ingest_single'):,.0f} | {lat('ingest_single','p50'):.2f} | {lat('ingest_single','p99'):.2f} | {rss('ingest_single')} | **{rps('ingest_single')/bare:.2f}** × bare |",
-        f"| `playhead ingest --metrics off`, 1 event per POST | {ingest_off:,.0f} | {eps('ingest_single_metrics_off'):,.0f} | {lat('ingest_single_metrics_off','p50'):.2f} | {lat('ingest_single_metrics_off','p99'):.2f} | {rss('ingest_single_metrics_off')} | instruments cost {100*(ingest_off-ingest_on)/ingest_off:+.1f} % |",
+        f"| `playhead serve --metrics off`, 1 event per POST (median of 3) | {single('serve', 'off'):,.0f} | | | | | metrics cost **{100*(single('serve','off')-single('serve','on'))/single('serve','off'):+.1f} %** (median of 3 on: {single('serve','on'):,.0f}) |",
+        f"| `playhead ingest`, 1 event per POST (median of 3) | {single('ingest', 'on'):,.0f} | | | | | **{single('ingest','on')/bare:.2f}** × bare |",
+        f"| `playhead ingest --metrics off`, 1 event per POST (median of 3) | {single('ingest', 'off'):,.0f} | | | | | instruments cost **{100*(single('ingest','off')-single('ingest','on'))/single('ingest','off'):+.1f} %** |",
     ]
     for batch in (100, 250, 500):
         for kind in ("serve", "ingest"):
@@ -184,7 +186,7 @@ def write_markdown(r, duration):
         for batch in (100, 500):
             key = f"fastapi_batch_{batch}"
             lines.append(f"| FastAPI + pydantic, 2 workers, {batch} events per POST (no storage) | {rps(key):,.0f} | {eps(key):,.0f} | {lat(key,'p50'):.2f} | {lat(key,'p99'):.2f} | | |")
-    lines += ["", "Metrics cost, each the mean of two runs with metrics on against one with them off, same run: "
+    lines += ["", "Metrics cost: three runs with metrics on alternated with three with them off, medians compared, same run: "
               "on `serve` it is the whole feature (the instruments, `/metrics`, and the `metrics` consumer group that "
               "reads every event again for the content KPIs and the live page); on `ingest` (edge and log only) it is "
               "the instruments on the hot path.", ""]
