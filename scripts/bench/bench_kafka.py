@@ -168,7 +168,7 @@ def main():
     print("\n".join(lines))
 
 
-INGEST_LOADS = (("single", 1, 64), ("batch100", 100, 16))
+INGEST_LOADS = (("single", 1, 64), ("single256", 1, 256), ("batch100", 100, 16))
 
 
 def through_ingest(bootstrap, duration, partitions):
@@ -197,7 +197,7 @@ def ingest_lines(r, duration, partitions):
              "zstd) or the fdatasync done.", "",
              "| load | log | requests/s | events/s | p50 ms | p99 ms | Kafka / embedded |", "|---|---|---|---|---|---|---|"]
     for name, batch, connections in INGEST_LOADS:
-        label = "1 event per POST, 64 connections" if batch == 1 else f"{batch} events per POST, {connections} connections"
+        label = f"1 event per POST, {connections} connections" if batch == 1 else f"{batch} events per POST, {connections} connections"
         embedded, kafka = r[f"embedded_{name}"], r[f"kafka_{name}"]
         for backend, row in (("embedded", embedded), ("Kafka", kafka)):
             ratio = f"**{kafka['events_per_second'] / max(embedded['events_per_second'], 1):.2f}**" if backend == "Kafka" else "1.00"
