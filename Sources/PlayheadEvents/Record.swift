@@ -52,25 +52,34 @@ struct RecordReader {
 
     init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
 
+    @inline(__always)
     mutating func u8() throws(RecordFormatError) -> UInt8 {
         guard offset < bytes.count else { throw RecordFormatError("truncated at byte \(offset)") }
         defer { offset += 1 }
         return bytes[offset]
     }
 
+    @inline(__always)
     mutating func i64() throws(RecordFormatError) -> Int64 {
         guard offset + 8 <= bytes.count else { throw RecordFormatError("truncated at byte \(offset)") }
         defer { offset += 8 }
         return Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: Int64.self))
     }
 
+    @inline(__always)
     mutating func i32() throws(RecordFormatError) -> Int32 {
         guard offset + 4 <= bytes.count else { throw RecordFormatError("truncated at byte \(offset)") }
         defer { offset += 4 }
         return Int32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: Int32.self))
     }
 
+    @inline(__always)
     mutating func varint() throws(RecordFormatError) -> Int {
+        // Most lengths fit in one byte.
+        if offset < bytes.count, bytes[offset] < 0x80 {
+            defer { offset += 1 }
+            return Int(bytes[offset])
+        }
         var result: UInt64 = 0
         var shift: UInt64 = 0
         while true {
@@ -87,6 +96,7 @@ struct RecordReader {
     }
 
     /// A string's position (start, count).
+    @inline(__always)
     mutating func slice() throws(RecordFormatError) -> RecordSlice {
         let count = try varint()
         guard count <= bytes.count - offset else { throw RecordFormatError("string of \(count) bytes past the end at byte \(offset)") }

@@ -29,6 +29,8 @@ enum LakeBatchEncoder {
         let offsets = records.offsets
         try records.withRecords { views in
             var hours: [Int64: [Int]] = [:]
+            var eventHours: [Int64: [EventsTable.SortKey]] = [:]
+            let deduplicates = dedup.capacity > 0
             for (index, view) in views.enumerated() {
                 switch kind {
                 case .events:
@@ -36,11 +38,12 @@ enum LakeBatchEncoder {
                         batch.unreadable += 1
                         continue
                     }
-                    guard dedup.observe(hash64(record.eventIDBytes)) else {
+                    guard !deduplicates || dedup.observe(hash64(record.eventIDBytes)) else {
                         batch.duplicates += 1
                         continue
                     }
-                    hours[LakePaths.hourStart(record.receivedAtMicros), default: []].append(index)
+                    eventHours[LakePaths.hourStart(record.receivedAtMicros), default: []]
+                        .append(EventsTable.sortKey(record, index: index))
                     rollups?.add(record, offset: offsets[index])
                 case .rejected:
                     guard let record = try? RejectedRecordView(view) else {
@@ -50,16 +53,14 @@ enum LakeBatchEncoder {
                     hours[LakePaths.hourStart(record.receivedAtMicros), default: []].append(index)
                 }
             }
+            for (hour, keys) in eventHours.sorted(by: { $0.key < $1.key }) {
+                let bytes = try EventsTable.encode(views, rows: EventsTable.sortOrder(keys), configuration: configuration)
+                batch.files.append(LakeFile(path: dataPath(hour), bytes: bytes, dataset: kind.name, rows: keys.count))
+                batch.rows += keys.count
+            }
             for (hour, indexes) in hours.sorted(by: { $0.key < $1.key }) {
-                let path = dataPath(hour)
-                let bytes: [UInt8]
-                switch kind {
-                case .events:
-                    bytes = try EventsTable.encode(views, rows: EventsTable.sortOrder(views, indexes), configuration: configuration)
-                case .rejected:
-                    bytes = try RejectedTable.encode(views, rows: indexes, configuration: configuration)
-                }
-                batch.files.append(LakeFile(path: path, bytes: bytes, dataset: kind.name, rows: indexes.count))
+                let bytes = try RejectedTable.encode(views, rows: indexes, configuration: configuration)
+                batch.files.append(LakeFile(path: dataPath(hour), bytes: bytes, dataset: kind.name, rows: indexes.count))
                 batch.rows += indexes.count
             }
         }

@@ -169,7 +169,9 @@ struct ImportState: @unchecked Sendable {
     let tag: String
     var events = RecordBuffer()
     var rejectedRecords = RecordBuffer()
-    var dedup: DedupWindow
+    /// In a class: the state is copied into each decode step and back, and a struct holding the
+    /// window's dictionary would be copied whole (copy-on-write) at the first event of every chunk.
+    let dedup: DedupBox
     /// Events seen before the current chunk (so rejections name the event's number in the file).
     var base = 0
     var accepted = 0
@@ -182,7 +184,7 @@ struct ImportState: @unchecked Sendable {
 
     init(tag: String, dedupWindow: Int) {
         self.tag = tag
-        dedup = DedupWindow(capacity: dedupWindow)
+        dedup = DedupBox(DedupWindow(capacity: dedupWindow))
     }
 
     mutating func decode(_ lines: [UInt8], decoder: EventDecoder, receivedAt: Int64) {
@@ -202,6 +204,12 @@ struct ImportState: @unchecked Sendable {
     }
 }
 
+/// A dedup window shared by reference (used by one decode step at a time).
+final class DedupBox: @unchecked Sendable {
+    var window: DedupWindow
+    init(_ window: DedupWindow) { self.window = window }
+}
+
 /// Collects accepted and rejected records of an import, dropping repeated `event_id`s.
 struct ImportSink: EventSink {
     var state: ImportState
@@ -215,7 +223,7 @@ struct ImportSink: EventSink {
 
     mutating func accepted(index: Int, key: UnsafeRawBufferPointer, dimensions: EventDimensions, record: UnsafeRawBufferPointer) {
         let view = try? EventRecordView(record)
-        if let view, !state.dedup.observe(hash64(view.eventIDBytes)) {
+        if let view, !state.dedup.window.observe(hash64(view.eventIDBytes)) {
             state.duplicates += 1
             return
         }

@@ -51,14 +51,16 @@ enum EventsTable {
     /// The order rows are written in: by content, then session, then event time. Rows of one content
     /// and one session sit together, so titles, genres, users and devices form long runs that the
     /// dictionary and zstd compress to almost nothing, and a session reads in time order.
-    static func sortOrder(_ views: [UnsafeRawBufferPointer], _ indexes: [Int]) -> [Int] {
-        var keys: [(content: UInt64, session: UInt64, time: Int64, index: Int)] = []
-        keys.reserveCapacity(indexes.count)
-        for index in indexes {
-            guard let record = try? EventRecordView(views[index]) else { continue }
-            let session = record.sessionIDBytes ?? record.deviceIDBytes
-            keys.append((hash64(record.contentIDBytes), hash64(session), record.timestampMicros, index))
-        }
+    typealias SortKey = (content: UInt64, session: UInt64, time: Int64, index: Int)
+
+    /// The sort key of a record (read while the record is classified, so it is parsed once for both).
+    static func sortKey(_ record: EventRecordView, index: Int) -> SortKey {
+        let session = record.sessionIDBytes ?? record.deviceIDBytes
+        return (hash64(record.contentIDBytes), hash64(session), record.timestampMicros, index)
+    }
+
+    static func sortOrder(_ keys: [SortKey]) -> [Int] {
+        var keys = keys
         keys.sort { a, b in
             if a.content != b.content { return a.content < b.content }
             if a.session != b.session { return a.session < b.session }
