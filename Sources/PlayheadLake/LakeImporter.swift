@@ -1,3 +1,4 @@
+import Foundation
 import CompressNIO
 import Logging
 import NIOCore
@@ -24,6 +25,8 @@ public struct LakeImportSummary: Sendable, Equatable {
     public var bytes = 0
     /// Bytes of NDJSON read (after gzip decoding).
     public var inputBytes = 0
+    /// Files of an earlier import of the same file removed (not rewritten by this one).
+    public var replaced = 0
 
     public init() {}
 }
@@ -78,11 +81,21 @@ public final class LakeImporter: Sendable {
         var summary = LakeImportSummary()
         let batchEvents = max(1, min(configuration.flushEvents, Self.encodeBatchEvents))
 
+        var written = Set<String>()
+
         func collect(_ task: Task<EncodedBatch, any Error>) async throws {
             let batch = try await task.value
             summary.files += batch.files.count
             summary.bytes += batch.files.reduce(0) { $0 + $1.bytes.count }
+            for file in batch.files { written.insert(file.path) }
         }
+
+        // Every hour this file's imports have written to, recorded before writing: a re-import
+        // (in another hour, or with other batch sizes) removes what the earlier ones left.
+        let manifest = ImportManifest.path(tag: state.tag)
+        var hours = try await ImportManifest.read(store, manifest)
+        hours.insert(LakePaths.hourStart(receivedAt))
+        try await ImportManifest.write(store, manifest, hours: hours)
 
         func startWrite(events: RecordBuffer, rejected: RecordBuffer, sequence: Int) async throws {
             // At most `maxEncodesInFlight` batches being encoded, while the next chunk is decoded.
@@ -151,7 +164,20 @@ public final class LakeImporter: Sendable {
             for file in files { try await store.put(file.path, file.bytes) }
             summary.files += files.count
             summary.bytes += files.reduce(0) { $0 + $1.bytes.count }
+            for file in files { written.insert(file.path) }
         }
+        // This import is whole: remove the files of earlier imports of the same file that it did not
+        // rewrite, then record that only this hour holds its files.
+        for hour in hours.sorted() {
+            for dataset in ["events", "rejected", "rollups"] {
+                let prefix = "\(dataset)/\(LakePaths.partition(hourStart: hour))/import-\(state.tag)"
+                for path in try await store.list(prefix: prefix) where !written.contains(path) {
+                    try await store.delete(path)
+                    summary.replaced += 1
+                }
+            }
+        }
+        try await ImportManifest.write(store, manifest, hours: [LakePaths.hourStart(receivedAt)])
         summary.events = state.accepted + state.rejected + state.duplicates
         summary.accepted = state.accepted
         summary.rejected = state.rejected
@@ -201,6 +227,29 @@ struct ImportState: @unchecked Sendable {
             sequence += 1
         }
         return (events, rejectedRecords, sequence)
+    }
+}
+
+/// `_playhead/imports/<tag>.json`: the hours (UTC, µs) where imports of one file wrote files.
+enum ImportManifest {
+    struct Body: Codable {
+        var hours: [Int64]
+    }
+
+    static func path(tag: String) -> String { "_playhead/imports/\(tag).json" }
+
+    static func read(_ store: any LakeStore, _ path: String) async throws -> Set<Int64> {
+        guard let bytes = try await store.get(path) else { return [] }
+        do {
+            return Set(try JSONDecoder().decode(Body.self, from: Data(bytes)).hours)
+        } catch {
+            throw LakeError(.io, "cannot read the import manifest \(path): \(error)")
+        }
+    }
+
+    static func write(_ store: any LakeStore, _ path: String, hours: Set<Int64>) async throws {
+        let bytes = try JSONEncoder().encode(Body(hours: hours.sorted()))
+        try await store.put(path, Array(bytes))
     }
 }
 

@@ -154,8 +154,9 @@ struct ImportCommand: AsyncParsableCommand {
         abstract: "Backfill NDJSON files (plain or gzip) into the lake, through the same validation and Parquet writer as live events.",
         discussion: """
             Each event is validated as by POST /v1/events; invalid ones go to rejected/ with the reason and \
-            their number in the file. Events get the import time as received_at. Importing the same file \
-            again replaces the files of the earlier import (names: import-<file tag>-<n>.parquet). \
+            their number in the file. Events get the import time (or --received-at) as received_at. Importing \
+            the same file again replaces the files of the earlier imports, in whatever hour they landed \
+            (names: import-<file tag>-<n>.parquet; _playhead/imports/<file tag>.json records the hours). \
             Prints a JSON summary per file on standard output.
             """
     )
@@ -171,6 +172,9 @@ struct ImportCommand: AsyncParsableCommand {
     @Option(name: .long, help: "What is stored of ip_address: keep, truncate (IPv4 /24, IPv6 /48) or drop.")
     var ipPolicy: IPAddressPolicy = .keep
 
+    @Option(name: .long, help: "The received_at of every imported event, RFC 3339 (e.g. 2026-11-25T06:00:00Z); its UTC hour is the partition the import lands in. Default: the time of the import.")
+    var receivedAt: String?
+
     @Option(name: .long, help: "Drop an event whose event_id appeared within the last N events of the same file.")
     var dedupWindow: Int = 2_000_000
 
@@ -180,6 +184,9 @@ struct ImportCommand: AsyncParsableCommand {
         guard !files.isEmpty else { throw ValidationError("name at least one NDJSON file to import") }
         guard batchEvents > 0 else { throw ValidationError("--batch-events must be positive") }
         guard dedupWindow >= 0 else { throw ValidationError("--dedup-window must not be negative") }
+        if let receivedAt, RFC3339.parseMicros(receivedAt) == nil {
+            throw ValidationError("--received-at: '\(receivedAt)' is not an RFC 3339 timestamp such as 2026-11-25T06:00:00Z")
+        }
     }
 
     func run() async throws {
@@ -208,7 +215,7 @@ struct ImportCommand: AsyncParsableCommand {
         for file in files {
             var clock = timespec()
             clock_gettime(CLOCK_REALTIME, &clock)
-            let now = Int64(clock.tv_sec) * 1_000_000 + Int64(clock.tv_nsec) / 1000
+            let now = receivedAt.flatMap(RFC3339.parseMicros) ?? (Int64(clock.tv_sec) * 1_000_000 + Int64(clock.tv_nsec) / 1000)
             let started = ContinuousClock.now
             do {
                 let summary = try await importer.importFile(file, receivedAt: now)
@@ -217,7 +224,7 @@ struct ImportCommand: AsyncParsableCommand {
                 print(
                     #"{"file":"\#(jsonEscaped(file))","events":\#(summary.events),"accepted":\#(summary.accepted),"#
                         + #""rejected":\#(summary.rejected),"duplicates":\#(summary.duplicates),"files":\#(summary.files),"#
-                        + #""parquet_bytes":\#(summary.bytes),"input_bytes":\#(summary.inputBytes),"#
+                        + #""parquet_bytes":\#(summary.bytes),"input_bytes":\#(summary.inputBytes),"replaced_files":\#(summary.replaced),"#
                         + #""seconds":\#(seconds),"events_per_second":\#(seconds > 0 ? Int(Double(summary.events) / seconds) : 0)}"#
                 )
             } catch {

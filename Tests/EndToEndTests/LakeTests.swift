@@ -247,13 +247,33 @@ struct LakeTests {
         // Small files: several batches encoded at once; the same rows and the same rollups.
         let small = directory.appending("small").path
         let smallLake = directory.appending("small/lake").path
-        let split = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--data-dir", small, "--batch-events", "7000", file])
+        let split = try await runCommand(
+            TestEnvironment.playheadExecutable,
+            ["import", "--data-dir", small, "--batch-events", "7000", "--received-at", "2026-01-01T05:30:00Z", file]
+        )
         #expect(split.status == 0, "\(split.stderr)")
         let files = try await duck("SELECT count(DISTINCT filename), count(*), count(DISTINCT event_id) FROM read_parquet('{lake}/events/**/*.parquet', filename=true)", lake: smallLake)
         #expect((files.first?[0] as? Int ?? 0) >= 2, "30,000 events (13 MB, two 8 MiB chunks) in files of about 7,000: \(files)")
         #expect(files.first?[1] as? Int == 30000 && files.first?[2] as? Int == 30000)
         let smallRollups = try await compareRollupsWithSQL(lake: smallLake)
         #expect(smallRollups[0] as? Int == smallRollups[1] as? Int && smallRollups[2] as? Int == 0, "rollups of a split import: \(smallRollups)")
+        // Imported again in another hour and with other batch sizes: the earlier files are removed, so
+        // the lake holds the file once, in the new hour only (never twice).
+        let moved = try await runCommand(
+            TestEnvironment.playheadExecutable, ["import", "--data-dir", small, "--received-at", "2026-01-01T07:10:00Z", file]
+        )
+        #expect(moved.status == 0, "\(moved.stderr)")
+        #expect(moved.stdout.contains("\"replaced_files\":"), "\(moved.stdout)")
+        let afterMove = try await duck(
+            "SELECT count(*), count(DISTINCT event_id), min(hour), max(hour), min(date) FROM read_parquet('{lake}/events/**/*.parquet', hive_partitioning=true)",
+            lake: smallLake
+        )
+        #expect(afterMove.first?[0] as? Int == 30000 && afterMove.first?[1] as? Int == 30000, "after a re-import in another hour: \(afterMove)")
+        #expect(afterMove.first?[2] as? String == "07" && afterMove.first?[3] as? String == "07", "only the new hour holds the file: \(afterMove)")
+        let movedRollups = try await compareRollupsWithSQL(lake: smallLake)
+        #expect(movedRollups[2] as? Int == 0 && movedRollups[3] as? Int == 30000, "rollups after the re-import: \(movedRollups)")
+        let badTime = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--data-dir", small, "--received-at", "yesterday", file])
+        #expect(badTime.status != 0 && badTime.stderr.contains("--received-at"), "\(badTime.stderr)")
 
         // Importing the same file again replaces its files; the gzip copy adds its own.
         let again = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--data-dir", data, file, gzipped])
