@@ -1,3 +1,4 @@
+import Dispatch
 import PlayheadEvents
 
 /// One object of a batch, ready to be put in the lake.
@@ -19,11 +20,16 @@ struct EncodedBatch: Sendable {
 /// Turns a batch of log records into lake files: drops duplicates, splits by `received_at` hour,
 /// sorts, encodes Parquet, and updates the rollups. Pure CPU work: run it on a thread pool.
 enum LakeBatchEncoder {
+    /// The smallest hour of a batch that is split into ``encode``'s `parts` files.
+    static let splitRows = 200_000
+
     /// - Parameter dataPath: the path of the data file of an hour (by its start), within `kind`'s dataset.
     /// - Parameter rollupPath: the path of the rollup file of an hour.
+    /// - Parameter parts: an hour of at least ``splitRows`` events is written as this many files,
+    ///   encoded at once on as many threads (named `…-<k>.parquet`, deterministic from the batch).
     static func encode(
         kind: DatasetKind, records: RecordBuffer, dedup: inout DedupWindow, rollups: RollupAggregator?,
-        configuration: LakeWriterConfiguration, dataPath: (Int64) -> String, rollupPath: (Int64) -> String
+        configuration: LakeWriterConfiguration, parts: Int = 1, dataPath: (Int64) -> String, rollupPath: (Int64) -> String
     ) throws -> EncodedBatch {
         var batch = EncodedBatch()
         let offsets = records.offsets
@@ -54,8 +60,31 @@ enum LakeBatchEncoder {
                 }
             }
             for (hour, keys) in eventHours.sorted(by: { $0.key < $1.key }) {
-                let bytes = try EventsTable.encode(views, rows: EventsTable.sortOrder(keys), configuration: configuration)
-                batch.files.append(LakeFile(path: dataPath(hour), bytes: bytes, dataset: kind.name, rows: keys.count))
+                let order = EventsTable.sortOrder(keys)
+                let count = keys.count >= Self.splitRows ? max(1, parts) : 1
+                if count == 1 {
+                    let bytes = try EventsTable.encode(views, rows: order, configuration: configuration)
+                    batch.files.append(LakeFile(path: dataPath(hour), bytes: bytes, dataset: kind.name, rows: keys.count))
+                } else {
+                    // Consecutive slices of the sorted rows, encoded in parallel (this thread and
+                    // GCD's workers: this runs on a thread pool, never on the cooperative pool).
+                    let size = (order.count + count - 1) / count
+                    let slices = (0..<count).map { Array(order[min($0 * size, order.count)..<min(($0 + 1) * size, order.count)]) }
+                    var results = [Result<[UInt8], any Error>?](repeating: nil, count: count)
+                    nonisolated(unsafe) let sharedViews = views
+                    results.withUnsafeMutableBufferPointer { out in
+                        nonisolated(unsafe) let out = out
+                        DispatchQueue.concurrentPerform(iterations: count) { k in
+                            out[k] = Result { try EventsTable.encode(sharedViews, rows: slices[k], configuration: configuration) }
+                        }
+                    }
+                    for k in 0..<count {
+                        let bytes = try results[k]!.get()
+                        batch.files.append(LakeFile(
+                            path: LakePaths.part(dataPath(hour), k + 1), bytes: bytes, dataset: kind.name, rows: slices[k].count
+                        ))
+                    }
+                }
                 batch.rows += keys.count
             }
             for (hour, indexes) in hours.sorted(by: { $0.key < $1.key }) {
@@ -101,6 +130,12 @@ enum LakePaths {
     /// named by the imported file (`tag`) so that importing the same file again replaces them.
     static func importFile(dataset: String, hourStart: Int64, tag: String, sequence: Int) -> String {
         "\(dataset)/\(self.partition(hourStart: hourStart))/import-\(tag)-\(pad(Int64(sequence), 6)).parquet"
+    }
+
+    /// `…/name-<k>.parquet` for `…/name.parquet`: part `k` of a file encoded as several.
+    static func part(_ path: String, _ k: Int) -> String {
+        guard path.hasSuffix(".parquet") else { return "\(path)-\(k)" }
+        return "\(path.dropLast(".parquet".count))-\(k).parquet"
     }
 
     /// `rollups/date=…/hour=…/import-<tag>.parquet`: the rollups of one imported file.

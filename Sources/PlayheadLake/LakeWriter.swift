@@ -303,6 +303,7 @@ final class DatasetWriter: @unchecked Sendable {
         let encoded = try await threadPool.runIfActive {
             try LakeBatchEncoder.encode(
                 kind: kind, records: records, dedup: &writer.dedup, rollups: writer.rollups, configuration: configuration,
+                parts: 2,
                 dataPath: { LakePaths.dataFile(dataset: kind.name, hourStart: $0, partition: writer.partition, from: from, to: to) },
                 rollupPath: { LakePaths.rollupFile(hourStart: $0, partition: writer.partition) }
             )

@@ -54,7 +54,10 @@ struct ObservabilityTests {
             var text = ""
             try await eventually(timeout: .seconds(2), "/metrics shows the content figures") {
                 text = (try? await TestHTTP.request("\(server.baseURL)/metrics").text) ?? ""
+                // A scrape can fall in the middle of a publish (instruments are updated one by one):
+                // wait for the first and the last family the consumer publishes.
                 return sample(text, #"playhead_completions_total{content_type="episode"}"#) == 1
+                    && sample(text, #"playhead_breakdown_watch_time_seconds_total{content_type="episode",event_source="android",language="de",genre="documentary"}"#) == 50
             }
             let visibleAfter = ContinuousClock.now - acknowledged
             #expect(visibleAfter < .seconds(2), "content figures visible after \(visibleAfter)")

@@ -37,7 +37,7 @@ func batch(_ numbers: Range<Int>, size: Int = 40) -> LogRecordBatch {
 }
 
 /// Reads records from `consumer` until `count` have arrived (or `timeout`), skipping the assignment.
-func readRecords(_ consumer: any LogConsumer, count: Int, timeout: Duration = .seconds(20)) async throws -> [(Int64, [UInt8])] {
+func readRecords(_ consumer: any LogConsumer, count: Int, timeout: Duration = .seconds(60)) async throws -> [(Int64, [UInt8])] {
     var records: [(Int64, [UInt8])] = []
     let deadline = ContinuousClock.now.advanced(by: timeout)
     while records.count < count && ContinuousClock.now < deadline {
@@ -293,7 +293,13 @@ struct EmbeddedLogTests {
         // The writer's recovery keeps records 0-9 and drops the corrupt one and what follows.
         let log = try EmbeddedLog.open(configuration, logger: testLogger)
         let consumer = try log.consumer(for: .events, group: nil)
-        let records = try await readRecords(consumer, count: 20, timeout: .seconds(5))
+        // Wait for the 10 kept records (generously: on a loaded machine a first poll can take seconds),
+        // then check that nothing follows them.
+        var records = try await readRecords(consumer, count: 10, timeout: .seconds(60))
+        for _ in 0..<3 {
+            let poll = try await consumer.poll(maxRecords: 1000, timeout: .milliseconds(200))
+            for batch in poll.batches { try batch.forEachRecord { offset, value in records.append((offset, Array(value))) } }
+        }
         #expect(records.map(\.0) == Array(0..<10))
         await consumer.close()
         log.close()
@@ -450,7 +456,7 @@ struct EmbeddedLogTests {
 
         let reopened = try EmbeddedLog.open(configuration, logger: testLogger)
         let consumer = try reopened.consumer(for: .events, group: nil)
-        let records = try await readRecords(consumer, count: Int(acknowledged) + 10, timeout: .seconds(5))
+        let records = try await readRecords(consumer, count: Int(acknowledged) + 10, timeout: .seconds(60))
         #expect(Int64(records.count) == acknowledged + 10)
         #expect(records.map(\.0) == Array(0..<(acknowledged + 10)))
         await consumer.close()
@@ -472,7 +478,7 @@ struct EmbeddedLogTests {
         #expect(throws: LogError.self) { try writer.consumer(for: LogTopic("../x"), group: nil) }
         #expect(throws: LogError.self) { try writer.consumer(for: .events, group: "a/b") }
         _ = try await writer.producer(for: .events).append(batch(0..<4))
-        let seen = try await readRecords(earlyConsumer, count: 4, timeout: .seconds(5))
+        let seen = try await readRecords(earlyConsumer, count: 4, timeout: .seconds(60))
         #expect(seen.map(\.0) == [0, 1, 2, 3])
         await earlyConsumer.close()
         early.close()
@@ -524,7 +530,7 @@ struct EmbeddedLogTests {
         // Everything acknowledged before the shutdown is there.
         let reopened = try EmbeddedLog.open(makeConfiguration(directory), logger: testLogger)
         let consumer = try reopened.consumer(for: .events, group: nil)
-        let records = try await readRecords(consumer, count: 5, timeout: .seconds(2))
+        let records = try await readRecords(consumer, count: 5, timeout: .seconds(60))
         #expect(records.map(\.0) == Array(0..<5))
         await consumer.close()
         reopened.close()
