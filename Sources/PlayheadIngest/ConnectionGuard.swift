@@ -81,14 +81,7 @@ final class ConnectionGuard: ChannelDuplexHandler {
 
     /// The earliest deadline of what is in progress, or nil.
     private var nextDeadline: NIODeadline? {
-        let request = requestStarted.map { $0 + requestTimeout }
-        let idle = idleSince.map { $0 + idleTimeout }
-        switch (request, idle) {
-        case let (r?, i?): return min(r, i)
-        case let (r?, nil): return r
-        case let (nil, i?): return i
-        case (nil, nil): return nil
-        }
+        [requestStarted.map { $0 + requestTimeout }, idleSince.map { $0 + idleTimeout }].compactMap { $0 }.min()
     }
 
     private func ensureCheck(context: ChannelHandlerContext, now: NIODeadline = .now()) {

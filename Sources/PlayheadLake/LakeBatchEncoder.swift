@@ -94,13 +94,18 @@ enum LakeBatchEncoder {
             }
         }
         if let rollups {
-            for (hour, rows) in rollups.takeChanges() {
-                let bytes = try RollupsTable.encode(rows, configuration: configuration)
-                let path = rollupPath(hour)
-                batch.files.append(LakeFile(path: path, bytes: bytes, dataset: "rollups", rows: rows.count))
-            }
+            batch.files += try rollupFiles(rollups, configuration: configuration, path: rollupPath)
         }
         return batch
+    }
+
+    /// The rollup files of the hours changed since the last call, one per hour at `path(hour)`.
+    static func rollupFiles(
+        _ rollups: RollupAggregator, configuration: LakeWriterConfiguration, path: (Int64) -> String
+    ) throws -> [LakeFile] {
+        try rollups.takeChanges().map { hour, rows in
+            LakeFile(path: path(hour), bytes: try RollupsTable.encode(rows, configuration: configuration), dataset: "rollups", rows: rows.count)
+        }
     }
 }
 

@@ -83,11 +83,14 @@ public final class LakeImporter: Sendable {
 
         var written = Set<String>()
 
+        func tally(_ files: [LakeFile]) {
+            summary.files += files.count
+            summary.bytes += files.reduce(0) { $0 + $1.bytes.count }
+            for file in files { written.insert(file.path) }
+        }
+
         func collect(_ task: Task<EncodedBatch, any Error>) async throws {
-            let batch = try await task.value
-            summary.files += batch.files.count
-            summary.bytes += batch.files.reduce(0) { $0 + $1.bytes.count }
-            for file in batch.files { written.insert(file.path) }
+            tally(try await task.value.files)
         }
 
         // Every hour this file's imports have written to, recorded before writing: a re-import
@@ -154,17 +157,12 @@ public final class LakeImporter: Sendable {
             let configuration = self.configuration
             let tag = state.tag
             let files = try await threadPool.runIfActive {
-                try rollups.takeChanges().map { hour, rows in
-                    LakeFile(
-                        path: LakePaths.importRollupFile(hourStart: hour, tag: tag),
-                        bytes: try RollupsTable.encode(rows, configuration: configuration), dataset: "rollups", rows: rows.count
-                    )
+                try LakeBatchEncoder.rollupFiles(rollups, configuration: configuration) {
+                    LakePaths.importRollupFile(hourStart: $0, tag: tag)
                 }
             }
             for file in files { try await store.put(file.path, file.bytes) }
-            summary.files += files.count
-            summary.bytes += files.reduce(0) { $0 + $1.bytes.count }
-            for file in files { written.insert(file.path) }
+            tally(files)
         }
         // This import is whole: remove the files of earlier imports of the same file that it did not
         // rewrite, then record that only this hour holds its files.

@@ -43,6 +43,15 @@ final class RollupAggregator: @unchecked Sendable {
         var sessions = Set<UInt64>()
         var viewers = Set<UInt64>()
         var completed = Set<UInt64>()
+
+        mutating func count(isPlay: Bool, watched: Double, session: UInt64, user: UInt64, completes: Bool) {
+            events += 1
+            if isPlay { plays += 1 }
+            watchTime += watched
+            sessions.insert(session)
+            viewers.insert(user)
+            if completes { completed.insert(session) }
+        }
     }
 
     private struct Hour {
@@ -108,12 +117,10 @@ final class RollupAggregator: @unchecked Sendable {
         }
         // Mutated in place (no copy of the hour or the cell out of its dictionary): a copy would make
         // every event copy the hour's cells and the cell's sets (copy-on-write).
-        if hours[hour] == nil { hours[hour] = Hour(firstOffset: offset) }
         let completes = record.durationSeconds > 0 && record.currentTimestamp >= Self.completionRatio * Double(record.durationSeconds)
-        Self.count(
-            &hours[hour]!.cells[contentHash, default: Cell(contentID: record.contentID, contentType: record.contentType, title: record.title)],
-            isPlay: isPlay, watched: watched, session: session, user: user, completes: completes
-        )
+        hours[hour, default: Hour(firstOffset: offset)]
+            .cells[contentHash, default: Cell(contentID: record.contentID, contentType: record.contentType, title: record.title)]
+            .count(isPlay: isPlay, watched: watched, session: session, user: user, completes: completes)
         touched.insert(hour)
         closeHours(before: received - grace)
     }
@@ -151,15 +158,6 @@ final class RollupAggregator: @unchecked Sendable {
             cursors = cursors.filter { $0.value.receivedMicros >= silentBefore }
         }
         return result
-    }
-
-    private static func count(_ cell: inout Cell, isPlay: Bool, watched: Double, session: UInt64, user: UInt64, completes: Bool) {
-        cell.events += 1
-        if isPlay { cell.plays += 1 }
-        cell.watchTime += watched
-        cell.sessions.insert(session)
-        cell.viewers.insert(user)
-        if completes { cell.completed.insert(session) }
     }
 
     func reset() {

@@ -55,7 +55,7 @@ final class ContentInstruments: Sendable {
                 published.viewers[contentType] = gauge("playhead_concurrent_viewers", ("content_type", contentType))
                 published.viewers[contentType]?.record(0)
                 published.plays[contentType] = (counter("playhead_plays_started_total", ("content_type", contentType)), 0)
-                published.watch[contentType] = (floatCounter("playhead_watch_time_seconds_total", ("content_type", contentType)), 0)
+                published.watch[contentType] = (floatCounter("playhead_watch_time_seconds_total", [("content_type", contentType)]), 0)
                 published.completions[contentType] = (counter("playhead_completions_total", ("content_type", contentType)), 0)
             }
         }
@@ -63,16 +63,24 @@ final class ContentInstruments: Sendable {
     }
 
     private func gauge(_ label: String, _ dimensions: (String, String)...) -> Gauge {
+        gauge(label, dimensions)
+    }
+
+    private func gauge(_ label: String, _ dimensions: [(String, String)]) -> Gauge {
         if let factory { return Gauge(label: label, dimensions: dimensions, factory: factory) }
         return Gauge(label: label, dimensions: dimensions)
     }
 
     private func counter(_ label: String, _ dimensions: (String, String)...) -> Counter {
+        counter(label, dimensions)
+    }
+
+    private func counter(_ label: String, _ dimensions: [(String, String)]) -> Counter {
         if let factory { return Counter(label: label, dimensions: dimensions, factory: factory) }
         return Counter(label: label, dimensions: dimensions)
     }
 
-    private func floatCounter(_ label: String, _ dimensions: (String, String)...) -> FloatingPointCounter {
+    private func floatCounter(_ label: String, _ dimensions: [(String, String)]) -> FloatingPointCounter {
         if let factory { return FloatingPointCounter(label: label, dimensions: dimensions, factory: factory) }
         return FloatingPointCounter(label: label, dimensions: dimensions)
     }
@@ -81,19 +89,11 @@ final class ContentInstruments: Sendable {
         let labels = [
             ("content_type", d.contentType), ("event_source", d.eventSource), ("language", d.language), ("genre", d.genre),
         ]
-        if let factory {
-            return BreakdownInstruments(
-                viewers: Gauge(label: "playhead_breakdown_concurrent_viewers", dimensions: labels, factory: factory),
-                plays: Counter(label: "playhead_breakdown_plays_started_total", dimensions: labels, factory: factory),
-                watch: FloatingPointCounter(label: "playhead_breakdown_watch_time_seconds_total", dimensions: labels, factory: factory),
-                completions: Counter(label: "playhead_breakdown_completions_total", dimensions: labels, factory: factory)
-            )
-        }
         return BreakdownInstruments(
-            viewers: Gauge(label: "playhead_breakdown_concurrent_viewers", dimensions: labels),
-            plays: Counter(label: "playhead_breakdown_plays_started_total", dimensions: labels),
-            watch: FloatingPointCounter(label: "playhead_breakdown_watch_time_seconds_total", dimensions: labels),
-            completions: Counter(label: "playhead_breakdown_completions_total", dimensions: labels)
+            viewers: gauge("playhead_breakdown_concurrent_viewers", labels),
+            plays: counter("playhead_breakdown_plays_started_total", labels),
+            watch: floatCounter("playhead_breakdown_watch_time_seconds_total", labels),
+            completions: counter("playhead_breakdown_completions_total", labels)
         )
     }
 
@@ -115,7 +115,7 @@ final class ContentInstruments: Sendable {
             advance(&published.events, to: snapshot.eventsByType, label: "playhead_content_events_total", dimension: "event_type")
             for (contentType, seconds) in snapshot.watchTimeSeconds {
                 var entry = published.watch[contentType]
-                    ?? (floatCounter("playhead_watch_time_seconds_total", ("content_type", contentType)), 0)
+                    ?? (floatCounter("playhead_watch_time_seconds_total", [("content_type", contentType)]), 0)
                 if seconds > entry.1 {
                     entry.0.increment(by: seconds - entry.1)
                     entry.1 = seconds
@@ -123,8 +123,9 @@ final class ContentInstruments: Sendable {
                 published.watch[contentType] = entry
             }
             for (dimensions, figures) in snapshot.breakdown {
-                var entry = published.breakdown[dimensions] ?? breakdownInstruments(dimensions)
-                if entry.published.concurrentViewers != figures.concurrentViewers || published.breakdown[dimensions] == nil {
+                let existing = published.breakdown[dimensions]
+                var entry = existing ?? breakdownInstruments(dimensions)
+                if existing == nil || entry.published.concurrentViewers != figures.concurrentViewers {
                     entry.viewers.record(figures.concurrentViewers)
                 }
                 if figures.playsStarted > entry.published.playsStarted {

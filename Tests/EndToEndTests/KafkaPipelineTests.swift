@@ -121,11 +121,15 @@ struct KafkaPipelineTests {
             """
         var summary: [Int] = []
         var inLake: [String] = []
-        try await eventually(timeout: .seconds(120), "every acknowledged event in the S3 lake") {
+        /// Reads the lake once: `summary` = rows, distinct ids, partitions; `inLake` = the ids. False if it failed.
+        func readLake() async -> Bool {
             guard let output = try? await runPython(reader, arguments: [s3.endpoint, s3.accessKey, s3.secretKey, idsFile]) else { return false }
             summary = output.split(whereSeparator: \.isWhitespace).compactMap { Int($0) }
             inLake = (try? String(contentsOfFile: idsFile, encoding: .utf8))?.split(separator: "\n").map(String.init) ?? []
-            return acknowledged.isSubset(of: Set(inLake))
+            return true
+        }
+        try await eventually(timeout: .seconds(120), "every acknowledged event in the S3 lake") {
+            await readLake() && acknowledged.isSubset(of: Set(inLake))
         }
         let missing = acknowledged.subtracting(inLake)
         #expect(missing.isEmpty, "\(missing.count) acknowledged events missing from the lake, e.g. \(Array(missing.prefix(3)))")
@@ -139,9 +143,7 @@ struct KafkaPipelineTests {
             + total(metrics(ingests[1]), "playhead_events_accepted_total")
         #expect(accepted >= Double(acknowledged.count), "accepted \(accepted) < acknowledged \(acknowledged.count)")
         try await eventually(timeout: .seconds(60), "the lake holds every accepted event") {
-            guard let output = try? await runPython(reader, arguments: [s3.endpoint, s3.accessKey, s3.secretKey, idsFile]) else { return false }
-            summary = output.split(whereSeparator: \.isWhitespace).compactMap { Int($0) }
-            return summary.first.map(Double.init) == accepted
+            await readLake() && summary.first.map(Double.init) == accepted
         }
         #expect(summary.first.map(Double.init) == accepted, "lake rows \(summary) vs accepted \(accepted)")
         var counted = 0.0
