@@ -25,11 +25,12 @@ enum LakeBatchEncoder {
 
     /// - Parameter dataPath: the path of the data file of an hour (by its start), within `kind`'s dataset.
     /// - Parameter rollupPath: the path of the rollup file of an hour.
-    /// - Parameter parts: an hour of at least ``splitRows`` events is written as this many files,
+    /// - Parameter parts: an hour of at least `splitRows` events is written as this many files,
     ///   encoded at once on as many threads (named `…-<k>.parquet`, deterministic from the batch).
     static func encode(
         kind: DatasetKind, records: RecordBuffer, dedup: inout DedupWindow, rollups: RollupAggregator?,
-        configuration: LakeWriterConfiguration, parts: Int = 1, dataPath: (Int64) -> String, rollupPath: (Int64) -> String
+        configuration: LakeWriterConfiguration, parts: Int = 1, splitRows: Int = Self.splitRows,
+        dataPath: (Int64) -> String, rollupPath: (Int64) -> String
     ) throws -> EncodedBatch {
         var batch = EncodedBatch()
         let offsets = records.offsets
@@ -61,7 +62,7 @@ enum LakeBatchEncoder {
             }
             for (hour, keys) in eventHours.sorted(by: { $0.key < $1.key }) {
                 let order = EventsTable.sortOrder(keys)
-                let count = keys.count >= Self.splitRows ? max(1, parts) : 1
+                let count = keys.count >= splitRows ? max(1, parts) : 1
                 if count == 1 {
                     let bytes = try EventsTable.encode(views, rows: order, configuration: configuration)
                     batch.files.append(LakeFile(path: dataPath(hour), bytes: bytes, dataset: kind.name, rows: keys.count))

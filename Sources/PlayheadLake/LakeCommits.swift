@@ -76,11 +76,11 @@ struct LakeCommits: Sendable {
 /// The window holds the ids of every record at offsets `[x - capacity, x)`, kept or dropped, so a
 /// decision depends only on the log's content: replaying the `capacity` records before a batch
 /// rebuilds the exact window, and a redo after a crash makes the same decisions. Memory: about
-/// 24 bytes per slot (a ring of 64-bit hashes and a counting table).
+/// about 33 bytes per slot (a ring of 64-bit hashes, and a counting table kept at most half full).
 struct DedupWindow {
     let capacity: Int
     private var ring: [UInt64]
-    private var counts: [UInt64: UInt32] = [:]
+    private var counts = HashCounts()
     private var filled = 0
     private var head = 0
 
@@ -93,39 +93,154 @@ struct DedupWindow {
     /// Records `hash` as the next offset; returns whether it was new within the window.
     mutating func observe(_ hash: UInt64) -> Bool {
         guard capacity > 0 else { return true }
-        // One lookup: count it, and it is new when its count was 0.
-        let isNew = Self.bump(&counts[hash, default: 0])
+        let isNew = counts.increment(hash)
         if filled < capacity {
             ring.append(hash)
             filled += 1
         } else {
-            let old = ring[head]
-            if let count = counts[old] {
-                if count <= 1 { counts.removeValue(forKey: old) } else { counts[old] = count - 1 }
-            }
+            counts.decrement(ring[head])
             ring[head] = hash
-            head = (head + 1) % capacity
+            head = head + 1 == capacity ? 0 : head + 1
         }
         return isNew
-    }
-
-    private static func bump(_ count: inout UInt32) -> Bool {
-        count &+= 1
-        return count == 1
     }
 
     /// Forgets everything (a partition was revoked).
     mutating func reset() {
         ring.removeAll(keepingCapacity: true)
-        counts.removeAll(keepingCapacity: true)
+        counts = HashCounts()
         filled = 0
         head = 0
     }
 }
 
-/// FNV-1a over bytes: a fast 64-bit hash for ids (collisions are negligible at the window sizes used).
+/// A count per 64-bit hash: open addressing with linear probing (one probe sequence, usually one
+/// cache line, per operation; the window's table is millions of entries, so this is the cost that
+/// matters), at most half full, and backward-shift deletion (no tombstones). The keys are hashes
+/// already, so their low bits pick the slot.
+struct HashCounts {
+    /// 0 marks an empty slot; the hash 0 is stored as `zeroKey`.
+    private var keys: [UInt64]
+    private var counts: [UInt32]
+    private var mask: Int
+    private(set) var count = 0
+    private static let zeroKey: UInt64 = 0x9E37_79B9_7F4A_7C15
+
+    init(initialSlots: Int = 1024) {
+        let slots = max(16, 1 << (Int.bitWidth - (initialSlots - 1).leadingZeroBitCount))
+        keys = [UInt64](repeating: 0, count: slots)
+        counts = [UInt32](repeating: 0, count: slots)
+        mask = slots - 1
+    }
+
+    /// Adds one to `key`'s count; returns whether it was 0.
+    mutating func increment(_ key: UInt64) -> Bool {
+        let key = key == 0 ? Self.zeroKey : key
+        if (count + 1) * 2 > keys.count { grow() }
+        var slot = Int(truncatingIfNeeded: key) & mask
+        while true {
+            let found = keys[slot]
+            if found == key {
+                counts[slot] &+= 1
+                return false
+            }
+            if found == 0 {
+                keys[slot] = key
+                counts[slot] = 1
+                count += 1
+                return true
+            }
+            slot = (slot + 1) & mask
+        }
+    }
+
+    /// Takes one from `key`'s count, removing it at 0 (a key that is absent is ignored).
+    mutating func decrement(_ key: UInt64) {
+        let key = key == 0 ? Self.zeroKey : key
+        var slot = Int(truncatingIfNeeded: key) & mask
+        while keys[slot] != key {
+            if keys[slot] == 0 { return }
+            slot = (slot + 1) & mask
+        }
+        if counts[slot] > 1 {
+            counts[slot] -= 1
+            return
+        }
+        // Backward shift: move later entries of the probe run into the hole when their home slot
+        // is not between the hole and where they are.
+        var hole = slot
+        var next = (slot + 1) & mask
+        while keys[next] != 0 {
+            let home = Int(truncatingIfNeeded: keys[next]) & mask
+            if (next - home) & mask >= (next - hole) & mask {
+                keys[hole] = keys[next]
+                counts[hole] = counts[next]
+                hole = next
+            }
+            next = (next + 1) & mask
+        }
+        keys[hole] = 0
+        counts[hole] = 0
+        count -= 1
+    }
+
+    /// The count of `key` (0 when absent).
+    func count(of key: UInt64) -> UInt32 {
+        let key = key == 0 ? Self.zeroKey : key
+        var slot = Int(truncatingIfNeeded: key) & mask
+        while keys[slot] != 0 {
+            if keys[slot] == key { return counts[slot] }
+            slot = (slot + 1) & mask
+        }
+        return 0
+    }
+
+    private mutating func grow() {
+        let oldKeys = keys
+        let oldCounts = counts
+        keys = [UInt64](repeating: 0, count: oldKeys.count * 2)
+        counts = [UInt32](repeating: 0, count: oldKeys.count * 2)
+        mask = keys.count - 1
+        for index in oldKeys.indices where oldKeys[index] != 0 {
+            var slot = Int(truncatingIfNeeded: oldKeys[index]) & mask
+            while keys[slot] != 0 { slot = (slot + 1) & mask }
+            keys[slot] = oldKeys[index]
+            counts[slot] = oldCounts[index]
+        }
+    }
+}
+
+/// A fast 64-bit hash of ids, eight bytes at a time (each step is a bijection of the block, then a
+/// final avalanche). For in-memory tables only (dedup window, rollups, sort keys): never written
+/// anywhere, so it may change between versions. Collisions are negligible at the window sizes used.
 @inline(__always)
 func hash64(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
+    var hash: UInt64 = 0x9E37_79B9_7F4A_7C15 ^ UInt64(truncatingIfNeeded: bytes.count)
+    var index = 0
+    let count = bytes.count
+    while index + 8 <= count {
+        hash = (hash ^ bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self)) &* 0xFF51_AFD7_ED55_8CCD
+        hash ^= hash >> 32
+        index += 8
+    }
+    if index < count {
+        var tail: UInt64 = 0
+        var shift: UInt64 = 0
+        while index < count {
+            tail |= UInt64(bytes[index]) << shift
+            shift += 8
+            index += 1
+        }
+        hash = (hash ^ tail) &* 0xFF51_AFD7_ED55_8CCD
+    }
+    hash ^= hash >> 33
+    hash &*= 0xC4CE_B9FE_1A85_EC53
+    hash ^= hash >> 33
+    return hash
+}
+
+/// FNV-1a over bytes: stable across versions, for names that are written down (import tags).
+func stableHash64(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
     var hash: UInt64 = 0xcbf2_9ce4_8422_2325
     for byte in bytes {
         hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3

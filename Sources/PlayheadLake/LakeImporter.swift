@@ -50,8 +50,13 @@ public final class LakeImporter: Sendable {
     /// Events per file of an import (at most `--flush-events`): small enough that a file of 1M events
     /// is encoded as four batches in parallel rather than one batch on one core at the end.
     static let encodeBatchEvents = 250_000
-    /// Batches encoded at once, while the next chunk is decoded.
+    /// Batches encoded at once, while the next chunks are decoded.
     static let maxEncodesInFlight = 2
+    /// Chunks decoded at once (each on its own thread), ahead of the step that takes them in order.
+    static let maxDecodesInFlight = 3
+    /// The last batch of a file is encoded as two files at once when it has this many events (so
+    /// the end of an import does not leave a core idle).
+    static let splitLastBatchRows = 20_000
 
     public init(
         store: any LakeStore, configuration: LakeWriterConfiguration, decoder: EventDecoderConfiguration,
@@ -100,8 +105,8 @@ public final class LakeImporter: Sendable {
         hours.insert(LakePaths.hourStart(receivedAt))
         try await ImportManifest.write(store, manifest, hours: hours)
 
-        func startWrite(events: RecordBuffer, rejected: RecordBuffer, sequence: Int) async throws {
-            // At most `maxEncodesInFlight` batches being encoded, while the next chunk is decoded.
+        func startWrite(events: RecordBuffer, rejected: RecordBuffer, sequence: Int, last: Bool) async throws {
+            // At most `maxEncodesInFlight` batches being encoded, while the next chunks are decoded.
             while writing.count >= Self.maxEncodesInFlight { try await collect(writing.removeFirst()) }
             let store = self.store
             let configuration = self.configuration
@@ -114,6 +119,7 @@ public final class LakeImporter: Sendable {
                         var noDedup = DedupWindow(capacity: 0)
                         return try LakeBatchEncoder.encode(
                             kind: kind, records: records, dedup: &noDedup, rollups: nil, configuration: configuration,
+                            parts: last ? 2 : 1, splitRows: Self.splitLastBatchRows,
                             dataPath: { LakePaths.importFile(dataset: kind.name, hourStart: $0, tag: tag, sequence: sequence) },
                             rollupPath: { _ in "" }
                         )
@@ -126,28 +132,43 @@ public final class LakeImporter: Sendable {
             })
         }
 
+        // Chunks are read in order and decoded in parallel (`decoding`, in file order); each decoded
+        // chunk then goes through one in-order step (deduplication, rollups, numbering) into the batch.
+        var decoding: [Task<ImportPiece, any Error>] = []
+        defer { for task in decoding { task.cancel() } }
+        let decoder = self.decoder
+        let pool = threadPool
+        let withRollups = state.rollups != nil
         var endOfFile = false
-        while !endOfFile {
-            let chunk = try await threadPool.runIfActive { try file.read(maxBytes: Self.chunkBytes) }
-            endOfFile = chunk == nil
-            if let chunk { pending += chunk }
-            summary.inputBytes += chunk?.count ?? 0
-            // Decode every complete line (all of it at the end of the file).
-            let cut = endOfFile ? pending.count : (pending.lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 } ?? 0)
-            if cut > 0 {
+        while true {
+            while !endOfFile && decoding.count < Self.maxDecodesInFlight {
+                let chunk = try await threadPool.runIfActive { try file.read(maxBytes: Self.chunkBytes) }
+                endOfFile = chunk == nil
+                if let chunk { pending += chunk }
+                summary.inputBytes += chunk?.count ?? 0
+                // Every complete line (all of it at the end of the file).
+                let cut = endOfFile ? pending.count : (pending.lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 } ?? 0)
+                guard cut > 0 else { continue }
                 let lines = Array(pending[..<cut])
                 pending.removeSubrange(..<cut)
-                let decoder = self.decoder
-                state = try await threadPool.runIfActive { [state] in
-                    var state = state
-                    state.decode(lines, decoder: decoder, receivedAt: receivedAt)
-                    return state
-                }
+                decoding.append(Task {
+                    try await pool.runIfActive {
+                        ImportPiece.decode(lines, decoder: decoder, receivedAt: receivedAt, rollups: withRollups)
+                    }
+                })
             }
-            if state.events.count >= batchEvents || state.events.byteCount >= configuration.flushBytes || endOfFile {
+            guard !decoding.isEmpty else { break }
+            let piece = try await decoding.removeFirst().value
+            state = try await threadPool.runIfActive { [state] in
+                var state = state
+                state.absorb(piece)
+                return state
+            }
+            let last = endOfFile && decoding.isEmpty
+            if state.events.count >= batchEvents || state.events.byteCount >= configuration.flushBytes || last {
                 let (events, rejected, sequence) = state.takeBatch()
                 if !events.isEmpty || !rejected.isEmpty {
-                    try await startWrite(events: events, rejected: rejected, sequence: sequence)
+                    try await startWrite(events: events, rejected: rejected, sequence: sequence, last: last)
                 }
             }
         }
@@ -211,16 +232,49 @@ struct ImportState: @unchecked Sendable {
         dedup = DedupBox(DedupWindow(capacity: dedupWindow))
     }
 
-    mutating func decode(_ lines: [UInt8], decoder: EventDecoder, receivedAt: Int64) {
-        var sink = ImportSink(state: self, receivedAt: receivedAt)
-        let outcome = lines.withUnsafeBytes { decoder.decode($0, format: .ndjson, receivedAt: receivedAt, into: &sink) }
-        self = sink.state
-        base += outcome.accepted + outcome.rejected
+    /// Takes a decoded chunk, in file order: drops repeated `event_id`s, feeds the rollups, and
+    /// numbers records and rejections by their place in the file.
+    mutating func absorb(_ piece: ImportPiece) {
+        piece.events.withRecords { views in
+            for (k, event) in piece.accepted.enumerated() {
+                let offset = Int64(base + event.index)
+                if let id = event.eventID, !dedup.window.observe(id) {
+                    duplicates += 1
+                    continue
+                }
+                if let facts = event.facts {
+                    rollups?.add(facts, offset: offset) {
+                        let view = try? EventRecordView(views[k])
+                        return (view?.contentID ?? "", view?.contentType ?? "", view?.title ?? "")
+                    }
+                }
+                events.append(offset: offset, views[k])
+                accepted += 1
+            }
+        }
+        for (error, record) in piece.rejections {
+            rejected += 1
+            record.withUnsafeBytes { record in
+                // Renumber: the decoder counts events within the chunk; operators want the number in the file.
+                guard error.index >= 0, let view = try? RejectedRecordView(record) else {
+                    rejectedRecords.append(offset: Int64(base), record)
+                    return
+                }
+                var renumbered: [UInt8] = []
+                RejectedRecordEncoder.encode(
+                    receivedAt: view.receivedAtMicros, index: Int32(clamping: base + error.index), reason: error.reason,
+                    field: error.field, message: error.message, eventID: error.eventID, raw: view.raw, into: &renumbered
+                )
+                renumbered.withUnsafeBytes { rejectedRecords.append(offset: Int64(base + error.index), $0) }
+            }
+        }
+        base += piece.count
     }
 
     mutating func takeBatch() -> (RecordBuffer, RecordBuffer, Int) {
         defer {
-            events = RecordBuffer()
+            // Room for a batch like the last one: no copying as the next one grows.
+            events = RecordBuffer(reservingCapacity: events.byteCount + events.byteCount / 8)
             rejectedRecords = RecordBuffer()
             sequence += 1
         }
@@ -257,41 +311,47 @@ final class DedupBox: @unchecked Sendable {
     init(_ window: DedupWindow) { self.window = window }
 }
 
-/// Collects accepted and rejected records of an import, dropping repeated `event_id`s.
-struct ImportSink: EventSink {
-    var state: ImportState
-    let receivedAt: Int64
-    private var scratch: [UInt8] = []
-
-    init(state: ImportState, receivedAt: Int64) {
-        self.state = state
-        self.receivedAt = receivedAt
+/// One chunk of an import file (its complete lines), decoded on any thread: the accepted records
+/// with what the in-order step needs of each, and the rejections.
+final class ImportPiece: @unchecked Sendable {
+    struct Accepted {
+        /// The event's number in the chunk.
+        var index: Int
+        /// The hash of its `event_id` (nil only if the record cannot be read back, which the encoder
+        /// then reports as unreadable).
+        var eventID: UInt64?
+        var facts: RollupFacts?
     }
 
-    mutating func accepted(index: Int, key: UnsafeRawBufferPointer, dimensions: EventDimensions, record: UnsafeRawBufferPointer) {
-        let view = try? EventRecordView(record)
-        if let view, !state.dedup.window.observe(hash64(view.eventIDBytes)) {
-            state.duplicates += 1
-            return
-        }
-        if let view { state.rollups?.add(view, offset: Int64(state.base + index)) }
-        state.events.append(offset: Int64(state.base + index), record)
-        state.accepted += 1
+    let events = RecordBuffer()
+    private(set) var accepted: [Accepted] = []
+    private(set) var rejections: [(error: EventValidationError, record: [UInt8])] = []
+    /// Events in the chunk, accepted or rejected.
+    private(set) var count = 0
+
+    static func decode(_ lines: [UInt8], decoder: EventDecoder, receivedAt: Int64, rollups: Bool) -> ImportPiece {
+        let piece = ImportPiece()
+        var sink = Sink(piece: piece, rollups: rollups)
+        let outcome = lines.withUnsafeBytes { decoder.decode($0, format: .ndjson, receivedAt: receivedAt, into: &sink) }
+        piece.count = outcome.accepted + outcome.rejected
+        return piece
     }
 
-    mutating func rejected(_ error: EventValidationError, record: UnsafeRawBufferPointer) {
-        state.rejected += 1
-        // Renumber: the decoder counts events within the chunk; operators want the number in the file.
-        guard error.index >= 0, let view = try? RejectedRecordView(record) else {
-            state.rejectedRecords.append(offset: Int64(state.base), record)
-            return
+    private struct Sink: EventSink {
+        let piece: ImportPiece
+        let rollups: Bool
+
+        mutating func accepted(index: Int, key: UnsafeRawBufferPointer, dimensions: EventDimensions, record: UnsafeRawBufferPointer) {
+            let view = try? EventRecordView(record)
+            piece.accepted.append(Accepted(
+                index: index, eventID: view.map { hash64($0.eventIDBytes) }, facts: rollups ? view.map(RollupFacts.init) : nil
+            ))
+            piece.events.append(offset: Int64(index), record)
         }
-        scratch.removeAll(keepingCapacity: true)
-        RejectedRecordEncoder.encode(
-            receivedAt: receivedAt, index: Int32(clamping: state.base + error.index), reason: error.reason,
-            field: error.field, message: error.message, eventID: error.eventID, raw: view.raw, into: &scratch
-        )
-        scratch.withUnsafeBytes { state.rejectedRecords.append(offset: Int64(state.base + error.index), $0) }
+
+        mutating func rejected(_ error: EventValidationError, record: UnsafeRawBufferPointer) {
+            piece.rejections.append((error, Array(record)))
+        }
     }
 }
 
@@ -312,7 +372,7 @@ final class ImportFile: @unchecked Sendable {
         var info = stat()
         fstat(fd, &info)
         var identity = "\(path)|\(info.st_size)|\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)"
-        let hash = identity.withUTF8 { hash64(UnsafeRawBufferPointer($0)) }
+        let hash = identity.withUTF8 { stableHash64(UnsafeRawBufferPointer($0)) }
         let hex = String(hash, radix: 16)
         tag = String(repeating: "0", count: 16 - hex.count) + hex
     }

@@ -21,6 +21,35 @@ struct RollupRow: Sendable, Equatable {
     var completions: Int64
 }
 
+/// What the rollups need of one event: read from its record once (possibly on another thread than
+/// the aggregator's), so that adding it costs no parsing and no hashing of strings.
+struct RollupFacts: Sendable {
+    var receivedMicros: Int64
+    var timestampMicros: Int64
+    var position: Double
+    var durationSeconds: Int64
+    /// Hashes of the session (`session_id`, else `device_id`), `user_id` and `content_id`.
+    var session: UInt64
+    var user: UInt64
+    var content: UInt64
+    var isPlay: Bool
+    /// A `play` or `heartbeat`: the position advances until the session's next event.
+    var isPlaying: Bool
+
+    init(_ record: EventRecordView) {
+        receivedMicros = record.receivedAtMicros
+        timestampMicros = record.timestampMicros
+        position = record.currentTimestamp
+        durationSeconds = record.durationSeconds
+        session = hash64(record.sessionIDBytes ?? record.deviceIDBytes)
+        user = hash64(record.userIDBytes)
+        content = hash64(record.contentIDBytes)
+        let type = record.eventTypeBytes
+        isPlay = type.elementsEqual("play".utf8)
+        isPlaying = isPlay || type.elementsEqual("heartbeat".utf8)
+    }
+}
+
 /// Per-hour, per-content aggregates of one log partition, kept for the hours still open.
 ///
 /// An hour closes when a record arrives more than `grace` after its end; its last rollup file is
@@ -44,20 +73,18 @@ final class RollupAggregator: @unchecked Sendable {
         var viewers = Set<UInt64>()
         var completed = Set<UInt64>()
 
-        mutating func count(isPlay: Bool, watched: Double, session: UInt64, user: UInt64, completes: Bool) {
-            events += 1
-            if isPlay { plays += 1 }
-            watchTime += watched
-            sessions.insert(session)
-            viewers.insert(user)
-            if completes { completed.insert(session) }
+        init(_ names: (contentID: String, contentType: String, title: String)) {
+            contentID = names.contentID
+            contentType = names.contentType
+            title = names.title
         }
     }
 
     private struct Hour {
         var firstOffset: Int64
-        /// By the hash of `content_id` (no String made per event); the cell keeps the id itself.
-        var cells: [UInt64: Cell] = [:]
+        var cells: [Cell] = []
+        /// The cell of each content, by the hash of `content_id` (no String made per event).
+        var cellIndex: [UInt64: Int] = [:]
     }
 
     private struct Cursor {
@@ -67,10 +94,19 @@ final class RollupAggregator: @unchecked Sendable {
         var contentHash: UInt64
         /// When the server received the session's last event (for dropping silent sessions).
         var receivedMicros: Int64
+        /// The cell the session last counted in (its hour and index; the session is in its
+        /// `sessions`), the viewer it last added there, and whether it added its completion. The
+        /// next event of the session in that cell needs no lookup and no set insert.
+        var hour: Int64
+        var cell: Int
+        var viewer: UInt64?
+        var completed: Bool
     }
 
     let grace: Int64
     private var hours: [Int64: Hour] = [:]
+    /// Where the hour of the last event sits in `hours` (valid until an hour is added or removed).
+    private var currentHour: (hour: Int64, index: Dictionary<Int64, Hour>.Index)?
     private var closedBefore: Int64 = .min
     /// The last event of each session, for watch time. Bounded: sessions silent for longer than the
     /// gap cap are dropped when an hour closes.
@@ -87,42 +123,97 @@ final class RollupAggregator: @unchecked Sendable {
     var rebuildFrom: Int64? { hours.values.map(\.firstOffset).min() }
 
     func add(_ record: EventRecordView, offset: Int64) {
-        let received = record.receivedAtMicros
+        add(RollupFacts(record), offset: offset) { (record.contentID, record.contentType, record.title) }
+    }
+
+    /// Counts one event. `names` gives the content's id, type and title; it is called only for the
+    /// first event of a content in an hour.
+    func add(_ event: RollupFacts, offset: Int64, names: () -> (String, String, String)) {
+        let received = event.receivedMicros
         let hour = received - ((received % Self.hourMicros) + Self.hourMicros) % Self.hourMicros
         guard hour >= closedBefore else {
             lateRecords += 1
             return
         }
-        let sessionBytes = record.sessionIDBytes ?? record.deviceIDBytes
-        let session = hash64(sessionBytes)
-        let user = hash64(record.userIDBytes)
-        let contentHash = hash64(record.contentIDBytes)
-        let isPlay = record.eventTypeBytes.elementsEqual("play".utf8)
+        let session = event.session
+        let contentHash = event.content
+        let hourIndex = index(of: hour, firstOffset: offset)
         var watched = 0.0
-        if let cursor = cursors[session], cursor.contentHash == contentHash, record.timestampMicros >= cursor.timestampMicros {
-            if cursor.playing {
-                let advance = max(record.currentTimestamp - cursor.position, 0)
-                let wall = Double(record.timestampMicros - cursor.timestampMicros) / 1e6
-                watched = min(advance, wall, Self.maxWatchGapSeconds)
+        // One lookup of the session's cursor. An event older than the session's last one is
+        // counted, but not for watch time, and leaves the position as it is.
+        let slot = cursors.index(forKey: session)
+        var cursor: Cursor
+        if let slot, cursors.values[slot].contentHash == contentHash {
+            cursor = cursors.values[slot]
+            if event.timestampMicros >= cursor.timestampMicros {
+                if cursor.playing {
+                    let advance = max(event.position - cursor.position, 0)
+                    let wall = Double(event.timestampMicros - cursor.timestampMicros) / 1e6
+                    watched = min(advance, wall, Self.maxWatchGapSeconds)
+                }
+                cursor.timestampMicros = event.timestampMicros
+                cursor.position = event.position
+                cursor.playing = event.isPlaying
+                cursor.receivedMicros = received
             }
-        }
-        if let cursor = cursors[session], cursor.contentHash == contentHash, record.timestampMicros < cursor.timestampMicros {
-            // An event older than the session's last one: counted, but not for watch time.
         } else {
-            cursors[session] = Cursor(
-                timestampMicros: record.timestampMicros, position: record.currentTimestamp,
-                playing: isPlay || record.eventTypeBytes.elementsEqual("heartbeat".utf8), contentHash: contentHash,
-                receivedMicros: received
+            cursor = Cursor(
+                timestampMicros: event.timestampMicros, position: event.position, playing: event.isPlaying,
+                contentHash: contentHash, receivedMicros: received, hour: .min, cell: 0, viewer: nil, completed: false
             )
         }
-        // Mutated in place (no copy of the hour or the cell out of its dictionary): a copy would make
+        let completes = event.durationSeconds > 0 && event.position >= Self.completionRatio * Double(event.durationSeconds)
+        // The session's cell in this hour: remembered by its cursor, else looked up (or made).
+        if cursor.hour != hour {
+            let cell: Int
+            if let known = hours.values[hourIndex].cellIndex[contentHash] {
+                cell = known
+            } else {
+                cell = hours.values[hourIndex].cells.count
+                hours.values[hourIndex].cells.append(Cell(names()))
+                hours.values[hourIndex].cellIndex[contentHash] = cell
+            }
+            hours.values[hourIndex].cells[cell].sessions.insert(session)
+            cursor.hour = hour
+            cursor.cell = cell
+            cursor.viewer = nil
+            cursor.completed = false
+        }
+        // Mutated in place (no copy of the hour or the cell out of its container): a copy would make
         // every event copy the hour's cells and the cell's sets (copy-on-write).
-        let completes = record.durationSeconds > 0 && record.currentTimestamp >= Self.completionRatio * Double(record.durationSeconds)
-        hours[hour, default: Hour(firstOffset: offset)]
-            .cells[contentHash, default: Cell(contentID: record.contentID, contentType: record.contentType, title: record.title)]
-            .count(isPlay: isPlay, watched: watched, session: session, user: user, completes: completes)
-        touched.insert(hour)
+        Self.count(
+            event, watched: watched, session: session, completes: completes,
+            in: &hours.values[hourIndex].cells[cursor.cell], cursor: &cursor
+        )
+        if let slot { cursors.values[slot] = cursor } else { cursors[session] = cursor }
         closeHours(before: received - grace)
+    }
+
+    @inline(__always)
+    private static func count(
+        _ event: RollupFacts, watched: Double, session: UInt64, completes: Bool, in cell: inout Cell, cursor: inout Cursor
+    ) {
+        cell.events += 1
+        if event.isPlay { cell.plays += 1 }
+        cell.watchTime += watched
+        if cursor.viewer != event.user {
+            cell.viewers.insert(event.user)
+            cursor.viewer = event.user
+        }
+        if completes && !cursor.completed {
+            cell.completed.insert(session)
+            cursor.completed = true
+        }
+    }
+
+    /// The index of `hour` in `hours`, adding it if new.
+    private func index(of hour: Int64, firstOffset: Int64) -> Dictionary<Int64, Hour>.Index {
+        if let currentHour, currentHour.hour == hour { return currentHour.index }
+        if hours[hour] == nil { hours[hour] = Hour(firstOffset: firstOffset) }
+        let index = hours.index(forKey: hour)!
+        currentHour = (hour, index)
+        touched.insert(hour)
+        return index
     }
 
     /// Closes every hour that ended before `time`.
@@ -138,7 +229,7 @@ final class RollupAggregator: @unchecked Sendable {
         var result: [(Int64, [RollupRow])] = []
         for hour in touched.sorted() {
             guard let state = hours[hour] else { continue }
-            let rows = state.cells.values.sorted { $0.contentID < $1.contentID }.map { cell in
+            let rows = state.cells.sorted { $0.contentID < $1.contentID }.map { cell in
                 RollupRow(
                     hourStartMicros: hour, contentID: cell.contentID, contentType: cell.contentType, title: cell.title,
                     events: cell.events, plays: cell.plays, sessions: Int64(cell.sessions.count),
@@ -149,11 +240,14 @@ final class RollupAggregator: @unchecked Sendable {
             result.append((hour, rows))
         }
         touched.removeAll()
+        // The next event marks its hour as touched again.
+        currentHour = nil
         // Drop the state of closed hours (their files were just written for the last time) and of
         // sessions silent for longer than any gap that still counts.
         let closed = hours.keys.filter { $0 < closedBefore }
         if !closed.isEmpty {
             for hour in closed { hours.removeValue(forKey: hour) }
+            currentHour = nil
             let silentBefore = closedBefore - Int64(Self.maxWatchGapSeconds * 1e6) - grace
             cursors = cursors.filter { $0.value.receivedMicros >= silentBefore }
         }
@@ -164,6 +258,7 @@ final class RollupAggregator: @unchecked Sendable {
         hours.removeAll()
         cursors.removeAll()
         touched.removeAll()
+        currentHour = nil
         closedBefore = .min
         lateRecords = 0
     }
