@@ -13,7 +13,7 @@
 //   PlayheadKafka    the Kafka log backend                                  -> PlayheadLog, RdKafka
 //   PlayheadLake     batching, exactly-once files, dedup, rollups           -> PlayheadEvents, PlayheadLog, Parquet, S3
 //   PlayheadMetrics  instruments, content KPIs consumer, live page          -> PlayheadLog
-//   playhead         the CLI                                                -> everything
+//   playhead         the CLI                                                -> everything (and CMalloc: glibc's mallopt)
 import PackageDescription
 
 let swiftSettings: [SwiftSetting] = [
@@ -51,6 +51,7 @@ let package = Package(
             pkgConfig: "libzstd",
             providers: [.apt(["libzstd-dev"])]
         ),
+        .systemLibrary(name: "CMalloc", path: "Sources/CMalloc"),
         .target(
             name: "Parquet",
             dependencies: ["CZstd"],
@@ -164,7 +165,7 @@ let package = Package(
             name: "playhead",
             dependencies: [
                 "PlayheadEvents", "PlayheadLog", "PlayheadIngest", "PlayheadKafka", "PlayheadLake",
-                "PlayheadMetrics", "PlayheadLoadgen",
+                "PlayheadMetrics", "PlayheadLoadgen", "CMalloc",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -49,9 +49,10 @@ enum LakeBatchEncoder {
                         batch.duplicates += 1
                         continue
                     }
+                    let facts = RollupFacts(record)
                     eventHours[LakePaths.hourStart(record.receivedAtMicros), default: []]
-                        .append(EventsTable.sortKey(record, index: index))
-                    rollups?.add(record, offset: offsets[index])
+                        .append(EventsTable.sortKey(facts, index: index))
+                    rollups?.add(facts, offset: offsets[index]) { (record.contentID, record.contentType, record.title) }
                 case .rejected:
                     guard let record = try? RejectedRecordView(view) else {
                         batch.unreadable += 1
@@ -61,31 +62,9 @@ enum LakeBatchEncoder {
                 }
             }
             for (hour, keys) in eventHours.sorted(by: { $0.key < $1.key }) {
-                let order = EventsTable.sortOrder(keys)
-                let count = keys.count >= splitRows ? max(1, parts) : 1
-                if count == 1 {
-                    let bytes = try EventsTable.encode(views, rows: order, configuration: configuration)
-                    batch.files.append(LakeFile(path: dataPath(hour), bytes: bytes, dataset: kind.name, rows: keys.count))
-                } else {
-                    // Consecutive slices of the sorted rows, encoded in parallel (this thread and
-                    // GCD's workers: this runs on a thread pool, never on the cooperative pool).
-                    let size = (order.count + count - 1) / count
-                    let slices = (0..<count).map { Array(order[min($0 * size, order.count)..<min(($0 + 1) * size, order.count)]) }
-                    var results = [Result<[UInt8], any Error>?](repeating: nil, count: count)
-                    nonisolated(unsafe) let sharedViews = views
-                    results.withUnsafeMutableBufferPointer { out in
-                        nonisolated(unsafe) let out = out
-                        DispatchQueue.concurrentPerform(iterations: count) { k in
-                            out[k] = Result { try EventsTable.encode(sharedViews, rows: slices[k], configuration: configuration) }
-                        }
-                    }
-                    for k in 0..<count {
-                        let bytes = try results[k]!.get()
-                        batch.files.append(LakeFile(
-                            path: LakePaths.part(dataPath(hour), k + 1), bytes: bytes, dataset: kind.name, rows: slices[k].count
-                        ))
-                    }
-                }
+                batch.files += try encodeHour(
+                    views, keys: keys, configuration: configuration, parts: parts, splitRows: splitRows, path: dataPath(hour)
+                )
                 batch.rows += keys.count
             }
             for (hour, indexes) in hours.sorted(by: { $0.key < $1.key }) {
@@ -98,6 +77,35 @@ enum LakeBatchEncoder {
             batch.files += try rollupFiles(rollups, configuration: configuration, path: rollupPath)
         }
         return batch
+    }
+
+    /// The events of one hour (`keys` gives each row's sort key and index in `views`), sorted, as
+    /// one file at `path`, or as `parts` files encoded at once when there are `splitRows` or more.
+    static func encodeHour(
+        _ views: [UnsafeRawBufferPointer], keys: [EventsTable.SortKey], configuration: LakeWriterConfiguration,
+        parts: Int, splitRows: Int, path: String
+    ) throws -> [LakeFile] {
+        let order = EventsTable.sortOrder(keys)
+        let count = keys.count >= splitRows ? max(1, parts) : 1
+        if count == 1 {
+            let bytes = try EventsTable.encode(views, rows: order, configuration: configuration)
+            return [LakeFile(path: path, bytes: bytes, dataset: DatasetKind.events.name, rows: keys.count)]
+        }
+        // Consecutive slices of the sorted rows, encoded in parallel (this thread and GCD's workers:
+        // this runs on a thread pool, never on the cooperative pool).
+        let size = (order.count + count - 1) / count
+        let slices = (0..<count).map { Array(order[min($0 * size, order.count)..<min(($0 + 1) * size, order.count)]) }
+        var results = [Result<[UInt8], any Error>?](repeating: nil, count: count)
+        nonisolated(unsafe) let sharedViews = views
+        results.withUnsafeMutableBufferPointer { out in
+            nonisolated(unsafe) let out = out
+            DispatchQueue.concurrentPerform(iterations: count) { k in
+                out[k] = Result { try EventsTable.encode(sharedViews, rows: slices[k], configuration: configuration) }
+            }
+        }
+        return try (0..<count).map { k in
+            LakeFile(path: LakePaths.part(path, k + 1), bytes: try results[k]!.get(), dataset: DatasetKind.events.name, rows: slices[k].count)
+        }
     }
 
     /// The rollup files of the hours changed since the last call, one per hour at `path(hour)`.

@@ -76,7 +76,7 @@ struct LakeCommits: Sendable {
 /// The window holds the ids of every record at offsets `[x - capacity, x)`, kept or dropped, so a
 /// decision depends only on the log's content: replaying the `capacity` records before a batch
 /// rebuilds the exact window, and a redo after a crash makes the same decisions. Memory: about
-/// about 33 bytes per slot (a ring of 64-bit hashes, and a counting table kept at most half full).
+/// about 40 bytes per slot (a ring of 64-bit hashes, and a counting table kept at most half full).
 struct DedupWindow {
     let capacity: Int
     private var ring: [UInt64]
@@ -115,97 +115,101 @@ struct DedupWindow {
 }
 
 /// A count per 64-bit hash: open addressing with linear probing (one probe sequence, usually one
-/// cache line, per operation; the window's table is millions of entries, so this is the cost that
-/// matters), at most half full, and backward-shift deletion (no tombstones). The keys are hashes
-/// already, so their low bits pick the slot.
+/// cache line, per operation; the window's table is millions of entries, so cache misses are the
+/// cost that matters, and each slot holds its key and count together), at most half full, and
+/// backward-shift deletion (no tombstones). The keys are hashes already, so their low bits pick
+/// the slot.
 struct HashCounts {
-    /// 0 marks an empty slot; the hash 0 is stored as `zeroKey`.
-    private var keys: [UInt64]
-    private var counts: [UInt32]
+    private struct Slot {
+        /// 0 marks an empty slot; the hash 0 is stored as `zeroKey`.
+        var key: UInt64
+        var count: UInt32
+    }
+
+    private var slots: [Slot]
     private var mask: Int
     private(set) var count = 0
     private static let zeroKey: UInt64 = 0x9E37_79B9_7F4A_7C15
 
     init(initialSlots: Int = 1024) {
-        let slots = max(16, 1 << (Int.bitWidth - (initialSlots - 1).leadingZeroBitCount))
-        keys = [UInt64](repeating: 0, count: slots)
-        counts = [UInt32](repeating: 0, count: slots)
-        mask = slots - 1
+        let size = max(16, 1 << (Int.bitWidth - (initialSlots - 1).leadingZeroBitCount))
+        slots = [Slot](repeating: Slot(key: 0, count: 0), count: size)
+        mask = size - 1
     }
 
     /// Adds one to `key`'s count; returns whether it was 0.
     mutating func increment(_ key: UInt64) -> Bool {
         let key = key == 0 ? Self.zeroKey : key
-        if (count + 1) * 2 > keys.count { grow() }
-        var slot = Int(truncatingIfNeeded: key) & mask
-        while true {
-            let found = keys[slot]
-            if found == key {
-                counts[slot] &+= 1
-                return false
+        if (count + 1) * 2 > slots.count { grow() }
+        return slots.withUnsafeMutableBufferPointer { slots in
+            var index = Int(truncatingIfNeeded: key) & mask
+            while true {
+                let found = slots[index].key
+                if found == key {
+                    slots[index].count &+= 1
+                    return false
+                }
+                if found == 0 {
+                    slots[index] = Slot(key: key, count: 1)
+                    count += 1
+                    return true
+                }
+                index = (index + 1) & mask
             }
-            if found == 0 {
-                keys[slot] = key
-                counts[slot] = 1
-                count += 1
-                return true
-            }
-            slot = (slot + 1) & mask
         }
     }
 
     /// Takes one from `key`'s count, removing it at 0 (a key that is absent is ignored).
     mutating func decrement(_ key: UInt64) {
         let key = key == 0 ? Self.zeroKey : key
-        var slot = Int(truncatingIfNeeded: key) & mask
-        while keys[slot] != key {
-            if keys[slot] == 0 { return }
-            slot = (slot + 1) & mask
-        }
-        if counts[slot] > 1 {
-            counts[slot] -= 1
-            return
-        }
-        // Backward shift: move later entries of the probe run into the hole when their home slot
-        // is not between the hole and where they are.
-        var hole = slot
-        var next = (slot + 1) & mask
-        while keys[next] != 0 {
-            let home = Int(truncatingIfNeeded: keys[next]) & mask
-            if (next - home) & mask >= (next - hole) & mask {
-                keys[hole] = keys[next]
-                counts[hole] = counts[next]
-                hole = next
+        let mask = self.mask
+        let removed = slots.withUnsafeMutableBufferPointer { slots -> Bool in
+            var index = Int(truncatingIfNeeded: key) & mask
+            while slots[index].key != key {
+                if slots[index].key == 0 { return false }
+                index = (index + 1) & mask
             }
-            next = (next + 1) & mask
+            if slots[index].count > 1 {
+                slots[index].count -= 1
+                return false
+            }
+            // Backward shift: move later entries of the probe run into the hole when their home
+            // slot is not between the hole and where they are.
+            var hole = index
+            var next = (index + 1) & mask
+            while slots[next].key != 0 {
+                let home = Int(truncatingIfNeeded: slots[next].key) & mask
+                if (next - home) & mask >= (next - hole) & mask {
+                    slots[hole] = slots[next]
+                    hole = next
+                }
+                next = (next + 1) & mask
+            }
+            slots[hole] = Slot(key: 0, count: 0)
+            return true
         }
-        keys[hole] = 0
-        counts[hole] = 0
-        count -= 1
+        if removed { count -= 1 }
     }
 
     /// The count of `key` (0 when absent).
     func count(of key: UInt64) -> UInt32 {
         let key = key == 0 ? Self.zeroKey : key
-        var slot = Int(truncatingIfNeeded: key) & mask
-        while keys[slot] != 0 {
-            if keys[slot] == key { return counts[slot] }
-            slot = (slot + 1) & mask
+        var index = Int(truncatingIfNeeded: key) & mask
+        while slots[index].key != 0 {
+            if slots[index].key == key { return slots[index].count }
+            index = (index + 1) & mask
         }
         return 0
     }
 
     private mutating func grow() {
-        let oldKeys = keys
-        let oldCounts = counts
-        keys = [UInt64](repeating: 0, count: oldKeys.count * 2)
-        counts = [UInt32](repeating: 0, count: oldKeys.count * 2)
-        mask = keys.count - 1
-        for index in oldKeys.indices where oldKeys[index] != 0 {
-            var slot = Int(truncatingIfNeeded: oldKeys[index]) & mask
-            while keys[slot] != 0 { slot = (slot + 1) & mask }
-            keys[slot] = oldKeys[index]
-            counts[slot] = oldCounts[index]
+        let old = slots
+        slots = [Slot](repeating: Slot(key: 0, count: 0), count: old.count * 2)
+        mask = slots.count - 1
+        for slot in old where slot.key != 0 {
+            var index = Int(truncatingIfNeeded: slot.key) & mask
+            while slots[index].key != 0 { index = (index + 1) & mask }
+            slots[index] = slot
         }
     }
 }

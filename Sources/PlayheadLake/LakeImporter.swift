@@ -81,7 +81,6 @@ public final class LakeImporter: Sendable {
         // each session's events in order), written once at the end as `rollups/…/import-<tag>.parquet`.
         state.rollups = configuration.rollups ? RollupAggregator() : nil
         var pending: [UInt8] = []
-        pending.reserveCapacity(Self.chunkBytes * 2)
         var writing: [Task<EncodedBatch, any Error>] = []
         var summary = LakeImportSummary()
         let batchEvents = max(1, min(configuration.flushEvents, Self.encodeBatchEvents))
@@ -105,30 +104,40 @@ public final class LakeImporter: Sendable {
         hours.insert(LakePaths.hourStart(receivedAt))
         try await ImportManifest.write(store, manifest, hours: hours)
 
-        func startWrite(events: RecordBuffer, rejected: RecordBuffer, sequence: Int, last: Bool) async throws {
+        func startWrite(_ batch: ImportBatch, last: Bool) async throws {
             // At most `maxEncodesInFlight` batches being encoded, while the next chunks are decoded.
             while writing.count >= Self.maxEncodesInFlight { try await collect(writing.removeFirst()) }
             let store = self.store
             let configuration = self.configuration
             let tag = state.tag
             let pool = threadPool
+            let hour = LakePaths.hourStart(receivedAt)
             writing.append(Task {
-                var batch = EncodedBatch()
-                for (kind, records) in [(DatasetKind.events, events), (.rejected, rejected)] where !records.isEmpty {
-                    let encoded = try await pool.runIfActive {
-                        var noDedup = DedupWindow(capacity: 0)
-                        return try LakeBatchEncoder.encode(
-                            kind: kind, records: records, dedup: &noDedup, rollups: nil, configuration: configuration,
-                            parts: last ? 2 : 1, splitRows: Self.splitLastBatchRows,
-                            dataPath: { LakePaths.importFile(dataset: kind.name, hourStart: $0, tag: tag, sequence: sequence) },
-                            rollupPath: { _ in "" }
-                        )
+                let files = try await pool.runIfActive {
+                    var files: [LakeFile] = []
+                    if !batch.events.isEmpty {
+                        // Every event of an import has the same `received_at` (one hour), and the
+                        // sort keys were taken while decoding.
+                        files += try batch.events.withRecords { views in
+                            try LakeBatchEncoder.encodeHour(
+                                views, keys: batch.sortKeys, configuration: configuration, parts: last ? 2 : 1,
+                                splitRows: Self.splitLastBatchRows,
+                                path: LakePaths.importFile(dataset: "events", hourStart: hour, tag: tag, sequence: batch.sequence)
+                            )
+                        }
                     }
-                    for file in encoded.files { try await store.put(file.path, file.bytes) }
-                    batch.files += encoded.files
-                    batch.rows += encoded.rows
+                    if !batch.rejected.isEmpty {
+                        var noDedup = DedupWindow(capacity: 0)
+                        files += try LakeBatchEncoder.encode(
+                            kind: .rejected, records: batch.rejected, dedup: &noDedup, rollups: nil, configuration: configuration,
+                            dataPath: { LakePaths.importFile(dataset: "rejected", hourStart: $0, tag: tag, sequence: batch.sequence) },
+                            rollupPath: { _ in "" }
+                        ).files
+                    }
+                    return files
                 }
-                return batch
+                for file in files { try await store.put(file.path, file.bytes) }
+                return EncodedBatch(files: files, rows: files.reduce(0) { $0 + $1.rows })
             })
         }
 
@@ -138,22 +147,24 @@ public final class LakeImporter: Sendable {
         defer { for task in decoding { task.cancel() } }
         let decoder = self.decoder
         let pool = threadPool
-        let withRollups = state.rollups != nil
         var endOfFile = false
         while true {
             while !endOfFile && decoding.count < Self.maxDecodesInFlight {
-                let chunk = try await threadPool.runIfActive { try file.read(maxBytes: Self.chunkBytes) }
-                endOfFile = chunk == nil
-                if let chunk { pending += chunk }
-                summary.inputBytes += chunk?.count ?? 0
+                // The incomplete line left by the last read, then the next bytes, in one buffer.
+                let (bytes, added, end) = try await threadPool.runIfActive { [pending] in
+                    try file.read(after: pending, maxBytes: Self.chunkBytes)
+                }
+                endOfFile = end
+                summary.inputBytes += added
+                var lines = bytes
                 // Every complete line (all of it at the end of the file).
-                let cut = endOfFile ? pending.count : (pending.lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 } ?? 0)
+                let cut = endOfFile ? lines.count : (lines.lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 } ?? 0)
+                pending = Array(lines[cut...])
+                lines.removeSubrange(cut...)
                 guard cut > 0 else { continue }
-                let lines = Array(pending[..<cut])
-                pending.removeSubrange(..<cut)
-                decoding.append(Task {
+                decoding.append(Task { [lines] in
                     try await pool.runIfActive {
-                        ImportPiece.decode(lines, decoder: decoder, receivedAt: receivedAt, rollups: withRollups)
+                        ImportPiece.decode(lines, decoder: decoder, receivedAt: receivedAt)
                     }
                 })
             }
@@ -166,10 +177,8 @@ public final class LakeImporter: Sendable {
             }
             let last = endOfFile && decoding.isEmpty
             if state.events.count >= batchEvents || state.events.byteCount >= configuration.flushBytes || last {
-                let (events, rejected, sequence) = state.takeBatch()
-                if !events.isEmpty || !rejected.isEmpty {
-                    try await startWrite(events: events, rejected: rejected, sequence: sequence, last: last)
-                }
+                let batch = state.takeBatch()
+                if !batch.events.isEmpty || !batch.rejected.isEmpty { try await startWrite(batch, last: last) }
             }
         }
         for task in writing { try await collect(task) }
@@ -197,6 +206,9 @@ public final class LakeImporter: Sendable {
             }
         }
         try await ImportManifest.write(store, manifest, hours: [LakePaths.hourStart(receivedAt)])
+        if state.unreadable > 0 {
+            logger.error("import: \(state.unreadable) decoded records of \(path) could not be read back and were not written")
+        }
         summary.events = state.accepted + state.rejected + state.duplicates
         summary.accepted = state.accepted
         summary.rejected = state.rejected
@@ -213,6 +225,8 @@ public final class LakeImporter: Sendable {
 struct ImportState: @unchecked Sendable {
     let tag: String
     var events = RecordBuffer()
+    /// The sort key of each record of `events`.
+    var sortKeys: [EventsTable.SortKey] = []
     var rejectedRecords = RecordBuffer()
     /// In a class: the state is copied into each decode step and back, and a struct holding the
     /// window's dictionary would be copied whole (copy-on-write) at the first event of every chunk.
@@ -222,6 +236,8 @@ struct ImportState: @unchecked Sendable {
     var accepted = 0
     var rejected = 0
     var duplicates = 0
+    /// Records the decoder wrote that do not read back (never expected).
+    var unreadable = 0
     var sequence = 0
     /// The import's rollups, fed in file order (a class shared by the copies of this state; the
     /// decode steps run one after another).
@@ -235,19 +251,26 @@ struct ImportState: @unchecked Sendable {
     /// Takes a decoded chunk, in file order: drops repeated `event_id`s, feeds the rollups, and
     /// numbers records and rejections by their place in the file.
     mutating func absorb(_ piece: ImportPiece) {
+        // The window out of its box for the loop (moved, not copied), back in after.
+        var window = dedup.take()
+        defer { dedup.window = window }
         piece.events.withRecords { views in
             for (k, event) in piece.accepted.enumerated() {
                 let offset = Int64(base + event.index)
-                if let id = event.eventID, !dedup.window.observe(id) {
+                guard let facts = event.facts else {
+                    // The decoder wrote a record it cannot read back: a bug, reported at the end.
+                    unreadable += 1
+                    continue
+                }
+                if !window.observe(facts.eventID) {
                     duplicates += 1
                     continue
                 }
-                if let facts = event.facts {
-                    rollups?.add(facts, offset: offset) {
-                        let view = try? EventRecordView(views[k])
-                        return (view?.contentID ?? "", view?.contentType ?? "", view?.title ?? "")
-                    }
+                rollups?.add(facts.rollup, offset: offset) {
+                    let view = try? EventRecordView(views[k])
+                    return (view?.contentID ?? "", view?.contentType ?? "", view?.title ?? "")
                 }
+                sortKeys.append(EventsTable.sortKey(facts.rollup, index: events.count))
                 events.append(offset: offset, views[k])
                 accepted += 1
             }
@@ -271,15 +294,25 @@ struct ImportState: @unchecked Sendable {
         base += piece.count
     }
 
-    mutating func takeBatch() -> (RecordBuffer, RecordBuffer, Int) {
+    mutating func takeBatch() -> ImportBatch {
         defer {
             // Room for a batch like the last one: no copying as the next one grows.
             events = RecordBuffer(reservingCapacity: events.byteCount + events.byteCount / 8)
+            sortKeys = []
+            sortKeys.reserveCapacity(events.count)
             rejectedRecords = RecordBuffer()
             sequence += 1
         }
-        return (events, rejectedRecords, sequence)
+        return ImportBatch(events: events, sortKeys: sortKeys, rejected: rejectedRecords, sequence: sequence)
     }
+}
+
+/// One batch of an import, to be encoded as one file (two for the last) of `events/` and one of `rejected/`.
+struct ImportBatch: @unchecked Sendable {
+    var events: RecordBuffer
+    var sortKeys: [EventsTable.SortKey]
+    var rejected: RecordBuffer
+    var sequence: Int
 }
 
 /// `_playhead/imports/<tag>.json`: the hours (UTC, µs) where imports of one file wrote files.
@@ -309,6 +342,13 @@ enum ImportManifest {
 final class DedupBox: @unchecked Sendable {
     var window: DedupWindow
     init(_ window: DedupWindow) { self.window = window }
+
+    /// The window, leaving an empty one in its place (no copy of the tables).
+    func take() -> DedupWindow {
+        var taken = DedupWindow(capacity: 0)
+        swap(&taken, &window)
+        return taken
+    }
 }
 
 /// One chunk of an import file (its complete lines), decoded on any thread: the accepted records
@@ -317,21 +357,20 @@ final class ImportPiece: @unchecked Sendable {
     struct Accepted {
         /// The event's number in the chunk.
         var index: Int
-        /// The hash of its `event_id` (nil only if the record cannot be read back, which the encoder
-        /// then reports as unreadable).
-        var eventID: UInt64?
-        var facts: RollupFacts?
+        /// The hash of its `event_id` and what rollups and sorting need (nil only if the record
+        /// cannot be read back, which the encoder then reports as unreadable).
+        var facts: (eventID: UInt64, rollup: RollupFacts)?
     }
 
     let events = RecordBuffer()
-    private(set) var accepted: [Accepted] = []
-    private(set) var rejections: [(error: EventValidationError, record: [UInt8])] = []
+    @exclusivity(unchecked) private(set) var accepted: [Accepted] = []
+    @exclusivity(unchecked) private(set) var rejections: [(error: EventValidationError, record: [UInt8])] = []
     /// Events in the chunk, accepted or rejected.
     private(set) var count = 0
 
-    static func decode(_ lines: [UInt8], decoder: EventDecoder, receivedAt: Int64, rollups: Bool) -> ImportPiece {
+    static func decode(_ lines: [UInt8], decoder: EventDecoder, receivedAt: Int64) -> ImportPiece {
         let piece = ImportPiece()
-        var sink = Sink(piece: piece, rollups: rollups)
+        var sink = Sink(piece: piece)
         let outcome = lines.withUnsafeBytes { decoder.decode($0, format: .ndjson, receivedAt: receivedAt, into: &sink) }
         piece.count = outcome.accepted + outcome.rejected
         return piece
@@ -339,13 +378,10 @@ final class ImportPiece: @unchecked Sendable {
 
     private struct Sink: EventSink {
         let piece: ImportPiece
-        let rollups: Bool
 
         mutating func accepted(index: Int, key: UnsafeRawBufferPointer, dimensions: EventDimensions, record: UnsafeRawBufferPointer) {
             let view = try? EventRecordView(record)
-            piece.accepted.append(Accepted(
-                index: index, eventID: view.map { hash64($0.eventIDBytes) }, facts: rollups ? view.map(RollupFacts.init) : nil
-            ))
+            piece.accepted.append(Accepted(index: index, facts: view.map { (hash64($0.eventIDBytes), RollupFacts($0)) }))
             piece.events.append(offset: Int64(index), record)
         }
 
@@ -379,13 +415,19 @@ final class ImportFile: @unchecked Sendable {
 
     func close() { _ = Glibc.close(fd) }
 
-    /// Up to about `maxBytes` of NDJSON, or nil at the end of the file.
-    func read(maxBytes: Int) throws -> [UInt8]? {
-        guard !finished else { return nil }
-        var raw = [UInt8](repeating: 0, count: gzip == nil && !first ? maxBytes : maxBytes / 4)
-        let count = raw.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+    /// `leftover` followed by up to about `maxBytes` of NDJSON read next, in one new buffer (read
+    /// straight into it: no zeroing, no second copy); `added` counts the new bytes, and `end` is
+    /// true once the file is exhausted.
+    func read(after leftover: [UInt8], maxBytes: Int) throws -> (bytes: [UInt8], added: Int, end: Bool) {
+        guard !finished else { return (leftover, 0, true) }
+        let want = gzip == nil && !first ? maxBytes : maxBytes / 4
+        var count = 0
+        let raw = [UInt8](unsafeUninitializedCapacity: leftover.count + want) { buffer, initialized in
+            _ = buffer.initialize(from: leftover)
+            count = Glibc.read(fd, buffer.baseAddress! + leftover.count, want)
+            initialized = leftover.count + max(count, 0)
+        }
         guard count >= 0 else { throw LakeError(.io, "read failed: \(String(cString: strerror(errno)))") }
-        raw.removeSubrange(count...)
         if first {
             first = false
             if raw.count >= 2 && raw[0] == 0x1f && raw[1] == 0x8b {
@@ -396,16 +438,16 @@ final class ImportFile: @unchecked Sendable {
             }
         }
         guard let gzip else {
-            if count == 0 { finished = true; return nil }
-            return raw
+            if count == 0 { finished = true }
+            return (raw, count, count == 0)
         }
         if count == 0 {
             finished = true
             try gzip.finishStream()
-            return nil
+            return (leftover, 0, true)
         }
-        var input = ByteBuffer(bytes: raw)
-        var output: [UInt8] = []
+        var input = ByteBuffer(bytes: raw[leftover.count...])
+        var output = leftover
         do {
             try input.decompressStream(with: gzip) { window in
                 output.append(contentsOf: window.readableBytesView)
@@ -413,6 +455,6 @@ final class ImportFile: @unchecked Sendable {
         } catch {
             throw LakeError(.io, "the gzip data is corrupt: \(error)")
         }
-        return output
+        return (output, output.count - leftover.count, false)
     }
 }

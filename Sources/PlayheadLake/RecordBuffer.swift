@@ -1,9 +1,10 @@
 /// The records of one open batch, copied out of the log's polls: contiguous bytes plus the range
 /// and log offset of each record.
 final class RecordBuffer: @unchecked Sendable {
-    private(set) var bytes: [UInt8] = []
-    private(set) var starts: [Int] = []
-    private(set) var offsets: [Int64] = []
+    // Used by one thread at a time: no dynamic exclusivity checks.
+    @exclusivity(unchecked) private(set) var bytes: [UInt8] = []
+    @exclusivity(unchecked) private(set) var starts: [Int] = []
+    @exclusivity(unchecked) private(set) var offsets: [Int64] = []
 
     var count: Int { offsets.count }
     var byteCount: Int { bytes.count }

@@ -53,10 +53,10 @@ enum EventsTable {
     /// dictionary and zstd compress to almost nothing, and a session reads in time order.
     typealias SortKey = (content: UInt64, session: UInt64, time: Int64, index: Int)
 
-    /// The sort key of a record (read while the record is classified, so it is parsed once for both).
-    static func sortKey(_ record: EventRecordView, index: Int) -> SortKey {
-        let session = record.sessionIDBytes ?? record.deviceIDBytes
-        return (hash64(record.contentIDBytes), hash64(session), record.timestampMicros, index)
+    /// The sort key of a record, from what the rollups read of it (so it is parsed and hashed once
+    /// for both).
+    static func sortKey(_ facts: RollupFacts, index: Int) -> SortKey {
+        (facts.content, facts.session, facts.timestampMicros, index)
     }
 
     static func sortOrder(_ keys: [SortKey]) -> [Int] {
@@ -73,29 +73,36 @@ enum EventsTable {
     static func encode(_ views: [UnsafeRawBufferPointer], rows: [Int], configuration: LakeWriterConfiguration) throws -> [UInt8] {
         let estimated = max(4096, rows.count * 48)
         return try writeParquet(schema: schema, rowCount: rows.count, configuration: configuration, estimatedBytes: estimated) { writer in
-            let c = (0..<writer.columnCount).map { writer.column($0) }
+            // One local per column: reading them from an array would retain and release the
+            // column writer at every value.
+            let (eventID, eventType, timestamp, receivedAt, userID, deviceID) =
+                (writer.column(0), writer.column(1), writer.column(2), writer.column(3), writer.column(4), writer.column(5))
+            let (sessionID, ipAddress, contentID, contentType, title, genre) =
+                (writer.column(6), writer.column(7), writer.column(8), writer.column(9), writer.column(10), writer.column(11))
+            let (duration, language, position, schemaVersion, eventSource, extra) =
+                (writer.column(12), writer.column(13), writer.column(14), writer.column(15), writer.column(16), writer.column(17))
             var pending = 0
             for row in rows {
                 let r = try EventRecordView(views[row])
-                try c[0].append(r.eventIDBytes)
-                try c[1].append(r.eventTypeBytes)
-                try c[2].append(r.timestampMicros)
-                try c[3].append(r.receivedAtMicros)
-                try c[4].append(r.userIDBytes)
-                try c[5].append(r.deviceIDBytes)
-                if let session = r.sessionIDBytes { try c[6].append(session) } else { try c[6].appendNull() }
-                try c[7].append(r.ipAddressBytes)
-                try c[8].append(r.contentIDBytes)
-                try c[9].append(r.contentTypeBytes)
-                try c[10].append(r.titleBytes)
-                try c[11].appendList(count: r.genreCount)
-                for k in 0..<r.genreCount { try c[11].append(r.genreBytes(k)) }
-                try c[12].append(r.durationSeconds)
-                try c[13].append(r.languageBytes)
-                try c[14].append(r.currentTimestamp)
-                try c[15].append(r.schemaVersionBytes)
-                try c[16].append(r.eventSourceBytes)
-                if let extra = r.extraBytes { try c[17].append(extra) } else { try c[17].appendNull() }
+                try eventID.append(r.eventIDBytes)
+                try eventType.append(r.eventTypeBytes)
+                try timestamp.append(r.timestampMicros)
+                try receivedAt.append(r.receivedAtMicros)
+                try userID.append(r.userIDBytes)
+                try deviceID.append(r.deviceIDBytes)
+                if let session = r.sessionIDBytes { try sessionID.append(session) } else { try sessionID.appendNull() }
+                try ipAddress.append(r.ipAddressBytes)
+                try contentID.append(r.contentIDBytes)
+                try contentType.append(r.contentTypeBytes)
+                try title.append(r.titleBytes)
+                try genre.appendList(count: r.genreCount)
+                for k in 0..<r.genreCount { try genre.append(r.genreBytes(k)) }
+                try duration.append(r.durationSeconds)
+                try language.append(r.languageBytes)
+                try position.append(r.currentTimestamp)
+                try schemaVersion.append(r.schemaVersionBytes)
+                try eventSource.append(r.eventSourceBytes)
+                if let bytes = r.extraBytes { try extra.append(bytes) } else { try extra.appendNull() }
                 pending += 1
                 if pending == 16_384 {
                     try writer.endRows(pending)
