@@ -11,9 +11,9 @@
 //   S3               SigV4 signer and S3 client (no Playhead dependency)
 //   CRdKafka, RdKafka  the librdkafka wrapper (no Playhead dependency)
 //   PlayheadKafka    the Kafka log backend                                  -> PlayheadLog, RdKafka
-//   PlayheadLake     batching, exactly-once files, dedup, rollups           -> PlayheadEvents, PlayheadLog, Parquet, S3
+//   PlayheadLake     batching, exactly-once files, dedup, rollups           -> PlayheadEvents, PlayheadLog, Parquet, S3, CPlayhead
 //   PlayheadMetrics  instruments, content KPIs consumer, live page          -> PlayheadLog
-//   playhead         the CLI                                                -> everything (and CMalloc: glibc's mallopt)
+//   playhead         the CLI                                                -> everything (and CPlayhead: mallopt)
 import PackageDescription
 
 let swiftSettings: [SwiftSetting] = [
@@ -51,7 +51,7 @@ let package = Package(
             pkgConfig: "libzstd",
             providers: [.apt(["libzstd-dev"])]
         ),
-        .systemLibrary(name: "CMalloc", path: "Sources/CMalloc"),
+        .systemLibrary(name: "CPlayhead", path: "Sources/CPlayhead"),
         .target(
             name: "Parquet",
             dependencies: ["CZstd"],
@@ -141,7 +141,7 @@ let package = Package(
         .target(
             name: "PlayheadLake",
             dependencies: [
-                "PlayheadEvents", "PlayheadLog", "Parquet", "S3",
+                "PlayheadEvents", "PlayheadLog", "Parquet", "S3", "CPlayhead",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -165,7 +165,7 @@ let package = Package(
             name: "playhead",
             dependencies: [
                 "PlayheadEvents", "PlayheadLog", "PlayheadIngest", "PlayheadKafka", "PlayheadLake",
-                "PlayheadMetrics", "PlayheadLoadgen", "CMalloc",
+                "PlayheadMetrics", "PlayheadLoadgen", "CPlayhead",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

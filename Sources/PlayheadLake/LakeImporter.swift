@@ -115,10 +115,10 @@ public final class LakeImporter: Sendable {
             writing.append(Task {
                 let files = try await pool.runIfActive {
                     var files: [LakeFile] = []
-                    if !batch.events.isEmpty {
+                    if !batch.sortKeys.isEmpty {
                         // Every event of an import has the same `received_at` (one hour), and the
                         // sort keys were taken while decoding.
-                        files += try batch.events.withRecords { views in
+                        files += try RecordBuffer.withRecords(of: batch.pieces) { views in
                             try LakeBatchEncoder.encodeHour(
                                 views, keys: batch.sortKeys, configuration: configuration, parts: last ? 2 : 1,
                                 splitRows: Self.splitLastBatchRows,
@@ -176,9 +176,9 @@ public final class LakeImporter: Sendable {
                 return state
             }
             let last = endOfFile && decoding.isEmpty
-            if state.events.count >= batchEvents || state.events.byteCount >= configuration.flushBytes || last {
+            if state.sortKeys.count >= batchEvents || state.batchBytes >= configuration.flushBytes || last {
                 let batch = state.takeBatch()
-                if !batch.events.isEmpty || !batch.rejected.isEmpty { try await startWrite(batch, last: last) }
+                if !batch.sortKeys.isEmpty || !batch.rejected.isEmpty { try await startWrite(batch, last: last) }
             }
         }
         for task in writing { try await collect(task) }
@@ -224,9 +224,12 @@ public final class LakeImporter: Sendable {
 /// The decoder's output for an import, carried between decode steps.
 struct ImportState: @unchecked Sendable {
     let tag: String
-    var events = RecordBuffer()
-    /// The sort key of each record of `events`.
+    /// The batch being gathered: the decoded chunks' records (kept where they are, not copied),
+    /// and the sort key of each event to write, whose index counts the records of `pieces` in order.
+    var pieces: [RecordBuffer] = []
     var sortKeys: [EventsTable.SortKey] = []
+    var batchRecords = 0
+    var batchBytes = 0
     var rejectedRecords = RecordBuffer()
     /// In a class: the state is copied into each decode step and back, and a struct holding the
     /// window's dictionary would be copied whole (copy-on-write) at the first event of every chunk.
@@ -270,11 +273,13 @@ struct ImportState: @unchecked Sendable {
                     let view = try? EventRecordView(views[k])
                     return (view?.contentID ?? "", view?.contentType ?? "", view?.title ?? "")
                 }
-                sortKeys.append(EventsTable.sortKey(facts.rollup, index: events.count))
-                events.append(offset: offset, views[k])
+                sortKeys.append(EventsTable.sortKey(facts.rollup, index: batchRecords + k))
                 accepted += 1
             }
         }
+        pieces.append(piece.events)
+        batchRecords += piece.events.count
+        batchBytes += piece.events.byteCount
         for (error, record) in piece.rejections {
             rejected += 1
             record.withUnsafeBytes { record in
@@ -296,20 +301,22 @@ struct ImportState: @unchecked Sendable {
 
     mutating func takeBatch() -> ImportBatch {
         defer {
-            // Room for a batch like the last one: no copying as the next one grows.
-            events = RecordBuffer(reservingCapacity: events.byteCount + events.byteCount / 8)
+            pieces = []
             sortKeys = []
-            sortKeys.reserveCapacity(events.count)
+            sortKeys.reserveCapacity(batchRecords)
+            batchRecords = 0
+            batchBytes = 0
             rejectedRecords = RecordBuffer()
             sequence += 1
         }
-        return ImportBatch(events: events, sortKeys: sortKeys, rejected: rejectedRecords, sequence: sequence)
+        return ImportBatch(pieces: pieces, sortKeys: sortKeys, rejected: rejectedRecords, sequence: sequence)
     }
 }
 
 /// One batch of an import, to be encoded as one file (two for the last) of `events/` and one of `rejected/`.
 struct ImportBatch: @unchecked Sendable {
-    var events: RecordBuffer
+    /// The records (duplicates included: only the rows of `sortKeys` are written).
+    var pieces: [RecordBuffer]
     var sortKeys: [EventsTable.SortKey]
     var rejected: RecordBuffer
     var sequence: Int
@@ -362,14 +369,20 @@ final class ImportPiece: @unchecked Sendable {
         var facts: (eventID: UInt64, rollup: RollupFacts)?
     }
 
-    let events = RecordBuffer()
+    let events: RecordBuffer
     @exclusivity(unchecked) private(set) var accepted: [Accepted] = []
     @exclusivity(unchecked) private(set) var rejections: [(error: EventValidationError, record: [UInt8])] = []
     /// Events in the chunk, accepted or rejected.
     private(set) var count = 0
 
+    /// Sized for `inputBytes` of NDJSON (records are smaller than their JSON): no growing.
+    private init(inputBytes: Int) {
+        events = RecordBuffer(reservingCapacity: inputBytes, records: inputBytes / 256)
+        accepted.reserveCapacity(inputBytes / 256)
+    }
+
     static func decode(_ lines: [UInt8], decoder: EventDecoder, receivedAt: Int64) -> ImportPiece {
-        let piece = ImportPiece()
+        let piece = ImportPiece(inputBytes: lines.count)
         var sink = Sink(piece: piece)
         let outcome = lines.withUnsafeBytes { decoder.decode($0, format: .ndjson, receivedAt: receivedAt, into: &sink) }
         piece.count = outcome.accepted + outcome.rejected

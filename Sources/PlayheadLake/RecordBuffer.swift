@@ -12,8 +12,10 @@ final class RecordBuffer: @unchecked Sendable {
     var firstOffset: Int64? { offsets.first }
     var lastOffset: Int64? { offsets.last }
 
-    init(reservingCapacity: Int = 0) {
+    init(reservingCapacity: Int = 0, records: Int = 0) {
         bytes.reserveCapacity(reservingCapacity)
+        starts.reserveCapacity(records)
+        offsets.reserveCapacity(records)
     }
 
     func append(offset: Int64, _ value: UnsafeRawBufferPointer) {
@@ -32,6 +34,24 @@ final class RecordBuffer: @unchecked Sendable {
                 views.append(UnsafeRawBufferPointer(rebasing: base[starts[index]..<end]))
             }
             return try body(views)
+        }
+    }
+
+    /// Calls `body` with a view of every record of `buffers`, in order.
+    static func withRecords<T>(of buffers: [RecordBuffer], _ body: ([UnsafeRawBufferPointer]) throws -> T) rethrows -> T {
+        var views: [UnsafeRawBufferPointer] = []
+        views.reserveCapacity(buffers.reduce(0) { $0 + $1.count })
+        return try collect(buffers[...], into: &views, body)
+    }
+
+    /// Pins each buffer in turn (one nested access per buffer) while the views are gathered.
+    private static func collect<T>(
+        _ buffers: ArraySlice<RecordBuffer>, into views: inout [UnsafeRawBufferPointer], _ body: ([UnsafeRawBufferPointer]) throws -> T
+    ) rethrows -> T {
+        guard let first = buffers.first else { return try body(views) }
+        return try first.withRecords { own in
+            views += own
+            return try collect(buffers.dropFirst(), into: &views, body)
         }
     }
 }

@@ -1,5 +1,5 @@
 import ArgumentParser
-import CMalloc
+import CPlayhead
 import Logging
 import NIOCore
 import NIOPosix
@@ -200,19 +200,25 @@ struct ImportCommand: AsyncParsableCommand {
         mallopt(M_MMAP_THRESHOLD, 256 << 20)
         mallopt(M_TRIM_THRESHOLD, 1 << 30)
         mallopt(M_ARENA_MAX, 1)
+        // Decoding and encoding keep both cores busy on `threadPool`; the store's writes (which wait
+        // for fsync) run on their own threads so that they never hold up a core's work.
         let threadPool = NIOThreadPool(numberOfThreads: 2)
+        let ioPool = NIOThreadPool(numberOfThreads: 2)
         threadPool.start()
+        ioPool.start()
         do {
-            try await importFiles(threadPool: threadPool, logger: logger)
+            try await importFiles(threadPool: threadPool, ioPool: ioPool, logger: logger)
         } catch {
             try? await threadPool.shutdownGracefully()
+            try? await ioPool.shutdownGracefully()
             throw error
         }
         try? await threadPool.shutdownGracefully()
+        try? await ioPool.shutdownGracefully()
     }
 
-    private func importFiles(threadPool: NIOThreadPool, logger: Logger) async throws {
-        let store = try storage.openLake(threadPool: threadPool, logger: Logger(label: "playhead.lake"))
+    private func importFiles(threadPool: NIOThreadPool, ioPool: NIOThreadPool, logger: Logger) async throws {
+        let store = try storage.openLake(threadPool: ioPool, logger: Logger(label: "playhead.lake"))
         var configuration = LakeWriterConfiguration()
         configuration.flushEvents = batchEvents
         configuration.dedupWindow = dedupWindow
