@@ -318,7 +318,7 @@ final class DatasetWriter: @unchecked Sendable {
         try await retrying("clear intent") { try await self.commits.clearIntent(partition: writer.partition) }
         writer.next = to
         writer.forcedEnd = nil
-        writer.records = RecordBuffer(reservingCapacity: min(records.byteCount, configuration.flushBytes))
+        writer.records = RecordBuffer(reservingCapacity: records.byteCount, records: records.count)
         writer.openedAt = nil
         do {
             try await consumer.commit([writer.partition: to])

@@ -23,6 +23,7 @@ struct ServeCommand: AsyncParsableCommand {
     @OptionGroup(title: "Logging") var logging: LoggingOptions
 
     func run() async throws {
+        Allocator.configureForService()
         logging.bootstrap()
         let logger = Logger(label: "playhead.serve")
         let telemetry = Telemetry.bootstrap(metrics.metrics == .on)
@@ -57,6 +58,7 @@ struct IngestCommand: AsyncParsableCommand {
     @OptionGroup(title: "Logging") var logging: LoggingOptions
 
     func run() async throws {
+        Allocator.configureForService()
         logging.bootstrap()
         let logger = Logger(label: "playhead.ingest")
         let telemetry = Telemetry.bootstrap(metrics.metrics == .on)

@@ -1,5 +1,4 @@
 import ArgumentParser
-import CPlayhead
 import Logging
 import NIOCore
 import NIOPosix
@@ -106,6 +105,7 @@ struct StoreCommand: AsyncParsableCommand {
     @OptionGroup(title: "Logging") var logging: LoggingOptions
 
     func run() async throws {
+        Allocator.configureForService()
         logging.bootstrap()
         let logger = Logger(label: "playhead.store")
         let telemetry = Telemetry.bootstrap(metrics.metrics == .on)
@@ -137,6 +137,7 @@ struct ObserveCommand: AsyncParsableCommand {
     @OptionGroup(title: "Logging") var logging: LoggingOptions
 
     func run() async throws {
+        Allocator.configureForService()
         logging.bootstrap()
         let logger = Logger(label: "playhead.observe")
         let telemetry = Telemetry.bootstrap(true)
@@ -191,15 +192,9 @@ struct ImportCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        Allocator.configureForBatch()
         logging.bootstrap()
         let logger = Logger(label: "playhead.import")
-        // A batch job that allocates and frees buffers of megabytes all the time: glibc would give
-        // each one back to the kernel and fault it in again (about a tenth of the import's CPU).
-        // Keep freed memory for reuse instead; the process ends when the import does.
-        // One arena: a buffer freed by the thread that encoded it is reused by the one decoding next.
-        mallopt(M_MMAP_THRESHOLD, 256 << 20)
-        mallopt(M_TRIM_THRESHOLD, 1 << 30)
-        mallopt(M_ARENA_MAX, 1)
         // Decoding and encoding keep both cores busy on `threadPool`; the store's writes (which wait
         // for fsync) run on their own threads so that they never hold up a core's work.
         let threadPool = NIOThreadPool(numberOfThreads: 2)

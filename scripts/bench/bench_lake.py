@@ -1,6 +1,7 @@
 """NDJSON -> Parquet: `playhead import` vs DuckDB COPY (2 threads) vs pyarrow, on the same file.
 
-Each contender runs 3 times; the best time counts (the machine is shared and noisy). Bytes per event
+The contenders take turns, round after round (5 rounds by default), so that a noisy moment of the
+shared machine hits all of them alike; each one's best and median times are reported. Bytes per event
 are measured on the Parquet each one wrote. Ratios are against DuckDB in the same run.
 """
 import argparse, glob, json, os, shutil, subprocess, sys, tempfile, time
@@ -11,11 +12,13 @@ from bench_ingest import replace_section, ROOT  # noqa: E402
 PLAYHEAD = os.path.join(ROOT, ".build", "release", "playhead")
 
 
-def best_of(runs, fn):
-    times = []
+def take_turns(runs, contenders):
+    """Runs every contender once per round; returns each one's times."""
+    times = {name: [] for name, _ in contenders}
     for _ in range(runs):
-        times.append(fn())
-    return min(times)
+        for name, fn in contenders:
+            times[name].append(fn())
+    return times
 
 
 def size_of(pattern):
@@ -82,7 +85,7 @@ def measure_serve(work, events):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--live-events", type=int, default=2_000_000)
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="bench-lake-")
@@ -123,11 +126,14 @@ def main():
             pq.write_table(table, os.path.join(work, "pyarrow.parquet"), compression="zstd")
             return time.perf_counter() - start
 
+        contenders = [("playhead import", playhead_import), ("DuckDB COPY (2 threads)", duckdb_copy),
+                      ("pyarrow read_json + write_table", pyarrow_write)]
+        times = take_turns(args.runs, contenders)
         results = {}
-        for name, fn in [("playhead import", playhead_import), ("DuckDB COPY (2 threads)", duckdb_copy),
-                         ("pyarrow read_json + write_table", pyarrow_write)]:
-            seconds = best_of(args.runs, fn)
-            results[name] = {"seconds": seconds, "events_per_second": n / seconds}
+        for name, _ in contenders:
+            ordered = sorted(times[name])
+            results[name] = {"seconds": ordered[0], "events_per_second": n / ordered[0],
+                             "median_events_per_second": n / ordered[len(ordered) // 2], "all_seconds": times[name]}
         results["playhead import"]["bytes"] = size_of(os.path.join(work, "data", "lake", "events", "**", "*.parquet"))
         results["DuckDB COPY (2 threads)"]["bytes"] = os.path.getsize(os.path.join(work, "duckdb.parquet"))
         results["pyarrow read_json + write_table"]["bytes"] = os.path.getsize(os.path.join(work, "pyarrow.parquet"))
@@ -137,14 +143,17 @@ def main():
             "## Lake import: NDJSON -> Parquet (`scripts/bench-lake`)",
             "",
             f"{n:,} synthetic events (`playhead loadgen --output`), {input_bytes / n:.0f} bytes of NDJSON per event, "
-            f"best of {args.runs} runs each, 2 cores. Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+            f"{args.runs} rounds in which the contenders take turns, 2 cores. "
+            f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
             "",
-            "| contender | events/s | × DuckDB | bytes/event | compression |",
-            "|---|---|---|---|---|",
+            "| contender | events/s (best) | × DuckDB (best) | events/s (median) | × DuckDB (median) | bytes/event | compression |",
+            "|---|---|---|---|---|---|---|",
         ]
+        duck_median = results["DuckDB COPY (2 threads)"]["median_events_per_second"]
         for name, r in results.items():
             per_event = r["bytes"] / n
             lines.append(f"| {name} | {r['events_per_second']:,.0f} | {r['events_per_second'] / duck:.2f} | "
+                         f"{r['median_events_per_second']:,.0f} | {r['median_events_per_second'] / duck_median:.2f} | "
                          f"{per_event:.1f} | {input_bytes / r['bytes']:.1f}:1 |")
         lines += [
             "",
