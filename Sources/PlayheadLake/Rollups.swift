@@ -113,7 +113,7 @@ final class RollupAggregator: @unchecked Sendable {
     @exclusivity(unchecked) private var closedBefore: Int64 = .min
     /// The last event of each session, for watch time. Bounded: sessions silent for longer than the
     /// gap cap are dropped when an hour closes.
-    @exclusivity(unchecked) private var cursors: [UInt64: Cursor] = [:]
+    @exclusivity(unchecked) private var cursors = HashTable<Cursor>()
     @exclusivity(unchecked) private(set) var lateRecords = 0
     /// Hours changed since the last `takeChanges()`.
     @exclusivity(unchecked) private var touched = Set<Int64>()
@@ -141,54 +141,56 @@ final class RollupAggregator: @unchecked Sendable {
         let session = event.session
         let contentHash = event.content
         let hourIndex = index(of: hour, firstOffset: offset)
-        var watched = 0.0
-        // One lookup of the session's cursor. An event older than the session's last one is
-        // counted, but not for watch time, and leaves the position as it is.
-        let slot = cursors.index(forKey: session)
-        var cursor: Cursor
-        if let slot, cursors.values[slot].contentHash == contentHash {
-            cursor = cursors.values[slot]
-            if event.timestampMicros >= cursor.timestampMicros {
-                if cursor.playing {
-                    let advance = max(event.position - cursor.position, 0)
-                    let wall = Double(event.timestampMicros - cursor.timestampMicros) / 1e6
-                    watched = min(advance, wall, Self.maxWatchGapSeconds)
-                }
-                cursor.timestampMicros = event.timestampMicros
-                cursor.position = event.position
-                cursor.playing = event.isPlaying
-                cursor.receivedMicros = received
-            }
-        } else {
-            cursor = Cursor(
-                timestampMicros: event.timestampMicros, position: event.position, playing: event.isPlaying,
-                contentHash: contentHash, receivedMicros: received, hour: .min, cell: 0, viewer: nil, completed: false
-            )
-        }
         let completes = event.durationSeconds > 0 && event.position >= Self.completionRatio * Double(event.durationSeconds)
-        // The session's cell in this hour: remembered by its cursor, else looked up (or made).
-        if cursor.hour != hour {
-            let cell: Int
-            if let known = hours.values[hourIndex].cellIndex[contentHash] {
-                cell = known
+        // One lookup of the session's cursor, changed in place.
+        cursors.update(session) { stored in
+            var watched = 0.0
+            var cursor: Cursor
+            if let last = stored, last.contentHash == contentHash {
+                // An event older than the session's last one is counted, but not for watch time,
+                // and leaves the position as it is.
+                cursor = last
+                if event.timestampMicros >= cursor.timestampMicros {
+                    if cursor.playing {
+                        let advance = max(event.position - cursor.position, 0)
+                        let wall = Double(event.timestampMicros - cursor.timestampMicros) / 1e6
+                        watched = min(advance, wall, Self.maxWatchGapSeconds)
+                    }
+                    cursor.timestampMicros = event.timestampMicros
+                    cursor.position = event.position
+                    cursor.playing = event.isPlaying
+                    cursor.receivedMicros = received
+                }
             } else {
-                cell = hours.values[hourIndex].cells.count
-                hours.values[hourIndex].cells.append(Cell(names()))
-                hours.values[hourIndex].cellIndex[contentHash] = cell
+                cursor = Cursor(
+                    timestampMicros: event.timestampMicros, position: event.position, playing: event.isPlaying,
+                    contentHash: contentHash, receivedMicros: received, hour: .min, cell: 0, viewer: nil, completed: false
+                )
             }
-            hours.values[hourIndex].cells[cell].sessions.insert(session)
-            cursor.hour = hour
-            cursor.cell = cell
-            cursor.viewer = nil
-            cursor.completed = false
+            // The session's cell in this hour: remembered by its cursor, else looked up (or made).
+            if cursor.hour != hour {
+                let cell: Int
+                if let known = hours.values[hourIndex].cellIndex[contentHash] {
+                    cell = known
+                } else {
+                    cell = hours.values[hourIndex].cells.count
+                    hours.values[hourIndex].cells.append(Cell(names()))
+                    hours.values[hourIndex].cellIndex[contentHash] = cell
+                }
+                hours.values[hourIndex].cells[cell].sessions.insert(session)
+                cursor.hour = hour
+                cursor.cell = cell
+                cursor.viewer = nil
+                cursor.completed = false
+            }
+            // Mutated in place (no copy of the hour or the cell out of its container): a copy would
+            // make every event copy the hour's cells and the cell's sets (copy-on-write).
+            Self.count(
+                event, watched: watched, session: session, completes: completes,
+                in: &hours.values[hourIndex].cells[cursor.cell], cursor: &cursor
+            )
+            stored = cursor
         }
-        // Mutated in place (no copy of the hour or the cell out of its container): a copy would make
-        // every event copy the hour's cells and the cell's sets (copy-on-write).
-        Self.count(
-            event, watched: watched, session: session, completes: completes,
-            in: &hours.values[hourIndex].cells[cursor.cell], cursor: &cursor
-        )
-        if let slot { cursors.values[slot] = cursor } else { cursors[session] = cursor }
         closeHours(before: received - grace)
     }
 
@@ -252,7 +254,7 @@ final class RollupAggregator: @unchecked Sendable {
             for hour in closed { hours.removeValue(forKey: hour) }
             currentHour = nil
             let silentBefore = closedBefore - Int64(Self.maxWatchGapSeconds * 1e6) - grace
-            cursors = cursors.filter { $0.value.receivedMicros >= silentBefore }
+            cursors.filter { $0.receivedMicros >= silentBefore }
         }
         return result
     }

@@ -41,6 +41,29 @@ struct InMemoryTableTests {
         for key in keys { #expect(table.count(of: key) == reference[key, default: 0]) }
     }
 
+    @Test("HashTable keeps values in place, removes by setting nil, and filters")
+    func hashTableUpdatesAndFilters() {
+        var random = SplitMix(state: 3)
+        var table = HashTable<[Int]>(initialSlots: 16)
+        var reference: [UInt64: [Int]] = [:]
+        for step in 0..<20_000 {
+            let key = (random.next() % 700) << 20  // shared low bits: long probe runs
+            let roll = random.next() % 10
+            let old = table.update(key) { value -> [Int]? in
+                defer {
+                    if roll < 7 { value = (value ?? []) + [step] } else { value = nil }
+                }
+                return value
+            }
+            #expect(old == reference[key], "step \(step)")
+            reference[key] = roll < 7 ? (reference[key] ?? []) + [step] : nil
+        }
+        table.filter { $0.count % 2 == 0 }
+        reference = reference.filter { $0.value.count % 2 == 0 }
+        #expect(table.count == reference.count)
+        for key in (0..<700).map({ UInt64($0) << 20 }) { #expect(table.value(key) == reference[key]) }
+    }
+
     @Test("The dedup window drops an id seen in the previous N records, kept or dropped, and forgets it after")
     func dedupWindowMatchesDefinition() {
         var random = SplitMix(state: 7)

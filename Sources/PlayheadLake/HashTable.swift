@@ -1,0 +1,143 @@
+/// A table keyed by 64-bit hashes: open addressing with linear probing, at most half full, and
+/// backward-shift deletion (no tombstones). Each slot holds its key and value together, so a lookup
+/// is one probe sequence, usually one cache line: the dedup window's table has millions of entries
+/// and the rollups' session table hundreds of thousands, so cache misses are the cost that matters.
+/// The keys are hashes already, so their low bits pick the slot (no rehashing, unlike `Dictionary`).
+struct HashTable<Value> {
+    private struct Slot {
+        /// 0 marks an empty slot; the key 0 is stored as `zeroKey`.
+        var key: UInt64
+        var value: Value?
+    }
+
+    private var slots: [Slot]
+    private var mask: Int
+    private(set) var count = 0
+    private static var zeroKey: UInt64 { 0x9E37_79B9_7F4A_7C15 }
+
+    init(initialSlots: Int = 1024) {
+        let size = max(16, 1 << (Int.bitWidth - (initialSlots - 1).leadingZeroBitCount))
+        slots = [Slot](repeating: Slot(key: 0, value: nil), count: size)
+        mask = size - 1
+    }
+
+    @inline(__always)
+    private static func stored(_ key: UInt64) -> UInt64 { key == 0 ? zeroKey : key }
+
+    /// Calls `body` with the value of `key` (nil when absent) to read or change in place; setting
+    /// nil removes it.
+    @inline(__always)
+    mutating func update<T>(_ key: UInt64, _ body: (inout Value?) -> T) -> T {
+        let key = Self.stored(key)
+        if (count + 1) * 2 > slots.count { grow() }
+        let mask = self.mask
+        var index = Int(truncatingIfNeeded: key) & mask
+        while slots[index].key != key && slots[index].key != 0 { index = (index + 1) & mask }
+        let present = slots[index].key == key
+        var value = present ? slots[index].value.take() : nil
+        let result = body(&value)
+        switch (present, value) {
+        case (_, let value?):
+            slots[index] = Slot(key: key, value: value)
+            if !present { count += 1 }
+        case (true, nil):
+            remove(at: index)
+        case (false, nil):
+            break
+        }
+        return result
+    }
+
+    /// The value of `key`, or nil.
+    func value(_ key: UInt64) -> Value? {
+        let key = Self.stored(key)
+        var index = Int(truncatingIfNeeded: key) & mask
+        while slots[index].key != 0 {
+            if slots[index].key == key { return slots[index].value }
+            index = (index + 1) & mask
+        }
+        return nil
+    }
+
+    /// Keeps the entries for which `keep` is true.
+    mutating func filter(_ keep: (Value) -> Bool) {
+        var kept = HashTable(initialSlots: max(16, count * 2))
+        for slot in slots where slot.key != 0 {
+            if let value = slot.value, keep(value) { kept.insertNew(slot.key, value) }
+        }
+        self = kept
+    }
+
+    mutating func removeAll() {
+        self = HashTable()
+    }
+
+    /// Backward shift: moves later entries of the probe run into the hole when their home slot is
+    /// not between the hole and where they are.
+    private mutating func remove(at index: Int) {
+        let mask = self.mask
+        var hole = index
+        var next = (index + 1) & mask
+        while slots[next].key != 0 {
+            let home = Int(truncatingIfNeeded: slots[next].key) & mask
+            if (next - home) & mask >= (next - hole) & mask {
+                slots.swapAt(hole, next)
+                hole = next
+            }
+            next = (next + 1) & mask
+        }
+        slots[hole] = Slot(key: 0, value: nil)
+        count -= 1
+    }
+
+    /// Adds a key known to be absent (stored form), with room known to be there.
+    private mutating func insertNew(_ key: UInt64, _ value: Value) {
+        var index = Int(truncatingIfNeeded: key) & mask
+        while slots[index].key != 0 { index = (index + 1) & mask }
+        slots[index] = Slot(key: key, value: value)
+        count += 1
+    }
+
+    private mutating func grow() {
+        let old = slots
+        slots = [Slot](repeating: Slot(key: 0, value: nil), count: old.count * 2)
+        mask = slots.count - 1
+        count = 0
+        for slot in old where slot.key != 0 {
+            if let value = slot.value { insertNew(slot.key, value) }
+        }
+    }
+}
+
+/// A count per 64-bit hash.
+struct HashCounts {
+    private var table: HashTable<UInt32>
+
+    init(initialSlots: Int = 1024) {
+        table = HashTable(initialSlots: initialSlots)
+    }
+
+    var count: Int { table.count }
+
+    /// Adds one to `key`'s count; returns whether it was 0.
+    @inline(__always)
+    mutating func increment(_ key: UInt64) -> Bool {
+        table.update(key) { count in
+            defer { count = (count ?? 0) &+ 1 }
+            return count == nil
+        }
+    }
+
+    /// Takes one from `key`'s count, removing it at 0 (a key that is absent is ignored).
+    @inline(__always)
+    mutating func decrement(_ key: UInt64) {
+        table.update(key) { count in
+            if let current = count { count = current > 1 ? current - 1 : nil }
+        }
+    }
+
+    /// The count of `key` (0 when absent).
+    func count(of key: UInt64) -> UInt32 {
+        table.value(key) ?? 0
+    }
+}
