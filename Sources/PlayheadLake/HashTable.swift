@@ -31,20 +31,21 @@ struct HashTable<Value> {
         let key = Self.stored(key)
         if (count + 1) * 2 > slots.count { grow() }
         let mask = self.mask
-        var index = Int(truncatingIfNeeded: key) & mask
-        while slots[index].key != key && slots[index].key != 0 { index = (index + 1) & mask }
-        let present = slots[index].key == key
-        var value = present ? slots[index].value.take() : nil
-        let result = body(&value)
-        switch (present, value) {
-        case (_, let value?):
-            slots[index] = Slot(key: key, value: value)
-            if !present { count += 1 }
-        case (true, nil):
-            remove(at: index)
-        case (false, nil):
-            break
+        // Found or made in place (no bounds or uniqueness checks per probe); `body` must not use
+        // this table.
+        let (result, change) = slots.withUnsafeMutableBufferPointer { slots -> (T, Int) in
+            var index = Int(truncatingIfNeeded: key) & mask
+            while slots[index].key != key && slots[index].key != 0 { index = (index + 1) & mask }
+            let present = slots[index].key == key
+            var value = present ? slots[index].value.take() : nil
+            let result = body(&value)
+            if let value {
+                slots[index] = Slot(key: key, value: value)
+                return (result, present ? 0 : 1)
+            }
+            return (result, present ? -1 - index : 0)
         }
+        if change == 1 { count += 1 } else if change < 0 { remove(at: -1 - change) }
         return result
     }
 
