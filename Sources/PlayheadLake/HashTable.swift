@@ -1,3 +1,5 @@
+import CPlayhead
+
 /// A table keyed by 64-bit hashes: open addressing with linear probing, at most half full, and
 /// backward-shift deletion (no tombstones). Each slot holds its key and value together, so a lookup
 /// is one probe sequence, usually one cache line: the dedup window's table has millions of entries
@@ -47,6 +49,13 @@ struct HashTable<Value> {
         }
         if change == 1 { count += 1 } else if change < 0 { remove(at: -1 - change) }
         return result
+    }
+
+    /// Starts loading the slot where `key` is or would go (a lookup soon after finds it in cache).
+    @inline(__always)
+    func prefetch(_ key: UInt64) {
+        let index = Int(truncatingIfNeeded: Self.stored(key)) & mask
+        slots.withUnsafeBufferPointer { playhead_prefetch($0.baseAddress! + index) }
     }
 
     /// The value of `key`, or nil.
@@ -136,6 +145,9 @@ struct HashCounts {
             if let current = count { count = current > 1 ? current - 1 : nil }
         }
     }
+
+    @inline(__always)
+    func prefetch(_ key: UInt64) { table.prefetch(key) }
 
     /// The count of `key` (0 when absent).
     func count(of key: UInt64) -> UInt32 {

@@ -90,6 +90,12 @@ struct DedupWindow {
         ring.reserveCapacity(min(self.capacity, 1 << 20))
     }
 
+    /// Starts loading what `observe(hash)` will read (call it a few events ahead).
+    @inline(__always)
+    func prefetch(_ hash: UInt64) {
+        if capacity > 0 { counts.prefetch(hash) }
+    }
+
     /// Records `hash` as the next offset; returns whether it was new within the window.
     mutating func observe(_ hash: UInt64) -> Bool {
         guard capacity > 0 else { return true }

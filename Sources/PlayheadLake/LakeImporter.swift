@@ -258,7 +258,14 @@ struct ImportState: @unchecked Sendable {
         var window = dedup.take()
         defer { dedup.window = window }
         piece.events.withRecords { views in
-            for (k, event) in piece.accepted.enumerated() {
+            let decoded = piece.accepted
+            for (k, event) in decoded.enumerated() {
+                // The tables are large and read at random: start loading the slots of an event
+                // ahead while this one is counted.
+                if k + 8 < decoded.count, let ahead = decoded[k + 8].facts {
+                    window.prefetch(ahead.eventID)
+                    rollups?.prefetch(ahead.rollup)
+                }
                 let offset = Int64(base + event.index)
                 guard let facts = event.facts else {
                     // The decoder wrote a record it cannot read back: a bug, reported at the end.

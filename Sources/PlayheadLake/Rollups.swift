@@ -129,6 +129,12 @@ final class RollupAggregator: @unchecked Sendable {
         add(RollupFacts(record), offset: offset) { (record.contentID, record.contentType, record.title) }
     }
 
+    /// Starts loading the session's state that `add` will read (call it a few events ahead).
+    @inline(__always)
+    func prefetch(_ event: RollupFacts) {
+        cursors.prefetch(event.session)
+    }
+
     /// Counts one event. `names` gives the content's id, type and title; it is called only for the
     /// first event of a content in an hour.
     func add(_ event: RollupFacts, offset: Int64, names: () -> (String, String, String)) {
