@@ -23,17 +23,17 @@ public final class ParquetColumnWriter {
     let isFlatInt64: Bool
 
     // Buffers for the rows not yet written.
-    @exclusivity(unchecked) var definitionLevels: [UInt8] = []
-    @exclusivity(unchecked) var repetitionLevels: [UInt8] = []
+    let definitionLevels = ValueBuffer<UInt8>()
+    let repetitionLevels = ValueBuffer<UInt8>()
     @exclusivity(unchecked) var int32s: [Int32] = []
-    @exclusivity(unchecked) var int64s: [Int64] = []
+    let int64s = ValueBuffer<Int64>()
     @exclusivity(unchecked) var floats: [Float] = []
-    @exclusivity(unchecked) var doubles: [Double] = []
+    let doubles = ValueBuffer<Double>()
     @exclusivity(unchecked) var booleans: [Bool] = []
     /// BYTE_ARRAY and FIXED_LEN_BYTE_ARRAY values, concatenated.
     let bytes = ByteSink(capacity: 1024)
     /// End offset in `bytes` of each BYTE_ARRAY value.
-    @exclusivity(unchecked) var ends: [UInt32] = []
+    let ends = ValueBuffer<UInt32>()
 
     /// Rows (top-level values) buffered.
     @exclusivity(unchecked) public private(set) var rows = 0
@@ -380,7 +380,7 @@ public final class ParquetColumnWriter {
         try checkOpen()
         if physicalType != expected { throw mismatch("can't append \(what)") }
         if isList { throw mismatch("bulk appends are for flat columns; append list elements one by one") }
-        if maxDefinitionLevel > 0 { definitionLevels.append(contentsOf: repeatElement(1, count: n)) }
+        if maxDefinitionLevel > 0 { definitionLevels.append(repeating: 1, count: n) }
         rows += n
     }
 

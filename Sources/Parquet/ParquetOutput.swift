@@ -218,3 +218,79 @@ final class ByteSink {
 
     var array: [UInt8] { Array(bytes) }
 }
+
+/// Internal growable buffer of plain values (levels, lengths, numbers) over malloc'ed memory: a
+/// column's buffered values. A class held in a `let`, so that an append is a capacity check and a
+/// store (an `Array` in a class property checks uniqueness and bounds at every append, a few per
+/// cent of writing a file value by value).
+final class ValueBuffer<Element: BitwiseCopyable> {
+    @exclusivity(unchecked) private var base: UnsafeMutablePointer<Element>
+    @exclusivity(unchecked) private var capacity: Int
+    @exclusivity(unchecked) private(set) var count = 0
+
+    init(capacity: Int = 256) {
+        self.capacity = max(capacity, 16)
+        base = .allocate(capacity: self.capacity)
+    }
+
+    deinit { base.deallocate() }
+
+    var isEmpty: Bool { count == 0 }
+
+    subscript(index: Int) -> Element {
+        precondition(index >= 0 && index < count, "index out of range")
+        return base[index]
+    }
+
+    @inline(__always)
+    func append(_ value: Element) {
+        if count == capacity { grow(count + 1) }
+        (base + count).initialize(to: value)
+        count += 1
+    }
+
+    func append(contentsOf values: UnsafeBufferPointer<Element>) {
+        guard let source = values.baseAddress, !values.isEmpty else { return }
+        reserveCapacity(count + values.count)
+        (base + count).initialize(from: source, count: values.count)
+        count += values.count
+    }
+
+    func append(contentsOf values: [Element]) {
+        values.withUnsafeBufferPointer { append(contentsOf: $0) }
+    }
+
+    func append(repeating value: Element, count n: Int) {
+        guard n > 0 else { return }
+        reserveCapacity(count + n)
+        (base + count).initialize(repeating: value, count: n)
+        count += n
+    }
+
+    func reserveCapacity(_ minimum: Int) {
+        if minimum > capacity { grow(minimum) }
+    }
+
+    func removeAll(keepingCapacity: Bool = true) {
+        count = 0
+    }
+
+    @inline(never)
+    private func grow(_ needed: Int) {
+        var newCapacity = capacity * 2
+        while newCapacity < needed { newCapacity *= 2 }
+        let newBase = UnsafeMutablePointer<Element>.allocate(capacity: newCapacity)
+        newBase.moveInitialize(from: base, count: count)
+        base.deallocate()
+        base = newBase
+        capacity = newCapacity
+    }
+
+    func withUnsafeBufferPointer<R>(_ body: (UnsafeBufferPointer<Element>) throws -> R) rethrows -> R {
+        try body(UnsafeBufferPointer(start: base, count: count))
+    }
+
+    func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try body(UnsafeRawBufferPointer(start: base, count: count * MemoryLayout<Element>.stride))
+    }
+}
