@@ -5,7 +5,7 @@
 // Module graph (no cycles; only the CLI knows every module):
 //
 //   PlayheadEvents   the event: schemas, fast decoder, validation, binary record codec
-//   PlayheadLog      the log interface + the embedded segment log (bytes in, bytes out)
+//   PlayheadLog      the log interface + the embedded segment log (bytes in, bytes out)  -> CPlayhead (CRC-32C)
 //   PlayheadIngest   the HTTP edge                                          -> PlayheadEvents, PlayheadLog, PlayheadMetrics
 //   CZstd, Parquet   the Parquet writer (no Playhead dependency)
 //   S3               SigV4 signer and S3 client (no Playhead dependency)
@@ -93,7 +93,7 @@ let package = Package(
         .target(
             name: "PlayheadLog",
             dependencies: [
-                "CZstd",
+                "CZstd", "CPlayhead",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -111,15 +111,43 @@ public struct EventValidationError: Error, Sendable, Hashable, CustomStringConve
 
 /// The bounded labels of an accepted event, for metrics.
 public struct EventDimensions: Sendable, Hashable {
-    public var eventType: String
-    public var contentType: String
+    public let eventType: String
+    public let contentType: String
     /// One of `EventDimensions.knownEventSources`, else "other".
-    public var eventSource: String
+    public let eventSource: String
+    /// The three labels as one small number in `0..<codeCount`, so that events can be counted by
+    /// their labels in an array, without hashing strings.
+    public let code: Int
 
     public init(eventType: String, contentType: String, eventSource: String) {
-        self.eventType = eventType
-        self.contentType = contentType
-        self.eventSource = eventSource
+        self.init(
+            eventTypeIndex: KnownValues.eventTypeStrings.firstIndex(of: eventType) ?? KnownValues.eventTypeStrings.count,
+            contentTypeIndex: KnownValues.contentTypeStrings.firstIndex(of: contentType) ?? KnownValues.contentTypeStrings.count,
+            eventSourceIndex: KnownValues.eventSourceStrings.firstIndex(of: eventSource) ?? KnownValues.eventSourceStrings.count - 1,
+            eventType: eventType, contentType: contentType
+        )
+    }
+
+    /// The labels of `code` (a value of `code` of another instance).
+    public init(code: Int) {
+        let sources = KnownValues.eventSourceStrings.count
+        let contentTypes = KnownValues.contentTypeStrings.count + 1
+        self.init(eventTypeIndex: code / sources / contentTypes, contentTypeIndex: code / sources % contentTypes, eventSourceIndex: code % sources)
+    }
+
+    /// From the decoder's indexes into the known values (an index past the end: a value outside
+    /// them, named by `eventType` / `contentType`).
+    init(eventTypeIndex: Int, contentTypeIndex: Int, eventSourceIndex: Int, eventType: String? = nil, contentType: String? = nil) {
+        let types = KnownValues.eventTypeStrings, contents = KnownValues.contentTypeStrings
+        self.eventType = eventTypeIndex < types.count ? types[eventTypeIndex] : eventType ?? "other"
+        self.contentType = contentTypeIndex < contents.count ? contents[contentTypeIndex] : contentType ?? "other"
+        eventSource = KnownValues.eventSourceStrings[eventSourceIndex]
+        code = (eventTypeIndex * (contents.count + 1) + contentTypeIndex) * KnownValues.eventSourceStrings.count + eventSourceIndex
+    }
+
+    /// The number of distinct codes.
+    public static var codeCount: Int {
+        (KnownValues.eventTypeStrings.count + 1) * (KnownValues.contentTypeStrings.count + 1) * KnownValues.eventSourceStrings.count
     }
 
     /// The `event_source` values kept as a label; any other value is counted as "other".

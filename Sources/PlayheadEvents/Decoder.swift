@@ -1446,9 +1446,8 @@ struct EventParser {
             if event.accepted {
                 let key = UnsafeRawBufferPointer(start: base + event.keyStart, count: event.keyCount)
                 let dimensions = EventDimensions(
-                    eventType: KnownValues.eventTypeStrings[Int(event.eventType)],
-                    contentType: KnownValues.contentTypeStrings[Int(event.contentType)],
-                    eventSource: KnownValues.eventSourceStrings[Int(event.eventSource)]
+                    eventTypeIndex: Int(event.eventType), contentTypeIndex: Int(event.contentType),
+                    eventSourceIndex: Int(event.eventSource)
                 )
                 sink.accepted(index: event.index, key: key, dimensions: dimensions, record: record)
             } else {

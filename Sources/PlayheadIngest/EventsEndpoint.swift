@@ -303,9 +303,19 @@ private final class PendingAppends: Sendable {
 struct BatchingSink: EventSink {
     var accepted: LogRecordBatch
     var rejected = LogRecordBatch()
-    /// Accepted events counted by their bounded dimensions, for the metrics.
-    var dimensions: [EventDimensionsKey: Int] = [:]
+    /// Accepted events counted by their bounded dimensions (by `EventDimensions.code`), for the
+    /// metrics: an array index per event, no hashing.
+    private var dimensionCounts: [Int32] = []
     var rejectedReasons: [String: Int] = [:]
+
+    /// Accepted events by their bounded dimensions.
+    var dimensions: [EventDimensionsKey: Int] {
+        var result: [EventDimensionsKey: Int] = [:]
+        for (code, count) in dimensionCounts.enumerated() where count > 0 {
+            result[EventDimensionsKey(EventDimensions(code: code))] = Int(count)
+        }
+        return result
+    }
 
     init(expectedBytes: Int) {
         accepted = LogRecordBatch(reservingCapacity: expectedBytes)
@@ -313,7 +323,8 @@ struct BatchingSink: EventSink {
 
     mutating func accepted(index: Int, key: UnsafeRawBufferPointer, dimensions: EventDimensions, record: UnsafeRawBufferPointer) {
         accepted.appendRecord(key: key, value: record)
-        self.dimensions[EventDimensionsKey(dimensions), default: 0] += 1
+        if dimensionCounts.isEmpty { dimensionCounts = [Int32](repeating: 0, count: EventDimensions.codeCount) }
+        dimensionCounts[dimensions.code] += 1
     }
 
     mutating func rejected(_ error: EventValidationError, record: UnsafeRawBufferPointer) {

@@ -45,6 +45,11 @@ public struct LogRecordBatch: Sendable {
         values[lengthAt + 1] = UInt8(truncatingIfNeeded: length >> 8)
         values[lengthAt + 2] = UInt8(truncatingIfNeeded: length >> 16)
         values[lengthAt + 3] = UInt8(truncatingIfNeeded: length >> 24)
+        appendKey(key)
+    }
+
+    /// Records the key of the record just appended (keys are stored only once one is not empty).
+    private mutating func appendKey<Key: Collection<UInt8>>(_ key: Key) {
         if !key.isEmpty || !keyEnds.isEmpty {
             if keyEnds.isEmpty && count > 0 {
                 keyEnds = Array(repeating: 0, count: count)
@@ -58,6 +63,15 @@ public struct LogRecordBatch: Sendable {
     /// Appends one record with the given value bytes.
     public mutating func appendRecord<Key: Collection<UInt8>, Value: Collection<UInt8>>(key: Key, value: Value) {
         appendRecord(key: key) { $0.append(contentsOf: value) }
+    }
+
+    /// Appends one record (the hot path of the edge: not generic, so nothing is looked up at run
+    /// time across the module boundary).
+    public mutating func appendRecord(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+        var length = UInt32(value.count).littleEndian
+        withUnsafeBytes(of: &length) { values.append(contentsOf: $0) }
+        values.append(contentsOf: value)
+        appendKey(key)
     }
 
     /// Calls `body` with each record's index, key (empty if none) and value.

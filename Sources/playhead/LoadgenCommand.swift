@@ -31,6 +31,7 @@ struct LoadgenCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Event-loop threads of the generator.") var threads: Int = 1
     @Option(name: .long, help: "Write the generated events to this NDJSON file instead of sending them.") var output: String?
     @Option(name: .long, help: "Write the event_id of every acknowledged event to this file, one per line (for exactly-once checks).") var acknowledgedIds: String?
+    @Option(name: .long, help: "Make this many requests per connection up front and send them in turn, again and again, so that generating events costs no CPU during the run (for benchmarks of the server; events repeat, so not for exactly-once checks). Default: every request is generated as it is sent.") var replay: Int?
     @Flag(name: .long, help: "Print the report as one JSON object.") var json = false
 
     enum BodyFormat: String, ExpressibleByArgument, CaseIterable { case json, ndjson }
@@ -40,6 +41,12 @@ struct LoadgenCommand: AsyncParsableCommand {
         guard connections >= 1 else { throw ValidationError("--connections must be at least 1") }
         guard duration > 0 else { throw ValidationError("--duration must be positive") }
         if let rate, rate <= 0 { throw ValidationError("--rate must be positive") }
+        if let replay {
+            guard replay >= 1 else { throw ValidationError("--replay must be at least 1") }
+            guard acknowledgedIds == nil else {
+                throw ValidationError("--replay repeats events, so it cannot be combined with --acknowledged-ids")
+            }
+        }
     }
 
     func run() async throws {
@@ -62,8 +69,9 @@ struct LoadgenCommand: AsyncParsableCommand {
         let recordIDs = configuration.recordAcknowledgedIDs
         let sessionsPerConnection = max(1, sessions / connections)
         let startMicros = Int64(Date().timeIntervalSince1970 * 1_000_000)
-        let generator = LoadGenerator(configuration: configuration) { index in
-            SyntheticRequestSource(
+        let replay = self.replay
+        let generator = LoadGenerator(configuration: configuration) { index -> any LoadRequestSource in
+            let source = SyntheticRequestSource(
                 sessions: SyntheticSessions(
                     seed: seed &+ UInt64(index) &* 0x9E37_79B9_7F4A_7C15,
                     concurrentSessions: sessionsPerConnection,
@@ -71,6 +79,8 @@ struct LoadgenCommand: AsyncParsableCommand {
                 ),
                 batch: batch, ndjson: format == .ndjson, recordIDs: recordIDs
             )
+            guard let replay else { return source }
+            return ReplayRequestSource(source, count: replay)
         }
         let report = try await generator.run()
         if let acknowledgedIds {
@@ -99,6 +109,26 @@ struct LoadgenCommand: AsyncParsableCommand {
             }
         }
         try handle.write(contentsOf: buffer)
+    }
+}
+
+/// Sends requests made up front, in turn (`--replay`).
+final class ReplayRequestSource: LoadRequestSource {
+    private var requests: [LoadRequest] = []
+    private var next = 0
+
+    init(_ source: SyntheticRequestSource, count: Int) {
+        let allocator = ByteBufferAllocator()
+        for _ in 0..<count {
+            guard let request = source.next(allocator: allocator) else { break }
+            requests.append(request)
+        }
+    }
+
+    func next(allocator: ByteBufferAllocator) -> LoadRequest? {
+        guard !requests.isEmpty else { return nil }
+        defer { next = (next + 1) % requests.count }
+        return requests[next]
     }
 }
 

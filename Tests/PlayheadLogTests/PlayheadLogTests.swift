@@ -94,6 +94,23 @@ struct CRC32CTests {
         let bytes = (0..<1000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
         #expect(CRC32C.checksum(bytes[500...], continuing: CRC32C.checksum(bytes[..<500])) == CRC32C.checksum(bytes))
     }
+
+    @Test("the CPU's instruction (when there is one) and the tables agree, at every length and alignment")
+    func hardwareMatchesTables() {
+        var state: UInt64 = 12345
+        let bytes = (0..<4096).map { _ -> UInt8 in
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return UInt8(truncatingIfNeeded: state >> 33)
+        }
+        bytes.withUnsafeBytes { all in
+            for start in 0..<9 {
+                for count in [0, 1, 3, 7, 8, 9, 15, 16, 17, 63, 300, 1000, 4000] where start + count <= all.count {
+                    let slice = UnsafeRawBufferPointer(rebasing: all[start..<(start + count)])
+                    #expect(CRC32C.checksum(slice, continuing: 0x1234_5678) == CRC32C.software(slice, continuing: 0x1234_5678))
+                }
+            }
+        }
+    }
 }
 
 @Suite("Embedded log")
