@@ -220,7 +220,7 @@ public final class EventsEndpoint: Sendable {
         let outcome = body.withUnsafeReadableBytes { bytes in
             decoder.decode(bytes, format: format, receivedAt: receivedAt, into: &sink)
         }
-        metrics.decoded(sink.dimensions, rejectedReasons: sink.rejectedReasons)
+        metrics.decoded(sink.dimensionCounts, rejectedReasons: sink.rejectedReasons)
         rateLimiter?.consume(outcome.accepted)
 
         let promise = eventLoop.makePromise(of: HTTPResponse.self)
@@ -303,19 +303,10 @@ private final class PendingAppends: Sendable {
 struct BatchingSink: EventSink {
     var accepted: LogRecordBatch
     var rejected = LogRecordBatch()
-    /// Accepted events counted by their bounded dimensions (by `EventDimensions.code`), for the
-    /// metrics: an array index per event, no hashing.
-    private var dimensionCounts: [Int32] = []
+    /// Accepted events counted by their bounded dimensions (by `EventDimensions.code`, a small
+    /// integer: no strings hashed per event), for the metrics.
+    private(set) var dimensionCounts: [Int: Int] = [:]
     var rejectedReasons: [String: Int] = [:]
-
-    /// Accepted events by their bounded dimensions.
-    var dimensions: [EventDimensionsKey: Int] {
-        var result: [EventDimensionsKey: Int] = [:]
-        for (code, count) in dimensionCounts.enumerated() where count > 0 {
-            result[EventDimensionsKey(EventDimensions(code: code))] = Int(count)
-        }
-        return result
-    }
 
     init(expectedBytes: Int) {
         accepted = LogRecordBatch(reservingCapacity: expectedBytes)
@@ -323,8 +314,7 @@ struct BatchingSink: EventSink {
 
     mutating func accepted(index: Int, key: UnsafeRawBufferPointer, dimensions: EventDimensions, record: UnsafeRawBufferPointer) {
         accepted.appendRecord(key: key, value: record)
-        if dimensionCounts.isEmpty { dimensionCounts = [Int32](repeating: 0, count: EventDimensions.codeCount) }
-        dimensionCounts[dimensions.code] += 1
+        dimensionCounts[dimensions.code, default: 0] += 1
     }
 
     mutating func rejected(_ error: EventValidationError, record: UnsafeRawBufferPointer) {
@@ -333,15 +323,3 @@ struct BatchingSink: EventSink {
     }
 }
 
-/// The labels of `playhead_events_accepted_total`.
-struct EventDimensionsKey: Hashable, Sendable {
-    var eventType: String
-    var contentType: String
-    var eventSource: String
-
-    init(_ dimensions: EventDimensions) {
-        eventType = dimensions.eventType
-        contentType = dimensions.contentType
-        eventSource = dimensions.eventSource
-    }
-}

@@ -2,12 +2,14 @@ import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
+import PlayheadEvents
 
 /// The ingest edge's instruments (names in docs/metrics.md). Handles are made once per label set
 /// and cached, so that the hot path does one dictionary lookup under a lock per request, not a
 /// metrics-factory lookup per event.
 public final class IngestMetrics: Sendable {
-    private let accepted = NIOLockedValueBox<[EventDimensionsKey: Counter]>([:])
+    /// By `EventDimensions.code`.
+    private let accepted = NIOLockedValueBox<[Int: Counter]>([:])
     private let rejected = NIOLockedValueBox<[String: Counter]>([:])
     private let shedCounters = NIOLockedValueBox<[String: Counter]>([:])
     private let durations = NIOLockedValueBox<[RequestKey: Metrics.Timer]>([:])
@@ -33,14 +35,16 @@ public final class IngestMetrics: Sendable {
         return Counter(label: label, dimensions: dimensions)
     }
 
-    func decoded(_ dimensions: [EventDimensionsKey: Int], rejectedReasons: [String: Int]) {
-        for (key, count) in dimensions {
-            let handle = accepted.withLockedValue { cache in
-                if let handle = cache[key] { return handle }
+    /// - Parameter accepted: accepted events by the `code` of their `EventDimensions`.
+    func decoded(_ accepted: [Int: Int], rejectedReasons: [String: Int]) {
+        for (code, count) in accepted {
+            let handle = self.accepted.withLockedValue { cache in
+                if let handle = cache[code] { return handle }
+                let labels = EventDimensions(code: code)
                 let handle = counter("playhead_events_accepted_total", [
-                    ("event_type", key.eventType), ("content_type", key.contentType), ("event_source", key.eventSource),
+                    ("event_type", labels.eventType), ("content_type", labels.contentType), ("event_source", labels.eventSource),
                 ])
-                cache[key] = handle
+                cache[code] = handle
                 return handle
             }
             handle.increment(by: count)

@@ -271,4 +271,30 @@ struct IngestAPITests {
         let ids = try await Fixtures.dump(server.dataDirectory).compactMap { $0["event_id"] as? String }
         #expect(ids == ["s1", "s2", "s3"])
     }
+
+    @Test("loadgen --replay sends the bodies it made up front again and again, and refuses --acknowledged-ids")
+    func loadgenReplay() async throws {
+        let (server, directory) = try await Fixtures.server()
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        let run = try await runCommand(
+            TestEnvironment.playheadExecutable,
+            ["loadgen", "--port", "\(server.port)", "--connections", "1", "--batch", "5", "--replay", "3", "--events", "60", "--json"]
+        )
+        #expect(run.status == 0, "\(run.stderr)")
+        let report = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any]
+        #expect(report?["acknowledged_events"] as? Int == 60, "\(run.stdout)")
+        #expect(await server.stop() == 0)
+        // 3 bodies of 5 events, each sent 4 times: 15 distinct ids, 4 times each, in the log.
+        let ids = try await Fixtures.dump(server.dataDirectory).compactMap { $0["event_id"] as? String }
+        #expect(ids.count == 60)
+        #expect(Set(ids).count == 15)
+        #expect(Dictionary(grouping: ids, by: { $0 }).values.allSatisfy { $0.count == 4 })
+
+        let refused = try await runCommand(
+            TestEnvironment.playheadExecutable,
+            ["loadgen", "--port", "1", "--replay", "2", "--acknowledged-ids", directory.appending("ids.txt").path]
+        )
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("--replay repeats events"), "\(refused.stderr)")
+    }
 }
