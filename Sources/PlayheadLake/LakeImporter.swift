@@ -114,27 +114,7 @@ public final class LakeImporter: Sendable {
             let hour = LakePaths.hourStart(receivedAt)
             writing.append(Task {
                 let files = try await pool.runIfActive {
-                    var files: [LakeFile] = []
-                    if !batch.sortKeys.isEmpty {
-                        // Every event of an import has the same `received_at` (one hour), and the
-                        // sort keys were taken while decoding.
-                        files += try RecordBuffer.withRecords(of: batch.pieces) { views in
-                            try LakeBatchEncoder.encodeHour(
-                                views, keys: batch.sortKeys, configuration: configuration, parts: last ? 2 : 1,
-                                splitRows: Self.splitLastBatchRows,
-                                path: LakePaths.importFile(dataset: "events", hourStart: hour, tag: tag, sequence: batch.sequence)
-                            )
-                        }
-                    }
-                    if !batch.rejected.isEmpty {
-                        var noDedup = DedupWindow(capacity: 0)
-                        files += try LakeBatchEncoder.encode(
-                            kind: .rejected, records: batch.rejected, dedup: &noDedup, rollups: nil, configuration: configuration,
-                            dataPath: { LakePaths.importFile(dataset: "rejected", hourStart: $0, tag: tag, sequence: batch.sequence) },
-                            rollupPath: { _ in "" }
-                        ).files
-                    }
-                    return files
+                    try Self.encode(batch, last: last, hour: hour, tag: tag, configuration: configuration)
                 }
                 for file in files { try await store.put(file.path, file.bytes) }
                 return EncodedBatch(files: files, rows: files.reduce(0) { $0 + $1.rows })
@@ -150,21 +130,16 @@ public final class LakeImporter: Sendable {
         var endOfFile = false
         while true {
             while !endOfFile && decoding.count < Self.maxDecodesInFlight {
-                // The incomplete line left by the last read, then the next bytes, in one buffer.
-                let (bytes, added, end) = try await threadPool.runIfActive { [pending] in
-                    try file.read(after: pending, maxBytes: Self.chunkBytes)
+                let (lines, added, end) = try await threadPool.runIfActive { [pending] in
+                    try Self.completeLines(file, after: pending)
                 }
                 endOfFile = end
                 summary.inputBytes += added
-                var lines = bytes
-                // Every complete line (all of it at the end of the file).
-                let cut = endOfFile ? lines.count : (lines.lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 } ?? 0)
-                pending = Array(lines[cut...])
-                lines.removeSubrange(cut...)
-                guard cut > 0 else { continue }
-                decoding.append(Task { [lines] in
+                pending = lines.rest
+                guard !lines.complete.isEmpty else { continue }
+                decoding.append(Task { [complete = lines.complete] in
                     try await pool.runIfActive {
-                        ImportPiece.decode(lines, decoder: decoder, receivedAt: receivedAt)
+                        ImportPiece.decode(complete, decoder: decoder, receivedAt: receivedAt)
                     }
                 })
             }
@@ -196,15 +171,7 @@ public final class LakeImporter: Sendable {
         }
         // This import is whole: remove the files of earlier imports of the same file that it did not
         // rewrite, then record that only this hour holds its files.
-        for hour in hours.sorted() {
-            for dataset in ["events", "rejected", "rollups"] {
-                let prefix = "\(dataset)/\(LakePaths.partition(hourStart: hour))/import-\(state.tag)"
-                for path in try await store.list(prefix: prefix) where !written.contains(path) {
-                    try await store.delete(path)
-                    summary.replaced += 1
-                }
-            }
-        }
+        summary.replaced = try await removeEarlierImports(tag: state.tag, hours: hours, keeping: written)
         try await ImportManifest.write(store, manifest, hours: [LakePaths.hourStart(receivedAt)])
         if state.unreadable > 0 {
             logger.error("import: \(state.unreadable) decoded records of \(path) could not be read back and were not written")
@@ -218,6 +185,60 @@ public final class LakeImporter: Sendable {
             "import.rejected": "\(summary.rejected)", "import.files": "\(summary.files)",
         ])
         return summary
+    }
+
+    /// The events and rejected files of one batch: the events of an import all have the same
+    /// `received_at` (one hour), and their sort keys were taken while decoding.
+    static func encode(
+        _ batch: ImportBatch, last: Bool, hour: Int64, tag: String, configuration: LakeWriterConfiguration
+    ) throws -> [LakeFile] {
+        var files: [LakeFile] = []
+        if !batch.sortKeys.isEmpty {
+            files += try RecordBuffer.withRecords(of: batch.pieces) { views in
+                try LakeBatchEncoder.encodeHour(
+                    views, keys: batch.sortKeys, configuration: configuration, parts: last ? 2 : 1,
+                    splitRows: splitLastBatchRows,
+                    path: LakePaths.importFile(dataset: "events", hourStart: hour, tag: tag, sequence: batch.sequence)
+                )
+            }
+        }
+        if !batch.rejected.isEmpty {
+            var noDedup = DedupWindow(capacity: 0)
+            files += try LakeBatchEncoder.encode(
+                kind: .rejected, records: batch.rejected, dedup: &noDedup, rollups: nil, configuration: configuration,
+                dataPath: { LakePaths.importFile(dataset: "rejected", hourStart: $0, tag: tag, sequence: batch.sequence) },
+                rollupPath: { _ in "" }
+            ).files
+        }
+        return files
+    }
+
+    /// Reads the next chunk after `pending` (the incomplete line the last read left) and splits it
+    /// after its last newline (all of it at the end of the file); `added` counts the bytes read.
+    static func completeLines(
+        _ file: ImportFile, after pending: [UInt8]
+    ) throws -> (lines: (complete: [UInt8], rest: [UInt8]), added: Int, end: Bool) {
+        var (bytes, added, end) = try file.read(after: pending, maxBytes: chunkBytes)
+        let cut = end ? bytes.count : (bytes.lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 } ?? 0)
+        let rest = Array(bytes[cut...])
+        bytes.removeSubrange(cut...)
+        return ((bytes, rest), added, end)
+    }
+
+    /// Deletes the files of earlier imports of the file `tag` in `hours` that are not in `keeping`;
+    /// returns how many.
+    private func removeEarlierImports(tag: String, hours: Set<Int64>, keeping: Set<String>) async throws -> Int {
+        var removed = 0
+        for hour in hours.sorted() {
+            for dataset in ["events", "rejected", "rollups"] {
+                let prefix = "\(dataset)/\(LakePaths.partition(hourStart: hour))/import-\(tag)"
+                for path in try await store.list(prefix: prefix) where !keeping.contains(path) {
+                    try await store.delete(path)
+                    removed += 1
+                }
+            }
+        }
+        return removed
     }
 }
 
