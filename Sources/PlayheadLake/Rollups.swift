@@ -150,39 +150,12 @@ final class RollupAggregator: @unchecked Sendable {
         let completes = event.durationSeconds > 0 && event.position >= Self.completionRatio * Double(event.durationSeconds)
         // One lookup of the session's cursor, changed in place.
         cursors.update(session) { stored in
-            var watched = 0.0
-            var cursor: Cursor
-            if let last = stored, last.contentHash == contentHash {
-                // An event older than the session's last one is counted, but not for watch time,
-                // and leaves the position as it is.
-                cursor = last
-                if event.timestampMicros >= cursor.timestampMicros {
-                    if cursor.playing {
-                        let advance = max(event.position - cursor.position, 0)
-                        let wall = Double(event.timestampMicros - cursor.timestampMicros) / 1e6
-                        watched = min(advance, wall, Self.maxWatchGapSeconds)
-                    }
-                    cursor.timestampMicros = event.timestampMicros
-                    cursor.position = event.position
-                    cursor.playing = event.isPlaying
-                    cursor.receivedMicros = received
-                }
-            } else {
-                cursor = Cursor(
-                    timestampMicros: event.timestampMicros, position: event.position, playing: event.isPlaying,
-                    contentHash: contentHash, receivedMicros: received, hour: .min, cell: 0, viewer: nil, completed: false
-                )
-            }
+            let advanced = Self.advance(stored, to: event)
+            var cursor = advanced.cursor
+            let watched = advanced.watched
             // The session's cell in this hour: remembered by its cursor, else looked up (or made).
             if cursor.hour != hour {
-                let cell: Int
-                if let known = hours.values[hourIndex].cellIndex[contentHash] {
-                    cell = known
-                } else {
-                    cell = hours.values[hourIndex].cells.count
-                    hours.values[hourIndex].cells.append(Cell(names()))
-                    hours.values[hourIndex].cellIndex[contentHash] = cell
-                }
+                let cell = cellIndex(hourIndex, content: contentHash, names: names)
                 hours.values[hourIndex].cells[cell].sessions.insert(session)
                 cursor.hour = hour
                 cursor.cell = cell
@@ -198,6 +171,43 @@ final class RollupAggregator: @unchecked Sendable {
             stored = cursor
         }
         closeHours(before: received - grace)
+    }
+
+    /// The session's cursor after `event`, and the seconds watched since its last event: the
+    /// position's advance while playing, at most the time between the events and the gap cap. An
+    /// event of another content starts a new cursor; one older than the session's last event is
+    /// counted, but not for watch time, and leaves the position as it is.
+    @inline(__always)
+    private static func advance(_ stored: Cursor?, to event: RollupFacts) -> (cursor: Cursor, watched: Double) {
+        guard var cursor = stored, cursor.contentHash == event.content else {
+            let cursor = Cursor(
+                timestampMicros: event.timestampMicros, position: event.position, playing: event.isPlaying,
+                contentHash: event.content, receivedMicros: event.receivedMicros, hour: .min, cell: 0, viewer: nil,
+                completed: false
+            )
+            return (cursor, 0)
+        }
+        guard event.timestampMicros >= cursor.timestampMicros else { return (cursor, 0) }
+        var watched = 0.0
+        if cursor.playing {
+            let advance = max(event.position - cursor.position, 0)
+            let wall = Double(event.timestampMicros - cursor.timestampMicros) / 1e6
+            watched = min(advance, wall, maxWatchGapSeconds)
+        }
+        cursor.timestampMicros = event.timestampMicros
+        cursor.position = event.position
+        cursor.playing = event.isPlaying
+        cursor.receivedMicros = event.receivedMicros
+        return (cursor, watched)
+    }
+
+    /// The index of the cell of `content` in the hour at `hourIndex`, made if new.
+    private func cellIndex(_ hourIndex: Dictionary<Int64, Hour>.Index, content: UInt64, names: () -> (String, String, String)) -> Int {
+        if let known = hours.values[hourIndex].cellIndex[content] { return known }
+        let cell = hours.values[hourIndex].cells.count
+        hours.values[hourIndex].cells.append(Cell(names()))
+        hours.values[hourIndex].cellIndex[content] = cell
+        return cell
     }
 
     @inline(__always)
