@@ -531,18 +531,32 @@ extension ParquetColumnWriter {
         case .byteArray, .fixedLenByteArray:
             let dictionary = bytesDictionary
             var i = range.lowerBound
+            // Sorted data repeats a value row after row: the same bytes as the previous value get its
+            // index without hashing.
+            var previous: (p: UnsafeRawPointer, n: Int, index: UInt32)?
             forEachBytes(range) { p, n in
-                var isNew = false
-                indices[k] = dictionary.index(of: p, count: n, isNew: &isNew)
+                if let last = previous, last.n == n, bytesEqual(last.p, p, n) {
+                    indices[k] = last.index
+                } else {
+                    var isNew = false
+                    indices[k] = dictionary.index(of: p, count: n, isNew: &isNew)
+                    if isNew && collectStatistics { statistics.observeBytes(i, self) }
+                    previous = (p, n, indices[k])
+                }
                 k += 1
-                if isNew && collectStatistics { statistics.observeBytes(i, self) }
                 i += 1
             }
         default:
             let dictionary = wordDictionary
+            var previous: (word: UInt64, index: UInt32)?
             forEachWord(range) { word in
-                var isNew = false
-                indices[k] = dictionary.index(of: word, isNew: &isNew)
+                if let last = previous, last.word == word {
+                    indices[k] = last.index
+                } else {
+                    var isNew = false
+                    indices[k] = dictionary.index(of: word, isNew: &isNew)
+                    previous = (word, indices[k])
+                }
                 k += 1
             }
         }
