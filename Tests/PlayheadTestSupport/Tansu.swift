@@ -83,8 +83,22 @@ public final class Tansu: @unchecked Sendable {
         if await child.waitForExit(timeout: .seconds(5)) == nil { child.kill9() }
     }
 
-    /// Freezes the broker (SIGSTOP): connections stay open but nothing is answered.
-    public func pause() { lock.withLock { process }?.signal(SIGSTOP) }
+    /// Freezes the broker (SIGSTOP): connections stay open but nothing is answered. Returns once the
+    /// kernel reports the process stopped (on a loaded machine the stop can lag the signal), or
+    /// after 5 s.
+    public func pause() {
+        guard let child = lock.withLock({ process }) else { return }
+        child.signal(SIGSTOP)
+        let deadline = ContinuousClock.now.advanced(by: .seconds(5))
+        while ContinuousClock.now < deadline {
+            // /proc/<pid>/stat: "pid (name) S ...", the state after the closing parenthesis.
+            let stat = (try? String(contentsOfFile: "/proc/\(child.pid)/stat", encoding: .utf8)) ?? ""
+            if let close = stat.lastIndex(of: ")"), stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("T") {
+                return
+            }
+            usleep(5_000)
+        }
+    }
 
     /// Thaws a paused broker (SIGCONT).
     public func resume() { lock.withLock { process }?.signal(SIGCONT) }
