@@ -1,5 +1,6 @@
 import Foundation
 import Parquet
+import PlayheadTestSupport
 
 /// Generates random columns: values of every kind with nulls, empty and non-ASCII strings, long
 /// strings, empty and null lists, repetitive and sorted runs (to exercise dictionary and delta).

@@ -1,24 +1,13 @@
 import Testing
 import PlayheadEvents
+import PlayheadTestSupport
 @testable import PlayheadLake
-
-/// A small deterministic generator (the tests must repeat exactly).
-private struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 @Suite("The lake's in-memory tables")
 struct InMemoryTableTests {
     @Test("HashCounts agrees with a Dictionary under random increments and decrements, long probe runs included")
     func hashCountsMatchesDictionary() {
-        var random = SplitMix(state: 42)
+        var random = SeededRandom(state: 42)
         var table = HashCounts(initialSlots: 16)
         var reference: [UInt64: UInt32] = [:]
         // Keys with the same low bits (long probe runs, wrapping around the table) and the key 0.
@@ -43,7 +32,7 @@ struct InMemoryTableTests {
 
     @Test("HashTable keeps values in place, removes by setting nil, and filters")
     func hashTableUpdatesAndFilters() {
-        var random = SplitMix(state: 3)
+        var random = SeededRandom(state: 3)
         var table = HashTable<[Int]>(initialSlots: 16)
         var reference: [UInt64: [Int]] = [:]
         for step in 0..<20_000 {
@@ -66,7 +55,7 @@ struct InMemoryTableTests {
 
     @Test("The dedup window drops an id seen in the previous N records, kept or dropped, and forgets it after")
     func dedupWindowMatchesDefinition() {
-        var random = SplitMix(state: 7)
+        var random = SeededRandom(state: 7)
         let capacity = 500
         var window = DedupWindow(capacity: capacity)
         var history: [UInt64] = []
@@ -125,7 +114,7 @@ struct RollupTests {
 
     @Test("The aggregator equals the plain definitions: content switches, late and out-of-order events, shared sessions, several hours")
     func aggregatorMatchesDefinitions() throws {
-        var random = SplitMix(state: 99)
+        var random = SeededRandom(state: 99)
         let aggregator = RollupAggregator(graceMicros: Int64(3_600) * 1_000_000 * 10)
         var reference = Reference()
         let base: Int64 = 1_764_000_000_000_000 - 1_764_000_000_000_000 % RollupAggregator.hourMicros
