@@ -287,6 +287,86 @@ struct EmbeddedLogTests {
         log.close()
     }
 
+    @Test("small commits write zeros ahead; the zeros are cut at close, at a segment roll and on restart, and no reader sees them")
+    func zeroFilledPreallocation() async throws {
+        let directory = try TemporaryDirectory(prefix: "log")
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        let configuration = makeConfiguration(directory)
+        let log = try EmbeddedLog.open(configuration, logger: testLogger)
+        let producer = try log.producer(for: .events)
+        for index in 0..<3 { _ = try await producer.append(batch((index * 10)..<(index * 10 + 10))) }
+        let path = try #require(try segmentPaths(configuration, "events").last)
+        let dataBytes = 30 * 48
+        let padded = try #require(Files.size(path))
+        #expect(padded >= Int64(dataBytes + configuration.preallocateBytes))
+        #expect(padded % 4096 == 0)
+        let contents = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+        #expect(contents[dataBytes...].allSatisfy { $0 == 0 })
+
+        // A reader in another process (read-only) reads the 30 records and stops at the zeros.
+        let readOnly = try EmbeddedLog.openReadOnly(configuration, logger: testLogger)
+        let reader = try readOnly.consumer(for: .events, group: nil)
+        var seen = try await readRecords(reader, count: 30)
+        for _ in 0..<3 {
+            let poll = try await reader.poll(maxRecords: 100, timeout: .milliseconds(60))
+            for batch in poll.batches { try batch.forEachRecord { offset, value in seen.append((offset, Array(value))) } }
+        }
+        #expect(seen.map(\.0) == Array(0..<30))
+        #expect(seen.last?.1 == value(29))
+        await reader.close()
+        readOnly.close()
+
+        // The file as a kill -9 would leave it: a restart cuts the zeros and appends after record 29.
+        let crashed = try TemporaryDirectory(prefix: "log")
+        defer { withExtendedLifetime(crashed) {} }
+        let crashedConfiguration = makeConfiguration(crashed)
+        try FileManager.default.createDirectory(atPath: crashedConfiguration.directory + "/events", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: path, toPath: crashedConfiguration.directory + "/events/" + (path as NSString).lastPathComponent)
+        do {
+            let reopened = try EmbeddedLog.open(crashedConfiguration, logger: testLogger)
+            let crashedPath = try #require(try segmentPaths(crashedConfiguration, "events").last)
+            #expect(Files.size(crashedPath) == Int64(dataBytes))
+            let result = try await reopened.producer(for: .events).append(batch(30..<31))
+            #expect(result.firstOffset == 30)
+            let consumer = try reopened.consumer(for: .events, group: nil)
+            let records = try await readRecords(consumer, count: 31)
+            #expect(records.map(\.0) == Array(0..<31))
+            await consumer.close()
+            reopened.close()
+        }
+
+        // A clean close leaves the file ending with its last record.
+        log.close()
+        #expect(Files.size(path) == Int64(dataBytes))
+
+        // Closed segments end with their last record; only the active one is padded.
+        let rolling = try TemporaryDirectory(prefix: "log")
+        defer { withExtendedLifetime(rolling) {} }
+        let rollingConfiguration = makeConfiguration(rolling) { $0.segmentBytes = 1000 }
+        let rollingLog = try EmbeddedLog.open(rollingConfiguration, logger: testLogger)
+        let rollingProducer = try rollingLog.producer(for: .events)
+        for index in 0..<6 { _ = try await rollingProducer.append(batch((index * 10)..<(index * 10 + 10))) }
+        let segments = try segmentPaths(rollingConfiguration, "events")
+        // A segment rolls once it holds 1,000 bytes or more: three batches of 480.
+        #expect(segments.count == 2)
+        for closed in segments.dropLast() { #expect(Files.size(closed) == Int64(3 * 10 * 48)) }
+        #expect(try #require(Files.size(segments.last!)) > Int64(3 * 10 * 48))
+        let consumer = try rollingLog.consumer(for: .events, group: nil)
+        let records = try await readRecords(consumer, count: 60)
+        #expect(records.map(\.0) == Array(0..<60))
+        await consumer.close()
+        rollingLog.close()
+
+        // Turned off, the file is only ever as long as its records.
+        let plain = try TemporaryDirectory(prefix: "log")
+        defer { withExtendedLifetime(plain) {} }
+        let plainConfiguration = makeConfiguration(plain) { $0.preallocateBytes = 0 }
+        let plainLog = try EmbeddedLog.open(plainConfiguration, logger: testLogger)
+        _ = try await plainLog.producer(for: .events).append(batch(0..<10))
+        #expect(Files.size(try #require(try segmentPaths(plainConfiguration, "events").last)) == Int64(480))
+        plainLog.close()
+    }
+
     @Test func checksumCorruptionIsDetected() async throws {
         let directory = try TemporaryDirectory(prefix: "log")
         defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends

@@ -145,11 +145,19 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
         }
         let fileSize = Files.fileSize(fd)
         if scan.validBytes < fileSize {
-            logger.warning("log: recovered a torn tail", metadata: [
-                "topic": "\(name)", "segment": "\(path)", "kept_records": "\(scan.records)",
-                "kept_bytes": "\(scan.validBytes)", "dropped_bytes": "\(fileSize - scan.validBytes)",
-                "reason": "\(scan.problem ?? "trailing bytes")",
-            ])
+            if Files.isZeroFilled(fd, from: scan.validBytes, to: fileSize) {
+                // The space the writer fills with zeros ahead of its records (not closed cleanly).
+                logger.debug("log: cut off the zero-filled space after the last record", metadata: [
+                    "topic": "\(name)", "segment": "\(path)", "kept_records": "\(scan.records)",
+                    "zero_bytes": "\(fileSize - scan.validBytes)",
+                ])
+            } else {
+                logger.warning("log: recovered a torn tail", metadata: [
+                    "topic": "\(name)", "segment": "\(path)", "kept_records": "\(scan.records)",
+                    "kept_bytes": "\(scan.validBytes)", "dropped_bytes": "\(fileSize - scan.validBytes)",
+                    "reason": "\(scan.problem ?? "trailing bytes")",
+                ])
+            }
             if ftruncate(fd, off_t(scan.validBytes)) != 0 || Files.syncData(fd) != 0 {
                 let error = Files.error("cannot truncate", path)
                 Glibc.close(fd)
@@ -273,7 +281,7 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
             let minimumCommitted = groups.values.min() ?? Int64.max
             let segments = topic.segments()
             guard segments.count > 1 else { continue }
-            var sizes = segments.map { Files.size(Files.segmentPath(topic.directory, $0)) ?? 0 }
+            var sizes = segments.map { topic.dataSize(ofSegment: $0) }
             var total = sizes.reduce(0, +)
             for index in 0..<(segments.count - 1) {
                 let path = Files.segmentPath(topic.directory, segments[index])

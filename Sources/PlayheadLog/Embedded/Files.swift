@@ -106,6 +106,19 @@ enum Files {
         return 0
     }
 
+    /// Whether bytes `start..<end` of `fd` are all zero (false if they cannot be read).
+    static func isZeroFilled(_ fd: Int32, from start: Int64, to end: Int64) -> Bool {
+        var buffer = [UInt8](repeating: 0, count: 64 << 10)
+        var position = start
+        while position < end {
+            let want = Int(min(Int64(buffer.count), end - position))
+            guard let got = try? read(fd, into: &buffer, count: want, at: position, path: ""), got == want else { return false }
+            if buffer[..<got].contains(where: { $0 != 0 }) { return false }
+            position += Int64(got)
+        }
+        return true
+    }
+
     /// Reads up to `count` bytes at `offset` into `buffer` (resized); returns the number read.
     static func read(_ fd: Int32, into buffer: inout [UInt8], count: Int, at offset: Int64, path: String) throws(LogError) -> Int {
         if buffer.count < count { buffer = [UInt8](repeating: 0, count: count) }

@@ -148,6 +148,16 @@ final class TopicState: @unchecked Sendable {
 
     /// Total bytes of the topic's segments.
     func sizeOnDisk() -> Int64 {
-        segments().reduce(0) { $0 + (Files.size(Files.segmentPath(directory, $1)) ?? 0) }
+        segments().reduce(0) { $0 + dataSize(ofSegment: $1) }
+    }
+
+    /// The bytes of records in segment `base`: its file size, except for the active segment of the
+    /// writing process, whose file may hold zero-filled space after its records.
+    func dataSize(ofSegment base: Int64) -> Int64 {
+        if !readOnly {
+            let active: Int64? = shared.withLockedValue { $0.activeBase == base ? $0.durableSize : nil }
+            if let active { return active }
+        }
+        return Files.size(Files.segmentPath(directory, base)) ?? 0
     }
 }

@@ -36,6 +36,10 @@ final class TopicWriter: @unchecked Sendable {
     private var size: Int64
     private var nextOffset: Int64
     private var buffer: [UInt8] = []
+    /// The end of the bytes the active segment file holds: `size` plus zero-filled space written
+    /// ahead (see ``EmbeddedLogConfiguration/preallocateBytes``).
+    private var fileEnd: Int64
+    private static let zeros = [UInt8](repeating: 0, count: 64 << 10)
 
     // Metrics.
     private let appendDuration: Metrics.Timer
@@ -64,6 +68,7 @@ final class TopicWriter: @unchecked Sendable {
         self.activeBase = activeBase
         self.size = size
         self.nextOffset = nextOffset
+        fileEnd = size
         self.configuration = configuration
         self.disk = disk
         self.logger = logger
@@ -139,6 +144,8 @@ final class TopicWriter: @unchecked Sendable {
         guard !wasClosing else { return }
         if started { finished.wait() }
         if fd >= 0 {
+            // A closed log leaves no zero-filled space behind (a restart would cut it off anyway).
+            if fileEnd > size && ftruncate(fd, off_t(size)) == 0 { _ = Files.syncData(fd) }
             Glibc.close(fd)
             fd = -1
         }
@@ -201,8 +208,23 @@ final class TopicWriter: @unchecked Sendable {
         }
 
         let goodSize = size
+        let end = goodSize + Int64(buffer.count)
         var err = buffer.withUnsafeBytes { Files.writeAll(fd, $0, at: goodSize) }
         var what = "write"
+        var newFileEnd = max(fileEnd, end)
+        if err == 0 && end > fileEnd && configuration.preallocateBytes > 0 && buffer.count < configuration.preallocateBelowBytes {
+            // A small commit past the zero-filled space: fill the next stretch in the same fdatasync,
+            // so that the commits after this one do not change the file's size.
+            let (fillError, filledEnd) = fillZeros(from: end, count: configuration.preallocateBytes)
+            if fillError == 0 {
+                newFileEnd = filledEnd
+            } else if ftruncate(fd, off_t(end)) != 0 {
+                // Zero-filling is only an optimization (it fails first when space runs out), but
+                // what it left behind must go before the records can be made durable.
+                err = errno
+                what = "cut the zero-fill"
+            }
+        }
         if err == 0 {
             err = Files.syncData(fd)
             what = "fdatasync"
@@ -211,6 +233,7 @@ final class TopicWriter: @unchecked Sendable {
             // Leave no partial record behind: cut the file back to the last durable record.
             _ = ftruncate(fd, off_t(goodSize))
             _ = Files.syncData(fd)
+            fileEnd = goodSize
             let error = Files.error("cannot \(what)", Files.segmentPath(topic.directory, activeBase), err)
             logger.error("log: append failed; segment truncated back to its last durable record", metadata: [
                 "topic": "\(topic.name)", "error": "\(error)", "records": "\(records)",
@@ -219,7 +242,8 @@ final class TopicWriter: @unchecked Sendable {
             fail(items, error)
             return
         }
-        size += Int64(buffer.count)
+        size = end
+        fileEnd = newFileEnd
         nextOffset = offset
         topic.publish(durableSize: size, durableNext: nextOffset)
 
@@ -258,7 +282,30 @@ final class TopicWriter: @unchecked Sendable {
         }
     }
 
+    /// Writes `count` zero bytes at `offset` (rounded up to whole 4 KiB pages); returns 0 or the
+    /// errno, and the new end of the file.
+    private func fillZeros(from offset: Int64, count: Int) -> (Int32, Int64) {
+        let target = (offset + Int64(count) + 4095) & ~4095
+        var position = offset
+        while position < target {
+            let chunk = Int(min(Int64(Self.zeros.count), target - position))
+            let at = position
+            let err = Self.zeros.withUnsafeBytes { Files.writeAll(fd, UnsafeRawBufferPointer(rebasing: $0[..<chunk]), at: at) }
+            if err != 0 { return (err, offset) }
+            position += Int64(chunk)
+        }
+        return (0, target)
+    }
+
     private func roll() throws(LogError) {
+        // A closed segment ends with its last record: readers take anything after it for corruption.
+        if fileEnd > size {
+            let oldPath = Files.segmentPath(topic.directory, activeBase)
+            if ftruncate(fd, off_t(size)) != 0 { throw Files.error("cannot cut the zero-filled space off", oldPath) }
+            let err = Files.syncData(fd)
+            if err != 0 { throw Files.error("cannot fdatasync", oldPath, err) }
+            fileEnd = size
+        }
         let base = nextOffset
         let path = Files.segmentPath(topic.directory, base)
         let newFD = try Files.open(path, O_RDWR | O_CREAT | O_EXCL)
@@ -274,6 +321,7 @@ final class TopicWriter: @unchecked Sendable {
         fd = newFD
         activeBase = base
         size = 0
+        fileEnd = 0
         logger.debug("log: new segment", metadata: ["topic": "\(topic.name)", "base": "\(base)"])
     }
 }
