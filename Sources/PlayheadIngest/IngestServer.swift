@@ -103,14 +103,17 @@ public final class IngestServer: Service, Sendable {
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let sync = channel.pipeline.syncOperations
-                        try sync.addHandler(
-                            ConnectionGuard(requestTimeout: configuration.requestTimeout, idleTimeout: configuration.idleTimeout)
-                        )
+                        let connectionGuard = ConnectionGuard(requestTimeout: configuration.requestTimeout, idleTimeout: configuration.idleTimeout)
+                        try sync.addHandler(connectionGuard)
                         // No outbound header validation (8 % of the CPU under single-event load): every
                         // response header is a constant or a number of ours, or an Origin echoed from
                         // a request header that the HTTP parser already refused to hold CR or LF.
-                        try sync.configureHTTPServerPipeline(withErrorHandling: true, withOutboundHeaderValidation: false)
-                        try sync.addHandler(IngestHTTPHandler(router: router, inFlight: inFlight))
+                        // No pipelining assistance: IngestHTTPHandler orders pipelined requests itself
+                        // and handles quiescing (see there why).
+                        try sync.configureHTTPServerPipeline(
+                            withPipeliningAssistance: false, withErrorHandling: true, withOutboundHeaderValidation: false
+                        )
+                        try sync.addHandler(IngestHTTPHandler(router: router, inFlight: inFlight, connectionGuard: connectionGuard))
                     }
                 }
                 .bind(host: configuration.host, port: configuration.port)

@@ -70,8 +70,14 @@ struct Router: Sendable {
 }
 
 /// One per connection: gathers a request, asks the router, writes the answer.
-final class IngestHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
+///
+/// It also does what NIO's `HTTPServerPipelineHandler` would: answers pipelined requests in order
+/// and closes the connection when the server quiesces. That handler stops reading from the socket
+/// while every response is pending, which costs two `epoll_ctl` calls per request when responses
+/// wait for an fsync; this one holds reads only when a pipelined request is actually waiting.
+final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
 
     private enum State {
@@ -84,21 +90,57 @@ final class IngestHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private let router: Router
     private let inFlight: InFlightRequests
+    private let connectionGuard: ConnectionGuard?
     private var state = State.idle
     private var requestStarted = NIODeadline.now()
+    /// Parts of pipelined requests that arrived while a response was pending, in order.
+    private var waiting = CircularBuffer<HTTPServerRequestPart>()
+    /// A read held back while pipelined requests wait (issued once they are answered).
+    private var readHeld = false
+    /// The server is shutting down: close once the current response is out.
+    private var quiescing = false
 
-    init(router: Router, inFlight: InFlightRequests) {
+    init(router: Router, inFlight: InFlightRequests, connectionGuard: ConnectionGuard? = nil) {
         self.router = router
         self.inFlight = inFlight
+        self.connectionGuard = connectionGuard
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
+        let part = unwrapInboundIn(data)
+        if case .responding = state {
+            waiting.append(part)
+        } else if !waiting.isEmpty {
+            waiting.append(part)
+        } else {
+            receive(part, context: context)
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if waiting.isEmpty {
+            context.read()
+        } else {
+            readHeld = true
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is ChannelShouldQuiesceEvent else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        quiescing = true
+        if case .idle = state, waiting.isEmpty { context.close(promise: nil) }
+    }
+
+    private func receive(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
+        switch part {
         case .head(let head):
             requestStarted = .now()
             if let early = router.answerEarly(head) {
                 state = .discarding
-                context.triggerUserOutboundEvent(RequestReceivedEvent(), promise: nil)
+                connectionGuard?.requestReceived()
                 write(early, for: head, keepAlive: false, context: context)
                 return
             }
@@ -109,7 +151,7 @@ final class IngestHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             state = .idle  // drop the reference so the buffer is written in place
             if body.readableBytes + chunk.readableBytes > router.maxBodyBytes {
                 state = .discarding
-                context.triggerUserOutboundEvent(RequestReceivedEvent(), promise: nil)
+                connectionGuard?.requestReceived()
                 let response = HTTPResponse.error(
                     .payloadTooLarge, code: "body_too_large",
                     message: "the body is larger than the limit of \(router.maxBodyBytes) bytes"
@@ -123,7 +165,7 @@ final class IngestHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             switch state {
             case .receiving(let head, let body):
                 state = .responding
-                context.triggerUserOutboundEvent(RequestReceivedEvent(), promise: nil)
+                connectionGuard?.requestReceived()
                 let request = HTTPRequest(head: head, body: body)
                 inFlight.begin()
                 let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
@@ -138,6 +180,7 @@ final class IngestHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                     }
                     handler.state = .idle
                     handler.write(response, for: head, keepAlive: head.isKeepAlive, context: context)
+                    handler.answerWaiting(context: context)
                 }
             case .discarding:
                 state = .idle
@@ -147,7 +190,20 @@ final class IngestHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
-    private func write(_ response: HTTPResponse, for head: HTTPRequestHead, keepAlive: Bool, context: ChannelHandlerContext) {
+    /// Goes on with pipelined requests once a response is out, and reads again when none waits.
+    private func answerWaiting(context: ChannelHandlerContext) {
+        while !waiting.isEmpty {
+            if case .responding = state { return }
+            receive(waiting.removeFirst(), context: context)
+        }
+        if readHeld {
+            readHeld = false
+            context.read()
+        }
+    }
+
+    private func write(_ response: HTTPResponse, for head: HTTPRequestHead, keepAlive requested: Bool, context: ChannelHandlerContext) {
+        let keepAlive = requested && !quiescing
         var headers = response.headers
         router.cors.decorate(&headers, requestHeaders: head.headers)
         if !headers.contains(name: "content-length") {
@@ -161,11 +217,17 @@ final class IngestHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         if head.method != .HEAD && response.body.readableBytes > 0 {
             context.write(wrapOutboundOut(.body(.byteBuffer(response.body))), promise: nil)
         }
-        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
-            let context = loopBound.value
-            context.triggerUserOutboundEvent(ResponseSentEvent(), promise: nil)
-            if !keepAlive { context.close(promise: nil) }
+        if !keepAlive {
+            // Nothing more is read or answered on this connection.
+            waiting.removeAll()
+            readHeld = false
+            let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
+                loopBound.value.close(promise: nil)
+            }
+            return
         }
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        connectionGuard?.responseSent()
     }
 }

@@ -272,6 +272,46 @@ struct IngestAPITests {
         #expect(ids == ["s1", "s2", "s3"])
     }
 
+    @Test("pipelined requests on one connection are answered in order; an idle connection is closed on SIGTERM")
+    func pipeliningAndQuiescing() async throws {
+        let (server, directory) = try await Fixtures.server()
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        func post(_ body: String, close: Bool = false) -> String {
+            "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n"
+                + (close ? "Connection: close\r\n" : "") + "\r\n" + body
+        }
+        // Three requests in one write: each response waits for an fsync, the next request is already there.
+        let connection = try RawConnection(port: server.port)
+        let first = Fixtures.json(Fixtures.event("p1"))
+        let invalid = Fixtures.json(Fixtures.event("p3", ["event_type": "fly"]))
+        #expect(connection.send(post(first) + "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + post(invalid, close: true)))
+        let answer = String(decoding: await connection.readAll(timeout: .seconds(30)), as: UTF8.self)
+        // Bodies do not end with a line break: status lines are found wherever they start.
+        let statuses = answer.ranges(of: "HTTP/1.1 ").map { String(answer[$0.lowerBound...].prefix(12)) }
+        #expect(statuses == ["HTTP/1.1 202", "HTTP/1.1 200", "HTTP/1.1 400"], "\(answer)")
+        #expect(answer.contains(#""accepted":1"#) && answer.contains(#""status":"ok""#) && answer.contains("invalid_value"), "\(answer)")
+
+        // Many pipelined events on one connection, sent faster than they are fsynced: all stored, in order.
+        let burst = try RawConnection(port: server.port)
+        let ids = (0..<50).map { "burst-\($0)" }
+        #expect(burst.send(ids.enumerated().map { post(Fixtures.json(Fixtures.event($1)), close: $0 == ids.count - 1) }.joined()))
+        let burstAnswer = String(decoding: await burst.readAll(timeout: .seconds(30)), as: UTF8.self)
+        #expect(burstAnswer.components(separatedBy: "HTTP/1.1 202").count - 1 == ids.count, "\(burstAnswer.prefix(400))")
+
+        // An idle keep-alive connection does not hold up a graceful stop: the server closes it.
+        let idle = try RawConnection(port: server.port)
+        #expect(idle.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"))
+        let started = ContinuousClock.now
+        async let idleAnswer = idle.readAll(timeout: .seconds(60))
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(await server.stop() == 0)
+        let idleText = String(decoding: await idleAnswer, as: UTF8.self)
+        #expect(idleText.hasPrefix("HTTP/1.1 200"), "\(idleText)")
+        #expect(started.duration(to: .now) < .seconds(30), "the idle connection was closed by the stop, not by a timeout")
+        let stored = try await Fixtures.dump(server.dataDirectory).compactMap { $0["event_id"] as? String }
+        #expect(stored == ["p1"] + ids)
+    }
+
     @Test("loadgen --replay sends the bodies it made up front again and again, and refuses --acknowledged-ids")
     func loadgenReplay() async throws {
         let (server, directory) = try await Fixtures.server()
