@@ -84,6 +84,18 @@ public final class IngestServer: Service, Sendable {
 
     public func run() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.eventLoopThreads))
+        do {
+            try await serve(on: group)
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
+        // Only now: the quiescing helper of `serve` completes a promise on the group when it goes.
+        try? await group.shutdownGracefully()
+        logger.info("ingest: stopped")
+    }
+
+    private func serve(on group: MultiThreadedEventLoopGroup) async throws {
         let quiesce = ServerQuiescingHelper(group: group)
         let router = self.router
         let inFlight = self.inFlight
@@ -119,7 +131,6 @@ public final class IngestServer: Service, Sendable {
                 .bind(host: configuration.host, port: configuration.port)
                 .get()
         } catch {
-            try? await group.shutdownGracefully()
             logger.error("cannot listen", metadata: ["http.address": "\(configuration.host):\(configuration.port)", "error": "\(error)"])
             let waiters = addressWaiters.withLockedValue { waiters in defer { waiters = [] }; return waiters }
             for waiter in waiters { waiter.resume(throwing: error) }
@@ -161,7 +172,5 @@ public final class IngestServer: Service, Sendable {
             logger.warning("ingest: grace period over with requests in flight", metadata: ["requests": "\(inFlight.current)"])
         }
         state.withLockedValue { $0 = .stopped }
-        try? await group.shutdownGracefully()
-        logger.info("ingest: stopped")
     }
 }
