@@ -367,6 +367,35 @@ struct EmbeddedLogTests {
         plainLog.close()
     }
 
+    @Test("fsynced pages far behind the last write leave the page cache; readers still read them")
+    func pageCacheWindow() async throws {
+        let directory = try TemporaryDirectory(prefix: "log")
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        let configuration = makeConfiguration(directory) {
+            $0.pageCacheBytes = 2 << 20
+            $0.segmentBytes = 12 << 20
+        }
+        let log = try EmbeddedLog.open(configuration, logger: testLogger)
+        let producer = try log.producer(for: .events)
+        // 40 MiB in batches of 1 MiB (1,024 records of 1,016 bytes + 8 of header): 4 segments.
+        for index in 0..<40 { _ = try await producer.append(batch((index * 1024)..<(index * 1024 + 1024), size: 1016)) }
+        let segments = try segmentPaths(configuration, "events")
+        #expect(segments.count == 4)
+        // Closed segments far behind: nothing cached. The active one: its last pages are.
+        for closed in segments.prefix(2) { #expect(try residentPages(closed, from: 0, to: 12 << 20) == 0, "\(closed)") }
+        let active = try #require(segments.last)
+        let activeSize = 4 << 20  // 40 MiB - 3 × 12 MiB
+        #expect(try residentPages(active, from: activeSize - (1 << 20), to: activeSize) > 0)
+        // Readers are not affected: every record reads back.
+        let consumer = try log.consumer(for: .events, group: nil)
+        let records = try await readRecords(consumer, count: 40 * 1024)
+        #expect(records.count == 40 * 1024)
+        #expect(records.first?.1 == value(0, size: 1016))
+        #expect(records.last?.1 == value(40 * 1024 - 1, size: 1016))
+        await consumer.close()
+        log.close()
+    }
+
     @Test func checksumCorruptionIsDetected() async throws {
         let directory = try TemporaryDirectory(prefix: "log")
         defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
@@ -737,4 +766,20 @@ func runUnmount(_ mountPoint: String) throws {
     process.arguments = ["-c", "umount '\(mountPoint)' 2>/dev/null || sudo -n umount '\(mountPoint)' 2>/dev/null"]
     try process.run()
     process.waitUntilExit()
+}
+
+/// How many pages of bytes `from..<to` of the file at `path` are in the page cache (mincore).
+func residentPages(_ path: String, from start: Int, to end: Int) throws -> Int {
+    let fd = open(path, O_RDONLY)
+    guard fd >= 0 else { throw TestSupportError("cannot open \(path)") }
+    defer { close(fd) }
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let length = end - start
+    guard let map = mmap(nil, length, PROT_READ, MAP_SHARED, fd, off_t(start)), map != MAP_FAILED else {
+        throw TestSupportError("cannot map \(path)")
+    }
+    defer { munmap(map, length) }
+    var vector = [UInt8](repeating: 0, count: (length + page - 1) / page)
+    guard mincore(map, length, &vector) == 0 else { throw TestSupportError("mincore failed: errno \(errno)") }
+    return vector.filter { $0 & 1 == 1 }.count
 }

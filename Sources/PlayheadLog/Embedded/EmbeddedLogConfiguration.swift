@@ -28,6 +28,11 @@ public struct EmbeddedLogConfiguration: Sendable {
     /// Commits smaller than this extend the zero-filled space; larger ones grow the file directly
     /// (their size is worth one metadata write, and zero-filling would double what they write).
     public var preallocateBelowBytes: Int = 64 << 10
+    /// Pages of the log's files this far (in bytes) behind the last write stay in the page cache;
+    /// older ones are dropped (`posix_fadvise(DONTNEED)`) once fsynced, so that new writes reuse
+    /// memory the kernel already holds instead of growing the cache. Readers this far behind read
+    /// from disk. 0 keeps everything cached (the kernel decides).
+    public var pageCacheBytes: Int64 = 256 << 20
     /// How often a read-only log (another process writes) looks for new records.
     public var readOnlyPollInterval: Duration = .milliseconds(50)
 

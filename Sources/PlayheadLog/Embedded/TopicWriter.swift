@@ -40,6 +40,12 @@ final class TopicWriter: @unchecked Sendable {
     /// ahead (see ``EmbeddedLogConfiguration/preallocateBytes``).
     private var fileEnd: Int64
     private static let zeros = [UInt8](repeating: 0, count: 64 << 10)
+    /// Bytes this writer has appended, over every segment (for ``EmbeddedLogConfiguration/pageCacheBytes``).
+    private var written: Int64 = 0
+    /// Where the active segment's pages may still be cached (those before were dropped).
+    private var cachedFrom: Int64 = 0
+    /// Closed segments kept open until their pages are far enough behind to drop.
+    private var retiring: [(fd: Int32, endWritten: Int64)] = []
 
     // Metrics.
     private let appendDuration: Metrics.Timer
@@ -147,6 +153,8 @@ final class TopicWriter: @unchecked Sendable {
             // A closed log leaves no zero-filled space behind (a restart would cut it off anyway).
             if fileEnd > size && ftruncate(fd, off_t(size)) == 0 { _ = Files.syncData(fd) }
             Glibc.close(fd)
+            for segment in retiring { Glibc.close(segment.fd) }
+            retiring = []
             fd = -1
         }
     }
@@ -245,6 +253,8 @@ final class TopicWriter: @unchecked Sendable {
         size = end
         fileEnd = newFileEnd
         nextOffset = offset
+        written += Int64(buffer.count)
+        trimPageCache()
         topic.publish(durableSize: size, durableNext: nextOffset)
 
         fsyncs.increment()
@@ -297,6 +307,24 @@ final class TopicWriter: @unchecked Sendable {
         return (0, target)
     }
 
+    /// Drops the cached pages of fsynced data more than `pageCacheBytes` behind the last write. On
+    /// a VM whose memory is mapped in on first touch, growing the page cache into fresh memory cost
+    /// about 4 s of CPU per GB written here, against 0.4 s when writes reuse dropped pages.
+    private func trimPageCache() {
+        let window = configuration.pageCacheBytes
+        guard window > 0 else { return }
+        while let first = retiring.first, written - first.endWritten >= window {
+            _ = posix_fadvise(first.fd, 0, 0, POSIX_FADV_DONTNEED)
+            Glibc.close(first.fd)
+            retiring.removeFirst()
+        }
+        let keepFrom = size - window
+        if keepFrom - cachedFrom >= 16 << 20 {
+            _ = posix_fadvise(fd, off_t(cachedFrom), off_t(keepFrom - cachedFrom), POSIX_FADV_DONTNEED)
+            cachedFrom = keepFrom
+        }
+    }
+
     private func roll() throws(LogError) {
         // A closed segment ends with its last record: readers take anything after it for corruption.
         if fileEnd > size {
@@ -316,12 +344,17 @@ final class TopicWriter: @unchecked Sendable {
             unlink(path)
             throw error
         }
-        Glibc.close(fd)
+        if configuration.pageCacheBytes > 0 {
+            retiring.append((fd, written))
+        } else {
+            Glibc.close(fd)
+        }
         topic.rolled(to: base, closedSegmentBytes: size)
         fd = newFD
         activeBase = base
         size = 0
         fileEnd = 0
+        cachedFrom = 0
         logger.debug("log: new segment", metadata: ["topic": "\(topic.name)", "base": "\(base)"])
     }
 }
