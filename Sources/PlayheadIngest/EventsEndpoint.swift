@@ -224,9 +224,7 @@ public final class EventsEndpoint: Sendable {
         rateLimiter?.consume(outcome.accepted)
 
         let promise = eventLoop.makePromise(of: HTTPResponse.self)
-        let pending = PendingAppends(count: (sink.accepted.isEmpty ? 0 : 1) + (sink.rejected.isEmpty ? 0 : 1))
         let retryAfter = configuration.retryAfterSeconds
-        let metrics = self.metrics
         let finish: @Sendable (LogError?) -> Void = { failure in
             if let failure {
                 let status: HTTPResponseStatus = failure.isRetriable || failure.code == .full ? .serviceUnavailable : .internalServerError
@@ -237,6 +235,9 @@ public final class EventsEndpoint: Sendable {
                         retryAfterSeconds: failure.retryAfterSeconds ?? retryAfter
                     )
                 )
+            } else if outcome.accepted == 1 && outcome.rejected == 0 {
+                // The usual answer to a single event: made once, shared (a ByteBuffer is copy-on-write).
+                promise.succeed(Self.oneAccepted)
             } else {
                 let status: HTTPResponseStatus = outcome.accepted > 0 ? .accepted : .badRequest
                 var buffer = ByteBuffer()
@@ -244,19 +245,40 @@ public final class EventsEndpoint: Sendable {
                 promise.succeed(HTTPResponse(status: status, contentType: "application/json", body: buffer))
             }
         }
-        if pending.isEmpty {
+        if sink.accepted.isEmpty && sink.rejected.isEmpty {
             // An empty array: nothing to store, nothing accepted.
             finish(nil)
             return promise.futureResult
         }
+        if sink.accepted.isEmpty || sink.rejected.isEmpty {
+            // One append (the usual case): its result is the answer, no countdown needed.
+            let single: @Sendable (Result<LogAppendResult, LogError>) -> Void = { result in
+                if case .failure(let error) = result { finish(error) } else { finish(nil) }
+            }
+            if sink.rejected.isEmpty { events.append(sink.accepted, completion: single) } else { rejected.append(sink.rejected, completion: single) }
+            return promise.futureResult
+        }
+        let pending = PendingAppends(count: 2)
         let completion: @Sendable (Result<LogAppendResult, LogError>) -> Void = { result in
             if case .failure(let error) = result { pending.fail(error) }
             if let done = pending.completeOne() { finish(done) }
         }
-        if !sink.accepted.isEmpty { events.append(sink.accepted, completion: completion) }
-        if !sink.rejected.isEmpty { rejected.append(sink.rejected, completion: completion) }
+        events.append(sink.accepted, completion: completion)
+        rejected.append(sink.rejected, completion: completion)
         return promise.futureResult
     }
+
+    /// `202 {"accepted":1,"rejected":0,"errors":[]}`, with its length already in the headers.
+    static let oneAccepted: HTTPResponse = {
+        var outcome = DecodeOutcome()
+        outcome.accepted = 1
+        let body = ByteBuffer(bytes: outcome.responseJSON())
+        return HTTPResponse(
+            status: .accepted,
+            headers: ["Content-Type": "application/json", "Content-Length": String(body.readableBytes)],
+            body: body
+        )
+    }()
 
     /// The `error.code` of a 503 caused by the log.
     static func errorCode(_ error: LogError) -> String {
@@ -284,8 +306,6 @@ private final class PendingAppends: Sendable {
 
     init(count: Int) { state = NIOLockedValueBox(State(remaining: count, failure: nil)) }
 
-    var isEmpty: Bool { state.withLockedValue { $0.remaining == 0 } }
-
     func fail(_ error: LogError) {
         state.withLockedValue { if $0.failure == nil { $0.failure = error } }
     }
@@ -305,7 +325,7 @@ struct BatchingSink: EventSink {
     var rejected = LogRecordBatch()
     /// Accepted events counted by their bounded dimensions (by `EventDimensions.code`, a small
     /// integer: no strings hashed per event), for the metrics.
-    private(set) var dimensionCounts: [Int: Int] = [:]
+    private(set) var dimensionCounts = DimensionCounts()
     var rejectedReasons: [String: Int] = [:]
 
     init(expectedBytes: Int) {
@@ -314,7 +334,7 @@ struct BatchingSink: EventSink {
 
     mutating func accepted(index: Int, key: UnsafeRawBufferPointer, dimensions: EventDimensions, record: UnsafeRawBufferPointer) {
         accepted.appendRecord(key: key, value: record)
-        dimensionCounts[dimensions.code, default: 0] += 1
+        dimensionCounts.add(dimensions.code)
     }
 
     mutating func rejected(_ error: EventValidationError, record: UnsafeRawBufferPointer) {
@@ -323,3 +343,26 @@ struct BatchingSink: EventSink {
     }
 }
 
+/// Counts by `EventDimensions.code`. The first code is counted in place; a dictionary is made only
+/// when a second one appears (a single event, or a batch of one kind, allocates nothing).
+struct DimensionCounts {
+    private var firstCode = -1
+    private var firstCount = 0
+    private var others: [Int: Int] = [:]
+
+    mutating func add(_ code: Int) {
+        if code == firstCode {
+            firstCount += 1
+        } else if firstCode < 0 {
+            firstCode = code
+            firstCount = 1
+        } else {
+            others[code, default: 0] += 1
+        }
+    }
+
+    func forEach(_ body: (_ code: Int, _ count: Int) -> Void) {
+        if firstCode >= 0 { body(firstCode, firstCount) }
+        for (code, count) in others { body(code, count) }
+    }
+}

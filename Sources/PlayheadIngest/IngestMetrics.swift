@@ -12,18 +12,22 @@ public final class IngestMetrics: Sendable {
     private let accepted = NIOLockedValueBox<[Int: Counter]>([:])
     private let rejected = NIOLockedValueBox<[String: Counter]>([:])
     private let shedCounters = NIOLockedValueBox<[String: Counter]>([:])
-    private let durations = NIOLockedValueBox<[RequestKey: Metrics.Timer]>([:])
+    /// By ``requestKey(route:method:status:)``.
+    private let durations = NIOLockedValueBox<[Int: Metrics.Timer]>([:])
     private let inFlightGauge = Gauge(label: "playhead_ingest_in_flight_bytes")
     private let factory: (any MetricsFactory)?
 
-    private struct RequestKey: Hashable {
-        var route: String
-        var method: String
-        var status: Int
-    }
-
     /// The routes that get their own label value; every other path is `other`.
-    static let knownRoutes: Set<String> = ["/v1/events", "/healthz", "/readyz", "/metrics", "/openapi.json", "/", "/live.json"]
+    static let knownRoutes: [String] = ["/v1/events", "/healthz", "/readyz", "/metrics", "/openapi.json", "/", "/live.json"]
+    /// The methods that get their own label value (by index); every other one is its own text.
+    static let knownMethods: [HTTPMethod] = [.POST, .GET, .HEAD, .OPTIONS, .PUT, .DELETE, .PATCH]
+
+    /// One integer for a route (index in `knownRoutes`, or its count for `other`), a method and a
+    /// status, so that the per-request lookup hashes no strings.
+    private static func requestKey(route: Int, method: HTTPMethod, status: UInt) -> Int? {
+        guard let methodIndex = knownMethods.firstIndex(of: method) else { return nil }
+        return (route * knownMethods.count + methodIndex) * 1000 + Int(status % 1000)
+    }
 
     /// - Parameter factory: the metrics factory; `nil` uses the one bootstrapped in `MetricsSystem`.
     public init(factory: (any MetricsFactory)? = nil) {
@@ -36,8 +40,8 @@ public final class IngestMetrics: Sendable {
     }
 
     /// - Parameter accepted: accepted events by the `code` of their `EventDimensions`.
-    func decoded(_ accepted: [Int: Int], rejectedReasons: [String: Int]) {
-        for (code, count) in accepted {
+    func decoded(_ accepted: DimensionCounts, rejectedReasons: [String: Int]) {
+        accepted.forEach { code, count in
             let handle = self.accepted.withLockedValue { cache in
                 if let handle = cache[code] { return handle }
                 let labels = EventDimensions(code: code)
@@ -78,15 +82,23 @@ public final class IngestMetrics: Sendable {
     }
 
     func requestCompleted(path: Substring, method: HTTPMethod, status: HTTPResponseStatus, since start: NIODeadline) {
-        let route = Self.knownRoutes.contains(String(path)) ? String(path) : "other"
-        let key = RequestKey(route: route, method: method.rawValue, status: Int(status.code))
-        let timer = durations.withLockedValue { cache in
-            if let timer = cache[key] { return timer }
-            let dimensions = [("route", key.route), ("method", key.method), ("status", String(key.status))]
-            let timer = factory.map { Metrics.Timer(label: "playhead_http_server_request_duration_seconds", dimensions: dimensions, factory: $0) }
+        let routeIndex = Self.knownRoutes.firstIndex { $0.utf8.elementsEqual(path.utf8) } ?? Self.knownRoutes.count
+        let route = routeIndex < Self.knownRoutes.count ? Self.knownRoutes[routeIndex] : "other"
+        let make = { () -> Metrics.Timer in
+            let dimensions = [("route", route), ("method", method.rawValue), ("status", String(status.code))]
+            return self.factory.map { Metrics.Timer(label: "playhead_http_server_request_duration_seconds", dimensions: dimensions, factory: $0) }
                 ?? Metrics.Timer(label: "playhead_http_server_request_duration_seconds", dimensions: dimensions)
-            cache[key] = timer
-            return timer
+        }
+        let timer: Metrics.Timer
+        if let key = Self.requestKey(route: routeIndex, method: method, status: status.code) {
+            timer = durations.withLockedValue { cache in
+                if let timer = cache[key] { return timer }
+                let timer = make()
+                cache[key] = timer
+                return timer
+            }
+        } else {
+            timer = make()  // an unusual method: not worth a cache entry
         }
         timer.recordNanoseconds((NIODeadline.now() - start).nanoseconds)
     }

@@ -211,7 +211,7 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         if !keepAlive { headers.replaceOrAdd(name: "Connection", value: "close") }
         let responseHead = HTTPResponseHead(version: head.version, status: response.status, headers: headers)
-        let path = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        let path = head.uri.firstIndex(of: "?").map { head.uri[..<$0] } ?? head.uri[...]
         router.metrics.requestCompleted(path: path, method: head.method, status: response.status, since: requestStarted)
         context.write(wrapOutboundOut(.head(responseHead)), promise: nil)
         if head.method != .HEAD && response.body.readableBytes > 0 {
