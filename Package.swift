@@ -263,7 +263,10 @@ let package = Package(
         .testTarget(name: "PlayheadLogTests", dependencies: ["PlayheadLog", "PlayheadTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "PlayheadIngestTests",
-            dependencies: ["PlayheadIngest", "PlayheadEvents", "PlayheadLog", "PlayheadTestSupport"],
+            dependencies: [
+                "PlayheadIngest", "PlayheadEvents", "PlayheadLog", "PlayheadTestSupport",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,1 +1,71 @@
+import NIOCore
+import NIOHTTP1
+import PlayheadEvents
+import Prometheus
 import Testing
+
+@testable import PlayheadIngest
+
+@Suite("Ingest metrics")
+struct IngestMetricsTests {
+    /// The exposition text of a registry.
+    func text(_ registry: PrometheusCollectorRegistry) -> String {
+        var buffer: [UInt8] = []
+        registry.emit(into: &buffer)
+        return String(decoding: buffer, as: UTF8.self)
+    }
+
+    /// The value of the sample whose line starts with `prefix` (name and labels), or nil.
+    func sample(_ text: String, _ prefix: String) -> Double? {
+        for line in text.split(separator: "\n") where line.hasPrefix(prefix + " ") {
+            return Double(line.dropFirst(prefix.count + 1))
+        }
+        return nil
+    }
+
+    @Test("request durations are labelled by route (unknown paths: other), method and status")
+    func requestLabels() {
+        let registry = PrometheusCollectorRegistry()
+        let metrics = IngestMetrics(factory: PrometheusMetricsFactory(registry: registry))
+        let start = NIODeadline.now()
+        metrics.requestCompleted(path: "/v1/events", method: .POST, status: .accepted, since: start)
+        metrics.requestCompleted(path: "/v1/events", method: .POST, status: .accepted, since: start)
+        metrics.requestCompleted(path: "/v1/events", method: .POST, status: .badRequest, since: start)
+        metrics.requestCompleted(path: "/healthz", method: .GET, status: .ok, since: start)
+        metrics.requestCompleted(path: "/v1/eventsX", method: .GET, status: .notFound, since: start)
+        metrics.requestCompleted(path: "/", method: .HEAD, status: .ok, since: start)
+        metrics.requestCompleted(path: "/healthz", method: .RAW(value: "PROPFIND"), status: .methodNotAllowed, since: start)
+        let exposition = text(registry)
+        let name = "playhead_http_server_request_duration_seconds_count"
+        #expect(sample(exposition, #"\#(name){route="/v1/events",method="POST",status="202"}"#) == 2, "\(exposition)")
+        #expect(sample(exposition, #"\#(name){route="/v1/events",method="POST",status="400"}"#) == 1)
+        #expect(sample(exposition, #"\#(name){route="/healthz",method="GET",status="200"}"#) == 1)
+        #expect(sample(exposition, #"\#(name){route="other",method="GET",status="404"}"#) == 1)
+        #expect(sample(exposition, #"\#(name){route="/",method="HEAD",status="200"}"#) == 1)
+        #expect(sample(exposition, #"\#(name){route="/healthz",method="PROPFIND",status="405"}"#) == 1)
+    }
+
+    @Test("accepted events are counted by their three labels, whatever the mix in a request")
+    func acceptedByDimensions() {
+        let registry = PrometheusCollectorRegistry()
+        let metrics = IngestMetrics(factory: PrometheusMetricsFactory(registry: registry))
+        let kinds = Array(0..<EventDimensions.codeCount).filter { $0 % 7 == 3 }.prefix(3).map { EventDimensions(code: $0) }
+        #expect(kinds.count == 3)
+        // One kind only (counted in place), then three kinds (the first in place, the others spilled).
+        var single = DimensionCounts()
+        for _ in 0..<4 { single.add(kinds[0].code) }
+        metrics.decoded(single, rejectedReasons: [:])
+        var mixed = DimensionCounts()
+        for (index, count) in [5, 2, 3].enumerated() { for _ in 0..<count { mixed.add(kinds[index].code) } }
+        mixed.add(kinds[0].code)
+        metrics.decoded(mixed, rejectedReasons: ["invalid_value": 2])
+        let exposition = text(registry)
+        func accepted(_ labels: EventDimensions) -> Double? {
+            sample(exposition, #"playhead_events_accepted_total{event_type="\#(labels.eventType)",content_type="\#(labels.contentType)",event_source="\#(labels.eventSource)"}"#)
+        }
+        #expect(accepted(kinds[0]) == 10, "\(exposition)")
+        #expect(accepted(kinds[1]) == 2)
+        #expect(accepted(kinds[2]) == 3)
+        #expect(sample(exposition, #"playhead_events_rejected_total{reason="invalid_value"}"#) == 2)
+    }
+}
