@@ -28,6 +28,12 @@ public struct EmbeddedLogConfiguration: Sendable {
     /// Commits smaller than this extend the zero-filled space; larger ones grow the file directly
     /// (their size is worth one metadata write, and zero-filling would double what they write).
     public var preallocateBelowBytes: Int = 64 << 10
+    /// Under concurrent load (the previous group held more than one batch), a group commit waits
+    /// until as many batches are queued as the previous group held, or this long after the previous
+    /// commit started, whichever comes first, so that more appends share each fsync. A lone writer
+    /// (groups of one batch) and a queue of 1 MiB or more never wait. Zero: commit as soon as the
+    /// previous fsync returns.
+    public var groupCommitInterval: Duration = .milliseconds(1)
     /// Pages of the log's files this far (in bytes) behind the last write stay in the page cache;
     /// older ones are dropped (`posix_fadvise(DONTNEED)`) once fsynced, so that new writes reuse
     /// memory the kernel already holds instead of growing the cache. Readers this far behind read

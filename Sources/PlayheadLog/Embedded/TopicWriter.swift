@@ -26,6 +26,10 @@ final class TopicWriter: @unchecked Sendable {
     private let condition = NSCondition()
     private var queue: [Pending] = []
     private var queuedBytes = 0
+    /// The writer is woken once this many batches are queued (more than 1 while it gathers a group).
+    private var wakeWhenQueued = 1
+    /// A queue this large is committed without waiting for more.
+    private static let groupBytesWithoutWaiting = 1 << 20
     private var closing = false
     private var thread: Thread?
     private let finished = DispatchSemaphore(value: 0)
@@ -124,7 +128,7 @@ final class TopicWriter: @unchecked Sendable {
         } else {
             queue.append(Pending(batch: batch, enqueued: DispatchTime.now().uptimeNanoseconds, completion: completion))
             queuedBytes += bytes
-            condition.signal()
+            if queue.count >= wakeWhenQueued || queuedBytes >= Self.groupBytesWithoutWaiting { condition.signal() }
         }
         condition.unlock()
         if let refusal {
@@ -160,6 +164,10 @@ final class TopicWriter: @unchecked Sendable {
     }
 
     private func runLoop() {
+        let (seconds, attoseconds) = configuration.groupCommitInterval.components
+        let interval = UInt64(max(0, seconds * 1_000_000_000 + attoseconds / 1_000_000_000))
+        var lastStart: UInt64 = 0
+        var lastGroupBatches = 0
         while true {
             condition.lock()
             while queue.isEmpty && !closing { condition.wait() }
@@ -167,7 +175,18 @@ final class TopicWriter: @unchecked Sendable {
                 condition.unlock()
                 break
             }
+            if interval > 0 && lastGroupBatches > 1 {
+                // Appends are arriving concurrently: wait for as many as last time (or the interval).
+                let due = Date(timeIntervalSinceNow: Double(Int64(lastStart &+ interval) - Int64(DispatchTime.now().uptimeNanoseconds)) / 1e9)
+                wakeWhenQueued = lastGroupBatches
+                while queue.count < lastGroupBatches && queuedBytes < Self.groupBytesWithoutWaiting && !closing {
+                    if !condition.wait(until: due) { break }
+                }
+                wakeWhenQueued = 1
+            }
+            lastStart = DispatchTime.now().uptimeNanoseconds
             let items = queue
+            lastGroupBatches = items.count
             queue.removeAll(keepingCapacity: true)
             condition.unlock()
 
