@@ -92,6 +92,9 @@ def measure(server_factory, batch, duration, connections, warmup=2, replay=None)
     return report
 
 
+ROUNDS = 3
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=float, default=10)
@@ -104,16 +107,16 @@ def main():
         port = free_port()
         return Server("bare-nio", [BARE, str(port)], port), None
 
-    print("single-event POSTs ...", flush=True)
-    results["bare_single"] = measure(bare, 1, d, 64)
-    results["serve_single"] = measure(lambda: serve("serve", "serve"), 1, d, 64)
-    # The metrics cost: on and off alternated three times (the machine is noisy; medians compared).
-    for kind in ("serve", "ingest"):
-        print(f"metrics on/off, {kind} ...", flush=True)
-        for round_ in range(3):
+    # Single events: ROUNDS rounds, each measuring the bare server, then serve and ingest with
+    # metrics on and off, one after the other. This machine's throughput drifts by +-30 % within
+    # minutes, so every ratio is taken inside a round (against the bare server of that round) and
+    # the median of the rounds' ratios is reported.
+    for round_ in range(ROUNDS):
+        print(f"single-event POSTs, round {round_ + 1} of {ROUNDS} ...", flush=True)
+        results[f"bare_single_{round_}"] = measure(bare, 1, d, 64)
+        for kind in ("serve", "ingest"):
             results[f"{kind}_single_on_{round_}"] = measure(lambda: serve(f"{kind}-on", kind), 1, d, 64)
             results[f"{kind}_single_off_{round_}"] = measure(lambda: serve(f"{kind}-off", kind, ["--metrics", "off"]), 1, d, 64)
-    results["bare_single_2"] = measure(bare, 1, d, 64)
     for batch in (100, 250, 500):
         print(f"batches of {batch} ...", flush=True)
         results[f"serve_batch_{batch}"] = measure(lambda: serve("serve", "serve"), batch, d, 16)
@@ -157,30 +160,49 @@ def write_markdown(r, duration):
         value = r[key].get("peak_rss_mib")
         return f"{value:.0f}" if value else "?"
 
-    bare = (rps("bare_single") + rps("bare_single_2")) / 2
-
     def median(values):
         values = sorted(values)
         return values[len(values) // 2]
 
-    def single(kind, state):
-        return median([rps(f"{kind}_single_{state}_{i}") for i in range(3)])
+    def single(kind, state="on"):
+        return median([rps(f"{kind}_single_{state}_{i}") for i in range(ROUNDS)])
 
+    def ratio(kind, state="on"):
+        """The median over rounds of kind/bare, both measured in the same round."""
+        return median([rps(f"{kind}_single_{state}_{i}") / rps(f"bare_single_{i}") for i in range(ROUNDS)])
+
+    def ratios(kind, state="on"):
+        return ", ".join(f"{rps(f'{kind}_single_{state}_{i}') / rps(f'bare_single_{i}'):.2f}" for i in range(ROUNDS))
+
+    def cost(kind):
+        """Metrics cost: median over rounds of (off - on) / off."""
+        return 100 * median([(rps(f"{kind}_single_off_{i}") - rps(f"{kind}_single_on_{i}")) / rps(f"{kind}_single_off_{i}") for i in range(ROUNDS)])
+
+    def mid(kind):
+        """The round whose requests/s is the median (for its latency and memory)."""
+        values = sorted(range(ROUNDS), key=lambda i: rps(f"{kind}_{i}"))
+        return f"{kind}_{values[ROUNDS // 2]}"
+
+    bare = mid("bare_single")
+    serve_on, ingest_on = mid("serve_single_on"), mid("ingest_single_on")
     lines = [
         "## Ingest (`scripts/bench-ingest`)",
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on this 2-core machine, the load generator",
-        f"(`playhead loadgen`, 1 thread) on the same machine, {duration:.0f} s per row after a warm-up.",
+        f"(`playhead loadgen`, 1 thread, 64 connections for single events, 16 for batches) on the same machine, {duration:.0f} s per row after a warm-up.",
         "Every event is validated and fsynced (group commit) before its 202; `serve` also runs the lake",
         "writer and the metrics consumer on the same 2 cores.",
         "",
+        f"Single events: {ROUNDS} rounds, each measuring the bare server, `serve` and `ingest` one after the other; a ratio is taken "
+        "within its round and the median of the rounds is shown (the rounds' ratios in brackets). Requests/s and latencies are those of the median round.",
+        "",
         "| run | requests/s | events/s | p50 ms | p99 ms | peak RSS MiB | ratio |",
         "|---|---|---|---|---|---|---|",
-        f"| bare SwiftNIO, 202 to every POST (baseline, mean of 2) | {bare:,.0f} | | {lat('bare_single','p50'):.2f} | {lat('bare_single','p99'):.2f} | {rss('bare_single')} | 1.00 |",
-        f"| `playhead serve`, 1 event per POST | {rps('serve_single'):,.0f} | {eps('serve_single'):,.0f} | {lat('serve_single','p50'):.2f} | {lat('serve_single','p99'):.2f} | {rss('serve_single')} | **{rps('serve_single')/bare:.2f}** × bare |",
-        f"| `playhead serve --metrics off`, 1 event per POST (median of 3) | {single('serve', 'off'):,.0f} | | | | | metrics cost **{100*(single('serve','off')-single('serve','on'))/single('serve','off'):+.1f} %** (median of 3 on: {single('serve','on'):,.0f}) |",
-        f"| `playhead ingest`, 1 event per POST (median of 3) | {single('ingest', 'on'):,.0f} | | | | | **{single('ingest','on')/bare:.2f}** × bare |",
-        f"| `playhead ingest --metrics off`, 1 event per POST (median of 3) | {single('ingest', 'off'):,.0f} | | | | | instruments cost **{100*(single('ingest','off')-single('ingest','on'))/single('ingest','off'):+.1f} %** |",
+        f"| bare SwiftNIO, 202 to every POST (baseline) | {rps(bare):,.0f} | | {lat(bare,'p50'):.2f} | {lat(bare,'p99'):.2f} | {rss(bare)} | 1.00 |",
+        f"| `playhead serve`, 1 event per POST | {rps(serve_on):,.0f} | {eps(serve_on):,.0f} | {lat(serve_on,'p50'):.2f} | {lat(serve_on,'p99'):.2f} | {rss(serve_on)} | **{ratio('serve'):.2f}** × bare ({ratios('serve')}) |",
+        f"| `playhead serve --metrics off`, 1 event per POST | {single('serve', 'off'):,.0f} | | | | | {ratio('serve', 'off'):.2f} × bare; metrics cost **{cost('serve'):+.1f} %** |",
+        f"| `playhead ingest`, 1 event per POST | {rps(ingest_on):,.0f} | {eps(ingest_on):,.0f} | {lat(ingest_on,'p50'):.2f} | {lat(ingest_on,'p99'):.2f} | {rss(ingest_on)} | **{ratio('ingest'):.2f}** × bare ({ratios('ingest')}) |",
+        f"| `playhead ingest --metrics off`, 1 event per POST | {single('ingest', 'off'):,.0f} | | | | | {ratio('ingest', 'off'):.2f} × bare; instruments cost **{cost('ingest'):+.1f} %** |",
     ]
     for batch in (100, 250, 500):
         for kind in ("serve", "ingest"):
@@ -189,7 +211,7 @@ def write_markdown(r, duration):
         key = f"ingest_replay_{batch}"
         lines.append(f"| `playhead ingest`, {batch} events per POST, `loadgen --replay 16` | {rps(key):,.0f} | **{eps(key):,.0f}** | {lat(key,'p50'):.2f} | {lat(key,'p99'):.2f} | {rss(key)} | |")
     if "fastapi_single" in r:
-        lines.append(f"| FastAPI + pydantic, 2 workers, 1 event per POST (no storage) | {rps('fastapi_single'):,.0f} | {eps('fastapi_single'):,.0f} | {lat('fastapi_single','p50'):.2f} | {lat('fastapi_single','p99'):.2f} | | {rps('serve_single')/max(rps('fastapi_single'),1):.1f}× slower than serve |")
+        lines.append(f"| FastAPI + pydantic, 2 workers, 1 event per POST (no storage) | {rps('fastapi_single'):,.0f} | {eps('fastapi_single'):,.0f} | {lat('fastapi_single','p50'):.2f} | {lat('fastapi_single','p99'):.2f} | | {rps(serve_on)/max(rps('fastapi_single'),1):.1f}× slower than serve |")
         for batch in (100, 500):
             key = f"fastapi_batch_{batch}"
             lines.append(f"| FastAPI + pydantic, 2 workers, {batch} events per POST (no storage) | {rps(key):,.0f} | {eps(key):,.0f} | {lat(key,'p50'):.2f} | {lat(key,'p99'):.2f} | | |")
@@ -197,7 +219,7 @@ def write_markdown(r, duration):
               "so that generating events (about a third of the two cores at 500 events per POST) does not take the "
               "server's CPU; the server still validates and fsyncs every event of every body (only `ingest`: on "
               "`serve` the lake writer would drop the repeated events as duplicates and do less than with real traffic).",
-              "", "Metrics cost: three runs with metrics on alternated with three with them off, medians compared, same run: "
+              "", "Metrics cost: in each round, metrics on and then off; the median over rounds of (off - on) / off: "
               "on `serve` it is the whole feature (the instruments, `/metrics`, and the `metrics` consumer group that "
               "reads every event again for the content KPIs and the live page); on `ingest` (edge and log only) it is "
               "the instruments on the hot path.", ""]
