@@ -213,10 +213,10 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
     var isClosed: Bool { state.withLockedValue { $0.closed } }
 
     /// Group-commit statistics of a topic (records and fsyncs so far), for tests and benchmarks.
-    public func statistics(for topic: LogTopic) -> (fsyncs: Int, records: Int, batches: Int)? {
+    public func statistics(for topic: LogTopic) -> (fsyncs: Int, records: Int, batches: Int, gatheringWaits: Int)? {
         guard let writer = state.withLockedValue({ $0.writers[topic.name] }) else { return nil }
         let stats = writer.statistics
-        return (stats.fsyncs, stats.records, stats.batches)
+        return (stats.fsyncs, stats.records, stats.batches, stats.gatheringWaits)
     }
 
     // MARK: Service

@@ -62,6 +62,8 @@ final class TopicWriter: @unchecked Sendable {
         var fsyncs: Int = 0
         var records: Int = 0
         var batches: Int = 0
+        /// Group commits that waited for more batches (see ``EmbeddedLogConfiguration/groupCommitInterval``).
+        var gatheringWaits: Int = 0
     }
     private var stats = Statistics()  // guarded by `condition`
 
@@ -176,13 +178,7 @@ final class TopicWriter: @unchecked Sendable {
                 break
             }
             if interval > 0 && lastGroupBatches > 1 {
-                // Appends are arriving concurrently: wait for as many as last time (or the interval).
-                let due = Date(timeIntervalSinceNow: Double(Int64(lastStart &+ interval) - Int64(DispatchTime.now().uptimeNanoseconds)) / 1e9)
-                wakeWhenQueued = lastGroupBatches
-                while queue.count < lastGroupBatches && queuedBytes < Self.groupBytesWithoutWaiting && !closing {
-                    if !condition.wait(until: due) { break }
-                }
-                wakeWhenQueued = 1
+                gatherGroup(batches: lastGroupBatches, until: lastStart &+ interval)
             }
             lastStart = DispatchTime.now().uptimeNanoseconds
             let items = queue
@@ -199,6 +195,18 @@ final class TopicWriter: @unchecked Sendable {
             condition.unlock()
         }
         finished.signal()
+    }
+
+    /// Appends are arriving concurrently: waits (with `condition` held) until `batches` are queued,
+    /// 1 MiB is, the log closes, or the uptime `deadline` (nanoseconds) passes.
+    private func gatherGroup(batches: Int, until deadline: UInt64) {
+        let due = Date(timeIntervalSinceNow: Double(Int64(deadline) - Int64(DispatchTime.now().uptimeNanoseconds)) / 1e9)
+        if queue.count < batches { stats.gatheringWaits += 1 }
+        wakeWhenQueued = batches
+        while queue.count < batches && queuedBytes < Self.groupBytesWithoutWaiting && !closing {
+            if !condition.wait(until: due) { break }
+        }
+        wakeWhenQueued = 1
     }
 
     private func fail(_ items: [Pending], _ error: LogError) {
@@ -236,26 +244,7 @@ final class TopicWriter: @unchecked Sendable {
 
         let goodSize = size
         let end = goodSize + Int64(buffer.count)
-        var err = buffer.withUnsafeBytes { Files.writeAll(fd, $0, at: goodSize) }
-        var what = "write"
-        var newFileEnd = max(fileEnd, end)
-        if err == 0 && end > fileEnd && configuration.preallocateBytes > 0 && buffer.count < configuration.preallocateBelowBytes {
-            // A small commit past the zero-filled space: fill the next stretch in the same fdatasync,
-            // so that the commits after this one do not change the file's size.
-            let (fillError, filledEnd) = fillZeros(from: end, count: configuration.preallocateBytes)
-            if fillError == 0 {
-                newFileEnd = filledEnd
-            } else if ftruncate(fd, off_t(end)) != 0 {
-                // Zero-filling is only an optimization (it fails first when space runs out), but
-                // what it left behind must go before the records can be made durable.
-                err = errno
-                what = "cut the zero-fill"
-            }
-        }
-        if err == 0 {
-            err = Files.syncData(fd)
-            what = "fdatasync"
-        }
+        let (err, what, newFileEnd) = writeDurably(end: end)
         if err != 0 {
             // Leave no partial record behind: cut the file back to the last durable record.
             _ = ftruncate(fd, off_t(goodSize))
@@ -309,6 +298,33 @@ final class TopicWriter: @unchecked Sendable {
                 position += 4 + Int(length)
             }
         }
+    }
+
+    /// Writes `buffer` at the end of the records (zero-filling ahead after a small commit) and
+    /// fdatasyncs; returns 0 or the errno, the step that failed, and the new end of the file.
+    private func writeDurably(end: Int64) -> (Int32, String, Int64) {
+        let at = size
+        var err = buffer.withUnsafeBytes { Files.writeAll(fd, $0, at: at) }
+        var what = "write"
+        var newFileEnd = max(fileEnd, end)
+        if err == 0 && end > fileEnd && configuration.preallocateBytes > 0 && buffer.count < configuration.preallocateBelowBytes {
+            // A small commit past the zero-filled space: fill the next stretch in the same fdatasync,
+            // so that the commits after this one do not change the file's size.
+            let (fillError, filledEnd) = fillZeros(from: end, count: configuration.preallocateBytes)
+            if fillError == 0 {
+                newFileEnd = filledEnd
+            } else if ftruncate(fd, off_t(end)) != 0 {
+                // Zero-filling is only an optimization (it fails first when space runs out), but
+                // what it left behind must go before the records can be made durable.
+                err = errno
+                what = "cut the zero-fill"
+            }
+        }
+        if err == 0 {
+            err = Files.syncData(fd)
+            what = "fdatasync"
+        }
+        return (err, what, newFileEnd)
     }
 
     /// Writes `count` zero bytes at `offset` (rounded up to whole 4 KiB pages); returns 0 or the
