@@ -9,11 +9,11 @@ import PlayheadEvents
 /// metrics-factory lookup per event.
 public final class IngestMetrics: Sendable {
     /// By `EventDimensions.code`.
-    private let accepted = NIOLockedValueBox<[Int: Counter]>([:])
-    private let rejected = NIOLockedValueBox<[String: Counter]>([:])
-    private let shedCounters = NIOLockedValueBox<[String: Counter]>([:])
+    private let accepted = HandleCache<Int, Counter>()
+    private let rejected = HandleCache<String, Counter>()
+    private let shedCounters = HandleCache<String, Counter>()
     /// By ``requestKey(route:method:status:)``.
-    private let durations = NIOLockedValueBox<[Int: Metrics.Timer]>([:])
+    private let durations = HandleCache<Int, Metrics.Timer>()
     private let inFlightGauge = Gauge(label: "playhead_ingest_in_flight_bytes")
     private let factory: (any MetricsFactory)?
 
@@ -42,39 +42,23 @@ public final class IngestMetrics: Sendable {
     /// - Parameter accepted: accepted events by the `code` of their `EventDimensions`.
     func decoded(_ accepted: DimensionCounts, rejectedReasons: [String: Int]) {
         accepted.forEach { code, count in
-            let handle = self.accepted.withLockedValue { cache in
-                if let handle = cache[code] { return handle }
+            self.accepted.handle(code) {
                 let labels = EventDimensions(code: code)
-                let handle = counter("playhead_events_accepted_total", [
+                return counter("playhead_events_accepted_total", [
                     ("event_type", labels.eventType), ("content_type", labels.contentType), ("event_source", labels.eventSource),
                 ])
-                cache[code] = handle
-                return handle
-            }
-            handle.increment(by: count)
+            }.increment(by: count)
         }
         for (reason, count) in rejectedReasons { self.rejected(reason: reason, count: count) }
     }
 
     func rejected(reason: String, count: Int) {
-        let handle = rejected.withLockedValue { cache in
-            if let handle = cache[reason] { return handle }
-            let handle = counter("playhead_events_rejected_total", [("reason", reason)])
-            cache[reason] = handle
-            return handle
-        }
-        handle.increment(by: count)
+        rejected.handle(reason) { counter("playhead_events_rejected_total", [("reason", reason)]) }.increment(by: count)
     }
 
     /// A request refused before its events were read (rate limit, back-pressure, size).
     func shed(reason: String) {
-        let handle = shedCounters.withLockedValue { cache in
-            if let handle = cache[reason] { return handle }
-            let handle = counter("playhead_ingest_requests_refused_total", [("reason", reason)])
-            cache[reason] = handle
-            return handle
-        }
-        handle.increment()
+        shedCounters.handle(reason) { counter("playhead_ingest_requests_refused_total", [("reason", reason)]) }.increment()
     }
 
     func inFlightBytes(_ bytes: Int) {
@@ -89,17 +73,23 @@ public final class IngestMetrics: Sendable {
             return self.factory.map { Metrics.Timer(label: "playhead_http_server_request_duration_seconds", dimensions: dimensions, factory: $0) }
                 ?? Metrics.Timer(label: "playhead_http_server_request_duration_seconds", dimensions: dimensions)
         }
-        let timer: Metrics.Timer
-        if let key = Self.requestKey(route: routeIndex, method: method, status: status.code) {
-            timer = durations.withLockedValue { cache in
-                if let timer = cache[key] { return timer }
-                let timer = make()
-                cache[key] = timer
-                return timer
-            }
-        } else {
-            timer = make()  // an unusual method: not worth a cache entry
-        }
+        // An unusual method has no key: not worth a cache entry.
+        let timer = Self.requestKey(route: routeIndex, method: method, status: status.code).map { durations.handle($0, make) } ?? make()
         timer.recordNanoseconds((NIODeadline.now() - start).nanoseconds)
+    }
+}
+
+/// Metric handles made once per label set, found by a small key under a lock.
+private final class HandleCache<Key: Hashable & Sendable, Handle: Sendable>: Sendable {
+    private let handles = NIOLockedValueBox<[Key: Handle]>([:])
+
+    /// The handle for `key`, made by `make` the first time.
+    func handle(_ key: Key, _ make: () -> Handle) -> Handle {
+        handles.withLockedValue { cache in
+            if let handle = cache[key] { return handle }
+            let handle = make()
+            cache[key] = handle
+            return handle
+        }
     }
 }
