@@ -268,16 +268,12 @@ public final class EventsEndpoint: Sendable {
         return promise.futureResult
     }
 
-    /// `202 {"accepted":1,"rejected":0,"errors":[]}`, with its length already in the headers.
+    /// `202 {"accepted":1,"rejected":0,"errors":[]}`, encoded once (see ``HTTPResponse/encodedOnce()``).
     static let oneAccepted: HTTPResponse = {
         var outcome = DecodeOutcome()
         outcome.accepted = 1
         let body = ByteBuffer(bytes: outcome.responseJSON())
-        return HTTPResponse(
-            status: .accepted,
-            headers: ["Content-Type": "application/json", "Content-Length": String(body.readableBytes)],
-            body: body
-        )
+        return HTTPResponse(status: .accepted, contentType: "application/json", body: body).encodedOnce()
     }()
 
     /// The `error.code` of a 503 caused by the log.

@@ -6,11 +6,31 @@ public struct HTTPResponse: Sendable {
     public var status: HTTPResponseStatus
     public var headers: HTTPHeaders
     public var body: ByteBuffer
+    /// The whole response as an HTTP/1.1 keep-alive answer (status line, headers, body), encoded
+    /// once for an answer sent again and again: the connection writes these bytes as they are
+    /// when nothing needs adding (see ``encodedOnce()``).
+    public private(set) var encoded: ByteBuffer?
 
     public init(status: HTTPResponseStatus, headers: HTTPHeaders = [:], body: ByteBuffer = ByteBuffer()) {
         self.status = status
         self.headers = headers
         self.body = body
+    }
+
+    /// This response with ``encoded`` filled in (and `Content-Length` set): for constant answers
+    /// built once, so that each request that gets one skips the HTTP encoder.
+    public func encodedOnce() -> HTTPResponse {
+        var response = self
+        response.headers.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes))
+        var wire = ByteBuffer()
+        wire.writeString("HTTP/1.1 \(status.code) \(status.reasonPhrase)\r\n")
+        for (name, value) in response.headers {
+            wire.writeString("\(name): \(value)\r\n")
+        }
+        wire.writeString("\r\n")
+        wire.writeImmutableBuffer(body)
+        response.encoded = wire
+        return response
     }
 
     /// A response with a body of the given type.

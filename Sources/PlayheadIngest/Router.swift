@@ -99,11 +99,21 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var readHeld = false
     /// The server is shutting down: close once the current response is out.
     private var quiescing = false
+    /// The HTTP encoder's context: bytes written there go out as they are (``HTTPResponse/encoded``).
+    private var encoderContext: ChannelHandlerContext?
 
     init(router: Router, inFlight: InFlightRequests, connectionGuard: ConnectionGuard? = nil) {
         self.router = router
         self.inFlight = inFlight
         self.connectionGuard = connectionGuard
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        encoderContext = try? context.pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        encoderContext = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -204,6 +214,18 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func write(_ response: HTTPResponse, for head: HTTPRequestHead, keepAlive requested: Bool, context: ChannelHandlerContext) {
         let keepAlive = requested && !quiescing
+        if let encoded = response.encoded, let encoderContext, keepAlive, head.version == .http1_1,
+            head.method != .HEAD, !head.headers.contains(name: "origin")
+        {
+            // An answer encoded once, with nothing to add (no CORS headers, no Connection: close):
+            // written as bytes below the HTTP encoder. The encoder and the error handler above it
+            // keep no state across a whole response, so bypassing both for it changes nothing for
+            // the responses before and after. About 5 % of the CPU under single-event load.
+            router.metrics.requestCompleted(path: Self.path(head.uri), method: head.method, status: response.status, since: requestStarted)
+            encoderContext.writeAndFlush(NIOAny(IOData.byteBuffer(encoded)), promise: nil)
+            connectionGuard?.responseSent()
+            return
+        }
         var headers = response.headers
         router.cors.decorate(&headers, requestHeaders: head.headers)
         if !headers.contains(name: "content-length") {
@@ -211,8 +233,7 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         if !keepAlive { headers.replaceOrAdd(name: "Connection", value: "close") }
         let responseHead = HTTPResponseHead(version: head.version, status: response.status, headers: headers)
-        let path = head.uri.firstIndex(of: "?").map { head.uri[..<$0] } ?? head.uri[...]
-        router.metrics.requestCompleted(path: path, method: head.method, status: response.status, since: requestStarted)
+        router.metrics.requestCompleted(path: Self.path(head.uri), method: head.method, status: response.status, since: requestStarted)
         context.write(wrapOutboundOut(.head(responseHead)), promise: nil)
         if head.method != .HEAD && response.body.readableBytes > 0 {
             context.write(wrapOutboundOut(.body(.byteBuffer(response.body))), promise: nil)
@@ -229,5 +250,9 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         connectionGuard?.responseSent()
+    }
+
+    private static func path(_ uri: String) -> Substring {
+        uri.firstIndex(of: "?").map { uri[..<$0] } ?? uri[...]
     }
 }

@@ -312,6 +312,45 @@ struct IngestAPITests {
         #expect(stored == ["p1"] + ids)
     }
 
+    @Test("the answer to one accepted event is sent as bytes encoded once; answers that need more headers are encoded per request")
+    func encodedOnceAnswer() async throws {
+        let (server, directory) = try await Fixtures.server()
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        func post(_ id: String, version: String = "1.1", extra: String = "") -> String {
+            let body = Fixtures.json(Fixtures.event(id))
+            return "POST /v1/events HTTP/\(version)\r\nHost: x\r\nContent-Type: application/json\r\n\(extra)"
+                + "Content-Length: \(body.utf8.count)\r\n\r\n" + body
+        }
+        let accepted = #"{"accepted":1,"rejected":0,"errors":[]}"#
+        // Keep-alive HTTP/1.1 without Origin: exactly these bytes, then the connection still answers.
+        let plain = try RawConnection(port: server.port)
+        #expect(plain.send(post("e1") + post("e2", extra: "Connection: close\r\n")))
+        let plainAnswer = String(decoding: await plain.readAll(timeout: .seconds(30)), as: UTF8.self)
+        let encoded = "HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 39\r\n\r\n" + accepted
+        #expect(plainAnswer.hasPrefix(encoded), "\(plainAnswer)")
+        let second = plainAnswer.dropFirst(encoded.count)
+        #expect(second.hasPrefix("HTTP/1.1 202 Accepted\r\n") && second.contains("Connection: close\r\n"), "\(second)")
+        #expect(second.hasSuffix(accepted), "\(second)")
+
+        // With Origin: the CORS headers are added, so the answer is encoded for this request.
+        let browser = try RawConnection(port: server.port)
+        #expect(browser.send(post("e3", extra: "Origin: https://player.example\r\nConnection: close\r\n")))
+        let browserAnswer = String(decoding: await browser.readAll(timeout: .seconds(30)), as: UTF8.self)
+        #expect(browserAnswer.hasPrefix("HTTP/1.1 202 Accepted\r\n"), "\(browserAnswer)")
+        #expect(browserAnswer.contains("Access-Control-Allow-Origin: https://player.example\r\n"), "\(browserAnswer)")
+        #expect(browserAnswer.hasSuffix(accepted), "\(browserAnswer)")
+
+        // HTTP/1.0 (closes after the answer): answered in its own version.
+        let old = try RawConnection(port: server.port)
+        #expect(old.send(post("e4", version: "1.0")))
+        let oldAnswer = String(decoding: await old.readAll(timeout: .seconds(30)), as: UTF8.self)
+        #expect(oldAnswer.hasPrefix("HTTP/1.0 202 Accepted\r\n") && oldAnswer.hasSuffix(accepted), "\(oldAnswer)")
+
+        #expect(await server.stop() == 0)
+        let stored = try await Fixtures.dump(server.dataDirectory).compactMap { $0["event_id"] as? String }
+        #expect(stored == ["e1", "e2", "e3", "e4"])
+    }
+
     @Test("loadgen --replay sends the bodies it made up front again and again, and refuses --acknowledged-ids")
     func loadgenReplay() async throws {
         let (server, directory) = try await Fixtures.server()
