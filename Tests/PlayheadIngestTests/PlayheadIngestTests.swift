@@ -58,6 +58,8 @@ struct IngestMetricsTests {
         var mixed = DimensionCounts()
         for (index, count) in [5, 2, 3].enumerated() { for _ in 0..<count { mixed.add(kinds[index].code) } }
         mixed.add(kinds[0].code)
+        let last = EventDimensions(code: EventDimensions.codeCount - 1)
+        mixed.add(last.code)
         metrics.decoded(mixed, rejectedReasons: ["invalid_value": 2])
         let exposition = text(registry)
         func accepted(_ labels: EventDimensions) -> Double? {
@@ -66,6 +68,7 @@ struct IngestMetricsTests {
         #expect(accepted(kinds[0]) == 10, "\(exposition)")
         #expect(accepted(kinds[1]) == 2)
         #expect(accepted(kinds[2]) == 3)
+        #expect(accepted(last) == 1)
         #expect(sample(exposition, #"playhead_events_rejected_total{reason="invalid_value"}"#) == 2)
     }
 }
