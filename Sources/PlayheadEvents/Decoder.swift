@@ -92,6 +92,28 @@ enum Field: Int {
         return bytesEqual(p, n, candidate.staticName) ? candidate : nil
     }
 
+    /// The key as it usually appears in a body: `"name":`, quotes and colon included.
+    var keyPattern: StaticString {
+        switch self {
+        case .eventID: "\"event_id\":"
+        case .eventType: "\"event_type\":"
+        case .timestamp: "\"timestamp\":"
+        case .userID: "\"user_id\":"
+        case .deviceID: "\"device_id\":"
+        case .sessionID: "\"session_id\":"
+        case .ipAddress: "\"ip_address\":"
+        case .contentID: "\"content_id\":"
+        case .contentType: "\"content_type\":"
+        case .title: "\"title\":"
+        case .genre: "\"genre\":"
+        case .durationSeconds: "\"duration_seconds\":"
+        case .language: "\"language\":"
+        case .currentTimestamp: "\"current_timestamp\":"
+        case .eventSource: "\"event_source\":"
+        case .schemaVersion: "\"schema_version\":"
+        }
+    }
+
     var staticName: StaticString {
         switch self {
         case .eventID: "event_id"
@@ -114,12 +136,32 @@ enum Field: Int {
     }
 }
 
+/// A key expected at a position of an event object, with its ``Field/keyPattern`` at hand.
+struct ExpectedKey {
+    var field: Field?
+    var pattern: UnsafePointer<UInt8>
+    var count: Int
+
+    init(_ field: Field?) {
+        self.field = field
+        let pattern: StaticString = field?.keyPattern ?? "\u{0}"  // never matches: a key starts with a quote
+        self.pattern = pattern.utf8Start
+        count = pattern.utf8CodeUnitCount
+    }
+}
+
 /// Whether `p[0..<n]` equals `s` (compared a word at a time).
 @inline(__always)
 func bytesEqual(_ p: UnsafePointer<UInt8>, _ n: Int, _ s: StaticString) -> Bool {
     guard s.utf8CodeUnitCount == n else { return false }
+    return bytesEqual(p, s.utf8Start, n)
+}
+
+/// Whether `p[0..<n]` equals `q[0..<n]` (compared a word at a time).
+@inline(__always)
+func bytesEqual(_ p: UnsafePointer<UInt8>, _ q: UnsafePointer<UInt8>, _ n: Int) -> Bool {
     let a = UnsafeRawPointer(p)
-    let b = UnsafeRawPointer(s.utf8Start)
+    let b = UnsafeRawPointer(q)
     if n >= 8 {
         var i = 0
         while i + 8 <= n {
@@ -132,7 +174,7 @@ func bytesEqual(_ p: UnsafePointer<UInt8>, _ n: Int, _ s: StaticString) -> Bool 
         return a.loadUnaligned(as: UInt32.self) == b.loadUnaligned(as: UInt32.self)
             && a.loadUnaligned(fromByteOffset: n - 4, as: UInt32.self) == b.loadUnaligned(fromByteOffset: n - 4, as: UInt32.self)
     }
-    for i in 0..<n where p[i] != s.utf8Start[i] { return false }
+    for i in 0..<n where p[i] != q[i] { return false }
     return true
 }
 
@@ -222,6 +264,13 @@ struct EventParser {
     var typed: UInt32 = 0
     /// The string fields' spans by `Field` (16; freed by `emit`).
     let spans: UnsafeMutablePointer<StringSpan>
+    /// The key expected at each position of an event object (`nil`: an unknown one): the
+    /// previous event's keys, in its order (the schema's order before the first). Senders write
+    /// every event with the same code, so a key is usually found by comparing its bytes with the
+    /// one expected there (``Field/keyPattern``) instead of scanning and looking it up. Holds
+    /// ``predictedKeys`` entries; freed by `emit`.
+    let keyOrder: UnsafeMutablePointer<ExpectedKey>
+    static let predictedKeys = 32
     var genres: [StringSpan] = []
     var unknown: [UnknownMember] = []
     var unknownKeys: [UInt8] = []
@@ -252,6 +301,8 @@ struct EventParser {
         self.end = body.count
         spans = UnsafeMutablePointer<StringSpan>.allocate(capacity: 16)
         spans.initialize(repeating: StringSpan(), count: 16)
+        keyOrder = UnsafeMutablePointer<ExpectedKey>.allocate(capacity: Self.predictedKeys)
+        for k in 0..<Self.predictedKeys { (keyOrder + k).initialize(to: ExpectedKey(Field(rawValue: k))) }
         growOutput(body.count + 1024)
         genres.reserveCapacity(8)
     }
@@ -792,25 +843,39 @@ struct EventParser {
             pos += 1
             return
         }
+        var position = 0
         while true {
             skipWhitespace()
             guard pos < end, p[pos] == UInt8(ascii: "\"") else { throw Malformed(message: "expected a key at byte \(pos)") }
             let keyQuote = pos
             var badKey = false
-            let key = try scanString(badUTF8: &badKey)
-            let keyEnd = pos
-            try expect(UInt8(ascii: ":"), "':'")
+            var key = StringSpan()
+            var keyEnd = pos
+            var field: Field? = nil
+            if position < Self.predictedKeys, let expected = keyOrder[position].field,
+                pos + keyOrder[position].count <= end,
+                bytesEqual(p + pos, keyOrder[position].pattern, keyOrder[position].count)
+            {
+                // The expected key, written plainly: the same field the general path would find.
+                field = expected
+                pos += keyOrder[position].count
+            } else {
+                key = try scanString(badUTF8: &badKey)
+                keyEnd = pos
+                try expect(UInt8(ascii: ":"), "':'")
+                if badKey {
+                    noteError(.invalidUTF8, field: nil, "a key is not valid UTF-8")
+                } else if !key.escaped {
+                    field = Field.lookup(p + key.start, key.end - key.start)
+                } else {
+                    unescape(key, into: &keyScratch)
+                    field = keyScratch.withUnsafeBufferPointer { Field.lookup($0.baseAddress!, $0.count) }
+                }
+            }
+            if position < Self.predictedKeys && keyOrder[position].field != field { keyOrder[position] = ExpectedKey(field) }
+            position += 1
             skipWhitespace()
             guard pos < end else { throw Malformed(message: "unexpected end at byte \(pos)") }
-            var field: Field? = nil
-            if badKey {
-                noteError(.invalidUTF8, field: nil, "a key is not valid UTF-8")
-            } else if !key.escaped {
-                field = Field.lookup(p + key.start, key.end - key.start)
-            } else {
-                unescape(key, into: &keyScratch)
-                field = keyScratch.withUnsafeBufferPointer { Field.lookup($0.baseAddress!, $0.count) }
-            }
             if let field {
                 let bit: UInt32 = 1 << UInt32(field.rawValue)
                 if seen & bit != 0 {
@@ -1455,6 +1520,7 @@ struct EventParser {
             }
         }
         spans.deallocate()
+        keyOrder.deallocate()
         if outCapacity > 0 {
             out.deallocate()
             outCapacity = 0

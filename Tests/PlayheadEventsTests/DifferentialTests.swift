@@ -121,6 +121,54 @@ import Testing
         return bytes
     }
 
+    /// The decoder expects each event's keys in the previous event's order (a fast path); what it
+    /// decides must not depend on what came before. Every object of the corpus, and the same with
+    /// its keys in other orders and spacings, is decoded alone and as one line of a single NDJSON
+    /// body: the same records, the same errors.
+    @Test func eventsDecodeTheSameAloneAndAfterOthers() throws {
+        var objects = Self.corpus().filter { $0.first == UInt8(ascii: "{") && !$0.contains(0x0A) }
+        // Key orders other than the schema's: reversed, rotated, and with spaces around the colon.
+        func member(_ m: (String, String)) -> String { "\"\(m.0)\":\(m.1)" }
+        let schemaOrder: [String] = baseMembers.map(member)
+        let reversedOrder: [String] = baseMembers.reversed().map(member)
+        let rotated: [String] = Array(schemaOrder.dropFirst(5)) + Array(schemaOrder.prefix(5))
+        let spaced: [String] = baseMembers.map { m in "\"\(m.0)\" : \(m.1)" }
+        let twice: [String] = schemaOrder + [#""event_id":"twice""#]
+        let unknownFirst: [String] = [#""x":1"#] + schemaOrder
+        let reordered: [[UInt8]] = [reversedOrder, rotated, spaced, twice, unknownFirst].map { members in
+            Array(("{" + members.joined(separator: ",") + "}").utf8)
+        }
+        for _ in 0..<3 { objects += reordered }
+        let decoder = EventDecoder()
+        // Messages of malformed lines give byte offsets in the body: compared are reason, field, id.
+        func verdict(_ error: EventValidationError) -> String { "\(error.reason.rawValue) \(error.field ?? "-") \(error.eventID ?? "-")" }
+        var alone: [(records: [[UInt8]], errors: [String])] = []
+        for object in objects {
+            var sink = CollectingSink()
+            let outcome = object.withUnsafeBytes { decoder.decode($0, format: .ndjson, receivedAt: testReceivedAt, into: &sink) }
+            alone.append((sink.accepted.map(\.record), outcome.errors.map(verdict)))
+        }
+        #expect(alone.contains { !$0.records.isEmpty } && alone.contains { !$0.errors.isEmpty })
+        var differences: [String] = []
+        // Bodies of at most 1,000 events (the limit of a request).
+        for first in stride(from: 0, to: objects.count, by: 500) {
+            let lines = first..<min(first + 500, objects.count)
+            let body = Array(objects[lines].joined(separator: [0x0A]))
+            var sink = CollectingSink()
+            let outcome = body.withUnsafeBytes { decoder.decode($0, format: .ndjson, receivedAt: testReceivedAt, into: &sink) }
+            for index in lines {
+                let records = sink.accepted.filter { $0.index == index - first }.map(\.record)
+                let errors = outcome.errors.filter { $0.index == index - first }.map(verdict)
+                if records != alone[index].records || errors != alone[index].errors {
+                    differences.append(
+                        "#\(index) alone: \(alone[index].errors), after others: \(errors): \(String(decoding: objects[index].prefix(200), as: UTF8.self))"
+                    )
+                }
+            }
+        }
+        #expect(differences.isEmpty, "\(differences.count) differences:\n\(differences.prefix(10).joined(separator: "\n"))")
+    }
+
     @Test func decoderAgreesWithJSONSchema() throws {
         let corpus = Self.corpus()
         let decoder = EventDecoder()
