@@ -88,6 +88,7 @@ let package = Package(
         // MARK: Playhead stages
         .target(
             name: "PlayheadEvents",
+            dependencies: ["CPlayhead"],
             swiftSettings: swiftSettings
         ),
         .target(

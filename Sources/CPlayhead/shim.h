@@ -47,4 +47,28 @@ static inline uint32_t playhead_crc32c_update(uint32_t crc, const void *data, si
 }
 #endif
 
+// JSON string scanning: the index of the first byte of p[0..<16] that is a quote, a backslash, a
+// control character (< 0x20) or not ASCII (>= 0x80), or 16 when there is none. Reads exactly 16
+// bytes. SSE2 is part of x86-64; elsewhere a byte loop.
+#if defined(__SSE2__)
+#include <emmintrin.h>
+static inline int playhead_json_special16(const unsigned char *p) {
+    __m128i v = _mm_loadu_si128((const __m128i *)p);
+    __m128i quote = _mm_cmpeq_epi8(v, _mm_set1_epi8('"'));
+    __m128i backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'));
+    // Signed compare: bytes >= 0x80 are negative, so this flags them along with 0x00-0x1F.
+    __m128i low = _mm_cmplt_epi8(v, _mm_set1_epi8(0x20));
+    int mask = _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), low));
+    return mask ? __builtin_ctz((unsigned)mask) : 16;
+}
+#else
+static inline int playhead_json_special16(const unsigned char *p) {
+    for (int i = 0; i < 16; i++) {
+        unsigned char b = p[i];
+        if (b == '"' || b == '\\' || b < 0x20 || b >= 0x80) return i;
+    }
+    return 16;
+}
+#endif
+
 #endif

@@ -1,3 +1,5 @@
+import CPlayhead
+
 /// The single-pass JSON decoder and validator for events (schema 1.0 and 1.1).
 ///
 /// It walks the body's bytes once, records where each field's value lies, validates it, and writes
@@ -518,9 +520,19 @@ struct EventParser {
         span.start = pos
         var i = pos
         var decoded = 0
-        // Fast path: plain ASCII, eight bytes at a time. A byte is special when it is '"', '\\', a
-        // control character or ≥ 0x80; the lowest flagged byte of each test is exact.
-        while i + 8 <= end {
+        // Fast path: plain ASCII, sixteen bytes at a time (SSE2), then eight (in a word). A byte is
+        // special when it is '"', '\\', a control character or ≥ 0x80.
+        var found = false
+        while i &+ 16 <= end {
+            let skip = Int(playhead_json_special16(p + i))
+            i &+= skip
+            decoded &+= skip
+            if skip < 16 {
+                found = true
+                break
+            }
+        }
+        while !found && i + 8 <= end {
             let w = UInt64(littleEndian: UnsafeRawPointer(p + i).loadUnaligned(as: UInt64.self))
             let quote = w ^ 0x2222_2222_2222_2222
             let slash = w ^ 0x5C5C_5C5C_5C5C_5C5C

@@ -2,6 +2,33 @@ import Testing
 import PlayheadEvents
 
 @Suite struct AcceptTests {
+    /// Strings are scanned 16 bytes, then 8, then one at a time: a special byte (the closing quote,
+    /// an escape, a non-ASCII character, a control character, invalid UTF-8) is found at every
+    /// position of those blocks, and what follows it is scanned on.
+    @Test func specialBytesAtEveryPosition() throws {
+        for length in 0..<40 {
+            let plain = String((0..<length).map { Character(UnicodeScalar(UInt8(ascii: "a") + UInt8($0 % 26))) })
+            func title(_ json: String) -> String? {
+                let (outcome, sink) = decode(event(["title": json]), format: .json)
+                return outcome.accepted == 1 ? (try? sink.fields().first?.title) ?? nil : nil
+            }
+            #expect(title("\"" + plain + "\"") == plain, "\(length)")
+            for k in 0...length {
+                let head = String(plain.prefix(k)), tail = String(plain.dropFirst(k))
+                #expect(title("\"" + head + #"\n"# + tail + "\"") == head + "\n" + tail, "escape at \(k) of \(length)")
+                #expect(title("\"" + head + "é" + tail + "\"") == head + "é" + tail, "é at \(k) of \(length)")
+                #expect(title("\"" + head + #"\u00e9"# + tail + "\"") == head + "é" + tail, "\\u at \(k) of \(length)")
+                let control = decode(event(["title": "\"" + head + "\t" + tail + "\""]), format: .json).outcome
+                #expect(control.errors.first?.reason == .malformedJSON, "tab at \(k) of \(length)")
+                var bytes = Array(event(["title": "\"" + head + "#" + tail + "\""]).utf8)
+                let at = bytes.firstIndex(of: UInt8(ascii: "#"))!
+                bytes[at] = 0xFF
+                let invalid = decode(bytes, format: .json).outcome
+                #expect(invalid.errors.first?.reason == .invalidUTF8 && invalid.errors.first?.field == "title", "0xFF at \(k) of \(length)")
+            }
+        }
+    }
+
     @Test func singleEventBecomesARecord() throws {
         let (outcome, sink) = decode(event(), format: .json)
         #expect(outcome.accepted == 1)
