@@ -4,7 +4,7 @@
 //
 // Module graph (no cycles; only the CLI knows every module):
 //
-//   PlayheadEvents   the event: schemas, fast decoder, validation, binary record codec
+//   PlayheadEvents   the event: schemas, fast decoder, validation, binary record codec  -> CPlayhead (SSE2 string scan)
 //   PlayheadLog      the log interface + the embedded segment log (bytes in, bytes out)  -> CPlayhead (CRC-32C)
 //   PlayheadIngest   the HTTP edge                                          -> PlayheadEvents, PlayheadLog, PlayheadMetrics
 //   CZstd, Parquet   the Parquet writer (no Playhead dependency)
