@@ -104,7 +104,7 @@ def main():
     args = parser.parse_args()
     os.makedirs(os.path.join(ROOT, "test-artifacts"), exist_ok=True)
     d = args.duration
-    results = {}
+    results = {"load_average_before": os.getloadavg()[0]}
 
     def bare():
         port = free_port()
@@ -146,6 +146,7 @@ def main():
 
     with open(os.path.join(ROOT, "test-artifacts", "bench-ingest.json"), "w") as f:
         json.dump(results, f, indent=2)
+    results["load_average_after"] = os.getloadavg()[0]
     write_markdown(results, d)
 
 
@@ -195,6 +196,8 @@ def write_markdown(r, duration):
         f"(`playhead loadgen`, 1 thread, {CONNECTIONS} connections) on the same machine, {duration:.0f} s per row after a warm-up.",
         "Every event is validated and fsynced (group commit) before its 202; `serve` also runs the lake",
         "writer and the metrics consumer on the same 2 cores.",
+        f"Load average (1 min) before the run: {r['load_average_before']:.2f}, after: {r['load_average_after']:.2f}. The cores are shared with",
+        "other work: on a busy machine every row is slower, and the ratios lower (more CPU per request than the bare server means more to lose).",
         "",
         f"Single events: {ROUNDS} rounds, each measuring the bare server, `serve` and `ingest` one after the other; a ratio is taken "
         "within its round and the median of the rounds is shown (the rounds' ratios in brackets). Requests/s and latencies are those of the median round.",
