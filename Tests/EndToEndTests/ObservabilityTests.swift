@@ -88,8 +88,14 @@ struct ObservabilityTests {
             #expect(sample(text, #"playhead_breakdown_plays_started_total{content_type="movie",event_source="web_app",language="en",genre="thriller"}"#) == 1)
 
             // Prometheus scrapes the same figures, computes rates, and evaluates our recording rules.
-            try await eventually(timeout: .seconds(20), "Prometheus sees every event") {
-                (try? await prometheus.queryValue("sum(playhead_events_accepted_total)")) == 5
+            // The accepted counters move before the 202 and the content figures when the metrics
+            // consumer publishes, so a scrape can hold the first and not yet the second: wait for
+            // a scrape that holds both.
+            try await eventually(timeout: .seconds(20), "Prometheus sees every event and the content figures") {
+                let accepted = try? await prometheus.queryValue("sum(playhead_events_accepted_total)")
+                let watched = try? await prometheus.queryValue(#"playhead_watch_time_seconds_total{content_type="episode"}"#)
+                let breakdown = try? await prometheus.queryValue(#"sum(playhead_breakdown_watch_time_seconds_total{genre="documentary"})"#)
+                return accepted == 5 && watched == 50 && breakdown == 50
             }
             #expect(try await prometheus.queryValue(#"playhead_watch_time_seconds_total{content_type="episode"}"#) == 50)
             #expect(try await prometheus.queryValue(#"sum(playhead_breakdown_watch_time_seconds_total{genre="documentary"})"#) == 50)
