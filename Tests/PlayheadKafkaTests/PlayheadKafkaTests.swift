@@ -439,6 +439,46 @@ struct KafkaLogTansuTests {
         await reader.close()
         await log.shutdown()
     }
+
+    @Test("offsets that hold no message (transaction markers) are read again, then passed; every record arrives once, in order")
+    func offsetsWithoutMessages() async throws {
+        try requireModernLibrdkafka()
+        let tansu = try await Tansu.start()
+        defer { tansu.kill() }
+        let log = try await makeLog(tansu, prefix: "gaps.", partitions: 1)
+        // Three transactions of four records: each commit marker takes an offset that no consumer
+        // is given (4 and 9), so the consumer sees its offsets skip.
+        let writeScript = """
+            import sys
+            from confluent_kafka import Producer
+            p = Producer({"bootstrap.servers": sys.argv[1], "transactional.id": "gaps-test"})
+            p.init_transactions(30)
+            for t in range(3):
+                p.begin_transaction()
+                for i in range(4):
+                    p.produce(sys.argv[2], value=("%d-%d" % (t, i)).encode())
+                p.commit_transaction(30)
+            """
+        try await runPython(writeScript, arguments: [tansu.bootstrap, "gaps.events"], timeout: .seconds(60))
+        let expected = (0..<3).flatMap { t in (0..<4).map { "\(t)-\($0)" } }
+        // A group member (explicit start at 0) and a group-less reader (librdkafka's logical start).
+        for group in ["gap-readers", nil] as [String?] {
+            let consumer = try log.consumer(for: .events, group: group)
+            let all = try await drain(consumer, count: expected.count, timeout: .seconds(30))
+            var offsets: [Int64] = []
+            var values: [String] = []
+            for batch in all.batches {
+                try batch.forEachRecord { offset, value in
+                    offsets.append(offset)
+                    values.append(String(decoding: value, as: UTF8.self))
+                }
+            }
+            #expect(values == expected, "group \(group ?? "none")")
+            #expect(offsets == [0, 1, 2, 3, 5, 6, 7, 8, 10, 11, 12, 13], "group \(group ?? "none")")
+            await consumer.close()
+        }
+        await log.shutdown()
+    }
 }
 
 /// A JSON scalar, for reading the Python helper's output.
