@@ -354,9 +354,9 @@ final class ConsumerCallbacks: ClientCallbacks, @unchecked Sendable {
     /// What ``add(_:)`` did with a message.
     enum Added {
         case added
-        /// The message comes after offsets that were never delivered (from `missing` on): it is not
-        /// added, and the partition must be read again from `missing`.
-        case skipped(missing: Int64)
+        /// The message comes after offsets of its partition `key` that were never delivered (from
+        /// `missing` on): it is not added, and the partition must be read again from `missing`.
+        case skipped(key: TopicPartitionKey, missing: Int64)
     }
 
     /// Adds a message to its partition's open batch, unless offsets before it were skipped.
@@ -379,7 +379,7 @@ final class ConsumerCallbacks: ClientCallbacks, @unchecked Sendable {
                 logger.warning(
                     "Kafka consumer: \(topic)[\(key.partition)] delivered offset \(offset) after \(expected - 1); reading from \(expected) again (\(times) of \(Self.readAgainLimit))"
                 )
-                return .skipped(missing: expected)
+                return .skipped(key: key, missing: expected)
             }
             logger.warning(
                 "Kafka consumer: \(topic)[\(key.partition)] offsets \(expected)-\(offset - 1) hold no message (skipped \(times) times); going on from \(offset)"
@@ -456,9 +456,7 @@ final class ConsumerCallbacks: ClientCallbacks, @unchecked Sendable {
                 switch add(message) {
                 case .added:
                     count += 1
-                case .skipped(let missing):
-                    let topic = message.pointee.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
-                    let key = TopicPartitionKey(topic: topic, partition: message.pointee.partition)
+                case .skipped(let key, let missing):
                     if !readAgain(handle, key, from: missing) {
                         // No expectation left for the partition: the message is taken as it is.
                         _ = add(message)
