@@ -5,6 +5,19 @@
 // glibc's allocator tuning (mallopt), which Glibc's Swift module does not include.
 #include <malloc.h>
 
+#if defined(__linux__)
+#include <sys/prctl.h>
+#endif
+
+// Names the calling thread (at most 15 bytes are kept) for top -H, perf and /proc/<pid>/task/*/comm.
+static inline void playhead_name_thread(const char *name) {
+#if defined(__linux__)
+    prctl(PR_SET_NAME, name, 0, 0, 0);
+#else
+    (void)name;
+#endif
+}
+
 // Asks the CPU to start loading the cache line at `address` (a hint: never faults).
 static inline void playhead_prefetch(const void *address) {
     __builtin_prefetch(address, 0, 3);

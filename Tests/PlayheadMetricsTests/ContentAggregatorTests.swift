@@ -289,4 +289,49 @@ struct ContentAggregatorThroughputTests {
         let collapsed = ContentDimensions(contentType: "movie", eventSource: "other", language: "other", genre: "other")
         #expect(snapshot.breakdown[collapsed]?.playsStarted == limit * limit - ContentAggregator.maxBreakdownSeries)
     }
+
+    @Test("content types and event types are bounded at 32 values; a figure appears only for the types it counted")
+    func labelsAreBounded() {
+        let aggregator = ContentAggregator()
+        // A content type seen only in a pause counts no play: it does not use up the bound, and it
+        // appears in no figure (its session is not playing).
+        aggregator.observe(event("pause", at: 0, session: "paused", contentType: "trailer"))
+        for index in 0..<40 {
+            aggregator.observe(event("play", at: 0, session: "t\(index)", contentType: "type-\(index)"))
+        }
+        // Another session of a content type that got in before the bound keeps its own label.
+        aggregator.observe(event("play", at: 0, session: "again", contentType: "type-3"))
+        // The early pause-only type now starts a play: the bound is reached, so it becomes 'other'.
+        aggregator.observe(event("play", at: 0, session: "late", contentType: "trailer"))
+        var snapshot = aggregator.snapshot()
+        #expect(snapshot.playsStarted.count == 33)
+        #expect(snapshot.playsStarted["other"] == 9)
+        #expect(snapshot.playsStarted["type-3"] == 2)
+        #expect(snapshot.playsStarted["trailer"] == nil)
+        #expect(snapshot.concurrentViewers["other"] == 9)
+        #expect(snapshot.concurrentViewers["trailer"] == nil)
+        #expect(snapshot.completions.isEmpty)
+        #expect(snapshot.watchTimeSeconds.isEmpty)
+        #expect(snapshot.concurrentViewers.values.reduce(0, +) == 42)
+
+        // A completion creates its content type's completion figure, and nothing else.
+        aggregator.observe(event("stop", at: 10, session: "t0", contentType: "type-0", position: 3500))
+        snapshot = aggregator.snapshot()
+        #expect(snapshot.completions == ["type-0": 1])
+        #expect(snapshot.watchTimeSeconds == ["type-0": 10])
+        #expect(snapshot.concurrentViewers["type-0"] == 0)
+
+        let events = ContentAggregator()
+        for index in 0..<40 {
+            events.observe(event("kind-\(index)", at: Double(index), session: "e"))
+        }
+        events.observe(event("kind-0", at: 50, session: "e"))
+        events.observe(event("kind-39", at: 51, session: "e"))
+        let byType = events.snapshot().eventsByType
+        #expect(byType.count == 33)
+        #expect(byType["kind-0"] == 2)
+        #expect(byType["kind-31"] == 1)
+        #expect(byType["kind-32"] == nil)
+        #expect(byType["other"] == 9)
+    }
 }

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import CPlayhead
 import Dispatch
 import Foundation
 import Logging
@@ -166,6 +167,9 @@ final class TopicWriter: @unchecked Sendable {
     }
 
     private func runLoop() {
+        // Foundation does not pass `Thread.name` to the OS thread on Linux: name it for top -H, perf
+        // and /proc (15 bytes are kept), e.g. `log-events`.
+        playhead_name_thread("log-\(topic.name)")
         let (seconds, attoseconds) = configuration.groupCommitInterval.components
         let interval = UInt64(max(0, seconds * 1_000_000_000 + attoseconds / 1_000_000_000))
         var lastStart: UInt64 = 0
