@@ -1,19 +1,23 @@
-"""Server CPU per request, by thread, under `playhead loadgen` load.
+"""Server and load-generator CPU per request, by thread, under `playhead loadgen` load.
 
     . scripts/env && python3 scripts/bench/cpu_per_thread.py serve --batch 1 --duration 6 [--server-arg=--metrics --server-arg=off]
+    . scripts/env && python3 scripts/bench/cpu_per_thread.py bare
 
-Starts `playhead <command>` on a free port and a temporary data folder, warms it up for 2 s, then
-reads every thread's user + system time and context switches from /proc/<pid>/task/*/ before and
-after a `playhead loadgen` run, and prints them per acknowledged request, by thread name. Build
-first: `swift build -c release --product playhead`.
+Starts `playhead <command>` (or the benchmark's bare SwiftNIO server) on a free port and a temporary
+data folder, warms it up for 2 s, then starts a `playhead loadgen` run and, from 1.5 s into it for
+`--duration` - 2 s, reads every thread's user + system time and context switches from
+/proc/<pid>/task/*/ of both processes, and the machine's idle and steal time from /proc/stat. Prints
+them per acknowledged request, by thread name (the log writer is `log-events`; the Swift concurrency
+pool's threads are `…oot.default-qos`). Build first:
+`swift build -c release --product playhead --product bare-nio-server`.
 """
 import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
+import time
 
 import bench_ingest as bench
 
@@ -37,30 +41,13 @@ def threads(pid):
     return found
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["serve", "ingest"])
-    parser.add_argument("--batch", type=int, default=1, help="events per POST (default 1)")
-    parser.add_argument("--duration", type=int, default=6, help="seconds measured (default 6)")
-    parser.add_argument("--connections", type=int, default=bench.CONNECTIONS, help=f"load generator connections (default {bench.CONNECTIONS})")
-    parser.add_argument("--server-arg", action="append", default=[], help="an extra argument for the server (repeatable)")
-    args = parser.parse_args()
-    os.makedirs(os.path.join(bench.ROOT, "test-artifacts"), exist_ok=True)
+def machine():
+    """Jiffies of the whole machine: user, nice, system, idle, iowait, irq, softirq, steal."""
+    with open("/proc/stat") as f:
+        return [int(x) for x in f.readline().split()[1:9]]
 
-    port = bench.free_port()
-    data = tempfile.mkdtemp(prefix="cpu-per-thread-")
-    argv = [bench.PLAYHEAD, args.command, "--port", str(port), "--data-dir", data, "--log-level", "warning", *args.server_arg]
-    server = bench.Server("cpu-per-thread", argv, port)
-    try:
-        bench.loadgen(port, args.batch, 2, args.connections)
-        before = threads(server.process.pid)
-        report = bench.loadgen(port, args.batch, args.duration, args.connections)
-        after = threads(server.process.pid)
-    finally:
-        server.stop()
-        shutil.rmtree(data, ignore_errors=True)
 
-    requests = report["acknowledged_requests"]
+def report_threads(label, before, after, requests, seconds):
     hz = os.sysconf("SC_CLK_TCK")
     by_name = {}
     for tid, (name, ticks, voluntary, involuntary) in after.items():
@@ -70,17 +57,63 @@ def main():
         row[1] += voluntary - voluntary0
         row[2] += involuntary - involuntary0
         row[3] += 1
-    print(f"playhead {args.command} {' '.join(args.server_arg)}: {report['requests_per_second']:,.0f} requests/s, "
-          f"{args.batch} event(s) per POST")
+    print(f"  {label}:")
     total = 0.0
     for name, (ticks, voluntary, involuntary, count) in sorted(by_name.items(), key=lambda item: -item[1][0]):
         micros = ticks / hz / requests * 1e6
         total += micros
         if ticks or voluntary:
-            print(f"  {name:24s} {count:3d} thread(s) {micros:7.2f} µs/request  "
-                  f"switches/request: {voluntary / requests:.2f} voluntary, {involuntary / requests:.2f} involuntary")
-    print(f"  total {total:.2f} µs of server CPU per request")
-    print(json.dumps({"requests_per_second": report["requests_per_second"], "server_cpu_micros_per_request": total}))
+            print(f"    {name:24s} {count:3d} thread(s) {micros:7.2f} µs/request ({100 * ticks / hz / seconds:3.0f} % of a core)  "
+                  f"switches/request: {voluntary / requests:.3f} voluntary, {involuntary / requests:.3f} involuntary")
+    print(f"    total {total:.2f} µs of CPU per request")
+    return total
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["serve", "ingest", "bare"])
+    parser.add_argument("--batch", type=int, default=1, help="events per POST (default 1)")
+    parser.add_argument("--duration", type=int, default=6, help="seconds of load; the last duration - 2 are measured (default 6)")
+    parser.add_argument("--connections", type=int, default=bench.CONNECTIONS, help=f"load generator connections (default {bench.CONNECTIONS})")
+    parser.add_argument("--server-arg", action="append", default=[], help="an extra argument for the server (repeatable)")
+    args = parser.parse_args()
+    if args.duration < 4:
+        parser.error("--duration must be at least 4 (1.5 s of ramp-up, then the measured part)")
+    os.makedirs(os.path.join(bench.ROOT, "test-artifacts"), exist_ok=True)
+
+    port = bench.free_port()
+    data = tempfile.mkdtemp(prefix="cpu-per-thread-")
+    if args.command == "bare":
+        argv = [bench.BARE, str(port)]
+    else:
+        argv = [bench.PLAYHEAD, args.command, "--port", str(port), "--data-dir", data, "--log-level", "warning", *args.server_arg]
+    server = bench.Server("cpu-per-thread", argv, port)
+    try:
+        bench.loadgen(port, args.batch, 2, args.connections)
+        load = subprocess.Popen(
+            [bench.PLAYHEAD, "loadgen", "--port", str(port), "--batch", str(args.batch), "--duration", str(args.duration),
+             "--connections", str(args.connections), "--json"],
+            stdout=subprocess.PIPE, text=True)
+        time.sleep(1.5)
+        before = (threads(server.process.pid), threads(load.pid), machine(), time.monotonic())
+        time.sleep(args.duration - 2)
+        after = (threads(server.process.pid), threads(load.pid), machine(), time.monotonic())
+        report = json.loads(load.communicate()[0].strip().splitlines()[-1])
+    finally:
+        server.stop()
+        shutil.rmtree(data, ignore_errors=True)
+
+    seconds = after[3] - before[3]
+    requests = report["requests_per_second"] * seconds
+    name = "bare SwiftNIO server" if args.command == "bare" else f"playhead {args.command} {' '.join(args.server_arg)}".rstrip()
+    print(f"{name}: {report['requests_per_second']:,.0f} requests/s, {args.batch} event(s) per POST, {args.connections} connections")
+    server_total = report_threads("server", before[0], after[0], requests, seconds)
+    load_total = report_threads("load generator", before[1], after[1], requests, seconds)
+    jiffies = [b - a for a, b in zip(before[2], after[2])]
+    share = lambda *indexes: 100 * sum(jiffies[i] for i in indexes) / max(1, sum(jiffies))
+    print(f"  machine: idle {share(3, 4):.0f} % (iowait included), steal {share(7):.0f} %, softirq {share(6):.0f} %")
+    print(json.dumps({"requests_per_second": report["requests_per_second"], "server_cpu_micros_per_request": server_total,
+                      "loadgen_cpu_micros_per_request": load_total, "idle_percent": share(3, 4), "steal_percent": share(7)}))
 
 
 if __name__ == "__main__":
