@@ -255,7 +255,12 @@ public final class EventsEndpoint: Sendable {
             let single: @Sendable (Result<LogAppendResult, LogError>) -> Void = { result in
                 if case .failure(let error) = result { finish(error) } else { finish(nil) }
             }
-            if sink.rejected.isEmpty { events.append(sink.accepted, completion: single) } else { rejected.append(sink.rejected, completion: single) }
+            let loop = EventLoopCompletions(loop: eventLoop)
+            if sink.rejected.isEmpty {
+                events.append(sink.accepted, executor: loop, completion: single)
+            } else {
+                rejected.append(sink.rejected, executor: loop, completion: single)
+            }
             return promise.futureResult
         }
         let pending = PendingAppends(count: 2)
@@ -263,8 +268,9 @@ public final class EventsEndpoint: Sendable {
             if case .failure(let error) = result { pending.fail(error) }
             if let done = pending.completeOne() { finish(done) }
         }
-        events.append(sink.accepted, completion: completion)
-        rejected.append(sink.rejected, completion: completion)
+        let loop = EventLoopCompletions(loop: eventLoop)
+        events.append(sink.accepted, executor: loop, completion: completion)
+        rejected.append(sink.rejected, executor: loop, completion: completion)
         return promise.futureResult
     }
 
@@ -360,5 +366,17 @@ struct DimensionCounts {
     func forEach(_ body: (_ code: Int, _ count: Int) -> Void) {
         if firstCode >= 0 { body(firstCode, firstCount) }
         for (code, count) in others { body(code, count) }
+    }
+}
+
+/// The request's event loop as the log's completion executor: the embedded log hands a group
+/// commit's completions for one event loop over in one task, so the answers are written without a
+/// hop per request.
+struct EventLoopCompletions: LogCompletionExecutor {
+    let loop: any EventLoop
+    var key: ObjectIdentifier { ObjectIdentifier(loop) }
+
+    func execute(_ work: @escaping @Sendable () -> Void) {
+        loop.execute(work)
     }
 }

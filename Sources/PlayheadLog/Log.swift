@@ -44,11 +44,35 @@ public protocol LogProducer: Sendable {
     /// deduplicate by `event_id`).
     func append(_ batch: LogRecordBatch, completion: @escaping @Sendable (Result<LogAppendResult, LogError>) -> Void)
 
+    /// The same, with `completion` run by `executor` (the caller's event loop). The embedded log
+    /// hands all the completions of one group commit bound for the same executor over in one
+    /// `execute`, instead of one hop per append; other backends call `completion` as
+    /// ``append(_:completion:)`` does.
+    func append(
+        _ batch: LogRecordBatch, executor: some LogCompletionExecutor,
+        completion: @escaping @Sendable (Result<LogAppendResult, LogError>) -> Void
+    )
+
     /// `nil` when the producer can take appends; otherwise why not (for `GET /readyz`).
     var unavailableReason: String? { get }
 }
 
+/// Where a caller wants its append completions run: an event loop. Completions whose executors
+/// have the same `key` may be handed over together, in append order.
+public protocol LogCompletionExecutor: Sendable {
+    /// The same for every executor that runs work on the same thread (the event loop's identity).
+    var key: ObjectIdentifier { get }
+    func execute(_ work: @escaping @Sendable () -> Void)
+}
+
 extension LogProducer {
+    public func append(
+        _ batch: LogRecordBatch, executor: some LogCompletionExecutor,
+        completion: @escaping @Sendable (Result<LogAppendResult, LogError>) -> Void
+    ) {
+        append(batch, completion: completion)
+    }
+
     /// Appends `batch` and returns once every record is durable.
     public func append(_ batch: LogRecordBatch) async throws(LogError) -> LogAppendResult {
         let result: Result<LogAppendResult, LogError> = await withCheckedContinuation { continuation in

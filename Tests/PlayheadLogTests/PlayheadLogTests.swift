@@ -227,6 +227,42 @@ struct EmbeddedLogTests {
         log.close()
     }
 
+    @Test("completions with an executor are handed over to it once per group commit, in append order")
+    func completionsHandedOverPerExecutor() async throws {
+        let directory = try TemporaryDirectory(prefix: "log")
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        let log = try EmbeddedLog.open(makeConfiguration(directory), logger: testLogger)
+        let producer = try log.producer(for: .events)
+        let executors = [RecordingExecutor(), RecordingExecutor()]
+        let appends = 400
+        // All appends are queued at once, without waiting: they go out in a few group commits.
+        await withCheckedContinuation { (all: CheckedContinuation<Void, Never>) in
+            let remaining = Countdown(appends)
+            for index in 0..<appends {
+                let executor = executors[index % 2]
+                producer.append(batch(index..<(index + 1)), executor: executor) { result in
+                    executor.note(offset: (try? result.get().firstOffset) ?? nil)
+                    if remaining.countDown() { all.resume() }
+                }
+            }
+        }
+        let stats = try #require(log.statistics(for: .events))
+        var executes = 0
+        for (which, executor) in executors.enumerated() {
+            let seen = executor.seen
+            #expect(seen.count == appends / 2)
+            #expect(seen.allSatisfy { $0.inside }, "executor \(which): a completion ran outside execute")
+            let offsets = seen.compactMap(\.offset)
+            #expect(offsets.count == appends / 2)
+            #expect(offsets == offsets.sorted(), "executor \(which): completions out of append order")
+            #expect(executor.executes <= stats.fsyncs, "executor \(which): \(executor.executes) hand-overs for \(stats.fsyncs) group commits")
+            executes += executor.executes
+        }
+        print("note: \(appends) appends, \(stats.fsyncs) group commits, \(executes) hand-overs")
+        #expect(executes < appends / 4, "\(executes) hand-overs for \(appends) appends")
+        log.close()
+    }
+
     @Test func committedOffsetsSurviveRestart() async throws {
         let directory = try TemporaryDirectory(prefix: "log")
         defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
@@ -819,4 +855,43 @@ func residentPages(_ path: String, from start: Int, to end: Int) throws -> Int {
     var vector = [UInt8](repeating: 0, count: (length + page - 1) / page)
     guard mincore(map, length, &vector) == 0 else { throw TestSupportError("mincore failed: errno \(errno)") }
     return vector.filter { $0 & 1 == 1 }.count
+}
+
+/// Runs work at once, on the calling thread (the log writer's), and records what it ran.
+final class RecordingExecutor: LogCompletionExecutor, @unchecked Sendable {
+    private let lock = NSLock()
+    private var running = false
+    private var executeCount = 0
+    private var completions: [(offset: Int64?, inside: Bool)] = []
+
+    var key: ObjectIdentifier { ObjectIdentifier(self) }
+    var executes: Int { lock.withLock { executeCount } }
+    var seen: [(offset: Int64?, inside: Bool)] { lock.withLock { completions } }
+
+    func execute(_ work: @escaping @Sendable () -> Void) {
+        lock.withLock {
+            running = true
+            executeCount += 1
+        }
+        work()
+        lock.withLock { running = false }
+    }
+
+    /// Called by a completion: its offset, and whether it runs inside ``execute(_:)``.
+    func note(offset: Int64?) { lock.withLock { completions.append((offset, running)) } }
+}
+
+/// Counts down from `count`; `countDown()` is true for the last one.
+final class Countdown: @unchecked Sendable {
+    private let lock = NSLock()
+    private var remaining: Int
+
+    init(_ count: Int) { remaining = count }
+
+    func countDown() -> Bool {
+        lock.withLock {
+            remaining -= 1
+            return remaining == 0
+        }
+    }
 }

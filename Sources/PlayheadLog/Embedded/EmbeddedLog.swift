@@ -324,7 +324,14 @@ struct EmbeddedProducer: LogProducer {
     let isClosed: @Sendable () -> Bool
 
     func append(_ batch: LogRecordBatch, completion: @escaping @Sendable (Result<LogAppendResult, LogError>) -> Void) {
-        writer.append(batch, completion: completion)
+        writer.append(batch, executor: nil, completion: completion)
+    }
+
+    func append(
+        _ batch: LogRecordBatch, executor: some LogCompletionExecutor,
+        completion: @escaping @Sendable (Result<LogAppendResult, LogError>) -> Void
+    ) {
+        writer.append(batch, executor: executor, completion: completion)
     }
 
     var unavailableReason: String? {

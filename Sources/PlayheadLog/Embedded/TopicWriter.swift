@@ -15,6 +15,7 @@ final class TopicWriter: @unchecked Sendable {
     struct Pending {
         var batch: LogRecordBatch
         var enqueued: UInt64
+        var executor: (any LogCompletionExecutor)?
         var completion: @Sendable (Result<LogAppendResult, LogError>) -> Void
     }
 
@@ -110,7 +111,10 @@ final class TopicWriter: @unchecked Sendable {
         Counter(label: "playhead_log_append_failures_total", dimensions: [("code", code.description)])
     }
 
-    func append(_ batch: LogRecordBatch, completion: @escaping @Sendable (Result<LogAppendResult, LogError>) -> Void) {
+    func append(
+        _ batch: LogRecordBatch, executor: (any LogCompletionExecutor)?,
+        completion: @escaping @Sendable (Result<LogAppendResult, LogError>) -> Void
+    ) {
         if batch.isEmpty {
             completion(.success(LogAppendResult(partition: 0, firstOffset: nil, count: 0)))
             return
@@ -129,7 +133,7 @@ final class TopicWriter: @unchecked Sendable {
                 retryAfterSeconds: 1
             )
         } else {
-            queue.append(Pending(batch: batch, enqueued: DispatchTime.now().uptimeNanoseconds, completion: completion))
+            queue.append(Pending(batch: batch, enqueued: DispatchTime.now().uptimeNanoseconds, executor: executor, completion: completion))
             queuedBytes += bytes
             if queue.count >= wakeWhenQueued || queuedBytes >= Self.groupBytesWithoutWaiting { condition.signal() }
         }
@@ -279,10 +283,34 @@ final class TopicWriter: @unchecked Sendable {
         condition.unlock()
 
         let now = DispatchTime.now().uptimeNanoseconds
+        // One hand-over per executor (event loop) for the whole group, in append order; appends
+        // without an executor complete here.
+        var handOvers: [(executor: any LogCompletionExecutor, completions: [Completed])] = []
         for (index, item) in items.enumerated() {
             appendDuration.recordNanoseconds(Int64(now &- item.enqueued))
-            item.completion(.success(LogAppendResult(partition: 0, firstOffset: firstOffsets[index], count: item.batch.count)))
+            let result = LogAppendResult(partition: 0, firstOffset: firstOffsets[index], count: item.batch.count)
+            guard let executor = item.executor else {
+                item.completion(.success(result))
+                continue
+            }
+            let key = executor.key
+            if let slot = handOvers.firstIndex(where: { $0.executor.key == key }) {
+                handOvers[slot].completions.append(Completed(completion: item.completion, result: result))
+            } else {
+                handOvers.append((executor, [Completed(completion: item.completion, result: result)]))
+            }
         }
+        for (executor, completions) in handOvers {
+            executor.execute {
+                for completed in completions { completed.completion(.success(completed.result)) }
+            }
+        }
+    }
+
+    /// A completion and its result, on their way to the append's executor.
+    struct Completed: Sendable {
+        var completion: @Sendable (Result<LogAppendResult, LogError>) -> Void
+        var result: LogAppendResult
     }
 
     /// Re-frames a batch (`[len][value]`…) as disk records (`[len][crc32c][value]`…).
