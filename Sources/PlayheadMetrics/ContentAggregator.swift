@@ -361,18 +361,16 @@ public final class ContentAggregator: Sendable {
 
     /// Counts one event of `eventType` (bounded: past ``maxLabelValues`` types, new ones count as `other`).
     private func countEvent(_ eventType: String, in state: inout State) {
-        var name = eventType
-        while true {
-            if let index = state.eventTypes.firstIndex(of: name) {
-                state.eventCounts[index] += 1
-                return
-            }
-            if state.eventTypes.count < Self.maxLabelValues || name == "other" {
-                state.eventTypes.append(name)
-                state.eventCounts.append(1)
-                return
-            }
-            name = "other"
+        if let index = state.eventTypes.firstIndex(of: eventType) {
+            state.eventCounts[index] += 1
+            return
+        }
+        let name = state.eventTypes.count < Self.maxLabelValues ? eventType : "other"
+        if let index = state.eventTypes.firstIndex(of: name) {
+            state.eventCounts[index] += 1
+        } else {
+            state.eventTypes.append(name)
+            state.eventCounts.append(1)
         }
     }
 
