@@ -305,7 +305,10 @@ struct EventParser {
         spans.initialize(repeating: StringSpan(), count: 16)
         keyOrder = UnsafeMutablePointer<ExpectedKey>.allocate(capacity: Self.predictedKeys)
         for k in 0..<Self.predictedKeys { (keyOrder + k).initialize(to: ExpectedKey(Field(rawValue: k))) }
-        growOutput(body.count + 1024)
+        // Room for a body of one event's record (`writeRecord` reserves its length + 256 + 5 per
+        // genre) without growing, while small enough (under 1 KiB for a typical single event) for
+        // malloc's per-thread cache: a larger block comes from the shared arena under its lock.
+        growOutput(body.count + 320)
         genres.reserveCapacity(8)
     }
 
@@ -1287,7 +1290,7 @@ struct EventParser {
     }
 
     mutating func growOutput(_ extra: Int) {
-        let capacity = max(outCapacity * 2, outCount + extra, 4096)
+        let capacity = max(outCapacity * 2, outCount + extra, 512)
         let grown = UnsafeMutablePointer<UInt8>.allocate(capacity: capacity)
         if outCount > 0 { grown.update(from: out, count: outCount) }
         if outCapacity > 0 { out.deallocate() }

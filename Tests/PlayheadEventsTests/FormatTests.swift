@@ -273,3 +273,24 @@ import PlayheadEvents
         }
     }
 }
+
+@Suite struct OutputBufferTests {
+    /// The decoder's output buffer starts at the body's size plus a little (small enough for
+    /// malloc's per-thread cache for a typical single event); a record that reserves more (here 200
+    /// short genres: 5 bytes reserved per genre) makes it grow, first empty, then with records in it.
+    @Test func recordsThatReserveMoreThanTheBodyGrowTheBuffer() throws {
+        let genres = "[" + (0..<200).map { "\"\(Character(UnicodeScalar(UInt8(97 + $0 % 26))))\"" }.joined(separator: ",") + "]"
+        let one = event(["genre": genres, "event_id": #""g-1""#])
+        let (o, sink) = decode(one, format: .json)
+        #expect(o.accepted == 1, "\(o.errors)")
+        let expected = try sink.fields()[0]
+        #expect(expected.genres.count == 200 && expected.genres[27] == "b")
+
+        let bad = event(["event_type": #""jump""#, "event_id": #""bad""#])
+        let body = "[" + [one, bad, one].joined(separator: ",") + "]"
+        let (o2, sink2) = decode(body, format: .json)
+        #expect(o2.accepted == 2 && o2.rejected == 1, "\(o2.errors)")
+        for fields in try sink2.fields() { #expect(fields == expected) }
+        #expect(String(decoding: sink2.rejected[0].record, as: UTF8.self).contains(bad))
+    }
+}

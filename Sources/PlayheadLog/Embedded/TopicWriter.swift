@@ -27,6 +27,9 @@ final class TopicWriter: @unchecked Sendable {
     // Guarded by `condition`.
     private let condition = NSCondition()
     private var queue: [Pending] = []
+    /// The group being committed (owned by the writer thread); swapped with `queue`, so that
+    /// neither array's storage is allocated again for every group.
+    private var group: [Pending] = []
     private var queuedBytes = 0
     /// The writer is woken once this many batches are queued (more than 1 while it gathers a group).
     private var wakeWhenQueued = 1
@@ -121,6 +124,7 @@ final class TopicWriter: @unchecked Sendable {
         }
         let bytes = batch.values.count
         var refusal: LogError?
+        var wake = false
         condition.lock()
         if closing {
             refusal = LogError(code: .closed, message: "the log \(configuration.directory) is closed")
@@ -135,9 +139,12 @@ final class TopicWriter: @unchecked Sendable {
         } else {
             queue.append(Pending(batch: batch, enqueued: DispatchTime.now().uptimeNanoseconds, executor: executor, completion: completion))
             queuedBytes += bytes
-            if queue.count >= wakeWhenQueued || queuedBytes >= Self.groupBytesWithoutWaiting { condition.signal() }
+            wake = queue.count >= wakeWhenQueued || queuedBytes >= Self.groupBytesWithoutWaiting
         }
         condition.unlock()
+        // Signalled after unlocking: a writer woken while the lock is still held would wake only to
+        // block on the lock (two more futex calls and a thread switch per group under load).
+        if wake { condition.signal() }
         if let refusal {
             Self.failureCounter(refusal.code).increment()
             completion(.failure(refusal))
@@ -189,15 +196,15 @@ final class TopicWriter: @unchecked Sendable {
                 gatherGroup(batches: lastGroupBatches, until: lastStart &+ interval)
             }
             lastStart = DispatchTime.now().uptimeNanoseconds
-            let items = queue
-            lastGroupBatches = items.count
-            queue.removeAll(keepingCapacity: true)
+            swap(&queue, &group)
+            lastGroupBatches = group.count
             condition.unlock()
 
-            commit(items)
-
             var bytes = 0
-            for item in items { bytes += item.batch.values.count }
+            for item in group { bytes += item.batch.values.count }
+            commit(&group)
+            group.removeAll(keepingCapacity: true)
+
             condition.lock()
             queuedBytes -= bytes
             condition.unlock()
@@ -223,7 +230,8 @@ final class TopicWriter: @unchecked Sendable {
     }
 
     /// Writes `items` as one group: roll if needed, one pwrite, one fdatasync, then completions.
-    private func commit(_ items: [Pending]) {
+    /// Empties `items` before handing completions over (see below).
+    private func commit(_ items: inout [Pending]) {
         if let error = disk.checkBeforeWrite() {
             fail(items, error)
             return
@@ -294,23 +302,31 @@ final class TopicWriter: @unchecked Sendable {
                 continue
             }
             let key = executor.key
+            let completed = Completed(completion: item.completion, result: result, batch: item.batch)
             if let slot = handOvers.firstIndex(where: { $0.executor.key == key }) {
-                handOvers[slot].completions.append(Completed(completion: item.completion, result: result))
+                handOvers[slot].completions.append(completed)
             } else {
-                handOvers.append((executor, [Completed(completion: item.completion, result: result)]))
+                handOvers.append((executor, [completed]))
             }
         }
-        for (executor, completions) in handOvers {
+        // The batches and completions were allocated on their executors' threads: this thread lets
+        // go of them before handing them over, so that they are freed there, where malloc reuses
+        // them from the thread's own cache. Freed here, they would go back to the allocator's
+        // shared arena, under its lock, and the event loops would take new memory from it.
+        items.removeAll(keepingCapacity: true)
+        while let (executor, completions) = handOvers.popLast() {
             executor.execute {
                 for completed in completions { completed.completion(.success(completed.result)) }
             }
         }
     }
 
-    /// A completion and its result, on their way to the append's executor.
+    /// A completion and its result, on their way to the append's executor, with the batch (freed
+    /// on the executor's thread when the completions have run).
     struct Completed: Sendable {
         var completion: @Sendable (Result<LogAppendResult, LogError>) -> Void
         var result: LogAppendResult
+        var batch: LogRecordBatch
     }
 
     /// Re-frames a batch (`[len][value]`…) as disk records (`[len][crc32c][value]`…).
