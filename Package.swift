@@ -267,6 +267,8 @@ let package = Package(
             dependencies: [
                 "PlayheadIngest", "PlayheadEvents", "PlayheadLog", "PlayheadTestSupport",
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "CompressNIO", package: "compress-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

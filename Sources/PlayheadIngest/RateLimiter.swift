@@ -1,4 +1,5 @@
 import NIOConcurrencyHelpers
+import Synchronization
 import NIOCore
 
 /// A token bucket over events per second, shared by every connection.
@@ -43,20 +44,25 @@ final class RateLimiter: Sendable {
     }
 }
 
-/// Bytes of requests being decoded or waiting for the log: the edge's back-pressure.
+/// Bytes of requests being decoded or waiting for the log: the edge's back-pressure. An atomic, not a
+/// lock: every request reserves and releases, from every event loop, and a contended lock costs
+/// futex calls and thread switches.
 final class InFlightBytes: Sendable {
     private let limit: Int
-    private let current = NIOLockedValueBox(0)
+    private let current = Atomic<Int>(0)
     init(limit: Int) { self.limit = limit }
 
-    /// Reserves `bytes`; false when that would go over the limit.
+    /// Reserves `bytes`; false when that would go over the limit. A request is always let in when
+    /// nothing else is in flight, whatever its size.
     func reserve(_ bytes: Int) -> Bool {
-        current.withLockedValue { current in
-            guard current + bytes <= limit || current == 0 else { return false }
-            current += bytes
-            return true
+        var now = current.load(ordering: .relaxed)
+        while true {
+            guard now + bytes <= limit || now == 0 else { return false }
+            let (exchanged, original) = current.compareExchange(expected: now, desired: now + bytes, ordering: .relaxed)
+            if exchanged { return true }
+            now = original
         }
     }
 
-    func release(_ bytes: Int) { current.withLockedValue { $0 -= bytes } }
+    func release(_ bytes: Int) { current.subtract(bytes, ordering: .relaxed) }
 }

@@ -55,6 +55,10 @@ public protocol LogProducer: Sendable {
 
     /// `nil` when the producer can take appends; otherwise why not (for `GET /readyz`).
     var unavailableReason: String? { get }
+
+    /// Whether the records' keys are used (Kafka partitions by them). When false, producers may
+    /// leave keys out of their batches and save building them.
+    var usesKeys: Bool { get }
 }
 
 /// Where a caller wants its append completions run: an event loop. Completions whose executors
@@ -66,6 +70,8 @@ public protocol LogCompletionExecutor: Sendable {
 }
 
 extension LogProducer {
+    public var usesKeys: Bool { true }
+
     public func append(
         _ batch: LogRecordBatch, executor: some LogCompletionExecutor,
         completion: @escaping @Sendable (Result<LogAppendResult, LogError>) -> Void

@@ -323,6 +323,9 @@ struct EmbeddedProducer: LogProducer {
     let disk: DiskMonitor
     let isClosed: @Sendable () -> Bool
 
+    /// One partition: keys are not stored (see ``LogRecordBatch``).
+    var usesKeys: Bool { false }
+
     func append(_ batch: LogRecordBatch, completion: @escaping @Sendable (Result<LogAppendResult, LogError>) -> Void) {
         writer.append(batch, executor: nil, completion: completion)
     }

@@ -1,0 +1,167 @@
+import CompressNIO
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import PlayheadLog
+import PlayheadTestSupport
+import Testing
+
+@testable import PlayheadIngest
+
+/// A log that keeps every append waiting until the test completes it: a request stays in flight
+/// for as long as a test needs.
+private final class HeldLog: LogProducer {
+    private let held = NIOLockedValueBox<[@Sendable (Result<LogAppendResult, LogError>) -> Void]>([])
+    private let appended = NIOLockedValueBox(0)
+    let batches = NIOLockedValueBox<[LogRecordBatch]>([])
+    let usesKeys: Bool
+
+    init(usesKeys: Bool = true) { self.usesKeys = usesKeys }
+
+    func append(_ batch: LogRecordBatch, completion: @escaping @Sendable (Result<LogAppendResult, LogError>) -> Void) {
+        held.withLockedValue { $0.append(completion) }
+        batches.withLockedValue { $0.append(batch) }
+        appended.withLockedValue { $0 += 1 }
+    }
+
+    func append(
+        _ batch: LogRecordBatch, executor: some LogCompletionExecutor,
+        completion: @escaping @Sendable (Result<LogAppendResult, LogError>) -> Void
+    ) {
+        append(batch, completion: completion)
+    }
+
+    var unavailableReason: String? { nil }
+
+    /// Waits until `count` appends have arrived in all.
+    func waitForAppends(_ count: Int) async throws {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while appended.withLockedValue({ $0 }) < count {
+            guard ContinuousClock.now < deadline else { throw TestSupportError("\(count) appends did not arrive") }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+    }
+
+    /// Completes every waiting append successfully.
+    func completeAll() {
+        let waiting = held.withLockedValue { held in defer { held = [] }; return held }
+        for completion in waiting { completion(.success(LogAppendResult(partition: 0, firstOffset: 0, count: 1))) }
+    }
+}
+
+@Suite("Back-pressure on the bytes of requests in flight")
+struct InFlightBytesTests {
+    @Test("the limit holds, a request alone is always let in, and concurrent reserve/release do not drift")
+    func accounting() async {
+        let bytes = InFlightBytes(limit: 100)
+        #expect(bytes.reserve(60))
+        #expect(!bytes.reserve(50))
+        #expect(bytes.reserve(40))
+        #expect(!bytes.reserve(1))
+        bytes.release(60)
+        #expect(bytes.reserve(50))
+        bytes.release(50)
+        bytes.release(40)
+        #expect(bytes.reserve(1_000), "a request over the limit is let in when nothing else is in flight")
+        #expect(!bytes.reserve(1))
+        bytes.release(1_000)
+
+        await withTaskGroup(of: Void.self) { group in
+            for _ in 0..<8 {
+                group.addTask {
+                    for _ in 0..<20_000 where bytes.reserve(3) { bytes.release(3) }
+                }
+            }
+        }
+        #expect(bytes.reserve(100), "back at zero, the whole limit fits")
+        #expect(!bytes.reserve(1))
+    }
+
+    static let body = Array(#"{"event_id":"bp-1","event_type":"play","timestamp":"2024-05-01T12:00:00Z","user_id":"user_1","device_id":"device_1","session_id":"session_1","ip_address":"192.168.1.77","content_id":"media_123","content_type":"movie","title":"The Long Night","genre":["drama","thriller"],"duration_seconds":7260,"language":"en","current_timestamp":120.5,"event_source":"web_app","padding":"\#(String(repeating: "x", count: 150))"}"#.utf8)
+    static let gzipped: [UInt8] = {
+        var raw = ByteBuffer(bytes: body)
+        return Array(try! raw.compress(with: .gzip()).readableBytesView)
+    }()
+
+    @Test("records keep their keys (session, else device) only for a log that uses keys")
+    func keysOnlyWhenUsed() async throws {
+        for usesKeys in [true, false] {
+            let log = HeldLog(usesKeys: usesKeys)
+            try await withServer(log, configure: { _ in }) { url in
+                let two = "[" + String(decoding: Self.body, as: UTF8.self) + "," + String(decoding: Self.body, as: UTF8.self)
+                    .replacingOccurrences(of: #""session_id":"session_1","#, with: "") + "]"
+                let answer = Task { try await TestHTTP.request(url, method: .POST, headers: [("Content-Type", "application/json")], body: Array(two.utf8)) }
+                try await log.waitForAppends(1)
+                log.completeAll()
+                #expect(try await answer.value.status == 202)
+            }
+            let batch = try #require(log.batches.withLockedValue { $0.first })
+            #expect(batch.count == 2)
+            var keys: [String] = []
+            batch.forEachRecord { _, key, _ in keys.append(String(decoding: key, as: UTF8.self)) }
+            #expect(keys == (usesKeys ? ["session_1", "device_1"] : ["", ""]), "usesKeys \(usesKeys)")
+        }
+    }
+
+    /// Runs `body` with the events URL of a server on `log` (rejected events go there too).
+    private func withServer(
+        _ log: HeldLog, configure: (inout IngestConfiguration) -> Void, _ body: (String) async throws -> Void
+    ) async throws {
+        var configuration = IngestConfiguration()
+        configuration.port = 0
+        configuration.eventLoopThreads = 1
+        configure(&configuration)
+        let pool = NIOThreadPool(numberOfThreads: 1)
+        pool.start()
+        let endpoint = EventsEndpoint(
+            configuration: configuration, events: log, rejected: log, threadPool: pool, logger: Logger(label: "test")
+        )
+        let server = IngestServer(configuration: configuration, events: endpoint, logger: Logger(label: "test"))
+        let running = Task { try await server.run() }
+        do {
+            try await body("http://127.0.0.1:\(try await server.localAddress.port!)/v1/events")
+        } catch {
+            Issue.record(error)
+        }
+        log.completeAll()
+        running.cancel()
+        _ = try? await running.value
+        try await pool.shutdownGracefully()
+    }
+
+    @Test("over HTTP: a request's bytes are released once it is answered, with and without gzip")
+    func releasedWhenAnswered() async throws {
+        let log = HeldLog()
+        // The smallest limit that refuses a second request beside either one held.
+        try await withServer(log, configure: { $0.maxInFlightBytes = Self.body.count + Self.gzipped.count - 1 }) { url in
+            try await exercise(url, log)
+        }
+    }
+
+    private func exercise(_ url: String, _ log: HeldLog) async throws {
+        let body = Self.body, gzipped = Self.gzipped
+        let json = [("Content-Type", "application/json")]
+        @Sendable func post(_ bytes: [UInt8], gzip: Bool = false) async throws -> TestHTTPResponse {
+            try await TestHTTP.request(url, method: .POST, headers: json + (gzip ? [("Content-Encoding", "gzip")] : []), body: bytes)
+        }
+
+        var appends = 0
+        for (name, first) in [("plain", body), ("gzip", gzipped)] {
+            let held = Task { try await post(first, gzip: first == gzipped) }
+            appends += 1
+            try await log.waitForAppends(appends)
+            let refused = try await post(body)
+            #expect(refused.status == 503, "\(name): \(refused.text)")
+            #expect(refused.text.contains("overloaded"), "\(name): \(refused.text)")
+            log.completeAll()
+            #expect(try await held.value.status == 202, "\(name)")
+        }
+        // Both answered requests gave their bytes back: another one is let in.
+        let last = Task { try await post(body) }
+        try await log.waitForAppends(appends + 1)
+        log.completeAll()
+        #expect(try await last.value.status == 202)
+    }
+}
