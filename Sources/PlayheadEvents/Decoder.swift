@@ -241,6 +241,37 @@ struct PendingEvent {
     var errorIndex: Int
 }
 
+/// The events of a body waiting for `emit`, in order. The first is kept inline: a body of one event
+/// (most requests from devices) allocates no array for it.
+struct PendingEvents: Sequence {
+    private var first: PendingEvent?
+    private var rest: [PendingEvent] = []
+
+    mutating func append(_ event: PendingEvent) {
+        if first == nil { first = event } else { rest.append(event) }
+    }
+
+    mutating func removeAll() {
+        first = nil
+        rest.removeAll()
+    }
+
+    struct Iterator: IteratorProtocol {
+        fileprivate var first: PendingEvent?
+        fileprivate var rest: IndexingIterator<[PendingEvent]>
+
+        mutating func next() -> PendingEvent? {
+            if let event = first {
+                first = nil
+                return event
+            }
+            return rest.next()
+        }
+    }
+
+    func makeIterator() -> Iterator { Iterator(first: first, rest: rest.makeIterator()) }
+}
+
 /// The per-event error being built (first error wins, except as noted in `finishEvent`).
 struct FieldError {
     var reason: RejectionReason
@@ -289,7 +320,7 @@ struct EventParser {
     var out = UnsafeMutablePointer<UInt8>(bitPattern: 1)!
     var outCount = 0
     var outCapacity = 0
-    var pending: [PendingEvent] = []
+    var pending = PendingEvents()
     var errors: [EventValidationError] = []
     var acceptedCount = 0
     var eventIndex = 0

@@ -223,38 +223,21 @@ public final class EventsEndpoint: Sendable {
         rateLimiter?.consume(outcome.accepted)
 
         let promise = eventLoop.makePromise(of: HTTPResponse.self)
-        let retryAfter = configuration.retryAfterSeconds
-        let inFlightBytes = inFlightBytes
-        let finish: @Sendable (LogError?) -> Void = { failure in
-            if wireBytes > 0 { inFlightBytes.release(wireBytes) }
-            if let failure {
-                let status: HTTPResponseStatus = failure.isRetriable || failure.code == .full ? .serviceUnavailable : .internalServerError
-                promise.succeed(
-                    .error(
-                        status, code: Self.errorCode(failure),
-                        message: "the events could not be stored durably, retry later: \(failure.message)",
-                        retryAfterSeconds: failure.retryAfterSeconds ?? retryAfter
-                    )
-                )
-            } else if outcome.accepted == 1 && outcome.rejected == 0 {
-                // The usual answer to a single event: made once, shared (a ByteBuffer is copy-on-write).
-                promise.succeed(Self.oneAccepted)
-            } else {
-                let status: HTTPResponseStatus = outcome.accepted > 0 ? .accepted : .badRequest
-                var buffer = ByteBuffer()
-                buffer.writeBytes(outcome.responseJSON())
-                promise.succeed(HTTPResponse(status: status, contentType: "application/json", body: buffer))
-            }
-        }
+        // A value, captured by the one closure the log calls (a closure calling another closure
+        // would be two allocations per request).
+        let answer = Answer(
+            promise: promise, outcome: outcome, retryAfter: configuration.retryAfterSeconds,
+            inFlightBytes: inFlightBytes, wireBytes: wireBytes
+        )
         if sink.accepted.isEmpty && sink.rejected.isEmpty {
             // An empty array: nothing to store, nothing accepted.
-            finish(nil)
+            answer.finish(nil)
             return promise.futureResult
         }
         if sink.accepted.isEmpty || sink.rejected.isEmpty {
             // One append (the usual case): its result is the answer, no countdown needed.
             let single: @Sendable (Result<LogAppendResult, LogError>) -> Void = { result in
-                if case .failure(let error) = result { finish(error) } else { finish(nil) }
+                if case .failure(let error) = result { answer.finish(error) } else { answer.finish(nil) }
             }
             let loop = EventLoopCompletions(loop: eventLoop)
             if sink.rejected.isEmpty {
@@ -267,12 +250,44 @@ public final class EventsEndpoint: Sendable {
         let pending = PendingAppends(count: 2)
         let completion: @Sendable (Result<LogAppendResult, LogError>) -> Void = { result in
             if case .failure(let error) = result { pending.fail(error) }
-            if let done = pending.completeOne() { finish(done) }
+            if let done = pending.completeOne() { answer.finish(done) }
         }
         let loop = EventLoopCompletions(loop: eventLoop)
         events.append(sink.accepted, executor: loop, completion: completion)
         rejected.append(sink.rejected, executor: loop, completion: completion)
         return promise.futureResult
+    }
+
+    /// What answers a request once its appends are durable (or failed).
+    private struct Answer: Sendable {
+        var promise: EventLoopPromise<HTTPResponse>
+        var outcome: DecodeOutcome
+        var retryAfter: Int
+        var inFlightBytes: InFlightBytes
+        /// Released from ``inFlightBytes`` with the answer.
+        var wireBytes: Int
+
+        func finish(_ failure: LogError?) {
+            if wireBytes > 0 { inFlightBytes.release(wireBytes) }
+            if let failure {
+                let status: HTTPResponseStatus = failure.isRetriable || failure.code == .full ? .serviceUnavailable : .internalServerError
+                promise.succeed(
+                    .error(
+                        status, code: EventsEndpoint.errorCode(failure),
+                        message: "the events could not be stored durably, retry later: \(failure.message)",
+                        retryAfterSeconds: failure.retryAfterSeconds ?? retryAfter
+                    )
+                )
+            } else if outcome.accepted == 1 && outcome.rejected == 0 {
+                // The usual answer to a single event: made once, shared (a ByteBuffer is copy-on-write).
+                promise.succeed(EventsEndpoint.oneAccepted)
+            } else {
+                let status: HTTPResponseStatus = outcome.accepted > 0 ? .accepted : .badRequest
+                var buffer = ByteBuffer()
+                buffer.writeBytes(outcome.responseJSON())
+                promise.succeed(HTTPResponse(status: status, contentType: "application/json", body: buffer))
+            }
+        }
     }
 
     /// `202 {"accepted":1,"rejected":0,"errors":[]}`, encoded once (see ``HTTPResponse/encodedOnce()``).
