@@ -1,0 +1,83 @@
+"""Two builds of `playhead` at the same time, each under its own load generator: B's requests/s over A's.
+
+    . scripts/env && python3 scripts/bench/side_by_side.py OLD/playhead .build/release/playhead [--rounds 6]
+        [--command serve] [--batch 1] [--connections 64] [--duration 6]
+
+On this shared 2-core VM one build's requests/s moves by ±30 % from one minute to the next, so
+an old-against-new comparison run one after the other needs many pairs to show a change of a few
+per cent. Run together, both servers and both load generators share the same cores in the same
+seconds, and their requests/s answer "which build does more with the same CPU": the spread of the
+ratio between two copies of the same binary was ±4 % here (2026-12-02), against ±30 % for
+alternated runs. The rounds alternate which load generator starts first; the median ratio is
+printed last.
+
+It measures CPU efficiency, not latency: CPU that one server leaves idle (for example while it
+waits for an fsync) goes to the other. Use `scripts/bench-ingest` for the figures against the bare
+server. Both builds get fresh data folders; the load generator is this tree's release build.
+"""
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+
+import bench_ingest as bench
+
+
+def one_round(binaries, args, first):
+    servers, folders, ports = [], [], []
+    try:
+        for binary in binaries:
+            folder = tempfile.mkdtemp(prefix="side-by-side-")
+            port = bench.free_port()
+            servers.append(subprocess.Popen(
+                [binary, args.command, "--port", str(port), "--data-dir", folder, "--log-level", "warning"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            ))
+            folders.append(folder)
+            ports.append(port)
+        for port in ports:
+            bench.wait_port(port)
+        time.sleep(1)  # both warm up the same way: idle, then loaded together
+        loads = {}
+        for i in (first, 1 - first):
+            loads[i] = subprocess.Popen(
+                [bench.PLAYHEAD, "loadgen", "--port", str(ports[i]), "--batch", str(args.batch),
+                 "--connections", str(args.connections), "--duration", str(args.duration), "--json"],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            )
+        rates = {}
+        for i, load in loads.items():
+            result = json.loads(load.communicate()[0].strip().splitlines()[-1])
+            rates[i] = result["acknowledged_requests"] / result["elapsed_seconds"]
+        return rates[0], rates[1]
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait()
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("a", help="the baseline build's playhead binary")
+    parser.add_argument("b", help="the build to compare with it")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--command", default="serve", choices=["serve", "ingest"])
+    parser.add_argument("--batch", type=int, default=1, help="events per POST (default 1)")
+    parser.add_argument("--connections", type=int, default=64, help="per load generator (default 64)")
+    parser.add_argument("--duration", type=int, default=6, help="seconds per round (default 6)")
+    args = parser.parse_args()
+    ratios = []
+    for r in range(args.rounds):
+        a, b = one_round([args.a, args.b], args, first=r % 2)
+        ratios.append(b / a)
+        print(f"round {r + 1}: A {a:,.0f} requests/s, B {b:,.0f} requests/s, B/A {b / a:.3f}", flush=True)
+    print(f"median B/A {statistics.median(ratios):.3f} (min {min(ratios):.3f}, max {max(ratios):.3f}, {len(ratios)} rounds)")
+
+
+if __name__ == "__main__":
+    main()
