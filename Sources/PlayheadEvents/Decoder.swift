@@ -336,9 +336,10 @@ struct EventParser {
         spans.initialize(repeating: StringSpan(), count: 16)
         keyOrder = UnsafeMutablePointer<ExpectedKey>.allocate(capacity: Self.predictedKeys)
         for k in 0..<Self.predictedKeys { (keyOrder + k).initialize(to: ExpectedKey(Field(rawValue: k))) }
-        // Room for a body of one event's record (`writeRecord` reserves its length + 256 + 5 per
-        // genre) without growing, while small enough (under 1 KiB for a typical single event) for
-        // malloc's per-thread cache: a larger block comes from the shared arena under its lock.
+        // Room for the record of a one-event body without growing (`writeRecord` reserves the
+        // event's length + 256 + 5 per genre), yet under 1 KiB for a typical single event, which
+        // malloc serves from its per-thread cache; larger blocks come from the shared arena, under
+        // its lock.
         growOutput(body.count + 320)
         genres.reserveCapacity(8)
     }

@@ -1,6 +1,6 @@
 import NIOConcurrencyHelpers
-import Synchronization
 import NIOCore
+import Synchronization
 
 /// A token bucket over events per second, shared by every connection.
 ///
