@@ -1,7 +1,10 @@
 """Two builds of `playhead` at the same time, each under its own load generator: B's requests/s over A's.
 
     . scripts/env && python3 scripts/bench/side_by_side.py OLD/playhead .build/release/playhead [--rounds 6]
-        [--command serve] [--batch 1] [--connections 64] [--duration 6]
+        [--command serve] [--batch 1] [--connections 64] [--duration 6] [--a-arg=ARG ...] [--b-arg=ARG ...]
+
+One binary with different flags works too: what the metrics cost `ingest` is
+`side_by_side.py P P --command ingest --b-arg=--metrics --b-arg=off`.
 
 On this shared 2-core VM one build's requests/s moves by ±30 % from one minute to the next, so
 an old-against-new comparison run one after the other needs many pairs to show a change of a few
@@ -29,11 +32,11 @@ import bench_ingest as bench
 def one_round(binaries, args, first):
     servers, folders, ports = [], [], []
     try:
-        for binary in binaries:
+        for binary, extra in zip(binaries, (args.a_arg, args.b_arg)):
             folder = tempfile.mkdtemp(prefix="side-by-side-")
             port = bench.free_port()
             servers.append(subprocess.Popen(
-                [binary, args.command, "--port", str(port), "--data-dir", folder, "--log-level", "warning"],
+                [binary, args.command, "--port", str(port), "--data-dir", folder, "--log-level", "warning", *extra],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             ))
             folders.append(folder)
@@ -70,6 +73,8 @@ def main():
     parser.add_argument("--batch", type=int, default=1, help="events per POST (default 1)")
     parser.add_argument("--connections", type=int, default=64, help="per load generator (default 64)")
     parser.add_argument("--duration", type=int, default=6, help="seconds per round (default 6)")
+    parser.add_argument("--a-arg", action="append", default=[], help="an extra argument for A's server (repeatable)")
+    parser.add_argument("--b-arg", action="append", default=[], help="an extra argument for B's server (repeatable)")
     args = parser.parse_args()
     ratios = []
     for r in range(args.rounds):
