@@ -234,12 +234,12 @@ public final class EventsEndpoint: Sendable {
             answer.finish(nil)
             return promise.futureResult
         }
+        let loop = EventLoopCompletions(loop: eventLoop)
         if sink.accepted.isEmpty || sink.rejected.isEmpty {
             // One append (the usual case): its result is the answer, no countdown needed.
             let single: @Sendable (Result<LogAppendResult, LogError>) -> Void = { result in
                 if case .failure(let error) = result { answer.finish(error) } else { answer.finish(nil) }
             }
-            let loop = EventLoopCompletions(loop: eventLoop)
             if sink.rejected.isEmpty {
                 events.append(sink.accepted, executor: loop, completion: single)
             } else {
@@ -252,7 +252,6 @@ public final class EventsEndpoint: Sendable {
             if case .failure(let error) = result { pending.fail(error) }
             if let done = pending.completeOne() { answer.finish(done) }
         }
-        let loop = EventLoopCompletions(loop: eventLoop)
         events.append(sink.accepted, executor: loop, completion: completion)
         rejected.append(sink.rejected, executor: loop, completion: completion)
         return promise.futureResult

@@ -199,13 +199,10 @@ public final class ContentAggregator: Sendable {
     /// only touched under the aggregator's lock.
     final class Session {
         var contentID: String
-        /// The session's content type, bounded, fixed when it starts.
-        let contentType: String
-        /// Where the session's figures are counted: its content type's entry in `State.types` and its
-        /// breakdown combination's in `State.breakdown`, both fixed when it starts. Counting an
-        /// event then hashes no label values.
-        let typeSlot: Int
-        let breakdownSlot: Int
+        /// Its bounded content type, and where its figures are counted, fixed when it starts.
+        /// Counting an event then hashes no label values.
+        let slots: Slots
+        var contentType: String { slots.contentType }
         var title: String?
         /// The latest event time seen (microseconds).
         var lastEventMicros: Int64
@@ -216,16 +213,15 @@ public final class ContentAggregator: Sendable {
 
         init(contentID: String, slots: Slots, title: String?, lastEventMicros: Int64, lastReceivedMicros: Int64) {
             self.contentID = contentID
-            self.contentType = slots.contentType
-            self.typeSlot = slots.type
-            self.breakdownSlot = slots.breakdown
+            self.slots = slots
             self.title = title
             self.lastEventMicros = lastEventMicros
             self.lastReceivedMicros = lastReceivedMicros
         }
     }
 
-    /// Where a session's figures go (see ``Session``).
+    /// Where a session's figures go: its content type's entry in `State.types` and its breakdown
+    /// combination's in `State.breakdown`.
     struct Slots {
         var contentType: String
         var type: Int
@@ -271,7 +267,6 @@ public final class ContentAggregator: Sendable {
         var eventCounts: [Int] = []
         /// The breakdown combinations, and where each is in `breakdown`.
         var breakdown: [BreakdownFigures] = []
-        var breakdownKeys: [ContentDimensions] = []
         var breakdownSlots: [ContentDimensions: Int] = [:]
         var eventSources: Set<String> = []
         var languages: Set<String> = []
@@ -330,8 +325,9 @@ public final class ContentAggregator: Sendable {
             }
             for (index, name) in state.eventTypes.enumerated() { snapshot.eventsByType[name] = state.eventCounts[index] }
             snapshot.breakdown.reserveCapacity(state.breakdown.count)
-            for (index, figures) in state.breakdown.enumerated() {
-                snapshot.breakdown[state.breakdownKeys[index]] = ContentFigures(
+            for (dimensions, slot) in state.breakdownSlots {
+                let figures = state.breakdown[slot]
+                snapshot.breakdown[dimensions] = ContentFigures(
                     concurrentViewers: figures.viewers, playsStarted: figures.plays,
                     watchTimeSeconds: Double(figures.watchMicros) / 1_000_000, completions: figures.completions
                 )
@@ -408,15 +404,14 @@ public final class ContentAggregator: Sendable {
         } else {
             breakdownSlot = state.breakdown.count
             state.breakdown.append(BreakdownFigures())
-            state.breakdownKeys.append(dimensions)
             state.breakdownSlots[dimensions] = breakdownSlot
         }
         return Slots(contentType: contentType, type: typeSlot, breakdown: breakdownSlot)
     }
 
     private func addWatchTime(_ micros: Int64, _ session: Session, in state: inout State) {
-        state.types[session.typeSlot].watchMicros = (state.types[session.typeSlot].watchMicros ?? 0) + micros
-        state.breakdown[session.breakdownSlot].watchMicros += micros
+        state.types[session.slots.type].watchMicros = (state.types[session.slots.type].watchMicros ?? 0) + micros
+        state.breakdown[session.slots.breakdown].watchMicros += micros
     }
 
     /// Titles longer than this many UTF-8 bytes are cut (they are only shown on the live page).
@@ -449,7 +444,7 @@ public final class ContentAggregator: Sendable {
             let slots = slots(of: o, in: &state)
             if o.eventType == "stop" {
                 // A stop we saw nothing before (the session started before we did): it only completes.
-                countCompletion(o, typeSlot: slots.type, breakdownSlot: slots.breakdown, in: &state)
+                countCompletion(o, slots, in: &state)
                 return
             }
             let new = Session(
@@ -471,7 +466,7 @@ public final class ContentAggregator: Sendable {
                 session.hasPlayed = true
                 countPlayStart(session, in: &state)
             } else if o.eventType == "stop" {
-                countCompletion(o, typeSlot: session.typeSlot, breakdownSlot: session.breakdownSlot, in: &state)
+                countCompletion(o, session.slots, in: &state)
             }
             return
         }
@@ -488,7 +483,7 @@ public final class ContentAggregator: Sendable {
         case "pause", "buffering":
             if session.playing { stopPlaying(session, in: &state) }
         case "stop":
-            countCompletion(o, typeSlot: session.typeSlot, breakdownSlot: session.breakdownSlot, in: &state)
+            countCompletion(o, session.slots, in: &state)
             if session.playing { stopPlaying(session, in: &state) }
             state.sessions[o.sessionKey] = nil
         default:
@@ -503,8 +498,8 @@ public final class ContentAggregator: Sendable {
             session.hasPlayed = true
             countPlayStart(session, in: &state)
         }
-        state.types[session.typeSlot].viewers = (state.types[session.typeSlot].viewers ?? 0) + 1
-        state.breakdown[session.breakdownSlot].viewers += 1
+        state.types[session.slots.type].viewers = (state.types[session.slots.type].viewers ?? 0) + 1
+        state.breakdown[session.slots.breakdown].viewers += 1
         if let index = state.viewersByContent.index(forKey: session.contentID) {
             state.viewersByContent.values[index].viewers += 1
             if let title = session.title { state.viewersByContent.values[index].title = title }
@@ -515,11 +510,11 @@ public final class ContentAggregator: Sendable {
 
     private func stopPlaying(_ session: Session, in state: inout State) {
         session.playing = false
-        if let count = state.types[session.typeSlot].viewers {
-            state.types[session.typeSlot].viewers = count > 1 ? count - 1 : 0
+        if let count = state.types[session.slots.type].viewers {
+            state.types[session.slots.type].viewers = count > 1 ? count - 1 : 0
         }
-        if state.breakdown[session.breakdownSlot].viewers > 0 {
-            state.breakdown[session.breakdownSlot].viewers -= 1
+        if state.breakdown[session.slots.breakdown].viewers > 0 {
+            state.breakdown[session.slots.breakdown].viewers -= 1
         }
         if let index = state.viewersByContent.index(forKey: session.contentID) {
             if state.viewersByContent.values[index].viewers <= 1 {
@@ -536,20 +531,20 @@ public final class ContentAggregator: Sendable {
     }
 
     private func countPlayStart(_ session: Session, in state: inout State) {
-        let slot = session.typeSlot
+        let slot = session.slots.type
         if let plays = state.types[slot].plays {
             state.types[slot].plays = plays + 1
         } else {
             state.types[slot].plays = 1
             state.typesWithPlays += 1
         }
-        state.breakdown[session.breakdownSlot].plays += 1
+        state.breakdown[session.slots.breakdown].plays += 1
         if state.types[slot].isAd { state.adPlays += 1 }
     }
 
-    private func countCompletion(_ o: ContentObservation, typeSlot: Int, breakdownSlot: Int, in state: inout State) {
+    private func countCompletion(_ o: ContentObservation, _ slots: Slots, in state: inout State) {
         guard o.durationSeconds > 0, o.currentTimestamp >= completionRatio * Double(o.durationSeconds) else { return }
-        state.types[typeSlot].completions = (state.types[typeSlot].completions ?? 0) + 1
-        state.breakdown[breakdownSlot].completions += 1
+        state.types[slots.type].completions = (state.types[slots.type].completions ?? 0) + 1
+        state.breakdown[slots.breakdown].completions += 1
     }
 }
