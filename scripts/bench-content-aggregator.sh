@@ -5,5 +5,5 @@ set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-swiftc -O "$root/Sources/PlayheadMetrics/ContentAggregator.swift" "$root/Benchmarks/ContentAggregator/main.swift" -o "$out/bench"
+swiftc -O "$root/Sources/PlayheadMetrics/ContentAggregator.swift" "$root/Sources/PlayheadMetrics/SessionKey.swift" "$root/Benchmarks/ContentAggregator/main.swift" -o "$out/bench"
 "$out/bench"

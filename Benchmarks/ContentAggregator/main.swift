@@ -10,7 +10,7 @@ let types = ["movie", "episode", "ad"]
 for step in 0..<perSession {
     let kind = step == perSession - 1 ? "stop" : (step % 5 == 3 ? "pause" : "play")
     for session in 0..<sessions {
-        observations.append(ContentObservation(eventType: kind, contentType: types[session % 3], sessionKey: "8f14e45f-ceea-467f-a0e6-\(100000000000 + session)", contentID: "content-\(session % 500)", timestampMicros: Int64(step * 10_000_000), receivedAtMicros: Int64(step * 10_000_000), currentTimestamp: Double(step * 10), durationSeconds: 200, title: "Title \(session % 500)"))
+        observations.append(ContentObservation(eventType: kind, contentType: types[session % 3], sessionKey: SessionKey("8f14e45f-ceea-467f-a0e6-\(100000000000 + session)"), contentID: "content-\(session % 500)", timestampMicros: Int64(step * 10_000_000), receivedAtMicros: Int64(step * 10_000_000), currentTimestamp: Double(step * 10), durationSeconds: 200, title: "Title \(session % 500)"))
     }
 }
 let aggregator = ContentAggregator()

@@ -5,13 +5,15 @@ import NIOExtras
 import NIOHTTP1
 import NIOPosix
 import ServiceLifecycle
+import Synchronization
 
-/// Counts requests being processed, so that a graceful shutdown can wait for them.
+/// Counts requests being processed, so that a graceful shutdown can wait for them. An atomic, not a
+/// lock: both event loops count every request, twice.
 final class InFlightRequests: Sendable {
-    private let count = NIOLockedValueBox(0)
-    func begin() { count.withLockedValue { $0 += 1 } }
-    func end() { count.withLockedValue { $0 -= 1 } }
-    var current: Int { count.withLockedValue { $0 } }
+    private let count = Atomic<Int>(0)
+    func begin() { count.wrappingAdd(1, ordering: .relaxed) }
+    func end() { count.wrappingSubtract(1, ordering: .relaxed) }
+    var current: Int { count.load(ordering: .relaxed) }
 }
 
 /// The HTTP edge: `POST /v1/events`, health and readiness, the OpenAPI document, and any routes

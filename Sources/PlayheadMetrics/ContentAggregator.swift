@@ -7,7 +7,7 @@ public struct ContentObservation: Sendable, Equatable {
     /// `movie`, `episode` or `ad`.
     public var contentType: String
     /// `session_id`, or `user_id` + `device_id` when the event has no session.
-    public var sessionKey: String
+    public var sessionKey: SessionKey
     public var contentID: String
     /// The event's `timestamp` (client time), in microseconds since the Unix epoch.
     public var timestampMicros: Int64
@@ -29,7 +29,7 @@ public struct ContentObservation: Sendable, Equatable {
     public init(
         eventType: String,
         contentType: String,
-        sessionKey: String,
+        sessionKey: SessionKey,
         contentID: String,
         timestampMicros: Int64,
         receivedAtMicros: Int64,
@@ -254,7 +254,7 @@ public final class ContentAggregator: Sendable {
     }
 
     struct State {
-        var sessions: [String: Session] = [:]
+        var sessions: [SessionKey: Session] = [:]
         /// Content types by first appearance, and where each is in `types`.
         var types: [TypeFigures] = []
         var typeSlots: [String: Int] = [:]
@@ -303,7 +303,7 @@ public final class ContentAggregator: Sendable {
     public func expire(now: Int64) {
         let cutoff = now - sessionTimeoutMicros
         state.withLock { state in
-            var expired: [String] = []
+            var expired: [SessionKey] = []
             for (key, session) in state.sessions where session.lastReceivedMicros < cutoff {
                 expired.append(key)
             }

@@ -59,7 +59,7 @@ extension PipelineParts {
                 guard let record = try? EventRecordView(bytes) else { return nil }
                 return ContentObservation(
                     eventType: record.eventType, contentType: record.contentType,
-                    sessionKey: record.sessionID ?? (record.userID + "/" + record.deviceID),
+                    sessionKey: record.sessionIDBytes.map(SessionKey.init(utf8:)) ?? SessionKey(record.userID + "/" + record.deviceID),
                     contentID: record.contentID, timestampMicros: record.timestampMicros,
                     receivedAtMicros: record.receivedAtMicros, currentTimestamp: record.currentTimestamp,
                     durationSeconds: record.durationSeconds, title: record.title,

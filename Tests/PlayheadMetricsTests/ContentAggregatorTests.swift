@@ -1,4 +1,4 @@
-import PlayheadMetrics
+@testable import PlayheadMetrics
 import Testing
 
 /// Builds observations in seconds (converted to microseconds); receive time = event time unless given.
@@ -19,7 +19,7 @@ func event(
     ContentObservation(
         eventType: type,
         contentType: contentType,
-        sessionKey: session,
+        sessionKey: SessionKey(session),
         contentID: content,
         timestampMicros: Int64(seconds * 1_000_000),
         receivedAtMicros: Int64((received ?? seconds) * 1_000_000),
@@ -333,5 +333,56 @@ struct ContentAggregatorThroughputTests {
         #expect(byType["kind-31"] == 1)
         #expect(byType["kind-32"] == nil)
         #expect(byType["other"] == 9)
+    }
+}
+
+@Suite("SessionKey")
+struct SessionKeyTests {
+    func fromBytes(_ text: String) -> SessionKey {
+        Array(text.utf8).withUnsafeBytes { SessionKey(utf8: $0) }
+    }
+
+    @Test("a lowercase UUID is kept as 128 bits and gives its text back")
+    func lowercaseUUID() {
+        let text = "8f14e45f-ceea-467f-a0e6-0123456789ab"
+        let key = SessionKey(text)
+        #expect(key.isUUID)
+        #expect(key == fromBytes(text))
+        #expect(key.description == text)
+        #expect(key.hashValue == fromBytes(text).hashValue)
+        #expect(key != SessionKey("8f14e45f-ceea-467f-a0e6-0123456789ac"))
+        #expect(SessionKey("00000000-0000-0000-0000-000000000000").description == "00000000-0000-0000-0000-000000000000")
+        #expect(SessionKey("ffffffff-ffff-ffff-ffff-ffffffffffff").description == "ffffffff-ffff-ffff-ffff-ffffffffffff")
+    }
+
+    @Test("keys are equal exactly when their texts are", arguments: [
+        "8F14E45F-CEEA-467F-A0E6-0123456789AB",  // uppercase: text, not the lowercase UUID's bits
+        "8f14e45f-ceea-467f-a0e6-0123456789a",  // 35 characters
+        "8f14e45f-ceea-467f-a0e6-0123456789abc",  // 37
+        "8f14e45fceea-467f-a0e6-0123456789ab-",  // a dash out of place
+        "8f14e45g-ceea-467f-a0e6-0123456789ab",  // not hexadecimal
+        "user_123/web_browser_xyz",
+        "",
+        "séance-🎬",
+    ])
+    func textKeys(text: String) {
+        let lowercase = SessionKey("8f14e45f-ceea-467f-a0e6-0123456789ab")
+        let key = SessionKey(text)
+        #expect(!key.isUUID)
+        #expect(key == fromBytes(text))
+        #expect(key.description == text)
+        #expect(key != lowercase)
+        #expect(key != SessionKey(text + "x"))
+    }
+
+    @Test("the aggregator tells sessions apart by key")
+    func sessionsByKey() {
+        let aggregator = ContentAggregator()
+        aggregator.observe(event("play", at: 1000, session: "8f14e45f-ceea-467f-a0e6-0123456789ab"))
+        aggregator.observe(event("play", at: 1001, session: "8F14E45F-CEEA-467F-A0E6-0123456789AB"))
+        aggregator.observe(event("pause", at: 1002, session: "8f14e45f-ceea-467f-a0e6-0123456789ab"))
+        let snapshot = aggregator.snapshot()
+        #expect(snapshot.activeSessions == 2)
+        #expect(snapshot.concurrentViewers["movie"] == 1)
     }
 }

@@ -42,7 +42,7 @@ func registerContractMetrics(_ factory: any MetricsFactory) {
 /// A consumer-friendly encoding of observations for tests: fields separated by `|`.
 enum TestCodec {
     static func encode(_ o: ContentObservation) -> [UInt8] {
-        Array([o.eventType, o.contentType, o.sessionKey, o.contentID, String(o.timestampMicros), String(o.receivedAtMicros),
+        Array([o.eventType, o.contentType, o.sessionKey.description, o.contentID, String(o.timestampMicros), String(o.receivedAtMicros),
                String(o.currentTimestamp), String(o.durationSeconds), o.title ?? "", o.eventSource, o.language, o.genre]
             .joined(separator: "|").utf8)
     }
@@ -53,7 +53,7 @@ enum TestCodec {
             let position = Double(fields[6]), let duration = Int64(fields[7])
         else { return nil }
         return ContentObservation(
-            eventType: String(fields[0]), contentType: String(fields[1]), sessionKey: String(fields[2]),
+            eventType: String(fields[0]), contentType: String(fields[1]), sessionKey: SessionKey(String(fields[2])),
             contentID: String(fields[3]), timestampMicros: ts, receivedAtMicros: received,
             currentTimestamp: position, durationSeconds: duration, title: fields[8].isEmpty ? nil : String(fields[8]),
             eventSource: String(fields[9]), language: String(fields[10]), genre: String(fields[11])
