@@ -3,6 +3,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -79,11 +80,47 @@ def serve(name, command, extra=()):
     return Server(name, argv, port), data
 
 
+def session_cpu_seconds(sid):
+    """User + system CPU seconds of every live process in session `sid` (a server and its workers)."""
+    ticks = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[3]) == sid:  # field 6 of stat: the session id
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def machine_idle_jiffies():
+    with open("/proc/stat") as f:
+        values = [int(x) for x in f.readline().split()[1:9]]
+    return values[3] + values[4], sum(values)
+
+
 def measure(server_factory, batch, duration, connections, warmup=2, replay=None):
     server, data = server_factory()
     try:
         loadgen(server.port, batch, warmup, connections, replay)
+        server_before = session_cpu_seconds(server.process.pid)
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        idle_before, total_before = machine_idle_jiffies()
         report = loadgen(server.port, batch, duration, connections, replay)
+        idle_after, total_after = machine_idle_jiffies()
+        children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        server_cpu = session_cpu_seconds(server.process.pid) - server_before
+        loadgen_cpu = (children_after.ru_utime + children_after.ru_stime) - (children_before.ru_utime + children_before.ru_stime)
+        requests = max(report.get("acknowledged_requests", 0), 1)
+        # CPU of the whole loadgen process (start-up included) per acknowledged request, and as a
+        # share of one core over the run: near 100 % the load generator is what limits the row.
+        report["server_cpu_micros_per_request"] = server_cpu / requests * 1e6
+        report["loadgen_cpu_micros_per_request"] = loadgen_cpu / requests * 1e6
+        report["loadgen_core_percent"] = 100 * loadgen_cpu / max(report.get("elapsed_seconds", duration), 1e-9)
+        report["machine_idle_percent"] = 100 * (idle_after - idle_before) / max(total_after - total_before, 1)
     finally:
         rss = server.stop()
         if data:
@@ -165,6 +202,14 @@ def write_markdown(r, duration):
         value = r[key].get("peak_rss_mib")
         return f"{value:.0f}" if value else "?"
 
+    def cpu(key):
+        """Server CPU per request, the load generator's share of one core, and the machine's idle time."""
+        row = r[key]
+        if "server_cpu_micros_per_request" not in row:
+            return "| | |"
+        return (f"| {row['server_cpu_micros_per_request']:,.1f} | {row['loadgen_core_percent']:.0f} % "
+                f"| {row['machine_idle_percent']:.0f} %")
+
     def median(values):
         values = sorted(values)
         return values[len(values) // 2]
@@ -203,25 +248,25 @@ def write_markdown(r, duration):
         f"Single events: {ROUNDS} rounds, each measuring the bare server, `serve` and `ingest` one after the other; a ratio is taken "
         "within its round and the median of the rounds is shown (the rounds' ratios in brackets). Requests/s and latencies are those of the median round.",
         "",
-        "| run | requests/s | events/s | p50 ms | p99 ms | peak RSS MiB | ratio |",
-        "|---|---|---|---|---|---|---|",
-        f"| bare SwiftNIO, 202 to every POST (baseline) | {rps(bare):,.0f} | | {lat(bare,'p50'):.2f} | {lat(bare,'p99'):.2f} | {rss(bare)} | 1.00 |",
-        f"| `playhead serve`, 1 event per POST | {rps(serve_on):,.0f} | {eps(serve_on):,.0f} | {lat(serve_on,'p50'):.2f} | {lat(serve_on,'p99'):.2f} | {rss(serve_on)} | **{ratio('serve'):.2f}** × bare ({ratios('serve')}) |",
-        f"| `playhead serve --metrics off`, 1 event per POST | {single('serve', 'off'):,.0f} | | | | | {ratio('serve', 'off'):.2f} × bare; metrics cost **{cost('serve'):+.1f} %** |",
-        f"| `playhead ingest`, 1 event per POST | {rps(ingest_on):,.0f} | {eps(ingest_on):,.0f} | {lat(ingest_on,'p50'):.2f} | {lat(ingest_on,'p99'):.2f} | {rss(ingest_on)} | **{ratio('ingest'):.2f}** × bare ({ratios('ingest')}) |",
-        f"| `playhead ingest --metrics off`, 1 event per POST | {single('ingest', 'off'):,.0f} | | | | | {ratio('ingest', 'off'):.2f} × bare; instruments cost **{cost('ingest'):+.1f} %** |",
+        "| run | requests/s | events/s | p50 ms | p99 ms | peak RSS MiB | server CPU µs/request | load generator, share of a core | idle | ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| bare SwiftNIO, 202 to every POST (baseline) | {rps(bare):,.0f} | | {lat(bare,'p50'):.2f} | {lat(bare,'p99'):.2f} | {rss(bare)} {cpu(bare)} | 1.00 |",
+        f"| `playhead serve`, 1 event per POST | {rps(serve_on):,.0f} | {eps(serve_on):,.0f} | {lat(serve_on,'p50'):.2f} | {lat(serve_on,'p99'):.2f} | {rss(serve_on)} {cpu(serve_on)} | **{ratio('serve'):.2f}** × bare ({ratios('serve')}) |",
+        f"| `playhead serve --metrics off`, 1 event per POST | {single('serve', 'off'):,.0f} | | | | | | | | {ratio('serve', 'off'):.2f} × bare; metrics cost **{cost('serve'):+.1f} %** |",
+        f"| `playhead ingest`, 1 event per POST | {rps(ingest_on):,.0f} | {eps(ingest_on):,.0f} | {lat(ingest_on,'p50'):.2f} | {lat(ingest_on,'p99'):.2f} | {rss(ingest_on)} {cpu(ingest_on)} | **{ratio('ingest'):.2f}** × bare ({ratios('ingest')}) |",
+        f"| `playhead ingest --metrics off`, 1 event per POST | {single('ingest', 'off'):,.0f} | | | | | | | | {ratio('ingest', 'off'):.2f} × bare; instruments cost **{cost('ingest'):+.1f} %** |",
     ]
     for batch in (100, 250, 500):
         for kind in ("serve", "ingest"):
             key = f"{kind}_batch_{batch}"
-            lines.append(f"| `playhead {kind}`, {batch} events per POST | {rps(key):,.0f} | **{eps(key):,.0f}** | {lat(key,'p50'):.2f} | {lat(key,'p99'):.2f} | {rss(key)} | |")
+            lines.append(f"| `playhead {kind}`, {batch} events per POST | {rps(key):,.0f} | **{eps(key):,.0f}** | {lat(key,'p50'):.2f} | {lat(key,'p99'):.2f} | {rss(key)} {cpu(key)} | |")
         key = f"ingest_replay_{batch}"
-        lines.append(f"| `playhead ingest`, {batch} events per POST, `loadgen --replay 16` | {rps(key):,.0f} | **{eps(key):,.0f}** | {lat(key,'p50'):.2f} | {lat(key,'p99'):.2f} | {rss(key)} | |")
+        lines.append(f"| `playhead ingest`, {batch} events per POST, `loadgen --replay 16` | {rps(key):,.0f} | **{eps(key):,.0f}** | {lat(key,'p50'):.2f} | {lat(key,'p99'):.2f} | {rss(key)} {cpu(key)} | |")
     if "fastapi_single" in r:
-        lines.append(f"| FastAPI + pydantic, 2 workers, 1 event per POST (no storage) | {rps('fastapi_single'):,.0f} | {eps('fastapi_single'):,.0f} | {lat('fastapi_single','p50'):.2f} | {lat('fastapi_single','p99'):.2f} | | {rps(serve_on)/max(rps('fastapi_single'),1):.1f}× slower than serve |")
+        lines.append(f"| FastAPI + pydantic, 2 workers, 1 event per POST (no storage) | {rps('fastapi_single'):,.0f} | {eps('fastapi_single'):,.0f} | {lat('fastapi_single','p50'):.2f} | {lat('fastapi_single','p99'):.2f} | {cpu('fastapi_single')} | {rps(serve_on)/max(rps('fastapi_single'),1):.1f}× slower than serve |")
         for batch in (100, 500):
             key = f"fastapi_batch_{batch}"
-            lines.append(f"| FastAPI + pydantic, 2 workers, {batch} events per POST (no storage) | {rps(key):,.0f} | {eps(key):,.0f} | {lat(key,'p50'):.2f} | {lat(key,'p99'):.2f} | | |")
+            lines.append(f"| FastAPI + pydantic, 2 workers, {batch} events per POST (no storage) | {rps(key):,.0f} | {eps(key):,.0f} | {lat(key,'p50'):.2f} | {lat(key,'p99'):.2f} | {cpu(key)} | |")
     lines += ["", "`--replay 16`: each connection of the load generator makes 16 bodies up front and sends them in turn, "
               "so that generating events (about a third of the two cores at 500 events per POST) does not take the "
               "server's CPU; the server still validates and fsyncs every event of every body (only `ingest`: on "
@@ -229,7 +274,12 @@ def write_markdown(r, duration):
               "", "Metrics cost: in each round, metrics on and then off; the median over rounds of (off - on) / off: "
               "on `serve` it is the whole feature (the instruments, `/metrics`, and the `metrics` consumer group that "
               "reads every event again for the content KPIs and the live page); on `ingest` (edge and log only) it is "
-              "the instruments on the hot path.", ""]
+              "the instruments on the hot path.",
+              "", "CPU: the server's user + system time over the measured run (every process of its session, so "
+              "uvicorn's workers too) per acknowledged request; the load generator's over its run, as a share of "
+              "one core (it has one thread: near 100 % it, not the server, limits the row); the machine's idle time "
+              "over the run. With the two cores shared, the ratio to the bare server is roughly the ratio of "
+              "(server + load generator) CPU per request, bare over Playhead (docs/ingest.md, \"A sixth round\").", ""]
     replace_section("Ingest", "\n".join(lines))
     print("\n".join(lines))
 
