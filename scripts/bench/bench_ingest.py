@@ -174,8 +174,8 @@ def main():
     if have_fastapi:
         def fastapi_server():
             port = free_port()
-            argv = [sys.executable, "-m", "uvicorn", "fastapi_app:app", "--port", str(port), "--workers", "2",
-                    "--log-level", "warning", "--app-dir", os.path.join(ROOT, "scripts", "bench")]
+            # uvicorn with 2 workers, with TCP_NODELAY on its sockets (see fastapi_app.py for why).
+            argv = [sys.executable, os.path.join(ROOT, "scripts", "bench", "fastapi_app.py"), str(port)]
             return Server("fastapi", argv, port), None
         print("FastAPI + pydantic ...", flush=True)
         results["fastapi_single"] = measure(fastapi_server, 1, d, CONNECTIONS, warmup=3)
