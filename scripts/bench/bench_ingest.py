@@ -96,10 +96,16 @@ def session_cpu_seconds(sid):
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def machine_idle_jiffies():
+def machine_jiffies():
+    """Jiffies of the whole machine: user, nice, system, idle, iowait, irq, softirq, steal."""
     with open("/proc/stat") as f:
-        values = [int(x) for x in f.readline().split()[1:9]]
-    return values[3] + values[4], sum(values)
+        return [int(x) for x in f.readline().split()[1:9]]
+
+
+def idle_percent(before, after):
+    """The share of the machine's time between two `machine_jiffies()` that was idle (iowait included)."""
+    jiffies = [b - a for a, b in zip(before, after)]
+    return 100 * (jiffies[3] + jiffies[4]) / max(1, sum(jiffies))
 
 
 def measure(server_factory, batch, duration, connections, warmup=2, replay=None):
@@ -108,9 +114,9 @@ def measure(server_factory, batch, duration, connections, warmup=2, replay=None)
         loadgen(server.port, batch, warmup, connections, replay)
         server_before = session_cpu_seconds(server.process.pid)
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        idle_before, total_before = machine_idle_jiffies()
+        machine_before = machine_jiffies()
         report = loadgen(server.port, batch, duration, connections, replay)
-        idle_after, total_after = machine_idle_jiffies()
+        machine_after = machine_jiffies()
         children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
         server_cpu = session_cpu_seconds(server.process.pid) - server_before
         loadgen_cpu = (children_after.ru_utime + children_after.ru_stime) - (children_before.ru_utime + children_before.ru_stime)
@@ -120,7 +126,7 @@ def measure(server_factory, batch, duration, connections, warmup=2, replay=None)
         report["server_cpu_micros_per_request"] = server_cpu / requests * 1e6
         report["loadgen_cpu_micros_per_request"] = loadgen_cpu / requests * 1e6
         report["loadgen_core_percent"] = 100 * loadgen_cpu / max(report.get("elapsed_seconds", duration), 1e-9)
-        report["machine_idle_percent"] = 100 * (idle_after - idle_before) / max(total_after - total_before, 1)
+        report["machine_idle_percent"] = idle_percent(machine_before, machine_after)
     finally:
         rss = server.stop()
         if data:

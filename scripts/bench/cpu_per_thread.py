@@ -41,12 +41,6 @@ def threads(pid):
     return found
 
 
-def machine():
-    """Jiffies of the whole machine: user, nice, system, idle, iowait, irq, softirq, steal."""
-    with open("/proc/stat") as f:
-        return [int(x) for x in f.readline().split()[1:9]]
-
-
 def report_threads(label, before, after, requests, seconds):
     hz = os.sysconf("SC_CLK_TCK")
     by_name = {}
@@ -95,9 +89,9 @@ def main():
              "--connections", str(args.connections), "--json"],
             stdout=subprocess.PIPE, text=True)
         time.sleep(1.5)
-        before = (threads(server.process.pid), threads(load.pid), machine(), time.monotonic())
+        before = (threads(server.process.pid), threads(load.pid), bench.machine_jiffies(), time.monotonic())
         time.sleep(args.duration - 2)
-        after = (threads(server.process.pid), threads(load.pid), machine(), time.monotonic())
+        after = (threads(server.process.pid), threads(load.pid), bench.machine_jiffies(), time.monotonic())
         report = json.loads(load.communicate()[0].strip().splitlines()[-1])
     finally:
         server.stop()
@@ -111,9 +105,10 @@ def main():
     load_total = report_threads("load generator", before[1], after[1], requests, seconds)
     jiffies = [b - a for a, b in zip(before[2], after[2])]
     share = lambda *indexes: 100 * sum(jiffies[i] for i in indexes) / max(1, sum(jiffies))
-    print(f"  machine: idle {share(3, 4):.0f} % (iowait included), steal {share(7):.0f} %, softirq {share(6):.0f} %")
+    idle = bench.idle_percent(before[2], after[2])
+    print(f"  machine: idle {idle:.0f} % (iowait included), steal {share(7):.0f} %, softirq {share(6):.0f} %")
     print(json.dumps({"requests_per_second": report["requests_per_second"], "server_cpu_micros_per_request": server_total,
-                      "loadgen_cpu_micros_per_request": load_total, "idle_percent": share(3, 4), "steal_percent": share(7)}))
+                      "loadgen_cpu_micros_per_request": load_total, "idle_percent": idle, "steal_percent": share(7)}))
 
 
 if __name__ == "__main__":

@@ -185,8 +185,12 @@ final class TopicWriter: @unchecked Sendable {
         let interval = UInt64(max(0, seconds * 1_000_000_000 + attoseconds / 1_000_000_000))
         var lastStart: UInt64 = 0
         var lastGroupBatches = 0
+        // The bytes of the group just committed, taken off `queuedBytes` under the next lock.
+        var committedBytes = 0
         while true {
             condition.lock()
+            queuedBytes -= committedBytes
+            committedBytes = 0
             while queue.isEmpty && !closing { condition.wait() }
             if queue.isEmpty && closing {
                 condition.unlock()
@@ -200,14 +204,9 @@ final class TopicWriter: @unchecked Sendable {
             lastGroupBatches = group.count
             condition.unlock()
 
-            var bytes = 0
-            for item in group { bytes += item.batch.values.count }
+            for item in group { committedBytes += item.batch.values.count }
             commit(&group)
             group.removeAll(keepingCapacity: true)
-
-            condition.lock()
-            queuedBytes -= bytes
-            condition.unlock()
         }
         finished.signal()
     }
