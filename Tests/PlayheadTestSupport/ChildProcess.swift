@@ -29,8 +29,8 @@ public final class ChildProcess: @unchecked Sendable {
         let unique = UUID().uuidString.prefix(8)
         stdoutURL = directory.appendingPathComponent("\(label)-\(unique).stdout.log")
         stderrURL = directory.appendingPathComponent("\(label)-\(unique).stderr.log")
-        FileManager.default.createFile(atPath: stdoutURL.path, contents: nil)
-        FileManager.default.createFile(atPath: stderrURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: stdoutURL.path, contents: nil)  // a failure shows in FileHandle below
+        _ = FileManager.default.createFile(atPath: stderrURL.path, contents: nil)  // a failure shows in FileHandle below
         stdoutHandle = try FileHandle(forWritingTo: stdoutURL)
         stderrHandle = try FileHandle(forWritingTo: stderrURL)
         process = Process()
@@ -136,8 +136,8 @@ public func runCommand(
     let directory = try TemporaryDirectory(prefix: "cmd")
     let outURL = directory.appending("stdout")
     let errURL = directory.appending("stderr")
-    FileManager.default.createFile(atPath: outURL.path, contents: nil)
-    FileManager.default.createFile(atPath: errURL.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)  // a failure shows in FileHandle below
+    _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)  // a failure shows in FileHandle below
     let out = try FileHandle(forWritingTo: outURL)
     let err = try FileHandle(forWritingTo: errURL)
     defer {

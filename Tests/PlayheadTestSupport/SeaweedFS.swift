@@ -59,9 +59,24 @@ public final class SeaweedFS: @unchecked Sendable {
         buckets: [String] = [],
         startTimeout: Duration = .seconds(60)
     ) async throws -> SeaweedFS {
-        let server = try SeaweedFS(accessKey: accessKey, secretKey: secretKey, buckets: buckets)
-        try await server.launch(timeout: startTimeout)
-        return server
+        // Ports are reserved within this process, but another process can still take one between
+        // the check and weed's bind; weed then exits at once, and a new set of ports is tried.
+        var attempt = 1
+        while true {
+            let server = try SeaweedFS(accessKey: accessKey, secretKey: secretKey, buckets: buckets)
+            do {
+                try await server.launch(timeout: startTimeout)
+                return server
+            } catch is PortTaken where attempt < 3 {
+                attempt += 1
+            }
+        }
+    }
+
+    /// weed exited at start because one of its ports was taken.
+    private struct PortTaken: Error, CustomStringConvertible {
+        let log: String
+        var description: String { "weed exited while starting: a port was taken:\n\(log)" }
     }
 
     private init(accessKey: String, secretKey: String, buckets: [String]) throws {
@@ -72,11 +87,8 @@ public final class SeaweedFS: @unchecked Sendable {
         dataDirectory = temporary.appending("data")
         try FileManager.default.createDirectory(at: dataDirectory, withIntermediateDirectories: true)
         var chosen: [String: Int] = [:]
-        var used = Set<Int>()
         for name in ["master", "master.grpc", "volume", "volume.grpc", "filer", "filer.grpc", "s3", "s3.grpc", "admin", "admin.grpc", "metrics"] {
-            let port = try Self.pickPort(avoiding: used)
-            used.insert(port)
-            chosen[name] = port
+            chosen[name] = try Self.pickPort()
         }
         ports = chosen
         s3Port = chosen["s3"]!
@@ -149,6 +161,7 @@ public final class SeaweedFS: @unchecked Sendable {
         let deadline = ContinuousClock.now.advanced(by: timeout)
         func check() throws {
             guard process.isRunning else {
+                if process.stderr.contains("Port allocation failed") { throw PortTaken(log: String(process.stderr.suffix(3000))) }
                 throw TestSupportError("weed exited while starting:\n\(process.stderr.suffix(3000))\n\(process.stdout.suffix(2000))")
             }
             guard ContinuousClock.now < deadline else {
@@ -218,13 +231,18 @@ public final class SeaweedFS: @unchecked Sendable {
 
     // MARK: Ports
 
-    /// A port in 20000-29999 that can be bound now (explicit gRPC ports avoid SeaweedFS's "+10000"
-    /// default, which may exceed 65535 for kernel-chosen ephemeral ports).
-    private static func pickPort(avoiding used: Set<Int>) throws -> Int {
+    /// Ports handed out in this process: servers starting side by side (tests run in parallel) each
+    /// check that a port is free before any of them binds it, so a port is never handed out twice.
+    private static let handedOut = NIOLockedValueBox<Set<Int>>([])
+
+    /// A port in 20000-29999 (below the kernel's ephemeral range) that can be bound now and was not
+    /// handed out before in this process. Explicit gRPC ports avoid SeaweedFS's "+10000" default, which
+    /// may exceed 65535 for kernel-chosen ephemeral ports.
+    private static func pickPort() throws -> Int {
         for _ in 0..<500 {
             let port = Int.random(in: 20000...29999)
-            if used.contains(port) { continue }
-            if canBind(port) { return port }
+            let fresh = handedOut.withLockedValue { $0.insert(port).inserted }
+            if fresh && canBind(port) { return port }
         }
         throw TestSupportError("no free port found for SeaweedFS")
     }
