@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 
 #if canImport(Glibc)
 import Glibc
@@ -6,8 +7,19 @@ import Glibc
 
 /// Network helpers for tests. Everything binds to 127.0.0.1.
 public enum TestNetwork {
-    /// A TCP port on 127.0.0.1 that was free a moment ago (the kernel picked it).
+    /// A TCP port on 127.0.0.1 that was free a moment ago (the kernel picked it) and was not handed
+    /// out before in this process, so servers that tests start side by side never get the same port.
     public static func freePort() throws -> Int {
+        for _ in 0..<100 {
+            let port = try kernelChosenPort()
+            if handedOut.withLockedValue({ $0.insert(port).inserted }) { return port }
+        }
+        throw TestSupportError("no port that was not handed out already")
+    }
+
+    private static let handedOut = NIOLockedValueBox<Set<Int>>([])
+
+    private static func kernelChosenPort() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestSupportError("socket() failed: errno \(errno)") }
         defer { close(fd) }
