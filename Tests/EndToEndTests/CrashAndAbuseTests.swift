@@ -92,7 +92,7 @@ struct CrashAndAbuseTests {
         }
         // A garbage request line and a slow client that trickles bytes.
         let garbage = try RawConnection(port: server.port)
-        garbage.send("NOT HTTP AT ALL\r\n\r\n")
+        _ = garbage.send("NOT HTTP AT ALL\r\n\r\n")
         _ = await garbage.readAll(timeout: .seconds(5))
         let slow = try RawConnection(port: server.port)
         let started = ContinuousClock.now

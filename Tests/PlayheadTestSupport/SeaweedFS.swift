@@ -242,22 +242,8 @@ public final class SeaweedFS: @unchecked Sendable {
         for _ in 0..<500 {
             let port = Int.random(in: 20000...29999)
             let fresh = handedOut.withLockedValue { $0.insert(port).inserted }
-            if fresh && canBind(port) { return port }
+            if fresh && TestNetwork.canBind(port: port) { return port }
         }
         throw TestSupportError("no free port found for SeaweedFS")
-    }
-
-    private static func canBind(_ port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = UInt16(port).bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        return bound == 0
     }
 }
