@@ -12,12 +12,20 @@ public enum TestNetwork {
     public static func freePort() throws -> Int {
         for _ in 0..<100 {
             let port = try kernelChosenPort()
-            if handedOut.withLockedValue({ $0.insert(port).inserted }) { return port }
+            if claim(port) { return port }
         }
         throw TestSupportError("no port that was not handed out already")
     }
 
+    /// Ports handed out in this process (by `freePort` and by helpers that pick their own, such as
+    /// `SeaweedFS`): servers starting side by side each check that a port is free before any of
+    /// them binds it, so a port must never be handed out twice.
     private static let handedOut = NIOLockedValueBox<Set<Int>>([])
+
+    /// Marks `port` as handed out; false when it was already.
+    static func claim(_ port: Int) -> Bool {
+        handedOut.withLockedValue { $0.insert(port).inserted }
+    }
 
     private static func kernelChosenPort() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

@@ -231,18 +231,13 @@ public final class SeaweedFS: @unchecked Sendable {
 
     // MARK: Ports
 
-    /// Ports handed out in this process: servers starting side by side (tests run in parallel) each
-    /// check that a port is free before any of them binds it, so a port is never handed out twice.
-    private static let handedOut = NIOLockedValueBox<Set<Int>>([])
-
     /// A port in 20000-29999 (below the kernel's ephemeral range) that can be bound now and was not
     /// handed out before in this process. Explicit gRPC ports avoid SeaweedFS's "+10000" default, which
     /// may exceed 65535 for kernel-chosen ephemeral ports.
     private static func pickPort() throws -> Int {
         for _ in 0..<500 {
             let port = Int.random(in: 20000...29999)
-            let fresh = handedOut.withLockedValue { $0.insert(port).inserted }
-            if fresh && TestNetwork.canBind(port: port) { return port }
+            if TestNetwork.claim(port) && TestNetwork.canBind(port: port) { return port }
         }
         throw TestSupportError("no free port found for SeaweedFS")
     }

@@ -102,10 +102,16 @@ def machine_jiffies():
         return [int(x) for x in f.readline().split()[1:9]]
 
 
+def jiffy_shares(before, after):
+    """Each kind of `machine_jiffies()` as a percentage of the machine's time between two readings."""
+    jiffies = [b - a for a, b in zip(before, after)]
+    return [100 * j / max(1, sum(jiffies)) for j in jiffies]
+
+
 def idle_percent(before, after):
     """The share of the machine's time between two `machine_jiffies()` that was idle (iowait included)."""
-    jiffies = [b - a for a, b in zip(before, after)]
-    return 100 * (jiffies[3] + jiffies[4]) / max(1, sum(jiffies))
+    shares = jiffy_shares(before, after)
+    return shares[3] + shares[4]
 
 
 def measure(server_factory, batch, duration, connections, warmup=2, replay=None):

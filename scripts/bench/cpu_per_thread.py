@@ -103,12 +103,11 @@ def main():
     print(f"{name}: {report['requests_per_second']:,.0f} requests/s, {args.batch} event(s) per POST, {args.connections} connections")
     server_total = report_threads("server", before[0], after[0], requests, seconds)
     load_total = report_threads("load generator", before[1], after[1], requests, seconds)
-    jiffies = [b - a for a, b in zip(before[2], after[2])]
-    share = lambda *indexes: 100 * sum(jiffies[i] for i in indexes) / max(1, sum(jiffies))
+    shares = bench.jiffy_shares(before[2], after[2])
     idle = bench.idle_percent(before[2], after[2])
-    print(f"  machine: idle {idle:.0f} % (iowait included), steal {share(7):.0f} %, softirq {share(6):.0f} %")
+    print(f"  machine: idle {idle:.0f} % (iowait included), steal {shares[7]:.0f} %, softirq {shares[6]:.0f} %")
     print(json.dumps({"requests_per_second": report["requests_per_second"], "server_cpu_micros_per_request": server_total,
-                      "loadgen_cpu_micros_per_request": load_total, "idle_percent": idle, "steal_percent": share(7)}))
+                      "loadgen_cpu_micros_per_request": load_total, "idle_percent": idle, "steal_percent": shares[7]}))
 
 
 if __name__ == "__main__":
