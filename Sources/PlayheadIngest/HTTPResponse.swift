@@ -70,14 +70,16 @@ public struct HTTPRequest: Sendable {
     init(head: HTTPRequestHead, body: ByteBuffer) {
         self.head = head
         self.body = body
-        let uri = head.uri[...]
-        if let mark = uri.firstIndex(of: "?") {
-            path = uri[..<mark]
-            query = uri[uri.index(after: mark)...]
-        } else {
-            path = uri
-            query = ""
-        }
+        (path, query) = Self.split(uri: head.uri)
+    }
+
+    /// The path and the query string (without `?`) of a request target. Searched as UTF-8 bytes:
+    /// `Substring.firstIndex(of: Character)` walks grapheme clusters, which showed up under
+    /// single-event load (twice per request).
+    static func split(uri: String) -> (path: Substring, query: Substring) {
+        let whole = uri[...]
+        guard let mark = whole.utf8.firstIndex(of: UInt8(ascii: "?")) else { return (whole, "") }
+        return (whole[..<mark], whole[whole.utf8.index(after: mark)...])
     }
 
     /// The first value of the query parameter `name`, percent-decoded.

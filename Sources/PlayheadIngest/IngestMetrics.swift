@@ -65,8 +65,20 @@ public final class IngestMetrics: Sendable {
         inFlightGauge.record(bytes)
     }
 
+    /// The index of `path` in `knownRoutes`, or its count for any other path. Compares bytes
+    /// (a generic `elementsEqual` over the UTF-8 views stepped one index at a time, per route).
+    static func routeIndex(_ path: Substring) -> Int {
+        var path = path
+        return path.withUTF8 { bytes in
+            knownRoutes.firstIndex { route in
+                var route = route
+                return route.withUTF8 { $0.count == bytes.count && $0.elementsEqual(bytes) }
+            } ?? knownRoutes.count
+        }
+    }
+
     func requestCompleted(path: Substring, method: HTTPMethod, status: HTTPResponseStatus, since start: NIODeadline) {
-        let routeIndex = Self.knownRoutes.firstIndex { $0.utf8.elementsEqual(path.utf8) } ?? Self.knownRoutes.count
+        let routeIndex = Self.routeIndex(path)
         let route = routeIndex < Self.knownRoutes.count ? Self.knownRoutes[routeIndex] : "other"
         let make = { () -> Metrics.Timer in
             let dimensions = [("route", route), ("method", method.rawValue), ("status", String(status.code))]

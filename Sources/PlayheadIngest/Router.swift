@@ -214,7 +214,7 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func write(_ response: HTTPResponse, for head: HTTPRequestHead, keepAlive requested: Bool, context: ChannelHandlerContext) {
         let keepAlive = requested && !quiescing
-        router.metrics.requestCompleted(path: Self.path(head.uri), method: head.method, status: response.status, since: requestStarted)
+        router.metrics.requestCompleted(path: HTTPRequest.split(uri: head.uri).path, method: head.method, status: response.status, since: requestStarted)
         if let encoded = response.encoded, let encoderContext, keepAlive, head.version == .http1_1,
             head.method != .HEAD, !head.headers.contains(name: "origin")
         {
@@ -249,9 +249,5 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         connectionGuard?.responseSent()
-    }
-
-    private static func path(_ uri: String) -> Substring {
-        uri.firstIndex(of: "?").map { uri[..<$0] } ?? uri[...]
     }
 }

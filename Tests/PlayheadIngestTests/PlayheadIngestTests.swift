@@ -45,6 +45,33 @@ struct IngestMetricsTests {
         #expect(sample(exposition, #"\#(name){route="/healthz",method="PROPFIND",status="405"}"#) == 1)
     }
 
+    @Test("a route is matched by its exact bytes, also from a path sliced out of a longer target")
+    func routeMatching() {
+        let count = IngestMetrics.knownRoutes.count
+        #expect(IngestMetrics.routeIndex(HTTPRequest.split(uri: "/v1/events?write_key=k").path) == 0)
+        #expect(IngestMetrics.routeIndex(HTTPRequest.split(uri: "/metrics").path) == IngestMetrics.knownRoutes.firstIndex(of: "/metrics"))
+        for other in ["/v1/event", "/v1/eventsX", "", "/V1/EVENTS", "/v1/événements"] {
+            #expect(IngestMetrics.routeIndex(other[...]) == count, "\(other)")
+        }
+    }
+
+    @Test("a request target splits at its first ?, by bytes, whatever characters come before it")
+    func targetSplitting() {
+        func split(_ uri: String) -> [String] {
+            let (path, query) = HTTPRequest.split(uri: uri)
+            return [String(path), String(query)]
+        }
+        #expect(split("/v1/events") == ["/v1/events", ""])
+        #expect(split("/v1/events?") == ["/v1/events", ""])
+        #expect(split("/v1/events?write_key=a%20b&x=?") == ["/v1/events", "write_key=a%20b&x=?"])
+        #expect(split("?only=query") == ["", "only=query"])
+        // A combining accent right before `?` (one Character with it as a grapheme walk sees it).
+        #expect(split("/cafe\u{301}?q=1") == ["/cafe\u{301}", "q=1"])
+        let request = HTTPRequest(head: HTTPRequestHead(version: .http1_1, method: .POST, uri: "/v1/events?write_key=s3cret"), body: ByteBuffer())
+        #expect(request.path == "/v1/events")
+        #expect(request.queryParameter("write_key") == "s3cret")
+    }
+
     @Test("accepted events are counted by their three labels, whatever the mix in a request")
     func acceptedByDimensions() {
         let registry = PrometheusCollectorRegistry()

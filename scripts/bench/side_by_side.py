@@ -4,7 +4,8 @@
         [--command serve] [--batch 1] [--connections 64] [--duration 6] [--a-arg=ARG ...] [--b-arg=ARG ...]
 
 One binary with different flags works too: what the metrics cost `ingest` is
-`side_by_side.py P P --command ingest --b-arg=--metrics --b-arg=off`.
+`side_by_side.py P P --command ingest --b-arg=--metrics --b-arg=off`, and what an allocator setting does
+is `side_by_side.py P P --b-env=GLIBC_TUNABLES=glibc.malloc.trim_threshold=1073741824`.
 
 On this shared 2-core VM one build's requests/s moves by ±30 % from one minute to the next, so
 an old-against-new comparison run one after the other needs many pairs to show a change of a few
@@ -20,6 +21,7 @@ server. Both builds get fresh data folders; the load generator is this tree's re
 """
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -32,12 +34,13 @@ import bench_ingest as bench
 def one_round(binaries, args, first):
     servers, folders, ports = [], [], []
     try:
-        for binary, extra in zip(binaries, (args.a_arg, args.b_arg)):
+        for binary, extra, env in zip(binaries, (args.a_arg, args.b_arg), (args.a_env, args.b_env)):
             folder = tempfile.mkdtemp(prefix="side-by-side-")
             port = bench.free_port()
             servers.append(subprocess.Popen(
                 [binary, args.command, "--port", str(port), "--data-dir", folder, "--log-level", "warning", *extra],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                env={**os.environ, **dict(item.split("=", 1) for item in env)},
             ))
             folders.append(folder)
             ports.append(port)
@@ -75,6 +78,10 @@ def main():
     parser.add_argument("--duration", type=int, default=6, help="seconds per round (default 6)")
     parser.add_argument("--a-arg", action="append", default=[], help="an extra argument for A's server (repeatable)")
     parser.add_argument("--b-arg", action="append", default=[], help="an extra argument for B's server (repeatable)")
+    parser.add_argument("--a-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="an environment variable for A's server (repeatable)")
+    parser.add_argument("--b-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="an environment variable for B's server (repeatable)")
     args = parser.parse_args()
     ratios = []
     for r in range(args.rounds):
