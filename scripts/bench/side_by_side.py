@@ -2,6 +2,7 @@
 
     . scripts/env && python3 scripts/bench/side_by_side.py OLD/playhead .build/release/playhead [--rounds 6]
         [--command serve] [--batch 1] [--connections 64] [--duration 6] [--a-arg=ARG ...] [--b-arg=ARG ...]
+        [--a-env=NAME=VALUE ...] [--b-env=NAME=VALUE ...]
 
 One binary with different flags works too: what the metrics cost `ingest` is
 `side_by_side.py P P --command ingest --b-arg=--metrics --b-arg=off`, and what an allocator setting does
