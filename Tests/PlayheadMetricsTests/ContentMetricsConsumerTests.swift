@@ -8,7 +8,8 @@ import Testing
 @Suite("ContentMetricsConsumer")
 struct ContentMetricsConsumerTests {
     /// A known set of events: 3 sessions on movie m1 (one completes), 1 episode session paused,
-    /// 2 ad plays, and one record that does not decode.
+    /// 2 ad plays, and one record that does not decode, among them (the events after it in the same
+    /// batch still count).
     static func knownEvents(at t: Double) -> [[UInt8]] {
         var events: [ContentObservation] = []
         for index in 0..<3 {
@@ -20,7 +21,9 @@ struct ContentMetricsConsumerTests {
         events.append(event("stop", at: t + 30, session: "m0", content: "m1", position: 96, duration: 100))
         events.append(event("play", at: t, session: "a0", content: "ad1", contentType: "ad", duration: 15))
         events.append(event("play", at: t, session: "a1", content: "ad1", contentType: "ad", duration: 15))
-        return events.map(TestCodec.encode) + [Array("garbage".utf8)]
+        var records = events.map(TestCodec.encode)
+        records.insert(Array("garbage".utf8), at: 4)
+        return records
     }
 
     @Test("after a known set of events, the content counters and gauges equal the expected values; offsets are committed and a restart resumes from them")
