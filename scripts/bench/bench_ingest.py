@@ -141,8 +141,12 @@ def measure(server_factory, batch, duration, connections, warmup=2, replay=None)
     return report
 
 
-# As many rounds as single-event rows, so that each row runs once in each position of a round.
-ROUNDS = 5
+# The order of the single-event rows in each round, by index in the list of rows (bare, serve,
+# serve without metrics, ingest, ingest without metrics): a Latin square (each row runs once in
+# each position) in which no row comes right after another in more than two rounds. A plain
+# rotation would keep `serve` right after the bare server in four rounds of five.
+ORDERS = [(0, 2, 4, 1, 3), (2, 3, 0, 4, 1), (1, 4, 3, 2, 0), (3, 1, 2, 0, 4), (4, 0, 1, 3, 2)]
+ROUNDS = len(ORDERS)
 # Connections of the load generator, for single events and batches alike: enough that group commit
 # has requests to gather while an fsync runs (with 16, batches of 100 measured 0.75x of 64).
 CONNECTIONS = 64
@@ -164,15 +168,14 @@ def main():
     # Single events: ROUNDS rounds, each measuring the bare server, and serve and ingest with
     # metrics on and off, one after the other. This machine's throughput drifts by +-30 % within
     # minutes, so every ratio is taken inside a round (against the bare server of that round) and
-    # the median of the rounds' ratios is reported. The order rotates from round to round (a Latin
-    # square: each row runs once first, once second, ...), so that no row always follows the same
-    # one or always runs at the same point of a round.
+    # the median of the rounds' ratios is reported. The order changes from round to round
+    # (ORDERS), so that no row always follows the same one or always runs at the same point.
     rows = [("bare_single", bare)]
     for kind in ("serve", "ingest"):
         rows.append((f"{kind}_single_on", lambda kind=kind: serve(f"{kind}-on", kind)))
         rows.append((f"{kind}_single_off", lambda kind=kind: serve(f"{kind}-off", kind, ["--metrics", "off"])))
     for round_ in range(ROUNDS):
-        order = rows[round_ % len(rows):] + rows[:round_ % len(rows)]
+        order = [rows[index] for index in ORDERS[round_]]
         print(f"single-event POSTs, round {round_ + 1} of {ROUNDS}: {', '.join(name for name, _ in order)} ...", flush=True)
         for name, factory in order:
             results[f"{name}_{round_}"] = measure(factory, 1, d, CONNECTIONS)
@@ -263,8 +266,8 @@ def write_markdown(r, duration):
         f"Load average (1 min) before the run: {r['load_average_before']:.2f}, after: {r['load_average_after']:.2f}. The cores are shared with",
         "other work: on a busy machine every row is slower, and the ratios lower (more CPU per request than the bare server means more to lose).",
         "",
-        f"Single events: {ROUNDS} rounds, each measuring the bare server, `serve` and `ingest` one after the other, in an order that rotates "
-        "from round to round (each row runs once in each position); a ratio is taken "
+        f"Single events: {ROUNDS} rounds, each measuring the bare server, `serve` and `ingest` one after the other, in an order that changes "
+        "from round to round (each row runs once in each position, and right after any other row in at most two rounds); a ratio is taken "
         "within its round and the median of the rounds is shown (the rounds' ratios in brackets). Requests/s and latencies are those of the median round.",
         "",
         "| run | requests/s | events/s | p50 ms | p99 ms | peak RSS MiB | server CPU µs/request | load generator, share of a core | idle | ratio |",
