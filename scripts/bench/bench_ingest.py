@@ -293,7 +293,7 @@ def write_markdown(r, duration):
               "so that generating events (about a third of the two cores at 500 events per POST) does not take the "
               "server's CPU; the server still validates and fsyncs every event of every body (only `ingest`: on "
               "`serve` the lake writer would drop the repeated events as duplicates and do less than with real traffic).",
-              "", "Metrics cost: in each round, metrics on and then off; the median over rounds of (off - on) / off: "
+              "", "Metrics cost: in each round, metrics on and off (in that round's order); the median over rounds of (off - on) / off: "
               "on `serve` it is the whole feature (the instruments, `/metrics`, and the `metrics` consumer group that "
               "reads every event again for the content KPIs and the live page); on `ingest` (edge and log only) it is "
               "the instruments on the hot path.",
