@@ -80,6 +80,12 @@ def serve(name, command, extra=()):
     return Server(name, argv, port), data
 
 
+def bare():
+    """The bare SwiftNIO server (202 to every POST) on a free port; no data folder."""
+    port = free_port()
+    return Server("bare-nio", [BARE, str(port)], port), None
+
+
 def session_cpu_seconds(sid):
     """User + system CPU seconds of every live process in session `sid` (a server and its workers)."""
     ticks = 0
@@ -160,10 +166,6 @@ def main():
     d = args.duration
     # scripts/bench-ingest reads it before its build steps, which would raise it.
     results = {"load_average_before": float(os.environ.get("BENCH_LOAD_BEFORE") or os.getloadavg()[0])}
-
-    def bare():
-        port = free_port()
-        return Server("bare-nio", [BARE, str(port)], port), None
 
     # Single events: ROUNDS rounds, each measuring the bare server, and serve and ingest with
     # metrics on and off, one after the other. This machine's throughput drifts by +-30 % within

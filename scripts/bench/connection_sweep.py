@@ -24,11 +24,7 @@ def main():
     args = parser.parse_args()
     counts = [int(c) for c in args.connections.split(",")]
 
-    def bare():
-        port = bench.free_port()
-        return bench.Server("bare-nio", [bench.BARE, str(port)], port), None
-
-    servers = {"bare": bare, args.command: lambda: bench.serve(args.command, args.command)}
+    servers = {"bare": bench.bare, args.command: lambda: bench.serve(args.command, args.command)}
     for r in range(args.rounds):
         rates = {name: {} for name in servers}
         for count in counts if r % 2 == 0 else reversed(counts):
