@@ -331,13 +331,40 @@ public struct EventRecordView {
     }
 
     public var eventID: String { makeString(eventIDBytes) }
-    public var eventType: String { makeString(eventTypeBytes) }
+    /// A schema event type is a string literal (no validation, no allocation: the metrics consumer
+    /// reads it for every event); any other value a new string.
+    public var eventType: String {
+        let b = eventTypeBytes
+        guard let p = b.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return "" }
+        switch b.count {
+        case 4:
+            if bytesEqual(p, 4, "play") { return "play" }
+            if bytesEqual(p, 4, "stop") { return "stop" }
+            if bytesEqual(p, 4, "seek") { return "seek" }
+        case 5:
+            if bytesEqual(p, 5, "pause") { return "pause" }
+        case 9:
+            if bytesEqual(p, 9, "heartbeat") { return "heartbeat" }
+            if bytesEqual(p, 9, "buffering") { return "buffering" }
+        default:
+            break
+        }
+        return makeString(b)
+    }
     public var userID: String { makeString(userIDBytes) }
     public var deviceID: String { makeString(deviceIDBytes) }
     public var sessionID: String? { sessionIDBytes.map(makeString) }
     public var ipAddress: String { makeString(ipAddressBytes) }
     public var contentID: String { makeString(contentIDBytes) }
-    public var contentType: String { makeString(contentTypeBytes) }
+    /// A schema content type is a string literal, as ``eventType`` is.
+    public var contentType: String {
+        let b = contentTypeBytes
+        guard let p = b.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return "" }
+        if bytesEqual(p, b.count, "movie") { return "movie" }
+        if bytesEqual(p, b.count, "episode") { return "episode" }
+        if bytesEqual(p, b.count, "ad") { return "ad" }
+        return makeString(b)
+    }
     public var title: String { makeString(titleBytes) }
     public var genres: [String] {
         var result: [String] = []

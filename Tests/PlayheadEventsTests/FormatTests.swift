@@ -230,6 +230,25 @@ import PlayheadEvents
         #expect(throws: RecordFormatError.self) { try v2.withUnsafeBytes { _ = try EventRecordView($0) } }
     }
 
+    /// The view gives schema event and content types as literals and anything else as read: every
+    /// value must come back as it was, whichever way it is made.
+    @Test(arguments: ["play", "pause", "stop", "seek", "heartbeat", "buffering", "movie", "episode", "ad",
+                      "", "p", "plax", "Play", "pause ", "heartbeats", "bufferinG", "adx", "movies", "épisode", "ad\u{0}"])
+    func typesComeBackAsWritten(value: String) throws {
+        let fields = EventRecordFields(
+            eventID: "id", eventType: value, timestampMicros: 1, receivedAtMicros: 2, userID: "u",
+            deviceID: "d", sessionID: nil, ipAddress: "", contentID: "c", contentType: value,
+            title: "t", genres: [], durationSeconds: 30, language: "fr",
+            currentTimestamp: 1, eventSource: "web", schemaVersion: "1.1", extra: nil
+        )
+        try EventRecordEncoder.encode(fields).withUnsafeBytes { raw in
+            let view = try EventRecordView(raw)
+            #expect(view.eventType == value)
+            #expect(view.contentType == value)
+            #expect(EventRecordFields(view) == fields)
+        }
+    }
+
     @Test func rejectedRecordRoundTrip() throws {
         var out: [UInt8] = []
         let raw: [UInt8] = Array(#"{"a":"é"}"#.utf8)

@@ -1,3 +1,4 @@
+import Foundation
 @testable import PlayheadMetrics
 import Testing
 
@@ -373,6 +374,59 @@ struct SessionKeyTests {
         #expect(key.description == text)
         #expect(key != lowercase)
         #expect(key != SessionKey(text + "x"))
+    }
+
+    /// The plain reading of a lowercase UUID, a byte at a time, to check the word-at-a-time one against.
+    static func referenceUUID(_ bytes: [UInt8]) -> (UInt64, UInt64)? {
+        guard bytes.count == 36 else { return nil }
+        var words: [UInt64] = [0, 0]
+        var digits = 0
+        for (index, byte) in bytes.enumerated() {
+            if [8, 13, 18, 23].contains(index) {
+                guard byte == UInt8(ascii: "-") else { return nil }
+                continue
+            }
+            guard let value = "0123456789abcdef".utf8.firstIndex(of: byte) else { return nil }
+            let nibble = UInt64("0123456789abcdef".utf8.distance(from: "0123456789abcdef".utf8.startIndex, to: value))
+            words[digits / 16] = words[digits / 16] << 4 | nibble
+            digits += 1
+        }
+        return (words[0], words[1])
+    }
+
+    @Test("every byte value at every position of a UUID reads as the plain byte-at-a-time reading does")
+    func uuidBytes() {
+        var generator = SystemRandomNumberGenerator()
+        var samples = ["00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff",
+                       "8f14e45f-ceea-467f-a0e6-0123456789ab", "09afaf90-9a0f-f09a-a9f0-0f9aa9f00f9a"]
+        for _ in 0..<4 { samples.append(UUID().uuidString.lowercased()) }
+        for sample in samples {
+            let valid = Array(sample.utf8)
+            let expected = Self.referenceUUID(valid)
+            #expect(expected != nil)
+            let got = valid.withUnsafeBytes { SessionKey.lowercaseUUID($0) }
+            #expect(got?.0 == expected?.0 && got?.1 == expected?.1, "\(sample)")
+            for position in 0..<36 {
+                for value in 0...255 {
+                    var bytes = valid
+                    bytes[position] = UInt8(value)
+                    let want = Self.referenceUUID(bytes)
+                    let have = bytes.withUnsafeBytes { SessionKey.lowercaseUUID($0) }
+                    if want?.0 != have?.0 || want?.1 != have?.1 {
+                        Issue.record("\(sample) with byte \(value) at \(position): \(String(describing: have)) against \(String(describing: want))")
+                        return
+                    }
+                }
+            }
+            // Two changed bytes, at random, many times.
+            for _ in 0..<2_000 {
+                var bytes = valid
+                for _ in 0..<2 { bytes[Int.random(in: 0..<36, using: &generator)] = UInt8.random(in: 0...255, using: &generator) }
+                let want = Self.referenceUUID(bytes)
+                let have = bytes.withUnsafeBytes { SessionKey.lowercaseUUID($0) }
+                #expect(want?.0 == have?.0 && want?.1 == have?.1, "\(bytes)")
+            }
+        }
     }
 
     @Test("the aggregator tells sessions apart by key")
