@@ -85,17 +85,23 @@ enum EventsTable {
                 (writer.column(6), writer.column(7), writer.column(8), writer.column(9), writer.column(10), writer.column(11))
             let (duration, language, position, schemaVersion, eventSource, extra) =
                 (writer.column(12), writer.column(13), writer.column(14), writer.column(15), writer.column(16), writer.column(17))
+            // The records' places in sort order, gathered first: `views` is read all over, and a
+            // loop that does nothing else overlaps those cache misses, where the encoding loop
+            // below (hundreds of instructions per row) would wait out each one.
+            var ordered: [UnsafeRawBufferPointer] = []
+            ordered.reserveCapacity(rows.count)
+            for row in rows { ordered.append(views[row]) }
             var pending = 0
-            for (place, row) in rows.enumerated() {
+            for (place, view) in ordered.enumerated() {
                 // Rows are read in sort order, all over the batch: start loading a later row's
                 // record (about five cache lines) while this one is encoded.
-                if place + Self.prefetchDistance < rows.count {
-                    let ahead = views[rows[place + Self.prefetchDistance]]
+                if place + Self.prefetchDistance < ordered.count {
+                    let ahead = ordered[place + Self.prefetchDistance]
                     if let base = ahead.baseAddress {
                         for line in stride(from: 0, to: ahead.count, by: 64) { playhead_prefetch(base + line) }
                     }
                 }
-                let r = try EventRecordView(views[row])
+                let r = try EventRecordView(view)
                 try eventID.append(r.eventIDBytes)
                 try eventType.append(r.eventTypeBytes)
                 try timestamp.append(r.timestampMicros)
