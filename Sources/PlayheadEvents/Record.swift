@@ -297,6 +297,12 @@ public struct EventRecordView {
 
     public var eventIDBytes: UnsafeRawBufferPointer { bytes[slice: eventIDSlice] }
     public var eventTypeBytes: UnsafeRawBufferPointer { bytes[slice: eventTypeSlice] }
+    /// Whether the event type is `value`, compared byte for byte (nothing is made of the field).
+    public func eventTypeIs(_ value: StaticString) -> Bool {
+        let b = eventTypeBytes
+        guard let p = b.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return value.utf8CodeUnitCount == 0 }
+        return bytesEqual(p, b.count, value)
+    }
     public var userIDBytes: UnsafeRawBufferPointer { bytes[slice: userIDSlice] }
     public var deviceIDBytes: UnsafeRawBufferPointer { bytes[slice: deviceIDSlice] }
     public var sessionIDBytes: UnsafeRawBufferPointer? {

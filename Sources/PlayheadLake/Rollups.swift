@@ -44,9 +44,8 @@ struct RollupFacts: Sendable {
         session = hash64(record.sessionIDBytes ?? record.deviceIDBytes)
         user = hash64(record.userIDBytes)
         content = hash64(record.contentIDBytes)
-        let type = record.eventTypeBytes
-        isPlay = type.elementsEqual("play".utf8)
-        isPlaying = isPlay || type.elementsEqual("heartbeat".utf8)
+        isPlay = record.eventTypeIs("play")
+        isPlaying = isPlay || record.eventTypeIs("heartbeat")
     }
 }
 

@@ -245,6 +245,9 @@ import PlayheadEvents
             let view = try EventRecordView(raw)
             #expect(view.eventType == value)
             #expect(view.contentType == value)
+            #expect(view.eventTypeIs("play") == (value == "play"))
+            #expect(view.eventTypeIs("heartbeat") == (value == "heartbeat"))
+            #expect(view.eventTypeIs("") == value.isEmpty)
             #expect(EventRecordFields(view) == fields)
         }
     }
