@@ -38,21 +38,34 @@ enum LakeBatchEncoder {
             var hours: [Int64: [Int]] = [:]
             var eventHours: [Int64: [EventsTable.SortKey]] = [:]
             let deduplicates = dedup.capacity > 0
+            // Events are read in a chunk at a time: first what each record's dedup slot and rollup
+            // session are keyed by, then the records in order, each starting to load the slots of
+            // the one `lookAhead` places on (the tables are large and read at random).
+            var ahead = LookAhead()
             for (index, view) in views.enumerated() {
                 switch kind {
                 case .events:
-                    guard let record = try? EventRecordView(view) else {
+                    if index == ahead.end { ahead.fill(views, from: index) }
+                    let next = index + LookAhead.distance
+                    if next < ahead.end, let facts = ahead.facts[next - ahead.start] {
+                        if deduplicates { dedup.prefetch(facts.eventID) }
+                        rollups?.prefetch(facts.rollup)
+                    }
+                    guard let facts = ahead.facts[index - ahead.start] else {
                         batch.unreadable += 1
                         continue
                     }
-                    guard !deduplicates || dedup.observe(hash64(record.eventIDBytes)) else {
+                    guard !deduplicates || dedup.observe(facts.eventID) else {
                         batch.duplicates += 1
                         continue
                     }
-                    let facts = RollupFacts(record)
-                    eventHours[LakePaths.hourStart(record.receivedAtMicros), default: []]
-                        .append(EventsTable.sortKey(facts, index: index))
-                    rollups?.add(facts, offset: offsets[index]) { (record.contentID, record.contentType, record.title) }
+                    eventHours[LakePaths.hourStart(facts.rollup.receivedMicros), default: []]
+                        .append(EventsTable.sortKey(facts.rollup, index: index))
+                    rollups?.add(facts.rollup, offset: offsets[index]) {
+                        // Only for a content's first event in an hour.
+                        let record = try? EventRecordView(view)
+                        return (record?.contentID ?? "", record?.contentType ?? "", record?.title ?? "")
+                    }
                 case .rejected:
                     guard let record = try? RejectedRecordView(view) else {
                         batch.unreadable += 1
@@ -119,6 +132,30 @@ enum LakeBatchEncoder {
 }
 
 /// The lake's paths (DESIGN.md: Hive-style UTC `date=` and `hour=` partitions).
+/// What a chunk of event records is keyed by in the dedup window (the `event_id`'s hash) and the
+/// rollups, read ahead of the records themselves so that their table slots can be loaded early.
+struct LookAhead {
+    /// Records read per chunk.
+    static let chunk = 4_096
+    /// How many records ahead the slots are loaded.
+    static let distance = 8
+
+    private(set) var start = 0
+    private(set) var end = 0
+    /// Per record of the chunk; nil for one that cannot be read.
+    private(set) var facts: [(eventID: UInt64, rollup: RollupFacts)?] = []
+
+    /// Reads the chunk of `views` that starts at `first`.
+    mutating func fill(_ views: [UnsafeRawBufferPointer], from first: Int) {
+        start = first
+        end = min(views.count, first + Self.chunk)
+        facts.removeAll(keepingCapacity: true)
+        for index in start..<end {
+            facts.append((try? EventRecordView(views[index])).map { (hash64($0.eventIDBytes), RollupFacts($0)) })
+        }
+    }
+}
+
 enum LakePaths {
     static func hourStart(_ micros: Int64) -> Int64 {
         let hour = RollupAggregator.hourMicros

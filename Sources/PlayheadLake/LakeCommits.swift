@@ -104,12 +104,21 @@ struct DedupWindow {
             ring.append(hash)
             filled += 1
         } else {
+            // Ids leave in the order they came: start loading the slot of the one that leaves a
+            // few events from now (in a full window every event evicts one, read at random).
+            if capacity > Self.evictionPrefetchDistance {
+                let ahead = head + Self.evictionPrefetchDistance
+                counts.prefetch(ring[ahead < capacity ? ahead : ahead - capacity])
+            }
             counts.decrement(ring[head])
             ring[head] = hash
             head = head + 1 == capacity ? 0 : head + 1
         }
         return isNew
     }
+
+    /// How many events ahead `observe` starts loading an evicted id's slot.
+    static let evictionPrefetchDistance = 8
 
     /// Forgets everything (a partition was revoked).
     mutating func reset() {

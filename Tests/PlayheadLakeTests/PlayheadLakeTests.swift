@@ -56,14 +56,18 @@ struct InMemoryTableTests {
     @Test("The dedup window drops an id seen in the previous N records, kept or dropped, and forgets it after")
     func dedupWindowMatchesDefinition() {
         var random = SeededRandom(state: 7)
-        let capacity = 500
-        var window = DedupWindow(capacity: capacity)
-        var history: [UInt64] = []
-        for step in 0..<50_000 {
-            let id = random.next() % 2000
-            let expected = !history.suffix(capacity).contains(id)
-            #expect(window.observe(hash(id)) == expected, "step \(step)")
-            history.append(id)
+        // Windows smaller than, equal to and larger than the distance at which evictions are
+        // prefetched (ids leave in order, read ahead from the ring).
+        for capacity in [3, DedupWindow.evictionPrefetchDistance, DedupWindow.evictionPrefetchDistance + 1, 500] {
+            var window = DedupWindow(capacity: capacity)
+            var history: [UInt64] = []
+            let ids = UInt64(capacity * 4)
+            for step in 0..<50_000 {
+                let id = random.next() % ids
+                let expected = !history.suffix(capacity).contains(id)
+                #expect(window.observe(hash(id)) == expected, "capacity \(capacity), step \(step)")
+                history.append(id)
+            }
         }
         var off = DedupWindow(capacity: 0)
         #expect(off.observe(1) && off.observe(1))
