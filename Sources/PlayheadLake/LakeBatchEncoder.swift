@@ -38,9 +38,9 @@ enum LakeBatchEncoder {
             var hours: [Int64: [Int]] = [:]
             var eventHours: [Int64: [EventsTable.SortKey]] = [:]
             let deduplicates = dedup.capacity > 0
-            // Events are read in a chunk at a time: first what each record's dedup slot and rollup
+            // Events are read a chunk at a time: first what each record's dedup slot and rollup
             // session are keyed by, then the records in order, each starting to load the slots of
-            // the one `lookAhead` places on (the tables are large and read at random).
+            // the record `LookAhead.distance` places on (the tables are large and read at random).
             var ahead = LookAhead()
             for (index, view) in views.enumerated() {
                 switch kind {
@@ -131,7 +131,6 @@ enum LakeBatchEncoder {
     }
 }
 
-/// The lake's paths (DESIGN.md: Hive-style UTC `date=` and `hour=` partitions).
 /// What a chunk of event records is keyed by in the dedup window (the `event_id`'s hash) and the
 /// rollups, read ahead of the records themselves so that their table slots can be loaded early.
 struct LookAhead {
@@ -151,11 +150,17 @@ struct LookAhead {
         end = min(views.count, first + Self.chunk)
         facts.removeAll(keepingCapacity: true)
         for index in start..<end {
-            facts.append((try? EventRecordView(views[index])).map { (hash64($0.eventIDBytes), RollupFacts($0)) })
+            facts.append((try? EventRecordView(views[index])).map(Self.keys))
         }
+    }
+
+    /// What `record` is keyed by in the dedup window and the rollups.
+    static func keys(_ record: EventRecordView) -> (eventID: UInt64, rollup: RollupFacts) {
+        (hash64(record.eventIDBytes), RollupFacts(record))
     }
 }
 
+/// The lake's paths (DESIGN.md: Hive-style UTC `date=` and `hour=` partitions).
 enum LakePaths {
     static func hourStart(_ micros: Int64) -> Int64 {
         let hour = RollupAggregator.hourMicros

@@ -422,7 +422,7 @@ final class ImportPiece: @unchecked Sendable {
 
         mutating func accepted(index: Int, key: UnsafeRawBufferPointer, dimensions: EventDimensions, record: UnsafeRawBufferPointer) {
             let view = try? EventRecordView(record)
-            piece.accepted.append(Accepted(index: index, facts: view.map { (hash64($0.eventIDBytes), RollupFacts($0)) }))
+            piece.accepted.append(Accepted(index: index, facts: view.map(LookAhead.keys)))
             piece.events.append(offset: Int64(index), record)
         }
 
