@@ -298,11 +298,7 @@ public struct EventRecordView {
     public var eventIDBytes: UnsafeRawBufferPointer { bytes[slice: eventIDSlice] }
     public var eventTypeBytes: UnsafeRawBufferPointer { bytes[slice: eventTypeSlice] }
     /// Whether the event type is `value`, compared byte for byte (nothing is made of the field).
-    public func eventTypeIs(_ value: StaticString) -> Bool {
-        let b = eventTypeBytes
-        guard let p = b.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return value.utf8CodeUnitCount == 0 }
-        return bytesEqual(p, b.count, value)
-    }
+    public func eventTypeIs(_ value: StaticString) -> Bool { Self.bytes(eventTypeBytes, are: value) }
     public var userIDBytes: UnsafeRawBufferPointer { bytes[slice: userIDSlice] }
     public var deviceIDBytes: UnsafeRawBufferPointer { bytes[slice: deviceIDSlice] }
     public var sessionIDBytes: UnsafeRawBufferPointer? {
@@ -341,20 +337,12 @@ public struct EventRecordView {
     /// reads it for every event); any other value a new string.
     public var eventType: String {
         let b = eventTypeBytes
-        guard let p = b.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return "" }
-        switch b.count {
-        case 4:
-            if bytesEqual(p, 4, "play") { return "play" }
-            if bytesEqual(p, 4, "stop") { return "stop" }
-            if bytesEqual(p, 4, "seek") { return "seek" }
-        case 5:
-            if bytesEqual(p, 5, "pause") { return "pause" }
-        case 9:
-            if bytesEqual(p, 9, "heartbeat") { return "heartbeat" }
-            if bytesEqual(p, 9, "buffering") { return "buffering" }
-        default:
-            break
-        }
+        if Self.bytes(b, are: "play") { return "play" }
+        if Self.bytes(b, are: "pause") { return "pause" }
+        if Self.bytes(b, are: "stop") { return "stop" }
+        if Self.bytes(b, are: "seek") { return "seek" }
+        if Self.bytes(b, are: "heartbeat") { return "heartbeat" }
+        if Self.bytes(b, are: "buffering") { return "buffering" }
         return makeString(b)
     }
     public var userID: String { makeString(userIDBytes) }
@@ -365,11 +353,16 @@ public struct EventRecordView {
     /// A schema content type is a string literal, as ``eventType`` is.
     public var contentType: String {
         let b = contentTypeBytes
-        guard let p = b.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return "" }
-        if bytesEqual(p, b.count, "movie") { return "movie" }
-        if bytesEqual(p, b.count, "episode") { return "episode" }
-        if bytesEqual(p, b.count, "ad") { return "ad" }
+        if Self.bytes(b, are: "movie") { return "movie" }
+        if Self.bytes(b, are: "episode") { return "episode" }
+        if Self.bytes(b, are: "ad") { return "ad" }
         return makeString(b)
+    }
+
+    /// Whether a field's bytes spell `value` (the length is compared first).
+    private static func bytes(_ field: UnsafeRawBufferPointer, are value: StaticString) -> Bool {
+        guard let p = field.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return value.utf8CodeUnitCount == 0 }
+        return bytesEqual(p, field.count, value)
     }
     public var title: String { makeString(titleBytes) }
     public var genres: [String] {
