@@ -124,9 +124,16 @@ public final class IngestServer: Service, Sendable {
                         // a request header that the HTTP parser already refused to hold CR or LF.
                         // No pipelining assistance: IngestHTTPHandler orders pipelined requests itself
                         // and handles quiescing (see there why).
-                        try sync.configureHTTPServerPipeline(
-                            withPipeliningAssistance: false, withErrorHandling: true, withOutboundHeaderValidation: false
-                        )
+                        // Not `configureHTTPServerPipeline`: its decoder tells the encoder every request's
+                        // method, and the encoder takes one off its queue for each response it encodes,
+                        // to leave the body out of answers to HEAD. IngestHTTPHandler writes the answer to
+                        // one accepted event below the encoder (``HTTPResponse/encoded``), so that queue
+                        // would grow by one method per such answer for as long as the connection lives,
+                        // and a later encoded answer would take an earlier request's method for its own:
+                        // after a HEAD, a GET's body was dropped. The handler leaves HEAD bodies out itself.
+                        try sync.addHandler(HTTPResponseEncoder())
+                        try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)))
+                        try sync.addHandler(HTTPServerProtocolErrorHandler())
                         try sync.addHandler(IngestHTTPHandler(router: router, inFlight: inFlight, connectionGuard: connectionGuard))
                     }
                 }
