@@ -122,8 +122,9 @@ public final class IngestServer: Service, Sendable {
                         // No outbound header validation (8 % of the CPU under single-event load): every
                         // response header is a constant or a number of ours, or an Origin echoed from
                         // a request header that the HTTP parser already refused to hold CR or LF.
-                        // No pipelining assistance: IngestHTTPHandler orders pipelined requests itself
-                        // and handles quiescing (see there why).
+                        // No pipelining assistance and no protocol error handler: IngestHTTPHandler orders
+                        // pipelined requests itself, handles quiescing, and answers bytes that are not
+                        // HTTP after the requests before them (see there why).
                         // Not `configureHTTPServerPipeline`: its decoder tells the encoder every request's
                         // method, and the encoder takes one off its queue for each response it encodes,
                         // to leave the body out of answers to HEAD. IngestHTTPHandler writes the answer to
@@ -133,7 +134,6 @@ public final class IngestServer: Service, Sendable {
                         // after a HEAD, a GET's body was dropped. The handler leaves HEAD bodies out itself.
                         try sync.addHandler(HTTPResponseEncoder())
                         try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)))
-                        try sync.addHandler(HTTPServerProtocolErrorHandler())
                         try sync.addHandler(IngestHTTPHandler(router: router, inFlight: inFlight, connectionGuard: connectionGuard))
                     }
                 }

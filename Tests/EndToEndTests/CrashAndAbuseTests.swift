@@ -93,7 +93,11 @@ struct CrashAndAbuseTests {
         // A garbage request line and a slow client that trickles bytes.
         let garbage = try RawConnection(port: server.port)
         _ = garbage.send("NOT HTTP AT ALL\r\n\r\n")
-        _ = await garbage.readAll(timeout: .seconds(5))
+        let garbageStarted = ContinuousClock.now
+        let garbageAnswer = String(decoding: await garbage.readAll(timeout: .seconds(10)), as: UTF8.self)
+        #expect(garbageAnswer.hasPrefix("HTTP/1.1 400 Bad Request\r\n"), "\(garbageAnswer)")
+        #expect(garbageAnswer.contains("Connection: close\r\n") && garbageAnswer.contains(#""error":"malformed_http""#), "\(garbageAnswer)")
+        #expect(ContinuousClock.now - garbageStarted < .seconds(5), "the connection was closed after the 400, not left to a timeout")
         let slow = try RawConnection(port: server.port)
         let started = ContinuousClock.now
         var stillOpen = true

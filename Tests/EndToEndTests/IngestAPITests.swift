@@ -312,6 +312,29 @@ struct IngestAPITests {
         #expect(stored == ["p1"] + ids)
     }
 
+    @Test("bytes that are not HTTP after pipelined requests: answered 400 after those requests' answers, then the connection is closed")
+    func unparseableAfterPipelinedRequests() async throws {
+        let (server, directory) = try await Fixtures.server()
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        func post(_ id: String) -> String {
+            let body = Fixtures.json(Fixtures.event(id))
+            return "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n" + body
+        }
+        // Two events (each answer waits for an fsync), then bytes the HTTP parser refuses, in one write.
+        let connection = try RawConnection(port: server.port)
+        #expect(connection.send(post("u1") + post("u2") + "GARBAGE \u{1} NOT HTTP\r\n\r\n" + post("u3")))
+        let started = ContinuousClock.now
+        let answer = String(decoding: await connection.readAll(timeout: .seconds(30)), as: UTF8.self)
+        #expect(started.duration(to: .now) < .seconds(10), "the connection was closed after the 400, not left to a timeout")
+        let statuses = answer.ranges(of: "HTTP/1.1 ").map { String(answer[$0.lowerBound...].prefix(12)) }
+        #expect(statuses == ["HTTP/1.1 202", "HTTP/1.1 202", "HTTP/1.1 400"], "\(answer)")
+        #expect(answer.hasSuffix(#"the connection is closed"}"#) && answer.contains(#""error":"malformed_http""#), "\(answer)")
+        #expect(await server.stop() == 0)
+        // The two requests before the bad bytes were answered 202 and are stored; nothing after them is read.
+        let stored = try await Fixtures.dump(server.dataDirectory).compactMap { $0["event_id"] as? String }
+        #expect(stored == ["u1", "u2"])
+    }
+
     @Test("the answer to one accepted event is sent as bytes encoded once; answers that need more headers are encoded per request")
     func encodedOnceAnswer() async throws {
         let (server, directory) = try await Fixtures.server()
