@@ -58,8 +58,9 @@ final class ConnectionGuard: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         idleSince = nil
         if requestStarted == nil {
-            requestStarted = .now()
-            ensureCheck(context: context)
+            let now = NIODeadline.now()
+            requestStarted = now
+            ensureCheck(context: context, now: now)
         }
         context.fireChannelRead(data)
     }
@@ -77,8 +78,9 @@ final class ConnectionGuard: ChannelInboundHandler {
     }
 
     private func becomeIdle(context: ChannelHandlerContext) {
-        idleSince = .now()
-        ensureCheck(context: context)
+        let now = NIODeadline.now()
+        idleSince = now
+        ensureCheck(context: context, now: now)
     }
 
     /// The earliest deadline of what is in progress, or nil.
@@ -86,7 +88,8 @@ final class ConnectionGuard: ChannelInboundHandler {
         [requestStarted.map { $0 + requestTimeout }, idleSince.map { $0 + idleTimeout }].compactMap { $0 }.min()
     }
 
-    private func ensureCheck(context: ChannelHandlerContext, now: NIODeadline = .now()) {
+    /// `now` is the time the caller just read (one clock read per request, not two).
+    private func ensureCheck(context: ChannelHandlerContext, now: NIODeadline) {
         guard check == nil, let deadline = nextDeadline else { return }
         // Never further than the shorter timeout: a state that starts later has a deadline at least
         // that far away, so the timer fires before it.

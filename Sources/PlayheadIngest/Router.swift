@@ -203,6 +203,13 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
             let expected = head.headers.first(name: "content-length").flatMap(Int.init) ?? 0
             state = .receiving(head, context.channel.allocator.buffer(capacity: min(expected, router.maxBodyBytes)))
+            if head.version.major == 1 && head.version.minor >= 1,
+                let expect = head.headers.first(name: "expect"), expect.lowercased() == "100-continue"
+            {
+                // The client waits for this before it sends the body (curl waits a second, then
+                // sends it anyway). A request refused from its head got its final answer above.
+                context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
+            }
         case .body(var chunk):
             guard case .receiving(let head, var body) = state else { return }
             state = .idle  // drop the reference so the buffer is written in place

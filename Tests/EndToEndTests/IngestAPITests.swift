@@ -312,6 +312,35 @@ struct IngestAPITests {
         #expect(stored == ["p1"] + ids)
     }
 
+    @Test("Expect: 100-continue gets 100 Continue before the body is sent; a body over the limit gets 413 instead")
+    func expectContinue() async throws {
+        let (server, directory) = try await Fixtures.server(["--max-body-bytes", "4096"])
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        let body = Fixtures.json(Fixtures.event("x1"))
+        let connection = try RawConnection(port: server.port)
+        #expect(connection.send(
+            "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-Continue\r\n"
+                + "Content-Length: \(body.utf8.count)\r\n\r\n"
+        ))
+        let interim = String(decoding: await connection.readSome(timeout: .seconds(10)), as: UTF8.self)
+        #expect(interim == "HTTP/1.1 100 Continue\r\n\r\n", "\(interim)")
+        #expect(connection.send(body + "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+        let answer = String(decoding: await connection.readAll(timeout: .seconds(30)), as: UTF8.self)
+        let statuses = answer.ranges(of: "HTTP/1.1 ").map { String(answer[$0.lowerBound...].prefix(12)) }
+        #expect(statuses == ["HTTP/1.1 202", "HTTP/1.1 200"], "\(answer)")
+
+        // Too large from its head: the final answer, no 100 Continue.
+        let large = try RawConnection(port: server.port)
+        #expect(large.send("POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n"))
+        let refused = String(decoding: await large.readAll(timeout: .seconds(30)), as: UTF8.self)
+        #expect(refused.hasPrefix("HTTP/1.1 413 "), "\(refused)")
+        #expect(!refused.contains("100 Continue"), "\(refused)")
+
+        #expect(await server.stop() == 0)
+        let stored = try await Fixtures.dump(server.dataDirectory).compactMap { $0["event_id"] as? String }
+        #expect(stored == ["x1"])
+    }
+
     @Test("bytes that are not HTTP after pipelined requests: answered 400 after those requests' answers, then the connection is closed")
     func unparseableAfterPipelinedRequests() async throws {
         let (server, directory) = try await Fixtures.server()

@@ -155,5 +155,17 @@ public final class RawConnection: @unchecked Sendable {
         }.value
     }
 
+    /// Reads what one `recv` returns within `timeout` (empty on a timeout or a closed connection).
+    public func readSome(timeout: Duration = .seconds(30)) async -> [UInt8] {
+        let fd = self.fd
+        return await Task.detached {
+            var timeoutValue = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeoutValue, socklen_t(MemoryLayout<timeval>.size))
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            return n > 0 ? Array(chunk[0..<n]) : []
+        }.value
+    }
+
     deinit { close(fd) }
 }
