@@ -99,6 +99,9 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var readHeld = false
     /// The server is shutting down: close once the current response is out.
     private var quiescing = false
+    /// The client closed its side (half-close, as `nc -N` and some HTTP/1.0 clients do): answer
+    /// the requests it sent, then close.
+    private var inputClosed = false
     /// Bytes after the requests read so far are not HTTP: once those requests are answered, the
     /// connection gets a 400 and is closed.
     private var unparseable: HTTPParserError?
@@ -183,12 +186,29 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, event == .inputClosed {
+            // Without remote half-closure NIO would close the connection at once, and the answer to
+            // a request already sent (its events stored) would never reach the client.
+            inputClosed = true
+            closeIfNothingToAnswer(context: context)
+            return
+        }
         guard event is ChannelShouldQuiesceEvent else {
             context.fireUserInboundEventTriggered(event)
             return
         }
         quiescing = true
         if case .idle = state, waiting.isEmpty { context.close(promise: nil) }
+    }
+
+    /// After the client's half-close: closes when no request is being answered or waits to be (a
+    /// request that is only partly received cannot be completed any more).
+    private func closeIfNothingToAnswer(context: ChannelHandlerContext) {
+        guard inputClosed, waiting.isEmpty else { return }
+        switch state {
+        case .idle, .receiving: context.close(promise: nil)
+        case .responding, .discarding: break  // the answer closes the connection (`write`)
+        }
     }
 
     private func receive(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
@@ -264,6 +284,7 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
             answerUnparseable(context: context)
             return
         }
+        closeIfNothingToAnswer(context: context)
         if readHeld {
             readHeld = false
             context.read()
@@ -271,7 +292,7 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func write(_ response: HTTPResponse, for head: HTTPRequestHead, keepAlive requested: Bool, context: ChannelHandlerContext) {
-        let keepAlive = requested && !quiescing
+        let keepAlive = requested && !quiescing && !(inputClosed && waiting.isEmpty)
         router.metrics.requestCompleted(path: HTTPRequest.split(uri: head.uri).path, method: head.method, status: response.status, since: requestStarted)
         if let encoded = response.encoded, let encoderContext, keepAlive, head.version == .http1_1,
             head.method != .HEAD, !head.headers.contains(name: "origin")

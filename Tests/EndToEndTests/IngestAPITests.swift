@@ -341,6 +341,44 @@ struct IngestAPITests {
         #expect(stored == ["x1"])
     }
 
+    @Test("a client that half-closes after its requests gets every answer, then the connection is closed")
+    func halfClose() async throws {
+        let (server, directory) = try await Fixtures.server()
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        func post(_ id: String) -> String {
+            let body = Fixtures.json(Fixtures.event(id))
+            return "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n" + body
+        }
+        // One request, then a half-close (as `printf … | nc -N` does).
+        let single = try RawConnection(port: server.port)
+        #expect(single.send(post("h1")))
+        single.shutdownWrite()
+        let started = ContinuousClock.now
+        let singleAnswer = String(decoding: await single.readAll(timeout: .seconds(30)), as: UTF8.self)
+        #expect(singleAnswer.hasPrefix("HTTP/1.1 202 Accepted\r\n") && singleAnswer.contains("Connection: close\r\n"), "\(singleAnswer)")
+        #expect(started.duration(to: .now) < .seconds(10), "closed after the answer, not by a timeout")
+
+        // Three pipelined requests and a half-close: three answers in order, the last one closing.
+        let pipelined = try RawConnection(port: server.port)
+        #expect(pipelined.send(post("h2") + "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + post("h3")))
+        pipelined.shutdownWrite()
+        let answer = String(decoding: await pipelined.readAll(timeout: .seconds(30)), as: UTF8.self)
+        let statuses = answer.ranges(of: "HTTP/1.1 ").map { String(answer[$0.lowerBound...].prefix(12)) }
+        #expect(statuses == ["HTTP/1.1 202", "HTTP/1.1 200", "HTTP/1.1 202"], "\(answer)")
+        #expect(answer.components(separatedBy: "Connection: close").count == 2, "only the last answer closes: \(answer)")
+
+        // An idle connection that half-closes is closed at once.
+        let idle = try RawConnection(port: server.port)
+        idle.shutdownWrite()
+        let idleStarted = ContinuousClock.now
+        #expect(await idle.readAll(timeout: .seconds(30)).isEmpty)
+        #expect(idleStarted.duration(to: .now) < .seconds(10))
+
+        #expect(await server.stop() == 0)
+        let stored = try await Fixtures.dump(server.dataDirectory).compactMap { $0["event_id"] as? String }
+        #expect(stored == ["h1", "h2", "h3"])
+    }
+
     @Test("bytes that are not HTTP after pipelined requests: answered 400 after those requests' answers, then the connection is closed")
     func unparseableAfterPipelinedRequests() async throws {
         let (server, directory) = try await Fixtures.server()

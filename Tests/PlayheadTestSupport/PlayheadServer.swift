@@ -155,6 +155,11 @@ public final class RawConnection: @unchecked Sendable {
         }.value
     }
 
+    /// Closes the sending side only (a half-close): the peer reads end of stream.
+    public func shutdownWrite() {
+        _ = shutdown(fd, Int32(SHUT_WR))
+    }
+
     /// Reads what one `recv` returns within `timeout` (empty on a timeout or a closed connection).
     public func readSome(timeout: Duration = .seconds(30)) async -> [UInt8] {
         let fd = self.fd
