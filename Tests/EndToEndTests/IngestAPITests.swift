@@ -345,13 +345,9 @@ struct IngestAPITests {
     func halfClose() async throws {
         let (server, directory) = try await Fixtures.server()
         defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
-        func post(_ id: String) -> String {
-            let body = Fixtures.json(Fixtures.event(id))
-            return "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n" + body
-        }
         // One request, then a half-close (as `printf … | nc -N` does).
         let single = try RawConnection(port: server.port)
-        #expect(single.send(post("h1")))
+        #expect(single.send(rawPost("h1")))
         single.shutdownWrite()
         let started = ContinuousClock.now
         let singleAnswer = String(decoding: await single.readAll(timeout: .seconds(30)), as: UTF8.self)
@@ -360,7 +356,7 @@ struct IngestAPITests {
 
         // Three pipelined requests and a half-close: three answers in order, the last one closing.
         let pipelined = try RawConnection(port: server.port)
-        #expect(pipelined.send(post("h2") + "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + post("h3")))
+        #expect(pipelined.send(rawPost("h2") + "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + rawPost("h3")))
         pipelined.shutdownWrite()
         let answer = String(decoding: await pipelined.readAll(timeout: .seconds(30)), as: UTF8.self)
         let statuses = answer.ranges(of: "HTTP/1.1 ").map { String(answer[$0.lowerBound...].prefix(12)) }
@@ -383,13 +379,9 @@ struct IngestAPITests {
     func unparseableAfterPipelinedRequests() async throws {
         let (server, directory) = try await Fixtures.server()
         defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
-        func post(_ id: String) -> String {
-            let body = Fixtures.json(Fixtures.event(id))
-            return "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n" + body
-        }
         // Two events (each answer waits for an fsync), then bytes the HTTP parser refuses, in one write.
         let connection = try RawConnection(port: server.port)
-        #expect(connection.send(post("u1") + post("u2") + "GARBAGE \u{1} NOT HTTP\r\n\r\n" + post("u3")))
+        #expect(connection.send(rawPost("u1") + rawPost("u2") + "GARBAGE \u{1} NOT HTTP\r\n\r\n" + rawPost("u3")))
         let started = ContinuousClock.now
         let answer = String(decoding: await connection.readAll(timeout: .seconds(30)), as: UTF8.self)
         #expect(started.duration(to: .now) < .seconds(10), "the connection was closed after the 400, not left to a timeout")
@@ -406,15 +398,10 @@ struct IngestAPITests {
     func encodedOnceAnswer() async throws {
         let (server, directory) = try await Fixtures.server()
         defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
-        func post(_ id: String, version: String = "1.1", extra: String = "") -> String {
-            let body = Fixtures.json(Fixtures.event(id))
-            return "POST /v1/events HTTP/\(version)\r\nHost: x\r\nContent-Type: application/json\r\n\(extra)"
-                + "Content-Length: \(body.utf8.count)\r\n\r\n" + body
-        }
         let accepted = #"{"accepted":1,"rejected":0,"errors":[]}"#
         // Keep-alive HTTP/1.1 without Origin: exactly these bytes, then the connection still answers.
         let plain = try RawConnection(port: server.port)
-        #expect(plain.send(post("e1") + post("e2", extra: "Connection: close\r\n")))
+        #expect(plain.send(rawPost("e1") + rawPost("e2", extra: "Connection: close\r\n")))
         let plainAnswer = String(decoding: await plain.readAll(timeout: .seconds(30)), as: UTF8.self)
         let encoded = "HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 39\r\n\r\n" + accepted
         #expect(plainAnswer.hasPrefix(encoded), "\(plainAnswer)")
@@ -424,7 +411,7 @@ struct IngestAPITests {
 
         // With Origin: the CORS headers are added, so the answer is encoded for this request.
         let browser = try RawConnection(port: server.port)
-        #expect(browser.send(post("e3", extra: "Origin: https://player.example\r\nConnection: close\r\n")))
+        #expect(browser.send(rawPost("e3", extra: "Origin: https://player.example\r\nConnection: close\r\n")))
         let browserAnswer = String(decoding: await browser.readAll(timeout: .seconds(30)), as: UTF8.self)
         #expect(browserAnswer.hasPrefix("HTTP/1.1 202 Accepted\r\n"), "\(browserAnswer)")
         #expect(browserAnswer.contains("Access-Control-Allow-Origin: https://player.example\r\n"), "\(browserAnswer)")
@@ -432,7 +419,7 @@ struct IngestAPITests {
 
         // HTTP/1.0 (closes after the answer): answered in its own version.
         let old = try RawConnection(port: server.port)
-        #expect(old.send(post("e4", version: "1.0")))
+        #expect(old.send(rawPost("e4", version: "1.0")))
         let oldAnswer = String(decoding: await old.readAll(timeout: .seconds(30)), as: UTF8.self)
         #expect(oldAnswer.hasPrefix("HTTP/1.0 202 Accepted\r\n") && oldAnswer.hasSuffix(accepted), "\(oldAnswer)")
 
@@ -442,8 +429,8 @@ struct IngestAPITests {
         // answer it encodes takes one off).
         let mixed = try RawConnection(port: server.port)
         let get = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
-        #expect(mixed.send(post("e5") + post("e6") + post("e7") + "HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
-            + get + get + get + post("e8", extra: "Origin: https://player.example\r\nConnection: close\r\n")))
+        #expect(mixed.send(rawPost("e5") + rawPost("e6") + rawPost("e7") + "HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+            + get + get + get + rawPost("e8", extra: "Origin: https://player.example\r\nConnection: close\r\n")))
         let mixedAnswer = String(decoding: await mixed.readAll(timeout: .seconds(30)), as: UTF8.self)
         let mixedStatuses = mixedAnswer.ranges(of: "HTTP/1.1 ").map { String(mixedAnswer[$0.lowerBound...].prefix(12)) }
         #expect(mixedStatuses == ["HTTP/1.1 202", "HTTP/1.1 202", "HTTP/1.1 202", "HTTP/1.1 200", "HTTP/1.1 200",
@@ -481,4 +468,11 @@ struct IngestAPITests {
         #expect(refused.status != 0)
         #expect(refused.stderr.contains("--replay repeats events"), "\(refused.stderr)")
     }
+}
+
+/// The bytes of `POST /v1/events` with one event of id `id`, for tests that write raw HTTP.
+private func rawPost(_ id: String, version: String = "1.1", extra: String = "") -> String {
+    let body = Fixtures.json(Fixtures.event(id))
+    return "POST /v1/events HTTP/\(version)\r\nHost: x\r\nContent-Type: application/json\r\n\(extra)"
+        + "Content-Length: \(body.utf8.count)\r\n\r\n" + body
 }
