@@ -77,9 +77,26 @@ public struct HTTPRequest: Sendable {
     /// `Substring.firstIndex(of: Character)` walks grapheme clusters, which showed up under
     /// single-event load (twice per request).
     static func split(uri: String) -> (path: Substring, query: Substring) {
-        let whole = uri[...]
+        var whole = uri[...]
+        if whole.utf8.first != UInt8(ascii: "/") { whole = originForm(whole) }
         guard let mark = whole.utf8.firstIndex(of: UInt8(ascii: "?")) else { return (whole, "") }
         return (whole[..<mark], whole[whole.utf8.index(after: mark)...])
+    }
+
+    /// The path and query of an absolute-form target (`http://host:port/path?query`), which a
+    /// server must accept (RFC 9112, 3.2.2) and which requests forwarded by some proxies use; any
+    /// other target as it is. "/" when the target names no path.
+    static func originForm(_ target: Substring) -> Substring {
+        let bytes = target.utf8
+        guard let colon = bytes.firstIndex(of: UInt8(ascii: ":")),
+            bytes[colon...].starts(with: "://".utf8),
+            ["http", "https"].contains(target[..<colon].lowercased())
+        else { return target }
+        let authority = bytes.index(colon, offsetBy: 3)
+        guard let end = bytes[authority...].firstIndex(where: { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") }) else {
+            return "/"
+        }
+        return bytes[end] == UInt8(ascii: "/") ? target[end...] : ("/" + target[end...])[...]
     }
 
     /// The first value of the query parameter `name`, percent-decoded.

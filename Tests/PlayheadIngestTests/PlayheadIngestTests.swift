@@ -55,7 +55,7 @@ struct IngestMetricsTests {
         }
     }
 
-    @Test("a request target splits at its first ?, by bytes, whatever characters come before it")
+    @Test("a request target splits at its first ?, by bytes, whatever characters come before it; an absolute-form target is reduced to its path")
     func targetSplitting() {
         func split(_ uri: String) -> [String] {
             let (path, query) = HTTPRequest.split(uri: uri)
@@ -67,6 +67,14 @@ struct IngestMetricsTests {
         #expect(split("?only=query") == ["", "only=query"])
         // `e` and a combining accent make one Character; the split still lands right after them.
         #expect(split("/cafe\u{301}?q=1") == ["/cafe\u{301}", "q=1"])
+        // The absolute form (RFC 9112, 3.2.2): scheme and authority dropped, "/" when there is no path.
+        #expect(split("http://collector.example:8080/v1/events?write_key=k") == ["/v1/events", "write_key=k"])
+        #expect(split("HTTPS://collector.example/healthz") == ["/healthz", ""])
+        #expect(split("http://collector.example") == ["/", ""])
+        #expect(split("http://collector.example?x=1") == ["/", "x=1"])
+        // Not the absolute form of http(s): kept as it is (and so matches no route).
+        #expect(split("ftp://x/v1/events") == ["ftp://x/v1/events", ""])
+        #expect(split("*") == ["*", ""])
         let request = HTTPRequest(head: HTTPRequestHead(version: .http1_1, method: .POST, uri: "/v1/events?write_key=s3cret"), body: ByteBuffer())
         #expect(request.path == "/v1/events")
         #expect(request.queryParameter("write_key") == "s3cret")
