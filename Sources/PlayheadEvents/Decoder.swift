@@ -290,6 +290,8 @@ struct EventParser {
     /// The end of the region being parsed (the body, or the current NDJSON line).
     var end: Int
     var pos = 0
+    /// Where the body's content starts: 3 after a UTF-8 byte order mark, else 0.
+    var contentStart = 0
 
     // Per event.
     var seen: UInt32 = 0
@@ -347,6 +349,12 @@ struct EventParser {
     // MARK: Driving
 
     mutating func run(format: EventBodyFormat) {
+        // A UTF-8 byte order mark first, which some clients write (.NET, PowerShell): RFC 8259 lets
+        // a parser ignore it, and nothing is gained by refusing the whole body for it.
+        if end - pos >= 3 && p[pos] == 0xEF && p[pos + 1] == 0xBB && p[pos + 2] == 0xBF {
+            pos += 3
+            contentStart = pos
+        }
         skipWhitespace()
         guard pos < end else {
             rejectBody(.emptyBody, "the body holds no event")
@@ -359,7 +367,7 @@ struct EventParser {
             if p[pos] == UInt8(ascii: "[") {
                 runJSON()
             } else if looksLikeNDJSON() {
-                pos = 0
+                pos = contentStart
                 end = body.count
                 runNDJSON()
             } else {
@@ -394,12 +402,14 @@ struct EventParser {
 
     mutating func runJSON() {
         let first = p[pos]
+        var emptyArray = false
         do throws(Malformed) {
             if first == UInt8(ascii: "[") {
                 pos += 1
                 skipWhitespace()
                 if pos < end, p[pos] == UInt8(ascii: "]") {
                     pos += 1
+                    emptyArray = true
                 } else {
                     while true {
                         skipWhitespace()
@@ -430,6 +440,8 @@ struct EventParser {
             }
             skipWhitespace()
             guard pos == end else { throw Malformed(message: "unexpected bytes after the JSON value at byte \(pos)") }
+            // Nothing to accept, so the answer is a 400: it must say why.
+            if emptyArray { rejectBody(.emptyBody, "the body is an empty array: it holds no event") }
         } catch {
             // Not JSON: nothing of it is accepted.
             outCount = 0
@@ -464,7 +476,7 @@ struct EventParser {
     }
 
     mutating func runNDJSON() {
-        var lineStart = 0
+        var lineStart = contentStart
         let bodyEnd = body.count
         var sawEvent = false
         while lineStart < bodyEnd {

@@ -318,16 +318,31 @@ import PlayheadEvents
         #expect(o3.errors.map(\.reason) == [.notAnObject])
     }
 
+    @Test("a UTF-8 byte order mark at the start of the body is skipped; anywhere else it is an error")
+    func byteOrderMark() {
+        let bom = "\u{FEFF}"
+        for (body, format) in [(bom + event(), EventBodyFormat.json), (bom + "[" + event() + "]", .sniff), (bom + event() + "\n" + event(), .ndjson), (bom + event() + "\n" + event(), .sniff)] {
+            let (o, _) = decode(body, format: format)
+            #expect(o.errors.isEmpty, "\(body.prefix(20).debugDescription): \(o.errors)")
+            #expect(o.accepted == body.filter { $0 == "\n" }.count + 1)
+        }
+        let (o, _) = decode(event() + "\n" + bom + event(), format: .ndjson)
+        #expect(o.accepted == 1 && o.errors.map(\.index) == [1])
+        let (alone, _) = decode(bom, format: .json)
+        #expect(alone.errors.map(\.reason) == [.emptyBody])
+    }
+
     @Test func emptyBody() {
-        for (body, format) in [("", EventBodyFormat.json), ("  \n ", .sniff), ("\n\n", .ndjson), ("", .ndjson)] {
+        // An empty array too: nothing is accepted, so the 400 must say why.
+        for (body, format) in [("", EventBodyFormat.json), ("  \n ", .sniff), ("\n\n", .ndjson), ("", .ndjson), ("[ ]", .json), ("[]", .sniff)] {
             let (o, sink) = decode(body, format: format)
             #expect(o.errors.map(\.reason) == [.emptyBody], "\(body.debugDescription)")
             #expect(o.errors.map(\.index) == [-1])
             #expect(sink.rejected.count == 1)
         }
-        // An empty array is no event and no error.
-        let (o, _) = decode("[ ]", format: .json)
-        #expect(o.accepted == 0 && o.rejected == 0)
+        // After an empty array, anything but whitespace is malformed JSON (one error, not two).
+        let (o, _) = decode("[] x", format: .json)
+        #expect(o.errors.map(\.reason) == [.malformedJSON])
     }
 
     @Test func invalidTimestamps() {
