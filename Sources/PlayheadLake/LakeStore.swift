@@ -58,7 +58,14 @@ public final class FileLakeStore: LakeStore {
     public init(root: String, threadPool: NIOThreadPool) throws {
         self.root = root.hasSuffix("/") && root.count > 1 ? String(root.dropLast()) : root
         self.threadPool = threadPool
-        try FileManager.default.createDirectory(atPath: self.root, withIntermediateDirectories: true)
+        do {
+            try FileManager.default.createDirectory(atPath: self.root, withIntermediateDirectories: true)
+        } catch {
+            // Foundation's error prints as an error domain and a code; the system's reason is inside.
+            let underlying = ((error as NSError).userInfo[NSUnderlyingErrorKey] as? any Error).map { $0 as NSError }
+            let posix = underlying.flatMap { $0.domain == NSPOSIXErrorDomain ? String(cString: strerror(Int32($0.code))) : nil }
+            throw LakeError(.io, "cannot create the lake folder \(self.root): \(posix ?? error.localizedDescription)")
+        }
     }
 
     public var displayName: String { "file:\(root)" }

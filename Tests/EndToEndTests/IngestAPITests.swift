@@ -468,6 +468,22 @@ struct IngestAPITests {
         #expect(refused.status != 0)
         #expect(refused.stderr.contains("--replay repeats events"), "\(refused.stderr)")
     }
+
+    @Test("serve refuses a data or lake folder it cannot make, naming the folder and the system's reason")
+    func unusableFolders() async throws {
+        let directory = try TemporaryDirectory(prefix: "e2e")
+        let file = directory.appending("a-file").path
+        #expect(FileManager.default.createFile(atPath: file, contents: Data("x".utf8)))
+        let log = try await runCommand(TestEnvironment.playheadExecutable, ["serve", "--port", "0", "--data-dir", file + "/data"])
+        #expect(log.status != 0)
+        #expect(log.stderr.contains("cannot create directory \(file)/data: Not a directory"), "\(log.stderr)")
+        let lake = try await runCommand(
+            TestEnvironment.playheadExecutable,
+            ["serve", "--port", "0", "--data-dir", directory.appending("data").path, "--lake", file + "/lake"]
+        )
+        #expect(lake.status != 0)
+        #expect(lake.stderr.contains("cannot create the lake folder \(file)/lake: Not a directory"), "\(lake.stderr)")
+    }
 }
 
 /// The bytes of `POST /v1/events` with one event of id `id`, for tests that write raw HTTP.

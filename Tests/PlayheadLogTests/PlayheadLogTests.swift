@@ -115,6 +115,28 @@ struct CRC32CTests {
 
 @Suite("Embedded log")
 struct EmbeddedLogTests {
+    @Test("a log directory that cannot be made is refused with the directory and the system's reason")
+    func directoryThatCannotBeMade() throws {
+        let directory = try TemporaryDirectory(prefix: "log")
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        let file = directory.path + "/a-file"
+        #expect(FileManager.default.createFile(atPath: file, contents: Data("x".utf8)))
+        for (path, failing) in [(file + "/log", file + "/log"), (file, file)] {
+            do {
+                _ = try EmbeddedLog.open(EmbeddedLogConfiguration(directory: path), logger: testLogger)
+                Issue.record("opened a log at \(path)")
+            } catch {
+                #expect(error.message == "cannot create directory \(failing): Not a directory", "\(error.message)")
+            }
+        }
+        // Missing parents are made.
+        let nested = directory.path + "/x/y/log"
+        let log = try EmbeddedLog.open(EmbeddedLogConfiguration(directory: nested), logger: testLogger)
+        log.close()
+        var isDirectory: ObjCBool = false
+        #expect(FileManager.default.fileExists(atPath: nested + "/groups", isDirectory: &isDirectory) && isDirectory.boolValue)
+    }
+
     @Test func appendAndReadBackManyBatches() async throws {
         let directory = try TemporaryDirectory(prefix: "log")
         defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends

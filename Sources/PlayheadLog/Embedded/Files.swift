@@ -51,12 +51,18 @@ enum Files {
         }
     }
 
+    /// Creates `path` and any missing parents. A failure names the directory that could not be
+    /// made and the system's reason ("Permission denied"), not a Foundation error domain.
     static func makeDirectories(_ path: String) throws(LogError) {
-        do {
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        } catch {
-            throw LogError(code: .io, message: "cannot create directory \(path): \(error)")
+        var current = path.hasPrefix("/") ? "/" : ""
+        for component in path.split(separator: "/") {
+            if !current.isEmpty && !current.hasSuffix("/") { current += "/" }
+            current += component
+            if mkdir(current, 0o755) != 0 && errno != EEXIST { throw error("cannot create directory", current) }
         }
+        var info = stat()
+        guard stat(path, &info) == 0 else { throw error("cannot create directory", path) }
+        guard info.st_mode & S_IFMT == S_IFDIR else { throw error("cannot create directory", path, ENOTDIR) }
     }
 
     static func open(_ path: String, _ flags: Int32, _ mode: mode_t = 0o644) throws(LogError) -> Int32 {
