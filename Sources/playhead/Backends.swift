@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Logging
 import PlayheadKafka
 import PlayheadLog
@@ -11,7 +12,9 @@ struct OpenedLog {
 
     /// - Parameter readOnly: open the embedded log as a reader beside a writer in another process
     ///   (`playhead store` and `playhead observe` next to `playhead ingest`).
-    static func open(_ location: String, readOnly: Bool, minimumFreeBytes: Int64? = nil, logger: Logger) throws -> OpenedLog {
+    /// - Parameter mustExist: an embedded log's directory must be there already (a reader that is
+    ///   not waiting for a writer: a missing directory is a wrong path, not an empty log).
+    static func open(_ location: String, readOnly: Bool, mustExist: Bool = false, minimumFreeBytes: Int64? = nil, logger: Logger) throws -> OpenedLog {
         if location.hasPrefix("kafka://") {
             let log = try KafkaLog(url: location, logger: logger)
             return OpenedLog(backend: log, service: log)
@@ -27,6 +30,12 @@ struct OpenedLog {
             directory = location
         }
         guard !directory.isEmpty else { throw ValidationError("--log file: needs a directory, e.g. file:./data/log") }
+        if mustExist && !FileManager.default.fileExists(atPath: directory) {
+            throw LogError(
+                code: .invalidArgument,
+                message: "no log at \(directory): the directory does not exist (check --data-dir or --log; --follow waits for a writer)"
+            )
+        }
         var configuration = EmbeddedLogConfiguration(directory: directory)
         if let minimumFreeBytes { configuration.minimumFreeBytes = minimumFreeBytes }
         let log = readOnly

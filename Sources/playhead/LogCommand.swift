@@ -48,7 +48,7 @@ struct LogDumpCommand: AsyncParsableCommand {
 
     func run() async throws {
         logging.bootstrap()
-        let log = try OpenedLog.open(storage.logLocation, readOnly: true, logger: Logger(label: "playhead.log"))
+        let log = try OpenedLog.open(storage.logLocation, readOnly: true, mustExist: !follow, logger: Logger(label: "playhead.log"))
         let consumer = try log.backend.consumer(for: LogTopic(topic), group: nil)
         let rejected = topic == "rejected"
         var printed = 0

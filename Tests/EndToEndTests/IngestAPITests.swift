@@ -469,7 +469,7 @@ struct IngestAPITests {
         #expect(refused.stderr.contains("--replay repeats events"), "\(refused.stderr)")
     }
 
-    @Test("serve refuses a data or lake folder it cannot make, naming the folder and the system's reason")
+    @Test("serve refuses a data or lake folder it cannot make, naming the folder and the system's reason; log dump refuses a folder with no log")
     func unusableFolders() async throws {
         let directory = try TemporaryDirectory(prefix: "e2e")
         let file = directory.appending("a-file").path
@@ -483,6 +483,13 @@ struct IngestAPITests {
         )
         #expect(lake.status != 0)
         #expect(lake.stderr.contains("cannot create the lake folder \(file)/lake: Not a directory"), "\(lake.stderr)")
+
+        // `log dump` of a folder that holds no log: an error, not an empty dump, and nothing is created.
+        let missing = directory.appending("mistyped").path
+        let dump = try await runCommand(TestEnvironment.playheadExecutable, ["log", "dump", "--data-dir", missing])
+        #expect(dump.status != 0)
+        #expect(dump.stderr.contains("no log at \(missing)/log: the directory does not exist"), "\(dump.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: missing))
     }
 }
 
