@@ -52,6 +52,17 @@ let package = Package(
             providers: [.apt(["libzstd-dev"])]
         ),
         .systemLibrary(name: "CPlayhead", path: "Sources/CPlayhead"),
+        .systemLibrary(
+            name: "CZlib",
+            path: "Sources/CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
+        .target(
+            name: "Gzip",
+            dependencies: ["CZlib"],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "Parquet",
             dependencies: ["CZstd"],
@@ -127,12 +138,11 @@ let package = Package(
         .target(
             name: "PlayheadIngest",
             dependencies: [
-                "PlayheadEvents", "PlayheadLog", "PlayheadMetrics",
+                "PlayheadEvents", "PlayheadLog", "PlayheadMetrics", "Gzip",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
-                .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -142,9 +152,8 @@ let package = Package(
         .target(
             name: "PlayheadLake",
             dependencies: [
-                "PlayheadEvents", "PlayheadLog", "Parquet", "S3", "CPlayhead",
+                "PlayheadEvents", "PlayheadLog", "Parquet", "S3", "CPlayhead", "Gzip",
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -269,6 +278,15 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "GzipTests",
+            dependencies: [
+                "Gzip",
+                .product(name: "CompressNIO", package: "compress-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,4 +1,4 @@
-import CompressNIO
+import Gzip
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -163,15 +163,25 @@ public final class EventsEndpoint: Sendable {
         var message: String
     }
 
+    /// Every member of the body (a client may concatenate them), and an error for a body cut off
+    /// inside one or followed by bytes that are not gzip: nothing the client sent is dropped silently.
     private static func gunzip(_ compressed: ByteBuffer, maxBytes: Int) throws -> ByteBuffer {
-        var input = compressed
+        var output = ByteBufferAllocator().buffer(capacity: min(maxBytes, max(4096, compressed.readableBytes * 4)))
         do {
-            return try input.decompress(with: .gzip(), maxSize: maxBytes, allocator: ByteBufferAllocator())
-        } catch let error as CompressNIOError where error == .bufferOverflow {
-            throw GzipFailure(tooLarge: true, message: "the body is larger than \(maxBytes) bytes once gzip-decoded")
-        } catch {
-            throw GzipFailure(tooLarge: false, message: "the body is not valid gzip: \(error)")
+            let decoder = try GzipDecoder(chunkBytes: 64 << 10)  // under malloc's mmap threshold
+            try compressed.withUnsafeReadableBytes { input in
+                try decoder.decode(input) { chunk in
+                    guard output.readableBytes + chunk.count <= maxBytes else {
+                        throw GzipFailure(tooLarge: true, message: "the body is larger than \(maxBytes) bytes once gzip-decoded")
+                    }
+                    output.writeBytes(chunk)
+                }
+            }
+            try decoder.finish()
+        } catch let error as GzipDecoder.Error {
+            throw GzipFailure(tooLarge: false, message: "the body is not valid gzip: \(error.message)")
         }
+        return output
     }
 
     private func gzipFailed(

@@ -1,5 +1,5 @@
 import Foundation
-import CompressNIO
+import Gzip
 import Logging
 import NIOCore
 import NIOPosix
@@ -437,7 +437,7 @@ final class ImportFile: @unchecked Sendable {
     private let fd: Int32
     /// Names the files of this import: the same file imported again gets the same names.
     let tag: String
-    private var gzip: (any NIODecompressor)?
+    private var gzip: GzipDecoder?
     private var first = true
     private var finished = false
 
@@ -472,26 +472,23 @@ final class ImportFile: @unchecked Sendable {
         if first {
             first = false
             if raw.count >= 2 && raw[0] == 0x1f && raw[1] == 0x8b {
-                let decompressor = CompressionAlgorithm.gzip().decompressor
-                try decompressor.startStream()
-                decompressor.window = ByteBufferAllocator().buffer(capacity: 4 * 1024 * 1024)
-                gzip = decompressor
+                gzip = try GzipDecoder(chunkBytes: 4 << 20)
             }
         }
         guard let gzip else {
             if count == 0 { finished = true }
             return (raw, count, count == 0)
         }
-        if count == 0 {
-            finished = true
-            try gzip.finishStream()
-            return (leftover, 0, true)
-        }
-        var input = ByteBuffer(bytes: raw[leftover.count...])
         var output = leftover
         do {
-            try input.decompressStream(with: gzip) { window in
-                output.append(contentsOf: window.readableBytesView)
+            if count == 0 {
+                finished = true
+                // A file cut off inside a member is an error, not a shorter import.
+                try gzip.finish()
+                return (leftover, 0, true)
+            }
+            try raw.withUnsafeBytes { bytes in
+                try gzip.decode(UnsafeRawBufferPointer(rebasing: bytes[leftover.count...])) { output.append(contentsOf: $0) }
             }
         } catch {
             throw LakeError(.io, "the gzip data is corrupt: \(error)")

@@ -143,7 +143,7 @@ struct IngestAPITests {
         #expect(manyErrors?.first?["index"] as? Int == 5)
     }
 
-    @Test("gzip bodies are accepted; a bomb gets 413 and corrupt gzip 400")
+    @Test("gzip bodies are accepted, several members too; a bomb gets 413, corrupt, cut-off or trailed gzip 400")
     func gzip() async throws {
         let (server, directory) = try await Fixtures.server(["--max-body-bytes", "100000"])
         let body = Fixtures.json((0..<20).map { Fixtures.event("g-\($0)") })
@@ -157,6 +157,19 @@ struct IngestAPITests {
         #expect(refused.status == 413, "\(refused.text)")
         let corrupt = try await TestHTTP.postEvents(server, Array(compressed.prefix(30)) + [1, 2, 3], headers: [("Content-Encoding", "gzip")])
         #expect(corrupt.status == 400, "\(corrupt.text)")
+        // Two members one after another (as concatenating two gzip files makes): every event of both.
+        let second = try await Self.gzip(Array(Fixtures.json((20..<27).map { Fixtures.event("g-\($0)") }).utf8), directory: directory)
+        let both = try await TestHTTP.postEvents(server, compressed + second, headers: [("Content-Encoding", "gzip")])
+        #expect(both.status == 400, "two JSON arrays one after another are one malformed body: \(both.text)")
+        let ndjson = { (ids: Range<Int>) in ids.map { Fixtures.json(Fixtures.event("n-\($0)")) }.joined(separator: "\n") + "\n" }
+        let members = try await Self.gzip(Array(ndjson(0..<3).utf8), directory: directory) + Self.gzip(Array(ndjson(3..<7).utf8), directory: directory)
+        let concatenated = try await TestHTTP.postEvents(server, members, contentType: "application/x-ndjson", headers: [("Content-Encoding", "gzip")])
+        #expect(concatenated.status == 202 && concatenated.json["accepted"] as? Int == 7, "\(concatenated.text)")
+        // Cut off inside a member, or followed by bytes that are not gzip: 400, not the events before the cut.
+        for (name, damaged) in [("cut off", Array(members.dropLast(5))), ("trailing bytes", members + Array("JUNK".utf8))] {
+            let refused = try await TestHTTP.postEvents(server, damaged, contentType: "application/x-ndjson", headers: [("Content-Encoding", "gzip")])
+            #expect(refused.status == 400 && refused.text.contains("invalid_gzip"), "\(name): \(refused.text)")
+        }
         let unsupported = try await TestHTTP.postEvents(server, body, headers: [("Content-Encoding", "br")])
         #expect(unsupported.status == 415)
     }

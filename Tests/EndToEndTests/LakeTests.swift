@@ -180,15 +180,49 @@ struct LakeTests {
         #expect(row[3] as? Int == 20000)
     }
 
+    /// `events.ndjson` in `directory`: `count` events of `playhead loadgen --output`.
+    static func generatedEvents(_ count: Int, seed: Int, in directory: TemporaryDirectory) async throws -> String {
+        let file = directory.appending("events.ndjson").path
+        let generated = try await runCommand(
+            TestEnvironment.playheadExecutable, ["loadgen", "--output", file, "--events", "\(count)", "--seed", "\(seed)"]
+        )
+        #expect(generated.status == 0, "\(generated.stderr)")
+        return file
+    }
+
+    @Test("import: a gzip file of several members imports every event; a cut-off gzip file is an error, not a shorter import")
+    func importGzipMembers() async throws {
+        let directory = try TemporaryDirectory(prefix: "import")
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        let file = try await Self.generatedEvents(3000, seed: 11, in: directory)
+        // Two members (the first 1,000 lines, then the rest), as `cat a.gz b.gz` makes; and a copy cut short.
+        let members = directory.appending("members.ndjson.gz").path
+        let cut = directory.appending("cut.ndjson.gz").path
+        try await runPython(
+            """
+            import gzip, sys
+            lines = open(sys.argv[1], 'rb').read().splitlines(keepends=True)
+            data = gzip.compress(b''.join(lines[:1000])) + gzip.compress(b''.join(lines[1000:]))
+            open(sys.argv[2], 'wb').write(data)
+            open(sys.argv[3], 'wb').write(data[:len(data) * 3 // 4])
+            """,
+            arguments: [file, members, cut]
+        )
+        let data = directory.appending("data").path
+        let whole = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--data-dir", data, members])
+        #expect(whole.status == 0, "\(whole.stderr)")
+        let summary = try JSONSerialization.jsonObject(with: Data(whole.stdout.split(separator: "\n")[0].utf8)) as? [String: Any]
+        #expect(summary?["accepted"] as? Int == 3000, "\(whole.stdout)")
+        let short = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--data-dir", data, cut])
+        #expect(short.status != 0, "\(short.stdout)")
+        #expect(short.stderr.contains("cut off"), "\(short.stderr)")
+    }
+
     @Test("import: NDJSON and gzip NDJSON give the same rows as DuckDB reads from the file, and again replaces")
     func importNDJSON() async throws {
         let directory = try TemporaryDirectory(prefix: "import")
         defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
-        let file = directory.appending("events.ndjson").path
-        let generated = try await runCommand(
-            TestEnvironment.playheadExecutable, ["loadgen", "--output", file, "--events", "30000", "--seed", "7"]
-        )
-        #expect(generated.status == 0, "\(generated.stderr)")
+        let file = try await Self.generatedEvents(30000, seed: 7, in: directory)
         // Two bad lines and one duplicate.
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: file))
         try handle.seekToEnd()

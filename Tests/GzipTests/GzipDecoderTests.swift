@@ -1,0 +1,86 @@
+import CompressNIO
+import Gzip
+import NIOCore
+import Testing
+
+@Suite("Gzip decoder")
+struct GzipDecoderTests {
+    /// One gzip member of `bytes`, made by another implementation (CompressNIO's deflate).
+    static func member(_ bytes: [UInt8]) throws -> [UInt8] {
+        var input = ByteBuffer(bytes: bytes)
+        let compressed = try input.compress(with: .gzip())
+        return Array(compressed.readableBytesView)
+    }
+
+    /// Text that compresses: lines of NDJSON-like bytes, `count` of them.
+    static func text(_ count: Int, tag: String) -> [UInt8] {
+        Array((0..<count).map { #"{"event_id":"\#(tag)-\#($0)","n":\#($0 * 7919 % 1000)}"# + "\n" }.joined().utf8)
+    }
+
+    /// Decodes `data` fed in pieces of `piece` bytes, with a window of `chunk` bytes.
+    static func decode(_ data: [UInt8], piece: Int, chunk: Int) throws -> [UInt8] {
+        let decoder = try GzipDecoder(chunkBytes: chunk)
+        var output: [UInt8] = []
+        var start = 0
+        while start < data.count {
+            let end = min(data.count, start + piece)
+            try data[start..<end].withUnsafeBytes { bytes in
+                try decoder.decode(bytes) { decoded in
+                    #expect(decoded.count <= chunk, "a run longer than the window")
+                    output.append(contentsOf: decoded)
+                }
+            }
+            start = end
+        }
+        try decoder.finish()
+        return output
+    }
+
+    @Test("one member, fed and drained in pieces of every kind of size, gives back the bytes")
+    func oneMember() throws {
+        let original = Self.text(3000, tag: "a")
+        let compressed = try Self.member(original)
+        for (piece, chunk) in [(1, 7), (3, 1), (1000, 64), (compressed.count, 256 << 10), (4096, 1 << 20)] {
+            #expect(try Self.decode(compressed, piece: piece, chunk: chunk) == original, "pieces of \(piece), chunks of \(chunk)")
+        }
+    }
+
+    @Test("members one after another decode as one stream, an empty member included")
+    func severalMembers() throws {
+        let parts = [Self.text(500, tag: "a"), [], Self.text(1, tag: "b"), Self.text(2000, tag: "c")]
+        let compressed = try parts.flatMap { try Self.member($0) }
+        for (piece, chunk) in [(1, 5), (17, 4096), (compressed.count, 1 << 16)] {
+            #expect(try Self.decode(compressed, piece: piece, chunk: chunk) == parts.flatMap { $0 })
+        }
+    }
+
+    @Test("data cut off anywhere inside a member is an error, never a shorter result")
+    func cutOff() throws {
+        let original = Self.text(40, tag: "t")
+        let compressed = try Self.member(original) + Self.member(original)
+        let memberLength = try Self.member(original).count
+        for length in 0..<compressed.count where length != memberLength {
+            do {
+                let decoded = try Self.decode(Array(compressed.prefix(length)), piece: 64, chunk: 100)
+                Issue.record("\(length) of \(compressed.count) bytes decoded to \(decoded.count) bytes without an error")
+            } catch let error as GzipDecoder.Error {
+                #expect(error.message.contains(length == 0 ? "no gzip data" : "cut off"), "\(length): \(error.message)")
+            }
+        }
+    }
+
+    @Test("bytes after the last member that are not another member, and corrupt data, are errors")
+    func trailingAndCorrupt() throws {
+        let compressed = try Self.member(Self.text(100, tag: "x"))
+        for trailer in [[UInt8]("JUNK".utf8), [0], [0x1f, 0x00]] {
+            #expect(throws: GzipDecoder.Error.self, "trailer \(trailer)") { try Self.decode(compressed + trailer, piece: 1000, chunk: 4096) }
+        }
+        // A flipped bit in the deflate data or in the trailer's CRC.
+        for position in [compressed.count / 2, compressed.count - 6] {
+            var corrupt = compressed
+            corrupt[position] ^= 0x10
+            #expect(throws: GzipDecoder.Error.self, "bit flipped at \(position)") { try Self.decode(corrupt, piece: 1000, chunk: 4096) }
+        }
+        #expect(throws: GzipDecoder.Error.self) { try Self.decode(Array("not gzip at all".utf8), piece: 100, chunk: 100) }
+    }
+}
