@@ -6,12 +6,13 @@
 //
 //   PlayheadEvents   the event: schemas, fast decoder, validation, binary record codec  -> CPlayhead (SSE2 string scan)
 //   PlayheadLog      the log interface + the embedded segment log (bytes in, bytes out)  -> CPlayhead (CRC-32C)
-//   PlayheadIngest   the HTTP edge                                          -> PlayheadEvents, PlayheadLog, PlayheadMetrics
+//   PlayheadIngest   the HTTP edge                                          -> PlayheadEvents, PlayheadLog, PlayheadMetrics, Gzip
 //   CZstd, Parquet   the Parquet writer (no Playhead dependency)
+//   CZlib, Gzip      gzip decoding: several members, cut-off data an error (no Playhead dependency)
 //   S3               SigV4 signer and S3 client (no Playhead dependency)
 //   CRdKafka, RdKafka  the librdkafka wrapper (no Playhead dependency)
 //   PlayheadKafka    the Kafka log backend                                  -> PlayheadLog, RdKafka
-//   PlayheadLake     batching, exactly-once files, dedup, rollups           -> PlayheadEvents, PlayheadLog, Parquet, S3, CPlayhead
+//   PlayheadLake     batching, exactly-once files, dedup, rollups           -> PlayheadEvents, PlayheadLog, Parquet, S3, CPlayhead, Gzip
 //   PlayheadMetrics  instruments, content KPIs consumer, live page          -> PlayheadLog
 //   playhead         the CLI                                                -> everything (and CPlayhead: mallopt)
 import PackageDescription
