@@ -88,6 +88,14 @@ struct LoadgenCommand: AsyncParsableCommand {
                 .write(toFile: acknowledgedIds, atomically: true, encoding: .utf8)
         }
         print(json ? report.json : report.text)
+        if report.acknowledgedRequests == 0 && report.connectionErrors > 0 {
+            // A report of zeros with exit status 0 would let a script take a run that never reached
+            // the server for a result.
+            FileHandle.standardError.write(Data(
+                "Error: no request reached \(host):\(port): \(report.connectionErrors) connection attempts failed (is the server running?)\n".utf8
+            ))
+            throw ExitCode.failure
+        }
     }
 
     private func writeNDJSON(to path: String, count: Int) throws {

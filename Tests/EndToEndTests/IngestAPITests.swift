@@ -456,7 +456,7 @@ struct IngestAPITests {
         #expect(stored == ["e1", "e2", "e3", "e4", "e5", "e6", "e7", "e8"])
     }
 
-    @Test("loadgen --replay sends the bodies it made up front again and again, and refuses --acknowledged-ids")
+    @Test("loadgen --replay sends the bodies it made up front again and again, and refuses --acknowledged-ids; loadgen fails when no request reaches the server")
     func loadgenReplay() async throws {
         let (server, directory) = try await Fixtures.server()
         defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
@@ -480,6 +480,12 @@ struct IngestAPITests {
         )
         #expect(refused.status != 0)
         #expect(refused.stderr.contains("--replay repeats events"), "\(refused.stderr)")
+
+        // No server there: the report of zeros is printed, and the run fails.
+        let nowhere = try await runCommand(TestEnvironment.playheadExecutable, ["loadgen", "--port", "1", "--duration", "1"])
+        #expect(nowhere.status != 0)
+        #expect(nowhere.stderr.contains("no request reached 127.0.0.1:1"), "\(nowhere.stderr)")
+        #expect(nowhere.stdout.contains("connection errors"), "\(nowhere.stdout)")
     }
 
     @Test("serve refuses a data or lake folder it cannot make, naming the folder and the system's reason; log dump refuses a folder with no log")
