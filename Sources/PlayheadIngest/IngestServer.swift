@@ -98,6 +98,7 @@ public final class IngestServer: Service, Sendable {
     }
 
     private func serve(on group: MultiThreadedEventLoopGroup) async throws {
+        let logger = self.logger
         let quiesce = ServerQuiescingHelper(group: group)
         let router = self.router
         let inFlight = self.inFlight
@@ -109,6 +110,7 @@ public final class IngestServer: Service, Sendable {
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .serverChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(AcceptPause(logger: logger))
                         try channel.pipeline.syncOperations.addHandler(quiesce.makeServerChannelHandler(channel: channel))
                     }
                 }
@@ -183,5 +185,42 @@ public final class IngestServer: Service, Sendable {
             logger.warning("ingest: grace period over with requests in flight", metadata: ["requests": "\(inFlight.current)"])
         }
         state.withLockedValue { $0 = .stopped }
+    }
+}
+
+/// Pauses accepting for a second when `accept` fails for want of resources (no file descriptor
+/// left: EMFILE, ENFILE; or kernel memory: ENOBUFS, ENOMEM).
+///
+/// The failed connection stays in the listen queue, so the socket stays readable, and NIO clears
+/// its pending read only when an accept succeeds: it calls `accept` again at once, and the event
+/// loop spun a whole core until some connection closed (3 s of CPU in 3 s with `ulimit -n 80` and
+/// 120 connections), starving the connections it already had. NIO's `AcceptBackoffHandler` waits
+/// for a `read` that never comes in that state; turning `autoRead` off clears the pending read and
+/// stops watching the socket, and turning it on a second later watches it again.
+final class AcceptPause: ChannelInboundHandler {
+    typealias InboundIn = any Channel
+
+    private let logger: Logger
+    private var paused = false
+
+    init(logger: Logger) { self.logger = logger }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard let ioError = error as? IOError, [EMFILE, ENFILE, ENOBUFS, ENOMEM].contains(ioError.errnoCode) else {
+            context.fireErrorCaught(error)
+            return
+        }
+        guard !paused, let options = context.channel.syncOptions else { return }
+        paused = true
+        logger.warning("ingest: cannot accept connections: pausing for 1 s", metadata: [
+            "error": "\(ioError)", "hint": "raise the open-files limit (ulimit -n, LimitNOFILE=)",
+        ])
+        try? options.setOption(.autoRead, value: false)
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        context.eventLoop.scheduleTask(in: .seconds(1)) {
+            let (handler, context) = loopBound.value
+            handler.paused = false
+            try? context.channel.syncOptions?.setOption(.autoRead, value: true)
+        }
     }
 }

@@ -67,6 +67,33 @@ struct CrashAndAbuseTests {
         #expect(ids == (0..<50).map { "t-\($0)" } + ["after"])
     }
 
+    @Test("out of file descriptors, the server pauses accepting instead of spinning a core, says why, and recovers")
+    func outOfFileDescriptors() async throws {
+        let directory = try TemporaryDirectory(prefix: "e2e-fd")
+        let server = try await PlayheadServer(command: "ingest", dataDirectory: directory.appending("data").path, openFilesLimit: 80)
+        func cpuTicks() throws -> Int {
+            let stat = try String(contentsOfFile: "/proc/\(server.process.pid)/stat", encoding: .utf8)
+            let fields = stat[stat.index(after: stat.lastIndex(of: ")")!)...].split(separator: " ")
+            return Int(fields[11])! + Int(fields[12])!  // utime + stime, in 1/100 s
+        }
+        // More connections than descriptors: the ones past the limit wait in the listen queue.
+        var connections = try (0..<120).map { _ in try RawConnection(port: server.port) }
+        try await Task.sleep(for: .seconds(1))
+        let before = try cpuTicks()
+        try await Task.sleep(for: .seconds(2))
+        let used = try cpuTicks() - before
+        #expect(used < 50, "\(used) ticks of CPU in 2 s while out of descriptors (a spinning event loop uses 200)")
+        connections.removeAll()
+        var answered = false
+        for _ in 0..<20 where !answered {
+            answered = (try? await TestHTTP.request("\(server.baseURL)/healthz").status) == 200
+            if !answered { try await Task.sleep(for: .milliseconds(500)) }
+        }
+        #expect(answered, "the server accepts again once descriptors are free")
+        #expect(server.process.stderr.contains("cannot accept connections: pausing for 1 s"), "\(server.process.stderr.suffix(500))")
+        #expect(await server.stop() == 0)
+    }
+
     @Test("bad input never takes the server down")
     func badInputBattery() async throws {
         let (server, _) = try await Fixtures.server(["--request-timeout", "1", "--max-body-bytes", "200000"])

@@ -16,18 +16,25 @@ public final class PlayheadServer: @unchecked Sendable {
     /// Starts `playhead <command> --port 0 <arguments>` and waits until it listens.
     /// - Parameters:
     ///   - dataDirectory: passed as `--data-dir` unless `arguments` name `--log` themselves.
+    ///   - openFilesLimit: the server's limit of open files (`ulimit -n`), when set.
     public init(
         command: String = "serve",
         dataDirectory: String,
         arguments: [String] = [],
         environment: [String: String] = [:],
-        name: String? = nil
+        name: String? = nil,
+        openFilesLimit: Int? = nil
     ) async throws {
         self.dataDirectory = dataDirectory
         let portArguments = arguments.contains("--port") ? [] : ["--port", "0"]
+        let commandLine = [command, "--data-dir", dataDirectory] + portArguments + arguments
+        // With a limit, through a shell that sets it and then becomes the server (same pid).
+        let (executable, launchArguments) = openFilesLimit.map {
+            ("/bin/sh", ["-c", "ulimit -n \($0) && exec \"$@\"", "sh", TestEnvironment.playheadExecutable] + commandLine)
+        } ?? (TestEnvironment.playheadExecutable, commandLine)
         process = try ChildProcess(
-            TestEnvironment.playheadExecutable,
-            [command, "--data-dir", dataDirectory] + portArguments + arguments,
+            executable,
+            launchArguments,
             name: name ?? "playhead-\(command)",
             environment: environment,
             logDirectory: TestEnvironment.artifactsDirectory
