@@ -312,7 +312,12 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if !headers.contains(name: "content-length") {
             headers.add(name: "Content-Length", value: String(response.body.readableBytes))
         }
-        if !keepAlive { headers.replaceOrAdd(name: "Connection", value: "close") }
+        if !keepAlive {
+            headers.replaceOrAdd(name: "Connection", value: "close")
+        } else if head.version.major == 1 && head.version.minor == 0 {
+            // An HTTP/1.0 client (`ab -k`) keeps the connection only if the answer says so.
+            headers.replaceOrAdd(name: "Connection", value: "keep-alive")
+        }
         let responseHead = HTTPResponseHead(version: head.version, status: response.status, headers: headers)
         context.write(wrapOutboundOut(.head(responseHead)), promise: nil)
         if head.method != .HEAD && response.body.readableBytes > 0 {

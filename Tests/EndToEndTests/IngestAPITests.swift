@@ -435,6 +435,14 @@ struct IngestAPITests {
         #expect(old.send(rawPost("e4", version: "1.0")))
         let oldAnswer = String(decoding: await old.readAll(timeout: .seconds(30)), as: UTF8.self)
         #expect(oldAnswer.hasPrefix("HTTP/1.0 202 Accepted\r\n") && oldAnswer.hasSuffix(accepted), "\(oldAnswer)")
+        #expect(!oldAnswer.contains("keep-alive"), "\(oldAnswer)")
+        // HTTP/1.0 asking for keep-alive: the answer says the connection stays, and it does.
+        let oldKept = try RawConnection(port: server.port)
+        #expect(oldKept.send(rawPost("e4k", version: "1.0", extra: "Connection: Keep-Alive\r\n") + rawPost("e4l", version: "1.0")))
+        let oldKeptAnswer = String(decoding: await oldKept.readAll(timeout: .seconds(30)), as: UTF8.self)
+        let oldKeptParts = oldKeptAnswer.components(separatedBy: "HTTP/1.0 202 Accepted\r\n")
+        #expect(oldKeptParts.count == 3, "\(oldKeptAnswer)")
+        #expect(oldKeptParts.count == 3 && oldKeptParts[1].contains("Connection: keep-alive\r\n") && !oldKeptParts[2].contains("keep-alive"), "\(oldKeptAnswer)")
 
         // Answers written as encoded bytes and answers written through the HTTP encoder, mixed on one
         // connection: a HEAD after answers of the first kind must not make the encoder take a later
@@ -453,7 +461,7 @@ struct IngestAPITests {
 
         #expect(await server.stop() == 0)
         let stored = try await Fixtures.dump(server.dataDirectory).compactMap { $0["event_id"] as? String }
-        #expect(stored == ["e1", "e2", "e3", "e4", "e5", "e6", "e7", "e8"])
+        #expect(stored == ["e1", "e2", "e3", "e4", "e4k", "e4l", "e5", "e6", "e7", "e8"])
     }
 
     @Test("loadgen --replay sends the bodies it made up front again and again, and refuses --acknowledged-ids; loadgen fails when no request reaches the server")
