@@ -170,7 +170,6 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         unparseable = nil
         state = .discarding
-        readHeld = false
         var response = HTTPResponse.error(
             .badRequest, code: "malformed_http",
             message: "the request could not be parsed as HTTP (\(parseError)); the connection is closed"
@@ -179,6 +178,14 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         response.headers.replaceOrAdd(name: "Content-Length", value: String(response.body.readableBytes))
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: response.status, headers: response.headers))), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(response.body))), promise: nil)
+        endAndClose(context: context)
+    }
+
+    /// Ends the answer being written and closes the connection once it is out: nothing more is
+    /// read or answered on it.
+    private func endAndClose(context: ChannelHandlerContext) {
+        waiting.removeAll()
+        readHeld = false
         let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
             loopBound.value.close(promise: nil)
@@ -324,13 +331,7 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
             context.write(wrapOutboundOut(.body(.byteBuffer(response.body))), promise: nil)
         }
         if !keepAlive {
-            // Nothing more is read or answered on this connection.
-            waiting.removeAll()
-            readHeld = false
-            let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
-                loopBound.value.close(promise: nil)
-            }
+            endAndClose(context: context)
             return
         }
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)

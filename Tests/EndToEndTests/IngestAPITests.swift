@@ -290,8 +290,7 @@ struct IngestAPITests {
         let (server, directory) = try await Fixtures.server()
         defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
         func post(_ body: String, close: Bool = false) -> String {
-            "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n"
-                + (close ? "Connection: close\r\n" : "") + "\r\n" + body
+            rawPost(body: body, extra: close ? "Connection: close\r\n" : "")
         }
         // Three requests in one write: each response waits for an fsync, the next request is already there.
         let connection = try RawConnection(port: server.port)
@@ -299,8 +298,7 @@ struct IngestAPITests {
         let invalid = Fixtures.json(Fixtures.event("p3", ["event_type": "fly"]))
         #expect(connection.send(post(first) + "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + post(invalid, close: true)))
         let answer = String(decoding: await connection.readAll(timeout: .seconds(30)), as: UTF8.self)
-        // Bodies do not end with a line break: status lines are found wherever they start.
-        let statuses = answer.ranges(of: "HTTP/1.1 ").map { String(answer[$0.lowerBound...].prefix(12)) }
+        let statuses = statusLines(answer)
         #expect(statuses == ["HTTP/1.1 202", "HTTP/1.1 200", "HTTP/1.1 400"], "\(answer)")
         #expect(answer.contains(#""accepted":1"#) && answer.contains(#""status":"ok""#) && answer.contains("invalid_value"), "\(answer)")
 
@@ -339,7 +337,7 @@ struct IngestAPITests {
         #expect(interim == "HTTP/1.1 100 Continue\r\n\r\n", "\(interim)")
         #expect(connection.send(body + "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
         let answer = String(decoding: await connection.readAll(timeout: .seconds(30)), as: UTF8.self)
-        let statuses = answer.ranges(of: "HTTP/1.1 ").map { String(answer[$0.lowerBound...].prefix(12)) }
+        let statuses = statusLines(answer)
         #expect(statuses == ["HTTP/1.1 202", "HTTP/1.1 200"], "\(answer)")
 
         // Too large from its head: the final answer, no 100 Continue.
@@ -372,7 +370,7 @@ struct IngestAPITests {
         #expect(pipelined.send(rawPost("h2") + "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + rawPost("h3")))
         pipelined.shutdownWrite()
         let answer = String(decoding: await pipelined.readAll(timeout: .seconds(30)), as: UTF8.self)
-        let statuses = answer.ranges(of: "HTTP/1.1 ").map { String(answer[$0.lowerBound...].prefix(12)) }
+        let statuses = statusLines(answer)
         #expect(statuses == ["HTTP/1.1 202", "HTTP/1.1 200", "HTTP/1.1 202"], "\(answer)")
         #expect(answer.components(separatedBy: "Connection: close").count == 2, "only the last answer closes: \(answer)")
 
@@ -398,7 +396,7 @@ struct IngestAPITests {
         let started = ContinuousClock.now
         let answer = String(decoding: await connection.readAll(timeout: .seconds(30)), as: UTF8.self)
         #expect(started.duration(to: .now) < .seconds(10), "the connection was closed after the 400, not left to a timeout")
-        let statuses = answer.ranges(of: "HTTP/1.1 ").map { String(answer[$0.lowerBound...].prefix(12)) }
+        let statuses = statusLines(answer)
         #expect(statuses == ["HTTP/1.1 202", "HTTP/1.1 202", "HTTP/1.1 400"], "\(answer)")
         #expect(answer.hasSuffix(#"the connection is closed"}"#) && answer.contains(#""error":"malformed_http""#), "\(answer)")
         #expect(await server.stop() == 0)
@@ -453,7 +451,7 @@ struct IngestAPITests {
         #expect(mixed.send(rawPost("e5") + rawPost("e6") + rawPost("e7") + "HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
             + get + get + get + rawPost("e8", extra: "Origin: https://player.example\r\nConnection: close\r\n")))
         let mixedAnswer = String(decoding: await mixed.readAll(timeout: .seconds(30)), as: UTF8.self)
-        let mixedStatuses = mixedAnswer.ranges(of: "HTTP/1.1 ").map { String(mixedAnswer[$0.lowerBound...].prefix(12)) }
+        let mixedStatuses = statusLines(mixedAnswer)
         #expect(mixedStatuses == ["HTTP/1.1 202", "HTTP/1.1 202", "HTTP/1.1 202", "HTTP/1.1 200", "HTTP/1.1 200",
             "HTTP/1.1 200", "HTTP/1.1 200", "HTTP/1.1 202"], "\(mixedAnswer)")
         #expect(mixedAnswer.ranges(of: #""status":"ok""#).count == 3, "\(mixedAnswer)")
@@ -522,7 +520,17 @@ struct IngestAPITests {
 
 /// The bytes of `POST /v1/events` with one event of id `id`, for tests that write raw HTTP.
 private func rawPost(_ id: String, version: String = "1.1", extra: String = "") -> String {
-    let body = Fixtures.json(Fixtures.event(id))
-    return "POST /v1/events HTTP/\(version)\r\nHost: x\r\nContent-Type: application/json\r\n\(extra)"
+    rawPost(body: Fixtures.json(Fixtures.event(id)), version: version, extra: extra)
+}
+
+/// The bytes of `POST /v1/events` with `body`; `extra` holds more header lines.
+private func rawPost(body: String, version: String = "1.1", extra: String = "") -> String {
+    "POST /v1/events HTTP/\(version)\r\nHost: x\r\nContent-Type: application/json\r\n\(extra)"
         + "Content-Length: \(body.utf8.count)\r\n\r\n" + body
+}
+
+/// The status lines of the HTTP/1.1 answers in `answer`, in order ("HTTP/1.1 202"). Bodies do not
+/// end with a line break, so they are found wherever they start.
+private func statusLines(_ answer: String) -> [String] {
+    answer.ranges(of: "HTTP/1.1 ").map { String(answer[$0.lowerBound...].prefix(12)) }
 }
