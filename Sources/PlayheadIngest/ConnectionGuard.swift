@@ -11,9 +11,12 @@ import NIOCore
 /// next deadline. So a request costs a clock read, not a timer scheduled and cancelled twice
 /// (which showed in profiles of single-event load).
 ///
-/// The HTTP handler of the same connection calls ``requestReceived()`` and ``responseSent()``
-/// directly, on the connection's event loop (user events sent down the pipeline cost two dynamic
-/// casts and an allocation per request).
+/// - After an answer that closes the connection, ``closeLingering()`` shuts the output and reads and
+///   drops what the client still sends, until it closes its side (see there why).
+///
+/// The HTTP handler of the same connection calls ``requestReceived()``, ``responseSent()`` and
+/// ``closeLingering()`` directly, on the connection's event loop (user events sent down the
+/// pipeline cost two dynamic casts and an allocation per request).
 final class ConnectionGuard: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -27,6 +30,11 @@ final class ConnectionGuard: ChannelInboundHandler {
     private var check: Scheduled<Void>?
     private var responsesPending = 0
     private var context: ChannelHandlerContext?
+    /// While lingering: when it started, and when the last byte (dropped) arrived.
+    private var lingering: (since: NIODeadline, lastByte: NIODeadline)?
+
+    /// How long a lingering connection waits for the client's next byte, at most.
+    static let lingerQuiet = TimeAmount.seconds(5)
 
     init(requestTimeout: Duration, idleTimeout: Duration) {
         self.requestTimeout = TimeAmount(requestTimeout)
@@ -56,6 +64,10 @@ final class ConnectionGuard: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if lingering != nil {
+            lingering!.lastByte = .now()
+            return  // dropped: the answer that closes the connection is out
+        }
         idleSince = nil
         if requestStarted == nil {
             let now = NIODeadline.now()
@@ -77,6 +89,42 @@ final class ConnectionGuard: ChannelInboundHandler {
         if responsesPending == 0 && requestStarted == nil, let context { becomeIdle(context: context) }
     }
 
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // A lingering connection closes when the client has closed its side, and at once when the
+        // server shuts down.
+        if lingering != nil, (event as? ChannelEvent) == .inputClosed || event is ChannelShouldQuiesceEvent {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    /// Closes the connection after the answer written last, without a reset: that answer goes out,
+    /// then end of stream, while what the client still sends is read and dropped (nothing more is
+    /// parsed or answered). The connection closes when the client closes its side, when no byte
+    /// has come for ``lingerQuiet``, or `requestTimeout` after this call.
+    ///
+    /// Closing at once while bytes the client sent are unread makes the kernel send a reset. A
+    /// client still sending its body (an upload over the size limit, answered 413 from its
+    /// `Content-Length`) then gets "connection reset" in place of the answer that says why:
+    /// Python's `urllib` did so for every such upload. HTTP/1.1 (RFC 9112 §9.6) asks servers to
+    /// close this way; nginx calls it a lingering close.
+    func closeLingering() {
+        guard let context, lingering == nil else { return }
+        let now = NIODeadline.now()
+        lingering = (since: now, lastByte: now)
+        requestStarted = nil
+        idleSince = nil
+        let shut = context.eventLoop.makePromise(of: Void.self)
+        // The output closes once the answers already written are out.
+        context.close(mode: .output, promise: shut)
+        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        shut.futureResult.whenFailure { _ in loopBound.value.close(promise: nil) }
+        check?.cancel()
+        check = nil
+        ensureCheck(context: context, now: now)
+    }
+
     private func becomeIdle(context: ChannelHandlerContext) {
         let now = NIODeadline.now()
         idleSince = now
@@ -85,7 +133,8 @@ final class ConnectionGuard: ChannelInboundHandler {
 
     /// The earliest deadline of what is in progress, or nil.
     private var nextDeadline: NIODeadline? {
-        [requestStarted.map { $0 + requestTimeout }, idleSince.map { $0 + idleTimeout }].compactMap { $0 }.min()
+        if let lingering { return min(lingering.since + requestTimeout, lingering.lastByte + Self.lingerQuiet) }
+        return [requestStarted.map { $0 + requestTimeout }, idleSince.map { $0 + idleTimeout }].compactMap { $0 }.min()
     }
 
     /// `now` is the time the caller just read (one clock read per request, not two).
@@ -105,7 +154,8 @@ final class ConnectionGuard: ChannelInboundHandler {
         check = nil
         let now = NIODeadline.now()
         if let deadline = nextDeadline, deadline <= now {
-            // A request did not arrive whole in time, or the connection was idle too long.
+            // A request did not arrive whole in time, the connection was idle too long, or a
+            // lingering close has waited long enough.
             context.close(promise: nil)
             return
         }

@@ -74,7 +74,8 @@ struct Router: Sendable {
 /// It also does what NIO's `HTTPServerPipelineHandler` would: answers pipelined requests in order
 /// and closes the connection when the server quiesces. That handler stops reading from the socket
 /// while every response is pending, which costs two `epoll_ctl` calls per request when responses
-/// wait for an fsync; this one holds reads only when a pipelined request is actually waiting.
+/// wait for an fsync; this one holds reads only when a pipelined request is actually waiting, or
+/// when answers pile up unsent (a client that sends requests but does not read the answers).
 final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundIn = HTTPServerResponsePart
@@ -90,13 +91,19 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private let router: Router
     private let inFlight: InFlightRequests
-    private let connectionGuard: ConnectionGuard?
+    private let connectionGuard: ConnectionGuard
     private var state = State.idle
     private var requestStarted = NIODeadline.now()
     /// Parts of pipelined requests that arrived while a response was pending, in order.
     private var waiting = CircularBuffer<HTTPServerRequestPart>()
-    /// A read held back while pipelined requests wait (issued once they are answered).
+    /// A read held back while pipelined requests wait or the connection is not writable (issued
+    /// once they are answered and it is).
     private var readHeld = false
+    /// The answer that closes the connection is written: nothing more is read into a request.
+    private var closing = false
+    /// The channel's writability as last reported (`channelWritabilityChanged`): false while the
+    /// answers written are over the outbound buffer's high-water mark.
+    private var writable = true
     /// The server is shutting down: close once the current response is out.
     private var quiescing = false
     /// The client closed its side (half-close, as `nc -N` and some HTTP/1.0 clients do): answer
@@ -108,7 +115,7 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The HTTP encoder's context: bytes written there go out as they are (``HTTPResponse/encoded``).
     private var encoderContext: ChannelHandlerContext?
 
-    init(router: Router, inFlight: InFlightRequests, connectionGuard: ConnectionGuard? = nil) {
+    init(router: Router, inFlight: InFlightRequests, connectionGuard: ConnectionGuard) {
         self.router = router
         self.inFlight = inFlight
         self.connectionGuard = connectionGuard
@@ -123,22 +130,52 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // After the answer that closes the connection, requests that were pipelined behind it are
+        // not read: their clients get no answer, so their events must not be stored either (the
+        // clients send them again).
+        if closing { return }
         let part = unwrapInboundIn(data)
-        if case .responding = state {
-            waiting.append(part)
-        } else if !waiting.isEmpty {
+        if !waiting.isEmpty || mustWait(part) {
             waiting.append(part)
         } else {
             receive(part, context: context)
         }
     }
 
+    /// Whether `part` must wait: a response is pending (answers go out in order), or it starts a
+    /// request while the answers written have not drained. One read can hold a thousand small
+    /// pipelined requests; answering them all while the client reads nothing piled up their
+    /// answers in memory (20,000 pipelined `GET /openapi.json`, under 1 MB, made 290 MB of answers).
+    private func mustWait(_ part: HTTPServerRequestPart) -> Bool {
+        if case .responding = state { return true }
+        if writable { return false }
+        guard case .head = part else { return false }
+        return true
+    }
+
     func read(context: ChannelHandlerContext) {
-        if waiting.isEmpty {
+        // Back-pressure: while answers wait in the outbound buffer (over its high-water mark), the
+        // client is sending faster than it reads, and reading on would store its events and pile
+        // up their answers in memory without bound. A closing connection reads on (and drops what
+        // it reads, `ConnectionGuard.closeLingering`).
+        if closing || (waiting.isEmpty && writable) {
             context.read()
         } else {
             readHeld = true
         }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        writable = context.channel.isWritable
+        if writable { answerWaiting(context: context) }
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// Issues a held read once no pipelined request waits and the answers have drained.
+    private func resumeReading(context: ChannelHandlerContext) {
+        guard readHeld, waiting.isEmpty, writable else { return }
+        readHeld = false
+        context.read()
     }
 
     /// What NIO's `HTTPServerProtocolErrorHandler` would do, in order: that handler answers a parse
@@ -150,6 +187,7 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
             context.fireErrorCaught(error)
             return
         }
+        if closing { return }
         // The decoder reads nothing more from this connection.
         if unparseable == nil { unparseable = parseError }
         answerUnparseable(context: context)
@@ -182,13 +220,23 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// Ends the answer being written and closes the connection once it is out: nothing more is
-    /// read or answered on it.
+    /// read into a request or answered on it.
     private func endAndClose(context: ChannelHandlerContext) {
+        closing = true
         waiting.removeAll()
-        readHeld = false
-        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
-            loopBound.value.close(promise: nil)
+        if inputClosed || quiescing {
+            // Nothing more comes from the client, or the server is stopping.
+            let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
+                loopBound.value.close(promise: nil)
+            }
+            return
+        }
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        connectionGuard.closeLingering()
+        if readHeld {
+            readHeld = false
+            context.read()
         }
     }
 
@@ -224,7 +272,7 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
             requestStarted = .now()
             if let early = router.answerEarly(head) {
                 state = .discarding
-                connectionGuard?.requestReceived()
+                connectionGuard.requestReceived()
                 write(early, for: head, keepAlive: false, context: context)
                 return
             }
@@ -242,7 +290,7 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
             state = .idle  // drop the reference so the buffer is written in place
             if body.readableBytes + chunk.readableBytes > router.maxBodyBytes {
                 state = .discarding
-                connectionGuard?.requestReceived()
+                connectionGuard.requestReceived()
                 let response = HTTPResponse.error(
                     .payloadTooLarge, code: "body_too_large",
                     message: "the body is larger than the limit of \(router.maxBodyBytes) bytes"
@@ -256,7 +304,7 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
             switch state {
             case .receiving(let head, let body):
                 state = .responding
-                connectionGuard?.requestReceived()
+                connectionGuard.requestReceived()
                 let request = HTTPRequest(head: head, body: body)
                 inFlight.begin()
                 let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
@@ -281,10 +329,11 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
-    /// Goes on with pipelined requests once a response is out, and reads again when none waits.
+    /// Goes on with pipelined requests once a response is out (or the answers have drained), and
+    /// reads again when none waits.
     private func answerWaiting(context: ChannelHandlerContext) {
         while !waiting.isEmpty {
-            if case .responding = state { return }
+            if mustWait(waiting.first!) { return }
             receive(waiting.removeFirst(), context: context)
         }
         if unparseable != nil {
@@ -292,10 +341,7 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         closeIfNothingToAnswer(context: context)
-        if readHeld {
-            readHeld = false
-            context.read()
-        }
+        resumeReading(context: context)
     }
 
     private func write(_ response: HTTPResponse, for head: HTTPRequestHead, keepAlive requested: Bool, context: ChannelHandlerContext) {
@@ -311,7 +357,7 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // have it queue every request's method; see IngestServer.) About 5 % of the CPU under
             // single-event load.
             encoderContext.writeAndFlush(NIOAny(IOData.byteBuffer(encoded)), promise: nil)
-            connectionGuard?.responseSent()
+            connectionGuard.responseSent()
             return
         }
         var headers = response.headers
@@ -335,6 +381,6 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-        connectionGuard?.responseSent()
+        connectionGuard.responseSent()
     }
 }

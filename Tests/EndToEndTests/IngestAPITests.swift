@@ -386,6 +386,83 @@ struct IngestAPITests {
         #expect(stored == ["h1", "h2", "h3"])
     }
 
+    @Test("an answer that closes the connection early lets the client finish sending: an upload over the limit sent whole gets its 413, not a reset; requests pipelined behind such an answer are neither answered nor stored")
+    func lingeringClose() async throws {
+        let (server, directory) = try await Fixtures.server(["--max-body-bytes", "65536"])
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        // A body 128 times the limit, sent whole before the answer is read (as Python's urllib
+        // does). Closing at once with those bytes unread reset the connection under the upload.
+        let upload = try RawConnection(port: server.port)
+        let big = String(repeating: "x", count: 8 << 20)
+        let sent = upload.send(
+            "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(big.utf8.count)\r\n\r\n" + big
+        )
+        #expect(sent, "the server read the rest of the upload instead of resetting the connection")
+        let answer = String(decoding: await upload.readAll(timeout: .seconds(30)), as: UTF8.self)
+        #expect(answer.hasPrefix("HTTP/1.1 413 ") && answer.contains("Connection: close\r\n") && answer.contains(#""error":"body_too_large""#), "\(answer)")
+
+        // The same for a chunked upload, refused once its chunks pass the limit.
+        let chunked = try RawConnection(port: server.port)
+        let chunk = "10000\r\n" + String(repeating: "y", count: 0x10000) + "\r\n"
+        #expect(chunked.send("POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + String(repeating: chunk, count: 128) + "0\r\n\r\n"))
+        let chunkedAnswer = String(decoding: await chunked.readAll(timeout: .seconds(30)), as: UTF8.self)
+        #expect(chunkedAnswer.hasPrefix("HTTP/1.1 413 "), "\(chunkedAnswer)")
+
+        // Two events pipelined behind a request refused from its head (415): the connection closes
+        // after the 415, so those two are not answered, and must not be stored either.
+        let pipelined = try RawConnection(port: server.port)
+        let xml = "<event/>"
+        #expect(pipelined.send(
+            "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\nContent-Length: \(xml.utf8.count)\r\n\r\n\(xml)"
+                + rawPost("behind-1") + rawPost("behind-2")
+        ))
+        let refused = String(decoding: await pipelined.readAll(timeout: .seconds(30)), as: UTF8.self)
+        #expect(statusLines(refused) == ["HTTP/1.1 415"], "\(refused)")
+
+        // A client that keeps its side open after the answer: what it sends is dropped, and the
+        // connection is closed once nothing has come for a few seconds.
+        #expect(pipelined.send(rawPost("after-the-answer")))
+        try await Task.sleep(for: .seconds(7))
+        _ = pipelined.send("x")  // reaches a closed socket, which resets the connection
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(!pipelined.send("x"), "the lingering connection was closed")
+
+        let stored = try await TestHTTP.postEvents(server, Fixtures.json(Fixtures.event("later")))
+        #expect(stored.status == 202)
+        #expect(await server.stop() == 0)
+        let ids = try await Fixtures.dump(server.dataDirectory).compactMap { $0["event_id"] as? String }
+        #expect(ids == ["later"])
+    }
+
+    @Test("a client that sends requests without reading the answers: the server stops reading (and answering) until it reads, then answers every request in order")
+    func backPressure() async throws {
+        let (server, directory) = try await Fixtures.server()
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        // 5,000 small requests for a large answer (about 100 MB of answers for 200 kB sent), the last
+        // one closing the connection.
+        let count = 5000
+        let request = "GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n"
+        let requests = String(repeating: request, count: count - 1) + "GET /openapi.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        let connection = try RawConnection(port: server.port)
+        let sending = Task.detached { connection.send(requests) }
+        try await Task.sleep(for: .seconds(3))
+        // Not reading: only what the socket buffers hold was answered (here about 370 answers, 4 MB),
+        // and no more are made while the client reads nothing. Before back-pressure, every request
+        // was answered at once and its answer kept in memory.
+        let answered = try await answeredCount(server, route: "/openapi.json")
+        #expect(answered > 0 && answered < count, "answered \(answered) of \(count) while the client read nothing")
+        try await Task.sleep(for: .seconds(2))
+        #expect(try await answeredCount(server, route: "/openapi.json") == answered, "no answers are made while none are read")
+        // Reading now: every answer arrives, in order, and the connection closes after the last.
+        let answer = await connection.readAll(timeout: .seconds(60))
+        #expect(await sending.value)
+        let text = String(decoding: answer, as: UTF8.self)
+        #expect(text.components(separatedBy: "HTTP/1.1 200 OK\r\n").count - 1 == count)
+        #expect(try await answeredCount(server, route: "/openapi.json") == count)
+        #expect(await server.stop() == 0)
+    }
+
     @Test("bytes that are not HTTP after pipelined requests: answered 400 after those requests' answers, then the connection is closed")
     func unparseableAfterPipelinedRequests() async throws {
         let (server, directory) = try await Fixtures.server()
@@ -527,6 +604,15 @@ private func rawPost(_ id: String, version: String = "1.1", extra: String = "") 
 private func rawPost(body: String, version: String = "1.1", extra: String = "") -> String {
     "POST /v1/events HTTP/\(version)\r\nHost: x\r\nContent-Type: application/json\r\n\(extra)"
         + "Content-Length: \(body.utf8.count)\r\n\r\n" + body
+}
+
+/// How many requests for `route` the server has answered, from its `/metrics`.
+private func answeredCount(_ server: PlayheadServer, route: String) async throws -> Int {
+    let metrics = try await TestHTTP.request("\(server.baseURL)/metrics").text
+    return metrics.split(separator: "\n")
+        .filter { $0.hasPrefix("playhead_http_server_request_duration_seconds_count{") && $0.contains(#"route="\#(route)""#) }
+        .compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }
+        .reduce(0) { $0 + Int($1) }
 }
 
 /// The status lines of the HTTP/1.1 answers in `answer`, in order ("HTTP/1.1 202"). Bodies do not
