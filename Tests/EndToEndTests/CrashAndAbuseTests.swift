@@ -63,7 +63,7 @@ struct CrashAndAbuseTests {
         let more = try await TestHTTP.postEvents(restarted, Fixtures.json(Fixtures.event("after")))
         #expect(more.status == 202)
         await restarted.stop()
-        let ids = try await Fixtures.dump(server.dataDirectory).compactMap { $0["event_id"] as? String }
+        let ids = try await Fixtures.storedIDs(server.dataDirectory)
         #expect(ids == (0..<50).map { "t-\($0)" } + ["after"])
     }
 

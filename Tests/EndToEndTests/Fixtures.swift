@@ -45,6 +45,11 @@ enum Fixtures {
         return (server, directory)
     }
 
+    /// The `event_id` of every record of the `events` topic, in log order.
+    static func storedIDs(_ dataDirectory: String) async throws -> [String] {
+        try await dump(dataDirectory).compactMap { $0["event_id"] as? String }
+    }
+
     /// The records of a topic, from `playhead log dump`.
     static func dump(_ dataDirectory: String, topic: String = "events") async throws -> [[String: Any]] {
         let result = try await runCommand(

@@ -39,7 +39,7 @@ struct IngestAPITests {
         #expect(ndjson.status == 202 && ndjson.json["accepted"] as? Int == 3)
         let beacon = try await TestHTTP.postEvents(server, Fixtures.json(Fixtures.event("b1")), contentType: "text/plain;charset=UTF-8")
         #expect(beacon.status == 202 && beacon.json["accepted"] as? Int == 1)
-        let ids = try await Fixtures.dump(server.dataDirectory).compactMap { $0["event_id"] as? String }
+        let ids = try await Fixtures.storedIDs(server.dataDirectory)
         #expect(Set(ids) == ["a1", "a2", "n1", "n2", "n3", "b1"])
     }
 
@@ -281,7 +281,7 @@ struct IngestAPITests {
         _ = directory
         let again = try await TestHTTP.postEvents(restarted, Fixtures.json(Fixtures.event("s3")))
         #expect(again.status == 202)
-        let ids = try await Fixtures.dump(server.dataDirectory).compactMap { $0["event_id"] as? String }
+        let ids = try await Fixtures.storedIDs(server.dataDirectory)
         #expect(ids == ["s1", "s2", "s3"])
     }
 
@@ -319,7 +319,7 @@ struct IngestAPITests {
         let idleText = String(decoding: await idleAnswer, as: UTF8.self)
         #expect(idleText.hasPrefix("HTTP/1.1 200"), "\(idleText)")
         #expect(started.duration(to: .now) < .seconds(30), "the idle connection was closed by the stop, not by a timeout")
-        let stored = try await Fixtures.dump(server.dataDirectory).compactMap { $0["event_id"] as? String }
+        let stored = try await Fixtures.storedIDs(server.dataDirectory)
         #expect(stored == ["p1"] + ids)
     }
 
@@ -348,7 +348,7 @@ struct IngestAPITests {
         #expect(!refused.contains("100 Continue"), "\(refused)")
 
         #expect(await server.stop() == 0)
-        let stored = try await Fixtures.dump(server.dataDirectory).compactMap { $0["event_id"] as? String }
+        let stored = try await Fixtures.storedIDs(server.dataDirectory)
         #expect(stored == ["x1"])
     }
 
@@ -382,7 +382,7 @@ struct IngestAPITests {
         #expect(idleStarted.duration(to: .now) < .seconds(10))
 
         #expect(await server.stop() == 0)
-        let stored = try await Fixtures.dump(server.dataDirectory).compactMap { $0["event_id"] as? String }
+        let stored = try await Fixtures.storedIDs(server.dataDirectory)
         #expect(stored == ["h1", "h2", "h3"])
     }
 
@@ -431,7 +431,7 @@ struct IngestAPITests {
         let stored = try await TestHTTP.postEvents(server, Fixtures.json(Fixtures.event("later")))
         #expect(stored.status == 202)
         #expect(await server.stop() == 0)
-        let ids = try await Fixtures.dump(server.dataDirectory).compactMap { $0["event_id"] as? String }
+        let ids = try await Fixtures.storedIDs(server.dataDirectory)
         #expect(ids == ["later"])
     }
 
@@ -478,7 +478,7 @@ struct IngestAPITests {
         #expect(answer.hasSuffix(#"the connection is closed"}"#) && answer.contains(#""error":"malformed_http""#), "\(answer)")
         #expect(await server.stop() == 0)
         // The two requests before the bad bytes were answered 202 and are stored; nothing after them is read.
-        let stored = try await Fixtures.dump(server.dataDirectory).compactMap { $0["event_id"] as? String }
+        let stored = try await Fixtures.storedIDs(server.dataDirectory)
         #expect(stored == ["u1", "u2"])
     }
 
@@ -535,7 +535,7 @@ struct IngestAPITests {
         #expect(mixedAnswer.hasSuffix(accepted), "\(mixedAnswer)")
 
         #expect(await server.stop() == 0)
-        let stored = try await Fixtures.dump(server.dataDirectory).compactMap { $0["event_id"] as? String }
+        let stored = try await Fixtures.storedIDs(server.dataDirectory)
         #expect(stored == ["e1", "e2", "e3", "e4", "e4k", "e4l", "e5", "e6", "e7", "e8"])
     }
 
@@ -552,7 +552,7 @@ struct IngestAPITests {
         #expect(report?["acknowledged_events"] as? Int == 60, "\(run.stdout)")
         #expect(await server.stop() == 0)
         // 3 bodies of 5 events, each sent 4 times: 15 distinct ids, 4 times each, in the log.
-        let ids = try await Fixtures.dump(server.dataDirectory).compactMap { $0["event_id"] as? String }
+        let ids = try await Fixtures.storedIDs(server.dataDirectory)
         #expect(ids.count == 60)
         #expect(Set(ids).count == 15)
         #expect(Dictionary(grouping: ids, by: { $0 }).values.allSatisfy { $0.count == 4 })
