@@ -332,6 +332,9 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Goes on with pipelined requests once a response is out (or the answers have drained), and
     /// reads again when none waits.
     private func answerWaiting(context: ChannelHandlerContext) {
+        // After the answer that closes the connection nothing more is answered (not even bytes
+        // that are not HTTP, seen before it went out).
+        if closing { return }
         while !waiting.isEmpty {
             if mustWait(waiting.first!) { return }
             receive(waiting.removeFirst(), context: context)
