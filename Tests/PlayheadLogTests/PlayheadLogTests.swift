@@ -56,6 +56,15 @@ func segmentPaths(_ configuration: EmbeddedLogConfiguration, _ topic: String) th
         .map { directory + "/" + $0 }
 }
 
+/// Writes records `0..<records` to the `events` topic of a new log, closes it, and returns the path
+/// of its segment.
+func closedLog(_ configuration: EmbeddedLogConfiguration, records: Int) async throws -> String {
+    let log = try EmbeddedLog.open(configuration, logger: testLogger)
+    _ = try await log.producer(for: .events).append(batch(0..<records))
+    log.close()
+    return try #require(try segmentPaths(configuration, "events").last)
+}
+
 func appendBytes(_ bytes: [UInt8], to path: String) throws {
     let handle = try #require(FileHandle(forWritingAtPath: path))
     handle.seekToEndOfFile()
@@ -352,12 +361,7 @@ struct EmbeddedLogTests {
         let directory = try TemporaryDirectory(prefix: "log")
         defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
         let configuration = makeConfiguration(directory)
-        do {
-            let log = try EmbeddedLog.open(configuration, logger: testLogger)
-            _ = try await log.producer(for: .events).append(batch(0..<50))
-            log.close()
-        }
-        let path = try #require(try segmentPaths(configuration, "events").last)
+        let path = try await closedLog(configuration, records: 50)
         let goodSize = try #require(FileManager.default.attributesOfItem(atPath: path)[.size] as? Int)
         // Garbage after the last record.
         try appendBytes([0x13, 0x00, 0x00, 0x00, 0xDE, 0xAD, 0xBE, 0xEF, 1, 2, 3], to: path)
@@ -381,6 +385,51 @@ struct EmbeddedLogTests {
         #expect(records[50].1 == value(100))
         await consumer.close()
         log.close()
+    }
+
+    @Test("damage inside the last segment: the records after it are cut off, but first saved to a file they can be read back from; a torn tail saves nothing")
+    func damageInsideSegmentIsSaved() async throws {
+        let directory = try TemporaryDirectory(prefix: "log")
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        let configuration = makeConfiguration(directory)
+        let path = try await closedLog(configuration, records: 50)
+        let recordBytes = 8 + 40
+        // One bit flipped inside record 20's value (bit rot, or a stray write): not a torn write,
+        // the 29 records after it were durable.
+        var contents = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+        #expect(contents.count == 50 * recordBytes)
+        contents[20 * recordBytes + 20] ^= 0x04
+        try Data(contents).write(to: URL(fileURLWithPath: path))
+
+        let log = try EmbeddedLog.open(configuration, logger: testLogger)
+        let saved = path + ".damaged-at-\(20 * recordBytes)"
+        let savedBytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: saved)))
+        #expect(savedBytes == Array(contents[(20 * recordBytes)...]), "the cut-off bytes are saved as they were")
+        #expect(try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int == 20 * recordBytes)
+        let appended = try await log.producer(for: .events).append(batch(100..<101))
+        #expect(appended.firstOffset == 20)
+        log.close()
+
+        // The saved records, from the one after the damaged record, read as a segment of their own.
+        let recovered = try TemporaryDirectory(prefix: "log")
+        defer { withExtendedLifetime(recovered) {} }
+        let recoveredConfiguration = makeConfiguration(recovered)
+        try FileManager.default.createDirectory(atPath: recoveredConfiguration.directory + "/events", withIntermediateDirectories: true)
+        try Data(savedBytes[recordBytes...]).write(to: URL(fileURLWithPath: recoveredConfiguration.directory + "/events/00000000000000000000.log"))
+        let recoveredLog = try EmbeddedLog.openReadOnly(recoveredConfiguration, logger: testLogger)
+        let reader = try recoveredLog.consumer(for: .events, group: nil)
+        let records = try await readRecords(reader, count: 29)
+        #expect(records.map(\.1) == (21..<50).map { value($0) })
+        await reader.close()
+        recoveredLog.close()
+
+        // A torn tail (a record cut short, nothing valid after it) is cut without a copy.
+        try appendBytes(Array(contents[0..<30]), to: path)
+        let reopened = try EmbeddedLog.open(configuration, logger: testLogger)
+        reopened.close()
+        let names = try FileManager.default.contentsOfDirectory(atPath: configuration.directory + "/events")
+        #expect(names.filter { $0.contains(".damaged-at-") } == [(saved as NSString).lastPathComponent])
+        #expect(try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int == 21 * recordBytes)
     }
 
     @Test("small commits write zeros ahead; the zeros are cut at close, at a segment roll and on restart, and no reader sees them")

@@ -152,11 +152,12 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
                     "zero_bytes": "\(fileSize - scan.validBytes)",
                 ])
             } else {
-                logger.warning("log: recovered a torn tail", metadata: [
-                    "topic": "\(name)", "segment": "\(path)", "kept_records": "\(scan.records)",
-                    "kept_bytes": "\(scan.validBytes)", "dropped_bytes": "\(fileSize - scan.validBytes)",
-                    "reason": "\(scan.problem ?? "trailing bytes")",
-                ])
+                do throws(LogError) {
+                    try keepDamagedTail(fd, path: path, topic: name, scan: scan, fileSize: fileSize)
+                } catch {
+                    Glibc.close(fd)
+                    throw error
+                }
             }
             if ftruncate(fd, off_t(scan.validBytes)) != 0 || Files.syncData(fd) != 0 {
                 let error = Files.error("cannot truncate", path)
@@ -177,6 +178,43 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
             topic: topic, fd: fd, activeBase: base, size: scan.validBytes, nextOffset: next,
             configuration: configuration, disk: disk, logger: logger
         )
+    }
+
+    /// Before recovery cuts a segment's invalid tail off: a torn write (nothing valid after the bad
+    /// record) gets a warning; damage inside the segment (complete, valid records after the bad
+    /// one, which were written before it and may have been acknowledged) gets an error, and the
+    /// tail is first saved to `<segment>.damaged-at-<byte>` so that no acknowledged record is
+    /// destroyed. If that copy cannot be made the log does not open (nothing is cut).
+    private func keepDamagedTail(_ fd: Int32, path: String, topic: String, scan: SegmentScanner.Result, fileSize: Int64) throws(LogError) {
+        var tail: [UInt8] = []
+        let count = Int(fileSize - scan.validBytes)
+        let got = try Files.read(fd, into: &tail, count: count, at: scan.validBytes, path: path)
+        tail.removeLast(tail.count - got)
+        guard let damage = SegmentScanner.recordsAfterDamage(in: tail, maxRecordBytes: configuration.maxRecordBytes) else {
+            logger.warning("log: recovered a torn tail", metadata: [
+                "topic": "\(topic)", "segment": "\(path)", "kept_records": "\(scan.records)",
+                "kept_bytes": "\(scan.validBytes)", "dropped_bytes": "\(count)",
+                "reason": "\(scan.problem ?? "trailing bytes")",
+            ])
+            return
+        }
+        let saved = path + ".damaged-at-\(scan.validBytes)"
+        do throws(LogError) {
+            try Files.writeAtomically(tail, to: saved)
+        } catch {
+            throw LogError(
+                code: error.code,
+                message: "\(path) is damaged at byte \(scan.validBytes) (\(scan.problem ?? "an invalid record")), "
+                    + "with \(damage.records) complete records after the damage; they could not be saved before the "
+                    + "segment is cut there, so the log was not opened: \(error.message)"
+            )
+        }
+        logger.error("log: a segment is damaged inside; the records after the damage were cut off and saved", metadata: [
+            "topic": "\(topic)", "segment": "\(path)", "kept_records": "\(scan.records)",
+            "damaged_at_byte": "\(scan.validBytes)", "reason": "\(scan.problem ?? "an invalid record")",
+            "records_after_damage": "\(damage.records)", "saved_to": "\(saved)",
+            "records_start_at_byte_of_saved_file": "\(damage.position)",
+        ])
     }
 
     private func topicState(_ name: String) throws(LogError) -> TopicState {

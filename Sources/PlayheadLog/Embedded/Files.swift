@@ -197,6 +197,45 @@ enum SegmentScanner {
         var problem: String?
     }
 
+    /// The length of the complete, valid record that starts at `position` of `bytes`, or nil.
+    static func validRecord(in bytes: [UInt8], at position: Int, maxRecordBytes: Int) -> Int? {
+        guard position >= 0, bytes.count - position >= Files.recordHeaderBytes else { return nil }
+        return bytes.withUnsafeBytes { raw -> Int? in
+            let length = LogFraming.readUInt32(raw, at: position)
+            guard Int(length) <= maxRecordBytes else { return nil }
+            let total = Files.recordHeaderBytes + Int(length)
+            guard bytes.count - position >= total else { return nil }
+            let stored = LogFraming.readUInt32(raw, at: position + 4)
+            let actual = CRC32C.record(length: length, value: UnsafeRawBufferPointer(rebasing: raw[(position + 8)..<(position + total)]))
+            return actual == stored ? total : nil
+        }
+    }
+
+    /// Looks past a record that is not valid (at the start of `tail`) for complete, valid records:
+    /// where the first one starts in `tail`, and how many follow one another from there. Nil when
+    /// there is none, as after a torn write (the part of a group that never reached the disk).
+    ///
+    /// Valid records after a bad one mean damage inside the segment, not a torn write: the records
+    /// after it were written, and maybe acknowledged, before the damage was done. A match by chance
+    /// needs a plausible length and a 32-bit CRC to agree, so it is rare, and a real record is
+    /// followed by the next one.
+    static func recordsAfterDamage(in tail: [UInt8], maxRecordBytes: Int) -> (position: Int, records: Int)? {
+        var position = 1
+        while tail.count - position >= Files.recordHeaderBytes {
+            if let first = validRecord(in: tail, at: position, maxRecordBytes: maxRecordBytes) {
+                var records = 1
+                var next = position + first
+                while let following = validRecord(in: tail, at: next, maxRecordBytes: maxRecordBytes) {
+                    records += 1
+                    next += following
+                }
+                return (position, records)
+            }
+            position += 1
+        }
+        return nil
+    }
+
     /// Reads `fd` from the start and returns how far its records are complete and valid.
     static func scan(_ fd: Int32, path: String, verifyChecksums: Bool, maxRecordBytes: Int, from start: Int64 = 0, records startRecords: Int64 = 0) throws(LogError) -> Result {
         let size = Files.fileSize(fd)
