@@ -183,12 +183,20 @@ struct IngestAPITests {
         return Array(try Data(contentsOf: output))
     }
 
-    @Test("415 for an unsupported content type")
+    @Test("415 for an unsupported content type; a body in UTF-16 gets 400 naming the encoding")
     func unsupportedMediaType() async throws {
         let (server, _) = try await Fixtures.server()
         let response = try await TestHTTP.postEvents(server, "<xml/>", contentType: "application/xml")
         #expect(response.status == 415)
         #expect(response.json["error"] as? String == "unsupported_media_type")
+        // A body in UTF-16 gets 400 naming the encoding (any charset parameter is ignored, as RFC 8259
+        // asks of a JSON recipient: the bytes decide).
+        let event = Fixtures.json(Fixtures.event("c1"))
+        let utf16 = try await TestHTTP.postEvents(server, [0xFF, 0xFE] + event.utf16.flatMap { [UInt8($0 & 0xFF), UInt8($0 >> 8)] }, contentType: "application/json; charset=utf-16")
+        #expect(utf16.status == 400)
+        let error = (utf16.json["errors"] as? [[String: Any]])?.first
+        #expect(error?["reason"] as? String == "invalid_utf8", "\(utf16.text)")
+        #expect((error?["message"] as? String)?.hasPrefix("the body is UTF-16LE") == true, "\(utf16.text)")
     }
 
     @Test("401 without a valid write key; bearer header and query parameter both work")

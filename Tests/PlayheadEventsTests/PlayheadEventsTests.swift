@@ -332,6 +332,34 @@ import PlayheadEvents
         #expect(alone.errors.map(\.reason) == [.emptyBody])
     }
 
+    @Test("a body in UTF-16 or UTF-32, with or without a byte order mark, is refused as not UTF-8, naming the encoding")
+    func wideEncodings() {
+        let text = event()
+        func utf16(_ bigEndian: Bool, bom: Bool) -> [UInt8] {
+            ((bom ? [UInt16(0xFEFF)] : []) + Array(text.utf16))
+                .flatMap { bigEndian ? [UInt8($0 >> 8), UInt8($0 & 0xFF)] : [UInt8($0 & 0xFF), UInt8($0 >> 8)] }
+        }
+        let utf32LE: [UInt8] = ([0xFEFF] + text.unicodeScalars.map(\.value)).flatMap { value in (0..<4).map { UInt8((value >> (8 * $0)) & 0xFF) } }
+        let cases: [([UInt8], String)] = [
+            (utf16(false, bom: true), "UTF-16LE (byte order mark FF FE)"),
+            (utf16(true, bom: true), "UTF-16BE (byte order mark FE FF)"),
+            (utf16(false, bom: false), "UTF-16 or UTF-32 (a zero byte among its first two)"),
+            (utf16(true, bom: false), "UTF-16 or UTF-32 (a zero byte among its first two)"),
+            (utf32LE, "UTF-32LE (byte order mark FF FE 00 00)"),
+        ]
+        for (body, encoding) in cases {
+            for format in [EventBodyFormat.json, .ndjson, .sniff] {
+                let (o, sink) = decode(body, format: format)
+                #expect(o.accepted == 0)
+                #expect(o.errors.map(\.reason) == [.invalidUTF8], "\(encoding)")
+                #expect(o.errors.first?.message == "the body is \(encoding), not UTF-8: JSON must be sent as UTF-8 (RFC 8259)")
+                #expect(sink.rejected.count == 1, "kept whole in rejected")
+            }
+        }
+        // The same event in UTF-8 is accepted.
+        #expect(decode(text).outcome.accepted == 1)
+    }
+
     @Test func emptyBody() {
         // An empty array too: nothing is accepted, so the 400 must say why.
         for (body, format) in [("", EventBodyFormat.json), ("  \n ", .sniff), ("\n\n", .ndjson), ("", .ndjson), ("[ ]", .json), ("[]", .sniff)] {
