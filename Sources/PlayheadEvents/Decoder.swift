@@ -381,20 +381,26 @@ struct EventParser {
     }
 
     /// The encoding of a body sent as UTF-16 or UTF-32 (as a .NET or Windows client may), told by
-    /// its byte order mark or by zero bytes at its start (no JSON text in UTF-8 starts with one);
-    /// nil for anything else. Without this, such a body was refused as malformed JSON, with a message
-    /// about an invalid number or character that did not say why.
+    /// its byte order mark, or without one by where the zero bytes of its first four bytes fall
+    /// (JSON text starts with an ASCII character, which those encodings pad with zero bytes);
+    /// nil for anything else. A first line of NDJSON with a stray zero byte does not match, so it
+    /// costs only that line. Without this, such a body was refused as malformed JSON, with a
+    /// message about an invalid number or character that did not say why.
     func wideEncoding() -> String? {
         guard end - pos >= 2 else { return nil }
         let b0 = p[pos], b1 = p[pos + 1]
         guard b0 == 0xFF || b0 == 0xFE || b0 == 0 || b1 == 0 else { return nil }
-        let four = end - pos >= 4
-        switch (b0, b1) {
-        case (0xFF, 0xFE) where four && p[pos + 2] == 0 && p[pos + 3] == 0: return "UTF-32LE (byte order mark FF FE 00 00)"
-        case (0xFF, 0xFE): return "UTF-16LE (byte order mark FF FE)"
-        case (0xFE, 0xFF): return "UTF-16BE (byte order mark FE FF)"
-        case (0, 0) where four && p[pos + 2] == 0xFE && p[pos + 3] == 0xFF: return "UTF-32BE (byte order mark 00 00 FE FF)"
-        case (0, _), (_, 0): return "UTF-16 or UTF-32 (a zero byte among its first two)"
+        let b2: UInt8? = end - pos >= 4 ? p[pos + 2] : nil
+        let b3: UInt8? = end - pos >= 4 ? p[pos + 3] : nil
+        switch (b0, b1, b2, b3) {
+        case (0xFF, 0xFE, 0, 0): return "UTF-32LE (byte order mark FF FE 00 00)"
+        case (0xFF, 0xFE, _, _): return "UTF-16LE (byte order mark FF FE)"
+        case (0xFE, 0xFF, _, _): return "UTF-16BE (byte order mark FE FF)"
+        case (0, 0, 0xFE, 0xFF): return "UTF-32BE (byte order mark 00 00 FE FF)"
+        case (1..., 0, 0, 0): return "UTF-32LE (without a byte order mark)"
+        case (0, 0, 0, .some(1...)): return "UTF-32BE (without a byte order mark)"
+        case (1..., 0, .some(1...), 0): return "UTF-16LE (without a byte order mark)"
+        case (0, 1..., 0, .some(1...)): return "UTF-16BE (without a byte order mark)"
         default: return nil
         }
     }

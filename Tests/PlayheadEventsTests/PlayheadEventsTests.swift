@@ -343,9 +343,10 @@ import PlayheadEvents
         let cases: [([UInt8], String)] = [
             (utf16(false, bom: true), "UTF-16LE (byte order mark FF FE)"),
             (utf16(true, bom: true), "UTF-16BE (byte order mark FE FF)"),
-            (utf16(false, bom: false), "UTF-16 or UTF-32 (a zero byte among its first two)"),
-            (utf16(true, bom: false), "UTF-16 or UTF-32 (a zero byte among its first two)"),
+            (utf16(false, bom: false), "UTF-16LE (without a byte order mark)"),
+            (utf16(true, bom: false), "UTF-16BE (without a byte order mark)"),
             (utf32LE, "UTF-32LE (byte order mark FF FE 00 00)"),
+            (Array(utf32LE.dropFirst(4)), "UTF-32LE (without a byte order mark)"),
         ]
         for (body, encoding) in cases {
             for format in [EventBodyFormat.json, .ndjson, .sniff] {
@@ -356,8 +357,11 @@ import PlayheadEvents
                 #expect(sink.rejected.count == 1, "kept whole in rejected")
             }
         }
-        // The same event in UTF-8 is accepted.
+        // The same event in UTF-8 is accepted; a stray zero byte on the first line of NDJSON costs
+        // only that line.
         #expect(decode(text).outcome.accepted == 1)
+        let stray = decode([0, 0x0A] + Array((text + "\n" + text).utf8), format: .ndjson).outcome
+        #expect(stray.accepted == 2 && stray.errors.map(\.index) == [0], "\(stray.errors)")
     }
 
     @Test func emptyBody() {
