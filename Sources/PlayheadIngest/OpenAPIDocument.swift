@@ -160,6 +160,16 @@ enum OpenAPIDocument {
        }
       }
      },
+     "501": {
+      "description": "A `Transfer-Encoding` other than `chunked` (`unsupported_transfer_encoding`); compress with `Content-Encoding` instead.",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     },
      "503": {
       "description": "The server must shed load (the log is full, the disk is full, the broker is unreachable, or the server is shutting down). Nothing was acknowledged; retry after `Retry-After` seconds.",
       "headers": {

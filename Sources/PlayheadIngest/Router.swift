@@ -24,10 +24,19 @@ struct Router: Sendable {
     func answerEarly(_ head: HTTPRequestHead) -> HTTPResponse? {
         let request = HTTPRequest(head: head, body: ByteBuffer())
         if request.path == EventsEndpoint.path && head.method == .POST, let events {
-            if let length = head.headers.first(name: "content-length").flatMap(Int.init), length > maxBodyBytes {
+            if let length = head.headers.first(name: "content-length").flatMap(Int.init) {
+                if length > maxBodyBytes {
+                    return .error(
+                        .payloadTooLarge, code: "body_too_large",
+                        message: "the body has \(length) bytes; the limit is \(maxBodyBytes)"
+                    )
+                }
+            } else if let coding = head.headers[canonicalForm: "transfer-encoding"].first(where: { $0.lowercased() != "chunked" }) {
+                // The parser takes the body's framing from the final `chunked` and would hand over
+                // the bytes still in that coding (`gzip, chunked`): RFC 9112 §6.1 asks for 501.
                 return .error(
-                    .payloadTooLarge, code: "body_too_large",
-                    message: "the body has \(length) bytes; the limit is \(maxBodyBytes)"
+                    .notImplemented, code: "unsupported_transfer_encoding",
+                    message: "Transfer-Encoding \(coding) is not supported; send the body chunked or with Content-Length, and compress it with Content-Encoding: gzip"
                 )
             }
             return events.checkHead(request)

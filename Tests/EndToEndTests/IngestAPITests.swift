@@ -183,7 +183,7 @@ struct IngestAPITests {
         return Array(try Data(contentsOf: output))
     }
 
-    @Test("415 for an unsupported content type; a body in UTF-16 gets 400 naming the encoding")
+    @Test("415 for an unsupported content type; a body in UTF-16 gets 400 naming the encoding; 501 for a transfer coding other than chunked")
     func unsupportedMediaType() async throws {
         let (server, _) = try await Fixtures.server()
         let response = try await TestHTTP.postEvents(server, "<xml/>", contentType: "application/xml")
@@ -197,6 +197,16 @@ struct IngestAPITests {
         let error = (utf16.json["errors"] as? [[String: Any]])?.first
         #expect(error?["reason"] as? String == "invalid_utf8", "\(utf16.text)")
         #expect((error?["message"] as? String)?.hasPrefix("the body is UTF-16LE") == true, "\(utf16.text)")
+
+        // A transfer coding other than chunked: 501 from the head, and nothing of the body stored.
+        let raw = try RawConnection(port: server.port)
+        let chunk = Fixtures.json(Fixtures.event("te-gzip"))
+        #expect(raw.send("POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+            + String(chunk.utf8.count, radix: 16) + "\r\n" + chunk + "\r\n0\r\n\r\n"))
+        let answer = String(decoding: await raw.readAll(timeout: .seconds(30)), as: UTF8.self)
+        #expect(answer.hasPrefix("HTTP/1.1 501 ") && answer.contains(#""error":"unsupported_transfer_encoding""#), "\(answer)")
+        #expect(await server.stop() == 0)
+        #expect(try await Fixtures.storedIDs(server.dataDirectory).isEmpty)
     }
 
     @Test("401 without a valid write key; bearer header and query parameter both work")
