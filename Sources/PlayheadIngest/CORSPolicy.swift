@@ -67,3 +67,34 @@ extension String {
         return String(s)
     }
 }
+
+/// Checks on `--cors-origin` values, so that one that could never match a browser's `Origin`
+/// header is refused at start-up instead of failing every cross-origin request later.
+public enum CORSOrigin {
+    /// Why `origin` can never equal an `Origin` header a browser sends, or nil when it can. A
+    /// browser sends `scheme://host[:port]`: no path, no trailing slash, and no port when it is the
+    /// scheme's default. `*` (every origin) and `null` (sandboxed frames, `file:` pages) are kept.
+    public static func problem(with origin: String) -> String? {
+        if origin == "*" || origin == "null" { return nil }
+        if origin.isEmpty { return "is empty; give an origin such as https://app.example.com, or * for every origin" }
+        if origin.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.value < 0x20 || $0.value == 0x7F }) {
+            return "contains whitespace or a control character"
+        }
+        guard let separator = origin.range(of: "://"), separator.lowerBound > origin.startIndex else {
+            return "has no scheme; an origin looks like https://app.example.com"
+        }
+        let scheme = origin[..<separator.lowerBound].lowercased()
+        let authority = origin[separator.upperBound...]
+        if let cut = authority.firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" }) {
+            let rest = authority[cut...]
+            return rest == "/"
+                ? "ends with a slash; a browser's Origin header never does, so drop it"
+                : "has a path or query (\(rest)); a browser's Origin header is scheme://host[:port] only"
+        }
+        if authority.isEmpty || authority.hasPrefix(":") { return "has no host" }
+        if (scheme == "https" && authority.hasSuffix(":443")) || (scheme == "http" && authority.hasSuffix(":80")) {
+            return "has its scheme's default port, which browsers leave out of the Origin header; drop \(authority[authority.lastIndex(of: ":")!...])"
+        }
+        return nil
+    }
+}

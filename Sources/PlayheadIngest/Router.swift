@@ -22,6 +22,7 @@ struct Router: Sendable {
 
     /// An answer that can be given from the head alone (before reading a body), or nil to read on.
     func answerEarly(_ head: HTTPRequestHead) -> HTTPResponse? {
+        if let refusal = Self.refuseWithoutHost(head) { return refusal }
         let request = HTTPRequest(head: head, body: ByteBuffer())
         if request.path == EventsEndpoint.path && head.method == .POST, let events {
             if let length = head.headers.first(name: "content-length").flatMap(Int.init) {
@@ -42,6 +43,29 @@ struct Router: Sendable {
             return events.checkHead(request)
         }
         return nil
+    }
+
+    /// RFC 9112 §3.2: a server must answer 400 to an HTTP/1.1 request with no `Host` header, or
+    /// more than one. (A version other than 1.0 and 1.1 never gets here: the parser refuses it,
+    /// and `answerUnparseable` answers 505.)
+    static func refuseWithoutHost(_ head: HTTPRequestHead) -> HTTPResponse? {
+        guard head.version.minor >= 1 else { return nil }  // HTTP/1.0 has no Host requirement
+        var hosts = 0
+        for (name, _) in head.headers where isHost(name) { hosts += 1 }
+        guard hosts != 1 else { return nil }
+        return .error(
+            .badRequest, code: "malformed_http",
+            message: "an HTTP/1.1 request must have exactly one Host header (RFC 9112 §3.2); this one has \(hosts)"
+        )
+    }
+
+    /// `name == "host"`, ignoring ASCII case, without allocating: it runs for every request.
+    private static func isHost(_ name: String) -> Bool {
+        var bytes = name.utf8.makeIterator()
+        for expected in "host".utf8 {
+            guard let byte = bytes.next(), byte | 0x20 == expected else { return false }
+        }
+        return bytes.next() == nil
     }
 
     /// The answer to a complete request.
@@ -217,15 +241,33 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         unparseable = nil
         state = .discarding
+        // The parser takes HTTP/1.0 and HTTP/1.1 only: any other version (`HTTP/2.0` in a request
+        // line, or none at all as in HTTP/0.9) is one the server does not speak (RFC 9110 §15.6.6).
+        let unsupportedVersion = parseError == .invalidVersion
         var response = HTTPResponse.error(
-            .badRequest, code: "malformed_http",
-            message: "the request could not be parsed as HTTP (\(parseError)); the connection is closed"
+            unsupportedVersion ? .httpVersionNotSupported : .badRequest,
+            code: unsupportedVersion ? "http_version_not_supported" : "malformed_http",
+            message: "the request could not be parsed as HTTP (\(Self.explain(parseError))); the connection is closed"
         )
         response.headers.replaceOrAdd(name: "Connection", value: "close")
         response.headers.replaceOrAdd(name: "Content-Length", value: String(response.body.readableBytes))
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: response.status, headers: response.headers))), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(response.body))), promise: nil)
         endAndClose(context: context)
+    }
+
+    /// NIO's words for a parse error, except where they would puzzle a client.
+    static func explain(_ error: HTTPParserError) -> String {
+        switch error {
+        case .paused:
+            // llhttp stops at `PRI * HTTP/2.0`, the preface of HTTP/2 with prior knowledge
+            // (`curl --http2-prior-knowledge`); NIO calls that "paused (swift-http-parser error)".
+            "HTTP/2 is not supported, with prior knowledge (h2c) or otherwise; send HTTP/1.1"
+        case .invalidVersion:
+            "the request line has an HTTP version other than HTTP/1.1 and HTTP/1.0, the only ones spoken here"
+        default:
+            "\(error)"
+        }
     }
 
     /// Ends the answer being written and closes the connection once it is out: nothing more is

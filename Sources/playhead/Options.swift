@@ -58,10 +58,10 @@ struct IngestOptions: ParsableArguments {
     @Option(name: .long, help: "The most events in one request.")
     var maxEventsPerRequest: Int = 1000
 
-    @Option(name: .long, parsing: .singleValue, help: "A write key that POST /v1/events must present (Authorization: Bearer <key>, or ?write_key=<key>). Repeat for several. Default: none, no key needed.")
+    @Option(name: .long, parsing: .singleValue, help: "A write key that POST /v1/events must present (Authorization: Bearer <key>, or ?write_key=<key>): printable ASCII without spaces. Repeat for several. Default: none, no key needed.")
     var writeKey: [String] = []
 
-    @Option(name: .long, parsing: .singleValue, help: "An origin allowed by CORS; repeat for several. Default: * (every origin).")
+    @Option(name: .long, parsing: .singleValue, help: "An origin allowed by CORS, as browsers send it: scheme://host[:port], no path or trailing slash (or null). Repeat for several. Default: * (every origin).")
     var corsOrigin: [String] = []
 
     @Option(name: .long, help: "The most accepted events per second over all clients; more gets 429 with Retry-After. Default: no limit.")
@@ -109,6 +109,13 @@ struct IngestOptions: ParsableArguments {
             throw ValidationError("--request-timeout and --idle-timeout must be positive, --shutdown-grace not negative")
         }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        for origin in corsOrigin {
+            if let problem = CORSOrigin.problem(with: origin) { throw ValidationError("--cors-origin '\(origin)' \(problem)") }
+        }
+        for key in writeKey where key.isEmpty || key.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value >= 0x7F }) {
+            // A bearer token (RFC 6750) is visible ASCII; anything else no client could present.
+            throw ValidationError("--write-key '\(key)' must be non-empty printable ASCII without spaces")
+        }
     }
 }
 

@@ -209,6 +209,69 @@ struct IngestAPITests {
         #expect(try await Fixtures.storedIDs(server.dataDirectory).isEmpty)
     }
 
+    @Test("RFC 9112 at the edge: HTTP/1.1 without exactly one Host gets 400, a version other than 1.0 and 1.1 gets 505, the HTTP/2 preface a 400 that says so; none is stored")
+    func versionsAndHost() async throws {
+        let (server, _) = try await Fixtures.server()
+        func exchange(_ request: String) async throws -> String {
+            let raw = try RawConnection(port: server.port)
+            #expect(raw.send(request))
+            return String(decoding: await raw.readAll(timeout: .seconds(30)), as: UTF8.self)
+        }
+        let event = Fixtures.json(Fixtures.event("no-host"))
+        let post = "POST /v1/events HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: \(event.utf8.count)\r\n"
+        let noHost = try await exchange(post + "\r\n" + event)
+        #expect(noHost.hasPrefix("HTTP/1.1 400 ") && noHost.contains(#""error":"malformed_http""#), "\(noHost)")
+        #expect(noHost.contains("exactly one Host header") && noHost.contains("this one has 0"), "\(noHost)")
+        let twoHosts = try await exchange(post + "Host: a\r\nHOST: b\r\n\r\n" + event)
+        #expect(twoHosts.hasPrefix("HTTP/1.1 400 ") && twoHosts.contains("this one has 2"), "\(twoHosts)")
+        // Any case of the name is one Host; HTTP/1.0 needs none.
+        let upper = try await exchange("GET /healthz HTTP/1.1\r\nHOST: a\r\nConnection: close\r\n\r\n")
+        #expect(upper.hasPrefix("HTTP/1.1 200 "), "\(upper)")
+        let http10 = try await exchange("GET /healthz HTTP/1.0\r\n\r\n")
+        #expect(http10.hasPrefix("HTTP/1.0 200 "), "\(http10)")
+
+        let http2 = try await exchange("POST /v1/events HTTP/2.0\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(event.utf8.count)\r\n\r\n" + event)
+        #expect(http2.hasPrefix("HTTP/1.1 505 ") && http2.contains(#""error":"http_version_not_supported""#), "\(http2)")
+        #expect(http2.contains("other than HTTP/1.1 and HTTP/1.0"), "\(http2)")
+        let http09 = try await exchange("GET /healthz\r\n\r\n")
+        #expect(http09.hasPrefix("HTTP/1.1 505 "), "\(http09)")
+        let preface = try await exchange("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        #expect(preface.hasPrefix("HTTP/1.1 400 ") && preface.contains("HTTP/2 is not supported"), "\(preface)")
+
+        #expect(await server.stop() == 0)
+        #expect(try await Fixtures.storedIDs(server.dataDirectory).isEmpty)
+    }
+
+    @Test("serve refuses a CORS origin that no browser could send and a write key that no client could present, naming the flag and why")
+    func unmatchableOriginsAndKeys() async throws {
+        let cases: [([String], String)] = [
+            (["--cors-origin", "https://app.example.com/"], "--cors-origin 'https://app.example.com/' ends with a slash"),
+            (["--cors-origin", ""], "--cors-origin '' is empty"),
+            (["--cors-origin", "app.example.com"], "has no scheme"),
+            (["--cors-origin", "https://app.example.com/play"], "has a path or query (/play)"),
+            (["--cors-origin", "https://app.example.com:443"], "drop :443"),
+            (["--write-key", ""], "--write-key '' must be non-empty printable ASCII"),
+            (["--write-key", "two words"], "--write-key 'two words' must be"),
+        ]
+        let directory = try TemporaryDirectory(prefix: "e2e")
+        let data = directory.appending("never-made").path
+        for (arguments, expected) in cases {
+            let result = try await runCommand(TestEnvironment.playheadExecutable, ["serve", "--port", "0", "--data-dir", data] + arguments)
+            #expect(result.status != 0, "\(arguments)")
+            #expect(result.stderr.contains(expected), "\(arguments): \(result.stderr)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: data), "refused before anything is made")
+        // What browsers do send is taken: two origins, a port, a custom scheme, null and *.
+        let (server, _) = try await Fixtures.server(
+            ["--cors-origin", "https://app.example.com", "--cors-origin", "http://localhost:8080", "--cors-origin", "capacitor://localhost", "--cors-origin", "null"]
+        )
+        let response = try await TestHTTP.request(
+            "\(server.baseURL)/v1/events", method: .OPTIONS, headers: [("Origin", "http://localhost:8080"), ("Access-Control-Request-Method", "POST")]
+        )
+        #expect(response.status == 204)
+        #expect(await server.stop() == 0)
+    }
+
     @Test("401 without a valid write key; bearer header and query parameter both work")
     func writeKeys() async throws {
         let (server, _) = try await Fixtures.server(["--write-key", "k-secret"])
