@@ -22,6 +22,9 @@ public final class KafkaLogConsumer: LogConsumer, Sendable {
         var closed = false
         /// Committed offsets (or where reading started) of the partitions this consumer holds.
         var committed: [Int32: Int64] = [:]
+        /// A reader's starting offsets asked for with `seek` before its first poll assigned it
+        /// its partitions (`playhead log dump --offset`).
+        var startAt: [Int32: Int64] = [:]
     }
 
     init(log: KafkaLog, topic: LogTopic, kafkaTopic: String, group: String?, consumer: KafkaConsumer) {
@@ -52,8 +55,14 @@ public final class KafkaLogConsumer: LogConsumer, Sendable {
                 guard count > 0 else {
                     throw LogError(code: .invalidArgument, message: "Kafka topic \(kafkaTopic) does not exist")
                 }
+                let startAt = state.withLock { $0.startAt }
+                if let partition = startAt.keys.first(where: { $0 < 0 || Int($0) >= count }) {
+                    throw LogError(code: .invalidArgument, message: "Kafka topic \(kafkaTopic) has \(count) partition(s), 0 to \(count - 1), not \(partition)")
+                }
                 try await consumer.assign(
-                    (0..<count).map { KafkaTopicPartition(topic: kafkaTopic, partition: Int32($0), offset: KafkaOffset.beginning) }
+                    (0..<count).map {
+                        KafkaTopicPartition(topic: kafkaTopic, partition: Int32($0), offset: startAt[Int32($0)] ?? KafkaOffset.beginning)
+                    }
                 )
             }
         } catch let error as RdKafkaError {
@@ -104,6 +113,13 @@ public final class KafkaLogConsumer: LogConsumer, Sendable {
     }
 
     public func seek(partition: Int32, to offset: Int64) async throws(LogError) {
+        let pending = state.withLock { state in
+            // A reader not yet assigned its partitions starts this one at `offset` when it is.
+            guard group == nil, !state.started else { return false }
+            state.startAt[partition] = offset
+            return true
+        }
+        if pending { return }
         do {
             try await consumer.seek([KafkaTopicPartition(topic: kafkaTopic, partition: partition, offset: offset)])
         } catch {

@@ -34,6 +34,12 @@ struct LogDumpCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Print at most this many records. Default: all.")
     var limit: Int?
 
+    @Option(name: .long, help: "Start at this offset (the _offset field) of --partition, and print only that partition. Default: every record from the earliest kept.")
+    var offset: Int64?
+
+    @Option(name: .long, help: "The partition --offset applies to: 0 for the embedded log, which has one; 0 to N-1 for a Kafka topic of N. (default: 0)")
+    var partition: Int32?
+
     @Flag(name: .long, help: "Keep waiting for new records instead of stopping at the end of the log.")
     var follow = false
 
@@ -44,12 +50,21 @@ struct LogDumpCommand: AsyncParsableCommand {
             throw ValidationError("--topic must be events or rejected, not '\(topic)'")
         }
         if let limit, limit < 0 { throw ValidationError("--limit must not be negative") }
+        if let offset, offset < 0 { throw ValidationError("--offset must not be negative") }
+        if let partition {
+            guard offset != nil else { throw ValidationError("--partition needs --offset: without it every partition is printed") }
+            guard partition >= 0 else { throw ValidationError("--partition must not be negative") }
+        }
     }
 
     func run() async throws {
         logging.bootstrap()
         let log = try OpenedLog.open(storage.logLocation, readOnly: true, mustExist: !follow, logger: Logger(label: "playhead.log"))
         let consumer = try log.backend.consumer(for: LogTopic(topic), group: nil)
+        // Where to start: a seek, and a filter, since a Kafka reader sent past the end of a
+        // partition starts again at its beginning (`auto.offset.reset`).
+        let start = offset.map { (partition: partition ?? 0, offset: $0) }
+        if let start { try await consumer.seek(partition: start.partition, to: start.offset) }
         let rejected = topic == "rejected"
         var printed = 0
         var line: [UInt8] = []
@@ -65,9 +80,10 @@ struct LogDumpCommand: AsyncParsableCommand {
             }
             idlePolls = 0
             for batch in poll.batches {
+                if let start, batch.partition != start.partition { continue }
                 var stop = false
                 try batch.forEachRecord { offset, value in
-                    guard !stop else { return }
+                    guard !stop, offset >= start?.offset ?? 0 else { return }
                     line.removeAll(keepingCapacity: true)
                     if rejected {
                         try RejectedRecordView(value).appendJSON(to: &line)

@@ -652,6 +652,54 @@ struct IngestAPITests {
         #expect(nowhere.stdout.contains("connection errors"), "\(nowhere.stdout)")
     }
 
+    @Test("log dump: --follow tails a running server's log in order; --limit, --offset and --partition pick records; bad values are refused")
+    func logDump() async throws {
+        let (server, _) = try await Fixtures.server()
+        func post(_ ids: [String]) async throws {
+            let body = ids.map { Fixtures.json(Fixtures.event($0)) }.joined(separator: "\n")
+            let response = try await TestHTTP.postEvents(server, body, contentType: "application/x-ndjson")
+            #expect(response.status == 202, "\(response.text)")
+        }
+        let first = (0..<10).map { "dump-\($0)" }, later = (0..<5).map { "later-\($0)" }
+        try await post(first)
+        let data = server.dataDirectory
+        let follower = try ChildProcess(TestEnvironment.playheadExecutable, ["log", "dump", "--data-dir", data, "--follow"], name: "dump-follow")
+        _ = try await follower.waitForOutput(containing: #""dump-9""#)
+        try await post(later)
+        _ = try await follower.waitForOutput(containing: #""later-4""#)
+        follower.signal(SIGTERM)
+        #expect(await follower.waitForExit() != nil)
+        func records(_ text: String) -> [(id: String, offset: Int)] {
+            text.split(separator: "\n").map {
+                let object = (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] ?? [:]
+                return (object["event_id"] as? String ?? "?", object["_offset"] as? Int ?? -1)
+            }
+        }
+        let followed = records(follower.stdout)
+        #expect(followed.map(\.id) == first + later)
+        #expect(followed.map(\.offset) == Array(0..<15))
+
+        func dump(_ arguments: [String]) async throws -> CommandResult {
+            try await runCommand(TestEnvironment.playheadExecutable, ["log", "dump", "--data-dir", data] + arguments)
+        }
+        #expect(records(try await dump(["--limit", "3"]).stdout).map(\.id) == Array(first.prefix(3)))
+        let fromOffset = records(try await dump(["--offset", "12"]).stdout)
+        #expect(fromOffset.map(\.id) == ["later-2", "later-3", "later-4"] && fromOffset.map(\.offset) == [12, 13, 14], "\(fromOffset)")
+        #expect(records(try await dump(["--offset", "10", "--partition", "0", "--limit", "1"]).stdout).map(\.id) == ["later-0"])
+        let pastEnd = try await dump(["--offset", "99"])
+        #expect(pastEnd.status == 0 && pastEnd.stdout.isEmpty, "\(pastEnd.stdout)")
+        let refusals: [([String], String)] = [
+            (["--offset", "0", "--partition", "1"], "the embedded log has only partition 0, not 1"),
+            (["--partition", "0"], "--partition needs --offset"),
+            (["--offset=-1"], "--offset must not be negative"),
+        ]
+        for (arguments, expected) in refusals {
+            let result = try await dump(arguments)
+            #expect(result.status != 0 && result.stderr.contains(expected), "\(arguments): \(result.stderr)")
+        }
+        #expect(await server.stop() == 0)
+    }
+
     @Test("serve refuses a data or lake folder it cannot make, naming the folder and the system's reason; log dump refuses a folder with no log")
     func unusableFolders() async throws {
         let directory = try TemporaryDirectory(prefix: "e2e")

@@ -179,6 +179,23 @@ struct KafkaLogTansuTests {
         let replayed = try strings(again.batches.filter { $0.partition == partition })
         #expect(replayed == (0..<10).map { "single-\($0)" })
 
+        // A reader (no group) told where to start before its first poll assigned it its partitions
+        // starts that partition there and the others at their beginning (`log dump --offset`).
+        let reader = try log.consumer(for: .events, group: nil)
+        try await reader.seek(partition: partition, to: singleResult.firstOffset! + 5)
+        // Everything but that partition's records before the seek's offset.
+        let expected = 1010 - Int(singleResult.firstOffset! + 5)
+        let fromSeek = try await drain(reader, count: expected)
+        #expect(try strings(fromSeek.batches.filter { $0.partition == partition }).filter { $0.hasPrefix("single-") } == (5..<10).map { "single-\($0)" })
+        #expect(fromSeek.batches.filter { $0.partition == partition }.allSatisfy { $0.firstOffset >= singleResult.firstOffset! + 5 })
+        #expect(fromSeek.batches.reduce(0) { $0 + $1.count } == expected)
+        await reader.close()
+        // One told a partition the topic does not have says so on its first poll.
+        let lost = try log.consumer(for: .events, group: nil)
+        try await lost.seek(partition: 6, to: 0)
+        await #expect(throws: LogError.self) { _ = try await lost.poll(maxRecords: 10, timeout: .seconds(10)) }
+        await lost.close()
+
         await consumer.close()
         await log.shutdown()
         // After shutdown, appends fail as closed.
