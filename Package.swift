@@ -6,9 +6,10 @@
 //
 //   PlayheadEvents   the event: schemas, fast decoder, validation, binary record codec  -> CPlayhead (SSE2 string scan)
 //   PlayheadLog      the log interface + the embedded segment log (bytes in, bytes out)  -> CPlayhead (CRC-32C)
-//   PlayheadIngest   the HTTP edge                                          -> PlayheadEvents, PlayheadLog, PlayheadMetrics, Gzip
+//   PlayheadIngest   the HTTP edge                                          -> PlayheadEvents, PlayheadLog, PlayheadMetrics, Gzip, CDeflate
 //   CZstd, Parquet   the Parquet writer (no Playhead dependency)
 //   CZlib, Gzip      gzip decoding: several members, cut-off data an error (no Playhead dependency)
+//   CDeflate         libdeflate: the edge's whole-buffer gzip decoding (Gzip's zlib decoder explains failures)
 //   S3               SigV4 signer and S3 client (no Playhead dependency)
 //   CRdKafka, RdKafka  the librdkafka wrapper (no Playhead dependency)
 //   PlayheadKafka    the Kafka log backend                                  -> PlayheadLog, RdKafka
@@ -58,6 +59,12 @@ let package = Package(
             path: "Sources/CZlib",
             pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]
+        ),
+        .systemLibrary(
+            name: "CDeflate",
+            path: "Sources/CDeflate",
+            pkgConfig: "libdeflate",
+            providers: [.apt(["libdeflate-dev"])]
         ),
         .target(
             name: "Gzip",
@@ -139,7 +146,7 @@ let package = Package(
         .target(
             name: "PlayheadIngest",
             dependencies: [
-                "PlayheadEvents", "PlayheadLog", "PlayheadMetrics", "Gzip",
+                "PlayheadEvents", "PlayheadLog", "PlayheadMetrics", "Gzip", "CDeflate",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -178,6 +185,7 @@ let package = Package(
                 "PlayheadEvents", "PlayheadLog", "PlayheadIngest", "PlayheadKafka", "PlayheadLake",
                 "PlayheadMetrics", "PlayheadLoadgen", "CPlayhead",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "CompressNIO", package: "compress-nio"),  // loadgen --gzip
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

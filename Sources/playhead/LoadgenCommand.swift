@@ -1,4 +1,5 @@
 import ArgumentParser
+import CompressNIO
 import Foundation
 import NIOCore
 import PlayheadEvents
@@ -25,6 +26,7 @@ struct LoadgenCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Stop after this many events (with --output: how many to write; default there 1,000,000).") var events: Int?
     @Option(name: .long, help: "Events per request (1 sends a single JSON object).") var batch: Int = 1
     @Option(name: .long, help: "Body format of batches: json (an array) or ndjson.") var format: BodyFormat = .json
+    @Flag(name: .long, help: "Compress every body with gzip (Content-Encoding: gzip), as mobile SDKs do for batches. Default: off.") var gzip = false
     @Option(name: .long, help: "A write key, sent as Authorization: Bearer <key>.") var writeKey: String?
     @Option(name: .long, help: "Seed of the session generator (the same seed gives the same events).") var seed: UInt64 = 1
     @Option(name: .long, help: "Concurrent sessions simulated by the generator.") var sessions: Int = 10_000
@@ -63,9 +65,10 @@ struct LoadgenCommand: AsyncParsableCommand {
         configuration.maxEvents = events
         configuration.contentType = format == .ndjson && batch > 1 ? "application/x-ndjson" : "application/json"
         configuration.writeKey = writeKey
+        configuration.gzip = gzip
         configuration.threads = threads
         configuration.recordAcknowledgedIDs = acknowledgedIds != nil
-        let batch = self.batch, format = self.format, seed = self.seed
+        let batch = self.batch, format = self.format, seed = self.seed, gzip = self.gzip
         let recordIDs = configuration.recordAcknowledgedIDs
         let sessionsPerConnection = max(1, sessions / connections)
         let startMicros = Int64(Date().timeIntervalSince1970 * 1_000_000)
@@ -77,7 +80,7 @@ struct LoadgenCommand: AsyncParsableCommand {
                     concurrentSessions: sessionsPerConnection,
                     startTime: startMicros
                 ),
-                batch: batch, ndjson: format == .ndjson, recordIDs: recordIDs
+                batch: batch, ndjson: format == .ndjson, gzip: gzip, recordIDs: recordIDs
             )
             guard let replay else { return source }
             return ReplayRequestSource(source, count: replay)
@@ -145,13 +148,15 @@ final class SyntheticRequestSource: LoadRequestSource {
     private var sessions: SyntheticSessions
     private let batch: Int
     private let ndjson: Bool
+    private let gzip: Bool
     private let recordIDs: Bool
     private var scratch: [UInt8] = []
 
-    init(sessions: SyntheticSessions, batch: Int, ndjson: Bool, recordIDs: Bool) {
+    init(sessions: SyntheticSessions, batch: Int, ndjson: Bool, gzip: Bool = false, recordIDs: Bool) {
         self.sessions = sessions
         self.batch = batch
         self.ndjson = ndjson
+        self.gzip = gzip
         self.recordIDs = recordIDs
         scratch.reserveCapacity(batch * 512 + 16)
     }
@@ -168,7 +173,12 @@ final class SyntheticRequestSource: LoadRequestSource {
         }
         if batch > 1 && !ndjson { scratch.append(UInt8(ascii: "]")) }
         if ndjson { scratch.append(UInt8(ascii: "\n")) }
-        return LoadRequest(body: allocator.buffer(bytes: scratch), events: batch, eventIDs: ids)
+        var body = allocator.buffer(bytes: scratch)
+        if gzip {
+            // zlib cannot fail on a complete buffer in memory; a failure would be a bug here.
+            do { body = try body.compress(with: .gzip(), allocator: allocator) } catch { fatalError("gzip compression failed: \(error)") }
+        }
+        return LoadRequest(body: body, events: batch, eventIDs: ids)
     }
 
     /// The `event_id` of a generated event (the generator writes it as a plain string).

@@ -165,10 +165,30 @@ struct IngestAPITests {
         let members = try await Self.gzip(Array(ndjson(0..<3).utf8), directory: directory) + Self.gzip(Array(ndjson(3..<7).utf8), directory: directory)
         let concatenated = try await TestHTTP.postEvents(server, members, contentType: "application/x-ndjson", headers: [("Content-Encoding", "gzip")])
         #expect(concatenated.status == 202 && concatenated.json["accepted"] as? Int == 7, "\(concatenated.text)")
-        // Cut off inside a member, or followed by bytes that are not gzip: 400, not the events before the cut.
-        for (name, damaged) in [("cut off", Array(members.dropLast(5))), ("trailing bytes", members + Array("JUNK".utf8))] {
+        // A large member before a small one: the buffer sized from the last member's length grows.
+        let uneven = try await Self.gzip(Array(ndjson(100..<220).utf8), directory: directory) + Self.gzip(Array(ndjson(220..<221).utf8), directory: directory)
+        let grown = try await TestHTTP.postEvents(server, uneven, contentType: "application/x-ndjson", headers: [("Content-Encoding", "gzip")])
+        #expect(grown.status == 202 && grown.json["accepted"] as? Int == 121, "\(grown.text)")
+        // The limit holds decoded: exactly --max-body-bytes is taken, one byte more is 413.
+        let events = ndjson(300..<303)
+        for (padding, status) in [(100_000 - events.utf8.count, 202), (100_001 - events.utf8.count, 413)] {
+            let atLimit = try await Self.gzip(Array((events + String(repeating: "\n", count: padding)).utf8), directory: directory)
+            let answer = try await TestHTTP.postEvents(server, atLimit, contentType: "application/x-ndjson", headers: [("Content-Encoding", "gzip")])
+            #expect(answer.status == status, "\(padding): \(answer.text)")
+        }
+        // Cut off inside a member, followed by bytes that are not gzip, a member whose length field
+        // lies, or no bytes at all: 400 that says what is wrong, and not the events before the fault.
+        var lying = members
+        lying[lying.count - 1] ^= 1
+        let damages: [(String, [UInt8], String)] = [
+            ("cut off", Array(members.dropLast(5)), "ends inside member 2"),
+            ("trailing bytes", members + Array("JUNK".utf8), "are not another gzip member"),
+            ("length field", lying, "not valid gzip"),
+            ("empty", [], "no gzip data"),
+        ]
+        for (name, damaged, reason) in damages {
             let refused = try await TestHTTP.postEvents(server, damaged, contentType: "application/x-ndjson", headers: [("Content-Encoding", "gzip")])
-            #expect(refused.status == 400 && refused.text.contains("invalid_gzip"), "\(name): \(refused.text)")
+            #expect(refused.status == 400 && refused.text.contains("invalid_gzip") && refused.text.contains(reason), "\(name): \(refused.text)")
         }
         let unsupported = try await TestHTTP.postEvents(server, body, headers: [("Content-Encoding", "br")])
         #expect(unsupported.status == 415)
@@ -618,6 +638,51 @@ struct IngestAPITests {
         #expect(await server.stop() == 0)
         let stored = try await Fixtures.storedIDs(server.dataDirectory)
         #expect(stored == ["e1", "e2", "e3", "e4", "e4k", "e4l", "e5", "e6", "e7", "e8"])
+    }
+
+    @Test("loadgen --gzip sends gzip bodies with Content-Encoding: gzip, and the server stores every acknowledged event")
+    func loadgenGzip() async throws {
+        // What goes over the wire: a one-request listener that keeps the request and answers 202.
+        let capture = """
+            import gzip, json, socket, sys
+            listener = socket.socket(); listener.bind(("127.0.0.1", 0)); listener.listen(1)
+            print("port=%d" % listener.getsockname()[1], flush=True)
+            connection, _ = listener.accept(); data = b""
+            while b"\\r\\n\\r\\n" not in data: data += connection.recv(65536)
+            head, body = data.split(b"\\r\\n\\r\\n", 1)
+            headers = dict(line.split(": ", 1) for line in head.decode().split("\\r\\n")[1:])
+            headers = {k.lower(): v for k, v in headers.items()}
+            while len(body) < int(headers["content-length"]): body += connection.recv(65536)
+            answer = b'{"accepted":5,"rejected":0,"errors":[]}'
+            connection.sendall(b"HTTP/1.1 202 Accepted\\r\\nContent-Type: application/json\\r\\nContent-Length: %d\\r\\nConnection: close\\r\\n\\r\\n%s" % (len(answer), answer))
+            connection.close()
+            events = [json.loads(line) for line in gzip.decompress(body).splitlines() if line]
+            print(json.dumps({"encoding": headers.get("content-encoding"), "magic": body[:2].hex(), "events": len(events), "ids": len({e["event_id"] for e in events})}), flush=True)
+            """
+        let listener = try ChildProcess(TestEnvironment.python, ["-c", capture], name: "gzip-capture")
+        let port = try await listener.waitForOutput(containing: "port=").dropFirst("port=".count)
+        let sent = try await runCommand(
+            TestEnvironment.playheadExecutable,
+            ["loadgen", "--port", String(port), "--connections", "1", "--batch", "5", "--format", "ndjson", "--events", "5", "--gzip"]
+        )
+        #expect(sent.status == 0, "\(sent.stderr)")
+        let line = try await listener.waitForOutput(containing: "encoding")
+        let seen = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+        #expect(seen?["encoding"] as? String == "gzip" && seen?["magic"] as? String == "1f8b", "\(line)")
+        #expect(seen?["events"] as? Int == 5 && seen?["ids"] as? Int == 5, "\(line)")
+
+        // Against the server: every acknowledged event is stored, once.
+        let (server, directory) = try await Fixtures.server()
+        let ids = directory.appending("ids.txt").path
+        let run = try await runCommand(
+            TestEnvironment.playheadExecutable,
+            ["loadgen", "--port", "\(server.port)", "--connections", "2", "--batch", "50", "--events", "1000", "--gzip", "--acknowledged-ids", ids, "--json"]
+        )
+        #expect(run.status == 0, "\(run.stderr)")
+        let acknowledged = try String(contentsOfFile: ids, encoding: .utf8).split(separator: "\n").map(String.init)
+        #expect(acknowledged.count == 1000, "\(run.stdout)")
+        #expect(await server.stop() == 0)
+        #expect(try await Fixtures.storedIDs(server.dataDirectory).sorted() == acknowledged.sorted())
     }
 
     @Test("loadgen --replay sends the bodies it made up front again and again, and refuses --acknowledged-ids; loadgen fails when no request reaches the server")

@@ -64,11 +64,13 @@ class Server:
         return rss
 
 
-def loadgen(port, batch, duration, connections, replay=None):
+def loadgen(port, batch, duration, connections, replay=None, gzip=False):
     argv = [PLAYHEAD, "loadgen", "--port", str(port), "--batch", str(batch), "--duration", str(duration),
             "--connections", str(connections), "--json"]
     if replay:
         argv += ["--replay", str(replay)]
+    if gzip:
+        argv += ["--gzip"]
     out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -120,14 +122,14 @@ def idle_percent(before, after):
     return shares[3] + shares[4]
 
 
-def measure(server_factory, batch, duration, connections, warmup=2, replay=None):
+def measure(server_factory, batch, duration, connections, warmup=2, replay=None, gzip=False):
     server, data = server_factory()
     try:
-        loadgen(server.port, batch, warmup, connections, replay)
+        loadgen(server.port, batch, warmup, connections, replay, gzip)
         server_before = session_cpu_seconds(server.process.pid)
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         machine_before = machine_jiffies()
-        report = loadgen(server.port, batch, duration, connections, replay)
+        report = loadgen(server.port, batch, duration, connections, replay, gzip)
         machine_after = machine_jiffies()
         children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
         server_cpu = session_cpu_seconds(server.process.pid) - server_before
@@ -188,6 +190,9 @@ def main():
         # The same with bodies made up front: the generator's own CPU (about a third of the two
         # cores at 500 events per POST) goes to the server instead.
         results[f"ingest_replay_{batch}"] = measure(lambda: serve("ingest", "ingest"), batch, d, CONNECTIONS, replay=16)
+    # Gzip bodies, as mobile SDKs send batches: what decoding them on the server's thread pool costs.
+    print("batches of 100, gzip ...", flush=True)
+    results["ingest_replay_gzip_100"] = measure(lambda: serve("ingest", "ingest"), 100, d, CONNECTIONS, replay=16, gzip=True)
 
     try:
         import fastapi, uvicorn, pydantic  # noqa: F401
@@ -286,6 +291,9 @@ def write_markdown(r, duration):
             lines.append(f"| `playhead {kind}`, {batch} events per POST | {rps(key):,.0f} | **{eps(key):,.0f}** | {lat(key,'p50'):.2f} | {lat(key,'p99'):.2f} | {rss(key)} {cpu(key)} | |")
         key = f"ingest_replay_{batch}"
         lines.append(f"| `playhead ingest`, {batch} events per POST, `loadgen --replay 16` | {rps(key):,.0f} | **{eps(key):,.0f}** | {lat(key,'p50'):.2f} | {lat(key,'p99'):.2f} | {rss(key)} {cpu(key)} | |")
+    if "ingest_replay_gzip_100" in r:
+        key = "ingest_replay_gzip_100"
+        lines.append(f"| `playhead ingest`, 100 events per POST, gzip (`loadgen --gzip --replay 16`) | {rps(key):,.0f} | **{eps(key):,.0f}** | {lat(key,'p50'):.2f} | {lat(key,'p99'):.2f} | {rss(key)} {cpu(key)} | {eps(key)/max(eps('ingest_replay_100'),1):.2f} × the same without gzip |")
     if "fastapi_single" in r:
         lines.append(f"| FastAPI + pydantic, 2 workers, 1 event per POST (no storage) | {rps('fastapi_single'):,.0f} | {eps('fastapi_single'):,.0f} | {lat('fastapi_single','p50'):.2f} | {lat('fastapi_single','p99'):.2f} | {cpu('fastapi_single')} | {rps(serve_on)/max(rps('fastapi_single'),1):.1f}× slower than serve |")
         for batch in (100, 500):
