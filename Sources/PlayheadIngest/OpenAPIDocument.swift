@@ -170,16 +170,6 @@ enum OpenAPIDocument {
        }
       }
      },
-     "505": {
-      "description": "A request line with an HTTP version other than 1.1 and 1.0 (`POST /v1/events HTTP/2.0`, or none as in HTTP/0.9; `http_version_not_supported`); the connection is closed. (The HTTP/2 preface `PRI * HTTP/2.0` gets 400 `malformed_http`, as does an HTTP/1.1 request without exactly one `Host` header.)",
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/Error"
-        }
-       }
-      }
-     },
      "503": {
       "description": "The server must shed load (the log is full, the disk is full, the broker is unreachable, or the server is shutting down). Nothing was acknowledged; retry after `Retry-After` seconds.",
       "headers": {
@@ -189,6 +179,16 @@ enum OpenAPIDocument {
         }
        }
       },
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     },
+     "505": {
+      "description": "A request line with an HTTP version other than 1.1 and 1.0 (`POST /v1/events HTTP/2.0`, or none as in HTTP/0.9; `http_version_not_supported`); the connection is closed. (The HTTP/2 preface `PRI * HTTP/2.0` gets 400 `malformed_http`, as does an HTTP/1.1 request without exactly one `Host` header.)",
       "content": {
        "application/json": {
         "schema": {
