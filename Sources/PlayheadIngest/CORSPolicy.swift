@@ -21,9 +21,13 @@ struct CORSPolicy: Sendable {
         allowsEveryOrigin || allowedOrigins.contains(origin.lowercased())
     }
 
-    /// Adds the CORS headers of an actual (non-preflight) response.
+    /// Adds the CORS headers of an actual (non-preflight) response. A response that already has
+    /// them (the answer to a preflight) is left as it is: a browser refuses a repeated
+    /// `Access-Control-Allow-Origin` ("contains multiple values"), and with it the whole request.
     func decorate(_ headers: inout HTTPHeaders, requestHeaders: HTTPHeaders) {
-        guard let origin = requestHeaders.first(name: "origin"), allows(origin: origin) else { return }
+        guard let origin = requestHeaders.first(name: "origin"), allows(origin: origin),
+            !headers.contains(name: "access-control-allow-origin")
+        else { return }
         headers.add(name: "Access-Control-Allow-Origin", value: origin)
         headers.add(name: "Access-Control-Allow-Credentials", value: "true")
         headers.add(name: "Access-Control-Expose-Headers", value: "Retry-After")

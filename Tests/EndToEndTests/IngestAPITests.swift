@@ -338,7 +338,10 @@ struct IngestAPITests {
             headers: [("Origin", "https://player.example"), ("Access-Control-Request-Method", "POST"), ("Access-Control-Request-Headers", "content-type")]
         )
         #expect(preflight.status == 204)
-        #expect(preflight.headers.first(name: "access-control-allow-origin") == "https://player.example")
+        // Once each: a browser refuses a preflight whose Access-Control-Allow-Origin is repeated.
+        #expect(preflight.headers["access-control-allow-origin"] == ["https://player.example"])
+        #expect(preflight.headers["access-control-allow-credentials"] == ["true"])
+        #expect(preflight.headers["vary"] == ["Origin"])
         #expect(preflight.headers.first(name: "access-control-allow-methods")?.contains("POST") == true)
         let denied = try await TestHTTP.request(
             "\(server.baseURL)/v1/events", method: .OPTIONS,
@@ -346,7 +349,35 @@ struct IngestAPITests {
         )
         #expect(denied.status == 403)
         let post = try await TestHTTP.postEvents(server, Fixtures.json(Fixtures.event("c1")), headers: [("Origin", "https://player.example")])
-        #expect(post.headers.first(name: "access-control-allow-origin") == "https://player.example")
+        #expect(post.headers["access-control-allow-origin"] == ["https://player.example"])
+        #expect(post.headers["access-control-allow-credentials"] == ["true"])
+    }
+
+    @Test("CORS in a real browser: fetch (preflighted JSON, NDJSON, gzip, partial acceptance) and sendBeacon from an allowed origin; another origin is blocked")
+    func corsInBrowser() async throws {
+        let pagePort = try TestNetwork.freePort()
+        let (server, _) = try await Fixtures.server(["--cors-origin", "http://127.0.0.1:\(pagePort)", "--write-key", "browser-key"])
+        let script = TestEnvironment.repoRoot.appendingPathComponent("Tests/Scripts/browser_ingest_check.py").path
+        let result = try await runCommand(
+            TestEnvironment.python, [script, String(pagePort), server.baseURL, "browser-key"],
+            environment: ["SE_OFFLINE": "true"], timeout: .seconds(90)
+        )
+        #expect(result.status == 0, "browser_ingest_check.py failed:\n\(result.stdout)\n\(result.stderr.suffix(3000))")
+        let report = try #require(
+            (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8))) as? [String: Any], "no report: \(result.stdout)"
+        )
+        // sendBeacon does not wait for its answer: give the server a moment to store it.
+        let expected = Set(try #require(report["stored"] as? [String]))
+        var stored = Set<String>()
+        for _ in 0..<50 {
+            stored = Set(try await Fixtures.storedIDs(server.dataDirectory))
+            if expected.isSubset(of: stored) { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(expected.isSubset(of: stored), "missing from the log: \(expected.subtracting(stored))")
+        let notStored = Set(try #require(report["not_stored"] as? [String]))
+        #expect(notStored.isDisjoint(with: stored))
+        #expect(stored.count == expected.count)
     }
 
     @Test("health, readiness, OpenAPI, 404 and 405")
