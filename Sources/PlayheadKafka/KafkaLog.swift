@@ -55,7 +55,7 @@ public final class KafkaLog: LogBackend, Service, Sendable {
     ) throws(LogError) {
         self.configuration = configuration
         self.logger = logger
-        self.displayName = "kafka://\(configuration.bootstrapServers)/\(configuration.topicPrefix)"
+        self.displayName = "kafka://\(configuration.bootstrapServers)/\(configuration.eventsTopic ?? configuration.topicPrefix)"
         self.metrics = KafkaLogMetrics(factory: metricsFactory ?? MetricsSystem.factory)
         let producer: KafkaProducer
         do {

@@ -3,12 +3,17 @@ import PlayheadLog
 /// The settings of a ``KafkaLog``, read from a `kafka://` URL.
 ///
 /// ```
-/// kafka://host:port[,host2:port...][/<prefix>][?key=value&...]
+/// kafka://host:port[,host2:port...][/<topic>][?key=value&...]
 /// ```
+///
+/// The path names the topic of accepted events, as in `kafka://host:port/topic`; the dead-letter
+/// stream goes to `<topic>.rejected`. A path that ends in `.`, `-` or `_` is a prefix instead
+/// (`kafka://h:9092/staging.` gives `staging.events` and `staging.rejected`), and so is `prefix`.
+/// Without either, the topics are `playhead.events` and `playhead.rejected`.
 ///
 /// | Query key | Default | Meaning |
 /// |---|---|---|
-/// | `prefix` | `playhead.` | topic name prefix: topics are `<prefix>events`, `<prefix>rejected` (a non-empty path is the prefix too) |
+/// | `prefix` | `playhead.` | topic name prefix: topics are `<prefix>events`, `<prefix>rejected` (not with a topic in the path) |
 /// | `partitions` | `12` | partitions of the topics this log creates |
 /// | `replication` | `1` | replication factor of the topics it creates |
 /// | `create_topics` | `true` | create missing topics with the admin API at start |
@@ -24,6 +29,9 @@ import PlayheadLog
 public struct KafkaLogConfiguration: Sendable, Hashable {
     public var bootstrapServers: String
     public var topicPrefix: String = "playhead."
+    /// The topic of accepted events when the URL names one (its path); the other topics are
+    /// `<eventsTopic>.<name>`. Nil: every topic is `<topicPrefix><name>`.
+    public var eventsTopic: String?
     public var partitions: Int = 12
     public var replicationFactor: Int = 1
     public var createTopics: Bool = true
@@ -69,7 +77,16 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
         }
         self.init(bootstrapServers: hosts.joined(separator: ","))
         let decodedPath = Self.percentDecode(path)
-        if !decodedPath.isEmpty { topicPrefix = decodedPath }
+        // Kafka's rule for topic names: up to 249 of these bytes. The dead-letter topic adds
+        // ".rejected" (9 bytes) to a topic named in the path.
+        guard decodedPath.utf8.count <= 249 - 9, decodedPath.utf8.allSatisfy(Self.isTopicNameByte) else {
+            throw invalid("the path '\(decodedPath)' must be a topic name of at most 240 of the characters a-z A-Z 0-9 . _ -")
+        }
+        if let last = decodedPath.last, ".-_".contains(last) {
+            topicPrefix = decodedPath
+        } else if !decodedPath.isEmpty {
+            eventsTopic = decodedPath
+        }
 
         for pair in query.split(separator: "&") where !pair.isEmpty {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
@@ -82,7 +99,11 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
                 return number
             }
             switch key {
-            case "prefix": topicPrefix = value
+            case "prefix":
+                guard eventsTopic == nil else {
+                    throw invalid("give either a topic in the path or prefix=, not both")
+                }
+                topicPrefix = value
             case "partitions": partitions = try int(1...100_000)
             case "replication": replicationFactor = try int(1...100)
             case "create_topics":
@@ -117,8 +138,20 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
         }
     }
 
+    /// a-z, A-Z, 0-9, `.`, `_` and `-`: the bytes Kafka allows in a topic name.
+    static func isTopicNameByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"): true
+        case UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"): true
+        default: false
+        }
+    }
+
     /// The Kafka topic that holds `topic`.
-    public func topicName(_ topic: LogTopic) -> String { topicPrefix + topic.name }
+    public func topicName(_ topic: LogTopic) -> String {
+        guard let eventsTopic else { return topicPrefix + topic.name }
+        return topic == .events ? eventsTopic : "\(eventsTopic).\(topic.name)"
+    }
 
     /// librdkafka properties of the producer: acks=all, idempotence, small linger, compression.
     public var producerConfiguration: [String: String] {

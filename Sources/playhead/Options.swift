@@ -7,7 +7,7 @@ struct StorageOptions: ParsableArguments {
     @Option(name: .long, help: "The data directory of the embedded defaults: the log in <data-dir>/log, the lake in <data-dir>/lake.")
     var dataDir: String = "./data"
 
-    @Option(name: .long, help: "The log: 'file:<dir>' for the embedded log, or 'kafka://host:port[,host:port]/topic'. Default: file:<data-dir>/log.")
+    @Option(name: .long, help: "The log: 'file:<dir>' for the embedded log, or 'kafka://host:port[,host:port][/topic][?key=value...]' (events go to <topic>, rejected input to <topic>.rejected; default topics playhead.events and playhead.rejected; docs/kafka.md). Default: file:<data-dir>/log.")
     var log: String?
 
     @Option(name: .long, help: "The lake: 'file:<dir>' (or a plain path) or 's3://bucket/prefix'. Default: file:<data-dir>/lake.")

@@ -45,7 +45,9 @@ struct KafkaPipelineTests {
     }
 
     private func run(tansu: Tansu, s3: SeaweedFS, directory: TemporaryDirectory, processes: inout [PlayheadServer]) async throws {
-        let log = "kafka://\(tansu.bootstrap)/?partitions=4&session_timeout_ms=3000"
+        // kafka://host:port/topic, as DESIGN.md gives it: the events go to that topic, the dead
+        // letters to `<topic>.rejected` (checked below with confluent-kafka's admin client).
+        let log = "kafka://\(tansu.bootstrap)/e2e-events?partitions=4&session_timeout_ms=3000"
         let lakeArguments = ["--lake", "s3://lake/e2e", "--s3-endpoint", s3.endpoint]
         var ingests: [PlayheadServer] = []
         for name in ["a", "b"] {
@@ -155,6 +157,19 @@ struct KafkaPipelineTests {
         let observeText = await metrics(observe)
         #expect(total(observeText, "playhead_breakdown_plays_started_total") == total(observeText, "playhead_plays_started_total"))
         #expect(total(observeText, "playhead_plays_started_total") > 0)
+
+        let topics = try await runPython(
+            """
+            import sys
+            from confluent_kafka.admin import AdminClient
+            metadata = AdminClient({'bootstrap.servers': sys.argv[1]}).list_topics(timeout=20)
+            print(' '.join(f'{name}:{len(topic.partitions)}' for name, topic in sorted(metadata.topics.items())))
+            """,
+            arguments: [tansu.bootstrap]
+        )
+        let partitionsByTopic = topics.split(whereSeparator: \.isWhitespace).map(String.init)
+        #expect(partitionsByTopic.contains("e2e-events:4"), "topics on the broker: \(topics)")
+        #expect(partitionsByTopic.contains("e2e-events.rejected:4"), "topics on the broker: \(topics)")
 
         #expect(await storeB.stop() == 0)
         for ingest in ingests { #expect(await ingest.stop() == 0) }

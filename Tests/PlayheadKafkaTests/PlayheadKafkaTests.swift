@@ -99,10 +99,20 @@ struct KafkaLogURLTests {
         #expect(full.consumerConfiguration(group: nil)["partition.assignment.strategy"] == "range")
 
         #expect(try KafkaLogConfiguration(url: "kafka://h:9092/staging.").topicPrefix == "staging.")
+        #expect(try KafkaLogConfiguration(url: "kafka://h:9092/staging.").topicName(.rejected) == "staging.rejected")
+        #expect(try KafkaLogConfiguration(url: "kafka://h:9092/playhead-").topicName(.events) == "playhead-events")
+
+        // kafka://host:port/topic (DESIGN.md): the path is the events topic, the dead letters go beside it.
+        let named = try KafkaLogConfiguration(url: "kafka://h:9092/playhead-events?partitions=3")
+        #expect(named.topicName(.events) == "playhead-events")
+        #expect(named.topicName(.rejected) == "playhead-events.rejected")
+        #expect(named.partitions == 3)
+        #expect(try KafkaLogConfiguration(url: "kafka://h:9092/clicks").topicName(.events) == "clicks")
     }
 
     @Test("bad URLs are rejected with invalidArgument", arguments: [
         "http://h:9092", "kafka://", "kafka://host", "kafka://h:0", "kafka://h:9092/?partitions=0",
+        "kafka://h:9092/events?prefix=x.", "kafka://h:9092/a%20b", "kafka://h:9092/caf%C3%A9", "kafka://h:9092/a/b",
         "kafka://h:9092/?compression=brotli", "kafka://h:9092/?bogus=1", "kafka://h:9092/?assignor=sticky",
     ])
     func bad(url: String) {
