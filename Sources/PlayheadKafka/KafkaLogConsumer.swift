@@ -181,7 +181,8 @@ public final class KafkaLogConsumer: LogConsumer, Sendable {
             guard high >= 0 else { return nil }
             total += max(0, high - offset)
         }
-        log.metrics.lag(consumer: metricLabel, value: total)
+        // The gauge is the group's lag on the events topic (the lake writer's group reads `rejected` too).
+        if topic == .events { log.metrics.lag(consumer: metricLabel, value: total) }
         return total
     }
 

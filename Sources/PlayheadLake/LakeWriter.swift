@@ -142,12 +142,19 @@ final class DatasetWriter: @unchecked Sendable {
 
     func run() async throws {
         let consumer = try log.consumer(for: kind.topic, group: configuration.group)
+        var lagRefreshed = ContinuousClock.now
         do {
             while !Task.isShuttingDownGracefully && !Task.isCancelled {
                 let poll = try await consumer.poll(maxRecords: 100_000, timeout: .milliseconds(200))
                 try await handle(poll, consumer: consumer)
                 for partition in partitions.values where isDue(partition) {
                     try await flush(partition, consumer: consumer)
+                }
+                // `playhead_consumer_lag_events{consumer="lake"}`: the backend sets it when asked
+                // (events not yet committed to the lake, buffered ones included).
+                if kind.topic == .events && lagRefreshed.duration(to: .now) >= .seconds(1) {
+                    lagRefreshed = .now
+                    _ = await consumer.lag()
                 }
                 // Batches close after seconds: 100 ms more to gather a trickle costs nothing.
                 await poll.pauseIfFew(pause: .milliseconds(100))

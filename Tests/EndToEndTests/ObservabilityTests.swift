@@ -115,6 +115,33 @@ struct ObservabilityTests {
         #expect(await server.stop() == 0)
     }
 
+    @Test("the lake's lag: events waiting for a flush show in consumer_lag_events{consumer=\"lake\"}, and go after it")
+    func lakeLag() async throws {
+        // A flush only at 8 events: the lake writer holds the first 5, and its lag must say so.
+        let (server, _) = try await Fixtures.server(["--flush-interval", "3600", "--flush-events", "8"])
+        let events = (0..<5).map { Fixtures.event("lag-\($0)") }
+        #expect(try await TestHTTP.postEvents(server, Fixtures.json(events)).status == 202)
+        let rejected = try await TestHTTP.postEvents(server, Fixtures.json([Fixtures.event("lag-bad", ["event_type": "rewind"])]))
+        #expect(rejected.status == 400)
+        var lake: Double?
+        try await eventually(timeout: .seconds(10), "the lake's lag counts the 5 buffered events") {
+            let text = (try? await TestHTTP.request("\(server.baseURL)/metrics").text) ?? ""
+            lake = sample(text, "playhead_consumer_lag_events{consumer=\"lake\"}")
+            return lake == 5
+        }
+        #expect(lake == 5, "lake lag \(String(describing: lake)); the rejected topic's lag must not replace it")
+        // Three more make a batch of 8: it is written and committed, and the lag goes to 0.
+        let more = (5..<8).map { Fixtures.event("lag-\($0)") }
+        #expect(try await TestHTTP.postEvents(server, Fixtures.json(more)).status == 202)
+        try await eventually(timeout: .seconds(10), "the lake's lag back to 0 after the flush") {
+            let text = (try? await TestHTTP.request("\(server.baseURL)/metrics").text) ?? ""
+            lake = sample(text, "playhead_consumer_lag_events{consumer=\"lake\"}")
+            return lake == 0
+        }
+        #expect(lake == 0)
+        #expect(await server.stop() == 0)
+    }
+
     @Test("the live page of serve updates in headless Chromium while events flow")
     func livePageWhileEventsFlow() async throws {
         let (server, _) = try await Fixtures.server()

@@ -43,6 +43,10 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
         self.queue = DispatchQueue(label: "playhead.log.consumer.\(topic.name).\(group ?? "-")")
         if let group {
             committedOffsets = try GroupOffsets.read(root: root, group: group, topic: topic.name)
+        }
+        // The gauge is the group's lag on the events topic: a group that also reads `rejected`
+        // (the lake writer) must not overwrite it with that small topic's lag.
+        if let group, topic.name == LogTopic.events.name {
             lagGauge = Gauge(label: "playhead_consumer_lag_events", dimensions: [("consumer", group)])
         } else {
             lagGauge = nil
