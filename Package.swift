@@ -113,7 +113,7 @@ let package = Package(
         .target(
             name: "PlayheadLog",
             dependencies: [
-                "CZstd", "CPlayhead",
+                "CPlayhead",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -6,7 +6,7 @@ enum OpenAPIDocument {
  "info": {
   "title": "Playhead ingest API",
   "version": "1.0",
-  "description": "Media apps (web, iOS, Android, TV) send playback events here. A `202` means the accepted events\nare durable: fsynced to the embedded log, or acknowledged by every in-sync Kafka replica.\nRejected events are kept, byte for byte, in the dead-letter stream (`<lake>/rejected/`).\n",
+  "description": "Media apps (web, iOS, Android, TV) send playback events here. A `202` means the accepted events\nare durable: fsynced to the embedded log, or acknowledged by every in-sync Kafka replica.\nRejected events are kept, byte for byte, in the dead-letter stream (`<lake>/rejected/`).\n\nOn every path: a path the server does not serve gets `404` `not_found`; a method a path does not\nserve gets `405` `method_not_allowed` with an `Allow` header listing the methods it does\n(`Allow: POST, OPTIONS` on `/v1/events`). `HEAD` is answered like `GET`. `OPTIONS` is a CORS\npreflight on any path (see `OPTIONS /v1/events`). Both errors use the `Error` schema.\n",
   "license": {
    "name": "Apache-2.0"
   }
@@ -170,8 +170,25 @@ enum OpenAPIDocument {
        }
       }
      },
+     "500": {
+      "description": "The log failed in a way a retry is not expected to fix (an I/O error other than a full disk, corrupt data, a batch too large for the backend, an unknown topic or a bad argument); `error` is `log_unavailable`. Nothing was acknowledged. `Retry-After` is sent as with 503. (When the body was corrupt gzip and storing it fails, the answer is 503 whatever the log error.)",
+      "headers": {
+       "Retry-After": {
+        "schema": {
+         "type": "integer"
+        }
+       }
+      },
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     },
      "503": {
-      "description": "The server must shed load (the log is full, the disk is full, the broker is unreachable, or the server is shutting down). Nothing was acknowledged; retry after `Retry-After` seconds.",
+      "description": "The server must shed load. `error` is `log_full` (the disk is full or below the configured free space, or the Kafka producer's queue is full), `log_unavailable` (the broker is unreachable, or the log is closed because the server is shutting down) or `overloaded` (more request bytes in flight than the edge allows, 256 MiB by default, or the embedded log's queue of waiting appends is over its byte limit). Nothing was acknowledged; retry after `Retry-After` seconds.",
       "headers": {
        "Retry-After": {
         "schema": {
@@ -203,11 +220,20 @@ enum OpenAPIDocument {
     "summary": "CORS preflight.",
     "responses": {
      "204": {
-      "description": "The origin",
-      "method and headers are allowed.": null
+      "description": "The origin and the requested headers are allowed: `Access-Control-Allow-*` headers, no body."
+     },
+     "400": {
+      "description": "The request has no `Origin` header (`not_a_preflight`).",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
      },
      "403": {
-      "description": "The origin or a requested header is not allowed.",
+      "description": "The origin is not allowed (`origin_not_allowed`), or a header named in `Access-Control-Request-Headers` is not (`header_not_allowed`).",
       "content": {
        "application/json": {
         "schema": {
@@ -467,7 +493,9 @@ enum OpenAPIDocument {
     "type": "object",
     "required": [
      "index",
+     "event_id",
      "field",
+     "reason",
      "message"
     ],
     "properties": {
@@ -477,15 +505,17 @@ enum OpenAPIDocument {
      },
      "event_id": {
       "type": "string",
-      "nullable": true
+      "nullable": true,
+      "description": "The event's event_id; null when it could not be read."
      },
      "field": {
       "type": "string",
-      "description": "The field at fault, as a path such as genre[2]; empty when none."
+      "nullable": true,
+      "description": "The field at fault, as a path such as genre[2]; null when none."
      },
      "reason": {
       "type": "string",
-      "description": "A stable code: missing_field, invalid_type, invalid_value, invalid_timestamp, negative_value, too_long, event_too_large, unknown_schema_version, malformed_json, ..."
+      "description": "A stable code: missing_field, invalid_type, invalid_value, invalid_timestamp, negative_number, string_too_long, event_too_large, too_many_events, malformed_json, invalid_utf8, too_deep, unknown_schema_version, not_an_object, empty_body, duplicate_field."
      },
      "message": {
       "type": "string"
