@@ -27,12 +27,12 @@ struct LoadgenCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Events per request (1 sends a single JSON object).") var batch: Int = 1
     @Option(name: .long, help: "Body format of batches: json (an array) or ndjson.") var format: BodyFormat = .json
     @Flag(name: .long, help: "Compress every body with gzip (Content-Encoding: gzip), as mobile SDKs do for batches. Default: off.") var gzip = false
-    @Option(name: .long, help: "A write key, sent as Authorization: Bearer <key>.") var writeKey: String?
+    @Option(name: .long, help: "A write key, sent as Authorization: Bearer <key>. Default: none (no Authorization header).") var writeKey: String?
     @Option(name: .long, help: "Seed of the session generator (the same seed gives the same events).") var seed: UInt64 = 1
     @Option(name: .long, help: "Concurrent sessions simulated by the generator.") var sessions: Int = 10_000
     @Option(name: .long, help: "Event-loop threads of the generator.") var threads: Int = 1
-    @Option(name: .long, help: "Write the generated events to this NDJSON file instead of sending them.") var output: String?
-    @Option(name: .long, help: "Write the event_id of every acknowledged event to this file, one per line (for exactly-once checks).") var acknowledgedIds: String?
+    @Option(name: .long, help: "Write the generated events to this NDJSON file instead of sending them. Default: none, send them.") var output: String?
+    @Option(name: .long, help: "Write the event_id of every acknowledged event to this file, one per line (for exactly-once checks). Default: none.") var acknowledgedIds: String?
     @Option(name: .long, help: "Make this many requests per connection up front and send them in turn, again and again, so that generating events costs no CPU during the run (for benchmarks of the server; events repeat, so not for exactly-once checks). Default: every request is generated as it is sent.") var replay: Int?
     @Flag(name: .long, help: "Print the report as one JSON object.") var json = false
 

@@ -26,7 +26,7 @@ struct LogDumpCommand: AsyncParsableCommand {
             """
     )
 
-    @OptionGroup(title: "Storage") var storage: StorageOptions
+    @OptionGroup(title: "Storage") var storage: LogLocationOptions
 
     @Option(name: .long, help: "The topic to print: events (accepted events) or rejected.")
     var topic: String = "events"

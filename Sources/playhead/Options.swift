@@ -2,14 +2,26 @@ import ArgumentParser
 import PlayheadEvents
 import PlayheadIngest
 
-/// Where the log and the lake live. Every command that touches them takes these.
-struct StorageOptions: ParsableArguments {
+/// Where the log lives: `--data-dir` and `--log`, for every command that reads or writes the log.
+struct LogLocationOptions: ParsableArguments {
     @Option(name: .long, help: "The data directory of the embedded defaults: the log in <data-dir>/log, the lake in <data-dir>/lake.")
     var dataDir: String = "./data"
 
     @Option(name: .long, help: "The log: 'file:<dir>' for the embedded log, or 'kafka://host:port[,host:port][/topic][?key=value...]' (events go to <topic>, rejected input to <topic>.rejected; default topics playhead.events and playhead.rejected; docs/kafka.md). Default: file:<data-dir>/log.")
     var log: String?
 
+    var logLocation: String { log ?? "file:\(dataDir)/log" }
+}
+
+/// The embedded log's free-space floor, for the commands that append to the log (`serve`, `ingest`).
+struct LogWriterOptions: ParsableArguments {
+    @Option(name: .long, help: "Embedded log: refuse appends (503 with Retry-After) while the disk has less free space than this many bytes.")
+    var logMinFreeBytes: Int64 = 256 * 1024 * 1024
+}
+
+/// Where the lake lives, for the commands that write it (`serve`, `store`, `import`). Its default
+/// folder is under the command's `--data-dir`.
+struct LakeLocationOptions: ParsableArguments {
     @Option(name: .long, help: "The lake: 'file:<dir>' (or a plain path) or 's3://bucket/prefix'. Default: file:<data-dir>/lake.")
     var lake: String?
 
@@ -19,11 +31,13 @@ struct StorageOptions: ParsableArguments {
     @Option(name: .long, help: "The S3 region (signing scope). Default: AWS_REGION, else AWS_DEFAULT_REGION, else us-east-1.")
     var s3Region: String?
 
-    @Option(name: .long, help: "Embedded log: refuse appends (503 with Retry-After) while the disk has less free space than this many bytes.")
-    var logMinFreeBytes: Int64 = 256 * 1024 * 1024
+    func lakeLocation(dataDir: String) -> String { lake ?? "file:\(dataDir)/lake" }
+}
 
-    var logLocation: String { log ?? "file:\(dataDir)/log" }
-    var lakeLocation: String { lake ?? "file:\(dataDir)/lake" }
+/// `--data-dir` alone, for `import`, which writes the lake and has no log.
+struct LakeDataDirOptions: ParsableArguments {
+    @Option(name: .long, help: "The data directory of the embedded defaults: the lake in <data-dir>/lake.")
+    var dataDir: String = "./data"
 }
 
 /// How the lake writer batches.
@@ -41,13 +55,49 @@ struct FlushOptions: ParsableArguments {
     var dedupWindow: Int = 2_000_000
 }
 
-/// The HTTP edge's settings.
-struct IngestOptions: ParsableArguments {
+/// The HTTP server of every long-running command: where it listens and its connection timeouts.
+struct ServerOptions: ParsableArguments {
     @Option(name: .long, help: "The address to listen on.")
     var host: String = "127.0.0.1"
 
     @Option(name: .long, help: "The TCP port (0 picks a free one; the bound port is logged).")
     var port: Int = 8080
+
+    @Option(name: .long, help: "HTTP event-loop threads. Default: the number of cores.")
+    var threads: Int?
+
+    @Option(name: .long, help: "Seconds a request may take to arrive whole after its first byte; slower clients are disconnected.")
+    var requestTimeout: Double = 30
+
+    @Option(name: .long, help: "Seconds an idle keep-alive connection stays open.")
+    var idleTimeout: Double = 75
+
+    @Option(name: .long, help: "Seconds a graceful shutdown waits for requests in flight.")
+    var shutdownGrace: Double = 30
+
+    var configuration: IngestConfiguration {
+        var configuration = IngestConfiguration()
+        configuration.host = host
+        configuration.port = port
+        if let threads { configuration.eventLoopThreads = threads }
+        configuration.shutdownGracePeriod = .milliseconds(Int64(shutdownGrace * 1000))
+        configuration.requestTimeout = .milliseconds(Int64(requestTimeout * 1000))
+        configuration.idleTimeout = .milliseconds(Int64(idleTimeout * 1000))
+        return configuration
+    }
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535, not \(port)") }
+        guard requestTimeout > 0, idleTimeout > 0, shutdownGrace >= 0 else {
+            throw ValidationError("--request-timeout and --idle-timeout must be positive, --shutdown-grace not negative")
+        }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+}
+
+/// The HTTP edge's settings (`serve`, `ingest`): the server's, and what `POST /v1/events` accepts.
+struct IngestOptions: ParsableArguments {
+    @OptionGroup var server: ServerOptions
 
     @Option(name: .long, help: "The largest request body in bytes, measured on the wire and again after gzip decoding.")
     var maxBodyBytes: Int = 5 * 1024 * 1024
@@ -70,45 +120,22 @@ struct IngestOptions: ParsableArguments {
     @Option(name: .long, help: "What is stored of ip_address: keep, truncate (IPv4 /24, IPv6 /48) or drop.")
     var ipPolicy: IPAddressPolicy = .keep
 
-    @Option(name: .long, help: "HTTP event-loop threads. Default: the number of cores.")
-    var threads: Int?
-
-    @Option(name: .long, help: "Seconds a request may take to arrive whole after its first byte; slower clients are disconnected.")
-    var requestTimeout: Double = 30
-
-    @Option(name: .long, help: "Seconds an idle keep-alive connection stays open.")
-    var idleTimeout: Double = 75
-
-    @Option(name: .long, help: "Seconds a graceful shutdown waits for requests in flight.")
-    var shutdownGrace: Double = 30
-
     var configuration: IngestConfiguration {
-        var configuration = IngestConfiguration()
-        configuration.host = host
-        configuration.port = port
+        var configuration = server.configuration
         configuration.maxBodyBytes = maxBodyBytes
         configuration.maxEventBytes = maxEventBytes
         configuration.maxEventsPerRequest = maxEventsPerRequest
         configuration.writeKeys = Set(writeKey)
         if !corsOrigin.isEmpty { configuration.corsAllowedOrigins = corsOrigin }
         configuration.rateLimitEventsPerSecond = rateLimit
-        if let threads { configuration.eventLoopThreads = threads }
-        configuration.shutdownGracePeriod = .milliseconds(Int64(shutdownGrace * 1000))
-        configuration.requestTimeout = .milliseconds(Int64(requestTimeout * 1000))
-        configuration.idleTimeout = .milliseconds(Int64(idleTimeout * 1000))
         return configuration
     }
 
     func validate() throws {
-        guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535, not \(port)") }
         guard maxBodyBytes > 0, maxEventBytes > 0, maxEventsPerRequest > 0 else {
             throw ValidationError("--max-body-bytes, --max-event-bytes and --max-events-per-request must be positive")
         }
         if let rateLimit, rateLimit <= 0 { throw ValidationError("--rate-limit must be positive") }
-        guard requestTimeout > 0, idleTimeout > 0, shutdownGrace >= 0 else {
-            throw ValidationError("--request-timeout and --idle-timeout must be positive, --shutdown-grace not negative")
-        }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         for origin in corsOrigin {
             if let problem = CORSOrigin.problem(with: origin) { throw ValidationError("--cors-origin '\(origin)' \(problem)") }
         }

@@ -17,7 +17,9 @@ struct ServeCommand: AsyncParsableCommand {
     )
 
     @OptionGroup(title: "HTTP") var ingest: IngestOptions
-    @OptionGroup(title: "Storage") var storage: StorageOptions
+    @OptionGroup(title: "Storage") var storage: LogLocationOptions
+    @OptionGroup(title: "Storage") var writer: LogWriterOptions
+    @OptionGroup(title: "Storage") var lake: LakeLocationOptions
     @OptionGroup(title: "Lake batches") var flush: FlushOptions
     @OptionGroup(title: "Metrics") var metrics: MetricsOptions
     @OptionGroup(title: "Logging") var logging: LoggingOptions
@@ -27,11 +29,11 @@ struct ServeCommand: AsyncParsableCommand {
         logging.bootstrap()
         let logger = Logger(label: "playhead.serve")
         let telemetry = Telemetry.bootstrap(metrics.metrics == .on)
-        let log = try OpenedLog.open(storage.logLocation, readOnly: false, minimumFreeBytes: storage.logMinFreeBytes, logger: Logger(label: "playhead.log"))
+        let log = try OpenedLog.open(storage.logLocation, readOnly: false, minimumFreeBytes: writer.logMinFreeBytes, logger: Logger(label: "playhead.log"))
         let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger)
         let lakePool = NIOThreadPool(numberOfThreads: 2)
         lakePool.start()
-        let store = try storage.openLake(threadPool: lakePool, logger: Logger(label: "playhead.lake"))
+        let store = try lake.openLake(dataDir: storage.dataDir, threadPool: lakePool, logger: Logger(label: "playhead.lake"))
         let writer = parts.lakeWriter(store: store, flush: flush, threadPool: lakePool)
         let content = parts.contentMetrics()
         let edge = try parts.ingestServer(options: ingest, routes: telemetry.routes + content.routes)
@@ -53,7 +55,8 @@ struct IngestCommand: AsyncParsableCommand {
     )
 
     @OptionGroup(title: "HTTP") var ingest: IngestOptions
-    @OptionGroup(title: "Storage") var storage: StorageOptions
+    @OptionGroup(title: "Storage") var storage: LogLocationOptions
+    @OptionGroup(title: "Storage") var writer: LogWriterOptions
     @OptionGroup(title: "Metrics") var metrics: MetricsOptions
     @OptionGroup(title: "Logging") var logging: LoggingOptions
 
@@ -62,7 +65,7 @@ struct IngestCommand: AsyncParsableCommand {
         logging.bootstrap()
         let logger = Logger(label: "playhead.ingest")
         let telemetry = Telemetry.bootstrap(metrics.metrics == .on)
-        let log = try OpenedLog.open(storage.logLocation, readOnly: false, minimumFreeBytes: storage.logMinFreeBytes, logger: Logger(label: "playhead.log"))
+        let log = try OpenedLog.open(storage.logLocation, readOnly: false, minimumFreeBytes: writer.logMinFreeBytes, logger: Logger(label: "playhead.log"))
         let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger)
         let edge = try parts.ingestServer(options: ingest, routes: telemetry.routes)
         try await parts.run(services: [log.service] + telemetry.services + [edge.server], threadPools: [edge.threadPool], logger: logger)

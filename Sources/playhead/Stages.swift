@@ -27,11 +27,11 @@ extension FlushOptions {
     }
 }
 
-extension StorageOptions {
+extension LakeLocationOptions {
     /// The lake's store; `threadPool` runs a folder lake's blocking file calls.
-    func openLake(threadPool: NIOThreadPool, logger: Logger) throws -> any LakeStore {
+    func openLake(dataDir: String, threadPool: NIOThreadPool, logger: Logger) throws -> any LakeStore {
         do {
-            return try LakeLocation(parsing: lakeLocation)
+            return try LakeLocation(parsing: lakeLocation(dataDir: dataDir))
                 .openStore(s3Endpoint: s3Endpoint, s3Region: s3Region, threadPool: threadPool, logger: logger)
         } catch let error as LakeError {
             throw ValidationError("--lake: \(error.message)")
@@ -81,7 +81,7 @@ extension PipelineParts {
     }
 
     /// A server of `routes` only (no `POST /v1/events`): `playhead store` and `observe`.
-    func plainServer(options: IngestOptions, routes: [HTTPRoute]) -> IngestServer {
+    func plainServer(options: ServerOptions, routes: [HTTPRoute]) -> IngestServer {
         IngestServer(configuration: options.configuration, events: nil, routes: routes, logger: Logger(label: "playhead.http"))
     }
 }
@@ -98,8 +98,9 @@ struct StoreCommand: AsyncParsableCommand {
             """
     )
 
-    @OptionGroup(title: "HTTP (metrics and health)") var http: IngestOptions
-    @OptionGroup(title: "Storage") var storage: StorageOptions
+    @OptionGroup(title: "HTTP (metrics and health)") var http: ServerOptions
+    @OptionGroup(title: "Storage") var storage: LogLocationOptions
+    @OptionGroup(title: "Storage") var lake: LakeLocationOptions
     @OptionGroup(title: "Lake batches") var flush: FlushOptions
     @OptionGroup(title: "Metrics") var metrics: MetricsOptions
     @OptionGroup(title: "Logging") var logging: LoggingOptions
@@ -113,7 +114,7 @@ struct StoreCommand: AsyncParsableCommand {
         let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger)
         let threadPool = NIOThreadPool(numberOfThreads: 2)
         threadPool.start()
-        let store = try storage.openLake(threadPool: threadPool, logger: Logger(label: "playhead.lake"))
+        let store = try lake.openLake(dataDir: storage.dataDir, threadPool: threadPool, logger: Logger(label: "playhead.lake"))
         let writer = parts.lakeWriter(store: store, flush: flush, threadPool: threadPool)
         let server = parts.plainServer(options: http, routes: telemetry.routes)
         try await parts.run(services: [log.service] + telemetry.services + [writer, server], threadPools: [threadPool], logger: logger)
@@ -132,8 +133,8 @@ struct ObserveCommand: AsyncParsableCommand {
             """
     )
 
-    @OptionGroup(title: "HTTP") var http: IngestOptions
-    @OptionGroup(title: "Storage") var storage: StorageOptions
+    @OptionGroup(title: "HTTP") var http: ServerOptions
+    @OptionGroup(title: "Storage") var storage: LogLocationOptions
     @OptionGroup(title: "Logging") var logging: LoggingOptions
 
     func run() async throws {
@@ -166,7 +167,8 @@ struct ImportCommand: AsyncParsableCommand {
     @Argument(help: "NDJSON files to import; gzip files are recognised by their content.")
     var files: [String]
 
-    @OptionGroup(title: "Storage") var storage: StorageOptions
+    @OptionGroup(title: "Storage") var data: LakeDataDirOptions
+    @OptionGroup(title: "Storage") var lake: LakeLocationOptions
 
     @Option(name: .long, help: "About this many events per Parquet file (per hour partition): a file closes at the end of the 8 MiB input chunk that reaches it. Capped at 250,000 so that two files are encoded at once.")
     var batchEvents: Int = 1_000_000
@@ -213,7 +215,7 @@ struct ImportCommand: AsyncParsableCommand {
     }
 
     private func importFiles(threadPool: NIOThreadPool, ioPool: NIOThreadPool, logger: Logger) async throws {
-        let store = try storage.openLake(threadPool: ioPool, logger: Logger(label: "playhead.lake"))
+        let store = try lake.openLake(dataDir: data.dataDir, threadPool: ioPool, logger: Logger(label: "playhead.lake"))
         var configuration = LakeWriterConfiguration()
         configuration.flushEvents = batchEvents
         configuration.dedupWindow = dedupWindow

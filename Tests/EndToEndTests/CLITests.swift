@@ -1,0 +1,67 @@
+import Foundation
+import PlayheadTestSupport
+import Testing
+
+/// `playhead <command> --help`: every option says its default, and each command offers exactly the
+/// flags it uses (a flag a command ignores would mislead whoever reads its help).
+@Suite("CLI help and flags")
+struct CLITests {
+    /// The options of `--help` output: name, whether it takes a value, and its description.
+    private func options(_ help: String) -> [(name: String, takesValue: Bool, text: String)] {
+        var result: [(String, Bool, String)] = []
+        for block in help.components(separatedBy: "\n  -").dropFirst() {
+            let text = ("-" + block).split(whereSeparator: \.isWhitespace).joined(separator: " ")
+            let words = text.split(separator: " ")
+            guard let first = words.first else { continue }
+            // "-h, --help" lists a short name first.
+            let name = first.hasSuffix(",") ? String(words[1]) : String(first)
+            let next = words.dropFirst(first.hasSuffix(",") ? 2 : 1).first
+            result.append((name, next?.hasPrefix("<") == true, text))
+        }
+        return result
+    }
+
+    private func help(_ command: [String]) async throws -> String {
+        let result = try await runCommand(TestEnvironment.playheadExecutable, command + ["--help"])
+        #expect(result.status == 0, "\(command) --help: \(result.stderr)")
+        return result.stdout
+    }
+
+    @Test("every option that takes a value says its default", arguments: [
+        ["serve"], ["ingest"], ["store"], ["observe"], ["import"], ["log", "dump"], ["loadgen"],
+    ])
+    func defaultsAreStated(command: [String]) async throws {
+        let listed = options(try await help(command))
+        #expect(listed.count > 3, "no options parsed from \(command) --help")
+        for option in listed where option.takesValue {
+            #expect(option.text.lowercased().contains("default"), "\(command) \(option.name) does not say its default: \(option.text)")
+        }
+    }
+
+    @Test("each command offers the flags it uses, and no others")
+    func flagsPerCommand() async throws {
+        let server = ["--host", "--port", "--threads", "--request-timeout", "--idle-timeout", "--shutdown-grace"]
+        let edge = ["--max-body-bytes", "--max-event-bytes", "--max-events-per-request", "--write-key", "--cors-origin", "--rate-limit", "--ip-policy"]
+        let log = ["--data-dir", "--log"]
+        let lake = ["--lake", "--s3-endpoint", "--s3-region"]
+        let flush = ["--flush-interval", "--flush-events", "--flush-bytes", "--dedup-window"]
+        let logging = ["--log-level", "--log-format"]
+        let expected: [[String]: [String]] = [
+            ["serve"]: server + edge + log + ["--log-min-free-bytes"] + lake + flush + ["--metrics"] + logging,
+            ["ingest"]: server + edge + log + ["--log-min-free-bytes", "--metrics"] + logging,
+            ["store"]: server + log + lake + flush + ["--metrics"] + logging,
+            ["observe"]: server + log + logging,
+            ["log", "dump"]: log + ["--topic", "--limit", "--offset", "--partition", "--follow"] + logging,
+            ["import"]: ["--data-dir"] + lake + ["--batch-events", "--ip-policy", "--received-at", "--dedup-window"] + logging,
+        ]
+        for (command, flags) in expected {
+            let listed = Set(options(try await help(command)).map(\.name)).subtracting(["--help", "--version"])
+            #expect(listed == Set(flags), "\(command): unexpected \(listed.subtracting(flags).sorted()), missing \(Set(flags).subtracting(listed).sorted())")
+        }
+        // A flag of another command is refused, not silently ignored.
+        let refused = try await runCommand(TestEnvironment.playheadExecutable, ["store", "--write-key", "k"])
+        #expect(refused.status != 0 && refused.stderr.contains("--write-key"), "\(refused.stderr)")
+        let noLake = try await runCommand(TestEnvironment.playheadExecutable, ["ingest", "--lake", "file:/tmp/x"])
+        #expect(noLake.status != 0 && noLake.stderr.contains("--lake"), "\(noLake.stderr)")
+    }
+}
