@@ -162,6 +162,49 @@ struct LakeTests {
         #expect((files.first?[0] as? Int ?? 0) > 0)
     }
 
+    @Test("ingest, store and observe as separate processes on one embedded log: every acknowledged event in the lake once, and counted by observe")
+    func separateProcessesOnTheEmbeddedLog() async throws {
+        let directory = try TemporaryDirectory(prefix: "parts")
+        defer { withExtendedLifetime(directory) {} }
+        let data = directory.appending("data").path
+        // ingest writes the log; store and observe read it beside it (read-only opens).
+        let ingest = try await PlayheadServer(command: "ingest", dataDirectory: data, name: "parts-ingest")
+        let store = try await PlayheadServer(command: "store", dataDirectory: data, arguments: ["--flush-interval", "1"], name: "parts-store")
+        let observe = try await PlayheadServer(command: "observe", dataDirectory: data, name: "parts-observe")
+        let acks = directory.appending("acks.txt").path
+        let loadgen = try await runCommand(
+            TestEnvironment.playheadExecutable,
+            ["loadgen", "--port", "\(ingest.port)", "--connections", "4", "--batch", "20", "--duration", "3", "--acknowledged-ids", acks, "--json"]
+        )
+        #expect(loadgen.status == 0, "loadgen: \(loadgen.stderr)")
+        let acknowledged = Set(try String(contentsOfFile: acks, encoding: .utf8).split(separator: "\n").map(String.init))
+        #expect(acknowledged.count > 200, "too little load to prove anything: \(loadgen.stdout)")
+
+        func total(_ server: PlayheadServer, _ name: String) async -> Double {
+            let text = (try? await TestHTTP.request("\(server.baseURL)/metrics").text) ?? ""
+            return text.split(separator: "\n").filter { $0.hasPrefix(name + "{") || $0.hasPrefix(name + " ") }
+                .compactMap { Double($0.split(separator: " ").last ?? "") }.reduce(0, +)
+        }
+        let accepted = await total(ingest, "playhead_events_accepted_total")
+        #expect(accepted == Double(acknowledged.count))
+        try await eventually(timeout: .seconds(30), "store has written every accepted event, observe counted them") {
+            let written = await total(store, "playhead_lake_rows_written_total")
+            let counted = await total(observe, "playhead_content_events_total")
+            return written == accepted && counted == accepted
+        }
+        #expect(await ingest.stop() == 0)
+        #expect(await store.stop() == 0)
+        #expect(await observe.stop() == 0)
+        let lake = directory.appending("data/lake").path
+        let idsFile = directory.appending("ids.txt").path
+        _ = try await duck(
+            "COPY (SELECT event_id FROM read_parquet('{lake}/events/**/*.parquet')) TO '\(idsFile)' (HEADER false)", lake: lake
+        )
+        let inLake = try String(contentsOfFile: idsFile, encoding: .utf8).split(separator: "\n").map(String.init)
+        #expect(inLake.count == Set(inLake).count, "duplicates in the lake")
+        #expect(Set(inLake) == acknowledged, "lake and acknowledged ids differ: \(Set(inLake).symmetricDifference(acknowledged).prefix(5))")
+    }
+
     @Test("rollups equal the documented SQL over events")
     func rollupsMatchSQL() async throws {
         let (server, directory) = try await Fixtures.server(["--flush-interval", "1"])
