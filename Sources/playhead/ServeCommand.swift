@@ -18,7 +18,7 @@ struct ServeCommand: AsyncParsableCommand {
 
     @OptionGroup(title: "HTTP") var ingest: IngestOptions
     @OptionGroup(title: "Storage") var storage: LogLocationOptions
-    @OptionGroup(title: "Storage") var writer: LogWriterOptions
+    @OptionGroup(title: "Storage") var logWriter: LogWriterOptions
     @OptionGroup(title: "Storage") var lake: LakeLocationOptions
     @OptionGroup(title: "Lake batches") var flush: FlushOptions
     @OptionGroup(title: "Metrics") var metrics: MetricsOptions
@@ -29,7 +29,7 @@ struct ServeCommand: AsyncParsableCommand {
         logging.bootstrap()
         let logger = Logger(label: "playhead.serve")
         let telemetry = Telemetry.bootstrap(metrics.metrics == .on)
-        let log = try OpenedLog.open(storage.logLocation, readOnly: false, minimumFreeBytes: writer.logMinFreeBytes, logger: Logger(label: "playhead.log"))
+        let log = try OpenedLog.open(storage.logLocation, readOnly: false, minimumFreeBytes: logWriter.logMinFreeBytes, logger: Logger(label: "playhead.log"))
         let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger)
         let lakePool = NIOThreadPool(numberOfThreads: 2)
         lakePool.start()
@@ -56,7 +56,7 @@ struct IngestCommand: AsyncParsableCommand {
 
     @OptionGroup(title: "HTTP") var ingest: IngestOptions
     @OptionGroup(title: "Storage") var storage: LogLocationOptions
-    @OptionGroup(title: "Storage") var writer: LogWriterOptions
+    @OptionGroup(title: "Storage") var logWriter: LogWriterOptions
     @OptionGroup(title: "Metrics") var metrics: MetricsOptions
     @OptionGroup(title: "Logging") var logging: LoggingOptions
 
@@ -65,7 +65,7 @@ struct IngestCommand: AsyncParsableCommand {
         logging.bootstrap()
         let logger = Logger(label: "playhead.ingest")
         let telemetry = Telemetry.bootstrap(metrics.metrics == .on)
-        let log = try OpenedLog.open(storage.logLocation, readOnly: false, minimumFreeBytes: writer.logMinFreeBytes, logger: Logger(label: "playhead.log"))
+        let log = try OpenedLog.open(storage.logLocation, readOnly: false, minimumFreeBytes: logWriter.logMinFreeBytes, logger: Logger(label: "playhead.log"))
         let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger)
         let edge = try parts.ingestServer(options: ingest, routes: telemetry.routes)
         try await parts.run(services: [log.service] + telemetry.services + [edge.server], threadPools: [edge.threadPool], logger: logger)
