@@ -128,6 +128,8 @@ public final class LakeImporter: Sendable {
         let decoder = self.decoder
         let pool = threadPool
         var endOfFile = false
+        // Where the next chunk starts in the file's NDJSON (after gzip decoding).
+        var chunkStart = 0
         while true {
             while !endOfFile && decoding.count < Self.maxDecodesInFlight {
                 let (lines, added, end) = try await threadPool.runIfActive { [pending] in
@@ -136,10 +138,14 @@ public final class LakeImporter: Sendable {
                 endOfFile = end
                 summary.inputBytes += added
                 pending = lines.rest
-                guard !lines.complete.isEmpty else { continue }
+                let byteBase = chunkStart
+                chunkStart += lines.complete.count
+                // Blank lines are skipped, as in a request body; a chunk (or the file's tail) of
+                // nothing else holds no event, and is not an empty body to reject.
+                guard !ImportPiece.isBlank(lines.complete) else { continue }
                 decoding.append(Task { [complete = lines.complete] in
                     try await pool.runIfActive {
-                        ImportPiece.decode(complete, decoder: decoder, receivedAt: receivedAt)
+                        ImportPiece.decode(complete, byteBase: byteBase, decoder: decoder, receivedAt: receivedAt)
                     }
                 })
             }
@@ -319,7 +325,8 @@ struct ImportState: @unchecked Sendable {
                 var renumbered: [UInt8] = []
                 RejectedRecordEncoder.encode(
                     receivedAt: view.receivedAtMicros, index: Int32(clamping: base + error.index), reason: error.reason,
-                    field: error.field, message: error.message, eventID: error.eventID, raw: view.raw, into: &renumbered
+                    field: error.field, message: ImportPiece.shiftingBytePositions(in: error.message, by: piece.byteBase),
+                    eventID: error.eventID, raw: view.raw, into: &renumbered
                 )
                 renumbered.withUnsafeBytes { rejectedRecords.append(offset: Int64(base + error.index), $0) }
             }
@@ -398,19 +405,45 @@ final class ImportPiece: @unchecked Sendable {
     }
 
     let events: RecordBuffer
+    /// Where the chunk starts in the file's NDJSON: the decoder's byte positions count from the
+    /// chunk, messages must count from the file.
+    let byteBase: Int
     @exclusivity(unchecked) private(set) var accepted: [Accepted] = []
     @exclusivity(unchecked) private(set) var rejections: [(error: EventValidationError, record: [UInt8])] = []
     /// Events in the chunk, accepted or rejected.
     private(set) var count = 0
 
     /// Sized for `inputBytes` of NDJSON (records are smaller than their JSON): no growing.
-    private init(inputBytes: Int) {
+    private init(inputBytes: Int, byteBase: Int) {
         events = RecordBuffer(reservingCapacity: inputBytes, records: inputBytes / 256)
+        self.byteBase = byteBase
         accepted.reserveCapacity(inputBytes / 256)
     }
 
-    static func decode(_ lines: [UInt8], decoder: EventDecoder, receivedAt: Int64) -> ImportPiece {
-        let piece = ImportPiece(inputBytes: lines.count)
+    /// True when `lines` hold nothing but NDJSON's blank-line bytes (space, tab, CR, LF).
+    static func isBlank(_ lines: [UInt8]) -> Bool {
+        lines.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D || $0 == 0x0A }
+    }
+
+    /// `message` with every "at byte N" moved on by `base` (the decoder counts from the chunk).
+    static func shiftingBytePositions(in message: String, by base: Int) -> String {
+        guard base > 0, message.contains("at byte ") else { return message }
+        var result = ""
+        var rest = Substring(message)
+        while let marker = rest.range(of: "at byte ") {
+            result += rest[..<marker.upperBound]
+            rest = rest[marker.upperBound...]
+            let digits = rest.prefix(while: \.isASCII).prefix(while: \.isNumber)
+            if let position = Int(digits) {
+                result += String(position + base)
+                rest = rest.dropFirst(digits.count)
+            }
+        }
+        return result + rest
+    }
+
+    static func decode(_ lines: [UInt8], byteBase: Int, decoder: EventDecoder, receivedAt: Int64) -> ImportPiece {
+        let piece = ImportPiece(inputBytes: lines.count, byteBase: byteBase)
         var sink = Sink(piece: piece)
         let outcome = lines.withUnsafeBytes { decoder.decode($0, format: .ndjson, receivedAt: receivedAt, into: &sink) }
         piece.count = outcome.accepted + outcome.rejected

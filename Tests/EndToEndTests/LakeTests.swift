@@ -233,6 +233,42 @@ struct LakeTests {
         return file
     }
 
+    @Test("import: runs of blank lines longer than a read chunk, and a blank last line, are skipped as in a request body; byte positions in messages count from the start of the file")
+    func importBlankChunksAndFileOffsets() async throws {
+        let directory = try TemporaryDirectory(prefix: "import")
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        let file = directory.appending("blank.ndjson").path
+        // Event, 9 MiB of empty lines, event, 9 MiB of " \r\n", event, a bad line, "   " with no newline:
+        // the importer reads 8 MiB at a time, so whole chunks hold nothing but blank lines.
+        let output = try await runPython(
+            """
+            import json, sys
+            event = lambda i: json.dumps(dict(json.loads(sys.argv[2]), event_id=f'blank-{i}', session_id=f's-{i}'))
+            with open(sys.argv[1], 'wb') as f:
+                f.write((event(1) + '\\n').encode())
+                f.write(b'\\n' * (9 << 20))
+                f.write((event(2) + '\\n').encode())
+                f.write(b' \\r\\n' * (3 << 20))
+                f.write((event(3) + '\\n').encode())
+                print(f.tell())
+                f.write(b'{bad\\n   ')
+            """,
+            arguments: [file, Fixtures.json(Fixtures.event("template"))]
+        )
+        let badLine = try #require(Int(output.trimmingCharacters(in: .whitespacesAndNewlines)))
+        let data = directory.appending("data").path
+        let result = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--data-dir", data, file])
+        #expect(result.status == 0, "\(result.stderr)")
+        let summary = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.split(separator: "\n")[0].utf8)) as? [String: Any])
+        #expect(summary["events"] as? Int == 4 && summary["accepted"] as? Int == 3 && summary["rejected"] as? Int == 1, "\(result.stdout)")
+        let lake = directory.appending("data/lake").path
+        let rejected = try await duck("SELECT request_index, reason, message FROM read_parquet('{lake}/rejected/**/*.parquet')", lake: lake)
+        #expect(rejected.count == 1, "\(rejected)")
+        #expect(rejected.first?[0] as? Int == 3 && rejected.first?[1] as? String == "malformed_json", "\(rejected)")
+        // The '{' of the bad line is at `badLine`; a key was expected at the next byte, in the file.
+        #expect((rejected.first?[2] as? String)?.hasSuffix("at byte \(badLine + 1)") == true, "\(rejected)")
+    }
+
     @Test("import: a gzip file of several members imports every event; a cut-off gzip file is an error, not a shorter import")
     func importGzipMembers() async throws {
         let directory = try TemporaryDirectory(prefix: "import")
