@@ -100,6 +100,7 @@ public final class IngestServer: Service, Sendable {
     private func serve(on group: MultiThreadedEventLoopGroup) async throws {
         let logger = self.logger
         let quiesce = ServerQuiescingHelper(group: group)
+        let connections = OpenConnections()
         let router = self.router
         let inFlight = self.inFlight
         let configuration = self.configuration
@@ -119,7 +120,8 @@ public final class IngestServer: Service, Sendable {
                 // A client's half-close reaches IngestHTTPHandler, which answers what was sent first.
                 .childChannelOption(.allowRemoteHalfClosure, value: true)
                 .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
+                    connections.add(channel)
+                    return channel.eventLoop.makeCompletedFuture {
                         let sync = channel.pipeline.syncOperations
                         let connectionGuard = ConnectionGuard(requestTimeout: configuration.requestTimeout, idleTimeout: configuration.idleTimeout)
                         try sync.addHandler(connectionGuard)
@@ -166,6 +168,11 @@ public final class IngestServer: Service, Sendable {
         let finish: @Sendable () -> Void = {
             if completed.withLockedValue({ done in defer { done = true }; return !done }) { allClosed.succeed(()) }
         }
+        // Completed by the quiescing helper once the listening socket and every connection have
+        // closed after a graceful shutdown began.
+        let quiesced = group.next().makePromise(of: Void.self)
+        quiesced.futureResult.whenComplete { _ in finish() }
+        let quiescing = NIOLockedValueBox(false)
         await withGracefulShutdownHandler {
             await withTaskCancellationHandler {
                 try? await allClosed.futureResult.get()
@@ -176,16 +183,45 @@ public final class IngestServer: Service, Sendable {
             self.state.withLockedValue { $0 = .draining }
             self.logger.info("ingest: stopping: no new connections; finishing requests in flight")
             // Stop accepting, and close every connection once its current response is out.
-            let quiesced = group.next().makePromise(of: Void.self)
-            quiesced.futureResult.whenComplete { _ in finish() }
+            quiescing.withLockedValue { $0 = true }
             quiesce.initiateShutdown(promise: quiesced)
             group.next().scheduleTask(in: TimeAmount(configuration.shutdownGracePeriod)) { finish() }
         }
         if inFlight.current > 0 {
             logger.warning("ingest: grace period over with requests in flight", metadata: ["requests": "\(inFlight.current)"])
         }
+        // Connections still open (a client in the middle of sending a request, say) are closed here,
+        // while the event loops run, and the quiescing helper is waited for: it completes its promise
+        // from the loop of the connection that closed last, so left to the group's shutdown (or not
+        // waited for), that would reach a loop that had already stopped.
+        let open = connections.all
+        if !open.isEmpty {
+            logger.warning("ingest: grace period over: closing connections still open", metadata: ["connections": "\(open.count)"])
+            for connection in open { try? await connection.close() }
+        }
+        if quiescing.withLockedValue({ $0 }) {
+            // Bounded, in case a connection's close never reaches the helper.
+            group.next().scheduleTask(in: .seconds(2)) { quiesced.succeed(()) }
+            try? await quiesced.futureResult.get()
+        } else {
+            quiesced.succeed(())  // cancelled without a graceful shutdown: nothing is quiescing
+        }
         state.withLockedValue { $0 = .stopped }
     }
+}
+
+/// The server's open connections, so that those still open when the grace period is over can be
+/// closed before the event loops stop.
+final class OpenConnections: Sendable {
+    private let channels = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
+
+    func add(_ channel: any Channel) {
+        let id = ObjectIdentifier(channel)
+        channels.withLockedValue { $0[id] = channel }
+        channel.closeFuture.whenComplete { _ in self.channels.withLockedValue { _ = $0.removeValue(forKey: id) } }
+    }
+
+    var all: [any Channel] { channels.withLockedValue { Array($0.values) } }
 }
 
 /// Pauses accepting for a second when `accept` fails for want of resources (no file descriptor

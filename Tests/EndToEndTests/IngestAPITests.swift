@@ -455,6 +455,29 @@ struct IngestAPITests {
         #expect(stored == ["p1"] + ids)
     }
 
+    @Test("a client stalled in the middle of a body when the grace period ends: the connection is closed, the stop is clean (no NIO misuse), exit 0", arguments: 0..<3)
+    func stalledClientAtShutdown(round: Int) async throws {
+        // SWIFTNIO_STRICT turns NIO's "cannot schedule tasks on an EventLoop that has already shut
+        // down" from a printed error into a crash; it happened in most stops like this one.
+        let directory = try TemporaryDirectory(prefix: "stall")
+        let server = try await PlayheadServer(
+            dataDirectory: directory.appending("data").path, arguments: ["--shutdown-grace", "1"],
+            environment: ["SWIFTNIO_STRICT": "true"], name: "playhead-stall-\(round)"
+        )
+        let stored = try await TestHTTP.postEvents(server, Fixtures.json(Fixtures.event("before-stall-\(round)")))
+        #expect(stored.status == 202)
+        let stalled = try RawConnection(port: server.port)
+        #expect(stalled.send("POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n[{\"event_id\":"))
+        try await Task.sleep(for: .milliseconds(200))
+        let started = ContinuousClock.now
+        #expect(await server.stop() == 0, "\(server.process.stderr.suffix(3000))")
+        #expect(started.duration(to: .now) < .seconds(10))
+        #expect(!server.process.stderr.contains("Cannot schedule"), "\(server.process.stderr.suffix(3000))")
+        #expect(server.process.stdout.contains("closing connections still open") || server.process.stderr.contains("closing connections still open"))
+        #expect(try await Fixtures.storedIDs(server.dataDirectory) == ["before-stall-\(round)"])
+        withExtendedLifetime(directory) {}
+    }
+
     @Test("Expect: 100-continue gets 100 Continue before the body is sent; a body over the limit gets 413 instead")
     func expectContinue() async throws {
         let (server, directory) = try await Fixtures.server(["--max-body-bytes", "4096"])
