@@ -138,9 +138,9 @@ enum RejectedTable {
         .timestamp("received_at"),
         .int32("request_index"),
         .string("reason"),
-        .string("field"),
+        .string("field", optional: true),
         .string("message"),
-        .string("event_id"),
+        .string("event_id", optional: true),
         .binary("raw"),
         .string("raw_text", optional: true),
     ])
@@ -154,9 +154,11 @@ enum RejectedTable {
                 try c[0].append(r.receivedAtMicros)
                 try c[1].append(r.index)
                 try c[2].append(r.reason)
-                try c[3].append(r.field)
+                // Null when there is none (a whole body, an event without a readable event_id), as
+                // the API's answer and `log dump` give it.
+                if r.fieldBytes.isEmpty { try c[3].appendNull() } else { try c[3].append(r.fieldBytes) }
                 try c[4].append(r.message)
-                try c[5].append(r.eventID)
+                if r.eventIDBytes.isEmpty { try c[5].appendNull() } else { try c[5].append(r.eventIDBytes) }
                 try c[6].append(r.raw)
                 if isValidUTF8(r.raw) { try c[7].append(r.raw) } else { try c[7].appendNull() }
             }

@@ -51,15 +51,18 @@ struct LakeTests {
         let response = try await TestHTTP.postEvents(server, Fixtures.json(events + invalid))
         #expect(response.status == 202)
         #expect(response.json["accepted"] as? Int == 200)
+        // A body that is not JSON: rejected whole, with no event_id and no field.
+        let malformed = try await TestHTTP.postEvents(server, "{nope")
+        #expect(malformed.status == 400)
 
         // Visible within the flush interval + 5 s.
         try await eventually(timeout: .seconds(8), "200 events in the lake") {
             let rows = try? await duck("SELECT count(*) FROM read_parquet('{lake}/events/**/*.parquet')", lake: lake)
             return (rows?.first?.first as? Int) == 200
         }
-        try await eventually(timeout: .seconds(8), "2 rejected events in the lake") {
+        try await eventually(timeout: .seconds(8), "2 rejected events and a rejected body in the lake") {
             let rows = try? await duck("SELECT count(*) FROM read_parquet('{lake}/rejected/**/*.parquet')", lake: lake)
-            return (rows?.first?.first as? Int) == 2
+            return (rows?.first?.first as? Int) == 3
         }
         #expect(await server.stop() == 0)
 
@@ -107,9 +110,17 @@ struct LakeTests {
             }
         }
         let rejected = try await duck(
-            "SELECT event_id, reason, field, raw_text FROM read_parquet('{lake}/rejected/**/*.parquet') ORDER BY event_id",
+            "SELECT event_id, reason, field, raw_text FROM read_parquet('{lake}/rejected/**/*.parquet') WHERE request_index >= 0 ORDER BY event_id",
             lake: lake
         )
+        // The whole body's row: NULL event_id and field, as the API's answer and `log dump` say (null).
+        let body = try await duck(
+            "SELECT request_index, reason, event_id IS NULL, field IS NULL, raw_text FROM read_parquet('{lake}/rejected/**/*.parquet') WHERE request_index < 0",
+            lake: lake
+        )
+        #expect(body.count == 1, "\(body)")
+        #expect(body.first?[1] as? String == "malformed_json" && body.first?[2] as? Bool == true && body.first?[3] as? Bool == true, "\(body)")
+        #expect(body.first?[4] as? String == "{nope")
         #expect(rejected.map { $0[0] as? String } == ["bad-1", "bad-2"])
         #expect(rejected.map { $0[1] as? String } == ["invalid_value", "negative_number"])
         #expect(rejected.map { $0[2] as? String } == ["event_type", "duration_seconds"])
