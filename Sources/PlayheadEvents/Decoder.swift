@@ -1340,9 +1340,12 @@ struct EventParser {
             if let parsed {
                 timestamp = parsed
             } else {
+                var bytes: [UInt8] = []
+                appendUnescaped(span, to: &bytes)
+                let text = String(decoding: bytes.prefix(64), as: UTF8.self)
                 error = FieldError(
                     reason: .invalidTimestamp, field: "timestamp",
-                    message: "timestamp must be an RFC 3339 date-time with an offset, such as 2024-05-01T12:00:00.250Z"
+                    message: "timestamp \"\(text)\" \(RFC3339.problem(with: text)); RFC 3339 with an offset is needed, such as 2024-05-01T12:00:00.250Z"
                 )
             }
         }

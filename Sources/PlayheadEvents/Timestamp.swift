@@ -13,6 +13,45 @@ public enum RFC3339 {
         return s.withUTF8 { parseMicros(UnsafeRawBufferPointer($0)) }
     }
 
+    /// Why `text` (which ``parseMicros(_:)`` refused) is not an RFC 3339 date-time with an offset,
+    /// as the end of a sentence about it: for error messages, not the hot path.
+    public static func problem(with text: String) -> String {
+        let form = "is not of the form YYYY-MM-DDThh:mm:ss[.fraction] followed by Z or ±hh:mm"
+        let b = Array(text.utf8)
+        func number(_ from: Int, _ count: Int) -> Int? {
+            guard from + count <= b.count else { return nil }
+            var value = 0
+            for byte in b[from..<(from + count)] {
+                guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+                value = value * 10 + Int(byte - UInt8(ascii: "0"))
+            }
+            return value
+        }
+        func byte(_ i: Int, _ allowed: String) -> Bool { i < b.count && allowed.utf8.contains(b[i]) }
+        guard let year = number(0, 4), byte(4, "-"), let month = number(5, 2), byte(7, "-"), let day = number(8, 2),
+            byte(10, "Tt "), let hour = number(11, 2), byte(13, ":"), let minute = number(14, 2), byte(16, ":"),
+            let second = number(17, 2)
+        else { return form }
+        if !(1...12).contains(month) { return "has month \(month), which does not exist" }
+        let days = Int(CivilDate.daysInMonth(year: Int64(year), month: Int64(month)))
+        if !(1...days).contains(day) { return "has day \(day), but \(text.prefix(7)) has \(days) days" }
+        if hour > 23 || minute > 59 || second > 60 { return "has the time \(text.dropFirst(11).prefix(8)), which does not exist" }
+        var i = 19
+        if byte(i, ".") {
+            i += 1
+            let digits = b[i...].prefix { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }.count
+            if digits == 0 { return "has a '.' with no fraction digits after it" }
+            i += digits
+        }
+        if i == b.count { return "has no offset: end it with Z (UTC) or ±hh:mm" }
+        if byte(i, "Zz") && i + 1 == b.count { return form }
+        if byte(i, "+-") {
+            guard let hours = number(i + 1, 2), byte(i + 3, ":"), let minutes = number(i + 4, 2), i + 6 == b.count else { return form }
+            if hours > 23 || minutes > 59 { return "has the offset \(text.dropFirst(i).prefix(6)), which is out of range (at most ±23:59)" }
+        }
+        return form
+    }
+
     @inline(__always)
     private static func digit(_ p: UnsafePointer<UInt8>, _ i: Int) -> Int64? {
         let d = p[i] &- UInt8(ascii: "0")

@@ -389,6 +389,22 @@ import PlayheadEvents
             let e = rejection(event(["timestamp": "\"\(text)\""]))
             #expect(e?.reason == .invalidTimestamp, "\(text)")
             #expect(e?.field == "timestamp")
+            // The message quotes the value and says what is wrong with it.
+            #expect(e?.message.hasPrefix("timestamp \"\(text)\" ") == true, "\(String(describing: e?.message))")
+        }
+        let why: [(String, String)] = [
+            ("2024-05-01T12:00:00", "has no offset: end it with Z (UTC) or ±hh:mm"),
+            ("2024-13-01T00:00:00Z", "has month 13, which does not exist"),
+            ("2023-02-29T00:00:00Z", "has day 29, but 2023-02 has 28 days"),
+            ("2024-05-01T24:00:00Z", "has the time 24:00:00, which does not exist"),
+            ("2024-05-01T12:00:00.Z", "has a '.' with no fraction digits after it"),
+            ("2024-05-01T12:00:00+24:00", "has the offset +24:00, which is out of range (at most ±23:59)"),
+            ("2024-05-01T12:00:00+0100", "is not of the form YYYY-MM-DDThh:mm:ss[.fraction] followed by Z or ±hh:mm"),
+            ("yesterday", "is not of the form YYYY-MM-DDThh:mm:ss[.fraction] followed by Z or ±hh:mm"),
+        ]
+        for (text, problem) in why {
+            #expect(RFC3339.parseMicros(text) == nil, "\(text)")
+            #expect(RFC3339.problem(with: text) == problem, "\(text)")
         }
     }
 
