@@ -140,9 +140,23 @@ final class DatasetWriter: @unchecked Sendable {
         metrics = LakeMetrics(dataset: kind.name)
     }
 
+    /// The consumer whose lag is `playhead_consumer_lag_events{consumer="lake"}` (the events
+    /// writer's), and when it was last refreshed.
+    private var lagConsumer: (any LogConsumer)?
+    private var lagRefreshed = ContinuousClock.now
+
+    /// Refreshes the lake's lag gauge, at most once a second: the backend sets it when asked
+    /// (events not yet committed to the lake, buffered ones included). Also while writes to the lake
+    /// fail and are retried, so that the lag shows the data piling up in the log.
+    private func refreshLag() async {
+        guard let consumer = lagConsumer, lagRefreshed.duration(to: .now) >= .seconds(1) else { return }
+        lagRefreshed = .now
+        _ = await consumer.lag()
+    }
+
     func run() async throws {
         let consumer = try log.consumer(for: kind.topic, group: configuration.group)
-        var lagRefreshed = ContinuousClock.now
+        if kind.topic == .events { lagConsumer = consumer }
         do {
             while !Task.isShuttingDownGracefully && !Task.isCancelled {
                 let poll = try await consumer.poll(maxRecords: 100_000, timeout: .milliseconds(200))
@@ -150,12 +164,7 @@ final class DatasetWriter: @unchecked Sendable {
                 for partition in partitions.values where isDue(partition) {
                     try await flush(partition, consumer: consumer)
                 }
-                // `playhead_consumer_lag_events{consumer="lake"}`: the backend sets it when asked
-                // (events not yet committed to the lake, buffered ones included).
-                if kind.topic == .events && lagRefreshed.duration(to: .now) >= .seconds(1) {
-                    lagRefreshed = .now
-                    _ = await consumer.lag()
-                }
+                await refreshLag()
                 // Batches close after seconds: 100 ms more to gather a trickle costs nothing.
                 await poll.pauseIfFew(pause: .milliseconds(100))
             }
@@ -357,7 +366,12 @@ final class DatasetWriter: @unchecked Sendable {
                     "error": "\(error)", "lake.attempt": "\(attempt)", "lake.retry_in": "\(delay)",
                 ])
                 if Task.isCancelled || (Task.isShuttingDownGracefully && attempt >= 5) { throw error }
-                try? await Task.sleep(for: delay)
+                // The wait in slices of at most a second, refreshing the lag between them.
+                let until = ContinuousClock.now + delay
+                while !Task.isCancelled, case let left = ContinuousClock.now.duration(to: until), left > .zero {
+                    try? await Task.sleep(for: min(left, .seconds(1)))
+                    await refreshLag()
+                }
                 delay = min(delay * 2, configuration.maxRetryDelay)
             }
         }

@@ -142,6 +142,33 @@ struct ObservabilityTests {
         #expect(await server.stop() == 0)
     }
 
+    @Test("the lake's lag keeps rising while writes to the lake fail and are retried, and falls once they succeed")
+    func lakeLagWhileWritesFail() async throws {
+        let directory = try TemporaryDirectory(prefix: "lag-fail")
+        defer { withExtendedLifetime(directory) {} }
+        // A file where the lake's events/ folder goes: every events file write fails (not a directory).
+        let lake = directory.appending("lake").path
+        try FileManager.default.createDirectory(atPath: lake, withIntermediateDirectories: true)
+        let blocker = directory.appending("lake/events").path
+        #expect(FileManager.default.createFile(atPath: blocker, contents: Data("not a folder".utf8)))
+        let (server, _) = try await Fixtures.server(["--lake", "file:\(lake)", "--flush-interval", "0.5"], directory: directory)
+        func lag() async -> Double? {
+            let text = (try? await TestHTTP.request("\(server.baseURL)/metrics").text) ?? ""
+            return sample(text, "playhead_consumer_lag_events{consumer=\"lake\"}")
+        }
+        #expect(try await TestHTTP.postEvents(server, Fixtures.json((0..<5).map { Fixtures.event("fail-\($0)") })).status == 202)
+        try await eventually(timeout: .seconds(10), "lag 5 while the first write fails") { await lag() == 5 }
+        // More events while the writer is backing off between retries: the lag follows them.
+        #expect(try await TestHTTP.postEvents(server, Fixtures.json((5..<8).map { Fixtures.event("fail-\($0)") })).status == 202)
+        try await eventually(timeout: .seconds(10), "lag 8 during the retries") { await lag() == 8 }
+        // The lake becomes writable: the retries succeed, the lag falls to 0, every event is there once.
+        try FileManager.default.removeItem(atPath: blocker)
+        try await eventually(timeout: .seconds(40), "lag 0 once the writes succeed") { await lag() == 0 }
+        #expect(await server.stop() == 0)
+        let rows = try await duck("SELECT count(*), count(DISTINCT event_id) FROM read_parquet('{lake}/events/**/*.parquet')", lake: lake)
+        #expect(rows.first?[0] as? Int == 8 && rows.first?[1] as? Int == 8, "\(rows)")
+    }
+
     @Test("the live page of serve updates in headless Chromium while events flow")
     func livePageWhileEventsFlow() async throws {
         let (server, _) = try await Fixtures.server()
