@@ -436,7 +436,7 @@ public final class S3Client: Sendable {
                 } catch let error as S3Error {
                     throw error
                 } catch {
-                    throw S3Error(code: .transport, message: "\(error)", operation: operation, bucket: bucket, key: key, attempts: attempt)
+                    throw S3Error(code: .transport, message: Self.transportMessage(error), operation: operation, bucket: bucket, key: key, attempts: attempt)
                 }
                 let status = Int(response.status.code)
                 statusLabel = String(status)
@@ -624,5 +624,16 @@ enum S3Dates {
         parts.tm_sec = second
         let seconds = timegm(&parts)
         return Date(timeIntervalSince1970: Double(seconds) + fraction)
+    }
+}
+
+extension S3Client {
+    /// A transport failure in words: the system's for a socket error (NIO describes a refused
+    /// connection as "connection reset (error set): Connection refused) (errno: 111)").
+    static func transportMessage(_ error: any Error) -> String {
+        if let io = error as? IOError {
+            return "\(String(cString: strerror(io.errnoCode))) (errno \(io.errnoCode))"
+        }
+        return "\(error)"
     }
 }

@@ -369,12 +369,15 @@ struct S3ClientTests {
             let failedAttempts = metrics.counterTotal(label: "playhead_s3_requests_total", dimensions: [("status", "error")])
             #expect(retries >= 2 && retries == failedAttempts, "every failed attempt was retried: \(retries) retries, \(failedAttempts) failed")
 
-            // Without retries, an outage fails fast with a transport error.
+            // Without retries, an outage fails fast with a transport error that says what happened.
             await weed.stop()
             let noRetry = Self.client(weed, retry: .none)
             await #expect {
                 try await noRetry.putObject(bucket: "outage", key: "x", body: ByteBuffer(string: "x"))
-            } throws: { ($0 as? S3Error)?.code == .transport && ($0 as? S3Error)?.attempts == 1 }
+            } throws: { error in
+                guard let error = error as? S3Error else { return false }
+                return error.code == .transport && error.attempts == 1 && error.message.hasPrefix("Connection refused (errno ")
+            }
         }
     }
 
