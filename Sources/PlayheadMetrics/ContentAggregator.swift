@@ -253,8 +253,19 @@ public final class ContentAggregator: Sendable {
         var completions = 0
     }
 
+    /// A session that ended with a `stop`, remembered for the session timeout so that its late or
+    /// resent events (a client retrying) neither start it again nor complete it twice.
+    struct Stopped {
+        var contentID: String
+        /// The `stop`'s event time, and when it was received.
+        var stopMicros: Int64
+        var receivedMicros: Int64
+        var completed: Bool
+    }
+
     struct State {
         var sessions: [SessionKey: Session] = [:]
+        var stopped: [SessionKey: Stopped] = [:]
         /// Content types by first appearance, and where each is in `types`.
         var types: [TypeFigures] = []
         var typeSlots: [String: Int] = [:]
@@ -310,6 +321,7 @@ public final class ContentAggregator: Sendable {
             for key in expired {
                 if let session = state.sessions.removeValue(forKey: key) { end(session, in: &state) }
             }
+            state.stopped = state.stopped.filter { $0.value.receivedMicros >= cutoff }
         }
     }
 
@@ -439,12 +451,26 @@ public final class ContentAggregator: Sendable {
             found = nil
         }
 
+        if found == nil, let stopped = state.stopped[o.sessionKey], stopped.contentID == o.contentID,
+            o.timestampMicros <= stopped.stopMicros
+        {
+            // An event from before the stop of a session that has ended (late, or resent): counted,
+            // but it starts nothing; a stop completes the session only if its stop did not.
+            if o.eventType == "stop" && !stopped.completed {
+                let slots = slots(of: o, in: &state)
+                let completed = countCompletion(o, slots, in: &state)
+                state.stopped[o.sessionKey]?.completed = completed
+            }
+            return
+        }
+
         guard let session = found else {
             // The first event of a session.
             let slots = slots(of: o, in: &state)
             if o.eventType == "stop" {
                 // A stop we saw nothing before (the session started before we did): it only completes.
-                countCompletion(o, slots, in: &state)
+                let completed = countCompletion(o, slots, in: &state)
+                remember(stop: o, completed: completed, in: &state)
                 return
             }
             let new = Session(
@@ -483,9 +509,10 @@ public final class ContentAggregator: Sendable {
         case "pause", "buffering":
             if session.playing { stopPlaying(session, in: &state) }
         case "stop":
-            countCompletion(o, session.slots, in: &state)
+            let completed = countCompletion(o, session.slots, in: &state)
             if session.playing { stopPlaying(session, in: &state) }
             state.sessions[o.sessionKey] = nil
+            remember(stop: o, completed: completed, in: &state)
         default:
             // seek, heartbeat, …: the session stays in its state.
             break
@@ -542,9 +569,20 @@ public final class ContentAggregator: Sendable {
         if state.types[slot].isAd { state.adPlays += 1 }
     }
 
-    private func countCompletion(_ o: ContentObservation, _ slots: Slots, in state: inout State) {
-        guard o.durationSeconds > 0, o.currentTimestamp >= completionRatio * Double(o.durationSeconds) else { return }
+    /// Counts `o` (a stop) as a completion if it reached the ratio; returns whether it did.
+    @discardableResult
+    private func countCompletion(_ o: ContentObservation, _ slots: Slots, in state: inout State) -> Bool {
+        guard o.durationSeconds > 0, o.currentTimestamp >= completionRatio * Double(o.durationSeconds) else { return false }
         state.types[slots.type].completions = (state.types[slots.type].completions ?? 0) + 1
         state.breakdown[slots.breakdown].completions += 1
+        return true
+    }
+
+    private func remember(stop o: ContentObservation, completed: Bool, in state: inout State) {
+        let earlier = state.stopped[o.sessionKey]
+        state.stopped[o.sessionKey] = Stopped(
+            contentID: o.contentID, stopMicros: max(o.timestampMicros, earlier?.stopMicros ?? .min),
+            receivedMicros: o.receivedAtMicros, completed: completed || (earlier?.completed ?? false) && earlier?.contentID == o.contentID
+        )
     }
 }

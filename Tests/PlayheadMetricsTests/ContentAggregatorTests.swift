@@ -36,6 +36,39 @@ func event(
 
 @Suite("ContentAggregator")
 struct ContentAggregatorTests {
+    @Test("a client that resends events after the stop (retries) neither completes the session twice nor brings its viewer back")
+    func resentEventsAfterStop() {
+        let aggregator = ContentAggregator()
+        aggregator.observe(event("play", at: 1000, position: 0, duration: 1000))
+        aggregator.observe(event("pause", at: 1030, position: 30, duration: 1000))
+        aggregator.observe(event("stop", at: 1100, position: 960, duration: 1000))
+        var snapshot = aggregator.snapshot()
+        #expect(snapshot.completions["movie"] == 1 && snapshot.playsStarted["movie"] == 1 && snapshot.activeSessions == 0)
+        // The stop and the first play again, with their own times (a retry after a lost answer).
+        aggregator.observe(event("stop", at: 1100, position: 960, duration: 1000, received: 1105))
+        aggregator.observe(event("play", at: 1000, position: 0, duration: 1000, received: 1106))
+        aggregator.observe(event("pause", at: 1030, position: 30, duration: 1000, received: 1106))
+        snapshot = aggregator.snapshot()
+        #expect(snapshot.completions["movie"] == 1, "a resent stop completed the session again")
+        #expect(snapshot.playsStarted["movie"] == 1, "a resent play started the session again")
+        #expect(snapshot.totalConcurrentViewers == 0 && snapshot.activeSessions == 0, "a resent play brought a viewer back")
+        #expect(snapshot.eventsByType["stop"] == 2 && snapshot.eventsByType["play"] == 2, "every event is still counted as an event")
+        // A late stop of a session whose stop did not complete it still can (docs/metrics.md).
+        aggregator.observe(event("play", at: 2000, session: "s2", duration: 1000))
+        aggregator.observe(event("stop", at: 2100, session: "s2", position: 100, duration: 1000))
+        aggregator.observe(event("stop", at: 2090, session: "s2", position: 990, duration: 1000))
+        aggregator.observe(event("stop", at: 2090, session: "s2", position: 990, duration: 1000))
+        #expect(aggregator.snapshot().completions["movie"] == 2)
+        // Watching again after the stop is a new play.
+        aggregator.observe(event("play", at: 1200, position: 0, duration: 1000))
+        snapshot = aggregator.snapshot()
+        #expect(snapshot.playsStarted["movie"] == 3 && snapshot.totalConcurrentViewers == 1)
+        // The memory of stopped sessions goes with the session timeout.
+        aggregator.expire(now: 3000 * 1_000_000)
+        aggregator.observe(event("stop", at: 1100, position: 960, duration: 1000, received: 3001))
+        #expect(aggregator.snapshot().completions["movie"] == 3)
+    }
+
     @Test("a session starts with its first event and expires after 90 s without one")
     func sessionExpiry() {
         let aggregator = ContentAggregator()
