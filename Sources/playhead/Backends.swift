@@ -14,7 +14,8 @@ struct OpenedLog {
     ///   (`playhead store` and `playhead observe` next to `playhead ingest`).
     /// - Parameter mustExist: an embedded log's directory must be there already (a reader that is
     ///   not waiting for a writer: a missing directory is a wrong path, not an empty log).
-    static func open(_ location: String, readOnly: Bool, mustExist: Bool = false, minimumFreeBytes: Int64? = nil, logger: Logger) throws -> OpenedLog {
+    /// - Parameter writer: the embedded log's writer settings (`serve`, `ingest`); nil for readers.
+    static func open(_ location: String, readOnly: Bool, mustExist: Bool = false, writer: LogWriterOptions? = nil, logger: Logger) throws -> OpenedLog {
         if location.hasPrefix("kafka://") {
             let log = try KafkaLog(url: location, logger: logger)
             return OpenedLog(backend: log, service: log)
@@ -37,7 +38,7 @@ struct OpenedLog {
             )
         }
         var configuration = EmbeddedLogConfiguration(directory: directory)
-        if let minimumFreeBytes { configuration.minimumFreeBytes = minimumFreeBytes }
+        writer?.apply(to: &configuration)
         let log = readOnly
             ? try EmbeddedLog.openReadOnly(configuration, logger: logger)
             : try EmbeddedLog.open(configuration, logger: logger)

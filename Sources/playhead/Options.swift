@@ -1,6 +1,7 @@
 import ArgumentParser
 import PlayheadEvents
 import PlayheadIngest
+import PlayheadLog
 
 /// Where the log lives: `--data-dir` and `--log`, for every command that reads or writes the log.
 struct LogLocationOptions: ParsableArguments {
@@ -13,10 +14,35 @@ struct LogLocationOptions: ParsableArguments {
     var logLocation: String { log ?? "file:\(dataDir)/log" }
 }
 
-/// The embedded log's free-space floor, for the commands that append to the log (`serve`, `ingest`).
+/// The embedded log's writer settings, for the commands that append to the log (`serve`, `ingest`):
+/// its free-space floor, segment size and retention (docs/log-format.md).
 struct LogWriterOptions: ParsableArguments {
     @Option(name: .long, help: "Embedded log: refuse appends (503 with Retry-After) while the disk has less free space than this many bytes.")
     var logMinFreeBytes: Int64 = 256 * 1024 * 1024
+
+    @Option(name: .long, help: "Embedded log: start a new segment file once one holds this many bytes (at least 65536). Retention deletes whole segments.")
+    var logSegmentBytes: Int64 = 128 * 1024 * 1024
+
+    @Option(name: .long, help: "Embedded log: delete segments older than this many hours once every consumer group has read them.")
+    var logRetentionHours: Double = 168
+
+    @Option(name: .long, help: "Embedded log: also delete the oldest segments every consumer group has read while a topic holds more than this many bytes. Default: no size limit.")
+    var logRetentionBytes: Int64?
+
+    /// The settings on top of the embedded log's defaults.
+    func apply(to configuration: inout EmbeddedLogConfiguration) {
+        configuration.minimumFreeBytes = logMinFreeBytes
+        configuration.segmentBytes = logSegmentBytes
+        configuration.retentionAge = .milliseconds(Int64(logRetentionHours * 3_600_000))
+        configuration.retentionBytes = logRetentionBytes
+    }
+
+    func validate() throws {
+        guard logMinFreeBytes >= 0 else { throw ValidationError("--log-min-free-bytes must not be negative") }
+        guard logSegmentBytes >= 65536 else { throw ValidationError("--log-segment-bytes must be at least 65536, not \(logSegmentBytes)") }
+        guard logRetentionHours > 0 else { throw ValidationError("--log-retention-hours must be positive, not \(logRetentionHours)") }
+        if let logRetentionBytes, logRetentionBytes <= 0 { throw ValidationError("--log-retention-bytes must be positive") }
+    }
 }
 
 /// Where the lake lives, for the commands that write it (`serve`, `store`, `import`). Its default

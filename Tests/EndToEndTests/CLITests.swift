@@ -46,9 +46,10 @@ struct CLITests {
         let lake = ["--lake", "--s3-endpoint", "--s3-region"]
         let flush = ["--flush-interval", "--flush-events", "--flush-bytes", "--dedup-window"]
         let logging = ["--log-level", "--log-format"]
+        let writer = ["--log-min-free-bytes", "--log-segment-bytes", "--log-retention-hours", "--log-retention-bytes"]
         let expected: [[String]: [String]] = [
-            ["serve"]: server + edge + log + ["--log-min-free-bytes"] + lake + flush + ["--metrics"] + logging,
-            ["ingest"]: server + edge + log + ["--log-min-free-bytes", "--metrics"] + logging,
+            ["serve"]: server + edge + log + writer + lake + flush + ["--metrics"] + logging,
+            ["ingest"]: server + edge + log + writer + ["--metrics"] + logging,
             ["store"]: server + log + lake + flush + ["--metrics"] + logging,
             ["observe"]: server + log + logging,
             ["log", "dump"]: log + ["--topic", "--limit", "--offset", "--partition", "--follow"] + logging,

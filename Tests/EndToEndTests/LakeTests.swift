@@ -216,6 +216,37 @@ struct LakeTests {
         #expect(Set(inLake) == acknowledged, "lake and acknowledged ids differ: \(Set(inLake).symmetricDifference(acknowledged).prefix(5))")
     }
 
+    @Test("log retention from the command line: with small segments and a byte limit, segments every group has read are deleted; the rest of the log and the lake stay whole")
+    func logRetentionFlags() async throws {
+        let directory = try TemporaryDirectory(prefix: "retention")
+        defer { withExtendedLifetime(directory) {} }
+        let data = directory.appending("data").path
+        let server = try await PlayheadServer(
+            dataDirectory: data, arguments: ["--log-segment-bytes", "65536", "--log-retention-bytes", "1", "--flush-interval", "1"]
+        )
+        var sent: [String] = []
+        for round in 0..<20 {
+            let events = (0..<100).map { Fixtures.event("ret-\(round)-\($0)") }
+            sent += events.compactMap { $0["event_id"] as? String }
+            #expect(try await TestHTTP.postEvents(server, Fixtures.json(events)).status == 202)
+        }
+        let segments = { (try? FileManager.default.contentsOfDirectory(atPath: "\(data)/log/events"))?.filter { $0.hasSuffix(".log") } ?? [] }
+        let before = segments().count
+        #expect(before >= 3, "too few segments to see retention: \(segments())")
+        // Retention runs every 30 s, once the lake and the metrics consumer have committed past a segment.
+        try await eventually(timeout: .seconds(60), "retention deletes the read segments") { segments().count < before }
+        #expect(await server.stop() == 0)
+        let lake = directory.appending("data/lake").path
+        let rows = try await duck("SELECT count(*), count(DISTINCT event_id) FROM read_parquet('{lake}/events/**/*.parquet')", lake: lake)
+        #expect(rows.first?[0] as? Int == sent.count && rows.first?[1] as? Int == sent.count, "\(rows)")
+        // What is left of the log still reads, from its earliest kept record on.
+        let kept = try await Fixtures.storedIDs(data)
+        #expect(!kept.isEmpty && kept.count < sent.count && Array(sent.suffix(kept.count)) == kept)
+        // And a bad value is refused at start-up.
+        let refused = try await runCommand(TestEnvironment.playheadExecutable, ["serve", "--log-segment-bytes", "100"])
+        #expect(refused.status != 0 && refused.stderr.contains("--log-segment-bytes must be at least 65536"), "\(refused.stderr)")
+    }
+
     @Test("rollups equal the documented SQL over events")
     func rollupsMatchSQL() async throws {
         let (server, directory) = try await Fixtures.server(["--flush-interval", "1"])
