@@ -34,12 +34,6 @@ struct KafkaPipelineTests {
         await tansu.stop()
     }
 
-    /// The sum of the samples of `name` in a `/metrics` text (every label set).
-    private func total(_ text: String, _ name: String) -> Double {
-        text.split(separator: "\n").filter { $0.hasPrefix(name + "{") || $0.hasPrefix(name + " ") }
-            .compactMap { Double($0.split(separator: " ").last ?? "") }.reduce(0, +)
-    }
-
     private func metrics(_ server: PlayheadServer) async -> String {
         (try? await TestHTTP.request("\(server.baseURL)/metrics").text) ?? ""
     }
@@ -141,8 +135,8 @@ struct KafkaPipelineTests {
         // The metrics add up: what the two ingest processes accepted is what the lake holds, and what
         // observe counted. (An acknowledged id is accepted; the ingests may have accepted a few more
         // whose 202 the load generators did not wait for when their time was up — those are in the lake too.)
-        let accepted = await total(metrics(ingests[0]), "playhead_events_accepted_total")
-            + total(metrics(ingests[1]), "playhead_events_accepted_total")
+        let accepted = await TestHTTP.metricTotal(ingests[0], "playhead_events_accepted_total")
+            + TestHTTP.metricTotal(ingests[1], "playhead_events_accepted_total")
         #expect(accepted >= Double(acknowledged.count), "accepted \(accepted) < acknowledged \(acknowledged.count)")
         try await eventually(timeout: .seconds(60), "the lake holds every accepted event") {
             await readLake() && summary.first.map(Double.init) == accepted
@@ -150,13 +144,13 @@ struct KafkaPipelineTests {
         #expect(summary.first.map(Double.init) == accepted, "lake rows \(summary) vs accepted \(accepted)")
         var counted = 0.0
         try await eventually(timeout: .seconds(60), "observe has counted every accepted event") {
-            counted = await total(metrics(observe), "playhead_content_events_total")
+            counted = await TestHTTP.metricTotal(observe, "playhead_content_events_total")
             return counted == accepted
         }
         #expect(counted == accepted, "observe counted \(counted), ingest accepted \(accepted)")
         let observeText = await metrics(observe)
-        #expect(total(observeText, "playhead_breakdown_plays_started_total") == total(observeText, "playhead_plays_started_total"))
-        #expect(total(observeText, "playhead_plays_started_total") > 0)
+        #expect(TestHTTP.metricTotal(observeText, "playhead_breakdown_plays_started_total") == TestHTTP.metricTotal(observeText, "playhead_plays_started_total"))
+        #expect(TestHTTP.metricTotal(observeText, "playhead_plays_started_total") > 0)
 
         let topics = try await runPython(
             """

@@ -191,16 +191,11 @@ struct LakeTests {
         let acknowledged = Set(try String(contentsOfFile: acks, encoding: .utf8).split(separator: "\n").map(String.init))
         #expect(acknowledged.count > 200, "too little load to prove anything: \(loadgen.stdout)")
 
-        func total(_ server: PlayheadServer, _ name: String) async -> Double {
-            let text = (try? await TestHTTP.request("\(server.baseURL)/metrics").text) ?? ""
-            return text.split(separator: "\n").filter { $0.hasPrefix(name + "{") || $0.hasPrefix(name + " ") }
-                .compactMap { Double($0.split(separator: " ").last ?? "") }.reduce(0, +)
-        }
-        let accepted = await total(ingest, "playhead_events_accepted_total")
+        let accepted = await TestHTTP.metricTotal(ingest, "playhead_events_accepted_total")
         #expect(accepted == Double(acknowledged.count))
         try await eventually(timeout: .seconds(30), "store has written every accepted event, observe counted them") {
-            let written = await total(store, "playhead_lake_rows_written_total")
-            let counted = await total(observe, "playhead_content_events_total")
+            let written = await TestHTTP.metricTotal(store, "playhead_lake_rows_written_total")
+            let counted = await TestHTTP.metricTotal(observe, "playhead_content_events_total")
             return written == accepted && counted == accepted
         }
         #expect(await ingest.stop() == 0)

@@ -19,6 +19,11 @@ private func sample(_ text: String, _ series: String) -> Double? {
     return nil
 }
 
+/// `playhead_consumer_lag_events{consumer="lake"}` of `server` now, if it shows.
+private func lakeLagSample(_ server: PlayheadServer) async -> Double? {
+    sample((try? await TestHTTP.request("\(server.baseURL)/metrics").text) ?? "", #"playhead_consumer_lag_events{consumer="lake"}"#)
+}
+
 @Suite("Observability of playhead serve, end to end", .serialized)
 struct ObservabilityTests {
     @Test("known events give exact counters and content figures; a real Prometheus scrapes serve and returns them")
@@ -125,8 +130,7 @@ struct ObservabilityTests {
         #expect(rejected.status == 400)
         var lake: Double?
         try await eventually(timeout: .seconds(10), "the lake's lag counts the 5 buffered events") {
-            let text = (try? await TestHTTP.request("\(server.baseURL)/metrics").text) ?? ""
-            lake = sample(text, "playhead_consumer_lag_events{consumer=\"lake\"}")
+            lake = await lakeLagSample(server)
             return lake == 5
         }
         #expect(lake == 5, "lake lag \(String(describing: lake)); the rejected topic's lag must not replace it")
@@ -134,8 +138,7 @@ struct ObservabilityTests {
         let more = (5..<8).map { Fixtures.event("lag-\($0)") }
         #expect(try await TestHTTP.postEvents(server, Fixtures.json(more)).status == 202)
         try await eventually(timeout: .seconds(10), "the lake's lag back to 0 after the flush") {
-            let text = (try? await TestHTTP.request("\(server.baseURL)/metrics").text) ?? ""
-            lake = sample(text, "playhead_consumer_lag_events{consumer=\"lake\"}")
+            lake = await lakeLagSample(server)
             return lake == 0
         }
         #expect(lake == 0)
@@ -152,18 +155,14 @@ struct ObservabilityTests {
         let blocker = directory.appending("lake/events").path
         #expect(FileManager.default.createFile(atPath: blocker, contents: Data("not a folder".utf8)))
         let (server, _) = try await Fixtures.server(["--lake", "file:\(lake)", "--flush-interval", "0.5"], directory: directory)
-        func lag() async -> Double? {
-            let text = (try? await TestHTTP.request("\(server.baseURL)/metrics").text) ?? ""
-            return sample(text, "playhead_consumer_lag_events{consumer=\"lake\"}")
-        }
         #expect(try await TestHTTP.postEvents(server, Fixtures.json((0..<5).map { Fixtures.event("fail-\($0)") })).status == 202)
-        try await eventually(timeout: .seconds(10), "lag 5 while the first write fails") { await lag() == 5 }
+        try await eventually(timeout: .seconds(10), "lag 5 while the first write fails") { await lakeLagSample(server) == 5 }
         // More events while the writer is backing off between retries: the lag follows them.
         #expect(try await TestHTTP.postEvents(server, Fixtures.json((5..<8).map { Fixtures.event("fail-\($0)") })).status == 202)
-        try await eventually(timeout: .seconds(10), "lag 8 during the retries") { await lag() == 8 }
+        try await eventually(timeout: .seconds(10), "lag 8 during the retries") { await lakeLagSample(server) == 8 }
         // The lake becomes writable: the retries succeed, the lag falls to 0, every event is there once.
         try FileManager.default.removeItem(atPath: blocker)
-        try await eventually(timeout: .seconds(40), "lag 0 once the writes succeed") { await lag() == 0 }
+        try await eventually(timeout: .seconds(40), "lag 0 once the writes succeed") { await lakeLagSample(server) == 0 }
         #expect(await server.stop() == 0)
         let rows = try await duck("SELECT count(*), count(DISTINCT event_id) FROM read_parquet('{lake}/events/**/*.parquet')", lake: lake)
         #expect(rows.first?[0] as? Int == 8 && rows.first?[1] as? Int == 8, "\(rows)")

@@ -70,6 +70,17 @@ public struct TestHTTPResponse: Sendable {
 public enum TestHTTP {
     public static let client = HTTPClient(eventLoopGroupProvider: .singleton)
 
+    /// The sum of the samples of `name` (every label set) in a `/metrics` text.
+    public static func metricTotal(_ text: String, _ name: String) -> Double {
+        text.split(separator: "\n").filter { $0.hasPrefix(name + "{") || $0.hasPrefix(name + " ") }
+            .compactMap { Double($0.split(separator: " ").last ?? "") }.reduce(0, +)
+    }
+
+    /// The sum of the samples of `name` in `server`'s `/metrics` now (0 when it cannot be read).
+    public static func metricTotal(_ server: PlayheadServer, _ name: String) async -> Double {
+        metricTotal((try? await request("\(server.baseURL)/metrics").text) ?? "", name)
+    }
+
     public static func request(
         _ url: String,
         method: HTTPMethod = .GET,
