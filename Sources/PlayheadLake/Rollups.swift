@@ -89,21 +89,67 @@ final class RollupAggregator: @unchecked Sendable {
         var cellIndex: [UInt64: Int] = [:]
     }
 
-    private struct Cursor {
+    /// One of a session's recent events, as watch time needs it: where it is in event time, and
+    /// the cell that the interval ending at it was counted in.
+    private struct Moment {
         var timestampMicros: Int64
         var position: Double
-        var playing: Bool
         var contentHash: UInt64
+        /// The hour of the cell (hours since 1970, by `received_at`).
+        var hour: Int32
+        /// The cell's index in its hour, and in the top bit whether the event is `play` or `heartbeat`.
+        private var cellAndPlaying: UInt32
+
+        init(_ event: RollupFacts, hour: Int64, cell: Int) {
+            timestampMicros = event.timestampMicros
+            position = event.position
+            contentHash = event.content
+            self.hour = Int32(truncatingIfNeeded: hour / RollupAggregator.hourMicros)
+            cellAndPlaying = UInt32(truncatingIfNeeded: cell) & 0x7FFF_FFFF | (event.isPlaying ? 0x8000_0000 : 0)
+        }
+
+        var playing: Bool { cellAndPlaying & 0x8000_0000 != 0 }
+        var cell: Int { Int(cellAndPlaying & 0x7FFF_FFFF) }
+        var hourStartMicros: Int64 { Int64(hour) * RollupAggregator.hourMicros }
+
+        /// Seconds watched between this event and a later one of the session (docs/lake.md): the
+        /// position's advance while playing, at most the time between the two and the gap cap.
+        @inline(__always)
+        func watched(until later: Moment) -> Double {
+            guard playing, later.contentHash == contentHash else { return 0 }
+            let advance = max(later.position - position, 0)
+            let wall = Double(later.timestampMicros - timestampMicros) / 1e6
+            return min(advance, wall, RollupAggregator.maxWatchGapSeconds)
+        }
+    }
+
+    private struct Cursor {
+        /// The session's last `historyLength` events by `timestamp`, oldest first (`count` of them).
+        var history: [4 of Moment]
+        var count: Int8 = 0
+        /// Whether older events were dropped from `history`: an event older than all of it cannot be
+        /// placed.
+        var truncated = false
         /// When the server received the session's last event (for dropping silent sessions).
         var receivedMicros: Int64
-        /// The cell the session last counted in (its hour and index; the session is in its
-        /// `sessions`), the viewer it last added there, and whether it added its completion. The
+        /// The cell the session last counted in (its hour, its content and index; the session is in
+        /// its `sessions`), the viewer it last added there, and whether it added its completion. The
         /// next event of the session in that cell needs no lookup and no set insert.
-        var hour: Int64
-        var cell: Int
+        var hour: Int64 = .min
+        var contentHash: UInt64 = 0
+        var cell = 0
         var viewer: UInt64?
-        var completed: Bool
+        var completed = false
+
+        init(receivedMicros: Int64, placeholder: Moment) {
+            history = .init(repeating: placeholder)
+            self.receivedMicros = receivedMicros
+        }
     }
+
+    /// How many of a session's latest events (by `timestamp`) are kept to place an event that
+    /// arrives after later ones of its session.
+    static var historyLength: Int { 4 }
 
     let grace: Int64
     @exclusivity(unchecked) private var hours: [Int64: Hour] = [:]
@@ -149,18 +195,19 @@ final class RollupAggregator: @unchecked Sendable {
         let completes = event.durationSeconds > 0 && event.position >= Self.completionRatio * Double(event.durationSeconds)
         // One lookup of the session's cursor, changed in place.
         cursors.update(session) { stored in
-            let advanced = Self.advance(stored, to: event)
-            var cursor = advanced.cursor
-            let watched = advanced.watched
+            var cursor = stored ?? Cursor(receivedMicros: received, placeholder: Moment(event, hour: hour, cell: 0))
             // The session's cell in this hour: remembered by its cursor, else looked up (or made).
-            if cursor.hour != hour {
+            if cursor.hour != hour || cursor.contentHash != contentHash {
                 let cell = cellIndex(hourIndex, content: contentHash, names: names)
                 hours.values[hourIndex].cells[cell].sessions.insert(session)
                 cursor.hour = hour
+                cursor.contentHash = contentHash
                 cursor.cell = cell
                 cursor.viewer = nil
                 cursor.completed = false
             }
+            cursor.receivedMicros = max(cursor.receivedMicros, received)
+            let watched = place(Moment(event, hour: hour, cell: cursor.cell), in: &cursor)
             // Mutated in place (no copy of the hour or the cell out of its container): a copy would
             // make every event copy the hour's cells and the cell's sets (copy-on-write).
             Self.count(
@@ -172,32 +219,61 @@ final class RollupAggregator: @unchecked Sendable {
         closeHours(before: received - grace)
     }
 
-    /// The session's cursor after `event`, and the seconds watched since its last event: the
-    /// position's advance while playing, at most the time between the events and the gap cap. An
-    /// event of another content starts a new cursor; one older than the session's last event is
-    /// counted, but not for watch time, and leaves the position as it is.
+    /// Puts an event in its session's history, in `timestamp` order, and returns the seconds watched
+    /// in the interval it ends (from the session's previous event by `timestamp`).
+    ///
+    /// Usually the event is the session's latest and goes last. One that arrives after later events
+    /// of its session splits the interval between its neighbours: what that interval counted, in the
+    /// hour of the later neighbour, is replaced by what the later part counts now, as the SQL over
+    /// `events/` has it. That needs both neighbours in the history and the later one's hour still
+    /// open; otherwise the event counts no watch time and changes nothing else (docs/lake.md).
     @inline(__always)
-    private static func advance(_ stored: Cursor?, to event: RollupFacts) -> (cursor: Cursor, watched: Double) {
-        guard var cursor = stored, cursor.contentHash == event.content else {
-            let cursor = Cursor(
-                timestampMicros: event.timestampMicros, position: event.position, playing: event.isPlaying,
-                contentHash: event.content, receivedMicros: event.receivedMicros, hour: .min, cell: 0, viewer: nil,
-                completed: false
-            )
-            return (cursor, 0)
+    private func place(_ moment: Moment, in cursor: inout Cursor) -> Double {
+        let count = Int(cursor.count)
+        if count == 0 || moment.timestampMicros >= cursor.history[count - 1].timestampMicros {
+            let watched = count == 0 ? 0 : cursor.history[count - 1].watched(until: moment)
+            Self.insert(moment, at: count, in: &cursor)
+            return watched
         }
-        guard event.timestampMicros >= cursor.timestampMicros else { return (cursor, 0) }
-        var watched = 0.0
-        if cursor.playing {
-            let advance = max(event.position - cursor.position, 0)
-            let wall = Double(event.timestampMicros - cursor.timestampMicros) / 1e6
-            watched = min(advance, wall, maxWatchGapSeconds)
+        var place = count - 1
+        while place > 0 && cursor.history[place - 1].timestampMicros > moment.timestampMicros { place -= 1 }
+        // Older than every remembered event, with older ones forgotten: its predecessor is unknown.
+        if place == 0 && cursor.truncated { return 0 }
+        let later = cursor.history[place]
+        let earlier: Moment? = place > 0 ? cursor.history[place - 1] : nil
+        let laterHour = later.hourStartMicros
+        guard let hourIndex = hours.index(forKey: laterHour) else { return 0 }
+        let correction = moment.watched(until: later) - (earlier?.watched(until: later) ?? 0)
+        if correction != 0 {
+            let watch = hours.values[hourIndex].cells[later.cell].watchTime + correction
+            // Never below zero through rounding: the split parts add up to at most the whole.
+            hours.values[hourIndex].cells[later.cell].watchTime = max(watch, 0)
+            touched.insert(laterHour)
         }
-        cursor.timestampMicros = event.timestampMicros
-        cursor.position = event.position
-        cursor.playing = event.isPlaying
-        cursor.receivedMicros = event.receivedMicros
-        return (cursor, watched)
+        Self.insert(moment, at: place, in: &cursor)
+        return earlier?.watched(until: moment) ?? 0
+    }
+
+    /// Inserts at `place` of the history; when it is full, the oldest event is dropped.
+    @inline(__always)
+    private static func insert(_ moment: Moment, at place: Int, in cursor: inout Cursor) {
+        let count = Int(cursor.count)
+        if count < historyLength {
+            var index = count
+            while index > place {
+                cursor.history[index] = cursor.history[index - 1]
+                index -= 1
+            }
+            cursor.history[place] = moment
+            cursor.count += 1
+            return
+        }
+        cursor.truncated = true
+        // Full: the events before `place` move down one, over the oldest (which is `moment` itself
+        // when it goes first).
+        guard place > 0 else { return }
+        for index in 0..<(place - 1) { cursor.history[index] = cursor.history[index + 1] }
+        cursor.history[place - 1] = moment
     }
 
     /// The index of the cell of `content` in the hour at `hourIndex`, made if new.

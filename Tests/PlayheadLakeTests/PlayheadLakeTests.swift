@@ -80,75 +80,122 @@ struct InMemoryTableTests {
 
 @Suite("Rollups")
 struct RollupTests {
-    /// The definitions of docs/lake.md, computed the plain way: every event in log order, the
-    /// session's previous event (same content, not older) for watch time, sets for distinct counts.
+    /// The definitions of docs/lake.md, computed the plain way, as the SQL over `events/` does: each
+    /// session's events ordered by `timestamp` (then arrival), watch time from each event's
+    /// predecessor in that order, counted in the hour of the later event; sets for distinct counts.
     struct Reference {
         struct Key: Hashable { var hour: Int64; var content: String }
         struct Cell { var events = 0; var plays = 0; var watch = 0.0; var sessions = Set<String>(); var viewers = Set<String>(); var completed = Set<String>() }
-        var cells: [Key: Cell] = [:]
-        var last: [String: EventRecordFields] = [:]
+        var events: [EventRecordFields] = []
 
-        mutating func add(_ e: EventRecordFields) {
-            let hour = e.receivedAtMicros - e.receivedAtMicros % RollupAggregator.hourMicros
-            let session = e.sessionID ?? e.deviceID
-            var watched = 0.0
-            var replace = true
-            if let previous = last[session], previous.contentID == e.contentID {
-                if e.timestampMicros >= previous.timestampMicros {
-                    if previous.eventType == "play" || previous.eventType == "heartbeat" {
-                        watched = min(max(e.currentTimestamp - previous.currentTimestamp, 0),
-                                      Double(e.timestampMicros - previous.timestampMicros) / 1e6, RollupAggregator.maxWatchGapSeconds)
-                    }
-                } else {
-                    replace = false
+        mutating func add(_ e: EventRecordFields) { events.append(e) }
+
+        static func hour(_ e: EventRecordFields) -> Int64 { e.receivedAtMicros - e.receivedAtMicros % RollupAggregator.hourMicros }
+
+        var cells: [Key: Cell] {
+            var watched = [Double](repeating: 0, count: events.count)
+            let sessions = Dictionary(grouping: events.indices) { events[$0].sessionID ?? events[$0].deviceID }
+            for arrivals in sessions.values {
+                let ordered = arrivals.sorted { (events[$0].timestampMicros, $0) < (events[$1].timestampMicros, $1) }
+                for (previous, next) in zip(ordered, ordered.dropFirst()) {
+                    let p = events[previous], e = events[next]
+                    guard p.contentID == e.contentID, p.eventType == "play" || p.eventType == "heartbeat" else { continue }
+                    watched[next] = min(max(e.currentTimestamp - p.currentTimestamp, 0),
+                                        Double(e.timestampMicros - p.timestampMicros) / 1e6, RollupAggregator.maxWatchGapSeconds)
                 }
             }
-            if replace { last[session] = e }
-            let key = Key(hour: hour, content: e.contentID)
-            cells[key, default: Cell()].events += 1
-            if e.eventType == "play" { cells[key]!.plays += 1 }
-            cells[key]!.watch += watched
-            cells[key]!.sessions.insert(session)
-            cells[key]!.viewers.insert(e.userID)
-            if e.durationSeconds > 0 && e.currentTimestamp >= RollupAggregator.completionRatio * Double(e.durationSeconds) {
-                cells[key]!.completed.insert(session)
+            var cells: [Key: Cell] = [:]
+            for (index, e) in events.enumerated() {
+                let key = Key(hour: Self.hour(e), content: e.contentID)
+                let session = e.sessionID ?? e.deviceID
+                cells[key, default: Cell()].events += 1
+                if e.eventType == "play" { cells[key]!.plays += 1 }
+                cells[key]!.watch += watched[index]
+                cells[key]!.sessions.insert(session)
+                cells[key]!.viewers.insert(e.userID)
+                if e.durationSeconds > 0 && e.currentTimestamp >= RollupAggregator.completionRatio * Double(e.durationSeconds) {
+                    cells[key]!.completed.insert(session)
+                }
             }
+            return cells
         }
     }
 
-    @Test("The aggregator equals the plain definitions: content switches, late and out-of-order events, shared sessions, several hours")
-    func aggregatorMatchesDefinitions() throws {
-        var random = SeededRandom(state: 99)
-        let aggregator = RollupAggregator(graceMicros: Int64(3_600) * 1_000_000 * 10)
-        var reference = Reference()
-        let base: Int64 = 1_764_000_000_000_000 - 1_764_000_000_000_000 % RollupAggregator.hourMicros
-        let types = ["play", "pause", "heartbeat", "seek", "stop", "play", "heartbeat"]
-        var clock = base
+    /// Feeds `events` in order, taking the rows as the writer does at every flush (the latest rows
+    /// of an hour replace its file).
+    static func rollups(_ events: [EventRecordFields], aggregator: RollupAggregator, flushEvery: Int = 4_999) throws -> [Int64: [RollupRow]] {
         var rows: [Int64: [RollupRow]] = [:]
-        for index in 0..<20_000 {
-            clock += Int64(random.next() % 2_000_000)  // received_at advances, up to 2 s per event
-            let session = "s\(random.next() % 300)"
-            let useDevice = random.next() % 10 == 0
-            let event = EventRecordFields(
-                eventID: "e\(index)", eventType: types[Int(random.next() % UInt64(types.count))],
-                // Event time jitters around the receive time: some events arrive out of order.
-                timestampMicros: clock - Int64(random.next() % 20_000_000), receivedAtMicros: clock,
-                userID: random.next() % 10 == 0 ? "u\(random.next() % 120)" : "u-\(session)", deviceID: "d-\(session)", sessionID: useDevice ? nil : session,
-                ipAddress: "10.0.0.1", contentID: "c\(random.next() % 4 == 0 ? random.next() % 12 : UInt64(session.hashValue & 7))",
-                contentType: "movie", title: "T", genres: ["drama"], durationSeconds: 600,
-                language: "en", currentTimestamp: Double(random.next() % 640), eventSource: "web"
-            )
+        for (index, event) in events.enumerated() {
             var bytes: [UInt8] = []
             EventRecordEncoder.encode(event, into: &bytes)
             try bytes.withUnsafeBytes { aggregator.add(try EventRecordView($0), offset: Int64(index)) }
-            reference.add(event)
-            // As the writer does at every flush: the latest rows of an hour replace its file.
-            if index % 4_999 == 0 { for (hour, hourRows) in aggregator.takeChanges() { rows[hour] = hourRows } }
+            if index % flushEvery == 0 { for (hour, hourRows) in aggregator.takeChanges() { rows[hour] = hourRows } }
         }
         for (hour, hourRows) in aggregator.takeChanges() { rows[hour] = hourRows }
-        #expect(rows.values.reduce(0) { $0 + $1.count } == reference.cells.count)
+        return rows
+    }
+
+    static func event(
+        _ id: String, _ type: String, session: String, content: String = "c", timestamp: Int64, received: Int64,
+        position: Double, user: String? = nil, useDevice: Bool = false
+    ) -> EventRecordFields {
+        EventRecordFields(
+            eventID: id, eventType: type, timestampMicros: timestamp, receivedAtMicros: received,
+            userID: user ?? "u-\(session)", deviceID: "d-\(session)", sessionID: useDevice ? nil : session,
+            ipAddress: "10.0.0.1", contentID: content, contentType: "movie", title: "T", genres: ["drama"],
+            durationSeconds: 600, language: "en", currentTimestamp: position, eventSource: "web"
+        )
+    }
+
+    static let base: Int64 = 1_764_000_000_000_000 - 1_764_000_000_000_000 % RollupAggregator.hourMicros
+
+    @Test("The aggregator equals the plain definitions: content switches, events out of order, shared sessions, several hours")
+    func aggregatorMatchesDefinitions() throws {
+        var random = SeededRandom(state: 99)
+        let types = ["play", "pause", "heartbeat", "seek", "stop", "play", "heartbeat"]
+        // Each session's events in event time (strictly increasing, no ties), with content switches.
+        var clock = Self.base
+        var made: [(session: String, event: EventRecordFields)] = []
+        for index in 0..<20_000 {
+            clock += 1 + Int64(random.next() % 2_000_000)
+            let session = "s\(random.next() % 300)"
+            let content = "c\(random.next() % 4 == 0 ? random.next() % 12 : UInt64(session.hashValue & 7))"
+            let user = random.next() % 10 == 0 ? "u\(random.next() % 120)" : nil
+            made.append((session, Self.event(
+                "e\(index)", types[Int(random.next() % UInt64(types.count))], session: session, content: content,
+                timestamp: clock, received: 0, position: Double(random.next() % 640), user: user,
+                useDevice: session.hashValue % 10 == 0
+            )))
+        }
+        // They arrive in blocks of four events of a session, each block in a random order: an event
+        // arrives after at most three later ones of its session. Arrival sets `received_at`.
+        var arrivals: [EventRecordFields] = []
+        var blocks: [String: [EventRecordFields]] = [:]
+        var received = Self.base
+        func deliver(_ block: [EventRecordFields]) {
+            for var event in block.shuffled(using: &random) {
+                received += 1 + Int64(random.next() % 2_000_000)
+                event.receivedAtMicros = received
+                arrivals.append(event)
+            }
+        }
+        for (session, event) in made {
+            blocks[session, default: []].append(event)
+            if blocks[session]!.count == RollupAggregator.historyLength {
+                deliver(blocks.removeValue(forKey: session)!)
+            }
+        }
+        for session in blocks.keys.sorted() { deliver(blocks[session]!) }
+        let outOfOrder = zip(arrivals, arrivals.dropFirst()).count(where: { $0.timestampMicros > $1.timestampMicros })
+        #expect(outOfOrder > 1_000)
+
+        var reference = Reference()
+        arrivals.forEach { reference.add($0) }
+        let rows = try Self.rollups(arrivals, aggregator: RollupAggregator(graceMicros: Int64(3_600) * 1_000_000 * 10))
+        let cells = reference.cells
+        #expect(rows.values.reduce(0) { $0 + $1.count } == cells.count)
         #expect(rows.count > 3, "the events should span several hours")
-        for (key, cell) in reference.cells {
+        for (key, cell) in cells {
             let row = rows[key.hour]?.first { $0.contentID == key.content }
             #expect(row?.events == Int64(cell.events), "\(key)")
             #expect(row?.plays == Int64(cell.plays), "\(key)")
@@ -157,5 +204,68 @@ struct RollupTests {
             #expect(row?.completions == Int64(cell.completed.count), "\(key)")
             #expect(abs((row?.watchTimeSeconds ?? -1) - cell.watch) < 1e-6, "\(key)")
         }
+    }
+
+    @Test("A stop that overtakes its play: the interval between them is counted, in the stop's hour, once the play arrives")
+    func stopBeforePlay() throws {
+        let t = Self.base + 30 * 60_000_000
+        let aggregator = RollupAggregator()
+        var rows = try Self.rollups([Self.event("stop", "stop", session: "s", timestamp: t + 50_000_000, received: t, position: 150)], aggregator: aggregator)
+        #expect(rows[Self.base]?.first?.watchTimeSeconds == 0)
+        // The play arrives in the next hour; the watch time belongs to the stop's hour.
+        let nextHour = Self.base + RollupAggregator.hourMicros + 1_000_000
+        rows = try Self.rollups([Self.event("play", "play", session: "s", timestamp: t + 10_000_000, received: nextHour, position: 100)], aggregator: aggregator)
+        #expect(rows[Self.base]?.first?.watchTimeSeconds == 40)
+        #expect(rows[Self.base + RollupAggregator.hourMicros]?.first?.watchTimeSeconds == 0)
+    }
+
+    @Test("Where an overtaken event cannot be placed it counts no watch time and changes nothing: older than the remembered events, or its later neighbour's hour final")
+    func unplaceableLateEvents() throws {
+        let t = Self.base + 10 * 60_000_000
+        let second: Int64 = 1_000_000
+        // Play at 0 s and heartbeats every 10 s to 50 s: 50 s watched. Then a pause at 5 s arrives,
+        // older than the four remembered events (20–50 s): the SQL would count 5 + 0 + 40 = 45 s.
+        var events = [Self.event("p", "play", session: "s", timestamp: t, received: t, position: 0)]
+        for step in 1...5 {
+            events.append(Self.event("h\(step)", "heartbeat", session: "s", timestamp: t + Int64(step) * 10 * second, received: t + Int64(step) * second, position: Double(step * 10)))
+        }
+        events.append(Self.event("late", "pause", session: "s", timestamp: t + 5 * second, received: t + 6 * second, position: 5))
+        var rows = try Self.rollups(events, aggregator: RollupAggregator())
+        #expect(rows[Self.base]?.first?.watchTimeSeconds == 50)
+        #expect(rows[Self.base]?.first?.events == 7)
+
+        // A play arrives after its stop, but the stop's hour is final by then: nothing changes there
+        // and the play counts no watch time in its own hour. (The stop is recent enough for the
+        // session to be remembered: silent sessions are forgotten 60 s + the grace before the limit.)
+        let aggregator = RollupAggregator(graceMicros: 60 * second)
+        let nextHour = Self.base + RollupAggregator.hourMicros
+        let stop = Self.event("stop", "stop", session: "s", timestamp: t + 50 * second, received: nextHour - 10 * second, position: 150)
+        let later = Self.event("other", "play", session: "o", timestamp: nextHour + 5 * 60 * second, received: nextHour + 5 * 60 * second, position: 0)
+        let play = Self.event("play", "play", session: "s", timestamp: t + 10 * second, received: nextHour + 6 * 60 * second, position: 100)
+        rows = try Self.rollups([stop, later], aggregator: aggregator)
+        #expect(rows[Self.base]?.first?.watchTimeSeconds == 0)
+        rows = try Self.rollups([play], aggregator: aggregator)
+        #expect(rows[Self.base] == nil, "a final hour is not written again")
+        #expect(rows[nextHour]?.first { $0.contentID == "c" }?.watchTimeSeconds == 0)
+    }
+
+    @Test("Ties in timestamp keep arrival order, and an event between two of a paused session adds nothing")
+    func tiesAndPauses() throws {
+        let t = Self.base + 10 * 60_000_000
+        let second: Int64 = 1_000_000
+        // play 0 s → pause 20 s (arrives first) → play 30 s (arrives last, pos 20) → stop 40 s.
+        let events = [
+            Self.event("a", "play", session: "s", timestamp: t, received: t, position: 0),
+            Self.event("b", "pause", session: "s", timestamp: t + 20 * second, received: t + 1, position: 20),
+            Self.event("d", "stop", session: "s", timestamp: t + 40 * second, received: t + 2, position: 30),
+            Self.event("c", "play", session: "s", timestamp: t + 30 * second, received: t + 3, position: 20),
+            // Same timestamp as the stop, after it: the stop is its predecessor (not playing).
+            Self.event("e", "heartbeat", session: "s", timestamp: t + 40 * second, received: t + 4, position: 35),
+        ]
+        var reference = Reference()
+        events.forEach { reference.add($0) }
+        let rows = try Self.rollups(events, aggregator: RollupAggregator())
+        #expect(rows[Self.base]?.first?.watchTimeSeconds == 30)
+        #expect(reference.cells.first?.value.watch == 30)
     }
 }
