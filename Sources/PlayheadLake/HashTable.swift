@@ -33,17 +33,17 @@ struct HashTable<Value> {
         let key = Self.stored(key)
         if (count + 1) * 2 > slots.count { grow() }
         let mask = self.mask
-        // Found or made in place (no bounds or uniqueness checks per probe); `body` must not use
-        // this table.
+        // Found or made in place (no bounds or uniqueness checks per probe, and the value is not
+        // copied out and back); `body` must not use this table.
         let (result, change) = slots.withUnsafeMutableBufferPointer { slots -> (T, Int) in
             var index = Int(truncatingIfNeeded: key) & mask
             while slots[index].key != key && slots[index].key != 0 { index = (index + 1) & mask }
             let present = slots[index].key == key
-            var value = present ? slots[index].value.take() : nil
-            let result = body(&value)
-            if let value {
-                slots[index] = Slot(key: key, value: value)
-                return (result, present ? 0 : 1)
+            let result = body(&slots[index].value)
+            if slots[index].value != nil {
+                if present { return (result, 0) }
+                slots[index].key = key
+                return (result, 1)
             }
             return (result, present ? -1 - index : 0)
         }
@@ -51,11 +51,20 @@ struct HashTable<Value> {
         return result
     }
 
-    /// Starts loading the slot where `key` is or would go (a lookup soon after finds it in cache).
+    /// Starts loading the slot where `key` is or would go (a lookup soon after finds it in cache):
+    /// every cache line of it (the rollups' slots span three or four).
     @inline(__always)
     func prefetch(_ key: UInt64) {
         let index = Int(truncatingIfNeeded: Self.stored(key)) & mask
-        slots.withUnsafeBufferPointer { playhead_prefetch($0.baseAddress! + index) }
+        slots.withUnsafeBufferPointer { slots in
+            let start = UnsafeRawPointer(slots.baseAddress! + index)
+            var line = 0
+            while line < MemoryLayout<Slot>.stride {
+                playhead_prefetch(start + line)
+                line += 64
+            }
+            if MemoryLayout<Slot>.stride > 64 { playhead_prefetch(start + MemoryLayout<Slot>.stride - 1) }
+        }
     }
 
     /// The value of `key`, or nil.

@@ -100,11 +100,11 @@ final class RollupAggregator: @unchecked Sendable {
         /// The cell's index in its hour, and in the top bit whether the event is `play` or `heartbeat`.
         private var cellAndPlaying: UInt32
 
-        init(_ event: RollupFacts, hour: Int64, cell: Int) {
+        init(_ event: RollupFacts, hour: Int32, cell: Int) {
             timestampMicros = event.timestampMicros
             position = event.position
             contentHash = event.content
-            self.hour = Int32(truncatingIfNeeded: hour / RollupAggregator.hourMicros)
+            self.hour = hour
             cellAndPlaying = UInt32(truncatingIfNeeded: cell) & 0x7FFF_FFFF | (event.isPlaying ? 0x8000_0000 : 0)
         }
 
@@ -125,31 +125,36 @@ final class RollupAggregator: @unchecked Sendable {
 
     private struct Cursor {
         /// The session's last `historyLength` events by `timestamp`, oldest first (`count` of them).
-        var history: [4 of Moment]
-        var count: Int8 = 0
-        /// Whether older events were dropped from `history`: an event older than all of it cannot be
-        /// placed.
-        var truncated = false
+        var history: [2 of Moment]
         /// When the server received the session's last event (for dropping silent sessions).
         var receivedMicros: Int64
         /// The cell the session last counted in (its hour, its content and index; the session is in
         /// its `sessions`), the viewer it last added there, and whether it added its completion. The
-        /// next event of the session in that cell needs no lookup and no set insert.
-        var hour: Int64 = .min
+        /// next event of the session in that cell needs no lookup and no set insert. (Narrow fields:
+        /// the table holds a cursor per session seen in the last hour.)
         var contentHash: UInt64 = 0
-        var cell = 0
-        var viewer: UInt64?
+        var viewer: UInt64 = 0
+        /// Hours since 1970.
+        var hour: Int32 = .min
+        var cellIndex: Int32 = 0
+        var count: Int8 = 0
+        /// Whether older events were dropped from `history`: an event older than all of it cannot be
+        /// placed.
+        var truncated = false
+        var hasViewer = false
         var completed = false
 
         init(receivedMicros: Int64, placeholder: Moment) {
             history = .init(repeating: placeholder)
             self.receivedMicros = receivedMicros
         }
+
+        var cell: Int { Int(cellIndex) }
     }
 
     /// How many of a session's latest events (by `timestamp`) are kept to place an event that
     /// arrives after later ones of its session.
-    static var historyLength: Int { 4 }
+    static var historyLength: Int { 2 }
 
     let grace: Int64
     @exclusivity(unchecked) private var hours: [Int64: Hour] = [:]
@@ -190,33 +195,42 @@ final class RollupAggregator: @unchecked Sendable {
             return
         }
         let session = event.session
-        let contentHash = event.content
         let hourIndex = index(of: hour, firstOffset: offset)
         let completes = event.durationSeconds > 0 && event.position >= Self.completionRatio * Double(event.durationSeconds)
         // One lookup of the session's cursor, changed in place.
         cursors.update(session) { stored in
-            var cursor = stored ?? Cursor(receivedMicros: received, placeholder: Moment(event, hour: hour, cell: 0))
-            // The session's cell in this hour: remembered by its cursor, else looked up (or made).
-            if cursor.hour != hour || cursor.contentHash != contentHash {
-                let cell = cellIndex(hourIndex, content: contentHash, names: names)
-                hours.values[hourIndex].cells[cell].sessions.insert(session)
-                cursor.hour = hour
-                cursor.contentHash = contentHash
-                cursor.cell = cell
-                cursor.viewer = nil
-                cursor.completed = false
-            }
-            cursor.receivedMicros = max(cursor.receivedMicros, received)
-            let watched = place(Moment(event, hour: hour, cell: cursor.cell), in: &cursor)
-            // Mutated in place (no copy of the hour or the cell out of its container): a copy would
-            // make every event copy the hour's cells and the cell's sets (copy-on-write).
-            Self.count(
-                event, watched: watched, session: session, completes: completes,
-                in: &hours.values[hourIndex].cells[cursor.cell], cursor: &cursor
-            )
-            stored = cursor
+            if stored == nil { stored = Cursor(receivedMicros: received, placeholder: Moment(event, hour: 0, cell: 0)) }
+            // In place: the cursor holds the session's history, too big to copy out and back per event.
+            record(event, session: session, hour: hour, hourIndex: hourIndex, completes: completes, names: names, cursor: &stored!)
         }
         closeHours(before: received - grace)
+    }
+
+    /// Counts `event` in its cell and its session's history.
+    @inline(__always)
+    private func record(
+        _ event: RollupFacts, session: UInt64, hour: Int64, hourIndex: Dictionary<Int64, Hour>.Index, completes: Bool,
+        names: () -> (String, String, String), cursor: inout Cursor
+    ) {
+        // The session's cell in this hour: remembered by its cursor, else looked up (or made).
+        let hourNumber = Int32(truncatingIfNeeded: hour / Self.hourMicros)
+        if cursor.hour != hourNumber || cursor.contentHash != event.content {
+            let cell = cellIndex(hourIndex, content: event.content, names: names)
+            hours.values[hourIndex].cells[cell].sessions.insert(session)
+            cursor.hour = hourNumber
+            cursor.contentHash = event.content
+            cursor.cellIndex = Int32(truncatingIfNeeded: cell)
+            cursor.hasViewer = false
+            cursor.completed = false
+        }
+        cursor.receivedMicros = max(cursor.receivedMicros, event.receivedMicros)
+        let watched = place(Moment(event, hour: hourNumber, cell: cursor.cell), in: &cursor)
+        // Mutated in place (no copy of the hour or the cell out of its container): a copy would
+        // make every event copy the hour's cells and the cell's sets (copy-on-write).
+        Self.count(
+            event, watched: watched, session: session, completes: completes,
+            in: &hours.values[hourIndex].cells[cursor.cell], cursor: &cursor
+        )
     }
 
     /// Puts an event in its session's history, in `timestamp` order, and returns the seconds watched
@@ -292,9 +306,10 @@ final class RollupAggregator: @unchecked Sendable {
         cell.events += 1
         if event.isPlay { cell.plays += 1 }
         cell.watchTime += watched
-        if cursor.viewer != event.user {
+        if !cursor.hasViewer || cursor.viewer != event.user {
             cell.viewers.insert(event.user)
             cursor.viewer = event.user
+            cursor.hasViewer = true
         }
         if completes && !cursor.completed {
             cell.completed.insert(session)
