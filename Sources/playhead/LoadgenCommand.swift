@@ -87,8 +87,9 @@ struct LoadgenCommand: AsyncParsableCommand {
         }
         let report = try await generator.run()
         if let acknowledgedIds {
-            try (report.acknowledgedIDs.joined(separator: "\n") + (report.acknowledgedIDs.isEmpty ? "" : "\n"))
-                .write(toFile: acknowledgedIds, atomically: true, encoding: .utf8)
+            let handle = try Self.openForWriting(acknowledgedIds)
+            defer { try? handle.close() }
+            try handle.write(contentsOf: Data((report.acknowledgedIDs.joined(separator: "\n") + (report.acknowledgedIDs.isEmpty ? "" : "\n")).utf8))
         }
         print(json ? report.json : report.text)
         if report.acknowledgedRequests == 0 && report.connectionErrors > 0 {
@@ -101,10 +102,18 @@ struct LoadgenCommand: AsyncParsableCommand {
         }
     }
 
-    private func writeNDJSON(to path: String, count: Int) throws {
-        guard FileManager.default.createFile(atPath: path, contents: nil), let handle = FileHandle(forWritingAtPath: path) else {
-            throw ValidationError("cannot create \(path)")
+    /// Opens `path` for writing as `>` in a shell does: created or truncated in place, so that a
+    /// symbolic link, a FIFO or `/dev/stdout` is written through, not replaced by a new file.
+    static func openForWriting(_ path: String) throws -> FileHandle {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            throw ValidationError("cannot open \(path) for writing: \(String(cString: strerror(errno)))")
         }
+        return FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+    }
+
+    private func writeNDJSON(to path: String, count: Int) throws {
+        let handle = try Self.openForWriting(path)
         defer { try? handle.close() }
         var sessions = SyntheticSessions(
             seed: seed, concurrentSessions: sessions, startTime: Int64(Date().timeIntervalSince1970 * 1_000_000)

@@ -771,6 +771,33 @@ struct IngestAPITests {
         #expect(nowhere.stdout.contains("connection errors"), "\(nowhere.stdout)")
     }
 
+    @Test("loadgen --output writes through a symbolic link and into a FIFO, as a shell's > does, instead of replacing them with a new file")
+    func loadgenOutputThroughLinksAndPipes() async throws {
+        let directory = try TemporaryDirectory()
+        let target = directory.appending("real.ndjson").path, link = directory.appending("link.ndjson").path
+        try "old\n".write(toFile: target, atomically: false, encoding: .utf8)
+        #expect(symlink(target, link) == 0)
+        let run = try await runCommand(TestEnvironment.playheadExecutable, ["loadgen", "--output", link, "--events", "3"])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: link)) == target, "the link is still a link")
+        let written = try String(contentsOfFile: target, encoding: .utf8).split(separator: "\n")
+        #expect(written.count == 3 && written.allSatisfy { $0.hasPrefix("{") }, "\(written)")
+
+        // A FIFO: a reader on the other end gets the events (`loadgen --output fifo | import` works).
+        let fifo = directory.appending("events.fifo").path
+        #expect(mkfifo(fifo, 0o600) == 0)
+        let reader = try ChildProcess("/bin/cat", [fifo], name: "fifo-reader")
+        let piped = try await runCommand(TestEnvironment.playheadExecutable, ["loadgen", "--output", fifo, "--events", "5"])
+        #expect(piped.status == 0, "\(piped.stderr)")
+        #expect(await reader.waitForExit() == 0)
+        #expect(reader.stdout.split(separator: "\n").count == 5, "\(reader.stdout)")
+        var status = stat()
+        #expect(stat(fifo, &status) == 0 && status.st_mode & S_IFMT == S_IFIFO, "the FIFO is still a FIFO")
+
+        let refused = try await runCommand(TestEnvironment.playheadExecutable, ["loadgen", "--output", directory.appending("no/such/dir/x").path, "--events", "1"])
+        #expect(refused.status != 0 && refused.stderr.contains("No such file or directory"), "\(refused.stderr)")
+    }
+
     @Test("log dump: --follow tails a running server's log in order; --limit, --offset and --partition pick records; bad values are refused")
     func logDump() async throws {
         let (server, _) = try await Fixtures.server()
