@@ -186,6 +186,12 @@ public final class KafkaLogConsumer: LogConsumer, Sendable {
         return total
     }
 
+    public func endOffset(partition: Int32) async -> Int64? {
+        guard let marks = try? await consumer.watermarks(topic: kafkaTopic, partition: partition, cached: false, timeout: .seconds(5)),
+              marks.high >= 0 else { return nil }
+        return marks.high
+    }
+
     public func close() async {
         let first = state.withLock { state -> Bool in
             defer { state.closed = true }

@@ -68,7 +68,15 @@ public final class LakeWriter: Service, Sendable {
                 )
                 group.addTask { try await writer.run() }
             }
-            try await group.waitForAll()
+            // The first error stops the other writer and is reported now, not when the other one
+            // ends (which, for a writer that keeps up, is at shutdown).
+            do {
+                while try await group.next() != nil {}
+            } catch {
+                logger.error("lake writer: stopped on an error", metadata: ["error": "\(error)"])
+                group.cancelAll()
+                throw error
+            }
         }
         logger.info("lake writer: stopped")
     }
@@ -158,20 +166,29 @@ final class DatasetWriter: @unchecked Sendable {
         let consumer = try log.consumer(for: kind.topic, group: configuration.group)
         if kind.topic == .events { lagConsumer = consumer }
         do {
+            var readFailures = 0
             while !Task.isShuttingDownGracefully && !Task.isCancelled {
-                let poll = try await consumer.poll(maxRecords: 100_000, timeout: .milliseconds(200))
-                try await handle(poll, consumer: consumer)
+                // After a failed poll, what was read before still flushes when due.
+                let poll = try await poll(consumer, failures: &readFailures)
+                if let poll { try await handle(poll, consumer: consumer) }
                 for partition in partitions.values where isDue(partition) {
                     try await flush(partition, consumer: consumer)
                 }
                 await refreshLag()
                 // Batches close after seconds: 100 ms more to gather a trickle costs nothing.
-                await poll.pauseIfFew(pause: .milliseconds(100))
+                await poll?.pauseIfFew(pause: .milliseconds(100))
             }
             // Graceful shutdown: take what is left in the log (the edge has stopped), write it, commit.
             var idle = 0
             while idle < 2 && !Task.isCancelled {
-                let poll = try await consumer.poll(maxRecords: 100_000, timeout: .milliseconds(100))
+                let poll: LogPoll
+                do {
+                    poll = try await consumer.poll(maxRecords: 100_000, timeout: .milliseconds(100))
+                } catch {
+                    // A log that cannot be read further (reported while running): write what was read.
+                    logger.error("lake writer: stopping with events of the log unread", metadata: ["error": "\(error)"])
+                    break
+                }
                 idle = poll.batches.isEmpty ? idle + 1 : 0
                 try await handle(poll, consumer: consumer)
             }
@@ -183,6 +200,31 @@ final class DatasetWriter: @unchecked Sendable {
             throw error
         }
         await consumer.close()
+    }
+
+    /// A poll of the log, or nil after a failed one: the log cannot be read past a record (a damaged
+    /// segment: docs/runbook.md) or is unreachable. Said at once, counted as a failed flush (the lake
+    /// falls behind: `LakeFlushFailing`), the lag kept fresh, and retried after a pause that doubles
+    /// up to `maxRetryDelay`: the edge stays up and keeps the events in the log.
+    private func poll(_ consumer: any LogConsumer, failures: inout Int) async throws -> LogPoll? {
+        let error: LogError
+        do {
+            let poll = try await consumer.poll(maxRecords: 100_000, timeout: .milliseconds(200))
+            failures = 0
+            return poll
+        } catch let caught {
+            if Task.isCancelled || Task.isShuttingDownGracefully { throw caught }
+            error = caught
+        }
+        failures += 1
+        let delay = min(Duration.seconds(1 << min(failures - 1, 5)), configuration.maxRetryDelay)
+        logger.error("lake writer: cannot read the log; retrying", metadata: [
+            "error": "\(error)", "retry_in": "\(delay)", "failures": "\(failures)",
+        ])
+        metrics.flushFailed()
+        await refreshLag()
+        try? await Task.sleep(for: delay)
+        return nil
     }
 
     private func handle(_ poll: LogPoll, consumer: any LogConsumer) async throws {
@@ -226,7 +268,17 @@ final class DatasetWriter: @unchecked Sendable {
     /// Takes a partition: reads the lake's state, seeks there, and rebuilds the dedup window and
     /// the rollups of the open hours from the log.
     private func assign(_ partition: Int32, consumer: any LogConsumer) async throws {
-        let state = try await retrying("read state") { try await self.commits.state(partition) }
+        var state = try await retrying("read state") { try await self.commits.state(partition) }
+        if let written = state?.nextOffset, let end = await consumer.endOffset(partition: partition), end < written {
+            // The log ends before what the lake has written: it was cut back (a damaged segment, see
+            // docs/runbook.md) or replaced. Its records from `end` on are new and were never written:
+            // the writer goes on from there instead of skipping them as written.
+            logger.error("lake writer: the log ends before the lake's next offset; it was cut back or replaced, writing it from its end", metadata: [
+                "log.partition": "\(partition)", "log.end_offset": "\(end)", "lake.next_offset": "\(written)",
+            ])
+            let rollupFrom = state?.rollupFrom.map { min($0, end) }
+            state = LakeCommits.State(nextOffset: end, rollupFrom: rollupFrom)
+        }
         let next = state?.nextOffset ?? 0
         let writer = PartitionWriter(
             partition: partition, next: next, dedupWindow: kind == .events ? configuration.dedupWindow : 0,
@@ -384,6 +436,8 @@ struct LakeMetrics: Sendable {
     let bytes: Counter
     let rows: Counter
     let rollupFiles: Counter
+    let rollupBytes: Counter
+    let rollupRows: Counter
     let duplicates: Counter
     let flushDuration: Metrics.Timer
     let failures: Counter
@@ -394,23 +448,39 @@ struct LakeMetrics: Sendable {
         bytes = Counter(label: "playhead_lake_bytes_written_total", dimensions: [("dataset", dataset)])
         rows = Counter(label: "playhead_lake_rows_written_total", dimensions: [("dataset", dataset)])
         rollupFiles = Counter(label: "playhead_lake_files_written_total", dimensions: [("dataset", "rollups")])
+        rollupBytes = Counter(label: "playhead_lake_bytes_written_total", dimensions: [("dataset", "rollups")])
+        rollupRows = Counter(label: "playhead_lake_rows_written_total", dimensions: [("dataset", "rollups")])
         duplicates = Counter(label: "playhead_lake_duplicates_dropped_total")
         flushDuration = Metrics.Timer(label: "playhead_lake_flush_duration_seconds")
         failures = Counter(label: "playhead_lake_flush_failures_total")
         lastFlush = Gauge(label: "playhead_lake_last_flush_timestamp_seconds")
+        // Until the first flush, the writer's start: "seconds since the last flush" is then the time
+        // the writer has gone without one (0 read as 1970, and fired `LakeFlushFailing` at once).
+        lastFlush.record(Self.now())
+    }
+
+    private static func now() -> Double {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
     }
 
     func flushed(_ batch: EncodedBatch, duration: Duration) {
         for file in batch.files {
-            if file.dataset == "rollups" { rollupFiles.increment() } else { files.increment() }
+            // Rollup files are counted as `rollups` (their bytes were counted as `events`).
+            if file.dataset == "rollups" {
+                rollupFiles.increment()
+                rollupBytes.increment(by: file.bytes.count)
+                rollupRows.increment(by: file.rows)
+            } else {
+                files.increment()
+                bytes.increment(by: file.bytes.count)
+            }
         }
-        bytes.increment(by: batch.files.reduce(0) { $0 + $1.bytes.count })
         rows.increment(by: batch.rows)
         if batch.duplicates > 0 { duplicates.increment(by: batch.duplicates) }
         flushDuration.recordNanoseconds(Int64(duration.components.seconds) * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        lastFlush.record(Double(now.tv_sec) + Double(now.tv_nsec) / 1e9)
+        lastFlush.record(Self.now())
     }
 
     func flushFailed() { failures.increment() }

@@ -173,6 +173,9 @@ public protocol LogConsumer: Sendable {
     /// Records in the log that the group has not committed yet, summed over its partitions, when known.
     func lag() async -> Int64?
 
+    /// The offset the next record appended to `partition` will get (the log's end), when known.
+    func endOffset(partition: Int32) async -> Int64?
+
     /// Leaves the group and releases resources.
     func close() async
 }

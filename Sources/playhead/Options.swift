@@ -1,6 +1,7 @@
 import ArgumentParser
 import PlayheadEvents
 import PlayheadIngest
+import PlayheadLake
 import PlayheadLog
 
 /// Where the log lives: `--data-dir` and `--log`, for every command that reads or writes the log.
@@ -35,6 +36,8 @@ struct LogWriterOptions: ParsableArguments {
         configuration.segmentBytes = logSegmentBytes
         configuration.retentionAge = .milliseconds(Int64(logRetentionHours * 3_600_000))
         configuration.retentionBytes = logRetentionBytes
+        // The lake must see every event, even before its first flush (or before `store` starts).
+        configuration.requiredGroups = [LakeWriterConfiguration().group]
     }
 
     func validate() throws {

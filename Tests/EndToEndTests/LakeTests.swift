@@ -211,24 +211,31 @@ struct LakeTests {
         #expect(Set(inLake) == acknowledged, "lake and acknowledged ids differ: \(Set(inLake).symmetricDifference(acknowledged).prefix(5))")
     }
 
-    @Test("log retention from the command line: with small segments and a byte limit, segments every group has read are deleted; the rest of the log and the lake stay whole")
+    @Test("log retention from the command line: with small segments and a byte limit, segments every group has read are deleted; none before the lake has read them (ingest alone first); the rest of the log and the lake stay whole")
     func logRetentionFlags() async throws {
         let directory = try TemporaryDirectory(prefix: "retention")
         defer { withExtendedLifetime(directory) {} }
         let data = directory.appending("data").path
-        let server = try await PlayheadServer(
-            dataDirectory: data, arguments: ["--log-segment-bytes", "65536", "--log-retention-bytes", "1", "--flush-interval", "1"]
-        )
+        let flags = ["--log-segment-bytes", "65536", "--log-retention-bytes", "1"]
+        // `ingest` alone: no lake writer has committed anything yet.
+        let edge = try await PlayheadServer(command: "ingest", dataDirectory: data, arguments: flags)
         var sent: [String] = []
         for round in 0..<20 {
             let events = (0..<100).map { Fixtures.event("ret-\(round)-\($0)") }
             sent += events.compactMap { $0["event_id"] as? String }
-            #expect(try await TestHTTP.postEvents(server, Fixtures.json(events)).status == 202)
+            #expect(try await TestHTTP.postEvents(edge, Fixtures.json(events)).status == 202)
         }
         let segments = { (try? FileManager.default.contentsOfDirectory(atPath: "\(data)/log/events"))?.filter { $0.hasSuffix(".log") } ?? [] }
         let before = segments().count
         #expect(before >= 3, "too few segments to see retention: \(segments())")
-        // Retention runs every 30 s, once the lake and the metrics consumer have committed past a segment.
+        // Retention runs every 30 s: it must keep what group `lake` has not read, though no lake
+        // writer has ever committed (it deleted them all before).
+        try await Task.sleep(for: .seconds(32))
+        #expect(segments().count == before, "retention deleted segments the lake never read: \(segments())")
+        #expect(await edge.stop() == 0)
+        // `serve` writes the lake; once the lake and the metrics consumer have committed past a
+        // segment, retention deletes it.
+        let server = try await PlayheadServer(dataDirectory: data, arguments: flags + ["--flush-interval", "1"])
         try await eventually(timeout: .seconds(60), "retention deletes the read segments") { segments().count < before }
         #expect(await server.stop() == 0)
         let lake = directory.appending("data/lake").path
@@ -240,6 +247,68 @@ struct LakeTests {
         // And a bad value is refused at start-up.
         let refused = try await runCommand(TestEnvironment.playheadExecutable, ["serve", "--log-segment-bytes", "100"])
         #expect(refused.status != 0 && refused.stderr.contains("--log-segment-bytes must be at least 65536"), "\(refused.stderr)")
+    }
+
+    @Test("a log that was replaced (or cut back) under a lake that had written further: the lake writes the new log's events instead of skipping them as written, and says so")
+    func logReplacedUnderTheLake() async throws {
+        let directory = try TemporaryDirectory(prefix: "replaced")
+        defer { withExtendedLifetime(directory) {} }
+        let data = directory.appending("data").path
+        func run(_ prefix: String, count: Int) async throws -> String {
+            let server = try await PlayheadServer(dataDirectory: data, arguments: ["--flush-interval", "1"])
+            let events = (0..<count).map { Fixtures.event("\(prefix)-\($0)") }
+            #expect(try await TestHTTP.postEvents(server, Fixtures.json(events)).status == 202)
+            #expect(await server.stop() == 0)
+            return server.process.stderr
+        }
+        _ = try await run("first", count: 300)
+        // The log goes (a new disk, a wrong --log, or the runbook's cut of a damaged segment); the
+        // lake's state says 300 records are written.
+        try FileManager.default.removeItem(atPath: "\(data)/log")
+        let logged = try await run("second", count: 120)
+        #expect(logged.contains("the log ends before the lake's next offset"), "\(logged)")
+        let lake = directory.appending("data/lake").path
+        let rows = try await duck(
+            "SELECT count(*) FILTER (WHERE event_id LIKE 'first-%'), count(*) FILTER (WHERE event_id LIKE 'second-%') FROM read_parquet('{lake}/events/**/*.parquet')",
+            lake: lake)
+        #expect(rows.first?[0] as? Int == 300 && rows.first?[1] as? Int == 120, "\(rows)")
+    }
+
+    @Test("a damaged closed log segment: the lake writer writes the records before the damage, says at once that it cannot read further and counts a failure, retries, and the edge keeps accepting")
+    func damagedClosedSegment() async throws {
+        let directory = try TemporaryDirectory(prefix: "damaged")
+        defer { withExtendedLifetime(directory) {} }
+        let data = directory.appending("data").path
+        let edge = try await PlayheadServer(command: "ingest", dataDirectory: data, arguments: ["--log-segment-bytes", "65536"])
+        for round in 0..<14 {
+            let events = (0..<100).map { Fixtures.event("dmg-\(round)-\($0)") }
+            #expect(try await TestHTTP.postEvents(edge, Fixtures.json(events)).status == 202)
+        }
+        #expect(await edge.stop() == 0)
+        let segments = try FileManager.default.contentsOfDirectory(atPath: "\(data)/log/events").filter { $0.hasSuffix(".log") }.sorted()
+        #expect(segments.count >= 3, "\(segments)")
+        // One flipped byte in the middle of the second (closed) segment.
+        let damaged = try FileHandle(forUpdating: URL(fileURLWithPath: "\(data)/log/events/\(segments[1])"))
+        try damaged.seek(toOffset: 30_000)
+        let byte = try damaged.read(upToCount: 1)![0]
+        try damaged.seek(toOffset: 30_000)
+        try damaged.write(contentsOf: [byte ^ 0xFF])
+        try damaged.close()
+
+        let server = try await PlayheadServer(dataDirectory: data, arguments: ["--flush-interval", "1"])
+        try await eventually(timeout: .seconds(20), "the lake writer reports the damage") {
+            server.process.stderr.contains("lake writer: cannot read the log; retrying")
+        }
+        let metrics = try await TestHTTP.request("\(server.baseURL)/metrics").text
+        #expect(TestHTTP.metricTotal(metrics, "playhead_lake_flush_failures_total") >= 1, "\(metrics)")
+        #expect(try await TestHTTP.postEvents(server, Fixtures.json(Fixtures.event("after-damage"))).status == 202)
+        // The records of the first segment, before the damage, are in the lake.
+        let lake = directory.appending("data/lake").path
+        try await eventually(timeout: .seconds(20), "the records before the damage are written") {
+            let rows = try? await duck("SELECT count(*) FROM read_parquet('{lake}/events/**/*.parquet')", lake: lake)
+            return (rows?.first?.first as? Int ?? 0) >= 50
+        }
+        #expect(await server.stop() == 0, "\(server.process.stderr.suffix(2000))")
     }
 
     @Test("rollups equal the documented SQL over events")

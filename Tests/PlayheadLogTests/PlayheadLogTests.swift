@@ -656,6 +656,28 @@ struct EmbeddedLogTests {
         let deletedBySize = log2.applyRetention()
         #expect(deletedBySize.count == 8, "no group known: deletes while over 3000 bytes, keeps 2 segments of 1200 bytes")
         log2.close()
+
+        // A required group that has committed nothing yet keeps every segment; once it commits,
+        // retention goes as far as it has read.
+        let directory3 = try TemporaryDirectory(prefix: "log")
+        defer { withExtendedLifetime(directory3) {} }
+        let configuration3 = makeConfiguration(directory3) {
+            $0.segmentBytes = 1000
+            $0.retentionAge = nil
+            $0.retentionBytes = 3000
+            $0.requiredGroups = ["lake"]
+        }
+        let log3 = try EmbeddedLog.open(configuration3, logger: testLogger)
+        for index in 0..<10 { _ = try await log3.producer(for: .events).append(batch((index * 25)..<(index * 25 + 25))) }
+        let metrics3 = try log3.consumer(for: .events, group: "metrics")
+        try await metrics3.commit([0: 250])
+        #expect(log3.applyRetention().isEmpty, "group lake has read nothing yet")
+        let lake3 = try log3.consumer(for: .events, group: "lake")
+        try await lake3.commit([0: 50])
+        #expect(log3.applyRetention().count == 2, "the segments lake has read (0..<25, 25..<50) go")
+        await metrics3.close()
+        await lake3.close()
+        log3.close()
     }
 
     @Test func diskFullByMinimumFreeBytes() async throws {

@@ -113,6 +113,10 @@ final class InMemoryLog: LogBackend, Sendable {
             return total - committed
         }
 
+        func endOffset(partition: Int32) async -> Int64? {
+            Int64(log.state.withLock { $0.topics[topic]?.count ?? 0 })
+        }
+
         func close() async {}
     }
 }

@@ -150,6 +150,11 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
         return result
     }
 
+    func endOffset(partition: Int32) async -> Int64? {
+        guard partition == 0 else { return nil }
+        return try? await onQueue { self.topic.endOffset(maxRecordBytes: self.configuration.maxRecordBytes) }
+    }
+
     func close() async {
         _ = try? await onQueue {
             self.closed = true
@@ -235,20 +240,27 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
             if got == 0 { break }
             var index = 0
             var progressed = false
+            // At a bad record, what came before it is delivered (or skipped) first and the reading
+            // stops there: the next read starts at the bad record, so an error names its true offset
+            // and a retry never sees the records before it under other offsets.
             var stop = false
             inner: while count < maxRecords && out.count < maxBytes && got - index >= Files.recordHeaderBytes {
                 let (length, stored) = buffer.withUnsafeBytes { raw in
                     (LogFraming.readUInt32(raw, at: index), LogFraming.readUInt32(raw, at: index + 4))
                 }
                 if Int(length) > configuration.maxRecordBytes {
-                    try stall("a record length of \(length) bytes at byte \(position + Int64(index)) of \(path)", limit: limit)
+                    if index == 0 && count == 0 {
+                        try stall("a record length of \(length) bytes at byte \(position + Int64(index)) of \(path)", limit: limit)
+                    }
                     stop = true
                     break inner
                 }
                 let total = Files.recordHeaderBytes + Int(length)
                 if index + total > got {
                     if position + Int64(index + total) > limit {
-                        try stall("a partial record at byte \(position + Int64(index)) of \(path)", limit: limit)
+                        if index == 0 && count == 0 {
+                            try stall("a partial record at byte \(position + Int64(index)) of \(path)", limit: limit)
+                        }
                         stop = true
                         break inner
                     }
@@ -260,7 +272,9 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
                         CRC32C.record(length: length, value: UnsafeRawBufferPointer(rebasing: raw[(index + 8)..<(index + total)])) == stored
                     }
                     if !valid {
-                        try stall("a checksum mismatch at offset \(nextOffset) (byte \(position + Int64(index)) of \(path))", limit: limit)
+                        if index == 0 && count == 0 {
+                            try stall("a checksum mismatch at offset \(nextOffset) (byte \(position + Int64(index)) of \(path))", limit: limit)
+                        }
                         stop = true
                         break inner
                     }

@@ -78,7 +78,9 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
         configuration.directory = normalized(configuration.directory)
         // The reader may start before the writer: make the directory so that both agree on it.
         try Files.makeDirectories(configuration.directory)
-        return EmbeddedLog(configuration: configuration, readOnly: true, lockFD: -1, logger: logger)
+        let log = EmbeddedLog(configuration: configuration, readOnly: true, lockFD: -1, logger: logger)
+        log.disk.refreshGauges()
+        return log
     }
 
     private static func normalized(_ directory: String) -> String {
@@ -268,7 +270,7 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
                 try? await Task.sleep(for: .seconds(1))
                 if Task.isCancelled { break }
                 await self.offPool {
-                    if !self.isReadOnly { _ = self.disk.checkBeforeWrite() }
+                    if self.isReadOnly { self.disk.refreshGauges() } else { _ = self.disk.checkBeforeWrite() }
                 }
                 if !self.isReadOnly && lastRetention.duration(to: .now) >= self.configuration.retentionInterval {
                     lastRetention = .now
@@ -315,7 +317,8 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
         let topics = state.withLockedValue { Array($0.topics.values) }
         var deleted: [String] = []
         for topic in topics {
-            let groups = GroupOffsets.all(root: configuration.directory, topic: topic.name)
+            var groups = GroupOffsets.all(root: configuration.directory, topic: topic.name)
+            for group in configuration.requiredGroups where groups[group] == nil { groups[group] = 0 }
             let minimumCommitted = groups.values.min() ?? Int64.max
             let segments = topic.segments()
             guard segments.count > 1 else { continue }

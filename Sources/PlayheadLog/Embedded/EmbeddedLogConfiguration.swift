@@ -11,6 +11,12 @@ public struct EmbeddedLogConfiguration: Sendable {
     /// Closed segments may be deleted, oldest first, while a topic holds more bytes than this
     /// (and every group has read them).
     public var retentionBytes: Int64? = nil
+    /// Consumer groups that must read every record: until such a group has committed an offset,
+    /// retention treats it as having read nothing (so it deletes nothing), instead of leaving it out.
+    /// `serve` and `ingest` name the lake writer's group, `lake`, which commits only after its first
+    /// flush: without this, a lake that could not be written yet (or a `store` not started yet) lost
+    /// the segments that retention took meanwhile. Default: none.
+    public var requiredGroups: [String] = []
     /// Appends fail with `LogError.Code.full` while the log's file system has less free space than this.
     public var minimumFreeBytes: Int64 = 256 << 20
     /// Partitions per topic. The embedded log keeps one partition (0) per topic; other values are ignored.
