@@ -248,7 +248,6 @@ public final class EventsEndpoint: Sendable {
             return eventLoop.makeSucceededFuture(.error(.payloadTooLarge, code: "body_too_large", message: failure.message))
         }
         // A corrupt body is kept, as sent, in the rejected stream; the client hears why once it is stored.
-        metrics.rejected(reason: "invalid_gzip", count: 1)
         var record: [UInt8] = []
         raw.withUnsafeReadableBytes { bytes in
             RejectedRecordEncoder.encode(
@@ -260,9 +259,11 @@ public final class EventsEndpoint: Sendable {
         record.withUnsafeBytes { batch.appendRecord(key: EmptyCollection<UInt8>(), value: $0) }
         let promise = eventLoop.makePromise(of: HTTPResponse.self)
         let retryAfter = configuration.retryAfterSeconds
+        let metrics = self.metrics
         rejected.append(batch) { result in
             switch result {
             case .success:
+                metrics.rejected(reason: "invalid_gzip", count: 1)
                 promise.succeed(.error(.badRequest, code: "invalid_gzip", message: failure.message))
             case .failure(let error):
                 promise.succeed(
@@ -285,15 +286,16 @@ public final class EventsEndpoint: Sendable {
         let outcome = body.withUnsafeReadableBytes { bytes in
             decoder.decode(bytes, format: format, receivedAt: receivedAt, into: &sink)
         }
-        metrics.decoded(sink.dimensionCounts, rejectedReasons: sink.rejectedReasons)
         rateLimiter?.consume(outcome.accepted)
 
         let promise = eventLoop.makePromise(of: HTTPResponse.self)
         // A value, captured by the one closure the log calls (a closure calling another closure
-        // would be two allocations per request).
+        // would be two allocations per request). Accepted and rejected events are counted when they
+        // are stored, not when a failed append answers 503.
         let answer = Answer(
             promise: promise, outcome: outcome, retryAfter: configuration.retryAfterSeconds,
-            inFlightBytes: inFlightBytes, wireBytes: wireBytes
+            inFlightBytes: inFlightBytes, wireBytes: wireBytes,
+            counts: Counts(metrics: metrics, accepted: sink.dimensionCounts, rejectedReasons: sink.rejectedReasons)
         )
         if sink.accepted.isEmpty && sink.rejected.isEmpty {
             // An empty array: nothing to store, nothing accepted.
@@ -331,9 +333,11 @@ public final class EventsEndpoint: Sendable {
         var inFlightBytes: InFlightBytes
         /// Released from ``inFlightBytes`` with the answer.
         var wireBytes: Int
+        var counts: Counts
 
         func finish(_ failure: LogError?) {
             if wireBytes > 0 { inFlightBytes.release(wireBytes) }
+            if failure == nil { counts.metrics.decoded(counts.accepted, rejectedReasons: counts.rejectedReasons) }
             if let failure {
                 let status: HTTPResponseStatus = failure.isRetriable || failure.code == .full ? .serviceUnavailable : .internalServerError
                 promise.succeed(
@@ -353,6 +357,13 @@ public final class EventsEndpoint: Sendable {
                 promise.succeed(HTTPResponse(status: status, contentType: "application/json", body: buffer))
             }
         }
+    }
+
+    /// What a request adds to the metrics once its events are stored.
+    private struct Counts: Sendable {
+        var metrics: IngestMetrics
+        var accepted: DimensionCounts
+        var rejectedReasons: [String: Int]
     }
 
     /// `202 {"accepted":1,"rejected":0,"errors":[]}`, encoded once (see ``HTTPResponse/encodedOnce()``).
@@ -433,7 +444,7 @@ struct BatchingSink: EventSink {
 
 /// Counts by `EventDimensions.code`. The first code is counted in place; a dictionary is made only
 /// when a second one appears (a single event, or a batch of one kind, allocates nothing).
-struct DimensionCounts {
+struct DimensionCounts: Sendable {
     private var firstCode = -1
     private var firstCount = 0
     private var others: [Int: Int] = [:]

@@ -32,6 +32,15 @@ public final class IngestMetrics: Sendable {
     /// - Parameter factory: the metrics factory; `nil` uses the one bootstrapped in `MetricsSystem`.
     public init(factory: (any MetricsFactory)? = nil) {
         self.factory = factory
+        // The series of every reason exist from the start, at 0: a counter that appears at its first
+        // value hides that increment from `rate()` and `increase()` (a burst of a new rejection
+        // reason would never show in the reject ratio or its alert).
+        for reason in RejectionReason.all.map(\.rawValue) + ["invalid_gzip"] {
+            _ = rejected.handle(reason) { counter("playhead_events_rejected_total", [("reason", reason)]) }
+        }
+        for reason in ["rate_limited", "overloaded", "body_too_large"] {
+            _ = shedCounters.handle(reason) { counter("playhead_ingest_requests_refused_total", [("reason", reason)]) }
+        }
     }
 
     private func counter(_ label: String, _ dimensions: [(String, String)]) -> Counter {

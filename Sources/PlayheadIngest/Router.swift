@@ -251,6 +251,8 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         )
         response.headers.replaceOrAdd(name: "Connection", value: "close")
         response.headers.replaceOrAdd(name: "Content-Length", value: String(response.body.readableBytes))
+        // Counted like every answer, under route `other` and method `unknown` (nothing was parsed).
+        router.metrics.requestCompleted(path: "", method: .RAW(value: "unknown"), status: response.status, since: .now())
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: response.status, headers: response.headers))), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(response.body))), promise: nil)
         endAndClose(context: context)

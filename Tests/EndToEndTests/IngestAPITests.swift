@@ -328,6 +328,44 @@ struct IngestAPITests {
         #expect(ready.status == 503)
         let health = try await TestHTTP.request("\(server.baseURL)/healthz")
         #expect(health.status == 200)
+        // Nothing was stored, so nothing counts as accepted (or rejected); the failure does.
+        let mixed = try await TestHTTP.postEvents(server, Fixtures.json([Fixtures.event("full-2"), ["event_id": "bad"]]))
+        #expect(mixed.status == 503, "\(mixed.text)")
+        let metrics = try await TestHTTP.request("\(server.baseURL)/metrics").text
+        #expect(TestHTTP.metricTotal(metrics, "playhead_events_accepted_total") == 0, "\(metrics)")
+        #expect(TestHTTP.metricTotal(metrics, #"playhead_events_rejected_total{reason="missing_field"}"#) == 0, "\(metrics)")
+        // One failed append for the first request, two (events and rejected) for the second.
+        #expect(TestHTTP.metricTotal(metrics, #"playhead_log_append_failures_total{code="full"}"#) == 3, "\(metrics)")
+    }
+
+    @Test("Metrics from the start: every rejection and refusal reason and append failure code at 0; the lake's last flush at the writer's start; the log's disk in readers too; unparseable requests counted")
+    func metricsFromTheStart() async throws {
+        let (server, directory) = try await Fixtures.server()
+        defer { withExtendedLifetime(directory) {} }
+        var metrics = try await TestHTTP.request("\(server.baseURL)/metrics").text
+        for reason in ["missing_field", "invalid_type", "malformed_json", "invalid_gzip", "duplicate_field"] {
+            #expect(metrics.contains(#"playhead_events_rejected_total{reason="\#(reason)"} 0"#), "\(reason)")
+        }
+        for reason in ["rate_limited", "overloaded", "body_too_large"] {
+            #expect(metrics.contains(#"playhead_ingest_requests_refused_total{reason="\#(reason)"} 0"#), "\(reason)")
+        }
+        #expect(metrics.contains(#"playhead_log_append_failures_total{code="full"} 0"#))
+        let started = TestHTTP.metricTotal(metrics, "playhead_lake_last_flush_timestamp_seconds")
+        #expect(abs(started - Date().timeIntervalSince1970) < 120, "\(started)")
+        // A request that is not HTTP is answered and counted.
+        let raw = try RawConnection(port: server.port)
+        #expect(raw.send("GARBAGE\r\n\r\n"))
+        let answer = String(decoding: await raw.readAll(timeout: .seconds(10)), as: UTF8.self)
+        #expect(answer.hasPrefix("HTTP/1.1 400"), "\(answer)")
+        metrics = try await TestHTTP.request("\(server.baseURL)/metrics").text
+        #expect(metrics.contains(#"playhead_http_server_request_duration_seconds_count{route="other",method="unknown",status="400"} 1"#), "\(metrics)")
+        #expect(await server.stop() == 0)
+
+        // A reader beside the writer (`observe`) reports the log's disk too.
+        let observer = try await PlayheadServer(command: "observe", dataDirectory: server.dataDirectory)
+        let observed = try await TestHTTP.request("\(observer.baseURL)/metrics").text
+        #expect(TestHTTP.metricTotal(observed, "playhead_log_disk_capacity_bytes") > 0, "\(observed)")
+        #expect(await observer.stop() == 0)
     }
 
     @Test("CORS: preflight for allowed and other origins, headers on answers")

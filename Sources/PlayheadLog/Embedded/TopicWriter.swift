@@ -103,12 +103,16 @@ final class TopicWriter: @unchecked Sendable {
     }
 
     func start() {
+        for code in Self.appendFailureCodes { _ = Self.failureCounter(code) }
         let thread = Thread { [self] in self.runLoop() }
         thread.name = "playhead-log-writer-\(topic.name)"
         thread.qualityOfService = .userInitiated
         self.thread = thread
         thread.start()
     }
+
+    /// The codes an append can fail with here, whose series exist from the start (at 0).
+    static let appendFailureCodes: [LogError.Code] = [.full, .overloaded, .io]
 
     static func failureCounter(_ code: LogError.Code) -> Counter {
         Counter(label: "playhead_log_append_failures_total", dimensions: [("code", code.description)])
@@ -454,6 +458,14 @@ final class DiskMonitor: @unchecked Sendable {
     init(directory: String, minimumFreeBytes: Int64) {
         self.directory = directory
         self.minimumFreeBytes = minimumFreeBytes
+    }
+
+    /// Refreshes the gauges only (a reader in another process than the log's writer: `store`,
+    /// `observe`).
+    func refreshGauges() {
+        guard let space = Files.diskSpace(directory) else { return }
+        free.record(Double(space.free))
+        capacity.record(Double(space.capacity))
     }
 
     /// Refreshes the gauges; returns a `.full` error when free space is below the minimum.
