@@ -99,7 +99,8 @@ public final class LiveStats: Sendable {
             accepted: figures.sum("playhead_events_accepted_total"),
             rejected: figures.sum("playhead_events_rejected_total"),
             requests: figures.sum("playhead_http_server_request_duration_seconds_count"),
-            lakeRows: figures.sum("playhead_lake_rows_written_total"),
+            // Events' rows: rollup files are rewritten with every batch, their rows are no throughput.
+            lakeRows: figures.sum("playhead_lake_rows_written_total", matching: ["dataset": "events"]),
             requestBuckets: figures.histogram("playhead_http_server_request_duration_seconds", matching: ["route": "/v1/events"]),
             appendBuckets: figures.histogram("playhead_log_append_duration_seconds")
         )

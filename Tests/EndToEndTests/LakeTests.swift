@@ -194,7 +194,7 @@ struct LakeTests {
         let accepted = await TestHTTP.metricTotal(ingest, "playhead_events_accepted_total")
         #expect(accepted == Double(acknowledged.count))
         try await eventually(timeout: .seconds(30), "store has written every accepted event, observe counted them") {
-            let written = await TestHTTP.metricTotal(store, "playhead_lake_rows_written_total")
+            let written = await TestHTTP.metricTotal(store, #"playhead_lake_rows_written_total{dataset="events"}"#)
             let counted = await TestHTTP.metricTotal(observe, "playhead_content_events_total")
             return written == accepted && counted == accepted
         }
@@ -244,6 +244,14 @@ struct LakeTests {
         // What is left of the log still reads, from its earliest kept record on.
         let kept = try await Fixtures.storedIDs(data)
         #expect(!kept.isEmpty && kept.count < sent.count && Array(sent.suffix(kept.count)) == kept)
+        // A restart now cannot rebuild the open hour's rollups from its first record: it says so.
+        let state = try JSONSerialization.jsonObject(with: Data(contentsOf: directory.appending("data/lake/_playhead/state/events/p0.json"))) as? [String: Any]
+        let rollupFrom = state?["rollup_from"] as? Int ?? Int.max
+        let restarted = try await PlayheadServer(dataDirectory: data, arguments: flags)
+        #expect(await restarted.stop() == 0)
+        if rollupFrom < sent.count - kept.count {
+            #expect(restarted.process.stderr.contains("the log no longer holds the open hours' first records"), "\(restarted.process.stderr.suffix(2000))")
+        }
         // And a bad value is refused at start-up.
         let refused = try await runCommand(TestEnvironment.playheadExecutable, ["serve", "--log-segment-bytes", "100"])
         #expect(refused.status != 0 && refused.stderr.contains("--log-segment-bytes must be at least 65536"), "\(refused.stderr)")
