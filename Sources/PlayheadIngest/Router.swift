@@ -86,7 +86,9 @@ struct Router: Sendable {
         }
         let method = request.head.method == .HEAD ? HTTPMethod.GET : request.head.method
         guard let route = byMethod[method.rawValue] else {
-            let allow = (Array(byMethod.keys) + ["OPTIONS"]).sorted().joined(separator: ", ")
+            // HEAD is answered wherever GET is (RFC 9110 §9.3.2), so it is listed too.
+            let methods = Array(byMethod.keys) + (byMethod["GET"] == nil ? [] : ["HEAD"]) + ["OPTIONS"]
+            let allow = methods.sorted().joined(separator: ", ")
             return eventLoop.makeSucceededFuture(methodNotAllowed(request, allow: allow))
         }
         return eventLoop.makeSucceededFuture(route.handler(request))

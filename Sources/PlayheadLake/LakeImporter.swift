@@ -468,6 +468,7 @@ final class ImportPiece: @unchecked Sendable {
 /// A file being imported: plain NDJSON, or gzip (recognised by its magic bytes).
 final class ImportFile: @unchecked Sendable {
     private let fd: Int32
+    private let path: String
     /// Names the files of this import: the same file imported again gets the same names.
     let tag: String
     private var gzip: GzipDecoder?
@@ -481,6 +482,11 @@ final class ImportFile: @unchecked Sendable {
         }
         var info = stat()
         fstat(fd, &info)
+        if info.st_mode & S_IFMT == S_IFDIR {
+            _ = Glibc.close(fd)
+            throw LakeError(.io, "cannot import \(path): it is a directory, not an NDJSON file")
+        }
+        self.path = path
         var identity = "\(path)|\(info.st_size)|\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)"
         let hash = identity.withUTF8 { stableHash64(UnsafeRawBufferPointer($0)) }
         let hex = String(hash, radix: 16)
@@ -501,7 +507,7 @@ final class ImportFile: @unchecked Sendable {
             count = Glibc.read(fd, buffer.baseAddress! + leftover.count, want)
             initialized = leftover.count + max(count, 0)
         }
-        guard count >= 0 else { throw LakeError(.io, "read failed: \(String(cString: strerror(errno)))") }
+        guard count >= 0 else { throw LakeError(.io, "cannot read \(path): \(String(cString: strerror(errno)))") }
         if first {
             first = false
             if raw.count >= 2 && raw[0] == 0x1f && raw[1] == 0x8b {

@@ -337,12 +337,14 @@ final class DatasetWriter: @unchecked Sendable {
         }
         var position = start
         var idle = 0
+        var firstRead: Int64?
         while position < writer.next && idle < 50 {
             let poll = try await reader.poll(maxRecords: 100_000, timeout: .milliseconds(200))
             idle = poll.batches.isEmpty ? idle + 1 : 0
             for batch in poll.batches where batch.partition == writer.partition {
                 try batch.forEachRecord { offset, value in
                     guard offset >= position, offset < writer.next else { return }
+                    if firstRead == nil { firstRead = offset }
                     position = offset + 1
                     guard let record = try? EventRecordView(value) else { return }
                     let isNew = writer.dedup.observe(hash64(record.eventIDBytes))
@@ -351,6 +353,20 @@ final class DatasetWriter: @unchecked Sendable {
             }
         }
         _ = writer.rollups?.takeChanges()
+        // Retention (a small --log-retention-bytes) may have deleted records the warm-up needs. Not
+        // silently: the open hours' rollup files will count only what the log still holds, and
+        // deduplication across this restart reaches back only as far (docs/lake.md).
+        let kept = firstRead ?? writer.next
+        if let rollupStart, kept > rollupStart {
+            logger.warning("lake writer: the log no longer holds the open hours' first records; their rollups are rebuilt from what it holds and will count less than events/", metadata: [
+                "log.partition": "\(writer.partition)", "lake.rollup_from": "\(rollupStart)", "log.first_kept": "\(kept)",
+            ])
+        }
+        if kept > max(writer.next - window, 0) && writer.dedup.capacity > 0 {
+            logger.notice("lake writer: the log holds fewer records than the deduplication window; after this restart it reaches back \(writer.next - kept) records", metadata: [
+                "log.partition": "\(writer.partition)", "log.first_kept": "\(kept)",
+            ])
+        }
         logger.debug("lake writer: warmed up", metadata: ["log.partition": "\(writer.partition)", "lake.from": "\(start)"])
     }
 

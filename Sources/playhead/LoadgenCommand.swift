@@ -23,7 +23,7 @@ struct LoadgenCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Concurrent keep-alive connections.") var connections: Int = 64
     @Option(name: .long, help: "Target events per second over all connections. Default: as fast as acknowledgements come.") var rate: Double?
     @Option(name: .long, help: "Seconds to run.") var duration: Double = 10
-    @Option(name: .long, help: "Stop after this many events (with --output: how many to write; default there 1,000,000).") var events: Int?
+    @Option(name: .long, help: "Stop once this many events are sent; requests stay whole, so a last batch may send up to --batch - 1 more (with --output: exactly how many to write; default there 1,000,000).") var events: Int?
     @Option(name: .long, help: "Events per request (1 sends a single JSON object).") var batch: Int = 1
     @Option(name: .long, help: "Body format of batches: json (an array) or ndjson.") var format: BodyFormat = .json
     @Flag(name: .long, help: "Compress every body with gzip (Content-Encoding: gzip), as mobile SDKs do for batches. Default: off.") var gzip = false

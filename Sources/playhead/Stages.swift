@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Logging
 import NIOCore
 import NIOPosix
@@ -33,8 +34,13 @@ extension LakeLocationOptions {
         do {
             return try LakeLocation(parsing: lakeLocation(dataDir: dataDir))
                 .openStore(s3Endpoint: s3Endpoint, s3Region: s3Region, threadPool: threadPool, logger: logger)
-        } catch let error as LakeError {
+        } catch let error as LakeError where error.code == .invalidLocation {
             throw ValidationError("--lake: \(error.message)")
+        } catch let error as LakeError {
+            // Not a usage mistake (a folder that cannot be made, a store that cannot be reached):
+            // said as an error, without the usage text, exit status 1.
+            FileHandle.standardError.write(Data("Error: --lake: \(error.message)\n".utf8))
+            throw ExitCode.failure
         }
     }
 }

@@ -65,4 +65,18 @@ struct CLITests {
         let noLake = try await runCommand(TestEnvironment.playheadExecutable, ["ingest", "--lake", "file:/tmp/x"])
         #expect(noLake.status != 0 && noLake.stderr.contains("--lake"), "\(noLake.stderr)")
     }
+
+    @Test("runtime errors are errors, not usage mistakes: a lake folder that cannot be made, a directory given to import")
+    func runtimeErrors() async throws {
+        let directory = try TemporaryDirectory(prefix: "cli")
+        let file = directory.appending("a-file").path
+        try "x".write(toFile: file, atomically: false, encoding: .utf8)
+        let serve = try await runCommand(TestEnvironment.playheadExecutable, ["serve", "--port", "0", "--data-dir", directory.appending("d").path, "--lake", "file:\(file)"])
+        #expect(serve.status == 1, "\(serve.stderr)")
+        #expect(serve.stderr.contains("--lake: cannot create the lake folder") && !serve.stderr.contains("Usage:"), "\(serve.stderr)")
+        let imported = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--data-dir", directory.appending("d2").path, directory.url.path])
+        #expect(imported.status != 0)
+        #expect(imported.stderr.contains("it is a directory"), "\(imported.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: directory.appending("d2/lake/_playhead/imports").path), "no manifest for an import that never started")
+    }
 }

@@ -350,6 +350,11 @@ struct IngestAPITests {
             #expect(metrics.contains(#"playhead_ingest_requests_refused_total{reason="\#(reason)"} 0"#), "\(reason)")
         }
         #expect(metrics.contains(#"playhead_log_append_failures_total{code="full"} 0"#))
+        // Every family served is in the contract's list of names (docs/metrics-names.txt), with its type.
+        let listed = try String(contentsOf: TestEnvironment.repoRoot.appendingPathComponent("docs/metrics-names.txt"), encoding: .utf8)
+            .split(separator: "\n").filter { !$0.hasPrefix("#") }.map { $0.split(separator: " ").prefix(2).joined(separator: " ") }
+        let served = metrics.split(separator: "\n").filter { $0.hasPrefix("# TYPE ") }.map { String($0.dropFirst("# TYPE ".count)) }
+        #expect(served.count > 20 && Set(served).isSubset(of: Set(listed)), "not in docs/metrics-names.txt: \(Set(served).subtracting(listed).sorted())")
         let started = TestHTTP.metricTotal(metrics, "playhead_lake_last_flush_timestamp_seconds")
         #expect(abs(started - Date().timeIntervalSince1970) < 120, "\(started)")
         // A request that is not HTTP is answered and counted.
@@ -427,6 +432,9 @@ struct IngestAPITests {
         let wrongMethod = try await TestHTTP.request("\(server.baseURL)/v1/events")
         #expect(wrongMethod.status == 405)
         #expect(wrongMethod.headers.first(name: "allow")?.contains("POST") == true)
+        // A route that answers GET answers HEAD too, and says so.
+        let postToHealth = try await TestHTTP.request("\(server.baseURL)/healthz", method: .POST)
+        #expect(postToHealth.status == 405 && postToHealth.headers.first(name: "allow") == "GET, HEAD, OPTIONS", "\(postToHealth.headers)")
         let openapi = try await TestHTTP.request("\(server.baseURL)/openapi.json")
         #expect(openapi.status == 200)
         // The served document is docs/openapi.yaml, converted to JSON.

@@ -227,6 +227,10 @@ final class TopicWriter: @unchecked Sendable {
         wakeWhenQueued = 1
     }
 
+    /// When an append failure was last logged, and failures since (writer thread only).
+    private var lastFailureLogged: ContinuousClock.Instant?
+    private var failuresSinceLogged = 0
+
     private func fail(_ items: [Pending], _ error: LogError) {
         Self.failureCounter(error.code).increment()
         for item in items { item.completion(.failure(error)) }
@@ -270,9 +274,18 @@ final class TopicWriter: @unchecked Sendable {
             _ = Files.syncData(fd)
             fileEnd = goodSize
             let error = Files.error("cannot \(what)", Files.segmentPath(topic.directory, activeBase), err)
-            logger.error("log: append failed; segment truncated back to its last durable record", metadata: [
-                "topic": "\(topic.name)", "error": "\(error)", "records": "\(records)",
-            ])
+            // Once per 10 s at most (with how many failed meanwhile): a full disk fails every group
+            // commit, hundreds a second; each failure is counted in the metrics.
+            let now = ContinuousClock.now
+            failuresSinceLogged += 1
+            if lastFailureLogged.map({ $0.duration(to: now) >= .seconds(10) }) ?? true {
+                logger.error("log: append failed; segment truncated back to its last durable record", metadata: [
+                    "topic": "\(topic.name)", "error": "\(error)", "records": "\(records)",
+                    "failures_since_last_logged": "\(failuresSinceLogged)",
+                ])
+                lastFailureLogged = now
+                failuresSinceLogged = 0
+            }
             if error.code == .full { disk.noteFull() }
             fail(items, error)
             return
