@@ -153,6 +153,24 @@ public final class FileLakeStore: LakeStore {
             throw LakeError(.io, "cannot rename \(temporary) to \(full): \(message)")
         }
         try fsyncFolder(folder)
+        removeStaleTemporaries(in: folder)
+    }
+
+    /// Temporary files older than this are what a crash (`kill -9` during a flush) left behind; a
+    /// write in progress, of this process or another writer of the lake, is seconds old.
+    static let staleTemporaryAge: Double = 600
+
+    /// Deletes the stale temporary files of `folder`: a crash leaves one in the folder of each file
+    /// it was writing, and the writer's redo writes that file again, into the same folder.
+    static func removeStaleTemporaries(in folder: String) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return }
+        let now = Date().timeIntervalSince1970
+        for name in names where name.hasPrefix(".tmp-") {
+            var info = stat()
+            let path = "\(folder)/\(name)"
+            guard stat(path, &info) == 0, now - Double(info.st_mtim.tv_sec) > staleTemporaryAge else { continue }
+            unlink(path)
+        }
     }
 
     /// Creates the missing folders of `folder` below `root`, fsyncing each parent that gained one.

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import PlayheadEvents
 import PlayheadTestSupport
@@ -268,5 +269,26 @@ struct RollupTests {
         let rows = try Self.rollups(events, aggregator: RollupAggregator())
         #expect(rows[Self.base]?.first?.watchTimeSeconds == 30)
         #expect(reference.cells.first?.value.watch == 30)
+    }
+}
+
+@Suite("The folder lake")
+struct FolderLakeTests {
+    @Test("a write removes the temporary files a crash left in its folder, and leaves recent ones (another writer's) alone")
+    func staleTemporariesGo() throws {
+        let directory = try TemporaryDirectory(prefix: "lake")
+        let root = directory.url.path
+        try FileLakeStore.writeDurably(root: root, path: "events/date=2026-12-03/hour=10/a.parquet", bytes: [1, 2, 3])
+        let folder = "\(root)/events/date=2026-12-03/hour=10"
+        let stale = "\(folder)/.tmp-STALE", fresh = "\(folder)/.tmp-FRESH"
+        #expect(FileManager.default.createFile(atPath: stale, contents: Data([0])))
+        #expect(FileManager.default.createFile(atPath: fresh, contents: Data([0])))
+        // An hour old, as after a kill -9 during a flush.
+        var times = [timeval(tv_sec: time(nil) - 3600, tv_usec: 0), timeval(tv_sec: time(nil) - 3600, tv_usec: 0)]
+        #expect(utimes(stale, &times) == 0)
+        try FileLakeStore.writeDurably(root: root, path: "events/date=2026-12-03/hour=10/b.parquet", bytes: [4])
+        #expect(!FileManager.default.fileExists(atPath: stale))
+        #expect(FileManager.default.fileExists(atPath: fresh))
+        #expect(FileManager.default.fileExists(atPath: "\(folder)/a.parquet") && FileManager.default.fileExists(atPath: "\(folder)/b.parquet"))
     }
 }
