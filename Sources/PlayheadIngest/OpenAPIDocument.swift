@@ -6,7 +6,7 @@ enum OpenAPIDocument {
  "info": {
   "title": "Playhead ingest API",
   "version": "1.0",
-  "description": "Media apps (web, iOS, Android, TV) send playback events here. A `202` means the accepted events\nare durable: fsynced to the embedded log, or acknowledged by every in-sync Kafka replica.\nRejected events are kept, byte for byte, in the dead-letter stream (`<lake>/rejected/`).\n\nOn every path: a path the server does not serve gets `404` `not_found`; a method a path does not\nserve gets `405` `method_not_allowed` with an `Allow` header listing the methods it does\n(`Allow: POST, OPTIONS` on `/v1/events`). `HEAD` is answered like `GET`. `OPTIONS` is a CORS\npreflight on any path (see `OPTIONS /v1/events`). Both errors use the `Error` schema.\n",
+  "description": "Media apps (web, iOS, Android, TV) send playback events here. A `202` means the accepted events\nare durable: fsynced to the embedded log, or acknowledged by every in-sync Kafka replica.\nRejected events are kept, byte for byte, in the dead-letter stream (`<lake>/rejected/`).\n\nOn every path: a path the server does not serve gets `404` `not_found`; a method a path does not\nserve gets `405` `method_not_allowed` with an `Allow` header listing the methods it does\n(`Allow: POST, OPTIONS` on `/v1/events`). `HEAD` is answered like `GET`. `OPTIONS` is a CORS\npreflight on any path (see `OPTIONS /v1/events`), but only the answers of `/v1/events` carry CORS\nheaders: the read-only routes cannot be read by a page of another origin. Both errors use the\n`Error` schema.\n",
   "license": {
    "name": "Apache-2.0"
   }

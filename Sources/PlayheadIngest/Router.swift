@@ -419,7 +419,12 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         var headers = response.headers
-        router.cors.decorate(&headers, requestHeaders: head.headers)
+        // CORS is for browser SDKs sending events: the read-only routes (`/metrics`, `/live.json`,
+        // `/openapi.json`, the health checks) stay unreadable to pages of other origins, which
+        // could otherwise read a server on an internal network through a visitor's browser.
+        if HTTPRequest.split(uri: head.uri).path == EventsEndpoint.path {
+            router.cors.decorate(&headers, requestHeaders: head.headers)
+        }
         if !headers.contains(name: "content-length") {
             headers.add(name: "Content-Length", value: String(response.body.readableBytes))
         }

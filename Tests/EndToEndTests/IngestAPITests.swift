@@ -394,6 +394,12 @@ struct IngestAPITests {
         let post = try await TestHTTP.postEvents(server, Fixtures.json(Fixtures.event("c1")), headers: [("Origin", "https://player.example")])
         #expect(post.headers["access-control-allow-origin"] == ["https://player.example"])
         #expect(post.headers["access-control-allow-credentials"] == ["true"])
+        // The read-only routes carry no CORS headers, even for an allowed origin: a page of another
+        // origin cannot read them through a visitor's browser.
+        for path in ["/metrics", "/live.json", "/openapi.json", "/healthz"] {
+            let read = try await TestHTTP.request("\(server.baseURL)\(path)", headers: [("Origin", "https://player.example")])
+            #expect(read.status == 200 && !read.headers.contains(name: "access-control-allow-origin"), "\(path): \(read.headers)")
+        }
     }
 
     @Test("CORS in a real browser: fetch (preflighted JSON, NDJSON, gzip, partial acceptance) and sendBeacon from an allowed origin; another origin is blocked")
