@@ -169,7 +169,7 @@ final class DatasetWriter: @unchecked Sendable {
             var readFailures = 0
             while !Task.isShuttingDownGracefully && !Task.isCancelled {
                 // After a failed poll, what was read before still flushes when due.
-                let poll = try await poll(consumer, failures: &readFailures)
+                let poll = try await nextPoll(consumer, failures: &readFailures)
                 if let poll { try await handle(poll, consumer: consumer) }
                 for partition in partitions.values where isDue(partition) {
                     try await flush(partition, consumer: consumer)
@@ -206,7 +206,7 @@ final class DatasetWriter: @unchecked Sendable {
     /// segment: docs/runbook.md) or is unreachable. Said at once, counted as a failed flush (the lake
     /// falls behind: `LakeFlushFailing`), the lag kept fresh, and retried after a pause that doubles
     /// up to `maxRetryDelay`: the edge stays up and keeps the events in the log.
-    private func poll(_ consumer: any LogConsumer, failures: inout Int) async throws -> LogPoll? {
+    private func nextPoll(_ consumer: any LogConsumer, failures: inout Int) async throws -> LogPoll? {
         let error: LogError
         do {
             let poll = try await consumer.poll(maxRecords: 100_000, timeout: .milliseconds(200))

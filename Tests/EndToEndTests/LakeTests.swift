@@ -225,7 +225,7 @@ struct LakeTests {
             sent += events.compactMap { $0["event_id"] as? String }
             #expect(try await TestHTTP.postEvents(edge, Fixtures.json(events)).status == 202)
         }
-        let segments = { (try? FileManager.default.contentsOfDirectory(atPath: "\(data)/log/events"))?.filter { $0.hasSuffix(".log") } ?? [] }
+        let segments = { eventSegments(data) }
         let before = segments().count
         #expect(before >= 3, "too few segments to see retention: \(segments())")
         // Retention runs every 30 s: it must keep what group `lake` has not read, though no lake
@@ -293,7 +293,7 @@ struct LakeTests {
             #expect(try await TestHTTP.postEvents(edge, Fixtures.json(events)).status == 202)
         }
         #expect(await edge.stop() == 0)
-        let segments = try FileManager.default.contentsOfDirectory(atPath: "\(data)/log/events").filter { $0.hasSuffix(".log") }.sorted()
+        let segments = eventSegments(data)
         #expect(segments.count >= 3, "\(segments)")
         // One flipped byte in the middle of the second (closed) segment.
         let damaged = try FileHandle(forUpdating: URL(fileURLWithPath: "\(data)/log/events/\(segments[1])"))
@@ -596,6 +596,11 @@ struct S3LakeTests {
         let expected = ((0..<100).map { "s3-a-\($0)" } + (0..<100).map { "s3-b-\($0)" }).sorted()
         #expect(Array(lines.dropFirst()) == expected)
     }
+}
+
+/// The segment files of the embedded log's `events` topic under a data directory, in offset order.
+func eventSegments(_ dataDirectory: String) -> [String] {
+    ((try? FileManager.default.contentsOfDirectory(atPath: "\(dataDirectory)/log/events")) ?? []).filter { $0.hasSuffix(".log") }.sorted()
 }
 
 /// Compares `rollups/` with the documented SQL over `events/` (docs/lake.md): returns the rows of
