@@ -186,11 +186,11 @@ public final class KafkaLogConsumer: LogConsumer, Sendable {
         return total
     }
 
-    public func endOffset(partition: Int32) async -> Int64? {
-        guard let marks = try? await consumer.watermarks(topic: kafkaTopic, partition: partition, cached: false, timeout: .seconds(5)),
-              marks.high >= 0 else { return nil }
-        return marks.high
-    }
+    /// Not known here: a ListOffsets query is what would tell, and Tansu answers it with the last
+    /// batch's base offset + 1 (docs/kafka.md), lower than the true end, which would make a caught-up
+    /// lake look ahead of its log. The cached high watermark is no better at assignment: it may be
+    /// older than what another member of the group has written since.
+    public func endOffset(partition: Int32) async -> Int64? { nil }
 
     public func close() async {
         let first = state.withLock { state -> Bool in

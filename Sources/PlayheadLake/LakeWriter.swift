@@ -268,16 +268,17 @@ final class DatasetWriter: @unchecked Sendable {
     /// Takes a partition: reads the lake's state, seeks there, and rebuilds the dedup window and
     /// the rollups of the open hours from the log.
     private func assign(_ partition: Int32, consumer: any LogConsumer) async throws {
-        var state = try await retrying("read state") { try await self.commits.state(partition) }
+        let state = try await retrying("read state") { try await self.commits.state(partition) }
         if let written = state?.nextOffset, let end = await consumer.endOffset(partition: partition), end < written {
-            // The log ends before what the lake has written: it was cut back (a damaged segment, see
-            // docs/runbook.md) or replaced. Its records from `end` on are new and were never written:
-            // the writer goes on from there instead of skipping them as written.
-            logger.error("lake writer: the log ends before the lake's next offset; it was cut back or replaced, writing it from its end", metadata: [
-                "log.partition": "\(partition)", "log.end_offset": "\(end)", "lake.next_offset": "\(written)",
-            ])
-            let rollupFrom = state?.rollupFrom.map { min($0, end) }
-            state = LakeCommits.State(nextOffset: end, rollupFrom: rollupFrom)
+            // The log ends before what the lake has written: it was replaced (a new volume, another
+            // --log) or cut back (a damaged segment, docs/runbook.md). Skipping its records up to
+            // `written` as written would lose them, and writing them from its end could reuse the
+            // names of files already in the lake and replace them: refuse, loudly.
+            throw LakeError(.corruptState, """
+                the log ends at offset \(end) of partition \(partition), before the lake's next offset \(written): \
+                the log was replaced or cut back under this lake; nothing was written. Point --lake at a new \
+                folder or prefix for this log (docs/runbook.md, "The log ends before the lake")
+                """)
         }
         let next = state?.nextOffset ?? 0
         let writer = PartitionWriter(

@@ -257,29 +257,38 @@ struct LakeTests {
         #expect(refused.status != 0 && refused.stderr.contains("--log-segment-bytes must be at least 65536"), "\(refused.stderr)")
     }
 
-    @Test("a log that was replaced (or cut back) under a lake that had written further: the lake writes the new log's events instead of skipping them as written, and says so")
+    @Test("a log that was replaced (or cut back) under a lake that had written further: the lake writer refuses, loudly, and leaves the lake as it was; a new lake folder takes the new log")
     func logReplacedUnderTheLake() async throws {
         let directory = try TemporaryDirectory(prefix: "replaced")
         defer { withExtendedLifetime(directory) {} }
         let data = directory.appending("data").path
-        func run(_ prefix: String, count: Int) async throws -> String {
-            let server = try await PlayheadServer(dataDirectory: data, arguments: ["--flush-interval", "1"])
+        func post(_ server: PlayheadServer, _ prefix: String, count: Int) async throws {
             let events = (0..<count).map { Fixtures.event("\(prefix)-\($0)") }
             #expect(try await TestHTTP.postEvents(server, Fixtures.json(events)).status == 202)
-            #expect(await server.stop() == 0)
-            return server.process.stderr
         }
-        _ = try await run("first", count: 300)
+        let first = try await PlayheadServer(dataDirectory: data, arguments: ["--flush-interval", "1"])
+        try await post(first, "first", count: 10)
+        #expect(await first.stop() == 0)
         // The log goes (a new disk, a wrong --log, or the runbook's cut of a damaged segment); the
-        // lake's state says 300 records are written.
+        // lake's state says 10 records are written. Writing the new log's first 10 records would
+        // give a file the name of the one already there, in the same hour.
         try FileManager.default.removeItem(atPath: "\(data)/log")
-        let logged = try await run("second", count: 120)
-        #expect(logged.contains("the log ends before the lake's next offset"), "\(logged)")
+        // An empty log under a lake at offset 10: serve stops at once, with the reason.
+        let second = try await runCommand(
+            TestEnvironment.playheadExecutable, ["serve", "--data-dir", data, "--port", "0", "--flush-interval", "1"], timeout: .seconds(60))
+        #expect(second.status == 1, "the lake writer's refusal stops serve")
+        #expect(second.stderr.contains("the log was replaced or cut back under this lake"), "\(second.stderr.suffix(2000))")
         let lake = directory.appending("data/lake").path
-        let rows = try await duck(
-            "SELECT count(*) FILTER (WHERE event_id LIKE 'first-%'), count(*) FILTER (WHERE event_id LIKE 'second-%') FROM read_parquet('{lake}/events/**/*.parquet')",
-            lake: lake)
-        #expect(rows.first?[0] as? Int == 300 && rows.first?[1] as? Int == 120, "\(rows)")
+        let query = "SELECT count(*) FILTER (WHERE event_id LIKE 'first-%'), count(*) FILTER (WHERE event_id LIKE 'second-%') FROM read_parquet('{lake}/events/**/*.parquet')"
+        var rows = try await duck(query, lake: lake)
+        #expect(rows.first?[0] as? Int == 10 && rows.first?[1] as? Int == 0, "\(rows)")
+        // A new lake folder for the new log: its events are written there.
+        let newLake = directory.appending("new-lake").path
+        let third = try await PlayheadServer(dataDirectory: data, arguments: ["--flush-interval", "1", "--lake", "file:\(newLake)"])
+        try await post(third, "second", count: 10)
+        #expect(await third.stop() == 0)
+        rows = try await duck(query, lake: newLake)
+        #expect(rows.first?[0] as? Int == 0 && rows.first?[1] as? Int == 10, "\(rows)")
     }
 
     @Test("a damaged closed log segment: the lake writer writes the records before the damage, says at once that it cannot read further and counts a failure, retries, and the edge keeps accepting")
