@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import Metrics
 import NIOCore
@@ -473,13 +474,7 @@ struct LakeMetrics: Sendable {
         lastFlush = Gauge(label: "playhead_lake_last_flush_timestamp_seconds")
         // Until the first flush, the writer's start: "seconds since the last flush" is then the time
         // the writer has gone without one (0 read as 1970, and fired `LakeFlushFailing` at once).
-        lastFlush.record(Self.now())
-    }
-
-    private static func now() -> Double {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+        lastFlush.record(Date().timeIntervalSince1970)
     }
 
     func flushed(_ batch: EncodedBatch, duration: Duration) {
@@ -497,7 +492,7 @@ struct LakeMetrics: Sendable {
         rows.increment(by: batch.rows)
         if batch.duplicates > 0 { duplicates.increment(by: batch.duplicates) }
         flushDuration.recordNanoseconds(Int64(duration.components.seconds) * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
-        lastFlush.record(Self.now())
+        lastFlush.record(Date().timeIntervalSince1970)
     }
 
     func flushFailed() { failures.increment() }

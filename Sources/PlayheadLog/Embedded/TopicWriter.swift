@@ -473,19 +473,19 @@ final class DiskMonitor: @unchecked Sendable {
         self.minimumFreeBytes = minimumFreeBytes
     }
 
-    /// Refreshes the gauges only (a reader in another process than the log's writer: `store`,
-    /// `observe`).
-    func refreshGauges() {
-        guard let space = Files.diskSpace(directory) else { return }
+    /// Refreshes the gauges only (also for a reader in another process than the log's writer:
+    /// `store`, `observe`); returns the space found.
+    @discardableResult
+    func refreshGauges() -> (free: Int64, capacity: Int64)? {
+        guard let space = Files.diskSpace(directory) else { return nil }
         free.record(Double(space.free))
         capacity.record(Double(space.capacity))
+        return space
     }
 
     /// Refreshes the gauges; returns a `.full` error when free space is below the minimum.
     func checkBeforeWrite() -> LogError? {
-        guard let space = Files.diskSpace(directory) else { return nil }
-        free.record(Double(space.free))
-        capacity.record(Double(space.capacity))
+        guard let space = refreshGauges() else { return nil }
         let below = space.free < minimumFreeBytes
         lock.lock()
         belowMinimum = below
