@@ -9,7 +9,7 @@ extension LakeWriterConfiguration {
             compression: .zstd(level: Int(zstdLevel)),
             rowGroupRows: rowGroupRows,
             keyValueMetadata: ["playhead.lake.version": "1"],
-            createdBy: "playhead (parquet-swift)"
+            createdBy: PlayheadVersion.parquetCreatedBy
         )
     }
 }

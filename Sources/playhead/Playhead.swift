@@ -1,4 +1,5 @@
 import ArgumentParser
+import PlayheadEvents
 
 @main
 struct Playhead: AsyncParsableCommand {
@@ -10,6 +11,7 @@ struct Playhead: AsyncParsableCommand {
             ./data/log, the lake in ./data/lake). `ingest`, `store` and `observe` run each part alone, \
             for scaling out over Kafka and S3. See README.md and docs/.
             """,
+        version: PlayheadVersion.current,
         subcommands: [
             ServeCommand.self, IngestCommand.self, StoreCommand.self, ObserveCommand.self, ImportCommand.self,
             LoadgenCommand.self, LogCommand.self,

@@ -79,4 +79,34 @@ struct CLITests {
         #expect(imported.stderr.contains("it is a directory"), "\(imported.stderr)")
         #expect(!FileManager.default.fileExists(atPath: directory.appending("d2/lake/_playhead/imports").path), "no manifest for an import that never started")
     }
+
+    @Test("--version prints the release, and the lake's Parquet files name it in created_by as parquet-mr and Arrow parse it")
+    func versionInCLIAndFiles() async throws {
+        let version = try await runCommand(TestEnvironment.playheadExecutable, ["--version"])
+        #expect(version.status == 0, "\(version.stderr)")
+        let release = version.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(release.split(separator: ".").count == 3 && release.split(separator: ".").allSatisfy { Int($0) != nil }, "\(version.stdout)")
+        let directory = try TemporaryDirectory(prefix: "cli")
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        let file = directory.appending("one.ndjson").path
+        try (Fixtures.json(Fixtures.event("version-1")) + "\n").write(toFile: file, atomically: false, encoding: .utf8)
+        let imported = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--data-dir", directory.appending("d").path, file])
+        #expect(imported.status == 0, "\(imported.stderr)")
+        // parquet-mr's VersionParser pattern (Arrow and Trino parse the same form to know which writer made a file).
+        let parsed = try await runPython(
+            """
+            import glob, re, sys, pyarrow.parquet as pq
+            files = glob.glob(sys.argv[1] + '/**/*.parquet', recursive=True)
+            assert files, 'no files'
+            for f in files:
+                created = pq.ParquetFile(f).metadata.created_by
+                m = re.fullmatch(r'(.*?)\\s+version\\s*(?:([^(]*?)\\s*(?:\\(\\s*build\\s*([^)]*?)\\s*\\))?)?', created)
+                assert m, created
+                print(m.group(1), m.group(2))
+            """,
+            arguments: [directory.appending("d/lake").path]
+        )
+        let lines = Set(parsed.split(separator: "\n").map(String.init))
+        #expect(lines == ["playhead \(release)"], "\(parsed)")
+    }
 }
