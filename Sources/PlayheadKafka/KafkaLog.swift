@@ -183,7 +183,8 @@ public final class KafkaLog: LogBackend, Service, Sendable {
             // one that never subscribes and never commits.
             kafkaConsumer = try KafkaConsumer(
                 configuration: configuration.consumerConfiguration(
-                    group: group ?? "playhead-reader-\(UInt64.random(in: 0...UInt64.max))"
+                    group: group ?? "playhead-reader-\(UInt64.random(in: 0...UInt64.max))",
+                    partitionEnds: group == nil
                 ),
                 uncommittedStart: group == nil ? nil : 0,
                 logger: logger

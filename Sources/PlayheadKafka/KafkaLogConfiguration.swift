@@ -174,8 +174,9 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
     }
 
     /// librdkafka properties of a consumer in `group` (or a group-less reader): manual commits,
-    /// from the earliest record when the group has no committed offset.
-    public func consumerConfiguration(group: String?) -> [String: String] {
+    /// from the earliest record when the group has no committed offset. `partitionEnds` turns on
+    /// end-of-partition events (a reader's, so that `log dump` knows where each partition ends).
+    public func consumerConfiguration(group: String?, partitionEnds: Bool = false) -> [String: String] {
         let session = sessionTimeoutMilliseconds
         var properties: [String: String] = [
             "bootstrap.servers": bootstrapServers,
@@ -191,6 +192,7 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
             "socket.keepalive.enable": "true",
         ]
         if let group { properties["group.id"] = group }
+        if partitionEnds { properties["enable.partition.eof"] = "true" }
         properties.merge(commonProperties) { _, new in new }
         properties.merge(consumerProperties) { _, new in new }
         return properties

@@ -25,6 +25,12 @@ public final class KafkaLogConsumer: LogConsumer, Sendable {
         /// A reader's starting offsets asked for with `seek` before its first poll assigned it
         /// its partitions (`playhead log dump --offset`).
         var startAt: [Int32: Int64] = [:]
+        /// A reader's partitions, once assigned.
+        var partitionCount = 0
+        /// A reader's next offset to return, per partition, from the records it returned.
+        var next: [Int32: Int64] = [:]
+        /// Where each partition ended when the reader last reached its end (end-of-partition events).
+        var ends: [Int32: Int64] = [:]
     }
 
     init(log: KafkaLog, topic: LogTopic, kafkaTopic: String, group: String?, consumer: KafkaConsumer) {
@@ -64,6 +70,7 @@ public final class KafkaLogConsumer: LogConsumer, Sendable {
                         KafkaTopicPartition(topic: kafkaTopic, partition: Int32($0), offset: startAt[Int32($0)] ?? KafkaOffset.beginning)
                     }
                 )
+                state.withLock { $0.partitionCount = count }
             }
         } catch let error as RdKafkaError {
             throw LogError(kafka: error, context: "start consumer of \(kafkaTopic)")
@@ -102,6 +109,12 @@ public final class KafkaLogConsumer: LogConsumer, Sendable {
         }
         for error in result.errors {
             log.logger.warning("Kafka consumer \(metricLabel) of \(kafkaTopic): \(error)")
+        }
+        if group == nil {
+            state.withLock { state in
+                for batch in poll.batches { state.next[batch.partition] = batch.nextOffset }
+                for end in result.ends where end.topic == kafkaTopic { state.ends[end.partition] = end.offset }
+            }
         }
         if !poll.revoked.isEmpty || !poll.assigned.isEmpty {
             state.withLock { state in
@@ -191,6 +204,26 @@ public final class KafkaLogConsumer: LogConsumer, Sendable {
     /// lake look ahead of its log. The cached high watermark is no better at assignment: it may be
     /// older than what another member of the group has written since.
     public func endOffset(partition: Int32) async -> Int64? { nil }
+
+    /// For a reader: every partition has reported its end (an end-of-partition event) at or after
+    /// the next offset to return, or was started (`seek`) at or past the high watermark of the last
+    /// fetch response (a broker may answer such a fetch with no records and no error, and then no
+    /// end event comes). A group member: `false` (nothing uses it).
+    public func caughtUp() async -> Bool {
+        guard group == nil else { return false }
+        let (count, next, ends) = state.withLock { state in
+            (state.partitionCount, state.next.merging(state.startAt) { delivered, _ in delivered }, state.ends)
+        }
+        guard count > 0 else { return false }
+        for partition in 0..<Int32(count) {
+            if let end = ends[partition], end >= next[partition] ?? 0 { continue }
+            guard let position = next[partition],
+                let cached = try? await consumer.watermarks(topic: kafkaTopic, partition: partition, cached: true),
+                cached.high >= 0, position >= cached.high
+            else { return false }
+        }
+        return true
+    }
 
     public func close() async {
         let first = state.withLock { state -> Bool in

@@ -176,6 +176,10 @@ public protocol LogConsumer: Sendable {
     /// The offset the next record appended to `partition` will get (the log's end), when known.
     func endOffset(partition: Int32) async -> Int64?
 
+    /// Whether this consumer has returned every record up to the end of every partition it reads,
+    /// as far as the log has told it: where `playhead log dump` stops. `false` until it knows.
+    func caughtUp() async -> Bool
+
     /// Leaves the group and releases resources.
     func close() async
 }

@@ -247,6 +247,8 @@ public final class ContentMetricsConsumer: Service, Sendable {
             } catch {
                 if Task.isCancelled || Task.isShuttingDownGracefully { break }
                 logger.error("poll failed; retrying in 1 s", metadata: ["error": "\(error)"])
+                // The lag keeps growing while the log cannot be read (a damaged record): it must show.
+                await recordLag(consumer, processed: processed, committed: committed)
                 try? await Task.sleep(for: .seconds(1))
                 continue
             }
@@ -292,13 +294,7 @@ public final class ContentMetricsConsumer: Service, Sendable {
                     logger.warning("records that could not be decoded were skipped", metadata: ["count": "\(undecodable)"])
                     undecodable = 0
                 }
-                if let lag = await consumer.lag() {
-                    // The backend counts from the committed offsets; subtract what is read but not committed yet.
-                    let uncommitted = processed.reduce(Int64(0)) { sum, entry in
-                        sum + max(0, entry.value - (committed[entry.key] ?? entry.value))
-                    }
-                    instruments.lag.record(max(0, lag - uncommitted))
-                }
+                await recordLag(consumer, processed: processed, committed: committed)
             }
             // Publishing walks every series (up to a few thousand with the breakdowns): at most every
             // `publishInterval`, not after each poll, which under single-event load returns a few
@@ -318,6 +314,15 @@ public final class ContentMetricsConsumer: Service, Sendable {
         await commit(consumer, processed: processed, committed: &committed)
         await consumer.close()
         logger.info("content metrics consumer stopped", metadata: ["group": "\(group)"])
+    }
+
+    private func recordLag(_ consumer: any LogConsumer, processed: [Int32: Int64], committed: [Int32: Int64]) async {
+        guard let lag = await consumer.lag() else { return }
+        // The backend counts from the committed offsets; subtract what is read but not committed yet.
+        let uncommitted = processed.reduce(Int64(0)) { sum, entry in
+            sum + max(0, entry.value - (committed[entry.key] ?? entry.value))
+        }
+        instruments.lag.record(max(0, lag - uncommitted))
     }
 
     private func commit(_ consumer: any LogConsumer, processed: [Int32: Int64], committed: inout [Int32: Int64]) async {

@@ -40,6 +40,9 @@ public struct KafkaConsumerPoll: Sendable {
     public var revoked: [KafkaTopicPartition] = []
     /// Non-fatal errors reported by the consumer meanwhile (an unknown topic, a broker down).
     public var errors: [RdKafkaError] = []
+    /// Partitions whose end the consumer reached during this poll, each with the offset of that end
+    /// (the next message's), when `enable.partition.eof` is on.
+    public var ends: [KafkaTopicPartition] = []
 
     public var messageCount: Int { batches.reduce(0) { $0 + $1.count } }
 }
@@ -443,7 +446,7 @@ final class ConsumerCallbacks: ClientCallbacks, @unchecked Sendable {
         var count = pending.messageCount
         var fatal: RdKafkaError?
         while count < maxMessages {
-            let hasNews = count > 0 || !pending.assigned.isEmpty || !pending.revoked.isEmpty
+            let hasNews = count > 0 || !pending.assigned.isEmpty || !pending.revoked.isEmpty || !pending.ends.isEmpty
             let left = ContinuousClock.now.duration(to: deadline)
             let wait: Int32 = hasNews ? 0 : min(100, milliseconds(left))
             guard let message = rd_kafka_consumer_poll(handle, wait) else {
@@ -463,7 +466,10 @@ final class ConsumerCallbacks: ClientCallbacks, @unchecked Sendable {
                         count += 1
                     }
                 }
-            } else if err != RD_KAFKA_RESP_ERR__PARTITION_EOF {
+            } else if err == RD_KAFKA_RESP_ERR__PARTITION_EOF {
+                let topic = message.pointee.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
+                pending.ends.append(KafkaTopicPartition(topic: topic, partition: message.pointee.partition, offset: message.pointee.offset))
+            } else {
                 var text = String(cString: rd_kafka_err2str(err))
                 if let payload = message.pointee.payload, message.pointee.len > 0 {
                     text = String(

@@ -22,7 +22,10 @@ struct LogDumpCommand: AsyncParsableCommand {
             Safe while a server writes to the same log: it reads what is durable and commits nothing. \
             Accepted events print as the event's fields plus received_at and the log position \
             (_partition, _offset); rejected ones as received_at, index, reason, field, message, event_id \
-            and the raw bytes that were sent.
+            and the raw bytes that were sent. Without --follow it stops at the end of the log (on Kafka, \
+            once every partition has reported its end); a log that shows neither records nor its end for \
+            15 s (a broker that cannot be reached) is an error, exit status 1. A record that cannot be \
+            read (a damaged segment) ends the dump with an error, after the records before it.
             """
     )
 
@@ -70,42 +73,55 @@ struct LogDumpCommand: AsyncParsableCommand {
         var line: [UInt8] = []
         var output: [UInt8] = []
         output.reserveCapacity(1 << 20)
-        var idlePolls = 0
-        loop: while limit.map({ printed < $0 }) ?? true {
-            let poll = try await consumer.poll(maxRecords: 10_000, timeout: .milliseconds(follow ? 1000 : 300))
-            if poll.batches.isEmpty {
-                idlePolls += 1
-                if !follow && idlePolls >= 2 { break }
-                continue
-            }
-            idlePolls = 0
-            for batch in poll.batches {
-                if let start, batch.partition != start.partition { continue }
-                var stop = false
-                try batch.forEachRecord { offset, value in
-                    guard !stop, offset >= start?.offset ?? 0 else { return }
-                    line.removeAll(keepingCapacity: true)
-                    if rejected {
-                        try RejectedRecordView(value).appendJSON(to: &line)
-                    } else {
-                        try EventRecordView(value).appendJSON(to: &line)
+        // Without --follow the dump ends where the log ends (for Kafka, where every partition reported
+        // its end); a log that shows neither records nor its end for this long is an error.
+        let patience = Duration.seconds(15)
+        var lastProgress = ContinuousClock.now
+        do {
+            loop: while limit.map({ printed < $0 }) ?? true {
+                let poll = try await consumer.poll(maxRecords: 10_000, timeout: .milliseconds(follow ? 1000 : 300))
+                if !poll.batches.isEmpty { lastProgress = .now }
+                for batch in poll.batches {
+                    if let start, batch.partition != start.partition { continue }
+                    var stop = false
+                    try batch.forEachRecord { offset, value in
+                        guard !stop, offset >= start?.offset ?? 0 else { return }
+                        line.removeAll(keepingCapacity: true)
+                        if rejected {
+                            try RejectedRecordView(value).appendJSON(to: &line)
+                        } else {
+                            try EventRecordView(value).appendJSON(to: &line)
+                        }
+                        // Add the log position as the last fields of the object.
+                        if line.last == UInt8(ascii: "}") {
+                            line.removeLast()
+                            line.append(contentsOf: Array(#","_partition":\#(batch.partition),"_offset":\#(offset)}"#.utf8))
+                        }
+                        output.append(contentsOf: line)
+                        output.append(UInt8(ascii: "\n"))
+                        printed += 1
+                        if let limit, printed >= limit { stop = true }
                     }
-                    // Add the log position as the last fields of the object.
-                    if line.last == UInt8(ascii: "}") {
-                        line.removeLast()
-                        line.append(contentsOf: Array(#","_partition":\#(batch.partition),"_offset":\#(offset)}"#.utf8))
+                    if output.count >= 1 << 20 || follow {
+                        FileHandle.standardOutput.write(Data(output))
+                        output.removeAll(keepingCapacity: true)
                     }
-                    output.append(contentsOf: line)
-                    output.append(UInt8(ascii: "\n"))
-                    printed += 1
-                    if let limit, printed >= limit { stop = true }
+                    if stop { break loop }
                 }
-                if output.count >= 1 << 20 || follow {
-                    FileHandle.standardOutput.write(Data(output))
-                    output.removeAll(keepingCapacity: true)
+                if follow { continue }
+                if await consumer.caughtUp() { break }
+                if lastProgress.duration(to: .now) > patience {
+                    FileHandle.standardError.write(Data(
+                        "Error: \(log.backend.displayName): no records and no end of the log in \(patience) (is the broker reachable?)\n".utf8
+                    ))
+                    throw ExitCode.failure
                 }
-                if stop { break loop }
             }
+        } catch {
+            // What was read before the error is printed: with a damaged record, the records before it.
+            FileHandle.standardOutput.write(Data(output))
+            await consumer.close()
+            throw error
         }
         FileHandle.standardOutput.write(Data(output))
         await consumer.close()

@@ -152,6 +152,20 @@ struct KafkaPipelineTests {
         #expect(TestHTTP.metricTotal(observeText, "playhead_breakdown_plays_started_total") == TestHTTP.metricTotal(observeText, "playhead_plays_started_total"))
         #expect(TestHTTP.metricTotal(observeText, "playhead_plays_started_total") > 0)
 
+        // `log dump` of the Kafka topic prints every event and stops at the end of every partition;
+        // a broker that cannot be reached is an error, not an empty dump.
+        async let unreachable = runCommand(TestEnvironment.playheadExecutable, ["log", "dump", "--log", "kafka://127.0.0.1:1/e2e-events"])
+        for round in 1...2 {
+            let dump = try await runCommand(TestEnvironment.playheadExecutable, ["log", "dump", "--log", log], timeout: .seconds(120))
+            let dumped = dump.stdout.split(separator: "\n").compactMap {
+                ((try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any])?["event_id"] as? String
+            }
+            #expect(dump.status == 0, "dump \(round): \(dump.stderr)")
+            #expect(Double(dumped.count) == accepted && acknowledged.isSubset(of: Set(dumped)), "dump \(round): \(dumped.count) records, accepted \(accepted)")
+        }
+        let refused = try await unreachable
+        #expect(refused.status == 1 && refused.stderr.contains("no records and no end of the log"), "\(refused.status) \(refused.stderr)")
+
         let topics = try await runPython(
             """
             import sys

@@ -312,12 +312,25 @@ struct LakeTests {
         try damaged.write(contentsOf: [byte ^ 0xFF])
         try damaged.close()
 
+        // `log dump` prints every record before the damage, then fails.
+        let dump = try await runCommand(TestEnvironment.playheadExecutable, ["log", "dump", "--data-dir", data])
+        let dumped = dump.stdout.split(separator: "\n").map { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] }
+        #expect(dump.status == 1 && dump.stderr.contains("Error"), "\(dump.status) \(dump.stderr)")
+        #expect(dumped.count >= Int(segments[1].prefix(20)) ?? .max, "\(dumped.count) records before the damage in \(segments)")
+        #expect(dumped.enumerated().allSatisfy { $0.element?["_offset"] as? Int == $0.offset })
+
         let server = try await PlayheadServer(dataDirectory: data, arguments: ["--flush-interval", "1"])
         try await eventually(timeout: .seconds(20), "the lake writer reports the damage") {
             server.process.stderr.contains("lake writer: cannot read the log; retrying")
         }
         let metrics = try await TestHTTP.request("\(server.baseURL)/metrics").text
         #expect(TestHTTP.metricTotal(metrics, "playhead_lake_flush_failures_total") >= 1, "\(metrics)")
+        // The metrics consumer is stuck at the damage too: its lag shows it.
+        try await eventually(timeout: .seconds(10), "the metrics consumer's lag shows the records it cannot read") {
+            let text = (try? await TestHTTP.request("\(server.baseURL)/metrics").text) ?? ""
+            let line = text.split(separator: "\n").first { $0.hasPrefix(#"playhead_consumer_lag_events{consumer="metrics"}"#) }
+            return (line.flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0) > 0
+        }
         #expect(try await TestHTTP.postEvents(server, Fixtures.json(Fixtures.event("after-damage"))).status == 202)
         // The records of the first segment, before the damage, are in the lake.
         let lake = directory.appending("data/lake").path

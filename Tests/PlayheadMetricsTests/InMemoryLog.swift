@@ -117,6 +117,11 @@ final class InMemoryLog: LogBackend, Sendable {
             Int64(log.state.withLock { $0.topics[topic]?.count ?? 0 })
         }
 
+        func caughtUp() async -> Bool {
+            let end = log.state.withLock { $0.topics[topic]?.count ?? 0 }
+            return position.withLock { Int($0.next) >= end }
+        }
+
         func close() async {}
     }
 }

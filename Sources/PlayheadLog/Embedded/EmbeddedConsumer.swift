@@ -155,6 +155,10 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
         return try? await onQueue { self.topic.endOffset(maxRecordBytes: self.configuration.maxRecordBytes) }
     }
 
+    func caughtUp() async -> Bool {
+        (try? await onQueue { self.nextOffset >= self.topic.endOffset(maxRecordBytes: self.configuration.maxRecordBytes) }) ?? false
+    }
+
     func close() async {
         _ = try? await onQueue {
             self.closed = true
