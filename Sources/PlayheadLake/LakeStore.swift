@@ -17,6 +17,14 @@ public protocol LakeStore: Sendable {
     func list(prefix: String) async throws -> [String]
     /// Removes `path`; no error when it is absent.
     func delete(_ path: String) async throws
+    /// Checks, once at start, what no retry can mend (an S3 bucket that does not exist, credentials
+    /// that are refused), and throws a ``LakeError`` that says what to do. A store that cannot be
+    /// reached now is not an error here: writes retry.
+    func preflight() async throws
+}
+
+extension LakeStore {
+    public func preflight() async throws {}
 }
 
 /// An error of a lake store, with the path and the cause.

@@ -19,6 +19,31 @@ public final class S3LakeStore: LakeStore {
 
     public var displayName: String { prefix.isEmpty ? "s3://\(bucket)" : "s3://\(bucket)/\(prefix)" }
 
+    /// Lists one key under the prefix (ListObjectsV2, which the writer needs anyway): a bucket that
+    /// does not exist, or credentials the store refuses, stop the command at start with what to do.
+    public func preflight() async throws {
+        do {
+            _ = try await client.listObjects(bucket: bucket, prefix: prefix, maxKeys: 1)
+        } catch let error as S3Error {
+            let endpoint = client.configuration.endpoint
+            switch error.code {
+            case .noSuchBucket:
+                throw LakeError(
+                    .io,
+                    "the bucket '\(bucket)' does not exist at \(endpoint); Playhead does not create buckets: create it first (for example `aws s3 mb s3://\(bucket) --endpoint-url \(endpoint)`)"
+                )
+            case .accessDenied, .signatureDoesNotMatch, .invalidAccessKeyId:
+                throw LakeError(
+                    .io,
+                    "\(endpoint) refused to list s3://\(bucket)/\(prefix) (\(error.code)): check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and the policy (docs/s3.md lists the actions the writer needs)"
+                )
+            default:
+                // Unreachable or failing now: the writer retries, and says so.
+                return
+            }
+        }
+    }
+
     private func key(_ path: String) -> String { prefix.isEmpty ? path : "\(prefix)/\(path)" }
 
     public func put(_ path: String, _ bytes: [UInt8]) async throws {

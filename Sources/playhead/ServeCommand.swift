@@ -33,7 +33,7 @@ struct ServeCommand: AsyncParsableCommand {
         let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger)
         let lakePool = NIOThreadPool(numberOfThreads: 2)
         lakePool.start()
-        let store = try lake.openLake(dataDir: storage.dataDir, threadPool: lakePool, logger: Logger(label: "playhead.lake"))
+        let store = try await lake.openLake(dataDir: storage.dataDir, threadPool: lakePool, logger: Logger(label: "playhead.lake"))
         let writer = parts.lakeWriter(store: store, flush: flush, threadPool: lakePool)
         let content = parts.contentMetrics()
         let edge = try parts.ingestServer(options: ingest, routes: telemetry.routes + content.routes)

@@ -29,11 +29,14 @@ extension FlushOptions {
 }
 
 extension LakeLocationOptions {
-    /// The lake's store; `threadPool` runs a folder lake's blocking file calls.
-    func openLake(dataDir: String, threadPool: NIOThreadPool, logger: Logger) throws -> any LakeStore {
+    /// The lake's store, checked (``LakeStore/preflight()``: an S3 bucket that exists, credentials the
+    /// store accepts); `threadPool` runs a folder lake's blocking file calls.
+    func openLake(dataDir: String, threadPool: NIOThreadPool, logger: Logger) async throws -> any LakeStore {
         do {
-            return try LakeLocation(parsing: lakeLocation(dataDir: dataDir))
+            let store = try LakeLocation(parsing: lakeLocation(dataDir: dataDir))
                 .openStore(s3Endpoint: s3Endpoint, s3Region: s3Region, threadPool: threadPool, logger: logger)
+            try await store.preflight()
+            return store
         } catch let error as LakeError where error.code == .invalidLocation {
             throw ValidationError("--lake: \(error.message)")
         } catch let error as LakeError {
@@ -120,7 +123,7 @@ struct StoreCommand: AsyncParsableCommand {
         let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger)
         let threadPool = NIOThreadPool(numberOfThreads: 2)
         threadPool.start()
-        let store = try lake.openLake(dataDir: storage.dataDir, threadPool: threadPool, logger: Logger(label: "playhead.lake"))
+        let store = try await lake.openLake(dataDir: storage.dataDir, threadPool: threadPool, logger: Logger(label: "playhead.lake"))
         let writer = parts.lakeWriter(store: store, flush: flush, threadPool: threadPool)
         let server = parts.plainServer(options: http, routes: telemetry.routes)
         try await parts.run(services: [log.service] + telemetry.services + [writer, server], threadPools: [threadPool], logger: logger)
@@ -221,7 +224,7 @@ struct ImportCommand: AsyncParsableCommand {
     }
 
     private func importFiles(threadPool: NIOThreadPool, ioPool: NIOThreadPool, logger: Logger) async throws {
-        let store = try lake.openLake(dataDir: data.dataDir, threadPool: ioPool, logger: Logger(label: "playhead.lake"))
+        let store = try await lake.openLake(dataDir: data.dataDir, threadPool: ioPool, logger: Logger(label: "playhead.lake"))
         var configuration = LakeWriterConfiguration()
         configuration.flushEvents = batchEvents
         configuration.dedupWindow = dedupWindow

@@ -571,6 +571,19 @@ struct S3LakeTests {
         let environment = [
             "AWS_ACCESS_KEY_ID": accessKey, "AWS_SECRET_ACCESS_KEY": secretKey, "AWS_REGION": "us-east-1",
         ]
+        let directory = try TemporaryDirectory(prefix: "s3-lake")
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        // What no retry mends stops serve at start, saying what to do: a bucket that does not exist
+        // (Playhead does not create buckets), then credentials the store refuses.
+        func serveOnce(_ environment: [String: String]) async throws -> CommandResult {
+            try await runCommand(
+                TestEnvironment.playheadExecutable,
+                ["serve", "--port", "0", "--data-dir", directory.appending("refused").path,
+                 "--lake", "s3://lake/analytics", "--s3-endpoint", s3.endpoint],
+                environment: environment, timeout: .seconds(60))
+        }
+        let noBucket = try await serveOnce(environment)
+        #expect(noBucket.status == 1 && noBucket.stderr.contains("the bucket 'lake' does not exist at \(s3.endpoint)"), "\(noBucket.stderr)")
         try await runPython(
             """
             import boto3, sys
@@ -579,8 +592,10 @@ struct S3LakeTests {
             """,
             arguments: [s3.endpoint, accessKey, secretKey]
         )
-        let directory = try TemporaryDirectory(prefix: "s3-lake")
-        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        var wrongSecret = environment
+        wrongSecret["AWS_SECRET_ACCESS_KEY"] = "not-the-secret"
+        let refused = try await serveOnce(wrongSecret)
+        #expect(refused.status == 1 && refused.stderr.contains("refused to list s3://lake/analytics (SignatureDoesNotMatch)"), "\(refused.stderr)")
         let server = try await PlayheadServer(
             dataDirectory: directory.appending("data").path,
             arguments: ["--lake", "s3://lake/analytics", "--s3-endpoint", s3.endpoint, "--flush-interval", "1"],
