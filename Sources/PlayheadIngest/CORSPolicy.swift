@@ -8,7 +8,8 @@ import NIOHTTP1
 struct CORSPolicy: Sendable {
     let allowsEveryOrigin: Bool
     let allowedOrigins: Set<String>
-    static let allowedMethods = "POST, GET, OPTIONS"
+    /// What a page of another origin may send: events (`POST /v1/events`) and their preflight.
+    static let allowedMethods = "POST, OPTIONS"
     static let allowedHeaders: Set<String> = ["content-type", "content-encoding", "authorization", "x-requested-with"]
     static let maxAgeSeconds = 600
 

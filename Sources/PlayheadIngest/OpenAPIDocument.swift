@@ -6,7 +6,7 @@ enum OpenAPIDocument {
  "info": {
   "title": "Playhead ingest API",
   "version": "1.0",
-  "description": "Media apps (web, iOS, Android, TV) send playback events here. A `202` means the accepted events\nare durable: fsynced to the embedded log, or acknowledged by every in-sync Kafka replica.\nRejected events are kept, byte for byte, in the dead-letter stream (`<lake>/rejected/`).\n\nOn every path: a path the server does not serve gets `404` `not_found`; a method a path does not\nserve gets `405` `method_not_allowed` with an `Allow` header listing the methods it does\n(`Allow: POST, OPTIONS` on `/v1/events`). `HEAD` is answered like `GET`. `OPTIONS` is a CORS\npreflight on any path (see `OPTIONS /v1/events`), but only the answers of `/v1/events` carry CORS\nheaders: the read-only routes cannot be read by a page of another origin. Both errors use the\n`Error` schema.\n",
+  "description": "Media apps (web, iOS, Android, TV) send playback events here. A `202` means the accepted events\nare durable: fsynced to the embedded log, or acknowledged by every in-sync Kafka replica.\nRejected events are kept, byte for byte, in the dead-letter stream (`<lake>/rejected/`).\n\nOn every path: a path the server does not serve gets `404` `not_found`; a method a path does not\nserve gets `405` `method_not_allowed` with an `Allow` header listing the methods it does\n(`Allow: POST, OPTIONS` on `/v1/events`). `HEAD` is answered like `GET`. `OPTIONS` is a CORS\npreflight on `/v1/events` only (see `OPTIONS /v1/events`), and only the answers of `/v1/events`\ncarry CORS headers: the read-only routes cannot be read by a page of another origin. On the\nother paths `OPTIONS` answers `204` with an `Allow` header and no CORS headers. Both errors use\nthe `Error` schema.\n",
   "license": {
    "name": "Apache-2.0"
   }
@@ -294,10 +294,52 @@ enum OpenAPIDocument {
      },
      "503": {
       "description": "Not ready, with the reason.",
+      "headers": {
+       "Retry-After": {
+        "description": "Seconds to wait before asking again.",
+        "schema": {
+         "type": "integer"
+        }
+       }
+      },
       "content": {
        "application/json": {
         "schema": {
          "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     }
+    }
+   }
+  },
+  "/": {
+   "get": {
+    "summary": "The live page (serve and observe), one HTML page with no external assets that fetches /live.json every second (docs/live-page.md).",
+    "responses": {
+     "200": {
+      "description": "The page.",
+      "content": {
+       "text/html": {
+        "schema": {
+         "type": "string"
+        }
+       }
+      }
+     }
+    }
+   }
+  },
+  "/live.json": {
+   "get": {
+    "summary": "The live page's figures (serve and observe), the latest values and their recent series (docs/live-page.md).",
+    "responses": {
+     "200": {
+      "description": "The figures.",
+      "content": {
+       "application/json": {
+        "schema": {
+         "type": "object"
         }
        }
       }

@@ -70,10 +70,10 @@ struct Router: Sendable {
 
     /// The answer to a complete request.
     func respond(to request: HTTPRequest, on eventLoop: any EventLoop) -> EventLoopFuture<HTTPResponse> {
-        if request.head.method == .OPTIONS {
-            return eventLoop.makeSucceededFuture(cors.preflight(request))
-        }
         if request.path == EventsEndpoint.path, let events {
+            if request.head.method == .OPTIONS {
+                return eventLoop.makeSucceededFuture(cors.preflight(request))
+            }
             guard request.head.method == .POST else {
                 return eventLoop.makeSucceededFuture(methodNotAllowed(request, allow: "POST, OPTIONS"))
             }
@@ -85,10 +85,13 @@ struct Router: Sendable {
             )
         }
         let method = request.head.method == .HEAD ? HTTPMethod.GET : request.head.method
+        // HEAD is answered wherever GET is (RFC 9110 §9.3.2), so it is listed too.
+        let allow = (Array(byMethod.keys) + (byMethod["GET"] == nil ? [] : ["HEAD"]) + ["OPTIONS"]).sorted().joined(separator: ", ")
+        if method == .OPTIONS {
+            // Not a CORS preflight: only /v1/events is offered to other origins. The methods, as RFC 9110 §9.3.7 has it.
+            return eventLoop.makeSucceededFuture(HTTPResponse(status: .noContent, headers: ["Allow": allow, "Content-Length": "0"]))
+        }
         guard let route = byMethod[method.rawValue] else {
-            // HEAD is answered wherever GET is (RFC 9110 §9.3.2), so it is listed too.
-            let methods = Array(byMethod.keys) + (byMethod["GET"] == nil ? [] : ["HEAD"]) + ["OPTIONS"]
-            let allow = methods.sorted().joined(separator: ", ")
             return eventLoop.makeSucceededFuture(methodNotAllowed(request, allow: allow))
         }
         return eventLoop.makeSucceededFuture(route.handler(request))

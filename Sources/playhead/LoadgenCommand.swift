@@ -19,21 +19,21 @@ struct LoadgenCommand: AsyncParsableCommand {
     )
 
     @Option(name: .long, help: "The server's address.") var host: String = "127.0.0.1"
-    @Option(name: .long, help: "The server's port.") var port: Int = 8080
-    @Option(name: .long, help: "Concurrent keep-alive connections.") var connections: Int = 64
-    @Option(name: .long, help: "Target events per second over all connections. Default: as fast as acknowledgements come.") var rate: Double?
-    @Option(name: .long, help: "Seconds to run.") var duration: Double = 10
-    @Option(name: .long, help: "Stop once this many events are sent; requests stay whole, so a last batch may send up to --batch - 1 more (with --output: exactly how many to write; default there 1,000,000).") var events: Int?
-    @Option(name: .long, help: "Events per request (1 sends a single JSON object).") var batch: Int = 1
+    @Option(name: .long, parsing: .unconditional, help: "The server's port.") var port: Int = 8080
+    @Option(name: .long, parsing: .unconditional, help: "Concurrent keep-alive connections.") var connections: Int = 64
+    @Option(name: .long, parsing: .unconditional, help: "Target events per second over all connections. Default: as fast as acknowledgements come.") var rate: Double?
+    @Option(name: .long, parsing: .unconditional, help: "Seconds to run.") var duration: Double = 10
+    @Option(name: .long, parsing: .unconditional, help: "Stop once this many events are sent; requests stay whole, so a last batch may send up to --batch - 1 more. Default: no limit (--duration ends the run). With --output: exactly how many to write; default there 1,000,000.") var events: Int?
+    @Option(name: .long, parsing: .unconditional, help: "Events per request (1 sends a single JSON object).") var batch: Int = 1
     @Option(name: .long, help: "Body format of batches: json (an array) or ndjson.") var format: BodyFormat = .json
     @Flag(name: .long, help: "Compress every body with gzip (Content-Encoding: gzip), as mobile SDKs do for batches. Default: off.") var gzip = false
     @Option(name: .long, help: "A write key, sent as Authorization: Bearer <key>. Default: none (no Authorization header).") var writeKey: String?
-    @Option(name: .long, help: "Seed of the session generator (the same seed gives the same events).") var seed: UInt64 = 1
-    @Option(name: .long, help: "Concurrent sessions simulated by the generator.") var sessions: Int = 10_000
-    @Option(name: .long, help: "Event-loop threads of the generator.") var threads: Int = 1
+    @Option(name: .long, parsing: .unconditional, help: "Seed of the session generator: the same seed gives the same sessions and events, apart from their timestamps, which start at the current time.") var seed: UInt64 = 1
+    @Option(name: .long, parsing: .unconditional, help: "Concurrent sessions simulated by the generator.") var sessions: Int = 10_000
+    @Option(name: .long, parsing: .unconditional, help: "Event-loop threads of the generator.") var threads: Int = 1
     @Option(name: .long, help: "Write the generated events to this NDJSON file instead of sending them. Default: none, send them.") var output: String?
     @Option(name: .long, help: "Write the event_id of every acknowledged event to this file, one per line (for exactly-once checks). Default: none.") var acknowledgedIds: String?
-    @Option(name: .long, help: "Make this many requests per connection up front and send them in turn, again and again, so that generating events costs no CPU during the run (for benchmarks of the server; events repeat, so not for exactly-once checks). Default: every request is generated as it is sent.") var replay: Int?
+    @Option(name: .long, parsing: .unconditional, help: "Make this many requests per connection up front and send them in turn, again and again, so that generating events costs no CPU during the run (for benchmarks of the server; events repeat, so not for exactly-once checks). Default: every request is generated as it is sent.") var replay: Int?
     @Flag(name: .long, help: "Print the report as one JSON object.") var json = false
 
     enum BodyFormat: String, ExpressibleByArgument, CaseIterable { case json, ndjson }
@@ -43,6 +43,13 @@ struct LoadgenCommand: AsyncParsableCommand {
         guard connections >= 1 else { throw ValidationError("--connections must be at least 1") }
         guard duration > 0 else { throw ValidationError("--duration must be positive") }
         if let rate, rate <= 0 { throw ValidationError("--rate must be positive") }
+        if output != nil {
+            // Flags about sending would be ignored: say so rather than write something else.
+            let sendingOnly = [("--gzip", gzip), ("--json", json), ("--rate", rate != nil), ("--replay", replay != nil), ("--acknowledged-ids", acknowledgedIds != nil)]
+            if let flag = sendingOnly.first(where: { $0.1 })?.0 {
+                throw ValidationError("\(flag) applies to sending events; with --output the events are written as plain NDJSON")
+            }
+        }
         if let replay {
             guard replay >= 1 else { throw ValidationError("--replay must be at least 1") }
             guard acknowledgedIds == nil else {
@@ -107,7 +114,9 @@ struct LoadgenCommand: AsyncParsableCommand {
     static func openForWriting(_ path: String) throws -> FileHandle {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
-            throw ValidationError("cannot open \(path) for writing: \(String(cString: strerror(errno)))")
+            // Not a usage mistake: an error, exit status 1, without the usage text.
+            FileHandle.standardError.write(Data("Error: cannot open \(path) for writing: \(String(cString: strerror(errno)))\n".utf8))
+            throw ExitCode.failure
         }
         return FileHandle(fileDescriptor: fd, closeOnDealloc: true)
     }

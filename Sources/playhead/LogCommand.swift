@@ -34,13 +34,13 @@ struct LogDumpCommand: AsyncParsableCommand {
     @Option(name: .long, help: "The topic to print: events (accepted events) or rejected.")
     var topic: String = "events"
 
-    @Option(name: .long, help: "Print at most this many records. Default: all.")
+    @Option(name: .long, parsing: .unconditional, help: "Print at most this many records. Default: all.")
     var limit: Int?
 
-    @Option(name: .long, help: "Start at this offset (the _offset field) of --partition, and print only that partition. Default: every record from the earliest kept.")
+    @Option(name: .long, parsing: .unconditional, help: "Start at this offset (the _offset field) of --partition, and print only that partition. Default: every record from the earliest kept.")
     var offset: Int64?
 
-    @Option(name: .long, help: "The partition --offset applies to: 0 for the embedded log, which has one; 0 to N-1 for a Kafka topic of N. (default: 0)")
+    @Option(name: .long, parsing: .unconditional, help: "The partition --offset applies to: 0 for the embedded log, which has one; 0 to N-1 for a Kafka topic of N. (default: 0)")
     var partition: Int32?
 
     @Flag(name: .long, help: "Keep waiting for new records instead of stopping at the end of the log.")

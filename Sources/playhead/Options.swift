@@ -6,28 +6,35 @@ import PlayheadLog
 
 /// Where the log lives: `--data-dir` and `--log`, for every command that reads or writes the log.
 struct LogLocationOptions: ParsableArguments {
-    @Option(name: .long, help: "The data directory of the embedded defaults: the log in <data-dir>/log, the lake in <data-dir>/lake.")
+    @Option(name: .long, help: "The data directory of the embedded defaults: the log in <data-dir>/log (and, for the commands that write the lake, the lake in <data-dir>/lake).")
     var dataDir: String = "./data"
 
     @Option(name: .long, help: "The log: 'file:<dir>' for the embedded log, or 'kafka://host:port[,host:port][/topic][?key=value...]' (events go to <topic>, rejected input to <topic>.rejected; default topics playhead.events and playhead.rejected; docs/kafka.md). Default: file:<data-dir>/log.")
     var log: String?
 
     var logLocation: String { log ?? "file:\(dataDir)/log" }
+
+    func validate() throws {
+        // The scheme is checked here, so that a mistake gets this command's usage, not the top level's.
+        if let log, log.contains("://"), !log.hasPrefix("kafka://"), !log.hasPrefix("file://") {
+            throw ValidationError("--log must be file:<dir> or kafka://host:port/topic, not '\(log)'")
+        }
+    }
 }
 
 /// The embedded log's writer settings, for the commands that append to the log (`serve`, `ingest`):
 /// its free-space floor, segment size and retention (docs/log-format.md).
 struct LogWriterOptions: ParsableArguments {
-    @Option(name: .long, help: "Embedded log: refuse appends (503 with Retry-After) while the disk has less free space than this many bytes.")
+    @Option(name: .long, parsing: .unconditional, help: "Embedded log: refuse appends (503 with Retry-After) while the disk has less free space than this many bytes.")
     var logMinFreeBytes: Int64 = 256 * 1024 * 1024
 
-    @Option(name: .long, help: "Embedded log: start a new segment file once one holds this many bytes (at least 65536). Retention deletes whole segments.")
+    @Option(name: .long, parsing: .unconditional, help: "Embedded log: start a new segment file once one holds this many bytes (at least 65536). Retention deletes whole segments.")
     var logSegmentBytes: Int64 = 128 * 1024 * 1024
 
-    @Option(name: .long, help: "Embedded log: delete segments older than this many hours once every consumer group has read them.")
+    @Option(name: .long, parsing: .unconditional, help: "Embedded log: delete segments older than this many hours once every consumer group has read them.")
     var logRetentionHours: Double = 168
 
-    @Option(name: .long, help: "Embedded log: also delete the oldest segments every consumer group has read while a topic holds more than this many bytes. Default: no size limit.")
+    @Option(name: .long, parsing: .unconditional, help: "Embedded log: also delete the oldest segments every consumer group has read while a topic holds more than this many bytes. Default: no size limit.")
     var logRetentionBytes: Int64?
 
     /// The settings on top of the embedded log's defaults.
@@ -61,6 +68,15 @@ struct LakeLocationOptions: ParsableArguments {
     var s3Region: String?
 
     func lakeLocation(dataDir: String) -> String { lake ?? "file:\(dataDir)/lake" }
+
+    func validate() throws {
+        guard let lake else { return }
+        do {
+            _ = try LakeLocation(parsing: lake)
+        } catch let error as LakeError where error.code == .invalidLocation {
+            throw ValidationError("--lake: \(error.message)")
+        }
+    }
 }
 
 /// `--data-dir` alone, for `import`, which writes the lake and has no log.
@@ -71,16 +87,16 @@ struct LakeDataDirOptions: ParsableArguments {
 
 /// How the lake writer batches.
 struct FlushOptions: ParsableArguments {
-    @Option(name: .long, help: "Close a lake batch after this many seconds, whatever its size.")
+    @Option(name: .long, parsing: .unconditional, help: "Close a lake batch after this many seconds, whatever its size.")
     var flushInterval: Double = 10
 
-    @Option(name: .long, help: "Close a lake batch after this many events.")
+    @Option(name: .long, parsing: .unconditional, help: "Close a lake batch after this many events.")
     var flushEvents: Int = 1_000_000
 
-    @Option(name: .long, help: "Close a lake batch after this many bytes of records (keeps memory bounded).")
+    @Option(name: .long, parsing: .unconditional, help: "Close a lake batch after this many bytes of records (keeps memory bounded).")
     var flushBytes: Int = 512 * 1024 * 1024
 
-    @Option(name: .long, help: "Drop an event whose event_id was already written within the last N events of its partition (client retries).")
+    @Option(name: .long, parsing: .unconditional, help: "Drop an event whose event_id was already written within the last N events of its partition (client retries).")
     var dedupWindow: Int = 2_000_000
 }
 
@@ -89,19 +105,19 @@ struct ServerOptions: ParsableArguments {
     @Option(name: .long, help: "The address to listen on.")
     var host: String = "127.0.0.1"
 
-    @Option(name: .long, help: "The TCP port (0 picks a free one; the bound port is logged).")
+    @Option(name: .long, parsing: .unconditional, help: "The TCP port (0 picks a free one; the bound port is logged).")
     var port: Int = 8080
 
-    @Option(name: .long, help: "HTTP event-loop threads. Default: the number of cores.")
+    @Option(name: .long, parsing: .unconditional, help: "HTTP event-loop threads. Default: the number of cores.")
     var threads: Int?
 
-    @Option(name: .long, help: "Seconds a request may take to arrive whole after its first byte; slower clients are disconnected.")
+    @Option(name: .long, parsing: .unconditional, help: "Seconds a request may take to arrive whole after its first byte; slower clients are disconnected.")
     var requestTimeout: Double = 30
 
-    @Option(name: .long, help: "Seconds an idle keep-alive connection stays open.")
+    @Option(name: .long, parsing: .unconditional, help: "Seconds an idle keep-alive connection stays open.")
     var idleTimeout: Double = 75
 
-    @Option(name: .long, help: "Seconds a graceful shutdown waits for requests in flight.")
+    @Option(name: .long, parsing: .unconditional, help: "Seconds a graceful shutdown waits for requests in flight.")
     var shutdownGrace: Double = 30
 
     var configuration: IngestConfiguration {
@@ -128,13 +144,13 @@ struct ServerOptions: ParsableArguments {
 struct IngestOptions: ParsableArguments {
     @OptionGroup var server: ServerOptions
 
-    @Option(name: .long, help: "The largest request body in bytes, measured on the wire and again after gzip decoding.")
+    @Option(name: .long, parsing: .unconditional, help: "The largest request body in bytes, measured on the wire and again after gzip decoding.")
     var maxBodyBytes: Int = 5 * 1024 * 1024
 
-    @Option(name: .long, help: "The largest single event in bytes of JSON.")
+    @Option(name: .long, parsing: .unconditional, help: "The largest single event in bytes of JSON.")
     var maxEventBytes: Int = 32 * 1024
 
-    @Option(name: .long, help: "The most events in one request.")
+    @Option(name: .long, parsing: .unconditional, help: "The most events in one request.")
     var maxEventsPerRequest: Int = 1000
 
     @Option(name: .long, parsing: .singleValue, help: "A write key that POST /v1/events must present (Authorization: Bearer <key>, or ?write_key=<key>): printable ASCII without spaces. Repeat for several. Default: none, no key needed.")
@@ -143,7 +159,7 @@ struct IngestOptions: ParsableArguments {
     @Option(name: .long, parsing: .singleValue, help: "An origin allowed by CORS, as browsers send it: scheme://host[:port], no path or trailing slash (or null). Repeat for several. Default: * (every origin).")
     var corsOrigin: [String] = []
 
-    @Option(name: .long, help: "The most accepted events per second over all clients; more gets 429 with Retry-After. Default: no limit.")
+    @Option(name: .long, parsing: .unconditional, help: "The most accepted events per second over all clients; more gets 429 with Retry-After. Default: no limit.")
     var rateLimit: Double?
 
     @Option(name: .long, help: "What is stored of ip_address: keep, truncate (IPv4 /24, IPv6 /48) or drop.")

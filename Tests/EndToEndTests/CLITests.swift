@@ -66,6 +66,17 @@ struct CLITests {
         #expect(noLake.status != 0 && noLake.stderr.contains("--lake"), "\(noLake.stderr)")
     }
 
+    @Test("a negative number is a value that validation refuses by name, not a missing value", arguments: [
+        (["serve", "--port", "-1"], "--port must be between 0 and 65535, not -1"),
+        (["serve", "--flush-interval", "-1"], "--flush-interval must be positive"),
+        (["loadgen", "--rate", "-5"], "--rate must be positive"),
+        (["log", "dump", "--limit", "-1"], "--limit must not be negative"),
+    ])
+    func negativeValues(arguments: [String], message: String) async throws {
+        let result = try await runCommand(TestEnvironment.playheadExecutable, arguments)
+        #expect(result.status == 64 && result.stderr.contains(message), "\(arguments): \(result.stderr)")
+    }
+
     @Test("runtime errors are errors, not usage mistakes: a lake folder that cannot be made, a directory given to import")
     func runtimeErrors() async throws {
         let directory = try TemporaryDirectory(prefix: "cli")

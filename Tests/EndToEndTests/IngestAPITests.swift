@@ -385,7 +385,7 @@ struct IngestAPITests {
         #expect(preflight.headers["access-control-allow-origin"] == ["https://player.example"])
         #expect(preflight.headers["access-control-allow-credentials"] == ["true"])
         #expect(preflight.headers["vary"] == ["Origin"])
-        #expect(preflight.headers.first(name: "access-control-allow-methods")?.contains("POST") == true)
+        #expect(preflight.headers.first(name: "access-control-allow-methods") == "POST, OPTIONS")
         let denied = try await TestHTTP.request(
             "\(server.baseURL)/v1/events", method: .OPTIONS,
             headers: [("Origin", "https://evil.example"), ("Access-Control-Request-Method", "POST")]
@@ -399,6 +399,13 @@ struct IngestAPITests {
         for path in ["/metrics", "/live.json", "/openapi.json", "/healthz"] {
             let read = try await TestHTTP.request("\(server.baseURL)\(path)", headers: [("Origin", "https://player.example")])
             #expect(read.status == 200 && !read.headers.contains(name: "access-control-allow-origin"), "\(path): \(read.headers)")
+            // Nor does a preflight there: OPTIONS answers with the path's methods, as for any client.
+            let options = try await TestHTTP.request(
+                "\(server.baseURL)\(path)", method: .OPTIONS,
+                headers: [("Origin", "https://player.example"), ("Access-Control-Request-Method", "GET")]
+            )
+            #expect(options.status == 204 && options.headers.first(name: "allow") == "GET, HEAD, OPTIONS", "\(path): \(options.headers)")
+            #expect(!options.headers.contains(name: "access-control-allow-origin"), "\(path): \(options.headers)")
         }
     }
 
