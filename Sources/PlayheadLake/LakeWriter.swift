@@ -217,6 +217,11 @@ final class DatasetWriter: @unchecked Sendable {
             if Task.isCancelled || Task.isShuttingDownGracefully { throw caught }
             error = caught
         }
+        if error.code == .corrupt, let damaged = try? await consumer.skipDamagedRecord() {
+            // One damaged record among whole ones: kept in the lake, and reading goes on after it.
+            try await keep(damaged)
+            return LogPoll()
+        }
         failures += 1
         let delay = min(Duration.seconds(1 << min(failures - 1, 5)), configuration.maxRetryDelay)
         logger.error("lake writer: cannot read the log; retrying", metadata: [
@@ -226,6 +231,18 @@ final class DatasetWriter: @unchecked Sendable {
         await refreshLag()
         try? await Task.sleep(for: delay)
         return nil
+    }
+
+    /// Keeps a damaged record's bytes at `_playhead/damaged/<dataset>/p<partition>-<offset>.record`
+    /// (the same name on a redo), says so at error level, and counts it. The lake's files go on after it.
+    private func keep(_ damaged: DamagedLogRecord) async throws {
+        let path = "_playhead/damaged/\(kind.name)/p\(damaged.partition)-\(damaged.offset).record"
+        try await retrying("keep a damaged record") { try await self.store.put(path, damaged.bytes) }
+        logger.error("lake writer: skipped a damaged record of the log; its bytes are kept in the lake", metadata: [
+            "log.partition": "\(damaged.partition)", "log.offset": "\(damaged.offset)", "lake.path": "\(path)",
+            "bytes": "\(damaged.bytes.count)",
+        ])
+        metrics.damaged.increment()
     }
 
     private func handle(_ poll: LogPoll, consumer: any LogConsumer) async throws {
@@ -341,7 +358,22 @@ final class DatasetWriter: @unchecked Sendable {
         var idle = 0
         var firstRead: Int64?
         while position < writer.next && idle < 50 {
-            let poll = try await reader.poll(maxRecords: 100_000, timeout: .milliseconds(200))
+            let poll: LogPoll
+            do {
+                poll = try await reader.poll(maxRecords: 100_000, timeout: .milliseconds(200))
+            } catch {
+                guard error.code == .corrupt else { throw error }
+                // A damaged record among those already written (kept when it was first met): step
+                // past it. One that cannot be stepped past ends the warm-up with what it has.
+                if let damaged = try await reader.skipDamagedRecord() {
+                    position = damaged.offset + 1
+                    continue
+                }
+                logger.warning("lake writer: the warm-up cannot read the log past a damaged record; deduplication and the open hours' rollups start from what was read", metadata: [
+                    "log.partition": "\(writer.partition)", "error": "\(error)",
+                ])
+                break
+            }
             idle = poll.batches.isEmpty ? idle + 1 : 0
             for batch in poll.batches where batch.partition == writer.partition {
                 try batch.forEachRecord { offset, value in
@@ -459,6 +491,8 @@ struct LakeMetrics: Sendable {
     let duplicates: Counter
     let flushDuration: Metrics.Timer
     let failures: Counter
+    /// Damaged records of the log skipped (and kept in the lake), `playhead_log_damaged_records_total{consumer="lake"}`.
+    let damaged: Counter
     let lastFlush: Gauge
 
     init(dataset: String) {
@@ -471,6 +505,7 @@ struct LakeMetrics: Sendable {
         duplicates = Counter(label: "playhead_lake_duplicates_dropped_total")
         flushDuration = Metrics.Timer(label: "playhead_lake_flush_duration_seconds")
         failures = Counter(label: "playhead_lake_flush_failures_total")
+        damaged = Counter(label: "playhead_log_damaged_records_total", dimensions: [("consumer", "lake")])
         lastFlush = Gauge(label: "playhead_lake_last_flush_timestamp_seconds")
         // Until the first flush, the writer's start: "seconds since the last flush" is then the time
         // the writer has gone without one (0 read as 1970, and fired `LakeFlushFailing` at once).

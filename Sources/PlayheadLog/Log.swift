@@ -176,12 +176,38 @@ public protocol LogConsumer: Sendable {
     /// The offset the next record appended to `partition` will get (the log's end), when known.
     func endOffset(partition: Int32) async -> Int64?
 
+    /// Steps past the record the consumer is stopped at when it is damaged (its checksum fails) but
+    /// its frame is whole, and returns it; nil when the consumer is not at such a record, or the log
+    /// cannot tell (Kafka, where the client checks batches itself). See ``DamagedLogRecord``.
+    func skipDamagedRecord() async throws(LogError) -> DamagedLogRecord?
+
     /// Whether this consumer has returned every record up to the end of every partition it reads,
     /// as far as the log has told it: where `playhead log dump` stops. `false` until it knows.
     func caughtUp() async -> Bool
 
     /// Leaves the group and releases resources.
     func close() async
+}
+
+extension LogConsumer {
+    public func skipDamagedRecord() async throws(LogError) -> DamagedLogRecord? { nil }
+}
+
+/// A record of the embedded log whose checksum fails while the records around it are whole (a
+/// flipped bit on the disk): its offset and bytes as stored (header included), so that a consumer can
+/// keep them for inspection and read on. Only skipped when the frame is certain: the record's length
+/// fits the segment and the next record there is valid (or the segment ends right after it), so the
+/// offsets of the records after it stay right.
+public struct DamagedLogRecord: Sendable {
+    public var partition: Int32
+    public var offset: Int64
+    public var bytes: [UInt8]
+
+    public init(partition: Int32, offset: Int64, bytes: [UInt8]) {
+        self.partition = partition
+        self.offset = offset
+        self.bytes = bytes
+    }
 }
 
 /// A log backend: a set of topics with producers and consumer groups.

@@ -37,6 +37,8 @@ final class ContentInstruments: Sendable {
     private let activeSessions: Gauge
     private let adPlays: Counter
     let lag: Gauge
+    /// Damaged records of the log this consumer stepped past, `playhead_log_damaged_records_total{consumer}`.
+    let damaged: Counter
 
     init(factory: (any MetricsFactory)?, consumer: String) {
         self.factory = factory
@@ -44,10 +46,12 @@ final class ContentInstruments: Sendable {
             activeSessions = Gauge(label: "playhead_active_sessions", dimensions: [], factory: factory)
             adPlays = Counter(label: "playhead_ad_plays_total", dimensions: [], factory: factory)
             lag = Gauge(label: "playhead_consumer_lag_events", dimensions: [("consumer", consumer)], factory: factory)
+            damaged = Counter(label: "playhead_log_damaged_records_total", dimensions: [("consumer", consumer)], factory: factory)
         } else {
             activeSessions = Gauge(label: "playhead_active_sessions")
             adPlays = Counter(label: "playhead_ad_plays_total")
             lag = Gauge(label: "playhead_consumer_lag_events", dimensions: [("consumer", consumer)])
+            damaged = Counter(label: "playhead_log_damaged_records_total", dimensions: [("consumer", consumer)])
         }
         // The schema's content types exist from the start, at zero.
         for contentType in ["movie", "episode", "ad"] {
@@ -246,6 +250,14 @@ public final class ContentMetricsConsumer: Service, Sendable {
                 poll = try await consumer.poll(maxRecords: maxRecordsPerPoll, timeout: pollTimeout)
             } catch {
                 if Task.isCancelled || Task.isShuttingDownGracefully { break }
+                if error.code == .corrupt, let damaged = try? await consumer.skipDamagedRecord() {
+                    // One damaged record among whole ones (the lake writer keeps its bytes): read on.
+                    logger.error("skipped a damaged record of the log", metadata: [
+                        "log.partition": "\(damaged.partition)", "log.offset": "\(damaged.offset)", "error": "\(error)",
+                    ])
+                    instruments.damaged.increment()
+                    continue
+                }
                 logger.error("poll failed; retrying in 1 s", metadata: ["error": "\(error)"])
                 // The lag keeps growing while the log cannot be read (a damaged record): it must show.
                 await recordLag(consumer, processed: processed, committed: committed)

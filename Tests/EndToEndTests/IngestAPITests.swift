@@ -350,6 +350,9 @@ struct IngestAPITests {
             #expect(metrics.contains(#"playhead_ingest_requests_refused_total{reason="\#(reason)"} 0"#), "\(reason)")
         }
         #expect(metrics.contains(#"playhead_log_append_failures_total{code="full"} 0"#))
+        for consumer in ["lake", "metrics"] {
+            #expect(metrics.contains(#"playhead_log_damaged_records_total{consumer="\#(consumer)"} 0"#), "\(consumer)")
+        }
         // Every family served is in the contract's list of names (docs/metrics-names.txt), with its type.
         let listed = try String(contentsOf: TestEnvironment.repoRoot.appendingPathComponent("docs/metrics-names.txt"), encoding: .utf8)
             .split(separator: "\n").filter { !$0.hasPrefix("#") }.map { $0.split(separator: " ").prefix(2).joined(separator: " ") }

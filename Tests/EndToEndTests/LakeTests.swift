@@ -291,10 +291,11 @@ struct LakeTests {
         #expect(rows.first?[0] as? Int == 0 && rows.first?[1] as? Int == 10, "\(rows)")
     }
 
-    @Test("a damaged closed log segment: the lake writer writes the records before the damage, says at once that it cannot read further and counts a failure, retries, and the edge keeps accepting")
-    func damagedClosedSegment() async throws {
-        let directory = try TemporaryDirectory(prefix: "damaged")
-        defer { withExtendedLifetime(directory) {} }
+    /// A log of 1,400 events in segments of 64 KiB, written by `ingest`, with one record of the second
+    /// (closed) segment damaged: a byte of its value flipped (`inLength: false`: its checksum fails,
+    /// its frame is whole), or the top byte of its length (a frame that cannot be trusted). Returns
+    /// the data directory, the segment names, the damaged record's offset and its bytes as stored.
+    private func damagedLog(in directory: TemporaryDirectory, inLength: Bool) async throws -> (data: String, segments: [String], offset: Int, record: Data) {
         let data = directory.appending("data").path
         let edge = try await PlayheadServer(command: "ingest", dataDirectory: data, arguments: ["--log-segment-bytes", "65536"])
         for round in 0..<14 {
@@ -304,19 +305,39 @@ struct LakeTests {
         #expect(await edge.stop() == 0)
         let segments = eventSegments(data)
         #expect(segments.count >= 3, "\(segments)")
-        // One flipped byte in the middle of the second (closed) segment.
-        let damaged = try FileHandle(forUpdating: URL(fileURLWithPath: "\(data)/log/events/\(segments[1])"))
-        try damaged.seek(toOffset: 30_000)
-        let byte = try damaged.read(upToCount: 1)![0]
-        try damaged.seek(toOffset: 30_000)
-        try damaged.write(contentsOf: [byte ^ 0xFF])
-        try damaged.close()
+        // The record of the second segment that holds byte 30,000 (docs/log-format.md: [length][crc][value]).
+        let path = "\(data)/log/events/\(segments[1])"
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        var position = 0, index = 0
+        while true {
+            let length = Int(bytes[position]) | Int(bytes[position + 1]) << 8 | Int(bytes[position + 2]) << 16 | Int(bytes[position + 3]) << 24
+            if position + 8 + length > 30_000 {
+                let record = bytes[position..<(position + 8 + length)]
+                let target = inLength ? position + 3 : position + 8 + length / 2
+                let file = try FileHandle(forUpdating: URL(fileURLWithPath: path))
+                try file.seek(toOffset: UInt64(target))
+                try file.write(contentsOf: [bytes[target] ^ 0xFF])
+                try file.close()
+                var stored = Data(record)
+                stored[target - position] ^= 0xFF
+                return (data, segments, (Int(segments[1].prefix(20)) ?? 0) + index, stored)
+            }
+            position += 8 + length
+            index += 1
+        }
+    }
+
+    @Test("a damaged record whose frame cannot be trusted: the lake writer writes the records before it, says at once that it cannot read further and counts a failure, retries, and the edge keeps accepting")
+    func damagedClosedSegment() async throws {
+        let directory = try TemporaryDirectory(prefix: "damaged")
+        defer { withExtendedLifetime(directory) {} }
+        let (data, _, offset, _) = try await damagedLog(in: directory, inLength: true)
 
         // `log dump` prints every record before the damage, then fails.
         let dump = try await runCommand(TestEnvironment.playheadExecutable, ["log", "dump", "--data-dir", data])
         let dumped = dump.stdout.split(separator: "\n").map { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] }
         #expect(dump.status == 1 && dump.stderr.contains("Error"), "\(dump.status) \(dump.stderr)")
-        #expect(dumped.count >= Int(segments[1].prefix(20)) ?? .max, "\(dumped.count) records before the damage in \(segments)")
+        #expect(dumped.count == offset, "\(dumped.count) records before the damage at \(offset)")
         #expect(dumped.enumerated().allSatisfy { $0.element?["_offset"] as? Int == $0.offset })
 
         let server = try await PlayheadServer(dataDirectory: data, arguments: ["--flush-interval", "1"])
@@ -339,6 +360,41 @@ struct LakeTests {
             return (rows?.first?.first as? Int ?? 0) >= 50
         }
         #expect(await server.stop() == 0, "\(server.process.stderr.suffix(2000))")
+    }
+
+    @Test("a damaged record whose frame is whole: the lake writer keeps its bytes in the lake and writes every other event, the metrics consumer reads on, and a restart reads past it again")
+    func damagedRecordSkipped() async throws {
+        let directory = try TemporaryDirectory(prefix: "damaged")
+        defer { withExtendedLifetime(directory) {} }
+        let (data, _, offset, record) = try await damagedLog(in: directory, inLength: false)
+        let lake = directory.appending("data/lake").path
+        let count = "SELECT count(*), count(DISTINCT event_id) FROM read_parquet('{lake}/events/**/*.parquet')"
+        let server = try await PlayheadServer(dataDirectory: data, arguments: ["--flush-interval", "1"])
+        #expect(try await TestHTTP.postEvents(server, Fixtures.json(Fixtures.event("after-damage"))).status == 202)
+        try await eventually(timeout: .seconds(30), "every event but the damaged one is in the lake") {
+            let rows = try? await duck(count, lake: lake)
+            return rows?.first?.first as? Int == 1400
+        }
+        let kept = "\(lake)/_playhead/damaged/events/p0-\(offset).record"
+        #expect(FileManager.default.contents(atPath: kept) == record, "the damaged record's bytes at \(kept)")
+        #expect(server.process.stderr.contains("lake writer: skipped a damaged record of the log"), "\(server.process.stderr.suffix(2000))")
+        try await eventually(timeout: .seconds(10), "the metrics consumer reads on, and both say so") {
+            let text = (try? await TestHTTP.request("\(server.baseURL)/metrics").text) ?? ""
+            func value(_ series: String) -> Double {
+                text.split(separator: "\n").first { $0.hasPrefix(series + " ") }.flatMap { Double($0.split(separator: " ").last ?? "") } ?? -1
+            }
+            return value(#"playhead_log_damaged_records_total{consumer="lake"}"#) == 1
+                && value(#"playhead_log_damaged_records_total{consumer="metrics"}"#) == 1
+                && TestHTTP.metricTotal(text, "playhead_content_events_total") == 1400
+        }
+        #expect(await server.stop() == 0, "\(server.process.stderr.suffix(2000))")
+        // A restart warms up over the damaged record (deduplication reads the records before the
+        // lake's next offset) and takes new events; nothing is written twice.
+        let again = try await PlayheadServer(dataDirectory: data, arguments: ["--flush-interval", "1"])
+        #expect(try await TestHTTP.postEvents(again, Fixtures.json(Fixtures.event("after-restart"))).status == 202)
+        #expect(await again.stop() == 0, "\(again.process.stderr.suffix(2000))")
+        let rows = try await duck(count, lake: lake)
+        #expect(rows.first?[0] as? Int == 1401 && rows.first?[1] as? Int == 1401, "\(rows)")
     }
 
     @Test("rollups equal the documented SQL over events")

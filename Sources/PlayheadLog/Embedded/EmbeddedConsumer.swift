@@ -155,6 +155,54 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
         return try? await onQueue { self.topic.endOffset(maxRecordBytes: self.configuration.maxRecordBytes) }
     }
 
+    func skipDamagedRecord() async throws(LogError) -> DamagedLogRecord? {
+        try await onQueue { () throws(LogError) -> DamagedLogRecord? in
+            try self.checkOpen()
+            return try self.skipDamagedRecordOnQueue()
+        }
+    }
+
+    /// The record at the cursor, if its checksum fails and its frame is certain; the cursor moves past it.
+    private func skipDamagedRecordOnQueue() throws(LogError) -> DamagedLogRecord? {
+        if fd < 0 {
+            guard try openSegment() else { return nil }
+        }
+        // Only where reading stopped: at a record to deliver, not while skipping up to a seek's offset.
+        guard nextOffset >= skipUntil else { return nil }
+        // Beside a writer in another process, the open segment's end may be a write in progress.
+        if topic.readOnly && !topic.segments().contains(where: { $0 > segmentBase }) { return nil }
+        let path = Files.segmentPath(topic.directory, segmentBase)
+        let limit = topic.readableLimit(base: segmentBase, fd: fd)
+        let header = Int64(Files.recordHeaderBytes)
+        /// The record at `at`: its length, whether its checksum holds, and its bytes; nil if it does not fit.
+        func frame(at: Int64) throws(LogError) -> (bytes: [UInt8], valid: Bool)? {
+            guard at + header <= limit else { return nil }
+            var head = [UInt8](repeating: 0, count: Files.recordHeaderBytes)
+            guard try Files.read(fd, into: &head, count: Files.recordHeaderBytes, at: at, path: path) == Files.recordHeaderBytes else { return nil }
+            let (length, stored) = head.withUnsafeBytes { (LogFraming.readUInt32($0, at: 0), LogFraming.readUInt32($0, at: 4)) }
+            guard Int(length) <= configuration.maxRecordBytes, at + header + Int64(length) <= limit else { return nil }
+            var bytes = [UInt8](repeating: 0, count: Files.recordHeaderBytes + Int(length))
+            guard try Files.read(fd, into: &bytes, count: bytes.count, at: at, path: path) == bytes.count else { return nil }
+            let valid = bytes.withUnsafeBytes { raw in
+                CRC32C.record(length: length, value: UnsafeRawBufferPointer(rebasing: raw[Files.recordHeaderBytes...])) == stored
+            }
+            return (bytes, valid)
+        }
+        guard let damaged = try frame(at: position), !damaged.valid else { return nil }
+        let after = position + Int64(damaged.bytes.count)
+        if after < limit {
+            // The next record must be whole and valid: a damaged length would land elsewhere.
+            guard let next = try frame(at: after), next.valid else { return nil }
+        } else {
+            // The segment ends right after it: only certain when the next segment starts at the next offset.
+            guard topic.segments().contains(nextOffset + 1) else { return nil }
+        }
+        let record = DamagedLogRecord(partition: 0, offset: nextOffset, bytes: damaged.bytes)
+        position = after
+        nextOffset += 1
+        return record
+    }
+
     func caughtUp() async -> Bool {
         (try? await onQueue { self.nextOffset >= self.topic.endOffset(maxRecordBytes: self.configuration.maxRecordBytes) }) ?? false
     }
