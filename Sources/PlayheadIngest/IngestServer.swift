@@ -65,7 +65,9 @@ public final class IngestServer: Service, Sendable {
             events: events,
             routes: builtIn + routes,
             cors: CORSPolicy(origins: configuration.corsAllowedOrigins),
-            maxBodyBytes: configuration.maxBodyBytes
+            maxBodyBytes: configuration.maxBodyBytes,
+            maxReceivingBytes: configuration.maxInFlightBytes,
+            retryAfterSeconds: configuration.retryAfterSeconds
         )
     }
 

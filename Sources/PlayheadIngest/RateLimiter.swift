@@ -48,7 +48,7 @@ final class RateLimiter: Sendable {
 /// lock: every request reserves and releases, from every event loop, and a contended lock costs
 /// futex calls and thread switches.
 final class InFlightBytes: Sendable {
-    private let limit: Int
+    let limit: Int
     private let current = Atomic<Int>(0)
     init(limit: Int) { self.limit = limit }
 

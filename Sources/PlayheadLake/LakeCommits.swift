@@ -132,9 +132,14 @@ struct DedupWindow {
 /// A fast 64-bit hash of ids, eight bytes at a time (each step is a bijection of the block, then a
 /// final avalanche). For in-memory tables only (dedup window, rollups, sort keys): never written
 /// anywhere, so it may change between versions. Collisions are negligible at the window sizes used.
+///
+/// The length is mixed in last, after the tail's multiply. The tail is zero-padded, so `A` and
+/// `A\0` give the same tail word and differ only in length; the length was XORed into the start
+/// state before, in the same low bits as the tail, so `B` (length 1) and `A\0` (length 2) had the
+/// same hash, and an event whose id ended in a NUL byte could be dropped as a repeat of another.
 @inline(__always)
 func hash64(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
-    var hash: UInt64 = 0x9E37_79B9_7F4A_7C15 ^ UInt64(truncatingIfNeeded: bytes.count)
+    var hash: UInt64 = 0x9E37_79B9_7F4A_7C15
     var index = 0
     let count = bytes.count
     while index + 8 <= count {
@@ -151,7 +156,9 @@ func hash64(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
             index += 1
         }
         hash = (hash ^ tail) &* 0xFF51_AFD7_ED55_8CCD
+        hash ^= hash >> 32
     }
+    hash = (hash ^ UInt64(truncatingIfNeeded: count)) &* 0xFF51_AFD7_ED55_8CCD
     hash ^= hash >> 33
     hash &*= 0xC4CE_B9FE_1A85_EC53
     hash ^= hash >> 33

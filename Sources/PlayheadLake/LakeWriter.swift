@@ -20,10 +20,11 @@ public struct LakeWriterConfiguration: Sendable {
     /// An event is dropped when its `event_id` appeared in the previous N records of its partition.
     /// 0 turns deduplication off. Default: 2,000,000 (about 48 MB per partition).
     public var dedupWindow = 2_000_000
-    /// Rows per Parquet row group. Default: 125,000 (as DuckDB's 122,880: a unit of parallel scan;
-    /// on our event data also smaller files than 250,000, the dictionaries of a row group being
-    /// smaller, and half the encoder's memory).
-    public var rowGroupRows = 125_000
+    /// Rows per Parquet row group. Default: 65,536 (smaller files on our event data than 131,072, the
+    /// dictionaries of a row group being smaller, and half the encoder's memory; docs/lake.md).
+    /// Until 2026-12-03 this said 125,000, but rows reached the writer 16,384 at a time, so a group
+    /// closed at 131,072 rows and was written as two of 65,536: the size every measurement had.
+    public var rowGroupRows = 65_536
     /// zstd level of the Parquet files. Default: 1 (on event data level 1 is both faster and smaller
     /// than 3: see docs/parquet.md).
     public var zstdLevel: Int32 = 1

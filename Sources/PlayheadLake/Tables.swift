@@ -92,6 +92,9 @@ enum EventsTable {
             ordered.reserveCapacity(rows.count)
             for row in rows { ordered.append(views[row]) }
             var pending = 0
+            // Rows go to the writer 16,384 at a time, and a row group closes exactly at rowGroupRows.
+            var inGroup = 0
+            let groupRows = max(1, configuration.rowGroupRows)
             for (place, view) in ordered.enumerated() {
                 // Rows are read in sort order, all over the batch: start loading a later row's
                 // record (about five cache lines) while this one is encoded.
@@ -122,8 +125,9 @@ enum EventsTable {
                 try eventSource.append(r.eventSourceBytes)
                 if let bytes = r.extraBytes { try extra.append(bytes) } else { try extra.appendNull() }
                 pending += 1
-                if pending == 16_384 {
+                if pending == 16_384 || inGroup + pending == groupRows {
                     try writer.endRows(pending)
+                    inGroup = (inGroup + pending) % groupRows
                     pending = 0
                 }
             }

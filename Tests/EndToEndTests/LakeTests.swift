@@ -476,6 +476,57 @@ struct LakeTests {
         #expect((rejected.first?[2] as? String)?.hasSuffix("at byte \(badLine + 1)") == true, "\(rejected)")
     }
 
+    @Test("row groups hold exactly 65,536 rows (the default), the last of a file the rest")
+    func rowGroupSizes() async throws {
+        let directory = try TemporaryDirectory(prefix: "import")
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        let file = try await Self.generatedEvents(140_000, seed: 5, in: directory)
+        let data = directory.appending("data").path
+        let result = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--data-dir", data, file])
+        #expect(result.status == 0, "\(result.stderr)")
+        let groups = try await runPython(
+            """
+            import glob, sys, pyarrow.parquet as pq
+            for f in sorted(glob.glob(sys.argv[1] + '/events/**/*.parquet', recursive=True)):
+                m = pq.ParquetFile(f).metadata
+                print(' '.join(str(m.row_group(i).num_rows) for i in range(m.num_row_groups)))
+            """,
+            arguments: [directory.appending("data/lake").path]
+        )
+        let files = groups.split(separator: "\n").map { $0.split(separator: " ").compactMap { Int($0) } }
+        #expect(files.flatMap { $0 }.reduce(0, +) == 140_000, "\(groups)")
+        for rows in files {
+            #expect(rows.dropLast().allSatisfy { $0 == 65_536 } && (rows.last ?? 0) <= 65_536 && rows.count >= 2, "\(groups)")
+        }
+    }
+
+    @Test("import: ids that differ only in a trailing NUL byte are different events, contents and sessions (a hash once made them one)")
+    func importIDsWithNULs() async throws {
+        let directory = try TemporaryDirectory(prefix: "import")
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        let file = directory.appending("nul.ndjson").path
+        try await runPython(
+            """
+            import json, sys
+            base = json.loads(sys.argv[2])
+            with open(sys.argv[1], 'w') as f:
+                for event_id, content, session in [('B', 'K', 'b'), ('A\\x00', 'K', 'a\\x00'), ('y', 'B', 's1'), ('x\\x00', 'A\\x00', 's2')]:
+                    f.write(json.dumps(dict(base, event_id=event_id, content_id=content, session_id=session)) + '\\n')
+            """,
+            arguments: [file, Fixtures.json(Fixtures.event("template"))]
+        )
+        let data = directory.appending("data").path
+        let result = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--data-dir", data, file])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains(#""accepted":4"#) && result.stdout.contains(#""duplicates":0"#), "\(result.stdout)")
+        let lake = directory.appending("data/lake").path
+        let rows = try await duck("SELECT count(*) FROM read_parquet('{lake}/events/**/*.parquet')", lake: lake)
+        #expect(rows.first?.first as? Int == 4, "\(rows)")
+        let rollups = try await duck(
+            "SELECT content_id, events, sessions FROM read_parquet('{lake}/rollups/**/*.parquet') ORDER BY content_id", lake: lake)
+        #expect(rollups.count == 3 && rollups.map { $0[1] as? Int } == [1, 1, 2] && rollups.map { $0[2] as? Int } == [1, 1, 2], "\(rollups)")
+    }
+
     @Test("import: a gzip file of several members imports every event; a cut-off gzip file is an error, not a shorter import")
     func importGzipMembers() async throws {
         let directory = try TemporaryDirectory(prefix: "import")

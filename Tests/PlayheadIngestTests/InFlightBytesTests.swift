@@ -140,6 +140,39 @@ struct InFlightBytesTests {
         }
     }
 
+    @Test("over HTTP: bodies still arriving count against the limit, chunk by chunk; one past it gets 503 at once, and a finished body gives its bytes back")
+    func bodiesBeingReceived() async throws {
+        let log = HeldLog()
+        try await withServer(log, configure: { $0.maxInFlightBytes = 100_000 }) { url in
+            let port = Int(url.split(separator: ":").last!.split(separator: "/").first!)!
+            func head(_ length: Int) -> String {
+                "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(length)\r\n\r\n"
+            }
+            // Most of a 90,000-byte body, then nothing: its 80,000 bytes are held.
+            let slow = try RawConnection(port: port)
+            #expect(slow.send(head(90_000) + String(repeating: " ", count: 80_000)))
+            try await Task.sleep(for: .milliseconds(300))
+            // Another body of 30,000 bytes would go past 100,000 while the first one waits.
+            let second = try RawConnection(port: port)
+            #expect(second.send(head(90_000) + String(repeating: " ", count: 30_000)))
+            let refused = String(decoding: await second.readSome(timeout: .seconds(10)), as: UTF8.self)
+            #expect(refused.hasPrefix("HTTP/1.1 503") && refused.contains("overloaded") && refused.contains("Retry-After"), "\(refused)")
+            // The first body arrives whole (blanks: a malformed body, kept in the rejected stream and
+            // answered 400): its bytes are given back.
+            #expect(slow.send(String(repeating: " ", count: 10_000)))
+            try await log.waitForAppends(1)
+            log.completeAll()
+            let answered = String(decoding: await slow.readSome(timeout: .seconds(10)), as: UTF8.self)
+            #expect(answered.hasPrefix("HTTP/1.1 400"), "\(answered)")
+            let third = try RawConnection(port: port)
+            #expect(third.send(head(90_000) + String(repeating: " ", count: 90_000)))
+            try await log.waitForAppends(2)
+            log.completeAll()
+            let taken = String(decoding: await third.readSome(timeout: .seconds(10)), as: UTF8.self)
+            #expect(taken.hasPrefix("HTTP/1.1 400"), "\(taken)")
+        }
+    }
+
     private func exercise(_ url: String, _ log: HeldLog) async throws {
         let body = Self.body, gzipped = Self.gzipped
         let json = [("Content-Type", "application/json")]

@@ -77,6 +77,30 @@ struct InMemoryTableTests {
     private func hash(_ id: UInt64) -> UInt64 {
         withUnsafeBytes(of: id) { hash64($0) }
     }
+
+    @Test("hash64 keeps ids apart that differ only in trailing NUL bytes or length: every string of up to 3 bytes over NUL, A, B, a, b; every id with up to 16 NULs appended")
+    func hash64SeparatesLengthsAndNULs() {
+        func hash(_ bytes: [UInt8]) -> UInt64 { bytes.withUnsafeBytes { hash64($0) } }
+        // A probe found "B" and "A\0" equal: the length and the zero-padded tail met in the same bits.
+        #expect(hash(Array("B".utf8)) != hash(Array("A".utf8) + [0]))
+        let alphabet: [UInt8] = [0, 0x41, 0x42, 0x61, 0x62]
+        var strings: [[UInt8]] = [[]]
+        var level: [[UInt8]] = [[]]
+        for _ in 0..<3 {
+            level = level.flatMap { prefix in alphabet.map { prefix + [$0] } }
+            strings += level
+        }
+        for prefix in ["e-1", "session-0123456789", "0123456", "01234567"] {
+            for zeros in 1...16 { strings.append(Array(prefix.utf8) + [UInt8](repeating: 0, count: zeros)) }
+            strings.append(Array(prefix.utf8))
+        }
+        var seen: [UInt64: [UInt8]] = [:]
+        for string in strings {
+            let h = hash(string)
+            #expect(seen[h] == nil, "\(string) and \(seen[h] ?? []) share a hash")
+            seen[h] = string
+        }
+    }
 }
 
 @Suite("Rollups")
