@@ -79,8 +79,15 @@ struct HashTable<Value> {
     }
 
     /// Keeps the entries for which `keep` is true.
+    /// Keeps the values for which `keep` (called twice per value: it must be pure) is true, in a
+    /// table sized for what is kept. (It was sized for everything before: a table that dropped most
+    /// of its sessions stayed as large, and was briefly there twice.)
     mutating func filter(_ keep: (Value) -> Bool) {
-        var kept = HashTable(initialSlots: max(16, count * 2))
+        var keptCount = 0
+        for slot in slots where slot.key != 0 {
+            if let value = slot.value, keep(value) { keptCount += 1 }
+        }
+        var kept = HashTable(initialSlots: max(16, keptCount * 2))
         for slot in slots where slot.key != 0 {
             if let value = slot.value, keep(value) { kept.insertNew(slot.key, value) }
         }

@@ -161,15 +161,26 @@ final class RollupAggregator: @unchecked Sendable {
     /// Where the hour of the last event sits in `hours` (valid until an hour is added or removed).
     @exclusivity(unchecked) private var currentHour: (hour: Int64, index: Dictionary<Int64, Hour>.Index)?
     @exclusivity(unchecked) private var closedBefore: Int64 = .min
-    /// The last event of each session, for watch time. Bounded: sessions silent for longer than the
-    /// gap cap are dropped when an hour closes.
+    /// The last events of each session, for watch time. Bounded: sessions silent for longer than
+    /// ``forgetSilentAfterMicros`` (10 minutes) are dropped once a minute (by `received_at`), and sessions silent
+    /// for longer than the gap cap when an hour closes.
     @exclusivity(unchecked) private var cursors = HashTable<Cursor>()
+    /// Sessions silent (by `received_at`) for longer than this are forgotten: the table then holds the
+    /// sessions of the last minutes, not of the whole open hours (at 5,000 events/s of short sessions
+    /// it grew past 700 MB within an hour, a probe). An event after such a silence counts no watch
+    /// time for the gap (the SQL over `events/` counts up to 60 s); the distinct counts stay exact,
+    /// being kept per cell.
+    let forgetSilentAfterMicros: Int64
+    /// The newest `received_at` seen, and when (in that time) silent sessions were last dropped.
+    @exclusivity(unchecked) private var newestReceived: Int64 = .min
+    @exclusivity(unchecked) private var lastSweep: Int64 = .min
     @exclusivity(unchecked) private(set) var lateRecords = 0
     /// Hours changed since the last `takeChanges()`.
     @exclusivity(unchecked) private var touched = Set<Int64>()
 
-    init(graceMicros: Int64 = 300_000_000) {
+    init(graceMicros: Int64 = 300_000_000, forgetSilentAfterMicros: Int64 = 600_000_000) {
         grace = graceMicros
+        self.forgetSilentAfterMicros = forgetSilentAfterMicros
     }
 
     /// Where a rebuild after a restart must start reading: the first offset of the oldest open hour.
@@ -189,6 +200,16 @@ final class RollupAggregator: @unchecked Sendable {
     /// first event of a content in an hour.
     func add(_ event: RollupFacts, offset: Int64, names: () -> (String, String, String)) {
         let received = event.receivedMicros
+        if received > newestReceived {
+            newestReceived = received
+            // Once a minute of the stream's time (so a rebuild from the log drops the same sessions).
+            if lastSweep == .min {
+                lastSweep = received
+            } else if received - lastSweep >= 60_000_000 {
+                forgetSilentSessions()
+                lastSweep = received
+            }
+        }
         let hour = received - ((received % Self.hourMicros) + Self.hourMicros) % Self.hourMicros
         guard hour >= closedBefore else {
             lateRecords += 1
@@ -365,7 +386,17 @@ final class RollupAggregator: @unchecked Sendable {
         return result
     }
 
+    private func forgetSilentSessions() {
+        let silentBefore = newestReceived - forgetSilentAfterMicros
+        cursors.filter { $0.receivedMicros >= silentBefore }
+    }
+
+    /// Sessions remembered for watch time (for tests).
+    var rememberedSessions: Int { cursors.count }
+
     func reset() {
+        newestReceived = .min
+        lastSweep = .min
         hours.removeAll()
         cursors.removeAll()
         touched.removeAll()

@@ -217,7 +217,9 @@ struct RollupTests {
 
         var reference = Reference()
         arrivals.forEach { reference.add($0) }
-        let rows = try Self.rollups(arrivals, aggregator: RollupAggregator(graceMicros: Int64(3_600) * 1_000_000 * 10))
+        // Nothing forgotten (hours close late, silent sessions stay): the definitions hold exactly.
+        let rows = try Self.rollups(
+            arrivals, aggregator: RollupAggregator(graceMicros: Int64(3_600) * 1_000_000 * 10, forgetSilentAfterMicros: .max / 2))
         let cells = reference.cells
         #expect(rows.values.reduce(0) { $0 + $1.count } == cells.count)
         #expect(rows.count > 3, "the events should span several hours")
@@ -232,9 +234,36 @@ struct RollupTests {
         }
     }
 
+    @Test("Sessions silent for 10 minutes are forgotten once a minute: the table shrinks, a returning session counts no watch time for its gap, and the distinct counts stay exact")
+    func silentSessionsForgotten() throws {
+        let second: Int64 = 1_000_000
+        let aggregator = RollupAggregator()
+        var events: [EventRecordFields] = []
+        // 1,000 sessions play once at the hour's start; session "back" plays at +1 s, is silent for
+        // 11 minutes while another session sends a heartbeat every 30 s, then sends one more play.
+        for index in 0..<1_000 {
+            events.append(Self.event("a\(index)", "play", session: "s\(index)", timestamp: Self.base, received: Self.base, position: 0))
+        }
+        events.append(Self.event("b1", "play", session: "back", timestamp: Self.base + second, received: Self.base + second, position: 10))
+        for step in 1...22 {
+            let time = Self.base + Int64(step) * 30 * second
+            events.append(Self.event("k\(step)", "heartbeat", session: "keep", timestamp: time, received: time, position: Double(step * 30)))
+        }
+        let back = Self.base + 11 * 60 * second + 2 * second
+        events.append(Self.event("b2", "play", session: "back", timestamp: back, received: back, position: 50))
+        let rows = try Self.rollups(events, aggregator: aggregator, flushEvery: 1_000_000)
+        // Left: "keep" and "back" (both heard from in the last 10 minutes).
+        #expect(aggregator.rememberedSessions == 2, "\(aggregator.rememberedSessions)")
+        let row = try #require(rows[Self.base]?.first)
+        #expect(row.sessions == 1_002 && row.uniqueViewers == 1_002 && row.events == 1_024, "\(row)")
+        // The keep session's 21 intervals of 30 s count; "back"'s gap (40 s of position, capped at 60 s) does not.
+        #expect(abs(row.watchTimeSeconds - 21 * 30) < 1e-9, "\(row.watchTimeSeconds)")
+    }
+
     @Test("A stop that overtakes its play: the interval between them is counted, in the stop's hour, once the play arrives")
     func stopBeforePlay() throws {
-        let t = Self.base + 30 * 60_000_000
+        // (Received 5 minutes apart: a session silent for 10 is forgotten, `silentSessionsForgotten`.)
+        let t = Self.base + 55 * 60_000_000
         let aggregator = RollupAggregator()
         var rows = try Self.rollups([Self.event("stop", "stop", session: "s", timestamp: t + 50_000_000, received: t, position: 150)], aggregator: aggregator)
         #expect(rows[Self.base]?.first?.watchTimeSeconds == 0)
