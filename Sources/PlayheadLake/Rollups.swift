@@ -162,7 +162,7 @@ final class RollupAggregator: @unchecked Sendable {
     @exclusivity(unchecked) private var currentHour: (hour: Int64, index: Dictionary<Int64, Hour>.Index)?
     @exclusivity(unchecked) private var closedBefore: Int64 = .min
     /// The last events of each session, for watch time. Bounded: sessions silent for longer than
-    /// ``forgetSilentAfterMicros`` (10 minutes) are dropped once a minute (by `received_at`), and sessions silent
+    /// ``forgetSilentAfterMicros`` (10 minutes) are dropped at each minute of `received_at`, and sessions silent
     /// for longer than the gap cap when an hour closes.
     @exclusivity(unchecked) private var cursors = HashTable<Cursor>()
     /// Sessions silent (by `received_at`) for longer than this are forgotten: the table then holds the
@@ -171,9 +171,8 @@ final class RollupAggregator: @unchecked Sendable {
     /// time for the gap (the SQL over `events/` counts up to 60 s); the distinct counts stay exact,
     /// being kept per cell.
     let forgetSilentAfterMicros: Int64
-    /// The newest `received_at` seen, and when (in that time) silent sessions were last dropped.
-    @exclusivity(unchecked) private var newestReceived: Int64 = .min
-    @exclusivity(unchecked) private var lastSweep: Int64 = .min
+    /// The minute of `received_at` (since 1970) in which silent sessions were last dropped.
+    @exclusivity(unchecked) private var sweptMinute: Int64 = .min
     @exclusivity(unchecked) private(set) var lateRecords = 0
     /// Hours changed since the last `takeChanges()`.
     @exclusivity(unchecked) private var touched = Set<Int64>()
@@ -200,15 +199,12 @@ final class RollupAggregator: @unchecked Sendable {
     /// first event of a content in an hour.
     func add(_ event: RollupFacts, offset: Int64, names: () -> (String, String, String)) {
         let received = event.receivedMicros
-        if received > newestReceived {
-            newestReceived = received
-            // Once a minute of the stream's time (so a rebuild from the log drops the same sessions).
-            if lastSweep == .min {
-                lastSweep = received
-            } else if received - lastSweep >= 60_000_000 {
-                forgetSilentSessions()
-                lastSweep = received
-            }
+        // At each new minute of the stream's time, cut at the minute's start: the same events give
+        // the same cuts, whenever the writer reads them (a rebuild from the log after a restart).
+        let minute = received / 60_000_000
+        if minute > sweptMinute {
+            if sweptMinute != .min { forgetSilentSessions(before: minute * 60_000_000 - forgetSilentAfterMicros) }
+            sweptMinute = minute
         }
         let hour = received - ((received % Self.hourMicros) + Self.hourMicros) % Self.hourMicros
         guard hour >= closedBefore else {
@@ -386,8 +382,7 @@ final class RollupAggregator: @unchecked Sendable {
         return result
     }
 
-    private func forgetSilentSessions() {
-        let silentBefore = newestReceived - forgetSilentAfterMicros
+    private func forgetSilentSessions(before silentBefore: Int64) {
         cursors.filter { $0.receivedMicros >= silentBefore }
     }
 
@@ -395,8 +390,7 @@ final class RollupAggregator: @unchecked Sendable {
     var rememberedSessions: Int { cursors.count }
 
     func reset() {
-        newestReceived = .min
-        lastSweep = .min
+        sweptMinute = .min
         hours.removeAll()
         cursors.removeAll()
         touched.removeAll()
