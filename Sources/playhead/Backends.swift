@@ -25,8 +25,8 @@ struct OpenedLog {
             directory = String(location.dropFirst("file://".count))
         } else if location.hasPrefix("file:") {
             directory = String(location.dropFirst("file:".count))
-        } else if location.contains("://") {
-            throw ValidationError("--log must be file:<dir> or kafka://host:port/topic, not '\(location)'")
+        } else if let message = unsupportedScheme(location) {
+            throw ValidationError(message)
         } else {
             directory = location
         }
@@ -43,5 +43,11 @@ struct OpenedLog {
             ? try EmbeddedLog.openReadOnly(configuration, logger: logger)
             : try EmbeddedLog.open(configuration, logger: logger)
         return OpenedLog(backend: log, service: log)
+    }
+
+    /// Why `location` names no log Playhead knows (a scheme other than `file:` and `kafka://`), or nil.
+    static func unsupportedScheme(_ location: String) -> String? {
+        guard location.contains("://"), !location.hasPrefix("kafka://"), !location.hasPrefix("file://") else { return nil }
+        return "--log must be file:<dir> or kafka://host:port/topic, not '\(location)'"
     }
 }

@@ -16,9 +16,7 @@ struct LogLocationOptions: ParsableArguments {
 
     func validate() throws {
         // The scheme is checked here, so that a mistake gets this command's usage, not the top level's.
-        if let log, log.contains("://"), !log.hasPrefix("kafka://"), !log.hasPrefix("file://") {
-            throw ValidationError("--log must be file:<dir> or kafka://host:port/topic, not '\(log)'")
-        }
+        if let log, let message = OpenedLog.unsupportedScheme(log) { throw ValidationError(message) }
     }
 }
 

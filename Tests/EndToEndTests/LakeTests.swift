@@ -430,6 +430,13 @@ struct LakeTests {
         #expect(late.first?.first as? Double == 60, "\(late)")
     }
 
+    /// `playhead import --data-dir <directory>/data file`, checked to succeed: its result, and the lake folder.
+    static func imported(_ file: String, in directory: TemporaryDirectory) async throws -> (result: CommandResult, lake: String) {
+        let result = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--data-dir", directory.appending("data").path, file])
+        #expect(result.status == 0, "\(result.stderr)")
+        return (result, directory.appending("data/lake").path)
+    }
+
     /// `events.ndjson` in `directory`: `count` events of `playhead loadgen --output`.
     static func generatedEvents(_ count: Int, seed: Int, in directory: TemporaryDirectory) async throws -> String {
         let file = directory.appending("events.ndjson").path
@@ -463,12 +470,9 @@ struct LakeTests {
             arguments: [file, Fixtures.json(Fixtures.event("template"))]
         )
         let badLine = try #require(Int(output.trimmingCharacters(in: .whitespacesAndNewlines)))
-        let data = directory.appending("data").path
-        let result = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--data-dir", data, file])
-        #expect(result.status == 0, "\(result.stderr)")
+        let (result, lake) = try await Self.imported(file, in: directory)
         let summary = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.split(separator: "\n")[0].utf8)) as? [String: Any])
         #expect(summary["events"] as? Int == 4 && summary["accepted"] as? Int == 3 && summary["rejected"] as? Int == 1, "\(result.stdout)")
-        let lake = directory.appending("data/lake").path
         let rejected = try await duck("SELECT request_index, reason, message FROM read_parquet('{lake}/rejected/**/*.parquet')", lake: lake)
         #expect(rejected.count == 1, "\(rejected)")
         #expect(rejected.first?[0] as? Int == 3 && rejected.first?[1] as? String == "malformed_json", "\(rejected)")
@@ -481,9 +485,7 @@ struct LakeTests {
         let directory = try TemporaryDirectory(prefix: "import")
         defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
         let file = try await Self.generatedEvents(140_000, seed: 5, in: directory)
-        let data = directory.appending("data").path
-        let result = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--data-dir", data, file])
-        #expect(result.status == 0, "\(result.stderr)")
+        let (_, lake) = try await Self.imported(file, in: directory)
         let groups = try await runPython(
             """
             import glob, sys, pyarrow.parquet as pq
@@ -491,7 +493,7 @@ struct LakeTests {
                 m = pq.ParquetFile(f).metadata
                 print(' '.join(str(m.row_group(i).num_rows) for i in range(m.num_row_groups)))
             """,
-            arguments: [directory.appending("data/lake").path]
+            arguments: [lake]
         )
         let files = groups.split(separator: "\n").map { $0.split(separator: " ").compactMap { Int($0) } }
         #expect(files.flatMap { $0 }.reduce(0, +) == 140_000, "\(groups)")
@@ -515,11 +517,8 @@ struct LakeTests {
             """,
             arguments: [file, Fixtures.json(Fixtures.event("template"))]
         )
-        let data = directory.appending("data").path
-        let result = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--data-dir", data, file])
-        #expect(result.status == 0, "\(result.stderr)")
+        let (result, lake) = try await Self.imported(file, in: directory)
         #expect(result.stdout.contains(#""accepted":4"#) && result.stdout.contains(#""duplicates":0"#), "\(result.stdout)")
-        let lake = directory.appending("data/lake").path
         let rows = try await duck("SELECT count(*) FROM read_parquet('{lake}/events/**/*.parquet')", lake: lake)
         #expect(rows.first?.first as? Int == 4, "\(rows)")
         let rollups = try await duck(
