@@ -811,6 +811,72 @@ struct EventParser {
         return Double(text) ?? .nan
     }
 
+    enum IntegralValue: Equatable {
+        case integer(Int64)
+        case fraction
+        case outOfRange
+    }
+
+    /// The exact value of a number token written with a fraction or an exponent, when it is an
+    /// integer (JSON Schema's `integer`: a number whose fractional part is zero): the significant
+    /// digits, without leading and trailing zeros, times a power of ten that must not be negative.
+    /// A rare path (integers are sent as integers), so it may allocate.
+    func integralValue(_ t: NumberToken) -> IntegralValue {
+        var i = t.start
+        let negative = p[i] == UInt8(ascii: "-")
+        if negative { i += 1 }
+        var digits: [UInt8] = []
+        var fractionDigits = 0
+        var inFraction = false
+        while i < t.end {
+            let b = p[i]
+            if b == UInt8(ascii: ".") {
+                inFraction = true
+            } else if b &- UInt8(ascii: "0") < 10 {
+                if !(digits.isEmpty && b == UInt8(ascii: "0")) { digits.append(b &- UInt8(ascii: "0")) }
+                // Leading zeros are dropped, but a fraction digit still moves the point.
+                if inFraction { fractionDigits += 1 }
+            } else {
+                break  // `e` or `E`
+            }
+            i += 1
+        }
+        var exponent = 0
+        if i < t.end {
+            i += 1
+            var exponentNegative = false
+            if p[i] == UInt8(ascii: "+") || p[i] == UInt8(ascii: "-") {
+                exponentNegative = p[i] == UInt8(ascii: "-")
+                i += 1
+            }
+            while i < t.end {
+                // Saturates far beyond any digit count a body can hold (5 MiB).
+                exponent = min(exponent * 10 + Int(p[i] - UInt8(ascii: "0")), 1 << 40)
+                i += 1
+            }
+            if exponentNegative { exponent = -exponent }
+        }
+        while let last = digits.last, last == 0 {
+            digits.removeLast()
+            exponent += 1
+        }
+        if digits.isEmpty { return .integer(0) }
+        let scale = exponent - fractionDigits
+        if scale < 0 { return .fraction }
+        if digits.count + scale > 19 { return .outOfRange }
+        var magnitude: UInt64 = 0
+        for digit in digits { magnitude = magnitude * 10 + UInt64(digit) }
+        for _ in 0..<scale {
+            let (m, overflow) = magnitude.multipliedReportingOverflow(by: 10)
+            if overflow { return .outOfRange }
+            magnitude = m
+        }
+        if negative {
+            return magnitude <= UInt64(Int64.max) + 1 ? .integer(magnitude == UInt64(Int64.max) + 1 ? .min : -Int64(magnitude)) : .outOfRange
+        }
+        return magnitude <= UInt64(Int64.max) ? .integer(Int64(magnitude)) : .outOfRange
+    }
+
     static let powersOf10: [Double] = (0...22).map { k in
         var v = 1.0
         for _ in 0..<k { v *= 10 }
@@ -1097,16 +1163,18 @@ struct EventParser {
                 }
                 durationSeconds = negative ? -v : v
             } else {
-                let d = doubleValue(t)
-                if !d.isFinite || d >= 9_223_372_036_854_775_808.0 || d < -9_223_372_036_854_775_808.0 {
-                    noteError(.invalidValue, field: field.name, "duration_seconds is out of range")
-                    return
-                }
-                guard d == Double(Int64(d)) else {
+                // Decided on the decimal text, not on a Double: `1.0000000000000000001` and `1e-400`
+                // have a fraction (a Double rounds them to integers), `9223372036854775807.0` fits.
+                switch integralValue(t) {
+                case .fraction:
                     noteError(.invalidType, field: field.name, "duration_seconds must be an integer")
                     return
+                case .outOfRange:
+                    noteError(.invalidValue, field: field.name, "duration_seconds is out of range")
+                    return
+                case .integer(let v):
+                    durationSeconds = v
                 }
-                durationSeconds = Int64(d)
             }
             if durationSeconds < 0 {
                 noteError(.negativeNumber, field: field.name, "duration_seconds must not be negative")

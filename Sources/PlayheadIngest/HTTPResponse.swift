@@ -148,21 +148,36 @@ enum JSONText {
         return out
     }
 
+    /// `s` with `%XX` escapes decoded (RFC 3986, 2.1). A `+` stays a `+`: the form encoding's
+    /// `+` for a space is not applied, since the one parameter read (`write_key`) never holds a
+    /// space, while keys with a `+` (base64) are often pasted into URLs unescaped. A `%` not followed
+    /// by two hex digits is kept as it is, with what follows it.
     static func percentDecoded(_ s: Substring) -> String {
+        let utf8 = Array(s.utf8)
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(s.utf8.count)
-        var iterator = s.utf8.makeIterator()
-        while let byte = iterator.next() {
-            if byte == UInt8(ascii: "+") {
-                bytes.append(UInt8(ascii: " "))
-            } else if byte == UInt8(ascii: "%"), let high = iterator.next(), let low = iterator.next(),
-                let value = UInt8(String(decoding: [high, low], as: UTF8.self), radix: 16)
+        bytes.reserveCapacity(utf8.count)
+        var index = 0
+        while index < utf8.count {
+            let byte = utf8[index]
+            if byte == UInt8(ascii: "%"), index + 2 < utf8.count, let high = hexValue(utf8[index + 1]),
+                let low = hexValue(utf8[index + 2])
             {
-                bytes.append(value)
+                bytes.append(high << 4 | low)
+                index += 3
             } else {
                 bytes.append(byte)
+                index += 1
             }
         }
         return String(decoding: bytes, as: UTF8.self)
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
+        default: nil
+        }
     }
 }

@@ -104,6 +104,26 @@ import PlayheadEvents
         #expect(try s.fields()[0].durationSeconds == 1000)
         #expect(rejection(event(["duration_seconds": "-0"])) == nil)
         #expect(rejection(event(["duration_seconds": "9223372036854775807"])) == nil)
+        // Decided on the decimal text: a Double would round these to integers (or past Int64.max).
+        for (text, value) in [
+            ("9223372036854775807.0", Int64.max), ("922337203685477580.7e1", Int64.max), ("10.0", 10), ("0.0e-400", 0),
+            ("1000e-3", 1), ("0.00120e4", 12), ("-0.0", 0), ("12345678901234567890e-1", 1_234_567_890_123_456_789),
+        ] {
+            let (o, s) = decode(event(["duration_seconds": text]), format: .json)
+            #expect(o.accepted == 1, "\(text)")
+            #expect(try s.fields().first?.durationSeconds == value, "\(text)")
+        }
+        for text in ["1.0000000000000000001", "1e-400", "0.5", "9223372036854775806.5", "1234.5e-1", "-0.0001"] {
+            let error = rejection(event(["duration_seconds": text]))
+            #expect(error?.reason == .invalidType, "\(text)")
+            #expect(error?.field == "duration_seconds")
+        }
+        for text in ["9223372036854775808.0", "1e19", "1e400", "1.5e99999999999999", "-9223372036854775809.0"] {
+            let error = rejection(event(["duration_seconds": text]))
+            #expect(error?.reason == .invalidValue, "\(text)")
+            #expect(error?.message.contains("out of range") == true, "\(text)")
+        }
+        #expect(rejection(event(["duration_seconds": "-2.0e0"]))?.reason == .negativeNumber)
     }
 
     @Test func numbersParseExactly() throws {

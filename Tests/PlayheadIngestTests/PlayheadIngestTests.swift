@@ -78,6 +78,21 @@ struct IngestMetricsTests {
         let request = HTTPRequest(head: HTTPRequestHead(version: .http1_1, method: .POST, uri: "/v1/events?write_key=s3cret"), body: ByteBuffer())
         #expect(request.path == "/v1/events")
         #expect(request.queryParameter("write_key") == "s3cret")
+        func key(_ query: String) -> String? {
+            HTTPRequest(head: HTTPRequestHead(version: .http1_1, method: .POST, uri: "/v1/events?" + query), body: ByteBuffer())
+                .queryParameter("write_key")
+        }
+        // A base64 key pasted unescaped keeps its `+` (it once became a space, and the key never matched).
+        #expect(key("write_key=ab+c/d=") == "ab+c/d=")
+        #expect(key("write_key=ab%2Bc%2Fd%3D") == "ab+c/d=")
+        #expect(key("x=1&write_key=%41%62&write_key=z") == "Ab")
+        // A `%` without two hex digits after it stays, with what follows (it once swallowed them).
+        #expect(key("write_key=a%zzb") == "a%zzb")
+        #expect(key("write_key=a%4") == "a%4")
+        #expect(key("write_key=a%") == "a%")
+        #expect(key("write_key=%e2%82%ac") == "\u{20AC}")
+        #expect(key("write_key") == "")
+        #expect(key("other=1") == nil)
     }
 
     @Test("accepted events are counted by their three labels, whatever the mix in a request")
