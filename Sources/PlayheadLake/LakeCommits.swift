@@ -59,7 +59,10 @@ struct LakeCommits: Sendable {
         do {
             return try JSONDecoder().decode(T.self, from: Data(bytes))
         } catch {
-            throw LakeError(.corruptState, "\(store.displayName)/\(path) is unreadable: \(error)")
+            throw LakeError(.corruptState, """
+                \(store.displayName)/\(path) is unreadable (\(error)): the lake writer stops rather than guess \
+                what the lake holds; restore the object or write it again (docs/runbook.md, "An unreadable lake state")
+                """)
         }
     }
 

@@ -456,13 +456,18 @@ final class DatasetWriter: @unchecked Sendable {
     }
 
     /// Runs `operation` until it succeeds: the lake may be unreachable for a while (S3 down), and the
-    /// data waits in the log meanwhile. Gives up only when the process is shutting down.
+    /// data waits in the log meanwhile. Gives up when the process is shutting down, and at once on
+    /// a state or intent object that is there but unreadable: reading it again gives the same bytes,
+    /// so retrying would only hide it (the lake writer stops, and so `serve` or `store`, with the
+    /// object's name; docs/runbook.md, "An unreadable lake state").
     private func retrying<T>(_ what: String, _ operation: () async throws -> T) async throws -> T {
         var delay = Duration.milliseconds(200)
         var attempt = 0
         while true {
             do {
                 return try await operation()
+            } catch let error as LakeError where error.code == .corruptState {
+                throw error
             } catch {
                 attempt += 1
                 metrics.flushFailed()

@@ -291,6 +291,49 @@ struct LakeTests {
         #expect(rows.first?[0] as? Int == 0 && rows.first?[1] as? Int == 10, "\(rows)")
     }
 
+    @Test("an unreadable lake state stops serve at once with the object's name (retrying cannot mend it); the runbook's repair from the file names resumes with every event once")
+    func unreadableLakeState() async throws {
+        let directory = try TemporaryDirectory(prefix: "badstate")
+        defer { withExtendedLifetime(directory) {} }
+        let data = directory.appending("data").path
+        let lake = directory.appending("data/lake").path
+        let first = try await PlayheadServer(dataDirectory: data, arguments: ["--flush-interval", "1"])
+        for round in 0..<3 {
+            let events = (0..<10).map { Fixtures.event("state-\(round)-\($0)") }
+            #expect(try await TestHTTP.postEvents(first, Fixtures.json(events)).status == 202)
+            try await Task.sleep(for: .milliseconds(1500))
+        }
+        #expect(await first.stop() == 0)
+        let statePath = "\(lake)/_playhead/state/events/p0.json"
+        let state = try String(contentsOfFile: statePath, encoding: .utf8)
+        #expect(state.contains("\"next_offset\":30"), "\(state)")
+        // A half-written or hand-edited state object.
+        try Data("{\"next_offset\": 3".utf8).write(to: URL(fileURLWithPath: statePath))
+        let refused = try await runCommand(
+            TestEnvironment.playheadExecutable, ["serve", "--data-dir", data, "--port", "0", "--flush-interval", "1"], timeout: .seconds(60))
+        #expect(refused.status == 1, "an unreadable state stops serve (it once retried for ever while /readyz said ready)")
+        #expect(refused.stderr.contains("_playhead/state/events/p0.json is unreadable"), "\(refused.stderr.suffix(2000))")
+        #expect(refused.stderr.contains("An unreadable lake state"), "\(refused.stderr.suffix(2000))")
+        // docs/runbook.md: next_offset is the largest <to> of the partition's file names.
+        let names = FileManager.default.enumerator(atPath: "\(lake)/events")?.compactMap { $0 as? String } ?? []
+        let ends = names.compactMap { name -> Int? in
+            let file = (name as NSString).lastPathComponent
+            guard file.hasPrefix("p0-"), file.hasSuffix(".parquet") else { return nil }
+            let parts = file.dropLast(".parquet".count).split(separator: "-")
+            return parts.count >= 3 ? Int(parts[2]) : nil
+        }
+        #expect(ends.max() == 30, "\(names)")
+        try Data("{\"next_offset\": \(ends.max() ?? 0)}".utf8).write(to: URL(fileURLWithPath: statePath))
+        let second = try await PlayheadServer(dataDirectory: data, arguments: ["--flush-interval", "1"])
+        let events = (0..<10).map { Fixtures.event("after-\($0)") }
+        #expect(try await TestHTTP.postEvents(second, Fixtures.json(events)).status == 202)
+        #expect(await second.stop() == 0)
+        let rows = try await duck(
+            "SELECT count(*), count(DISTINCT event_id), count(*) FILTER (WHERE event_id LIKE 'after-%') FROM read_parquet('{lake}/events/**/*.parquet')",
+            lake: lake)
+        #expect(rows.first?[0] as? Int == 40 && rows.first?[1] as? Int == 40 && rows.first?[2] as? Int == 10, "\(rows)")
+    }
+
     /// A log of 1,400 events in segments of 64 KiB, written by `ingest`, with one record of the second
     /// (closed) segment damaged: a byte of its value flipped (`inLength: false`: its checksum fails,
     /// its frame is whole), or the top byte of its length (a frame that cannot be trusted). Returns
