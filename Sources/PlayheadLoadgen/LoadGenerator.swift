@@ -49,8 +49,11 @@ public struct LoadgenConfiguration: Sendable {
     public var reconnect: Bool = true
     /// Event-loop threads. Default: 1, so that the generator leaves the other cores to the server.
     public var threads: Int = 1
-    /// Keep the ids of acknowledged events (for exactly-once checks). Default: false.
-    public var recordAcknowledgedIDs: Bool = false
+    /// Where the ids of acknowledged events go (for exactly-once checks), as they are acknowledged.
+    /// Default: none.
+    public var acknowledgedIDs: AcknowledgedIDWriter? = nil
+    /// Whether the sources must give each request's event ids.
+    public var recordAcknowledgedIDs: Bool { acknowledgedIDs != nil }
 
     public init() {}
 }
@@ -67,8 +70,6 @@ public struct LoadgenReport: Sendable {
     public var statusCounts: [Int: Int]
     /// Latency percentiles in microseconds: p50, p90, p99, p99.9, max.
     public var latencyMicros: [String: UInt64]
-    /// The ids of acknowledged events, when recorded.
-    public var acknowledgedIDs: [String]
 
     public var eventsPerSecond: Double { elapsedSeconds > 0 ? Double(acknowledgedEvents) / elapsedSeconds : 0 }
     public var requestsPerSecond: Double { elapsedSeconds > 0 ? Double(acknowledgedRequests) / elapsedSeconds : 0 }
@@ -143,7 +144,7 @@ public final class LoadGenerator: Sendable {
             elapsedSeconds: elapsed, requests: total.requests, acknowledgedRequests: total.acknowledgedRequests,
             acknowledgedEvents: total.acknowledgedEvents, rejectedEvents: total.rejectedEvents,
             failedRequests: total.failedRequests, connectionErrors: total.connectionErrors,
-            statusCounts: total.statusCounts, latencyMicros: latency, acknowledgedIDs: total.acknowledgedIDs
+            statusCounts: total.statusCounts, latencyMicros: latency
         )
     }
 }
@@ -172,7 +173,6 @@ struct ConnectionStats: Sendable {
     var connectionErrors = 0
     var statusCounts: [Int: Int] = [:]
     var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
-    var acknowledgedIDs: [String] = []
 
     mutating func merge(_ other: ConnectionStats) {
         requests += other.requests
@@ -183,7 +183,6 @@ struct ConnectionStats: Sendable {
         connectionErrors += other.connectionErrors
         for (status, count) in other.statusCounts { statusCounts[status, default: 0] += count }
         histogram.add(other.histogram)
-        acknowledgedIDs += other.acknowledgedIDs
     }
 }
 
@@ -202,6 +201,9 @@ final class ConnectionDriver {
     private var current: (request: LoadRequest, due: NIODeadline)?
     private var finished = false
     private var reconnectDelay = TimeAmount.milliseconds(20)
+    /// Acknowledged ids not yet handed to the writer (one per line), and when they last were.
+    private var pendingIDs: [UInt8] = []
+    private var idsHandedAt = NIODeadline.now()
     private lazy var headers: HTTPHeaders = {
         var headers: HTTPHeaders = [
             "Host": "\(configuration.host):\(configuration.port)",
@@ -314,11 +316,15 @@ final class ConnectionDriver {
             stats.acknowledgedRequests += 1
             stats.acknowledgedEvents += accepted
             stats.rejectedEvents += request.events - accepted
-            if configuration.recordAcknowledgedIDs && !request.eventIDs.isEmpty {
+            if configuration.acknowledgedIDs != nil && !request.eventIDs.isEmpty {
                 let rejected = accepted == request.events ? [] : Self.errorIndexes(in: body)
                 for (index, id) in request.eventIDs.enumerated() where !rejected.contains(index) {
-                    stats.acknowledgedIDs.append(id)
+                    pendingIDs.append(contentsOf: id.utf8)
+                    pendingIDs.append(UInt8(ascii: "\n"))
                 }
+                // Handed on at 64 KiB or after a second, so that memory stays flat over a long run and
+                // a run stopped by a signal leaves the ids acknowledged until about then.
+                if pendingIDs.count >= 1 << 16 || NIODeadline.now() - idsHandedAt >= .seconds(1) { handOverIDs() }
             }
         } else {
             stats.failedRequests += 1
@@ -328,9 +334,17 @@ final class ConnectionDriver {
         sendNext()
     }
 
+    private func handOverIDs() {
+        idsHandedAt = .now()
+        guard let writer = configuration.acknowledgedIDs, !pendingIDs.isEmpty else { return }
+        writer.write(pendingIDs)
+        pendingIDs = []
+    }
+
     private func finish() {
         guard !finished else { return }
         finished = true
+        handOverIDs()
         channel?.close(promise: nil)
         done.succeed(stats)
     }
@@ -385,5 +399,40 @@ extension TimeAmount {
     init(_ duration: Duration) {
         let (seconds, attoseconds) = duration.components
         self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}
+
+/// Writes the ids of acknowledged events to a file as connections hand them over, on a queue of its
+/// own (file writes stay off the event loops), in the order they arrive.
+public final class AcknowledgedIDWriter: Sendable {
+    private let handle: FileHandle
+    private let queue = DispatchQueue(label: "playhead.loadgen.acknowledged-ids")
+    private let failure = NIOLockedValueBox<(any Error)?>(nil)
+
+    /// - Parameter handle: open for writing; closed by ``finish()``.
+    public init(handle: FileHandle) {
+        self.handle = handle
+    }
+
+    func write(_ bytes: [UInt8]) {
+        queue.async { [handle, failure] in
+            guard failure.withLockedValue({ $0 == nil }) else { return }
+            do {
+                try handle.write(contentsOf: bytes)
+            } catch {
+                failure.withLockedValue { $0 = error }
+            }
+        }
+    }
+
+    /// Waits for every write handed over so far, closes the file, and reports the first write that failed.
+    public func finish() async throws {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            queue.async { [handle] in
+                try? handle.close()
+                continuation.resume()
+            }
+        }
+        if let error = failure.withLockedValue({ $0 }) { throw error }
     }
 }

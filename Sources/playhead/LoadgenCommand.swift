@@ -32,7 +32,7 @@ struct LoadgenCommand: AsyncParsableCommand {
     @Option(name: .long, parsing: .unconditional, help: "Concurrent sessions simulated by the generator.") var sessions: Int = 10_000
     @Option(name: .long, parsing: .unconditional, help: "Event-loop threads of the generator.") var threads: Int = 1
     @Option(name: .long, help: "Write the generated events to this NDJSON file instead of sending them. Default: none, send them.") var output: String?
-    @Option(name: .long, help: "Write the event_id of every acknowledged event to this file, one per line (for exactly-once checks). Default: none.") var acknowledgedIds: String?
+    @Option(name: .long, help: "Write the event_id of every acknowledged event to this file, one per line (for exactly-once checks), as they are acknowledged: within about a second, so a run stopped by a signal leaves the ids acknowledged until then. Default: none.") var acknowledgedIds: String?
     @Option(name: .long, parsing: .unconditional, help: "Make this many requests per connection up front and send them in turn, again and again, so that generating events costs no CPU during the run (for benchmarks of the server; events repeat, so not for exactly-once checks). Default: every request is generated as it is sent.") var replay: Int?
     @Flag(name: .long, help: "Print the report as one JSON object.") var json = false
 
@@ -74,7 +74,9 @@ struct LoadgenCommand: AsyncParsableCommand {
         configuration.writeKey = writeKey
         configuration.gzip = gzip
         configuration.threads = threads
-        configuration.recordAcknowledgedIDs = acknowledgedIds != nil
+        // Opened before the run, so that a path that cannot be written fails at once.
+        let idWriter = try acknowledgedIds.map { AcknowledgedIDWriter(handle: try Self.openForWriting($0)) }
+        configuration.acknowledgedIDs = idWriter
         let batch = self.batch, format = self.format, seed = self.seed, gzip = self.gzip
         let recordIDs = configuration.recordAcknowledgedIDs
         let sessionsPerConnection = max(1, sessions / connections)
@@ -93,10 +95,13 @@ struct LoadgenCommand: AsyncParsableCommand {
             return ReplayRequestSource(source, count: replay)
         }
         let report = try await generator.run()
-        if let acknowledgedIds {
-            let handle = try Self.openForWriting(acknowledgedIds)
-            defer { try? handle.close() }
-            try handle.write(contentsOf: Data((report.acknowledgedIDs.joined(separator: "\n") + (report.acknowledgedIDs.isEmpty ? "" : "\n")).utf8))
+        if let idWriter, let acknowledgedIds {
+            do {
+                try await idWriter.finish()
+            } catch {
+                FileHandle.standardError.write(Data("Error: cannot write \(acknowledgedIds): \(error)\n".utf8))
+                throw ExitCode.failure
+            }
         }
         print(json ? report.json : report.text)
         if report.acknowledgedRequests == 0 && report.connectionErrors > 0 {

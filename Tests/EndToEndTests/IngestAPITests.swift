@@ -801,6 +801,38 @@ struct IngestAPITests {
         #expect(try await Fixtures.storedIDs(server.dataDirectory).sorted() == acknowledged.sorted())
     }
 
+    @Test("loadgen --acknowledged-ids writes ids as they are acknowledged: a loadgen killed with -9 leaves the ids of all but its last second, each stored once; an unwritable path fails before sending")
+    func loadgenAcknowledgedIDsStream() async throws {
+        let (server, directory) = try await Fixtures.server()
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        let ids = directory.appending("ids.txt").path
+        let loadgen = try ChildProcess(
+            TestEnvironment.playheadExecutable,
+            ["loadgen", "--port", "\(server.port)", "--connections", "4", "--batch", "10", "--rate", "2000",
+             "--duration", "60", "--acknowledged-ids", ids],
+            name: "loadgen-killed", logDirectory: TestEnvironment.artifactsDirectory
+        )
+        try await Task.sleep(for: .milliseconds(3500))
+        loadgen.kill9()
+        _ = await loadgen.waitForExit(timeout: .seconds(10))
+        // Written only at the end of the run before: nothing at all was left.
+        let acknowledged = ((try? String(contentsOfFile: ids, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+        #expect(acknowledged.count >= 1000, "about 2,000 events/s for 3.5 s, all but the last second written: \(acknowledged.count)")
+        #expect(Set(acknowledged).count == acknowledged.count)
+        #expect(await server.stop() == 0)
+        let stored = Dictionary(grouping: try await Fixtures.storedIDs(server.dataDirectory), by: { $0 })
+        let notOnce = acknowledged.filter { stored[$0]?.count != 1 }
+        #expect(notOnce.isEmpty, "acknowledged ids not stored exactly once, e.g. \(Array(notOnce.prefix(3)))")
+
+        let unwritable = try await runCommand(
+            TestEnvironment.playheadExecutable,
+            ["loadgen", "--port", "1", "--duration", "30", "--acknowledged-ids", directory.appending("no/such/dir/ids.txt").path],
+            timeout: .seconds(10)
+        )
+        #expect(unwritable.status == 1)
+        #expect(unwritable.stderr.contains("cannot open") && !unwritable.stderr.contains("no request reached"), "\(unwritable.stderr)")
+    }
+
     @Test("loadgen --replay sends the bodies it made up front again and again, and refuses --acknowledged-ids; loadgen fails when no request reaches the server")
     func loadgenReplay() async throws {
         let (server, directory) = try await Fixtures.server()
