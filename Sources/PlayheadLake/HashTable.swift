@@ -78,7 +78,13 @@ struct HashTable<Value> {
         return nil
     }
 
-    /// Keeps the entries for which `keep` is true.
+    /// Calls `body` with every value, in no particular order.
+    func forEach(_ body: (Value) -> Void) {
+        for slot in slots where slot.key != 0 {
+            if let value = slot.value { body(value) }
+        }
+    }
+
     /// Keeps the values for which `keep` (called twice per value: it must be pure) is true, in a
     /// table sized for what is kept. (It was sized for everything before: a table that dropped most
     /// of its sessions stayed as large, and was briefly there twice.)

@@ -1,3 +1,4 @@
+import Metrics
 import PlayheadEvents
 
 /// One row of `rollups/`: what one content did in one hour (by `received_at`, like `events/`).
@@ -71,9 +72,10 @@ final class RollupAggregator: @unchecked Sendable {
         var events: Int64 = 0
         var plays: Int64 = 0
         var watchTime: Double = 0
-        var sessions = Set<UInt64>()
-        var viewers = Set<UInt64>()
-        var completed = Set<UInt64>()
+        /// Exact up to 65,536 values each, then estimates (``DistinctCount``).
+        var sessions = DistinctCount()
+        var viewers = DistinctCount()
+        var completed = DistinctCount()
 
         init(_ names: (contentID: String, contentType: String, title: String)) {
             contentID = names.contentID
@@ -171,15 +173,41 @@ final class RollupAggregator: @unchecked Sendable {
     /// time for the gap (the SQL over `events/` counts up to 60 s); the distinct counts stay exact,
     /// being kept per cell.
     let forgetSilentAfterMicros: Int64
+    /// The most sessions remembered for watch time, whatever the load: at 260,000 the table is at
+    /// most 2^19 slots of 112 bytes (56 MiB). A new session past it makes the half of the table
+    /// that has been silent longest forgotten (by `received_at`, then by event time), with the same
+    /// cost as a silence of 10 minutes (docs/lake.md, "Memory"). Counted in
+    /// `playhead_lake_rollup_sessions_forgotten_total`.
+    let maxRememberedSessions: Int
+    /// The most content-hours (rows of the open hours' rollup files) kept, whatever the load: about
+    /// 350 bytes each with their distinct counts' first values, so about 35 MiB. An event of a
+    /// content with no row yet in its hour, past it, is not counted in the rollups (it is in
+    /// `events/`, as an event of an hour already final is); counted in
+    /// `playhead_lake_rollup_events_uncounted_total`. A catalogue has far fewer contents; a client
+    /// that sends a new `content_id` with every event does not grow the lake writer without end.
+    let maxCells: Int
+    /// Rows of the open hours.
+    @exclusivity(unchecked) private var cellCount = 0
+    /// Events not counted because of ``maxCells``.
+    @exclusivity(unchecked) private(set) var uncountedEvents = 0
+    private let uncountedCounter = Counter(label: "playhead_lake_rollup_events_uncounted_total")
+    /// Sessions forgotten to stay within ``maxRememberedSessions``.
+    @exclusivity(unchecked) private(set) var forgottenSessions = 0
+    private let forgottenCounter = Counter(label: "playhead_lake_rollup_sessions_forgotten_total")
     /// The minute of `received_at` (since 1970) in which silent sessions were last dropped.
     @exclusivity(unchecked) private var sweptMinute: Int64 = .min
     @exclusivity(unchecked) private(set) var lateRecords = 0
     /// Hours changed since the last `takeChanges()`.
     @exclusivity(unchecked) private var touched = Set<Int64>()
 
-    init(graceMicros: Int64 = 300_000_000, forgetSilentAfterMicros: Int64 = 600_000_000) {
+    init(
+        graceMicros: Int64 = 300_000_000, forgetSilentAfterMicros: Int64 = 600_000_000, maxRememberedSessions: Int = 260_000,
+        maxCells: Int = 100_000
+    ) {
         grace = graceMicros
         self.forgetSilentAfterMicros = forgetSilentAfterMicros
+        self.maxRememberedSessions = max(2, maxRememberedSessions)
+        self.maxCells = max(1, maxCells)
     }
 
     /// Where a rebuild after a restart must start reading: the first offset of the oldest open hour.
@@ -206,6 +234,9 @@ final class RollupAggregator: @unchecked Sendable {
             if sweptMinute != .min { forgetSilentSessions(before: minute * 60_000_000 - forgetSilentAfterMicros) }
             sweptMinute = minute
         }
+        // Hours this event closes first (never its own: its hour starts at or after the limit), so
+        // that their rows leave room under `maxCells` for the event's own.
+        closeHours(before: received - grace)
         let hour = received - ((received % Self.hourMicros) + Self.hourMicros) % Self.hourMicros
         guard hour >= closedBefore else {
             lateRecords += 1
@@ -213,14 +244,19 @@ final class RollupAggregator: @unchecked Sendable {
         }
         let session = event.session
         let hourIndex = index(of: hour, firstOffset: offset)
+        if cellCount >= maxCells && hours.values[hourIndex].cellIndex[event.content] == nil {
+            uncountedEvents += 1
+            uncountedCounter.increment()
+            return
+        }
         let completes = event.durationSeconds > 0 && event.position >= Self.completionRatio * Double(event.durationSeconds)
+        if cursors.count >= maxRememberedSessions && cursors.value(session) == nil { forgetLongestSilentHalf() }
         // One lookup of the session's cursor, changed in place.
         cursors.update(session) { stored in
             if stored == nil { stored = Cursor(receivedMicros: received, placeholder: Moment(event, hour: 0, cell: 0)) }
             // In place: the cursor holds the session's history, too big to copy out and back per event.
             record(event, session: session, hour: hour, hourIndex: hourIndex, completes: completes, names: names, cursor: &stored!)
         }
-        closeHours(before: received - grace)
     }
 
     /// Counts `event` in its cell and its session's history.
@@ -313,6 +349,7 @@ final class RollupAggregator: @unchecked Sendable {
         let cell = hours.values[hourIndex].cells.count
         hours.values[hourIndex].cells.append(Cell(names()))
         hours.values[hourIndex].cellIndex[content] = cell
+        cellCount += 1
         return cell
     }
 
@@ -349,6 +386,9 @@ final class RollupAggregator: @unchecked Sendable {
         let limit = time - ((time % Self.hourMicros) + Self.hourMicros) % Self.hourMicros
         guard limit > closedBefore else { return }
         closedBefore = limit
+        // The rows of closed hours stay until `takeChanges` writes them for the last time, but no
+        // longer count against `maxCells`.
+        cellCount = hours.reduce(0) { $0 + ($1.key >= limit ? $1.value.cells.count : 0) }
     }
 
     /// The rows of every hour changed since the last call, and the hours now final (their state
@@ -382,6 +422,27 @@ final class RollupAggregator: @unchecked Sendable {
         return result
     }
 
+    /// Forgets the half of the remembered sessions silent longest: ordered by the last `received_at`,
+    /// then by the last event time (an import gives every event one `received_at`), the sessions at
+    /// or before the median go.
+    private func forgetLongestSilentHalf() {
+        var lastSeen: [(received: Int64, event: Int64)] = []
+        lastSeen.reserveCapacity(cursors.count)
+        cursors.forEach { cursor in
+            let event = cursor.count > 0 ? cursor.history[Int(cursor.count) - 1].timestampMicros : .min
+            lastSeen.append((cursor.receivedMicros, event))
+        }
+        lastSeen.sort { $0 < $1 }
+        let median = lastSeen[lastSeen.count / 2]
+        let before = cursors.count
+        cursors.filter { cursor in
+            let event = cursor.count > 0 ? cursor.history[Int(cursor.count) - 1].timestampMicros : .min
+            return (cursor.receivedMicros, event) > median
+        }
+        forgottenSessions += before - cursors.count
+        forgottenCounter.increment(by: before - cursors.count)
+    }
+
     private func forgetSilentSessions(before silentBefore: Int64) {
         cursors.filter { $0.receivedMicros >= silentBefore }
     }
@@ -392,10 +453,13 @@ final class RollupAggregator: @unchecked Sendable {
     func reset() {
         sweptMinute = .min
         hours.removeAll()
+        cellCount = 0
         cursors.removeAll()
         touched.removeAll()
         currentHour = nil
         closedBefore = .min
         lateRecords = 0
+        uncountedEvents = 0
+        forgottenSessions = 0
     }
 }

@@ -1,3 +1,4 @@
+import Metrics
 import Synchronization
 
 /// What the content KPIs need of one event (decoded from the log by the caller's closure).
@@ -194,6 +195,12 @@ public final class ContentAggregator: Sendable {
     public static let maxDimensionValues = 24
     /// Combinations of breakdown dimensions kept (series per `playhead_breakdown_*` metric).
     public static let maxBreakdownSeries = 500
+    /// The most sessions followed (and as many stopped ones remembered), whatever the load: about
+    /// 250 bytes each, so at most about 60 MiB each. A new session past it ends the half silent
+    /// longest (by receive time, then event time), as a timeout would; counted in
+    /// `playhead_content_sessions_forgotten_total` (docs/metrics.md).
+    public let maxSessions: Int
+    private let forgottenCounter = Counter(label: "playhead_content_sessions_forgotten_total")
 
     /// A session's state. A class, so that an event costs one dictionary lookup and no copy-back;
     /// only touched under the aggregator's lock.
@@ -282,15 +289,24 @@ public final class ContentAggregator: Sendable {
         var eventSources: Set<String> = []
         var languages: Set<String> = []
         var genres: Set<String> = []
+        /// Sessions ended or forgotten for ``ContentAggregator/maxSessions``.
+        var forgotten = 0
     }
 
     private let state = Mutex(State())
 
-    public init(sessionTimeout: Duration = .seconds(90), gapCap: Duration = .seconds(60), completionRatio: Double = 0.95) {
+    public init(
+        sessionTimeout: Duration = .seconds(90), gapCap: Duration = .seconds(60), completionRatio: Double = 0.95,
+        maxSessions: Int = 250_000
+    ) {
         self.sessionTimeoutMicros = Self.micros(sessionTimeout)
         self.gapCapMicros = Self.micros(gapCap)
         self.completionRatio = completionRatio
+        self.maxSessions = max(2, maxSessions)
     }
+
+    /// Sessions ended, and stopped ones forgotten, to stay within ``maxSessions`` (for tests).
+    public var forgottenSessions: Int { state.withLock { $0.forgotten } }
 
     static func micros(_ duration: Duration) -> Int64 {
         duration.components.seconds * 1_000_000 + duration.components.attoseconds / 1_000_000_000_000
@@ -478,6 +494,7 @@ public final class ContentAggregator: Sendable {
                 lastEventMicros: o.timestampMicros, lastReceivedMicros: o.receivedAtMicros
             )
             if o.eventType == "play" { startPlaying(new, in: &state) }
+            if state.sessions.count >= maxSessions { endLongestSilentHalf(in: &state) }
             state.sessions[o.sessionKey] = new
             return
         }
@@ -578,8 +595,33 @@ public final class ContentAggregator: Sendable {
         return true
     }
 
+    /// Ends the half of the sessions silent longest (by receive time, then event time), as a timeout
+    /// would: a later event of one starts a new session.
+    private func endLongestSilentHalf(in state: inout State) {
+        var lastSeen = state.sessions.values.map { ($0.lastReceivedMicros, $0.lastEventMicros) }
+        lastSeen.sort { $0 < $1 }
+        let median = lastSeen[lastSeen.count / 2]
+        let ending = state.sessions.filter { _, session in (session.lastReceivedMicros, session.lastEventMicros) <= median }
+        for (key, session) in ending {
+            end(session, in: &state)
+            state.sessions[key] = nil
+        }
+        state.forgotten += ending.count
+        forgottenCounter.increment(by: ending.count)
+    }
+
     private func remember(stop o: ContentObservation, completed: Bool, in state: inout State) {
         let earlier = state.stopped[o.sessionKey]
+        if earlier == nil && state.stopped.count >= maxSessions {
+            // The half stopped longest ago: a late event of one of those could start it again.
+            var received = state.stopped.values.map(\.receivedMicros)
+            received.sort()
+            let median = received[received.count / 2]
+            let before = state.stopped.count
+            state.stopped = state.stopped.filter { $0.value.receivedMicros > median }
+            state.forgotten += before - state.stopped.count
+            forgottenCounter.increment(by: before - state.stopped.count)
+        }
         state.stopped[o.sessionKey] = Stopped(
             contentID: o.contentID, stopMicros: max(o.timestampMicros, earlier?.stopMicros ?? .min),
             receivedMicros: o.receivedAtMicros, completed: completed || (earlier?.completed ?? false) && earlier?.contentID == o.contentID

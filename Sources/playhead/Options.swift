@@ -92,7 +92,7 @@ struct FlushOptions: ParsableArguments {
     var flushEvents: Int = 1_000_000
 
     @Option(name: .long, parsing: .unconditional, help: "Close a lake batch after this many bytes of records (keeps memory bounded).")
-    var flushBytes: Int = 128 * 1024 * 1024
+    var flushBytes: Int = 64 * 1024 * 1024
 
     @Option(name: .long, parsing: .unconditional, help: "Drop an event whose event_id was already written within the last N events of its partition (client retries).")
     var dedupWindow: Int = 2_000_000

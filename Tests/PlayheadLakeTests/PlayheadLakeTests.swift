@@ -260,6 +260,96 @@ struct RollupTests {
         #expect(abs(row.watchTimeSeconds - 21 * 30) < 1e-9, "\(row.watchTimeSeconds)")
     }
 
+    @Test("Past maxRememberedSessions, the half of the sessions silent longest is forgotten: the table stays bounded, a recent session keeps counting its watch time, a forgotten one counts none for its gap, the distinct counts stay exact")
+    func rememberedSessionsBounded() throws {
+        let second: Int64 = 1_000_000
+        let aggregator = RollupAggregator(maxRememberedSessions: 100)
+        var events: [EventRecordFields] = []
+        // "old" plays first; then 1,000 one-event sessions, one per 10 ms, while "recent" sends a
+        // heartbeat every 10 new sessions; then both "old" and "recent" send one more heartbeat.
+        events.append(Self.event("o1", "play", session: "old", timestamp: Self.base, received: Self.base, position: 0))
+        var time = Self.base
+        for index in 0..<1_000 {
+            time += 10_000
+            events.append(Self.event("n\(index)", "play", session: "s\(index)", timestamp: time, received: time, position: 0))
+            if index % 10 == 0 {
+                events.append(Self.event("r\(index)", "heartbeat", session: "recent", timestamp: time, received: time, position: Double(time - Self.base) / 1e6))
+            }
+        }
+        time += second
+        events.append(Self.event("o2", "heartbeat", session: "old", timestamp: time, received: time, position: 11))
+        events.append(Self.event("r-last", "heartbeat", session: "recent", timestamp: time, received: time, position: Double(time - Self.base) / 1e6))
+        var most = 0
+        var rows: [Int64: [RollupRow]] = [:]
+        for event in events {
+            rows.merge(try Self.rollups([event], aggregator: aggregator, flushEvery: 1)) { $1 }
+            most = max(most, aggregator.rememberedSessions)
+        }
+        #expect(most <= 100, "\(most)")
+        #expect(aggregator.forgottenSessions >= 900, "\(aggregator.forgottenSessions)")
+        let row = try #require(rows[Self.base]?.first)
+        // Every session counted once, though most were forgotten and "old" came back after it was.
+        #expect(row.sessions == 1_002 && row.uniqueViewers == 1_002 && row.events == 1_000 + 100 + 3, "\(row)")
+        // "recent" was never forgotten: its watch time from its first heartbeat to its last (about
+        // 10.99 s). "old" was: its 11 s of position advance count nothing.
+        let recentStart = Double(10_000) / 1e6
+        let recentEnd = Double(time - Self.base) / 1e6
+        #expect(abs(row.watchTimeSeconds - (recentEnd - recentStart)) < 1e-6, "\(row.watchTimeSeconds)")
+    }
+
+    @Test("Past maxCells content-hours, events of a content new to its hour are not counted in the rollups (and are counted as such); contents already there still are; a closed hour gives its room back")
+    func contentHoursBounded() throws {
+        let second: Int64 = 1_000_000
+        let aggregator = RollupAggregator(graceMicros: 60 * second, maxCells: 10)
+        var events: [EventRecordFields] = []
+        for index in 0..<100 {
+            let time = Self.base + Int64(index) * second
+            events.append(Self.event("e\(index)", "play", session: "s\(index)", content: "c\(index)", timestamp: time, received: time, position: 0))
+        }
+        // Content c3 again: it has its row, so it counts.
+        let again = Self.base + 200 * second
+        events.append(Self.event("again", "heartbeat", session: "s3", content: "c3", timestamp: again, received: again, position: 10))
+        var rows = try Self.rollups(events, aggregator: aggregator, flushEvery: 1)
+        var hour = try #require(rows[Self.base])
+        #expect(hour.count == 10, "\(hour.count)")
+        #expect(aggregator.uncountedEvents == 90)
+        #expect(hour.first { $0.contentID == "c3" }?.events == 2)
+        // The next hour, once this one closes (its end + 60 s): new contents have room again.
+        let next = Self.base + RollupAggregator.hourMicros + 2 * 60 * second
+        rows = try Self.rollups(
+            (0..<5).map { Self.event("n\($0)", "play", session: "t\($0)", content: "d\($0)", timestamp: next, received: next, position: 0) },
+            aggregator: aggregator, flushEvery: 1)
+        hour = try #require(rows[Self.base + RollupAggregator.hourMicros])
+        #expect(hour.count == 5 && aggregator.uncountedEvents == 90, "\(hour.count) \(aggregator.uncountedEvents)")
+    }
+
+    @Test("DistinctCount: exact up to 65,536 values, then a HyperLogLog estimate within 2 % (standard error 0.81 %), the same whatever the order")
+    func distinctCountEstimates() {
+        var count = DistinctCount()
+        for value in 0..<UInt64(DistinctCount.exactLimit) {
+            count.insert(value &* 0x9E37_79B9_7F4A_7C15)
+            count.insert(value &* 0x9E37_79B9_7F4A_7C15)
+        }
+        #expect(count.count == DistinctCount.exactLimit && !count.isEstimate)
+        var random = SeededRandom(seed: 7)
+        for target in [70_000, 250_000, 1_000_000] {
+            var forward = DistinctCount()
+            var values: [UInt64] = (0..<target).map { _ in random.next() }
+            for value in values { forward.insert(value) }
+            #expect(forward.isEstimate)
+            let error = abs(Double(forward.count) - Double(target)) / Double(target)
+            #expect(error < 0.02, "\(target): \(forward.count)")
+            values.shuffle(using: &random)
+            var shuffled = DistinctCount()
+            for value in values + values.prefix(1_000) { shuffled.insert(value) }
+            #expect(shuffled.count == forward.count, "\(target)")
+        }
+        // Sequential hashes (small integers, as a poor hash would give) are mixed before use.
+        var sequential = DistinctCount()
+        for value in 0..<UInt64(300_000) { sequential.insert(value) }
+        #expect(abs(Double(sequential.count) - 300_000) / 300_000 < 0.02, "\(sequential.count)")
+    }
+
     @Test("A stop that overtakes its play: the interval between them is counted, in the stop's hour, once the play arrives")
     func stopBeforePlay() throws {
         // (Received 5 minutes apart: a session silent for 10 is forgotten, `silentSessionsForgotten`.)

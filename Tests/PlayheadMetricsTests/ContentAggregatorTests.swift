@@ -36,6 +36,39 @@ func event(
 
 @Suite("ContentAggregator")
 struct ContentAggregatorTests {
+    @Test("past maxSessions, the half of the sessions silent longest ends as a timeout would: the table stays bounded, viewers stay consistent, a recent session keeps counting; stopped sessions are bounded too")
+    func sessionsBounded() {
+        let aggregator = ContentAggregator(maxSessions: 100)
+        var most = 0
+        for index in 0..<1_000 {
+            let time = 1_000 + Double(index) * 0.01
+            aggregator.observe(event("play", at: time, session: "n\(index)"))
+            if index % 10 == 0 { aggregator.observe(event("heartbeat", at: time, session: "recent", position: time - 1_000)) }
+            most = max(most, aggregator.snapshot(top: 0).activeSessions)
+        }
+        #expect(most <= 100, "\(most)")
+        #expect(aggregator.forgottenSessions >= 900, "\(aggregator.forgottenSessions)")
+        var snapshot = aggregator.snapshot()
+        // Every session followed but "recent" (heartbeats only, never a play) is playing: the viewers
+        // are exactly the sessions still followed, none left counted for an ended one.
+        #expect(snapshot.totalConcurrentViewers == snapshot.activeSessions - 1, "\(snapshot.totalConcurrentViewers) \(snapshot.activeSessions)")
+        #expect(snapshot.playsStarted["movie"] == 1_000)
+        // "recent" was never ended: a heartbeat every 0.1 s while a play of it was never sent, so it
+        // counts no watch time, but it is still followed; a play then counts the next gap.
+        aggregator.observe(event("play", at: 1_011, session: "recent", position: 11))
+        aggregator.observe(event("heartbeat", at: 1_012, session: "recent", position: 12))
+        snapshot = aggregator.snapshot()
+        #expect(snapshot.watchTimeSeconds["movie"] == 1, "\(snapshot.watchTimeSeconds)")
+        #expect(snapshot.playsStarted["movie"] == 1_001)
+
+        let stops = ContentAggregator(maxSessions: 50)
+        for index in 0..<500 {
+            stops.observe(event("stop", at: 2_000 + Double(index), session: "x\(index)", position: 3_500))
+        }
+        #expect(stops.forgottenSessions >= 450, "\(stops.forgottenSessions)")
+        #expect(stops.snapshot().completions["movie"] == 500)
+    }
+
     @Test("a client that resends events after the stop (retries) neither completes the session twice nor brings its viewer back")
     func resentEventsAfterStop() {
         let aggregator = ContentAggregator()
