@@ -383,7 +383,10 @@ extension LogError {
         case RdKafkaError.unknownTopic, RdKafkaError.unknownPartition, RdKafkaError.unknownTopicOrPartition,
             RdKafkaError.invalidArgument:
             code = .invalidArgument
-        case RdKafkaError.messageTimedOut, RdKafkaError.timedOut, RdKafkaError.transport, RdKafkaError.allBrokersDown:
+        case RdKafkaError.messageTimedOut, RdKafkaError.timedOut, RdKafkaError.transport, RdKafkaError.allBrokersDown,
+            RdKafkaError.producerFenced, RdKafkaError.fenced:
+            // Fenced: the records of a producer replaced after a broker stall (docs/kafka.md); a new
+            // attempt goes through the new producer, so the client should retry (503, not 500).
             code = .unavailable
             retryAfter = 5
         default:

@@ -6,6 +6,7 @@ import Foundation
 /// Objects under `_playhead/` (ignored by `read_parquet('<lake>/events/**/*.parquet')`):
 /// - `_playhead/state/<dataset>/p<partition>.json`: `{"next_offset": B, "rollup_from": R}`: every
 ///   record before B is in the lake; R is where the rollup state of the open hours starts.
+/// - `_playhead/log.json`: `{"log_id": L}`: the embedded log the lake is written from (none for Kafka).
 /// - `_playhead/intents/<dataset>/p<partition>.json`: `{"from": A, "to": B, "files": [...]}`: a
 ///   batch that may be partly written. After a crash the writer redoes exactly `[A, B)`: same
 ///   records, same decisions, same file names, so the redo replaces the partial files.
@@ -33,6 +34,25 @@ struct LakeCommits: Sendable {
 
     private func statePath(_ partition: Int32) -> String { "_playhead/state/\(dataset)/p\(partition).json" }
     private func intentPath(_ partition: Int32) -> String { "_playhead/intents/\(dataset)/p\(partition).json" }
+
+    struct Claim: Codable, Equatable, Sendable {
+        var logID: String
+
+        enum CodingKeys: String, CodingKey {
+            case logID = "log_id"
+        }
+    }
+
+    private static let claimPath = "_playhead/log.json"
+
+    /// The log that claimed the lake location, if one did.
+    func claim() async throws -> Claim? {
+        try await read(Claim.self, Self.claimPath)
+    }
+
+    func writeClaim(_ claim: Claim) async throws {
+        try await store.put(Self.claimPath, try Self.encode(claim))
+    }
 
     func state(_ partition: Int32) async throws -> State? {
         try await read(State.self, statePath(partition))

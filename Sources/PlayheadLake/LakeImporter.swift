@@ -79,7 +79,10 @@ public final class LakeImporter: Sendable {
         var state = ImportState(tag: file.tag, dedupWindow: configuration.dedupWindow)
         // The file's rollups: one aggregator fed in file order by the decode step (watch time needs
         // each session's events in order), written once at the end as `rollups/…/import-<tag>.parquet`.
-        state.rollups = configuration.rollups ? RollupAggregator() : nil
+        // Every content of the file gets its row: an import is one run over a file the operator chose
+        // (a catalogue's worth of rows is a few hundred MB at most), not a stream with no end, so the
+        // bound on content rows that keeps `serve` within its memory whatever it is sent does not apply.
+        state.rollups = configuration.rollups ? RollupAggregator(maxCells: .max) : nil
         var pending: [UInt8] = []
         var writing: [Task<EncodedBatch, any Error>] = []
         var summary = LakeImportSummary()
@@ -487,7 +490,14 @@ final class ImportFile: @unchecked Sendable {
             throw LakeError(.io, "cannot import \(path): it is a directory, not an NDJSON file")
         }
         self.path = path
-        var identity = "\(path)|\(info.st_size)|\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)"
+        // The file, not how its path was typed: `f.ndjson`, `./f.ndjson`, `/abs/f.ndjson` and a
+        // symbolic link to it are one file (as typed, they were four imports of the same events).
+        var canonical = path
+        if let resolved = realpath(path, nil) {
+            canonical = String(cString: resolved)
+            free(resolved)
+        }
+        var identity = "\(canonical)|\(info.st_size)|\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)"
         let hash = identity.withUTF8 { stableHash64(UnsafeRawBufferPointer($0)) }
         let hex = String(hash, radix: 16)
         tag = String(repeating: "0", count: 16 - hex.count) + hex

@@ -40,6 +40,8 @@ public struct LakeError: Error, Sendable, CustomStringConvertible {
         public static let remote = Code("remote")
         /// A state or intent object of the lake is unreadable.
         public static let corruptState = Code("corrupt_state")
+        /// Another log, or another process, writes the same lake location.
+        public static let otherWriter = Code("other_writer")
         public var description: String { name }
     }
 

@@ -15,9 +15,10 @@ public struct LakeWriterConfiguration: Sendable {
     public var flushEvents = 1_000_000
     /// A batch closes this long after its first record arrived. Default: 10 s.
     public var flushInterval: Duration = .seconds(10)
-    /// A batch closes after this many bytes of records (bounds memory). Default: 128 MiB (with 512,
-    /// `serve` peaked at 1.6 GB under 30 KB events, a probe; 756 MB with 128).
-    public var flushBytes = 128 * 1024 * 1024
+    /// A batch closes after this many bytes of records (bounds memory). Default: 64 MiB (with 512,
+    /// `serve` peaked at 1.6 GB under 30 KB events, a probe; 756 MB with 128; with 8 KB events
+    /// that were each a new session and content, 976–1,074 MB with 128 and 819 MB with 64).
+    public var flushBytes = 64 * 1024 * 1024
     /// An event is dropped when its `event_id` appeared in the previous N records of its partition.
     /// 0 turns deduplication off. Default: 2,000,000 (about 48 MB per partition).
     public var dedupWindow = 2_000_000
@@ -76,7 +77,10 @@ public final class LakeWriter: Service, Sendable {
             do {
                 while try await group.next() != nil {}
             } catch {
-                logger.error("lake writer: stopped on an error", metadata: ["error": "\(error)"])
+                logger.error("lake writer: stopped on an error", metadata: [
+                    "error": "\(error)",
+                    "hint": "the events not yet in the lake stay in the log; they are written when a lake writer runs again",
+                ])
                 group.cancelAll()
                 throw error
             }
@@ -151,23 +155,23 @@ final class DatasetWriter: @unchecked Sendable {
         metrics = LakeMetrics(dataset: kind.name)
     }
 
-    /// The consumer whose lag is `playhead_consumer_lag_events{consumer="lake"}` (the events
-    /// writer's), and when it was last refreshed.
-    private var lagConsumer: (any LogConsumer)?
-    private var lagRefreshed = ContinuousClock.now
-
-    /// Refreshes the lake's lag gauge, at most once a second: the backend sets it when asked
-    /// (events not yet committed to the lake, buffered ones included). Also while writes to the lake
-    /// fail and are retried, so that the lag shows the data piling up in the log.
-    private func refreshLag() async {
-        guard let consumer = lagConsumer, lagRefreshed.duration(to: .now) >= .seconds(1) else { return }
-        lagRefreshed = .now
-        _ = await consumer.lag()
+    /// Refreshes `playhead_consumer_lag_events{consumer="lake"}` (the events writer's) every second,
+    /// beside the writer: the backend sets it when asked (events not yet committed to the lake,
+    /// buffered ones included). Whatever the writer waits for (an S3 request that hangs for its
+    /// whole timeout, a retry), the lag shows the data piling up in the log. (It was refreshed
+    /// between the writer's steps: an S3 stall froze it for minutes, a probe.)
+    private static func refreshingLag(of consumer: any LogConsumer) -> Task<Void, Never> {
+        Task {
+            while !Task.isCancelled {
+                _ = await consumer.lag()
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
     }
 
     func run() async throws {
         let consumer = try log.consumer(for: kind.topic, group: configuration.group)
-        if kind.topic == .events { lagConsumer = consumer }
+        let lagTask = kind.topic == .events ? Self.refreshingLag(of: consumer) : nil
         do {
             var readFailures = 0
             while !Task.isShuttingDownGracefully && !Task.isCancelled {
@@ -177,7 +181,6 @@ final class DatasetWriter: @unchecked Sendable {
                 for partition in partitions.values where isDue(partition) {
                     try await flush(partition, consumer: consumer)
                 }
-                await refreshLag()
                 // Batches close after seconds: 100 ms more to gather a trickle costs nothing.
                 await poll?.pauseIfFew(pause: .milliseconds(100))
             }
@@ -199,9 +202,11 @@ final class DatasetWriter: @unchecked Sendable {
                 try await flush(partition, consumer: consumer)
             }
         } catch {
+            lagTask?.cancel()
             await consumer.close()
             throw error
         }
+        lagTask?.cancel()
         await consumer.close()
     }
 
@@ -230,9 +235,25 @@ final class DatasetWriter: @unchecked Sendable {
             "error": "\(error)", "retry_in": "\(delay)", "failures": "\(failures)",
         ])
         metrics.flushFailed()
-        await refreshLag()
         try? await Task.sleep(for: delay)
         return nil
+    }
+
+    /// Refuses a lake location that another embedded log has claimed (`_playhead/log.json`), and
+    /// claims one that none has, before anything is written: of two logs started together on a new
+    /// location, the claim written last stands, and the other finds it at its first batch.
+    private func claimLake(for identity: String) async throws {
+        let claim = try await retrying("read the lake's claim") { try await self.commits.claim() }
+        if let theirs = claim?.logID, theirs != identity {
+            throw LakeError(.otherWriter, """
+                \(store.displayName) is written from another log (id \(theirs)); this log (\(log.displayName)) is \
+                \(identity). One lake location takes one log: nothing was written. Point --lake at a folder or prefix \
+                of its own for each log (docs/lake.md, "One log per lake")
+                """)
+        }
+        if claim == nil {
+            try await retrying("claim the lake") { try await self.commits.writeClaim(.init(logID: identity)) }
+        }
     }
 
     /// Keeps a damaged record's bytes at `_playhead/damaged/<dataset>/p<partition>-<offset>.record`
@@ -289,6 +310,9 @@ final class DatasetWriter: @unchecked Sendable {
     /// the rollups of the open hours from the log.
     private func assign(_ partition: Int32, consumer: any LogConsumer) async throws {
         let state = try await retrying("read state") { try await self.commits.state(partition) }
+        if let identity = log.identity {
+            try await claimLake(for: identity)
+        }
         if let written = state?.nextOffset, let end = await consumer.endOffset(partition: partition), end < written {
             // The log ends before what the lake has written: it was replaced (a new volume, another
             // --log) or cut back (a damaged segment, docs/runbook.md). Skipping its records up to
@@ -430,6 +454,18 @@ final class DatasetWriter: @unchecked Sendable {
                 rollupPath: { LakePaths.rollupFile(hourStart: $0, partition: writer.partition) }
             )
         }
+        if let identity = log.identity {
+            // One log per lake location: two `serve` processes pointed at one S3 prefix would write
+            // files of the same names with different records, each replacing the other's.
+            let current = try await retrying("read the lake's claim") { try await self.commits.claim() }
+            if current?.logID != identity {
+                throw LakeError(.otherWriter, """
+                    another process writes \(store.displayName): the lake is now claimed by log \(current?.logID ?? "none"), not \
+                    by this one (\(log.displayName), \(identity)); this writer stops before writing a file, and its events stay \
+                    in its log. Point --lake at a folder or prefix of its own for each log (docs/lake.md, "One log per lake")
+                    """)
+            }
+        }
         let intent = LakeCommits.Intent(from: from, to: to, files: encoded.files.map(\.path))
         try await retrying("write intent") { try await self.commits.writeIntent(intent, partition: writer.partition) }
         for file in encoded.files {
@@ -466,7 +502,7 @@ final class DatasetWriter: @unchecked Sendable {
         while true {
             do {
                 return try await operation()
-            } catch let error as LakeError where error.code == .corruptState {
+            } catch let error as LakeError where error.code == .corruptState || error.code == .otherWriter {
                 throw error
             } catch {
                 attempt += 1
@@ -475,12 +511,7 @@ final class DatasetWriter: @unchecked Sendable {
                     "error": "\(error)", "lake.attempt": "\(attempt)", "lake.retry_in": "\(delay)",
                 ])
                 if Task.isCancelled || (Task.isShuttingDownGracefully && attempt >= 5) { throw error }
-                // The wait in slices of at most a second, refreshing the lag between them.
-                let until = ContinuousClock.now + delay
-                while !Task.isCancelled, case let left = ContinuousClock.now.duration(to: until), left > .zero {
-                    try? await Task.sleep(for: min(left, .seconds(1)))
-                    await refreshLag()
-                }
+                try? await Task.sleep(for: delay)
                 delay = min(delay * 2, configuration.maxRetryDelay)
             }
         }

@@ -27,6 +27,11 @@ public final class S3LakeStore: LakeStore {
         } catch let error as S3Error {
             let endpoint = client.configuration.endpoint
             switch error.code {
+            case .noSuchBucket where !error.fromErrorBody:
+                throw LakeError(
+                    .io,
+                    "\(endpoint) answered a listing of the bucket '\(bucket)' with HTTP 404 and no S3 error: it does not look like an S3 API; --s3-endpoint (or AWS_ENDPOINT_URL) must be the S3 gateway's scheme, host and port, with no path"
+                )
             case .noSuchBucket:
                 throw LakeError(
                     .io,
@@ -36,6 +41,18 @@ public final class S3LakeStore: LakeStore {
                 throw LakeError(
                     .io,
                     "\(endpoint) refused to list s3://\(bucket)/\(prefix) (\(error.code)): check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and the policy (docs/s3.md lists the actions the writer needs)"
+                )
+            case .requestTimeTooSkewed:
+                // Every signed request fails the same way until the clock is set right.
+                throw LakeError(
+                    .io,
+                    "\(endpoint) refused the request because this machine's clock differs from its own by more than S3 allows (RequestTimeTooSkewed: \(error.message)): set the clock right (NTP) and start again"
+                )
+            case .other(let code) where ["AuthorizationHeaderMalformed", "PermanentRedirect", "IllegalLocationConstraintException"].contains(code):
+                // Signed for another region, or the bucket lives elsewhere: retrying cannot help.
+                throw LakeError(
+                    .io,
+                    "\(endpoint) refused to list s3://\(bucket)/\(prefix) (\(code): \(error.message)): check --s3-region (or AWS_REGION) and --s3-endpoint against the bucket's region"
                 )
             default:
                 // Unreachable or failing now: the writer retries, and says so.

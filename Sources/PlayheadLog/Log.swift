@@ -214,7 +214,15 @@ public struct DamagedLogRecord: Sendable {
 public protocol LogBackend: Sendable {
     /// A human-readable name, for logs (`file:/var/lib/playhead/log`, `kafka://host:9092/events`).
     var displayName: String { get }
+    /// What tells this log from every other, where the lake must know which log it was written
+    /// from: the embedded log's random id (`<dir>/id`). `nil` for Kafka, whose partitions the
+    /// consumer group hands to one writer each.
+    var identity: String? { get }
     func producer(for topic: LogTopic) throws(LogError) -> any LogProducer
     /// A consumer of `topic` in `group`; `nil` gives a reader from the earliest record that commits nothing.
     func consumer(for topic: LogTopic, group: String?) throws(LogError) -> any LogConsumer
+}
+
+extension LogBackend {
+    public var identity: String? { nil }
 }

@@ -74,6 +74,8 @@ public struct RdKafkaError: Error, Sendable, Hashable, CustomStringConvertible {
     public static let unknownMemberId: Int32 = RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID.rawValue
     public static let state: Int32 = RD_KAFKA_RESP_ERR__STATE.rawValue
     public static let noOffset: Int32 = RD_KAFKA_RESP_ERR__NO_OFFSET.rawValue
+    public static let producerFenced: Int32 = RD_KAFKA_RESP_ERR_PRODUCER_FENCED.rawValue
+    public static let fenced: Int32 = RD_KAFKA_RESP_ERR__FENCED.rawValue
 
     static func defaultRetriable(_ code: Int32) -> Bool {
         switch code {

@@ -567,7 +567,8 @@ public final class S3Client: Sendable {
         fromBody body: ByteBuffer, status: Int, requestID: String?, method: HTTPMethod, operation: String,
         bucket: String?, key: String?, attempts: Int
     ) -> S3Error {
-        if let error = errorInBody(body, status: status, requestID: requestID, operation: operation, bucket: bucket, key: key, attempts: attempts) {
+        if var error = errorInBody(body, status: status, requestID: requestID, operation: operation, bucket: bucket, key: key, attempts: attempts) {
+            error.fromErrorBody = true
             return error
         }
         let code: S3Error.Code

@@ -69,7 +69,9 @@ public struct S3Configuration: Sendable {
     public var partSize: Int
     /// How many parts of one upload are sent at the same time.
     public var multipartConcurrency: Int
-    /// The timeout of one HTTP request (one attempt).
+    /// The timeout of one HTTP request (one attempt). 30 s: enough for a part of 8 MiB at 300 KB/s;
+    /// a store that stalls (answers nothing) then shows as failed attempts within minutes, where
+    /// 120 s per attempt, tried five times, hid it for ten (a probe with SeaweedFS stopped by SIGSTOP).
     public var requestTimeout: Duration
     /// The largest object `getObject` reads into memory.
     public var maximumObjectSize: Int
@@ -83,7 +85,7 @@ public struct S3Configuration: Sendable {
         multipartThreshold: Int = 16 << 20,
         partSize: Int = 8 << 20,
         multipartConcurrency: Int = 4,
-        requestTimeout: Duration = .seconds(120),
+        requestTimeout: Duration = .seconds(30),
         maximumObjectSize: Int = 1 << 32
     ) {
         self.endpoint = endpoint

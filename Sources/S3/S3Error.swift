@@ -97,6 +97,10 @@ public struct S3Error: Error, Sendable, CustomStringConvertible {
     public var key: String?
     /// How many attempts were made before giving up.
     public var attempts: Int
+    /// Whether the answer carried an S3 error document (`<Error><Code>…`), rather than the code
+    /// being guessed from the status: a 404 from something that is not an S3 API (a console, a
+    /// filer, an endpoint with a path) has none.
+    public var fromErrorBody = false
 
     public init(
         code: Code,

@@ -47,7 +47,11 @@ struct OpenedLog {
 
     /// Why `location` names no log Playhead knows (a scheme other than `file:` and `kafka://`), or nil.
     static func unsupportedScheme(_ location: String) -> String? {
-        guard location.contains("://"), !location.hasPrefix("kafka://"), !location.hasPrefix("file://") else { return nil }
+        // `kafka:host:9092/topic` (no `//`) once made a folder of that name and wrote the events there.
+        let kafkaWithoutSlashes = location.lowercased().hasPrefix("kafka:") && !location.hasPrefix("kafka://")
+        guard location.contains("://") || kafkaWithoutSlashes, !location.hasPrefix("kafka://"), !location.hasPrefix("file://") else {
+            return nil
+        }
         return "--log must be file:<dir> or kafka://host:port/topic, not '\(location)'"
     }
 }

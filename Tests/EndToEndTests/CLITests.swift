@@ -77,6 +77,20 @@ struct CLITests {
         #expect(result.status == 64 && result.stderr.contains(message), "\(arguments): \(result.stderr)")
     }
 
+    @Test("a --log that names no log Playhead knows is refused before anything is made, kafka: without // included", arguments: [
+        "kafka:127.0.0.1:9092/events", "KAFKA:host:9092/t", "s3://bucket/log", "kafak://host:9092/t",
+    ])
+    func unknownLogSchemes(location: String) async throws {
+        let directory = try TemporaryDirectory(prefix: "scheme")
+        // From inside `directory`, where a relative path would be made.
+        let result = try await runCommand(
+            "/bin/sh", ["-c", "cd \"$1\" && exec \"$2\" ingest --port 0 --log \"$3\"", "sh", directory.path, TestEnvironment.playheadExecutable, location],
+            timeout: .seconds(30))
+        #expect(result.status == 64 && result.stderr.contains("--log must be file:<dir> or kafka://host:port/topic"), "\(location): \(result.stderr)")
+        // It once made a folder named `kafka:127.0.0.1:9092` and took events into it.
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []).isEmpty)
+    }
+
     @Test("runtime errors are errors, not usage mistakes: a lake folder that cannot be made, a directory given to import")
     func runtimeErrors() async throws {
         let directory = try TemporaryDirectory(prefix: "cli")

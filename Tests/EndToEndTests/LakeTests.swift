@@ -277,7 +277,9 @@ struct LakeTests {
         let second = try await runCommand(
             TestEnvironment.playheadExecutable, ["serve", "--data-dir", data, "--port", "0", "--flush-interval", "1"], timeout: .seconds(60))
         #expect(second.status == 1, "the lake writer's refusal stops serve")
-        #expect(second.stderr.contains("the log was replaced or cut back under this lake"), "\(second.stderr.suffix(2000))")
+        // A new log has a new id: the lake names the log it was written from (a log cut back keeps
+        // its id, and is refused because it ends before the lake: "the log was replaced or cut back").
+        #expect(second.stderr.contains("is written from another log"), "\(second.stderr.suffix(2000))")
         let lake = directory.appending("data/lake").path
         let query = "SELECT count(*) FILTER (WHERE event_id LIKE 'first-%'), count(*) FILTER (WHERE event_id LIKE 'second-%') FROM read_parquet('{lake}/events/**/*.parquet')"
         var rows = try await duck(query, lake: lake)
@@ -289,6 +291,68 @@ struct LakeTests {
         #expect(await third.stop() == 0)
         rows = try await duck(query, lake: newLake)
         #expect(rows.first?[0] as? Int == 0 && rows.first?[1] as? Int == 10, "\(rows)")
+    }
+
+    @Test("one log per lake: a second log's serve pointed at a lake another log writes refuses at start; two started together on a new lake, one stops before writing a file; the lake holds the other's events once")
+    func oneLogPerLake() async throws {
+        let directory = try TemporaryDirectory(prefix: "twologs")
+        defer { withExtendedLifetime(directory) {} }
+        let lake = directory.appending("lake").path
+        func post(_ server: PlayheadServer, _ prefix: String) async throws {
+            let events = (0..<10).map { Fixtures.event("\(prefix)-\($0)") }
+            #expect(try await TestHTTP.postEvents(server, Fixtures.json(events)).status == 202)
+        }
+        let first = try await PlayheadServer(dataDirectory: directory.appending("a").path, arguments: ["--lake", lake, "--flush-interval", "1"])
+        try await post(first, "a")
+        #expect(await first.stop() == 0)
+        let second = try await runCommand(
+            TestEnvironment.playheadExecutable,
+            ["serve", "--data-dir", directory.appending("b").path, "--port", "0", "--lake", lake], timeout: .seconds(60))
+        #expect(second.status == 1, "a second log on the lake stops serve")
+        #expect(second.stderr.contains("is written from another log"), "\(second.stderr.suffix(2000))")
+        var rows = try await duck("SELECT count(*), count(*) FILTER (WHERE event_id LIKE 'a-%') FROM read_parquet('{lake}/events/**/*.parquet')", lake: lake)
+        #expect(rows.first?[0] as? Int == 10 && rows.first?[1] as? Int == 10, "\(rows)")
+
+        // Two logs started together on a new lake (two servers behind one balancer, one bucket):
+        // each once lost the other's events by writing files of the same names.
+        let shared = directory.appending("shared").path
+        var servers: [(process: ChildProcess, port: Int, prefix: String)] = []
+        for prefix in ["c", "d"] {
+            let port = try TestNetwork.freePort()
+            let process = try ChildProcess(
+                TestEnvironment.playheadExecutable,
+                ["serve", "--data-dir", directory.appending(prefix).path, "--port", "\(port)", "--lake", shared, "--flush-interval", "1"],
+                name: "playhead-\(prefix)", logDirectory: TestEnvironment.artifactsDirectory)
+            servers.append((process, port, prefix))
+        }
+        // Each that comes up takes 10 events (one may refuse at start, before it listens).
+        for server in servers {
+            if (try? await server.process.waitForOutput(containing: "listening on http://", timeout: .seconds(30))) != nil {
+                let events = (0..<10).map { Fixtures.event("\(server.prefix)-\($0)") }
+                _ = try? await TestHTTP.request(
+                    "http://127.0.0.1:\(server.port)/v1/events", method: .POST, headers: [("Content-Type", "application/json")],
+                    body: Array(Fixtures.json(events).utf8))
+            }
+        }
+        var stopped: [String] = []
+        for _ in 0..<100 where stopped.isEmpty {
+            try await Task.sleep(for: .milliseconds(100))
+            stopped = servers.filter { !$0.process.isRunning }.map(\.prefix)
+        }
+        #expect(stopped.count == 1, "exactly one of the two stops: \(stopped)")
+        for server in servers where stopped.contains(server.prefix) {
+            #expect(await server.process.waitForExit(timeout: .seconds(10)) == 1)
+            let stderr = server.process.stderr
+            #expect(stderr.contains("another process writes") || stderr.contains("is written from another log"), "\(stderr.suffix(2000))")
+        }
+        let survivor = servers.first { !stopped.contains($0.prefix) }
+        survivor?.process.signal(SIGTERM)
+        #expect(await survivor?.process.waitForExit(timeout: .seconds(60)) == 0)
+        let kept = survivor?.prefix ?? "?"
+        rows = try await duck(
+            "SELECT count(*), count(DISTINCT event_id), count(*) FILTER (WHERE event_id LIKE '\(kept)-%') FROM read_parquet('{lake}/events/**/*.parquet')",
+            lake: shared)
+        #expect(rows.first?[0] as? Int == 10 && rows.first?[1] as? Int == 10 && rows.first?[2] as? Int == 10, "\(rows)")
     }
 
     @Test("an unreadable lake state stops serve at once with the object's name (retrying cannot mend it); the runbook's repair from the file names resumes with every event once")
@@ -691,6 +755,15 @@ struct LakeTests {
         // Importing the same file again replaces its files; the gzip copy adds its own.
         let again = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--data-dir", data, file, gzipped])
         #expect(again.status == 0, "\(again.stderr)")
+        // The same file by another spelling of its path, and through a symbolic link: the same import
+        // (the path as typed once named it, and each spelling added a copy of every event).
+        let folder = (file as NSString).deletingLastPathComponent, name = (file as NSString).lastPathComponent
+        let link = folder + "/link-to-" + name
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: file)
+        for spelling in [folder + "/./" + name, link] {
+            let respelled = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--data-dir", data, spelling])
+            #expect(respelled.status == 0, "\(respelled.stderr)")
+        }
         let total = try await duck("SELECT count(*), count(DISTINCT event_id) FROM read_parquet('{lake}/events/**/*.parquet')", lake: lake)
         #expect(total.first?[0] as? Int == 60000)
         #expect(total.first?[1] as? Int == 30000)
@@ -724,15 +797,27 @@ struct S3LakeTests {
         defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
         // What no retry mends stops serve at start, saying what to do: a bucket that does not exist
         // (Playhead does not create buckets), then credentials the store refuses.
-        func serveOnce(_ environment: [String: String]) async throws -> CommandResult {
+        func serveOnce(_ environment: [String: String], endpoint: String? = nil) async throws -> CommandResult {
             try await runCommand(
                 TestEnvironment.playheadExecutable,
                 ["serve", "--port", "0", "--data-dir", directory.appending("refused").path,
-                 "--lake", "s3://lake/analytics", "--s3-endpoint", s3.endpoint],
+                 "--lake", "s3://lake/analytics", "--s3-endpoint", endpoint ?? s3.endpoint],
                 environment: environment, timeout: .seconds(60))
         }
         let noBucket = try await serveOnce(environment)
         #expect(noBucket.status == 1 && noBucket.stderr.contains("the bucket 'lake' does not exist at \(s3.endpoint)"), "\(noBucket.stderr)")
+        // An endpoint that is not an S3 API (a web server's 404 page; a console or a filer port) is
+        // not "the bucket does not exist" (it once said so, and the bucket was there).
+        let webPort = try TestNetwork.freePort()
+        let web = try ChildProcess(
+            TestEnvironment.python,
+            ["-u", "-m", "http.server", "--bind", "127.0.0.1", "--directory", directory.path, "\(webPort)"],
+            name: "not-s3", logDirectory: TestEnvironment.artifactsDirectory
+        )
+        defer { web.kill9() }
+        _ = try await web.waitForOutput(containing: "Serving HTTP", timeout: .seconds(20))
+        let notS3 = try await serveOnce(environment, endpoint: "http://127.0.0.1:\(webPort)")
+        #expect(notS3.status == 1 && notS3.stderr.contains("with HTTP 404 and no S3 error: it does not look like an S3 API"), "\(notS3.stderr)")
         try await runPython(
             """
             import boto3, sys

@@ -31,8 +31,14 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
 
     public var displayName: String { "file:\(configuration.directory)" }
 
-    private init(configuration: EmbeddedLogConfiguration, readOnly: Bool, lockFD: Int32, logger: Logger) {
+    /// The log's random id, in `<dir>/id`: made when the log is first opened for writing, read by
+    /// readers (`nil` for a reader that starts before any writer made it). The lake's state records
+    /// it, so that two logs never write one lake (docs/lake.md, "One log per lake").
+    public let identity: String?
+
+    private init(configuration: EmbeddedLogConfiguration, readOnly: Bool, lockFD: Int32, identity: String?, logger: Logger) {
         self.configuration = configuration
+        self.identity = identity
         self.isReadOnly = readOnly
         self.lockFD = lockFD
         self.logger = logger
@@ -53,7 +59,14 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
             Glibc.close(lockFD)
             throw LogError(code: .unavailable, message: "the log \(root) is open for writing by another process (\(root)/.lock is locked)")
         }
-        let log = EmbeddedLog(configuration: configuration, readOnly: false, lockFD: lockFD, logger: logger)
+        let identity: String
+        do throws(LogError) {
+            identity = try Files.logIdentity(root)
+        } catch {
+            Glibc.close(lockFD)
+            throw error
+        }
+        let log = EmbeddedLog(configuration: configuration, readOnly: false, lockFD: lockFD, identity: identity, logger: logger)
         if configuration.partitions != 1 {
             logger.notice("log: the embedded log keeps one partition per topic; ignoring partitions=\(configuration.partitions)")
         }
@@ -78,7 +91,8 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
         configuration.directory = normalized(configuration.directory)
         // The reader may start before the writer: make the directory so that both agree on it.
         try Files.makeDirectories(configuration.directory)
-        let log = EmbeddedLog(configuration: configuration, readOnly: true, lockFD: -1, logger: logger)
+        let identity = Files.existingLogIdentity(configuration.directory)
+        let log = EmbeddedLog(configuration: configuration, readOnly: true, lockFD: -1, identity: identity, logger: logger)
         log.disk.refreshGauges()
         return log
     }

@@ -165,6 +165,22 @@ enum Files {
         try syncDirectory(directory)
     }
 
+    /// The log's id in `<root>/id`, made (a random UUID, written atomically) when there is none.
+    /// Called by the writer, under the directory's lock.
+    static func logIdentity(_ root: String) throws(LogError) -> String {
+        if let existing = existingLogIdentity(root) { return existing }
+        let id = UUID().uuidString.lowercased()
+        try writeAtomically(Array((id + "\n").utf8), to: root + "/id")
+        return id
+    }
+
+    /// The log's id, if a writer has made it.
+    static func existingLogIdentity(_ root: String) -> String? {
+        guard let text = try? String(contentsOfFile: root + "/id", encoding: .utf8) else { return nil }
+        let id = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        return id.isEmpty ? nil : id
+    }
+
     /// Free and total bytes of the file system holding `path` (for unprivileged users).
     static func diskSpace(_ path: String) -> (free: Int64, capacity: Int64)? {
         var info = statvfs()
