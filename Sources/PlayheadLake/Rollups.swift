@@ -170,8 +170,8 @@ final class RollupAggregator: @unchecked Sendable {
     /// Sessions silent (by `received_at`) for longer than this are forgotten: the table then holds the
     /// sessions of the last minutes, not of the whole open hours (at 5,000 events/s of short sessions
     /// it grew past 700 MB within an hour, a probe). An event after such a silence counts no watch
-    /// time for the gap (the SQL over `events/` counts up to 60 s); the distinct counts stay exact,
-    /// being kept per cell.
+    /// time for the gap (the SQL over `events/` counts up to 60 s); the distinct counts do not
+    /// change, being kept per cell.
     let forgetSilentAfterMicros: Int64
     /// The most sessions remembered for watch time, whatever the load: at 260,000 the table is at
     /// most 2^19 slots of 112 bytes (56 MiB). A new session past it makes the half of the table
