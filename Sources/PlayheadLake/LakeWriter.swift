@@ -239,21 +239,23 @@ final class DatasetWriter: @unchecked Sendable {
         return nil
     }
 
-    /// Refuses a lake location that another embedded log has claimed (`_playhead/log.json`), and
-    /// claims one that none has, before anything is written: of two logs started together on a new
-    /// location, the claim written last stands, and the other finds it at its first batch.
-    private func claimLake(for identity: String) async throws {
+    /// One embedded log per lake location (`_playhead/log.json`): two `serve` processes pointed at
+    /// one S3 prefix would write files of the same names with different records, each replacing the
+    /// other's. At start (`claiming`), refuses a location another log has claimed and claims one that
+    /// none has, before anything is written; before each batch, stops unless the claim is still this
+    /// log's. Of two logs started together on a new location, the claim written last stands, and the
+    /// other finds it at its first batch.
+    private func checkClaim(for identity: String, claiming: Bool) async throws {
         let claim = try await retrying("read the lake's claim") { try await self.commits.claim() }
-        if let theirs = claim?.logID, theirs != identity {
-            throw LakeError(.otherWriter, """
-                \(store.displayName) is written from another log (id \(theirs)); this log (\(log.displayName)) is \
-                \(identity). One lake location takes one log: nothing was written. Point --lake at a folder or prefix \
-                of its own for each log (docs/lake.md, "One log per lake")
-                """)
-        }
-        if claim == nil {
+        if claiming && claim == nil {
             try await retrying("claim the lake") { try await self.commits.writeClaim(.init(logID: identity)) }
+            return
         }
+        guard claim?.logID != identity else { return }
+        let what = claiming
+            ? "\(store.displayName) is written from another log (id \(claim?.logID ?? "none")); this log (\(log.displayName)) is \(identity). One lake location takes one log: nothing was written."
+            : "another process writes \(store.displayName): the lake is now claimed by log \(claim?.logID ?? "none"), not by this one (\(log.displayName), \(identity)); this writer stops before writing a file, and its events stay in its log."
+        throw LakeError(.otherWriter, what + " Point --lake at a folder or prefix of its own for each log (docs/lake.md, \"One log per lake\")")
     }
 
     /// Keeps a damaged record's bytes at `_playhead/damaged/<dataset>/p<partition>-<offset>.record`
@@ -311,7 +313,7 @@ final class DatasetWriter: @unchecked Sendable {
     private func assign(_ partition: Int32, consumer: any LogConsumer) async throws {
         let state = try await retrying("read state") { try await self.commits.state(partition) }
         if let identity = log.identity {
-            try await claimLake(for: identity)
+            try await checkClaim(for: identity, claiming: true)
         }
         if let written = state?.nextOffset, let end = await consumer.endOffset(partition: partition), end < written {
             // The log ends before what the lake has written: it was replaced (a new volume, another
@@ -455,16 +457,7 @@ final class DatasetWriter: @unchecked Sendable {
             )
         }
         if let identity = log.identity {
-            // One log per lake location: two `serve` processes pointed at one S3 prefix would write
-            // files of the same names with different records, each replacing the other's.
-            let current = try await retrying("read the lake's claim") { try await self.commits.claim() }
-            if current?.logID != identity {
-                throw LakeError(.otherWriter, """
-                    another process writes \(store.displayName): the lake is now claimed by log \(current?.logID ?? "none"), not \
-                    by this one (\(log.displayName), \(identity)); this writer stops before writing a file, and its events stay \
-                    in its log. Point --lake at a folder or prefix of its own for each log (docs/lake.md, "One log per lake")
-                    """)
-            }
+            try await checkClaim(for: identity, claiming: false)
         }
         let intent = LakeCommits.Intent(from: from, to: to, files: encoded.files.map(\.path))
         try await retrying("write intent") { try await self.commits.writeIntent(intent, partition: writer.partition) }

@@ -152,6 +152,12 @@ final class RollupAggregator: @unchecked Sendable {
         }
 
         var cell: Int { Int(cellIndex) }
+
+        /// When the session was last heard from: its last `received_at`, then its latest event
+        /// time (an import gives every event one `received_at`). Ordered, for forgetting the longest silent.
+        var lastSeen: (received: Int64, event: Int64) {
+            (receivedMicros, count > 0 ? history[Int(count) - 1].timestampMicros : .min)
+        }
     }
 
     /// How many of a session's latest events (by `timestamp`) are kept to place an event that
@@ -428,17 +434,11 @@ final class RollupAggregator: @unchecked Sendable {
     private func forgetLongestSilentHalf() {
         var lastSeen: [(received: Int64, event: Int64)] = []
         lastSeen.reserveCapacity(cursors.count)
-        cursors.forEach { cursor in
-            let event = cursor.count > 0 ? cursor.history[Int(cursor.count) - 1].timestampMicros : .min
-            lastSeen.append((cursor.receivedMicros, event))
-        }
+        cursors.forEach { lastSeen.append($0.lastSeen) }
         lastSeen.sort { $0 < $1 }
         let median = lastSeen[lastSeen.count / 2]
         let before = cursors.count
-        cursors.filter { cursor in
-            let event = cursor.count > 0 ? cursor.history[Int(cursor.count) - 1].timestampMicros : .min
-            return (cursor.receivedMicros, event) > median
-        }
+        cursors.filter { $0.lastSeen > median }
         forgottenSessions += before - cursors.count
         forgottenCounter.increment(by: before - cursors.count)
     }
