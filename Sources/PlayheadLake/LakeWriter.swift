@@ -64,12 +64,23 @@ public final class LakeWriter: Service, Sendable {
         logger.info("lake writer: writing to \(store.displayName)", metadata: [
             "lake.flush_events": "\(configuration.flushEvents)", "lake.flush_interval": "\(configuration.flushInterval)",
         ])
+        let writers = [DatasetKind.events, .rejected].map { kind in
+            DatasetWriter(kind: kind, log: log, store: store, configuration: configuration, threadPool: threadPool, logger: logger)
+        }
+        if let identity = log.identity {
+            // One claim per process, made before either dataset's writer starts. (Each writer once
+            // claimed on its own: of two processes started together, one's `rejected` writer could
+            // refuse while its `events` writer wrote its claim over the other's, and both stopped.)
+            // Each process writes the claim at most once, so the one written last stands.
+            do {
+                try await writers[0].checkClaim(for: identity, claiming: true)
+            } catch {
+                reportStop(error)
+                throw error
+            }
+        }
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for kind in [DatasetKind.events, .rejected] {
-                let writer = DatasetWriter(
-                    kind: kind, log: log, store: store, configuration: configuration,
-                    threadPool: threadPool, logger: logger
-                )
+            for writer in writers {
                 group.addTask { try await writer.run() }
             }
             // The first error stops the other writer and is reported now, not when the other one
@@ -77,15 +88,19 @@ public final class LakeWriter: Service, Sendable {
             do {
                 while try await group.next() != nil {}
             } catch {
-                logger.error("lake writer: stopped on an error", metadata: [
-                    "error": "\(error)",
-                    "hint": "the events not yet in the lake stay in the log; they are written when a lake writer runs again",
-                ])
+                reportStop(error)
                 group.cancelAll()
                 throw error
             }
         }
         logger.info("lake writer: stopped")
+    }
+
+    private func reportStop(_ error: any Error) {
+        logger.error("lake writer: stopped on an error", metadata: [
+            "error": "\(error)",
+            "hint": "the events not yet in the lake stay in the log; they are written when a lake writer runs again",
+        ])
     }
 }
 
@@ -241,11 +256,12 @@ final class DatasetWriter: @unchecked Sendable {
 
     /// One embedded log per lake location (`_playhead/log.json`): two `serve` processes pointed at
     /// one S3 prefix would write files of the same names with different records, each replacing the
-    /// other's. At start (`claiming`), refuses a location another log has claimed and claims one that
-    /// none has, before anything is written; before each batch, stops unless the claim is still this
-    /// log's. Of two logs started together on a new location, the claim written last stands, and the
-    /// other finds it at its first batch.
-    private func checkClaim(for identity: String, claiming: Bool) async throws {
+    /// other's. At start (`claiming`, once per process: ``LakeWriter/run()``), refuses a location
+    /// another log has claimed and claims one that none has, before anything is written; when a
+    /// partition is taken and before each batch, stops unless the claim is still this log's. Of two
+    /// logs started together on a new location, the claim written last stands, and the other finds
+    /// it when it takes a partition or at its first batch.
+    func checkClaim(for identity: String, claiming: Bool) async throws {
         let claim = try await retrying("read the lake's claim") { try await self.commits.claim() }
         if claiming && claim == nil {
             try await retrying("claim the lake") { try await self.commits.writeClaim(.init(logID: identity)) }
@@ -313,7 +329,7 @@ final class DatasetWriter: @unchecked Sendable {
     private func assign(_ partition: Int32, consumer: any LogConsumer) async throws {
         let state = try await retrying("read state") { try await self.commits.state(partition) }
         if let identity = log.identity {
-            try await checkClaim(for: identity, claiming: true)
+            try await checkClaim(for: identity, claiming: false)
         }
         if let written = state?.nextOffset, let end = await consumer.endOffset(partition: partition), end < written {
             // The log ends before what the lake has written: it was replaced (a new volume, another
