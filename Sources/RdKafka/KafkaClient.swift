@@ -1,5 +1,6 @@
 import CRdKafka
 import Logging
+import Synchronization
 
 /// A topic, partition and offset: the unit of assignments, commits and seeks.
 public struct KafkaTopicPartition: Hashable, Sendable, CustomStringConvertible {
@@ -44,13 +45,79 @@ func makeHandle(_ type: rd_kafka_type_t, _ conf: OpaquePointer) throws(RdKafkaEr
     return handle
 }
 
+/// Leaves out repeats of a message: against an unreachable broker, librdkafka's producer, admin
+/// client and consumers each say "Connect to … failed" many times a second (about 150 lines a
+/// second from `serve`, a probe), which buries everything else. A text is logged at most once per
+/// `interval` in the process; when it is next logged, it says how many times it was left out.
+/// Numbers of milliseconds and librdkafka's own count of repeats ("after 0ms in state CONNECT, 3
+/// identical error(s) suppressed") do not make a text new.
+public final class RepeatedMessages: Sendable {
+    public let interval: Duration
+    private let capacity: Int
+    private let seen = Mutex<[String: Entry]>([:])
+
+    private struct Entry {
+        var loggedAt: ContinuousClock.Instant
+        var leftOut: Int
+    }
+
+    public init(interval: Duration, capacity: Int = 1024) {
+        self.interval = interval
+        self.capacity = capacity
+    }
+
+    /// `nil` when `text` is a repeat to leave out; else how many repeats were left out since it was
+    /// last logged (0 for a new text).
+    public func admit(_ text: String, now: ContinuousClock.Instant = .now) -> Int? {
+        let key = Self.key(text)
+        return seen.withLock { seen in
+            if var entry = seen[key], now - entry.loggedAt < interval {
+                entry.leftOut += 1
+                seen[key] = entry
+                return nil
+            }
+            let leftOut = seen[key]?.leftOut ?? 0
+            if seen.count >= capacity { seen.removeAll(keepingCapacity: true) }
+            seen[key] = Entry(loggedAt: now, leftOut: 0)
+            return leftOut
+        }
+    }
+
+    static func key(_ text: String) -> String {
+        var key = ""
+        var rest = Substring(text)
+        while let first = rest.first {
+            guard first.isASCII && first.isNumber else {
+                key.append(first)
+                rest = rest.dropFirst()
+                continue
+            }
+            let digits = rest.prefix { $0.isASCII && $0.isNumber }
+            rest = rest.dropFirst(digits.count)
+            key += rest.hasPrefix("ms") || rest.hasPrefix(" identical") ? "#" : digits
+        }
+        // librdkafka's own count of repeats: "(after 0ms in state CONNECT, 3 identical error(s) suppressed)".
+        return key.replacing(", # identical error(s) suppressed", with: "")
+    }
+
+    /// The one every client's callbacks share: 30 s.
+    static let shared = RepeatedMessages(interval: .seconds(30))
+}
+
 /// What every client's C callbacks reach through `rd_kafka_opaque`: its logger and error sink.
 class ClientCallbacks: @unchecked Sendable {
     let logger: Logger
     init(logger: Logger) { self.logger = logger }
     /// Called from librdkafka threads (error_cb) for client-level errors.
     func clientError(_ error: RdKafkaError) {
-        logger.warning("librdkafka: \(error)")
+        log(.warning, "librdkafka: \(error)")
+    }
+
+    /// Logs `message` unless it repeats one logged less than 30 s ago (``RepeatedMessages``).
+    func log(_ level: Logger.Level, _ message: String) {
+        guard logger.logLevel <= level, let leftOut = RepeatedMessages.shared.admit(message) else { return }
+        let metadata: Logger.Metadata = leftOut > 0 ? ["librdkafka.repeats_left_out": "\(leftOut)"] : [:]
+        logger.log(level: level, "\(message)", metadata: metadata)
     }
 }
 
@@ -62,10 +129,10 @@ func installCommonCallbacks(_ conf: OpaquePointer, _ callbacks: ClientCallbacks)
         let callbacks = Unmanaged<ClientCallbacks>.fromOpaque(opaque).takeUnretainedValue()
         let message = "librdkafka \(facility.map { String(cString: $0) } ?? ""): \(text.map { String(cString: $0) } ?? "")"
         switch level {
-        case 0...3: callbacks.logger.error("\(message)")
-        case 4: callbacks.logger.warning("\(message)")
-        case 5, 6: callbacks.logger.info("\(message)")
-        default: callbacks.logger.debug("\(message)")
+        case 0...3: callbacks.log(.error, message)
+        case 4: callbacks.log(.warning, message)
+        case 5, 6: callbacks.log(.info, message)
+        default: callbacks.log(.debug, message)
         }
     }
     rd_kafka_conf_set_error_cb(conf) { handle, code, reason, opaque in

@@ -188,3 +188,26 @@ struct RdKafkaTansuTests {
         await admin.close()
     }
 }
+
+@Suite("librdkafka's repeated messages")
+struct RepeatedMessagesTests {
+    @Test("a text is logged once per interval, then says how many repeats were left out; durations and repeat counts do not make a text new, other numbers do")
+    func repeats() {
+        let repeated = RepeatedMessages(interval: .seconds(30), capacity: 4)
+        let start = ContinuousClock.now
+        let refused = "Connect to ipv4#127.0.0.1:19999 failed: Connection refused (after 0ms in state CONNECT)"
+        #expect(repeated.admit(refused, now: start) == 0)
+        #expect(repeated.admit(refused.replacingOccurrences(of: "0ms", with: "12ms"), now: start + .seconds(1)) == nil)
+        #expect(repeated.admit(refused, now: start + .seconds(29)) == nil)
+        #expect(repeated.admit(refused.replacingOccurrences(of: "19999", with: "19998"), now: start + .seconds(2)) == 0)
+        #expect(repeated.admit(refused, now: start + .seconds(30)) == 2)
+        #expect(repeated.admit(refused, now: start + .seconds(31)) == nil)
+        let suppressed = "1/1 brokers are down (after 3ms in state CONNECT, 4 identical error(s) suppressed)"
+        #expect(repeated.admit(suppressed, now: start) == 0)
+        #expect(repeated.admit(suppressed.replacingOccurrences(of: "4 identical", with: "17 identical"), now: start) == nil)
+        #expect(repeated.admit("1/1 brokers are down (after 3ms in state CONNECT)", now: start) == nil)
+        // Past its capacity the memory of texts is cleared, not grown.
+        for index in 0..<8 { #expect(repeated.admit("text \(index)", now: start) == 0) }
+        #expect(repeated.admit(refused, now: start + .seconds(32)) == 0)
+    }
+}
