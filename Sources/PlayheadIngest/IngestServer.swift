@@ -95,7 +95,22 @@ public final class IngestServer: Service, Sendable {
             throw error
         }
         // Only now: the quiescing helper of `serve` completes a promise on the group when it goes.
-        try? await group.shutdownGracefully()
+        if inFlight.current == 0 {
+            try? await group.shutdownGracefully()
+        } else {
+            // Requests still in flight after the grace period (a stalled log) are answered later, on
+            // their connection's event loop, when the log fails or completes their append (a stopping
+            // Kafka producer fails what it holds). The loops must still run then: NIO calls a task
+            // scheduled on a stopped loop a misuse ("Cannot schedule tasks on an EventLoop that has
+            // already shut down", a crash with SWIFTNIO_STRICT). The group stops after the last one,
+            // or with the process.
+            let inFlight = self.inFlight
+            Task.detached {
+                while inFlight.current > 0 { try? await Task.sleep(for: .milliseconds(100)) }
+                try? await Task.sleep(for: .milliseconds(100))  // the rest of the last answer's callback
+                try? await group.shutdownGracefully()
+            }
+        }
         logger.info("ingest: stopped")
     }
 

@@ -34,6 +34,44 @@ struct KafkaPipelineTests {
         await tansu.stop()
     }
 
+    @Test("a request waiting on a frozen broker when the grace period ends: ingest stops with status 0 and no NIO misuse (the request's answer comes after the connection closed), and the request gets no 202")
+    func frozenBrokerAtShutdown() async throws {
+        let tansu = try await Tansu.start()
+        let directory = try TemporaryDirectory(prefix: "kafka-stop")
+        defer { withExtendedLifetime(directory) {} }
+        // SWIFTNIO_STRICT turns NIO's "Cannot schedule tasks on an EventLoop that has already shut
+        // down" from a printed error into a crash: the append's answer reached a stopped event loop.
+        let server: PlayheadServer
+        do {
+            server = try await PlayheadServer(
+                command: "ingest", dataDirectory: directory.appending("ingest").path,
+                arguments: ["--log", "kafka://\(tansu.bootstrap)/stop-events?partitions=1", "--shutdown-grace", "1"],
+                environment: ["SWIFTNIO_STRICT": "true"], name: "kafka-ingest-stop")
+        } catch {
+            await tansu.stop()
+            throw error
+        }
+        do {
+            try await eventually(timeout: .seconds(60), "ingest ready (topics created)") {
+                (try? await TestHTTP.request("\(server.baseURL)/readyz").status) == 200
+            }
+            #expect(try await TestHTTP.postEvents(server, Fixtures.json(Fixtures.event("before-freeze"))).status == 202)
+            tansu.pause()
+            async let waiting = try? TestHTTP.postEvents(server, Fixtures.json(Fixtures.event("while-frozen")))
+            try await Task.sleep(for: .milliseconds(500))
+            let status = await server.stop(timeout: .seconds(120))
+            let answer = await waiting
+            #expect(status == 0, "\(server.process.stderr.suffix(3000))")
+            #expect(!server.process.stderr.contains("Cannot schedule"), "\(server.process.stderr.suffix(3000))")
+            #expect(answer?.status != 202, "acknowledged while the broker was frozen: \(String(describing: answer?.status))")
+        } catch {
+            Issue.record(error)
+        }
+        if server.process.isRunning { server.process.kill9() }
+        tansu.resume()
+        await tansu.stop()
+    }
+
     private func metrics(_ server: PlayheadServer) async -> String {
         (try? await TestHTTP.request("\(server.baseURL)/metrics").text) ?? ""
     }
