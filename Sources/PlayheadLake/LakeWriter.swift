@@ -34,6 +34,12 @@ public struct LakeWriterConfiguration: Sendable {
     public var rollups = true
     /// The longest wait between retries of a failed flush (the lake is unreachable). Default: 30 s.
     public var maxRetryDelay: Duration = .seconds(30)
+    /// How long a graceful shutdown may spend writing what is left (a stalled or unreachable lake,
+    /// a large backlog in the log). Then the writer stops where it is: what it did not write stays
+    /// in the log and is written at the next start (a batch cut off in the middle is redone from its
+    /// intent, as after a crash). Default: 20 s. (A SIGTERM during an S3 stall once waited for every
+    /// retry: about 12 minutes, longer than any orchestrator's grace period.)
+    public var shutdownTimeout: Duration = .seconds(20)
 
     public init() {}
 }
@@ -79,14 +85,27 @@ public final class LakeWriter: Service, Sendable {
                 throw error
             }
         }
+        let shutdownTimeout = configuration.shutdownTimeout
         try await withThrowingTaskGroup(of: Void.self) { group in
             for writer in writers {
                 group.addTask { try await writer.run() }
             }
+            group.addTask {
+                try await gracefulShutdown()
+                try await Task.sleep(for: shutdownTimeout)
+                throw ShutdownTimedOut()
+            }
             // The first error stops the other writer and is reported now, not when the other one
             // ends (which, for a writer that keeps up, is at shutdown).
             do {
-                while try await group.next() != nil {}
+                for _ in writers { _ = try await group.next() }
+                group.cancelAll()  // the shutdown timer
+            } catch is ShutdownTimedOut {
+                logger.warning("lake writer: shutdown took longer than \(shutdownTimeout): stopping where it is", metadata: [
+                    "hint": "the events not yet in the lake stay in the log; they are written when a lake writer runs again",
+                ])
+                group.cancelAll()
+                while !group.isEmpty { _ = try? await group.next() }
             } catch {
                 reportStop(error)
                 group.cancelAll()
@@ -95,6 +114,8 @@ public final class LakeWriter: Service, Sendable {
         }
         logger.info("lake writer: stopped")
     }
+
+    private struct ShutdownTimedOut: Error {}
 
     private func reportStop(_ error: any Error) {
         logger.error("lake writer: stopped on an error", metadata: [
@@ -212,6 +233,10 @@ final class DatasetWriter: @unchecked Sendable {
                 }
                 idle = poll.batches.isEmpty ? idle + 1 : 0
                 try await handle(poll, consumer: consumer)
+                // A backlog is written in batches of the usual size, not gathered whole in memory.
+                for partition in partitions.values where isDue(partition) {
+                    try await flush(partition, consumer: consumer)
+                }
             }
             for partition in partitions.values.sorted(by: { $0.partition < $1.partition }) where !partition.records.isEmpty {
                 try await flush(partition, consumer: consumer)
@@ -513,6 +538,8 @@ final class DatasetWriter: @unchecked Sendable {
                 return try await operation()
             } catch let error as LakeError where error.code == .corruptState || error.code == .otherWriter {
                 throw error
+            } catch where Task.isCancelled {
+                throw error  // stopping (the shutdown timeout): not a failure to report or retry
             } catch {
                 attempt += 1
                 metrics.flushFailed()

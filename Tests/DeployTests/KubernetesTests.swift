@@ -110,13 +110,17 @@ struct KubernetesTests {
                     if let name = port as? String { #expect(portNames.contains(name), "\(where_) \(probe) port \(name)") }
                 }
                 #expect(container.dicts("ports").contains { $0.number("containerPort") == 8080 }, "\(where_) exposes no :8080")
-                // Graceful: the grace period outlasts the preStop sleep plus --shutdown-grace.
+                // Graceful: the grace period outlasts the preStop sleep plus --shutdown-grace, plus
+                // the lake writer's last writes (at most 20 s: docs/lake.md) where there is one.
                 let preStop = container.dict("lifecycle")?.dict("preStop")
                 #expect(preStop != nil, "\(where_) has no preStop hook")
                 let sleep = preStop?.dict("sleep")?.number("seconds") ?? 0
                 let args = container["args"] as? [String] ?? []
                 let shutdownGrace = Self.flags(args).first { $0.flag == "--shutdown-grace" }?.value.flatMap { Double($0) } ?? 0
-                if let grace { #expect(grace > sleep + shutdownGrace, "\(where_): grace \(grace) <= preStop \(sleep) + shutdown \(shutdownGrace)") }
+                let lakeWrites: Double = ["serve", "store"].contains(args.first ?? "") ? 20 : 0
+                if let grace {
+                    #expect(grace > sleep + shutdownGrace + lakeWrites, "\(where_): grace \(grace) <= preStop \(sleep) + shutdown \(shutdownGrace) + lake \(lakeWrites)")
+                }
             }
         }
     }

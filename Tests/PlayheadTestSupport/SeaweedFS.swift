@@ -219,6 +219,12 @@ public final class SeaweedFS: @unchecked Sendable {
         await process.waitForExit(timeout: .seconds(30))
     }
 
+    /// Freezes the server (SIGSTOP): connections are accepted by the kernel, nothing is answered.
+    public func pause() { state.withLockedValue { $0 }?.signal(SIGSTOP) }
+
+    /// Thaws a paused server (SIGCONT).
+    public func resume() { state.withLockedValue { $0 }?.signal(SIGCONT) }
+
     /// Starts the server again on the same ports and data folder (stopping it first if it runs).
     public func restart(timeout: Duration = .seconds(60)) async throws {
         await stop()
