@@ -394,7 +394,30 @@ final class DatasetWriter: @unchecked Sendable {
             return
         }
         partitions[partition] = writer
+        await commitForward(partition, to: next, consumer: consumer)
         logger.info("lake writer: partition assigned", metadata: ["log.partition": "\(partition)", "lake.next_offset": "\(next)"])
+    }
+
+    /// Moves the group's committed offset up to the lake's state when it is behind. A batch is
+    /// committed to the lake first and to the log's group second; a writer that stopped (or lost the
+    /// partition) between the two left the group behind the lake, and while the partition had
+    /// nothing new its new owner never committed: Kafka's tools and the lag showed events already in
+    /// the lake (a probe, 2026-12-03). Never moves it back (a new, empty lake), which retention
+    /// relies on. Best effort: the next batch commits anyway.
+    private func commitForward(_ partition: Int32, to next: Int64, consumer: any LogConsumer) async {
+        guard next > 0 else { return }
+        do {
+            let committed = try await consumer.committed()[partition] ?? -1
+            guard committed < next else { return }
+            try await consumer.commit([partition: next])
+            logger.info("lake writer: the group's offset was behind the lake; moved up", metadata: [
+                "log.partition": "\(partition)", "log.committed": "\(committed)", "lake.next_offset": "\(next)",
+            ])
+        } catch {
+            logger.debug("lake writer: could not move the group's offset up to the lake", metadata: [
+                "log.partition": "\(partition)", "error": "\(error)",
+            ])
+        }
     }
 
     private func warmUp(_ writer: PartitionWriter, rollupFrom: Int64?) async throws {
