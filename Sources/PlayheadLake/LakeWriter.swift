@@ -6,6 +6,7 @@ import NIOPosix
 import PlayheadEvents
 import PlayheadLog
 import ServiceLifecycle
+import Synchronization
 
 /// How the lake writer batches and what it writes.
 public struct LakeWriterConfiguration: Sendable {
@@ -52,6 +53,11 @@ public final class LakeWriter: Service, Sendable {
     private let configuration: LakeWriterConfiguration
     private let threadPool: NIOThreadPool
     private let logger: Logger
+    private let health = LakeWriterHealth()
+
+    /// `nil` while the writer reads the log and writes the lake; else what fails now (its writes
+    /// to the lake being retried, the log unreadable). For `GET /readyz` of `playhead store`.
+    public var unavailableReason: String? { health.reason }
 
     /// - Parameter threadPool: runs encoding and compression off the cooperative pool. Started by
     ///   the caller.
@@ -71,7 +77,8 @@ public final class LakeWriter: Service, Sendable {
             "lake.flush_events": "\(configuration.flushEvents)", "lake.flush_interval": "\(configuration.flushInterval)",
         ])
         let writers = [DatasetKind.events, .rejected].map { kind in
-            DatasetWriter(kind: kind, log: log, store: store, configuration: configuration, threadPool: threadPool, logger: logger)
+            DatasetWriter(
+                kind: kind, log: log, store: store, configuration: configuration, threadPool: threadPool, logger: logger, health: health)
         }
         if let identity = log.identity {
             // One claim per process, made before either dataset's writer starts. (Each writer once
@@ -125,6 +132,21 @@ public final class LakeWriter: Service, Sendable {
     }
 }
 
+/// What each dataset's writer cannot do now, if anything (``LakeWriter/unavailableReason``).
+final class LakeWriterHealth: Sendable {
+    private let problems = Mutex<[String: String]>([:])
+
+    func set(_ dataset: String, _ problem: String?) {
+        problems.withLock { $0[dataset] = problem }
+    }
+
+    var reason: String? {
+        let problems = problems.withLock { $0 }
+        guard !problems.isEmpty else { return nil }
+        return problems.sorted { $0.key < $1.key }.map { "lake writer (\($0.key)): \($0.value)" }.joined(separator: "; ")
+    }
+}
+
 /// The two datasets that come from the log.
 enum DatasetKind: Sendable {
     case events, rejected
@@ -173,11 +195,12 @@ final class DatasetWriter: @unchecked Sendable {
     let threadPool: NIOThreadPool
     let logger: Logger
     let metrics: LakeMetrics
+    let health: LakeWriterHealth
     private var partitions: [Int32: PartitionWriter] = [:]
 
     init(
         kind: DatasetKind, log: any LogBackend, store: any LakeStore, configuration: LakeWriterConfiguration,
-        threadPool: NIOThreadPool, logger: Logger
+        threadPool: NIOThreadPool, logger: Logger, health: LakeWriterHealth
     ) {
         self.kind = kind
         self.log = log
@@ -189,6 +212,7 @@ final class DatasetWriter: @unchecked Sendable {
         logger[metadataKey: "lake.dataset"] = "\(kind.name)"
         self.logger = logger
         metrics = LakeMetrics(dataset: kind.name)
+        self.health = health
     }
 
     /// Refreshes `playhead_consumer_lag_events{consumer="lake"}` (the events writer's) every second,
@@ -258,6 +282,7 @@ final class DatasetWriter: @unchecked Sendable {
         let error: LogError
         do {
             let poll = try await consumer.poll(maxRecords: 100_000, timeout: .milliseconds(200))
+            if failures > 0 { health.set(kind.name, nil) }
             failures = 0
             return poll
         } catch let caught {
@@ -270,6 +295,7 @@ final class DatasetWriter: @unchecked Sendable {
             return LogPoll()
         }
         failures += 1
+        health.set(kind.name, "cannot read the log (\(failures) times in a row): \(error)")
         let delay = min(Duration.seconds(1 << min(failures - 1, 5)), configuration.maxRetryDelay)
         logger.error("lake writer: cannot read the log; retrying", metadata: [
             "error": "\(error)", "retry_in": "\(delay)", "failures": "\(failures)",
@@ -558,13 +584,16 @@ final class DatasetWriter: @unchecked Sendable {
         var attempt = 0
         while true {
             do {
-                return try await operation()
+                let result = try await operation()
+                if attempt > 0 { health.set(kind.name, nil) }
+                return result
             } catch let error as LakeError where error.code == .corruptState || error.code == .otherWriter {
                 throw error
             } catch where Task.isCancelled {
                 throw error  // stopping (the shutdown timeout): not a failure to report or retry
             } catch {
                 attempt += 1
+                health.set(kind.name, "cannot \(what) in \(store.displayName) (\(attempt) times in a row; retrying): \(error)")
                 metrics.flushFailed()
                 logger.warning("lake writer: \(what) failed; retrying", metadata: [
                     "error": "\(error)", "lake.attempt": "\(attempt)", "lake.retry_in": "\(delay)",

@@ -186,6 +186,11 @@ public final class ContentMetricsConsumer: Service, Sendable {
     let maxRecordsPerPoll: Int
     let pollTimeout: Duration
     let publishInterval: Duration
+    private let problem = Mutex<String?>(nil)
+
+    /// `nil` while the consumer reads the log; else why it cannot (for `GET /readyz` of
+    /// `playhead observe`).
+    public var unavailableReason: String? { problem.withLock { $0 } }
 
     /// - Parameters:
     ///   - log: the log backend to read.
@@ -248,6 +253,7 @@ public final class ContentMetricsConsumer: Service, Sendable {
             let poll: LogPoll
             do {
                 poll = try await consumer.poll(maxRecords: maxRecordsPerPoll, timeout: pollTimeout)
+                problem.withLock { $0 = nil }
             } catch {
                 if Task.isCancelled || Task.isShuttingDownGracefully { break }
                 if error.code == .corrupt, let damaged = try? await consumer.skipDamagedRecord() {
@@ -259,6 +265,7 @@ public final class ContentMetricsConsumer: Service, Sendable {
                     continue
                 }
                 logger.error("poll failed; retrying in 1 s", metadata: ["error": "\(error)"])
+                problem.withLock { $0 = "the metrics consumer cannot read the log: \(error)" }
                 // The lag keeps growing while the log cannot be read (a damaged record): it must show.
                 await recordLag(consumer, processed: processed, committed: committed)
                 try? await Task.sleep(for: .seconds(1))

@@ -59,8 +59,8 @@ extension PipelineParts {
 
     /// The live content KPIs (consumer group `metrics`), the live page at `GET /` and its data at
     /// `GET /live.json`. Without metrics (`--metrics off`) there is nothing to show: no services.
-    func contentMetrics() -> (services: [any Service], routes: [HTTPRoute]) {
-        guard let registry = telemetry.registry else { return ([], []) }
+    func contentMetrics() -> (services: [any Service], routes: [HTTPRoute], readiness: @Sendable () -> String?) {
+        guard let registry = telemetry.registry else { return ([], [], { nil }) }
         let aggregator = ContentAggregator()
         let consumer = ContentMetricsConsumer(
             log: log, topic: .events, group: "metrics",
@@ -86,12 +86,15 @@ extension PipelineParts {
                 HTTPResponse(status: .ok, contentType: "application/json", body: ByteBuffer(bytes: stats.json()))
             },
         ]
-        return ([consumer, LiveStatsSampler(stats: stats)], routes)
+        return ([consumer, LiveStatsSampler(stats: stats)], routes, { consumer.unavailableReason })
     }
 
-    /// A server of `routes` only (no `POST /v1/events`): `playhead store` and `observe`.
-    func plainServer(options: ServerOptions, routes: [HTTPRoute]) -> IngestServer {
-        IngestServer(configuration: options.configuration, events: nil, routes: routes, logger: Logger(label: "playhead.http"))
+    /// A server of `routes` only (no `POST /v1/events`): `playhead store` and `observe`;
+    /// `readiness` is `nil` while the process does its job, else why not (`GET /readyz`).
+    func plainServer(options: ServerOptions, routes: [HTTPRoute], readiness: @escaping @Sendable () -> String?) -> IngestServer {
+        IngestServer(
+            configuration: options.configuration, events: nil, routes: routes, readiness: readiness,
+            logger: Logger(label: "playhead.http"))
     }
 }
 
@@ -103,7 +106,8 @@ struct StoreCommand: AsyncParsableCommand {
         discussion: """
             Several store processes on Kafka share the partitions of the topics (a consumer group); each \
             partition's batches are written exactly once (docs/lake.md). It also serves GET /metrics, \
-            /healthz and /readyz on --port.
+            /healthz and /readyz on --port; /readyz answers 503 with the reason while writes to the lake \
+            are failing (being retried) or the log cannot be read.
             """
     )
 
@@ -125,7 +129,7 @@ struct StoreCommand: AsyncParsableCommand {
         threadPool.start()
         let store = try await lake.openLake(dataDir: storage.dataDir, threadPool: threadPool, logger: Logger(label: "playhead.lake"))
         let writer = parts.lakeWriter(store: store, flush: flush, threadPool: threadPool)
-        let server = parts.plainServer(options: http, routes: telemetry.routes)
+        let server = parts.plainServer(options: http, routes: telemetry.routes, readiness: { writer.unavailableReason })
         try await parts.run(services: [log.service] + telemetry.services + [writer, server], threadPools: [threadPool], logger: logger)
     }
 }
@@ -137,7 +141,7 @@ struct ObserveCommand: AsyncParsableCommand {
         abstract: "Run the live metrics alone: read the log as consumer group 'metrics' and serve /metrics and the live page.",
         discussion: """
             Serves GET /metrics (Prometheus text), GET / (the live page), GET /live.json, /healthz and \
-            /readyz on --port. Content KPIs (concurrent viewers, watch time, completions...) are defined in \
+            /readyz on --port (503 with the reason while the log cannot be read). Content KPIs (concurrent viewers, watch time, completions...) are defined in \
             docs/metrics.md.
             """
     )
@@ -154,7 +158,7 @@ struct ObserveCommand: AsyncParsableCommand {
         let log = try OpenedLog.open(storage.logLocation, readOnly: true, logger: Logger(label: "playhead.log"))
         let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger)
         let content = parts.contentMetrics()
-        let server = parts.plainServer(options: http, routes: telemetry.routes + content.routes)
+        let server = parts.plainServer(options: http, routes: telemetry.routes + content.routes, readiness: content.readiness)
         try await parts.run(services: [log.service] + telemetry.services + content.services + [server], threadPools: [], logger: logger)
     }
 }

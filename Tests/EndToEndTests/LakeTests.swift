@@ -866,6 +866,30 @@ struct S3LakeTests {
         var expected = ((0..<100).map { "s3-a-\($0)" } + (0..<100).map { "s3-b-\($0)" }).sorted()
         #expect(Array(lines.dropFirst()) == expected)
 
+        // `store` (beside `ingest` on the same embedded log) answers /readyz with 503 and the reason
+        // while its writes to the lake fail, and 200 again once they go through.
+        let ingest = try await PlayheadServer(command: "ingest", dataDirectory: directory.appending("data").path, name: "playhead-s3-ingest")
+        let store = try await PlayheadServer(
+            command: "store", dataDirectory: directory.appending("data").path,
+            arguments: ["--lake", "s3://lake/analytics", "--s3-endpoint", s3.endpoint, "--flush-interval", "1"],
+            environment: environment, name: "playhead-s3-store")
+        #expect(try await TestHTTP.request("\(store.baseURL)/readyz").status == 200)
+        await s3.stop()
+        #expect(try await TestHTTP.postEvents(ingest, Fixtures.json((0..<100).map { Fixtures.event("s3-d-\($0)") })).status == 202)
+        var readiness = ""
+        try await eventually(timeout: .seconds(60), "store not ready while S3 is down") {
+            guard let answer = try? await TestHTTP.request("\(store.baseURL)/readyz") else { return false }
+            readiness = "\(answer.status) \(answer.text)"
+            return answer.status == 503
+        }
+        #expect(readiness.contains("lake writer (events): cannot") && readiness.contains("s3://lake/analytics"), "\(readiness)")
+        try await s3.restart()
+        try await eventually(timeout: .seconds(120), "store ready again once S3 is back") {
+            (try? await TestHTTP.request("\(store.baseURL)/readyz").status) == 200
+        }
+        #expect(await ingest.stop() == 0)
+        #expect(await store.stop(timeout: .seconds(90)) == 0)
+
         // SIGTERM while S3 hangs (SIGSTOP: connections open, nothing answered): serve stops after
         // the lake writer's shutdown timeout (20 s), not after every retry of every request (about
         // 12 minutes once), and exits 0; the events stay in the log and reach S3 at the next start.
@@ -888,8 +912,8 @@ struct S3LakeTests {
         try await Task.sleep(for: .seconds(3))
         #expect(await next.stop(timeout: .seconds(90)) == 0)
         lines = try await runPython(script, arguments: [s3.endpoint, accessKey, secretKey]).split(separator: "\n").map(String.init)
-        #expect(lines.first == "300 300", "rows and distinct ids in S3: \(lines.first ?? "")")
-        expected = (expected + (0..<100).map { "s3-c-\($0)" }).sorted()
+        #expect(lines.first == "400 400", "rows and distinct ids in S3: \(lines.first ?? "")")
+        expected = (expected + (0..<100).map { "s3-c-\($0)" } + (0..<100).map { "s3-d-\($0)" }).sorted()
         #expect(Array(lines.dropFirst()) == expected)
     }
 }
