@@ -193,8 +193,11 @@ public final class ContentAggregator: Sendable {
     static let maxLabelValues = 32
     /// Distinct values kept per breakdown dimension (event source, language, genre); more go to `other`.
     public static let maxDimensionValues = 24
-    /// Combinations of breakdown dimensions kept (series per `playhead_breakdown_*` metric).
-    public static let maxBreakdownSeries = 500
+    /// Combinations of breakdown dimensions kept (series per `playhead_breakdown_*` metric). It was
+    /// 500: `playhead loadgen`'s own catalogue (7 sources, 8 languages, 18 primary genres: about
+    /// 1,000 combinations) filled it within seconds, and `other`/`other`/`other` held 36 % of the
+    /// viewers (a probe, 2026-12-03). 2,000 × 4 families is about 8,000 series per process.
+    public static let maxBreakdownSeries = 2_000
     /// The most sessions followed (and as many stopped ones remembered), whatever the load: about
     /// 250 bytes each, so at most about 60 MiB each. A new session past it ends the half silent
     /// longest (by receive time, then event time), as a timeout would; counted in

@@ -344,18 +344,25 @@ struct ContentAggregatorThroughputTests {
         #expect(snapshot.breakdown[other]?.playsStarted == 10)
         #expect(snapshot.breakdown.values.map(\.concurrentViewers).reduce(0, +) == limit + 10)
 
-        // Combinations: 24 sources × 24 languages would be 576 series; the limit holds.
+        // Combinations: 24 sources × 24 languages × 4 genres would be 2,304 series; the limit holds.
         let many = ContentAggregator()
+        let genreCount = 4
         for source in 0..<limit {
             for language in 0..<limit {
-                many.observe(event("play", at: 0, session: "s\(source)-\(language)", source: "src\(source)", language: "l\(language)"))
+                for genre in 0..<genreCount {
+                    many.observe(event(
+                        "play", at: 0, session: "s\(source)-\(language)-\(genre)", source: "src\(source)", language: "l\(language)",
+                        genre: "g\(genre)"))
+                }
             }
         }
         snapshot = many.snapshot()
+        let combinations = limit * limit * genreCount
+        #expect(combinations > ContentAggregator.maxBreakdownSeries)
         #expect(snapshot.breakdown.count <= ContentAggregator.maxBreakdownSeries + 1)
-        #expect(snapshot.breakdown.values.map(\.playsStarted).reduce(0, +) == limit * limit)
+        #expect(snapshot.breakdown.values.map(\.playsStarted).reduce(0, +) == combinations)
         let collapsed = ContentDimensions(contentType: "movie", eventSource: "other", language: "other", genre: "other")
-        #expect(snapshot.breakdown[collapsed]?.playsStarted == limit * limit - ContentAggregator.maxBreakdownSeries)
+        #expect(snapshot.breakdown[collapsed]?.playsStarted == combinations - ContentAggregator.maxBreakdownSeries)
     }
 
     @Test("content types and event types are bounded at 32 values; a figure appears only for the types it counted")
