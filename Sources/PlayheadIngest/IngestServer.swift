@@ -132,7 +132,7 @@ public final class IngestServer: Service, Sendable {
                         try channel.pipeline.syncOperations.addHandler(quiesce.makeServerChannelHandler(channel: channel))
                     }
                 }
-                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .childChannelOption(.maxMessagesPerRead, value: 16)
                 // A client's half-close reaches IngestHTTPHandler, which answers what was sent first.
                 .childChannelOption(.allowRemoteHalfClosure, value: true)

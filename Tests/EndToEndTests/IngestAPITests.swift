@@ -540,6 +540,42 @@ struct IngestAPITests {
         withExtendedLifetime(directory) {}
     }
 
+    @Test("serve run by an unprivileged user, as the Kubernetes manifests run it, accepts connections and events (it once reset every connection: TCP_NODELAY was set as SO_DEBUG, which needs CAP_NET_ADMIN)")
+    func unprivilegedUser() async throws {
+        // Not root: every other test already runs unprivileged.
+        guard geteuid() == 0 else { return }
+        let directory = try TemporaryDirectory(prefix: "nobody")
+        defer { withExtendedLifetime(directory) {} }
+        let data = directory.appending("data").path
+        try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+        #expect(chmod(directory.path, 0o755) == 0 && chown(data, 65534, 65534) == 0)
+        let port = try TestNetwork.freePort()
+        let server = try ChildProcess(
+            "/usr/bin/setpriv",
+            ["--reuid=65534", "--regid=65534", "--clear-groups", "--", TestEnvironment.playheadExecutable,
+             "serve", "--data-dir", data, "--port", "\(port)"],
+            name: "playhead-nobody", logDirectory: TestEnvironment.artifactsDirectory)
+        defer { if server.isRunning { server.kill9() } }
+        _ = try await server.waitForOutput(containing: "listening on http://", timeout: .seconds(30))
+        let health = try await TestHTTP.request("http://127.0.0.1:\(port)/healthz")
+        #expect(health.status == 200)
+        let answer = try await TestHTTP.request(
+            "http://127.0.0.1:\(port)/v1/events", method: .POST, headers: [("Content-Type", "application/json")],
+            body: Array(Fixtures.json(Fixtures.event("as-nobody")).utf8))
+        #expect(answer.status == 202, "\(answer.text)")
+        // The load generator sets the same option on its connections.
+        let load = try await runCommand(
+            "/usr/bin/setpriv",
+            ["--reuid=65534", "--regid=65534", "--clear-groups", "--", TestEnvironment.playheadExecutable,
+             "loadgen", "--port", "\(port)", "--connections", "2", "--duration", "1", "--json"],
+            timeout: .seconds(60))
+        #expect(load.status == 0 && load.stdout.contains("\"failed_requests\":0"), "\(load.stdout) \(load.stderr.suffix(2000))")
+        #expect(!load.stdout.contains("\"acknowledged_events\":0,"), "\(load.stdout)")
+        server.signal(SIGTERM)
+        #expect(await server.waitForExit(timeout: .seconds(30)) == 0, "\(server.stderr.suffix(2000))")
+        #expect(try await Fixtures.storedIDs(data).first == "as-nobody")
+    }
+
     @Test("Expect: 100-continue gets 100 Continue before the body is sent; a body over the limit gets 413 instead")
     func expectContinue() async throws {
         let (server, directory) = try await Fixtures.server(["--max-body-bytes", "4096"])
