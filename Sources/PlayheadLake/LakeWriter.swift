@@ -301,8 +301,17 @@ final class DatasetWriter: @unchecked Sendable {
             "error": "\(error)", "retry_in": "\(delay)", "failures": "\(failures)",
         ])
         metrics.flushFailed()
-        try? await Task.sleep(for: delay)
+        await Self.wait(delay)
         return nil
+    }
+
+    /// Waits `delay` before a retry, or less when a graceful shutdown or a cancellation comes
+    /// (a stop during a 30 s wait took that long, a probe).
+    private static func wait(_ delay: Duration) async {
+        let end = ContinuousClock.now + delay
+        while ContinuousClock.now < end && !Task.isShuttingDownGracefully && !Task.isCancelled {
+            try? await Task.sleep(for: min(.milliseconds(100), end - ContinuousClock.now))
+        }
     }
 
     /// One embedded log per lake location (`_playhead/log.json`): two `serve` processes pointed at
@@ -599,7 +608,7 @@ final class DatasetWriter: @unchecked Sendable {
                     "error": "\(error)", "lake.attempt": "\(attempt)", "lake.retry_in": "\(delay)",
                 ])
                 if Task.isCancelled || (Task.isShuttingDownGracefully && attempt >= 5) { throw error }
-                try? await Task.sleep(for: delay)
+                await Self.wait(delay)
                 delay = min(delay * 2, configuration.maxRetryDelay)
             }
         }

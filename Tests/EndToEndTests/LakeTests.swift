@@ -882,7 +882,9 @@ struct S3LakeTests {
             readiness = "\(answer.status) \(answer.text)"
             return answer.status == 503
         }
-        #expect(readiness.contains("lake writer (events): cannot") && readiness.contains("s3://lake/analytics"), "\(readiness)")
+        // Either dataset's writer may be the first to fail (on a loaded machine `rejected` may still be
+        // reading its state when S3 goes).
+        #expect(readiness.contains("lake writer (") && readiness.contains("): cannot") && readiness.contains("s3://lake/analytics"), "\(readiness)")
         try await s3.restart()
         try await eventually(timeout: .seconds(120), "store ready again once S3 is back") {
             (try? await TestHTTP.request("\(store.baseURL)/readyz").status) == 200
