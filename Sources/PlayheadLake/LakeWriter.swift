@@ -80,39 +80,59 @@ public final class LakeWriter: Service, Sendable {
             DatasetWriter(
                 kind: kind, log: log, store: store, configuration: configuration, threadPool: threadPool, logger: logger, health: health)
         }
-        if let identity = log.identity {
-            // One claim per process, made before either dataset's writer starts. (Each writer once
-            // claimed on its own: of two processes started together, one's `rejected` writer could
-            // refuse while its `events` writer wrote its claim over the other's, and both stopped.)
-            // Each process writes the claim at most once, so the one written last stands.
-            do {
-                try await writers[0].checkClaim(for: identity, claiming: true)
-            } catch {
-                reportStop(error)
-                throw error
-            }
-        }
+        let identity = log.identity
         let shutdownTimeout = configuration.shutdownTimeout
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for writer in writers {
-                group.addTask { try await writer.run() }
+            group.addTask {
+                if let identity {
+                    // One claim per process, made before either dataset's writer starts. (Each
+                    // writer once claimed on its own: of two processes started together, one's
+                    // `rejected` writer could refuse while its `events` writer wrote its claim over
+                    // the other's, and both stopped.) Each process writes the claim at most once,
+                    // so the one written last stands.
+                    try await writers[0].checkClaim(for: identity, claiming: true)
+                }
+                try await withThrowingTaskGroup(of: Void.self) { writing in
+                    for writer in writers {
+                        writing.addTask { try await writer.run() }
+                    }
+                    // The first error stops the other writer and is reported now, not when the
+                    // other one ends (which, for a writer that keeps up, is at shutdown).
+                    do {
+                        while try await writing.next() != nil {}
+                    } catch {
+                        writing.cancelAll()
+                        throw error
+                    }
+                }
             }
+            // Bounds a graceful stop, the claim at start included (a stop during an S3 stall).
             group.addTask {
                 try await gracefulShutdown()
                 try await Task.sleep(for: shutdownTimeout)
                 throw ShutdownTimedOut()
             }
-            // The first error stops the other writer and is reported now, not when the other one
-            // ends (which, for a writer that keeps up, is at shutdown).
             do {
-                for _ in writers { _ = try await group.next() }
-                group.cancelAll()  // the shutdown timer
+                _ = try await group.next()  // the writers (or the timer, which only ends by throwing)
+                group.cancelAll()  // the timer
             } catch is ShutdownTimedOut {
                 logger.warning("lake writer: shutdown took longer than \(shutdownTimeout): stopping where it is", metadata: [
                     "hint": "the events not yet in the lake stay in the log; they are written when a lake writer runs again",
                 ])
                 group.cancelAll()
                 while !group.isEmpty { _ = try? await group.next() }
+            } catch let error as LakeError where error.code == .corruptState || error.code == .otherWriter {
+                reportStop(error)
+                group.cancelAll()
+                throw error
+            } catch where Task.isShuttingDownGracefully {
+                // A write that failed during a graceful stop (the lake refuses connections): the
+                // events stay in the log, and the next start writes them. Not a failed stop.
+                logger.warning("lake writer: stopping with events not written to the lake", metadata: [
+                    "error": "\(error)",
+                    "hint": "the events not yet in the lake stay in the log; they are written when a lake writer runs again",
+                ])
+                group.cancelAll()
             } catch {
                 reportStop(error)
                 group.cancelAll()
@@ -245,8 +265,12 @@ final class DatasetWriter: @unchecked Sendable {
                 await poll?.pauseIfFew(pause: .milliseconds(100))
             }
             // Graceful shutdown: take what is left in the log (the edge has stopped), write it, commit.
+            // For at most 5 s of reading: on Kafka other processes go on producing, so the log never
+            // goes idle (every stop of a `store` ran into the shutdown timeout, a review); what is
+            // left is the next owner's, from the lake's state.
             var idle = 0
-            while idle < 2 && !Task.isCancelled {
+            let drainEnd = ContinuousClock.now + .seconds(5)
+            while idle < 2 && !Task.isCancelled && ContinuousClock.now < drainEnd {
                 let poll: LogPoll
                 do {
                     poll = try await consumer.poll(maxRecords: 100_000, timeout: .milliseconds(100))

@@ -362,10 +362,13 @@ public final class S3Client: Sendable {
                     "duration_ms": "\(Self.milliseconds(ContinuousClock.now - started))",
                 ])
         } catch {
-            // Abort in a fresh task, so that it runs even when this one was cancelled.
+            // Abort in a fresh task, so that it runs even when this one was cancelled. A cancelled
+            // upload (a stop that ran out of time) does not wait for it: against a stalled store the
+            // abort's retries take minutes, and the stop must not (a review); its parts then stay
+            // until a lifecycle rule removes them (docs/s3.md).
             let logger = self.logger
             let reason = "\(error)"
-            await Task {
+            let abort = Task {
                 do {
                     try await self.abortMultipartUpload(bucket: bucket, key: key, uploadID: uploadID)
                     logger.warning("s3 multipart upload aborted", metadata: ["bucket": "\(bucket)", "key": "\(key)", "error": "\(reason)"])
@@ -374,7 +377,8 @@ public final class S3Client: Sendable {
                         "s3 multipart upload failed and could not be aborted; its parts remain until a lifecycle rule removes them",
                         metadata: ["bucket": "\(bucket)", "key": "\(key)", "upload_id": "\(uploadID)", "error": "\(abortError)"])
                 }
-            }.value
+            }
+            if !Task.isCancelled { await abort.value }
             throw error
         }
     }

@@ -58,10 +58,12 @@ struct KafkaPipelineTests {
             #expect(try await TestHTTP.postEvents(server, Fixtures.json(Fixtures.event("before-freeze"))).status == 202)
             tansu.pause()
             async let waiting = try? TestHTTP.postEvents(server, Fixtures.json(Fixtures.event("while-frozen")))
-            try await Task.sleep(for: .milliseconds(500))
+            try await Task.sleep(for: .seconds(2))
             let status = await server.stop(timeout: .seconds(120))
             let answer = await waiting
             #expect(status == 0, "\(server.process.stderr.suffix(3000))")
+            // The request was in flight when the grace period ended (else this tests nothing).
+            #expect(server.process.stderr.contains("grace period over with requests in flight"), "\(server.process.stderr.suffix(3000))")
             #expect(!server.process.stderr.contains("Cannot schedule"), "\(server.process.stderr.suffix(3000))")
             #expect(answer?.status != 202, "acknowledged while the broker was frozen: \(String(describing: answer?.status))")
         } catch {

@@ -355,6 +355,30 @@ struct LakeTests {
         #expect(rows.first?[0] as? Int == 10 && rows.first?[1] as? Int == 10 && rows.first?[2] as? Int == 10, "\(rows)")
     }
 
+    @Test("the lake group's committed offset follows the lake's state: one left behind (a stop between the lake's commit and the group's) is moved up when the writer takes the partition, with nothing new to write")
+    func groupOffsetFollowsLake() async throws {
+        let directory = try TemporaryDirectory(prefix: "groupfwd")
+        defer { withExtendedLifetime(directory) {} }
+        let data = directory.appending("data").path
+        let lake = directory.appending("data/lake").path
+        let server = try await PlayheadServer(dataDirectory: data, arguments: ["--flush-interval", "1"])
+        #expect(try await TestHTTP.postEvents(server, Fixtures.json((0..<20).map { Fixtures.event("fwd-\($0)") })).status == 202)
+        try await eventually(timeout: .seconds(30), "the events in the lake") {
+            (try? await duck("SELECT count(*) FROM read_parquet('{lake}/events/**/*.parquet')", lake: lake))?.first?[0] as? Int == 20
+        }
+        #expect(await server.stop() == 0)
+        let groupFile = "\(data)/log/groups/lake/events"
+        func committed() -> String { ((try? String(contentsOfFile: groupFile, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines) }
+        #expect(committed() == "0 20")
+        // The group left behind the lake, as a stop between the two commits leaves it.
+        try "0 0\n".write(toFile: groupFile, atomically: true, encoding: .utf8)
+        let again = try await PlayheadServer(dataDirectory: data, arguments: ["--flush-interval", "1"])
+        try await eventually(timeout: .seconds(30), "the group's offset moved up to the lake's") { committed() == "0 20" }
+        #expect(await again.stop() == 0)
+        #expect(committed() == "0 20")
+        #expect(again.process.stderr.contains("the group's offset was behind the lake; moved up"), "\(again.process.stderr.suffix(2000))")
+    }
+
     @Test("an unreadable lake state stops serve at once with the object's name (retrying cannot mend it); the runbook's repair from the file names resumes with every event once")
     func unreadableLakeState() async throws {
         let directory = try TemporaryDirectory(prefix: "badstate")
