@@ -168,6 +168,9 @@ public final class IngestServer: Service, Sendable {
             for waiter in waiters { waiter.resume(throwing: error) }
             throw error
         }
+        // After NIO's accept handler, which the bootstrap puts behind ours: a connection it accepted
+        // but could not set up (an option the kernel refuses) reaches only handlers after it.
+        try? await channel.pipeline.addHandler(ConnectionSetupFailureLog(logger: logger))
         let address = channel.localAddress!
         boundAddress.withLockedValue { $0 = address }
         let waiters = addressWaiters.withLockedValue { waiters in defer { waiters = [] }; return waiters }
@@ -239,6 +242,30 @@ final class OpenConnections: Sendable {
     }
 
     var all: [any Channel] { channels.withLockedValue { Array($0.values) } }
+}
+
+/// Says, at most every 10 s, that accepted connections could not be set up and were closed: the
+/// client sees only a reset. (TCP_NODELAY set as SO_DEBUG, which needs CAP_NET_ADMIN, closed every
+/// connection of a non-root server, and nothing said so.)
+final class ConnectionSetupFailureLog: ChannelInboundHandler {
+    typealias InboundIn = any Channel
+
+    private let logger: Logger
+    private var lastLogged: NIODeadline?
+    private var since = 0
+
+    init(logger: Logger) { self.logger = logger }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        since += 1
+        let now = NIODeadline.now()
+        if let last = lastLogged, now - last < .seconds(10) { return }
+        logger.error("ingest: an accepted connection could not be set up and was closed", metadata: [
+            "error": "\(error)", "connections": "\(since)",
+        ])
+        lastLogged = now
+        since = 0
+    }
 }
 
 /// Pauses accepting for a second when `accept` fails for want of resources (no file descriptor
