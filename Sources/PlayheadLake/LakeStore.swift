@@ -54,6 +54,13 @@ public struct LakeError: Error, Sendable, CustomStringConvertible {
     }
 
     public var description: String { "LakeError(\(code)): \(message)" }
+
+    /// Whether `error` is one that retrying cannot mend: an unreadable state or intent, or another
+    /// writer on the lake. The lake writer stops on it, even during a graceful stop.
+    static func isPermanent(_ error: any Error) -> Bool {
+        guard let error = error as? LakeError else { return false }
+        return error.code == .corruptState || error.code == .otherWriter
+    }
 }
 
 /// A lake in a local folder. Blocking file calls (write, fsync, rename) run on a thread pool, never

@@ -117,20 +117,16 @@ public final class LakeWriter: Service, Sendable {
                 group.cancelAll()  // the timer
             } catch is ShutdownTimedOut {
                 logger.warning("lake writer: shutdown took longer than \(shutdownTimeout): stopping where it is", metadata: [
-                    "hint": "the events not yet in the lake stay in the log; they are written when a lake writer runs again",
+                    "hint": Self.stillInLog,
                 ])
                 group.cancelAll()
                 while !group.isEmpty { _ = try? await group.next() }
-            } catch let error as LakeError where error.code == .corruptState || error.code == .otherWriter {
-                reportStop(error)
-                group.cancelAll()
-                throw error
-            } catch where Task.isShuttingDownGracefully {
+            } catch where Task.isShuttingDownGracefully && !LakeError.isPermanent(error) {
                 // A write that failed during a graceful stop (the lake refuses connections): the
                 // events stay in the log, and the next start writes them. Not a failed stop.
                 logger.warning("lake writer: stopping with events not written to the lake", metadata: [
                     "error": "\(error)",
-                    "hint": "the events not yet in the lake stay in the log; they are written when a lake writer runs again",
+                    "hint": Self.stillInLog,
                 ])
                 group.cancelAll()
             } catch {
@@ -144,10 +140,13 @@ public final class LakeWriter: Service, Sendable {
 
     private struct ShutdownTimedOut: Error {}
 
+    private static let stillInLog: Logger.MetadataValue =
+        "the events not yet in the lake stay in the log; they are written when a lake writer runs again"
+
     private func reportStop(_ error: any Error) {
         logger.error("lake writer: stopped on an error", metadata: [
             "error": "\(error)",
-            "hint": "the events not yet in the lake stay in the log; they are written when a lake writer runs again",
+            "hint": Self.stillInLog,
         ])
     }
 }
@@ -332,10 +331,7 @@ final class DatasetWriter: @unchecked Sendable {
     /// Waits `delay` before a retry, or less when a graceful shutdown or a cancellation comes
     /// (a stop during a 30 s wait took that long, a probe).
     private static func wait(_ delay: Duration) async {
-        let end = ContinuousClock.now + delay
-        while ContinuousClock.now < end && !Task.isShuttingDownGracefully && !Task.isCancelled {
-            try? await Task.sleep(for: min(.milliseconds(100), end - ContinuousClock.now))
-        }
+        try? await cancelWhenGracefulShutdown { try await Task.sleep(for: delay) }
     }
 
     /// One embedded log per lake location (`_playhead/log.json`): two `serve` processes pointed at
@@ -620,7 +616,7 @@ final class DatasetWriter: @unchecked Sendable {
                 let result = try await operation()
                 if attempt > 0 { health.set(kind.name, nil) }
                 return result
-            } catch let error as LakeError where error.code == .corruptState || error.code == .otherWriter {
+            } catch where LakeError.isPermanent(error) {
                 throw error
             } catch where Task.isCancelled {
                 throw error  // stopping (the shutdown timeout): not a failure to report or retry
