@@ -313,7 +313,8 @@ final class DatasetWriter: @unchecked Sendable {
             error = caught
         }
         if error.code == .corrupt, let damaged = try? await consumer.skipDamagedRecord() {
-            // One damaged record among whole ones: kept in the lake, and reading goes on after it.
+            // Damage whose end is certain (one record, or the rest of a segment): kept in the lake,
+            // and reading goes on after it.
             try await keep(damaged)
             return LogPoll()
         }
@@ -354,16 +355,29 @@ final class DatasetWriter: @unchecked Sendable {
         throw LakeError(.otherWriter, what + " Point --lake at a folder or prefix of its own for each log (docs/lake.md, \"One log per lake\")")
     }
 
-    /// Keeps a damaged record's bytes at `_playhead/damaged/<dataset>/p<partition>-<offset>.record`
-    /// (the same name on a redo), says so at error level, and counts it. The lake's files go on after it.
+    /// Keeps damaged bytes of the log in the lake, says so at error level, and counts the records
+    /// missed: one record at `_playhead/damaged/<dataset>/p<partition>-<offset>.record`; the rest of a
+    /// segment whose damaged record's length cannot be trusted at
+    /// `…/p<partition>-<offset>-<last offset>.records` (`playhead log salvage` reads its records back).
+    /// The same names on a redo. The lake's files go on after them.
     private func keep(_ damaged: DamagedLogRecord) async throws {
-        let path = "_playhead/damaged/\(kind.name)/p\(damaged.partition)-\(damaged.offset).record"
+        let name = damaged.records == 1
+            ? "p\(damaged.partition)-\(damaged.offset).record"
+            : "p\(damaged.partition)-\(damaged.offset)-\(damaged.offset + damaged.records - 1).records"
+        let path = "_playhead/damaged/\(kind.name)/\(name)"
         try await retrying("keep a damaged record") { try await self.store.put(path, damaged.bytes) }
-        logger.error("lake writer: skipped a damaged record of the log; its bytes are kept in the lake", metadata: [
-            "log.partition": "\(damaged.partition)", "log.offset": "\(damaged.offset)", "lake.path": "\(path)",
-            "bytes": "\(damaged.bytes.count)",
-        ])
-        metrics.damaged.increment()
+        if damaged.records == 1 {
+            logger.error("lake writer: skipped a damaged record of the log; its bytes are kept in the lake", metadata: [
+                "log.partition": "\(damaged.partition)", "log.offset": "\(damaged.offset)", "lake.path": "\(path)",
+                "bytes": "\(damaged.bytes.count)",
+            ])
+        } else {
+            logger.error("lake writer: skipped the rest of a damaged log segment; its bytes are kept in the lake (playhead log salvage reads them)", metadata: [
+                "log.partition": "\(damaged.partition)", "log.offset": "\(damaged.offset)", "log.records": "\(damaged.records)",
+                "log.missed": "\(damaged.missed)", "lake.path": "\(path)", "bytes": "\(damaged.bytes.count)",
+            ])
+        }
+        metrics.damaged.increment(by: Int64(damaged.missed))
     }
 
     private func handle(_ poll: LogPoll, consumer: any LogConsumer) async throws {
@@ -513,7 +527,7 @@ final class DatasetWriter: @unchecked Sendable {
                 // A damaged record among those already written (kept when it was first met): step
                 // past it. One that cannot be stepped past ends the warm-up with what it has.
                 if let damaged = try await reader.skipDamagedRecord() {
-                    position = damaged.offset + 1
+                    position = damaged.offset + damaged.records
                     continue
                 }
                 logger.warning("lake writer: the warm-up cannot read the log past a damaged record; deduplication and the open hours' rollups start from what was read", metadata: [

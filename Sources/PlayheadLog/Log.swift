@@ -176,9 +176,10 @@ public protocol LogConsumer: Sendable {
     /// The offset the next record appended to `partition` will get (the log's end), when known.
     func endOffset(partition: Int32) async -> Int64?
 
-    /// Steps past the record the consumer is stopped at when it is damaged (its checksum fails) but
-    /// its frame is whole, and returns it; nil when the consumer is not at such a record, or the log
-    /// cannot tell (Kafka, where the client checks batches itself). See ``DamagedLogRecord``.
+    /// Steps past the damaged record the consumer is stopped at, when the offsets after it are
+    /// certain (its frame is whole, or its segment is followed by another), and returns its bytes;
+    /// nil when the consumer is not at such a record, or the log cannot tell (Kafka, where the
+    /// client checks batches itself). See ``DamagedLogRecord``.
     func skipDamagedRecord() async throws(LogError) -> DamagedLogRecord?
 
     /// Whether this consumer has returned every record up to the end of every partition it reads,
@@ -193,19 +194,32 @@ extension LogConsumer {
     public func skipDamagedRecord() async throws(LogError) -> DamagedLogRecord? { nil }
 }
 
-/// A record of the embedded log whose checksum fails while the records around it are whole (a
-/// flipped bit on the disk): its offset and bytes as stored (header included), so that a consumer can
-/// keep them for inspection and read on. Only skipped when the frame is certain: the record's length
-/// fits the segment and the next record there is valid (or the segment ends right after it), so the
-/// offsets of the records after it stay right.
+/// Damaged bytes of the embedded log that a consumer stepped past, so that it can keep them for
+/// inspection and read on. Two cases, both certain about the offsets of the records after them:
+///
+/// - One record whose checksum fails while the records around it are whole (a flipped bit on the
+///   disk): its frame is certain (its length fits the segment and the next record there is valid,
+///   or the segment ends right after it). `records` is 1 and `bytes` is the record as stored.
+/// - A record whose frame cannot be trusted (a damaged length) in a segment that another follows:
+///   where the records after it start is unknown, but the next segment's name gives the offset of
+///   its first record. `bytes` is the rest of the segment, from the damaged record to its end, and
+///   `records` the number of records it held (`playhead log salvage` reads them back).
 public struct DamagedLogRecord: Sendable {
     public var partition: Int32
+    /// The offset of the damaged record: where `bytes` start.
     public var offset: Int64
+    /// The records `bytes` hold, the damaged one first; the consumer reads on at `offset + records`.
+    public var records: Int64
+    /// Of `records`, those at or past the consumer's position (a seek's target can lie beyond the
+    /// damaged record in its segment): the records this consumer did not read.
+    public var missed: Int64
     public var bytes: [UInt8]
 
-    public init(partition: Int32, offset: Int64, bytes: [UInt8]) {
+    public init(partition: Int32, offset: Int64, records: Int64 = 1, missed: Int64? = nil, bytes: [UInt8]) {
         self.partition = partition
         self.offset = offset
+        self.records = records
+        self.missed = missed ?? records
         self.bytes = bytes
     }
 }

@@ -257,11 +257,12 @@ public final class ContentMetricsConsumer: Service, Sendable {
             } catch {
                 if Task.isCancelled || Task.isShuttingDownGracefully { break }
                 if error.code == .corrupt, let damaged = try? await consumer.skipDamagedRecord() {
-                    // One damaged record among whole ones (the lake writer keeps its bytes): read on.
-                    logger.error("skipped a damaged record of the log", metadata: [
-                        "log.partition": "\(damaged.partition)", "log.offset": "\(damaged.offset)", "error": "\(error)",
+                    // Damage whose end is certain (the lake writer keeps its bytes): read on after it.
+                    logger.error("skipped damaged records of the log", metadata: [
+                        "log.partition": "\(damaged.partition)", "log.offset": "\(damaged.offset)",
+                        "log.records": "\(damaged.missed)", "error": "\(error)",
                     ])
-                    instruments.damaged.increment()
+                    instruments.damaged.increment(by: Int64(damaged.missed))
                     continue
                 }
                 logger.error("poll failed; retrying in 1 s", metadata: ["error": "\(error)"])

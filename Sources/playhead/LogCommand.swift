@@ -9,7 +9,7 @@ struct LogCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "log",
         abstract: "Inspect the log.",
-        subcommands: [LogDumpCommand.self]
+        subcommands: [LogDumpCommand.self, LogSalvageCommand.self]
     )
 }
 
@@ -125,5 +125,132 @@ struct LogDumpCommand: AsyncParsableCommand {
         }
         FileHandle.standardOutput.write(Data(output))
         await consumer.close()
+    }
+}
+
+/// `playhead log salvage`: the records of damaged log bytes as NDJSON, read past the damage.
+struct LogSalvageCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "salvage",
+        abstract: "Print the records of a damaged log file as NDJSON, reading on past the damage.",
+        discussion: """
+            For the files damage leaves behind (docs/runbook.md): a segment of the embedded log \
+            (<data-dir>/log/<topic>/<first offset>.log), the tail a log saved when it opened \
+            (<segment>.damaged-at-<byte>), or what the lake writer kept of a damaged segment \
+            (<lake>/_playhead/damaged/<dataset>/p<partition>-<offset>[-<last offset>].record[s]). Where a \
+            record cannot be read, the bytes after it are searched for the next record whose length fits \
+            and whose checksum holds, and reading goes on from there. Records print as `log dump` prints \
+            them, with `_byte` (where the record starts in the file) and, where it is certain, `_offset`: \
+            counted on from the file's first offset before the first damaged place, and back from its \
+            end offset after the last one. Offsets are taken from the file's name when it is one of the \
+            names above (the end of a segment from the next segment's name), or given with \
+            --first-offset and --end-offset. Standard error ends with a summary: records, damaged byte \
+            ranges, and records that could not be decoded. Exit status 0 when the file could be read.
+            """
+    )
+
+    @Argument(help: "The file to read.")
+    var file: String
+
+    @Option(name: .long, help: "The records' kind: events or rejected. Default: rejected when the file's folder is named rejected, else events.")
+    var topic: String?
+
+    @Option(name: .long, parsing: .unconditional, help: "The offset of the file's first record. Default: from the file's name, where it gives one.")
+    var firstOffset: Int64?
+
+    @Option(name: .long, parsing: .unconditional, help: "The offset after the file's last record. Default: from the file's name (for a segment, the next segment's name), where it gives one.")
+    var endOffset: Int64?
+
+    func validate() throws {
+        if let topic, topic != "events" && topic != "rejected" {
+            throw ValidationError("--topic must be events or rejected, not '\(topic)'")
+        }
+        if let firstOffset, firstOffset < 0 { throw ValidationError("--first-offset must not be negative") }
+        if let endOffset, endOffset < 0 { throw ValidationError("--end-offset must not be negative") }
+    }
+
+    func run() throws {
+        guard let data = FileManager.default.contents(atPath: file) else {
+            FileHandle.standardError.write(Data("Error: cannot read \(file)\n".utf8))
+            throw ExitCode.failure
+        }
+        let bytes = [UInt8](data)
+        let url = URL(fileURLWithPath: file)
+        let folder = url.deletingLastPathComponent().lastPathComponent
+        let rejected = (topic ?? (folder == "rejected" ? "rejected" : "events")) == "rejected"
+        let named = Self.offsets(fromName: url)
+        let result = LogSalvage.scan(bytes)
+        let offsets = result.offsets(firstOffset: firstOffset ?? named.first, endOffset: endOffset ?? named.end)
+        var output: [UInt8] = []
+        var line: [UInt8] = []
+        var undecodable: [Int] = []
+        for (record, offset) in zip(result.records, offsets) {
+            line.removeAll(keepingCapacity: true)
+            let decoded = bytes.withUnsafeBytes { raw -> Bool in
+                let value = UnsafeRawBufferPointer(rebasing: raw[record.value])
+                do {
+                    if rejected { try RejectedRecordView(value).appendJSON(to: &line) } else { try EventRecordView(value).appendJSON(to: &line) }
+                    return true
+                } catch {
+                    return false
+                }
+            }
+            guard decoded, line.last == UInt8(ascii: "}") else {
+                undecodable.append(record.byte)
+                continue
+            }
+            line.removeLast()
+            line.append(contentsOf: Array(",\"_byte\":\(record.byte)".utf8))
+            if let offset { line.append(contentsOf: Array(",\"_offset\":\(offset)".utf8)) }
+            line.append(contentsOf: Array("}\n".utf8))
+            output.append(contentsOf: line)
+            if output.count >= 1 << 20 {
+                FileHandle.standardOutput.write(Data(output))
+                output.removeAll(keepingCapacity: true)
+            }
+        }
+        FileHandle.standardOutput.write(Data(output))
+
+        let printed = result.records.count - undecodable.count
+        var summary = "\(file): \(bytes.count) bytes, \(printed) records printed"
+        let withOffsets = offsets.compactMap { $0 }.count
+        summary += " (\(withOffsets) with an offset)"
+        if result.damaged.isEmpty {
+            summary += "; no damage"
+        } else {
+            let ranges = result.damaged.prefix(20).map { "\($0.lowerBound)..<\($0.upperBound)" }.joined(separator: ", ")
+            summary += "; \(result.damaged.count) damaged byte ranges, \(result.damaged.reduce(0) { $0 + $1.count }) bytes: \(ranges)"
+            if result.damaged.count > 20 { summary += ", …" }
+        }
+        if let zeros = result.zeroFilled { summary += "; \(zeros.count) zero bytes at the end (a writing log's space ahead, not damage)" }
+        if !undecodable.isEmpty {
+            summary += "; \(undecodable.count) records whose checksum holds but that are not \(rejected ? "rejected input" : "events") (at bytes \(undecodable.prefix(20).map(String.init).joined(separator: ", ")))"
+        }
+        if result.damaged.isEmpty, let first = firstOffset ?? named.first, let end = endOffset ?? named.end, first + Int64(result.records.count) != end {
+            summary += "; the file holds \(result.records.count) records, but its offsets \(first)..<\(end) say \(end - first)"
+        }
+        FileHandle.standardError.write(Data((summary + "\n").utf8))
+    }
+
+    /// The first offset and the end offset a damaged file's name gives: a segment
+    /// (`<first offset>.log`, its end from the next segment's name beside it), or a lake's kept
+    /// bytes (`p<partition>-<offset>.record`, `p<partition>-<offset>-<last offset>.records`).
+    static func offsets(fromName url: URL) -> (first: Int64?, end: Int64?) {
+        let name = url.lastPathComponent
+        if name.hasSuffix(".log"), let first = Int64(name.dropLast(4)) {
+            let folder = url.deletingLastPathComponent().path
+            let next = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [])
+                .compactMap { $0.hasSuffix(".log") ? Int64($0.dropLast(4)) : nil }
+                .filter { $0 > first }
+                .min()
+            return (first, next)
+        }
+        for suffix in [".record", ".records"] where name.hasPrefix("p") && name.hasSuffix(suffix) {
+            let parts = name.dropFirst().dropLast(suffix.count).split(separator: "-").map { Int64($0) }
+            guard parts.allSatisfy({ $0 != nil }) else { break }
+            if suffix == ".record", parts.count == 2, let offset = parts[1] { return (offset, offset + 1) }
+            if suffix == ".records", parts.count == 3, let from = parts[1], let last = parts[2] { return (from, last + 1) }
+        }
+        return (nil, nil)
     }
 }

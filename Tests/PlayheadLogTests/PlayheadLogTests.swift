@@ -602,6 +602,81 @@ struct EmbeddedLogTests {
         log2.close()
     }
 
+    @Test("a damaged length in a closed segment: a consumer steps to the next segment and gets the rest of the damaged one, whose records salvage reads back with their offsets; also after a seek past the damage, and for a segment cut short")
+    func damagedLengthSkipsToNextSegment() async throws {
+        let directory = try TemporaryDirectory(prefix: "log")
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        // Each append of 10 records of 48 bytes goes over 400 bytes: segments 0, 10, 20, 30 and 40.
+        let configuration = makeConfiguration(directory) { $0.segmentBytes = 400 }
+        do {
+            let log = try EmbeddedLog.open(configuration, logger: testLogger)
+            let producer = try log.producer(for: .events)
+            for index in 0..<5 { _ = try await producer.append(batch((index * 10)..<(index * 10 + 10))) }
+            log.close()
+        }
+        let segments = try segmentPaths(configuration, "events")
+        #expect(segments.map { ($0 as NSString).lastPathComponent } == [0, 10, 20, 30, 40].map(Files.segmentName))
+        // Record 3's length gets a top byte (where record 4 starts is lost); segment 10 loses its last two records.
+        let original = try [UInt8](Data(contentsOf: URL(fileURLWithPath: segments[0])))
+        var damaged = original
+        damaged[3 * 48 + 3] = 0x01
+        try Data(damaged).write(to: URL(fileURLWithPath: segments[0]))
+        try truncate(segments[1], by: 2 * 48)
+
+        let log = try EmbeddedLog.openReadOnly(configuration, logger: testLogger)
+        /// Reads to the end, stepping past damage; returns the offsets read and what was stepped past.
+        func readAll(_ consumer: any LogConsumer) async throws -> ([Int64], [DamagedLogRecord]) {
+            var offsets: [Int64] = []
+            var skipped: [DamagedLogRecord] = []
+            var empty = 0
+            while empty < 3 {
+                do {
+                    let poll = try await consumer.poll(maxRecords: 1000, timeout: .milliseconds(100))
+                    if poll.batches.isEmpty && poll.assigned.isEmpty { empty += 1 }
+                    for batch in poll.batches {
+                        try batch.forEachRecord { offset, stored in
+                            #expect(Array(stored) == value(Int(offset)))
+                            offsets.append(offset)
+                        }
+                    }
+                } catch let error as LogError {
+                    #expect(error.code == .corrupt)
+                    skipped.append(try #require(try await consumer.skipDamagedRecord(), "\(error)"))
+                }
+            }
+            return (offsets, skipped)
+        }
+        let reader = try log.consumer(for: .events, group: nil)
+        let (offsets, skipped) = try await readAll(reader)
+        #expect(offsets == Array(0..<3) + Array(10..<18) + Array(20..<50))
+        #expect(skipped.map(\.offset) == [3, 18] && skipped.map(\.records) == [7, 2] && skipped.map(\.missed) == [7, 2])
+        #expect(skipped.first?.bytes == Array(damaged[(3 * 48)...]), "the rest of the segment, as stored")
+        #expect(skipped.last?.bytes == [], "nothing is left of a segment cut short")
+        await reader.close()
+
+        // The kept bytes: record 3 cannot be read; 4-9 are found after it, and counted back from the end.
+        let salvage = LogSalvage.scan(skipped[0].bytes)
+        #expect(salvage.damaged == [0..<48])
+        #expect(salvage.records.map(\.byte) == (1..<7).map { $0 * 48 })
+        #expect(salvage.records.map { Array(skipped[0].bytes[$0.value]) } == (4..<10).map { value($0) })
+        #expect(salvage.offsets(firstOffset: 3, endOffset: 10) == (4..<10).map { Int64($0) })
+        #expect(salvage.offsets(firstOffset: 3, endOffset: nil) == Array(repeating: nil, count: 6))
+        // The whole segment: 0-2 counted on from its first offset, 4-9 back from its end.
+        let whole = LogSalvage.scan(damaged)
+        #expect(whole.offsets(firstOffset: 0, endOffset: 10) == ([0, 1, 2] + Array(4..<10)).map { Int64($0) })
+        #expect(LogSalvage.scan(original).damaged.isEmpty && LogSalvage.scan(original).records.count == 10)
+        #expect(LogSalvage.scan(original + [UInt8](repeating: 0, count: 100)).zeroFilled == 480..<580)
+
+        // A seek past the damage in the same segment: the records it did not read are the missed ones.
+        let seeking = try log.consumer(for: .events, group: nil)
+        try await seeking.seek(partition: 0, to: 5)
+        let (afterSeek, skippedAfterSeek) = try await readAll(seeking)
+        #expect(afterSeek == Array(10..<18) + Array(20..<50))
+        #expect(skippedAfterSeek.map(\.offset) == [3, 18] && skippedAfterSeek.map(\.missed) == [5, 2])
+        await seeking.close()
+        log.close()
+    }
+
     @Test func retentionDeletesOnlyConsumedOldSegments() async throws {
         let directory = try TemporaryDirectory(prefix: "log")
         defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends

@@ -162,15 +162,17 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
         }
     }
 
-    /// The record at the cursor, if its checksum fails and its frame is certain; the cursor moves past it.
+    /// The damaged bytes at the cursor, when the offsets after them are certain; the cursor moves
+    /// past them. A record whose checksum fails and whose frame is whole: that record. Anything else
+    /// that cannot be read (a damaged length, a record cut short) in a segment another follows: the
+    /// rest of the segment, whose records end where the next segment's name says.
     private func skipDamagedRecordOnQueue() throws(LogError) -> DamagedLogRecord? {
         if fd < 0 {
             guard try openSegment() else { return nil }
         }
-        // Only where reading stopped: at a record to deliver, not while skipping up to a seek's offset.
-        guard nextOffset >= skipUntil else { return nil }
+        let following = topic.segments().first(where: { $0 > segmentBase })
         // Beside a writer in another process, the open segment's end may be a write in progress.
-        if topic.readOnly && !topic.segments().contains(where: { $0 > segmentBase }) { return nil }
+        if topic.readOnly && following == nil { return nil }
         let path = Files.segmentPath(topic.directory, segmentBase)
         let limit = topic.readableLimit(base: segmentBase, fd: fd)
         let header = Int64(Files.recordHeaderBytes)
@@ -184,23 +186,46 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
             var bytes = [UInt8](repeating: 0, count: Files.recordHeaderBytes + Int(length))
             guard try Files.read(fd, into: &bytes, count: bytes.count, at: at, path: path) == bytes.count else { return nil }
             let valid = bytes.withUnsafeBytes { raw in
-                CRC32C.record(length: length, value: UnsafeRawBufferPointer(rebasing: raw[Files.recordHeaderBytes...])) == stored
+                CRC32C.record(length: length, value: UnsafeRawBufferPointer(rebasing: raw[Files.recordHeaderBytes...]))
+                    == stored
             }
             return (bytes, valid)
         }
-        guard let damaged = try frame(at: position), !damaged.valid else { return nil }
-        let after = position + Int64(damaged.bytes.count)
-        if after < limit {
-            // The next record must be whole and valid: a damaged length would land elsewhere.
-            guard let next = try frame(at: after), next.valid else { return nil }
-        } else {
-            // The segment ends right after it: only certain when the next segment starts at the next offset.
-            guard topic.segments().contains(nextOffset + 1) else { return nil }
+        let here = try frame(at: position)
+        // Not stopped at damage (the reading failed for another reason, or has moved on).
+        if let here, here.valid { return nil }
+        if let damaged = here, nextOffset >= skipUntil {
+            let after = position + Int64(damaged.bytes.count)
+            // Certain when the next record is whole and valid (a damaged length would land
+            // elsewhere), or when the segment ends right after it and the next starts at the next offset.
+            let certain = after < limit ? (try frame(at: after))?.valid == true : following == nextOffset + 1
+            if certain {
+                let record = DamagedLogRecord(partition: 0, offset: nextOffset, bytes: damaged.bytes)
+                position = after
+                nextOffset += 1
+                return record
+            }
         }
-        let record = DamagedLogRecord(partition: 0, offset: nextOffset, bytes: damaged.bytes)
-        position = after
-        nextOffset += 1
-        return record
+        // A frame that cannot be trusted: the records after it in this segment cannot be found
+        // again, but those of the next segment can, from the offset its name gives.
+        guard let following, following > nextOffset else { return nil }
+        let end = Files.fileSize(fd)
+        var rest = [UInt8](repeating: 0, count: Int(max(0, end - position)))
+        let got = try Files.read(fd, into: &rest, count: rest.count, at: position, path: path)
+        rest.removeLast(rest.count - got)
+        let skipped = DamagedLogRecord(
+            partition: 0, offset: nextOffset, records: following - nextOffset,
+            missed: max(0, following - max(nextOffset, skipUntil)), bytes: rest
+        )
+        logger.error("log: a damaged record whose length cannot be trusted; the reader steps to the next segment", metadata: [
+            "topic": "\(topic.name)", "segment": "\(path)", "byte": "\(position)", "offset": "\(nextOffset)",
+            "records_skipped": "\(following - nextOffset)", "next_segment": "\(following)",
+        ])
+        closeSegment()
+        skipUntil = max(skipUntil, following)
+        nextOffset = following
+        positioned = false
+        return skipped
     }
 
     func caughtUp() async -> Bool {
@@ -268,7 +293,12 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
                 if count > 0 { break }
                 // At the end of this segment: move on if the next one starts right here.
                 let segments = topic.segments()
-                if let next = segments.first(where: { $0 > segmentBase }), next == nextOffset {
+                let following = segments.first(where: { $0 > segmentBase })
+                if let next = following, next > nextOffset, topic.readableLimit(base: segmentBase, fd: fd) <= position {
+                    // A closed segment that holds fewer records than the next one's name says: cut short.
+                    try stall("\(path) ends after offset \(nextOffset - 1), but the next segment starts at offset \(next)", limit: limit)
+                }
+                if let next = following, next == nextOffset {
                     // Read the rest of this segment once more: the writer finishes it before rolling.
                     if topic.readableLimit(base: segmentBase, fd: fd) > position { continue }
                     let newFD = try Files.open(Files.segmentPath(topic.directory, next), O_RDONLY)

@@ -1,0 +1,73 @@
+/// Reads back the records of damaged log bytes: a segment file, the tail a log saved when it opened
+/// (`<segment>.damaged-at-<byte>`), or what a consumer kept in the lake (`_playhead/damaged/…`).
+/// Where a record cannot be read, the bytes after it are searched, one position at a time, for the
+/// next complete record whose length fits and whose checksum holds (as recovery on open does), and
+/// reading goes on from there. Records between two damaged places cannot be given offsets: how many
+/// records the damaged bytes held is unknown.
+public enum LogSalvage {
+    public struct Record: Sendable, Equatable {
+        /// Where the record's frame starts in the bytes.
+        public var byte: Int
+        /// The record's value (the bytes after its 8-byte header).
+        public var value: Range<Int>
+        /// How many damaged places come before it: 0 before the first.
+        public var damagedBefore: Int
+    }
+
+    public struct Result: Sendable, Equatable {
+        public var records: [Record]
+        /// The byte ranges no record could be read from.
+        public var damaged: [Range<Int>]
+        /// Zeros at the end, after the last record: the space a writing log fills ahead of its
+        /// records (docs/log-format.md), not damage.
+        public var zeroFilled: Range<Int>?
+
+        /// The offset of each record where it is certain: counting on from `firstOffset` before the
+        /// first damaged place, and back from `endOffset` (the offset after the last record the
+        /// bytes hold) after the last one.
+        public func offsets(firstOffset: Int64?, endOffset: Int64?) -> [Int64?] {
+            let afterLast = records.filter { $0.damagedBefore == damaged.count }.count
+            var result: [Int64?] = []
+            var beforeFirst: Int64 = 0
+            var fromEnd = Int64(afterLast)
+            for record in records {
+                var offset: Int64?
+                if record.damagedBefore == 0, let firstOffset {
+                    offset = firstOffset + beforeFirst
+                    beforeFirst += 1
+                }
+                if record.damagedBefore == damaged.count, let endOffset {
+                    offset = endOffset - fromEnd
+                    fromEnd -= 1
+                }
+                result.append(offset)
+            }
+            return result
+        }
+    }
+
+    public static func scan(_ bytes: [UInt8], maxRecordBytes: Int = EmbeddedLogConfiguration(directory: "").maxRecordBytes) -> Result {
+        var records: [Record] = []
+        var damaged: [Range<Int>] = []
+        var position = 0
+        var zeroFilled: Range<Int>?
+        while position < bytes.count {
+            if let total = SegmentScanner.validRecord(in: bytes, at: position, maxRecordBytes: maxRecordBytes) {
+                records.append(Record(byte: position, value: (position + Files.recordHeaderBytes)..<(position + total), damagedBefore: damaged.count))
+                position += total
+                continue
+            }
+            if bytes[position...].allSatisfy({ $0 == 0 }) {
+                zeroFilled = position..<bytes.count
+                break
+            }
+            var next = position + 1
+            while next < bytes.count && SegmentScanner.validRecord(in: bytes, at: next, maxRecordBytes: maxRecordBytes) == nil {
+                next += 1
+            }
+            damaged.append(position..<next)
+            position = next
+        }
+        return Result(records: records, damaged: damaged, zeroFilled: zeroFilled)
+    }
+}
