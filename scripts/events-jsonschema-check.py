@@ -4,10 +4,12 @@
 Input (stdin): one event per line, base64-encoded (the exact bytes the decoder saw).
 Output (stdout): one line per event, "1" accepted or "0 <why>" rejected.
 
-Besides the schema, the same transport rules as the server: strict UTF-8 (no lone surrogates), no
-duplicate keys, no NaN/Infinity, nesting at most 32 deep (the event is depth 1), at most 32 KiB.
+Besides the schema, the rules a schema cannot state, as the server applies them: strict UTF-8 (no
+lone surrogates), no duplicate keys in the event object (nested unknown objects are kept as sent),
+no NaN/Infinity, nesting at most 32 deep (the event is depth 1), at most 32 KiB, and a timestamp
+within years 0001-9999 once in UTC.
 """
-import base64, json, sys, pathlib
+import base64, datetime, json, re, sys, pathlib
 from jsonschema import Draft202012Validator
 
 root = pathlib.Path(__file__).resolve().parent.parent
@@ -18,11 +20,34 @@ validators = {v: Draft202012Validator(json.loads((root / "schemas" / f"{v}.json"
 class Reject(Exception):
     pass
 
+class Members(dict):
+    """An object's members, with whether a key came twice (only the event object's keys must be unique)."""
+    duplicate = False
+
 def pairs(items):
-    keys = [k for k, _ in items]
-    if len(keys) != len(set(keys)):
-        raise Reject("duplicate key")
-    return dict(items)
+    members = Members(items)
+    members.duplicate = len(members) != len(items)
+    return members
+
+def days_from_civil(y, m, d):
+    """Days since 1970-01-01 of a proleptic Gregorian date, year 0 included (H. Hinnant's algorithm)."""
+    y -= m <= 2
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+def in_utc_range(text):
+    """Whether an RFC 3339 timestamp (the schema checks its form) falls within years 0001-9999 in UTC."""
+    m = re.match(r"^(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.\d+)?(?:[Zz]|([+-])(\d\d):(\d\d))$", text)
+    if not m:
+        return True
+    year, month, day, hour, minute, second = (int(x) for x in m.groups()[:6])
+    seconds = days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second
+    if m.group(7):
+        seconds -= (1 if m.group(7) == "+" else -1) * (int(m.group(8)) * 3600 + int(m.group(9)) * 60)
+    return days_from_civil(1, 1, 1) * 86400 <= seconds <= days_from_civil(9999, 12, 31) * 86400 + 86399
 
 def bad_constant(name):
     raise Reject("non-JSON constant " + name)
@@ -60,6 +85,8 @@ def judge(raw):
         return "json: " + str(e)[:60]
     if not isinstance(obj, dict):
         return "not an object"
+    if obj.duplicate:
+        return "duplicate key"
     if depth(obj) > 32:
         return "too deep"
     for s in strings(obj):
@@ -74,6 +101,8 @@ def judge(raw):
     errors = list(validator.iter_errors(obj))
     if errors:
         return "schema: " + errors[0].message[:80]
+    if isinstance(obj.get("timestamp"), str) and not in_utc_range(obj["timestamp"]):
+        return "timestamp outside years 0001-9999 in UTC"
     return None
 
 for line in sys.stdin:

@@ -14,9 +14,30 @@ enum IPTruncation {
             return k + 1
         }
         guard let groups = parseIPv6(p, n) else { return 0 }
+        if groups[0..<5].allSatisfy({ $0 == 0 }) && groups[5] == 0xFFFF {
+            // IPv4-mapped (::ffff:a.b.c.d): its /48 would keep nothing of the IPv4 address; the
+            // IPv4 rule (/24) applies, in the mapped form.
+            let prefix = "::ffff:"
+            for (k, byte) in prefix.utf8.enumerated() { out[k] = byte }
+            var k = prefix.utf8.count
+            for octet in [groups[6] >> 8, groups[6] & 0xFF, groups[7] >> 8] {
+                k += writeDecimal(Int(octet), out + k)
+                out[k] = UInt8(ascii: ".")
+                k += 1
+            }
+            out[k] = UInt8(ascii: "0")
+            return k + 1
+        }
+        // The first three groups, then zeros: in the canonical text (RFC 5952) the zeros after the
+        // last group that is not zero are the longest run, written "::".
         let hex: StaticString = "0123456789abcdef"
+        let kept = (groups[0..<3].lastIndex { $0 != 0 }).map { $0 + 1 } ?? 0
         var k = 0
-        for g in 0..<3 {
+        for g in 0..<kept {
+            if g > 0 {
+                out[k] = UInt8(ascii: ":")
+                k += 1
+            }
             let v = groups[g]
             var started = false
             for shift in stride(from: 12, through: 0, by: -4) {
@@ -27,11 +48,10 @@ enum IPTruncation {
                     started = true
                 }
             }
-            out[k] = UInt8(ascii: ":")
-            k += 1
         }
         out[k] = UInt8(ascii: ":")
-        return k + 1
+        out[k + 1] = UInt8(ascii: ":")
+        return k + 2
     }
 
     private static func writeDecimal(_ v: Int, _ out: UnsafeMutablePointer<UInt8>) -> Int {

@@ -44,12 +44,14 @@ public enum RFC3339 {
             i += digits
         }
         if i == b.count { return "has no offset: end it with Z (UTC) or ±hh:mm" }
-        if byte(i, "Zz") && i + 1 == b.count { return form }
         if byte(i, "+-") {
             guard let hours = number(i + 1, 2), byte(i + 3, ":"), let minutes = number(i + 4, 2), i + 6 == b.count else { return form }
             if hours > 23 || minutes > 59 { return "has the offset \(text.dropFirst(i).prefix(6)), which is out of range (at most ±23:59)" }
+        } else if !(byte(i, "Zz") && i + 1 == b.count) {
+            return form
         }
-        return form
+        // Well formed, so the instant is out of range (or the parser and this disagree).
+        return parseMicros(text) == nil ? "is outside years 0001-9999 in UTC" : form
     }
 
     @inline(__always)
@@ -112,6 +114,13 @@ public enum RFC3339 {
         guard i == n else { return nil }
         let days = CivilDate.days(year: year, month: month, day: day)
         let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offsetSeconds
+        // In UTC, within years 0001-9999 (an offset or a leap second can carry a date past either
+        // end): what pyarrow, Spark and most readers can hold as a timestamp.
+        guard seconds >= earliestSeconds, seconds <= latestSeconds else { return nil }
         return seconds * 1_000_000 + micros
     }
+
+    /// 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z, in seconds since the Unix epoch.
+    public static let earliestSeconds: Int64 = -62_135_596_800
+    public static let latestSeconds: Int64 = 253_402_300_799
 }

@@ -35,12 +35,14 @@ enum OpenAPIDocument {
       "name": "Content-Encoding",
       "in": "header",
       "required": false,
-      "description": "`gzip` is accepted. The decompressed body is capped like a plain one (5 MiB by default).",
+      "description": "`gzip` (or `x-gzip`) is accepted. The decompressed body is capped like a plain one (5 MiB by default). `identity`, or an empty value, is the same as no header; anything else gets 415.",
       "schema": {
        "type": "string",
        "enum": [
         "gzip",
-        "identity"
+        "x-gzip",
+        "identity",
+        ""
        ]
       }
      }
@@ -74,7 +76,7 @@ enum OpenAPIDocument {
       "application/x-ndjson": {
        "schema": {
         "type": "string",
-        "description": "One event object per line."
+        "description": "One event object per line. `application/ndjson`, `application/jsonl` and `application/json-lines` are read the same way."
        }
       },
       "text/plain": {
@@ -393,7 +395,7 @@ enum OpenAPIDocument {
   "schemas": {
    "Event": {
     "type": "object",
-    "description": "A playback event, schema version 1.0 (see schemas/1.0.json for every rule). Unknown fields are allowed and kept.",
+    "description": "A playback event, schema version 1.0 or 1.1 (schemas/1.0.json and schemas/1.1.json have every rule). Unknown fields are allowed and kept. String limits are UTF-8 bytes in the server (maxLength here counts characters: the same for ASCII). Besides this schema the server rejects duplicate keys in the event object, invalid UTF-8, nesting deeper than 32, events over 32 KiB, impossible dates (February 30) and timestamps outside years 0001-9999 in UTC.",
     "required": [
      "event_id",
      "event_type",
@@ -412,37 +414,53 @@ enum OpenAPIDocument {
     ],
     "properties": {
      "event_id": {
-      "type": "string"
+      "type": "string",
+      "minLength": 1,
+      "maxLength": 1024
      },
      "event_type": {
       "type": "string",
       "enum": [
        "play",
        "pause",
-       "stop"
+       "stop",
+       "seek",
+       "heartbeat",
+       "buffering"
       ],
-      "description": "Schema 1.1 adds seek, heartbeat and buffering."
+      "description": "seek, heartbeat and buffering need schema_version 1.1."
      },
      "timestamp": {
       "type": "string",
-      "format": "date-time"
+      "format": "date-time",
+      "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$",
+      "description": "An RFC 3339 date-time with Z or an offset; second 60 is a leap second."
      },
      "user_id": {
-      "type": "string"
+      "type": "string",
+      "minLength": 1,
+      "maxLength": 1024
      },
      "device_id": {
-      "type": "string"
+      "type": "string",
+      "minLength": 1,
+      "maxLength": 1024
      },
      "session_id": {
       "type": "string",
-      "nullable": true
+      "nullable": true,
+      "minLength": 1,
+      "maxLength": 1024
      },
      "ip_address": {
       "type": "string",
+      "maxLength": 1024,
       "description": "An IPv4 or IPv6 address."
      },
      "content_id": {
-      "type": "string"
+      "type": "string",
+      "minLength": 1,
+      "maxLength": 1024
      },
      "content_type": {
       "type": "string",
@@ -453,24 +471,29 @@ enum OpenAPIDocument {
       ]
      },
      "title": {
-      "type": "string"
+      "type": "string",
+      "maxLength": 1024
      },
      "genre": {
       "type": "array",
       "items": {
-       "type": "string"
+       "type": "string",
+       "maxLength": 1024
       }
      },
      "duration_seconds": {
       "type": "integer",
+      "format": "int64",
       "minimum": 0
      },
      "language": {
-      "type": "string"
+      "type": "string",
+      "maxLength": 1024
      },
      "current_timestamp": {
       "type": "number",
-      "minimum": 0
+      "minimum": 0,
+      "maximum": 1000000000000
      },
      "schema_version": {
       "type": "string",
@@ -481,7 +504,8 @@ enum OpenAPIDocument {
       ]
      },
      "event_source": {
-      "type": "string"
+      "type": "string",
+      "maxLength": 1024
      }
     },
     "additionalProperties": true,

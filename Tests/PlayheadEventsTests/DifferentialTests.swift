@@ -39,6 +39,9 @@ import Testing
             "2024-05-01T12:61:00Z", "2024-05-01T12:00:61Z", "2024-05-01T12:00:00.Z", "2024-05-01T12:00:00+0530",
             "2024-05-01T12:00:00+24:00", "2024-05-01T12:00:00+05:60", "2024-5-01T12:00:00Z", "x", "",
             "2024-05-01T12:00:00ZZ", "2024-05-01T12:00:00 Z", "02024-05-01T12:00:00Z",
+            // Years 0001-9999 in UTC: an offset or a leap second can carry a date past either end.
+            "0001-01-01T00:00:00Z", "0000-12-31T23:59:59Z", "0000-12-31T23:59:59-00:01", "0001-01-01T00:00:00+00:01",
+            "9999-12-31T23:59:59.999999Z", "9999-12-31T23:59:60Z", "9999-12-31T23:59:59-23:59", "0000-03-01T00:00:00Z",
         ]
         for t in timestamps { out.append(event(["timestamp": "\"\(t)\""])) }
         for v in [
@@ -63,6 +66,8 @@ import Testing
         }
         out.append(event(appending: [("extra", #"{"k":[1,2,{"z":null}]}"#), ("n", "1e999"), ("b", "false")]))
         out.append(event(appending: [("x", "1"), ("x", "2")]))
+        // Keys must be unique in the event object; a nested unknown object is kept as it was sent.
+        out.append(event(appending: [("x", #"{"a":1,"a":2}"#)]))
         out.append(event(appending: [("title", #""again""#)]))
         // Escapes.
         for s in [

@@ -100,9 +100,17 @@ import PlayheadEvents
         #expect(try stored("10.1.2.3", .truncate) == "10.1.2.0")
         #expect(try stored("2001:db8:abcd:12:3:4:5:6", .truncate) == "2001:db8:abcd::")
         #expect(try stored("2001:0DB8:00AB::1", .truncate) == "2001:db8:ab::")
-        #expect(try stored("::1", .truncate) == "0:0:0::")
-        #expect(try stored("fe80::1%eth0", .truncate) == "fe80:0:0::")
-        #expect(try stored("::ffff:192.0.2.128", .truncate) == "0:0:0::")
+        // The canonical text (RFC 5952): one spelling per prefix, so that GROUP BY sees one value.
+        #expect(try stored("::1", .truncate) == "::")
+        #expect(try stored("fe80::1%eth0", .truncate) == "fe80::")
+        #expect(try stored("2001:db8::5", .truncate) == "2001:db8::")
+        #expect(try stored("2001:0:5:6::1", .truncate) == "2001:0:5::")
+        #expect(try stored("0:0:5::1", .truncate) == "0:0:5::")
+        #expect(try stored("2001:db8:0:ffff::", .truncate) == "2001:db8::")
+        // IPv4-mapped: the IPv4 rule, in the mapped form.
+        #expect(try stored("::ffff:192.0.2.128", .truncate) == "::ffff:192.0.2.0")
+        #expect(try stored("::FFFF:c000:0280", .truncate) == "::ffff:192.0.2.0")
+        #expect(try stored("::fffe:192.0.2.128", .truncate) == "::")
         #expect(try stored("256.1.1.1", .truncate) == "")
         #expect(try stored("1.2.3", .truncate) == "")
         #expect(try stored("garbage", .truncate) == "")
@@ -127,6 +135,17 @@ import PlayheadEvents
         #expect(micros("2024-02-29T00:00:00Z") == 1_709_164_800_000_000)
         #expect(micros("2000-02-29T00:00:00Z") != nil)
         #expect(micros("1900-02-29T00:00:00Z") == nil)
+        // Years 0001-9999 in UTC, where an offset or a leap second can carry a date past either end.
+        #expect(micros("0001-01-01T00:00:00Z") == RFC3339.earliestSeconds * 1_000_000)
+        #expect(micros("9999-12-31T23:59:59.999999Z") == RFC3339.latestSeconds * 1_000_000 + 999_999)
+        #expect(micros("9999-12-31T23:59:59.999999+00:01") != nil)
+        for outside in ["0000-12-31T23:59:59Z", "9999-12-31T23:59:60Z", "9999-12-31T23:59:59-00:01", "0001-01-01T00:00:00+00:01",
+                        "0000-01-01T00:00:00+23:59"] {
+            #expect(micros(outside) == nil, "\(outside)")
+            #expect(RFC3339.problem(with: outside) == "is outside years 0001-9999 in UTC", "\(outside)")
+        }
+        #expect(RFC3339.problem(with: "2024-05-01T12:00:00") == "has no offset: end it with Z (UTC) or ±hh:mm")
+        #expect(RFC3339.problem(with: "2024-05-01T12:00:00Zx").hasPrefix("is not of the form"))
         // A leap second counts as the next minute's first second.
         #expect(micros("2016-12-31T23:59:60Z") == micros("2017-01-01T00:00:00Z"))
         #expect(micros("2024-05-02T00:30:00+00:30") == micros("2024-05-02T00:00:00Z"))
