@@ -37,9 +37,13 @@ struct LakeCommits: Sendable {
 
     struct Claim: Codable, Equatable, Sendable {
         var logID: String
+        /// The process that claimed the location last (a random id per start); nil in claims
+        /// written before 2026-12-03, which any process of the log may take over.
+        var run: String?
 
         enum CodingKeys: String, CodingKey {
             case logID = "log_id"
+            case run
         }
     }
 

@@ -76,9 +76,12 @@ public final class LakeWriter: Service, Sendable {
         logger.info("lake writer: writing to \(store.displayName)", metadata: [
             "lake.flush_events": "\(configuration.flushEvents)", "lake.flush_interval": "\(configuration.flushInterval)",
         ])
+        // This process's claim on the lake (docs/lake.md, "One log per lake"): both datasets' writers share it.
+        let run = UUID().uuidString.lowercased()
         let writers = [DatasetKind.events, .rejected].map { kind in
             DatasetWriter(
-                kind: kind, log: log, store: store, configuration: configuration, threadPool: threadPool, logger: logger, health: health)
+                kind: kind, log: log, store: store, configuration: configuration, threadPool: threadPool, logger: logger, health: health,
+                run: run)
         }
         let identity = log.identity
         let shutdownTimeout = configuration.shutdownTimeout
@@ -215,12 +218,15 @@ final class DatasetWriter: @unchecked Sendable {
     let logger: Logger
     let metrics: LakeMetrics
     let health: LakeWriterHealth
+    /// This process's claim on the lake location (a random id per start).
+    let run: String
     private var partitions: [Int32: PartitionWriter] = [:]
 
     init(
         kind: DatasetKind, log: any LogBackend, store: any LakeStore, configuration: LakeWriterConfiguration,
-        threadPool: NIOThreadPool, logger: Logger, health: LakeWriterHealth
+        threadPool: NIOThreadPool, logger: Logger, health: LakeWriterHealth, run: String
     ) {
+        self.run = run
         self.kind = kind
         self.log = log
         self.store = store
@@ -337,22 +343,61 @@ final class DatasetWriter: @unchecked Sendable {
 
     /// One embedded log per lake location (`_playhead/log.json`): two `serve` processes pointed at
     /// one S3 prefix would write files of the same names with different records, each replacing the
-    /// other's. At start (`claiming`, once per process: ``LakeWriter/run()``), refuses a location
-    /// another log has claimed and claims one that none has, before anything is written; when a
-    /// partition is taken and before each batch, stops unless the claim is still this log's. Of two
-    /// logs started together on a new location, the claim written last stands, and the other finds
-    /// it when it takes a partition or at its first batch.
+    /// other's. The claim names the log (its id) and the process that claimed it last (`run`, a
+    /// random id per start). At start (`claiming`, once per process: ``LakeWriter/run()``), refuses
+    /// a location another log has claimed, or one that a process of this log's id claimed without
+    /// this data folder knowing it (a copy of the folder ran on it since); then notes its run in the
+    /// log's folder (`lake-runs.json`) and claims the location. When a partition is taken and before
+    /// each batch, stops unless the claim is still this process's. Of two processes started
+    /// together, the claim written last stands, and the other finds it when it takes a partition
+    /// or at its first batch.
     func checkClaim(for identity: String, claiming: Bool) async throws {
         let claim = try await retrying("read the lake's claim") { try await self.commits.claim() }
-        if claiming && claim == nil {
-            try await retrying("claim the lake") { try await self.commits.writeClaim(.init(logID: identity)) }
+        let hint = " Point --lake at a folder or prefix of its own for each log (docs/lake.md, \"One log per lake\")"
+        if let claim, claim.logID != identity {
+            let what = claiming
+                ? "\(store.displayName) is written from another log (id \(claim.logID)); this log (\(log.displayName)) is \(identity). One lake location takes one log: nothing was written."
+                : "another process writes \(store.displayName): the lake is now claimed by log \(claim.logID), not by this one (\(log.displayName), \(identity)); this writer stops before writing a file, and its events stay in its log."
+            throw LakeError(.otherWriter, what + hint)
+        }
+        guard claiming else {
+            if let other = claim?.run, other != run {
+                throw LakeError(.otherWriter, "another process writes \(store.displayName) from a log with this log's id (\(identity)): a copy of this data folder (its claim is run \(other), this process's is \(run)). This writer stops before writing a file, and its events stay in its log (\(log.displayName)). Never run two copies of one data folder (docs/lake.md, \"One log per lake\").")
+            }
             return
         }
-        guard claim?.logID != identity else { return }
-        let what = claiming
-            ? "\(store.displayName) is written from another log (id \(claim?.logID ?? "none")); this log (\(log.displayName)) is \(identity). One lake location takes one log: nothing was written."
-            : "another process writes \(store.displayName): the lake is now claimed by log \(claim?.logID ?? "none"), not by this one (\(log.displayName), \(identity)); this writer stops before writing a file, and its events stay in its log."
-        throw LakeError(.otherWriter, what + " Point --lake at a folder or prefix of its own for each log (docs/lake.md, \"One log per lake\")")
+        let known = try await runsNoted()
+        if let other = claim?.run, !known.contains(other) {
+            throw LakeError(.otherWriter, "\(store.displayName) was last written by a process of a log with this log's id (\(identity)) that this data folder (\(log.displayName)) does not know: a copy of this data folder has written it since this folder last did (its claim is run \(other)). Nothing was written: the two logs hold different events under the same offsets. Give this copy a new id and its own --lake (docs/lake.md, \"One log per lake\"); if no copy exists (this folder's lake-runs.json was lost), delete \(store.displayName)/_playhead/log.json and start again.")
+        }
+        // The run is noted in the log's folder before the lake names it: a crash between the two
+        // leaves a run the folder knows, so this folder's next start is not taken for a copy.
+        try await noteRun(known)
+        try await retrying("claim the lake") { try await self.commits.writeClaim(.init(logID: identity, run: self.run)) }
+    }
+
+    /// The runs of this data folder's processes that claimed a lake, newest last (`lake-runs.json`).
+    private struct NotedRuns: Codable {
+        var runs: [String]
+    }
+
+    private static let runsNote = "lake-runs.json"
+
+    private func runsNoted() async throws -> [String] {
+        let log = self.log
+        let bytes = try await threadPool.runIfActive { try log.readNote(Self.runsNote) }
+        guard let bytes else { return [] }
+        do {
+            return try JSONDecoder().decode(NotedRuns.self, from: Data(bytes)).runs
+        } catch {
+            throw LakeError(.otherWriter, "\(log.displayName)/\(Self.runsNote) cannot be read (\(error)); delete it, and \(store.displayName)/_playhead/log.json, and start again")
+        }
+    }
+
+    private func noteRun(_ known: [String]) async throws {
+        let log = self.log
+        let bytes = [UInt8](try JSONEncoder().encode(NotedRuns(runs: Array((known + [run]).suffix(32)))))
+        try await threadPool.runIfActive { try log.writeNote(Self.runsNote, bytes) }
     }
 
     /// Keeps damaged bytes of the log in the lake, says so at error level, and counts the records

@@ -235,8 +235,16 @@ public protocol LogBackend: Sendable {
     func producer(for topic: LogTopic) throws(LogError) -> any LogProducer
     /// A consumer of `topic` in `group`; `nil` gives a reader from the earliest record that commits nothing.
     func consumer(for topic: LogTopic, group: String?) throws(LogError) -> any LogConsumer
+    /// A small file that other stages keep beside the log, in its folder (the lake writer's record
+    /// of its claims), read whole; nil when there is none, or the log keeps none (Kafka). Blocking:
+    /// call it off the cooperative pool.
+    func readNote(_ name: String) throws(LogError) -> [UInt8]?
+    /// Replaces a note durably (written aside, fsynced, renamed). Blocking, as ``readNote(_:)``.
+    func writeNote(_ name: String, _ contents: [UInt8]) throws(LogError)
 }
 
 extension LogBackend {
     public var identity: String? { nil }
+    public func readNote(_ name: String) throws(LogError) -> [UInt8]? { nil }
+    public func writeNote(_ name: String, _ contents: [UInt8]) throws(LogError) {}
 }

@@ -355,6 +355,45 @@ struct LakeTests {
         #expect(rows.first?[0] as? Int == 10 && rows.first?[1] as? Int == 10 && rows.first?[2] as? Int == 10, "\(rows)")
     }
 
+    @Test("two copies of one data folder (one log id) on one lake: the copy started while the original runs takes the lake and the original stops before writing a file; the original started again is refused as a copy; a kill -9 and restart of the copy goes on; each event is in the lake once")
+    func copiedDataFolder() async throws {
+        let directory = try TemporaryDirectory(prefix: "copied")
+        defer { withExtendedLifetime(directory) {} }
+        let lake = directory.appending("lake").path
+        let (original, copy) = (directory.appending("a").path, directory.appending("b").path)
+        func post(_ server: PlayheadServer, _ prefix: String) async throws {
+            let events = (0..<10).map { Fixtures.event("\(prefix)-\($0)") }
+            #expect(try await TestHTTP.postEvents(server, Fixtures.json(events)).status == 202)
+        }
+        let count = "SELECT count(*), count(DISTINCT event_id), count(*) FILTER (WHERE event_id LIKE 'a1-%'), count(*) FILTER (WHERE event_id LIKE 'b%'), count(*) FILTER (WHERE event_id LIKE 'a2-%') FROM read_parquet('{lake}/events/**/*.parquet')"
+        let arguments = ["--lake", lake, "--flush-interval", "1"]
+        let first = try await PlayheadServer(dataDirectory: original, arguments: arguments)
+        try await post(first, "a1")
+        try await eventually(timeout: .seconds(20), "the original's events are in the lake") {
+            (try? await duck(count, lake: lake))?.first?[0] as? Int == 10
+        }
+        // A copy of the running original's folder (a volume snapshot restored beside it) on the same lake.
+        try FileManager.default.copyItem(atPath: original, toPath: copy)
+        let second = try await PlayheadServer(dataDirectory: copy, arguments: arguments)
+        try await post(second, "b1")
+        try await post(first, "a2")
+        #expect(await first.process.waitForExit(timeout: .seconds(30)) == 1, "the original stops")
+        #expect(first.process.stderr.contains("a copy of this data folder"), "\(first.process.stderr.suffix(2000))")
+
+        // The original started again: refused at start, as the copy has written the lake since.
+        let again = try await runCommand(
+            TestEnvironment.playheadExecutable, ["serve", "--data-dir", original, "--port", "0"] + arguments, timeout: .seconds(60))
+        #expect(again.status == 1 && again.stderr.contains("a copy of this data folder has written it since"), "\(again.stderr.suffix(2000))")
+
+        // The copy, killed and started again, is no copy of anything: it goes on.
+        second.process.kill9()
+        let third = try await PlayheadServer(dataDirectory: copy, arguments: arguments)
+        try await post(third, "b2")
+        #expect(await third.stop() == 0, "\(third.process.stderr.suffix(2000))")
+        let rows = try await duck(count, lake: lake)
+        #expect(rows.first?.map { $0 as? Int } == [30, 30, 10, 20, 0], "the a2 events stay in the original's log: \(rows)")
+    }
+
     @Test("the lake group's committed offset follows the lake's state: one left behind (a stop between the lake's commit and the group's) is moved up when the writer takes the partition, with nothing new to write")
     func groupOffsetFollowsLake() async throws {
         let directory = try TemporaryDirectory(prefix: "groupfwd")

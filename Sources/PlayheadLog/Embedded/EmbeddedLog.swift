@@ -247,6 +247,19 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
 
     // MARK: LogBackend
 
+    public func readNote(_ name: String) throws(LogError) -> [UInt8]? {
+        let path = configuration.directory + "/" + name
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw Files.error("cannot read", path)
+        }
+        return [UInt8](data)
+    }
+
+    public func writeNote(_ name: String, _ contents: [UInt8]) throws(LogError) {
+        try Files.writeAtomically(contents, to: configuration.directory + "/" + name)
+    }
+
     public func producer(for topic: LogTopic) throws(LogError) -> any LogProducer {
         guard !isReadOnly else {
             throw LogError(code: .invalidArgument, message: "the log \(configuration.directory) is open read-only")
