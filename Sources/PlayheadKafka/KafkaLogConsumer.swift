@@ -209,6 +209,10 @@ public final class KafkaLogConsumer: LogConsumer, Sendable {
     /// the next offset to return, or was started (`seek`) at or past the high watermark of the last
     /// fetch response (a broker may answer such a fetch with no records and no error, and then no
     /// end event comes). A group member: `false` (nothing uses it).
+    public var unavailableReason: String? {
+        consumer.unavailableReason.map { "the Kafka consumer of \(kafkaTopic) cannot reach a broker (\($0))" }
+    }
+
     public func caughtUp() async -> Bool {
         guard group == nil else { return false }
         let (count, next, ends) = state.withLock { state in

@@ -313,6 +313,8 @@ final class DatasetWriter: @unchecked Sendable {
             let poll = try await consumer.poll(maxRecords: 100_000, timeout: .milliseconds(200))
             if failures > 0 { health.set(kind.name, nil) }
             failures = 0
+            // Polls that do not fail may still read nothing the log holds (no Kafka broker answers).
+            health.set("\(kind.name) log", consumer.unavailableReason)
             return poll
         } catch let caught {
             if Task.isCancelled || Task.isShuttingDownGracefully { throw caught }

@@ -157,6 +157,10 @@ public protocol LogConsumer: Sendable {
     /// The group this consumer belongs to, or `nil` for a reader that commits nothing.
     var group: String? { get }
 
+    /// Why the log cannot be read now though polls do not fail, for readiness: nil when it can, or
+    /// when the log cannot tell. (On Kafka, polls come back empty while no broker answers.)
+    var unavailableReason: String? { get }
+
     /// Waits until there are records (or an assignment change) or `timeout` passes, and returns at
     /// most about `maxRecords` records.
     func poll(maxRecords: Int, timeout: Duration) async throws(LogError) -> LogPoll
@@ -191,6 +195,7 @@ public protocol LogConsumer: Sendable {
 }
 
 extension LogConsumer {
+    public var unavailableReason: String? { nil }
     public func skipDamagedRecord() async throws(LogError) -> DamagedLogRecord? { nil }
 }
 

@@ -253,7 +253,9 @@ public final class ContentMetricsConsumer: Service, Sendable {
             let poll: LogPoll
             do {
                 poll = try await consumer.poll(maxRecords: maxRecordsPerPoll, timeout: pollTimeout)
-                problem.withLock { $0 = nil }
+                // Polls that do not fail may still read nothing the log holds (no Kafka broker answers).
+                let unreachable = consumer.unavailableReason.map { "the metrics consumer cannot read the log: \($0)" }
+                problem.withLock { $0 = unreachable }
             } catch {
                 if Task.isCancelled || Task.isShuttingDownGracefully { break }
                 if error.code == .corrupt, let damaged = try? await consumer.skipDamagedRecord() {

@@ -104,13 +104,43 @@ public final class RepeatedMessages: Sendable {
     static let shared = RepeatedMessages(interval: .seconds(30))
 }
 
-/// What every client's C callbacks reach through `rd_kafka_opaque`: its logger and error sink.
+/// What every client's C callbacks reach through `rd_kafka_opaque`: its logger and error sink, and
+/// whether any broker answers.
 class ClientCallbacks: @unchecked Sendable {
     let logger: Logger
+    /// Set by librdkafka's "all brokers down" error, cleared once a metadata request is answered.
+    private let reachability = Mutex<(down: String?, lastCheck: ContinuousClock.Instant)>((nil, .now))
+
     init(logger: Logger) { self.logger = logger }
+
+    /// Why no broker can be reached (librdkafka said all are down, and none has answered since), or nil.
+    var brokersDown: String? { reachability.withLock { $0.down } }
+
     /// Called from librdkafka threads (error_cb) for client-level errors.
     func clientError(_ error: RdKafkaError) {
         log(.warning, "librdkafka: \(error)")
+        if error.code == RdKafkaError.allBrokersDown {
+            reachability.withLock { $0 = ("all Kafka brokers are down: \(error.message)", .now) }
+        }
+    }
+
+    /// On the client's own thread (it blocks for up to 500 ms): while brokers are reported down,
+    /// asks for metadata every 2 s and clears ``brokersDown`` once a broker answers. librdkafka says
+    /// when all brokers go down, not when one comes back.
+    func checkRecovery(_ handle: OpaquePointer) {
+        let due = reachability.withLock { state -> Bool in
+            guard state.down != nil, state.lastCheck.duration(to: .now) > .seconds(2) else { return false }
+            state.lastCheck = .now
+            return true
+        }
+        guard due else { return }
+        var metadata: UnsafePointer<rd_kafka_metadata>?
+        // all_topics=1: a real request (with 0 and no topic, librdkafka may answer from its cache).
+        if rd_kafka_metadata(handle, 1, nil, &metadata, 500) == RD_KAFKA_RESP_ERR_NO_ERROR {
+            if let metadata { rd_kafka_metadata_destroy(metadata) }
+            reachability.withLock { $0.down = nil }
+            logger.info("Kafka brokers reachable again")
+        }
     }
 
     /// Logs `message` unless it repeats one logged less than 30 s ago (``RepeatedMessages``).

@@ -106,6 +106,9 @@ public final class KafkaConsumer: @unchecked Sendable {
         return try result.get()
     }
 
+    /// Why no broker can be reached, or nil: a consumer's polls then come back empty, not failed.
+    public var unavailableReason: String? { callbacks.brokersDown }
+
     /// Joins the group (`group.id`) and subscribes to `topics`; assignments arrive in later polls.
     public func subscribe(_ topics: [String]) async throws(RdKafkaError) {
         try await perform { (handle, _) -> Result<Void, RdKafkaError> in
@@ -443,6 +446,7 @@ final class ConsumerCallbacks: ClientCallbacks, @unchecked Sendable {
         _ handle: OpaquePointer, thread: WorkerThread, maxMessages: Int, timeout: Duration
     ) -> Result<KafkaConsumerPoll, RdKafkaError> {
         let deadline = ContinuousClock.now.advanced(by: timeout)
+        checkRecovery(handle)
         var count = pending.messageCount
         var fatal: RdKafkaError?
         while count < maxMessages {

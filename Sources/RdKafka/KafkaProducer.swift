@@ -280,44 +280,18 @@ final class DeliveryTracker: @unchecked Sendable {
     }
 }
 
-/// The producer's callbacks: broker reachability for ``KafkaProducer/unavailableReason``.
+/// The producer's callbacks: a fatal error, and broker reachability, for ``KafkaProducer/unavailableReason``.
 final class ProducerCallbacks: ClientCallbacks, @unchecked Sendable {
-    private let reason = Mutex<(text: String?, fatal: Bool, lastCheck: ContinuousClock.Instant)>(
-        (nil, false, .now)
-    )
+    private let fatal = Mutex<String?>(nil)
     nonisolated(unsafe) var handle: OpaquePointer?
 
-    var unavailableReason: String? { reason.withLock { $0.text } }
-    var hasFatalError: Bool { reason.withLock { $0.fatal } }
+    var unavailableReason: String? { fatal.withLock { $0 } ?? brokersDown }
+    var hasFatalError: Bool { fatal.withLock { $0 != nil } }
 
     override func clientError(_ error: RdKafkaError) {
         super.clientError(error)
         if error.isFatal {
-            reason.withLock { $0 = ("fatal Kafka producer error: \(error)", true, .now) }
-        } else if error.code == RdKafkaError.allBrokersDown {
-            reason.withLock { state in
-                if !state.fatal { state = ("all Kafka brokers are down: \(error.message)", false, .now) }
-            }
-        }
-    }
-
-    /// On the poll thread: while brokers are reported down, asks for metadata every 2 s and
-    /// clears the reason once a broker answers.
-    func checkRecovery(_ handle: OpaquePointer) {
-        let due = reason.withLock { state -> Bool in
-            guard state.text != nil, !state.fatal, state.lastCheck.duration(to: .now) > .seconds(2) else { return false }
-            state.lastCheck = .now
-            return true
-        }
-        guard due else { return }
-        var metadata: UnsafePointer<rd_kafka_metadata>?
-        // all_topics=1: a real request (with 0 and no topic, librdkafka may answer from its cache).
-        if rd_kafka_metadata(handle, 1, nil, &metadata, 500) == RD_KAFKA_RESP_ERR_NO_ERROR {
-            if let metadata { rd_kafka_metadata_destroy(metadata) }
-            reason.withLock { state in
-                if !state.fatal { state.text = nil }
-            }
-            logger.info("Kafka brokers reachable again")
+            fatal.withLock { $0 = "fatal Kafka producer error: \(error)" }
         }
     }
 }

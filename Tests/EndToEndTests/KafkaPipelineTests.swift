@@ -74,6 +74,53 @@ struct KafkaPipelineTests {
         await tansu.stop()
     }
 
+    @Test("store and observe on Kafka: /readyz answers 503 with the reason while no broker can be reached (their polls come back empty, not failed), and 200 again once one answers")
+    func readinessFollowsTheBroker() async throws {
+        let tansu = try await Tansu.start()
+        let directory = try TemporaryDirectory(prefix: "kafka-ready")
+        defer { withExtendedLifetime(directory) {} }
+        let log = "kafka://\(tansu.bootstrap)/ready-events?partitions=1"
+        var processes: [PlayheadServer] = []
+        do {
+            let ingest = try await PlayheadServer(
+                command: "ingest", dataDirectory: directory.appending("ingest").path, arguments: ["--log", log], name: "kafka-ready-ingest")
+            processes.append(ingest)
+            try await eventually(timeout: .seconds(60), "ingest ready (topics created)") {
+                (try? await TestHTTP.request("\(ingest.baseURL)/readyz").status) == 200
+            }
+            let store = try await PlayheadServer(
+                command: "store", dataDirectory: directory.appending("store").path,
+                arguments: ["--log", log, "--lake", directory.appending("lake").path], name: "kafka-ready-store")
+            processes.append(store)
+            let observe = try await PlayheadServer(
+                command: "observe", dataDirectory: directory.appending("observe").path, arguments: ["--log", log], name: "kafka-ready-observe")
+            processes.append(observe)
+            for (name, server) in [("store", store), ("observe", observe)] {
+                try await eventually(timeout: .seconds(60), "\(name) ready") {
+                    (try? await TestHTTP.request("\(server.baseURL)/readyz").status) == 200
+                }
+            }
+            await tansu.stop()
+            for (name, server) in [("store", store), ("observe", observe)] {
+                try await eventually(timeout: .seconds(60), "\(name) not ready while no broker answers") {
+                    let answer = try? await TestHTTP.request("\(server.baseURL)/readyz")
+                    return answer?.status == 503 && answer?.text.contains("cannot reach a broker") == true
+                }
+            }
+            try await tansu.restart()
+            for (name, server) in [("store", store), ("observe", observe)] {
+                try await eventually(timeout: .seconds(60), "\(name) ready again") {
+                    (try? await TestHTTP.request("\(server.baseURL)/readyz").status) == 200
+                }
+            }
+            for server in processes { #expect(await server.stop() == 0, "\(server.process.stderr.suffix(2000))") }
+        } catch {
+            Issue.record(error)
+        }
+        for server in processes where server.process.isRunning { server.process.kill9() }
+        await tansu.stop()
+    }
+
     private func metrics(_ server: PlayheadServer) async -> String {
         (try? await TestHTTP.request("\(server.baseURL)/metrics").text) ?? ""
     }
