@@ -98,7 +98,7 @@ enum LakeBatchEncoder {
         _ views: [UnsafeRawBufferPointer], keys: [EventsTable.SortKey], configuration: LakeWriterConfiguration,
         parts: Int, splitRows: Int, path: String
     ) throws -> [LakeFile] {
-        let order = EventsTable.sortOrder(keys)
+        let order = EventsTable.sortOrder(keys, views: views)
         let count = keys.count >= splitRows ? max(1, parts) : 1
         if count == 1 {
             let bytes = try EventsTable.encode(views, rows: order, configuration: configuration)

@@ -640,6 +640,20 @@ struct LakeTests {
             "SELECT sum(watch_time_seconds) FROM read_parquet('{lake}/rollups/**/*.parquet') WHERE content_id = 'late-content'",
             lake: lake)
         #expect(late.first?.first as? Double == 60, "\(late)")
+        // docs/lake.md: within a file, rows in content_id order (bytes), then a session's in time order.
+        let order = try await duck(
+            """
+            SELECT count(*) FILTER (WHERE previous_content > content_id),
+                   count(*) FILTER (WHERE previous_content = content_id AND previous_session = session AND previous_time > timestamp),
+                   count(DISTINCT filename), count(DISTINCT content_id)
+            FROM (SELECT filename, content_id, coalesce(session_id, device_id) AS session, timestamp,
+                         lag(content_id) OVER w AS previous_content, lag(coalesce(session_id, device_id)) OVER w AS previous_session,
+                         lag(timestamp) OVER w AS previous_time
+                  FROM read_parquet('{lake}/events/**/*.parquet', filename = true, file_row_number = true)
+                  WINDOW w AS (PARTITION BY filename ORDER BY file_row_number))
+            """, lake: lake)
+        #expect(order.first?[0] as? Int == 0 && order.first?[1] as? Int == 0, "rows out of order: \(order)")
+        #expect((order.first?[3] as? Int ?? 0) > 20, "too few contents to tell: \(order)")
     }
 
     /// `playhead import --data-dir <directory>/data file`, checked to succeed: its result, and the lake folder.
