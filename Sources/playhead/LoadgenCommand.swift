@@ -12,9 +12,12 @@ struct LoadgenCommand: AsyncParsableCommand {
         abstract: "Send realistic synthetic playback sessions to a Playhead server and report acknowledged events/s and latency.",
         discussion: """
             Each session plays one title of a fixed catalogue: play, then pauses and resumes, then \
-            stop, with positions that advance with time. Latency is measured from when each request \
-            was due, so a stalled server shows up (no coordinated omission). With --output the same \
-            events are written as NDJSON instead of sent.
+            stop, with positions that advance with time. The sessions' clock starts at the run's \
+            start and advances by the sessions' own time, not the wall clock: at high rates event \
+            timestamps run ahead of the server's received_at (minutes in a run of a few hundred \
+            thousand events). Latency is measured from when each request was due, so a stalled \
+            server shows up (no coordinated omission). With --output the same events are written as \
+            NDJSON instead of sent.
             """
     )
 
