@@ -19,14 +19,24 @@ public final class IngestMetrics: Sendable {
 
     /// The routes that get their own label value; every other path is `other`.
     static let knownRoutes: [String] = ["/v1/events", "/healthz", "/readyz", "/metrics", "/openapi.json", "/", "/live.json"]
-    /// The methods that get their own label value (by index); every other one is its own text.
-    static let knownMethods: [HTTPMethod] = [.POST, .GET, .HEAD, .OPTIONS, .PUT, .DELETE, .PATCH]
+    /// The methods that get their own label value: RFC 9110's and PATCH. Any other method the
+    /// parser takes (WebDAV's, `PURGE`, `M-SEARCH`, a token of the client's own) is `other`, as
+    /// OpenTelemetry folds them into `_OTHER`: each made a series of its own, from any client,
+    /// with no write key (a probe).
+    static let knownMethods: [HTTPMethod] = [.POST, .GET, .HEAD, .OPTIONS, .PUT, .DELETE, .PATCH, .CONNECT, .TRACE]
+
+    /// A method's label value and its index among the label values: a known method, `unknown` for a
+    /// request that could not be parsed as HTTP, `other` for the rest.
+    static func methodLabel(_ method: HTTPMethod) -> (value: String, index: Int) {
+        if let index = knownMethods.firstIndex(of: method) { return (method.rawValue, index) }
+        if case .RAW(let value) = method, value == "unknown" { return ("unknown", knownMethods.count) }
+        return ("other", knownMethods.count + 1)
+    }
 
     /// One integer for a route (index in `knownRoutes`, or its count for `other`), a method and a
     /// status, so that the per-request lookup hashes no strings.
-    private static func requestKey(route: Int, method: HTTPMethod, status: UInt) -> Int? {
-        guard let methodIndex = knownMethods.firstIndex(of: method) else { return nil }
-        return (route * knownMethods.count + methodIndex) * 1000 + Int(status % 1000)
+    private static func requestKey(route: Int, method: Int, status: UInt) -> Int {
+        (route * (knownMethods.count + 2) + method) * 1000 + Int(status % 1000)
     }
 
     /// - Parameter factory: the metrics factory; `nil` uses the one bootstrapped in `MetricsSystem`.
@@ -90,13 +100,13 @@ public final class IngestMetrics: Sendable {
     func requestCompleted(path: Substring, method: HTTPMethod, status: HTTPResponseStatus, since start: NIODeadline) {
         let routeIndex = Self.routeIndex(path)
         let route = routeIndex < Self.knownRoutes.count ? Self.knownRoutes[routeIndex] : "other"
+        let methodLabel = Self.methodLabel(method)
         let make = { () -> Metrics.Timer in
-            let dimensions = [("route", route), ("method", method.rawValue), ("status", String(status.code))]
+            let dimensions = [("route", route), ("method", methodLabel.value), ("status", String(status.code))]
             return self.factory.map { Metrics.Timer(label: "playhead_http_server_request_duration_seconds", dimensions: dimensions, factory: $0) }
                 ?? Metrics.Timer(label: "playhead_http_server_request_duration_seconds", dimensions: dimensions)
         }
-        // An unusual method has no key: not worth a cache entry.
-        let timer = Self.requestKey(route: routeIndex, method: method, status: status.code).map { durations.handle($0, make) } ?? make()
+        let timer = durations.handle(Self.requestKey(route: routeIndex, method: methodLabel.index, status: status.code), make)
         timer.recordNanoseconds((NIODeadline.now() - start).nanoseconds)
     }
 }

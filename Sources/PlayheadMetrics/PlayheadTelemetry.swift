@@ -92,6 +92,9 @@ public enum PlayheadTelemetry {
 
     /// Help texts of every metric Playhead defines (the contract in docs/metrics.md).
     public static let helpTexts: [String: String] = [
+        "playhead_content_sessions_forgotten_total": "Sessions the metrics consumer stopped following or remembering because its session tables were full (the half silent longest goes).",
+        "playhead_lake_rollup_sessions_forgotten_total": "Sessions the lake's rollups stopped remembering for watch time because their table was full; their next event counts no watch time for the gap before it.",
+        "playhead_lake_rollup_events_uncounted_total": "Events left out of the rollups because the open hours held the most content rows kept; they are in events/.",
         "playhead_http_server_request_duration_seconds": "Duration of HTTP requests served, by route, method and status.",
         "playhead_events_accepted_total": "Events accepted and made durable, by event type, content type and source.",
         "playhead_events_rejected_total": "Events rejected by validation or decoding, by reason.",

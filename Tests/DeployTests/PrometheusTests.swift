@@ -9,7 +9,7 @@ struct PrometheusTests {
     static let ruleFiles = ["deploy/prometheus/recording-rules.yml", "deploy/prometheus/alerts.yml"]
     static let requiredAlerts: Set<String> = [
         "IngestionStalled", "RejectRatioHigh", "ConsumerLagGrowing", "DiskNearlyFull", "LakeFlushFailing", "InstanceDown",
-        "LogRecordDamaged",
+        "LogRecordDamaged", "IngestRequestsFailing",
     ]
 
     static func ruleTestFiles(in folder: URL? = nil) throws -> [String] {

@@ -109,6 +109,21 @@ struct TelemetryTests {
         #expect(badResult.status != 0)
     }
 
+    @Test("every metric family docs/metrics.md lists has its own HELP text, not the generic one")
+    func everyDocumentedFamilyHasHelp() throws {
+        let doc = try String(contentsOf: TestEnvironment.repoRoot.appendingPathComponent("docs/metrics.md"), encoding: .utf8)
+        let families = doc.split(separator: "\n").compactMap { line -> String? in
+            guard line.hasPrefix("| `playhead_"), let end = line.dropFirst(3).firstIndex(of: "`") else { return nil }
+            let name = String(line[line.index(line.startIndex, offsetBy: 3)..<end])
+            // A row about one series of a family (`…{consumer="metrics"}`) is not a family of its own.
+            return name.allSatisfy { $0.isLowercase || $0.isNumber || $0 == "_" } ? name : nil
+        }
+        #expect(families.count >= 40, "\(families)")
+        for family in families {
+            #expect(PlayheadTelemetry.helpTexts[family] != nil, "no HELP text for \(family)")
+        }
+    }
+
     @Test("bootstrap is idempotent and renders through the global MetricsSystem")
     func bootstrapOnce() {
         let first = PlayheadTelemetry.bootstrap()
