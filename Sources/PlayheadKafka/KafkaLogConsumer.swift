@@ -156,6 +156,18 @@ public final class KafkaLogConsumer: LogConsumer, Sendable {
         }
     }
 
+    public func stillOwns(_ partition: Int32, committing offset: Int64) async -> Bool {
+        guard group != nil else { return true }
+        // Never moves the group's offset back past one this consumer committed.
+        let offset = max(offset, state.withLock { $0.committed[partition] } ?? offset)
+        do {
+            try await consumer.commit([KafkaTopicPartition(topic: kafkaTopic, partition: partition, offset: offset)])
+            return true
+        } catch {
+            return !error.isMembershipLost
+        }
+    }
+
     /// The group's committed offsets (asked from the group coordinator) for the partitions this
     /// consumer holds; partitions without a committed offset are left out. Empty for a reader.
     public func committed() async throws(LogError) -> [Int32: Int64] {

@@ -254,20 +254,38 @@ final class DatasetWriter: @unchecked Sendable {
         }
     }
 
+    /// The group gave this process's partitions to other members (``LogConsumer/stillOwns(_:committing:)``).
+    struct PartitionsLost: Error {
+        var partition: Int32
+    }
+
     func run() async throws {
-        let consumer = try log.consumer(for: kind.topic, group: configuration.group)
-        let lagTask = kind.topic == .events ? Self.refreshingLag(of: consumer) : nil
+        var consumer = try log.consumer(for: kind.topic, group: configuration.group)
+        var lagTask = kind.topic == .events ? Self.refreshingLag(of: consumer) : nil
         do {
             var readFailures = 0
             while !Task.isShuttingDownGracefully && !Task.isCancelled {
-                // After a failed poll, what was read before still flushes when due.
-                let poll = try await nextPoll(consumer, failures: &readFailures)
-                if let poll { try await handle(poll, consumer: consumer) }
-                for partition in partitions.values where isDue(partition) {
-                    try await flush(partition, consumer: consumer)
+                do {
+                    // After a failed poll, what was read before still flushes when due.
+                    let poll = try await nextPoll(consumer, failures: &readFailures)
+                    if let poll { try await handle(poll, consumer: consumer) }
+                    for partition in partitions.values where isDue(partition) {
+                        try await flush(partition, consumer: consumer)
+                    }
+                    // Batches close after seconds: 100 ms more to gather a trickle costs nothing.
+                    await poll?.pauseIfFew(pause: .milliseconds(100))
+                } catch let lost as PartitionsLost {
+                    // Start over as a new member: every partition is taken afresh from the lake's
+                    // state, and what this process buffered is its new owners' to write.
+                    logger.warning("lake writer: the group gave this process's partitions to other members (was it paused past the session timeout?); dropping the unwritten batches and joining again", metadata: [
+                        "log.partition": "\(lost.partition)", "lake.partitions_dropped": "\(partitions.count)",
+                    ])
+                    partitions.removeAll()
+                    lagTask?.cancel()
+                    await consumer.close()
+                    consumer = try log.consumer(for: kind.topic, group: configuration.group)
+                    lagTask = kind.topic == .events ? Self.refreshingLag(of: consumer) : nil
                 }
-                // Batches close after seconds: 100 ms more to gather a trickle costs nothing.
-                await poll?.pauseIfFew(pause: .milliseconds(100))
             }
             // Graceful shutdown: take what is left in the log (the edge has stopped), write it, commit.
             // For at most 5 s of reading: on Kafka other processes go on producing, so the log never
@@ -294,6 +312,11 @@ final class DatasetWriter: @unchecked Sendable {
             for partition in partitions.values.sorted(by: { $0.partition < $1.partition }) where !partition.records.isEmpty {
                 try await flush(partition, consumer: consumer)
             }
+        } catch let lost as PartitionsLost {
+            // At a stop: what is left is the new owners'.
+            logger.warning("lake writer: stopping; the group gave this process's partitions to other members, so their unwritten batches are left to them", metadata: [
+                "log.partition": "\(lost.partition)",
+            ])
         } catch {
             lagTask?.cancel()
             await consumer.close()
@@ -526,9 +549,19 @@ final class DatasetWriter: @unchecked Sendable {
             let committed = try await consumer.committed()[partition] ?? -1
             guard committed < next else { return }
             try await consumer.commit([partition: next])
-            logger.info("lake writer: the group's offset was behind the lake; moved up", metadata: [
-                "log.partition": "\(partition)", "log.committed": "\(committed)", "lake.next_offset": "\(next)",
-            ])
+            if committed < 0 && log.identity == nil {
+                // A lake that has written this far, and a group with no offset at all: a new group
+                // name on an old lake, or (worse) a topic recreated, or a broker that lost its data
+                // (memory storage restarted), whose new records below the lake's offset are never
+                // written (a probe: 45,000 acknowledged events, nothing in the lake, no other sign).
+                logger.error("lake writer: the group has no offset for a partition the lake has written up to its next_offset; if the topic was recreated or the broker lost its data, the records it holds below that offset will not be written (docs/kafka.md, recreated topics)", metadata: [
+                    "log.partition": "\(partition)", "lake.next_offset": "\(next)",
+                ])
+            } else {
+                logger.info("lake writer: the group's offset was behind the lake; moved up", metadata: [
+                    "log.partition": "\(partition)", "log.committed": "\(committed)", "lake.next_offset": "\(next)",
+                ])
+            }
         } catch {
             logger.debug("lake writer: could not move the group's offset up to the lake", metadata: [
                 "log.partition": "\(partition)", "error": "\(error)",
@@ -639,10 +672,21 @@ final class DatasetWriter: @unchecked Sendable {
         if let identity = log.identity {
             try await checkClaim(for: identity, claiming: false)
         }
+        // On Kafka, a process paused past the session timeout has lost its partitions without
+        // having polled the news: its batch is the new owner's now, and writing it put duplicate
+        // rows in the lake and moved the state back (a probe: 2,146 rows after a 25 s SIGSTOP).
+        guard await consumer.stillOwns(writer.partition, committing: from) else {
+            throw PartitionsLost(partition: writer.partition)
+        }
         let intent = LakeCommits.Intent(from: from, to: to, files: encoded.files.map(\.path))
         try await retrying("write intent") { try await self.commits.writeIntent(intent, partition: writer.partition) }
         for file in encoded.files {
             try await retrying("write \(file.path)") { try await self.store.put(file.path, file.bytes) }
+        }
+        // Once more before the state: a pause during the writes (the files a new owner redoing this
+        // batch from its intent writes too, under the same names) must not move the state back.
+        guard await consumer.stillOwns(writer.partition, committing: from) else {
+            throw PartitionsLost(partition: writer.partition)
         }
         let state = LakeCommits.State(nextOffset: to, rollupFrom: writer.rollups?.rebuildFrom)
         try await retrying("commit state") { try await self.commits.commit(state, partition: writer.partition) }

@@ -180,6 +180,14 @@ public protocol LogConsumer: Sendable {
     /// The offset the next record appended to `partition` will get (the log's end), when known.
     func endOffset(partition: Int32) async -> Int64?
 
+    /// Whether the group still counts this consumer as the owner of `partition`, asked of the group's
+    /// coordinator by committing `offset` again (the offset the group already has, or one it may
+    /// have): false when the group has given the partition to another member, which a consumer
+    /// paused past its session timeout learns only at its next poll, after it could have written
+    /// a batch that is no longer its own. True where the log cannot tell (the coordinator cannot be
+    /// reached) and for a log without groups of processes (the embedded log).
+    func stillOwns(_ partition: Int32, committing offset: Int64) async -> Bool
+
     /// Steps past the damaged record the consumer is stopped at, when the offsets after it are
     /// certain (its frame is whole, or its segment is followed by another), and returns its bytes;
     /// nil when the consumer is not at such a record, or the log cannot tell (Kafka, where the
@@ -196,6 +204,7 @@ public protocol LogConsumer: Sendable {
 
 extension LogConsumer {
     public var unavailableReason: String? { nil }
+    public func stillOwns(_ partition: Int32, committing offset: Int64) async -> Bool { true }
     public func skipDamagedRecord() async throws(LogError) -> DamagedLogRecord? { nil }
 }
 

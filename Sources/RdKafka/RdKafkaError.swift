@@ -72,6 +72,14 @@ public struct RdKafkaError: Error, Sendable, Hashable, CustomStringConvertible {
     public static let rebalanceInProgress: Int32 = RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS.rawValue
     public static let illegalGeneration: Int32 = RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION.rawValue
     public static let unknownMemberId: Int32 = RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID.rawValue
+    public static let fencedInstanceId: Int32 = RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID.rawValue
+    public static let assignmentLost: Int32 = RD_KAFKA_RESP_ERR__ASSIGNMENT_LOST.rawValue
+
+    /// Whether the group no longer counts this consumer as the member it was (expelled after its
+    /// session timed out, or a newer generation): what it held belongs to others now.
+    public var isMembershipLost: Bool {
+        [Self.unknownMemberId, Self.illegalGeneration, Self.fencedInstanceId, Self.assignmentLost].contains(code)
+    }
     public static let state: Int32 = RD_KAFKA_RESP_ERR__STATE.rawValue
     public static let noOffset: Int32 = RD_KAFKA_RESP_ERR__NO_OFFSET.rawValue
     public static let producerFenced: Int32 = RD_KAFKA_RESP_ERR_PRODUCER_FENCED.rawValue

@@ -105,7 +105,8 @@ struct StoreCommand: AsyncParsableCommand {
         abstract: "Run the lake writer alone: read the log as consumer group 'lake' and write Parquet to the lake.",
         discussion: """
             Several store processes on Kafka share the partitions of the topics (a consumer group); each \
-            partition's batches are written exactly once (docs/lake.md). It also serves GET /metrics, \
+            partition's batches are written exactly once (docs/lake.md, "Kafka rebalances", names the one \
+            window left: a process paused inside a batch's writes). It also serves GET /metrics, \
             /healthz and /readyz on --port; /readyz answers 503 with the reason while writes to the lake \
             are failing (being retried) or the log cannot be read.
             """

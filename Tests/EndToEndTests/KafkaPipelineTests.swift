@@ -74,6 +74,77 @@ struct KafkaPipelineTests {
         await tansu.stop()
     }
 
+    @Test("a store paused past the session timeout while it holds open batches writes none of them when it resumes: the lake holds every acknowledged event once")
+    func pausedStoreIsFenced() async throws {
+        let tansu = try await Tansu.start()
+        let directory = try TemporaryDirectory(prefix: "kafka-pause")
+        defer { withExtendedLifetime(directory) {} }
+        let log = "kafka://\(tansu.bootstrap)/pause-events?partitions=4&session_timeout_ms=6000"
+        let lake = directory.appending("lake").path
+        var processes: [PlayheadServer] = []
+        do {
+            let ingest = try await PlayheadServer(
+                command: "ingest", dataDirectory: directory.appending("ingest").path, arguments: ["--log", log], name: "kafka-pause-ingest")
+            processes.append(ingest)
+            try await eventually(timeout: .seconds(60), "ingest ready (topics created)") {
+                (try? await TestHTTP.request("\(ingest.baseURL)/readyz").status) == 200
+            }
+            var stores: [PlayheadServer] = []
+            for name in ["a", "b"] {
+                let store = try await PlayheadServer(
+                    command: "store", dataDirectory: directory.appending("store-\(name)").path,
+                    arguments: ["--log", log, "--lake", lake, "--flush-interval", "2"], name: "kafka-pause-store-\(name)")
+                processes.append(store)
+                stores.append(store)
+            }
+            let acks = directory.appending("acks.txt").path
+            let loadgen = try ChildProcess(
+                TestEnvironment.playheadExecutable,
+                ["loadgen", "--port", "\(ingest.port)", "--connections", "4", "--batch", "10", "--rate", "1500", "--duration", "40",
+                 "--acknowledged-ids", acks, "--json"],
+                name: "loadgen-kafka-pause", logDirectory: TestEnvironment.artifactsDirectory)
+            // Once both stores hold partitions and have batches open, store a stops for well past the
+            // session timeout, in the middle of a flush of one of its partitions (its intent is in
+            // the lake): its partitions go to store b, and it resumes to flush the others, due by then.
+            try await Task.sleep(for: .seconds(12))
+            var held = Set<String>()
+            for line in stores[0].process.stderr.split(separator: "\n") where line.contains("lake.dataset=events") {
+                guard let partition = line.split(separator: " ").first(where: { $0.hasPrefix("log.partition=") })?.dropFirst(14) else { continue }
+                if line.contains("lake writer: partition assigned") { held.insert(String(partition)) }
+                if line.contains("lake writer: partition revoked") { held.remove(String(partition)) }
+            }
+            #expect(!held.isEmpty && held.count < 4, "store a holds \(held)")
+            let deadline = ContinuousClock.now + .seconds(10)
+            while ContinuousClock.now < deadline
+                && !held.contains(where: { FileManager.default.fileExists(atPath: "\(lake)/_playhead/intents/events/p\($0).json") }) {
+                usleep(2_000)
+            }
+            stores[0].process.signal(SIGSTOP)
+            try await Task.sleep(for: .seconds(20))
+            stores[0].process.signal(SIGCONT)
+            #expect(await loadgen.waitForExit(timeout: .seconds(90)) == 0, "\(loadgen.stderr)")
+            let acknowledged = Set(try String(contentsOfFile: acks, encoding: .utf8).split(separator: "\n").map(String.init))
+            #expect(acknowledged.count > 10_000, "too little load to prove anything: \(loadgen.stdout)")
+            let count = "SELECT count(*), count(DISTINCT event_id) FROM read_parquet('{lake}/events/**/*.parquet')"
+            try await eventually(timeout: .seconds(60), "every acknowledged event in the lake") {
+                ((try? await duck(count, lake: lake))?.first?[1] as? Int ?? 0) >= acknowledged.count
+            }
+            for server in processes { #expect(await server.stop() == 0, "\(server.process.stderr.suffix(2000))") }
+            let rows = try await duck(count, lake: lake)
+            #expect(rows.first?[0] as? Int == rows.first?[1] as? Int, "duplicate rows in the lake: \(rows)")
+            #expect(rows.first?[1] as? Int ?? 0 >= acknowledged.count, "\(rows) against \(acknowledged.count) acknowledged")
+            // Whether store a met the fence (it may also learn of the loss from a poll first).
+            print("paused store fenced: \(stores[0].process.stderr.contains("the group gave this process's partitions to other members"))")
+        } catch {
+            Issue.record(error)
+        }
+        for server in processes where server.process.isRunning {
+            server.process.signal(SIGCONT)
+            server.process.kill9()
+        }
+        await tansu.stop()
+    }
+
     @Test("store and observe on Kafka: /readyz answers 503 with the reason while no broker can be reached (their polls come back empty, not failed), and 200 again once one answers")
     func readinessFollowsTheBroker() async throws {
         let tansu = try await Tansu.start()
