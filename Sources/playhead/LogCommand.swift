@@ -86,17 +86,7 @@ struct LogDumpCommand: AsyncParsableCommand {
                     var stop = false
                     try batch.forEachRecord { offset, value in
                         guard !stop, offset >= start?.offset ?? 0 else { return }
-                        line.removeAll(keepingCapacity: true)
-                        if rejected {
-                            try RejectedRecordView(value).appendJSON(to: &line)
-                        } else {
-                            try EventRecordView(value).appendJSON(to: &line)
-                        }
-                        // Add the log position as the last fields of the object.
-                        if line.last == UInt8(ascii: "}") {
-                            line.removeLast()
-                            line.append(contentsOf: Array(#","_partition":\#(batch.partition),"_offset":\#(offset)}"#.utf8))
-                        }
+                        try LogRecordJSON.write(value, rejected: rejected, adding: #","_partition":\#(batch.partition),"_offset":\#(offset)"#, into: &line)
                         output.append(contentsOf: line)
                         output.append(UInt8(ascii: "\n"))
                         printed += 1
@@ -185,25 +175,16 @@ struct LogSalvageCommand: ParsableCommand {
         var line: [UInt8] = []
         var undecodable: [Int] = []
         for (record, offset) in zip(result.records, offsets) {
-            line.removeAll(keepingCapacity: true)
+            let fields = ",\"_byte\":\(record.byte)" + (offset.map { ",\"_offset\":\($0)" } ?? "")
             let decoded = bytes.withUnsafeBytes { raw -> Bool in
-                let value = UnsafeRawBufferPointer(rebasing: raw[record.value])
-                do {
-                    if rejected { try RejectedRecordView(value).appendJSON(to: &line) } else { try EventRecordView(value).appendJSON(to: &line) }
-                    return true
-                } catch {
-                    return false
-                }
+                (try? LogRecordJSON.write(UnsafeRawBufferPointer(rebasing: raw[record.value]), rejected: rejected, adding: fields, into: &line)) != nil
             }
-            guard decoded, line.last == UInt8(ascii: "}") else {
+            guard decoded else {
                 undecodable.append(record.byte)
                 continue
             }
-            line.removeLast()
-            line.append(contentsOf: Array(",\"_byte\":\(record.byte)".utf8))
-            if let offset { line.append(contentsOf: Array(",\"_offset\":\(offset)".utf8)) }
-            line.append(contentsOf: Array("}\n".utf8))
             output.append(contentsOf: line)
+            output.append(UInt8(ascii: "\n"))
             if output.count >= 1 << 20 {
                 FileHandle.standardOutput.write(Data(output))
                 output.removeAll(keepingCapacity: true)
@@ -252,5 +233,22 @@ struct LogSalvageCommand: ParsableCommand {
             if suffix == ".records", parts.count == 3, let from = parts[1], let last = parts[2] { return (from, last + 1) }
         }
         return (nil, nil)
+    }
+}
+
+/// A record of the log as `log dump` and `log salvage` print it: the event's (or rejected input's)
+/// JSON object, with `fields` (`,"name":value…`) added as its last members.
+enum LogRecordJSON {
+    static func write(_ value: UnsafeRawBufferPointer, rejected: Bool, adding fields: String, into line: inout [UInt8]) throws {
+        line.removeAll(keepingCapacity: true)
+        if rejected {
+            try RejectedRecordView(value).appendJSON(to: &line)
+        } else {
+            try EventRecordView(value).appendJSON(to: &line)
+        }
+        guard line.last == UInt8(ascii: "}") else { throw RecordFormatError("not a JSON object") }
+        line.removeLast()
+        line.append(contentsOf: Array(fields.utf8))
+        line.append(UInt8(ascii: "}"))
     }
 }

@@ -83,12 +83,8 @@ struct KafkaPipelineTests {
         let lake = directory.appending("lake").path
         var processes: [PlayheadServer] = []
         do {
-            let ingest = try await PlayheadServer(
-                command: "ingest", dataDirectory: directory.appending("ingest").path, arguments: ["--log", log], name: "kafka-pause-ingest")
+            let ingest = try await readyIngest(log, directory: directory, name: "pause-ingest")
             processes.append(ingest)
-            try await eventually(timeout: .seconds(60), "ingest ready (topics created)") {
-                (try? await TestHTTP.request("\(ingest.baseURL)/readyz").status) == 200
-            }
             var stores: [PlayheadServer] = []
             for name in ["a", "b"] {
                 let store = try await PlayheadServer(
@@ -153,12 +149,7 @@ struct KafkaPipelineTests {
         let log = "kafka://\(tansu.bootstrap)/ready-events?partitions=1"
         var processes: [PlayheadServer] = []
         do {
-            let ingest = try await PlayheadServer(
-                command: "ingest", dataDirectory: directory.appending("ingest").path, arguments: ["--log", log], name: "kafka-ready-ingest")
-            processes.append(ingest)
-            try await eventually(timeout: .seconds(60), "ingest ready (topics created)") {
-                (try? await TestHTTP.request("\(ingest.baseURL)/readyz").status) == 200
-            }
+            processes.append(try await readyIngest(log, directory: directory, name: "ready-ingest"))
             let store = try await PlayheadServer(
                 command: "store", dataDirectory: directory.appending("store").path,
                 arguments: ["--log", log, "--lake", directory.appending("lake").path], name: "kafka-ready-store")
@@ -192,6 +183,16 @@ struct KafkaPipelineTests {
         await tansu.stop()
     }
 
+    /// `playhead ingest` on `log`, once its `/readyz` says the topics exist.
+    private func readyIngest(_ log: String, directory: TemporaryDirectory, name: String) async throws -> PlayheadServer {
+        let ingest = try await PlayheadServer(
+            command: "ingest", dataDirectory: directory.appending(name).path, arguments: ["--log", log], name: "kafka-\(name)")
+        try await eventually(timeout: .seconds(60), "\(name) ready (topics created)") {
+            (try? await TestHTTP.request("\(ingest.baseURL)/readyz").status) == 200
+        }
+        return ingest
+    }
+
     private func metrics(_ server: PlayheadServer) async -> String {
         (try? await TestHTTP.request("\(server.baseURL)/metrics").text) ?? ""
     }
@@ -203,15 +204,9 @@ struct KafkaPipelineTests {
         let lakeArguments = ["--lake", "s3://lake/e2e", "--s3-endpoint", s3.endpoint]
         var ingests: [PlayheadServer] = []
         for name in ["a", "b"] {
-            let ingest = try await PlayheadServer(
-                command: "ingest", dataDirectory: directory.appending("ingest-\(name)").path, arguments: ["--log", log],
-                name: "kafka-ingest-\(name)"
-            )
+            let ingest = try await readyIngest(log, directory: directory, name: "ingest-\(name)")
             processes.append(ingest)
             ingests.append(ingest)
-            try await eventually(timeout: .seconds(60), "ingest \(name) ready (topics created)") {
-                (try? await TestHTTP.request("\(ingest.baseURL)/readyz").status) == 200
-            }
         }
         let storeArguments = ["--log", log] + lakeArguments + ["--flush-interval", "1"]
         let storeA = try await PlayheadServer(

@@ -236,18 +236,23 @@ enum SegmentScanner {
     /// needs a plausible length and a 32-bit CRC to agree, so it is rare, and a real record is
     /// followed by the next one.
     static func recordsAfterDamage(in tail: [UInt8], maxRecordBytes: Int) -> (position: Int, records: Int)? {
-        var position = 1
-        while tail.count - position >= Files.recordHeaderBytes {
-            if let first = validRecord(in: tail, at: position, maxRecordBytes: maxRecordBytes) {
-                var records = 1
-                var next = position + first
-                while let following = validRecord(in: tail, at: next, maxRecordBytes: maxRecordBytes) {
-                    records += 1
-                    next += following
-                }
-                return (position, records)
-            }
-            position += 1
+        guard let position = nextValidRecord(in: tail, after: 0, maxRecordBytes: maxRecordBytes) else { return nil }
+        var records = 0
+        var next = position
+        while let length = validRecord(in: tail, at: next, maxRecordBytes: maxRecordBytes) {
+            records += 1
+            next += length
+        }
+        return (position, records)
+    }
+
+    /// Where the first complete, valid record after byte `position` of `bytes` starts, trying every
+    /// byte position; nil when there is none.
+    static func nextValidRecord(in bytes: [UInt8], after position: Int, maxRecordBytes: Int) -> Int? {
+        var candidate = position + 1
+        while bytes.count - candidate >= Files.recordHeaderBytes {
+            if validRecord(in: bytes, at: candidate, maxRecordBytes: maxRecordBytes) != nil { return candidate }
+            candidate += 1
         }
         return nil
     }

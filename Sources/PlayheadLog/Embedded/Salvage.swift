@@ -61,10 +61,7 @@ public enum LogSalvage {
                 zeroFilled = position..<bytes.count
                 break
             }
-            var next = position + 1
-            while next < bytes.count && SegmentScanner.validRecord(in: bytes, at: next, maxRecordBytes: maxRecordBytes) == nil {
-                next += 1
-            }
+            let next = SegmentScanner.nextValidRecord(in: bytes, after: position, maxRecordBytes: maxRecordBytes) ?? bytes.count
             damaged.append(position..<next)
             position = next
         }
