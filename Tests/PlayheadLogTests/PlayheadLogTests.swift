@@ -677,6 +677,96 @@ struct EmbeddedLogTests {
         log.close()
     }
 
+    @Test("damage in the active segment while the log runs: the reader has the writer close the segment, then steps past the damage; the writer appends on in the next segment, and a restart reads the same")
+    func damageInActiveSegmentRollsIt() async throws {
+        let directory = try TemporaryDirectory(prefix: "log")
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        let configuration = makeConfiguration(directory)
+        let log = try EmbeddedLog.open(configuration, logger: testLogger)
+        let producer = try log.producer(for: .events)
+        _ = try await producer.append(batch(0..<10))
+        _ = try await producer.append(batch(10..<20))
+        let first = try #require(try segmentPaths(configuration, "events").first)
+        /// Overwrites one byte of a segment while the log has it open.
+        func damage(_ path: String, at: UInt64, xor: UInt8) throws {
+            let handle = try #require(FileHandle(forUpdatingAtPath: path))
+            handle.seek(toFileOffset: at)
+            var byte = handle.readData(ofLength: 1)
+            byte[byte.startIndex] ^= xor
+            handle.seek(toFileOffset: at)
+            handle.write(byte)
+            try handle.close()
+        }
+        // Record 3's length gets a top byte: where record 4 starts is lost, and no later segment
+        // names the offset after this one's last record.
+        try damage(first, at: 3 * 48 + 3, xor: 0x01)
+
+        /// Reads until `end`, stepping past damage (retrying while the writer closes the segment).
+        func read(_ consumer: any LogConsumer, until end: Int64) async throws -> ([Int64], [DamagedLogRecord]) {
+            var offsets: [Int64] = []
+            var skipped: [DamagedLogRecord] = []
+            var next: Int64 = -1
+            let deadline = ContinuousClock.now + .seconds(60)
+            while next < end && ContinuousClock.now < deadline {
+                do {
+                    let poll = try await consumer.poll(maxRecords: 1000, timeout: .milliseconds(100))
+                    for batch in poll.batches {
+                        try batch.forEachRecord { offset, stored in
+                            #expect(Array(stored) == value(Int(offset)))
+                            offsets.append(offset)
+                            next = offset + 1
+                        }
+                    }
+                } catch let error as LogError {
+                    #expect(error.code == .corrupt)
+                    if let damaged = try await consumer.skipDamagedRecord() {
+                        skipped.append(damaged)
+                        next = damaged.offset + damaged.records
+                    } else {
+                        try await Task.sleep(for: .milliseconds(20))
+                    }
+                }
+            }
+            return (offsets, skipped)
+        }
+        let reader = try log.consumer(for: .events, group: nil)
+        var (offsets, skipped) = try await read(reader, until: 20)
+        #expect(offsets == [0, 1, 2])
+        // The segment was closed at 20; the writer appends on in the next one.
+        _ = try await producer.append(batch(20..<30))
+        let (more, moreSkipped) = try await read(reader, until: 30)
+        offsets += more
+        skipped += moreSkipped
+        #expect(offsets == [0, 1, 2] + Array(20..<30))
+        #expect(skipped.map(\.offset) == [3] && skipped.map(\.records) == [17] && skipped.map(\.missed) == [17])
+        #expect(try segmentPaths(configuration, "events").map { ($0 as NSString).lastPathComponent } == [0, 20].map(Files.segmentName))
+        // A flipped bit in the value of the last record written: one record, certain once the writer
+        // has closed the segment after it.
+        let second = try #require(try segmentPaths(configuration, "events").last)
+        try damage(second, at: 9 * 48 + 8 + 20, xor: 0x04)
+        let reader2 = try log.consumer(for: .events, group: nil)
+        try await reader2.seek(partition: 0, to: 20)
+        var (tail, tailSkipped) = try await read(reader2, until: 30)
+        #expect(tail == Array(20..<29))
+        #expect(tailSkipped.map(\.offset) == [29] && tailSkipped.map(\.records) == [1])
+        _ = try await producer.append(batch(30..<31))
+        (tail, tailSkipped) = try await read(reader2, until: 31)
+        #expect(tail == [30] && tailSkipped.isEmpty)
+        #expect(try segmentPaths(configuration, "events").map { ($0 as NSString).lastPathComponent } == [0, 20, 30].map(Files.segmentName))
+        await reader.close()
+        await reader2.close()
+        log.close()
+
+        // After a restart the damaged segments are closed ones: a reader steps past both again.
+        let reopened = try EmbeddedLog.open(configuration, logger: testLogger)
+        let again = try reopened.consumer(for: .events, group: nil)
+        let (offsetsAgain, skippedAgain) = try await read(again, until: 31)
+        #expect(offsetsAgain == [0, 1, 2] + Array(20..<29) + [30])
+        #expect(skippedAgain.map(\.offset) == [3, 29])
+        await again.close()
+        reopened.close()
+    }
+
     @Test func retentionDeletesOnlyConsumedOldSegments() async throws {
         let directory = try TemporaryDirectory(prefix: "log")
         defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends

@@ -165,7 +165,8 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
     /// The damaged bytes at the cursor, when the offsets after them are certain; the cursor moves
     /// past them. A record whose checksum fails and whose frame is whole: that record. Anything else
     /// that cannot be read (a damaged length, a record cut short) in a segment another follows: the
-    /// rest of the segment, whose records end where the next segment's name says.
+    /// rest of the segment, whose records end where the next segment's name says. In the active
+    /// segment, the writer is first asked to close it (and nil returned until it has).
     private func skipDamagedRecordOnQueue() throws(LogError) -> DamagedLogRecord? {
         if fd < 0 {
             guard try openSegment() else { return nil }
@@ -208,7 +209,13 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
         }
         // A frame that cannot be trusted: the records after it in this segment cannot be found
         // again, but those of the next segment can, from the offset its name gives.
-        guard let following, following > nextOffset else { return nil }
+        guard let following else {
+            // The active segment of this process's writer, damaged where it is durable (so not a
+            // write in progress): the writer closes it, and the next try steps to the segment after.
+            if !topic.readOnly && position < limit { topic.requestRoll(ifActive: segmentBase) }
+            return nil
+        }
+        guard following > nextOffset else { return nil }
         let end = Files.fileSize(fd)
         var rest = [UInt8](repeating: 0, count: Int(max(0, end - position)))
         let got = try Files.read(fd, into: &rest, count: rest.count, at: position, path: path)

@@ -36,6 +36,9 @@ final class TopicState: @unchecked Sendable {
         var tailBase: Int64 = -1
         var tailPosition: Int64 = 0
         var tailRecords: Int64 = 0
+        /// Asks the writer to close the active segment if its base is the one given (see
+        /// ``requestRoll(ifActive:)``); set by the writer.
+        var rollHandler: (@Sendable (Int64) -> Void)?
     }
 
     let shared = NIOLockedValueBox(Shared())
@@ -66,6 +69,15 @@ final class TopicState: @unchecked Sendable {
             state.activeBase = base
             state.durableSize = 0
         }
+    }
+
+    /// A reader found damage in the durable part of segment `base` while it is the active one: asks
+    /// the writer to close it and start the next, whose name is the offset after the last record,
+    /// so that readers can step past the damage as in any closed segment. Nothing happens if the
+    /// segment is no longer active or no writer is open.
+    func requestRoll(ifActive base: Int64) {
+        let handler = shared.withLockedValue { $0.activeBase == base ? $0.rollHandler : nil }
+        handler?(base)
     }
 
     func close() {

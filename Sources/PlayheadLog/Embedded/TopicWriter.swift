@@ -36,6 +36,8 @@ final class TopicWriter: @unchecked Sendable {
     /// A queue this large is committed without waiting for more.
     private static let groupBytesWithoutWaiting = 1 << 20
     private var closing = false
+    /// The base of a segment a reader found damaged while active: rolled before the next commit.
+    private var rollRequest: Int64?
     private var thread: Thread?
     private let finished = DispatchSemaphore(value: 0)
 
@@ -100,6 +102,20 @@ final class TopicWriter: @unchecked Sendable {
         let closedBytes = topic.sizeOnDisk() - size
         topic.shared.withLockedValue { $0.closedBytes = closedBytes }
         sizeGauge.record(Double(closedBytes + size))
+        topic.shared.withLockedValue { state in
+            state.rollHandler = { [weak self] base in self?.requestRoll(ifActive: base) }
+        }
+    }
+
+    /// See ``TopicState/requestRoll(ifActive:)``: wakes the writer thread, which rolls if `base` is
+    /// still the active segment and holds records.
+    func requestRoll(ifActive base: Int64) {
+        condition.lock()
+        if !closing && rollRequest == nil {
+            rollRequest = base
+            condition.broadcast()
+        }
+        condition.unlock()
     }
 
     func start() {
@@ -195,7 +211,13 @@ final class TopicWriter: @unchecked Sendable {
             condition.lock()
             queuedBytes -= committedBytes
             committedBytes = 0
-            while queue.isEmpty && !closing { condition.wait() }
+            while queue.isEmpty && !closing && rollRequest == nil { condition.wait() }
+            if let base = rollRequest {
+                rollRequest = nil
+                condition.unlock()
+                rollDamaged(base)
+                continue
+            }
             if queue.isEmpty && closing {
                 condition.unlock()
                 break
@@ -421,6 +443,19 @@ final class TopicWriter: @unchecked Sendable {
         if keepFrom - cachedFrom >= 16 << 20 {
             _ = posix_fadvise(fd, off_t(cachedFrom), off_t(keepFrom - cachedFrom), POSIX_FADV_DONTNEED)
             cachedFrom = keepFrom
+        }
+    }
+
+    /// Closes the active segment `base` early, at a reader's request (damage in its durable part).
+    private func rollDamaged(_ base: Int64) {
+        guard base == activeBase, size > 0 else { return }
+        do throws(LogError) {
+            try roll()
+            logger.error("log: closed a segment early because a reader found damage in it; readers step to the next segment", metadata: [
+                "topic": "\(topic.name)", "segment": "\(Files.segmentPath(topic.directory, base))", "next_segment": "\(activeBase)",
+            ])
+        } catch {
+            logger.error("log: cannot close a damaged segment early", metadata: ["topic": "\(topic.name)", "error": "\(error)"])
         }
     }
 
