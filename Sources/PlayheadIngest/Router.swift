@@ -291,6 +291,27 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
             "HTTP/2 is not supported, with prior knowledge (h2c) or otherwise; send HTTP/1.1"
         case .invalidVersion:
             "the request line has an HTTP version other than HTTP/1.1 and HTTP/1.0, the only ones spoken here"
+        case .unexpectedContentLength:
+            "a Content-Length where none may be (with Transfer-Encoding, which RFC 9112 §6.1 does not allow in one request); send one of them"
+        case .unknown:
+            // What NIO maps llhttp's HPE_INVALID_TRANSFER_ENCODING and HPE_CR_EXPECTED to: a
+            // Transfer-Encoding after a Content-Length falls here too.
+            "a Transfer-Encoding that cannot be taken (sent with Content-Length, or with a coding after chunked) or a line not ended by CRLF; send either Content-Length or Transfer-Encoding: chunked, and end every line with CRLF"
+        case .invalidContentLength:
+            // llhttp also says so of a Content-Length after a Transfer-Encoding.
+            "Content-Length is not one decimal number, or is sent with Transfer-Encoding (a request has one or the other)"
+        case .invalidChunkSize:
+            "a chunk size is not a hexadecimal number"
+        case .invalidHeaderToken:
+            "a header name or value has a character HTTP does not allow there (a space before the colon, a control character)"
+        case .lfExpected:
+            "a CR not followed by LF"
+        case .headerOverflow:
+            "the request line and headers are too long"
+        case .invalidMethod:
+            "the method is not a token HTTP allows"
+        case .invalidURL:
+            "the request target is not a valid URL path"
         default:
             "\(error)"
         }

@@ -735,6 +735,29 @@ struct IngestAPITests {
         #expect(stored == ["u1", "u2"])
     }
 
+    @Test("requests the HTTP parser refuses: the 400 says what was wrong in words a client can act on")
+    func unparseableRequestsAreExplained() async throws {
+        let (server, directory) = try await Fixtures.server()
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        let head = "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        let cases: [(request: String, says: String)] = [
+            (head + "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "sent with Content-Length"),
+            (head + "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n", "is sent with Transfer-Encoding"),
+            (head + "Content-Length: 5x\r\n\r\n", "Content-Length is not one decimal number"),
+            (head + "Transfer-Encoding: chunked\r\n\r\nzz\r\n", "a chunk size is not a hexadecimal number"),
+            (head + "Bad Header: 1\r\nContent-Length: 0\r\n\r\n", "a space before the colon"),
+        ]
+        for (request, says) in cases {
+            let connection = try RawConnection(port: server.port)
+            #expect(connection.send(request))
+            let answer = String(decoding: await connection.readAll(timeout: .seconds(30)), as: UTF8.self)
+            #expect(answer.hasPrefix("HTTP/1.1 400 ") && answer.contains(#""error":"malformed_http""#), "\(answer)")
+            #expect(answer.contains(says) && !answer.contains("http_parser error"), "\(request): \(answer)")
+        }
+        #expect(try await Fixtures.storedIDs(server.dataDirectory).isEmpty)
+        #expect(await server.stop() == 0)
+    }
+
     @Test("the answer to one accepted event is sent as bytes encoded once; answers that need more headers are encoded per request")
     func encodedOnceAnswer() async throws {
         let (server, directory) = try await Fixtures.server()
