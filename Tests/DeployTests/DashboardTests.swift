@@ -15,7 +15,7 @@ struct DashboardTests {
             "job_route:playhead_http_server_request_duration_seconds:p50_5m",
             "job_route:playhead_http_server_request_duration_seconds:p99_5m",
             "playhead_log_append_duration_seconds_bucket", "playhead_log_fsync_batch_records_bucket",
-            "playhead_log_disk_free_bytes", "consumer:playhead_consumer_lag_events:sum",
+            "playhead_log_disk_free_bytes", "playhead_consumer_lag_events",
             "job_dataset:playhead_lake_rows_written:rate1m", "job:playhead_lake_flush_duration_seconds:p99_5m",
             "playhead_lake_flush_failures_total", "playhead_s3_requests_total", "playhead_s3_retries_total",
             "playhead_process_resident_memory_bytes",
@@ -84,20 +84,74 @@ struct DashboardTests {
         #expect(Set(uids).count == uids.count, "duplicate dashboard uids \(uids)")
     }
 
-    @Test("every query panel and target uses the provisioned datasource", arguments: DashboardTests.dashboards)
+    @Test("every query panel and target uses the `datasource` variable, whose default is the provisioned datasource", arguments: DashboardTests.dashboards)
     func datasources(_ path: String) async throws {
         let uid = try await Self.provisionedDatasourceUID()
-        for panel in Self.panels(try Self.load(path)) where panel.string("type") != "row" {
+        let dashboard = try Self.load(path)
+        let variables = dashboard.dict("templating")?.dicts("list") ?? []
+        let datasource = variables.first { $0.string("name") == "datasource" }
+        #expect(datasource?.string("type") == "datasource" && datasource?.string("query") == "prometheus", "\(path): no Prometheus datasource variable")
+        #expect(datasource?.dict("current")?.string("value") == uid, "\(path): the datasource variable's default is not the provisioned uid \(uid)")
+        let job = variables.first { $0.string("name") == "job" }
+        #expect(job?.dict("datasource")?.string("uid") == "${datasource}", "\(path): the job variable's datasource")
+        #expect(job?["includeAll"] as? Bool == true && job?["multi"] as? Bool == true && job?.string("allValue") == ".*", "\(path): the job variable")
+        let jobQuery = job?.dict("query")?.string("query") ?? ""
+        let jobSeries = jobQuery.wholeMatch(of: try Regex(#"label_values\((playhead_[a-z_]+), job\)"#))?.output[1].substring.map(String.init)
+        #expect(try jobSeries.map { try Deploy.contractSeriesNames().contains($0) } == true, "\(path): the job variable's query \(jobQuery)")
+        for panel in Self.panels(dashboard) where panel.string("type") != "row" {
             let title = panel.string("title") ?? "?"
-            #expect(panel.dict("datasource")?.string("uid") == uid, "\(path) \(title): panel datasource")
+            #expect(panel.dict("datasource")?.string("uid") == "${datasource}", "\(path) \(title): panel datasource")
             #expect(panel.dict("datasource")?.string("type") == "prometheus", "\(path) \(title): panel datasource type")
             let targets = panel.dicts("targets")
             #expect(!targets.isEmpty, "\(path) \(title) has no queries")
             for target in targets {
-                #expect(target.dict("datasource")?.string("uid") == uid, "\(path) \(title) target \(target.string("refId") ?? "?")")
+                #expect(target.dict("datasource")?.string("uid") == "${datasource}", "\(path) \(title) target \(target.string("refId") ?? "?")")
                 #expect(!(target.string("expr") ?? "").isEmpty, "\(path) \(title): empty expr")
             }
         }
+    }
+
+    @Test("every series an expression reads is filtered by the `job` variable", arguments: DashboardTests.dashboards)
+    func filteredByJob(_ path: String) throws {
+        let known = try Deploy.contractSeriesNames()
+        for panel in Self.panels(try Self.load(path)) {
+            for target in panel.dicts("targets") {
+                let expression = target.string("expr") ?? ""
+                // Each series name: followed by a selector whose first matcher is the job variable's.
+                let selectors = expression.matches(of: try Regex(#"([A-Za-z_:][A-Za-z0-9_:]*)(\{[^}]*\})?"#)).filter { match in
+                    let name = String(match.output[1].substring ?? "")
+                    return known.contains(name) || name.contains(":")
+                }
+                #expect(!selectors.isEmpty, "\(path) \(panel.string("title") ?? "?"): \(expression)")
+                for selector in selectors {
+                    let braces = selector.output[2].substring.map(String.init) ?? ""
+                    #expect(braces.hasPrefix(#"{job=~"$job""#), "\(path) \(panel.string("title") ?? "?"): \(selector.output[0].substring ?? "") in \(expression)")
+                }
+            }
+        }
+    }
+
+    @Test("every expression is valid PromQL (promtool, with the variables given values)", arguments: DashboardTests.dashboards)
+    func expressionsParse(_ path: String) async throws {
+        var rules = "groups:\n  - name: dashboard\n    rules:\n"
+        var count = 0
+        for panel in Self.panels(try Self.load(path)) {
+            for target in panel.dicts("targets") {
+                let expression = (target.string("expr") ?? "")
+                    .replacingOccurrences(of: "$__rate_interval", with: "1m")
+                    .replacingOccurrences(of: "$__range", with: "1h")
+                    .replacingOccurrences(of: "$job", with: ".*")
+                let quoted = "'" + expression.replacingOccurrences(of: "'", with: "''") + "'"  // YAML single quotes
+                rules += "      - record: dashboard:expression:\(count)\n        expr: \(quoted)\n"
+                count += 1
+            }
+        }
+        let directory = try TemporaryDirectory(prefix: "dashboard-promql")
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        let file = directory.appending("rules.yml")
+        try Data(rules.utf8).write(to: file)
+        let result = try await Deploy.promtool(["check", "rules", file.path])
+        #expect(result.status == 0 && result.stdout.contains("\(count) rules found"), "\(path): \(result.stdout)\n\(result.stderr)")
     }
 
     @Test("every expression names only contract metrics, recording rules and their labels", arguments: DashboardTests.dashboards)
