@@ -9,7 +9,7 @@ struct PrometheusTests {
     static let ruleFiles = ["deploy/prometheus/recording-rules.yml", "deploy/prometheus/alerts.yml"]
     static let requiredAlerts: Set<String> = [
         "IngestionStalled", "RejectRatioHigh", "ConsumerLagGrowing", "DiskNearlyFull", "LakeFlushFailing", "InstanceDown",
-        "LogRecordDamaged", "IngestRequestsFailing",
+        "LogRecordDamaged", "IngestRequestsFailing", "PlayheadTargetsMissing",
     ]
 
     static func ruleTestFiles(in folder: URL? = nil) throws -> [String] {
@@ -147,6 +147,8 @@ struct PrometheusTests {
         Mutation(file: "alerts.yml", from: "unless on (job, instance)", to: "and on (job, instance)", why: "IngestionStalled misses refused requests"),
         Mutation(file: "alerts.yml", from: "for: 2m", to: "for: 0m", why: "InstanceDown without its 2 minutes"),
         Mutation(file: "alerts.yml", from: "< 0.1", to: "< 0.01", why: "DiskNearlyFull threshold 1 %"),
+        Mutation(file: "alerts.yml", from: "absent(up{job=~\"playhead-.*\"})", to: "absent(up{job=~\"playhead-.*\"} == 1)",
+                 why: "PlayheadTargetsMissing fires when the targets are there but down"),
         Mutation(file: "recording-rules.yml", from: "sum by (consumer) (playhead_consumer_lag_events)", to: "max by (consumer) (playhead_consumer_lag_events)",
                  why: "group lag as the max of its members"),
         Mutation(file: "recording-rules.yml", from: "(job:playhead_events_rejected:rate5m or job:playhead_events_accepted:rate5m * 0)",
