@@ -537,18 +537,25 @@ final class DatasetWriter: @unchecked Sendable {
         logger.info("lake writer: partition assigned", metadata: ["log.partition": "\(partition)", "lake.next_offset": "\(next)"])
     }
 
-    /// Moves the group's committed offset up to the lake's state when it is behind. A batch is
+    /// Sets the group's committed offset to the lake's state when they differ. A batch is
     /// committed to the lake first and to the log's group second; a writer that stopped (or lost the
     /// partition) between the two left the group behind the lake, and while the partition had
     /// nothing new its new owner never committed: Kafka's tools and the lag showed events already in
-    /// the lake (a probe, 2026-12-03). Never moves it back (a new, empty lake), which retention
-    /// relies on. Best effort: the next batch commits anyway.
+    /// the lake (a probe, 2026-12-03). A group ahead of the lake (this log pointed at a new lake, or
+    /// a lake whose state was rebuilt lower) is moved back: retention deletes what the group has
+    /// passed, and the lag counted from it showed 0 while the new lake had none of the events (a
+    /// probe, 2026-12-03). Best effort: the next batch commits anyway.
     private func commitForward(_ partition: Int32, to next: Int64, consumer: any LogConsumer) async {
-        guard next > 0 else { return }
         do {
             let committed = try await consumer.committed()[partition] ?? -1
-            guard committed < next else { return }
+            guard committed != next, next > 0 || committed > 0 else { return }
             try await consumer.commit([partition: next])
+            if committed > next {
+                logger.warning("lake writer: the group's offset was ahead of the lake (a new lake for this log, or a rebuilt state); moved back to the lake's next_offset, so that retention keeps the records this lake lacks", metadata: [
+                    "log.partition": "\(partition)", "log.committed": "\(committed)", "lake.next_offset": "\(next)",
+                ])
+                return
+            }
             if committed < 0 && log.identity == nil {
                 // A lake that has written this far, and a group with no offset at all: a new group
                 // name on an old lake, or (worse) a topic recreated, or a broker that lost its data

@@ -394,7 +394,7 @@ struct LakeTests {
         #expect(rows.first?.map { $0 as? Int } == [30, 30, 10, 20, 0], "the a2 events stay in the original's log: \(rows)")
     }
 
-    @Test("the lake group's committed offset follows the lake's state: one left behind (a stop between the lake's commit and the group's) is moved up when the writer takes the partition, with nothing new to write")
+    @Test("the lake group's committed offset follows the lake's state: one left behind (a stop between the lake's commit and the group's) is moved up when the writer takes the partition, with nothing new to write; one ahead (the log pointed at a new lake) is moved back, and the lag counts what the new lake lacks")
     func groupOffsetFollowsLake() async throws {
         let directory = try TemporaryDirectory(prefix: "groupfwd")
         defer { withExtendedLifetime(directory) {} }
@@ -416,6 +416,21 @@ struct LakeTests {
         #expect(await again.stop() == 0)
         #expect(committed() == "0 20")
         #expect(again.process.stderr.contains("the group's offset was behind the lake; moved up"), "\(again.process.stderr.suffix(2000))")
+
+        // The same log pointed at a new lake, before its first flush: the group is moved back to the
+        // new lake's 0, so retention keeps the records and the lag counts them (it showed 0).
+        let lake2 = directory.appending("lake2").path
+        let third = try await PlayheadServer(dataDirectory: data, arguments: ["--flush-interval", "120", "--lake", lake2])
+        try await eventually(timeout: .seconds(30), "the group's offset moved back to the new lake's") { committed() == "0 0" }
+        try await eventually(timeout: .seconds(30), "the lag counts the events the new lake lacks") {
+            let text = (try? await TestHTTP.request("\(third.baseURL)/metrics").text) ?? ""
+            return text.split(separator: "\n").contains { $0 == #"playhead_consumer_lag_events{consumer="lake"} 20.0"# || $0 == #"playhead_consumer_lag_events{consumer="lake"} 20"# }
+        }
+        // A graceful stop writes them; the group follows the new lake.
+        #expect(await third.stop() == 0)
+        #expect(committed() == "0 20")
+        #expect(try await duck("SELECT count(*) FROM read_parquet('{lake}/events/**/*.parquet')", lake: lake2).first?[0] as? Int == 20)
+        #expect(third.process.stderr.contains("the group's offset was ahead of the lake"), "\(third.process.stderr.suffix(2000))")
     }
 
     @Test("an unreadable lake state stops serve at once with the object's name (retrying cannot mend it); the runbook's repair from the file names resumes with every event once")
