@@ -611,10 +611,18 @@ final class DatasetWriter: @unchecked Sendable {
                 poll = try await reader.poll(maxRecords: 100_000, timeout: .milliseconds(200))
             } catch {
                 guard error.code == .corrupt else { throw error }
-                // A damaged record among those already written (kept when it was first met): step
-                // past it. One that cannot be stepped past ends the warm-up with what it has.
+                // A damaged record among those already written: step past it. Its events are in the
+                // lake (written before it, or stepped past and kept when first met, and counted
+                // then), so it is neither kept nor counted again; but a disk that damaged records
+                // after they were written is news, and what the warm-up feeds on misses them: said
+                // at warning level (it was silent, a probe). One that cannot be stepped past ends the
+                // warm-up with what it has.
                 if let damaged = try await reader.skipDamagedRecord() {
                     position = damaged.offset + damaged.records
+                    logger.warning("lake writer: the warm-up stepped past damaged records of the log that the lake already holds; deduplication across this restart and the open hours' rollups do not see them", metadata: [
+                        "log.partition": "\(writer.partition)", "log.offset": "\(damaged.offset)", "log.records": "\(damaged.records)",
+                        "lake.next_offset": "\(writer.next)",
+                    ])
                     continue
                 }
                 logger.warning("lake writer: the warm-up cannot read the log past a damaged record; deduplication and the open hours' rollups start from what was read", metadata: [
