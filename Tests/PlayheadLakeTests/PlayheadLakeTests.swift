@@ -435,3 +435,24 @@ struct FolderLakeTests {
         #expect(FileManager.default.fileExists(atPath: "\(folder)/a.parquet") && FileManager.default.fileExists(atPath: "\(folder)/b.parquet"))
     }
 }
+
+@Suite("The lake's documentation")
+struct LakeDocumentationTests {
+    @Test("docs/lake.md's table of the events/ columns names every column of the files, in order, and says which are optional")
+    func eventsTableIsDocumented() throws {
+        let text = try String(contentsOf: TestEnvironment.repoRoot.appendingPathComponent("docs/lake.md"), encoding: .utf8)
+        let section = try #require(text.components(separatedBy: "## The `events/` table").dropFirst().first?
+            .components(separatedBy: "\n## ").first)
+        var documented: [(name: String, optional: Bool)] = []
+        for line in section.split(separator: "\n") where line.hasPrefix("| `") {
+            let cells = line.split(separator: "|", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+            let optional = cells[2].contains("optional")
+            for name in cells[1].split(separator: ",") {
+                documented.append((name.trimmingCharacters(in: CharacterSet(charactersIn: " `")), optional))
+            }
+        }
+        let columns = EventsTable.schema.columns
+        #expect(documented.map(\.name) == columns.map(\.name))
+        #expect(documented.map(\.optional) == columns.map(\.optional), "\(documented.filter(\.optional).map(\.name))")
+    }
+}

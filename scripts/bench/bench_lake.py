@@ -171,7 +171,7 @@ def main():
             f"| bytes per event in the lake (live files) | {live['bytes_per_event']:.1f} |",
         ]
         results["serve"] = live
-        lines += ["", "Targets (DESIGN.md): faster than DuckDB's COPY, at most 40 bytes per event. "
+        lines += ["", "Targets (the design's): faster than DuckDB's COPY, at most 40 bytes per event. "
                   "`playhead import` validates every event (DuckDB and pyarrow validate nothing) and writes "
                   "the lake's schema (TIMESTAMP columns, LIST genre, JSON extra)."]
         os.makedirs(os.path.join(ROOT, "test-artifacts"), exist_ok=True)
