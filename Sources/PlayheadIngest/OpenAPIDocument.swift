@@ -515,7 +515,7 @@ enum OpenAPIDocument {
      "timestamp": "2025-03-25T14:30:45.123Z",
      "user_id": "user_123",
      "device_id": "web_browser_xyz",
-     "session_id": "sesssion_123",
+     "session_id": "session_123",
      "ip_address": "192.168.1.1",
      "content_id": "media_123",
      "content_type": "movie",

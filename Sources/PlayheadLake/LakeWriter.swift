@@ -393,12 +393,19 @@ final class DatasetWriter: @unchecked Sendable {
         }
         let known = try await runsNoted()
         if let other = claim?.run, !known.contains(other) {
-            throw LakeError(.otherWriter, "\(store.displayName) was last written by a process of a log with this log's id (\(identity)) that this data folder (\(log.displayName)) does not know: a copy of this data folder has written it since this folder last did (its claim is run \(other)). Nothing was written: the two logs hold different events under the same offsets. Give this copy a new id and its own --lake (docs/lake.md, \"One log per lake\"); if no copy exists (this folder's lake-runs.json was lost), delete \(store.displayName)/_playhead/log.json and start again.")
+            throw LakeError(.otherWriter, "\(store.displayName) was last written by a process of a log with this log's id (\(identity)) that this data folder (\(log.displayName)) does not know: a copy of this data folder has written it since this folder last did (its claim is run \(other)). Nothing was written: the two logs hold different events under the same offsets. Give one of the two folders a new id (delete its log/id and log/lake-runs.json while it is stopped) and its own --lake (docs/lake.md, \"One log per lake\"); if no copy exists (this folder's lake-runs.json was lost), delete \(Self.objectLocation(store, "_playhead/log.json")) and start again.")
         }
         // The run is noted in the log's folder before the lake names it: a crash between the two
         // leaves a run the folder knows, so this folder's next start is not taken for a copy.
         try await noteRun(known)
         try await retrying("claim the lake") { try await self.commits.writeClaim(.init(logID: identity, run: self.run)) }
+    }
+
+    /// Where an object of the lake is, as an operator names it: a path for a folder (`rm` takes
+    /// it, not `file:…`), an `s3://` URL for a bucket.
+    static func objectLocation(_ store: any LakeStore, _ path: String) -> String {
+        let name = store.displayName
+        return (name.hasPrefix("file:") ? String(name.dropFirst("file:".count)) : name) + "/" + path
     }
 
     /// The runs of this data folder's processes that claimed a lake, newest last (`lake-runs.json`).

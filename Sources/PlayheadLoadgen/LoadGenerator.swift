@@ -37,6 +37,9 @@ public struct LoadgenConfiguration: Sendable {
     public var eventsPerSecond: Double? = nil
     /// How long to run. Default: 10 s.
     public var duration: Duration = .seconds(10)
+    /// Events in each request (the sources' batch size), to spread the connections' first requests
+    /// over one request interval when a rate is set. Default: 1.
+    public var eventsPerRequest: Int = 1
     /// Stop after this many events, if set.
     public var maxEvents: Int? = nil
     /// `Content-Type` of the bodies. Default: `application/json`.
@@ -117,9 +120,15 @@ public final class LoadGenerator: Sendable {
             let promise = loop.makePromise(of: ConnectionStats.self)
             let makeSource = self.makeSource
             loop.execute {
+                // With a rate, connection i sends its first request i/N of a request interval
+                // late, so that the rate holds from the start: all at once, 64 connections at
+                // 10 events/s sent 64 events at once and then waited 6.4 s, past --duration.
+                let firstDue = interval.map { interval in
+                    start + .nanoseconds(interval.nanoseconds * Int64(max(1, configuration.eventsPerRequest)) * Int64(index) / Int64(configuration.connections))
+                } ?? start
                 let driver = ConnectionDriver(
                     configuration: configuration, source: makeSource(index), eventLoop: loop,
-                    deadline: end, perEventInterval: interval, budget: budget, done: promise
+                    deadline: end, perEventInterval: interval, firstDue: firstDue, budget: budget, done: promise
                 )
                 driver.start()
             }
@@ -217,7 +226,7 @@ final class ConnectionDriver {
 
     init(
         configuration: LoadgenConfiguration, source: any LoadRequestSource, eventLoop: any EventLoop,
-        deadline: NIODeadline, perEventInterval: TimeAmount?, budget: EventBudget,
+        deadline: NIODeadline, perEventInterval: TimeAmount?, firstDue: NIODeadline, budget: EventBudget,
         done: EventLoopPromise<ConnectionStats>
     ) {
         self.configuration = configuration
@@ -227,7 +236,7 @@ final class ConnectionDriver {
         self.perEventInterval = perEventInterval
         self.budget = budget
         self.done = done
-        self.nextDue = .now()
+        self.nextDue = firstDue
     }
 
     func start() { connect() }
@@ -285,8 +294,9 @@ final class ConnectionDriver {
         let now = NIODeadline.now()
         if now >= deadline { return finish() }
         if nextDue > now {
+            // Not later than the end of the run, which the next request may lie beyond.
             let bound = NIOLoopBound(self, eventLoop: eventLoop)
-            eventLoop.scheduleTask(deadline: nextDue) { bound.value.sendNext() }
+            eventLoop.scheduleTask(deadline: min(nextDue, deadline)) { bound.value.sendNext() }
             return
         }
         guard let request = source.next(allocator: channel.allocator), budget.take(request.events) else {

@@ -52,6 +52,6 @@ struct OpenedLog {
         guard location.contains("://") || kafkaWithoutSlashes, !location.hasPrefix("kafka://"), !location.hasPrefix("file://") else {
             return nil
         }
-        return "--log must be file:<dir> or kafka://host:port/topic, not '\(location)'"
+        return "--log must be file:<dir>, a plain path, or kafka://host:port/topic, not '\(location)'"
     }
 }

@@ -31,7 +31,7 @@ struct LoadgenCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Body format of batches: json (an array) or ndjson.") var format: BodyFormat = .json
     @Flag(name: .long, help: "Compress every body with gzip (Content-Encoding: gzip), as mobile SDKs do for batches. Default: off.") var gzip = false
     @Option(name: .long, help: "A write key, sent as Authorization: Bearer <key>. Default: none (no Authorization header).") var writeKey: String?
-    @Option(name: .long, parsing: .unconditional, help: "Seed of the session generator: the same seed gives the same sessions and events, apart from their timestamps, which start at the current time.") var seed: UInt64 = 1
+    @Option(name: .long, parsing: .unconditional, help: "Seed of the session generator: the same seed gives the same sessions and events (event_id included), apart from their timestamps, which start at the current time. Default: a new random seed each run, printed in the report (and on standard error with --output), so that two runs send different events: the lake drops an event_id it has already written within its --dedup-window, so a second run with the same seed adds no rows for the events it repeats.") var seed: UInt64?
     @Option(name: .long, parsing: .unconditional, help: "Concurrent sessions simulated by the generator.") var sessions: Int = 10_000
     @Option(name: .long, parsing: .unconditional, help: "Event-loop threads of the generator.") var threads: Int = 1
     @Option(name: .long, help: "Write the generated events to this NDJSON file instead of sending them. Default: none, send them.") var output: String?
@@ -62,8 +62,12 @@ struct LoadgenCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // Below 2^53, so that every JSON reader (jq, JavaScript: doubles) gets it exactly.
+        let seed = self.seed ?? UInt64.random(in: 1..<(1 << 53))
         if let output {
-            try writeNDJSON(to: output, count: events ?? 1_000_000)
+            let count = events ?? 1_000_000
+            try writeNDJSON(to: output, count: count, seed: seed)
+            FileHandle.standardError.write(Data("wrote \(count) events to \(output) (seed \(seed))\n".utf8))
             return
         }
         var configuration = LoadgenConfiguration()
@@ -73,6 +77,7 @@ struct LoadgenCommand: AsyncParsableCommand {
         configuration.eventsPerSecond = rate
         configuration.duration = .milliseconds(Int64(duration * 1000))
         configuration.maxEvents = events
+        configuration.eventsPerRequest = batch
         configuration.contentType = format == .ndjson && batch > 1 ? "application/x-ndjson" : "application/json"
         configuration.writeKey = writeKey
         configuration.gzip = gzip
@@ -80,7 +85,7 @@ struct LoadgenCommand: AsyncParsableCommand {
         // Opened before the run, so that a path that cannot be written fails at once.
         let idWriter = try acknowledgedIds.map { AcknowledgedIDWriter(handle: try Self.openForWriting($0)) }
         configuration.acknowledgedIDs = idWriter
-        let batch = self.batch, format = self.format, seed = self.seed, gzip = self.gzip
+        let batch = self.batch, format = self.format, gzip = self.gzip
         let recordIDs = configuration.recordAcknowledgedIDs
         let sessionsPerConnection = max(1, sessions / connections)
         let startMicros = Int64(Date().timeIntervalSince1970 * 1_000_000)
@@ -106,7 +111,7 @@ struct LoadgenCommand: AsyncParsableCommand {
                 throw ExitCode.failure
             }
         }
-        print(json ? report.json : report.text)
+        print(json ? report.json(seed: seed) : report.text(seed: seed))
         if report.acknowledgedRequests == 0 && report.connectionErrors > 0 {
             // A report of zeros with exit status 0 would let a script take a run that never reached
             // the server for a result.
@@ -129,7 +134,7 @@ struct LoadgenCommand: AsyncParsableCommand {
         return FileHandle(fileDescriptor: fd, closeOnDealloc: true)
     }
 
-    private func writeNDJSON(to path: String, count: Int) throws {
+    private func writeNDJSON(to path: String, count: Int, seed: UInt64) throws {
         let handle = try Self.openForWriting(path)
         defer { try? handle.close() }
         var sessions = SyntheticSessions(
@@ -218,7 +223,7 @@ final class SyntheticRequestSource: LoadRequestSource {
 }
 
 extension LoadgenReport {
-    var text: String {
+    func text(seed: UInt64) -> String {
         let latency = ["p50", "p90", "p99", "p99.9", "max"].map { "\($0)=\(formatMicros(latencyMicros[$0] ?? 0))" }
         return """
             requests: \(requests) (acknowledged \(acknowledgedRequests), failed \(failedRequests), connection errors \(connectionErrors))
@@ -226,17 +231,18 @@ extension LoadgenReport {
             throughput: \(String(format: "%.0f", eventsPerSecond)) events/s, \(String(format: "%.0f", requestsPerSecond)) requests/s
             latency: \(latency.joined(separator: " "))
             status codes: \(statusCounts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+            seed: \(seed)
             """
     }
 
-    var json: String {
+    func json(seed: UInt64) -> String {
         let statuses = statusCounts.sorted { $0.key < $1.key }.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ",")
         let latency = latencyMicros.sorted { $0.key < $1.key }.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ",")
         return """
             {"elapsed_seconds":\(elapsedSeconds),"requests":\(requests),"acknowledged_requests":\(acknowledgedRequests),\
             "acknowledged_events":\(acknowledgedEvents),"rejected_events":\(rejectedEvents),"failed_requests":\(failedRequests),\
             "connection_errors":\(connectionErrors),"events_per_second":\(eventsPerSecond),"requests_per_second":\(requestsPerSecond),\
-            "latency_micros":{\(latency)},"status_counts":{\(statuses)}}
+            "latency_micros":{\(latency)},"status_counts":{\(statuses)},"seed":\(seed)}
             """
     }
 

@@ -21,11 +21,13 @@ struct LogDumpCommand: AsyncParsableCommand {
         discussion: """
             Safe while a server writes to the same log: it reads what is durable and commits nothing. \
             Accepted events print as the event's fields plus received_at and the log position \
-            (_partition, _offset); rejected ones as received_at, index, reason, field, message, event_id \
-            and the raw bytes that were sent. Without --follow it stops at the end of the log (on Kafka, \
-            once every partition has reported its end); a log that shows neither records nor its end for \
-            15 s (a broker that cannot be reached) is an error, exit status 1. A record that cannot be \
-            read (a damaged segment) ends the dump with an error, after the records before it.
+            (_partition, _offset); rejected ones as received_at, index (the event's place in its request, \
+            request_index in the lake), reason, field, message, event_id and the bytes that were sent: \
+            as text in raw, or in raw_base64 when they are not valid UTF-8. Without --follow it stops at \
+            the end of the log (on Kafka, once every partition has reported its end); a log that shows \
+            neither records nor its end for 15 s (a broker that cannot be reached) is an error, exit \
+            status 1. A record that cannot be read (a damaged segment) ends the dump with an error, after \
+            the records before it: `playhead log salvage <segment file>` reads on past the damage.
             """
     )
 
@@ -111,6 +113,12 @@ struct LogDumpCommand: AsyncParsableCommand {
             // What was read before the error is printed: with a damaged record, the records before it.
             FileHandle.standardOutput.write(Data(output))
             await consumer.close()
+            if let error = error as? LogError, error.code == .corrupt {
+                FileHandle.standardError.write(Data(
+                    "Error: a record of the log cannot be read: \(error.message). `playhead log salvage <segment file>` reads a damaged file's records on past the damage (docs/runbook.md, LogRecordDamaged).\n".utf8
+                ))
+                throw ExitCode.failure
+            }
             throw error
         }
         FileHandle.standardOutput.write(Data(output))

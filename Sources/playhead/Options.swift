@@ -9,7 +9,7 @@ struct LogLocationOptions: ParsableArguments {
     @Option(name: .long, help: "The data directory of the embedded defaults: the log in <data-dir>/log (and, for the commands that write the lake, the lake in <data-dir>/lake).")
     var dataDir: String = "./data"
 
-    @Option(name: .long, help: "The log: 'file:<dir>' for the embedded log, or 'kafka://host:port[,host:port][/topic][?key=value...]' (events go to <topic>, rejected input to <topic>.rejected; default topics playhead.events and playhead.rejected; docs/kafka.md). Default: file:<data-dir>/log.")
+    @Option(name: .long, help: "The log: 'file:<dir>' (or a plain path) for the embedded log, or 'kafka://host:port[,host:port][/topic][?key=value...]' (events go to <topic>, rejected input to <topic>.rejected; default topics playhead.events and playhead.rejected; docs/kafka.md). Default: file:<data-dir>/log.")
     var log: String?
 
     var logLocation: String { log ?? "file:\(dataDir)/log" }
@@ -94,7 +94,7 @@ struct FlushOptions: ParsableArguments {
     @Option(name: .long, parsing: .unconditional, help: "Close a lake batch after this many bytes of records (keeps memory bounded).")
     var flushBytes: Int = 64 * 1024 * 1024
 
-    @Option(name: .long, parsing: .unconditional, help: "Drop an event whose event_id was already written within the last N events of its partition (client retries).")
+    @Option(name: .long, parsing: .unconditional, help: "Drop an event whose event_id was already written within the last N events of its partition (client retries); 0 turns deduplication off.")
     var dedupWindow: Int = 2_000_000
 }
 
@@ -191,7 +191,7 @@ struct IngestOptions: ParsableArguments {
 
 /// Whether metrics are collected.
 struct MetricsOptions: ParsableArguments {
-    @Option(name: .long, help: "Collect metrics and serve GET /metrics: on or off (off is for measuring their cost).")
+    @Option(name: .long, help: "Collect metrics and serve GET /metrics, and (serve, observe) the live page at / and /live.json: on or off (off is for measuring their cost; off leaves no metrics consumer, so / , /live.json and /metrics answer 404).")
     var metrics: Toggle = .on
 
     enum Toggle: String, ExpressibleByArgument, CaseIterable { case on, off }

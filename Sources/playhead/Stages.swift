@@ -184,8 +184,8 @@ struct ImportCommand: AsyncParsableCommand {
     @OptionGroup(title: "Storage") var data: LakeDataDirOptions
     @OptionGroup(title: "Storage") var lake: LakeLocationOptions
 
-    @Option(name: .long, parsing: .unconditional, help: "About this many events per Parquet file (per hour partition): a file closes at the end of the 8 MiB input chunk that reaches it. Capped at 250,000 so that two files are encoded at once.")
-    var batchEvents: Int = 1_000_000
+    @Option(name: .long, parsing: .unconditional, help: "About this many events per Parquet file (per hour partition): a file closes at the end of the 8 MiB input chunk that reaches it. At most 250,000 (a larger value is taken as 250,000), so that two files are encoded at once.")
+    var batchEvents: Int = 250_000
 
     @Option(name: .long, help: "What is stored of ip_address: keep, truncate (IPv4 /24, IPv6 /48) or drop.")
     var ipPolicy: IPAddressPolicy = .keep
@@ -193,7 +193,7 @@ struct ImportCommand: AsyncParsableCommand {
     @Option(name: .long, help: "The received_at of every imported event, RFC 3339 (e.g. 2026-11-25T06:00:00Z); its UTC hour is the partition the import lands in. Default: the time of the import.")
     var receivedAt: String?
 
-    @Option(name: .long, parsing: .unconditional, help: "Drop an event whose event_id appeared within the last N events of the same file.")
+    @Option(name: .long, parsing: .unconditional, help: "Drop an event whose event_id appeared within the last N events of the same file; 0 turns it off.")
     var dedupWindow: Int = 2_000_000
 
     @OptionGroup(title: "Logging") var logging: LoggingOptions

@@ -86,7 +86,7 @@ struct CLITests {
         let result = try await runCommand(
             "/bin/sh", ["-c", "cd \"$1\" && exec \"$2\" ingest --port 0 --log \"$3\"", "sh", directory.path, TestEnvironment.playheadExecutable, location],
             timeout: .seconds(30))
-        #expect(result.status == 64 && result.stderr.contains("--log must be file:<dir> or kafka://host:port/topic"), "\(location): \(result.stderr)")
+        #expect(result.status == 64 && result.stderr.contains("--log must be file:<dir>, a plain path, or kafka://host:port/topic"), "\(location): \(result.stderr)")
         // It once made a folder named `kafka:127.0.0.1:9092` and took events into it.
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []).isEmpty)
     }

@@ -924,6 +924,40 @@ struct IngestAPITests {
         #expect(nowhere.stdout.contains("connection errors"), "\(nowhere.stdout)")
     }
 
+    @Test("loadgen --rate holds from the start and --duration ends the run, with fewer events per second than connections; two runs without --seed send different events, and the report names the seed that repeats them")
+    func loadgenRateAndSeed() async throws {
+        let (server, directory) = try await Fixtures.server()
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        // 10 events/s over 64 connections for 3 s: about 30 events, in about 3 s (it sent 64 at
+        // once and ran 6.4 s).
+        let paced = try await runCommand(
+            TestEnvironment.playheadExecutable,
+            ["loadgen", "--port", "\(server.port)", "--rate", "10", "--duration", "3", "--json"]
+        )
+        #expect(paced.status == 0, "\(paced.stderr)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(paced.stdout.utf8)) as? [String: Any])
+        let acknowledged = try #require(report["acknowledged_events"] as? Int)
+        let elapsed = try #require(report["elapsed_seconds"] as? Double)
+        #expect((25...35).contains(acknowledged) && elapsed < 3.5, "\(paced.stdout)")
+        #expect(report["seed"] is Int, "\(paced.stdout)")
+
+        // Without --seed each run has its own events; with the seed a report names, the same ones.
+        func written(_ extra: [String]) async throws -> (ids: [String], stderr: String) {
+            let file = directory.appending("events-\(UUID().uuidString).ndjson").path
+            let run = try await runCommand(TestEnvironment.playheadExecutable, ["loadgen", "--output", file, "--events", "20"] + extra)
+            #expect(run.status == 0, "\(run.stderr)")
+            let lines = try String(contentsOfFile: file, encoding: .utf8).split(separator: "\n")
+            let ids = lines.compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["event_id"] as? String }
+            return (ids, run.stderr)
+        }
+        let first = try await written([]), second = try await written([])
+        #expect(first.ids.count == 20 && Set(first.ids).isDisjoint(with: second.ids))
+        let seed = try #require(first.stderr.firstMatch(of: /\(seed (\d+)\)/)?.output.1, "\(first.stderr)")
+        let again = try await written(["--seed", String(seed)])
+        #expect(again.ids == first.ids)
+        #expect(await server.stop() == 0)
+    }
+
     @Test("loadgen --output writes through a symbolic link and into a FIFO, as a shell's > does, instead of replacing them with a new file")
     func loadgenOutputThroughLinksAndPipes() async throws {
         let directory = try TemporaryDirectory()

@@ -523,7 +523,7 @@ struct LakeTests {
         // `log dump` prints every record before the damage, then fails.
         let dump = try await runCommand(TestEnvironment.playheadExecutable, ["log", "dump", "--data-dir", data])
         let dumped = dump.stdout.split(separator: "\n").map { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] }
-        #expect(dump.status == 1 && dump.stderr.contains("Error"), "\(dump.status) \(dump.stderr)")
+        #expect(dump.status == 1 && dump.stderr.contains("Error: a record of the log cannot be read") && dump.stderr.contains("playhead log salvage"), "\(dump.status) \(dump.stderr)")
         #expect(dumped.count == offset, "\(dumped.count) records before the damage at \(offset)")
         #expect(dumped.enumerated().allSatisfy { $0.element?["_offset"] as? Int == $0.offset })
 

@@ -91,7 +91,7 @@ def main():
     work = tempfile.mkdtemp(prefix="bench-lake-")
     try:
         source = os.path.join(work, "events.ndjson")
-        subprocess.run([PLAYHEAD, "loadgen", "--output", source, "--events", str(args.events)], check=True,
+        subprocess.run([PLAYHEAD, "loadgen", "--output", source, "--events", str(args.events), "--seed", "1"], check=True,
                        stdout=subprocess.DEVNULL)
         input_bytes = os.path.getsize(source)
         n = args.events
