@@ -3,7 +3,7 @@ import NIOCore
 /// Protects the server from slow and idle clients, before any HTTP parsing.
 ///
 /// - A request must arrive whole within `requestTimeout` of its first byte. A client that trickles
-///   bytes (slowloris) is disconnected when the deadline passes, whatever its pace.
+///   bytes (slowloris) is answered 408 and disconnected when the deadline passes, whatever its pace.
 /// - A connection with no request in progress is closed after `idleTimeout`.
 ///
 /// Requests only record timestamps; one timer per connection checks them. It is never further
@@ -154,12 +154,29 @@ final class ConnectionGuard: ChannelInboundHandler {
         check = nil
         let now = NIODeadline.now()
         if let deadline = nextDeadline, deadline <= now {
-            // A request did not arrive whole in time, the connection was idle too long, or a
-            // lingering close has waited long enough.
+            if lingering == nil, requestStarted != nil, responsesPending == 0 {
+                // A request did not arrive whole in time, and no answer to an earlier one is still
+                // due (which would have to go first): say so (RFC 9110 §15.5.9), then close as after
+                // any answer that closes (the client may still be sending).
+                context.writeAndFlush(NIOAny(requestTimeoutAnswer(context.channel.allocator)), promise: nil)
+                closeLingering()
+                return
+            }
+            // The connection was idle too long, a lingering close has waited long enough, or an
+            // unfinished request follows ones still being answered.
             context.close(promise: nil)
             return
         }
         ensureCheck(context: context, now: now)
+    }
+}
+
+extension ConnectionGuard {
+    /// The 408 for a request that did not arrive whole within `requestTimeout`.
+    func requestTimeoutAnswer(_ allocator: ByteBufferAllocator) -> ByteBuffer {
+        let seconds = Double(requestTimeout.nanoseconds) / 1e9
+        let body = #"{"error":"request_timeout","message":"the request did not arrive whole within \#(seconds) s of its first byte (--request-timeout); the connection is closed"}"#
+        return allocator.buffer(string: "HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: \(body.utf8.count)\r\n\r\n" + body)
     }
 }
 

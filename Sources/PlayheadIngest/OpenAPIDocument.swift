@@ -125,6 +125,16 @@ enum OpenAPIDocument {
        }
       }
      },
+     "408": {
+      "description": "The request did not arrive whole within the request timeout of its first byte (`request_timeout`); the connection is closed.",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     },
      "413": {
       "description": "The body (or its decompressed form) is larger than the limit.",
       "content": {

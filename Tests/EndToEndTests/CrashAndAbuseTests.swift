@@ -133,9 +133,10 @@ struct CrashAndAbuseTests {
             try await Task.sleep(for: .milliseconds(100))
             if ContinuousClock.now - started > .seconds(4) { break }
         }
-        let slowAnswer = await slow.readAll(timeout: .seconds(5))
+        let slowAnswer = String(decoding: await slow.readAll(timeout: .seconds(5)), as: UTF8.self)
         #expect(ContinuousClock.now - started < .seconds(9), "the slow client was not cut off")
-        _ = slowAnswer
+        #expect(slowAnswer.hasPrefix("HTTP/1.1 408 Request Timeout\r\n") && slowAnswer.contains("Connection: close\r\n")
+                 && slowAnswer.contains(#""error":"request_timeout""#), "\(slowAnswer)")
         // Still up and accepting.
         #expect(try await TestHTTP.request("\(server.baseURL)/healthz").status == 200)
         let ok = try await TestHTTP.postEvents(server, Fixtures.json(Fixtures.event("still-ok")))
