@@ -113,7 +113,7 @@ public enum PlayheadTelemetry {
         "playhead_lake_rows_written_total": "Rows committed to the lake, by dataset.",
         "playhead_lake_flush_duration_seconds": "Duration of lake flushes (encode, upload, commit).",
         "playhead_lake_flush_failures_total": "Lake flushes that failed and will be retried.",
-        "playhead_log_damaged_records_total": "Damaged records of the embedded log (checksum failed, frame whole) that a consumer stepped past.",
+        "playhead_log_damaged_records_total": "Records of the embedded log that a consumer stepped past because they were damaged (a failed checksum, or the rest of a segment after a damaged length); the lake writer keeps their bytes under _playhead/damaged/.",
         "playhead_lake_last_flush_timestamp_seconds": "Unix time of the last successful lake flush.",
         "playhead_lake_duplicates_dropped_total": "Events dropped by the lake writer as duplicates of an earlier event_id.",
         "playhead_s3_requests_total": "S3 requests, by operation and HTTP status.",

@@ -512,6 +512,47 @@ struct LakeTests {
         }
     }
 
+    @Test("a damaged length in the segment being written, met by the lake writer while serve runs: the segment is closed early, the writer keeps the rest of it and writes every event before and after")
+    func damagedActiveSegment() async throws {
+        let directory = try TemporaryDirectory(prefix: "activedmg")
+        defer { withExtendedLifetime(directory) {} }
+        let data = directory.appending("data").path
+        let lake = directory.appending("data/lake").path
+        // The lake writer waits while its claim cannot be read (a folder where the file goes), so
+        // that it reads the records only after the damage.
+        let blocker = "\(lake)/_playhead/log.json"
+        try FileManager.default.createDirectory(atPath: blocker, withIntermediateDirectories: true)
+        let server = try await PlayheadServer(dataDirectory: data, arguments: ["--flush-interval", "1"])
+        #expect(try await TestHTTP.postEvents(server, Fixtures.json((0..<200).map { Fixtures.event("act-\($0)") })).status == 202)
+        let segment = "\(data)/log/events/00000000000000000000.log"
+        // Where record 150 starts (salvage gives each record's byte), and a top byte for its length.
+        let salvage = try await runCommand(TestEnvironment.playheadExecutable, ["log", "salvage", segment])
+        let bytes: [Int] = salvage.stdout.split(separator: "\n").compactMap { line -> Int? in
+            let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            return object?["_offset"] as? Int == 150 ? object?["_byte"] as? Int : nil
+        }
+        let at = try #require(bytes.first, "\(salvage.stderr)")
+        let handle = try #require(FileHandle(forUpdatingAtPath: segment))
+        handle.seek(toFileOffset: UInt64(at + 3))
+        handle.write(Data([0x01]))
+        try handle.close()
+        try FileManager.default.removeItem(atPath: blocker)
+        try await eventually(timeout: .seconds(60), "the segment closed early") {
+            server.process.stderr.contains("log: closed a segment early because a reader found damage in it")
+        }
+        // Into the next segment (an event written into the damaged one before it closed would be among
+        // the records kept with the damage).
+        #expect(try await TestHTTP.postEvents(server, Fixtures.json(Fixtures.event("act-after"))).status == 202)
+        let count = "SELECT count(*), count(DISTINCT event_id) FROM read_parquet('{lake}/events/**/*.parquet')"
+        try await eventually(timeout: .seconds(60), "every event but 150-199 in the lake") {
+            (try? await duck(count, lake: lake))?.first?.first as? Int == 151
+        }
+        #expect(FileManager.default.fileExists(atPath: "\(lake)/_playhead/damaged/events/p0-150-199.records"))
+        #expect(await server.stop() == 0)
+        let rows = try await duck(count, lake: lake)
+        #expect(rows.first?[0] as? Int == 151 && rows.first?[1] as? Int == 151, "\(rows)")
+    }
+
     @Test("a damaged length in a closed segment: the lake writer keeps the rest of the segment in the lake and writes every other event, the metrics consumer reads on, and log salvage gives back the events after the damage, with their offsets, for import")
     func damagedClosedSegment() async throws {
         let directory = try TemporaryDirectory(prefix: "damaged")
