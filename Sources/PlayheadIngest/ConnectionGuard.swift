@@ -33,8 +33,15 @@ final class ConnectionGuard: ChannelInboundHandler {
     /// While lingering: when it started, and when the last byte (dropped) arrived.
     private var lingering: (since: NIODeadline, lastByte: NIODeadline)?
 
+    /// Set by the connection's HTTP handler: called when a request has not arrived whole within
+    /// `requestTimeout`; true when the handler answered 408 and closes the connection itself.
+    var requestTimedOut: (() -> Bool)?
+
     /// How long a lingering connection waits for the client's next byte, at most.
     static let lingerQuiet = TimeAmount.seconds(5)
+
+    /// `requestTimeout` in seconds, for the 408's message.
+    var requestTimeoutSeconds: Double { Double(requestTimeout.nanoseconds) / 1e9 }
 
     init(requestTimeout: Duration, idleTimeout: Duration) {
         self.requestTimeout = TimeAmount(requestTimeout)
@@ -154,29 +161,15 @@ final class ConnectionGuard: ChannelInboundHandler {
         check = nil
         let now = NIODeadline.now()
         if let deadline = nextDeadline, deadline <= now {
-            if lingering == nil, requestStarted != nil, responsesPending == 0 {
-                // A request did not arrive whole in time, and no answer to an earlier one is still
-                // due (which would have to go first): say so (RFC 9110 §15.5.9), then close as after
-                // any answer that closes (the client may still be sending).
-                context.writeAndFlush(NIOAny(requestTimeoutAnswer(context.channel.allocator)), promise: nil)
-                closeLingering()
-                return
-            }
+            // A request that did not arrive whole in time: the HTTP handler answers 408 and closes
+            // the connection (lingering) when that can be the connection's next answer.
+            if lingering == nil, requestStarted != nil, let requestTimedOut, requestTimedOut() { return }
             // The connection was idle too long, a lingering close has waited long enough, or an
-            // unfinished request follows ones still being answered.
+            // unfinished request follows answers still due.
             context.close(promise: nil)
             return
         }
         ensureCheck(context: context, now: now)
-    }
-}
-
-extension ConnectionGuard {
-    /// The 408 for a request that did not arrive whole within `requestTimeout`.
-    func requestTimeoutAnswer(_ allocator: ByteBufferAllocator) -> ByteBuffer {
-        let seconds = Double(requestTimeout.nanoseconds) / 1e9
-        let body = #"{"error":"request_timeout","message":"the request did not arrive whole within \#(seconds) s of its first byte (--request-timeout); the connection is closed"}"#
-        return allocator.buffer(string: "HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: \(body.utf8.count)\r\n\r\n" + body)
     }
 }
 

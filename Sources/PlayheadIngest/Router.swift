@@ -179,11 +179,44 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         encoderContext = try? context.pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self)
+        connectionGuard.requestTimedOut = { [unowned self] in self.requestTimedOut(context: context) }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         encoderContext = nil
+        connectionGuard.requestTimedOut = nil
         releaseBodyBytes()
+    }
+
+    /// The connection guard's request deadline passed before the request arrived whole. When its
+    /// answer can be the connection's next one (nothing being answered, waiting or refused), answers
+    /// 408 (RFC 9110 §15.5.9; the connection was closed with no answer before 2026-12-03) and closes
+    /// the connection as after any answer that closes, and returns true; otherwise the guard closes it.
+    private func requestTimedOut(context: ChannelHandlerContext) -> Bool {
+        guard !closing, waiting.isEmpty, unparseable == nil else { return false }
+        let head: HTTPRequestHead?
+        switch state {
+        case .idle: head = nil  // the head itself did not arrive whole
+        case .receiving(let received, _): head = received
+        case .responding, .discarding: return false
+        }
+        releaseBodyBytes()
+        state = .discarding
+        var response = HTTPResponse.error(
+            .requestTimeout, code: "request_timeout",
+            message: "the request did not arrive whole within \(connectionGuard.requestTimeoutSeconds) s of its first byte (--request-timeout); the connection is closed"
+        )
+        response.headers.replaceOrAdd(name: "Connection", value: "close")
+        response.headers.replaceOrAdd(name: "Content-Length", value: String(response.body.readableBytes))
+        // Counted under its route and method when its head came, else as the parser's refusals are.
+        router.metrics.requestCompleted(
+            path: head.map { HTTPRequest.split(uri: $0.uri).path } ?? "", method: head?.method ?? .RAW(value: "unknown"),
+            status: response.status, since: head == nil ? .now() : requestStarted
+        )
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: response.status, headers: response.headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(response.body))), promise: nil)
+        endAndClose(context: context)
+        return true
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -292,7 +325,8 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .invalidVersion:
             "the request line has an HTTP version other than HTTP/1.1 and HTTP/1.0, the only ones spoken here"
         case .unexpectedContentLength:
-            "a Content-Length where none may be (with Transfer-Encoding, which RFC 9112 §6.1 does not allow in one request); send one of them"
+            // llhttp: HPE_UNEXPECTED_CONTENT_LENGTH, "Duplicate Content-Length".
+            "more than one Content-Length header; send exactly one"
         case .unknown:
             // What NIO maps llhttp's HPE_INVALID_TRANSFER_ENCODING and HPE_CR_EXPECTED to: a
             // Transfer-Encoding after a Content-Length falls here too.
@@ -304,8 +338,10 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
             "a chunk size is not a hexadecimal number"
         case .invalidHeaderToken:
             "a header name or value has a character HTTP does not allow there (a space before the colon, a control character)"
-        case .lfExpected:
-            "a CR not followed by LF"
+        case .lfExpected, .strictModeAssertion:
+            // llhttp: HPE_LF_EXPECTED after a header value; HPE_STRICT for a CR without LF after the
+            // request line, at the end of the headers, or around a chunk.
+            "a CR not followed by LF, or a line not ended by CRLF; end every line with CRLF"
         case .headerOverflow:
             "the request line and headers are too long"
         case .invalidMethod:

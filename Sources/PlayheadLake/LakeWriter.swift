@@ -528,6 +528,9 @@ final class DatasetWriter: @unchecked Sendable {
                 try await retrying("clear intent") { try await self.commits.clearIntent(partition: partition) }
             }
         }
+        // Before the warm-up (it may read 2 million records): a group ahead of the lake is moved
+        // back before retention can delete what the lake lacks.
+        await commitForward(partition, to: next, consumer: consumer)
         try await warmUp(writer, rollupFrom: state?.rollupFrom)
         do {
             try await consumer.seek(partition: partition, to: next)
@@ -540,7 +543,6 @@ final class DatasetWriter: @unchecked Sendable {
             return
         }
         partitions[partition] = writer
-        await commitForward(partition, to: next, consumer: consumer)
         logger.info("lake writer: partition assigned", metadata: ["log.partition": "\(partition)", "lake.next_offset": "\(next)"])
     }
 
@@ -626,7 +628,7 @@ final class DatasetWriter: @unchecked Sendable {
                 // warm-up with what it has.
                 if let damaged = try await reader.skipDamagedRecord() {
                     position = damaged.offset + damaged.records
-                    logger.warning("lake writer: the warm-up stepped past damaged records of the log that the lake already holds; deduplication across this restart and the open hours' rollups do not see them", metadata: [
+                    logger.warning("lake writer: the warm-up stepped past damaged records of the log that the lake already holds (those below its next_offset; any from there on are kept and counted when the writer reads them); deduplication across this restart and the open hours' rollups do not see them", metadata: [
                         "log.partition": "\(writer.partition)", "log.offset": "\(damaged.offset)", "log.records": "\(damaged.records)",
                         "lake.next_offset": "\(writer.next)",
                     ])

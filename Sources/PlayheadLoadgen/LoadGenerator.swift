@@ -124,7 +124,9 @@ public final class LoadGenerator: Sendable {
                 // late, so that the rate holds from the start: all at once, 64 connections at
                 // 10 events/s sent 64 events at once and then waited 6.4 s, past --duration.
                 let firstDue = interval.map { interval in
-                    start + .nanoseconds(interval.nanoseconds * Int64(max(1, configuration.eventsPerRequest)) * Int64(index) / Int64(configuration.connections))
+                    // In floating point: the product overflows Int64 at extreme (accepted) settings.
+                    let offset = Double(interval.nanoseconds) * Double(max(1, configuration.eventsPerRequest)) * Double(index) / Double(configuration.connections)
+                    return start + .nanoseconds(Int64(min(offset, Double(Int64.max / 2))))
                 } ?? start
                 let driver = ConnectionDriver(
                     configuration: configuration, source: makeSource(index), eventLoop: loop,
@@ -207,6 +209,9 @@ final class ConnectionDriver {
     private var stats = ConnectionStats()
     private var channel: (any Channel)?
     private var nextDue: NIODeadline
+    /// The wait for `nextDue`, if one is scheduled: one at a time, cancelled when the connection
+    /// closes (a reconnect starts its own), so that no second chain of sends runs beside it.
+    private var pacing: Scheduled<Void>?
     private var current: (request: LoadRequest, due: NIODeadline)?
     private var finished = false
     private var reconnectDelay = TimeAmount.milliseconds(20)
@@ -280,6 +285,8 @@ final class ConnectionDriver {
     private func connectionClosed(_ closed: any Channel) {
         guard channel === closed else { return }
         channel = nil
+        pacing?.cancel()
+        pacing = nil
         if current != nil {
             // The answer never came: the request is not acknowledged.
             stats.failedRequests += 1
@@ -290,13 +297,17 @@ final class ConnectionDriver {
     }
 
     private func sendNext() {
-        guard !finished, let channel else { return }
+        guard !finished, let channel, current == nil else { return }
         let now = NIODeadline.now()
         if now >= deadline { return finish() }
         if nextDue > now {
             // Not later than the end of the run, which the next request may lie beyond.
+            guard pacing == nil else { return }
             let bound = NIOLoopBound(self, eventLoop: eventLoop)
-            eventLoop.scheduleTask(deadline: min(nextDue, deadline)) { bound.value.sendNext() }
+            pacing = eventLoop.scheduleTask(deadline: min(nextDue, deadline)) {
+                bound.value.pacing = nil
+                bound.value.sendNext()
+            }
             return
         }
         guard let request = source.next(allocator: channel.allocator), budget.take(request.events) else {
@@ -354,6 +365,8 @@ final class ConnectionDriver {
     private func finish() {
         guard !finished else { return }
         finished = true
+        pacing?.cancel()
+        pacing = nil
         handOverIDs()
         channel?.close(promise: nil)
         done.succeed(stats)

@@ -27,7 +27,10 @@ struct LogDumpCommand: AsyncParsableCommand {
             the end of the log (on Kafka, once every partition has reported its end); a log that shows \
             neither records nor its end for 15 s (a broker that cannot be reached) is an error, exit \
             status 1. A record that cannot be read (a damaged segment) ends the dump with an error, after \
-            the records before it: `playhead log salvage <segment file>` reads on past the damage.
+            the records before it: `playhead log salvage <segment file>` reads on past the damage. An \
+            unreadable record in the last segment of an embedded log is taken for a write in progress (a \
+            running writer may be writing it): the dump ends before it without an error (salvage names \
+            damaged bytes).
             """
     )
 

@@ -137,6 +137,14 @@ struct CrashAndAbuseTests {
         #expect(ContinuousClock.now - started < .seconds(9), "the slow client was not cut off")
         #expect(slowAnswer.hasPrefix("HTTP/1.1 408 Request Timeout\r\n") && slowAnswer.contains("Connection: close\r\n")
                  && slowAnswer.contains(#""error":"request_timeout""#), "\(slowAnswer)")
+        // A whole head, then a body that stops short: the same, counted under its route.
+        let stalled = try RawConnection(port: server.port)
+        #expect(stalled.send("POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n[{\"event"))
+        let stalledAnswer = String(decoding: await stalled.readAll(timeout: .seconds(10)), as: UTF8.self)
+        #expect(stalledAnswer.hasPrefix("HTTP/1.1 408 Request Timeout\r\n"), "\(stalledAnswer)")
+        let metrics = try await TestHTTP.request("\(server.baseURL)/metrics").text
+        #expect(metrics.contains(#"playhead_http_server_request_duration_seconds_count{method="POST",route="/v1/events",status="408"} 1"#)
+                || metrics.contains(#"route="/v1/events",method="POST",status="408"} 1"#), "\(metrics.split(separator: "\n").filter { $0.contains("408") })")
         // Still up and accepting.
         #expect(try await TestHTTP.request("\(server.baseURL)/healthz").status == 200)
         let ok = try await TestHTTP.postEvents(server, Fixtures.json(Fixtures.event("still-ok")))

@@ -746,6 +746,8 @@ struct IngestAPITests {
             (head + "Content-Length: 5x\r\n\r\n", "Content-Length is not one decimal number"),
             (head + "Transfer-Encoding: chunked\r\n\r\nzz\r\n", "a chunk size is not a hexadecimal number"),
             (head + "Bad Header: 1\r\nContent-Length: 0\r\n\r\n", "a space before the colon"),
+            (head + "Content-Length: 2\r\nContent-Length: 2\r\n\r\n[]", "more than one Content-Length header"),
+            ("POST /v1/events HTTP/1.1\rHost: x\r\nContent-Length: 0\r\n\r\n", "a CR not followed by LF"),
         ]
         for (request, says) in cases {
             let connection = try RawConnection(port: server.port)

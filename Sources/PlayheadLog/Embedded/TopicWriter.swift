@@ -446,6 +446,9 @@ final class TopicWriter: @unchecked Sendable {
         }
     }
 
+    /// When a failed early roll was last logged (writer thread only).
+    private var lastRollFailureLogged: ContinuousClock.Instant?
+
     /// Closes the active segment `base` early, at a reader's request (damage in its durable part).
     private func rollDamaged(_ base: Int64) {
         guard base == activeBase, size > 0 else { return }
@@ -455,7 +458,12 @@ final class TopicWriter: @unchecked Sendable {
                 "topic": "\(topic.name)", "segment": "\(Files.segmentPath(topic.directory, base))", "next_segment": "\(activeBase)",
             ])
         } catch {
-            logger.error("log: cannot close a damaged segment early", metadata: ["topic": "\(topic.name)", "error": "\(error)"])
+            // Readers ask again about once a second: said once a minute at most.
+            let now = ContinuousClock.now
+            if lastRollFailureLogged.map({ $0.duration(to: now) >= .seconds(60) }) ?? true {
+                lastRollFailureLogged = now
+                logger.error("log: cannot close a damaged segment early; its readers stay at the damage", metadata: ["topic": "\(topic.name)", "error": "\(error)"])
+            }
         }
     }
 
