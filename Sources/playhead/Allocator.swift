@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import CPlayhead
 
 /// glibc's allocator settings, applied first thing in a command (before its threads allocate).
@@ -19,5 +22,24 @@ enum Allocator {
         mallopt(M_ARENA_MAX, 1)
         mallopt(M_MMAP_THRESHOLD, 256 << 20)
         mallopt(M_TRIM_THRESHOLD, 1 << 30)
+    }
+}
+
+/// The process's limit on open files, raised first thing in a long-running service.
+enum OpenFiles {
+    /// Raises the soft limit on open files to the hard one (as Go's runtime and nginx's
+    /// `worker_rlimit_nofile` do): every connection is a file, and the usual soft limit of 1,024
+    /// is reached by about a thousand clients, where the hard limit is often 524,288. The soft
+    /// limit stays as it is if the hard one is lower or cannot be read. Returns the limit in force.
+    @discardableResult
+    static func raiseSoftLimit() -> UInt64? {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return nil }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &raised) == 0 { return UInt64(raised.rlim_cur) }
+        }
+        return UInt64(limit.rlim_cur)
     }
 }

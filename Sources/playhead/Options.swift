@@ -32,7 +32,7 @@ struct LogWriterOptions: ParsableArguments {
     @Option(name: .long, parsing: .unconditional, help: "Embedded log: delete segments older than this many hours once every consumer group has read them.")
     var logRetentionHours: Double = 168
 
-    @Option(name: .long, parsing: .unconditional, help: "Embedded log: also delete the oldest segments every consumer group has read while a topic holds more than this many bytes. Default: no size limit.")
+    @Option(name: .long, parsing: .unconditional, help: "Embedded log: also delete the oldest segments every consumer group has read while a topic holds more than this many bytes. Keep it above an hour of traffic: a restart rebuilds the open hours' rollups from the log. Default: no size limit.")
     var logRetentionBytes: Int64?
 
     /// The settings on top of the embedded log's defaults.

@@ -26,6 +26,7 @@ struct ServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         Allocator.configureForService()
+        OpenFiles.raiseSoftLimit()
         logging.bootstrap()
         let logger = Logger(label: "playhead.serve")
         let telemetry = Telemetry.bootstrap(metrics.metrics == .on)
@@ -62,6 +63,7 @@ struct IngestCommand: AsyncParsableCommand {
 
     func run() async throws {
         Allocator.configureForService()
+        OpenFiles.raiseSoftLimit()
         logging.bootstrap()
         let logger = Logger(label: "playhead.ingest")
         let telemetry = Telemetry.bootstrap(metrics.metrics == .on)

@@ -121,6 +121,7 @@ struct StoreCommand: AsyncParsableCommand {
 
     func run() async throws {
         Allocator.configureForService()
+        OpenFiles.raiseSoftLimit()
         logging.bootstrap()
         let logger = Logger(label: "playhead.store")
         let telemetry = Telemetry.bootstrap(metrics.metrics == .on)
@@ -153,6 +154,7 @@ struct ObserveCommand: AsyncParsableCommand {
 
     func run() async throws {
         Allocator.configureForService()
+        OpenFiles.raiseSoftLimit()
         logging.bootstrap()
         let logger = Logger(label: "playhead.observe")
         let telemetry = Telemetry.bootstrap(true)

@@ -6,6 +6,23 @@ import Testing
 /// flags it uses (a flag a command ignores would mislead whoever reads its help).
 @Suite("CLI help and flags")
 struct CLITests {
+    @Test("serve raises its soft limit on open files to the hard limit (every connection is a file; 1,024 is soon reached)")
+    func openFileLimitRaised() async throws {
+        let directory = try TemporaryDirectory()
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        let serve = try ChildProcess(
+            "/usr/bin/prlimit",
+            ["--nofile=1024:4096", TestEnvironment.playheadExecutable, "serve", "--port", "0", "--data-dir", directory.appending("data").path],
+            name: "serve-nofile"
+        )
+        try await eventually(timeout: .seconds(60), "serve listening") { serve.stderr.contains("listening on") }
+        let limits = try String(contentsOfFile: "/proc/\(serve.pid)/limits", encoding: .utf8)
+        let line = limits.split(separator: "\n").first { $0.hasPrefix("Max open files") }.map(String.init) ?? ""
+        #expect(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst(3).prefix(2) == ["4096", "4096"], "\(line)")
+        serve.signal()
+        #expect(await serve.waitForExit(timeout: .seconds(30)) == 0)
+    }
+
     /// The options of `--help` output: name, whether it takes a value, and its description.
     private func options(_ help: String) -> [(name: String, takesValue: Bool, text: String)] {
         var result: [(String, Bool, String)] = []

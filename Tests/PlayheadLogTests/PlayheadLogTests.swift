@@ -541,6 +541,38 @@ struct EmbeddedLogTests {
         log.close()
     }
 
+    @Test("closed segments are not held open: retention's deletions free their space, and small segments do not use up file descriptors")
+    func closedSegmentsAreNotHeldOpen() async throws {
+        let directory = try TemporaryDirectory(prefix: "log")
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        let configuration = makeConfiguration(directory) {
+            $0.segmentBytes = 65536
+            $0.retentionBytes = 256 << 10
+        }
+        let log = try EmbeddedLog.open(configuration, logger: testLogger)
+        let producer = try log.producer(for: .events)
+        // 8 MiB in appends of 64 KiB: 128 segments, each far less than the page-cache window behind.
+        for index in 0..<128 { _ = try await producer.append(batch((index * 64)..<(index * 64 + 64), size: 1016)) }
+        let group = try log.consumer(for: .events, group: "lake")
+        try await group.commit([0: 128 * 64])
+        #expect(log.applyRetention().count >= 100)
+        /// This process's open files in the log's folder, and those of them that were deleted.
+        func openFiles() throws -> (all: Int, deleted: Int) {
+            var all = 0, deleted = 0
+            for entry in try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") {
+                guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(entry)"),
+                    target.hasPrefix(configuration.directory) else { continue }
+                all += 1
+                if target.hasSuffix("(deleted)") { deleted += 1 }
+            }
+            return (all, deleted)
+        }
+        let open = try openFiles()
+        #expect(open.deleted == 0 && open.all <= 4, "\(open)")
+        await group.close()
+        log.close()
+    }
+
     @Test func checksumCorruptionIsDetected() async throws {
         let directory = try TemporaryDirectory(prefix: "log")
         defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends

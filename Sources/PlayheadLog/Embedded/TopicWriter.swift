@@ -55,8 +55,10 @@ final class TopicWriter: @unchecked Sendable {
     private var written: Int64 = 0
     /// Where the active segment's pages may still be cached (those before were dropped).
     private var cachedFrom: Int64 = 0
-    /// Closed segments kept open until their pages are far enough behind to drop.
-    private var retiring: [(fd: Int32, endWritten: Int64)] = []
+    /// Closed segments whose pages are dropped once far enough behind: by path, not by an open
+    /// file, which kept a segment deleted by retention on disk until then (with small segments, up
+    /// to 256 MiB of them per topic, which ran the process out of file descriptors, a probe).
+    private var retiring: [(path: String, endWritten: Int64)] = []
 
     // Metrics.
     private let appendDuration: Metrics.Timer
@@ -191,7 +193,6 @@ final class TopicWriter: @unchecked Sendable {
             // A closed log leaves no zero-filled space behind (a restart would cut it off anyway).
             if fileEnd > size && ftruncate(fd, off_t(size)) == 0 { _ = Files.syncData(fd) }
             Glibc.close(fd)
-            for segment in retiring { Glibc.close(segment.fd) }
             retiring = []
             fd = -1
         }
@@ -435,8 +436,12 @@ final class TopicWriter: @unchecked Sendable {
         let window = configuration.pageCacheBytes
         guard window > 0 else { return }
         while let first = retiring.first, written - first.endWritten >= window {
-            _ = posix_fadvise(first.fd, 0, 0, POSIX_FADV_DONTNEED)
-            Glibc.close(first.fd)
+            // Gone (retention deleted it): its pages went with it.
+            let closed = Glibc.open(first.path, O_RDONLY | O_CLOEXEC)
+            if closed >= 0 {
+                _ = posix_fadvise(closed, 0, 0, POSIX_FADV_DONTNEED)
+                Glibc.close(closed)
+            }
             retiring.removeFirst()
         }
         let keepFrom = size - window
@@ -486,10 +491,9 @@ final class TopicWriter: @unchecked Sendable {
             unlink(path)
             throw error
         }
+        Glibc.close(fd)
         if configuration.pageCacheBytes > 0 {
-            retiring.append((fd, written))
-        } else {
-            Glibc.close(fd)
+            retiring.append((Files.segmentPath(topic.directory, activeBase), written))
         }
         topic.rolled(to: base, closedSegmentBytes: size)
         fd = newFD
