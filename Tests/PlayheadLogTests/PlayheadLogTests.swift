@@ -573,6 +573,27 @@ struct EmbeddedLogTests {
         log.close()
     }
 
+    @Test("a producer whose appends fail with an I/O error says so for readiness, until an append succeeds")
+    func failingAppendsMakeTheProducerUnavailable() async throws {
+        let directory = try TemporaryDirectory(prefix: "log")
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        let configuration = makeConfiguration(directory) { $0.segmentBytes = 400 }
+        let log = try EmbeddedLog.open(configuration, logger: testLogger)
+        let producer = try log.producer(for: .events)
+        _ = try await producer.append(batch(0..<10))
+        #expect(producer.unavailableReason == nil)
+        // The next append rolls to segment 10, whose name a folder holds: the roll fails.
+        let blocker = Files.segmentPath(configuration.directory + "/events", 10)
+        try FileManager.default.createDirectory(atPath: blocker, withIntermediateDirectories: false)
+        await #expect(throws: LogError.self) { _ = try await producer.append(batch(10..<20)) }
+        let reason = try #require(producer.unavailableReason)
+        #expect(reason.contains("the log's appends fail"), "\(reason)")
+        try FileManager.default.removeItem(atPath: blocker)
+        _ = try await producer.append(batch(10..<20))
+        #expect(producer.unavailableReason == nil)
+        log.close()
+    }
+
     @Test func checksumCorruptionIsDetected() async throws {
         let directory = try TemporaryDirectory(prefix: "log")
         defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends

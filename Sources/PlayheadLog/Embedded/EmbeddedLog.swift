@@ -407,6 +407,6 @@ struct EmbeddedProducer: LogProducer {
 
     var unavailableReason: String? {
         if isClosed() { return "the log is closed" }
-        return disk.reason
+        return disk.reason ?? writer.failureReason
     }
 }

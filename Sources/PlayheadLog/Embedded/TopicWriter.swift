@@ -256,7 +256,30 @@ final class TopicWriter: @unchecked Sendable {
 
     private func fail(_ items: [Pending], _ error: LogError) {
         Self.failureCounter(error.code).increment()
+        if error.code == .io {
+            condition.lock()
+            lastFailure = (error.message, .now)
+            condition.unlock()
+            hadFailure = true
+        }
         for item in items { item.completion(.failure(error)) }
+    }
+
+    /// The last group commit's I/O error, and when, until a commit succeeds (guarded by `condition`).
+    private var lastFailure: (message: String, at: ContinuousClock.Instant)?
+    /// Whether `lastFailure` may be set (writer thread only: no lock on the success path).
+    private var hadFailure = false
+
+    /// Why appends fail now, for readiness: the last group commit failed with an I/O error (other
+    /// than a full disk, which ``DiskMonitor`` reports) within the last 10 s and none has succeeded
+    /// since. A load balancer then sends requests elsewhere; after 10 s without appends the instance
+    /// is ready again, so that it is tried again (a probe: with its file descriptors used up, every
+    /// append failed with 500 while /readyz said ready).
+    var failureReason: String? {
+        condition.lock()
+        defer { condition.unlock() }
+        guard let lastFailure, lastFailure.at.duration(to: .now) < .seconds(10) else { return nil }
+        return "the log's appends fail: \(lastFailure.message)"
     }
 
     /// Writes `items` as one group: roll if needed, one pwrite, one fdatasync, then completions.
@@ -319,6 +342,12 @@ final class TopicWriter: @unchecked Sendable {
         written += Int64(buffer.count)
         trimPageCache()
         topic.publish(durableSize: size, durableNext: nextOffset)
+        if hadFailure {
+            condition.lock()
+            lastFailure = nil
+            condition.unlock()
+            hadFailure = false
+        }
 
         fsyncs.increment()
         fsyncBatchRecords.record(records)
