@@ -530,7 +530,7 @@ final class DatasetWriter: @unchecked Sendable {
         }
         // Before the warm-up (it may read 2 million records): a group ahead of the lake is moved
         // back before retention can delete what the lake lacks.
-        await commitForward(partition, to: next, consumer: consumer)
+        await alignGroupOffset(partition, to: next, consumer: consumer)
         try await warmUp(writer, rollupFrom: state?.rollupFrom)
         do {
             try await consumer.seek(partition: partition, to: next)
@@ -554,7 +554,7 @@ final class DatasetWriter: @unchecked Sendable {
     /// a lake whose state was rebuilt lower) is moved back: retention deletes what the group has
     /// passed, and the lag counted from it showed 0 while the new lake had none of the events (a
     /// probe, 2026-12-03). Best effort: the next batch commits anyway.
-    private func commitForward(_ partition: Int32, to next: Int64, consumer: any LogConsumer) async {
+    private func alignGroupOffset(_ partition: Int32, to next: Int64, consumer: any LogConsumer) async {
         do {
             let committed = try await consumer.committed()[partition] ?? -1
             guard committed != next, next > 0 || committed > 0 else { return }
