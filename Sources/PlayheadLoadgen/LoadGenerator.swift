@@ -91,6 +91,28 @@ public final class LoadGenerator: Sendable {
         self.makeSource = makeSource
     }
 
+    /// Stops for each running connection (run on its event loop), and whether ``stop()`` was called.
+    private let stoppers = NIOLockedValueBox<(requested: Bool, stop: [@Sendable () -> Void])>((false, []))
+
+    /// Ends the run early, as if its duration were over: each connection sends nothing more, waits
+    /// for the answer to its request in flight (so that its acknowledgement is counted and its ids
+    /// written), and the run's report comes back. For a SIGINT or SIGTERM.
+    public func stop() {
+        let stops = stoppers.withLockedValue { state -> [@Sendable () -> Void] in
+            state.requested = true
+            return state.stop
+        }
+        for stop in stops { stop() }
+    }
+
+    private func register(_ stop: @escaping @Sendable () -> Void) {
+        let already = stoppers.withLockedValue { state -> Bool in
+            state.stop.append(stop)
+            return state.requested
+        }
+        if already { stop() }
+    }
+
     public func run() async throws -> LoadgenReport {
         let configuration = self.configuration
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.threads))
@@ -133,6 +155,8 @@ public final class LoadGenerator: Sendable {
                     deadline: end, perEventInterval: interval, firstDue: firstDue, budget: budget, done: promise
                 )
                 driver.start()
+                let bound = NIOLoopBound(driver, eventLoop: loop)
+                self.register { loop.execute { bound.value.stop() } }
             }
             futures.append(promise.futureResult)
         }
@@ -214,6 +238,8 @@ final class ConnectionDriver {
     private var pacing: Scheduled<Void>?
     private var current: (request: LoadRequest, due: NIODeadline)?
     private var finished = false
+    /// ``stop()`` was called: nothing more is sent.
+    private var stopRequested = false
     private var reconnectDelay = TimeAmount.milliseconds(20)
     /// Acknowledged ids not yet handed to the writer (one per line), and when they last were.
     private var pendingIDs: [UInt8] = []
@@ -246,9 +272,18 @@ final class ConnectionDriver {
 
     func start() { connect() }
 
+    /// Sends nothing more; finishes now, or once the answer to the request in flight has come.
+    func stop() {
+        guard !finished else { return }
+        stopRequested = true
+        pacing?.cancel()
+        pacing = nil
+        if current == nil { finish() }
+    }
+
     private func connect() {
         guard !finished else { return }
-        if NIODeadline.now() >= deadline { return finish() }
+        if NIODeadline.now() >= deadline || stopRequested { return finish() }
         let bound = NIOLoopBound(self, eventLoop: eventLoop)
         ClientBootstrap(group: eventLoop)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
@@ -275,7 +310,7 @@ final class ConnectionDriver {
     }
 
     private func retryConnect() {
-        guard configuration.reconnect, !finished else { return finish() }
+        guard configuration.reconnect, !finished, !stopRequested else { return finish() }
         let bound = NIOLoopBound(self, eventLoop: eventLoop)
         let delay = reconnectDelay
         reconnectDelay = min(reconnectDelay * 2, .milliseconds(500))
@@ -299,7 +334,7 @@ final class ConnectionDriver {
     private func sendNext() {
         guard !finished, let channel, current == nil else { return }
         let now = NIODeadline.now()
-        if now >= deadline { return finish() }
+        if now >= deadline || stopRequested { return finish() }
         if nextDue > now {
             // Not later than the end of the run, which the next request may lie beyond.
             guard pacing == nil else { return }

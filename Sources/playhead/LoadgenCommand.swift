@@ -17,7 +17,8 @@ struct LoadgenCommand: AsyncParsableCommand {
             timestamps run ahead of the server's received_at (minutes in a run of a few hundred \
             thousand events). Latency is measured from when each request was due, so a stalled \
             server shows up (no coordinated omission). With --output the same events are written as \
-            NDJSON instead of sent.
+            NDJSON instead of sent. SIGINT (Ctrl-C) or SIGTERM ends a run early, with its report and \
+            every acknowledged id written; a second one stops at once.
             """
     )
 
@@ -102,7 +103,12 @@ struct LoadgenCommand: AsyncParsableCommand {
             guard let replay else { return source }
             return ReplayRequestSource(source, count: replay)
         }
+        // Ctrl-C or SIGTERM (`timeout`, a CI job's end) ends the run early with its report and every
+        // acknowledged id written (killed by the signal, the ids of up to its last second were
+        // lost); a second one stops at once.
+        let interrupts = Self.onInterrupt { generator.stop() }
         let report = try await generator.run()
+        for source in interrupts { source.cancel() }
         if let idWriter, let acknowledgedIds {
             do {
                 try await idWriter.finish()
@@ -119,6 +125,21 @@ struct LoadgenCommand: AsyncParsableCommand {
                 "Error: no request reached \(host):\(port): \(report.connectionErrors) connection attempts failed (is the server running?)\n".utf8
             ))
             throw ExitCode.failure
+        }
+    }
+
+    /// Calls `action` on the first SIGINT or SIGTERM, after which both have their default effect again.
+    static func onInterrupt(_ action: @escaping @Sendable () -> Void) -> [any DispatchSourceSignal] {
+        [SIGINT, SIGTERM].map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                signal(SIGINT, SIG_DFL)
+                signal(SIGTERM, SIG_DFL)
+                action()
+            }
+            source.resume()
+            return source
         }
     }
 

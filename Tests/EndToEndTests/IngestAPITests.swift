@@ -862,7 +862,7 @@ struct IngestAPITests {
         #expect(try await Fixtures.storedIDs(server.dataDirectory).sorted() == acknowledged.sorted())
     }
 
-    @Test("loadgen --acknowledged-ids writes ids as they are acknowledged: a loadgen killed with -9 leaves the ids of all but its last second, each stored once; an unwritable path fails before sending")
+    @Test("loadgen --acknowledged-ids writes ids as they are acknowledged: a loadgen killed with -9 leaves the ids of all but its last second, each stored once; an unwritable path fails before sending; SIGINT ends the run with its report and every id")
     func loadgenAcknowledgedIDsStream() async throws {
         let (server, directory) = try await Fixtures.server()
         defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
@@ -892,6 +892,25 @@ struct IngestAPITests {
         )
         #expect(unwritable.status == 1)
         #expect(unwritable.stderr.contains("cannot open") && !unwritable.stderr.contains("no request reached"), "\(unwritable.stderr)")
+
+        // SIGINT (Ctrl-C) ends the run early: the report comes, and every acknowledged id is written.
+        let (server2, directory2) = try await Fixtures.server()
+        defer { withExtendedLifetime(directory2) {} }
+        let ids2 = directory2.appending("ids.txt").path
+        let interrupted = try ChildProcess(
+            TestEnvironment.playheadExecutable,
+            ["loadgen", "--port", "\(server2.port)", "--connections", "4", "--batch", "10", "--rate", "2000",
+             "--duration", "60", "--acknowledged-ids", ids2, "--json"],
+            name: "loadgen-interrupted", logDirectory: TestEnvironment.artifactsDirectory
+        )
+        try await Task.sleep(for: .milliseconds(2500))
+        interrupted.signal(SIGINT)
+        #expect(await interrupted.waitForExit(timeout: .seconds(10)) == 0, "\(interrupted.stderr)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(interrupted.stdout.utf8)) as? [String: Any], "\(interrupted.stdout)")
+        let written = ((try? String(contentsOfFile: ids2, encoding: .utf8)) ?? "").split(separator: "\n")
+        #expect(written.count == report["acknowledged_events"] as? Int && written.count >= 1000, "\(written.count) ids, \(interrupted.stdout)")
+        #expect((report["elapsed_seconds"] as? Double ?? 60) < 10)
+        #expect(await server2.stop() == 0)
     }
 
     @Test("loadgen --replay sends the bodies it made up front again and again, and refuses --acknowledged-ids; loadgen fails when no request reaches the server")
