@@ -456,6 +456,17 @@ public final class ContentAggregator: Sendable {
         countEvent(o.eventType, in: &state)
 
         var found = state.sessions[o.sessionKey]
+        if let existing = found, existing.contentID != o.contentID, o.timestampMicros < existing.lastEventMicros {
+            // A late event of content the session played before (a pre-roll ad's stop that arrives
+            // after the movie's play): counted, but it ends nothing. Taken for a switch of content,
+            // it ended the movie's session, and the movie's watch time was lost (a probe).
+            if o.eventType == "stop",
+                !(state.stopped[o.sessionKey].map { $0.contentID == o.contentID && $0.completed } ?? false)
+            {
+                countCompletion(o, slots(of: o, in: &state), in: &state)
+            }
+            return
+        }
         if let existing = found,
             o.timestampMicros - existing.lastEventMicros > sessionTimeoutMicros || existing.contentID != o.contentID
         {

@@ -211,6 +211,27 @@ struct ContentAggregatorTests {
         #expect(snapshot.concurrentViewers == ["ad": 0, "movie": 1])
     }
 
+    @Test("a late event of the content played before (a pre-roll ad's stop after the movie's play) ends nothing: the movie's watch time and viewer are the same as in order")
+    func lateEventOfPreviousContent() {
+        func run(adStopLate: Bool) -> ContentSnapshot {
+            let aggregator = ContentAggregator()
+            aggregator.observe(event("play", at: 0, content: "ad", contentType: "ad", position: 0, duration: 15))
+            if !adStopLate { aggregator.observe(event("stop", at: 15, content: "ad", contentType: "ad", position: 15, duration: 15)) }
+            aggregator.observe(event("play", at: 16, content: "movie", position: 0))
+            if adStopLate { aggregator.observe(event("stop", at: 15, content: "ad", contentType: "ad", position: 15, duration: 15)) }
+            aggregator.observe(event("heartbeat", at: 46, content: "movie", position: 30))
+            aggregator.observe(event("heartbeat", at: 76, content: "movie", position: 60))
+            #expect(aggregator.snapshot().concurrentViewers["movie"] == 1, "late: \(adStopLate)")
+            aggregator.observe(event("stop", at: 100, content: "movie", position: 84))
+            return aggregator.snapshot()
+        }
+        let inOrder = run(adStopLate: false), late = run(adStopLate: true)
+        #expect(inOrder.watchTimeSeconds["movie"] == 84)
+        #expect(late.watchTimeSeconds["movie"] == 84)
+        #expect(late.completions["ad"] == inOrder.completions["ad"] && inOrder.completions["ad"] == 1)
+        #expect(late.playsStarted == inOrder.playsStarted)
+    }
+
     @Test("out-of-order events never make watch time negative")
     func outOfOrder() {
         let aggregator = ContentAggregator()
