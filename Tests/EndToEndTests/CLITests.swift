@@ -10,15 +10,20 @@ struct CLITests {
     func openFileLimitRaised() async throws {
         let directory = try TemporaryDirectory()
         defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        // Soft 1,024 under this process's own hard limit (raising a hard limit needs privileges).
+        var own = rlimit()
+        #expect(getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &own) == 0)
+        let hard = min(own.rlim_max, 1 << 20)  // RLIM_INFINITY is the largest value
+        let soft = min(1024, hard)
         let serve = try ChildProcess(
             "/usr/bin/prlimit",
-            ["--nofile=1024:4096", TestEnvironment.playheadExecutable, "serve", "--port", "0", "--data-dir", directory.appending("data").path],
+            ["--nofile=\(soft):\(hard)", TestEnvironment.playheadExecutable, "serve", "--port", "0", "--data-dir", directory.appending("data").path],
             name: "serve-nofile"
         )
         try await eventually(timeout: .seconds(60), "serve listening") { serve.stderr.contains("listening on") }
         let limits = try String(contentsOfFile: "/proc/\(serve.pid)/limits", encoding: .utf8)
         let line = limits.split(separator: "\n").first { $0.hasPrefix("Max open files") }.map(String.init) ?? ""
-        #expect(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst(3).prefix(2) == ["4096", "4096"], "\(line)")
+        #expect(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst(3).prefix(2) == ["\(hard)", "\(hard)"], "\(line)")
         serve.signal()
         #expect(await serve.waitForExit(timeout: .seconds(30)) == 0)
     }
