@@ -512,6 +512,21 @@ struct LakeTests {
         }
     }
 
+    /// Sets a top byte of the length of record `offset` of `segment` (found with `log salvage`, which
+    /// gives each record's byte): the records after it in the segment cannot be found from there.
+    private func damageLength(ofRecord offset: Int, in segment: String) async throws {
+        let salvage = try await runCommand(TestEnvironment.playheadExecutable, ["log", "salvage", segment])
+        let bytes: [Int] = salvage.stdout.split(separator: "\n").compactMap { line -> Int? in
+            let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            return object?["_offset"] as? Int == offset ? object?["_byte"] as? Int : nil
+        }
+        let at = try #require(bytes.first, "\(salvage.stderr)")
+        let handle = try #require(FileHandle(forUpdatingAtPath: segment))
+        handle.seek(toFileOffset: UInt64(at + 3))
+        handle.write(Data([0x01]))
+        try handle.close()
+    }
+
     @Test("a damaged length in the segment being written, met by the lake writer while serve runs: the segment is closed early, the writer keeps the rest of it and writes every event before and after")
     func damagedActiveSegment() async throws {
         let directory = try TemporaryDirectory(prefix: "activedmg")
@@ -524,18 +539,7 @@ struct LakeTests {
         try FileManager.default.createDirectory(atPath: blocker, withIntermediateDirectories: true)
         let server = try await PlayheadServer(dataDirectory: data, arguments: ["--flush-interval", "1"])
         #expect(try await TestHTTP.postEvents(server, Fixtures.json((0..<200).map { Fixtures.event("act-\($0)") })).status == 202)
-        let segment = "\(data)/log/events/00000000000000000000.log"
-        // Where record 150 starts (salvage gives each record's byte), and a top byte for its length.
-        let salvage = try await runCommand(TestEnvironment.playheadExecutable, ["log", "salvage", segment])
-        let bytes: [Int] = salvage.stdout.split(separator: "\n").compactMap { line -> Int? in
-            let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
-            return object?["_offset"] as? Int == 150 ? object?["_byte"] as? Int : nil
-        }
-        let at = try #require(bytes.first, "\(salvage.stderr)")
-        let handle = try #require(FileHandle(forUpdatingAtPath: segment))
-        handle.seek(toFileOffset: UInt64(at + 3))
-        handle.write(Data([0x01]))
-        try handle.close()
+        try await damageLength(ofRecord: 150, in: "\(data)/log/events/00000000000000000000.log")
         try FileManager.default.removeItem(atPath: blocker)
         try await eventually(timeout: .seconds(60), "the segment closed early") {
             server.process.stderr.contains("log: closed a segment early because a reader found damage in it")
@@ -549,6 +553,42 @@ struct LakeTests {
         }
         #expect(FileManager.default.fileExists(atPath: "\(lake)/_playhead/damaged/events/p0-150-199.records"))
         #expect(await server.stop() == 0)
+        let rows = try await duck(count, lake: lake)
+        #expect(rows.first?[0] as? Int == 151 && rows.first?[1] as? Int == 151, "\(rows)")
+    }
+
+    @Test("a damaged length in the segment ingest is writing, met by store and observe in other processes: they ask ingest to close the segment early, step past the rest of it, and write and count every other event")
+    func damagedActiveSegmentBesideIngest() async throws {
+        let directory = try TemporaryDirectory(prefix: "activedmg2")
+        defer { withExtendedLifetime(directory) {} }
+        let data = directory.appending("data").path
+        let lake = directory.appending("data/lake").path
+        let ingest = try await PlayheadServer(command: "ingest", dataDirectory: data, name: "dmg-ingest")
+        #expect(try await TestHTTP.postEvents(ingest, Fixtures.json((0..<200).map { Fixtures.event("side-\($0)") })).status == 202)
+        try await damageLength(ofRecord: 150, in: "\(data)/log/events/00000000000000000000.log")
+        // store and observe open the log read-only: to them an unreadable record at the end of the
+        // last segment may be a write in progress, until it stays.
+        let store = try await PlayheadServer(command: "store", dataDirectory: data, arguments: ["--flush-interval", "1"], name: "dmg-store")
+        let observe = try await PlayheadServer(command: "observe", dataDirectory: data, name: "dmg-observe")
+        try await eventually(timeout: .seconds(60), "ingest closed the segment at a reader's request") {
+            ingest.process.stderr.contains("log: closed a segment early because a reader found damage in it")
+        }
+        #expect(store.process.stderr.contains("asked the writing process to close the segment early")
+                || observe.process.stderr.contains("asked the writing process to close the segment early"))
+        #expect(try await TestHTTP.postEvents(ingest, Fixtures.json(Fixtures.event("side-after"))).status == 202)
+        let count = "SELECT count(*), count(DISTINCT event_id) FROM read_parquet('{lake}/events/**/*.parquet')"
+        try await eventually(timeout: .seconds(60), "every event but 150-199 in the lake, and counted by observe") {
+            let rows = try? await duck(count, lake: lake)
+            let counted = await TestHTTP.metricTotal(observe, "playhead_content_events_total")
+            return rows?.first?.first as? Int == 151 && counted == 151
+        }
+        #expect(FileManager.default.fileExists(atPath: "\(lake)/_playhead/damaged/events/p0-150-199.records"))
+        #expect(!FileManager.default.fileExists(atPath: "\(data)/log/events/roll-request"), "the request is taken")
+        let metrics = try await TestHTTP.request("\(observe.baseURL)/metrics").text
+        #expect(TestHTTP.metricTotal(metrics, #"playhead_log_damaged_records_total{consumer="metrics"}"#) == 50)
+        #expect(await store.stop() == 0)
+        #expect(await observe.stop() == 0)
+        #expect(await ingest.stop() == 0)
         let rows = try await duck(count, lake: lake)
         #expect(rows.first?[0] as? Int == 151 && rows.first?[1] as? Int == 151, "\(rows)")
     }

@@ -339,7 +339,7 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
                 }
                 if Int(length) > configuration.maxRecordBytes {
                     if index == 0 && count == 0 {
-                        try stall("a record length of \(length) bytes at byte \(position + Int64(index)) of \(path)", limit: limit)
+                        try stall("a record length of \(length) bytes at byte \(position + Int64(index)) of \(path)", limit: limit, unreadableAt: position)
                     }
                     stop = true
                     break inner
@@ -348,7 +348,7 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
                 if index + total > got {
                     if position + Int64(index + total) > limit {
                         if index == 0 && count == 0 {
-                            try stall("a partial record at byte \(position + Int64(index)) of \(path)", limit: limit)
+                            try stall("a partial record at byte \(position + Int64(index)) of \(path)", limit: limit, unreadableAt: position)
                         }
                         stop = true
                         break inner
@@ -362,7 +362,9 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
                     }
                     if !valid {
                         if index == 0 && count == 0 {
-                            try stall("a checksum mismatch at offset \(nextOffset) (byte \(position + Int64(index)) of \(path))", limit: limit)
+                            // A zero header is the zero-filled space after the last record.
+                            try stall("a checksum mismatch at offset \(nextOffset) (byte \(position + Int64(index)) of \(path))", limit: limit,
+                                      unreadableAt: length != 0 || stored != 0 ? position : nil)
                         }
                         stop = true
                         break inner
@@ -385,7 +387,8 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
                 continue
             }
             if !progressed && got < Files.recordHeaderBytes {
-                try stall("a partial record header at byte \(position) of \(path)", limit: limit)
+                try stall("a partial record header at byte \(position) of \(path)", limit: limit,
+                          unreadableAt: buffer[..<got].contains(where: { $0 != 0 }) ? position : nil)
                 break
             }
         }
@@ -395,11 +398,53 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
 
     /// An incomplete or invalid record: corruption where the writer has finished (a durable region,
     /// or a segment followed by another); otherwise a write in progress in another process.
-    private func stall(_ what: String, limit: Int64) throws(LogError) {
+    /// `unreadableAt`: the byte where the record starts, when its bytes are not zero-filled space.
+    private func stall(_ what: String, limit: Int64, unreadableAt byte: Int64? = nil) throws(LogError) {
         let segments = topic.segments()
         let closedSegment = segments.contains(where: { $0 > segmentBase })
         if !topic.readOnly || closedSegment {
+            stuck = nil
             throw LogError.corrupt("\(topic.name): \(what)")
+        }
+        askForRollIfStuck(at: byte, what)
+    }
+
+    /// Read-only: where the reader has been unable to read a record of the last segment, since when,
+    /// and when it last asked the writing process to close the segment.
+    private var stuck: (base: Int64, byte: Int64, since: ContinuousClock.Instant, asked: ContinuousClock.Instant?)?
+
+    /// Beside a writer in another process, a record of the last segment that cannot be read may be a
+    /// write in progress, or damage that only a closed segment lets a reader step past (the offset
+    /// after a damaged length is known only from the next segment's name). One that stays for
+    /// ``EmbeddedLogConfiguration/readOnlyRollRequestAfter`` is reported to the writer through the
+    /// topic's `roll-request` file (again every 10 s while it stays); the writer closes the segment
+    /// if the record lies in its durable part, and the next read finds it closed.
+    private func askForRollIfStuck(at byte: Int64?, _ what: String) {
+        guard let byte else {
+            stuck = nil
+            return
+        }
+        let now = ContinuousClock.now
+        guard let current = stuck, current.base == segmentBase, current.byte == byte else {
+            stuck = (segmentBase, byte, now, nil)
+            return
+        }
+        guard current.since.duration(to: now) >= configuration.readOnlyRollRequestAfter,
+              current.asked.map({ $0.duration(to: now) >= .seconds(10) }) ?? true else { return }
+        stuck?.asked = now
+        do throws(LogError) {
+            try topic.writeRollRequest(base: segmentBase, byte: byte)
+            if current.asked == nil {
+                logger.warning("log: a record of the last segment has been unreadable for a while (damage, or a write that does not finish); asked the writing process to close the segment early", metadata: [
+                    "topic": "\(topic.name)", "problem": "\(what)", "request": "\(topic.rollRequestPath)",
+                ])
+            }
+        } catch {
+            if current.asked == nil {
+                logger.error("log: cannot ask the writing process to close a segment early; this reader stays at a record it cannot read until that process restarts", metadata: [
+                    "topic": "\(topic.name)", "problem": "\(what)", "error": "\(error)",
+                ])
+            }
         }
     }
 }

@@ -299,6 +299,7 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
                 await self.offPool {
                     if self.isReadOnly { self.disk.refreshGauges() } else { _ = self.disk.checkBeforeWrite() }
                 }
+                if !self.isReadOnly { await self.offPool { self.takeRollRequests() } }
                 if !self.isReadOnly && lastRetention.duration(to: .now) >= self.configuration.retentionInterval {
                     lastRetention = .now
                     await self.offPool { self.applyRetention() }
@@ -306,6 +307,23 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
             }
         }
         await offPool { self.close() }
+    }
+
+    /// Early rolls asked for by readers in other processes (``TopicState/takeRollRequest()``).
+    private func takeRollRequests() {
+        let topics = state.withLockedValue { Array($0.writers.values.map(\.topic)) }
+        for topic in topics {
+            guard let request = topic.takeRollRequest() else { continue }
+            if request.accepted {
+                logger.info("log: a reader in another process asked to close a segment early (a record it cannot read)", metadata: [
+                    "topic": "\(topic.name)", "segment": "\(Files.segmentPath(topic.directory, request.base))", "byte": "\(request.byte)",
+                ])
+            } else {
+                logger.info("log: a reader's request to close a segment early was not for the active segment's durable records; ignored", metadata: [
+                    "topic": "\(topic.name)", "segment_base": "\(request.base)", "byte": "\(request.byte)",
+                ])
+            }
+        }
     }
 
     private func offPool(_ body: @escaping @Sendable () -> Void) async {

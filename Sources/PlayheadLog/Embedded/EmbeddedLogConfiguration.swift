@@ -47,6 +47,12 @@ public struct EmbeddedLogConfiguration: Sendable {
     public var pageCacheBytes: Int64 = 256 << 20
     /// How often a read-only log (another process writes) looks for new records.
     public var readOnlyPollInterval: Duration = .milliseconds(50)
+    /// A read-only reader that stays this long at a record of the last segment that cannot be read
+    /// and is not zero-filled space asks the writing process to close that segment early (the
+    /// topic's `roll-request` file, docs/log-format.md): it may be damage, which readers can step
+    /// past only in a closed segment. The writer checks the record is in its durable part first, so
+    /// a slow write in progress is never taken for damage.
+    public var readOnlyRollRequestAfter: Duration = .seconds(2)
 
     public init(directory: String) {
         self.directory = directory

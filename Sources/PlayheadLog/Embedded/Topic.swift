@@ -80,6 +80,36 @@ final class TopicState: @unchecked Sendable {
         handler?(base)
     }
 
+    /// The file through which a reader in another process (a read-only open) asks the writing
+    /// process for ``requestRoll(ifActive:)``: one line, `<segment base> <byte>\n`.
+    var rollRequestPath: String { directory + "/roll-request" }
+
+    /// Read-only: asks the writing process to close segment `base`, whose record at `byte` cannot be
+    /// read (written atomically; the writer removes it once read).
+    func writeRollRequest(base: Int64, byte: Int64) throws(LogError) {
+        try Files.writeAtomically(Array("\(base) \(byte)\n".utf8), to: rollRequestPath)
+    }
+
+    /// Writable: takes a reader's request from ``rollRequestPath``, if there is one, and passes it on
+    /// when `base` is the active segment and `byte` lies in its durable part (a record there that a
+    /// reader cannot read is damage, not a write in progress). Returns the request and whether it was
+    /// passed on; nil when there is none. The file is removed either way.
+    func takeRollRequest() -> (base: Int64, byte: Int64, accepted: Bool)? {
+        let path = rollRequestPath
+        guard access(path, F_OK) == 0 else { return nil }
+        let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        unlink(path)
+        let fields = text.split(whereSeparator: { $0 == " " || $0 == "\n" })
+        guard fields.count == 2, let base = Int64(fields[0]), let byte = Int64(fields[1]) else {
+            return (-1, -1, false)
+        }
+        let handler = shared.withLockedValue { state in
+            state.activeBase == base && byte >= 0 && byte < state.durableSize ? state.rollHandler : nil
+        }
+        handler?(base)
+        return (base, byte, handler != nil)
+    }
+
     func close() {
         let waiters = shared.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
             state.closed = true
