@@ -32,10 +32,35 @@ public struct IngestConfiguration: Sendable {
     public var retryAfterSeconds: Int = 1
     /// Event-loop threads. Default: the number of cores.
     public var eventLoopThreads: Int = System.coreCount
+    /// The most connections open at once; past it the server stops accepting until one closes (new
+    /// clients wait in the listen queue). `nil`: three quarters of the open-files limit, which
+    /// keeps a quarter (at least 128) of the file descriptors for the log, the lake and the runtime:
+    /// a process out of descriptors fails its log and lake I/O, and libdispatch stops it with
+    /// SIGILL when it cannot read `/proc` (a probe with 20,000 idle connections). Default: `nil`.
+    public var maxConnections: Int? = nil
     /// How long a graceful shutdown waits for requests in flight. Default: 30 s.
     public var shutdownGracePeriod: Duration = .seconds(30)
 
     public init() {}
+
+    /// ``maxConnections``, or its default for an open-files limit of `openFiles` (nil: unknown or
+    /// unlimited, which leaves the count unlimited too).
+    public func connectionLimit(openFiles: UInt64?) -> Int? {
+        if let maxConnections { return maxConnections }
+        guard let openFiles, openFiles < UInt64(Int.max / 2) else { return nil }
+        let limit = Int(openFiles)
+        return max(16, limit - max(128, limit / 4))
+    }
+
+    /// The process's soft limit on open files (nil if it cannot be read or is unlimited).
+    public static func openFilesLimit() -> UInt64? {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur != rlim_t.max else { return nil }
+        return UInt64(limit.rlim_cur)
+    }
 }
 
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore

@@ -121,6 +121,7 @@ public final class IngestServer: Service, Sendable {
         let router = self.router
         let inFlight = self.inFlight
         let configuration = self.configuration
+        let maxConnections = configuration.connectionLimit(openFiles: IngestConfiguration.openFilesLimit())
         let channel: any Channel
         do {
             channel = try await ServerBootstrap(group: group)
@@ -128,7 +129,7 @@ public final class IngestServer: Service, Sendable {
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .serverChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(AcceptPause(logger: logger))
+                        try channel.pipeline.syncOperations.addHandler(AcceptPause(logger: logger, maxConnections: maxConnections))
                         try channel.pipeline.syncOperations.addHandler(quiesce.makeServerChannelHandler(channel: channel))
                     }
                 }
@@ -178,7 +179,7 @@ public final class IngestServer: Service, Sendable {
         state.withLockedValue { $0 = .running }
         logger.info(
             "listening on http://\(configuration.host):\(address.port ?? configuration.port)",
-            metadata: ["http.port": "\(address.port ?? configuration.port)"]
+            metadata: ["http.port": "\(address.port ?? configuration.port)", "max_connections": "\(maxConnections.map(String.init) ?? "unlimited")"]
         )
 
         // Completed once, when every connection has closed after a graceful shutdown or when the
@@ -268,39 +269,98 @@ final class ConnectionSetupFailureLog: ChannelInboundHandler {
     }
 }
 
-/// Pauses accepting for a second when `accept` fails for want of resources (no file descriptor
-/// left: EMFILE, ENFILE; or kernel memory: ENOBUFS, ENOMEM).
+/// Controls accepting: pauses for a second when `accept` fails for want of resources (no file
+/// descriptor left: EMFILE, ENFILE; or kernel memory: ENOBUFS, ENOMEM), and while `maxConnections`
+/// are open (new clients wait in the listen queue, then in their SYN retries, until one closes).
 ///
-/// The failed connection stays in the listen queue, so the socket stays readable, and NIO clears
+/// A failed connection stays in the listen queue, so the socket stays readable, and NIO clears
 /// its pending read only when an accept succeeds: it calls `accept` again at once, and the event
 /// loop spun a whole core until some connection closed (3 s of CPU in 3 s with `ulimit -n 80` and
 /// 120 connections), starving the connections it already had. NIO's `AcceptBackoffHandler` waits
 /// for a `read` that never comes in that state; turning `autoRead` off clears the pending read and
-/// stops watching the socket, and turning it on a second later watches it again.
+/// stops watching the socket, and turning it on again watches it again.
+///
+/// The limit keeps descriptors for the rest of the process: out of them, the log's and the lake's
+/// I/O failed, and libdispatch's thread-pool monitor, which reads `/proc`, stopped the process
+/// with SIGILL (a probe: 20,000 idle connections against a limit of 20,000 killed `serve` in three
+/// runs of five).
 final class AcceptPause: ChannelInboundHandler {
     typealias InboundIn = any Channel
+    typealias InboundOut = any Channel
 
     private let logger: Logger
+    private let maxConnections: Int?
+    /// Open connections (closed ones are taken off from their own event loops).
+    private let open = NIOLockedValueBox(0)
     private var paused = false
+    private var atLimit = false
+    private var lastLimitLogged: NIODeadline?
 
-    init(logger: Logger) { self.logger = logger }
+    init(logger: Logger, maxConnections: Int?) {
+        self.logger = logger
+        self.maxConnections = maxConnections
+    }
+
+    private func updateAutoRead(_ context: ChannelHandlerContext) {
+        try? context.channel.syncOptions?.setOption(.autoRead, value: !paused && !atLimit)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let maxConnections else {
+            context.fireChannelRead(data)
+            return
+        }
+        let child = unwrapInboundIn(data)
+        let count = open.withLockedValue { count in
+            count += 1
+            return count
+        }
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let counter = open
+        child.closeFuture.whenComplete { _ in
+            let count = counter.withLockedValue { count in
+                count -= 1
+                return count
+            }
+            guard count < maxConnections else { return }
+            loopBound.eventLoop.execute {
+                let (handler, context) = loopBound.value
+                guard handler.atLimit, handler.open.withLockedValue({ $0 }) < maxConnections else { return }
+                handler.atLimit = false
+                handler.updateAutoRead(context)
+            }
+        }
+        if count >= maxConnections && !atLimit {
+            atLimit = true
+            updateAutoRead(context)
+            let now = NIODeadline.now()
+            if lastLimitLogged.map({ now - $0 >= .seconds(60) }) ?? true {
+                lastLimitLogged = now
+                logger.warning("ingest: at the connection limit: new connections wait until others close", metadata: [
+                    "connections": "\(count)", "max_connections": "\(maxConnections)",
+                    "hint": "--max-connections, or raise the open-files limit (ulimit -n, LimitNOFILE=); its default is three quarters of that limit",
+                ])
+            }
+        }
+        context.fireChannelRead(data)
+    }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         guard let ioError = error as? IOError, [EMFILE, ENFILE, ENOBUFS, ENOMEM].contains(ioError.errnoCode) else {
             context.fireErrorCaught(error)
             return
         }
-        guard !paused, let options = context.channel.syncOptions else { return }
+        guard !paused else { return }
         paused = true
         logger.warning("ingest: cannot accept connections: pausing for 1 s", metadata: [
-            "error": "\(ioError)", "hint": "raise the open-files limit (ulimit -n, LimitNOFILE=)",
+            "error": "\(ioError)", "hint": "raise the open-files limit (ulimit -n, LimitNOFILE=), or lower --max-connections",
         ])
-        try? options.setOption(.autoRead, value: false)
+        updateAutoRead(context)
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         context.eventLoop.scheduleTask(in: .seconds(1)) {
             let (handler, context) = loopBound.value
             handler.paused = false
-            try? context.channel.syncOptions?.setOption(.autoRead, value: true)
+            handler.updateAutoRead(context)
         }
     }
 }

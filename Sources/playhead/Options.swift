@@ -118,6 +118,9 @@ struct ServerOptions: ParsableArguments {
     @Option(name: .long, parsing: .unconditional, help: "Seconds a graceful shutdown waits for requests in flight.")
     var shutdownGrace: Double = 30
 
+    @Option(name: .long, parsing: .unconditional, help: "The most connections open at once; past it new clients wait (in the listen queue) until one closes. Default: three quarters of the open-files limit (which the server raises to its hard limit at start), keeping the rest for the log and the lake.")
+    var maxConnections: Int?
+
     var configuration: IngestConfiguration {
         var configuration = IngestConfiguration()
         configuration.host = host
@@ -126,6 +129,7 @@ struct ServerOptions: ParsableArguments {
         configuration.shutdownGracePeriod = .milliseconds(Int64(shutdownGrace * 1000))
         configuration.requestTimeout = .milliseconds(Int64(requestTimeout * 1000))
         configuration.idleTimeout = .milliseconds(Int64(idleTimeout * 1000))
+        configuration.maxConnections = maxConnections
         return configuration
     }
 
@@ -135,6 +139,7 @@ struct ServerOptions: ParsableArguments {
             throw ValidationError("--request-timeout and --idle-timeout must be positive, --shutdown-grace not negative")
         }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if let maxConnections, maxConnections < 1 { throw ValidationError("--max-connections must be at least 1") }
     }
 }
 

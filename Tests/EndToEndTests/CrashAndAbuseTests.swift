@@ -67,10 +67,12 @@ struct CrashAndAbuseTests {
         #expect(ids == (0..<50).map { "t-\($0)" } + ["after"])
     }
 
-    @Test("out of file descriptors, the server pauses accepting instead of spinning a core, says why, and recovers")
+    @Test("out of file descriptors (a connection limit set above them), the server pauses accepting instead of spinning a core, says why, and recovers")
     func outOfFileDescriptors() async throws {
         let directory = try TemporaryDirectory(prefix: "e2e-fd")
-        let server = try await PlayheadServer(command: "ingest", dataDirectory: directory.appending("data").path, openFilesLimit: 80)
+        let server = try await PlayheadServer(
+            command: "ingest", dataDirectory: directory.appending("data").path, arguments: ["--max-connections", "1000"], openFilesLimit: 80
+        )
         func cpuTicks() throws -> Int {
             let stat = try String(contentsOfFile: "/proc/\(server.process.pid)/stat", encoding: .utf8)
             let fields = stat[stat.index(after: stat.lastIndex(of: ")")!)...].split(separator: " ")
@@ -91,6 +93,32 @@ struct CrashAndAbuseTests {
         }
         #expect(answered, "the server accepts again once descriptors are free")
         #expect(server.process.stderr.contains("cannot accept connections: pausing for 1 s"), "\(server.process.stderr.suffix(500))")
+        #expect(await server.stop() == 0)
+    }
+
+    @Test("the default connection limit keeps file descriptors for the log: with 80 of them and 120 clients, the server accepts 16, the rest wait, and all are served as others close")
+    func connectionLimitKeepsDescriptors() async throws {
+        let directory = try TemporaryDirectory(prefix: "e2e-connlimit")
+        let server = try await PlayheadServer(command: "ingest", dataDirectory: directory.appending("data").path, openFilesLimit: 80)
+        #expect(server.process.stderr.contains("max_connections=16"), "\(server.process.stderr.suffix(500))")
+        var connections: [RawConnection] = []
+        for _ in 0..<120 { connections.append(try RawConnection(port: server.port)) }
+        try await eventually(timeout: .seconds(10), "the limit is logged") {
+            server.process.stderr.contains("ingest: at the connection limit: new connections wait until others close")
+        }
+        try await Task.sleep(for: .seconds(1))
+        let descriptors = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(server.process.pid)/fd").count
+        #expect(descriptors < 64, "\(descriptors) descriptors open: the limit leaves room for the log")
+        #expect(!server.process.stderr.contains("cannot accept connections"), "ran out of descriptors: \(server.process.stderr.suffix(500))")
+        // A client past the limit waits (its request is not read) and is answered once one closes.
+        let waiting = try RawConnection(port: server.port)
+        #expect(waiting.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"))
+        #expect(await waiting.readSome(timeout: .seconds(2)).isEmpty, "answered past the limit")
+        connections.removeAll()
+        let answer = String(decoding: await waiting.readSome(timeout: .seconds(10)), as: UTF8.self)
+        #expect(answer.hasPrefix("HTTP/1.1 200 OK\r\n"), "\(answer)")
+        // Events still reach the log.
+        #expect(try await TestHTTP.postEvents(server, Fixtures.json(Fixtures.event("after-limit"))).status == 202)
         #expect(await server.stop() == 0)
     }
 
