@@ -330,17 +330,26 @@ public final class ContentAggregator: Sendable {
 
     /// Ends sessions whose last event was received more than `sessionTimeout` before `now`
     /// (microseconds since the Unix epoch). Watch time after a session's last event is not counted.
+    ///
+    /// A session last seen more than `sessionTimeout` after `now` was seen before the server's clock
+    /// stepped back (`received_at` is the wall clock): it counts as seen `now`, and so ends one
+    /// timeout later if nothing more comes. Before, it stayed until the clock caught up (a probe:
+    /// 441 sessions and their viewers held for the hour of a step back).
     public func expire(now: Int64) {
         let cutoff = now - sessionTimeoutMicros
+        let future = now + sessionTimeoutMicros
         state.withLock { state in
             var expired: [SessionKey] = []
-            for (key, session) in state.sessions where session.lastReceivedMicros < cutoff {
-                expired.append(key)
+            var stepped: [SessionKey] = []
+            for (key, session) in state.sessions {
+                if session.lastReceivedMicros < cutoff { expired.append(key) }
+                else if session.lastReceivedMicros > future { stepped.append(key) }
             }
             for key in expired {
                 if let session = state.sessions.removeValue(forKey: key) { end(session, in: &state) }
             }
-            state.stopped = state.stopped.filter { $0.value.receivedMicros >= cutoff }
+            for key in stepped { state.sessions[key]?.lastReceivedMicros = now }
+            state.stopped = state.stopped.filter { $0.value.receivedMicros >= cutoff && $0.value.receivedMicros <= future }
         }
     }
 

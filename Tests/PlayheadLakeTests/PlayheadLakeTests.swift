@@ -323,6 +323,26 @@ struct RollupTests {
         #expect(hour.count == 5 && aggregator.uncountedEvents == 90, "\(hour.count) \(aggregator.uncountedEvents)")
     }
 
+    @Test("Events received in an hour that is already final (the server's clock stepped back) are counted as left out of the rollups, and the final hour is not written again")
+    func eventsOfAFinalHourAreCountedAsLeftOut() throws {
+        let second: Int64 = 1_000_000
+        let aggregator = RollupAggregator(graceMicros: 60 * second)
+        let nextHour = Self.base + RollupAggregator.hourMicros
+        // The next hour, two minutes on: the first hour is final.
+        var rows = try Self.rollups([
+            Self.event("a", "play", session: "s", timestamp: Self.base, received: Self.base, position: 0),
+            Self.event("b", "play", session: "t", timestamp: nextHour + 120 * second, received: nextHour + 120 * second, position: 0),
+        ], aggregator: aggregator, flushEvery: 1)
+        #expect(aggregator.uncountedEvents == 0)
+        // The clock steps back into the first hour.
+        let back = Self.base + 30 * 60 * second
+        rows = try Self.rollups((0..<7).map {
+            Self.event("late\($0)", "play", session: "u\($0)", timestamp: back, received: back, position: 0)
+        }, aggregator: aggregator, flushEvery: 1)
+        #expect(aggregator.uncountedEvents == 7 && aggregator.lateRecords == 7)
+        #expect(rows[Self.base] == nil, "a final hour is not written again")
+    }
+
     @Test("DistinctCount: exact up to 65,536 values, then a HyperLogLog estimate within 2 % (standard error 0.81 %), the same whatever the order")
     func distinctCountEstimates() {
         var count = DistinctCount()

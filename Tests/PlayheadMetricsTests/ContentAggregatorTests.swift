@@ -102,6 +102,21 @@ struct ContentAggregatorTests {
         #expect(aggregator.snapshot().completions["movie"] == 3)
     }
 
+    @Test("after the server's clock steps back an hour, quiet sessions still end 90 s later, not when the clock has caught up")
+    func sessionExpiryAfterClockStepBack() {
+        let aggregator = ContentAggregator()
+        aggregator.observe(event("play", at: 10_000))
+        aggregator.observe(event("play", at: 10_000, session: "s2", contentType: "episode"))
+        let back = Int64(10_000 - 3600)
+        aggregator.expire(now: (back + 10) * 1_000_000)
+        #expect(aggregator.snapshot().activeSessions == 2, "ended at once")
+        aggregator.expire(now: (back + 80) * 1_000_000)
+        #expect(aggregator.snapshot().activeSessions == 2)
+        aggregator.expire(now: (back + 110) * 1_000_000)  // 100 s after the step was noticed
+        #expect(aggregator.snapshot().activeSessions == 0)
+        #expect(aggregator.snapshot().totalConcurrentViewers == 0)
+    }
+
     @Test("a session starts with its first event and expires after 90 s without one")
     func sessionExpiry() {
         let aggregator = ContentAggregator()
