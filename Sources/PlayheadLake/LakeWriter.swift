@@ -746,7 +746,11 @@ final class DatasetWriter: @unchecked Sendable {
         while true {
             do {
                 let result = try await operation()
-                if attempt > 0 { health.set(kind.name, nil) }
+                if attempt > 0 {
+                    health.set(kind.name, nil)
+                    // The end of an outage, said once (it was visible only as warnings that stopped).
+                    logger.info("lake writer: \(what) succeeded again; writing goes on", metadata: ["lake.failed_attempts": "\(attempt)"])
+                }
                 return result
             } catch where LakeError.isPermanent(error) {
                 throw error

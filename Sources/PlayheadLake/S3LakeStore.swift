@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOPosix
 import NIOCore
@@ -33,9 +34,20 @@ public final class S3LakeStore: LakeStore {
                     "\(endpoint) answered a listing of the bucket '\(bucket)' with HTTP 404 and no S3 error: it does not look like an S3 API; --s3-endpoint (or AWS_ENDPOINT_URL) must be the S3 gateway's scheme, host and port, with no path"
                 )
             case .noSuchBucket:
+                // A gateway behind a path answers for a bucket named by the path's first segment.
+                let path = URLComponents(string: endpoint)?.path ?? ""
+                let hint = path.isEmpty || path == "/"
+                    ? "" : " (the endpoint has a path, \(path): an S3 endpoint is a scheme, host and port, and the path is read as the bucket's name)"
                 throw LakeError(
                     .io,
-                    "the bucket '\(bucket)' does not exist at \(endpoint); Playhead does not create buckets: create it first (for example `aws s3 mb s3://\(bucket) --endpoint-url \(endpoint)`)"
+                    "the bucket '\(bucket)' does not exist at \(endpoint)\(hint); Playhead does not create buckets: create it first (for example `aws s3 mb s3://\(bucket) --endpoint-url \(endpoint)`)"
+                )
+            case .invalidResponse where error.status.map({ (200..<300).contains($0) }) ?? false:
+                // A successful answer that is not S3's (an HTML page from a web server or a proxy
+                // that answers 200 to everything): writes there would "succeed" and store nothing.
+                throw LakeError(
+                    .io,
+                    "\(endpoint) answered a listing of s3://\(bucket)/\(prefix) with HTTP \(error.status ?? 200) but not with an S3 listing (\(error.message)): it does not look like an S3 API; --s3-endpoint (or AWS_ENDPOINT_URL) must be the S3 gateway's scheme, host and port"
                 )
             case .accessDenied, .signatureDoesNotMatch, .invalidAccessKeyId:
                 throw LakeError(

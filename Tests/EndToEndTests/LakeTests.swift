@@ -1034,6 +1034,36 @@ struct S3LakeTests {
         _ = try await web.waitForOutput(containing: "Serving HTTP", timeout: .seconds(20))
         let notS3 = try await serveOnce(environment, endpoint: "http://127.0.0.1:\(webPort)")
         #expect(notS3.status == 1 && notS3.stderr.contains("with HTTP 404 and no S3 error: it does not look like an S3 API"), "\(notS3.stderr)")
+        // One that answers 200 with a web page to everything: its "writes" would store nothing (a
+        // probe: 10,000 events reported written to such an endpoint).
+        let htmlPort = try TestNetwork.freePort()
+        let html = try ChildProcess(
+            TestEnvironment.python,
+            ["-u", "-c", """
+                import http.server, sys
+                class Everything(http.server.BaseHTTPRequestHandler):
+                    def answer(self):
+                        length = int(self.headers.get('Content-Length') or 0)
+                        if length: self.rfile.read(length)
+                        body = b'<html><body>welcome</body></html>'
+                        self.send_response(200)
+                        self.send_header('Content-Type', 'text/html')
+                        self.send_header('Content-Length', str(len(body)))
+                        self.end_headers()
+                        self.wfile.write(body)
+                    do_GET = do_PUT = do_POST = do_DELETE = answer
+                    def log_message(self, *args): pass
+                server = http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), Everything)
+                print('Serving HTTP', flush=True)
+                server.serve_forever()
+                """, "\(htmlPort)"],
+            name: "html-200", logDirectory: TestEnvironment.artifactsDirectory
+        )
+        defer { html.kill9() }
+        _ = try await html.waitForOutput(containing: "Serving HTTP", timeout: .seconds(20))
+        let html200 = try await serveOnce(environment, endpoint: "http://127.0.0.1:\(htmlPort)")
+        #expect(html200.status == 1 && html200.stderr.contains("but not with an S3 listing") && html200.stderr.contains("it does not look like an S3 API"),
+                "\(html200.stderr)")
         try await runPython(
             """
             import boto3, sys
@@ -1042,6 +1072,9 @@ struct S3LakeTests {
             """,
             arguments: [s3.endpoint, accessKey, secretKey]
         )
+        // The gateway with a path: its first segment is read as the bucket, and the error says so.
+        let withPath = try await serveOnce(environment, endpoint: "\(s3.endpoint)/s3")
+        #expect(withPath.status == 1 && withPath.stderr.contains("the endpoint has a path, /s3"), "\(withPath.stderr)")
         var wrongSecret = environment
         wrongSecret["AWS_SECRET_ACCESS_KEY"] = "not-the-secret"
         let refused = try await serveOnce(wrongSecret)
@@ -1105,6 +1138,7 @@ struct S3LakeTests {
         try await eventually(timeout: .seconds(120), "store ready again once S3 is back") {
             (try? await TestHTTP.request("\(store.baseURL)/readyz").status) == 200
         }
+        #expect(store.process.stderr.contains("succeeded again; writing goes on"), "the end of the outage is said")
         #expect(await ingest.stop() == 0)
         #expect(await store.stop(timeout: .seconds(90)) == 0)
 
