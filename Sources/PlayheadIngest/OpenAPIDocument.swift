@@ -216,8 +216,18 @@ enum OpenAPIDocument {
        }
       }
      },
+     "431": {
+      "description": "The request line and headers together are longer than 80 KiB (`headers_too_large`); the connection is closed.",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     },
      "505": {
-      "description": "A request line with an HTTP version other than 1.1 and 1.0 (`POST /v1/events HTTP/2.0`, or none as in HTTP/0.9; `http_version_not_supported`); the connection is closed. (The HTTP/2 preface `PRI * HTTP/2.0` gets 400 `malformed_http`, as does an HTTP/1.1 request without exactly one `Host` header.)",
+      "description": "A request line with an HTTP version other than 1.1 and 1.0 (`POST /v1/events HTTP/2.0`, or none as in HTTP/0.9), or one not ended by CRLF (`http_version_not_supported`); the connection is closed. (The HTTP/2 preface `PRI * HTTP/2.0` gets 400 `malformed_http`, as does an HTTP/1.1 request without exactly one `Host` header.)",
       "content": {
        "application/json": {
         "schema": {
