@@ -205,7 +205,8 @@ struct ImportCommand: AsyncParsableCommand {
         guard batchEvents > 0 else { throw ValidationError("--batch-events must be positive") }
         guard dedupWindow >= 0 else { throw ValidationError("--dedup-window must not be negative") }
         if let receivedAt, RFC3339.parseMicros(receivedAt) == nil {
-            throw ValidationError("--received-at: '\(receivedAt)' is not an RFC 3339 timestamp such as 2026-11-25T06:00:00Z")
+            // The same words as for an event's timestamp (an out-of-range year is not a bad form).
+            throw ValidationError("--received-at: '\(receivedAt)' \(RFC3339.problem(with: receivedAt)) (for example 2026-11-25T06:00:00Z)")
         }
     }
 

@@ -966,7 +966,10 @@ struct LakeTests {
         let movedRollups = try await compareRollupsWithSQL(lake: smallLake)
         #expect(movedRollups[2] as? Int == 0 && movedRollups[3] as? Int == 30000, "rollups after the re-import: \(movedRollups)")
         let badTime = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--data-dir", small, "--received-at", "yesterday", file])
-        #expect(badTime.status != 0 && badTime.stderr.contains("--received-at"), "\(badTime.stderr)")
+        #expect(badTime.status != 0 && badTime.stderr.contains("--received-at") && badTime.stderr.contains("is not of the form"), "\(badTime.stderr)")
+        // A valid form out of range says so, as for an event's timestamp.
+        let farTime = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--data-dir", small, "--received-at", "9999-12-31T23:59:60Z", file])
+        #expect(farTime.status != 0 && farTime.stderr.contains("outside years 0001-9999"), "\(farTime.stderr)")
 
         // Importing the same file again replaces its files; the gzip copy adds its own.
         let again = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--data-dir", data, file, gzipped])
