@@ -127,6 +127,9 @@ public final class IngestServer: Service, Sendable {
             channel = try await ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 1024)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                // One accept per turn, so that the connection limit holds exactly: NIO accepts up to
+                // this many connections per readable event whatever `autoRead` says.
+                .serverChannelOption(.maxMessagesPerRead, value: 1)
                 .serverChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(AcceptPause(logger: logger, maxConnections: maxConnections))

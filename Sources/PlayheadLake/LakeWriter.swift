@@ -640,6 +640,8 @@ final class DatasetWriter: @unchecked Sendable {
                 break
             }
             idle = poll.batches.isEmpty ? idle + 1 : 0
+            writer.rollups?.replaying = true
+            defer { writer.rollups?.replaying = false }
             for batch in poll.batches where batch.partition == writer.partition {
                 try batch.forEachRecord { offset, value in
                     guard offset >= position, offset < writer.next else { return }

@@ -205,6 +205,9 @@ final class RollupAggregator: @unchecked Sendable {
     /// The minute of `received_at` (since 1970) in which silent sessions were last dropped.
     @exclusivity(unchecked) private var sweptMinute: Int64 = .min
     @exclusivity(unchecked) private(set) var lateRecords = 0
+    /// Set while a restart's warm-up reads again events an earlier run counted: those it leaves
+    /// out were counted in `playhead_lake_rollup_events_uncounted_total` and said then.
+    @exclusivity(unchecked) var replaying = false
     /// Hours changed since the last `takeChanges()`.
     @exclusivity(unchecked) private var touched = Set<Int64>()
 
@@ -249,15 +252,17 @@ final class RollupAggregator: @unchecked Sendable {
         guard hour >= closedBefore else {
             lateRecords += 1
             uncountedEvents += 1
-            uncountedCounter.increment()
-            reportLate(hour: hour)
+            if !replaying {
+                uncountedCounter.increment()
+                reportLate(hour: hour)
+            }
             return
         }
         let session = event.session
         let hourIndex = index(of: hour, firstOffset: offset)
         if cellCount >= maxCells && hours.values[hourIndex].cellIndex[event.content] == nil {
             uncountedEvents += 1
-            uncountedCounter.increment()
+            if !replaying { uncountedCounter.increment() }
             return
         }
         let completes = event.durationSeconds > 0 && event.position >= Self.completionRatio * Double(event.durationSeconds)

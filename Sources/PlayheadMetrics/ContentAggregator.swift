@@ -349,7 +349,8 @@ public final class ContentAggregator: Sendable {
                 if let session = state.sessions.removeValue(forKey: key) { end(session, in: &state) }
             }
             for key in stepped { state.sessions[key]?.lastReceivedMicros = now }
-            state.stopped = state.stopped.filter { $0.value.receivedMicros >= cutoff && $0.value.receivedMicros <= future }
+            state.stopped = state.stopped.filter { $0.value.receivedMicros >= cutoff }
+            for (key, stop) in state.stopped where stop.receivedMicros > future { state.stopped[key]?.receivedMicros = now }
         }
     }
 

@@ -30,7 +30,9 @@ struct LogDumpCommand: AsyncParsableCommand {
             the records before it: `playhead log salvage <segment file>` reads on past the damage. An \
             unreadable record in the last segment of an embedded log is taken for a write in progress (a \
             running writer may be writing it): the dump ends before it without an error (salvage names \
-            damaged bytes).
+            damaged bytes). With --follow it waits there, and after 2 s asks the writing process to close \
+            the segment if the record is damage (the log's roll-request file); the dump then ends with \
+            the error above.
             """
     )
 

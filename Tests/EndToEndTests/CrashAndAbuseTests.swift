@@ -101,14 +101,23 @@ struct CrashAndAbuseTests {
         let directory = try TemporaryDirectory(prefix: "e2e-connlimit")
         let server = try await PlayheadServer(command: "ingest", dataDirectory: directory.appending("data").path, openFilesLimit: 80)
         #expect(server.process.stderr.contains("max_connections=16"), "\(server.process.stderr.suffix(500))")
+        let fds = "/proc/\(server.process.pid)/fd"
+        func sockets() throws -> Int {
+            try FileManager.default.contentsOfDirectory(atPath: fds)
+                .filter { (try? FileManager.default.destinationOfSymbolicLink(atPath: "\(fds)/\($0)"))?.hasPrefix("socket:") == true }.count
+        }
+        let socketsBefore = try sockets()
         var connections: [RawConnection] = []
         for _ in 0..<120 { connections.append(try RawConnection(port: server.port)) }
         try await eventually(timeout: .seconds(10), "the limit is logged") {
             server.process.stderr.contains("ingest: at the connection limit: new connections wait until others close")
         }
         try await Task.sleep(for: .seconds(1))
-        let descriptors = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(server.process.pid)/fd").count
+        let descriptors = try FileManager.default.contentsOfDirectory(atPath: fds).count
         #expect(descriptors < 64, "\(descriptors) descriptors open: the limit leaves room for the log")
+        // At most 16 connections more than before (fewer if the test's HTTP client kept one open).
+        let added = try sockets() - socketsBefore
+        #expect((15...16).contains(added), "\(added) connections accepted")
         #expect(!server.process.stderr.contains("cannot accept connections"), "ran out of descriptors: \(server.process.stderr.suffix(500))")
         // A client past the limit waits (its request is not read) and is answered once one closes.
         let waiting = try RawConnection(port: server.port)

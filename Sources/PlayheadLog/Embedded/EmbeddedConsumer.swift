@@ -441,7 +441,7 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
             }
         } catch {
             if current.asked == nil {
-                logger.error("log: cannot ask the writing process to close a segment early; this reader stays at a record it cannot read until that process restarts", metadata: [
+                logger.error("log: cannot ask the writing process to close a segment early (asking again every 10 s); until it can, this reader stays at a record it cannot read, or until that process restarts", metadata: [
                     "topic": "\(topic.name)", "problem": "\(what)", "error": "\(error)",
                 ])
             }

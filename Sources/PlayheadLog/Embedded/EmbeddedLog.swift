@@ -141,6 +141,8 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
     private func recover(_ name: String) throws(LogError) -> TopicWriter {
         let directory = configuration.directory + "/" + name
         try Files.makeDirectory(directory)
+        // A reader's request to close the segment of the previous run: recovery cuts what it named.
+        unlink(directory + "/roll-request")
         var segments = Files.listSegments(directory)
         if segments.isEmpty {
             let fd = try Files.open(Files.segmentPath(directory, 0), O_RDWR | O_CREAT)

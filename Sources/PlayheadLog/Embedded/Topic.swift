@@ -38,7 +38,9 @@ final class TopicState: @unchecked Sendable {
         var tailRecords: Int64 = 0
         /// Asks the writer to close the active segment if its base is the one given (see
         /// ``requestRoll(ifActive:)``); set by the writer.
-        var rollHandler: (@Sendable (Int64) -> Void)?
+        /// The second argument: a byte whose record the writer checks first (a request from another
+        /// process, which may be stale), or nil.
+        var rollHandler: (@Sendable (Int64, Int64?) -> Void)?
     }
 
     let shared = NIOLockedValueBox(Shared())
@@ -77,7 +79,7 @@ final class TopicState: @unchecked Sendable {
     /// segment is no longer active or no writer is open.
     func requestRoll(ifActive base: Int64) {
         let handler = shared.withLockedValue { $0.activeBase == base ? $0.rollHandler : nil }
-        handler?(base)
+        handler?(base, nil)
     }
 
     /// The file through which a reader in another process (a read-only open) asks the writing
@@ -87,13 +89,25 @@ final class TopicState: @unchecked Sendable {
     /// Read-only: asks the writing process to close segment `base`, whose record at `byte` cannot be
     /// read (written atomically; the writer removes it once read).
     func writeRollRequest(base: Int64, byte: Int64) throws(LogError) {
-        try Files.writeAtomically(Array("\(base) \(byte)\n".utf8), to: rollRequestPath)
+        // A temporary name of this process's own: `store` and `observe` may ask at the same moment.
+        // No fsync: a request lost in a crash is made again.
+        let temporary = rollRequestPath + ".\(getpid()).tmp"
+        let fd = try Files.open(temporary, O_WRONLY | O_CREAT | O_TRUNC)
+        let err = Array("\(base) \(byte)\n".utf8).withUnsafeBytes { Files.writeAll(fd, $0, at: 0) }
+        Glibc.close(fd)
+        if err != 0 || rename(temporary, rollRequestPath) != 0 {
+            let error = Files.error("cannot write", temporary, err != 0 ? err : errno)
+            unlink(temporary)
+            throw error
+        }
     }
 
     /// Writable: takes a reader's request from ``rollRequestPath``, if there is one, and passes it on
     /// when `base` is the active segment and `byte` lies in its durable part (a record there that a
-    /// reader cannot read is damage, not a write in progress). Returns the request and whether it was
-    /// passed on; nil when there is none. The file is removed either way.
+    /// reader cannot read is damage, not a write in progress; the writer also reads the record there
+    /// again before it rolls, since the request may be stale: made before a restart, or before a
+    /// slow write finished). Returns the request and whether it was passed on; nil when there is
+    /// none. The file is removed either way.
     func takeRollRequest() -> (base: Int64, byte: Int64, accepted: Bool)? {
         let path = rollRequestPath
         guard access(path, F_OK) == 0 else { return nil }
@@ -106,7 +120,7 @@ final class TopicState: @unchecked Sendable {
         let handler = shared.withLockedValue { state in
             state.activeBase == base && byte >= 0 && byte < state.durableSize ? state.rollHandler : nil
         }
-        handler?(base)
+        handler?(base, byte)
         return (base, byte, handler != nil)
     }
 

@@ -37,7 +37,7 @@ final class TopicWriter: @unchecked Sendable {
     private static let groupBytesWithoutWaiting = 1 << 20
     private var closing = false
     /// The base of a segment a reader found damaged while active: rolled before the next commit.
-    private var rollRequest: Int64?
+    private var rollRequest: (base: Int64, verify: Int64?)?
     private var thread: Thread?
     private let finished = DispatchSemaphore(value: 0)
 
@@ -105,16 +105,17 @@ final class TopicWriter: @unchecked Sendable {
         topic.shared.withLockedValue { $0.closedBytes = closedBytes }
         sizeGauge.record(Double(closedBytes + size))
         topic.shared.withLockedValue { state in
-            state.rollHandler = { [weak self] base in self?.requestRoll(ifActive: base) }
+            state.rollHandler = { [weak self] base, verify in self?.requestRoll(ifActive: base, verify: verify) }
         }
     }
 
     /// See ``TopicState/requestRoll(ifActive:)``: wakes the writer thread, which rolls if `base` is
     /// still the active segment and holds records.
-    func requestRoll(ifActive base: Int64) {
+    /// `verify`: a byte whose record must still be unreadable (a request from another process).
+    func requestRoll(ifActive base: Int64, verify: Int64? = nil) {
         condition.lock()
         if !closing && rollRequest == nil {
-            rollRequest = base
+            rollRequest = (base, verify)
             condition.broadcast()
         }
         condition.unlock()
@@ -213,10 +214,10 @@ final class TopicWriter: @unchecked Sendable {
             queuedBytes -= committedBytes
             committedBytes = 0
             while queue.isEmpty && !closing && rollRequest == nil { condition.wait() }
-            if let base = rollRequest {
+            if let (base, verify) = rollRequest {
                 rollRequest = nil
                 condition.unlock()
-                rollDamaged(base)
+                rollDamaged(base, verify: verify)
                 continue
             }
             if queue.isEmpty && closing {
@@ -484,8 +485,14 @@ final class TopicWriter: @unchecked Sendable {
     private var lastRollFailureLogged: ContinuousClock.Instant?
 
     /// Closes the active segment `base` early, at a reader's request (damage in its durable part).
-    private func rollDamaged(_ base: Int64) {
+    private func rollDamaged(_ base: Int64, verify byte: Int64?) {
         guard base == activeBase, size > 0 else { return }
+        if let byte, recordIsWhole(at: byte) {
+            logger.info("log: a reader's request to close a segment early names a record that reads whole now (a stale request, or a write that was slow to finish); not closed", metadata: [
+                "topic": "\(topic.name)", "segment": "\(Files.segmentPath(topic.directory, base))", "byte": "\(byte)",
+            ])
+            return
+        }
         do throws(LogError) {
             try roll()
             logger.error("log: closed a segment early because a reader found damage in it; readers step to the next segment", metadata: [
@@ -499,6 +506,20 @@ final class TopicWriter: @unchecked Sendable {
                 logger.error("log: cannot close a damaged segment early; its readers stay at the damage", metadata: ["topic": "\(topic.name)", "error": "\(error)"])
             }
         }
+    }
+
+    /// Whether the record at `byte` of the active segment is whole and its checksum holds, read with
+    /// the writer's own file (writer thread only). Unreadable counts as not whole.
+    private func recordIsWhole(at byte: Int64) -> Bool {
+        let header = Int64(Files.recordHeaderBytes)
+        guard byte >= 0, byte + header <= size else { return false }
+        var head = [UInt8](repeating: 0, count: Files.recordHeaderBytes)
+        guard pread(fd, &head, head.count, off_t(byte)) == head.count else { return false }
+        let (length, stored) = head.withUnsafeBytes { (LogFraming.readUInt32($0, at: 0), LogFraming.readUInt32($0, at: 4)) }
+        guard Int(length) <= configuration.maxRecordBytes, byte + header + Int64(length) <= size else { return false }
+        var value = [UInt8](repeating: 0, count: Int(length))
+        guard length == 0 || pread(fd, &value, value.count, off_t(byte + header)) == value.count else { return false }
+        return value.withUnsafeBytes { CRC32C.record(length: length, value: $0) } == stored
     }
 
     private func roll() throws(LogError) {
