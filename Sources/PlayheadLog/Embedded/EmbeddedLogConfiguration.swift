@@ -50,8 +50,8 @@ public struct EmbeddedLogConfiguration: Sendable {
     /// A read-only reader that stays this long at a record of the last segment that cannot be read
     /// and is not zero-filled space asks the writing process to close that segment early (the
     /// topic's `roll-request` file, docs/log-format.md): it may be damage, which readers can step
-    /// past only in a closed segment. The writer checks the record is in its durable part first, so
-    /// a slow write in progress is never taken for damage.
+    /// past only in a closed segment. The writer checks that the record is in its durable part and
+    /// reads it again first, so a slow write or a stale request closes nothing.
     public var readOnlyRollRequestAfter: Duration = .seconds(2)
 
     public init(directory: String) {
