@@ -103,16 +103,16 @@ struct ContentMetricsConsumerTests {
         try await task2.value
     }
 
-    @Test("sessions that go quiet are expired by wall clock while the consumer runs")
+    @Test("sessions that go quiet are expired by wall clock while the consumer runs; one received ahead of the clock (a step back) ends one timeout after the pass that sees it")
     func quietSessionsExpire() async throws {
         let log = InMemoryLog()
         let t = nowSeconds()
-        // Received 2 s ago with a 1 s timeout: expired at the consumer's first expiry pass.
-        log.append([TestCodec.encode(event("play", at: t - 2, session: "q", content: "m1", received: t - 2))])
+        // Received 5 s ago with a 3 s timeout: expired at the consumer's first expiry pass.
+        log.append([TestCodec.encode(event("play", at: t - 5, session: "q", content: "m1", received: t - 5))])
         log.append([TestCodec.encode(event("play", at: t + 600, session: "r", content: "m1", received: t + 600))])
         let registry = PrometheusCollectorRegistry()
         let consumer = ContentMetricsConsumer(
-            log: log, decode: TestCodec.decode, aggregator: ContentAggregator(sessionTimeout: .seconds(1)),
+            log: log, decode: TestCodec.decode, aggregator: ContentAggregator(sessionTimeout: .seconds(3)),
             logger: Logger(label: "test"), factory: PlayheadTelemetry.makeFactory(registry: registry),
             pollTimeout: .milliseconds(20)
         )
@@ -120,10 +120,15 @@ struct ContentMetricsConsumerTests {
         #expect(await eventually {
             ExpositionSamples(PlayheadTelemetry.render(registry)).sum("playhead_plays_started_total") == 2
         })
-        // After an expiry pass only the session received "in the future" is left.
+        // After an expiry pass only the session received "in the future" is left...
         #expect(await eventually(timeout: .seconds(5)) {
             let f = ExpositionSamples(PlayheadTelemetry.render(registry))
             return f.sum("playhead_active_sessions") == 1 && f.sum("playhead_concurrent_viewers") == 1
+        })
+        // ...and it counts as heard from at that pass, so it ends a timeout later, not in 10 minutes.
+        #expect(await eventually(timeout: .seconds(15)) {
+            let f = ExpositionSamples(PlayheadTelemetry.render(registry))
+            return f.sum("playhead_active_sessions") == 0 && f.sum("playhead_concurrent_viewers") == 0
         })
         task.cancel()
         try await task.value
