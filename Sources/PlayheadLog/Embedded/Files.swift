@@ -145,13 +145,15 @@ enum Files {
         return done
     }
 
-    /// Writes `contents` to `path` atomically: a temporary file, fsync, rename, fsync of the directory.
-    static func writeAtomically(_ contents: [UInt8], to path: String) throws(LogError) {
+    /// Writes `contents` to `path` atomically: a temporary file (`temporary`, by default `path` +
+    /// `.tmp`), fsync, rename, fsync of the directory; without the fsyncs when not `durable` (the
+    /// file is whole or absent after a crash, but may be absent).
+    static func writeAtomically(_ contents: [UInt8], to path: String, temporary: String? = nil, durable: Bool = true) throws(LogError) {
         let directory = (path as NSString).deletingLastPathComponent
-        let temporary = path + ".tmp"
+        let temporary = temporary ?? path + ".tmp"
         let fd = try open(temporary, O_WRONLY | O_CREAT | O_TRUNC)
         var err = contents.withUnsafeBytes { writeAll(fd, $0, at: 0) }
-        if err == 0 && fsync(fd) != 0 { err = errno }
+        if err == 0 && durable && fsync(fd) != 0 { err = errno }
         close(fd)
         if err != 0 {
             unlink(temporary)
@@ -162,7 +164,7 @@ enum Files {
             unlink(temporary)
             throw error("cannot rename to", path, renameError)
         }
-        try syncDirectory(directory)
+        if durable { try syncDirectory(directory) }
     }
 
     /// The log's id in `<root>/id`, made (a random UUID, written atomically) when there is none.

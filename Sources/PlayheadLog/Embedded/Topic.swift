@@ -91,15 +91,8 @@ final class TopicState: @unchecked Sendable {
     func writeRollRequest(base: Int64, byte: Int64) throws(LogError) {
         // A temporary name of this process's own: `store` and `observe` may ask at the same moment.
         // No fsync: a request lost in a crash is made again.
-        let temporary = rollRequestPath + ".\(getpid()).tmp"
-        let fd = try Files.open(temporary, O_WRONLY | O_CREAT | O_TRUNC)
-        let err = Array("\(base) \(byte)\n".utf8).withUnsafeBytes { Files.writeAll(fd, $0, at: 0) }
-        Glibc.close(fd)
-        if err != 0 || rename(temporary, rollRequestPath) != 0 {
-            let error = Files.error("cannot write", temporary, err != 0 ? err : errno)
-            unlink(temporary)
-            throw error
-        }
+        try Files.writeAtomically(
+            Array("\(base) \(byte)\n".utf8), to: rollRequestPath, temporary: rollRequestPath + ".\(getpid()).tmp", durable: false)
     }
 
     /// Writable: takes a reader's request from ``rollRequestPath``, if there is one, and passes it on

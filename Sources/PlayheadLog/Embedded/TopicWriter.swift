@@ -515,11 +515,11 @@ final class TopicWriter: @unchecked Sendable {
         guard byte >= 0, byte + header <= size else { return false }
         var head = [UInt8](repeating: 0, count: Files.recordHeaderBytes)
         guard pread(fd, &head, head.count, off_t(byte)) == head.count else { return false }
-        let (length, stored) = head.withUnsafeBytes { (LogFraming.readUInt32($0, at: 0), LogFraming.readUInt32($0, at: 4)) }
+        let length = head.withUnsafeBytes { LogFraming.readUInt32($0, at: 0) }
         guard Int(length) <= configuration.maxRecordBytes, byte + header + Int64(length) <= size else { return false }
-        var value = [UInt8](repeating: 0, count: Int(length))
-        guard length == 0 || pread(fd, &value, value.count, off_t(byte + header)) == value.count else { return false }
-        return value.withUnsafeBytes { CRC32C.record(length: length, value: $0) } == stored
+        var record = [UInt8](repeating: 0, count: Files.recordHeaderBytes + Int(length))
+        guard pread(fd, &record, record.count, off_t(byte)) == record.count else { return false }
+        return SegmentScanner.validRecord(in: record, at: 0, maxRecordBytes: configuration.maxRecordBytes) != nil
     }
 
     private func roll() throws(LogError) {
