@@ -40,6 +40,10 @@ final class ConnectionGuard: ChannelInboundHandler {
     /// How long a lingering connection waits for the client's next byte, at most.
     static let lingerQuiet = TimeAmount.seconds(5)
 
+    /// When the first byte of the request being received arrived; nil between requests. The 408's
+    /// duration runs from here: a request whose head never completed has no other start.
+    var requestFirstByte: NIODeadline? { requestStarted }
+
     /// `requestTimeout` in seconds, for the 408's message.
     var requestTimeoutSeconds: Double { Double(requestTimeout.nanoseconds) / 1e9 }
 

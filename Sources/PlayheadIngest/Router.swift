@@ -208,10 +208,11 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         )
         response.headers.replaceOrAdd(name: "Connection", value: "close")
         response.headers.replaceOrAdd(name: "Content-Length", value: String(response.body.readableBytes))
-        // Counted under its route and method when its head came, else as the parser's refusals are.
+        // Counted under its route and method when its head came, else as the parser's refusals are,
+        // and timed from the request's first byte (the request timeout's start).
         router.metrics.requestCompleted(
             path: head.map { HTTPRequest.split(uri: $0.uri).path } ?? "", method: head?.method ?? .RAW(value: "unknown"),
-            status: response.status, since: head == nil ? .now() : requestStarted
+            status: response.status, since: connectionGuard.requestFirstByte ?? requestStarted
         )
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: response.status, headers: response.headers))), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(response.body))), promise: nil)

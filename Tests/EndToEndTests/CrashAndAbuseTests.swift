@@ -182,6 +182,12 @@ struct CrashAndAbuseTests {
         let metrics = try await TestHTTP.request("\(server.baseURL)/metrics").text
         #expect(metrics.contains(#"playhead_http_server_request_duration_seconds_count{method="POST",route="/v1/events",status="408"} 1"#)
                 || metrics.contains(#"route="/v1/events",method="POST",status="408"} 1"#), "\(metrics.split(separator: "\n").filter { $0.contains("408") })")
+        // Both 408s are timed from their request's first byte, also the one whose head never came whole.
+        let timedOut = metrics.split(separator: "\n").filter { $0.hasPrefix("playhead_http_server_request_duration_seconds_sum{") && $0.contains(#"status="408""#) }
+        #expect(timedOut.count == 2, "\(timedOut)")
+        for line in timedOut {
+            #expect((line.split(separator: " ").last.flatMap { Double($0) } ?? 0) >= 0.9, "\(line)")
+        }
         // Still up and accepting.
         #expect(try await TestHTTP.request("\(server.baseURL)/healthz").status == 200)
         let ok = try await TestHTTP.postEvents(server, Fixtures.json(Fixtures.event("still-ok")))
