@@ -87,6 +87,16 @@ struct Router: Sendable {
             }
             return events.handle(request, on: eventLoop)
         }
+        if request.path == "*" {
+            // The asterisk form names the server, not a resource, and is for OPTIONS only (RFC 9112 §3.2.4,
+            // RFC 9110 §9.3.7): it is answered with every method some path of this server takes.
+            guard request.head.method == .OPTIONS else {
+                return eventLoop.makeSucceededFuture(
+                    .error(.badRequest, code: "malformed_http", message: "the request target * is for OPTIONS only (RFC 9112 §3.2.4)")
+                )
+            }
+            return eventLoop.makeSucceededFuture(HTTPResponse(status: .noContent, headers: ["Allow": serverMethods, "Content-Length": "0"]))
+        }
         guard let byMethod = routes[String(request.path)] else {
             return eventLoop.makeSucceededFuture(
                 .error(.notFound, code: "not_found", message: "no route for \(request.head.method) \(request.path)")
@@ -103,6 +113,14 @@ struct Router: Sendable {
             return eventLoop.makeSucceededFuture(methodNotAllowed(request, allow: allow))
         }
         return eventLoop.makeSucceededFuture(route.handler(request))
+    }
+
+    /// Every method some path takes, for `OPTIONS *`.
+    private var serverMethods: String {
+        var methods = Set(routes.values.flatMap(\.keys)).union(["OPTIONS"])
+        if methods.contains("GET") { methods.insert("HEAD") }
+        if events != nil { methods.insert("POST") }
+        return methods.sorted().joined(separator: ", ")
     }
 
     private func methodNotAllowed(_ request: HTTPRequest, allow: String) -> HTTPResponse {

@@ -451,6 +451,15 @@ struct IngestAPITests {
         // A route that answers GET answers HEAD too, and says so.
         let postToHealth = try await TestHTTP.request("\(server.baseURL)/healthz", method: .POST)
         #expect(postToHealth.status == 405 && postToHealth.headers.first(name: "allow") == "GET, HEAD, OPTIONS", "\(postToHealth.headers)")
+        // OPTIONS * asks about the server (RFC 9110 §9.3.7): every method some path takes. Any other
+        // method may not use the asterisk form.
+        for (method, status) in [("OPTIONS", "204 No Content"), ("GET", "400 Bad Request")] {
+            let raw = try RawConnection(port: server.port)
+            #expect(raw.send("\(method) * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+            let answer = String(decoding: await raw.readAll(timeout: .seconds(10)), as: UTF8.self)
+            #expect(answer.hasPrefix("HTTP/1.1 \(status)\r\n"), "\(answer)")
+            if method == "OPTIONS" { #expect(answer.contains("Allow: GET, HEAD, OPTIONS, POST\r\n"), "\(answer)") }
+        }
         let openapi = try await TestHTTP.request("\(server.baseURL)/openapi.json")
         #expect(openapi.status == 200)
         // The served document is docs/openapi.yaml, converted to JSON.
