@@ -59,6 +59,9 @@ public final class EventsEndpoint: Sendable {
         self.logger = logger
     }
 
+    /// Body bytes being decoded or waiting for the log now.
+    var processingBytes: Int { inFlightBytes.bytes }
+
     /// Why the endpoint cannot take events now, or nil (for `GET /readyz`).
     public var unavailableReason: String? {
         events.unavailableReason ?? rejected.unavailableReason

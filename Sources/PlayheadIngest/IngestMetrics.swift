@@ -14,7 +14,8 @@ public final class IngestMetrics: Sendable {
     private let shedCounters = HandleCache<String, Counter>()
     /// By ``requestKey(route:method:status:)``.
     private let durations = HandleCache<Int, Metrics.Timer>()
-    private let inFlightGauge = Gauge(label: "playhead_ingest_in_flight_bytes")
+    private let receivingGauge = Gauge(label: "playhead_ingest_in_flight_bytes", dimensions: [("stage", "receiving")])
+    private let processingGauge = Gauge(label: "playhead_ingest_in_flight_bytes", dimensions: [("stage", "processing")])
     private let factory: (any MetricsFactory)?
 
     /// The routes that get their own label value; every other path is `other`.
@@ -80,8 +81,11 @@ public final class IngestMetrics: Sendable {
         shedCounters.handle(reason) { counter("playhead_ingest_requests_refused_total", [("reason", reason)]) }.increment()
     }
 
-    func inFlightBytes(_ bytes: Int) {
-        inFlightGauge.record(bytes)
+    /// Request-body bytes held by the edge: still arriving, and being decoded or waiting for the log
+    /// (each stage has its own budget of ``IngestConfiguration/maxInFlightBytes``). Sampled every second.
+    func inFlightBytes(receiving: Int, processing: Int) {
+        receivingGauge.record(receiving)
+        processingGauge.record(processing)
     }
 
     /// The index of `path` in `knownRoutes`, or its count for any other path. Compares the bytes

@@ -190,6 +190,14 @@ public final class IngestServer: Service, Sendable {
             metadata: ["http.port": "\(address.port ?? configuration.port)", "max_connections": "\(maxConnections.map(String.init) ?? "unlimited")"]
         )
 
+        // The bytes the edge holds, sampled: counted at every reserve and release, two event loops
+        // could record them out of order and leave a stale figure until the next request.
+        let sampling = group.next().scheduleRepeatedTask(initialDelay: .zero, delay: .seconds(1)) { _ in router.recordInFlightBytes() }
+        defer {
+            sampling.cancel()
+            router.recordInFlightBytes()
+        }
+
         // Completed once, when every connection has closed after a graceful shutdown or when the
         // grace period is over.
         let allClosed = group.next().makePromise(of: Void.self)

@@ -65,4 +65,7 @@ final class InFlightBytes: Sendable {
     }
 
     func release(_ bytes: Int) { current.subtract(bytes, ordering: .relaxed) }
+
+    /// The bytes reserved now.
+    var bytes: Int { current.load(ordering: .relaxed) }
 }

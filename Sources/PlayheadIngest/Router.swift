@@ -123,6 +123,11 @@ struct Router: Sendable {
         return methods.sorted().joined(separator: ", ")
     }
 
+    /// Records `playhead_ingest_in_flight_bytes` from both budgets.
+    func recordInFlightBytes() {
+        metrics.inFlightBytes(receiving: receiving.bytes, processing: events?.processingBytes ?? 0)
+    }
+
     private func methodNotAllowed(_ request: HTTPRequest, allow: String) -> HTTPResponse {
         var response = HTTPResponse.error(
             .methodNotAllowed, code: "method_not_allowed",

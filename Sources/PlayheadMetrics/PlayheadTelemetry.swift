@@ -99,7 +99,7 @@ public enum PlayheadTelemetry {
         "playhead_events_accepted_total": "Events accepted and made durable, by event type, content type and source.",
         "playhead_events_rejected_total": "Events rejected by validation or decoding, by reason.",
         "playhead_ingest_requests_refused_total": "Requests refused before their events were read (rate limit, back-pressure, size), by reason.",
-        "playhead_ingest_in_flight_bytes": "Bytes of request bodies being processed by the ingest edge.",
+        "playhead_ingest_in_flight_bytes": "Bytes of request bodies the ingest edge holds: still arriving (stage=receiving), or being decoded or waiting for the log (stage=processing).",
         "playhead_log_append_duration_seconds": "Time from append to durability of a log batch, by backend and topic.",
         "playhead_log_fsync_batch_records": "Records made durable per fsync of the embedded log (group commit size).",
         "playhead_log_fsyncs_total": "fsync calls made by the embedded log.",

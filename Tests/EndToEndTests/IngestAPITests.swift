@@ -367,6 +367,28 @@ struct IngestAPITests {
         #expect(answer.hasPrefix("HTTP/1.1 400"), "\(answer)")
         metrics = try await TestHTTP.request("\(server.baseURL)/metrics").text
         #expect(metrics.contains(#"playhead_http_server_request_duration_seconds_count{route="other",method="unknown",status="400"} 1"#), "\(metrics)")
+        // A body half sent is counted as arriving (sampled every second), and no longer once it is dropped.
+        #expect(TestHTTP.metricTotal(metrics, "playhead_ingest_in_flight_bytes") == 0, "\(metrics)")
+        let partial = try RawConnection(port: server.port)
+        #expect(partial.send("POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n" + String(repeating: " ", count: 60_000)))
+        func inFlight(_ stage: String) async throws -> Double {
+            let text = try await TestHTTP.request("\(server.baseURL)/metrics").text
+            return text.split(separator: "\n").first { $0.hasPrefix(#"playhead_ingest_in_flight_bytes{stage="\#(stage)"}"#) }
+                .flatMap { $0.split(separator: " ").last }.flatMap { Double($0) } ?? -1
+        }
+        var arriving = 0.0
+        for _ in 0..<50 where arriving < 60_000 {
+            try await Task.sleep(for: .milliseconds(100))
+            arriving = try await inFlight("receiving")
+        }
+        #expect(arriving >= 60_000, "\(arriving)")
+        #expect(try await inFlight("processing") == 0)
+        partial.shutdownWrite()  // the body ends short: answered 400, and its bytes given back
+        for _ in 0..<50 where arriving > 0 {
+            try await Task.sleep(for: .milliseconds(100))
+            arriving = try await inFlight("receiving")
+        }
+        #expect(arriving == 0)
         #expect(await server.stop() == 0)
 
         // A reader beside the writer (`observe`) reports the log's disk too.
