@@ -14,7 +14,14 @@ struct EncodedBatch: Sendable {
     var files: [LakeFile] = []
     var rows = 0
     var duplicates = 0
-    var unreadable = 0
+    /// Records whose value is not a record of the dataset (on Kafka, a message another producer
+    /// wrote to the topic): each is one of ``files``, its bytes as they are, at ``LakePaths/damagedRecord``.
+    var unreadable: [LakeFile] { files.filter { $0.dataset == LakeFile.damaged } }
+}
+
+extension LakeFile {
+    /// The `dataset` of a record kept as it is because it could not be read.
+    static let damaged = "damaged"
 }
 
 /// Turns a batch of log records into lake files: drops duplicates, splits by `received_at` hour,
@@ -25,12 +32,13 @@ enum LakeBatchEncoder {
 
     /// - Parameter dataPath: the path of the data file of an hour (by its start), within `kind`'s dataset.
     /// - Parameter rollupPath: the path of the rollup file of an hour.
+    /// - Parameter damagedPath: where a record that cannot be read is kept, by its offset.
     /// - Parameter parts: an hour of at least `splitRows` events is written as this many files,
     ///   encoded at once on as many threads (named `…-<k>.parquet`, deterministic from the batch).
     static func encode(
         kind: DatasetKind, records: RecordBuffer, dedup: inout DedupWindow, rollups: RollupAggregator?,
         configuration: LakeWriterConfiguration, parts: Int = 1, splitRows: Int = Self.splitRows,
-        dataPath: (Int64) -> String, rollupPath: (Int64) -> String
+        dataPath: (Int64) -> String, rollupPath: (Int64) -> String, damagedPath: (Int64) -> String
     ) throws -> EncodedBatch {
         var batch = EncodedBatch()
         let offsets = records.offsets
@@ -52,7 +60,7 @@ enum LakeBatchEncoder {
                         rollups?.prefetch(facts.rollup)
                     }
                     guard let facts = ahead.facts[index - ahead.start] else {
-                        batch.unreadable += 1
+                        batch.files.append(LakeFile(path: damagedPath(offsets[index]), bytes: Array(view), dataset: LakeFile.damaged, rows: 0))
                         continue
                     }
                     guard !deduplicates || dedup.observe(facts.eventID) else {
@@ -68,7 +76,7 @@ enum LakeBatchEncoder {
                     }
                 case .rejected:
                     guard let record = try? RejectedRecordView(view) else {
-                        batch.unreadable += 1
+                        batch.files.append(LakeFile(path: damagedPath(offsets[index]), bytes: Array(view), dataset: LakeFile.damaged, rows: 0))
                         continue
                     }
                     hours[LakePaths.hourStart(record.receivedAtMicros), default: []].append(index)
@@ -180,6 +188,13 @@ enum LakePaths {
     /// so that a redo writes the same names.
     static func dataFile(dataset: String, hourStart: Int64, partition: Int32, from: Int64, to: Int64) -> String {
         "\(dataset)/\(self.partition(hourStart: hourStart))/p\(partition)-\(pad(from, 20))-\(pad(to, 20)).parquet"
+    }
+
+    /// `_playhead/damaged/<dataset>/p<partition>-<offset>.record`: a record of the log kept as it is,
+    /// because it could not be read (a damaged one of the embedded log, or one whose value is not a
+    /// record of the dataset).
+    static func damagedRecord(dataset: String, partition: Int32, offset: Int64) -> String {
+        "_playhead/damaged/\(dataset)/p\(partition)-\(offset).record"
     }
 
     /// `<dataset>/date=…/hour=…/import-<tag>-<sequence>.parquet`: the files of `playhead import`,

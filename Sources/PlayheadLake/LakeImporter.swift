@@ -216,7 +216,8 @@ public final class LakeImporter: Sendable {
             files += try LakeBatchEncoder.encode(
                 kind: .rejected, records: batch.rejected, dedup: &noDedup, rollups: nil, configuration: configuration,
                 dataPath: { LakePaths.importFile(dataset: "rejected", hourStart: $0, tag: tag, sequence: batch.sequence) },
-                rollupPath: { _ in "" }
+                rollupPath: { _ in "" },
+                damagedPath: { "_playhead/damaged/rejected/import-\(tag)-\(batch.sequence)-\($0).record" }
             ).files
         }
         return files

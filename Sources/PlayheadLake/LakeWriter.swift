@@ -438,10 +438,9 @@ final class DatasetWriter: @unchecked Sendable {
     /// `…/p<partition>-<offset>-<last offset>.records` (`playhead log salvage` reads its records back).
     /// The same names on a redo. The lake's files go on after them.
     private func keep(_ damaged: DamagedLogRecord) async throws {
-        let name = damaged.records == 1
-            ? "p\(damaged.partition)-\(damaged.offset).record"
-            : "p\(damaged.partition)-\(damaged.offset)-\(damaged.offset + damaged.records - 1).records"
-        let path = "_playhead/damaged/\(kind.name)/\(name)"
+        let path = damaged.records == 1
+            ? LakePaths.damagedRecord(dataset: kind.name, partition: damaged.partition, offset: damaged.offset)
+            : "_playhead/damaged/\(kind.name)/p\(damaged.partition)-\(damaged.offset)-\(damaged.offset + damaged.records - 1).records"
         try await retrying("keep a damaged record") { try await self.store.put(path, damaged.bytes) }
         if damaged.records == 1 {
             logger.error("lake writer: skipped a damaged record of the log; its bytes are kept in the lake", metadata: [
@@ -695,7 +694,8 @@ final class DatasetWriter: @unchecked Sendable {
                 kind: kind, records: records, dedup: &writer.dedup, rollups: writer.rollups, configuration: configuration,
                 parts: 2,
                 dataPath: { LakePaths.dataFile(dataset: kind.name, hourStart: $0, partition: writer.partition, from: from, to: to) },
-                rollupPath: { LakePaths.rollupFile(hourStart: $0, partition: writer.partition) }
+                rollupPath: { LakePaths.rollupFile(hourStart: $0, partition: writer.partition) },
+                damagedPath: { LakePaths.damagedRecord(dataset: kind.name, partition: writer.partition, offset: $0) }
             )
         }
         if let identity = log.identity {
@@ -731,6 +731,14 @@ final class DatasetWriter: @unchecked Sendable {
             logger.warning("lake writer: log commit failed; it is retried with the next batch", metadata: ["error": "\(error)"])
         }
         metrics.flushed(encoded, duration: ContinuousClock.now - started)
+        let unreadable = encoded.unreadable
+        if let first = unreadable.first {
+            // Written with the batch, under its intent: the bytes are in the lake before the offset moves on.
+            logger.error("lake writer: skipped records of the log that are not \(kind.name) records (on Kafka: messages another producer wrote to the topic); their bytes are kept in the lake", metadata: [
+                "log.partition": "\(writer.partition)", "log.records": "\(unreadable.count)", "lake.path": "\(first.path)",
+            ])
+            metrics.damaged.increment(by: unreadable.count)
+        }
         logger.debug("lake writer: batch written", metadata: [
             "log.partition": "\(writer.partition)", "lake.from": "\(from)", "lake.to": "\(to)",
             "lake.rows": "\(encoded.rows)", "lake.files": "\(encoded.files.count)", "lake.duplicates": "\(encoded.duplicates)",
@@ -812,6 +820,8 @@ struct LakeMetrics: Sendable {
                 rollupFiles.increment()
                 rollupBytes.increment(by: file.bytes.count)
                 rollupRows.increment(by: file.rows)
+            } else if file.dataset == LakeFile.damaged {
+                continue  // counted as damaged records by the caller
             } else {
                 files.increment()
                 bytes.increment(by: file.bytes.count)

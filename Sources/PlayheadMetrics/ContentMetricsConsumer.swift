@@ -313,7 +313,9 @@ public final class ContentMetricsConsumer: Service, Sendable {
                 // While records flow, the stream's own clock (newest received_at read); when idle, the wall clock.
                 aggregator.expire(now: lastPollHadRecords ? min(wall, newestReceivedMicros) : wall)
                 if undecodable > 0 {
-                    logger.warning("records that could not be decoded were skipped", metadata: ["count": "\(undecodable)"])
+                    // On Kafka, messages another producer wrote to the topic (the lake writer keeps their bytes).
+                    logger.error("skipped records of the log that are not events records", metadata: ["log.records": "\(undecodable)"])
+                    instruments.damaged.increment(by: undecodable)
                     undecodable = 0
                 }
                 await recordLag(consumer, processed: processed, committed: committed)

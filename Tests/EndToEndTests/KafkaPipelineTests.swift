@@ -183,6 +183,63 @@ struct KafkaPipelineTests {
         await tansu.stop()
     }
 
+    @Test("a message another producer wrote to the events topic: store keeps its bytes in the lake's _playhead/damaged, store and observe count and report it, and the events around it reach the lake")
+    func foreignMessageIsKept() async throws {
+        let tansu = try await Tansu.start()
+        let directory = try TemporaryDirectory(prefix: "kafka-foreign")
+        defer { withExtendedLifetime(directory) {} }
+        let topic = "foreign-events"
+        let log = "kafka://\(tansu.bootstrap)/\(topic)?partitions=1"
+        let lake = directory.appending("lake").path
+        var processes: [PlayheadServer] = []
+        do {
+            let ingest = try await readyIngest(log, directory: directory, name: "foreign-ingest")
+            processes.append(ingest)
+            #expect(try await TestHTTP.postEvents(ingest, Fixtures.json(Fixtures.event("before-foreign"))).status == 202)
+            // What a service that mistook the topic for a JSON one would write.
+            let foreign = #"{"event_id":"raw-json","event_type":"play"}"#
+            _ = try await runPython(
+                """
+                import sys
+                from confluent_kafka import Producer
+                p = Producer({'bootstrap.servers': sys.argv[1]})
+                p.produce(sys.argv[2], value=sys.argv[3].encode(), partition=0)
+                assert p.flush(30) == 0
+                """, arguments: [tansu.bootstrap, topic, foreign])
+            #expect(try await TestHTTP.postEvents(ingest, Fixtures.json(Fixtures.event("after-foreign"))).status == 202)
+            let store = try await PlayheadServer(
+                command: "store", dataDirectory: directory.appending("store").path,
+                arguments: ["--log", log, "--lake", lake, "--flush-interval", "1"], name: "kafka-foreign-store")
+            processes.append(store)
+            let observe = try await PlayheadServer(
+                command: "observe", dataDirectory: directory.appending("observe").path, arguments: ["--log", log], name: "kafka-foreign-observe")
+            processes.append(observe)
+            let kept = URL(fileURLWithPath: lake).appendingPathComponent("_playhead/damaged/events")
+            try await eventually(timeout: .seconds(60), "the foreign message kept in the lake") {
+                ((try? FileManager.default.contentsOfDirectory(atPath: kept.path)) ?? []).contains { $0.hasSuffix(".record") }
+            }
+            let files = try FileManager.default.contentsOfDirectory(atPath: kept.path)
+            #expect(files.count == 1 && files[0].hasPrefix("p0-"), "\(files)")
+            #expect(try Data(contentsOf: kept.appendingPathComponent(files[0])) == Data(foreign.utf8))
+            try await eventually(timeout: .seconds(60), "both events in the lake") {
+                let rows = (try? await duck("SELECT event_id FROM read_parquet('{lake}/events/**/*.parquet') ORDER BY 1", lake: lake)) ?? []
+                return rows.compactMap { $0.first as? String } == ["after-foreign", "before-foreign"]
+            }
+            for (name, server) in [("store", store), ("observe", observe)] {
+                try await eventually(timeout: .seconds(30), "\(name) counts the message") {
+                    await TestHTTP.metricTotal(server, "playhead_log_damaged_records_total") == 1
+                }
+            }
+            for server in processes { #expect(await server.stop() == 0, "\(server.process.stderr.suffix(2000))") }
+            #expect(store.process.stderr.contains("not events records"), "\(store.process.stderr.suffix(2000))")
+            #expect(observe.process.stderr.contains("not events records"), "\(observe.process.stderr.suffix(2000))")
+        } catch {
+            Issue.record(error)
+        }
+        for server in processes where server.process.isRunning { server.process.kill9() }
+        await tansu.stop()
+    }
+
     /// `playhead ingest` on `log`, once its `/readyz` says the topics exist.
     private func readyIngest(_ log: String, directory: TemporaryDirectory, name: String) async throws -> PlayheadServer {
         let ingest = try await PlayheadServer(
