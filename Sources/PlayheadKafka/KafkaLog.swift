@@ -212,15 +212,12 @@ public final class KafkaLog: LogBackend, Service, Sendable {
         }
     }
 
-    /// Refreshes `consumer_lag_events` every 5 s until graceful shutdown, then ``shutdown()``.
+    /// Waits for graceful shutdown, then ``shutdown()``. (`consumer_lag_events` is refreshed by the
+    /// consumers' owners, every second. Refreshed here too, every 5 s, until 2026-12-04, the metrics
+    /// consumer's lag read the committed offsets for up to a second in five instead of what it had
+    /// processed: two writers of one series.)
     public func run() async throws {
-        try? await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                try await Task.sleep(for: .seconds(5))
-                let consumers = self.state.withLock { Array($0.consumers.values) }
-                for consumer in consumers { _ = await consumer.lag() }
-            }
-        }
+        try? await gracefulShutdown()  // returns at graceful shutdown, throws at cancellation
         await shutdown()
     }
 

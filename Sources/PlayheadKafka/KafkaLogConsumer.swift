@@ -192,7 +192,13 @@ public final class KafkaLogConsumer: LogConsumer, Sendable {
     public func lag() async -> Int64? {
         guard group != nil else { return nil }
         let committed = state.withLock { $0.committed }
-        guard !committed.isEmpty else { return 0 }
+        guard !committed.isEmpty else {
+            // No partitions (all revoked, or more members than partitions): none to lag. Left
+            // unrecorded, a process that lost its partitions kept its last lag for good, counted
+            // twice in the group's sum and firing LakeFlushFailing on an idle `store`.
+            if topic == .events { log.metrics.lag(consumer: metricLabel, value: 0) }
+            return 0
+        }
         var total: Int64 = 0
         for (partition, offset) in committed {
             var high: Int64 = -1

@@ -305,6 +305,63 @@ struct KafkaLogTansuTests {
         await log.shutdown()
     }
 
+    @Test("a process whose consumer holds no partition (it lost the only one to a new member) reports a lag of 0, not its last one")
+    func lagOfAMemberWithoutPartitions() async throws {
+        try requireModernLibrdkafka()
+        let tansu = try await Tansu.start()
+        defer { tansu.kill() }
+        // Two processes, each with its own log and metrics, in one group on a topic of one partition.
+        let metrics = [TestMetrics(), TestMetrics()]
+        let logs = [
+            try await makeLog(tansu, prefix: "lag0.", partitions: 1, extra: "&assignor=range", metrics: metrics[0]),
+            try await makeLog(tansu, prefix: "lag0.", partitions: 1, extra: "&assignor=range", metrics: metrics[1]),
+        ]
+        _ = try await logs[0].producer(for: .events).append(makeBatch(0..<100))
+        let consumers = try logs.map { try $0.consumer(for: .events, group: "lag0") }
+        final class Held: Sendable {
+            let partitions = Mutex<Set<Int32>>([])
+            func withLock<T>(_ body: (inout Set<Int32>) -> T) -> T { partitions.withLock { body(&$0) } }
+        }
+        let held = [Held(), Held()]
+        @Sendable func run(_ index: Int) async {
+            while !Task.isCancelled {
+                guard let poll = try? await consumers[index].poll(maxRecords: 1000, timeout: .milliseconds(200)) else { return }
+                held[index].withLock { $0.subtract(poll.revoked); $0.formUnion(poll.assigned.keys) }
+            }
+        }
+        func waitFor(_ what: String, _ condition: () async -> Bool) async throws {
+            let deadline = ContinuousClock.now.advanced(by: .seconds(45))
+            while await !condition() {
+                if ContinuousClock.now > deadline { throw TestSupportError("timed out waiting for \(what)") }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        // The first alone: it holds the partition and lags by the 100 records it did not commit.
+        let first = Task { await run(0) }
+        try await waitFor("the first member to hold the partition and lag by 100") {
+            let lag = await consumers[0].lag()
+            return held[0].withLock { $0 } == [0] && lag == 100
+        }
+        let second = Task { await run(1) }
+        // Then one of the two holds it: the other, whichever it is, holds nothing and reports 0.
+        try await waitFor("the partition held by exactly one member after the second joined") {
+            let a = held[0].withLock { $0 }, b = held[1].withLock { $0 }
+            return a.union(b) == [0] && a.isDisjoint(with: b)
+        }
+        try await Task.sleep(for: .seconds(3))  // past the join: the holder may change once more
+        let holder = held[0].withLock { $0 } == [0] ? 0 : 1
+        // (Just after an assignment, before its first fetch, the new holder may read 0 for a moment.)
+        try await waitFor("the holder to lag by 100") { await consumers[holder].lag() == 100 }
+        #expect(await consumers[1 - holder].lag() == 0)
+        let gauges = try (0..<2).map { try metrics[$0].expectGauge("playhead_consumer_lag_events", [("consumer", "lag0")]) }
+        #expect(gauges[1 - holder].lastValue == 0, "holder \(holder): \(gauges.map(\.values))")
+        #expect(gauges[holder].lastValue == 100, "holder \(holder): \(gauges.map(\.values))")
+        for task in [first, second] { task.cancel() }
+        for task in [first, second] { await task.value }
+        for consumer in consumers { await consumer.close() }
+        for log in logs { await log.shutdown() }
+    }
+
     @Test("committed offsets survive a consumer restart: the group resumes exactly there")
     func resumeFromCommitted() async throws {
         try requireModernLibrdkafka()
