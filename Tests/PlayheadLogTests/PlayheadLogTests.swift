@@ -657,7 +657,7 @@ struct EmbeddedLogTests {
         log2.close()
     }
 
-    @Test("a damaged length in a closed segment: a consumer steps to the next segment and gets the rest of the damaged one, whose records salvage reads back with their offsets; also after a seek past the damage, and for a segment cut short")
+    @Test("a damaged length in a closed segment: a consumer steps to the next segment and gets the rest of the damaged one, whose records salvage reads back with their offsets; also after a seek past the damage, and for a segment cut short (also inside a header, after records it delivers)")
     func damagedLengthSkipsToNextSegment() async throws {
         let directory = try TemporaryDirectory(prefix: "log")
         defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
@@ -677,6 +677,8 @@ struct EmbeddedLogTests {
         damaged[3 * 48 + 3] = 0x01
         try Data(damaged).write(to: URL(fileURLWithPath: segments[0]))
         try truncate(segments[1], by: 2 * 48)
+        // Segment 20 is cut inside record 28's header: 20-27 are read first (they were lost with the error).
+        try truncate(segments[2], by: 2 * 48 - 4)
 
         let log = try EmbeddedLog.openReadOnly(configuration, logger: testLogger)
         /// Reads to the end, stepping past damage; returns the offsets read and what was stepped past.
@@ -703,10 +705,11 @@ struct EmbeddedLogTests {
         }
         let reader = try log.consumer(for: .events, group: nil)
         let (offsets, skipped) = try await readAll(reader)
-        #expect(offsets == Array(0..<3) + Array(10..<18) + Array(20..<50))
-        #expect(skipped.map(\.offset) == [3, 18] && skipped.map(\.records) == [7, 2] && skipped.map(\.missed) == [7, 2])
+        #expect(offsets == Array(0..<3) + Array(10..<18) + Array(20..<28) + Array(30..<50))
+        #expect(skipped.map(\.offset) == [3, 18, 28] && skipped.map(\.records) == [7, 2, 2] && skipped.map(\.missed) == [7, 2, 2])
         #expect(skipped.first?.bytes == Array(damaged[(3 * 48)...]), "the rest of the segment, as stored")
-        #expect(skipped.last?.bytes == [], "nothing is left of a segment cut short")
+        #expect(skipped[1].bytes == [], "nothing is left of a segment cut short")
+        #expect(skipped.last?.bytes.count == 4, "the part of a header left")
         await reader.close()
 
         // The kept bytes: record 3 cannot be read; 4-9 are found after it, and counted back from the end.
@@ -726,8 +729,8 @@ struct EmbeddedLogTests {
         let seeking = try log.consumer(for: .events, group: nil)
         try await seeking.seek(partition: 0, to: 5)
         let (afterSeek, skippedAfterSeek) = try await readAll(seeking)
-        #expect(afterSeek == Array(10..<18) + Array(20..<50))
-        #expect(skippedAfterSeek.map(\.offset) == [3, 18] && skippedAfterSeek.map(\.missed) == [5, 2])
+        #expect(afterSeek == Array(10..<18) + Array(20..<28) + Array(30..<50))
+        #expect(skippedAfterSeek.map(\.offset) == [3, 18, 28] && skippedAfterSeek.map(\.missed) == [5, 2, 2])
         await seeking.close()
         log.close()
     }

@@ -387,8 +387,12 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
                 continue
             }
             if !progressed && got < Files.recordHeaderBytes {
-                try stall("a partial record header at byte \(position) of \(path)", limit: limit,
-                          unreadableAt: buffer[..<got].contains(where: { $0 != 0 }) ? position : nil)
+                // The records read before it are delivered first (they were dropped with the error,
+                // after the cursor had passed them: a segment cut inside a header lost them all).
+                if count == 0 {
+                    try stall("a partial record header at byte \(position) of \(path)", limit: limit,
+                              unreadableAt: buffer[..<got].contains(where: { $0 != 0 }) ? position : nil)
+                }
                 break
             }
         }
