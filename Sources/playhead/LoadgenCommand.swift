@@ -45,8 +45,8 @@ struct LoadgenCommand: AsyncParsableCommand {
     func validate() throws {
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
         guard connections >= 1 else { throw ValidationError("--connections must be at least 1") }
-        guard duration > 0 else { throw ValidationError("--duration must be positive") }
-        if let rate, rate <= 0 { throw ValidationError("--rate must be positive") }
+        try checkSeconds(duration, flag: "--duration")
+        if let rate, !(rate > 0 && rate.isFinite) { throw ValidationError("--rate must be a finite number of events per second more than 0, not \(rate)") }
         if output != nil {
             // Flags about sending would be ignored: say so rather than write something else.
             let sendingOnly = [("--gzip", gzip), ("--json", json), ("--rate", rate != nil), ("--replay", replay != nil), ("--acknowledged-ids", acknowledgedIds != nil)]

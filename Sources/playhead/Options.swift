@@ -48,7 +48,7 @@ struct LogWriterOptions: ParsableArguments {
     func validate() throws {
         guard logMinFreeBytes >= 0 else { throw ValidationError("--log-min-free-bytes must not be negative") }
         guard logSegmentBytes >= 65536 else { throw ValidationError("--log-segment-bytes must be at least 65536, not \(logSegmentBytes)") }
-        guard logRetentionHours > 0 else { throw ValidationError("--log-retention-hours must be positive, not \(logRetentionHours)") }
+        try checkSeconds(logRetentionHours, flag: "--log-retention-hours", unit: "hours", max: 10 * 365 * 24)
         if let logRetentionBytes, logRetentionBytes <= 0 { throw ValidationError("--log-retention-bytes must be positive") }
     }
 }
@@ -135,9 +135,9 @@ struct ServerOptions: ParsableArguments {
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535, not \(port)") }
-        guard requestTimeout > 0, idleTimeout > 0, shutdownGrace >= 0 else {
-            throw ValidationError("--request-timeout and --idle-timeout must be positive, --shutdown-grace not negative")
-        }
+        try checkSeconds(requestTimeout, flag: "--request-timeout")
+        try checkSeconds(idleTimeout, flag: "--idle-timeout")
+        try checkSeconds(shutdownGrace, flag: "--shutdown-grace", allowZero: true)
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if let maxConnections, maxConnections < 1 { throw ValidationError("--max-connections must be at least 1") }
     }
@@ -183,7 +183,7 @@ struct IngestOptions: ParsableArguments {
         guard maxBodyBytes > 0, maxEventBytes > 0, maxEventsPerRequest > 0 else {
             throw ValidationError("--max-body-bytes, --max-event-bytes and --max-events-per-request must be positive")
         }
-        if let rateLimit, rateLimit <= 0 { throw ValidationError("--rate-limit must be positive") }
+        if let rateLimit, !(rateLimit > 0 && rateLimit.isFinite) { throw ValidationError("--rate-limit must be a finite number of events per second more than 0, not \(rateLimit)") }
         for origin in corsOrigin {
             if let problem = CORSOrigin.problem(with: origin) { throw ValidationError("--cors-origin '\(origin)' \(problem)") }
         }
@@ -203,3 +203,13 @@ struct MetricsOptions: ParsableArguments {
 }
 
 extension IPAddressPolicy: ExpressibleByArgument {}
+
+/// Checks a flag given in seconds (or hours): a finite number in `range`. Past about 292 years a
+/// duration in nanoseconds overflows (a deadline of now + `--idle-timeout 1e10` stopped the server
+/// with SIGILL at the first connection, `inf` at start), so every such flag stops at 10 years.
+func checkSeconds(_ value: Double, flag: String, unit: String = "seconds", allowZero: Bool = false, max: Double = 10 * 365 * 86_400) throws {
+    guard value.isFinite, allowZero ? value >= 0 : value > 0, value <= max else {
+        let low = allowZero ? "at least 0" : "more than 0"
+        throw ValidationError("\(flag) must be a number of \(unit) \(low) and at most \(Int(max)) (10 years), not \(value)")
+    }
+}

@@ -64,14 +64,15 @@ struct PipelineParts {
         return (server, threadPool)
     }
 
-    /// Runs `services` in order (each stops in reverse order on SIGTERM or SIGINT).
+    /// Runs `services` in order (each stops in reverse order on SIGTERM, SIGINT or SIGHUP).
     /// `threadPools` are started here (if they are not yet) and shut down after the services stop.
     func run(services: [any Service], threadPools: [NIOThreadPool], logger: Logger) async throws {
         for pool in threadPools { pool.start() }
         let group = ServiceGroup(
             configuration: .init(
                 services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup) },
-                gracefulShutdownSignals: [.sigterm, .sigint],
+                // SIGHUP too: closing the terminal of a `serve` run by hand ended it at once, unlogged (probe M).
+                gracefulShutdownSignals: [.sigterm, .sigint, .sighup],
                 logger: logger
             )
         )

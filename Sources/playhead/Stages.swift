@@ -21,7 +21,7 @@ extension FlushOptions {
     }
 
     func validate() throws {
-        guard flushInterval > 0 else { throw ValidationError("--flush-interval must be positive, not \(flushInterval)") }
+        try checkSeconds(flushInterval, flag: "--flush-interval")
         guard flushEvents > 0 else { throw ValidationError("--flush-events must be positive, not \(flushEvents)") }
         guard flushBytes > 0 else { throw ValidationError("--flush-bytes must be positive, not \(flushBytes)") }
         guard dedupWindow >= 0 else { throw ValidationError("--dedup-window must not be negative") }

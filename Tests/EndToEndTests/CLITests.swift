@@ -90,9 +90,18 @@ struct CLITests {
 
     @Test("a negative number is a value that validation refuses by name, not a missing value", arguments: [
         (["serve", "--port", "-1"], "--port must be between 0 and 65535, not -1"),
-        (["serve", "--flush-interval", "-1"], "--flush-interval must be positive"),
-        (["loadgen", "--rate", "-5"], "--rate must be positive"),
+        (["serve", "--flush-interval", "-1"], "--flush-interval must be a number of seconds more than 0 and at most 315360000 (10 years), not -1.0"),
+        (["loadgen", "--rate", "-5"], "--rate must be a finite number of events per second more than 0, not -5.0"),
         (["log", "dump", "--limit", "-1"], "--limit must not be negative"),
+        // Durations past what a deadline in nanoseconds holds stopped the server with SIGILL, at start
+        // or at the first connection (probe M).
+        (["serve", "--flush-interval", "inf"], "--flush-interval must be a number of seconds"),
+        (["serve", "--idle-timeout", "1e10"], "--idle-timeout must be a number of seconds more than 0 and at most 315360000"),
+        (["ingest", "--request-timeout", "inf"], "--request-timeout must be"),
+        (["serve", "--shutdown-grace", "1e20"], "--shutdown-grace must be a number of seconds at least 0"),
+        (["serve", "--log-retention-hours", "inf"], "--log-retention-hours must be a number of hours more than 0 and at most 87600"),
+        (["loadgen", "--duration", "1e300"], "--duration must be"),
+        (["serve", "--rate-limit", "inf"], "--rate-limit must be a finite number"),
     ])
     func negativeValues(arguments: [String], message: String) async throws {
         let result = try await runCommand(TestEnvironment.playheadExecutable, arguments)

@@ -496,12 +496,13 @@ struct IngestAPITests {
         #expect(servedCanonical == expectedCanonical, "run scripts/gen-openapi after editing docs/openapi.yaml")
     }
 
-    @Test("SIGTERM drains gracefully and exits 0; acknowledged events survive the restart")
-    func gracefulShutdown() async throws {
+    @Test("SIGTERM, SIGINT and SIGHUP (a closed terminal) drain gracefully and exit 0; acknowledged events survive the restart", arguments: [SIGTERM, SIGINT, SIGHUP])
+    func gracefulShutdown(signal: Int32) async throws {
         let (server, directory) = try await Fixtures.server()
         let response = try await TestHTTP.postEvents(server, Fixtures.json([Fixtures.event("s1"), Fixtures.event("s2")]))
         #expect(response.status == 202)
-        #expect(await server.stop() == 0)
+        #expect(await server.stop(signal: signal) == 0)
+        #expect(server.process.stderr.contains("ingest: stopping"), "\(server.process.stderr.suffix(2000))")
         let restarted = try await PlayheadServer(dataDirectory: server.dataDirectory, arguments: [])
         _ = directory
         let again = try await TestHTTP.postEvents(restarted, Fixtures.json(Fixtures.event("s3")))

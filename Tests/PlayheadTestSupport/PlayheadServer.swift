@@ -46,10 +46,10 @@ public final class PlayheadServer: @unchecked Sendable {
         self.port = port
     }
 
-    /// Stops the server with SIGTERM and returns its exit status.
+    /// Stops the server with `signal` (SIGTERM) and returns its exit status.
     @discardableResult
-    public func stop(timeout: Duration = .seconds(60)) async -> Int32? {
-        process.signal(SIGTERM)
+    public func stop(timeout: Duration = .seconds(60), signal: Int32 = SIGTERM) async -> Int32? {
+        process.signal(signal)
         return await process.waitForExit(timeout: timeout)
     }
 }
