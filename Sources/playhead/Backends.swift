@@ -15,7 +15,9 @@ struct OpenedLog {
     /// - Parameter mustExist: an embedded log's directory must be there already (a reader that is
     ///   not waiting for a writer: a missing directory is a wrong path, not an empty log).
     /// - Parameter writer: the embedded log's writer settings (`serve`, `ingest`); nil for readers.
-    static func open(_ location: String, readOnly: Bool, mustExist: Bool = false, writer: LogWriterOptions? = nil, logger: Logger) throws -> OpenedLog {
+    /// - Parameter lakeWriter: this process writes the lake from the log (`serve`, `store`): an
+    ///   embedded log takes its lake-writer lock (``EmbeddedLog/lockForLakeWriter()``).
+    static func open(_ location: String, readOnly: Bool, mustExist: Bool = false, writer: LogWriterOptions? = nil, lakeWriter: Bool = false, logger: Logger) throws -> OpenedLog {
         if location.hasPrefix("kafka://") {
             let log = try KafkaLog(url: location, logger: logger)
             return OpenedLog(backend: log, service: log)
@@ -42,6 +44,14 @@ struct OpenedLog {
         let log = readOnly
             ? try EmbeddedLog.openReadOnly(configuration, logger: logger)
             : try EmbeddedLog.open(configuration, logger: logger)
+        if lakeWriter {
+            do {
+                try log.lockForLakeWriter()
+            } catch {
+                log.close()
+                throw error
+            }
+        }
         return OpenedLog(backend: log, service: log)
     }
 

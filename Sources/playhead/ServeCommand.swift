@@ -30,7 +30,7 @@ struct ServeCommand: AsyncParsableCommand {
         logging.bootstrap()
         let logger = Logger(label: "playhead.serve")
         let telemetry = Telemetry.bootstrap(metrics.metrics == .on)
-        let log = try OpenedLog.open(storage.logLocation, readOnly: false, writer: logWriter, logger: Logger(label: "playhead.log"))
+        let log = try OpenedLog.open(storage.logLocation, readOnly: false, writer: logWriter, lakeWriter: true, logger: Logger(label: "playhead.log"))
         let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger)
         let lakePool = NIOThreadPool(numberOfThreads: 2)
         lakePool.start()

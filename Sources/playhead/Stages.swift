@@ -125,7 +125,7 @@ struct StoreCommand: AsyncParsableCommand {
         logging.bootstrap()
         let logger = Logger(label: "playhead.store")
         let telemetry = Telemetry.bootstrap(metrics.metrics == .on)
-        let log = try OpenedLog.open(storage.logLocation, readOnly: true, logger: Logger(label: "playhead.log"))
+        let log = try OpenedLog.open(storage.logLocation, readOnly: true, lakeWriter: true, logger: Logger(label: "playhead.log"))
         let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger)
         let threadPool = NIOThreadPool(numberOfThreads: 2)
         threadPool.start()

@@ -173,7 +173,7 @@ struct LakeTests {
         #expect((files.first?[0] as? Int ?? 0) > 0)
     }
 
-    @Test("ingest, store and observe as separate processes on one embedded log: every acknowledged event in the lake once, and counted by observe")
+    @Test("ingest, store and observe as separate processes on one embedded log: every acknowledged event in the lake once, and counted by observe; a second store, or a store beside serve, is refused at start and the first goes on")
     func separateProcessesOnTheEmbeddedLog() async throws {
         let directory = try TemporaryDirectory(prefix: "parts")
         defer { withExtendedLifetime(directory) {} }
@@ -182,6 +182,11 @@ struct LakeTests {
         let ingest = try await PlayheadServer(command: "ingest", dataDirectory: data, name: "parts-ingest")
         let store = try await PlayheadServer(command: "store", dataDirectory: data, arguments: ["--flush-interval", "1"], name: "parts-store")
         let observe = try await PlayheadServer(command: "observe", dataDirectory: data, name: "parts-observe")
+        // A second lake writer on this log is refused at its start; the first goes on (before
+        // 2026-12-04 the second ran, and the lake's claim stopped the first).
+        let refusal = "another process writes the lake from the log"
+        let secondStore = try await runCommand(TestEnvironment.playheadExecutable, ["store", "--data-dir", data, "--port", "0"], timeout: .seconds(30))
+        #expect(secondStore.status == 1 && secondStore.stderr.contains(refusal), "\(secondStore.stderr)")
         let acks = directory.appending("acks.txt").path
         let loadgen = try await runCommand(
             TestEnvironment.playheadExecutable,
@@ -198,9 +203,18 @@ struct LakeTests {
             let counted = await TestHTTP.metricTotal(observe, "playhead_content_events_total")
             return written == accepted && counted == accepted
         }
+        #expect(store.process.isRunning)
         #expect(await ingest.stop() == 0)
         #expect(await store.stop() == 0)
         #expect(await observe.stop() == 0)
+        // `store` on the data folder of a running `serve` (which writes the lake itself): refused,
+        // and `serve` goes on taking events (it used to be the one stopped, HTTP edge and all).
+        let serve = try await PlayheadServer(dataDirectory: data, arguments: ["--flush-interval", "1"], name: "parts-serve")
+        let storeBesideServe = try await runCommand(TestEnvironment.playheadExecutable, ["store", "--data-dir", data, "--port", "0"], timeout: .seconds(30))
+        #expect(storeBesideServe.status == 1 && storeBesideServe.stderr.contains(refusal), "\(storeBesideServe.stderr)")
+        try await Task.sleep(for: .seconds(2))
+        #expect(try await TestHTTP.postEvents(serve, Fixtures.json(Fixtures.event("after-refusal"))).status == 202)
+        #expect(await serve.stop() == 0, "\(serve.process.stderr.suffix(2000))")
         let lake = directory.appending("data/lake").path
         let idsFile = directory.appending("ids.txt").path
         _ = try await duck(
@@ -208,7 +222,7 @@ struct LakeTests {
         )
         let inLake = try String(contentsOfFile: idsFile, encoding: .utf8).split(separator: "\n").map(String.init)
         #expect(inLake.count == Set(inLake).count, "duplicates in the lake")
-        #expect(Set(inLake) == acknowledged, "lake and acknowledged ids differ: \(Set(inLake).symmetricDifference(acknowledged).prefix(5))")
+        #expect(Set(inLake) == acknowledged.union(["after-refusal"]), "lake and acknowledged ids differ: \(Set(inLake).symmetricDifference(acknowledged).prefix(5))")
     }
 
     @Test("log retention from the command line: with small segments and a byte limit, segments every group has read are deleted; none before the lake has read them (ingest alone first); the rest of the log and the lake stay whole")

@@ -26,6 +26,8 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
         var topics: [String: TopicState] = [:]
         var writers: [String: TopicWriter] = [:]
         var closed = false
+        /// `.lake-writer.lock`, held by the process whose lake writer reads this log (or -1).
+        var lakeWriterLockFD: Int32 = -1
     }
     private let state: NIOLockedValueBox<State>
 
@@ -95,6 +97,33 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
         let log = EmbeddedLog(configuration: configuration, readOnly: true, lockFD: -1, identity: identity, logger: logger)
         log.disk.refreshGauges()
         return log
+    }
+
+    /// Takes `<dir>/.lake-writer.lock` for this process's lake writer (`serve`, `store`), until
+    /// ``close()``: one lake writer per embedded log. A second one (a `store` started on the data
+    /// folder of a running `serve`, or two `store` beside one `ingest`) is refused at its start;
+    /// before 2026-12-04 it ran, and the lake's claim then stopped the *first* one, `serve` with its
+    /// HTTP edge included (probe M). Where the file cannot be made (a read-only folder), nothing is
+    /// checked here; the lake's claim still is.
+    public func lockForLakeWriter() throws(LogError) {
+        let path = configuration.directory + "/.lake-writer.lock"
+        let fd = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            logger.notice("log: cannot take \(path) (\(String(cString: strerror(errno)))): a second lake writer on this log is found by the lake's claim only")
+            return
+        }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            Glibc.close(fd)
+            throw LogError(
+                code: .unavailable,
+                message: "another process writes the lake from the log \(configuration.directory) (\(path) is locked): `serve` writes the lake itself, so run `store` only beside `ingest`, and one `store` per log"
+            )
+        }
+        let previous = state.withLockedValue { state in
+            defer { state.lakeWriterLockFD = fd }
+            return state.lakeWriterLockFD
+        }
+        if previous >= 0 { Glibc.close(previous) }
     }
 
     private static func normalized(_ directory: String) -> String {
@@ -340,11 +369,13 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
     /// Stops taking appends, writes and fsyncs what is queued, closes files. Idempotent; blocks
     /// until the writer threads are done.
     public func close() {
-        let (writers, topics, wasClosed) = state.withLockedValue { state in
+        let (writers, topics, wasClosed, lakeWriterLockFD) = state.withLockedValue { state in
             let wasClosed = state.closed
             state.closed = true
-            return (Array(state.writers.values), Array(state.topics.values), wasClosed)
+            defer { state.lakeWriterLockFD = -1 }
+            return (Array(state.writers.values), Array(state.topics.values), wasClosed, state.lakeWriterLockFD)
         }
+        if lakeWriterLockFD >= 0 { Glibc.close(lakeWriterLockFD) }
         guard !wasClosed else { return }
         for writer in writers { writer.close() }
         for topic in topics { topic.close() }
