@@ -704,7 +704,7 @@ final class DatasetWriter: @unchecked Sendable {
         // On Kafka, a process paused past the session timeout has lost its partitions without
         // having polled the news: its batch is the new owner's now, and writing it put duplicate
         // rows in the lake and moved the state back (a probe: 2,146 rows after a 25 s SIGSTOP).
-        guard await consumer.stillOwns(writer.partition, committing: from) else {
+        guard await consumer.stillOwns(writer.partition, committing: from), try await stateUnmoved(writer) else {
             throw PartitionsLost(partition: writer.partition)
         }
         let intent = LakeCommits.Intent(from: from, to: to, files: encoded.files.map(\.path))
@@ -714,7 +714,7 @@ final class DatasetWriter: @unchecked Sendable {
         }
         // Once more before the state: a pause during the writes (the files a new owner redoing this
         // batch from its intent writes too, under the same names) must not move the state back.
-        guard await consumer.stillOwns(writer.partition, committing: from) else {
+        guard await consumer.stillOwns(writer.partition, committing: from), try await stateUnmoved(writer) else {
             throw PartitionsLost(partition: writer.partition)
         }
         let state = LakeCommits.State(nextOffset: to, rollupFrom: writer.rollups?.rebuildFrom)
@@ -743,6 +743,23 @@ final class DatasetWriter: @unchecked Sendable {
             "log.partition": "\(writer.partition)", "lake.from": "\(from)", "lake.to": "\(to)",
             "lake.rows": "\(encoded.rows)", "lake.files": "\(encoded.files.count)", "lake.duplicates": "\(encoded.duplicates)",
         ])
+    }
+
+    /// Whether the lake's state of the writer's partition is still where this writer left it (its
+    /// `next`): no other writer has committed a batch of the partition since. The group's answer
+    /// to a commit is not enough on every broker: Tansu took the commit of a `store` resumed after
+    /// a pause past the session timeout, whose partition another `store` had written on meanwhile,
+    /// and the resumed one moved the lake's state back over that writer's batches (duplicate rows
+    /// once the state was redone; `KafkaPipelineTests`, on a loaded machine).
+    private func stateUnmoved(_ writer: PartitionWriter) async throws -> Bool {
+        let state = try await retrying("read state") { try await self.commits.state(writer.partition) }
+        let unmoved = (state?.nextOffset ?? 0) == writer.next
+        if !unmoved {
+            logger.warning("lake writer: another writer has committed batches of this partition since this one took it", metadata: [
+                "log.partition": "\(writer.partition)", "lake.next_offset": "\(state?.nextOffset ?? 0)", "lake.expected": "\(writer.next)",
+            ])
+        }
+        return unmoved
     }
 
     /// Runs `operation` until it succeeds: the lake may be unreachable for a while (S3 down), and the
