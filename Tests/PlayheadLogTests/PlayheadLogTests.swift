@@ -979,6 +979,49 @@ struct EmbeddedLogTests {
         reopened.close()
     }
 
+    @Test("out of inodes: appends are refused as log_full with the reason, and taken again once inodes are free")
+    func noInodesOnTmpfs() async throws {
+        let directory = try TemporaryDirectory(prefix: "log-inodes")
+        defer { withExtendedLifetime(directory) {} }
+        let mountPoint = directory.path + "/mnt"
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        let mounted = try await runCommand("/bin/sh", ["-c", "mount -t tmpfs -o size=8m,nr_inodes=64 tmpfs '\(mountPoint)' 2>&1 || sudo -n mount -t tmpfs -o size=8m,nr_inodes=64 tmpfs '\(mountPoint)' 2>&1"])
+        guard mounted.status == 0 else {
+            print("note: skipping the inode test: cannot mount a tmpfs as this user (\(mounted.stdout.prefix(120)))")
+            return
+        }
+        defer { _ = try? runUnmount(mountPoint) }
+        var configuration = EmbeddedLogConfiguration(directory: mountPoint + "/log")
+        configuration.minimumFreeBytes = 0
+        configuration.segmentBytes = 65536
+        let log = try EmbeddedLog.open(configuration, logger: testLogger)
+        let producer = try log.producer(for: .events)
+        #expect(try await producer.append(batch(0..<10, size: 200)).firstOffset == 0)
+        #expect(producer.unavailableReason == nil)
+        // Every inode taken by other files.
+        var fillers: [String] = []
+        while fillers.count < 100 {
+            let path = mountPoint + "/filler-\(fillers.count)"
+            guard FileManager.default.createFile(atPath: path, contents: nil) else { break }
+            fillers.append(path)
+        }
+        do {
+            _ = try await producer.append(batch(10..<20, size: 200))
+            Issue.record("appended with no inode free")
+        } catch {
+            #expect(error.code == .full && error.message.contains("no free inodes"), "\(error)")
+        }
+        #expect(producer.unavailableReason?.contains("no free inodes") == true, "\(String(describing: producer.unavailableReason))")
+        for path in fillers { try FileManager.default.removeItem(atPath: path) }
+        // Room again: more than a segment's worth, so that a new segment is made.
+        for index in 0..<40 {
+            #expect(try await producer.append(batch((10 + index * 10)..<(20 + index * 10), size: 200)).firstOffset == Int64(10 + index * 10))
+        }
+        #expect(producer.unavailableReason == nil)
+        #expect(try segmentPaths(configuration, "events").count > 1)
+        log.close()
+    }
+
     @Test func readOnlyOpenRejectsProducersAndSecondWriters() async throws {
         let directory = try TemporaryDirectory(prefix: "log")
         defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends

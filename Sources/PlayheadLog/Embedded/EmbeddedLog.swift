@@ -44,7 +44,7 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
         self.isReadOnly = readOnly
         self.lockFD = lockFD
         self.logger = logger
-        self.disk = DiskMonitor(directory: configuration.directory, minimumFreeBytes: configuration.minimumFreeBytes)
+        self.disk = DiskMonitor(directory: configuration.directory, minimumFreeBytes: configuration.minimumFreeBytes, logger: logger)
         self.state = NIOLockedValueBox(State())
     }
 

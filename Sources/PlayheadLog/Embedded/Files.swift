@@ -184,11 +184,13 @@ enum Files {
     }
 
     /// Free and total bytes of the file system holding `path` (for unprivileged users).
-    static func diskSpace(_ path: String) -> (free: Int64, capacity: Int64)? {
+    /// Free and total bytes of the file system of `path`, and its free and total inodes (total 0
+    /// where the file system has no fixed number: btrfs, some network file systems).
+    static func diskSpace(_ path: String) -> (free: Int64, capacity: Int64, freeInodes: Int64, inodes: Int64)? {
         var info = statvfs()
         guard statvfs(path, &info) == 0 else { return nil }
         let unit = Int64(info.f_frsize == 0 ? info.f_bsize : info.f_frsize)
-        return (Int64(info.f_bavail) * unit, Int64(info.f_blocks) * unit)
+        return (Int64(info.f_bavail) * unit, Int64(info.f_blocks) * unit, Int64(info.f_favail), Int64(info.f_files))
     }
 
     static func modificationTime(_ path: String) -> Double? {

@@ -255,6 +255,22 @@ final class TopicWriter: @unchecked Sendable {
     private var lastFailureLogged: ContinuousClock.Instant?
     private var failuresSinceLogged = 0
 
+    /// Logs a failed group commit once per 10 s at most (with how many failed meanwhile: a full disk
+    /// fails every group commit, hundreds a second; each failure is counted in the metrics), and
+    /// notes a full disk for readiness.
+    private func logFailure(_ message: Logger.Message, _ error: LogError, records: Int?) {
+        let now = ContinuousClock.now
+        failuresSinceLogged += 1
+        if lastFailureLogged.map({ $0.duration(to: now) >= .seconds(10) }) ?? true {
+            var metadata: Logger.Metadata = ["topic": "\(topic.name)", "error": "\(error)", "failures_since_last_logged": "\(failuresSinceLogged)"]
+            if let records { metadata["records"] = "\(records)" }
+            logger.error(message, metadata: metadata)
+            lastFailureLogged = now
+            failuresSinceLogged = 0
+        }
+        if error.code == .full { disk.noteFull() }
+    }
+
     private func fail(_ items: [Pending], _ error: LogError) {
         Self.failureCounter(error.code).increment()
         if error.code == .io {
@@ -294,7 +310,7 @@ final class TopicWriter: @unchecked Sendable {
             do throws(LogError) {
                 try roll()
             } catch {
-                logger.error("log: cannot start a new segment", metadata: ["topic": "\(topic.name)", "error": "\(error)"])
+                logFailure("log: cannot start a new segment", error, records: nil)
                 fail(items, error)
                 return
             }
@@ -321,19 +337,7 @@ final class TopicWriter: @unchecked Sendable {
             _ = Files.syncData(fd)
             fileEnd = goodSize
             let error = Files.error("cannot \(what)", Files.segmentPath(topic.directory, activeBase), err)
-            // Once per 10 s at most (with how many failed meanwhile): a full disk fails every group
-            // commit, hundreds a second; each failure is counted in the metrics.
-            let now = ContinuousClock.now
-            failuresSinceLogged += 1
-            if lastFailureLogged.map({ $0.duration(to: now) >= .seconds(10) }) ?? true {
-                logger.error("log: append failed; segment truncated back to its last durable record", metadata: [
-                    "topic": "\(topic.name)", "error": "\(error)", "records": "\(records)",
-                    "failures_since_last_logged": "\(failuresSinceLogged)",
-                ])
-                lastFailureLogged = now
-                failuresSinceLogged = 0
-            }
-            if error.code == .full { disk.noteFull() }
+            logFailure("log: append failed; segment truncated back to its last durable record", error, records: records)
             fail(items, error)
             return
         }
@@ -562,18 +566,22 @@ final class DiskMonitor: @unchecked Sendable {
     private let free = Gauge(label: "playhead_log_disk_free_bytes")
     private let capacity = Gauge(label: "playhead_log_disk_capacity_bytes")
     private let lock = NSLock()
-    private var belowMinimum = false
+    /// Why the file system is below what appends need (bytes, or inodes), or nil.
+    private var belowMinimum: String?
     private var lastFullError = false
 
-    init(directory: String, minimumFreeBytes: Int64) {
+    private let logger: Logger
+
+    init(directory: String, minimumFreeBytes: Int64, logger: Logger) {
         self.directory = directory
         self.minimumFreeBytes = minimumFreeBytes
+        self.logger = logger
     }
 
     /// Refreshes the gauges only (also for a reader in another process than the log's writer:
     /// `store`, `observe`); returns the space found.
     @discardableResult
-    func refreshGauges() -> (free: Int64, capacity: Int64)? {
+    func refreshGauges() -> (free: Int64, capacity: Int64, freeInodes: Int64, inodes: Int64)? {
         guard let space = Files.diskSpace(directory) else { return nil }
         free.record(Double(space.free))
         capacity.record(Double(space.capacity))
@@ -583,17 +591,26 @@ final class DiskMonitor: @unchecked Sendable {
     /// Refreshes the gauges; returns a `.full` error when free space is below the minimum.
     func checkBeforeWrite() -> LogError? {
         guard let space = refreshGauges() else { return nil }
-        let below = space.free < minimumFreeBytes
+        // Out of inodes, a new segment cannot be made, whatever the bytes free (a probe: every
+        // append failed while /readyz said ready, and each failure logged an error). A roll needs one.
+        let below: String? = space.free < minimumFreeBytes
+            ? "is below \(minimumFreeBytes) free bytes (\(space.free) free)"
+            : space.inodes > 0 && space.freeInodes < 2 ? "has no free inodes (\(space.freeInodes) of \(space.inodes))" : nil
         lock.lock()
+        let was = belowMinimum
         belowMinimum = below
-        if !below { lastFullError = false }
+        if below == nil { lastFullError = false }
         lock.unlock()
-        guard below else { return nil }
-        return LogError(
-            code: .full,
-            message: "the file system of \(directory) has \(space.free) bytes free, below the minimum of \(minimumFreeBytes)",
-            retryAfterSeconds: 5
-        )
+        if (was == nil) != (below == nil) {
+            // Said once when it starts and once when it ends (it was silent: only /readyz and the metrics showed it).
+            if let below {
+                logger.warning("log: appends are refused (503 log_full): the file system of \(directory) \(below); free space, or lower --log-min-free-bytes")
+            } else {
+                logger.notice("log: the file system of \(directory) has room again; appends are taken")
+            }
+        }
+        guard let below else { return nil }
+        return LogError(code: .full, message: "the file system of \(directory) \(below)", retryAfterSeconds: 5)
     }
 
     func noteFull() {
@@ -606,7 +623,7 @@ final class DiskMonitor: @unchecked Sendable {
     var reason: String? {
         lock.lock()
         defer { lock.unlock() }
-        if belowMinimum { return "log_full: the file system of \(directory) is below \(minimumFreeBytes) free bytes" }
+        if let belowMinimum { return "log_full: the file system of \(directory) \(belowMinimum)" }
         if lastFullError { return "log_full: the last write to \(directory) ran out of space" }
         return nil
     }
