@@ -930,13 +930,7 @@ struct EmbeddedLogTests {
         // the dev container); otherwise skip this part with a note (minimumFreeBytes is tested above).
         let directory = try TemporaryDirectory(prefix: "log-tmpfs")
         defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
-        let mountPoint = directory.path + "/mnt"
-        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
-        let mounted = try await runCommand("/bin/sh", ["-c", "mount -t tmpfs -o size=512k tmpfs '\(mountPoint)' 2>&1 || sudo -n mount -t tmpfs -o size=512k tmpfs '\(mountPoint)' 2>&1"])
-        guard mounted.status == 0 else {
-            print("note: skipping the real ENOSPC test: cannot mount a tmpfs as this user (\(mounted.stdout.prefix(120)))")
-            return
-        }
+        guard let mountPoint = try await mountTmpfs(in: directory, options: "size=512k", for: "the real ENOSPC test") else { return }
         defer { _ = try? runUnmount(mountPoint) }
         // Something to delete later, to make room again.
         let filler = mountPoint + "/filler"
@@ -983,13 +977,7 @@ struct EmbeddedLogTests {
     func noInodesOnTmpfs() async throws {
         let directory = try TemporaryDirectory(prefix: "log-inodes")
         defer { withExtendedLifetime(directory) {} }
-        let mountPoint = directory.path + "/mnt"
-        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
-        let mounted = try await runCommand("/bin/sh", ["-c", "mount -t tmpfs -o size=8m,nr_inodes=64 tmpfs '\(mountPoint)' 2>&1 || sudo -n mount -t tmpfs -o size=8m,nr_inodes=64 tmpfs '\(mountPoint)' 2>&1"])
-        guard mounted.status == 0 else {
-            print("note: skipping the inode test: cannot mount a tmpfs as this user (\(mounted.stdout.prefix(120)))")
-            return
-        }
+        guard let mountPoint = try await mountTmpfs(in: directory, options: "size=8m,nr_inodes=64", for: "the inode test") else { return }
         defer { _ = try? runUnmount(mountPoint) }
         var configuration = EmbeddedLogConfiguration(directory: mountPoint + "/log")
         configuration.minimumFreeBytes = 0
@@ -1191,6 +1179,21 @@ final class NIOLockedCodes: @unchecked Sendable {
         defer { lock.unlock() }
         return values
     }
+}
+
+/// Mounts a tmpfs with `options` at `<directory>/mnt` when this user may (root in the dev
+/// container, or passwordless sudo) and returns its path; otherwise prints a note that `test` is
+/// skipped and returns nil. Unmount it with ``runUnmount(_:)``.
+func mountTmpfs(in directory: TemporaryDirectory, options: String, for test: String) async throws -> String? {
+    let mountPoint = directory.path + "/mnt"
+    try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+    let mount = "mount -t tmpfs -o \(options) tmpfs '\(mountPoint)' 2>&1"
+    let mounted = try await runCommand("/bin/sh", ["-c", "\(mount) || sudo -n \(mount)"])
+    guard mounted.status == 0 else {
+        print("note: skipping \(test): cannot mount a tmpfs as this user (\(mounted.stdout.prefix(120)))")
+        return nil
+    }
+    return mountPoint
 }
 
 func runUnmount(_ mountPoint: String) throws {
