@@ -878,6 +878,17 @@ struct EmbeddedLogTests {
         for index in 0..<10 { _ = try await log2.producer(for: .events).append(batch((index * 25)..<(index * 25 + 25))) }
         let deletedBySize = log2.applyRetention()
         #expect(deletedBySize.count == 8, "no group known: deletes while over 3000 bytes, keeps 2 segments of 1200 bytes")
+        // With a byte limit, the service applies it every second, not every `retentionInterval`.
+        let service = Task { try await log2.run() }
+        for index in 10..<20 { _ = try await log2.producer(for: .events).append(batch((index * 25)..<(index * 25 + 25))) }
+        var left = try segmentPaths(configuration2, "events").count
+        for _ in 0..<50 where left > 3 {
+            try await Task.sleep(for: .milliseconds(100))
+            left = try segmentPaths(configuration2, "events").count
+        }
+        #expect(left <= 3, "\(left) segments 5 s after going over the limit (retentionInterval is \(configuration2.retentionInterval))")
+        service.cancel()
+        _ = try? await service.value
         log2.close()
 
         // A required group that has committed nothing yet keeps every segment; once it commits,

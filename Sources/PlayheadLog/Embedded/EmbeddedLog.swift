@@ -331,7 +331,8 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
                     if self.isReadOnly { self.disk.refreshGauges() } else { _ = self.disk.checkBeforeWrite() }
                 }
                 if !self.isReadOnly { await self.offPool { self.takeRollRequests() } }
-                if !self.isReadOnly && lastRetention.duration(to: .now) >= self.configuration.retentionInterval {
+                let interval = self.configuration.retentionBytes == nil ? self.configuration.retentionInterval : .seconds(1)
+                if !self.isReadOnly && lastRetention.duration(to: .now) >= interval {
                     lastRetention = .now
                     await self.offPool { self.applyRetention() }
                 }
