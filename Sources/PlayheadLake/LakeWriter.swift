@@ -467,21 +467,26 @@ final class DatasetWriter: @unchecked Sendable {
         }
         for batch in poll.batches {
             guard let writer = partitions[batch.partition] else { continue }
-            var blocked = false
-            try batch.forEachRecord { offset, value in
-                guard !blocked, writer.accepts(offset) else { return }
-                if let end = writer.forcedEnd, offset >= end {
-                    blocked = true
-                    return
-                }
-                writer.append(offset, value)
-            }
-            if blocked {
-                // A redo after a crash must end exactly where the intent says: write it, then go on.
-                try await flush(writer, consumer: consumer)
+            // A batch closes where it must even inside a poll's records: a redo after a crash ends
+            // exactly where the intent says, and a batch at --flush-events or --flush-bytes is
+            // written before more is taken (catching up, a poll of 100,000 records took batches
+            // 26-30 % past --flush-bytes, a probe). Then the rest of the poll's records go on.
+            while true {
+                var blocked = false
                 try batch.forEachRecord { offset, value in
-                    if writer.accepts(offset) { writer.append(offset, value) }
+                    guard !blocked, writer.accepts(offset) else { return }
+                    if let end = writer.forcedEnd, offset >= end {
+                        blocked = true
+                        return
+                    }
+                    if writer.records.count >= configuration.flushEvents || writer.records.byteCount >= configuration.flushBytes {
+                        blocked = true
+                        return
+                    }
+                    writer.append(offset, value)
                 }
+                guard blocked else { break }
+                try await flush(writer, consumer: consumer)
             }
         }
     }

@@ -225,6 +225,30 @@ struct LakeTests {
         #expect(Set(inLake) == acknowledged.union(["after-refusal"]), "lake and acknowledged ids differ: \(Set(inLake).symmetricDifference(acknowledged).prefix(5))")
     }
 
+    @Test("catching up a backlog, the lake writer closes a batch at --flush-events even inside one poll of the log")
+    func batchesCloseInsideAPoll() async throws {
+        let directory = try TemporaryDirectory(prefix: "catchup")
+        defer { withExtendedLifetime(directory) {} }
+        let data = directory.appending("data").path
+        let ingest = try await PlayheadServer(command: "ingest", dataDirectory: data, name: "catchup-ingest")
+        for request in 0..<10 {
+            let events = (0..<1000).map { Fixtures.event("c\(request)-\($0)") }
+            #expect(try await TestHTTP.postEvents(ingest, Fixtures.json(events)).status == 202)
+        }
+        #expect(await ingest.stop() == 0)
+        // The backlog comes in polls of thousands of records; each batch must still close at 1,000.
+        let store = try await PlayheadServer(
+            command: "store", dataDirectory: data, arguments: ["--flush-events", "1000", "--flush-interval", "3600"], name: "catchup-store")
+        let lake = directory.appending("data/lake").path
+        try await eventually(timeout: .seconds(60), "the backlog in the lake") {
+            await TestHTTP.metricTotal(store, #"playhead_lake_rows_written_total{dataset="events"}"#) == 10_000
+        }
+        #expect(await store.stop() == 0)
+        let files = try await duck(
+            "SELECT filename, count(*) FROM read_parquet('{lake}/events/**/*.parquet', filename=true) GROUP BY 1 ORDER BY 1", lake: lake)
+        #expect(files.count == 10 && files.allSatisfy { $0[1] as? Int == 1000 }, "\(files)")
+    }
+
     @Test("log retention from the command line: with small segments and a byte limit, segments every group has read are deleted; none before the lake has read them (ingest alone first); the rest of the log and the lake stay whole")
     func logRetentionFlags() async throws {
         let directory = try TemporaryDirectory(prefix: "retention")
