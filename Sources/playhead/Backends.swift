@@ -55,6 +55,14 @@ struct OpenedLog {
         return OpenedLog(backend: log, service: log)
     }
 
+    /// For `store` and `observe` beside a writer: says at start (warning) when no writer has made
+    /// the embedded log yet, and gives `/readyz` the reason until one has (nil for Kafka).
+    func waitingForWriter(logger: Logger) -> @Sendable () -> String? {
+        guard let log = backend as? EmbeddedLog else { return { nil } }
+        if let reason = log.waitingForWriter { logger.warning("\(reason)") }
+        return { log.waitingForWriter }
+    }
+
     /// Why `location` names no log Playhead knows (a scheme other than `file:` and `kafka://`), or nil.
     static func unsupportedScheme(_ location: String) -> String? {
         // `kafka:host:9092/topic` (no `//`) once made a folder of that name and wrote the events there.

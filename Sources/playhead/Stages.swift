@@ -131,7 +131,8 @@ struct StoreCommand: AsyncParsableCommand {
         threadPool.start()
         let store = try await lake.openLake(dataDir: storage.dataDir, threadPool: threadPool, logger: Logger(label: "playhead.lake"))
         let writer = parts.lakeWriter(store: store, flush: flush, threadPool: threadPool)
-        let server = parts.plainServer(options: http, routes: telemetry.routes, readiness: { writer.unavailableReason })
+        let waiting = log.waitingForWriter(logger: logger)
+        let server = parts.plainServer(options: http, routes: telemetry.routes, readiness: { waiting() ?? writer.unavailableReason })
         try await parts.run(services: [log.service] + telemetry.services + [writer, server], threadPools: [threadPool], logger: logger)
     }
 }
@@ -161,7 +162,8 @@ struct ObserveCommand: AsyncParsableCommand {
         let log = try OpenedLog.open(storage.logLocation, readOnly: true, logger: Logger(label: "playhead.log"))
         let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger)
         let content = parts.contentMetrics()
-        let server = parts.plainServer(options: http, routes: telemetry.routes + content.routes, readiness: content.readiness)
+        let waiting = log.waitingForWriter(logger: logger)
+        let server = parts.plainServer(options: http, routes: telemetry.routes + content.routes, readiness: { waiting() ?? content.readiness() })
         try await parts.run(services: [log.service] + telemetry.services + content.services + [server], threadPools: [], logger: logger)
     }
 }

@@ -225,6 +225,27 @@ struct LakeTests {
         #expect(Set(inLake) == acknowledged.union(["after-refusal"]), "lake and acknowledged ids differ: \(Set(inLake).symmetricDifference(acknowledged).prefix(5))")
     }
 
+    @Test("store and observe started before any writer (or on a mistyped --data-dir): /readyz says no log has been written there yet, until ingest makes it")
+    func readersBeforeAnyWriter() async throws {
+        let directory = try TemporaryDirectory(prefix: "early")
+        defer { withExtendedLifetime(directory) {} }
+        let data = directory.appending("data").path
+        let store = try await PlayheadServer(command: "store", dataDirectory: data, name: "early-store")
+        let observe = try await PlayheadServer(command: "observe", dataDirectory: data, name: "early-observe")
+        for server in [store, observe] {
+            let ready = try await TestHTTP.request("\(server.baseURL)/readyz")
+            #expect(ready.status == 503 && ready.text.contains("no log has been written at"), "\(ready.text)")
+            #expect(server.process.stderr.contains("no log has been written at"), "\(server.process.stderr.suffix(1000))")
+        }
+        let ingest = try await PlayheadServer(command: "ingest", dataDirectory: data, name: "early-ingest")
+        for server in [store, observe] {
+            try await eventually(timeout: .seconds(10), "ready once ingest made the log") {
+                (try? await TestHTTP.request("\(server.baseURL)/readyz").status) == 200
+            }
+        }
+        for server in [ingest, store, observe] { #expect(await server.stop() == 0) }
+    }
+
     @Test("catching up a backlog, the lake writer closes a batch at --flush-events even inside one poll of the log")
     func batchesCloseInsideAPoll() async throws {
         let directory = try TemporaryDirectory(prefix: "catchup")

@@ -126,6 +126,14 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
         if previous >= 0 { Glibc.close(previous) }
     }
 
+    /// For a reader: why there is nothing to read yet, when no writer has ever made this log (no
+    /// `id` file), or nil. A `store` or `observe` whose `--data-dir` had a typo waited for good,
+    /// ready and silent (a probe).
+    public var waitingForWriter: String? {
+        guard isReadOnly, Files.existingLogIdentity(configuration.directory) == nil else { return nil }
+        return "no log has been written at \(configuration.directory) yet: waiting for a writer (`playhead ingest` with this --data-dir or --log); check the path"
+    }
+
     private static func normalized(_ directory: String) -> String {
         var directory = directory
         while directory.count > 1 && directory.hasSuffix("/") { directory.removeLast() }
