@@ -1021,6 +1021,22 @@ struct EmbeddedLogTests {
         log.close()
     }
 
+    @Test("a group whose committed offset is past the log's end (its file edited, or from another log) reads from the end, not from nowhere")
+    func committedPastTheEnd() async throws {
+        let directory = try TemporaryDirectory(prefix: "log")
+        defer { withExtendedLifetime(directory) {} }
+        let configuration = makeConfiguration(directory)
+        let log = try EmbeddedLog.open(configuration, logger: testLogger)
+        _ = try await log.producer(for: .events).append(batch(0..<10))
+        try GroupOffsets.write([0: 99_999_999_999], root: configuration.directory, group: "metrics", topic: "events")
+        let consumer = try log.consumer(for: .events, group: "metrics")
+        _ = try await log.producer(for: .events).append(batch(10..<15))
+        let records = try await readRecords(consumer, count: 5, timeout: .seconds(10))
+        #expect(records.map(\.0) == Array(10..<15))
+        await consumer.close()
+        log.close()
+    }
+
     @Test func readOnlyOpenRejectsProducersAndSecondWriters() async throws {
         let directory = try TemporaryDirectory(prefix: "log")
         defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends

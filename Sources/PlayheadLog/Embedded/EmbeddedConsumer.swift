@@ -53,6 +53,17 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
         }
         let earliest = topic.segments().first ?? 0
         nextOffset = committedOffsets[0] ?? earliest
+        if let group, let committed = committedOffsets[0] {
+            // Past the end: the group's file was edited, or belongs to another log. Waiting there
+            // read nothing, silently, until the log caught up (the live metrics stood still, a probe).
+            let end = topic.endOffset(maxRecordBytes: configuration.maxRecordBytes)
+            if committed > end {
+                logger.warning("log: group \(group)'s committed offset of \(topic.name) is past the log's end; reading from the end", metadata: [
+                    "log.committed": "\(committed)", "log.end": "\(end)", "file": "\(root)/groups/\(group)/\(topic.name)",
+                ])
+                nextOffset = end
+            }
+        }
         skipUntil = nextOffset
     }
 
