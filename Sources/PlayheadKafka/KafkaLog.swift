@@ -130,6 +130,12 @@ public final class KafkaLog: LogBackend, Service, Sendable {
 
     var topicsReady: Bool { state.withLock { $0.topicsReady } }
 
+    /// Why the topics are not ready (not yet created or found), or nil once they are.
+    var topicsUnavailableReason: String? {
+        let (ready, error) = state.withLock { ($0.topicsReady, $0.topicsError) }
+        return ready ? nil : error ?? "waiting for the Kafka topics"
+    }
+
     /// `nil` when appends can go through, else why not (for `/readyz`).
     public var unavailableReason: String? {
         let (ready, error, closed) = state.withLock { ($0.topicsReady, $0.topicsError, $0.closed) }

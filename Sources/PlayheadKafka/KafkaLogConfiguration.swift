@@ -187,7 +187,11 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
             "enable.partition.eof": "false",
             "session.timeout.ms": String(session),
             "heartbeat.interval.ms": String(max(100, session / 6)),
-            "max.poll.interval.ms": String(max(300_000, session)),
+            // 30 min, not librdkafka's 5: taking partitions, the lake writer warms up each from the
+            // log (the open hours, for the rollups) without polling the group, and its member was
+            // evicted, again at every try, when that took longer (a probe: 12 partitions of 61,000
+            // records on a slow broker). Ownership is checked before each batch is written anyway.
+            "max.poll.interval.ms": String(max(1_800_000, session)),
             "partition.assignment.strategy": assignor,
             "socket.keepalive.enable": "true",
         ]

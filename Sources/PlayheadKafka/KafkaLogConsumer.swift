@@ -26,7 +26,7 @@ public final class KafkaLogConsumer: LogConsumer, Sendable {
         /// its partitions (`playhead log dump --offset`).
         var startAt: [Int32: Int64] = [:]
         /// A reader's partitions, once assigned.
-        var partitionCount = 0
+        var assigned: [Int32] = []
         /// A reader's next offset to return, per partition, from the records it returned.
         var next: [Int32: Int64] = [:]
         /// Where each partition ended when the reader last reached its end (end-of-partition events).
@@ -65,12 +65,15 @@ public final class KafkaLogConsumer: LogConsumer, Sendable {
                 if let partition = startAt.keys.first(where: { $0 < 0 || Int($0) >= count }) {
                     throw LogError(code: .invalidArgument, message: "Kafka topic \(kafkaTopic) has \(count) partition(s), 0 to \(count - 1), not \(partition)")
                 }
+                // Only the partitions sought before the first poll, when some were: the lake
+                // writer's warm-up reads one partition, and a reader of every partition from the
+                // beginning fetched all of them to keep one (12 partitions of 61,000 records: 20 s
+                // a partition, past max.poll.interval.ms at a restart of `store`, a probe).
+                let partitions = startAt.isEmpty ? (0..<Int32(count)).map { $0 } : startAt.keys.sorted()
                 try await consumer.assign(
-                    (0..<count).map {
-                        KafkaTopicPartition(topic: kafkaTopic, partition: Int32($0), offset: startAt[Int32($0)] ?? KafkaOffset.beginning)
-                    }
+                    partitions.map { KafkaTopicPartition(topic: kafkaTopic, partition: $0, offset: startAt[$0] ?? KafkaOffset.beginning) }
                 )
-                state.withLock { $0.partitionCount = count }
+                state.withLock { $0.assigned = partitions }
             }
         } catch let error as RdKafkaError {
             throw LogError(kafka: error, context: "start consumer of \(kafkaTopic)")
@@ -228,16 +231,22 @@ public final class KafkaLogConsumer: LogConsumer, Sendable {
     /// fetch response (a broker may answer such a fetch with no records and no error, and then no
     /// end event comes). A group member: `false` (nothing uses it).
     public var unavailableReason: String? {
-        consumer.unavailableReason.map { "the Kafka consumer of \(kafkaTopic) cannot reach a broker (\($0))" }
+        // Before its first poll could start it (the topics not found: no broker answers at start),
+        // the client has reached no broker, so it has reported nothing: `store` and `observe` said
+        // ready for good with the broker down, or a wrong address (a probe).
+        if !state.withLock({ $0.started }), let reason = log.topicsUnavailableReason {
+            return "the Kafka consumer of \(kafkaTopic) has not started: \(reason)"
+        }
+        return consumer.unavailableReason.map { "the Kafka consumer of \(kafkaTopic) cannot reach a broker (\($0))" }
     }
 
     public func caughtUp() async -> Bool {
         guard group == nil else { return false }
-        let (count, next, ends) = state.withLock { state in
-            (state.partitionCount, state.next.merging(state.startAt) { delivered, _ in delivered }, state.ends)
+        let (assigned, next, ends) = state.withLock { state in
+            (state.assigned, state.next.merging(state.startAt) { delivered, _ in delivered }, state.ends)
         }
-        guard count > 0 else { return false }
-        for partition in 0..<Int32(count) {
+        guard !assigned.isEmpty else { return false }
+        for partition in assigned {
             if let end = ends[partition], end >= next[partition] ?? 0 { continue }
             guard let position = next[partition],
                 let cached = try? await consumer.watermarks(topic: kafkaTopic, partition: partition, cached: true),

@@ -257,6 +257,31 @@ struct KafkaPipelineTests {
         await tansu.stop()
     }
 
+    @Test("store and observe started while no broker answers (or at a wrong address): /readyz 503 says their consumer has not started, and why")
+    func readinessWithoutABrokerAtStart() async throws {
+        let directory = try TemporaryDirectory(prefix: "kafka-nobroker")
+        defer { withExtendedLifetime(directory) {} }
+        let log = "kafka://127.0.0.1:\(try TestNetwork.freePort())/nobroker-events?partitions=1"
+        var processes: [PlayheadServer] = []
+        do {
+            processes.append(try await PlayheadServer(
+                command: "store", dataDirectory: directory.appending("store").path,
+                arguments: ["--log", log, "--lake", directory.appending("lake").path], name: "kafka-nobroker-store"))
+            processes.append(try await PlayheadServer(
+                command: "observe", dataDirectory: directory.appending("observe").path, arguments: ["--log", log], name: "kafka-nobroker-observe"))
+            for server in processes {
+                try await eventually(timeout: .seconds(30), "not ready, saying why") {
+                    let answer = try? await TestHTTP.request("\(server.baseURL)/readyz")
+                    return answer?.status == 503 && answer?.text.contains("has not started") == true
+                }
+            }
+            for server in processes { #expect(await server.stop() == 0, "\(server.process.stderr.suffix(2000))") }
+        } catch {
+            Issue.record(error)
+        }
+        for server in processes where server.process.isRunning { server.process.kill9() }
+    }
+
     /// `playhead ingest` on `log`, once its `/readyz` says the topics exist.
     private func readyIngest(_ log: String, directory: TemporaryDirectory, name: String) async throws -> PlayheadServer {
         let ingest = try await PlayheadServer(

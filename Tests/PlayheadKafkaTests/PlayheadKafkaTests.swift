@@ -190,12 +190,15 @@ struct KafkaLogTansuTests {
         #expect(replayed == (0..<10).map { "single-\($0)" })
 
         // A reader (no group) told where to start before its first poll assigned it its partitions
-        // starts that partition there and the others at their beginning (`log dump --offset`).
+        // reads that partition from there, and no other (`log dump --offset`, the lake writer's
+        // warm-up; it read the others from their beginning until 2026-12-04).
         let reader = try log.consumer(for: .events, group: nil)
         try await reader.seek(partition: partition, to: singleResult.firstOffset! + 5)
-        // Everything but that partition's records before the seek's offset.
-        let expected = 1010 - Int(singleResult.firstOffset! + 5)
-        let fromSeek = try await drain(reader, count: expected)
+        // That partition's records from the seek's offset on.
+        let inPartition = poll.batches.filter { $0.partition == partition }.reduce(0) { $0 + $1.count }
+        let expected = inPartition - Int(singleResult.firstOffset! + 5)
+        let fromSeek = try await drain(reader, count: Int.max, timeout: .seconds(5))
+        #expect(fromSeek.batches.allSatisfy { $0.partition == partition })
         #expect(try strings(fromSeek.batches.filter { $0.partition == partition }).filter { $0.hasPrefix("single-") } == (5..<10).map { "single-\($0)" })
         #expect(fromSeek.batches.filter { $0.partition == partition }.allSatisfy { $0.firstOffset >= singleResult.firstOffset! + 5 })
         #expect(fromSeek.batches.reduce(0) { $0 + $1.count } == expected)
@@ -360,6 +363,30 @@ struct KafkaLogTansuTests {
         for task in [first, second] { await task.value }
         for consumer in consumers { await consumer.close() }
         for log in logs { await log.shutdown() }
+    }
+
+    @Test("a reader sought to one partition before its first poll reads only that partition")
+    func readerOfOnePartition() async throws {
+        try requireModernLibrdkafka()
+        let tansu = try await Tansu.start()
+        defer { tansu.kill() }
+        let log = try await makeLog(tansu, prefix: "one.", partitions: 4)
+        _ = try await log.producer(for: .events).append(makeBatch(0..<400, sessions: 40))
+        let everything = try log.consumer(for: .events, group: nil)
+        let all = try await drain(everything, count: 400)
+        let perPartition = Dictionary(grouping: all.batches, by: \.partition).mapValues { $0.reduce(0) { $0 + $1.count } }
+        #expect(perPartition.count > 1, "\(perPartition)")
+        let partition = try #require(perPartition.keys.max())
+        let reader = try log.consumer(for: .events, group: nil)
+        try await reader.seek(partition: partition, to: 1)
+        // Everything it reads in 5 s (a reader of every partition would bring the others too).
+        let one = try await drain(reader, count: Int.max, timeout: .seconds(5))
+        #expect(one.batches.allSatisfy { $0.partition == partition }, "\(Set(one.batches.map(\.partition)))")
+        #expect(one.batches.reduce(0) { $0 + $1.count } == perPartition[partition]! - 1)
+        #expect(one.batches.first?.firstOffset == 1)
+        await everything.close()
+        await reader.close()
+        await log.shutdown()
     }
 
     @Test("committed offsets survive a consumer restart: the group resumes exactly there")
