@@ -307,7 +307,17 @@ struct KafkaLogProducer: LogProducer {
                             )
                         case .failure(let error):
                             if error.code == RdKafkaError.messageTimedOut { log.noteDelivery(timedOut: true) }
-                            let logError = LogError(kafka: error, context: "append to \(kafkaTopic)")
+                            var logError = LogError(kafka: error, context: "append to \(kafkaTopic)")
+                            if logError.code == .closed && !log.state_isClosed {
+                                // Purged by a producer replaced after the broker stopped answering, not
+                                // by a shutdown: the client should retry later (it was counted and
+                                // answered as `closed`, which the runbook reads as a stopping instance).
+                                logError = LogError(
+                                    code: .unavailable,
+                                    message: "\(logError.message) (the Kafka producer was replaced: the broker stopped answering)",
+                                    retryAfterSeconds: 5
+                                )
+                            }
                             metrics.failure(logError.code)
                             completion(.failure(logError))
                         }

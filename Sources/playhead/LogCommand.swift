@@ -84,6 +84,7 @@ struct LogDumpCommand: AsyncParsableCommand {
         // its end); a log that shows neither records nor its end for this long is an error.
         let patience = Duration.seconds(15)
         var lastProgress = ContinuousClock.now
+        var skipped = 0
         do {
             loop: while limit.map({ printed < $0 }) ?? true {
                 let poll = try await consumer.poll(maxRecords: 10_000, timeout: .milliseconds(follow ? 1000 : 300))
@@ -93,7 +94,17 @@ struct LogDumpCommand: AsyncParsableCommand {
                     var stop = false
                     try batch.forEachRecord { offset, value in
                         guard !stop, offset >= start?.offset ?? 0 else { return }
-                        try LogRecordJSON.write(value, rejected: rejected, adding: #","_partition":\#(batch.partition),"_offset":\#(offset)"#, into: &line)
+                        do {
+                            try LogRecordJSON.write(value, rejected: rejected, adding: #","_partition":\#(batch.partition),"_offset":\#(offset)"#, into: &line)
+                        } catch let error as RecordFormatError {
+                            // Not a Playhead record (on Kafka, a message another producer wrote to the
+                            // topic): said on standard error and passed; the dump stopped there before.
+                            skipped += 1
+                            if skipped <= 10 {
+                                FileHandle.standardError.write(Data("partition \(batch.partition) offset \(offset): not a Playhead record (\(error)); skipped\n".utf8))
+                            }
+                            return
+                        }
                         output.append(contentsOf: line)
                         output.append(UInt8(ascii: "\n"))
                         printed += 1
@@ -128,6 +139,9 @@ struct LogDumpCommand: AsyncParsableCommand {
         }
         FileHandle.standardOutput.write(Data(output))
         await consumer.close()
+        if skipped > 0 {
+            FileHandle.standardError.write(Data("\(skipped) records that are not Playhead records were skipped\n".utf8))
+        }
     }
 }
 

@@ -247,6 +247,10 @@ struct KafkaPipelineTests {
                     await TestHTTP.metricTotal(server, "playhead_log_damaged_records_total") == 1
                 }
             }
+            // `log dump` prints the events around it and says it passed one (it stopped there).
+            let dump = try await runCommand(TestEnvironment.playheadExecutable, ["log", "dump", "--log", log], timeout: .seconds(60))
+            #expect(dump.status == 0 && dump.stdout.contains("before-foreign") && dump.stdout.contains("after-foreign"), "\(dump.stdout) \(dump.stderr)")
+            #expect(dump.stderr.contains("1 records that are not Playhead records were skipped"), "\(dump.stderr)")
             for server in processes { #expect(await server.stop() == 0, "\(server.process.stderr.suffix(2000))") }
             #expect(store.process.stderr.contains("not events records"), "\(store.process.stderr.suffix(2000))")
             #expect(observe.process.stderr.contains("not events records"), "\(observe.process.stderr.suffix(2000))")
