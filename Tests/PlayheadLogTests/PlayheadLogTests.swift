@@ -1037,6 +1037,34 @@ struct EmbeddedLogTests {
         log.close()
     }
 
+    @Test("a segment deleted by hand: the writer goes on in a new one and says so; a group that had not read it is told its records are missing, not deleted by retention")
+    func segmentDeletedByHand() async throws {
+        let directory = try TemporaryDirectory(prefix: "log")
+        defer { withExtendedLifetime(directory) {} }
+        let captured = CapturedLogs()
+        let logger = Logger(label: "log-test") { _ in CapturingLogHandler(captured: captured) }
+        let configuration = makeConfiguration(directory)
+        let log = try EmbeddedLog.open(configuration, logger: logger)
+        let producer = try log.producer(for: .events)
+        _ = try await producer.append(batch(0..<10))
+        try FileManager.default.removeItem(atPath: try #require(try segmentPaths(configuration, "events").last))
+        try await Task.sleep(for: .milliseconds(1100))  // the writer looks at most once a second
+        _ = try await producer.append(batch(10..<20))
+        #expect(captured.count(containing: "the segment being written was deleted under the log") == 1, "\(captured.all)")
+        #expect(try segmentPaths(configuration, "events").map { ($0 as NSString).lastPathComponent } == [Files.segmentName(10)])
+        log.close()
+        // The lake writer's group, at the lake's next offset 0, had read none of them.
+        let reopened = try EmbeddedLog.open(configuration, logger: logger)
+        let lake = try reopened.consumer(for: .events, group: "lake")
+        try await lake.seek(partition: 0, to: 0)
+        let records = try await readRecords(lake, count: 10, timeout: .seconds(10))
+        #expect(records.map(\.0) == Array(10..<20))
+        #expect(captured.count(containing: "records 0..<10 are missing from the log: group lake had not read them") == 1, "\(captured.all)")
+        #expect(captured.count(containing: "deleted by retention") == 0)
+        await lake.close()
+        reopened.close()
+    }
+
     @Test func readOnlyOpenRejectsProducersAndSecondWriters() async throws {
         let directory = try TemporaryDirectory(prefix: "log")
         defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends

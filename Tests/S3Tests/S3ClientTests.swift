@@ -10,28 +10,6 @@ import Testing
 
 @testable import S3
 
-/// Log lines captured from the client (to see its retries).
-final class CapturedLogs: @unchecked Sendable {
-    private let lines = NIOLockedValueBox<[String]>([])
-    func append(_ line: String) { lines.withLockedValue { $0.append(line) } }
-    var all: [String] { lines.withLockedValue { $0 } }
-    func count(containing text: String) -> Int { all.filter { $0.contains(text) }.count }
-}
-
-struct CapturingLogHandler: LogHandler {
-    let captured: CapturedLogs
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .debug
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-    func log(event: LogEvent) {
-        let meta = (event.metadata ?? [:]).map { "\($0.key)=\($0.value)" }.sorted().joined(separator: " ")
-        captured.append("\(event.level) \(event.message) \(meta)")
-    }
-}
-
 /// Deterministic pseudo-random bytes.
 func testBytes(_ count: Int, seed: UInt64) -> [UInt8] {
     var state = seed &* 0x9E37_79B9_7F4A_7C15 | 1

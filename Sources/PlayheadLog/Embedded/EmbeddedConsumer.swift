@@ -271,9 +271,17 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
         guard let first = segments.first else { return false }
         var target = skipUntil
         if target < first {
-            logger.warning("log: records before \(first) were deleted by retention; reading from \(first)", metadata: [
-                "topic": "\(topic.name)", "requested": "\(target)",
-            ])
+            if let group, target >= committedOffsets[0] ?? 0 {
+                // Retention never deletes what a group has not committed: these were deleted by
+                // hand, or lost with the disk (the message blamed retention, a probe).
+                logger.error("log: records \(target)..<\(first) are missing from the log: group \(group) had not read them, which retention never deletes (log files deleted by hand, or lost with the disk; docs/runbook.md); reading from \(first)", metadata: [
+                    "topic": "\(topic.name)", "requested": "\(target)",
+                ])
+            } else {
+                logger.warning("log: records before \(first) were deleted by retention; reading from \(first)", metadata: [
+                    "topic": "\(topic.name)", "requested": "\(target)",
+                ])
+            }
             target = first
             skipUntil = first
         }
