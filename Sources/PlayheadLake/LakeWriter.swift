@@ -499,12 +499,33 @@ final class DatasetWriter: @unchecked Sendable {
         return false
     }
 
+    /// Whether `path` is a batch file of the writer's (`…/p<partition>-<from>-<to>[-k].parquet`),
+    /// not an import's.
+    static func isBatchFile(_ path: String, partition: Int32) -> Bool {
+        let name = path.split(separator: "/").last ?? ""
+        return name.hasPrefix("p\(partition)-") && name.hasSuffix(".parquet")
+    }
+
     /// Takes a partition: reads the lake's state, seeks there, and rebuilds the dedup window and
     /// the rollups of the open hours from the log.
     private func assign(_ partition: Int32, consumer: any LogConsumer) async throws {
         let state = try await retrying("read state") { try await self.commits.state(partition) }
         if let identity = log.identity {
             try await checkClaim(for: identity, claiming: false)
+        }
+        if state == nil, try await retrying("read intent", { try await self.commits.intent(partition) }) == nil {
+            // No state, but files of this partition (and no intent: a first batch cut short has
+            // files and an intent): the state was deleted (by hand, or a restore that left it out).
+            // Starting from offset 0 wrote every event again under other names (a probe: each of
+            // 15,160 events twice); refuse, and say how to write it again.
+            let files = try await retrying("list \(kind.name)/") { try await self.store.list(prefix: "\(kind.name)/") }
+            if let file = files.first(where: { Self.isBatchFile($0, partition: partition) }) {
+                let statePath = Self.objectLocation(store, "_playhead/state/\(kind.name)/p\(partition).json")
+                throw LakeError(
+                    .corruptState,
+                    "the lake holds files of partition \(partition) (\(file), …) but no state (\(statePath)): writing from offset 0 would write their events again; nothing was written. Write the state again from the file names (docs/runbook.md, \"An unreadable lake state\")."
+                )
+            }
         }
         if let written = state?.nextOffset, let end = await consumer.endOffset(partition: partition), end < written {
             // The log ends before what the lake has written: it was replaced (a new volume, another

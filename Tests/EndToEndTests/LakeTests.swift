@@ -492,7 +492,7 @@ struct LakeTests {
         #expect(third.process.stderr.contains("the group's offset was ahead of the lake"), "\(third.process.stderr.suffix(2000))")
     }
 
-    @Test("an unreadable lake state stops serve at once with the object's name (retrying cannot mend it); the runbook's repair from the file names resumes with every event once")
+    @Test("an unreadable lake state, or a deleted one beside the lake's files, stops serve at once with the object's name (retrying cannot mend it); the runbook's repair from the file names resumes with every event once")
     func unreadableLakeState() async throws {
         let directory = try TemporaryDirectory(prefix: "badstate")
         defer { withExtendedLifetime(directory) {} }
@@ -515,6 +515,14 @@ struct LakeTests {
         #expect(refused.status == 1, "an unreadable state stops serve (it once retried for ever while /readyz said ready)")
         #expect(refused.stderr.contains("_playhead/state/events/p0.json is unreadable"), "\(refused.stderr.suffix(2000))")
         #expect(refused.stderr.contains("An unreadable lake state"), "\(refused.stderr.suffix(2000))")
+        // A state deleted with the others: refused too (it started from offset 0 and wrote every
+        // event again under other names), with the same repair.
+        try FileManager.default.removeItem(atPath: "\(lake)/_playhead/state")
+        let noState = try await runCommand(
+            TestEnvironment.playheadExecutable, ["serve", "--data-dir", data, "--port", "0", "--flush-interval", "1"], timeout: .seconds(60))
+        #expect(noState.status == 1 && noState.stderr.contains("the lake holds files of partition 0"), "\(noState.stderr.suffix(2000))")
+        #expect(noState.stderr.contains("but no state") && noState.stderr.contains("An unreadable lake state"), "\(noState.stderr.suffix(2000))")
+        try FileManager.default.createDirectory(atPath: "\(lake)/_playhead/state/events", withIntermediateDirectories: true)
         // docs/runbook.md: next_offset is the largest <to> of the partition's file names.
         let names = FileManager.default.enumerator(atPath: "\(lake)/events")?.compactMap { $0 as? String } ?? []
         let ends = names.compactMap { name -> Int? in
