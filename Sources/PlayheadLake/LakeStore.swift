@@ -75,6 +75,10 @@ public final class FileLakeStore: LakeStore {
     public init(root: String, threadPool: NIOThreadPool) throws {
         self.root = root.hasSuffix("/") && root.count > 1 ? String(root.dropLast()) : root
         self.threadPool = threadPool
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: self.root, isDirectory: &isFolder), !isFolder.boolValue {
+            throw LakeError(.io, "the lake folder \(self.root) is a file, not a folder")
+        }
         do {
             try FileManager.default.createDirectory(atPath: self.root, withIntermediateDirectories: true)
         } catch {

@@ -450,7 +450,8 @@ final class RollupAggregator: @unchecked Sendable {
         let before = cursors.count
         cursors.filter { $0.lastSeen > median }
         forgottenSessions += before - cursors.count
-        forgottenCounter.increment(by: before - cursors.count)
+        // Not during a restart's warm-up: the run before counted those already.
+        if !replaying { forgottenCounter.increment(by: before - cursors.count) }
     }
 
     private func forgetSilentSessions(before silentBefore: Int64) {

@@ -129,7 +129,7 @@ struct CLITests {
         try "x".write(toFile: file, atomically: false, encoding: .utf8)
         let serve = try await runCommand(TestEnvironment.playheadExecutable, ["serve", "--port", "0", "--data-dir", directory.appending("d").path, "--lake", "file:\(file)"])
         #expect(serve.status == 1, "\(serve.stderr)")
-        #expect(serve.stderr.contains("--lake: cannot create the lake folder") && !serve.stderr.contains("Usage:"), "\(serve.stderr)")
+        #expect(serve.stderr.contains("--lake: the lake folder \(file) is a file, not a folder") && !serve.stderr.contains("Usage:"), "\(serve.stderr)")
         let imported = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--data-dir", directory.appending("d2").path, directory.url.path])
         #expect(imported.status != 0)
         #expect(imported.stderr.contains("it is a directory"), "\(imported.stderr)")
