@@ -479,7 +479,10 @@ final class DatasetWriter: @unchecked Sendable {
                         blocked = true
                         return
                     }
-                    if writer.records.count >= configuration.flushEvents || writer.records.byteCount >= configuration.flushBytes {
+                    // Not in a redo: its batch must end exactly at the intent's end, whatever the
+                    // flags (the files' names say so; cut early, its last records were lost).
+                    if writer.forcedEnd == nil
+                        && (writer.records.count >= configuration.flushEvents || writer.records.byteCount >= configuration.flushBytes) {
                         blocked = true
                         return
                     }

@@ -225,6 +225,32 @@ struct LakeTests {
         #expect(Set(inLake) == acknowledged.union(["after-refusal"]), "lake and acknowledged ids differ: \(Set(inLake).symmetricDifference(acknowledged).prefix(5))")
     }
 
+    @Test("a batch redone from an intent ends exactly at the intent's end, even past --flush-events (cut at 1,000 of 1,500, its last 500 were lost)")
+    func redoEndsAtTheIntent() async throws {
+        let directory = try TemporaryDirectory(prefix: "redo")
+        defer { withExtendedLifetime(directory) {} }
+        let data = directory.appending("data").path
+        let ingest = try await PlayheadServer(command: "ingest", dataDirectory: data, name: "redo-ingest")
+        for request in 0..<3 {
+            let events = (0..<500).map { Fixtures.event("r\(request)-\($0)") }
+            #expect(try await TestHTTP.postEvents(ingest, Fixtures.json(events)).status == 202)
+        }
+        #expect(await ingest.stop() == 0)
+        // What a crash in the middle of a batch of 1,500 leaves (written with larger flags, or by
+        // the version before): its intent, and none of its files yet.
+        let lake = directory.appending("data/lake").path
+        try FileManager.default.createDirectory(atPath: "\(lake)/_playhead/intents/events", withIntermediateDirectories: true)
+        try Data(#"{"from":0,"to":1500,"files":[]}"#.utf8).write(to: URL(fileURLWithPath: "\(lake)/_playhead/intents/events/p0.json"))
+        let store = try await PlayheadServer(
+            command: "store", dataDirectory: data, arguments: ["--flush-events", "1000", "--flush-interval", "3600"], name: "redo-store")
+        try await eventually(timeout: .seconds(60), "the redone batch in the lake") {
+            FileManager.default.fileExists(atPath: "\(lake)/_playhead/state/events/p0.json")
+        }
+        #expect(await store.stop() == 0)
+        let rows = try await duck("SELECT count(*), count(DISTINCT event_id) FROM read_parquet('{lake}/events/**/*.parquet')", lake: lake)
+        #expect(rows.first?[0] as? Int == 1500 && rows.first?[1] as? Int == 1500, "\(rows)")
+    }
+
     @Test("store and observe started before any writer (or on a mistyped --data-dir): /readyz says no log has been written there yet, until ingest makes it")
     func readersBeforeAnyWriter() async throws {
         let directory = try TemporaryDirectory(prefix: "early")
@@ -265,9 +291,11 @@ struct LakeTests {
             await TestHTTP.metricTotal(store, #"playhead_lake_rows_written_total{dataset="events"}"#) == 10_000
         }
         #expect(await store.stop() == 0)
-        let files = try await duck(
-            "SELECT filename, count(*) FROM read_parquet('{lake}/events/**/*.parquet', filename=true) GROUP BY 1 ORDER BY 1", lake: lake)
-        #expect(files.count == 10 && files.allSatisfy { $0[1] as? Int == 1000 }, "\(files)")
+        // By batch (`p0-<from>-<to>` in the name): a batch across an hour boundary has two files.
+        let batches = try await duck(
+            "SELECT regexp_extract(filename, 'p0-[0-9]+-[0-9]+'), count(*) FROM read_parquet('{lake}/events/**/*.parquet', filename=true) GROUP BY 1 ORDER BY 1",
+            lake: lake)
+        #expect(batches.count == 10 && batches.allSatisfy { $0[1] as? Int == 1000 }, "\(batches)")
     }
 
     @Test("log retention from the command line: with small segments and a byte limit, segments every group has read are deleted; none before the lake has read them (ingest alone first); the rest of the log and the lake stay whole")

@@ -30,6 +30,10 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
     private var position: Int64 = 0
     private var buffer: [UInt8] = []
     private var committedOffsets: [Int32: Int64] = [:]
+    /// The highest offset the group has committed that this consumer knows of (its file's at open,
+    /// and its own commits since): retention may have deleted records below it, never above. Not
+    /// the current offset, which the lake writer moves back for a new lake.
+    private var highestCommitted: Int64?
     private var closed = false
 
     init(topic: TopicState, group: String?, root: String, configuration: EmbeddedLogConfiguration,
@@ -43,6 +47,7 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
         self.queue = DispatchQueue(label: "playhead.log.consumer.\(topic.name).\(group ?? "-")")
         if let group {
             committedOffsets = try GroupOffsets.read(root: root, group: group, topic: topic.name)
+            highestCommitted = committedOffsets[0]
         }
         // The gauge is the group's lag on the events topic: a group that also reads `rejected`
         // (the lake writer) must not overwrite it with that small topic's lag.
@@ -143,6 +148,7 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
             updated[0] = offset
             try GroupOffsets.write(updated, root: self.root, group: group, topic: self.topic.name)
             self.committedOffsets = updated
+            self.highestCommitted = max(self.highestCommitted ?? offset, offset)
         }
     }
 
@@ -271,7 +277,7 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
         guard let first = segments.first else { return false }
         var target = skipUntil
         if target < first {
-            if let group, target >= committedOffsets[0] ?? 0 {
+            if let group, let highest = highestCommitted, target >= highest {
                 // Retention never deletes what a group has not committed: these were deleted by
                 // hand, or lost with the disk (the message blamed retention, a probe).
                 logger.error("log: records \(target)..<\(first) are missing from the log: group \(group) had not read them, which retention never deletes (log files deleted by hand, or lost with the disk; docs/runbook.md); reading from \(first)", metadata: [

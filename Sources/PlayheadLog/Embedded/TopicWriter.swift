@@ -306,7 +306,10 @@ final class TopicWriter: @unchecked Sendable {
             fail(items, error)
             return
         }
-        rollIfActiveSegmentDeleted()
+        if let error = rollIfActiveSegmentDeleted() {
+            fail(items, error)
+            return
+        }
         if size >= configuration.segmentBytes && size > 0 {
             do throws(LogError) {
                 try roll()
@@ -513,8 +516,10 @@ final class TopicWriter: @unchecked Sendable {
         }
     }
 
-    /// When the active segment was last checked for a deletion under the log (writer thread only).
+    /// When the active segment was last checked for a deletion under the log, and whether it was
+    /// found deleted and could not be left yet (writer thread only).
     private var lastLinkCheck = ContinuousClock.now
+    private var activeSegmentDeleted = false
 
     /// At most once a second, before a group commit: if the active segment's file was deleted under
     /// the log (by hand: the log deletes only closed segments), says so at error level and goes on in
@@ -522,20 +527,24 @@ final class TopicWriter: @unchecked Sendable {
     /// processes could no longer find it, and the next start blamed retention (a probe: 18,680
     /// acknowledged events missing). Its records stay readable only to readers that hold it open;
     /// the others step past the gap as past a damaged segment, counting what they missed.
-    private func rollIfActiveSegmentDeleted() {
+    /// Returns the error to fail the group with when the segment was deleted and no new one can be
+    /// made: nothing may be acknowledged into a deleted file (checked again at every commit then).
+    private func rollIfActiveSegmentDeleted() -> LogError? {
         let now = ContinuousClock.now
-        guard fd >= 0, size > 0, lastLinkCheck.duration(to: now) >= .seconds(1) else { return }
+        guard fd >= 0, size > 0, activeSegmentDeleted || lastLinkCheck.duration(to: now) >= .seconds(1) else { return nil }
         lastLinkCheck = now
         var info = stat()
-        guard fstat(fd, &info) == 0, info.st_nlink == 0 else { return }
+        guard fstat(fd, &info) == 0, info.st_nlink == 0 else { return nil }
+        activeSegmentDeleted = true
         let deleted = activeBase
         let (end, bytes) = (nextOffset, size)
         do throws(LogError) {
             try roll()
         } catch {
             logFailure("log: the segment being written was deleted, and a new one cannot be made", error, records: nil)
-            return
+            return error
         }
+        activeSegmentDeleted = false
         topic.shared.withLockedValue { state in
             state.segments.removeAll { $0 == deleted }
             state.closedBytes -= bytes
@@ -544,6 +553,7 @@ final class TopicWriter: @unchecked Sendable {
             "topic": "\(topic.name)", "segment": "\(Files.segmentPath(topic.directory, deleted))",
             "log.first_lost": "\(deleted)", "log.end": "\(end)", "next_segment": "\(activeBase)",
         ])
+        return nil
     }
 
     /// Whether the record at `byte` of the active segment is whole and its checksum holds, read with
@@ -602,6 +612,8 @@ final class DiskMonitor: @unchecked Sendable {
     private let lock = NSLock()
     /// Why the file system is below what appends need (bytes, or inodes), or nil.
     private var belowMinimum: String?
+    /// When a change of `belowMinimum` was last logged.
+    private var lastTransitionLogged: ContinuousClock.Instant?
     private var lastFullError = false
 
     private let logger: Logger
@@ -636,10 +648,18 @@ final class DiskMonitor: @unchecked Sendable {
         if below == nil { lastFullError = false }
         lock.unlock()
         if (was == nil) != (below == nil) {
-            // Said once when it starts and once when it ends (it was silent: only /readyz and the metrics showed it).
-            if let below {
-                logger.warning("log: appends are refused (503 log_full): the file system of \(directory) \(below); free space, or lower --log-min-free-bytes")
-            } else {
+            // Said when it starts and when it ends (it was silent: only /readyz and the metrics
+            // showed it), at most once per 10 s: free space that hovers at the minimum flips it at
+            // every group commit.
+            let now = ContinuousClock.now
+            lock.lock()
+            let due = lastTransitionLogged.map { $0.duration(to: now) >= .seconds(10) } ?? true
+            if due { lastTransitionLogged = now }
+            lock.unlock()
+            if due, let below {
+                let advice = space.free < minimumFreeBytes ? "free space, or lower --log-min-free-bytes" : "delete files on it, or give it more inodes"
+                logger.warning("log: appends are refused (503 log_full): the file system of \(directory) \(below); \(advice)")
+            } else if due {
                 logger.notice("log: the file system of \(directory) has room again; appends are taken")
             }
         }
