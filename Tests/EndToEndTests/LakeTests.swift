@@ -225,17 +225,24 @@ struct LakeTests {
         #expect(Set(inLake) == acknowledged.union(["after-refusal"]), "lake and acknowledged ids differ: \(Set(inLake).symmetricDifference(acknowledged).prefix(5))")
     }
 
+    /// A log of `requests` × `count` events written by `ingest` alone (no lake writer yet), under
+    /// `<directory>/data`, which is returned.
+    static func backlog(in directory: TemporaryDirectory, requests: Int, of count: Int, prefix: String) async throws -> String {
+        let data = directory.appending("data").path
+        let ingest = try await PlayheadServer(command: "ingest", dataDirectory: data, name: "\(prefix)-ingest")
+        for request in 0..<requests {
+            let events = (0..<count).map { Fixtures.event("\(prefix)\(request)-\($0)") }
+            #expect(try await TestHTTP.postEvents(ingest, Fixtures.json(events)).status == 202)
+        }
+        #expect(await ingest.stop() == 0)
+        return data
+    }
+
     @Test("a batch redone from an intent ends exactly at the intent's end, even past --flush-events (cut at 1,000 of 1,500, its last 500 were lost)")
     func redoEndsAtTheIntent() async throws {
         let directory = try TemporaryDirectory(prefix: "redo")
         defer { withExtendedLifetime(directory) {} }
-        let data = directory.appending("data").path
-        let ingest = try await PlayheadServer(command: "ingest", dataDirectory: data, name: "redo-ingest")
-        for request in 0..<3 {
-            let events = (0..<500).map { Fixtures.event("r\(request)-\($0)") }
-            #expect(try await TestHTTP.postEvents(ingest, Fixtures.json(events)).status == 202)
-        }
-        #expect(await ingest.stop() == 0)
+        let data = try await Self.backlog(in: directory, requests: 3, of: 500, prefix: "r")
         // What a crash in the middle of a batch of 1,500 leaves (written with larger flags, or by
         // the version before): its intent, and none of its files yet.
         let lake = directory.appending("data/lake").path
@@ -276,13 +283,7 @@ struct LakeTests {
     func batchesCloseInsideAPoll() async throws {
         let directory = try TemporaryDirectory(prefix: "catchup")
         defer { withExtendedLifetime(directory) {} }
-        let data = directory.appending("data").path
-        let ingest = try await PlayheadServer(command: "ingest", dataDirectory: data, name: "catchup-ingest")
-        for request in 0..<10 {
-            let events = (0..<1000).map { Fixtures.event("c\(request)-\($0)") }
-            #expect(try await TestHTTP.postEvents(ingest, Fixtures.json(events)).status == 202)
-        }
-        #expect(await ingest.stop() == 0)
+        let data = try await Self.backlog(in: directory, requests: 10, of: 1000, prefix: "c")
         // The backlog comes in polls of thousands of records; each batch must still close at 1,000.
         let store = try await PlayheadServer(
             command: "store", dataDirectory: data, arguments: ["--flush-events", "1000", "--flush-interval", "3600"], name: "catchup-store")
