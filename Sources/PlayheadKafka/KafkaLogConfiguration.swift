@@ -187,11 +187,13 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
             "enable.partition.eof": "false",
             "session.timeout.ms": String(session),
             "heartbeat.interval.ms": String(max(100, session / 6)),
-            // 30 min, not librdkafka's 5: taking partitions, the lake writer warms up each from the
+            // 10 min, not librdkafka's 5: taking partitions, the lake writer warms up each from the
             // log (the open hours, for the rollups) without polling the group, and its member was
             // evicted, again at every try, when that took longer (a probe: 12 partitions of 61,000
-            // records on a slow broker). Ownership is checked before each batch is written anyway.
-            "max.poll.interval.ms": String(max(1_800_000, session)),
+            // records on a slow broker, before its warm-up read only its own partitions; 6-18 s
+            // since). Not more: it is also how long a rebalance waits for a member that does not
+            // poll. Ownership is checked before each batch is written anyway.
+            "max.poll.interval.ms": String(max(600_000, session)),
             "partition.assignment.strategy": assignor,
             "socket.keepalive.enable": "true",
         ]

@@ -27,6 +27,8 @@ public final class KafkaLogConsumer: LogConsumer, Sendable {
         var startAt: [Int32: Int64] = [:]
         /// A reader's partitions, once assigned.
         var assigned: [Int32] = []
+        /// Whether the group has ever assigned this consumer a partition.
+        var heldPartitions = false
         /// A reader's next offset to return, per partition, from the records it returned.
         var next: [Int32: Int64] = [:]
         /// Where each partition ended when the reader last reached its end (end-of-partition events).
@@ -123,6 +125,7 @@ public final class KafkaLogConsumer: LogConsumer, Sendable {
             state.withLock { state in
                 for partition in poll.revoked { state.committed.removeValue(forKey: partition) }
                 for (partition, offset) in poll.assigned { state.committed[partition] = offset }
+                if !poll.assigned.isEmpty { state.heldPartitions = true }
             }
         }
         return poll
@@ -199,7 +202,9 @@ public final class KafkaLogConsumer: LogConsumer, Sendable {
             // No partitions (all revoked, or more members than partitions): none to lag. Left
             // unrecorded, a process that lost its partitions kept its last lag for good, counted
             // twice in the group's sum and firing LakeFlushFailing on an idle `store`.
-            if topic == .events { log.metrics.lag(consumer: metricLabel, value: 0) }
+            // Only once it has held some: before its first assignment (a restart catching up)
+            // 0 read as caught up while the backlog waited (a probe); the series is left as it is.
+            if topic == .events && state.withLock({ $0.heldPartitions }) { log.metrics.lag(consumer: metricLabel, value: 0) }
             return 0
         }
         var total: Int64 = 0

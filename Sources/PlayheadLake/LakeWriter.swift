@@ -438,6 +438,16 @@ final class DatasetWriter: @unchecked Sendable {
     /// `…/p<partition>-<offset>-<last offset>.records` (`playhead log salvage` reads its records back).
     /// The same names on a redo. The lake's files go on after them.
     private func keep(_ damaged: DamagedLogRecord) async throws {
+        if damaged.bytes.isEmpty {
+            // Missing records (a segment deleted or cut short), not damaged bytes: nothing to keep
+            // (an empty file was written, which salvage read as 0 records).
+            logger.error("lake writer: records of the log are missing; their events are not in the lake", metadata: [
+                "log.partition": "\(damaged.partition)", "log.offset": "\(damaged.offset)", "log.records": "\(damaged.records)",
+                "log.missed": "\(damaged.missed)",
+            ])
+            metrics.damaged.increment(by: Int64(damaged.missed))
+            return
+        }
         let path = damaged.records == 1
             ? LakePaths.damagedRecord(dataset: kind.name, partition: damaged.partition, offset: damaged.offset)
             : "_playhead/damaged/\(kind.name)/p\(damaged.partition)-\(damaged.offset)-\(damaged.offset + damaged.records - 1).records"

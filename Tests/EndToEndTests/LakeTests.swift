@@ -184,7 +184,7 @@ struct LakeTests {
         let observe = try await PlayheadServer(command: "observe", dataDirectory: data, name: "parts-observe")
         // A second lake writer on this log is refused at its start; the first goes on (before
         // 2026-12-04 the second ran, and the lake's claim stopped the first).
-        let refusal = "another process writes the lake from the log"
+        let refusal = "writes the lake from the log"
         let secondStore = try await runCommand(TestEnvironment.playheadExecutable, ["store", "--data-dir", data, "--port", "0"], timeout: .seconds(30))
         #expect(secondStore.status == 1 && secondStore.stderr.contains(refusal), "\(secondStore.stderr)")
         let acks = directory.appending("acks.txt").path

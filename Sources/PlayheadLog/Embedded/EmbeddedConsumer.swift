@@ -241,10 +241,19 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
             partition: 0, offset: nextOffset, records: following - nextOffset,
             missed: max(0, following - max(nextOffset, skipUntil)), bytes: rest
         )
-        logger.error("log: a damaged record whose length cannot be trusted; the reader steps to the next segment", metadata: [
-            "topic": "\(topic.name)", "segment": "\(path)", "byte": "\(position)", "offset": "\(nextOffset)",
-            "records_skipped": "\(following - nextOffset)", "next_segment": "\(following)",
-        ])
+        if rest.isEmpty {
+            // Nothing after the last whole record: the segment's end, or a segment after it, is gone
+            // (deleted or cut short by hand), not damaged.
+            logger.error("log: records \(nextOffset)..<\(following) are missing from the log: \(path) ends at its last whole record, and the next segment starts at offset \(following) (a segment deleted or cut short by hand?); the reader steps to the next segment", metadata: [
+                "topic": "\(topic.name)", "segment": "\(path)", "offset": "\(nextOffset)",
+                "records_skipped": "\(following - nextOffset)", "next_segment": "\(following)",
+            ])
+        } else {
+            logger.error("log: a damaged record whose length cannot be trusted; the reader steps to the next segment", metadata: [
+                "topic": "\(topic.name)", "segment": "\(path)", "byte": "\(position)", "offset": "\(nextOffset)",
+                "records_skipped": "\(following - nextOffset)", "next_segment": "\(following)",
+            ])
+        }
         closeSegment()
         skipUntil = max(skipUntil, following)
         nextOffset = following

@@ -116,7 +116,7 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
             Glibc.close(fd)
             throw LogError(
                 code: .unavailable,
-                message: "another process writes the lake from the log \(configuration.directory) (\(path) is locked): `serve` writes the lake itself, so run `store` only beside `ingest`, and one `store` per log"
+                message: "another process (a `serve` or a `store`) writes the lake from the log \(configuration.directory) (\(path) is locked): one lake writer per log, either `serve` alone (it writes the lake itself) or `ingest` with one `store`; stop the other first"
             )
         }
         let previous = state.withLockedValue { state in
