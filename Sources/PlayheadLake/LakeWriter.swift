@@ -526,7 +526,8 @@ final class DatasetWriter: @unchecked Sendable {
         if let identity = log.identity {
             try await checkClaim(for: identity, claiming: false)
         }
-        if state == nil, try await retrying("read intent", { try await self.commits.intent(partition) }) == nil {
+        let intent = try await retrying("read intent") { try await self.commits.intent(partition) }
+        if state == nil, intent == nil {
             // No state, but files of this partition (and no intent: a first batch cut short has
             // files and an intent): the state was deleted (by hand, or a restore that left it out).
             // Starting from offset 0 wrote every event again under other names (a probe: each of
@@ -556,7 +557,7 @@ final class DatasetWriter: @unchecked Sendable {
             partition: partition, next: next, dedupWindow: kind == .events ? configuration.dedupWindow : 0,
             rollups: kind == .events && configuration.rollups
         )
-        if let intent = try await retrying("read intent", { try await self.commits.intent(partition) }) {
+        if let intent {
             if intent.from == next && intent.to > next {
                 writer.forcedEnd = intent.to
                 logger.notice("lake writer: redoing an unfinished batch", metadata: [

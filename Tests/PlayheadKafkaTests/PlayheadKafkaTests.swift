@@ -54,6 +54,15 @@ func makeLog(
     return log
 }
 
+/// Waits until `condition` holds (checked every 100 ms); throws after `timeout`.
+func waitFor(_ what: String, timeout: Duration = .seconds(45), _ condition: () async -> Bool) async throws {
+    let deadline = ContinuousClock.now.advanced(by: timeout)
+    while await !condition() {
+        if ContinuousClock.now > deadline { throw TestSupportError("timed out waiting for \(what)") }
+        try await Task.sleep(for: .milliseconds(100))
+    }
+}
+
 /// Polls `consumer` until `count` records arrived (or `timeout`), collecting everything it reports.
 func drain(_ consumer: any LogConsumer, count: Int, timeout: Duration = .seconds(40)) async throws -> LogPoll {
     var total = LogPoll()
@@ -275,13 +284,6 @@ struct KafkaLogTansuTests {
                 }
             }
         }
-        func waitFor(_ what: String, timeout: Duration = .seconds(45), _ condition: () -> Bool) async throws {
-            let deadline = ContinuousClock.now.advanced(by: timeout)
-            while !condition() {
-                if ContinuousClock.now > deadline { throw TestSupportError("timed out waiting for \(what)") }
-                try await Task.sleep(for: .milliseconds(100))
-            }
-        }
 
         let members = try (0..<3).map { _ in Member(try log.consumer(for: .events, group: "grp")) }
         let first = Task { await members[0].run() }
@@ -330,13 +332,6 @@ struct KafkaLogTansuTests {
             while !Task.isCancelled {
                 guard let poll = try? await consumers[index].poll(maxRecords: 1000, timeout: .milliseconds(200)) else { return }
                 held[index].withLock { $0.subtract(poll.revoked); $0.formUnion(poll.assigned.keys) }
-            }
-        }
-        func waitFor(_ what: String, _ condition: () async -> Bool) async throws {
-            let deadline = ContinuousClock.now.advanced(by: .seconds(45))
-            while await !condition() {
-                if ContinuousClock.now > deadline { throw TestSupportError("timed out waiting for \(what)") }
-                try await Task.sleep(for: .milliseconds(100))
             }
         }
         // The first alone: it holds the partition and lags by the 100 records it did not commit.

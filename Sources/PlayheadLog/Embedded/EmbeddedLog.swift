@@ -422,11 +422,7 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
                 }
                 if let limit = configuration.retentionBytes, total > limit { expired = true }
                 guard expired else { break }
-                let removed = sizes[index]
-                topic.shared.withLockedValue { state in
-                    state.segments.removeAll { $0 == segments[index] }
-                    state.closedBytes -= removed
-                }
+                topic.forget(segment: segments[index], bytes: sizes[index])
                 if unlink(path) == 0 {
                     deleted.append(path)
                     total -= sizes[index]

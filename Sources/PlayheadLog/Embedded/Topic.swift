@@ -64,6 +64,15 @@ final class TopicState: @unchecked Sendable {
         for waiter in waiters { waiter.resume() }
     }
 
+    /// Segment `base` (a closed one, of `bytes` bytes) is gone: deleted by retention, or found
+    /// deleted under the log.
+    func forget(segment base: Int64, bytes: Int64) {
+        shared.withLockedValue { state in
+            state.segments.removeAll { $0 == base }
+            state.closedBytes -= bytes
+        }
+    }
+
     func rolled(to base: Int64, closedSegmentBytes: Int64) {
         shared.withLockedValue { state in
             state.closedBytes += closedSegmentBytes

@@ -545,10 +545,7 @@ final class TopicWriter: @unchecked Sendable {
             return error
         }
         activeSegmentDeleted = false
-        topic.shared.withLockedValue { state in
-            state.segments.removeAll { $0 == deleted }
-            state.closedBytes -= bytes
-        }
+        topic.forget(segment: deleted, bytes: bytes)
         logger.error("log: the segment being written was deleted under the log (never delete log files by hand): its records are lost to every reader that had not opened it; appends go on in a new segment", metadata: [
             "topic": "\(topic.name)", "segment": "\(Files.segmentPath(topic.directory, deleted))",
             "log.first_lost": "\(deleted)", "log.end": "\(end)", "next_segment": "\(activeBase)",
