@@ -212,6 +212,10 @@ public struct SyntheticSessions: Sendable {
             if sessions[slot].events >= sessions[slot].abandonAfter { sessions[slot] = newSession() }
         }
         var s = sessions[slot]
+        // Timestamps are written in milliseconds: a session's next event gets a later millisecond
+        // than its last, as a player's events do. (Two events of a session at the same millisecond
+        // have no order a query over the lake can follow; docs/lake.md, "Rollups".)
+        if s.started && now / 1000 <= s.lastMicros / 1000 { now = (s.lastMicros / 1000 + 1) * 1000 }
         let duration = items[s.item].duration
         if s.playing {
             s.position = min(duration, s.position + Double(now - s.lastMicros) / 1e6)

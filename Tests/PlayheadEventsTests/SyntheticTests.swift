@@ -30,6 +30,34 @@ import PlayheadEvents
         #expect(fields.allSatisfy { $0.sessionID != nil })
     }
 
+    @Test("a session's events have later and later timestamps to the millisecond, as written, even when two fall in one millisecond of simulated time")
+    func millisecondTimestampsIncreaseWithinASession() {
+        // One event per 0-40 s of simulated time over two sessions: the 42,004th event (of this seed) came
+        // within the same millisecond as its session's previous one, so its written timestamp was
+        // equal (docs/lake.md, "Rollups": such pairs have no order a query can follow).
+        var s = SyntheticSessions(seed: 3, concurrentSessions: 2, startTime: 1_714_564_800_000_000)
+        let sessionKey = Array(#""session_id":""#.utf8), timestampKey = Array(#""timestamp":""#.utf8)
+        func value(after key: [UInt8], in event: [UInt8]) -> ArraySlice<UInt8> {
+            guard let start = event.firstRange(of: key)?.upperBound,
+                  let end = event[start...].firstIndex(of: UInt8(ascii: "\"")) else { return [] }
+            return event[start..<end]
+        }
+        var last: [ArraySlice<UInt8>: String] = [:]
+        var equal = 0, events = 0
+        var event: [UInt8] = []
+        for _ in 0..<50_000 {
+            event.removeAll(keepingCapacity: true)
+            s.appendNextEvent(to: &event)
+            // Fixed-width ISO 8601 in UTC: text order is time order.
+            let session = value(after: sessionKey, in: event), time = String(decoding: value(after: timestampKey, in: event), as: UTF8.self)
+            if let previous = last[session], previous >= time { equal += 1 }
+            last[session] = time
+            events += 1
+        }
+        #expect(events == 50_000 && last.count > 100)
+        #expect(equal == 0, "\(equal) events with their session's previous timestamp")
+    }
+
     @Test func deterministicForASeed() {
         #expect(generate(seed: 3, sessions: 10, count: 300) == generate(seed: 3, sessions: 10, count: 300))
         #expect(generate(seed: 3, sessions: 10, count: 300) != generate(seed: 4, sessions: 10, count: 300))
