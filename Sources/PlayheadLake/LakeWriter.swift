@@ -83,10 +83,15 @@ public final class LakeWriter: Service, Sendable {
                 kind: kind, log: log, store: store, configuration: configuration, threadPool: threadPool, logger: logger, health: health,
                 run: run)
         }
-        let identity = log.identity
+        let sharedIdentity = log.sharedIdentity
         let shutdownTimeout = configuration.shutdownTimeout
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
+                // A `store` started before any `ingest` made its log: the log's id, which the lake
+                // must know, comes with the writer. (Until 2026-12-04 such a store claimed nothing,
+                // so it wrote a lake that another log had written, skipping the records below the
+                // lake's offsets: a probe.)
+                guard let identity = try await writers[0].logIdentity() else { return }
                 if let identity {
                     // One claim per process, made before either dataset's writer starts. (Each
                     // writer once claimed on its own: of two processes started together, one's
@@ -94,6 +99,8 @@ public final class LakeWriter: Service, Sendable {
                     // the other's, and both stopped.) Each process writes the claim at most once,
                     // so the one written last stands.
                     try await writers[0].checkClaim(for: identity, claiming: true)
+                } else if let sharedIdentity {
+                    try await writers[0].checkSharedClaim(for: sharedIdentity)
                 }
                 try await withThrowingTaskGroup(of: Void.self) { writing in
                     for writer in writers {
@@ -381,7 +388,7 @@ final class DatasetWriter: @unchecked Sendable {
         let hint = " Point --lake at a folder or prefix of its own for each log (docs/lake.md, \"One log per lake\")"
         if let claim, claim.logID != identity {
             let what = claiming
-                ? "\(store.displayName) is written from another log (id \(claim.logID)); this log (\(log.displayName)) is \(identity). One lake location takes one log: nothing was written."
+                ? "\(store.displayName) is written from \(Self.otherLog(claim)); this log (\(log.displayName)) is \(identity). One lake location takes one log: nothing was written."
                 : "another process writes \(store.displayName): the lake is now claimed by log \(claim.logID), not by this one (\(log.displayName), \(identity)); this writer stops before writing a file, and its events stay in its log."
             throw LakeError(.otherWriter, what + hint)
         }
@@ -399,6 +406,39 @@ final class DatasetWriter: @unchecked Sendable {
         // leaves a run the folder knows, so this folder's next start is not taken for a copy.
         try await noteRun(known)
         try await retrying("claim the lake") { try await self.commits.writeClaim(.init(logID: identity, run: self.run)) }
+    }
+
+    /// The log's id (nil for Kafka), once a writer has made it; `.none` when a graceful shutdown
+    /// comes first.
+    func logIdentity() async throws -> String?? {
+        let log = self.log
+        while try await threadPool.runIfActive({ log.awaitsIdentity }) {
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
+            if Task.isShuttingDownGracefully || Task.isCancelled { return .none }
+        }
+        return .some(log.identity)
+    }
+
+    /// The same for a log whose partitions several processes write (Kafka), at start: a location
+    /// claimed by another log is refused, and an unclaimed one claimed. Every writer of the topic
+    /// writes the same claim, so there is no run to check. Without it, a lake that the embedded log
+    /// (or another topic) had written up to offset N took the topic's records below N for written
+    /// and never wrote them: the writer waited for offset N in silence (a probe, 2026-12-04).
+    func checkSharedClaim(for identity: String) async throws {
+        let claim = try await retrying("read the lake's claim") { try await self.commits.claim() }
+        if let claim {
+            guard claim.logID == identity else {
+                throw LakeError(.otherWriter, "\(store.displayName) is written from \(Self.otherLog(claim)), whose offsets are other records than this log's (\(log.displayName)). One lake location takes one log: nothing was written. Point --lake at a folder or prefix of its own for each log (docs/lake.md, \"One log per lake\")")
+            }
+            return
+        }
+        try await retrying("claim the lake") { try await self.commits.writeClaim(.init(logID: identity, run: nil)) }
+    }
+
+    /// The log a claim names, for a message.
+    static func otherLog(_ claim: LakeCommits.Claim) -> String {
+        let id = claim.logID
+        return id.hasPrefix("kafka:") ? "another log (the Kafka topic \(id.dropFirst("kafka:".count)), id \(id))" : "another log (id \(id))"
     }
 
     /// Where an object of the lake is, as an operator names it: a path for a folder (`rm` takes

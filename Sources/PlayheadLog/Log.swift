@@ -246,6 +246,13 @@ public protocol LogBackend: Sendable {
     /// from: the embedded log's random id (`<dir>/id`). `nil` for Kafka, whose partitions the
     /// consumer group hands to one writer each.
     var identity: String? { get }
+    /// What the lake must know of a log whose partitions several writers share, so that one lake
+    /// location is written from one log (Kafka: `kafka:<events topic>`). Nil for the embedded log,
+    /// which has ``identity``.
+    var sharedIdentity: String? { get }
+    /// True while ``identity`` is nil but will come: a reader of an embedded log that no writer has
+    /// made yet. Reads the log's folder: call it off the cooperative pool.
+    var awaitsIdentity: Bool { get }
     func producer(for topic: LogTopic) throws(LogError) -> any LogProducer
     /// A consumer of `topic` in `group`; `nil` gives a reader from the earliest record that commits nothing.
     func consumer(for topic: LogTopic, group: String?) throws(LogError) -> any LogConsumer
@@ -259,6 +266,8 @@ public protocol LogBackend: Sendable {
 
 extension LogBackend {
     public var identity: String? { nil }
+    public var sharedIdentity: String? { nil }
+    public var awaitsIdentity: Bool { false }
     public func readNote(_ name: String) throws(LogError) -> [UInt8]? { nil }
     public func writeNote(_ name: String, _ contents: [UInt8]) throws(LogError) {}
 }

@@ -261,6 +261,65 @@ struct KafkaPipelineTests {
         await tansu.stop()
     }
 
+    @Test("one log per lake, on Kafka too: store refuses at start a lake the embedded log wrote, or another topic, naming it, and writes nothing; serve refuses a lake a topic wrote; the topic's events go to a lake of its own")
+    func oneLogPerLakeOnKafka() async throws {
+        let tansu = try await Tansu.start()
+        let directory = try TemporaryDirectory(prefix: "kafka-claim")
+        defer { withExtendedLifetime(directory) {} }
+        var processes: [PlayheadServer] = []
+        do {
+            // A lake `serve` wrote from its embedded log: its state is at offset 10 of partition 0.
+            let embeddedLake = directory.appending("embedded-lake").path
+            let serve = try await PlayheadServer(
+                dataDirectory: directory.appending("serve").path, arguments: ["--lake", embeddedLake, "--flush-interval", "1"])
+            #expect(try await TestHTTP.postEvents(serve, Fixtures.json((0..<10).map { Fixtures.event("embedded-\($0)") })).status == 202)
+            #expect(await serve.stop() == 0)
+            let log = "kafka://\(tansu.bootstrap)/claim-events?partitions=1"
+            let ingest = try await readyIngest(log, directory: directory, name: "claim-ingest")
+            processes.append(ingest)
+            #expect(try await TestHTTP.postEvents(ingest, Fixtures.json((0..<5).map { Fixtures.event("kafka-\($0)") })).status == 202)
+            func store(_ log: String, lake: String) async throws -> CommandResult {
+                try await runCommand(
+                    TestEnvironment.playheadExecutable,
+                    ["store", "--data-dir", directory.appending("store").path, "--port", "0", "--log", log, "--lake", lake, "--flush-interval", "1"],
+                    timeout: .seconds(60))
+            }
+            // Before, store took the topic's offsets 0-9 for written and waited for offset 10 in silence.
+            let refused = try await store(log, lake: embeddedLake)
+            #expect(refused.status == 1, "\(refused.stderr.suffix(2000))")
+            #expect(refused.stderr.contains("is written from another log (id "), "\(refused.stderr.suffix(2000))")
+            var rows = try await duck("SELECT count(*), count(*) FILTER (WHERE event_id LIKE 'embedded-%') FROM read_parquet('{lake}/events/**/*.parquet')", lake: embeddedLake)
+            #expect(rows.first?[0] as? Int == 10 && rows.first?[1] as? Int == 10, "\(rows)")
+            // A lake of its own: the topic's events, and the lake names the topic.
+            let kafkaLake = directory.appending("kafka-lake").path
+            let writer = try await PlayheadServer(
+                command: "store", dataDirectory: directory.appending("store").path,
+                arguments: ["--log", log, "--lake", kafkaLake, "--flush-interval", "1"], name: "kafka-claim-store")
+            processes.append(writer)
+            try await eventually(timeout: .seconds(60), "the topic's events in its lake") {
+                let rows = (try? await duck("SELECT count(*) FROM read_parquet('{lake}/events/**/*.parquet') WHERE event_id LIKE 'kafka-%'", lake: kafkaLake)) ?? []
+                return rows.first?.first as? Int == 5
+            }
+            #expect(await writer.stop() == 0, "\(writer.process.stderr.suffix(2000))")
+            let claim = try String(contentsOfFile: "\(kafkaLake)/_playhead/log.json", encoding: .utf8)
+            #expect(claim.contains(#""log_id":"kafka:claim-events""#), "\(claim)")
+            // Another topic on that lake, and the embedded log on it: both refused, naming the topic.
+            let otherTopic = try await store("kafka://\(tansu.bootstrap)/other-events?partitions=1", lake: kafkaLake)
+            #expect(otherTopic.status == 1 && otherTopic.stderr.contains("is written from another log (the Kafka topic claim-events"), "\(otherTopic.stderr.suffix(2000))")
+            let embedded = try await runCommand(
+                TestEnvironment.playheadExecutable,
+                ["serve", "--data-dir", directory.appending("serve").path, "--port", "0", "--lake", kafkaLake], timeout: .seconds(60))
+            #expect(embedded.status == 1 && embedded.stderr.contains("is written from another log (the Kafka topic claim-events"), "\(embedded.stderr.suffix(2000))")
+            rows = try await duck("SELECT count(*) FROM read_parquet('{lake}/events/**/*.parquet')", lake: kafkaLake)
+            #expect(rows.first?.first as? Int == 5, "\(rows)")
+            for server in processes { #expect(await server.stop() == 0, "\(server.process.stderr.suffix(2000))") }
+        } catch {
+            Issue.record(error)
+        }
+        for server in processes where server.process.isRunning { server.process.kill9() }
+        await tansu.stop()
+    }
+
     @Test("store and observe started while no broker answers (or at a wrong address): /readyz 503 says their consumer has not started, and why")
     func readinessWithoutABrokerAtStart() async throws {
         let directory = try TemporaryDirectory(prefix: "kafka-nobroker")

@@ -279,6 +279,27 @@ struct LakeTests {
         for server in [ingest, store, observe] { #expect(await server.stop() == 0) }
     }
 
+    @Test("a store started before any writer, on a lake another log wrote: once ingest makes its log, store refuses the lake (exit status 1) and writes nothing there")
+    func earlyStoreOnAnotherLogsLake() async throws {
+        let directory = try TemporaryDirectory(prefix: "early-claim")
+        defer { withExtendedLifetime(directory) {} }
+        let lake = directory.appending("lake").path
+        let serve = try await PlayheadServer(dataDirectory: directory.appending("a").path, arguments: ["--lake", lake, "--flush-interval", "1"])
+        #expect(try await TestHTTP.postEvents(serve, Fixtures.json((0..<10).map { Fixtures.event("a-\($0)") })).status == 202)
+        #expect(await serve.stop() == 0)
+        // Before, the store claimed nothing (it had no log id at start), took the new log's
+        // records 0-9 for written, and wrote the rest to that lake.
+        let data = directory.appending("b").path
+        let store = try await PlayheadServer(command: "store", dataDirectory: data, arguments: ["--lake", lake, "--flush-interval", "1"], name: "early-claim-store")
+        let ingest = try await PlayheadServer(command: "ingest", dataDirectory: data, name: "early-claim-ingest")
+        #expect(try await TestHTTP.postEvents(ingest, Fixtures.json((0..<15).map { Fixtures.event("b-\($0)") })).status == 202)
+        #expect(await store.process.waitForExit(timeout: .seconds(30)) == 1, "\(store.process.stderr.suffix(2000))")
+        #expect(store.process.stderr.contains("is written from another log (id "), "\(store.process.stderr.suffix(2000))")
+        #expect(await ingest.stop() == 0)
+        let rows = try await duck("SELECT count(*), count(*) FILTER (WHERE event_id LIKE 'a-%') FROM read_parquet('{lake}/events/**/*.parquet')", lake: lake)
+        #expect(rows.first?[0] as? Int == 10 && rows.first?[1] as? Int == 10, "\(rows)")
+    }
+
     @Test("catching up a backlog, the lake writer closes a batch at --flush-events even inside one poll of the log")
     func batchesCloseInsideAPoll() async throws {
         let directory = try TemporaryDirectory(prefix: "catchup")

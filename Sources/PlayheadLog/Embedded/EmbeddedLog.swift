@@ -34,13 +34,22 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
     public var displayName: String { "file:\(configuration.directory)" }
 
     /// The log's random id, in `<dir>/id`: made when the log is first opened for writing, read by
-    /// readers (`nil` for a reader that starts before any writer made it). The lake's state records
-    /// it, so that two logs never write one lake (docs/lake.md, "One log per lake").
-    public let identity: String?
+    /// readers (`nil` for a reader that starts before any writer made it, until one does). The
+    /// lake's state records it, so that two logs never write one lake (docs/lake.md, "One log per lake").
+    public var identity: String? {
+        if let known = knownIdentity.withLockedValue({ $0 }) { return known }
+        guard isReadOnly, let found = Files.existingLogIdentity(configuration.directory) else { return nil }
+        knownIdentity.withLockedValue { $0 = found }
+        return found
+    }
+    private let knownIdentity: NIOLockedValueBox<String?>
+
+    /// A reader of a log that no writer has made yet: its ``identity`` comes when one does.
+    public var awaitsIdentity: Bool { isReadOnly && identity == nil }
 
     private init(configuration: EmbeddedLogConfiguration, readOnly: Bool, lockFD: Int32, identity: String?, logger: Logger) {
         self.configuration = configuration
-        self.identity = identity
+        self.knownIdentity = NIOLockedValueBox(identity)
         self.isReadOnly = readOnly
         self.lockFD = lockFD
         self.logger = logger
