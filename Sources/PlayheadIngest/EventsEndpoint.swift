@@ -27,6 +27,7 @@ public final class EventsEndpoint: Sendable {
     private let threadPool: NIOThreadPool
     let metrics: IngestMetrics
     private let logger: Logger
+    private let failures: PermanentFailures
 
     /// - Parameters:
     ///   - configuration: limits, keys and back-pressure settings.
@@ -57,6 +58,7 @@ public final class EventsEndpoint: Sendable {
         self.threadPool = threadPool
         self.metrics = metrics
         self.logger = logger
+        failures = PermanentFailures(logger: logger)
     }
 
     /// Body bytes being decoded or waiting for the log now.
@@ -262,20 +264,14 @@ public final class EventsEndpoint: Sendable {
         record.withUnsafeBytes { batch.appendRecord(key: EmptyCollection<UInt8>(), value: $0) }
         let promise = eventLoop.makePromise(of: HTTPResponse.self)
         let retryAfter = configuration.retryAfterSeconds
-        let metrics = self.metrics
+        let metrics = self.metrics, failures = self.failures
         rejected.append(batch) { result in
             switch result {
             case .success:
                 metrics.rejected(reason: "invalid_gzip", count: 1)
                 promise.succeed(.error(.badRequest, code: "invalid_gzip", message: failure.message))
             case .failure(let error):
-                promise.succeed(
-                    .error(
-                        .serviceUnavailable, code: Self.errorCode(error),
-                        message: "the request could not be stored durably, retry later: \(error.message)",
-                        retryAfterSeconds: error.retryAfterSeconds ?? retryAfter
-                    )
-                )
+                promise.succeed(Self.notStored(error, retryAfter: retryAfter, failures: failures))
             }
         }
         return promise.futureResult
@@ -297,7 +293,7 @@ public final class EventsEndpoint: Sendable {
         // are stored, not when a failed append answers 503.
         let answer = Answer(
             promise: promise, outcome: outcome, retryAfter: configuration.retryAfterSeconds,
-            inFlightBytes: inFlightBytes, wireBytes: wireBytes,
+            inFlightBytes: inFlightBytes, wireBytes: wireBytes, failures: failures,
             counts: Counts(metrics: metrics, accepted: sink.dimensionCounts, rejectedReasons: sink.rejectedReasons)
         )
         if sink.accepted.isEmpty && sink.rejected.isEmpty {
@@ -336,20 +332,14 @@ public final class EventsEndpoint: Sendable {
         var inFlightBytes: InFlightBytes
         /// Released from ``inFlightBytes`` with the answer.
         var wireBytes: Int
+        var failures: PermanentFailures
         var counts: Counts
 
         func finish(_ failure: LogError?) {
             if wireBytes > 0 { inFlightBytes.release(wireBytes) }
             if failure == nil { counts.metrics.decoded(counts.accepted, rejectedReasons: counts.rejectedReasons) }
             if let failure {
-                let status: HTTPResponseStatus = failure.isRetriable || failure.code == .full ? .serviceUnavailable : .internalServerError
-                promise.succeed(
-                    .error(
-                        status, code: EventsEndpoint.errorCode(failure),
-                        message: "the events could not be stored durably, retry later: \(failure.message)",
-                        retryAfterSeconds: failure.retryAfterSeconds ?? retryAfter
-                    )
-                )
+                promise.succeed(EventsEndpoint.notStored(failure, retryAfter: retryAfter, failures: failures))
             } else if outcome.accepted == 1 && outcome.rejected == 0 {
                 // The usual answer to a single event: made once, shared (a ByteBuffer is copy-on-write).
                 promise.succeed(EventsEndpoint.oneAccepted)
@@ -376,6 +366,22 @@ public final class EventsEndpoint: Sendable {
         let body = ByteBuffer(bytes: outcome.responseJSON())
         return HTTPResponse(status: .accepted, contentType: "application/json", body: body).encodedOnce()
     }()
+
+    /// The answer to a request whose records the log did not store: 503 when a retry can succeed
+    /// (and for a full log), 500 when it cannot, which the message says and the server's log
+    /// reports (until 2026-12-04 both said "retry later", and nothing was logged: a Kafka record
+    /// over the producer's message size failed the same way on every retry, a probe).
+    static func notStored(_ failure: LogError, retryAfter: Int, failures: PermanentFailures) -> HTTPResponse {
+        let retriable = failure.isRetriable || failure.code == .full
+        if !retriable { failures.report(failure) }
+        return .error(
+            retriable ? .serviceUnavailable : .internalServerError, code: errorCode(failure),
+            message: retriable
+                ? "the events could not be stored durably, retry later: \(failure.message)"
+                : "the events could not be stored durably, and a retry is not expected to succeed: \(failure.message)",
+            retryAfterSeconds: failure.retryAfterSeconds ?? retryAfter
+        )
+    }
 
     /// The `error.code` of a 503 caused by the log.
     static func errorCode(_ error: LogError) -> String {
@@ -478,5 +484,31 @@ struct EventLoopCompletions: LogCompletionExecutor {
 
     func execute(_ work: @escaping @Sendable () -> Void) {
         loop.execute(work)
+    }
+}
+
+/// Appends that failed in a way a retry does not mend (answered 500): logged at error level, at most
+/// once a minute, with how many there were since the last line.
+final class PermanentFailures: Sendable {
+    private let logger: Logger
+    private let state = NIOLockedValueBox<(last: NIODeadline?, since: Int)>((nil, 0))
+
+    init(logger: Logger) {
+        self.logger = logger
+    }
+
+    func report(_ failure: LogError) {
+        let now = NIODeadline.now()
+        let count: Int? = state.withLockedValue { state in
+            state.since += 1
+            guard state.last.map({ now - $0 >= .seconds(60) }) ?? true else { return nil }
+            defer { state = (now, 0) }
+            return state.since
+        }
+        guard let count else { return }
+        logger.error("ingest: the log refused a request's records in a way a retry does not mend; answered 500", metadata: [
+            "error": "\(failure)", "requests": "\(count)",
+            "hint": "a record larger than the log takes (Kafka: the topic's max.message.bytes, the producer's message.max.bytes), or an I/O error: docs/runbook.md, IngestRequestsFailing",
+        ])
     }
 }

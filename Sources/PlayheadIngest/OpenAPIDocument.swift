@@ -183,7 +183,7 @@ enum OpenAPIDocument {
       }
      },
      "500": {
-      "description": "The log failed in a way a retry is not expected to fix (an I/O error other than a full disk, corrupt data, a batch too large for the backend, an unknown topic or a bad argument); `error` is `log_unavailable`. Nothing was acknowledged. `Retry-After` is sent as with 503. (When the body was corrupt gzip and storing it fails, the answer is 503 whatever the log error.)",
+      "description": "The log failed in a way a retry is not expected to fix (an I/O error other than a full disk, corrupt data, a batch too large for the backend, an unknown topic or a bad argument); `error` is `log_unavailable`. Nothing was acknowledged (on Kafka, where accepted and rejected events go to two topics, one of them may be stored). `Retry-After` is sent as with 503. The message says that a retry is not expected to succeed, and the server logs the failure at error level (at most once a minute).",
       "headers": {
        "Retry-After": {
         "schema": {

@@ -92,7 +92,8 @@ public final class KafkaLog: LogBackend, Service, Sendable {
         let topics = Self.standardTopics.map {
             KafkaAdmin.NewTopic(
                 name: configuration.topicName($0), partitions: configuration.partitions,
-                replicationFactor: configuration.replicationFactor
+                replicationFactor: configuration.replicationFactor,
+                configs: ["max.message.bytes": String(configuration.maxMessageBytes)]
             )
         }
         var attempt = 0

@@ -42,6 +42,12 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
     public var sessionTimeoutMilliseconds: Int = 10_000
     public var assignor: String = "cooperative-sticky"
     public var clientID: String = "playhead"
+    /// The largest message the producer sends (librdkafka's `message.max.bytes`), and the
+    /// `max.message.bytes` of the topics it creates. A rejected record holds the bytes as sent: a
+    /// whole body of up to `--max-body-bytes` when it is not JSON. At librdkafka's default (1 MB) such
+    /// a record failed, and the request got 500 "retry later" on every retry (a probe, 2026-12-04).
+    /// `serve` and `ingest` raise it to their body limit and 1 MiB more (``fitting(recordsOf:)``).
+    public var maxMessageBytes: Int = 8 * 1024 * 1024
     /// Extra librdkafka properties for every client.
     public var commonProperties: [String: String] = [:]
     public var producerProperties: [String: String] = [:]
@@ -147,6 +153,14 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
         }
     }
 
+    /// This configuration with ``maxMessageBytes`` raised, where needed, for records that hold up
+    /// to `bytes` bytes of a request as sent, with 1 MiB for the rest of the record.
+    public func fitting(recordsOf bytes: Int) -> KafkaLogConfiguration {
+        var configuration = self
+        configuration.maxMessageBytes = max(maxMessageBytes, min(bytes, 1 << 30) + (1 << 20))
+        return configuration
+    }
+
     /// The Kafka topic that holds `topic`.
     public func topicName(_ topic: LogTopic) -> String {
         guard let eventsTopic else { return topicPrefix + topic.name }
@@ -167,6 +181,7 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
             "queue.buffering.max.kbytes": "1048576",
             "batch.num.messages": "10000",
             "socket.keepalive.enable": "true",
+            "message.max.bytes": String(maxMessageBytes),
         ]
         properties.merge(commonProperties) { _, new in new }
         properties.merge(producerProperties) { _, new in new }

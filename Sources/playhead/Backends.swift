@@ -17,9 +17,16 @@ struct OpenedLog {
     /// - Parameter writer: the embedded log's writer settings (`serve`, `ingest`); nil for readers.
     /// - Parameter lakeWriter: this process writes the lake from the log (`serve`, `store`): an
     ///   embedded log takes its lake-writer lock (``EmbeddedLog/lockForLakeWriter()``).
-    static func open(_ location: String, readOnly: Bool, mustExist: Bool = false, writer: LogWriterOptions? = nil, lakeWriter: Bool = false, logger: Logger) throws -> OpenedLog {
+    /// - Parameter requestBytes: the edge's body limit (`serve`, `ingest`): a rejected record holds
+    ///   up to that many bytes as sent, and a Kafka log's messages must fit it.
+    static func open(
+        _ location: String, readOnly: Bool, mustExist: Bool = false, writer: LogWriterOptions? = nil, requestBytes: Int? = nil,
+        lakeWriter: Bool = false, logger: Logger
+    ) throws -> OpenedLog {
         if location.hasPrefix("kafka://") {
-            let log = try KafkaLog(url: location, logger: logger)
+            var configuration = try KafkaLogConfiguration(url: location)
+            if let requestBytes { configuration = configuration.fitting(recordsOf: requestBytes) }
+            let log = try KafkaLog(configuration: configuration, logger: logger)
             return OpenedLog(backend: log, service: log)
         }
         let directory: String

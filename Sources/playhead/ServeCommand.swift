@@ -30,7 +30,8 @@ struct ServeCommand: AsyncParsableCommand {
         logging.bootstrap()
         let logger = Logger(label: "playhead.serve")
         let telemetry = Telemetry.bootstrap(metrics.metrics == .on)
-        let log = try OpenedLog.open(storage.logLocation, readOnly: false, writer: logWriter, lakeWriter: true, logger: Logger(label: "playhead.log"))
+        let log = try OpenedLog.open(
+            storage.logLocation, readOnly: false, writer: logWriter, requestBytes: ingest.maxBodyBytes, lakeWriter: true, logger: Logger(label: "playhead.log"))
         let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger)
         let lakePool = NIOThreadPool(numberOfThreads: 2)
         lakePool.start()
@@ -67,7 +68,8 @@ struct IngestCommand: AsyncParsableCommand {
         logging.bootstrap()
         let logger = Logger(label: "playhead.ingest")
         let telemetry = Telemetry.bootstrap(metrics.metrics == .on)
-        let log = try OpenedLog.open(storage.logLocation, readOnly: false, writer: logWriter, logger: Logger(label: "playhead.log"))
+        let log = try OpenedLog.open(
+            storage.logLocation, readOnly: false, writer: logWriter, requestBytes: ingest.maxBodyBytes, logger: Logger(label: "playhead.log"))
         let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger)
         let edge = try parts.ingestServer(options: ingest, routes: telemetry.routes)
         try await parts.run(services: [log.service] + telemetry.services + [edge.server], threadPools: [edge.threadPool], logger: logger)

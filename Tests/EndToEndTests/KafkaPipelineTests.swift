@@ -320,6 +320,46 @@ struct KafkaPipelineTests {
         await tansu.stop()
     }
 
+    @Test("rejected records as large as a whole body fit the Kafka log: an event of 1.2 MB among good ones gets 202, a 4.9 MB body that is not JSON gets 400, and the lake keeps both byte for byte")
+    func largeRejectedRecords() async throws {
+        let tansu = try await Tansu.start()
+        let directory = try TemporaryDirectory(prefix: "kafka-large")
+        defer { withExtendedLifetime(directory) {} }
+        let log = "kafka://\(tansu.bootstrap)/large-events?partitions=1"
+        let lake = directory.appending("lake").path
+        var processes: [PlayheadServer] = []
+        do {
+            let ingest = try await readyIngest(log, directory: directory, name: "large-ingest")
+            processes.append(ingest)
+            // Before, the rejected record went over librdkafka's 1 MB message limit: 500 "retry
+            // later" on every retry, and the rejection was never stored.
+            let big = #"{"event_id":"big","padding":""# + String(repeating: "a", count: 1_200_000) + #""}"#
+            let lines = (0..<3).map { Fixtures.json(Fixtures.event("large-\($0)")) } + [big]
+            let mixed = try await TestHTTP.postEvents(ingest, lines.joined(separator: "\n"), contentType: "application/x-ndjson")
+            #expect(mixed.status == 202 && mixed.text.contains(#""accepted":3,"rejected":1"#), "\(mixed.status) \(mixed.text.prefix(500))")
+            let notJSON = "[" + String(repeating: "x", count: 4_900_000)
+            let refused = try await TestHTTP.postEvents(ingest, notJSON)
+            #expect(refused.status == 400 && refused.text.contains("malformed_json"), "\(refused.status) \(refused.text.prefix(500))")
+            let store = try await PlayheadServer(
+                command: "store", dataDirectory: directory.appending("store").path,
+                arguments: ["--log", log, "--lake", lake, "--flush-interval", "1"], name: "kafka-large-store")
+            processes.append(store)
+            try await eventually(timeout: .seconds(60), "both rejections in the lake") {
+                let rows = (try? await duck("SELECT count(*) FROM read_parquet('{lake}/rejected/**/*.parquet')", lake: lake)) ?? []
+                return rows.first?.first as? Int == 2
+            }
+            let rows = try await duck(
+                "SELECT reason, octet_length(raw) FROM read_parquet('{lake}/rejected/**/*.parquet') ORDER BY 2", lake: lake)
+            #expect(rows.map { "\($0[0] ?? "")" } == ["event_too_large", "malformed_json"], "\(rows)")
+            #expect(rows.map { $0[1] as? Int } == [big.utf8.count, notJSON.utf8.count], "\(rows)")
+            for server in processes { #expect(await server.stop() == 0, "\(server.process.stderr.suffix(2000))") }
+        } catch {
+            Issue.record(error)
+        }
+        for server in processes where server.process.isRunning { server.process.kill9() }
+        await tansu.stop()
+    }
+
     @Test("store and observe started while no broker answers (or at a wrong address): /readyz 503 says their consumer has not started, and why")
     func readinessWithoutABrokerAtStart() async throws {
         let directory = try TemporaryDirectory(prefix: "kafka-nobroker")

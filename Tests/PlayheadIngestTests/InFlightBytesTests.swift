@@ -198,3 +198,26 @@ struct InFlightBytesTests {
         #expect(try await last.value.status == 202)
     }
 }
+
+@Suite("Answers to requests the log did not store")
+struct NotStoredAnswerTests {
+    @Test("a failure a retry can mend is 503 'retry later'; one it cannot (a record too large for the log, an I/O error) is 500 that says so, logged at most once a minute with the count")
+    func retriableOrNot() {
+        let captured = CapturedLogs()
+        let failures = PermanentFailures(logger: Logger(label: "ingest-test") { _ in CapturingLogHandler(captured: captured) })
+        let full = EventsEndpoint.notStored(LogError(code: .full, message: "the disk is full"), retryAfter: 3, failures: failures)
+        #expect(full.status == .serviceUnavailable && full.headers.first(name: "retry-after") == "3")
+        #expect(String(buffer: full.body).contains("retry later"), "\(String(buffer: full.body))")
+        #expect(captured.all.isEmpty)
+        // Before, this said "retry later" too (a Kafka record over the producer's message size), and nothing was logged.
+        let tooLarge = LogError(code: .tooLarge, message: "append to events.rejected: MSG_SIZE_TOO_LARGE")
+        for _ in 0..<3 {
+            let answer = EventsEndpoint.notStored(tooLarge, retryAfter: 3, failures: failures)
+            #expect(answer.status == .internalServerError)
+            let text = String(buffer: answer.body)
+            #expect(text.contains("a retry is not expected to succeed") && text.contains("MSG_SIZE_TOO_LARGE") && !text.contains("retry later"), "\(text)")
+        }
+        #expect(captured.count(containing: "a retry does not mend") == 1, "\(captured.all)")
+        #expect(captured.count(containing: "MSG_SIZE_TOO_LARGE") == 1, "\(captured.all)")
+    }
+}
