@@ -14,7 +14,7 @@
 //   CRdKafka, RdKafka  the librdkafka wrapper (no Playhead dependency)
 //   PlayheadKafka    the Kafka log backend                                  -> PlayheadLog, RdKafka
 //   PlayheadLake     batching, exactly-once files, dedup, rollups           -> PlayheadEvents, PlayheadLog, Parquet, S3, CPlayhead, Gzip
-//   PlayheadMetrics  instruments, content KPIs consumer, live page          -> PlayheadLog
+//   PlayheadMetrics  instruments, content KPIs consumer, live page          -> PlayheadEvents, PlayheadLog
 //   playhead         the CLI                                                -> everything (and CPlayhead: mallopt)
 import PackageDescription
 
@@ -135,7 +135,7 @@ let package = Package(
         .target(
             name: "PlayheadMetrics",
             dependencies: [
-                "PlayheadLog",
+                "PlayheadEvents", "PlayheadLog",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -70,6 +70,10 @@ enum IPTruncation {
         return 1
     }
 
+    /// Dotted-quad IPv4 as RFC 3986's `dec-octet` and glibc's `inet_pton` take it: four decimal
+    /// numbers of 0-255 without leading zeros. (`010.8.8.8` was read as 10.8.8.8, but `inet_aton`
+    /// and some logs read `010` as octal 8: a /24 that may not be the sender's. Not an address,
+    /// as for `inet_pton` and Python's `ipaddress`: a probe, 2026-12-04.)
     static func parseIPv4(_ p: UnsafePointer<UInt8>, _ start: Int, _ end: Int) -> UInt32? {
         var value: UInt32 = 0
         var i = start
@@ -81,7 +85,7 @@ enum IPTruncation {
                 digits += 1
                 i += 1
             }
-            guard digits > 0, v <= 255 else { return nil }
+            guard digits > 0, v <= 255, digits == 1 || p[i - digits] != UInt8(ascii: "0") else { return nil }
             value = value << 8 | v
             if octet < 3 {
                 guard i < end, p[i] == UInt8(ascii: ".") else { return nil }

@@ -65,7 +65,6 @@ final class RollupAggregator: @unchecked Sendable {
     static let hourMicros: Int64 = 3_600_000_000
     /// The longest gap between two events of a session that still counts as watching.
     static let maxWatchGapSeconds = 60.0
-    static let completionRatio = 0.95
 
     private struct Cell {
         var contentID: String
@@ -265,7 +264,7 @@ final class RollupAggregator: @unchecked Sendable {
             if !replaying { uncountedCounter.increment() }
             return
         }
-        let completes = event.durationSeconds > 0 && event.position >= Self.completionRatio * Double(event.durationSeconds)
+        let completes = Completion.reached(position: event.position, duration: event.durationSeconds)
         if cursors.count >= maxRememberedSessions && cursors.value(session) == nil { forgetLongestSilentHalf() }
         // One lookup of the session's cursor, changed in place.
         cursors.update(session) { stored in

@@ -1,4 +1,5 @@
 import Metrics
+import PlayheadEvents
 import Synchronization
 
 /// What the content KPIs need of one event (decoded from the log by the caller's closure).
@@ -176,7 +177,8 @@ public struct ContentSnapshot: Sendable, Equatable {
 ///   time) counts, capped at `gapCap`. A pause (or `buffering`) stops it; a play resumes it.
 /// - A play *starts* when a session plays for the first time (a new session, after a stop, after a
 ///   timeout, or on other content). A resume after a pause is not a new play.
-/// - A completion is a `stop` whose position is at or beyond `completionRatio` × `duration_seconds`.
+/// - A completion is a `stop` whose position is at or beyond `completionPercent` % of
+///   `duration_seconds`, compared exactly (``Completion``).
 /// - Events older than the session's latest event (out of order) are counted, but move neither the
 ///   session's clock nor its state, so that watch time never goes negative.
 ///
@@ -188,7 +190,7 @@ public struct ContentSnapshot: Sendable, Equatable {
 public final class ContentAggregator: Sendable {
     public let sessionTimeoutMicros: Int64
     public let gapCapMicros: Int64
-    public let completionRatio: Double
+    public let completionPercent: Int
     /// Distinct values kept per label (content type, event type); more go to `other`.
     static let maxLabelValues = 32
     /// Distinct values kept per breakdown dimension (event source, language, genre); more go to `other`.
@@ -299,12 +301,12 @@ public final class ContentAggregator: Sendable {
     private let state = Mutex(State())
 
     public init(
-        sessionTimeout: Duration = .seconds(90), gapCap: Duration = .seconds(60), completionRatio: Double = 0.95,
+        sessionTimeout: Duration = .seconds(90), gapCap: Duration = .seconds(60), completionPercent: Int = Completion.percent,
         maxSessions: Int = 250_000
     ) {
         self.sessionTimeoutMicros = Self.micros(sessionTimeout)
         self.gapCapMicros = Self.micros(gapCap)
-        self.completionRatio = completionRatio
+        self.completionPercent = completionPercent
         self.maxSessions = max(2, maxSessions)
     }
 
@@ -613,7 +615,7 @@ public final class ContentAggregator: Sendable {
     /// Counts `o` (a stop) as a completion if it reached the ratio; returns whether it did.
     @discardableResult
     private func countCompletion(_ o: ContentObservation, _ slots: Slots, in state: inout State) -> Bool {
-        guard o.durationSeconds > 0, o.currentTimestamp >= completionRatio * Double(o.durationSeconds) else { return false }
+        guard Completion.reached(position: o.currentTimestamp, duration: o.durationSeconds, percent: completionPercent) else { return false }
         state.types[slots.type].completions = (state.types[slots.type].completions ?? 0) + 1
         state.breakdown[slots.breakdown].completions += 1
         return true

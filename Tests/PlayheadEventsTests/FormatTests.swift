@@ -113,6 +113,12 @@ import PlayheadEvents
         #expect(try stored("::fffe:192.0.2.128", .truncate) == "::")
         #expect(try stored("256.1.1.1", .truncate) == "")
         #expect(try stored("1.2.3", .truncate) == "")
+        // Leading zeros (octal to inet_aton): not an address, as for inet_pton.
+        for value in ["010.8.8.8", "01.2.3.4", "1.2.3.00", "1.02.3.4", "::ffff:010.2.3.4"] {
+            #expect(try stored(value, .truncate) == "", "\(value)")
+        }
+        #expect(try stored("0.0.0.0", .truncate) == "0.0.0.0")
+        #expect(try stored("100.0.10.0", .truncate) == "100.0.10.0")
         #expect(try stored("garbage", .truncate) == "")
         #expect(try stored("1:2:3:4:5:6:7:8:9", .truncate) == "")
         #expect(try stored("", .truncate) == "")

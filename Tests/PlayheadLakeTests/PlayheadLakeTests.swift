@@ -138,7 +138,7 @@ struct RollupTests {
                 cells[key]!.watch += watched[index]
                 cells[key]!.sessions.insert(session)
                 cells[key]!.viewers.insert(e.userID)
-                if e.durationSeconds > 0 && e.currentTimestamp >= RollupAggregator.completionRatio * Double(e.durationSeconds) {
+                if Completion.reached(position: e.currentTimestamp, duration: e.durationSeconds) {
                     cells[key]!.completed.insert(session)
                 }
             }
