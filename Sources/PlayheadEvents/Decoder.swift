@@ -718,6 +718,19 @@ struct EventParser {
         return v
     }
 
+    /// Where a value should start, a byte that starts none (numbers are tried last): what it is.
+    /// (It was "invalid number at byte N" for a NUL byte, a byte order mark at the start of an NDJSON
+    /// line, or a word without quotes: a probe.)
+    @inline(never)
+    static func notAValue(_ p: UnsafePointer<UInt8>, at i: Int, end: Int) -> Malformed {
+        let b = p[i]
+        if b == 0xEF, end - i >= 3, p[i + 1] == 0xBB, p[i + 2] == 0xBF {
+            return Malformed(message: "a byte order mark (EF BB BF) at byte \(i): one is taken only at the start of the body")
+        }
+        let what = b >= 0x21 && b < 0x7F ? "'\(Character(Unicode.Scalar(b)))'" : "byte 0x" + (b < 0x10 ? "0" : "") + String(b, radix: 16, uppercase: true)
+        return Malformed(message: "unexpected \(what) at byte \(i), where a value should start (an object, array, string in quotes, number, true, false or null)")
+    }
+
     /// A number's syntax, from `pos`; leaves `pos` past it.
     struct NumberToken {
         var start: Int
@@ -736,7 +749,7 @@ struct EventParser {
         } else if p[i] >= UInt8(ascii: "1") && p[i] <= UInt8(ascii: "9") {
             while i < end, p[i] &- UInt8(ascii: "0") < 10 { i += 1 }
         } else {
-            throw Malformed(message: "invalid number at byte \(start)")
+            throw i == start ? Self.notAValue(p, at: i, end: end) : Malformed(message: "invalid number at byte \(start)")
         }
         var isInteger = true
         if i < end, p[i] == UInt8(ascii: ".") {

@@ -348,6 +348,12 @@ import PlayheadEvents
         }
         let (o, _) = decode(event() + "\n" + bom + event(), format: .ndjson)
         #expect(o.accepted == 1 && o.errors.map(\.index) == [1])
+        // The message says what the bytes are (it was "invalid number at byte N").
+        #expect(o.errors.first?.message.contains("a byte order mark (EF BB BF) at byte") == true, "\(o.errors)")
+        let (zero, _) = decode(event() + "\n\u{0}" + event() + "\n" + #"{"event_id": abc}"#, format: .ndjson)
+        #expect(zero.errors.map(\.index) == [1, 2], "\(zero.errors)")
+        #expect(zero.errors.first?.message.contains("unexpected byte 0x00 at byte") == true, "\(zero.errors)")
+        #expect(zero.errors.last?.message.contains("unexpected 'a' at byte") == true, "\(zero.errors)")
         let (alone, _) = decode(bom, format: .json)
         #expect(alone.errors.map(\.reason) == [.emptyBody])
     }
