@@ -36,6 +36,8 @@ enum JSONWriter {
             return
         }
         if value < 1e15, value > -1e15, value == Double(Int64(value)) {
+            // -0.0 is kept as written: the lake keeps it (Int64 has no negative zero).
+            if value.sign == .minus && value == 0 { out.append(UInt8(ascii: "-")) }
             appendInt(Int64(value), to: &out)
             out.append(contentsOf: ".0".utf8)
             return

@@ -166,6 +166,13 @@ import PlayheadEvents
         let text = String(decoding: json, as: UTF8.self)
         #expect(text.contains(#""timestamp":"2024-05-01T12:00:00.000001Z""#))
         #expect(text.contains(#""received_at":"2023-11-14T22:13:20.123456Z""#))
+        // -0 stays -0 (`log dump` printed 0.0, while the lake keeps the sign), and 0 stays 0.
+        for (position, printed) in [("-0", "-0.0"), ("-0.0", "-0.0"), ("0", "0.0"), ("12.5", "12.5"), ("7", "7.0")] {
+            let (_, sink) = decode(event(["current_timestamp": position]), format: .json)
+            var json: [UInt8] = []
+            try sink.accepted[0].record.withUnsafeBytes { try EventRecordView($0).appendJSON(to: &json) }
+            #expect(String(decoding: json, as: UTF8.self).contains(#""current_timestamp":\#(printed),"#), "\(position)")
+        }
     }
 }
 
