@@ -125,6 +125,16 @@ enum OpenAPIDocument {
        }
       }
      },
+     "403": {
+      "description": "`--cors-origin` lists origins, and the request's `Origin` header names another (`origin_not_allowed`); nothing is stored. Requests without an `Origin` header are not affected.",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     },
      "408": {
       "description": "The request did not arrive whole within the request timeout of its first byte (`request_timeout`); the connection is closed.",
       "content": {

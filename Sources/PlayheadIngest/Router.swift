@@ -48,6 +48,16 @@ struct Router: Sendable {
                     message: "Transfer-Encoding \(coding) is not supported; send the body chunked or with Content-Length, and compress it with Content-Encoding: gzip"
                 )
             }
+            if !cors.allowsEveryOrigin, let origin = head.headers.first(name: "origin"), !cors.allows(origin: origin) {
+                // CORS alone only hides the answer from the page: a `sendBeacon` or a `no-cors`
+                // fetch of text/plain needs no preflight, so any page could make its visitors'
+                // browsers send events (a probe, 2026-12-04). Clients that send no Origin (apps,
+                // servers) are not affected.
+                return .error(
+                    .forbidden, code: "origin_not_allowed",
+                    message: "origin \(origin) may not send events here: it is not one of the server's --cors-origin values"
+                )
+            }
             return events.checkHead(request)
         }
         return nil
@@ -530,7 +540,11 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func write(_ response: HTTPResponse, for head: HTTPRequestHead, keepAlive requested: Bool, context: ChannelHandlerContext) {
-        let keepAlive = requested && !quiescing && !(inputClosed && waiting.isEmpty)
+        // An HTTP/1.0 message with Transfer-Encoding has faulty framing: answered, then the connection
+        // is closed (RFC 9112 §6.1), so that a proxy that framed it otherwise cannot smuggle a request
+        // behind it. (It was kept open: a probe, 2026-12-04.)
+        let faultyFraming = head.version.minor == 0 && head.headers.contains(name: "transfer-encoding")
+        let keepAlive = requested && !quiescing && !(inputClosed && waiting.isEmpty) && !faultyFraming
         router.metrics.requestCompleted(path: HTTPRequest.split(uri: head.uri).path, method: head.method, status: response.status, since: requestStarted)
         if let encoded = response.encoded, let encoderContext, keepAlive, head.version == .http1_1,
             head.method != .HEAD, !head.headers.contains(name: "origin")
@@ -555,6 +569,8 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if !headers.contains(name: "content-length") {
             headers.add(name: "Content-Length", value: String(response.body.readableBytes))
         }
+        // Every answer says what it is (Content-Type); a browser must not guess otherwise.
+        headers.add(name: "X-Content-Type-Options", value: "nosniff")
         if !keepAlive {
             headers.replaceOrAdd(name: "Connection", value: "close")
         } else if head.version.major == 1 && head.version.minor == 0 {

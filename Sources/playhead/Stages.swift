@@ -79,11 +79,19 @@ extension PipelineParts {
         )
         let stats = LiveStats(registry: registry, aggregator: aggregator)
         let routes = [
+            // Not to be framed by another site's page (clickjacking), nor kept by caches.
             HTTPRoute(.GET, "/") { _ in
-                HTTPResponse(status: .ok, contentType: "text/html; charset=utf-8", body: ByteBuffer(bytes: LivePage.html))
+                HTTPResponse(
+                    status: .ok,
+                    headers: [
+                        "Content-Type": "text/html; charset=utf-8", "Content-Security-Policy": "frame-ancestors 'none'",
+                        "X-Frame-Options": "DENY", "Cache-Control": "no-store",
+                    ],
+                    body: ByteBuffer(bytes: LivePage.html))
             },
             HTTPRoute(.GET, "/live.json") { _ in
-                HTTPResponse(status: .ok, contentType: "application/json", body: ByteBuffer(bytes: stats.json()))
+                HTTPResponse(
+                    status: .ok, headers: ["Content-Type": "application/json", "Cache-Control": "no-store"], body: ByteBuffer(bytes: stats.json()))
             },
         ]
         return ([consumer, LiveStatsSampler(stats: stats)], routes, { consumer.unavailableReason })

@@ -419,11 +419,25 @@ struct IngestAPITests {
         let post = try await TestHTTP.postEvents(server, Fixtures.json(Fixtures.event("c1")), headers: [("Origin", "https://player.example")])
         #expect(post.headers["access-control-allow-origin"] == ["https://player.example"])
         #expect(post.headers["access-control-allow-credentials"] == ["true"])
+        // A page of another origin needs no preflight for a text/plain beacon: refused by its Origin,
+        // from the head (nothing stored); a client that sends no Origin is not affected.
+        let other = try await TestHTTP.postEvents(
+            server, Fixtures.json(Fixtures.event("c-evil")), contentType: "text/plain", headers: [("Origin", "https://evil.example")])
+        #expect(other.status == 403 && other.text.contains("origin_not_allowed"), "\(other.status) \(other.text)")
+        #expect(!other.headers.contains(name: "access-control-allow-origin"))
+        let app = try await TestHTTP.postEvents(server, Fixtures.json(Fixtures.event("c-app")))
+        #expect(app.status == 202)
+        #expect(try await Fixtures.storedIDs(server.dataDirectory) == ["c1", "c-app"])
+        // The live page may not be framed by another site's page, nor cached.
+        let page = try await TestHTTP.request("\(server.baseURL)/")
+        #expect(page.status == 200 && page.headers.first(name: "x-frame-options") == "DENY", "\(page.headers)")
+        #expect(page.headers.first(name: "content-security-policy") == "frame-ancestors 'none'" && page.headers.first(name: "cache-control") == "no-store")
         // The read-only routes carry no CORS headers, even for an allowed origin: a page of another
         // origin cannot read them through a visitor's browser.
         for path in ["/metrics", "/live.json", "/openapi.json", "/healthz"] {
             let read = try await TestHTTP.request("\(server.baseURL)\(path)", headers: [("Origin", "https://player.example")])
             #expect(read.status == 200 && !read.headers.contains(name: "access-control-allow-origin"), "\(path): \(read.headers)")
+            #expect(read.headers.first(name: "x-content-type-options") == "nosniff", "\(path): \(read.headers)")
             // Nor does a preflight there: OPTIONS answers with the path's methods, as for any client.
             let options = try await TestHTTP.request(
                 "\(server.baseURL)\(path)", method: .OPTIONS,
@@ -844,6 +858,16 @@ struct IngestAPITests {
         let oldKeptParts = oldKeptAnswer.components(separatedBy: "HTTP/1.0 202 Accepted\r\n")
         #expect(oldKeptParts.count == 3, "\(oldKeptAnswer)")
         #expect(oldKeptParts.count == 3 && oldKeptParts[1].contains("Connection: keep-alive\r\n") && !oldKeptParts[2].contains("keep-alive"), "\(oldKeptAnswer)")
+        // HTTP/1.0 with Transfer-Encoding: faulty framing (RFC 9112 §6.1): answered, then closed, even
+        // though it asks for keep-alive; the request behind it is not answered. (It was kept open.)
+        let chunkedOld = try RawConnection(port: server.port)
+        let chunk = Fixtures.json(Fixtures.event("e4c"))
+        #expect(chunkedOld.send(
+            "POST /v1/events HTTP/1.0\r\nContent-Type: application/json\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"
+                + String(chunk.utf8.count, radix: 16) + "\r\n" + chunk + "\r\n0\r\n\r\n" + "GET /healthz HTTP/1.0\r\n\r\n"))
+        let chunkedOldAnswer = String(decoding: await chunkedOld.readAll(timeout: .seconds(30)), as: UTF8.self)
+        #expect(chunkedOldAnswer.hasPrefix("HTTP/1.0 202 ") && chunkedOldAnswer.ranges(of: "HTTP/1.").count == 1, "\(chunkedOldAnswer)")
+        #expect(chunkedOldAnswer.contains("Connection: close\r\n") && chunkedOldAnswer.hasSuffix(accepted), "\(chunkedOldAnswer)")
 
         // Answers written as encoded bytes and answers written through the HTTP encoder, mixed on one
         // connection: a HEAD after answers of the first kind must not make the encoder take a later
@@ -862,7 +886,7 @@ struct IngestAPITests {
 
         #expect(await server.stop() == 0)
         let stored = try await Fixtures.storedIDs(server.dataDirectory)
-        #expect(stored == ["e1", "e2", "e3", "e4", "e4k", "e4l", "e5", "e6", "e7", "e8"])
+        #expect(stored == ["e1", "e2", "e3", "e4", "e4k", "e4l", "e4c", "e5", "e6", "e7", "e8"])
     }
 
     @Test("loadgen --gzip sends gzip bodies with Content-Encoding: gzip, and the server stores every acknowledged event")

@@ -401,6 +401,21 @@ struct ContentAggregatorThroughputTests {
         #expect(snapshot.breakdown[collapsed]?.playsStarted == combinations - ContentAggregator.maxBreakdownSeries)
     }
 
+    @Test("a breakdown value longer than 64 bytes, or with a quote, backslash or control character, is 'other': a client cannot make /metrics huge with long label values")
+    func labelValuesAreShort() {
+        let aggregator = ContentAggregator()
+        let long = String(repeating: "\"", count: 1024)
+        aggregator.observe(event("play", at: 0, session: "a", source: long, language: "x" + String(repeating: "y", count: 64), genre: "a\\b"))
+        aggregator.observe(event("play", at: 0, session: "b", source: "tv\napp", language: "pt-BR", genre: "Comédie & Drame"))
+        aggregator.observe(event("play", at: 0, session: "c", source: String(repeating: "s", count: 64), language: "en", genre: "drama"))
+        let keys = Set(aggregator.snapshot().breakdown.keys)
+        #expect(keys == [
+            ContentDimensions(contentType: "movie", eventSource: "other", language: "other", genre: "other"),
+            ContentDimensions(contentType: "movie", eventSource: "other", language: "pt-BR", genre: "Comédie & Drame"),
+            ContentDimensions(contentType: "movie", eventSource: String(repeating: "s", count: 64), language: "en", genre: "drama"),
+        ], "\(keys)")
+    }
+
     @Test("content types and event types are bounded at 32 values; a figure appears only for the types it counted")
     func labelsAreBounded() {
         let aggregator = ContentAggregator()

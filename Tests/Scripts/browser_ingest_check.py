@@ -13,7 +13,9 @@ server must refuse). On the allowed origin the page sends, cross-origin to INGES
 - `fetch` of a valid and an invalid event, reading the per-event error from the answer,
 - `navigator.sendBeacon` with a `text/plain` body and the write key in the query.
 
-On the other origin it sends one `fetch`, which the browser must block. The browser enforces CORS:
+On the other origin it sends one `fetch`, which the browser must block, and a `no-cors` `fetch` and
+a `sendBeacon` of `text/plain`, which need no preflight: the browser sends them, and the server must
+refuse them by their `Origin` (before 2026-12-04 it stored them). The browser enforces CORS:
 an answer whose CORS headers it does not accept (a missing, wrong or repeated
 `Access-Control-Allow-Origin`, for example) makes `fetch` fail. The script prints one JSON object
 with what each step saw and the `event_id`s the server should have stored (`stored`) or must not
@@ -73,6 +75,16 @@ async function run() {
     r.beacon = navigator.sendBeacon(config.ingest + "/v1/events?write_key=" + encodeURIComponent(config.key), beacon);
   } else {
     r.refused = await post(JSON.stringify(event(config.ids.refused)), {"Content-Type": "application/json"});
+    const other = new Blob([JSON.stringify(event(config.ids.beacon_other))], {type: "text/plain"});
+    r.beacon_other = navigator.sendBeacon(config.ingest + "/v1/events?write_key=" + encodeURIComponent(config.key), other);
+    try {
+      // Opaque answer; the promise settles once the server has answered.
+      await fetch(config.ingest + "/v1/events?write_key=" + encodeURIComponent(config.key),
+        {method: "POST", mode: "no-cors", body: JSON.stringify(event(config.ids.nocors_other)), headers: {"Content-Type": "text/plain"}});
+      r.nocors_other = "sent";
+    } catch (e) {
+      r.nocors_other = String(e);
+    }
   }
   window.results = r;
 }
@@ -129,12 +141,14 @@ def check(allowed, refused, ids):
         problems.append(f"beacon: sendBeacon did not queue the request: {allowed.get('beacon')}")
     if "error" not in refused.get("refused", {}):
         problems.append(f"refused: the other origin's fetch should have been blocked, saw {refused.get('refused')}")
+    if refused.get("nocors_other") != "sent":
+        problems.append(f"nocors_other: the other origin's no-cors fetch was not sent: {refused.get('nocors_other')}")
     return problems
 
 
 def main():
     page_port, ingest, key = int(sys.argv[1]), sys.argv[2].rstrip("/"), sys.argv[3]
-    ids = {name: f"browser-{name}-{uuid.uuid4()}" for name in ("json", "gzip", "partial", "invalid", "beacon", "refused")}
+    ids = {name: f"browser-{name}-{uuid.uuid4()}" for name in ("json", "gzip", "partial", "invalid", "beacon", "refused", "beacon_other", "nocors_other")}
     ids["ndjson"] = [f"browser-ndjson-{i}-{uuid.uuid4()}" for i in range(2)]
     server = http.server.ThreadingHTTPServer(("127.0.0.1", page_port), page_handler(ingest, key, ids))
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -156,7 +170,7 @@ def main():
     problems = check(allowed, refused, ids)
     stored = [ids["json"], *ids["ndjson"], ids["gzip"], ids["partial"], ids["beacon"]]
     print(json.dumps({"ok": not problems, "problems": problems, "allowed": allowed, "refused": refused,
-                      "stored": stored, "not_stored": [ids["invalid"], ids["refused"]], "browser_log": browser_log}))
+                      "stored": stored, "not_stored": [ids["invalid"], ids["refused"], ids["beacon_other"], ids["nocors_other"]], "browser_log": browser_log}))
     sys.exit(0 if not problems else 1)
 
 
