@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import PlayheadKafka
+import PlayheadLake
 import PlayheadLog
 import ServiceLifecycle
 
@@ -47,6 +48,9 @@ struct OpenedLog {
             )
         }
         var configuration = EmbeddedLogConfiguration(directory: directory)
+        // What the writers keep for the lake, readers know too: a lake group that never committed
+        // had its records kept, so records missing before its position were deleted by hand.
+        configuration.requiredGroups = [LakeWriterConfiguration().group]
         writer?.apply(to: &configuration)
         let log = readOnly
             ? try EmbeddedLog.openReadOnly(configuration, logger: logger)

@@ -238,6 +238,33 @@ struct LakeTests {
         return data
     }
 
+    @Test("the oldest log segments deleted by hand before the lake read them: store says which records are missing, counts them in playhead_log_damaged_records_total (LogRecordDamaged), and writes the rest")
+    func oldestSegmentsDeleted() async throws {
+        let directory = try TemporaryDirectory(prefix: "deleted-oldest")
+        defer { withExtendedLifetime(directory) {} }
+        let data = directory.appending("data").path
+        let ingest = try await PlayheadServer(command: "ingest", dataDirectory: data, arguments: ["--log-segment-bytes", "65536"], name: "deleted-ingest")
+        for request in 0..<4 {
+            let events = (0..<200).map { Fixtures.event("d\(request)-\($0)") }
+            #expect(try await TestHTTP.postEvents(ingest, Fixtures.json(events)).status == 202)
+        }
+        #expect(await ingest.stop() == 0)
+        let folder = "\(data)/log/events"
+        let segments = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasSuffix(".log") }.sorted()
+        #expect(segments.count >= 2, "\(segments)")
+        // The first segment goes, and the next one starts at offset `second`: records 0..<second are lost.
+        let second = try #require(Int(segments[1].dropLast(4)))
+        try FileManager.default.removeItem(atPath: "\(folder)/\(segments[0])")
+        let store = try await PlayheadServer(command: "store", dataDirectory: data, arguments: ["--flush-interval", "1"], name: "deleted-store")
+        try await eventually(timeout: .seconds(60), "the rest in the lake, the lost ones counted") {
+            let written = await TestHTTP.metricTotal(store, #"playhead_lake_rows_written_total{dataset="events"}"#)
+            let lost = await TestHTTP.metricTotal(store, #"playhead_log_damaged_records_total{consumer="lake"}"#)
+            return written == Double(800 - second) && lost == Double(second)
+        }
+        #expect(await store.stop() == 0)
+        #expect(store.process.stderr.contains("records 0..<\(second) are missing from the log: group lake had not read them"), "\(store.process.stderr.suffix(2000))")
+    }
+
     @Test("a batch redone from an intent ends exactly at the intent's end, even past --flush-events (cut at 1,000 of 1,500, its last 500 were lost)")
     func redoEndsAtTheIntent() async throws {
         let directory = try TemporaryDirectory(prefix: "redo")

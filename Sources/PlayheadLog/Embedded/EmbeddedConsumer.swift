@@ -286,12 +286,15 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
         guard let first = segments.first else { return false }
         var target = skipUntil
         if target < first {
-            if let group, let highest = highestCommitted, target >= highest {
+            if let group, highestCommitted.map({ target >= $0 }) ?? configuration.requiredGroups.contains(group) {
                 // Retention never deletes what a group has not committed: these were deleted by
                 // hand, or lost with the disk (the message blamed retention, a probe).
                 logger.error("log: records \(target)..<\(first) are missing from the log: group \(group) had not read them, which retention never deletes (log files deleted by hand, or lost with the disk; docs/runbook.md); reading from \(first)", metadata: [
                     "topic": "\(topic.name)", "requested": "\(target)",
                 ])
+                // Counted with the damaged records the group's consumer steps past, so that
+                // LogRecordDamaged fires (it was a log line only: a drill, 2026-12-04).
+                Counter(label: "playhead_log_damaged_records_total", dimensions: [("consumer", group)]).increment(by: Int(first - target))
             } else {
                 logger.warning("log: records before \(first) were deleted by retention; reading from \(first)", metadata: [
                     "topic": "\(topic.name)", "requested": "\(target)",

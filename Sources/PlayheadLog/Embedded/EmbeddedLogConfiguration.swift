@@ -15,7 +15,9 @@ public struct EmbeddedLogConfiguration: Sendable {
     /// retention treats it as having read nothing (so it deletes nothing), instead of leaving it out.
     /// `serve` and `ingest` name the lake writer's group, `lake`, which commits only after its first
     /// flush: without this, a lake that could not be written yet (or a `store` not started yet) lost
-    /// the segments that retention took meanwhile. Default: none.
+    /// the segments that retention took meanwhile. Readers know them too: records missing before
+    /// such a group's position, when it has never committed, were deleted by hand, not by
+    /// retention (the message blamed retention, a drill). Default: none.
     public var requiredGroups: [String] = []
     /// Appends fail with `LogError.Code.full` while the log's file system has less free space than this.
     public var minimumFreeBytes: Int64 = 256 << 20
