@@ -27,6 +27,8 @@ public final class IngestServer: Service, Sendable {
     private let router: Router
     private let inFlight = InFlightRequests()
     private let logger: Logger
+    /// How its log lines begin: `ingest` with `POST /v1/events`, `http` without.
+    private let role: String
     private let state = NIOLockedValueBox<LifecycleState>(.idle)
     private let boundAddress = NIOLockedValueBox<SocketAddress?>(nil)
     private let addressWaiters = NIOLockedValueBox<[CheckedContinuation<SocketAddress, any Error>]>([])
@@ -47,6 +49,8 @@ public final class IngestServer: Service, Sendable {
     ) {
         self.configuration = configuration
         self.logger = logger
+        // `store` and `observe` run this server too, for their metrics and health: their logs say `http:`.
+        role = events == nil ? "http" : "ingest"
         let state = self.state
         let builtIn = [
             HTTPRoute(.GET, "/healthz") { _ in .json(.ok, #"{"status":"ok"}"#) },
@@ -111,7 +115,7 @@ public final class IngestServer: Service, Sendable {
                 try? await group.shutdownGracefully()
             }
         }
-        logger.info("ingest: stopped")
+        logger.info("\(role): stopped")
     }
 
     private func serve(on group: MultiThreadedEventLoopGroup) async throws {
@@ -218,14 +222,14 @@ public final class IngestServer: Service, Sendable {
             }
         } onGracefulShutdown: {
             self.state.withLockedValue { $0 = .draining }
-            self.logger.info("ingest: stopping: no new connections; finishing requests in flight")
+            self.logger.info("\(self.role): stopping: no new connections; finishing requests in flight")
             // Stop accepting, and close every connection once its current response is out.
             quiescing.withLockedValue { $0 = true }
             quiesce.initiateShutdown(promise: quiesced)
             group.next().scheduleTask(in: TimeAmount(configuration.shutdownGracePeriod)) { finish() }
         }
         if inFlight.current > 0 {
-            logger.warning("ingest: grace period over with requests in flight", metadata: ["requests": "\(inFlight.current)"])
+            logger.warning("\(role): grace period over with requests in flight", metadata: ["requests": "\(inFlight.current)"])
         }
         // Connections still open (a client in the middle of sending a request, say) are closed here,
         // while the event loops run, and the quiescing helper is waited for: it completes its promise
@@ -233,7 +237,7 @@ public final class IngestServer: Service, Sendable {
         // waited for), that would reach a loop that had already stopped.
         let open = connections.all
         if !open.isEmpty {
-            logger.warning("ingest: grace period over: closing connections still open", metadata: ["connections": "\(open.count)"])
+            logger.warning("\(role): grace period over: closing connections still open", metadata: ["connections": "\(open.count)"])
             for connection in open { try? await connection.close() }
         }
         if quiescing.withLockedValue({ $0 }) {

@@ -156,7 +156,11 @@ public final class LakeWriter: Service, Sendable {
     private func reportStop(_ error: any Error) {
         logger.error("lake writer: stopped on an error", metadata: [
             "error": "\(error)",
-            "hint": Self.stillInLog,
+            // A refusal (an unreadable state, another log's lake) repeats at every start until it is
+            // mended: the events wait in the log until then, not just until the next start.
+            "hint": LakeError.isPermanent(error)
+                ? "the events not yet in the lake stay in the log; nothing more is written until this is mended (docs/runbook.md: \"An unreadable lake state\", \"Another log writes this lake\")"
+                : Self.stillInLog,
         ])
     }
 }

@@ -163,6 +163,15 @@ struct S3Endpoint: Sendable, Equatable {
             while basePath.hasSuffix("/") { basePath.removeLast() }
         }
         guard !rest.isEmpty else { throw invalid("has no host") }
+        if let at = rest.lastIndex(of: "@") {
+            // Credentials come from the environment, and an endpoint is printed in messages: one
+            // with a password in it was repeated whole in start-up errors (a probe, 2026-12-04).
+            let redacted = text[..<schemeEnd.upperBound] + "…@" + text[text.index(after: at)...]
+            throw S3Error(
+                code: .invalidConfiguration,
+                message: "S3 endpoint '\(redacted)' has a user or password in it: give the scheme, host and port only; credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+                operation: "Configure")
+        }
         var host = String(rest)
         var port: Int?
         if host.hasPrefix("[") {  // IPv6 literal

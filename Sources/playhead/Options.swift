@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import PlayheadEvents
 import PlayheadIngest
 import PlayheadLake
@@ -159,6 +160,9 @@ struct IngestOptions: ParsableArguments {
     @Option(name: .long, parsing: .singleValue, help: "A write key that POST /v1/events must present (Authorization: Bearer <key>, or ?write_key=<key>): printable ASCII without spaces. Repeat for several. Default: none, no key needed.")
     var writeKey: [String] = []
 
+    @Option(name: .long, help: "A file of write keys, one per line (blank lines and lines starting with # are skipped), taken with any --write-key: keys on the command line are visible to every local user in ps. Read at start. Default: none.")
+    var writeKeyFile: String?
+
     @Option(name: .long, parsing: .singleValue, help: "An origin allowed by CORS, as browsers send it: scheme://host[:port], no path or trailing slash (or null). Repeat for several. Default: * (every origin).")
     var corsOrigin: [String] = []
 
@@ -173,7 +177,8 @@ struct IngestOptions: ParsableArguments {
         configuration.maxBodyBytes = maxBodyBytes
         configuration.maxEventBytes = maxEventBytes
         configuration.maxEventsPerRequest = maxEventsPerRequest
-        configuration.writeKeys = Set(writeKey)
+        // validate() has read the file already, so this read succeeds too.
+        configuration.writeKeys = Set(writeKey + ((try? keysFromFile()) ?? []))
         if !corsOrigin.isEmpty { configuration.corsAllowedOrigins = corsOrigin }
         configuration.rateLimitEventsPerSecond = rateLimit
         return configuration
@@ -187,10 +192,41 @@ struct IngestOptions: ParsableArguments {
         for origin in corsOrigin {
             if let problem = CORSOrigin.problem(with: origin) { throw ValidationError("--cors-origin '\(origin)' \(problem)") }
         }
-        for key in writeKey where key.isEmpty || key.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value >= 0x7F }) {
-            // A bearer token (RFC 6750) is visible ASCII; anything else no client could present.
+        for key in writeKey where !Self.isWriteKey(key) {
             throw ValidationError("--write-key '\(key)' must be non-empty printable ASCII without spaces")
         }
+        let fromFile = try keysFromFile()
+        if let writeKeyFile, fromFile.isEmpty {
+            throw ValidationError("--write-key-file \(writeKeyFile) holds no key: one key per line")
+        }
+    }
+
+    /// A bearer token (RFC 6750) is visible ASCII; anything else no client could present.
+    private static func isWriteKey(_ key: String) -> Bool {
+        !key.isEmpty && !key.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value >= 0x7F })
+    }
+
+    /// The keys of `--write-key-file`, none without it. A bad line is named by its number, not
+    /// shown: it may be a key.
+    private func keysFromFile() throws -> [String] {
+        guard let writeKeyFile else { return [] }
+        let text: String
+        do {
+            text = try String(contentsOfFile: writeKeyFile, encoding: .utf8)
+        } catch {
+            throw ValidationError("--write-key-file \(writeKeyFile) cannot be read: \(error.localizedDescription)")
+        }
+        var keys: [String] = []
+        // By line ends of any kind: "\r\n" is one Character, which splitting at "\n" does not split.
+        for (number, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
+            let key = line.trimmingCharacters(in: .whitespaces)
+            if key.isEmpty || key.hasPrefix("#") { continue }
+            guard Self.isWriteKey(key) else {
+                throw ValidationError("--write-key-file \(writeKeyFile), line \(number + 1): a key must be printable ASCII without spaces")
+            }
+            keys.append(key)
+        }
+        return keys
     }
 }
 

@@ -264,7 +264,7 @@ struct IngestAPITests {
 
     @Test("serve refuses a CORS origin that no browser could send and a write key that no client could present, naming the flag and why")
     func unmatchableOriginsAndKeys() async throws {
-        let cases: [([String], String)] = [
+        var cases: [([String], String)] = [
             (["--cors-origin", "https://app.example.com/"], "--cors-origin 'https://app.example.com/' ends with a slash"),
             (["--cors-origin", ""], "--cors-origin '' is empty"),
             (["--cors-origin", "app.example.com"], "has no scheme"),
@@ -275,6 +275,15 @@ struct IngestAPITests {
         ]
         let directory = try TemporaryDirectory(prefix: "e2e")
         let data = directory.appending("never-made").path
+        // A key file: unreadable, empty of keys, or with a bad line (named by number, not shown).
+        let comments = directory.appending("comments-only").path, bad = directory.appending("bad-line").path
+        try "# no keys yet\n\n".write(toFile: comments, atomically: true, encoding: .utf8)
+        try "good-key\nsecret with spaces\n".write(toFile: bad, atomically: true, encoding: .utf8)
+        cases += [
+            (["--write-key-file", directory.appending("missing").path], "--write-key-file \(directory.appending("missing").path) cannot be read"),
+            (["--write-key-file", comments], "--write-key-file \(comments) holds no key"),
+            (["--write-key-file", bad], "--write-key-file \(bad), line 2: a key must be printable ASCII without spaces"),
+        ]
         for (arguments, expected) in cases {
             let result = try await runCommand(TestEnvironment.playheadExecutable, ["serve", "--port", "0", "--data-dir", data] + arguments)
             #expect(result.status != 0, "\(arguments)")
@@ -305,6 +314,17 @@ struct IngestAPITests {
         #expect(bearer.status == 202)
         let beacon = try await TestHTTP.postEvents(server, body, contentType: "text/plain", query: "?write_key=k-secret")
         #expect(beacon.status == 202)
+        // Keys from a file (out of `ps`), with comments and CRLF lines, taken with --write-key.
+        let directory = try TemporaryDirectory(prefix: "keys")
+        let file = directory.appending("keys").path
+        try "# rotated 2026-12\r\nfile-key-1\r\n\n  file-key-2  \n".write(toFile: file, atomically: true, encoding: .utf8)
+        let (fromFile, _) = try await Fixtures.server(["--write-key-file", file, "--write-key", "flag-key"])
+        for (key, status) in [("file-key-1", 202), ("file-key-2", 202), ("flag-key", 202), ("# rotated", 401), ("nope", 401)] {
+            let answer = try await TestHTTP.postEvents(fromFile, body, headers: [("Authorization", "Bearer \(key)")])
+            #expect(answer.status == status, "\(key)")
+        }
+        #expect(!fromFile.process.stderr.contains("file-key-1"))
+        withExtendedLifetime(directory) {}
     }
 
     @Test("429 with Retry-After past the rate limit")

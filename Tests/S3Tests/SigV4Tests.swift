@@ -244,6 +244,14 @@ import Testing
         #expect(throws: S3Error.self) { try S3Endpoint(parsing: "127.0.0.1:8333") }
         #expect(throws: S3Error.self) { try S3Endpoint(parsing: "ftp://h") }
         #expect(throws: S3Error.self) { try S3Endpoint(parsing: "http://h:99999") }
+        // A user or password in the endpoint is refused, and the message does not repeat it.
+        do {
+            _ = try S3Endpoint(parsing: "http://user:hunter2@127.0.0.1:8333")
+            Issue.record("an endpoint with a password was taken")
+        } catch {
+            let message = (error as? S3Error)?.message ?? "\(error)"
+            #expect(message.contains("has a user or password in it") && !message.contains("hunter2") && message.contains("…@127.0.0.1:8333"), "\(message)")
+        }
         let endpoint = try? S3Endpoint(parsing: "http://127.0.0.1:8333/")
         #expect(endpoint?.host == "127.0.0.1" && endpoint?.port == 8333 && endpoint?.basePath == "")
         #expect(endpoint?.hostHeader(host: "127.0.0.1") == "127.0.0.1:8333")
