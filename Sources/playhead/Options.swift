@@ -172,13 +172,16 @@ struct IngestOptions: ParsableArguments {
     @Option(name: .long, help: "What is stored of ip_address: keep, truncate (IPv4 /24, IPv6 /48) or drop.")
     var ipPolicy: IPAddressPolicy = .keep
 
-    var configuration: IngestConfiguration {
+    /// The edge's settings. Reads `--write-key-file` (again: validate() read it first), and fails
+    /// if it cannot: a server whose key file went missing must not start without keys.
+    func configuration() throws -> IngestConfiguration {
         var configuration = server.configuration
         configuration.maxBodyBytes = maxBodyBytes
         configuration.maxEventBytes = maxEventBytes
         configuration.maxEventsPerRequest = maxEventsPerRequest
-        // validate() has read the file already, so this read succeeds too.
-        configuration.writeKeys = Set(writeKey + ((try? keysFromFile()) ?? []))
+        let fromFile = try keysFromFile()
+        if let writeKeyFile, fromFile.isEmpty { throw ValidationError("--write-key-file \(writeKeyFile) holds no key: one key per line") }
+        configuration.writeKeys = Set(writeKey + fromFile)
         if !corsOrigin.isEmpty { configuration.corsAllowedOrigins = corsOrigin }
         configuration.rateLimitEventsPerSecond = rateLimit
         return configuration
@@ -195,10 +198,7 @@ struct IngestOptions: ParsableArguments {
         for key in writeKey where !Self.isWriteKey(key) {
             throw ValidationError("--write-key '\(key)' must be non-empty printable ASCII without spaces")
         }
-        let fromFile = try keysFromFile()
-        if let writeKeyFile, fromFile.isEmpty {
-            throw ValidationError("--write-key-file \(writeKeyFile) holds no key: one key per line")
-        }
+        _ = try configuration()
     }
 
     /// A bearer token (RFC 6750) is visible ASCII; anything else no client could present.

@@ -46,8 +46,9 @@ struct PipelineParts {
     /// The HTTP edge over the log's `events` and `rejected` topics.
     func ingestServer(options: IngestOptions, routes: [HTTPRoute]) throws -> (server: IngestServer, threadPool: NIOThreadPool) {
         let threadPool = NIOThreadPool(numberOfThreads: 2)
+        let configuration = try options.configuration()
         let endpoint = EventsEndpoint(
-            configuration: options.configuration,
+            configuration: configuration,
             ipPolicy: options.ipPolicy,
             events: try log.producer(for: .events),
             rejected: try log.producer(for: .rejected),
@@ -55,7 +56,7 @@ struct PipelineParts {
             logger: Logger(label: "playhead.ingest")
         )
         let server = IngestServer(
-            configuration: options.configuration,
+            configuration: configuration,
             events: endpoint,
             routes: routes,
             readiness: { endpoint.unavailableReason },
