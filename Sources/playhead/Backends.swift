@@ -48,8 +48,9 @@ struct OpenedLog {
             )
         }
         var configuration = EmbeddedLogConfiguration(directory: directory)
-        // What the writers keep for the lake, readers know too: a lake group that never committed
-        // had its records kept, so records missing before its position were deleted by hand.
+        // The lake must see every event, even before its first flush (or before `store` starts):
+        // writers keep its records. Readers know it too: a lake group that never committed had its
+        // records kept, so records missing before its position were deleted by hand.
         configuration.requiredGroups = [LakeWriterConfiguration().group]
         writer?.apply(to: &configuration)
         let log = readOnly

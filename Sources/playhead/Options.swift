@@ -42,8 +42,6 @@ struct LogWriterOptions: ParsableArguments {
         configuration.segmentBytes = logSegmentBytes
         configuration.retentionAge = .milliseconds(Int64(logRetentionHours * 3_600_000))
         configuration.retentionBytes = logRetentionBytes
-        // The lake must see every event, even before its first flush (or before `store` starts).
-        configuration.requiredGroups = [LakeWriterConfiguration().group]
     }
 
     func validate() throws {

@@ -202,14 +202,10 @@ struct KafkaPipelineTests {
 
     @Test("a message another producer wrote to the events topic: store keeps its bytes in the lake's _playhead/damaged, store and observe count and report it, and the events around it reach the lake")
     func foreignMessageIsKept() async throws {
-        let tansu = try await Tansu.start()
-        let directory = try TemporaryDirectory(prefix: "kafka-foreign")
-        defer { withExtendedLifetime(directory) {} }
-        let topic = "foreign-events"
-        let log = "kafka://\(tansu.bootstrap)/\(topic)?partitions=1"
-        let lake = directory.appending("lake").path
-        var processes: [PlayheadServer] = []
-        do {
+        try await withBroker("kafka-foreign") { tansu, directory, processes in
+            let topic = "foreign-events"
+            let log = "kafka://\(tansu.bootstrap)/\(topic)?partitions=1"
+            let lake = directory.appending("lake").path
             let ingest = try await readyIngest(log, directory: directory, name: "foreign-ingest")
             processes.append(ingest)
             #expect(try await TestHTTP.postEvents(ingest, Fixtures.json(Fixtures.event("before-foreign"))).status == 202)
@@ -254,20 +250,12 @@ struct KafkaPipelineTests {
             for server in processes { #expect(await server.stop() == 0, "\(server.process.stderr.suffix(2000))") }
             #expect(store.process.stderr.contains("not events records"), "\(store.process.stderr.suffix(2000))")
             #expect(observe.process.stderr.contains("not events records"), "\(observe.process.stderr.suffix(2000))")
-        } catch {
-            Issue.record(error)
         }
-        for server in processes where server.process.isRunning { server.process.kill9() }
-        await tansu.stop()
     }
 
     @Test("one log per lake, on Kafka too: store refuses at start a lake the embedded log wrote, or another topic, naming it, and writes nothing; serve refuses a lake a topic wrote; the topic's events go to a lake of its own")
     func oneLogPerLakeOnKafka() async throws {
-        let tansu = try await Tansu.start()
-        let directory = try TemporaryDirectory(prefix: "kafka-claim")
-        defer { withExtendedLifetime(directory) {} }
-        var processes: [PlayheadServer] = []
-        do {
+        try await withBroker("kafka-claim") { tansu, directory, processes in
             // A lake `serve` wrote from its embedded log: its state is at offset 10 of partition 0.
             let embeddedLake = directory.appending("embedded-lake").path
             let serve = try await PlayheadServer(
@@ -313,22 +301,14 @@ struct KafkaPipelineTests {
             rows = try await duck("SELECT count(*) FROM read_parquet('{lake}/events/**/*.parquet')", lake: kafkaLake)
             #expect(rows.first?.first as? Int == 5, "\(rows)")
             for server in processes { #expect(await server.stop() == 0, "\(server.process.stderr.suffix(2000))") }
-        } catch {
-            Issue.record(error)
         }
-        for server in processes where server.process.isRunning { server.process.kill9() }
-        await tansu.stop()
     }
 
     @Test("rejected records as large as a whole body fit the Kafka log: an event of 1.2 MB among good ones gets 202, a 4.9 MB body that is not JSON gets 400, and the lake keeps both byte for byte")
     func largeRejectedRecords() async throws {
-        let tansu = try await Tansu.start()
-        let directory = try TemporaryDirectory(prefix: "kafka-large")
-        defer { withExtendedLifetime(directory) {} }
-        let log = "kafka://\(tansu.bootstrap)/large-events?partitions=1"
-        let lake = directory.appending("lake").path
-        var processes: [PlayheadServer] = []
-        do {
+        try await withBroker("kafka-large") { tansu, directory, processes in
+            let log = "kafka://\(tansu.bootstrap)/large-events?partitions=1"
+            let lake = directory.appending("lake").path
             let ingest = try await readyIngest(log, directory: directory, name: "large-ingest")
             processes.append(ingest)
             // Before, the rejected record went over librdkafka's 1 MB message limit: 500 "retry
@@ -353,11 +333,7 @@ struct KafkaPipelineTests {
             #expect(rows.map { "\($0[0] ?? "")" } == ["event_too_large", "malformed_json"], "\(rows)")
             #expect(rows.map { $0[1] as? Int } == [big.utf8.count, notJSON.utf8.count], "\(rows)")
             for server in processes { #expect(await server.stop() == 0, "\(server.process.stderr.suffix(2000))") }
-        } catch {
-            Issue.record(error)
         }
-        for server in processes where server.process.isRunning { server.process.kill9() }
-        await tansu.stop()
     }
 
     @Test("store and observe started while no broker answers (or at a wrong address): /readyz 503 says their consumer has not started, and why")
@@ -383,6 +359,25 @@ struct KafkaPipelineTests {
             Issue.record(error)
         }
         for server in processes where server.process.isRunning { server.process.kill9() }
+    }
+
+    /// Runs `body` with a Tansu broker and a temporary folder; `body` adds the processes it starts
+    /// to `processes`. An error it throws is recorded, and whatever happened, the processes still
+    /// running are killed and the broker is stopped.
+    private func withBroker(
+        _ prefix: String, _ body: (Tansu, TemporaryDirectory, inout [PlayheadServer]) async throws -> Void
+    ) async throws {
+        let tansu = try await Tansu.start()
+        let directory = try TemporaryDirectory(prefix: prefix)
+        defer { withExtendedLifetime(directory) {} }
+        var processes: [PlayheadServer] = []
+        do {
+            try await body(tansu, directory, &processes)
+        } catch {
+            Issue.record(error)
+        }
+        for server in processes where server.process.isRunning { server.process.kill9() }
+        await tansu.stop()
     }
 
     /// `playhead ingest` on `log`, once its `/readyz` says the topics exist.
