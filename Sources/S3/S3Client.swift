@@ -635,9 +635,17 @@ enum S3Dates {
 extension S3Client {
     /// A transport failure in words: the system's for a socket error (NIO describes a refused
     /// connection as "connection reset (error set): Connection refused) (errno: 111)").
+    /// A connection the pool held open and the server (or the network) has since closed is said so
+    /// in words, not as NIO's "I/O on closed channel".
     static func transportMessage(_ error: any Error) -> String {
         if let io = error as? IOError {
             return "\(String(cString: strerror(io.errnoCode))) (errno \(io.errnoCode))"
+        }
+        if let channel = error as? ChannelError, channel == .ioOnClosedChannel || channel == .eof {
+            return "the connection was closed before an answer came (the server closed it or went away)"
+        }
+        if let client = error as? HTTPClientError, client == .remoteConnectionClosed {
+            return "the connection was closed before an answer came (the server closed it or went away)"
         }
         return "\(error)"
     }

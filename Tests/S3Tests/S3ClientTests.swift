@@ -348,15 +348,33 @@ struct S3ClientTests {
             #expect(retries >= 2 && retries == failedAttempts, "every failed attempt was retried: \(retries) retries, \(failedAttempts) failed")
 
             // Without retries, an outage fails fast with a transport error that says what happened.
+            // The client gets a connection pool of its own: the shared one may still hold a connection
+            // to the stopped server, and a request on it fails as closed, not refused (seen in CI).
             await weed.stop()
-            let noRetry = Self.client(weed, retry: .none)
+            let ownPool = HTTPClient(eventLoopGroupProvider: .singleton, configuration: {
+                var configuration = HTTPClient.Configuration()
+                configuration.connectionPool.retryConnectionEstablishment = false
+                return configuration
+            }())
+            let noRetry = S3Client(configuration: Self.client(weed, retry: .none).configuration, httpClient: ownPool)
             await #expect {
                 try await noRetry.putObject(bucket: "outage", key: "x", body: ByteBuffer(string: "x"))
             } throws: { error in
                 guard let error = error as? S3Error else { return false }
                 return error.code == .transport && error.attempts == 1 && error.message.hasPrefix("Connection refused (errno ")
             }
+            try await ownPool.shutdown()
         }
+    }
+
+    @Test("transport failures are said in words: a refused connection with its errno, a pooled connection the server closed as closed")
+    func transportFailuresInWords() {
+        #expect(S3Client.transportMessage(IOError(errnoCode: ECONNREFUSED, reason: "connect")).hasPrefix("Connection refused (errno "))
+        let closed = "the connection was closed before an answer came (the server closed it or went away)"
+        #expect(S3Client.transportMessage(ChannelError.ioOnClosedChannel) == closed)
+        #expect(S3Client.transportMessage(ChannelError.eof) == closed)
+        #expect(S3Client.transportMessage(HTTPClientError.remoteConnectionClosed) == closed)
+        #expect(S3Client.transportMessage(HTTPClientError.connectTimeout) == "\(HTTPClientError.connectTimeout)")
     }
 
     @Test func boto3ReadsWhatWeWriteAndWeReadWhatBoto3Writes() async throws {
