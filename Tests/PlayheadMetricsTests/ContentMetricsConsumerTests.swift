@@ -107,12 +107,14 @@ struct ContentMetricsConsumerTests {
     func quietSessionsExpire() async throws {
         let log = InMemoryLog()
         let t = nowSeconds()
-        // Received 5 s ago with a 3 s timeout: expired at the consumer's first expiry pass.
-        log.append([TestCodec.encode(event("play", at: t - 5, session: "q", content: "m1", received: t - 5))])
+        // Received 30 s ago with a 10 s timeout: expired at the consumer's first expiry pass. (With a
+        // 3 s timeout, the state in between lasted 3 s, and a loaded CI machine once did not look
+        // within it.)
+        log.append([TestCodec.encode(event("play", at: t - 30, session: "q", content: "m1", received: t - 30))])
         log.append([TestCodec.encode(event("play", at: t + 600, session: "r", content: "m1", received: t + 600))])
         let registry = PrometheusCollectorRegistry()
         let consumer = ContentMetricsConsumer(
-            log: log, decode: TestCodec.decode, aggregator: ContentAggregator(sessionTimeout: .seconds(3)),
+            log: log, decode: TestCodec.decode, aggregator: ContentAggregator(sessionTimeout: .seconds(10)),
             logger: Logger(label: "test"), factory: PlayheadTelemetry.makeFactory(registry: registry),
             pollTimeout: .milliseconds(20)
         )
@@ -121,12 +123,12 @@ struct ContentMetricsConsumerTests {
             ExpositionSamples(PlayheadTelemetry.render(registry)).sum("playhead_plays_started_total") == 2
         })
         // After an expiry pass only the session received "in the future" is left...
-        #expect(await eventually(timeout: .seconds(5)) {
+        #expect(await eventually(timeout: .seconds(10)) {
             let f = ExpositionSamples(PlayheadTelemetry.render(registry))
             return f.sum("playhead_active_sessions") == 1 && f.sum("playhead_concurrent_viewers") == 1
         })
         // ...and it counts as heard from at that pass, so it ends a timeout later, not in 10 minutes.
-        #expect(await eventually(timeout: .seconds(15)) {
+        #expect(await eventually(timeout: .seconds(40)) {
             let f = ExpositionSamples(PlayheadTelemetry.render(registry))
             return f.sum("playhead_active_sessions") == 0 && f.sum("playhead_concurrent_viewers") == 0
         })
