@@ -302,7 +302,12 @@ let package = Package(
         ),
         .testTarget(
             name: "PlayheadLakeTests",
-            dependencies: ["PlayheadLake", "PlayheadEvents", "PlayheadLog", "Parquet", "S3", "PlayheadTestSupport"],
+            dependencies: [
+                "PlayheadLake", "PlayheadEvents", "PlayheadLog", "Parquet", "S3", "PlayheadTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

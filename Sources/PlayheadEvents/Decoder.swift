@@ -958,6 +958,27 @@ struct EventParser {
         }
     }
 
+    /// Whether `bytes` are one JSON object with valid strings, at most 1,024 deep (what a record's
+    /// `extra` holds: the members the schema does not define, as the sender wrote them).
+    static func isJSONObject(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard bytes.first == UInt8(ascii: "{") else { return false }
+        var configuration = EventDecoderConfiguration()
+        configuration.maxNestingDepth = 1024
+        var parser = EventParser(configuration: configuration, body: bytes, receivedAt: 0)
+        defer {
+            parser.spans.deallocate()
+            parser.keyOrder.deallocate()
+            if parser.outCapacity > 0 { parser.out.deallocate() }
+        }
+        do {
+            try parser.skipValue(depth: 1)
+        } catch {
+            return false
+        }
+        parser.skipWhitespace()
+        return parser.error == nil && parser.pos == parser.end
+    }
+
     /// Skips a container nested too deep without recursion (brackets counted, strings scanned).
     mutating func skipDeep() throws(Malformed) {
         var level = 0

@@ -12,6 +12,24 @@ enum RecordBytes {
     static let version: UInt8 = 1
     static let flagSession: UInt8 = 1
     static let flagExtra: UInt8 = 2
+    /// Where an event record's first string (its length) starts: after the version, the flags and
+    /// four 8-byte numbers.
+    static let eventStringsStart = 2 + 4 * 8
+
+    /// Whether every byte is below 0x80, eight at a time.
+    static func isASCII(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        var i = 0
+        var high: UInt64 = 0
+        while i + 8 <= bytes.count {
+            high |= bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+            i += 8
+        }
+        while i < bytes.count {
+            high |= UInt64(bytes[i])
+            i += 1
+        }
+        return high & 0x8080_8080_8080_8080 == 0
+    }
 
     @inline(__always)
     static func appendVarint(_ value: Int, to out: inout [UInt8]) {
@@ -293,6 +311,54 @@ public struct EventRecordView {
         eventSourceSlice = try r.slice()
         extraSlice = flags & RecordBytes.flagExtra != 0 ? try r.slice() : .empty
         guard r.offset == value.count else { throw RecordFormatError("\(value.count - r.offset) bytes left over") }
+        if let problem = contentProblem(stringsFrom: RecordBytes.eventStringsStart) { throw RecordFormatError(problem) }
+    }
+
+    /// What no event the edge accepts can hold (DESIGN.md's rules, docs/event-record.md), or nil.
+    /// The edge writes only records that pass; a record in this layout with other values was
+    /// written to a Kafka topic by another producer, and is refused like any record that cannot be
+    /// read (kept under `_playhead/damaged/`, counted), not written to the lake: there, a timestamp
+    /// at the ends of Int64 overflowed the lake's hour arithmetic and stopped every `store` that
+    /// took the partition (a probe, 2026-12-04), and a string that is not UTF-8 or an `extra` that
+    /// is not JSON made DuckDB refuse every query over the lake that read the column.
+    private func contentProblem(stringsFrom stringsStart: Int) -> String? {
+        let earliest = RFC3339.earliestSeconds * 1_000_000
+        let latest = RFC3339.latestSeconds * 1_000_000 + 999_999
+        guard timestampMicros >= earliest, timestampMicros <= latest else {
+            return "timestamp \(timestampMicros) µs since 1970 is outside years 0001-9999"
+        }
+        guard receivedAtMicros >= earliest, receivedAtMicros <= latest else {
+            return "received_at \(receivedAtMicros) µs since 1970 is outside years 0001-9999"
+        }
+        guard durationSeconds >= 0 else { return "duration_seconds \(durationSeconds) is negative" }
+        guard currentTimestamp >= 0, currentTimestamp <= EventParser.maxPosition else {
+            return "current_timestamp \(currentTimestamp) is not a position of 0 to 1e12"
+        }
+        guard eventIDSlice.count > 0, userIDSlice.count > 0, deviceIDSlice.count > 0, contentIDSlice.count > 0,
+            flags & RecordBytes.flagSession == 0 || sessionIDSlice.count > 0
+        else { return "an identifier (event_id, user_id, device_id, content_id or session_id) is empty" }
+        // Every string at once when the record's bytes from its first string on are ASCII (the
+        // usual case); else string by string.
+        if !RecordBytes.isASCII(UnsafeRawBufferPointer(rebasing: bytes[min(stringsStart, bytes.count)...])) {
+            var slices = [
+                eventIDSlice, eventTypeSlice, userIDSlice, deviceIDSlice, sessionIDSlice, ipSlice, contentIDSlice,
+                contentTypeSlice, titleSlice, languageSlice, schemaVersionSlice, eventSourceSlice, extraSlice,
+            ]
+            var failed = false
+            forEachGenre { genre in failed = failed || !UTF8Validation.isValid(genre) }
+            slices.removeAll { UTF8Validation.isValid(bytes[slice: $0]) }
+            if failed || !slices.isEmpty { return "a string is not valid UTF-8" }
+        }
+        guard let type = eventTypeBytes.baseAddress?.assumingMemoryBound(to: UInt8.self),
+            KnownValues.eventType11(type, eventTypeBytes.count) != nil
+        else { return "event_type \"\(makeString(UnsafeRawBufferPointer(rebasing: eventTypeBytes.prefix(64))))\" is not one of \(KnownValues.eventTypeStrings.joined(separator: ", "))" }
+        guard let content = contentTypeBytes.baseAddress?.assumingMemoryBound(to: UInt8.self),
+            KnownValues.contentType(content, contentTypeBytes.count) != nil
+        else { return "content_type \"\(makeString(UnsafeRawBufferPointer(rebasing: contentTypeBytes.prefix(64))))\" is not one of \(KnownValues.contentTypeStrings.joined(separator: ", "))" }
+        if flags & RecordBytes.flagExtra != 0, !EventParser.isJSONObject(bytes[slice: extraSlice]) {
+            return "extra is not a JSON object"
+        }
+        return nil
     }
 
     public var eventIDBytes: UnsafeRawBufferPointer { bytes[slice: eventIDSlice] }
@@ -466,6 +532,13 @@ public struct RejectedRecordView {
         eventIDSlice = try r.slice()
         rawSlice = try r.slice()
         guard r.offset == value.count else { throw RecordFormatError("\(value.count - r.offset) bytes left over") }
+        // As for event records (``EventRecordView``): what the edge never writes, from another producer.
+        guard receivedAtMicros >= RFC3339.earliestSeconds * 1_000_000, receivedAtMicros <= RFC3339.latestSeconds * 1_000_000 + 999_999 else {
+            throw RecordFormatError("received_at \(receivedAtMicros) µs since 1970 is outside years 0001-9999")
+        }
+        for slice in [reasonSlice, fieldSlice, messageSlice, eventIDSlice] where !UTF8Validation.isValid(bytes[slice: slice]) {
+            throw RecordFormatError("a string is not valid UTF-8")
+        }
     }
 
     public var reasonBytes: UnsafeRawBufferPointer { bytes[slice: reasonSlice] }

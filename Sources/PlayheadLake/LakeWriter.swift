@@ -186,6 +186,19 @@ enum DatasetKind: Sendable {
 
     var topic: LogTopic { self == .events ? .events : .rejected }
     var name: String { self == .events ? "events" : "rejected" }
+
+    /// Why `bytes` cannot be read as a record of this dataset (for the log line of a damaged one).
+    func unreadableReason(_ bytes: [UInt8]) -> String {
+        bytes.withUnsafeBytes { value in
+            if value.isEmpty { return "no bytes (an empty message or a tombstone)" }
+            do throws(RecordFormatError) {
+                if self == .events { _ = try EventRecordView(value) } else { _ = try RejectedRecordView(value) }
+                return "readable"
+            } catch {
+                return error.message
+            }
+        }
+    }
 }
 
 /// What the writer holds for one log partition.
@@ -521,6 +534,19 @@ final class DatasetWriter: @unchecked Sendable {
         }
         for batch in poll.batches {
             guard let writer = partitions[batch.partition] else { continue }
+            // Kafka hands over a partition and records fetched from the group's committed offset in
+            // one poll, before `assign` sought the partition to the lake's next offset. With the
+            // group ahead of the lake (another consumer in the group, or offsets reset by hand),
+            // those records came after a gap; taken, the records of the gap that the seek fetches
+            // next were below them and dropped as seen, and their events were never written (a
+            // probe, 2026-12-04: 3,000 acknowledged events). A batch of a partition assigned in
+            // this poll is taken only where it follows on; the seek fetches the rest again.
+            if poll.assigned[batch.partition] != nil, batch.firstOffset > (writer.records.lastOffset ?? writer.next - 1) + 1 {
+                logger.debug("lake writer: records fetched before the seek to the lake's next offset are read again from there", metadata: [
+                    "log.partition": "\(batch.partition)", "log.offset": "\(batch.firstOffset)", "lake.next_offset": "\(writer.next)",
+                ])
+                continue
+            }
             // A batch closes where it must even inside a poll's records: a redo after a crash ends
             // exactly where the intent says, and a batch at --flush-events or --flush-bytes is
             // written before more is taken (catching up, a poll of 100,000 records took batches
@@ -820,6 +846,7 @@ final class DatasetWriter: @unchecked Sendable {
             // Written with the batch, under its intent: the bytes are in the lake before the offset moves on.
             logger.error("lake writer: skipped records of the log that are not \(kind.name) records (on Kafka: messages another producer wrote to the topic); their bytes are kept in the lake", metadata: [
                 "log.partition": "\(writer.partition)", "log.records": "\(unreadable.count)", "lake.path": "\(first.path)",
+                "reason": "\(kind.unreadableReason(first.bytes))",
             ])
             metrics.damaged.increment(by: unreadable.count)
         }

@@ -262,26 +262,133 @@ import PlayheadEvents
         #expect(throws: RecordFormatError.self) { try v2.withUnsafeBytes { _ = try EventRecordView($0) } }
     }
 
-    /// The view gives schema event and content types as literals and anything else as read: every
-    /// value must come back as it was, whichever way it is made.
+    /// The view gives schema event and content types as literals: every value must come back as it
+    /// was. A value outside the schema's enums is refused (no event the edge accepts has one: a
+    /// record with one came from another producer), with the field and the value in the message.
     @Test(arguments: ["play", "pause", "stop", "seek", "heartbeat", "buffering", "movie", "episode", "ad",
                       "", "p", "plax", "Play", "pause ", "heartbeats", "bufferinG", "adx", "movies", "épisode", "ad\u{0}"])
     func typesComeBackAsWritten(value: String) throws {
-        let fields = EventRecordFields(
-            eventID: "id", eventType: value, timestampMicros: 1, receivedAtMicros: 2, userID: "u",
-            deviceID: "d", sessionID: nil, ipAddress: "", contentID: "c", contentType: value,
-            title: "t", genres: [], durationSeconds: 30, language: "fr",
-            currentTimestamp: 1, eventSource: "web", schemaVersion: "1.1", extra: nil
-        )
-        try EventRecordEncoder.encode(fields).withUnsafeBytes { raw in
-            let view = try EventRecordView(raw)
-            #expect(view.eventType == value)
-            #expect(view.contentType == value)
-            #expect(view.eventTypeIs("play") == (value == "play"))
-            #expect(view.eventTypeIs("heartbeat") == (value == "heartbeat"))
-            #expect(view.eventTypeIs("") == value.isEmpty)
-            #expect(EventRecordFields(view) == fields)
+        let eventTypes = ["play", "pause", "stop", "seek", "heartbeat", "buffering"]
+        let contentTypes = ["movie", "episode", "ad"]
+        for (eventType, contentType) in [(value, "movie"), ("play", value)] {
+            let fields = EventRecordFields(
+                eventID: "id", eventType: eventType, timestampMicros: 1, receivedAtMicros: 2, userID: "u",
+                deviceID: "d", sessionID: nil, ipAddress: "", contentID: "c", contentType: contentType,
+                title: "t", genres: [], durationSeconds: 30, language: "fr",
+                currentTimestamp: 1, eventSource: "web", schemaVersion: "1.1", extra: nil
+            )
+            let known = eventTypes.contains(eventType) && contentTypes.contains(contentType)
+            try EventRecordEncoder.encode(fields).withUnsafeBytes { raw in
+                guard known else {
+                    let field = eventTypes.contains(eventType) ? "content_type" : "event_type"
+                    #expect {
+                        _ = try EventRecordView(raw)
+                    } throws: { error in
+                        (error as? RecordFormatError)?.message.hasPrefix("\(field) \"\(value)\" is not one of") == true
+                    }
+                    return
+                }
+                let view = try EventRecordView(raw)
+                #expect(view.eventType == eventType)
+                #expect(view.contentType == contentType)
+                #expect(view.eventTypeIs("play") == (eventType == "play"))
+                #expect(view.eventTypeIs("heartbeat") == (eventType == "heartbeat"))
+                #expect(EventRecordFields(view) == fields)
+            }
         }
+    }
+
+    /// Values no event the edge accepts can have, in records that are framed right: each refused,
+    /// with the reason (a probe wrote such records to a Kafka topic; an extreme timestamp stopped
+    /// every `store`, invalid UTF-8 or an `extra` that is not JSON made DuckDB refuse the lake).
+    @Test func recordsWithValuesNoEventHasAreRefused() throws {
+        let good = EventRecordFields(
+            eventID: "id", eventType: "play", timestampMicros: 1_700_000_000_000_000, receivedAtMicros: 1_700_000_000_000_000,
+            userID: "u", deviceID: "d", sessionID: "s", ipAddress: "1.2.3.4", contentID: "c", contentType: "movie",
+            title: "Tïtle", genres: ["drama", "ç"], durationSeconds: 30, language: "fr", currentTimestamp: 1,
+            eventSource: "web", schemaVersion: "1.0", extra: #"{"k":[1,{"x":"é"}]}"#
+        )
+        func problem(_ fields: EventRecordFields, patch: (inout [UInt8]) -> Void = { _ in }) -> String? {
+            var bytes = EventRecordEncoder.encode(fields)
+            patch(&bytes)
+            return bytes.withUnsafeBytes { raw in
+                do throws(RecordFormatError) {
+                    _ = try EventRecordView(raw)
+                    return nil
+                } catch {
+                    return error.message
+                }
+            }
+        }
+        #expect(problem(good) == nil)
+        var limits = good
+        limits.timestampMicros = RFC3339.earliestSeconds * 1_000_000
+        limits.receivedAtMicros = RFC3339.latestSeconds * 1_000_000 + 999_999
+        limits.currentTimestamp = 1e12
+        limits.durationSeconds = .max
+        limits.extra = " {} "
+        #expect(problem(limits) == "extra is not a JSON object", "an extra must start with its brace, as the edge writes it")
+        limits.extra = "{}"
+        #expect(problem(limits) == nil)
+        var cases: [(EventRecordFields, String)] = []
+        for micros in [Int64.min, -(1 << 62), RFC3339.earliestSeconds * 1_000_000 - 1, RFC3339.latestSeconds * 1_000_000 + 1_000_000, 1 << 62, .max] {
+            var f = good
+            f.timestampMicros = micros
+            cases.append((f, "timestamp \(micros) µs since 1970 is outside years 0001-9999"))
+            f = good
+            f.receivedAtMicros = micros
+            cases.append((f, "received_at \(micros) µs since 1970 is outside years 0001-9999"))
+        }
+        var f = good
+        f.durationSeconds = -5
+        cases.append((f, "duration_seconds -5 is negative"))
+        for position in [Double.nan, -1, 1e12 + 1, .infinity] {
+            f = good
+            f.currentTimestamp = position
+            cases.append((f, "current_timestamp \(position) is not a position of 0 to 1e12"))
+        }
+        for empty in [\EventRecordFields.eventID, \.userID, \.deviceID, \.contentID] {
+            f = good
+            f[keyPath: empty] = ""
+            cases.append((f, "an identifier (event_id, user_id, device_id, content_id or session_id) is empty"))
+        }
+        f = good
+        f.sessionID = ""
+        cases.append((f, "an identifier (event_id, user_id, device_id, content_id or session_id) is empty"))
+        for extra in ["not json{", "{", #"{"a":}"#, "{} {}", "[1]", #"{"a":"\#u{1}"}"#, ""] {
+            f = good
+            f.extra = extra
+            cases.append((f, "extra is not a JSON object"))
+        }
+        for (fields, message) in cases {
+            #expect(problem(fields) == message, "\(message)")
+        }
+        // Invalid UTF-8 in each string in turn: the title's first byte, a genre's, the extra's.
+        for text in ["Tïtle", "ç", "é"] {
+            #expect(problem(good) { bytes in
+                let at = bytes.firstRange(of: Array(text.utf8))!.lowerBound
+                bytes[at] = 0xFF
+            } == "a string is not valid UTF-8", "\(text)")
+        }
+        var ascii = good
+        ascii.title = "Title"
+        ascii.genres = ["drama"]
+        ascii.extra = nil
+        #expect(problem(ascii) { bytes in bytes[bytes.firstRange(of: Array("Title".utf8))!.lowerBound] = 0xC0 } == "a string is not valid UTF-8")
+        #expect(problem(ascii) { bytes in bytes[bytes.firstRange(of: Array("web".utf8))!.lowerBound] = 0x80 } == "a string is not valid UTF-8")
+        // Rejected records: received_at in range, and their strings (not the raw bytes) UTF-8.
+        func rejected(receivedAt: Int64, message: String = "m", raw: [UInt8] = [0xFF]) -> [UInt8] {
+            var out: [UInt8] = []
+            raw.withUnsafeBytes {
+                RejectedRecordEncoder.encode(receivedAt: receivedAt, index: 0, reason: .invalidValue, field: "f", message: message, eventID: nil, raw: $0, into: &out)
+            }
+            return out
+        }
+        #expect(throws: Never.self) { try rejected(receivedAt: 1).withUnsafeBytes { _ = try RejectedRecordView($0) } }
+        #expect(throws: RecordFormatError.self) { try rejected(receivedAt: .min).withUnsafeBytes { _ = try RejectedRecordView($0) } }
+        var bad = rejected(receivedAt: 1, message: "mé")
+        bad[bad.firstRange(of: Array("é".utf8))!.lowerBound] = 0xFF
+        #expect(throws: RecordFormatError.self) { try bad.withUnsafeBytes { _ = try RejectedRecordView($0) } }
     }
 
     @Test func rejectedRecordRoundTrip() throws {

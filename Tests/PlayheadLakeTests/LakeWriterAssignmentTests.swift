@@ -1,0 +1,160 @@
+import Foundation
+import Logging
+import NIOPosix
+import PlayheadEvents
+import PlayheadLog
+import PlayheadTestSupport
+import ServiceLifecycle
+import Testing
+import PlayheadLake
+
+/// A log that hands a partition over together with records fetched from the group's committed
+/// offset, in one poll, as Kafka does (the embedded log reports the assignment alone): the real
+/// embedded log underneath, with its first two polls of a group merged.
+final class AssignmentWithRecordsLog: LogBackend {
+    let base: EmbeddedLog
+    init(_ base: EmbeddedLog) { self.base = base }
+    var displayName: String { base.displayName }
+    var identity: String? { base.identity }
+    var awaitsIdentity: Bool { base.awaitsIdentity }
+    func producer(for topic: LogTopic) throws(LogError) -> any LogProducer { try base.producer(for: topic) }
+    func consumer(for topic: LogTopic, group: String?) throws(LogError) -> any LogConsumer {
+        let consumer = try base.consumer(for: topic, group: group)
+        return group == nil ? consumer : Merging(consumer)
+    }
+    func readNote(_ name: String) throws(LogError) -> [UInt8]? { try base.readNote(name) }
+    func writeNote(_ name: String, _ contents: [UInt8]) throws(LogError) { try base.writeNote(name, contents) }
+
+    final class Merging: LogConsumer {
+        let base: any LogConsumer
+        init(_ base: any LogConsumer) { self.base = base }
+        var group: String? { base.group }
+        func poll(maxRecords: Int, timeout: Duration) async throws(LogError) -> LogPoll {
+            var poll = try await base.poll(maxRecords: maxRecords, timeout: timeout)
+            if !poll.assigned.isEmpty && poll.batches.isEmpty {
+                poll.batches = try await base.poll(maxRecords: maxRecords, timeout: timeout).batches
+            }
+            return poll
+        }
+        func seek(partition: Int32, to offset: Int64) async throws(LogError) { try await base.seek(partition: partition, to: offset) }
+        func commit(_ offsets: [Int32: Int64]) async throws(LogError) { try await base.commit(offsets) }
+        func committed() async throws(LogError) -> [Int32: Int64] { try await base.committed() }
+        func lag() async -> Int64? { await base.lag() }
+        func endOffset(partition: Int32) async -> Int64? { await base.endOffset(partition: partition) }
+        func caughtUp() async -> Bool { await base.caughtUp() }
+        func close() async { await base.close() }
+    }
+}
+
+@Suite("The lake writer takes a partition from the lake's state")
+struct LakeWriterAssignmentTests {
+    @Test("records handed over with the partition from a group offset ahead of the lake (another consumer in the group, offsets reset by hand) are read again from the lake's next offset: every event in the lake once")
+    func recordsDeliveredWithTheAssignment() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("lake-assign-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        var logger = Logger(label: "test")
+        logger.logLevel = .warning
+        let log = try EmbeddedLog.open(EmbeddedLogConfiguration(directory: folder + "/log"), logger: logger)
+        defer { log.close() }
+        let events = 3_000
+        let producer = try log.producer(for: .events)
+        for chunk in stride(from: 0, to: events, by: 500) {
+            var batch = LogRecordBatch()
+            for n in chunk..<(chunk + 500) { Self.append(Self.event(n), to: &batch) }
+            _ = try await producer.append(batch)
+        }
+        // The group `lake` is at 2,000; the new lake has nothing.
+        let other = try log.consumer(for: .events, group: "lake")
+        _ = try await other.poll(maxRecords: 1, timeout: .milliseconds(100))
+        try await other.commit([0: 2_000])
+        await other.close()
+        try await Self.write(AssignmentWithRecordsLog(log), to: folder, until: 3_000, logger: logger)
+
+        let counts = try await runPython(
+            """
+            import duckdb, sys
+            print(duckdb.sql(f"select count(*), count(distinct event_id) from read_parquet('{sys.argv[1]}/lake/events/**/*.parquet')").fetchall()[0])
+            """, arguments: [folder])
+        #expect(counts.trimmingCharacters(in: .whitespacesAndNewlines) == "(3000, 3000)", "rows, distinct event ids: \(counts)")
+    }
+    static func event(_ n: Int) -> EventRecordFields {
+        let micros = Int64(1_700_000_000_000_000) + Int64(n) * 1_000
+        return EventRecordFields(
+            eventID: "e\(n)", eventType: "play", timestampMicros: micros, receivedAtMicros: micros, userID: "u",
+            deviceID: "d", sessionID: "s\(n % 7)", ipAddress: "1.2.3.4", contentID: "c\(n % 3)", contentType: "movie",
+            title: "T", genres: ["drama"], durationSeconds: 600, language: "en", currentTimestamp: Double(n),
+            eventSource: "web"
+        )
+    }
+
+    static func append(_ fields: EventRecordFields, to batch: inout LogRecordBatch) {
+        batch.appendRecord(key: Array((fields.sessionID ?? fields.deviceID).utf8), value: EventRecordEncoder.encode(fields))
+    }
+
+    /// Runs a lake writer over `log` into `<folder>/lake` until its events state reaches `next`.
+    static func write(_ log: any LogBackend, to folder: String, until next: Int, logger: Logger) async throws {
+        let threadPool = NIOThreadPool(numberOfThreads: 2)
+        threadPool.start()
+        let store = try FileLakeStore(root: folder + "/lake", threadPool: threadPool)
+        var configuration = LakeWriterConfiguration()
+        configuration.flushEvents = 1_000
+        configuration.flushInterval = .milliseconds(300)
+        let writer = LakeWriter(log: log, store: store, configuration: configuration, threadPool: threadPool, logger: logger)
+        let group = ServiceGroup(services: [writer], logger: logger)
+        let running = Task { try await group.run() }
+        let state = folder + "/lake/_playhead/state/events/p0.json"
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline {
+            if let text = try? String(contentsOfFile: state, encoding: .utf8), text.contains("\"next_offset\":\(next)") { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        await group.triggerGracefulShutdown()
+        try await running.value
+        try await threadPool.shutdownGracefully()
+    }
+
+    @Test("records in the events layout with values no event has (timestamps at the ends of Int64, invalid UTF-8, an extra that is not JSON, an unknown event type), as another producer can write to a Kafka topic, are kept as damaged; the writer goes on, and DuckDB reads the lake")
+    func recordsWithImpossibleValues() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("lake-values-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let log = try EmbeddedLog.open(EmbeddedLogConfiguration(directory: folder + "/log"), logger: logger)
+        defer { log.close() }
+        var batch = LogRecordBatch()
+        var bad: [EventRecordFields] = []
+        var f = Self.event(1_000)
+        f.receivedAtMicros = .min
+        bad.append(f)
+        f = Self.event(1_001)
+        f.timestampMicros = -(1 << 62)
+        bad.append(f)
+        f = Self.event(1_002)
+        f.timestampMicros = 1 << 62
+        bad.append(f)
+        f = Self.event(1_003)
+        f.extra = "not json{"
+        bad.append(f)
+        f = Self.event(1_004)
+        f.eventType = "zzz"
+        bad.append(f)
+        for n in 0..<100 {
+            Self.append(Self.event(n), to: &batch)
+            if n % 20 == 10 { Self.append(bad[n / 20], to: &batch) }
+        }
+        var invalidUTF8 = EventRecordEncoder.encode(Self.event(1_005))
+        invalidUTF8[invalidUTF8.firstRange(of: Array("drama".utf8))!.lowerBound] = 0xFF
+        batch.appendRecord(key: Array("s".utf8), value: invalidUTF8)
+        _ = try await log.producer(for: .events).append(batch)
+        try await Self.write(log, to: folder, until: 106, logger: logger)
+
+        let damaged = try FileManager.default.contentsOfDirectory(atPath: folder + "/lake/_playhead/damaged/events")
+        #expect(damaged.count == 6, "\(damaged)")
+        let counts = try await runPython(
+            """
+            import duckdb, sys
+            print(duckdb.sql(f"select count(*), count(distinct event_id), count(distinct title), count(distinct genre[1]), max(extra) from read_parquet('{sys.argv[1]}/lake/events/**/*.parquet')").fetchall()[0])
+            """, arguments: [folder])
+        #expect(counts.trimmingCharacters(in: .whitespacesAndNewlines) == "(100, 100, 1, 1, None)", "\(counts)")
+    }
+}
