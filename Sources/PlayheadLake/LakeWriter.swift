@@ -210,6 +210,8 @@ final class PartitionWriter: @unchecked Sendable {
     var forcedEnd: Int64?
     var records = RecordBuffer()
     var openedAt: ContinuousClock.Instant?
+    /// In a redo (`forcedEnd` set), the files the unfinished attempt's intent lists.
+    var redoFiles: [String] = []
     var dedup: DedupWindow
     let rollups: RollupAggregator?
 
@@ -301,7 +303,7 @@ final class DatasetWriter: @unchecked Sendable {
                 } catch let lost as PartitionsLost {
                     // Start over as a new member: every partition is taken afresh from the lake's
                     // state, and what this process buffered is its new owners' to write.
-                    logger.warning("lake writer: the group gave this process's partitions to other members (was it paused past the session timeout?); dropping the unwritten batches and joining again", metadata: [
+                    logger.warning("lake writer: the group gave this process's partitions to other members (was it paused past the session timeout, or did another consumer join group lake? docs/kafka.md); dropping the unwritten batches and joining again", metadata: [
                         "log.partition": "\(lost.partition)", "lake.partitions_dropped": "\(partitions.count)",
                     ])
                     partitions.removeAll()
@@ -402,7 +404,7 @@ final class DatasetWriter: @unchecked Sendable {
     /// or at its first batch.
     func checkClaim(for identity: String, claiming: Bool) async throws {
         let claim = try await retrying("read the lake's claim") { try await self.commits.claim() }
-        let hint = " Point --lake at a folder or prefix of its own for each log (docs/lake.md, \"One log per lake\")"
+        let hint = " Point --lake at a folder or prefix of its own for each log (docs/lake.md, \"One log per lake\"); the events the lake lacks of the log that wrote it stay in that log until a lake writer on that log writes them (docs/runbook.md, \"Moving to another log\")"
         if let claim, claim.logID != identity {
             let what = claiming
                 ? "\(store.displayName) is written from \(Self.otherLog(claim)); this log (\(log.displayName)) is \(identity). One lake location takes one log: nothing was written."
@@ -445,7 +447,7 @@ final class DatasetWriter: @unchecked Sendable {
         let claim = try await retrying("read the lake's claim") { try await self.commits.claim() }
         if let claim {
             guard claim.logID == identity else {
-                throw LakeError(.otherWriter, "\(store.displayName) is written from \(Self.otherLog(claim)), whose offsets are other records than this log's (\(log.displayName)). One lake location takes one log: nothing was written. Point --lake at a folder or prefix of its own for each log (docs/lake.md, \"One log per lake\")")
+                throw LakeError(.otherWriter, "\(store.displayName) is written from \(Self.otherLog(claim)), whose offsets are other records than this log's (\(log.displayName)). One lake location takes one log: nothing was written. Point --lake at a folder or prefix of its own for each log (docs/lake.md, \"One log per lake\"); the events the lake lacks of the log that wrote it stay in that log until a lake writer on that log writes them (docs/runbook.md, \"Moving to another log\")")
             }
             return
         }
@@ -630,6 +632,7 @@ final class DatasetWriter: @unchecked Sendable {
         if let intent {
             if intent.from == next && intent.to > next {
                 writer.forcedEnd = intent.to
+                writer.redoFiles = intent.files
                 logger.notice("lake writer: redoing an unfinished batch", metadata: [
                     "log.partition": "\(partition)", "lake.from": "\(intent.from)", "lake.to": "\(intent.to)",
                 ])
@@ -669,7 +672,7 @@ final class DatasetWriter: @unchecked Sendable {
             guard committed != next, next > 0 || committed > 0 else { return }
             try await consumer.commit([partition: next])
             if committed > next {
-                logger.warning("lake writer: the group's offset was ahead of the lake (a new lake for this log, or a rebuilt state); moved back to the lake's next_offset, so that retention keeps the records this lake lacks", metadata: [
+                logger.warning("lake writer: the group's offset was ahead of the lake (a new lake for this log, a restored or rebuilt state, or offsets committed by another consumer in the group); moved back to the lake's next_offset, so that retention keeps the records this lake lacks", metadata: [
                     "log.partition": "\(partition)", "log.committed": "\(committed)", "lake.next_offset": "\(next)",
                 ])
                 return
@@ -817,10 +820,26 @@ final class DatasetWriter: @unchecked Sendable {
         guard await consumer.stillOwns(writer.partition, committing: from), try await stateUnmoved(writer) else {
             throw PartitionsLost(partition: writer.partition)
         }
-        let intent = LakeCommits.Intent(from: from, to: to, files: encoded.files.map(\.path))
+        // A redo writes the unfinished attempt's names again, unless the batch is split otherwise
+        // (an hour of 200,000 rows or more, counted after deduplication, is written as two files:
+        // a restart with another --dedup-window, or a warm-up that reaches less far back, changes
+        // that). The attempt's batch files that the redo does not write are deleted before the
+        // state moves on, and stay in the new intent until then; they were left, and every row of
+        // their hour was in the lake twice (a probe, 2026-12-04: 400,000 rows for 199,990 events).
+        let written = Set(encoded.files.map(\.path))
+        let stale = writer.forcedEnd == nil ? [] : writer.redoFiles.filter {
+            !written.contains($0) && $0.hasPrefix("\(kind.name)/") && Self.isBatchFile($0, partition: writer.partition)
+        }
+        let intent = LakeCommits.Intent(from: from, to: to, files: encoded.files.map(\.path) + stale)
         try await retrying("write intent") { try await self.commits.writeIntent(intent, partition: writer.partition) }
         for file in encoded.files {
             try await retrying("write \(file.path)") { try await self.store.put(file.path, file.bytes) }
+        }
+        for path in stale {
+            try await retrying("delete \(path)") { try await self.store.delete(path) }
+            logger.notice("lake writer: deleted a file of the unfinished batch that the redo wrote under other names", metadata: [
+                "log.partition": "\(writer.partition)", "lake.path": "\(path)",
+            ])
         }
         // Once more before the state: a pause during the writes (the files a new owner redoing this
         // batch from its intent writes too, under the same names) must not move the state back.
@@ -832,6 +851,7 @@ final class DatasetWriter: @unchecked Sendable {
         try await retrying("clear intent") { try await self.commits.clearIntent(partition: writer.partition) }
         writer.next = to
         writer.forcedEnd = nil
+        writer.redoFiles = []
         writer.records = RecordBuffer(reservingCapacity: records.byteCount, records: records.count)
         writer.openedAt = nil
         do {

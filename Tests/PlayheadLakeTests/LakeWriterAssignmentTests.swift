@@ -157,4 +157,36 @@ struct LakeWriterAssignmentTests {
             """, arguments: [folder])
         #expect(counts.trimmingCharacters(in: .whitespacesAndNewlines) == "(100, 100, 1, 1, None)", "\(counts)")
     }
+    @Test("a redo whose batch is split otherwise than the unfinished attempt's (another --dedup-window) deletes the attempt's files it does not write again: every event in the lake once")
+    func redoDeletesTheAttemptsOtherFiles() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("lake-redo-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let log = try EmbeddedLog.open(EmbeddedLogConfiguration(directory: folder + "/log"), logger: logger)
+        defer { log.close() }
+        var batch = LogRecordBatch()
+        for n in 0..<100 { Self.append(Self.event(n), to: &batch) }
+        _ = try await log.producer(for: .events).append(batch)
+        try await Self.write(log, to: folder, until: 100, logger: logger)
+        // As if the first attempt had split the batch in two files and stopped before its state:
+        // its file under the name of a split part, its intent, no state.
+        let lake = folder + "/lake/"
+        let file = try #require(FileManager.default.subpaths(atPath: lake + "events")?.first { $0.hasSuffix(".parquet") })
+        let part = "events/" + file.replacingOccurrences(of: ".parquet", with: "-1.parquet")
+        try FileManager.default.moveItem(atPath: lake + "events/" + file, toPath: lake + part)
+        try FileManager.default.removeItem(atPath: lake + "_playhead/state/events/p0.json")
+        try FileManager.default.createDirectory(atPath: lake + "_playhead/intents/events", withIntermediateDirectories: true)
+        try Data(#"{"from":0,"to":100,"files":["\#(part)"]}"#.utf8).write(to: URL(fileURLWithPath: lake + "_playhead/intents/events/p0.json"))
+
+        try await Self.write(log, to: folder, until: 100, logger: logger)
+        #expect(!FileManager.default.fileExists(atPath: lake + part), "the attempt's file is gone")
+        #expect(FileManager.default.fileExists(atPath: lake + "events/" + file), "the redo's file is there")
+        let counts = try await runPython(
+            """
+            import duckdb, sys
+            print(duckdb.sql(f"select count(*), count(distinct event_id) from read_parquet('{sys.argv[1]}/lake/events/**/*.parquet')").fetchall()[0])
+            """, arguments: [folder])
+        #expect(counts.trimmingCharacters(in: .whitespacesAndNewlines) == "(100, 100)", "\(counts)")
+    }
 }

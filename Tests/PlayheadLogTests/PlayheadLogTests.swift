@@ -1068,6 +1068,38 @@ struct EmbeddedLogTests {
         reopened.close()
     }
 
+    @Test("a group that must read every record (the lake's), moved back below records it had read that are gone (a lake restored from a copy older than the log's retention): told they are missing for good, not that retention deleted them")
+    func requiredGroupMovedBackPastDeletedRecords() async throws {
+        let directory = try TemporaryDirectory(prefix: "log")
+        defer { withExtendedLifetime(directory) {} }
+        let captured = CapturedLogs()
+        let logger = Logger(label: "log-test") { _ in CapturingLogHandler(captured: captured) }
+        var configuration = makeConfiguration(directory)
+        configuration.requiredGroups = ["lake"]
+        let log = try EmbeddedLog.open(configuration, logger: logger)
+        let producer = try log.producer(for: .events)
+        _ = try await producer.append(batch(0..<10))
+        let group = try log.consumer(for: .events, group: "lake")
+        try await group.commit([0: 10])  // the lake had all ten
+        await group.close()
+        // Gone as retention deletes a segment every group has read.
+        try FileManager.default.removeItem(atPath: try #require(try segmentPaths(configuration, "events").last))
+        try await Task.sleep(for: .milliseconds(1100))
+        _ = try await producer.append(batch(10..<20))
+        log.close()
+        // The lake, restored from a copy, is at offset 5: its writer moves the group back and reads from there.
+        let reopened = try EmbeddedLog.open(configuration, logger: logger)
+        let lake = try reopened.consumer(for: .events, group: "lake")
+        try await lake.commit([0: 5])
+        try await lake.seek(partition: 0, to: 5)
+        let records = try await readRecords(lake, count: 10, timeout: .seconds(10))
+        #expect(records.map(\.0) == Array(10..<20))
+        #expect(captured.count(containing: "records 5..<10 are missing from the log: group lake had read them, then was moved back to 5") == 1, "\(captured.all)")
+        #expect(captured.count(containing: "were deleted by retention") == 0)
+        await lake.close()
+        reopened.close()
+    }
+
     @Test func readOnlyOpenRejectsProducersAndSecondWriters() async throws {
         let directory = try TemporaryDirectory(prefix: "log")
         defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends

@@ -286,10 +286,17 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
         guard let first = segments.first else { return false }
         var target = skipUntil
         if target < first {
-            if let group, highestCommitted.map({ target >= $0 }) ?? configuration.requiredGroups.contains(group) {
+            let required = group.map { configuration.requiredGroups.contains($0) } ?? false
+            if let group, required || highestCommitted.map({ target >= $0 }) == true {
                 // Retention never deletes what a group has not committed: these were deleted by
-                // hand, or lost with the disk (the message blamed retention, a probe).
-                logger.error("log: records \(target)..<\(first) are missing from the log: group \(group) had not read them, which retention never deletes (log files deleted by hand, or lost with the disk; docs/runbook.md); reading from \(first)", metadata: [
+                // hand, or lost with the disk (the message blamed retention, a probe). A group that
+                // must read every record (the lake's) and asks for records it had committed before
+                // was moved back: its lake was restored from a copy older than what the log keeps,
+                // and lacks them for good (a probe, 2026-12-04: 4,800 events, a warning only).
+                let cause = highestCommitted.map({ target < $0 }) == true
+                    ? "group \(group) had read them, then was moved back to \(target) (a lake restored from a copy older than the log's retention?), and retention had deleted them"
+                    : "group \(group) had not read them, which retention never deletes (log files deleted by hand, or lost with the disk)"
+                logger.error("log: records \(target)..<\(first) are missing from the log: \(cause); docs/runbook.md; reading from \(first)", metadata: [
                     "topic": "\(topic.name)", "requested": "\(target)",
                 ])
                 // Counted with the damaged records the group's consumer steps past, so that
