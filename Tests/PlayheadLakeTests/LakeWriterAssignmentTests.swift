@@ -50,33 +50,47 @@ final class AssignmentWithRecordsLog: LogBackend {
 struct LakeWriterAssignmentTests {
     @Test("records handed over with the partition from a group offset ahead of the lake (another consumer in the group, offsets reset by hand) are read again from the lake's next offset: every event in the lake once")
     func recordsDeliveredWithTheAssignment() async throws {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("lake-assign-\(UUID().uuidString)").path
+        try await Self.withLog { log, folder, logger in
+            let events = 3_000
+            let producer = try log.producer(for: .events)
+            for chunk in stride(from: 0, to: events, by: 500) {
+                var batch = LogRecordBatch()
+                for n in chunk..<(chunk + 500) { Self.append(Self.event(n), to: &batch) }
+                _ = try await producer.append(batch)
+            }
+            // The group `lake` is at 2,000; the new lake has nothing.
+            let other = try log.consumer(for: .events, group: "lake")
+            _ = try await other.poll(maxRecords: 1, timeout: .milliseconds(100))
+            try await other.commit([0: 2_000])
+            await other.close()
+            try await Self.write(AssignmentWithRecordsLog(log), to: folder, until: 3_000, logger: logger)
+
+            let counts = try await Self.lakeQuery(folder, "count(*), count(distinct event_id)")
+            #expect(counts == "(3000, 3000)", "rows, distinct event ids: \(counts)")
+        }
+    }
+
+    /// A new embedded log in a folder of its own (removed at the end), and a quiet logger.
+    static func withLog(_ body: (EmbeddedLog, String, Logger) async throws -> Void) async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("lake-writer-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: folder) }
         var logger = Logger(label: "test")
-        logger.logLevel = .warning
+        logger.logLevel = .critical
         let log = try EmbeddedLog.open(EmbeddedLogConfiguration(directory: folder + "/log"), logger: logger)
         defer { log.close() }
-        let events = 3_000
-        let producer = try log.producer(for: .events)
-        for chunk in stride(from: 0, to: events, by: 500) {
-            var batch = LogRecordBatch()
-            for n in chunk..<(chunk + 500) { Self.append(Self.event(n), to: &batch) }
-            _ = try await producer.append(batch)
-        }
-        // The group `lake` is at 2,000; the new lake has nothing.
-        let other = try log.consumer(for: .events, group: "lake")
-        _ = try await other.poll(maxRecords: 1, timeout: .milliseconds(100))
-        try await other.commit([0: 2_000])
-        await other.close()
-        try await Self.write(AssignmentWithRecordsLog(log), to: folder, until: 3_000, logger: logger)
+        try await body(log, folder, logger)
+    }
 
-        let counts = try await runPython(
+    /// `SELECT <columns>` over the events of `<folder>/lake`, by DuckDB, as Python prints the row.
+    static func lakeQuery(_ folder: String, _ columns: String) async throws -> String {
+        try await runPython(
             """
             import duckdb, sys
-            print(duckdb.sql(f"select count(*), count(distinct event_id) from read_parquet('{sys.argv[1]}/lake/events/**/*.parquet')").fetchall()[0])
-            """, arguments: [folder])
-        #expect(counts.trimmingCharacters(in: .whitespacesAndNewlines) == "(3000, 3000)", "rows, distinct event ids: \(counts)")
+            print(duckdb.sql(f"select {sys.argv[2]} from read_parquet('{sys.argv[1]}/lake/events/**/*.parquet')").fetchall()[0])
+            """, arguments: [folder, columns]
+        ).trimmingCharacters(in: .whitespacesAndNewlines)
     }
+
     static func event(_ n: Int) -> EventRecordFields {
         let micros = Int64(1_700_000_000_000_000) + Int64(n) * 1_000
         return EventRecordFields(
@@ -115,78 +129,63 @@ struct LakeWriterAssignmentTests {
 
     @Test("records in the events layout with values no event has (timestamps at the ends of Int64, invalid UTF-8, an extra that is not JSON, an unknown event type), as another producer can write to a Kafka topic, are kept as damaged; the writer goes on, and DuckDB reads the lake")
     func recordsWithImpossibleValues() async throws {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("lake-values-\(UUID().uuidString)").path
-        defer { try? FileManager.default.removeItem(atPath: folder) }
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
-        let log = try EmbeddedLog.open(EmbeddedLogConfiguration(directory: folder + "/log"), logger: logger)
-        defer { log.close() }
-        var batch = LogRecordBatch()
-        var bad: [EventRecordFields] = []
-        var f = Self.event(1_000)
-        f.receivedAtMicros = .min
-        bad.append(f)
-        f = Self.event(1_001)
-        f.timestampMicros = -(1 << 62)
-        bad.append(f)
-        f = Self.event(1_002)
-        f.timestampMicros = 1 << 62
-        bad.append(f)
-        f = Self.event(1_003)
-        f.extra = "not json{"
-        bad.append(f)
-        f = Self.event(1_004)
-        f.eventType = "zzz"
-        bad.append(f)
-        for n in 0..<100 {
-            Self.append(Self.event(n), to: &batch)
-            if n % 20 == 10 { Self.append(bad[n / 20], to: &batch) }
-        }
-        var invalidUTF8 = EventRecordEncoder.encode(Self.event(1_005))
-        invalidUTF8[invalidUTF8.firstRange(of: Array("drama".utf8))!.lowerBound] = 0xFF
-        batch.appendRecord(key: Array("s".utf8), value: invalidUTF8)
-        _ = try await log.producer(for: .events).append(batch)
-        try await Self.write(log, to: folder, until: 106, logger: logger)
+        try await Self.withLog { log, folder, logger in
+            var batch = LogRecordBatch()
+            var bad: [EventRecordFields] = []
+            var f = Self.event(1_000)
+            f.receivedAtMicros = .min
+            bad.append(f)
+            f = Self.event(1_001)
+            f.timestampMicros = -(1 << 62)
+            bad.append(f)
+            f = Self.event(1_002)
+            f.timestampMicros = 1 << 62
+            bad.append(f)
+            f = Self.event(1_003)
+            f.extra = "not json{"
+            bad.append(f)
+            f = Self.event(1_004)
+            f.eventType = "zzz"
+            bad.append(f)
+            for n in 0..<100 {
+                Self.append(Self.event(n), to: &batch)
+                if n % 20 == 10 { Self.append(bad[n / 20], to: &batch) }
+            }
+            var invalidUTF8 = EventRecordEncoder.encode(Self.event(1_005))
+            invalidUTF8[invalidUTF8.firstRange(of: Array("drama".utf8))!.lowerBound] = 0xFF
+            batch.appendRecord(key: Array("s".utf8), value: invalidUTF8)
+            _ = try await log.producer(for: .events).append(batch)
+            try await Self.write(log, to: folder, until: 106, logger: logger)
 
-        let damaged = try FileManager.default.contentsOfDirectory(atPath: folder + "/lake/_playhead/damaged/events")
-        #expect(damaged.count == 6, "\(damaged)")
-        let counts = try await runPython(
-            """
-            import duckdb, sys
-            print(duckdb.sql(f"select count(*), count(distinct event_id), count(distinct title), count(distinct genre[1]), max(extra) from read_parquet('{sys.argv[1]}/lake/events/**/*.parquet')").fetchall()[0])
-            """, arguments: [folder])
-        #expect(counts.trimmingCharacters(in: .whitespacesAndNewlines) == "(100, 100, 1, 1, None)", "\(counts)")
+            let damaged = try FileManager.default.contentsOfDirectory(atPath: folder + "/lake/_playhead/damaged/events")
+            #expect(damaged.count == 6, "\(damaged)")
+            let counts = try await Self.lakeQuery(folder, "count(*), count(distinct event_id), count(distinct title), count(distinct genre[1]), max(extra)")
+            #expect(counts == "(100, 100, 1, 1, None)", "\(counts)")
+        }
     }
+
     @Test("a redo whose batch is split otherwise than the unfinished attempt's (another --dedup-window) deletes the attempt's files it does not write again: every event in the lake once")
     func redoDeletesTheAttemptsOtherFiles() async throws {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("lake-redo-\(UUID().uuidString)").path
-        defer { try? FileManager.default.removeItem(atPath: folder) }
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
-        let log = try EmbeddedLog.open(EmbeddedLogConfiguration(directory: folder + "/log"), logger: logger)
-        defer { log.close() }
-        var batch = LogRecordBatch()
-        for n in 0..<100 { Self.append(Self.event(n), to: &batch) }
-        _ = try await log.producer(for: .events).append(batch)
-        try await Self.write(log, to: folder, until: 100, logger: logger)
-        // As if the first attempt had split the batch in two files and stopped before its state:
-        // its file under the name of a split part, its intent, no state.
-        let lake = folder + "/lake/"
-        let file = try #require(FileManager.default.subpaths(atPath: lake + "events")?.first { $0.hasSuffix(".parquet") })
-        let part = "events/" + file.replacingOccurrences(of: ".parquet", with: "-1.parquet")
-        try FileManager.default.moveItem(atPath: lake + "events/" + file, toPath: lake + part)
-        try FileManager.default.removeItem(atPath: lake + "_playhead/state/events/p0.json")
-        try FileManager.default.createDirectory(atPath: lake + "_playhead/intents/events", withIntermediateDirectories: true)
-        try Data(#"{"from":0,"to":100,"files":["\#(part)"]}"#.utf8).write(to: URL(fileURLWithPath: lake + "_playhead/intents/events/p0.json"))
+        try await Self.withLog { log, folder, logger in
+            var batch = LogRecordBatch()
+            for n in 0..<100 { Self.append(Self.event(n), to: &batch) }
+            _ = try await log.producer(for: .events).append(batch)
+            try await Self.write(log, to: folder, until: 100, logger: logger)
+            // As if the first attempt had split the batch in two files and stopped before its state:
+            // its file under the name of a split part, its intent, no state.
+            let lake = folder + "/lake/"
+            let file = try #require(FileManager.default.subpaths(atPath: lake + "events")?.first { $0.hasSuffix(".parquet") })
+            let part = "events/" + file.replacingOccurrences(of: ".parquet", with: "-1.parquet")
+            try FileManager.default.moveItem(atPath: lake + "events/" + file, toPath: lake + part)
+            try FileManager.default.removeItem(atPath: lake + "_playhead/state/events/p0.json")
+            try FileManager.default.createDirectory(atPath: lake + "_playhead/intents/events", withIntermediateDirectories: true)
+            try Data(#"{"from":0,"to":100,"files":["\#(part)"]}"#.utf8).write(to: URL(fileURLWithPath: lake + "_playhead/intents/events/p0.json"))
 
-        try await Self.write(log, to: folder, until: 100, logger: logger)
-        #expect(!FileManager.default.fileExists(atPath: lake + part), "the attempt's file is gone")
-        #expect(FileManager.default.fileExists(atPath: lake + "events/" + file), "the redo's file is there")
-        let counts = try await runPython(
-            """
-            import duckdb, sys
-            print(duckdb.sql(f"select count(*), count(distinct event_id) from read_parquet('{sys.argv[1]}/lake/events/**/*.parquet')").fetchall()[0])
-            """, arguments: [folder])
-        #expect(counts.trimmingCharacters(in: .whitespacesAndNewlines) == "(100, 100)", "\(counts)")
+            try await Self.write(log, to: folder, until: 100, logger: logger)
+            #expect(!FileManager.default.fileExists(atPath: lake + part), "the attempt's file is gone")
+            #expect(FileManager.default.fileExists(atPath: lake + "events/" + file), "the redo's file is there")
+            let counts = try await Self.lakeQuery(folder, "count(*), count(distinct event_id)")
+            #expect(counts == "(100, 100)", "\(counts)")
+        }
     }
 }
