@@ -756,8 +756,15 @@ final class DatasetWriter: @unchecked Sendable {
             defer { writer.rollups?.replaying = false }
             for batch in poll.batches where batch.partition == writer.partition {
                 try batch.forEachRecord { offset, value in
-                    guard offset >= position, offset < writer.next else { return }
+                    guard offset >= position else { return }
                     if firstRead == nil { firstRead = offset }
+                    // The log holds nothing more below the lake's offset (the lake is older than
+                    // what retention kept): done. The warm-up waited for 50 empty polls (10 s)
+                    // before, and its first record counted as the lake's offset (a probe).
+                    guard offset < writer.next else {
+                        position = writer.next
+                        return
+                    }
                     position = offset + 1
                     guard let record = try? EventRecordView(value) else { return }
                     let isNew = writer.dedup.observe(hash64(record.eventIDBytes))
@@ -779,7 +786,7 @@ final class DatasetWriter: @unchecked Sendable {
             ])
         }
         if kept > max(writer.next - window, 0) && writer.dedup.capacity > 0 {
-            logger.notice("lake writer: the log holds fewer records than the deduplication window; after this restart it reaches back \(writer.next - kept) records", metadata: [
+            logger.notice("lake writer: the log holds fewer records than the deduplication window; after this restart it reaches back \(max(writer.next - kept, 0)) records", metadata: [
                 "log.partition": "\(writer.partition)", "log.first_kept": "\(kept)",
             ])
         }

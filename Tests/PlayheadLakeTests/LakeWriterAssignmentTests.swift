@@ -71,12 +71,16 @@ struct LakeWriterAssignmentTests {
     }
 
     /// A new embedded log in a folder of its own (removed at the end), and a quiet logger.
-    static func withLog(_ body: (EmbeddedLog, String, Logger) async throws -> Void) async throws {
+    static func withLog(
+        segmentBytes: Int64? = nil, logger: Logger? = nil, _ body: (EmbeddedLog, String, Logger) async throws -> Void
+    ) async throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("lake-writer-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: folder) }
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
-        let log = try EmbeddedLog.open(EmbeddedLogConfiguration(directory: folder + "/log"), logger: logger)
+        var logger = logger ?? Logger(label: "test")
+        if logger.logLevel < .critical && !(logger.handler is CapturingLogHandler) { logger.logLevel = .critical }
+        var configuration = EmbeddedLogConfiguration(directory: folder + "/log")
+        if let segmentBytes { configuration.segmentBytes = segmentBytes }
+        let log = try EmbeddedLog.open(configuration, logger: logger)
         defer { log.close() }
         try await body(log, folder, logger)
     }
@@ -186,6 +190,51 @@ struct LakeWriterAssignmentTests {
             #expect(FileManager.default.fileExists(atPath: lake + "events/" + file), "the redo's file is there")
             let counts = try await Self.lakeQuery(folder, "count(*), count(distinct event_id)")
             #expect(counts == "(100, 100)", "\(counts)")
+        }
+    }
+    @Test("a lake restored from a copy older than what the log keeps: the warm-up ends at the log's first record (it waited 10 s), the error names that record as the first kept (it named the lake's offset), and the writer goes on from there")
+    func lakeOlderThanTheLog() async throws {
+        let captured = CapturedLogs()
+        let logger = Logger(label: "test") { _ in CapturingLogHandler(captured: captured) }
+        try await Self.withLog(segmentBytes: 4096, logger: logger) { log, folder, logger in
+            let producer = try log.producer(for: .events)
+            func append(_ range: Range<Int>) async throws {
+                for chunk in stride(from: range.lowerBound, to: range.upperBound, by: 10) {
+                    var batch = LogRecordBatch()
+                    for n in chunk..<(chunk + 10) { Self.append(Self.event(n), to: &batch) }
+                    _ = try await producer.append(batch)  // segments of 4 KiB roll between appends
+                }
+            }
+            try await append(0..<100)
+            try await Self.write(log, to: folder, until: 100, logger: logger)
+            let lake = folder + "/lake/"
+            let state = lake + "_playhead/state/events/p0.json"
+            let copy = try Data(contentsOf: URL(fileURLWithPath: state))
+            try await append(100..<200)
+            try await Self.write(log, to: folder, until: 200, logger: logger)
+            // The log keeps its last segment (of four); the lake goes back to the copy at 100; a restart.
+            log.close()
+            let segments = try FileManager.default.contentsOfDirectory(atPath: folder + "/log/events").filter { $0.hasSuffix(".log") }.sorted()
+            for name in segments.dropLast() { try FileManager.default.removeItem(atPath: folder + "/log/events/" + name) }
+            let firstKept = try #require(segments.last.flatMap { Int64($0.dropLast(4)) })
+            try #require(firstKept > 100, "\(segments)")
+            try copy.write(to: URL(fileURLWithPath: state))
+            for file in FileManager.default.subpaths(atPath: lake + "events") ?? [] where file.contains("-00000000000000000100-") {
+                try FileManager.default.removeItem(atPath: lake + "events/" + file)
+            }
+            var logOfWriter = logger
+            logOfWriter.logLevel = .debug
+            var configuration = EmbeddedLogConfiguration(directory: folder + "/log")
+            configuration.segmentBytes = 4096
+            configuration.requiredGroups = ["lake"]  // as `serve` and `store` open it
+            let reopened = try EmbeddedLog.open(configuration, logger: logger)
+            defer { reopened.close() }
+            try await Self.write(reopened, to: folder, until: 200, logger: logOfWriter)
+            #expect(captured.count(containing: "the log no longer holds the open hours' first records") == 1)
+            #expect(captured.count(containing: "log.first_kept=\(firstKept)") >= 1, "\(captured.all.filter { $0.contains("first_kept") })")
+            #expect(captured.count(containing: "records 100..<\(firstKept) are missing from the log: group lake had read them") == 1)
+            let counts = try await Self.lakeQuery(folder, "count(*), min(event_id)")
+            #expect(counts == "(\(100 + 200 - firstKept), 'e0')", "\(counts)")
         }
     }
 }
