@@ -294,7 +294,7 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
                 // was moved back: its lake was restored from a copy older than what the log keeps,
                 // and lacks them for good (a probe, 2026-12-04: 4,800 events, a warning only).
                 let cause = highestCommitted.map({ target < $0 }) == true
-                    ? "group \(group) had read them, then was moved back to \(target) (a lake restored from a copy older than the log's retention?), and retention had deleted them"
+                    ? "group \(group) had read them (into this lake or another), then was moved back to \(target), and retention had deleted them: the lake now read lacks them (a lake restored from a copy older than the log's retention, or a new lake for this log; the lake they were written to holds them)"
                     : "group \(group) had not read them, which retention never deletes (log files deleted by hand, or lost with the disk)"
                 logger.error("log: records \(target)..<\(first) are missing from the log: \(cause); docs/runbook.md; reading from \(first)", metadata: [
                     "topic": "\(topic.name)", "requested": "\(target)",
