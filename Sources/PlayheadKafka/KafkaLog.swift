@@ -103,6 +103,15 @@ public final class KafkaLog: LogBackend, Service, Sendable {
                 if !created.isEmpty {
                     logger.info("Kafka topics created: \(created.joined(separator: ", ")) (\(configuration.partitions) partitions)")
                 }
+                // Existing topics are used as they are; a partition count other than the URL's
+                // was not mentioned at all (a probe, 2026-12-04).
+                for topic in topics where !created.contains(topic.name) {
+                    if let count = try? await admin.partitionCount(topic: topic.name, timeout: .seconds(5)),
+                        count > 0, count != configuration.partitions
+                    {
+                        logger.notice("Kafka topic \(topic.name) exists with \(count) partitions, not the \(configuration.partitions) of partitions=: existing topics are used as they are (docs/kafka.md)")
+                    }
+                }
                 state.withLock {
                     $0.topicsReady = true
                     $0.topicsError = nil

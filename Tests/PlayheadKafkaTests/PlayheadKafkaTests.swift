@@ -219,6 +219,15 @@ struct KafkaLogTansuTests {
         await lost.close()
 
         await consumer.close()
+        // The topics exist: a log that asks for another partition count uses them as they are, and says so.
+        let captured = CapturedLogs()
+        let second = try KafkaLog(
+            url: "kafka://\(tansu.bootstrap)/?prefix=rt.&partitions=2", logger: Logger(label: "test") { _ in CapturingLogHandler(captured: captured) }
+        )
+        try await second.waitUntilReady(timeout: .seconds(20))
+        #expect(try await second.partitionCount(of: .events) == 6)
+        #expect(captured.count(containing: "exists with 6 partitions, not the 2 of partitions=") == 2, "\(captured.all)")
+        await second.shutdown()
         await log.shutdown()
         // After shutdown, appends fail as closed.
         #expect(throws: LogError.self) { _ = try log.producer(for: .events) }
