@@ -111,6 +111,13 @@ public final class KafkaLog: LogBackend, Service, Sendable {
                     {
                         logger.notice("Kafka topic \(topic.name) exists with \(count) partitions, not the \(configuration.partitions) of partitions=: existing topics are used as they are (docs/kafka.md)")
                     }
+                    // Compaction keeps one record per key, and records are keyed by session: a
+                    // compacted events topic loses the events `store` has not read yet.
+                    if let described = try? await admin.topicConfiguration(topic.name, timeout: .seconds(5)),
+                        let policy = described["cleanup.policy"], policy.contains("compact")
+                    {
+                        logger.error("Kafka topic \(topic.name) has cleanup.policy=\(policy): compaction keeps only the last record of each key (a session), so events not yet in the lake can be deleted before store reads them; set cleanup.policy=delete (docs/kafka.md)")
+                    }
                 }
                 state.withLock {
                     $0.topicsReady = true

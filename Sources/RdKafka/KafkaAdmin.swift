@@ -65,23 +65,13 @@ public final class KafkaAdmin: @unchecked Sendable {
                 if err != RD_KAFKA_RESP_ERR_NO_ERROR { return .failure(RdKafkaError(err)) }
             }
         }
-        guard let queue = rd_kafka_queue_new(handle) else { return .failure(.local("rd_kafka_queue_new failed")) }
-        defer { rd_kafka_queue_destroy(queue) }
-        let options = rd_kafka_AdminOptions_new(handle, RD_KAFKA_ADMIN_OP_CREATETOPICS)
-        defer { rd_kafka_AdminOptions_destroy(options) }
-        _ = rd_kafka_AdminOptions_set_request_timeout(options, milliseconds(timeout), &errorText, errorText.count)
-        _ = rd_kafka_AdminOptions_set_operation_timeout(options, milliseconds(timeout), &errorText, errorText.count)
-        newTopics.withUnsafeMutableBufferPointer { buffer in
-            rd_kafka_CreateTopics(handle, buffer.baseAddress, buffer.count, options, queue)
+        let answered = adminRequest(handle, RD_KAFKA_ADMIN_OP_CREATETOPICS, "CreateTopics", timeout: timeout) { options, queue in
+            newTopics.withUnsafeMutableBufferPointer { buffer in
+                rd_kafka_CreateTopics(handle, buffer.baseAddress, buffer.count, options, queue)
+            }
         }
-        guard let event = rd_kafka_queue_poll(queue, milliseconds(timeout) + 2000) else {
-            return .failure(.init(code: RdKafkaError.timedOut, message: "CreateTopics timed out after \(timeout)"))
-        }
+        guard case .success(let event) = answered else { return answered.map { _ in [] } }
         defer { rd_kafka_event_destroy(event) }
-        let eventError = rd_kafka_event_error(event)
-        if eventError != RD_KAFKA_RESP_ERR_NO_ERROR {
-            return .failure(RdKafkaError(eventError, rd_kafka_event_error_string(event).map { String(cString: $0) }))
-        }
         guard let result = rd_kafka_event_CreateTopics_result(event) else {
             return .failure(.local("CreateTopics: unexpected event \(String(cString: rd_kafka_event_name(event)))"))
         }
@@ -100,6 +90,85 @@ public final class KafkaAdmin: @unchecked Sendable {
             }
         }
         return .success(created)
+    }
+
+    /// The configuration of `topic` as the broker describes it (`rd_kafka_DescribeConfigs`): every
+    /// entry with a value, by name (`cleanup.policy`, `retention.ms`, ...).
+    public func topicConfiguration(_ topic: String, timeout: Duration = .seconds(10)) async throws(RdKafkaError) -> [String: String] {
+        nonisolated(unsafe) let handle = self.handle
+        let closed = self.closed
+        let result = await thread.run { () -> Result<[String: String], RdKafkaError> in
+            if closed.load(ordering: .acquiring) { return .failure(.init(code: RdKafkaError.destroyed, message: "admin client closed")) }
+            return Self.describeTopicBlocking(handle, topic, timeout: timeout)
+        }
+        guard let result else { throw RdKafkaError(code: RdKafkaError.destroyed, message: "admin client closed") }
+        return try result.get()
+    }
+
+    private static func describeTopicBlocking(
+        _ handle: OpaquePointer, _ topic: String, timeout: Duration
+    ) -> Result<[String: String], RdKafkaError> {
+        guard let resource = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic) else {
+            return .failure(.local("rd_kafka_ConfigResource_new failed"))
+        }
+        defer { rd_kafka_ConfigResource_destroy(resource) }
+        var resources: [OpaquePointer?] = [resource]
+        let answered = adminRequest(handle, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS, "DescribeConfigs", timeout: timeout) { options, queue in
+            resources.withUnsafeMutableBufferPointer { buffer in
+                rd_kafka_DescribeConfigs(handle, buffer.baseAddress, buffer.count, options, queue)
+            }
+        }
+        guard case .success(let event) = answered else { return answered.map { _ in [:] } }
+        defer { rd_kafka_event_destroy(event) }
+        guard let result = rd_kafka_event_DescribeConfigs_result(event) else {
+            return .failure(.local("DescribeConfigs: unexpected event \(String(cString: rd_kafka_event_name(event)))"))
+        }
+        var count = 0
+        guard let items = rd_kafka_DescribeConfigs_result_resources(result, &count), count > 0, let item = items[0] else {
+            return .success([:])
+        }
+        let err = rd_kafka_ConfigResource_error(item)
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            let text = rd_kafka_ConfigResource_error_string(item).map { String(cString: $0) }
+            return .failure(RdKafkaError(err, "describe topic \(topic): \(text ?? "")"))
+        }
+        var entries = 0
+        var configuration: [String: String] = [:]
+        guard let configs = rd_kafka_ConfigResource_configs(item, &entries) else { return .success([:]) }
+        for index in 0..<entries {
+            guard let entry = configs[index], let name = rd_kafka_ConfigEntry_name(entry), let value = rd_kafka_ConfigEntry_value(entry) else {
+                continue
+            }
+            configuration[String(cString: name)] = String(cString: value)
+        }
+        return .success(configuration)
+    }
+
+    /// Runs one admin request (`send` is given its options and the queue its answer comes to) and
+    /// returns the answer's event, without an error, for the caller to read and destroy.
+    private static func adminRequest(
+        _ handle: OpaquePointer, _ operation: rd_kafka_admin_op_t, _ name: String, timeout: Duration,
+        send: (OpaquePointer?, OpaquePointer) -> Void
+    ) -> Result<OpaquePointer, RdKafkaError> {
+        var errorText = [CChar](repeating: 0, count: 512)
+        guard let queue = rd_kafka_queue_new(handle) else { return .failure(.local("rd_kafka_queue_new failed")) }
+        defer { rd_kafka_queue_destroy(queue) }
+        let options = rd_kafka_AdminOptions_new(handle, operation)
+        defer { rd_kafka_AdminOptions_destroy(options) }
+        _ = rd_kafka_AdminOptions_set_request_timeout(options, milliseconds(timeout), &errorText, errorText.count)
+        if operation == RD_KAFKA_ADMIN_OP_CREATETOPICS {
+            _ = rd_kafka_AdminOptions_set_operation_timeout(options, milliseconds(timeout), &errorText, errorText.count)
+        }
+        send(options, queue)
+        guard let event = rd_kafka_queue_poll(queue, milliseconds(timeout) + 2000) else {
+            return .failure(.init(code: RdKafkaError.timedOut, message: "\(name) timed out after \(timeout)"))
+        }
+        let eventError = rd_kafka_event_error(event)
+        if eventError != RD_KAFKA_RESP_ERR_NO_ERROR {
+            defer { rd_kafka_event_destroy(event) }
+            return .failure(RdKafkaError(eventError, rd_kafka_event_error_string(event).map { String(cString: $0) }))
+        }
+        return .success(event)
     }
 
     /// The number of partitions of `topic` from the cluster's metadata (0 if it does not exist).

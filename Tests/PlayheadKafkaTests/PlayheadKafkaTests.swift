@@ -227,7 +227,21 @@ struct KafkaLogTansuTests {
         try await second.waitUntilReady(timeout: .seconds(20))
         #expect(try await second.partitionCount(of: .events) == 6)
         #expect(captured.count(containing: "exists with 6 partitions, not the 2 of partitions=") == 2, "\(captured.all)")
+        #expect(captured.count(containing: "cleanup.policy") == 0)
         await second.shutdown()
+        // An events topic made beforehand with compaction is named at start, at error level.
+        let admin = try KafkaAdmin(configuration: ["bootstrap.servers": tansu.bootstrap], logger: testLogger)
+        try await admin.createTopics([KafkaAdmin.NewTopic(name: "compacted.events", partitions: 1, configs: ["cleanup.policy": "compact"])])
+        #expect(try await admin.topicConfiguration("compacted.events")["cleanup.policy"] == "compact")
+        await admin.close()
+        let compacted = CapturedLogs()
+        let third = try KafkaLog(
+            url: "kafka://\(tansu.bootstrap)/?prefix=compacted.&partitions=1", logger: Logger(label: "test") { _ in CapturingLogHandler(captured: compacted) }
+        )
+        try await third.waitUntilReady(timeout: .seconds(20))
+        #expect(compacted.count(containing: "Kafka topic compacted.events has cleanup.policy=compact") == 1, "\(compacted.all)")
+        #expect(compacted.count(containing: "compacted.rejected has cleanup.policy") == 0)
+        await third.shutdown()
         await log.shutdown()
         // After shutdown, appends fail as closed.
         #expect(throws: LogError.self) { _ = try log.producer(for: .events) }
