@@ -65,13 +65,17 @@ public final class KafkaAdmin: @unchecked Sendable {
                 if err != RD_KAFKA_RESP_ERR_NO_ERROR { return .failure(RdKafkaError(err)) }
             }
         }
-        let answered = adminRequest(handle, RD_KAFKA_ADMIN_OP_CREATETOPICS, "CreateTopics", timeout: timeout) { options, queue in
+        return adminRequest(handle, RD_KAFKA_ADMIN_OP_CREATETOPICS, "CreateTopics", timeout: timeout) { options, queue in
             newTopics.withUnsafeMutableBufferPointer { buffer in
                 rd_kafka_CreateTopics(handle, buffer.baseAddress, buffer.count, options, queue)
             }
+        } read: { event in
+            createdTopics(event)
         }
-        guard case .success(let event) = answered else { return answered.map { _ in [] } }
-        defer { rd_kafka_event_destroy(event) }
+    }
+
+    /// The topics a CreateTopics answer says were created; an error for any other than "exists".
+    private static func createdTopics(_ event: OpaquePointer) -> Result<[String], RdKafkaError> {
         guard let result = rd_kafka_event_CreateTopics_result(event) else {
             return .failure(.local("CreateTopics: unexpected event \(String(cString: rd_kafka_event_name(event)))"))
         }
@@ -113,13 +117,17 @@ public final class KafkaAdmin: @unchecked Sendable {
         }
         defer { rd_kafka_ConfigResource_destroy(resource) }
         var resources: [OpaquePointer?] = [resource]
-        let answered = adminRequest(handle, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS, "DescribeConfigs", timeout: timeout) { options, queue in
+        return adminRequest(handle, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS, "DescribeConfigs", timeout: timeout) { options, queue in
             resources.withUnsafeMutableBufferPointer { buffer in
                 rd_kafka_DescribeConfigs(handle, buffer.baseAddress, buffer.count, options, queue)
             }
+        } read: { event in
+            describedConfiguration(event, topic: topic)
         }
-        guard case .success(let event) = answered else { return answered.map { _ in [:] } }
-        defer { rd_kafka_event_destroy(event) }
+    }
+
+    /// Every entry with a value of the one resource a DescribeConfigs answer holds.
+    private static func describedConfiguration(_ event: OpaquePointer, topic: String) -> Result<[String: String], RdKafkaError> {
         guard let result = rd_kafka_event_DescribeConfigs_result(event) else {
             return .failure(.local("DescribeConfigs: unexpected event \(String(cString: rd_kafka_event_name(event)))"))
         }
@@ -144,12 +152,12 @@ public final class KafkaAdmin: @unchecked Sendable {
         return .success(configuration)
     }
 
-    /// Runs one admin request (`send` is given its options and the queue its answer comes to) and
-    /// returns the answer's event, without an error, for the caller to read and destroy.
-    private static func adminRequest(
+    /// Runs one admin request: `send` is given its options and the queue its answer comes to, and
+    /// `read` the answer's event when it holds no error (the event and the queue are destroyed after).
+    private static func adminRequest<T>(
         _ handle: OpaquePointer, _ operation: rd_kafka_admin_op_t, _ name: String, timeout: Duration,
-        send: (OpaquePointer?, OpaquePointer) -> Void
-    ) -> Result<OpaquePointer, RdKafkaError> {
+        send: (OpaquePointer?, OpaquePointer) -> Void, read: (OpaquePointer) -> Result<T, RdKafkaError>
+    ) -> Result<T, RdKafkaError> {
         var errorText = [CChar](repeating: 0, count: 512)
         guard let queue = rd_kafka_queue_new(handle) else { return .failure(.local("rd_kafka_queue_new failed")) }
         defer { rd_kafka_queue_destroy(queue) }
@@ -163,12 +171,12 @@ public final class KafkaAdmin: @unchecked Sendable {
         guard let event = rd_kafka_queue_poll(queue, milliseconds(timeout) + 2000) else {
             return .failure(.init(code: RdKafkaError.timedOut, message: "\(name) timed out after \(timeout)"))
         }
+        defer { rd_kafka_event_destroy(event) }
         let eventError = rd_kafka_event_error(event)
         if eventError != RD_KAFKA_RESP_ERR_NO_ERROR {
-            defer { rd_kafka_event_destroy(event) }
             return .failure(RdKafkaError(eventError, rd_kafka_event_error_string(event).map { String(cString: $0) }))
         }
-        return .success(event)
+        return read(event)
     }
 
     /// The number of partitions of `topic` from the cluster's metadata (0 if it does not exist).
