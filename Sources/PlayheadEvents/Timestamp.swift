@@ -123,4 +123,10 @@ public enum RFC3339 {
     /// 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z, in seconds since the Unix epoch.
     public static let earliestSeconds: Int64 = -62_135_596_800
     public static let latestSeconds: Int64 = 253_402_300_799
+
+    /// Whether `micros` (since the Unix epoch) lies in years 0001-9999 in UTC, as every timestamp
+    /// the edge accepts and every `received_at` it sets.
+    public static func isWithinYears(micros: Int64) -> Bool {
+        micros >= earliestSeconds * 1_000_000 && micros <= latestSeconds * 1_000_000 + 999_999
+    }
 }

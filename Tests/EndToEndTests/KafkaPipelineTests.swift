@@ -280,9 +280,7 @@ struct KafkaPipelineTests {
             #expect(rows.first?[0] as? Int == 10 && rows.first?[1] as? Int == 10, "\(rows)")
             // A lake of its own: the topic's events, and the lake names the topic.
             let kafkaLake = directory.appending("kafka-lake").path
-            let writer = try await PlayheadServer(
-                command: "store", dataDirectory: directory.appending("store").path,
-                arguments: ["--log", log, "--lake", kafkaLake, "--flush-interval", "1"], name: "kafka-claim-store")
+            let writer = try await flushingStore(log, lake: kafkaLake, directory: directory, name: "kafka-claim-store")
             processes.append(writer)
             try await eventually(timeout: .seconds(60), "the topic's events in its lake") {
                 let rows = (try? await duck("SELECT count(*) FROM read_parquet('{lake}/events/**/*.parquet') WHERE event_id LIKE 'kafka-%'", lake: kafkaLake)) ?? []
@@ -320,9 +318,7 @@ struct KafkaPipelineTests {
             let notJSON = "[" + String(repeating: "x", count: 4_900_000)
             let refused = try await TestHTTP.postEvents(ingest, notJSON)
             #expect(refused.status == 400 && refused.text.contains("malformed_json"), "\(refused.status) \(refused.text.prefix(500))")
-            let store = try await PlayheadServer(
-                command: "store", dataDirectory: directory.appending("store").path,
-                arguments: ["--log", log, "--lake", lake, "--flush-interval", "1"], name: "kafka-large-store")
+            let store = try await flushingStore(log, lake: lake, directory: directory, name: "kafka-large-store")
             processes.append(store)
             try await eventually(timeout: .seconds(60), "both rejections in the lake") {
                 let rows = (try? await duck("SELECT count(*) FROM read_parquet('{lake}/rejected/**/*.parquet')", lake: lake)) ?? []
@@ -378,6 +374,13 @@ struct KafkaPipelineTests {
         }
         for server in processes where server.process.isRunning { server.process.kill9() }
         await tansu.stop()
+    }
+
+    /// `playhead store` on `log` into `lake`, flushing every second (data folder `<directory>/store`).
+    private func flushingStore(_ log: String, lake: String, directory: TemporaryDirectory, name: String) async throws -> PlayheadServer {
+        try await PlayheadServer(
+            command: "store", dataDirectory: directory.appending("store").path,
+            arguments: ["--log", log, "--lake", lake, "--flush-interval", "1"], name: name)
     }
 
     /// `playhead ingest` on `log`, once its `/readyz` says the topics exist.

@@ -1037,6 +1037,21 @@ struct EmbeddedLogTests {
         log.close()
     }
 
+    /// An open log whose segment of records 0..<10 was deleted after group `lake` committed
+    /// `lakeCommitted`; the writer went on with records 10..<20 in a new segment.
+    func logWithFirstSegmentDeleted(_ configuration: EmbeddedLogConfiguration, logger: Logger, lakeCommitted: Int64) async throws -> EmbeddedLog {
+        let log = try EmbeddedLog.open(configuration, logger: logger)
+        let producer = try log.producer(for: .events)
+        _ = try await producer.append(batch(0..<10))
+        let group = try log.consumer(for: .events, group: "lake")
+        try await group.commit([0: lakeCommitted])
+        await group.close()
+        try FileManager.default.removeItem(atPath: try #require(try segmentPaths(configuration, "events").last))
+        try await Task.sleep(for: .milliseconds(1100))  // the writer looks at most once a second
+        _ = try await producer.append(batch(10..<20))
+        return log
+    }
+
     @Test("a segment deleted by hand: the writer goes on in a new one and says so; a group that had not read it is told its records are missing, not deleted by retention")
     func segmentDeletedByHand() async throws {
         let directory = try TemporaryDirectory(prefix: "log")
@@ -1044,15 +1059,8 @@ struct EmbeddedLogTests {
         let captured = CapturedLogs()
         let logger = Logger(label: "log-test") { _ in CapturingLogHandler(captured: captured) }
         let configuration = makeConfiguration(directory)
-        let log = try EmbeddedLog.open(configuration, logger: logger)
-        let producer = try log.producer(for: .events)
-        _ = try await producer.append(batch(0..<10))
-        let group = try log.consumer(for: .events, group: "lake")
-        try await group.commit([0: 0])  // the lake writer's group, which has read nothing yet
-        await group.close()
-        try FileManager.default.removeItem(atPath: try #require(try segmentPaths(configuration, "events").last))
-        try await Task.sleep(for: .milliseconds(1100))  // the writer looks at most once a second
-        _ = try await producer.append(batch(10..<20))
+        // The lake writer's group has read nothing yet.
+        let log = try await logWithFirstSegmentDeleted(configuration, logger: logger, lakeCommitted: 0)
         #expect(captured.count(containing: "the segment being written was deleted under the log") == 1, "\(captured.all)")
         #expect(try segmentPaths(configuration, "events").map { ($0 as NSString).lastPathComponent } == [Files.segmentName(10)])
         log.close()
@@ -1076,16 +1084,8 @@ struct EmbeddedLogTests {
         let logger = Logger(label: "log-test") { _ in CapturingLogHandler(captured: captured) }
         var configuration = makeConfiguration(directory)
         configuration.requiredGroups = ["lake"]
-        let log = try EmbeddedLog.open(configuration, logger: logger)
-        let producer = try log.producer(for: .events)
-        _ = try await producer.append(batch(0..<10))
-        let group = try log.consumer(for: .events, group: "lake")
-        try await group.commit([0: 10])  // the lake had all ten
-        await group.close()
-        // Gone as retention deletes a segment every group has read.
-        try FileManager.default.removeItem(atPath: try #require(try segmentPaths(configuration, "events").last))
-        try await Task.sleep(for: .milliseconds(1100))
-        _ = try await producer.append(batch(10..<20))
+        // The lake had all ten; their segment is gone as retention deletes one every group has read.
+        let log = try await logWithFirstSegmentDeleted(configuration, logger: logger, lakeCommitted: 10)
         log.close()
         // The lake, restored from a copy, is at offset 5: its writer moves the group back and reads from there.
         let reopened = try EmbeddedLog.open(configuration, logger: logger)
