@@ -161,7 +161,10 @@ struct LogSalvageCommand: ParsableCommand {
             counted on from the file's first offset before the first damaged place, and back from its \
             end offset after the last one. Offsets are taken from the file's name when it is one of the \
             names above (the end of a segment from the next segment's name), or given with \
-            --first-offset and --end-offset. Standard error ends with a summary: records, damaged byte \
+            --first-offset and --end-offset. A `.record` file in which no framed record is found is \
+            read whole, as one record's value: so the lake writer keeps a record whose value its build \
+            could not read (on Kafka, a message another producer wrote; a record of a newer release's \
+            schema), and a newer build reads it. Standard error ends with a summary: records, damaged byte \
             ranges, and records that could not be decoded. Exit status 0 when the file could be read.
             """
     )
@@ -196,7 +199,16 @@ struct LogSalvageCommand: ParsableCommand {
         let folder = url.deletingLastPathComponent().lastPathComponent
         let rejected = (topic ?? (folder == "rejected" ? "rejected" : "events")) == "rejected"
         let named = Self.offsets(fromName: url)
-        let result = LogSalvage.scan(bytes)
+        var result = LogSalvage.scan(bytes)
+        // A `.record` the lake writer kept because its value is not a record this build reads (on
+        // Kafka, a message another producer wrote; or a record of a newer release's schema) holds
+        // the value alone, without a frame: read it whole. A newer build reads what an older one kept.
+        // (A damaged record of the embedded log is kept framed: its length then gives the file's size.)
+        let framedLength = bytes.count >= 8 ? bytes[0..<4].reversed().reduce(0) { $0 << 8 | Int($1) } : -1
+        let bareValue = result.records.isEmpty && url.pathExtension == "record" && !bytes.isEmpty && framedLength != bytes.count - 8
+        if bareValue {
+            result = LogSalvage.wholeValue(bytes.count)
+        }
         let offsets = result.offsets(firstOffset: firstOffset ?? named.first, endOffset: endOffset ?? named.end)
         var output: [UInt8] = []
         var line: [UInt8] = []
@@ -221,9 +233,17 @@ struct LogSalvageCommand: ParsableCommand {
 
         let printed = result.records.count - undecodable.count
         var summary = "\(file): \(bytes.count) bytes, \(printed) records printed"
-        let withOffsets = offsets.compactMap { $0 }.count
+        let unprinted = Set(undecodable)
+        let withOffsets = zip(result.records, offsets).filter { $0.1 != nil && !unprinted.contains($0.0.byte) }.count
         summary += " (\(withOffsets) with an offset)"
-        if result.damaged.isEmpty {
+        if bareValue {
+            summary += printed == 1
+                ? " (read whole, as one record's value without a frame or checksum: a record the lake writer kept because the build that wrote the lake could not read it)"
+                : " (neither framed records nor, read whole, one record's value: the bytes are not \(rejected ? "rejected input" : "an event"); look at them, they may say who wrote them)"
+        }
+        if bareValue {
+            // One value read whole: no frame, so no damage to speak of.
+        } else if result.damaged.isEmpty {
             summary += "; no damage"
         } else {
             let ranges = result.damaged.prefix(20).map { "\($0.lowerBound)..<\($0.upperBound)" }.joined(separator: ", ")
@@ -231,7 +251,7 @@ struct LogSalvageCommand: ParsableCommand {
             if result.damaged.count > 20 { summary += ", …" }
         }
         if let zeros = result.zeroFilled { summary += "; \(zeros.count) zero bytes at the end (a writing log's space ahead, not damage)" }
-        if !undecodable.isEmpty {
+        if !undecodable.isEmpty, !bareValue {
             summary += "; \(undecodable.count) records whose checksum holds but that are not \(rejected ? "rejected input" : "events") (at bytes \(undecodable.prefix(20).map(String.init).joined(separator: ", ")))"
         }
         if result.damaged.isEmpty, let first = firstOffset ?? named.first, let end = endOffset ?? named.end, first + Int64(result.records.count) != end {

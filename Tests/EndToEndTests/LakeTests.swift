@@ -829,6 +829,9 @@ struct LakeTests {
         }
         let kept = "\(lake)/_playhead/damaged/events/p0-\(offset).record"
         #expect(FileManager.default.contents(atPath: kept) == record, "the damaged record's bytes at \(kept)")
+        // Kept framed: salvage names its damage (it does not read the file whole as a bare value).
+        let salvage = try await runCommand(TestEnvironment.playheadExecutable, ["log", "salvage", kept])
+        #expect(salvage.stdout.isEmpty && salvage.stderr.contains("0 records printed (0 with an offset); 1 damaged byte ranges, \(record.count) bytes"), "\(salvage.stderr)")
         #expect(server.process.stderr.contains("lake writer: skipped a damaged record of the log"), "\(server.process.stderr.suffix(2000))")
         try await eventually(timeout: .seconds(10), "the metrics consumer reads on, and both say so") {
             let text = (try? await TestHTTP.request("\(server.baseURL)/metrics").text) ?? ""

@@ -165,6 +165,20 @@ struct LakeWriterAssignmentTests {
             #expect(damaged.count == 6, "\(damaged)")
             let counts = try await Self.lakeQuery(folder, "count(*), count(distinct event_id), count(distinct title), count(distinct genre[1]), max(extra)")
             #expect(counts == "(100, 100, 1, 1, None)", "\(counts)")
+
+            // `log salvage` reads a kept value whole; these six are no event to any build.
+            for name in damaged {
+                let salvage = try await runCommand(TestEnvironment.playheadExecutable, ["log", "salvage", folder + "/lake/_playhead/damaged/events/" + name])
+                #expect(salvage.status == 0 && salvage.stdout.isEmpty && salvage.stderr.contains("0 records printed (0 with an offset) (neither framed records nor, read whole, one record's value"), "\(name): \(salvage.stderr)")
+            }
+            // A value a build can read (as a newer build reads a record of its schema that an older
+            // build kept): printed with the offset the file's name gives.
+            let kept = folder + "/p0-42.record"
+            FileManager.default.createFile(atPath: kept, contents: Data(EventRecordEncoder.encode(Self.event(7))))
+            let salvage = try await runCommand(TestEnvironment.playheadExecutable, ["log", "salvage", kept])
+            #expect(salvage.status == 0 && salvage.stderr.contains("1 records printed (1 with an offset) (read whole"), "\(salvage.stderr)")
+            let line = try #require(try JSONSerialization.jsonObject(with: Data(salvage.stdout.utf8)) as? [String: Any])
+            #expect(line["event_id"] as? String == Self.event(7).eventID && line["_offset"] as? Int == 42 && line["_byte"] as? Int == 0, "\(salvage.stdout)")
         }
     }
 

@@ -46,6 +46,12 @@ public enum LogSalvage {
         }
     }
 
+    /// `count` bytes read whole as one record's value, without a frame: what the lake writer keeps
+    /// of a record whose value it cannot read (`p<partition>-<offset>.record`).
+    public static func wholeValue(_ count: Int) -> Result {
+        Result(records: [Record(byte: 0, value: 0..<count, damagedBefore: 0)], damaged: [], zeroFilled: nil)
+    }
+
     public static func scan(_ bytes: [UInt8], maxRecordBytes: Int = EmbeddedLogConfiguration(directory: "").maxRecordBytes) -> Result {
         var records: [Record] = []
         var damaged: [Range<Int>] = []
