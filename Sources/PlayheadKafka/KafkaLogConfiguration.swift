@@ -1,4 +1,6 @@
+import Foundation
 import PlayheadLog
+import RdKafka
 
 /// The settings of a ``KafkaLog``, read from a `kafka://` URL.
 ///
@@ -26,6 +28,7 @@ import PlayheadLog
 /// | `client_id` | `playhead` | the client id the brokers see |
 /// | `rdkafka.<name>` | | any librdkafka property, for producers and consumers |
 /// | `producer.<name>` / `consumer.<name>` | | a librdkafka property for one side only |
+/// | `properties_file` | | a file of librdkafka properties (`name=value` lines) for every client, below the URL's own: keeps secrets such as `sasl.password` off the command line |
 public struct KafkaLogConfiguration: Sendable, Hashable {
     public var bootstrapServers: String
     public var topicPrefix: String = "playhead."
@@ -52,6 +55,8 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
     public var commonProperties: [String: String] = [:]
     public var producerProperties: [String: String] = [:]
     public var consumerProperties: [String: String] = [:]
+    /// The `properties_file` the common properties were read from, if any.
+    public var propertiesFile: String?
 
     public init(bootstrapServers: String) {
         self.bootstrapServers = bootstrapServers
@@ -60,7 +65,7 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
     /// Parses a `kafka://` URL (see the type's documentation).
     public init(url: String) throws(LogError) {
         func invalid(_ message: String) -> LogError {
-            LogError(code: .invalidArgument, message: "bad Kafka URL \(url): \(message)")
+            LogError(code: .invalidArgument, message: "bad Kafka URL \(Self.redacted(url)): \(message)")
         }
         guard url.hasPrefix("kafka://") else { throw invalid("it must start with kafka://") }
         var rest = Substring(url.dropFirst("kafka://".count))
@@ -130,6 +135,9 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
                 }
                 assignor = value
             case "client_id": clientID = value
+            case "properties_file":
+                guard !value.isEmpty else { throw invalid("properties_file needs a path") }
+                propertiesFile = value
             default:
                 if key.hasPrefix("rdkafka.") {
                     commonProperties[String(key.dropFirst("rdkafka.".count))] = value
@@ -142,6 +150,51 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
                 }
             }
         }
+        if let propertiesFile {
+            let fromFile = try Self.readProperties(propertiesFile).get()
+            commonProperties = fromFile.merging(commonProperties) { _, fromURL in fromURL }
+        }
+    }
+
+    /// The librdkafka properties of a `properties_file`: `name=value` lines (spaces around either
+    /// trimmed), blank lines and lines starting with `#` or `!` skipped, as in Kafka's client
+    /// properties files. Errors name the file and line, never a value.
+    static func readProperties(_ path: String) -> Result<[String: String], LogError> {
+        func invalid(_ message: String) -> LogError {
+            LogError(code: .invalidArgument, message: "Kafka properties_file \(path): \(message)")
+        }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            let reason = FileManager.default.fileExists(atPath: path) ? "it cannot be read (permissions?)" : "no such file"
+            return .failure(invalid(reason))
+        }
+        guard let text = String(data: data, encoding: .utf8) else { return .failure(invalid("it is not UTF-8 text")) }
+        var properties: [String: String] = [:]
+        func trimmed(_ text: Substring) -> Substring {
+            let start = text.firstIndex { !$0.isWhitespace } ?? text.endIndex
+            let end = text.lastIndex { !$0.isWhitespace }.map { text.index(after: $0) } ?? start
+            return text[start..<max(start, end)]
+        }
+        for (number, rawLine) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
+            let line = trimmed(rawLine)
+            if line.isEmpty || line.hasPrefix("#") || line.hasPrefix("!") { continue }
+            guard let equals = line.firstIndex(of: "=") else {
+                return .failure(invalid("line \(number + 1) is not name=value"))
+            }
+            let name = String(trimmed(line[..<equals]))
+            guard !name.isEmpty else { return .failure(invalid("line \(number + 1) has no name before '='")) }
+            properties[name] = String(trimmed(line[line.index(after: equals)...]))
+        }
+        return .success(properties)
+    }
+
+    /// `url` with the values of its secret parameters (`rdkafka.sasl.password=…`) hidden, for messages.
+    static func redacted(_ url: String) -> String {
+        guard let mark = url.firstIndex(of: "?") else { return url }
+        let pairs = url[url.index(after: mark)...].split(separator: "&", omittingEmptySubsequences: false).map { pair -> String in
+            guard let equals = pair.firstIndex(of: "="), isSecretProperty(percentDecode(pair[..<equals])) else { return String(pair) }
+            return pair[...equals] + "(hidden)"
+        }
+        return url[...mark] + pairs.joined(separator: "&")
     }
 
     /// a-z, A-Z, 0-9, `.`, `_` and `-`: the bytes Kafka allows in a topic name.

@@ -18,6 +18,14 @@ public struct KafkaTopicPartition: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "\(topic)[\(partition)]@\(offset)" }
 }
 
+/// Whether the librdkafka property `name` holds a secret (`sasl.password`, `ssl.key.password`,
+/// `sasl.oauthbearer.client.secret`, a PEM key, the OAUTHBEARER configuration), whose value errors
+/// and logs must not repeat.
+public func isSecretProperty(_ name: String) -> Bool {
+    let lower = name.lowercased()
+    return ["password", "secret", "pem", "oauthbearer.config", "jaas"].contains { lower.contains($0) }
+}
+
 /// Builds an `rd_kafka_conf_t` from string properties (librdkafka's CONFIGURATION.md names).
 func makeConfiguration(_ properties: [String: String]) throws(RdKafkaError) -> OpaquePointer {
     guard let conf = rd_kafka_conf_new() else { throw .local("rd_kafka_conf_new failed") }
@@ -28,7 +36,8 @@ func makeConfiguration(_ properties: [String: String]) throws(RdKafkaError) -> O
         if result != RD_KAFKA_CONF_OK {
             rd_kafka_conf_destroy(conf)
             let text = String(decoding: errorText.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            throw RdKafkaError(code: RdKafkaError.invalidArgument, message: "configuration \(key)=\(value): \(text)")
+            let shown = isSecretProperty(key) ? "(hidden)" : value
+            throw RdKafkaError(code: RdKafkaError.invalidArgument, message: "configuration \(key)=\(shown): \(text)")
         }
     }
     return conf

@@ -119,6 +119,43 @@ struct KafkaLogURLTests {
         #expect(try KafkaLogConfiguration(url: "kafka://h:9092/clicks").topicName(.events) == "clicks")
     }
 
+    @Test("properties_file: librdkafka properties from a file for every client, below the URL's own; errors name the file and line and never show a secret")
+    func propertiesFile() throws {
+        let directory = try TemporaryDirectory(prefix: "kafka-properties")
+        let file = directory.appending("client.properties").path
+        try "# credentials\r\nsecurity.protocol = SASL_PLAINTEXT\r\n! also a comment\n\n\tsasl.password=p=w#rd \nsocket.timeout.ms=111\n"
+            .write(toFile: file, atomically: false, encoding: .utf8)
+        let configuration = try KafkaLogConfiguration(url: "kafka://h:9092/?properties_file=\(file)&rdkafka.socket.timeout.ms=999")
+        #expect(configuration.producerConfiguration["security.protocol"] == "SASL_PLAINTEXT")
+        #expect(configuration.producerConfiguration["sasl.password"] == "p=w#rd")
+        #expect(configuration.consumerConfiguration(group: "lake")["sasl.password"] == "p=w#rd")
+        #expect(configuration.producerConfiguration["socket.timeout.ms"] == "999")
+
+        func message(_ url: String) -> String {
+            do {
+                _ = try KafkaLogConfiguration(url: url)
+                return "accepted"
+            } catch {
+                return error.code == .invalidArgument ? error.message : "\(error.code): \(error.message)"
+            }
+        }
+        #expect(message("kafka://h:9092/?properties_file=\(file).missing") == "Kafka properties_file \(file).missing: no such file")
+        try "security.protocol=SASL_SSL\nsasl.password hunter2\n".write(toFile: file, atomically: false, encoding: .utf8)
+        #expect(message("kafka://h:9092/?properties_file=\(file)") == "Kafka properties_file \(file): line 2 is not name=value")
+        #expect(message("kafka://h:9092/?properties_file=") == "bad Kafka URL kafka://h:9092/?properties_file=: properties_file needs a path")
+        // A URL's secrets are hidden in its errors.
+        let shown = message("kafka://h:9092/?rdkafka.sasl.password=hunter2&bogus=1")
+        #expect(shown == "bad Kafka URL kafka://h:9092/?rdkafka.sasl.password=(hidden)&bogus=1: unknown parameter 'bogus'", "\(shown)")
+        // A property librdkafka refuses: its name in the error, a secret's value hidden.
+        try "sasl.passwordd=hunter2\n".write(toFile: file, atomically: false, encoding: .utf8)
+        do {
+            _ = try KafkaLog(url: "kafka://127.0.0.1:1/?properties_file=\(file)", logger: testLogger)
+            Issue.record("a property librdkafka does not know must fail")
+        } catch {
+            #expect(error.message.contains("sasl.passwordd=(hidden)") && !error.message.contains("hunter2"), "\(error.message)")
+        }
+    }
+
     @Test("bad URLs are rejected with invalidArgument", arguments: [
         "http://h:9092", "kafka://", "kafka://host", "kafka://h:0", "kafka://h:9092/?partitions=0",
         "kafka://h:9092/events?prefix=x.", "kafka://h:9092/a%20b", "kafka://h:9092/caf%C3%A9", "kafka://h:9092/a/b",
