@@ -152,6 +152,17 @@ class ClientCallbacks: @unchecked Sendable {
         }
     }
 
+    /// A broker answered a consumer (records, an assignment, a partition's end): clears
+    /// ``brokersDown`` at once, without waiting for the next metadata check, which can time out on
+    /// a loaded broker while fetches get through.
+    func brokerAnswered() {
+        let wasDown = reachability.withLock { state -> Bool in
+            defer { state.down = nil }
+            return state.down != nil
+        }
+        if wasDown { logger.info("Kafka brokers reachable again") }
+    }
+
     /// Logs `message` unless it repeats one logged less than 30 s ago (``RepeatedMessages``).
     func log(_ level: Logger.Level, _ message: String) {
         guard logger.logLevel <= level, let leftOut = RepeatedMessages.shared.admit(message) else { return }

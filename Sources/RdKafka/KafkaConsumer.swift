@@ -303,6 +303,7 @@ final class ConsumerCallbacks: ClientCallbacks, @unchecked Sendable {
                 if result != RD_KAFKA_RESP_ERR_NO_ERROR { pending.errors.append(RdKafkaError(result)) }
             }
             pending.assigned.append(contentsOf: assigned)
+            brokerAnswered()  // the group's coordinator assigned them
             if let partitions { expect(readPartitionList(partitions).map { $0.0 }) }
             assignment.formUnion(items.map { TopicPartitionKey(topic: $0.topic, partition: $0.partition) })
             logger.info("Kafka partitions assigned: \(assigned.map(\.description).joined(separator: ", "))")
@@ -491,6 +492,7 @@ final class ConsumerCallbacks: ClientCallbacks, @unchecked Sendable {
         }
         if let fatal { return .failure(fatal) }
         let result = pending
+        if count > 0 || !result.ends.isEmpty { brokerAnswered() }
         pending = KafkaConsumerPoll()
         positions.removeAll()
         return .success(result)

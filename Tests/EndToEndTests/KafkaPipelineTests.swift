@@ -188,8 +188,14 @@ struct KafkaPipelineTests {
             }
             try await tansu.restart()
             for (name, server) in [("store", store), ("observe", observe)] {
+                var last = ""
                 try await eventually(timeout: .seconds(60), "\(name) ready again") {
-                    (try? await TestHTTP.request("\(server.baseURL)/readyz").status) == 200
+                    let answer = try? await TestHTTP.request("\(server.baseURL)/readyz")
+                    last = "\(answer?.status ?? 0) \(answer?.text ?? "(no answer)")"
+                    return answer?.status == 200
+                }
+                if !last.hasPrefix("200") {
+                    Issue.record("\(name): /readyz last said \(last); its log: \(server.process.stderr.suffix(4000))")
                 }
             }
             for server in processes { #expect(await server.stop() == 0, "\(server.process.stderr.suffix(2000))") }
