@@ -374,11 +374,13 @@ public final class EventsEndpoint: Sendable {
     static func notStored(_ failure: LogError, retryAfter: Int, failures: PermanentFailures) -> HTTPResponse {
         let retriable = failure.isRetriable || failure.code == .full
         if !retriable { failures.report(failure) }
+        // Not the server's file names (the log's writer logs the whole error).
+        let reason = failure.clientMessage ?? failure.message
         return .error(
             retriable ? .serviceUnavailable : .internalServerError, code: errorCode(failure),
             message: retriable
-                ? "the events could not be stored durably, retry later: \(failure.message)"
-                : "the events could not be stored durably, and a retry is not expected to succeed: \(failure.message)",
+                ? "the events could not be stored durably, retry later: \(reason)"
+                : "the events could not be stored durably, and a retry is not expected to succeed: \(reason)",
             retryAfterSeconds: failure.retryAfterSeconds ?? retryAfter
         )
     }

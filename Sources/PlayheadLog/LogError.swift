@@ -34,6 +34,9 @@ public struct LogError: Error, Sendable, CustomStringConvertible {
     public var retryAfterSeconds: Int?
     public var file: String
     public var line: Int
+    /// What the edge may tell a client instead of ``message``, when the message names the server's
+    /// own files (an I/O error of the embedded log: "cannot write /var/lib/…"); nil: the message.
+    public var clientMessage: String?
 
     public init(
         code: Code,

@@ -340,9 +340,12 @@ struct IngestAPITests {
 
     @Test("503 with Retry-After when the log refuses appends (disk below its free-space floor)")
     func logFull() async throws {
-        let (server, _) = try await Fixtures.server(["--log-min-free-bytes", "1000000000000000"])
+        let (server, directory) = try await Fixtures.server(["--log-min-free-bytes", "1000000000000000"])
         let response = try await TestHTTP.postEvents(server, Fixtures.json(Fixtures.event("full-1")))
         #expect(response.status == 503, "\(response.text)")
+        // The client learns why, not where the server keeps its data; the server's log says where.
+        #expect(response.text.contains("the log's file system is below 1000000000000000 free bytes") && !response.text.contains(directory.url.path), "\(response.text)")
+        #expect(server.process.stderr.contains("the file system of \(directory.url.path)"), "\(server.process.stderr.suffix(2000))")
         #expect(response.headers.first(name: "retry-after") != nil)
         let ready = try await TestHTTP.request("\(server.baseURL)/readyz")
         #expect(ready.status == 503)

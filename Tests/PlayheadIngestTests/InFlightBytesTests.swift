@@ -220,4 +220,15 @@ struct NotStoredAnswerTests {
         #expect(captured.count(containing: "a retry does not mend") == 1, "\(captured.all)")
         #expect(captured.count(containing: "MSG_SIZE_TOO_LARGE") == 1, "\(captured.all)")
     }
+
+    @Test("an error that names the server's files (the embedded log's I/O) reaches the client without them, and the server's log with them")
+    func serverFilesStayInTheServer() {
+        let captured = CapturedLogs()
+        let failures = PermanentFailures(logger: Logger(label: "ingest-test") { _ in CapturingLogHandler(captured: captured) })
+        var io = LogError(code: .io, message: "cannot write /var/lib/playhead/log/events/00000000000000000000.log: Input/output error")
+        io.clientMessage = "the log's disk: Input/output error"
+        let answer = String(buffer: EventsEndpoint.notStored(io, retryAfter: 3, failures: failures).body)
+        #expect(answer.contains("a retry is not expected to succeed: the log's disk: Input/output error") && !answer.contains("/var/lib"), "\(answer)")
+        #expect(captured.count(containing: "/var/lib/playhead/log/events") == 1, "\(captured.all)")
+    }
 }

@@ -959,6 +959,8 @@ struct EmbeddedLogTests {
                 acknowledged = result.firstOffset! + Int64(result.count)
             } catch {
                 #expect(error.code == .full, "\(error)")
+                // The path for the server's log, the reason alone for a client.
+                #expect(error.message.contains(mountPoint) && error.clientMessage == "the log's disk: No space left on device", "\(error)")
                 sawFull = true
                 break
             }

@@ -18,12 +18,15 @@ enum Files {
 
     static func error(_ what: String, _ path: String, _ err: Int32 = errno, file: String = #fileID, line: Int = #line) -> LogError {
         let code = errorCode(err)
-        return LogError(
+        var error = LogError(
             code: code,
             message: "\(what) \(path): \(String(cString: strerror(err)))",
             retryAfterSeconds: code == .full ? 5 : nil,
             file: file, line: line
         )
+        // The path stays in the server's log; a client learns the system's reason only.
+        error.clientMessage = "the log's disk: \(String(cString: strerror(err)))"
+        return error
     }
 
     static func segmentName(_ base: Int64) -> String {

@@ -661,7 +661,8 @@ final class DiskMonitor: @unchecked Sendable {
             }
         }
         guard let below else { return nil }
-        return LogError(code: .full, message: "the file system of \(directory) \(below)", retryAfterSeconds: 5)
+        // Clients see this message (503 log_full): the folder is named only in the server's log above.
+        return LogError(code: .full, message: "the log's file system \(below)", retryAfterSeconds: 5)
     }
 
     func noteFull() {
