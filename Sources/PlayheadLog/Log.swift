@@ -131,10 +131,15 @@ public struct LogPoll: Sendable {
     /// be dropped without committing; their new owner restarts from the committed offset.
     public var revoked: [Int32]
 
-    public init(batches: [ConsumedBatch] = [], assigned: [Int32: Int64] = [:], revoked: [Int32] = []) {
+    /// Whether the log holds more records now than the poll brought (it stopped at a segment's end
+    /// or at its bound): a consumer polls again at once instead of pausing (``pauseIfFew(fewer:pause:)``).
+    public var moreAvailable: Bool
+
+    public init(batches: [ConsumedBatch] = [], assigned: [Int32: Int64] = [:], revoked: [Int32] = [], moreAvailable: Bool = false) {
         self.batches = batches
         self.assigned = assigned
         self.revoked = revoked
+        self.moreAvailable = moreAvailable
     }
 
     public var isEmpty: Bool { batches.isEmpty && assigned.isEmpty && revoked.isEmpty }
@@ -148,7 +153,7 @@ public struct LogPoll: Sendable {
     /// as the edge. Cancellation ends the pause early.
     public func pauseIfFew(fewer: Int = 1_000, pause: Duration) async {
         let count = recordCount
-        if count > 0 && count < fewer { try? await Task.sleep(for: pause) }
+        if count > 0 && count < fewer && !moreAvailable { try? await Task.sleep(for: pause) }
     }
 }
 

@@ -191,6 +191,41 @@ struct EmbeddedLogTests {
         #expect(throws: LogError.self) { try log.producer(for: .events) }
     }
 
+    @Test("a poll that ends at a segment's end, with the next segment there, says more is there, so the readers do not pause as if caught up (small segments held them to one segment per pause); in the writing process and in another")
+    func pollsSayMoreAtSegmentEnds() async throws {
+        let directory = try TemporaryDirectory(prefix: "log-small-segments")
+        defer { withExtendedLifetime(directory) {} }
+        let configuration = makeConfiguration(directory) { $0.segmentBytes = 65536 }
+        let log = try EmbeddedLog.open(configuration, logger: testLogger)
+        let producer = try log.producer(for: .events)
+        for index in 0..<20 { _ = try await producer.append(batch((index * 100)..<(index * 100 + 100), size: 600)) }
+        let segments = try segmentPaths(configuration, "events").count
+        #expect(segments >= 10, "\(segments) segments")
+        let readOnly = try EmbeddedLog.openReadOnly(configuration, logger: testLogger)
+        for (name, reading) in [("the writing process", log), ("another process", readOnly)] {
+            let consumer = try reading.consumer(for: .events, group: nil)
+            var polls: [LogPoll] = []
+            var offsets: [Int64] = []
+            let deadline = ContinuousClock.now + .seconds(30)
+            while offsets.count < 2000 && ContinuousClock.now < deadline {
+                let poll = try await consumer.poll(maxRecords: 5000, timeout: .milliseconds(500))
+                guard poll.recordCount > 0 else { continue }
+                polls.append(poll)
+                for batch in poll.batches { try batch.forEachRecord { offset, _ in offsets.append(offset) } }
+            }
+            #expect(offsets == Array(0..<2000), "\(name)")
+            #expect(polls.count >= segments - 1, "\(name): a poll per segment")
+            #expect(polls.dropLast().allSatisfy(\.moreAvailable) && polls.last?.moreAvailable == false, "\(name): \(polls.map(\.moreAvailable))")
+            // The pause after a small poll is skipped while more is there.
+            let started = ContinuousClock.now
+            for poll in polls.dropLast() { await poll.pauseIfFew(pause: .seconds(30)) }
+            #expect(started.duration(to: .now) < .seconds(10), "\(name)")
+            await consumer.close()
+        }
+        readOnly.close()
+        log.close()
+    }
+
     @Test func concurrentAppendersShareFsyncs() async throws {
         let directory = try TemporaryDirectory(prefix: "log")
         defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends

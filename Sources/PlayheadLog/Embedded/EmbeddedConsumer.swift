@@ -29,6 +29,9 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
     private var segmentBase: Int64 = 0
     private var position: Int64 = 0
     private var buffer: [UInt8] = []
+    /// Whether the last read stopped before the end of what the log holds (at a segment's end with
+    /// the next segment there, or at the poll's record or byte bound): poll again without a pause.
+    private var moreAvailable = false
     private var committedOffsets: [Int32: Int64] = [:]
     /// The highest offset the group has committed that this consumer knows of (its file's at open,
     /// and its own commits since): retention may have deleted records below it, never above. Not
@@ -107,7 +110,7 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
                     return LogPoll(assigned: [0: self.nextOffset])
                 }
                 if let batch = try self.readAvailable(maxRecords: maxRecords) {
-                    return LogPoll(batches: [batch])
+                    return LogPoll(batches: [batch], moreAvailable: self.moreAvailable)
                 }
                 return LogPoll()
             }
@@ -338,13 +341,24 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
         var count = 0
         var firstOffset: Int64 = -1
         let path = Files.segmentPath(topic.directory, segmentBase)
+        moreAvailable = false
         reading: while count < maxRecords && out.count < maxBytes {
             let limit = topic.readableLimit(base: segmentBase, fd: fd)
             if position >= limit {
-                if count > 0 { break }
-                // At the end of this segment: move on if the next one starts right here.
-                let segments = topic.segments()
-                let following = segments.first(where: { $0 > segmentBase })
+                if count > 0 {
+                    // A poll ends at a segment's end. When the next segment is there, the caller must
+                    // not pause as if caught up: with small segments (a few hundred records each) the
+                    // readers' pause after a small poll held them to a segment per pause, 2,000-8,000
+                    // events/s (a probe, 2026-12-04: the lake 1.45 M events behind after 30 s).
+                    moreAvailable = nextOffset > segmentBase && topic.hasSegment(nextOffset)
+                    break
+                }
+                // At the end of this segment: move on if the next one starts right here. That one name
+                // is looked up first; listing the folder at every crossing cost a reader in another
+                // process a listing of every segment per segment (a probe: 2,613 getdents64 calls for
+                // 100 crossings of a folder of 7,573 segments).
+                let following = nextOffset > segmentBase && topic.hasSegment(nextOffset)
+                    ? nextOffset : topic.segments().first(where: { $0 > segmentBase })
                 if let next = following, next > nextOffset, topic.readableLimit(base: segmentBase, fd: fd) <= position {
                     // A closed segment that holds fewer records than the next one's name says: cut short.
                     try stall("\(path) ends after offset \(nextOffset - 1), but the next segment starts at offset \(next)", limit: limit)
@@ -441,6 +455,7 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
             }
         }
         guard count > 0 else { return nil }
+        if count >= maxRecords || out.count >= maxBytes { moreAvailable = true }
         return ConsumedBatch(partition: 0, firstOffset: firstOffset, count: count, values: out)
     }
 

@@ -171,6 +171,15 @@ final class TopicState: @unchecked Sendable {
         return shared.withLockedValue { $0.segments }
     }
 
+    /// Whether a segment starts at `base`: one lookup of its name when read-only, not a listing.
+    func hasSegment(_ base: Int64) -> Bool {
+        if readOnly { return access(Files.segmentPath(directory, base), F_OK) == 0 }
+        return shared.withLockedValue { state in
+            // Sorted: a reader near the end (the usual case) finds it among the last.
+            state.segments.reversed().contains(base)
+        }
+    }
+
     /// How many bytes of segment `base` (open as `fd`) a reader may read.
     func readableLimit(base: Int64, fd: Int32) -> Int64 {
         if !readOnly {
