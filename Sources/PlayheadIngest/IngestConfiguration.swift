@@ -33,8 +33,9 @@ public struct IngestConfiguration: Sendable {
     /// Event-loop threads. Default: the number of cores.
     public var eventLoopThreads: Int = System.coreCount
     /// The most connections open at once; past it the server stops accepting until one closes (new
-    /// clients wait in the listen queue). `nil`: three quarters of the open-files limit, which
-    /// keeps a quarter (at least 128) of the file descriptors for the log, the lake and the runtime:
+    /// clients wait in the listen queue). `nil`: three quarters of the file descriptors left under
+    /// the open-files limit when the server binds, which keeps a quarter (at least 128, or half
+    /// when fewer than 256 are left) for the log, the lake and the runtime:
     /// a process out of descriptors fails its log and lake I/O, and libdispatch stops it with
     /// SIGILL when it cannot read `/proc` (a probe with 20,000 idle connections). Default: `nil`.
     public var maxConnections: Int? = nil
@@ -45,11 +46,30 @@ public struct IngestConfiguration: Sendable {
 
     /// ``maxConnections``, or its default for an open-files limit of `openFiles` (nil: unknown or
     /// unlimited, which leaves the count unlimited too).
-    public func connectionLimit(openFiles: UInt64?) -> Int? {
+    /// `inUse`: the descriptors the process holds already when the server binds (each event loop
+    /// holds three, the log its segments). They are not the connections' to take: counted from the
+    /// limit alone, 64 event loops under a limit of 256 left 44 descriptors where 128 connections
+    /// were allowed, and the log could not start a segment (a probe, 2026-12-04).
+    public func connectionLimit(openFiles: UInt64?, inUse: Int = 0) -> Int? {
         if let maxConnections { return maxConnections }
         guard let openFiles, openFiles < UInt64(Int.max / 2) else { return nil }
-        let limit = Int(openFiles)
-        return max(16, limit - max(128, limit / 4))
+        let available = max(0, Int(openFiles) - inUse)
+        // A quarter kept back for the log, the lake and the runtime: at least 128, or half of what
+        // is left when that is less.
+        let reserve = max(available / 4, min(128, available / 2))
+        return max(1, available - reserve)
+    }
+
+    /// How many file descriptors the process has open (nil if `/proc/self/fd` cannot be read).
+    public static func openFilesInUse() -> Int? {
+        guard let directory = opendir("/proc/self/fd") else { return nil }
+        defer { closedir(directory) }
+        var count = -1  // the descriptor of the listing itself
+        while let entry = readdir(directory) {
+            let name = entry.pointee.d_name.0
+            if name != UInt8(ascii: ".") { count += 1 }
+        }
+        return max(0, count)
     }
 
     /// The process's soft limit on open files (nil if it cannot be read or is unlimited).

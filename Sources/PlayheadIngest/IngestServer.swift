@@ -125,7 +125,9 @@ public final class IngestServer: Service, Sendable {
         let router = self.router
         let inFlight = self.inFlight
         let configuration = self.configuration
-        let maxConnections = configuration.connectionLimit(openFiles: IngestConfiguration.openFilesLimit())
+        let openFiles = IngestConfiguration.openFilesLimit()
+        let openFilesInUse = IngestConfiguration.openFilesInUse()
+        let maxConnections = configuration.connectionLimit(openFiles: openFiles, inUse: openFilesInUse ?? 0)
         let channel: any Channel
         do {
             channel = try await ServerBootstrap(group: group)
@@ -191,7 +193,10 @@ public final class IngestServer: Service, Sendable {
         state.withLockedValue { $0 = .running }
         logger.info(
             "listening on http://\(configuration.host):\(address.port ?? configuration.port)",
-            metadata: ["http.port": "\(address.port ?? configuration.port)", "max_connections": "\(maxConnections.map(String.init) ?? "unlimited")"]
+            metadata: [
+                "http.port": "\(address.port ?? configuration.port)", "max_connections": "\(maxConnections.map(String.init) ?? "unlimited")",
+                "open_files.limit": "\(openFiles.map(String.init) ?? "unlimited")", "open_files.in_use": "\(openFilesInUse.map(String.init) ?? "unknown")",
+            ]
         )
 
         // The bytes the edge holds, sampled: counted at every reserve and release, two event loops
@@ -315,6 +320,8 @@ final class AcceptPause: ChannelInboundHandler {
     private var paused = false
     private var atLimit = false
     private var lastLimitLogged: NIODeadline?
+    private var lastPauseLogged: NIODeadline?
+    private var pausesSinceLogged = 0
 
     init(logger: Logger, maxConnections: Int?) {
         self.logger = logger
@@ -372,9 +379,18 @@ final class AcceptPause: ChannelInboundHandler {
         }
         guard !paused else { return }
         paused = true
-        logger.warning("ingest: cannot accept connections: pausing for 1 s", metadata: [
-            "error": "\(ioError)", "hint": "raise the open-files limit (ulimit -n, LimitNOFILE=), or lower --max-connections",
-        ])
+        // Once a minute, with the pauses since, as the connection limit's warning: once a second
+        // it was 86,400 lines a day while the condition lasted (a probe).
+        pausesSinceLogged += 1
+        let now = NIODeadline.now()
+        if lastPauseLogged.map({ now - $0 >= .seconds(60) }) ?? true {
+            logger.warning("ingest: cannot accept connections: pausing for 1 s", metadata: [
+                "error": "\(ioError)", "pauses": "\(pausesSinceLogged)",
+                "hint": "raise the open-files limit (ulimit -n, LimitNOFILE=), or lower --max-connections; said at most once a minute",
+            ])
+            lastPauseLogged = now
+            pausesSinceLogged = 0
+        }
         updateAutoRead(context)
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         context.eventLoop.scheduleTask(in: .seconds(1)) {

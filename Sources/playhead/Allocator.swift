@@ -1,3 +1,5 @@
+import ArgumentParser
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -41,5 +43,19 @@ enum OpenFiles {
             if setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &raised) == 0 { return UInt64(raised.rlim_cur) }
         }
         return UInt64(limit.rlim_cur)
+    }
+
+    /// Raises the limit (``raiseSoftLimit()``) and refuses one too low for `threads` event loops
+    /// (three descriptors each, which SwiftNIO cannot do without: it stopped the process with
+    /// SIGILL and "eventfd/timerfd_create: Too many open files", a probe at 12-20 descriptors),
+    /// the log and the lake, and a few connections.
+    static func require(threads: Int, command: String) throws {
+        guard let limit = raiseSoftLimit() else { return }
+        let needed = UInt64(48 + 3 * threads)
+        if limit < needed {
+            let message = "Error: the open-files limit is \(limit) (ulimit -n, systemd LimitNOFILE, or the container's); playhead \(command) needs at least \(needed) for its \(threads) event-loop threads (3 each), the log, the lake and a few connections: raise it, or lower --threads\n"
+            FileHandle.standardError.write(Data(message.utf8))
+            throw ExitCode.failure
+        }
     }
 }

@@ -105,7 +105,7 @@ struct ServerOptions: ParsableArguments {
     @Option(name: .long, parsing: .unconditional, help: "The TCP port (0 picks a free one; the bound port is logged).")
     var port: Int = 8080
 
-    @Option(name: .long, parsing: .unconditional, help: "HTTP event-loop threads. Default: the number of cores.")
+    @Option(name: .long, parsing: .unconditional, help: "HTTP event-loop threads, 1 to 256 (three file descriptors each). Default: the number of cores.")
     var threads: Int?
 
     @Option(name: .long, parsing: .unconditional, help: "Seconds a request may take to arrive whole after its first byte; slower clients are disconnected.")
@@ -117,8 +117,13 @@ struct ServerOptions: ParsableArguments {
     @Option(name: .long, parsing: .unconditional, help: "Seconds a graceful shutdown waits for requests in flight.")
     var shutdownGrace: Double = 30
 
-    @Option(name: .long, parsing: .unconditional, help: "The most connections open at once; past it new clients wait (in the listen queue) until one closes. Default: three quarters of the open-files limit (which the server raises to its hard limit at start), keeping the rest for the log and the lake.")
+    @Option(name: .long, parsing: .unconditional, help: "The most connections open at once; past it new clients wait (in the listen queue) until one closes. Default: three quarters of the file descriptors left when the server starts (the open-files limit, which it raises to its hard limit, less those it holds then), keeping the rest for the log and the lake.")
     var maxConnections: Int?
+
+    /// Raises the open-files limit and refuses one too low for the event loops (``OpenFiles/require(threads:command:)``).
+    func requireOpenFiles(command: String) throws {
+        try OpenFiles.require(threads: configuration.eventLoopThreads, command: command)
+    }
 
     var configuration: IngestConfiguration {
         var configuration = IngestConfiguration()
@@ -138,6 +143,8 @@ struct ServerOptions: ParsableArguments {
         try checkSeconds(idleTimeout, flag: "--idle-timeout")
         try checkSeconds(shutdownGrace, flag: "--shutdown-grace", allowZero: true)
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        // Each loop is a thread with three descriptors; past a few hundred they only contend.
+        if let threads, threads > 256 { throw ValidationError("--threads must be at most 256, not \(threads)") }
         if let maxConnections, maxConnections < 1 { throw ValidationError("--max-connections must be at least 1") }
     }
 }

@@ -26,7 +26,7 @@ struct ServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         Allocator.configureForService()
-        OpenFiles.raiseSoftLimit()
+        try ingest.server.requireOpenFiles(command: "serve")
         logging.bootstrap()
         let logger = Logger(label: "playhead.serve")
         let telemetry = Telemetry.bootstrap(metrics.metrics == .on)
@@ -64,7 +64,7 @@ struct IngestCommand: AsyncParsableCommand {
 
     func run() async throws {
         Allocator.configureForService()
-        OpenFiles.raiseSoftLimit()
+        try ingest.server.requireOpenFiles(command: "ingest")
         logging.bootstrap()
         let logger = Logger(label: "playhead.ingest")
         let telemetry = Telemetry.bootstrap(metrics.metrics == .on)

@@ -232,3 +232,23 @@ struct NotStoredAnswerTests {
         #expect(captured.count(containing: "/var/lib/playhead/log/events") == 1, "\(captured.all)")
     }
 }
+
+@Suite("The default connection limit")
+struct ConnectionLimitTests {
+    @Test("three quarters of the descriptors left at bind, keeping at least 128 (or half of what is left) for the log, the lake and the runtime; a --max-connections given is taken as it is")
+    func fromWhatIsLeft() {
+        let configuration = IngestConfiguration()
+        #expect(configuration.connectionLimit(openFiles: 1024, inUse: 30) == 746)
+        #expect(configuration.connectionLimit(openFiles: 524_288, inUse: 40) == 393_186)
+        // 64 event loops (three descriptors each) under 256: 44 left, 22 for connections (it was 128).
+        #expect(configuration.connectionLimit(openFiles: 256, inUse: 212) == 22)
+        #expect(configuration.connectionLimit(openFiles: 80, inUse: 23) == 29)
+        #expect(configuration.connectionLimit(openFiles: 24, inUse: 24) == 1)
+        #expect(configuration.connectionLimit(openFiles: nil, inUse: 30) == nil)
+        var given = IngestConfiguration()
+        given.maxConnections = 10_000
+        #expect(given.connectionLimit(openFiles: 256, inUse: 212) == 10_000)
+        let inUse = IngestConfiguration.openFilesInUse()
+        #expect(inUse.map { $0 >= 3 } == true, "stdin, stdout and stderr at least: \(String(describing: inUse))")
+    }
+}

@@ -1021,6 +1021,17 @@ struct EmbeddedLogTests {
         reopened.close()
     }
 
+    @Test("out of file descriptors or kernel memory is a failure a retry can mend (unavailable: 503), not an I/O error (500 'a retry is not expected to succeed'); a client is told the reason without the path")
+    func resourceErrorsAreRetriable() {
+        for err in [EMFILE, ENFILE, ENOMEM] {
+            let error = Files.error("cannot open", "/var/lib/playhead/log/events/00000000000000000042.log", err)
+            #expect(error.code == .unavailable && error.isRetriable, "\(error)")
+            #expect(error.message.hasPrefix("cannot open /var/lib/playhead/log/events/") && error.clientMessage?.hasPrefix("the server is short of a resource: ") == true, "\(error)")
+        }
+        #expect(Files.error("cannot write", "/x", EIO).code == .io)
+        #expect(Files.error("cannot write", "/x", ENOSPC).code == .full)
+    }
+
     @Test("out of inodes: appends are refused as log_full with the reason, and taken again once inodes are free")
     func noInodesOnTmpfs() async throws {
         let directory = try TemporaryDirectory(prefix: "log-inodes")

@@ -13,6 +13,10 @@ enum Files {
 
     static func errorCode(_ err: Int32) -> LogError.Code {
         if err == ENOSPC || err == EFBIG || err == EDQUOT { return .full }
+        // Out of file descriptors or kernel memory: gone once connections close or memory frees, so
+        // a client's retry can succeed (503, not the 500 of an I/O error: a probe, 2026-12-04, got
+        // 500 "a retry is not expected to succeed" for requests that a retry a second later stored).
+        if err == EMFILE || err == ENFILE || err == ENOMEM { return .unavailable }
         return .io
     }
 
@@ -25,7 +29,9 @@ enum Files {
             file: file, line: line
         )
         // The path stays in the server's log; a client learns the system's reason only.
-        error.clientMessage = "the log's disk: \(String(cString: strerror(err)))"
+        error.clientMessage = code == .unavailable
+            ? "the server is short of a resource: \(String(cString: strerror(err)))"
+            : "the log's disk: \(String(cString: strerror(err)))"
         return error
     }
 

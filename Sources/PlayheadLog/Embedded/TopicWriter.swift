@@ -131,7 +131,7 @@ final class TopicWriter: @unchecked Sendable {
     }
 
     /// The codes an append can fail with here, whose series exist from the start (at 0).
-    static let appendFailureCodes: [LogError.Code] = [.full, .overloaded, .io]
+    static let appendFailureCodes: [LogError.Code] = [.full, .overloaded, .io, .unavailable]
 
     static func failureCounter(_ code: LogError.Code) -> Counter {
         Counter(label: "playhead_log_append_failures_total", dimensions: [("code", code.description)])
@@ -273,7 +273,7 @@ final class TopicWriter: @unchecked Sendable {
 
     private func fail(_ items: [Pending], _ error: LogError) {
         Self.failureCounter(error.code).increment()
-        if error.code == .io {
+        if error.code == .io || error.code == .unavailable {
             condition.lock()
             lastFailure = (error.message, .now)
             condition.unlock()
