@@ -156,6 +156,9 @@ struct IngestOptions: ParsableArguments {
     @Option(name: .long, parsing: .unconditional, help: "The largest request body in bytes, measured on the wire and again after gzip decoding.")
     var maxBodyBytes: Int = 5 * 1024 * 1024
 
+    @Option(name: .long, parsing: .unconditional, help: "The most bytes of request bodies being received at once, and again of those being decoded or waiting for the log (two budgets of this size); past either, requests get 503 with Retry-After. At least --max-body-bytes. Lower it under a small memory limit.")
+    var maxInFlightBytes: Int = 256 * 1024 * 1024
+
     @Option(name: .long, parsing: .unconditional, help: "The largest single event in bytes of JSON.")
     var maxEventBytes: Int = 32 * 1024
 
@@ -182,6 +185,7 @@ struct IngestOptions: ParsableArguments {
     func configuration() throws -> IngestConfiguration {
         var configuration = server.configuration
         configuration.maxBodyBytes = maxBodyBytes
+        configuration.maxInFlightBytes = maxInFlightBytes
         configuration.maxEventBytes = maxEventBytes
         configuration.maxEventsPerRequest = maxEventsPerRequest
         let fromFile = try keysFromFile()
@@ -195,6 +199,9 @@ struct IngestOptions: ParsableArguments {
     func validate() throws {
         guard maxBodyBytes > 0, maxEventBytes > 0, maxEventsPerRequest > 0 else {
             throw ValidationError("--max-body-bytes, --max-event-bytes and --max-events-per-request must be positive")
+        }
+        if maxInFlightBytes < maxBodyBytes {
+            throw ValidationError("--max-in-flight-bytes (\(maxInFlightBytes)) must be at least --max-body-bytes (\(maxBodyBytes)): a body of the largest size must fit")
         }
         if let rateLimit, !(rateLimit > 0 && rateLimit.isFinite) { throw ValidationError("--rate-limit must be a finite number of events per second more than 0, not \(rateLimit)") }
         for origin in corsOrigin {

@@ -12,7 +12,9 @@ struct ServeCommand: AsyncParsableCommand {
         abstract: "Run everything in one process: the HTTP edge, the log, the lake writer and the metrics consumer.",
         discussion: """
             SIGTERM and SIGINT shut down gracefully: stop accepting, answer the requests in flight, \
-            write what was acknowledged to the lake, then exit 0.
+            write what was acknowledged to the lake, then exit 0. (What the lake writer cannot write \
+            within 20 s, or at all, such as a lake that refuses writes, stays in the log for the next \
+            start, and a warning says so: docs/lake.md.)
             """
     )
 

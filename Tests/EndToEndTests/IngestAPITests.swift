@@ -338,6 +338,25 @@ struct IngestAPITests {
         #expect(second.headers.first(name: "retry-after") == "1")
     }
 
+    @Test("--max-in-flight-bytes bounds the request bytes being received at once: past it, 503 overloaded with Retry-After; and it may not be below --max-body-bytes")
+    func inFlightBytesFlag() async throws {
+        let (server, _) = try await Fixtures.server(["--max-body-bytes", "600000", "--max-in-flight-bytes", "1000000"])
+        let head = "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: 600000\r\n\r\n"
+        let first = try RawConnection(port: server.port)
+        #expect(first.send(head) && first.send([UInt8](repeating: UInt8(ascii: " "), count: 500_000)))
+        try await Task.sleep(for: .milliseconds(300))
+        let second = try RawConnection(port: server.port)
+        #expect(second.send(head) && second.send([UInt8](repeating: UInt8(ascii: " "), count: 600_000)))
+        let answer = String(decoding: await second.readSome(timeout: .seconds(10)), as: UTF8.self)
+        #expect(answer.hasPrefix("HTTP/1.1 503") && answer.contains("the server is receiving 1000000 bytes of request bodies") && answer.lowercased().contains("retry-after: 1"), "\(answer.prefix(400))")
+        _ = first
+        #expect(try await TestHTTP.postEvents(server, Fixtures.json(Fixtures.event("after-in-flight"))).status == 202)
+
+        let refused = try await runCommand(
+            TestEnvironment.playheadExecutable, ["serve", "--max-body-bytes", "600000", "--max-in-flight-bytes", "500000"], timeout: .seconds(30))
+        #expect(refused.status == 64 && refused.stderr.contains("--max-in-flight-bytes (500000) must be at least --max-body-bytes (600000)"), "\(refused.stderr)")
+    }
+
     @Test("503 with Retry-After when the log refuses appends (disk below its free-space floor)")
     func logFull() async throws {
         let (server, directory) = try await Fixtures.server(["--log-min-free-bytes", "1000000000000000"])
