@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOExtras
@@ -317,6 +318,12 @@ final class AcceptPause: ChannelInboundHandler {
     private let maxConnections: Int?
     /// Open connections (closed ones are taken off from their own event loops).
     private let open = NIOLockedValueBox(0)
+    /// `playhead_http_connections_open`; `playhead_http_accept_waits_total{reason}`: how often
+    /// accepting stopped, at the limit or out of descriptors (until 2026-12-04 only log lines said
+    /// so, and `/readyz` cannot: its own request waits in the listen queue too).
+    private let openGauge = Gauge(label: "playhead_http_connections_open")
+    private let limitWaits = Counter(label: "playhead_http_accept_waits_total", dimensions: [("reason", "connection_limit")])
+    private let descriptorWaits = Counter(label: "playhead_http_accept_waits_total", dimensions: [("reason", "out_of_descriptors")])
     private var paused = false
     private var atLimit = false
     private var lastLimitLogged: NIODeadline?
@@ -326,6 +333,10 @@ final class AcceptPause: ChannelInboundHandler {
     init(logger: Logger, maxConnections: Int?) {
         self.logger = logger
         self.maxConnections = maxConnections
+        Gauge(label: "playhead_http_connections_max").record(maxConnections ?? 0)
+        openGauge.record(0)
+        limitWaits.increment(by: 0)
+        descriptorWaits.increment(by: 0)
     }
 
     private func updateAutoRead(_ context: ChannelHandlerContext) {
@@ -333,23 +344,23 @@ final class AcceptPause: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard let maxConnections else {
-            context.fireChannelRead(data)
-            return
-        }
         let child = unwrapInboundIn(data)
+        let gauge = openGauge
         let count = open.withLockedValue { count in
             count += 1
+            gauge.record(count)  // under the lock: records from two loops stay in order
             return count
         }
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let counter = open
+        let maxConnections = self.maxConnections
         child.closeFuture.whenComplete { _ in
             let count = counter.withLockedValue { count in
                 count -= 1
+                gauge.record(count)
                 return count
             }
-            guard count < maxConnections else { return }
+            guard let maxConnections, count < maxConnections else { return }
             loopBound.eventLoop.execute {
                 let (handler, context) = loopBound.value
                 guard handler.atLimit, handler.open.withLockedValue({ $0 }) < maxConnections else { return }
@@ -357,8 +368,9 @@ final class AcceptPause: ChannelInboundHandler {
                 handler.updateAutoRead(context)
             }
         }
-        if count >= maxConnections && !atLimit {
+        if let maxConnections, count >= maxConnections && !atLimit {
             atLimit = true
+            limitWaits.increment()
             updateAutoRead(context)
             let now = NIODeadline.now()
             if lastLimitLogged.map({ now - $0 >= .seconds(60) }) ?? true {
@@ -379,6 +391,7 @@ final class AcceptPause: ChannelInboundHandler {
         }
         guard !paused else { return }
         paused = true
+        descriptorWaits.increment()
         // Once a minute, with the pauses since, as the connection limit's warning: once a second
         // it was 86,400 lines a day while the condition lasted (a probe).
         pausesSinceLogged += 1

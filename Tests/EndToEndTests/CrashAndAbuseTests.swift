@@ -92,6 +92,8 @@ struct CrashAndAbuseTests {
             if !answered { try await Task.sleep(for: .milliseconds(500)) }
         }
         #expect(answered, "the server accepts again once descriptors are free")
+        let metrics = try await TestHTTP.request("\(server.baseURL)/metrics").text
+        #expect(TestHTTP.metricTotal(metrics, #"playhead_http_accept_waits_total{reason="out_of_descriptors"}"#) >= 2, "\(metrics)")
         // Said once for the pauses of these seconds (it was once a pause, every second).
         let said = server.process.stderr.components(separatedBy: "cannot accept connections: pausing for 1 s").count - 1
         #expect(said == 1, "\(said) times: \(server.process.stderr.suffix(1500))")
@@ -137,6 +139,13 @@ struct CrashAndAbuseTests {
         #expect(answer.hasPrefix("HTTP/1.1 200 OK\r\n"), "\(answer)")
         // Events still reach the log.
         #expect(try await TestHTTP.postEvents(server, Fixtures.json(Fixtures.event("after-limit"))).status == 202)
+        // And the metrics say what happened: the limit, the waits, the connections open now.
+        let metrics = try await TestHTTP.request("\(server.baseURL)/metrics").text
+        #expect(TestHTTP.metricTotal(metrics, "playhead_http_connections_max") == Double(limit), "\(metrics)")
+        #expect(TestHTTP.metricTotal(metrics, #"playhead_http_accept_waits_total{reason="connection_limit"}"#) >= 1, "\(metrics)")
+        #expect(TestHTTP.metricTotal(metrics, #"playhead_http_accept_waits_total{reason="out_of_descriptors"}"#) == 0, "\(metrics)")
+        let open = TestHTTP.metricTotal(metrics, "playhead_http_connections_open")
+        #expect((1.0...4.0).contains(open), "\(open) connections open")
         #expect(await server.stop() == 0)
     }
 
