@@ -82,11 +82,20 @@ public final class FileLakeStore: LakeStore {
         do {
             try FileManager.default.createDirectory(atPath: self.root, withIntermediateDirectories: true)
         } catch {
-            // Foundation's error prints as an error domain and a code; the system's reason is inside.
-            let underlying = ((error as NSError).userInfo[NSUnderlyingErrorKey] as? any Error).map { $0 as NSError }
-            let posix = underlying.flatMap { $0.domain == NSPOSIXErrorDomain ? String(cString: strerror(Int32($0.code))) : nil }
-            throw LakeError(.io, "cannot create the lake folder \(self.root): \(posix ?? error.localizedDescription)")
+            throw LakeError(.io, "cannot create the lake folder \(self.root): \(Self.reason(error))")
         }
+    }
+
+    /// The system's reason in a Foundation error ("Too many open files"), which prints as an error
+    /// domain and a code with the reason deep inside (a probe: `Error Domain=NSCocoaErrorDomain
+    /// Code=256 "(null)"UserInfo={…}`).
+    static func reason(_ error: any Error) -> String {
+        let nsError = error as NSError
+        let underlying = (nsError.userInfo[NSUnderlyingErrorKey] as? any Error).map { $0 as NSError }
+        if let posix = [underlying, nsError].compactMap({ $0 }).first(where: { $0.domain == NSPOSIXErrorDomain }) {
+            return String(cString: strerror(Int32(posix.code)))
+        }
+        return error.localizedDescription
     }
 
     public var displayName: String { "file:\(root)" }
@@ -105,7 +114,7 @@ public final class FileLakeStore: LakeStore {
             do {
                 return Array(try Data(contentsOf: URL(fileURLWithPath: full)))
             } catch {
-                throw LakeError(.io, "cannot read \(full): \(error)")
+                throw LakeError(.io, "cannot read \(full): \(Self.reason(error))")
             }
         }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import NIOPosix
 import Testing
 import PlayheadEvents
 import PlayheadTestSupport
@@ -453,6 +454,23 @@ struct FolderLakeTests {
         #expect(!FileManager.default.fileExists(atPath: stale))
         #expect(FileManager.default.fileExists(atPath: fresh))
         #expect(FileManager.default.fileExists(atPath: "\(folder)/a.parquet") && FileManager.default.fileExists(atPath: "\(folder)/b.parquet"))
+    }
+
+    @Test("a read that fails says the system's reason, not Foundation's error domain and code")
+    func readErrorsSayWhy() async throws {
+        let directory = try TemporaryDirectory(prefix: "lake")
+        let root = directory.url.path
+        try FileManager.default.createDirectory(atPath: "\(root)/_playhead/state/events/p0.json", withIntermediateDirectories: true)
+        let threadPool = NIOThreadPool(numberOfThreads: 1)
+        threadPool.start()
+        let store = try FileLakeStore(root: root, threadPool: threadPool)
+        do {
+            _ = try await store.get("_playhead/state/events/p0.json")
+            Issue.record("a folder read as a file")
+        } catch {
+            #expect("\(error)".contains("cannot read \(root)/_playhead/state/events/p0.json: Is a directory") && !"\(error)".contains("Domain"), "\(error)")
+        }
+        try await threadPool.shutdownGracefully()
     }
 }
 
