@@ -587,6 +587,18 @@ struct EventParser {
         pos += 1
     }
 
+    /// Why a string that `scanString` found bad is not UTF-8 text, for its error (a cold path):
+    /// raw bytes, or, when its raw bytes are valid, an escape of half a surrogate pair, which a
+    /// browser's `JSON.stringify` writes for a JavaScript string cut inside an emoji (`"🎬 x".slice(0, 1)`
+    /// gives `"\ud83c"`); "is not valid UTF-8" alone sent web developers looking at bytes that were
+    /// fine (a probe, 2026-12-04).
+    func utf8Problem(_ span: StringSpan) -> String {
+        guard span.end > span.start, UTF8Validation.isValid(UnsafeRawBufferPointer(start: p + span.start, count: span.end - span.start)) else {
+            return "is not valid UTF-8"
+        }
+        return "holds a \\u escape of half a surrogate pair (a JavaScript string cut inside an emoji or another character outside the BMP), which no UTF-8 text can hold"
+    }
+
     /// Scans a string whose opening quote is at `pos`; leaves `pos` past the closing quote.
     /// Invalid UTF-8 (raw or a lone surrogate escape) is reported through `badUTF8`.
     @inline(__always)
@@ -1244,7 +1256,7 @@ struct EventParser {
             spans[field.rawValue] = span
             typed |= 1 << UInt32(field.rawValue)
             if bad {
-                noteError(.invalidUTF8, field: field.name, "\(field.name) is not valid UTF-8")
+                noteError(.invalidUTF8, field: field.name, "\(field.name) \(utf8Problem(span))")
             } else if span.decodedCount > configuration.maxStringBytes {
                 noteError(
                     .stringTooLong, field: field.name,

@@ -43,23 +43,37 @@ struct CORSPolicy: Sendable {
         guard allows(origin: origin) else {
             return .error(.forbidden, code: "origin_not_allowed", message: "origin \(origin) is not allowed by the CORS configuration")
         }
+        // Every requested header that is a header name is allowed: the server reads only the ones
+        // it knows (the body's type and encoding, a write key) and ignores the rest, as it does for
+        // requests from anywhere else. Pages send more than the SDK does: tracing tools add
+        // `traceparent`, `baggage`, `sentry-trace` or `X-Request-ID` to every request. Until
+        // 2026-12-04 any other header got 403, and Chrome could only say that the preflight "does not
+        // have HTTP ok status" (a probe); a name that is not a token is left out of the answer, and
+        // the browser then names it.
         let requested = request.head.headers.first(name: "access-control-request-headers") ?? ""
+        var allowed = Self.allowedHeaders
         for name in requested.split(separator: ",") {
             let header = String(name).trimmed().lowercased()
-            if !header.isEmpty && !Self.allowedHeaders.contains(header) {
-                return .error(.forbidden, code: "header_not_allowed", message: "request header \(header) is not allowed")
-            }
+            if !header.isEmpty && header.utf8.allSatisfy(Self.isTokenByte) { allowed.insert(header) }
         }
         var headers: HTTPHeaders = [
             "Access-Control-Allow-Origin": origin,
             "Access-Control-Allow-Credentials": "true",
             "Access-Control-Allow-Methods": Self.allowedMethods,
-            "Access-Control-Allow-Headers": Self.allowedHeaders.sorted().joined(separator: ", "),
+            "Access-Control-Allow-Headers": allowed.sorted().joined(separator: ", "),
             "Access-Control-Max-Age": String(Self.maxAgeSeconds),
             "Vary": "Origin",
         ]
         headers.add(name: "Content-Length", value: "0")
         return HTTPResponse(status: .noContent, headers: headers)
+    }
+
+    /// A byte of an HTTP token (RFC 9110 §5.6.2), the syntax of a header name.
+    static func isTokenByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"): true
+        default: Array("!#$%&'*+-.^_`|~".utf8).contains(byte)
+        }
     }
 }
 

@@ -124,13 +124,13 @@ public final class EventsEndpoint: Sendable {
     // MARK: The body
 
     func handle(_ request: HTTPRequest, on eventLoop: any EventLoop) -> EventLoopFuture<HTTPResponse> {
-        if let limiter = rateLimiter, !limiter.admits() {
+        if let limiter = rateLimiter, let wait = limiter.refusal() {
             metrics.shed(reason: "rate_limited")
             return eventLoop.makeSucceededFuture(
                 .error(
                     .tooManyRequests, code: "rate_limited",
-                    message: "the server takes at most \(Int(configuration.rateLimitEventsPerSecond ?? 0)) events per second; retry later",
-                    retryAfterSeconds: configuration.retryAfterSeconds
+                    message: "the server takes at most \(Int(configuration.rateLimitEventsPerSecond ?? 0)) events per second; retry in \(wait) s",
+                    retryAfterSeconds: wait
                 )
             )
         }

@@ -252,7 +252,7 @@ enum OpenAPIDocument {
     "summary": "CORS preflight.",
     "responses": {
      "204": {
-      "description": "The origin and the requested headers are allowed: `Access-Control-Allow-*` headers, no body."
+      "description": "The origin is allowed: `Access-Control-Allow-*` headers, no body. Every requested header name is allowed (the server reads only `Content-Type`, `Content-Encoding` and `Authorization`, and ignores the others)."
      },
      "400": {
       "description": "The request has no `Origin` header (`not_a_preflight`).",
@@ -265,7 +265,7 @@ enum OpenAPIDocument {
       }
      },
      "403": {
-      "description": "The origin is not allowed (`origin_not_allowed`), or a header named in `Access-Control-Request-Headers` is not (`header_not_allowed`).",
+      "description": "The origin is not allowed (`origin_not_allowed`).",
       "content": {
        "application/json": {
         "schema": {

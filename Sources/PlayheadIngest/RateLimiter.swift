@@ -20,11 +20,14 @@ final class RateLimiter: Sendable {
         bucket = NIOLockedValueBox(Bucket(tokens: eventsPerSecond, updated: .now()))
     }
 
-    /// Whether a request may proceed now.
-    func admits() -> Bool {
+    /// Nil when a request may proceed now; else the whole seconds until the bucket holds a token
+    /// again (at least 1), for `Retry-After`. A request of many events can leave the bucket far
+    /// below zero: 500 events at 50/s is 9 s, and every client was told 1 s (a probe, 2026-12-04).
+    func refusal() -> Int? {
         bucket.withLockedValue { bucket in
             refill(&bucket)
-            return bucket.tokens > 0
+            guard bucket.tokens <= 0 else { return nil }
+            return max(1, Int(min((-bucket.tokens / rate).rounded(.up), 86_400)))
         }
     }
 

@@ -563,7 +563,10 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // CORS is for browser SDKs sending events: the read-only routes (`/metrics`, `/live.json`,
         // `/openapi.json`, the health checks) stay unreadable to pages of other origins, which
         // could otherwise read a server on an internal network through a visitor's browser.
-        if HTTPRequest.split(uri: head.uri).path == EventsEndpoint.path {
+        // A 404 too (no route: it says nothing a page could use): a mistyped path (`//v1/events`
+        // from a base URL with a trailing slash) showed in the browser as a CORS error without the
+        // status, and the developer looked for a CORS setting instead of the typo (a probe).
+        if HTTPRequest.split(uri: head.uri).path == EventsEndpoint.path || response.status == .notFound {
             router.cors.decorate(&headers, requestHeaders: head.headers)
         }
         if !headers.contains(name: "content-length") {

@@ -30,6 +30,8 @@ public enum LivePage {
   canvas.spark { width:100%; height:36px; display:block; }
   table { width:100%; border-collapse:collapse; background:var(--card); border:1px solid var(--line); border-radius:8px; overflow:hidden; }
   th, td { text-align:left; padding:7px 12px; border-bottom:1px solid var(--line); }
+  td { overflow-wrap:anywhere; }
+  body.stale .value, body.stale canvas.spark, body.stale table { opacity:.35; }
   th { color:var(--dim); font-weight:600; font-size:12px; }
   td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; }
   tr:last-child td { border-bottom:none; }
@@ -176,12 +178,15 @@ public enum LivePage {
         lastOk = Date.now();
         var s = document.getElementById("status");
         s.className = "";
+        document.body.classList.remove("stale");
         s.textContent = "updated " + new Date().toLocaleTimeString("en-GB");
       })
       .catch(function (e) {
         var s = document.getElementById("status");
         s.className = "stale";
-        s.textContent = "no data: " + e.message + (lastOk ? " (last update " + new Date(lastOk).toLocaleTimeString("en-GB") + ")" : "");
+        // The figures stay, dimmed: they are the last ones read, not live ones.
+        document.body.classList.add("stale");
+        s.textContent = "no data: " + e.message + (lastOk ? " (the figures below are from " + new Date(lastOk).toLocaleTimeString("en-GB") + ")" : "");
       })
       .then(function () { setTimeout(tick, 1000); });
   }

@@ -277,12 +277,16 @@ import PlayheadEvents
             let (outcome, sink) = decode(b, format: .json)
             #expect(outcome.errors.first?.reason == .invalidUTF8, "\(bad)")
             #expect(outcome.errors.first?.field == "title")
+            #expect(outcome.errors.first?.message == "title is not valid UTF-8", "\(String(describing: outcome.errors.first))")
             let raw = sink.rejected.first.map { r in r.record.withUnsafeBytes { Array(try! RejectedRecordView($0).raw) } }
             #expect(raw == b)
         }
         bytes = Array(event().utf8)
-        for escape in [#""\ud800""#, #""\udc00x""#, #""\ud800\u0041""#] {
-            #expect(rejection(event(["title": escape]))?.reason == .invalidUTF8, "\(escape)")
+        for escape in [#""\ud800""#, #""\udc00x""#, #""\ud800\u0041""#, #""\ud83c""#] {
+            let rejected = rejection(event(["title": escape]))
+            #expect(rejected?.reason == .invalidUTF8, "\(escape)")
+            // Half a pair, as JavaScript writes a string cut inside an emoji: said so, not "not UTF-8".
+            #expect(rejected?.message.hasPrefix("title holds a \\u escape of half a surrogate pair") == true, "\(String(describing: rejected))")
         }
         // In an unknown field too.
         #expect(rejection(event(appending: [("note", #""\udfff""#)]))?.reason == .invalidUTF8)

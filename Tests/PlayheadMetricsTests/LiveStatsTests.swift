@@ -23,6 +23,8 @@ final class LiveFixture: Sendable {
     let lakeRows: CoreMetrics.Counter
     let start: Double
     private let step = Mutex(0)
+    /// Whether the test server answers `/live.json` with 503 (the server gone).
+    let broken = Mutex(false)
 
     init() {
         let factory = PlayheadTelemetry.makeFactory(registry: registry)
@@ -69,10 +71,14 @@ final class LiveFixture: Sendable {
         accepted.increment(by: 3000)
         lag.record(7)
         rss.record(256 * 1_048_576)
-        aggregator.observe(event("play", at: start + 1, session: "t0", content: "tos", title: "Tears of <Steel> & \"more\""))
-        aggregator.observe(event("play", at: start + 1, session: "t1", content: "tos", title: "Tears of <Steel> & \"more\""))
+        aggregator.observe(event("play", at: start + 1, session: "t0", content: "tos", title: Self.phase2Title))
+        aggregator.observe(event("play", at: start + 1, session: "t1", content: "tos", title: Self.phase2Title))
         stats.sample(at: start + 1)
     }
+
+    /// Markup to show as text, and a run of 170 letters without a space (titles are kept to 200 bytes), which the table must wrap
+    /// (it made the page three times wider than the window: a probe).
+    static let phase2Title = "Tears of <Steel> & \"more\" " + String(repeating: "x", count: 170)
 
     static let phase1Figures: [String: String] = [
         "fig-events-per-second": "1,500",

@@ -78,7 +78,12 @@ struct RealComponentTests {
         let server = try await TinyHTTPServer { method, path in
             switch path {
             case "/": return .init(contentType: LivePage.contentType, body: LivePage.html)
+            case "/live.json" where fixture.broken.withLock({ $0 }):
+                return .init(status: .serviceUnavailable, contentType: "text/plain", body: Array("gone\n".utf8))
             case "/live.json": return .init(contentType: "application/json", body: fixture.stats.json())
+            case "/break" where method == .POST:
+                fixture.broken.withLock { $0 = true }
+                return .init(contentType: "text/plain", body: Array("ok\n".utf8))
             case "/advance" where method == .POST:
                 fixture.phase2()
                 return .init(contentType: "text/plain", body: Array("ok\n".utf8))
@@ -89,7 +94,7 @@ struct RealComponentTests {
             "phase1": LiveFixture.phase1Figures,
             "phase2": LiveFixture.phase2Figures,
             "top_content_phase1": [["1", "Big Buck Bunny", "bbb", "movie", "3"]],
-            "top_content_phase2": [["1", "Big Buck Bunny", "bbb", "movie", "3"], ["2", "Tears of <Steel> & \"more\"", "tos", "movie", "2"]],
+            "top_content_phase2": [["1", "Big Buck Bunny", "bbb", "movie", "3"], ["2", LiveFixture.phase2Title, "tos", "movie", "2"]],
         ]
         let expectedJSON = String(decoding: try JSONSerialization.data(withJSONObject: expected), as: UTF8.self)
         let screenshot = TestEnvironment.artifactsDirectory.appendingPathComponent("live-page.png").path

@@ -102,8 +102,32 @@ def main():
         if "stale" in (status.get_attribute("class") or ""):
             print("page reports stale data:", status.text)
             sys.exit(1)
+        # A title with a long run without spaces wraps: the page is no wider than the window.
+        widths = driver.execute_script("return [document.documentElement.scrollWidth, document.documentElement.clientWidth];")
+        if widths[0] > widths[1]:
+            print("the page is wider than the window:", widths)
+            sys.exit(1)
         os.makedirs(os.path.dirname(os.path.abspath(screenshot)), exist_ok=True)
         driver.save_screenshot(screenshot)
+        # The server gone: the status says so, and the figures left on the page are dimmed.
+        request = urllib.request.Request(base + "break", data=b"", method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            if response.status != 200:
+                print("break failed:", response.status)
+                sys.exit(1)
+        deadline = time.time() + 10
+        dimmed = None
+        while time.time() < deadline:
+            dimmed = driver.execute_script(
+                "var v = document.getElementById('fig-events-per-second');"
+                "return [document.body.classList.contains('stale'), parseFloat(getComputedStyle(v.parentNode).opacity),"
+                " document.getElementById('status').textContent];")
+            if dimmed[0] and dimmed[1] < 0.5:
+                break
+            time.sleep(0.2)
+        else:
+            print("the figures are not dimmed once live.json fails:", dimmed)
+            sys.exit(1)
         print(json.dumps({"ok": True, "screenshot": screenshot, "status": status.text}))
     finally:
         driver.quit()
