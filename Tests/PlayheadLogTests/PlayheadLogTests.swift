@@ -1021,6 +1021,24 @@ struct EmbeddedLogTests {
         reopened.close()
     }
 
+    @Test("a segment named past 2^62 (or past Int64) is refused when the log opens, by its writer and by a reader, instead of an overflow trap (or being passed over)", arguments: ["09223372036854775805.log", "99999999999999999999.log"])
+    func segmentNamesPastTheRange(name: String) async throws {
+        let directory = try TemporaryDirectory(prefix: "log-range")
+        defer { withExtendedLifetime(directory) {} }
+        let configuration = makeConfiguration(directory)
+        try FileManager.default.createDirectory(atPath: configuration.directory + "/events", withIntermediateDirectories: true)
+        #expect(FileManager.default.createFile(atPath: configuration.directory + "/events/" + name, contents: Data()))
+        do {
+            _ = try EmbeddedLog.open(configuration, logger: testLogger)
+            Issue.record("opened a log with \(name)")
+        } catch {
+            #expect(error.code == .corrupt && error.message.contains(name) && error.message.contains("past 2^62"), "\(error)")
+        }
+        let reader = try EmbeddedLog.openReadOnly(configuration, logger: testLogger)
+        #expect(throws: LogError.self) { _ = try reader.consumer(for: .events, group: nil) }
+        reader.close()
+    }
+
     @Test("out of file descriptors or kernel memory is a failure a retry can mend (unavailable: 503), not an I/O error (500 'a retry is not expected to succeed'); a client is told the reason without the path")
     func resourceErrorsAreRetriable() {
         for err in [EMFILE, ENFILE, ENOMEM] {

@@ -44,6 +44,23 @@ enum Files {
         directory + "/" + segmentName(base)
     }
 
+    /// The largest first offset a segment may have: 2^62. No log gets near it (4.6e18 records); a
+    /// name past it is not this log's, and offsets counted on from it overflowed: a segment named
+    /// `09223372036854775805.log` stopped `serve` and `log dump` with an arithmetic-overflow trap, and
+    /// one named past Int64 was passed over in silence (a probe, 2026-12-04).
+    static let maxSegmentBase: Int64 = 1 << 62
+
+    /// Refuses a folder holding a segment name (20 digits and `.log`) past ``maxSegmentBase``.
+    static func checkSegmentNames(_ directory: String) throws(LogError) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
+        for name in names where name.count == 24 && name.hasSuffix(".log") && name.prefix(20).allSatisfy({ $0.isASCII && $0.isNumber }) {
+            if (Int64(name.prefix(20)) ?? .max) > maxSegmentBase {
+                throw LogError.corrupt(
+                    "\(directory)/\(name): a segment whose first offset is past 2^62, which no log reaches (4.6e18 records): not a segment of this log (a file named or made by hand?); move it out of the folder")
+            }
+        }
+    }
+
     /// The base offsets of the segments in `directory`, ascending (empty if it does not exist).
     static func listSegments(_ directory: String) -> [Int64] {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return [] }
