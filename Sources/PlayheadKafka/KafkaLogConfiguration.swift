@@ -152,9 +152,31 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
         }
         if let propertiesFile {
             let fromFile = try Self.readProperties(propertiesFile).get()
+            if let name = fromFile.keys.sorted().first(where: { Self.managedProperties[$0] != nil }) {
+                throw LogError(code: .invalidArgument, message: "Kafka properties_file \(propertiesFile): \(name) is Playhead's to set: \(Self.managedProperties[name]!); remove it from the file")
+            }
             commonProperties = fromFile.merging(commonProperties) { _, fromURL in fromURL }
         }
+        for (prefix, properties) in [("rdkafka.", commonProperties), ("producer.", producerProperties), ("consumer.", consumerProperties)] {
+            if let name = properties.keys.sorted().first(where: { Self.managedProperties[$0] != nil }) {
+                throw invalid("\(prefix)\(name) is Playhead's to set: \(Self.managedProperties[name]!)")
+            }
+        }
     }
+
+    /// librdkafka properties that Playhead's guarantees rest on, which neither the URL nor a
+    /// properties file may set, and why. A Java client's properties file often holds `group.id`: taken
+    /// over Playhead's own, the lake writer and the metrics consumer joined one group and split the
+    /// partitions, and the lake got half the events with no lag to show for it (a probe, 2026-12-04).
+    static let managedProperties: [String: String] = [
+        "group.id": "the lake writer reads as group 'lake' and the metrics consumer as 'metrics'; one group for both splits the partitions between them, and each sees half the events",
+        "bootstrap.servers": "the brokers are the URL's host:port list",
+        "enable.auto.commit": "offsets are committed by hand, after a batch is in the lake",
+        "enable.auto.offset.store": "offsets are committed by hand, after a batch is in the lake",
+        "auto.offset.reset": "a group without a committed offset reads from the earliest record, so that no event is skipped",
+        "acks": "a 202 waits for every in-sync replica (acks=all)",
+        "enable.idempotence": "the producer's retries must not duplicate or reorder records",
+    ]
 
     /// The librdkafka properties of a `properties_file`: `name=value` lines (spaces around either
     /// trimmed), blank lines and lines starting with `#` or `!` skipped, as in Kafka's client

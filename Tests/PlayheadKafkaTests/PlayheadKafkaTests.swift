@@ -146,6 +146,13 @@ struct KafkaLogURLTests {
         // A URL's secrets are hidden in its errors.
         let shown = message("kafka://h:9092/?rdkafka.sasl.password=hunter2&bogus=1")
         #expect(shown == "bad Kafka URL kafka://h:9092/?rdkafka.sasl.password=(hidden)&bogus=1: unknown parameter 'bogus'", "\(shown)")
+        // Properties Playhead's guarantees rest on are refused, from the file or the URL (a Java
+        // client's file with group.id put the lake writer and the metrics consumer in one group).
+        try "group.id=reporting-app\n".write(toFile: file, atomically: false, encoding: .utf8)
+        #expect(message("kafka://h:9092/?properties_file=\(file)").hasPrefix("Kafka properties_file \(file): group.id is Playhead's to set: the lake writer reads as group 'lake'"))
+        for parameter in ["rdkafka.acks=1", "consumer.enable.auto.commit=true", "producer.enable.idempotence=false", "rdkafka.bootstrap.servers=x:1", "consumer.auto.offset.reset=latest"] {
+            #expect(message("kafka://h:9092/?\(parameter)").contains("is Playhead's to set"), "\(parameter)")
+        }
         // A property librdkafka refuses: its name in the error, a secret's value hidden.
         try "sasl.passwordd=hunter2\n".write(toFile: file, atomically: false, encoding: .utf8)
         do {

@@ -143,7 +143,7 @@ struct LiveStatsTests {
         let top = try #require(content["top_content"] as? [[String: Any]])
         #expect(top.first?["content_id"] as? String == "bbb")
         #expect(top.first?["viewers"] as? Double == 3)
-        #expect(top.dropFirst().first?["title"] as? String == "Tears of <Steel> & \"more\"")
+        #expect(top.dropFirst().first?["title"] as? String == LiveFixture.phase2Title)
         #expect(!String(decoding: fixture.stats.json(), as: UTF8.self).contains("<Steel>"))  // escaped for HTML
     }
 
