@@ -57,10 +57,12 @@ final class InFlightBytes: Sendable {
 
     /// Reserves `bytes`; false when that would go over the limit. A request is always let in when
     /// nothing else is in flight, whatever its size.
-    func reserve(_ bytes: Int) -> Bool {
+    /// `holding`: bytes the caller has reserved already; a request is let in whatever its size when
+    /// nothing but those is reserved.
+    func reserve(_ bytes: Int, holding: Int = 0) -> Bool {
         var now = current.load(ordering: .relaxed)
         while true {
-            guard now + bytes <= limit || now == 0 else { return false }
+            guard now + bytes <= limit || now <= holding else { return false }
             let (exchanged, original) = current.compareExchange(expected: now, desired: now + bytes, ordering: .relaxed)
             if exchanged { return true }
             now = original

@@ -140,6 +140,26 @@ struct InFlightBytesTests {
         }
     }
 
+    @Test("over HTTP: a gzip body counts with its decoded bytes, not only its compressed ones (a flood of gzip bodies under an 8 MiB budget held 510 MB)")
+    func gzipCountsDecoded() async throws {
+        let log = HeldLog()
+        // Room for a held gzip request (compressed + decoded) and another compressed body, not its decoded bytes.
+        try await withServer(log, configure: { $0.maxInFlightBytes = Self.body.count + 2 * Self.gzipped.count + 10 }) { url in
+            let headers = [("Content-Type", "application/json"), ("Content-Encoding", "gzip")]
+            let held = Task { try await TestHTTP.request(url, method: .POST, headers: headers, body: Self.gzipped) }
+            try await log.waitForAppends(1)
+            let refused = try await TestHTTP.request(url, method: .POST, headers: headers, body: Self.gzipped)
+            #expect(refused.status == 503 && refused.text.contains("overloaded") && refused.text.contains("--max-in-flight-bytes"), "\(refused.status) \(refused.text)")
+            log.completeAll()
+            #expect(try await held.value.status == 202)
+            // Answered, both kinds of bytes are given back.
+            let again = Task { try await TestHTTP.request(url, method: .POST, headers: headers, body: Self.gzipped) }
+            try await log.waitForAppends(2)
+            log.completeAll()
+            #expect(try await again.value.status == 202)
+        }
+    }
+
     @Test("over HTTP: bodies still arriving count against the limit, chunk by chunk; one past it gets 503 at once, and a finished body gives its bytes back")
     func bodiesBeingReceived() async throws {
         let log = HeldLog()
