@@ -377,7 +377,7 @@ final class AcceptPause: ChannelInboundHandler {
                 lastLimitLogged = now
                 logger.warning("ingest: at the connection limit: new connections wait until others close", metadata: [
                     "connections": "\(count)", "max_connections": "\(maxConnections)",
-                    "hint": "--max-connections, or raise the open-files limit (ulimit -n, LimitNOFILE=); its default is three quarters of that limit",
+                    "hint": "--max-connections, or raise the open-files limit (ulimit -n, LimitNOFILE=); its default is three quarters of the descriptors left when the server started",
                 ])
             }
         }

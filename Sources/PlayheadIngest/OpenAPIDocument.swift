@@ -210,7 +210,7 @@ enum OpenAPIDocument {
       }
      },
      "503": {
-      "description": "The server must shed load. `error` is `log_full` (the disk is full or below the configured free space, or the Kafka producer's queue is full), `log_unavailable` (the broker is unreachable, or the log is closed because the server is shutting down) or `overloaded` (more request bytes in flight than the edge allows, 256 MiB by default, or the embedded log's queue of waiting appends is over its byte limit). Nothing was acknowledged; retry after `Retry-After` seconds.",
+      "description": "The server must shed load. `error` is `log_full` (the disk is full or below the configured free space, or the Kafka producer's queue is full), `log_unavailable` (the broker is unreachable, the log is closed because the server is shutting down, or the server is out of file descriptors or kernel memory) or `overloaded` (more request bytes in flight than the edge allows, `--max-in-flight-bytes`, 256 MiB by default, or the embedded log's queue of waiting appends is over its byte limit). Nothing was acknowledged; retry after `Retry-After` seconds.",
       "headers": {
        "Retry-After": {
         "schema": {

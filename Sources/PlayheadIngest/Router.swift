@@ -482,7 +482,7 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 router.metrics.shed(reason: "overloaded")
                 let response = HTTPResponse.error(
                     .serviceUnavailable, code: "overloaded",
-                    message: "the server is receiving \(router.receiving.limit) bytes of request bodies; retry later",
+                    message: "the server's budget of \(router.receiving.limit) bytes for request bodies being received is used up (--max-in-flight-bytes); retry later",
                     retryAfterSeconds: router.retryAfterSeconds
                 )
                 write(response, for: head, keepAlive: false, context: context)

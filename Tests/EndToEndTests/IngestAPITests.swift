@@ -349,7 +349,7 @@ struct IngestAPITests {
         let second = try RawConnection(port: server.port)
         #expect(second.send(head) && second.send([UInt8](repeating: UInt8(ascii: " "), count: 600_000)))
         let answer = String(decoding: await second.readSome(timeout: .seconds(10)), as: UTF8.self)
-        #expect(answer.hasPrefix("HTTP/1.1 503") && answer.contains("the server is receiving 1000000 bytes of request bodies") && answer.lowercased().contains("retry-after: 1"), "\(answer.prefix(400))")
+        #expect(answer.hasPrefix("HTTP/1.1 503") && answer.contains("budget of 1000000 bytes for request bodies being received is used up") && answer.lowercased().contains("retry-after: 1"), "\(answer.prefix(400))")
         _ = first
         #expect(try await TestHTTP.postEvents(server, Fixtures.json(Fixtures.event("after-in-flight"))).status == 202)
 

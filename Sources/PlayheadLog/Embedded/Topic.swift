@@ -171,6 +171,22 @@ final class TopicState: @unchecked Sendable {
         return shared.withLockedValue { $0.segments }
     }
 
+    /// ``segments()`` for a reader polling at the end of the log: when read-only, a listing at most
+    /// 1 s old. An idle reader beside a writer in another process listed the folder at every 50 ms
+    /// poll, 5 % of a core with 1,897 segments (a probe, 2026-12-04). A segment made since is seen
+    /// by ``hasSegment(_:)`` (a lookup of its name) or within the second.
+    func segmentsAtTail() -> [Int64] {
+        guard readOnly else { return segments() }
+        let now = ContinuousClock.now
+        if let cached = tailListing.withLockedValue({ $0.flatMap { $0.at.duration(to: now) < .seconds(1) ? $0.list : nil } }) {
+            return cached
+        }
+        let list = Files.listSegments(directory)
+        tailListing.withLockedValue { $0 = (list, now) }
+        return list
+    }
+    private let tailListing = NIOLockedValueBox<(list: [Int64], at: ContinuousClock.Instant)?>(nil)
+
     /// Whether a segment starts at `base`: one lookup of its name when read-only, not a listing.
     func hasSegment(_ base: Int64) -> Bool {
         if readOnly { return access(Files.segmentPath(directory, base), F_OK) == 0 }
