@@ -191,20 +191,16 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
         }
         guard let text = String(data: data, encoding: .utf8) else { return .failure(invalid("it is not UTF-8 text")) }
         var properties: [String: String] = [:]
-        func trimmed(_ text: Substring) -> Substring {
-            let start = text.firstIndex { !$0.isWhitespace } ?? text.endIndex
-            let end = text.lastIndex { !$0.isWhitespace }.map { text.index(after: $0) } ?? start
-            return text[start..<max(start, end)]
-        }
+        func trimmed(_ text: Substring) -> String { text.trimmingCharacters(in: .whitespaces) }
         for (number, rawLine) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
             let line = trimmed(rawLine)
             if line.isEmpty || line.hasPrefix("#") || line.hasPrefix("!") { continue }
             guard let equals = line.firstIndex(of: "=") else {
                 return .failure(invalid("line \(number + 1) is not name=value"))
             }
-            let name = String(trimmed(line[..<equals]))
+            let name = trimmed(line[..<equals])
             guard !name.isEmpty else { return .failure(invalid("line \(number + 1) has no name before '='")) }
-            properties[name] = String(trimmed(line[line.index(after: equals)...]))
+            properties[name] = trimmed(line[line.index(after: equals)...])
         }
         return .success(properties)
     }

@@ -147,8 +147,7 @@ class ClientCallbacks: @unchecked Sendable {
         // all_topics=1: a real request (with 0 and no topic, librdkafka may answer from its cache).
         if rd_kafka_metadata(handle, 1, nil, &metadata, 500) == RD_KAFKA_RESP_ERR_NO_ERROR {
             if let metadata { rd_kafka_metadata_destroy(metadata) }
-            reachability.withLock { $0.down = nil }
-            logger.info("Kafka brokers reachable again")
+            brokerAnswered()
         }
     }
 

@@ -204,7 +204,7 @@ struct LogSalvageCommand: ParsableCommand {
         // Kafka, a message another producer wrote; or a record of a newer release's schema) holds
         // the value alone, without a frame: read it whole. A newer build reads what an older one kept.
         // (A damaged record of the embedded log is kept framed: its length then gives the file's size.)
-        let framedLength = bytes.count >= 8 ? bytes[0..<4].reversed().reduce(0) { $0 << 8 | Int($1) } : -1
+        let framedLength = bytes.count >= 8 ? bytes.withUnsafeBytes { Int(LogFraming.readUInt32($0, at: 0)) } : -1
         let bareValue = result.records.isEmpty && url.pathExtension == "record" && !bytes.isEmpty && framedLength != bytes.count - 8
         if bareValue {
             result = LogSalvage.wholeValue(bytes.count)

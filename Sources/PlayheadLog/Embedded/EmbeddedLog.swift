@@ -189,8 +189,7 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
         try Files.makeDirectory(directory)
         // A reader's request to close the segment of the previous run: recovery cuts what it named.
         unlink(directory + "/roll-request")
-        try Files.checkSegmentNames(directory)
-        var segments = Files.listSegments(directory)
+        var segments = try Files.checkedSegments(directory)
         if segments.isEmpty {
             let fd = try Files.open(Files.segmentPath(directory, 0), O_RDWR | O_CREAT)
             Glibc.close(fd)
@@ -284,7 +283,7 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
 
     private func topicState(_ name: String) throws(LogError) -> TopicState {
         if !isReadOnly { return try writer(for: name).topic }
-        try Files.checkSegmentNames(configuration.directory + "/" + name)
+        _ = try Files.checkedSegments(configuration.directory + "/" + name)
         let result: Result<TopicState, LogError> = state.withLockedValue { state in
             if state.closed { return .failure(LogError(code: .closed, message: "the log \(configuration.directory) is closed")) }
             if let topic = state.topics[name] { return .success(topic) }

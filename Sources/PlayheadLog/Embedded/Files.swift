@@ -50,23 +50,27 @@ enum Files {
     /// one named past Int64 was passed over in silence (a probe, 2026-12-04).
     static let maxSegmentBase: Int64 = 1 << 62
 
-    /// Refuses a folder holding a segment name (20 digits and `.log`) past ``maxSegmentBase``.
-    static func checkSegmentNames(_ directory: String) throws(LogError) {
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
-        for name in names where name.count == 24 && name.hasSuffix(".log") && name.prefix(20).allSatisfy({ $0.isASCII && $0.isNumber }) {
-            if (Int64(name.prefix(20)) ?? .max) > maxSegmentBase {
-                throw LogError.corrupt(
-                    "\(directory)/\(name): a segment whose first offset is past 2^62, which no log reaches (4.6e18 records): not a segment of this log (a file named or made by hand?); move it out of the folder")
-            }
-        }
-    }
-
     /// The base offsets of the segments in `directory`, ascending (empty if it does not exist).
     static func listSegments(_ directory: String) -> [Int64] {
+        (try? segmentBases(directory, refusingOutOfRange: false)) ?? []
+    }
+
+    /// ``listSegments(_:)`` for a log that opens: a segment name (20 digits and `.log`) past
+    /// ``maxSegmentBase`` is an error instead of a base (or, past Int64, a name passed over).
+    static func checkedSegments(_ directory: String) throws(LogError) -> [Int64] {
+        try segmentBases(directory, refusingOutOfRange: true)
+    }
+
+    private static func segmentBases(_ directory: String, refusingOutOfRange: Bool) throws(LogError) -> [Int64] {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return [] }
         var bases: [Int64] = []
         for name in names where name.hasSuffix(".log") && name.count == 24 {
-            if let base = Int64(name.prefix(20)) { bases.append(base) }
+            let base = Int64(name.prefix(20))
+            if refusingOutOfRange, (base ?? .max) > maxSegmentBase, name.prefix(20).allSatisfy({ $0.isASCII && $0.isNumber }) {
+                throw LogError.corrupt(
+                    "\(directory)/\(name): a segment whose first offset is past 2^62, which no log reaches (4.6e18 records): not a segment of this log (a file named or made by hand?); move it out of the folder")
+            }
+            if let base { bases.append(base) }
         }
         return bases.sorted()
     }
