@@ -186,7 +186,10 @@ public final class IngestServer: Service, Sendable {
         }
         // After NIO's accept handler, which the bootstrap puts behind ours: a connection it accepted
         // but could not set up (an option the kernel refuses) reaches only handlers after it.
-        try? await channel.pipeline.addHandler(ConnectionSetupFailureLog(logger: logger))
+        // Made and added on the channel's event loop, where the handler's state lives.
+        try? await channel.eventLoop.submit { [logger] in
+            try channel.pipeline.syncOperations.addHandler(ConnectionSetupFailureLog(logger: logger))
+        }.get()
         let address = channel.localAddress!
         boundAddress.withLockedValue { $0 = address }
         let waiters = addressWaiters.withLockedValue { waiters in defer { waiters = [] }; return waiters }

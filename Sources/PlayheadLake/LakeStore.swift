@@ -130,7 +130,7 @@ public final class FileLakeStore: LakeStore {
             while let relative = walker.nextObject() as? String {
                 let path = folder.isEmpty ? relative : "\(folder)/\(relative)"
                 var isDirectory: ObjCBool = false
-                FileManager.default.fileExists(atPath: "\(root)/\(path)", isDirectory: &isDirectory)
+                _ = FileManager.default.fileExists(atPath: "\(root)/\(path)", isDirectory: &isDirectory)
                 let name = relative.split(separator: "/").last ?? ""
                 if !isDirectory.boolValue && path.hasPrefix(prefix) && !name.hasPrefix(".tmp-") { paths.append(path) }
             }

@@ -19,7 +19,7 @@ enum Deploy {
         return names.filter { name in extensions.contains { name.hasSuffix($0) } }
             .filter { name in
                 var isDirectory: ObjCBool = false
-                FileManager.default.fileExists(atPath: path("\(relative)/\(name)"), isDirectory: &isDirectory)
+                _ = FileManager.default.fileExists(atPath: path("\(relative)/\(name)"), isDirectory: &isDirectory)
                 return !isDirectory.boolValue
             }
             .sorted()

@@ -174,7 +174,7 @@ struct LakeWriterAssignmentTests {
             // A value a build can read (as a newer build reads a record of its schema that an older
             // build kept): printed with the offset the file's name gives.
             let kept = folder + "/p0-42.record"
-            FileManager.default.createFile(atPath: kept, contents: Data(EventRecordEncoder.encode(Self.event(7))))
+            _ = FileManager.default.createFile(atPath: kept, contents: Data(EventRecordEncoder.encode(Self.event(7))))
             let salvage = try await runCommand(TestEnvironment.playheadExecutable, ["log", "salvage", kept])
             #expect(salvage.status == 0 && salvage.stderr.contains("1 records printed (1 with an offset) (read whole"), "\(salvage.stderr)")
             let line = try #require(try JSONSerialization.jsonObject(with: Data(salvage.stdout.utf8)) as? [String: Any])

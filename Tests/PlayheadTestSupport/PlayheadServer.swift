@@ -154,6 +154,7 @@ public final class RawConnection: @unchecked Sendable {
         }
     }
 
+    @discardableResult
     public func send(_ text: String) -> Bool { send(Array(text.utf8)) }
 
     /// Reads until the peer closes or `timeout` passes; returns what arrived.
