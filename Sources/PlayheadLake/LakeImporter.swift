@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import PlayheadEvents
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -25,8 +26,14 @@ public struct LakeImportSummary: Sendable, Equatable {
     public var bytes = 0
     /// Bytes of NDJSON read (after gzip decoding).
     public var inputBytes = 0
-    /// Files of an earlier import of the same file removed (not rewritten by this one).
+    /// Files of an earlier import of the same file removed (not rewritten by this one), and with
+    /// `replaceEarlierVersions`, the files of imports of the same path when it had another size or
+    /// modification time.
     public var replaced = 0
+    /// Imports of the same path when it had another size or modification time, whose files were
+    /// kept (without `replaceEarlierVersions`): a file touched, fetched again or appended to is
+    /// another file, and its events may now be in the lake twice.
+    public var earlierVersionsKept = 0
 
     public init() {}
 }
@@ -54,6 +61,8 @@ public final class LakeImporter: Sendable {
     static let maxEncodesInFlight = 2
     /// Chunks decoded at once (each on its own thread), ahead of the step that takes them in order.
     static let maxDecodesInFlight = 3
+    /// How often a long import logs how far it has come.
+    static let progressEvery: Duration = .seconds(10)
     /// The last batch of a file is encoded as two files at once when it has this many events (so
     /// the end of an import does not leave a core idle).
     static let splitLastBatchRows = 20_000
@@ -72,10 +81,43 @@ public final class LakeImporter: Sendable {
     }
 
     /// Imports the NDJSON file at `path`. Every event gets `receivedAt` (µs since the epoch) as its
-    /// `received_at`, so a backfill lands in the partition of the hour it was imported in.
-    public func importFile(_ path: String, receivedAt: Int64) async throws -> LakeImportSummary {
+    /// `received_at`, so a backfill lands in the partition of the hour it was imported in. With
+    /// `replaceEarlierVersions`, the imports of the same path when it had another size or
+    /// modification time are removed once this one is whole (else they are kept, and counted).
+    ///
+    /// One import of a file runs at a time: a second one, in this process or another, is refused
+    /// (a lease on the file's path in the lake, `_playhead/imports/paths/<key>.lock`).
+    public func importFile(_ path: String, receivedAt: Int64, replaceEarlierVersions: Bool = false) async throws -> LakeImportSummary {
         let file = try ImportFile(path: path)
         defer { file.close() }
+        let leasePath = ImportManifest.leasePath(file.pathKey)
+        let keeper: LeaseKeeper
+        switch try await store.lease(leasePath, holder: LakeLeases.holderDescription()) {
+        case .held(let lease): keeper = LeaseKeeper(lease: lease, logger: logger)
+        case .unsupported(let why):
+            logger.warning("import: \(why): nothing keeps a second import of \(path) from running at the same time, which would delete this one's files; run one at a time")
+            keeper = LeaseKeeper(lease: NoLakeLease(), logger: logger)
+        case .heldByOther(let who):
+            throw LakeError(
+                .otherWriter,
+                "another import of \(file.canonicalPath) into \(store.displayName) is running (\(who)): two imports of one file at once delete each other's files, so this one did not start. Wait for that one to end. (An import that was killed holds a folder lake's \(leasePath) no longer; on S3 its hold goes stale \(LakeLeases.staleAfter.components.seconds) s after it was last renewed.)"
+            )
+        }
+        keeper.start()
+        logger.info("import: \(path): started", metadata: ["import.tag": "\(file.tag)", "import.file_bytes": "\(file.size)"])
+        do {
+            let summary = try await importHeld(file, path: path, receivedAt: receivedAt, replaceEarlierVersions: replaceEarlierVersions, keeper: keeper)
+            await keeper.stop()
+            return summary
+        } catch {
+            await keeper.stop()
+            throw error
+        }
+    }
+
+    private func importHeld(
+        _ file: ImportFile, path: String, receivedAt: Int64, replaceEarlierVersions: Bool, keeper: LeaseKeeper
+    ) async throws -> LakeImportSummary {
         var state = ImportState(tag: file.tag, dedupWindow: configuration.dedupWindow)
         // The file's rollups: one aggregator fed in file order by the decode step (watch time needs
         // each session's events in order), written once at the end as `rollups/…/import-<tag>.parquet`.
@@ -106,6 +148,21 @@ public final class LakeImporter: Sendable {
         var hours = try await ImportManifest.read(store, manifest)
         hours.insert(LakePaths.hourStart(receivedAt))
         try await ImportManifest.write(store, manifest, hours: hours)
+        // The imports of this path when it was another file (touched, fetched again, appended to).
+        let index = ImportManifest.pathIndexPath(file.pathKey)
+        var versions = try await ImportManifest.readPathIndex(store, index, path: file.canonicalPath)
+        let earlier = versions.tags.filter { $0 != state.tag }
+        if !versions.tags.contains(state.tag) {
+            versions.tags.append(state.tag)
+            try await ImportManifest.writePathIndex(store, index, versions)
+        }
+        if !earlier.isEmpty && !replaceEarlierVersions {
+            summary.earlierVersionsKept = earlier.count
+            logger.warning(
+                "import: \(file.canonicalPath) was imported before when it had another size or modification time; those imports are kept, so events in both versions are in the lake twice. Import it with --replace-earlier-versions to remove them once this import is whole",
+                metadata: ["import.earlier_tags": "\(earlier.joined(separator: ","))", "import.tag": "\(state.tag)"]
+            )
+        }
 
         func startWrite(_ batch: ImportBatch, last: Bool) async throws {
             // At most `maxEncodesInFlight` batches being encoded, while the next chunks are decoded.
@@ -133,6 +190,8 @@ public final class LakeImporter: Sendable {
         var endOfFile = false
         // Where the next chunk starts in the file's NDJSON (after gzip decoding).
         var chunkStart = 0
+        var lastProgress = ContinuousClock.now
+        do {
         while true {
             while !endOfFile && decoding.count < Self.maxDecodesInFlight {
                 let (lines, added, end) = try await threadPool.runIfActive { [pending] in
@@ -142,6 +201,7 @@ public final class LakeImporter: Sendable {
                 summary.inputBytes += added
                 pending = lines.rest
                 let byteBase = chunkStart
+                if byteBase == 0 { try ImportFile.checkIsNDJSON(lines.complete + lines.rest, path: path) }
                 chunkStart += lines.complete.count
                 // Blank lines are skipped, as in a request body; a chunk (or the file's tail) of
                 // nothing else holds no event, and is not an empty body to reject.
@@ -164,9 +224,41 @@ public final class LakeImporter: Sendable {
                 let batch = state.takeBatch()
                 if !batch.sortKeys.isEmpty || !batch.rejected.isEmpty { try await startWrite(batch, last: last) }
             }
+            if ContinuousClock.now - lastProgress >= Self.progressEvery {
+                lastProgress = ContinuousClock.now
+                logger.info("import: \(path): \(state.accepted + state.rejected + state.duplicates) events read", metadata: [
+                    "import.read_bytes": "\(file.bytesRead)", "import.file_bytes": "\(file.size)",
+                    "import.percent": "\(file.size > 0 ? file.bytesRead * 100 / file.size : 100)",
+                ])
+            }
         }
         for task in writing { try await collect(task) }
         writing.removeAll()
+        } catch {
+            // What is being written finishes first, so that every file this import wrote is known.
+            for task in decoding { task.cancel() }
+            for task in writing { if let files = try? await task.value.files { tally(files) } }
+            if let error = error as? ImportInputError {
+                // The file itself cannot be imported (cut off, or not NDJSON), and never will be as
+                // it is: what came before the damage is taken out again, rather than left in the lake
+                // to be doubled by the import of a good copy (another file, so not replaced by it).
+                var removed = 0
+                for written in written.sorted() where (try? await store.delete(written)) != nil { removed += 1 }
+                let left = written.count - removed
+                throw LakeError(
+                    .io,
+                    "\(path): \(error.message); nothing of it was imported"
+                        + (written.isEmpty ? "" : " (the \(removed) file\(removed == 1 ? "" : "s") this import had written before \(removed == 1 ? "was" : "were") deleted\(left > 0 ? "; \(left) could not be, and stay until this file is imported again" : ""))")
+                )
+            }
+            if !written.isEmpty {
+                logger.error(
+                    "import: \(path) failed after writing \(written.count) files; they stay in the lake until this file is imported again unchanged, which replaces them",
+                    metadata: ["import.tag": "\(state.tag)"]
+                )
+            }
+            throw error
+        }
         if let rollups = state.rollups {
             let configuration = self.configuration
             let tag = state.tag
@@ -179,9 +271,22 @@ public final class LakeImporter: Sendable {
             tally(files)
         }
         // This import is whole: remove the files of earlier imports of the same file that it did not
-        // rewrite, then record that only this hour holds its files.
+        // rewrite, then record that only this hour holds its files. (Only while this process still
+        // holds the file's lease: one that lost it, paused past its renewal, must not delete what
+        // the import that took over wrote.)
+        try keeper.check()
         summary.replaced = try await removeEarlierImports(tag: state.tag, hours: hours, keeping: written)
         try await ImportManifest.write(store, manifest, hours: [LakePaths.hourStart(receivedAt)])
+        if replaceEarlierVersions && !earlier.isEmpty {
+            for tag in earlier {
+                let other = ImportManifest.path(tag: tag)
+                let otherHours = try await ImportManifest.read(store, other)
+                summary.replaced += try await removeEarlierImports(tag: tag, hours: otherHours, keeping: [])
+                try await store.delete(other)
+            }
+            versions.tags = [state.tag]
+            try await ImportManifest.writePathIndex(store, index, versions)
+        }
         if state.unreadable > 0 {
             logger.error("import: \(state.unreadable) decoded records of \(path) could not be read back and were not written")
         }
@@ -369,12 +474,35 @@ enum ImportManifest {
 
     static func path(tag: String) -> String { "_playhead/imports/\(tag).json" }
 
+    /// The imports of one path (every size and modification time it was imported with), by the
+    /// hash of the path.
+    struct PathIndex: Codable {
+        var path: String
+        var tags: [String]
+    }
+
+    static func pathIndexPath(_ key: String) -> String { "_playhead/imports/paths/\(key).json" }
+    static func leasePath(_ key: String) -> String { "_playhead/imports/paths/\(key).lock" }
+
+    static func readPathIndex(_ store: any LakeStore, _ location: String, path: String) async throws -> PathIndex {
+        guard let bytes = try await store.get(location) else { return PathIndex(path: path, tags: []) }
+        do {
+            return try JSONDecoder().decode(PathIndex.self, from: Data(bytes))
+        } catch {
+            throw LakeError(.io, "cannot read the import index \(location) (\(error)): delete it, and imports of \(path) start a new one")
+        }
+    }
+
+    static func writePathIndex(_ store: any LakeStore, _ location: String, _ index: PathIndex) async throws {
+        try await store.put(location, Array(try JSONEncoder().encode(index)))
+    }
+
     static func read(_ store: any LakeStore, _ path: String) async throws -> Set<Int64> {
         guard let bytes = try await store.get(path) else { return [] }
         do {
             return Set(try JSONDecoder().decode(Body.self, from: Data(bytes)).hours)
         } catch {
-            throw LakeError(.io, "cannot read the import manifest \(path): \(error)")
+            throw LakeError(.io, "cannot read the import manifest \(path) (\(error)): delete it; the next import of its file then cannot remove what earlier imports of that file left in other hours")
         }
     }
 
@@ -475,6 +603,13 @@ final class ImportFile: @unchecked Sendable {
     private let path: String
     /// Names the files of this import: the same file imported again gets the same names.
     let tag: String
+    /// The path, absolute, with symbolic links followed.
+    let canonicalPath: String
+    /// Names the path's lease and index in the lake (a hash of `canonicalPath`).
+    let pathKey: String
+    /// The file's size, and how much of it has been read (before gzip decoding).
+    let size: Int
+    private(set) var bytesRead = 0
     private var gzip: GzipDecoder?
     private var first = true
     private var finished = false
@@ -498,10 +633,36 @@ final class ImportFile: @unchecked Sendable {
             canonical = String(cString: resolved)
             free(resolved)
         }
-        var identity = "\(canonical)|\(info.st_size)|\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)"
-        let hash = identity.withUTF8 { stableHash64(UnsafeRawBufferPointer($0)) }
-        let hex = String(hash, radix: 16)
-        tag = String(repeating: "0", count: 16 - hex.count) + hex
+        canonicalPath = canonical
+        size = Int(info.st_size)
+        tag = Self.hexHash("\(canonical)|\(info.st_size)|\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)")
+        pathKey = Self.hexHash(canonical)
+    }
+
+    static func hexHash(_ text: String) -> String {
+        var text = text
+        let hex = String(text.withUTF8 { stableHash64(UnsafeRawBufferPointer($0)) }, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
+    }
+
+    /// Refuses, from its first bytes (after gzip decoding), a file that is not NDJSON in a way that
+    /// would make every line a rejection (exit status 0 and `rejected/` filled with its bytes): a
+    /// Parquet file, UTF-16 or UTF-32 text, a JSON array.
+    static func checkIsNDJSON(_ head: [UInt8], path: String) throws {
+        var i = 0
+        if head.starts(with: [0xEF, 0xBB, 0xBF]) { i = 3 }
+        if head.starts(with: Array("PAR1".utf8)) {
+            throw ImportInputError(message: "it is a Parquet file (it starts with PAR1), not NDJSON")
+        }
+        let wide = head.starts(with: [0xFF, 0xFE]) || head.starts(with: [0xFE, 0xFF])
+            || (head.count >= 2 && (head[0] == 0 || head[1] == 0))
+        if wide {
+            throw ImportInputError(message: "it is UTF-16 or UTF-32 text (a byte order mark, or zero bytes among its first characters), not UTF-8: convert it first (iconv -f UTF-16 -t UTF-8)")
+        }
+        while i < head.count, [0x20, 0x09, 0x0A, 0x0D].contains(head[i]) { i += 1 }
+        if i < head.count, head[i] == UInt8(ascii: "[") {
+            throw ImportInputError(message: "it is a JSON array, not NDJSON (one event object per line): convert it first (jq -c '.[]' FILE > FILE.ndjson)")
+        }
     }
 
     func close() { _ = Glibc.close(fd) }
@@ -519,6 +680,7 @@ final class ImportFile: @unchecked Sendable {
             initialized = leftover.count + max(count, 0)
         }
         guard count >= 0 else { throw LakeError(.io, "cannot read \(path): \(String(cString: strerror(errno)))") }
+        bytesRead += count
         if first {
             first = false
             if raw.count >= 2 && raw[0] == 0x1f && raw[1] == 0x8b {
@@ -541,8 +703,54 @@ final class ImportFile: @unchecked Sendable {
                 try gzip.decode(UnsafeRawBufferPointer(rebasing: bytes[leftover.count...])) { output.append(contentsOf: $0) }
             }
         } catch {
-            throw LakeError(.io, "the gzip data is corrupt: \(error)")
+            throw ImportInputError(message: "the gzip data is corrupt: \(error)")
         }
         return (output, output.count - leftover.count, false)
+    }
+}
+
+/// The file itself cannot be imported as it is (cut off, or not NDJSON).
+struct ImportInputError: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
+}
+
+/// Renews an import's lease while it runs, and remembers when it was lost.
+final class LeaseKeeper: Sendable {
+    private let lease: any LakeLease
+    private let logger: Logger
+    private let lost = Mutex<LakeError?>(nil)
+    private let renewal = Mutex<Task<Void, Never>?>(nil)
+
+    init(lease: any LakeLease, logger: Logger) {
+        self.lease = lease
+        self.logger = logger
+    }
+
+    func start() {
+        let task = Task { [self] in
+            while true {
+                do { try await Task.sleep(for: LakeLeases.renewEvery) } catch { return }
+                do {
+                    try await lease.renew()
+                } catch let error as LakeError where error.code == .otherWriter {
+                    lost.withLock { $0 = error }
+                    return
+                } catch {
+                    logger.warning("import: cannot renew the hold on the file now; trying again", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+        renewal.withLock { $0 = task }
+    }
+
+    /// Throws when another process has taken the lease over.
+    func check() throws {
+        if let error = lost.withLock({ $0 }) { throw error }
+    }
+
+    func stop() async {
+        renewal.withLock { $0 }?.cancel()
+        await lease.release()
     }
 }

@@ -17,6 +17,9 @@ public protocol LakeStore: Sendable {
     func list(prefix: String) async throws -> [String]
     /// Removes `path`; no error when it is absent.
     func delete(_ path: String) async throws
+    /// Holds `path` for this process alone until released (`LakeLease`), or says who holds it.
+    /// `holder` describes this process to the others.
+    func lease(_ path: String, holder: String) async throws -> LakeLeaseAttempt
     /// Checks, once at start, what no retry can mend (an S3 bucket that does not exist, credentials
     /// that are refused), and throws a ``LakeError`` that says what to do. A store that cannot be
     /// reached now is not an error here: writes retry.
@@ -67,7 +70,7 @@ public struct LakeError: Error, Sendable, CustomStringConvertible {
 /// on the cooperative pool.
 public final class FileLakeStore: LakeStore {
     public let root: String
-    private let threadPool: NIOThreadPool
+    let threadPool: NIOThreadPool
 
     /// - Parameters:
     ///   - root: the lake folder; created if missing.
@@ -204,7 +207,7 @@ public final class FileLakeStore: LakeStore {
     }
 
     /// Creates the missing folders of `folder` below `root`, fsyncing each parent that gained one.
-    private static func makeFolders(_ folder: String, root: String) throws {
+    static func makeFolders(_ folder: String, root: String) throws {
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue { return }
         let parent = (folder as NSString).deletingLastPathComponent

@@ -119,10 +119,18 @@ public final class S3Client: Sendable {
     }
 
     /// One PUT. Returns the ETag (without quotes).
+    ///
+    /// A conditional PUT (RFC 9110 §13.1; S3 since 2024, SeaweedFS, MinIO): `ifNoneMatch: "*"` writes
+    /// only when no object has the key, `ifMatch` only when the object's ETag is that one (quotes
+    /// optional). When the condition fails the store answers 412: ``S3Error/isPreconditionFailed``.
     @discardableResult
-    public func putObject(bucket: String, key: String, body: ByteBuffer, contentType: String? = nil) async throws -> String? {
+    public func putObject(
+        bucket: String, key: String, body: ByteBuffer, contentType: String? = nil, ifMatch: String? = nil, ifNoneMatch: String? = nil
+    ) async throws -> String? {
         var headers: [(String, String)] = []
         if let contentType { headers.append(("content-type", contentType)) }
+        if let ifMatch { headers.append(("if-match", ifMatch.hasPrefix("\"") ? ifMatch : "\"\(ifMatch)\"")) }
+        if let ifNoneMatch { headers.append(("if-none-match", ifNoneMatch)) }
         let response = try await send(operation: "PutObject", method: .PUT, bucket: bucket, key: key, headers: headers, body: body)
         return response.headers.first(name: "etag").map(Self.unquote)
     }

@@ -123,6 +123,9 @@ public struct S3Error: Error, Sendable, CustomStringConvertible {
     }
 
     /// Whether trying again may succeed: 5xx, 429, SlowDown, timeouts and connection errors.
+    /// A conditional request's condition did not hold (HTTP 412, `PreconditionFailed`).
+    public var isPreconditionFailed: Bool { status == 412 }
+
     public var isRetryable: Bool {
         switch code {
         case .slowDown, .internalError, .serviceUnavailable, .requestTimeout, .transport: return true

@@ -186,7 +186,12 @@ struct ImportCommand: AsyncParsableCommand {
             their number in the file. Events get the import time (or --received-at) as received_at. Importing \
             the same file again replaces the files of the earlier imports, in whatever hour they landed \
             (names: import-<file tag>-<n>.parquet; _playhead/imports/<file tag>.json records the hours). \
-            Prints a JSON summary per file on standard output.
+            The file tag is a hash of the file's resolved path, size and modification time: a file touched, \
+            fetched again or appended to is another file, whose import keeps the earlier one's files unless \
+            --replace-earlier-versions is given (the summary's earlier_versions_kept counts them). One import \
+            of a file runs at a time; a second one is refused. A file cut off (gzip) or not NDJSON (Parquet, \
+            UTF-16, a JSON array) fails with nothing of it left in the lake. Prints a JSON summary per file on \
+            standard output, and a progress line to the log every 10 s.
             """
     )
 
@@ -207,6 +212,9 @@ struct ImportCommand: AsyncParsableCommand {
 
     @Option(name: .long, parsing: .unconditional, help: "Drop an event whose event_id appeared within the last N events of the same file; 0 turns it off.")
     var dedupWindow: Int = 2_000_000
+
+    @Flag(name: .long, help: "Once a file's import is whole, also remove the files of imports of the same path when it had another size or modification time (touched, fetched again, appended to). Without it they are kept, with a warning, and counted as earlier_versions_kept.")
+    var replaceEarlierVersions = false
 
     @OptionGroup(title: "Logging") var logging: LoggingOptions
 
@@ -250,20 +258,22 @@ struct ImportCommand: AsyncParsableCommand {
         decoder.ipPolicy = ipPolicy
         let importer = LakeImporter(store: store, configuration: configuration, decoder: decoder, threadPool: threadPool, logger: logger)
         var failed = false
+        // One received_at for the whole run (the files of one run land in one hour).
+        var clock = timespec()
+        clock_gettime(CLOCK_REALTIME, &clock)
+        let now = receivedAt.flatMap(RFC3339.parseMicros) ?? (Int64(clock.tv_sec) * 1_000_000 + Int64(clock.tv_nsec) / 1000)
         for file in files {
-            var clock = timespec()
-            clock_gettime(CLOCK_REALTIME, &clock)
-            let now = receivedAt.flatMap(RFC3339.parseMicros) ?? (Int64(clock.tv_sec) * 1_000_000 + Int64(clock.tv_nsec) / 1000)
             let started = ContinuousClock.now
             do {
-                let summary = try await importer.importFile(file, receivedAt: now)
+                let summary = try await importer.importFile(file, receivedAt: now, replaceEarlierVersions: replaceEarlierVersions)
                 let elapsed = ContinuousClock.now - started
                 let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
                 print(
                     #"{"file":"\#(jsonEscaped(file))","events":\#(summary.events),"accepted":\#(summary.accepted),"#
                         + #""rejected":\#(summary.rejected),"duplicates":\#(summary.duplicates),"files":\#(summary.files),"#
                         + #""parquet_bytes":\#(summary.bytes),"input_bytes":\#(summary.inputBytes),"replaced_files":\#(summary.replaced),"#
-                        + #""seconds":\#(seconds),"events_per_second":\#(seconds > 0 ? Int(Double(summary.events) / seconds) : 0)}"#
+                        + #""seconds":\#(seconds),"events_per_second":\#(seconds > 0 ? Int(Double(summary.events) / seconds) : 0),"#
+                        + #""earlier_versions_kept":\#(summary.earlierVersionsKept)}"#
                 )
             } catch {
                 failed = true

@@ -75,7 +75,7 @@ struct CLITests {
             ["store"]: server + log + lake + flush + ["--metrics"] + logging,
             ["observe"]: server + log + logging,
             ["log", "dump"]: log + ["--topic", "--limit", "--offset", "--partition", "--follow"] + logging,
-            ["import"]: ["--data-dir"] + lake + ["--batch-events", "--ip-policy", "--received-at", "--dedup-window"] + logging,
+            ["import"]: ["--data-dir"] + lake + ["--batch-events", "--ip-policy", "--received-at", "--dedup-window", "--replace-earlier-versions"] + logging,
         ]
         for (command, flags) in expected {
             let listed = Set(options(try await help(command)).map(\.name)).subtracting(["--help", "--version"])

@@ -1024,6 +1024,87 @@ struct LakeTests {
         #expect(short.stderr.contains("cut off"), "\(short.stderr)")
     }
 
+    @Test("import: one import of a file at a time (a second is refused, naming the first; a killed one holds nothing); a cut-off gzip or a file that is not NDJSON leaves nothing in the lake; a touched file's import keeps the earlier one's events unless told to replace them; one received_at per run")
+    func importOneAtATimeAndDamagedFiles() async throws {
+        let directory = try TemporaryDirectory(prefix: "import")
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        let file = try await Self.generatedEvents(30000, seed: 23, in: directory)
+        let lake = directory.appending("lake").path
+        let hour = ["--received-at", "2026-11-20T01:00:00Z"]
+        func count() async throws -> [Int] {
+            let rows = try await duck(
+                "SELECT count(*), count(DISTINCT event_id) FROM read_parquet('{lake}/events/**/*.parquet', union_by_name=1)", lake: lake)
+            return [rows.first?[0] as? Int ?? -1, rows.first?[1] as? Int ?? -1]
+        }
+        func summary(_ result: CommandResult) -> [String: Any] {
+            (try? JSONSerialization.jsonObject(with: Data((result.stdout.split(separator: "\n").first ?? "").utf8))) as? [String: Any] ?? [:]
+        }
+
+        // Two at once: the second is refused while the first holds the file (stopped, so that it
+        // cannot end first); killed with -9, the first holds nothing, and the next import is exact.
+        let first = try ChildProcess(TestEnvironment.playheadExecutable, ["import", "--lake", lake] + hour + [file])
+        _ = try await first.waitForOutput(containing: "started")
+        first.signal(SIGSTOP)
+        let second = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--lake", lake] + hour + [file])
+        #expect(second.status == 1 && second.stderr.contains("another import of") && second.stderr.contains("process \(first.pid)"),
+            "\(second.stderr)")
+        first.kill9()
+        _ = await first.waitForExit()
+        let third = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--lake", lake, "--batch-events", "5000"] + hour + [file])
+        #expect(third.status == 0, "\(third.stderr)")
+        #expect(try await count() == [30000, 30000])
+
+        // Touched: another file to the tag, so its import adds a copy, says so, and counts it;
+        // with --replace-earlier-versions the earlier import's files go.
+        let later = Date().addingTimeInterval(5)
+        try FileManager.default.setAttributes([.modificationDate: later], ofItemAtPath: file)
+        let touched = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--lake", lake] + hour + [file])
+        #expect(touched.status == 0 && summary(touched)["earlier_versions_kept"] as? Int == 1, "\(touched.stdout)")
+        #expect(touched.stderr.contains("--replace-earlier-versions"), "\(touched.stderr)")
+        #expect(try await count() == [60000, 30000])
+        try FileManager.default.setAttributes([.modificationDate: later.addingTimeInterval(5)], ofItemAtPath: file)
+        let replacing = try await runCommand(
+            TestEnvironment.playheadExecutable, ["import", "--lake", lake, "--replace-earlier-versions"] + hour + [file])
+        #expect(replacing.status == 0 && summary(replacing)["earlier_versions_kept"] as? Int == 0, "\(replacing.stdout)")
+        #expect((summary(replacing)["replaced_files"] as? Int ?? 0) > 0, "\(replacing.stdout)")
+        #expect(try await count() == [30000, 30000])
+
+        // A gzip file cut off after several files were written, and files that are not NDJSON: an
+        // error, and nothing of them in the lake.
+        let cut = directory.appending("cut.ndjson.gz").path, parquet = directory.appending("x.parquet").path
+        let array = directory.appending("array.json").path, utf16 = directory.appending("utf16.ndjson").path
+        try await runPython(
+            """
+            import gzip, sys, json
+            data = gzip.compress(open(sys.argv[1], 'rb').read() * 3, compresslevel=1)  # past the chunks read ahead
+            open(sys.argv[2], 'wb').write(data[:len(data) * 9 // 10])
+            open(sys.argv[3], 'wb').write(b'PAR1' + bytes(100))
+            lines = open(sys.argv[1], 'rb').read().splitlines()[:5]
+            open(sys.argv[4], 'wb').write(b'[' + b',\\n'.join(lines) + b']\\n')
+            open(sys.argv[5], 'wb').write(b'\\n'.join(lines).decode().encode('utf-16'))
+            """,
+            arguments: [file, cut, parquet, array, utf16]
+        )
+        let other = directory.appending("other").path
+        let cutOff = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--lake", other, "--batch-events", "2000", cut])
+        #expect(cutOff.status == 1 && cutOff.stderr.contains("cut off") && cutOff.stderr.contains("nothing of it was imported")
+            && cutOff.stderr.contains("were deleted"), "\(cutOff.stderr)")
+        for (input, reason) in [(parquet, "it is a Parquet file"), (array, "it is a JSON array"), (utf16, "UTF-16 or UTF-32")] {
+            let refused = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--lake", other, input])
+            #expect(refused.status == 1 && refused.stderr.contains(reason), "\(input): \(refused.stderr)")
+        }
+        let left = FileManager.default.enumerator(atPath: other)?.allObjects.compactMap { $0 as? String }.filter { $0.hasSuffix(".parquet") }
+        #expect(left == [], "\(left ?? [])")
+
+        // Files of one run get one received_at (each file took its own, a moment apart).
+        let small = directory.appending("small.ndjson").path
+        try await runPython("import sys; open(sys.argv[2], 'wb').write(b''.join(open(sys.argv[1], 'rb').readlines()[:1000]))", arguments: [file, small])
+        let two = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--lake", other, file, small])
+        #expect(two.status == 0, "\(two.stderr)")
+        let times = try await duck("SELECT count(DISTINCT received_at) FROM read_parquet('{lake}/events/**/*.parquet')", lake: other)
+        #expect(times.first?[0] as? Int == 1, "\(times)")
+    }
+
     @Test("import: NDJSON and gzip NDJSON give the same rows as DuckDB reads from the file, and again replaces")
     func importNDJSON() async throws {
         let directory = try TemporaryDirectory(prefix: "import")
@@ -1153,6 +1234,64 @@ struct S3LakeTests {
             throw error
         }
         await s3.stop()
+    }
+
+    @Test("import to S3: a second import of a file is refused while the first holds its lease, also after the first was killed, until the lease is stale (not renewed for 2 minutes); then it is taken over and the import is exact")
+    func importLeaseOnS3() async throws {
+        let s3 = try await SeaweedFS.start(buckets: ["lake"])
+        do {
+            try await runImportLease(s3)
+        } catch {
+            await s3.stop()
+            throw error
+        }
+        await s3.stop()
+    }
+
+    private func runImportLease(_ s3: SeaweedFS) async throws {
+        let directory = try TemporaryDirectory(prefix: "s3-import")
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        let file = try await LakeTests.generatedEvents(20000, seed: 29, in: directory)
+        let arguments = ["import", "--lake", "s3://lake/backfill", "--s3-endpoint", s3.endpoint, "--received-at", "2026-11-20T01:00:00Z", file]
+        let first = try ChildProcess(TestEnvironment.playheadExecutable, arguments, environment: s3.environment)
+        _ = try await first.waitForOutput(containing: "started")
+        first.signal(SIGSTOP)
+        let second = try await runCommand(TestEnvironment.playheadExecutable, arguments, environment: s3.environment)
+        #expect(second.status == 1 && second.stderr.contains("another import of") && second.stderr.contains("process \(first.pid)")
+            && second.stderr.contains("renewed 0 s ago"), "\(second.stderr)")
+        first.kill9()
+        _ = await first.waitForExit()
+        let third = try await runCommand(TestEnvironment.playheadExecutable, arguments, environment: s3.environment)
+        #expect(third.status == 1 && third.stderr.contains("goes stale 120 s after it was last renewed"), "\(third.stderr)")
+        // Two minutes later (the lease's time moved back, as a killed holder's would be), it is taken over.
+        try await runPython(
+            """
+            import boto3, json, os
+            s = boto3.client('s3')
+            keys = [o['Key'] for o in s.list_objects_v2(Bucket='lake', Prefix='backfill/_playhead/imports/paths/')['Contents'] if o['Key'].endswith('.lock')]
+            assert len(keys) == 1, keys
+            lease = json.loads(s.get_object(Bucket='lake', Key=keys[0])['Body'].read())
+            lease['renewed_at'] -= 121_000_000
+            s.put_object(Bucket='lake', Key=keys[0], Body=json.dumps(lease).encode())
+            """,
+            environment: s3.environment
+        )
+        let fourth = try await runCommand(TestEnvironment.playheadExecutable, arguments, environment: s3.environment)
+        #expect(fourth.status == 0, "\(fourth.stderr)")
+        let out = try await runPython(
+            """
+            import boto3, duckdb, os, tempfile
+            s = boto3.client('s3')
+            keys = [o['Key'] for o in s.list_objects_v2(Bucket='lake', Prefix='backfill/')['Contents']]
+            folder = tempfile.mkdtemp()
+            for i, key in enumerate(k for k in keys if k.startswith('backfill/events/')):
+                s.download_file('lake', key, f'{folder}/{i}.parquet')
+            print(duckdb.sql(f"SELECT count(*), count(DISTINCT event_id) FROM read_parquet('{folder}/*.parquet')").fetchall()[0])
+            print(sum(k.endswith('.lock') for k in keys))
+            """,
+            environment: s3.environment
+        )
+        #expect(out.split(separator: "\n").map(String.init) == ["(20000, 20000)", "0"], "\(out)")
     }
 
     private func runS3Lake(_ s3: SeaweedFS, accessKey: String, secretKey: String) async throws {

@@ -99,6 +99,24 @@ struct S3ClientTests {
         }
     }
 
+    @Test("conditional PUT: If-None-Match * writes only a new key, If-Match only over that ETag; a failed condition is 412, not retried")
+    func conditionalPut() async throws {
+        try await Self.withSeaweed { weed in
+            let metrics = TestMetrics()
+            let s3 = Self.client(weed, metrics: metrics)
+            try await s3.createBucket("conditions")
+            let first = try #require(try await s3.putObject(bucket: "conditions", key: "lease", body: ByteBuffer(string: "a"), ifNoneMatch: "*"))
+            await #expect { try await s3.putObject(bucket: "conditions", key: "lease", body: ByteBuffer(string: "b"), ifNoneMatch: "*") }
+                throws: { ($0 as? S3Error)?.isPreconditionFailed == true }
+            await #expect { try await s3.putObject(bucket: "conditions", key: "lease", body: ByteBuffer(string: "c"), ifMatch: "0123abcd") }
+                throws: { ($0 as? S3Error)?.isPreconditionFailed == true }
+            let second = try await s3.putObject(bucket: "conditions", key: "lease", body: ByteBuffer(string: "d"), ifMatch: first)
+            #expect(second != first)
+            #expect(try await s3.getObject(bucket: "conditions", key: "lease").bytes == Array("d".utf8))
+            #expect(metrics.counterTotal(label: "playhead_s3_retries_total") == 0)
+        }
+    }
+
     @Test func helperCreatesBucketsAndConfigurationComesFromItsEnvironment() async throws {
         let weed = try await SeaweedFS.start(accessKey: Self.accessKey, secretKey: Self.secretKey, buckets: ["pre-made", "second"])
         do {

@@ -1,0 +1,205 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import S3
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An exclusive hold on a name in the lake, by one process at a time. Two imports of one file at
+/// once deleted each other's files (each removes, when it ends, the files of the file it did not
+/// write itself), and lost updates of the file's manifest left doubles no later import removed.
+public protocol LakeLease: Sendable {
+    /// Says the holder is alive. An S3 lease that is not renewed goes stale after
+    /// ``LakeLeases/staleAfter``, and another process may take it over; this throws a
+    /// ``LakeError`` with code `otherWriter` when that has happened.
+    func renew() async throws
+    /// Gives the hold up (best effort: a hold that cannot be released goes stale).
+    func release() async
+}
+
+/// What asking for a ``LakeLease`` found.
+public enum LakeLeaseAttempt: Sendable {
+    case held(any LakeLease)
+    /// Another process holds it: how that process described itself, and (S3) when it last renewed.
+    case heldByOther(String)
+    /// The store cannot hold leases (an S3 store that does not implement conditional writes): why.
+    case unsupported(String)
+}
+
+/// What stands for a lease where the store has none: nothing to renew or release.
+public struct NoLakeLease: LakeLease {
+    public init() {}
+    public func renew() async throws {}
+    public func release() async {}
+}
+
+public enum LakeLeases {
+    /// An S3 lease not renewed for this long is taken to be a crashed holder's.
+    public static let staleAfter: Duration = .seconds(120)
+    /// How often a holder renews.
+    public static let renewEvery: Duration = .seconds(30)
+
+    /// "host NAME, process PID, since TIME": who holds a lease, for the message another process shows.
+    public static func holderDescription() -> String {
+        var name = [UInt8](repeating: 0, count: 256)
+        let host = name.withUnsafeMutableBufferPointer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) { gethostname($0.baseAddress!, 255) }
+        } == 0 ? String(decoding: name.prefix { $0 != 0 }, as: UTF8.self) : "unknown"
+        let since = ISO8601DateFormatter().string(from: Date())
+        return "host \(host), process \(getpid()), since \(since)"
+    }
+
+    static func nowMicros() -> Int64 {
+        var clock = timespec()
+        clock_gettime(CLOCK_REALTIME, &clock)
+        return Int64(clock.tv_sec) * 1_000_000 + Int64(clock.tv_nsec) / 1000
+    }
+}
+
+// MARK: A folder lake: flock
+
+extension FileLakeStore {
+    /// An advisory lock (`flock`) on a file of the lake: the kernel releases it when the holder
+    /// ends, however it ends, so a killed import leaves nothing to clean up. The file stays (removing
+    /// it would let a process that opened it before the removal lock a file no one else sees).
+    public func lease(_ path: String, holder: String) async throws -> LakeLeaseAttempt {
+        let full = "\(root)/\(path)"
+        let root = self.root
+        return try await threadPool.runIfActive { () throws -> LakeLeaseAttempt in
+            try FileLakeStore.makeFolders((full as NSString).deletingLastPathComponent, root: root)
+            let fd = open(full, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { throw LakeError(.io, "cannot open \(full): \(String(cString: strerror(errno)))") }
+            guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+                let code = errno
+                _ = Glibc.close(fd)
+                guard code == EWOULDBLOCK else { throw LakeError(.io, "cannot lock \(full): \(String(cString: strerror(code)))") }
+                let who = (try? String(contentsOfFile: full, encoding: .utf8)) ?? ""
+                return .heldByOther(who.isEmpty ? "another process" : who)
+            }
+            _ = ftruncate(fd, 0)
+            _ = holder.utf8CString.withUnsafeBufferPointer { pwrite(fd, $0.baseAddress, $0.count - 1, 0) }
+            return .held(FileLakeLease(fd: fd))
+        }
+    }
+}
+
+final class FileLakeLease: LakeLease {
+    private let fd: Mutex<Int32>
+
+    init(fd: Int32) { self.fd = Mutex(fd) }
+
+    func renew() async throws {}
+
+    func release() async {
+        fd.withLock { fd in
+            if fd >= 0 { _ = Glibc.close(fd) }
+            fd = -1
+        }
+    }
+}
+
+// MARK: An S3 lake: conditional writes
+
+extension S3LakeStore {
+    struct LeaseBody: Codable {
+        var owner: String
+        var holder: String
+        var renewed_at: Int64
+    }
+
+    /// An object created with `If-None-Match: *` (only when absent), renewed with `If-Match` on its
+    /// ETag, and taken over, when stale, with `If-Match` on the stale one's: of two processes that
+    /// race, exactly one write succeeds (S3 since 2024, SeaweedFS, MinIO).
+    public func lease(_ path: String, holder: String) async throws -> LakeLeaseAttempt {
+        let owner = UUID().uuidString.lowercased()
+        let objectKey = prefix.isEmpty ? path : "\(prefix)/\(path)"
+        let lease = S3LakeLease(client: client, bucket: bucket, key: objectKey, owner: owner, holder: holder)
+        for _ in 0..<3 {
+            do {
+                try await lease.write(ifMatch: nil)
+                return .held(lease)
+            } catch let error as S3Error where error.isPreconditionFailed {
+            } catch let error as S3Error where error.status == 501 || error.code == .other("NotImplemented") {
+                return .unsupported("\(client.configuration.endpoint) does not implement conditional writes (\(error))")
+            }
+            // Held, or a retried PUT of ours found its own first attempt.
+            let current: S3Object
+            do {
+                current = try await client.getObject(bucket: bucket, key: objectKey)
+            } catch let error as S3Error where error.code == .noSuchKey {
+                continue  // released meanwhile
+            }
+            let body = try? JSONDecoder().decode(LeaseBody.self, from: Data(current.bytes))
+            if body?.owner == owner, let etag = current.etag {
+                lease.adopt(etag: etag)
+                return .held(lease)
+            }
+            let age = LakeLeases.nowMicros() - (body?.renewed_at ?? 0)
+            let stale = age > LakeLeases.staleAfter.components.seconds * 1_000_000
+            if stale, let etag = current.etag {
+                do {
+                    try await lease.write(ifMatch: etag)
+                    return .held(lease)
+                } catch let error as S3Error where error.isPreconditionFailed {
+                    continue  // another process took it over first
+                }
+            }
+            let who = body.map { "\($0.holder); renewed \(max(0, age / 1_000_000)) s ago" } ?? "an object that is not a Playhead lease"
+            return .heldByOther(who)
+        }
+        return .heldByOther("other processes (it changed hands three times while this one asked)")
+    }
+}
+
+final class S3LakeLease: LakeLease {
+    private let client: S3Client
+    private let bucket: String
+    private let key: String
+    private let owner: String
+    private let holder: String
+    private let etag = Mutex<String?>(nil)
+
+    init(client: S3Client, bucket: String, key: String, owner: String, holder: String) {
+        self.client = client
+        self.bucket = bucket
+        self.key = key
+        self.owner = owner
+        self.holder = holder
+    }
+
+    func adopt(etag: String) { self.etag.withLock { $0 = etag } }
+
+    /// Writes the lease: created when `ifMatch` is nil, else over the object with that ETag.
+    func write(ifMatch: String?) async throws {
+        let body = S3LakeStore.LeaseBody(owner: owner, holder: holder, renewed_at: LakeLeases.nowMicros())
+        let bytes = try JSONEncoder().encode(body)
+        let tag = try await client.putObject(
+            bucket: bucket, key: key, body: ByteBuffer(bytes: bytes), contentType: "application/json",
+            ifMatch: ifMatch, ifNoneMatch: ifMatch == nil ? "*" : nil
+        )
+        if let tag { adopt(etag: tag) }
+    }
+
+    func renew() async throws {
+        guard let current = etag.withLock({ $0 }) else { return }
+        do {
+            try await write(ifMatch: current)
+        } catch let error as S3Error where error.isPreconditionFailed {
+            throw LakeError(
+                .otherWriter,
+                "s3://\(bucket)/\(key) was taken over by another process: this one did not renew it for \(LakeLeases.staleAfter.components.seconds) s (paused, or the store unreachable)"
+            )
+        }
+    }
+
+    func release() async {
+        // Only a lease still ours is deleted.
+        guard let current = try? await client.getObject(bucket: bucket, key: key),
+            (try? JSONDecoder().decode(S3LakeStore.LeaseBody.self, from: Data(current.bytes)))?.owner == owner
+        else { return }
+        try? await client.deleteObject(bucket: bucket, key: key)
+    }
+}
