@@ -201,7 +201,7 @@ public final class LakeImporter: Sendable {
                 summary.inputBytes += added
                 pending = lines.rest
                 let byteBase = chunkStart
-                if byteBase == 0 { try ImportFile.checkIsNDJSON(lines.complete + lines.rest, path: path) }
+                if byteBase == 0 { try ImportFile.checkIsNDJSON(Array((lines.complete.prefix(64) + lines.rest.prefix(64)).prefix(64)), path: path) }
                 chunkStart += lines.complete.count
                 // Blank lines are skipped, as in a request body; a chunk (or the file's tail) of
                 // nothing else holds no event, and is not an empty body to reject.
