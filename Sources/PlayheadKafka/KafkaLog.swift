@@ -35,6 +35,18 @@ public final class KafkaLog: LogBackend, Service, Sendable {
     func noteDelivery(timedOut: Bool) {
         timeoutStreak.withLock { $0 = timedOut ? $0 + 1 : 0 }
     }
+
+    /// A batch of the current producer was refused as fenced (PRODUCER_FENCED): the broker has a
+    /// newer epoch for its producer id, and every later batch of it is refused the same way, so it
+    /// is replaced at the next append. It was kept: an `ingest` answered every request 503 after a
+    /// broker paused for 40 s, with `/readyz` ready, until restarted (a probe, 4 of 6 times).
+    /// A batch of an already replaced producer changes nothing.
+    func noteFenced(_ producer: KafkaProducer) {
+        currentProducer.withLock { current in
+            if current === producer { fenced.withLock { $0 = true } }
+        }
+    }
+    private let fenced = Mutex<Bool>(false)
     let admin: KafkaAdmin
     let metrics: KafkaLogMetrics
     private let state = Mutex<State>(State())
@@ -169,9 +181,12 @@ public final class KafkaLog: LogBackend, Service, Sendable {
     /// is closed in the background, failing what it still held.
     var producer: KafkaProducer {
         let stuck = timeoutStreak.withLock { $0 >= Self.timeoutStreakLimit }
+        var wasFenced = false
         let (producer, retired) = currentProducer.withLock { current -> (KafkaProducer, KafkaProducer?) in
-            guard current.hasFatalError || (stuck && current.unavailableReason == nil) else { return (current, nil) }
+            wasFenced = fenced.withLock { $0 }
+            guard current.hasFatalError || wasFenced || (stuck && current.unavailableReason == nil) else { return (current, nil) }
             timeoutStreak.withLock { $0 = 0 }
+            fenced.withLock { $0 = false }
             do {
                 let replacement = try KafkaProducer(configuration: configuration.producerConfiguration, logger: logger)
                 let old = current
@@ -184,7 +199,7 @@ public final class KafkaLog: LogBackend, Service, Sendable {
         }
         if let retired {
             logger.warning(
-                "Kafka producer \(retired.hasFatalError ? "had a fatal error (\(retired.unavailableReason ?? ""))" : "timed out \(Self.timeoutStreakLimit) batches in a row while brokers answer"); replaced it"
+                "Kafka producer \(retired.hasFatalError ? "had a fatal error (\(retired.unavailableReason ?? ""))" : wasFenced ? "was fenced (PRODUCER_FENCED: the broker has a newer producer with its id)" : "timed out \(Self.timeoutStreakLimit) batches in a row while brokers answer"); replaced it"
             )
             Task { await retired.close(flushTimeout: .zero) }
         }
@@ -327,6 +342,7 @@ struct KafkaLogProducer: LogProducer {
                             )
                         case .failure(let error):
                             if error.code == RdKafkaError.messageTimedOut { log.noteDelivery(timedOut: true) }
+                            if error.code == RdKafkaError.producerFenced || error.code == RdKafkaError.fenced { log.noteFenced(producer) }
                             var logError = LogError(kafka: error, context: "append to \(kafkaTopic)")
                             if logError.code == .closed && !log.state_isClosed {
                                 // Purged by a producer replaced after the broker stopped answering, not

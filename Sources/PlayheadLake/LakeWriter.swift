@@ -711,15 +711,38 @@ final class DatasetWriter: @unchecked Sendable {
         guard start < writer.next else { return }
         let reader = try log.consumer(for: kind.topic, group: nil)
         defer { Task { await reader.close() } }
+        // A log that cannot be read now (a broker down, or stalled) is waited for, saying so every
+        // 30 s: the warm-up gave up after 10 s of empty polls, or stopped the writer (and `store`)
+        // on a metadata timeout, and a warm-up cut short lets client retries be written twice (a
+        // probe: 150 of 1,200 resent events, after a broker paused for 14 s).
+        var lastSaid = ContinuousClock.now
+        func waitForLog(_ why: String) async throws {
+            if ContinuousClock.now - lastSaid >= .seconds(30) {
+                lastSaid = ContinuousClock.now
+                logger.warning("lake writer: the warm-up waits for the log (\(why)); the partition is written once it is read", metadata: [
+                    "log.partition": "\(writer.partition)",
+                ])
+            }
+            try await Task.sleep(for: .milliseconds(500))
+        }
         // A new Kafka reader knows its partitions only after its first poll: retry the seek until then.
         var positioned = false
-        for _ in 0..<100 where !Task.isCancelled {
+        var answered = 0
+        while answered < 100 {
+            try Task.checkCancellation()
             do {
                 try await reader.seek(partition: writer.partition, to: start)
                 positioned = true
                 break
             } catch {
-                _ = try? await reader.poll(maxRecords: 1, timeout: .milliseconds(100))
+                do {
+                    _ = try await reader.poll(maxRecords: 1, timeout: .milliseconds(100))
+                    answered += 1
+                } catch where error.code == .unavailable {
+                    try await waitForLog("\(error)")
+                } catch {
+                    answered += 1
+                }
             }
         }
         guard positioned else {
@@ -731,10 +754,14 @@ final class DatasetWriter: @unchecked Sendable {
         var position = start
         var idle = 0
         var firstRead: Int64?
-        while position < writer.next && idle < 50 {
+        while position < writer.next {
+            try Task.checkCancellation()
             let poll: LogPoll
             do {
                 poll = try await reader.poll(maxRecords: 100_000, timeout: .milliseconds(200))
+            } catch where error.code == .unavailable {
+                try await waitForLog("\(error)")
+                continue
             } catch {
                 guard error.code == .corrupt else { throw error }
                 // A damaged record among those already written: step past it. Its events are in the
@@ -756,7 +783,15 @@ final class DatasetWriter: @unchecked Sendable {
                 ])
                 break
             }
-            idle = poll.batches.isEmpty ? idle + 1 : 0
+            if poll.batches.isEmpty {
+                // Nothing more below the lake's offset only when the log says it is at its end
+                // (a log cut back under the lake); otherwise it is slow, and is waited for.
+                if await reader.caughtUp() { break }
+                idle += 1
+                if idle % 25 == 0 { try await waitForLog("no record for \(idle / 5) s, and the log is not at its end") }
+                continue
+            }
+            idle = 0
             writer.rollups?.replaying = true
             defer { writer.rollups?.replaying = false }
             for batch in poll.batches where batch.partition == writer.partition {

@@ -2,7 +2,7 @@ import Foundation
 import Logging
 import Metrics
 import MetricsTestKit
-import PlayheadKafka
+@testable import PlayheadKafka
 import PlayheadLog
 import PlayheadTestSupport
 import RdKafka
@@ -436,6 +436,28 @@ struct KafkaLogTansuTests {
         for task in [first, second] { await task.value }
         for consumer in consumers { await consumer.close() }
         for log in logs { await log.shutdown() }
+    }
+
+    @Test("a producer refused as fenced (PRODUCER_FENCED) is replaced at the next append, which goes through; a fenced answer for a producer already replaced replaces nothing")
+    func fencedProducerIsReplaced() async throws {
+        try requireModernLibrdkafka()
+        let tansu = try await Tansu.start()
+        defer { tansu.kill() }
+        let log = try await makeLog(tansu, prefix: "fenced.", partitions: 1)
+        _ = try await log.producer(for: .events).append(makeBatch(0..<10))
+        let first = log.producer
+        #expect(log.producer === first)
+        log.noteFenced(first)
+        let second = log.producer
+        #expect(second !== first)
+        log.noteFenced(first)  // a late answer of the replaced producer
+        #expect(log.producer === second)
+        _ = try await log.producer(for: .events).append(makeBatch(10..<20))
+        let reader = try log.consumer(for: .events, group: nil)
+        let all = try await drain(reader, count: 20)
+        #expect(try strings(all.batches).sorted() == (0..<20).map { "event-\($0)" }.sorted())
+        await reader.close()
+        await log.shutdown()
     }
 
     @Test("a reader sought to one partition before its first poll reads only that partition")

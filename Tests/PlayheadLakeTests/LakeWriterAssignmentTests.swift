@@ -5,25 +5,36 @@ import PlayheadEvents
 import PlayheadLog
 import PlayheadTestSupport
 import ServiceLifecycle
+import Synchronization
 import Testing
 import PlayheadLake
 
-/// A log that hands a partition over together with records fetched from the group's committed
-/// offset, in one poll, as Kafka does (the embedded log reports the assignment alone): the real
-/// embedded log underneath, with its first two polls of a group merged.
-final class AssignmentWithRecordsLog: LogBackend {
+/// The real embedded log underneath, with its consumers wrapped to behave as a Kafka log's can.
+final class WrappedLog: LogBackend {
     let base: EmbeddedLog
-    init(_ base: EmbeddedLog) { self.base = base }
+    let wrap: @Sendable (_ consumer: any LogConsumer, _ group: String?) -> any LogConsumer
+    init(_ base: EmbeddedLog, wrap: @escaping @Sendable (_ consumer: any LogConsumer, _ group: String?) -> any LogConsumer) {
+        self.base = base
+        self.wrap = wrap
+    }
     var displayName: String { base.displayName }
     var identity: String? { base.identity }
     var awaitsIdentity: Bool { base.awaitsIdentity }
     func producer(for topic: LogTopic) throws(LogError) -> any LogProducer { try base.producer(for: topic) }
     func consumer(for topic: LogTopic, group: String?) throws(LogError) -> any LogConsumer {
-        let consumer = try base.consumer(for: topic, group: group)
-        return group == nil ? consumer : Merging(consumer)
+        wrap(try base.consumer(for: topic, group: group), group)
     }
     func readNote(_ name: String) throws(LogError) -> [UInt8]? { try base.readNote(name) }
     func writeNote(_ name: String, _ contents: [UInt8]) throws(LogError) { try base.writeNote(name, contents) }
+}
+
+/// A log that hands a partition over together with records fetched from the group's committed
+/// offset, in one poll, as Kafka does (the embedded log reports the assignment alone): the real
+/// embedded log underneath, with its first two polls of a group merged.
+enum AssignmentWithRecordsLog {
+    static func over(_ base: EmbeddedLog) -> WrappedLog {
+        WrappedLog(base) { consumer, group in group == nil ? consumer : Merging(consumer) }
+    }
 
     final class Merging: LogConsumer {
         let base: any LogConsumer
@@ -46,6 +57,44 @@ final class AssignmentWithRecordsLog: LogBackend {
     }
 }
 
+/// A log whose readers (the lake writer's warm-up) first find no broker, then a stalled one, as a
+/// Kafka reader does while its broker is down and then paused: `unavailable` polls, then empty ones
+/// (and not at the log's end), before the real embedded log's records come.
+enum StallingReadersLog {
+    static func over(_ base: EmbeddedLog, failures: Int, emptyPolls: Int) -> WrappedLog {
+        WrappedLog(base) { consumer, group in group == nil ? Stalling(consumer, failures: failures, emptyPolls: emptyPolls) : consumer }
+    }
+
+    final class Stalling: LogConsumer, @unchecked Sendable {
+        let base: any LogConsumer
+        private let polls = Mutex<(failures: Int, empty: Int)>((0, 0))
+        init(_ base: any LogConsumer, failures: Int, emptyPolls: Int) {
+            self.base = base
+            polls.withLock { $0 = (failures, emptyPolls) }
+        }
+        var group: String? { base.group }
+        func poll(maxRecords: Int, timeout: Duration) async throws(LogError) -> LogPoll {
+            let step = polls.withLock { state -> Int in
+                if state.failures > 0 { state.failures -= 1; return 0 }
+                if state.empty > 0 { state.empty -= 1; return 1 }
+                return 2
+            }
+            switch step {
+            case 0: throw LogError(code: .unavailable, message: "Kafka metadata of the topic: _TIMED_OUT (a test's broker)")
+            case 1: return LogPoll()
+            default: return try await base.poll(maxRecords: maxRecords, timeout: timeout)
+            }
+        }
+        func seek(partition: Int32, to offset: Int64) async throws(LogError) { try await base.seek(partition: partition, to: offset) }
+        func commit(_ offsets: [Int32: Int64]) async throws(LogError) { try await base.commit(offsets) }
+        func committed() async throws(LogError) -> [Int32: Int64] { try await base.committed() }
+        func lag() async -> Int64? { await base.lag() }
+        func endOffset(partition: Int32) async -> Int64? { await base.endOffset(partition: partition) }
+        func caughtUp() async -> Bool { polls.withLock { $0.empty > 0 } ? false : await base.caughtUp() }
+        func close() async { await base.close() }
+    }
+}
+
 @Suite("The lake writer takes a partition from the lake's state")
 struct LakeWriterAssignmentTests {
     @Test("records handed over with the partition from a group offset ahead of the lake (another consumer in the group, offsets reset by hand) are read again from the lake's next offset: every event in the lake once")
@@ -63,7 +112,7 @@ struct LakeWriterAssignmentTests {
             _ = try await other.poll(maxRecords: 1, timeout: .milliseconds(100))
             try await other.commit([0: 2_000])
             await other.close()
-            try await Self.write(AssignmentWithRecordsLog(log), to: folder, until: 3_000, logger: logger)
+            try await Self.write(AssignmentWithRecordsLog.over(log), to: folder, until: 3_000, logger: logger)
 
             let counts = try await Self.lakeQuery(folder, "count(*), count(distinct event_id)")
             #expect(counts == "(3000, 3000)", "rows, distinct event ids: \(counts)")
@@ -206,6 +255,26 @@ struct LakeWriterAssignmentTests {
             #expect(counts == "(100, 100)", "\(counts)")
         }
     }
+    @Test("a warm-up whose log is unavailable, then stalled for longer than 50 empty polls, waits for it (it stopped the writer, or ended with deduplication empty): client retries of events the lake holds are dropped after the restart")
+    func warmUpWaitsForAStalledLog() async throws {
+        try await Self.withLog { log, folder, logger in
+            let producer = try log.producer(for: .events)
+            func append(_ range: Range<Int>) async throws {
+                var batch = LogRecordBatch()
+                for n in range { Self.append(Self.event(n), to: &batch) }
+                _ = try await producer.append(batch)
+            }
+            try await append(0..<1_000)
+            try await Self.write(log, to: folder, until: 1_000, logger: logger)
+            // The same events again (clients that did not see their 202), read by a restarted writer
+            // whose warm-up first finds the log unavailable, then stalled.
+            try await append(0..<1_000)
+            try await Self.write(StallingReadersLog.over(log, failures: 4, emptyPolls: 120), to: folder, until: 2_000, logger: logger)
+            let counts = try await Self.lakeQuery(folder, "count(*), count(distinct event_id)")
+            #expect(counts == "(1000, 1000)", "rows, distinct event ids: \(counts)")
+        }
+    }
+
     @Test("a lake restored from a copy older than what the log keeps: the warm-up ends at the log's first record (it waited 10 s), the error names that record as the first kept (it named the lake's offset), and the writer goes on from there")
     func lakeOlderThanTheLog() async throws {
         let captured = CapturedLogs()
