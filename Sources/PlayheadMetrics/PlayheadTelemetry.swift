@@ -123,6 +123,7 @@ public enum PlayheadTelemetry {
         "playhead_s3_retries_total": "S3 requests retried, by operation.",
         "playhead_process_resident_memory_bytes": "Resident memory of the process, in bytes.",
         "playhead_process_open_fds": "File descriptors open in the process.",
+        "playhead_process_start_time_seconds": "When the process started, in seconds since the Unix epoch (a restart changes it).",
         "playhead_process_cpu_seconds_total": "CPU time (user and system) used by the process, in seconds.",
         "playhead_concurrent_viewers": "Sessions currently playing (last play-state event was play, not timed out), by content type.",
         "playhead_active_sessions": "Sessions seen in the last 90 s and not stopped.",

@@ -54,6 +54,25 @@ public struct ProcessStats: Sendable, Equatable {
         return stats
     }
 
+    /// When the process started, in seconds since the Unix epoch: the boot time (`/proc/stat`,
+    /// `btime`) plus the process's start in clock ticks after boot (`/proc/self/stat`, field 22).
+    /// Nil where procfs cannot tell.
+    public static func startTimeSeconds() -> Double? {
+        #if os(Linux)
+        guard let stat = readSmallFile("/proc/self/stat"), let close = stat.lastIndex(of: ")"),
+            let system = readSmallFile("/proc/stat"),
+            let bootLine = system.split(separator: "\n").first(where: { $0.hasPrefix("btime ") }),
+            let boot = Double(bootLine.dropFirst("btime ".count))
+        else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        guard fields.count > 19, let start = Double(fields[19]), ticks > 0 else { return nil }
+        return boot + start / ticks
+        #else
+        return nil
+        #endif
+    }
+
     /// The whole content of a small file (procfs reports size 0, so read until EOF).
     static func readSmallFile(_ path: String) -> String? {
         #if os(Linux)
@@ -76,7 +95,9 @@ public struct ProcessStats: Sendable, Equatable {
 }
 
 /// Publishes `playhead_process_resident_memory_bytes`, `playhead_process_open_fds` and
-/// `playhead_process_cpu_seconds_total` every `interval`. The procfs reads run on a dispatch queue,
+/// `playhead_process_cpu_seconds_total` every `interval`, and `playhead_process_start_time_seconds`
+/// once (a restart shows as its change, where a counter that restarts above its last scraped value
+/// hides the reset from `rate()`). The procfs reads run on a dispatch queue,
 /// never on the Swift cooperative pool.
 public struct ProcessMetricsService: Service {
     let interval: Duration
@@ -103,7 +124,9 @@ public struct ProcessMetricsService: Service {
         let rss: Gauge
         let fds: Gauge
         let cpu: FloatingPointCounter
+        let started: Gauge
         if let factory {
+            started = Gauge(label: "playhead_process_start_time_seconds", dimensions: [], factory: factory)
             rss = Gauge(label: "playhead_process_resident_memory_bytes", dimensions: [], factory: factory)
             fds = Gauge(label: "playhead_process_open_fds", dimensions: [], factory: factory)
             cpu = FloatingPointCounter(label: "playhead_process_cpu_seconds_total", dimensions: [], factory: factory)
@@ -111,6 +134,12 @@ public struct ProcessMetricsService: Service {
             rss = Gauge(label: "playhead_process_resident_memory_bytes")
             fds = Gauge(label: "playhead_process_open_fds")
             cpu = FloatingPointCounter(label: "playhead_process_cpu_seconds_total")
+            started = Gauge(label: "playhead_process_start_time_seconds")
+        }
+        if let start = await withCheckedContinuation({ continuation in
+            Self.queue.async { continuation.resume(returning: ProcessStats.startTimeSeconds()) }
+        }) {
+            started.record(start)
         }
         let interval = self.interval
         // Stops at cancellation or graceful shutdown (which also interrupts the sleep).

@@ -9,7 +9,7 @@ struct PrometheusTests {
     static let ruleFiles = ["deploy/prometheus/recording-rules.yml", "deploy/prometheus/alerts.yml"]
     static let requiredAlerts: Set<String> = [
         "IngestionStalled", "RejectRatioHigh", "ConsumerLagGrowing", "DiskNearlyFull", "LakeFlushFailing", "InstanceDown",
-        "LogRecordDamaged", "IngestRequestsFailing", "PlayheadTargetsMissing",
+        "LogRecordDamaged", "IngestRequestsFailing", "PlayheadTargetsMissing", "ConsumerTargetsMissing",
     ]
 
     static func ruleTestFiles(in folder: URL? = nil) throws -> [String] {
@@ -155,8 +155,13 @@ struct PrometheusTests {
         Mutation(file: "alerts.yml", from: "< 0.1", to: "< 0.01", why: "DiskNearlyFull threshold 1 %"),
         Mutation(file: "alerts.yml", from: "absent(up{job=~\"playhead-.*\"})", to: "absent(up{job=~\"playhead-.*\"} == 1)",
                  why: "PlayheadTargetsMissing fires when the targets are there but down"),
-        Mutation(file: "recording-rules.yml", from: "sum by (consumer) (playhead_consumer_lag_events)", to: "max by (consumer) (playhead_consumer_lag_events)",
+        Mutation(file: "recording-rules.yml", from: "sum by (job, consumer) (playhead_consumer_lag_events{", to: "max by (job, consumer) (playhead_consumer_lag_events{",
                  why: "group lag as the max of its members"),
+        Mutation(file: "recording-rules.yml", from: "sum by (job, instance, consumer) (playhead_consumer_lag_events{job=\"playhead-serve\"})",
+                 to: "sum by (job, consumer) (playhead_consumer_lag_events{job=\"playhead-serve\"})",
+                 why: "the lags of separate serve deployments added together"),
+        Mutation(file: "alerts.yml", from: "count by () (up{job=\"playhead-store\"})", to: "count by () (up{job=\"playhead-store\"} == 1)",
+                 why: "ConsumerTargetsMissing fires when the store targets are there but down"),
         Mutation(file: "recording-rules.yml", from: "(job:playhead_events_rejected:rate5m or job:playhead_events_accepted:rate5m * 0)",
                  to: "job:playhead_events_rejected:rate5m", why: "reject ratio missing when nothing is rejected"),
         Mutation(file: "recording-rules.yml", from: "histogram_quantile(0.99, sum by (job, route, le)", to: "histogram_quantile(0.9, sum by (job, route, le)",

@@ -149,7 +149,12 @@ struct TelemetryTests {
             let figures = ExpositionSamples(PlayheadTelemetry.render(registry))
             return (figures.max("playhead_process_resident_memory_bytes") ?? 0) > Double(1 << 20)
                 && (figures.max("playhead_process_cpu_seconds_total") ?? 0) > 0
+                && figures.max("playhead_process_start_time_seconds") != nil
         }
+        // The test process started before now, and (a test run being short) within the last day.
+        let started = ExpositionSamples(PlayheadTelemetry.render(registry)).max("playhead_process_start_time_seconds") ?? 0
+        let now = Date().timeIntervalSince1970
+        #expect(started <= now + 1 && started > now - 86_400, "\(started) against \(now)")
         task.cancel()
         _ = try? await task.value
         #expect(published)
