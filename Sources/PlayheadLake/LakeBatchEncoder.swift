@@ -184,6 +184,17 @@ enum LakePaths {
         return "date=\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))/hour=\(pad(hour, 2))"
     }
 
+    /// The start of the hour whose `date=YYYY-MM-DD/hour=HH` folder `path` is in; nil for a path
+    /// outside such a folder.
+    static func hourStart(ofPartitionIn path: String) -> Int64? {
+        guard let date = path.range(of: "date="), let hour = path.range(of: "/hour=", range: date.upperBound..<path.endIndex) else {
+            return nil
+        }
+        let day = path[date.upperBound..<hour.lowerBound]
+        let hh = path[hour.upperBound...].prefix(2)
+        return RFC3339.parseMicros("\(day)T\(hh):00:00Z")
+    }
+
     /// `<dataset>/date=…/hour=…/p<partition>-<from>-<to>.parquet`: named by the log range it holds,
     /// so that a redo writes the same names.
     static func dataFile(dataset: String, hourStart: Int64, partition: Int32, from: Int64, to: Int64) -> String {

@@ -104,7 +104,6 @@ public final class LakeImporter: Sendable {
             )
         }
         keeper.start()
-        logger.info("import: \(path): started", metadata: ["import.tag": "\(file.tag)", "import.file_bytes": "\(file.size)"])
         do {
             let summary = try await importHeld(file, path: path, receivedAt: receivedAt, replaceEarlierVersions: replaceEarlierVersions, keeper: keeper)
             await keeper.stop()
@@ -145,7 +144,7 @@ public final class LakeImporter: Sendable {
         // Every hour this file's imports have written to, recorded before writing: a re-import
         // (in another hour, or with other batch sizes) removes what the earlier ones left.
         let manifest = ImportManifest.path(tag: state.tag)
-        var hours = try await ImportManifest.read(store, manifest)
+        var hours = try await ImportManifest.read(store, tag: state.tag, logger: logger)
         hours.insert(LakePaths.hourStart(receivedAt))
         try await ImportManifest.write(store, manifest, hours: hours)
         // The imports of this path when it was another file (touched, fetched again, appended to).
@@ -156,6 +155,7 @@ public final class LakeImporter: Sendable {
             versions.tags.append(state.tag)
             try await ImportManifest.writePathIndex(store, index, versions)
         }
+        logger.info("import: \(path): started", metadata: ["import.tag": "\(state.tag)", "import.file_bytes": "\(file.size)"])
         if !earlier.isEmpty && !replaceEarlierVersions {
             summary.earlierVersionsKept = earlier.count
             logger.warning(
@@ -280,7 +280,7 @@ public final class LakeImporter: Sendable {
         if replaceEarlierVersions && !earlier.isEmpty {
             for tag in earlier {
                 let other = ImportManifest.path(tag: tag)
-                let otherHours = try await ImportManifest.read(store, other)
+                let otherHours = try await ImportManifest.read(store, tag: tag, logger: logger)
                 summary.replaced += try await removeEarlierImports(tag: tag, hours: otherHours, keeping: [])
                 try await store.delete(other)
             }
@@ -497,13 +497,25 @@ enum ImportManifest {
         try await store.put(location, Array(try JSONEncoder().encode(index)))
     }
 
-    static func read(_ store: any LakeStore, _ path: String) async throws -> Set<Int64> {
+    /// The hours of the manifest of `tag`. One that cannot be read (an import killed while it
+    /// was being written: a SeaweedFS gateway kept the part of a PUT it got before the client died)
+    /// is rebuilt from the names of the lake's files, with a warning: every hour that holds a file
+    /// of the tag (a listing of the whole lake, once).
+    static func read(_ store: any LakeStore, tag: String, logger: Logger) async throws -> Set<Int64> {
+        let path = path(tag: tag)
         guard let bytes = try await store.get(path) else { return [] }
         do {
             return Set(try JSONDecoder().decode(Body.self, from: Data(bytes)).hours)
         } catch {
-            throw LakeError(.io, "cannot read the import manifest \(path) (\(error)): delete it; the next import of its file then cannot remove what earlier imports of that file left in other hours")
+            logger.warning("import: the manifest \(path) cannot be read (\(error)); finding the hours of its files from the lake's file names", metadata: ["import.tag": "\(tag)"])
         }
+        var hours = Set<Int64>()
+        for dataset in ["events", "rejected", "rollups"] {
+            for file in try await store.list(prefix: "\(dataset)/") where file.contains("/import-\(tag)") {
+                if let hour = LakePaths.hourStart(ofPartitionIn: file) { hours.insert(hour) }
+            }
+        }
+        return hours
     }
 
     static func write(_ store: any LakeStore, _ path: String, hours: Set<Int64>) async throws {

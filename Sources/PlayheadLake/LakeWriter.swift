@@ -303,7 +303,7 @@ final class DatasetWriter: @unchecked Sendable {
                 } catch let lost as PartitionsLost {
                     // Start over as a new member: every partition is taken afresh from the lake's
                     // state, and what this process buffered is its new owners' to write.
-                    logger.warning("lake writer: the group gave this process's partitions to other members (was it paused past the session timeout, or did another consumer join group lake? docs/kafka.md); dropping the unwritten batches and joining again", metadata: [
+                    logger.warning("lake writer: group lake moved on without this process (a rebalance: a member joined or left, or this one was paused past the session timeout; docs/kafka.md); dropping the unwritten batches, which the partitions' owners write, and joining again", metadata: [
                         "log.partition": "\(lost.partition)", "lake.partitions_dropped": "\(partitions.count)",
                     ])
                     partitions.removeAll()

@@ -147,7 +147,7 @@ struct KafkaPipelineTests {
             #expect(rows.first?[0] as? Int == rows.first?[1] as? Int, "duplicate rows in the lake: \(rows), in \(overlapping)")
             #expect(rows.first?[1] as? Int ?? 0 >= acknowledged.count, "\(rows) against \(acknowledged.count) acknowledged")
             // Whether store a met the fence (it may also learn of the loss from a poll first).
-            print("paused store fenced: \(stores[0].process.stderr.contains("the group gave this process's partitions to other members"))")
+            print("paused store fenced: \(stores[0].process.stderr.contains("group lake moved on without this process"))")
         } catch {
             Issue.record(error)
         }

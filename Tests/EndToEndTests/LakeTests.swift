@@ -1053,6 +1053,16 @@ struct LakeTests {
         let third = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--lake", lake, "--batch-events", "5000"] + hour + [file])
         #expect(third.status == 0, "\(third.stderr)")
         #expect(try await count() == [30000, 30000])
+        // A manifest cut short (a SeaweedFS gateway kept part of a killed import's PUT): the next
+        // import finds the hours from the file names, and still replaces what is there.
+        let manifests = try FileManager.default.contentsOfDirectory(atPath: lake + "/_playhead/imports").filter { $0.hasSuffix(".json") }
+        try #require(manifests.count == 1, "\(manifests)")
+        try Data("{\"hours\":[17".utf8).write(to: URL(fileURLWithPath: lake + "/_playhead/imports/" + manifests[0]))
+        let elsewhere = try await runCommand(
+            TestEnvironment.playheadExecutable, ["import", "--lake", lake, "--received-at", "2026-11-20T03:00:00Z", file])
+        #expect(elsewhere.status == 0 && elsewhere.stderr.contains("cannot be read"), "\(elsewhere.stderr)")
+        #expect((summary(elsewhere)["replaced_files"] as? Int ?? 0) > 0, "\(elsewhere.stdout)")
+        #expect(try await count() == [30000, 30000])
 
         // Touched: another file to the tag, so its import adds a copy, says so, and counts it;
         // with --replace-earlier-versions the earlier import's files go.
