@@ -149,7 +149,7 @@ public final class LakeImporter: Sendable {
         try await ImportManifest.write(store, manifest, hours: hours)
         // The imports of this path when it was another file (touched, fetched again, appended to).
         let index = ImportManifest.pathIndexPath(file.pathKey)
-        var versions = try await ImportManifest.readPathIndex(store, index, path: file.canonicalPath)
+        var versions = try await ImportManifest.readPathIndex(store, index, path: file.canonicalPath, logger: logger)
         let earlier = versions.tags.filter { $0 != state.tag }
         if !versions.tags.contains(state.tag) {
             versions.tags.append(state.tag)
@@ -484,12 +484,15 @@ enum ImportManifest {
     static func pathIndexPath(_ key: String) -> String { "_playhead/imports/paths/\(key).json" }
     static func leasePath(_ key: String) -> String { "_playhead/imports/paths/\(key).lock" }
 
-    static func readPathIndex(_ store: any LakeStore, _ location: String, path: String) async throws -> PathIndex {
+    /// The index of `path`'s imports; one that cannot be read (as a manifest can be cut short) is
+    /// started again, with a warning: it only tells of earlier versions, and an import goes on.
+    static func readPathIndex(_ store: any LakeStore, _ location: String, path: String, logger: Logger) async throws -> PathIndex {
         guard let bytes = try await store.get(location) else { return PathIndex(path: path, tags: []) }
         do {
             return try JSONDecoder().decode(PathIndex.self, from: Data(bytes))
         } catch {
-            throw LakeError(.io, "cannot read the import index \(location) (\(error)): delete it, and imports of \(path) start a new one")
+            logger.warning("import: the index \(location) of \(path)'s imports cannot be read (\(error)); it starts again with this import, and earlier versions of the file it listed are not told of")
+            return PathIndex(path: path, tags: [])
         }
     }
 
