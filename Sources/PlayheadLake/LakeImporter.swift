@@ -501,7 +501,8 @@ enum ImportManifest {
     }
 
     /// The hours of the manifest of `tag`. One that cannot be read (an import killed while it
-    /// was being written: a SeaweedFS gateway kept the part of a PUT it got before the client died)
+    /// was being written: a SeaweedFS gateway stored an empty object for a PUT whose client died
+    /// between its head and its body, before PUTs carried `Content-MD5`)
     /// is rebuilt from the names of the lake's files, with a warning: every hour that holds a file
     /// of the tag (a listing of the whole lake, once).
     static func read(_ store: any LakeStore, tag: String, logger: Logger) async throws -> Set<Int64> {

@@ -415,6 +415,7 @@ public final class S3Client: Sendable {
         let target = try requestTarget(bucket: bucket, key: key, query: query)
         let (hostHeader, path, url) = (target.hostHeader, target.path, target.url)
         let payloadHash = body.map { SigV4Signer.hexSHA256($0) } ?? SigV4Signer.emptyPayloadHash
+        let headersToSend = Self.headers(extraHeaders, method: method, body: body)
         let policy = configuration.retry
         let timeout = TimeAmount.nanoseconds(
             Int64(S3RetryPolicy.seconds(configuration.requestTimeout) * 1e9))
@@ -426,7 +427,7 @@ public final class S3Client: Sendable {
             let started = ContinuousClock.now
             var statusLabel = "error"
             do {
-                var headers = HTTPHeaders(extraHeaders)
+                var headers = HTTPHeaders(headersToSend)
                 headers.replaceOrAdd(name: "host", value: hostHeader)
                 signer.sign(
                     method: method.rawValue, host: hostHeader, path: path, query: query, headers: &headers, payloadHash: payloadHash, date: Date()
@@ -495,6 +496,15 @@ public final class S3Client: Sendable {
     }
 
     // MARK: Helpers
+
+    /// The headers of a request besides Host and the signature's: a PUT with a body carries its
+    /// `Content-MD5`, which the store checks against the body it got. A SeaweedFS gateway stored an
+    /// empty object for a PUT whose client died after sending the head and before the body (a
+    /// killed import, a killed `store`): with the header it refuses it. AWS S3 checks it too.
+    static func headers(_ extra: [(String, String)], method: HTTPMethod, body: ByteBuffer?) -> [(String, String)] {
+        guard method == .PUT, let body, !extra.contains(where: { $0.0.lowercased() == "content-md5" }) else { return extra }
+        return extra + [("content-md5", SigV4Signer.base64MD5(body))]
+    }
 
     /// Where a request goes: the Host header, the unencoded path that is signed, and the URL sent
     /// (whose path and query are exactly the canonical ones).

@@ -217,6 +217,11 @@ public struct SigV4Signer: Sendable {
         buffer.withUnsafeReadableBytes { hex(SHA256.hash(data: $0)) }
     }
 
+    /// Base64 of the MD5 of the readable bytes of `buffer`: a `Content-MD5` header (RFC 1864).
+    public static func base64MD5(_ buffer: ByteBuffer) -> String {
+        buffer.withUnsafeReadableBytes { Data(Insecure.MD5.hash(data: $0)).base64EncodedString() }
+    }
+
     static func hex<Bytes: Sequence>(_ bytes: Bytes) -> String where Bytes.Element == UInt8 {
         let digits = Array("0123456789abcdef".utf8)
         var out: [UInt8] = []

@@ -117,6 +117,24 @@ struct S3ClientTests {
         }
     }
 
+    @Test("a PUT carries its body's Content-MD5, which the store checks: a body that does not match it (one cut short by a client that died) is refused, not stored")
+    func contentMD5() async throws {
+        let md5 = S3Client.headers([], method: .PUT, body: ByteBuffer(string: "hello"))
+        #expect(md5.map { $0.0 } == ["content-md5"] && md5.first?.1 == "XUFAKrxLKna5cZ2REBfFkg==", "\(md5)")
+        #expect(S3Client.headers([], method: .GET, body: nil).isEmpty)
+        try await Self.withSeaweed { weed in
+            let s3 = Self.client(weed)
+            try await s3.createBucket("digests")
+            try await s3.putObject(bucket: "digests", key: "whole", body: ByteBuffer(string: "hello"))
+            await #expect {
+                _ = try await s3.send(operation: "PutObject", method: .PUT, bucket: "digests", key: "cut",
+                    headers: [("content-md5", "XUFAKrxLKna5cZ2REBfFkg==")], body: ByteBuffer(string: "hel"))
+            } throws: { ($0 as? S3Error)?.status == 400 }
+            #expect(try await s3.headObject(bucket: "digests", key: "cut") == nil)
+            #expect(try await s3.getObject(bucket: "digests", key: "whole").bytes == Array("hello".utf8))
+        }
+    }
+
     @Test func helperCreatesBucketsAndConfigurationComesFromItsEnvironment() async throws {
         let weed = try await SeaweedFS.start(accessKey: Self.accessKey, secretKey: Self.secretKey, buckets: ["pre-made", "second"])
         do {
