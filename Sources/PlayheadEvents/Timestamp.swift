@@ -1,3 +1,20 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The wall clock (`CLOCK_REALTIME`), in microseconds since the Unix epoch: the `received_at` of
+/// events, and the time the lake and the metrics compare theirs with.
+public enum WallClock {
+    @inlinable
+    public static func micros() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Int64(now.tv_sec) * 1_000_000 + Int64(now.tv_nsec) / 1000
+    }
+}
+
 /// RFC 3339 date-times: `YYYY-MM-DD(T|t| )HH:MM:SS[.fraction](Z|z|±HH:MM)`.
 public enum RFC3339 {
     /// Microseconds since the Unix epoch (UTC), or nil when `bytes` is not an RFC 3339 date-time with

@@ -138,7 +138,7 @@ public final class EventsEndpoint: Sendable {
         guard inFlightBytes.reserve(wireBytes) else {
             return eventLoop.makeSucceededFuture(overloaded())
         }
-        let receivedAt = Self.nowMicros()
+        let receivedAt = WallClock.micros()
         let format = Self.bodyFormat(request.head.headers) ?? .sniff
         if Self.contentEncoding(request.head.headers) == .gzip {
             let maxBodyBytes = configuration.maxBodyBytes
@@ -401,12 +401,6 @@ public final class EventsEndpoint: Sendable {
         case .overloaded: "overloaded"
         default: "log_unavailable"
         }
-    }
-
-    private static func nowMicros() -> Int64 {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        return Int64(now.tv_sec) * 1_000_000 + Int64(now.tv_nsec) / 1000
     }
 }
 

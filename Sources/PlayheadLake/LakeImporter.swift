@@ -201,7 +201,7 @@ public final class LakeImporter: Sendable {
                 summary.inputBytes += added
                 pending = lines.rest
                 let byteBase = chunkStart
-                if byteBase == 0 { try ImportFile.checkIsNDJSON(Array((lines.complete.prefix(64) + lines.rest.prefix(64)).prefix(64)), path: path) }
+                if byteBase == 0 { try ImportFile.checkIsNDJSON(Array((lines.complete.prefix(64) + lines.rest.prefix(64)).prefix(64))) }
                 chunkStart += lines.complete.count
                 // Blank lines are skipped, as in a request body; a chunk (or the file's tail) of
                 // nothing else holds no event, and is not an empty body to reject.
@@ -664,7 +664,7 @@ final class ImportFile: @unchecked Sendable {
     /// Refuses, from its first bytes (after gzip decoding), a file that is not NDJSON in a way that
     /// would make every line a rejection (exit status 0 and `rejected/` filled with its bytes): a
     /// Parquet file, UTF-16 or UTF-32 text, a JSON array.
-    static func checkIsNDJSON(_ head: [UInt8], path: String) throws {
+    static func checkIsNDJSON(_ head: [UInt8]) throws {
         var i = 0
         if head.starts(with: [0xEF, 0xBB, 0xBF]) { i = 3 }
         if head.starts(with: Array("PAR1".utf8)) {

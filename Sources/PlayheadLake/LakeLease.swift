@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import PlayheadEvents
 import S3
 import Synchronization
 
@@ -50,12 +51,6 @@ public enum LakeLeases {
         } == 0 ? String(decoding: name.prefix { $0 != 0 }, as: UTF8.self) : "unknown"
         let since = ISO8601DateFormatter().string(from: Date())
         return "host \(host), process \(getpid()), since \(since)"
-    }
-
-    static func nowMicros() -> Int64 {
-        var clock = timespec()
-        clock_gettime(CLOCK_REALTIME, &clock)
-        return Int64(clock.tv_sec) * 1_000_000 + Int64(clock.tv_nsec) / 1000
     }
 }
 
@@ -115,7 +110,7 @@ extension S3LakeStore {
     /// race, exactly one write succeeds (S3 since 2024, SeaweedFS, MinIO).
     public func lease(_ path: String, holder: String) async throws -> LakeLeaseAttempt {
         let owner = UUID().uuidString.lowercased()
-        let objectKey = prefix.isEmpty ? path : "\(prefix)/\(path)"
+        let objectKey = key(path)
         let lease = S3LakeLease(client: client, bucket: bucket, key: objectKey, owner: owner, holder: holder)
         for _ in 0..<3 {
             do {
@@ -137,7 +132,7 @@ extension S3LakeStore {
                 lease.adopt(etag: etag)
                 return .held(lease)
             }
-            let age = LakeLeases.nowMicros() - (body?.renewed_at ?? 0)
+            let age = WallClock.micros() - (body?.renewed_at ?? 0)
             let stale = age > LakeLeases.staleAfter.components.seconds * 1_000_000
             if stale, let etag = current.etag {
                 do {
@@ -174,7 +169,7 @@ final class S3LakeLease: LakeLease {
 
     /// Writes the lease: created when `ifMatch` is nil, else over the object with that ETag.
     func write(ifMatch: String?) async throws {
-        let body = S3LakeStore.LeaseBody(owner: owner, holder: holder, renewed_at: LakeLeases.nowMicros())
+        let body = S3LakeStore.LeaseBody(owner: owner, holder: holder, renewed_at: WallClock.micros())
         let bytes = try JSONEncoder().encode(body)
         let tag = try await client.putObject(
             bucket: bucket, key: key, body: ByteBuffer(bytes: bytes), contentType: "application/json",

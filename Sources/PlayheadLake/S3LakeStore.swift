@@ -73,7 +73,7 @@ public final class S3LakeStore: LakeStore {
         }
     }
 
-    private func key(_ path: String) -> String { prefix.isEmpty ? path : "\(prefix)/\(path)" }
+    func key(_ path: String) -> String { prefix.isEmpty ? path : "\(prefix)/\(path)" }
 
     public func put(_ path: String, _ bytes: [UInt8]) async throws {
         try await client.upload(bucket: bucket, key: key(path), body: ByteBuffer(bytes: bytes))

@@ -1,6 +1,7 @@
 import CoreMetrics
 import Logging
 import Metrics
+import PlayheadEvents
 import PlayheadLog
 import ServiceLifecycle
 import Synchronization
@@ -229,11 +230,6 @@ public final class ContentMetricsConsumer: Service, Sendable {
         instruments.publish(aggregator.snapshot(top: 0))
     }
 
-    static func wallClockMicros() -> Int64 {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        return Int64(now.tv_sec) * 1_000_000 + Int64(now.tv_nsec) / 1000
-    }
 
     public func run() async throws {
         let consumer = try log.consumer(for: topic, group: group)
@@ -309,7 +305,7 @@ public final class ContentMetricsConsumer: Service, Sendable {
             let now = clock.now
             if now - lastExpire >= .seconds(1) {
                 lastExpire = now
-                let wall = Self.wallClockMicros()
+                let wall = WallClock.micros()
                 // While records flow, the stream's own clock (newest received_at read); when idle, the wall clock.
                 aggregator.expire(now: lastPollHadRecords ? min(wall, newestReceivedMicros) : wall)
                 if undecodable > 0 {

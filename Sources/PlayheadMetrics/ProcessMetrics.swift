@@ -115,8 +115,13 @@ public struct ProcessMetricsService: Service {
 
     /// Reads `/proc/self` once, off the cooperative pool.
     public static func readStats() async -> ProcessStats {
+        await offPool(ProcessStats.read)
+    }
+
+    /// `read` (blocking procfs reads) on the service's dispatch queue.
+    static func offPool<T: Sendable>(_ read: @escaping @Sendable () -> T) async -> T {
         await withCheckedContinuation { continuation in
-            queue.async { continuation.resume(returning: ProcessStats.read()) }
+            queue.async { continuation.resume(returning: read()) }
         }
     }
 
@@ -136,9 +141,7 @@ public struct ProcessMetricsService: Service {
             cpu = FloatingPointCounter(label: "playhead_process_cpu_seconds_total")
             started = Gauge(label: "playhead_process_start_time_seconds")
         }
-        if let start = await withCheckedContinuation({ continuation in
-            Self.queue.async { continuation.resume(returning: ProcessStats.startTimeSeconds()) }
-        }) {
+        if let start = await Self.offPool(ProcessStats.startTimeSeconds) {
             started.record(start)
         }
         let interval = self.interval

@@ -122,10 +122,10 @@ public struct S3Error: Error, Sendable, CustomStringConvertible {
         self.attempts = attempts
     }
 
-    /// Whether trying again may succeed: 5xx, 429, SlowDown, timeouts and connection errors.
     /// A conditional request's condition did not hold (HTTP 412, `PreconditionFailed`).
     public var isPreconditionFailed: Bool { status == 412 }
 
+    /// Whether trying again may succeed: 5xx, 429, SlowDown, timeouts and connection errors.
     public var isRetryable: Bool {
         switch code {
         case .slowDown, .internalError, .serviceUnavailable, .requestTimeout, .transport: return true

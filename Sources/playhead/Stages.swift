@@ -259,9 +259,7 @@ struct ImportCommand: AsyncParsableCommand {
         let importer = LakeImporter(store: store, configuration: configuration, decoder: decoder, threadPool: threadPool, logger: logger)
         var failed = false
         // One received_at for the whole run (the files of one run land in one hour).
-        var clock = timespec()
-        clock_gettime(CLOCK_REALTIME, &clock)
-        let now = receivedAt.flatMap(RFC3339.parseMicros) ?? (Int64(clock.tv_sec) * 1_000_000 + Int64(clock.tv_nsec) / 1000)
+        let now = receivedAt.flatMap(RFC3339.parseMicros) ?? WallClock.micros()
         for file in files {
             let started = ContinuousClock.now
             do {
