@@ -198,7 +198,7 @@ enum LakePaths {
     /// `<dataset>/date=…/hour=…/p<partition>-<from>-<to>.parquet`: named by the log range it holds,
     /// so that a redo writes the same names.
     static func dataFile(dataset: String, hourStart: Int64, partition: Int32, from: Int64, to: Int64) -> String {
-        "\(dataset)/\(self.partition(hourStart: hourStart))/p\(partition)-\(pad(from, 20))-\(pad(to, 20)).parquet"
+        "\(dataset)/\(self.partition(hourStart: hourStart))/\(batchFileName(partition: partition, from: from, to: to)).parquet"
     }
 
     /// `_playhead/damaged/<dataset>/p<partition>-<offset>.record`: a record of the log kept as it is,
@@ -226,6 +226,13 @@ enum LakePaths {
     }
 
     /// `rollups/date=…/hour=…/p<partition>.parquet`: rewritten while the hour is open.
+    /// `p<partition>-<from>-`, the start of the names of a partition's batch files that begin at
+    /// `from` (offsets padded to 20 digits), and with `to`, the name of a batch's file without its
+    /// part and extension.
+    static func batchFileName(partition: Int32, from: Int64, to: Int64? = nil) -> String {
+        "p\(partition)-\(pad(from, 20))-" + (to.map { pad($0, 20) } ?? "")
+    }
+
     static func rollupFile(hourStart: Int64, partition: Int32) -> String {
         "rollups/\(self.partition(hourStart: hourStart))/p\(partition).parquet"
     }

@@ -891,6 +891,7 @@ final class DatasetWriter: @unchecked Sendable {
         // Once more before the state: a pause during the writes (the files a new owner redoing this
         // batch from its intent writes too, under the same names) must not move the state back.
         guard await consumer.stillOwns(writer.partition, committing: from), try await stateUnmoved(writer) else {
+            try await removeOverlapped(encoded.files.map(\.path), partition: writer.partition, from: from, to: to)
             throw PartitionsLost(partition: writer.partition)
         }
         let state = LakeCommits.State(nextOffset: to, rollupFrom: writer.rollups?.rebuildFrom)
@@ -938,6 +939,43 @@ final class DatasetWriter: @unchecked Sendable {
             ])
         }
         return unmoved
+    }
+
+    /// Deletes the files just written of a batch `[from, to)` that another writer has committed
+    /// under other names meanwhile. A batch's writes held up by the store (S3 retrying through an
+    /// outage) or by a pause, while a rebalance gave the partition to another process, ended after
+    /// that process had written the same records from the same `from`: the check before the state
+    /// kept the state, but the files stayed, every row of them a second time in the lake (probe CH,
+    /// 2026-12-04: 14 events in `p0-…697-…711` and `p0-…697-…749`).
+    ///
+    /// Only on evidence, since a file of the same name may be the other writer's (a redo of this
+    /// batch's intent writes the same names): the state has moved past `from`, so the other writer
+    /// wrote a batch from `from`; and a file of this partition from `from` to another offset sits
+    /// beside one of ours, so that batch ended elsewhere and none of its names is one of ours. The
+    /// batch's first records are in both batches, so their hour's folder holds both names (unless
+    /// the other dropped every record of that hour, as duplicates; then the files stay, as before).
+    private func removeOverlapped(_ paths: [String], partition: Int32, from: Int64, to: Int64) async throws {
+        let state = try await retrying("read state") { try await self.commits.state(partition) }
+        guard let next = state?.nextOffset, next > from else { return }
+        let batchFiles = paths.filter { Self.isBatchFile($0, partition: partition) }
+        let start = LakePaths.batchFileName(partition: partition, from: from)
+        let ours = LakePaths.batchFileName(partition: partition, from: from, to: to)
+        var other: String?
+        for folder in Set(batchFiles.map { $0.split(separator: "/").dropLast().joined(separator: "/") }).sorted() {
+            let names = try await retrying("list \(folder)/") { try await self.store.list(prefix: "\(folder)/\(start)") }
+            if let found = names.first(where: { !($0.split(separator: "/").last ?? "").hasPrefix(ours) }) {
+                other = found
+                break
+            }
+        }
+        guard let other else { return }
+        for path in batchFiles {
+            try await retrying("delete \(path)") { try await self.store.delete(path) }
+        }
+        logger.warning("lake writer: deleted the files of a batch whose writes ended after another writer had committed its records under other names (a rebalance while the store held the writes up, or this process was paused)", metadata: [
+            "log.partition": "\(partition)", "lake.from": "\(from)", "lake.to": "\(to)", "lake.files": "\(batchFiles.count)",
+            "lake.other_file": "\(other)", "lake.next_offset": "\(next)",
+        ])
     }
 
     /// Runs `operation` until it succeeds: the lake may be unreachable for a while (S3 down), and the

@@ -13,13 +13,20 @@ import PlayheadLake
 final class WrappedLog: LogBackend {
     let base: EmbeddedLog
     let wrap: @Sendable (_ consumer: any LogConsumer, _ group: String?) -> any LogConsumer
-    init(_ base: EmbeddedLog, wrap: @escaping @Sendable (_ consumer: any LogConsumer, _ group: String?) -> any LogConsumer) {
+    /// Without an identity, as the topic of a Kafka log is to its `store` processes, each with its
+    /// own lake writer: no claim of the lake (a run per writer) stops the second writer.
+    let hidesIdentity: Bool
+    init(
+        _ base: EmbeddedLog, hidesIdentity: Bool = false,
+        wrap: @escaping @Sendable (_ consumer: any LogConsumer, _ group: String?) -> any LogConsumer
+    ) {
         self.base = base
+        self.hidesIdentity = hidesIdentity
         self.wrap = wrap
     }
     var displayName: String { base.displayName }
-    var identity: String? { base.identity }
-    var awaitsIdentity: Bool { base.awaitsIdentity }
+    var identity: String? { hidesIdentity ? nil : base.identity }
+    var awaitsIdentity: Bool { hidesIdentity ? false : base.awaitsIdentity }
     func producer(for topic: LogTopic) throws(LogError) -> any LogProducer { try base.producer(for: topic) }
     func consumer(for topic: LogTopic, group: String?) throws(LogError) -> any LogConsumer {
         wrap(try base.consumer(for: topic, group: group), group)
@@ -95,6 +102,29 @@ enum StallingReadersLog {
     }
 }
 
+/// A folder lake whose first write at `held` waits until `meanwhile` has run: a write held up by S3
+/// retries through an outage while a rebalance gives the partition to another process.
+final class HeldUpStore: LakeStore {
+    let base: FileLakeStore
+    let held: String
+    let meanwhile: @Sendable () async throws -> Void
+    private let waited = Mutex(false)
+    init(_ base: FileLakeStore, holding held: String, meanwhile: @escaping @Sendable () async throws -> Void) {
+        self.base = base
+        self.held = held
+        self.meanwhile = meanwhile
+    }
+    var displayName: String { base.displayName }
+    func put(_ path: String, _ bytes: [UInt8]) async throws {
+        if path == held, waited.withLock({ let first = !$0; $0 = true; return first }) { try await meanwhile() }
+        try await base.put(path, bytes)
+    }
+    func get(_ path: String) async throws -> [UInt8]? { try await base.get(path) }
+    func list(prefix: String) async throws -> [String] { try await base.list(prefix: prefix) }
+    func delete(_ path: String) async throws { try await base.delete(path) }
+    func lease(_ path: String, holder: String) async throws -> LakeLeaseAttempt { try await base.lease(path, holder: holder) }
+}
+
 @Suite("The lake writer takes a partition from the lake's state")
 struct LakeWriterAssignmentTests {
     @Test("records handed over with the partition from a group offset ahead of the lake (another consumer in the group, offsets reset by hand) are read again from the lake's next offset: every event in the lake once")
@@ -158,13 +188,17 @@ struct LakeWriterAssignmentTests {
         batch.appendRecord(key: Array((fields.sessionID ?? fields.deviceID).utf8), value: EventRecordEncoder.encode(fields))
     }
 
-    /// Runs a lake writer over `log` into `<folder>/lake` until its events state reaches `next`.
-    static func write(_ log: any LogBackend, to folder: String, until next: Int, logger: Logger) async throws {
+    /// Runs a lake writer over `log` into `<folder>/lake` until its events state reaches `next` (and
+    /// `done` holds).
+    static func write(
+        _ log: any LogBackend, to folder: String, until next: Int, logger: Logger, flushEvents: Int = 1_000,
+        store makeStore: (FileLakeStore) -> any LakeStore = { $0 }, done: () -> Bool = { true }
+    ) async throws {
         let threadPool = NIOThreadPool(numberOfThreads: 2)
         threadPool.start()
-        let store = try FileLakeStore(root: folder + "/lake", threadPool: threadPool)
+        let store = makeStore(try FileLakeStore(root: folder + "/lake", threadPool: threadPool))
         var configuration = LakeWriterConfiguration()
-        configuration.flushEvents = 1_000
+        configuration.flushEvents = flushEvents
         configuration.flushInterval = .milliseconds(300)
         let writer = LakeWriter(log: log, store: store, configuration: configuration, threadPool: threadPool, logger: logger)
         let group = ServiceGroup(services: [writer], logger: logger)
@@ -172,7 +206,7 @@ struct LakeWriterAssignmentTests {
         let state = folder + "/lake/_playhead/state/events/p0.json"
         let deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline {
-            if let text = try? String(contentsOfFile: state, encoding: .utf8), text.contains("\"next_offset\":\(next)") { break }
+            if let text = try? String(contentsOfFile: state, encoding: .utf8), text.contains("\"next_offset\":\(next)"), done() { break }
             try await Task.sleep(for: .milliseconds(100))
         }
         await group.triggerGracefulShutdown()
@@ -255,6 +289,40 @@ struct LakeWriterAssignmentTests {
             #expect(counts == "(100, 100)", "\(counts)")
         }
     }
+    @Test("a batch whose writes the store held up while another writer took the partition and wrote the same records in other batches: its files are deleted once its state check finds the state moved (they stayed: every row twice)")
+    func heldUpBatchAfterAnotherWriterIsDeleted() async throws {
+        let captured = CapturedLogs()
+        let logger = Logger(label: "test") { _ in CapturingLogHandler(captured: captured) }
+        try await Self.withLog(logger: logger) { log, folder, logger in
+            var batch = LogRecordBatch()
+            for n in 0..<100 { Self.append(Self.event(n), to: &batch) }
+            _ = try await log.producer(for: .events).append(batch)
+            // Two `store` processes of one topic, as it were: the first one's intent for its batch
+            // [0, 100) is held up until the second has taken the partition and written it in batches
+            // of 40 (its names end at 40, 80 and 100), and committed its state.
+            let shared = WrappedLog(log, hidesIdentity: true) { consumer, _ in consumer }
+            let lake = folder + "/lake/"
+            func batchFiles() -> [String] {
+                (FileManager.default.subpaths(atPath: lake + "events") ?? []).filter { $0.hasSuffix(".parquet") }.sorted()
+            }
+            let overlapping = "p0-\(String(repeating: "0", count: 20))-\(String(repeating: "0", count: 17))100.parquet"
+            try await Self.write(
+                shared, to: folder, until: 100, logger: logger,
+                store: { base in
+                    HeldUpStore(base, holding: "_playhead/intents/events/p0.json") {
+                        try await Self.write(shared, to: folder, until: 100, logger: logger, flushEvents: 40)
+                    }
+                },
+                done: { captured.count(containing: "deleted the files of a batch whose writes ended after another writer") > 0 }
+            )
+            let files = batchFiles()
+            #expect(files.count == 3, "the other writer's three files: \(files)")
+            #expect(!files.contains { $0.hasSuffix(overlapping) }, "the held-up batch's file is gone: \(files)")
+            let counts = try await Self.lakeQuery(folder, "count(*), count(distinct event_id)")
+            #expect(counts == "(100, 100)", "rows, distinct event ids: \(counts)")
+        }
+    }
+
     @Test("a warm-up whose log is unavailable, then stalled for longer than 50 empty polls, waits for it (it stopped the writer, or ended with deduplication empty): client retries of events the lake holds are dropped after the restart")
     func warmUpWaitsForAStalledLog() async throws {
         try await Self.withLog { log, folder, logger in
