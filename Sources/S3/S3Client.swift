@@ -4,6 +4,7 @@ import Logging
 import Metrics
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 
 /// An object read with `getObject`.
 public struct S3Object: Sendable {
@@ -414,8 +415,7 @@ public final class S3Client: Sendable {
     ) async throws -> Response {
         let target = try requestTarget(bucket: bucket, key: key, query: query)
         let (hostHeader, path, url) = (target.hostHeader, target.path, target.url)
-        let payloadHash = body.map { SigV4Signer.hexSHA256($0) } ?? SigV4Signer.emptyPayloadHash
-        let headersToSend = Self.headers(extraHeaders, method: method, body: body)
+        let (payloadHash, headersToSend) = try await Self.digested(body, headers: extraHeaders, method: method)
         let policy = configuration.retry
         let timeout = TimeAmount.nanoseconds(
             Int64(S3RetryPolicy.seconds(configuration.requestTimeout) * 1e9))
@@ -501,6 +501,20 @@ public final class S3Client: Sendable {
     /// `Content-MD5`, which the store checks against the body it got. A SeaweedFS gateway stored an
     /// empty object for a PUT whose client died after sending the head and before the body (a
     /// killed import, a killed `store`): with the header it refuses it. AWS S3 checks it too.
+    /// The body's SHA-256 for the signature, and the headers with its `Content-MD5` added. A body
+    /// over 256 KiB (a Parquet file or a part of one: tens of milliseconds of hashing) is hashed on
+    /// NIO's thread pool, not on the task's thread of the cooperative pool.
+    static func digested(
+        _ body: ByteBuffer?, headers extra: [(String, String)], method: HTTPMethod
+    ) async throws -> (payloadHash: String, headers: [(String, String)]) {
+        guard let body else { return (SigV4Signer.emptyPayloadHash, extra) }
+        let hash: @Sendable () -> (String, [(String, String)]) = {
+            (SigV4Signer.hexSHA256(body), Self.headers(extra, method: method, body: body))
+        }
+        guard body.readableBytes > 256 << 10 else { return hash() }
+        return try await NIOThreadPool.singleton.runIfActive(hash)
+    }
+
     static func headers(_ extra: [(String, String)], method: HTTPMethod, body: ByteBuffer?) -> [(String, String)] {
         guard method == .PUT, let body, !extra.contains(where: { $0.0.lowercased() == "content-md5" }) else { return extra }
         return extra + [("content-md5", SigV4Signer.base64MD5(body))]
