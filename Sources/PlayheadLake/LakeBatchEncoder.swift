@@ -208,10 +208,11 @@ enum LakePaths {
         "_playhead/damaged/\(dataset)/p\(partition)-\(offset).record"
     }
 
-    /// `<dataset>/date=…/hour=…/import-<tag>-<sequence>.parquet`: the files of `playhead import`,
-    /// named by the imported file (`tag`) so that importing the same file again replaces them.
-    static func importFile(dataset: String, hourStart: Int64, tag: String, sequence: Int) -> String {
-        "\(dataset)/\(self.partition(hourStart: hourStart))/import-\(tag)-\(pad(Int64(sequence), 6)).parquet"
+    /// `<dataset>/date=…/hour=…/import-<stem>-<sequence>.parquet`: the files of `playhead import`,
+    /// named by the imported file and the run (`stem` is `<tag>-<run>`), so that importing the same
+    /// file again finds them (`import-<tag>-…`) and removes them once it is whole.
+    static func importFile(dataset: String, hourStart: Int64, tag stem: String, sequence: Int) -> String {
+        "\(dataset)/\(self.partition(hourStart: hourStart))/import-\(stem)-\(pad(Int64(sequence), 6)).parquet"
     }
 
     /// `…/name-<k>.parquet` for `…/name.parquet`: part `k` of a file encoded as several.
@@ -220,12 +221,12 @@ enum LakePaths {
         return "\(path.dropLast(".parquet".count))-\(k).parquet"
     }
 
-    /// `rollups/date=…/hour=…/import-<tag>.parquet`: the rollups of one imported file.
-    static func importRollupFile(hourStart: Int64, tag: String) -> String {
-        "rollups/\(self.partition(hourStart: hourStart))/import-\(tag).parquet"
+    /// `rollups/date=…/hour=…/import-<stem>.parquet`: the rollups of one import of a file
+    /// (`stem` is `<tag>-<run>`).
+    static func importRollupFile(hourStart: Int64, tag stem: String) -> String {
+        "rollups/\(self.partition(hourStart: hourStart))/import-\(stem).parquet"
     }
 
-    /// `rollups/date=…/hour=…/p<partition>.parquet`: rewritten while the hour is open.
     /// `p<partition>-<from>-`, the start of the names of a partition's batch files that begin at
     /// `from` (offsets padded to 20 digits), and with `to`, the name of a batch's file without its
     /// part and extension.
@@ -233,6 +234,7 @@ enum LakePaths {
         "p\(partition)-\(pad(from, 20))-" + (to.map { pad($0, 20) } ?? "")
     }
 
+    /// `rollups/date=…/hour=…/p<partition>.parquet`: rewritten while the hour is open.
     static func rollupFile(hourStart: Int64, partition: Int32) -> String {
         "rollups/\(self.partition(hourStart: hourStart))/p\(partition).parquet"
     }

@@ -93,14 +93,25 @@ public final class LakeImporter: Sendable {
         let leasePath = ImportManifest.leasePath(file.pathKey)
         let keeper: LeaseKeeper
         switch try await store.lease(leasePath, holder: LakeLeases.holderDescription()) {
-        case .held(let lease): keeper = LeaseKeeper(lease: lease, logger: logger)
+        case .held(let lease):
+            keeper = LeaseKeeper(lease: lease, logger: logger)
+            if let previous = lease.takenOverFrom {
+                // That process may only be paused: when it comes back, it finds the lease gone at its
+                // next write and deletes what it wrote (its files have their own names).
+                logger.warning("import: took over the hold on \(file.canonicalPath) from an import that did not renew it (\(previous)); if that process is only paused, it stops at its next write and deletes its own files", metadata: [
+                    "import.lease": "\(store.displayName)/\(leasePath)",
+                ])
+            }
         case .unsupported(let why):
             logger.warning("import: \(why): nothing keeps a second import of \(path) from running at the same time, which would delete this one's files; run one at a time")
             keeper = LeaseKeeper(lease: NoLakeLease(), logger: logger)
         case .heldByOther(let who):
             throw LakeError(
                 .otherWriter,
-                "another import of \(file.canonicalPath) into \(store.displayName) is running (\(who)): two imports of one file at once delete each other's files, so this one did not start. Wait for that one to end. (An import that was killed holds a folder lake's \(leasePath) no longer; on S3 its hold goes stale \(LakeLeases.staleAfter.components.seconds) s after it was last renewed.)"
+                "another import of \(file.canonicalPath) into \(store.displayName) is running (\(who)): two imports of one file at once delete each other's files, so this one did not start. Wait for that one to end. "
+                    + (store is FileLakeStore
+                        ? "(An import that was killed holds \(leasePath) no longer: the lock is the kernel's.)"
+                        : "(The hold of an import that was killed goes stale \(LakeLeases.staleAfter.components.seconds) s after it was last renewed.)")
             )
         }
         keeper.start()
@@ -118,6 +129,11 @@ public final class LakeImporter: Sendable {
         _ file: ImportFile, path: String, receivedAt: Int64, replaceEarlierVersions: Bool, keeper: LeaseKeeper
     ) async throws -> LakeImportSummary {
         var state = ImportState(tag: file.tag, dedupWindow: configuration.dedupWindow)
+        // This run's files have names of their own (`import-<tag>-<run>-<n>`): an import that lost its
+        // lease while paused, and comes back, writes beside the files of the import that took over
+        // and not over them (the same names once made a mix of both, events missing and others
+        // twice), and deletes exactly its own when it finds the lease gone.
+        let stem = "\(state.tag)-\(String(UInt32.random(in: 0x1000_0000...UInt32.max), radix: 16))"
         // The file's rollups: one aggregator fed in file order by the decode step (watch time needs
         // each session's events in order), written once at the end as `rollups/…/import-<tag>.parquet`.
         // Every content of the file gets its row: an import is one run over a file the operator chose
@@ -145,13 +161,15 @@ public final class LakeImporter: Sendable {
         // (in another hour, or with other batch sizes) removes what the earlier ones left.
         let manifest = ImportManifest.path(tag: state.tag)
         var hours = try await ImportManifest.read(store, tag: state.tag, logger: logger)
+        let newManifest = hours.isEmpty
         hours.insert(LakePaths.hourStart(receivedAt))
         try await ImportManifest.write(store, manifest, hours: hours)
         // The imports of this path when it was another file (touched, fetched again, appended to).
         let index = ImportManifest.pathIndexPath(file.pathKey)
         var versions = try await ImportManifest.readPathIndex(store, index, path: file.canonicalPath, logger: logger)
         let earlier = versions.tags.filter { $0 != state.tag }
-        if !versions.tags.contains(state.tag) {
+        let newTag = !versions.tags.contains(state.tag)
+        if newTag {
             versions.tags.append(state.tag)
             try await ImportManifest.writePathIndex(store, index, versions)
         }
@@ -169,13 +187,13 @@ public final class LakeImporter: Sendable {
             while writing.count >= Self.maxEncodesInFlight { try await collect(writing.removeFirst()) }
             let store = self.store
             let configuration = self.configuration
-            let tag = state.tag
             let pool = threadPool
             let hour = LakePaths.hourStart(receivedAt)
             writing.append(Task {
                 let files = try await pool.runIfActive {
-                    try Self.encode(batch, last: last, hour: hour, tag: tag, configuration: configuration)
+                    try Self.encode(batch, last: last, hour: hour, tag: stem, configuration: configuration)
                 }
+                try await keeper.ensureHeld()
                 for file in files { try await store.put(file.path, file.bytes) }
                 return EncodedBatch(files: files, rows: files.reduce(0) { $0 + $1.rows })
             })
@@ -190,6 +208,7 @@ public final class LakeImporter: Sendable {
         var endOfFile = false
         // Where the next chunk starts in the file's NDJSON (after gzip decoding).
         var chunkStart = 0
+        var formatChecked = false
         var lastProgress = ContinuousClock.now
         do {
         while true {
@@ -201,7 +220,10 @@ public final class LakeImporter: Sendable {
                 summary.inputBytes += added
                 pending = lines.rest
                 let byteBase = chunkStart
-                if byteBase == 0 { try ImportFile.checkIsNDJSON(Array((lines.complete.prefix(64) + lines.rest.prefix(64)).prefix(64))) }
+                if !formatChecked, let head = ImportFile.firstContent(lines.complete, then: lines.rest) {
+                    try ImportFile.checkIsNDJSON(head)
+                    formatChecked = true
+                }
                 chunkStart += lines.complete.count
                 // Blank lines are skipped, as in a request body; a chunk (or the file's tail) of
                 // nothing else holds no event, and is not an empty body to reject.
@@ -234,22 +256,50 @@ public final class LakeImporter: Sendable {
         }
         for task in writing { try await collect(task) }
         writing.removeAll()
+        if let rollups = state.rollups {
+            let configuration = self.configuration
+            let files = try await threadPool.runIfActive {
+                try LakeBatchEncoder.rollupFiles(rollups, configuration: configuration) {
+                    LakePaths.importRollupFile(hourStart: $0, tag: stem)
+                }
+            }
+            try await keeper.ensureHeld()
+            for file in files { try await store.put(file.path, file.bytes) }
+            tally(files)
+        }
+        // This import is whole: next, the files of earlier imports of the same file that it did not
+        // write are removed. Only while this process still holds the file's lease: one that lost it,
+        // paused past its renewal, must not delete what the import that took over wrote.
+        try await keeper.confirm()
         } catch {
             // What is being written finishes first, so that every file this import wrote is known.
             for task in decoding { task.cancel() }
             for task in writing { if let files = try? await task.value.files { tally(files) } }
+            /// Deletes this run's files (names of its own); says how many, and how many could not be.
+            func deleteWritten() async -> String {
+                var removed = 0
+                for written in written.sorted() where (try? await store.delete(written)) != nil { removed += 1 }
+                let left = written.count - removed
+                return written.isEmpty ? "" : " (the \(removed) file\(removed == 1 ? "" : "s") this import had written \(removed == 1 ? "was" : "were") deleted\(left > 0 ? "; \(left) could not be, and stay until this file is imported again" : ""))"
+            }
+            if let error = error as? LakeError, error.code == .otherWriter {
+                // Another import took the file over while this one was paused: its files are the
+                // lake's now, and this run's, written beside them, would double their events.
+                throw LakeError(.otherWriter, "\(path): \(error.message); this import stopped, and the other one's files stand" + (await deleteWritten()))
+            }
             if let error = error as? ImportInputError {
                 // The file itself cannot be imported (cut off, or not NDJSON), and never will be as
                 // it is: what came before the damage is taken out again, rather than left in the lake
                 // to be doubled by the import of a good copy (another file, so not replaced by it).
-                var removed = 0
-                for written in written.sorted() where (try? await store.delete(written)) != nil { removed += 1 }
-                let left = written.count - removed
-                throw LakeError(
-                    .io,
-                    "\(path): \(error.message); nothing of it was imported"
-                        + (written.isEmpty ? "" : " (the \(removed) file\(removed == 1 ? "" : "s") this import had written before \(removed == 1 ? "was" : "were") deleted\(left > 0 ? "; \(left) could not be, and stay until this file is imported again" : ""))")
-                )
+                let deleted = await deleteWritten()
+                // Nor is the file left named as an import of its path: the next import of a good
+                // copy warned that the events of both were in the lake twice (a probe).
+                if newTag, var now = try? await ImportManifest.readPathIndex(store, index, path: file.canonicalPath, logger: logger) {
+                    now.tags.removeAll { $0 == state.tag }
+                    try? await ImportManifest.writePathIndex(store, index, now)
+                }
+                if newManifest { try? await store.delete(manifest) }
+                throw LakeError(.io, "\(path): \(error.message); nothing of it was imported" + deleted)
             }
             if !written.isEmpty {
                 logger.error(
@@ -259,22 +309,6 @@ public final class LakeImporter: Sendable {
             }
             throw error
         }
-        if let rollups = state.rollups {
-            let configuration = self.configuration
-            let tag = state.tag
-            let files = try await threadPool.runIfActive {
-                try LakeBatchEncoder.rollupFiles(rollups, configuration: configuration) {
-                    LakePaths.importRollupFile(hourStart: $0, tag: tag)
-                }
-            }
-            for file in files { try await store.put(file.path, file.bytes) }
-            tally(files)
-        }
-        // This import is whole: remove the files of earlier imports of the same file that it did not
-        // rewrite, then record that only this hour holds its files. (Only while this process still
-        // holds the file's lease: one that lost it, paused past its renewal, must not delete what
-        // the import that took over wrote.)
-        try keeper.check()
         summary.replaced = try await removeEarlierImports(tag: state.tag, hours: hours, keeping: written)
         try await ImportManifest.write(store, manifest, hours: [LakePaths.hourStart(receivedAt)])
         if replaceEarlierVersions && !earlier.isEmpty {
@@ -291,6 +325,9 @@ public final class LakeImporter: Sendable {
             logger.error("import: \(state.unreadable) decoded records of \(path) could not be read back and were not written")
         }
         summary.events = state.accepted + state.rejected + state.duplicates
+        if summary.events == 0 {
+            logger.warning("import: \(path) holds no event (it is empty, or only blank lines)", metadata: ["import.input_bytes": "\(summary.inputBytes)"])
+        }
         summary.accepted = state.accepted
         summary.rejected = state.rejected
         summary.duplicates = state.duplicates
@@ -661,6 +698,23 @@ final class ImportFile: @unchecked Sendable {
         return String(repeating: "0", count: 16 - hex.count) + hex
     }
 
+    /// Up to 64 bytes from the first that is not blank (space, tab, CR, LF) in `first` and then
+    /// `second`, or nil when all are blank: a file may start with blank lines, and its format shows
+    /// after them (the check looked at its first 64 bytes, and a JSON array after 64 blank bytes was
+    /// imported line by line as rejections, a probe). Text with zero bytes among its first two
+    /// (UTF-16 or UTF-32, whose blank characters are not these bytes alone) is taken from its start.
+    static func firstContent(_ first: [UInt8], then second: [UInt8]) -> [UInt8]? {
+        let both = first.prefix(2) + second.prefix(2)
+        if both.count >= 2 && (both[both.startIndex] == 0 || both[both.startIndex + 1] == 0) {
+            return Array((first.prefix(64) + second.prefix(64)).prefix(64))
+        }
+        let blank: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }
+        if let start = first.firstIndex(where: { !blank($0) }) {
+            return Array((first[start...].prefix(64) + second.prefix(64)).prefix(64))
+        }
+        return second.firstIndex { !blank($0) }.map { Array(second[$0...].prefix(64)) }
+    }
+
     /// Refuses, from its first bytes (after gzip decoding), a file that is not NDJSON in a way that
     /// would make every line a rejection (exit status 0 and `rejected/` filled with its bytes): a
     /// Parquet file, UTF-16 or UTF-32 text, a JSON array.
@@ -703,6 +757,13 @@ final class ImportFile: @unchecked Sendable {
                 gzip = try GzipDecoder(chunkBytes: 4 << 20)
             }
         }
+        if count == 0 && bytesRead < size {
+            // Cut short while it was read (truncated, or rewritten by another program): what is
+            // left is not the file the import started on, and its end is lost (a probe: exit 0
+            // and 843,082 of 1,500,000 events, with no word of it).
+            finished = true
+            throw ImportInputError(message: "it ended after \(bytesRead) bytes, short of the \(size) it had when the import opened it: it was cut short while it was read")
+        }
         guard let gzip else {
             if count == 0 { finished = true }
             return (raw, count, count == 0)
@@ -737,6 +798,8 @@ final class LeaseKeeper: Sendable {
     private let logger: Logger
     private let lost = Mutex<LakeError?>(nil)
     private let renewal = Mutex<Task<Void, Never>?>(nil)
+    /// When the lease was last known to be this process's (taken, or renewed).
+    private let confirmed = Mutex(ContinuousClock.now)
 
     init(lease: any LakeLease, logger: Logger) {
         self.lease = lease
@@ -748,21 +811,44 @@ final class LeaseKeeper: Sendable {
             while true {
                 do { try await Task.sleep(for: LakeLeases.renewEvery) } catch { return }
                 do {
-                    try await lease.renew()
-                } catch let error as LakeError where error.code == .otherWriter {
-                    lost.withLock { $0 = error }
-                    return
+                    try await renew()
                 } catch {
-                    logger.warning("import: cannot renew the hold on the file now; trying again", metadata: ["error": "\(error)"])
+                    if lost.withLock({ $0 }) != nil { return }
                 }
             }
         }
         renewal.withLock { $0 = task }
     }
 
-    /// Throws when another process has taken the lease over.
-    func check() throws {
+    /// Renews the lease now; throws once another process has taken it over. A store that cannot be
+    /// reached now is said and not thrown: the writes that follow fail or wait on it too.
+    private func renew() async throws {
+        do {
+            try await lease.renew()
+            confirmed.withLock { $0 = ContinuousClock.now }
+        } catch let error as LakeError where error.code == .otherWriter {
+            lost.withLock { $0 = error }
+            throw error
+        } catch {
+            logger.warning("import: cannot renew the hold on the file now; trying again", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Before each write: throws when the lease is known to be lost, and renews it first when it was
+    /// last confirmed half its stale time ago or more. A process paused past the stale time (a
+    /// stopped VM or container, SIGSTOP) resumed writing for up to the renewal period before its
+    /// renewal found the lease taken over, over the files of the import that took it (a probe:
+    /// 38,110 events missing and 714,078 twice, the other import having exited 0).
+    func ensureHeld() async throws {
         if let error = lost.withLock({ $0 }) { throw error }
+        if ContinuousClock.now - confirmed.withLock({ $0 }) >= LakeLeases.staleAfter / 2 { try await renew() }
+    }
+
+    /// Renews the lease now, and throws when another process has taken it over: before the end of
+    /// an import, which deletes what earlier imports left.
+    func confirm() async throws {
+        if let error = lost.withLock({ $0 }) { throw error }
+        try await renew()
     }
 
     func stop() async {

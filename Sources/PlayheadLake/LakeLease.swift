@@ -19,6 +19,13 @@ public protocol LakeLease: Sendable {
     func renew() async throws
     /// Gives the hold up (best effort: a hold that cannot be released goes stale).
     func release() async
+    /// The holder this lease was taken over from, when it was stale (an S3 lease not renewed for
+    /// ``LakeLeases/staleAfter``): that process may only be paused, and come back.
+    var takenOverFrom: String? { get }
+}
+
+extension LakeLease {
+    public var takenOverFrom: String? { nil }
 }
 
 /// What asking for a ``LakeLease`` found.
@@ -137,6 +144,7 @@ extension S3LakeStore {
             if stale, let etag = current.etag {
                 do {
                     try await lease.write(ifMatch: etag)
+                    lease.previousHolder = body.map { "\($0.holder), last renewed \(age / 1_000_000) s ago" } ?? "an object that was not a Playhead lease"
                     return .held(lease)
                 } catch let error as S3Error where error.isPreconditionFailed {
                     continue  // another process took it over first
@@ -156,6 +164,12 @@ final class S3LakeLease: LakeLease {
     private let owner: String
     private let holder: String
     private let etag = Mutex<String?>(nil)
+    private let previous = Mutex<String?>(nil)
+    var previousHolder: String? {
+        get { previous.withLock { $0 } }
+        set { previous.withLock { $0 = newValue } }
+    }
+    var takenOverFrom: String? { previousHolder }
 
     init(client: S3Client, bucket: String, key: String, owner: String, holder: String) {
         self.client = client
@@ -178,16 +192,32 @@ final class S3LakeLease: LakeLease {
         if let tag { adopt(etag: tag) }
     }
 
+    /// Renews the lease with `If-Match` on its ETag. A refusal is checked against the object: a
+    /// renewal whose answer was lost and that was sent again finds its own first write there (412:
+    /// the ETag moved), and that is not a takeover (it was taken for one, and the import failed).
     func renew() async throws {
         guard let current = etag.withLock({ $0 }) else { return }
         do {
             try await write(ifMatch: current)
-        } catch let error as S3Error where error.isPreconditionFailed {
-            throw LakeError(
-                .otherWriter,
-                "s3://\(bucket)/\(key) was taken over by another process: this one did not renew it for \(LakeLeases.staleAfter.components.seconds) s (paused, or the store unreachable)"
-            )
+            return
+        } catch let error as S3Error where error.isPreconditionFailed || error.code == .noSuchKey {
         }
+        let object: S3Object?
+        do {
+            object = try await client.getObject(bucket: bucket, key: key)
+        } catch let error as S3Error where error.code == .noSuchKey {
+            object = nil
+        }
+        let body = object.flatMap { try? JSONDecoder().decode(S3LakeStore.LeaseBody.self, from: Data($0.bytes)) }
+        if let object, body?.owner == owner, let tag = object.etag {
+            adopt(etag: tag)
+            return
+        }
+        let now = body.map { "by \($0.holder)" } ?? (object == nil ? "and released (deleted) by the process that took it" : "by an object that is not a Playhead lease")
+        throw LakeError(
+            .otherWriter,
+            "s3://\(bucket)/\(key) was taken over \(now): this process did not renew it for \(LakeLeases.staleAfter.components.seconds) s (paused, or the store unreachable)"
+        )
     }
 
     func release() async {

@@ -184,13 +184,15 @@ struct ImportCommand: AsyncParsableCommand {
         discussion: """
             Each event is validated as by POST /v1/events; invalid ones go to rejected/ with the reason and \
             their number in the file. Events get the import time (or --received-at) as received_at. Importing \
-            the same file again replaces the files of the earlier imports, in whatever hour they landed \
-            (names: import-<file tag>-<n>.parquet; _playhead/imports/<file tag>.json records the hours). \
+            the same file again replaces the files of the earlier imports, in whatever hour they landed, once \
+            it is whole (names: import-<file tag>-<run>-<n>.parquet; _playhead/imports/<file tag>.json records \
+            the hours). \
             The file tag is a hash of the file's resolved path, size and modification time: a file touched, \
             fetched again or appended to is another file, whose import keeps the earlier one's files unless \
             --replace-earlier-versions is given (the summary's earlier_versions_kept counts them). One import \
-            of a file runs at a time; a second one is refused. A file cut off (gzip) or not NDJSON (Parquet, \
-            UTF-16, a JSON array) fails with nothing of it left in the lake. Prints a JSON summary per file on \
+            of a file runs at a time; a second one is refused. A file cut off (gzip, or truncated while it is \
+            read) or not NDJSON (Parquet, UTF-16, a JSON array) fails with nothing of it left in the lake. \
+            Prints a JSON summary per file on \
             standard output, and a progress line to the log every 10 s.
             """
     )

@@ -1113,6 +1113,46 @@ struct LakeTests {
         #expect(two.status == 0, "\(two.stderr)")
         let times = try await duck("SELECT count(DISTINCT received_at) FROM read_parquet('{lake}/events/**/*.parquet')", lake: other)
         #expect(times.first?[0] as? Int == 1, "\(times)")
+
+        // A JSON array after blank lines (the check read the first 64 bytes: every line a rejection,
+        // exit 0); an empty file, said; a refused file is not an earlier version of the good copy
+        // fetched again to the same path (its import warned that both were in the lake twice).
+        let thirdLake = directory.appending("third").path
+        let padded = directory.appending("padded.json").path, empty = directory.appending("empty.ndjson").path
+        try await runPython(
+            "import sys; open(sys.argv[2], 'wb').write(b'\\n' * 100 + open(sys.argv[1], 'rb').read()); open(sys.argv[3], 'wb').close()",
+            arguments: [array, padded, empty]
+        )
+        let paddedArray = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--lake", thirdLake, padded])
+        #expect(paddedArray.status == 1 && paddedArray.stderr.contains("it is a JSON array"), "\(paddedArray.stderr)")
+        let nothing = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--lake", thirdLake, empty])
+        #expect(nothing.status == 0 && nothing.stderr.contains("holds no event"), "\(nothing.stderr)")
+        let refusedFirst = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--lake", thirdLake, cut])
+        #expect(refusedFirst.status == 1, "\(refusedFirst.stderr)")
+        try await runPython(
+            "import gzip, sys; open(sys.argv[2], 'wb').write(gzip.compress(open(sys.argv[1], 'rb').read(), compresslevel=1))",
+            arguments: [file, cut]
+        )
+        let goodCopy = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--lake", thirdLake, cut])
+        #expect(goodCopy.status == 0 && summary(goodCopy)["earlier_versions_kept"] as? Int == 0 && !goodCopy.stderr.contains("twice"),
+            "\(goodCopy.stdout) \(goodCopy.stderr)")
+
+        // A file cut short while it is read (truncated by another program): an error, and nothing
+        // of it in the lake (it ended with exit 0 and the events read until then, a probe).
+        // (A file of 88 MB: reading it takes longer than the pause takes to come.)
+        let bigDirectory = try TemporaryDirectory(prefix: "import-big")
+        defer { withExtendedLifetime(bigDirectory) {} }
+        let shrinking = try await Self.generatedEvents(200_000, seed: 37, in: bigDirectory), fourth = directory.appending("fourth").path
+        let reading = try ChildProcess(TestEnvironment.playheadExecutable, ["import", "--lake", fourth, "--batch-events", "1000", shrinking])
+        _ = try await reading.waitForOutput(containing: "started")
+        reading.signal(SIGSTOP)
+        try #require(truncate(shrinking, 1_000_000) == 0)
+        reading.signal(SIGCONT)
+        let shrunk = await reading.waitForExit()
+        #expect(shrunk == 1 && reading.stderr.contains("cut short while it was read") && reading.stderr.contains("nothing of it was imported"),
+            "\(shrunk ?? -1): \(reading.stderr)")
+        let leftOver = FileManager.default.enumerator(atPath: fourth)?.allObjects.compactMap { $0 as? String }.filter { $0.hasSuffix(".parquet") }
+        #expect(leftOver == [], "\(leftOver ?? [])")
     }
 
     @Test("import: NDJSON and gzip NDJSON give the same rows as DuckDB reads from the file, and again replaces")
@@ -1273,35 +1313,64 @@ struct S3LakeTests {
         _ = await first.waitForExit()
         let third = try await runCommand(TestEnvironment.playheadExecutable, arguments, environment: s3.environment)
         #expect(third.status == 1 && third.stderr.contains("goes stale 120 s after it was last renewed"), "\(third.stderr)")
+        /// Moves the time of the one lease under `prefix` back past the stale time, as a killed or
+        /// paused holder's would be.
+        func makeStale(_ prefix: String) async throws {
+            try await runPython(
+                """
+                import boto3, json, sys
+                s = boto3.client('s3')
+                keys = [o['Key'] for o in s.list_objects_v2(Bucket='lake', Prefix=sys.argv[1] + '/_playhead/imports/paths/')['Contents'] if o['Key'].endswith('.lock')]
+                assert len(keys) == 1, keys
+                lease = json.loads(s.get_object(Bucket='lake', Key=keys[0])['Body'].read())
+                lease['renewed_at'] -= 121_000_000
+                s.put_object(Bucket='lake', Key=keys[0], Body=json.dumps(lease).encode())
+                """,
+                arguments: [prefix], environment: s3.environment
+            )
+        }
+        /// The rows and distinct event ids of the events under `prefix`, and the leases left there.
+        func counts(_ prefix: String) async throws -> [String] {
+            try await runPython(
+                """
+                import boto3, duckdb, sys, tempfile
+                s = boto3.client('s3')
+                keys = [o['Key'] for o in s.list_objects_v2(Bucket='lake', Prefix=sys.argv[1] + '/')['Contents']]
+                folder = tempfile.mkdtemp()
+                for i, key in enumerate(k for k in keys if k.startswith(sys.argv[1] + '/events/')):
+                    s.download_file('lake', key, f'{folder}/{i}.parquet')
+                print(duckdb.sql(f"SELECT count(*), count(DISTINCT event_id) FROM read_parquet('{folder}/*.parquet')").fetchall()[0])
+                print(sum(k.endswith('.lock') for k in keys))
+                """,
+                arguments: [prefix], environment: s3.environment
+            ).split(separator: "\n").map(String.init)
+        }
         // Two minutes later (the lease's time moved back, as a killed holder's would be), it is taken over.
-        try await runPython(
-            """
-            import boto3, json, os
-            s = boto3.client('s3')
-            keys = [o['Key'] for o in s.list_objects_v2(Bucket='lake', Prefix='backfill/_playhead/imports/paths/')['Contents'] if o['Key'].endswith('.lock')]
-            assert len(keys) == 1, keys
-            lease = json.loads(s.get_object(Bucket='lake', Key=keys[0])['Body'].read())
-            lease['renewed_at'] -= 121_000_000
-            s.put_object(Bucket='lake', Key=keys[0], Body=json.dumps(lease).encode())
-            """,
-            environment: s3.environment
-        )
+        try await makeStale("backfill")
         let fourth = try await runCommand(TestEnvironment.playheadExecutable, arguments, environment: s3.environment)
         #expect(fourth.status == 0, "\(fourth.stderr)")
-        let out = try await runPython(
-            """
-            import boto3, duckdb, os, tempfile
-            s = boto3.client('s3')
-            keys = [o['Key'] for o in s.list_objects_v2(Bucket='lake', Prefix='backfill/')['Contents']]
-            folder = tempfile.mkdtemp()
-            for i, key in enumerate(k for k in keys if k.startswith('backfill/events/')):
-                s.download_file('lake', key, f'{folder}/{i}.parquet')
-            print(duckdb.sql(f"SELECT count(*), count(DISTINCT event_id) FROM read_parquet('{folder}/*.parquet')").fetchall()[0])
-            print(sum(k.endswith('.lock') for k in keys))
-            """,
-            environment: s3.environment
-        )
-        #expect(out.split(separator: "\n").map(String.init) == ["(20000, 20000)", "0"], "\(out)")
+        let out = try await counts("backfill")
+        #expect(out == ["(20000, 20000)", "0"], "\(out)")
+
+        // An import paused past its lease's stale time (made stale here by moving its time back), an
+        // import with other batch sizes taking it over and ending, then the paused one resumed: it
+        // wrote over the other's files (the same names: events missing, others twice) and failed
+        // only at its end. It stops at its next write now, and deletes what it wrote.
+        // (A bigger file, in small batches, so that the pause comes while it writes.)
+        let big = try await LakeTests.generatedEvents(200_000, seed: 31, in: directory)
+        let paused = ["import", "--lake", "s3://lake/taken", "--s3-endpoint", s3.endpoint, "--received-at", "2026-11-20T01:00:00Z", big]
+        let loser = try ChildProcess(TestEnvironment.playheadExecutable, paused.dropLast() + ["--batch-events", "5000", big], environment: s3.environment)
+        _ = try await loser.waitForOutput(containing: "started")
+        loser.signal(SIGSTOP)
+        try await makeStale("taken")
+        let winner = try await runCommand(TestEnvironment.playheadExecutable, paused, environment: s3.environment)
+        #expect(winner.status == 0 && winner.stderr.contains("took over the hold on") && winner.stderr.contains("process \(loser.pid)"), "\(winner.stderr)")
+        loser.signal(SIGCONT)
+        let lost = await loser.waitForExit()
+        let said = loser.stderr
+        #expect(lost == 1 && said.contains("was taken over and released") && said.contains("the other one's files stand"), "\(lost): \(said)")
+        let taken = try await counts("taken")
+        #expect(taken == ["(200000, 200000)", "0"], "the lake after both: \(taken)")
     }
 
     private func runS3Lake(_ s3: SeaweedFS, accessKey: String, secretKey: String) async throws {
