@@ -135,7 +135,7 @@ public final class LakeImporter: Sendable {
         // twice), and deletes exactly its own when it finds the lease gone.
         let stem = "\(state.tag)-\(String(UInt32.random(in: 0x1000_0000...UInt32.max), radix: 16))"
         // The file's rollups: one aggregator fed in file order by the decode step (watch time needs
-        // each session's events in order), written once at the end as `rollups/…/import-<tag>.parquet`.
+        // each session's events in order), written once at the end as `rollups/…/import-<tag>-<run>.parquet`.
         // Every content of the file gets its row: an import is one run over a file the operator chose
         // (a catalogue's worth of rows is a few hundred MB at most), not a stream with no end, so the
         // bound on content rows that keeps `serve` within its memory whatever it is sent does not apply.
