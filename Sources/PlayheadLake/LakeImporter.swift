@@ -40,8 +40,8 @@ public struct LakeImportSummary: Sendable, Equatable {
 
 /// Backfills NDJSON files (plain or gzip) into the lake, through the same decoder and validation as
 /// `POST /v1/events` and the same Parquet tables as the lake writer. The log is not involved: the
-/// files themselves are the durable source, and importing a file again writes the same file names,
-/// replacing the earlier import instead of duplicating it.
+/// files themselves are the durable source, and importing a file again removes the earlier import's
+/// files once it is whole, instead of duplicating them.
 ///
 /// Work runs on `threadPool` (never on the cooperative pool): while one batch is being encoded and
 /// compressed, the next one is decoded, so two cores are kept busy.
@@ -267,10 +267,37 @@ public final class LakeImporter: Sendable {
             for file in files { try await store.put(file.path, file.bytes) }
             tally(files)
         }
-        // This import is whole: next, the files of earlier imports of the same file that it did not
-        // write are removed. Only while this process still holds the file's lease: one that lost it,
-        // paused past its renewal, must not delete what the import that took over wrote.
+        // This import is whole: the files of earlier imports of the same file that it did not write
+        // are removed, and the manifest reduced to this hour. Only while this process still holds
+        // the file's lease: one that lost it, paused past its renewal, must not delete what the
+        // import that took over wrote. And the files to delete are listed before the lease is
+        // confirmed, so that an import that takes it over later (this process paused in its
+        // cleanup) never has its files among them: listed as they were deleted, they were, and a
+        // paused import that came back left 0 of 600,000 events in the lake, both exiting 0 (a probe).
+        let earlierFiles = try await earlierImportFiles(tag: state.tag, hours: hours, keeping: written)
+        var otherVersions: [(manifest: String, files: [String])] = []
+        if replaceEarlierVersions {
+            for tag in earlier {
+                let otherHours = try await ImportManifest.read(store, tag: tag, logger: logger)
+                otherVersions.append((ImportManifest.path(tag: tag), try await earlierImportFiles(tag: tag, hours: otherHours, keeping: [])))
+            }
+        }
         try await keeper.confirm()
+        for path in earlierFiles { try await store.delete(path) }
+        summary.replaced = earlierFiles.count
+        // Once more before the manifest: one taken over meanwhile must not name this hour alone
+        // while the other import's files are in another (a later re-import would not find them).
+        try await keeper.confirm()
+        try await ImportManifest.write(store, manifest, hours: [LakePaths.hourStart(receivedAt)])
+        if replaceEarlierVersions && !earlier.isEmpty {
+            for version in otherVersions {
+                for path in version.files { try await store.delete(path) }
+                summary.replaced += version.files.count
+                try await store.delete(version.manifest)
+            }
+            versions.tags = [state.tag]
+            try await ImportManifest.writePathIndex(store, index, versions)
+        }
         } catch {
             // What is being written finishes first, so that every file this import wrote is known.
             for task in decoding { task.cancel() }
@@ -296,7 +323,11 @@ public final class LakeImporter: Sendable {
                 // copy warned that the events of both were in the lake twice (a probe).
                 if newTag, var now = try? await ImportManifest.readPathIndex(store, index, path: file.canonicalPath, logger: logger) {
                     now.tags.removeAll { $0 == state.tag }
-                    try? await ImportManifest.writePathIndex(store, index, now)
+                    if now.tags.isEmpty {
+                        try? await store.delete(index)
+                    } else {
+                        try? await ImportManifest.writePathIndex(store, index, now)
+                    }
                 }
                 if newManifest { try? await store.delete(manifest) }
                 throw LakeError(.io, "\(path): \(error.message); nothing of it was imported" + deleted)
@@ -309,20 +340,13 @@ public final class LakeImporter: Sendable {
             }
             throw error
         }
-        summary.replaced = try await removeEarlierImports(tag: state.tag, hours: hours, keeping: written)
-        try await ImportManifest.write(store, manifest, hours: [LakePaths.hourStart(receivedAt)])
-        if replaceEarlierVersions && !earlier.isEmpty {
-            for tag in earlier {
-                let other = ImportManifest.path(tag: tag)
-                let otherHours = try await ImportManifest.read(store, tag: tag, logger: logger)
-                summary.replaced += try await removeEarlierImports(tag: tag, hours: otherHours, keeping: [])
-                try await store.delete(other)
-            }
-            versions.tags = [state.tag]
-            try await ImportManifest.writePathIndex(store, index, versions)
-        }
         if state.unreadable > 0 {
             logger.error("import: \(state.unreadable) decoded records of \(path) could not be read back and were not written")
+        }
+        if file.size > 0 && file.currentSize() > file.size {
+            logger.warning("import: \(path) grew while it was imported; this import holds its first \(file.size) bytes (the size it had when it was opened), and the rest is the next version of the file: import it again when it is complete (with --replace-earlier-versions, to replace this one)", metadata: [
+                "import.file_bytes": "\(file.size)", "import.file_bytes_now": "\(file.currentSize())",
+            ])
         }
         summary.events = state.accepted + state.rejected + state.duplicates
         if summary.events == 0 {
@@ -379,18 +403,16 @@ public final class LakeImporter: Sendable {
 
     /// Deletes the files of earlier imports of the file `tag` in `hours` that are not in `keeping`;
     /// returns how many.
-    private func removeEarlierImports(tag: String, hours: Set<Int64>, keeping: Set<String>) async throws -> Int {
-        var removed = 0
+    /// The files of `tag`'s imports in `hours`, but those in `keeping`.
+    private func earlierImportFiles(tag: String, hours: Set<Int64>, keeping: Set<String>) async throws -> [String] {
+        var found: [String] = []
         for hour in hours.sorted() {
             for dataset in ["events", "rejected", "rollups"] {
                 let prefix = "\(dataset)/\(LakePaths.partition(hourStart: hour))/import-\(tag)"
-                for path in try await store.list(prefix: prefix) where !keeping.contains(path) {
-                    try await store.delete(path)
-                    removed += 1
-                }
+                found += try await store.list(prefix: prefix).filter { !keeping.contains($0) }
             }
         }
-        return removed
+        return found
     }
 }
 
@@ -733,20 +755,39 @@ final class ImportFile: @unchecked Sendable {
         if i < head.count, head[i] == UInt8(ascii: "[") {
             throw ImportInputError(message: "it is a JSON array, not NDJSON (one event object per line): convert it first (jq -c '.[]' FILE > FILE.ndjson)")
         }
+        // `{` alone on its first line: JSON printed over several lines (`jq .` without `-c`), every
+        // line of which was a rejection (a probe).
+        if i < head.count, head[i] == UInt8(ascii: "{") {
+            var j = i + 1
+            while j < head.count, head[j] == 0x20 || head[j] == 0x09 { j += 1 }
+            if j < head.count, head[j] == 0x0A || head[j] == 0x0D {
+                throw ImportInputError(message: "it is JSON printed over several lines (its first line is a lone {), not NDJSON (one event object per line): convert it first (jq -c . FILE > FILE.ndjson)")
+            }
+        }
     }
 
     func close() { _ = Glibc.close(fd) }
+
+    /// The file's size now (it may have grown since it was opened).
+    func currentSize() -> Int {
+        var info = stat()
+        return fstat(fd, &info) == 0 ? Int(info.st_size) : size
+    }
 
     /// `leftover` followed by up to about `maxBytes` of NDJSON read next, in one new buffer (read
     /// straight into it: no zeroing, no second copy); `added` counts the new bytes, and `end` is
     /// true once the file is exhausted.
     func read(after leftover: [UInt8], maxBytes: Int) throws -> (bytes: [UInt8], added: Int, end: Bool) {
         guard !finished else { return (leftover, 0, true) }
-        let want = gzip == nil && !first ? maxBytes : maxBytes / 4
+        // No further than the size the file had when it was opened, which its tag names: what is
+        // appended meanwhile (a torn last line too) belongs to the next version of the file (it was
+        // read on, and the tag named files holding events it did not cover, a probe).
+        let remaining = size > 0 ? max(0, size - bytesRead) : Int.max
+        let want = min(gzip == nil && !first ? maxBytes : maxBytes / 4, remaining)
         var count = 0
         let raw = [UInt8](unsafeUninitializedCapacity: leftover.count + want) { buffer, initialized in
             _ = buffer.initialize(from: leftover)
-            count = Glibc.read(fd, buffer.baseAddress! + leftover.count, want)
+            count = want == 0 ? 0 : Glibc.read(fd, buffer.baseAddress! + leftover.count, want)
             initialized = leftover.count + max(count, 0)
         }
         guard count >= 0 else { throw LakeError(.io, "cannot read \(path): \(String(cString: strerror(errno)))") }
@@ -829,7 +870,7 @@ final class LeaseKeeper: Sendable {
         } catch let error as LakeError where error.code == .otherWriter {
             lost.withLock { $0 = error }
             throw error
-        } catch {
+        } catch where !(error is CancellationError) && !Task.isCancelled {
             logger.warning("import: cannot renew the hold on the file now; trying again", metadata: ["error": "\(error)"])
         }
     }

