@@ -863,14 +863,15 @@ final class LeaseKeeper: Sendable {
 
     /// Renews the lease now; throws once another process has taken it over. A store that cannot be
     /// reached now is said and not thrown: the writes that follow fail or wait on it too.
-    private func renew() async throws {
+    /// With `strict`, a lease that cannot be renewed now throws that error too.
+    private func renew(strict: Bool = false) async throws {
         do {
             try await lease.renew()
             confirmed.withLock { $0 = ContinuousClock.now }
         } catch let error as LakeError where error.code == .otherWriter {
             lost.withLock { $0 = error }
             throw error
-        } catch where !(error is CancellationError) && !Task.isCancelled {
+        } catch where !strict && !(error is CancellationError) && !Task.isCancelled {
             logger.warning("import: cannot renew the hold on the file now; trying again", metadata: ["error": "\(error)"])
         }
     }
@@ -885,11 +886,12 @@ final class LeaseKeeper: Sendable {
         if ContinuousClock.now - confirmed.withLock({ $0 }) >= LakeLeases.staleAfter / 2 { try await renew() }
     }
 
-    /// Renews the lease now, and throws when another process has taken it over: before the end of
-    /// an import, which deletes what earlier imports left.
+    /// Renews the lease now, and throws when another process has taken it over, or when that cannot
+    /// be known (the store unreachable): before the end of an import, which deletes what earlier
+    /// imports left, and must not unless the lease is this process's.
     func confirm() async throws {
         if let error = lost.withLock({ $0 }) { throw error }
-        try await renew()
+        try await renew(strict: true)
     }
 
     func stop() async {

@@ -144,7 +144,7 @@ extension S3LakeStore {
             if stale, let etag = current.etag {
                 do {
                     try await lease.write(ifMatch: etag)
-                    lease.previousHolder = body.map { "\($0.holder), last renewed \(age / 1_000_000) s ago" } ?? "an object that was not a Playhead lease"
+                    lease.noteTakenOver(from: body.map { "\($0.holder), last renewed \(age / 1_000_000) s ago" } ?? "an object that was not a Playhead lease")
                     return .held(lease)
                 } catch let error as S3Error where error.isPreconditionFailed {
                     continue  // another process took it over first
@@ -165,11 +165,7 @@ final class S3LakeLease: LakeLease {
     private let holder: String
     private let etag = Mutex<String?>(nil)
     private let previous = Mutex<String?>(nil)
-    var previousHolder: String? {
-        get { previous.withLock { $0 } }
-        set { previous.withLock { $0 = newValue } }
-    }
-    var takenOverFrom: String? { previousHolder }
+    var takenOverFrom: String? { previous.withLock { $0 } }
 
     init(client: S3Client, bucket: String, key: String, owner: String, holder: String) {
         self.client = client
@@ -180,6 +176,8 @@ final class S3LakeLease: LakeLease {
     }
 
     func adopt(etag: String) { self.etag.withLock { $0 = etag } }
+
+    func noteTakenOver(from holder: String) { previous.withLock { $0 = holder } }
 
     /// Writes the lease: created when `ifMatch` is nil, else over the object with that ETag.
     func write(ifMatch: String?) async throws {
@@ -201,6 +199,7 @@ final class S3LakeLease: LakeLease {
             try await write(ifMatch: current)
             return
         } catch let error as S3Error where error.isPreconditionFailed || error.code == .noSuchKey {
+            // Refused: the object says whose it is now (below).
         }
         let object: S3Object?
         do {

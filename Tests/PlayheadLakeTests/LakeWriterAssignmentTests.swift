@@ -102,26 +102,39 @@ enum StallingReadersLog {
     }
 }
 
-/// A folder lake whose first write at `held` waits until `meanwhile` has run: a write held up by S3
-/// retries through an outage while a rebalance gives the partition to another process.
-final class HeldUpStore: LakeStore {
-    let base: FileLakeStore
-    let held: String
+/// A real lake store whose first put (or delete) of a path that `matches` waits until `meanwhile`
+/// has run: a write held up by S3 retries through an outage, or a process paused there, while
+/// another process goes on (takes the partition, or the import's lease).
+final class PausingStore: LakeStore {
+    enum Operation { case put, delete }
+    let base: any LakeStore
+    let operation: Operation
+    let matches: @Sendable (String) -> Bool
     let meanwhile: @Sendable () async throws -> Void
-    private let waited = Mutex(false)
-    init(_ base: FileLakeStore, holding held: String, meanwhile: @escaping @Sendable () async throws -> Void) {
+    private let paused = Mutex(false)
+    init(
+        _ base: any LakeStore, at operation: Operation, of matches: @escaping @Sendable (String) -> Bool,
+        meanwhile: @escaping @Sendable () async throws -> Void
+    ) {
         self.base = base
-        self.held = held
+        self.operation = operation
+        self.matches = matches
         self.meanwhile = meanwhile
+    }
+    private func pause(_ operation: Operation, _ path: String) async throws {
+        if operation == self.operation, matches(path), paused.withLock({ let first = !$0; $0 = true; return first }) { try await meanwhile() }
     }
     var displayName: String { base.displayName }
     func put(_ path: String, _ bytes: [UInt8]) async throws {
-        if path == held, waited.withLock({ let first = !$0; $0 = true; return first }) { try await meanwhile() }
+        try await pause(.put, path)
         try await base.put(path, bytes)
     }
     func get(_ path: String) async throws -> [UInt8]? { try await base.get(path) }
     func list(prefix: String) async throws -> [String] { try await base.list(prefix: prefix) }
-    func delete(_ path: String) async throws { try await base.delete(path) }
+    func delete(_ path: String) async throws {
+        try await pause(.delete, path)
+        try await base.delete(path)
+    }
     func lease(_ path: String, holder: String) async throws -> LakeLeaseAttempt { try await base.lease(path, holder: holder) }
 }
 
@@ -289,6 +302,7 @@ struct LakeWriterAssignmentTests {
             #expect(counts == "(100, 100)", "\(counts)")
         }
     }
+
     @Test("a batch whose writes the store held up while another writer took the partition and wrote the same records in other batches: its files are deleted once its state check finds the state moved (they stayed: every row twice)")
     func heldUpBatchAfterAnotherWriterIsDeleted() async throws {
         let captured = CapturedLogs()
@@ -309,7 +323,7 @@ struct LakeWriterAssignmentTests {
             try await Self.write(
                 shared, to: folder, until: 100, logger: logger,
                 store: { base in
-                    HeldUpStore(base, holding: "_playhead/intents/events/p0.json") {
+                    PausingStore(base, at: .put, of: { $0 == "_playhead/intents/events/p0.json" }) {
                         try await Self.write(shared, to: folder, until: 100, logger: logger, flushEvents: 40)
                     }
                 },
