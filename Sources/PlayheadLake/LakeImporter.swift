@@ -117,10 +117,19 @@ public final class LakeImporter: Sendable {
         keeper.start()
         do {
             let summary = try await importHeld(file, path: path, receivedAt: receivedAt, replaceEarlierVersions: replaceEarlierVersions, keeper: keeper)
-            await keeper.stop()
+            guard await keeper.stop() else {
+                // Taken over while this import ended (paused past the stale time after its last
+                // renewal): the other import may have removed this one's files, and this one may
+                // have written the manifest over the other's. It ended with exit 0 and a full
+                // summary (a probe).
+                throw LakeError(
+                    .otherWriter,
+                    "\(path): another import of the file took its hold over while this one was ending (this process was paused for \(LakeLeases.staleAfter.components.seconds) s or more): what is in the lake for the file is in doubt. Import the file again once no other import of it runs"
+                )
+            }
             return summary
         } catch {
-            await keeper.stop()
+            _ = await keeper.stop()
             throw error
         }
     }
@@ -344,11 +353,14 @@ public final class LakeImporter: Sendable {
             logger.error("import: \(state.unreadable) decoded records of \(path) could not be read back and were not written")
         }
         if file.size > 0 && file.currentSize() > file.size {
-            logger.warning("import: \(path) grew while it was imported; this import holds its first \(file.size) bytes (the size it had when it was opened), and the rest is the next version of the file: import it again when it is complete (with --replace-earlier-versions, to replace this one)", metadata: [
+            logger.warning("import: \(path) grew while it was imported; this import holds its first \(file.size) bytes (the size it had when it was opened, but a line that size cuts), and the rest is the next version of the file: import it again when it is complete (with --replace-earlier-versions, to replace this one)", metadata: [
                 "import.file_bytes": "\(file.size)", "import.file_bytes_now": "\(file.currentSize())",
             ])
         }
         summary.events = state.accepted + state.rejected + state.duplicates
+        if state.accepted == 0 && state.rejected > 0 {
+            logger.warning("import: none of the \(state.rejected) events of \(path) was accepted: is it NDJSON of playback events, one object per line? (rejected/ holds each with its reason)")
+        }
         if summary.events == 0 {
             logger.warning("import: \(path) holds no event (it is empty, or only blank lines)", metadata: ["import.input_bytes": "\(summary.inputBytes)"])
         }
@@ -395,14 +407,18 @@ public final class LakeImporter: Sendable {
         _ file: ImportFile, after pending: [UInt8]
     ) throws -> (lines: (complete: [UInt8], rest: [UInt8]), added: Int, end: Bool) {
         var (bytes, added, end) = try file.read(after: pending, maxBytes: chunkBytes)
-        let cut = end ? bytes.count : (bytes.lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 } ?? 0)
+        var cut = end ? bytes.count : (bytes.lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 } ?? 0)
+        if end, bytes.last != UInt8(ascii: "\n"), file.size > 0, file.currentSize() > file.size {
+            // The size at open cut a line being written: it belongs to the next version of the file
+            // (it was kept as a rejection, a probe).
+            cut = bytes.lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 } ?? 0
+            bytes.removeSubrange(cut...)
+        }
         let rest = Array(bytes[cut...])
         bytes.removeSubrange(cut...)
         return ((bytes, rest), added, end)
     }
 
-    /// Deletes the files of earlier imports of the file `tag` in `hours` that are not in `keeping`;
-    /// returns how many.
     /// The files of `tag`'s imports in `hours`, but those in `keeping`.
     private func earlierImportFiles(tag: String, hours: Set<Int64>, keeping: Set<String>) async throws -> [String] {
         var found: [String] = []
@@ -894,8 +910,9 @@ final class LeaseKeeper: Sendable {
         try await renew(strict: true)
     }
 
-    func stop() async {
+    /// Stops renewing and releases the lease; false when it was no longer this process's.
+    func stop() async -> Bool {
         renewal.withLock { $0 }?.cancel()
-        await lease.release()
+        return await lease.release()
     }
 }

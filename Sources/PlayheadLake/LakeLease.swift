@@ -17,8 +17,9 @@ public protocol LakeLease: Sendable {
     /// ``LakeLeases/staleAfter``, and another process may take it over; this throws a
     /// ``LakeError`` with code `otherWriter` when that has happened.
     func renew() async throws
-    /// Gives the hold up (best effort: a hold that cannot be released goes stale).
-    func release() async
+    /// Gives the hold up (best effort: a hold that cannot be released goes stale). False when it was
+    /// no longer this process's: another took it over, so what this one did meanwhile is in doubt.
+    func release() async -> Bool
     /// The holder this lease was taken over from, when it was stale (an S3 lease not renewed for
     /// ``LakeLeases/staleAfter``): that process may only be paused, and come back.
     var takenOverFrom: String? { get }
@@ -41,7 +42,7 @@ public enum LakeLeaseAttempt: Sendable {
 public struct NoLakeLease: LakeLease {
     public init() {}
     public func renew() async throws {}
-    public func release() async {}
+    public func release() async -> Bool { true }
 }
 
 public enum LakeLeases {
@@ -95,11 +96,12 @@ final class FileLakeLease: LakeLease {
 
     func renew() async throws {}
 
-    func release() async {
+    func release() async -> Bool {
         fd.withLock { fd in
             if fd >= 0 { _ = Glibc.close(fd) }
             fd = -1
         }
+        return true
     }
 }
 
@@ -219,11 +221,25 @@ final class S3LakeLease: LakeLease {
         )
     }
 
-    func release() async {
-        // Only a lease still ours is deleted.
-        guard let current = try? await client.getObject(bucket: bucket, key: key),
-            (try? JSONDecoder().decode(S3LakeStore.LeaseBody.self, from: Data(current.bytes)))?.owner == owner
-        else { return }
-        try? await client.deleteObject(bucket: bucket, key: key)
+    /// Deletes the lease only while it is the one this process wrote (`If-Match` on its ETag): the
+    /// owner was read and then the object deleted, and a process paused between the two deleted the
+    /// lease of the import that had taken it over meanwhile, and a third import of the file was let
+    /// in while that one ran (a probe).
+    func release() async -> Bool {
+        guard let current = etag.withLock({ $0 }) else { return true }
+        do {
+            try await client.deleteObject(bucket: bucket, key: key, ifMatch: current)
+            return true
+        } catch let error as S3Error where error.isPreconditionFailed || error.code == .noSuchKey {
+            // Not ours any more, unless a renewal whose answer was lost moved the ETag.
+            guard let object = try? await client.getObject(bucket: bucket, key: key),
+                (try? JSONDecoder().decode(S3LakeStore.LeaseBody.self, from: Data(object.bytes)))?.owner == owner,
+                let tag = object.etag
+            else { return false }
+            try? await client.deleteObject(bucket: bucket, key: key, ifMatch: tag)
+            return true
+        } catch {
+            return true  // unreachable now: it goes stale
+        }
     }
 }

@@ -166,8 +166,10 @@ public final class S3Client: Sendable {
     }
 
     /// Deletes an object (no error when it does not exist, as S3 does).
-    public func deleteObject(bucket: String, key: String) async throws {
-        try await send(operation: "DeleteObject", method: .DELETE, bucket: bucket, key: key)
+    /// With `ifMatch`, only while the object's ETag is that one (else `S3Error.isPreconditionFailed`).
+    public func deleteObject(bucket: String, key: String, ifMatch: String? = nil) async throws {
+        let headers = ifMatch.map { [("if-match", $0.hasPrefix("\"") ? $0 : "\"\($0)\"")] } ?? []
+        try await send(operation: "DeleteObject", method: .DELETE, bucket: bucket, key: key, headers: headers)
     }
 
     // MARK: Listing

@@ -1153,6 +1153,10 @@ struct LakeTests {
         let shrinking = try await Self.generatedEvents(200_000, seed: 37, in: bigDirectory), fourth = directory.appending("fourth").path
         // Appended to while it is read (an export still being written): imported up to the size it
         // had when opened, which its tag names, and said (it read on, a torn last line included).
+        // (Its size at open cuts a line, as an export still being written does: that line is left
+        // to the next version, not kept as a rejection.)
+        try #require(truncate(shrinking, 60_000_123) == 0)
+        let completeLines = try Data(contentsOf: URL(fileURLWithPath: shrinking)).reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) }
         let growing = try ChildProcess(TestEnvironment.playheadExecutable, ["import", "--lake", directory.appending("fifth").path, "--batch-events", "1000", shrinking])
         _ = try await growing.waitForOutput(containing: "started")
         growing.signal(SIGSTOP)
@@ -1164,7 +1168,7 @@ struct LakeTests {
         growing.signal(SIGCONT)
         let grown = await growing.waitForExit()
         let grownSummary = (try? JSONSerialization.jsonObject(with: Data((growing.stdout.split(separator: "\n").first ?? "").utf8))) as? [String: Any] ?? [:]
-        #expect(grown == 0 && grownSummary["accepted"] as? Int == 200_000 && grownSummary["rejected"] as? Int == 0
+        #expect(grown == 0 && grownSummary["accepted"] as? Int == completeLines && grownSummary["rejected"] as? Int == 0
             && growing.stderr.contains("grew while it was imported"), "\(grown ?? -1): \(growing.stdout) \(growing.stderr)")
 
         let reading = try ChildProcess(TestEnvironment.playheadExecutable, ["import", "--lake", fourth, "--batch-events", "1000", shrinking])

@@ -125,6 +125,10 @@ struct LakeLeaseTests {
         } catch let error as LakeError {
             #expect(error.code == .otherWriter && "\(error)".contains("process 4242"), "\(error)")
         }
+        // Released, it says it was not this process's any more, and leaves the other's lease there
+        // (it read the owner, then deleted whatever was there).
+        #expect(await lease.release() == false)
+        #expect(try await client.headObject(bucket: "lake", key: "leases/a.lock") != nil, "the other process's lease was deleted")
 
         // Deleted (released by the process that took it over and ended): lost too.
         let second = try await store.lease("b.lock", holder: "this test")
