@@ -92,6 +92,9 @@ public final class LakeImporter: Sendable {
         defer { file.close() }
         let leasePath = ImportManifest.leasePath(file.pathKey)
         let keeper: LeaseKeeper
+        // The manifests are written only while they are as this import left them, where the store
+        // can say so (conditional writes: those the lease needs).
+        var guarded = true
         switch try await store.lease(leasePath, holder: LakeLeases.holderDescription()) {
         case .held(let lease):
             keeper = LeaseKeeper(lease: lease, logger: logger)
@@ -105,6 +108,7 @@ public final class LakeImporter: Sendable {
         case .unsupported(let why):
             logger.warning("import: \(why): nothing keeps a second import of \(path) from running at the same time, which would delete this one's files; run one at a time")
             keeper = LeaseKeeper(lease: NoLakeLease(), logger: logger)
+            guarded = false
         case .heldByOther(let who):
             throw LakeError(
                 .otherWriter,
@@ -116,7 +120,9 @@ public final class LakeImporter: Sendable {
         }
         keeper.start()
         do {
-            let summary = try await importHeld(file, path: path, receivedAt: receivedAt, replaceEarlierVersions: replaceEarlierVersions, keeper: keeper)
+            let summary = try await importHeld(
+                file, path: path, receivedAt: receivedAt, replaceEarlierVersions: replaceEarlierVersions, keeper: keeper, guarded: guarded
+            )
             guard await keeper.stop() else {
                 // Taken over while this import ended (paused past the stale time after its last
                 // renewal): the other import may have removed this one's files, and this one may
@@ -135,7 +141,7 @@ public final class LakeImporter: Sendable {
     }
 
     private func importHeld(
-        _ file: ImportFile, path: String, receivedAt: Int64, replaceEarlierVersions: Bool, keeper: LeaseKeeper
+        _ file: ImportFile, path: String, receivedAt: Int64, replaceEarlierVersions: Bool, keeper: LeaseKeeper, guarded: Bool
     ) async throws -> LakeImportSummary {
         var state = ImportState(tag: file.tag, dedupWindow: configuration.dedupWindow)
         // This run's files have names of their own (`import-<tag>-<run>-<n>`): an import that lost its
@@ -169,18 +175,18 @@ public final class LakeImporter: Sendable {
         // Every hour this file's imports have written to, recorded before writing: a re-import
         // (in another hour, or with other batch sizes) removes what the earlier ones left.
         let manifest = ImportManifest.path(tag: state.tag)
-        var hours = try await ImportManifest.read(store, tag: state.tag, logger: logger)
+        var (hours, manifestVersion) = try await ImportManifest.readVersioned(store, tag: state.tag, logger: logger)
         let newManifest = hours.isEmpty
         hours.insert(LakePaths.hourStart(receivedAt))
-        try await ImportManifest.write(store, manifest, hours: hours)
+        manifestVersion = try await ImportManifest.write(store, manifest, hours: hours, ifVersion: manifestVersion, guarded: guarded)
         // The imports of this path when it was another file (touched, fetched again, appended to).
         let index = ImportManifest.pathIndexPath(file.pathKey)
-        var versions = try await ImportManifest.readPathIndex(store, index, path: file.canonicalPath, logger: logger)
+        var (versions, indexVersion) = try await ImportManifest.readPathIndex(store, index, path: file.canonicalPath, logger: logger)
         let earlier = versions.tags.filter { $0 != state.tag }
         let newTag = !versions.tags.contains(state.tag)
         if newTag {
             versions.tags.append(state.tag)
-            try await ImportManifest.writePathIndex(store, index, versions)
+            indexVersion = try await ImportManifest.writePathIndex(store, index, versions, ifVersion: indexVersion, guarded: guarded)
         }
         logger.info("import: \(path): started", metadata: ["import.tag": "\(state.tag)", "import.file_bytes": "\(file.size)"])
         if !earlier.isEmpty && !replaceEarlierVersions {
@@ -297,7 +303,7 @@ public final class LakeImporter: Sendable {
         // Once more before the manifest: one taken over meanwhile must not name this hour alone
         // while the other import's files are in another (a later re-import would not find them).
         try await keeper.confirm()
-        try await ImportManifest.write(store, manifest, hours: [LakePaths.hourStart(receivedAt)])
+        _ = try await ImportManifest.write(store, manifest, hours: [LakePaths.hourStart(receivedAt)], ifVersion: manifestVersion, guarded: guarded)
         if replaceEarlierVersions && !earlier.isEmpty {
             for version in otherVersions {
                 for path in version.files { try await store.delete(path) }
@@ -305,7 +311,7 @@ public final class LakeImporter: Sendable {
                 try await store.delete(version.manifest)
             }
             versions.tags = [state.tag]
-            try await ImportManifest.writePathIndex(store, index, versions)
+            _ = try await ImportManifest.writePathIndex(store, index, versions, ifVersion: indexVersion, guarded: guarded)
         }
         } catch {
             // What is being written finishes first, so that every file this import wrote is known.
@@ -330,12 +336,12 @@ public final class LakeImporter: Sendable {
                 let deleted = await deleteWritten()
                 // Nor is the file left named as an import of its path: the next import of a good
                 // copy warned that the events of both were in the lake twice (a probe).
-                if newTag, var now = try? await ImportManifest.readPathIndex(store, index, path: file.canonicalPath, logger: logger) {
+                if newTag, var (now, version) = try? await ImportManifest.readPathIndex(store, index, path: file.canonicalPath, logger: logger) {
                     now.tags.removeAll { $0 == state.tag }
                     if now.tags.isEmpty {
                         try? await store.delete(index)
                     } else {
-                        try? await ImportManifest.writePathIndex(store, index, now)
+                        _ = try? await ImportManifest.writePathIndex(store, index, now, ifVersion: version, guarded: guarded)
                     }
                 }
                 if newManifest { try? await store.delete(manifest) }
@@ -561,18 +567,29 @@ enum ImportManifest {
 
     /// The index of `path`'s imports; one that cannot be read (as a manifest can be cut short) is
     /// started again, with a warning: it only tells of earlier versions, and an import goes on.
-    static func readPathIndex(_ store: any LakeStore, _ location: String, path: String, logger: Logger) async throws -> PathIndex {
-        guard let bytes = try await store.get(location) else { return PathIndex(path: path, tags: []) }
+    static func readPathIndex(
+        _ store: any LakeStore, _ location: String, path: String, logger: Logger
+    ) async throws -> (index: PathIndex, version: String?) {
+        guard let (bytes, version) = try await store.getVersioned(location) else { return (PathIndex(path: path, tags: []), nil) }
         do {
-            return try JSONDecoder().decode(PathIndex.self, from: Data(bytes))
+            return (try JSONDecoder().decode(PathIndex.self, from: Data(bytes)), version)
         } catch {
             logger.warning("import: the index \(location) of \(path)'s imports cannot be read (\(error)); it starts again with this import, and earlier versions of the file it listed are not told of")
-            return PathIndex(path: path, tags: [])
+            return (PathIndex(path: path, tags: []), version)
         }
     }
 
-    static func writePathIndex(_ store: any LakeStore, _ location: String, _ index: PathIndex) async throws {
-        try await store.put(location, Array(try JSONEncoder().encode(index)))
+    /// Writes the index only while it is at `version` (what this import read or wrote), when
+    /// `guarded`; returns its new version.
+    static func writePathIndex(
+        _ store: any LakeStore, _ location: String, _ index: PathIndex, ifVersion version: String?, guarded: Bool
+    ) async throws -> String? {
+        let bytes = Array(try JSONEncoder().encode(index))
+        guard guarded else {
+            try await store.put(location, bytes)
+            return nil
+        }
+        return try await store.put(location, bytes, ifVersion: version)
     }
 
     /// The hours of the manifest of `tag`. One that cannot be read (an import killed while it
@@ -581,10 +598,15 @@ enum ImportManifest {
     /// is rebuilt from the names of the lake's files, with a warning: every hour that holds a file
     /// of the tag (a listing of the whole lake, once).
     static func read(_ store: any LakeStore, tag: String, logger: Logger) async throws -> Set<Int64> {
+        try await readVersioned(store, tag: tag, logger: logger).hours
+    }
+
+    /// The hours of the manifest of `tag` and its version (nil when there is none, on S3).
+    static func readVersioned(_ store: any LakeStore, tag: String, logger: Logger) async throws -> (hours: Set<Int64>, version: String?) {
         let path = path(tag: tag)
-        guard let bytes = try await store.get(path) else { return [] }
+        guard let (bytes, version) = try await store.getVersioned(path) else { return ([], nil) }
         do {
-            return Set(try JSONDecoder().decode(Body.self, from: Data(bytes)).hours)
+            return (Set(try JSONDecoder().decode(Body.self, from: Data(bytes)).hours), version)
         } catch {
             logger.warning("import: the manifest \(path) cannot be read (\(error)); finding the hours of its files from the lake's file names", metadata: ["import.tag": "\(tag)"])
         }
@@ -594,12 +616,22 @@ enum ImportManifest {
                 if let hour = LakePaths.hourStart(ofPartitionIn: file) { hours.insert(hour) }
             }
         }
-        return hours
+        return (hours, version)
     }
 
-    static func write(_ store: any LakeStore, _ path: String, hours: Set<Int64>) async throws {
-        let bytes = try JSONEncoder().encode(Body(hours: hours.sorted()))
-        try await store.put(path, Array(bytes))
+    /// Writes the manifest only while it is at `version` (what this import read or wrote), when
+    /// `guarded`; returns its new version. Written plainly, a manifest that an import paused past its
+    /// lease's stale time wrote when it came back named its hour alone, while the import that had
+    /// taken over had its files in another: a later re-import left them, every event twice (a probe).
+    static func write(
+        _ store: any LakeStore, _ path: String, hours: Set<Int64>, ifVersion version: String?, guarded: Bool
+    ) async throws -> String? {
+        let bytes = Array(try JSONEncoder().encode(Body(hours: hours.sorted())))
+        guard guarded else {
+            try await store.put(path, bytes)
+            return nil
+        }
+        return try await store.put(path, bytes, ifVersion: version)
     }
 }
 

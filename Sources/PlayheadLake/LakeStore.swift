@@ -17,6 +17,10 @@ public protocol LakeStore: Sendable {
     func list(prefix: String) async throws -> [String]
     /// Removes `path`; no error when it is absent.
     func delete(_ path: String) async throws
+    /// The object at `path` with its version (an S3 ETag), or nil when there is none.
+    func getVersioned(_ path: String) async throws -> (bytes: [UInt8], version: String?)?
+    /// Writes `bytes` at `path` only while the object is still at `version` (nil: while there is none).
+    func put(_ path: String, _ bytes: [UInt8], ifVersion version: String?) async throws -> String?
     /// Holds `path` for this process alone until released (`LakeLease`), or says who holds it.
     /// `holder` describes this process to the others.
     func lease(_ path: String, holder: String) async throws -> LakeLeaseAttempt
@@ -28,6 +32,21 @@ public protocol LakeStore: Sendable {
 
 extension LakeStore {
     public func preflight() async throws {}
+
+    /// The object at `path` with its version (an S3 ETag), or nil when there is none. A store
+    /// without versions (a folder lake) gives nil for it.
+    public func getVersioned(_ path: String) async throws -> (bytes: [UInt8], version: String?)? {
+        try await get(path).map { ($0, nil) }
+    }
+
+    /// Writes `bytes` at `path` only while the object is still at `version` (nil: only while there is
+    /// none), and returns the new version; throws a ``LakeError`` with code `otherWriter` when it is
+    /// not. For what an import's lease guards and another process may take over: the manifests. A
+    /// store without versions writes it (a folder lake's lease is the kernel's, and is not taken over).
+    public func put(_ path: String, _ bytes: [UInt8], ifVersion version: String?) async throws -> String? {
+        try await put(path, bytes)
+        return nil
+    }
 }
 
 /// An error of a lake store, with the path and the cause.

@@ -87,6 +87,29 @@ public final class S3LakeStore: LakeStore {
         }
     }
 
+    public func getVersioned(_ path: String) async throws -> (bytes: [UInt8], version: String?)? {
+        do {
+            let object = try await client.getObject(bucket: bucket, key: key(path))
+            return (object.bytes, object.etag)
+        } catch let error as S3Error where error.code == .noSuchKey {
+            return nil
+        }
+    }
+
+    /// `If-Match` on the version (`If-None-Match: *` without one). A PUT sent again after its
+    /// answer was lost finds its own bytes there, and that is not a change by another process.
+    public func put(_ path: String, _ bytes: [UInt8], ifVersion version: String?) async throws -> String? {
+        do {
+            return try await client.putObject(
+                bucket: bucket, key: key(path), body: ByteBuffer(bytes: bytes), contentType: "application/json",
+                ifMatch: version, ifNoneMatch: version == nil ? "*" : nil
+            )
+        } catch let error as S3Error where error.isPreconditionFailed {
+            if let now = try await getVersioned(path), now.bytes == bytes { return now.version }
+            throw LakeError(.otherWriter, "\(displayName)/\(path) was changed by another process since this one read it")
+        }
+    }
+
     public func list(prefix listPrefix: String) async throws -> [String] {
         let full = key(listPrefix)
         let strip = prefix.isEmpty ? 0 : prefix.count + 1

@@ -6,6 +6,7 @@ import PlayheadEvents
 import PlayheadLake
 import PlayheadTestSupport
 import S3
+import Synchronization
 import Testing
 
 /// The lease of an import on an S3 lake, against a real SeaweedFS gateway.
@@ -16,7 +17,7 @@ struct LakeLeaseTests {
         try await Self.withSeaweedFS(Self.run)
     }
 
-    @Test("an import paused in its cleanup, whose lease another import of the file took over and ended meanwhile, deletes only what it listed before and stops: the other import's files stand (it listed as it deleted, and left none of them, exiting 0)")
+    @Test("an import paused at its first deletion, or at its manifest's write at the end or the start, while another import of the file takes its lease over and ends: it stops, the other import's files stand, and a later import finds them all (it deleted them, or wrote the manifest over the other's: every event twice)")
     func importPausedInItsCleanup() async throws {
         try await Self.withSeaweedFS(Self.runCleanup)
     }
@@ -54,45 +55,67 @@ struct LakeLeaseTests {
             logger.logLevel = .critical
             return logger
         }()
-        let store = S3LakeStore(client: client, bucket: "lake", prefix: "cleanup")
         @Sendable func importer(_ store: any LakeStore) -> LakeImporter {
             LakeImporter(store: store, configuration: LakeWriterConfiguration(), decoder: EventDecoderConfiguration(), threadPool: threadPool, logger: logger)
         }
-        let nine: Int64 = 1_764_838_800_000_000, ten = nine + 3_600_000_000  // 2025-12-04T09:00Z and 10:00Z
-        _ = try await importer(store).importFile(file, receivedAt: nine)
+        let hour: Int64 = 3_600_000_000, nine: Int64 = 1_764_838_800_000_000  // 2025-12-04T09:00Z
 
-        // Imported again at 10:00; paused at its first deletion of the 09:00 files, past the stale
-        // time (moved back here), while another import of the file at 10:00 takes the lease over,
-        // writes its files, deletes the others and ends.
-        let paused = PausingStore(store, at: .delete, of: { $0.hasPrefix("events/") }) {
-            let locks = try await client.listObjects(bucket: "lake", prefix: "cleanup/_playhead/imports/paths/").objects.map(\.key).filter { $0.hasSuffix(".lock") }
-            let lock = try #require(locks.first)
-            let object = try await client.getObject(bucket: "lake", key: lock)
-            var body = try #require(try JSONSerialization.jsonObject(with: Data(object.bytes)) as? [String: Any])
-            body["renewed_at"] = (body["renewed_at"] as? Int ?? 0) - 121_000_000
-            _ = try await client.putObject(bucket: "lake", key: lock, body: ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: body)))
-            _ = try await importer(store).importFile(file, receivedAt: ten)
+        /// Imports the file at 09:00, then again at 10:00 through a store that pauses this second
+        /// import where `pausing` says, past its lease's stale time (moved back here), while another
+        /// import of the file at `takerHour` takes the lease over and ends. The paused one must stop
+        /// and leave the other's files; a later import at 12:00 must find every file of both (the
+        /// manifest) and leave the file once.
+        func scenario(_ prefix: String, takerHour: Int64, pausing: (any LakeStore, @escaping @Sendable () async throws -> Void) -> PausingStore) async throws {
+            let store = S3LakeStore(client: client, bucket: "lake", prefix: prefix)
+            _ = try await importer(store).importFile(file, receivedAt: nine)
+            let paused = pausing(store) {
+                let locks = try await client.listObjects(bucket: "lake", prefix: "\(prefix)/_playhead/imports/paths/").objects.map(\.key).filter { $0.hasSuffix(".lock") }
+                let lock = try #require(locks.first)
+                let object = try await client.getObject(bucket: "lake", key: lock)
+                var body = try #require(try JSONSerialization.jsonObject(with: Data(object.bytes)) as? [String: Any])
+                body["renewed_at"] = (body["renewed_at"] as? Int ?? 0) - 121_000_000
+                _ = try await client.putObject(bucket: "lake", key: lock, body: ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: body)))
+                _ = try await importer(store).importFile(file, receivedAt: takerHour)
+            }
+            do {
+                _ = try await importer(paused).importFile(file, receivedAt: nine + hour)
+                Issue.record("\(prefix): the paused import ended as if whole")
+            } catch let error as LakeError {
+                #expect(error.code == .otherWriter, "\(prefix): \(error)")
+            }
+            #expect(try await counts(store) == "(20000, 20000)", "\(prefix): after the two imports")
+            _ = try await importer(store).importFile(file, receivedAt: nine + 3 * hour)
+            #expect(try await counts(store) == "(20000, 20000)", "\(prefix): after a later import at 12:00")
+            let left = try await store.list(prefix: "events/")
+            #expect(left.allSatisfy { $0.contains("hour=12") }, "\(prefix): \(left)")
         }
-        do {
-            _ = try await importer(paused).importFile(file, receivedAt: ten)
-            Issue.record("the paused import ended as if whole")
-        } catch let error as LakeError {
-            #expect(error.code == .otherWriter && "\(error)".contains("the other one's files stand"), "\(error)")
+        /// Rows and distinct event ids of the lake's events.
+        func counts(_ store: S3LakeStore) async throws -> String {
+            let events = try await store.list(prefix: "events/")
+            let folder = directory.appending("lake-\(UUID().uuidString)").path
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            for (i, path) in events.enumerated() {
+                let bytes = try #require(try await store.get(path))
+                try Data(bytes).write(to: URL(fileURLWithPath: "\(folder)/\(i).parquet"))
+            }
+            guard !events.isEmpty else { return "no files" }
+            return try await runPython(
+                "import duckdb, sys; print(duckdb.sql(f\"SELECT count(*), count(DISTINCT event_id) FROM read_parquet('{sys.argv[1]}/*.parquet')\").fetchall()[0])",
+                arguments: [folder]
+            ).trimmingCharacters(in: .whitespacesAndNewlines)
         }
-        // The other import's files, all of them and nothing else.
-        let events = try await store.list(prefix: "events/")
-        let folder = directory.appending("lake").path
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        for (i, path) in events.enumerated() {
-            let bytes = try #require(try await store.get(path))
-            try Data(bytes).write(to: URL(fileURLWithPath: "\(folder)/\(i).parquet"))
+        let isManifest: @Sendable (String) -> Bool = { $0.hasPrefix("_playhead/imports/") && !$0.contains("/paths/") }
+        // At its first deletion of the earlier import's files (it listed as it deleted, and removed
+        // all of the other import's files, both exiting 0).
+        try await scenario("at-delete", takerHour: nine + hour) { PausingStore($0, at: .delete, of: { $0.hasPrefix("events/") }, meanwhile: $1) }
+        // At its manifest's write at the end (written plainly, it named 10:00 alone while the other
+        // import's files were at 11:00, and the import at 12:00 left them: every event twice).
+        let puts = Mutex(0)
+        try await scenario("at-end", takerHour: nine + 2 * hour) {
+            PausingStore($0, at: .put, of: { isManifest($0) && puts.withLock { $0 += 1; return $0 == 2 } }, meanwhile: $1)
         }
-        let counts = try await runPython(
-            "import duckdb, sys; print(duckdb.sql(f\"SELECT count(*), count(DISTINCT event_id) FROM read_parquet('{sys.argv[1]}/*.parquet')\").fetchall()[0])",
-            arguments: [folder]
-        ).trimmingCharacters(in: .whitespacesAndNewlines)
-        #expect(!events.isEmpty && counts == "(20000, 20000)", "\(events): \(counts)")
-        #expect(events.allSatisfy { $0.contains("hour=10") }, "\(events)")
+        // At its manifest's write at the start, in the same way.
+        try await scenario("at-start", takerHour: nine + 2 * hour) { PausingStore($0, at: .put, of: isManifest, meanwhile: $1) }
     }
 
     static func run(_ weed: SeaweedFS, _ client: S3Client) async throws {

@@ -136,6 +136,11 @@ final class PausingStore: LakeStore {
         try await base.delete(path)
     }
     func lease(_ path: String, holder: String) async throws -> LakeLeaseAttempt { try await base.lease(path, holder: holder) }
+    func getVersioned(_ path: String) async throws -> (bytes: [UInt8], version: String?)? { try await base.getVersioned(path) }
+    func put(_ path: String, _ bytes: [UInt8], ifVersion version: String?) async throws -> String? {
+        try await pause(.put, path)
+        return try await base.put(path, bytes, ifVersion: version)
+    }
 }
 
 @Suite("The lake writer takes a partition from the lake's state")
