@@ -178,7 +178,11 @@ public final class LakeImporter: Sendable {
         var (hours, manifestVersion) = try await ImportManifest.readVersioned(store, tag: state.tag, logger: logger)
         let newManifest = hours.isEmpty
         hours.insert(LakePaths.hourStart(receivedAt))
-        manifestVersion = try await ImportManifest.write(store, manifest, hours: hours, ifVersion: manifestVersion, guarded: guarded)
+        do {
+            manifestVersion = try await ImportManifest.write(store, manifest, hours: hours, ifVersion: manifestVersion, guarded: guarded)
+        } catch let error as LakeError where error.code == .otherWriter {
+            throw LakeError(.otherWriter, "\(path): \(error.message); this import stopped before writing anything, and the other one stands")
+        }
         // The imports of this path when it was another file (touched, fetched again, appended to).
         let index = ImportManifest.pathIndexPath(file.pathKey)
         var (versions, indexVersion) = try await ImportManifest.readPathIndex(store, index, path: file.canonicalPath, logger: logger)
@@ -186,7 +190,11 @@ public final class LakeImporter: Sendable {
         let newTag = !versions.tags.contains(state.tag)
         if newTag {
             versions.tags.append(state.tag)
-            indexVersion = try await ImportManifest.writePathIndex(store, index, versions, ifVersion: indexVersion, guarded: guarded)
+            do {
+                indexVersion = try await ImportManifest.writePathIndex(store, index, versions, ifVersion: indexVersion, guarded: guarded)
+            } catch let error as LakeError where error.code == .otherWriter {
+                throw LakeError(.otherWriter, "\(path): \(error.message); this import stopped before writing any event, and the other one stands")
+            }
         }
         logger.info("import: \(path): started", metadata: ["import.tag": "\(state.tag)", "import.file_bytes": "\(file.size)"])
         if !earlier.isEmpty && !replaceEarlierVersions {
@@ -336,13 +344,12 @@ public final class LakeImporter: Sendable {
                 let deleted = await deleteWritten()
                 // Nor is the file left named as an import of its path: the next import of a good
                 // copy warned that the events of both were in the lake twice (a probe).
+                // Written back, not deleted, and only while it is as read: another import of a good
+                // copy, which took the lease over while this one was paused, may have written it (a
+                // plain delete removed its entry, and its version's files were never replaced, a probe).
                 if newTag, var (now, version) = try? await ImportManifest.readPathIndex(store, index, path: file.canonicalPath, logger: logger) {
                     now.tags.removeAll { $0 == state.tag }
-                    if now.tags.isEmpty {
-                        try? await store.delete(index)
-                    } else {
-                        _ = try? await ImportManifest.writePathIndex(store, index, now, ifVersion: version, guarded: guarded)
-                    }
+                    _ = try? await ImportManifest.writePathIndex(store, index, now, ifVersion: version, guarded: guarded)
                 }
                 if newManifest { try? await store.delete(manifest) }
                 throw LakeError(.io, "\(path): \(error.message); nothing of it was imported" + deleted)
@@ -365,7 +372,7 @@ public final class LakeImporter: Sendable {
         }
         summary.events = state.accepted + state.rejected + state.duplicates
         if state.accepted == 0 && state.rejected > 0 {
-            logger.warning("import: none of the \(state.rejected) events of \(path) was accepted: is it NDJSON of playback events, one object per line? (rejected/ holds each with its reason)")
+            logger.warning("import: none of the \(state.rejected) events of \(path) was accepted (rejected/ holds each with its reason): is it NDJSON of playback events, one object per line?")
         }
         if summary.events == 0 {
             logger.warning("import: \(path) holds no event (it is empty, or only blank lines)", metadata: ["import.input_bytes": "\(summary.inputBytes)"])

@@ -166,6 +166,8 @@ final class S3LakeLease: LakeLease {
     private let owner: String
     private let holder: String
     private let etag = Mutex<String?>(nil)
+    /// The `renewed_at` (µs, wall clock) of the last write of the lease known to be this process's.
+    private let renewedAt = Mutex<Int64>(0)
     private let previous = Mutex<String?>(nil)
     var takenOverFrom: String? { previous.withLock { $0 } }
 
@@ -190,6 +192,7 @@ final class S3LakeLease: LakeLease {
             ifMatch: ifMatch, ifNoneMatch: ifMatch == nil ? "*" : nil
         )
         if let tag { adopt(etag: tag) }
+        renewedAt.withLock { $0 = body.renewed_at }
     }
 
     /// Renews the lease with `If-Match` on its ETag. A refusal is checked against the object: a
@@ -210,8 +213,9 @@ final class S3LakeLease: LakeLease {
             object = nil
         }
         let body = object.flatMap { try? JSONDecoder().decode(S3LakeStore.LeaseBody.self, from: Data($0.bytes)) }
-        if let object, body?.owner == owner, let tag = object.etag {
+        if let object, let body, body.owner == owner, let tag = object.etag {
             adopt(etag: tag)
+            renewedAt.withLock { $0 = body.renewed_at }
             return
         }
         let now = body.map { "by \($0.holder)" } ?? (object == nil ? "and released (deleted) by the process that took it" : "by an object that is not a Playhead lease")
@@ -231,9 +235,14 @@ final class S3LakeLease: LakeLease {
             try await client.deleteObject(bucket: bucket, key: key, ifMatch: current)
             return true
         } catch let error as S3Error where error.isPreconditionFailed || error.code == .noSuchKey {
-            // Not ours any more, unless a renewal whose answer was lost moved the ETag.
-            guard let object = try? await client.getObject(bucket: bucket, key: key),
-                (try? JSONDecoder().decode(S3LakeStore.LeaseBody.self, from: Data(object.bytes)))?.owner == owner,
+            // Not ours any more, unless a renewal whose answer was lost moved the ETag, or this
+            // DELETE landed and its answer was lost (sent again, it found nothing: 412 or 404). Gone
+            // within the stale time of this process's last renewal, no other could have taken it
+            // (that was taken for a takeover, and a whole import exited 1, a probe).
+            guard let object = try? await client.getObject(bucket: bucket, key: key) else {
+                return WallClock.micros() - renewedAt.withLock({ $0 }) < LakeLeases.staleAfter.components.seconds * 1_000_000
+            }
+            guard (try? JSONDecoder().decode(S3LakeStore.LeaseBody.self, from: Data(object.bytes)))?.owner == owner,
                 let tag = object.etag
             else { return false }
             try? await client.deleteObject(bucket: bucket, key: key, ifMatch: tag)
