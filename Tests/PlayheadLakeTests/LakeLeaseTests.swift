@@ -69,12 +69,7 @@ struct LakeLeaseTests {
             let store = S3LakeStore(client: client, bucket: "lake", prefix: prefix)
             _ = try await importer(store).importFile(file, receivedAt: nine)
             let paused = pausing(store) {
-                let locks = try await client.listObjects(bucket: "lake", prefix: "\(prefix)/_playhead/imports/paths/").objects.map(\.key).filter { $0.hasSuffix(".lock") }
-                let lock = try #require(locks.first)
-                let object = try await client.getObject(bucket: "lake", key: lock)
-                var body = try #require(try JSONSerialization.jsonObject(with: Data(object.bytes)) as? [String: Any])
-                body["renewed_at"] = (body["renewed_at"] as? Int ?? 0) - 121_000_000
-                _ = try await client.putObject(bucket: "lake", key: lock, body: ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: body)))
+                try await makeStale(client, prefix: prefix)
                 _ = try await importer(store).importFile(file, receivedAt: takerHour)
             }
             do {
@@ -128,12 +123,7 @@ struct LakeLeaseTests {
         let indexPuts = Mutex(0)
         let refusing = PausingStore(store, at: .put, of: { $0.contains("/paths/") && $0.hasSuffix(".json") && indexPuts.withLock { $0 += 1; return $0 == 2 } }) {
             _ = try await runPython(writeGzip, arguments: [file, gz, "whole"])
-            let locks = try await client.listObjects(bucket: "lake", prefix: "refused/_playhead/imports/paths/").objects.map(\.key).filter { $0.hasSuffix(".lock") }
-            let lock = try #require(locks.first)
-            let object = try await client.getObject(bucket: "lake", key: lock)
-            var body = try #require(try JSONSerialization.jsonObject(with: Data(object.bytes)) as? [String: Any])
-            body["renewed_at"] = (body["renewed_at"] as? Int ?? 0) - 121_000_000
-            _ = try await client.putObject(bucket: "lake", key: lock, body: ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: body)))
+            try await makeStale(client, prefix: "refused")
             _ = try await importer(store).importFile(gz, receivedAt: nine + 2 * hour)
         }
         await #expect(throws: LakeError.self) { _ = try await importer(refusing).importFile(gz, receivedAt: nine + hour) }
@@ -142,6 +132,17 @@ struct LakeLeaseTests {
         #expect(try await counts(store) == "(20000, 20000)", "refused: after the good copy's import and a replacing one")
         let left = try await store.list(prefix: "events/")
         #expect(!left.isEmpty && left.allSatisfy { $0.contains("hour=12") }, "refused: \(left)")
+    }
+
+    /// Moves the time of the one import lease under `prefix` back past the stale time, as a killed
+    /// or paused holder's would be.
+    static func makeStale(_ client: S3Client, prefix: String) async throws {
+        let locks = try await client.listObjects(bucket: "lake", prefix: "\(prefix)/_playhead/imports/paths/").objects.map(\.key).filter { $0.hasSuffix(".lock") }
+        let lock = try #require(locks.first)
+        let object = try await client.getObject(bucket: "lake", key: lock)
+        var body = try #require(try JSONSerialization.jsonObject(with: Data(object.bytes)) as? [String: Any])
+        body["renewed_at"] = (body["renewed_at"] as? Int ?? 0) - 121_000_000
+        _ = try await client.putObject(bucket: "lake", key: lock, body: ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: body)))
     }
 
     static func run(_ weed: SeaweedFS, _ client: S3Client) async throws {
