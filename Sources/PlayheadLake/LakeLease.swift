@@ -130,13 +130,9 @@ extension S3LakeStore {
                 return .unsupported("\(client.configuration.endpoint) does not implement conditional writes (\(error))")
             }
             // Held, or a retried PUT of ours found its own first attempt.
-            let current: S3Object
-            do {
-                current = try await client.getObject(bucket: bucket, key: objectKey)
-            } catch let error as S3Error where error.code == .noSuchKey {
+            guard let (current, body) = try await lease.fetch() else {
                 continue  // released meanwhile
             }
-            let body = try? JSONDecoder().decode(LeaseBody.self, from: Data(current.bytes))
             if body?.owner == owner, let etag = current.etag {
                 lease.adopt(etag: etag)
                 return .held(lease)
@@ -183,6 +179,17 @@ final class S3LakeLease: LakeLease {
 
     func noteTakenOver(from holder: String) { previous.withLock { $0 = holder } }
 
+    /// The lease's object as it is now, with its body when that is a Playhead lease; nil when there
+    /// is none.
+    func fetch() async throws -> (object: S3Object, body: S3LakeStore.LeaseBody?)? {
+        do {
+            let object = try await client.getObject(bucket: bucket, key: key)
+            return (object, try? JSONDecoder().decode(S3LakeStore.LeaseBody.self, from: Data(object.bytes)))
+        } catch let error as S3Error where error.code == .noSuchKey {
+            return nil
+        }
+    }
+
     /// Writes the lease: created when `ifMatch` is nil, else over the object with that ETag.
     func write(ifMatch: String?) async throws {
         let body = S3LakeStore.LeaseBody(owner: owner, holder: holder, renewed_at: WallClock.micros())
@@ -206,13 +213,8 @@ final class S3LakeLease: LakeLease {
         } catch let error as S3Error where error.isPreconditionFailed || error.code == .noSuchKey {
             // Refused: the object says whose it is now (below).
         }
-        let object: S3Object?
-        do {
-            object = try await client.getObject(bucket: bucket, key: key)
-        } catch let error as S3Error where error.code == .noSuchKey {
-            object = nil
-        }
-        let body = object.flatMap { try? JSONDecoder().decode(S3LakeStore.LeaseBody.self, from: Data($0.bytes)) }
+        let found = try await fetch()
+        let object = found?.object, body = found?.body
         if let object, let body, body.owner == owner, let tag = object.etag {
             adopt(etag: tag)
             renewedAt.withLock { $0 = body.renewed_at }
@@ -239,12 +241,10 @@ final class S3LakeLease: LakeLease {
             // DELETE landed and its answer was lost (sent again, it found nothing: 412 or 404). Gone
             // within the stale time of this process's last renewal, no other could have taken it
             // (that was taken for a takeover, and a whole import exited 1, a probe).
-            guard let object = try? await client.getObject(bucket: bucket, key: key) else {
+            guard let (object, body) = (try? await fetch()) ?? nil else {
                 return WallClock.micros() - renewedAt.withLock({ $0 }) < LakeLeases.staleAfter.components.seconds * 1_000_000
             }
-            guard (try? JSONDecoder().decode(S3LakeStore.LeaseBody.self, from: Data(object.bytes)))?.owner == owner,
-                let tag = object.etag
-            else { return false }
+            guard body?.owner == owner, let tag = object.etag else { return false }
             try? await client.deleteObject(bucket: bucket, key: key, ifMatch: tag)
             return true
         } catch {

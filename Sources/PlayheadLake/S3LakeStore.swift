@@ -80,11 +80,7 @@ public final class S3LakeStore: LakeStore {
     }
 
     public func get(_ path: String) async throws -> [UInt8]? {
-        do {
-            return try await client.getObject(bucket: bucket, key: key(path)).bytes
-        } catch let error as S3Error where error.code == .noSuchKey {
-            return nil
-        }
+        try await getVersioned(path)?.bytes
     }
 
     public func getVersioned(_ path: String) async throws -> (bytes: [UInt8], version: String?)? {
