@@ -199,10 +199,6 @@ public final class LakeImporter: Sendable {
         logger.info("import: \(path): started", metadata: ["import.tag": "\(state.tag)", "import.file_bytes": "\(file.size)"])
         if !earlier.isEmpty && !replaceEarlierVersions {
             summary.earlierVersionsKept = earlier.count
-            logger.warning(
-                "import: \(file.canonicalPath) was imported before when it had another size or modification time; those imports are kept, so events in both versions are in the lake twice. Import it with --replace-earlier-versions to remove them once this import is whole",
-                metadata: ["import.earlier_tags": "\(earlier.joined(separator: ","))", "import.tag": "\(state.tag)"]
-            )
         }
 
         func startWrite(_ batch: ImportBatch, last: Bool) async throws {
@@ -376,6 +372,14 @@ public final class LakeImporter: Sendable {
         }
         if summary.events == 0 {
             logger.warning("import: \(path) holds no event (it is empty, or only blank lines)", metadata: ["import.input_bytes": "\(summary.inputBytes)"])
+        }
+        if summary.earlierVersionsKept > 0 {
+            // Said once this import is whole (it was said at the start, and then again by an import
+            // refused as cut off or not NDJSON, which keeps nothing, a probe).
+            logger.warning(
+                "import: \(file.canonicalPath) was imported before when it had another size or modification time; those imports are kept, so events in both versions are in the lake twice. Import it with --replace-earlier-versions to remove them",
+                metadata: ["import.earlier_tags": "\(earlier.joined(separator: ","))", "import.tag": "\(state.tag)"]
+            )
         }
         summary.accepted = state.accepted
         summary.rejected = state.rejected
@@ -876,7 +880,11 @@ final class ImportFile: @unchecked Sendable {
                 try gzip.decode(UnsafeRawBufferPointer(rebasing: bytes[leftover.count...])) { output.append(contentsOf: $0) }
             }
         } catch {
-            throw ImportInputError(message: "the gzip data is corrupt: \(error)")
+            // A gzip file still being written ends inside a member at the size it had at open:
+            // said as such, not only as corrupt (a probe).
+            let now = currentSize()
+            let growing = now > size ? "; the file grew from \(size) to \(now) bytes while it was read: is it still being written? Import it once it is complete" : ""
+            throw ImportInputError(message: "the gzip data is corrupt: \(error)\(growing)")
         }
         return (output, output.count - leftover.count, false)
     }

@@ -1105,6 +1105,16 @@ struct LakeTests {
         }
         let left = FileManager.default.enumerator(atPath: other)?.allObjects.compactMap { $0 as? String }.filter { $0.hasSuffix(".parquet") }
         #expect(left == [], "\(left ?? [])")
+        // A refused version of a file imported before keeps nothing, so it does not warn that the
+        // earlier import is kept beside it (it did, before its refusal).
+        let again = directory.appending("again.ndjson").path, againLake = directory.appending("again-lake").path
+        try await runPython("import sys; open(sys.argv[2], 'wb').write(b''.join(open(sys.argv[1], 'rb').readlines()[:1000]))", arguments: [file, again])
+        #expect(try await runCommand(TestEnvironment.playheadExecutable, ["import", "--lake", againLake, again]).status == 0)
+        try FileManager.default.removeItem(atPath: again)
+        try FileManager.default.copyItem(atPath: array, toPath: again)
+        let refusedAgain = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--lake", againLake, again])
+        #expect(refusedAgain.status == 1 && refusedAgain.stderr.contains("it is a JSON array") && !refusedAgain.stderr.contains("imported before"),
+            "\(refusedAgain.stderr)")
 
         // Files of one run get one received_at (each file took its own, a moment apart).
         let small = directory.appending("small.ndjson").path
@@ -1170,6 +1180,30 @@ struct LakeTests {
         let grownSummary = (try? JSONSerialization.jsonObject(with: Data((growing.stdout.split(separator: "\n").first ?? "").utf8))) as? [String: Any] ?? [:]
         #expect(grown == 0 && grownSummary["accepted"] as? Int == completeLines && grownSummary["rejected"] as? Int == 0
             && growing.stderr.contains("grew while it was imported"), "\(grown ?? -1): \(growing.stdout) \(growing.stderr)")
+
+        // A gzip file still being written: its size at open ends inside a member, which is an
+        // error, and the error says the file grew (it said only "corrupt", a probe).
+        let partialGzip = bigDirectory.appending("partial.ndjson.gz").path, rest = bigDirectory.appending("rest.bin").path
+        try await runPython(
+            """
+            import gzip, sys
+            data = gzip.compress(open(sys.argv[1], 'rb').read(), compresslevel=1)
+            cut = len(data) * 4 // 5
+            open(sys.argv[2], 'wb').write(data[:cut]); open(sys.argv[3], 'wb').write(data[cut:])
+            """,
+            arguments: [shrinking, partialGzip, rest]
+        )
+        let writing = try ChildProcess(TestEnvironment.playheadExecutable, ["import", "--lake", directory.appending("sixth").path, "--batch-events", "1000", partialGzip])
+        _ = try await writing.waitForOutput(containing: "started")
+        writing.signal(SIGSTOP)
+        let gzipAppend = try FileHandle(forWritingTo: URL(fileURLWithPath: partialGzip))
+        try gzipAppend.seekToEnd()
+        try gzipAppend.write(contentsOf: try Data(contentsOf: URL(fileURLWithPath: rest)))
+        try gzipAppend.close()
+        writing.signal(SIGCONT)
+        let written = await writing.waitForExit()
+        #expect(written == 1 && writing.stderr.contains("gzip data is corrupt") && writing.stderr.contains("while it was read: is it still being written?"),
+            "\(written ?? -1): \(writing.stderr)")
 
         let reading = try ChildProcess(TestEnvironment.playheadExecutable, ["import", "--lake", fourth, "--batch-events", "1000", shrinking])
         _ = try await reading.waitForOutput(containing: "started")
