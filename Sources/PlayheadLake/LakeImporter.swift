@@ -798,7 +798,8 @@ final class ImportFile: @unchecked Sendable {
 
     /// Refuses, from its first bytes (after gzip decoding), a file that is not NDJSON in a way that
     /// would make every line a rejection (exit status 0 and `rejected/` filled with its bytes): a
-    /// Parquet file, UTF-16 or UTF-32 text, a JSON array.
+    /// Parquet file, UTF-16 or UTF-32 text, a JSON array, pretty-printed JSON, or a first line that
+    /// is not an object.
     static func checkIsNDJSON(_ head: [UInt8]) throws {
         var i = 0
         if head.starts(with: [0xEF, 0xBB, 0xBF]) { i = 3 }
@@ -822,6 +823,13 @@ final class ImportFile: @unchecked Sendable {
             if j < head.count, head[j] == 0x0A || head[j] == 0x0D {
                 throw ImportInputError(message: "it is JSON printed over several lines (its first line is a lone {), not NDJSON (one event object per line): convert it first (jq -c . FILE > FILE.ndjson)")
             }
+        }
+        // Anything else first (a CSV header, an HTML error page saved as the export, a log): every
+        // line a rejection, with exit status 0 and rejected/ filled with the file (a probe's CSV).
+        if i < head.count, head[i] != UInt8(ascii: "{") {
+            let line = head[i...].prefix { $0 != 0x0A && $0 != 0x0D }.prefix(40)
+            let shown = String(decoding: line, as: UTF8.self).debugDescription
+            throw ImportInputError(message: "its first line starts with \(shown), not a JSON object: it is not NDJSON (one event object per line; a CSV or other text file?)")
         }
     }
 

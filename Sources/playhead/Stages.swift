@@ -191,7 +191,8 @@ struct ImportCommand: AsyncParsableCommand {
             fetched again or appended to is another file, whose import keeps the earlier one's files unless \
             --replace-earlier-versions is given (the summary's earlier_versions_kept counts them). One import \
             of a file runs at a time; a second one is refused. A file cut off (gzip, or truncated while it is \
-            read) or not NDJSON (Parquet, UTF-16, a JSON array) fails with nothing of it left in the lake. \
+            read) or not NDJSON (Parquet, UTF-16, a JSON array, pretty-printed JSON, a first line that is not a \
+            JSON object, such as CSV) fails with nothing of it left in the lake. \
             Prints a JSON summary per file on \
             standard output, and a progress line to the log every 10 s.
             """

@@ -1083,6 +1083,7 @@ struct LakeTests {
         // error, and nothing of them in the lake.
         let cut = directory.appending("cut.ndjson.gz").path, parquet = directory.appending("x.parquet").path
         let array = directory.appending("array.json").path, utf16 = directory.appending("utf16.ndjson").path
+        let csv = directory.appending("events.csv").path
         try await runPython(
             """
             import gzip, sys, json
@@ -1092,14 +1093,20 @@ struct LakeTests {
             lines = open(sys.argv[1], 'rb').read().splitlines()[:5]
             open(sys.argv[4], 'wb').write(b'[' + b',\\n'.join(lines) + b']\\n')
             open(sys.argv[5], 'wb').write(b'\\n'.join(lines).decode().encode('utf-16'))
+            events = [json.loads(line) for line in lines]
+            keys = list(events[0])
+            open(sys.argv[6], 'w').write('\\n\\n' + ','.join(keys) + '\\n' + ''.join(','.join(str(e.get(k, '')) for k in keys) + '\\n' for e in events))
             """,
-            arguments: [file, cut, parquet, array, utf16]
+            arguments: [file, cut, parquet, array, utf16, csv]
         )
         let other = directory.appending("other").path
         let cutOff = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--lake", other, "--batch-events", "2000", cut])
         #expect(cutOff.status == 1 && cutOff.stderr.contains("cut off") && cutOff.stderr.contains("nothing of it was imported")
             && cutOff.stderr.contains("were deleted"), "\(cutOff.stderr)")
-        for (input, reason) in [(parquet, "it is a Parquet file"), (array, "it is a JSON array"), (utf16, "UTF-16 or UTF-32")] {
+        for (input, reason) in [
+            (parquet, "it is a Parquet file"), (array, "it is a JSON array"), (utf16, "UTF-16 or UTF-32"),
+            (csv, "its first line starts with \"event_id,"),
+        ] {
             let refused = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--lake", other, input])
             #expect(refused.status == 1 && refused.stderr.contains(reason), "\(input): \(refused.stderr)")
         }
