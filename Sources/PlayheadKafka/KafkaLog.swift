@@ -118,10 +118,16 @@ public final class KafkaLog: LogBackend, Service, Sendable {
                 // Existing topics are used as they are; a partition count other than the URL's
                 // was not mentioned at all (a probe, 2026-12-04).
                 for topic in topics where !created.contains(topic.name) {
+                    // Said as a notice only to a URL that gave partitions= (`log dump` was told of
+                    // "the 12 of partitions=" that it never gave, a probe).
                     if let count = try? await admin.partitionCount(topic: topic.name, timeout: .seconds(5)),
                         count > 0, count != configuration.partitions
                     {
-                        logger.notice("Kafka topic \(topic.name) exists with \(count) partitions, not the \(configuration.partitions) of partitions=: existing topics are used as they are (docs/kafka.md)")
+                        if configuration.partitionsGiven {
+                            logger.notice("Kafka topic \(topic.name) exists with \(count) partitions, not the \(configuration.partitions) of partitions=: existing topics are used as they are (docs/kafka.md)")
+                        } else {
+                            logger.info("Kafka topic \(topic.name) exists with \(count) partitions (existing topics are used as they are)")
+                        }
                     }
                     // Compaction keeps one record per key, and records are keyed by session: a
                     // compacted events topic loses the events `store` has not read yet.

@@ -36,6 +36,8 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
     /// `<eventsTopic>.<name>`. Nil: every topic is `<topicPrefix><name>`.
     public var eventsTopic: String?
     public var partitions: Int = 12
+    /// Whether the URL gave `partitions=` (else ``partitions`` is the default).
+    public var partitionsGiven = false
     public var replicationFactor: Int = 1
     public var createTopics: Bool = true
     public var compression: String = "zstd"
@@ -115,7 +117,9 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
                     throw invalid("give either a topic in the path or prefix=, not both")
                 }
                 topicPrefix = value
-            case "partitions": partitions = try int(1...100_000)
+            case "partitions":
+                partitions = try int(1...100_000)
+                partitionsGiven = true
             case "replication": replicationFactor = try int(1...100)
             case "create_topics":
                 guard let flag = Bool(value) else { throw invalid("create_topics must be true or false") }

@@ -35,12 +35,19 @@ public final class S3LakeStore: LakeStore {
                 )
             case .noSuchBucket:
                 // A gateway behind a path answers for a bucket named by the path's first segment.
-                let path = URLComponents(string: endpoint)?.path ?? ""
-                let hint = path.isEmpty || path == "/"
-                    ? "" : " (the endpoint has a path, \(path): an S3 endpoint is a scheme, host and port, and the path is read as the bucket's name)"
+                // Said as the endpoint's fault, without the advice to create the bucket there (which
+                // fails the same way, a probe).
+                if let components = URLComponents(string: endpoint), !components.path.isEmpty, components.path != "/" {
+                    var bare = components
+                    bare.path = ""
+                    throw LakeError(
+                        .io,
+                        "\(endpoint) answered that the bucket '\(bucket)' does not exist, and the endpoint has a path (\(components.path)), which an S3 gateway reads as the bucket's name: --s3-endpoint (or AWS_ENDPOINT_URL) must be the gateway's scheme, host and port alone (\(bare.string ?? endpoint)?)"
+                    )
+                }
                 throw LakeError(
                     .io,
-                    "the bucket '\(bucket)' does not exist at \(endpoint)\(hint); Playhead does not create buckets: create it first (for example `aws s3 mb s3://\(bucket) --endpoint-url \(endpoint)`)"
+                    "the bucket '\(bucket)' does not exist at \(endpoint); Playhead does not create buckets: create it first (for example `aws s3 mb s3://\(bucket) --endpoint-url \(endpoint)`)"
                 )
             case .invalidResponse where error.status.map({ (200..<300).contains($0) }) ?? false:
                 // A successful answer that is not S3's (an HTML page from a web server or a proxy

@@ -1511,7 +1511,8 @@ struct S3LakeTests {
         )
         // The gateway with a path: its first segment is read as the bucket, and the error says so.
         let withPath = try await serveOnce(environment, endpoint: "\(s3.endpoint)/s3")
-        #expect(withPath.status == 1 && withPath.stderr.contains("the endpoint has a path, /s3"), "\(withPath.stderr)")
+        #expect(withPath.status == 1 && withPath.stderr.contains("the endpoint has a path (/s3)")
+            && withPath.stderr.contains("scheme, host and port alone (\(s3.endpoint)?)") && !withPath.stderr.contains("aws s3 mb"), "\(withPath.stderr)")
         var wrongSecret = environment
         wrongSecret["AWS_SECRET_ACCESS_KEY"] = "not-the-secret"
         let refused = try await serveOnce(wrongSecret)

@@ -273,6 +273,14 @@ struct KafkaLogTansuTests {
         #expect(captured.count(containing: "exists with 6 partitions, not the 2 of partitions=") == 2, "\(captured.all)")
         #expect(captured.count(containing: "cleanup.policy") == 0)
         await second.shutdown()
+        // A URL without partitions= (`log dump`, a store) is not told of a count it did not give.
+        let unasked = CapturedLogs()
+        let fourth = try KafkaLog(
+            url: "kafka://\(tansu.bootstrap)/?prefix=rt.", logger: Logger(label: "test") { _ in CapturingLogHandler(captured: unasked) }
+        )
+        try await fourth.waitUntilReady(timeout: .seconds(20))
+        #expect(unasked.count(containing: "of partitions=") == 0 && unasked.count(containing: "exists with 6 partitions") == 2, "\(unasked.all)")
+        await fourth.shutdown()
         // An events topic made beforehand with compaction is named at start, at error level.
         let admin = try KafkaAdmin(configuration: ["bootstrap.servers": tansu.bootstrap], logger: testLogger)
         try await admin.createTopics([KafkaAdmin.NewTopic(name: "compacted.events", partitions: 1, configs: ["cleanup.policy": "compact"])])
