@@ -14,8 +14,8 @@ public final class IngestMetrics: Sendable {
     private let shedCounters = HandleCache<String, Counter>()
     /// By ``requestKey(route:method:status:)``.
     private let durations = HandleCache<Int, Metrics.Timer>()
-    private let receivingGauge = Gauge(label: "playhead_ingest_in_flight_bytes", dimensions: [("stage", "receiving")])
-    private let processingGauge = Gauge(label: "playhead_ingest_in_flight_bytes", dimensions: [("stage", "processing")])
+    private let receivingGauge: Gauge?
+    private let processingGauge: Gauge?
     private let factory: (any MetricsFactory)?
 
     /// The routes that get their own label value; every other path is `other`.
@@ -41,8 +41,18 @@ public final class IngestMetrics: Sendable {
     }
 
     /// - Parameter factory: the metrics factory; `nil` uses the one bootstrapped in `MetricsSystem`.
-    public init(factory: (any MetricsFactory)? = nil) {
+    /// - Parameter edge: whether the server takes events (`serve`, `ingest`). The HTTP server of
+    ///   `store` and `observe` (metrics and probes only) makes no edge series: they exported the
+    ///   rejection and refusal counters and the in-flight gauges at 0 for good (a probe).
+    public init(factory: (any MetricsFactory)? = nil, edge: Bool = true) {
         self.factory = factory
+        guard edge else {
+            receivingGauge = nil
+            processingGauge = nil
+            return
+        }
+        receivingGauge = Gauge(label: "playhead_ingest_in_flight_bytes", dimensions: [("stage", "receiving")])
+        processingGauge = Gauge(label: "playhead_ingest_in_flight_bytes", dimensions: [("stage", "processing")])
         // The series of every reason exist from the start, at 0: a counter that appears at its first
         // value hides that increment from `rate()` and `increase()` (a burst of a new rejection
         // reason would never show in the reject ratio or its alert).
@@ -84,8 +94,8 @@ public final class IngestMetrics: Sendable {
     /// Request-body bytes held by the edge: still arriving, and being decoded or waiting for the log
     /// (each stage has its own budget of ``IngestConfiguration/maxInFlightBytes``). Sampled every second.
     func inFlightBytes(receiving: Int, processing: Int) {
-        receivingGauge.record(receiving)
-        processingGauge.record(processing)
+        receivingGauge?.record(receiving)
+        processingGauge?.record(processing)
     }
 
     /// The index of `path` in `knownRoutes`, or its count for any other path. Compares the bytes

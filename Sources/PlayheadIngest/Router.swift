@@ -18,7 +18,7 @@ struct Router: Sendable {
 
     init(events: EventsEndpoint?, routes: [HTTPRoute], cors: CORSPolicy, maxBodyBytes: Int, maxReceivingBytes: Int = 256 << 20, retryAfterSeconds: Int = 1) {
         self.events = events
-        metrics = events?.metrics ?? IngestMetrics()
+        metrics = events?.metrics ?? IngestMetrics(edge: false)
         var table: [String: [String: HTTPRoute]] = [:]
         for route in routes { table[route.path, default: [:]][route.method.rawValue] = route }
         self.routes = table

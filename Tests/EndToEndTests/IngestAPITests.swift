@@ -438,6 +438,10 @@ struct IngestAPITests {
         let observer = try await PlayheadServer(command: "observe", dataDirectory: server.dataDirectory)
         let observed = try await TestHTTP.request("\(observer.baseURL)/metrics").text
         #expect(TestHTTP.metricTotal(observed, "playhead_log_disk_capacity_bytes") > 0, "\(observed)")
+        // It takes no events: no edge series (they stood at 0 there for good).
+        for family in ["playhead_events_rejected_total", "playhead_ingest_requests_refused_total", "playhead_ingest_in_flight_bytes"] {
+            #expect(!observed.contains(family), "\(family): \(observed)")
+        }
         #expect(await observer.stop() == 0)
     }
 
