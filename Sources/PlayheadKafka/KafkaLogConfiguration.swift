@@ -26,6 +26,7 @@ import RdKafka
 /// | `session_timeout_ms` | `10000` | consumer-group session timeout (rebalances wait about half of it on Tansu) |
 /// | `assignor` | `cooperative-sticky` | `cooperative-sticky` (incremental rebalances) or `range` / `roundrobin` (eager) |
 /// | `client_id` | `playhead` | the client id the brokers see |
+/// | `group_prefix` | none | put before the consumer groups' names (`lake`, `metrics`): two deployments on one cluster each with its own groups |
 /// | `rdkafka.<name>` | | any librdkafka property, for producers and consumers |
 /// | `producer.<name>` / `consumer.<name>` | | a librdkafka property for one side only |
 /// | `properties_file` | | a file of librdkafka properties (`name=value` lines) for every client, below the URL's own: keeps secrets such as `sasl.password` off the command line |
@@ -38,6 +39,10 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
     public var partitions: Int = 12
     /// Whether the URL gave `partitions=` (else ``partitions`` is the default).
     public var partitionsGiven = false
+    /// Put before every consumer group's name on the cluster (`group_prefix=staging.` gives
+    /// `staging.lake` and `staging.metrics`, and readers' groups `staging.playhead-reader-…`, so
+    /// that an ACL on the prefix covers them all).
+    public var groupPrefix = ""
     public var replicationFactor: Int = 1
     public var createTopics: Bool = true
     public var compression: String = "zstd"
@@ -139,6 +144,13 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
                 }
                 assignor = value
             case "client_id": clientID = value
+            case "group_prefix":
+                // A group id is any string to Kafka; kept to the characters of a topic name, which
+                // every tool prints and takes unquoted.
+                guard !value.isEmpty, value.count <= 200, value.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }) else {
+                    throw invalid("group_prefix must be 1-200 of the characters a-z A-Z 0-9 . _ -")
+                }
+                groupPrefix = value
             case "properties_file":
                 guard !value.isEmpty else { throw invalid("properties_file needs a path") }
                 propertiesFile = value
@@ -287,7 +299,7 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
             "partition.assignment.strategy": assignor,
             "socket.keepalive.enable": "true",
         ]
-        if let group { properties["group.id"] = group }
+        if let group { properties["group.id"] = groupPrefix + group }
         if partitionEnds { properties["enable.partition.eof"] = "true" }
         properties.merge(commonProperties) { _, new in new }
         properties.merge(consumerProperties) { _, new in new }

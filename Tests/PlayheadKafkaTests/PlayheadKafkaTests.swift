@@ -91,6 +91,9 @@ struct KafkaLogURLTests {
         #expect(plain.producerConfiguration["enable.idempotence"] == "true")
         #expect(plain.consumerConfiguration(group: "lake")["enable.auto.commit"] == "false")
         #expect(plain.consumerConfiguration(group: "lake")["group.id"] == "lake")
+        let prefixed = try KafkaLogConfiguration(url: "kafka://127.0.0.1:9092/?group_prefix=staging.")
+        #expect(prefixed.consumerConfiguration(group: "lake")["group.id"] == "staging.lake")
+        #expect(prefixed.consumerConfiguration(group: "metrics")["group.id"] == "staging.metrics")
 
         let full = try KafkaLogConfiguration(
             url: "kafka://a:1,b:2/?prefix=x.&partitions=6&replication=3&compression=lz4&linger_ms=2"
@@ -167,6 +170,7 @@ struct KafkaLogURLTests {
         "http://h:9092", "kafka://", "kafka://host", "kafka://h:0", "kafka://h:9092/?partitions=0",
         "kafka://h:9092/events?prefix=x.", "kafka://h:9092/a%20b", "kafka://h:9092/caf%C3%A9", "kafka://h:9092/a/b",
         "kafka://h:9092/?compression=brotli", "kafka://h:9092/?bogus=1", "kafka://h:9092/?assignor=sticky",
+        "kafka://h:9092/?group_prefix=", "kafka://h:9092/?group_prefix=a%20b", "kafka://h:9092/?group_prefix=a/b",
     ])
     func bad(url: String) {
         do {
@@ -528,6 +532,20 @@ struct KafkaLogTansuTests {
         #expect(Set(restValues + seen) == Set((0..<300).map { "event-\($0)" }))
         #expect(try await secondConsumer.committed() == commitAt)
         await secondConsumer.close()
+        // The same group name under group_prefix is another group on the cluster: it has no
+        // offsets, so it reads every record from the start, and its commits leave "resume"'s alone.
+        let other = try await makeLog(tansu, prefix: "resume.", partitions: 3, extra: "&group_prefix=other.")
+        let prefixedConsumer = try other.consumer(for: .events, group: "resume")
+        let all = try await drain(prefixedConsumer, count: 300)
+        #expect(Set(try strings(all.batches)) == Set((0..<300).map { "event-\($0)" }))
+        #expect(Set(all.assigned.keys) == [0, 1, 2], "\(all.assigned)")
+        try await prefixedConsumer.commit(Dictionary(uniqueKeysWithValues: all.assigned.keys.map { ($0, Int64(1)) }))
+        await prefixedConsumer.close()
+        await other.shutdown()
+        let third = try log.consumer(for: .events, group: "resume")
+        let again = try await drain(third, count: 300 - seen.count)
+        #expect(again.assigned == commitAt)
+        await third.close()
         await log.shutdown()
     }
 
