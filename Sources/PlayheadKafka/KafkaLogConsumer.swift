@@ -189,6 +189,20 @@ public final class KafkaLogConsumer: LogConsumer, Sendable {
         }
     }
 
+    /// The group's committed offsets for `partitions` of this topic, whether this consumer holds
+    /// them or not (an OffsetFetch to the group's coordinator: it need not have joined the group).
+    public func committed(partitions: [Int32]) async throws(LogError) -> [Int32: Int64] {
+        guard group != nil, !partitions.isEmpty else { return [:] }
+        do {
+            let offsets = try await consumer.committed(partitions.map { KafkaTopicPartition(topic: kafkaTopic, partition: $0, offset: -1) })
+            var result: [Int32: Int64] = [:]
+            for item in offsets where item.offset >= 0 { result[item.partition] = item.offset }
+            return result
+        } catch {
+            throw LogError(kafka: error, context: "committed offsets of \(kafkaTopic)")
+        }
+    }
+
     /// The sum over held partitions of (high watermark − committed offset), also published as
     /// `playhead_consumer_lag_events{consumer=<group>}`.
     ///

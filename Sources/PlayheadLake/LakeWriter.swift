@@ -451,7 +451,53 @@ final class DatasetWriter: @unchecked Sendable {
             }
             return
         }
+        try await checkUnclaimedState(for: identity)
         try await retrying("claim the lake") { try await self.commits.writeClaim(.init(logID: identity, run: nil)) }
+    }
+
+    /// A lake with no claim but with state (written before claims existed, releases before
+    /// 2026-12-03), about to be claimed by this topic: refused when the group has no offset on this
+    /// topic for any partition the lake has written. The lake was then most likely written from
+    /// other topics: releases before 2026-12-03 read the path of `kafka://host/<path>` as a prefix
+    /// (`<path>events`), later ones as the topic. The writer moved the group's offsets up to the
+    /// lake's, so the new topic's records below them were never written (a probe: 17,734 of 18,000
+    /// events after an upgrade, with lag 0 and `/readyz` ready).
+    private func checkUnclaimedState(for identity: String) async throws {
+        let prefix = "_playhead/state/\(kind.name)/"
+        let names = try await retrying("list \(prefix)") { try await self.store.list(prefix: prefix) }
+        var written: [Int32: Int64] = [:]
+        for name in names {
+            let file = name.split(separator: "/").last ?? ""
+            guard file.hasPrefix("p"), file.hasSuffix(".json"), let partition = Int32(file.dropFirst().dropLast(5)) else { continue }
+            let state = try await retrying("read state") { try await self.commits.state(partition) }
+            if let next = state?.nextOffset, next > 0 {
+                written[partition] = next
+            }
+        }
+        guard !written.isEmpty else { return }
+        let consumer = try log.consumer(for: kind.topic, group: configuration.group)
+        let committed: [Int32: Int64]
+        do {
+            committed = try await retrying("read the group's offsets") { try await consumer.committed(partitions: Array(written.keys)) }
+        } catch {
+            await consumer.close()
+            throw error
+        }
+        await consumer.close()
+        guard committed.isEmpty else { return }
+        let topic = identity.hasPrefix("kafka:") ? String(identity.dropFirst("kafka:".count)) : identity
+        let shown = written.sorted { $0.key < $1.key }.prefix(3).map { "partition \($0.key) up to offset \($0.value)" }.joined(separator: ", ")
+        let claimPath = Self.objectLocation(store, "_playhead/log.json")
+        throw LakeError(.otherWriter, """
+            \(store.displayName) names no log (a lake written by a release before 2026-12-03) and has been written \
+            (\(shown)\(written.count > 3 ? ", …" : "")), but consumer group '\(configuration.group)' has no offset for those \
+            partitions of topic \(topic): the lake was most likely written from other topics, and taking this one's \
+            records below those offsets for written would lose them; nothing was written. Releases before \
+            2026-12-03 read the path of kafka://host/<path> as a prefix of the topics (<path>events, \
+            <path>rejected): to go on with those topics, give ?prefix=<path> instead of the path. If topic \
+            \(topic) is the one this lake was written from (the group's offsets expired), claim the lake for it \
+            by writing {"log_id":"\(identity)"} to \(claimPath), and start again (docs/kafka.md, "Upgrading")
+            """)
     }
 
     /// The log a claim names, for a message.

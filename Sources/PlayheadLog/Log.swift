@@ -179,6 +179,10 @@ public protocol LogConsumer: Sendable {
     /// The group's committed offsets for the partitions this consumer holds.
     func committed() async throws(LogError) -> [Int32: Int64]
 
+    /// The group's committed offsets for `partitions`, held or not (asked before the consumer
+    /// joins its group); partitions without one are left out.
+    func committed(partitions: [Int32]) async throws(LogError) -> [Int32: Int64]
+
     /// Records in the log that the group has not committed yet, summed over its partitions, when known.
     func lag() async -> Int64?
 
@@ -208,6 +212,11 @@ public protocol LogConsumer: Sendable {
 }
 
 extension LogConsumer {
+    /// A log whose consumer holds every partition of its group (the embedded log).
+    public func committed(partitions: [Int32]) async throws(LogError) -> [Int32: Int64] {
+        try await committed().filter { partitions.contains($0.key) }
+    }
+
     public var unavailableReason: String? { nil }
     public func stillOwns(_ partition: Int32, committing offset: Int64) async -> Bool { true }
     public func skipDamagedRecord() async throws(LogError) -> DamagedLogRecord? { nil }

@@ -443,6 +443,13 @@ struct IngestAPITests {
             #expect(!observed.contains(family), "\(family): \(observed)")
         }
         #expect(await observer.stop() == 0)
+        // A log written by a release before 2026-12-03 has no id: the reader says so, not that no
+        // log was written (beside its records).
+        try FileManager.default.removeItem(atPath: "\(server.dataDirectory)/log/id")
+        let upgraded = try await PlayheadServer(command: "observe", dataDirectory: server.dataDirectory)
+        let waiting = try await TestHTTP.request("\(upgraded.baseURL)/readyz")
+        #expect(waiting.status == 503 && waiting.text.contains("holds records but has no id file"), "\(waiting.status) \(waiting.text)")
+        #expect(await upgraded.stop() == 0)
     }
 
     @Test("CORS: preflight for allowed and other origins, headers on answers")

@@ -304,6 +304,33 @@ struct KafkaPipelineTests {
             #expect(embedded.status == 1 && embedded.stderr.contains("is written from another log (the Kafka topic claim-events"), "\(embedded.stderr.suffix(2000))")
             rows = try await duck("SELECT count(*) FROM read_parquet('{lake}/events/**/*.parquet')", lake: kafkaLake)
             #expect(rows.first?.first as? Int == 5, "\(rows)")
+
+            // A lake that names no log (written before claims existed) but has state: a topic whose
+            // group has no offsets for those partitions is refused (an upgrade that changed the
+            // topic lost the new topic's records below the lake's offsets, a probe), until the lake
+            // is claimed for it by hand; one whose group has them is taken, and claimed.
+            let unclaimed = directory.appending("unclaimed-lake").path
+            try FileManager.default.copyItem(atPath: embeddedLake, toPath: unclaimed)
+            try FileManager.default.removeItem(atPath: "\(unclaimed)/_playhead/log.json")
+            let fresh = "kafka://\(tansu.bootstrap)/fresh-events?partitions=1&session_timeout_ms=3000"
+            let unknown = try await store(fresh, lake: unclaimed)
+            #expect(unknown.status == 1 && unknown.stderr.contains("names no log")
+                && unknown.stderr.contains("consumer group 'lake' has no offset for those partitions of topic fresh-events")
+                && unknown.stderr.contains("?prefix=<path>"), "\(unknown.stderr.suffix(2000))")
+            #expect(!FileManager.default.fileExists(atPath: "\(unclaimed)/_playhead/log.json"))
+            try Data(#"{"log_id":"kafka:fresh-events"}"#.utf8).write(to: URL(fileURLWithPath: "\(unclaimed)/_playhead/log.json"))
+            let claimedByHand = try await flushingStore(fresh, lake: unclaimed, directory: directory, name: "kafka-claimed-by-hand")
+            // (Joining group `lake` that other stores have left takes Tansu up to a minute.)
+            try await eventually(timeout: .seconds(120), "the store past the claim") {
+                claimedByHand.process.stderr.contains("the group has no offset for a partition the lake has written")
+            }
+            #expect(await claimedByHand.stop() == 0, "\(claimedByHand.process.stderr.suffix(2000))")
+            try FileManager.default.removeItem(atPath: "\(kafkaLake)/_playhead/log.json")
+            let known = try await flushingStore(log, lake: kafkaLake, directory: directory, name: "kafka-claim-again")
+            try await eventually(timeout: .seconds(60), "the lake claimed again") {
+                ((try? String(contentsOfFile: "\(kafkaLake)/_playhead/log.json", encoding: .utf8)) ?? "").contains(#""log_id":"kafka:claim-events""#)
+            }
+            #expect(await known.stop() == 0, "\(known.process.stderr.suffix(2000))")
             for server in processes { #expect(await server.stop() == 0, "\(server.process.stderr.suffix(2000))") }
         }
     }

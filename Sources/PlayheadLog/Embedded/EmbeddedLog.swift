@@ -140,6 +140,12 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
     /// ready and silent (a probe).
     public var waitingForWriter: String? {
         guard isReadOnly, Files.existingLogIdentity(configuration.directory) == nil else { return nil }
+        // Segments but no id: a log written by a release before 2026-12-03, which made none (it
+        // said "no log has been written", beside 10,000 records, a probe).
+        let segments = (try? FileManager.default.contentsOfDirectory(atPath: configuration.directory + "/events")) ?? []
+        if segments.contains(where: { $0.hasSuffix(".log") }) {
+            return "the log at \(configuration.directory) holds records but has no id file: it was written by a Playhead release before 2026-12-03, which gave logs none; start this release's `playhead ingest` (or `serve`) on it once, whose writer gives it one, and this reader goes on (docs/runbook.md, \"Upgrading\")"
+        }
         return "no log has been written at \(configuration.directory) yet: waiting for a writer (`playhead ingest` with this --data-dir or --log); check the path"
     }
 
