@@ -178,15 +178,13 @@ public final class KafkaLogConsumer: LogConsumer, Sendable {
     /// consumer holds; partitions without a committed offset are left out. Empty for a reader.
     public func committed() async throws(LogError) -> [Int32: Int64] {
         guard group != nil else { return [:] }
+        let held: [KafkaTopicPartition]
         do {
-            let held = try await consumer.assignment().filter { $0.topic == kafkaTopic }
-            let offsets = try await consumer.committed(held)
-            var result: [Int32: Int64] = [:]
-            for item in offsets where item.offset >= 0 { result[item.partition] = item.offset }
-            return result
+            held = try await consumer.assignment().filter { $0.topic == kafkaTopic }
         } catch {
             throw LogError(kafka: error, context: "committed offsets of \(kafkaTopic)")
         }
+        return try await committed(partitions: held.map(\.partition))
     }
 
     /// The group's committed offsets for `partitions` of this topic, whether this consumer holds
@@ -194,7 +192,7 @@ public final class KafkaLogConsumer: LogConsumer, Sendable {
     public func committed(partitions: [Int32]) async throws(LogError) -> [Int32: Int64] {
         guard group != nil, !partitions.isEmpty else { return [:] }
         do {
-            let offsets = try await consumer.committed(partitions.map { KafkaTopicPartition(topic: kafkaTopic, partition: $0, offset: -1) })
+            let offsets = try await consumer.committed(partitions.map { KafkaTopicPartition(topic: kafkaTopic, partition: $0) })
             var result: [Int32: Int64] = [:]
             for item in offsets where item.offset >= 0 { result[item.partition] = item.offset }
             return result
