@@ -70,7 +70,10 @@ public final class KafkaLog: LogBackend, Service, Sendable {
     ) throws(LogError) {
         self.configuration = configuration
         self.logger = logger
-        self.displayName = "kafka://\(configuration.bootstrapServers)/\(configuration.eventsTopic ?? configuration.topicPrefix)"
+        // A prefix is shown as `?prefix=`: `kafka://host/<prefix>` names a topic now (a probe copied
+        // the logged URL of a prefix and got the topic).
+        self.displayName = configuration.eventsTopic.map { "kafka://\(configuration.bootstrapServers)/\($0)" }
+            ?? "kafka://\(configuration.bootstrapServers)/?prefix=\(configuration.topicPrefix)"
         self.metrics = KafkaLogMetrics(factory: metricsFactory ?? MetricsSystem.factory)
         let producer: KafkaProducer
         do {
@@ -88,6 +91,17 @@ public final class KafkaLog: LogBackend, Service, Sendable {
         logger.info("Kafka log \(displayName) using librdkafka \(RdKafka.versionString)")
         let task = Task { [self] in await self.prepareTopics() }
         setupTask.withLock { $0 = task }
+    }
+
+    /// Releases before 2026-12-03 read the path of `kafka://host/<path>` as a prefix: the same URL
+    /// wrote `<path>events` and `<path>rejected`. When those exist beside the topic the path names
+    /// now, the URL most likely comes from such a release, and their records not yet in the lake
+    /// are read by nothing (a probe: 1,000 acknowledged events left there, without a word).
+    private func warnOfPrefixTopics(_ admin: KafkaAdmin) async {
+        guard let topic = configuration.eventsTopic else { return }
+        let old = topic + LogTopic.events.name
+        guard let count = try? await admin.partitionCount(topic: old, timeout: .seconds(5)), count > 0 else { return }
+        logger.error("Kafka topic \(old) exists beside \(topic): releases before 2026-12-03 read the path of this URL (/\(topic)) as a prefix of the topics (\(old), \(topic)\(LogTopic.rejected.name)); if it was written by one, its records are read by nothing now: give ?prefix=\(topic) instead of the path to keep using those topics (docs/kafka.md, \"Upgrading\")")
     }
 
     /// The topics every Playhead deployment uses.
@@ -137,6 +151,7 @@ public final class KafkaLog: LogBackend, Service, Sendable {
                         logger.error("Kafka topic \(topic.name) has cleanup.policy=\(policy): compaction keeps only the last record of each key (a session), so events not yet in the lake can be deleted before store reads them; set cleanup.policy=delete (docs/kafka.md)")
                     }
                 }
+                await warnOfPrefixTopics(admin)
                 state.withLock {
                     $0.topicsReady = true
                     $0.topicsError = nil

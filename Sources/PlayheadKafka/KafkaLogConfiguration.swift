@@ -106,10 +106,13 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
             eventsTopic = decodedPath
         }
 
+        var given = Set<String>()
         for pair in query.split(separator: "&") where !pair.isEmpty {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             let key = Self.percentDecode(parts[0])
             let value = parts.count > 1 ? Self.percentDecode(parts[1]) : ""
+            // The last of two took effect in silence (a probe: partitions=3&partitions=5).
+            guard given.insert(key).inserted else { throw invalid("'\(key)' is given twice") }
             func int(_ range: ClosedRange<Int>) throws(LogError) -> Int {
                 guard let number = Int(value), range.contains(number) else {
                     throw invalid("\(key)=\(value) must be an integer in \(range.lowerBound)...\(range.upperBound)")

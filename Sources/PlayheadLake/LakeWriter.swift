@@ -490,9 +490,10 @@ final class DatasetWriter: @unchecked Sendable {
         let claimPath = Self.objectLocation(store, "_playhead/log.json")
         throw LakeError(.otherWriter, """
             \(store.displayName) names no log (a lake written by a release before 2026-12-03) and has been written \
-            (\(shown)\(written.count > 3 ? ", …" : "")), but consumer group '\(configuration.group)' has no offset for those \
-            partitions of topic \(topic): the lake was most likely written from other topics, and taking this one's \
-            records below those offsets for written would lose them; nothing was written. Releases before \
+            (\(shown)\(written.count > 3 ? ", …" : "")), but consumer group '\(configuration.group)' (after the URL's \
+            group_prefix, if it gives one) has no offset for any of those partitions of topic \(topic): the lake was \
+            most likely written from other topics, and treating this topic's records below those offsets as \
+            written would lose them; nothing was written. Releases before \
             2026-12-03 read the path of kafka://host/<path> as a prefix of the topics (<path>events, \
             <path>rejected): to go on with those topics, give ?prefix=<path> instead of the path. If topic \
             \(topic) is the one this lake was written from (the group's offsets expired), claim the lake for it \

@@ -315,7 +315,7 @@ struct KafkaPipelineTests {
             let fresh = "kafka://\(tansu.bootstrap)/fresh-events?partitions=1&session_timeout_ms=3000"
             let unknown = try await store(fresh, lake: unclaimed)
             #expect(unknown.status == 1 && unknown.stderr.contains("names no log")
-                && unknown.stderr.contains("consumer group 'lake' has no offset for those partitions of topic fresh-events")
+                && unknown.stderr.contains("has no offset for any of those partitions of topic fresh-events")
                 && unknown.stderr.contains("?prefix=<path>"), "\(unknown.stderr.suffix(2000))")
             #expect(!FileManager.default.fileExists(atPath: "\(unclaimed)/_playhead/log.json"))
             try Data(#"{"log_id":"kafka:fresh-events"}"#.utf8).write(to: URL(fileURLWithPath: "\(unclaimed)/_playhead/log.json"))

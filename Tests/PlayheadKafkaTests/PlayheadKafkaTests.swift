@@ -171,6 +171,7 @@ struct KafkaLogURLTests {
         "kafka://h:9092/events?prefix=x.", "kafka://h:9092/a%20b", "kafka://h:9092/caf%C3%A9", "kafka://h:9092/a/b",
         "kafka://h:9092/?compression=brotli", "kafka://h:9092/?bogus=1", "kafka://h:9092/?assignor=sticky",
         "kafka://h:9092/?group_prefix=", "kafka://h:9092/?group_prefix=a%20b", "kafka://h:9092/?group_prefix=a/b",
+        "kafka://h:9092/?partitions=3&partitions=5",
     ])
     func bad(url: String) {
         do {
@@ -284,7 +285,22 @@ struct KafkaLogTansuTests {
         )
         try await fourth.waitUntilReady(timeout: .seconds(20))
         #expect(unasked.count(containing: "of partitions=") == 0 && unasked.count(containing: "exists with 6 partitions") == 2, "\(unasked.all)")
+        // A prefix is shown as one (`kafka://host/rt.` would name a topic now).
+        #expect(fourth.displayName == "kafka://\(tansu.bootstrap)/?prefix=rt.", "\(fourth.displayName)")
         await fourth.shutdown()
+        // The topics a release before 2026-12-03 made of the same URL (its path was a prefix) are
+        // named at start, at error level, with the ?prefix= that keeps them.
+        let oldAdmin = try KafkaAdmin(configuration: ["bootstrap.servers": tansu.bootstrap], logger: testLogger)
+        _ = try await oldAdmin.createTopics([KafkaAdmin.NewTopic(name: "upgradedevents", partitions: 1)])
+        await oldAdmin.close()
+        let upgraded = CapturedLogs()
+        let fifth = try KafkaLog(
+            url: "kafka://\(tansu.bootstrap)/upgraded?partitions=1", logger: Logger(label: "test") { _ in CapturingLogHandler(captured: upgraded) }
+        )
+        try await fifth.waitUntilReady(timeout: .seconds(20))
+        #expect(upgraded.count(containing: "Kafka topic upgradedevents exists beside upgraded") == 1
+            && upgraded.count(containing: "give ?prefix=upgraded instead of the path") == 1, "\(upgraded.all)")
+        await fifth.shutdown()
         // An events topic made beforehand with compaction is named at start, at error level.
         let admin = try KafkaAdmin(configuration: ["bootstrap.servers": tansu.bootstrap], logger: testLogger)
         try await admin.createTopics([KafkaAdmin.NewTopic(name: "compacted.events", partitions: 1, configs: ["cleanup.policy": "compact"])])
