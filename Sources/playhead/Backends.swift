@@ -27,6 +27,9 @@ struct OpenedLog {
         if location.hasPrefix("kafka://") {
             var configuration = try KafkaLogConfiguration(url: location)
             if let requestBytes { configuration = configuration.fitting(recordsOf: requestBytes) }
+            // A reader of a log that must exist (`log dump`) creates no topics: a typo in the
+            // topic made two empty topics of 12 partitions, and printed nothing (a probe).
+            if mustExist { configuration.createTopics = false }
             let log = try KafkaLog(configuration: configuration, logger: logger)
             return OpenedLog(backend: log, service: log)
         }

@@ -253,6 +253,13 @@ struct KafkaPipelineTests {
             let dump = try await runCommand(TestEnvironment.playheadExecutable, ["log", "dump", "--log", log], timeout: .seconds(60))
             #expect(dump.status == 0 && dump.stdout.contains("before-foreign") && dump.stdout.contains("after-foreign"), "\(dump.stdout) \(dump.stderr)")
             #expect(dump.stderr.contains("1 records that are not Playhead records were skipped"), "\(dump.stderr)")
+            // A topic that does not exist (a typo) is said, and not created (it was, with 12
+            // partitions, and the dump printed nothing, exit 0).
+            let typo = log.replacingOccurrences(of: "?", with: "-typo?")
+            for _ in 0..<2 {
+                let missing = try await runCommand(TestEnvironment.playheadExecutable, ["log", "dump", "--log", typo], timeout: .seconds(60))
+                #expect(missing.status == 1 && missing.stderr.contains("does not exist"), "\(typo): \(missing.stderr)")
+            }
             for server in processes { #expect(await server.stop() == 0, "\(server.process.stderr.suffix(2000))") }
             #expect(store.process.stderr.contains("not events records"), "\(store.process.stderr.suffix(2000))")
             #expect(observe.process.stderr.contains("not events records"), "\(observe.process.stderr.suffix(2000))")
