@@ -59,7 +59,15 @@ public final class KafkaLogConsumer: LogConsumer, Sendable {
             if group != nil {
                 try await consumer.subscribe([kafkaTopic])
             } else {
-                let count = try await log.partitionCount(of: topic)
+                let count: Int
+                do {
+                    count = try await log.partitionCount(of: topic)
+                } catch {
+                    // No broker answers yet: not started, as while the topics are being made
+                    // (a reader of a log that creates no topics, `log dump`, is ready at once).
+                    if error.code == .unavailable { return false }
+                    throw error
+                }
                 guard count > 0 else {
                     throw LogError(code: .invalidArgument, message: "Kafka topic \(kafkaTopic) does not exist")
                 }
