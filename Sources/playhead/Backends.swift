@@ -13,8 +13,9 @@ struct OpenedLog {
 
     /// - Parameter readOnly: open the embedded log as a reader beside a writer in another process
     ///   (`playhead store` and `playhead observe` next to `playhead ingest`).
-    /// - Parameter mustExist: an embedded log's directory must be there already (a reader that is
-    ///   not waiting for a writer: a missing directory is a wrong path, not an empty log).
+    /// - Parameter mustExist: the log must be there already (a reader that is not waiting for a
+    ///   writer): an embedded log's directory (a missing one is a wrong path, not an empty log); on
+    ///   Kafka no topics are created, and a missing topic is an error when it is read.
     /// - Parameter writer: the embedded log's writer settings (`serve`, `ingest`); nil for readers.
     /// - Parameter lakeWriter: this process writes the lake from the log (`serve`, `store`): an
     ///   embedded log takes its lake-writer lock (``EmbeddedLog/lockForLakeWriter()``).
@@ -27,8 +28,8 @@ struct OpenedLog {
         if location.hasPrefix("kafka://") {
             var configuration = try KafkaLogConfiguration(url: location)
             if let requestBytes { configuration = configuration.fitting(recordsOf: requestBytes) }
-            // A reader of a log that must exist (`log dump`) creates no topics: a typo in the
-            // topic made two empty topics of 12 partitions, and printed nothing (a probe).
+            // `log dump` without --follow: a typo in the topic made two empty topics of 12
+            // partitions, and printed nothing (a probe).
             if mustExist { configuration.createTopics = false }
             let log = try KafkaLog(configuration: configuration, logger: logger)
             return OpenedLog(backend: log, service: log)
