@@ -361,9 +361,9 @@ public final class LakeImporter: Sendable {
         if state.unreadable > 0 {
             logger.error("import: \(state.unreadable) decoded records of \(path) could not be read back and were not written")
         }
-        if file.size > 0 && file.currentSize() > file.size {
+        if let grown = file.grownSize() {
             logger.warning("import: \(path) grew while it was imported; this import holds its first \(file.size) bytes (the size it had when it was opened, but a line that size cuts), and the rest is the next version of the file: import it again when it is complete (with --replace-earlier-versions, to replace this one)", metadata: [
-                "import.file_bytes": "\(file.size)", "import.file_bytes_now": "\(file.currentSize())",
+                "import.file_bytes": "\(file.size)", "import.file_bytes_now": "\(grown)",
             ])
         }
         summary.events = state.accepted + state.rejected + state.duplicates
@@ -425,7 +425,7 @@ public final class LakeImporter: Sendable {
     ) throws -> (lines: (complete: [UInt8], rest: [UInt8]), added: Int, end: Bool) {
         var (bytes, added, end) = try file.read(after: pending, maxBytes: chunkBytes)
         var cut = end ? bytes.count : (bytes.lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 } ?? 0)
-        if end, bytes.last != UInt8(ascii: "\n"), file.size > 0, file.currentSize() > file.size {
+        if end, bytes.last != UInt8(ascii: "\n"), file.grownSize() != nil {
             // The size at open cut a line being written: it belongs to the next version of the file
             // (it was kept as a rejection, a probe).
             cut = bytes.lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 } ?? 0
@@ -595,12 +595,19 @@ enum ImportManifest {
     static func writePathIndex(
         _ store: any LakeStore, _ location: String, _ index: PathIndex, ifVersion version: String?, guarded: Bool
     ) async throws -> String? {
-        let bytes = Array(try JSONEncoder().encode(index))
+        try await put(store, location, Array(try JSONEncoder().encode(index)), ifVersion: version, guarded: guarded)
+    }
+
+    /// Writes `bytes` only while the object is at `version` when `guarded` (a lease that another
+    /// import may take over), else as it is; returns its new version.
+    private static func put(
+        _ store: any LakeStore, _ path: String, _ bytes: [UInt8], ifVersion version: String?, guarded: Bool
+    ) async throws -> String? {
         guard guarded else {
-            try await store.put(location, bytes)
+            try await store.put(path, bytes)
             return nil
         }
-        return try await store.put(location, bytes, ifVersion: version)
+        return try await store.put(path, bytes, ifVersion: version)
     }
 
     /// The hours of the manifest of `tag`. One that cannot be read (an import killed while it
@@ -637,12 +644,7 @@ enum ImportManifest {
     static func write(
         _ store: any LakeStore, _ path: String, hours: Set<Int64>, ifVersion version: String?, guarded: Bool
     ) async throws -> String? {
-        let bytes = Array(try JSONEncoder().encode(Body(hours: hours.sorted())))
-        guard guarded else {
-            try await store.put(path, bytes)
-            return nil
-        }
-        return try await store.put(path, bytes, ifVersion: version)
+        try await put(store, path, Array(try JSONEncoder().encode(Body(hours: hours.sorted()))), ifVersion: version, guarded: guarded)
     }
 }
 
@@ -841,6 +843,12 @@ final class ImportFile: @unchecked Sendable {
         return fstat(fd, &info) == 0 ? Int(info.st_size) : size
     }
 
+    /// The size the file has grown to since it was opened, or nil when it has not.
+    func grownSize() -> Int? {
+        let now = currentSize()
+        return size > 0 && now > size ? now : nil
+    }
+
     /// `leftover` followed by up to about `maxBytes` of NDJSON read next, in one new buffer (read
     /// straight into it: no zeroing, no second copy); `added` counts the new bytes, and `end` is
     /// true once the file is exhausted.
@@ -890,8 +898,7 @@ final class ImportFile: @unchecked Sendable {
         } catch {
             // A gzip file still being written ends inside a member at the size it had at open:
             // said as such, not only as corrupt (a probe).
-            let now = currentSize()
-            let growing = now > size ? "; the file grew from \(size) to \(now) bytes while it was read: is it still being written? Import it once it is complete" : ""
+            let growing = grownSize().map { "; the file grew from \(size) to \($0) bytes while it was read: is it still being written? Import it once it is complete" } ?? ""
             throw ImportInputError(message: "the gzip data is corrupt: \(error)\(growing)")
         }
         return (output, output.count - leftover.count, false)
