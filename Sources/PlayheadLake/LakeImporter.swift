@@ -90,6 +90,18 @@ public final class LakeImporter: Sendable {
     public func importFile(_ path: String, receivedAt: Int64, replaceEarlierVersions: Bool = false) async throws -> LakeImportSummary {
         let file = try ImportFile(path: path)
         defer { file.close() }
+        // The first chunk is read, and its format checked, before anything is written in the lake:
+        // a file that is not NDJSON leaves no trace there (it left its path's index, emptied, and
+        // its lease, a probe).
+        let first: ImportChunk
+        do {
+            first = try await threadPool.runIfActive { try Self.completeLines(file, after: []) }
+            if let head = ImportFile.firstContent(first.lines.complete, then: first.lines.rest) {
+                try ImportFile.checkIsNDJSON(head)
+            }
+        } catch let error as ImportInputError {
+            throw LakeError(.io, "\(path): \(error.message); nothing of it was imported")
+        }
         let leasePath = ImportManifest.leasePath(file.pathKey)
         let keeper: LeaseKeeper
         // The manifests are written only while they are as this import left them, where the store
@@ -121,7 +133,8 @@ public final class LakeImporter: Sendable {
         keeper.start()
         do {
             let summary = try await importHeld(
-                file, path: path, receivedAt: receivedAt, replaceEarlierVersions: replaceEarlierVersions, keeper: keeper, guarded: guarded
+                file, first: first, path: path, receivedAt: receivedAt, replaceEarlierVersions: replaceEarlierVersions,
+                keeper: keeper, guarded: guarded
             )
             guard await keeper.stop() else {
                 // Taken over while this import ended (paused past the stale time after its last
@@ -141,7 +154,8 @@ public final class LakeImporter: Sendable {
     }
 
     private func importHeld(
-        _ file: ImportFile, path: String, receivedAt: Int64, replaceEarlierVersions: Bool, keeper: LeaseKeeper, guarded: Bool
+        _ file: ImportFile, first: ImportChunk, path: String, receivedAt: Int64, replaceEarlierVersions: Bool,
+        keeper: LeaseKeeper, guarded: Bool
     ) async throws -> LakeImportSummary {
         var state = ImportState(tag: file.tag, dedupWindow: configuration.dedupWindow)
         // This run's files have names of their own (`import-<tag>-<run>-<n>`): an import that lost its
@@ -229,11 +243,18 @@ public final class LakeImporter: Sendable {
         var chunkStart = 0
         var formatChecked = false
         var lastProgress = ContinuousClock.now
+        var firstChunk: ImportChunk? = first
         do {
         while true {
             while !endOfFile && decoding.count < Self.maxDecodesInFlight {
-                let (lines, added, end) = try await threadPool.runIfActive { [pending] in
-                    try Self.completeLines(file, after: pending)
+                let (lines, added, end): ImportChunk
+                if let chunk = firstChunk {
+                    (lines, added, end) = chunk
+                    firstChunk = nil
+                } else {
+                    (lines, added, end) = try await threadPool.runIfActive { [pending] in
+                        try Self.completeLines(file, after: pending)
+                    }
                 }
                 endOfFile = end
                 summary.inputBytes += added
@@ -420,9 +441,7 @@ public final class LakeImporter: Sendable {
 
     /// Reads the next chunk after `pending` (the incomplete line the last read left) and splits it
     /// after its last newline (all of it at the end of the file); `added` counts the bytes read.
-    static func completeLines(
-        _ file: ImportFile, after pending: [UInt8]
-    ) throws -> (lines: (complete: [UInt8], rest: [UInt8]), added: Int, end: Bool) {
+    static func completeLines(_ file: ImportFile, after pending: [UInt8]) throws -> ImportChunk {
         var (bytes, added, end) = try file.read(after: pending, maxBytes: chunkBytes)
         var cut = end ? bytes.count : (bytes.lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 } ?? 0)
         if end, bytes.last != UInt8(ascii: "\n"), file.grownSize() != nil {
@@ -435,6 +454,10 @@ public final class LakeImporter: Sendable {
         bytes.removeSubrange(cut...)
         return ((bytes, rest), added, end)
     }
+
+    /// A chunk of the file read by ``completeLines(_:after:)``: its complete lines, the incomplete
+    /// one after them, the bytes read, and whether the file ended.
+    typealias ImportChunk = (lines: (complete: [UInt8], rest: [UInt8]), added: Int, end: Bool)
 
     /// The files of `tag`'s imports in `hours`, but those in `keeping`.
     private func earlierImportFiles(tag: String, hours: Set<Int64>, keeping: Set<String>) async throws -> [String] {

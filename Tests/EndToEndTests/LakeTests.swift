@@ -1109,6 +1109,13 @@ struct LakeTests {
         ] {
             let refused = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--lake", other, input])
             #expect(refused.status == 1 && refused.stderr.contains(reason), "\(input): \(refused.stderr)")
+            // Refused from its first bytes, before anything is written: not even its path's index
+            // or lease (they were left behind, the index emptied, a probe).
+            let formatLake = directory.appending("format-lake").path
+            let alone = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--lake", formatLake, input])
+            let traces = FileManager.default.enumerator(atPath: formatLake)?.allObjects.compactMap { $0 as? String }
+                .filter { $0.contains("imports/") || $0.hasSuffix(".parquet") }
+            #expect(alone.status == 1 && (traces ?? []).isEmpty, "\(input): \(traces ?? [])")
         }
         let left = FileManager.default.enumerator(atPath: other)?.allObjects.compactMap { $0 as? String }.filter { $0.hasSuffix(".parquet") }
         #expect(left == [], "\(left ?? [])")
