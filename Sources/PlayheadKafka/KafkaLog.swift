@@ -395,6 +395,9 @@ final class KafkaLogMetrics: Sendable {
     private let timers = Mutex<[String: Metrics.Timer]>([:])
     private let failures = Mutex<[String: Counter]>([:])
     private let lags = Mutex<[String: Gauge]>([:])
+    /// Per group: the events partitions each of this process's consumers of it holds, and the gauge
+    /// of their sum (a consumer closed and made again beside a live one counts once).
+    private let held = Mutex<[String: (gauge: Gauge, byConsumer: [ObjectIdentifier: Int])]>([:])
 
     init(factory: any MetricsFactory) { self.factory = factory }
 
@@ -431,6 +434,24 @@ final class KafkaLogMetrics: Sendable {
             return gauge
         }
         gauge.record(value)
+    }
+}
+
+extension KafkaLogMetrics {
+    /// Sets `playhead_consumer_partitions_assigned{consumer=<group>}` to what the group's consumers
+    /// in this process hold, after `consumer` now holds `count` partitions of the events topic
+    /// (0 when it starts, and when it closes).
+    func partitionsHeld(consumer label: String, by consumer: ObjectIdentifier, count: Int) {
+        held.withLock { held in
+            var entry = held[label] ?? (
+                gauge: Gauge(label: "playhead_consumer_partitions_assigned", dimensions: [("consumer", label)], factory: factory),
+                byConsumer: [:]
+            )
+            entry.byConsumer[consumer] = count
+            entry.gauge.record(entry.byConsumer.values.reduce(0, +))
+            if count == 0 { entry.byConsumer.removeValue(forKey: consumer) }
+            held[label] = entry
+        }
     }
 }
 

@@ -29,6 +29,8 @@ public final class KafkaLogConsumer: LogConsumer, Sendable {
         var assigned: [Int32] = []
         /// Whether the group has ever assigned this consumer a partition.
         var heldPartitions = false
+        /// The partitions the group assigns this consumer now (a group member's).
+        var held: Set<Int32> = []
         /// A reader's next offset to return, per partition, from the records it returned.
         var next: [Int32: Int64] = [:]
         /// Where each partition ended when the reader last reached its end (end-of-partition events).
@@ -41,6 +43,15 @@ public final class KafkaLogConsumer: LogConsumer, Sendable {
         self.kafkaTopic = kafkaTopic
         self.group = group
         self.consumer = consumer
+        // From the start, so that a member the group never gives a partition shows as holding none
+        // (a group stuck at the broker left a `store` ready, with no lag series and no alert, a probe).
+        reportHeld(0)
+    }
+
+    /// `playhead_consumer_partitions_assigned`, for a group member of the events topic.
+    private func reportHeld(_ count: Int) {
+        guard group != nil, topic == .events else { return }
+        log.metrics.partitionsHeld(consumer: metricLabel, by: ObjectIdentifier(self), count: count)
     }
 
     private var metricLabel: String { group ?? "reader-\(topic.name)" }
@@ -130,11 +141,15 @@ public final class KafkaLogConsumer: LogConsumer, Sendable {
             }
         }
         if !poll.revoked.isEmpty || !poll.assigned.isEmpty {
-            state.withLock { state in
+            let held = state.withLock { state in
                 for partition in poll.revoked { state.committed.removeValue(forKey: partition) }
                 for (partition, offset) in poll.assigned { state.committed[partition] = offset }
                 if !poll.assigned.isEmpty { state.heldPartitions = true }
+                state.held.subtract(poll.revoked)
+                state.held.formUnion(poll.assigned.keys)
+                return state.held.count
             }
+            reportHeld(held)
         }
         return poll
     }
@@ -288,6 +303,7 @@ public final class KafkaLogConsumer: LogConsumer, Sendable {
         }
         guard first else { return }
         await consumer.close()
+        reportHeld(0)
         log.forget(self)
     }
 }

@@ -15,7 +15,7 @@ struct DashboardTests {
             "job_route:playhead_http_server_request_duration_seconds:p50_5m",
             "job_route:playhead_http_server_request_duration_seconds:p99_5m",
             "playhead_log_append_duration_seconds_bucket", "playhead_log_fsync_batch_records_bucket",
-            "playhead_log_disk_free_bytes", "playhead_consumer_lag_events",
+            "playhead_log_disk_free_bytes", "playhead_consumer_lag_events", "playhead_consumer_partitions_assigned",
             "job_dataset:playhead_lake_rows_written:rate1m", "job:playhead_lake_flush_duration_seconds:p99_5m",
             "playhead_lake_flush_failures_total", "playhead_s3_requests_total", "playhead_s3_retries_total",
             "playhead_process_resident_memory_bytes",

@@ -10,6 +10,7 @@ struct PrometheusTests {
     static let requiredAlerts: Set<String> = [
         "IngestionStalled", "RejectRatioHigh", "ConsumerLagGrowing", "DiskNearlyFull", "LakeFlushFailing", "InstanceDown",
         "LogRecordDamaged", "IngestRequestsFailing", "PlayheadTargetsMissing", "ConsumerTargetsMissing",
+        "ConsumerHoldsNoPartitions",
     ]
 
     static func ruleTestFiles(in folder: URL? = nil) throws -> [String] {
@@ -149,6 +150,9 @@ struct PrometheusTests {
         Mutation(file: "alerts.yml", from: "(playhead_lake_last_flush_timestamp_seconds offset 10m)",
                  to: "playhead_lake_last_flush_timestamp_seconds",
                  why: "LakeFlushFailing fires on a series younger than 10 minutes"),
+        Mutation(file: "alerts.yml", from: "sum by (job, consumer) (playhead_consumer_partitions_assigned) == 0",
+                 to: "min by (job, consumer) (playhead_consumer_partitions_assigned) == 0",
+                 why: "ConsumerHoldsNoPartitions fires for a member left without a partition while another holds them"),
         Mutation(file: "alerts.yml", from: "up == 1", to: "up >= 0", why: "IngestionStalled fires for a down instance"),
         Mutation(file: "alerts.yml", from: "unless on (job, instance)", to: "and on (job, instance)", why: "IngestionStalled misses refused requests"),
         Mutation(file: "alerts.yml", from: "for: 2m", to: "for: 0m", why: "InstanceDown without its 2 minutes"),

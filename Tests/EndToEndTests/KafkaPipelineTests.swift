@@ -562,6 +562,18 @@ struct KafkaPipelineTests {
             return offsets.hasPrefix("True")
         }
         #expect(offsets.hasPrefix("True"), "group offsets vs lake state: \(offsets)")
+        // Partitions held, as alert ConsumerHoldsNoPartitions reads them: the two stores' sum for
+        // group `lake` is the topic's 4, and observe alone holds the 4 for group `metrics`.
+        var held: [Double] = []
+        try await eventually(timeout: .seconds(60), "the stores hold the 4 partitions between them") {
+            held = [
+                await TestHTTP.metricTotal(storeA, #"playhead_consumer_partitions_assigned{consumer="lake"}"#),
+                await TestHTTP.metricTotal(storeB, #"playhead_consumer_partitions_assigned{consumer="lake"}"#),
+                await TestHTTP.metricTotal(observe, #"playhead_consumer_partitions_assigned{consumer="metrics"}"#),
+            ]
+            return held[0] + held[1] == 4 && held[2] == 4
+        }
+        #expect(held[0] + held[1] == 4 && held[2] == 4, "store a, store b, observe: \(held)")
         let observeText = await metrics(observe)
         #expect(TestHTTP.metricTotal(observeText, "playhead_breakdown_plays_started_total") == TestHTTP.metricTotal(observeText, "playhead_plays_started_total"))
         #expect(TestHTTP.metricTotal(observeText, "playhead_plays_started_total") > 0)

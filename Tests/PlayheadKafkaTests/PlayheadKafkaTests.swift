@@ -239,6 +239,9 @@ struct KafkaLogTansuTests {
         let lagGauge = try metrics.expectGauge("playhead_consumer_lag_events", [("consumer", "rt-lake")])
         #expect(lagGauge.lastValue == 0)
         #expect(lagGauge.values.contains(1010))
+        // Partitions held: 0 from the consumer's start (before the group answered), then the 6.
+        let heldGauge = try metrics.expectGauge("playhead_consumer_partitions_assigned", [("consumer", "rt-lake")])
+        #expect(heldGauge.values.first == 0 && heldGauge.lastValue == 6, "\(heldGauge.values)")
 
         // seek back: partition of the single-key batch, from its first offset.
         let partition = singleResult.partition!
@@ -460,9 +463,16 @@ struct KafkaLogTansuTests {
             // first assignment, a probe), nor a stale one.
             #expect(gauges[1] == nil || gauges[1]?.lastValue == 0, "holder \(holder): \(values)")
         }
+        // Partitions held: the holder 1, the other 0 (the group's sum, 1, is what alert
+        // ConsumerHoldsNoPartitions reads); after the members close, 0 on both.
+        let heldGauges = (0..<2).map { try? metrics[$0].expectGauge("playhead_consumer_partitions_assigned", [("consumer", "lag0")]) }
+        let heldValues = heldGauges.map { $0?.values ?? [] }
+        #expect(heldGauges[holder]?.lastValue == 1, "holder \(holder): \(heldValues)")
+        #expect(heldGauges[1 - holder]?.lastValue == 0, "holder \(holder): \(heldValues)")
         for task in [first, second] { task.cancel() }
         for task in [first, second] { await task.value }
         for consumer in consumers { await consumer.close() }
+        #expect(heldGauges.allSatisfy { $0?.lastValue == 0 }, "\(heldGauges.map { $0?.values ?? [] })")
         for log in logs { await log.shutdown() }
     }
 

@@ -58,6 +58,9 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
         // (the lake writer) must not overwrite it with that small topic's lag.
         if let group, topic.name == LogTopic.events.name {
             lagGauge = Gauge(label: "playhead_consumer_lag_events", dimensions: [("consumer", group)])
+            // The embedded log's one partition, which a group's consumer always holds (on Kafka
+            // the group's assignment decides; the same series there shows a member holding none).
+            Gauge(label: "playhead_consumer_partitions_assigned", dimensions: [("consumer", group)]).record(1)
         } else {
             lagGauge = nil
         }
