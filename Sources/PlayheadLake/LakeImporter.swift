@@ -816,9 +816,35 @@ final class ImportFile: @unchecked Sendable {
         }
         let blank: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }
         if let start = first.firstIndex(where: { !blank($0) }) {
-            return Array((first[start...].prefix(64) + second.prefix(64)).prefix(64))
+            return Array((first[start...].prefix(headBytes) + second.prefix(headBytes)).prefix(headBytes))
         }
-        return second.firstIndex { !blank($0) }.map { Array(second[$0...].prefix(64)) }
+        return second.firstIndex { !blank($0) }.map { Array(second[$0...].prefix(headBytes)) }
+    }
+
+    /// How much of the file's start ``checkIsNDJSON(_:)`` looks at: a first line of the largest
+    /// event (32 KiB by default) and the start of the next.
+    static let headBytes = 64 * 1024
+
+    /// Whether `line` (from a `{`) leaves an object or array open at its end, outside strings:
+    /// the first line of JSON printed over several lines, such as `{"event_id": "e1",`. Nil when
+    /// `bytes` ends before the line does.
+    static func leavesObjectOpen(_ bytes: ArraySlice<UInt8>) -> (open: Bool, end: Int)? {
+        var depth = 0, inString = false, escaped = false
+        for index in bytes.indices {
+            let byte = bytes[index]
+            if byte == 0x0A || byte == 0x0D { return (depth > 0, index) }
+            if inString {
+                if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") { inString = false }
+                continue
+            }
+            switch byte {
+            case UInt8(ascii: "\""): inString = true
+            case UInt8(ascii: "{"), UInt8(ascii: "["): depth += 1
+            case UInt8(ascii: "}"), UInt8(ascii: "]"): depth -= 1
+            default: break
+            }
+        }
+        return nil
     }
 
     /// Refuses, from its first bytes (after gzip decoding), a file that is not NDJSON in a way that
@@ -847,6 +873,18 @@ final class ImportFile: @unchecked Sendable {
             while j < head.count, head[j] == 0x20 || head[j] == 0x09 { j += 1 }
             if j < head.count, head[j] == 0x0A || head[j] == 0x0D {
                 throw ImportInputError(message: "it is JSON printed over several lines (its first line is a lone {), not NDJSON (one event object per line): convert it first (jq -c . FILE > FILE.ndjson)")
+            }
+            // A first line that opens an object and does not close it, followed by a line that is
+            // not an object (`{"event_id": "e1",` then `  "event_type": "play",`): the same, printed
+            // with its first key beside the brace (every line was a rejection, a probe). A first
+            // line cut short among NDJSON lines (each next line a `{`) is one rejection, as before.
+            if let (open, end) = leavesObjectOpen(head[i...]), open {
+                var next = end
+                while next < head.count, [0x20, 0x09, 0x0A, 0x0D].contains(head[next]) { next += 1 }
+                if next < head.count, head[next] != UInt8(ascii: "{") {
+                    let line = head[i..<end].prefix(40)
+                    throw ImportInputError(message: "it is JSON printed over several lines (its first line, \(String(decoding: line, as: UTF8.self).debugDescription), leaves its object open), not NDJSON (one event object per line): convert it first (jq -c . FILE > FILE.ndjson)")
+                }
             }
         }
         // Anything else first (a CSV header, an HTML error page saved as the export, a log): every

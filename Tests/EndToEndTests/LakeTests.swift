@@ -1143,16 +1143,28 @@ struct LakeTests {
         // fetched again to the same path (its import warned that both were in the lake twice).
         let thirdLake = directory.appending("third").path
         let padded = directory.appending("padded.json").path, empty = directory.appending("empty.ndjson").path
-        let pretty = directory.appending("pretty.json").path
+        let pretty = directory.appending("pretty.json").path, prettyKey = directory.appending("pretty-key.json").path
+        let cutFirst = directory.appending("cut-first.ndjson").path
         try await runPython(
             """
             import json, sys
             open(sys.argv[2], 'wb').write(b'\\n' * 100 + open(sys.argv[1], 'rb').read()); open(sys.argv[3], 'wb').close()
             events = [json.loads(line) for line in open(sys.argv[4], 'rb').read().splitlines()[:3]]
             open(sys.argv[5], 'w').write(''.join(json.dumps(e, indent=2) + '\\n' for e in events))
+            # The first key on the brace's line ('{"event_id": "…",'), a string holding a brace first.
+            open(sys.argv[6], 'w').write(''.join(json.dumps({'x': '}{', **e}, indent=2).replace('{\\n  ', '{', 1) + '\\n' for e in events))
+            # NDJSON whose first line was cut short: one rejection, the rest imported.
+            lines = open(sys.argv[4], 'rb').read().splitlines()[:3]
+            open(sys.argv[7], 'wb').write(lines[0][:40] + b'\\n' + b'\\n'.join(lines[1:]) + b'\\n')
             """,
-            arguments: [array, padded, empty, file, pretty]
+            arguments: [array, padded, empty, file, pretty, prettyKey, cutFirst]
         )
+        let keyBeside = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--lake", thirdLake, prettyKey])
+        #expect(keyBeside.status == 1 && keyBeside.stderr.contains("printed over several lines") && keyBeside.stderr.contains("leaves its object open"),
+            "\(keyBeside.stderr)")
+        let cutShort = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--lake", directory.appending("cut-first-lake").path, cutFirst])
+        #expect(cutShort.status == 0 && summary(cutShort)["accepted"] as? Int == 2 && summary(cutShort)["rejected"] as? Int == 1,
+            "\(cutShort.stdout) \(cutShort.stderr)")
         let paddedArray = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--lake", thirdLake, padded])
         #expect(paddedArray.status == 1 && paddedArray.stderr.contains("it is a JSON array"), "\(paddedArray.stderr)")
         let prettyPrinted = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--lake", thirdLake, pretty])
