@@ -45,6 +45,9 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
     public var groupPrefix = ""
     public var replicationFactor: Int = 1
     public var createTopics: Bool = true
+    /// A reader of a topic that does not exist yet waits for it to be made instead of failing
+    /// (`playhead log dump --follow`, which creates no topics). Not a URL parameter.
+    public var waitForTopics: Bool = false
     public var compression: String = "zstd"
     public var lingerMilliseconds: Int = 5
     public var deliveryTimeoutMilliseconds: Int = 30_000

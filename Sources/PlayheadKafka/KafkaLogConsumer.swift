@@ -25,6 +25,8 @@ public final class KafkaLogConsumer: LogConsumer, Sendable {
         /// A reader's starting offsets asked for with `seek` before its first poll assigned it
         /// its partitions (`playhead log dump --offset`).
         var startAt: [Int32: Int64] = [:]
+        /// Whether a reader waiting for its topic to be made has said so.
+        var waitingSaid = false
         /// A reader's partitions, once assigned.
         var assigned: [Int32] = []
         /// Whether the group has ever assigned this consumer a partition.
@@ -80,6 +82,12 @@ public final class KafkaLogConsumer: LogConsumer, Sendable {
                     throw error
                 }
                 guard count > 0 else {
+                    if log.configuration.waitForTopics {
+                        if state.withLock({ state in defer { state.waitingSaid = true }; return !state.waitingSaid }) {
+                            log.logger.notice("Kafka topic \(kafkaTopic) does not exist yet; waiting for it to be made (by the first ingest or serve on this log)")
+                        }
+                        return false
+                    }
                     throw LogError(code: .invalidArgument, message: "Kafka topic \(kafkaTopic) does not exist")
                 }
                 let startAt = state.withLock { $0.startAt }

@@ -16,13 +16,16 @@ struct OpenedLog {
     /// - Parameter mustExist: the log must be there already (a reader that is not waiting for a
     ///   writer): an embedded log's directory (a missing one is a wrong path, not an empty log); on
     ///   Kafka no topics are created, and a missing topic is an error when it is read.
+    /// - Parameter waitsForLog: a reader that waits for a writer (`log dump --follow`): on Kafka it
+    ///   creates no topics either, and waits for a missing topic to be made.
     /// - Parameter writer: the embedded log's writer settings (`serve`, `ingest`); nil for readers.
     /// - Parameter lakeWriter: this process writes the lake from the log (`serve`, `store`): an
     ///   embedded log takes its lake-writer lock (``EmbeddedLog/lockForLakeWriter()``).
     /// - Parameter requestBytes: the edge's body limit (`serve`, `ingest`): a rejected record holds
     ///   up to that many bytes as sent, and a Kafka log's messages must fit it.
     static func open(
-        _ location: String, readOnly: Bool, mustExist: Bool = false, writer: LogWriterOptions? = nil, requestBytes: Int? = nil,
+        _ location: String, readOnly: Bool, mustExist: Bool = false, waitsForLog: Bool = false, writer: LogWriterOptions? = nil,
+        requestBytes: Int? = nil,
         lakeWriter: Bool = false, logger: Logger
     ) throws -> OpenedLog {
         if location.hasPrefix("kafka://") {
@@ -31,6 +34,12 @@ struct OpenedLog {
             // `log dump` without --follow: a typo in the topic made two empty topics of 12
             // partitions, and printed nothing (a probe).
             if mustExist { configuration.createTopics = false }
+            // `log dump --follow` started before the first `ingest` made the topics with 12
+            // partitions, which `ingest --log …?partitions=4` then used as they were.
+            if waitsForLog {
+                configuration.createTopics = false
+                configuration.waitForTopics = true
+            }
             let log = try KafkaLog(configuration: configuration, logger: logger)
             return OpenedLog(backend: log, service: log)
         }

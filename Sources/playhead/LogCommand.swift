@@ -50,7 +50,7 @@ struct LogDumpCommand: AsyncParsableCommand {
     @Option(name: .long, parsing: .unconditional, help: "The partition --offset applies to: 0 for the embedded log, which has one; 0 to N-1 for a Kafka topic of N. (default: 0)")
     var partition: Int32?
 
-    @Flag(name: .long, help: "Keep waiting for new records instead of stopping at the end of the log.")
+    @Flag(name: .long, help: "Keep waiting for new records instead of stopping at the end of the log. On Kafka it creates no topics: a topic not made yet is waited for (the first ingest or serve makes it, with its partitions=).")
     var follow = false
 
     @OptionGroup(title: "Logging") var logging: LoggingOptions
@@ -69,7 +69,7 @@ struct LogDumpCommand: AsyncParsableCommand {
 
     func run() async throws {
         logging.bootstrap()
-        let log = try OpenedLog.open(storage.logLocation, readOnly: true, mustExist: !follow, logger: Logger(label: "playhead.log"))
+        let log = try OpenedLog.open(storage.logLocation, readOnly: true, mustExist: !follow, waitsForLog: follow, logger: Logger(label: "playhead.log"))
         let consumer = try log.backend.consumer(for: LogTopic(topic), group: nil)
         // Where to start: a seek, and a filter, since a Kafka reader sent past the end of a
         // partition starts again at its beginning (`auto.offset.reset`).

@@ -260,6 +260,26 @@ struct KafkaPipelineTests {
                 let missing = try await runCommand(TestEnvironment.playheadExecutable, ["log", "dump", "--log", typo], timeout: .seconds(60))
                 #expect(missing.status == 1 && missing.stderr.contains("does not exist"), "\(typo): \(missing.stderr)")
             }
+            // With --follow it waits for a topic not made yet, and makes none: the first ingest makes
+            // it with its own partitions= (the dump made both with 12, which that ingest then used).
+            let later = "kafka://\(tansu.bootstrap)/later-events?partitions=3"
+            let follower = try ChildProcess(TestEnvironment.playheadExecutable, ["log", "dump", "--log", later, "--follow"], name: "kafka-dump-follow")
+            defer { follower.kill9() }
+            _ = try await follower.waitForOutput(containing: "does not exist yet; waiting", timeout: .seconds(30))
+            let laterIngest = try await readyIngest(later, directory: directory, name: "later-ingest")
+            processes.append(laterIngest)
+            #expect(try await TestHTTP.postEvents(laterIngest, Fixtures.json(Fixtures.event("after-the-follower"))).status == 202)
+            _ = try await follower.waitForOutput(containing: "after-the-follower", timeout: .seconds(60))
+            follower.signal(SIGTERM)
+            #expect(await follower.waitForExit() != nil)
+            let partitions = try await runPython(
+                """
+                import sys
+                from confluent_kafka.admin import AdminClient
+                topics = AdminClient({'bootstrap.servers': sys.argv[1]}).list_topics(timeout=20).topics
+                print(' '.join(f'{name}:{len(topics[name].partitions)}' for name in sorted(topics) if name.startswith('later')))
+                """, arguments: [tansu.bootstrap])
+            #expect(partitions.trimmingCharacters(in: .whitespacesAndNewlines) == "later-events:3 later-events.rejected:3", "\(partitions)")
             for server in processes { #expect(await server.stop() == 0, "\(server.process.stderr.suffix(2000))") }
             #expect(store.process.stderr.contains("not events records"), "\(store.process.stderr.suffix(2000))")
             #expect(observe.process.stderr.contains("not events records"), "\(observe.process.stderr.suffix(2000))")
