@@ -475,9 +475,14 @@ extension LogError {
             RdKafkaError.invalidArgument:
             code = .invalidArgument
         case RdKafkaError.messageTimedOut, RdKafkaError.timedOut, RdKafkaError.transport, RdKafkaError.allBrokersDown,
-            RdKafkaError.producerFenced, RdKafkaError.fenced:
+            RdKafkaError.producerFenced, RdKafkaError.fenced, RdKafkaError.fatal,
+            RdKafkaError.unknownProducerId, RdKafkaError.outOfOrderSequence, RdKafkaError.invalidProducerEpoch:
             // Fenced: the records of a producer replaced after a broker stall (docs/kafka.md); a new
             // attempt goes through the new producer, so the client should retry (503, not 500).
+            // The producer's sequence errors (a broker that lost its producer state: an in-memory
+            // Tansu restarted) make the producer fail for good, and it is replaced at the next
+            // append: they were answered 500 "a retry does not mend it", which a client may drop
+            // (a probe).
             code = .unavailable
             retryAfter = 5
         default:

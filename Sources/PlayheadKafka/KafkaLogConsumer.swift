@@ -247,7 +247,10 @@ public final class KafkaLogConsumer: LogConsumer, Sendable {
             // twice in the group's sum and firing LakeFlushFailing on an idle `store`.
             // Only once it has held some: before its first assignment (a restart catching up)
             // 0 read as caught up while the backlog waited (a probe); the series is left as it is.
-            if topic == .events && state.withLock({ $0.heldPartitions }) { log.metrics.lag(consumer: metricLabel, value: 0) }
+            // Nil then, so that a caller that records the lag itself (the metrics consumer) does
+            // not publish that 0 either (it did, a probe).
+            guard state.withLock({ $0.heldPartitions }) else { return nil }
+            if topic == .events { log.metrics.lag(consumer: metricLabel, value: 0) }
             return 0
         }
         var total: Int64 = 0

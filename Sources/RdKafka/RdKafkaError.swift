@@ -84,6 +84,11 @@ public struct RdKafkaError: Error, Sendable, Hashable, CustomStringConvertible {
     public static let noOffset: Int32 = RD_KAFKA_RESP_ERR__NO_OFFSET.rawValue
     public static let producerFenced: Int32 = RD_KAFKA_RESP_ERR_PRODUCER_FENCED.rawValue
     public static let fenced: Int32 = RD_KAFKA_RESP_ERR__FENCED.rawValue
+    /// The idempotent producer's state lost or out of step at the broker (a broker that lost its
+    /// data, an in-memory one restarted): librdkafka fails the batch and the producer for good.
+    public static let unknownProducerId: Int32 = RD_KAFKA_RESP_ERR_UNKNOWN_PRODUCER_ID.rawValue
+    public static let outOfOrderSequence: Int32 = RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER.rawValue
+    public static let invalidProducerEpoch: Int32 = RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH.rawValue
 
     static func defaultRetriable(_ code: Int32) -> Bool {
         switch code {
