@@ -97,10 +97,22 @@ public final class LakeImporter: Sendable {
         do {
             first = try await threadPool.runIfActive { try Self.completeLines(file, after: []) }
             if let head = ImportFile.firstContent(first.lines.complete, then: first.lines.rest) {
-                try ImportFile.checkIsNDJSON(head)
+                try ImportFile.checkIsNDJSON(head, gzip: file.isGzip)
             }
         } catch let error as ImportInputError {
             throw LakeError(.io, "\(path): \(error.message); nothing of it was imported")
+        }
+        if first.end && ImportPiece.isBlank(first.lines.complete) && ImportPiece.isBlank(first.lines.rest) && !replaceEarlierVersions {
+            // Nothing to import, and nothing written: recorded as an import of its path, an empty
+            // file made the import of the next version warn that the events of both were in the
+            // lake twice (a probe). (With --replace-earlier-versions it runs as any import: an
+            // empty version replaces the earlier ones, as asked.)
+            logger.warning("import: \(path) holds no event (it is empty, or only blank lines); nothing was written", metadata: [
+                "import.input_bytes": "\(first.added)",
+            ])
+            var summary = LakeImportSummary()
+            summary.inputBytes = first.added
+            return summary
         }
         let leasePath = ImportManifest.leasePath(file.pathKey)
         let keeper: LeaseKeeper
@@ -261,7 +273,7 @@ public final class LakeImporter: Sendable {
                 pending = lines.rest
                 let byteBase = chunkStart
                 if !formatChecked, let head = ImportFile.firstContent(lines.complete, then: lines.rest) {
-                    try ImportFile.checkIsNDJSON(head)
+                    try ImportFile.checkIsNDJSON(head, gzip: file.isGzip)
                     formatChecked = true
                 }
                 chunkStart += lines.complete.count
@@ -770,6 +782,8 @@ final class ImportFile: @unchecked Sendable {
     let size: Int
     private(set) var bytesRead = 0
     private var gzip: GzipDecoder?
+    /// Whether the file is gzip (known once its first bytes are read).
+    var isGzip: Bool { gzip != nil }
     private var first = true
     private var finished = false
 
@@ -851,16 +865,31 @@ final class ImportFile: @unchecked Sendable {
     /// would make every line a rejection (exit status 0 and `rejected/` filled with its bytes): a
     /// Parquet file, UTF-16 or UTF-32 text, a JSON array, pretty-printed JSON, or a first line that
     /// is not an object.
-    static func checkIsNDJSON(_ head: [UInt8]) throws {
+    /// UTF-16 or UTF-32 (as iconv names them) from a byte order mark, or from where the zero
+    /// bytes of the first characters fall (ASCII in a wide encoding); nil when not wide.
+    static func wideEncoding(_ head: [UInt8]) -> String? {
+        if head.starts(with: [0xFF, 0xFE, 0, 0]) { return "UTF-32LE" }
+        if head.starts(with: [0, 0, 0xFE, 0xFF]) { return "UTF-32BE" }
+        if head.starts(with: [0xFF, 0xFE]) { return "UTF-16LE" }
+        if head.starts(with: [0xFE, 0xFF]) { return "UTF-16BE" }
+        guard head.count >= 2, head[0] == 0 || head[1] == 0 else { return nil }
+        if head.count >= 4 {
+            if head[0] != 0 && head[1] == 0 && head[2] == 0 && head[3] == 0 { return "UTF-32LE" }
+            if head[0] == 0 && head[1] == 0 && head[2] == 0 && head[3] != 0 { return "UTF-32BE" }
+        }
+        return head[0] == 0 ? "UTF-16BE" : "UTF-16LE"
+    }
+
+    static func checkIsNDJSON(_ head: [UInt8], gzip: Bool = false) throws {
         var i = 0
         if head.starts(with: [0xEF, 0xBB, 0xBF]) { i = 3 }
         if head.starts(with: Array("PAR1".utf8)) {
             throw ImportInputError(message: "it is a Parquet file (it starts with PAR1), not NDJSON")
         }
-        let wide = head.starts(with: [0xFF, 0xFE]) || head.starts(with: [0xFE, 0xFF])
-            || (head.count >= 2 && (head[0] == 0 || head[1] == 0))
-        if wide {
-            throw ImportInputError(message: "it is UTF-16 or UTF-32 text (a byte order mark, or zero bytes among its first characters), not UTF-8: convert it first (iconv -f UTF-16 -t UTF-8)")
+        if let encoding = wideEncoding(head) {
+            // The encoding named, for iconv: `-f UTF-16` alone read UTF-32 and BOM-less UTF-16BE
+            // as something else, whose import was refused again (a probe).
+            throw ImportInputError(message: "it is UTF-16 or UTF-32 text (\(encoding), by its first bytes), not UTF-8: convert it first (iconv -f \(encoding) -t UTF-8 FILE > FILE.ndjson\(gzip ? "; it is gzip: gunzip -c FILE | iconv … first" : ""))")
         }
         while i < head.count, [0x20, 0x09, 0x0A, 0x0D].contains(head[i]) { i += 1 }
         if i < head.count, head[i] == UInt8(ascii: "[") {

@@ -1171,6 +1171,12 @@ struct LakeTests {
         #expect(prettyPrinted.status == 1 && prettyPrinted.stderr.contains("printed over several lines"), "\(prettyPrinted.stderr)")
         let nothing = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--lake", thirdLake, empty])
         #expect(nothing.status == 0 && nothing.stderr.contains("holds no event"), "\(nothing.stderr)")
+        // The empty file is not an earlier version of what is written to its path next (the next
+        // import warned that the events of both were in the lake twice, a probe).
+        try await runPython("import sys; open(sys.argv[2], 'wb').write(b''.join(open(sys.argv[1], 'rb').readlines()[:5]))", arguments: [file, empty])
+        let filled = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--lake", thirdLake, empty])
+        #expect(filled.status == 0 && summary(filled)["earlier_versions_kept"] as? Int == 0 && !filled.stderr.contains("twice"),
+            "\(filled.stdout) \(filled.stderr)")
         let refusedFirst = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--lake", thirdLake, cut])
         #expect(refusedFirst.status == 1, "\(refusedFirst.stderr)")
         try await runPython(

@@ -494,3 +494,49 @@ struct LakeDocumentationTests {
         #expect(documented.map(\.optional) == columns.map(\.optional), "\(documented.filter(\.optional).map(\.name))")
     }
 }
+
+@Suite("playhead import's format check")
+struct ImportFormatCheckTests {
+    static func bytes(_ text: String, _ encoding: String.Encoding) -> [UInt8] {
+        Array(text.data(using: encoding)!)
+    }
+
+    @Test("UTF-16 and UTF-32 are named as iconv names them, with or without a byte order mark; UTF-8 is not wide")
+    func wideEncodings() {
+        let line = #"{"event_id":"e1"}"#
+        #expect(ImportFile.wideEncoding(Self.bytes(line, .utf16LittleEndian)) == "UTF-16LE")
+        #expect(ImportFile.wideEncoding(Self.bytes(line, .utf16BigEndian)) == "UTF-16BE")
+        #expect(ImportFile.wideEncoding(Self.bytes(line, .utf32LittleEndian)) == "UTF-32LE")
+        #expect(ImportFile.wideEncoding(Self.bytes(line, .utf32BigEndian)) == "UTF-32BE")
+        #expect(ImportFile.wideEncoding([0xFF, 0xFE] + Self.bytes(line, .utf16LittleEndian)) == "UTF-16LE")
+        #expect(ImportFile.wideEncoding([0xFE, 0xFF] + Self.bytes(line, .utf16BigEndian)) == "UTF-16BE")
+        #expect(ImportFile.wideEncoding([0xFF, 0xFE, 0, 0] + Self.bytes(line, .utf32LittleEndian)) == "UTF-32LE")
+        #expect(ImportFile.wideEncoding([0, 0, 0xFE, 0xFF] + Self.bytes(line, .utf32BigEndian)) == "UTF-32BE")
+        #expect(ImportFile.wideEncoding(Array(line.utf8)) == nil)
+        #expect(ImportFile.wideEncoding([0xEF, 0xBB, 0xBF] + Array(line.utf8)) == nil)
+    }
+
+    @Test("the refusal names the encoding for iconv, and says to gunzip a gzip file first")
+    func wideRefusalMessage() {
+        #expect(throws: ImportInputError.self) { try ImportFile.checkIsNDJSON(Self.bytes("{}", .utf32LittleEndian)) }
+        do {
+            try ImportFile.checkIsNDJSON(Self.bytes(#"{"a":1}"#, .utf32BigEndian), gzip: true)
+            Issue.record("not refused")
+        } catch {
+            let message = "\(error)"
+            #expect(message.contains("iconv -f UTF-32BE -t UTF-8") && message.contains("gunzip -c FILE"), "\(message)")
+        }
+    }
+
+    @Test("JSON printed with its first key beside the brace is refused; a first line cut short before NDJSON lines is not")
+    func multiLineObjects() {
+        let pretty = Array("{\"event_id\": \"e1\",\n  \"event_type\": \"play\"\n}\n".utf8)
+        #expect(throws: ImportInputError.self) { try ImportFile.checkIsNDJSON(pretty) }
+        let braceInString = Array("{\"x\": \"}{\", \"event_id\": \"e1\",\n  \"event_type\": \"play\"\n}\n".utf8)
+        #expect(throws: ImportInputError.self) { try ImportFile.checkIsNDJSON(braceInString) }
+        let cutShort = Array("{\"event_id\": \"e1\", \"ev\n{\"event_id\": \"e2\"}\n".utf8)
+        #expect(throws: Never.self) { try ImportFile.checkIsNDJSON(cutShort) }
+        let whole = Array("{\"event_id\": \"e1\", \"genre\": [\"a\", \"}\"]}\n  \n".utf8)
+        #expect(throws: Never.self) { try ImportFile.checkIsNDJSON(whole) }
+    }
+}
