@@ -457,7 +457,7 @@ extension KafkaLogMetrics {
 
 extension LogError {
     /// Maps a librdkafka error to the log's error codes: queue full → `full`; broker unreachable,
-    /// timeouts, not enough replicas → `unavailable`; too large → `tooLarge`; purged or destroyed
+    /// timeouts, not enough replicas, a fenced or failed idempotent producer → `unavailable`; too large → `tooLarge`; purged or destroyed
     /// (shutdown) → `closed`; unknown topic or bad argument → `invalidArgument`; else `io`.
     init(kafka error: RdKafkaError, context: String) {
         let code: LogError.Code

@@ -253,7 +253,8 @@ public final class LakeImporter: Sendable {
         var endOfFile = false
         // Where the next chunk starts in the file's NDJSON (after gzip decoding).
         var chunkStart = 0
-        var formatChecked = false
+        // The first chunk was checked before the lease was taken, when it held more than blank lines.
+        var formatChecked = ImportFile.firstContent(first.lines.complete, then: first.lines.rest) != nil
         var lastProgress = ContinuousClock.now
         var firstChunk: ImportChunk? = first
         do {
@@ -839,9 +840,9 @@ final class ImportFile: @unchecked Sendable {
     /// event (32 KiB by default) and the start of the next.
     static let headBytes = 64 * 1024
 
-    /// Whether `line` (from a `{`) leaves an object or array open at its end, outside strings:
-    /// the first line of JSON printed over several lines, such as `{"event_id": "e1",`. Nil when
-    /// `bytes` ends before the line does.
+    /// Whether the first line of `bytes` (from a `{`) leaves an object or array open at its end,
+    /// outside strings (the first line of JSON printed over several lines, such as
+    /// `{"event_id": "e1",`), and where that line ends. Nil when `bytes` ends before the line does.
     static func leavesObjectOpen(_ bytes: ArraySlice<UInt8>) -> (open: Bool, end: Int)? {
         var depth = 0, inString = false, escaped = false
         for index in bytes.indices {
@@ -861,10 +862,6 @@ final class ImportFile: @unchecked Sendable {
         return nil
     }
 
-    /// Refuses, from its first bytes (after gzip decoding), a file that is not NDJSON in a way that
-    /// would make every line a rejection (exit status 0 and `rejected/` filled with its bytes): a
-    /// Parquet file, UTF-16 or UTF-32 text, a JSON array, pretty-printed JSON, or a first line that
-    /// is not an object.
     /// UTF-16 or UTF-32 (as iconv names them) from a byte order mark, or from where the zero
     /// bytes of the first characters fall (ASCII in a wide encoding); nil when not wide.
     static func wideEncoding(_ head: [UInt8]) -> String? {
@@ -880,6 +877,10 @@ final class ImportFile: @unchecked Sendable {
         return head[0] == 0 ? "UTF-16BE" : "UTF-16LE"
     }
 
+    /// Refuses, from its first bytes (after gzip decoding), a file that is not NDJSON in a way that
+    /// would make every line a rejection (exit status 0 and `rejected/` filled with its bytes): a
+    /// Parquet file, UTF-16 or UTF-32 text, a JSON array, pretty-printed JSON, or a first line that
+    /// is not an object.
     static func checkIsNDJSON(_ head: [UInt8], gzip: Bool = false) throws {
         var i = 0
         if head.starts(with: [0xEF, 0xBB, 0xBF]) { i = 3 }
