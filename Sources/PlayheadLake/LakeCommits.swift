@@ -62,6 +62,15 @@ struct LakeCommits: Sendable {
         try await read(State.self, statePath(partition))
     }
 
+    /// The partitions that have a state file, from one listing of `_playhead/state/<dataset>/`.
+    func partitionsWithState() async throws -> [Int32] {
+        try await store.list(prefix: "_playhead/state/\(dataset)/").compactMap { name in
+            let file = name.split(separator: "/").last ?? ""
+            guard file.hasPrefix("p"), file.hasSuffix(".json") else { return nil }
+            return Int32(file.dropFirst().dropLast(5))
+        }
+    }
+
     func intent(_ partition: Int32) async throws -> Intent? {
         try await read(Intent.self, intentPath(partition))
     }

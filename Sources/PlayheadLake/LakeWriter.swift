@@ -463,12 +463,9 @@ final class DatasetWriter: @unchecked Sendable {
     /// lake's, so the new topic's records below them were never written (a probe: 17,734 of 18,000
     /// events after an upgrade, with lag 0 and `/readyz` ready).
     private func checkUnclaimedState(for identity: String) async throws {
-        let prefix = "_playhead/state/\(kind.name)/"
-        let names = try await retrying("list \(prefix)") { try await self.store.list(prefix: prefix) }
+        let partitions = try await retrying("list _playhead/state/\(kind.name)/") { try await self.commits.partitionsWithState() }
         var written: [Int32: Int64] = [:]
-        for name in names {
-            let file = name.split(separator: "/").last ?? ""
-            guard file.hasPrefix("p"), file.hasSuffix(".json"), let partition = Int32(file.dropFirst().dropLast(5)) else { continue }
+        for partition in partitions {
             let state = try await retrying("read state") { try await self.commits.state(partition) }
             if let next = state?.nextOffset, next > 0 {
                 written[partition] = next
