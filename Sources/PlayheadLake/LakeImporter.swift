@@ -379,7 +379,13 @@ public final class LakeImporter: Sendable {
                 // plain delete removed its entry, and its version's files were never replaced, a probe).
                 if newTag, var (now, version) = try? await ImportManifest.readPathIndex(store, index, path: file.canonicalPath, logger: logger) {
                     now.tags.removeAll { $0 == state.tag }
-                    _ = try? await ImportManifest.writePathIndex(store, index, now, ifVersion: version, guarded: guarded)
+                    if now.tags.isEmpty {
+                        // The path has no other import: the index goes (left emptied, it was a
+                        // trace of a file refused past its first chunk, a probe).
+                        _ = try? await ImportManifest.deletePathIndex(store, index, ifVersion: version, guarded: guarded)
+                    } else {
+                        _ = try? await ImportManifest.writePathIndex(store, index, now, ifVersion: version, guarded: guarded)
+                    }
                 }
                 if newManifest { try? await store.delete(manifest) }
                 throw LakeError(.io, "\(path): \(error.message); nothing of it was imported" + deleted)
@@ -632,6 +638,15 @@ enum ImportManifest {
         _ store: any LakeStore, _ location: String, _ index: PathIndex, ifVersion version: String?, guarded: Bool
     ) async throws -> String? {
         try await put(store, location, Array(try JSONEncoder().encode(index)), ifVersion: version, guarded: guarded)
+    }
+
+    /// Removes the index only while it is at `version` (what this import read), when `guarded`.
+    static func deletePathIndex(_ store: any LakeStore, _ location: String, ifVersion version: String?, guarded: Bool) async throws {
+        if guarded, let version {
+            try await store.delete(location, ifVersion: version)
+        } else {
+            try await store.delete(location)
+        }
     }
 
     /// Writes `bytes` only while the object is at `version` when `guarded` (a lease that another

@@ -21,6 +21,8 @@ public protocol LakeStore: Sendable {
     func getVersioned(_ path: String) async throws -> (bytes: [UInt8], version: String?)?
     /// Writes `bytes` at `path` only while the object is still at `version` (nil: while there is none).
     func put(_ path: String, _ bytes: [UInt8], ifVersion version: String?) async throws -> String?
+    /// Removes `path` only while the object is still at `version` (an S3 ETag).
+    func delete(_ path: String, ifVersion version: String) async throws
     /// Holds `path` for this process alone until released (`LakeLease`), or says who holds it.
     /// `holder` describes this process to the others.
     func lease(_ path: String, holder: String) async throws -> LakeLeaseAttempt
@@ -46,6 +48,13 @@ extension LakeStore {
     public func put(_ path: String, _ bytes: [UInt8], ifVersion version: String?) async throws -> String? {
         try await put(path, bytes)
         return nil
+    }
+
+    /// Removes `path` only while the object is still at `version`; throws a ``LakeError`` with code
+    /// `otherWriter` when it is not. A store without versions removes it (as `put(_:_:ifVersion:)`
+    /// writes).
+    public func delete(_ path: String, ifVersion version: String) async throws {
+        try await delete(path)
     }
 }
 

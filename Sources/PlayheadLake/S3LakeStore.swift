@@ -122,6 +122,14 @@ public final class S3LakeStore: LakeStore {
     public func delete(_ path: String) async throws {
         try await client.deleteObject(bucket: bucket, key: key(path))
     }
+
+    public func delete(_ path: String, ifVersion version: String) async throws {
+        do {
+            try await client.deleteObject(bucket: bucket, key: key(path), ifMatch: version)
+        } catch let error as S3Error where error.isPreconditionFailed {
+            throw LakeError(.otherWriter, "\(displayName)/\(path) was changed by another process since this one read it")
+        }
+    }
 }
 
 /// Where a lake is, parsed from `--lake`.

@@ -1103,6 +1103,19 @@ struct LakeTests {
         let cutOff = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--lake", other, "--batch-events", "2000", cut])
         #expect(cutOff.status == 1 && cutOff.stderr.contains("cut off") && cutOff.stderr.contains("nothing of it was imported")
             && cutOff.stderr.contains("were deleted"), "\(cutOff.stderr)")
+        // Refused past the first chunk (cut off, or blank lines for a whole chunk before CSV), into
+        // a lake of its own: nothing but the folder's lock file stays (its path's index was left
+        // there emptied, a probe; the lock file stays by design, docs/lake.md).
+        let blankThenCSV = directory.appending("blank-then.csv").path
+        try await runPython(
+            "import sys; open(sys.argv[1], 'wb').write(b'\\n' * (9 << 20) + b'event_id,event_type\\ne1,play\\n')", arguments: [blankThenCSV])
+        for (input, reason) in [(cut, "cut off"), (blankThenCSV, "its first line starts with \"event_id,")] {
+            let ownLake = directory.appending("late-refusal-\((input as NSString).lastPathComponent)").path
+            let refused = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--lake", ownLake, "--batch-events", "2000", input])
+            let traces = FileManager.default.enumerator(atPath: ownLake)?.allObjects.compactMap { $0 as? String }
+                .filter { !$0.hasSuffix(".lock") && ($0.contains("imports/") || $0.hasSuffix(".parquet")) && !$0.hasSuffix("imports/paths") }
+            #expect(refused.status == 1 && refused.stderr.contains(reason) && (traces ?? []).isEmpty, "\(input): \(traces ?? []) \(refused.stderr)")
+        }
         for (input, reason) in [
             (parquet, "it is a Parquet file"), (array, "it is a JSON array"), (utf16, "UTF-16 or UTF-32"),
             (csv, "its first line starts with \"event_id,"),

@@ -120,8 +120,8 @@ struct LakeLeaseTests {
         let gz = directory.appending("copy.ndjson.gz").path
         let writeGzip = "import gzip, sys; data = gzip.compress(open(sys.argv[1], 'rb').read(), compresslevel=1); open(sys.argv[2], 'wb').write(data if sys.argv[3] == 'whole' else data[:len(data) // 2])"
         _ = try await runPython(writeGzip, arguments: [file, gz, "cut"])
-        let indexPuts = Mutex(0)
-        let refusing = PausingStore(store, at: .put, of: { $0.contains("/paths/") && $0.hasSuffix(".json") && indexPuts.withLock { $0 += 1; return $0 == 2 } }) {
+        // (Its tag was the index's only one, so the index is deleted, only while it is as read.)
+        let refusing = PausingStore(store, at: .delete, of: { $0.contains("/paths/") && $0.hasSuffix(".json") }) {
             _ = try await runPython(writeGzip, arguments: [file, gz, "whole"])
             try await makeStale(client, prefix: "refused")
             _ = try await importer(store).importFile(gz, receivedAt: nine + 2 * hour)
@@ -132,6 +132,17 @@ struct LakeLeaseTests {
         #expect(try await counts(store) == "(20000, 20000)", "refused: after the good copy's import and a replacing one")
         let left = try await store.list(prefix: "events/")
         #expect(!left.isEmpty && left.allSatisfy { $0.contains("hour=12") }, "refused: \(left)")
+
+        // A file refused past its first chunk (8 MiB after decoding), with no other import of its
+        // path: nothing stays in the lake (its path's index stayed, emptied, a probe).
+        let alone = S3LakeStore(client: client, bucket: "lake", prefix: "refused-alone")
+        let cutLate = directory.appending("cut-late.ndjson.gz").path
+        _ = try await runPython(
+            "import gzip, sys; data = gzip.compress(open(sys.argv[1], 'rb').read() * 3, compresslevel=1); open(sys.argv[2], 'wb').write(data[:len(data) * 9 // 10])",
+            arguments: [file, cutLate]
+        )
+        await #expect(throws: LakeError.self) { _ = try await importer(alone).importFile(cutLate, receivedAt: nine) }
+        #expect(try await alone.list(prefix: "") == [])
     }
 
     /// Moves the time of the one import lease under `prefix` back past the stale time, as a killed

@@ -141,6 +141,10 @@ final class PausingStore: LakeStore {
         try await pause(.put, path)
         return try await base.put(path, bytes, ifVersion: version)
     }
+    func delete(_ path: String, ifVersion version: String) async throws {
+        try await pause(.delete, path)
+        try await base.delete(path, ifVersion: version)
+    }
 }
 
 @Suite("The lake writer takes a partition from the lake's state")
