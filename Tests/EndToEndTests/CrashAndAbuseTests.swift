@@ -120,7 +120,7 @@ struct CrashAndAbuseTests {
         let socketsBefore = try sockets()
         var connections: [RawConnection] = []
         for _ in 0..<120 { connections.append(try RawConnection(port: server.port)) }
-        try await eventually(timeout: .seconds(10), "the limit is logged") {
+        try await eventually(timeout: .seconds(30), "the limit is logged") {
             server.process.stderr.contains("ingest: at the connection limit: new connections wait until others close")
         }
         try await Task.sleep(for: .seconds(1))

@@ -171,7 +171,8 @@ struct InFlightBytesTests {
             // Most of a 90,000-byte body, then nothing: its 80,000 bytes are held.
             let slow = try RawConnection(port: port)
             #expect(slow.send(head(90_000) + String(repeating: " ", count: 80_000)))
-            try await Task.sleep(for: .milliseconds(300))
+            // (Time for the server to read them: 300 ms once, a second for a loaded machine.)
+            try await Task.sleep(for: .milliseconds(1000))
             // Another body of 30,000 bytes would go past 100,000 while the first one waits.
             let second = try RawConnection(port: port)
             #expect(second.send(head(90_000) + String(repeating: " ", count: 30_000)))

@@ -290,7 +290,9 @@ struct EmbeddedLogTests {
         #expect(stats.records == 159)
         print("note: 159 appends from 16 appenders in \(stats.fsyncs) fsyncs, \(stats.gatheringWaits) of them waited for more")
         #expect(stats.gatheringWaits > 0)
-        #expect(stats.fsyncs <= 13, "\(stats.fsyncs) fsyncs for 159 appends from 16 appenders in 10 rounds")
+        // (CI saw up to 12; an appender held off the CPU past the interval cuts a round in two.
+        // Without the gathering it takes about 20 or more.)
+        #expect(stats.fsyncs <= 16, "\(stats.fsyncs) fsyncs for 159 appends from 16 appenders in 10 rounds")
         log.close()
     }
 

@@ -40,9 +40,11 @@ struct ContentMetricsConsumerTests {
             factory: factory, commitInterval: .milliseconds(100), pollTimeout: .milliseconds(20)
         )
         let task = Task { try await consumer.run() }
+        // Until the last family a publish updates (ad plays) is there too: a render in the middle
+        // of a publish has the first families and not yet the later ones.
         let reached = await eventually {
             let f = ExpositionSamples(PlayheadTelemetry.render(registry))
-            return f.sum("playhead_content_events_total") == 8
+            return f.sum("playhead_content_events_total") == 8 && f.sum("playhead_ad_plays_total") == 2
         }
         #expect(reached)
         let f = ExpositionSamples(PlayheadTelemetry.render(registry))
