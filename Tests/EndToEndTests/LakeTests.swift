@@ -908,13 +908,13 @@ struct LakeTests {
         return (result, directory.appending("data/lake").path)
     }
 
-    /// `events.ndjson` in `directory`: `count` events of `playhead loadgen --output`.
     /// N of "renewed N s ago" in a refused import's message (nil when it does not say).
     static func renewedSecondsAgo(_ text: String) -> Int? {
         guard let range = text.range(of: #"renewed [0-9]+ s ago"#, options: .regularExpression) else { return nil }
         return Int(text[range].dropFirst("renewed ".count).prefix { $0.isNumber })
     }
 
+    /// `events.ndjson` in `directory`: `count` events of `playhead loadgen --output`.
     static func generatedEvents(_ count: Int, seed: Int, in directory: TemporaryDirectory) async throws -> String {
         let file = directory.appending("events.ndjson").path
         let generated = try await runCommand(
