@@ -741,7 +741,12 @@ final class ImportPiece: @unchecked Sendable {
 
     /// True when `lines` hold nothing but NDJSON's blank-line bytes (space, tab, CR, LF).
     static func isBlank(_ lines: [UInt8]) -> Bool {
-        lines.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D || $0 == 0x0A }
+        lines.allSatisfy(isBlankByte)
+    }
+
+    /// Space, tab, CR or LF: what blank lines, and JSON between its tokens, are made of.
+    static func isBlankByte(_ byte: UInt8) -> Bool {
+        byte == 0x20 || byte == 0x09 || byte == 0x0D || byte == 0x0A
     }
 
     /// `message` with every "at byte N" moved on by `base` (the decoder counts from the chunk).
@@ -844,11 +849,10 @@ final class ImportFile: @unchecked Sendable {
         if both.count >= 2 && (both[both.startIndex] == 0 || both[both.startIndex + 1] == 0) {
             return Array((first.prefix(64) + second.prefix(64)).prefix(64))
         }
-        let blank: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }
-        if let start = first.firstIndex(where: { !blank($0) }) {
+        if let start = first.firstIndex(where: { !ImportPiece.isBlankByte($0) }) {
             return Array((first[start...].prefix(headBytes) + second.prefix(headBytes)).prefix(headBytes))
         }
-        return second.firstIndex { !blank($0) }.map { Array(second[$0...].prefix(headBytes)) }
+        return second.firstIndex { !ImportPiece.isBlankByte($0) }.map { Array(second[$0...].prefix(headBytes)) }
     }
 
     /// How much of the file's start ``checkIsNDJSON(_:)`` looks at: a first line of the largest
@@ -907,7 +911,7 @@ final class ImportFile: @unchecked Sendable {
             // as something else, whose import was refused again (a probe).
             throw ImportInputError(message: "it is UTF-16 or UTF-32 text (\(encoding), by its first bytes), not UTF-8: convert it first (iconv -f \(encoding) -t UTF-8 FILE > FILE.ndjson\(gzip ? "; it is gzip: gunzip -c FILE | iconv … first" : ""))")
         }
-        while i < head.count, [0x20, 0x09, 0x0A, 0x0D].contains(head[i]) { i += 1 }
+        while i < head.count, ImportPiece.isBlankByte(head[i]) { i += 1 }
         if i < head.count, head[i] == UInt8(ascii: "[") {
             throw ImportInputError(message: "it is a JSON array, not NDJSON (one event object per line): convert it first (jq -c '.[]' FILE > FILE.ndjson)")
         }
@@ -925,7 +929,7 @@ final class ImportFile: @unchecked Sendable {
             // line cut short among NDJSON lines (each next line a `{`) is one rejection, as before.
             if let (open, end) = leavesObjectOpen(head[i...]), open {
                 var next = end
-                while next < head.count, [0x20, 0x09, 0x0A, 0x0D].contains(head[next]) { next += 1 }
+                while next < head.count, ImportPiece.isBlankByte(head[next]) { next += 1 }
                 if next < head.count, head[next] != UInt8(ascii: "{") {
                     let line = head[i..<end].prefix(40)
                     throw ImportInputError(message: "it is JSON printed over several lines (its first line, \(String(decoding: line, as: UTF8.self).debugDescription), leaves its object open), not NDJSON (one event object per line): convert it first (jq -c . FILE > FILE.ndjson)")
