@@ -9,21 +9,36 @@ public struct ExpositionSamples: Sendable {
     /// Samples by sample name (`…_bucket`, `…_count` and `…_sum` for histograms).
     public private(set) var samples: [String: [Sample]] = [:]
 
-    public init(_ text: [UInt8]) {
+    /// Reads every sample of `text`, or, with `names`, only the samples of those names (sample
+    /// names: `…_bucket` for a histogram's buckets). The live page reads a dozen series once a
+    /// second from an exposition of thousands (the breakdown's); the others are skipped without
+    /// reading their labels.
+    public init(_ text: [UInt8], names: Set<String>? = nil) {
+        let wanted = names.map { Set($0.map { ArraySlice(Array($0.utf8)) }) }
         var lineStart = 0
         while lineStart < text.count {
             var lineEnd = lineStart
             while lineEnd < text.count && text[lineEnd] != UInt8(ascii: "\n") { lineEnd += 1 }
             if lineEnd > lineStart && text[lineStart] != UInt8(ascii: "#") {
-                parseLine(text[lineStart..<lineEnd])
+                let line = text[lineStart..<lineEnd]
+                let nameEnd = Self.nameEnd(line)
+                if wanted?.contains(line[lineStart..<nameEnd]) ?? true {
+                    parseLine(line, nameEnd: nameEnd)
+                }
             }
             lineStart = lineEnd + 1
         }
     }
 
-    private mutating func parseLine(_ line: ArraySlice<UInt8>) {
+    /// Where a sample line's name ends: at its labels' `{` or at the space before its value.
+    private static func nameEnd(_ line: ArraySlice<UInt8>) -> Int {
         var index = line.startIndex
         while index < line.endIndex && line[index] != UInt8(ascii: "{") && line[index] != UInt8(ascii: " ") { index += 1 }
+        return index
+    }
+
+    private mutating func parseLine(_ line: ArraySlice<UInt8>, nameEnd: Int) {
+        var index = nameEnd
         let name = String(decoding: line[line.startIndex..<index], as: UTF8.self)
         var labels: [String: String] = [:]
         if index < line.endIndex && line[index] == UInt8(ascii: "{") {

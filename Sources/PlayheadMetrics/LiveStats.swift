@@ -85,6 +85,15 @@ public final class LiveStats: Sendable {
         return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
     }
 
+    /// The series a sample reads (histograms by their `_bucket` samples).
+    public static let sampledNames: Set<String> = [
+        "playhead_events_accepted_total", "playhead_events_rejected_total",
+        "playhead_http_server_request_duration_seconds_count", "playhead_http_server_request_duration_seconds_bucket",
+        "playhead_lake_rows_written_total", "playhead_log_append_duration_seconds_bucket", "playhead_consumer_lag_events",
+        "playhead_lake_last_flush_timestamp_seconds", "playhead_process_resident_memory_bytes",
+        "playhead_concurrent_viewers", "playhead_active_sessions",
+    ]
+
     /// Takes a sample now (call it about once a second; ``LiveStatsSampler`` does).
     public func sample() {
         sample(at: Self.wallClockSeconds())
@@ -92,7 +101,7 @@ public final class LiveStats: Sendable {
 
     /// Takes a sample as of `time` (Unix seconds).
     public func sample(at time: Double) {
-        let figures = ExpositionSamples(PlayheadTelemetry.render(registry))
+        let figures = ExpositionSamples(PlayheadTelemetry.render(registry), names: Self.sampledNames)
         let content = aggregator?.snapshot(top: 10)
         let counters = Counters(
             time: time,

@@ -147,6 +147,27 @@ struct LiveStatsTests {
         #expect(!String(decoding: fixture.stats.json(), as: UTF8.self).contains("<Steel>"))  // escaped for HTML
     }
 
+    @Test("a sample reads only its own series, and reads them as a full parse does")
+    func namedSeriesOnly() throws {
+        let fixture = LiveFixture()
+        fixture.phase1()
+        // Series the live page does not read, as the breakdown's thousands are in `serve`.
+        let factory = PlayheadTelemetry.makeFactory(registry: fixture.registry)
+        for index in 0..<50 {
+            CoreMetrics.Gauge(label: "playhead_breakdown_concurrent_viewers", dimensions: [("language", "l\(index)")], factory: factory).record(index)
+        }
+        let text = PlayheadTelemetry.render(fixture.registry)
+        let all = ExpositionSamples(text)
+        let named = ExpositionSamples(text, names: LiveStats.sampledNames)
+        #expect(all.samples["playhead_breakdown_concurrent_viewers"]?.count == 50)
+        #expect(Set(named.samples.keys) == LiveStats.sampledNames.intersection(all.samples.keys))
+        for name in named.samples.keys {
+            #expect(named.samples[name] == all.samples[name], "\(name)")
+        }
+        // Every series a sample reads is in the fixture's registry, so each is read.
+        #expect(named.samples.keys.count == LiveStats.sampledNames.count - 2, "\(named.samples.keys.sorted())")  // not the two content gauges
+    }
+
     @Test("the series keeps at most `capacity` samples; a counter reset does not give a negative rate")
     func capacityAndReset() {
         let registry = PrometheusCollectorRegistry()
