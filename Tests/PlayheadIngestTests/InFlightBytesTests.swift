@@ -35,9 +35,11 @@ private final class HeldLog: LogProducer {
 
     var unavailableReason: String? { nil }
 
-    /// Waits until `count` appends have arrived in all.
+    /// Waits until `count` appends have arrived in all. (Up to 60 s: at the start of the suite the
+    /// server's thread and the test's tasks wait behind hundreds of tests starting at once, and a
+    /// CI run once took over 10 s to get a request through.)
     func waitForAppends(_ count: Int) async throws {
-        let deadline = ContinuousClock.now + .seconds(10)
+        let deadline = ContinuousClock.now + .seconds(60)
         while appended.withLockedValue({ $0 }) < count {
             guard ContinuousClock.now < deadline else { throw TestSupportError("\(count) appends did not arrive") }
             try await Task.sleep(for: .milliseconds(5))
@@ -176,20 +178,20 @@ struct InFlightBytesTests {
             // Another body of 30,000 bytes would go past 100,000 while the first one waits.
             let second = try RawConnection(port: port)
             #expect(second.send(head(90_000) + String(repeating: " ", count: 30_000)))
-            let refused = String(decoding: await second.readSome(timeout: .seconds(10)), as: UTF8.self)
+            let refused = String(decoding: await second.readSome(timeout: .seconds(30)), as: UTF8.self)
             #expect(refused.hasPrefix("HTTP/1.1 503") && refused.contains("overloaded") && refused.contains("Retry-After"), "\(refused)")
             // The first body arrives whole (blanks: a malformed body, kept in the rejected stream and
             // answered 400): its bytes are given back.
             #expect(slow.send(String(repeating: " ", count: 10_000)))
             try await log.waitForAppends(1)
             log.completeAll()
-            let answered = String(decoding: await slow.readSome(timeout: .seconds(10)), as: UTF8.self)
+            let answered = String(decoding: await slow.readSome(timeout: .seconds(30)), as: UTF8.self)
             #expect(answered.hasPrefix("HTTP/1.1 400"), "\(answered)")
             let third = try RawConnection(port: port)
             #expect(third.send(head(90_000) + String(repeating: " ", count: 90_000)))
             try await log.waitForAppends(2)
             log.completeAll()
-            let taken = String(decoding: await third.readSome(timeout: .seconds(10)), as: UTF8.self)
+            let taken = String(decoding: await third.readSome(timeout: .seconds(30)), as: UTF8.self)
             #expect(taken.hasPrefix("HTTP/1.1 400"), "\(taken)")
         }
     }
