@@ -654,7 +654,7 @@ struct KafkaLogTansuTests {
             }
         }
         #expect(recovered, "last error: \(String(describing: lastError))")
-        let upDeadline = ContinuousClock.now.advanced(by: .seconds(10))
+        let upDeadline = ContinuousClock.now.advanced(by: .seconds(30))
         while producer.unavailableReason != nil && ContinuousClock.now < upDeadline {
             try await Task.sleep(for: .milliseconds(100))
         }
