@@ -39,7 +39,7 @@ def marked_processes(mark):
                 if needle not in f.read().split(b"\0"):
                     continue
             with open(f"/proc/{entry}/cmdline", "rb") as f:
-                command = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+                command = " ".join(f.read().replace(b"\0", b" ").decode(errors="replace").split())  # one line, even for python -c
         except OSError:  # gone, a zombie, or another user's
             continue
         if command:
