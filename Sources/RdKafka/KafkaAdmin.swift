@@ -5,8 +5,8 @@ import Synchronization
 /// Administrative requests (create topics, metadata) on a client of their own, run on a dedicated
 /// thread: every method is `async` and never blocks the caller's thread.
 public final class KafkaAdmin: @unchecked Sendable {
-    private let handle: OpaquePointer
-    private let callbacks: ClientCallbacks
+    let handle: OpaquePointer
+    let callbacks: ClientCallbacks
     private let thread: WorkerThread
     private let closed = AtomicFlag()
 
@@ -14,8 +14,8 @@ public final class KafkaAdmin: @unchecked Sendable {
     public init(configuration: [String: String], logger: Logger) throws(RdKafkaError) {
         callbacks = ClientCallbacks(logger: logger)
         let conf = try makeConfiguration(configuration)
-        installCommonCallbacks(conf, callbacks)
-        handle = try makeHandle(RD_KAFKA_PRODUCER, conf)
+        installCommonCallbacks(conf)
+        handle = try makeHandle(RD_KAFKA_PRODUCER, conf, callbacks: callbacks)
         thread = WorkerThread(name: "rdkafka-admin")
     }
 
@@ -196,7 +196,7 @@ public final class KafkaAdmin: @unchecked Sendable {
         nonisolated(unsafe) let handle = self.handle
         let closed = self.closed
         _ = await thread.run {
-            if !closed.exchange(true, ordering: .acquiringAndReleasing) { rd_kafka_destroy(handle) }
+            if !closed.exchange(true, ordering: .acquiringAndReleasing) { destroyHandle(handle) }
             return true
         }
         await thread.stop()

@@ -44,14 +44,31 @@ func makeConfiguration(_ properties: [String: String]) throws(RdKafkaError) -> O
 }
 
 /// Creates a client handle from `conf` (owned by the handle on success, destroyed on failure).
-func makeHandle(_ type: rd_kafka_type_t, _ conf: OpaquePointer) throws(RdKafkaError) -> OpaquePointer {
+///
+/// The handle holds `callbacks`, its opaque, as a retained reference until ``destroyHandle(_:)``.
+/// librdkafka's threads call the callbacks until the handle is destroyed, so they must outlive the
+/// client's Swift object when that is dropped without `close()` (a test that throws): then the
+/// handle, its threads and `callbacks` stay for the life of the process, instead of librdkafka
+/// calling into freed memory (until 2026-12-05 the opaque was not retained).
+func makeHandle(_ type: rd_kafka_type_t, _ conf: OpaquePointer, callbacks: ClientCallbacks) throws(RdKafkaError) -> OpaquePointer {
     var errorText = [CChar](repeating: 0, count: 512)
+    let opaque = Unmanaged.passRetained(callbacks)
+    rd_kafka_conf_set_opaque(conf, opaque.toOpaque())
     guard let handle = rd_kafka_new(type, conf, &errorText, errorText.count) else {
         rd_kafka_conf_destroy(conf)
+        opaque.release()
         let text = String(decoding: errorText.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         throw RdKafkaError(code: RdKafkaError.invalidArgument, message: "rd_kafka_new: \(text)")
     }
     return handle
+}
+
+/// Destroys a handle made by ``makeHandle(_:_:callbacks:)`` (`rd_kafka_destroy`, which blocks until
+/// librdkafka's threads have ended), then lets go of its callbacks.
+func destroyHandle(_ handle: OpaquePointer) {
+    let opaque = rd_kafka_opaque(handle)
+    rd_kafka_destroy(handle)
+    if let opaque { Unmanaged<ClientCallbacks>.fromOpaque(opaque).release() }
 }
 
 /// Leaves out repeats of a message: against an unreachable broker, librdkafka's producer, admin
@@ -170,9 +187,9 @@ class ClientCallbacks: @unchecked Sendable {
     }
 }
 
-/// Routes librdkafka's logs and errors to swift-log through the client's opaque.
-func installCommonCallbacks(_ conf: OpaquePointer, _ callbacks: ClientCallbacks) {
-    rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(callbacks).toOpaque())
+/// Routes librdkafka's logs and errors to swift-log through the client's opaque (`callbacks`,
+/// which ``makeHandle(_:_:callbacks:)`` sets).
+func installCommonCallbacks(_ conf: OpaquePointer) {
     rd_kafka_conf_set_log_cb(conf) { handle, level, facility, text in
         guard let handle, let opaque = rd_kafka_opaque(handle) else { return }
         let callbacks = Unmanaged<ClientCallbacks>.fromOpaque(opaque).takeUnretainedValue()

@@ -58,8 +58,8 @@ public struct KafkaConsumerPoll: Sendable {
 /// COOPERATIVE (`partition.assignment.strategy=cooperative-sticky`) and full assign/unassign
 /// otherwise (eager: `range`, `roundrobin`).
 public final class KafkaConsumer: @unchecked Sendable {
-    private let handle: OpaquePointer
-    private let callbacks: ConsumerCallbacks
+    let handle: OpaquePointer
+    let callbacks: ConsumerCallbacks
     private let thread: WorkerThread
     private let closed = AtomicFlag()
     public let logger: Logger
@@ -79,13 +79,13 @@ public final class KafkaConsumer: @unchecked Sendable {
         callbacks.uncommittedStart = uncommittedStart
         self.callbacks = callbacks
         let conf = try makeConfiguration(configuration)
-        installCommonCallbacks(conf, callbacks)
+        installCommonCallbacks(conf)
         rd_kafka_conf_set_rebalance_cb(conf) { handle, err, partitions, opaque in
             guard let handle, let opaque else { return }
             let callbacks = Unmanaged<ClientCallbacks>.fromOpaque(opaque).takeUnretainedValue() as! ConsumerCallbacks
             callbacks.rebalance(handle, err, partitions)
         }
-        handle = try makeHandle(RD_KAFKA_CONSUMER, conf)
+        handle = try makeHandle(RD_KAFKA_CONSUMER, conf, callbacks: callbacks)
         rd_kafka_poll_set_consumer(handle)
         thread = WorkerThread(name: "rdkafka-consumer")
     }
@@ -213,7 +213,7 @@ public final class KafkaConsumer: @unchecked Sendable {
         _ = await thread.run { () -> Bool in
             if closed.exchange(true, ordering: .acquiringAndReleasing) { return false }
             rd_kafka_consumer_close(handle)
-            rd_kafka_destroy(handle)
+            destroyHandle(handle)
             return true
         }
         await thread.stop()

@@ -35,8 +35,8 @@ public struct KafkaDeliveryReport: Sendable, Hashable {
 /// - Call ``close(flushTimeout:)`` before dropping the producer: it flushes, fails what is left with
 ///   a purge error, and destroys the handle.
 public final class KafkaProducer: @unchecked Sendable {
-    private let handle: OpaquePointer
-    private let callbacks: ProducerCallbacks
+    let handle: OpaquePointer
+    let callbacks: ProducerCallbacks
     private var pollThread: WorkerThread!
     private let topicHandles = Mutex<[String: SendablePointer]>([:])
     /// Produce calls in progress, and whether the handle is being closed.
@@ -51,7 +51,7 @@ public final class KafkaProducer: @unchecked Sendable {
         let callbacks = ProducerCallbacks(logger: logger)
         self.callbacks = callbacks
         let conf = try makeConfiguration(configuration)
-        installCommonCallbacks(conf, callbacks)
+        installCommonCallbacks(conf)
         rd_kafka_conf_set_dr_msg_cb(conf) { _, message, _ in
             guard let message, let opaque = message.pointee._private else { return }
             let tracker = Unmanaged<DeliveryTracker>.fromOpaque(opaque)
@@ -63,7 +63,7 @@ public final class KafkaProducer: @unchecked Sendable {
                 tracker.release()
             }
         }
-        handle = try makeHandle(RD_KAFKA_PRODUCER, conf)
+        handle = try makeHandle(RD_KAFKA_PRODUCER, conf, callbacks: callbacks)
         callbacks.handle = handle
         nonisolated(unsafe) let handle = self.handle
         let closed = self.closed
@@ -86,9 +86,6 @@ public final class KafkaProducer: @unchecked Sendable {
     /// replaced (for example an idempotent producer whose id the broker forgot: `UNKNOWN_PRODUCER_ID`
     /// after a broker lost its state).
     public var hasFatalError: Bool { callbacks.hasFatalError }
-
-    /// `rd_kafka_outq_len`: messages not yet acknowledged plus requests and events librdkafka still holds.
-    public var queueLength: Int { closed.load(ordering: .acquiring) ? 0 : Int(rd_kafka_outq_len(handle)) }
 
     /// Enqueues `count` messages to `topic` in one `rd_kafka_produce_batch` call, keyed (and
     /// partitioned by librdkafka's partitioner) by each message's key.
@@ -205,7 +202,7 @@ public final class KafkaProducer: @unchecked Sendable {
             rd_kafka_poll(handle, 0)
             for topic in pending.handles { rd_kafka_topic_destroy(topic.pointer) }
             closed.store(true, ordering: .releasing)
-            rd_kafka_destroy(handle)
+            destroyHandle(handle)
             return true
         }
         await pollThread.stop()

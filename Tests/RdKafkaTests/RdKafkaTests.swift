@@ -1,7 +1,7 @@
 import Foundation
 import Logging
 import PlayheadTestSupport
-import RdKafka
+@testable import RdKafka
 import Synchronization
 import Testing
 
@@ -112,6 +112,53 @@ struct RdKafkaMockTests {
         } catch {
             #expect(error.message.contains("acks"))
         }
+    }
+}
+
+@Suite("RdKafka clients' callbacks")
+struct RdKafkaCallbackLifetimeTests {
+    @Test("a client's callbacks live as long as its librdkafka handle: kept when the client is dropped without close(), whose threads still call them; let go once the handle is destroyed")
+    func callbacksLiveAsLongAsTheHandle() async throws {
+        // Nothing listens on this port: librdkafka's threads report the refused connections
+        // through the callbacks (log_cb, error_cb) for as long as the handle lives.
+        let configuration = ["bootstrap.servers": "127.0.0.1:\(try TestNetwork.freePort())"]
+        weak var producerCallbacks: ClientCallbacks?
+        weak var consumerCallbacks: ClientCallbacks?
+        weak var adminCallbacks: ClientCallbacks?
+        do {
+            let producer = try KafkaProducer(configuration: configuration, logger: testLogger)
+            let consumer = try KafkaConsumer(configuration: configuration.merging(["group.id": "g"]) { $1 }, logger: testLogger)
+            let admin = try KafkaAdmin(configuration: configuration, logger: testLogger)
+            producerCallbacks = producer.callbacks
+            consumerCallbacks = consumer.callbacks
+            adminCallbacks = admin.callbacks
+            await producer.close(flushTimeout: .zero)
+            await consumer.close()
+            await admin.close()
+        }
+        // Closed and dropped: nothing holds the callbacks (the worker threads may take a moment to end).
+        let deadline = ContinuousClock.now.advanced(by: .seconds(30))
+        while producerCallbacks != nil || consumerCallbacks != nil || adminCallbacks != nil, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(producerCallbacks == nil)
+        #expect(consumerCallbacks == nil)
+        #expect(adminCallbacks == nil)
+
+        // Dropped without close(): the handle and its threads live on, and so must the callbacks
+        // they call. Until 2026-12-05 the handle's opaque was not a reference: librdkafka called
+        // into freed memory.
+        weak var dropped: ClientCallbacks?
+        let handle: OpaquePointer
+        do {
+            let admin = try KafkaAdmin(configuration: configuration, logger: testLogger)
+            dropped = admin.callbacks
+            handle = admin.handle
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(dropped != nil)
+        destroyHandle(handle)
+        #expect(dropped == nil)
     }
 }
 
