@@ -50,7 +50,14 @@ func makeLog(
         url: "kafka://\(tansu.bootstrap)/?prefix=\(prefix)&partitions=\(partitions)&session_timeout_ms=3000\(extra)",
         logger: testLogger, metricsFactory: metrics
     )
-    try await log.waitUntilReady(timeout: .seconds(20))
+    // Up to 60 s: at the suite's start, with hundreds of tests starting at once, Tansu took more
+    // than 20 s to create the topics (CI, 2026-12-05); the wait ends as soon as they exist.
+    do {
+        try await log.waitUntilReady(timeout: .seconds(60))
+    } catch {
+        await log.shutdown()  // its clients, and the task that goes on creating the topics
+        throw error
+    }
     return log
 }
 
@@ -291,7 +298,7 @@ struct KafkaLogTansuTests {
         let second = try KafkaLog(
             url: "kafka://\(tansu.bootstrap)/?prefix=rt.&partitions=2", logger: Logger(label: "test") { _ in CapturingLogHandler(captured: captured) }
         )
-        try await second.waitUntilReady(timeout: .seconds(20))
+        try await second.waitUntilReady(timeout: .seconds(60))
         #expect(try await second.partitionCount(of: .events) == 6)
         #expect(captured.count(containing: "exists with 6 partitions, not the 2 of partitions=") == 2, "\(captured.all)")
         #expect(captured.count(containing: "cleanup.policy") == 0)
@@ -301,7 +308,7 @@ struct KafkaLogTansuTests {
         let fourth = try KafkaLog(
             url: "kafka://\(tansu.bootstrap)/?prefix=rt.", logger: Logger(label: "test") { _ in CapturingLogHandler(captured: unasked) }
         )
-        try await fourth.waitUntilReady(timeout: .seconds(20))
+        try await fourth.waitUntilReady(timeout: .seconds(60))
         #expect(unasked.count(containing: "of partitions=") == 0 && unasked.count(containing: "exists with 6 partitions") == 2, "\(unasked.all)")
         // A prefix is shown as one (`kafka://host/rt.` would name a topic now).
         #expect(fourth.displayName == "kafka://\(tansu.bootstrap)/?prefix=rt.", "\(fourth.displayName)")
@@ -315,7 +322,7 @@ struct KafkaLogTansuTests {
         let fifth = try KafkaLog(
             url: "kafka://\(tansu.bootstrap)/upgraded?partitions=1", logger: Logger(label: "test") { _ in CapturingLogHandler(captured: upgraded) }
         )
-        try await fifth.waitUntilReady(timeout: .seconds(20))
+        try await fifth.waitUntilReady(timeout: .seconds(60))
         #expect(upgraded.count(containing: "Kafka topic upgradedevents exists beside upgraded") == 1
             && upgraded.count(containing: "give ?prefix=upgraded instead of the path") == 1, "\(upgraded.all)")
         await fifth.shutdown()
@@ -328,7 +335,7 @@ struct KafkaLogTansuTests {
         let third = try KafkaLog(
             url: "kafka://\(tansu.bootstrap)/?prefix=compacted.&partitions=1", logger: Logger(label: "test") { _ in CapturingLogHandler(captured: compacted) }
         )
-        try await third.waitUntilReady(timeout: .seconds(20))
+        try await third.waitUntilReady(timeout: .seconds(60))
         #expect(compacted.count(containing: "Kafka topic compacted.events has cleanup.policy=compact") == 1, "\(compacted.all)")
         #expect(compacted.count(containing: "compacted.rejected has cleanup.policy") == 0)
         await third.shutdown()
