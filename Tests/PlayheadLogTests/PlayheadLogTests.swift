@@ -1197,15 +1197,23 @@ struct EmbeddedLogTests {
         let log = try EmbeddedLog.open(makeConfiguration(directory) { $0.maxQueuedBytes = 64 << 10 }, logger: testLogger)
         let producer = try log.producer(for: .events)
         let codes = NIOLockedCodes()
-        // Bursts of 200 appends (1.2 MB) against a queue of 64 KiB: the writer cannot keep up with
-        // one, unless this task is held off the CPU while it drains (CI saw a burst go through
-        // whole on a machine at a load of 6): up to five bursts, until one is refused.
+        // Bursts of 200 appends of about 60 KB against a queue of 64 KiB, which holds a batch until
+        // its group is written and fsynced: one queued batch leaves no room for the next, so any
+        // append made before the writer committed the one before is refused. Up to five bursts,
+        // until one is: only a task held off the CPU through every commit goes through whole. (The
+        // appends were 6 KB until 2026-12-05: ten fitted, and on a disk that syncs in 60 µs the
+        // writer kept up with five bursts, CI.)
         let total = 200
         for round in 0..<5 where codes.counts["overloaded", default: 0] == 0 {
             let done = AsyncStream<Void>.makeStream()
-            for index in 0..<total {
+            // Made first, so that the appends follow each other at once (making one takes
+            // milliseconds in a debug build, time in which the writer empties the queue).
+            let batches = (0..<total).map { index in
                 let first = (round * total + index) * 20
-                producer.append(batch(first..<(first + 20), size: 300)) { result in
+                return batch(first..<(first + 20), size: 3000)
+            }
+            for batch in batches {
+                producer.append(batch) { result in
                     switch result {
                     case .success: codes.add("ok")
                     case .failure(let error): codes.add(error.code.description)
