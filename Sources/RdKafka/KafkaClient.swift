@@ -136,11 +136,27 @@ class ClientCallbacks: @unchecked Sendable {
     let logger: Logger
     /// Set by librdkafka's "all brokers down" error, cleared once a metadata request is answered.
     private let reachability = Mutex<(down: String?, lastCheck: ContinuousClock.Instant)>((nil, .now))
+    /// Brokers that answer nothing, from librdkafka's statistics (``statistics(_:)``).
+    private let silence = Mutex(BrokerSilence())
 
     init(logger: Logger) { self.logger = logger }
 
-    /// Why no broker can be reached (librdkafka said all are down, and none has answered since), or nil.
-    var brokersDown: String? { reachability.withLock { $0.down } }
+    /// Why no broker can be reached (librdkafka said all are down, and none has answered since), or
+    /// why one answers nothing (``BrokerSilence``), or nil.
+    var brokersDown: String? {
+        reachability.withLock { $0.down } ?? silence.withLock { $0.reason(at: .now) }
+    }
+
+    /// Called from the client's poll (stats_cb) with a statistics document.
+    func statistics(_ json: UnsafeRawBufferPointer) {
+        guard let brokers = BrokerSilence.brokers(inStatistics: json) else { return }
+        let (change, reason) = silence.withLock { silence in
+            let now = ContinuousClock.now
+            return (silence.update(brokers: brokers, at: now), silence.reason(at: now))
+        }
+        if !change.nowSilent.isEmpty, let reason { logger.warning("\(reason)") }
+        for name in change.answeringAgain { logger.info("Kafka broker \(name) answers again") }
+    }
 
     /// Called from librdkafka threads (error_cb) for client-level errors.
     func clientError(_ error: RdKafkaError) {
@@ -215,6 +231,18 @@ func installCommonCallbacks(_ conf: OpaquePointer) {
             )
         }
         callbacks.clientError(error)
+    }
+}
+
+/// Routes librdkafka's statistics (every `statistics.interval.ms`; 0, the default, sends none) to
+/// ``ClientCallbacks/statistics(_:)``. Only for clients that poll their main queue: a producer's
+/// poll thread and a consumer's polls serve it.
+func installStatisticsCallback(_ conf: OpaquePointer) {
+    rd_kafka_conf_set_stats_cb(conf) { _, json, length, opaque in
+        guard let json, let opaque else { return 0 }
+        let callbacks = Unmanaged<ClientCallbacks>.fromOpaque(opaque).takeUnretainedValue()
+        callbacks.statistics(UnsafeRawBufferPointer(start: json, count: length))
+        return 0  // librdkafka frees the document
     }
 }
 

@@ -80,6 +80,7 @@ public final class KafkaConsumer: @unchecked Sendable {
         self.callbacks = callbacks
         let conf = try makeConfiguration(configuration)
         installCommonCallbacks(conf)
+        installStatisticsCallback(conf)
         rd_kafka_conf_set_rebalance_cb(conf) { handle, err, partitions, opaque in
             guard let handle, let opaque else { return }
             let callbacks = Unmanaged<ClientCallbacks>.fromOpaque(opaque).takeUnretainedValue() as! ConsumerCallbacks

@@ -52,6 +52,7 @@ public final class KafkaProducer: @unchecked Sendable {
         self.callbacks = callbacks
         let conf = try makeConfiguration(configuration)
         installCommonCallbacks(conf)
+        installStatisticsCallback(conf)
         rd_kafka_conf_set_dr_msg_cb(conf) { _, message, _ in
             guard let message, let opaque = message.pointee._private else { return }
             let tracker = Unmanaged<DeliveryTracker>.fromOpaque(opaque)

@@ -372,6 +372,64 @@ struct KafkaLogTansuTests {
         await log.shutdown()
     }
 
+    @Test("a frozen broker (connections open, nothing answered) makes the producer and a consumer unavailable within about 15 s, not librdkafka's 70, and available again once it answers")
+    func frozenBroker() async throws {
+        try requireModernLibrdkafka()
+        let tansu = try await Tansu.start()
+        defer { tansu.kill() }
+        // Statistics every second rather than every 5 s: the same rule, found sooner.
+        let log = try await makeLog(tansu, prefix: "frozen.", partitions: 2, extra: "&rdkafka.statistics.interval.ms=1000")
+        let producer = try log.producer(for: .events)
+        _ = try await producer.append(makeBatch(0..<20))
+        let consumer = try log.consumer(for: .events, group: "frozen")
+        #expect(try await drain(consumer, count: 20).batches.reduce(0) { $0 + $1.count } == 20)
+        #expect(log.unavailableReason == nil)
+        #expect(consumer.unavailableReason == nil)
+
+        tansu.pause()
+        let frozenAt = ContinuousClock.now
+        // A produce request waits on the producer's connection, fetches on the consumer's.
+        let delivered = Mutex<Result<LogAppendResult, LogError>?>(nil)
+        producer.append(makeBatch(20..<30)) { result in delivered.withLock { $0 = result } }
+        var consumerReason: String?
+        var logReason: String?
+        while ContinuousClock.now < frozenAt.advanced(by: .seconds(55)) && (consumerReason == nil || logReason == nil) {
+            _ = try await consumer.poll(maxRecords: 100, timeout: .milliseconds(500))  // serves its statistics
+            consumerReason = consumer.unavailableReason
+            logReason = log.unavailableReason
+        }
+        let detectedAfter = frozenAt.duration(to: .now)
+        #expect(consumerReason?.contains("has answered nothing for") == true, "\(consumerReason ?? "nil")")
+        #expect(logReason?.hasPrefix("Kafka broker \(tansu.bootstrap)/") == true, "\(logReason ?? "nil")")
+        #expect(logReason?.contains("has answered nothing for") == true, "\(logReason ?? "nil")")
+        // librdkafka's own "all brokers are down" comes after socket.timeout.ms (60 s) + 10 s.
+        #expect(detectedAfter < .seconds(55), "\(detectedAfter)")
+        // Meanwhile appends are refused at once (a 503 at the edge), not held for the delivery timeout.
+        let refusedAt = ContinuousClock.now
+        do {
+            _ = try await producer.append(makeBatch(30..<31))
+            Issue.record("an append to a silent broker must be refused")
+        } catch {
+            #expect(error.code == .unavailable && error.message.contains("has answered nothing"), "\(error)")
+        }
+        #expect(refusedAt.duration(to: .now) < .seconds(5))
+
+        tansu.resume()
+        let thawedAt = ContinuousClock.now
+        while ContinuousClock.now < thawedAt.advanced(by: .seconds(60)) && (consumer.unavailableReason != nil || log.unavailableReason != nil) {
+            _ = try await consumer.poll(maxRecords: 100, timeout: .milliseconds(500))
+        }
+        #expect(consumer.unavailableReason == nil, "\(consumer.unavailableReason ?? "")")
+        #expect(log.unavailableReason == nil, "\(log.unavailableReason ?? "")")
+        // The append that waited through the freeze is delivered.
+        while ContinuousClock.now < thawedAt.advanced(by: .seconds(60)) && delivered.withLock({ $0 }) == nil {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect((try? delivered.withLock { $0 }?.get())?.count == 10)
+        await consumer.close()
+        await log.shutdown()
+    }
+
     @Test(
         "two consumers in a group split the partitions; a third joining makes a rebalance they report",
         arguments: ["cooperative-sticky", "range"]

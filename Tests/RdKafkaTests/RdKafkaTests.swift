@@ -162,6 +162,73 @@ struct RdKafkaCallbackLifetimeTests {
     }
 }
 
+@Suite("Brokers that answer nothing, from librdkafka's statistics")
+struct BrokerSilenceTests {
+    func broker(
+        _ name: String, state: String = "UP", rxidle: Int64, waitresp: Int = 1, outbuf: Int = 0,
+        nodeid: Int = 1, source: String = "configured"
+    ) -> [String: Any] {
+        ["name": name, "nodeid": nodeid, "source": source, "state": state, "rxidle": rxidle,
+         "waitresp_cnt": waitresp, "outbuf_cnt": outbuf]
+    }
+
+    @Test("a broker with requests waiting that sent nothing for 15 s is silent through reconnections, until it answers or nothing waits for it")
+    func silence() {
+        let start = ContinuousClock.now
+        let name = "10.0.0.1:9092/1"
+        let coordinator = broker("GroupCoordinator", rxidle: 50_000_000, waitresp: 3, nodeid: -1, source: "logical")
+        var silence = BrokerSilence()
+        // Fetches answered within fetch.wait.max.ms; an idle connection (nothing waiting); the group
+        // coordinator holding a join for the whole rebalance: none is silent.
+        #expect(silence.update(brokers: ["a": broker(name, rxidle: 400_000), "c": coordinator], at: start) == .init())
+        #expect(silence.update(brokers: ["a": broker(name, rxidle: 40_000_000, waitresp: 0), "c": coordinator], at: start) == .init())
+        #expect(silence.update(brokers: ["a": broker(name, rxidle: 14_900_000, waitresp: 6)], at: start) == .init())
+        #expect(silence.reason(at: start) == nil)
+
+        // 20 s without a byte, 6 requests waiting.
+        var change = silence.update(brokers: ["a": broker(name, rxidle: 20_000_000, waitresp: 6), "c": coordinator], at: start)
+        #expect(change.nowSilent == [name])
+        #expect(silence.reason(at: start) == "Kafka broker \(name) has answered nothing for 20 s with 6 requests waiting: frozen or overloaded")
+        #expect(silence.reason(at: start.advanced(by: .seconds(5)))?.contains("for 25 s") == true)
+        // librdkafka times the requests out and reconnects: nothing received on the new connection
+        // yet, the ApiVersion request waiting. Still silent, with the time counted from the first report.
+        change = silence.update(brokers: ["a": broker(name, state: "APIVERSION_QUERY", rxidle: -1, waitresp: 1, outbuf: 5)], at: start.advanced(by: .seconds(45)))
+        #expect(change == .init())
+        #expect(silence.reason(at: start.advanced(by: .seconds(45)))?.hasPrefix("Kafka broker \(name) has answered nothing for 65 s with 6 requests waiting") == true)
+        change = silence.update(brokers: ["a": broker(name, state: "DOWN", rxidle: -1, waitresp: 1)], at: start.advanced(by: .seconds(50)))
+        #expect(change == .init() && silence.reason(at: start) != nil)
+        // Up again and answering: no longer silent.
+        change = silence.update(brokers: ["a": broker(name, rxidle: 300_000, waitresp: 1)], at: start.advanced(by: .seconds(60)))
+        #expect(change.answeringAgain == [name])
+        #expect(silence.reason(at: start.advanced(by: .seconds(60))) == nil)
+
+        // Silent, then nothing waits for it (its partitions moved to another broker): not silent.
+        let other = "10.0.0.2:9092/2"
+        _ = silence.update(brokers: ["a": broker(name, rxidle: 30_000_000, waitresp: 2), "b": broker(other, rxidle: 100, nodeid: 2)], at: start)
+        #expect(silence.silent.keys.sorted() == [name])
+        change = silence.update(brokers: ["a": broker(name, state: "DOWN", rxidle: -1, waitresp: 0), "b": broker(other, rxidle: 100, nodeid: 2)], at: start)
+        #expect(change.answeringAgain == [name] && silence.reason(at: start) == nil)
+        // Two silent brokers: the one silent longer is named, the other counted. One that leaves the
+        // statistics (removed from the cluster) is forgotten.
+        _ = silence.update(brokers: ["a": broker(name, rxidle: 30_000_000), "b": broker(other, rxidle: 16_000_000, nodeid: 2)], at: start)
+        #expect(silence.reason(at: start) == "Kafka broker \(name) has answered nothing for 30 s with 1 requests waiting (and 1 more): frozen or overloaded")
+        change = silence.update(brokers: ["b": broker(other, rxidle: 17_000_000, nodeid: 2)], at: start)
+        #expect(change.answeringAgain == [name])
+        #expect(silence.reason(at: start)?.hasPrefix("Kafka broker \(other) has answered nothing for 16 s") == true)
+    }
+
+    @Test("the brokers of a statistics document are read from librdkafka's JSON; anything else is nil")
+    func parse() {
+        let json = #"{"name":"rdkafka#consumer-1","type":"consumer","brokers":{"127.0.0.1:9092/1":{"name":"127.0.0.1:9092/1","nodeid":1,"source":"learned","state":"UP","stateage":5000000,"outbuf_cnt":0,"waitresp_cnt":1,"rxidle":16000000}},"topics":{}}"#
+        let brokers = Array(json.utf8).withUnsafeBytes { BrokerSilence.brokers(inStatistics: $0) }
+        #expect(brokers?.count == 1)
+        var silence = BrokerSilence()
+        #expect(silence.update(brokers: brokers ?? [:], at: .now).nowSilent == ["127.0.0.1:9092/1"])
+        #expect(Array("not json".utf8).withUnsafeBytes { BrokerSilence.brokers(inStatistics: $0) } == nil)
+        #expect(Array(#"{"brokers":[1]}"#.utf8).withUnsafeBytes { BrokerSilence.brokers(inStatistics: $0) } == nil)
+    }
+}
+
 @Suite("RdKafka against a real Tansu broker", .serialized)
 struct RdKafkaTansuTests {
     @Test("librdkafka at run time is new enough for Tansu")
