@@ -79,7 +79,8 @@ struct BrokerSilence: Sendable {
         guard let (name, broker) = silent.min(by: { $0.value.since < $1.value.since }) else { return nil }
         let seconds = Int(broker.since.duration(to: now).components.seconds)
         let others = silent.count > 1 ? " (and \(silent.count - 1) more)" : ""
-        return "Kafka broker \(name) has answered nothing for \(seconds) s with \(broker.waiting) requests waiting\(others): frozen or overloaded"
+        let requests = broker.waiting == 1 ? "1 request" : "\(broker.waiting) requests"
+        return "Kafka broker \(name) has answered nothing for \(seconds) s with \(requests) waiting\(others): frozen or overloaded"
     }
 
     /// Parses a statistics document; nil when it is not one.

@@ -211,7 +211,7 @@ struct BrokerSilenceTests {
         // Two silent brokers: the one silent longer is named, the other counted. One that leaves the
         // statistics (removed from the cluster) is forgotten.
         _ = silence.update(brokers: ["a": broker(name, rxidle: 30_000_000), "b": broker(other, rxidle: 16_000_000, nodeid: 2)], at: start)
-        #expect(silence.reason(at: start) == "Kafka broker \(name) has answered nothing for 30 s with 1 requests waiting (and 1 more): frozen or overloaded")
+        #expect(silence.reason(at: start) == "Kafka broker \(name) has answered nothing for 30 s with 1 request waiting (and 1 more): frozen or overloaded")
         change = silence.update(brokers: ["b": broker(other, rxidle: 17_000_000, nodeid: 2)], at: start)
         #expect(change.answeringAgain == [name])
         #expect(silence.reason(at: start)?.hasPrefix("Kafka broker \(other) has answered nothing for 16 s") == true)
