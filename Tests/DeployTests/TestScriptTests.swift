@@ -1,0 +1,57 @@
+import Foundation
+import PlayheadTestSupport
+import Testing
+
+/// What `scripts/test` does after `swift test` (scripts/testrun/after.py).
+@Suite("scripts/test: after the tests")
+struct TestScriptTests {
+    @Test("processes left running with the run's mark are listed and stopped, by SIGKILL when they ignore SIGTERM; others are left alone")
+    func leftovers() async throws {
+        let mark = "test-\(UUID().uuidString)"
+        let plain = try ChildProcess("/bin/sleep", ["300"], environment: ["PLAYHEAD_TEST_RUN": mark])
+        let stubborn = try ChildProcess("/bin/sh", ["-c", "trap '' TERM; sleep 300 & wait"], environment: ["PLAYHEAD_TEST_RUN": mark])
+        let unmarked = try ChildProcess("/bin/sleep", ["300"], environment: ["PLAYHEAD_TEST_RUN": mark + "-other"])
+        defer { unmarked.kill9() }
+        try await Task.sleep(for: .milliseconds(200))  // the shell has started its sleep
+
+        let result = try await runCommand(
+            TestEnvironment.python, [Deploy.path("scripts/testrun/after.py"), "leftovers", mark], timeout: .seconds(60))
+        #expect(result.status == 0, "\(result.stderr)")
+        // The shell, its sleep, and the plain sleep: three processes.
+        #expect(result.stdout.hasPrefix("3 process(es) started by the tests still running"), "\(result.stdout)")
+        #expect(result.stdout.contains("\(plain.pid): /bin/sleep 300"), "\(result.stdout)")
+        #expect(result.stdout.contains("\(stubborn.pid): /bin/sh -c trap '' TERM; sleep 300 & wait"), "\(result.stdout)")
+        #expect(!result.stdout.contains("\(unmarked.pid)"), "\(result.stdout)")
+        #expect(await plain.waitForExit(timeout: .seconds(10)) != nil)
+        #expect(await stubborn.waitForExit(timeout: .seconds(10)) != nil)
+        #expect(unmarked.isRunning)
+
+        // Nothing left: nothing said.
+        let again = try await runCommand(TestEnvironment.python, [Deploy.path("scripts/testrun/after.py"), "leftovers", mark])
+        #expect(again.status == 0 && again.stdout.isEmpty, "\(again.stdout)")
+    }
+
+    @Test("the tests in flight of a test process that died: started and neither passed nor failed, also from lines run into each other")
+    func inFlight() async throws {
+        let directory = try TemporaryDirectory(prefix: "after")
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        let log = directory.appending("swift-test.log")
+        try """
+            ◇ Test run started.
+            ◇ Suite "A" started.
+            ◇ Test "one" started.
+            ◇ Test "two" started.
+            ◇ Test three() started.◇ Test "four" started.
+            ◇ Test "five" started.
+            ◇ Test case passing 1 argument x → 1 to "five" started.
+            ✔ Test "one" passed after 0.1 seconds.
+            ✘ Test three() failed after 0.2 seconds with 1 issue.
+            ✔ Test "five" with 2 test cases passed after 0.3 seconds.
+            error: Process 'PlayheadPackageTests.xctest' exited with unexpected signal code 11
+
+            """.write(to: log, atomically: true, encoding: .utf8)
+        let result = try await runCommand(TestEnvironment.python, [Deploy.path("scripts/testrun/after.py"), "in-flight", log.path])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout == "  \"two\"\n  \"four\"\n", "\(result.stdout)")
+    }
+}
