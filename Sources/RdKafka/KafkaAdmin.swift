@@ -5,7 +5,7 @@ import Synchronization
 /// Administrative requests (create topics, metadata) on a client of their own, run on a dedicated
 /// thread: every method is `async` and never blocks the caller's thread.
 public final class KafkaAdmin: @unchecked Sendable {
-    let handle: OpaquePointer
+    let handle: OpaquePointer  // internal: a test destroys the handle of a client dropped without close()
     let callbacks: ClientCallbacks
     private let thread: WorkerThread
     private let closed = AtomicFlag()

@@ -58,7 +58,7 @@ public struct KafkaConsumerPoll: Sendable {
 /// COOPERATIVE (`partition.assignment.strategy=cooperative-sticky`) and full assign/unassign
 /// otherwise (eager: `range`, `roundrobin`).
 public final class KafkaConsumer: @unchecked Sendable {
-    let handle: OpaquePointer
+    private let handle: OpaquePointer
     let callbacks: ConsumerCallbacks
     private let thread: WorkerThread
     private let closed = AtomicFlag()

@@ -35,7 +35,7 @@ public struct KafkaDeliveryReport: Sendable, Hashable {
 /// - Call ``close(flushTimeout:)`` before dropping the producer: it flushes, fails what is left with
 ///   a purge error, and destroys the handle.
 public final class KafkaProducer: @unchecked Sendable {
-    let handle: OpaquePointer
+    private let handle: OpaquePointer
     let callbacks: ProducerCallbacks
     private var pollThread: WorkerThread!
     private let topicHandles = Mutex<[String: SendablePointer]>([:])
