@@ -275,9 +275,7 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
             "batch.num.messages": "10000",
             "socket.keepalive.enable": "true",
             "message.max.bytes": String(maxMessageBytes),
-            // For the brokers that answer nothing (RdKafka's BrokerSilence): a frozen broker is
-            // reported after about 15 s instead of librdkafka's 70 (docs/kafka.md, "Readiness").
-            "statistics.interval.ms": "5000",
+            "statistics.interval.ms": Self.statisticsInterval,
         ]
         properties.merge(commonProperties) { _, new in new }
         properties.merge(producerProperties) { _, new in new }
@@ -307,7 +305,7 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
             "max.poll.interval.ms": String(max(600_000, session)),
             "partition.assignment.strategy": assignor,
             "socket.keepalive.enable": "true",
-            "statistics.interval.ms": "5000",  // as the producer's
+            "statistics.interval.ms": Self.statisticsInterval,
         ]
         if let group { properties["group.id"] = groupPrefix + group }
         if partitionEnds { properties["enable.partition.eof"] = "true" }
@@ -315,6 +313,11 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
         properties.merge(consumerProperties) { _, new in new }
         return properties
     }
+
+    /// librdkafka's statistics every 5 s, for the producer and the consumers, to find brokers that
+    /// answer nothing (RdKafka's BrokerSilence): a frozen broker is reported after about 15 s instead
+    /// of librdkafka's 70 (docs/kafka.md, "Readiness").
+    static let statisticsInterval = "5000"
 
     /// Properties of the admin client.
     public var adminConfiguration: [String: String] {

@@ -61,8 +61,8 @@ struct BrokerSilence: Sendable {
                 }
             } else if (state == "UP" && received >= 0 && received < limitMicroseconds) || (waiting == 0 && queued == 0) {
                 if silent.removeValue(forKey: name) != nil { change.answeringAgain.append(name) }
-            } else if silent[name] != nil {
-                silent[name]?.waiting = Int(waiting + queued)
+            } else {
+                silent[name]?.waiting = Int(waiting + queued)  // still silent, if it was
             }
         }
         for name in silent.keys where !seen.contains(name) {
