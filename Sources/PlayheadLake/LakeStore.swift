@@ -30,10 +30,17 @@ public protocol LakeStore: Sendable {
     /// that are refused), and throws a ``LakeError`` that says what to do. A store that cannot be
     /// reached now is not an error here: writes retry.
     func preflight() async throws
+    /// A request to the store in flight that the store has not moved for a while (it took none of
+    /// its body and sent none of its answer), said for `/readyz`; nil when there is none. A store
+    /// that accepts connections and answers nothing shows here long before its requests fail.
+    var unansweredRequest: String? { get }
 }
 
 extension LakeStore {
     public func preflight() async throws {}
+
+    /// A folder lake's calls are not watched: nil.
+    public var unansweredRequest: String? { nil }
 
     /// The object at `path` with its version (an S3 ETag), or nil when there is none. A store
     /// without versions (a folder lake) gives nil for it.

@@ -56,8 +56,12 @@ public final class LakeWriter: Service, Sendable {
     private let health = LakeWriterHealth()
 
     /// `nil` while the writer reads the log and writes the lake; else what fails now (its writes
-    /// to the lake being retried, the log unreadable). For `GET /readyz` of `playhead store`.
-    public var unavailableReason: String? { health.reason }
+    /// to the lake being retried, the log unreadable, a request the store leaves unanswered). For
+    /// `GET /readyz` of `playhead store`.
+    public var unavailableReason: String? {
+        let reasons = [health.reason, store.unansweredRequest.map { "lake writer: \($0)" }].compactMap { $0 }
+        return reasons.isEmpty ? nil : reasons.joined(separator: "; ")
+    }
 
     /// - Parameter threadPool: runs encoding and compression off the cooperative pool. Started by
     ///   the caller.

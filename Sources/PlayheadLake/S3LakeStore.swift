@@ -20,6 +20,15 @@ public final class S3LakeStore: LakeStore {
 
     public var displayName: String { prefix.isEmpty ? "s3://\(bucket)" : "s3://\(bucket)/\(prefix)" }
 
+    /// The request silent longest, when one has been silent for the client's
+    /// ``S3Configuration/unansweredAfter`` (15 s by default), with how many are.
+    public var unansweredRequest: String? {
+        let unanswered = client.unansweredRequests
+        guard let first = unanswered.first else { return nil }
+        let others = unanswered.count > 1 ? " (and \(unanswered.count - 1) more request(s) as silent)" : ""
+        return "the S3 store at \(client.configuration.endpoint) answers nothing: \(first)\(others); writes wait for it"
+    }
+
     /// Lists one key under the prefix (ListObjectsV2, which the writer needs anyway): a bucket that
     /// does not exist, or credentials the store refuses, stop the command at start with what to do.
     public func preflight() async throws {

@@ -63,6 +63,8 @@ public struct S3CompletedPart: Sendable, Equatable {
 /// - Errors are `S3Error`s carrying the service's code, status, message and request ID.
 /// - Metrics: `playhead_s3_requests_total{operation,status}` (one per attempt; status `error` when
 ///   there was no HTTP answer) and `playhead_s3_retries_total{operation}`.
+/// - Attempts in flight are watched: one that has moved no byte (none of its body taken, none of
+///   its answer come) for `unansweredAfter` is listed in `unansweredRequests` and logged once.
 public final class S3Client: Sendable {
     public let configuration: S3Configuration
     public let signer: SigV4Signer
@@ -70,6 +72,14 @@ public final class S3Client: Sendable {
     let logger: Logger
     let endpoint: Result<S3Endpoint, S3Error>
     let metricsFactory: (any MetricsFactory)?
+    let inFlight = S3InFlight()
+
+    /// The attempts in flight that have moved no byte for ``S3Configuration/unansweredAfter`` or
+    /// longer (the store took none of their body and sent none of their answer), silent longest
+    /// first. Empty while the store answers.
+    public var unansweredRequests: [S3UnansweredRequest] {
+        inFlight.unanswered(threshold: configuration.unansweredAfter)
+    }
 
     /// The HTTP client S3 clients use by default: like `HTTPClient.shared`, except that a connection
     /// that cannot be established fails the request at once (after `connect` timeout 5 s at most)
@@ -428,6 +438,27 @@ public final class S3Client: Sendable {
             try Task.checkCancellation()
             let started = ContinuousClock.now
             var statusLabel = "error"
+            // Watched while in flight: each piece of the body taken and each piece of the answer
+            // moves it; silent for `unansweredAfter`, it is listed and said.
+            let streamed = (body?.readableBytes ?? 0) > Self.bodyPieceSize
+            let watched = inFlight.begin(
+                S3InFlight.Entry(
+                    operation: operation, bucket: bucket, key: key, attempt: attempt, maximumAttempts: policy.maximumAttempts,
+                    deadline: configuration.requestTimeout, lastMoved: started, waitingFor: streamed ? .body : .answer))
+            let watchdog = Task { [inFlight, logger, threshold = configuration.unansweredAfter] in
+                await inFlight.watch(watched, threshold: threshold, logger: logger)
+            }
+            defer {
+                watchdog.cancel()
+                if let entry = inFlight.end(watched), entry.warned {
+                    logger.info(
+                        "s3 request ended after the store was silent",
+                        metadata: [
+                            "operation": "\(operation)", "bucket": "\(bucket ?? "")", "key": "\(key ?? "")", "attempt": "\(attempt)",
+                            "duration_ms": "\(Self.milliseconds(ContinuousClock.now - started))",
+                        ])
+                }
+            }
             do {
                 var headers = HTTPHeaders(headersToSend)
                 headers.replaceOrAdd(name: "host", value: hostHeader)
@@ -437,15 +468,34 @@ public final class S3Client: Sendable {
                 var request = HTTPClientRequest(url: url)
                 request.method = method
                 request.headers = headers
-                if let body { request.body = .bytes(body) }
+                if let body {
+                    if streamed {
+                        let pieces = S3BodyPieces(body: body, pieceSize: Self.bodyPieceSize) { [inFlight] done in
+                            inFlight.moved(watched, waitingFor: done ? .answer : .body)
+                        }
+                        request.body = .stream(pieces, length: .known(Int64(body.readableBytes)))
+                    } else {
+                        request.body = .bytes(body)
+                    }
+                }
                 let response: HTTPClientResponse
-                let collected: ByteBuffer
+                var collected = ByteBuffer()
                 do {
                     response = try await httpClient.execute(request, timeout: timeout)
-                    collected = try await response.body.collect(upTo: maximumBodySize)
-                } catch let error as NIOTooManyBytesError {
-                    throw S3Error(code: .invalidResponse, message: "the answer is larger than \(maximumBodySize) bytes (\(error))",
-                        operation: operation, bucket: bucket, key: key, attempts: attempt)
+                    inFlight.moved(watched, waitingFor: .restOfAnswer)
+                    for try await piece in response.body {
+                        inFlight.moved(watched, waitingFor: .restOfAnswer)
+                        guard collected.readableBytes + piece.readableBytes <= maximumBodySize else {
+                            throw S3Error(code: .invalidResponse, message: "the answer is larger than \(maximumBodySize) bytes",
+                                operation: operation, bucket: bucket, key: key, attempts: attempt)
+                        }
+                        var piece = piece
+                        if collected.readableBytes == 0 {
+                            collected = piece
+                        } else {
+                            collected.writeBuffer(&piece)
+                        }
+                    }
                 } catch is CancellationError {
                     throw CancellationError()
                 } catch let error as S3Error {
@@ -498,6 +548,10 @@ public final class S3Client: Sendable {
     }
 
     // MARK: Helpers
+
+    /// Bodies larger than this are sent in pieces of this size, so that the store taking them shows
+    /// (``unansweredRequests``); smaller ones fit in the sockets' buffers at once.
+    static let bodyPieceSize = 64 << 10
 
     /// The body's SHA-256 for the signature, and the headers with its `Content-MD5` added. A body
     /// over 256 KiB (a Parquet file or a part of one: tens of milliseconds of hashing) is hashed on

@@ -73,6 +73,11 @@ public struct S3Configuration: Sendable {
     /// a store that stalls (answers nothing) then shows as failed attempts within minutes, where
     /// 120 s per attempt, tried five times, hid it for ten (a probe with SeaweedFS stopped by SIGSTOP).
     public var requestTimeout: Duration
+    /// A request that has moved no byte for this long (the store took none of its body and sent
+    /// none of its answer) counts as unanswered: ``S3Client/unansweredRequests`` lists it and a
+    /// warning is logged, long before `requestTimeout` and the retries give up. It still runs to its
+    /// deadline. 15 s: a store that answers at all sends or takes something within seconds.
+    public var unansweredAfter: Duration
     /// The largest object `getObject` reads into memory.
     public var maximumObjectSize: Int
 
@@ -86,6 +91,7 @@ public struct S3Configuration: Sendable {
         partSize: Int = 8 << 20,
         multipartConcurrency: Int = 4,
         requestTimeout: Duration = .seconds(30),
+        unansweredAfter: Duration = .seconds(15),
         maximumObjectSize: Int = 1 << 32
     ) {
         self.endpoint = endpoint
@@ -97,6 +103,7 @@ public struct S3Configuration: Sendable {
         self.partSize = max(1, partSize)
         self.multipartConcurrency = max(1, multipartConcurrency)
         self.requestTimeout = requestTimeout
+        self.unansweredAfter = unansweredAfter
         self.maximumObjectSize = maximumObjectSize
     }
 

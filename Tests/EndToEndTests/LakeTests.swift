@@ -1387,7 +1387,7 @@ struct LakeTests {
 
 @Suite("The lake on S3 (SeaweedFS), end to end", .serialized)
 struct S3LakeTests {
-    @Test("serve writes the lake to S3 with SigV4, keeps data through an S3 outage, and pyarrow reads it back")
+    @Test("serve writes the lake to S3 with SigV4, keeps data through an S3 outage, store shows a stalled S3 at /readyz within 15 s, and pyarrow reads it back")
     func serveToS3ThroughOutage() async throws {
         let accessKey = "playhead-test", secretKey = "playhead-secret-\(UInt32.random(in: 0...UInt32.max))"
         let s3 = try await SeaweedFS.start(accessKey: accessKey, secretKey: secretKey)
@@ -1622,6 +1622,33 @@ struct S3LakeTests {
             (try? await TestHTTP.request("\(store.baseURL)/readyz").status) == 200
         }
         #expect(store.process.stderr.contains("succeeded again; writing goes on"), "the end of the outage is said")
+
+        // A store that accepts connections and answers nothing (SIGSTOP) shows at /readyz once a
+        // request has had nothing from it for 15 s (`S3Configuration.unansweredAfter`), not when
+        // the request's five attempts of 30 s have failed, about 2.5 minutes in.
+        s3.pause()
+        let frozen = ContinuousClock.now
+        var frozenReadiness = ""
+        do {
+            #expect(try await TestHTTP.postEvents(ingest, Fixtures.json((0..<100).map { Fixtures.event("s3-e-\($0)") })).status == 202)
+            try await eventually(timeout: .seconds(50), "store not ready while S3 answers nothing") {
+                guard let answer = try? await TestHTTP.request("\(store.baseURL)/readyz") else { return false }
+                frozenReadiness = "\(answer.status) \(answer.text)"
+                return answer.status == 503
+            }
+        } catch {
+            s3.resume()
+            throw error
+        }
+        let shownAfter = frozen.duration(to: .now)
+        s3.resume()
+        #expect(shownAfter >= .seconds(15) && shownAfter < .seconds(45), "503 after \(shownAfter)")
+        #expect(frozenReadiness.contains("lake writer: the S3 store at \(s3.endpoint) answers nothing: ")
+            && frozenReadiness.contains("lake/analytics/") && frozenReadiness.contains(" has had nothing from the store for "), "\(frozenReadiness)")
+        try await eventually(timeout: .seconds(90), "store ready again once S3 answers") {
+            (try? await TestHTTP.request("\(store.baseURL)/readyz").status) == 200
+        }
+        #expect(store.process.stderr.contains("s3 request unanswered: "), "the silence is logged")
         #expect(await ingest.stop() == 0)
         #expect(await store.stop(timeout: .seconds(90)) == 0)
 
@@ -1647,8 +1674,8 @@ struct S3LakeTests {
         try await Task.sleep(for: .seconds(3))
         #expect(await next.stop(timeout: .seconds(90)) == 0)
         lines = try await runPython(script, arguments: [s3.endpoint, accessKey, secretKey]).split(separator: "\n").map(String.init)
-        #expect(lines.first == "400 400", "rows and distinct ids in S3: \(lines.first ?? "")")
-        expected = (expected + (0..<100).map { "s3-c-\($0)" } + (0..<100).map { "s3-d-\($0)" }).sorted()
+        #expect(lines.first == "500 500", "rows and distinct ids in S3: \(lines.first ?? "")")
+        expected = (expected + (0..<100).map { "s3-c-\($0)" } + (0..<100).map { "s3-d-\($0)" } + (0..<100).map { "s3-e-\($0)" }).sorted()
         #expect(Array(lines.dropFirst()) == expected)
     }
 }

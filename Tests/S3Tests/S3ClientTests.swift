@@ -6,6 +6,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import PlayheadTestSupport
+import Synchronization
 import Testing
 
 @testable import S3
@@ -31,14 +32,16 @@ struct S3ClientTests {
 
     static func client(
         _ weed: SeaweedFS, secret: String? = nil, accessKey: String? = nil, retry: S3RetryPolicy = S3RetryPolicy(),
-        multipartThreshold: Int = 16 << 20, partSize: Int = 8 << 20, logs: CapturedLogs? = nil, metrics: TestMetrics? = nil
+        multipartThreshold: Int = 16 << 20, partSize: Int = 8 << 20, unansweredAfter: Duration = .seconds(15),
+        logs: CapturedLogs? = nil, metrics: TestMetrics? = nil
     ) -> S3Client {
         let configuration = S3Configuration(
             endpoint: weed.endpoint,
             credentials: S3Credentials(accessKeyID: accessKey ?? weed.accessKey, secretAccessKey: secret ?? weed.secretKey),
             retry: retry,
             multipartThreshold: multipartThreshold,
-            partSize: partSize
+            partSize: partSize,
+            unansweredAfter: unansweredAfter
         )
         var logger = Logger(label: "s3-test")
         if let logs {
@@ -401,6 +404,73 @@ struct S3ClientTests {
             }
             try await ownPool.shutdown()
         }
+    }
+
+    @Test("a store that accepts connections and answers nothing shows within unansweredAfter: each request silent that long is listed, with what it waits for, and said once; the requests go through once it answers")
+    func aFrozenStoreShowsAsUnanswered() async throws {
+        try await Self.withSeaweed { weed in
+            let logs = CapturedLogs()
+            let s3 = Self.client(weed, multipartThreshold: 64 << 20, unansweredAfter: .seconds(2), logs: logs)
+            try await s3.createBucket("frozen")
+            try await s3.putObject(bucket: "frozen", key: "before.txt", body: ByteBuffer(string: "before"))
+            #expect(s3.unansweredRequests.isEmpty)
+
+            weed.pause()
+            let small = testBytes(1_000, seed: 31)
+            // Larger than the sockets' buffers can hold (a few MiB on loopback): the store stops taking it.
+            let large = testBytes(32 << 20, seed: 32)
+            let uploads = Task {
+                async let one = s3.putObject(bucket: "frozen", key: "small.bin", body: ByteBuffer(bytes: small))
+                async let two = s3.putObject(bucket: "frozen", key: "large.bin", body: ByteBuffer(bytes: large))
+                _ = try await (one, two)
+            }
+            let paused = ContinuousClock.now
+            var seen: [S3UnansweredRequest] = []
+            while seen.count < 2 && paused.duration(to: .now) < .seconds(20) {
+                try await Task.sleep(for: .milliseconds(200))
+                seen = s3.unansweredRequests
+            }
+            let shown = paused.duration(to: .now)
+            weed.resume()
+            #expect(shown >= .seconds(2) && shown < .seconds(10), "listed after \(shown)")
+            let byKey = Dictionary(seen.map { ($0.key ?? "", $0) }, uniquingKeysWith: { a, _ in a })
+            #expect(byKey["small.bin"]?.waitingFor == .answer, "\(seen)")
+            #expect(byKey["large.bin"]?.waitingFor == .body, "\(seen)")
+            #expect(seen.allSatisfy { $0.operation == "PutObject" && $0.bucket == "frozen" && $0.attempt == 1 && $0.silentFor >= .seconds(2) }, "\(seen)")
+            #expect(byKey["small.bin"]?.description.hasPrefix("PutObject frozen/small.bin has had nothing from the store for ") == true, "\(seen)")
+            #expect(byKey["small.bin"]?.description.contains("(waiting for its answer; attempt 1 of 5, each given 30 s)") == true, "\(seen)")
+            #expect(byKey["large.bin"]?.description.contains("(waiting for the store to take more of its body; attempt 1 of 5") == true, "\(seen)")
+
+            try await uploads.value
+            #expect(s3.unansweredRequests.isEmpty)
+            #expect(logs.count(containing: "s3 request unanswered: PutObject frozen/") == 2, "\(logs.all)")
+            #expect(logs.count(containing: "s3 request ended after the store was silent") == 2, "\(logs.all)")
+            #expect(try await s3.getObject(bucket: "frozen", key: "large.bin").bytes == large)
+            #expect(try await s3.getObject(bucket: "frozen", key: "small.bin").bytes == small)
+            // Requests that the store answers are not listed however long they run in all: a body
+            // it takes piece by piece, and an answer it sends.
+            let beforeCount = logs.count(containing: "unanswered")
+            try await s3.putObject(bucket: "frozen", key: "again.bin", body: ByteBuffer(bytes: large))
+            #expect(try await s3.getObject(bucket: "frozen", key: "again.bin").bytes == large)
+            #expect(logs.count(containing: "unanswered") == beforeCount)
+        }
+    }
+
+    @Test("a body is sent in pieces, each taken as the connection can take it, and the end of the body is said once")
+    func bodyPieces() async {
+        let taken = Mutex<[Bool]>([])
+        let pieces = S3BodyPieces(body: ByteBuffer(bytes: testBytes(150_000, seed: 33)), pieceSize: 64 << 10) { done in
+            taken.withLock { $0.append(done) }
+        }
+        var sizes: [Int] = []
+        var joined: [UInt8] = []
+        for await piece in pieces {
+            sizes.append(piece.readableBytes)
+            joined += piece.readableBytesView
+        }
+        #expect(sizes == [65_536, 65_536, 18_928])
+        #expect(joined == testBytes(150_000, seed: 33))
+        #expect(taken.withLock { $0 } == [false, false, false, true])
     }
 
     @Test("transport failures are said in words: a refused connection with its errno, a pooled connection the server closed as closed")
