@@ -62,7 +62,8 @@ public struct S3CompletedPart: Sendable, Equatable {
 ///   multipart upload is aborted so no parts are left behind.
 /// - Errors are `S3Error`s carrying the service's code, status, message and request ID.
 /// - Metrics: `playhead_s3_requests_total{operation,status}` (one per attempt; status `error` when
-///   there was no HTTP answer) and `playhead_s3_retries_total{operation}`.
+///   there was no HTTP answer), `playhead_s3_retries_total{operation}` and
+///   `playhead_s3_requests_unanswered` (see `unansweredRequests`).
 /// - Attempts in flight are watched: one that has moved no byte (none of its body taken, none of
 ///   its answer come) for `unansweredAfter` is listed in `unansweredRequests` and logged once.
 public final class S3Client: Sendable {
@@ -72,7 +73,7 @@ public final class S3Client: Sendable {
     let logger: Logger
     let endpoint: Result<S3Endpoint, S3Error>
     let metricsFactory: (any MetricsFactory)?
-    let inFlight = S3InFlight()
+    let inFlight: S3InFlight
 
     /// The attempts in flight that have moved no byte for ``S3Configuration/unansweredAfter`` or
     /// longer (the store took none of their body and sent none of their answer), silent longest
@@ -104,6 +105,13 @@ public final class S3Client: Sendable {
         metricsFactory: (any MetricsFactory)? = nil
     ) {
         self.metricsFactory = metricsFactory
+        inFlight = S3InFlight { count in
+            if let metricsFactory {
+                Gauge(label: "playhead_s3_requests_unanswered", factory: metricsFactory).record(count)
+            } else {
+                Gauge(label: "playhead_s3_requests_unanswered").record(count)
+            }
+        }
         self.configuration = configuration
         self.httpClient = httpClient
         self.logger = logger

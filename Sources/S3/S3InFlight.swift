@@ -64,6 +64,22 @@ final class S3InFlight: Sendable {
     }
 
     private let state = Mutex<(next: UInt64, entries: [UInt64: Entry])>((0, [:]))
+    /// Records how many requests of the process are unanswered now (`playhead_s3_requests_unanswered`).
+    private let record: @Sendable (Int) -> Void
+    /// The requests said to be unanswered and not ended, over every client of the process; changed
+    /// and recorded under its lock, so that the gauge's last value is the count.
+    private static let unansweredInProcess = Mutex<Int>(0)
+
+    init(record: @escaping @Sendable (Int) -> Void) {
+        self.record = record
+    }
+
+    private func countUnanswered(_ change: Int) {
+        Self.unansweredInProcess.withLock { count in
+            count += change
+            record(count)
+        }
+    }
 
     func begin(_ entry: Entry) -> UInt64 {
         state.withLock { state in
@@ -85,7 +101,9 @@ final class S3InFlight: Sendable {
     /// Forgets the request; returns its entry (whether it was said to be unanswered).
     @discardableResult
     func end(_ id: UInt64) -> Entry? {
-        state.withLock { $0.entries.removeValue(forKey: id) }
+        let entry = state.withLock { $0.entries.removeValue(forKey: id) }
+        if entry?.warned == true { countUnanswered(-1) }
+        return entry
     }
 
     /// The requests silent for at least `threshold`, silent longest first.
@@ -120,6 +138,7 @@ final class S3InFlight: Sendable {
                 return (nil, threshold - silent)
             }
             if let report {
+                countUnanswered(1)
                 logger.warning(
                     "s3 request unanswered: \(report); it goes on until its deadline",
                     metadata: ["operation": "\(report.operation)", "bucket": "\(report.bucket ?? "")", "key": "\(report.key ?? "")"])

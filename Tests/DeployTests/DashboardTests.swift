@@ -18,6 +18,7 @@ struct DashboardTests {
             "playhead_log_disk_free_bytes", "playhead_consumer_lag_events", "playhead_consumer_partitions_assigned",
             "job_dataset:playhead_lake_rows_written:rate1m", "job:playhead_lake_flush_duration_seconds:p99_5m",
             "playhead_lake_flush_failures_total", "playhead_s3_requests_total", "playhead_s3_retries_total",
+            "playhead_s3_requests_unanswered",
             "playhead_process_resident_memory_bytes",
         ],
         "deploy/grafana/dashboards/live-content.json": [

@@ -1641,7 +1641,10 @@ struct S3LakeTests {
             throw error
         }
         let shownAfter = frozen.duration(to: .now)
+        let frozenMetrics = (try? await TestHTTP.request("\(store.baseURL)/metrics").text) ?? ""
         s3.resume()
+        let unanswered = frozenMetrics.split(separator: "\n").first { $0.hasPrefix("playhead_s3_requests_unanswered ") }
+        #expect(unanswered.flatMap { Double($0.split(separator: " ").last ?? "") }.map { $0 >= 1 } == true, "\(unanswered ?? "no playhead_s3_requests_unanswered")")
         #expect(shownAfter >= .seconds(15) && shownAfter < .seconds(45), "503 after \(shownAfter)")
         #expect(frozenReadiness.contains("lake writer: the S3 store at \(s3.endpoint) answers nothing: ")
             && frozenReadiness.contains("lake/analytics/") && frozenReadiness.contains(" has had nothing from the store for "), "\(frozenReadiness)")

@@ -410,7 +410,8 @@ struct S3ClientTests {
     func aFrozenStoreShowsAsUnanswered() async throws {
         try await Self.withSeaweed { weed in
             let logs = CapturedLogs()
-            let s3 = Self.client(weed, multipartThreshold: 64 << 20, unansweredAfter: .seconds(2), logs: logs)
+            let metrics = TestMetrics()
+            let s3 = Self.client(weed, multipartThreshold: 64 << 20, unansweredAfter: .seconds(2), logs: logs, metrics: metrics)
             try await s3.createBucket("frozen")
             try await s3.putObject(bucket: "frozen", key: "before.txt", body: ByteBuffer(string: "before"))
             #expect(s3.unansweredRequests.isEmpty)
@@ -431,7 +432,12 @@ struct S3ClientTests {
                 seen = s3.unansweredRequests
             }
             let shown = paused.duration(to: .now)
+            // The watchdogs count each request once it is said; both are by now, or within a moment.
+            try await Task.sleep(for: .milliseconds(300))
+            let gauge = try? metrics.expectGauge("playhead_s3_requests_unanswered")
+            let countWhileFrozen = gauge?.lastValue
             weed.resume()
+            #expect(countWhileFrozen == 2)
             #expect(shown >= .seconds(2) && shown < .seconds(10), "listed after \(shown)")
             let byKey = Dictionary(seen.map { ($0.key ?? "", $0) }, uniquingKeysWith: { a, _ in a })
             #expect(byKey["small.bin"]?.waitingFor == .answer, "\(seen)")
@@ -443,6 +449,7 @@ struct S3ClientTests {
 
             try await uploads.value
             #expect(s3.unansweredRequests.isEmpty)
+            #expect(gauge?.lastValue == 0)
             #expect(logs.count(containing: "s3 request unanswered: PutObject frozen/") == 2, "\(logs.all)")
             #expect(logs.count(containing: "s3 request ended after the store was silent") == 2, "\(logs.all)")
             #expect(try await s3.getObject(bucket: "frozen", key: "large.bin").bytes == large)
