@@ -306,7 +306,10 @@ struct EventParser {
     /// ``predictedKeys`` entries; freed by `emit`.
     let keyOrder: UnsafeMutablePointer<ExpectedKey>
     static let predictedKeys = 32
+    /// The genres of the current event: the first `genreCount` entries (the array keeps its slots
+    /// from event to event; emptying it per event went through a generic `replaceSubrange`).
     var genres: [StringSpan] = []
+    var genreCount = 0
     var unknown: [UnknownMember] = []
     var unknownKeys: [UInt8] = []
     var unknownKeyRanges: [Range<Int>] = []
@@ -1024,7 +1027,7 @@ struct EventParser {
     mutating func resetEvent() {
         seen = 0
         typed = 0
-        genres.removeAll(keepingCapacity: true)
+        genreCount = 0
         if !unknown.isEmpty {
             unknown.removeAll(keepingCapacity: true)
             unknownKeys.removeAll(keepingCapacity: true)
@@ -1166,7 +1169,12 @@ struct EventParser {
                             "genre[\(k)] is \(span.decodedCount) bytes; the limit is \(configuration.maxStringBytes)"
                         )
                     }
-                    genres.append(span)
+                    if genreCount < genres.count {
+                        genres[genreCount] = span
+                    } else {
+                        genres.append(span)
+                    }
+                    genreCount += 1
                 } else {
                     let t = p[pos]
                     noteError(.invalidType, field: "genre[\(k)]", "genre[\(k)] must be a string, not \(typeName(t))")
@@ -1595,7 +1603,7 @@ struct EventParser {
         index: Int, eventBytes: Int, timestamp: Int64, eventTypeIndex: Int, contentTypeIndex: Int, version: StaticString
     ) {
         // Unescaping never lengthens a string; 16 varints, the genre varints and the IP fit in the slack.
-        reserveOutput(eventBytes + 256 + 5 * genres.count)
+        reserveOutput(eventBytes + 256 + 5 * genreCount)
         let recordStart = outCount
         let hasSession = has(.sessionID)
         put(RecordBytes.version)
@@ -1622,8 +1630,8 @@ struct EventParser {
         putField(.contentID)
         putField(.contentType)
         putField(.title)
-        putVarint(genres.count)
-        for k in 0..<genres.count { putString(genres[k]) }
+        putVarint(genreCount)
+        for k in 0..<genreCount { putString(genres[k]) }
         putField(.language)
         if has(.schemaVersion) {
             putField(.schemaVersion)

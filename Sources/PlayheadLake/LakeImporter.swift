@@ -377,7 +377,9 @@ public final class LakeImporter: Sendable {
                 // Written back, not deleted, and only while it is as read: another import of a good
                 // copy, which took the lease over while this one was paused, may have written it (a
                 // plain delete removed its entry, and its version's files were never replaced, a probe).
-                if newTag, var (now, version) = try? await ImportManifest.readPathIndex(store, index, path: file.canonicalPath, logger: logger) {
+                if newTag, let read = try? await ImportManifest.readPathIndex(store, index, path: file.canonicalPath, logger: logger) {
+                    var now = read.index
+                    let version = read.version
                     now.tags.removeAll { $0 == state.tag }
                     if now.tags.isEmpty {
                         // The path has no other import: the index goes (left emptied, it was a

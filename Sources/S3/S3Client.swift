@@ -456,18 +456,20 @@ public final class S3Client: Sendable {
             let watchdog = Task { [inFlight, logger, threshold = configuration.unansweredAfter] in
                 await inFlight.watch(watched, threshold: threshold, logger: logger)
             }
-            defer {
-                watchdog.cancel()
-                if let entry = inFlight.end(watched), entry.warned {
-                    logger.info(
-                        "s3 request ended after the store was silent",
-                        metadata: [
-                            "operation": "\(operation)", "bucket": "\(bucket ?? "")", "key": "\(key ?? "")", "attempt": "\(attempt)",
-                            "duration_ms": "\(Self.milliseconds(ContinuousClock.now - started))",
-                        ])
-                }
-            }
             do {
+                // Runs as the attempt ends, before a failure's handler below waits to retry: the
+                // attempt that failed is no longer listed meanwhile.
+                defer {
+                    watchdog.cancel()
+                    if let entry = inFlight.end(watched), entry.warned {
+                        logger.info(
+                            "s3 request ended after the store was silent",
+                            metadata: [
+                                "operation": "\(operation)", "bucket": "\(bucket ?? "")", "key": "\(key ?? "")", "attempt": "\(attempt)",
+                                "duration_ms": "\(Self.milliseconds(ContinuousClock.now - started))",
+                            ])
+                    }
+                }
                 var headers = HTTPHeaders(headersToSend)
                 headers.replaceOrAdd(name: "host", value: hostHeader)
                 signer.sign(

@@ -1,7 +1,8 @@
 """Two builds of `playhead` at the same time, each under its own load generator: B's requests/s over A's.
 
     . scripts/env && python3 scripts/bench/side_by_side.py OLD/playhead .build/release/playhead [--rounds 6]
-        [--command serve] [--batch 1] [--connections 64] [--duration 6] [--a-arg=ARG ...] [--b-arg=ARG ...]
+        [--command serve] [--batch 1] [--connections 64] [--duration 6] [--loadgen-arg=ARG ...]
+        [--a-arg=ARG ...] [--b-arg=ARG ...]
         [--a-env=NAME=VALUE ...] [--b-env=NAME=VALUE ...]
 
 One binary with different flags works too: what the metrics cost `ingest` is
@@ -52,7 +53,7 @@ def one_round(binaries, args, first):
         for i in (first, 1 - first):
             loads[i] = subprocess.Popen(
                 [bench.PLAYHEAD, "loadgen", "--port", str(ports[i]), "--batch", str(args.batch),
-                 "--connections", str(args.connections), "--duration", str(args.duration), "--json"],
+                 "--connections", str(args.connections), "--duration", str(args.duration), "--json", *args.loadgen_arg],
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
             )
         rates = {}
@@ -77,6 +78,8 @@ def main():
     parser.add_argument("--batch", type=int, default=1, help="events per POST (default 1)")
     parser.add_argument("--connections", type=int, default=64, help="per load generator (default 64)")
     parser.add_argument("--duration", type=int, default=6, help="seconds per round (default 6)")
+    parser.add_argument("--loadgen-arg", action="append", default=[],
+                        help="an extra argument for both load generators (repeatable), e.g. --loadgen-arg=--replay --loadgen-arg=16")
     parser.add_argument("--a-arg", action="append", default=[], help="an extra argument for A's server (repeatable)")
     parser.add_argument("--b-arg", action="append", default=[], help="an extra argument for B's server (repeatable)")
     parser.add_argument("--a-env", action="append", default=[], metavar="NAME=VALUE",
