@@ -480,8 +480,8 @@ public final class S3Client: Sendable {
                 request.headers = headers
                 if let body {
                     if streamed {
-                        let pieces = S3BodyPieces(body: body, pieceSize: Self.bodyPieceSize) { [inFlight] done in
-                            inFlight.moved(watched, waitingFor: done ? .answer : .body)
+                        let pieces = S3BodyPieces(body: body, pieceSize: Self.bodyPieceSize) { [inFlight, logger] done in
+                            inFlight.moved(watched, waitingFor: done ? .answer : .body, logger: logger)
                         }
                         request.body = .stream(pieces, length: .known(Int64(body.readableBytes)))
                     } else {
@@ -492,9 +492,9 @@ public final class S3Client: Sendable {
                 var collected = ByteBuffer()
                 do {
                     response = try await httpClient.execute(request, timeout: timeout)
-                    inFlight.moved(watched, waitingFor: .restOfAnswer)
+                    inFlight.moved(watched, waitingFor: .restOfAnswer, logger: logger)
                     for try await piece in response.body {
-                        inFlight.moved(watched, waitingFor: .restOfAnswer)
+                        inFlight.moved(watched, waitingFor: .restOfAnswer, logger: logger)
                         guard collected.readableBytes + piece.readableBytes <= maximumBodySize else {
                             throw S3Error(code: .invalidResponse, message: "the answer is larger than \(maximumBodySize) bytes",
                                 operation: operation, bucket: bucket, key: key, attempts: attempt)

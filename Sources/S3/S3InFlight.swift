@@ -31,7 +31,7 @@ public struct S3UnansweredRequest: Sendable, CustomStringConvertible {
         case restOfAnswer
     }
 
-    /// `PutObject lake/events/….parquet has had nothing from the store for 17 s (its answer; attempt 1 of 5, each given 30 s)`.
+    /// `PutObject lake/events/….parquet has had nothing from the store for 17 s (waiting for its answer; attempt 1 of 5, each given 30 s)`.
     public var description: String {
         let target = [bucket, key].compactMap { $0 }.joined(separator: "/")
         let what =
@@ -89,13 +89,23 @@ final class S3InFlight: Sendable {
         }
     }
 
-    /// The request moved (bytes went out or came in); it now waits for `waitingFor`.
-    func moved(_ id: UInt64, waitingFor: S3UnansweredRequest.Waiting) {
+    /// The request moved (bytes went out or came in); it now waits for `waitingFor`. One that was
+    /// said to be unanswered is not any more (logged, and no longer counted).
+    func moved(_ id: UInt64, waitingFor: S3UnansweredRequest.Waiting, logger: Logger) {
         let now = ContinuousClock.now
-        state.withLock { state in
+        let silence: (Entry, Duration)? = state.withLock { state in
+            guard let entry = state.entries[id] else { return nil }
             state.entries[id]?.lastMoved = now
             state.entries[id]?.waitingFor = waitingFor
+            guard entry.warned else { return nil }
+            state.entries[id]?.warned = false
+            return (entry, entry.lastMoved.duration(to: now))
         }
+        guard let (entry, silent) = silence else { return }
+        countUnanswered(-1)
+        logger.info(
+            "s3 request moving again after \(S3UnansweredRequest.seconds(silent)) s of silence",
+            metadata: ["operation": "\(entry.operation)", "bucket": "\(entry.bucket ?? "")", "key": "\(entry.key ?? "")", "attempt": "\(entry.attempt)"])
     }
 
     /// Forgets the request; returns its entry (whether it was said to be unanswered).
@@ -123,17 +133,20 @@ final class S3InFlight: Sendable {
             maximumAttempts: entry.maximumAttempts, silentFor: silentFor, deadline: entry.deadline, waitingFor: entry.waitingFor)
     }
 
-    /// Until cancelled: logs a warning once the request has been silent for `threshold` (once per
-    /// attempt). Sleeps until the earliest moment that can happen.
+    /// Until the request ends or the task is cancelled: logs a warning, and counts the request,
+    /// each time it has been silent for `threshold` (again after it moved and fell silent again).
+    /// Sleeps until the earliest moment that can happen.
     func watch(_ id: UInt64, threshold: Duration, logger: Logger) async {
         while !Task.isCancelled {
             let now = ContinuousClock.now
             let (report, wait): (S3UnansweredRequest?, Duration?) = state.withLock { state in
-                guard let entry = state.entries[id], !entry.warned else { return (nil, nil) }
+                guard let entry = state.entries[id] else { return (nil, nil) }
+                // Said already: it can fall silent again only after it moves, at least `threshold` on.
+                if entry.warned { return (nil, threshold) }
                 let silent = entry.lastMoved.duration(to: now)
                 if silent >= threshold {
                     state.entries[id]?.warned = true
-                    return (Self.report(entry, silentFor: silent), nil)
+                    return (Self.report(entry, silentFor: silent), threshold)
                 }
                 return (nil, threshold - silent)
             }
@@ -142,7 +155,6 @@ final class S3InFlight: Sendable {
                 logger.warning(
                     "s3 request unanswered: \(report); it goes on until its deadline",
                     metadata: ["operation": "\(report.operation)", "bucket": "\(report.bucket ?? "")", "key": "\(report.key ?? "")"])
-                return
             }
             guard let wait else { return }
             try? await Task.sleep(for: wait)

@@ -451,7 +451,9 @@ struct S3ClientTests {
             #expect(s3.unansweredRequests.isEmpty)
             #expect(gauge?.lastValue == 0)
             #expect(logs.count(containing: "s3 request unanswered: PutObject frozen/") == 2, "\(logs.all)")
-            #expect(logs.count(containing: "s3 request ended after the store was silent") == 2, "\(logs.all)")
+            // Each moved again once the store answered (the body taken, the answer come), before it ended.
+            #expect(logs.count(containing: "s3 request moving again after ") == 2, "\(logs.all)")
+            #expect(logs.count(containing: "s3 request ended after the store was silent") == 0, "\(logs.all)")
             #expect(try await s3.getObject(bucket: "frozen", key: "large.bin").bytes == large)
             #expect(try await s3.getObject(bucket: "frozen", key: "small.bin").bytes == small)
             // Requests that the store answers are not listed however long they run in all: a body
@@ -460,6 +462,26 @@ struct S3ClientTests {
             try await s3.putObject(bucket: "frozen", key: "again.bin", body: ByteBuffer(bytes: large))
             #expect(try await s3.getObject(bucket: "frozen", key: "again.bin").bytes == large)
             #expect(logs.count(containing: "unanswered") == beforeCount)
+
+            // A request that reaches its deadline still silent: said as it ends, and no longer counted.
+            var short = Self.client(weed, retry: .none, unansweredAfter: .seconds(1)).configuration
+            short.requestTimeout = .seconds(3)
+            let shortLogs = CapturedLogs()
+            let shortMetrics = TestMetrics()
+            let timing = S3Client(
+                configuration: short, logger: Logger(label: "s3-test") { _ in CapturingLogHandler(captured: shortLogs) },
+                metricsFactory: shortMetrics)
+            weed.pause()
+            do {
+                await #expect(throws: S3Error.self) {
+                    try await timing.putObject(bucket: "frozen", key: "late.bin", body: ByteBuffer(string: "late"))
+                }
+            }
+            weed.resume()
+            #expect(shortLogs.count(containing: "s3 request unanswered: PutObject frozen/late.bin") == 1, "\(shortLogs.all)")
+            #expect(shortLogs.count(containing: "s3 request ended after the store was silent") == 1, "\(shortLogs.all)")
+            #expect((try? shortMetrics.expectGauge("playhead_s3_requests_unanswered"))?.lastValue == 0)
+            #expect(timing.unansweredRequests.isEmpty)
         }
     }
 
