@@ -106,11 +106,7 @@ public final class S3Client: Sendable {
     ) {
         self.metricsFactory = metricsFactory
         inFlight = S3InFlight { count in
-            if let metricsFactory {
-                Gauge(label: "playhead_s3_requests_unanswered", factory: metricsFactory).record(count)
-            } else {
-                Gauge(label: "playhead_s3_requests_unanswered").record(count)
-            }
+            Gauge(label: "playhead_s3_requests_unanswered", factory: metricsFactory ?? MetricsSystem.factory).record(count)
         }
         self.configuration = configuration
         self.httpClient = httpClient
@@ -618,21 +614,17 @@ public final class S3Client: Sendable {
         return RequestTarget(hostHeader: hostHeader, path: path, url: url)
     }
 
+    /// Where metrics go: the client's factory, else the bootstrapped system's (read at each use, as
+    /// swift-metrics' own initialisers do).
+    var metrics: any MetricsFactory { metricsFactory ?? MetricsSystem.factory }
+
     func countRequest(operation: String, status: String) {
         let dimensions = [("operation", operation), ("status", status)]
-        if let metricsFactory {
-            Counter(label: "playhead_s3_requests_total", dimensions: dimensions, factory: metricsFactory).increment()
-        } else {
-            Counter(label: "playhead_s3_requests_total", dimensions: dimensions).increment()
-        }
+        Counter(label: "playhead_s3_requests_total", dimensions: dimensions, factory: metrics).increment()
     }
 
     func countRetry(operation: String) {
-        if let metricsFactory {
-            Counter(label: "playhead_s3_retries_total", dimensions: [("operation", operation)], factory: metricsFactory).increment()
-        } else {
-            Counter(label: "playhead_s3_retries_total", dimensions: [("operation", operation)]).increment()
-        }
+        Counter(label: "playhead_s3_retries_total", dimensions: [("operation", operation)], factory: metrics).increment()
     }
 
     static func milliseconds(_ duration: Duration) -> Int64 {
