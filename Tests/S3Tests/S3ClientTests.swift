@@ -411,15 +411,18 @@ struct S3ClientTests {
         try await Self.withSeaweed { weed in
             let logs = CapturedLogs()
             let metrics = TestMetrics()
-            let s3 = Self.client(weed, multipartThreshold: 64 << 20, unansweredAfter: .seconds(2), logs: logs, metrics: metrics)
+            // Larger than what the kernel and NIO can hold between us and a stopped peer, so that the
+            // store stops taking it: the largest TCP receive and send buffers, and 8 MiB more. (32 MiB
+            // fitted once: this machine lets a loopback receive buffer grow to 32 MiB.)
+            let largeSize = Self.maximumTCPBuffer("tcp_rmem") + Self.maximumTCPBuffer("tcp_wmem") + (8 << 20)
+            let s3 = Self.client(weed, multipartThreshold: largeSize + 1, unansweredAfter: .seconds(2), logs: logs, metrics: metrics)
             try await s3.createBucket("frozen")
             try await s3.putObject(bucket: "frozen", key: "before.txt", body: ByteBuffer(string: "before"))
             #expect(s3.unansweredRequests.isEmpty)
 
             weed.pause()
             let small = testBytes(1_000, seed: 31)
-            // Larger than the sockets' buffers can hold (a few MiB on loopback): the store stops taking it.
-            let large = testBytes(32 << 20, seed: 32)
+            let large = testBytes(largeSize, seed: 32)
             let uploads = Task {
                 async let one = s3.putObject(bucket: "frozen", key: "small.bin", body: ByteBuffer(bytes: small))
                 async let two = s3.putObject(bucket: "frozen", key: "large.bin", body: ByteBuffer(bytes: large))
@@ -483,6 +486,13 @@ struct S3ClientTests {
             #expect((try? shortMetrics.expectGauge("playhead_s3_requests_unanswered"))?.lastValue == 0)
             #expect(timing.unansweredRequests.isEmpty)
         }
+    }
+
+    /// The largest size the kernel lets a TCP socket buffer grow to (the last field of
+    /// /proc/sys/net/ipv4/`name`), or 32 MiB when it cannot be read.
+    static func maximumTCPBuffer(_ name: String) -> Int {
+        let text = (try? String(contentsOfFile: "/proc/sys/net/ipv4/\(name)", encoding: .utf8)) ?? ""
+        return text.split(whereSeparator: \.isWhitespace).last.flatMap { Int($0) } ?? (32 << 20)
     }
 
     @Test("a body is sent in pieces, each taken as the connection can take it, and the end of the body is said once")
