@@ -9,7 +9,8 @@ data folder, warms it up for 2 s, then starts a `playhead loadgen` run and, from
 /proc/<pid>/task/*/ of both processes, and the machine's idle and steal time from /proc/stat. Prints
 them per acknowledged request, by thread name (the log writer is `log-events`; the Swift concurrency
 pool's threads are `…oot.default-qos`). Build first:
-`swift build -c release --product playhead --product bare-nio-server`.
+`swift build -c release --static-swift-stdlib --product playhead` and the same with
+`--product bare-nio-server` (scripts/setup says why the flag).
 """
 import argparse
 import json

@@ -5,6 +5,7 @@
         [--a-arg=ARG ...] [--b-arg=ARG ...]
         [--a-env=NAME=VALUE ...] [--b-env=NAME=VALUE ...]
 
+`--command bare` compares two builds of the bare server instead (`bare-nio-server PORT`).
 One binary with different flags works too: what the metrics cost `ingest` is
 `side_by_side.py P P --command ingest --b-arg=--metrics --b-arg=off`, and what an allocator setting does
 is `side_by_side.py P P --b-env=GLIBC_TUNABLES=glibc.malloc.trim_threshold=1073741824`.
@@ -39,8 +40,11 @@ def one_round(binaries, args, first):
         for binary, extra, env in zip(binaries, (args.a_arg, args.b_arg), (args.a_env, args.b_env)):
             folder = tempfile.mkdtemp(prefix="side-by-side-")
             port = bench.free_port()
+            argv = [binary, args.command, "--port", str(port), "--data-dir", folder, "--log-level", "warning", *extra]
+            if args.command == "bare":
+                argv = [binary, str(port), *extra]
             servers.append(subprocess.Popen(
-                [binary, args.command, "--port", str(port), "--data-dir", folder, "--log-level", "warning", *extra],
+                argv,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 env={**os.environ, **dict(item.split("=", 1) for item in env)},
             ))
@@ -74,7 +78,8 @@ def main():
     parser.add_argument("a", help="the baseline build's playhead binary")
     parser.add_argument("b", help="the build to compare with it")
     parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--command", default="serve", choices=["serve", "ingest"])
+    parser.add_argument("--command", default="serve", choices=["serve", "ingest", "bare"],
+                        help="what A and B run; bare: A and B are builds of bare-nio-server (Benchmarks/BareNIOServer)")
     parser.add_argument("--batch", type=int, default=1, help="events per POST (default 1)")
     parser.add_argument("--connections", type=int, default=64, help="per load generator (default 64)")
     parser.add_argument("--duration", type=int, default=6, help="seconds per round (default 6)")
