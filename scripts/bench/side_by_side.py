@@ -40,9 +40,10 @@ def one_round(binaries, args, first):
         for binary, extra, env in zip(binaries, (args.a_arg, args.b_arg), (args.a_env, args.b_env)):
             folder = tempfile.mkdtemp(prefix="side-by-side-")
             port = bench.free_port()
-            argv = [binary, args.command, "--port", str(port), "--data-dir", folder, "--log-level", "warning", *extra]
             if args.command == "bare":
                 argv = [binary, str(port), *extra]
+            else:
+                argv = [binary, args.command, "--port", str(port), "--data-dir", folder, "--log-level", "warning", *extra]
             servers.append(subprocess.Popen(
                 argv,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
