@@ -18,10 +18,16 @@ public struct EventDecoder: Sendable {
     /// A body that is not valid JSON (format `.json`, or sniffed as one document) is rejected as a
     /// whole (index -1, `malformed_json`), and none of its events are accepted. In NDJSON every line
     /// stands alone.
+    ///
+    /// `clientAddress`: the address of the client that sent the body (`--fill-ip-address`). An
+    /// accepted event whose `ip_address` is `""` is stored with it instead, under the same IP policy.
+    /// Nil (the default): `ip_address` is stored as the event has it.
     public func decode<Sink: EventSink>(
-        _ body: UnsafeRawBufferPointer, format: EventBodyFormat, receivedAt: Int64, into sink: inout Sink
+        _ body: UnsafeRawBufferPointer, format: EventBodyFormat, receivedAt: Int64, clientAddress: String? = nil,
+        into sink: inout Sink
     ) -> DecodeOutcome {
         var parser = EventParser(configuration: configuration, body: body, receivedAt: receivedAt)
+        if let clientAddress, clientAddress.utf8.count <= 64 { parser.clientAddress = Array(clientAddress.utf8) }
         parser.run(format: format)
         return parser.emit(into: &sink)
     }
@@ -317,6 +323,9 @@ struct EventParser {
     var durationSeconds: Int64 = 0
     var currentTimestamp: Double = 0
     var sessionNull = false
+    /// What an empty `ip_address` is stored as (``EventDecoder/decode(_:format:receivedAt:clientAddress:into:)``):
+    /// empty when there is no such address, and then "" stays "".
+    var clientAddress: [UInt8] = []
     var error: FieldError?
     var eventStart = 0
 
@@ -1602,8 +1611,9 @@ struct EventParser {
     mutating func writeRecord(
         index: Int, eventBytes: Int, timestamp: Int64, eventTypeIndex: Int, contentTypeIndex: Int, version: StaticString
     ) {
-        // Unescaping never lengthens a string; 16 varints, the genre varints and the IP fit in the slack.
-        reserveOutput(eventBytes + 256 + 5 * genreCount)
+        // Unescaping never lengthens a string; 16 varints, the genre varints and the IP fit in the
+        // slack, and a client's address that replaces an empty `ip_address` is added to it.
+        reserveOutput(eventBytes + 256 + 5 * genreCount + clientAddress.count)
         let recordStart = outCount
         let hasSession = has(.sessionID)
         put(RecordBytes.version)
@@ -1669,6 +1679,10 @@ struct EventParser {
 
     mutating func putIP() {
         let span = spans[Field.ipAddress.rawValue]
+        if span.decodedCount == 0 && !clientAddress.isEmpty {
+            putClientIP()
+            return
+        }
         switch configuration.ipPolicy {
         case .keep:
             putString(span)
@@ -1681,6 +1695,23 @@ struct EventParser {
                 let n = raw.withUnsafeBufferPointer { r in
                     r.count > 64 || r.isEmpty ? 0 : IPTruncation.truncate(r.baseAddress!, r.count, into: buffer.baseAddress!)
                 }
+                put(UInt8(n))
+                putBytes(buffer.baseAddress!, n)
+            }
+        }
+    }
+
+    /// ``clientAddress`` (at most 64 bytes; `writeRecord` reserves room for it) under the IP policy.
+    mutating func putClientIP() {
+        switch configuration.ipPolicy {
+        case .keep:
+            put(UInt8(clientAddress.count))
+            clientAddress.withUnsafeBufferPointer { putBytes($0.baseAddress!, $0.count) }
+        case .drop:
+            put(0)
+        case .truncate:
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 64) { buffer in
+                let n = clientAddress.withUnsafeBufferPointer { IPTruncation.truncate($0.baseAddress!, $0.count, into: buffer.baseAddress!) }
                 put(UInt8(n))
                 putBytes(buffer.baseAddress!, n)
             }

@@ -28,16 +28,21 @@ public final class EventsEndpoint: Sendable {
     let metrics: IngestMetrics
     private let logger: Logger
     private let failures: PermanentFailures
+    /// Finds who sent a request, for events whose `ip_address` is `""` (`--fill-ip-address`); nil: off.
+    let clientAddresses: ClientAddressResolver?
 
     /// - Parameters:
     ///   - configuration: limits, keys and back-pressure settings.
     ///   - ipPolicy: what is stored of the sender's `ip_address`.
+    ///   - clientAddresses: when set, an event whose `ip_address` is `""` is stored with the address
+    ///     of the client that sent it (then the IP policy applies); nil: as sent.
     ///   - events: where accepted events go (topic `events`).
     ///   - rejected: where rejected events go, byte for byte with the reason (topic `rejected`).
     ///   - threadPool: runs gzip decoding off the event loops. The caller starts and stops it.
     public init(
         configuration: IngestConfiguration,
         ipPolicy: IPAddressPolicy = .keep,
+        clientAddresses: ClientAddressResolver? = nil,
         events: any LogProducer,
         rejected: any LogProducer,
         threadPool: NIOThreadPool,
@@ -59,6 +64,7 @@ public final class EventsEndpoint: Sendable {
         self.metrics = metrics
         self.logger = logger
         failures = PermanentFailures(logger: logger)
+        self.clientAddresses = clientAddresses
     }
 
     /// Body bytes being decoded or waiting for the log now.
@@ -140,6 +146,7 @@ public final class EventsEndpoint: Sendable {
         }
         let receivedAt = WallClock.micros()
         let format = Self.bodyFormat(request.head.headers) ?? .sniff
+        let client = clientAddresses?.clientAddress(peer: request.peer, headers: request.head.headers)
         if Self.contentEncoding(request.head.headers) == .gzip {
             let maxBodyBytes = configuration.maxBodyBytes
             let compressed = request.body
@@ -152,7 +159,7 @@ public final class EventsEndpoint: Sendable {
                 guard self.inFlightBytes.reserve(decoded, holding: wireBytes) else {
                     return eventLoop.makeSucceededFuture(self.overloaded())
                 }
-                return self.process(body, format: format, receivedAt: receivedAt, on: eventLoop, releasing: decoded)
+                return self.process(body, format: format, receivedAt: receivedAt, client: client, on: eventLoop, releasing: decoded)
             }.flatMapError { error in
                 guard let failure = error as? GzipFailure else { return eventLoop.makeFailedFuture(error) }
                 return self.gzipFailed(failure, raw: compressed, receivedAt: receivedAt, on: eventLoop)
@@ -160,7 +167,7 @@ public final class EventsEndpoint: Sendable {
         }
         // The bytes are released as the answer is made, not in a second callback on the future: a
         // future with two callbacks costs NIO four more allocations per request.
-        return process(request.body, format: format, receivedAt: receivedAt, on: eventLoop, releasing: wireBytes)
+        return process(request.body, format: format, receivedAt: receivedAt, client: client, on: eventLoop, releasing: wireBytes)
     }
 
     /// 503 `overloaded`: the bytes of requests being decoded or waiting for the log are at the budget.
@@ -287,12 +294,14 @@ public final class EventsEndpoint: Sendable {
     }
 
     /// Decodes, appends and answers; `wireBytes` of ``inFlightBytes`` are released when the answer is ready.
+    /// `client`: what an empty `ip_address` is stored as (nil: "" stays).
     private func process(
-        _ body: ByteBuffer, format: EventBodyFormat, receivedAt: Int64, on eventLoop: any EventLoop, releasing wireBytes: Int
+        _ body: ByteBuffer, format: EventBodyFormat, receivedAt: Int64, client: String?, on eventLoop: any EventLoop,
+        releasing wireBytes: Int
     ) -> EventLoopFuture<HTTPResponse> {
         var sink = BatchingSink(expectedBytes: body.readableBytes, keys: events.usesKeys)
         let outcome = body.withUnsafeReadableBytes { bytes in
-            decoder.decode(bytes, format: format, receivedAt: receivedAt, into: &sink)
+            decoder.decode(bytes, format: format, receivedAt: receivedAt, clientAddress: client, into: &sink)
         }
         rateLimiter?.consume(outcome.accepted)
 

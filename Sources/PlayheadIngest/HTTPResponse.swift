@@ -66,6 +66,8 @@ public struct HTTPRequest: Sendable {
     public var path: Substring
     /// The raw query string, without `?`; empty when there is none.
     public var query: Substring
+    /// The connection's peer, read only for an endpoint that needs it (`--fill-ip-address`); else nil.
+    public var peer: SocketAddress?
 
     init(head: HTTPRequestHead, body: ByteBuffer) {
         self.head = head

@@ -15,6 +15,8 @@ struct Router: Sendable {
     /// while `playhead_ingest_in_flight_bytes` read 0 (a probe).
     let receiving: InFlightBytes
     let retryAfterSeconds: Int
+    /// Whether requests carry their connection's peer address (``HTTPRequest/peer``).
+    let needsPeer: Bool
 
     init(events: EventsEndpoint?, routes: [HTTPRoute], cors: CORSPolicy, maxBodyBytes: Int, maxReceivingBytes: Int = 256 << 20, retryAfterSeconds: Int = 1) {
         self.events = events
@@ -26,6 +28,7 @@ struct Router: Sendable {
         self.maxBodyBytes = maxBodyBytes
         receiving = InFlightBytes(limit: maxReceivingBytes)
         self.retryAfterSeconds = retryAfterSeconds
+        needsPeer = events?.clientAddresses != nil
     }
 
     /// An answer that can be given from the head alone (before reading a body), or nil to read on.
@@ -497,7 +500,8 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
             case .receiving(let head, let body):
                 state = .responding
                 connectionGuard.requestReceived()
-                let request = HTTPRequest(head: head, body: body)
+                var request = HTTPRequest(head: head, body: body)
+                if router.needsPeer { request.peer = context.channel.remoteAddress }
                 inFlight.begin()
                 let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
                 router.respond(to: request, on: context.eventLoop).whenComplete { result in

@@ -180,6 +180,28 @@ struct IngestOptions: ParsableArguments {
     @Option(name: .long, help: "What is stored of ip_address: keep, truncate (IPv4 /24, IPv6 /48) or drop.")
     var ipPolicy: IPAddressPolicy = .keep
 
+    @Flag(name: .long, help: "Store the client's address in events whose ip_address is \"\" (browsers cannot know theirs): the connection's peer, or behind --trusted-proxy, the address the proxies received the request from. --ip-policy then applies. Default: off, ip_address is stored as sent.")
+    var fillIPAddress = false
+
+    @Option(name: .long, parsing: .singleValue, help: "A proxy or load balancer in front of the server, as an address or a CIDR range (10.0.0.0/8, 2001:db8::/32), whose X-Forwarded-For header --fill-ip-address believes: the client is the nearest address in it that is not a trusted proxy. Repeat, or separate with commas, for several. Default: none, X-Forwarded-For is ignored.")
+    var trustedProxy: [String] = []
+
+    /// How `--fill-ip-address` finds a request's client, nil when it is off.
+    func clientAddresses() throws -> ClientAddressResolver? {
+        let networks = try trustedProxy.flatMap { $0.split(separator: ",") }.map { entry in
+            do {
+                return try IPNetwork(parsing: entry.trimmingCharacters(in: .whitespaces))
+            } catch {
+                throw ValidationError("--trusted-proxy: \(error)")
+            }
+        }
+        if !fillIPAddress {
+            if !networks.isEmpty { throw ValidationError("--trusted-proxy is only read by --fill-ip-address, which is off: add --fill-ip-address, or drop --trusted-proxy") }
+            return nil
+        }
+        return ClientAddressResolver(trustedProxies: networks)
+    }
+
     /// The edge's settings. Reads `--write-key-file` (again: validate() read it first), and fails
     /// if it cannot: a server whose key file went missing must not start without keys.
     func configuration() throws -> IngestConfiguration {
@@ -211,6 +233,7 @@ struct IngestOptions: ParsableArguments {
             throw ValidationError("--write-key '\(key)' must be non-empty printable ASCII without spaces")
         }
         _ = try configuration()
+        _ = try clientAddresses()
     }
 
     /// A bearer token (RFC 6750) is visible ASCII; anything else no client could present.

@@ -47,9 +47,21 @@ struct PipelineParts {
     func ingestServer(options: IngestOptions, routes: [HTTPRoute]) throws -> (server: IngestServer, threadPool: NIOThreadPool) {
         let threadPool = NIOThreadPool(numberOfThreads: 2)
         let configuration = try options.configuration()
+        let clientAddresses = try options.clientAddresses()
+        if let clientAddresses {
+            let proxies = clientAddresses.trustedProxies.map(\.description).joined(separator: ",")
+            logger.info(
+                "events with an empty ip_address get their client's address",
+                metadata: [
+                    "ingest.trusted_proxies": "\(proxies.isEmpty ? "none (X-Forwarded-For ignored)" : proxies)",
+                    "ingest.ip_policy": "\(options.ipPolicy.rawValue)",
+                ]
+            )
+        }
         let endpoint = EventsEndpoint(
             configuration: configuration,
             ipPolicy: options.ipPolicy,
+            clientAddresses: clientAddresses,
             events: try log.producer(for: .events),
             rejected: try log.producer(for: .rejected),
             threadPool: threadPool,

@@ -327,6 +327,48 @@ struct IngestAPITests {
         withExtendedLifetime(directory) {}
     }
 
+    @Test("--fill-ip-address stores the client's address in events whose ip_address is empty: the peer, or behind --trusted-proxy the address in X-Forwarded-For; off, an empty ip_address stays empty")
+    func fillIPAddress() async throws {
+        func stored(_ server: PlayheadServer) async throws -> [String: String] {
+            var byID: [String: String] = [:]
+            for record in try await Fixtures.dump(server.dataDirectory) {
+                if let id = record["event_id"] as? String { byID[id] = record["ip_address"] as? String }
+            }
+            return byID
+        }
+        let forged = [("X-Forwarded-For", "203.0.113.9")]
+        // Off (the default): stored as sent, X-Forwarded-For ignored.
+        let (off, _) = try await Fixtures.server()
+        let plain = try await TestHTTP.postEvents(off, Fixtures.json(Fixtures.event("off", ["ip_address": ""])), headers: forged)
+        #expect(plain.status == 202)
+        #expect(try await stored(off) == ["off": ""])
+        // On, no trusted proxy: the peer (this test, on loopback), whatever X-Forwarded-For says;
+        // through every body path (JSON array, a beacon's text/plain, gzip).
+        let (peer, directory) = try await Fixtures.server(["--fill-ip-address"])
+        let array = Fixtures.json([Fixtures.event("empty", ["ip_address": ""]), Fixtures.event("sent", ["ip_address": "198.51.100.1"])])
+        #expect(try await TestHTTP.postEvents(peer, array, headers: forged).status == 202)
+        let beacon = try await TestHTTP.postEvents(peer, Fixtures.json(Fixtures.event("beacon", ["ip_address": ""])), contentType: "text/plain;charset=UTF-8")
+        #expect(beacon.status == 202)
+        let compressed = try await Self.gzip(Array(Fixtures.json(Fixtures.event("gzip", ["ip_address": ""])).utf8), directory: directory)
+        #expect(try await TestHTTP.postEvents(peer, compressed, headers: [("Content-Encoding", "gzip")]).status == 202)
+        #expect(try await stored(peer) == ["empty": "127.0.0.1", "sent": "198.51.100.1", "beacon": "127.0.0.1", "gzip": "127.0.0.1"])
+        // Behind trusted proxies, with the IP policy applied after: the nearest untrusted address.
+        let (proxied, _) = try await Fixtures.server(["--fill-ip-address", "--trusted-proxy", "127.0.0.0/8,10.0.0.0/8", "--ip-policy", "truncate"])
+        let chain = [("X-Forwarded-For", "192.0.2.1, 203.0.113.9"), ("X-Forwarded-For", "10.1.2.3")]
+        #expect(try await TestHTTP.postEvents(proxied, Fixtures.json(Fixtures.event("chain", ["ip_address": ""])), headers: chain).status == 202)
+        #expect(try await TestHTTP.postEvents(proxied, Fixtures.json(Fixtures.event("none", ["ip_address": ""]))).status == 202)
+        #expect(try await stored(proxied) == ["chain": "203.0.113.0", "none": "127.0.0.0"])
+        // Refused at start, naming the flag and why.
+        for (arguments, expected) in [
+            (["--trusted-proxy", "10.0.0.0/8"], "--trusted-proxy is only read by --fill-ip-address, which is off"),
+            (["--fill-ip-address", "--trusted-proxy", "10.0.0.1/8"], "--trusted-proxy: '10.0.0.1/8' has bits set past its /8: did you mean 10.0.0.0/8?"),
+            (["--fill-ip-address", "--trusted-proxy", "10.0.0.0/8, proxy.internal"], "--trusted-proxy: 'proxy.internal' is not an IP address or a CIDR range"),
+        ] {
+            let result = try await runCommand(TestEnvironment.playheadExecutable, ["serve", "--port", "0", "--data-dir", directory.appending("refused").path] + arguments)
+            #expect(result.status != 0 && result.stderr.contains(expected), "\(arguments): \(result.stderr)")
+        }
+    }
+
     @Test("429 past the rate limit, with a Retry-After of the seconds until the bucket refills (20 events taken at 5/s: 3 s)")
     func rateLimit() async throws {
         let (server, _) = try await Fixtures.server(["--rate-limit", "5"])

@@ -125,6 +125,51 @@ import PlayheadEvents
     }
 }
 
+@Suite struct ClientAddressFillTests {
+    func stored(_ ip: String, client: String?, _ policy: IPAddressPolicy = .keep) throws -> String? {
+        var config = EventDecoderConfiguration()
+        config.ipPolicy = policy
+        let (_, sink) = decode(event(["ip_address": ip]), format: .json, configuration: config, clientAddress: client)
+        return try sink.fields().first?.ipAddress
+    }
+
+    @Test("an empty ip_address is stored as the client's address; any other value, as sent")
+    func onlyEmptyIsFilled() throws {
+        #expect(try stored(#""""#, client: "203.0.113.77") == "203.0.113.77")
+        #expect(try stored(#""""#, client: "2001:db8::1") == "2001:db8::1")
+        #expect(try stored(#""""#, client: nil) == "")
+        #expect(try stored(#""198.51.100.1""#, client: "203.0.113.77") == "198.51.100.1")
+        #expect(try stored(#"" ""#, client: "203.0.113.77") == " ")
+        #expect(try stored(#""\u0030""#, client: "203.0.113.77") == "0")
+    }
+
+    @Test("the IP policy applies to the filled address as to a sent one")
+    func policyApplies() throws {
+        #expect(try stored(#""""#, client: "203.0.113.77", .truncate) == "203.0.113.0")
+        #expect(try stored(#""""#, client: "2001:db8:abcd:12::1", .truncate) == "2001:db8:abcd::")
+        #expect(try stored(#""""#, client: "203.0.113.77", .drop) == "")
+        #expect(try stored(#""198.51.100.9""#, client: "203.0.113.77", .truncate) == "198.51.100.0")
+    }
+
+    @Test("in a body of many events each empty one is filled; the rest of every record is unchanged; a rejected event keeps its bytes")
+    func manyEvents() throws {
+        let filled = event(["event_id": #""f""#, "ip_address": #""""#])
+        let kept = event(["event_id": #""k""#, "ip_address": #""10.0.0.1""#])
+        let bad = event(["event_id": #""x""#, "ip_address": #""""#, "title": "1"])
+        let body = "[\(filled),\(kept),\(bad),\(filled)]"
+        let (outcome, sink) = decode(body, format: .json, clientAddress: "192.0.2.1")
+        #expect(outcome.accepted == 3 && outcome.rejected == 1)
+        let fields = try sink.fields()
+        #expect(fields.map(\.ipAddress) == ["192.0.2.1", "10.0.0.1", "192.0.2.1"])
+        // Apart from ip_address, the same records as without the client's address.
+        let (_, plain) = decode(body, format: .json)
+        var expected = try plain.fields()
+        for k in [0, 2] { expected[k].ipAddress = "192.0.2.1" }
+        #expect(fields == expected)
+        #expect(String(decoding: sink.rejected[0].record, as: UTF8.self).contains(#""ip_address":"""#))
+    }
+}
+
 @Suite struct TimestampTests {
     func micros(_ s: String) -> Int64? { RFC3339.parseMicros(s) }
 

@@ -28,18 +28,22 @@ struct CollectingSink: EventSink {
 let testReceivedAt: Int64 = 1_700_000_000_123_456
 
 func decode(
-    _ body: [UInt8], format: EventBodyFormat = .sniff, configuration: EventDecoderConfiguration = .init()
+    _ body: [UInt8], format: EventBodyFormat = .sniff, configuration: EventDecoderConfiguration = .init(),
+    clientAddress: String? = nil
 ) -> (outcome: DecodeOutcome, sink: CollectingSink) {
     var sink = CollectingSink()
     let decoder = EventDecoder(configuration: configuration)
-    let outcome = body.withUnsafeBytes { decoder.decode($0, format: format, receivedAt: testReceivedAt, into: &sink) }
+    let outcome = body.withUnsafeBytes {
+        decoder.decode($0, format: format, receivedAt: testReceivedAt, clientAddress: clientAddress, into: &sink)
+    }
     return (outcome, sink)
 }
 
 func decode(
-    _ body: String, format: EventBodyFormat = .sniff, configuration: EventDecoderConfiguration = .init()
+    _ body: String, format: EventBodyFormat = .sniff, configuration: EventDecoderConfiguration = .init(),
+    clientAddress: String? = nil
 ) -> (outcome: DecodeOutcome, sink: CollectingSink) {
-    decode(Array(body.utf8), format: format, configuration: configuration)
+    decode(Array(body.utf8), format: format, configuration: configuration, clientAddress: clientAddress)
 }
 
 /// The members of a valid schema-1.0 event, as raw JSON fragments, in a fixed order.

@@ -1,0 +1,155 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import NIOCore
+import NIOHTTP1
+
+/// An IP address as its 16 bytes, an IPv4 address (and an IPv4-mapped IPv6 one, which a
+/// dual-stack socket reports for IPv4 peers) as `::ffff:a.b.c.d`.
+struct IPAddressBytes: Hashable, Sendable {
+    var bytes: [UInt8]
+
+    /// An address in text: dotted IPv4 or IPv6 (RFC 4291), as `inet_pton` reads them.
+    init?(_ text: some StringProtocol) {
+        var v4 = in_addr()
+        var v6 = in6_addr()
+        let string = String(text)
+        if inet_pton(AF_INET, string, &v4) == 1 {
+            bytes = Self.mapped(v4)
+        } else if inet_pton(AF_INET6, string, &v6) == 1 {
+            bytes = withUnsafeBytes(of: v6) { Array($0) }
+        } else {
+            return nil
+        }
+    }
+
+    /// A socket's address; nil for a Unix-domain socket.
+    init?(_ address: SocketAddress) {
+        switch address {
+        case .v4(let a): bytes = Self.mapped(a.address.sin_addr)
+        case .v6(let a): bytes = withUnsafeBytes(of: a.address.sin6_addr) { Array($0) }
+        case .unixDomainSocket: return nil
+        }
+    }
+
+    private static func mapped(_ address: in_addr) -> [UInt8] {
+        [UInt8](repeating: 0, count: 10) + [0xFF, 0xFF] + withUnsafeBytes(of: address.s_addr) { Array($0) }
+    }
+
+    /// Whether this is IPv4 (or IPv4-mapped IPv6).
+    var isIPv4: Bool { bytes[0..<10].allSatisfy { $0 == 0 } && bytes[10] == 0xFF && bytes[11] == 0xFF }
+
+    /// Dotted IPv4 for IPv4 and IPv4-mapped addresses, else IPv6 in RFC 5952's canonical text.
+    var text: String {
+        if isIPv4 { return bytes[12...].map { String($0) }.joined(separator: ".") }
+        var address = in6_addr()
+        withUnsafeMutableBytes(of: &address) { $0.copyBytes(from: bytes) }
+        var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+        guard inet_ntop(AF_INET6, &address, &buffer, socklen_t(buffer.count)) != nil else { return "" }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+/// An address range in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`), or one address.
+public struct IPNetwork: Sendable, Hashable, CustomStringConvertible {
+    let base: IPAddressBytes
+    /// Over the 16 bytes: an IPv4 /n is 96 + n.
+    let prefixBits: Int
+    public let description: String
+
+    /// Reads `address[/bits]`; the error says what is wrong, in words for a flag's user.
+    public init(parsing text: String) throws(IPNetworkError) {
+        let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let address = IPAddressBytes(parts[0]) else {
+            throw IPNetworkError("'\(text)' is not an IP address or a CIDR range (such as 10.0.0.0/8 or 2001:db8::/32)")
+        }
+        let width = address.isIPv4 && !parts[0].contains(":") ? 32 : 128
+        var bits = width
+        if parts.count == 2 {
+            guard parts[1].utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }), let n = Int(parts[1]), n <= width else {
+                throw IPNetworkError("'\(text)' has a prefix length that is not 0–\(width)")
+            }
+            bits = n
+        }
+        prefixBits = bits + (128 - width)
+        base = address
+        for bit in prefixBits..<128 where address.bytes[bit / 8] & (0x80 >> UInt8(bit % 8)) != 0 {
+            var masked = address
+            for b in prefixBits..<128 { masked.bytes[b / 8] &= ~(0x80 >> UInt8(b % 8)) }
+            throw IPNetworkError("'\(text)' has bits set past its /\(bits): did you mean \(masked.text)/\(bits)?")
+        }
+        description = parts.count == 2 ? "\(address.text)/\(bits)" : address.text
+    }
+
+    func contains(_ address: IPAddressBytes) -> Bool {
+        let whole = prefixBits / 8
+        if whole > 0 && address.bytes[0..<whole] != base.bytes[0..<whole] { return false }
+        let rest = prefixBits % 8
+        guard rest > 0 else { return true }
+        let mask: UInt8 = 0xFF << UInt8(8 - rest)
+        return address.bytes[whole] & mask == base.bytes[whole] & mask
+    }
+}
+
+public struct IPNetworkError: Error, CustomStringConvertible {
+    public var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Who sent a request, for `--fill-ip-address`: the connection's peer, or, when the peer is a
+/// trusted proxy, the address that the chain of trusted proxies in `X-Forwarded-For` received it
+/// from. A client can write any `X-Forwarded-For` it likes, so the header is read only from a
+/// trusted peer, and only as far back as the proxies are trusted.
+public struct ClientAddressResolver: Sendable {
+    public let trustedProxies: [IPNetwork]
+
+    public init(trustedProxies: [IPNetwork] = []) {
+        self.trustedProxies = trustedProxies
+    }
+
+    /// The client's address as text (dotted IPv4, IPv6 as RFC 5952 writes it), or nil when the
+    /// peer has no IP address.
+    ///
+    /// `X-Forwarded-For` (every such header, in order, comma-separated) is walked from its right
+    /// end, the address the nearest proxy saw, while the addresses are trusted; the first one that
+    /// is not trusted is the client. An entry that is not an address (`unknown`, garbage) ends the
+    /// walk, and the last trusted address walked is the client: nothing further left can be
+    /// believed. Entries may have a port (`203.0.113.7:5123`, `[2001:db8::1]:443`).
+    func clientAddress(peer: SocketAddress?, headers: HTTPHeaders) -> String? {
+        guard let peer, let peerBytes = IPAddressBytes(peer) else { return nil }
+        var client = peerBytes
+        guard isTrusted(client) else { return client.text }
+        let entries = headers[canonicalForm: "x-forwarded-for"]
+        for entry in entries.reversed() {
+            guard let address = Self.forwardedAddress(entry) else { break }
+            client = address
+            if !isTrusted(address) { break }
+        }
+        return client.text
+    }
+
+    private func isTrusted(_ address: IPAddressBytes) -> Bool {
+        trustedProxies.contains { $0.contains(address) }
+    }
+
+    /// One `X-Forwarded-For` entry: an address, bracketed IPv6, either with a port.
+    static func forwardedAddress(_ entry: Substring) -> IPAddressBytes? {
+        let text = Substring(String(entry).trimmed())
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else { return nil }
+            let after = text[text.index(after: close)...]
+            guard after.isEmpty || (after.hasPrefix(":") && isPort(after.dropFirst())) else { return nil }
+            let inside = text[text.index(after: text.startIndex)..<close]
+            return inside.contains(":") ? IPAddressBytes(inside) : nil
+        }
+        if let address = IPAddressBytes(text) { return address }
+        // IPv4 with a port: exactly one colon.
+        let pieces = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard pieces.count == 2, isPort(pieces[1]), let address = IPAddressBytes(pieces[0]), address.isIPv4 else { return nil }
+        return address
+    }
+
+    private static func isPort(_ text: Substring) -> Bool {
+        !text.isEmpty && text.count <= 5 && text.utf8.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
+    }
+}

@@ -1,0 +1,114 @@
+import NIOCore
+import NIOHTTP1
+import Testing
+
+@testable import PlayheadIngest
+
+@Suite("Client addresses (--fill-ip-address, --trusted-proxy)")
+struct ClientAddressTests {
+    func network(_ text: String) throws -> IPNetwork { try IPNetwork(parsing: text) }
+
+    func error(_ text: String) -> String? {
+        do {
+            _ = try IPNetwork(parsing: text)
+            return nil
+        } catch {
+            return error.description
+        }
+    }
+
+    func address(_ text: String) throws -> IPAddressBytes { try #require(IPAddressBytes(text)) }
+
+    @Test("CIDR ranges and single addresses, IPv4 and IPv6; the error names what is wrong")
+    func parsing() throws {
+        #expect(try network("10.0.0.0/8").description == "10.0.0.0/8")
+        #expect(try network("127.0.0.1").description == "127.0.0.1")
+        #expect(try network("2001:DB8::/32").description == "2001:db8::/32")
+        #expect(try network("0.0.0.0/0").description == "0.0.0.0/0")
+        #expect(try network("::/0").description == "::/0")
+        #expect(error("10.0.0.1/8") == "'10.0.0.1/8' has bits set past its /8: did you mean 10.0.0.0/8?")
+        #expect(error("2001:db8::1/32") == "'2001:db8::1/32' has bits set past its /32: did you mean 2001:db8::/32?")
+        #expect(error("10.0.0.0/33") == "'10.0.0.0/33' has a prefix length that is not 0–32")
+        #expect(error("::/129") == "'::/129' has a prefix length that is not 0–128")
+        for bad in ["10.0.0.0/", "10.0.0.0/+8", "10.0.0.0/ 8", "10.0.0.0/8/8"] {
+            #expect(error(bad)?.contains("prefix length") == true, "\(bad)")
+        }
+        for bad in ["", "banana", "10.0.0", "010.0.0.1", "10.0.0.256/8", "fe80::1%eth0", "[::1]", "10.0.0.1:80"] {
+            #expect(error(bad)?.contains("is not an IP address or a CIDR range") == true, "\(bad)")
+        }
+    }
+
+    @Test("a range holds the addresses of its prefix, IPv4 and IPv4-mapped alike, and no others")
+    func containment() throws {
+        let tenEight = try network("10.0.0.0/8")
+        #expect(tenEight.contains(try address("10.255.1.2")))
+        #expect(tenEight.contains(try address("::ffff:10.1.2.3")))
+        #expect(!tenEight.contains(try address("11.0.0.0")))
+        #expect(!tenEight.contains(try address("::a00:1")))  // IPv4-compatible, not mapped
+        let odd = try network("192.168.0.0/23")
+        #expect(odd.contains(try address("192.168.1.255")))
+        #expect(!odd.contains(try address("192.168.2.0")))
+        let host = try network("127.0.0.1")
+        #expect(host.contains(try address("127.0.0.1")))
+        #expect(!host.contains(try address("127.0.0.2")))
+        let v6 = try network("2001:db8::/33")
+        #expect(v6.contains(try address("2001:db8:7fff::1")))
+        #expect(!v6.contains(try address("2001:db8:8000::1")))
+        #expect(!v6.contains(try address("10.0.0.1")))
+        #expect(try network("0.0.0.0/0").contains(try address("203.0.113.5")))
+        #expect(!(try network("0.0.0.0/0")).contains(try address("2001:db8::1")))
+        #expect(try network("::/0").contains(try address("203.0.113.5")))
+    }
+
+    func client(_ peer: String, _ forwarded: [String] = [], trusted: [String] = []) throws -> String? {
+        let resolver = ClientAddressResolver(trustedProxies: try trusted.map(network))
+        var headers = HTTPHeaders()
+        for value in forwarded { headers.add(name: "X-Forwarded-For", value: value) }
+        return resolver.clientAddress(peer: try SocketAddress(ipAddress: peer, port: 40000), headers: headers)
+    }
+
+    @Test("without trusted proxies the client is the peer, and X-Forwarded-For (which any client can write) is ignored")
+    func peerOnly() throws {
+        #expect(try client("198.51.100.7") == "198.51.100.7")
+        #expect(try client("198.51.100.7", ["203.0.113.9"]) == "198.51.100.7")
+        #expect(try client("2001:DB8:0:0::1") == "2001:db8::1")
+        // A dual-stack socket reports IPv4 peers mapped: stored as plain IPv4.
+        #expect(try client("::ffff:192.0.2.33") == "192.0.2.33")
+        #expect(try client("198.51.100.7", ["203.0.113.9"], trusted: ["10.0.0.0/8"]) == "198.51.100.7")
+        let unix = try SocketAddress(unixDomainSocketPath: "/tmp/playhead-test.sock")
+        #expect(ClientAddressResolver().clientAddress(peer: unix, headers: HTTPHeaders()) == nil)
+        #expect(ClientAddressResolver().clientAddress(peer: nil, headers: HTTPHeaders()) == nil)
+    }
+
+    @Test("behind trusted proxies the client is the nearest untrusted address in X-Forwarded-For, over several headers")
+    func behindProxies() throws {
+        let trusted = ["127.0.0.1", "10.0.0.0/8"]
+        #expect(try client("127.0.0.1", ["203.0.113.9"], trusted: trusted) == "203.0.113.9")
+        // A client's own (forged) entries sit left of the one the first proxy added: not reached.
+        #expect(try client("127.0.0.1", ["1.1.1.1, 203.0.113.9, 10.1.2.3"], trusted: trusted) == "203.0.113.9")
+        #expect(try client("127.0.0.1", ["1.1.1.1", "203.0.113.9", "10.1.2.3"], trusted: trusted) == "203.0.113.9")
+        #expect(try client("127.0.0.1", [" 203.0.113.9 ,\t10.1.2.3 "], trusted: trusted) == "203.0.113.9")
+        // Every entry trusted: the farthest one.
+        #expect(try client("127.0.0.1", ["10.0.0.3, 10.0.0.2"], trusted: trusted) == "10.0.0.3")
+        // No header: the trusted peer itself.
+        #expect(try client("127.0.0.1", trusted: trusted) == "127.0.0.1")
+        // Ports and brackets.
+        #expect(try client("127.0.0.1", ["203.0.113.9:5123"], trusted: trusted) == "203.0.113.9")
+        #expect(try client("127.0.0.1", ["[2001:db8::1]:443"], trusted: trusted) == "2001:db8::1")
+        #expect(try client("127.0.0.1", ["[2001:DB8::2]"], trusted: trusted) == "2001:db8::2")
+        #expect(try client("127.0.0.1", ["2001:db8::3"], trusted: trusted) == "2001:db8::3")
+        #expect(try client("127.0.0.1", ["::ffff:203.0.113.4"], trusted: trusted) == "203.0.113.4")
+        // IPv6 proxies.
+        #expect(try client("2001:db8::10", ["203.0.113.9, 2001:db8::11"], trusted: ["2001:db8::/64"]) == "203.0.113.9")
+    }
+
+    @Test("an entry that is not an address ends the walk at the last trusted address before it")
+    func malformedEntries() throws {
+        let trusted = ["127.0.0.1", "10.0.0.0/8"]
+        #expect(try client("127.0.0.1", ["unknown"], trusted: trusted) == "127.0.0.1")
+        #expect(try client("127.0.0.1", ["203.0.113.9, unknown, 10.0.0.5"], trusted: trusted) == "10.0.0.5")
+        for bad in ["", "203.0.113.9:", "203.0.113.9:http", "[2001:db8::1", "[203.0.113.9]", "2001:db8::1:443:", "1.2.3.4:5:6", "203.0.113.9:123456"] {
+            #expect(try client("127.0.0.1", ["198.51.100.1, \(bad)"], trusted: trusted) == "127.0.0.1", "\(bad)")
+        }
+    }
+}
