@@ -27,7 +27,7 @@ public struct EventDecoder: Sendable {
         into sink: inout Sink
     ) -> DecodeOutcome {
         var parser = EventParser(configuration: configuration, body: body, receivedAt: receivedAt)
-        if let clientAddress, clientAddress.utf8.count <= 64 { parser.clientAddress = Array(clientAddress.utf8) }
+        if let clientAddress, clientAddress.utf8.count <= 64 { parser.clientAddress = clientAddress }
         parser.run(format: format)
         return parser.emit(into: &sink)
     }
@@ -325,7 +325,7 @@ struct EventParser {
     var sessionNull = false
     /// What an empty `ip_address` is stored as (``EventDecoder/decode(_:format:receivedAt:clientAddress:into:)``):
     /// empty when there is no such address, and then "" stays "".
-    var clientAddress: [UInt8] = []
+    var clientAddress = ""
     var error: FieldError?
     var eventStart = 0
 
@@ -1613,7 +1613,7 @@ struct EventParser {
     ) {
         // Unescaping never lengthens a string; 16 varints, the genre varints and the IP fit in the
         // slack, and a client's address that replaces an empty `ip_address` is added to it.
-        reserveOutput(eventBytes + 256 + 5 * genreCount + clientAddress.count)
+        reserveOutput(eventBytes + 256 + 5 * genreCount + clientAddress.utf8.count)
         let recordStart = outCount
         let hasSession = has(.sessionID)
         put(RecordBytes.version)
@@ -1705,13 +1705,17 @@ struct EventParser {
     mutating func putClientIP() {
         switch configuration.ipPolicy {
         case .keep:
-            put(UInt8(clientAddress.count))
-            clientAddress.withUnsafeBufferPointer { putBytes($0.baseAddress!, $0.count) }
+            var text = clientAddress
+            text.withUTF8 { bytes in
+                put(UInt8(bytes.count))
+                putBytes(bytes.baseAddress!, bytes.count)
+            }
         case .drop:
             put(0)
         case .truncate:
             withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 64) { buffer in
-                let n = clientAddress.withUnsafeBufferPointer { IPTruncation.truncate($0.baseAddress!, $0.count, into: buffer.baseAddress!) }
+                var text = clientAddress
+                let n = text.withUTF8 { IPTruncation.truncate($0.baseAddress!, $0.count, into: buffer.baseAddress!) }
                 put(UInt8(n))
                 putBytes(buffer.baseAddress!, n)
             }

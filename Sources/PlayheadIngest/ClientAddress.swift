@@ -96,6 +96,14 @@ public struct IPNetworkError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
+/// A connection's peer: its address, as text, and whether it is a trusted proxy.
+struct ClientPeer: Sendable {
+    /// Nil for a peer without an IP address (a Unix-domain socket).
+    var address: IPAddressBytes?
+    var text: String?
+    var trusted: Bool
+}
+
 /// Who sent a request, for `--fill-ip-address`: the connection's peer, or, when the peer is a
 /// trusted proxy, the address that the chain of trusted proxies in `X-Forwarded-For` received it
 /// from. A client can write any `X-Forwarded-For` it likes, so the header is read only from a
@@ -107,18 +115,27 @@ public struct ClientAddressResolver: Sendable {
         self.trustedProxies = trustedProxies
     }
 
+    /// What a connection's requests need of its peer, worked out once per connection.
+    func peer(_ address: SocketAddress?) -> ClientPeer {
+        guard let address, let bytes = IPAddressBytes(address) else { return ClientPeer(address: nil, text: nil, trusted: false) }
+        return ClientPeer(address: bytes, text: bytes.text, trusted: isTrusted(bytes))
+    }
+
+    /// ``clientAddress(peer:headers:)`` for a peer given as a socket address.
+    func clientAddress(peer: SocketAddress?, headers: HTTPHeaders) -> String? {
+        clientAddress(peer: self.peer(peer), headers: headers)
+    }
+
     /// The client's address as text (dotted IPv4, IPv6 as RFC 5952 writes it), or nil when the
-    /// peer has no IP address.
+    /// peer has no IP address. From an untrusted peer, its own text, with no work per request.
     ///
     /// `X-Forwarded-For` (every such header, in order, comma-separated) is walked from its right
     /// end, the address the nearest proxy saw, while the addresses are trusted; the first one that
     /// is not trusted is the client. An entry that is not an address (`unknown`, garbage) ends the
     /// walk, and the last trusted address walked is the client: nothing further left can be
     /// believed. Entries may have a port (`203.0.113.7:5123`, `[2001:db8::1]:443`).
-    func clientAddress(peer: SocketAddress?, headers: HTTPHeaders) -> String? {
-        guard let peer, let peerBytes = IPAddressBytes(peer) else { return nil }
-        var client = peerBytes
-        guard isTrusted(client) else { return client.text }
+    func clientAddress(peer: ClientPeer, headers: HTTPHeaders) -> String? {
+        guard peer.trusted, var client = peer.address else { return peer.text }
         let entries = headers[canonicalForm: "x-forwarded-for"]
         for entry in entries.reversed() {
             guard let address = Self.forwardedAddress(entry) else { break }

@@ -146,7 +146,7 @@ public final class EventsEndpoint: Sendable {
         }
         let receivedAt = WallClock.micros()
         let format = Self.bodyFormat(request.head.headers) ?? .sniff
-        let client = clientAddresses?.clientAddress(peer: request.peer, headers: request.head.headers)
+        let client = request.peer.flatMap { clientAddresses?.clientAddress(peer: $0, headers: request.head.headers) }
         if Self.contentEncoding(request.head.headers) == .gzip {
             let maxBodyBytes = configuration.maxBodyBytes
             let compressed = request.body

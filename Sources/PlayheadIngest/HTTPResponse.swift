@@ -67,7 +67,7 @@ public struct HTTPRequest: Sendable {
     /// The raw query string, without `?`; empty when there is none.
     public var query: Substring
     /// The connection's peer, read only for an endpoint that needs it (`--fill-ip-address`); else nil.
-    public var peer: SocketAddress?
+    var peer: ClientPeer?
 
     init(head: HTTPRequestHead, body: ByteBuffer) {
         self.head = head

@@ -15,8 +15,6 @@ struct Router: Sendable {
     /// while `playhead_ingest_in_flight_bytes` read 0 (a probe).
     let receiving: InFlightBytes
     let retryAfterSeconds: Int
-    /// Whether requests carry their connection's peer address (``HTTPRequest/peer``).
-    let needsPeer: Bool
 
     init(events: EventsEndpoint?, routes: [HTTPRoute], cors: CORSPolicy, maxBodyBytes: Int, maxReceivingBytes: Int = 256 << 20, retryAfterSeconds: Int = 1) {
         self.events = events
@@ -28,7 +26,6 @@ struct Router: Sendable {
         self.maxBodyBytes = maxBodyBytes
         receiving = InFlightBytes(limit: maxReceivingBytes)
         self.retryAfterSeconds = retryAfterSeconds
-        needsPeer = events?.clientAddresses != nil
     }
 
     /// An answer that can be given from the head alone (before reading a body), or nil to read on.
@@ -199,6 +196,8 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Bytes of the body being received, reserved in ``Router/receiving``; released when the body is
     /// whole (the endpoint then reserves what it decodes), refused, or the connection goes away.
     private var reservedBodyBytes = 0
+    /// The connection's peer as `--fill-ip-address` needs it: looked up at its first request.
+    private var peer: ClientPeer?
 
     private func releaseBodyBytes() {
         if reservedBodyBytes > 0 {
@@ -501,7 +500,10 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 state = .responding
                 connectionGuard.requestReceived()
                 var request = HTTPRequest(head: head, body: body)
-                if router.needsPeer { request.peer = context.channel.remoteAddress }
+                if let resolver = router.events?.clientAddresses {
+                    if peer == nil { peer = resolver.peer(context.channel.remoteAddress) }
+                    request.peer = peer
+                }
                 inFlight.begin()
                 let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
                 router.respond(to: request, on: context.eventLoop).whenComplete { result in
