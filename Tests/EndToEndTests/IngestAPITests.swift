@@ -577,10 +577,10 @@ struct IngestAPITests {
         }
     }
 
-    @Test("CORS in a real browser: fetch (preflighted JSON, NDJSON, gzip, partial acceptance) and sendBeacon from an allowed origin; another origin is blocked")
+    @Test("CORS in a real browser: fetch (preflighted JSON, NDJSON, gzip, partial acceptance) and sendBeacon (its empty ip_address filled by --fill-ip-address) from an allowed origin; another origin is blocked")
     func corsInBrowser() async throws {
         let pagePort = try TestNetwork.freePort()
-        let (server, _) = try await Fixtures.server(["--cors-origin", "http://127.0.0.1:\(pagePort)", "--write-key", "browser-key"])
+        let (server, _) = try await Fixtures.server(["--cors-origin", "http://127.0.0.1:\(pagePort)", "--write-key", "browser-key", "--fill-ip-address"])
         let script = TestEnvironment.repoRoot.appendingPathComponent("Tests/Scripts/browser_ingest_check.py").path
         let result = try await runCommand(
             TestEnvironment.python, [script, String(pagePort), server.baseURL, "browser-key"],
@@ -602,6 +602,12 @@ struct IngestAPITests {
         let notStored = Set(try #require(report["not_stored"] as? [String]))
         #expect(notStored.isDisjoint(with: stored))
         #expect(stored.count == expected.count)
+        // The beacon sent ip_address "" (a page cannot know its address): stored as the browser's
+        // address as the server saw it; the other events' own addresses are kept.
+        let addresses = try await Fixtures.dump(server.dataDirectory).map { ($0["event_id"] as? String ?? "", $0["ip_address"] as? String ?? "") }
+        let beacon = try #require(report["beacon_id"] as? String)
+        #expect(addresses.filter { $0.0 == beacon }.map(\.1) == ["127.0.0.1"], "\(addresses)")
+        #expect(addresses.filter { $0.0 != beacon }.allSatisfy { $0.1 == "203.0.113.7" }, "\(addresses)")
     }
 
     @Test("health, readiness, OpenAPI, 404 and 405")

@@ -71,7 +71,8 @@ async function run() {
       {"Content-Type": "application/json", "Content-Encoding": "gzip"});
     r.partial = await post(JSON.stringify([event(config.ids.partial), event(config.ids.invalid, {event_type: "rewind"})]),
       {"Content-Type": "application/json"});
-    const beacon = new Blob([JSON.stringify(event(config.ids.beacon))], {type: "text/plain"});
+    // A page cannot know its public address: it sends "" and the server fills it in (--fill-ip-address).
+    const beacon = new Blob([JSON.stringify(event(config.ids.beacon, {ip_address: ""}))], {type: "text/plain"});
     r.beacon = navigator.sendBeacon(config.ingest + "/v1/events?write_key=" + encodeURIComponent(config.key), beacon);
   } else {
     r.refused = await post(JSON.stringify(event(config.ids.refused)), {"Content-Type": "application/json"});
@@ -170,7 +171,7 @@ def main():
     problems = check(allowed, refused, ids)
     stored = [ids["json"], *ids["ndjson"], ids["gzip"], ids["partial"], ids["beacon"]]
     print(json.dumps({"ok": not problems, "problems": problems, "allowed": allowed, "refused": refused,
-                      "stored": stored, "not_stored": [ids["invalid"], ids["refused"], ids["beacon_other"], ids["nocors_other"]], "browser_log": browser_log}))
+                      "stored": stored, "beacon_id": ids["beacon"], "not_stored": [ids["invalid"], ids["refused"], ids["beacon_other"], ids["nocors_other"]], "browser_log": browser_log}))
     sys.exit(0 if not problems else 1)
 
 
