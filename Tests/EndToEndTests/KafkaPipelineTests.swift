@@ -286,7 +286,7 @@ struct KafkaPipelineTests {
         }
     }
 
-    @Test("one log per lake, on Kafka too: store refuses at start a lake the embedded log wrote, or another topic, naming it, and writes nothing; serve refuses a lake a topic wrote; the topic's events go to a lake of its own")
+    @Test("one log per lake, on Kafka too: store refuses at start a lake the embedded log wrote, or another topic, naming it, and writes nothing; serve refuses a lake a topic wrote; the topic's events go to a lake of its own (one with ip_address \"\", filled by ingest's --fill-ip-address)")
     func oneLogPerLakeOnKafka() async throws {
         try await withBroker("kafka-claim") { tansu, directory, processes in
             // A lake `serve` wrote from its embedded log: its state is at offset 10 of partition 0.
@@ -296,9 +296,11 @@ struct KafkaPipelineTests {
             #expect(try await TestHTTP.postEvents(serve, Fixtures.json((0..<10).map { Fixtures.event("embedded-\($0)") })).status == 202)
             #expect(await serve.stop() == 0)
             let log = "kafka://\(tansu.bootstrap)/claim-events?partitions=1"
-            let ingest = try await readyIngest(log, directory: directory, name: "claim-ingest")
+            let ingest = try await readyIngest(log, directory: directory, name: "claim-ingest", arguments: ["--fill-ip-address"])
             processes.append(ingest)
-            #expect(try await TestHTTP.postEvents(ingest, Fixtures.json((0..<5).map { Fixtures.event("kafka-\($0)") })).status == 202)
+            // One event as a browser sends it, ip_address "": filled by ingest before it goes to Kafka.
+            let sent = (0..<5).map { Fixtures.event("kafka-\($0)", $0 == 0 ? ["ip_address": ""] : [:]) }
+            #expect(try await TestHTTP.postEvents(ingest, Fixtures.json(sent)).status == 202)
             func store(_ log: String, lake: String) async throws -> CommandResult {
                 try await runCommand(
                     TestEnvironment.playheadExecutable,
@@ -319,6 +321,8 @@ struct KafkaPipelineTests {
                 let rows = (try? await duck("SELECT count(*) FROM read_parquet('{lake}/events/**/*.parquet') WHERE event_id LIKE 'kafka-%'", lake: kafkaLake)) ?? []
                 return rows.first?.first as? Int == 5
             }
+            let addresses = try await duck("SELECT event_id, ip_address FROM read_parquet('{lake}/events/**/*.parquet') ORDER BY event_id", lake: kafkaLake)
+            #expect(addresses.map { "\($0[0]) \($0[1])" } == ["kafka-0 127.0.0.1"] + (1..<5).map { "kafka-\($0) 192.168.1.1" }, "\(addresses)")
             #expect(await writer.stop() == 0, "\(writer.process.stderr.suffix(2000))")
             let claim = try String(contentsOfFile: "\(kafkaLake)/_playhead/log.json", encoding: .utf8)
             #expect(claim.contains(#""log_id":"kafka:claim-events""#), "\(claim)")
@@ -445,9 +449,9 @@ struct KafkaPipelineTests {
     }
 
     /// `playhead ingest` on `log`, once its `/readyz` says the topics exist.
-    private func readyIngest(_ log: String, directory: TemporaryDirectory, name: String) async throws -> PlayheadServer {
+    private func readyIngest(_ log: String, directory: TemporaryDirectory, name: String, arguments: [String] = []) async throws -> PlayheadServer {
         let ingest = try await PlayheadServer(
-            command: "ingest", dataDirectory: directory.appending(name).path, arguments: ["--log", log], name: "kafka-\(name)")
+            command: "ingest", dataDirectory: directory.appending(name).path, arguments: ["--log", log] + arguments, name: "kafka-\(name)")
         try await eventually(timeout: .seconds(60), "\(name) ready (topics created)") {
             (try? await TestHTTP.request("\(ingest.baseURL)/readyz").status) == 200
         }
