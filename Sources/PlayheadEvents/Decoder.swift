@@ -1679,46 +1679,36 @@ struct EventParser {
 
     mutating func putIP() {
         let span = spans[Field.ipAddress.rawValue]
-        if span.decodedCount == 0 && !clientAddress.isEmpty {
-            putClientIP()
-            return
-        }
+        // An empty `ip_address` with the client's address to stand for it (`--fill-ip-address`).
+        let filled = span.decodedCount == 0 && !clientAddress.isEmpty
         switch configuration.ipPolicy {
-        case .keep:
-            putString(span)
-        case .drop:
-            put(0)
-        case .truncate:
-            var raw: [UInt8] = []
-            Self.appendUnescaped(p, span, to: &raw)
-            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 64) { buffer in
-                let n = raw.withUnsafeBufferPointer { r in
-                    r.count > 64 || r.isEmpty ? 0 : IPTruncation.truncate(r.baseAddress!, r.count, into: buffer.baseAddress!)
-                }
-                put(UInt8(n))
-                putBytes(buffer.baseAddress!, n)
-            }
-        }
-    }
-
-    /// ``clientAddress`` (at most 64 bytes; `writeRecord` reserves room for it) under the IP policy.
-    mutating func putClientIP() {
-        switch configuration.ipPolicy {
-        case .keep:
+        case .keep where filled:
             var text = clientAddress
             text.withUTF8 { bytes in
                 put(UInt8(bytes.count))
                 putBytes(bytes.baseAddress!, bytes.count)
             }
+        case .keep:
+            putString(span)
         case .drop:
             put(0)
+        case .truncate where filled:
+            var text = clientAddress
+            text.withUTF8 { putTruncatedIP($0) }
         case .truncate:
-            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 64) { buffer in
-                var text = clientAddress
-                let n = text.withUTF8 { IPTruncation.truncate($0.baseAddress!, $0.count, into: buffer.baseAddress!) }
-                put(UInt8(n))
-                putBytes(buffer.baseAddress!, n)
-            }
+            var raw: [UInt8] = []
+            Self.appendUnescaped(p, span, to: &raw)
+            raw.withUnsafeBufferPointer { putTruncatedIP($0) }
+        }
+    }
+
+    /// The truncated form of the address `raw`, with its length: "" when `raw` is empty, longer
+    /// than 64 bytes, or not an IP address.
+    mutating func putTruncatedIP(_ raw: UnsafeBufferPointer<UInt8>) {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 64) { buffer in
+            let n = raw.count > 64 || raw.isEmpty ? 0 : IPTruncation.truncate(raw.baseAddress!, raw.count, into: buffer.baseAddress!)
+            put(UInt8(n))
+            putBytes(buffer.baseAddress!, n)
         }
     }
 

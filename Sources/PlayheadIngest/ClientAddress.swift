@@ -121,11 +121,6 @@ public struct ClientAddressResolver: Sendable {
         return ClientPeer(address: bytes, text: bytes.text, trusted: isTrusted(bytes))
     }
 
-    /// ``clientAddress(peer:headers:)`` for a peer given as a socket address.
-    func clientAddress(peer: SocketAddress?, headers: HTTPHeaders) -> String? {
-        clientAddress(peer: self.peer(peer), headers: headers)
-    }
-
     /// The client's address as text (dotted IPv4, IPv6 as RFC 5952 writes it), or nil when the
     /// peer has no IP address. From an untrusted peer, its own text, with no work per request.
     ///

@@ -77,12 +77,17 @@ import PlayheadEvents
     }
 }
 
+/// The `ip_address` stored for an event whose `ip_address` is the JSON value `json`.
+func storedIPAddress(json: String, policy: IPAddressPolicy, client: String? = nil) throws -> String? {
+    var config = EventDecoderConfiguration()
+    config.ipPolicy = policy
+    let (_, sink) = decode(event(["ip_address": json]), format: .json, configuration: config, clientAddress: client)
+    return try sink.fields().first?.ipAddress
+}
+
 @Suite struct IPPolicyTests {
     func stored(_ ip: String, _ policy: IPAddressPolicy) throws -> String? {
-        var config = EventDecoderConfiguration()
-        config.ipPolicy = policy
-        let (_, sink) = decode(event(["ip_address": "\"\(ip)\""]), format: .json, configuration: config)
-        return try sink.fields().first?.ipAddress
+        try storedIPAddress(json: "\"\(ip)\"", policy: policy)
     }
 
     @Test func keep() throws {
@@ -127,10 +132,7 @@ import PlayheadEvents
 
 @Suite struct ClientAddressFillTests {
     func stored(_ ip: String, client: String?, _ policy: IPAddressPolicy = .keep) throws -> String? {
-        var config = EventDecoderConfiguration()
-        config.ipPolicy = policy
-        let (_, sink) = decode(event(["ip_address": ip]), format: .json, configuration: config, clientAddress: client)
-        return try sink.fields().first?.ipAddress
+        try storedIPAddress(json: ip, policy: policy, client: client)
     }
 
     @Test("an empty ip_address is stored as the client's address; any other value, as sent")

@@ -112,3 +112,11 @@ struct ClientAddressTests {
         }
     }
 }
+
+extension ClientAddressResolver {
+    /// ``clientAddress(peer:headers:)`` for a peer given as a socket address, as one request of a
+    /// new connection.
+    fileprivate func clientAddress(peer: SocketAddress?, headers: HTTPHeaders) -> String? {
+        clientAddress(peer: self.peer(peer), headers: headers)
+    }
+}
