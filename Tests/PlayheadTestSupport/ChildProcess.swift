@@ -11,9 +11,14 @@ public final class ChildProcess: @unchecked Sendable {
     private let process: Process
     private let stdoutHandle: FileHandle
     private let stderrHandle: FileHandle
+    /// The process's own folder (its `TMPDIR`, and its output unless `logDirectory` was given);
+    /// removed on release.
+    private let scratch: TemporaryDirectory
 
-    /// Starts `executable` with `arguments`. Output goes to files in `logDirectory` (a new temporary
-    /// folder by default) named after `name`.
+    /// Starts `executable` with `arguments`. Output goes to files named after `name`, in
+    /// `logDirectory` (kept), or by default in a new temporary folder that is removed with this value
+    /// (kept with `PLAYHEAD_KEEP_TEMP=1`). The process's `TMPDIR` is a folder in that one too, unless
+    /// `environment` sets it, so that what it leaves there (SeaweedFS's sockets) goes with it.
     public init(
         _ executable: String,
         _ arguments: [String] = [],
@@ -25,7 +30,8 @@ public final class ChildProcess: @unchecked Sendable {
         self.executable = executable
         self.arguments = arguments
         let label = name ?? URL(fileURLWithPath: executable).lastPathComponent
-        let directory = logDirectory ?? URL(fileURLWithPath: NSTemporaryDirectory())
+        scratch = try TemporaryDirectory(prefix: "child-\(label)")
+        let directory = logDirectory ?? scratch.url
         let unique = UUID().uuidString.prefix(8)
         stdoutURL = directory.appendingPathComponent("\(label)-\(unique).stdout.log")
         stderrURL = directory.appendingPathComponent("\(label)-\(unique).stderr.log")
@@ -36,9 +42,7 @@ public final class ChildProcess: @unchecked Sendable {
         process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
-        var env = ProcessInfo.processInfo.environment
-        for (key, value) in environment { env[key] = value }
-        process.environment = env
+        process.environment = try scratch.environment(ProcessInfo.processInfo.environment, adding: environment)
         if let currentDirectory { process.currentDirectoryURL = currentDirectory }
         process.standardOutput = stdoutHandle
         process.standardError = stderrHandle
@@ -109,6 +113,21 @@ public final class ChildProcess: @unchecked Sendable {
         }
         try? stdoutHandle.close()
         try? stderrHandle.close()
+        // `scratch` is released after this, which removes its folder.
+    }
+}
+
+extension TemporaryDirectory {
+    /// `base` with `environment` laid over it, and `TMPDIR` set to a `tmp` folder in this one unless
+    /// `environment` sets it: what a child process leaves in its temporary folder (Chromium's
+    /// profile, SeaweedFS's sockets) is removed with this folder instead of piling up in /tmp.
+    func environment(_ base: [String: String], adding environment: [String: String]) throws -> [String: String] {
+        var result = base
+        let tmp = appending("tmp")
+        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+        result["TMPDIR"] = tmp.path
+        for (key, value) in environment { result[key] = value }
+        return result
     }
 }
 
@@ -130,10 +149,8 @@ public func runCommand(
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
-    var env = ProcessInfo.processInfo.environment
-    for (key, value) in environment { env[key] = value }
-    process.environment = env
     let directory = try TemporaryDirectory(prefix: "cmd")
+    process.environment = try directory.environment(ProcessInfo.processInfo.environment, adding: environment)
     let outURL = directory.appending("stdout")
     let errURL = directory.appending("stderr")
     _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)  // a failure shows in FileHandle below

@@ -217,6 +217,19 @@ public final class SeaweedFS: @unchecked Sendable {
         guard let process else { return }
         process.signal(SIGKILL)
         await process.waitForExit(timeout: .seconds(30))
+        removeSockets()
+    }
+
+    /// Removes the Unix sockets weed made for its ports. It puts them in /tmp whatever `TMPDIR` says
+    /// (`seaweedfs-master-grpc-<port>.sock` and the like, five of them without a flag to move them)
+    /// and leaves them there when killed, so every test run would leave a dozen behind.
+    private func removeSockets() {
+        let suffixes = Set(ports.values.map { "-\($0).sock" })
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? []
+        for name in names where name.hasPrefix("seaweedfs-") {
+            guard let dash = name.lastIndex(of: "-"), suffixes.contains(String(name[dash...])) else { continue }
+            try? FileManager.default.removeItem(atPath: "/tmp/" + name)
+        }
     }
 
     /// Freezes the server (SIGSTOP): connections are accepted by the kernel, nothing is answered.
@@ -232,7 +245,10 @@ public final class SeaweedFS: @unchecked Sendable {
     }
 
     deinit {
-        if let process = state.withLockedValue({ $0 }) { process.kill9() }
+        if let process = state.withLockedValue({ $0 }) {
+            process.kill9()
+            removeSockets()
+        }
     }
 
     // MARK: Ports
