@@ -449,8 +449,8 @@ public struct EventRecordView {
     public var extra: String? { extraBytes.map(makeString) }
 
     /// The event as one JSON object: the schema's fields in schema order (timestamps as ISO-8601 UTC
-    /// with microseconds), `session_id` when present, `schema_version`, `received_at`, then the
-    /// unknown fields from `extra` at top level, as sent.
+    /// with microseconds), `session_id` when present, `schema_version`, the unknown fields from
+    /// `extra` at top level, as sent, then `received_at`.
     public func appendJSON(to out: inout [UInt8]) {
         out.append(contentsOf: #"{"event_id":"#.utf8)
         JSONWriter.appendString(eventIDBytes, to: &out)
@@ -491,8 +491,6 @@ public struct EventRecordView {
         JSONWriter.appendString(eventSourceBytes, to: &out)
         out.append(contentsOf: #","schema_version":"#.utf8)
         JSONWriter.appendString(schemaVersionBytes, to: &out)
-        out.append(contentsOf: #","received_at":"#.utf8)
-        JSONWriter.appendTimestamp(receivedAtMicros, to: &out)
         if let extra = extraBytes {
             // `extra` is `{…}`; splice its members in unless it is empty.
             var i = 1
@@ -502,6 +500,11 @@ public struct EventRecordView {
                 out.append(contentsOf: UnsafeRawBufferPointer(rebasing: extra[1..<(extra.count - 1)]))
             }
         }
+        // After the unknown fields: a client that sent a `received_at` of its own (an unknown field
+        // to the schema) has it printed twice, and readers that keep a repeated key's last value
+        // (jq, Python's json, JavaScript) take the server's. Before 2026-12-05 they took the client's.
+        out.append(contentsOf: #","received_at":"#.utf8)
+        JSONWriter.appendTimestamp(receivedAtMicros, to: &out)
         out.append(UInt8(ascii: "}"))
     }
 }

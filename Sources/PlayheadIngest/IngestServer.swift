@@ -179,6 +179,7 @@ public final class IngestServer: Service, Sendable {
                 .bind(host: configuration.host, port: configuration.port)
                 .get()
         } catch {
+            let error = ListenError(host: configuration.host, port: configuration.port, error: error)
             logger.error("cannot listen", metadata: ["http.address": "\(configuration.host):\(configuration.port)", "error": "\(error)"])
             let waiters = addressWaiters.withLockedValue { waiters in defer { waiters = [] }; return waiters }
             for waiter in waiters { waiter.resume(throwing: error) }

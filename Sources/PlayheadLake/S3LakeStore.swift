@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOPosix
 import NIOCore
+import PlayheadLog
 import S3
 
 /// A lake in an S3 bucket under a prefix (`s3://bucket/prefix`). An object is durable and whole once
@@ -146,7 +147,7 @@ public enum LakeLocation: Sendable, Equatable {
     case folder(String)
     case s3(bucket: String, prefix: String)
 
-    /// Parses `file:<dir>`, `file://<dir>`, a plain path, or `s3://bucket[/prefix]`.
+    /// Parses `file:<dir>`, `file:///<dir>`, a plain path, or `s3://bucket[/prefix]`.
     public init(parsing text: String) throws {
         if text.hasPrefix("s3://") {
             let rest = text.dropFirst("s3://".count)
@@ -158,10 +159,8 @@ public enum LakeLocation: Sendable, Equatable {
                 throw LakeError(.invalidLocation, "'\(bucket)' is not a valid S3 bucket name (3-63 lower-case letters, digits, '-' or '.')")
             }
             self = .s3(bucket: String(bucket), prefix: parts.count > 1 ? String(parts[1]) : "")
-        } else if text.hasPrefix("file://") {
-            self = .folder(String(text.dropFirst("file://".count)))
-        } else if text.hasPrefix("file:") {
-            self = .folder(String(text.dropFirst("file:".count)))
+        } else if let folder = try Self.folder(text) {
+            self = .folder(folder)
         } else if text.contains("://") {
             throw LakeError(.invalidLocation, "'\(text)' is not a lake: use file:<dir> or s3://bucket/prefix")
         } else {
@@ -169,6 +168,14 @@ public enum LakeLocation: Sendable, Equatable {
         }
         if case .folder(let path) = self, path.isEmpty {
             throw LakeError(.invalidLocation, "file: needs a folder, e.g. file:./data/lake")
+        }
+    }
+
+    private static func folder(_ text: String) throws -> String? {
+        do {
+            return try FileLocation.folder(text)
+        } catch {
+            throw LakeError(.invalidLocation, error.description)
         }
     }
 }

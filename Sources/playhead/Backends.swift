@@ -44,10 +44,8 @@ struct OpenedLog {
             return OpenedLog(backend: log, service: log)
         }
         let directory: String
-        if location.hasPrefix("file://") {
-            directory = String(location.dropFirst("file://".count))
-        } else if location.hasPrefix("file:") {
-            directory = String(location.dropFirst("file:".count))
+        if let folder = try folder(location) {
+            directory = folder
         } else if let message = unsupportedScheme(location) {
             throw ValidationError(message)
         } else {
@@ -69,6 +67,14 @@ struct OpenedLog {
         let log = readOnly
             ? try EmbeddedLog.openReadOnly(configuration, logger: logger)
             : try EmbeddedLog.open(configuration, logger: logger)
+        if mustExist && log.isNeverWritten {
+            log.close()
+            let nested = directory + "/log"
+            let hint = FileManager.default.fileExists(atPath: nested + "/id")
+                ? "; it holds a log in \(nested): a --data-dir keeps its log in <dir>/log (--data-dir \(directory), or --log \(nested))"
+                : " (check --data-dir or --log; --follow waits for a writer)"
+            throw LogError(code: .invalidArgument, message: "no log at \(directory): the folder holds no log's id file and no segments\(hint)")
+        }
         if lakeWriter {
             do {
                 try log.lockForLakeWriter()
@@ -86,6 +92,15 @@ struct OpenedLog {
         guard let log = backend as? EmbeddedLog else { return { nil } }
         if let reason = log.waitingForWriter { logger.warning("\(reason)") }
         return { log.waitingForWriter }
+    }
+
+    /// The folder of a `file:` location, or nil for any other (``FileLocation/folder(_:)``).
+    static func folder(_ location: String) throws -> String? {
+        do {
+            return try FileLocation.folder(location)
+        } catch {
+            throw ValidationError("--log: \(error.description)")
+        }
     }
 
     /// Why `location` names no log Playhead knows (a scheme other than `file:` and `kafka://`), or nil.

@@ -20,8 +20,13 @@ struct LogDumpCommand: AsyncParsableCommand {
         abstract: "Print the log's records as NDJSON, one JSON object per line, on standard output.",
         discussion: """
             Safe while a server writes to the same log: it reads what is durable and commits nothing. \
+            A folder that holds no log (no id file, no segments) is an error, exit status 1, unless \
+            --follow, which waits for a writer and says so. \
             Accepted events print as the event's fields plus received_at and the log position \
-            (_partition, _offset); rejected ones as received_at, index (the event's place in its request, \
+            (_partition, _offset), these three last: an event that carried unknown fields of those \
+            names prints them too, before, so the key appears twice and readers that keep a repeated \
+            key's last value (jq, Python) read the server's (DuckDB's read_json refuses such a line); \
+            rejected ones as received_at, index (the event's place in its request, \
             request_index in the lake), reason, field, message, event_id and the bytes that were sent: \
             as text in raw, or in raw_base64 when they are not valid UTF-8. Without --follow it stops at \
             the end of the log (on Kafka, once every partition has reported its end); a log that shows \
@@ -69,7 +74,10 @@ struct LogDumpCommand: AsyncParsableCommand {
 
     func run() async throws {
         logging.bootstrap()
-        let log = try OpenedLog.open(storage.logLocation, readOnly: true, mustExist: !follow, waitsForLog: follow, logger: Logger(label: "playhead.log"))
+        let logger = Logger(label: "playhead.log")
+        let log = try OpenedLog.open(storage.logLocation, readOnly: true, mustExist: !follow, waitsForLog: follow, logger: logger)
+        // --follow on a folder no writer has made a log in waits, and says so (a typo waited silently).
+        if follow { _ = log.waitingForWriter(logger: logger) }
         let consumer = try log.backend.consumer(for: LogTopic(topic), group: nil)
         // Where to start: a seek, and a filter, since a Kafka reader sent past the end of a
         // partition starts again at its beginning (`auto.offset.reset`).

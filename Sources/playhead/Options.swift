@@ -10,7 +10,7 @@ struct LogLocationOptions: ParsableArguments {
     @Option(name: .long, help: "The data directory of the embedded defaults: the log in <data-dir>/log (and, for the commands that write the lake, the lake in <data-dir>/lake).")
     var dataDir: String = "./data"
 
-    @Option(name: .long, help: "The log: 'file:<dir>' (or a plain path) for the embedded log, or 'kafka://host:port[,host:port][/topic][?key=value...]' (events go to <topic>, rejected input to <topic>.rejected; default topics playhead.events and playhead.rejected; docs/kafka.md). Default: file:<data-dir>/log.")
+    @Option(name: .long, help: "The log: 'file:<dir>' (or a plain path; 'file:///abs/path' also works, 'file://<host>/…' is refused) for the embedded log, or 'kafka://host:port[,host:port][/topic][?key=value...]' (events go to <topic>, rejected input to <topic>.rejected; default topics playhead.events and playhead.rejected; docs/kafka.md). Default: file:<data-dir>/log.")
     var log: String?
 
     var logLocation: String { log ?? "file:\(dataDir)/log" }
@@ -18,6 +18,7 @@ struct LogLocationOptions: ParsableArguments {
     func validate() throws {
         // The scheme is checked here, so that a mistake gets this command's usage, not the top level's.
         if let log, let message = OpenedLog.unsupportedScheme(log) { throw ValidationError(message) }
+        if let log { _ = try OpenedLog.folder(log) }
     }
 }
 
@@ -55,7 +56,7 @@ struct LogWriterOptions: ParsableArguments {
 /// Where the lake lives, for the commands that write it (`serve`, `store`, `import`). Its default
 /// folder is under the command's `--data-dir`.
 struct LakeLocationOptions: ParsableArguments {
-    @Option(name: .long, help: "The lake: 'file:<dir>' (or a plain path) or 's3://bucket/prefix'. Default: file:<data-dir>/lake.")
+    @Option(name: .long, help: "The lake: 'file:<dir>' (or a plain path; 'file:///abs/path' also works, 'file://<host>/…' is refused) or 's3://bucket/prefix'. Default: file:<data-dir>/lake.")
     var lake: String?
 
     @Option(name: .long, help: "The S3 endpoint URL for an s3:// lake, e.g. http://127.0.0.1:8333 (SeaweedFS, MinIO). Default: AWS for the region. Credentials come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN.")
@@ -120,9 +121,12 @@ struct ServerOptions: ParsableArguments {
     @Option(name: .long, parsing: .unconditional, help: "The most connections open at once; past it new clients wait (in the listen queue) until one closes. Default: three quarters of the file descriptors left when the server starts (the open-files limit, which it raises to its hard limit, less those it holds then), keeping the rest for the log and the lake.")
     var maxConnections: Int?
 
-    /// Raises the open-files limit and refuses one too low for the event loops (``OpenFiles/require(threads:command:)``).
-    func requireOpenFiles(command: String) throws {
+    /// What is checked before anything is opened: raises the open-files limit and refuses one too
+    /// low for the event loops (``OpenFiles/require(threads:command:)``), and refuses an address that
+    /// cannot be bound now (``ListenAddress/check(host:port:)``).
+    func checkBeforeStart(command: String) throws {
         try OpenFiles.require(threads: configuration.eventLoopThreads, command: command)
+        try ListenAddress.check(host: host, port: port)
     }
 
     var configuration: IngestConfiguration {

@@ -28,7 +28,7 @@ struct ServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         Allocator.configureForService()
-        try ingest.server.requireOpenFiles(command: "serve")
+        try ingest.server.checkBeforeStart(command: "serve")
         logging.bootstrap()
         let logger = Logger(label: "playhead.serve")
         let telemetry = Telemetry.bootstrap(metrics.metrics == .on)
@@ -66,7 +66,7 @@ struct IngestCommand: AsyncParsableCommand {
 
     func run() async throws {
         Allocator.configureForService()
-        try ingest.server.requireOpenFiles(command: "ingest")
+        try ingest.server.checkBeforeStart(command: "ingest")
         logging.bootstrap()
         let logger = Logger(label: "playhead.ingest")
         let telemetry = Telemetry.bootstrap(metrics.metrics == .on)

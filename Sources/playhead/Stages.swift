@@ -129,7 +129,7 @@ struct StoreCommand: AsyncParsableCommand {
 
     func run() async throws {
         Allocator.configureForService()
-        try http.requireOpenFiles(command: "store")
+        try http.checkBeforeStart(command: "store")
         logging.bootstrap()
         let logger = Logger(label: "playhead.store")
         let telemetry = Telemetry.bootstrap(metrics.metrics == .on)
@@ -163,7 +163,7 @@ struct ObserveCommand: AsyncParsableCommand {
 
     func run() async throws {
         Allocator.configureForService()
-        try http.requireOpenFiles(command: "observe")
+        try http.checkBeforeStart(command: "observe")
         logging.bootstrap()
         let logger = Logger(label: "playhead.observe")
         let telemetry = Telemetry.bootstrap(true)

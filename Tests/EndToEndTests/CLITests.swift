@@ -122,6 +122,73 @@ struct CLITests {
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []).isEmpty)
     }
 
+    @Test("file://<host>/… is refused for --log and --lake, naming both folders it may have meant; file:/// and file://localhost/ are absolute paths")
+    func fileLocationsWithAHost() async throws {
+        let directory = try TemporaryDirectory(prefix: "fileurl")
+        func run(_ arguments: [String]) async throws -> CommandResult {
+            // From inside `directory`, where a relative folder would be made.
+            try await runCommand(
+                "/bin/sh", ["-c", "cd \"$1\" && shift && exec \"$@\"", "sh", directory.path, TestEnvironment.playheadExecutable] + arguments,
+                timeout: .seconds(30))
+        }
+        for (flag, command) in [("--log", "ingest"), ("--lake", "serve")] {
+            let result = try await run([command, "--port", "0", flag, "file://data/x"])
+            #expect(result.status == 64, "\(flag): \(result.stderr)")
+            #expect(result.stderr.contains("\(flag): 'file://data/x' names the host 'data': a folder is file:data/x (relative to the working directory) or file:///data/x (absolute)"), "\(result.stderr)")
+            #expect(result.stderr.contains("Usage: playhead \(command)"), "this command's usage: \(result.stderr)")
+        }
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []).isEmpty, "nothing made")
+        // The URL forms of an absolute path: an import into file:///… and a dump of file://localhost/….
+        let input = directory.appending("one.ndjson").path
+        try (Fixtures.json(Fixtures.event("url-1")) + "\n").write(toFile: input, atomically: false, encoding: .utf8)
+        let lake = directory.appending("abs-lake").path
+        let imported = try await run(["import", "--lake", "file://" + lake, input])
+        #expect(imported.status == 0, "\(imported.stderr)")
+        #expect(FileManager.default.fileExists(atPath: lake + "/events"), "\(imported.stderr)")
+        let dump = try await run(["log", "dump", "--log", "file://localhost" + directory.appending("no-log").path])
+        #expect(dump.status == 1 && dump.stderr.contains("no log at \(directory.appending("no-log").path)"), "\(dump.stderr)")
+    }
+
+    @Test("log dump refuses a folder that holds no log (a --data-dir given as --log: it printed nothing and exited 0), pointing at <dir>/log when that is one; --follow says it waits")
+    func dumpOfAFolderThatIsNoLog() async throws {
+        let (server, _) = try await Fixtures.server()
+        defer { withExtendedLifetime(server) {} }
+        let response = try await TestHTTP.postEvents(server, Fixtures.json(Fixtures.event("dump-1")))
+        #expect(response.status == 202)
+        let dataDirectory = server.dataDirectory
+        let wrong = try await runCommand(TestEnvironment.playheadExecutable, ["log", "dump", "--log", dataDirectory])
+        #expect(wrong.status == 1 && wrong.stdout.isEmpty, "\(wrong.stderr)")
+        #expect(wrong.stderr.contains("no log at \(dataDirectory): the folder holds no log's id file and no segments; it holds a log in \(dataDirectory)/log"), "\(wrong.stderr)")
+        let right = try await runCommand(TestEnvironment.playheadExecutable, ["log", "dump", "--log", dataDirectory + "/log"])
+        #expect(right.status == 0 && right.stdout.contains("dump-1"), "\(right.stderr)")
+        let empty = try TemporaryDirectory(prefix: "not-a-log")
+        let none = try await runCommand(TestEnvironment.playheadExecutable, ["log", "dump", "--log", empty.path])
+        #expect(none.status == 1 && none.stderr.contains("no log at \(empty.path): the folder holds no log's id file and no segments (check --data-dir or --log"), "\(none.stderr)")
+        let follow = try ChildProcess(TestEnvironment.playheadExecutable, ["log", "dump", "--follow", "--data-dir", empty.appending("typo").path])
+        let line = try await follow.waitForOutput(containing: "no log has been written at", timeout: .seconds(20))
+        #expect(line.contains("waiting for a writer"), "\(line)")
+        follow.kill9()
+        await server.stop()
+    }
+
+    @Test("a port in use is refused before the log and the lake are made, in words: which address, why, what to do")
+    func portInUse() async throws {
+        let (server, _) = try await Fixtures.server()
+        defer { withExtendedLifetime(server) {} }
+        let directory = try TemporaryDirectory(prefix: "port")
+        for command in ["serve", "ingest", "store", "observe"] {
+            let data = directory.appending(command).path
+            let result = try await runCommand(TestEnvironment.playheadExecutable, [command, "--port", "\(server.port)", "--data-dir", data], timeout: .seconds(30))
+            #expect(result.status == 1, "\(command): \(result.stderr)")
+            #expect(result.stderr.contains("Error: cannot listen on 127.0.0.1:\(server.port): Address already in use (another process holds this port: stop it, or choose another with --port)"), "\(command): \(result.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: data), "\(command) made \(data) before it failed")
+        }
+        let host = try await runCommand(TestEnvironment.playheadExecutable, ["ingest", "--host", "192.0.2.1", "--port", "0", "--data-dir", directory.appending("h").path], timeout: .seconds(30))
+        // Port 0 is not checked at start: the server's own bind fails, with the same words.
+        #expect(host.status == 1 && host.stderr.contains("cannot listen on 192.0.2.1:0: Cannot assign requested address (--host is not an address of this machine)"), "\(host.stderr)")
+        await server.stop()
+    }
+
     @Test("runtime errors are errors, not usage mistakes: a lake folder that cannot be made, a directory given to import")
     func runtimeErrors() async throws {
         let directory = try TemporaryDirectory(prefix: "cli")

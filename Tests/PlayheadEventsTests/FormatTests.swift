@@ -221,6 +221,21 @@ func storedIPAddress(json: String, policy: IPAddressPolicy, client: String? = ni
             #expect(String(decoding: json, as: UTF8.self).contains(#""current_timestamp":\#(printed),"#), "\(position)")
         }
     }
+
+    /// An unknown field named `received_at` is printed, and the server's `received_at` after it, so
+    /// that a reader keeping a repeated key's last value (Foundation's, jq, Python) reads the server's.
+    @Test func serversReceivedAtComesLast() throws {
+        let (o, sink) = decode(event([:], appending: [("received_at", #""2000-01-01T00:00:00Z""#), ("app", "1")]), format: .json)
+        #expect(o.accepted == 1, "\(o.errors)")
+        var json: [UInt8] = []
+        try sink.accepted[0].record.withUnsafeBytes { try EventRecordView($0).appendJSON(to: &json) }
+        let text = String(decoding: json, as: UTF8.self)
+        #expect(text.contains(#""received_at":"2000-01-01T00:00:00Z""#), "the client's field is kept: \(text)")
+        #expect(text.hasSuffix(#","received_at":"2023-11-14T22:13:20.123456Z"}"#), "\(text)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(json)) as? [String: Any])
+        #expect(object["received_at"] as? String == "2023-11-14T22:13:20.123456Z")
+        #expect(object["app"] as? Int == 1)
+    }
 }
 
 @Suite struct UnicodeTests {

@@ -149,6 +149,17 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
         return "no log has been written at \(configuration.directory) yet: waiting for a writer (`playhead ingest` with this --data-dir or --log); check the path"
     }
 
+    /// Whether no writer has ever written at this log's directory: no `id` file and no topic with a
+    /// segment. A folder that is not a log (a `--data-dir` given as `--log`): `log dump` printed
+    /// nothing there and exited 0, as for an empty log (until 2026-12-05).
+    public var isNeverWritten: Bool {
+        let root = configuration.directory
+        guard Files.existingLogIdentity(root) == nil else { return false }
+        return !Self.topicNames(root).contains { topic in
+            ((try? FileManager.default.contentsOfDirectory(atPath: root + "/" + topic)) ?? []).contains { $0.hasSuffix(".log") }
+        }
+    }
+
     private static func normalized(_ directory: String) -> String {
         var directory = directory
         while directory.count > 1 && directory.hasSuffix("/") { directory.removeLast() }
