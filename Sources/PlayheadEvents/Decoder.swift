@@ -558,14 +558,24 @@ struct EventParser {
                     rejectEvent(index: index, start: s, end: e, eventID: nil, field: nil, reason: .notAnObject, message: "an event must be a JSON object")
                 }
             } catch {
+                // The line's number (blank lines count, as in an editor; `index` does not count them)
+                // and where it starts: the error's byte is the body's, which a client with one bad
+                // line among thousands had to map to a line itself.
                 rejectEvent(
                     index: index, start: s, end: e, eventID: nil, field: nil, reason: .malformedJSON,
-                    message: "the line is not valid JSON: \(error.message)"
+                    message: "line \(lineNumber(of: s)) is not valid JSON: \(error.message) (the line starts at byte \(s))"
                 )
             }
         }
         end = bodyEnd
         if !sawEvent { rejectBody(.emptyBody, "the body holds no event") }
+    }
+
+    /// The 1-based number of the NDJSON line holding byte `offset` (only on the error path).
+    func lineNumber(of offset: Int) -> Int {
+        var count = 1
+        for i in contentStart..<offset where p[i] == UInt8(ascii: "\n") { count += 1 }
+        return count
     }
 
     // MARK: Lexing

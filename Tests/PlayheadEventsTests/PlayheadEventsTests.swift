@@ -342,6 +342,18 @@ import PlayheadEvents
         #expect(o3.errors.map(\.reason) == [.notAnObject])
     }
 
+    @Test("a malformed NDJSON line is named by its line number (blank lines count), with where it starts")
+    func malformedLineNumber() {
+        let body = "{\"a\":1}\n\n{\"event_id\":\"x\", NOPE}\n\(event())\r\n  {"
+        let (o, _) = decode(body, format: .ndjson)
+        #expect(o.accepted == 1)
+        #expect(o.errors.map(\.index) == [0, 1, 3], "\(o.errors)")
+        #expect(o.errors.map(\.reason) == [.missingField, .malformedJSON, .malformedJSON], "\(o.errors)")
+        #expect(o.errors[1].message == "line 3 is not valid JSON: expected a key at byte 26 (the line starts at byte 9)", "\(o.errors[1])")
+        let last = body.utf8.count - 1
+        #expect(o.errors[2].message.hasPrefix("line 5 is not valid JSON: ") && o.errors[2].message.hasSuffix("(the line starts at byte \(last))"), "\(o.errors[2])")
+    }
+
     @Test("a UTF-8 byte order mark at the start of the body is skipped; anywhere else it is an error")
     func byteOrderMark() {
         let bom = "\u{FEFF}"
