@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import PlayheadEvents
 import PlayheadIngest
+import PlayheadKafka
 import PlayheadLake
 import PlayheadLog
 
@@ -19,6 +20,14 @@ struct LogLocationOptions: ParsableArguments {
         // The scheme is checked here, so that a mistake gets this command's usage, not the top level's.
         if let log, let message = OpenedLog.unsupportedScheme(log) { throw ValidationError(message) }
         if let log { _ = try OpenedLog.folder(log) }
+        // A Kafka URL that cannot be parsed is a usage mistake too (it was exit status 1, without usage).
+        if let log, log.hasPrefix("kafka://") {
+            do {
+                _ = try KafkaLogConfiguration(url: log)
+            } catch {
+                throw ValidationError("--log: \(error.message)")
+            }
+        }
     }
 }
 

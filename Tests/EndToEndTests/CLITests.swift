@@ -171,6 +171,17 @@ struct CLITests {
         await server.stop()
     }
 
+    @Test("a Kafka URL that cannot be parsed is a usage mistake: this command's usage, exit status 64", arguments: [
+        ("kafka://", "--log: bad Kafka URL kafka://: no broker address"),
+        ("kafka://h:9092/t?bogus=1", "--log: bad Kafka URL kafka://h:9092/t?bogus=1: unknown parameter 'bogus'"),
+    ])
+    func badKafkaURL(location: String, message: String) async throws {
+        for command in ["ingest", "observe"] {
+            let result = try await runCommand(TestEnvironment.playheadExecutable, [command, "--port", "0", "--log", location], timeout: .seconds(30))
+            #expect(result.status == 64 && result.stderr.contains(message) && result.stderr.contains("Usage: playhead \(command)"), "\(command): \(result.stderr)")
+        }
+    }
+
     @Test("a port in use is refused before the log and the lake are made, in words: which address, why, what to do")
     func portInUse() async throws {
         let (server, _) = try await Fixtures.server()
