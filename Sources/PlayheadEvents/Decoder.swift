@@ -520,7 +520,9 @@ struct EventParser {
         var lineStart = contentStart
         let bodyEnd = body.count
         var sawEvent = false
+        var line = 0  // the line's number, blank lines included (for a malformed line's message)
         while lineStart < bodyEnd {
+            line += 1
             let lineEnd = newline(from: lineStart, to: bodyEnd)
             var s = lineStart
             var e = lineEnd
@@ -563,19 +565,12 @@ struct EventParser {
                 // line among thousands had to map to a line itself.
                 rejectEvent(
                     index: index, start: s, end: e, eventID: nil, field: nil, reason: .malformedJSON,
-                    message: "line \(lineNumber(of: s)) is not valid JSON: \(error.message) (the line starts at byte \(s))"
+                    message: "line \(line) is not valid JSON: \(error.message) (the line starts at byte \(s))"
                 )
             }
         }
         end = bodyEnd
         if !sawEvent { rejectBody(.emptyBody, "the body holds no event") }
-    }
-
-    /// The 1-based number of the NDJSON line holding byte `offset` (only on the error path).
-    func lineNumber(of offset: Int) -> Int {
-        var count = 1
-        for i in contentStart..<offset where p[i] == UInt8(ascii: "\n") { count += 1 }
-        return count
     }
 
     // MARK: Lexing
