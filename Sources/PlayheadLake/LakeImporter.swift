@@ -570,7 +570,7 @@ struct ImportState: @unchecked Sendable {
                 var renumbered: [UInt8] = []
                 RejectedRecordEncoder.encode(
                     receivedAt: view.receivedAtMicros, index: Int32(clamping: base + error.index), reason: error.reason,
-                    field: error.field, message: ImportPiece.shiftingBytePositions(in: error.message, by: piece.byteBase),
+                    field: error.field, message: ImportPiece.fileMessage(error.message, byteBase: piece.byteBase),
                     eventID: error.eventID, raw: view.raw, into: &renumbered
                 )
                 renumbered.withUnsafeBytes { rejectedRecords.append(offset: Int64(base + error.index), $0) }
@@ -749,6 +749,18 @@ final class ImportPiece: @unchecked Sendable {
     /// Space, tab, CR or LF: what blank lines, and JSON between its tokens, are made of.
     static func isBlankByte(_ byte: UInt8) -> Bool {
         byte == 0x20 || byte == 0x09 || byte == 0x0D || byte == 0x0A
+    }
+
+    /// A decoder's message as it reads for the file: byte positions from the file's start, and
+    /// without the line number the decoder gives a malformed line ("line N is not valid JSON"),
+    /// which counts from the chunk's first line (lines are not counted across chunks: the byte
+    /// where the line starts, which the message gives, finds it in the file).
+    static func fileMessage(_ message: String, byteBase: Int) -> String {
+        var message = message
+        if message.hasPrefix("line "), let end = message.range(of: " is not valid JSON: ") {
+            message = "the line" + message[end.lowerBound...]
+        }
+        return shiftingBytePositions(in: message, by: byteBase)
     }
 
     /// `message` with every "at byte N" moved on by `base` (the decoder counts from the chunk).
