@@ -17,22 +17,18 @@ public struct ListenError: Error, Sendable, CustomStringConvertible {
             self.init(description: "cannot listen on \(address): \(error)")
             return
         }
-        self.init(address: address, errno: ioError.errnoCode)
-    }
-
-    private init(description: String) { self.description = description }
-
-    init(address: String, errno code: CInt) {
-        let reason = String(cString: strerror(code))
+        let code = ioError.errnoCode
         let hint: String
         switch code {
         case EADDRINUSE: hint = "another process holds this port: stop it, or choose another with --port"
-        case EACCES: hint = "ports below 1024 need privileges: choose another with --port"
+        case EACCES where port < 1024: hint = "ports below 1024 need privileges: choose another with --port"
         case EADDRNOTAVAIL: hint = "--host is not an address of this machine"
         default: hint = "errno \(code)"
         }
-        description = "cannot listen on \(address): \(reason) (\(hint))"
+        self.init(description: "cannot listen on \(address): \(String(cString: strerror(code))) (\(hint))")
     }
+
+    private init(description: String) { self.description = description }
 }
 
 /// Checks at start, before the log and the lake are opened, that the HTTP server's address can be
