@@ -113,24 +113,23 @@ struct CLITests {
     ])
     func unknownLogSchemes(location: String) async throws {
         let directory = try TemporaryDirectory(prefix: "scheme")
-        // From inside `directory`, where a relative path would be made.
-        let result = try await runCommand(
-            "/bin/sh", ["-c", "cd \"$1\" && exec \"$2\" ingest --port 0 --log \"$3\"", "sh", directory.path, TestEnvironment.playheadExecutable, location],
-            timeout: .seconds(30))
+        let result = try await runPlayhead(in: directory, ["ingest", "--port", "0", "--log", location])
         #expect(result.status == 64 && result.stderr.contains("--log must be file:<dir>, a plain path, or kafka://host:port/topic"), "\(location): \(result.stderr)")
         // It once made a folder named `kafka:127.0.0.1:9092` and took events into it.
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []).isEmpty)
     }
 
+    /// `playhead` run from inside `directory`, where a relative path would be made.
+    private func runPlayhead(in directory: TemporaryDirectory, _ arguments: [String]) async throws -> CommandResult {
+        try await runCommand(
+            "/bin/sh", ["-c", "cd \"$1\" && shift && exec \"$@\"", "sh", directory.path, TestEnvironment.playheadExecutable] + arguments,
+            timeout: .seconds(30))
+    }
+
     @Test("file://<host>/… is refused for --log and --lake, naming both folders it may have meant; file:/// and file://localhost/ are absolute paths")
     func fileLocationsWithAHost() async throws {
         let directory = try TemporaryDirectory(prefix: "fileurl")
-        func run(_ arguments: [String]) async throws -> CommandResult {
-            // From inside `directory`, where a relative folder would be made.
-            try await runCommand(
-                "/bin/sh", ["-c", "cd \"$1\" && shift && exec \"$@\"", "sh", directory.path, TestEnvironment.playheadExecutable] + arguments,
-                timeout: .seconds(30))
-        }
+        func run(_ arguments: [String]) async throws -> CommandResult { try await runPlayhead(in: directory, arguments) }
         for (flag, command) in [("--log", "ingest"), ("--lake", "serve")] {
             let result = try await run([command, "--port", "0", flag, "file://data/x"])
             #expect(result.status == 64, "\(flag): \(result.stderr)")

@@ -18,7 +18,8 @@ public final class ChildProcess: @unchecked Sendable {
     /// Starts `executable` with `arguments`. Output goes to files named after `name`, in
     /// `logDirectory` (kept), or by default in a new temporary folder that is removed with this value
     /// (kept with `PLAYHEAD_KEEP_TEMP=1`). The process's `TMPDIR` is a folder in that one too, unless
-    /// `environment` sets it, so that what it leaves there (SeaweedFS's sockets) goes with it.
+    /// `environment` sets it, so that what it leaves there goes with it (``SeaweedFS`` removes its
+    /// sockets itself: weed puts them in /tmp whatever `TMPDIR` says).
     public init(
         _ executable: String,
         _ arguments: [String] = [],
