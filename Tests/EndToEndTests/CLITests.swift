@@ -170,6 +170,18 @@ struct CLITests {
         await server.stop()
     }
 
+    @Test("an error at start is printed as its message, without the error type's name and code")
+    func startupErrorInPlainWords() async throws {
+        let directory = try TemporaryDirectory(prefix: "plain-error")
+        defer { withExtendedLifetime(directory) {} }
+        let file = directory.appending("a-file").path
+        #expect(FileManager.default.createFile(atPath: file, contents: Data("x".utf8)))
+        let result = try await runCommand(TestEnvironment.playheadExecutable, ["serve", "--port", "0", "--data-dir", file], timeout: .seconds(30))
+        #expect(result.status == 1, "\(result.stderr)")
+        #expect(result.stderr.contains("Error: cannot create directory \(file)/log: Not a directory"), "\(result.stderr)")
+        #expect(!result.stderr.contains("LogError("), "\(result.stderr)")
+    }
+
     @Test("a Kafka URL that cannot be parsed is a usage mistake: this command's usage, exit status 64", arguments: [
         ("kafka://", "--log: bad Kafka URL kafka://: no broker address"),
         ("kafka://h:9092/t?bogus=1", "--log: bad Kafka URL kafka://h:9092/t?bogus=1: unknown parameter 'bogus'"),
