@@ -5,9 +5,9 @@ import Synchronization
 /// Administrative requests (create topics, metadata) on a client of their own, run on a dedicated
 /// thread: every method is `async` and never blocks the caller's thread.
 public final class KafkaAdmin: @unchecked Sendable {
-    let handle: OpaquePointer  // internal: a test destroys the handle of a client dropped without close()
+    private let handle: OpaquePointer
     let callbacks: ClientCallbacks
-    private let thread: WorkerThread
+    let thread: WorkerThread  // internal: a test sees it end when the client is dropped without close()
     private let closed = AtomicFlag()
 
     /// `configuration` needs at least `bootstrap.servers`.
@@ -193,13 +193,22 @@ public final class KafkaAdmin: @unchecked Sendable {
 
     /// Destroys the client and ends its thread.
     public func close() async {
+        _ = await thread.run(destroyJob)
+        await thread.stop()
+    }
+
+    /// Dropped without ``close()``: the handle is destroyed on the client's thread, which then ends.
+    deinit {
+        thread.finish(with: destroyJob)
+    }
+
+    /// Destroys the handle, once (`rd_kafka_destroy` blocks: run it on the client's thread).
+    private var destroyJob: @Sendable () -> Void {
         nonisolated(unsafe) let handle = self.handle
         let closed = self.closed
-        _ = await thread.run {
+        return {
             if !closed.exchange(true, ordering: .acquiringAndReleasing) { destroyHandle(handle) }
-            return true
         }
-        await thread.stop()
     }
 }
 

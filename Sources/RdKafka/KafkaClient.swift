@@ -47,9 +47,9 @@ func makeConfiguration(_ properties: [String: String]) throws(RdKafkaError) -> O
 ///
 /// The handle holds `callbacks`, its opaque, as a retained reference until ``destroyHandle(_:)``.
 /// librdkafka's threads call the callbacks until the handle is destroyed, so they must outlive the
-/// client's Swift object when that is dropped without `close()` (a test that throws): then the
-/// handle, its threads and `callbacks` stay for the life of the process, instead of librdkafka
-/// calling into freed memory (until 2026-12-05 the opaque was not retained).
+/// client's Swift object: a client dropped without `close()` destroys its handle in `deinit`, on
+/// its own thread, and `callbacks` go after that (until 2026-12-05 the opaque was not retained, and
+/// librdkafka called into freed memory).
 func makeHandle(_ type: rd_kafka_type_t, _ conf: OpaquePointer, callbacks: ClientCallbacks) throws(RdKafkaError) -> OpaquePointer {
     var errorText = [CChar](repeating: 0, count: 512)
     let opaque = Unmanaged.passRetained(callbacks)

@@ -60,7 +60,7 @@ public struct KafkaConsumerPoll: Sendable {
 public final class KafkaConsumer: @unchecked Sendable {
     private let handle: OpaquePointer
     let callbacks: ConsumerCallbacks
-    private let thread: WorkerThread
+    let thread: WorkerThread  // internal: a test sees it end when the consumer is dropped without close()
     private let closed = AtomicFlag()
     public let logger: Logger
 
@@ -209,15 +209,25 @@ public final class KafkaConsumer: @unchecked Sendable {
     /// Leaves the group (`rd_kafka_consumer_close`, which runs the last revoke), destroys the
     /// handle and ends the thread. Idempotent.
     public func close() async {
+        _ = await thread.run(closeJob)
+        await thread.stop()
+    }
+
+    /// Dropped without ``close()``: the consumer leaves its group and its handle is destroyed on
+    /// its thread, which then ends.
+    deinit {
+        thread.finish(with: closeJob)
+    }
+
+    /// Leaves the group and destroys the handle, once (both block: run it on the consumer's thread).
+    private var closeJob: @Sendable () -> Void {
         nonisolated(unsafe) let handle = self.handle
         let closed = self.closed
-        _ = await thread.run { () -> Bool in
-            if closed.exchange(true, ordering: .acquiringAndReleasing) { return false }
+        return {
+            if closed.exchange(true, ordering: .acquiringAndReleasing) { return }
             rd_kafka_consumer_close(handle)
             destroyHandle(handle)
-            return true
         }
-        await thread.stop()
     }
 }
 

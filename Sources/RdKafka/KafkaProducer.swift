@@ -37,7 +37,7 @@ public struct KafkaDeliveryReport: Sendable, Hashable {
 public final class KafkaProducer: @unchecked Sendable {
     private let handle: OpaquePointer
     let callbacks: ProducerCallbacks
-    private var pollThread: WorkerThread!
+    private(set) var pollThread: WorkerThread!  // internal: a test sees it end when the producer is dropped without close()
     private let topicHandles = Mutex<[String: SendablePointer]>([:])
     /// Produce calls in progress, and whether the handle is being closed.
     private let gate = Mutex<(active: Int, closing: Bool)>((0, false))
@@ -180,6 +180,21 @@ public final class KafkaProducer: @unchecked Sendable {
             return
         }
         while gate.withLock({ $0.active }) > 0 { try? await Task.sleep(for: .milliseconds(1)) }
+        _ = await pollThread.run(shutDownJob(flushTimeout: flushTimeout))
+        await pollThread.stop()
+    }
+
+    /// Dropped without ``close()``: what is still queued is failed (its completions get a purge
+    /// error; nothing waits for the brokers), the handle is destroyed on the poll thread, and the
+    /// thread ends.
+    deinit {
+        guard gate.withLock({ !$0.closing }) else { return }
+        pollThread.finish(with: shutDownJob(flushTimeout: .zero))
+    }
+
+    /// Flushes for up to `flushTimeout`, fails what is left, destroys the topic handles and the
+    /// handle (blocking calls: run it on the poll thread).
+    private func shutDownJob(flushTimeout: Duration) -> @Sendable () -> Void {
         nonisolated(unsafe) let handle = self.handle
         let closed = self.closed
         let topics = topicHandles.withLock { handles -> [SendablePointer] in
@@ -188,7 +203,7 @@ public final class KafkaProducer: @unchecked Sendable {
         }
         let logger = self.logger
         let pending = TopicHandles(topics)
-        _ = await pollThread.run {
+        return {
             let result = rd_kafka_flush(handle, milliseconds(flushTimeout))
             if result != RD_KAFKA_RESP_ERR_NO_ERROR {
                 logger.warning("Kafka producer closing with \(rd_kafka_outq_len(handle)) undelivered messages; failing them")
@@ -204,9 +219,7 @@ public final class KafkaProducer: @unchecked Sendable {
             for topic in pending.handles { rd_kafka_topic_destroy(topic.pointer) }
             closed.store(true, ordering: .releasing)
             destroyHandle(handle)
-            return true
         }
-        await pollThread.stop()
     }
 
     private func topicHandle(_ topic: String) throws(RdKafkaError) -> OpaquePointer {

@@ -84,13 +84,16 @@ final class WorkerThread: @unchecked Sendable {
         return finished
     }
 
-    /// Like ``stop()`` but blocks the calling thread (for `deinit`-like paths off the cooperative pool).
-    func stopBlocking() {
+    /// Queues `job` as the thread's last one and lets the thread end after it, without waiting:
+    /// for a client's `deinit`, which must not block (it may run on an event loop or Swift's pool).
+    /// Does nothing when the thread is already stopping (`close()` ran).
+    func finish(with job: @escaping @Sendable () -> Void) {
         condition.lock()
+        defer { condition.unlock() }
+        if stopping { return }
+        jobs.append(job)
         stopping = true
         condition.broadcast()
-        while !finished { condition.wait() }
-        condition.unlock()
     }
 
     private func loop() {

@@ -117,7 +117,7 @@ struct RdKafkaMockTests {
 
 @Suite("RdKafka clients' callbacks")
 struct RdKafkaCallbackLifetimeTests {
-    @Test("a client's callbacks live as long as its librdkafka handle: kept when the client is dropped without close(), whose threads still call them; let go once the handle is destroyed")
+    @Test("a client's callbacks live as long as its librdkafka handle, which close() destroys; a client dropped without close() has its handle destroyed and its thread ended all the same")
     func callbacksLiveAsLongAsTheHandle() async throws {
         // Nothing listens on this port: librdkafka's threads report the refused connections
         // through the callbacks (log_cb, error_cb) for as long as the handle lives.
@@ -137,28 +137,58 @@ struct RdKafkaCallbackLifetimeTests {
             await admin.close()
         }
         // Closed and dropped: nothing holds the callbacks (the worker threads may take a moment to end).
-        let deadline = ContinuousClock.now.advanced(by: .seconds(30))
-        while producerCallbacks != nil || consumerCallbacks != nil || adminCallbacks != nil, ContinuousClock.now < deadline {
+        let closedDeadline = ContinuousClock.now.advanced(by: .seconds(30))
+        while producerCallbacks != nil || consumerCallbacks != nil || adminCallbacks != nil, ContinuousClock.now < closedDeadline {
             try await Task.sleep(for: .milliseconds(20))
         }
         #expect(producerCallbacks == nil)
         #expect(consumerCallbacks == nil)
         #expect(adminCallbacks == nil)
 
-        // Dropped without close(): the handle and its threads live on, and so must the callbacks
-        // they call. Until 2026-12-05 the handle's opaque was not a reference: librdkafka called
-        // into freed memory.
-        weak var dropped: ClientCallbacks?
-        let handle: OpaquePointer
+        // Dropped without close() (a test that throws, a caller that forgets): the handles are
+        // destroyed on the clients' own threads, which then end; their callbacks go with the
+        // handles, which librdkafka's threads call until then. Until 2026-12-05 the handle, its
+        // threads and the worker thread stayed for the life of the process; before that, the
+        // callbacks were freed while librdkafka still called them.
+        weak var droppedProducer: ClientCallbacks?
+        weak var droppedConsumer: ClientCallbacks?
+        weak var droppedAdmin: ClientCallbacks?
+        weak var producerThread: WorkerThread?
+        weak var consumerThread: WorkerThread?
+        weak var adminThread: WorkerThread?
+        let delivery = Mutex<Result<KafkaDeliveryReport, RdKafkaError>?>(nil)
         do {
+            let producer = try KafkaProducer(configuration: configuration, logger: testLogger)
+            let consumer = try KafkaConsumer(configuration: configuration.merging(["group.id": "g"]) { $1 }, logger: testLogger)
             let admin = try KafkaAdmin(configuration: configuration, logger: testLogger)
-            dropped = admin.callbacks
-            handle = admin.handle
+            droppedProducer = producer.callbacks
+            droppedConsumer = consumer.callbacks
+            droppedAdmin = admin.callbacks
+            producerThread = producer.pollThread
+            consumerThread = consumer.thread
+            adminThread = admin.thread
+            // A message no broker takes: dropping the producer fails it; it does not vanish.
+            Array("dropped".utf8).withUnsafeBytes { bytes in
+                producer.produce(topic: "t", count: 1, message: { _ in KafkaOutgoingMessage(key: nil, value: bytes) }) { result in
+                    delivery.withLock { $0 = result }
+                }
+            }
         }
-        try await Task.sleep(for: .milliseconds(500))
-        #expect(dropped != nil)
-        destroyHandle(handle)
-        #expect(dropped == nil)
+        let deadline = ContinuousClock.now.advanced(by: .seconds(30))
+        while ContinuousClock.now < deadline {
+            let ended = droppedProducer == nil && droppedConsumer == nil && droppedAdmin == nil
+                && producerThread == nil && consumerThread == nil && adminThread == nil
+            if ended { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(droppedProducer == nil && droppedConsumer == nil && droppedAdmin == nil, "a dropped client's handle was not destroyed")
+        #expect(producerThread == nil && consumerThread == nil && adminThread == nil, "a dropped client's thread did not end")
+        let outcome = delivery.withLock { $0 }
+        guard case .failure(let error) = outcome else {
+            Issue.record("the undelivered message's completion got \(String(describing: outcome)), not a failure")
+            return
+        }
+        #expect(error.code == RdKafkaError.purgedQueue || error.code == RdKafkaError.purgedInFlight, "\(error)")
     }
 }
 
