@@ -43,15 +43,7 @@ struct OpenedLog {
             let log = try KafkaLog(configuration: configuration, logger: logger)
             return OpenedLog(backend: log, service: log)
         }
-        let directory: String
-        if let folder = try folder(location) {
-            directory = folder
-        } else if let message = unsupportedScheme(location) {
-            throw ValidationError(message)
-        } else {
-            directory = location
-        }
-        guard !directory.isEmpty else { throw ValidationError("--log file: needs a directory, e.g. file:./data/log") }
+        let directory = try embeddedDirectory(location)
         if mustExist && !FileManager.default.fileExists(atPath: directory) {
             throw LogError(
                 code: .invalidArgument,
@@ -92,6 +84,21 @@ struct OpenedLog {
         guard let log = backend as? EmbeddedLog else { return { nil } }
         if let reason = log.waitingForWriter { logger.warning("\(reason)") }
         return { log.waitingForWriter }
+    }
+
+    /// The folder of an embedded log's location (a `file:` URL or a path); throws for a scheme
+    /// Playhead does not know. Not for `kafka://` locations.
+    static func embeddedDirectory(_ location: String) throws -> String {
+        let directory: String
+        if let folder = try folder(location) {
+            directory = folder
+        } else if let message = unsupportedScheme(location) {
+            throw ValidationError(message)
+        } else {
+            directory = location
+        }
+        guard !directory.isEmpty else { throw ValidationError("--log file: needs a directory, e.g. file:./data/log") }
+        return directory
     }
 
     /// The folder of a `file:` location, or nil for any other (``FileLocation/folder(_:)``).

@@ -21,7 +21,7 @@ struct LogDumpCommand: AsyncParsableCommand {
         discussion: """
             Safe while a server writes to the same log: it reads what is durable and commits nothing. \
             A folder that holds no log (no id file, no segments) is an error, exit status 1, unless \
-            --follow, which waits for a writer and says so. \
+            --follow, which waits for a writer and says so (without making the folder). \
             Accepted events print as the event's fields plus received_at and the log position \
             (_partition, _offset), these three last: an event that carried unknown fields of those \
             names prints them too, before, so the key appears twice and readers that keep a repeated \
@@ -75,9 +75,22 @@ struct LogDumpCommand: AsyncParsableCommand {
     func run() async throws {
         logging.bootstrap()
         let logger = Logger(label: "playhead.log")
+        // --follow on a folder no writer has made a log in waits, and says so (a typo waited
+        // silently). It waits for the folder too, rather than make it: a mistyped path left an
+        // empty folder behind (until 2026-12-05).
+        var waited = false
+        if follow, !storage.logLocation.hasPrefix("kafka://") {
+            let folder = try OpenedLog.embeddedDirectory(storage.logLocation)
+            while !FileManager.default.fileExists(atPath: folder) {
+                if !waited {
+                    logger.warning("no log has been written at \(folder) yet (the folder does not exist): waiting for a writer (`playhead ingest` with this --data-dir or --log); check the path")
+                    waited = true
+                }
+                try await Task.sleep(for: .milliseconds(250))
+            }
+        }
         let log = try OpenedLog.open(storage.logLocation, readOnly: true, mustExist: !follow, waitsForLog: follow, logger: logger)
-        // --follow on a folder no writer has made a log in waits, and says so (a typo waited silently).
-        if follow { _ = log.waitingForWriter(logger: logger) }
+        if follow && !waited { _ = log.waitingForWriter(logger: logger) }
         let consumer = try log.backend.consumer(for: LogTopic(topic), group: nil)
         // Where to start: a seek, and a filter, since a Kafka reader sent past the end of a
         // partition starts again at its beginning (`auto.offset.reset`).

@@ -148,7 +148,7 @@ struct CLITests {
         #expect(dump.status == 1 && dump.stderr.contains("no log at \(directory.appending("no-log").path)"), "\(dump.stderr)")
     }
 
-    @Test("log dump refuses a folder that holds no log (a --data-dir given as --log: it printed nothing and exited 0), pointing at <dir>/log when that is one; --follow says it waits")
+    @Test("log dump refuses a folder that holds no log (a --data-dir given as --log: it printed nothing and exited 0), pointing at <dir>/log when that is one; --follow says it waits, makes no folder, and follows the writer that comes")
     func dumpOfAFolderThatIsNoLog() async throws {
         let (server, _) = try await Fixtures.server()
         defer { withExtendedLifetime(server) {} }
@@ -163,10 +163,20 @@ struct CLITests {
         let empty = try TemporaryDirectory(prefix: "not-a-log")
         let none = try await runCommand(TestEnvironment.playheadExecutable, ["log", "dump", "--log", empty.path])
         #expect(none.status == 1 && none.stderr.contains("no log at \(empty.path): the folder holds no log's id file and no segments (check --data-dir or --log"), "\(none.stderr)")
-        let follow = try ChildProcess(TestEnvironment.playheadExecutable, ["log", "dump", "--follow", "--data-dir", empty.appending("typo").path])
+        // --follow waits for a writer without making the folder (a typo left one behind), then follows it.
+        let later = try TemporaryDirectory(prefix: "follow-later")
+        let laterData = later.appending("data").path
+        let follow = try ChildProcess(TestEnvironment.playheadExecutable, ["log", "dump", "--follow", "--data-dir", laterData])
         let line = try await follow.waitForOutput(containing: "no log has been written at", timeout: .seconds(20))
         #expect(line.contains("waiting for a writer"), "\(line)")
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(!FileManager.default.fileExists(atPath: laterData), "log dump --follow made \(laterData)")
+        let (writer, _) = try await Fixtures.server(directory: later)
+        defer { withExtendedLifetime(writer) {} }
+        #expect(try await TestHTTP.postEvents(writer, Fixtures.json(Fixtures.event("followed-1"))).status == 202)
+        _ = try await follow.waitForOutput(containing: "followed-1", timeout: .seconds(20))
         follow.kill9()
+        await writer.stop()
         await server.stop()
     }
 
