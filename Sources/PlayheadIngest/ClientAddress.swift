@@ -104,15 +104,128 @@ struct ClientPeer: Sendable {
     var trusted: Bool
 }
 
+/// The request header in which trusted proxies write the addresses they received a request from
+/// (`--forwarded-header`).
+public enum ForwardedHeader: Sendable, Equatable, CustomStringConvertible {
+    /// A header whose value is a comma-separated list of addresses, the nearest proxy's last:
+    /// `X-Forwarded-For`, or one that holds a single address (`X-Real-IP`, `CF-Connecting-IP`,
+    /// `True-Client-IP`), a list of one. `name` is lowercase.
+    case addressList(name: String)
+    /// RFC 7239's `Forwarded`: the `for=` parameter of each element (`for=192.0.2.60`,
+    /// `for="[2001:db8::17]:4711"`), the nearest proxy's last.
+    case forwarded
+
+    public static let xForwardedFor = ForwardedHeader.addressList(name: "x-forwarded-for")
+
+    /// A header's name, in any case; the error says what is wrong, for a flag's user.
+    public init(parsing name: String) throws(IPNetworkError) {
+        let token = name.utf8.allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"): true
+            default: "!#$%&'*+-.^_`|~".utf8.contains(byte)
+            }
+        }
+        guard !name.isEmpty, token else {
+            throw IPNetworkError("'\(name)' is not a header name (such as X-Forwarded-For, Forwarded or X-Real-IP)")
+        }
+        let lowercased = name.lowercased()
+        self = lowercased == "forwarded" ? .forwarded : .addressList(name: lowercased)
+    }
+
+    public var description: String {
+        switch self {
+        case .forwarded: "Forwarded"
+        case .addressList(let name): name == "x-forwarded-for" ? "X-Forwarded-For" : name
+        }
+    }
+
+    /// The header's entries in order, the nearest proxy's last: each an address, maybe with a
+    /// port, or anything else (`unknown`, an obfuscated `_name`, an element without `for=`), which
+    /// ends the walk.
+    func entries(_ headers: HTTPHeaders) -> [Substring] {
+        switch self {
+        case .addressList(let name):
+            return headers[canonicalForm: name]
+        case .forwarded:
+            var entries: [Substring] = []
+            for value in headers["forwarded"] {
+                for element in Self.split(Substring(value), on: UInt8(ascii: ",")) {
+                    let found = Self.split(element, on: UInt8(ascii: ";")).lazy.compactMap(Self.forValue).first
+                    entries.append(found ?? "")
+                }
+            }
+            return entries
+        }
+    }
+
+    /// `text` split at `separator` outside quoted strings (RFC 7230's, with backslash escapes).
+    private static func split(_ text: Substring, on separator: UInt8) -> [Substring] {
+        var parts: [Substring] = []
+        var start = text.startIndex
+        var quoted = false
+        var escaped = false
+        var index = text.startIndex
+        while index < text.endIndex {
+            let byte = text.utf8[index]
+            if escaped {
+                escaped = false
+            } else if quoted && byte == UInt8(ascii: "\\") {
+                escaped = true
+            } else if byte == UInt8(ascii: "\"") {
+                quoted.toggle()
+            } else if !quoted && byte == separator {
+                parts.append(text[start..<index])
+                start = text.index(after: index)
+            }
+            index = text.index(after: index)
+        }
+        parts.append(text[start...])
+        return parts
+    }
+
+    /// The value of a `for=` pair (a token, or a quoted string without its quotes), or nil for
+    /// another pair.
+    private static func forValue(_ pair: Substring) -> Substring? {
+        let trimmed = Substring(String(pair).trimmed())
+        guard let equals = trimmed.firstIndex(of: "="), trimmed[..<equals].lowercased() == "for" else { return nil }
+        var value = trimmed[trimmed.index(after: equals)...]
+        if value.count >= 2 && value.hasPrefix("\"") && value.hasSuffix("\"") {
+            value = value.dropFirst().dropLast()
+            if value.contains("\\") { value = Substring(value.replacingBackslashEscapes()) }
+        }
+        return value
+    }
+}
+
+extension Substring {
+    /// A quoted string's content with its `\x` escapes replaced by `x`.
+    fileprivate func replacingBackslashEscapes() -> String {
+        var result = ""
+        var escaped = false
+        for character in self {
+            if !escaped && character == "\\" {
+                escaped = true
+                continue
+            }
+            escaped = false
+            result.append(character)
+        }
+        return result
+    }
+}
+
 /// Who sent a request, for `--fill-ip-address`: the connection's peer, or, when the peer is a
-/// trusted proxy, the address that the chain of trusted proxies in `X-Forwarded-For` received it
-/// from. A client can write any `X-Forwarded-For` it likes, so the header is read only from a
-/// trusted peer, and only as far back as the proxies are trusted.
+/// trusted proxy, the address that the chain of trusted proxies in `X-Forwarded-For` (or the
+/// header `--forwarded-header` names) received it from. A client can write any such header it
+/// likes, so the header is read only from a trusted peer, and only as far back as the proxies are
+/// trusted.
 public struct ClientAddressResolver: Sendable {
     public let trustedProxies: [IPNetwork]
+    public let header: ForwardedHeader
 
-    public init(trustedProxies: [IPNetwork] = []) {
+    public init(trustedProxies: [IPNetwork] = [], header: ForwardedHeader = .xForwardedFor) {
         self.trustedProxies = trustedProxies
+        self.header = header
     }
 
     /// What a connection's requests need of its peer, worked out once per connection.
@@ -124,15 +237,14 @@ public struct ClientAddressResolver: Sendable {
     /// The client's address as text (dotted IPv4, IPv6 as RFC 5952 writes it), or nil when the
     /// peer has no IP address. From an untrusted peer, its own text, with no work per request.
     ///
-    /// `X-Forwarded-For` (every such header, in order, comma-separated) is walked from its right
-    /// end, the address the nearest proxy saw, while the addresses are trusted; the first one that
-    /// is not trusted is the client. An entry that is not an address (`unknown`, garbage) ends the
-    /// walk, and the last trusted address walked is the client: nothing further left can be
-    /// believed. Entries may have a port (`203.0.113.7:5123`, `[2001:db8::1]:443`).
+    /// `X-Forwarded-For` (every such header, in order, comma-separated; or ``header``) is walked
+    /// from its right end, the address the nearest proxy saw, while the addresses are trusted; the
+    /// first one that is not trusted is the client. An entry that is not an address (`unknown`,
+    /// garbage) ends the walk, and the last trusted address walked is the client: nothing further
+    /// left can be believed. Entries may have a port (`203.0.113.7:5123`, `[2001:db8::1]:443`).
     func clientAddress(peer: ClientPeer, headers: HTTPHeaders) -> String? {
         guard peer.trusted, var client = peer.address else { return peer.text }
-        let entries = headers[canonicalForm: "x-forwarded-for"]
-        for entry in entries.reversed() {
+        for entry in header.entries(headers).reversed() {
             guard let address = Self.forwardedAddress(entry) else { break }
             client = address
             if !isTrusted(address) { break }

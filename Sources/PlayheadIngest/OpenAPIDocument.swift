@@ -485,7 +485,7 @@ enum OpenAPIDocument {
      "ip_address": {
       "type": "string",
       "maxLength": 1024,
-      "description": "An IPv4 or IPv6 address. A browser, which cannot know its address, sends \"\"; a server run with --fill-ip-address stores the address of the client that sent the request instead (behind --trusted-proxy, from X-Forwarded-For)."
+      "description": "An IPv4 or IPv6 address. A browser, which cannot know its address, sends \"\"; a server run with --fill-ip-address stores the address of the client that sent the request instead (behind --trusted-proxy, from X-Forwarded-For or the header --forwarded-header names)."
      },
      "content_id": {
       "type": "string",

@@ -196,8 +196,11 @@ struct IngestOptions: ParsableArguments {
     @Flag(name: .long, help: "Store the client's address in events whose ip_address is \"\" (browsers cannot know theirs): the connection's peer, or behind --trusted-proxy, the address the proxies received the request from. --ip-policy then applies. Default: off, ip_address is stored as sent.")
     var fillIPAddress = false
 
-    @Option(name: .long, parsing: .singleValue, help: "A proxy or load balancer in front of the server, as an address or a CIDR range (10.0.0.0/8, 2001:db8::/32), whose X-Forwarded-For header --fill-ip-address believes: the client is the nearest address in it that is not a trusted proxy. Repeat, or separate with commas, for several. Default: none, X-Forwarded-For is ignored.")
+    @Option(name: .long, parsing: .singleValue, help: "A proxy or load balancer in front of the server, as an address or a CIDR range (10.0.0.0/8, 2001:db8::/32), whose X-Forwarded-For header (or --forwarded-header) --fill-ip-address believes: the client is the nearest address in it that is not a trusted proxy. Repeat, or separate with commas, for several. Default: none, X-Forwarded-For is ignored.")
     var trustedProxy: [String] = []
+
+    @Option(name: .long, help: "The header in which the --trusted-proxy proxies write the addresses they received a request from: X-Forwarded-For, Forwarded (RFC 7239: its for= parameters), or a header that holds one address (X-Real-IP, CF-Connecting-IP, True-Client-IP), read as a list of one. Any case. Default: X-Forwarded-For.")
+    var forwardedHeader: String?
 
     /// How `--fill-ip-address` finds a request's client, nil when it is off.
     func clientAddresses() throws -> ClientAddressResolver? {
@@ -208,11 +211,21 @@ struct IngestOptions: ParsableArguments {
                 throw ValidationError("--trusted-proxy: \(error)")
             }
         }
+        let header: ForwardedHeader
+        do {
+            header = try forwardedHeader.map(ForwardedHeader.init(parsing:)) ?? .xForwardedFor
+        } catch {
+            throw ValidationError("--forwarded-header: \(error)")
+        }
         if !fillIPAddress {
             if !networks.isEmpty { throw ValidationError("--trusted-proxy is only read by --fill-ip-address, which is off: add --fill-ip-address, or drop --trusted-proxy") }
+            if forwardedHeader != nil { throw ValidationError("--forwarded-header is only read by --fill-ip-address, which is off: add --fill-ip-address and --trusted-proxy, or drop --forwarded-header") }
             return nil
         }
-        return ClientAddressResolver(trustedProxies: networks)
+        if forwardedHeader != nil && networks.isEmpty {
+            throw ValidationError("--forwarded-header is read only from a --trusted-proxy peer, and none is given: add --trusted-proxy with your proxies' addresses, or drop --forwarded-header")
+        }
+        return ClientAddressResolver(trustedProxies: networks, header: header)
     }
 
     /// The edge's settings. Reads `--write-key-file` (again: validate() read it first), and fails

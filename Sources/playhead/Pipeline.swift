@@ -53,7 +53,8 @@ struct PipelineParts {
             logger.info(
                 "events with an empty ip_address get their client's address",
                 metadata: [
-                    "ingest.trusted_proxies": "\(proxies.isEmpty ? "none (X-Forwarded-For ignored)" : proxies)",
+                    "ingest.trusted_proxies": "\(proxies.isEmpty ? "none (\(clientAddresses.header) ignored)" : proxies)",
+                    "ingest.forwarded_header": "\(clientAddresses.header)",
                     "ingest.ip_policy": "\(options.ipPolicy.rawValue)",
                 ]
             )

@@ -63,7 +63,7 @@ struct CLITests {
     @Test("each command offers the flags it uses, and no others")
     func flagsPerCommand() async throws {
         let server = ["--host", "--port", "--threads", "--request-timeout", "--idle-timeout", "--shutdown-grace", "--max-connections"]
-        let edge = ["--max-body-bytes", "--max-in-flight-bytes", "--max-event-bytes", "--max-events-per-request", "--write-key", "--write-key-file", "--cors-origin", "--rate-limit", "--ip-policy", "--fill-ip-address", "--trusted-proxy"]
+        let edge = ["--max-body-bytes", "--max-in-flight-bytes", "--max-event-bytes", "--max-events-per-request", "--write-key", "--write-key-file", "--cors-origin", "--rate-limit", "--ip-policy", "--fill-ip-address", "--trusted-proxy", "--forwarded-header"]
         let log = ["--data-dir", "--log"]
         let lake = ["--lake", "--s3-endpoint", "--s3-region"]
         let flush = ["--flush-interval", "--flush-events", "--flush-bytes", "--dedup-window"]

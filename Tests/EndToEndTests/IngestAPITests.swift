@@ -358,8 +358,16 @@ struct IngestAPITests {
         #expect(try await TestHTTP.postEvents(proxied, Fixtures.json(Fixtures.event("chain", ["ip_address": ""])), headers: chain).status == 202)
         #expect(try await TestHTTP.postEvents(proxied, Fixtures.json(Fixtures.event("none", ["ip_address": ""]))).status == 202)
         #expect(try await stored(proxied) == ["chain": "203.0.113.0", "none": "127.0.0.0"])
+        // RFC 7239's Forwarded, when the proxies write that header; X-Forwarded-For is then not read.
+        let (rfc7239, _) = try await Fixtures.server(["--fill-ip-address", "--trusted-proxy", "127.0.0.0/8,10.0.0.0/8", "--forwarded-header", "Forwarded"])
+        let forwarded = [("Forwarded", #"for=192.0.2.1, for="[2001:db8::7]:4711";proto=https"#), ("Forwarded", "for=10.1.2.3;by=10.0.0.1"), ("X-Forwarded-For", "198.51.100.99")]
+        #expect(try await TestHTTP.postEvents(rfc7239, Fixtures.json(Fixtures.event("rfc7239", ["ip_address": ""])), headers: forwarded).status == 202)
+        #expect(try await stored(rfc7239) == ["rfc7239": "2001:db8::7"])
         // Refused at start, naming the flag and why.
         for (arguments, expected) in [
+            (["--forwarded-header", "Forwarded"], "--forwarded-header is only read by --fill-ip-address, which is off"),
+            (["--fill-ip-address", "--forwarded-header", "X-Real-IP"], "--forwarded-header is read only from a --trusted-proxy peer, and none is given"),
+            (["--fill-ip-address", "--trusted-proxy", "10.0.0.0/8", "--forwarded-header", "X Real IP"], "--forwarded-header: 'X Real IP' is not a header name"),
             (["--trusted-proxy", "10.0.0.0/8"], "--trusted-proxy is only read by --fill-ip-address, which is off"),
             (["--fill-ip-address", "--trusted-proxy", "10.0.0.1/8"], "--trusted-proxy: '10.0.0.1/8' has bits set past its /8: did you mean 10.0.0.0/8?"),
             (["--fill-ip-address", "--trusted-proxy", "10.0.0.0/8, proxy.internal"], "--trusted-proxy: 'proxy.internal' is not an IP address or a CIDR range"),

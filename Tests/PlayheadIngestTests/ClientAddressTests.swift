@@ -60,10 +60,10 @@ struct ClientAddressTests {
         #expect(try network("::/0").contains(try address("203.0.113.5")))
     }
 
-    func client(_ peer: String, _ forwarded: [String] = [], trusted: [String] = []) throws -> String? {
-        let resolver = ClientAddressResolver(trustedProxies: try trusted.map(network))
+    func client(_ peer: String, _ forwarded: [String] = [], trusted: [String] = [], header: String = "X-Forwarded-For") throws -> String? {
+        let resolver = ClientAddressResolver(trustedProxies: try trusted.map(network), header: try ForwardedHeader(parsing: header))
         var headers = HTTPHeaders()
-        for value in forwarded { headers.add(name: "X-Forwarded-For", value: value) }
+        for value in forwarded { headers.add(name: header, value: value) }
         return resolver.clientAddress(peer: try SocketAddress(ipAddress: peer, port: 40000), headers: headers)
     }
 
@@ -110,6 +110,59 @@ struct ClientAddressTests {
         for bad in ["", "203.0.113.9:", "203.0.113.9:http", "[2001:db8::1", "[203.0.113.9]", "2001:db8::1:443:", "1.2.3.4:5:6", "203.0.113.9:123456"] {
             #expect(try client("127.0.0.1", ["198.51.100.1, \(bad)"], trusted: trusted) == "127.0.0.1", "\(bad)")
         }
+    }
+}
+
+@Suite("Client addresses from other headers (--forwarded-header)")
+struct ForwardedHeaderTests {
+    let trusted = ["127.0.0.1", "10.0.0.0/8"]
+
+    func client(_ forwarded: [String], header: String) throws -> String? {
+        try ClientAddressTests().client("127.0.0.1", forwarded, trusted: trusted, header: header)
+    }
+
+    @Test("a header's name in any case; Forwarded is RFC 7239's; a name that is no token is refused")
+    func names() throws {
+        #expect(try ForwardedHeader(parsing: "FORWARDED") == .forwarded)
+        #expect(try ForwardedHeader(parsing: "X-Forwarded-For") == .xForwardedFor)
+        #expect(try ForwardedHeader(parsing: "CF-Connecting-IP") == .addressList(name: "cf-connecting-ip"))
+        #expect(try ForwardedHeader(parsing: "x-real-ip").description == "x-real-ip")
+        for bad in ["", "X Real IP", "X-Real-IP:", "Forwarded\r\n", "é"] {
+            #expect(throws: IPNetworkError.self, "\(bad)") { try ForwardedHeader(parsing: bad) }
+        }
+    }
+
+    @Test("Forwarded: the for= of each element over several headers, quoted or not, with ports and brackets; the walk as for X-Forwarded-For")
+    func rfc7239() throws {
+        // RFC 7239's own examples.
+        #expect(try client([#"for="_gazonk""#], header: "Forwarded") == "127.0.0.1")
+        #expect(try client([#"For="[2001:db8:cafe::17]:4711""#], header: "Forwarded") == "2001:db8:cafe::17")
+        #expect(try client(["for=192.0.2.60;proto=http;by=203.0.113.43"], header: "Forwarded") == "192.0.2.60")
+        #expect(try client(["for=192.0.2.43, for=198.51.100.17"], header: "Forwarded") == "198.51.100.17")
+        // The nearest untrusted element, over several headers; a client's forged elements sit further left.
+        #expect(try client(["for=1.1.1.1, for=203.0.113.9", "for=10.1.2.3;by=10.0.0.1"], header: "Forwarded") == "203.0.113.9")
+        // Parameters in any order and case, spaces around them, a port on IPv4.
+        #expect(try client([" proto=https ; FOR=\"203.0.113.9:5123\" ; by=10.0.0.1 "], header: "Forwarded") == "203.0.113.9")
+        // A comma or semicolon inside a quoted value does not split; escapes are undone.
+        #expect(try client([#"for=203.0.113.9;host="a,b;c", for=10.0.0.7"#], header: "Forwarded") == "203.0.113.9")
+        #expect(try client([#"for="203.0.113.\9""#], header: "Forwarded") == "203.0.113.9")
+        // unknown, an obfuscated name, or an element without for= ends the walk at the last trusted address.
+        for end in ["for=unknown", #"for="_hidden""#, "proto=https", "for=", #"for="[2001:db8::1""#] {
+            #expect(try client(["for=198.51.100.1, \(end), for=10.0.0.5"], header: "Forwarded") == "10.0.0.5", "\(end)")
+        }
+        // X-Forwarded-For is not read when Forwarded is the header.
+        var headers = HTTPHeaders()
+        headers.add(name: "X-Forwarded-For", value: "198.51.100.99")
+        let resolver = ClientAddressResolver(trustedProxies: try trusted.map(ClientAddressTests().network), header: .forwarded)
+        #expect(resolver.clientAddress(peer: try SocketAddress(ipAddress: "127.0.0.1", port: 1), headers: headers) == "127.0.0.1")
+    }
+
+    @Test("a header of one address (X-Real-IP, CF-Connecting-IP) is a list of one")
+    func singleAddress() throws {
+        #expect(try client(["203.0.113.9"], header: "X-Real-IP") == "203.0.113.9")
+        #expect(try client(["2001:db8::5"], header: "CF-Connecting-IP") == "2001:db8::5")
+        #expect(try client(["10.0.0.9"], header: "True-Client-IP") == "10.0.0.9")
+        #expect(try client(["not an address"], header: "X-Real-IP") == "127.0.0.1")
     }
 }
 
