@@ -109,9 +109,13 @@ public final class KafkaLog: LogBackend, Service, Sendable {
 
     private func prepareTopics() async {
         guard configuration.createTopics else {
-            state.withLock {
-                $0.topicsReady = true
-                $0.topicsError = nil
+            if configuration.waitForTopics {
+                await waitForEventsTopic()
+            } else {
+                state.withLock {
+                    $0.topicsReady = true
+                    $0.topicsError = nil
+                }
             }
             return
         }
@@ -159,12 +163,53 @@ public final class KafkaLog: LogBackend, Service, Sendable {
                 return
             } catch {
                 attempt += 1
-                let message = "cannot create Kafka topics on \(configuration.bootstrapServers): \(error)"
+                let message = "cannot create Kafka topics on \(configuration.bootstrapServers): \(error)\(brokerErrorNote)"
                 state.withLock { $0.topicsError = message }
                 if attempt == 1 || attempt % 30 == 0 { logger.warning("\(message); retrying") }
                 try? await Task.sleep(for: .seconds(1))
             }
         }
+    }
+
+    /// For a log that creates no topics and waits for them (`store` and `observe`, which leave
+    /// the topics to `ingest`; `log dump --follow`; `create_topics=false`): ready once the events
+    /// topic exists. Until then `/readyz` and appends say why. Until 2026-12-05 `store` and
+    /// `observe` made the topics of the URL they were given, so a typo in it made two topics of
+    /// 12 partitions and a reader that said it was ready (an outside review); with
+    /// `create_topics=false`, `ingest` was ready and produced into a topic the broker made with its
+    /// own defaults.
+    private func waitForEventsTopic() async {
+        let name = configuration.topicName(.events)
+        var said = false
+        while !Task.isCancelled {
+            let reason: String
+            do {
+                let count = try await admin.partitionCount(topic: name, timeout: .seconds(5))
+                if count > 0 {
+                    state.withLock {
+                        $0.topicsReady = true
+                        $0.topicsError = nil
+                    }
+                    if said { logger.notice("Kafka topic \(name) exists now") }
+                    return
+                }
+                reason = "Kafka topic \(name) does not exist (yet): waiting for it to be made, by `playhead ingest` (which makes the topics unless its URL says create_topics=false) or by hand; check the topic in --log"
+            } catch {
+                reason = "cannot look for Kafka topic \(name) on \(configuration.bootstrapServers): \(error)\(brokerErrorNote)"
+            }
+            state.withLock { $0.topicsError = reason }
+            if !said {
+                logger.warning("\(reason)")
+                said = true
+            }
+            try? await Task.sleep(for: .seconds(1))
+        }
+    }
+
+    /// What librdkafka last said about the connections, for a message about a request that timed
+    /// out: " (the last broker error: …)", or "".
+    private var brokerErrorNote: String {
+        admin.recentClientError.map { " (the last broker error: \($0))" } ?? ""
     }
 
     /// Waits until the topics exist (or were found to exist). Throws `unavailable` after `timeout`.
@@ -471,8 +516,14 @@ extension LogError {
         case RdKafkaError.purgedQueue, RdKafkaError.purgedInFlight, RdKafkaError.destroyed:
             code = .closed
             retryAfter = 1
-        case RdKafkaError.unknownTopic, RdKafkaError.unknownPartition, RdKafkaError.unknownTopicOrPartition,
-            RdKafkaError.invalidArgument:
+        case RdKafkaError.unknownTopic, RdKafkaError.unknownPartition, RdKafkaError.unknownTopicOrPartition:
+            // A topic deleted, or made again with fewer partitions, under a running producer (an
+            // in-memory broker restarted): librdkafka catches up at its next metadata refresh, or
+            // the operator makes the topic. Until 2026-12-05 this was `invalidArgument`, a 500 "a
+            // retry does not mend it", which a client may drop (an outside review).
+            code = .unavailable
+            retryAfter = 5
+        case RdKafkaError.invalidArgument:
             code = .invalidArgument
         case RdKafkaError.messageTimedOut, RdKafkaError.timedOut, RdKafkaError.transport, RdKafkaError.allBrokersDown,
             RdKafkaError.producerFenced, RdKafkaError.fenced, RdKafkaError.fatal,
@@ -496,6 +547,8 @@ extension LogError {
         var message = "\(context): \(error)"
         if error.code == RdKafkaError.messageTimedOut {
             message += " (no broker acknowledged the records within the delivery timeout; is the broker down?)"
+        } else if [RdKafkaError.unknownTopic, RdKafkaError.unknownPartition, RdKafkaError.unknownTopicOrPartition].contains(error.code) {
+            message += " (the topic or the partition is not in the brokers' metadata: deleted, or made again with fewer partitions; appends go on once the topic exists and the producer has refreshed its metadata)"
         }
         self.init(code: code, message: message, retryAfterSeconds: retryAfter)
     }

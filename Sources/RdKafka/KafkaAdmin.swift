@@ -37,14 +37,7 @@ public final class KafkaAdmin: @unchecked Sendable {
     /// Returns the names of the topics this call created.
     @discardableResult
     public func createTopics(_ topics: [NewTopic], timeout: Duration = .seconds(15)) async throws(RdKafkaError) -> [String] {
-        nonisolated(unsafe) let handle = self.handle
-        let closed = self.closed
-        let result = await thread.run { () -> Result<[String], RdKafkaError> in
-            if closed.load(ordering: .acquiring) { return .failure(.init(code: RdKafkaError.destroyed, message: "admin client closed")) }
-            return Self.createTopicsBlocking(handle, topics, timeout: timeout)
-        }
-        guard let result else { throw RdKafkaError(code: RdKafkaError.destroyed, message: "admin client closed") }
-        return try result.get()
+        try await perform { Self.createTopicsBlocking($0, topics, timeout: timeout) }
     }
 
     private static func createTopicsBlocking(
@@ -99,14 +92,7 @@ public final class KafkaAdmin: @unchecked Sendable {
     /// The configuration of `topic` as the broker describes it (`rd_kafka_DescribeConfigs`): every
     /// entry with a value, by name (`cleanup.policy`, `retention.ms`, ...).
     public func topicConfiguration(_ topic: String, timeout: Duration = .seconds(10)) async throws(RdKafkaError) -> [String: String] {
-        nonisolated(unsafe) let handle = self.handle
-        let closed = self.closed
-        let result = await thread.run { () -> Result<[String: String], RdKafkaError> in
-            if closed.load(ordering: .acquiring) { return .failure(.init(code: RdKafkaError.destroyed, message: "admin client closed")) }
-            return Self.describeTopicBlocking(handle, topic, timeout: timeout)
-        }
-        guard let result else { throw RdKafkaError(code: RdKafkaError.destroyed, message: "admin client closed") }
-        return try result.get()
+        try await perform { Self.describeTopicBlocking($0, topic, timeout: timeout) }
     }
 
     private static func describeTopicBlocking(
@@ -181,15 +167,30 @@ public final class KafkaAdmin: @unchecked Sendable {
 
     /// The number of partitions of `topic` from the cluster's metadata (0 if it does not exist).
     public func partitionCount(topic: String, timeout: Duration = .seconds(10)) async throws(RdKafkaError) -> Int {
+        try await perform { partitionCountBlocking($0, topic: topic, timeout: timeout) }
+    }
+
+    /// Runs `body` with the handle on the client's thread, then serves the handle's queued
+    /// callbacks (error_cb: what the connections failed with, ``recentClientError``), which
+    /// librdkafka calls only from `rd_kafka_poll`.
+    private func perform<T: Sendable>(
+        _ body: @escaping @Sendable (OpaquePointer) -> Result<T, RdKafkaError>
+    ) async throws(RdKafkaError) -> T {
         nonisolated(unsafe) let handle = self.handle
         let closed = self.closed
-        let result = await thread.run { () -> Result<Int, RdKafkaError> in
+        let result = await thread.run { () -> Result<T, RdKafkaError> in
             if closed.load(ordering: .acquiring) { return .failure(.init(code: RdKafkaError.destroyed, message: "admin client closed")) }
-            return partitionCountBlocking(handle, topic: topic, timeout: timeout)
+            let result = body(handle)
+            rd_kafka_poll(handle, 0)
+            return result
         }
         guard let result else { throw RdKafkaError(code: RdKafkaError.destroyed, message: "admin client closed") }
         return try result.get()
     }
+
+    /// The last error librdkafka reported for this client's connections in the last minute, or
+    /// nil (``ClientCallbacks/recentError``).
+    public var recentClientError: String? { callbacks.recentError }
 
     /// Destroys the client and ends its thread.
     public func close() async {

@@ -138,6 +138,8 @@ class ClientCallbacks: @unchecked Sendable {
     private let reachability = Mutex<(down: String?, lastCheck: ContinuousClock.Instant)>((nil, .now))
     /// Brokers that answer nothing, from librdkafka's statistics (``statistics(_:)``).
     private let silence = Mutex(BrokerSilence())
+    /// The last client-level error librdkafka reported (error_cb), and when.
+    private let lastError = Mutex<(text: String, at: ContinuousClock.Instant)?>(nil)
 
     init(logger: Logger) { self.logger = logger }
 
@@ -158,9 +160,21 @@ class ClientCallbacks: @unchecked Sendable {
         for name in change.answeringAgain { logger.info("Kafka broker \(name) answers again") }
     }
 
+    /// The last client-level error librdkafka reported in the last minute (`_TRANSPORT: Connect to
+    /// ipv4#127.0.0.1:9092 failed: Connection refused`, `_RESOLVE: Failed to resolve …`), or nil:
+    /// what a timed-out request does not say (an admin request says only "Failed while waiting
+    /// for controller").
+    var recentError: String? {
+        lastError.withLock { last in
+            guard let last, last.at.duration(to: .now) < .seconds(60) else { return nil }
+            return last.text
+        }
+    }
+
     /// Called from librdkafka threads (error_cb) for client-level errors.
     func clientError(_ error: RdKafkaError) {
         log(.warning, "librdkafka: \(error)")
+        lastError.withLock { $0 = ("\(error)", .now) }
         if error.code == RdKafkaError.allBrokersDown {
             reachability.withLock { $0 = ("all Kafka brokers are down: \(error.message)", .now) }
         }

@@ -34,6 +34,12 @@ struct OpenedLog {
             // `log dump` without --follow: a typo in the topic made two empty topics of 12
             // partitions, and printed nothing (a probe).
             if mustExist { configuration.createTopics = false }
+            // `store` and `observe` leave the topics to `ingest`, and wait for them: a typo in
+            // their URL made two topics and a reader that said it was ready (an outside review).
+            // An `ingest` told not to make them (create_topics=false) waits for them too, rather
+            // than produce into a topic the broker makes with its own defaults.
+            if readOnly && !mustExist { configuration.createTopics = false }
+            if !configuration.createTopics && !mustExist { configuration.waitForTopics = true }
             // `log dump --follow` started before the first `ingest` made the topics with 12
             // partitions, which `ingest --log …?partitions=4` then used as they were.
             if waitsForLog {

@@ -206,7 +206,7 @@ struct KafkaPipelineTests {
         await tansu.stop()
     }
 
-    @Test("a message another producer wrote to the events topic: store keeps its bytes in the lake's _playhead/damaged, store and observe count and report it, and the events around it reach the lake")
+    @Test("a message another producer wrote to the events topic: store keeps its bytes in the lake's _playhead/damaged, store and observe count and report it, and the events around it reach the lake; readers make no topics and wait for them")
     func foreignMessageIsKept() async throws {
         try await withBroker("kafka-foreign") { tansu, directory, processes in
             let topic = "foreign-events"
@@ -265,21 +265,57 @@ struct KafkaPipelineTests {
             let later = "kafka://\(tansu.bootstrap)/later-events?partitions=3"
             let follower = try ChildProcess(TestEnvironment.playheadExecutable, ["log", "dump", "--log", later, "--follow"], name: "kafka-dump-follow")
             defer { follower.kill9() }
-            _ = try await follower.waitForOutput(containing: "does not exist yet; waiting", timeout: .seconds(30))
+            _ = try await follower.waitForOutput(containing: "Kafka topic later-events does not exist (yet): waiting", timeout: .seconds(30))
             let laterIngest = try await readyIngest(later, directory: directory, name: "later-ingest")
             processes.append(laterIngest)
             #expect(try await TestHTTP.postEvents(laterIngest, Fixtures.json(Fixtures.event("after-the-follower"))).status == 202)
             _ = try await follower.waitForOutput(containing: "after-the-follower", timeout: .seconds(60))
             follower.signal(SIGTERM)
             #expect(await follower.waitForExit() != nil)
+
+            // store and observe leave the topics to ingest: on a topic not made yet (a typo, or
+            // started first) they wait, not ready, saying why, and make none (they made both, with
+            // 12 partitions, and said ready). An ingest told create_topics=false waits too, and
+            // answers 503 (it produced into a topic the broker made with its own defaults).
+            let manual = "kafka://\(tansu.bootstrap)/manual-events?partitions=2"
+            let waitingStore = try await PlayheadServer(
+                command: "store", dataDirectory: directory.appending("manual-store").path,
+                arguments: ["--log", manual, "--lake", directory.appending("manual-lake").path], name: "kafka-manual-store")
+            processes.append(waitingStore)
+            let waitingObserve = try await PlayheadServer(
+                command: "observe", dataDirectory: directory.appending("manual-observe").path, arguments: ["--log", manual], name: "kafka-manual-observe")
+            processes.append(waitingObserve)
+            let waitingIngest = try await PlayheadServer(
+                command: "ingest", dataDirectory: directory.appending("manual-ingest").path,
+                arguments: ["--log", manual + "&create_topics=false"], name: "kafka-manual-ingest")
+            processes.append(waitingIngest)
+            for (name, server) in [("store", waitingStore), ("observe", waitingObserve), ("ingest", waitingIngest)] {
+                var last = ""
+                try await eventually(timeout: .seconds(30), "\(name) not ready while the topic does not exist, saying so") {
+                    let answer = try? await TestHTTP.request("\(server.baseURL)/readyz")
+                    last = "\(answer?.status ?? 0) \(answer?.text ?? "")"
+                    return answer?.status == 503 && answer?.text.contains("Kafka topic manual-events does not exist (yet)") == true
+                }
+                #expect(last.hasPrefix("503"), "\(name): \(last)")
+            }
+            #expect(try await TestHTTP.postEvents(waitingIngest, Fixtures.json(Fixtures.event("too-early"))).status == 503)
+            let maker = try await readyIngest(manual, directory: directory, name: "manual-maker")
+            processes.append(maker)
+            for (name, server) in [("store", waitingStore), ("observe", waitingObserve), ("ingest", waitingIngest)] {
+                try await eventually(timeout: .seconds(60), "\(name) ready once ingest made the topic") {
+                    (try? await TestHTTP.request("\(server.baseURL)/readyz").status) == 200
+                }
+            }
+            #expect(try await TestHTTP.postEvents(waitingIngest, Fixtures.json(Fixtures.event("made-by-the-other"))).status == 202)
+
             let partitions = try await runPython(
                 """
                 import sys
                 from confluent_kafka.admin import AdminClient
                 topics = AdminClient({'bootstrap.servers': sys.argv[1]}).list_topics(timeout=20).topics
-                print(' '.join(f'{name}:{len(topics[name].partitions)}' for name in sorted(topics) if name.startswith('later')))
+                print(' '.join(f'{name}:{len(topics[name].partitions)}' for name in sorted(topics) if name.startswith(('later', 'manual', 'foreign-events-typo'))))
                 """, arguments: [tansu.bootstrap])
-            #expect(partitions.trimmingCharacters(in: .whitespacesAndNewlines) == "later-events:3 later-events.rejected:3", "\(partitions)")
+            #expect(partitions.trimmingCharacters(in: .whitespacesAndNewlines) == "later-events:3 later-events.rejected:3 manual-events:2 manual-events.rejected:2", "\(partitions)")
             for server in processes { #expect(await server.stop() == 0, "\(server.process.stderr.suffix(2000))") }
             #expect(store.process.stderr.contains("not events records"), "\(store.process.stderr.suffix(2000))")
             #expect(observe.process.stderr.contains("not events records"), "\(observe.process.stderr.suffix(2000))")
@@ -352,6 +388,8 @@ struct KafkaPipelineTests {
                 && unknown.stderr.contains("?prefix=<path>"), "\(unknown.stderr.suffix(2000))")
             #expect(!FileManager.default.fileExists(atPath: "\(unclaimed)/_playhead/log.json"))
             try Data(#"{"log_id":"kafka:fresh-events"}"#.utf8).write(to: URL(fileURLWithPath: "\(unclaimed)/_playhead/log.json"))
+            // The topic comes from an ingest: store makes none, and waits for it.
+            processes.append(try await readyIngest(fresh, directory: directory, name: "fresh-ingest"))
             let claimedByHand = try await flushingStore(fresh, lake: unclaimed, directory: directory, name: "kafka-claimed-by-hand")
             try await eventually(timeout: .seconds(120), "the store past the claim") {
                 claimedByHand.process.stderr.contains("the group has no offset for a partition the lake has written")

@@ -129,15 +129,18 @@ struct KafkaLogURLTests {
         #expect(try KafkaLogConfiguration(url: "kafka://h:9092/clicks").topicName(.events) == "clicks")
     }
 
-    @Test("librdkafka errors map to the log's codes: the idempotent producer's sequence errors and a fatal error are retriable 503s (the producer is replaced), a record too large is not")
+    @Test("librdkafka errors map to the log's codes: the idempotent producer's sequence errors, a fatal error and an unknown topic or partition are retriable 503s, a record too large is not")
     func kafkaErrorCodes() {
         for code in [RdKafkaError.unknownProducerId, RdKafkaError.outOfOrderSequence, RdKafkaError.invalidProducerEpoch, RdKafkaError.fatal,
-                     RdKafkaError.producerFenced, RdKafkaError.allBrokersDown] {
+                     RdKafkaError.producerFenced, RdKafkaError.allBrokersDown,
+                     RdKafkaError.unknownTopic, RdKafkaError.unknownPartition, RdKafkaError.unknownTopicOrPartition] {
             let error = LogError(kafka: RdKafkaError(code: code, message: "m", isRetriable: false), context: "append to t")
             #expect(error.code == .unavailable && error.retryAfterSeconds == 5, "\(code): \(error)")
         }
         #expect(LogError(kafka: RdKafkaError(code: RdKafkaError.messageTooLarge, message: "m", isRetriable: false), context: "c").code == .tooLarge)
         #expect(LogError(kafka: RdKafkaError(code: RdKafkaError.queueFull, message: "m"), context: "c").code == .full)
+        #expect(LogError(kafka: RdKafkaError(code: RdKafkaError.unknownPartition, message: "m"), context: "c").message.contains("made again with fewer partitions"))
+        #expect(LogError(kafka: RdKafkaError(code: RdKafkaError.invalidArgument, message: "m"), context: "c").code == .invalidArgument)
     }
 
     @Test("properties_file: librdkafka properties from a file for every client, below the URL's own; errors name the file and line and never show a secret")
