@@ -394,6 +394,8 @@ struct KafkaPipelineTests {
             try await eventually(timeout: .seconds(120), "the store past the claim") {
                 claimedByHand.process.stderr.contains("the group has no offset for a partition the lake has written")
             }
+            // Counted, for alert LakeGroupOffsetMissing: the lag and /readyz show nothing.
+            #expect(await TestHTTP.metricTotal(claimedByHand, "playhead_lake_group_offset_missing_total") == 1)
             #expect(await claimedByHand.stop() == 0, "\(claimedByHand.process.stderr.suffix(2000))")
             try FileManager.default.removeItem(atPath: "\(kafkaLake)/_playhead/log.json")
             let known = try await flushingStore(log, lake: kafkaLake, directory: directory, name: "kafka-claim-again")
