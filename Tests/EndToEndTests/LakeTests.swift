@@ -1598,6 +1598,21 @@ struct S3LakeTests {
         #expect(lines.first == "200 200", "rows and distinct ids in S3: \(lines.first ?? "")")
         var expected = ((0..<100).map { "s3-a-\($0)" } + (0..<100).map { "s3-b-\($0)" }).sorted()
         #expect(Array(lines.dropFirst()) == expected)
+        // As docs/s3.md ("Reading the lake") says to read it: pyarrow's dataset over its S3 file
+        // system, the Hive partitions as columns.
+        let documented = try await runPython(
+            """
+            import os, sys
+            import pyarrow.dataset as ds
+            from pyarrow import fs
+            s3 = fs.S3FileSystem(access_key=sys.argv[2], secret_key=sys.argv[3], endpoint_override=sys.argv[1], region="us-east-1")
+            events = ds.dataset("lake/analytics/events", filesystem=s3, format="parquet", partitioning="hive")
+            table = events.to_table(columns=["event_id", "date", "hour"])
+            counts = events.to_table().group_by("event_type").aggregate([("event_id", "count")])
+            print(table.num_rows, len(set(table.column("event_id").to_pylist())), table.column("date").null_count + table.column("hour").null_count, sum(counts.column("event_id_count").to_pylist()))
+            sys.stdout.flush(); os._exit(0)
+            """, arguments: [s3.endpoint, accessKey, secretKey])
+        #expect(documented.trimmingCharacters(in: .whitespacesAndNewlines) == "200 200 0 200", "pyarrow.dataset over S3FileSystem: \(documented)")
 
         // `store` (beside `ingest` on the same embedded log) answers /readyz with 503 and the reason
         // while its writes to the lake fail, and 200 again once they go through.
