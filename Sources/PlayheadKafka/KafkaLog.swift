@@ -89,6 +89,7 @@ public final class KafkaLog: LogBackend, Service, Sendable {
             throw LogError(kafka: error, context: "Kafka admin client")
         }
         logger.info("Kafka log \(displayName) using librdkafka \(RdKafka.versionString)")
+        if let warning = Self.libraryWarning(version: RdKafka.version, versionString: RdKafka.versionString) { logger.warning("\(warning)") }
         let task = Task { [self] in await self.prepareTopics() }
         setupTask.withLock { $0 = task }
     }
@@ -102,6 +103,15 @@ public final class KafkaLog: LogBackend, Service, Sendable {
         let old = topic + LogTopic.events.name
         guard let count = try? await admin.partitionCount(topic: old, timeout: .seconds(5)), count > 0 else { return }
         logger.error("Kafka topic \(old) exists beside \(topic): releases before 2026-12-03 read the path of this URL (/\(topic)) as a prefix of the topics (\(old), \(topic)\(LogTopic.rejected.name)); if it was written by one, its records are read by nothing now: give ?prefix=\(topic) instead of the path to keep using those topics (docs/kafka.md, \"Upgrading\")")
+    }
+
+    /// What to say about the librdkafka loaded at run time, or nil. Debian 12's 2.0.2 fails the
+    /// handshake with some brokers (Tansu: `ApiVersionRequest failed: Local: Read underflow`),
+    /// which shows only as a broker that cannot be reached (an outside review: `log dump` said
+    /// "is the broker reachable?", `ingest` "Failed while waiting for controller").
+    static func libraryWarning(version: Int, versionString: String) -> String? {
+        guard version < 0x0201_0000 else { return nil }
+        return "librdkafka \(versionString) is loaded: releases before 2.1 fail the handshake with some brokers (Tansu: ApiVersionRequest failed: Local: Read underflow), which looks like a broker that cannot be reached; run with a newer librdkafka.so.1 (`. scripts/env` puts the one of the confluent-kafka wheel on LD_LIBRARY_PATH; docs/kafka.md, \"The librdkafka-version trap\")"
     }
 
     /// The topics every Playhead deployment uses.

@@ -129,6 +129,13 @@ struct KafkaLogURLTests {
         #expect(try KafkaLogConfiguration(url: "kafka://h:9092/clicks").topicName(.events) == "clicks")
     }
 
+    @Test("a librdkafka older than 2.1 is warned of at start, naming the handshake failure it causes and the fix")
+    func oldLibraryWarning() throws {
+        let warning = try #require(KafkaLog.libraryWarning(version: 0x0200_02ff, versionString: "2.0.2"))
+        #expect(warning.contains("librdkafka 2.0.2 is loaded") && warning.contains("Read underflow") && warning.contains(". scripts/env"), "\(warning)")
+        #expect(KafkaLog.libraryWarning(version: 0x0210_00ff, versionString: "2.16.0") == nil)
+    }
+
     @Test("librdkafka errors map to the log's codes: the idempotent producer's sequence errors, a fatal error and an unknown topic or partition are retriable 503s, a record too large is not")
     func kafkaErrorCodes() {
         for code in [RdKafkaError.unknownProducerId, RdKafkaError.outOfOrderSequence, RdKafkaError.invalidProducerEpoch, RdKafkaError.fatal,
