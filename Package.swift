@@ -184,7 +184,7 @@ let package = Package(
             name: "playhead",
             dependencies: [
                 "PlayheadEvents", "PlayheadLog", "PlayheadIngest", "PlayheadKafka", "PlayheadLake",
-                "PlayheadMetrics", "PlayheadLoadgen", "CPlayhead",
+                "PlayheadMetrics", "PlayheadLoadgen", "CPlayhead", "S3",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "CompressNIO", package: "compress-nio"),  // loadgen --gzip
                 .product(name: "Logging", package: "swift-log"),

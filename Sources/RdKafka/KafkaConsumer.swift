@@ -317,7 +317,9 @@ final class ConsumerCallbacks: ClientCallbacks, @unchecked Sendable {
             brokerAnswered()  // the group's coordinator assigned them
             if let partitions { expect(readPartitionList(partitions).map { $0.0 }) }
             assignment.formUnion(items.map { TopicPartitionKey(topic: $0.topic, partition: $0.partition) })
-            logger.info("Kafka partitions assigned: \(assigned.map(\.description).joined(separator: ", "))")
+            // An empty assignment (a rebalance that gave this member nothing new) said nothing but
+            // "assigned: " (an outside review).
+            if !assigned.isEmpty { logger.info("Kafka partitions assigned: \(assigned.map(\.description).joined(separator: ", "))") }
         case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
             let lost = rd_kafka_assignment_lost(handle) != 0
             if cooperative {

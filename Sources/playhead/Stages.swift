@@ -8,6 +8,7 @@ import PlayheadIngest
 import PlayheadLake
 import PlayheadLog
 import PlayheadMetrics
+import S3
 import ServiceLifecycle
 
 extension FlushOptions {
@@ -43,6 +44,11 @@ extension LakeLocationOptions {
             // Not a usage mistake (a folder that cannot be made, a store that cannot be reached):
             // said as an error, without the usage text, exit status 1.
             FileHandle.standardError.write(Data("Error: --lake: \(error.message)\n".utf8))
+            throw ExitCode.failure
+        } catch let error as S3Error where error.code == .missingCredentials || error.code == .invalidConfiguration {
+            // Said for --lake, in the configuration's own words: it read "S3 Configure failed:
+            // missing credentials: no S3 credentials: …" (an outside review).
+            FileHandle.standardError.write(Data("Error: --lake \(lakeLocation(dataDir: dataDir)): \(error.message)\n".utf8))
             throw ExitCode.failure
         }
     }

@@ -1503,6 +1503,9 @@ struct S3LakeTests {
                  "--lake", "s3://lake/analytics", "--s3-endpoint", endpoint ?? s3.endpoint],
                 environment: environment, timeout: .seconds(60))
         }
+        // No credentials: said for --lake, in words (it read "S3 Configure failed: missing credentials: no S3 credentials: …").
+        let noCredentials = try await serveOnce(["AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""])
+        #expect(noCredentials.status == 1 && noCredentials.stderr.contains("Error: --lake s3://lake/analytics: no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"), "\(noCredentials.stderr)")
         let noBucket = try await serveOnce(environment)
         #expect(noBucket.status == 1 && noBucket.stderr.contains("the bucket 'lake' does not exist at \(s3.endpoint)"), "\(noBucket.stderr)")
         // An endpoint that is not an S3 API (a web server's 404 page; a console or a filer port) is
