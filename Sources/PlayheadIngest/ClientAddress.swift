@@ -149,8 +149,16 @@ public enum ForwardedHeader: Sendable, Equatable, CustomStringConvertible {
         case .forwarded:
             var entries: [Substring] = []
             for value in headers["forwarded"] {
-                for element in Self.split(Substring(value), on: UInt8(ascii: ",")) {
-                    let found = Self.split(element, on: UInt8(ascii: ";")).lazy.compactMap(Self.forValue).first
+                // A quote left open swallows the separators after it: `for=6.6.6.6;x="` from a
+                // client, with a proxy's `, for=203.0.113.50` appended to the same line, read as
+                // one element, and the client chose its address (an outside review). Such a line
+                // is one entry that is not an address: the walk ends there.
+                guard let elements = Self.split(Substring(value), on: UInt8(ascii: ",")) else {
+                    entries.append("")
+                    continue
+                }
+                for element in elements {
+                    let found = (Self.split(element, on: UInt8(ascii: ";")) ?? []).lazy.compactMap(Self.forValue).first
                     entries.append(found ?? "")
                 }
             }
@@ -158,8 +166,9 @@ public enum ForwardedHeader: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    /// `text` split at `separator` outside quoted strings (RFC 7230's, with backslash escapes).
-    private static func split(_ text: Substring, on separator: UInt8) -> [Substring] {
+    /// `text` split at `separator` outside quoted strings (RFC 7230's, with backslash escapes), or
+    /// nil when a quoted string is not closed.
+    private static func split(_ text: Substring, on separator: UInt8) -> [Substring]? {
         var parts: [Substring] = []
         var start = text.startIndex
         var quoted = false
@@ -179,6 +188,7 @@ public enum ForwardedHeader: Sendable, Equatable, CustomStringConvertible {
             }
             index = text.index(after: index)
         }
+        if quoted || escaped { return nil }
         parts.append(text[start...])
         return parts
     }

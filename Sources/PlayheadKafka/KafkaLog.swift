@@ -32,6 +32,21 @@ public final class KafkaLog: LogBackend, Service, Sendable {
     private let timeoutStreak = Mutex<Int>(0)
     static let timeoutStreakLimit = 3
 
+    /// An append failed because the brokers do not know its topic or partition (deleted, or made
+    /// again with fewer partitions, under this process): answered 503, so the edge logs nothing;
+    /// said here, at most once per 30 s (an outside review: every request with an invalid event
+    /// was retried for good, with nothing in the log).
+    func noteUnknownTopic(_ error: LogError) {
+        let now = ContinuousClock.now
+        let due = lastUnknownTopicWarning.withLock { last -> Bool in
+            if let last, last.duration(to: now) < .seconds(30) { return false }
+            last = now
+            return true
+        }
+        if due { logger.warning("Kafka append failed: \(error.message)") }
+    }
+    private let lastUnknownTopicWarning = Mutex<ContinuousClock.Instant?>(nil)
+
     func noteDelivery(timedOut: Bool) {
         timeoutStreak.withLock { $0 = timedOut ? $0 + 1 : 0 }
     }
@@ -120,7 +135,7 @@ public final class KafkaLog: LogBackend, Service, Sendable {
     private func prepareTopics() async {
         guard configuration.createTopics else {
             if configuration.waitForTopics {
-                await waitForEventsTopic()
+                await waitForStandardTopics()
             } else {
                 state.withLock {
                     $0.topicsReady = true
@@ -182,30 +197,34 @@ public final class KafkaLog: LogBackend, Service, Sendable {
     }
 
     /// For a log that creates no topics and waits for them (`store` and `observe`, which leave
-    /// the topics to `ingest`; `log dump --follow`; `create_topics=false`): ready once the events
-    /// topic exists. Until then `/readyz` and appends say why. Until 2026-12-05 `store` and
+    /// the topics to `ingest`; `log dump --follow`; `create_topics=false`): ready once both topics
+    /// exist (an `ingest` with only the events topic made by hand failed every request with an
+    /// invalid event, on the rejected append). Until then `/readyz` and appends say why. Until 2026-12-05 `store` and
     /// `observe` made the topics of the URL they were given, so a typo in it made two topics of
     /// 12 partitions and a reader that said it was ready (an outside review); with
     /// `create_topics=false`, `ingest` was ready and produced into a topic the broker made with its
     /// own defaults.
-    private func waitForEventsTopic() async {
-        let name = configuration.topicName(.events)
+    private func waitForStandardTopics() async {
         var said = false
-        while !Task.isCancelled {
-            let reason: String
-            do {
-                let count = try await admin.partitionCount(topic: name, timeout: .seconds(5))
-                if count > 0 {
-                    state.withLock {
-                        $0.topicsReady = true
-                        $0.topicsError = nil
-                    }
-                    if said { logger.notice("Kafka topic \(name) exists now") }
-                    return
+        wait: while !Task.isCancelled {
+            var reason: String?
+            for topic in Self.standardTopics {
+                let name = configuration.topicName(topic)
+                do {
+                    if try await admin.partitionCount(topic: name, timeout: .seconds(5)) > 0 { continue }
+                    reason = "Kafka topic \(name) does not exist (yet): waiting for it to be made, by `playhead ingest` (which makes both topics, \(configuration.topicName(.events)) and \(configuration.topicName(.rejected)), unless its URL says create_topics=false) or by hand; check the topic in --log"
+                } catch {
+                    reason = "cannot look for Kafka topic \(name) on \(configuration.bootstrapServers): \(error)\(brokerErrorNote)"
                 }
-                reason = "Kafka topic \(name) does not exist (yet): waiting for it to be made, by `playhead ingest` (which makes the topics unless its URL says create_topics=false) or by hand; check the topic in --log"
-            } catch {
-                reason = "cannot look for Kafka topic \(name) on \(configuration.bootstrapServers): \(error)\(brokerErrorNote)"
+                break
+            }
+            guard let reason else {
+                state.withLock {
+                    $0.topicsReady = true
+                    $0.topicsError = nil
+                }
+                if said { logger.notice("Kafka topics \(configuration.topicName(.events)) and \(configuration.topicName(.rejected)) exist now") }
+                break wait
             }
             state.withLock { $0.topicsError = reason }
             if !said {
@@ -429,6 +448,9 @@ struct KafkaLogProducer: LogProducer {
                                     message: "\(logError.message) (the Kafka producer was replaced: the broker stopped answering)",
                                     retryAfterSeconds: 5
                                 )
+                            }
+                            if [RdKafkaError.unknownTopic, RdKafkaError.unknownPartition, RdKafkaError.unknownTopicOrPartition].contains(error.code) {
+                                log.noteUnknownTopic(logError)
                             }
                             metrics.failure(logError.code)
                             completion(.failure(logError))

@@ -178,8 +178,13 @@ public final class KafkaAdmin: @unchecked Sendable {
     ) async throws(RdKafkaError) -> T {
         nonisolated(unsafe) let handle = self.handle
         let closed = self.closed
+        let callbacks = self.callbacks
         let result = await thread.run { () -> Result<T, RdKafkaError> in
             if closed.load(ordering: .acquiring) { return .failure(.init(code: RdKafkaError.destroyed, message: "admin client closed")) }
+            // Errors queued while the client was idle are handed over (and logged) first, and
+            // forgotten: the one kept is then one that came during this request.
+            rd_kafka_poll(handle, 0)
+            callbacks.forgetRecentError()
             let result = body(handle)
             rd_kafka_poll(handle, 0)
             return result

@@ -171,6 +171,11 @@ class ClientCallbacks: @unchecked Sendable {
         }
     }
 
+    /// Forgets the last error (see ``recentError``).
+    func forgetRecentError() {
+        lastError.withLock { $0 = nil }
+    }
+
     /// Called from librdkafka threads (error_cb) for client-level errors.
     func clientError(_ error: RdKafkaError) {
         log(.warning, "librdkafka: \(error)")

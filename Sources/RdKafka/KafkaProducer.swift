@@ -176,6 +176,9 @@ public final class KafkaProducer: @unchecked Sendable {
             return !state.closing
         }
         guard first else {
+            // Another close() is under way: wait until it has destroyed the handle (stopping the
+            // thread before its job was queued left the handle alive and completions unrun).
+            while !closed.load(ordering: .acquiring) { try? await Task.sleep(for: .milliseconds(5)) }
             await pollThread.stop()
             return
         }

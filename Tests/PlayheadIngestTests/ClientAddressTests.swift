@@ -150,6 +150,11 @@ struct ForwardedHeaderTests {
         for end in ["for=unknown", #"for="_hidden""#, "proto=https", "for=", #"for="[2001:db8::1""#] {
             #expect(try client(["for=198.51.100.1, \(end), for=10.0.0.5"], header: "Forwarded") == "10.0.0.5", "\(end)")
         }
+        // A quote a client left open does not swallow the element a proxy appended to its line:
+        // the line ends the walk, at the trusted peer; a line after it is read as usual.
+        #expect(try client([#"for=6.6.6.6;x=", for=203.0.113.50"#], header: "Forwarded") == "127.0.0.1")
+        #expect(try client([#"for=6.6.6.6;x=""#, "for=203.0.113.50"], header: "Forwarded") == "203.0.113.50")
+        #expect(try client([#"for=6.6.6.6;x="\"#, "for=10.0.0.8"], header: "Forwarded") == "10.0.0.8")
         // X-Forwarded-For is not read when Forwarded is the header.
         var headers = HTTPHeaders()
         headers.add(name: "X-Forwarded-For", value: "198.51.100.99")
