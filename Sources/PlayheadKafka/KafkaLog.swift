@@ -199,11 +199,11 @@ public final class KafkaLog: LogBackend, Service, Sendable {
     /// For a log that creates no topics and waits for them (`store` and `observe`, which leave
     /// the topics to `ingest`; `log dump --follow`; `create_topics=false`): ready once both topics
     /// exist (an `ingest` with only the events topic made by hand failed every request with an
-    /// invalid event, on the rejected append). Until then `/readyz` and appends say why. Until 2026-12-05 `store` and
-    /// `observe` made the topics of the URL they were given, so a typo in it made two topics of
-    /// 12 partitions and a reader that said it was ready (an outside review); with
-    /// `create_topics=false`, `ingest` was ready and produced into a topic the broker made with its
-    /// own defaults.
+    /// invalid event, on the rejected append). Until then `/readyz` and appends say why. Until
+    /// 2026-12-05 `store` and `observe` made the topics of the URL they were given, so a typo in it
+    /// made two topics of 12 partitions and a reader that said it was ready (an outside review);
+    /// with `create_topics=false`, `ingest` was ready and produced into a topic the broker made
+    /// with its own defaults.
     private func waitForStandardTopics() async {
         var said = false
         wait: while !Task.isCancelled {
@@ -449,7 +449,7 @@ struct KafkaLogProducer: LogProducer {
                                     retryAfterSeconds: 5
                                 )
                             }
-                            if [RdKafkaError.unknownTopic, RdKafkaError.unknownPartition, RdKafkaError.unknownTopicOrPartition].contains(error.code) {
+                            if LogError.unknownTopicCodes.contains(error.code) {
                                 log.noteUnknownTopic(logError)
                             }
                             metrics.failure(logError.code)
@@ -536,6 +536,9 @@ extension LogError {
     /// Maps a librdkafka error to the log's error codes: queue full → `full`; broker unreachable,
     /// timeouts, not enough replicas, a fenced or failed idempotent producer → `unavailable`; too large → `tooLarge`; purged or destroyed
     /// (shutdown) → `closed`; unknown topic or bad argument → `invalidArgument`; else `io`.
+    /// librdkafka's codes for a topic or partition the brokers do not know.
+    static let unknownTopicCodes: Set<Int32> = [RdKafkaError.unknownTopic, RdKafkaError.unknownPartition, RdKafkaError.unknownTopicOrPartition]
+
     init(kafka error: RdKafkaError, context: String) {
         let code: LogError.Code
         var retryAfter: Int? = nil
@@ -579,7 +582,7 @@ extension LogError {
         var message = "\(context): \(error)"
         if error.code == RdKafkaError.messageTimedOut {
             message += " (no broker acknowledged the records within the delivery timeout; is the broker down?)"
-        } else if [RdKafkaError.unknownTopic, RdKafkaError.unknownPartition, RdKafkaError.unknownTopicOrPartition].contains(error.code) {
+        } else if LogError.unknownTopicCodes.contains(error.code) {
             message += " (the topic or the partition is not in the brokers' metadata: deleted, or made again with fewer partitions; appends go on once the topic exists and the producer has refreshed its metadata)"
         }
         self.init(code: code, message: message, retryAfterSeconds: retryAfter)
