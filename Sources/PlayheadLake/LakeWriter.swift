@@ -163,7 +163,7 @@ public final class LakeWriter: Service, Sendable {
             // A refusal (an unreadable state, another log's lake) repeats at every start until it is
             // mended: the events wait in the log until then, not just until the next start.
             "hint": LakeError.isPermanent(error)
-                ? "the events not yet in the lake stay in the log; nothing more is written until this is mended (docs/runbook.md: \"An unreadable lake state\", \"Another log writes this lake\")"
+                ? "the events not yet in the lake stay in the log; nothing more is written until this is mended (the error says how; docs/runbook.md: \"An unreadable lake state\", \"The log ends before the lake\", \"Another log writes this lake\")"
                 : Self.stillInLog,
         ])
     }
