@@ -167,13 +167,7 @@ struct KafkaPipelineTests {
         var processes: [PlayheadServer] = []
         do {
             processes.append(try await readyIngest(log, directory: directory, name: "ready-ingest"))
-            let store = try await PlayheadServer(
-                command: "store", dataDirectory: directory.appending("store").path,
-                arguments: ["--log", log, "--lake", directory.appending("lake").path], name: "kafka-ready-store")
-            processes.append(store)
-            let observe = try await PlayheadServer(
-                command: "observe", dataDirectory: directory.appending("observe").path, arguments: ["--log", log], name: "kafka-ready-observe")
-            processes.append(observe)
+            let (store, observe) = try await readers(log, lake: directory.appending("lake").path, directory: directory, name: "ready", processes: &processes)
             for (name, server) in [("store", store), ("observe", observe)] {
                 try await eventually(timeout: .seconds(60), "\(name) ready") {
                     (try? await TestHTTP.request("\(server.baseURL)/readyz").status) == 200
@@ -226,13 +220,8 @@ struct KafkaPipelineTests {
                 assert p.flush(30) == 0
                 """, arguments: [tansu.bootstrap, topic, foreign])
             #expect(try await TestHTTP.postEvents(ingest, Fixtures.json(Fixtures.event("after-foreign"))).status == 202)
-            let store = try await PlayheadServer(
-                command: "store", dataDirectory: directory.appending("store").path,
-                arguments: ["--log", log, "--lake", lake, "--flush-interval", "1"], name: "kafka-foreign-store")
-            processes.append(store)
-            let observe = try await PlayheadServer(
-                command: "observe", dataDirectory: directory.appending("observe").path, arguments: ["--log", log], name: "kafka-foreign-observe")
-            processes.append(observe)
+            let (store, observe) = try await readers(
+                log, lake: lake, directory: directory, name: "foreign", storeArguments: ["--flush-interval", "1"], processes: &processes)
             let kept = URL(fileURLWithPath: lake).appendingPathComponent("_playhead/damaged/events")
             try await eventually(timeout: .seconds(60), "the foreign message kept in the lake") {
                 ((try? FileManager.default.contentsOfDirectory(atPath: kept.path)) ?? []).contains { $0.hasSuffix(".record") }
@@ -278,13 +267,8 @@ struct KafkaPipelineTests {
             // 12 partitions, and said ready). An ingest told create_topics=false waits too, and
             // answers 503 (it produced into a topic the broker made with its own defaults).
             let manual = "kafka://\(tansu.bootstrap)/manual-events?partitions=2"
-            let waitingStore = try await PlayheadServer(
-                command: "store", dataDirectory: directory.appending("manual-store").path,
-                arguments: ["--log", manual, "--lake", directory.appending("manual-lake").path], name: "kafka-manual-store")
-            processes.append(waitingStore)
-            let waitingObserve = try await PlayheadServer(
-                command: "observe", dataDirectory: directory.appending("manual-observe").path, arguments: ["--log", manual], name: "kafka-manual-observe")
-            processes.append(waitingObserve)
+            let (waitingStore, waitingObserve) = try await readers(
+                manual, lake: directory.appending("manual-lake").path, directory: directory, folderPrefix: "manual-", name: "manual", processes: &processes)
             let waitingIngest = try await PlayheadServer(
                 command: "ingest", dataDirectory: directory.appending("manual-ingest").path,
                 arguments: ["--log", manual + "&create_topics=false"], name: "kafka-manual-ingest")
@@ -462,11 +446,7 @@ struct KafkaPipelineTests {
         let log = "kafka://127.0.0.1:\(try TestNetwork.freePort())/nobroker-events?partitions=1"
         var processes: [PlayheadServer] = []
         do {
-            processes.append(try await PlayheadServer(
-                command: "store", dataDirectory: directory.appending("store").path,
-                arguments: ["--log", log, "--lake", directory.appending("lake").path], name: "kafka-nobroker-store"))
-            processes.append(try await PlayheadServer(
-                command: "observe", dataDirectory: directory.appending("observe").path, arguments: ["--log", log], name: "kafka-nobroker-observe"))
+            _ = try await readers(log, lake: directory.appending("lake").path, directory: directory, name: "nobroker", processes: &processes)
             for server in processes {
                 try await eventually(timeout: .seconds(30), "not ready, saying why") {
                     let answer = try? await TestHTTP.request("\(server.baseURL)/readyz")
@@ -497,6 +477,25 @@ struct KafkaPipelineTests {
         }
         for server in processes where server.process.isRunning { server.process.kill9() }
         await tansu.stop()
+    }
+
+    /// The two readers of a Kafka log, `playhead store` on `log` into `lake` (with `storeArguments`)
+    /// and `playhead observe`, in data folders `<directory>/<folderPrefix>store` and
+    /// `…observe`, named `kafka-<name>-store` and `kafka-<name>-observe`; both are added to
+    /// `processes` as they start.
+    private func readers(
+        _ log: String, lake: String, directory: TemporaryDirectory, folderPrefix: String = "", name: String,
+        storeArguments: [String] = [], processes: inout [PlayheadServer]
+    ) async throws -> (store: PlayheadServer, observe: PlayheadServer) {
+        let store = try await PlayheadServer(
+            command: "store", dataDirectory: directory.appending(folderPrefix + "store").path,
+            arguments: ["--log", log, "--lake", lake] + storeArguments, name: "kafka-\(name)-store")
+        processes.append(store)
+        let observe = try await PlayheadServer(
+            command: "observe", dataDirectory: directory.appending(folderPrefix + "observe").path, arguments: ["--log", log],
+            name: "kafka-\(name)-observe")
+        processes.append(observe)
+        return (store, observe)
     }
 
     /// `playhead store` on `log` into `lake`, flushing every second (data folder `<directory>/store`).
