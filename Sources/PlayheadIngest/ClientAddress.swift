@@ -119,13 +119,7 @@ public enum ForwardedHeader: Sendable, Equatable, CustomStringConvertible {
 
     /// A header's name, in any case; the error says what is wrong, for a flag's user.
     public init(parsing name: String) throws(IPNetworkError) {
-        let token = name.utf8.allSatisfy { byte in
-            switch byte {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"): true
-            default: "!#$%&'*+-.^_`|~".utf8.contains(byte)
-            }
-        }
-        guard !name.isEmpty, token else {
+        guard !name.isEmpty, name.utf8.allSatisfy(CORSPolicy.isTokenByte) else {
             throw IPNetworkError("'\(name)' is not a header name (such as X-Forwarded-For, Forwarded or X-Real-IP)")
         }
         let lowercased = name.lowercased()
