@@ -35,15 +35,10 @@ enum OpenAPIDocument {
       "name": "Content-Encoding",
       "in": "header",
       "required": false,
-      "description": "`gzip` (or `x-gzip`) is accepted. The decompressed body is capped like a plain one (5 MiB by default). `identity`, or an empty value, is the same as no header; anything else gets 415.",
+      "description": "`gzip` (or `x-gzip`) is accepted, in any case and with spaces around it. The decompressed body is capped like a plain one (5 MiB by default). `identity`, or an empty value, is the same as no header; anything else (`deflate`, `br`, `gzip, gzip`) gets 415.",
       "schema": {
        "type": "string",
-       "enum": [
-        "gzip",
-        "x-gzip",
-        "identity",
-        ""
-       ]
+       "example": "gzip"
       }
      }
     ],
@@ -55,7 +50,7 @@ enum OpenAPIDocument {
     ],
     "requestBody": {
      "required": true,
-     "description": "At most 5 MiB (after decompression), 1,000 events and 32 KiB per event, by default.\n",
+     "description": "At most 5 MiB (after decompression), 1,000 events and 32 KiB per event, by default. An array\nor NDJSON body with more events than the limit is not refused whole: the events past it get\ntoo_many_events each, and those before it are taken (partial acceptance).\n",
      "content": {
       "application/json": {
        "schema": {
@@ -65,7 +60,6 @@ enum OpenAPIDocument {
          },
          {
           "type": "array",
-          "maxItems": 1000,
           "items": {
            "$ref": "#/components/schemas/Event"
           }
@@ -514,7 +508,8 @@ enum OpenAPIDocument {
      "duration_seconds": {
       "type": "integer",
       "format": "int64",
-      "minimum": 0
+      "minimum": 0,
+      "maximum": 9223372036854775807
      },
      "language": {
       "type": "string",
@@ -602,7 +597,7 @@ enum OpenAPIDocument {
      "event_id": {
       "type": "string",
       "nullable": true,
-      "description": "The event's event_id; null when it could not be read."
+      "description": "The event's event_id; null when it could not be read. An empty event_id is answered as \"\" (the error is then about event_id itself); the lake's rejected/ stores NULL for it."
      },
      "field": {
       "type": "string",

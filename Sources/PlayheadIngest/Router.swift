@@ -198,6 +198,14 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var reservedBodyBytes = 0
     /// The connection's peer as `--fill-ip-address` needs it: looked up at its first request.
     private var peer: ClientPeer?
+    /// The head read last asks for another protocol (``HTTPRequestHead/handsOverConnection``).
+    private var lastHeadHandsOver = false
+    /// NIO's parser has read the end of a request that hands the connection over: it parses
+    /// nothing more and would keep every later byte in memory, so nothing more is read until the
+    /// answer that closes the connection is out (from then on the connection guard drops what
+    /// comes). Reading on let one client fill memory at the speed of loopback, 1 GB in 0.9 s, and
+    /// left the requests behind it unanswered until a timeout (a probe, 2026-12-05).
+    private var parserStopped = false
 
     private func releaseBodyBytes() {
         if reservedBodyBytes > 0 {
@@ -261,6 +269,11 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // clients send them again).
         if closing { return }
         let part = unwrapInboundIn(data)
+        switch part {
+        case .head(let head): lastHeadHandsOver = head.handsOverConnection
+        case .end: if lastHeadHandsOver { parserStopped = true }
+        case .body: break
+        }
         if !waiting.isEmpty || mustWait(part) {
             waiting.append(part)
         } else {
@@ -284,7 +297,7 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // client is sending faster than it reads, and reading on would store its events and pile
         // up their answers in memory without bound. A closing connection reads on (and drops what
         // it reads, `ConnectionGuard.closeLingering`).
-        if closing || (waiting.isEmpty && writable) {
+        if closing || (waiting.isEmpty && writable && !parserStopped) {
             context.read()
         } else {
             readHeld = true
@@ -299,7 +312,7 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Issues a held read once no pipelined request waits and the answers have drained.
     private func resumeReading(context: ChannelHandlerContext) {
-        guard readHeld, waiting.isEmpty, writable else { return }
+        guard readHeld, waiting.isEmpty, writable, !parserStopped else { return }
         readHeld = false
         context.read()
     }
@@ -383,7 +396,13 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // request line, at the end of the headers, or around a chunk.
             "a CR not followed by LF, or a line not ended by CRLF; end every line with CRLF"
         case .headerOverflow:
-            "the request line and headers are longer than 80 KiB, the most taken"
+            "the request line and headers, or the trailers after a chunked body, are longer than 80 KiB, the most taken"
+        case .invalidConstant:
+            // llhttp: HPE_INVALID_CONSTANT, "invalid constant string", as for `http/1.1`.
+            "a fixed part of the request line is not spelt as HTTP spells it (the version is `HTTP/1.1` or `HTTP/1.0`, in capitals)"
+        case .invalidEOFState:
+            // NIO: "stream ended at an unexpected time", after a half-close in the middle of a request.
+            "the client closed its side of the connection before the request was whole (a body shorter than its Content-Length, or a chunked body without its last chunk); nothing of it was stored"
         case .invalidMethod:
             "the method is not a token HTTP allows"
         case .invalidURL:
@@ -550,7 +569,10 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // is closed (RFC 9112 §6.1), so that a proxy that framed it otherwise cannot smuggle a request
         // behind it. (It was kept open: a probe, 2026-12-04.)
         let faultyFraming = head.version.minor == 0 && head.headers.contains(name: "transfer-encoding")
-        let keepAlive = requested && !quiescing && !(inputClosed && waiting.isEmpty) && !faultyFraming
+        // A request that hands the connection over (`Upgrade`, `CONNECT`) is answered as HTTP/1.1,
+        // without switching (RFC 9110 §7.8), and the connection is closed after the answer: NIO's
+        // parser reads no request after it.
+        let keepAlive = requested && !quiescing && !(inputClosed && waiting.isEmpty) && !faultyFraming && !head.handsOverConnection
         router.metrics.requestCompleted(path: HTTPRequest.split(uri: head.uri).path, method: head.method, status: response.status, since: requestStarted)
         if let encoded = response.encoded, let encoderContext, keepAlive, head.version == .http1_1,
             head.method != .HEAD, !head.headers.contains(name: "origin")
@@ -597,5 +619,18 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         connectionGuard.responseSent()
+    }
+}
+
+extension HTTPRequestHead {
+    /// Whether NIO's parser (llhttp) takes the bytes after this request for another protocol and
+    /// parses no further request on the connection: a `CONNECT`, or an `Upgrade` header with
+    /// `upgrade` among the `Connection` options (as `curl --http2` sends for `h2c`, or a WebSocket
+    /// handshake). This errs towards true (an empty `Upgrade` too): such a connection is only
+    /// closed after its answer.
+    var handsOverConnection: Bool {
+        if method == .CONNECT { return true }
+        guard headers.contains(name: "upgrade") else { return false }
+        return headers[canonicalForm: "connection"].contains { $0.lowercased() == "upgrade" }
     }
 }

@@ -799,6 +799,54 @@ struct IngestAPITests {
         #expect(stored == ["x1"])
     }
 
+    @Test("a request that asks for another protocol (Upgrade, CONNECT) gets its answer without switching, and the connection closes: nothing sent after it is held in memory or left waiting")
+    func upgradeClosesTheConnection() async throws {
+        let (server, directory) = try await Fixtures.server(["--request-timeout", "5"])
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        // A WebSocket handshake with a request pipelined behind it. NIO's parser reads nothing after
+        // the handshake: that request was held unanswered until the idle timeout (75 s).
+        let handshake = try RawConnection(port: server.port)
+        let started = ContinuousClock.now
+        #expect(handshake.send(
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n" + rawPost("behind-upgrade")
+        ))
+        let answer = String(decoding: await handshake.readAll(timeout: .seconds(30)), as: UTF8.self)
+        #expect(statusLines(answer) == ["HTTP/1.1 200"] && answer.contains("Connection: close\r\n"), "\(answer)")
+        #expect(started.duration(to: .now) < .seconds(10), "closed after the answer, not by a timeout")
+
+        // `curl --http2` on http:// asks for h2c on its POST: the events are taken, in HTTP/1.1.
+        let body = Fixtures.json(Fixtures.event("h2c-post"))
+        let h2c = try RawConnection(port: server.port)
+        #expect(h2c.send(
+            "POST /v1/events HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n"
+                + "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n" + body
+        ))
+        let h2cAnswer = String(decoding: await h2c.readAll(timeout: .seconds(30)), as: UTF8.self)
+        #expect(statusLines(h2cAnswer) == ["HTTP/1.1 202"] && h2cAnswer.contains("Connection: close\r\n"), "\(h2cAnswer)")
+
+        // CONNECT, then 64 MB as fast as loopback takes them: the server's memory must not take them in
+        // (it grew with every byte sent, 1 GB in 0.9 s, until the request timeout).
+        func residentKB() throws -> Int {
+            let status = try String(contentsOfFile: "/proc/\(server.process.pid)/status", encoding: .utf8)
+            let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+            return Int(line.split(separator: " ").dropFirst().first ?? "") ?? -1
+        }
+        let before = try residentKB()
+        let tunnel = try RawConnection(port: server.port)
+        let junk = [UInt8](repeating: 0x41, count: 1 << 20)
+        #expect(tunnel.send("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"))
+        for _ in 0..<64 where tunnel.send(junk) {}
+        let tunnelAnswer = String(decoding: await tunnel.readAll(timeout: .seconds(30)), as: UTF8.self)
+        #expect(tunnelAnswer.hasPrefix("HTTP/1.1 404 ") && tunnelAnswer.contains("Connection: close\r\n"), "\(tunnelAnswer.prefix(500))")
+        let after = try residentKB()
+        #expect(before > 0 && after - before < 24 << 10, "resident memory \(before) kB before, \(after) kB after")
+        #expect(try await TestHTTP.request("\(server.baseURL)/healthz").status == 200)
+
+        #expect(await server.stop() == 0)
+        let stored = try await Fixtures.storedIDs(server.dataDirectory)
+        #expect(stored == ["h2c-post"])
+    }
+
     @Test("a client that half-closes after its requests gets every answer, then the connection is closed")
     func halfClose() async throws {
         let (server, directory) = try await Fixtures.server()
