@@ -332,13 +332,22 @@ public final class EventsEndpoint: Sendable {
             }
             return promise.futureResult
         }
-        let pending = PendingAppends(count: 2)
-        let completion: @Sendable (Result<LogAppendResult, LogError>) -> Void = { result in
-            if case .failure(let error) = result { pending.fail(error) }
-            if let done = pending.completeOne() { answer.finish(done) }
+        // Both: the accepted events first, and the rejected ones only once those are stored. A
+        // request answered 503 must have stored nothing its retry stores again: the lake drops a
+        // retried event by its id, but keeps every copy of a rejected one. (The two appends ran at
+        // once until 2026-12-05: on a full disk the rejected ones were stored while the events
+        // failed, and a request retried five times left six copies of its rejections, a probe.)
+        // It costs such a request a second group commit's wait; most requests are one kind.
+        let rejectedLog = rejected, rejectedRecords = sink.rejected
+        events.append(sink.accepted, executor: loop) { result in
+            if case .failure(let error) = result {
+                answer.finish(error)
+                return
+            }
+            rejectedLog.append(rejectedRecords, executor: loop) { result in
+                if case .failure(let error) = result { answer.finish(error) } else { answer.finish(nil) }
+            }
         }
-        events.append(sink.accepted, executor: loop, completion: completion)
-        rejected.append(sink.rejected, executor: loop, completion: completion)
         return promise.futureResult
     }
 
@@ -409,29 +418,6 @@ public final class EventsEndpoint: Sendable {
         case .full: "log_full"
         case .overloaded: "overloaded"
         default: "log_unavailable"
-        }
-    }
-}
-
-/// Counts down the appends of one request and keeps the first failure.
-private final class PendingAppends: Sendable {
-    private struct State {
-        var remaining: Int
-        var failure: LogError?
-    }
-    private let state: NIOLockedValueBox<State>
-
-    init(count: Int) { state = NIOLockedValueBox(State(remaining: count, failure: nil)) }
-
-    func fail(_ error: LogError) {
-        state.withLockedValue { if $0.failure == nil { $0.failure = error } }
-    }
-
-    /// Returns `.some(failure or nil)` when this was the last append.
-    func completeOne() -> LogError?? {
-        state.withLockedValue { state in
-            state.remaining -= 1
-            return state.remaining == 0 ? .some(state.failure) : .none
         }
     }
 }

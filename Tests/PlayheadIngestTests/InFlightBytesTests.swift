@@ -51,6 +51,14 @@ private final class HeldLog: LogProducer {
         let waiting = held.withLockedValue { held in defer { held = [] }; return held }
         for completion in waiting { completion(.success(LogAppendResult(partition: 0, firstOffset: 0, count: 1))) }
     }
+
+    /// Fails every waiting append with `error`.
+    func failAll(_ error: LogError) {
+        let waiting = held.withLockedValue { held in defer { held = [] }; return held }
+        for completion in waiting { completion(.failure(error)) }
+    }
+
+    var appends: Int { appended.withLockedValue { $0 } }
 }
 
 @Suite("Back-pressure on the bytes of requests in flight")
@@ -107,9 +115,10 @@ struct InFlightBytesTests {
         }
     }
 
-    /// Runs `body` with the events URL of a server on `log` (rejected events go there too).
+    /// Runs `body` with the events URL of a server on `log` (rejected events go there too, unless
+    /// `rejected` is given).
     private func withServer(
-        _ log: HeldLog, configure: (inout IngestConfiguration) -> Void, _ body: (String) async throws -> Void
+        _ log: HeldLog, rejected: HeldLog? = nil, configure: (inout IngestConfiguration) -> Void, _ body: (String) async throws -> Void
     ) async throws {
         var configuration = IngestConfiguration()
         configuration.port = 0
@@ -118,7 +127,7 @@ struct InFlightBytesTests {
         let pool = NIOThreadPool(numberOfThreads: 1)
         pool.start()
         let endpoint = EventsEndpoint(
-            configuration: configuration, events: log, rejected: log, threadPool: pool, logger: Logger(label: "test")
+            configuration: configuration, events: log, rejected: rejected ?? log, threadPool: pool, logger: Logger(label: "test")
         )
         let server = IngestServer(configuration: configuration, events: endpoint, logger: Logger(label: "test"))
         let running = Task { try await server.run() }
@@ -128,9 +137,52 @@ struct InFlightBytesTests {
             Issue.record(error)
         }
         log.completeAll()
+        rejected?.completeAll()
         running.cancel()
         _ = try? await running.value
         try await pool.shutdownGracefully()
+    }
+
+    @Test("a request with accepted and rejected events stores its rejected ones only once the accepted ones are stored: a 503 leaves nothing that its retry stores again")
+    func rejectedAfterAccepted() async throws {
+        let events = HeldLog(), rejected = HeldLog()
+        try await withServer(events, rejected: rejected, configure: { _ in }) { url in
+            let bad = #"{"event_id":"bad-1","event_type":"jump"}"#
+            let mixed = Array(("[" + String(decoding: Self.body, as: UTF8.self) + "," + bad + "]").utf8)
+            func post() -> Task<TestHTTPResponse, any Error> {
+                Task { try await TestHTTP.request(url, method: .POST, headers: [("Content-Type", "application/json")], body: mixed) }
+            }
+            // The disk is full for the accepted events: 503, and the rejected one is not stored either
+            // (the two appends ran at once, and a retried request left a copy of it each time).
+            let refused = post()
+            try await events.waitForAppends(1)
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(rejected.appends == 0, "the rejected event is held back while the accepted one is being stored")
+            events.failAll(LogError(code: .full, message: "no space left"))
+            let refusal = try await refused.value
+            #expect(refusal.status == 503 && refusal.text.contains("log_full"), "\(refusal.status) \(refusal.text)")
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(rejected.appends == 0, "nothing of a request answered 503 is stored")
+
+            // The retry: both stored, in that order, then 202 with the rejection.
+            let retried = post()
+            try await events.waitForAppends(2)
+            events.completeAll()
+            try await rejected.waitForAppends(1)
+            let record = try #require(rejected.batches.withLockedValue { $0.first })
+            #expect(record.count == 1)
+            rejected.completeAll()
+            let answer = try await retried.value
+            #expect(answer.status == 202 && answer.text.contains(#""accepted":1,"rejected":1"#) && answer.text.contains("bad-1"), "\(answer.status) \(answer.text)")
+
+            // A failure of the rejected append after the accepted ones are stored is a 503 too.
+            let third = post()
+            try await events.waitForAppends(3)
+            events.completeAll()
+            try await rejected.waitForAppends(2)
+            rejected.failAll(LogError(code: .unavailable, message: "broker down"))
+            #expect(try await third.value.status == 503)
+        }
     }
 
     @Test("over HTTP: a request's bytes are released once it is answered, with and without gzip")
