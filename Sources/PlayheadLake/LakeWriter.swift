@@ -427,7 +427,9 @@ final class DatasetWriter: @unchecked Sendable {
         }
         // The run is noted in the log's folder before the lake names it: a crash between the two
         // leaves a run the folder knows, so this folder's next start is not taken for a copy.
-        try await noteRun(known)
+        // Retried like the lake's writes: on a full disk at start it stopped the whole server, so
+        // clients got no 503 but a refused connection (a probe, 2026-12-05).
+        try await retrying("note this run in \(log.displayName)/\(Self.runsNote)") { try await self.noteRun(known) }
         try await retrying("claim the lake") { try await self.commits.writeClaim(.init(logID: identity, run: self.run)) }
     }
 

@@ -1353,29 +1353,6 @@ final class NIOLockedCodes: @unchecked Sendable {
     }
 }
 
-/// Mounts a tmpfs with `options` at `<directory>/mnt` when this user may (root in the dev
-/// container, or passwordless sudo) and returns its path; otherwise prints a note that `test` is
-/// skipped and returns nil. Unmount it with ``runUnmount(_:)``.
-func mountTmpfs(in directory: TemporaryDirectory, options: String, for test: String) async throws -> String? {
-    let mountPoint = directory.path + "/mnt"
-    try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
-    let mount = "mount -t tmpfs -o \(options) tmpfs '\(mountPoint)' 2>&1"
-    let mounted = try await runCommand("/bin/sh", ["-c", "\(mount) || sudo -n \(mount)"])
-    guard mounted.status == 0 else {
-        print("note: skipping \(test): cannot mount a tmpfs as this user (\(mounted.stdout.prefix(120)))")
-        return nil
-    }
-    return mountPoint
-}
-
-func runUnmount(_ mountPoint: String) throws {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/bin/sh")
-    process.arguments = ["-c", "umount '\(mountPoint)' 2>/dev/null || sudo -n umount '\(mountPoint)' 2>/dev/null"]
-    try process.run()
-    process.waitUntilExit()
-}
-
 /// How many pages of bytes `from..<to` of the file at `path` are in the page cache (mincore).
 func residentPages(_ path: String, from start: Int, to end: Int) throws -> Int {
     let fd = open(path, O_RDONLY)
