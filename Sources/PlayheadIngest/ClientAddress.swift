@@ -152,8 +152,11 @@ public enum ForwardedHeader: Sendable, Equatable, CustomStringConvertible {
                     continue
                 }
                 for element in elements {
-                    let found = (Self.split(element, on: UInt8(ascii: ";")) ?? []).lazy.compactMap(Self.forValue).first
-                    entries.append(found ?? "")
+                    // An element with `for=` twice is not valid (RFC 7239 §4: a parameter at most
+                    // once): not an address, so the walk ends (the first one was taken until
+                    // 2026-12-05).
+                    let found = (Self.split(element, on: UInt8(ascii: ";")) ?? []).compactMap(Self.forValue)
+                    entries.append(found.count == 1 ? found[0] : "")
                 }
             }
             return entries

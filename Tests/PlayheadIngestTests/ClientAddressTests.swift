@@ -147,7 +147,8 @@ struct ForwardedHeaderTests {
         #expect(try client([#"for=203.0.113.9;host="a,b;c", for=10.0.0.7"#], header: "Forwarded") == "203.0.113.9")
         #expect(try client([#"for="203.0.113.\9""#], header: "Forwarded") == "203.0.113.9")
         // unknown, an obfuscated name, or an element without for= ends the walk at the last trusted address.
-        for end in ["for=unknown", #"for="_hidden""#, "proto=https", "for=", #"for="[2001:db8::1""#] {
+        // An element with for= twice is not valid (RFC 7239 §4) and ends it too.
+        for end in ["for=unknown", #"for="_hidden""#, "proto=https", "for=", #"for="[2001:db8::1""#, "for=5.5.5.5;for=10.0.0.9"] {
             #expect(try client(["for=198.51.100.1, \(end), for=10.0.0.5"], header: "Forwarded") == "10.0.0.5", "\(end)")
         }
         // A quote a client left open does not swallow the element a proxy appended to its line:
