@@ -19,10 +19,14 @@ struct LakeCommits: Sendable {
     struct State: Codable, Equatable, Sendable {
         var nextOffset: Int64
         var rollupFrom: Int64?
+        /// Where a rebuild starts reading the sessions' recent events before `rollupFrom` (states
+        /// written before 2026-12-05 have none).
+        var rollupPrimeFrom: Int64? = nil
 
         enum CodingKeys: String, CodingKey {
             case nextOffset = "next_offset"
             case rollupFrom = "rollup_from"
+            case rollupPrimeFrom = "rollup_prime_from"
         }
     }
 

@@ -698,7 +698,7 @@ final class DatasetWriter: @unchecked Sendable {
         // Before the warm-up (it may read 2 million records): a group ahead of the lake is moved
         // back before retention can delete what the lake lacks.
         await alignGroupOffset(partition, to: next, consumer: consumer)
-        try await warmUp(writer, rollupFrom: state?.rollupFrom)
+        try await warmUp(writer, rollupFrom: state?.rollupFrom, primeFrom: state?.rollupPrimeFrom)
         do {
             try await consumer.seek(partition: partition, to: next)
         } catch {
@@ -756,11 +756,14 @@ final class DatasetWriter: @unchecked Sendable {
         }
     }
 
-    private func warmUp(_ writer: PartitionWriter, rollupFrom: Int64?) async throws {
+    private func warmUp(_ writer: PartitionWriter, rollupFrom: Int64?, primeFrom: Int64?) async throws {
         let window = Int64(writer.dedup.capacity)
         let rollupStart = writer.rollups == nil ? nil : rollupFrom
+        // The open hours' sessions are primed from `primeFrom` on (their events before the hours'
+        // first record); a state without it (before 2026-12-05) primes what the warm-up reads.
+        let primeStart = rollupStart.map { min(primeFrom ?? $0, $0) }
         var start = writer.next - window
-        if let rollupStart { start = min(start, rollupStart - window) }
+        if let primeStart { start = min(start, primeStart - window) }
         start = max(start, 0)
         guard start < writer.next else { return }
         let reader = try log.consumer(for: kind.topic, group: nil)
@@ -862,7 +865,13 @@ final class DatasetWriter: @unchecked Sendable {
                     position = offset + 1
                     guard let record = try? EventRecordView(value) else { return }
                     let isNew = writer.dedup.observe(hash64(record.eventIDBytes))
-                    if isNew, let rollupStart, offset >= rollupStart { writer.rollups?.add(record, offset: offset) }
+                    if isNew, let rollupStart {
+                        if offset >= rollupStart {
+                            writer.rollups?.add(record, offset: offset)
+                        } else if primeFrom == nil || offset >= primeStart! {
+                            writer.rollups?.prime(record, offset: offset)
+                        }
+                    }
                 }
             }
         }
@@ -948,7 +957,7 @@ final class DatasetWriter: @unchecked Sendable {
             try await removeOverlapped(encoded.files.map(\.path), partition: writer.partition, from: from, to: to)
             throw PartitionsLost(partition: writer.partition)
         }
-        let state = LakeCommits.State(nextOffset: to, rollupFrom: writer.rollups?.rebuildFrom)
+        let state = LakeCommits.State(nextOffset: to, rollupFrom: writer.rollups?.rebuildFrom, rollupPrimeFrom: writer.rollups?.primeFrom)
         try await retrying("commit state") { try await self.commits.commit(state, partition: writer.partition) }
         try await retrying("clear intent") { try await self.commits.clearIntent(partition: writer.partition) }
         writer.next = to

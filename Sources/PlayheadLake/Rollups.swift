@@ -87,6 +87,9 @@ final class RollupAggregator: @unchecked Sendable {
 
     private struct Hour {
         var firstOffset: Int64
+        /// Where a rebuild starts reading the sessions' recent events before this hour's first
+        /// record (``primeFrom``).
+        var primeFrom: Int64
         var cells: [Cell] = []
         /// The cell of each content, by the hash of `content_id` (no String made per event).
         var cellIndex: [UInt64: Int] = [:]
@@ -98,7 +101,8 @@ final class RollupAggregator: @unchecked Sendable {
         var timestampMicros: Int64
         var position: Double
         var contentHash: UInt64
-        /// The hour of the cell (hours since 1970, by `received_at`).
+        /// The hour of the cell (hours since 1970, by `received_at`); ``primedHour`` for an event
+        /// a rebuild read only for its session's history, which has no cell.
         var hour: Int32
         /// The cell's index in its hour, and in the top bit whether the event is `play` or `heartbeat`.
         private var cellAndPlaying: UInt32
@@ -165,6 +169,10 @@ final class RollupAggregator: @unchecked Sendable {
     /// arrives after later ones of its session.
     static var historyLength: Int { 2 }
 
+    /// The hour of a primed event's ``Moment``: no hour of `hours` (its start is in the year
+    /// -243,000), so no correction is ever made in a cell through it.
+    private static let primedHour = Int32.min
+
     let grace: Int64
     @exclusivity(unchecked) private var hours: [Int64: Hour] = [:]
     /// Where the hour of the last event sits in `hours` (valid until an hour is added or removed).
@@ -209,6 +217,12 @@ final class RollupAggregator: @unchecked Sendable {
     @exclusivity(unchecked) var replaying = false
     /// Hours changed since the last `takeChanges()`.
     @exclusivity(unchecked) private var touched = Set<Int64>()
+    /// The first offset of each minute of `received_at` seen in the last ``minutesKept`` minutes,
+    /// oldest first: where an hour's ``Hour/primeFrom`` is found.
+    @exclusivity(unchecked) private var minuteStarts: [(minute: Int64, offset: Int64)] = []
+    /// Open hours reach about 65 minutes back (an hour and the grace), and priming 11 minutes
+    /// before the oldest.
+    private static let minutesKept: Int64 = 150
 
     init(
         graceMicros: Int64 = 300_000_000, forgetSilentAfterMicros: Int64 = 600_000_000, maxRememberedSessions: Int = 260_000,
@@ -220,8 +234,20 @@ final class RollupAggregator: @unchecked Sendable {
         self.maxCells = max(1, maxCells)
     }
 
-    /// Where a rebuild after a restart must start reading: the first offset of the oldest open hour.
+    /// Where a rebuild after a restart must start counting: the first offset of the oldest open hour.
     var rebuildFrom: Int64? { hours.values.map(\.firstOffset).min() }
+
+    /// Where a rebuild must start reading the sessions' recent events (``prime(_:offset:)``), before
+    /// ``rebuildFrom``: the first record of the minute that starts ``primeMicros`` before the oldest
+    /// open hour, as far back as this aggregator has seen. The watch time of a session's first
+    /// event in an hour is measured from its event before, often in the hour before: a rebuild
+    /// that started at the hour's first record lost one interval per session (4 % of an hour's
+    /// watch time, an outside review, 2026-12-05).
+    var primeFrom: Int64? { hours.values.map(\.primeFrom).min() }
+
+    /// How long before an hour a session's last event can still count for its next one: sessions
+    /// silent for longer are forgotten (``forgetSilentAfterMicros``), at minute boundaries.
+    var primeMicros: Int64 { forgetSilentAfterMicros + 60_000_000 }
 
     func add(_ record: EventRecordView, offset: Int64) {
         add(RollupFacts(record), offset: offset) { (record.contentID, record.contentType, record.title) }
@@ -237,13 +263,7 @@ final class RollupAggregator: @unchecked Sendable {
     /// first event of a content in an hour.
     func add(_ event: RollupFacts, offset: Int64, names: () -> (String, String, String)) {
         let received = event.receivedMicros
-        // At each new minute of the stream's time, cut at the minute's start: the same events give
-        // the same cuts, whenever the writer reads them (a rebuild from the log after a restart).
-        let minute = received / 60_000_000
-        if minute > sweptMinute {
-            if sweptMinute != .min { forgetSilentSessions(before: minute * 60_000_000 - forgetSilentAfterMicros) }
-            sweptMinute = minute
-        }
+        sweep(received, offset: offset)
         // Hours this event closes first (never its own: its hour starts at or after the limit), so
         // that their rows leave room under `maxCells` for the event's own.
         closeHours(before: received - grace)
@@ -271,6 +291,38 @@ final class RollupAggregator: @unchecked Sendable {
             if stored == nil { stored = Cursor(receivedMicros: received, placeholder: Moment(event, hour: 0, cell: 0)) }
             // In place: the cursor holds the session's history, too big to copy out and back per event.
             record(event, session: session, hour: hour, hourIndex: hourIndex, completes: completes, names: names, cursor: &stored!)
+        }
+    }
+
+    /// Reads an event that a rebuild meets before the first record of the open hours
+    /// (``primeFrom`` up to ``rebuildFrom``): into its session's history only, as the run that
+    /// counted it had it, so that the session's next event measures its watch time from it.
+    /// Nothing is counted, and no hour is made.
+    func prime(_ record: EventRecordView, offset: Int64) {
+        let event = RollupFacts(record)
+        sweep(event.receivedMicros, offset: offset)
+        closeHours(before: event.receivedMicros - grace)
+        let session = event.session
+        if cursors.count >= maxRememberedSessions && cursors.value(session) == nil { forgetLongestSilentHalf() }
+        cursors.update(session) { stored in
+            if stored == nil { stored = Cursor(receivedMicros: event.receivedMicros, placeholder: Moment(event, hour: 0, cell: 0)) }
+            stored!.receivedMicros = max(stored!.receivedMicros, event.receivedMicros)
+            _ = place(Moment(event, hour: Self.primedHour, cell: 0), in: &stored!)
+        }
+    }
+
+    /// At each new minute of the stream's time: forgets the sessions silent since before the cut at
+    /// the minute's start (the same events give the same cuts, whenever the writer reads them: a
+    /// rebuild from the log after a restart), and notes the minute's first offset.
+    @inline(__always)
+    private func sweep(_ received: Int64, offset: Int64) {
+        let minute = received / 60_000_000
+        guard minute > sweptMinute else { return }
+        if sweptMinute != .min { forgetSilentSessions(before: minute * 60_000_000 - forgetSilentAfterMicros) }
+        sweptMinute = minute
+        minuteStarts.append((minute, offset))
+        if let first = minuteStarts.first, first.minute < minute - Self.minutesKept {
+            minuteStarts.removeAll { $0.minute < minute - Self.minutesKept }
         }
     }
 
@@ -389,7 +441,12 @@ final class RollupAggregator: @unchecked Sendable {
     /// The index of `hour` in `hours`, adding it if new.
     private func index(of hour: Int64, firstOffset: Int64) -> Dictionary<Int64, Hour>.Index {
         if let currentHour, currentHour.hour == hour { return currentHour.index }
-        if hours[hour] == nil { hours[hour] = Hour(firstOffset: firstOffset) }
+        if hours[hour] == nil {
+            // The first minute at or after `primeMicros` before the hour; else the oldest seen.
+            let primeMinute = (hour - primeMicros) / 60_000_000
+            let primeFrom = minuteStarts.first { $0.minute >= primeMinute }?.offset ?? minuteStarts.first?.offset ?? firstOffset
+            hours[hour] = Hour(firstOffset: firstOffset, primeFrom: min(primeFrom, firstOffset))
+        }
         let index = hours.index(forKey: hour)!
         currentHour = (hour, index)
         touched.insert(hour)
@@ -482,6 +539,7 @@ final class RollupAggregator: @unchecked Sendable {
 
     func reset() {
         sweptMinute = .min
+        minuteStarts.removeAll()
         hours.removeAll()
         cellCount = 0
         cursors.removeAll()

@@ -235,6 +235,63 @@ struct RollupTests {
         }
     }
 
+    @Test("A rebuild after a restart gives the open hour the rows of a run that never stopped: the sessions' events before the hour are primed from primeFrom (without them each session lost its first interval of the hour, 4 % of the watch time)")
+    func rebuildPrimesSessions() throws {
+        let second: Int64 = 1_000_000
+        var random = SeededRandom(state: 7)
+        // 200 sessions, each a heartbeat every 15–25 s, from 40 minutes before the hour to 20 after;
+        // some sessions stop for a while (2–12 minutes) and come back.
+        var events: [EventRecordFields] = []
+        var next = (0..<200).map { _ in Self.base - 40 * 60 * second + Int64(random.next() % 20) * second }
+        var position = [Double](repeating: 0, count: 200)
+        var id = 0
+        while true {
+            guard let session = next.indices.min(by: { next[$0] < next[$1] }), next[session] < Self.base + 20 * 60 * second else { break }
+            let time = next[session]
+            position[session] += 20
+            events.append(Self.event("e\(id)", "heartbeat", session: "s\(session)", content: "c\(session % 7)", timestamp: time, received: time, position: position[session]))
+            id += 1
+            let pause = random.next() % 40 == 0 ? Int64(120 + random.next() % 600) : Int64(15 + random.next() % 10)
+            next[session] = time + pause * second
+        }
+        let uninterrupted = try Self.rollups(events, aggregator: RollupAggregator())
+        let expected = try #require(uninterrupted[Self.base])
+
+        // The run that stops: its last commit 10 minutes into the hour.
+        let stop = try #require(events.firstIndex { $0.receivedAtMicros >= Self.base + 10 * 60 * second })
+        let stopped = RollupAggregator()
+        _ = try Self.rollups(Array(events[..<stop]), aggregator: stopped)
+        let rebuildFrom = try #require(stopped.rebuildFrom), primeFrom = try #require(stopped.primeFrom)
+        let firstOfHour = try #require(events.firstIndex { $0.receivedAtMicros >= Self.base })
+        #expect(rebuildFrom == Int64(firstOfHour))
+        // The first event of the minute 11 minutes before the hour.
+        let primeMinute = try #require(events.firstIndex { $0.receivedAtMicros >= Self.base - 11 * 60 * second })
+        #expect(primeFrom == Int64(primeMinute), "\(primeFrom) \(primeMinute)")
+
+        func rebuilt(priming: Bool) throws -> [RollupRow] {
+            let aggregator = RollupAggregator()
+            aggregator.replaying = true
+            var rows: [Int64: [RollupRow]] = [:]
+            for (offset, event) in events.enumerated() where offset >= (priming ? Int(primeFrom) : Int(rebuildFrom)) {
+                var bytes: [UInt8] = []
+                EventRecordEncoder.encode(event, into: &bytes)
+                try bytes.withUnsafeBytes { raw in
+                    let view = try EventRecordView(raw)
+                    if offset < Int(rebuildFrom) { aggregator.prime(view, offset: Int64(offset)) } else { aggregator.add(view, offset: Int64(offset)) }
+                }
+                if offset == stop { aggregator.replaying = false }
+                if offset % 997 == 0 { for (hour, hourRows) in aggregator.takeChanges() { rows[hour] = hourRows } }
+            }
+            for (hour, hourRows) in aggregator.takeChanges() { rows[hour] = hourRows }
+            return rows[Self.base] ?? []
+        }
+        let watch = expected.reduce(0) { $0 + $1.watchTimeSeconds }
+        #expect(try rebuilt(priming: true) == expected)
+        // Without the priming, the hour's first interval of every session is lost: the test can fail.
+        let unprimed = try rebuilt(priming: false).reduce(0) { $0 + $1.watchTimeSeconds }
+        #expect(unprimed < watch - 100 * 15, "\(unprimed) of \(watch)")
+    }
+
     @Test("Sessions silent for 10 minutes are forgotten once a minute: the table shrinks, a returning session counts no watch time for its gap, and the distinct counts stay exact")
     func silentSessionsForgotten() throws {
         let second: Int64 = 1_000_000
