@@ -51,6 +51,9 @@ public final class LakeImporter: Sendable {
     private let decoder: EventDecoder
     private let threadPool: NIOThreadPool
     private let logger: Logger
+    /// Set from a signal handler (`playhead import` on SIGINT or SIGTERM): the file being imported
+    /// stops at its next chunk and is taken out of the lake again, as a file cut off is.
+    public let interruption = ImportInterruption()
 
     /// The bytes of NDJSON decoded at a time.
     static let chunkBytes = 8 * 1024 * 1024
@@ -259,6 +262,7 @@ public final class LakeImporter: Sendable {
         var firstChunk: ImportChunk? = first
         do {
         while true {
+            if let signal = interruption.signal { throw ImportInterrupted(signal: signal) }
             while !endOfFile && decoding.count < Self.maxDecodesInFlight {
                 let (lines, added, end): ImportChunk
                 if let chunk = firstChunk {
@@ -367,10 +371,13 @@ public final class LakeImporter: Sendable {
                 // lake's now, and this run's, written beside them, would double their events.
                 throw LakeError(.otherWriter, "\(path): \(error.message); this import stopped, and the other one's files stand" + (await deleteWritten()))
             }
-            if let error = error as? ImportInputError {
-                // The file itself cannot be imported (cut off, or not NDJSON), and never will be as
-                // it is: what came before the damage is taken out again, rather than left in the lake
-                // to be doubled by the import of a good copy (another file, so not replaced by it).
+            // The file itself cannot be imported (cut off, or not NDJSON), and never will be as it
+            // is: what came before the damage is taken out again, rather than left in the lake to be
+            // doubled by the import of a good copy (another file, so not replaced by it). The same
+            // for an import interrupted (SIGINT, SIGTERM): it left part of the file in events/, with
+            // no rollups, until the file was imported again (an outside review).
+            let inputError = error as? ImportInputError, interrupted = error as? ImportInterrupted
+            if inputError != nil || interrupted != nil {
                 let deleted = await deleteWritten()
                 // Nor is the file left named as an import of its path: the next import of a good
                 // copy warned that the events of both were in the lake twice (a probe).
@@ -390,7 +397,8 @@ public final class LakeImporter: Sendable {
                     }
                 }
                 if newManifest { try? await store.delete(manifest) }
-                throw LakeError(.io, "\(path): \(error.message); nothing of it was imported" + deleted)
+                if let interrupted { throw LakeError(.io, "\(path): \(interrupted.description); nothing of it was imported" + deleted) }
+                throw LakeError(.io, "\(path): \(inputError!.message); nothing of it was imported" + deleted)
             }
             if !written.isEmpty {
                 logger.error(
@@ -1101,4 +1109,25 @@ final class LeaseKeeper: Sendable {
         renewal.withLock { $0 }?.cancel()
         return await lease.release()
     }
+}
+
+/// A request to stop an import, from a signal handler.
+public final class ImportInterruption: Sendable {
+    private let received = Mutex<Int32?>(nil)
+
+    public init() {}
+
+    /// Asks the import in progress to stop (the first signal is kept).
+    public func request(signal: Int32) {
+        received.withLock { if $0 == nil { $0 = signal } }
+    }
+
+    /// The signal that asked for a stop, if one did.
+    public var signal: Int32? { received.withLock { $0 } }
+}
+
+/// An import stopped by ``ImportInterruption``.
+struct ImportInterrupted: Error, CustomStringConvertible {
+    var signal: Int32
+    var description: String { "interrupted by \(signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : "signal \(signal)")" }
 }

@@ -198,7 +198,8 @@ struct ImportCommand: AsyncParsableCommand {
             --replace-earlier-versions is given (the summary's earlier_versions_kept counts them). One import \
             of a file runs at a time; a second one is refused. A file cut off (gzip, or truncated while it is \
             read) or not NDJSON (Parquet, UTF-16, a JSON array, pretty-printed JSON, a first line that is not a \
-            JSON object, such as CSV) fails with nothing of it left in the lake. \
+            JSON object, such as CSV) fails with nothing of it left in the lake, as does the file being \
+            imported on SIGINT or SIGTERM (exit status 130 or 143; files done before it stay). \
             Prints a JSON summary per file on \
             standard output, and a progress line to the log every 10 s.
             """
@@ -266,10 +267,20 @@ struct ImportCommand: AsyncParsableCommand {
         var decoder = EventDecoderConfiguration()
         decoder.ipPolicy = ipPolicy
         let importer = LakeImporter(store: store, configuration: configuration, decoder: decoder, threadPool: threadPool, logger: logger)
+        // SIGINT or SIGTERM: the file being imported stops and is taken out of the lake again (its
+        // part written stayed, with no rollups, an outside review); files done before it stay, and
+        // the rest are not started. A second signal ends the process at once.
+        let interrupts = LoadgenCommand.onInterrupt { importer.interruption.request(signal: $0) }
+        defer { for source in interrupts { source.cancel() } }
         var failed = false
         // One received_at for the whole run (the files of one run land in one hour).
         let now = receivedAt.flatMap(RFC3339.parseMicros) ?? WallClock.micros()
-        for file in files {
+        for (index, file) in files.enumerated() {
+            if let signal = importer.interruption.signal {
+                let left = files[index...].map { "'\($0)'" }.joined(separator: ", ")
+                logger.error("import interrupted: not started: \(left)")
+                throw ExitCode(128 + signal)
+            }
             let started = ContinuousClock.now
             do {
                 let summary = try await importer.importFile(file, receivedAt: now, replaceEarlierVersions: replaceEarlierVersions)
@@ -287,7 +298,9 @@ struct ImportCommand: AsyncParsableCommand {
                 logger.error("import of \(file) failed", metadata: ["error": "\(error)"])
             }
         }
-        if failed { throw ExitCode.failure }
+        // An import interrupted exits as the signal would have it (130, 143); one that ended whole
+        // before the signal counted does not fail for it.
+        if failed { throw ExitCode(importer.interruption.signal.map { 128 + $0 } ?? 1) }
     }
 }
 

@@ -958,6 +958,33 @@ struct LakeTests {
         #expect(rejected.first?[2] as? String == "the line is not valid JSON: expected a key at byte \(badLine + 1) (the line starts at byte \(badLine))", "\(rejected)")
     }
 
+    @Test("import: SIGTERM stops the file being imported and takes its files out of the lake again (part of it stayed, with no rollups); exit 143; the next import of the file is whole")
+    func importInterrupted() async throws {
+        let directory = try TemporaryDirectory(prefix: "import")
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        let file = try await Self.generatedEvents(400_000, seed: 11, in: directory)
+        let lake = directory.appending("data/lake").path
+        let arguments = ["import", "--data-dir", directory.appending("data").path, "--batch-events", "20000", file, file]
+        let running = try ChildProcess(TestEnvironment.playheadExecutable, arguments, name: "import-interrupted")
+        // Stopped once its first file is in the lake (a file of 20,000 of the 400,000 events).
+        func written() -> [String] {
+            (FileManager.default.enumerator(atPath: lake)?.allObjects as? [String] ?? []).filter { $0.hasSuffix(".parquet") }
+        }
+        let deadline = ContinuousClock.now + .seconds(120)
+        while written().isEmpty && running.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        try #require(running.isRunning, "the import ended before its first file could be seen: \(running.stderr.suffix(1000))")
+        running.signal(SIGTERM)
+        #expect(await running.waitForExit(timeout: .seconds(60)) == 143, "\(running.stderr.suffix(2000))")
+        #expect(running.stderr.contains("interrupted by SIGTERM; nothing of it was imported"), "\(running.stderr.suffix(2000))")
+        #expect(running.stderr.contains("import interrupted: not started: '\(file)'"), "\(running.stderr.suffix(2000))")
+        #expect(written().isEmpty, "\(written())")
+
+        let (result, _) = try await Self.imported(file, in: directory)
+        #expect(result.stdout.contains(#""accepted":400000"#) && result.stdout.contains(#""earlier_versions_kept":0"#), "\(result.stdout)")
+        let rows = try await duck("SELECT (SELECT count(*) FROM read_parquet('{lake}/events/**/*.parquet')), (SELECT sum(events) FROM read_parquet('{lake}/rollups/**/*.parquet'))", lake: lake)
+        #expect(rows.first?[0] as? Int == 400_000 && rows.first?[1] as? Int == 400_000, "\(rows)")
+    }
+
     @Test("row groups hold exactly 65,536 rows (the default), the last of a file the rest")
     func rowGroupSizes() async throws {
         let directory = try TemporaryDirectory(prefix: "import")
