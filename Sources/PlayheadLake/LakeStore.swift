@@ -185,13 +185,23 @@ public final class FileLakeStore: LakeStore {
         }
     }
 
-    /// Writes a temporary file beside the target, fsyncs it, renames it over the target and fsyncs
-    /// the folder (and every folder created on the way), so that the object is whole and durable.
+    /// Where files are written before they are renamed into place: in the lake (one file system,
+    /// so the rename is atomic), outside every dataset. They were written beside their target until
+    /// 2026-12-05, and a reader that lists a folder (polars' `scan_parquet` of a folder, DuckDB's
+    /// `read_parquet('…/**')`) failed on one met while a file was written, or left by a crash in an
+    /// hour folder that no later write cleaned (an outside review).
+    static let temporaryFolder = "_playhead/tmp"
+
+    /// Writes a temporary file in ``temporaryFolder``, fsyncs it, renames it to the target and
+    /// fsyncs the target's folder (and every folder created on the way), so that the object is
+    /// whole and durable, and never seen in part.
     static func writeDurably(root: String, path: String, bytes: [UInt8]) throws {
         let full = "\(root)/\(path)"
         let folder = (full as NSString).deletingLastPathComponent
         try makeFolders(folder, root: root)
-        let temporary = "\(folder)/.tmp-\(UUID().uuidString)"
+        let temporaries = "\(root)/\(temporaryFolder)"
+        try makeFolders(temporaries, root: root)
+        let temporary = "\(temporaries)/.tmp-\(UUID().uuidString)"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw LakeError(.io, "cannot create \(temporary): \(String(cString: strerror(errno)))") }
         var failure: LakeError?
@@ -221,6 +231,8 @@ public final class FileLakeStore: LakeStore {
             throw LakeError(.io, "cannot rename \(temporary) to \(full): \(message)")
         }
         try fsyncFolder(folder)
+        removeStaleTemporaries(in: temporaries)
+        // What releases before 2026-12-05 left beside their files.
         removeStaleTemporaries(in: folder)
     }
 
@@ -228,8 +240,8 @@ public final class FileLakeStore: LakeStore {
     /// write in progress, of this process or another writer of the lake, is seconds old.
     static let staleTemporaryAge: Double = 600
 
-    /// Deletes the stale temporary files of `folder`: a crash leaves one in the folder of each file
-    /// it was writing, and the writer's redo writes that file again, into the same folder.
+    /// Deletes the stale temporary files of `folder`: a crash leaves one for each file it was
+    /// writing.
     static func removeStaleTemporaries(in folder: String) {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return }
         let now = Date().timeIntervalSince1970

@@ -495,22 +495,49 @@ struct RollupTests {
 
 @Suite("The folder lake")
 struct FolderLakeTests {
-    @Test("a write removes the temporary files a crash left in its folder, and leaves recent ones (another writer's) alone")
+    @Test("a write removes the temporary files a crash left (in _playhead/tmp, or beside the files as releases before 2026-12-05 wrote them), and leaves recent ones (another writer's) alone")
     func staleTemporariesGo() throws {
         let directory = try TemporaryDirectory(prefix: "lake")
         let root = directory.url.path
         try FileLakeStore.writeDurably(root: root, path: "events/date=2026-12-03/hour=10/a.parquet", bytes: [1, 2, 3])
         let folder = "\(root)/events/date=2026-12-03/hour=10"
-        let stale = "\(folder)/.tmp-STALE", fresh = "\(folder)/.tmp-FRESH"
-        #expect(FileManager.default.createFile(atPath: stale, contents: Data([0])))
-        #expect(FileManager.default.createFile(atPath: fresh, contents: Data([0])))
+        let temporaries = "\(root)/_playhead/tmp"
+        let stale = ["\(folder)/.tmp-STALE", "\(temporaries)/.tmp-STALE"], fresh = ["\(folder)/.tmp-FRESH", "\(temporaries)/.tmp-FRESH"]
+        for path in stale + fresh { #expect(FileManager.default.createFile(atPath: path, contents: Data([0]))) }
         // An hour old, as after a kill -9 during a flush.
-        var times = [timeval(tv_sec: time(nil) - 3600, tv_usec: 0), timeval(tv_sec: time(nil) - 3600, tv_usec: 0)]
-        #expect(utimes(stale, &times) == 0)
+        for path in stale {
+            var times = [timeval(tv_sec: time(nil) - 3600, tv_usec: 0), timeval(tv_sec: time(nil) - 3600, tv_usec: 0)]
+            #expect(utimes(path, &times) == 0)
+        }
         try FileLakeStore.writeDurably(root: root, path: "events/date=2026-12-03/hour=10/b.parquet", bytes: [4])
-        #expect(!FileManager.default.fileExists(atPath: stale))
-        #expect(FileManager.default.fileExists(atPath: fresh))
+        for path in stale { #expect(!FileManager.default.fileExists(atPath: path), "\(path)") }
+        for path in fresh { #expect(FileManager.default.fileExists(atPath: path), "\(path)") }
         #expect(FileManager.default.fileExists(atPath: "\(folder)/a.parquet") && FileManager.default.fileExists(atPath: "\(folder)/b.parquet"))
+    }
+
+    @Test("a folder of the lake never holds a file being written: a reader listing it sees whole Parquet files only (polars refused a folder with a temporary file in it)")
+    func noTemporaryInDatasetFolders() async throws {
+        let directory = try TemporaryDirectory(prefix: "lake")
+        let root = directory.url.path
+        let folder = "\(root)/events/date=2026-12-03/hour=11"
+        try FileLakeStore.makeFolders(folder, root: root)
+        let writing = Task.detached {
+            let bytes = [UInt8](repeating: 7, count: 512 << 10)
+            for index in 0..<100 {
+                try FileLakeStore.writeDurably(root: root, path: "events/date=2026-12-03/hour=11/p0-\(index).parquet", bytes: bytes)
+            }
+        }
+        var listings = 0
+        var others: Set<String> = []
+        while !writing.isCancelled {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+            listings += 1
+            others.formUnion(names.filter { !$0.hasSuffix(".parquet") })
+            if names.count == 100 { break }
+        }
+        try await writing.value
+        #expect(others.isEmpty, "\(others) in \(listings) listings")
+        #expect(listings > 100, "too few listings to tell: \(listings)")
     }
 
     @Test("a read that fails says the system's reason, not Foundation's error domain and code")
