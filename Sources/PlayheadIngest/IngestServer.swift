@@ -24,6 +24,11 @@ final class InFlightRequests: Sendable {
 /// On graceful shutdown it stops accepting connections, finishes the requests in flight (their
 /// events are already on their way to the log), closes idle connections and returns.
 public final class IngestServer: Service, Sendable {
+    /// The most bytes NIO's HTTP decoder may hold unparsed for a connection: a request head being
+    /// received (at most 80 KiB) and one read after it. Past it the parser has stopped on bytes it
+    /// will never parse (after a request that switches protocols, which the handler closes anyway),
+    /// and the connection is closed: a backstop against holding them without bound.
+    static let maxUnparsedBytes = 512 << 10
     public let configuration: IngestConfiguration
     private let router: Router
     private let inFlight = InFlightRequests()
@@ -172,7 +177,7 @@ public final class IngestServer: Service, Sendable {
                         // and a later encoded answer would take an earlier request's method for its own:
                         // after a HEAD, a GET's body was dropped. The handler leaves HEAD bodies out itself.
                         try sync.addHandler(HTTPResponseEncoder())
-                        try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)))
+                        try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes), maximumBufferSize: Self.maxUnparsedBytes))
                         try sync.addHandler(IngestHTTPHandler(router: router, inFlight: inFlight, connectionGuard: connectionGuard))
                     }
                 }

@@ -323,6 +323,13 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// request's events were stored), and the connection stayed open after `Connection: close`.
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         guard let parseError = error as? HTTPParserError else {
+            if error is ByteToMessageDecoderError.PayloadTooLargeError {
+                // More unparsed bytes than a request head can be (``IngestServer/maxUnparsedBytes``):
+                // the parser has stopped on something ``HTTPRequestHead/handsOverConnection`` did
+                // not foresee. Closed rather than buffered without bound.
+                context.close(promise: nil)
+                return
+            }
             context.fireErrorCaught(error)
             return
         }
@@ -626,11 +633,12 @@ extension HTTPRequestHead {
     /// Whether NIO's parser (llhttp) takes the bytes after this request for another protocol and
     /// parses no further request on the connection: a `CONNECT`, or an `Upgrade` header with
     /// `upgrade` among the `Connection` options (as `curl --http2` sends for `h2c`, or a WebSocket
-    /// handshake). This errs towards true (an empty `Upgrade` too): such a connection is only
-    /// closed after its answer.
+    /// handshake). llhttp reads `Proxy-Connection` as `Connection` (a code review found the bypass).
+    /// This errs towards true (an empty `Upgrade` too): such a connection is only closed after its
+    /// answer.
     var handsOverConnection: Bool {
         if method == .CONNECT { return true }
         guard headers.contains(name: "upgrade") else { return false }
-        return headers[canonicalForm: "connection"].contains { $0.lowercased() == "upgrade" }
+        return (headers[canonicalForm: "connection"] + headers[canonicalForm: "proxy-connection"]).contains { $0.lowercased() == "upgrade" }
     }
 }

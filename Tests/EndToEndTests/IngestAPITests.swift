@@ -815,6 +815,14 @@ struct IngestAPITests {
         #expect(statusLines(answer) == ["HTTP/1.1 200"] && answer.contains("Connection: close\r\n"), "\(answer)")
         #expect(started.duration(to: .now) < .seconds(10), "closed after the answer, not by a timeout")
 
+        // llhttp reads Proxy-Connection as Connection.
+        let proxy = try RawConnection(port: server.port)
+        #expect(proxy.send(
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nProxy-Connection: upgrade\r\nUpgrade: websocket\r\n\r\n" + rawPost("behind-proxy-upgrade")
+        ))
+        let proxyAnswer = String(decoding: await proxy.readAll(timeout: .seconds(30)), as: UTF8.self)
+        #expect(statusLines(proxyAnswer) == ["HTTP/1.1 200"] && proxyAnswer.contains("Connection: close\r\n"), "\(proxyAnswer)")
+
         // `curl --http2` on http:// asks for h2c on its POST: the events are taken, in HTTP/1.1.
         let body = Fixtures.json(Fixtures.event("h2c-post"))
         let h2c = try RawConnection(port: server.port)
