@@ -201,14 +201,28 @@ public final class FileLakeStore: LakeStore {
         try makeFolders(folder, root: root)
         let temporaries = "\(root)/\(temporaryFolder)"
         try makeFolders(temporaries, root: root)
-        let temporary = "\(temporaries)/.tmp-\(UUID().uuidString)"
+        if try !write(bytes, to: full, through: temporaries) {
+            // `_playhead` and the target are on two file systems (a mount point or a symbolic link
+            // in the lake): the temporary goes beside its target, as before 2026-12-05.
+            _ = try write(bytes, to: full, through: folder)
+        }
+        try fsyncFolder(folder)
+        removeStaleTemporaries(in: temporaries)
+        // What releases before 2026-12-05 left beside their files.
+        removeStaleTemporaries(in: folder)
+    }
+
+    /// Writes `bytes` to a new temporary file in `folder`, fsyncs it and renames it to `full`;
+    /// false (and nothing left) when the rename crosses file systems.
+    private static func write(_ bytes: [UInt8], to full: String, through folder: String) throws -> Bool {
+        let temporary = "\(folder)/.tmp-\(UUID().uuidString)"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw LakeError(.io, "cannot create \(temporary): \(String(cString: strerror(errno)))") }
         var failure: LakeError?
         bytes.withUnsafeBytes { buffer in
             var written = 0
             while written < buffer.count {
-                let n = write(fd, buffer.baseAddress! + written, buffer.count - written)
+                let n = Glibc.write(fd, buffer.baseAddress! + written, buffer.count - written)
                 if n < 0 {
                     if errno == EINTR { continue }
                     failure = LakeError(.io, "cannot write \(temporary): \(String(cString: strerror(errno)))")
@@ -226,14 +240,12 @@ public final class FileLakeStore: LakeStore {
             throw failure
         }
         guard rename(temporary, full) == 0 else {
-            let message = String(cString: strerror(errno))
+            let code = errno
             unlink(temporary)
-            throw LakeError(.io, "cannot rename \(temporary) to \(full): \(message)")
+            if code == EXDEV { return false }
+            throw LakeError(.io, "cannot rename \(temporary) to \(full): \(String(cString: strerror(code)))")
         }
-        try fsyncFolder(folder)
-        removeStaleTemporaries(in: temporaries)
-        // What releases before 2026-12-05 left beside their files.
-        removeStaleTemporaries(in: folder)
+        return true
     }
 
     /// Temporary files older than this are what a crash (`kill -9` during a flush) left behind; a

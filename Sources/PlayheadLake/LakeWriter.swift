@@ -429,7 +429,9 @@ final class DatasetWriter: @unchecked Sendable {
         // leaves a run the folder knows, so this folder's next start is not taken for a copy.
         // Retried like the lake's writes: on a full disk at start it stopped the whole server, so
         // clients got no 503 but a refused connection (a probe, 2026-12-05).
-        try await retrying("note this run in \(log.displayName)/\(Self.runsNote)") { try await self.noteRun(known) }
+        try await retrying("note this run in \(log.displayName)/\(Self.runsNote)", retryIf: { ($0 as? LogError)?.code == .full }) {
+            try await self.noteRun(known)
+        }
         try await retrying("claim the lake") { try await self.commits.writeClaim(.init(logID: identity, run: self.run)) }
     }
 
@@ -888,6 +890,13 @@ final class DatasetWriter: @unchecked Sendable {
                 "log.partition": "\(writer.partition)", "lake.rollup_from": "\(rollupStart)", "log.first_kept": "\(kept)",
             ])
         }
+        if let rollupStart, let primeStart, primeFrom != nil, kept > primeStart, kept <= rollupStart {
+            // The open hours' counts are whole, but sessions whose events before the hour are gone
+            // measure their first interval in it from nothing.
+            logger.warning("lake writer: the log no longer holds the sessions' events of the minutes before the open hours; their rollups' watch time may miss each such session's first interval (use the SQL over events/ for those hours, docs/lake.md)", metadata: [
+                "log.partition": "\(writer.partition)", "lake.rollup_prime_from": "\(primeStart)", "log.first_kept": "\(kept)",
+            ])
+        }
         if kept > max(writer.next - window, 0) && writer.dedup.capacity > 0 {
             logger.notice("lake writer: the log holds fewer records than the deduplication window; after this restart it reaches back \(max(writer.next - kept, 0)) records", metadata: [
                 "log.partition": "\(writer.partition)", "log.first_kept": "\(kept)",
@@ -1046,7 +1055,8 @@ final class DatasetWriter: @unchecked Sendable {
     /// a state or intent object that is there but unreadable: reading it again gives the same bytes,
     /// so retrying would only hide it (the lake writer stops, and so `serve` or `store`, with the
     /// object's name; docs/runbook.md, "An unreadable lake state").
-    private func retrying<T>(_ what: String, _ operation: () async throws -> T) async throws -> T {
+    /// `retryIf`: which errors are retried (all but the permanent ones by default); others are thrown.
+    private func retrying<T>(_ what: String, retryIf: (any Error) -> Bool = { _ in true }, _ operation: () async throws -> T) async throws -> T {
         var delay = Duration.milliseconds(200)
         var attempt = 0
         while true {
@@ -1058,7 +1068,7 @@ final class DatasetWriter: @unchecked Sendable {
                     logger.info("lake writer: \(what) succeeded again; writing goes on", metadata: ["lake.failed_attempts": "\(attempt)"])
                 }
                 return result
-            } catch where LakeError.isPermanent(error) {
+            } catch where LakeError.isPermanent(error) || !retryIf(error) {
                 throw error
             } catch where Task.isCancelled {
                 throw error  // stopping (the shutdown timeout): not a failure to report or retry

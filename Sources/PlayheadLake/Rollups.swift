@@ -101,8 +101,7 @@ final class RollupAggregator: @unchecked Sendable {
         var timestampMicros: Int64
         var position: Double
         var contentHash: UInt64
-        /// The hour of the cell (hours since 1970, by `received_at`); ``primedHour`` for an event
-        /// a rebuild read only for its session's history, which has no cell.
+        /// The hour of the cell (hours since 1970, by `received_at`).
         var hour: Int32
         /// The cell's index in its hour, and in the top bit whether the event is `play` or `heartbeat`.
         private var cellAndPlaying: UInt32
@@ -117,6 +116,9 @@ final class RollupAggregator: @unchecked Sendable {
 
         var playing: Bool { cellAndPlaying & 0x8000_0000 != 0 }
         var cell: Int { Int(cellAndPlaying & 0x7FFF_FFFF) }
+        /// An event a rebuild read only for its session's history (``RollupAggregator/prime(_:offset:)``):
+        /// it has no cell (``RollupAggregator/primedCell``).
+        var primed: Bool { cell == RollupAggregator.primedCell }
         var hourStartMicros: Int64 { Int64(hour) * RollupAggregator.hourMicros }
 
         /// Seconds watched between this event and a later one of the session (docs/lake.md): the
@@ -169,9 +171,8 @@ final class RollupAggregator: @unchecked Sendable {
     /// arrives after later ones of its session.
     static var historyLength: Int { 2 }
 
-    /// The hour of a primed event's ``Moment``: no hour of `hours` (its start is in the year
-    /// -243,000), so no correction is ever made in a cell through it.
-    private static let primedHour = Int32.min
+    /// The cell of a primed event's ``Moment``: none (no hour has that many contents).
+    static let primedCell = 0x7FFF_FFFF
 
     let grace: Int64
     @exclusivity(unchecked) private var hours: [Int64: Hour] = [:]
@@ -302,12 +303,15 @@ final class RollupAggregator: @unchecked Sendable {
         let event = RollupFacts(record)
         sweep(event.receivedMicros, offset: offset)
         closeHours(before: event.receivedMicros - grace)
+        // As ``add``: an event of an hour already final touched no history.
+        let hour = LakePaths.hourStart(event.receivedMicros)
+        guard hour >= closedBefore else { return }
         let session = event.session
         if cursors.count >= maxRememberedSessions && cursors.value(session) == nil { forgetLongestSilentHalf() }
         cursors.update(session) { stored in
             if stored == nil { stored = Cursor(receivedMicros: event.receivedMicros, placeholder: Moment(event, hour: 0, cell: 0)) }
             stored!.receivedMicros = max(stored!.receivedMicros, event.receivedMicros)
-            _ = place(Moment(event, hour: Self.primedHour, cell: 0), in: &stored!)
+            _ = place(Moment(event, hour: Int32(truncatingIfNeeded: hour / Self.hourMicros), cell: Self.primedCell), in: &stored!)
         }
     }
 
@@ -376,6 +380,13 @@ final class RollupAggregator: @unchecked Sendable {
         let later = cursor.history[place]
         let earlier: Moment? = place > 0 ? cursor.history[place - 1] : nil
         let laterHour = later.hourStartMicros
+        if later.primed {
+            // Its interval was counted in an hour before the rebuild's (no cell here): the run that
+            // counted it placed this event while that hour was open, and corrected there only.
+            guard laterHour >= closedBefore else { return 0 }
+            Self.insert(moment, at: place, in: &cursor)
+            return earlier?.watched(until: moment) ?? 0
+        }
         guard let hourIndex = hours.index(forKey: laterHour) else { return 0 }
         let correction = moment.watched(until: later) - (earlier?.watched(until: later) ?? 0)
         if correction != 0 {

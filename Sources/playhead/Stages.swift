@@ -271,8 +271,13 @@ struct ImportCommand: AsyncParsableCommand {
         // part written stayed, with no rollups, an outside review); files done before it stay, and
         // the rest are not started. A second signal ends the process at once.
         let interrupts = LoadgenCommand.onInterrupt { importer.interruption.request(signal: $0) }
-        defer { for source in interrupts { source.cancel() } }
+        defer {
+            for source in interrupts { source.cancel() }
+            signal(SIGINT, SIG_DFL)
+            signal(SIGTERM, SIG_DFL)
+        }
         var failed = false
+        var interrupted = false
         // One received_at for the whole run (the files of one run land in one hour).
         let now = receivedAt.flatMap(RFC3339.parseMicros) ?? WallClock.micros()
         for (index, file) in files.enumerated() {
@@ -295,12 +300,14 @@ struct ImportCommand: AsyncParsableCommand {
                 )
             } catch {
                 failed = true
+                if importer.interruption.signal != nil { interrupted = true }
                 logger.error("import of \(file) failed", metadata: ["error": "\(error)"])
             }
         }
         // An import interrupted exits as the signal would have it (130, 143); one that ended whole
         // before the signal counted does not fail for it.
-        if failed { throw ExitCode(importer.interruption.signal.map { 128 + $0 } ?? 1) }
+        if interrupted, let signal = importer.interruption.signal { throw ExitCode(128 + signal) }
+        if failed { throw ExitCode.failure }
     }
 }
 

@@ -240,20 +240,36 @@ struct RollupTests {
         let second: Int64 = 1_000_000
         var random = SeededRandom(state: 7)
         // 200 sessions, each a heartbeat every 15–25 s, from 40 minutes before the hour to 20 after;
-        // some sessions stop for a while (2–12 minutes) and come back.
+        // some sessions stop for a while (2–12 minutes) and come back, and one event in eight
+        // arrives just after the session's next one (out of order).
         var events: [EventRecordFields] = []
         var next = (0..<200).map { _ in Self.base - 40 * 60 * second + Int64(random.next() % 20) * second }
         var position = [Double](repeating: 0, count: 200)
+        var held: [Int: EventRecordFields] = [:]
         var id = 0
         while true {
             guard let session = next.indices.min(by: { next[$0] < next[$1] }), next[session] < Self.base + 20 * 60 * second else { break }
             let time = next[session]
             position[session] += 20
-            events.append(Self.event("e\(id)", "heartbeat", session: "s\(session)", content: "c\(session % 7)", timestamp: time, received: time, position: position[session]))
+            let event = Self.event("e\(id)", "heartbeat", session: "s\(session)", content: "c\(session % 7)", timestamp: time, received: time, position: position[session])
+            if var late = held.removeValue(forKey: session) {
+                events.append(event)
+                late.receivedAtMicros = time + 1
+                events.append(late)
+            } else if random.next() % 8 == 0 {
+                held[session] = event
+            } else {
+                events.append(event)
+            }
             id += 1
             let pause = random.next() % 40 == 0 ? Int64(120 + random.next() % 600) : Int64(15 + random.next() % 10)
             next[session] = time + pause * second
         }
+        for (_, var late) in held.sorted(by: { $0.key < $1.key }) {
+            late.receivedAtMicros = max(late.receivedAtMicros, events.last!.receivedAtMicros)
+            events.append(late)
+        }
+        #expect(zip(events, events.dropFirst()).count(where: { $0.timestampMicros > $1.timestampMicros && $0.sessionID == $1.sessionID }) > 100)
         let uninterrupted = try Self.rollups(events, aggregator: RollupAggregator())
         let expected = try #require(uninterrupted[Self.base])
 
@@ -513,6 +529,20 @@ struct FolderLakeTests {
         for path in stale { #expect(!FileManager.default.fileExists(atPath: path), "\(path)") }
         for path in fresh { #expect(FileManager.default.fileExists(atPath: path), "\(path)") }
         #expect(FileManager.default.fileExists(atPath: "\(folder)/a.parquet") && FileManager.default.fileExists(atPath: "\(folder)/b.parquet"))
+    }
+
+    @Test("a dataset folder on another file system than _playhead (a mount point in the lake) is written through a temporary beside its files")
+    func datasetOnAnotherFileSystem() async throws {
+        let directory = try TemporaryDirectory(prefix: "lake")
+        guard let mounted = try await mountTmpfs(in: directory, options: "size=4m", for: "datasetOnAnotherFileSystem") else { return }
+        defer { try? runUnmount(mounted) }
+        // The lake is `directory`, and its events/ the tmpfs at <directory>/mnt, linked as events.
+        let root = directory.url.path
+        #expect(symlink(mounted, "\(root)/events") == 0)
+        try FileLakeStore.writeDurably(root: root, path: "events/date=2026-12-03/hour=12/p0-0-1.parquet", bytes: [9, 9])
+        #expect(FileManager.default.contents(atPath: "\(mounted)/date=2026-12-03/hour=12/p0-0-1.parquet") == Data([9, 9]))
+        let left = try FileManager.default.contentsOfDirectory(atPath: "\(mounted)/date=2026-12-03/hour=12")
+        #expect(left == ["p0-0-1.parquet"], "\(left)")
     }
 
     @Test("a folder of the lake never holds a file being written: a reader listing it sees whole Parquet files only (polars refused a folder with a temporary file in it)")
