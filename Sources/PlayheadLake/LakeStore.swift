@@ -201,15 +201,23 @@ public final class FileLakeStore: LakeStore {
         try makeFolders(folder, root: root)
         let temporaries = "\(root)/\(temporaryFolder)"
         try makeFolders(temporaries, root: root)
-        if try !write(bytes, to: full, through: temporaries) {
-            // `_playhead` and the target are on two file systems (a mount point or a symbolic link
-            // in the lake): the temporary goes beside its target, as before 2026-12-05.
+        // `_playhead` and the target on two file systems (a mount point or a symbolic link in the
+        // lake), where a rename cannot take the file across: the temporary goes beside its target,
+        // as before 2026-12-05 (checked first, so that the bytes are not written twice).
+        let acrossFileSystems = device(of: temporaries) != device(of: folder)
+        if try acrossFileSystems || !write(bytes, to: full, through: temporaries) {
             _ = try write(bytes, to: full, through: folder)
         }
         try fsyncFolder(folder)
         removeStaleTemporaries(in: temporaries)
         // What releases before 2026-12-05 left beside their files.
         removeStaleTemporaries(in: folder)
+    }
+
+    /// The file system that `path` is on (nil when it cannot be read).
+    private static func device(of path: String) -> UInt64? {
+        var info = stat()
+        return stat(path, &info) == 0 ? UInt64(info.st_dev) : nil
     }
 
     /// Writes `bytes` to a new temporary file in `folder`, fsyncs it and renames it to `full`;
