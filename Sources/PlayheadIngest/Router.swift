@@ -578,8 +578,10 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let faultyFraming = head.version.minor == 0 && head.headers.contains(name: "transfer-encoding")
         // A request that hands the connection over (`Upgrade`, `CONNECT`) is answered as HTTP/1.1,
         // without switching (RFC 9110 §7.8), and the connection is closed after the answer: NIO's
-        // parser reads no request after it.
-        let keepAlive = requested && !quiescing && !(inputClosed && waiting.isEmpty) && !faultyFraming && !head.handsOverConnection
+        // parser reads no request after it. (Only a connection whose parser has stopped can hold
+        // one: its headers are not scanned again for every answer.)
+        let handsOver = parserStopped && head.handsOverConnection
+        let keepAlive = requested && !quiescing && !(inputClosed && waiting.isEmpty) && !faultyFraming && !handsOver
         router.metrics.requestCompleted(path: HTTPRequest.split(uri: head.uri).path, method: head.method, status: response.status, since: requestStarted)
         if let encoded = response.encoded, let encoderContext, keepAlive, head.version == .http1_1,
             head.method != .HEAD, !head.headers.contains(name: "origin")

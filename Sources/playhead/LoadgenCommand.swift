@@ -106,7 +106,7 @@ struct LoadgenCommand: AsyncParsableCommand {
         // Ctrl-C or SIGTERM (`timeout`, a CI job's end) ends the run early with its report and every
         // acknowledged id written (killed by the signal, the ids of up to its last second were
         // lost); a second one stops at once.
-        let interrupts = Self.onInterrupt { _ in generator.stop() }
+        let interrupts = Signals.onInterrupt { _ in generator.stop() }
         let report = try await generator.run()
         for source in interrupts { source.cancel() }
         if let idWriter, let acknowledgedIds {
@@ -125,22 +125,6 @@ struct LoadgenCommand: AsyncParsableCommand {
                 "Error: no request reached \(host):\(port): \(report.connectionErrors) connection attempts failed (is the server running?)\n".utf8
             ))
             throw ExitCode.failure
-        }
-    }
-
-    /// Calls `action` with the signal on the first SIGINT or SIGTERM, after which both have their
-    /// default effect again.
-    static func onInterrupt(_ action: @escaping @Sendable (Int32) -> Void) -> [any DispatchSourceSignal] {
-        [SIGINT, SIGTERM].map { number in
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler {
-                signal(SIGINT, SIG_DFL)
-                signal(SIGTERM, SIG_DFL)
-                action(number)
-            }
-            source.resume()
-            return source
         }
     }
 

@@ -270,7 +270,7 @@ struct ImportCommand: AsyncParsableCommand {
         // SIGINT or SIGTERM: the file being imported stops and is taken out of the lake again (its
         // part written stayed, with no rollups, an outside review); files done before it stay, and
         // the rest are not started. A second signal ends the process at once.
-        let interrupts = LoadgenCommand.onInterrupt { importer.interruption.request(signal: $0) }
+        let interrupts = Signals.onInterrupt { importer.interruption.request(signal: $0) }
         defer {
             for source in interrupts { source.cancel() }
             signal(SIGINT, SIG_DFL)
