@@ -245,18 +245,69 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
                 Glibc.close(fd)
                 throw error
             }
+        } else if scan.validBytes > 0 {
+            // Records the last run wrote but had not fsynced (a kill -9 before the group's
+            // fdatasync) are kept, and published to readers as durable: made so first.
+            let err = Files.syncData(fd)
+            if err != 0 {
+                let error = Files.error("cannot fdatasync", path, err)
+                Glibc.close(fd)
+                throw error
+            }
         }
-        let next = base + scan.records
-        let topic = TopicState(name: name, directory: directory, readOnly: false)
+        var activeFD = fd
+        var activeBase = base
+        var activeSize = scan.validBytes
+        var next = base + scan.records
+        let durableEnd = DurableEndWriter(directory: directory)
+        if let previous = durableEnd?.previous, previous.next > next, previous.next <= Files.maxSegmentBase {
+            // Readers had been told that records up to `previous.next` were durable, and some may
+            // have read them (the lake writer may have written them and committed past them); the
+            // recovery above cut some of them off (damage inside the last segment, or a disk that
+            // lost a write it had reported durable). Giving those offsets to new records would hide
+            // the new records from such readers for good: the log goes on at `previous.next`
+            // instead, in a new segment, and readers step past the gap as past a damaged segment,
+            // counting what they had not read.
+            let newBase = previous.next
+            let newPath = Files.segmentPath(directory, newBase)
+            do throws(LogError) {
+                let newFD = try Files.open(newPath, O_RDWR | O_CREAT | O_EXCL)
+                do throws(LogError) {
+                    try Files.syncDirectory(directory)
+                } catch {
+                    Glibc.close(newFD)
+                    unlink(newPath)
+                    throw error
+                }
+                activeFD = newFD
+            } catch {
+                Glibc.close(fd)
+                throw LogError(
+                    code: error.code,
+                    message: "\(path): records \(next)..<\(newBase) that readers had been told were durable are gone, and the "
+                        + "segment \(newPath) to go on after them cannot be made, so the log was not opened: \(error.message)")
+            }
+            Glibc.close(fd)
+            logger.error("log: records that readers had been told were durable are gone from the last segment; the log goes on after them, so that no offset names two records", metadata: [
+                "topic": "\(name)", "segment": "\(path)", "log.first_lost": "\(next)", "log.end_before": "\(newBase)",
+                "records_lost": "\(newBase - next)", "next_segment": "\(newPath)",
+            ])
+            segments.append(newBase)
+            activeBase = newBase
+            activeSize = 0
+            next = newBase
+        }
+        let topic = TopicState(name: name, directory: directory, readOnly: false, durableEndWriter: durableEnd)
         topic.shared.withLockedValue { state in
             state.segments = segments
-            state.activeBase = base
-            state.durableSize = scan.validBytes
+            state.activeBase = activeBase
+            state.durableSize = activeSize
             state.durableNext = next
         }
+        durableEnd?.write(DurableEnd(base: activeBase, size: activeSize, next: next))
         logger.debug("log: opened topic", metadata: ["topic": "\(name)", "segments": "\(segments.count)", "next_offset": "\(next)"])
         return TopicWriter(
-            topic: topic, fd: fd, activeBase: base, size: scan.validBytes, nextOffset: next,
+            topic: topic, fd: activeFD, activeBase: activeBase, size: activeSize, nextOffset: next,
             configuration: configuration, disk: disk, logger: logger
         )
     }
@@ -463,7 +514,11 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
             }
             Gauge(label: "playhead_log_size_bytes", dimensions: [("topic", topic.name)]).record(Double(total))
         }
-        if !deleted.isEmpty { try? Files.syncDirectory(configuration.directory) }
+        // The segments' own folders: a deletion is durable once its directory is synced (the
+        // log's folder was synced instead, so a crash could bring deleted segments back).
+        for directory in Set(deleted.map { String($0[..<($0.lastIndex(of: "/") ?? $0.endIndex)]) }) {
+            try? Files.syncDirectory(directory)
+        }
         return deleted
     }
 }

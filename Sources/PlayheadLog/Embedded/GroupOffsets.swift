@@ -33,7 +33,12 @@ enum GroupOffsets {
 
     static func write(_ offsets: [Int32: Int64], root: String, group: String, topic: String) throws(LogError) {
         let directory = "\(root)/groups/\(group)"
-        try Files.makeDirectories(directory)
+        if access(directory, F_OK) != 0 {
+            try Files.makeDirectories(directory)
+            // A group's first commit: the new folder's entry is made durable with it.
+            try Files.syncDirectory("\(root)/groups")
+            try Files.syncDirectory(root)
+        }
         var text = ""
         for partition in offsets.keys.sorted() {
             text += "\(partition) \(offsets[partition]!)\n"

@@ -11,12 +11,18 @@ import NIOConcurrencyHelpers
 /// One topic's directory and what readers in this process may see of it.
 ///
 /// In a writable log, the writer publishes the durable end (after each fdatasync) here, and readers
-/// never read beyond it. In a read-only log (another process writes), readers list the directory and
-/// read up to the file size, never past a record that is incomplete or fails its checksum.
+/// never read beyond it; it also writes it to the topic's `durable-end` file (``DurableEnd``). In a
+/// read-only log (another process writes), readers list the directory and read up to the durable
+/// end that file gives (up to the file size when there is none: a log of an older release), never
+/// past a record that is incomplete or fails its checksum.
 final class TopicState: @unchecked Sendable {
     let name: String
     let directory: String
     let readOnly: Bool
+    /// Writable: the `durable-end` file, for readers in other processes (nil if it cannot be made).
+    let durableEndWriter: DurableEndWriter?
+    /// Read-only: the writing process's `durable-end` file.
+    let durableEndReader: DurableEndReader?
 
     struct Shared {
         /// Segment base offsets, ascending (writable log only; read-only lists the directory).
@@ -45,22 +51,25 @@ final class TopicState: @unchecked Sendable {
 
     let shared = NIOLockedValueBox(Shared())
 
-    init(name: String, directory: String, readOnly: Bool) {
+    init(name: String, directory: String, readOnly: Bool, durableEndWriter: DurableEndWriter? = nil) {
         self.name = name
         self.directory = directory
         self.readOnly = readOnly
+        self.durableEndWriter = readOnly ? nil : durableEndWriter
+        durableEndReader = readOnly ? DurableEndReader(directory: directory) : nil
     }
 
     /// Called by the writer after a successful fdatasync.
     func publish(durableSize: Int64, durableNext: Int64) {
-        let waiters = shared.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
+        let (waiters, base) = shared.withLockedValue { state -> ([CheckedContinuation<Void, Never>], Int64) in
             state.durableSize = durableSize
             state.durableNext = durableNext
             state.generation &+= 1
             let waiters = Array(state.waiters.values)
             state.waiters.removeAll()
-            return waiters
+            return (waiters, state.activeBase)
         }
+        durableEndWriter?.write(DurableEnd(base: base, size: durableSize, next: durableNext))
         for waiter in waiters { waiter.resume() }
     }
 
@@ -74,12 +83,16 @@ final class TopicState: @unchecked Sendable {
     }
 
     func rolled(to base: Int64, closedSegmentBytes: Int64) {
-        shared.withLockedValue { state in
+        let next = shared.withLockedValue { state -> Int64 in
             state.closedBytes += closedSegmentBytes
             state.segments.append(base)
             state.activeBase = base
             state.durableSize = 0
+            return state.durableNext
         }
+        // Readers in other processes finish the closed segment (cut to its records before the new
+        // one was made) and wait at the start of the new one.
+        durableEndWriter?.write(DurableEnd(base: base, size: 0, next: next))
     }
 
     /// A reader found damage in the durable part of segment `base` while it is the active one: asks
@@ -204,12 +217,20 @@ final class TopicState: @unchecked Sendable {
             }
             if let limit { return limit }
         }
-        return Files.fileSize(fd)
+        let fileSize = Files.fileSize(fd)
+        // Read-only: no further than the writing process has made durable. The active segment up
+        // to its durable bytes; a segment made after it (by a roll not yet published), nothing yet;
+        // the closed ones whole.
+        guard readOnly, let end = durableEndReader?.current() else { return fileSize }
+        if base == end.base { return min(end.size, fileSize) }
+        return base > end.base ? 0 : fileSize
     }
 
-    /// The offset after the last record (durable in this process; complete on disk when read-only).
+    /// The offset after the last record (durable in this process; complete on disk when read-only:
+    /// durable, as the writing process published it, or, for a log of an older release, whole).
     func endOffset(maxRecordBytes: Int) -> Int64 {
         if !readOnly { return shared.withLockedValue { $0.durableNext } }
+        if let end = durableEndReader?.current() { return end.next }
         guard let last = Files.listSegments(directory).last else { return 0 }
         let path = Files.segmentPath(directory, last)
         guard let fd = try? Files.open(path, O_RDONLY) else { return last }

@@ -1,0 +1,147 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import NIOConcurrencyHelpers
+
+/// A topic's durable end as the writing process last published it, for readers in other processes:
+/// the file `<topic>/durable-end`.
+///
+/// Readers in the writing process see the durable end in memory (``TopicState``); readers in another
+/// process (`store`, `observe` and `log dump` beside `ingest`) once read up to the segment file's size,
+/// which takes in records written but not yet fsynced. When such a write failed (an `fdatasync`
+/// error, then the writer cut the segment back) or was lost (a power cut), the writer gave the same
+/// offsets to other records, and a reader that had read the first ones (the lake writer, which then
+/// committed past them) never read the second: acknowledged events missing from the lake without a
+/// word (an outside review, 2026-12-06). Now the writer writes its durable end here after each
+/// `fdatasync`, and readers in other processes read no further (see docs/log-format.md, "Reading").
+///
+/// The file holds one 48-byte record, rewritten in place with `pwrite`: a magic number, the active
+/// segment's base offset, its durable bytes, the offset after the last durable record, a sequence
+/// number, and a CRC-32C of the 40 bytes before it. A reader that meets a record being rewritten
+/// (its checksum fails) reads again. The file is not fsynced: a copy older than the log only holds
+/// readers back, since each value was written after the records it covers were durable.
+struct DurableEnd: Equatable, Sendable {
+    var base: Int64
+    var size: Int64
+    var next: Int64
+
+    static let fileName = "durable-end"
+    static let recordBytes = 48
+    private static let magic: UInt64 = 0x444E_4552_5544_4850  // "PHDUREND", little-endian
+
+    static func path(_ directory: String) -> String { directory + "/" + fileName }
+
+    /// The record's bytes, with `sequence`.
+    func encoded(sequence: UInt64) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: Self.recordBytes)
+        bytes.withUnsafeMutableBytes { raw in
+            raw.storeBytes(of: Self.magic.littleEndian, toByteOffset: 0, as: UInt64.self)
+            raw.storeBytes(of: UInt64(bitPattern: base).littleEndian, toByteOffset: 8, as: UInt64.self)
+            raw.storeBytes(of: UInt64(bitPattern: size).littleEndian, toByteOffset: 16, as: UInt64.self)
+            raw.storeBytes(of: UInt64(bitPattern: next).littleEndian, toByteOffset: 24, as: UInt64.self)
+            raw.storeBytes(of: sequence.littleEndian, toByteOffset: 32, as: UInt64.self)
+            let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[0..<40]))
+            raw.storeBytes(of: crc.littleEndian, toByteOffset: 40, as: UInt32.self)
+        }
+        return bytes
+    }
+
+    /// The record in `bytes`, or nil when it is not one (another file, or caught mid-rewrite).
+    static func decode(_ bytes: [UInt8]) -> DurableEnd? {
+        guard bytes.count >= recordBytes else { return nil }
+        return bytes.withUnsafeBytes { raw -> DurableEnd? in
+            guard UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self)) == magic else { return nil }
+            let crc = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 40, as: UInt32.self))
+            guard CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[0..<40])) == crc else { return nil }
+            func field(_ at: Int) -> Int64 { Int64(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: at, as: UInt64.self))) }
+            let value = DurableEnd(base: field(8), size: field(16), next: field(24))
+            guard value.base >= 0, value.size >= 0, value.next >= value.base else { return nil }
+            return value
+        }
+    }
+
+    /// Reads the record of the file open as `fd`: nil when there is none or it stays invalid.
+    static func read(_ fd: Int32) -> DurableEnd? {
+        var bytes = [UInt8](repeating: 0, count: recordBytes)
+        for _ in 0..<3 {
+            let got = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, recordBytes, 0) }
+            guard got == recordBytes else { return nil }
+            if let value = decode(bytes) { return value }
+        }
+        return nil
+    }
+}
+
+/// The writer's side of ``DurableEnd``: the file open for writing, and the last value written.
+final class DurableEndWriter: @unchecked Sendable {
+    let path: String
+    private let fd: Int32
+    private var sequence: UInt64 = 0
+    /// What the file held when the writer opened it: the previous run's durable end (nil if none).
+    let previous: DurableEnd?
+
+    /// Opens (or creates) the file in `directory`; nil when it cannot be made (a full disk or a
+    /// read-only folder): readers in other processes then read as before, up to the file size.
+    init?(directory: String) {
+        path = DurableEnd.path(directory)
+        let fd = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { return nil }
+        self.fd = fd
+        previous = DurableEnd.read(fd)
+    }
+
+    deinit { Glibc.close(fd) }
+
+    /// Writes `value` (on the writer's thread, after the `fdatasync` that made it durable). A failed
+    /// write leaves the older value, which only holds readers back.
+    func write(_ value: DurableEnd) {
+        sequence &+= 1
+        let bytes = value.encoded(sequence: sequence)
+        _ = bytes.withUnsafeBytes { Files.writeAll(fd, $0, at: 0) }
+    }
+}
+
+/// The reader's side of ``DurableEnd`` in another process: opens the file once it exists.
+final class DurableEndReader: @unchecked Sendable {
+    let path: String
+    private struct State {
+        var fd: Int32 = -1
+        var lastOpen: ContinuousClock.Instant?
+        var lastLinkCheck: ContinuousClock.Instant?
+    }
+    private let state = NIOLockedValueBox(State())
+
+    init(directory: String) { path = DurableEnd.path(directory) }
+
+    deinit {
+        state.withLockedValue { if $0.fd >= 0 { Glibc.close($0.fd) } }
+    }
+
+    /// The published durable end, or nil when no writer of this version has published one (a log
+    /// written by an older release: readers read up to the file size, as that release's did).
+    func current() -> DurableEnd? {
+        let path = self.path
+        return state.withLockedValue { state -> DurableEnd? in
+            let now = ContinuousClock.now
+            if state.fd >= 0, state.lastLinkCheck.map({ $0.duration(to: now) >= .seconds(1) }) ?? true {
+                // A file deleted and made again (a log folder replaced) is opened again.
+                state.lastLinkCheck = now
+                var info = stat()
+                if fstat(state.fd, &info) != 0 || info.st_nlink == 0 {
+                    Glibc.close(state.fd)
+                    state.fd = -1
+                }
+            }
+            if state.fd < 0 {
+                if let last = state.lastOpen, last.duration(to: now) < .seconds(1) { return nil }
+                state.lastOpen = now
+                state.lastLinkCheck = now
+                state.fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+                if state.fd < 0 { return nil }
+            }
+            return DurableEnd.read(state.fd)
+        }
+    }
+}
