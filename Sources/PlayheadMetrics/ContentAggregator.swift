@@ -181,6 +181,9 @@ public struct ContentSnapshot: Sendable, Equatable {
 ///   `duration_seconds`, compared exactly (``Completion``).
 /// - Events older than the session's latest event (out of order) are counted, but move neither the
 ///   session's clock nor its state, so that watch time never goes negative.
+/// - Events whose `timestamp` is more than `liveWindow` before or after their `received_at` (an
+///   offline queue sent days later, a device clock far ahead) are counted, but change nothing else:
+///   they tell of another time than now (``outsideLiveWindow``).
 ///
 /// Thread-safe: one lock. ``observe(_:)-(ContentObservation)`` costs the session's dictionary lookup
 /// (and the content's, when a session starts or stops playing): a session keeps the places of its
@@ -206,6 +209,11 @@ public final class ContentAggregator: Sendable {
     /// `playhead_content_sessions_forgotten_total` (docs/metrics.md).
     public let maxSessions: Int
     private let forgottenCounter = Counter(label: "playhead_content_sessions_forgotten_total")
+    /// How far an event's `timestamp` may be from its `received_at` and still count as live
+    /// (microseconds): 5 minutes by default, docs/metrics.md ("Events outside the live window").
+    public let liveWindowMicros: Int64
+    private let lateCounter = Counter(label: "playhead_content_events_outside_live_window_total", dimensions: [("reason", "late")])
+    private let aheadCounter = Counter(label: "playhead_content_events_outside_live_window_total", dimensions: [("reason", "ahead")])
 
     /// A session's state. A class, so that an event costs one dictionary lookup and no copy-back;
     /// only touched under the aggregator's lock.
@@ -296,14 +304,18 @@ public final class ContentAggregator: Sendable {
         var genres: Set<String> = []
         /// Sessions ended or forgotten for ``ContentAggregator/maxSessions``.
         var forgotten = 0
+        /// Events outside the live window: `timestamp` too long before `received_at`, or after it.
+        var late = 0
+        var ahead = 0
     }
 
     private let state = Mutex(State())
 
     public init(
         sessionTimeout: Duration = .seconds(90), gapCap: Duration = .seconds(60), completionPercent: Int = Completion.percent,
-        maxSessions: Int = 250_000
+        maxSessions: Int = 250_000, liveWindow: Duration = .seconds(300)
     ) {
+        self.liveWindowMicros = Self.micros(liveWindow)
         self.sessionTimeoutMicros = Self.micros(sessionTimeout)
         self.gapCapMicros = Self.micros(gapCap)
         self.completionPercent = completionPercent
@@ -312,6 +324,10 @@ public final class ContentAggregator: Sendable {
 
     /// Sessions ended, and stopped ones forgotten, to stay within ``maxSessions`` (for tests).
     public var forgottenSessions: Int { state.withLock { $0.forgotten } }
+
+    /// Events left out of the live figures because their `timestamp` was more than ``liveWindowMicros``
+    /// before their `received_at` (`late`) or after it (`ahead`).
+    public var outsideLiveWindow: (late: Int, ahead: Int) { state.withLock { ($0.late, $0.ahead) } }
 
     static func micros(_ duration: Duration) -> Int64 {
         duration.components.seconds * 1_000_000 + duration.components.attoseconds / 1_000_000_000_000
@@ -486,6 +502,20 @@ public final class ContentAggregator: Sendable {
             title = String(decoding: long.utf8.prefix(Self.maxTitleBytes), as: UTF8.self)
         }
         countEvent(o.eventType, in: &state)
+        // An event of another time than now: a phone's offline queue sent days later (its session
+        // counted as watching now, and its past watch time as this minute's), or a device clock far
+        // ahead (the session's clock then ran ahead of every later event, which were all taken for
+        // out of order: a session frozen until the clock caught up). An outside review, 2026-12-06.
+        if o.timestampMicros < o.receivedAtMicros &- liveWindowMicros {
+            state.late += 1
+            lateCounter.increment()
+            return
+        }
+        if o.timestampMicros > o.receivedAtMicros &+ liveWindowMicros {
+            state.ahead += 1
+            aheadCounter.increment()
+            return
+        }
 
         var found = state.sessions[o.sessionKey]
         if let existing = found, existing.contentID != o.contentID, o.timestampMicros < existing.lastEventMicros {

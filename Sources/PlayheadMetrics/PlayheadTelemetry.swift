@@ -92,6 +92,7 @@ public enum PlayheadTelemetry {
 
     /// Help texts of every metric Playhead defines (the contract in docs/metrics.md).
     public static let helpTexts: [String: String] = [
+        "playhead_content_events_outside_live_window_total": "Events the metrics consumer left out of the live figures because their timestamp was more than 5 minutes before (late) or after (ahead) their received_at.",
         "playhead_content_sessions_forgotten_total": "Sessions the metrics consumer stopped following or remembering because its session tables were full (the half silent longest goes).",
         "playhead_lake_rollup_sessions_forgotten_total": "Sessions the lake's rollups stopped remembering for watch time because their table was full; their next event counts no watch time for the gap before it.",
         "playhead_lake_rollup_events_uncounted_total": "Events left out of the rollups because the open hours held the most content rows kept, or because their hour was already final (a clock step back); they are in events/.",

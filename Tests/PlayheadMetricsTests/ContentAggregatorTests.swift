@@ -69,6 +69,47 @@ struct ContentAggregatorTests {
         #expect(stops.snapshot().completions["movie"] == 500)
     }
 
+    @Test("events whose timestamp is more than 5 minutes before or after their received_at (an offline queue sent days later, a device clock ahead) are counted as events and change no live figure; a session whose clock was ahead counts watch time once its events are on time")
+    func eventsOutsideTheLiveWindow() {
+        let aggregator = ContentAggregator()
+        let now = 1_800_000_000.0
+        // A phone's offline queue, three days old: a play and two more events 30 s apart.
+        let old = now - 3 * 86_400
+        for (index, type) in ["play", "play", "stop"].enumerated() {
+            aggregator.observe(event(type, at: old + Double(index) * 30, session: "offline", position: Double(index) * 30, duration: 60, received: now))
+        }
+        // Within the window (a batch sent 4 minutes late): live as before.
+        aggregator.observe(event("play", at: now - 240, session: "batched", received: now))
+        aggregator.observe(event("play", at: now - 210, session: "batched", position: 30, received: now))
+        var snapshot = aggregator.snapshot()
+        #expect(snapshot.totalConcurrentViewers == 1, "only the batched session: \(snapshot.concurrentViewers)")
+        #expect(snapshot.playsStarted["movie"] == 1)
+        #expect(snapshot.watchTimeSeconds["movie"] == 30)
+        #expect(snapshot.completions["movie"] == nil, "the offline session's stop at 100 % completes nothing live")
+        #expect(snapshot.eventsByType["play"] == 4 && snapshot.eventsByType["stop"] == 1, "every event is counted as read")
+        #expect(aggregator.outsideLiveWindow.late == 3 && aggregator.outsideLiveWindow.ahead == 0)
+
+        // A device clock 10 minutes ahead, then put right: its first two events are left out, and
+        // the session counts from its first event on time (it froze until the clock caught up).
+        let ahead = 600.0
+        aggregator.observe(event("play", at: now + ahead, session: "skewed", content: "c2", received: now))
+        aggregator.observe(event("play", at: now + ahead + 20, session: "skewed", content: "c2", position: 20, received: now + 20))
+        for step in 2..<8 {
+            let time = now + Double(step) * 20
+            aggregator.observe(event("play", at: time, session: "skewed", content: "c2", position: Double(step) * 20, received: time))
+        }
+        aggregator.observe(event("pause", at: now + 160, session: "skewed", content: "c2", position: 160, received: now + 160))
+        snapshot = aggregator.snapshot()
+        #expect(snapshot.watchTimeSeconds["movie"] == 150, "six gaps of 20 s from the first event on time: \(snapshot.watchTimeSeconds)")
+        #expect(snapshot.totalConcurrentViewers == 1, "the paused session is no viewer; the batched one still is")
+        #expect(aggregator.outsideLiveWindow.ahead == 2)
+        // Exactly 5 minutes either way is still live.
+        aggregator.observe(event("play", at: now - 300, session: "edge-late", received: now))
+        aggregator.observe(event("play", at: now + 300, session: "edge-ahead", received: now))
+        #expect(aggregator.snapshot().totalConcurrentViewers == 3)
+        #expect(aggregator.outsideLiveWindow.late == 3 && aggregator.outsideLiveWindow.ahead == 2)
+    }
+
     @Test("a client that resends events after the stop (retries) neither completes the session twice nor brings its viewer back")
     func resentEventsAfterStop() {
         let aggregator = ContentAggregator()
@@ -97,8 +138,10 @@ struct ContentAggregatorTests {
         snapshot = aggregator.snapshot()
         #expect(snapshot.playsStarted["movie"] == 3 && snapshot.totalConcurrentViewers == 1)
         // The memory of stopped sessions goes with the session timeout.
-        aggregator.expire(now: 3000 * 1_000_000)
-        aggregator.observe(event("stop", at: 1100, position: 960, duration: 1000, received: 3001))
+        // (Received within the live window of its timestamp: a stop received half an hour later is
+        // left out of the live figures altogether, eventsOutsideTheLiveWindow.)
+        aggregator.expire(now: 1300 * 1_000_000)
+        aggregator.observe(event("stop", at: 1100, position: 960, duration: 1000, received: 1301))
         #expect(aggregator.snapshot().completions["movie"] == 3)
     }
 
