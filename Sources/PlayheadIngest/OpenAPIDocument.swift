@@ -93,7 +93,7 @@ enum OpenAPIDocument {
       }
      },
      "400": {
-      "description": "Nothing could be accepted (a malformed body, or every event invalid).",
+      "description": "Nothing could be accepted (a malformed body, or every event invalid). Events past the 1,000th are rejected as too_many_events without being read; those are the ones to send again.",
       "content": {
        "application/json": {
         "schema": {
