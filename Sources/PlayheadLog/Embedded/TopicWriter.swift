@@ -336,10 +336,17 @@ final class TopicWriter: @unchecked Sendable {
         let end = goodSize + Int64(buffer.count)
         let (err, what, newFileEnd) = writeDurably(end: end)
         if err != 0 {
-            // Leave no partial record behind: cut the file back to the last durable record.
-            _ = ftruncate(fd, off_t(goodSize))
+            // Leave no partial record behind: cut the file back to the last durable record. If the
+            // cut fails, the failed group's bytes stay after `size` (no reader reads past the
+            // published end), counted as space ahead, so that the segment's roll or close cuts them
+            // (it cut only to `fileEnd`: a closed segment would have kept whole records that were
+            // never acknowledged, under offsets the next segment also has; an outside review).
+            if ftruncate(fd, off_t(goodSize)) == 0 {
+                fileEnd = goodSize
+            } else {
+                fileEnd = max(goodSize, Files.fileSize(fd))
+            }
             _ = Files.syncData(fd)
-            fileEnd = goodSize
             let error = Files.error("cannot \(what)", Files.segmentPath(topic.directory, activeBase), err)
             logFailure("log: append failed; segment truncated back to its last durable record", error, records: records)
             fail(items, error)
