@@ -226,6 +226,67 @@ struct LakeTests {
         #expect(Set(inLake) == acknowledged.union(["after-refusal"]), "lake and acknowledged ids differ: \(Set(inLake).symmetricDifference(acknowledged).prefix(5))")
     }
 
+    @Test("ingest and store as separate processes: a group whose fdatasync fails after a slow 2.5 s (an I/O error, injected with LD_PRELOAD) never reaches the lake, and the acknowledged events written after it, at the same offsets, all do (store read the failed group while it waited, and never read them: an outside review)")
+    func failedFsyncBesideAStore() async throws {
+        let directory = try TemporaryDirectory(prefix: "fsync-fails")
+        defer { withExtendedLifetime(directory) {} }
+        // fdatasync of a log segment waits 2.5 s and fails with EIO, once, when the trigger file exists.
+        let source = directory.appending("fail_fdatasync.c").path
+        try """
+            #define _GNU_SOURCE
+            #include <dlfcn.h>
+            #include <errno.h>
+            #include <stdio.h>
+            #include <stdlib.h>
+            #include <string.h>
+            #include <unistd.h>
+            int fdatasync(int fd) {
+                static int (*next)(int);
+                if (!next) next = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
+                const char *trigger = getenv("PLAYHEAD_TEST_FDATASYNC_FAILS");
+                char link[64], path[4096];
+                snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+                ssize_t n = readlink(link, path, sizeof path - 1);
+                if (trigger && n > 4 && memcmp(path + n - 4, ".log", 4) == 0 && unlink(trigger) == 0) {
+                    usleep(2500000);
+                    errno = EIO;
+                    return -1;
+                }
+                return next(fd);
+            }
+            """.write(toFile: source, atomically: true, encoding: .utf8)
+        let library = directory.appending("fail_fdatasync.so").path
+        let compiled = try await runCommand("/usr/bin/env", ["clang", "-shared", "-fPIC", "-O1", "-o", library, source, "-ldl"], timeout: .seconds(120))
+        try #require(compiled.status == 0, "\(compiled.stderr)")
+        let trigger = directory.appending("fail-next-fdatasync").path
+        let data = directory.appending("data").path
+        let ingest = try await PlayheadServer(
+            command: "ingest", dataDirectory: data, environment: ["LD_PRELOAD": library, "PLAYHEAD_TEST_FDATASYNC_FAILS": trigger],
+            name: "fsync-fails-ingest")
+        let store = try await PlayheadServer(command: "store", dataDirectory: data, arguments: ["--flush-interval", "0.3"], name: "fsync-fails-store")
+        func post(_ prefix: String) async throws -> Int {
+            try await TestHTTP.postEvents(ingest, Fixtures.json((0..<10).map { Fixtures.event("\(prefix)-\($0)") })).status
+        }
+        #expect(try await post("a") == 202)
+        try await Task.sleep(for: .seconds(1))
+        FileManager.default.createFile(atPath: trigger, contents: Data())
+        #expect(try await post("x") == 500, "the group whose fdatasync failed")
+        #expect(!FileManager.default.fileExists(atPath: trigger), "the injected failure happened")
+        #expect(try await post("b") == 202)
+        #expect(try await post("c") == 202)
+        try await eventually(timeout: .seconds(30), "store has written 30 events") {
+            await TestHTTP.metricTotal(store, #"playhead_lake_rows_written_total{dataset="events"}"#) >= 30
+        }
+        try await Task.sleep(for: .seconds(1))
+        #expect(await ingest.stop() == 0)
+        #expect(await store.stop() == 0)
+        let lake = directory.appending("data/lake").path
+        let rows = try await duck(
+            "SELECT split_part(event_id, '-', 1) AS p, count(*) FROM read_parquet('{lake}/events/**/*.parquet') GROUP BY p ORDER BY p", lake: lake)
+        let counts = Dictionary(uniqueKeysWithValues: rows.map { ($0[0] as? String ?? "?", $0[1] as? Int ?? -1) })
+        #expect(counts == ["a": 10, "b": 10, "c": 10], "rows in the lake by prefix: \(counts)")
+    }
+
     /// A log of `requests` × `count` events written by `ingest` alone (no lake writer yet), under
     /// `<directory>/data`, which is returned.
     static func backlog(in directory: TemporaryDirectory, requests: Int, of count: Int, prefix: String) async throws -> String {
