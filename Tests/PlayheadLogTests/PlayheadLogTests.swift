@@ -522,6 +522,40 @@ struct EmbeddedLogTests {
         old.close()
     }
 
+    @Test("a durable-end older than the log (after a power cut, or left by an older release's writer): a reader in another process still reads every closed segment whole and waits only in the last; recovery trusts only an end that names a segment the log has")
+    func staleDurableEnd() async throws {
+        let directory = try TemporaryDirectory(prefix: "log")
+        defer { withExtendedLifetime(directory) {} }
+        let configuration = makeConfiguration(directory) { $0.segmentBytes = 400 }
+        let file = configuration.directory + "/events/" + DurableEnd.fileName
+        let log = try EmbeddedLog.open(configuration, logger: testLogger)
+        let producer = try log.producer(for: .events)
+        _ = try await producer.append(batch(0..<10))
+        let early = try [UInt8](Data(contentsOf: URL(fileURLWithPath: file)))
+        for index in 1..<3 { _ = try await producer.append(batch((index * 10)..<(index * 10 + 10))) }
+        log.close()
+        #expect(try segmentPaths(configuration, "events").count == 3)
+        try Data(early).write(to: URL(fileURLWithPath: file))
+        #expect(DurableEnd.decode(early) == DurableEnd(base: 0, size: 480, next: 10))
+        // Segments 0 and 10 are closed (each followed by another): read whole. Segment 20, the last,
+        // is past the file's end: its reader waits for the writer.
+        let readOnly = try EmbeddedLog.openReadOnly(configuration, logger: testLogger)
+        let reader = try readOnly.consumer(for: .events, group: nil)
+        var offsets = try await readRecords(reader, count: 30, timeout: .seconds(3)).map(\.0)
+        #expect(offsets == Array(0..<20))
+        let reopened = try EmbeddedLog.open(configuration, logger: testLogger)
+        offsets += try await readRecords(reader, count: 10, timeout: .seconds(30)).map(\.0)
+        #expect(offsets == Array(0..<30))
+        await reader.close()
+        readOnly.close()
+        reopened.close()
+        // An end that names no segment of this log (a file copied from another log): not trusted.
+        try Data(DurableEnd(base: 5000, size: 4800, next: 6000).encoded(sequence: 1)).write(to: URL(fileURLWithPath: file))
+        let again = try EmbeddedLog.open(configuration, logger: testLogger)
+        #expect(try await again.producer(for: .events).append(batch(30..<31)).firstOffset == 30)
+        again.close()
+    }
+
     @Test("recovery never gives an offset twice: when it cuts off records that readers had been told were durable (damage in the last segment, or a disk that lost a write), the log goes on after them in a new segment, says so, and a reader that had not read them steps past the gap, told they are missing; a torn tail past the durable end is cut as before")
     func recoveryNeverGivesAnOffsetTwice() async throws {
         let directory = try TemporaryDirectory(prefix: "log")

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Logging
 import NIOConcurrencyHelpers
 
 /// A topic's durable end as the writing process last published it, for readers in other processes:
@@ -81,13 +82,23 @@ final class DurableEndWriter: @unchecked Sendable {
     private var sequence: UInt64 = 0
     /// What the file held when the writer opened it: the previous run's durable end (nil if none).
     let previous: DurableEnd?
+    private let logger: Logger
+    /// Whether the last write failed (said once, until one succeeds).
+    private var failing = false
 
     /// Opens (or creates) the file in `directory`; nil when it cannot be made (a full disk or a
-    /// read-only folder): readers in other processes then read as before, up to the file size.
-    init?(directory: String) {
+    /// read-only folder), with a warning: readers in other processes then read as before, up to
+    /// the file size.
+    init?(directory: String, logger: Logger) {
         path = DurableEnd.path(directory)
+        self.logger = logger
         let fd = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { return nil }
+        guard fd >= 0 else {
+            logger.warning("log: cannot make the durable-end file; readers in other processes (store, observe, log dump) read up to the file size, which can hold records not yet durable (docs/log-format.md)", metadata: [
+                "file": "\(DurableEnd.path(directory))", "error": "\(String(cString: strerror(errno)))",
+            ])
+            return nil
+        }
         self.fd = fd
         previous = DurableEnd.read(fd)
     }
@@ -95,11 +106,17 @@ final class DurableEndWriter: @unchecked Sendable {
     deinit { Glibc.close(fd) }
 
     /// Writes `value` (on the writer's thread, after the `fdatasync` that made it durable). A failed
-    /// write leaves the older value, which only holds readers back.
+    /// write leaves the older value, which holds readers in other processes back (said once).
     func write(_ value: DurableEnd) {
         sequence &+= 1
         let bytes = value.encoded(sequence: sequence)
-        _ = bytes.withUnsafeBytes { Files.writeAll(fd, $0, at: 0) }
+        let err = bytes.withUnsafeBytes { Files.writeAll(fd, $0, at: 0) }
+        if err != 0 && !failing {
+            logger.warning("log: cannot write the durable-end file; readers in other processes wait at the end it last held until a write succeeds", metadata: [
+                "file": "\(path)", "error": "\(String(cString: strerror(err)))",
+            ])
+        }
+        failing = err != 0
     }
 }
 
@@ -110,6 +127,9 @@ final class DurableEndReader: @unchecked Sendable {
         var fd: Int32 = -1
         var lastOpen: ContinuousClock.Instant?
         var lastLinkCheck: ContinuousClock.Instant?
+        /// The last value read: kept when a read fails or is torn (falling back to the file size
+        /// then would read what is not durable yet).
+        var lastGood: DurableEnd?
     }
     private let state = NIOLockedValueBox(State())
 
@@ -126,22 +146,28 @@ final class DurableEndReader: @unchecked Sendable {
         return state.withLockedValue { state -> DurableEnd? in
             let now = ContinuousClock.now
             if state.fd >= 0, state.lastLinkCheck.map({ $0.duration(to: now) >= .seconds(1) }) ?? true {
-                // A file deleted and made again (a log folder replaced) is opened again.
+                // A file deleted, or replaced (a log folder moved aside and made again), is opened
+                // again: the open one must still be the one at the path.
                 state.lastLinkCheck = now
-                var info = stat()
-                if fstat(state.fd, &info) != 0 || info.st_nlink == 0 {
+                var open = stat(), atPath = stat()
+                if fstat(state.fd, &open) != 0 || open.st_nlink == 0 || stat(path, &atPath) != 0
+                    || atPath.st_ino != open.st_ino || atPath.st_dev != open.st_dev
+                {
                     Glibc.close(state.fd)
                     state.fd = -1
+                    state.lastGood = nil
+                    state.lastOpen = nil
                 }
             }
             if state.fd < 0 {
-                if let last = state.lastOpen, last.duration(to: now) < .seconds(1) { return nil }
+                if let last = state.lastOpen, last.duration(to: now) < .seconds(1) { return state.lastGood }
                 state.lastOpen = now
                 state.lastLinkCheck = now
                 state.fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
                 if state.fd < 0 { return nil }
             }
-            return DurableEnd.read(state.fd)
+            if let value = DurableEnd.read(state.fd) { state.lastGood = value }
+            return state.lastGood
         }
     }
 }

@@ -259,8 +259,12 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
         var activeBase = base
         var activeSize = scan.validBytes
         var next = base + scan.records
-        let durableEnd = DurableEndWriter(directory: directory)
-        if let previous = durableEnd?.previous, previous.next > next, previous.next <= Files.maxSegmentBase {
+        let durableEnd = DurableEndWriter(directory: directory, logger: logger)
+        // Only a durable end of a segment this log still has (a file left from a deleted log, or
+        // copied from another, names another one; a code review).
+        if let previous = durableEnd?.previous, previous.next > next, previous.next <= Files.maxSegmentBase,
+            segments.contains(previous.base)
+        {
             // Readers had been told that records up to `previous.next` were durable, and some may
             // have read them (the lake writer may have written them and committed past them); the
             // recovery above cut some of them off (damage inside the last segment, or a disk that

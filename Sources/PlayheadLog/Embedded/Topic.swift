@@ -218,20 +218,27 @@ final class TopicState: @unchecked Sendable {
             if let limit { return limit }
         }
         let fileSize = Files.fileSize(fd)
-        // Read-only: no further than the writing process has made durable. The active segment up
-        // to its durable bytes; a segment made after it (by a roll not yet published), nothing yet;
-        // the closed ones whole.
+        // Read-only: no further than the writing process has made durable. A segment that another
+        // follows is closed (the writer cut it to its records and synced it before it made the
+        // next), and read whole, whatever the file says: a durable end older than the log (after a
+        // power cut, before the writer has started; or not updated by an older release's writer)
+        // held a closed segment back, and its reader then took the rest of it for damage (a code
+        // review). The last segment: up to its durable bytes; one made after the published end (a
+        // roll not yet published), nothing yet.
         guard readOnly, let end = durableEndReader?.current() else { return fileSize }
-        if base == end.base { return min(end.size, fileSize) }
-        return base > end.base ? 0 : fileSize
+        if base < end.base || segmentsAtTail().contains(where: { $0 > base }) { return fileSize }
+        return base == end.base ? min(end.size, fileSize) : 0
     }
 
     /// The offset after the last record (durable in this process; complete on disk when read-only:
     /// durable, as the writing process published it, or, for a log of an older release, whole).
     func endOffset(maxRecordBytes: Int) -> Int64 {
         if !readOnly { return shared.withLockedValue { $0.durableNext } }
-        if let end = durableEndReader?.current() { return end.next }
         guard let last = Files.listSegments(directory).last else { return 0 }
+        // The published end when it is of the last segment (what a reader can read, so that
+        // `log dump` and the lake's warm-up end there when the writer died before an fdatasync);
+        // otherwise the file is older than the log, and the whole records on disk count.
+        if let end = durableEndReader?.current(), end.base == last, end.next >= last { return end.next }
         let path = Files.segmentPath(directory, last)
         guard let fd = try? Files.open(path, O_RDONLY) else { return last }
         defer { Glibc.close(fd) }
