@@ -92,12 +92,15 @@ struct LoadgenCommand: AsyncParsableCommand {
         let startMicros = Int64(Date().timeIntervalSince1970 * 1_000_000)
         let replay = self.replay
         let generator = LoadGenerator(configuration: configuration) { index -> any LoadRequestSource in
+            var sessions = SyntheticSessions(
+                seed: seed &+ UInt64(index) &* 0x9E37_79B9_7F4A_7C15,
+                concurrentSessions: sessionsPerConnection,
+                startTime: startMicros
+            )
+            // Events sent now tell of now: never ahead of the wall clock.
+            sessions.wallClock = { Int64(Date().timeIntervalSince1970 * 1_000_000) }
             let source = SyntheticRequestSource(
-                sessions: SyntheticSessions(
-                    seed: seed &+ UInt64(index) &* 0x9E37_79B9_7F4A_7C15,
-                    concurrentSessions: sessionsPerConnection,
-                    startTime: startMicros
-                ),
+                sessions: sessions,
                 batch: batch, ndjson: format == .ndjson, gzip: gzip, recordIDs: recordIDs
             )
             guard let replay else { return source }

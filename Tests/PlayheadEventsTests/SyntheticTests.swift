@@ -58,6 +58,31 @@ import PlayheadEvents
         #expect(equal == 0, "\(equal) events with their session's previous timestamp")
     }
 
+    @Test("with a wall clock, the simulated clock never runs ahead of it (but for a session's millisecond steps); without one it runs at the sessions' pace, here more than 10 minutes in 5,000 events")
+    func wallClockHoldsTheClockBack() throws {
+        let start: Int64 = 1_714_564_800_000_000
+        func lastTimestamp(wall: Int64?) throws -> Int64 {
+            var s = SyntheticSessions(seed: 7, concurrentSessions: 10, startTime: start)
+            if let wall { s.wallClock = { wall } }
+            var body: [UInt8] = []
+            for _ in 0..<5000 {
+                s.appendNextEvent(to: &body)
+                body.append(UInt8(ascii: "\n"))
+            }
+            var config = EventDecoderConfiguration()
+            config.maxEventsPerRequest = 10_000
+            let (outcome, sink) = decode(body, format: .ndjson, configuration: config)
+            #expect(outcome.accepted == 5000)
+            return try sink.fields().map(\.timestampMicros).max() ?? 0
+        }
+        // 10 sessions, an event each about every 40 s: 5,000 events span about 20,000 s.
+        #expect(try lastTimestamp(wall: nil) - start > 600_000_000)
+        // Held at one second past the start (a wall clock that stands still): every event within
+        // it, but for the millisecond by which each event of a session follows its last (about 500
+        // events per session here, so at most 0.5 s past it).
+        #expect(try lastTimestamp(wall: start + 1_000_000) <= start + 1_000_000 + 510_000)
+    }
+
     @Test func deterministicForASeed() {
         #expect(generate(seed: 3, sessions: 10, count: 300) == generate(seed: 3, sessions: 10, count: 300))
         #expect(generate(seed: 3, sessions: 10, count: 300) != generate(seed: 4, sessions: 10, count: 300))
