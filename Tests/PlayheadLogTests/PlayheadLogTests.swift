@@ -602,6 +602,13 @@ struct EmbeddedLogTests {
         let reopened = try EmbeddedLog.open(configuration, logger: logger)
         #expect(try await reopened.producer(for: .events).append(batch(200..<201)).firstOffset == 46, "the whole record kept (45), the torn one cut")
         reopened.close()
+        // A closed log holds no file open, the durable-end file included (it stayed open until the
+        // log object went, and a test's tmpfs could not be unmounted).
+        let open = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").compactMap {
+            try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\($0)")
+        }.filter { $0.hasPrefix(configuration.directory) }
+        #expect(open.isEmpty, "\(open)")
+        withExtendedLifetime(reopened) {}
         #expect(captured.count(containing: "records that readers had been told were durable are gone") == 1)
     }
 

@@ -78,7 +78,7 @@ struct DurableEnd: Equatable, Sendable {
 /// The writer's side of ``DurableEnd``: the file open for writing, and the last value written.
 final class DurableEndWriter: @unchecked Sendable {
     let path: String
-    private let fd: Int32
+    private var fd: Int32
     private var sequence: UInt64 = 0
     /// What the file held when the writer opened it: the previous run's durable end (nil if none).
     let previous: DurableEnd?
@@ -103,11 +103,20 @@ final class DurableEndWriter: @unchecked Sendable {
         previous = DurableEnd.read(fd)
     }
 
-    deinit { Glibc.close(fd) }
+    deinit { if fd >= 0 { Glibc.close(fd) } }
+
+    /// Closes the file (when the log closes; a write after it does nothing). It stayed open until
+    /// the log object went, which kept a closed log's file system busy (a test's tmpfs could not be
+    /// unmounted).
+    func close() {
+        if fd >= 0 { Glibc.close(fd) }
+        fd = -1
+    }
 
     /// Writes `value` (on the writer's thread, after the `fdatasync` that made it durable). A failed
     /// write leaves the older value, which holds readers in other processes back (said once).
     func write(_ value: DurableEnd) {
+        guard fd >= 0 else { return }
         sequence &+= 1
         let bytes = value.encoded(sequence: sequence)
         let err = bytes.withUnsafeBytes { Files.writeAll(fd, $0, at: 0) }
@@ -135,8 +144,14 @@ final class DurableEndReader: @unchecked Sendable {
 
     init(directory: String) { path = DurableEnd.path(directory) }
 
-    deinit {
-        state.withLockedValue { if $0.fd >= 0 { Glibc.close($0.fd) } }
+    deinit { close() }
+
+    /// Closes the file (when the log closes); a later ``current()`` opens it again.
+    func close() {
+        state.withLockedValue { state in
+            if state.fd >= 0 { Glibc.close(state.fd) }
+            state.fd = -1
+        }
     }
 
     /// The published durable end, or nil when no writer of this version has published one (a log

@@ -140,6 +140,7 @@ final class TopicState: @unchecked Sendable {
     }
 
     func close() {
+        durableEndReader?.close()
         let waiters = shared.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
             state.closed = true
             let waiters = Array(state.waiters.values)

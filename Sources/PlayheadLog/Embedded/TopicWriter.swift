@@ -197,6 +197,7 @@ final class TopicWriter: @unchecked Sendable {
             retiring = []
             fd = -1
         }
+        topic.durableEndWriter?.close()
     }
 
     private func runLoop() {
