@@ -65,6 +65,13 @@ func closedLog(_ configuration: EmbeddedLogConfiguration, records: Int) async th
     return try #require(try segmentPaths(configuration, "events").last)
 }
 
+/// The paths of this process's open files under `directory` (a deleted one ends in " (deleted)").
+func openFiles(under directory: String) throws -> [String] {
+    try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").compactMap {
+        try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\($0)")
+    }.filter { $0.hasPrefix(directory) }
+}
+
 func appendBytes(_ bytes: [UInt8], to path: String) throws {
     let handle = try #require(FileHandle(forWritingAtPath: path))
     handle.seekToEndOfFile()
@@ -604,9 +611,7 @@ struct EmbeddedLogTests {
         reopened.close()
         // A closed log holds no file open, the durable-end file included (it stayed open until the
         // log object went, and a test's tmpfs could not be unmounted).
-        let open = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").compactMap {
-            try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\($0)")
-        }.filter { $0.hasPrefix(configuration.directory) }
+        let open = try openFiles(under: configuration.directory)
         #expect(open.isEmpty, "\(open)")
         withExtendedLifetime(reopened) {}
         #expect(captured.count(containing: "records that readers had been told were durable are gone") == 1)
@@ -736,18 +741,8 @@ struct EmbeddedLogTests {
         let group = try log.consumer(for: .events, group: "lake")
         try await group.commit([0: 128 * 64])
         #expect(log.applyRetention().count >= 100)
-        /// This process's open files in the log's folder, and those of them that were deleted.
-        func openFiles() throws -> (all: Int, deleted: Int) {
-            var all = 0, deleted = 0
-            for entry in try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") {
-                guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(entry)"),
-                    target.hasPrefix(configuration.directory) else { continue }
-                all += 1
-                if target.hasSuffix("(deleted)") { deleted += 1 }
-            }
-            return (all, deleted)
-        }
-        let open = try openFiles()
+        let files = try openFiles(under: configuration.directory)
+        let open = (all: files.count, deleted: files.filter { $0.hasSuffix("(deleted)") }.count)
         #expect(open.deleted == 0 && open.all <= 4, "\(open)")
         await group.close()
         log.close()

@@ -275,15 +275,7 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
             let newBase = previous.next
             let newPath = Files.segmentPath(directory, newBase)
             do throws(LogError) {
-                let newFD = try Files.open(newPath, O_RDWR | O_CREAT | O_EXCL)
-                do throws(LogError) {
-                    try Files.syncDirectory(directory)
-                } catch {
-                    Glibc.close(newFD)
-                    unlink(newPath)
-                    throw error
-                }
-                activeFD = newFD
+                activeFD = try Files.createSegment(directory, newBase)
             } catch {
                 Glibc.close(fd)
                 throw LogError(

@@ -75,6 +75,21 @@ enum Files {
         return bases.sorted()
     }
 
+    /// Creates segment `base` in `directory` (it must not exist) and makes its name durable (the
+    /// directory fsynced); on a failure nothing is left behind. Returns the open file (read-write).
+    static func createSegment(_ directory: String, _ base: Int64) throws(LogError) -> Int32 {
+        let path = segmentPath(directory, base)
+        let fd = try open(path, O_RDWR | O_CREAT | O_EXCL)
+        do throws(LogError) {
+            try syncDirectory(directory)
+        } catch {
+            close(fd)
+            unlink(path)
+            throw error
+        }
+        return fd
+    }
+
     static func makeDirectory(_ path: String) throws(LogError) {
         if mkdir(path, 0o755) != 0 && errno != EEXIST {
             throw error("cannot create directory", path)

@@ -585,15 +585,7 @@ final class TopicWriter: @unchecked Sendable {
             fileEnd = size
         }
         let base = nextOffset
-        let path = Files.segmentPath(topic.directory, base)
-        let newFD = try Files.open(path, O_RDWR | O_CREAT | O_EXCL)
-        do throws(LogError) {
-            try Files.syncDirectory(topic.directory)
-        } catch {
-            Glibc.close(newFD)
-            unlink(path)
-            throw error
-        }
+        let newFD = try Files.createSegment(topic.directory, base)
         Glibc.close(fd)
         if configuration.pageCacheBytes > 0 {
             retiring.append((Files.segmentPath(topic.directory, activeBase), written))
