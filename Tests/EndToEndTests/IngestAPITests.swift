@@ -314,6 +314,11 @@ struct IngestAPITests {
         #expect(bearer.status == 202)
         let beacon = try await TestHTTP.postEvents(server, body, contentType: "text/plain", query: "?write_key=k-secret")
         #expect(beacon.status == 202)
+        // The header decides when both are sent: a good key in the query does not save a bad header.
+        let both = try await TestHTTP.postEvents(server, body, headers: [("Authorization", "Bearer nope")], query: "?write_key=k-secret")
+        #expect(both.status == 401)
+        let headerWins = try await TestHTTP.postEvents(server, body, headers: [("Authorization", "Bearer k-secret")], query: "?write_key=nope")
+        #expect(headerWins.status == 202)
         // Keys from a file (out of `ps`), with comments and CRLF lines, taken with --write-key.
         let directory = try TemporaryDirectory(prefix: "keys")
         let file = directory.appending("keys").path
