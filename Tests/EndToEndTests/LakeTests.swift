@@ -1092,6 +1092,33 @@ struct LakeTests {
         #expect(rollups.count == 3 && rollups.map { $0[1] as? Int } == [1, 1, 2] && rollups.map { $0[2] as? Int } == [1, 1, 2], "\(rollups)")
     }
 
+    @Test("import: ids a client forged to share the lake's old unkeyed 64-bit hash are different events and contents (a review dropped an acknowledged event and took over a content's rollup row this way)")
+    func importForgedHashCollisions() async throws {
+        let directory = try TemporaryDirectory(prefix: "import")
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        let file = directory.appending("forged.ndjson").path
+        // Each pair had one hash under the unkeyed hash64 of before 2026-12-06 (made by inverting its
+        // steps): the second event was dropped as a repeat of the first, and the second content's
+        // plays went to the first content's row.
+        try await runPython(
+            """
+            import json, sys
+            base = json.loads(sys.argv[2])
+            with open(sys.argv[1], 'w') as f:
+                for event_id, content, session in [('0ZLFtH@VZaL[Ki!S', 'x0nbSIsz6Kmo<VHx', 'attacker'), ('legit-event-0001', 'movie-real-0001', 'viewer')]:
+                    f.write(json.dumps(dict(base, event_id=event_id, content_id=content, session_id=session)) + '\\n')
+            """,
+            arguments: [file, Fixtures.json(Fixtures.event("template"))]
+        )
+        let (result, lake) = try await Self.imported(file, in: directory)
+        #expect(result.stdout.contains(#""accepted":2"#) && result.stdout.contains(#""duplicates":0"#), "\(result.stdout)")
+        let rows = try await duck("SELECT event_id FROM read_parquet('{lake}/events/**/*.parquet') ORDER BY event_id", lake: lake)
+        #expect(rows.map { $0.first as? String } == ["0ZLFtH@VZaL[Ki!S", "legit-event-0001"], "\(rows)")
+        let rollups = try await duck(
+            "SELECT content_id, events FROM read_parquet('{lake}/rollups/**/*.parquet') ORDER BY content_id", lake: lake)
+        #expect(rollups.map { $0.first as? String } == ["movie-real-0001", "x0nbSIsz6Kmo<VHx"], "\(rollups)")
+    }
+
     @Test("import: a gzip file of several members imports every event; a cut-off gzip file is an error, not a shorter import")
     func importGzipMembers() async throws {
         let directory = try TemporaryDirectory(prefix: "import")
