@@ -338,6 +338,8 @@ struct EventParser {
     var errors: [EventValidationError] = []
     var acceptedCount = 0
     var eventIndex = 0
+    /// Set when the body holds more events than ``EventDecoderConfiguration/refusedEventCount``.
+    var tooManyToRead = false
 
     init(configuration: EventDecoderConfiguration, body: UnsafeRawBufferPointer, receivedAt: Int64) {
         self.configuration = configuration
@@ -484,13 +486,32 @@ struct EventParser {
             // Nothing to accept, so the answer is a 400: it must say why.
             if emptyArray { rejectBody(.emptyBody, "the body is an empty array: it holds no event") }
         } catch {
+            if tooManyToRead {
+                refuseTooMany()
+                return
+            }
             // Not JSON: nothing of it is accepted.
-            outCount = 0
-            pending.removeAll()
-            errors.removeAll()
-            acceptedCount = 0
+            discardOutput()
             rejectBody(.malformedJSON, "the body is not valid JSON: \(error.message)")
         }
+    }
+
+    /// Forgets every event and rejection made so far: the body is rejected whole.
+    mutating func discardOutput() {
+        outCount = 0
+        pending.removeAll()
+        errors.removeAll()
+        acceptedCount = 0
+    }
+
+    /// Rejects the whole body for holding more events than ``EventDecoderConfiguration/refusedEventCount``.
+    mutating func refuseTooMany() {
+        discardOutput()
+        let limit = configuration.maxEventsPerRequest
+        rejectBody(
+            .tooManyEvents,
+            "the body holds more than \(configuration.refusedEventCount) events; a request may hold at most \(limit) (the events past \(limit) are rejected one by one up to \(configuration.refusedEventCount), past that the whole body is refused): nothing of it was accepted; send at most \(limit) events per request"
+        )
     }
 
     /// One element of an array body (or the single object).
@@ -500,6 +521,10 @@ struct EventParser {
         let index = eventIndex
         eventIndex += 1
         if index >= configuration.maxEventsPerRequest {
+            if index >= configuration.refusedEventCount {
+                tooManyToRead = true
+                throw Malformed(message: "too many events")
+            }
             try skipValue(depth: 1)
             rejectEvent(
                 index: index, start: start, end: pos, eventID: nil, field: nil, reason: .tooManyEvents,
@@ -534,6 +559,11 @@ struct EventParser {
             let index = eventIndex
             eventIndex += 1
             if index >= configuration.maxEventsPerRequest {
+                if index >= configuration.refusedEventCount {
+                    end = bodyEnd
+                    refuseTooMany()
+                    return
+                }
                 rejectEvent(
                     index: index, start: s, end: e, eventID: nil, field: nil, reason: .tooManyEvents,
                     message: "a request may hold at most \(configuration.maxEventsPerRequest) events; this one was not read"

@@ -50,7 +50,7 @@ enum OpenAPIDocument {
     ],
     "requestBody": {
      "required": true,
-     "description": "At most 5 MiB (after decompression), 1,000 events and 32 KiB per event, by default. An array\nor NDJSON body with more events than the limit is not refused whole: the events past it get\ntoo_many_events each, and those before it are taken (partial acceptance).\n",
+     "description": "At most 5 MiB (after decompression), 1,000 events and 32 KiB per event, by default. An array\nor NDJSON body with more events than the limit is not refused whole: the events past it get\ntoo_many_events each, and those before it are taken (partial acceptance). A body of more than\ntwice the limit is refused whole (413, too_many_events at index -1).\n",
      "content": {
       "application/json": {
        "schema": {
@@ -140,11 +140,18 @@ enum OpenAPIDocument {
       }
      },
      "413": {
-      "description": "The body (or its decompressed form) is larger than the limit.",
+      "description": "The body (or its decompressed form) is larger than the limit, or it holds more than twice the events allowed per request (2,000 by default; then the body is kept as one rejected record, too_many_events at index -1, and nothing is accepted).",
       "content": {
        "application/json": {
         "schema": {
-         "$ref": "#/components/schemas/Error"
+         "oneOf": [
+          {
+           "$ref": "#/components/schemas/Error"
+          },
+          {
+           "$ref": "#/components/schemas/IngestResult"
+          }
+         ]
         }
        }
       }

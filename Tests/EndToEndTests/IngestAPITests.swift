@@ -141,6 +141,21 @@ struct IngestAPITests {
         #expect(manyErrors?.count == 1)
         #expect(manyErrors?.first?["reason"] as? String == "too_many_events")
         #expect(manyErrors?.first?["index"] as? Int == 5)
+        // Past twice the limit the body is refused whole: 413, nothing accepted, one rejected record
+        // holding the body (a review made 600,000 rejected records and an 88 MB answer from a
+        // 1,217-byte gzip body of lines `1`).
+        let tooMany = Fixtures.json((0..<11).map { Fixtures.event("t-\($0)") })
+        let refused = try await TestHTTP.postEvents(server, tooMany)
+        #expect(refused.status == 413)
+        #expect(refused.json["accepted"] as? Int == 0 && refused.json["rejected"] as? Int == 1)
+        let refusedError = (refused.json["errors"] as? [[String: Any]])?.first
+        #expect(refusedError?["index"] as? Int == -1 && refusedError?["reason"] as? String == "too_many_events", "\(refused.text)")
+        let ones = try await TestHTTP.postEvents(server, String(repeating: "1\n", count: 4000), contentType: "application/x-ndjson")
+        #expect(ones.status == 413 && ones.body.count < 1000, "\(ones.status) \(ones.body.count) bytes")
+        let rejected = try await Fixtures.dump(server.dataDirectory, topic: "rejected")
+        #expect(rejected.filter { $0["index"] as? Int == -1 }.map { $0["raw"] as? String } == [tooMany, String(repeating: "1\n", count: 4000)])
+        #expect(rejected.count == 3, "one past the limit, then one record per refused body")
+        #expect(try await TestHTTP.postEvents(server, Fixtures.json(Fixtures.event("after-too-many"))).status == 202)
     }
 
     @Test("gzip bodies are accepted, several members too; a bomb gets 413, corrupt, cut-off or trailed gzip 400")
@@ -397,6 +412,19 @@ struct IngestAPITests {
         let expected = took < .milliseconds(900) ? ["3"] : ["2", "3"]
         let retryAfter = second.headers.first(name: "retry-after") ?? ""
         #expect(expected.contains(retryAfter) && second.text.contains("retry in \(retryAfter) s"), "\(took): \(second.headers) \(second.text)")
+        // Refused from the head: a client that waits for `100 Continue` is told 429 before it sends
+        // its body (it was told to go on, and then refused, until 2026-12-06).
+        let connection = try RawConnection(port: server.port)
+        connection.send("POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nExpect: 100-continue\r\n\r\n")
+        let early = String(decoding: await connection.readSome(timeout: .seconds(10)), as: UTF8.self)
+        #expect(early.hasPrefix("HTTP/1.1 429"), "\(early.prefix(200))")
+
+        // Rejected events are taken from the bucket too: a flood of invalid events went past the
+        // limit (a review: 262,000 rejections in 15 s under --rate-limit 50).
+        let (strict, _) = try await Fixtures.server(["--rate-limit", "5"])
+        let invalid = Fixtures.json((0..<20).map { Fixtures.event("bad-\($0)", ["duration_seconds": -1]) })
+        #expect(try await TestHTTP.postEvents(strict, invalid).status == 400)
+        #expect(try await TestHTTP.postEvents(strict, invalid).status == 429)
     }
 
     @Test("--max-in-flight-bytes bounds the request bytes being received at once: past it, 503 overloaded with Retry-After; and it may not be below --max-body-bytes")

@@ -241,6 +241,33 @@ import PlayheadEvents
             let raws = sink.rejected.map { r in r.record.withUnsafeBytes { String(decoding: try! RejectedRecordView($0).raw, as: UTF8.self) } }
             #expect(raws == [events[3], events[4]])
         }
+        // Up to twice the limit, the events past it are rejected one by one; one more and the body
+        // is refused whole, kept as one rejected record (a review sent 600,000 lines `1` in 1,217
+        // bytes of gzip: 600,000 rejected records and an 88 MB answer).
+        let six = (0..<6).map { event(["event_id": "\"id-\($0)\""]) }
+        for (body, format) in [("[" + six.joined(separator: ",") + "]", EventBodyFormat.json), (six.joined(separator: "\n"), .ndjson)] {
+            let (outcome, _) = decode(body, format: format, configuration: config)
+            #expect(outcome.accepted == 3 && outcome.errors.map(\.index) == [3, 4, 5], "\(format)")
+        }
+        let seven = six + [event()]
+        let ones = [String](repeating: "1", count: 100)
+        let refusedBodies: [(String, EventBodyFormat)] = [
+            ("[" + seven.joined(separator: ",") + "]", .json), (seven.joined(separator: "\n"), .ndjson),
+            ("[" + ones.joined(separator: ",") + "]", .json), (ones.joined(separator: "\n"), .ndjson),
+        ]
+        for (body, format) in refusedBodies {
+            let (outcome, sink) = decode(body, format: format, configuration: config)
+            #expect(outcome.accepted == 0 && sink.accepted.isEmpty, "\(format)")
+            let indexes = outcome.errors.map { $0.index }
+            #expect(indexes == [-1] && outcome.errors.first?.reason == .tooManyEvents, "\(format)")
+            #expect(outcome.errors.first?.message.contains("more than 6 events") == true)
+            let raws = sink.rejected.map { r in r.record.withUnsafeBytes { String(decoding: try! RejectedRecordView($0).raw, as: UTF8.self) } }
+            #expect(raws == [body])
+        }
+        // import sets no limit: twice Int.max does not overflow.
+        config.maxEventsPerRequest = Int.max
+        #expect(config.refusedEventCount == Int.max)
+        #expect(decode("[" + six.joined(separator: ",") + "]", format: .json, configuration: config).0.accepted == 6)
     }
 
     @Test func malformedJSON() {
