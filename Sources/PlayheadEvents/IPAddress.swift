@@ -31,14 +31,19 @@ enum IPTruncation {
         // The first three groups, then zeros: in the canonical text (RFC 5952) the zeros after the
         // last group that is not zero are the longest run, written "::".
         let hex: StaticString = "0123456789abcdef"
-        let kept = (groups[0..<3].lastIndex { $0 != 0 }).map { $0 + 1 } ?? 0
+        // 6to4 (2002::/16) holds an IPv4 address in its second and third groups, all of it within
+        // the /48: the IPv4 rule (/24) applies to it (until 2026-12-06 `2002:cb00:714d::1` was
+        // stored as `2002:cb00:714d::`, 203.0.113.77 whole; a review).
+        let third = groups[0] == 0x2002 ? groups[2] & 0xFF00 : groups[2]
+        let first = [groups[0], groups[1], third]
+        let kept = (first.lastIndex { $0 != 0 }).map { $0 + 1 } ?? 0
         var k = 0
         for g in 0..<kept {
             if g > 0 {
                 out[k] = UInt8(ascii: ":")
                 k += 1
             }
-            let v = groups[g]
+            let v = first[g]
             var started = false
             for shift in stride(from: 12, through: 0, by: -4) {
                 let nib = Int(v >> UInt16(shift) & 0xF)

@@ -81,6 +81,12 @@ public struct IPNetwork: Sendable, Hashable, CustomStringConvertible {
         description = parts.count == 2 ? "\(address.text)/\(bits)" : address.text
     }
 
+    /// Whether the range holds every address (`::/0`) or every IPv4 address (`0.0.0.0/0`,
+    /// `::ffff:0:0/96`): trusting it lets any client name its own address.
+    public var holdsEveryAddress: Bool {
+        prefixBits == 0 || prefixBits == 96 && base.isIPv4
+    }
+
     func contains(_ address: IPAddressBytes) -> Bool {
         let whole = prefixBits / 8
         if whole > 0 && address.bytes[0..<whole] != base.bytes[0..<whole] { return false }

@@ -255,8 +255,9 @@ struct IngestOptions: ParsableArguments {
         for origin in corsOrigin {
             if let problem = CORSOrigin.problem(with: origin) { throw ValidationError("--cors-origin '\(origin)' \(problem)") }
         }
-        for key in writeKey where !Self.isWriteKey(key) {
-            throw ValidationError("--write-key '\(key)' must be non-empty printable ASCII without spaces")
+        for (number, key) in writeKey.enumerated() where !Self.isWriteKey(key) {
+            // Named by its place, not shown: it is a secret (it was echoed until 2026-12-06, a review).
+            throw ValidationError("--write-key number \(number + 1) (of \(writeKey.count) given) must be non-empty printable ASCII without spaces (its value is not shown)")
         }
         _ = try configuration()
         _ = try clientAddresses()
@@ -265,6 +266,25 @@ struct IngestOptions: ParsableArguments {
     /// A bearer token (RFC 6750) is visible ASCII; anything else no client could present.
     private static func isWriteKey(_ key: String) -> Bool {
         !key.isEmpty && !key.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value >= 0x7F })
+    }
+
+    /// Settings that work but are unsafe, each with why, logged as warnings at start (a review,
+    /// 2026-12-06: each was accepted without a word).
+    func warnings() throws -> [String] {
+        var warnings: [String] = []
+        if let writeKeyFile {
+            var info = stat()
+            if stat(writeKeyFile, &info) == 0, info.st_mode & 0o004 != 0 {
+                warnings.append("--write-key-file \(writeKeyFile) can be read by every user (mode \(String(info.st_mode & 0o777, radix: 8))): chmod 600 it (or 640 for a group that needs it)")
+            }
+        }
+        if corsOrigin.contains("null") {
+            warnings.append("--cors-origin null lets any site send events: every sandboxed iframe and data: page sends Origin: null; list the sites' real origins instead")
+        }
+        for network in try clientAddresses()?.trustedProxies ?? [] where network.holdsEveryAddress {
+            warnings.append("--trusted-proxy \(network) trusts every client: any client can name its own address in its forwarded header; give the proxies' addresses")
+        }
+        return warnings
     }
 
     /// The keys of `--write-key-file`, none without it. A bad line is named by its number, not

@@ -225,6 +225,28 @@ struct KubernetesTests {
         #expect(ingestContainer?.dict("resources")?.dict("requests")?["cpu"] != nil, "an HPA on CPU needs a CPU request")
     }
 
+    @Test("the workloads that take events from the internet (ingest, serve) read write keys from a Secret mounted where --write-key-file points, not readable by every user (a security review found them open to anyone)")
+    func writeKeysFromASecret() async throws {
+        for folder in Self.folders {
+            let objects = try await Self.objects(in: folder).objects
+            for workload in Self.workloads(objects) {
+                let spec = Self.podSpec(workload)
+                guard let container = spec.dicts("containers").first, let args = container["args"] as? [String],
+                    ["ingest", "serve"].contains(args.first ?? "")
+                else { continue }
+                let file = Self.flags(args).first { $0.flag == "--write-key-file" }?.value
+                #expect(file != nil, "\(workload.name) takes events without write keys")
+                guard let file else { continue }
+                let folderOfFile = (file as NSString).deletingLastPathComponent
+                let mount = container.dicts("volumeMounts").first { $0.string("mountPath") == folderOfFile }
+                let volume = spec.dicts("volumes").first { $0.string("name") == mount?.string("name") }
+                let secret = volume?.dict("secret")
+                #expect(secret?.string("secretName") == "playhead-write-keys", "\(workload.name): \(file) is not on the Secret's volume")
+                #expect(Int(secret?.number("defaultMode") ?? 0o644) & 0o004 == 0, "\(workload.name): the key file is readable by every user")
+            }
+        }
+    }
+
     @Test("the single-node StatefulSet keeps --data-dir on a persistent volume")
     func singleNodeVolume() async throws {
         let objects = try await Self.objects(in: "deploy/kubernetes/single-node").objects

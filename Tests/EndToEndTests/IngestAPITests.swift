@@ -285,8 +285,8 @@ struct IngestAPITests {
             (["--cors-origin", "app.example.com"], "has no scheme"),
             (["--cors-origin", "https://app.example.com/play"], "has a path or query (/play)"),
             (["--cors-origin", "https://app.example.com:443"], "drop :443"),
-            (["--write-key", ""], "--write-key '' must be non-empty printable ASCII"),
-            (["--write-key", "two words"], "--write-key 'two words' must be"),
+            (["--write-key", ""], "--write-key number 1 (of 1 given) must be non-empty printable ASCII"),
+            (["--write-key", "good", "--write-key", "two words"], "--write-key number 2 (of 2 given) must be"),
         ]
         let directory = try TemporaryDirectory(prefix: "e2e")
         let data = directory.appending("never-made").path
@@ -303,12 +303,30 @@ struct IngestAPITests {
             let result = try await runCommand(TestEnvironment.playheadExecutable, ["serve", "--port", "0", "--data-dir", data] + arguments)
             #expect(result.status != 0, "\(arguments)")
             #expect(result.stderr.contains(expected), "\(arguments): \(result.stderr)")
+            #expect(!result.stderr.contains("two words"), "a key is not shown: \(result.stderr)")
         }
         #expect(!FileManager.default.fileExists(atPath: data), "refused before anything is made")
         // What browsers do send is taken: two origins, a port, a custom scheme, null and *.
         let (server, _) = try await Fixtures.server(
             ["--cors-origin", "https://app.example.com", "--cors-origin", "http://localhost:8080", "--cors-origin", "capacitor://localhost", "--cors-origin", "null"]
         )
+        // Taken, with a warning each: null (any sandboxed page sends it), a key file others can
+        // read, a trusted proxy range that holds every address.
+        let keys = directory.appending("keys-0644").path
+        try "k-0644\n".write(toFile: keys, atomically: true, encoding: .utf8)
+        chmod(keys, 0o644)
+        let (unsafe, _) = try await Fixtures.server(
+            ["--cors-origin", "null", "--write-key-file", keys, "--fill-ip-address", "--trusted-proxy", "10.0.0.0/8,0.0.0.0/0"]
+        )
+        #expect(await unsafe.stop() == 0)
+        for warning in ["--cors-origin null lets any site send events", "can be read by every user (mode 644): chmod 600 it", "--trusted-proxy 0.0.0.0/0 trusts every client"] {
+            #expect(unsafe.process.stderr.contains(warning), "\(warning): \(unsafe.process.stderr)")
+        }
+        #expect(!unsafe.process.stderr.contains("10.0.0.0/8 trusts"))
+        chmod(keys, 0o640)
+        let (safe, _) = try await Fixtures.server(["--write-key-file", keys])
+        #expect(await safe.stop() == 0)
+        #expect(!safe.process.stderr.contains("every user"), "\(safe.process.stderr)")
         let response = try await TestHTTP.request(
             "\(server.baseURL)/v1/events", method: .OPTIONS, headers: [("Origin", "http://localhost:8080"), ("Access-Control-Request-Method", "POST")]
         )

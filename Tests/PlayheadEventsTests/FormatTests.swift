@@ -105,6 +105,10 @@ func storedIPAddress(json: String, policy: IPAddressPolicy, client: String? = ni
         #expect(try stored("10.1.2.3", .truncate) == "10.1.2.0")
         #expect(try stored("2001:db8:abcd:12:3:4:5:6", .truncate) == "2001:db8:abcd::")
         #expect(try stored("2001:0DB8:00AB::1", .truncate) == "2001:db8:ab::")
+        // 6to4 carries an IPv4 address in groups 2 and 3: /24 of it (the /48 kept all of it).
+        #expect(try stored("2002:cb00:714d::1", .truncate) == "2002:cb00:7100::")
+        #expect(try stored("2002:cb00:0042:1:2:3:4:5", .truncate) == "2002:cb00::")
+        #expect(try stored("2002:0:0::1", .truncate) == "2002::")
         // The canonical text (RFC 5952): one spelling per prefix, so that GROUP BY sees one value.
         #expect(try stored("::1", .truncate) == "::")
         #expect(try stored("fe80::1%eth0", .truncate) == "fe80::")
