@@ -6,10 +6,18 @@ import Musl
 import Darwin
 #endif
 
-/// A fast 64-bit hash of a byte string (multiply-xorshift over 8-byte words).
+/// A random value per process that the dictionaries' hashes start from. The values come from
+/// clients (titles, ids), and with a fixed start anyone who reads this code could make many values
+/// that share their slot's bits and so make every insert probe past all of them (the lake's id
+/// hash was attacked so, 2026-12-06). Not a keyed hash in the cryptographic sense (SipHash costs
+/// several times as much per value, and the dictionaries hash every value of every column); it
+/// takes away the fixed target. The files do not depend on it: entries keep their insertion order.
+let dictionaryHashSeed = UInt64.random(in: .min ... .max)
+
+/// A fast 64-bit hash of a byte string (multiply-xorshift over 8-byte words), from `seed`.
 @inline(__always)
-func hashBytes(_ p: UnsafeRawPointer, _ n: Int) -> UInt64 {
-    var h: UInt64 = 0x9E37_79B9_7F4A_7C15 ^ (UInt64(n) &* 0xFF51_AFD7_ED55_8CCD)
+func hashBytes(_ p: UnsafeRawPointer, _ n: Int, seed: UInt64) -> UInt64 {
+    var h: UInt64 = seed ^ 0x9E37_79B9_7F4A_7C15 ^ (UInt64(n) &* 0xFF51_AFD7_ED55_8CCD)
     var i = 0
     while i + 8 <= n {
         let w = p.loadUnaligned(fromByteOffset: i, as: UInt64.self)
@@ -30,8 +38,8 @@ func hashBytes(_ p: UnsafeRawPointer, _ n: Int) -> UInt64 {
 }
 
 @inline(__always)
-func hashWord(_ value: UInt64) -> UInt64 {
-    var h = value &* 0x9E37_79B9_7F4A_7C15
+func hashWord(_ value: UInt64, seed: UInt64) -> UInt64 {
+    var h = (value ^ seed) &* 0x9E37_79B9_7F4A_7C15
     h ^= h >> 31
     h = h &* 0xBF58_476D_1CE4_E5B9
     h ^= h >> 29
@@ -79,6 +87,8 @@ final class BytesDictionary {
     /// Bytes of the PLAIN-encoded dictionary page (4-byte lengths included unless fixed).
     @exclusivity(unchecked) private(set) var plainBytes = 0
     let fixedLength: Int?
+    /// ``dictionaryHashSeed``, read once (a global is initialised lazily, checked at each use).
+    private let seed = dictionaryHashSeed
 
     init(fixedLength: Int?) {
         self.fixedLength = fixedLength
@@ -108,7 +118,7 @@ final class BytesDictionary {
     /// The index of the value, inserting it if new; `isNew` tells whether it was inserted.
     @inline(__always)
     func index(of p: UnsafeRawPointer, count n: Int, isNew: inout Bool) -> UInt32 {
-        let h = hashBytes(p, n)
+        let h = hashBytes(p, n, seed: seed)
         let tag = h >> 32
         var slot = Int(truncatingIfNeeded: h) & mask
         while true {
@@ -150,7 +160,7 @@ final class BytesDictionary {
         let newMask = newSize - 1
         for i in 0..<count {
             let start = starts[i]
-            let h = hashBytes(data.base + start, starts[i + 1] - start)
+            let h = hashBytes(data.base + start, starts[i + 1] - start, seed: seed)
             var slot = Int(truncatingIfNeeded: h) & newMask
             while newSlots[slot] != .max { slot = (slot + 1) & newMask }
             newSlots[slot] = (h >> 32) << 32 | UInt64(i)
@@ -178,6 +188,7 @@ final class WordDictionary {
     @exclusivity(unchecked) private var mask: Int
 
     var count: Int { values.count }
+    private let seed = dictionaryHashSeed
 
     init() {
         mask = 1023
@@ -194,7 +205,7 @@ final class WordDictionary {
 
     @inline(__always)
     func index(of value: UInt64, isNew: inout Bool) -> UInt32 {
-        var slot = Int(truncatingIfNeeded: hashWord(value)) & mask
+        var slot = Int(truncatingIfNeeded: hashWord(value, seed: seed)) & mask
         while true {
             let e = slots[slot]
             if e < 0 { break }
@@ -218,7 +229,7 @@ final class WordDictionary {
         newSlots.initialize(repeating: -1, count: newSize)
         let newMask = newSize - 1
         for (i, v) in values.enumerated() {
-            var slot = Int(truncatingIfNeeded: hashWord(v)) & newMask
+            var slot = Int(truncatingIfNeeded: hashWord(v, seed: seed)) & newMask
             while newSlots[slot] >= 0 { slot = (slot + 1) & newMask }
             newSlots[slot] = Int32(i)
         }
