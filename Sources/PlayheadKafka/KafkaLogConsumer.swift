@@ -277,6 +277,15 @@ public final class KafkaLogConsumer: LogConsumer, Sendable {
     /// older than what another member of the group has written since.
     public func endOffset(partition: Int32) async -> Int64? { nil }
 
+    /// The high watermark of the last fetch response for `partition` (reliable on Tansu too,
+    /// docs/kafka.md), nil before one.
+    public func endOffsetAsLastRead(partition: Int32) async -> Int64? {
+        guard let cached = try? await consumer.watermarks(topic: kafkaTopic, partition: partition, cached: true), cached.high >= 0 else {
+            return nil
+        }
+        return cached.high
+    }
+
     /// For a reader: every partition has reported its end (an end-of-partition event) at or after
     /// the next offset to return, or was started (`seek`) at or past the high watermark of the last
     /// fetch response (a broker may answer such a fetch with no records and no error, and then no

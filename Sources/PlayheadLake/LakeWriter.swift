@@ -675,11 +675,7 @@ final class DatasetWriter: @unchecked Sendable {
             // --log) or cut back (a damaged segment, docs/runbook.md). Skipping its records up to
             // `written` as written would lose them, and writing them from its end could reuse the
             // names of files already in the lake and replace them: refuse, loudly.
-            throw LakeError(.corruptState, """
-                the log ends at offset \(end) of partition \(partition), before the lake's next offset \(written): \
-                the log was replaced or cut back under this lake; nothing was written. Point --lake at a new \
-                folder or prefix for this log (docs/runbook.md, "The log ends before the lake")
-                """)
+            throw Self.logEndsBeforeLake(end: end, partition: partition, next: written)
         }
         let next = state?.nextOffset ?? 0
         let writer = PartitionWriter(
@@ -756,6 +752,16 @@ final class DatasetWriter: @unchecked Sendable {
                 "log.partition": "\(partition)", "error": "\(error)",
             ])
         }
+    }
+
+    /// The refusal of a log that ends before the lake's next offset.
+    static func logEndsBeforeLake(end: Int64, partition: Int32, next: Int64) -> LakeError {
+        LakeError(.corruptState, """
+            the log ends at offset \(end) of partition \(partition), before the lake's next offset \(next): \
+            the log was replaced or cut back under this lake (on Kafka: the topic was deleted and made \
+            again, or the broker lost its data); nothing was written. Point --lake at a new folder or \
+            prefix for this log (docs/runbook.md, "The log ends before the lake")
+            """)
     }
 
     private func warmUp(_ writer: PartitionWriter, rollupFrom: Int64?, primeFrom: Int64?) async throws {
@@ -845,7 +851,19 @@ final class DatasetWriter: @unchecked Sendable {
             if poll.batches.isEmpty {
                 // Nothing more below the lake's offset only when the log says it is at its end
                 // (a log cut back under the lake); otherwise it is slow, and is waited for.
-                if await reader.caughtUp() { break }
+                if await reader.caughtUp() {
+                    // At the log's end below the lake's offset: on Kafka, a topic made again or a
+                    // broker that lost its data (the start's check cannot ask Kafka for the end;
+                    // this read just learnt it). Going on from the lake's offset skipped every new
+                    // record below it: a review restarted an in-memory broker under load, and
+                    // 155,389 acknowledged events never reached the lake, with the lag at 0 and
+                    // /readyz ready. (Offsets that hold no record, below a high watermark at the
+                    // lake's offset or past it, are not this: the end is what counts.)
+                    if let end = await reader.endOffsetAsLastRead(partition: writer.partition), end < writer.next {
+                        throw Self.logEndsBeforeLake(end: end, partition: writer.partition, next: writer.next)
+                    }
+                    break
+                }
                 idle += 1
                 if idle % 25 == 0 { try await waitForLog("no record for \(idle / 5) s, and the log is not at its end") }
                 continue

@@ -189,6 +189,11 @@ public protocol LogConsumer: Sendable {
     /// The offset the next record appended to `partition` will get (the log's end), when known.
     func endOffset(partition: Int32) async -> Int64?
 
+    /// The log's end as this consumer's last read of `partition` found it, when known: for a
+    /// reader that ``caughtUp()`` just now, the end of the partition then. (Kafka: the high
+    /// watermark of the last fetch response, which ``endOffset(partition:)`` cannot use.)
+    func endOffsetAsLastRead(partition: Int32) async -> Int64?
+
     /// Whether the group still counts this consumer as the owner of `partition`, asked of the group's
     /// coordinator by committing `offset` again (the offset the group already has, or one it may
     /// have): false when the group has given the partition to another member, which a consumer
@@ -218,6 +223,7 @@ extension LogConsumer {
     }
 
     public var unavailableReason: String? { nil }
+    public func endOffsetAsLastRead(partition: Int32) async -> Int64? { await endOffset(partition: partition) }
     public func stillOwns(_ partition: Int32, committing offset: Int64) async -> Bool { true }
     public func skipDamagedRecord() async throws(LogError) -> DamagedLogRecord? { nil }
 }
