@@ -71,9 +71,22 @@ public final class IngestServer: Service, Sendable {
                 HTTPResponse(status: .ok, contentType: "application/json", body: ByteBuffer(string: OpenAPIDocument.json))
             },
         ]
+        // `GET /metrics` first sets `playhead_ready` to what `/readyz` would say: a `store` or
+        // `observe` that cannot read Kafka (or write the lake) showed it only in `/readyz`, which no
+        // alert reads, and no lag moved (a Kafka review, 2026-12-06).
+        let ready = Gauge(label: "playhead_ready")
+        let withReadiness = routes.map { route -> HTTPRoute in
+            guard route.method == .GET, route.path == "/metrics" else { return route }
+            let render = route.handler
+            return HTTPRoute(.GET, "/metrics") { request in
+                let draining = state.withLockedValue { $0 != .running }
+                ready.record(draining || readiness() != nil ? 0 : 1)
+                return render(request)
+            }
+        }
         router = Router(
             events: events,
-            routes: builtIn + routes,
+            routes: builtIn + withReadiness,
             cors: CORSPolicy(origins: configuration.corsAllowedOrigins),
             maxBodyBytes: configuration.maxBodyBytes,
             maxReceivingBytes: configuration.maxInFlightBytes,

@@ -111,6 +111,7 @@ public enum PlayheadTelemetry {
         "playhead_log_size_bytes": "Bytes the log keeps on disk, by topic.",
         "playhead_log_disk_free_bytes": "Free bytes on the file system holding the log.",
         "playhead_log_disk_capacity_bytes": "Size in bytes of the file system holding the log.",
+        "playhead_ready": "1 when the process is ready (GET /readyz answers 200), else 0 (shutting down, or a part of it cannot work: a log or broker it cannot reach, a lake it cannot write; /readyz says why). Set at each scrape.",
         "playhead_consumer_partitions_assigned": "Partitions of the events topic this process's consumer of the group holds, by consumer (the embedded log has one; on Kafka the group's assignment decides, and 0 on every member means no one reads the log for that group: stuck at the broker's coordinator).",
         "playhead_consumer_lag_events": "Records of the events topic a consumer group has not processed yet, by consumer (lake: not yet committed to the lake; metrics: not yet counted).",
         "playhead_lake_files_written_total": "Files committed to the lake, by dataset.",

@@ -10,7 +10,7 @@ struct PrometheusTests {
     static let requiredAlerts: Set<String> = [
         "IngestionStalled", "RejectRatioHigh", "ConsumerLagGrowing", "DiskNearlyFull", "LakeFlushFailing", "InstanceDown",
         "LogRecordDamaged", "IngestRequestsFailing", "PlayheadTargetsMissing", "ConsumerTargetsMissing",
-        "ConsumerHoldsNoPartitions", "S3StoreUnanswered", "LakeGroupOffsetMissing", "SessionTablesFull",
+        "ConsumerHoldsNoPartitions", "S3StoreUnanswered", "LakeGroupOffsetMissing", "SessionTablesFull", "PlayheadNotReady",
     ]
 
     static func ruleTestFiles(in folder: URL? = nil) throws -> [String] {

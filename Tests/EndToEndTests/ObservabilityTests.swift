@@ -43,6 +43,8 @@ struct ObservabilityTests {
             try await eventually(timeout: .seconds(20), "Prometheus sees the first events") {
                 (try? await prometheus.queryValue("sum(playhead_events_accepted_total)")) == 3
             }
+            // The readiness gauge (alert PlayheadNotReady) says ready, as /readyz does.
+            #expect((try? await prometheus.queryValue("playhead_ready")) == 1)
             // Second half: the movie pauses after 30 s, the episode stops at 96 % after 50 s; two bad events.
             let second = [
                 Fixtures.event("o-4", ["session_id": "s1", "event_type": "pause", "content_type": "movie", "timestamp": isoTime(-30), "current_timestamp": 30.0]),
