@@ -34,16 +34,17 @@ enum IPTruncation {
         // 6to4 (2002::/16) holds an IPv4 address in its second and third groups, all of it within
         // the /48: the IPv4 rule (/24) applies to it (until 2026-12-06 `2002:cb00:714d::1` was
         // stored as `2002:cb00:714d::`, 203.0.113.77 whole; a review).
+        // (Groups picked by index, not gathered in an array: this runs for every event under
+        // `truncate`, and an array is an allocation.)
         let third = groups[0] == 0x2002 ? groups[2] & 0xFF00 : groups[2]
-        let first = [groups[0], groups[1], third]
-        let kept = (first.lastIndex { $0 != 0 }).map { $0 + 1 } ?? 0
+        let kept = third != 0 ? 3 : groups[1] != 0 ? 2 : groups[0] != 0 ? 1 : 0
         var k = 0
         for g in 0..<kept {
             if g > 0 {
                 out[k] = UInt8(ascii: ":")
                 k += 1
             }
-            let v = first[g]
+            let v = g == 2 ? third : groups[g]
             var started = false
             for shift in stride(from: 12, through: 0, by: -4) {
                 let nib = Int(v >> UInt16(shift) & 0xF)
