@@ -963,6 +963,16 @@ struct LakeTests {
     }
 
     /// `playhead import --data-dir <directory>/data file`, checked to succeed: its result, and the lake folder.
+    /// Imports one event per (event_id, content_id, session_id), the fixture's event otherwise.
+    static func importedEvents(
+        _ ids: [(event: String, content: String, session: String)], in directory: TemporaryDirectory
+    ) async throws -> (result: CommandResult, lake: String) {
+        let file = directory.appending("ids.ndjson").path
+        let events = ids.map { Fixtures.event($0.event, ["content_id": $0.content, "session_id": $0.session]) }
+        try Fixtures.ndjson(events).write(toFile: file, atomically: true, encoding: .utf8)
+        return try await imported(file, in: directory)
+    }
+
     static func imported(_ file: String, in directory: TemporaryDirectory) async throws -> (result: CommandResult, lake: String) {
         let result = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--data-dir", directory.appending("data").path, file])
         #expect(result.status == 0, "\(result.stderr)")
@@ -1072,18 +1082,8 @@ struct LakeTests {
     func importIDsWithNULs() async throws {
         let directory = try TemporaryDirectory(prefix: "import")
         defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
-        let file = directory.appending("nul.ndjson").path
-        try await runPython(
-            """
-            import json, sys
-            base = json.loads(sys.argv[2])
-            with open(sys.argv[1], 'w') as f:
-                for event_id, content, session in [('B', 'K', 'b'), ('A\\x00', 'K', 'a\\x00'), ('y', 'B', 's1'), ('x\\x00', 'A\\x00', 's2')]:
-                    f.write(json.dumps(dict(base, event_id=event_id, content_id=content, session_id=session)) + '\\n')
-            """,
-            arguments: [file, Fixtures.json(Fixtures.event("template"))]
-        )
-        let (result, lake) = try await Self.imported(file, in: directory)
+        let (result, lake) = try await Self.importedEvents(
+            [("B", "K", "b"), ("A\0", "K", "a\0"), ("y", "B", "s1"), ("x\0", "A\0", "s2")], in: directory)
         #expect(result.stdout.contains(#""accepted":4"#) && result.stdout.contains(#""duplicates":0"#), "\(result.stdout)")
         let rows = try await duck("SELECT count(*) FROM read_parquet('{lake}/events/**/*.parquet')", lake: lake)
         #expect(rows.first?.first as? Int == 4, "\(rows)")
@@ -1096,21 +1096,11 @@ struct LakeTests {
     func importForgedHashCollisions() async throws {
         let directory = try TemporaryDirectory(prefix: "import")
         defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
-        let file = directory.appending("forged.ndjson").path
         // Each pair had one hash under the unkeyed hash64 of before 2026-12-06 (made by inverting its
         // steps): the second event was dropped as a repeat of the first, and the second content's
         // plays went to the first content's row.
-        try await runPython(
-            """
-            import json, sys
-            base = json.loads(sys.argv[2])
-            with open(sys.argv[1], 'w') as f:
-                for event_id, content, session in [('0ZLFtH@VZaL[Ki!S', 'x0nbSIsz6Kmo<VHx', 'attacker'), ('legit-event-0001', 'movie-real-0001', 'viewer')]:
-                    f.write(json.dumps(dict(base, event_id=event_id, content_id=content, session_id=session)) + '\\n')
-            """,
-            arguments: [file, Fixtures.json(Fixtures.event("template"))]
-        )
-        let (result, lake) = try await Self.imported(file, in: directory)
+        let (result, lake) = try await Self.importedEvents(
+            [("0ZLFtH@VZaL[Ki!S", "x0nbSIsz6Kmo<VHx", "attacker"), ("legit-event-0001", "movie-real-0001", "viewer")], in: directory)
         #expect(result.stdout.contains(#""accepted":2"#) && result.stdout.contains(#""duplicates":0"#), "\(result.stdout)")
         let rows = try await duck("SELECT event_id FROM read_parquet('{lake}/events/**/*.parquet') ORDER BY event_id", lake: lake)
         #expect(rows.map { $0.first as? String } == ["0ZLFtH@VZaL[Ki!S", "legit-event-0001"], "\(rows)")
