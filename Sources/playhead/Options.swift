@@ -269,8 +269,9 @@ struct IngestOptions: ParsableArguments {
     }
 
     /// Settings that work but are unsafe, each with why, logged as warnings at start (a review,
-    /// 2026-12-06: each was accepted without a word).
-    func warnings() throws -> [String] {
+    /// 2026-12-06: each was accepted without a word). `clientAddresses`: what ``clientAddresses()``
+    /// gave.
+    func warnings(clientAddresses: ClientAddressResolver?) -> [String] {
         var warnings: [String] = []
         if let writeKeyFile {
             var info = stat()
@@ -281,7 +282,7 @@ struct IngestOptions: ParsableArguments {
         if corsOrigin.contains("null") {
             warnings.append("--cors-origin null lets any site send events: every sandboxed iframe and data: page sends Origin: null; list the sites' real origins instead")
         }
-        for network in try clientAddresses()?.trustedProxies ?? [] where network.holdsEveryAddress {
+        for network in clientAddresses?.trustedProxies ?? [] where network.holdsEveryAddress {
             warnings.append("--trusted-proxy \(network) trusts every client: any client can name its own address in its forwarded header; give the proxies' addresses")
         }
         return warnings

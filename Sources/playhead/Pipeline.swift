@@ -48,7 +48,7 @@ struct PipelineParts {
         let threadPool = NIOThreadPool(numberOfThreads: 2)
         let configuration = try options.configuration()
         let clientAddresses = try options.clientAddresses()
-        for warning in try options.warnings() { logger.warning("\(warning)") }
+        for warning in options.warnings(clientAddresses: clientAddresses) { logger.warning("\(warning)") }
         if let clientAddresses {
             let proxies = clientAddresses.trustedProxies.map(\.description).joined(separator: ",")
             logger.info(
