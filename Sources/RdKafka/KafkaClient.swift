@@ -138,15 +138,31 @@ class ClientCallbacks: @unchecked Sendable {
     private let reachability = Mutex<(down: String?, lastCheck: ContinuousClock.Instant)>((nil, .now))
     /// Brokers that answer nothing, from librdkafka's statistics (``statistics(_:)``).
     private let silence = Mutex(BrokerSilence())
-    /// The last client-level error librdkafka reported (error_cb), and when.
-    private let lastError = Mutex<(text: String, at: ContinuousClock.Instant)?>(nil)
+    /// The last client-level error librdkafka reported (error_cb), and when: `cause` the last but
+    /// "all brokers down", which says only how many brokers are down, not why (`_AUTHENTICATION:
+    /// … SASL PLAIN mechanism handshake failed`, `_TRANSPORT: Connect to … failed: Connection refused`).
+    private let lastError = Mutex<(any: TimedText?, cause: TimedText?)>((nil, nil))
+
+    struct TimedText {
+        let text: String
+        let at: ContinuousClock.Instant
+        /// Reported in the last minute.
+        var isRecent: Bool { at.duration(to: .now) < .seconds(60) }
+    }
 
     init(logger: Logger) { self.logger = logger }
 
     /// Why no broker can be reached (librdkafka said all are down, and none has answered since), or
     /// why one answers nothing (``BrokerSilence``), or nil.
+    /// All brokers down says why when a connection failed in the last minute: a SASL or TLS
+    /// misconfiguration showed in `/readyz` as "1/1 brokers are down" alone (a Kafka review), the
+    /// handshake's failure only in the log.
     var brokersDown: String? {
-        reachability.withLock { $0.down } ?? silence.withLock { $0.reason(at: .now) }
+        if let down = reachability.withLock({ $0.down }) {
+            guard let cause = lastError.withLock({ $0.cause }), cause.isRecent else { return down }
+            return "\(down) (the last connection error: \(cause.text))"
+        }
+        return silence.withLock { $0.reason(at: .now) }
     }
 
     /// Called from the client's poll (stats_cb) with a statistics document.
@@ -164,22 +180,28 @@ class ClientCallbacks: @unchecked Sendable {
     /// ipv4#127.0.0.1:9092 failed: Connection refused`, `_RESOLVE: Failed to resolve …`), or nil:
     /// what a timed-out request does not say (an admin request says only "Failed while waiting
     /// for controller").
+    /// Its cause rather than "all brokers down" when there is one.
     var recentError: String? {
         lastError.withLock { last in
-            guard let last, last.at.duration(to: .now) < .seconds(60) else { return nil }
-            return last.text
+            if let cause = last.cause, cause.isRecent { return cause.text }
+            guard let any = last.any, any.isRecent else { return nil }
+            return any.text
         }
     }
 
     /// Forgets the last error (see ``recentError``).
     func forgetRecentError() {
-        lastError.withLock { $0 = nil }
+        lastError.withLock { $0 = (nil, nil) }
     }
 
     /// Called from librdkafka threads (error_cb) for client-level errors.
     func clientError(_ error: RdKafkaError) {
         log(.warning, "librdkafka: \(error)")
-        lastError.withLock { $0 = ("\(error)", .now) }
+        let timed = TimedText(text: "\(error)", at: .now)
+        lastError.withLock { last in
+            last.any = timed
+            if error.code != RdKafkaError.allBrokersDown { last.cause = timed }
+        }
         if error.code == RdKafkaError.allBrokersDown {
             reachability.withLock { $0 = ("all Kafka brokers are down: \(error.message)", .now) }
         }

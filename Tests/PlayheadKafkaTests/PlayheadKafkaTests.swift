@@ -737,6 +737,35 @@ struct KafkaLogTansuTests {
         await log.shutdown()
     }
 
+    @Test("a client that cannot authenticate says why it is not ready (the SASL handshake's failure), in the log's and its consumer's reasons")
+    func authenticationFailureNamed() async throws {
+        try requireModernLibrdkafka()
+        let tansu = try await Tansu.start()
+        defer { tansu.kill() }
+        // The broker speaks plaintext: a SASL client's handshake fails at every connection, and
+        // librdkafka then reports "1/1 brokers are down", which says nothing of why.
+        let log = try KafkaLog(
+            url: "kafka://\(tansu.bootstrap)/?prefix=auth.&rdkafka.security.protocol=sasl_plaintext"
+                + "&rdkafka.sasl.mechanism=PLAIN&rdkafka.sasl.username=playhead&rdkafka.sasl.password=hunter2",
+            logger: testLogger
+        )
+        let consumer = try log.consumer(for: .events, group: "lake")
+        // The topics cannot be made: the admin request times out after 10 s, and says why.
+        var logReason = log.unavailableReason
+        let deadline = ContinuousClock.now.advanced(by: .seconds(40))
+        while ContinuousClock.now < deadline && logReason?.hasPrefix("cannot create") != true {
+            _ = try? await consumer.poll(maxRecords: 10, timeout: .milliseconds(200))
+            logReason = log.unavailableReason
+        }
+        #expect(logReason?.contains("(the last broker error: _AUTHENTICATION: ") == true, "\(logReason ?? "nil")")
+        #expect(logReason?.contains("SASL PLAIN mechanism handshake failed") == true, "\(logReason ?? "nil")")
+        #expect(logReason?.contains("hunter2") == false)
+        let consumerReason = consumer.unavailableReason
+        #expect(consumerReason?.contains("SASL PLAIN mechanism handshake failed") == true, "\(consumerReason ?? "nil")")
+        await consumer.close()
+        await log.shutdown()
+    }
+
     @Test("interop: confluent-kafka (python) reads what we produce, and we read what it produces")
     func interop() async throws {
         try requireModernLibrdkafka()

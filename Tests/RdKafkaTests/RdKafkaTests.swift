@@ -354,4 +354,26 @@ struct RepeatedMessagesTests {
         for index in 0..<8 { #expect(repeated.admit("text \(index)", now: start) == 0) }
         #expect(repeated.admit(refused, now: start + .seconds(32)) == 0)
     }
+
+    @Test("all brokers down says why: the last other client error (a SASL handshake's failure), which librdkafka reports just before")
+    func brokersDownNamesItsCause() {
+        let callbacks = ClientCallbacks(logger: testLogger)
+        #expect(callbacks.brokersDown == nil)
+        let handshake = "sasl_plaintext://127.0.0.1:9092/bootstrap: SASL PLAIN mechanism handshake failed: Broker: Unsupported SASL mechanism"
+        // The order librdkafka reports them in (a probe against Tansu with security.protocol=sasl_plaintext);
+        // -169 is RD_KAFKA_RESP_ERR__AUTHENTICATION.
+        callbacks.clientError(RdKafkaError(code: -169, message: handshake))
+        callbacks.clientError(RdKafkaError(code: RdKafkaError.allBrokersDown, message: "1/1 brokers are down"))
+        let reason = callbacks.brokersDown ?? "nil"
+        #expect(reason.hasPrefix("all Kafka brokers are down: 1/1 brokers are down"), "\(reason)")
+        #expect(reason.contains("(the last connection error: _AUTHENTICATION: \(handshake))"), "\(reason)")
+        // What a timed-out admin request says: the cause, not the count of brokers down.
+        #expect(callbacks.recentError == "_AUTHENTICATION: \(handshake)")
+        callbacks.forgetRecentError()
+        #expect(callbacks.recentError == nil)
+        #expect(callbacks.brokersDown == "all Kafka brokers are down: 1/1 brokers are down")
+        // Only "all brokers down": said as it is.
+        callbacks.clientError(RdKafkaError(code: RdKafkaError.allBrokersDown, message: "2/2 brokers are down"))
+        #expect(callbacks.recentError == "_ALL_BROKERS_DOWN: 2/2 brokers are down")
+    }
 }
