@@ -5,6 +5,7 @@ import NIOCore
 import NIOPosix
 import PlayheadEvents
 import PlayheadLog
+import S3
 import ServiceLifecycle
 import Synchronization
 
@@ -432,7 +433,19 @@ final class DatasetWriter: @unchecked Sendable {
         try await retrying("note this run in \(log.displayName)/\(Self.runsNote)", retryIf: { ($0 as? LogError)?.code == .full }) {
             try await self.noteRun(known)
         }
-        try await retrying("claim the lake") { try await self.commits.writeClaim(.init(logID: identity, run: self.run)) }
+        // The first write of this process: credentials that may list but not write (a reader's
+        // key) passed the start-up check, and the writer retried this forever while the events
+        // piled up in the log (a review). No retry mends a refusal: stop and say so.
+        do {
+            try await retrying("claim the lake", retryIf: { !(($0 as? S3Error)?.isCredentialRefusal ?? false) }) {
+                try await self.commits.writeClaim(.init(logID: identity, run: self.run))
+            }
+        } catch let error as S3Error where error.isCredentialRefusal {
+            throw LakeError(
+                .io,
+                "\(store.displayName) refused this process's first write: \(error). The credentials can read the lake but not write it: check the policy (docs/s3.md lists the actions the writer needs). Nothing was written."
+            )
+        }
     }
 
     /// The log's id (nil for Kafka), once a writer has made it; `.none` when a graceful shutdown

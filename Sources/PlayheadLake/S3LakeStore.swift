@@ -66,11 +66,23 @@ public final class S3LakeStore: LakeStore {
                     .io,
                     "\(endpoint) answered a listing of s3://\(bucket)/\(prefix) with HTTP \(error.status ?? 200) but not with an S3 listing (\(error.message)): it does not look like an S3 API; --s3-endpoint (or AWS_ENDPOINT_URL) must be the S3 gateway's scheme, host and port"
                 )
-            case .accessDenied, .signatureDoesNotMatch, .invalidAccessKeyId:
+            case .other(let code) where S3Error.sessionTokenCodes.contains(code):
+                // AWS answers an expired token with 400 ExpiredToken, which is no outage to wait out.
                 throw LakeError(
                     .io,
-                    "\(endpoint) refused to list s3://\(bucket)/\(prefix) (\(error.code)): check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and the policy (docs/s3.md lists the actions the writer needs)"
+                    "\(endpoint) refused the session token of the temporary credentials (\(code): \(error.message)): get new ones (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN) and start again; Playhead reads them once, at start (docs/s3.md)"
                 )
+            case .accessDenied, .signatureDoesNotMatch, .invalidAccessKeyId:
+                // A token left in the shell from another session makes a static key fail as well.
+                let token = client.configuration.credentials.sessionToken == nil
+                    ? "" : "; AWS_SESSION_TOKEN is set, so the key is sent as temporary credentials: unset it for a long-term key"
+                throw LakeError(
+                    .io,
+                    "\(endpoint) refused to list s3://\(bucket)/\(prefix) (\(error.code)): check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and the policy (docs/s3.md lists the actions the writer needs)\(token)"
+                )
+            case .transport where error.tlsFailure:
+                // An untrusted certificate or an endpoint without TLS does not mend itself.
+                throw LakeError(.io, "cannot reach \(endpoint): \(error.message)")
             case .requestTimeTooSkewed:
                 // Every signed request fails the same way until the clock is set right.
                 throw LakeError(
@@ -155,10 +167,19 @@ public enum LakeLocation: Sendable, Equatable {
             guard let bucket = parts.first, !bucket.isEmpty else {
                 throw LakeError(.invalidLocation, "'\(text)' has no bucket: use s3://bucket/prefix")
             }
-            guard bucket.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "-" || $0 == "." }), (3...63).contains(bucket.count) else {
-                throw LakeError(.invalidLocation, "'\(bucket)' is not a valid S3 bucket name (3-63 lower-case letters, digits, '-' or '.')")
+            guard Self.isBucketName(bucket) else {
+                throw LakeError(
+                    .invalidLocation,
+                    "'\(bucket)' is not a valid S3 bucket name (3-63 characters: a-z, 0-9, '-' and '.', starting and ending with a letter or a digit, no '..')"
+                )
             }
-            self = .s3(bucket: String(bucket), prefix: parts.count > 1 ? String(parts[1]) : "")
+            let prefix = parts.count > 1 ? String(parts[1]) : ""
+            // Sent as they are, `.` and `..` make keys that S3 stores literally and other stores
+            // refuse (SeaweedFS: 400 InvalidRequest on every object, after a listing that passed).
+            if prefix.split(separator: "/").contains(where: { $0 == "." || $0 == ".." }) {
+                throw LakeError(.invalidLocation, "'\(text)' has a '.' or '..' segment in its prefix: name the prefix as it is meant (s3://\(bucket)/a/b)")
+            }
+            self = .s3(bucket: String(bucket), prefix: prefix)
         } else if let folder = try Self.folder(text) {
             self = .folder(folder)
         } else if text.contains("://") {
@@ -169,6 +190,19 @@ public enum LakeLocation: Sendable, Equatable {
         if case .folder(let path) = self, path.isEmpty {
             throw LakeError(.invalidLocation, "file: needs a folder, e.g. file:./data/lake")
         }
+    }
+
+    /// S3's rules for bucket names: 3-63 characters of ASCII a-z, 0-9, `-` and `.`, starting and
+    /// ending with a letter or a digit, with no `..` (Unicode letters and digits passed before, and
+    /// the error that followed told the user to make such a bucket).
+    static func isBucketName(_ name: Substring) -> Bool {
+        func isLetterOrDigit(_ byte: UInt8) -> Bool {
+            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+        }
+        let bytes = Array(name.utf8)
+        guard (3...63).contains(bytes.count), isLetterOrDigit(bytes[0]), isLetterOrDigit(bytes[bytes.count - 1]) else { return false }
+        guard bytes.allSatisfy({ isLetterOrDigit($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: ".") }) else { return false }
+        return !name.contains("..")
     }
 
     private static func folder(_ text: String) throws -> String? {
@@ -191,7 +225,8 @@ extension LakeLocation {
             return try FileLakeStore(root: path, threadPool: threadPool)
         case .s3(let bucket, let prefix):
             let configuration = try S3Configuration.fromEnvironment(endpoint: s3Endpoint, region: s3Region)
-            return S3LakeStore(client: S3Client(configuration: configuration, logger: logger), bucket: bucket, prefix: prefix)
+            let client = S3Client(configuration: configuration, httpClient: try S3Client.httpClient(for: configuration), logger: logger)
+            return S3LakeStore(client: client, bucket: bucket, prefix: prefix)
         }
     }
 }

@@ -5,6 +5,8 @@ import Metrics
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
+import Synchronization
 
 /// An object read with `getObject`.
 public struct S3Object: Sendable {
@@ -86,13 +88,44 @@ public final class S3Client: Sendable {
     /// that cannot be established fails the request at once (after `connect` timeout 5 s at most)
     /// instead of AsyncHTTPClient retrying it silently until the request's deadline, so that
     /// `S3RetryPolicy` governs outages (with its logs and metrics).
-    public static let defaultHTTPClient: HTTPClient = {
-        var configuration = HTTPClient.Configuration()
+    public static let defaultHTTPClient: HTTPClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration())
+
+    private static func clientConfiguration(tls: TLSConfiguration? = nil) -> HTTPClient.Configuration {
+        var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
         configuration.timeout.connect = .seconds(5)
         configuration.connectionPool.retryConnectionEstablishment = false
         configuration.decompression = .disabled
-        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-    }()
+        return configuration
+    }
+
+    /// HTTP clients that trust a CA bundle besides the system's roots, one per bundle, kept for
+    /// the process's life like ``defaultHTTPClient``.
+    private static let bundleClients = Mutex<[String: HTTPClient]>([:])
+
+    /// The HTTP client for `configuration`: ``defaultHTTPClient``, or one that also trusts the
+    /// certificates of its ``S3Configuration/caBundle``. Throws `invalidConfiguration` when that
+    /// file holds no PEM certificate.
+    public static func httpClient(for configuration: S3Configuration) throws -> HTTPClient {
+        guard let bundle = configuration.caBundle else { return defaultHTTPClient }
+        return try bundleClients.withLock { clients in
+            if let client = clients[bundle] { return client }
+            let certificates: [NIOSSLCertificate]
+            do {
+                certificates = try NIOSSLCertificate.fromPEMFile(bundle)
+            } catch {
+                let reason = FileManager.default.isReadableFile(atPath: bundle) ? "it holds no PEM certificate (-----BEGIN CERTIFICATE-----)" : "it cannot be read"
+                throw S3Error(code: .invalidConfiguration, message: "AWS_CA_BUNDLE \(bundle): \(reason)", operation: "Configure")
+            }
+            guard !certificates.isEmpty else {
+                throw S3Error(code: .invalidConfiguration, message: "AWS_CA_BUNDLE \(bundle): it holds no PEM certificate (-----BEGIN CERTIFICATE-----)", operation: "Configure")
+            }
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.additionalTrustRoots = [.certificates(certificates)]
+            let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration(tls: tls))
+            clients[bundle] = client
+            return client
+        }
+    }
 
     /// - Parameter httpClient: `S3Client.defaultHTTPClient` unless given; with a client that retries
     ///   connection establishment (as `HTTPClient.shared` does), an outage shows up as slow requests
@@ -507,7 +540,9 @@ public final class S3Client: Sendable {
                 } catch let error as S3Error {
                     throw error
                 } catch {
-                    throw S3Error(code: .transport, message: Self.transportMessage(error), operation: operation, bucket: bucket, key: key, attempts: attempt)
+                    var failure = S3Error(code: .transport, message: Self.transportMessage(error), operation: operation, bucket: bucket, key: key, attempts: attempt)
+                    failure.tlsFailure = Self.tlsMessage(error) != nil
+                    throw failure
                 }
                 let status = Int(response.status.code)
                 statusLabel = String(status)
@@ -528,9 +563,11 @@ public final class S3Client: Sendable {
                         ])
                     return Response(status: status, headers: response.headers, body: collected)
                 }
-                throw Self.error(
+                var failure = Self.error(
                     fromBody: collected, status: status, requestID: requestID, method: method, operation: operation,
                     bucket: bucket, key: key, attempts: attempt)
+                failure.retryAfter = response.headers.first(name: "retry-after").flatMap { Int($0) }.map { .seconds(min(max($0, 0), 30)) }
+                throw failure
             } catch var error as S3Error {
                 countRequest(operation: operation, status: statusLabel)
                 error.attempts = attempt
@@ -540,7 +577,8 @@ public final class S3Client: Sendable {
                         metadata: ["operation": "\(operation)", "bucket": "\(bucket ?? "")", "key": "\(key ?? "")", "error": "\(error)"])
                     throw error
                 }
-                let delay = policy.delay(afterAttempt: attempt)
+                // A store that says when to come back (Retry-After on 503 or 429) is asked no sooner.
+                let delay = max(policy.delay(afterAttempt: attempt), error.retryAfter ?? .zero)
                 countRetry(operation: operation)
                 logger.warning(
                     "s3 request failed; retrying",
@@ -728,6 +766,7 @@ extension S3Client {
     /// A connection the pool held open and the server (or the network) has since closed is said so
     /// in words, not as NIO's "I/O on closed channel".
     static func transportMessage(_ error: any Error) -> String {
+        if let tls = tlsMessage(error) { return tls }
         if let io = error as? IOError {
             return "\(String(cString: strerror(io.errnoCode))) (errno \(io.errnoCode))"
         }
@@ -738,5 +777,43 @@ extension S3Client {
             return "the connection was closed before an answer came (the server closed it or went away)"
         }
         return "\(error)"
+    }
+
+    /// A failed TLS handshake in words, or nil when `error` is not one. BoringSSL's own text names
+    /// the source file it was built from (`… CERTIFICATE_VERIFY_FAILED at /…/handshake.cc:320`):
+    /// only its reason codes are kept, with what to do about the usual ones.
+    static func tlsMessage(_ error: any Error) -> String? {
+        let text: String
+        switch error {
+        case let extra as NIOSSLExtraError:
+            return "the TLS handshake failed: \(extra)"
+        case let ssl as NIOSSLError:
+            text = "\(ssl)"
+        case let boring as BoringSSLError:
+            text = "\(boring)"
+        default:
+            return nil
+        }
+        let reasons = tlsReasonCodes(text)
+        if reasons.contains("CERTIFICATE_VERIFY_FAILED") {
+            return "the TLS handshake failed: the store's certificate is not trusted (CERTIFICATE_VERIFY_FAILED); for a certificate that a private CA signed, set AWS_CA_BUNDLE to that CA's PEM file (docs/s3.md)"
+        }
+        if reasons.contains("WRONG_VERSION_NUMBER") {
+            return "the TLS handshake failed: the endpoint does not speak TLS (WRONG_VERSION_NUMBER); a gateway that serves plain HTTP needs an http:// endpoint"
+        }
+        return "the TLS handshake failed: \(reasons.isEmpty ? text : reasons.joined(separator: ", "))"
+    }
+
+    /// BoringSSL's reason codes in an error's text (`CERTIFICATE_VERIFY_FAILED` of
+    /// `error:1000007d:SSL routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED at …`).
+    static func tlsReasonCodes(_ text: String) -> [String] {
+        var reasons: [String] = []
+        var rest = Substring(text)
+        while let marker = rest.range(of: "OPENSSL_internal:") {
+            rest = rest[marker.upperBound...]
+            let code = rest.prefix { $0.isUppercase || $0.isNumber || $0 == "_" }
+            if !code.isEmpty, !reasons.contains(String(code)) { reasons.append(String(code)) }
+        }
+        return reasons
     }
 }

@@ -80,6 +80,9 @@ public struct S3Configuration: Sendable {
     public var unansweredAfter: Duration
     /// The largest object `getObject` reads into memory.
     public var maximumObjectSize: Int
+    /// A PEM file of certificate authorities trusted besides the system's (`AWS_CA_BUNDLE`): for a
+    /// store whose certificate a private CA signed (MinIO, Ceph inside a company network).
+    public var caBundle: String?
 
     public init(
         endpoint: String,
@@ -111,7 +114,8 @@ public struct S3Configuration: Sendable {
     /// - endpoint: `endpoint`, else `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL`, else AWS
     ///   (`https://s3.<region>.amazonaws.com`, virtual-hosted style);
     /// - region: `region`, else `AWS_REGION`, else `AWS_DEFAULT_REGION`, else `us-east-1`;
-    /// - credentials: `credentials`, else `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`.
+    /// - credentials: `credentials`, else `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`;
+    /// - certificate authorities besides the system's: `AWS_CA_BUNDLE` (a PEM file).
     /// Throws `S3Error` (`.missingCredentials`, `.invalidConfiguration`) with a message that says what to set.
     public static func fromEnvironment(
         endpoint: String? = nil,
@@ -135,7 +139,7 @@ public struct S3Configuration: Sendable {
             )
         }
         _ = try S3Endpoint(parsing: resolvedEndpoint)
-        return S3Configuration(
+        var configuration = S3Configuration(
             endpoint: resolvedEndpoint,
             region: region,
             credentials: credentials,
@@ -144,6 +148,8 @@ public struct S3Configuration: Sendable {
             multipartThreshold: multipartThreshold,
             partSize: partSize
         )
+        configuration.caBundle = nonEmpty(environment["AWS_CA_BUNDLE"])
+        return configuration
     }
 }
 

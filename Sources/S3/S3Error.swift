@@ -101,6 +101,11 @@ public struct S3Error: Error, Sendable, CustomStringConvertible {
     /// being guessed from the status: a 404 from something that is not an S3 API (a console, a
     /// filer, an endpoint with a path) has none.
     public var fromErrorBody = false
+    /// The request failed in its TLS handshake (an untrusted certificate, an endpoint that does not
+    /// speak TLS): retrying soon does not mend it, so a start-up check stops on it.
+    public var tlsFailure = false
+    /// The answer's `Retry-After` (on 503 and 429), which the next attempt waits for (up to 30 s).
+    public var retryAfter: Duration?
 
     public init(
         code: Code,
@@ -121,6 +126,19 @@ public struct S3Error: Error, Sendable, CustomStringConvertible {
         self.key = key
         self.attempts = attempts
     }
+
+    /// The store refused the credentials or what they may do: no retry mends it. AWS answers an
+    /// expired or bad session token with 400 `ExpiredToken` / `InvalidToken` (not 403).
+    public var isCredentialRefusal: Bool {
+        switch code {
+        case .accessDenied, .signatureDoesNotMatch, .invalidAccessKeyId: true
+        case .other(let name): Self.sessionTokenCodes.contains(name)
+        default: false
+        }
+    }
+
+    /// The codes of a session token the store does not take (expired, malformed, to be refreshed).
+    public static let sessionTokenCodes: Set<String> = ["ExpiredToken", "InvalidToken", "TokenRefreshRequired", "ExpiredTokenException"]
 
     /// A conditional request's condition did not hold (HTTP 412, `PreconditionFailed`).
     public var isPreconditionFailed: Bool { status == 412 }

@@ -49,6 +49,10 @@ public final class SeaweedFS: @unchecked Sendable {
     private let configPath: String
     private let state = NIOLockedValueBox<ChildProcess?>(nil)
 
+    /// The credentials of a second identity that may read and list, not write.
+    public static let readOnlyAccessKey = "PLAYHEADREADONLY1"
+    public static let readOnlySecretKey = "playhead-read-only-secret-1"
+
     /// Starts a server and waits until it is ready.
     /// - Parameters:
     ///   - buckets: buckets created at start-up (the client can also create them).
@@ -100,7 +104,13 @@ public final class SeaweedFS: @unchecked Sendable {
                     "name": "playhead-test",
                     "credentials": [["accessKey": accessKey, "secretKey": secretKey]],
                     "actions": ["Admin", "Read", "List", "Tagging", "Write"],
-                ]
+                ],
+                [
+                    // A reader's key: it may list and read, not write.
+                    "name": "playhead-test-reader",
+                    "credentials": [["accessKey": Self.readOnlyAccessKey, "secretKey": Self.readOnlySecretKey]],
+                    "actions": ["Read", "List"],
+                ],
             ]
         ]
         let configURL = temporary.appending("s3-identities.json")

@@ -355,6 +355,49 @@ struct S3ClientTests {
         }
     }
 
+    @Test("a 503 with Retry-After is tried again no sooner than it says (it was tried again after about 80 ms)")
+    func retryAfterIsHonoured() async throws {
+        let port = try TestNetwork.freePort()
+        let server = try ChildProcess(
+            TestEnvironment.python,
+            ["-u", "-c", """
+                import http.server, sys
+                answered = []
+                class SlowDown(http.server.BaseHTTPRequestHandler):
+                    def do_PUT(self):
+                        self.rfile.read(int(self.headers.get('Content-Length') or 0))
+                        answered.append(1)
+                        if len(answered) == 1:
+                            body = b'<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>'
+                            self.send_response(503)
+                            self.send_header('Retry-After', '2')
+                        else:
+                            body = b''
+                            self.send_response(200)
+                            self.send_header('ETag', '"abc"')
+                        self.send_header('Content-Length', str(len(body)))
+                        self.end_headers()
+                        self.wfile.write(body)
+                    def log_message(self, *args): pass
+                server = http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), SlowDown)
+                print('Serving HTTP', flush=True)
+                server.serve_forever()
+                """, "\(port)"],
+            name: "retry-after", logDirectory: TestEnvironment.artifactsDirectory
+        )
+        defer { server.kill9() }
+        _ = try await server.waitForOutput(containing: "Serving HTTP", timeout: .seconds(20))
+        let configuration = S3Configuration(
+            endpoint: "http://127.0.0.1:\(port)", credentials: S3Credentials(accessKeyID: "k", secretAccessKey: "s"),
+            retry: S3RetryPolicy(maximumAttempts: 3, initialDelay: .milliseconds(50), maximumDelay: .milliseconds(100))
+        )
+        let s3 = S3Client(configuration: configuration)
+        let started = ContinuousClock.now
+        _ = try await s3.putObject(bucket: "b", key: "k", body: ByteBuffer(string: "x"))
+        let took = started.duration(to: .now)
+        #expect(took >= .milliseconds(1950) && took < .seconds(15), "\(took)")
+    }
+
     @Test func uploadsRetryThroughAnOutage() async throws {
         try await Self.withSeaweed { weed in
             let logs = CapturedLogs()
