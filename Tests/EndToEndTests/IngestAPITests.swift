@@ -522,6 +522,37 @@ struct IngestAPITests {
             .split(separator: "\n").filter { !$0.hasPrefix("#") }.map { $0.split(separator: " ").prefix(2).joined(separator: " ") }
         let served = metrics.split(separator: "\n").filter { $0.hasPrefix("# TYPE ") }.map { String($0.dropFirst("# TYPE ".count)) }
         #expect(served.count > 20 && Set(served).isSubset(of: Set(listed)), "not in docs/metrics-names.txt: \(Set(served).subtracting(listed).sorted())")
+        // And with the labels listed there: an event from 2025 is counted outside the live window,
+        // by `reason` (a family listed without its label once, an outside review).
+        #expect(try await TestHTTP.postEvents(server, Fixtures.json(Fixtures.event("labels-late"))).status == 202)
+        var outside = 0.0
+        for _ in 0..<100 where outside < 1 {
+            try await Task.sleep(for: .milliseconds(100))
+            outside = await TestHTTP.metricTotal(server, "playhead_content_events_outside_live_window_total")
+        }
+        #expect(outside == 1)
+        var labelsListed: [String: Set<String>] = [:]
+        for line in try String(contentsOf: TestEnvironment.repoRoot.appendingPathComponent("docs/metrics-names.txt"), encoding: .utf8)
+            .split(separator: "\n") where !line.hasPrefix("#")
+        {
+            let fields = line.split(separator: " ")
+            labelsListed[String(fields[0])] = fields.count > 2 ? Set(fields[2].split(separator: ",").map(String.init)) : []
+        }
+        let samples = try await TestHTTP.request("\(server.baseURL)/metrics").text.split(separator: "\n").filter { !$0.hasPrefix("#") && !$0.isEmpty }
+        for sample in samples {
+            let name = String(sample.prefix { $0 != "{" && $0 != " " })
+            let family = ["_bucket", "_sum", "_count"].first { name.hasSuffix($0) && labelsListed[String(name.dropLast($0.count))] != nil }
+                .map { String(name.dropLast($0.count)) } ?? name
+            guard let listedLabels = labelsListed[family] else { continue }
+            var used = Set<String>()
+            if let open = sample.firstIndex(of: "{"), let close = sample.lastIndex(of: "}") {
+                for pair in sample[sample.index(after: open)..<close].split(separator: ",") {
+                    if let equals = pair.firstIndex(of: "=") { used.insert(String(pair[..<equals])) }
+                }
+            }
+            used.remove("le")
+            #expect(used == listedLabels, "\(family) is served with labels \(used.sorted()), docs/metrics-names.txt lists \(listedLabels.sorted())")
+        }
         let started = TestHTTP.metricTotal(metrics, "playhead_lake_last_flush_timestamp_seconds")
         #expect(abs(started - Date().timeIntervalSince1970) < 120, "\(started)")
         // A request that is not HTTP is answered and counted.
