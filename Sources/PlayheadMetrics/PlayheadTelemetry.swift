@@ -28,7 +28,7 @@ public enum PlayheadTelemetry {
     public static var registry: PrometheusCollectorRegistry? { bootstrapped.withLock { $0 } }
 
     /// A metrics factory over `registry` with Playhead's histogram buckets: fine-grained latency
-    /// buckets (100 µs … 10 s) for every timer, and power-of-two buckets for record counts.
+    /// buckets (100 µs … 300 s) for every timer, and power-of-two buckets for record counts.
     /// Tests use it with a private registry instead of the global ``bootstrap()``.
     public static func makeFactory(registry: PrometheusCollectorRegistry) -> PrometheusMetricsFactory {
         var factory = PrometheusMetricsFactory(registry: registry)
@@ -43,6 +43,9 @@ public enum PlayheadTelemetry {
         .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2),
         .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
         .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2), .seconds(5), .seconds(10),
+        // A lake flush that waits out a store's outage takes minutes (S3 retries a request for up to
+        // about 150 s): with 10 s the last bucket, its p99 read "10" for any of them (a review).
+        .seconds(30), .seconds(60), .seconds(120), .seconds(300),
     ]
 
     /// Buckets of value histograms (records per fsync batch).

@@ -77,11 +77,17 @@ struct LakeLocationOptions: ParsableArguments {
     func lakeLocation(dataDir: String) -> String { lake ?? "file:\(dataDir)/lake" }
 
     func validate() throws {
-        guard let lake else { return }
+        let location: LakeLocation
         do {
-            _ = try LakeLocation(parsing: lake)
+            location = try LakeLocation(parsing: lake ?? "file:./data/lake")
         } catch let error as LakeError where error.code == .invalidLocation {
             throw ValidationError("--lake: \(error.message)")
+        }
+        // Taken silently, they suggested an S3 lake that was not there (a review).
+        if case .folder = location {
+            for (flag, value) in [("--s3-endpoint", s3Endpoint), ("--s3-region", s3Region)] where value != nil {
+                throw ValidationError("\(flag) is only read for an s3:// lake, and --lake is \(lake ?? "the default folder (<data-dir>/lake)"): give --lake s3://bucket/prefix, or drop \(flag)")
+            }
         }
     }
 }

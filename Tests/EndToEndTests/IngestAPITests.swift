@@ -27,6 +27,24 @@ struct IngestAPITests {
         #expect(abs(received.timeIntervalSince(before)) < 10)
     }
 
+    @Test(
+        "on an IPv6 address the start-up line gives a URL that works (http://[::1]:port; it said http://::1:port)",
+        .enabled(if: (try? String(contentsOfFile: "/proc/net/if_inet6", encoding: .utf8))?.contains(" lo") == true, "needs IPv6 on loopback")
+    )
+    func listensOnIPv6() async throws {
+        let directory = try TemporaryDirectory(prefix: "ipv6")
+        defer { withExtendedLifetime(directory) {} }
+        let port = try TestNetwork.freePort()
+        let server = try ChildProcess(
+            TestEnvironment.playheadExecutable, ["serve", "--host", "::1", "--port", "\(port)", "--data-dir", directory.appending("data").path],
+            name: "playhead-ipv6", logDirectory: TestEnvironment.artifactsDirectory)
+        defer { if server.isRunning { server.kill9() } }
+        let line = try await server.waitForOutput(containing: "listening on http://", timeout: .seconds(60))
+        #expect(line.contains("listening on http://[::1]:\(port)"), "\(line)")
+        let health = try await TestHTTP.request("http://[::1]:\(port)/healthz")
+        #expect(health.status == 200)
+    }
+
     @Test("an array, NDJSON and a text/plain beacon are all accepted")
     func bodyFormats() async throws {
         let (server, _) = try await Fixtures.server()
@@ -409,6 +427,9 @@ struct IngestAPITests {
             (["--trusted-proxy", "10.0.0.0/8"], "--trusted-proxy is only read by --fill-ip-address, which is off"),
             (["--fill-ip-address", "--trusted-proxy", "10.0.0.1/8"], "--trusted-proxy: '10.0.0.1/8' has bits set past its /8: did you mean 10.0.0.0/8?"),
             (["--fill-ip-address", "--trusted-proxy", "10.0.0.0/8, proxy.internal"], "--trusted-proxy: 'proxy.internal' is not an IP address or a CIDR range"),
+            // S3 flags on a folder lake (taken silently until 2026-12-06, a review).
+            (["--s3-endpoint", "http://127.0.0.1:8333"], "--s3-endpoint is only read for an s3:// lake, and --lake is the default folder"),
+            (["--lake", "file:/tmp/lake", "--s3-region", "eu-west-1"], "--s3-region is only read for an s3:// lake, and --lake is file:/tmp/lake"),
         ] {
             let result = try await runCommand(TestEnvironment.playheadExecutable, ["serve", "--port", "0", "--data-dir", directory.appending("refused").path] + arguments)
             #expect(result.status != 0 && result.stderr.contains(expected), "\(arguments): \(result.stderr)")

@@ -681,6 +681,10 @@ struct KafkaLogTansuTests {
         let log = try await makeLog(tansu, prefix: "down.", partitions: 2, extra: "&delivery_timeout_ms=3000", metrics: metrics)
         let producer = try log.producer(for: .events)
         _ = try await producer.append(makeBatch(0..<10))
+        // The failure counters exist at 0 from the start, so that the first failures are a rise.
+        for code in ["unavailable", "overloaded", "io"] {
+            #expect(try metrics.expectCounter("playhead_log_append_failures_total", [("code", code)]).totalValue == 0, "\(code)")
+        }
 
         await tansu.stop()
         let started = ContinuousClock.now
