@@ -126,7 +126,7 @@ public final class KafkaLog: LogBackend, Service, Sendable {
     /// "is the broker reachable?", `ingest` "Failed while waiting for controller").
     static func libraryWarning(version: Int, versionString: String) -> String? {
         guard version < 0x0201_0000 else { return nil }
-        return "librdkafka \(versionString) is loaded: releases before 2.1 fail the handshake with some brokers (Tansu: ApiVersionRequest failed: Local: Read underflow), which looks like a broker that cannot be reached; run with a newer librdkafka.so.1 (`. scripts/env` puts the one of the confluent-kafka wheel on LD_LIBRARY_PATH; docs/kafka.md, \"The librdkafka-version trap\")"
+        return "librdkafka \(versionString) is loaded: releases before 2.1 fail the handshake with some brokers (Tansu: ApiVersionRequest failed: Local: Read underflow), which looks like a broker that cannot be reached; run with a newer librdkafka.so.1 (`scripts/setup --kafka --no-build` links the one of the confluent-kafka wheel, and `. scripts/env` puts it on LD_LIBRARY_PATH; docs/kafka.md, \"The librdkafka-version trap\")"
     }
 
     /// The topics every Playhead deployment uses.

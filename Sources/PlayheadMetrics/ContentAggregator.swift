@@ -299,7 +299,6 @@ public final class ContentAggregator: Sendable {
         /// The breakdown combinations, and where each is in `breakdown`.
         var breakdown: [BreakdownFigures] = []
         var breakdownSlots: [ContentDimensions: Int] = [:]
-        var eventSources: Set<String> = []
         var languages: Set<String> = []
         var genres: Set<String> = []
         /// Sessions ended or forgotten for ``ContentAggregator/maxSessions``.
@@ -402,6 +401,11 @@ public final class ContentAggregator: Sendable {
         }
     }
 
+    /// `event_source` as the edge counts it in `playhead_events_accepted_total`: a known source, else
+    /// `other`. It kept its first 24 values like language and genre, so one request of 24 made-up
+    /// sources took every slot and `fire_tv` showed as `other` until a restart (a review).
+    static let knownEventSources = Set(EventDimensions.knownEventSources)
+
     /// The longest breakdown label value, in bytes: longer ones count as `other`.
     static let maxLabelValueBytes = 64
 
@@ -470,7 +474,7 @@ public final class ContentAggregator: Sendable {
         }
         var dimensions = ContentDimensions(
             contentType: contentType,
-            eventSource: bounded(o.eventSource, in: &state.eventSources),
+            eventSource: Self.knownEventSources.contains(o.eventSource) ? o.eventSource : "other",
             language: bounded(o.language, in: &state.languages),
             genre: bounded(o.genre, in: &state.genres)
         )

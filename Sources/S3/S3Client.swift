@@ -412,7 +412,18 @@ public final class S3Client: Sendable {
                 }
                 return parts
             }
-            try await completeMultipartUpload(bucket: bucket, key: key, uploadID: uploadID, parts: parts)
+            do {
+                try await completeMultipartUpload(bucket: bucket, key: key, uploadID: uploadID, parts: parts)
+            } catch let error as S3Error where error.code == .noSuchUpload && error.attempts > 1 {
+                // An earlier attempt may have completed the upload and lost its answer (a dropped
+                // connection): the store then knows the upload no more, and answers a retry
+                // NoSuchUpload (AWS does). The object there with this body's size is that upload's
+                // (a review: reported as failed, and "aborted", with the object in place).
+                guard let object = try await headObject(bucket: bucket, key: key), object.size == total else { throw error }
+                logger.info(
+                    "s3 multipart upload completed by an attempt whose answer was lost",
+                    metadata: ["bucket": "\(bucket)", "key": "\(key)", "bytes": "\(total)", "attempts": "\(error.attempts)"])
+            }
             logger.debug(
                 "s3 multipart upload complete",
                 metadata: [

@@ -211,8 +211,13 @@ struct LogSalvageCommand: ParsableCommand {
     }
 
     func run() throws {
-        guard let data = FileManager.default.contents(atPath: file) else {
-            FileHandle.standardError.write(Data("Error: cannot read \(file)\n".utf8))
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: file))
+        } catch {
+            // Said with the system's reason ("cannot read /x" alone left a user guessing, a review).
+            let reason = FileManager.default.fileExists(atPath: file) ? "it cannot be read (permissions? a folder?)" : "no such file"
+            FileHandle.standardError.write(Data("Error: cannot read \(file): \(reason)\n".utf8))
             throw ExitCode.failure
         }
         let bytes = [UInt8](data)

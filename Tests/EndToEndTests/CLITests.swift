@@ -146,6 +146,11 @@ struct CLITests {
         #expect(FileManager.default.fileExists(atPath: lake + "/events"), "\(imported.stderr)")
         let dump = try await run(["log", "dump", "--log", "file://localhost" + directory.appending("no-log").path])
         #expect(dump.status == 1 && dump.stderr.contains("no log at \(directory.appending("no-log").path)"), "\(dump.stderr)")
+        // log salvage says why it cannot read a file.
+        let missing = try await run(["log", "salvage", directory.appending("no-such-segment.log").path])
+        #expect(missing.status == 1 && missing.stderr.contains("no-such-segment.log: no such file"), "\(missing.stderr)")
+        let folder = try await run(["log", "salvage", directory.path])
+        #expect(folder.status == 1 && folder.stderr.contains("it cannot be read (permissions? a folder?)"), "\(folder.stderr)")
     }
 
     @Test("log dump refuses a folder that holds no log (a --data-dir given as --log: it printed nothing and exited 0), pointing at <dir>/log when that is one; --follow says it waits, makes no folder, and follows the writer that comes")

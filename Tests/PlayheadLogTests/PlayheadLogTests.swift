@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PlayheadTestSupport
+import Synchronization
 import Testing
 
 @testable import PlayheadLog
@@ -131,6 +132,33 @@ struct CRC32CTests {
 
 @Suite("Embedded log")
 struct EmbeddedLogTests {
+    @Test("a write that ran out of space keeps the log unready until a write succeeds or the file system has more room: a check of free space alone does not clear it (it did, so /readyz said ready between refused appends)")
+    func fullDiskNoteHoldsUntilRoom() throws {
+        let free = Mutex<Int64>(4096)
+        let monitor = DiskMonitor(directory: "/nowhere", minimumFreeBytes: 0, logger: Logger(label: "test")) { _ in
+            (free.withLock { $0 }, 1 << 30, 1000, 1000)
+        }
+        #expect(monitor.reason == nil)
+        monitor.noteFull()
+        #expect(monitor.reason?.contains("ran out of space") == true)
+        // The next group commit's check finds the file system as it was: still full for readiness.
+        #expect(monitor.checkBeforeWrite() == nil)
+        #expect(monitor.reason?.contains("ran out of space") == true)
+        monitor.noteWritten()
+        #expect(monitor.reason == nil)
+        // Or room made since (a file deleted): ready again, to be tried (no append comes to an
+        // instance out of a load balancer's rotation).
+        monitor.noteFull()
+        #expect(monitor.reason != nil)
+        free.withLock { $0 = 1 << 20 }
+        #expect(monitor.reason == nil)
+        free.withLock { $0 = 4096 }
+        monitor.noteFull()
+        free.withLock { $0 = 1 << 20 }
+        #expect(monitor.checkBeforeWrite() == nil)
+        #expect(monitor.reason == nil)
+    }
+
     @Test("a log directory that cannot be made is refused with the directory and the system's reason")
     func directoryThatCannotBeMade() throws {
         let directory = try TemporaryDirectory(prefix: "log")

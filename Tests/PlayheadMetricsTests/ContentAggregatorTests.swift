@@ -1,6 +1,7 @@
 import Foundation
 @testable import PlayheadMetrics
 import PlayheadTestSupport
+import PlayheadEvents
 import Testing
 
 /// Builds observations in seconds (converted to microseconds); receive time = event time unless given.
@@ -423,20 +424,21 @@ struct ContentAggregatorThroughputTests {
         #expect(snapshot.breakdown[other]?.playsStarted == 10)
         #expect(snapshot.breakdown.values.map(\.concurrentViewers).reduce(0, +) == limit + 10)
 
-        // Combinations: 24 sources × 24 languages × 4 genres would be 2,304 series; the limit holds.
+        // Combinations: 16 sources × 24 languages × 6 genres would be 2,304 series; the limit holds.
         let many = ContentAggregator()
-        let genreCount = 4
-        for source in 0..<limit {
+        let genreCount = 6
+        let sources = EventDimensions.knownEventSources
+        for source in sources {
             for language in 0..<limit {
                 for genre in 0..<genreCount {
                     many.observe(event(
-                        "play", at: 0, session: "s\(source)-\(language)-\(genre)", source: "src\(source)", language: "l\(language)",
+                        "play", at: 0, session: "s\(source)-\(language)-\(genre)", source: source, language: "l\(language)",
                         genre: "g\(genre)"))
                 }
             }
         }
         snapshot = many.snapshot()
-        let combinations = limit * limit * genreCount
+        let combinations = sources.count * limit * genreCount
         #expect(combinations > ContentAggregator.maxBreakdownSeries)
         #expect(snapshot.breakdown.count <= ContentAggregator.maxBreakdownSeries + 1)
         #expect(snapshot.breakdown.values.map(\.playsStarted).reduce(0, +) == combinations)
@@ -450,13 +452,27 @@ struct ContentAggregatorThroughputTests {
         let long = String(repeating: "\"", count: 1024)
         aggregator.observe(event("play", at: 0, session: "a", source: long, language: "x" + String(repeating: "y", count: 64), genre: "a\\b"))
         aggregator.observe(event("play", at: 0, session: "b", source: "tv\napp", language: "pt-BR", genre: "Comédie & Drame"))
-        aggregator.observe(event("play", at: 0, session: "c", source: String(repeating: "s", count: 64), language: "en", genre: "drama"))
+        aggregator.observe(event("play", at: 0, session: "c", source: "ios", language: String(repeating: "s", count: 64), genre: "drama"))
         let keys = Set(aggregator.snapshot().breakdown.keys)
         #expect(keys == [
             ContentDimensions(contentType: "movie", eventSource: "other", language: "other", genre: "other"),
             ContentDimensions(contentType: "movie", eventSource: "other", language: "pt-BR", genre: "Comédie & Drame"),
-            ContentDimensions(contentType: "movie", eventSource: String(repeating: "s", count: 64), language: "en", genre: "drama"),
+            ContentDimensions(contentType: "movie", eventSource: "ios", language: String(repeating: "s", count: 64), genre: "drama"),
         ], "\(keys)")
+    }
+
+    @Test("event_source in the breakdowns is the edge's: a known source, else 'other'; made-up sources take no slot from real ones")
+    func eventSourcesAreTheEdges() {
+        let aggregator = ContentAggregator()
+        // One request of made-up sources took every slot, and fire_tv then showed as 'other' (a review).
+        for index in 0..<30 {
+            aggregator.observe(event("play", at: 0, session: "junk-\(index)", source: "junk-src-\(index)", language: "en", genre: "drama"))
+        }
+        for source in ["fire_tv", "WEB_APP", " web ", ""] {
+            aggregator.observe(event("play", at: 0, session: "real-\(source)", source: source, language: "en", genre: "drama"))
+        }
+        let plays = aggregator.snapshot().breakdown.reduce(into: [String: Int]()) { $0[$1.key.eventSource, default: 0] += $1.value.playsStarted }
+        #expect(plays == ["other": 33, "fire_tv": 1], "\(plays)")
     }
 
     @Test("content types and event types are bounded at 32 values; a figure appears only for the types it counted")

@@ -279,6 +279,8 @@ final class TopicWriter: @unchecked Sendable {
             lastFailure = (error.message, .now)
             condition.unlock()
             hadFailure = true
+        } else if error.code == .full {
+            hadFailure = true  // the next commit that succeeds clears the disk's full note
         }
         for item in items { item.completion(.failure(error)) }
     }
@@ -363,6 +365,7 @@ final class TopicWriter: @unchecked Sendable {
             condition.lock()
             lastFailure = nil
             condition.unlock()
+            disk.noteWritten()
             hadFailure = false
         }
 
@@ -611,21 +614,32 @@ final class DiskMonitor: @unchecked Sendable {
     private var belowMinimum: String?
     /// When a change of `belowMinimum` was last logged.
     private var lastTransitionLogged: ContinuousClock.Instant?
+    /// A write ran out of space, and the free bytes then: it holds until a write succeeds or the
+    /// file system has more room than then. (It was cleared by the next check of free space above
+    /// `minimumFreeBytes`, so on a full disk with `--log-min-free-bytes 0` `/readyz` said ready
+    /// between two refused appends: CI, 2026-12-06.)
     private var lastFullError = false
+    private var freeAtFullError: Int64 = 0
 
     private let logger: Logger
+    /// statvfs of a folder (``Files/diskSpace(_:)``; tests give their own).
+    private let diskSpace: @Sendable (String) -> (free: Int64, capacity: Int64, freeInodes: Int64, inodes: Int64)?
 
-    init(directory: String, minimumFreeBytes: Int64, logger: Logger) {
+    init(
+        directory: String, minimumFreeBytes: Int64, logger: Logger,
+        diskSpace: @escaping @Sendable (String) -> (free: Int64, capacity: Int64, freeInodes: Int64, inodes: Int64)? = Files.diskSpace
+    ) {
         self.directory = directory
         self.minimumFreeBytes = minimumFreeBytes
         self.logger = logger
+        self.diskSpace = diskSpace
     }
 
     /// Refreshes the gauges only (also for a reader in another process than the log's writer:
     /// `store`, `observe`); returns the space found.
     @discardableResult
     func refreshGauges() -> (free: Int64, capacity: Int64, freeInodes: Int64, inodes: Int64)? {
-        guard let space = Files.diskSpace(directory) else { return nil }
+        guard let space = diskSpace(directory) else { return nil }
         free.record(Double(space.free))
         capacity.record(Double(space.capacity))
         return space
@@ -642,7 +656,7 @@ final class DiskMonitor: @unchecked Sendable {
         lock.lock()
         let was = belowMinimum
         belowMinimum = below
-        if below == nil { lastFullError = false }
+        if below == nil && lastFullError && space.free > freeAtFullError { lastFullError = false }
         lock.unlock()
         if (was == nil) != (below == nil) {
             // Said when it starts and when it ends (it was silent: only /readyz and the metrics
@@ -666,17 +680,35 @@ final class DiskMonitor: @unchecked Sendable {
     }
 
     func noteFull() {
+        let free = diskSpace(directory)?.free ?? 0
         lock.lock()
         lastFullError = true
+        freeAtFullError = free
         lock.unlock()
     }
 
-    /// Why appends would fail now, if they would.
+    /// A write went through: a full disk noted before is past.
+    func noteWritten() {
+        lock.lock()
+        lastFullError = false
+        lock.unlock()
+    }
+
+    /// Why appends would fail now, if they would. After a write that ran out of space, until a
+    /// write succeeds or the file system has more room than then (looked at here: an instance
+    /// out of a load balancer's rotation gets no append to try).
     var reason: String? {
         lock.lock()
-        defer { lock.unlock() }
-        if let belowMinimum { return "log_full: the file system of \(directory) \(belowMinimum)" }
-        if lastFullError { return "log_full: the last write to \(directory) ran out of space" }
-        return nil
+        let (below, full, freeThen) = (belowMinimum, lastFullError, freeAtFullError)
+        lock.unlock()
+        if let below { return "log_full: the file system of \(directory) \(below)" }
+        guard full else { return nil }
+        if let space = diskSpace(directory), space.free > freeThen {
+            lock.lock()
+            if freeAtFullError == freeThen { lastFullError = false }
+            lock.unlock()
+            return nil
+        }
+        return "log_full: the last write to \(directory) ran out of space"
     }
 }
