@@ -159,6 +159,10 @@ struct LogDumpCommand: AsyncParsableCommand {
             throw error
         }
         FileHandle.standardOutput.write(Data(output))
+        // An offset past the end printed nothing, without a word (a review): say where the log ends.
+        if printed == 0, skipped == 0, let start, let end = await consumer.endOffsetAsLastRead(partition: start.partition), start.offset >= end {
+            FileHandle.standardError.write(Data("nothing at or after offset \(start.offset): partition \(start.partition) of \(topic) ends at offset \(end)\n".utf8))
+        }
         await consumer.close()
         if skipped > 0 {
             FileHandle.standardError.write(Data("\(skipped) records that are not Playhead records were skipped\n".utf8))

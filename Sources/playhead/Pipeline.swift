@@ -19,7 +19,13 @@ struct Telemetry {
     /// Bootstraps swift-metrics once for the process. With `enabled == false` every instrument is a
     /// no-op and `/metrics` answers 404 (to measure what metrics cost).
     static func bootstrap(_ enabled: Bool) -> Telemetry {
-        guard enabled else { return Telemetry(registry: nil, routes: [], services: []) }
+        guard enabled else {
+            // Said as off, not as a path that does not exist ("no route for GET /metrics", a review).
+            let off = HTTPRoute(.GET, "/metrics") { _ in
+                .error(.notFound, code: "metrics_off", message: "metrics are off in this process (--metrics off): it exports none")
+            }
+            return Telemetry(registry: nil, routes: [off], services: [])
+        }
         let registry = PlayheadTelemetry.bootstrap()
         let metrics = HTTPRoute(.GET, "/metrics") { _ in
             HTTPResponse(

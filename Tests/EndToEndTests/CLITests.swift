@@ -165,6 +165,9 @@ struct CLITests {
         #expect(wrong.stderr.contains("no log at \(dataDirectory): the folder holds no log's id file and no segments; it holds a log in \(dataDirectory)/log"), "\(wrong.stderr)")
         let right = try await runCommand(TestEnvironment.playheadExecutable, ["log", "dump", "--log", dataDirectory + "/log"])
         #expect(right.status == 0 && right.stdout.contains("dump-1"), "\(right.stderr)")
+        // Past the end: nothing printed, and said where the log ends (it said nothing).
+        let past = try await runCommand(TestEnvironment.playheadExecutable, ["log", "dump", "--log", dataDirectory + "/log", "--offset", "999"])
+        #expect(past.status == 0 && past.stdout.isEmpty && past.stderr.contains("nothing at or after offset 999: partition 0 of events ends at offset 1"), "\(past.stderr)")
         let empty = try TemporaryDirectory(prefix: "not-a-log")
         let none = try await runCommand(TestEnvironment.playheadExecutable, ["log", "dump", "--log", empty.path])
         #expect(none.status == 1 && none.stderr.contains("no log at \(empty.path): the folder holds no log's id file and no segments (check --data-dir or --log"), "\(none.stderr)")

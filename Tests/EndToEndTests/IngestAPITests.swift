@@ -45,6 +45,14 @@ struct IngestAPITests {
         #expect(health.status == 200)
     }
 
+    @Test("--metrics off: events are taken, and /metrics answers 404 saying metrics are off")
+    func metricsOff() async throws {
+        let (server, _) = try await Fixtures.server(["--metrics", "off"])
+        #expect(try await TestHTTP.postEvents(server, Fixtures.json(Fixtures.event("metrics-off"))).status == 202)
+        let metrics = try await TestHTTP.request("\(server.baseURL)/metrics")
+        #expect(metrics.status == 404 && metrics.text.contains("metrics are off in this process (--metrics off)"), "\(metrics.status) \(metrics.text)")
+    }
+
     @Test("an array, NDJSON and a text/plain beacon are all accepted")
     func bodyFormats() async throws {
         let (server, _) = try await Fixtures.server()
