@@ -482,7 +482,8 @@ final class KafkaLogMetrics: Sendable {
     /// the panel showed none).
     init(factory: any MetricsFactory) {
         self.factory = factory
-        for code in [LogError.Code.overloaded, .io, .unavailable] { failure(code, count: 0) }
+        // `full`: librdkafka's queue full (a broker that stalls under load), the first to come.
+        for code in [LogError.Code.full, .unavailable, .io, .tooLarge] { failure(code, count: 0) }
     }
 
     func appended(topic: LogTopic, duration: Duration) {

@@ -408,7 +408,9 @@ final class DatasetWriter: @unchecked Sendable {
     /// together, the claim written last stands, and the other finds it when it takes a partition
     /// or at its first batch.
     func checkClaim(for identity: String, claiming: Bool) async throws {
-        let claim = try await retrying("read the lake's claim") { try await self.commits.claim() }
+        let claim = claiming
+            ? try await atStart("read the lake's claim") { try await self.commits.claim() }
+            : try await retrying("read the lake's claim") { try await self.commits.claim() }
         let hint = " Point --lake at a folder or prefix of its own for each log (docs/lake.md, \"One log per lake\"); the events the lake lacks of the log that wrote it stay in that log until a lake writer on that log writes them (docs/runbook.md, \"Moving to another log\")"
         if let claim, claim.logID != identity {
             let what = claiming
@@ -433,18 +435,33 @@ final class DatasetWriter: @unchecked Sendable {
         try await retrying("note this run in \(log.displayName)/\(Self.runsNote)", retryIf: { ($0 as? LogError)?.code == .full }) {
             try await self.noteRun(known)
         }
-        // The first write of this process: credentials that may list but not write (a reader's
-        // key) passed the start-up check, and the writer retried this forever while the events
-        // piled up in the log (a review). No retry mends a refusal: stop and say so.
+        try await atStart("claim the lake") { try await self.commits.writeClaim(.init(logID: identity, run: self.run)) }
+    }
+
+    /// The claim's read and write, at start: the process's first read and first write of the lake.
+    /// Credentials that may list but not write (a reader's key), or not read (a writer's), passed
+    /// the start-up listing, and the writer retried for ever while the events piled up in the log
+    /// (reviews). A refusal no retry mends stops the writer at start, saying what to do; later
+    /// (a policy changed under a running writer) it is retried, and LakeFlushFailing fires.
+    private func atStart<T>(_ what: String, _ operation: () async throws -> T) async throws -> T {
         do {
-            try await retrying("claim the lake", retryIf: { !(($0 as? S3Error)?.isCredentialRefusal ?? false) }) {
-                try await self.commits.writeClaim(.init(logID: identity, run: self.run))
-            }
+            return try await retrying(what, retryIf: { !(($0 as? S3Error)?.isCredentialRefusal ?? false) }, operation)
         } catch let error as S3Error where error.isCredentialRefusal {
-            throw LakeError(
-                .io,
-                "\(store.displayName) refused this process's first write: \(error). The credentials can read the lake but not write it: check the policy (docs/s3.md lists the actions the writer needs). Nothing was written."
-            )
+            throw LakeError(.io, "\(store.displayName) refused to \(what) at start: \(error). \(Self.refusalAdvice(error)) Nothing was written.")
+        }
+    }
+
+    /// What to do about a refusal of a request whose listing the store took.
+    static func refusalAdvice(_ error: S3Error) -> String {
+        switch error.code {
+        case .accessDenied:
+            "The credentials may not do this: check the policy (docs/s3.md lists the actions the writer needs: s3:GetObject, s3:PutObject, s3:DeleteObject, s3:ListBucket, s3:AbortMultipartUpload)."
+        case .signatureDoesNotMatch:
+            "The store took the listing's signature and not this one's: a proxy between that changes requests, or a secret that differs for this bucket?"
+        case .invalidAccessKeyId:
+            "The store does not take this key for this request: check AWS_ACCESS_KEY_ID."
+        default:
+            "The session token was refused (expired?): get new temporary credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN) and start again (docs/s3.md)."
         }
     }
 

@@ -106,18 +106,24 @@ public final class S3Client: Sendable {
     /// certificates of its ``S3Configuration/caBundle``. Throws `invalidConfiguration` when that
     /// file holds no PEM certificate.
     public static func httpClient(for configuration: S3Configuration) throws -> HTTPClient {
-        guard let bundle = configuration.caBundle else { return defaultHTTPClient }
+        // Read only for an https endpoint: a stray bundle in a shell stopped an http:// one (a review).
+        guard let bundle = configuration.caBundle, configuration.endpoint.lowercased().hasPrefix("https://") else { return defaultHTTPClient }
         return try bundleClients.withLock { clients in
             if let client = clients[bundle] { return client }
             let certificates: [NIOSSLCertificate]
             do {
                 certificates = try NIOSSLCertificate.fromPEMFile(bundle)
             } catch {
-                let reason = FileManager.default.isReadableFile(atPath: bundle) ? "it holds no PEM certificate (-----BEGIN CERTIFICATE-----)" : "it cannot be read"
+                var isFolder: ObjCBool = false
+                let exists = FileManager.default.fileExists(atPath: bundle, isDirectory: &isFolder)
+                let reason = !exists ? "no such file"
+                    : isFolder.boolValue ? "it is a folder: give the PEM file of the certificate authorities"
+                    : FileManager.default.isReadableFile(atPath: bundle) ? "it holds no PEM certificate (-----BEGIN CERTIFICATE-----; a DER file: openssl x509 -inform der -in it -out ca.pem)"
+                    : "it cannot be read (permissions?)"
                 throw S3Error(code: .invalidConfiguration, message: "AWS_CA_BUNDLE \(bundle): \(reason)", operation: "Configure")
             }
             guard !certificates.isEmpty else {
-                throw S3Error(code: .invalidConfiguration, message: "AWS_CA_BUNDLE \(bundle): it holds no PEM certificate (-----BEGIN CERTIFICATE-----)", operation: "Configure")
+                throw S3Error(code: .invalidConfiguration, message: "AWS_CA_BUNDLE \(bundle): it holds no PEM certificate (-----BEGIN CERTIFICATE-----; a DER file: openssl x509 -inform der -in it -out ca.pem)", operation: "Configure")
             }
             var tls = TLSConfiguration.makeClientConfiguration()
             tls.additionalTrustRoots = [.certificates(certificates)]
@@ -577,7 +583,7 @@ public final class S3Client: Sendable {
                 var failure = Self.error(
                     fromBody: collected, status: status, requestID: requestID, method: method, operation: operation,
                     bucket: bucket, key: key, attempts: attempt)
-                failure.retryAfter = response.headers.first(name: "retry-after").flatMap { Int($0) }.map { .seconds(min(max($0, 0), 30)) }
+                failure.retryAfter = response.headers.first(name: "retry-after").flatMap { Self.retryAfter($0, now: Date()) }
                 throw failure
             } catch var error as S3Error {
                 countRequest(operation: operation, status: statusLabel)
@@ -788,6 +794,21 @@ extension S3Client {
             return "the connection was closed before an answer came (the server closed it or went away)"
         }
         return "\(error)"
+    }
+
+    /// A `Retry-After` value as a wait of at most 30 s: seconds (fractions and huge numbers too: one
+    /// past `Int` was ignored, a review) or an HTTP date; nil when it is neither.
+    static func retryAfter(_ value: String, now: Date) -> Duration? {
+        let trimmed = value.trimmingCharacters(in: .whitespaces)
+        let seconds: Double
+        if let number = Double(trimmed), number.isFinite {
+            seconds = number
+        } else if let date = S3Dates.parseHTTPDate(trimmed) {
+            seconds = date.timeIntervalSince(now)
+        } else {
+            return nil
+        }
+        return .milliseconds(Int64((min(max(seconds, 0), 30) * 1000).rounded()))
     }
 
     /// A failed TLS handshake in words, or nil when `error` is not one. BoringSSL's own text names

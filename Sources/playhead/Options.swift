@@ -85,7 +85,7 @@ struct LakeLocationOptions: ParsableArguments {
         }
         // Taken silently, they suggested an S3 lake that was not there (a review).
         if case .folder = location {
-            for (flag, value) in [("--s3-endpoint", s3Endpoint), ("--s3-region", s3Region)] where value != nil {
+            for (flag, value) in [("--s3-endpoint", s3Endpoint), ("--s3-region", s3Region)] where !(value ?? "").isEmpty {
                 throw ValidationError("\(flag) is only read for an s3:// lake, and --lake is \(lake ?? "the default folder (<data-dir>/lake)"): give --lake s3://bucket/prefix, or drop \(flag)")
             }
         }
@@ -115,8 +115,13 @@ struct FlushOptions: ParsableArguments {
 
 /// The HTTP server of every long-running command: where it listens and its connection timeouts.
 struct ServerOptions: ParsableArguments {
-    @Option(name: .long, help: "The address to listen on.")
+    @Option(name: .long, help: "The address to listen on (an IPv6 address with or without brackets: ::1 or [::1]).")
     var host: String = "127.0.0.1"
+
+    /// `--host` without the brackets of a URL's IPv6 literal (`[::1]` was refused as an unknown host).
+    var listenHost: String {
+        host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+    }
 
     @Option(name: .long, parsing: .unconditional, help: "The TCP port (0 picks a free one; the bound port is logged).")
     var port: Int = 8080
@@ -141,12 +146,12 @@ struct ServerOptions: ParsableArguments {
     /// cannot be bound now (``ListenAddress/check(host:port:)``).
     func checkBeforeStart(command: String) throws {
         try OpenFiles.require(threads: configuration.eventLoopThreads, command: command)
-        try ListenAddress.check(host: host, port: port)
+        try ListenAddress.check(host: listenHost, port: port)
     }
 
     var configuration: IngestConfiguration {
         var configuration = IngestConfiguration()
-        configuration.host = host
+        configuration.host = listenHost
         configuration.port = port
         if let threads { configuration.eventLoopThreads = threads }
         configuration.shutdownGracePeriod = .milliseconds(Int64(shutdownGrace * 1000))

@@ -43,6 +43,15 @@ struct IngestAPITests {
         #expect(line.contains("listening on http://[::1]:\(port)"), "\(line)")
         let health = try await TestHTTP.request("http://[::1]:\(port)/healthz")
         #expect(health.status == 200)
+        // Given as in a URL, with brackets: the same address (it was refused as an unknown host).
+        let bracketedPort = try TestNetwork.freePort()
+        let bracketed = try ChildProcess(
+            TestEnvironment.playheadExecutable,
+            ["serve", "--host", "[::1]", "--port", "\(bracketedPort)", "--data-dir", directory.appending("data2").path],
+            name: "playhead-ipv6-brackets", logDirectory: TestEnvironment.artifactsDirectory)
+        defer { if bracketed.isRunning { bracketed.kill9() } }
+        let bracketedLine = try await bracketed.waitForOutput(containing: "listening on http://", timeout: .seconds(60))
+        #expect(bracketedLine.contains("listening on http://[::1]:\(bracketedPort)"), "\(bracketedLine)")
     }
 
     @Test("--metrics off: events are taken, and /metrics answers 404 saying metrics are off")

@@ -1758,8 +1758,15 @@ struct S3LakeTests {
         reader["AWS_ACCESS_KEY_ID"] = SeaweedFS.readOnlyAccessKey
         reader["AWS_SECRET_ACCESS_KEY"] = SeaweedFS.readOnlySecretKey
         let readOnly = try await serveOnce(reader)
-        #expect(readOnly.status == 1 && readOnly.stderr.contains("s3://lake/analytics refused this process's first write")
-            && readOnly.stderr.contains("AccessDenied") && readOnly.stderr.contains("can read the lake but not write it"), "\(readOnly.stderr)")
+        #expect(readOnly.status == 1 && readOnly.stderr.contains("s3://lake/analytics refused to claim the lake at start")
+            && readOnly.stderr.contains("AccessDenied") && readOnly.stderr.contains("The credentials may not do this: check the policy"), "\(readOnly.stderr)")
+        // A writer's key that may not read: refused at the claim's read, at start (it retried that for ever).
+        var writer = environment
+        writer["AWS_ACCESS_KEY_ID"] = SeaweedFS.writeOnlyAccessKey
+        writer["AWS_SECRET_ACCESS_KEY"] = SeaweedFS.writeOnlySecretKey
+        let writeOnly = try await serveOnce(writer)
+        #expect(writeOnly.status == 1 && writeOnly.stderr.contains("s3://lake/analytics refused to read the lake's claim at start")
+            && writeOnly.stderr.contains("AccessDenied"), "\(writeOnly.stderr)")
         // Temporary credentials the store no longer takes: AWS answers 400 ExpiredToken (a gateway
         // that answers so), which passed the check as an outage to wait out.
         let (expired, expiredPort) = try await Self.answerEverything(

@@ -682,7 +682,7 @@ struct KafkaLogTansuTests {
         let producer = try log.producer(for: .events)
         _ = try await producer.append(makeBatch(0..<10))
         // The failure counters exist at 0 from the start, so that the first failures are a rise.
-        for code in ["unavailable", "overloaded", "io"] {
+        for code in ["full", "unavailable", "io", LogError.Code.tooLarge.description] {
             #expect(try metrics.expectCounter("playhead_log_append_failures_total", [("code", code)]).totalValue == 0, "\(code)")
         }
 

@@ -1,4 +1,6 @@
+import Foundation
 import PlayheadLake
+import PlayheadTestSupport
 @testable import S3
 import Testing
 
@@ -30,5 +32,39 @@ struct LakeLocationTests {
         #expect(S3Client.tlsReasonCodes("error:1 OPENSSL_internal:WRONG_VERSION_NUMBER at x; OPENSSL_internal:WRONG_VERSION_NUMBER at y") == ["WRONG_VERSION_NUMBER"])
         #expect(S3Client.tlsReasonCodes("Connection refused").isEmpty)
         #expect(S3Client.tlsMessage(S3Error(code: .transport, message: "x", operation: "Get")) == nil)
+    }
+
+    @Test("Retry-After: seconds, fractions and HTTP dates, at most 30 s (a number past Int and a date were ignored)")
+    func retryAfterValues() throws {
+        let now = try #require(S3Dates.parseHTTPDate("Sun, 06 Dec 2026 08:00:00 GMT"))
+        #expect(S3Client.retryAfter("3", now: now) == .seconds(3))
+        #expect(S3Client.retryAfter(" 3 ", now: now) == .seconds(3))
+        #expect(S3Client.retryAfter("2.5", now: now) == .milliseconds(2500))
+        #expect(S3Client.retryAfter("99999999999999999999", now: now) == .seconds(30))
+        #expect(S3Client.retryAfter("-5", now: now) == .zero)
+        #expect(S3Client.retryAfter("Sun, 06 Dec 2026 08:00:10 GMT", now: now) == .seconds(10))
+        #expect(S3Client.retryAfter("Sun, 06 Dec 2026 09:00:00 GMT", now: now) == .seconds(30))
+        #expect(S3Client.retryAfter("soon", now: now) == nil)
+    }
+
+    @Test("AWS_CA_BUNDLE: a folder, a file without PEM and a missing file are said as such; an http:// endpoint does not read it")
+    func caBundleWords() throws {
+        let directory = try TemporaryDirectory(prefix: "ca-bundle")
+        let notPEM = directory.appending("der.cer").path
+        try Data([0x30, 0x82, 0x01]).write(to: URL(fileURLWithPath: notPEM))
+        func message(_ bundle: String, endpoint: String = "https://127.0.0.1:9000") -> String {
+            var configuration = S3Configuration(endpoint: endpoint, credentials: S3Credentials(accessKeyID: "k", secretAccessKey: "s"))
+            configuration.caBundle = bundle
+            do {
+                _ = try S3Client.httpClient(for: configuration)
+                return "no error"
+            } catch {
+                return "\(error)"
+            }
+        }
+        #expect(message(directory.path).contains("it is a folder"), "\(message(directory.path))")
+        #expect(message(notPEM).contains("it holds no PEM certificate"), "\(message(notPEM))")
+        #expect(message(directory.appending("none.pem").path).contains("no such file"))
+        #expect(message(notPEM, endpoint: "http://127.0.0.1:9000") == "no error")
     }
 }

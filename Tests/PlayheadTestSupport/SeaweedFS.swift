@@ -52,6 +52,9 @@ public final class SeaweedFS: @unchecked Sendable {
     /// The credentials of a second identity that may read and list, not write.
     public static let readOnlyAccessKey = "PLAYHEADREADONLY1"
     public static let readOnlySecretKey = "playhead-read-only-secret-1"
+    /// The credentials of a third identity that may write and list, not read.
+    public static let writeOnlyAccessKey = "PLAYHEADWRITEONLY"
+    public static let writeOnlySecretKey = "playhead-write-only-secret-1"
 
     /// Starts a server and waits until it is ready.
     /// - Parameters:
@@ -110,6 +113,12 @@ public final class SeaweedFS: @unchecked Sendable {
                     "name": "playhead-test-reader",
                     "credentials": [["accessKey": Self.readOnlyAccessKey, "secretKey": Self.readOnlySecretKey]],
                     "actions": ["Read", "List"],
+                ],
+                [
+                    // A writer's key that may not read.
+                    "name": "playhead-test-writer",
+                    "credentials": [["accessKey": Self.writeOnlyAccessKey, "secretKey": Self.writeOnlySecretKey]],
+                    "actions": ["Write", "List"],
                 ],
             ]
         ]
