@@ -108,6 +108,7 @@ public final class S3Client: Sendable {
     public static func httpClient(for configuration: S3Configuration) throws -> HTTPClient {
         // Read only for an https endpoint: a stray bundle in a shell stopped an http:// one (a review).
         guard let bundle = configuration.caBundle, configuration.endpoint.lowercased().hasPrefix("https://") else { return defaultHTTPClient }
+        let notPEM = "it holds no PEM certificate (-----BEGIN CERTIFICATE-----; a DER file: openssl x509 -inform der -in it -out ca.pem)"
         return try bundleClients.withLock { clients in
             if let client = clients[bundle] { return client }
             let certificates: [NIOSSLCertificate]
@@ -118,12 +119,11 @@ public final class S3Client: Sendable {
                 let exists = FileManager.default.fileExists(atPath: bundle, isDirectory: &isFolder)
                 let reason = !exists ? "no such file"
                     : isFolder.boolValue ? "it is a folder: give the PEM file of the certificate authorities"
-                    : FileManager.default.isReadableFile(atPath: bundle) ? "it holds no PEM certificate (-----BEGIN CERTIFICATE-----; a DER file: openssl x509 -inform der -in it -out ca.pem)"
-                    : "it cannot be read (permissions?)"
+                    : FileManager.default.isReadableFile(atPath: bundle) ? notPEM : "it cannot be read (permissions?)"
                 throw S3Error(code: .invalidConfiguration, message: "AWS_CA_BUNDLE \(bundle): \(reason)", operation: "Configure")
             }
             guard !certificates.isEmpty else {
-                throw S3Error(code: .invalidConfiguration, message: "AWS_CA_BUNDLE \(bundle): it holds no PEM certificate (-----BEGIN CERTIFICATE-----; a DER file: openssl x509 -inform der -in it -out ca.pem)", operation: "Configure")
+                throw S3Error(code: .invalidConfiguration, message: "AWS_CA_BUNDLE \(bundle): \(notPEM)", operation: "Configure")
             }
             var tls = TLSConfiguration.makeClientConfiguration()
             tls.additionalTrustRoots = [.certificates(certificates)]
