@@ -215,7 +215,7 @@ public final class IngestServer: Service, Sendable {
         for waiter in waiters { waiter.resume(returning: address) }
         state.withLockedValue { $0 = .running }
         logger.info(
-            "listening on http://\(configuration.host.contains(":") ? "[\(configuration.host)]" : configuration.host):\(address.port ?? configuration.port)",
+            "listening on http://\(ListenAddress.urlHost(configuration.host)):\(address.port ?? configuration.port)",
             metadata: [
                 "http.port": "\(address.port ?? configuration.port)", "max_connections": "\(maxConnections.map(String.init) ?? "unlimited")",
                 "open_files.limit": "\(openFiles.map(String.init) ?? "unlimited")", "open_files.in_use": "\(openFilesInUse.map(String.init) ?? "unknown")",

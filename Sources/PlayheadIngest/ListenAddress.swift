@@ -11,7 +11,7 @@ public struct ListenError: Error, Sendable, CustomStringConvertible {
 
     /// From the error of a failed bind (or of resolving `host`).
     public init(host: String, port: Int, error: any Error) {
-        let address = "\(host.contains(":") ? "[\(host)]" : host):\(port)"
+        let address = "\(ListenAddress.urlHost(host)):\(port)"
         guard let ioError = error as? IOError else {
             // NIO's resolver errors and the like: their text names the host already.
             self.init(description: "cannot listen on \(address): \(error)")
@@ -37,6 +37,11 @@ public struct ListenError: Error, Sendable, CustomStringConvertible {
 /// own bind, moments later, can still fail (another process may take the port in between), and then
 /// says the same.
 public enum ListenAddress {
+    /// `host` as a URL's host: an IPv6 address in brackets (`[::1]`).
+    public static func urlHost(_ host: String) -> String {
+        host.contains(":") ? "[\(host)]" : host
+    }
+
     /// Throws ``ListenError`` when `host:port` cannot be bound now. Port 0 (any free port) is not checked.
     public static func check(host: String, port: Int) throws(ListenError) {
         guard port != 0 else { return }

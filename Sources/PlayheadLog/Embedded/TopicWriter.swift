@@ -656,7 +656,7 @@ final class DiskMonitor: @unchecked Sendable {
         lock.lock()
         let was = belowMinimum
         belowMinimum = below
-        if below == nil && lastFullError && space.free > freeAtFullError { lastFullError = false }
+        if below == nil { clearFullIfRoomGrew(free: space.free) }
         lock.unlock()
         if (was == nil) != (below == nil) {
             // Said when it starts and when it ends (it was silent: only /readyz and the metrics
@@ -705,10 +705,16 @@ final class DiskMonitor: @unchecked Sendable {
         guard full else { return nil }
         if let space = diskSpace(directory), space.free > freeThen {
             lock.lock()
-            if freeAtFullError == freeThen { lastFullError = false }
+            clearFullIfRoomGrew(free: space.free)
             lock.unlock()
             return nil
         }
         return "log_full: the last write to \(directory) ran out of space"
+    }
+
+    /// Forgets a write that ran out of space once the file system has more room than then.
+    /// Called with `lock` held.
+    private func clearFullIfRoomGrew(free: Int64) {
+        if lastFullError && free > freeAtFullError { lastFullError = false }
     }
 }
