@@ -359,6 +359,9 @@ enum OpenAPIDocument {
         }
        }
       }
+     },
+     "404": {
+      "$ref": "#/components/responses/MetricsOff"
      }
     }
    }
@@ -376,6 +379,9 @@ enum OpenAPIDocument {
         }
        }
       }
+     },
+     "404": {
+      "$ref": "#/components/responses/MetricsOff"
      }
     }
    }
@@ -393,6 +399,9 @@ enum OpenAPIDocument {
         }
        }
       }
+     },
+     "404": {
+      "$ref": "#/components/responses/MetricsOff"
      }
     }
    }
@@ -416,6 +425,18 @@ enum OpenAPIDocument {
   }
  },
  "components": {
+  "responses": {
+   "MetricsOff": {
+    "description": "Metrics are off in this process (`--metrics off`), error code `metrics_off`.",
+    "content": {
+     "application/json": {
+      "schema": {
+       "$ref": "#/components/schemas/Error"
+      }
+     }
+    }
+   }
+  },
   "securitySchemes": {
    "writeKey": {
     "type": "http",

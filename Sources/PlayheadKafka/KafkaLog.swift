@@ -24,6 +24,7 @@ public final class KafkaLog: LogBackend, Service, Sendable {
     /// The events topic by name: a lake written from it is refused to the embedded log and to
     /// another topic, whose offsets are other records (docs/lake.md, "One log per lake").
     public var sharedIdentity: String? { "kafka:" + configuration.topicName(.events) }
+    public func storedName(of topic: LogTopic) -> String { configuration.topicName(topic) }
     let logger: Logger
     private let currentProducer: Mutex<KafkaProducer>
     /// Batches in a row that failed with a delivery timeout. An idempotent producer can stay stuck

@@ -262,6 +262,9 @@ public struct DamagedLogRecord: Sendable {
 public protocol LogBackend: Sendable {
     /// A human-readable name, for logs (`file:/var/lib/playhead/log`, `kafka://host:9092/events`).
     var displayName: String { get }
+    /// `topic` as this log names it where it is kept, for messages: the Kafka topic that holds it
+    /// (`playhead.events`); the embedded log's own name (`events`).
+    func storedName(of topic: LogTopic) -> String
     /// What tells this log from every other, where the lake must know which log it was written
     /// from: the embedded log's random id (`<dir>/id`). `nil` for Kafka, whose partitions the
     /// consumer group hands to one writer each.
@@ -285,6 +288,7 @@ public protocol LogBackend: Sendable {
 }
 
 extension LogBackend {
+    public func storedName(of topic: LogTopic) -> String { topic.name }
     public var identity: String? { nil }
     public var sharedIdentity: String? { nil }
     public var awaitsIdentity: Bool { false }

@@ -161,7 +161,7 @@ struct LogDumpCommand: AsyncParsableCommand {
         FileHandle.standardOutput.write(Data(output))
         // An offset past the end printed nothing, without a word (a review): say where the log ends.
         if printed == 0, skipped == 0, let start, let end = await consumer.endOffsetAsLastRead(partition: start.partition), start.offset >= end {
-            FileHandle.standardError.write(Data("nothing at or after offset \(start.offset): partition \(start.partition) of \(topic) ends at offset \(end)\n".utf8))
+            FileHandle.standardError.write(Data("nothing at or after offset \(start.offset): partition \(start.partition) of \(log.backend.storedName(of: LogTopic(topic))) ends at offset \(end)\n".utf8))
         }
         await consumer.close()
         if skipped > 0 {

@@ -21,10 +21,7 @@ struct Telemetry {
     static func bootstrap(_ enabled: Bool) -> Telemetry {
         guard enabled else {
             // Said as off, not as a path that does not exist ("no route for GET /metrics", a review).
-            let off = HTTPRoute(.GET, "/metrics") { _ in
-                .error(.notFound, code: "metrics_off", message: "metrics are off in this process (--metrics off): it exports none")
-            }
-            return Telemetry(registry: nil, routes: [off], services: [])
+            return Telemetry(registry: nil, routes: [metricsOff("/metrics", "it exports none")], services: [])
         }
         let registry = PlayheadTelemetry.bootstrap()
         let metrics = HTTPRoute(.GET, "/metrics") { _ in
@@ -34,6 +31,13 @@ struct Telemetry {
             )
         }
         return Telemetry(registry: registry, routes: [metrics], services: [ProcessMetricsService()])
+    }
+
+    /// A `GET` route that answers 404 `metrics_off`: what `path` would show needs metrics.
+    static func metricsOff(_ path: String, _ consequence: String) -> HTTPRoute {
+        HTTPRoute(.GET, path) { _ in
+            .error(.notFound, code: "metrics_off", message: "metrics are off in this process (--metrics off): \(consequence)")
+        }
     }
 }
 

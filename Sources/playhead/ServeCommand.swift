@@ -32,12 +32,14 @@ struct ServeCommand: AsyncParsableCommand {
         logging.bootstrap()
         let logger = Logger(label: "playhead.serve")
         let telemetry = Telemetry.bootstrap(metrics.metrics == .on)
-        let log = try OpenedLog.open(
-            storage.logLocation, readOnly: false, writer: logWriter, requestBytes: ingest.maxBodyBytes, lakeWriter: true, logger: Logger(label: "playhead.log"))
-        let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger)
+        // The lake first: a lake that cannot be used (no credentials, no bucket) stops the start
+        // before the log makes its folder under --data-dir (it was left behind, an outside review).
         let lakePool = NIOThreadPool(numberOfThreads: 2)
         lakePool.start()
         let store = try await lake.openLake(dataDir: storage.dataDir, threadPool: lakePool, logger: Logger(label: "playhead.lake"))
+        let log = try OpenedLog.open(
+            storage.logLocation, readOnly: false, writer: logWriter, requestBytes: ingest.maxBodyBytes, lakeWriter: true, logger: Logger(label: "playhead.log"))
+        let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger)
         let writer = parts.lakeWriter(store: store, flush: flush, threadPool: lakePool)
         let content = parts.contentMetrics()
         let edge = try parts.ingestServer(options: ingest, routes: telemetry.routes + content.routes)

@@ -66,7 +66,10 @@ extension PipelineParts {
     /// The live content KPIs (consumer group `metrics`), the live page at `GET /` and its data at
     /// `GET /live.json`. Without metrics (`--metrics off`) there is nothing to show: no services.
     func contentMetrics() -> (services: [any Service], routes: [HTTPRoute], readiness: @Sendable () -> String?) {
-        guard let registry = telemetry.registry else { return ([], [], { nil }) }
+        guard let registry = telemetry.registry else {
+            let routes = ["/", "/live.json"].map { Telemetry.metricsOff($0, "the live page shows metrics, so there is none") }
+            return ([], routes, { nil })
+        }
         let aggregator = ContentAggregator()
         let consumer = ContentMetricsConsumer(
             log: log, topic: .events, group: "metrics",

@@ -54,12 +54,16 @@ struct IngestAPITests {
         #expect(bracketedLine.contains("listening on http://[::1]:\(bracketedPort)"), "\(bracketedLine)")
     }
 
-    @Test("--metrics off: events are taken, and /metrics answers 404 saying metrics are off")
+    @Test("--metrics off: events are taken, and /metrics, / and /live.json answer 404 saying metrics are off")
     func metricsOff() async throws {
         let (server, _) = try await Fixtures.server(["--metrics", "off"])
         #expect(try await TestHTTP.postEvents(server, Fixtures.json(Fixtures.event("metrics-off"))).status == 202)
         let metrics = try await TestHTTP.request("\(server.baseURL)/metrics")
         #expect(metrics.status == 404 && metrics.text.contains("metrics are off in this process (--metrics off)"), "\(metrics.status) \(metrics.text)")
+        for path in ["/", "/live.json"] {
+            let live = try await TestHTTP.request("\(server.baseURL)\(path)")
+            #expect(live.status == 404 && live.text.contains("\"metrics_off\"") && live.text.contains("live page"), "\(path): \(live.status) \(live.text)")
+        }
     }
 
     @Test("an array, NDJSON and a text/plain beacon are all accepted")
@@ -1473,7 +1477,9 @@ struct IngestAPITests {
         let directory = try TemporaryDirectory(prefix: "e2e")
         let file = directory.appending("a-file").path
         #expect(FileManager.default.createFile(atPath: file, contents: Data("x".utf8)))
-        let log = try await runCommand(TestEnvironment.playheadExecutable, ["serve", "--port", "0", "--data-dir", file + "/data"])
+        // A lake elsewhere: serve opens the lake before the log.
+        let log = try await runCommand(
+            TestEnvironment.playheadExecutable, ["serve", "--port", "0", "--data-dir", file + "/data", "--lake", directory.appending("lake").path])
         #expect(log.status != 0)
         #expect(log.stderr.contains("cannot create directory \(file)/data: Not a directory"), "\(log.stderr)")
         let lake = try await runCommand(

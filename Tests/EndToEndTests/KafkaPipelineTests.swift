@@ -242,6 +242,10 @@ struct KafkaPipelineTests {
             let dump = try await runCommand(TestEnvironment.playheadExecutable, ["log", "dump", "--log", log], timeout: .seconds(60))
             #expect(dump.status == 0 && dump.stdout.contains("before-foreign") && dump.stdout.contains("after-foreign"), "\(dump.stdout) \(dump.stderr)")
             #expect(dump.stderr.contains("1 records that are not Playhead records were skipped"), "\(dump.stderr)")
+            // Past the end: where the log ends, naming the Kafka topic (it named the log's "events").
+            let past = try await runCommand(TestEnvironment.playheadExecutable, ["log", "dump", "--log", log, "--offset", "999"], timeout: .seconds(60))
+            #expect(past.status == 0 && past.stdout.isEmpty && past.stderr.contains("nothing at or after offset 999: partition 0 of \(topic) ends at offset 3"),
+                    "\(past.stderr)")
             // A topic that does not exist (a typo) is said, and not created (it was, with 12
             // partitions, and the dump printed nothing, exit 0).
             let typo = log.replacingOccurrences(of: "?", with: "-typo?")

@@ -1712,6 +1712,8 @@ struct S3LakeTests {
         #expect(noCredentials.status == 1 && noCredentials.stderr.contains("Error: --lake s3://lake/analytics: no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"), "\(noCredentials.stderr)")
         let noBucket = try await serveOnce(environment)
         #expect(noBucket.status == 1 && noBucket.stderr.contains("the bucket 'lake' does not exist at \(s3.endpoint)"), "\(noBucket.stderr)")
+        // Stopped before the log made its folder (it was left behind, an outside review).
+        #expect(!FileManager.default.fileExists(atPath: directory.appending("refused/log").path))
         // An endpoint that is not an S3 API (a web server's 404 page; a console or a filer port) is
         // not "the bucket does not exist" (it once said so, and the bucket was there).
         let webPort = try TestNetwork.freePort()
