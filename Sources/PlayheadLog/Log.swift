@@ -285,6 +285,13 @@ public protocol LogBackend: Sendable {
     func readNote(_ name: String) throws(LogError) -> [UInt8]?
     /// Replaces a note durably (written aside, fsynced, renamed). Blocking, as ``readNote(_:)``.
     func writeNote(_ name: String, _ contents: [UInt8]) throws(LogError)
+    /// Keeps `topic`'s records from `offsets` on (by partition) from the log's retention, for
+    /// `holder`: records a consumer has committed past but will read again after a restart (the
+    /// lake writer's deduplication window and open hours' rollups). The embedded log keeps them as
+    /// it keeps what a group has not committed past, whatever its age and size limits (and the
+    /// clock) say; a later call moves the hold. Kafka's retention is the broker's: nothing there.
+    /// Blocking, as ``readNote(_:)``.
+    func holdRetention(of topic: LogTopic, from offsets: [Int32: Int64], holder: String) throws(LogError)
 }
 
 extension LogBackend {
@@ -294,4 +301,5 @@ extension LogBackend {
     public var awaitsIdentity: Bool { false }
     public func readNote(_ name: String) throws(LogError) -> [UInt8]? { nil }
     public func writeNote(_ name: String, _ contents: [UInt8]) throws(LogError) {}
+    public func holdRetention(of topic: LogTopic, from offsets: [Int32: Int64], holder: String) throws(LogError) {}
 }

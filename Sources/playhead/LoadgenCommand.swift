@@ -13,9 +13,11 @@ struct LoadgenCommand: AsyncParsableCommand {
         discussion: """
             Each session plays one title of a fixed catalogue: play, then pauses and resumes, then \
             stop, with positions that advance with time. The sessions' clock starts at the run's \
-            start and advances by the sessions' own time, not the wall clock: at high rates event \
-            timestamps run ahead of the server's received_at (minutes in a run of a few hundred \
-            thousand events). Latency is measured from when each request was due, so a stalled \
+            start and advances by the sessions' own time; when sending, it is held to the wall \
+            clock, so that at high rates a session's events come closer together rather than tell \
+            of the future (the live metrics leave out events ahead of received_at). With --output \
+            it is not held (the events depend only on --seed): at high rates it runs ahead of the \
+            wall clock. Latency is measured from when each request was due, so a stalled \
             server shows up (no coordinated omission). With --output the same events are written as \
             NDJSON instead of sent. SIGINT (Ctrl-C) or SIGTERM ends a run early, with its report and \
             every acknowledged id written; a second one stops at once.

@@ -11,6 +11,7 @@ struct PrometheusTests {
         "IngestionStalled", "RejectRatioHigh", "ConsumerLagGrowing", "DiskNearlyFull", "LakeFlushFailing", "InstanceDown",
         "LogRecordDamaged", "IngestRequestsFailing", "PlayheadTargetsMissing", "ConsumerTargetsMissing",
         "ConsumerHoldsNoPartitions", "S3StoreUnanswered", "LakeGroupOffsetMissing", "SessionTablesFull", "PlayheadNotReady",
+        "RollupEventsUncounted", "LiveEventsOutsideWindow",
     ]
 
     static func ruleTestFiles(in folder: URL? = nil) throws -> [String] {

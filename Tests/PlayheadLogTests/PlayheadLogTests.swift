@@ -1057,9 +1057,15 @@ struct EmbeddedLogTests {
         #expect(deleted == Array(segments[0..<2]))
         #expect(try segmentPaths(configuration, "events") == Array(segments[2...]))
         try await metrics.commit([0: 250])
+        // A retention hold (the lake writer's, at the open hours' first record) keeps what both
+        // groups have passed, whatever the clock says; moved up, it lets them go.
+        try log.holdRetention(of: .events, from: [0: 80], holder: "lake.rollups")
+        #expect(log.applyRetention(now: later.addingTimeInterval(86_400 * 30)) == [segments[2]])  // ends at 75
+        #expect(throws: LogError.self) { try log.holdRetention(of: .events, from: [0: 80], holder: "../x") }
+        try log.holdRetention(of: .events, from: [0: 250], holder: "lake.rollups")
         // The active (last) segment is never deleted, even when everything was read.
         let deleted2 = log.applyRetention(now: later)
-        #expect(deleted2 == Array(segments[2..<5]))  // lake committed 125: segments ending at 75, 100, 125
+        #expect(deleted2 == Array(segments[3..<5]))  // lake committed 125: segments ending at 100, 125
 
         // A reader from the earliest record starts at the first remaining segment.
         let reader = try log.consumer(for: .events, group: nil)

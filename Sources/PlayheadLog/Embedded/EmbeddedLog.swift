@@ -373,6 +373,15 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
         try Files.writeAtomically(contents, to: configuration.directory + "/" + name)
     }
 
+    /// A hold is kept as a group's committed offset (`groups/<holder>/<topic>`), which retention
+    /// already honours; the holder's name must not be a consumer group's.
+    public func holdRetention(of topic: LogTopic, from offsets: [Int32: Int64], holder: String) throws(LogError) {
+        try GroupOffsets.validate(holder, what: "retention holder")
+        try Self.validateTopic(topic.name)
+        guard let offset = offsets[0] else { return }
+        try GroupOffsets.write([0: offset], root: configuration.directory, group: holder, topic: topic.name)
+    }
+
     public func producer(for topic: LogTopic) throws(LogError) -> any LogProducer {
         guard !isReadOnly else {
             throw LogError(code: .invalidArgument, message: "the log \(configuration.directory) is open read-only")
@@ -470,8 +479,9 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
 
     // MARK: Retention
 
-    /// Deletes closed segments that every group has committed past and that are older than
-    /// `retentionAge` or beyond `retentionBytes`. Returns the paths deleted.
+    /// Deletes closed segments that every group has committed past (and every retention hold,
+    /// ``holdRetention(of:from:holder:)``, is past) and that are older than `retentionAge` or beyond
+    /// `retentionBytes`. Returns the paths deleted.
     @discardableResult
     public func applyRetention(now: Date = Date()) -> [String] {
         guard !isReadOnly, configuration.retentionAge != nil || configuration.retentionBytes != nil else { return [] }
