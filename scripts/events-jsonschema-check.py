@@ -39,14 +39,14 @@ def days_from_civil(y, m, d):
     return era * 146097 + doe - 719468
 
 def in_utc_range(text):
-    """Whether an RFC 3339 timestamp (the schema checks its form) falls within years 0001-9999 in UTC."""
-    m = re.match(r"^(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.\d+)?(?:[Zz]|([+-])(\d\d):(\d\d))$", text)
+    """Whether a timestamp (the schema checks its form; no offset is UTC) falls within years 0001-9999 in UTC."""
+    m = re.match(r"^(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.\d+)?(?:[Zz]|([+-])(\d\d)(?::?(\d\d))?)?$", text)
     if not m:
         return True
     year, month, day, hour, minute, second = (int(x) for x in m.groups()[:6])
     seconds = days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second
     if m.group(7):
-        seconds -= (1 if m.group(7) == "+" else -1) * (int(m.group(8)) * 3600 + int(m.group(9)) * 60)
+        seconds -= (1 if m.group(7) == "+" else -1) * (int(m.group(8)) * 3600 + int(m.group(9) or 0) * 60)
     return days_from_civil(1, 1, 1) * 86400 <= seconds <= days_from_civil(9999, 12, 31) * 86400 + 86399
 
 def bad_constant(name):

@@ -472,6 +472,17 @@ struct EventParser {
                 }
             } else if first == UInt8(ascii: "{") {
                 try element()
+                if ndjsonAfterFirstObject() {
+                    // NDJSON sent as application/json (curl's -H, a logging shipper): one event per
+                    // line, as the type's body would have been read. It was refused whole, as
+                    // malformed JSON, with every valid event in it (a contract review).
+                    discardOutput()
+                    eventIndex = 0
+                    pos = contentStart
+                    end = body.count
+                    runNDJSON()
+                    return
+                }
             } else {
                 let start = pos
                 try skipValue(depth: 1)
@@ -494,6 +505,18 @@ struct EventParser {
             discardOutput()
             rejectBody(.malformedJSON, "the body is not valid JSON: \(error.message)")
         }
+    }
+
+    /// Whether, after the body's first object, the next non-blank bytes start a new line: the
+    /// body is NDJSON, not one JSON value (checked only when something follows the object).
+    mutating func ndjsonAfterFirstObject() -> Bool {
+        var i = pos
+        var newline = false
+        while i < end, isWhitespace(p[i]) {
+            if p[i] == 0x0A { newline = true }
+            i += 1
+        }
+        return i < end && newline
     }
 
     /// Forgets every event and rejection made so far: the body is rejected whole.
@@ -1511,7 +1534,7 @@ struct EventParser {
                 let text = String(decoding: bytes.prefix(64), as: UTF8.self)
                 error = FieldError(
                     reason: .invalidTimestamp, field: "timestamp",
-                    message: "timestamp \"\(text)\" \(RFC3339.problem(with: text)); RFC 3339 with an offset is needed, such as 2024-05-01T12:00:00.250Z"
+                    message: "timestamp \"\(text)\" \(RFC3339.problem(with: text)); an ISO 8601 date-time is needed, such as 2024-05-01T12:00:00.250Z"
                 )
             }
         }

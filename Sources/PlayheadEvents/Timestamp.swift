@@ -15,11 +15,15 @@ public enum WallClock {
     }
 }
 
-/// RFC 3339 date-times: `YYYY-MM-DD(T|t| )HH:MM:SS[.fraction](Z|z|±HH:MM)`.
+/// RFC 3339 date-times, `YYYY-MM-DD(T|t| )HH:MM:SS[.fraction](Z|z|±HH:MM)`, and the ISO 8601 forms
+/// that SDKs send beside them: an offset as `±HHMM` (Java's and Android's `SimpleDateFormat` with
+/// `Z`) or `±HH`, and no offset at all, which is taken as UTC (as BigQuery and Spark's default
+/// zone take it; Python's `datetime.utcnow().isoformat()` writes that form). Until 2026-12-06 only
+/// RFC 3339 was accepted, and a whole fleet's events went to `rejected/` (a contract review).
 public enum RFC3339 {
-    /// Microseconds since the Unix epoch (UTC), or nil when `bytes` is not an RFC 3339 date-time with
-    /// an offset. Fractions past microseconds are truncated; second 60 (a leap second) is accepted
-    /// and counted as the first second of the next minute.
+    /// Microseconds since the Unix epoch (UTC), or nil when `bytes` is not such a date-time.
+    /// Fractions past microseconds are truncated; second 60 (a leap second) is accepted and
+    /// counted as the first second of the next minute.
     public static func parseMicros(_ bytes: UnsafeRawBufferPointer) -> Int64? {
         guard let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return nil }
         return parseMicros(base, bytes.count)
@@ -30,10 +34,10 @@ public enum RFC3339 {
         return s.withUTF8 { parseMicros(UnsafeRawBufferPointer($0)) }
     }
 
-    /// Why `text` (which ``parseMicros(_:)`` refused) is not an RFC 3339 date-time with an offset,
-    /// as the end of a sentence about it: for error messages, not the hot path.
+    /// Why `text` (which ``parseMicros(_:)`` refused) is not such a date-time, as the end of a
+    /// sentence about it: for error messages, not the hot path.
     public static func problem(with text: String) -> String {
-        let form = "is not of the form YYYY-MM-DDThh:mm:ss[.fraction] followed by Z or ±hh:mm"
+        let form = "is not of the form YYYY-MM-DDThh:mm:ss[.fraction] followed by Z, ±hh:mm, ±hhmm, ±hh or nothing (UTC)"
         let b = Array(text.utf8)
         func number(_ from: Int, _ count: Int) -> Int? {
             guard from + count <= b.count else { return nil }
@@ -60,10 +64,21 @@ public enum RFC3339 {
             if digits == 0 { return "has a '.' with no fraction digits after it" }
             i += digits
         }
-        if i == b.count { return "has no offset: end it with Z (UTC) or ±hh:mm" }
-        if byte(i, "+-") {
-            guard let hours = number(i + 1, 2), byte(i + 3, ":"), let minutes = number(i + 4, 2), i + 6 == b.count else { return form }
-            if hours > 23 || minutes > 59 { return "has the offset \(text.dropFirst(i).prefix(6)), which is out of range (at most ±23:59)" }
+        if i == b.count {
+            // No offset: UTC.
+        } else if byte(i, "+-") {
+            guard let hours = number(i + 1, 2) else { return form }
+            var minutes = 0
+            if i + 3 == b.count {
+                // ±hh
+            } else if byte(i + 3, ":"), let m = number(i + 4, 2), i + 6 == b.count {
+                minutes = m
+            } else if let m = number(i + 3, 2), i + 5 == b.count {
+                minutes = m
+            } else {
+                return form
+            }
+            if hours > 23 || minutes > 59 { return "has the offset \(text.dropFirst(i)), which is out of range (at most ±23:59)" }
         } else if !(byte(i, "Zz") && i + 1 == b.count) {
             return form
         }
@@ -84,8 +99,8 @@ public enum RFC3339 {
     }
 
     static func parseMicros(_ p: UnsafePointer<UInt8>, _ n: Int) -> Int64? {
-        // Shortest: 2024-01-01T00:00:00Z (20 bytes).
-        guard n >= 20 else { return nil }
+        // Shortest: 2024-01-01T00:00:00 (19 bytes, UTC).
+        guard n >= 19 else { return nil }
         guard let y1 = two(p, 0), let y2 = two(p, 2), p[4] == UInt8(ascii: "-"), let month = two(p, 5),
             p[7] == UInt8(ascii: "-"), let day = two(p, 8)
         else { return nil }
@@ -100,7 +115,7 @@ public enum RFC3339 {
         else { return nil }
         var i = 19
         var micros: Int64 = 0
-        if p[i] == UInt8(ascii: ".") {
+        if i < n && p[i] == UInt8(ascii: ".") {
             i += 1
             var digits = 0
             while i < n, let d = digit(p, i) {
@@ -114,19 +129,31 @@ public enum RFC3339 {
                 digits += 1
             }
         }
-        guard i < n else { return nil }
         var offsetSeconds: Int64 = 0
-        let z = p[i]
-        if z == UInt8(ascii: "Z") || z == UInt8(ascii: "z") {
-            i += 1
-        } else if z == UInt8(ascii: "+") || z == UInt8(ascii: "-") {
-            guard i + 6 <= n, let oh = two(p, i + 1), p[i + 3] == UInt8(ascii: ":"), let om = two(p, i + 4), oh <= 23,
-                om <= 59
-            else { return nil }
-            offsetSeconds = (oh * 3600 + om * 60) * (z == UInt8(ascii: "-") ? -1 : 1)
-            i += 6
-        } else {
-            return nil
+        if i < n {
+            let z = p[i]
+            if z == UInt8(ascii: "Z") || z == UInt8(ascii: "z") {
+                i += 1
+            } else if z == UInt8(ascii: "+") || z == UInt8(ascii: "-") {
+                // ±hh:mm, ±hhmm or ±hh.
+                guard i + 3 <= n, let oh = two(p, i + 1), oh <= 23 else { return nil }
+                var om: Int64 = 0
+                if i + 3 == n {
+                    i += 3
+                } else if p[i + 3] == UInt8(ascii: ":") {
+                    guard i + 6 <= n, let m = two(p, i + 4) else { return nil }
+                    om = m
+                    i += 6
+                } else {
+                    guard i + 5 <= n, let m = two(p, i + 3) else { return nil }
+                    om = m
+                    i += 5
+                }
+                guard om <= 59 else { return nil }
+                offsetSeconds = (oh * 3600 + om * 60) * (z == UInt8(ascii: "-") ? -1 : 1)
+            } else {
+                return nil
+            }
         }
         guard i == n else { return nil }
         let days = CivilDate.days(year: year, month: month, day: day)

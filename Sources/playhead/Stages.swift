@@ -220,7 +220,7 @@ struct ImportCommand: AsyncParsableCommand {
     @Option(name: .long, help: "What is stored of ip_address: keep, truncate (IPv4 /24, IPv6 /48) or drop.")
     var ipPolicy: IPAddressPolicy = .keep
 
-    @Option(name: .long, help: "The received_at of every imported event, RFC 3339 (e.g. 2026-11-25T06:00:00Z); its UTC hour is the partition the import lands in. Default: the time of the import.")
+    @Option(name: .long, help: "The received_at of every imported event, an ISO 8601 date-time as event timestamps take (e.g. 2026-11-25T06:00:00Z; no offset is UTC); its UTC hour is the partition the import lands in. Default: the time of the import.")
     var receivedAt: String?
 
     @Option(name: .long, parsing: .unconditional, help: "Drop an event whose event_id appeared within the last N events of the same file; 0 turns it off.")

@@ -66,7 +66,7 @@ struct IngestAPITests {
         }
     }
 
-    @Test("an array, NDJSON and a text/plain beacon are all accepted")
+    @Test("an array, NDJSON and a text/plain beacon are all accepted, and NDJSON sent as application/json")
     func bodyFormats() async throws {
         let (server, _) = try await Fixtures.server()
         let array = try await TestHTTP.postEvents(server, Fixtures.json([Fixtures.event("a1"), Fixtures.event("a2")]))
@@ -78,8 +78,15 @@ struct IngestAPITests {
         #expect(ndjson.status == 202 && ndjson.json["accepted"] as? Int == 3)
         let beacon = try await TestHTTP.postEvents(server, Fixtures.json(Fixtures.event("b1")), contentType: "text/plain;charset=UTF-8")
         #expect(beacon.status == 202 && beacon.json["accepted"] as? Int == 1)
+        // NDJSON sent as application/json is read as NDJSON (it was refused whole as malformed JSON).
+        let mislabelled = try await TestHTTP.postEvents(
+            server, Fixtures.ndjson([Fixtures.event("j1"), Fixtures.event("j2", ["duration_seconds": -1]), Fixtures.event("j3")]),
+            contentType: "application/json")
+        #expect(mislabelled.status == 202 && mislabelled.json["accepted"] as? Int == 2 && mislabelled.json["rejected"] as? Int == 1,
+                "\(mislabelled.text)")
+        #expect((mislabelled.json["errors"] as? [[String: Any]])?.first?["index"] as? Int == 1, "\(mislabelled.text)")
         let ids = try await Fixtures.storedIDs(server.dataDirectory)
-        #expect(Set(ids) == ["a1", "a2", "n1", "n2", "n3", "b1"])
+        #expect(Set(ids) == ["a1", "a2", "n1", "n2", "n3", "b1", "j1", "j3"])
     }
 
     @Test("partial acceptance: per-event errors name index, event_id, field and reason; rejects are stored byte for byte")

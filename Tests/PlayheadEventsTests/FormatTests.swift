@@ -55,8 +55,16 @@ import PlayheadEvents
         let (o, _) = decode("{\"x\":}\n\(a)\n", format: .sniff)
         #expect(o.accepted == 1)
         #expect(o.errors.map(\.index) == [0])
-        // As .json, two objects in a row are malformed.
-        #expect(decode("\(a)\n\(c)", format: .json).outcome.errors.map(\.reason) == [.malformedJSON])
+        // As .json, two objects on one line are malformed; on lines of their own they are NDJSON
+        // sent as application/json, read line by line (they were refused whole), and an error
+        // names its line's index.
+        #expect(decode("\(a) \(c)", format: .json).outcome.errors.map(\.reason) == [.malformedJSON])
+        #expect(decode("\(a)\n\(c)", format: .json).outcome.accepted == 2)
+        let (mixed, mixedSink) = decode("\(b)\r\n\n\(a)\n{\"broken\n\(c)\n", format: .json)
+        #expect(mixed.accepted == 2 && mixed.errors.map(\.index) == [0, 2], "\(mixed.errors)")
+        #expect(mixedSink.accepted.map(\.index) == [1, 3] && mixedSink.rejected.count == 2)
+        // One object and blank lines after it is one object.
+        #expect(decode("\(a)\n\n", format: .json).outcome.accepted == 1)
     }
 
     @Test func eventIDOfAWrongTypeIsNotReported() {
@@ -201,7 +209,7 @@ func storedIPAddress(json: String, policy: IPAddressPolicy, client: String? = ni
             #expect(micros(outside) == nil, "\(outside)")
             #expect(RFC3339.problem(with: outside) == "is outside years 0001-9999 in UTC", "\(outside)")
         }
-        #expect(RFC3339.problem(with: "2024-05-01T12:00:00") == "has no offset: end it with Z (UTC) or ±hh:mm")
+        #expect(micros("2024-05-01T12:00:00") == micros("2024-05-01T12:00:00Z"))
         #expect(RFC3339.problem(with: "2024-05-01T12:00:00Zx").hasPrefix("is not of the form"))
         // A leap second counts as the next minute's first second.
         #expect(micros("2016-12-31T23:59:60Z") == micros("2017-01-01T00:00:00Z"))

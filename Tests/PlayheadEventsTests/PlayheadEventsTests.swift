@@ -448,11 +448,13 @@ import PlayheadEvents
 
     @Test func invalidTimestamps() {
         let bad = [
-            "2024-05-01T12:00:00", "2024-05-01 12:00", "2024-13-01T00:00:00Z", "2024-02-30T00:00:00Z",
+            "2024-05-01 12:00", "2024-13-01T00:00:00Z", "2024-02-30T00:00:00Z",
             "2023-02-29T00:00:00Z", "2024-05-01T24:00:00Z", "2024-05-01T12:60:00Z", "2024-05-01T12:00:61Z",
-            "2024-05-01T12:00:00.Z", "2024-05-01T12:00:00+0100", "2024-05-01T12:00:00+24:00", "20240501T120000Z",
+            "2024-05-01T12:00:00.Z", "2024-05-01T12:00:00+24:00", "20240501T120000Z",
             "2024-5-1T12:00:00Z", "yesterday", "", "2024-05-01T12:00:00Z ", "2024-05-01T12:00:00ZZ",
-            "2024-05-01T12:00:00+01:60",
+            "2024-05-01T12:00:00+01:60", "2024-05-01T12:00:00+0160", "2024-05-01T12:00:00+1", "2024-05-01T12:00:00+010",
+            "2024-05-01T12:00:00+01:0", "2024-05-01T12:00:00+01:", "2024-05-01T12:00:00,5Z", "2024-05-01T12:00Z",
+            "2024-05-01T12:00:00.", "2024-05-01T12:00:00 ",
         ]
         for text in bad {
             let e = rejection(event(["timestamp": "\"\(text)\""]))
@@ -462,19 +464,39 @@ import PlayheadEvents
             #expect(e?.message.hasPrefix("timestamp \"\(text)\" ") == true, "\(String(describing: e?.message))")
         }
         let why: [(String, String)] = [
-            ("2024-05-01T12:00:00", "has no offset: end it with Z (UTC) or ±hh:mm"),
             ("2024-13-01T00:00:00Z", "has month 13, which does not exist"),
             ("2023-02-29T00:00:00Z", "has day 29, but 2023-02 has 28 days"),
             ("2024-05-01T24:00:00Z", "has the time 24:00:00, which does not exist"),
             ("2024-05-01T12:00:00.Z", "has a '.' with no fraction digits after it"),
             ("2024-05-01T12:00:00+24:00", "has the offset +24:00, which is out of range (at most ±23:59)"),
-            ("2024-05-01T12:00:00+0100", "is not of the form YYYY-MM-DDThh:mm:ss[.fraction] followed by Z or ±hh:mm"),
-            ("yesterday", "is not of the form YYYY-MM-DDThh:mm:ss[.fraction] followed by Z or ±hh:mm"),
+            ("2024-05-01T12:00:00+2400", "has the offset +2400, which is out of range (at most ±23:59)"),
+            ("2024-05-01T12:00:00+0160", "has the offset +0160, which is out of range (at most ±23:59)"),
+            ("2024-05-01T12:00:00+010", "is not of the form YYYY-MM-DDThh:mm:ss[.fraction] followed by Z, ±hh:mm, ±hhmm, ±hh or nothing (UTC)"),
+            ("yesterday", "is not of the form YYYY-MM-DDThh:mm:ss[.fraction] followed by Z, ±hh:mm, ±hhmm, ±hh or nothing (UTC)"),
         ]
         for (text, problem) in why {
             #expect(RFC3339.parseMicros(text) == nil, "\(text)")
             #expect(RFC3339.problem(with: text) == problem, "\(text)")
         }
+    }
+
+    @Test("the ISO 8601 forms SDKs send beside RFC 3339: ±hhmm and ±hh offsets, and none (UTC)")
+    func isoTimestampForms() {
+        let utc = RFC3339.parseMicros("2024-05-01T12:00:00Z")
+        #expect(utc == 1_714_564_800_000_000)
+        // Java's and Android's SimpleDateFormat ("…SSSZ"), a bare hour offset, Python's utcnow().isoformat().
+        for text in ["2024-05-01T12:00:00+0000", "2024-05-01T12:00:00-0000", "2024-05-01T12:00:00+00", "2024-05-01T12:00:00",
+                     "2024-05-01T17:30:00+0530", "2024-05-01T17:30:00+05:30", "2024-05-01T07:00:00-05", "2024-05-01 12:00:00"] {
+            #expect(RFC3339.parseMicros(text) == utc, "\(text)")
+            let (o, _) = decode(event(["timestamp": "\"\(text)\""]))
+            #expect(o.accepted == 1, "\(text): \(o.errors)")
+        }
+        #expect(RFC3339.parseMicros("2024-05-01T12:00:00.123456") == utc! + 123_456)
+        #expect(RFC3339.parseMicros("2024-05-01T12:00:00.5+0100") == utc! - 3_600_000_000 + 500_000)
+        // The range is still years 0001-9999 in UTC, whatever the form.
+        #expect(RFC3339.parseMicros("0001-01-01T00:00:00") == RFC3339.earliestSeconds * 1_000_000)
+        #expect(RFC3339.parseMicros("0001-01-01T00:00:00+01") == nil)
+        #expect(RFC3339.parseMicros("9999-12-31T23:59:59-0001") == nil)
     }
 
     @Test func everyReasonIsProduced() {
