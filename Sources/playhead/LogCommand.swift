@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import PlayheadEvents
 import PlayheadLog
+import Synchronization
 
 /// `playhead log …`: operator tools for the log.
 struct LogCommand: AsyncParsableCommand {
@@ -55,7 +56,7 @@ struct LogDumpCommand: AsyncParsableCommand {
     @Option(name: .long, parsing: .unconditional, help: "The partition --offset applies to: 0 for the embedded log, which has one; 0 to N-1 for a Kafka topic of N. (default: 0)")
     var partition: Int32?
 
-    @Flag(name: .long, help: "Keep waiting for new records instead of stopping at the end of the log. On Kafka it creates no topics: a topic not made yet is waited for (the first ingest or serve makes it, with its partitions=).")
+    @Flag(name: .long, help: "Keep waiting for new records instead of stopping at the end of the log, until SIGINT or SIGTERM (then exit 0). On Kafka it creates no topics: a topic not made yet is waited for (the first ingest or serve makes it, with its partitions=).")
     var follow = false
 
     @OptionGroup(title: "Logging") var logging: LoggingOptions
@@ -75,6 +76,12 @@ struct LogDumpCommand: AsyncParsableCommand {
     func run() async throws {
         logging.bootstrap()
         let logger = Logger(label: "playhead.log")
+        // --follow runs until SIGINT or SIGTERM, which end it as they end the servers: what was
+        // read is printed and it exits 0 (it died by the signal, status 130 or 143, a contract
+        // review). A second signal ends it at once.
+        let stop = StopRequest()
+        let interrupts = follow ? Signals.onInterrupt { _ in stop.requested.store(true, ordering: .relaxed) } : []
+        defer { for source in interrupts { source.cancel() } }
         // --follow on a folder no writer has made a log in waits, and says so (a typo waited
         // silently). It waits for the folder too, rather than make it: a mistyped path left an
         // empty folder behind (until 2026-12-05).
@@ -82,6 +89,7 @@ struct LogDumpCommand: AsyncParsableCommand {
         if follow, !storage.logLocation.hasPrefix("kafka://") {
             let folder = try OpenedLog.embeddedDirectory(storage.logLocation)
             while !FileManager.default.fileExists(atPath: folder) {
+                if stop.requested.load(ordering: .relaxed) { return }
                 if !waited {
                     logger.warning("no log has been written at \(folder) yet (the folder does not exist): waiting for a writer (`playhead ingest` with this --data-dir or --log); check the path")
                     waited = true
@@ -108,6 +116,7 @@ struct LogDumpCommand: AsyncParsableCommand {
         var skipped = 0
         do {
             loop: while limit.map({ printed < $0 }) ?? true {
+                if stop.requested.load(ordering: .relaxed) { break }
                 let poll = try await consumer.poll(maxRecords: 10_000, timeout: .milliseconds(follow ? 1000 : 300))
                 if !poll.batches.isEmpty { lastProgress = .now }
                 for batch in poll.batches {
@@ -328,4 +337,9 @@ enum LogRecordJSON {
         line.append(contentsOf: Array(fields.utf8))
         line.append(UInt8(ascii: "}"))
     }
+}
+
+/// Set from a signal handler, read by the loop it ends.
+final class StopRequest: Sendable {
+    let requested = Atomic<Bool>(false)
 }

@@ -183,6 +183,9 @@ struct CLITests {
         defer { withExtendedLifetime(writer) {} }
         #expect(try await TestHTTP.postEvents(writer, Fixtures.json(Fixtures.event("followed-1"))).status == 202)
         _ = try await follow.waitForOutput(containing: "followed-1", timeout: .seconds(20))
+        // SIGTERM ends it as it ends the servers: exit 0 (it died by the signal).
+        follow.signal(SIGTERM)
+        #expect(await follow.waitForExit(timeout: .seconds(10)) == 0)
         follow.kill9()
         await writer.stop()
         await server.stop()
