@@ -728,9 +728,10 @@ final class DatasetWriter: @unchecked Sendable {
         // Before the warm-up (it may read 2 million records): a group ahead of the lake is moved
         // back before retention can delete what the lake lacks.
         await alignGroupOffset(partition, to: next, consumer: consumer)
-        // And the open hours' records, which the warm-up is about to read, are held from retention.
-        await holdRetention(writer, rollupFrom: state?.rollupFrom, primeFrom: state?.rollupPrimeFrom)
+        // The hold an earlier run left keeps what the warm-up reads; it is moved once the warm-up
+        // knows the open hours.
         try await warmUp(writer, rollupFrom: state?.rollupFrom, primeFrom: state?.rollupPrimeFrom)
+        await holdRetention(writer)
         do {
             try await consumer.seek(partition: partition, to: next)
         } catch {
@@ -796,12 +797,17 @@ final class DatasetWriter: @unchecked Sendable {
     /// outside review, 2026-12-06: 103 of 4,003 events). The deduplication window is not held: at
     /// low traffic its 2,000,000 records are days of log, which an age limit set for privacy must
     /// not keep; a restart's deduplication reaches back as far as the log does (docs/lake.md).
+    ///
+    /// Only for an oldest open hour that started within ``holdHours`` before the wall clock and
+    /// not after it: an hour opened while the clock ran ahead, then corrected, stays open until
+    /// the clock gets there, and an idle pipeline keeps its last hour open; holding for those
+    /// pinned the log past its limits for as long (a regression review: 3.3 MB against a 300 KB
+    /// limit, for the 8 days of a clock step). Their rebuild may then be partial, as it was.
     /// Best effort, as the commit: a failure is said and retried at the next batch.
-    private func holdRetention(_ writer: PartitionWriter, rollupFrom: Int64?, primeFrom: Int64?) async {
-        guard writer.rollups != nil else { return }
-        // No open hour: the hold moves up to the lake's offset (the group's own holds the rest).
-        // Written at every assignment, so that a hold an earlier run left is moved too.
-        let held = rollupFrom.map { min(primeFrom ?? $0, $0) } ?? writer.next
+    private func holdRetention(_ writer: PartitionWriter) async {
+        guard let rollups = writer.rollups else { return }
+        let held = Self.retentionHold(rollups: rollups, next: writer.next, now: WallClock.micros())
+        // Written at every start, so that a hold an earlier run left is moved too.
         guard held != writer.heldFrom else { return }
         let log = self.log
         let topic = kind.topic
@@ -814,6 +820,20 @@ final class DatasetWriter: @unchecked Sendable {
                 "log.partition": "\(writer.partition)", "log.offset": "\(held)", "error": "\(error)",
             ])
         }
+    }
+
+    /// How long after an open hour's start the log's retention is held for it: an hour stays open
+    /// until 5 minutes after its end while events flow, and its rebuild reads 11 minutes before it.
+    static let holdHours: Int64 = 2
+
+    /// Where ``holdRetention(_:)`` holds the log at `now` (microseconds since 1970): the open hours'
+    /// first record while the oldest started within ``holdHours`` before `now` (and not more than
+    /// 5 minutes after it), else `next`, which holds nothing the group has not.
+    static func retentionHold(rollups: RollupAggregator, next: Int64, now: Int64) -> Int64 {
+        guard let hour = rollups.oldestOpenHour, let rollupFrom = rollups.rebuildFrom,
+            hour <= now + RollupAggregator.hourMicros / 12, now - hour <= holdHours * RollupAggregator.hourMicros
+        else { return next }
+        return min(rollups.primeFrom ?? rollupFrom, rollupFrom)
     }
 
     /// The refusal of a log that ends before the lake's next offset.
@@ -1054,7 +1074,7 @@ final class DatasetWriter: @unchecked Sendable {
         writer.redoFiles = []
         writer.records = RecordBuffer(reservingCapacity: records.byteCount, records: records.count)
         writer.openedAt = nil
-        await holdRetention(writer, rollupFrom: state.rollupFrom, primeFrom: state.rollupPrimeFrom)
+        await holdRetention(writer)
         do {
             try await consumer.commit([writer.partition: to])
         } catch {

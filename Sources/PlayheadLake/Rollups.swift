@@ -246,6 +246,9 @@ final class RollupAggregator: @unchecked Sendable {
     /// watch time, an outside review, 2026-12-05).
     var primeFrom: Int64? { hours.values.map(\.primeFrom).min() }
 
+    /// The start of the oldest open hour (microseconds since 1970, by `received_at`).
+    var oldestOpenHour: Int64? { hours.keys.min() }
+
     /// How long before an hour a session's last event can still count for its next one: sessions
     /// silent for longer are forgotten (``forgetSilentAfterMicros``), at minute boundaries.
     var primeMicros: Int64 { forgetSilentAfterMicros + 60_000_000 }

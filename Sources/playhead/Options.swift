@@ -43,7 +43,7 @@ struct LogWriterOptions: ParsableArguments {
     @Option(name: .long, parsing: .unconditional, help: "Embedded log: delete segments older than this many hours (by the clock) once every consumer group has read them, except the open hours' (the lake writer rebuilds their rollups from them at a restart).")
     var logRetentionHours: Double = 168
 
-    @Option(name: .long, parsing: .unconditional, help: "Embedded log: also delete the oldest segments every consumer group has read while a topic holds more than this many bytes. The open hours' segments, which a restart of the lake writer reads again for their rollups (about the last 75 minutes), are kept above it (docs/log-format.md, Retention). Default: no size limit.")
+    @Option(name: .long, parsing: .unconditional, help: "Embedded log: also delete the oldest segments every consumer group has read while a topic holds more than this many bytes. The open hours' segments, which a restart of the lake writer reads again for their rollups (about the last 75 minutes, at most 2 h 11 min), are kept above it (docs/log-format.md, Retention). Default: no size limit.")
     var logRetentionBytes: Int64?
 
     /// The settings on top of the embedded log's defaults.

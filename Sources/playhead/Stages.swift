@@ -42,8 +42,10 @@ extension LakeLocationOptions {
             throw ValidationError("--lake: \(error.message)")
         } catch let error as LakeError {
             // Not a usage mistake (a folder that cannot be made, a store that cannot be reached):
-            // said as an error, without the usage text, exit status 1.
-            FileHandle.standardError.write(Data("Error: --lake: \(error.message)\n".utf8))
+            // said as an error, without the usage text, exit status 1. The lake under --data-dir
+            // is said as such: "--lake" named a flag the user had not given (a review).
+            let flag = lake == nil ? "--data-dir \(dataDir) (the lake in it)" : "--lake"
+            FileHandle.standardError.write(Data("Error: \(flag): \(error.message)\n".utf8))
             throw ExitCode.failure
         } catch let error as S3Error where error.code == .missingCredentials || error.code == .invalidConfiguration {
             // Said for --lake, in the configuration's own words: it read "S3 Configure failed:
@@ -142,11 +144,12 @@ struct StoreCommand: AsyncParsableCommand {
         logging.bootstrap()
         let logger = Logger(label: "playhead.store")
         let telemetry = Telemetry.bootstrap(metrics.metrics == .on)
-        let log = try OpenedLog.open(storage.logLocation, readOnly: true, lakeWriter: true, logger: Logger(label: "playhead.log"))
-        let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger)
+        // The lake first, as serve: a lake refused at start leaves nothing in the log's folder.
         let threadPool = NIOThreadPool(numberOfThreads: 2)
         threadPool.start()
         let store = try await lake.openLake(dataDir: storage.dataDir, threadPool: threadPool, logger: Logger(label: "playhead.lake"))
+        let log = try OpenedLog.open(storage.logLocation, readOnly: true, lakeWriter: true, logger: Logger(label: "playhead.log"))
+        let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger)
         let writer = parts.lakeWriter(store: store, flush: flush, threadPool: threadPool)
         let waiting = log.waitingForWriter(logger: logger)
         let server = parts.plainServer(options: http, routes: telemetry.routes, readiness: { waiting() ?? writer.unavailableReason })

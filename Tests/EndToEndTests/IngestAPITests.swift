@@ -1495,6 +1495,10 @@ struct IngestAPITests {
         )
         #expect(lake.status != 0)
         #expect(lake.stderr.contains("cannot create the lake folder \(file)/lake: Not a directory"), "\(lake.stderr)")
+        // The lake under --data-dir is said as such (the message named --lake, which was not given).
+        let underData = try await runCommand(TestEnvironment.playheadExecutable, ["serve", "--port", "0", "--data-dir", file])
+        #expect(underData.status != 0 && underData.stderr.contains("Error: --data-dir \(file) (the lake in it): cannot create the lake folder \(file)/lake"),
+                "\(underData.stderr)")
 
         // `log dump` of a folder that holds no log: an error, not an empty dump, and nothing is created.
         let missing = directory.appending("mistyped").path

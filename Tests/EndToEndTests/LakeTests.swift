@@ -1730,8 +1730,14 @@ struct S3LakeTests {
         #expect(noCredentials.status == 1 && noCredentials.stderr.contains("Error: --lake s3://lake/analytics: no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"), "\(noCredentials.stderr)")
         let noBucket = try await serveOnce(environment)
         #expect(noBucket.status == 1 && noBucket.stderr.contains("the bucket 'lake' does not exist at \(s3.endpoint)"), "\(noBucket.stderr)")
-        // Stopped before the log made its folder (it was left behind, an outside review).
+        // Stopped before the log made its folder (it was left behind, an outside review); store too.
         #expect(!FileManager.default.fileExists(atPath: directory.appending("refused/log").path))
+        let storeNoCredentials = try await runCommand(
+            TestEnvironment.playheadExecutable,
+            ["store", "--port", "0", "--data-dir", directory.appending("refused-store").path, "--lake", "s3://lake/analytics", "--s3-endpoint", s3.endpoint],
+            environment: ["AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""], timeout: .seconds(60))
+        #expect(storeNoCredentials.status == 1 && storeNoCredentials.stderr.contains("no S3 credentials"), "\(storeNoCredentials.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: directory.appending("refused-store/log").path))
         // An endpoint that is not an S3 API (a web server's 404 page; a console or a filer port) is
         // not "the bucket does not exist" (it once said so, and the bucket was there).
         let webPort = try TestNetwork.freePort()

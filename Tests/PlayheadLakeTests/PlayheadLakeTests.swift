@@ -283,6 +283,16 @@ struct RollupTests {
         // The first event of the minute 11 minutes before the hour.
         let primeMinute = try #require(events.firstIndex { $0.receivedAtMicros >= Self.base - 11 * 60 * second })
         #expect(primeFrom == Int64(primeMinute), "\(primeFrom) \(primeMinute)")
+        // The log's retention is held there while the open hour is recent by the wall clock; not
+        // for an hour more than 2 hours old (an idle pipeline) or in the future (a clock that ran
+        // ahead, then was put back), which pinned the log past its limits (a regression review).
+        let lakeNext = Int64(stop)
+        #expect(stopped.oldestOpenHour == Self.base)
+        for (minutes, held) in [(10, primeFrom), (-4, primeFrom), (119, primeFrom), (121, lakeNext), (-6, lakeNext), (-24 * 60, lakeNext)] {
+            let now = Self.base + Int64(minutes) * 60 * second
+            #expect(DatasetWriter.retentionHold(rollups: stopped, next: lakeNext, now: now) == held, "\(minutes) minutes after the hour's start")
+        }
+        #expect(DatasetWriter.retentionHold(rollups: RollupAggregator(), next: lakeNext, now: Self.base) == lakeNext, "no open hour")
 
         func rebuilt(priming: Bool) throws -> [RollupRow] {
             let aggregator = RollupAggregator()
