@@ -39,11 +39,16 @@ def days_from_civil(y, m, d):
     return era * 146097 + doe - 719468
 
 def in_utc_range(text):
-    """Whether a timestamp (the schema checks its form; no offset is UTC) falls within years 0001-9999 in UTC."""
+    """Whether a timestamp (the schema checks its form; no offset is UTC) names a real date and falls within years 0001-9999 in UTC."""
     m = re.match(r"^(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.\d+)?(?:[Zz]|([+-])(\d\d)(?::?(\d\d))?)?$", text)
     if not m:
         return True
     year, month, day, hour, minute, second = (int(x) for x in m.groups()[:6])
+    # A real date (the pattern lets February 30 through; the schema no longer has format date-time,
+    # which is RFC 3339 alone, to check it).
+    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    if day > [31, 29 if leap else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1]:
+        return False
     seconds = days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second
     if m.group(7):
         seconds -= (1 if m.group(7) == "+" else -1) * (int(m.group(8)) * 3600 + int(m.group(9) or 0) * 60)
@@ -102,7 +107,7 @@ def judge(raw):
     if errors:
         return "schema: " + errors[0].message[:80]
     if isinstance(obj.get("timestamp"), str) and not in_utc_range(obj["timestamp"]):
-        return "timestamp outside years 0001-9999 in UTC"
+        return "timestamp not a real date, or outside years 0001-9999 in UTC"
     return None
 
 for line in sys.stdin:

@@ -446,6 +446,7 @@ struct EventParser {
     mutating func runJSON() {
         let first = p[pos]
         var emptyArray = false
+        var firstParsed = false
         do throws(Malformed) {
             if first == UInt8(ascii: "[") {
                 pos += 1
@@ -471,16 +472,14 @@ struct EventParser {
                     }
                 }
             } else if first == UInt8(ascii: "{") {
+                let firstStart = pos
                 try element()
-                if ndjsonAfterFirstObject() {
+                firstParsed = true
+                if ndjsonAfterFirstObject(from: firstStart) {
                     // NDJSON sent as application/json (curl's -H, a logging shipper): one event per
                     // line, as the type's body would have been read. It was refused whole, as
                     // malformed JSON, with every valid event in it (a contract review).
-                    discardOutput()
-                    eventIndex = 0
-                    pos = contentStart
-                    end = body.count
-                    runNDJSON()
+                    restartAsNDJSON()
                     return
                 }
             } else {
@@ -501,22 +500,53 @@ struct EventParser {
                 refuseTooMany()
                 return
             }
+            // NDJSON sent as application/json whose first line is broken: read by lines, as when a
+            // later line is (the good lines were refused with it, a review). Only when the first
+            // line alone looks like an object (``looksLikeNDJSON()``); else not JSON at all.
+            if first == UInt8(ascii: "{") && !firstParsed {
+                pos = contentStart
+                skipWhitespace()
+                if looksLikeNDJSON() {
+                    restartAsNDJSON()
+                    return
+                }
+            }
             // Not JSON: nothing of it is accepted.
             discardOutput()
             rejectBody(.malformedJSON, "the body is not valid JSON: \(error.message)")
         }
     }
 
-    /// Whether, after the body's first object, the next non-blank bytes start a new line: the
-    /// body is NDJSON, not one JSON value (checked only when something follows the object).
-    mutating func ndjsonAfterFirstObject() -> Bool {
+    /// Whether the body's first object (from `start` to `pos`) sits on one line and the next
+    /// non-blank bytes start a new line: the body is NDJSON, not one JSON value. A pretty-printed
+    /// first object is not: read by lines, it was cut into a rejection per line (a review).
+    func ndjsonAfterFirstObject(from start: Int) -> Bool {
         var i = pos
         var newline = false
         while i < end, isWhitespace(p[i]) {
             if p[i] == 0x0A { newline = true }
             i += 1
         }
-        return i < end && newline
+        guard i < end && newline else { return false }
+        // Only now (a body of more than one object): is the first on a line of its own, and does
+        // the next line look like one too (`{…}`)? A pretty-printed object on either side is not
+        // NDJSON, and was cut into a rejection per line (a review).
+        for j in start..<pos where p[j] == 0x0A { return false }
+        guard p[i] == UInt8(ascii: "{") else { return false }
+        var lineEnd = i
+        while lineEnd < end, p[lineEnd] != 0x0A { lineEnd += 1 }
+        var last = lineEnd - 1
+        while last > i, isWhitespace(p[last]) { last -= 1 }
+        return p[last] == UInt8(ascii: "}")
+    }
+
+    /// Reads the body again from its start as NDJSON, forgetting what the JSON reading made.
+    mutating func restartAsNDJSON() {
+        discardOutput()
+        eventIndex = 0
+        pos = contentStart
+        end = body.count
+        runNDJSON()
     }
 
     /// Forgets every event and rejection made so far: the body is rejected whole.

@@ -219,8 +219,10 @@ final class PartitionWriter: @unchecked Sendable {
     var redoFiles: [String] = []
     var dedup: DedupWindow
     let rollups: RollupAggregator?
-    /// Where the log's retention is held for this partition (the open hours' first record).
+    /// Where the log's retention is held for this partition (the open hours' first record), and
+    /// when that was last worked out.
     var heldFrom: Int64?
+    var holdCheckedAt = ContinuousClock.now
 
     /// Whether the record at `offset` is new to this writer (polls may repeat records after a seek).
     func accepts(_ offset: Int64) -> Bool {
@@ -304,6 +306,11 @@ final class DatasetWriter: @unchecked Sendable {
                     if let poll { try await handle(poll, consumer: consumer) }
                     for partition in partitions.values where isDue(partition) {
                         try await flush(partition, consumer: consumer)
+                    }
+                    // An idle pipeline flushes nothing, and its hold would stay on its last open
+                    // hour for as long as it is idle (a regression review): looked at each minute.
+                    for partition in partitions.values where partition.records.isEmpty && partition.holdCheckedAt.duration(to: .now) >= .seconds(60) {
+                        await holdRetention(partition)
                     }
                     // Batches close after seconds: 100 ms more to gather a trickle costs nothing.
                     await poll?.pauseIfFew(pause: .milliseconds(100))
@@ -806,6 +813,7 @@ final class DatasetWriter: @unchecked Sendable {
     /// Best effort, as the commit: a failure is said and retried at the next batch.
     private func holdRetention(_ writer: PartitionWriter) async {
         guard let rollups = writer.rollups else { return }
+        writer.holdCheckedAt = .now
         let held = Self.retentionHold(rollups: rollups, next: writer.next, now: WallClock.micros())
         // Written at every start, so that a hold an earlier run left is moved too.
         guard held != writer.heldFrom else { return }
@@ -986,7 +994,7 @@ final class DatasetWriter: @unchecked Sendable {
             // Error, not warning: the rollup files of the open hours, right until this restart, are
             // replaced by smaller ones (a probe: 2.9 M events where events/ held 11.7 M, after
             // restarts with a log retention of less than an hour of traffic).
-            logger.error("lake writer: the log no longer holds the open hours' first records; their rollups are rebuilt from what it holds and will count less than events/ (use the SQL over events/ for those hours, docs/lake.md; on Kafka, keep the topic's retention above two hours of traffic)", metadata: [
+            logger.error("lake writer: the log no longer holds the open hours' first records; their rollups are rebuilt from what it holds and may count less than events/ (use the SQL over events/ for those hours, docs/lake.md; on Kafka, keep the topic's retention above two hours of traffic)", metadata: [
                 "log.partition": "\(writer.partition)", "lake.rollup_from": "\(rollupStart)", "log.first_kept": "\(kept)",
             ])
         }

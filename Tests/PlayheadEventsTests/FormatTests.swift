@@ -65,6 +65,16 @@ import PlayheadEvents
         #expect(mixedSink.accepted.map(\.index) == [1, 3] && mixedSink.rejected.count == 2)
         // One object and blank lines after it is one object.
         #expect(decode("\(a)\n\n", format: .json).outcome.accepted == 1)
+        // A broken first line: the lines after it are still read (they were refused with it).
+        let (brokenFirst, _) = decode("{\"event_id\": bad}\n\(a)\n", format: .json)
+        #expect(brokenFirst.accepted == 1 && brokenFirst.errors.map(\.index) == [0], "\(brokenFirst.errors)")
+        // A pretty-printed object followed by another is not NDJSON: refused whole, as before,
+        // rather than cut into a rejection per line; so is a stream of them (what `jq .` prints).
+        for body in ["\(pretty)\n\(c)", "\(c)\n\(pretty)", "\(pretty)\n\(pretty)\n"] {
+            let (o, sink) = decode(body, format: .json)
+            let reasons = o.errors.map { $0.reason }
+            #expect(o.accepted == 0 && reasons == [RejectionReason.malformedJSON] && sink.rejected.count == 1, "\(o.errors.prefix(3))")
+        }
     }
 
     @Test func eventIDOfAWrongTypeIsNotReported() {
