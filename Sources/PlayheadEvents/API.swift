@@ -61,7 +61,7 @@ public struct RejectionReason: Hashable, Sendable, RawRepresentable, CustomStrin
     public static let invalidType = RejectionReason(rawValue: "invalid_type")
     /// A field has the right type but a value outside its domain (enum, empty id, integer overflow).
     public static let invalidValue = RejectionReason(rawValue: "invalid_value")
-    /// `timestamp` is not an ISO 8601 date-time of the accepted forms (``RFC3339``).
+    /// `timestamp` is not an ISO 8601 date-time of the accepted forms (``EventTimestamp``).
     public static let invalidTimestamp = RejectionReason(rawValue: "invalid_timestamp")
     /// `duration_seconds` or `current_timestamp` is negative.
     public static let negativeNumber = RejectionReason(rawValue: "negative_number")

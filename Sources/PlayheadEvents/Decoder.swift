@@ -517,9 +517,10 @@ struct EventParser {
         }
     }
 
-    /// Whether the body's first object (from `start` to `pos`) sits on one line and the next
-    /// non-blank bytes start a new line: the body is NDJSON, not one JSON value. A pretty-printed
-    /// first object is not: read by lines, it was cut into a rejection per line (a review).
+    /// Whether the body is NDJSON rather than one JSON value: more follows the first object (from
+    /// `start` to `pos`) on a new line, the first object sits on one line, and the next line is a
+    /// `{…}` of its own too. A pretty-printed object on either side is not NDJSON: read by lines,
+    /// it was cut into a rejection per line (a review).
     func ndjsonAfterFirstObject(from start: Int) -> Bool {
         var i = pos
         var newline = false
@@ -528,9 +529,7 @@ struct EventParser {
             i += 1
         }
         guard i < end && newline else { return false }
-        // Only now (a body of more than one object): is the first on a line of its own, and does
-        // the next line look like one too (`{…}`)? A pretty-printed object on either side is not
-        // NDJSON, and was cut into a rejection per line (a review).
+        // Only now, with more than one value in the body: the lines.
         for j in start..<pos where p[j] == 0x0A { return false }
         guard p[i] == UInt8(ascii: "{") else { return false }
         var lineEnd = i
@@ -1552,9 +1551,9 @@ struct EventParser {
             if span.escaped {
                 var bytes: [UInt8] = []
                 appendUnescaped(span, to: &bytes)
-                parsed = bytes.withUnsafeBytes { RFC3339.parseMicros($0) }
+                parsed = bytes.withUnsafeBytes { EventTimestamp.parseMicros($0) }
             } else {
-                parsed = RFC3339.parseMicros(p + span.start, span.end - span.start)
+                parsed = EventTimestamp.parseMicros(p + span.start, span.end - span.start)
             }
             if let parsed {
                 timestamp = parsed
@@ -1564,7 +1563,7 @@ struct EventParser {
                 let text = String(decoding: bytes.prefix(64), as: UTF8.self)
                 error = FieldError(
                     reason: .invalidTimestamp, field: "timestamp",
-                    message: "timestamp \"\(text)\" \(RFC3339.problem(with: text)); an ISO 8601 date-time is needed, such as 2024-05-01T12:00:00.250Z"
+                    message: "timestamp \"\(text)\" \(EventTimestamp.problem(with: text)); an ISO 8601 date-time is needed, such as 2024-05-01T12:00:00.250Z"
                 )
             }
         }

@@ -322,10 +322,10 @@ public struct EventRecordView {
     /// took the partition (a probe, 2026-12-04), and a string that is not UTF-8 or an `extra` that
     /// is not JSON made DuckDB refuse every query over the lake that read the column.
     private func contentProblem(stringsFrom stringsStart: Int) -> String? {
-        guard RFC3339.isWithinYears(micros: timestampMicros) else {
+        guard EventTimestamp.isWithinYears(micros: timestampMicros) else {
             return "timestamp \(timestampMicros) µs since 1970 is outside years 0001-9999"
         }
-        guard RFC3339.isWithinYears(micros: receivedAtMicros) else {
+        guard EventTimestamp.isWithinYears(micros: receivedAtMicros) else {
             return "received_at \(receivedAtMicros) µs since 1970 is outside years 0001-9999"
         }
         guard durationSeconds >= 0 else { return "duration_seconds \(durationSeconds) is negative" }
@@ -534,7 +534,7 @@ public struct RejectedRecordView {
         rawSlice = try r.slice()
         guard r.offset == value.count else { throw RecordFormatError("\(value.count - r.offset) bytes left over") }
         // As for event records (``EventRecordView``): what the edge never writes, from another producer.
-        guard RFC3339.isWithinYears(micros: receivedAtMicros) else {
+        guard EventTimestamp.isWithinYears(micros: receivedAtMicros) else {
             throw RecordFormatError("received_at \(receivedAtMicros) µs since 1970 is outside years 0001-9999")
         }
         for slice in [reasonSlice, fieldSlice, messageSlice, eventIDSlice] where !UTF8Validation.isValid(bytes[slice: slice]) {

@@ -15,12 +15,13 @@ public enum WallClock {
     }
 }
 
-/// RFC 3339 date-times, `YYYY-MM-DD(T|t| )HH:MM:SS[.fraction](Z|z|±HH:MM)`, and the ISO 8601 forms
-/// that SDKs send beside them: an offset as `±HHMM` (Java's and Android's `SimpleDateFormat` with
-/// `Z`) or `±HH`, and no offset at all, which is taken as UTC (as BigQuery and Spark's default
-/// zone take it; Python's `datetime.utcnow().isoformat()` writes that form). Until 2026-12-06 only
-/// RFC 3339 was accepted, and a whole fleet's events went to `rejected/` (a contract review).
-public enum RFC3339 {
+/// Event timestamps: RFC 3339 date-times, `YYYY-MM-DD(T|t| )HH:MM:SS[.fraction](Z|z|±HH:MM)`, and
+/// the ISO 8601 forms that SDKs send beside them: an offset as `±HHMM` (Java's and Android's
+/// `SimpleDateFormat` with `Z`) or `±HH`, and no offset at all, which is taken as UTC (as BigQuery
+/// and Spark's default zone take it; Python's `datetime.utcnow().isoformat()` writes that form). Until 2026-12-06 only
+/// RFC 3339 was accepted, and a whole fleet's events went to `rejected/` (a contract review); this
+/// type was named `RFC3339` then.
+public enum EventTimestamp {
     /// Microseconds since the Unix epoch (UTC), or nil when `bytes` is not such a date-time.
     /// Fractions past microseconds are truncated; second 60 (a leap second) is accepted and
     /// counted as the first second of the next minute.

@@ -192,7 +192,7 @@ enum LakePaths {
         }
         let day = path[date.upperBound..<hour.lowerBound]
         let hh = path[hour.upperBound...].prefix(2)
-        return RFC3339.parseMicros("\(day)T\(hh):00:00Z")
+        return EventTimestamp.parseMicros("\(day)T\(hh):00:00Z")
     }
 
     /// `<dataset>/date=…/hour=…/p<partition>-<from>-<to>.parquet`: named by the log range it holds,

@@ -287,7 +287,7 @@ public protocol LogBackend: Sendable {
     func writeNote(_ name: String, _ contents: [UInt8]) throws(LogError)
     /// Keeps `topic`'s records from `offsets` on (by partition) from the log's retention, for
     /// `holder`: records a consumer has committed past but will read again after a restart (the
-    /// lake writer's deduplication window and open hours' rollups). The embedded log keeps them as
+    /// lake writer's open hours, whose rollups it rebuilds from them). The embedded log keeps them as
     /// it keeps what a group has not committed past, whatever its age and size limits (and the
     /// clock) say; a later call moves the hold. Kafka's retention is the broker's: nothing there.
     /// Blocking, as ``readNote(_:)``.

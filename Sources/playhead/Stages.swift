@@ -238,9 +238,9 @@ struct ImportCommand: AsyncParsableCommand {
         guard !files.isEmpty else { throw ValidationError("name at least one NDJSON file to import") }
         guard batchEvents > 0 else { throw ValidationError("--batch-events must be positive") }
         guard dedupWindow >= 0 else { throw ValidationError("--dedup-window must not be negative") }
-        if let receivedAt, RFC3339.parseMicros(receivedAt) == nil {
+        if let receivedAt, EventTimestamp.parseMicros(receivedAt) == nil {
             // The same words as for an event's timestamp (an out-of-range year is not a bad form).
-            throw ValidationError("--received-at: '\(receivedAt)' \(RFC3339.problem(with: receivedAt)) (for example 2026-11-25T06:00:00Z)")
+            throw ValidationError("--received-at: '\(receivedAt)' \(EventTimestamp.problem(with: receivedAt)) (for example 2026-11-25T06:00:00Z)")
         }
     }
 
@@ -285,7 +285,7 @@ struct ImportCommand: AsyncParsableCommand {
         var failed = false
         var interrupted = false
         // One received_at for the whole run (the files of one run land in one hour).
-        let now = receivedAt.flatMap(RFC3339.parseMicros) ?? WallClock.micros()
+        let now = receivedAt.flatMap(EventTimestamp.parseMicros) ?? WallClock.micros()
         for (index, file) in files.enumerated() {
             if let signal = importer.interruption.signal {
                 let left = files[index...].map { "'\($0)'" }.joined(separator: ", ")

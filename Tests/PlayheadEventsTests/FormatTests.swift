@@ -195,7 +195,7 @@ func storedIPAddress(json: String, policy: IPAddressPolicy, client: String? = ni
 }
 
 @Suite struct TimestampTests {
-    func micros(_ s: String) -> Int64? { RFC3339.parseMicros(s) }
+    func micros(_ s: String) -> Int64? { EventTimestamp.parseMicros(s) }
 
     @Test func knownInstants() {
         #expect(micros("1970-01-01T00:00:00Z") == 0)
@@ -211,16 +211,16 @@ func storedIPAddress(json: String, policy: IPAddressPolicy, client: String? = ni
         #expect(micros("2000-02-29T00:00:00Z") != nil)
         #expect(micros("1900-02-29T00:00:00Z") == nil)
         // Years 0001-9999 in UTC, where an offset or a leap second can carry a date past either end.
-        #expect(micros("0001-01-01T00:00:00Z") == RFC3339.earliestSeconds * 1_000_000)
-        #expect(micros("9999-12-31T23:59:59.999999Z") == RFC3339.latestSeconds * 1_000_000 + 999_999)
+        #expect(micros("0001-01-01T00:00:00Z") == EventTimestamp.earliestSeconds * 1_000_000)
+        #expect(micros("9999-12-31T23:59:59.999999Z") == EventTimestamp.latestSeconds * 1_000_000 + 999_999)
         #expect(micros("9999-12-31T23:59:59.999999+00:01") != nil)
         for outside in ["0000-12-31T23:59:59Z", "9999-12-31T23:59:60Z", "9999-12-31T23:59:59-00:01", "0001-01-01T00:00:00+00:01",
                         "0000-01-01T00:00:00+23:59"] {
             #expect(micros(outside) == nil, "\(outside)")
-            #expect(RFC3339.problem(with: outside) == "is outside years 0001-9999 in UTC", "\(outside)")
+            #expect(EventTimestamp.problem(with: outside) == "is outside years 0001-9999 in UTC", "\(outside)")
         }
         #expect(micros("2024-05-01T12:00:00") == micros("2024-05-01T12:00:00Z"))
-        #expect(RFC3339.problem(with: "2024-05-01T12:00:00Zx").hasPrefix("is not of the form"))
+        #expect(EventTimestamp.problem(with: "2024-05-01T12:00:00Zx").hasPrefix("is not of the form"))
         // A leap second counts as the next minute's first second.
         #expect(micros("2016-12-31T23:59:60Z") == micros("2017-01-01T00:00:00Z"))
         #expect(micros("2024-05-02T00:30:00+00:30") == micros("2024-05-02T00:00:00Z"))
@@ -406,8 +406,8 @@ func storedIPAddress(json: String, policy: IPAddressPolicy, client: String? = ni
         }
         #expect(problem(good) == nil)
         var limits = good
-        limits.timestampMicros = RFC3339.earliestSeconds * 1_000_000
-        limits.receivedAtMicros = RFC3339.latestSeconds * 1_000_000 + 999_999
+        limits.timestampMicros = EventTimestamp.earliestSeconds * 1_000_000
+        limits.receivedAtMicros = EventTimestamp.latestSeconds * 1_000_000 + 999_999
         limits.currentTimestamp = 1e12
         limits.durationSeconds = .max
         limits.extra = " {} "
@@ -415,7 +415,7 @@ func storedIPAddress(json: String, policy: IPAddressPolicy, client: String? = ni
         limits.extra = "{}"
         #expect(problem(limits) == nil)
         var cases: [(EventRecordFields, String)] = []
-        for micros in [Int64.min, -(1 << 62), RFC3339.earliestSeconds * 1_000_000 - 1, RFC3339.latestSeconds * 1_000_000 + 1_000_000, 1 << 62, .max] {
+        for micros in [Int64.min, -(1 << 62), EventTimestamp.earliestSeconds * 1_000_000 - 1, EventTimestamp.latestSeconds * 1_000_000 + 1_000_000, 1 << 62, .max] {
             var f = good
             f.timestampMicros = micros
             cases.append((f, "timestamp \(micros) µs since 1970 is outside years 0001-9999"))

@@ -36,7 +36,7 @@ import PlayheadEvents
         let f = try #require(try sink.fields().first)
         #expect(f.eventID == "e-1")
         #expect(f.eventType == "play")
-        #expect(f.timestampMicros == RFC3339.parseMicros("2024-05-01T12:00:00Z")! + 250_000)
+        #expect(f.timestampMicros == EventTimestamp.parseMicros("2024-05-01T12:00:00Z")! + 250_000)
         #expect(f.receivedAtMicros == testReceivedAt)
         #expect(f.userID == "user_1")
         #expect(f.deviceID == "device_1")
@@ -475,28 +475,28 @@ import PlayheadEvents
             ("yesterday", "is not of the form YYYY-MM-DDThh:mm:ss[.fraction] followed by Z, ±hh:mm, ±hhmm, ±hh or nothing (UTC)"),
         ]
         for (text, problem) in why {
-            #expect(RFC3339.parseMicros(text) == nil, "\(text)")
-            #expect(RFC3339.problem(with: text) == problem, "\(text)")
+            #expect(EventTimestamp.parseMicros(text) == nil, "\(text)")
+            #expect(EventTimestamp.problem(with: text) == problem, "\(text)")
         }
     }
 
     @Test("the ISO 8601 forms SDKs send beside RFC 3339: ±hhmm and ±hh offsets, and none (UTC)")
     func isoTimestampForms() {
-        let utc = RFC3339.parseMicros("2024-05-01T12:00:00Z")
+        let utc = EventTimestamp.parseMicros("2024-05-01T12:00:00Z")
         #expect(utc == 1_714_564_800_000_000)
         // Java's and Android's SimpleDateFormat ("…SSSZ"), a bare hour offset, Python's utcnow().isoformat().
         for text in ["2024-05-01T12:00:00+0000", "2024-05-01T12:00:00-0000", "2024-05-01T12:00:00+00", "2024-05-01T12:00:00",
                      "2024-05-01T17:30:00+0530", "2024-05-01T17:30:00+05:30", "2024-05-01T07:00:00-05", "2024-05-01 12:00:00"] {
-            #expect(RFC3339.parseMicros(text) == utc, "\(text)")
+            #expect(EventTimestamp.parseMicros(text) == utc, "\(text)")
             let (o, _) = decode(event(["timestamp": "\"\(text)\""]))
             #expect(o.accepted == 1, "\(text): \(o.errors)")
         }
-        #expect(RFC3339.parseMicros("2024-05-01T12:00:00.123456") == utc! + 123_456)
-        #expect(RFC3339.parseMicros("2024-05-01T12:00:00.5+0100") == utc! - 3_600_000_000 + 500_000)
+        #expect(EventTimestamp.parseMicros("2024-05-01T12:00:00.123456") == utc! + 123_456)
+        #expect(EventTimestamp.parseMicros("2024-05-01T12:00:00.5+0100") == utc! - 3_600_000_000 + 500_000)
         // The range is still years 0001-9999 in UTC, whatever the form.
-        #expect(RFC3339.parseMicros("0001-01-01T00:00:00") == RFC3339.earliestSeconds * 1_000_000)
-        #expect(RFC3339.parseMicros("0001-01-01T00:00:00+01") == nil)
-        #expect(RFC3339.parseMicros("9999-12-31T23:59:59-0001") == nil)
+        #expect(EventTimestamp.parseMicros("0001-01-01T00:00:00") == EventTimestamp.earliestSeconds * 1_000_000)
+        #expect(EventTimestamp.parseMicros("0001-01-01T00:00:00+01") == nil)
+        #expect(EventTimestamp.parseMicros("9999-12-31T23:59:59-0001") == nil)
     }
 
     @Test func everyReasonIsProduced() {
