@@ -53,7 +53,7 @@ public final class LakeImporter: Sendable {
     private let logger: Logger
     /// Set from a signal handler (`playhead import` on SIGINT or SIGTERM): the file being imported
     /// stops at its next chunk and is taken out of the lake again, as a file cut off is.
-    public let interruption = ImportInterruption()
+    public let interruption = Interruption()
 
     /// The bytes of NDJSON decoded at a time.
     static let chunkBytes = 8 * 1024 * 1024
@@ -1111,13 +1111,14 @@ final class LeaseKeeper: Sendable {
     }
 }
 
-/// A request to stop an import, from a signal handler.
-public final class ImportInterruption: Sendable {
+/// A request to stop, from a signal handler: an import's (``LakeImporter/interruption``), and
+/// `log dump --follow`'s.
+public final class Interruption: Sendable {
     private let received = Mutex<Int32?>(nil)
 
     public init() {}
 
-    /// Asks the import in progress to stop (the first signal is kept).
+    /// Asks what runs to stop (the first signal is kept).
     public func request(signal: Int32) {
         received.withLock { if $0 == nil { $0 = signal } }
     }
@@ -1126,7 +1127,7 @@ public final class ImportInterruption: Sendable {
     public var signal: Int32? { received.withLock { $0 } }
 }
 
-/// An import stopped by ``ImportInterruption``.
+/// An import stopped by ``Interruption``.
 struct ImportInterrupted: Error, CustomStringConvertible {
     var signal: Int32
     var description: String { "interrupted by \(signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : "signal \(signal)")" }

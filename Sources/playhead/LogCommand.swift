@@ -2,8 +2,8 @@ import ArgumentParser
 import Foundation
 import Logging
 import PlayheadEvents
+import PlayheadLake
 import PlayheadLog
-import Synchronization
 
 /// `playhead log …`: operator tools for the log.
 struct LogCommand: AsyncParsableCommand {
@@ -79,8 +79,8 @@ struct LogDumpCommand: AsyncParsableCommand {
         // --follow runs until SIGINT or SIGTERM, which end it as they end the servers: what was
         // read is printed and it exits 0 (it died by the signal, status 130 or 143, a contract
         // review). A second signal ends it at once.
-        let stop = StopRequest()
-        let interrupts = follow ? Signals.onInterrupt { _ in stop.requested.store(true, ordering: .relaxed) } : []
+        let stop = Interruption()
+        let interrupts = follow ? Signals.onInterrupt { stop.request(signal: $0) } : []
         defer { for source in interrupts { source.cancel() } }
         // --follow on a folder no writer has made a log in waits, and says so (a typo waited
         // silently). It waits for the folder too, rather than make it: a mistyped path left an
@@ -89,7 +89,7 @@ struct LogDumpCommand: AsyncParsableCommand {
         if follow, !storage.logLocation.hasPrefix("kafka://") {
             let folder = try OpenedLog.embeddedDirectory(storage.logLocation)
             while !FileManager.default.fileExists(atPath: folder) {
-                if stop.requested.load(ordering: .relaxed) { return }
+                if stop.signal != nil { return }
                 if !waited {
                     logger.warning("no log has been written at \(folder) yet (the folder does not exist): waiting for a writer (`playhead ingest` with this --data-dir or --log); check the path")
                     waited = true
@@ -116,7 +116,7 @@ struct LogDumpCommand: AsyncParsableCommand {
         var skipped = 0
         do {
             loop: while limit.map({ printed < $0 }) ?? true {
-                if stop.requested.load(ordering: .relaxed) { break }
+                if stop.signal != nil { break }
                 let poll = try await consumer.poll(maxRecords: 10_000, timeout: .milliseconds(follow ? 1000 : 300))
                 if !poll.batches.isEmpty { lastProgress = .now }
                 for batch in poll.batches {
@@ -337,9 +337,4 @@ enum LogRecordJSON {
         line.append(contentsOf: Array(fields.utf8))
         line.append(UInt8(ascii: "}"))
     }
-}
-
-/// Set from a signal handler, read by the loop it ends.
-final class StopRequest: Sendable {
-    let requested = Atomic<Bool>(false)
 }
