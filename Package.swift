@@ -6,10 +6,10 @@
 //
 //   PlayheadEvents   the event: schemas, fast decoder, validation, binary record codec  -> CPlayhead (SSE2 string scan)
 //   PlayheadLog      the log interface + the embedded segment log (bytes in, bytes out)  -> CPlayhead (CRC-32C)
-//   PlayheadIngest   the HTTP edge                                          -> PlayheadEvents, PlayheadLog, PlayheadMetrics, Gzip, CDeflate
+//   PlayheadIngest   the HTTP edge                                          -> PlayheadEvents, PlayheadLog, PlayheadMetrics, Gzip
 //   CZstd, Parquet   the Parquet writer (no Playhead dependency)
-//   CZlib, Gzip      gzip decoding: several members, cut-off data an error (no Playhead dependency)
-//   CDeflate         libdeflate: the edge's whole-buffer gzip decoding (Gzip's zlib decoder explains failures)
+//   CZlib, CDeflate, Gzip  gzip decoding: several members, cut-off data an error; a whole body with
+//                    libdeflate, explained by zlib when refused (no Playhead dependency)
 //   S3               SigV4 signer and S3 client (no Playhead dependency)
 //   CRdKafka, RdKafka  the librdkafka wrapper (no Playhead dependency)
 //   PlayheadKafka    the Kafka log backend                                  -> PlayheadLog, RdKafka
@@ -69,7 +69,7 @@ let package = Package(
         ),
         .target(
             name: "Gzip",
-            dependencies: ["CZlib"],
+            dependencies: ["CZlib", "CDeflate", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -149,7 +149,7 @@ let package = Package(
         .target(
             name: "PlayheadIngest",
             dependencies: [
-                "PlayheadEvents", "PlayheadLog", "PlayheadMetrics", "Gzip", "CDeflate",
+                "PlayheadEvents", "PlayheadLog", "PlayheadMetrics", "Gzip",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -282,7 +282,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "RdKafkaTests", dependencies: ["RdKafka", "PlayheadTestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "PlayheadEventsTests", dependencies: ["PlayheadEvents", "PlayheadTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "PlayheadEventsTests", dependencies: ["PlayheadEvents", "PlayheadTestSupport", "FuzzChecks"], swiftSettings: swiftSettings),
         .testTarget(name: "PlayheadLogTests", dependencies: ["PlayheadLog", "PlayheadTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "PlayheadIngestTests",
@@ -335,6 +335,9 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // MARK: Fuzzing (docs/fuzzing.md)
+        // The properties every input must keep; the fuzzer's driver and the corpus tests call them.
+        .target(name: "FuzzChecks", dependencies: ["PlayheadEvents", "Gzip"], path: "Fuzz/Checks", swiftSettings: swiftSettings),
         .testTarget(name: "DeployTests", dependencies: ["PlayheadTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "EndToEndTests",
@@ -343,6 +346,19 @@ let package = Package(
         ),
     ]
 )
+
+// The libFuzzer driver, only for `scripts/fuzz` (PLAYHEAD_FUZZ=1 and `-sanitize=fuzzer,address`):
+// an ordinary build could not link it (libFuzzer is linked in only by `-sanitize=fuzzer`).
+if Context.environment["PLAYHEAD_FUZZ"] == "1" {
+    package.targets.append(.systemLibrary(name: "CFuzzer", path: "Fuzz/CFuzzer"))
+    package.targets.append(
+        .executableTarget(
+            name: "playhead-fuzz", dependencies: ["FuzzChecks", "CFuzzer"], path: "Fuzz/Driver",
+            swiftSettings: swiftSettings + [.unsafeFlags(["-parse-as-library"])]
+        )
+    )
+    package.products.append(.executable(name: "playhead-fuzz", targets: ["playhead-fuzz"]))
+}
 
 // Faster iteration on one module: `PLAYHEAD_ONLY=Parquet,ParquetTests,CZstd,PlayheadTestSupport swift test`
 // builds and tests only the listed targets (list every in-package target they depend on).

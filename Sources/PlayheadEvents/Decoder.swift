@@ -1069,9 +1069,12 @@ struct EventParser {
         }
     }
 
-    /// Whether `bytes` are one JSON object with valid strings, at most 1,024 deep (what a record's
-    /// `extra` holds: the members the schema does not define, as the sender wrote them).
-    static func isJSONObject(_ bytes: UnsafeRawBufferPointer) -> Bool {
+    /// Whether `bytes` can be a record's `extra`: what the edge writes there, the members of an event
+    /// that the schema does not define, as the sender wrote them. One JSON object with valid strings,
+    /// at most 1,024 deep, whose keys (compared unescaped) are neither fields of the schema nor
+    /// repeated: such an event is rejected (`duplicate_field`), so its record printed by `log dump`
+    /// or `log salvage` and imported again would be refused (found by `scripts/fuzz records`).
+    static func isExtraObject(_ bytes: UnsafeRawBufferPointer) -> Bool {
         guard bytes.first == UInt8(ascii: "{") else { return false }
         var configuration = EventDecoderConfiguration()
         configuration.maxNestingDepth = 1024
@@ -1082,12 +1085,42 @@ struct EventParser {
             if parser.outCapacity > 0 { parser.out.deallocate() }
         }
         do {
-            try parser.skipValue(depth: 1)
+            try parser.extraMembers()
         } catch {
             return false
         }
         parser.skipWhitespace()
         return parser.error == nil && parser.pos == parser.end
+    }
+
+    /// Reads an object's members as unknown fields (``noteUnknown``), and notes an error for a key
+    /// of the schema.
+    mutating func extraMembers() throws(Malformed) {
+        pos += 1
+        skipWhitespace()
+        if pos < end, p[pos] == UInt8(ascii: "}") {
+            pos += 1
+            return
+        }
+        while error == nil {
+            skipWhitespace()
+            guard pos < end, p[pos] == UInt8(ascii: "\"") else { throw Malformed(message: "expected a key at byte \(pos)") }
+            let keyQuote = pos
+            var badKey = false
+            let key = try scanString(badUTF8: &badKey)
+            let keyEnd = pos
+            try expect(UInt8(ascii: ":"), "':'")
+            if badKey { noteError(.invalidUTF8, field: nil, "a key is not valid UTF-8") }
+            unescape(key, into: &keyScratch)
+            if let field = keyScratch.withUnsafeBufferPointer({ $0.isEmpty ? nil : Field.lookup($0.baseAddress!, $0.count) }) {
+                noteError(.duplicateField, field: field.name, "the field \(field.name) is a field of the schema")
+            }
+            skipWhitespace()
+            let valueStart = pos
+            try skipValue(depth: 2)
+            if !badKey { noteUnknown(key: key, keyQuote: keyQuote, keyEnd: keyEnd, valueStart: valueStart) }
+            if try memberEndsObject() { return }
+        }
     }
 
     /// Skips a container nested too deep without recursion (brackets counted, strings scanned).
@@ -1189,16 +1222,22 @@ struct EventParser {
                 try skipValue(depth: 2)
                 if !badKey { noteUnknown(key: key, keyQuote: keyQuote, keyEnd: keyEnd, valueStart: valueStart) }
             }
-            skipWhitespace()
-            guard pos < end else { throw Malformed(message: "the object is not closed") }
-            if p[pos] == UInt8(ascii: ",") {
-                pos += 1
-                continue
-            }
-            guard p[pos] == UInt8(ascii: "}") else { throw Malformed(message: "expected ',' or '}' at byte \(pos)") }
-            pos += 1
-            return
+            if try memberEndsObject() { return }
         }
+    }
+
+    /// After an object's member: true at the object's closing brace, false at a comma (both passed).
+    @inline(__always)
+    mutating func memberEndsObject() throws(Malformed) -> Bool {
+        skipWhitespace()
+        guard pos < end else { throw Malformed(message: "the object is not closed") }
+        if p[pos] == UInt8(ascii: ",") {
+            pos += 1
+            return false
+        }
+        guard p[pos] == UInt8(ascii: "}") else { throw Malformed(message: "expected ',' or '}' at byte \(pos)") }
+        pos += 1
+        return true
     }
 
     mutating func noteUnknown(key: StringSpan, keyQuote: Int, keyEnd: Int, valueStart: Int) {

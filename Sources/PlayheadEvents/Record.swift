@@ -353,8 +353,8 @@ public struct EventRecordView {
         guard let content = contentTypeBytes.baseAddress?.assumingMemoryBound(to: UInt8.self),
             KnownValues.contentType(content, contentTypeBytes.count) != nil
         else { return "content_type \"\(makeString(UnsafeRawBufferPointer(rebasing: contentTypeBytes.prefix(64))))\" is not one of \(KnownValues.contentTypeStrings.joined(separator: ", "))" }
-        if flags & RecordBytes.flagExtra != 0, !EventParser.isJSONObject(bytes[slice: extraSlice]) {
-            return "extra is not a JSON object"
+        if flags & RecordBytes.flagExtra != 0, !EventParser.isExtraObject(bytes[slice: extraSlice]) {
+            return "extra is not a JSON object of fields the schema does not define, each once"
         }
         return nil
     }

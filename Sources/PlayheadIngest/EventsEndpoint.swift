@@ -1,4 +1,3 @@
-import CDeflate
 import Gzip
 import Logging
 import NIOConcurrencyHelpers
@@ -151,7 +150,7 @@ public final class EventsEndpoint: Sendable {
             let maxBodyBytes = configuration.maxBodyBytes
             let compressed = request.body
             return threadPool.runIfActive(eventLoop: eventLoop) {
-                try Self.gunzip(compressed, maxBytes: maxBodyBytes)
+                try compressed.withUnsafeReadableBytes { try GzipBody.decode($0, maxBytes: maxBodyBytes) }
             }.flatMap { body in
                 // The decoded body counts too: only the compressed bytes did, and a flood of gzip
                 // bodies under an 8 MiB budget held 510 MB (a probe, 2026-12-04; 97 MB plain).
@@ -161,7 +160,7 @@ public final class EventsEndpoint: Sendable {
                 }
                 return self.process(body, format: format, receivedAt: receivedAt, client: client, on: eventLoop, releasing: decoded)
             }.flatMapError { error in
-                guard let failure = error as? GzipFailure else { return eventLoop.makeFailedFuture(error) }
+                guard let failure = error as? GzipBody.Failure else { return eventLoop.makeFailedFuture(error) }
                 return self.gzipFailed(failure, raw: compressed, receivedAt: receivedAt, on: eventLoop)
             }.always { _ in self.inFlightBytes.release(wireBytes) }
         }
@@ -180,89 +179,8 @@ public final class EventsEndpoint: Sendable {
         )
     }
 
-    private struct GzipFailure: Error {
-        var tooLarge: Bool
-        var message: String
-    }
-
-    /// Every member of the body (a client may concatenate them), and an error for a body cut off
-    /// inside one or followed by bytes that are not gzip: nothing the client sent is dropped silently.
-    ///
-    /// libdeflate decodes the body in one go, at about 1.7 times zlib's speed (it also checks each
-    /// member's CRC-32 and length). It says only that bad data is bad, so a body it refuses is
-    /// decoded again by zlib's streaming decoder, which says where and why.
-    static func gunzip(_ compressed: ByteBuffer, maxBytes: Int) throws -> ByteBuffer {
-        if let output = try gunzipWhole(compressed, maxBytes: maxBytes) { return output }
-        return try gunzipExplaining(compressed, maxBytes: maxBytes)
-    }
-
-    /// The body decoded by libdeflate, nil when it is not valid gzip.
-    private static func gunzipWhole(_ compressed: ByteBuffer, maxBytes: Int) throws -> ByteBuffer? {
-        guard let decompressor = libdeflate_alloc_decompressor() else { return nil }
-        defer { libdeflate_free_decompressor(decompressor) }
-        return try compressed.withUnsafeReadableBytes { input throws -> ByteBuffer? in
-            // No bytes at all is not gzip either ("no gzip data").
-            guard let base = input.baseAddress, !input.isEmpty else { return nil }
-            // A member ends with its decoded length (mod 2^32): with one member, the exact size.
-            var trailerSize = 0
-            if input.count >= 18 {
-                trailerSize = (0..<4).reduce(0) { $0 | Int(input[input.count - 4 + $1]) << (8 * $1) }
-            }
-            let guess = trailerSize > 0 && trailerSize <= maxBytes ? trailerSize : input.count * 4
-            var output = ByteBufferAllocator().buffer(capacity: min(maxBytes, max(4096, guess)))
-            var position = 0
-            while position < input.count {
-                var result = LIBDEFLATE_SUCCESS
-                var used = 0
-                let room = maxBytes - output.readableBytes
-                var offered = 0
-                output.writeWithUnsafeMutableBytes(minimumWritableBytes: 0) { space in
-                    var produced = 0
-                    offered = min(space.count, room)
-                    result = libdeflate_gzip_decompress_ex(
-                        decompressor, base + position, input.count - position, space.baseAddress, offered, &used, &produced
-                    )
-                    return result == LIBDEFLATE_SUCCESS ? produced : 0
-                }
-                switch result {
-                case LIBDEFLATE_SUCCESS:
-                    position += used
-                case LIBDEFLATE_INSUFFICIENT_SPACE:
-                    if offered >= room {
-                        throw GzipFailure(tooLarge: true, message: "the body is larger than \(maxBytes) bytes once gzip-decoded")
-                    }
-                    // Decoded again from the member's start, with room for more, up to the limit.
-                    output.reserveCapacity(min(maxBytes, max(output.capacity * 4, 4096)))
-                default:
-                    return nil
-                }
-            }
-            return output
-        }
-    }
-
-    /// The body decoded by zlib's streaming decoder, or the reason it is not valid gzip.
-    private static func gunzipExplaining(_ compressed: ByteBuffer, maxBytes: Int) throws -> ByteBuffer {
-        var output = ByteBufferAllocator().buffer(capacity: min(maxBytes, max(4096, compressed.readableBytes * 4)))
-        do {
-            let decoder = try GzipDecoder(chunkBytes: 64 << 10)  // under malloc's mmap threshold
-            try compressed.withUnsafeReadableBytes { input in
-                try decoder.decode(input) { chunk in
-                    guard output.readableBytes + chunk.count <= maxBytes else {
-                        throw GzipFailure(tooLarge: true, message: "the body is larger than \(maxBytes) bytes once gzip-decoded")
-                    }
-                    output.writeBytes(chunk)
-                }
-            }
-            try decoder.finish()
-        } catch let error as GzipDecoder.Error {
-            throw GzipFailure(tooLarge: false, message: "the body is not valid gzip: \(error.message)")
-        }
-        return output
-    }
-
     private func gzipFailed(
-        _ failure: GzipFailure, raw: ByteBuffer, receivedAt: Int64, on eventLoop: any EventLoop
+        _ failure: GzipBody.Failure, raw: ByteBuffer, receivedAt: Int64, on eventLoop: any EventLoop
     ) -> EventLoopFuture<HTTPResponse> {
         if failure.tooLarge {
             metrics.shed(reason: "body_too_large")

@@ -1,24 +1,10 @@
+import FuzzChecks
 import PlayheadEvents
 
 /// Collects what the decoder hands over, as values.
-struct CollectingSink: EventSink {
-    struct Accepted {
-        var index: Int
-        var key: [UInt8]
-        var dimensions: EventDimensions
-        var record: [UInt8]
-    }
-    var accepted: [Accepted] = []
-    var rejected: [(error: EventValidationError, record: [UInt8])] = []
+typealias CollectingSink = FuzzSink
 
-    mutating func accepted(index: Int, key: UnsafeRawBufferPointer, dimensions: EventDimensions, record: UnsafeRawBufferPointer) {
-        accepted.append(Accepted(index: index, key: Array(key), dimensions: dimensions, record: Array(record)))
-    }
-
-    mutating func rejected(_ error: EventValidationError, record: UnsafeRawBufferPointer) {
-        rejected.append((error, Array(record)))
-    }
-
+extension FuzzSink {
     /// The accepted events as value records.
     func fields() throws -> [EventRecordFields] {
         try accepted.map { a in try a.record.withUnsafeBytes { EventRecordFields(try EventRecordView($0)) } }
