@@ -66,6 +66,12 @@ struct LakeCommits: Sendable {
         try await read(State.self, statePath(partition))
     }
 
+    /// The state and its bytes as stored (nil, nil: none yet), for ``commit(_:partition:replacing:)``.
+    func stateAndBytes(_ partition: Int32) async throws -> (state: State?, bytes: [UInt8]?) {
+        guard let bytes = try await store.get(statePath(partition)) else { return (nil, nil) }
+        return (try decode(State.self, bytes, statePath(partition)), bytes)
+    }
+
     /// The partitions that have a state file, from one listing of `_playhead/state/<dataset>/`.
     func partitionsWithState() async throws -> [Int32] {
         try await store.list(prefix: "_playhead/state/\(dataset)/").compactMap { name in
@@ -83,8 +89,17 @@ struct LakeCommits: Sendable {
         try await store.put(intentPath(partition), try Self.encode(intent))
     }
 
-    func commit(_ state: State, partition: Int32) async throws {
-        try await store.put(statePath(partition), try Self.encode(state))
+    /// Writes the state only while the stored one is still `previous` (its bytes as read; nil: none),
+    /// and returns the bytes written. Throws a ``LakeError`` with code `otherWriter` when another
+    /// process has written it since: a writer paused between its last check and this write (a
+    /// SIGSTOP, a VM frozen, a swap storm) past its Kafka session, while the partition's new owner
+    /// committed batches, moved the state back over them, and the new owner then wrote those
+    /// records again (duplicate rows; KafkaPipelineTests under AddressSanitizer, 2026-12-06).
+    @discardableResult
+    func commit(_ state: State, partition: Int32, replacing previous: [UInt8]?) async throws -> [UInt8] {
+        let bytes = try Self.encode(state)
+        try await store.put(statePath(partition), bytes, ifStill: previous)
+        return bytes
     }
 
     func clearIntent(partition: Int32) async throws {
@@ -93,6 +108,10 @@ struct LakeCommits: Sendable {
 
     private func read<T: Decodable>(_ type: T.Type, _ path: String) async throws -> T? {
         guard let bytes = try await store.get(path) else { return nil }
+        return try decode(type, bytes, path)
+    }
+
+    private func decode<T: Decodable>(_ type: T.Type, _ bytes: [UInt8], _ path: String) throws -> T {
         do {
             return try JSONDecoder().decode(T.self, from: Data(bytes))
         } catch {

@@ -23,6 +23,11 @@ public protocol LakeStore: Sendable {
     func put(_ path: String, _ bytes: [UInt8], ifVersion version: String?) async throws -> String?
     /// Removes `path` only while the object is still at `version` (an S3 ETag).
     func delete(_ path: String, ifVersion version: String) async throws
+    /// Writes `bytes` at `path` only while the object holds exactly `expected` (nil: while there is
+    /// none), as one step that no other process's write can come between: throws a ``LakeError``
+    /// with code `otherWriter` when it does not. Already holding `bytes` is success (a retry after a
+    /// lost answer). For the lake's state, which a writer paused past its turn must not move back.
+    func put(_ path: String, _ bytes: [UInt8], ifStill expected: [UInt8]?) async throws
     /// Holds `path` for this process alone until released (`LakeLease`), or says who holds it.
     /// `holder` describes this process to the others.
     func lease(_ path: String, holder: String) async throws -> LakeLeaseAttempt
@@ -62,6 +67,17 @@ extension LakeStore {
     /// writes).
     public func delete(_ path: String, ifVersion version: String) async throws {
         try await delete(path)
+    }
+
+    /// A store with versions: the object read with its version, compared, and written only while
+    /// it is still at that version (S3: `If-Match`, or `If-None-Match: *` for none).
+    public func put(_ path: String, _ bytes: [UInt8], ifStill expected: [UInt8]?) async throws {
+        let current = try await getVersioned(path)
+        if current?.bytes == bytes { return }
+        guard current?.bytes == expected else {
+            throw LakeError(.otherWriter, "\(displayName)/\(path) was changed by another process since this one read it")
+        }
+        _ = try await put(path, bytes, ifVersion: current?.version)
     }
 }
 
@@ -141,6 +157,29 @@ public final class FileLakeStore: LakeStore {
     public func put(_ path: String, _ bytes: [UInt8]) async throws {
         let root = self.root
         try await threadPool.runIfActive {
+            try FileLakeStore.writeDurably(root: root, path: path, bytes: bytes)
+        }
+    }
+
+    /// Under an exclusive `flock` of the object's folder, which every such write on this machine
+    /// takes: the read, the comparison and the write are one step for them.
+    public func put(_ path: String, _ bytes: [UInt8], ifStill expected: [UInt8]?) async throws {
+        let root = self.root
+        try await threadPool.runIfActive {
+            let full = "\(root)/\(path)"
+            let folder = (full as NSString).deletingLastPathComponent
+            try FileLakeStore.makeFolders(folder, root: root)
+            let fd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            guard fd >= 0 else { throw LakeError(.io, "cannot open folder \(folder): \(String(cString: strerror(errno)))") }
+            defer { close(fd) }  // and with it the lock
+            while flock(fd, LOCK_EX) != 0 {
+                guard errno == EINTR else { throw LakeError(.io, "cannot lock folder \(folder): \(String(cString: strerror(errno)))") }
+            }
+            let current = FileManager.default.contents(atPath: full).map { Array($0) }
+            if current == bytes { return }
+            guard current == expected else {
+                throw LakeError(.otherWriter, "file:\(full) was changed by another process since this one read it")
+            }
             try FileLakeStore.writeDurably(root: root, path: path, bytes: bytes)
         }
     }

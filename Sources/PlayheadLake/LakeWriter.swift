@@ -223,6 +223,9 @@ final class PartitionWriter: @unchecked Sendable {
     /// when that was last worked out.
     var heldFrom: Int64?
     var holdCheckedAt = ContinuousClock.now
+    /// The lake's state of this partition as this writer last read or wrote it (its bytes): the
+    /// next commit replaces exactly these, or none (``LakeCommits/commit(_:partition:replacing:)``).
+    var stateBytes: [UInt8]?
 
     /// Whether the record at `offset` is new to this writer (polls may repeat records after a seek).
     func accepts(_ offset: Int64) -> Bool {
@@ -1075,7 +1078,17 @@ final class DatasetWriter: @unchecked Sendable {
             throw PartitionsLost(partition: writer.partition)
         }
         let state = LakeCommits.State(nextOffset: to, rollupFrom: writer.rollups?.rebuildFrom, rollupPrimeFrom: writer.rollups?.primeFrom)
-        try await retrying("commit state") { try await self.commits.commit(state, partition: writer.partition) }
+        do {
+            // Only over the state the check just read: a pause since then (past the session, while
+            // the new owner committed) must not move the state back.
+            writer.stateBytes = try await retrying("commit state") {
+                try await self.commits.commit(state, partition: writer.partition, replacing: writer.stateBytes)
+            }
+        } catch let error as LakeError where error.code == .otherWriter {
+            _ = try await stateUnmoved(writer)
+            try await removeOverlapped(encoded.files.map(\.path), partition: writer.partition, from: from, to: to)
+            throw PartitionsLost(partition: writer.partition)
+        }
         try await retrying("clear intent") { try await self.commits.clearIntent(partition: writer.partition) }
         writer.next = to
         writer.forcedEnd = nil
@@ -1112,7 +1125,8 @@ final class DatasetWriter: @unchecked Sendable {
     /// and the resumed one moved the lake's state back over that writer's batches (duplicate rows
     /// once the state was redone; `KafkaPipelineTests`, on a loaded machine).
     private func stateUnmoved(_ writer: PartitionWriter) async throws -> Bool {
-        let state = try await retrying("read state") { try await self.commits.state(writer.partition) }
+        let (state, bytes) = try await retrying("read state") { try await self.commits.stateAndBytes(writer.partition) }
+        writer.stateBytes = bytes
         let unmoved = (state?.nextOffset ?? 0) == writer.next
         if !unmoved {
             logger.warning("lake writer: another writer has committed batches of this partition since this one took it", metadata: [
