@@ -7,5 +7,6 @@ extension FuzzChecks {
         "events": eventDecoder,
         "records": records,
         "gzip": gzip,
+        "segments": segments,
     ]
 }

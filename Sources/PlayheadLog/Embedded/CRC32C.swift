@@ -69,7 +69,7 @@ public enum CRC32C {
     }
 
     /// The checksum stored in a record header: CRC-32C over the 4 length bytes, then the value.
-    static func record(length: UInt32, value: UnsafeRawBufferPointer) -> UInt32 {
+    package static func record(length: UInt32, value: UnsafeRawBufferPointer) -> UInt32 {
         var lengthLE = length.littleEndian
         let head = withUnsafeBytes(of: &lengthLE) { checksum($0) }
         return checksum(value, continuing: head)
