@@ -175,7 +175,7 @@ public final class FileLakeStore: LakeStore {
             while flock(fd, LOCK_EX) != 0 {
                 guard errno == EINTR else { throw LakeError(.io, "cannot lock folder \(folder): \(String(cString: strerror(errno)))") }
             }
-            let current = FileManager.default.contents(atPath: full).map { Array($0) }
+            let current = try FileLakeStore.read(full)
             if current == bytes { return }
             guard current == expected else {
                 throw LakeError(.otherWriter, "file:\(full) was changed by another process since this one read it")
@@ -186,13 +186,16 @@ public final class FileLakeStore: LakeStore {
 
     public func get(_ path: String) async throws -> [UInt8]? {
         let full = "\(root)/\(path)"
-        return try await threadPool.runIfActive {
-            guard FileManager.default.fileExists(atPath: full) else { return nil }
-            do {
-                return Array(try Data(contentsOf: URL(fileURLWithPath: full)))
-            } catch {
-                throw LakeError(.io, "cannot read \(full): \(Self.reason(error))")
-            }
+        return try await threadPool.runIfActive { try FileLakeStore.read(full) }
+    }
+
+    /// The file's bytes, nil when there is none (blocking).
+    static func read(_ full: String) throws -> [UInt8]? {
+        guard FileManager.default.fileExists(atPath: full) else { return nil }
+        do {
+            return Array(try Data(contentsOf: URL(fileURLWithPath: full)))
+        } catch {
+            throw LakeError(.io, "cannot read \(full): \(reason(error))")
         }
     }
 
