@@ -1110,9 +1110,7 @@ struct EventParser {
             let key = try scanString(badUTF8: &badKey)
             let keyEnd = pos
             try expect(UInt8(ascii: ":"), "':'")
-            if badKey { noteError(.invalidUTF8, field: nil, "a key is not valid UTF-8") }
-            unescape(key, into: &keyScratch)
-            if let field = keyScratch.withUnsafeBufferPointer({ $0.isEmpty ? nil : Field.lookup($0.baseAddress!, $0.count) }) {
+            if let field = field(ofKey: key, bad: badKey) {
                 noteError(.duplicateField, field: field.name, "the field \(field.name) is a field of the schema")
             }
             skipWhitespace()
@@ -1195,14 +1193,7 @@ struct EventParser {
                 key = try scanString(badUTF8: &badKey)
                 keyEnd = pos
                 try expect(UInt8(ascii: ":"), "':'")
-                if badKey {
-                    noteError(.invalidUTF8, field: nil, "a key is not valid UTF-8")
-                } else if !key.escaped {
-                    field = Field.lookup(p + key.start, key.end - key.start)
-                } else {
-                    unescape(key, into: &keyScratch)
-                    field = keyScratch.withUnsafeBufferPointer { Field.lookup($0.baseAddress!, $0.count) }
-                }
+                field = self.field(ofKey: key, bad: badKey)
             }
             if position < Self.predictedKeys && keyOrder[position].field != field { keyOrder[position] = ExpectedKey(field) }
             position += 1
@@ -1224,6 +1215,20 @@ struct EventParser {
             }
             if try memberEndsObject() { return }
         }
+    }
+
+    /// The schema's field a key names (compared unescaped), nil for another key; a key that is not
+    /// valid UTF-8 names none and notes the error.
+    @inline(__always)
+    mutating func field(ofKey key: StringSpan, bad: Bool) -> Field? {
+        if bad {
+            noteError(.invalidUTF8, field: nil, "a key is not valid UTF-8")
+            return nil
+        }
+        if !key.escaped { return Field.lookup(p + key.start, key.end - key.start) }
+        // An escape is at least two bytes and unescapes to at least one.
+        unescape(key, into: &keyScratch)
+        return keyScratch.withUnsafeBufferPointer { Field.lookup($0.baseAddress!, $0.count) }
     }
 
     /// After an object's member: true at the object's closing brace, false at a comma (both passed).

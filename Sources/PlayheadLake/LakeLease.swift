@@ -126,7 +126,7 @@ extension S3LakeStore {
                 try await lease.write(ifMatch: nil)
                 return .held(lease)
             } catch let error as S3Error where error.isPreconditionFailed {
-            } catch let error as S3Error where error.status == 501 || error.code == .other("NotImplemented") {
+            } catch let error as S3Error where error.isNotImplemented {
                 return .unsupported("\(client.configuration.endpoint) does not implement conditional writes (\(error))")
             }
             // Held, or a retried PUT of ours found its own first attempt.

@@ -72,12 +72,20 @@ extension LakeStore {
     /// A store with versions: the object read with its version, compared, and written only while
     /// it is still at that version (S3: `If-Match`, or `If-None-Match: *` for none).
     public func put(_ path: String, _ bytes: [UInt8], ifStill expected: [UInt8]?) async throws {
+        try await put(path, bytes, ifStill: expected) { version in _ = try await put(path, bytes, ifVersion: version) }
+    }
+
+    /// `put(_:_:ifStill:)` on versions: the object read with its version and compared, then
+    /// `write` called with that version.
+    func put(
+        _ path: String, _ bytes: [UInt8], ifStill expected: [UInt8]?, write: (String?) async throws -> Void
+    ) async throws {
         let current = try await getVersioned(path)
         if current?.bytes == bytes { return }
         guard current?.bytes == expected else {
             throw LakeError(.otherWriter, "\(displayName)/\(path) was changed by another process since this one read it")
         }
-        _ = try await put(path, bytes, ifVersion: current?.version)
+        try await write(current?.version)
     }
 }
 

