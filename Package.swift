@@ -337,7 +337,7 @@ let package = Package(
         ),
         // MARK: Fuzzing (docs/fuzzing.md)
         // The properties every input must keep; the fuzzer's driver and the corpus tests call them.
-        .target(name: "FuzzChecks", dependencies: ["PlayheadEvents", "PlayheadLog", "Gzip"], path: "Fuzz/Checks", swiftSettings: swiftSettings),
+        .target(name: "FuzzChecks", dependencies: ["PlayheadEvents", "PlayheadLog", "Gzip", "S3"], path: "Fuzz/Checks", swiftSettings: swiftSettings),
         .testTarget(name: "DeployTests", dependencies: ["PlayheadTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "EndToEndTests",

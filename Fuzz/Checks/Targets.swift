@@ -8,5 +8,6 @@ extension FuzzChecks {
         "records": records,
         "gzip": gzip,
         "segments": segments,
+        "xml": xml,
     ]
 }

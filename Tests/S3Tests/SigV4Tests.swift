@@ -186,6 +186,55 @@ import Testing
         #expect(throws: XMLParseError.self) { try XMLReader.parse(Array("not xml".utf8)) }
     }
 
+    /// Line ends as XML 1.0 reads them (CR LF and a lone CR are LF, in text and CDATA alike; a
+    /// character reference keeps its CR), and `escape` writes a CR so that it reads back.
+    @Test func normalizesLineEndsAndEscapesCR() throws {
+        let root = try XMLReader.parse(Array("<a><b>1\r\n2\r3\n</b><c><![CDATA[x\r\ny\r]]>&#13;&#xd;&#xD;</c></a>".utf8))
+        #expect(root.value("b") == "1\n2\n3\n")
+        #expect(root.value("c") == "x\ny\n\r\r\r")
+        // A combining mark after `<`, `&` or `>` makes one Character of the two: escaped by scalar.
+        for text in ["a\rb", "a\r\nb", "\r", "<&>\"'\r\n\n", "<\u{301}b>\u{301}&\u{301}x;\u{301}"] {
+            #expect(try XMLReader.parse(Array("<k>\(XMLReader.escape(text))</k>".utf8)).text == text)
+        }
+    }
+
+    /// Character references have digits only (no sign), and `&#x` is lower case, as XML says; a
+    /// document type declaration is refused, as is `<!` inside an element.
+    @Test func characterReferencesAndDeclarations() throws {
+        #expect(try XMLReader.parse(Array("<a>&#65;&#x41;&#+65;&#X41;&#x+41;&#;</a>".utf8)).text == "AA&#+65;&#X41;&#x+41;&#;")
+        // Any number of leading zeros (12 bytes or more were kept as text until 2026-12-06); a
+        // stray `&` stays text.
+        let zeros = String(repeating: "0", count: 40)
+        #expect(try XMLReader.parse(Array("<a>&#\(zeros)65;&#x\(zeros)41;& b &amp c&lt;</a>".utf8)).text == "AA& b &amp c<")
+        #expect {
+            try XMLReader.parse(Array("<?xml version=\"1.0\"?><!DOCTYPE a [<!ENTITY e \"v\">]><a>&e;</a>".utf8))
+        } throws: { error in
+            "\(error)" == "XML: a document type declaration (<!DOCTYPE) is not expected in an S3 answer at byte 21"
+        }
+        #expect {
+            try XMLReader.parse(Array("<a><!ELEMENT a ANY></a>".utf8))
+        } throws: { error in
+            "\(error)" == "XML: unexpected '<!' in <a> at byte 3"
+        }
+    }
+
+    /// An answer nested deeper than any S3 answer is refused, not followed until the stack runs
+    /// out: a store or a proxy in front of it could send one (the reader crashed the process on
+    /// 100,000 levels until 2026-12-06).
+    @Test func refusesDeepNesting() throws {
+        let depth = 100_000
+        let deep = String(repeating: "<a>", count: depth) + String(repeating: "</a>", count: depth)
+        #expect {
+            try XMLReader.parse(Array(deep.utf8))
+        } throws: { error in
+            "\(error)" == "XML: elements nested deeper than \(XMLReader.maximumDepth) at byte \(3 * XMLReader.maximumDepth)"
+        }
+        let allowed = String(repeating: "<a>", count: XMLReader.maximumDepth) + "x" + String(repeating: "</a>", count: XMLReader.maximumDepth)
+        var element = try XMLReader.parse(Array(allowed.utf8))
+        while let child = element.children.first { element = child }
+        #expect(element.text == "x")
+    }
+
     @Test func errorBodiesBecomeS3Errors() {
         let body = ByteBuffer(
             string: "<?xml version=\"1.0\"?><Error><Code>NoSuchKey</Code><Message>The key does not exist</Message><RequestId>R1</RequestId></Error>")
