@@ -70,7 +70,11 @@ extension FuzzChecks {
     static func foundationTree(_ bytes: [UInt8]) -> (String, Int)? {
         guard let text = String(validating: bytes, as: UTF8.self) else { return nil }
         if text.contains("<!DOCTYPE") || hasInstructionWithoutData(bytes) { return nil }
-        if let range = text.range(of: "encoding"), text[range.upperBound...].prefix(16).lowercased().range(of: "utf-8") == nil {
+        // The XML declaration, which libxml2 reads only at the very start (after a byte-order mark).
+        let start = text.hasPrefix("\u{FEFF}") ? text.dropFirst() : Substring(text)
+        if start.hasPrefix("<?xml"), let end = start.range(of: "?>"), let encoding = start[..<end.lowerBound].range(of: "encoding"),
+            start[encoding.upperBound..<end.lowerBound].lowercased().range(of: "utf-8") == nil
+        {
             return nil
         }
         let parser = XMLParser(data: Data(bytes))
