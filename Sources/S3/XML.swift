@@ -175,13 +175,11 @@ package enum XMLReader {
                     }
                 } else if byte == UInt8(ascii: "&") {
                     try entity(into: &text)
-                } else if byte == 0x0D {
-                    text.append(0x0A)
-                    position += 1
-                    if position < bytes.count, bytes[position] == 0x0A { position += 1 }
                 } else {
-                    text.append(byte)
-                    position += 1
+                    // Plain text up to the next markup or reference (a CR LF never straddles it).
+                    let start = position
+                    while position < bytes.count, bytes[position] != UInt8(ascii: "<"), bytes[position] != UInt8(ascii: "&") { position += 1 }
+                    Self.appendNormalizingLineEnds(bytes[start..<position], to: &text)
                 }
             }
         }
