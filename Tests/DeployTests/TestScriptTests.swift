@@ -31,6 +31,51 @@ struct TestScriptTests {
         #expect(again.status == 0 && again.stdout.isEmpty, "\(again.stdout)")
     }
 
+    @Test("a test's child, and what the child started, are killed within seconds when the test process dies; the watch ends with the child")
+    func parentWatch() async throws {
+        // A stand-in for the test process, which this test cannot kill.
+        let parent = try ChildProcess("/bin/sleep", ["300"])
+        let child = try ChildProcess("/bin/sh", ["-c", "sleep 300 & echo grandchild $!; wait"], watchedParent: parent.pid)
+        let line = try await child.waitForOutput(containing: "grandchild ", timeout: .seconds(20))
+        let grandchild = try #require(line.split(separator: " ").last.flatMap { Int32($0) })
+        // If the watch failed, `child`'s release would wait for ever: Foundation sees a child end
+        // only when every process holding its end of a pipe has (the grandchild holds one).
+        defer { kill(grandchild, SIGKILL) }
+        try await Task.sleep(for: .milliseconds(2500))  // more than one round of the watch
+        #expect(child.isRunning && Self.isAlive(grandchild), "stopped while its parent lives")
+        #expect(await Self.watchers(of: child.pid, become: 1))
+
+        parent.kill9()
+        #expect(await child.waitForExit(timeout: .seconds(10)) != nil, "still running 10 s after its parent died")
+        let deadline = ContinuousClock.now.advanced(by: .seconds(10))
+        while Self.isAlive(grandchild) && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(!Self.isAlive(grandchild), "the child's own child outlived it")
+        #expect(await Self.watchers(of: child.pid, become: 0))
+
+        // A child that ends while its parent lives takes its watcher with it.
+        let short = try ChildProcess("/bin/sleep", ["300"])
+        #expect(await Self.watchers(of: short.pid, become: 1))  // the watcher's shell may not have started yet
+        short.kill9()
+        #expect(await Self.watchers(of: short.pid, become: 0))
+    }
+
+    /// Running, not a zombie (a zombie's parent has not collected it yet).
+    static func isAlive(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return false }
+        return !stat[close...].hasPrefix(") Z")
+    }
+
+    /// Waits up to 5 s for the number of watchers of `child` to become `count`.
+    static func watchers(of child: Int32, become count: Int) async -> Bool {
+        let deadline = ContinuousClock.now.advanced(by: .seconds(5))
+        while ParentWatch.watchers(of: child).count != count {
+            if ContinuousClock.now > deadline { return false }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return true
+    }
+
     @Test("the tests in flight of a test process that died: started and neither passed nor failed, also from lines run into each other")
     func inFlight() async throws {
         let directory = try TemporaryDirectory(prefix: "after")

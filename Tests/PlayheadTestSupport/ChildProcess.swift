@@ -9,6 +9,8 @@ public final class ChildProcess: @unchecked Sendable {
     public let stdoutURL: URL
     public let stderrURL: URL
     private let process: Process
+    /// The watcher that stops the process if the test process dies first (``ParentWatch``).
+    private let watch: Process?
     private let stdoutHandle: FileHandle
     private let stderrHandle: FileHandle
     /// The process's own folder (its `TMPDIR`, and its output unless `logDirectory` was given);
@@ -20,13 +22,17 @@ public final class ChildProcess: @unchecked Sendable {
     /// (kept with `PLAYHEAD_KEEP_TEMP=1`). The process's `TMPDIR` is a folder in that one too, unless
     /// `environment` sets it, so that what it leaves there goes with it (``SeaweedFS`` removes its
     /// sockets itself: weed puts them in /tmp whatever `TMPDIR` says).
+    ///
+    /// The process is also stopped when `watchedParent` (this test process by default) dies: see
+    /// ``ParentWatch``.
     public init(
         _ executable: String,
         _ arguments: [String] = [],
         name: String? = nil,
         environment: [String: String] = [:],
         currentDirectory: URL? = nil,
-        logDirectory: URL? = nil
+        logDirectory: URL? = nil,
+        watchedParent: Int32 = getpid()
     ) throws {
         self.executable = executable
         self.arguments = arguments
@@ -49,6 +55,7 @@ public final class ChildProcess: @unchecked Sendable {
         process.standardError = stderrHandle
         process.standardInput = FileHandle.nullDevice
         try process.run()
+        watch = try? ParentWatch.start(child: process.processIdentifier, parent: watchedParent)
     }
 
     public var pid: Int32 { process.processIdentifier }
@@ -118,6 +125,64 @@ public final class ChildProcess: @unchecked Sendable {
     }
 }
 
+/// Stops a test's child processes when the test process dies without stopping them.
+///
+/// A test stops what it starts when it releases it (``ChildProcess``'s `deinit`), and
+/// `scripts/test` stops what a crashed test process left (scripts/testrun/after.py). Neither
+/// helps when the test process is killed or interrupted outside `scripts/test`: `swift test`
+/// stopped with Ctrl-C, `kill -9`, a CI step's timeout. Foundation starts every child in a process
+/// group of its own, so the terminal's SIGINT does not reach it either, and the children run on: a
+/// `log-crash-writer` left so, writing "forever", filled 33 GB of /tmp in an hour, and the
+/// interrupted tests' servers kept their ports.
+///
+/// So beside each child runs a watcher: a shell, started by the test process, without the run's
+/// `PLAYHEAD_TEST_RUN` mark (it is not a leftover of the tests), that checks once a second. While
+/// the child lives and the parent is gone, it kills the child, then the child's process group
+/// (whatever the child started) with SIGKILL; once the child is gone, it exits. (A watcher
+/// forked inside the child's own shell before an `exec` would hold the pipe by which Foundation
+/// learns that the child ended, and the child would never be collected.)
+public enum ParentWatch {
+    /// The watcher's script: `$1` the parent, `$2` the child.
+    static let script = """
+        while kill -0 "$2" 2>/dev/null; do
+            if ! kill -0 "$1" 2>/dev/null; then
+                kill -KILL "$2" 2>/dev/null; kill -s KILL -- "-$2" 2>/dev/null; exit 0
+            fi
+            sleep 1
+        done
+        """
+
+    /// Starts the watch of `child` for the death of `parent`. Keep the result while the child
+    /// runs (the watcher ends by itself within a second of the child).
+    static func start(child: Int32, parent: Int32) throws -> Process {
+        let watcher = Process()
+        watcher.executableURL = URL(fileURLWithPath: "/bin/sh")
+        watcher.arguments = ["-c", script, "playhead-parent-watch", String(parent), String(child)]
+        var environment = ProcessInfo.processInfo.environment
+        environment["PLAYHEAD_TEST_RUN"] = nil
+        watcher.environment = environment
+        watcher.standardInput = FileHandle.nullDevice
+        watcher.standardOutput = FileHandle.nullDevice
+        watcher.standardError = FileHandle.nullDevice
+        try watcher.run()
+        return watcher
+    }
+
+    /// The process ids of the watchers of `child` still running.
+    public static func watchers(of child: Int32) -> [Int32] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { entry -> Int32? in
+            guard let pid = Int32(entry),
+                  let cmdline = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline")
+            else { return nil }
+            let words = cmdline.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            // /bin/sh -c SCRIPT playhead-parent-watch PARENT CHILD
+            guard words.count == 6, words[3] == "playhead-parent-watch", words[5] == String(child) else { return nil }
+            return pid
+        }
+    }
+}
+
 extension TemporaryDirectory {
     /// `base` with `environment` laid over it, and `TMPDIR` set to a `tmp` folder in this one unless
     /// `environment` sets it: what a child process leaves in its temporary folder (Chromium's
@@ -172,6 +237,8 @@ public func runCommand(
         process.standardInput = FileHandle.nullDevice
     }
     try process.run()
+    let watch = try? ParentWatch.start(child: process.processIdentifier, parent: getpid())
+    defer { withExtendedLifetime(watch) {} }
     let deadline = ContinuousClock.now.advanced(by: timeout)
     while process.isRunning {
         if ContinuousClock.now > deadline {
