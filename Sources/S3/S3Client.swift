@@ -236,7 +236,10 @@ public final class S3Client: Sendable {
         startAfter: String? = nil,
         maxKeys: Int? = nil
     ) async throws -> S3ListPage {
-        var query: [(String, String)] = [("list-type", "2")]
+        // Keys come back URL-encoded: XML 1.0 cannot carry most C0 control characters, and a store
+        // without the parameter mangles them (SeaweedFS writes U+FFFD for \u{01}, so the listing
+        // named a key that does not exist).
+        var query: [(String, String)] = [("list-type", "2"), ("encoding-type", "url")]
         if !prefix.isEmpty { query.append(("prefix", prefix)) }
         if let delimiter { query.append(("delimiter", delimiter)) }
         if let continuationToken { query.append(("continuation-token", continuationToken)) }
@@ -244,26 +247,45 @@ public final class S3Client: Sendable {
         if let maxKeys { query.append(("max-keys", String(maxKeys))) }
         let response = try await send(operation: "ListObjectsV2", method: .GET, bucket: bucket, key: nil, query: query)
         let root = try parseXML(response, operation: "ListObjectsV2", bucket: bucket)
-        guard root.name == "ListBucketResult" else {
-            throw S3Error(code: .invalidResponse, status: response.status, message: "expected <ListBucketResult>, got <\(root.name)>",
-                operation: "ListObjectsV2", bucket: bucket)
+        do {
+            return try Self.listPage(root)
+        } catch let message as ListingError {
+            throw S3Error(code: .invalidResponse, status: response.status, message: message.text,
+                requestID: response.headers.first(name: "x-amz-request-id"), operation: "ListObjectsV2", bucket: bucket)
+        }
+    }
+
+    struct ListingError: Error { var text: String }
+
+    /// The page a ListObjectsV2 answer holds. Keys and common prefixes are decoded when the answer
+    /// says `<EncodingType>url</EncodingType>` (a store that ignores `encoding-type` sends them
+    /// as they are, and a `%` in them is then a `%`).
+    static func listPage(_ root: S3XMLElement) throws(ListingError) -> S3ListPage {
+        guard root.name == "ListBucketResult" else { throw ListingError(text: "expected <ListBucketResult>, got <\(root.name)>") }
+        let encoded = root.value("EncodingType")?.trimmingCharacters(in: .whitespaces).lowercased() == "url"
+        func name(_ text: String, _ element: String) throws(ListingError) -> String {
+            guard encoded else { return text }
+            // application/x-www-form-urlencoded, as AWS and SeaweedFS write it: a space is `+`, a `+` is %2B.
+            guard let decoded = text.replacingOccurrences(of: "+", with: " ").removingPercentEncoding else {
+                throw ListingError(text: "<\(element)> \(text.debugDescription) is not URL-encoded UTF-8, though the listing says <EncodingType>url</EncodingType>")
+            }
+            return decoded
         }
         var objects: [S3ObjectSummary] = []
         for contents in root.children("Contents") {
-            guard let key = contents.value("Key") else {
-                throw S3Error(code: .invalidResponse, status: response.status, message: "<Contents> without <Key>", operation: "ListObjectsV2", bucket: bucket)
-            }
+            guard let key = contents.value("Key") else { throw ListingError(text: "<Contents> without <Key>") }
             objects.append(
                 S3ObjectSummary(
-                    key: key,
+                    key: try name(key, "Key"),
                     size: contents.value("Size").flatMap { Int($0.trimmingCharacters(in: .whitespaces)) } ?? 0,
                     etag: contents.value("ETag").map(Self.unquote),
                     lastModified: contents.value("LastModified").flatMap(S3Dates.parseISO8601)
                 ))
         }
-        let prefixes = root.children("CommonPrefixes").compactMap { $0.value("Prefix") }
+        var prefixes: [String] = []
+        for prefix in root.children("CommonPrefixes").compactMap({ $0.value("Prefix") }) { prefixes.append(try name(prefix, "Prefix")) }
         let truncated = root.value("IsTruncated")?.trimmingCharacters(in: .whitespaces).lowercased() == "true"
-        let token = root.value("NextContinuationToken").flatMap { $0.isEmpty ? nil : $0 }
+        let token = root.value("NextContinuationToken").flatMap { $0.isEmpty ? nil : $0 }  // opaque, never encoded
         return S3ListPage(objects: objects, commonPrefixes: prefixes, isTruncated: truncated, nextContinuationToken: token)
     }
 

@@ -259,6 +259,46 @@ import Testing
     }
 }
 
+@Suite("ListObjectsV2 answers: URL-encoded names")
+struct ListingAnswerTests {
+    func page(_ body: String) throws -> S3ListPage {
+        try S3Client.listPage(XMLReader.parse(Array("<ListBucketResult><IsTruncated>true</IsTruncated>\(body)</ListBucketResult>".utf8)))
+    }
+
+    @Test("with <EncodingType>url</EncodingType>, keys and common prefixes are decoded as forms are: + a space, %2B a plus; the continuation token is kept as sent")
+    func decodesWhenTheAnswerSaysSo() throws {
+        let listed = try page("""
+            <Contents><Key>cr%0Dx</Key><Size>1</Size></Contents><Contents><Key>ctrl%01x</Key></Contents>
+            <Contents><Key>sp+x</Key></Contents><Contents><Key>plus%2Bx</Key></Contents><Contents><Key>pct%2541x</Key></Contents>
+            <Contents><Key>%E6%97%A5/a%2Fb</Key></Contents><CommonPrefixes><Prefix>date%3D1+2/</Prefix></CommonPrefixes>
+            <NextContinuationToken>to%2Bk+en</NextContinuationToken><EncodingType>url</EncodingType>
+            """)
+        #expect(listed.objects.map(\.key) == ["cr\rx", "ctrl\u{01}x", "sp x", "plus+x", "pct%41x", "日/a/b"])
+        #expect(listed.objects[0].size == 1)
+        #expect(listed.commonPrefixes == ["date=1 2/"])
+        #expect(listed.nextContinuationToken == "to%2Bk+en" && listed.isTruncated)
+    }
+
+    @Test("without <EncodingType> (a store that ignores encoding-type), names are taken as they are")
+    func keepsNamesOtherwise() throws {
+        let listed = try page("<Contents><Key>pct%41x</Key></Contents><Contents><Key>sp+x</Key></Contents><CommonPrefixes><Prefix>a%2F</Prefix></CommonPrefixes>")
+        #expect(listed.objects.map(\.key) == ["pct%41x", "sp+x"])
+        #expect(listed.commonPrefixes == ["a%2F"])
+    }
+
+    @Test("an encoded name that does not decode (a bad escape, bytes that are not UTF-8) is refused, named")
+    func refusesBadEncoding() throws {
+        for bad in ["%zz", "a%4", "%FF%FE"] {
+            #expect {
+                try page("<Contents><Key>\(bad)</Key></Contents><EncodingType>url</EncodingType>")
+            } throws: { error in
+                (error as? S3Client.ListingError)?.text.contains("<Key> \"\(bad)\" is not URL-encoded UTF-8") == true
+            }
+        }
+        #expect(throws: S3Client.ListingError.self) { try S3Client.listPage(XMLReader.parse(Array("<Error/>".utf8))) }
+    }
+}
+
 @Suite struct ConfigurationTests {
     @Test func endpointRegionAndCredentialsFallBackToTheEnvironment() throws {
         let env = [
