@@ -59,6 +59,37 @@ struct TestScriptTests {
         #expect(await Self.watchers(of: short.pid, become: 0))
     }
 
+    @Test("a file system a test mounted is unmounted within seconds when the test process dies; the watch ends with the unmount")
+    func mountWatch() async throws {
+        let directory = try TemporaryDirectory(prefix: "mount-watch")
+        defer { withExtendedLifetime(directory) {} }
+        let parent = try ChildProcess("/bin/sleep", ["300"])
+        guard let mountPoint = try await mountTmpfs(in: directory, options: "size=1m", for: "mountWatch", watchedParent: parent.pid)
+        else { return }
+        defer { _ = try? runUnmount(mountPoint) }  // if the watch failed
+        try await Task.sleep(for: .milliseconds(2500))
+        #expect(Self.isMounted(mountPoint), "unmounted while its parent lives")
+        #expect(ParentWatch.watchers(ofMount: mountPoint).count == 1)
+        parent.kill9()
+        let deadline = ContinuousClock.now.advanced(by: .seconds(10))
+        while Self.isMounted(mountPoint) && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(!Self.isMounted(mountPoint), "still mounted 10 s after its parent died")
+
+        // Unmounted by the test while its parent lives: the watch ends.
+        let other = try TemporaryDirectory(prefix: "mount-watch")
+        defer { withExtendedLifetime(other) {} }
+        let second = try #require(try await mountTmpfs(in: other, options: "size=1m", for: "mountWatch"))
+        try runUnmount(second)
+        let end = ContinuousClock.now.advanced(by: .seconds(5))
+        while !ParentWatch.watchers(ofMount: second).isEmpty && ContinuousClock.now < end { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(ParentWatch.watchers(ofMount: second).isEmpty)
+    }
+
+    static func isMounted(_ path: String) -> Bool {
+        let mounts = (try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? ""
+        return mounts.split(separator: "\n").contains { $0.split(separator: " ").dropFirst().first.map(String.init) == path }
+    }
+
     /// Running, not a zombie (a zombie's parent has not collected it yet).
     static func isAlive(_ pid: Int32) -> Bool {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),

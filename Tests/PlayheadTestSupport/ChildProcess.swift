@@ -152,12 +152,33 @@ public enum ParentWatch {
         done
         """
 
+    /// The same watch over a file system a test mounted: unmounted (lazily, as what was killed
+    /// may still hold it for a moment) when the parent dies, ended when the test unmounts it.
+    /// Left mounted, its folder in /tmp cannot be removed.
+    static let mountScript = """
+        while mountpoint -q "$2"; do
+            if ! kill -0 "$1" 2>/dev/null; then
+                umount -l "$2" 2>/dev/null || sudo -n umount -l "$2" 2>/dev/null; exit 0
+            fi
+            sleep 1
+        done
+        """
+
     /// Starts the watch of `child` for the death of `parent`. Keep the result while the child
     /// runs (the watcher ends by itself within a second of the child).
     static func start(child: Int32, parent: Int32) throws -> Process {
+        try start(script, name: "playhead-parent-watch", parent: parent, subject: String(child))
+    }
+
+    /// Starts the watch of the file system mounted at `mountPoint` for the death of `parent`.
+    static func start(mountPoint: String, parent: Int32) throws -> Process {
+        try start(mountScript, name: "playhead-mount-watch", parent: parent, subject: mountPoint)
+    }
+
+    private static func start(_ script: String, name: String, parent: Int32, subject: String) throws -> Process {
         let watcher = Process()
         watcher.executableURL = URL(fileURLWithPath: "/bin/sh")
-        watcher.arguments = ["-c", script, "playhead-parent-watch", String(parent), String(child)]
+        watcher.arguments = ["-c", script, name, String(parent), subject]
         var environment = ProcessInfo.processInfo.environment
         environment["PLAYHEAD_TEST_RUN"] = nil
         watcher.environment = environment
@@ -169,15 +190,20 @@ public enum ParentWatch {
     }
 
     /// The process ids of the watchers of `child` still running.
-    public static func watchers(of child: Int32) -> [Int32] {
+    public static func watchers(of child: Int32) -> [Int32] { watchers(named: "playhead-parent-watch", of: String(child)) }
+
+    /// The process ids of the watchers of the file system at `mountPoint` still running.
+    public static func watchers(ofMount mountPoint: String) -> [Int32] { watchers(named: "playhead-mount-watch", of: mountPoint) }
+
+    private static func watchers(named name: String, of subject: String) -> [Int32] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
         return entries.compactMap { entry -> Int32? in
             guard let pid = Int32(entry),
                   let cmdline = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline")
             else { return nil }
             let words = cmdline.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-            // /bin/sh -c SCRIPT playhead-parent-watch PARENT CHILD
-            guard words.count == 6, words[3] == "playhead-parent-watch", words[5] == String(child) else { return nil }
+            // /bin/sh -c SCRIPT NAME PARENT SUBJECT
+            guard words.count == 6, words[3] == name, words[5] == subject else { return nil }
             return pid
         }
     }

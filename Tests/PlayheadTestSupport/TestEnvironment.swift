@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 
 /// Where the repository, its tools and its Python venv are, for tests.
 public enum TestEnvironment {
@@ -67,8 +68,11 @@ public final class TemporaryDirectory: @unchecked Sendable {
 
 /// Mounts a tmpfs with `options` at `<directory>/mnt` when this user may (root in the dev
 /// container, or passwordless sudo) and returns its path; otherwise prints a note that `test` is
-/// skipped and returns nil. Unmount it with ``runUnmount(_:)``.
-public func mountTmpfs(in directory: TemporaryDirectory, options: String, for test: String) async throws -> String? {
+/// skipped and returns nil. Unmount it with ``runUnmount(_:)``. If `watchedParent` (this test
+/// process by default) dies first, it is unmounted within about a second (``ParentWatch``).
+public func mountTmpfs(
+    in directory: TemporaryDirectory, options: String, for test: String, watchedParent: Int32 = getpid()
+) async throws -> String? {
     let mountPoint = directory.path + "/mnt"
     try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
     let mount = "mount -t tmpfs -o \(options) tmpfs '\(mountPoint)' 2>&1"
@@ -77,8 +81,14 @@ public func mountTmpfs(in directory: TemporaryDirectory, options: String, for te
         print("note: skipping \(test): cannot mount a tmpfs as this user (\(mounted.stdout.prefix(120)))")
         return nil
     }
+    if let watch = try? ParentWatch.start(mountPoint: mountPoint, parent: watchedParent) {
+        mountWatches.withLockedValue { $0.append(watch) }
+    }
     return mountPoint
 }
+
+/// The mounts' watchers, kept while they run (each ends within a second of its unmount).
+private let mountWatches = NIOLockedValueBox<[Process]>([])
 
 public func runUnmount(_ mountPoint: String) throws {
     let process = Process()
