@@ -43,20 +43,19 @@ struct TestScriptTests {
         defer { kill(grandchild, SIGKILL) }
         try await Task.sleep(for: .milliseconds(2500))  // more than one round of the watch
         #expect(child.isRunning && Self.isAlive(grandchild), "stopped while its parent lives")
-        #expect(await Self.watchers(of: child.pid, become: 1))
+        #expect(await eventually(timeout: .seconds(5)) { ParentWatch.watchers(of: child.pid).count == 1 })
 
         parent.kill9()
         #expect(await child.waitForExit(timeout: .seconds(10)) != nil, "still running 10 s after its parent died")
-        let deadline = ContinuousClock.now.advanced(by: .seconds(10))
-        while Self.isAlive(grandchild) && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
-        #expect(!Self.isAlive(grandchild), "the child's own child outlived it")
-        #expect(await Self.watchers(of: child.pid, become: 0))
+        #expect(await eventually(timeout: .seconds(10)) { !Self.isAlive(grandchild) }, "the child's own child outlived it")
+        #expect(await eventually(timeout: .seconds(5)) { ParentWatch.watchers(of: child.pid).isEmpty })
 
         // A child that ends while its parent lives takes its watcher with it.
         let short = try ChildProcess("/bin/sleep", ["300"])
-        #expect(await Self.watchers(of: short.pid, become: 1))  // the watcher's shell may not have started yet
+        // The watcher's shell may not have started yet.
+        #expect(await eventually(timeout: .seconds(5)) { ParentWatch.watchers(of: short.pid).count == 1 })
         short.kill9()
-        #expect(await Self.watchers(of: short.pid, become: 0))
+        #expect(await eventually(timeout: .seconds(5)) { ParentWatch.watchers(of: short.pid).isEmpty })
     }
 
     @Test("a file system a test mounted is unmounted within seconds when the test process dies; the watch ends with the unmount")
@@ -71,18 +70,14 @@ struct TestScriptTests {
         #expect(Self.isMounted(mountPoint), "unmounted while its parent lives")
         #expect(ParentWatch.watchers(ofMount: mountPoint).count == 1)
         parent.kill9()
-        let deadline = ContinuousClock.now.advanced(by: .seconds(10))
-        while Self.isMounted(mountPoint) && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
-        #expect(!Self.isMounted(mountPoint), "still mounted 10 s after its parent died")
+        #expect(await eventually(timeout: .seconds(10)) { !Self.isMounted(mountPoint) }, "still mounted 10 s after its parent died")
 
         // Unmounted by the test while its parent lives: the watch ends.
         let other = try TemporaryDirectory(prefix: "mount-watch")
         defer { withExtendedLifetime(other) {} }
         let second = try #require(try await mountTmpfs(in: other, options: "size=1m", for: "mountWatch"))
         try runUnmount(second)
-        let end = ContinuousClock.now.advanced(by: .seconds(5))
-        while !ParentWatch.watchers(ofMount: second).isEmpty && ContinuousClock.now < end { try await Task.sleep(for: .milliseconds(50)) }
-        #expect(ParentWatch.watchers(ofMount: second).isEmpty)
+        #expect(await eventually(timeout: .seconds(5)) { ParentWatch.watchers(ofMount: second).isEmpty })
     }
 
     static func isMounted(_ path: String) -> Bool {
@@ -95,16 +90,6 @@ struct TestScriptTests {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
               let close = stat.lastIndex(of: ")") else { return false }
         return !stat[close...].hasPrefix(") Z")
-    }
-
-    /// Waits up to 5 s for the number of watchers of `child` to become `count`.
-    static func watchers(of child: Int32, become count: Int) async -> Bool {
-        let deadline = ContinuousClock.now.advanced(by: .seconds(5))
-        while ParentWatch.watchers(of: child).count != count {
-            if ContinuousClock.now > deadline { return false }
-            try? await Task.sleep(for: .milliseconds(50))
-        }
-        return true
     }
 
     @Test("the tests in flight of a test process that died: started and neither passed nor failed, also from lines run into each other")

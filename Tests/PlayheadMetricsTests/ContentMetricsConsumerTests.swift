@@ -1,6 +1,7 @@
 import Logging
 import PlayheadLog
 import PlayheadMetrics
+import PlayheadTestSupport
 import Prometheus
 import ServiceLifecycle
 import Testing

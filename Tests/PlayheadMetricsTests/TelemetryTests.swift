@@ -63,16 +63,6 @@ enum TestCodec {
 
 func nowSeconds() -> Double { Date().timeIntervalSince1970 }
 
-/// Polls `condition` until it holds or `timeout` passes.
-func eventually(timeout: Duration = .seconds(60), _ condition: () -> Bool) async -> Bool {
-    let deadline = ContinuousClock.now.advanced(by: timeout)
-    while ContinuousClock.now < deadline {
-        if condition() { return true }
-        try? await Task.sleep(for: .milliseconds(20))
-    }
-    return condition()
-}
-
 @Suite("Telemetry")
 struct TelemetryTests {
     @Test("the rendered exposition has HELP for every family and passes promtool check metrics")

@@ -142,32 +142,32 @@ public final class ChildProcess: @unchecked Sendable {
 /// forked inside the child's own shell before an `exec` would hold the pipe by which Foundation
 /// learns that the child ended, and the child would never be collected.)
 public enum ParentWatch {
-    /// The watcher's script: `$1` the parent, `$2` the child.
-    static let script = """
-        while kill -0 "$2" 2>/dev/null; do
+    /// A watcher's script: `$1` the parent, `$2` what is watched. Once a second while `watched`
+    /// holds: if the parent is gone, `stop` and end.
+    static func script(while watched: String, stop: String) -> String {
+        """
+        while \(watched); do
             if ! kill -0 "$1" 2>/dev/null; then
-                kill -KILL "$2" 2>/dev/null; kill -s KILL -- "-$2" 2>/dev/null; exit 0
+                \(stop); exit 0
             fi
             sleep 1
         done
         """
+    }
 
-    /// The same watch over a file system a test mounted: unmounted (lazily, as what was killed
-    /// may still hold it for a moment) when the parent dies, ended when the test unmounts it.
-    /// Left mounted, its folder in /tmp cannot be removed.
-    static let mountScript = """
-        while mountpoint -q "$2"; do
-            if ! kill -0 "$1" 2>/dev/null; then
-                umount -l "$2" 2>/dev/null || sudo -n umount -l "$2" 2>/dev/null; exit 0
-            fi
-            sleep 1
-        done
-        """
+    /// A child: killed, then its process group.
+    static let childScript = script(
+        while: #"kill -0 "$2" 2>/dev/null"#, stop: #"kill -KILL "$2" 2>/dev/null; kill -s KILL -- "-$2" 2>/dev/null"#)
+
+    /// A file system a test mounted: unmounted lazily (what was killed may still hold it for a
+    /// moment). Left mounted, its folder in /tmp cannot be removed.
+    static let mountScript = script(
+        while: #"mountpoint -q "$2""#, stop: #"umount -l "$2" 2>/dev/null || sudo -n umount -l "$2" 2>/dev/null"#)
 
     /// Starts the watch of `child` for the death of `parent`. Keep the result while the child
     /// runs (the watcher ends by itself within a second of the child).
     static func start(child: Int32, parent: Int32) throws -> Process {
-        try start(script, name: "playhead-parent-watch", parent: parent, subject: String(child))
+        try start(childScript, name: "playhead-parent-watch", parent: parent, subject: String(child))
     }
 
     /// Starts the watch of the file system mounted at `mountPoint` for the death of `parent`.

@@ -66,6 +66,16 @@ public final class TemporaryDirectory: @unchecked Sendable {
     }
 }
 
+/// Polls `condition` until it holds or `timeout` passes.
+public func eventually(timeout: Duration = .seconds(60), _ condition: () -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now.advanced(by: timeout)
+    while ContinuousClock.now < deadline {
+        if condition() { return true }
+        try? await Task.sleep(for: .milliseconds(20))
+    }
+    return condition()
+}
+
 /// Mounts a tmpfs with `options` at `<directory>/mnt` when this user may (root in the dev
 /// container, or passwordless sudo) and returns its path; otherwise prints a note that `test` is
 /// skipped and returns nil. Unmount it with ``runUnmount(_:)``. If `watchedParent` (this test
