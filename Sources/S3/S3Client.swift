@@ -245,7 +245,8 @@ public final class S3Client: Sendable {
         if let continuationToken { query.append(("continuation-token", continuationToken)) }
         if let startAfter { query.append(("start-after", startAfter)) }
         if let maxKeys { query.append(("max-keys", String(maxKeys))) }
-        let response = try await send(operation: "ListObjectsV2", method: .GET, bucket: bucket, key: nil, query: query)
+        let response = try await send(
+            operation: "ListObjectsV2", method: .GET, bucket: bucket, key: nil, listing: prefix.isEmpty ? nil : prefix, query: query)
         let root = try parseXML(response, operation: "ListObjectsV2", bucket: bucket)
         do {
             return try Self.listPage(root)
@@ -495,6 +496,7 @@ public final class S3Client: Sendable {
         method: HTTPMethod,
         bucket: String?,
         key: String?,
+        listing prefix: String? = nil,
         query: [(String, String)] = [],
         headers extraHeaders: [(String, String)] = [],
         body: ByteBuffer? = nil,
@@ -519,7 +521,7 @@ public final class S3Client: Sendable {
             let streamed = (body?.readableBytes ?? 0) > Self.bodyPieceSize
             let watched = inFlight.begin(
                 S3InFlight.Entry(
-                    operation: operation, bucket: bucket, key: key, attempt: attempt, maximumAttempts: policy.maximumAttempts,
+                    operation: operation, bucket: bucket, key: key ?? prefix, attempt: attempt, maximumAttempts: policy.maximumAttempts,
                     deadline: configuration.requestTimeout, lastMoved: started, waitingFor: streamed ? .body : .answer))
             let watchdog = Task { [inFlight, logger, threshold = configuration.unansweredAfter] in
                 await inFlight.watch(watched, threshold: threshold, logger: logger)

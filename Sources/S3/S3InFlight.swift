@@ -10,6 +10,8 @@ public struct S3UnansweredRequest: Sendable, CustomStringConvertible {
     /// The S3 operation (`PutObject`, `UploadPart`, `ListObjectsV2`, …).
     public var operation: String
     public var bucket: String?
+    /// The object's key; for a listing (`ListObjectsV2`), the prefix it lists, so that a listing
+    /// stuck on a silent store says which one it is.
     public var key: String?
     /// This attempt's number, from 1, of ``S3RetryPolicy/maximumAttempts``.
     public var attempt: Int
