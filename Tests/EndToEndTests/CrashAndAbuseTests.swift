@@ -278,4 +278,26 @@ struct CrashAndAbuseTests {
         #expect(ok.status == 202)
         #expect(server.process.isRunning)
     }
+
+    @Test("random requests over real sockets for 20 s (scripts/fuzz-http, a new seed each run): every answer well-formed HTTP with a status of the contract and the documented body, the log holding exactly what the answers accepted and rejected, the server up after clients that vanish mid-request, and a clean stop")
+    func httpFuzz() async throws {
+        let seed = UInt32.random(in: 0...UInt32.max)
+        let script = TestEnvironment.repoRoot.appendingPathComponent("scripts/fuzz-http").path
+        let result = try await runCommand(
+            TestEnvironment.python,
+            [script, "--seconds", "20", "--seed", String(seed), "--playhead", TestEnvironment.playheadExecutable],
+            timeout: .seconds(300)
+        )
+        #expect(result.status == 0, "scripts/fuzz-http --seed \(seed) failed (its report names the check and where the connection's bytes were saved):\n\(result.stderr.suffix(2000))\n\(result.stdout.suffix(4000))")
+        let report = try #require((try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8))) as? [String: Any], "no report: \(result.stdout.suffix(2000))")
+        // The run reached the server's main paths, so a pass means something.
+        let statuses = report["status"] as? [String: Int] ?? [:]
+        let reasons = report["reasons"] as? [String: Int] ?? [:]
+        #expect((report["requests"] as? Int ?? 0) >= 200, "\(report)")
+        #expect((report["accepted"] as? Int ?? 0) >= 50 && (report["rejected"] as? Int ?? 0) >= 50, "\(report)")
+        for status in ["202", "400", "401", "413"] {
+            #expect((statuses[status] ?? 0) > 0, "no \(status) answer in \(statuses)")
+        }
+        #expect(reasons.count >= 5, "\(reasons)")
+    }
 }
