@@ -433,14 +433,34 @@ struct EventParser {
             skipWhitespace()
             return pos < end
         } catch {
-            // Malformed somewhere: NDJSON if the first line alone looks like an object.
+            // Malformed somewhere: NDJSON if the first line alone looks like an object, or if it
+            // starts one and every later line does too (the first line cut short).
             var lineEnd = start
             while lineEnd < end, p[lineEnd] != 0x0A { lineEnd += 1 }
             guard lineEnd < end else { return false }
             var last = lineEnd - 1
             while last > start, isWhitespace(p[last]) { last -= 1 }
-            return p[last] == UInt8(ascii: "}")
+            return p[last] == UInt8(ascii: "}") || everyLineStartsAnObject(from: lineEnd + 1)
         }
+    }
+
+    /// Whether the lines from `lineStart` (a line's first byte) to the body's end that are not
+    /// blank all start with `{`, and there is at least one: NDJSON, some of whose lines may be
+    /// cut short or broken, rather than an object printed over several lines, whose inner lines
+    /// start with a key or `}`.
+    func everyLineStartsAnObject(from lineStart: Int) -> Bool {
+        var i = lineStart
+        var seen = false
+        while i < end {
+            while i < end, p[i] == 0x20 || p[i] == 0x09 || p[i] == 0x0D { i += 1 }
+            if i < end, p[i] != 0x0A {
+                guard p[i] == UInt8(ascii: "{") else { return false }
+                seen = true
+            }
+            while i < end, p[i] != 0x0A { i += 1 }
+            i += 1
+        }
+        return seen
     }
 
     mutating func runJSON() {
@@ -536,7 +556,10 @@ struct EventParser {
         while lineEnd < end, p[lineEnd] != 0x0A { lineEnd += 1 }
         var last = lineEnd - 1
         while last > i, isWhitespace(p[last]) { last -= 1 }
-        return p[last] == UInt8(ascii: "}")
+        // The next line `{…}`, or every later line starting an object: one cut short (a line
+        // broken in the middle) costs only itself. Until 2026-12-06 a broken second line had the
+        // whole body refused as malformed JSON, where text/plain lost only that line (a review).
+        return p[last] == UInt8(ascii: "}") || everyLineStartsAnObject(from: i)
     }
 
     /// Reads the body again from its start as NDJSON, forgetting what the JSON reading made.

@@ -68,9 +68,22 @@ import PlayheadEvents
         // A broken first line: the lines after it are still read (they were refused with it).
         let (brokenFirst, _) = decode("{\"event_id\": bad}\n\(a)\n", format: .json)
         #expect(brokenFirst.accepted == 1 && brokenFirst.errors.map(\.index) == [0], "\(brokenFirst.errors)")
+        // A line cut short in the middle (an unclosed string runs to the end of its line) costs
+        // only itself, sent as application/json or text/plain, second line or first: the body
+        // was refused whole as malformed JSON when the second line was the broken one (a review).
+        for format in [EventBodyFormat.json, .sniff] {
+            let (second, secondSink) = decode("\(a)\n{\"event_id\": \"sn-1\", \"broken\n\(c)\n", format: format)
+            #expect(second.accepted == 2 && second.errors.map(\.index) == [1], "\(format): \(second.errors)")
+            #expect(secondSink.rejected.count == 1)
+            let (first, _) = decode("{\"event_id\": \"sn-0\", \"bro\n\(a)\r\n\n  \(c)", format: format)
+            #expect(first.accepted == 2 && first.errors.map(\.index) == [0], "\(format): \(first.errors)")
+            let (last, _) = decode("\(a)\n\(c)\n{\"event_id\": \"sn-2\", \"ti", format: format)
+            #expect(last.accepted == 2 && last.errors.map(\.index) == [2], "\(format): \(last.errors)")
+        }
         // A pretty-printed object followed by another is not NDJSON: refused whole, as before,
         // rather than cut into a rejection per line; so is a stream of them (what `jq .` prints).
-        for body in ["\(pretty)\n\(c)", "\(c)\n\(pretty)", "\(pretty)\n\(pretty)\n"] {
+        let broken = "{\"event_id\": \"p\",\n  \"title\": \"x\",,\n  \"genre\": []\n}"
+        for body in ["\(pretty)\n\(c)", "\(c)\n\(pretty)", "\(pretty)\n\(pretty)\n", "\(c)\n\(broken)", "\(broken)\n\(c)"] {
             let (o, sink) = decode(body, format: .json)
             let reasons = o.errors.map { $0.reason }
             #expect(o.accepted == 0 && reasons == [RejectionReason.malformedJSON] && sink.rejected.count == 1, "\(o.errors.prefix(3))")
