@@ -250,7 +250,13 @@ public final class IngestServer: Service, Sendable {
             }
         } onGracefulShutdown: {
             self.state.withLockedValue { $0 = .draining }
-            self.logger.info("\(self.role): stopping: no new connections; finishing requests in flight")
+            self.logger.info(
+                "\(self.role): stopping: no new connections; finishing requests in flight (a second signal stops at once)",
+                metadata: [
+                    "requests": "\(inFlight.current)", "connections": "\(connections.all.count)",
+                    "grace": "\(configuration.shutdownGracePeriod)",
+                ]
+            )
             // Stop accepting, and close every connection once its current response is out.
             quiescing.withLockedValue { $0 = true }
             quiesce.initiateShutdown(promise: quiesced)

@@ -135,7 +135,7 @@ struct ServerOptions: ParsableArguments {
     @Option(name: .long, parsing: .unconditional, help: "Seconds an idle keep-alive connection stays open.")
     var idleTimeout: Double = 75
 
-    @Option(name: .long, parsing: .unconditional, help: "Seconds a graceful shutdown waits for requests in flight.")
+    @Option(name: .long, parsing: .unconditional, help: "Seconds a graceful shutdown (SIGTERM, SIGINT, SIGHUP) waits for requests in flight; a second signal stops at once.")
     var shutdownGrace: Double = 30
 
     @Option(name: .long, parsing: .unconditional, help: "The most connections open at once; past it new clients wait (in the listen queue) until one closes. Default: three quarters of the file descriptors left when the server starts (the open-files limit, which it raises to its hard limit, less those it holds then), keeping the rest for the log and the lake.")

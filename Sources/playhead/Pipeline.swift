@@ -101,6 +101,19 @@ struct PipelineParts {
                 logger: logger
             )
         )
+        // A second signal (Ctrl-C again, or a supervisor's second SIGTERM) ends the process at
+        // once, as `kill -9` would: every acknowledged event is durable in the log, so nothing
+        // acknowledged is lost. Until 2026-12-06 further signals were ignored, and a stop waited
+        // out --shutdown-grace for a stalled client whatever the operator did (a review).
+        let second = Signals.onSecond([SIGTERM, SIGINT, SIGHUP]) { signal in
+            logger.warning(
+                "a second signal: stopping at once, without waiting for requests in flight (their clients get no answer and send them again) or for the stages to finish; every acknowledged event is in the log, and what was read from it but not yet written to the lake is read again at the next start",
+                metadata: ["signal": "\(Signals.name(signal))"]
+            )
+            fflush(nil)  // every output stream: the line above
+            _exit(128 + signal)
+        }
+        defer { for source in second { source.cancel() } }
         do {
             try await group.run()
         } catch {

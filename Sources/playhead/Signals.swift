@@ -1,9 +1,38 @@
 import Dispatch
 import Foundation
+import Synchronization
 
 /// The signals of the commands that run to an end (`loadgen`, `import`); the servers stop through
-/// swift-service-lifecycle.
+/// swift-service-lifecycle, and ``onSecond(_:_:)`` ends them at a second signal.
 enum Signals {
+    /// Calls `action` with the signal when any of `signals` arrives for the second time (counted
+    /// together: SIGTERM then SIGINT is a second signal), beside swift-service-lifecycle, which
+    /// takes the first for a graceful stop and traps the rest. Cancel the sources to stop counting.
+    static func onSecond(_ signals: [Int32], _ action: @escaping @Sendable (Int32) -> Void) -> [any DispatchSourceSignal] {
+        let received = Mutex(0)
+        return signals.map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                // Signals that arrive close together are delivered as one event: `data` counts them.
+                let count = Int(source.data)
+                if received.withLock({ total in total += count; return total >= 2 }) { action(number) }
+            }
+            source.resume()
+            return source
+        }
+    }
+
+    /// `SIGTERM`, `SIGINT`, `SIGHUP`, or the number.
+    static func name(_ number: Int32) -> String {
+        switch number {
+        case SIGTERM: "SIGTERM"
+        case SIGINT: "SIGINT"
+        case SIGHUP: "SIGHUP"
+        default: "signal \(number)"
+        }
+    }
+
     /// Calls `action` with the signal on the first SIGINT or SIGTERM, after which both have their
     /// default effect again.
     static func onInterrupt(_ action: @escaping @Sendable (Int32) -> Void) -> [any DispatchSourceSignal] {

@@ -800,6 +800,37 @@ struct IngestAPITests {
         #expect(ids == ["s1", "s2", "s3"])
     }
 
+    @Test("a second signal during a graceful stop (SIGTERM then SIGINT, or SIGINT twice) ends serve at once, saying so (it waited out --shutdown-grace for a stalled client); every acknowledged event is there after a restart", arguments: [(SIGTERM, SIGINT), (SIGINT, SIGINT)])
+    func secondSignalStopsAtOnce(first: Int32, second: Int32) async throws {
+        let (server, directory) = try await Fixtures.server(["--shutdown-grace", "120"])
+        defer { withExtendedLifetime(directory) {} }
+        let response = try await TestHTTP.postEvents(server, Fixtures.json([Fixtures.event("two-1"), Fixtures.event("two-2")]))
+        #expect(response.status == 202)
+        // A client stalled in the middle of a body holds the graceful stop for the whole grace period.
+        let stalled = try RawConnection(port: server.port)
+        #expect(stalled.send("POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n[{\"event_id\":"))
+        for _ in 0..<300 where await TestHTTP.metricTotal(server, #"playhead_ingest_in_flight_bytes{stage="receiving"}"#) == 0 {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        server.process.signal(first)
+        let stopping = try await server.process.waitForOutput(containing: "finishing requests in flight")
+        // What it waits for: the stalled client's connection (and the test's own keep-alive one).
+        #expect(stopping.contains("connections=") && !stopping.contains("connections=0") && stopping.contains("a second signal stops at once"), "\(stopping)")
+        // Still draining: the first signal alone does not end it.
+        try await Task.sleep(for: .seconds(1))
+        #expect(server.process.isRunning)
+        let started = ContinuousClock.now
+        server.process.signal(second)
+        let status = await server.process.waitForExit(timeout: .seconds(20))
+        #expect(status == 128 + second, "\(server.process.stderr.suffix(2000))")
+        #expect(started.duration(to: .now) < .seconds(10))
+        #expect(server.process.stderr.contains("a second signal: stopping at once"), "\(server.process.stderr.suffix(2000))")
+        let restarted = try await PlayheadServer(dataDirectory: server.dataDirectory, arguments: [])
+        #expect(try await TestHTTP.postEvents(restarted, Fixtures.json(Fixtures.event("two-3"))).status == 202)
+        #expect(try await Fixtures.storedIDs(server.dataDirectory) == ["two-1", "two-2", "two-3"])
+        #expect(await restarted.stop() == 0)
+    }
+
     @Test("pipelined requests on one connection are answered in order; an idle connection is closed on SIGTERM")
     func pipeliningAndQuiescing() async throws {
         let (server, directory) = try await Fixtures.server()
