@@ -22,7 +22,7 @@ public struct IngestConfiguration: Sendable {
     public var requestTimeout: Duration = .seconds(30)
     /// An idle keep-alive connection is closed after this time. Default: 75 s.
     public var idleTimeout: Duration = .seconds(75)
-    /// The most accepted events per second over all clients; excess requests get 429 with
+    /// The most events per second over all clients, accepted and rejected alike; excess requests get 429 with
     /// `Retry-After`. `nil` means no limit. Default: `nil`.
     public var rateLimitEventsPerSecond: Double? = nil
     /// The most request bytes being decoded or waiting for the log at once; past it requests get

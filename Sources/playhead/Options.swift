@@ -198,7 +198,7 @@ struct IngestOptions: ParsableArguments {
     @Option(name: .long, parsing: .singleValue, help: "An origin allowed by CORS, as browsers send it: scheme://host[:port], no path or trailing slash (or null). Repeat for several. Default: * (every origin).")
     var corsOrigin: [String] = []
 
-    @Option(name: .long, parsing: .unconditional, help: "The most accepted events per second over all clients; more gets 429 with Retry-After. Default: no limit.")
+    @Option(name: .long, parsing: .unconditional, help: "The most events per second over all clients, accepted and rejected alike; more gets 429 with Retry-After. Default: no limit.")
     var rateLimit: Double?
 
     @Option(name: .long, help: "What is stored of ip_address: keep, truncate (IPv4 /24, IPv6 /48) or drop.")
