@@ -160,11 +160,9 @@ public struct EventDimensions: Sendable, Hashable {
         (KnownValues.eventTypeStrings.count + 1) * (KnownValues.contentTypeStrings.count + 1) * KnownValues.eventSourceStrings.count
     }
 
-    /// The `event_source` values kept as a label; any other value is counted as "other".
-    public static let knownEventSources: [String] = [
-        "web_app", "ios_app", "android_app", "tv_app", "smart_tv", "web", "ios", "android", "tvos",
-        "roku", "fire_tv", "chromecast", "apple_tv", "android_tv", "desktop_app", "console",
-    ]
+    /// The `event_source` values kept as a label; any other value is counted as "other". The list
+    /// is the decoder's (`KnownValues.eventSourceNames`), which matches them in the event's bytes.
+    public static let knownEventSources: [String] = KnownValues.eventSourceNames.map { "\($0)" }
 }
 
 /// Receives what the decoder produces. The buffers are valid only during the call.
