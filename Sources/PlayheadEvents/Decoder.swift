@@ -512,7 +512,13 @@ struct EventParser {
                 return
             }
             skipWhitespace()
-            guard pos == end else { throw Malformed(message: "unexpected bytes after the JSON value at byte \(pos)") }
+            guard pos == end else {
+                // Another object: NDJSON that is not one object per line (a review: the message
+                // did not say why such a body was not read line by line).
+                let hint = first == UInt8(ascii: "{") && p[pos] == UInt8(ascii: "{")
+                    ? " (another object: NDJSON must hold each event on a line of its own, and an object printed over several lines is not read as NDJSON)" : ""
+                throw Malformed(message: "unexpected bytes after the JSON value at byte \(pos)\(hint)")
+            }
             // Nothing to accept, so the answer is a 400: it must say why.
             if emptyArray { rejectBody(.emptyBody, "the body is an empty array: it holds no event") }
         } catch {

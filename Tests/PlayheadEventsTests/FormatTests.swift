@@ -88,6 +88,10 @@ import PlayheadEvents
             let reasons = o.errors.map { $0.reason }
             #expect(o.accepted == 0 && reasons == [RejectionReason.malformedJSON] && sink.rejected.count == 1, "\(o.errors.prefix(3))")
         }
+        // The message says why such a body was not read line by line.
+        let (twoPretty, _) = decode("\(pretty)\n\(c)", format: .json)
+        #expect(twoPretty.errors.first?.message.contains("NDJSON must hold each event on a line of its own") == true, "\(twoPretty.errors)")
+        #expect(decode("\(a) [1]", format: .json).outcome.errors.first?.message.contains("NDJSON") == false)
     }
 
     @Test func eventIDOfAWrongTypeIsNotReported() {
