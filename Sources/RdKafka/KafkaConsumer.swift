@@ -223,8 +223,10 @@ public final class KafkaConsumer: @unchecked Sendable {
     private var closeJob: @Sendable () -> Void {
         nonisolated(unsafe) let handle = self.handle
         let closed = self.closed
+        let callbacks = self.callbacks
         return {
             if closed.exchange(true, ordering: .acquiringAndReleasing) { return }
+            callbacks.closing = true
             rd_kafka_consumer_close(handle)
             destroyHandle(handle)
         }
@@ -262,6 +264,9 @@ final class ConsumerCallbacks: ClientCallbacks, @unchecked Sendable {
     /// See ``KafkaConsumer/init(configuration:uncommittedStart:logger:)``; set once before use.
     var uncommittedStart: Int64?
     var assignment: Set<TopicPartitionKey> = []
+    /// Set just before `rd_kafka_consumer_close`, on the consumer's thread, which then runs the
+    /// callbacks the close serves.
+    var closing = false
     private var positions: [TopicPartitionKey: Int] = [:]  // index of the open batch in pending.batches
     /// The offset each partition's next message should have (where it was assigned or sought to,
     /// then the last one delivered + 1), across polls; forgotten on a revoke.
@@ -280,6 +285,22 @@ final class ConsumerCallbacks: ClientCallbacks, @unchecked Sendable {
         let cooperative = rd_kafka_rebalance_protocol(handle).map { String(cString: $0) } == "COOPERATIVE"
         let items = readPartitionList(partitions).map { $0.0 }
         switch err {
+        case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS where closing:
+            // Served inside rd_kafka_consumer_close: the group gave this member more partitions
+            // while it was leaving (a rebalance the application did not poll for). Taken as they
+            // are, to be revoked by the close at once. Asking the group for their offsets here
+            // always timed out, since the closing group no longer answers: the close was held
+            // for that whole 10 s, and once (a ThreadSanitizer run, 2026-12-06) the close never
+            // ended, and the lake writer that was joining again took no partition for minutes.
+            if cooperative {
+                if let error = rd_kafka_incremental_assign(handle, partitions) {
+                    logger.warning("Kafka incremental assign while closing failed: \(RdKafkaError(consuming: error))")
+                }
+            } else {
+                _ = rd_kafka_assign(handle, partitions)
+            }
+            assignment.formUnion(items.map { TopicPartitionKey(topic: $0.topic, partition: $0.partition) })
+            logger.info("Kafka partitions assigned while this consumer closes, left at once: \(items.map { "\($0.topic)[\($0.partition)]" }.joined(separator: ", "))")
         case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
             // Where each partition starts: the group's committed offsets, asked before assigning so
             // that partitions without one can be given `uncommittedStart` explicitly.

@@ -331,6 +331,53 @@ struct RdKafkaTansuTests {
         await producer.close()
         await admin.close()
     }
+
+    @Test("a consumer closed while the group is giving it more partitions closes at once: the assignment served inside close is taken without asking the group for its offsets (asked there, the request timed out and held the close for 10 s; once, under ThreadSanitizer, the close never ended and the lake writer took no partition for minutes)")
+    func closeDuringAnAssignment() async throws {
+        try requireModernLibrdkafka()
+        let tansu = try await Tansu.start()
+        defer { tansu.kill() }
+        let admin = try KafkaAdmin(configuration: ["bootstrap.servers": tansu.bootstrap], logger: testLogger)
+        _ = try await admin.createTopics([.init(name: "closing", partitions: 4)])
+        let configuration = [
+            "bootstrap.servers": tansu.bootstrap, "group.id": "closing-group", "enable.auto.commit": "false",
+            "auto.offset.reset": "earliest", "session.timeout.ms": "6000", "heartbeat.interval.ms": "300",
+            "partition.assignment.strategy": "cooperative-sticky",
+        ]
+        let first = try KafkaConsumer(configuration: configuration, logger: testLogger)
+        let second = try KafkaConsumer(configuration: configuration, logger: testLogger)
+        try await first.subscribe(["closing"])
+        try await second.subscribe(["closing"])
+        // Both members hold partitions.
+        var held: [Int] = [0, 0]
+        let deadline = ContinuousClock.now.advanced(by: .seconds(60))
+        while !(held[0] > 0 && held[1] > 0 && held[0] + held[1] == 4) && ContinuousClock.now < deadline {
+            _ = try await first.poll(maxMessages: 100, timeout: .milliseconds(200))
+            _ = try await second.poll(maxMessages: 100, timeout: .milliseconds(200))
+            held = [try await first.assignment().count, try await second.assignment().count]
+        }
+        try #require(held[0] > 0 && held[1] > 0 && held[0] + held[1] == 4, "the two members hold \(held)")
+        // The second leaves; the group gives its partitions to the first, which does not poll, so
+        // the assignment waits in its queue until the close serves it.
+        await second.close()
+        try await Task.sleep(for: .seconds(4))
+        let started = ContinuousClock.now
+        await first.close()
+        let took = started.duration(to: .now)
+        #expect(took < .seconds(5), "close took \(took)")
+        // The group is usable afterwards: a new member gets every partition.
+        let third = try KafkaConsumer(configuration: configuration, logger: testLogger)
+        try await third.subscribe(["closing"])
+        var count = 0
+        let thirdDeadline = ContinuousClock.now.advanced(by: .seconds(60))
+        while count < 4 && ContinuousClock.now < thirdDeadline {
+            _ = try await third.poll(maxMessages: 100, timeout: .milliseconds(200))
+            count = try await third.assignment().count
+        }
+        #expect(count == 4)
+        await third.close()
+        await admin.close()
+    }
 }
 
 @Suite("librdkafka's repeated messages")
