@@ -290,8 +290,7 @@ final class ConsumerCallbacks: ClientCallbacks, @unchecked Sendable {
             // while it was leaving (a rebalance the application did not poll for). Taken as they
             // are, to be revoked by the close at once. Asking the group for their offsets here
             // always timed out, since the closing group no longer answers: the close was held
-            // for that whole 10 s, and once (a ThreadSanitizer run, 2026-12-06) the close never
-            // ended, and the lake writer that was joining again took no partition for minutes.
+            // for that whole 10 s (docs/kafka.md).
             if cooperative {
                 if let error = rd_kafka_incremental_assign(handle, partitions) {
                     logger.warning("Kafka incremental assign while closing failed: \(RdKafkaError(consuming: error))")
