@@ -11,15 +11,11 @@ enum Signals {
     static func onSecond(_ signals: [Int32], _ action: @escaping @Sendable (Int32) -> Void) -> [any DispatchSourceSignal] {
         let received = Mutex(0)
         return signals.map { number in
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler {
+            trap(number) { source in
                 // Signals that arrive close together are delivered as one event: `data` counts them.
                 let count = Int(source.data)
                 if received.withLock({ total in total += count; return total >= 2 }) { action(number) }
             }
-            source.resume()
-            return source
         }
     }
 
@@ -37,15 +33,21 @@ enum Signals {
     /// default effect again.
     static func onInterrupt(_ action: @escaping @Sendable (Int32) -> Void) -> [any DispatchSourceSignal] {
         [SIGINT, SIGTERM].map { number in
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler {
+            trap(number) { _ in
                 signal(SIGINT, SIG_DFL)
                 signal(SIGTERM, SIG_DFL)
                 action(number)
             }
-            source.resume()
-            return source
         }
+    }
+
+    /// Takes signal `number` from its default effect and calls `handler` with the source each time
+    /// it arrives, on a global queue.
+    private static func trap(_ number: Int32, _ handler: @escaping @Sendable (any DispatchSourceSignal) -> Void) -> any DispatchSourceSignal {
+        signal(number, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+        source.setEventHandler { handler(source) }
+        source.resume()
+        return source
     }
 }
