@@ -189,10 +189,10 @@ struct KafkaPipelineTests {
                     return answer?.status == 200
                 }
                 if !last.hasPrefix("200") {
-                    Issue.record("\(name): /readyz last said \(last); its log: \(server.process.stderr.suffix(4000))")
+                    Issue.record("\(name) (\(server.process.state)): /readyz last said \(last); its log: \(server.process.stderr.suffix(4000))")
                 }
             }
-            for server in processes { #expect(await server.stop() == 0, "\(server.process.stderr.suffix(2000))") }
+            for server in processes { #expect(await server.stop() == 0, "\(server.process.state): \(server.process.stderr.suffix(2000))") }
         } catch {
             Issue.record(error)
         }

@@ -61,6 +61,17 @@ public final class ChildProcess: @unchecked Sendable {
     public var pid: Int32 { process.processIdentifier }
     public var isRunning: Bool { process.isRunning }
 
+    /// "running", "exited with status N" or "ended by signal N", for a test's message: a process
+    /// that died without a word in its log (SIGKILL) shows how it ended here.
+    public var state: String {
+        if process.isRunning { return "running" }
+        switch process.terminationReason {
+        case .exit: return "exited with status \(process.terminationStatus)"
+        case .uncaughtSignal: return "ended by signal \(process.terminationStatus)"
+        @unknown default: return "ended (status \(process.terminationStatus))"
+        }
+    }
+
     /// What the process wrote to standard output so far.
     public var stdout: String { (try? String(contentsOf: stdoutURL, encoding: .utf8)) ?? "" }
     /// What the process wrote to standard error so far.
