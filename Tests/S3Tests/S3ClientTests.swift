@@ -531,9 +531,10 @@ struct S3ClientTests {
             let logs = CapturedLogs()
             let metrics = TestMetrics()
             // Larger than what the kernel and NIO can hold between us and a stopped peer, so that the
-            // store stops taking it: the largest TCP receive and send buffers, and 8 MiB more. (32 MiB
-            // fitted once: this machine lets a loopback receive buffer grow to 32 MiB.)
-            let largeSize = Self.maximumTCPBuffer("tcp_rmem") + Self.maximumTCPBuffer("tcp_wmem") + (8 << 20)
+            // store stops taking it: twice the largest TCP receive and send buffers, and 32 MiB more.
+            // (32 MiB fitted once: this machine lets a loopback receive buffer grow to 32 MiB. Those
+            // buffers and 8 MiB more, 44 MiB, fitted in two CI runs of 2026-12-06 under load.)
+            let largeSize = 2 * (Self.maximumTCPBuffer("tcp_rmem") + Self.maximumTCPBuffer("tcp_wmem")) + (32 << 20)
             let s3 = Self.client(weed, multipartThreshold: largeSize + 1, unansweredAfter: .seconds(2), logs: logs, metrics: metrics)
             try await s3.createBucket("frozen")
             try await s3.putObject(bucket: "frozen", key: "before.txt", body: ByteBuffer(string: "before"))
