@@ -39,6 +39,8 @@ public struct EventDecoderConfiguration: Sendable {
     }
     /// What is stored of `ip_address`.
     public var ipPolicy = IPAddressPolicy.keep
+    /// The `event_source` values that keep their own label in ``EventDimensions``.
+    public var eventSources = EventSourceLabels.standard
     /// The longest value (in UTF-8 bytes, after unescaping) of a string field the schema defines
     /// (including each `genre` entry). Unknown fields are bounded by `maxEventBytes` only.
     public var maxStringBytes = 1024
@@ -123,46 +125,54 @@ public struct EventValidationError: Error, Sendable, Hashable, CustomStringConve
 public struct EventDimensions: Sendable, Hashable {
     public let eventType: String
     public let contentType: String
-    /// One of `EventDimensions.knownEventSources`, else "other".
+    /// One of the decoder's ``EventSourceLabels``, else "other".
     public let eventSource: String
     /// The three labels as one small number in `0..<codeCount`, so that events can be counted by
-    /// their labels in an array, without hashing strings.
+    /// their labels without hashing strings. It holds the event source's index in its
+    /// ``EventSourceLabels`` (``EventSourceLabels/maxCount`` for `other`): read it back with the same.
     public let code: Int
 
-    public init(eventType: String, contentType: String, eventSource: String) {
+    public init(eventType: String, contentType: String, eventSource: String, sources: EventSourceLabels = .standard) {
         self.init(
             eventTypeIndex: KnownValues.eventTypeStrings.firstIndex(of: eventType) ?? KnownValues.eventTypeStrings.count,
             contentTypeIndex: KnownValues.contentTypeStrings.firstIndex(of: contentType) ?? KnownValues.contentTypeStrings.count,
-            eventSourceIndex: KnownValues.eventSourceStrings.firstIndex(of: eventSource) ?? KnownValues.eventSourceStrings.count - 1,
-            eventType: eventType, contentType: contentType
+            eventSourceIndex: sources.names.firstIndex(of: eventSource) ?? sources.names.count,
+            sources: sources, eventType: eventType, contentType: contentType
         )
     }
 
-    /// The labels of `code` (a value of `code` of another instance).
-    public init(code: Int) {
-        let sources = KnownValues.eventSourceStrings.count
+    /// The labels of `code` (a value of `code` of another instance made with the same `sources`).
+    public init(code: Int, sources: EventSourceLabels = .standard) {
+        let stride = Self.sourceStride
         let contentTypes = KnownValues.contentTypeStrings.count + 1
-        self.init(eventTypeIndex: code / sources / contentTypes, contentTypeIndex: code / sources % contentTypes, eventSourceIndex: code % sources)
+        self.init(
+            eventTypeIndex: code / stride / contentTypes, contentTypeIndex: code / stride % contentTypes, eventSourceIndex: code % stride,
+            sources: sources
+        )
     }
 
     /// From the decoder's indexes into the known values (an index past the end: a value outside
     /// them, named by `eventType` / `contentType`).
-    init(eventTypeIndex: Int, contentTypeIndex: Int, eventSourceIndex: Int, eventType: String? = nil, contentType: String? = nil) {
+    init(
+        eventTypeIndex: Int, contentTypeIndex: Int, eventSourceIndex: Int, sources: EventSourceLabels,
+        eventType: String? = nil, contentType: String? = nil
+    ) {
         let types = KnownValues.eventTypeStrings, contents = KnownValues.contentTypeStrings
         self.eventType = eventTypeIndex < types.count ? types[eventTypeIndex] : eventType ?? "other"
         self.contentType = contentTypeIndex < contents.count ? contents[contentTypeIndex] : contentType ?? "other"
-        eventSource = KnownValues.eventSourceStrings[eventSourceIndex]
-        code = (eventTypeIndex * (contents.count + 1) + contentTypeIndex) * KnownValues.eventSourceStrings.count + eventSourceIndex
+        eventSource = sources.label(at: eventSourceIndex)
+        let sourceSlot = min(eventSourceIndex, sources.names.count) == sources.names.count ? EventSourceLabels.maxCount : eventSourceIndex
+        code = (eventTypeIndex * (contents.count + 1) + contentTypeIndex) * Self.sourceStride + sourceSlot
     }
+
+    /// Event sources take this many codes per event type and content type: every index of an
+    /// ``EventSourceLabels``, and `other`.
+    static var sourceStride: Int { EventSourceLabels.maxCount + 1 }
 
     /// The number of distinct codes.
     public static var codeCount: Int {
-        (KnownValues.eventTypeStrings.count + 1) * (KnownValues.contentTypeStrings.count + 1) * KnownValues.eventSourceStrings.count
+        (KnownValues.eventTypeStrings.count + 1) * (KnownValues.contentTypeStrings.count + 1) * sourceStride
     }
-
-    /// The `event_source` values kept as a label; any other value is counted as "other". The list
-    /// is the decoder's (`KnownValues.eventSourceNames`), which matches them in the event's bytes.
-    public static let knownEventSources: [String] = KnownValues.eventSourceNames.map { "\($0)" }
 }
 
 /// Receives what the decoder produces. The buffers are valid only during the call.

@@ -190,11 +190,6 @@ func bytesEqual(_ p: UnsafePointer<UInt8>, _ q: UnsafePointer<UInt8>, _ n: Int) 
 enum KnownValues {
     static let eventTypeStrings = ["play", "pause", "stop", "seek", "heartbeat", "buffering"]
     static let contentTypeStrings = ["movie", "episode", "ad"]
-    static let eventSourceNames: [StaticString] = [
-        "web_app", "ios_app", "android_app", "tv_app", "smart_tv", "web", "ios", "android", "tvos",
-        "roku", "fire_tv", "chromecast", "apple_tv", "android_tv", "desktop_app", "console",
-    ]
-    static let eventSourceStrings = EventDimensions.knownEventSources + ["other"]
 
     typealias Matcher = (UnsafePointer<UInt8>, Int) -> Int?
 
@@ -227,10 +222,6 @@ enum KnownValues {
         return nil
     }
 
-    static func eventSource(_ p: UnsafePointer<UInt8>, _ n: Int, _ names: [StaticString]) -> Int? {
-        for k in 0..<names.count where bytesEqual(p, n, names[k]) { return k }
-        return nil
-    }
 }
 
 /// What the parser hands to the sink once the body is done.
@@ -291,7 +282,6 @@ struct EventParser {
     let p: UnsafePointer<UInt8>
     let receivedAt: Int64
     let maxDepth: Int
-    let eventSourceNames = KnownValues.eventSourceNames
 
     /// The end of the region being parsed (the body, or the current NDJSON line).
     var end: Int
@@ -1824,14 +1814,14 @@ struct EventParser {
             }
             put(UInt8(ascii: "}"))
         }
-        let names = eventSourceNames
-        let sourceIndex = enumIndex(spans[Field.eventSource.rawValue]) { KnownValues.eventSource($0, $1, names) }
+        let sources = configuration.eventSources
+        let sourceIndex = enumIndex(spans[Field.eventSource.rawValue]) { sources.index(of: $0, count: $1) }
         pending.append(
             PendingEvent(
                 index: index, accepted: true, keyStart: keyStart, keyCount: keyCount,
                 recordStart: recordStart, recordCount: outCount - recordStart,
                 eventType: UInt8(eventTypeIndex), contentType: UInt8(contentTypeIndex),
-                eventSource: UInt8(sourceIndex ?? names.count), errorIndex: -1
+                eventSource: UInt8(sourceIndex ?? sources.names.count), errorIndex: -1
             )
         )
         acceptedCount += 1
@@ -1910,7 +1900,7 @@ struct EventParser {
                 let key = UnsafeRawBufferPointer(start: base + event.keyStart, count: event.keyCount)
                 let dimensions = EventDimensions(
                     eventTypeIndex: Int(event.eventType), contentTypeIndex: Int(event.contentType),
-                    eventSourceIndex: Int(event.eventSource)
+                    eventSourceIndex: Int(event.eventSource), sources: configuration.eventSources
                 )
                 sink.accepted(index: event.index, key: key, dimensions: dimensions, record: record)
             } else {

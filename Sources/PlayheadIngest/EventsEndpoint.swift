@@ -45,7 +45,7 @@ public final class EventsEndpoint: Sendable {
         events: any LogProducer,
         rejected: any LogProducer,
         threadPool: NIOThreadPool,
-        metrics: IngestMetrics = IngestMetrics(),
+        metrics: IngestMetrics? = nil,
         logger: Logger
     ) {
         self.configuration = configuration
@@ -53,6 +53,7 @@ public final class EventsEndpoint: Sendable {
         decoding.maxEventBytes = configuration.maxEventBytes
         decoding.maxEventsPerRequest = configuration.maxEventsPerRequest
         decoding.ipPolicy = ipPolicy
+        decoding.eventSources = configuration.eventSources
         decoder = EventDecoder(configuration: decoding)
         self.events = events
         self.rejected = rejected
@@ -60,7 +61,7 @@ public final class EventsEndpoint: Sendable {
         rateLimiter = configuration.rateLimitEventsPerSecond.map { RateLimiter(eventsPerSecond: $0) }
         inFlightBytes = InFlightBytes(limit: configuration.maxInFlightBytes)
         self.threadPool = threadPool
-        self.metrics = metrics
+        self.metrics = metrics ?? IngestMetrics(eventSources: configuration.eventSources)
         self.logger = logger
         failures = PermanentFailures(logger: logger)
         self.clientAddresses = clientAddresses

@@ -41,6 +41,9 @@ public struct IngestConfiguration: Sendable {
     public var maxConnections: Int? = nil
     /// How long a graceful shutdown waits for requests in flight. Default: 30 s.
     public var shutdownGracePeriod: Duration = .seconds(30)
+    /// The `event_source` values counted under their own label in
+    /// `playhead_events_accepted_total` (`--event-source`). Default: the built-in ones.
+    public var eventSources = EventSourceLabels.standard
 
     public init() {}
 
@@ -84,3 +87,4 @@ public struct IngestConfiguration: Sendable {
 import Glibc
 #endif
 import NIOCore
+import PlayheadEvents

@@ -17,6 +17,8 @@ public final class IngestMetrics: Sendable {
     private let receivingGauge: Gauge?
     private let processingGauge: Gauge?
     private let factory: (any MetricsFactory)?
+    /// The decoder's: what the codes of accepted events' dimensions stand for.
+    let eventSources: EventSourceLabels
 
     /// The routes that get their own label value; every other path is `other`.
     static let knownRoutes: [String] = ["/v1/events", "/healthz", "/readyz", "/metrics", "/openapi.json", "/", "/live.json"]
@@ -44,8 +46,10 @@ public final class IngestMetrics: Sendable {
     /// - Parameter edge: whether the server takes events (`serve`, `ingest`). The HTTP server of
     ///   `store` and `observe` (metrics and probes only) makes no edge series: they exported the
     ///   rejection and refusal counters and the in-flight gauges at 0 for good (a probe).
-    public init(factory: (any MetricsFactory)? = nil, edge: Bool = true) {
+    /// - Parameter eventSources: the decoder's `event_source` labels.
+    public init(factory: (any MetricsFactory)? = nil, edge: Bool = true, eventSources: EventSourceLabels = .standard) {
         self.factory = factory
+        self.eventSources = eventSources
         guard edge else {
             receivingGauge = nil
             processingGauge = nil
@@ -69,11 +73,12 @@ public final class IngestMetrics: Sendable {
         return Counter(label: label, dimensions: dimensions)
     }
 
-    /// - Parameter accepted: accepted events by the `code` of their `EventDimensions`.
+    /// - Parameter accepted: accepted events by the `code` of their `EventDimensions`, made with
+    ///   ``eventSources``.
     func decoded(_ accepted: DimensionCounts, rejectedReasons: [String: Int]) {
         accepted.forEach { code, count in
             self.accepted.handle(code) {
-                let labels = EventDimensions(code: code)
+                let labels = EventDimensions(code: code, sources: eventSources)
                 return counter("playhead_events_accepted_total", [
                     ("event_type", labels.eventType), ("content_type", labels.contentType), ("event_source", labels.eventSource),
                 ])

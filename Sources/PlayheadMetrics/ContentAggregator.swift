@@ -312,8 +312,9 @@ public final class ContentAggregator: Sendable {
 
     public init(
         sessionTimeout: Duration = .seconds(90), gapCap: Duration = .seconds(60), completionPercent: Int = Completion.percent,
-        maxSessions: Int = 250_000, liveWindow: Duration = .seconds(300)
+        maxSessions: Int = 250_000, liveWindow: Duration = .seconds(300), eventSources: EventSourceLabels = .standard
     ) {
+        self.eventSources = eventSources
         self.liveWindowMicros = Self.micros(liveWindow)
         self.sessionTimeoutMicros = Self.micros(sessionTimeout)
         self.gapCapMicros = Self.micros(gapCap)
@@ -401,10 +402,10 @@ public final class ContentAggregator: Sendable {
         }
     }
 
-    /// `event_source` as the edge counts it in `playhead_events_accepted_total`: a known source, else
-    /// `other`. It kept its first 24 values like language and genre, so one request of 24 made-up
+    /// `event_source` as the edge counts it in `playhead_events_accepted_total`: a known source (the
+    /// built-in ones and the process's `--event-source` values), else `other`. It kept its first 24 values like language and genre, so one request of 24 made-up
     /// sources took every slot and `fire_tv` showed as `other` until a restart (a review).
-    static let knownEventSources = Set(EventDimensions.knownEventSources)
+    let eventSources: EventSourceLabels
 
     /// The longest breakdown label value, in bytes: longer ones count as `other`.
     static let maxLabelValueBytes = 64
@@ -474,7 +475,7 @@ public final class ContentAggregator: Sendable {
         }
         var dimensions = ContentDimensions(
             contentType: contentType,
-            eventSource: Self.knownEventSources.contains(o.eventSource) ? o.eventSource : "other",
+            eventSource: eventSources.contains(o.eventSource) ? o.eventSource : "other",
             language: bounded(o.language, in: &state.languages),
             genre: bounded(o.genre, in: &state.genres)
         )

@@ -323,6 +323,32 @@ struct IngestOptions: ParsableArguments {
     }
 }
 
+/// The `event_source` values that keep their own label (`serve`, `ingest`, `observe`).
+struct EventSourceOptions: ParsableArguments {
+    @Option(
+        name: .customLong("event-source"), parsing: .singleValue,
+        help: ArgumentHelp(
+            "An event_source value to count under its own label in playhead_events_accepted_total and the content metrics, added to the built-in ones (\(EventSourceLabels.builtIn.joined(separator: ", "))); any other value counts as 'other'. Repeat, or separate with commas, for several; at most \(EventSourceLabels.maxCount) values in all, each at most \(EventSourceLabels.maxValueBytes) bytes. Give the same list to every ingest and observe process. Default: none, the built-in ones alone.",
+            valueName: "value"
+        )
+    )
+    var eventSources: [String] = []
+
+    /// The labels, checked.
+    func labels() throws -> EventSourceLabels {
+        let values = eventSources.flatMap { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+        do {
+            return try EventSourceLabels(adding: values)
+        } catch {
+            throw ValidationError("--event-source: \(error.message)")
+        }
+    }
+
+    func validate() throws {
+        _ = try labels()
+    }
+}
+
 /// Whether metrics are collected.
 struct MetricsOptions: ParsableArguments {
     @Option(name: .long, help: "Collect metrics and serve GET /metrics, and (serve, observe) the live page at / and /live.json: on or off (off is for measuring their cost; off leaves no metrics consumer, so / , /live.json and /metrics answer 404).")

@@ -3,6 +3,7 @@ import Logging
 import Metrics
 import NIOCore
 import NIOPosix
+import PlayheadEvents
 import PlayheadIngest
 import PlayheadLog
 import PlayheadMetrics
@@ -46,17 +47,21 @@ struct PipelineParts {
     let telemetry: Telemetry
     let log: any LogBackend
     let logger: Logger
+    /// The `event_source` values that keep their own label (`--event-source`).
+    let eventSources: EventSourceLabels
 
-    init(telemetry: Telemetry, log: any LogBackend, logger: Logger) throws {
+    init(telemetry: Telemetry, log: any LogBackend, logger: Logger, eventSources: EventSourceLabels = .standard) throws {
         self.telemetry = telemetry
         self.log = log
         self.logger = logger
+        self.eventSources = eventSources
     }
 
     /// The HTTP edge over the log's `events` and `rejected` topics.
     func ingestServer(options: IngestOptions, routes: [HTTPRoute]) throws -> (server: IngestServer, threadPool: NIOThreadPool) {
         let threadPool = NIOThreadPool(numberOfThreads: 2)
-        let configuration = try options.configuration()
+        var configuration = try options.configuration()
+        configuration.eventSources = eventSources
         let clientAddresses = try options.clientAddresses()
         for warning in options.warnings(clientAddresses: clientAddresses) { logger.warning("\(warning)") }
         if let clientAddresses {

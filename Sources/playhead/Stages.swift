@@ -72,7 +72,7 @@ extension PipelineParts {
             let routes = ["/", "/live.json"].map { Telemetry.metricsOff($0, "the live page shows metrics, so there is none") }
             return ([], routes, { nil })
         }
-        let aggregator = ContentAggregator()
+        let aggregator = ContentAggregator(eventSources: eventSources)
         let consumer = ContentMetricsConsumer(
             log: log, topic: .events, group: "metrics",
             decode: { bytes in
@@ -171,6 +171,7 @@ struct ObserveCommand: AsyncParsableCommand {
 
     @OptionGroup(title: "HTTP") var http: ServerOptions
     @OptionGroup(title: "Storage") var storage: LogLocationOptions
+    @OptionGroup(title: "Metrics") var labels: EventSourceOptions
     @OptionGroup(title: "Logging") var logging: LoggingOptions
 
     func run() async throws {
@@ -180,7 +181,7 @@ struct ObserveCommand: AsyncParsableCommand {
         let logger = Logger(label: "playhead.observe")
         let telemetry = Telemetry.bootstrap(true)
         let log = try OpenedLog.open(storage.logLocation, readOnly: true, logger: Logger(label: "playhead.log"))
-        let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger)
+        let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger, eventSources: try labels.labels())
         let content = parts.contentMetrics()
         let waiting = log.waitingForWriter(logger: logger)
         let server = parts.plainServer(options: http, routes: telemetry.routes + content.routes, readiness: { waiting() ?? content.readiness() })

@@ -70,10 +70,10 @@ struct CLITests {
         let logging = ["--log-level", "--log-format"]
         let writer = ["--log-min-free-bytes", "--log-segment-bytes", "--log-retention-hours", "--log-retention-bytes"]
         let expected: [[String]: [String]] = [
-            ["serve"]: server + edge + log + writer + lake + flush + ["--metrics"] + logging,
-            ["ingest"]: server + edge + log + writer + ["--metrics"] + logging,
+            ["serve"]: server + edge + log + writer + lake + flush + ["--metrics", "--event-source"] + logging,
+            ["ingest"]: server + edge + log + writer + ["--metrics", "--event-source"] + logging,
             ["store"]: server + log + lake + flush + ["--metrics"] + logging,
-            ["observe"]: server + log + logging,
+            ["observe"]: server + log + ["--event-source"] + logging,
             ["log", "dump"]: log + ["--topic", "--limit", "--offset", "--partition", "--follow"] + logging,
             ["import"]: ["--data-dir"] + lake + ["--batch-events", "--ip-policy", "--received-at", "--dedup-window", "--replace-earlier-versions"] + logging,
         ]
@@ -98,6 +98,8 @@ struct CLITests {
         (["serve", "--flush-interval", "inf"], "--flush-interval must be a number of seconds"),
         (["serve", "--idle-timeout", "1e10"], "--idle-timeout must be a number of seconds more than 0 and at most 315360000"),
         (["ingest", "--request-timeout", "inf"], "--request-timeout must be"),
+        (["serve", "--event-source", "xbox,,ps5"], "--event-source: '' is empty"),
+        (["observe", "--event-source", "other"], "--event-source: 'other' is the label of every value not listed"),
         (["serve", "--shutdown-grace", "1e20"], "--shutdown-grace must be a number of seconds at least 0"),
         (["serve", "--log-retention-hours", "inf"], "--log-retention-hours must be a number of hours more than 0 and at most 87600"),
         (["loadgen", "--duration", "1e300"], "--duration must be"),

@@ -124,6 +124,44 @@ struct ObservabilityTests {
         #expect(status == 0, "serve's exit status: \(status.map(String.init) ?? "still running after 60 s"); its log ends: \(server.process.stderr.suffix(3000))")
     }
 
+    @Test("--event-source adds label values: serve counts them under their own label, observe breaks the content figures down by them, any other value is 'other'")
+    func addedEventSources() async throws {
+        // `observe` beside serve reads the same embedded log, with the same flags.
+        let flags = ["--event-source", "samsung_tizen", "--event-source", "lg_webos,xbox"]
+        let (server, _) = try await Fixtures.server(flags)
+        let observer = try await PlayheadServer(command: "observe", dataDirectory: server.dataDirectory, arguments: flags)
+        do {
+            let now = isoTime(0)
+            let events = [
+                Fixtures.event("es-1", ["event_source": "samsung_tizen", "timestamp": now, "content_id": "c-1"]),
+                Fixtures.event("es-2", ["event_source": "xbox", "timestamp": now, "content_id": "c-2"]),
+                Fixtures.event("es-3", ["event_source": "vizio", "timestamp": now, "content_id": "c-3"]),
+                Fixtures.event("es-4", ["event_source": "roku", "timestamp": now, "content_id": "c-4"]),
+            ]
+            #expect(try await TestHTTP.postEvents(server, Fixtures.json(events)).status == 202)
+            let text = try await TestHTTP.request("\(server.baseURL)/metrics").text
+            for (source, count) in [("samsung_tizen", 1.0), ("xbox", 1), ("other", 1), ("roku", 1), ("lg_webos", nil)] as [(String, Double?)] {
+                #expect(sample(text, #"playhead_events_accepted_total{event_type="play",content_type="movie",event_source="\#(source)"}"#) == count, "\(source): \(text)")
+            }
+            // The content figures, in serve's own consumer and in observe.
+            for url in [server.baseURL, observer.baseURL] {
+                var observed = ""
+                try await eventually(timeout: .seconds(30), "\(url) breaks plays down by the added sources") {
+                    observed = (try? await TestHTTP.request("\(url)/metrics").text) ?? ""
+                    return ["samsung_tizen", "xbox", "other", "roku"].allSatisfy { source in
+                        sample(observed, #"playhead_breakdown_plays_started_total{content_type="movie",event_source="\#(source)",language="en",genre="thriller"}"#) == 1
+                    }
+                }
+            }
+        } catch {
+            await observer.stop()
+            await server.stop()
+            throw error
+        }
+        #expect(await observer.stop() == 0)
+        #expect(await server.stop() == 0)
+    }
+
     @Test("the lake's lag: events waiting for a flush show in consumer_lag_events{consumer=\"lake\"}, and go after it")
     func lakeLag() async throws {
         // A flush only at 8 events: the lake writer holds the first 5, and its lag must say so.

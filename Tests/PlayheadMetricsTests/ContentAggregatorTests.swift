@@ -427,7 +427,7 @@ struct ContentAggregatorThroughputTests {
         // Combinations: 16 sources × 24 languages × 6 genres would be 2,304 series; the limit holds.
         let many = ContentAggregator()
         let genreCount = 6
-        let sources = EventDimensions.knownEventSources
+        let sources = EventSourceLabels.builtIn
         for source in sources {
             for language in 0..<limit {
                 for genre in 0..<genreCount {
@@ -473,6 +473,17 @@ struct ContentAggregatorThroughputTests {
         }
         let plays = aggregator.snapshot().breakdown.reduce(into: [String: Int]()) { $0[$1.key.eventSource, default: 0] += $1.value.playsStarted }
         #expect(plays == ["other": 33, "fire_tv": 1], "\(plays)")
+    }
+
+    @Test("a value added with --event-source is a source of the breakdowns too; without it, 'other'")
+    func addedEventSources() throws {
+        let sources = try EventSourceLabels(adding: ["samsung_tizen"])
+        for (aggregator, want) in [(ContentAggregator(eventSources: sources), "samsung_tizen"), (ContentAggregator(), "other")] {
+            aggregator.observe(event("play", at: 0, session: "a", source: "samsung_tizen", language: "en", genre: "drama"))
+            aggregator.observe(event("play", at: 0, session: "b", source: "lg_webos", language: "en", genre: "drama"))
+            let plays = aggregator.snapshot().breakdown.reduce(into: [String: Int]()) { $0[$1.key.eventSource, default: 0] += $1.value.playsStarted }
+            #expect(plays == (want == "other" ? ["other": 2] : ["samsung_tizen": 1, "other": 1]), "\(plays)")
+        }
     }
 
     @Test("content types and event types are bounded at 32 values; a figure appears only for the types it counted")

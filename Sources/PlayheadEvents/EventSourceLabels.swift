@@ -1,0 +1,92 @@
+/// The `event_source` values counted under their own label (`playhead_events_accepted_total` and
+/// the content metrics' breakdown); any other value is counted as `other`, so that clients cannot
+/// make series without bound. The built-in list, plus the values an operator adds with
+/// `--event-source` for a fleet that names its apps its own way (docs/metrics.md).
+public struct EventSourceLabels: Sendable, Equatable {
+    /// The values every process knows.
+    public static let builtIn = [
+        "web_app", "ios_app", "android_app", "tv_app", "smart_tv", "web", "ios", "android", "tvos",
+        "roku", "fire_tv", "chromecast", "apple_tv", "android_tv", "desktop_app", "console",
+    ]
+    /// The most values in all, built-in ones included: each may make a series per event type and
+    /// content type, on every process.
+    public static let maxCount = 64
+    /// The longest value, in UTF-8 bytes (as the content metrics' other breakdown labels).
+    public static let maxValueBytes = 64
+    /// The built-in values alone.
+    public static let standard = EventSourceLabels(names: builtIn)
+
+    /// The values, built-in ones first, then the added ones in the order given.
+    public let names: [String]
+    private let lookup: Set<String>
+    /// The names' UTF-8 bytes one after another; name k ends at `ends[k]`.
+    private let bytes: [UInt8]
+    private let ends: [Int]
+
+    private init(names: [String]) {
+        self.names = names
+        lookup = Set(names)
+        bytes = names.flatMap(\.utf8)
+        var end = 0
+        ends = names.map { name in
+            end += name.utf8.count
+            return end
+        }
+    }
+
+    /// The built-in values and `added` (a value already known is taken once).
+    /// - Throws: ``Invalid`` for a value that cannot be a label value, `other`, or one past
+    ///   ``maxCount`` values in all.
+    public init(adding added: [String]) throws(Invalid) {
+        var names = Self.builtIn
+        for value in added where !names.contains(value) {
+            if let problem = Self.problem(with: value) { throw Invalid(message: "'\(value)' \(problem)") }
+            names.append(value)
+        }
+        guard names.count <= Self.maxCount else {
+            throw Invalid(
+                message: "\(names.count - Self.builtIn.count) values added to the \(Self.builtIn.count) built-in ones make \(names.count); "
+                    + "at most \(Self.maxCount) in all (each may make a series per event type and content type)"
+            )
+        }
+        self.init(names: names)
+    }
+
+    /// Why `value` cannot be added, or nil.
+    static func problem(with value: String) -> String? {
+        if value.isEmpty { return "is empty" }
+        if value == "other" { return "is the label of every value not listed, so it cannot be one of them" }
+        if value.utf8.count > maxValueBytes { return "is \(value.utf8.count) bytes long; at most \(maxValueBytes)" }
+        if value.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            return "holds a control character, a quote or a backslash"
+        }
+        return nil
+    }
+
+    /// A value that cannot be added.
+    public struct Invalid: Error, CustomStringConvertible {
+        public let message: String
+        public var description: String { message }
+    }
+
+    /// Whether `value` is counted under its own label.
+    public func contains(_ value: String) -> Bool { lookup.contains(value) }
+
+    /// The label of the value at `index` in ``names``; `other` for an index past them.
+    public func label(at index: Int) -> String { index < names.count ? names[index] : "other" }
+
+    /// The index in ``names`` of the value whose UTF-8 bytes are the `n` bytes at `p`.
+    func index(of p: UnsafePointer<UInt8>, count n: Int) -> Int? {
+        bytes.withUnsafeBufferPointer { all in
+            ends.withUnsafeBufferPointer { ends in
+                var start = 0
+                for k in 0..<ends.count {
+                    let end = ends[k]
+                    if end - start == n && bytesEqual(p, all.baseAddress! + start, n) { return k }
+                    start = end
+                }
+                return nil
+            }
+        }
+    }
+}
