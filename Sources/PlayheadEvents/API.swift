@@ -161,7 +161,7 @@ public struct EventDimensions: Sendable, Hashable {
         self.eventType = eventTypeIndex < types.count ? types[eventTypeIndex] : eventType ?? "other"
         self.contentType = contentTypeIndex < contents.count ? contents[contentTypeIndex] : contentType ?? "other"
         eventSource = sources.label(at: eventSourceIndex)
-        let sourceSlot = min(eventSourceIndex, sources.names.count) == sources.names.count ? EventSourceLabels.maxCount : eventSourceIndex
+        let sourceSlot = eventSourceIndex < sources.names.count ? eventSourceIndex : EventSourceLabels.maxCount
         code = (eventTypeIndex * (contents.count + 1) + contentTypeIndex) * Self.sourceStride + sourceSlot
     }
 

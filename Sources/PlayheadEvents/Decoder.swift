@@ -282,6 +282,8 @@ struct EventParser {
     let p: UnsafePointer<UInt8>
     let receivedAt: Int64
     let maxDepth: Int
+    /// `configuration.eventSources`' table, taken once per body.
+    let eventSources: EventSourceLabels.Table
 
     /// The end of the region being parsed (the body, or the current NDJSON line).
     var end: Int
@@ -337,6 +339,7 @@ struct EventParser {
         self.p = body.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? UnsafePointer(bitPattern: 1)!
         self.receivedAt = receivedAt
         self.maxDepth = max(1, min(configuration.maxNestingDepth, 1024))
+        eventSources = configuration.eventSources.table
         self.end = body.count
         spans = UnsafeMutablePointer<StringSpan>.allocate(capacity: 16)
         spans.initialize(repeating: StringSpan(), count: 16)
@@ -1814,14 +1817,14 @@ struct EventParser {
             }
             put(UInt8(ascii: "}"))
         }
-        let sources = configuration.eventSources
+        let sources = eventSources
         let sourceIndex = enumIndex(spans[Field.eventSource.rawValue]) { sources.index(of: $0, count: $1) }
         pending.append(
             PendingEvent(
                 index: index, accepted: true, keyStart: keyStart, keyCount: keyCount,
                 recordStart: recordStart, recordCount: outCount - recordStart,
                 eventType: UInt8(eventTypeIndex), contentType: UInt8(contentTypeIndex),
-                eventSource: UInt8(sourceIndex ?? sources.names.count), errorIndex: -1
+                eventSource: UInt8(sourceIndex ?? EventSourceLabels.maxCount), errorIndex: -1
             )
         )
         acceptedCount += 1
