@@ -34,6 +34,33 @@ struct KafkaPipelineTests {
         await tansu.stop()
     }
 
+    @Test("random requests over real sockets to serve on Kafka for 15 s (scripts/fuzz-http --log kafka://…, 3 partitions, a new seed each run): every answer well-formed with a status of the contract, the topics holding exactly what the answers accepted and rejected, and the lake exactly what the topics hold")
+    func httpFuzzOnKafka() async throws {
+        let tansu = try await Tansu.start()
+        let seed = UInt32.random(in: 0...UInt32.max)
+        let script = TestEnvironment.repoRoot.appendingPathComponent("scripts/fuzz-http").path
+        let result: CommandResult
+        do {
+            result = try await runCommand(
+                TestEnvironment.python,
+                [script, "--seconds", "15", "--min-requests", "300", "--seed", String(seed), "--playhead", TestEnvironment.playheadExecutable,
+                 "--log", "kafka://\(tansu.bootstrap)/fuzz-\(seed)?partitions=3"],
+                timeout: .seconds(300)
+            )
+        } catch {
+            await tansu.stop()
+            throw error
+        }
+        await tansu.stop()
+        #expect(result.status == 0, "scripts/fuzz-http --seed \(seed) on Kafka failed:\n\(result.stderr.suffix(2000))\n\(result.stdout.suffix(4000))")
+        let report = try #require((try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8))) as? [String: Any], "no report: \(result.stdout.suffix(2000))")
+        let statuses = report["status"] as? [String: Int] ?? [:]
+        #expect((report["accepted"] as? Int ?? 0) >= 50 && (report["rejected"] as? Int ?? 0) >= 50, "\(report)")
+        #expect((statuses["202"] ?? 0) > 0 && (statuses["400"] ?? 0) > 0, "\(statuses)")
+        let lake = report["lake"] as? [String: Any] ?? [:]
+        #expect((lake["events"] as? Int ?? 0) >= 50 && (lake["rejected"] as? Int ?? 0) >= 50, "lake check: \(lake)")
+    }
+
     @Test("a request waiting on a frozen broker when the grace period ends: ingest stops with status 0 and no NIO misuse (the request's answer comes after the connection closed), and the request gets no 202")
     func frozenBrokerAtShutdown() async throws {
         let tansu = try await Tansu.start()
