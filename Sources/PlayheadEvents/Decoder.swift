@@ -221,7 +221,6 @@ enum KnownValues {
         if bytesEqual(p, n, "1.1") { return 1 }
         return nil
     }
-
 }
 
 /// What the parser hands to the sink once the body is done.

@@ -403,8 +403,9 @@ public final class ContentAggregator: Sendable {
     }
 
     /// `event_source` as the edge counts it in `playhead_events_accepted_total`: a known source (the
-    /// built-in ones and the process's `--event-source` values), else `other`. It kept its first 24 values like language and genre, so one request of 24 made-up
-    /// sources took every slot and `fire_tv` showed as `other` until a restart (a review).
+    /// built-in ones and the process's `--event-source` values), else `other`. It kept its first 24
+    /// values like language and genre, so one request of 24 made-up sources took every slot and
+    /// `fire_tv` showed as `other` until a restart (a review).
     let eventSources: EventSourceLabels
 
     /// The longest breakdown label value, in bytes: longer ones count as `other`.
