@@ -279,7 +279,7 @@ struct CrashAndAbuseTests {
         #expect(server.process.isRunning)
     }
 
-    @Test("random requests over real sockets for 20 s (scripts/fuzz-http, a new seed each run): every answer well-formed HTTP with a status of the contract and the documented body, the log holding exactly what the answers accepted and rejected, the lake exactly what the log holds, the server up after clients that vanish mid-request, and a clean stop")
+    @Test("random requests over real sockets for 20 s (scripts/fuzz-http, a new seed each run): every answer well-formed HTTP with a status of the contract and the documented body, the log holding exactly what the answers accepted and rejected, the lake exactly what the log holds, import deciding as POST does, the server up after clients that vanish mid-request, and a clean stop")
     func httpFuzz() async throws {
         let seed = UInt32.random(in: 0...UInt32.max)
         let script = TestEnvironment.repoRoot.appendingPathComponent("scripts/fuzz-http").path
@@ -302,5 +302,8 @@ struct CrashAndAbuseTests {
         // The lake was checked against the log (duckdb and pyarrow are in the test venv), not skipped.
         let lake = report["lake"] as? [String: Any] ?? [:]
         #expect((lake["events"] as? Int ?? 0) >= 50 && (lake["rejected"] as? Int ?? 0) >= 50, "lake check: \(lake)")
+        // 200 lines through POST and through `playhead import`, both ways taken.
+        let imported = report["import"] as? [String: Any] ?? [:]
+        #expect((imported["accepted"] as? Int ?? 0) >= 50 && (imported["rejected"] as? Int ?? 0) >= 10, "import comparison: \(imported)")
     }
 }
