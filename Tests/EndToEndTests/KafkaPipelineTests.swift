@@ -34,9 +34,16 @@ struct KafkaPipelineTests {
         await tansu.stop()
     }
 
-    @Test("random requests over real sockets to serve on Kafka for 15 s (scripts/fuzz-http --log kafka://…, 3 partitions, a new seed each run): every answer well-formed with a status of the contract, the topics holding exactly what the answers accepted and rejected, and the lake exactly what the topics hold")
+    @Test("random requests over real sockets to serve on Kafka with its lake on S3, for 15 s (scripts/fuzz-http --log kafka://… --lake s3://…, 3 partitions, a new seed each run): every answer well-formed with a status of the contract, the topics holding exactly what the answers accepted and rejected, and the lake exactly what the topics hold")
     func httpFuzzOnKafka() async throws {
         let tansu = try await Tansu.start()
+        let s3: SeaweedFS
+        do {
+            s3 = try await SeaweedFS.start(secretKey: "playhead-secret-\(UInt32.random(in: 0...UInt32.max))", buckets: ["lake"])
+        } catch {
+            await tansu.stop()
+            throw error
+        }
         let seed = UInt32.random(in: 0...UInt32.max)
         let script = TestEnvironment.repoRoot.appendingPathComponent("scripts/fuzz-http").path
         let result: CommandResult
@@ -44,13 +51,16 @@ struct KafkaPipelineTests {
             result = try await runCommand(
                 TestEnvironment.python,
                 [script, "--seconds", "15", "--min-requests", "300", "--seed", String(seed), "--playhead", TestEnvironment.playheadExecutable,
-                 "--log", "kafka://\(tansu.bootstrap)/fuzz-\(seed)?partitions=3"],
+                 "--log", "kafka://\(tansu.bootstrap)/fuzz-\(seed)?partitions=3", "--lake", "s3://lake/fuzz-\(seed)", "--s3-endpoint", s3.endpoint],
+                environment: s3.environment,
                 timeout: .seconds(300)
             )
         } catch {
+            await s3.stop()
             await tansu.stop()
             throw error
         }
+        await s3.stop()
         await tansu.stop()
         #expect(result.status == 0, "scripts/fuzz-http --seed \(seed) on Kafka failed:\n\(result.stderr.suffix(2000))\n\(result.stdout.suffix(4000))")
         let report = try #require((try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8))) as? [String: Any], "no report: \(result.stdout.suffix(2000))")
