@@ -10,6 +10,23 @@ import Testing
 struct KafkaPipelineTests {
     @Test("every acknowledged event reaches the S3 lake exactly once when a store is killed, and the metrics add up")
     func multiProcessPipeline() async throws {
+        try await withBrokerAndStore { tansu, s3 in
+            let directory = try TemporaryDirectory(prefix: "kafka-e2e")
+            defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+            var processes: [PlayheadServer] = []
+            do {
+                try await run(tansu: tansu, s3: s3, directory: directory, processes: &processes)
+            } catch {
+                for process in processes where process.process.isRunning { await process.stop(timeout: .seconds(20)) }
+                throw error
+            }
+            for process in processes where process.process.isRunning { await process.stop(timeout: .seconds(60)) }
+        }
+    }
+
+    /// Starts Tansu and SeaweedFS (SigV4 credentials required, bucket `lake`), runs `body`, and
+    /// stops both however it ends.
+    private func withBrokerAndStore<T>(_ body: (Tansu, SeaweedFS) async throws -> T) async throws -> T {
         let tansu = try await Tansu.start()
         let s3: SeaweedFS
         do {
@@ -18,50 +35,31 @@ struct KafkaPipelineTests {
             await tansu.stop()
             throw error
         }
-        let directory = try TemporaryDirectory(prefix: "kafka-e2e")
-        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
-        var processes: [PlayheadServer] = []
         do {
-            try await run(tansu: tansu, s3: s3, directory: directory, processes: &processes)
+            let result = try await body(tansu, s3)
+            await s3.stop()
+            await tansu.stop()
+            return result
         } catch {
-            for process in processes where process.process.isRunning { await process.stop(timeout: .seconds(20)) }
             await s3.stop()
             await tansu.stop()
             throw error
         }
-        for process in processes where process.process.isRunning { await process.stop(timeout: .seconds(60)) }
-        await s3.stop()
-        await tansu.stop()
     }
 
     @Test("random requests over real sockets to serve on Kafka with its lake on S3, for 15 s (scripts/fuzz-http --log kafka://… --lake s3://…, 3 partitions, a new seed each run): every answer well-formed with a status of the contract, the topics holding exactly what the answers accepted and rejected, and the lake exactly what the topics hold")
     func httpFuzzOnKafka() async throws {
-        let tansu = try await Tansu.start()
-        let s3: SeaweedFS
-        do {
-            s3 = try await SeaweedFS.start(secretKey: "playhead-secret-\(UInt32.random(in: 0...UInt32.max))", buckets: ["lake"])
-        } catch {
-            await tansu.stop()
-            throw error
-        }
         let seed = UInt32.random(in: 0...UInt32.max)
         let script = TestEnvironment.repoRoot.appendingPathComponent("scripts/fuzz-http").path
-        let result: CommandResult
-        do {
-            result = try await runCommand(
+        let result = try await withBrokerAndStore { tansu, s3 in
+            try await runCommand(
                 TestEnvironment.python,
                 [script, "--seconds", "15", "--min-requests", "300", "--seed", String(seed), "--playhead", TestEnvironment.playheadExecutable,
                  "--log", "kafka://\(tansu.bootstrap)/fuzz-\(seed)?partitions=3", "--lake", "s3://lake/fuzz-\(seed)", "--s3-endpoint", s3.endpoint],
                 environment: s3.environment,
                 timeout: .seconds(300)
             )
-        } catch {
-            await s3.stop()
-            await tansu.stop()
-            throw error
         }
-        await s3.stop()
-        await tansu.stop()
         #expect(result.status == 0, "scripts/fuzz-http --seed \(seed) on Kafka failed:\n\(result.stderr.suffix(2000))\n\(result.stdout.suffix(4000))")
         let report = try #require((try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8))) as? [String: Any], "no report: \(result.stdout.suffix(2000))")
         let statuses = report["status"] as? [String: Int] ?? [:]
