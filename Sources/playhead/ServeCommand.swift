@@ -24,7 +24,7 @@ struct ServeCommand: AsyncParsableCommand {
     @OptionGroup(title: "Storage") var lake: LakeLocationOptions
     @OptionGroup(title: "Lake batches") var flush: FlushOptions
     @OptionGroup(title: "Metrics") var metrics: MetricsOptions
-    @OptionGroup(title: "Metrics") var labels: EventSourceOptions
+    @OptionGroup(title: "Metrics") var sources: EventSourceOptions
     @OptionGroup(title: "Logging") var logging: LoggingOptions
 
     func run() async throws {
@@ -40,7 +40,7 @@ struct ServeCommand: AsyncParsableCommand {
         let store = try await lake.openLake(dataDir: storage.dataDir, threadPool: lakePool, logger: Logger(label: "playhead.lake"))
         let log = try OpenedLog.open(
             storage.logLocation, readOnly: false, writer: logWriter, requestBytes: ingest.maxBodyBytes, lakeWriter: true, logger: Logger(label: "playhead.log"))
-        let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger, eventSources: try labels.labels())
+        let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger, eventSources: try sources.labels())
         let writer = parts.lakeWriter(store: store, flush: flush, threadPool: lakePool)
         let content = parts.contentMetrics()
         let edge = try parts.ingestServer(options: ingest, routes: telemetry.routes + content.routes)
@@ -65,7 +65,7 @@ struct IngestCommand: AsyncParsableCommand {
     @OptionGroup(title: "Storage") var storage: LogLocationOptions
     @OptionGroup(title: "Storage") var logWriter: LogWriterOptions
     @OptionGroup(title: "Metrics") var metrics: MetricsOptions
-    @OptionGroup(title: "Metrics") var labels: EventSourceOptions
+    @OptionGroup(title: "Metrics") var sources: EventSourceOptions
     @OptionGroup(title: "Logging") var logging: LoggingOptions
 
     func run() async throws {
@@ -76,7 +76,7 @@ struct IngestCommand: AsyncParsableCommand {
         let telemetry = Telemetry.bootstrap(metrics.metrics == .on)
         let log = try OpenedLog.open(
             storage.logLocation, readOnly: false, writer: logWriter, requestBytes: ingest.maxBodyBytes, logger: Logger(label: "playhead.log"))
-        let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger, eventSources: try labels.labels())
+        let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger, eventSources: try sources.labels())
         let edge = try parts.ingestServer(options: ingest, routes: telemetry.routes)
         try await parts.run(services: [log.service] + telemetry.services + [edge.server], threadPools: [edge.threadPool], logger: logger)
     }

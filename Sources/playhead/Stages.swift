@@ -171,7 +171,7 @@ struct ObserveCommand: AsyncParsableCommand {
 
     @OptionGroup(title: "HTTP") var http: ServerOptions
     @OptionGroup(title: "Storage") var storage: LogLocationOptions
-    @OptionGroup(title: "Metrics") var labels: EventSourceOptions
+    @OptionGroup(title: "Metrics") var sources: EventSourceOptions
     @OptionGroup(title: "Logging") var logging: LoggingOptions
 
     func run() async throws {
@@ -181,7 +181,7 @@ struct ObserveCommand: AsyncParsableCommand {
         let logger = Logger(label: "playhead.observe")
         let telemetry = Telemetry.bootstrap(true)
         let log = try OpenedLog.open(storage.logLocation, readOnly: true, logger: Logger(label: "playhead.log"))
-        let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger, eventSources: try labels.labels())
+        let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger, eventSources: try sources.labels())
         let content = parts.contentMetrics()
         let waiting = log.waitingForWriter(logger: logger)
         let server = parts.plainServer(options: http, routes: telemetry.routes + content.routes, readiness: { waiting() ?? content.readiness() })

@@ -145,9 +145,8 @@ struct ObservabilityTests {
             }
             // The content figures, in serve's own consumer and in observe.
             for url in [server.baseURL, observer.baseURL] {
-                var observed = ""
                 try await eventually(timeout: .seconds(30), "\(url) breaks plays down by the added sources") {
-                    observed = (try? await TestHTTP.request("\(url)/metrics").text) ?? ""
+                    let observed = (try? await TestHTTP.request("\(url)/metrics").text) ?? ""
                     return ["samsung_tizen", "xbox", "other", "roku"].allSatisfy { source in
                         sample(observed, #"playhead_breakdown_plays_started_total{content_type="movie",event_source="\#(source)",language="en",genre="thriller"}"#) == 1
                     }
