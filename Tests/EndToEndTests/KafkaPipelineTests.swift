@@ -47,14 +47,14 @@ struct KafkaPipelineTests {
         }
     }
 
-    @Test("random requests over real sockets to serve on Kafka with its lake on S3, for 15 s (scripts/fuzz-http --log kafka://… --lake s3://…, 3 partitions, a new seed each run): every answer well-formed with a status of the contract, the topics holding exactly what the answers accepted and rejected, and the lake exactly what the topics hold")
+    @Test("random requests over real sockets to ingest on Kafka, with store (its lake on S3) and observe as processes of their own, for 15 s (scripts/fuzz-http --command split --log kafka://… --lake s3://…, 3 partitions, a new seed each run): every answer well-formed with a status of the contract, the topics holding exactly what the answers accepted and rejected, observe counting every event once, and the lake exactly what the topics hold")
     func httpFuzzOnKafka() async throws {
         let seed = UInt32.random(in: 0...UInt32.max)
         let script = TestEnvironment.repoRoot.appendingPathComponent("scripts/fuzz-http").path
         let result = try await withBrokerAndStore { tansu, s3 in
             try await runCommand(
                 TestEnvironment.python,
-                [script, "--seconds", "15", "--min-requests", "300", "--seed", String(seed), "--playhead", TestEnvironment.playheadExecutable,
+                [script, "--seconds", "15", "--min-requests", "300", "--seed", String(seed), "--playhead", TestEnvironment.playheadExecutable, "--command", "split",
                  "--log", "kafka://\(tansu.bootstrap)/fuzz-\(seed)?partitions=3", "--lake", "s3://lake/fuzz-\(seed)", "--s3-endpoint", s3.endpoint],
                 environment: s3.environment,
                 timeout: .seconds(300)
@@ -67,6 +67,7 @@ struct KafkaPipelineTests {
         #expect((statuses["202"] ?? 0) > 0 && (statuses["400"] ?? 0) > 0, "\(statuses)")
         let lake = report["lake"] as? [String: Any] ?? [:]
         #expect((lake["events"] as? Int ?? 0) >= 50 && (lake["rejected"] as? Int ?? 0) >= 50, "lake check: \(lake)")
+        #expect(report["metrics_consumer_seconds"] is NSNumber, "observe's count was not checked: \(report)")
     }
 
     @Test("a request waiting on a frozen broker when the grace period ends: ingest stops with status 0 and no NIO misuse (the request's answer comes after the connection closed), and the request gets no 202")
