@@ -158,6 +158,11 @@ public enum ForwardedHeader: Sendable, Equatable, CustomStringConvertible {
                     continue
                 }
                 for element in elements {
+                    // An empty element (`for=a, , for=b`, a trailing comma) is none: RFC 9110
+                    // §5.6.1 has recipients ignore empty list elements, as X-Forwarded-For's are.
+                    // (Until 2026-12-06 it was an entry that is not an address, which ended the
+                    // walk at the proxy behind it: the client's address was lost, not forged.)
+                    if element.utf8.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }) { continue }
                     // An element with `for=` twice is not valid (RFC 7239 §4: a parameter at most
                     // once): not an address, so the walk ends (the first one was taken until
                     // 2026-12-05).

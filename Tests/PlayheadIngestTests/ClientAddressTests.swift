@@ -151,6 +151,10 @@ struct ForwardedHeaderTests {
         for end in ["for=unknown", #"for="_hidden""#, "proto=https", "for=", #"for="[2001:db8::1""#, "for=5.5.5.5;for=10.0.0.9"] {
             #expect(try client(["for=198.51.100.1, \(end), for=10.0.0.5"], header: "Forwarded") == "10.0.0.5", "\(end)")
         }
+        // Empty elements are ignored (RFC 9110 §5.6.1), as X-Forwarded-For's are: they end no walk.
+        #expect(try client(["for=198.51.100.1, , for=10.0.0.5"], header: "Forwarded") == "198.51.100.1")
+        #expect(try client(["for=198.51.100.1,,for=10.0.0.5,", ","], header: "Forwarded") == "198.51.100.1")
+        #expect(try client(["198.51.100.1,, 10.0.0.5,"], header: "X-Forwarded-For") == "198.51.100.1")
         // A quote a client left open does not swallow the element a proxy appended to its line:
         // the line ends the walk, at the trusted peer; a line after it is read as usual.
         #expect(try client([#"for=6.6.6.6;x=", for=203.0.113.50"#], header: "Forwarded") == "127.0.0.1")
