@@ -281,7 +281,7 @@ struct CrashAndAbuseTests {
 
     @Test("random requests over real sockets for 20 s (scripts/fuzz-http, a new seed each run): every answer well-formed HTTP with a status of the contract and the documented body, the log holding exactly what the answers accepted and rejected, the lake exactly what the log holds, import deciding as POST does, the server up after clients that vanish mid-request, and a clean stop")
     func httpFuzz() async throws {
-        let report = try await fuzzHTTP(["--seconds", "20", "--min-requests", "400"])
+        let report = try await Fixtures.fuzzHTTP(["--seconds", "20", "--min-requests", "400"])
         // The run reached the server's main paths, so a pass means something.
         let statuses = report["status"] as? [String: Int] ?? [:]
         let reasons = report["reasons"] as? [String: Int] ?? [:]
@@ -302,23 +302,10 @@ struct CrashAndAbuseTests {
 
     @Test("the same for 10 s against ingest with store and observe beside it, each a process of its own on the same embedded log (scripts/fuzz-http --command split): observe counts every event once, and store's graceful stop, after ingest's, leaves the lake holding exactly what the log holds")
     func httpFuzzSplit() async throws {
-        let report = try await fuzzHTTP(["--seconds", "10", "--min-requests", "200", "--command", "split", "--import-lines", "50"])
+        let report = try await Fixtures.fuzzHTTP(["--seconds", "10", "--min-requests", "200", "--command", "split", "--import-lines", "50"])
         #expect((report["accepted"] as? Int ?? 0) >= 50 && (report["rejected"] as? Int ?? 0) >= 50, "\(report)")
         #expect(report["metrics_consumer_seconds"] is NSNumber, "observe's count was not checked: \(report)")
         let lake = report["lake"] as? [String: Any] ?? [:]
         #expect((lake["events"] as? Int ?? 0) >= 50 && (lake["rejected"] as? Int ?? 0) >= 50, "lake check: \(lake)")
-    }
-
-    /// Runs scripts/fuzz-http with a new seed and `arguments`; expects it to pass and returns its report.
-    private func fuzzHTTP(_ arguments: [String]) async throws -> [String: Any] {
-        let seed = UInt32.random(in: 0...UInt32.max)
-        let script = TestEnvironment.repoRoot.appendingPathComponent("scripts/fuzz-http").path
-        let result = try await runCommand(
-            TestEnvironment.python,
-            [script, "--seed", String(seed), "--playhead", TestEnvironment.playheadExecutable] + arguments,
-            timeout: .seconds(300)
-        )
-        #expect(result.status == 0, "scripts/fuzz-http --seed \(seed) \(arguments.joined(separator: " ")) failed (its report names the check and where the connection's bytes and the processes' logs were saved):\n\(result.stderr.suffix(2000))\n\(result.stdout.suffix(4000))")
-        return try #require((try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8))) as? [String: Any], "no report: \(result.stdout.suffix(2000))")
     }
 }

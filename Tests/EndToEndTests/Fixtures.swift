@@ -1,8 +1,23 @@
 import Foundation
 import PlayheadTestSupport
+import Testing
 
 /// Events for the end-to-end tests: the seed's example event, with changes.
 enum Fixtures {
+    /// Runs scripts/fuzz-http (docs/fuzzing.md) on the build under test with `seed` and `arguments`;
+    /// expects it to pass and returns its JSON report.
+    static func fuzzHTTP(_ arguments: [String], seed: UInt32 = .random(in: 0...UInt32.max), environment: [String: String] = [:]) async throws -> [String: Any] {
+        let script = TestEnvironment.repoRoot.appendingPathComponent("scripts/fuzz-http").path
+        let result = try await runCommand(
+            TestEnvironment.python,
+            [script, "--seed", String(seed), "--playhead", TestEnvironment.playheadExecutable] + arguments,
+            environment: environment,
+            timeout: .seconds(300)
+        )
+        #expect(result.status == 0, "scripts/fuzz-http --seed \(seed) \(arguments.joined(separator: " ")) failed (its report names the check and where the connection's bytes and the processes' logs were saved):\n\(result.stderr.suffix(2000))\n\(result.stdout.suffix(4000))")
+        return try #require((try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8))) as? [String: Any], "no report: \(result.stdout.suffix(2000))")
+    }
+
     /// The seed's example event as a dictionary (JSON types).
     static func event(_ id: String = UUID().uuidString, _ changes: [String: Any?] = [:]) -> [String: Any] {
         var event: [String: Any] = [

@@ -50,18 +50,13 @@ struct KafkaPipelineTests {
     @Test("random requests over real sockets to ingest on Kafka, with store (its lake on S3) and observe as processes of their own, for 15 s (scripts/fuzz-http --command split --log kafka://… --lake s3://…, 3 partitions, a new seed each run): every answer well-formed with a status of the contract, the topics holding exactly what the answers accepted and rejected, observe counting every event once, and the lake exactly what the topics hold")
     func httpFuzzOnKafka() async throws {
         let seed = UInt32.random(in: 0...UInt32.max)
-        let script = TestEnvironment.repoRoot.appendingPathComponent("scripts/fuzz-http").path
-        let result = try await withBrokerAndStore { tansu, s3 in
-            try await runCommand(
-                TestEnvironment.python,
-                [script, "--seconds", "15", "--min-requests", "300", "--seed", String(seed), "--playhead", TestEnvironment.playheadExecutable, "--command", "split",
+        let report = try await withBrokerAndStore { tansu, s3 in
+            try await Fixtures.fuzzHTTP(
+                ["--seconds", "15", "--min-requests", "300", "--command", "split",
                  "--log", "kafka://\(tansu.bootstrap)/fuzz-\(seed)?partitions=3", "--lake", "s3://lake/fuzz-\(seed)", "--s3-endpoint", s3.endpoint],
-                environment: s3.environment,
-                timeout: .seconds(300)
+                seed: seed, environment: s3.environment
             )
         }
-        #expect(result.status == 0, "scripts/fuzz-http --seed \(seed) on Kafka failed:\n\(result.stderr.suffix(2000))\n\(result.stdout.suffix(4000))")
-        let report = try #require((try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8))) as? [String: Any], "no report: \(result.stdout.suffix(2000))")
         let statuses = report["status"] as? [String: Int] ?? [:]
         #expect((report["accepted"] as? Int ?? 0) >= 50 && (report["rejected"] as? Int ?? 0) >= 50, "\(report)")
         #expect((statuses["202"] ?? 0) > 0 && (statuses["400"] ?? 0) > 0, "\(statuses)")
