@@ -6,7 +6,7 @@ enum OpenAPIDocument {
  "info": {
   "title": "Playhead ingest API",
   "version": "1.0",
-  "description": "Media apps (web, iOS, Android, TV) send playback events here. A `202` means the accepted events\nare durable: fsynced to the embedded log, or acknowledged by every in-sync Kafka replica.\nRejected events are kept, byte for byte, in the dead-letter stream (`<lake>/rejected/`).\n\nOn every path: a path the server does not serve gets `404` `not_found`; a method a path does not\nserve gets `405` `method_not_allowed` with an `Allow` header listing the methods it does\n(`Allow: POST, OPTIONS` on `/v1/events`). `HEAD` is answered like `GET`. `OPTIONS` is a CORS\npreflight on `/v1/events` only (see `OPTIONS /v1/events`), and only the answers of `/v1/events`\ncarry CORS headers: the read-only routes cannot be read by a page of another origin. On the\nother paths `OPTIONS` answers `204` with an `Allow` header and no CORS headers, and `OPTIONS *`\n(the server as a whole) with every method some path takes; another method with the target `*`\ngets `400` `malformed_http`. The errors use the `Error` schema.\n",
+  "description": "Media apps (web, iOS, Android, TV) send playback events here. A `202` means the accepted events\nare durable: fsynced to the embedded log, or acknowledged by every in-sync Kafka replica.\nRejected events are kept, byte for byte, in the dead-letter stream (`<lake>/rejected/`).\n\nOn every path: a path the server does not serve gets `404` `not_found`; a method a path does not\nserve gets `405` `method_not_allowed` with an `Allow` header listing the methods it does\n(`Allow: POST, OPTIONS` on `/v1/events`). `HEAD` is answered like `GET`. `OPTIONS` is a CORS\npreflight on `/v1/events` only (see `OPTIONS /v1/events`), and only the answers of `/v1/events`\ncarry CORS headers: the read-only routes cannot be read by a page of another origin. On the\nother paths `OPTIONS` answers `204` with an `Allow` header and no CORS headers, and `OPTIONS *`\n(the server as a whole) with every method some path takes; another method with the target `*`\ngets `400` `malformed_http`. The errors use the `Error` schema. Every operation, and a path or\nmethod not listed, can also be answered `400` `malformed_http`, `408`, `431` or `505` when the\nbytes sent are not a whole HTTP/1.1 request (`components/responses`).\n",
   "license": {
    "name": "Apache-2.0"
   }
@@ -112,6 +112,15 @@ enum OpenAPIDocument {
      },
      "401": {
       "description": "Write keys are configured and the request has none, or an unknown one.",
+      "headers": {
+       "WWW-Authenticate": {
+        "required": true,
+        "description": "`Bearer realm=\"playhead\"` (RFC 6750).",
+        "schema": {
+         "type": "string"
+        }
+       }
+      },
       "content": {
        "application/json": {
         "schema": {
@@ -171,8 +180,10 @@ enum OpenAPIDocument {
       "description": "Over the configured rate limit. Retry after `Retry-After` seconds.",
       "headers": {
        "Retry-After": {
+        "required": true,
         "schema": {
-         "type": "integer"
+         "type": "integer",
+         "minimum": 1
         }
        }
       },
@@ -185,7 +196,7 @@ enum OpenAPIDocument {
       }
      },
      "501": {
-      "description": "A `Transfer-Encoding` other than `chunked` (`unsupported_transfer_encoding`); compress with `Content-Encoding` instead.",
+      "description": "A transfer coding other than `chunked` before the final `chunked` (`Transfer-Encoding: gzip, chunked`; `unsupported_transfer_encoding`); compress with `Content-Encoding` instead. A `Transfer-Encoding` that does not end with `chunked` gets 400 `malformed_http` (RFC 9112 §6.3).",
       "content": {
        "application/json": {
         "schema": {
@@ -198,8 +209,10 @@ enum OpenAPIDocument {
       "description": "The log failed in a way a retry is not expected to fix (an I/O error other than a full disk, corrupt data, a batch too large for the backend, an unknown topic or a bad argument); `error` is `log_unavailable`. Nothing was acknowledged (on Kafka, where accepted and rejected events go to two topics, one of them may be stored). `Retry-After` is sent as with 503. The message says that a retry is not expected to succeed, and the server logs the failure at error level (at most once a minute).",
       "headers": {
        "Retry-After": {
+        "required": true,
         "schema": {
-         "type": "integer"
+         "type": "integer",
+         "minimum": 0
         }
        }
       },
@@ -215,8 +228,10 @@ enum OpenAPIDocument {
       "description": "The server must shed load. `error` is `log_full` (the disk is full or below the configured free space, or the Kafka producer's queue is full), `log_unavailable` (the broker is unreachable, the log is closed because the server is shutting down, or the server is out of file descriptors or kernel memory) or `overloaded` (more request bytes in flight than the edge allows, `--max-in-flight-bytes`, 256 MiB by default, or the embedded log's queue of waiting appends is over its byte limit). Nothing was acknowledged; retry after `Retry-After` seconds.",
       "headers": {
        "Retry-After": {
+        "required": true,
         "schema": {
-         "type": "integer"
+         "type": "integer",
+         "minimum": 0
         }
        }
       },
@@ -253,6 +268,15 @@ enum OpenAPIDocument {
    "options": {
     "summary": "CORS preflight.",
     "responses": {
+     "408": {
+      "$ref": "#/components/responses/RequestTimeout"
+     },
+     "431": {
+      "$ref": "#/components/responses/HeadersTooLarge"
+     },
+     "505": {
+      "$ref": "#/components/responses/HTTPVersionNotSupported"
+     },
      "204": {
       "description": "The origin is allowed: `Access-Control-Allow-*` headers, no body. Every requested header name is allowed (the server reads only `Content-Type`, `Content-Encoding` and `Authorization`, and ignores the others)."
      },
@@ -283,6 +307,18 @@ enum OpenAPIDocument {
    "get": {
     "summary": "The process is alive.",
     "responses": {
+     "400": {
+      "$ref": "#/components/responses/MalformedHTTP"
+     },
+     "408": {
+      "$ref": "#/components/responses/RequestTimeout"
+     },
+     "431": {
+      "$ref": "#/components/responses/HeadersTooLarge"
+     },
+     "505": {
+      "$ref": "#/components/responses/HTTPVersionNotSupported"
+     },
      "200": {
       "description": "Alive.",
       "content": {
@@ -308,6 +344,18 @@ enum OpenAPIDocument {
    "get": {
     "summary": "The server can accept events (the log takes appends; not shutting down).",
     "responses": {
+     "400": {
+      "$ref": "#/components/responses/MalformedHTTP"
+     },
+     "408": {
+      "$ref": "#/components/responses/RequestTimeout"
+     },
+     "431": {
+      "$ref": "#/components/responses/HeadersTooLarge"
+     },
+     "505": {
+      "$ref": "#/components/responses/HTTPVersionNotSupported"
+     },
      "200": {
       "description": "Ready.",
       "content": {
@@ -330,9 +378,11 @@ enum OpenAPIDocument {
       "description": "Not ready, with the reason.",
       "headers": {
        "Retry-After": {
+        "required": true,
         "description": "Seconds to wait before asking again.",
         "schema": {
-         "type": "integer"
+         "type": "integer",
+         "minimum": 0
         }
        }
       },
@@ -351,6 +401,18 @@ enum OpenAPIDocument {
    "get": {
     "summary": "The live page (serve and observe), one HTML page with no external assets that fetches /live.json every second (docs/live-page.md).",
     "responses": {
+     "400": {
+      "$ref": "#/components/responses/MalformedHTTP"
+     },
+     "408": {
+      "$ref": "#/components/responses/RequestTimeout"
+     },
+     "431": {
+      "$ref": "#/components/responses/HeadersTooLarge"
+     },
+     "505": {
+      "$ref": "#/components/responses/HTTPVersionNotSupported"
+     },
      "200": {
       "description": "The page.",
       "content": {
@@ -371,6 +433,18 @@ enum OpenAPIDocument {
    "get": {
     "summary": "The live page's figures (serve and observe), the latest values and their recent series (docs/live-page.md).",
     "responses": {
+     "400": {
+      "$ref": "#/components/responses/MalformedHTTP"
+     },
+     "408": {
+      "$ref": "#/components/responses/RequestTimeout"
+     },
+     "431": {
+      "$ref": "#/components/responses/HeadersTooLarge"
+     },
+     "505": {
+      "$ref": "#/components/responses/HTTPVersionNotSupported"
+     },
      "200": {
       "description": "The figures.",
       "content": {
@@ -391,6 +465,18 @@ enum OpenAPIDocument {
    "get": {
     "summary": "Prometheus metrics (text exposition format).",
     "responses": {
+     "400": {
+      "$ref": "#/components/responses/MalformedHTTP"
+     },
+     "408": {
+      "$ref": "#/components/responses/RequestTimeout"
+     },
+     "431": {
+      "$ref": "#/components/responses/HeadersTooLarge"
+     },
+     "505": {
+      "$ref": "#/components/responses/HTTPVersionNotSupported"
+     },
      "200": {
       "description": "The metrics.",
       "content": {
@@ -411,6 +497,18 @@ enum OpenAPIDocument {
    "get": {
     "summary": "This document, as JSON.",
     "responses": {
+     "400": {
+      "$ref": "#/components/responses/MalformedHTTP"
+     },
+     "408": {
+      "$ref": "#/components/responses/RequestTimeout"
+     },
+     "431": {
+      "$ref": "#/components/responses/HeadersTooLarge"
+     },
+     "505": {
+      "$ref": "#/components/responses/HTTPVersionNotSupported"
+     },
      "200": {
       "description": "The OpenAPI document.",
       "content": {
@@ -427,6 +525,46 @@ enum OpenAPIDocument {
  },
  "components": {
   "responses": {
+   "MalformedHTTP": {
+    "description": "Bytes that are not HTTP/1.1 (`malformed_http`), on any path: an HTTP/1.1 request without exactly one `Host` header, a `Content-Length` with `Transfer-Encoding` or one that is not a number, a `Transfer-Encoding` that does not end with `chunked` (RFC 9112 §6.3), a space before a header's colon, a CR without LF, the HTTP/2 preface. Sent after the answers to the requests before it on the connection, which is then closed (`Connection: close`).",
+    "content": {
+     "application/json": {
+      "schema": {
+       "$ref": "#/components/schemas/Error"
+      }
+     }
+    }
+   },
+   "RequestTimeout": {
+    "description": "The request did not arrive whole within `--request-timeout` of its first byte (`request_timeout`), on any path, when no answer to an earlier request on the connection is still due. The connection is closed.",
+    "content": {
+     "application/json": {
+      "schema": {
+       "$ref": "#/components/schemas/Error"
+      }
+     }
+    }
+   },
+   "HeadersTooLarge": {
+    "description": "A request line and headers longer than 80 KiB together (`headers_too_large`), on any path. The connection is closed.",
+    "content": {
+     "application/json": {
+      "schema": {
+       "$ref": "#/components/schemas/Error"
+      }
+     }
+    }
+   },
+   "HTTPVersionNotSupported": {
+    "description": "A request line with an HTTP version other than 1.1 and 1.0, or one ended by LF alone (`http_version_not_supported`), on any path. The connection is closed.",
+    "content": {
+     "application/json": {
+      "schema": {
+       "$ref": "#/components/schemas/Error"
+      }
+     }
+    }
+   },
    "MetricsOff": {
     "description": "Metrics are off in this process (`--metrics off`), error code `metrics_off`.",
     "content": {

@@ -41,6 +41,16 @@ struct Router: Sendable {
                     )
                 }
             } else if let coding = head.headers[canonicalForm: "transfer-encoding"].first(where: { $0.lowercased() != "chunked" }) {
+                let codings = head.headers[canonicalForm: "transfer-encoding"]
+                if codings.last?.lowercased() != "chunked" {
+                    // Without `chunked` last the body's length cannot be known: RFC 9112 §6.3 has
+                    // a server answer 400 and close the connection (until 2026-12-07 this got 501,
+                    // found by scripts/fuzz-http's contract check: the other paths answered 400).
+                    return .error(
+                        .badRequest, code: "malformed_http",
+                        message: "Transfer-Encoding \(codings.joined(separator: ", ")) does not end with chunked, so the body's length cannot be known (RFC 9112 §6.3); send Content-Length or Transfer-Encoding: chunked, and compress with Content-Encoding: gzip"
+                    )
+                }
                 // The parser takes the body's framing from the final `chunked` and would hand over
                 // the bytes still in that coding (`gzip, chunked`): RFC 9112 §6.1 asks for 501.
                 return .error(

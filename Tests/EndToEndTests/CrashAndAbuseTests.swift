@@ -279,7 +279,7 @@ struct CrashAndAbuseTests {
         #expect(server.process.isRunning)
     }
 
-    @Test("random requests over real sockets for 20 s (scripts/fuzz-http, a new seed each run): every answer well-formed HTTP with a status of the contract and the documented body, the log holding exactly what the answers accepted and rejected, the lake exactly what the log holds, import deciding as POST does, the server up after clients that vanish mid-request, and a clean stop")
+    @Test("random requests over real sockets for 20 s (scripts/fuzz-http, a new seed each run): every answer well-formed HTTP with a status of the contract and the documented body, each answer to a well-formed request one that docs/openapi.yaml describes (by openapi-core), the log holding exactly what the answers accepted and rejected, the lake exactly what the log holds, import deciding as POST does, the server up after clients that vanish mid-request, and a clean stop")
     func httpFuzz() async throws {
         let report = try await Fixtures.fuzzHTTP(["--seconds", "20", "--min-requests", "400"])
         // The run reached the server's main paths, so a pass means something.
@@ -298,6 +298,15 @@ struct CrashAndAbuseTests {
         let imported = report["import"] as? [String: Any] ?? [:]
         #expect((imported["accepted"] as? Int ?? 0) >= 50 && (imported["rejected"] as? Int ?? 0) >= 10, "import comparison: \(imported)")
         #expect(report["metrics_consumer_seconds"] is NSNumber, "the metrics consumer's count was not checked: \(report)")
+        // Answers were checked against docs/openapi.yaml (openapi-core is in the test venv), of each
+        // path, and of the errors every operation lists.
+        let openapi = report["openapi"] as? [String: Any] ?? [:]
+        let operations = openapi["by_operation"] as? [String: Int] ?? [:]
+        #expect((openapi["answers"] as? Int ?? 0) >= 150, "OpenAPI check: \(report["openapi"] ?? "none")")
+        for answer in ["POST /v1/events 202", "POST /v1/events 401", "OPTIONS /v1/events 204", "GET /healthz 200", "GET /openapi.json 200",
+                       "GET /readyz 431", "GET /metrics 505", "DELETE /healthz 405", "GET (a path not listed) 404", "OPTIONS * 204"] {
+            #expect(operations[answer] != nil, "no answer '\(answer)' was checked against docs/openapi.yaml: \(operations)")
+        }
     }
 
     @Test("the same for 10 s against ingest with store and observe beside it, each a process of its own on the same embedded log (scripts/fuzz-http --command split): observe counts every event once, and store's graceful stop, after ingest's, leaves the lake holding exactly what the log holds")
@@ -305,6 +314,7 @@ struct CrashAndAbuseTests {
         let report = try await Fixtures.fuzzHTTP(["--seconds", "10", "--min-requests", "200", "--command", "split", "--import-lines", "50"])
         #expect((report["accepted"] as? Int ?? 0) >= 50 && (report["rejected"] as? Int ?? 0) >= 50, "\(report)")
         #expect(report["metrics_consumer_seconds"] is NSNumber, "observe's count was not checked: \(report)")
+        #expect(((report["openapi"] as? [String: Any])?["answers"] as? Int ?? 0) >= 150, "OpenAPI check: \(report["openapi"] ?? "none")")
         let lake = report["lake"] as? [String: Any] ?? [:]
         #expect((lake["events"] as? Int ?? 0) >= 50 && (lake["rejected"] as? Int ?? 0) >= 50, "lake check: \(lake)")
     }

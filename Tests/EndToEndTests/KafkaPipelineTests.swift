@@ -63,6 +63,7 @@ struct KafkaPipelineTests {
         let lake = report["lake"] as? [String: Any] ?? [:]
         #expect((lake["events"] as? Int ?? 0) >= 50 && (lake["rejected"] as? Int ?? 0) >= 50, "lake check: \(lake)")
         #expect(report["metrics_consumer_seconds"] is NSNumber, "observe's count was not checked: \(report)")
+        #expect(((report["openapi"] as? [String: Any])?["answers"] as? Int ?? 0) >= 150, "OpenAPI check: \(report["openapi"] ?? "none")")
     }
 
     @Test("a request waiting on a frozen broker when the grace period ends: ingest stops with status 0 and no NIO misuse (the request's answer comes after the connection closed), and the request gets no 202")
