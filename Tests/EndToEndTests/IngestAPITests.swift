@@ -757,7 +757,7 @@ struct IngestAPITests {
         #expect(addresses.filter { $0.0 != beacon }.allSatisfy { $0.1 == "203.0.113.7" }, "\(addresses)")
     }
 
-    @Test("health, readiness, OpenAPI (served as docs/openapi.yaml says, and valid by openapi-spec-validator), 404 and 405")
+    @Test("health, readiness, OpenAPI (served as docs/openapi.yaml says, valid by openapi-spec-validator, its Event the rules of schemas/*.json), 404 and 405")
     func otherRoutes() async throws {
         let (server, _) = try await Fixtures.server()
         #expect(try await TestHTTP.request("\(server.baseURL)/healthz").status == 200)
@@ -800,6 +800,39 @@ struct IngestAPITests {
             print("valid")
             """, file])
         #expect(validated.status == 0 && validated.stdout.contains("valid"), "docs/openapi.yaml is not valid OpenAPI: \(validated.stderr.suffix(3000))")
+        // Its Event states the rules of schemas/1.0.json and 1.1.json (the decoder's, checked by
+        // DifferentialTests), not a copy of its own that drifted: each field's type, lengths,
+        // bounds, pattern and values, and what is required.
+        let agreement = try await runPython(#"""
+            import json, sys, yaml
+            root = sys.argv[1]
+            event = yaml.safe_load(open(f"{root}/docs/openapi.yaml"))["components"]["schemas"]["Event"]
+            schemas = {v: json.load(open(f"{root}/schemas/{v}.json")) for v in ("1.0", "1.1")}
+            rules = ("type", "minLength", "maxLength", "minimum", "maximum", "pattern", "items")
+            problems = []
+            if set(event["required"]) != set(schemas["1.0"]["required"]):
+                problems.append(f"required: {sorted(event['required'])} against 1.0's {sorted(schemas['1.0']['required'])}")
+            for name in set(schemas["1.0"]["properties"]) | set(schemas["1.1"]["properties"]) | set(event["properties"]):
+                mine = event["properties"].get(name)
+                if mine is None:
+                    problems.append(f"{name}: not in the OpenAPI Event")
+                    continue
+                for version, schema in schemas.items():
+                    theirs = schema["properties"].get(name)
+                    if theirs is None:
+                        problems.append(f"{name}: not in schemas/{version}.json")
+                        continue
+                    kinds = theirs["type"] if isinstance(theirs["type"], list) else [theirs["type"]]
+                    want = {k: theirs[k] for k in rules if k in theirs and k != "type"} | {"type": [k for k in kinds if k != "null"][0]}
+                    have = {k: mine[k] for k in rules if k in mine}
+                    if have != want or mine.get("nullable", False) != ("null" in kinds):
+                        problems.append(f"{name}: {have} (nullable {mine.get('nullable', False)}) against schemas/{version}.json's {want}")
+                values = set().union(*(set(s["properties"][name].get("enum", [])) | ({s["properties"][name]["const"]} if "const" in s["properties"][name] else set()) for s in schemas.values()))
+                if values and set(mine.get("enum", [])) != values:
+                    problems.append(f"{name}: enum {mine.get('enum')} against the schemas' {sorted(values)}")
+            print("\n".join(problems) if problems else "same")
+            """#, arguments: [TestEnvironment.repoRoot.path])
+        #expect(agreement.trimmingCharacters(in: .whitespacesAndNewlines) == "same", "docs/openapi.yaml's Event and schemas/*.json differ:\n\(agreement)")
     }
 
     @Test("SIGTERM, SIGINT and SIGHUP (a closed terminal) drain gracefully and exit 0; acknowledged events survive the restart", arguments: [SIGTERM, SIGINT, SIGHUP])
