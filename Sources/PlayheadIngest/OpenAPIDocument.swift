@@ -268,15 +268,6 @@ enum OpenAPIDocument {
    "options": {
     "summary": "CORS preflight.",
     "responses": {
-     "408": {
-      "$ref": "#/components/responses/RequestTimeout"
-     },
-     "431": {
-      "$ref": "#/components/responses/HeadersTooLarge"
-     },
-     "505": {
-      "$ref": "#/components/responses/HTTPVersionNotSupported"
-     },
      "204": {
       "description": "The origin is allowed: `Access-Control-Allow-*` headers, no body. Every requested header name is allowed (the server reads only `Content-Type`, `Content-Encoding` and `Authorization`, and ignores the others)."
      },
@@ -299,16 +290,6 @@ enum OpenAPIDocument {
         }
        }
       }
-     }
-    }
-   }
-  },
-  "/healthz": {
-   "get": {
-    "summary": "The process is alive.",
-    "responses": {
-     "400": {
-      "$ref": "#/components/responses/MalformedHTTP"
      },
      "408": {
       "$ref": "#/components/responses/RequestTimeout"
@@ -318,7 +299,14 @@ enum OpenAPIDocument {
      },
      "505": {
       "$ref": "#/components/responses/HTTPVersionNotSupported"
-     },
+     }
+    }
+   }
+  },
+  "/healthz": {
+   "get": {
+    "summary": "The process is alive.",
+    "responses": {
      "200": {
       "description": "Alive.",
       "content": {
@@ -336,14 +324,7 @@ enum OpenAPIDocument {
         }
        }
       }
-     }
-    }
-   }
-  },
-  "/readyz": {
-   "get": {
-    "summary": "The server can accept events (the log takes appends; not shutting down).",
-    "responses": {
+     },
      "400": {
       "$ref": "#/components/responses/MalformedHTTP"
      },
@@ -355,7 +336,14 @@ enum OpenAPIDocument {
      },
      "505": {
       "$ref": "#/components/responses/HTTPVersionNotSupported"
-     },
+     }
+    }
+   }
+  },
+  "/readyz": {
+   "get": {
+    "summary": "The server can accept events (the log takes appends; not shutting down).",
+    "responses": {
      "200": {
       "description": "Ready.",
       "content": {
@@ -393,14 +381,7 @@ enum OpenAPIDocument {
         }
        }
       }
-     }
-    }
-   }
-  },
-  "/": {
-   "get": {
-    "summary": "The live page (serve and observe), one HTML page with no external assets that fetches /live.json every second (docs/live-page.md).",
-    "responses": {
+     },
      "400": {
       "$ref": "#/components/responses/MalformedHTTP"
      },
@@ -412,7 +393,14 @@ enum OpenAPIDocument {
      },
      "505": {
       "$ref": "#/components/responses/HTTPVersionNotSupported"
-     },
+     }
+    }
+   }
+  },
+  "/": {
+   "get": {
+    "summary": "The live page (serve and observe), one HTML page with no external assets that fetches /live.json every second (docs/live-page.md).",
+    "responses": {
      "200": {
       "description": "The page.",
       "content": {
@@ -425,14 +413,7 @@ enum OpenAPIDocument {
      },
      "404": {
       "$ref": "#/components/responses/MetricsOff"
-     }
-    }
-   }
-  },
-  "/live.json": {
-   "get": {
-    "summary": "The live page's figures (serve and observe), the latest values and their recent series (docs/live-page.md).",
-    "responses": {
+     },
      "400": {
       "$ref": "#/components/responses/MalformedHTTP"
      },
@@ -444,7 +425,14 @@ enum OpenAPIDocument {
      },
      "505": {
       "$ref": "#/components/responses/HTTPVersionNotSupported"
-     },
+     }
+    }
+   }
+  },
+  "/live.json": {
+   "get": {
+    "summary": "The live page's figures (serve and observe), the latest values and their recent series (docs/live-page.md).",
+    "responses": {
      "200": {
       "description": "The figures.",
       "content": {
@@ -457,14 +445,7 @@ enum OpenAPIDocument {
      },
      "404": {
       "$ref": "#/components/responses/MetricsOff"
-     }
-    }
-   }
-  },
-  "/metrics": {
-   "get": {
-    "summary": "Prometheus metrics (text exposition format).",
-    "responses": {
+     },
      "400": {
       "$ref": "#/components/responses/MalformedHTTP"
      },
@@ -476,7 +457,14 @@ enum OpenAPIDocument {
      },
      "505": {
       "$ref": "#/components/responses/HTTPVersionNotSupported"
-     },
+     }
+    }
+   }
+  },
+  "/metrics": {
+   "get": {
+    "summary": "Prometheus metrics (text exposition format).",
+    "responses": {
      "200": {
       "description": "The metrics.",
       "content": {
@@ -489,14 +477,7 @@ enum OpenAPIDocument {
      },
      "404": {
       "$ref": "#/components/responses/MetricsOff"
-     }
-    }
-   }
-  },
-  "/openapi.json": {
-   "get": {
-    "summary": "This document, as JSON.",
-    "responses": {
+     },
      "400": {
       "$ref": "#/components/responses/MalformedHTTP"
      },
@@ -508,7 +489,14 @@ enum OpenAPIDocument {
      },
      "505": {
       "$ref": "#/components/responses/HTTPVersionNotSupported"
-     },
+     }
+    }
+   }
+  },
+  "/openapi.json": {
+   "get": {
+    "summary": "This document, as JSON.",
+    "responses": {
      "200": {
       "description": "The OpenAPI document.",
       "content": {
@@ -518,6 +506,18 @@ enum OpenAPIDocument {
         }
        }
       }
+     },
+     "400": {
+      "$ref": "#/components/responses/MalformedHTTP"
+     },
+     "408": {
+      "$ref": "#/components/responses/RequestTimeout"
+     },
+     "431": {
+      "$ref": "#/components/responses/HeadersTooLarge"
+     },
+     "505": {
+      "$ref": "#/components/responses/HTTPVersionNotSupported"
      }
     }
    }
