@@ -40,8 +40,9 @@ struct Router: Sendable {
                         message: "the body has \(length) bytes; the limit is \(maxBodyBytes)"
                     )
                 }
-            } else if let coding = head.headers[canonicalForm: "transfer-encoding"].first(where: { $0.lowercased() != "chunked" }) {
-                let codings = head.headers[canonicalForm: "transfer-encoding"]
+            } else if case let codings = head.headers[canonicalForm: "transfer-encoding"],
+                let coding = codings.first(where: { $0.lowercased() != "chunked" })
+            {
                 if codings.last?.lowercased() != "chunked" {
                     // Without `chunked` last the body's length cannot be known: RFC 9112 §6.3 has
                     // a server answer 400 and close the connection (until 2026-12-07 this got 501,
