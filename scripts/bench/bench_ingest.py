@@ -311,7 +311,7 @@ def write_markdown(r, duration):
               "uvicorn's workers too) per acknowledged request; the load generator's over its run, as a share of "
               "one core (it has one thread: near 100 % it, not the server, limits the row); the machine's idle time "
               "over the run. With the two cores shared, the ratio to the bare server is roughly the ratio of "
-              "(server + load generator) CPU per request, bare over Playhead (docs/ingest.md, \"A sixth round\").", ""]
+              "(server + load generator) CPU per request, bare over Playhead (docs/performance.md, \"A sixth round\").", ""]
     replace_section("Ingest", "\n".join(lines))
     print("\n".join(lines))
 

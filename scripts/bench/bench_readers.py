@@ -76,7 +76,7 @@ def main():
         "`/metrics` at the end of the load. The lake writer flushes every 10 s (`--flush-interval`), so up to 10 s of "
         "events are its open batch, not lag. Until 2026-12-04 a reader paused after every segment's end, and with 64 KiB "
         "segments the lake had written about 63,000 rows of 600,000 and the metrics had counted about 141,000 "
-        "(docs/ingest.md, \"Performance\").",
+        "(docs/performance.md, \"The first three rounds\").",
         "",
         *lines,
         "",
