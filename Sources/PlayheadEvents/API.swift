@@ -3,11 +3,13 @@
 
 /// How a request body holds its events.
 public enum EventBodyFormat: Sendable {
-    /// One JSON object, or a JSON array of objects.
+    /// One JSON object, or a JSON array of objects; NDJSON whose lines are objects of their own is
+    /// read as NDJSON.
     case json
     /// Newline-delimited JSON: one object per line (blank lines are skipped).
     case ndjson
-    /// Decide from the body: `[` → array; `{` → one object, or NDJSON when more objects follow.
+    /// A body whose content type names no format (none, or `text/plain` from `sendBeacon`): read
+    /// as ``json`` is.
     case sniff
 }
 

@@ -374,15 +374,12 @@ struct EventParser {
         case .json: runJSON()
         case .ndjson: runNDJSON()
         case .sniff:
-            if p[pos] == UInt8(ascii: "[") {
-                runJSON()
-            } else if looksLikeNDJSON() {
-                pos = contentStart
-                end = body.count
-                runNDJSON()
-            } else {
-                runJSON()
-            }
+            // The same reading as `application/json`, which takes NDJSON too when its lines are
+            // objects of their own (``ndjsonAfterFirstObject(from:)``). Sniffing had its own, looser
+            // rule (NDJSON whenever more followed the first object), so a `text/plain` body of
+            // pretty-printed objects (what `jq .` prints) was cut into a rejection per line, and past
+            // 2,000 lines refused as too many events (an outside review).
+            runJSON()
         }
     }
 
@@ -411,8 +408,9 @@ struct EventParser {
         }
     }
 
-    /// After `{`: NDJSON when the first value ends before the body does and more follows, or when the
-    /// first line is `{…}` on its own and later lines hold more.
+    /// After `{` whose object is not valid JSON: NDJSON (its first line broken) when the first
+    /// line alone is `{…}` and later lines hold more, or when every later line starts an object.
+    /// (A first value that is valid and followed by more is not asked here: true then.)
     mutating func looksLikeNDJSON() -> Bool {
         guard p[pos] == UInt8(ascii: "{") else { return false }
         let start = pos
@@ -610,8 +608,25 @@ struct EventParser {
             finishEvent(index: index, start: start, end: pos)
         } else {
             try skipValue(depth: 1)
-            rejectEvent(index: index, start: start, end: pos, eventID: nil, field: nil, reason: .notAnObject, message: "an event must be a JSON object")
+            rejectNonObject(index: index, start: start, end: pos)
         }
+    }
+
+    /// Rejects an array element or NDJSON line that is JSON but not an object: `event_too_large`
+    /// when it is over the event limit (which wins over every other reason), else `not_an_object`.
+    mutating func rejectNonObject(index: Int, start: Int, end valueEnd: Int) {
+        if valueEnd - start > configuration.maxEventBytes {
+            rejectTooLarge(index: index, start: start, end: valueEnd, eventID: nil)
+        } else {
+            rejectEvent(index: index, start: start, end: valueEnd, eventID: nil, field: nil, reason: .notAnObject, message: "an event must be a JSON object")
+        }
+    }
+
+    mutating func rejectTooLarge(index: Int, start: Int, end eventEnd: Int, eventID: String?) {
+        rejectEvent(
+            index: index, start: start, end: eventEnd, eventID: eventID, field: nil, reason: .eventTooLarge,
+            message: "the event is \(eventEnd - start) bytes; the limit is \(configuration.maxEventBytes)"
+        )
     }
 
     mutating func runNDJSON() {
@@ -643,13 +658,9 @@ struct EventParser {
                 )
                 continue
             }
-            if e - s > configuration.maxEventBytes {
-                rejectEvent(
-                    index: index, start: s, end: e, eventID: nil, field: nil, reason: .eventTooLarge,
-                    message: "the event is \(e - s) bytes; the limit is \(configuration.maxEventBytes)"
-                )
-                continue
-            }
+            // A line over the event limit is read like any other, so that its rejection names its
+            // `event_id` as in a JSON body (it gave null: an outside review); `event_too_large`
+            // wins over every other reason, a malformed line's too.
             pos = s
             end = e
             do throws(Malformed) {
@@ -660,9 +671,13 @@ struct EventParser {
                 } else {
                     try skipValue(depth: 1)
                     guard pos == e else { throw Malformed(message: "unexpected bytes after the value at byte \(pos)") }
-                    rejectEvent(index: index, start: s, end: e, eventID: nil, field: nil, reason: .notAnObject, message: "an event must be a JSON object")
+                    rejectNonObject(index: index, start: s, end: e)
                 }
             } catch {
+                if e - s > configuration.maxEventBytes {
+                    rejectTooLarge(index: index, start: s, end: e, eventID: nil)
+                    continue
+                }
                 // The line's number (blank lines count, as in an editor; `index` does not count them)
                 // and where it starts: the error's byte is the body's, which a client with one bad
                 // line among thousands had to map to a line itself.
@@ -1231,8 +1246,12 @@ struct EventParser {
                 }
             } else {
                 let valueStart = pos
+                let clean = error == nil
                 try skipValue(depth: 2)
-                if !badKey { noteUnknown(key: key, keyQuote: keyQuote, keyEnd: keyEnd, valueStart: valueStart) }
+                if !badKey {
+                    noteUnknown(key: key, keyQuote: keyQuote, keyEnd: keyEnd, valueStart: valueStart)
+                    if clean { nameUnknownField() }
+                }
             }
             if try memberEndsObject() { return }
         }
@@ -1264,6 +1283,15 @@ struct EventParser {
         guard p[pos] == UInt8(ascii: "}") else { throw Malformed(message: "expected ',' or '}' at byte \(pos)") }
         pos += 1
         return true
+    }
+
+    /// An error found inside the value of the unknown field just noted (invalid UTF-8, nesting too
+    /// deep) names that field, as errors of the schema's fields do; it named none (an outside
+    /// review). A key that is not valid UTF-8 cannot be named, and its error keeps a null field.
+    mutating func nameUnknownField() {
+        guard let found = error, found.field == nil, let range = unknownKeyRanges.last else { return }
+        let name = String(decoding: unknownKeys[range], as: UTF8.self)
+        error = FieldError(reason: found.reason, field: name, message: "\(name): \(found.message)")
     }
 
     mutating func noteUnknown(key: StringSpan, keyQuote: Int, keyEnd: Int, valueStart: Int) {
@@ -1536,10 +1564,7 @@ struct EventParser {
     /// Validates the parsed object as a whole and writes its record, or rejects it.
     mutating func finishEvent(index: Int, start: Int, end eventEnd: Int) {
         if eventEnd - start > configuration.maxEventBytes {
-            rejectEvent(
-                index: index, start: start, end: eventEnd, eventID: readableEventID(), field: nil, reason: .eventTooLarge,
-                message: "the event is \(eventEnd - start) bytes; the limit is \(configuration.maxEventBytes)"
-            )
+            rejectTooLarge(index: index, start: start, end: eventEnd, eventID: readableEventID())
             return
         }
         // Schema version first: other rules depend on it.

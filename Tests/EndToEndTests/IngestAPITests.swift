@@ -66,7 +66,7 @@ struct IngestAPITests {
         }
     }
 
-    @Test("an array, NDJSON and a text/plain beacon are all accepted, and NDJSON sent as application/json")
+    @Test("an array, NDJSON and a text/plain beacon are all accepted, and NDJSON sent as application/json; pretty-printed events are one invalid body")
     func bodyFormats() async throws {
         let (server, _) = try await Fixtures.server()
         let array = try await TestHTTP.postEvents(server, Fixtures.json([Fixtures.event("a1"), Fixtures.event("a2")]))
@@ -85,6 +85,18 @@ struct IngestAPITests {
         #expect(mislabelled.status == 202 && mislabelled.json["accepted"] as? Int == 2 && mislabelled.json["rejected"] as? Int == 1,
                 "\(mislabelled.text)")
         #expect((mislabelled.json["errors"] as? [[String: Any]])?.first?["index"] as? Int == 1, "\(mislabelled.text)")
+        // Pretty-printed events one after another (what `jq .` prints) are one invalid JSON body,
+        // as a beacon's text/plain as much as application/json: text/plain was read line by line,
+        // one rejection per line (an outside review).
+        let pretty = try [Fixtures.event("p1"), Fixtures.event("p2")].map {
+            String(decoding: try JSONSerialization.data(withJSONObject: $0, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self)
+        }.joined(separator: "\n")
+        for type in ["text/plain", "application/json"] {
+            let answer = try await TestHTTP.postEvents(server, pretty, contentType: type)
+            let errors = answer.json["errors"] as? [[String: Any]]
+            #expect(answer.status == 400 && errors?.count == 1, "\(type): \(answer.text.prefix(300))")
+            #expect(errors?.first?["index"] as? Int == -1 && errors?.first?["reason"] as? String == "malformed_json", "\(type): \(answer.text.prefix(300))")
+        }
         let ids = try await Fixtures.storedIDs(server.dataDirectory)
         #expect(Set(ids) == ["a1", "a2", "n1", "n2", "n3", "b1", "j1", "j3"])
     }

@@ -83,10 +83,16 @@ import PlayheadEvents
         // A pretty-printed object followed by another is not NDJSON: refused whole, as before,
         // rather than cut into a rejection per line; so is a stream of them (what `jq .` prints).
         let broken = "{\"event_id\": \"p\",\n  \"title\": \"x\",,\n  \"genre\": []\n}"
-        for body in ["\(pretty)\n\(c)", "\(c)\n\(pretty)", "\(pretty)\n\(pretty)\n", "\(c)\n\(broken)", "\(broken)\n\(c)"] {
-            let (o, sink) = decode(body, format: .json)
-            let reasons = o.errors.map { $0.reason }
-            #expect(o.accepted == 0 && reasons == [RejectionReason.malformedJSON] && sink.rejected.count == 1, "\(o.errors.prefix(3))")
+        // The same as text/plain (sendBeacon, or no type), which was read by lines: a rejection per
+        // line, and past 2,000 lines 413 too_many_events (an outside review).
+        let jq = (0..<120).map { _ in pretty }.joined(separator: "\n")
+        for body in ["\(pretty)\n\(c)", "\(c)\n\(pretty)", "\(pretty)\n\(pretty)\n", "\(c)\n\(broken)", "\(broken)\n\(c)", jq] {
+            for format in [EventBodyFormat.json, .sniff] {
+                let (o, sink) = decode(body, format: format)
+                let reasons = o.errors.map { $0.reason }
+                #expect(o.accepted == 0 && reasons == [RejectionReason.malformedJSON] && sink.rejected.count == 1, "\(format): \(o.errors.prefix(3))")
+                #expect(o.errors.first?.index == -1)
+            }
         }
         // The message says why such a body was not read line by line.
         let (twoPretty, _) = decode("\(pretty)\n\(c)", format: .json)

@@ -222,10 +222,27 @@ import PlayheadEvents
             let raw = sink.rejected[0].record.withUnsafeBytes { Array(try! RejectedRecordView($0).raw) }
             #expect(raw == Array(big.utf8))
         }
-        let (o2, _) = decode("[" + event() + "," + big + "]", format: .json, configuration: config)
-        #expect(o2.accepted == 1)
-        #expect(o2.errors.map(\.index) == [1])
-        #expect(o2.errors[0].eventID == "e-1")
+        // The rejection names the event's id in NDJSON too, as in a JSON body (NDJSON gave null:
+        // an outside review), and event_too_large wins over the line's other problems.
+        for format in [EventBodyFormat.json, .ndjson] {
+            let (o2, _) = decode([event(["event_id": #""small""#]), big].joined(separator: format == .json ? "," : "\n").wrappedFor(format), format: format, configuration: config)
+            #expect(o2.accepted == 1, "\(format)")
+            #expect(o2.errors.map(\.index) == [1], "\(format)")
+            #expect(o2.errors.first?.eventID == "e-1", "\(format): \(o2.errors)")
+        }
+        let badAndBig = event(["event_type": #""jump""#], appending: [("padding", "\"" + String(repeating: "x", count: 600) + "\"")])
+        let (ndjsonBad, _) = decode(badAndBig + "\n" + event(), format: .ndjson, configuration: config)
+        #expect(ndjsonBad.errors.map(\.reason) == [.eventTooLarge] && ndjsonBad.errors.first?.eventID == "e-1", "\(ndjsonBad.errors)")
+        // A line or element over the limit that is not an object, or not JSON, is too large all the same.
+        let longString = "\"" + String(repeating: "s", count: 700) + "\""
+        let brokenBig = "{\"event_id\": \"b\", " + String(repeating: "x", count: 700)
+        let (lines, linesSink) = decode([longString, brokenBig, event()].joined(separator: "\n"), format: .ndjson, configuration: config)
+        #expect(lines.errors.map(\.reason) == [.eventTooLarge, .eventTooLarge] && lines.accepted == 1, "\(lines.errors)")
+        #expect(lines.errors.allSatisfy { $0.eventID == nil })
+        #expect(linesSink.rejected.count == 2)
+        let (element, _) = decode("[" + longString + "," + event() + "]", format: .json, configuration: config)
+        #expect(element.errors.map(\.reason) == [.eventTooLarge] && element.accepted == 1, "\(element.errors)")
+        #expect(decode("[\"short\"]", format: .json, configuration: config).outcome.errors.map(\.reason) == [.notAnObject])
     }
 
     @Test func tooManyEvents() {
@@ -315,8 +332,23 @@ import PlayheadEvents
             // Half a pair, as JavaScript writes a string cut inside an emoji: said so, not "not UTF-8".
             #expect(rejected?.message.hasPrefix("title holds a \\u escape of half a surrogate pair") == true, "\(String(describing: rejected))")
         }
-        // In an unknown field too.
-        #expect(rejection(event(appending: [("note", #""\udfff""#)]))?.reason == .invalidUTF8)
+        // In an unknown field too, which the rejection names (it named no field: an outside
+        // review), nested or not; a key that is not valid UTF-8 cannot be named.
+        for value in [#""\udfff""#, #"{"a":["\ud800"]}"#] {
+            let unknown = rejection(event(appending: [("note", value)]))
+            #expect(unknown?.reason == .invalidUTF8 && unknown?.field == "note", "\(String(describing: unknown))")
+            #expect(unknown?.message.hasPrefix("note: ") == true, "\(String(describing: unknown))")
+        }
+        var badKey = Array(event(appending: [("nXte", "1")]).utf8)
+        badKey[badKey.firstRange(of: Array("nXte".utf8))!.lowerBound + 1] = 0xFF
+        let (keyOutcome, _) = decode(badKey, format: .json)
+        #expect(keyOutcome.errors.map(\.reason) == [.invalidUTF8] && keyOutcome.errors.first?.field == nil, "\(keyOutcome.errors)")
+        // An escaped key is named unescaped; a later problem does not take the first one's place.
+        let escaped = rejection(event(appending: [(#"n\u006fte"#, #""\udfff""#), ("other", #""\ud800""#)]))
+        #expect(escaped?.field == "note", "\(String(describing: escaped))")
+        // A duplicate unknown key keeps its own error.
+        let twice = rejection(event(appending: [("note", "1"), ("note", "2")]))
+        #expect(twice?.reason == .duplicateField && twice?.field == "note", "\(String(describing: twice))")
     }
 
     @Test func tooDeep() {
@@ -327,6 +359,7 @@ import PlayheadEvents
         let e = rejection(event(appending: [("x", nested(5))]), configuration: config)
         #expect(e?.reason == .tooDeep)
         #expect(e?.eventID == "e-1")
+        #expect(e?.field == "x", "\(String(describing: e))")
         // Far too deep must not crash, and the following events still decode.
         var big = EventDecoderConfiguration()
         big.maxEventBytes = 1 << 20
@@ -518,4 +551,9 @@ import PlayheadEvents
         }
         #expect(seen == Set(RejectionReason.all))
     }
+}
+
+extension String {
+    /// The body of `format` holding these events: an array for `.json`, the lines as they are otherwise.
+    func wrappedFor(_ format: EventBodyFormat) -> String { format == .json ? "[" + self + "]" : self }
 }
