@@ -639,11 +639,19 @@ final class DatasetWriter: @unchecked Sendable {
             metrics.damaged.increment(by: Int64(damaged.missed))
             return
         }
-        let path = damaged.records == 1
-            ? LakePaths.damagedRecord(dataset: kind.name, partition: damaged.partition, offset: damaged.offset)
-            : "_playhead/damaged/\(kind.name)/p\(damaged.partition)-\(damaged.offset)-\(damaged.offset + damaged.records - 1).records"
+        let path = switch damaged.records {
+        case 1: LakePaths.damagedRecord(dataset: kind.name, partition: damaged.partition, offset: damaged.offset)
+        // Bytes after a closed segment's last record, which hold no offset of their own.
+        case 0: "_playhead/damaged/\(kind.name)/p\(damaged.partition)-after-\(damaged.offset - 1).records"
+        default: "_playhead/damaged/\(kind.name)/p\(damaged.partition)-\(damaged.offset)-\(damaged.offset + damaged.records - 1).records"
+        }
         try await retrying("keep a damaged record") { try await self.store.put(path, damaged.bytes) }
-        if damaged.records == 1 {
+        if damaged.records == 0 {
+            logger.error("lake writer: skipped bytes after the last record of a closed log segment (it holds more than its name says); they are kept in the lake (playhead log salvage reads them), and every record of the log is written", metadata: [
+                "log.partition": "\(damaged.partition)", "log.next_offset": "\(damaged.offset)", "lake.path": "\(path)",
+                "bytes": "\(damaged.bytes.count)",
+            ])
+        } else if damaged.records == 1 {
             logger.error("lake writer: skipped a damaged record of the log; its bytes are kept in the lake", metadata: [
                 "log.partition": "\(damaged.partition)", "log.offset": "\(damaged.offset)", "lake.path": "\(path)",
                 "bytes": "\(damaged.bytes.count)",
@@ -654,7 +662,7 @@ final class DatasetWriter: @unchecked Sendable {
                 "log.missed": "\(damaged.missed)", "lake.path": "\(path)", "bytes": "\(damaged.bytes.count)",
             ])
         }
-        metrics.damaged.increment(by: Int64(damaged.missed))
+        metrics.damaged.increment(by: damaged.counted)
     }
 
     private func handle(_ poll: LogPoll, consumer: any LogConsumer) async throws {

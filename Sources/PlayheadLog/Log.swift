@@ -243,11 +243,17 @@ public struct DamagedLogRecord: Sendable {
     /// The offset of the damaged record: where `bytes` start.
     public var offset: Int64
     /// The records `bytes` hold, the damaged one first; the consumer reads on at `offset + records`.
+    /// 0 for bytes after the last record of a closed segment: `offset` is then the next segment's first.
     public var records: Int64
     /// Of `records`, those at or past the consumer's position (a seek's target can lie beyond the
     /// damaged record in its segment): the records this consumer did not read.
     public var missed: Int64
     public var bytes: [UInt8]
+
+    /// What the damaged-records counters add for it: the records missed, or 1 for bytes that hold
+    /// no record's offset (`records` 0: found after the last record of a closed segment, which
+    /// holds more than its name says), so that alert `LogRecordDamaged` fires for those too.
+    public var counted: Int64 { records == 0 && !bytes.isEmpty ? 1 : missed }
 
     public init(partition: Int32, offset: Int64, records: Int64 = 1, missed: Int64? = nil, bytes: [UInt8]) {
         self.partition = partition

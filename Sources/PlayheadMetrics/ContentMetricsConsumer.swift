@@ -260,7 +260,7 @@ public final class ContentMetricsConsumer: Service, Sendable {
                         "log.partition": "\(damaged.partition)", "log.offset": "\(damaged.offset)",
                         "log.records": "\(damaged.missed)", "error": "\(error)",
                     ])
-                    instruments.damaged.increment(by: Int64(damaged.missed))
+                    instruments.damaged.increment(by: damaged.counted)
                     continue
                 }
                 logger.error("poll failed; retrying in 1 s", metadata: ["error": "\(error)"])

@@ -289,12 +289,19 @@ struct LogSalvageCommand: ParsableCommand {
             summary += "; \(result.damaged.count) damaged byte ranges, \(result.damaged.reduce(0) { $0 + $1.count }) bytes: \(ranges)"
             if result.damaged.count > 20 { summary += ", …" }
         }
-        if let zeros = result.zeroFilled { summary += "; \(zeros.count) zero bytes at the end (a writing log's space ahead, not damage)" }
+        if let zeros = result.zeroFilled {
+            // A segment that another follows was cut to its records when the writer closed it: zeros
+            // after them are not space kept ahead (the message said so of any file: an outside review).
+            let closedSegment = url.pathExtension == "log" && named.end != nil
+            summary += closedSegment
+                ? "; \(zeros.count) zero bytes at the end, which a closed segment should not hold (the writer cut it to its records before the next one began): damage"
+                : "; \(zeros.count) zero bytes at the end (a writing log's space ahead, not damage)"
+        }
         if !undecodable.isEmpty, !bareValue {
             summary += "; \(undecodable.count) records whose checksum holds but that are not \(rejected ? "rejected input" : "events") (at bytes \(undecodable.prefix(20).map(String.init).joined(separator: ", ")))"
         }
         if result.damaged.isEmpty, let first = firstOffset ?? named.first, let end = endOffset ?? named.end, first + Int64(result.records.count) != end {
-            summary += "; the file holds \(result.records.count) records, but its offsets \(first)..<\(end) say \(end - first)"
+            summary += "; the file holds \(result.records.count) records, but its offsets \(first)..<\(end) say \(end - first), so none is given an offset"
         }
         FileHandle.standardError.write(Data((summary + "\n").utf8))
     }

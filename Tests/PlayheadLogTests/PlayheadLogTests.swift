@@ -18,6 +18,44 @@ let testLogger: Logger = {
     return logger
 }()
 
+/// A log in `directory` whose appends of 10 records of 48 bytes each went over 400 bytes: segments
+/// 0, 10, 20, 30 and 40, closed; its configuration and the segments' paths.
+func fiveSegments(_ directory: TemporaryDirectory) async throws -> (EmbeddedLogConfiguration, [String]) {
+    let configuration = makeConfiguration(directory) { $0.segmentBytes = 400 }
+    let log = try EmbeddedLog.open(configuration, logger: testLogger)
+    let producer = try log.producer(for: .events)
+    for index in 0..<5 { _ = try await producer.append(batch((index * 10)..<(index * 10 + 10))) }
+    log.close()
+    let segments = try segmentPaths(configuration, "events")
+    #expect(segments.map { ($0 as NSString).lastPathComponent } == [0, 10, 20, 30, 40].map(Files.segmentName))
+    return (configuration, segments)
+}
+
+/// Reads `consumer` to the end, stepping past damage (each a `corrupt` error, which `check` also
+/// looks at); the offsets read, each record checked against ``value(_:)``, and what was stepped past.
+func readAllSteppingPastDamage(_ consumer: any LogConsumer, check: (LogError) -> Void = { _ in }) async throws -> ([Int64], [DamagedLogRecord]) {
+    var offsets: [Int64] = []
+    var skipped: [DamagedLogRecord] = []
+    var empty = 0
+    while empty < 3 {
+        do {
+            let poll = try await consumer.poll(maxRecords: 1000, timeout: .milliseconds(100))
+            if poll.batches.isEmpty && poll.assigned.isEmpty { empty += 1 }
+            for batch in poll.batches {
+                try batch.forEachRecord { offset, stored in
+                    #expect(Array(stored) == value(Int(offset)), "offset \(offset)")
+                    offsets.append(offset)
+                }
+            }
+        } catch let error as LogError {
+            #expect(error.code == .corrupt)
+            check(error)
+            skipped.append(try #require(try await consumer.skipDamagedRecord(), "\(error)"))
+        }
+    }
+    return (offsets, skipped)
+}
+
 func makeConfiguration(_ directory: TemporaryDirectory, _ edit: (inout EmbeddedLogConfiguration) -> Void = { _ in }) -> EmbeddedLogConfiguration {
     var configuration = EmbeddedLogConfiguration(directory: directory.path + "/log")
     configuration.minimumFreeBytes = 0
@@ -872,16 +910,7 @@ struct EmbeddedLogTests {
     func damagedLengthSkipsToNextSegment() async throws {
         let directory = try TemporaryDirectory(prefix: "log")
         defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
-        // Each append of 10 records of 48 bytes goes over 400 bytes: segments 0, 10, 20, 30 and 40.
-        let configuration = makeConfiguration(directory) { $0.segmentBytes = 400 }
-        do {
-            let log = try EmbeddedLog.open(configuration, logger: testLogger)
-            let producer = try log.producer(for: .events)
-            for index in 0..<5 { _ = try await producer.append(batch((index * 10)..<(index * 10 + 10))) }
-            log.close()
-        }
-        let segments = try segmentPaths(configuration, "events")
-        #expect(segments.map { ($0 as NSString).lastPathComponent } == [0, 10, 20, 30, 40].map(Files.segmentName))
+        let (configuration, segments) = try await fiveSegments(directory)
         // Record 3's length gets a top byte (where record 4 starts is lost); segment 10 loses its last two records.
         let original = try [UInt8](Data(contentsOf: URL(fileURLWithPath: segments[0])))
         var damaged = original
@@ -892,30 +921,8 @@ struct EmbeddedLogTests {
         try truncate(segments[2], by: 2 * 48 - 4)
 
         let log = try EmbeddedLog.openReadOnly(configuration, logger: testLogger)
-        /// Reads to the end, stepping past damage; returns the offsets read and what was stepped past.
-        func readAll(_ consumer: any LogConsumer) async throws -> ([Int64], [DamagedLogRecord]) {
-            var offsets: [Int64] = []
-            var skipped: [DamagedLogRecord] = []
-            var empty = 0
-            while empty < 3 {
-                do {
-                    let poll = try await consumer.poll(maxRecords: 1000, timeout: .milliseconds(100))
-                    if poll.batches.isEmpty && poll.assigned.isEmpty { empty += 1 }
-                    for batch in poll.batches {
-                        try batch.forEachRecord { offset, stored in
-                            #expect(Array(stored) == value(Int(offset)))
-                            offsets.append(offset)
-                        }
-                    }
-                } catch let error as LogError {
-                    #expect(error.code == .corrupt)
-                    skipped.append(try #require(try await consumer.skipDamagedRecord(), "\(error)"))
-                }
-            }
-            return (offsets, skipped)
-        }
         let reader = try log.consumer(for: .events, group: nil)
-        let (offsets, skipped) = try await readAll(reader)
+        let (offsets, skipped) = try await readAllSteppingPastDamage(reader)
         #expect(offsets == Array(0..<3) + Array(10..<18) + Array(20..<28) + Array(30..<50))
         #expect(skipped.map(\.offset) == [3, 18, 28] && skipped.map(\.records) == [7, 2, 2] && skipped.map(\.missed) == [7, 2, 2])
         #expect(skipped.first?.bytes == Array(damaged[(3 * 48)...]), "the rest of the segment, as stored")
@@ -939,11 +946,53 @@ struct EmbeddedLogTests {
         // A seek past the damage in the same segment: the records it did not read are the missed ones.
         let seeking = try log.consumer(for: .events, group: nil)
         try await seeking.seek(partition: 0, to: 5)
-        let (afterSeek, skippedAfterSeek) = try await readAll(seeking)
+        let (afterSeek, skippedAfterSeek) = try await readAllSteppingPastDamage(seeking)
         #expect(afterSeek == Array(10..<18) + Array(20..<28) + Array(30..<50))
         #expect(skippedAfterSeek.map(\.offset) == [3, 18, 28] && skippedAfterSeek.map(\.missed) == [5, 2, 2])
         await seeking.close()
         log.close()
+    }
+
+    @Test("bytes after the last record of a closed segment (a whole record too many, zeros, or junk): a reader delivers exactly the records the segment's name and the next one's say, then steps to the next segment, handing over the extra bytes with no offset; in this process and beside it; salvage gives such a segment's records no offsets")
+    func bytesAfterAClosedSegmentsRecords() async throws {
+        let directory = try TemporaryDirectory(prefix: "log")
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        let (configuration, segments) = try await fiveSegments(directory)
+        // A copy of record 5 after segment 0's last record (it was read as offset 10, and the real
+        // record 10 skipped after a restart: an outside review); zeros after segment 10's, junk
+        // after segment 20's (both stalled the readers for good).
+        let first = try [UInt8](Data(contentsOf: URL(fileURLWithPath: segments[0])))
+        let extras: [[UInt8]] = [Array(first[(5 * 48)..<(6 * 48)]), [UInt8](repeating: 0, count: 100), (0..<37).map { UInt8(truncatingIfNeeded: $0 &* 151 &+ 7) }]
+        for (index, extra) in extras.enumerated() {
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: segments[index]))
+            try handle.seekToEnd()
+            try handle.write(contentsOf: Data(extra))
+            try handle.close()
+        }
+        let readAll = { (consumer: any LogConsumer) in
+            try await readAllSteppingPastDamage(consumer) { #expect($0.message.contains("holds bytes after its last record"), "\($0)") }
+        }
+        for readOnly in [true, false] {
+            let log = readOnly ? try EmbeddedLog.openReadOnly(configuration, logger: testLogger) : try EmbeddedLog.open(configuration, logger: testLogger)
+            let reader = try log.consumer(for: .events, group: nil)
+            let (offsets, skipped) = try await readAll(reader)
+            #expect(offsets == Array(0..<50), "read-only \(readOnly)")
+            #expect(skipped.map(\.offset) == [10, 20, 30] && skipped.allSatisfy { $0.records == 0 && $0.missed == 0 && $0.counted == 1 }, "read-only \(readOnly)")
+            #expect(skipped.map(\.bytes) == extras)
+            await reader.close()
+            // A reader placed inside such a segment, before its extra bytes, stops at them too.
+            let seeking = try log.consumer(for: .events, group: nil)
+            try await seeking.seek(partition: 0, to: 25)
+            let (afterSeek, skippedAfterSeek) = try await readAll(seeking)
+            #expect(afterSeek == Array(25..<50) && skippedAfterSeek.map(\.offset) == [30], "read-only \(readOnly)")
+            await seeking.close()
+            log.close()
+        }
+        // Salvage reads segment 0's 11 whole records, and numbers none of them: which is the extra one is unknown.
+        let salvage = LogSalvage.scan(first + extras[0])
+        #expect(salvage.damaged.isEmpty && salvage.records.count == 11)
+        #expect(salvage.offsets(firstOffset: 0, endOffset: 10) == Array(repeating: nil, count: 11))
+        #expect(LogSalvage.scan(first).offsets(firstOffset: 0, endOffset: 10) == (0..<10).map { Int64($0) })
     }
 
     @Test("damage in the active segment while the log runs: the reader has the writer close the segment, then steps past the damage; the writer appends on in the next segment, and a restart reads the same")
@@ -1283,6 +1332,48 @@ struct EmbeddedLogTests {
         #expect(records.map(\.0) == Array(10..<15))
         await consumer.close()
         log.close()
+    }
+
+    @Test("a group whose offsets file cannot be read (damaged, or edited by hand) reads as a new group does and writes the file anew at its next commit, rather than stopping the process; a log that has written a lake refuses to make a new id when its id file is lost")
+    func unreadableGroupFileAndLostID() async throws {
+        let directory = try TemporaryDirectory(prefix: "log")
+        defer { withExtendedLifetime(directory) {} }
+        let configuration = makeConfiguration(directory)
+        do {
+            let log = try EmbeddedLog.open(configuration, logger: testLogger)
+            _ = try await log.producer(for: .events).append(batch(0..<10))
+            let group = try log.consumer(for: .events, group: "lake")
+            try await group.commit([0: 7])
+            await group.close()
+            let path = GroupOffsets.path(root: configuration.directory, group: "lake", topic: "events")
+            try Data("garbage\n".utf8).write(to: URL(fileURLWithPath: path))
+            let consumer = try log.consumer(for: .events, group: "lake")
+            #expect(try await consumer.committed() == [:])
+            #expect(try await readRecords(consumer, count: 10).map(\.0) == Array(0..<10))
+            try await consumer.commit([0: 10])
+            #expect(try GroupOffsets.read(root: configuration.directory, group: "lake", topic: "events") == [0: 10])
+            await consumer.close()
+            log.close()
+        }
+        // The id file lost while the log's notes say it wrote a lake: no new id (the lake would
+        // refuse the log as another's, and say to point it elsewhere), but what to write back.
+        let id = try #require(Files.existingLogIdentity(configuration.directory))
+        try Data("{\"runs\":[\"r\"]}".utf8).write(to: URL(fileURLWithPath: configuration.directory + "/lake-runs.json"))
+        try FileManager.default.removeItem(atPath: configuration.directory + "/id")
+        #expect {
+            try EmbeddedLog.open(configuration, logger: testLogger)
+        } throws: { error in
+            let message = (error as? LogError)?.message ?? ""
+            return message.contains("id is missing") && message.contains("log_id")
+        }
+        #expect(Files.existingLogIdentity(configuration.directory) == nil, "no new id is written")
+        try Data((id + "\n").utf8).write(to: URL(fileURLWithPath: configuration.directory + "/id"))
+        try EmbeddedLog.open(configuration, logger: testLogger).close()
+        // A new id on purpose, as docs/lake.md says: both files deleted.
+        try FileManager.default.removeItem(atPath: configuration.directory + "/id")
+        try FileManager.default.removeItem(atPath: configuration.directory + "/lake-runs.json")
+        try EmbeddedLog.open(configuration, logger: testLogger).close()
+        #expect(Files.existingLogIdentity(configuration.directory).map { $0 != id } == true)
     }
 
     /// An open log whose segment of records 0..<10 was deleted after group `lake` committed

@@ -51,7 +51,19 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
         self.isLogClosed = isLogClosed
         self.queue = DispatchQueue(label: "playhead.log.consumer.\(topic.name).\(group ?? "-")")
         if let group {
-            committedOffsets = try GroupOffsets.read(root: root, group: group, topic: topic.name)
+            do throws(LogError) {
+                committedOffsets = try GroupOffsets.read(root: root, group: group, topic: topic.name)
+            } catch where error.code == .corrupt {
+                // Damaged, or edited by hand (the log replaces it atomically): read as nothing
+                // committed, which retention already takes it for (it keeps every segment). The
+                // lake writer goes on from its lake's own state, and the metrics consumer counts
+                // the live window again. It stopped the whole server, HTTP edge and all (an
+                // outside review). The group's next commit writes the file anew.
+                logger.error("log: group \(group)'s committed offsets cannot be read; reading as a new group does, and its next commit writes the file anew", metadata: [
+                    "file": "\(GroupOffsets.path(root: root, group: group, topic: topic.name))", "error": "\(error)",
+                ])
+                committedOffsets = [:]
+            }
             highestCommitted = committedOffsets[0]
         }
         // The gauge is the group's lag on the events topic: a group that also reads `rejected`
@@ -217,6 +229,23 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
             }
             return (bytes, valid)
         }
+        if let following, nextOffset >= following, position < Files.fileSize(fd) {
+            // Bytes after the records a closed segment holds by its name (more records, or anything
+            // else): they have no offsets, and the next segment's first record is `following`.
+            let end = Files.fileSize(fd)
+            var extra = [UInt8](repeating: 0, count: Int(end - position))
+            let got = try Files.read(fd, into: &extra, count: extra.count, at: position, path: path)
+            extra.removeLast(extra.count - got)
+            logger.error("log: a closed segment holds bytes after its last record (more than its name and the next segment's say); they have no offsets, and the reader steps to the next segment", metadata: [
+                "topic": "\(topic.name)", "segment": "\(path)", "byte": "\(position)", "bytes": "\(extra.count)",
+                "next_segment": "\(following)",
+            ])
+            closeSegment()
+            skipUntil = max(skipUntil, following)
+            nextOffset = following
+            positioned = false
+            return DamagedLogRecord(partition: 0, offset: following, records: 0, missed: 0, bytes: extra)
+        }
         let here = try frame(at: position)
         // Not stopped at damage (the reading failed for another reason, or has moved on).
         if let here, here.valid { return nil }
@@ -348,6 +377,12 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
         let path = Files.segmentPath(topic.directory, segmentBase)
         moreAvailable = false
         var firstRead = true
+        // A closed segment holds exactly `next base − base` records (docs/log-format.md): bytes after
+        // that many are damage, not records whose offsets belong to the next segment. They were
+        // read as offsets the next segment starts at, and the reader stalled at the crossing without
+        // a word (an outside review: a valid record appended to a closed segment was taken as the
+        // next segment's first, whose real record was then skipped after a restart).
+        let segmentEnd = topic.closedSegmentEnd(base: segmentBase)
         reading: while count < maxRecords && out.count < maxBytes {
             let limit = topic.readableLimit(base: segmentBase, fd: fd)
             if position >= limit {
@@ -404,6 +439,13 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
             // and a retry never sees the records before it under other offsets.
             var stop = false
             inner: while count < maxRecords && out.count < maxBytes && got - index >= Files.recordHeaderBytes {
+                if let segmentEnd, nextOffset >= segmentEnd {
+                    if index == 0 && count == 0 {
+                        throw LogError.corrupt("\(topic.name): \(path) holds bytes after its last record (offset \(segmentEnd - 1), as the next segment's name says), from byte \(position)")
+                    }
+                    stop = true
+                    break inner
+                }
                 let (length, stored) = buffer.withUnsafeBytes { raw in
                     (LogFraming.readUInt32(raw, at: index), LogFraming.readUInt32(raw, at: index + 4))
                 }

@@ -216,6 +216,13 @@ enum Files {
     /// Called by the writer, under the directory's lock.
     static func logIdentity(_ root: String) throws(LogError) -> String {
         if let existing = existingLogIdentity(root) { return existing }
+        // A log that has written a lake (it noted its runs there) has an id the lake names: made
+        // anew, the lake refused the log as another's, and the old id was gone from the folder
+        // (an outside review deleted the file; the refusal's advice was for two logs on one lake).
+        let runs = root + "/lake-runs.json"
+        if access(runs, F_OK) == 0 {
+            throw LogError(code: .invalidArgument, message: "\(root)/id is missing, but this log has written a lake (\(runs) lists its runs): its lake names the log by that id. Write the id back: the lake's _playhead/log.json holds it as log_id (`echo <log_id> > \(root)/id`), and start again. To give this folder a new id on purpose (a copy of another data folder), delete \(runs) too, and point --lake at a lake of its own (docs/lake.md, \"One log per lake\").")
+        }
         let id = UUID().uuidString.lowercased()
         try writeAtomically(Array((id + "\n").utf8), to: root + "/id")
         return id

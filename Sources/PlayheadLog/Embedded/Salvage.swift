@@ -26,6 +26,12 @@ public enum LogSalvage {
         /// first damaged place, and back from `endOffset` (the offset after the last record the
         /// bytes hold) after the last one.
         public func offsets(firstOffset: Int64?, endOffset: Int64?) -> [Int64?] {
+            // Undamaged, but holding more or fewer records than its offsets say: which of them has
+            // which offset is not certain (they were numbered back from the end, a closed segment
+            // with a record too many all off by one: an outside review).
+            if damaged.isEmpty, let firstOffset, let endOffset, Int64(records.count) != endOffset - firstOffset {
+                return Array(repeating: nil, count: records.count)
+            }
             let afterLast = records.filter { $0.damagedBefore == damaged.count }.count
             var result: [Int64?] = []
             var beforeFirst: Int64 = 0

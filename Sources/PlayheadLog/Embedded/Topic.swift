@@ -210,6 +210,25 @@ final class TopicState: @unchecked Sendable {
         }
     }
 
+    /// The offset after the last record of segment `base` when it is closed: the next segment's
+    /// base, which its records must end at. Nil for the segment being written (or, read-only, the
+    /// last one the writing process published, or one not yet listed).
+    func closedSegmentEnd(base: Int64) -> Int64? {
+        func following(_ segments: [Int64]) -> Int64? {
+            var found: Int64? = nil
+            for segment in segments.reversed() {
+                guard segment > base else { break }
+                found = segment
+            }
+            return found
+        }
+        guard readOnly else {
+            return shared.withLockedValue { state in state.activeBase == base ? nil : following(state.segments) }
+        }
+        if let end = durableEndReader?.current(), base >= end.base { return nil }
+        return following(segmentsAtTail())
+    }
+
     /// How many bytes of segment `base` (open as `fd`) a reader may read.
     func readableLimit(base: Int64, fd: Int32) -> Int64 {
         if !readOnly {
