@@ -1097,10 +1097,17 @@ struct IngestAPITests {
         let pipelined = try RawConnection(port: server.port)
         #expect(pipelined.send(rawPost("h2") + "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + rawPost("h3")))
         pipelined.shutdownWrite()
+        let pipelinedStarted = ContinuousClock.now
         let answer = String(decoding: await pipelined.readAll(timeout: .seconds(30)), as: UTF8.self)
         let statuses = statusLines(answer)
         #expect(statuses == ["HTTP/1.1 202", "HTTP/1.1 200", "HTTP/1.1 202"], "\(answer)")
-        #expect(answer.components(separatedBy: "Connection: close").count == 2, "only the last answer closes: \(answer)")
+        // Only the last answer may say it closes. The server reads the half-close only once it
+        // reads again, and it holds reads while pipelined requests wait for their answers: under
+        // load the last answer can go out first, as a keep-alive one (a full parallel run, once);
+        // the connection is closed right after it all the same.
+        let closing = answer.components(separatedBy: "Connection: close")
+        #expect(closing.count == 1 || (closing.count == 2 && statusLines(closing[0]).count == 3), "only the last answer closes: \(answer)")
+        #expect(pipelinedStarted.duration(to: .now) < .seconds(10), "closed after the answers, not by a timeout")
 
         // An idle connection that half-closes is closed at once.
         let idle = try RawConnection(port: server.port)
