@@ -127,6 +127,12 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
                 guard eventsTopic == nil else {
                     throw invalid("give either a topic in the path or prefix=, not both")
                 }
+                // The topics are `<prefix>events` and `<prefix>rejected`: the same rule as a topic
+                // in the path. It was not checked (an outside review: `prefix=a$b/c` made topics
+                // `a$b/cevents` on Tansu, which a Kafka broker refuses at creation).
+                guard value.utf8.count <= 249 - 8, value.utf8.allSatisfy(Self.isTopicNameByte) else {
+                    throw invalid("prefix '\(value)' must be at most 241 of the characters a-z A-Z 0-9 . _ - (the topics are <prefix>events and <prefix>rejected, at most 249 bytes)")
+                }
                 topicPrefix = value
             case "partitions":
                 partitions = try int(1...100_000)

@@ -188,10 +188,17 @@ public final class ContentMetricsConsumer: Service, Sendable {
     let pollTimeout: Duration
     let publishInterval: Duration
     private let problem = Mutex<String?>(nil)
+    /// The log's consumer, once made: asked at each readiness check too, since a call that blocks
+    /// the loop (a commit waiting on a broker that answers nothing) leaves ``problem`` as the last
+    /// poll set it (an outside review: ready through 80 s of a frozen broker under load).
+    private let reading = Mutex<(any LogConsumer)?>(nil)
 
     /// `nil` while the consumer reads the log; else why it cannot (for `GET /readyz` of
     /// `playhead observe`).
-    public var unavailableReason: String? { problem.withLock { $0 } }
+    public var unavailableReason: String? {
+        if let problem = problem.withLock({ $0 }) { return problem }
+        return reading.withLock { $0 }?.unavailableReason.map { "the metrics consumer cannot read the log: \($0)" }
+    }
 
     /// - Parameters:
     ///   - log: the log backend to read.
@@ -233,6 +240,8 @@ public final class ContentMetricsConsumer: Service, Sendable {
 
     public func run() async throws {
         let consumer = try log.consumer(for: topic, group: group)
+        reading.withLock { $0 = consumer }
+        defer { reading.withLock { $0 = nil } }
         logger.info("content metrics consumer started", metadata: ["topic": "\(topic)", "group": "\(group)", "log": "\(log.displayName)"])
         var committed: [Int32: Int64] = [:]
         var processed: [Int32: Int64] = [:]

@@ -92,6 +92,7 @@ public final class KafkaConsumer: @unchecked Sendable {
     }
 
     private func perform<T: Sendable>(
+        _ what: String = "call",
         _ body: @escaping @Sendable (OpaquePointer, ConsumerCallbacks) -> Result<T, RdKafkaError>
     ) async throws(RdKafkaError) -> T {
         nonisolated(unsafe) let handle = self.handle
@@ -101,14 +102,26 @@ public final class KafkaConsumer: @unchecked Sendable {
             if closed.load(ordering: .acquiring) {
                 return .failure(RdKafkaError(code: RdKafkaError.destroyed, message: "the consumer is closed"))
             }
+            callbacks.running.withLock { $0 = (what, .now) }
+            defer { callbacks.running.withLock { $0 = nil } }
             return body(handle, callbacks)
         }
         guard let result else { throw RdKafkaError(code: RdKafkaError.destroyed, message: "the consumer is closed") }
         return try result.get()
     }
 
-    /// Why no broker can be reached, or nil: a consumer's polls then come back empty, not failed.
-    public var unavailableReason: String? { callbacks.brokersDown }
+    /// Why no broker can be reached, or one answers nothing, or nil: a consumer's polls then come
+    /// back empty, not failed. Also a call that has waited ``BrokerSilence/limit`` or more on the
+    /// consumer's thread (a commit to a broker that answers nothing): it holds up the polls that
+    /// deliver librdkafka's statistics, so the broker's silence was never seen, and `observe` said
+    /// ready through 80 s of a frozen broker under load (an outside review).
+    public var unavailableReason: String? {
+        if let reason = callbacks.brokersDown { return reason }
+        guard let call = callbacks.running.withLock({ $0 }) else { return nil }
+        let waited = call.since.duration(to: .now)
+        guard waited >= BrokerSilence.limit else { return nil }
+        return "a Kafka \(call.what) has waited \(waited.components.seconds) s for a broker's answer: frozen or overloaded"
+    }
 
     /// Joins the group (`group.id`) and subscribes to `topics`; assignments arrive in later polls.
     public func subscribe(_ topics: [String]) async throws(RdKafkaError) {
@@ -164,7 +177,7 @@ public final class KafkaConsumer: @unchecked Sendable {
     /// Commits exactly these offsets (the offset of the next message to read), synchronously.
     public func commit(_ offsets: [KafkaTopicPartition]) async throws(RdKafkaError) {
         guard !offsets.isEmpty else { return }
-        try await perform { (handle, _) -> Result<Void, RdKafkaError> in
+        try await perform("commit") { (handle, _) -> Result<Void, RdKafkaError> in
             let list = makePartitionList(offsets)
             defer { rd_kafka_topic_partition_list_destroy(list) }
             let err = rd_kafka_commit(handle, list, 0)
@@ -179,7 +192,7 @@ public final class KafkaConsumer: @unchecked Sendable {
     /// The group's committed offsets for `partitions` (``KafkaOffset/invalid`` where none).
     public func committed(_ partitions: [KafkaTopicPartition], timeout: Duration = .seconds(10)) async throws(RdKafkaError) -> [KafkaTopicPartition] {
         guard !partitions.isEmpty else { return [] }
-        return try await perform { handle, _ in committedBlocking(handle, partitions, timeout: timeout) }
+        return try await perform("request for committed offsets") { handle, _ in committedBlocking(handle, partitions, timeout: timeout) }
     }
 
     /// The partitions currently assigned to this consumer.
@@ -260,6 +273,8 @@ func committedBlocking(
 
 /// The consumer's state touched by the rebalance callback. Only the consumer's thread uses it.
 final class ConsumerCallbacks: ClientCallbacks, @unchecked Sendable {
+    /// The call running on the consumer's thread (what, and since when), or nil between calls.
+    let running = Mutex<(what: String, since: ContinuousClock.Instant)?>(nil)
     var pending = KafkaConsumerPoll()
     /// See ``KafkaConsumer/init(configuration:uncommittedStart:logger:)``; set once before use.
     var uncommittedStart: Int64?

@@ -232,6 +232,58 @@ struct KafkaPipelineTests {
         await tansu.stop()
     }
 
+    @Test("observe on Kafka under load: a frozen broker makes /readyz 503 within about 20 s, though a commit waiting on the broker holds up the consumer's polls (it said ready through 80 s of a freeze: an outside review); ready again once the broker thaws")
+    func observeReadinessWithAFrozenBrokerUnderLoad() async throws {
+        let tansu = try await Tansu.start()
+        let directory = try TemporaryDirectory(prefix: "kafka-frozen")
+        defer { withExtendedLifetime(directory) {} }
+        let log = "kafka://\(tansu.bootstrap)/frozen-events?partitions=1"
+        var processes: [PlayheadServer] = []
+        var load: ChildProcess?
+        do {
+            let ingest = try await readyIngest(log, directory: directory, name: "frozen-ingest")
+            processes.append(ingest)
+            let observe = try await PlayheadServer(
+                command: "observe", dataDirectory: directory.appending("observe").path, arguments: ["--log", log], name: "kafka-frozen-observe")
+            processes.append(observe)
+            try await eventually(timeout: .seconds(90), "observe ready") {
+                (try? await TestHTTP.request("\(observe.baseURL)/readyz").status) == 200
+            }
+            // Light, steady load, so that observe has offsets to commit when the broker freezes.
+            load = try ChildProcess(
+                TestEnvironment.playheadExecutable,
+                ["loadgen", "--port", "\(ingest.port)", "--rate", "200", "--batch", "5", "--connections", "2", "--duration", "300"],
+                name: "kafka-frozen-load")
+            try await eventually(timeout: .seconds(60), "observe counts the load's events") {
+                let text = (try? await TestHTTP.request("\(observe.baseURL)/metrics").text) ?? ""
+                return TestHTTP.metricTotal(text, "playhead_content_events_total") > 0
+            }
+            try await Task.sleep(for: .seconds(3))
+            tansu.pause()
+            let frozenAt = ContinuousClock.now
+            var last = ""
+            try await eventually(timeout: .seconds(60), "observe not ready while the broker is frozen") {
+                let answer = try? await TestHTTP.request("\(observe.baseURL)/readyz")
+                last = "\(answer?.status ?? 0) \(answer?.text ?? "(no answer)")"
+                return answer?.status == 503
+            }
+            #expect(frozenAt.duration(to: .now) < .seconds(45), "\(last)")
+            #expect(last.contains("broker"), "\(last)")
+            tansu.resume()
+            load?.kill9()
+            try await eventually(timeout: .seconds(120), "observe ready again once the broker thaws") {
+                (try? await TestHTTP.request("\(observe.baseURL)/readyz").status) == 200
+            }
+            for server in processes { #expect(await server.stop() == 0, "\(server.process.state): \(server.process.stderr.suffix(2000))") }
+        } catch {
+            Issue.record(error)
+        }
+        load?.kill9()
+        tansu.resume()
+        for server in processes where server.process.isRunning { server.process.kill9() }
+        await tansu.stop()
+    }
+
     @Test("a message another producer wrote to the events topic: store keeps its bytes in the lake's _playhead/damaged, store and observe count and report it, and the events around it reach the lake; readers make no topics and wait for them")
     func foreignMessageIsKept() async throws {
         try await withBroker("kafka-foreign") { tansu, directory, processes in

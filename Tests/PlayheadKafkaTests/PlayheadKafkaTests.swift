@@ -127,6 +127,17 @@ struct KafkaLogURLTests {
         #expect(named.topicName(.rejected) == "playhead-events.rejected")
         #expect(named.partitions == 3)
         #expect(try KafkaLogConfiguration(url: "kafka://h:9092/clicks").topicName(.events) == "clicks")
+
+        // prefix= is held to a topic name's rule as the path is (it was not checked: an outside review).
+        let longest = String(repeating: "p", count: 241)
+        #expect(try KafkaLogConfiguration(url: "kafka://h:9092/?prefix=\(longest)").topicName(.rejected).utf8.count == 249)
+        for bad in ["a$b/c", "a%20b", String(repeating: "p", count: 242)] {
+            #expect {
+                try KafkaLogConfiguration(url: "kafka://h:9092/?prefix=\(bad)")
+            } throws: { error in
+                (error as? LogError)?.message.contains("must be at most 241 of the characters") == true
+            }
+        }
     }
 
     @Test("a librdkafka older than 2.1 is warned of at start, naming the handshake failure it causes and the fix")
