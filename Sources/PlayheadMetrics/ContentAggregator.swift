@@ -178,7 +178,7 @@ public struct ContentSnapshot: Sendable, Equatable {
 /// - A play *starts* when a session plays for the first time (a new session, after a stop, after a
 ///   timeout, or on other content). A resume after a pause is not a new play.
 /// - A completion is a `stop` whose position is at or beyond `completionPercent` % of
-///   `duration_seconds`, compared exactly (``Completion``).
+///   `duration_seconds`, as SQL over the lake compares it (``Completion``).
 /// - Events older than the session's latest event (out of order) are counted, but move neither the
 ///   session's clock nor its state, so that watch time never goes negative.
 /// - Events whose `timestamp` is more than `liveWindow` before or after their `received_at` (an

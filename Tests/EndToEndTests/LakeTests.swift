@@ -1393,6 +1393,33 @@ struct LakeTests {
         #expect(leftOver == [], "\(leftOver ?? [])")
     }
 
+    @Test("completions at exactly 95 % of a duration count in the rollups as DuckDB counts them over events/ (the exact share rounded once to a double)")
+    func completionsAtTheBoundary() async throws {
+        let directory = try TemporaryDirectory(prefix: "completions")
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        // A stop at 95 % of each duration from 1 s to 400 s, as a player computes it (`0.95 * d`
+        // rounded once: Python's true division). For about 40 % of them that double is below the
+        // exact share, and the rollups counted no completion where the SQL did (an outside review).
+        let file = directory.appending("boundary.ndjson").path
+        try await runPython(
+            """
+            import json, sys
+            base = json.loads(sys.argv[2])
+            with open(sys.argv[1], 'w') as f:
+                for d in range(1, 401):
+                    event = dict(base, event_id=f'c-{d}', event_type='stop', session_id=f's-{d}',
+                                 content_id=f'content-{d % 7}', duration_seconds=d, current_timestamp=95 * d / 100)
+                    f.write(json.dumps(event) + '\\n')
+            """, arguments: [file, Fixtures.json(Fixtures.event("template"))])
+        let result = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--data-dir", directory.appending("data").path, file])
+        #expect(result.status == 0, "\(result.stderr)")
+        let lake = directory.appending("data/lake").path
+        let rollups = try await compareRollupsWithSQL(lake: lake)
+        #expect(rollups[0] as? Int == rollups[1] as? Int && rollups[2] as? Int == 0, "rollups against the SQL: \(rollups)")
+        let completions = try await duck("SELECT sum(completions)::BIGINT FROM read_parquet('{lake}/rollups/**/*.parquet')", lake: lake)
+        #expect(completions.first?[0] as? Int == 400, "\(completions)")
+    }
+
     @Test("import: NDJSON and gzip NDJSON give the same rows as DuckDB reads from the file, and again replaces")
     func importNDJSON() async throws {
         let directory = try TemporaryDirectory(prefix: "import")
