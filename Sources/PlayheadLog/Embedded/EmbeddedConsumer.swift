@@ -229,21 +229,28 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
             }
             return (bytes, valid)
         }
-        if let following, nextOffset >= following, position < Files.fileSize(fd) {
+        /// The bytes from the cursor to the segment's end.
+        func restOfSegment() throws(LogError) -> [UInt8] {
+            var rest = [UInt8](repeating: 0, count: Int(max(0, Files.fileSize(fd) - position)))
+            let got = try Files.read(fd, into: &rest, count: rest.count, at: position, path: path)
+            rest.removeLast(rest.count - got)
+            return rest
+        }
+        /// Leaves this segment for the next one, which starts at offset `next`.
+        func step(to next: Int64) {
+            closeSegment()
+            skipUntil = max(skipUntil, next)
+            nextOffset = next
+            positioned = false
+        }
+        if let following, nextOffset >= following, case let extra = try restOfSegment(), !extra.isEmpty {
             // Bytes after the records a closed segment holds by its name (more records, or anything
             // else): they have no offsets, and the next segment's first record is `following`.
-            let end = Files.fileSize(fd)
-            var extra = [UInt8](repeating: 0, count: Int(end - position))
-            let got = try Files.read(fd, into: &extra, count: extra.count, at: position, path: path)
-            extra.removeLast(extra.count - got)
             logger.error("log: a closed segment holds bytes after its last record (more than its name and the next segment's say); they have no offsets, and the reader steps to the next segment", metadata: [
                 "topic": "\(topic.name)", "segment": "\(path)", "byte": "\(position)", "bytes": "\(extra.count)",
                 "next_segment": "\(following)",
             ])
-            closeSegment()
-            skipUntil = max(skipUntil, following)
-            nextOffset = following
-            positioned = false
+            step(to: following)
             return DamagedLogRecord(partition: 0, offset: following, records: 0, missed: 0, bytes: extra)
         }
         let here = try frame(at: position)
@@ -270,10 +277,7 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
             return nil
         }
         guard following > nextOffset else { return nil }
-        let end = Files.fileSize(fd)
-        var rest = [UInt8](repeating: 0, count: Int(max(0, end - position)))
-        let got = try Files.read(fd, into: &rest, count: rest.count, at: position, path: path)
-        rest.removeLast(rest.count - got)
+        let rest = try restOfSegment()
         let skipped = DamagedLogRecord(
             partition: 0, offset: nextOffset, records: following - nextOffset,
             missed: max(0, following - max(nextOffset, skipUntil)), bytes: rest
@@ -291,10 +295,7 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
                 "records_skipped": "\(following - nextOffset)", "next_segment": "\(following)",
             ])
         }
-        closeSegment()
-        skipUntil = max(skipUntil, following)
-        nextOffset = following
-        positioned = false
+        step(to: following)
         return skipped
     }
 
