@@ -173,13 +173,26 @@ public final class LakeWriter: Service, Sendable {
 /// What each dataset's writer cannot do now, if anything (``LakeWriter/unavailableReason``).
 final class LakeWriterHealth: Sendable {
     private let problems = Mutex<[String: String]>([:])
+    /// Each dataset's consumer of the log, asked at every readiness check: a call that blocks the
+    /// dataset's loop (a Kafka commit waiting on a broker that answers nothing) leaves what its
+    /// last poll set, as it did for `observe` (an outside review: ready through 80 s of a frozen
+    /// broker under load).
+    private let consumers = Mutex<[String: any LogConsumer]>([:])
 
     func set(_ dataset: String, _ problem: String?) {
         problems.withLock { $0[dataset] = problem }
     }
 
+    /// The consumer that reads `dataset`'s topic now, or nil once it is closed.
+    func reading(_ dataset: String, _ consumer: (any LogConsumer)?) {
+        consumers.withLock { $0[dataset] = consumer }
+    }
+
     var reason: String? {
-        let problems = problems.withLock { $0 }
+        var problems = problems.withLock { $0 }
+        for (dataset, consumer) in consumers.withLock({ $0 }) {
+            if let live = consumer.unavailableReason { problems["\(dataset) log"] = live }
+        }
         guard !problems.isEmpty else { return nil }
         return problems.sorted { $0.key < $1.key }.map { "lake writer (\($0.key)): \($0.value)" }.joined(separator: "; ")
     }
@@ -299,6 +312,8 @@ final class DatasetWriter: @unchecked Sendable {
 
     func run() async throws {
         var consumer = try log.consumer(for: kind.topic, group: configuration.group)
+        health.reading(kind.name, consumer)
+        defer { health.reading(kind.name, nil) }
         var lagTask = kind.topic == .events ? Self.refreshingLag(of: consumer) : nil
         do {
             var readFailures = 0
@@ -327,6 +342,7 @@ final class DatasetWriter: @unchecked Sendable {
                     lagTask?.cancel()
                     await close(consumer)
                     consumer = try log.consumer(for: kind.topic, group: configuration.group)
+                    health.reading(kind.name, consumer)
                     lagTask = kind.topic == .events ? Self.refreshingLag(of: consumer) : nil
                 }
             }

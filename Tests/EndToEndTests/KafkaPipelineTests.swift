@@ -232,8 +232,8 @@ struct KafkaPipelineTests {
         await tansu.stop()
     }
 
-    @Test("observe on Kafka under load: a frozen broker makes /readyz 503 within about 20 s, though a commit waiting on the broker holds up the consumer's polls (it said ready through 80 s of a freeze: an outside review); ready again once the broker thaws")
-    func observeReadinessWithAFrozenBrokerUnderLoad() async throws {
+    @Test("observe and store on Kafka under load: a frozen broker makes each one's /readyz 503 within about 20 s, though a commit waiting on the broker holds up the consumer's polls (observe said ready through 80 s of a freeze: an outside review); ready again once the broker thaws")
+    func readinessWithAFrozenBrokerUnderLoad() async throws {
         let tansu = try await Tansu.start()
         let directory = try TemporaryDirectory(prefix: "kafka-frozen")
         defer { withExtendedLifetime(directory) {} }
@@ -246,10 +246,18 @@ struct KafkaPipelineTests {
             let observe = try await PlayheadServer(
                 command: "observe", dataDirectory: directory.appending("observe").path, arguments: ["--log", log], name: "kafka-frozen-observe")
             processes.append(observe)
-            try await eventually(timeout: .seconds(90), "observe ready") {
-                (try? await TestHTTP.request("\(observe.baseURL)/readyz").status) == 200
+            // A flush a second, so that store commits often too.
+            let store = try await PlayheadServer(
+                command: "store", dataDirectory: directory.appending("store").path,
+                arguments: ["--log", log, "--lake", directory.appending("lake").path, "--flush-interval", "1"], name: "kafka-frozen-store")
+            processes.append(store)
+            let readers = [("observe", observe), ("store", store)]
+            for (name, server) in readers {
+                try await eventually(timeout: .seconds(90), "\(name) ready") {
+                    (try? await TestHTTP.request("\(server.baseURL)/readyz").status) == 200
+                }
             }
-            // Light, steady load, so that observe has offsets to commit when the broker freezes.
+            // Light, steady load, so that both have offsets to commit when the broker freezes.
             load = try ChildProcess(
                 TestEnvironment.playheadExecutable,
                 ["loadgen", "--port", "\(ingest.port)", "--rate", "200", "--batch", "5", "--connections", "2", "--duration", "300"],
@@ -261,18 +269,27 @@ struct KafkaPipelineTests {
             try await Task.sleep(for: .seconds(3))
             tansu.pause()
             let frozenAt = ContinuousClock.now
-            var last = ""
-            try await eventually(timeout: .seconds(60), "observe not ready while the broker is frozen") {
-                let answer = try? await TestHTTP.request("\(observe.baseURL)/readyz")
-                last = "\(answer?.status ?? 0) \(answer?.text ?? "(no answer)")"
-                return answer?.status == 503
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (name, server) in readers {
+                    group.addTask {
+                        var last = ""
+                        try await eventually(timeout: .seconds(60), "\(name) not ready while the broker is frozen") {
+                            let answer = try? await TestHTTP.request("\(server.baseURL)/readyz")
+                            last = "\(answer?.status ?? 0) \(answer?.text ?? "(no answer)")"
+                            return answer?.status == 503
+                        }
+                        #expect(frozenAt.duration(to: .now) < .seconds(45), "\(name): \(last)")
+                        #expect(last.contains("broker"), "\(name): \(last)")
+                    }
+                }
+                try await group.waitForAll()
             }
-            #expect(frozenAt.duration(to: .now) < .seconds(45), "\(last)")
-            #expect(last.contains("broker"), "\(last)")
             tansu.resume()
             load?.kill9()
-            try await eventually(timeout: .seconds(120), "observe ready again once the broker thaws") {
-                (try? await TestHTTP.request("\(observe.baseURL)/readyz").status) == 200
+            for (name, server) in readers {
+                try await eventually(timeout: .seconds(120), "\(name) ready again once the broker thaws") {
+                    (try? await TestHTTP.request("\(server.baseURL)/readyz").status) == 200
+                }
             }
             for server in processes { #expect(await server.stop() == 0, "\(server.process.state): \(server.process.stderr.suffix(2000))") }
         } catch {
