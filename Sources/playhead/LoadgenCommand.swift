@@ -20,23 +20,27 @@ struct LoadgenCommand: AsyncParsableCommand {
             wall clock. Latency is measured from when each request was due, so a stalled \
             server shows up (no coordinated omission). With --output the same events are written as \
             NDJSON instead of sent. SIGINT (Ctrl-C) or SIGTERM ends a run early, with its report and \
-            every acknowledged id written; a second one stops at once.
+            every acknowledged id written; a second one stops at once. The exit status is 1 when no \
+            request reached the server, or none was acknowledged (a wrong write key, every body \
+            over a limit), after the report.
             """
     )
 
-    @Option(name: .long, help: "The server's address.") var host: String = "127.0.0.1"
-    @Option(name: .long, parsing: .unconditional, help: "The server's port.") var port: Int = 8080
-    @Option(name: .long, parsing: .unconditional, help: "Concurrent keep-alive connections.") var connections: Int = 64
+    // The sending settings are optional, with their defaults below, so that one given with
+    // --output (which would ignore it) is refused rather than taken silently (an outside review).
+    @Option(name: .long, help: "The server's address: a host name or an IP address (an IPv6 address with or without brackets: ::1 or [::1]), not a URL. Default: 127.0.0.1.") var host: String?
+    @Option(name: .long, parsing: .unconditional, help: "The server's port. Default: 8080.") var port: Int?
+    @Option(name: .long, parsing: .unconditional, help: "Concurrent keep-alive connections. Default: 64.") var connections: Int?
     @Option(name: .long, parsing: .unconditional, help: "Target events per second over all connections. Default: as fast as acknowledgements come.") var rate: Double?
-    @Option(name: .long, parsing: .unconditional, help: "Seconds to run.") var duration: Double = 10
+    @Option(name: .long, parsing: .unconditional, help: "Seconds to run. Default: 10.") var duration: Double?
     @Option(name: .long, parsing: .unconditional, help: "Stop once this many events are sent; requests stay whole, so a last batch may send up to --batch - 1 more. Default: no limit (--duration ends the run). With --output: exactly how many to write; default there 1,000,000.") var events: Int?
-    @Option(name: .long, parsing: .unconditional, help: "Events per request (1 sends a single JSON object).") var batch: Int = 1
-    @Option(name: .long, help: "Body format of batches: json (an array) or ndjson.") var format: BodyFormat = .json
+    @Option(name: .long, parsing: .unconditional, help: "Events per request (1 sends a single JSON object). Default: 1.") var batch: Int?
+    @Option(name: .long, help: "Body format of batches: json (an array) or ndjson. Default: json.") var format: BodyFormat?
     @Flag(name: .long, help: "Compress every body with gzip (Content-Encoding: gzip), as mobile SDKs do for batches. Default: off.") var gzip = false
     @Option(name: .long, help: "A write key, sent as Authorization: Bearer <key>. Default: none (no Authorization header).") var writeKey: String?
     @Option(name: .long, parsing: .unconditional, help: "Seed of the session generator: the same seed gives the same sessions and events (event_id included), apart from their timestamps, which start at the current time. Default: a new random seed each run, printed in the report (and on standard error with --output), so that two runs send different events: the lake drops an event_id it has already written within its --dedup-window, so a second run with the same seed adds no rows for the events it repeats.") var seed: UInt64?
-    @Option(name: .long, parsing: .unconditional, help: "Concurrent sessions simulated by the generator.") var sessions: Int = 10_000
-    @Option(name: .long, parsing: .unconditional, help: "Event-loop threads of the generator.") var threads: Int = 1
+    @Option(name: .long, parsing: .unconditional, help: "Concurrent sessions simulated by the generator (when sending, shared out over the connections).") var sessions: Int = 10_000
+    @Option(name: .long, parsing: .unconditional, help: "Event-loop threads of the generator. Default: 1.") var threads: Int?
     @Option(name: .long, help: "Write the generated events to this NDJSON file instead of sending them. Default: none, send them.") var output: String?
     @Option(name: .long, help: "Write the event_id of every acknowledged event to this file, one per line (for exactly-once checks), as they are acknowledged: within about a second, so a run stopped by a signal leaves the ids acknowledged until then. Default: none.") var acknowledgedIds: String?
     @Option(name: .long, parsing: .unconditional, help: "Make this many requests per connection up front and send them in turn, again and again, so that generating events costs no CPU during the run (for benchmarks of the server; events repeat, so not for exactly-once checks). Default: every request is generated as it is sent.") var replay: Int?
@@ -45,15 +49,26 @@ struct LoadgenCommand: AsyncParsableCommand {
     enum BodyFormat: String, ExpressibleByArgument, CaseIterable { case json, ndjson }
 
     func validate() throws {
-        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
-        guard connections >= 1 else { throw ValidationError("--connections must be at least 1") }
-        try checkSeconds(duration, flag: "--duration")
+        for (flag, value) in [("--batch", batch), ("--connections", connections), ("--threads", threads), ("--events", events)] {
+            if let value, value < 1 { throw ValidationError("\(flag) must be at least 1, not \(value)") }
+        }
+        guard sessions >= 1 else { throw ValidationError("--sessions must be at least 1, not \(sessions)") }
+        if let duration { try checkSeconds(duration, flag: "--duration") }
         if let rate, !(rate > 0 && rate.isFinite) { throw ValidationError("--rate must be a finite number of events per second more than 0, not \(rate)") }
+        if let host {
+            guard !host.isEmpty, !host.contains("/"), !host.contains("@") else {
+                throw ValidationError("--host takes a host name or an IP address (127.0.0.1, ::1 or [::1]), not \(host.isEmpty ? "an empty value" : host): give the port with --port")
+            }
+        }
         if output != nil {
             // Flags about sending would be ignored: say so rather than write something else.
-            let sendingOnly = [("--gzip", gzip), ("--json", json), ("--rate", rate != nil), ("--replay", replay != nil), ("--acknowledged-ids", acknowledgedIds != nil)]
+            let sendingOnly = [
+                ("--host", host != nil), ("--port", port != nil), ("--connections", connections != nil), ("--duration", duration != nil),
+                ("--batch", batch != nil), ("--format", format != nil), ("--gzip", gzip), ("--write-key", writeKey != nil), ("--threads", threads != nil),
+                ("--json", json), ("--rate", rate != nil), ("--replay", replay != nil), ("--acknowledged-ids", acknowledgedIds != nil),
+            ]
             if let flag = sendingOnly.first(where: { $0.1 })?.0 {
-                throw ValidationError("\(flag) applies to sending events; with --output the events are written as plain NDJSON")
+                throw ValidationError("\(flag) applies to sending events; with --output the events are written as plain NDJSON (--events of them, default 1,000,000)")
             }
         }
         if let replay {
@@ -73,22 +88,24 @@ struct LoadgenCommand: AsyncParsableCommand {
             FileHandle.standardError.write(Data("wrote \(count) events to \(output) (seed \(seed))\n".utf8))
             return
         }
+        let host = unbracketed(self.host ?? "127.0.0.1"), port = self.port ?? 8080
+        let connections = self.connections ?? 64, batch = self.batch ?? 1, format = self.format ?? .json
         var configuration = LoadgenConfiguration()
         configuration.host = host
         configuration.port = port
         configuration.connections = connections
         configuration.eventsPerSecond = rate
-        configuration.duration = .milliseconds(Int64(duration * 1000))
+        configuration.duration = .milliseconds(Int64((duration ?? 10) * 1000))
         configuration.maxEvents = events
         configuration.eventsPerRequest = batch
         configuration.contentType = format == .ndjson && batch > 1 ? "application/x-ndjson" : "application/json"
         configuration.writeKey = writeKey
         configuration.gzip = gzip
-        configuration.threads = threads
+        configuration.threads = threads ?? 1
         // Opened before the run, so that a path that cannot be written fails at once.
         let idWriter = try acknowledgedIds.map { AcknowledgedIDWriter(handle: try Self.openForWriting($0)) }
         configuration.acknowledgedIDs = idWriter
-        let batch = self.batch, format = self.format, gzip = self.gzip
+        let gzip = self.gzip
         let recordIDs = configuration.recordAcknowledgedIDs
         let sessionsPerConnection = max(1, sessions / connections)
         let startMicros = Int64(Date().timeIntervalSince1970 * 1_000_000)
@@ -123,11 +140,22 @@ struct LoadgenCommand: AsyncParsableCommand {
             }
         }
         print(json ? report.json(seed: seed) : report.text(seed: seed))
-        if report.acknowledgedRequests == 0 && report.connectionErrors > 0 {
+        guard report.acknowledgedRequests == 0 else { return }
+        if report.statusCounts.isEmpty && report.connectionErrors > 0 {
             // A report of zeros with exit status 0 would let a script take a run that never reached
             // the server for a result.
             FileHandle.standardError.write(Data(
                 "Error: no request reached \(host):\(port): \(report.connectionErrors) connection attempts failed (is the server running?)\n".utf8
+            ))
+            throw ExitCode.failure
+        }
+        if report.requests > 0 {
+            // Every request answered with an error (a wrong write key, a body over the limits):
+            // not a result either (it exited 0, an outside review).
+            let statuses = report.statusCounts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            let broken = report.connectionErrors > 0 ? "; connection errors: \(report.connectionErrors)" : ""
+            FileHandle.standardError.write(Data(
+                "Error: none of the \(report.requests) requests to \(host):\(port) was acknowledged (status codes: \(statuses)\(broken))\n".utf8
             ))
             throw ExitCode.failure
         }

@@ -17,6 +17,10 @@ struct LogLocationOptions: ParsableArguments {
     var logLocation: String { log ?? "file:\(dataDir)/log" }
 
     func validate() throws {
+        try checkDataDir(dataDir)
+        if log == nil, FileManager.default.fileExists(atPath: dataDir), !isDirectory(dataDir) {
+            throw ValidationError("--data-dir \(dataDir) is a file, not a folder: give the folder that holds (or is to hold) log/ and lake/")
+        }
         // The scheme is checked here, so that a mistake gets this command's usage, not the top level's.
         if let log, let message = OpenedLog.unsupportedScheme(log) { throw ValidationError(message) }
         if let log { _ = try OpenedLog.folder(log) }
@@ -96,6 +100,20 @@ struct LakeLocationOptions: ParsableArguments {
 struct LakeDataDirOptions: ParsableArguments {
     @Option(name: .long, help: "The data directory of the embedded defaults: the lake in <data-dir>/lake.")
     var dataDir: String = "./data"
+
+    func validate() throws { try checkDataDir(dataDir) }
+}
+
+/// Refuses an empty `--data-dir`: `<data-dir>/log` would be `/log`, at the file system's root (an
+/// outside review: what `--data-dir "$DATA_DIR"` gives with the variable unset).
+func checkDataDir(_ dataDir: String) throws {
+    guard dataDir.isEmpty else { return }
+    throw ValidationError("--data-dir is empty: the log and the lake would go to /log and /lake, at the file system's root. Give a folder, or leave --data-dir out for ./data")
+}
+
+private func isDirectory(_ path: String) -> Bool {
+    var directory: ObjCBool = false
+    return FileManager.default.fileExists(atPath: path, isDirectory: &directory) && directory.boolValue
 }
 
 /// How the lake writer batches.
@@ -119,9 +137,7 @@ struct ServerOptions: ParsableArguments {
     var host: String = "127.0.0.1"
 
     /// `--host` without the brackets of a URL's IPv6 literal (`[::1]` was refused as an unknown host).
-    var listenHost: String {
-        host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
-    }
+    var listenHost: String { unbracketed(host) }
 
     @Option(name: .long, parsing: .unconditional, help: "The TCP port (0 picks a free one; the bound port is logged).")
     var port: Int = 8080
@@ -362,6 +378,11 @@ extension IPAddressPolicy: ExpressibleByArgument {}
 /// Checks a flag given in seconds (or hours): a finite number in `range`. Past about 292 years a
 /// duration in nanoseconds overflows (a deadline of now + `--idle-timeout 1e10` stopped the server
 /// with SIGILL at the first connection, `inf` at start), so every such flag stops at 10 years.
+/// A host as given to `--host`, without the brackets of a URL's IPv6 literal (`[::1]` is `::1`).
+func unbracketed(_ host: String) -> String {
+    host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+}
+
 func checkSeconds(_ value: Double, flag: String, unit: String = "seconds", allowZero: Bool = false, max: Double = 10 * 365 * 86_400) throws {
     guard value.isFinite, allowZero ? value >= 0 : value > 0, value <= max else {
         let low = allowZero ? "at least 0" : "more than 0"

@@ -104,6 +104,15 @@ struct CLITests {
         (["serve", "--log-retention-hours", "inf"], "--log-retention-hours must be a number of hours more than 0 and at most 87600"),
         (["loadgen", "--duration", "1e300"], "--duration must be"),
         (["serve", "--rate-limit", "inf"], "--rate-limit must be a finite number"),
+        (["loadgen", "--events", "-3"], "--events must be at least 1, not -3"),
+        (["loadgen", "--sessions", "0"], "--sessions must be at least 1, not 0"),
+        (["loadgen", "--threads", "0"], "--threads must be at least 1, not 0"),
+        (["loadgen", "--host", "http://127.0.0.1"], "--host takes a host name or an IP address"),
+        (["loadgen", "--output", "/dev/null", "--duration", "1"], "--duration applies to sending events"),
+        (["loadgen", "--output", "/dev/null", "--batch", "10"], "--batch applies to sending events"),
+        (["serve", "--data-dir", ""], "--data-dir is empty: the log and the lake would go to /log and /lake"),
+        (["import", "--data-dir", "", "x.ndjson"], "--data-dir is empty"),
+        (["log", "dump", "--data-dir", ""], "--data-dir is empty"),
     ])
     func negativeValues(arguments: [String], message: String) async throws {
         let result = try await runCommand(TestEnvironment.playheadExecutable, arguments)
@@ -119,6 +128,20 @@ struct CLITests {
         #expect(result.status == 64 && result.stderr.contains("--log must be file:<dir>, a plain path, or kafka://host:port/topic"), "\(location): \(result.stderr)")
         // It once made a folder named `kafka:127.0.0.1:9092` and took events into it.
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []).isEmpty)
+    }
+
+    @Test("loadgen --output with a count it refuses leaves the file as it was (it emptied it and died of SIGILL); a --data-dir that is a file is named as such")
+    func refusedBeforeTouchingAnything() async throws {
+        let directory = try TemporaryDirectory(prefix: "refused")
+        let kept = directory.appending("keep.ndjson").path
+        try "{\"kept\":true}\n".write(toFile: kept, atomically: false, encoding: .utf8)
+        for count in ["-3", "0"] {
+            let result = try await runCommand(TestEnvironment.playheadExecutable, ["loadgen", "--output", kept, "--events", count])
+            #expect(result.status == 64 && result.stderr.contains("--events must be at least 1"), "\(count): \(result.stderr)")
+        }
+        #expect(try String(contentsOfFile: kept, encoding: .utf8) == "{\"kept\":true}\n")
+        let file = try await runPlayhead(in: directory, ["serve", "--port", "0", "--data-dir", "keep.ndjson"])
+        #expect(file.status == 64 && file.stderr.contains("--data-dir keep.ndjson is a file, not a folder"), "\(file.stderr)")
     }
 
     /// `playhead` run from inside `directory`, where a relative path would be made.
@@ -201,7 +224,7 @@ struct CLITests {
         #expect(FileManager.default.createFile(atPath: file, contents: Data("x".utf8)))
         // A lake elsewhere: serve opens the lake before the log, and this is about the log's error.
         let result = try await runCommand(
-            TestEnvironment.playheadExecutable, ["serve", "--port", "0", "--data-dir", file, "--lake", directory.appending("lake").path], timeout: .seconds(30))
+            TestEnvironment.playheadExecutable, ["serve", "--port", "0", "--log", "\(file)/log", "--lake", directory.appending("lake").path], timeout: .seconds(30))
         #expect(result.status == 1, "\(result.stderr)")
         #expect(result.stderr.contains("Error: cannot create directory \(file)/log: Not a directory"), "\(result.stderr)")
         #expect(!result.stderr.contains("LogError("), "\(result.stderr)")

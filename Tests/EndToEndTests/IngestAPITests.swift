@@ -52,6 +52,12 @@ struct IngestAPITests {
         defer { if bracketed.isRunning { bracketed.kill9() } }
         let bracketedLine = try await bracketed.waitForOutput(containing: "listening on http://", timeout: .seconds(60))
         #expect(bracketedLine.contains("listening on http://[::1]:\(bracketedPort)"), "\(bracketedLine)")
+        // loadgen takes the same two forms (it took [::1] for a host name and blamed the server).
+        for host in ["::1", "[::1]"] {
+            let run = try await runCommand(
+                TestEnvironment.playheadExecutable, ["loadgen", "--host", host, "--port", "\(bracketedPort)", "--events", "3", "--connections", "1", "--json"])
+            #expect(run.status == 0 && run.stdout.contains("\"acknowledged_events\":3"), "\(host): \(run.stdout) \(run.stderr)")
+        }
     }
 
     @Test("--metrics off: events are taken, and /metrics, / and /live.json answer 404 saying metrics are off")
@@ -1436,7 +1442,7 @@ struct IngestAPITests {
         #expect(await server2.stop() == 0)
     }
 
-    @Test("loadgen --replay sends the bodies it made up front again and again, and refuses --acknowledged-ids; loadgen fails when no request reaches the server")
+    @Test("loadgen --replay sends the bodies it made up front again and again, and refuses --acknowledged-ids; loadgen fails when no request reaches the server, and when none is acknowledged")
     func loadgenReplay() async throws {
         let (server, directory) = try await Fixtures.server()
         defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
@@ -1460,6 +1466,16 @@ struct IngestAPITests {
         )
         #expect(refused.status != 0)
         #expect(refused.stderr.contains("--replay repeats events"), "\(refused.stderr)")
+
+        // Every request refused (a wrong write key): the report is printed, and the run fails (it
+        // exited 0, an outside review).
+        let (keyed, _) = try await Fixtures.server(["--write-key", "right-key"])
+        let wrongKey = try await runCommand(
+            TestEnvironment.playheadExecutable, ["loadgen", "--port", "\(keyed.port)", "--connections", "1", "--events", "5", "--write-key", "wrong-key"])
+        #expect(wrongKey.status == 1, "\(wrongKey.stdout) \(wrongKey.stderr)")
+        #expect(wrongKey.stderr.contains("none of the 5 requests to 127.0.0.1:\(keyed.port) was acknowledged (status codes: 401="), "\(wrongKey.stderr)")
+        #expect(wrongKey.stdout.contains("acknowledged 0"), "\(wrongKey.stdout)")
+        #expect(await keyed.stop() == 0)
 
         // No server there: the report of zeros is printed, and the run fails.
         let nowhere = try await runCommand(TestEnvironment.playheadExecutable, ["loadgen", "--port", "1", "--duration", "1"])
