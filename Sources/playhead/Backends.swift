@@ -24,7 +24,8 @@ struct OpenedLog {
     /// - Parameter requestBytes: the edge's body limit (`serve`, `ingest`): a rejected record holds
     ///   up to that many bytes as sent, and a Kafka log's messages must fit it.
     static func open(
-        _ location: String, readOnly: Bool, mustExist: Bool = false, waitsForLog: Bool = false, writer: LogWriterOptions? = nil,
+        _ location: String, readOnly: Bool, mustExist: Bool = false, waitsForLog: Bool = false, readsOnce: Bool = false,
+        writer: LogWriterOptions? = nil,
         requestBytes: Int? = nil,
         lakeWriter: Bool = false, logger: Logger
     ) throws -> OpenedLog {
@@ -62,6 +63,10 @@ struct OpenedLog {
         // records kept, so records missing before its position were deleted by hand.
         configuration.requiredGroups = [LakeWriterConfiguration().group]
         writer?.apply(to: &configuration)
+        // A reader that reads once (`log dump` without --follow) stops at an unreadable record of
+        // the last segment; it asked the writer to close the segment, as a follower does, and a
+        // dump of a stopped log waited 15 s and failed (an outside review).
+        if readsOnce { configuration.readOnlyRollRequestAfter = nil }
         let log = readOnly
             ? try EmbeddedLog.openReadOnly(configuration, logger: logger)
             : try EmbeddedLog.open(configuration, logger: logger)

@@ -32,13 +32,15 @@ struct LogDumpCommand: AsyncParsableCommand {
             as text in raw, or in raw_base64 when they are not valid UTF-8. Without --follow it stops at \
             the end of the log (on Kafka, once every partition has reported its end); a log that shows \
             neither records nor its end for 15 s (a broker that cannot be reached) is an error, exit \
-            status 1. A record that cannot be read (a damaged segment) ends the dump with an error, after \
-            the records before it: `playhead log salvage <segment file>` reads on past the damage. An \
-            unreadable record in the last segment of an embedded log is taken for a write in progress (a \
-            running writer may be writing it): the dump ends before it without an error (salvage names \
-            damaged bytes). With --follow it waits there, and after 2 s asks the writing process to close \
-            the segment if the record is damage (the log's roll-request file); the dump then ends with \
-            the error above.
+            status 1. The embedded log's damage (docs/log-format.md) is stepped past as the lake writer \
+            steps past it, with a warning on standard error for each: records that cannot be read \
+            (exit status 1 at the end, after every other record: `playhead log salvage <segment file>` \
+            reads on past the damage), and records missing between segments (a gap the log's recovery \
+            or a deleted segment left: counted, exit status 0). An unreadable record in the last \
+            segment is taken for a write in progress (a running writer may be writing it): the dump \
+            ends before it, saying so, exit status 0, and asks nothing of the writer (salvage names \
+            damaged bytes). With --follow it waits there, and after 2 s asks the writing process to \
+            close the segment if the record is damage (the log's roll-request file), then steps past it.
             """
     )
 
@@ -97,7 +99,7 @@ struct LogDumpCommand: AsyncParsableCommand {
                 try await Task.sleep(for: .milliseconds(250))
             }
         }
-        let log = try OpenedLog.open(storage.logLocation, readOnly: true, mustExist: !follow, waitsForLog: follow, logger: logger)
+        let log = try OpenedLog.open(storage.logLocation, readOnly: true, mustExist: !follow, waitsForLog: follow, readsOnce: !follow, logger: logger)
         if follow && !waited { _ = log.waitingForWriter(logger: logger) }
         let consumer = try log.backend.consumer(for: LogTopic(topic), group: nil)
         // Where to start: a seek, and a filter, since a Kafka reader sent past the end of a
@@ -114,10 +116,38 @@ struct LogDumpCommand: AsyncParsableCommand {
         let patience = Duration.seconds(15)
         var lastProgress = ContinuousClock.now
         var skipped = 0
+        // Records stepped past: missing (a gap the log's recovery or a deleted segment left) and
+        // unreadable (damage). The dump stopped at the first, with advice that found nothing to
+        // salvage in a gap (an outside review); it now reads on, as the lake writer does.
+        var missing: Int64 = 0, unreadable: Int64 = 0
+        var next: [Int32: Int64] = [:]
         do {
             loop: while limit.map({ printed < $0 }) ?? true {
                 if stop.signal != nil { break }
-                let poll = try await consumer.poll(maxRecords: 10_000, timeout: .milliseconds(follow ? 1000 : 300))
+                let poll: LogPoll
+                switch try await Self.read(consumer, timeout: .milliseconds(follow ? 1000 : 300)) {
+                case .records(let records):
+                    poll = records
+                case .damaged(let damaged, let error):
+                    FileHandle.standardOutput.write(Data(output))
+                    output.removeAll(keepingCapacity: true)
+                    let from = max(damaged.offset, start.map { $0.partition == damaged.partition ? $0.offset : 0 } ?? 0)
+                    let end = damaged.offset + damaged.records
+                    let message: String
+                    if damaged.records == 0 {
+                        unreadable += 1
+                        message = "\(damaged.bytes.count) bytes after the last record of a closed segment hold no record (\(error.message)); skipped: `playhead log salvage <segment file>` reads them"
+                    } else if damaged.bytes.isEmpty {
+                        missing += damaged.missed
+                        message = "records \(from)..<\(end) are missing from the log (\(error.message)); the dump goes on at offset \(end)"
+                    } else {
+                        unreadable += damaged.missed
+                        message = "records \(from)..<\(end) cannot be read (\(error.message)); skipped: `playhead log salvage <segment file>` reads on past the damage (docs/runbook.md, LogRecordDamaged)"
+                    }
+                    FileHandle.standardError.write(Data("warning: partition \(damaged.partition): \(message)\n".utf8))
+                    lastProgress = .now
+                    continue
+                }
                 if !poll.batches.isEmpty { lastProgress = .now }
                 for batch in poll.batches {
                     if let start, batch.partition != start.partition { continue }
@@ -138,6 +168,7 @@ struct LogDumpCommand: AsyncParsableCommand {
                         output.append(contentsOf: line)
                         output.append(UInt8(ascii: "\n"))
                         printed += 1
+                        next[batch.partition] = offset + 1
                         if let limit, printed >= limit { stop = true }
                     }
                     if output.count >= 1 << 20 || follow {
@@ -172,9 +203,39 @@ struct LogDumpCommand: AsyncParsableCommand {
         if printed == 0, skipped == 0, let start, let end = await consumer.endOffsetAsLastRead(partition: start.partition), start.offset >= end {
             FileHandle.standardError.write(Data("nothing at or after offset \(start.offset): partition \(start.partition) of \(log.backend.storedName(of: LogTopic(topic))) ends at offset \(end)\n".utf8))
         }
+        // Stopped before the embedded log's end at a record of its last segment that cannot be read
+        // (a write in progress, or damage): said, so that a dump that ends early is not taken for
+        // the whole log.
+        if !follow, stop.signal == nil, limit.map({ printed < $0 }) ?? true, log.backend.identity != nil,
+           case let reached = next[0] ?? start?.offset ?? 0, let end = await consumer.endOffsetAsLastRead(partition: 0), reached < end {
+            FileHandle.standardError.write(Data(
+                "warning: the dump stopped at offset \(reached), before the log's end at \(end): the record there cannot be read yet (a write in progress, or damage in the last segment: `playhead log salvage <segment file>` tells; a running writer closes the segment when a reader follows with --follow)\n".utf8))
+        }
         await consumer.close()
         if skipped > 0 {
             FileHandle.standardError.write(Data("\(skipped) records that are not Playhead records were skipped\n".utf8))
+        }
+        if missing > 0 {
+            FileHandle.standardError.write(Data("\(missing) records are missing from the log (above); every record it holds was printed\n".utf8))
+        }
+        if unreadable > 0 {
+            FileHandle.standardError.write(Data("Error: \(unreadable) records of the log cannot be read (above); every other record was printed\n".utf8))
+            throw ExitCode.failure
+        }
+    }
+
+    /// A poll, or the damage it stopped at, stepped past where the records after it are certain.
+    enum Read {
+        case records(LogPoll)
+        case damaged(DamagedLogRecord, LogError)
+    }
+
+    static func read(_ consumer: any LogConsumer, timeout: Duration) async throws -> Read {
+        do {
+            return .records(try await consumer.poll(maxRecords: 10_000, timeout: timeout))
+        } catch {
+            guard error.code == .corrupt, let damaged = try await consumer.skipDamagedRecord() else { throw error }
+            return .damaged(damaged, error)
         }
     }
 }

@@ -751,6 +751,41 @@ struct LakeTests {
         try handle.close()
     }
 
+    @Test("log dump of a stopped log: at damage in its last segment it ends at once, saying where, and asks no writer to close the segment (it waited 15 s and failed); after the log's recovery cut the damage off, it reads past the gap (it stopped there for good)")
+    func dumpAroundDamageAndGaps() async throws {
+        let directory = try TemporaryDirectory(prefix: "dumpgap")
+        defer { withExtendedLifetime(directory) {} }
+        let data = directory.appending("data").path
+        let segment = "\(data)/log/events/00000000000000000000.log"
+        let edge = try await PlayheadServer(command: "ingest", dataDirectory: data, name: "dumpgap-ingest")
+        for round in 0..<2 {
+            #expect(try await TestHTTP.postEvents(edge, Fixtures.json((0..<100).map { Fixtures.event("gap-\(round)-\($0)") })).status == 202)
+        }
+        #expect(await edge.stop() == 0)
+        try await damageLength(ofRecord: 150, in: segment)
+        func dump(_ extra: [String] = []) async throws -> (status: Int32, offsets: [Int], stderr: String) {
+            let run = try await runCommand(TestEnvironment.playheadExecutable, ["log", "dump", "--data-dir", data] + extra, timeout: .seconds(60))
+            let offsets = run.stdout.split(separator: "\n").compactMap { ((try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any])?["_offset"] as? Int }
+            return (run.status, offsets, run.stderr)
+        }
+        let started = ContinuousClock.now
+        let stopped = try await dump()
+        #expect(started.duration(to: .now) < .seconds(10), "it waited")
+        #expect(stopped.status == 0 && stopped.offsets == Array(0..<150), "\(stopped.status) \(stopped.offsets.count) \(stopped.stderr)")
+        #expect(stopped.stderr.contains("the dump stopped at offset 150, before the log's end at 200"), "\(stopped.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: "\(data)/log/events/roll-request"), "a dump asks no writer to roll")
+
+        // A writer's recovery keeps the damaged bytes aside and goes on in a new segment at 200.
+        let again = try await PlayheadServer(command: "ingest", dataDirectory: data, name: "dumpgap-ingest2")
+        #expect(try await TestHTTP.postEvents(again, Fixtures.json(Fixtures.event("gap-after"))).status == 202)
+        #expect(await again.stop() == 0)
+        let past = try await dump()
+        #expect(past.status == 0 && past.offsets == Array(0..<150) + [200], "\(past.status) \(past.offsets.count) \(past.stderr)")
+        #expect(past.stderr.contains("records 150..<200 are missing from the log") && past.stderr.contains("50 records are missing from the log"), "\(past.stderr)")
+        let within = try await dump(["--offset", "170"])
+        #expect(within.status == 0 && within.offsets == [200] && within.stderr.contains("records 170..<200 are missing"), "\(within.offsets) \(within.stderr)")
+    }
+
     @Test("a damaged length in the segment being written, met by the lake writer while serve runs: the segment is closed early, the writer keeps the rest of it and writes every event before and after")
     func damagedActiveSegment() async throws {
         let directory = try TemporaryDirectory(prefix: "activedmg")
@@ -825,12 +860,14 @@ struct LakeTests {
         let following = try #require(Int(segments[2].prefix(20)))
         let skipped = following - offset
 
-        // `log dump` prints every record before the damage, then fails.
+        // `log dump` prints every record it can read, steps past the damage saying so (it stopped
+        // there), and fails at the end.
         let dump = try await runCommand(TestEnvironment.playheadExecutable, ["log", "dump", "--data-dir", data])
         let dumped = dump.stdout.split(separator: "\n").map { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] }
-        #expect(dump.status == 1 && dump.stderr.contains("Error: a record of the log cannot be read") && dump.stderr.contains("playhead log salvage"), "\(dump.status) \(dump.stderr)")
-        #expect(dumped.count == offset, "\(dumped.count) records before the damage at \(offset)")
-        #expect(dumped.enumerated().allSatisfy { $0.element?["_offset"] as? Int == $0.offset })
+        #expect(dump.status == 1, "\(dump.status) \(dump.stderr)")
+        #expect(dump.stderr.contains("records \(offset)..<\(following) cannot be read") && dump.stderr.contains("playhead log salvage"), "\(dump.stderr)")
+        #expect(dump.stderr.contains("Error: \(skipped) records of the log cannot be read (above); every other record was printed"), "\(dump.stderr)")
+        #expect(dumped.map { $0?["_offset"] as? Int } == Array(0..<offset) + Array(following..<1400), "\(dumped.count) records")
 
         let lake = directory.appending("data/lake").path
         let count = "SELECT count(*), count(DISTINCT event_id) FROM read_parquet('{lake}/events/**/*.parquet')"

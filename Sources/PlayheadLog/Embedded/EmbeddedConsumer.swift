@@ -299,8 +299,14 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
         return skipped
     }
 
+    /// At the log's end; or, read-only, stopped at a record of the last segment that cannot be
+    /// read (a write in progress in another process, or damage only a closed segment lets a
+    /// reader step past): nothing more can be read now.
     func caughtUp() async -> Bool {
-        (try? await onQueue { self.nextOffset >= self.topic.endOffset(maxRecordBytes: self.configuration.maxRecordBytes) }) ?? false
+        (try? await onQueue {
+            if let stuck = self.stuck, stuck.base == self.segmentBase, stuck.byte == self.position { return true }
+            return self.nextOffset >= self.topic.endOffset(maxRecordBytes: self.configuration.maxRecordBytes)
+        }) ?? false
     }
 
     func close() async {
@@ -551,7 +557,7 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
             stuck = (segmentBase, byte, now, nil)
             return
         }
-        guard current.since.duration(to: now) >= configuration.readOnlyRollRequestAfter,
+        guard let after = configuration.readOnlyRollRequestAfter, current.since.duration(to: now) >= after,
               current.asked.map({ $0.duration(to: now) >= .seconds(10) }) ?? true else { return }
         stuck?.asked = now
         do throws(LogError) {

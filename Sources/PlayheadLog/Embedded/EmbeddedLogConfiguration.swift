@@ -56,7 +56,9 @@ public struct EmbeddedLogConfiguration: Sendable {
     /// topic's `roll-request` file, docs/log-format.md): it may be damage, which readers can step
     /// past only in a closed segment. The writer checks that the record is in its durable part and
     /// reads it again first, so a slow write or a stale request closes nothing.
-    public var readOnlyRollRequestAfter: Duration = .seconds(2)
+    /// Nil: never ask (a reader that reads once, `log dump` without `--follow`, stops at such a
+    /// record instead: ``EmbeddedConsumer/caughtUp()``).
+    public var readOnlyRollRequestAfter: Duration? = .seconds(2)
 
     public init(directory: String) {
         self.directory = directory
