@@ -226,6 +226,11 @@ final class PartitionWriter: @unchecked Sendable {
     var next: Int64
     /// After a crash, the batch in the intent must end exactly here.
     var forcedEnd: Int64?
+    /// The log's damage or missing records were stepped past up to here: the lake's state moves
+    /// there with the next batch, or alone when no record follows (a restart then stepped past
+    /// them, and reported them, again, and the lag counted them until an event came: an outside
+    /// review).
+    var steppedTo: Int64?
     var records = RecordBuffer()
     var openedAt: ContinuousClock.Instant?
     /// In a redo (`forcedEnd` set), the files the unfinished attempt's intent lists.
@@ -444,6 +449,9 @@ final class DatasetWriter: @unchecked Sendable {
             // Damage whose end is certain (one record, or the rest of a segment): kept in the lake,
             // and reading goes on after it.
             try await keep(damaged)
+            if let writer = partitions[damaged.partition] {
+                writer.steppedTo = max(writer.steppedTo ?? 0, damaged.offset + damaged.records)
+            }
             return LogPoll()
         }
         failures += 1
@@ -733,7 +741,7 @@ final class DatasetWriter: @unchecked Sendable {
     }
 
     private func isDue(_ writer: PartitionWriter) -> Bool {
-        guard !writer.records.isEmpty else { return false }
+        guard !writer.records.isEmpty else { return (writer.steppedTo ?? 0) > writer.next && writer.forcedEnd == nil }
         if let end = writer.forcedEnd { return (writer.records.lastOffset ?? 0) + 1 >= end }
         if writer.records.count >= configuration.flushEvents || writer.records.byteCount >= configuration.flushBytes { return true }
         if let opened = writer.openedAt, ContinuousClock.now - opened >= configuration.flushInterval { return true }
@@ -1085,11 +1093,19 @@ final class DatasetWriter: @unchecked Sendable {
                 // The intent's records are gone from the log (retention): nothing to redo.
                 writer.forcedEnd = nil
                 try await retrying("clear intent") { try await self.commits.clearIntent(partition: writer.partition) }
+            } else if let to = writer.steppedTo, to > writer.next {
+                // Only damage or missing records since the last batch: the state moves past them.
+                guard await consumer.stillOwns(writer.partition, committing: writer.next), try await stateUnmoved(writer) else {
+                    throw PartitionsLost(partition: writer.partition)
+                }
+                try await moveState(writer, to: to, consumer: consumer, written: [], from: writer.next)
             }
             return
         }
         let from = writer.next
-        let to = max(last + 1, writer.forcedEnd ?? 0)
+        // A batch before damage stepped past ends after it (its name's range covers the offsets the
+        // damage held), so that the state does not stop in front of it.
+        let to = max(last + 1, writer.forcedEnd ?? 0, writer.forcedEnd == nil ? writer.steppedTo ?? 0 : 0)
         let started = ContinuousClock.now
         let records = writer.records
         let kind = self.kind
@@ -1139,31 +1155,12 @@ final class DatasetWriter: @unchecked Sendable {
             try await removeOverlapped(encoded.files.map(\.path), partition: writer.partition, from: from, to: to)
             throw PartitionsLost(partition: writer.partition)
         }
-        let state = LakeCommits.State(nextOffset: to, rollupFrom: writer.rollups?.rebuildFrom, rollupPrimeFrom: writer.rollups?.primeFrom)
-        do {
-            // Only over the state the check just read: a pause since then (past the session, while
-            // the new owner committed) must not move the state back.
-            writer.stateBytes = try await retrying("commit state") {
-                try await self.commits.commit(state, partition: writer.partition, replacing: writer.stateBytes)
-            }
-        } catch let error as LakeError where error.code == .otherWriter {
-            _ = try await stateUnmoved(writer)
-            try await removeOverlapped(encoded.files.map(\.path), partition: writer.partition, from: from, to: to)
-            throw PartitionsLost(partition: writer.partition)
-        }
+        try await moveState(writer, to: to, consumer: consumer, written: encoded.files.map(\.path), from: from)
         try await retrying("clear intent") { try await self.commits.clearIntent(partition: writer.partition) }
-        writer.next = to
         writer.forcedEnd = nil
         writer.redoFiles = []
         writer.records = RecordBuffer(reservingCapacity: records.byteCount, records: records.count)
         writer.openedAt = nil
-        await holdRetention(writer)
-        do {
-            try await consumer.commit([writer.partition: to])
-        } catch {
-            // The lake's state is the truth; the group offset only drives retention and lag.
-            logger.warning("lake writer: log commit failed; it is retried with the next batch", metadata: ["error": "\(error)"])
-        }
         metrics.flushed(encoded, duration: ContinuousClock.now - started)
         let unreadable = encoded.unreadable
         if let first = unreadable.first {
@@ -1178,6 +1175,32 @@ final class DatasetWriter: @unchecked Sendable {
             "log.partition": "\(writer.partition)", "lake.from": "\(from)", "lake.to": "\(to)",
             "lake.rows": "\(encoded.rows)", "lake.files": "\(encoded.files.count)", "lake.duplicates": "\(encoded.duplicates)",
         ])
+    }
+
+    /// Commits the lake's state of the writer's partition at `to` (after a batch's files, `written`,
+    /// are in the lake), then holds the log's retention and commits the group's offset there.
+    private func moveState(_ writer: PartitionWriter, to: Int64, consumer: any LogConsumer, written: [String], from: Int64) async throws {
+        let state = LakeCommits.State(nextOffset: to, rollupFrom: writer.rollups?.rebuildFrom, rollupPrimeFrom: writer.rollups?.primeFrom)
+        do {
+            // Only over the state the check just read: a pause since then (past the session, while
+            // the new owner committed) must not move the state back.
+            writer.stateBytes = try await retrying("commit state") {
+                try await self.commits.commit(state, partition: writer.partition, replacing: writer.stateBytes)
+            }
+        } catch let error as LakeError where error.code == .otherWriter {
+            _ = try await stateUnmoved(writer)
+            try await removeOverlapped(written, partition: writer.partition, from: from, to: to)
+            throw PartitionsLost(partition: writer.partition)
+        }
+        writer.next = to
+        if let stepped = writer.steppedTo, stepped <= to { writer.steppedTo = nil }
+        await holdRetention(writer)
+        do {
+            try await consumer.commit([writer.partition: to])
+        } catch {
+            // The lake's state is the truth; the group offset only drives retention and lag.
+            logger.warning("lake writer: log commit failed; it is retried with the next batch", metadata: ["error": "\(error)"])
+        }
     }
 
     /// Whether the lake's state of the writer's partition is still where this writer left it (its

@@ -786,6 +786,50 @@ struct LakeTests {
         #expect(within.status == 0 && within.offsets == [200] && within.stderr.contains("records 170..<200 are missing"), "\(within.offsets) \(within.stderr)")
     }
 
+    @Test("records the log's recovery cut off, met by the lake writer and the metrics consumer with no event after them: both commit past the gap at once, so the lag is 0 and a restart neither steps past nor counts them again (the lake's state stayed in front of them until an event came)")
+    func gapCommittedWithoutLaterEvents() async throws {
+        let directory = try TemporaryDirectory(prefix: "gapstate")
+        defer { withExtendedLifetime(directory) {} }
+        let data = directory.appending("data").path
+        let lake = directory.appending("data/lake").path
+        let edge = try await PlayheadServer(command: "ingest", dataDirectory: data, name: "gapstate-ingest")
+        for round in 0..<2 {
+            #expect(try await TestHTTP.postEvents(edge, Fixtures.json((0..<100).map { Fixtures.event("gs-\(round)-\($0)") })).status == 202)
+        }
+        #expect(await edge.stop() == 0)
+        try await damageLength(ofRecord: 150, in: "\(data)/log/events/00000000000000000000.log")
+        // The recovery keeps the damaged bytes aside and goes on in a new segment at 200.
+        let server = try await PlayheadServer(dataDirectory: data, arguments: ["--flush-interval", "1"])
+        func value(_ text: String, _ series: String) -> Double? {
+            text.split(separator: "\n").first { $0.hasPrefix(series + " ") }.flatMap { Double($0.split(separator: " ").last ?? "") }
+        }
+        func state() -> String { (try? String(contentsOfFile: "\(lake)/_playhead/state/events/p0.json", encoding: .utf8)) ?? "" }
+        var last = ""
+        try await eventually(timeout: .seconds(30), "both consumers past the gap, with nothing after it") {
+            last = (try? await TestHTTP.request("\(server.baseURL)/metrics").text) ?? ""
+            return state().contains(#""next_offset":200"#)
+                && value(last, #"playhead_consumer_lag_events{consumer="lake"}"#) == 0
+                && value(last, #"playhead_consumer_lag_events{consumer="metrics"}"#) == 0
+                && value(last, #"playhead_log_damaged_records_total{consumer="lake"}"#) == 50
+                && value(last, #"playhead_log_damaged_records_total{consumer="metrics"}"#) == 50
+        }
+        #expect(await server.stop() == 0)
+        let rows = try await duck("SELECT count(*) FROM read_parquet('{lake}/events/**/*.parquet')", lake: lake)
+        #expect(rows.first?.first as? Int == 150, "\(rows)")
+        // A restart has nothing to step past: no new report, no count.
+        let again = try await PlayheadServer(dataDirectory: data, arguments: ["--flush-interval", "1"])
+        try await Task.sleep(for: .seconds(3))
+        let text = (try? await TestHTTP.request("\(again.baseURL)/metrics").text) ?? ""
+        for consumer in ["lake", "metrics"] {
+            #expect((value(text, #"playhead_log_damaged_records_total{consumer="\#(consumer)"}"#) ?? 0) == 0, "\(consumer)")
+            #expect((value(text, #"playhead_consumer_lag_events{consumer="\#(consumer)"}"#) ?? 0) == 0, "\(consumer)")
+        }
+        #expect(await again.stop() == 0)
+        // (The warm-up, which reads the open hours' records again for the rollups, says at warning
+        // level that it stepped past them; that is not a report of new damage.)
+        #expect(!again.process.stderr.contains("lake writer: records of the log are missing"), "\(again.process.stderr.suffix(2000))")
+    }
+
     @Test("a damaged length in the segment being written, met by the lake writer while serve runs: the segment is closed early, the writer keeps the rest of it and writes every event before and after")
     func damagedActiveSegment() async throws {
         let directory = try TemporaryDirectory(prefix: "activedmg")

@@ -285,9 +285,10 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
         if rest.isEmpty {
             // Nothing after the last whole record: the segment's end, or a segment after it, is gone
             // (deleted or cut short by hand), not damaged.
-            logger.error("log: records \(max(nextOffset, skipUntil))..<\(following) are missing from the log: \(path) ends at its last whole record, and the next segment starts at offset \(following) (a segment deleted or cut short by hand, or records the log's recovery cut off: see its log); the reader steps to the next segment", metadata: [
-                "topic": "\(topic.name)", "segment": "\(path)", "offset": "\(nextOffset)",
-                "records_skipped": "\(following - nextOffset)", "next_segment": "\(following)",
+            let from = max(nextOffset, skipUntil)
+            logger.error("log: records \(from)..<\(following) are missing from the log: \(path) ends at its last whole record, and the next segment starts at offset \(following) (a segment deleted or cut short by hand, or records the log's recovery cut off: see its log); the reader steps to the next segment", metadata: [
+                "topic": "\(topic.name)", "segment": "\(path)", "offset": "\(from)",
+                "records_skipped": "\(following - from)", "next_segment": "\(following)",
             ])
         } else {
             logger.error("log: a damaged record whose length cannot be trusted; the reader steps to the next segment", metadata: [
