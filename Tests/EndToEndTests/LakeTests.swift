@@ -751,18 +751,24 @@ struct LakeTests {
         try handle.close()
     }
 
+    /// A stopped embedded log of 200 events in one segment, the length of record 150 damaged
+    /// (written by `ingest`, which a lake writer did not read). Returns the data folder.
+    private func stoppedLogDamagedAt150(in directory: TemporaryDirectory) async throws -> String {
+        let data = directory.appending("data").path
+        let edge = try await PlayheadServer(command: "ingest", dataDirectory: data, name: "damaged150-ingest")
+        for round in 0..<2 {
+            #expect(try await TestHTTP.postEvents(edge, Fixtures.json((0..<100).map { Fixtures.event("d150-\(round)-\($0)") })).status == 202)
+        }
+        #expect(await edge.stop() == 0)
+        try await damageLength(ofRecord: 150, in: "\(data)/log/events/00000000000000000000.log")
+        return data
+    }
+
     @Test("log dump of a stopped log: at damage in its last segment it ends at once, saying where, and asks no writer to close the segment (it waited 15 s and failed); after the log's recovery cut the damage off, it reads past the gap (it stopped there for good)")
     func dumpAroundDamageAndGaps() async throws {
         let directory = try TemporaryDirectory(prefix: "dumpgap")
         defer { withExtendedLifetime(directory) {} }
-        let data = directory.appending("data").path
-        let segment = "\(data)/log/events/00000000000000000000.log"
-        let edge = try await PlayheadServer(command: "ingest", dataDirectory: data, name: "dumpgap-ingest")
-        for round in 0..<2 {
-            #expect(try await TestHTTP.postEvents(edge, Fixtures.json((0..<100).map { Fixtures.event("gap-\(round)-\($0)") })).status == 202)
-        }
-        #expect(await edge.stop() == 0)
-        try await damageLength(ofRecord: 150, in: segment)
+        let data = try await stoppedLogDamagedAt150(in: directory)
         func dump(_ extra: [String] = []) async throws -> (status: Int32, offsets: [Int], stderr: String) {
             let run = try await runCommand(TestEnvironment.playheadExecutable, ["log", "dump", "--data-dir", data] + extra, timeout: .seconds(60))
             let offsets = run.stdout.split(separator: "\n").compactMap { ((try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any])?["_offset"] as? Int }
@@ -790,14 +796,8 @@ struct LakeTests {
     func gapCommittedWithoutLaterEvents() async throws {
         let directory = try TemporaryDirectory(prefix: "gapstate")
         defer { withExtendedLifetime(directory) {} }
-        let data = directory.appending("data").path
+        let data = try await stoppedLogDamagedAt150(in: directory)
         let lake = directory.appending("data/lake").path
-        let edge = try await PlayheadServer(command: "ingest", dataDirectory: data, name: "gapstate-ingest")
-        for round in 0..<2 {
-            #expect(try await TestHTTP.postEvents(edge, Fixtures.json((0..<100).map { Fixtures.event("gs-\(round)-\($0)") })).status == 202)
-        }
-        #expect(await edge.stop() == 0)
-        try await damageLength(ofRecord: 150, in: "\(data)/log/events/00000000000000000000.log")
         // The recovery keeps the damaged bytes aside and goes on in a new segment at 200.
         let server = try await PlayheadServer(dataDirectory: data, arguments: ["--flush-interval", "1"])
         func value(_ text: String, _ series: String) -> Double? {
