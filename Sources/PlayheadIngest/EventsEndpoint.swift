@@ -27,6 +27,7 @@ public final class EventsEndpoint: Sendable {
     let metrics: IngestMetrics
     private let logger: Logger
     private let failures: PermanentFailures
+    private let unkeptRejections: ThrottledLogLine
     /// Finds who sent a request, for events whose `ip_address` is `""` (`--fill-ip-address`); nil: off.
     let clientAddresses: ClientAddressResolver?
 
@@ -64,6 +65,10 @@ public final class EventsEndpoint: Sendable {
         self.metrics = metrics ?? IngestMetrics(eventSources: configuration.eventSources)
         self.logger = logger
         failures = PermanentFailures(logger: logger)
+        unkeptRejections = ThrottledLogLine(
+            logger: logger, level: .warning,
+            message: "ingest: a request's rejected events could not be kept in the log after its accepted events were stored; answered 202 with their errors (the accepted events are durable), and the rejected ones are not kept",
+            hint: "the log's disk below --log-min-free-bytes, or full: docs/runbook.md, DiskNearlyFull")
         self.clientAddresses = clientAddresses
     }
 
@@ -260,14 +265,20 @@ public final class EventsEndpoint: Sendable {
         // once until 2026-12-05: on a full disk the rejected ones were stored while the events
         // failed, and a request retried five times left six copies of its rejections, a probe.)
         // It costs such a request a second group commit's wait; most requests are one kind.
-        let rejectedLog = rejected, rejectedRecords = sink.rejected
+        // Once the accepted events are stored, the answer says so whatever befalls the rejected
+        // ones: a 503 there (the disk crossing --log-min-free-bytes between the two appends) had
+        // clients send again events that were stored and went to the lake (an outside review: with
+        // --dedup-window 0, every row twice). Their rejections are answered, but not kept: said at
+        // warning level, at most once a minute.
+        let rejectedLog = rejected, rejectedRecords = sink.rejected, unkept = unkeptRejections
         events.append(sink.accepted, executor: loop) { result in
             if case .failure(let error) = result {
                 answer.finish(error)
                 return
             }
             rejectedLog.append(rejectedRecords, executor: loop) { result in
-                if case .failure(let error) = result { answer.finish(error) } else { answer.finish(nil) }
+                if case .failure(let error) = result { unkept.report(error, count: rejectedRecords.count) }
+                answer.finish(nil)
             }
         }
         return promise.futureResult
@@ -413,25 +424,46 @@ struct EventLoopCompletions: LogCompletionExecutor {
 /// Appends that failed in a way a retry does not mend (answered 500): logged at error level, at most
 /// once a minute, with how many there were since the last line.
 final class PermanentFailures: Sendable {
-    private let logger: Logger
-    private let state = NIOLockedValueBox<(last: NIODeadline?, since: Int)>((nil, 0))
+    private let line: ThrottledLogLine
 
     init(logger: Logger) {
-        self.logger = logger
+        line = ThrottledLogLine(
+            logger: logger, level: .error,
+            message: "ingest: the log refused a request's records in a way a retry does not mend; answered 500",
+            hint: "a record larger than the log takes (Kafka: the topic's max.message.bytes, the producer's message.max.bytes), or an I/O error: docs/runbook.md, IngestRequestsFailing")
     }
 
-    func report(_ failure: LogError) {
+    func report(_ failure: LogError) { line.report(failure) }
+}
+
+/// A log line about failed appends, at most once a minute, with how many requests (and records)
+/// there were since the last one.
+final class ThrottledLogLine: Sendable {
+    private let logger: Logger
+    private let level: Logger.Level
+    private let message: String
+    private let hint: String
+    private let state = NIOLockedValueBox<(last: NIODeadline?, requests: Int, records: Int)>((nil, 0, 0))
+
+    init(logger: Logger, level: Logger.Level, message: String, hint: String) {
+        self.logger = logger
+        self.level = level
+        self.message = message
+        self.hint = hint
+    }
+
+    func report(_ failure: LogError, count records: Int? = nil) {
         let now = NIODeadline.now()
-        let count: Int? = state.withLockedValue { state in
-            state.since += 1
+        let since: (requests: Int, records: Int)? = state.withLockedValue { state in
+            state.requests += 1
+            state.records += records ?? 0
             guard state.last.map({ now - $0 >= .seconds(60) }) ?? true else { return nil }
-            defer { state = (now, 0) }
-            return state.since
+            defer { state = (now, 0, 0) }
+            return (state.requests, state.records)
         }
-        guard let count else { return }
-        logger.error("ingest: the log refused a request's records in a way a retry does not mend; answered 500", metadata: [
-            "error": "\(failure)", "requests": "\(count)",
-            "hint": "a record larger than the log takes (Kafka: the topic's max.message.bytes, the producer's message.max.bytes), or an I/O error: docs/runbook.md, IngestRequestsFailing",
-        ])
+        guard let since else { return }
+        var metadata: Logger.Metadata = ["error": "\(failure)", "requests": "\(since.requests)", "hint": "\(hint)"]
+        if records != nil { metadata["records"] = "\(since.records)" }
+        logger.log(level: level, "\(message)", metadata: metadata)
     }
 }

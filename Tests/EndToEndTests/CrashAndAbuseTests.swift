@@ -119,6 +119,34 @@ struct CrashAndAbuseTests {
         #expect(try await Fixtures.storedIDs(data) == ["before-full"] + acknowledged + ["after-full"])
     }
 
+    @Test("a request whose accepted events are stored as the disk crosses --log-min-free-bytes gets 202 with its rejections, though they could not be kept (it got 503 log_full, and its retry stored the events again); the next request gets 503 and stores nothing")
+    func acceptedStoredAsTheDiskFills() async throws {
+        let directory = try TemporaryDirectory(prefix: "full-between")
+        defer { withExtendedLifetime(directory) {} }
+        guard let mountPoint = try await mountTmpfs(in: directory, options: "size=12m", for: "acceptedStoredAsTheDiskFills") else { return }
+        defer { try? runUnmount(mountPoint) }
+        let data = mountPoint + "/data"
+        let floor = 2 * 1024 * 1024
+        let server = try await PlayheadServer(command: "ingest", dataDirectory: data, arguments: ["--log-min-free-bytes", "\(floor)"], name: "full-between")
+        var status = statvfs()
+        #expect(statvfs(mountPoint, &status) == 0)
+        let free = Int(status.f_bavail) * Int(status.f_frsize)
+        // 100 KB above the floor: less than the 999 events below take.
+        let filler = mountPoint + "/filler"
+        #expect(FileManager.default.createFile(atPath: filler, contents: Data(count: free - floor - 100_000)))
+        let events = (0..<999).map { Fixtures.event("fb-\($0)", ["title": String(repeating: "t", count: 300)]) } + [Fixtures.event("fb-bad", ["content_type": "bad"])]
+        let answer = try await TestHTTP.postEvents(server, Fixtures.json(events))
+        #expect(answer.status == 202 && answer.json["accepted"] as? Int == 999 && answer.json["rejected"] as? Int == 1, "\(answer.status) \(answer.text)")
+        let next = try await TestHTTP.postEvents(server, Fixtures.json([Fixtures.event("fb-next"), Fixtures.event("fb-next-bad", ["content_type": "bad"])]))
+        #expect(next.status == 503 && next.text.contains("log_full"), "\(next.status) \(next.text)")
+        try await eventually(timeout: .seconds(10), "the warning") {
+            server.process.stderr.contains("a request's rejected events could not be kept in the log after its accepted events were stored")
+        }
+        #expect(await server.stop() == 0)
+        let stored = try await Fixtures.storedIDs(data)
+        #expect(stored == (0..<999).map { "fb-\($0)" }, "\(stored.count) stored")
+    }
+
     @Test("out of file descriptors (a connection limit set above them), the server pauses accepting instead of spinning a core, says why, and recovers")
     func outOfFileDescriptors() async throws {
         let directory = try TemporaryDirectory(prefix: "e2e-fd")
