@@ -103,7 +103,12 @@ public final class LakeWriter: Service, Sendable {
                     // `rejected` writer could refuse while its `events` writer wrote its claim over
                     // the other's, and both stopped.) Each process writes the claim at most once,
                     // so the one written last stands.
-                    try await writers[0].checkClaim(for: identity, claiming: true)
+                    // The other refusals at start come before the claim is written: a writer
+                    // refused after it claimed the lake left its claim, which then refused the
+                    // lake's own log (an outside review).
+                    try await writers[0].checkClaim(for: identity, claiming: true) {
+                        for writer in writers { try await writer.refuseLogEndingBeforeLake() }
+                    }
                 } else if let sharedIdentity {
                     try await writers[0].checkSharedClaim(for: sharedIdentity)
                 }
@@ -340,9 +345,17 @@ final class DatasetWriter: @unchecked Sendable {
                 } catch let lost as PartitionsLost {
                     // Start over as a new member: every partition is taken afresh from the lake's
                     // state, and what this process buffered is its new owners' to write.
-                    logger.warning("lake writer: group lake moved on without this process (a rebalance: a member joined or left, or this one was paused past the session timeout; docs/kafka.md); dropping the unwritten batches, which the partitions' owners write, and joining again", metadata: [
-                        "log.partition": "\(lost.partition)", "lake.partitions_dropped": "\(partitions.count)",
-                    ])
+                    if log.identity == nil {
+                        logger.warning("lake writer: group lake moved on without this process (a rebalance: a member joined or left, or this one was paused past the session timeout; docs/kafka.md); dropping the unwritten batches, which the partitions' owners write, and joining again", metadata: [
+                            "log.partition": "\(lost.partition)", "lake.partitions_dropped": "\(partitions.count)",
+                        ])
+                    } else {
+                        // The embedded log has no group of processes: the lake's state moved or went
+                        // under this writer (it blamed a Kafka rebalance, an outside review).
+                        logger.warning("lake writer: the lake's state changed under this writer (see the line before); taking the log's partition again from the lake's state as it is now", metadata: [
+                            "log.partition": "\(lost.partition)",
+                        ])
+                    }
                     partitions.removeAll()
                     lagTask?.cancel()
                     await close(consumer)
@@ -480,8 +493,9 @@ final class DatasetWriter: @unchecked Sendable {
     /// log's folder (`lake-runs.json`) and claims the location. When a partition is taken and before
     /// each batch, stops unless the claim is still this process's. Of two processes started
     /// together, the claim written last stands, and the other finds it when it takes a partition
-    /// or at its first batch.
-    func checkClaim(for identity: String, claiming: Bool) async throws {
+    /// or at its first batch. `beforeClaiming`: the start's other refusals, run once the claim is
+    /// found no other log's and before this process notes its run and claims the location.
+    func checkClaim(for identity: String, claiming: Bool, beforeClaiming: () async throws -> Void = {}) async throws {
         let claim = claiming
             ? try await atStart("read the lake's claim") { try await self.commits.claim() }
             : try await retrying("read the lake's claim") { try await self.commits.claim() }
@@ -493,6 +507,13 @@ final class DatasetWriter: @unchecked Sendable {
             throw LakeError(.otherWriter, what + hint)
         }
         guard claiming else {
+            if claim == nil {
+                // The claim went with the lake's folder or bucket: written again, or another log
+                // could claim the lake (an outside review: a bucket made again stayed unclaimed).
+                try await retrying("claim the lake again") { try await self.commits.writeClaim(.init(logID: identity, run: self.run)) }
+                logger.warning("lake writer: the lake's claim (_playhead/log.json) was gone; written again for this log", metadata: ["lake.log_id": "\(identity)"])
+                return
+            }
             if let other = claim?.run, other != run {
                 throw LakeError(.otherWriter, "another process writes \(store.displayName) from a log with this log's id (\(identity)): a copy of this data folder (its claim is run \(other), this process's is \(run)). This writer stops before writing a file, and its events stay in its log (\(log.displayName)). Never run two copies of one data folder (docs/lake.md, \"One log per lake\").")
             }
@@ -502,6 +523,7 @@ final class DatasetWriter: @unchecked Sendable {
         if let other = claim?.run, !known.contains(other) {
             throw LakeError(.otherWriter, "\(store.displayName) was last written by a process of a log with this log's id (\(identity)) that this data folder (\(log.displayName)) does not know: a copy of this data folder has written it since this folder last did (its claim is run \(other)). Nothing was written: the two logs hold different events under the same offsets. Give one of the two folders a new id (delete its log/id and log/lake-runs.json while it is stopped) and its own --lake (docs/lake.md, \"One log per lake\"); if no copy exists (this folder's lake-runs.json was lost), delete \(Self.objectLocation(store, "_playhead/log.json")) and start again.")
         }
+        try await beforeClaiming()
         // The run is noted in the log's folder before the lake names it: a crash between the two
         // leaves a run the folder knows, so this folder's next start is not taken for a copy.
         // Retried like the lake's writes: on a full disk at start it stopped the whole server, so
@@ -917,6 +939,17 @@ final class DatasetWriter: @unchecked Sendable {
         return min(rollups.primeFrom ?? rollupFrom, rollupFrom)
     }
 
+    /// Refuses an embedded log (one partition) that ends before the lake's next offset of this
+    /// dataset, before the process claims the lake; ``assign(_:consumer:)`` checks it again, for
+    /// every log.
+    func refuseLogEndingBeforeLake() async throws {
+        guard let written = try await retrying("read state", { try await self.commits.state(0) })?.nextOffset else { return }
+        let reader = try log.consumer(for: kind.topic, group: nil)
+        let end = await reader.endOffset(partition: 0)
+        await reader.close()
+        if let end, end < written { throw Self.logEndsBeforeLake(end: end, partition: 0, next: written) }
+    }
+
     /// The refusal of a log that ends before the lake's next offset.
     static func logEndsBeforeLake(end: Int64, partition: Int32, next: Int64) -> LakeError {
         LakeError(.corruptState, """
@@ -1213,7 +1246,11 @@ final class DatasetWriter: @unchecked Sendable {
         let (state, bytes) = try await retrying("read state") { try await self.commits.stateAndBytes(writer.partition) }
         writer.stateBytes = bytes
         let unmoved = (state?.nextOffset ?? 0) == writer.next
-        if !unmoved {
+        if !unmoved, state == nil {
+            logger.warning("lake writer: the lake's state of this partition is gone (the lake's folder or bucket emptied, or made again): this writer starts over from the lake as it is, from offset 0 (or the log's earliest record) when it holds no file of the partition", metadata: [
+                "log.partition": "\(writer.partition)", "lake.expected": "\(writer.next)",
+            ])
+        } else if !unmoved {
             logger.warning("lake writer: another writer has committed batches of this partition since this one took it", metadata: [
                 "log.partition": "\(writer.partition)", "lake.next_offset": "\(state?.nextOffset ?? 0)", "lake.expected": "\(writer.next)",
             ])

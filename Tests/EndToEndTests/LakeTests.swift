@@ -509,6 +509,32 @@ struct LakeTests {
         #expect(rows.first?[0] as? Int == 0 && rows.first?[1] as? Int == 10, "\(rows)")
     }
 
+    @Test("a lake emptied under a running writer (a bucket deleted and made again): it is written again from the log, the claim too, and the writer says what happened (it blamed a Kafka rebalance and left the lake unclaimed)")
+    func lakeEmptiedUnderTheWriter() async throws {
+        let directory = try TemporaryDirectory(prefix: "emptied")
+        defer { withExtendedLifetime(directory) {} }
+        let lake = directory.appending("data/lake").path
+        let server = try await PlayheadServer(dataDirectory: directory.appending("data").path, arguments: ["--flush-interval", "1"])
+        let count = "SELECT count(*), count(DISTINCT event_id) FROM read_parquet('{lake}/events/**/*.parquet')"
+        #expect(try await TestHTTP.postEvents(server, Fixtures.json((0..<10).map { Fixtures.event("before-\($0)") })).status == 202)
+        try await eventually(timeout: .seconds(30), "the first events in the lake") { (try? await duck(count, lake: lake))?.first?.first as? Int == 10 }
+        for entry in try FileManager.default.contentsOfDirectory(atPath: lake) {
+            try FileManager.default.removeItem(atPath: "\(lake)/\(entry)")
+        }
+        #expect(try await TestHTTP.postEvents(server, Fixtures.json((0..<10).map { Fixtures.event("after-\($0)") })).status == 202)
+        try await eventually(timeout: .seconds(30), "every event in the lake again, once") {
+            let rows = try? await duck(count, lake: lake)
+            return rows?.first?[0] as? Int == 20 && rows?.first?[1] as? Int == 20
+        }
+        #expect(await server.stop() == 0)
+        let stderr = server.process.stderr
+        #expect(stderr.contains("the lake's state of this partition is gone") && stderr.contains("the lake's claim (_playhead/log.json) was gone; written again"), "\(stderr.suffix(3000))")
+        #expect(!stderr.contains("a rebalance"), "\(stderr.suffix(3000))")
+        let claim = try String(contentsOfFile: "\(lake)/_playhead/log.json", encoding: .utf8)
+        let id = try String(contentsOfFile: directory.appending("data/log/id").path, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(claim.contains(id), "\(claim) names \(id)")
+    }
+
     @Test("one log per lake: a second log's serve pointed at a lake another log writes refuses at start; two started together on a new lake, one stops before writing a file; the lake holds the other's events once")
     func oneLogPerLake() async throws {
         let directory = try TemporaryDirectory(prefix: "twologs")
@@ -528,6 +554,21 @@ struct LakeTests {
         #expect(second.stderr.contains("is written from another log"), "\(second.stderr.suffix(2000))")
         var rows = try await duck("SELECT count(*), count(*) FILTER (WHERE event_id LIKE 'a-%') FROM read_parquet('{lake}/events/**/*.parquet')", lake: lake)
         #expect(rows.first?[0] as? Int == 10 && rows.first?[1] as? Int == 10, "\(rows)")
+        // The claim lost (deleted as the runbook says when lake-runs.json is lost, or a bucket made
+        // again): the other log is refused because it ends before the lake, and leaves no claim.
+        // It wrote its claim first, which then refused the lake's own log (an outside review).
+        let claim = "\(lake)/_playhead/log.json"
+        try FileManager.default.removeItem(atPath: claim)
+        let stranger = try await runCommand(
+            TestEnvironment.playheadExecutable,
+            ["serve", "--data-dir", directory.appending("b").path, "--port", "0", "--lake", lake], timeout: .seconds(60))
+        #expect(stranger.status == 1 && stranger.stderr.contains("before the lake's next offset 10"), "\(stranger.stderr.suffix(2000))")
+        #expect(!FileManager.default.fileExists(atPath: claim), "the refused log left its claim")
+        let again = try await PlayheadServer(dataDirectory: directory.appending("a").path, arguments: ["--lake", lake, "--flush-interval", "1"])
+        try await post(again, "a2")
+        #expect(await again.stop() == 0, "\(again.process.stderr.suffix(2000))")
+        rows = try await duck("SELECT count(*), count(*) FILTER (WHERE event_id LIKE 'a%') FROM read_parquet('{lake}/events/**/*.parquet')", lake: lake)
+        #expect(rows.first?[0] as? Int == 20 && rows.first?[1] as? Int == 20, "\(rows)")
 
         // Two logs started together on a new lake (two servers behind one balancer, one bucket):
         // each once lost the other's events by writing files of the same names.
