@@ -282,6 +282,9 @@ struct LogSalvageCommand: ParsableCommand {
         }
         if let firstOffset, firstOffset < 0 { throw ValidationError("--first-offset must not be negative") }
         if let endOffset, endOffset < 0 { throw ValidationError("--end-offset must not be negative") }
+        if let firstOffset, let endOffset, endOffset <= firstOffset {
+            throw ValidationError("--end-offset (\(endOffset)) must be more than --first-offset (\(firstOffset)): it is the offset after the file's last record")
+        }
     }
 
     func run() throws {
@@ -363,6 +366,9 @@ struct LogSalvageCommand: ParsableCommand {
         }
         if result.damaged.isEmpty, let first = firstOffset ?? named.first, let end = endOffset ?? named.end, first + Int64(result.records.count) != end {
             summary += "; the file holds \(result.records.count) records, but its offsets \(first)..<\(end) say \(end - first), so none is given an offset"
+        } else if !result.damaged.isEmpty, result.impossible(firstOffset: firstOffset ?? named.first, endOffset: endOffset ?? named.end) {
+            let first = (firstOffset ?? named.first).map { "first offset \($0), " } ?? ""
+            summary += "; the offsets given (\(first)end offset \(endOffset ?? named.end ?? 0)) cannot hold the records read, so none is given an offset"
         }
         FileHandle.standardError.write(Data((summary + "\n").utf8))
     }

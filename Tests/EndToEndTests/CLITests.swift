@@ -113,6 +113,7 @@ struct CLITests {
         (["serve", "--data-dir", ""], "--data-dir is empty: the log and the lake would go to /log and /lake"),
         (["import", "--data-dir", "", "x.ndjson"], "--data-dir is empty"),
         (["log", "dump", "--data-dir", ""], "--data-dir is empty"),
+        (["log", "salvage", "x.records", "--first-offset", "500", "--end-offset", "100"], "--end-offset (100) must be more than --first-offset (500)"),
     ])
     func negativeValues(arguments: [String], message: String) async throws {
         let result = try await runCommand(TestEnvironment.playheadExecutable, arguments)

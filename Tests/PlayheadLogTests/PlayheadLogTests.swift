@@ -940,6 +940,11 @@ struct EmbeddedLogTests {
         // The whole segment: 0-2 counted on from its first offset, 4-9 back from its end.
         let whole = LogSalvage.scan(damaged)
         #expect(whole.offsets(firstOffset: 0, endOffset: 10) == ([0, 1, 2] + Array(4..<10)).map { Int64($0) })
+        // Offsets that cannot hold the records (6 after the damage cannot end at 5, nor start below
+        // the 3 before it): none given, where they were numbered from -1 (an outside review).
+        #expect(salvage.offsets(firstOffset: nil, endOffset: 5) == Array(repeating: nil, count: 6))
+        #expect(whole.offsets(firstOffset: 0, endOffset: 8) == Array(repeating: nil, count: 9))
+        #expect(whole.impossible(firstOffset: 0, endOffset: 8) && !whole.impossible(firstOffset: 0, endOffset: 9))
         #expect(LogSalvage.scan(original).damaged.isEmpty && LogSalvage.scan(original).records.count == 10)
         #expect(LogSalvage.scan(original + [UInt8](repeating: 0, count: 100)).zeroFilled == 480..<580)
 

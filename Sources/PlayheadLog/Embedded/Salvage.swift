@@ -32,6 +32,7 @@ public enum LogSalvage {
             if damaged.isEmpty, let firstOffset, let endOffset, Int64(records.count) != endOffset - firstOffset {
                 return Array(repeating: nil, count: records.count)
             }
+            if impossible(firstOffset: firstOffset, endOffset: endOffset) { return Array(repeating: nil, count: records.count) }
             let afterLast = records.filter { $0.damagedBefore == damaged.count }.count
             var result: [Int64?] = []
             var beforeFirst: Int64 = 0
@@ -49,6 +50,17 @@ public enum LogSalvage {
                 result.append(offset)
             }
             return result
+        }
+
+        /// Whether `firstOffset` and `endOffset` cannot both be right for these records: the records
+        /// after the last damaged place, counted back from `endOffset`, would start below 0 or below
+        /// those counted on from `firstOffset` (an outside review: `--end-offset 100` numbered
+        /// records from -149).
+        public func impossible(firstOffset: Int64?, endOffset: Int64?) -> Bool {
+            guard let endOffset else { return false }
+            let afterLast = Int64(records.filter { $0.damagedBefore == damaged.count }.count)
+            let beforeFirst = damaged.isEmpty ? 0 : Int64(records.filter { $0.damagedBefore == 0 }.count)
+            return endOffset - afterLast < (firstOffset ?? 0) + beforeFirst
         }
     }
 
