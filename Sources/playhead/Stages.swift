@@ -218,7 +218,7 @@ struct ImportCommand: AsyncParsableCommand {
     @OptionGroup(title: "Storage") var data: LakeDataDirOptions
     @OptionGroup(title: "Storage") var lake: LakeLocationOptions
 
-    @Option(name: .long, parsing: .unconditional, help: "About this many events per Parquet file (per hour partition): a file closes at the end of the 8 MiB input chunk that reaches it. At most 250,000 (a larger value is taken as 250,000), so that two files are encoded at once.")
+    @Option(name: .long, parsing: .unconditional, help: "About this many events per Parquet file (per hour partition): a file closes at the end of the 8 MiB input chunk that reaches it, or that takes its records past 64 MiB (large events). At most 250,000 (a larger value is taken as 250,000), so that two files are encoded at once.")
     var batchEvents: Int = 250_000
 
     @Option(name: .long, help: "What is stored of ip_address: keep, truncate (IPv4 /24, IPv6 /48) or drop.")
