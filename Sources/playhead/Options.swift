@@ -272,8 +272,8 @@ struct IngestOptions: ParsableArguments {
     }
 
     func validate() throws {
-        guard maxBodyBytes > 0, maxEventBytes > 0, maxEventsPerRequest > 0 else {
-            throw ValidationError("--max-body-bytes, --max-event-bytes and --max-events-per-request must be positive")
+        for (flag, value) in [("--max-body-bytes", maxBodyBytes), ("--max-event-bytes", maxEventBytes), ("--max-events-per-request", maxEventsPerRequest)] where value <= 0 {
+            throw ValidationError("\(flag) must be positive, not \(value)")
         }
         if maxInFlightBytes < maxBodyBytes {
             throw ValidationError("--max-in-flight-bytes (\(maxInFlightBytes)) must be at least --max-body-bytes (\(maxBodyBytes)): a body of the largest size must fit")
@@ -323,7 +323,12 @@ struct IngestOptions: ParsableArguments {
         do {
             text = try String(contentsOfFile: writeKeyFile, encoding: .utf8)
         } catch {
-            throw ValidationError("--write-key-file \(writeKeyFile) cannot be read: \(error.localizedDescription)")
+            // In the system's words (Foundation's said "NSCocoaErrorDomain error 256" for a folder).
+            var info = stat()
+            let reason = stat(writeKeyFile, &info) != 0 ? String(cString: strerror(errno))
+                : info.st_mode & S_IFMT == S_IFDIR ? "it is a folder, not a file of keys"
+                : access(writeKeyFile, R_OK) != 0 ? String(cString: strerror(errno)) : "not UTF-8 text"
+            throw ValidationError("--write-key-file \(writeKeyFile) cannot be read: \(reason)")
         }
         var keys: [String] = []
         // By line ends of any kind: "\r\n" is one Character, which splitting at "\n" does not split.

@@ -113,6 +113,9 @@ struct CLITests {
         (["serve", "--data-dir", ""], "--data-dir is empty: the log and the lake would go to /log and /lake"),
         (["import", "--data-dir", "", "x.ndjson"], "--data-dir is empty"),
         (["log", "dump", "--data-dir", ""], "--data-dir is empty"),
+        (["serve", "--max-event-bytes", "0"], "--max-event-bytes must be positive, not 0"),
+        (["ingest", "--write-key-file", "/tmp"], "--write-key-file /tmp cannot be read: it is a folder, not a file of keys"),
+        (["ingest", "--write-key-file", "/no/such/keys"], "--write-key-file /no/such/keys cannot be read: No such file or directory"),
         (["log", "salvage", "x.records", "--first-offset", "500", "--end-offset", "100"], "--end-offset (100) must be more than --first-offset (500)"),
     ])
     func negativeValues(arguments: [String], message: String) async throws {
