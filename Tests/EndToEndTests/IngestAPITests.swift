@@ -1612,9 +1612,12 @@ struct IngestAPITests {
         #expect(lake.status != 0)
         #expect(lake.stderr.contains("cannot create the lake folder \(file)/lake: Not a directory"), "\(lake.stderr)")
         // The lake under --data-dir is said as such (the message named --lake, which was not given).
-        let underData = try await runCommand(TestEnvironment.playheadExecutable, ["serve", "--port", "0", "--data-dir", file])
-        #expect(underData.status != 0 && underData.stderr.contains("Error: --data-dir \(file) (the lake in it): cannot create the lake folder \(file)/lake"),
+        let underData = try await runCommand(TestEnvironment.playheadExecutable, ["serve", "--port", "0", "--data-dir", file + "/data", "--log", directory.appending("log").path])
+        #expect(underData.status != 0 && underData.stderr.contains("Error: --data-dir \(file)/data (the lake in it): cannot create the lake folder \(file)/data/lake"),
                 "\(underData.stderr)")
+        // A --data-dir that is a file is refused as such, before anything is made.
+        let fileAsData = try await runCommand(TestEnvironment.playheadExecutable, ["serve", "--port", "0", "--data-dir", file])
+        #expect(fileAsData.status == 64 && fileAsData.stderr.contains("--data-dir \(file) is a file, not a folder"), "\(fileAsData.stderr)")
 
         // `log dump` of a folder that holds no log: an error, not an empty dump, and nothing is created.
         let missing = directory.appending("mistyped").path
