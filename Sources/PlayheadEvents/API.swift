@@ -167,6 +167,11 @@ public struct EventDimensions: Sendable, Hashable {
         code = (eventTypeIndex * (contents.count + 1) + contentTypeIndex) * Self.sourceStride + sourceSlot
     }
 
+    /// The event types of the schema, each its own label value (any other is `other`).
+    public static var eventTypes: [String] { KnownValues.eventTypeStrings }
+    /// The content types of the schema, each its own label value (any other is `other`).
+    public static var contentTypes: [String] { KnownValues.contentTypeStrings }
+
     /// Event sources take this many codes per event type and content type: every index of an
     /// ``EventSourceLabels``, and `other`.
     static var sourceStride: Int { EventSourceLabels.maxCount + 1 }

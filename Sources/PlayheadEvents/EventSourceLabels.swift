@@ -8,8 +8,8 @@ public struct EventSourceLabels: Sendable, Equatable {
         "web_app", "ios_app", "android_app", "tv_app", "smart_tv", "web", "ios", "android", "tvos",
         "roku", "fire_tv", "chromecast", "apple_tv", "android_tv", "desktop_app", "console",
     ]
-    /// The most values in all, built-in ones included: each may make a series per event type and
-    /// content type, on every process.
+    /// The most values in all, built-in ones included: each makes a series per event type and
+    /// content type on the edge (at 0 from the start), and may make breakdown series.
     public static let maxCount = 64
     /// The longest value, in UTF-8 bytes (as the content metrics' other breakdown labels).
     public static let maxValueBytes = 64
@@ -42,7 +42,7 @@ public struct EventSourceLabels: Sendable, Equatable {
         guard names.count <= Self.maxCount else {
             throw Invalid(
                 message: "\(names.count - Self.builtIn.count) values added to the \(Self.builtIn.count) built-in ones make \(names.count); "
-                    + "at most \(Self.maxCount) in all (each may make a series per event type and content type)"
+                    + "at most \(Self.maxCount) in all (each makes a series per event type and content type)"
             )
         }
         self.init(names: names)

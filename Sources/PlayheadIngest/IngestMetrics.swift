@@ -66,6 +66,42 @@ public final class IngestMetrics: Sendable {
         for reason in ["rate_limited", "overloaded", "body_too_large"] {
             _ = shedCounters.handle(reason) { counter("playhead_ingest_requests_refused_total", [("reason", reason)]) }
         }
+        // So do the accepted events' series whose labels are known in advance (every event type and
+        // content type of the schema with every known source and `other`), and the request durations
+        // of `POST /v1/events` for the statuses the recording rules and alerts read. Born at their
+        // first increment, they hid it from `rate()`: 20 events and one rejected on a fresh process
+        // read as a reject ratio of 1 and an accepted rate of 0 (an outside review).
+        for eventType in EventDimensions.eventTypes {
+            for contentType in EventDimensions.contentTypes {
+                for source in eventSources.names + ["other"] {
+                    let labels = EventDimensions(eventType: eventType, contentType: contentType, eventSource: source, sources: eventSources)
+                    _ = accepted.handle(labels.code) { acceptedCounter(labels) }
+                }
+            }
+        }
+        let post = Self.methodLabel(.POST)
+        for status in Self.eventsStatusesAtStart {
+            _ = durations.handle(Self.requestKey(route: 0, method: post.index, status: status)) {
+                durationTimer(route: Self.knownRoutes[0], method: post.value, status: status)
+            }
+        }
+    }
+
+    /// The statuses of `POST /v1/events` whose duration series exist from the start, at 0: the
+    /// answer to events taken (202) and to events all rejected (400), and the failures alert
+    /// IngestRequestsFailing counts (429, 500, 503). The others (401, 408, 413, 415) appear at their first.
+    static let eventsStatusesAtStart: [UInt] = [202, 400, 429, 500, 503]
+
+    private func acceptedCounter(_ labels: EventDimensions) -> Counter {
+        counter("playhead_events_accepted_total", [
+            ("event_type", labels.eventType), ("content_type", labels.contentType), ("event_source", labels.eventSource),
+        ])
+    }
+
+    private func durationTimer(route: String, method: String, status: UInt) -> Metrics.Timer {
+        let dimensions = [("route", route), ("method", method), ("status", String(status))]
+        if let factory { return Metrics.Timer(label: "playhead_http_server_request_duration_seconds", dimensions: dimensions, factory: factory) }
+        return Metrics.Timer(label: "playhead_http_server_request_duration_seconds", dimensions: dimensions)
     }
 
     private func counter(_ label: String, _ dimensions: [(String, String)]) -> Counter {
@@ -77,12 +113,7 @@ public final class IngestMetrics: Sendable {
     ///   ``eventSources``.
     func decoded(_ accepted: DimensionCounts, rejectedReasons: [String: Int]) {
         accepted.forEach { code, count in
-            self.accepted.handle(code) {
-                let labels = EventDimensions(code: code, sources: eventSources)
-                return counter("playhead_events_accepted_total", [
-                    ("event_type", labels.eventType), ("content_type", labels.contentType), ("event_source", labels.eventSource),
-                ])
-            }.increment(by: count)
+            self.accepted.handle(code) { acceptedCounter(EventDimensions(code: code, sources: eventSources)) }.increment(by: count)
         }
         for (reason, count) in rejectedReasons { self.rejected(reason: reason, count: count) }
     }
@@ -120,12 +151,9 @@ public final class IngestMetrics: Sendable {
         let routeIndex = Self.routeIndex(path)
         let route = routeIndex < Self.knownRoutes.count ? Self.knownRoutes[routeIndex] : "other"
         let methodLabel = Self.methodLabel(method)
-        let make = { () -> Metrics.Timer in
-            let dimensions = [("route", route), ("method", methodLabel.value), ("status", String(status.code))]
-            return self.factory.map { Metrics.Timer(label: "playhead_http_server_request_duration_seconds", dimensions: dimensions, factory: $0) }
-                ?? Metrics.Timer(label: "playhead_http_server_request_duration_seconds", dimensions: dimensions)
+        let timer = durations.handle(Self.requestKey(route: routeIndex, method: methodLabel.index, status: status.code)) {
+            durationTimer(route: route, method: methodLabel.value, status: status.code)
         }
-        let timer = durations.handle(Self.requestKey(route: routeIndex, method: methodLabel.index, status: status.code), make)
         timer.recordNanoseconds((NIODeadline.now() - start).nanoseconds)
     }
 }

@@ -64,6 +64,13 @@ final class ContentInstruments: Sendable {
                 published.completions[contentType] = (counter("playhead_completions_total", ("content_type", contentType)), 0)
             }
         }
+        // So do the schema's event types: a series born at its first increment hides it from
+        // `rate()` (the alert LiveEventsOutsideWindow compared late events with no events read at all).
+        published.withLock { published in
+            for eventType in EventDimensions.eventTypes {
+                published.events[eventType] = (counter("playhead_content_events_total", ("event_type", eventType)), 0)
+            }
+        }
         activeSessions.record(0)
     }
 

@@ -59,10 +59,10 @@ public enum LivePage {
 
 <h2>Viewers now</h2>
 <div class="grid">
-  <div class="card"><div class="label">Concurrent viewers</div><div class="value"><span id="fig-concurrent-viewers">–</span></div><canvas class="spark" id="spark-concurrent-viewers" data-series="concurrent_viewers" data-color="#4fb3ff"></canvas></div>
+  <div class="card"><div class="label">Concurrent viewers</div><div class="value"><span id="fig-concurrent-viewers">–</span></div><div class="label">by type: <span id="fig-viewers-by-type">–</span></div><canvas class="spark" id="spark-concurrent-viewers" data-series="concurrent_viewers" data-color="#4fb3ff"></canvas></div>
   <div class="card"><div class="label">Active sessions</div><div class="value"><span id="fig-active-sessions">–</span></div><canvas class="spark" id="spark-active-sessions" data-series="active_sessions" data-color="#c792ea"></canvas></div>
   <div class="card"><div class="label">Plays started</div><div class="value"><span id="fig-plays-started">–</span></div><div class="label">ad plays <span id="fig-ad-plays">–</span> · completions <span id="fig-completions">–</span></div></div>
-  <div class="card"><div class="label">Watch time</div><div class="value"><span id="fig-watch-time-hours">–</span><span class="unit">h</span></div><div class="label">by type: <span id="fig-viewers-by-type">–</span></div></div>
+  <div class="card"><div class="label">Watch time</div><div class="value"><span id="fig-watch-time-hours">–</span><span class="unit">h</span></div><div class="label">by type, h: <span id="fig-watch-time-by-type">–</span></div></div>
 </div>
 
 <h2>Top content (by current viewers)</h2>
@@ -83,6 +83,11 @@ public enum LivePage {
   function millis(v) { return fmt(v, (v !== null && v !== undefined && Math.abs(v) < 10) ? 2 : 1); }
   function count(v) { return fmt(v, 0); }
   function set(id, text) { var el = document.getElementById(id); if (el && el.textContent !== text) el.textContent = text; }
+  function byType(obj, format) {
+    var parts = [];
+    for (var k in (obj || {})) parts.push(k + " " + format(obj[k]));
+    return parts.length ? parts.join(" · ") : "–";
+  }
   function sum(obj) { var s = 0; if (obj) for (var k in obj) s += obj[k] || 0; return s; }
 
   function drawSpark(canvas, values) {
@@ -157,9 +162,9 @@ public enum LivePage {
       set("fig-ad-plays", count(c.ad_plays));
       set("fig-completions", count(sum(c.completions)));
       set("fig-watch-time-hours", fmt(sum(c.watch_time_seconds) / 3600, 2));
-      var parts = [];
-      for (var k in (c.concurrent_viewers_by_content_type || {})) parts.push(k + " " + count(c.concurrent_viewers_by_content_type[k]));
-      set("fig-viewers-by-type", parts.length ? parts.join(" · ") : "–");
+      // Viewers now by type go with the viewers; watch time by type (hours since start) with the watch time.
+      set("fig-viewers-by-type", byType(c.concurrent_viewers_by_content_type, count));
+      set("fig-watch-time-by-type", byType(c.watch_time_seconds, function (v) { return fmt(v / 3600, 2); }));
       renderTop(c.top_content);
     }
     var series = data.series || {};

@@ -349,7 +349,7 @@ struct EventSourceOptions: ParsableArguments {
     @Option(
         name: .customLong("event-source"), parsing: .singleValue,
         help: ArgumentHelp(
-            "An event_source value to count under its own label in playhead_events_accepted_total and the content metrics, added to the built-in ones (\(EventSourceLabels.builtIn.joined(separator: ", "))); any other value counts as 'other'. Repeat, or separate with commas, for several; at most \(EventSourceLabels.maxCount) values in all, each at most \(EventSourceLabels.maxValueBytes) bytes. Give the same list to every ingest and observe process. Default: none, the built-in ones alone.",
+            "An event_source value to count under its own label in playhead_events_accepted_total and the content metrics, added to the built-in ones (\(EventSourceLabels.builtIn.joined(separator: ", "))); any other value counts as 'other'. Repeat, or separate with commas, for several; at most \(EventSourceLabels.maxCount) values in all, each at most \(EventSourceLabels.maxValueBytes) bytes. Each value adds 18 series (6 event types × 3 content types) to playhead_events_accepted_total, at 0 from the start. Give the same list to every ingest and observe process. Default: none, the built-in ones alone.",
             valueName: "value"
         )
     )

@@ -182,6 +182,29 @@ struct DashboardTests {
         #expect(missing.isEmpty, "\(path) shows nothing of \(missing.sorted())")
     }
 
+    /// docs/dashboards.md: the consumer-lag panels read each process's own series, so that a member
+    /// of a group that falls behind shows as itself. Until 2026-12-07 they summed the processes of a
+    /// group (two serve processes with lags 20 and 30 showed 50 as the worst lag), an outside review.
+    @Test("the consumer-lag panels show each process's series, with its consumer and instance, not sums over processes", arguments: DashboardTests.dashboards)
+    func consumerLagPerProcess(_ path: String) throws {
+        var seen = 0
+        for panel in Self.panels(try Self.load(path)) {
+            let title = panel.string("title") ?? "?"
+            for target in panel.dicts("targets") {
+                let expression = target.string("expr") ?? ""
+                guard expression.contains("playhead_consumer_lag_events{") else { continue }
+                seen += 1
+                let adds = expression.contains(try Regex(#"\b(sum|avg|count)\b|\bby\s*\("#))
+                #expect(!adds, "\(path) \(title): \(expression) adds processes together")
+                if panel.string("type") == "timeseries" {
+                    let legend = target.string("legendFormat") ?? ""
+                    #expect(legend.contains("{{consumer}}") && legend.contains("{{instance}}"), "\(path) \(title): legend '\(legend)'")
+                }
+            }
+        }
+        if path.hasSuffix("pipeline-health.json") { #expect(seen >= 3, "\(path): \(seen) consumer-lag targets") }
+    }
+
     @Test("the committed dashboards are what scripts/gen-dashboards writes")
     func generatedFilesAreCurrent() async throws {
         let directory = try TemporaryDirectory(prefix: "dashboards")

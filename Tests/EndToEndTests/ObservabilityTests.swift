@@ -140,7 +140,9 @@ struct ObservabilityTests {
             ]
             #expect(try await TestHTTP.postEvents(server, Fixtures.json(events)).status == 202)
             let text = try await TestHTTP.request("\(server.baseURL)/metrics").text
-            for (source, count) in [("samsung_tizen", 1.0), ("xbox", 1), ("other", 1), ("roku", 1), ("lg_webos", nil)] as [(String, Double?)] {
+            // lg_webos, added and not sent, has its series at 0 (since 2026-12-07: every known source's
+            // series exist from the start).
+            for (source, count) in [("samsung_tizen", 1.0), ("xbox", 1), ("other", 1), ("roku", 1), ("lg_webos", 0)] as [(String, Double?)] {
                 #expect(sample(text, #"playhead_events_accepted_total{event_type="play",content_type="movie",event_source="\#(source)"}"#) == count, "\(source): \(text)")
             }
             // The content figures, in serve's own consumer and in observe.
@@ -264,6 +266,65 @@ struct ObservabilityTests {
             throw error
         }
         _ = await loadgen.waitForExit(timeout: .seconds(40))
+        #expect(await server.stop() == 0)
+    }
+
+    /// F1 of an outside review of the live metrics: series born at their first increment hide it from
+    /// `rate()` and `increase()`. On a fresh serve, 20 events and then one rejected read as a reject
+    /// ratio of 1 (true: 1/21) and an accepted rate of 0.
+    @Test("the series whose labels are known exist at 0 before the first event, so that a real Prometheus counts the first events")
+    func knownSeriesExistAtZeroFromTheStart() async throws {
+        let (server, _) = try await Fixtures.server(["--event-source", "xbox"])
+        let rules = TestEnvironment.repoRoot.appendingPathComponent("deploy/prometheus/recording-rules.yml").path
+        let prometheus = try await PrometheusServer(targets: ["playhead-serve": "127.0.0.1:\(server.port)"], ruleFiles: [rules])
+        do {
+            let text = try await TestHTTP.request("\(server.baseURL)/metrics").text
+            let eventTypes = ["play", "pause", "stop", "seek", "heartbeat", "buffering"]
+            for eventType in eventTypes {
+                for contentType in ["movie", "episode", "ad"] {
+                    for source in ["web_app", "console", "xbox", "other"] {
+                        let series = #"playhead_events_accepted_total{event_type="\#(eventType)",content_type="\#(contentType)",event_source="\#(source)"}"#
+                        #expect(sample(text, series) == 0, "\(series)")
+                    }
+                }
+                #expect(sample(text, #"playhead_content_events_total{event_type="\#(eventType)"}"#) == 0, "content events \(eventType)")
+            }
+            // 6 event types × 3 content types × (16 built-in sources, xbox and other).
+            let acceptedSeries = text.split(separator: "\n").filter { $0.hasPrefix("playhead_events_accepted_total{") }
+            #expect(acceptedSeries.count == 6 * 3 * 18)
+            for status in [202, 400, 429, 500, 503] {
+                let series = #"playhead_http_server_request_duration_seconds_count{route="/v1/events",method="POST",status="\#(status)"}"#
+                #expect(sample(text, series) == 0, "\(series)")
+            }
+            let lint = try await runCommand("/usr/bin/promtool", ["check", "metrics"], stdin: Data(text.utf8))
+            #expect(lint.status == 0, "promtool check metrics: \(lint.stdout)\(lint.stderr)")
+
+            try await prometheus.waitForTarget(job: "playhead-serve")
+            try await eventually(timeout: .seconds(20), "Prometheus has scraped the accepted series at 0") {
+                (try? await prometheus.queryValue("count(playhead_events_accepted_total == 0)")) == Double(6 * 3 * 18)
+            }
+            let valid = (1...20).map { Fixtures.event("zero-\($0)", ["session_id": "zero-\($0)", "timestamp": isoTime(0)]) }
+            #expect(try await TestHTTP.postEvents(server, Fixtures.json(valid)).status == 202)
+            _ = try await TestHTTP.postEvents(server, Fixtures.json([Fixtures.event("zero-bad", ["event_type": "rewind"])]))
+            var ratio: Double?
+            try await eventually(timeout: .seconds(30), "the reject ratio reads 1 of 21") {
+                ratio = try? await prometheus.queryValue("job:playhead_events_reject_ratio:rate5m")
+                return ratio.map { abs($0 - 1.0 / 21) < 1e-6 } == true
+            }
+            #expect(ratio.map { abs($0 - 1.0 / 21) < 1e-6 } == true, "reject ratio \(String(describing: ratio))")
+            #expect((try await prometheus.queryValue("job:playhead_events_accepted:rate5m") ?? 0) > 0)
+            var read: Double?
+            try await eventually(timeout: .seconds(30), "increase() over the content events counts the 20 plays") {
+                read = try? await prometheus.queryValue(#"sum(increase(playhead_content_events_total{event_type="play"}[5m]))"#)
+                return (read ?? 0) >= 19.5
+            }
+            #expect((read ?? 0) >= 19.5, "increase of the plays read: \(String(describing: read))")
+        } catch {
+            await prometheus.stop()
+            await server.stop()
+            throw error
+        }
+        await prometheus.stop()
         #expect(await server.stop() == 0)
     }
 }

@@ -73,6 +73,8 @@ final class LiveFixture: Sendable {
         rss.record(256 * 1_048_576)
         aggregator.observe(event("play", at: start + 1, session: "t0", content: "tos", title: Self.phase2Title))
         aggregator.observe(event("play", at: start + 1, session: "t1", content: "tos", title: Self.phase2Title))
+        // 37 s of one movie viewer's watch time: 0.01 h of movie, where 5 movie viewers watch now.
+        aggregator.observe(event("heartbeat", at: start + 37, session: "v0", content: "bbb", title: "Big Buck Bunny"))
         stats.sample(at: start + 1)
     }
 
@@ -92,6 +94,11 @@ final class LiveFixture: Sendable {
         "fig-lake-last-flush": "12",
         "fig-rss-mb": "200",
         "fig-lake-rows-per-second": "750",
+        // Viewers now by content type, with the viewers; watch time by content type, in hours, with
+        // the watch time (until 2026-12-07 the watch-time card showed the viewers by type, an outside review).
+        "fig-viewers-by-type": "episode 0 · movie 3",
+        "fig-watch-time-hours": "0",
+        "fig-watch-time-by-type": "episode 0",
     ]
 
     static let phase2Figures: [String: String] = [
@@ -104,6 +111,9 @@ final class LiveFixture: Sendable {
         "fig-active-sessions": "6",
         "fig-lake-last-flush": "13",
         "fig-rss-mb": "256",
+        "fig-viewers-by-type": "episode 0 · movie 5",
+        "fig-watch-time-hours": "0.01",
+        "fig-watch-time-by-type": "episode 0 · movie 0.01",
     ]
 }
 
@@ -199,6 +209,12 @@ struct LiveStatsTests {
                    "top-content"] {
             #expect(html.contains("id=\"\(id)\""), "missing \(id)")
         }
+        // Each "by type" line sits in the card of the figure it breaks down.
+        let cards = html.split(separator: "\n").filter { $0.contains("<div class=\"card\">") }
+        let viewersCard = cards.first { $0.contains("id=\"fig-concurrent-viewers\"") } ?? ""
+        #expect(viewersCard.contains("id=\"fig-viewers-by-type\""), "viewers by type are not with the viewers: \(viewersCard)")
+        let watchCard = cards.first { $0.contains("id=\"fig-watch-time-hours\"") } ?? ""
+        #expect(watchCard.contains("id=\"fig-watch-time-by-type\"") && !watchCard.contains("viewers"), "the watch-time card: \(watchCard)")
         #expect(!html.contains("http://") && !html.contains("https://") && !html.contains("src="), "external asset")
         #expect(html.contains("live.json"))
     }
