@@ -38,31 +38,45 @@ struct LogLocationOptions: ParsableArguments {
 /// The embedded log's writer settings, for the commands that append to the log (`serve`, `ingest`):
 /// its free-space floor, segment size and retention (docs/log-format.md).
 struct LogWriterOptions: ParsableArguments {
-    @Option(name: .long, parsing: .unconditional, help: "Embedded log: refuse appends (503 with Retry-After) while the disk has less free space than this many bytes.")
-    var logMinFreeBytes: Int64 = 256 * 1024 * 1024
+    // Optional, with their defaults below, so that one given with a Kafka log (which would ignore
+    // it) is refused rather than taken silently (an outside review).
+    @Option(name: .long, parsing: .unconditional, help: "Embedded log: refuse appends (503 with Retry-After) while the disk has less free space than this many bytes. Default: 268435456 (256 MiB).")
+    var logMinFreeBytes: Int64?
 
-    @Option(name: .long, parsing: .unconditional, help: "Embedded log: start a new segment file once one holds this many bytes (at least 65536). Retention deletes whole segments.")
-    var logSegmentBytes: Int64 = 128 * 1024 * 1024
+    @Option(name: .long, parsing: .unconditional, help: "Embedded log: start a new segment file once one holds this many bytes (at least 65536). Retention deletes whole segments. Default: 134217728 (128 MiB).")
+    var logSegmentBytes: Int64?
 
-    @Option(name: .long, parsing: .unconditional, help: "Embedded log: delete segments older than this many hours (by the clock) once every consumer group has read them, except the open hours' (the lake writer rebuilds their rollups from them at a restart).")
-    var logRetentionHours: Double = 168
+    @Option(name: .long, parsing: .unconditional, help: "Embedded log: delete segments older than this many hours (by the clock) once every consumer group has read them, except the open hours' (the lake writer rebuilds their rollups from them at a restart). Default: 168 (7 days).")
+    var logRetentionHours: Double?
 
     @Option(name: .long, parsing: .unconditional, help: "Embedded log: also delete the oldest segments every consumer group has read while a topic holds more than this many bytes. The open hours' segments, which a restart of the lake writer reads again for their rollups (about the last 75 minutes, at most 2 h 11 min), are kept above it (docs/log-format.md, Retention). Default: no size limit.")
     var logRetentionBytes: Int64?
 
     /// The settings on top of the embedded log's defaults.
     func apply(to configuration: inout EmbeddedLogConfiguration) {
-        configuration.minimumFreeBytes = logMinFreeBytes
-        configuration.segmentBytes = logSegmentBytes
-        configuration.retentionAge = .milliseconds(Int64(logRetentionHours * 3_600_000))
+        configuration.minimumFreeBytes = logMinFreeBytes ?? 256 * 1024 * 1024
+        configuration.segmentBytes = logSegmentBytes ?? 128 * 1024 * 1024
+        configuration.retentionAge = .milliseconds(Int64((logRetentionHours ?? 168) * 3_600_000))
         configuration.retentionBytes = logRetentionBytes
     }
 
     func validate() throws {
-        guard logMinFreeBytes >= 0 else { throw ValidationError("--log-min-free-bytes must not be negative") }
-        guard logSegmentBytes >= 65536 else { throw ValidationError("--log-segment-bytes must be at least 65536, not \(logSegmentBytes)") }
-        try checkSeconds(logRetentionHours, flag: "--log-retention-hours", unit: "hours", max: 10 * 365 * 24)
+        if let logMinFreeBytes, logMinFreeBytes < 0 { throw ValidationError("--log-min-free-bytes must not be negative") }
+        if let logSegmentBytes, logSegmentBytes < 65536 { throw ValidationError("--log-segment-bytes must be at least 65536, not \(logSegmentBytes)") }
+        if let logRetentionHours { try checkSeconds(logRetentionHours, flag: "--log-retention-hours", unit: "hours", max: 10 * 365 * 24) }
         if let logRetentionBytes, logRetentionBytes <= 0 { throw ValidationError("--log-retention-bytes must be positive") }
+    }
+
+    /// Refuses these flags with a Kafka log, whose segments and retention are the topics' settings.
+    func check(for storage: LogLocationOptions) throws {
+        guard storage.logLocation.hasPrefix("kafka://") else { return }
+        let given = [
+            ("--log-min-free-bytes", logMinFreeBytes != nil), ("--log-segment-bytes", logSegmentBytes != nil),
+            ("--log-retention-hours", logRetentionHours != nil), ("--log-retention-bytes", logRetentionBytes != nil),
+        ]
+        if let flag = given.first(where: { $0.1 })?.0 {
+            throw ValidationError("\(flag) is only read for the embedded log, and --log is a Kafka log: its segments and retention are the topics' settings (retention.ms, retention.bytes, segment.bytes: docs/kafka.md); drop \(flag)")
+        }
     }
 }
 

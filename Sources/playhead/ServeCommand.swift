@@ -27,6 +27,8 @@ struct ServeCommand: AsyncParsableCommand {
     @OptionGroup(title: "Metrics") var sources: EventSourceOptions
     @OptionGroup(title: "Logging") var logging: LoggingOptions
 
+    func validate() throws { try logWriter.check(for: storage) }
+
     func run() async throws {
         Allocator.configureForService()
         try ingest.server.checkBeforeStart(command: "serve")
@@ -67,6 +69,8 @@ struct IngestCommand: AsyncParsableCommand {
     @OptionGroup(title: "Metrics") var metrics: MetricsOptions
     @OptionGroup(title: "Metrics") var sources: EventSourceOptions
     @OptionGroup(title: "Logging") var logging: LoggingOptions
+
+    func validate() throws { try logWriter.check(for: storage) }
 
     func run() async throws {
         Allocator.configureForService()

@@ -114,6 +114,8 @@ struct CLITests {
         (["import", "--data-dir", "", "x.ndjson"], "--data-dir is empty"),
         (["log", "dump", "--data-dir", ""], "--data-dir is empty"),
         (["serve", "--max-event-bytes", "0"], "--max-event-bytes must be positive, not 0"),
+        (["ingest", "--log", "kafka://127.0.0.1:1/t", "--log-segment-bytes", "1048576"], "--log-segment-bytes is only read for the embedded log, and --log is a Kafka log"),
+        (["serve", "--log", "kafka://127.0.0.1:1/t", "--log-min-free-bytes", "0"], "--log-min-free-bytes is only read for the embedded log"),
         (["ingest", "--write-key-file", "/tmp"], "--write-key-file /tmp cannot be read: it is a folder, not a file of keys"),
         (["ingest", "--write-key-file", "/no/such/keys"], "--write-key-file /no/such/keys cannot be read: No such file or directory"),
         (["log", "salvage", "x.records", "--first-offset", "500", "--end-offset", "100"], "--end-offset (100) must be more than --first-offset (500)"),
