@@ -192,6 +192,13 @@ public enum LakeLocation: Sendable, Equatable {
             if prefix.split(separator: "/").contains(where: { $0 == "." || $0 == ".." }) {
                 throw LakeError(.invalidLocation, "'\(text)' has a '.' or '..' segment in its prefix: name the prefix as it is meant (s3://\(bucket)/a/b)")
             }
+            // An empty segment (`a//b`, or a `/` at the prefix's start) was dropped, and the lake went
+            // to `a/b` where the user had asked for something else (an outside review). One `/` at
+            // the end names the same prefix and is taken.
+            let trimmed = prefix.hasSuffix("/") ? prefix.dropLast() : Substring(prefix)
+            if !prefix.isEmpty && trimmed.split(separator: "/", omittingEmptySubsequences: false).contains(where: \.isEmpty) {
+                throw LakeError(.invalidLocation, "'\(text)' has an empty segment ('//') in its prefix '\(prefix)': name the prefix as it is meant (s3://\(bucket)/a/b)")
+            }
             self = .s3(bucket: String(bucket), prefix: prefix)
         } else if let folder = try Self.folder(text) {
             self = .folder(folder)

@@ -113,6 +113,8 @@ struct CLITests {
         (["serve", "--data-dir", ""], "--data-dir is empty: the log and the lake would go to /log and /lake"),
         (["import", "--data-dir", "", "x.ndjson"], "--data-dir is empty"),
         (["log", "dump", "--data-dir", ""], "--data-dir is empty"),
+        // An empty segment of an S3 prefix was dropped: the lake went to a/b (an outside review).
+        (["import", "--lake", "s3://lake2/a//b", "x.ndjson"], "--lake: 's3://lake2/a//b' has an empty segment ('//') in its prefix 'a//b'"),
     ])
     func negativeValues(arguments: [String], message: String) async throws {
         let result = try await runCommand(TestEnvironment.playheadExecutable, arguments)
