@@ -13,10 +13,17 @@ public final class S3LakeStore: LakeStore {
     /// The key prefix, without leading or trailing `/` ("" for the bucket's root).
     public let prefix: String
 
-    public init(client: S3Client, bucket: String, prefix: String) {
+    /// How long the start-up listing (``preflight()``) waits for the store, its retries included:
+    /// a store that has not answered by then is taken as one that cannot be reached.
+    public let startupWait: Duration
+    let logger: Logger
+
+    public init(client: S3Client, bucket: String, prefix: String, startupWait: Duration = .seconds(10), logger: Logger = Logger(label: "playhead.lake")) {
         self.client = client
         self.bucket = bucket
         self.prefix = prefix.split(separator: "/").joined(separator: "/")
+        self.startupWait = startupWait
+        self.logger = logger
     }
 
     public var displayName: String { prefix.isEmpty ? "s3://\(bucket)" : "s3://\(bucket)/\(prefix)" }
@@ -32,9 +39,13 @@ public final class S3LakeStore: LakeStore {
 
     /// Lists one key under the prefix (ListObjectsV2, which the writer needs anyway): a bucket that
     /// does not exist, or credentials the store refuses, stop the command at start with what to do.
+    /// A store that cannot be reached, or that answers nothing within ``startupWait`` (it accepts
+    /// connections and is silent: until 2026-12-07 the listing waited for its five attempts of
+    /// 30 s, and `serve`'s and `store`'s ports stayed closed for 2.5 minutes, an outside review), is
+    /// said and passes: the writer retries.
     public func preflight() async throws {
         do {
-            _ = try await client.listObjects(bucket: bucket, prefix: prefix, maxKeys: 1)
+            _ = try await client.listObjects(bucket: bucket, prefix: prefix, maxKeys: 1, within: startupWait)
         } catch let error as S3Error {
             let endpoint = client.configuration.endpoint
             switch error.code {
@@ -96,7 +107,12 @@ public final class S3LakeStore: LakeStore {
                     "\(endpoint) refused to list s3://\(bucket)/\(prefix) (\(code): \(error.message)): check --s3-region (or AWS_REGION) and --s3-endpoint against the bucket's region"
                 )
             default:
-                // Unreachable or failing now: the writer retries, and says so.
+                // Unreachable, silent or failing now: the writer retries, and says so.
+                let why = error.timedOut
+                    ? "it answered nothing within \(startupWait.components.seconds) s"
+                    : "\(error)"
+                logger.warning(
+                    "lake: the S3 store at \(client.configuration.endpoint) could not list s3://\(bucket)/\(prefix) at start (\(why)); starting without it: the lake writer retries, and the events wait in the log")
                 return
             }
         }
@@ -192,6 +208,13 @@ public enum LakeLocation: Sendable, Equatable {
             if prefix.split(separator: "/").contains(where: { $0 == "." || $0 == ".." }) {
                 throw LakeError(.invalidLocation, "'\(text)' has a '.' or '..' segment in its prefix: name the prefix as it is meant (s3://\(bucket)/a/b)")
             }
+            // An empty segment (`a//b`, or a `/` at the prefix's start) was dropped, and the lake went
+            // to `a/b` where the user had asked for something else (an outside review). One `/` at
+            // the end names the same prefix and is taken.
+            let trimmed = prefix.hasSuffix("/") ? prefix.dropLast() : Substring(prefix)
+            if !prefix.isEmpty && trimmed.split(separator: "/", omittingEmptySubsequences: false).contains(where: \.isEmpty) {
+                throw LakeError(.invalidLocation, "'\(text)' has an empty segment ('//') in its prefix '\(prefix)': name the prefix as it is meant (s3://\(bucket)/a/b)")
+            }
             self = .s3(bucket: String(bucket), prefix: prefix)
         } else if let folder = try Self.folder(text) {
             self = .folder(folder)
@@ -239,7 +262,7 @@ extension LakeLocation {
         case .s3(let bucket, let prefix):
             let configuration = try S3Configuration.fromEnvironment(endpoint: s3Endpoint, region: s3Region)
             let client = S3Client(configuration: configuration, httpClient: try S3Client.httpClient(for: configuration), logger: logger)
-            return S3LakeStore(client: client, bucket: bucket, prefix: prefix)
+            return S3LakeStore(client: client, bucket: bucket, prefix: prefix, logger: logger)
         }
     }
 }

@@ -128,7 +128,7 @@ public enum PlayheadTelemetry {
         "playhead_lake_duplicates_dropped_total": "Events dropped by the lake writer as duplicates of an earlier event_id.",
         "playhead_s3_requests_total": "S3 requests, by operation and HTTP status (error: no answer; <code>-error: an error in a 200 answer).",
         "playhead_s3_retries_total": "S3 requests retried, by operation.",
-        "playhead_s3_requests_unanswered": "S3 requests in flight that have moved no byte for 15 s or more: the store takes none of their body and sends none of their answer (frozen or overloaded).",
+        "playhead_s3_requests_unanswered": "S3 requests in flight that have moved no byte for 15 s or more: the store takes none of their body and sends none of their answer (frozen or overloaded); kept across the retries and the waits between them until the store answers something.",
         "playhead_process_resident_memory_bytes": "Resident memory of the process, in bytes.",
         "playhead_process_open_fds": "File descriptors open in the process.",
         "playhead_process_start_time_seconds": "When the process started, in seconds since the Unix epoch (a restart changes it).",

@@ -228,13 +228,18 @@ public final class S3Client: Sendable {
     // MARK: Listing
 
     /// One page of ListObjectsV2.
+    ///
+    /// - Parameter within: how long the request may take in all, its retries included; the attempt
+    ///   in flight then is cut at that moment (`S3Error/timedOut`). Unless given, each attempt has
+    ///   ``S3Configuration/requestTimeout``.
     public func listObjects(
         bucket: String,
         prefix: String = "",
         delimiter: String? = nil,
         continuationToken: String? = nil,
         startAfter: String? = nil,
-        maxKeys: Int? = nil
+        maxKeys: Int? = nil,
+        within: Duration? = nil
     ) async throws -> S3ListPage {
         // Keys come back URL-encoded: XML 1.0 cannot carry most C0 control characters, and a store
         // without the parameter mangles them (SeaweedFS writes U+FFFD for \u{01}, so the listing
@@ -246,7 +251,8 @@ public final class S3Client: Sendable {
         if let startAfter { query.append(("start-after", startAfter)) }
         if let maxKeys { query.append(("max-keys", String(maxKeys))) }
         let response = try await send(
-            operation: "ListObjectsV2", method: .GET, bucket: bucket, key: nil, listing: prefix.isEmpty ? nil : prefix, query: query)
+            operation: "ListObjectsV2", method: .GET, bucket: bucket, key: nil, listing: prefix.isEmpty ? nil : prefix, query: query,
+            within: within)
         let root = try parseXML(response, operation: "ListObjectsV2", bucket: bucket)
         do {
             return try Self.listPage(root)
@@ -501,20 +507,23 @@ public final class S3Client: Sendable {
         headers extraHeaders: [(String, String)] = [],
         body: ByteBuffer? = nil,
         maximumBodySize: Int = 64 << 20,
-        errorMayComeWith200: Bool = false
+        errorMayComeWith200: Bool = false,
+        within: Duration? = nil
     ) async throws -> Response {
         let target = try requestTarget(bucket: bucket, key: key, query: query)
         let (hostHeader, path, url) = (target.hostHeader, target.path, target.url)
         let (payloadHash, headersToSend) = try await Self.digested(body, headers: extraHeaders, method: method)
         let policy = configuration.retry
-        let timeout = TimeAmount.nanoseconds(
-            Int64(S3RetryPolicy.seconds(configuration.requestTimeout) * 1e9))
+        let end = within.map { ContinuousClock.now + $0 }
 
         var attempt = 0
         while true {
             attempt += 1
             try Task.checkCancellation()
             let started = ContinuousClock.now
+            // The attempt's deadline: its own, or what is left of `within`, if less.
+            let attemptDeadline = min(configuration.requestTimeout, end.map { started.duration(to: $0) } ?? configuration.requestTimeout)
+            let timeout = TimeAmount.nanoseconds(Int64(S3RetryPolicy.seconds(attemptDeadline) * 1e9))
             var statusLabel = "error"
             // Watched while in flight: each piece of the body taken and each piece of the answer
             // moves it; silent for `unansweredAfter`, it is listed and said.
@@ -522,16 +531,20 @@ public final class S3Client: Sendable {
             let watched = inFlight.begin(
                 S3InFlight.Entry(
                     operation: operation, bucket: bucket, key: key ?? prefix, attempt: attempt, maximumAttempts: policy.maximumAttempts,
-                    deadline: configuration.requestTimeout, lastMoved: started, waitingFor: streamed ? .body : .answer))
+                    deadline: attemptDeadline, lastMoved: started, waitingFor: streamed ? .body : .answer))
             let watchdog = Task { [inFlight, logger, threshold = configuration.unansweredAfter] in
                 await inFlight.watch(watched, threshold: threshold, logger: logger)
             }
+            // How the attempt ended: an attempt that reaches its deadline leaves the store silent
+            // for the next one (``S3InFlight/end(_:_:)``).
+            var ending = S3InFlight.Ending.answered
             do {
                 // Runs as the attempt ends, before a failure's handler below waits to retry: the
-                // attempt that failed is no longer listed meanwhile.
+                // attempt that failed is no longer listed meanwhile (the store's silence is, if it
+                // timed out).
                 defer {
                     watchdog.cancel()
-                    if let entry = inFlight.end(watched), entry.warned {
+                    if let entry = inFlight.end(watched, ending), entry.warned {
                         logger.info(
                             "s3 request ended after the store was silent",
                             metadata: [
@@ -577,12 +590,23 @@ public final class S3Client: Sendable {
                         }
                     }
                 } catch is CancellationError {
+                    ending = .cancelled
                     throw CancellationError()
                 } catch let error as S3Error {
                     throw error
                 } catch {
                     var failure = S3Error(code: .transport, message: Self.transportMessage(error), operation: operation, bucket: bucket, key: key, attempts: attempt)
                     failure.tlsFailure = Self.tlsMessage(error) != nil
+                    if let client = error as? HTTPClientError {
+                        if [HTTPClientError.deadlineExceeded, .readTimeout, .writeTimeout].contains(client) {
+                            ending = .timedOut
+                            failure.timedOut = true
+                        } else if client == .connectTimeout || client == .cancelled {
+                            // No connection, or given up: nothing heard, and no silence of a store
+                            // that took the connection either.
+                            ending = .cancelled
+                        }
+                    }
                     throw failure
                 }
                 let status = Int(response.status.code)
@@ -612,14 +636,16 @@ public final class S3Client: Sendable {
             } catch var error as S3Error {
                 countRequest(operation: operation, status: statusLabel)
                 error.attempts = attempt
-                guard error.isRetryable, attempt < policy.maximumAttempts else {
+                // A retry's wait must leave time for the retry within `within`.
+                let delay = max(policy.delay(afterAttempt: attempt), error.retryAfter ?? .zero)
+                let inTime = end.map { ContinuousClock.now + delay + .milliseconds(100) < $0 } ?? true
+                guard error.isRetryable, attempt < policy.maximumAttempts, inTime else {
                     logger.debug(
                         "s3 request failed",
                         metadata: ["operation": "\(operation)", "bucket": "\(bucket ?? "")", "key": "\(key ?? "")", "error": "\(error)"])
                     throw error
                 }
                 // A store that says when to come back (Retry-After on 503 or 429) is asked no sooner.
-                let delay = max(policy.delay(afterAttempt: attempt), error.retryAfter ?? .zero)
                 countRetry(operation: operation)
                 logger.warning(
                     "s3 request failed; retrying",

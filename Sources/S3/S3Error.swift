@@ -104,6 +104,9 @@ public struct S3Error: Error, Sendable, CustomStringConvertible {
     /// The request failed in its TLS handshake (an untrusted certificate, an endpoint that does not
     /// speak TLS): retrying soon does not mend it, so a start-up check stops on it.
     public var tlsFailure = false
+    /// The (last) attempt reached its deadline with no answer: a store that is silent, or one too
+    /// slow for the deadline.
+    public var timedOut = false
     /// The answer's `Retry-After` (on 503 and 429), which the next attempt waits for (up to 30 s).
     public var retryAfter: Duration?
 

@@ -65,7 +65,41 @@ final class S3InFlight: Sendable {
         var warned = false
     }
 
-    private let state = Mutex<(next: UInt64, entries: [UInt64: Entry])>((0, [:]))
+    /// How an attempt ended, for ``end(_:_:)``.
+    enum Ending {
+        /// With an answer from the store, or an error that is one (a refused connection, a reset):
+        /// the store is not silent.
+        case answered
+        /// At its deadline, the store silent since the attempt last moved.
+        case timedOut
+        /// Cancelled (the caller gave up, the process stops): says nothing of the store.
+        case cancelled
+    }
+
+    /// The store silent across attempts: since `since` (its last sign of life) nothing has come,
+    /// and the attempt `last` reached its deadline. Set when an attempt times out, cleared when any
+    /// attempt of the client moves or ends with an answer. While set, a new attempt counts its
+    /// silence from `since`, not from its own start, and the client counts as one unanswered
+    /// request in the gauge (`counted`) between its attempts, so that neither the gauge nor
+    /// ``unanswered(threshold:now:)`` falls back at each retry of a store that stays silent.
+    /// (Until 2026-12-07 each attempt started silent afresh: the gauge and `store`'s `/readyz` went
+    /// back for the first 15 s of every 30 s attempt, and `S3StoreUnanswered` never fired; an
+    /// outside review.)
+    struct Silence {
+        var since: ContinuousClock.Instant
+        var last: Entry
+        var counted: Bool
+    }
+
+    private struct State {
+        var next: UInt64 = 0
+        var entries: [UInt64: Entry] = [:]
+        var silence: Silence?
+        /// The last time any attempt moved.
+        var lastHeard: ContinuousClock.Instant?
+    }
+
+    private let state = Mutex<State>(State())
     /// Records how many requests of the process are unanswered now (`playhead_s3_requests_unanswered`).
     private let record: @Sendable (Int) -> Void
     /// The requests said to be unanswered and not ended, over every client of the process; changed
@@ -76,6 +110,12 @@ final class S3InFlight: Sendable {
         self.record = record
     }
 
+    /// A client let go while its store was silent takes its count with it (the count is the
+    /// process's, over every client).
+    deinit {
+        if state.withLock({ $0.silence?.counted ?? false }) { countUnanswered(-1) }
+    }
+
     private func countUnanswered(_ change: Int) {
         Self.unansweredInProcess.withLock { count in
             count += change
@@ -83,26 +123,41 @@ final class S3InFlight: Sendable {
         }
     }
 
+    /// Starts watching an attempt. A store silent since an earlier attempt timed out is silent for
+    /// this one since then.
     func begin(_ entry: Entry) -> UInt64 {
         state.withLock { state in
             state.next += 1
+            var entry = entry
+            if let silence = state.silence { entry.lastMoved = min(entry.lastMoved, silence.since) }
             state.entries[state.next] = entry
             return state.next
         }
+    }
+
+    /// The store answered something: it is not silent any more. Returns whether the client's
+    /// silence was counted (to be taken off the gauge). Under the lock.
+    private static func heard(_ state: inout State, at now: ContinuousClock.Instant) -> Bool {
+        state.lastHeard = now
+        let counted = state.silence?.counted ?? false
+        state.silence = nil
+        return counted
     }
 
     /// The request moved (bytes went out or came in); it now waits for `waitingFor`. One that was
     /// said to be unanswered is not any more (logged, and no longer counted).
     func moved(_ id: UInt64, waitingFor: S3UnansweredRequest.Waiting, logger: Logger) {
         let now = ContinuousClock.now
-        let silence: (Entry, Duration)? = state.withLock { state in
-            guard let entry = state.entries[id] else { return nil }
+        let (silence, clientCounted): ((Entry, Duration)?, Bool) = state.withLock { state in
+            guard let entry = state.entries[id] else { return (nil, false) }
+            let counted = Self.heard(&state, at: now)
             state.entries[id]?.lastMoved = now
             state.entries[id]?.waitingFor = waitingFor
-            guard entry.warned else { return nil }
+            guard entry.warned else { return (nil, counted) }
             state.entries[id]?.warned = false
-            return (entry, entry.lastMoved.duration(to: now))
+            return ((entry, entry.lastMoved.duration(to: now)), counted)
         }
+        if clientCounted { countUnanswered(-1) }
         guard let (entry, silent) = silence else { return }
         countUnanswered(-1)
         logger.info(
@@ -110,22 +165,56 @@ final class S3InFlight: Sendable {
             metadata: ["operation": "\(entry.operation)", "bucket": "\(entry.bucket ?? "")", "key": "\(entry.key ?? "")", "attempt": "\(entry.attempt)"])
     }
 
-    /// Forgets the request; returns its entry (whether it was said to be unanswered).
+    /// Forgets the attempt; returns its entry (whether it was said to be unanswered). One that
+    /// timed out leaves the store silent since it last moved (or since another attempt did, if
+    /// later), and the count it had in the gauge, if any, to the client until the store answers;
+    /// one that ended with an answer clears that silence.
     @discardableResult
-    func end(_ id: UInt64) -> Entry? {
-        let entry = state.withLock { $0.entries.removeValue(forKey: id) }
-        if entry?.warned == true { countUnanswered(-1) }
+    func end(_ id: UInt64, _ ending: Ending) -> Entry? {
+        let now = ContinuousClock.now
+        let (entry, change): (Entry?, Int) = state.withLock { state in
+            guard let entry = state.entries.removeValue(forKey: id) else { return (nil, 0) }
+            var change = entry.warned ? -1 : 0
+            switch ending {
+            case .answered:
+                if Self.heard(&state, at: now) { change -= 1 }
+            case .timedOut:
+                let since = max(entry.lastMoved, state.lastHeard ?? entry.lastMoved)
+                if var silence = state.silence {
+                    silence.since = min(silence.since, since)
+                    silence.last = entry
+                    if entry.warned && !silence.counted {
+                        silence.counted = true
+                        change += 1
+                    }
+                    state.silence = silence
+                } else {
+                    state.silence = Silence(since: since, last: entry, counted: entry.warned)
+                    if entry.warned { change += 1 }
+                }
+            case .cancelled:
+                break
+            }
+            return (entry, change)
+        }
+        if change != 0 { countUnanswered(change) }
         return entry
     }
 
     /// The requests silent for at least `threshold`, silent longest first.
+    /// Between the attempts of a store that stays silent (a retry's wait, the writer's wait before
+    /// it tries again), the last attempt that timed out, silent since the store last answered.
     func unanswered(threshold: Duration, now: ContinuousClock.Instant = .now) -> [S3UnansweredRequest] {
         state.withLock { state in
-            state.entries.values.compactMap { entry in
+            let listed = state.entries.values.compactMap { entry -> S3UnansweredRequest? in
                 let silent = entry.lastMoved.duration(to: now)
                 guard silent >= threshold else { return nil }
                 return Self.report(entry, silentFor: silent)
             }
+            if listed.isEmpty, let silence = state.silence, silence.since.duration(to: now) >= threshold {
+                return [Self.report(silence.last, silentFor: silence.since.duration(to: now))]
+            }
+            return listed
         }.sorted { $0.silentFor > $1.silentFor }
     }
 
@@ -154,6 +243,14 @@ final class S3InFlight: Sendable {
             }
             if let report {
                 countUnanswered(1)
+                // Counted as a request now: the client's count of the silence between attempts
+                // goes (after the request's, so that the gauge does not fall to 0 meanwhile).
+                let clientCounted = state.withLock { state in
+                    guard state.silence?.counted == true else { return false }
+                    state.silence?.counted = false
+                    return true
+                }
+                if clientCounted { countUnanswered(-1) }
                 logger.warning(
                     "s3 request unanswered: \(report); it goes on until its deadline",
                     metadata: ["operation": "\(report.operation)", "bucket": "\(report.bucket ?? "")", "key": "\(report.key ?? "")"])

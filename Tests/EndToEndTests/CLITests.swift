@@ -119,6 +119,8 @@ struct CLITests {
         (["ingest", "--write-key-file", "/tmp"], "--write-key-file /tmp cannot be read: it is a folder, not a file of keys"),
         (["ingest", "--write-key-file", "/no/such/keys"], "--write-key-file /no/such/keys cannot be read: No such file or directory"),
         (["log", "salvage", "x.records", "--first-offset", "500", "--end-offset", "100"], "--end-offset (100) must be more than --first-offset (500)"),
+        // An empty segment of an S3 prefix was dropped: the lake went to a/b (an outside review).
+        (["import", "--lake", "s3://lake2/a//b", "x.ndjson"], "--lake: 's3://lake2/a//b' has an empty segment ('//') in its prefix 'a//b'"),
     ])
     func negativeValues(arguments: [String], message: String) async throws {
         let result = try await runCommand(TestEnvironment.playheadExecutable, arguments)

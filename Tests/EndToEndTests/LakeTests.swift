@@ -1673,6 +1673,59 @@ struct S3LakeTests {
         await s3.stop()
     }
 
+    @Test("a store that accepts connections and answers nothing at start: serve's edge and store's health port open within 20 s (not after the listing's five attempts of 30 s), serve takes events and stays ready, store's /readyz says the store answers nothing")
+    func silentStoreAtStart() async throws {
+        let silentPort = try TestNetwork.freePort()
+        let silent = try ChildProcess(
+            TestEnvironment.python,
+            ["-u", "-c", """
+                import socket, sys
+                server = socket.socket()
+                server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                server.bind(('127.0.0.1', int(sys.argv[1])))
+                server.listen(128)
+                print('accepting', flush=True)
+                held = []
+                while True:
+                    connection, _ = server.accept()
+                    held.append(connection)
+                """, "\(silentPort)"],
+            name: "silent-s3", logDirectory: TestEnvironment.artifactsDirectory)
+        defer { silent.kill9() }
+        _ = try await silent.waitForOutput(containing: "accepting", timeout: .seconds(20))
+        let directory = try TemporaryDirectory(prefix: "s3-silent")
+        defer { withExtendedLifetime(directory) {} }
+        let environment = ["AWS_ACCESS_KEY_ID": "playhead-test", "AWS_SECRET_ACCESS_KEY": "playhead-secret", "AWS_REGION": "us-east-1"]
+        let lakeArguments = ["--lake", "s3://lake/silent", "--s3-endpoint", "http://127.0.0.1:\(silentPort)", "--flush-interval", "1"]
+
+        var started = ContinuousClock.now
+        let serve = try await PlayheadServer(
+            dataDirectory: directory.appending("data").path, arguments: lakeArguments, environment: environment, name: "playhead-silent-serve")
+        let serveListened = started.duration(to: .now)
+        #expect(serveListened < .seconds(20), "serve's edge opened after \(serveListened)")
+        #expect(try await TestHTTP.postEvents(serve, Fixtures.json((0..<10).map { Fixtures.event("silent-\($0)") })).status == 202)
+        #expect(try await TestHTTP.request("\(serve.baseURL)/readyz").status == 200, "serve's /readyz is about its edge")
+        #expect(serve.process.stderr.contains("could not list s3://lake/silent at start (it answered nothing within 10 s); starting without it"),
+                "\(serve.process.stderr.suffix(3000))")
+        #expect(await serve.stop(timeout: .seconds(90)) == 0, "\(serve.process.stderr.suffix(3000))")
+
+        started = ContinuousClock.now
+        let store = try await PlayheadServer(
+            command: "store", dataDirectory: directory.appending("data").path, arguments: lakeArguments, environment: environment,
+            name: "playhead-silent-store")
+        let storeListened = started.duration(to: .now)
+        #expect(storeListened < .seconds(20), "store's health port opened after \(storeListened)")
+        #expect(try await TestHTTP.request("\(store.baseURL)/healthz").status == 200)
+        var readiness = ""
+        try await eventually(timeout: .seconds(45), "store not ready while the S3 store answers nothing") {
+            guard let answer = try? await TestHTTP.request("\(store.baseURL)/readyz") else { return false }
+            readiness = "\(answer.status) \(answer.text)"
+            return answer.status == 503 && answer.text.contains("answers nothing")
+        }
+        #expect(readiness.contains("lake writer: the S3 store at http://127.0.0.1:\(silentPort) answers nothing: "), "\(readiness)")
+        #expect(await store.stop(timeout: .seconds(90)) == 0, "\(store.process.stderr.suffix(3000))")
+    }
+
     @Test("import to S3: a second import of a file is refused while the first holds its lease, also after the first was killed, until the lease is stale (not renewed for 2 minutes); then it is taken over and the import is exact")
     func importLeaseOnS3() async throws {
         let s3 = try await SeaweedFS.start(buckets: ["lake"])
@@ -2048,8 +2101,24 @@ struct S3LakeTests {
             throw error
         }
         let shownAfter = frozen.duration(to: .now)
-        let frozenMetrics = (try? await TestHTTP.request("\(store.baseURL)/metrics").text) ?? ""
+        // And it stays so while the store stays silent, across the requests' retries: each attempt
+        // started silent afresh, so /readyz and the gauge fell back for the first 15 s of every 30 s
+        // attempt, and S3StoreUnanswered (the gauge above 0 for a minute) never fired (an outside
+        // review). Watched for 65 s, over two attempts' deadlines.
+        var lapses: [String] = []
+        var frozenMetrics = ""
+        while frozen.duration(to: .now) < shownAfter + .seconds(65) {
+            let answer = try? await TestHTTP.request("\(store.baseURL)/readyz")
+            frozenMetrics = (try? await TestHTTP.request("\(store.baseURL)/metrics").text) ?? ""
+            let gauge = frozenMetrics.split(separator: "\n").first { $0.hasPrefix("playhead_s3_requests_unanswered ") }
+                .flatMap { Double($0.split(separator: " ").last ?? "") }
+            if answer?.status != 503 || (gauge ?? 0) < 1 {
+                lapses.append("at \(frozen.duration(to: .now)): /readyz \(answer.map { "\($0.status) \($0.text)" } ?? "no answer"), gauge \(gauge.map { "\($0)" } ?? "missing")")
+            }
+            try? await Task.sleep(for: .seconds(1))
+        }
         s3.resume()
+        #expect(lapses.isEmpty, "while the store stayed silent: \(lapses)")
         let unanswered = frozenMetrics.split(separator: "\n").first { $0.hasPrefix("playhead_s3_requests_unanswered ") }
         #expect(unanswered.flatMap { Double($0.split(separator: " ").last ?? "") }.map { $0 >= 1 } == true, "\(unanswered ?? "no playhead_s3_requests_unanswered")")
         #expect(shownAfter >= .seconds(15) && shownAfter < .seconds(45), "503 after \(shownAfter)")

@@ -6,7 +6,7 @@ import Testing
 
 @Suite("--lake locations and S3 start-up words")
 struct LakeLocationTests {
-    @Test("s3:// bucket names follow S3's rules (ASCII only), and a prefix with '.' or '..' segments is refused")
+    @Test("s3:// bucket names follow S3's rules (ASCII only), and a prefix with '.', '..' or empty segments is refused")
     func s3Locations() throws {
         #expect(try LakeLocation(parsing: "s3://my.lake-01/a/b") == .s3(bucket: "my.lake-01", prefix: "a/b"))
         #expect(try LakeLocation(parsing: "s3://lake") == .s3(bucket: "lake", prefix: ""))
@@ -21,6 +21,18 @@ struct LakeLocationTests {
                 Issue.record("\(bad) must be refused")
             } catch {
                 #expect("\(error)".contains("has a '.' or '..' segment in its prefix"), "\(error)")
+            }
+        }
+        // An empty segment was dropped: s3://lake/a//b wrote to a/b (an outside review). One '/' at
+        // the end names the same prefix.
+        #expect(try LakeLocation(parsing: "s3://lake/a/b/") == .s3(bucket: "lake", prefix: "a/b/"))
+        #expect(try LakeLocation(parsing: "s3://lake/") == .s3(bucket: "lake", prefix: ""))
+        for (bad, prefix) in [("s3://lake/a//b", "a//b"), ("s3://lake//a", "/a"), ("s3://lake//", "/"), ("s3://lake/a//", "a//")] {
+            do {
+                _ = try LakeLocation(parsing: bad)
+                Issue.record("\(bad) must be refused")
+            } catch {
+                #expect("\(error)".contains("has an empty segment ('//') in its prefix '\(prefix)'"), "\(error)")
             }
         }
     }
