@@ -68,7 +68,7 @@ public final class EventsEndpoint: Sendable {
         unkeptRejections = ThrottledLogLine(
             logger: logger, level: .warning,
             message: "ingest: a request's rejected events could not be kept in the log after its accepted events were stored; answered 202 with their errors (the accepted events are durable), and the rejected ones are not kept",
-            hint: "the log's disk below --log-min-free-bytes, or full: docs/runbook.md, DiskNearlyFull")
+            hint: "the log refused them after it took the accepted ones (see the error): the disk below --log-min-free-bytes or full (docs/runbook.md, DiskNearlyFull), or on Kafka a broker that failed or refused the records")
         self.clientAddresses = clientAddresses
     }
 
@@ -235,7 +235,8 @@ public final class EventsEndpoint: Sendable {
         let promise = eventLoop.makePromise(of: HTTPResponse.self)
         // A value, captured by the one closure the log calls (a closure calling another closure
         // would be two allocations per request). Accepted and rejected events are counted when they
-        // are stored, not when a failed append answers 503.
+        // are answered as stored, not when a failed append answers 503 (rejected ones whose append
+        // failed after the accepted ones were stored are counted too: they were answered).
         let answer = Answer(
             promise: promise, outcome: outcome, retryAfter: configuration.retryAfterSeconds,
             inFlightBytes: inFlightBytes, wireBytes: wireBytes, failures: failures,

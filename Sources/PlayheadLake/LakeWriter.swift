@@ -764,7 +764,7 @@ final class DatasetWriter: @unchecked Sendable {
 
     private func isDue(_ writer: PartitionWriter) -> Bool {
         guard !writer.records.isEmpty else { return (writer.steppedTo ?? 0) > writer.next && writer.forcedEnd == nil }
-        if let end = writer.forcedEnd { return (writer.records.lastOffset ?? 0) + 1 >= end }
+        if let end = writer.forcedEnd { return max((writer.records.lastOffset ?? 0) + 1, writer.steppedTo ?? 0) >= end }
         if writer.records.count >= configuration.flushEvents || writer.records.byteCount >= configuration.flushBytes { return true }
         if let opened = writer.openedAt, ContinuousClock.now - opened >= configuration.flushInterval { return true }
         return false
@@ -1128,9 +1128,7 @@ final class DatasetWriter: @unchecked Sendable {
                 try await retrying("clear intent") { try await self.commits.clearIntent(partition: writer.partition) }
             } else if let to = writer.steppedTo, to > writer.next {
                 // Only damage or missing records since the last batch: the state moves past them.
-                guard await consumer.stillOwns(writer.partition, committing: writer.next), try await stateUnmoved(writer) else {
-                    throw PartitionsLost(partition: writer.partition)
-                }
+                try await ensureStillWriting(writer, from: writer.next, consumer: consumer)
                 try await moveState(writer, to: to, consumer: consumer, written: [], from: writer.next)
             }
             return
@@ -1152,15 +1150,7 @@ final class DatasetWriter: @unchecked Sendable {
                 damagedPath: { LakePaths.damagedRecord(dataset: kind.name, partition: writer.partition, offset: $0) }
             )
         }
-        if let identity = log.identity {
-            try await checkClaim(for: identity, claiming: false)
-        }
-        // On Kafka, a process paused past the session timeout has lost its partitions without
-        // having polled the news: its batch is the new owner's now, and writing it put duplicate
-        // rows in the lake and moved the state back (a probe: 2,146 rows after a 25 s SIGSTOP).
-        guard await consumer.stillOwns(writer.partition, committing: from), try await stateUnmoved(writer) else {
-            throw PartitionsLost(partition: writer.partition)
-        }
+        try await ensureStillWriting(writer, from: from, consumer: consumer)
         // A redo writes the unfinished attempt's names again, unless the batch is split otherwise
         // (an hour of 200,000 rows or more, counted after deduplication, is written as two files:
         // a restart with another --dedup-window, or a warm-up that reaches less far back, changes
@@ -1208,6 +1198,20 @@ final class DatasetWriter: @unchecked Sendable {
             "log.partition": "\(writer.partition)", "lake.from": "\(from)", "lake.to": "\(to)",
             "lake.rows": "\(encoded.rows)", "lake.files": "\(encoded.files.count)", "lake.duplicates": "\(encoded.duplicates)",
         ])
+    }
+
+    /// Before the lake's state of the writer's partition moves: the lake is still this process's
+    /// log's, and the partition still this writer's. On Kafka, a process paused past the session
+    /// timeout has lost its partitions without having polled the news: its batch is the new owner's
+    /// now, and writing it put duplicate rows in the lake and moved the state back (a probe: 2,146
+    /// rows after a 25 s SIGSTOP).
+    private func ensureStillWriting(_ writer: PartitionWriter, from: Int64, consumer: any LogConsumer) async throws {
+        if let identity = log.identity {
+            try await checkClaim(for: identity, claiming: false)
+        }
+        guard await consumer.stillOwns(writer.partition, committing: from), try await stateUnmoved(writer) else {
+            throw PartitionsLost(partition: writer.partition)
+        }
     }
 
     /// Commits the lake's state of the writer's partition at `to` (after a batch's files, `written`,

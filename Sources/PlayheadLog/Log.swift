@@ -209,7 +209,8 @@ public protocol LogConsumer: Sendable {
     func skipDamagedRecord() async throws(LogError) -> DamagedLogRecord?
 
     /// Whether this consumer has returned every record up to the end of every partition it reads,
-    /// as far as the log has told it: where `playhead log dump` stops. `false` until it knows.
+    /// as far as the log has told it: where `playhead log dump` stops. `false` until it knows. (An
+    /// embedded reader that reads once also stops at an unreadable record of the last segment.)
     func caughtUp() async -> Bool
 
     /// Leaves the group and releases resources.

@@ -230,27 +230,24 @@ final class S3InFlight: Sendable {
     func watch(_ id: UInt64, threshold: Duration, logger: Logger) async {
         while !Task.isCancelled {
             let now = ContinuousClock.now
-            let (report, wait): (S3UnansweredRequest?, Duration?) = state.withLock { state in
-                guard let entry = state.entries[id] else { return (nil, nil) }
+            let (report, wait, clientCounted): (S3UnansweredRequest?, Duration?, Bool) = state.withLock { state in
+                guard let entry = state.entries[id] else { return (nil, nil, false) }
                 // Said already: it can fall silent again only after it moves, at least `threshold` on.
-                if entry.warned { return (nil, threshold) }
+                if entry.warned { return (nil, threshold, false) }
                 let silent = entry.lastMoved.duration(to: now)
                 if silent >= threshold {
                     state.entries[id]?.warned = true
-                    return (Self.report(entry, silentFor: silent), threshold)
+                    // Counted as a request now: the client's count of the silence between attempts
+                    // passes to it, in the same step (an end of the request between two steps
+                    // could leave the silence uncounted and the gauge at 0).
+                    let clientCounted = state.silence?.counted == true
+                    if clientCounted { state.silence?.counted = false }
+                    return (Self.report(entry, silentFor: silent), threshold, clientCounted)
                 }
-                return (nil, threshold - silent)
+                return (nil, threshold - silent, false)
             }
             if let report {
-                countUnanswered(1)
-                // Counted as a request now: the client's count of the silence between attempts
-                // goes (after the request's, so that the gauge does not fall to 0 meanwhile).
-                let clientCounted = state.withLock { state in
-                    guard state.silence?.counted == true else { return false }
-                    state.silence?.counted = false
-                    return true
-                }
-                if clientCounted { countUnanswered(-1) }
+                if !clientCounted { countUnanswered(1) }
                 logger.warning(
                     "s3 request unanswered: \(report); it goes on until its deadline",
                     metadata: ["operation": "\(report.operation)", "bucket": "\(report.bucket ?? "")", "key": "\(report.key ?? "")"])

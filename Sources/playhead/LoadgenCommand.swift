@@ -20,9 +20,9 @@ struct LoadgenCommand: AsyncParsableCommand {
             wall clock. Latency is measured from when each request was due, so a stalled \
             server shows up (no coordinated omission). With --output the same events are written as \
             NDJSON instead of sent. SIGINT (Ctrl-C) or SIGTERM ends a run early, with its report and \
-            every acknowledged id written; a second one stops at once. The exit status is 1 when no \
-            request reached the server, or none was acknowledged (a wrong write key, every body \
-            over a limit), after the report.
+            every acknowledged id written; a second one stops at once. The exit status is 1, after the \
+            report, when no connection could be made, or when requests were sent and none was \
+            acknowledged (a wrong write key, every body over a limit).
             """
     )
 
@@ -56,7 +56,8 @@ struct LoadgenCommand: AsyncParsableCommand {
         if let duration { try checkSeconds(duration, flag: "--duration") }
         if let rate, !(rate > 0 && rate.isFinite) { throw ValidationError("--rate must be a finite number of events per second more than 0, not \(rate)") }
         if let host {
-            guard !host.isEmpty, !host.contains("/"), !host.contains("@") else {
+            // One ':' is a port in the host (`127.0.0.1:8080`); an IPv6 address has more.
+            guard !host.isEmpty, !host.contains("/"), !host.contains("@"), host.split(separator: ":", omittingEmptySubsequences: false).count != 2 else {
                 throw ValidationError("--host takes a host name or an IP address (127.0.0.1, ::1 or [::1]), not \(host.isEmpty ? "an empty value" : host): give the port with --port")
             }
         }
@@ -89,6 +90,8 @@ struct LoadgenCommand: AsyncParsableCommand {
             return
         }
         let host = unbracketed(self.host ?? "127.0.0.1"), port = self.port ?? 8080
+        // For messages: an IPv6 address in brackets, as in a URL.
+        let address = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
         let connections = self.connections ?? 64, batch = self.batch ?? 1, format = self.format ?? .json
         var configuration = LoadgenConfiguration()
         configuration.host = host
@@ -145,7 +148,7 @@ struct LoadgenCommand: AsyncParsableCommand {
             // A report of zeros with exit status 0 would let a script take a run that never reached
             // the server for a result.
             FileHandle.standardError.write(Data(
-                "Error: no request reached \(host):\(port): \(report.connectionErrors) connection attempts failed (is the server running?)\n".utf8
+                "Error: no request reached \(address): \(report.connectionErrors) connection attempts failed (is the server running?)\n".utf8
             ))
             throw ExitCode.failure
         }
@@ -155,7 +158,7 @@ struct LoadgenCommand: AsyncParsableCommand {
             let statuses = report.statusCounts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
             let broken = report.connectionErrors > 0 ? "; connection errors: \(report.connectionErrors)" : ""
             FileHandle.standardError.write(Data(
-                "Error: none of the \(report.requests) requests to \(host):\(port) was acknowledged (status codes: \(statuses)\(broken))\n".utf8
+                "Error: none of the \(report.requests) requests to \(address) was acknowledged (status codes: \(statuses)\(broken))\n".utf8
             ))
             throw ExitCode.failure
         }

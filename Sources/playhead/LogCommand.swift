@@ -119,7 +119,7 @@ struct LogDumpCommand: AsyncParsableCommand {
         // Records stepped past: missing (a gap the log's recovery or a deleted segment left) and
         // unreadable (damage). The dump stopped at the first, with advice that found nothing to
         // salvage in a gap (an outside review); it now reads on, as the lake writer does.
-        var missing: Int64 = 0, unreadable: Int64 = 0
+        var missing: Int64 = 0, unreadable: Int64 = 0, strayBytes = 0
         var next: [Int32: Int64] = [:]
         do {
             loop: while limit.map({ printed < $0 }) ?? true {
@@ -134,8 +134,9 @@ struct LogDumpCommand: AsyncParsableCommand {
                     let from = max(damaged.offset, start.map { $0.partition == damaged.partition ? $0.offset : 0 } ?? 0)
                     let end = damaged.offset + damaged.records
                     let message: String
+                    next[damaged.partition] = max(next[damaged.partition] ?? 0, end)
                     if damaged.records == 0 {
-                        unreadable += 1
+                        strayBytes += 1
                         message = "\(damaged.bytes.count) bytes after the last record of a closed segment hold no record (\(error.message)); skipped: `playhead log salvage <segment file>` reads them"
                     } else if damaged.bytes.isEmpty {
                         missing += damaged.missed
@@ -154,6 +155,7 @@ struct LogDumpCommand: AsyncParsableCommand {
                     var stop = false
                     try batch.forEachRecord { offset, value in
                         guard !stop, offset >= start?.offset ?? 0 else { return }
+                        next[batch.partition] = offset + 1
                         do {
                             try LogRecordJSON.write(value, rejected: rejected, adding: #","_partition":\#(batch.partition),"_offset":\#(offset)"#, into: &line)
                         } catch let error as RecordFormatError {
@@ -168,7 +170,6 @@ struct LogDumpCommand: AsyncParsableCommand {
                         output.append(contentsOf: line)
                         output.append(UInt8(ascii: "\n"))
                         printed += 1
-                        next[batch.partition] = offset + 1
                         if let limit, printed >= limit { stop = true }
                     }
                     if output.count >= 1 << 20 || follow {
@@ -218,8 +219,12 @@ struct LogDumpCommand: AsyncParsableCommand {
         if missing > 0 {
             FileHandle.standardError.write(Data("\(missing) records are missing from the log (above); every record it holds was printed\n".utf8))
         }
-        if unreadable > 0 {
-            FileHandle.standardError.write(Data("Error: \(unreadable) records of the log cannot be read (above); every other record was printed\n".utf8))
+        if unreadable > 0 || strayBytes > 0 {
+            let what = [
+                unreadable > 0 ? "\(unreadable) records of the log cannot be read" : nil,
+                strayBytes > 0 ? "\(strayBytes) closed segments hold bytes after their last record" : nil,
+            ].compactMap { $0 }.joined(separator: ", and ")
+            FileHandle.standardError.write(Data("Error: \(what) (above); every other record was printed\n".utf8))
             throw ExitCode.failure
         }
     }

@@ -52,12 +52,12 @@ struct LogWriterOptions: ParsableArguments {
     @Option(name: .long, parsing: .unconditional, help: "Embedded log: also delete the oldest segments every consumer group has read while a topic holds more than this many bytes. The open hours' segments, which a restart of the lake writer reads again for their rollups (about the last 75 minutes, at most 2 h 11 min), are kept above it (docs/log-format.md, Retention). Default: no size limit.")
     var logRetentionBytes: Int64?
 
-    /// The settings on top of the embedded log's defaults.
+    /// The settings given, on top of the embedded log's defaults (which --help states).
     func apply(to configuration: inout EmbeddedLogConfiguration) {
-        configuration.minimumFreeBytes = logMinFreeBytes ?? 256 * 1024 * 1024
-        configuration.segmentBytes = logSegmentBytes ?? 128 * 1024 * 1024
-        configuration.retentionAge = .milliseconds(Int64((logRetentionHours ?? 168) * 3_600_000))
-        configuration.retentionBytes = logRetentionBytes
+        if let logMinFreeBytes { configuration.minimumFreeBytes = logMinFreeBytes }
+        if let logSegmentBytes { configuration.segmentBytes = logSegmentBytes }
+        if let logRetentionHours { configuration.retentionAge = .milliseconds(Int64(logRetentionHours * 3_600_000)) }
+        if let logRetentionBytes { configuration.retentionBytes = logRetentionBytes }
     }
 
     func validate() throws {
@@ -394,14 +394,14 @@ struct MetricsOptions: ParsableArguments {
 
 extension IPAddressPolicy: ExpressibleByArgument {}
 
-/// Checks a flag given in seconds (or hours): a finite number in `range`. Past about 292 years a
-/// duration in nanoseconds overflows (a deadline of now + `--idle-timeout 1e10` stopped the server
-/// with SIGILL at the first connection, `inf` at start), so every such flag stops at 10 years.
 /// A host as given to `--host`, without the brackets of a URL's IPv6 literal (`[::1]` is `::1`).
 func unbracketed(_ host: String) -> String {
     host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
 }
 
+/// Checks a flag given in seconds (or hours): a finite number in `range`. Past about 292 years a
+/// duration in nanoseconds overflows (a deadline of now + `--idle-timeout 1e10` stopped the server
+/// with SIGILL at the first connection, `inf` at start), so every such flag stops at 10 years.
 func checkSeconds(_ value: Double, flag: String, unit: String = "seconds", allowZero: Bool = false, max: Double = 10 * 365 * 86_400) throws {
     guard value.isFinite, allowZero ? value >= 0 : value > 0, value <= max else {
         let low = allowZero ? "at least 0" : "more than 0"

@@ -108,6 +108,7 @@ struct CLITests {
         (["loadgen", "--sessions", "0"], "--sessions must be at least 1, not 0"),
         (["loadgen", "--threads", "0"], "--threads must be at least 1, not 0"),
         (["loadgen", "--host", "http://127.0.0.1"], "--host takes a host name or an IP address"),
+        (["loadgen", "--host", "127.0.0.1:8080"], "--host takes a host name or an IP address (127.0.0.1, ::1 or [::1]), not 127.0.0.1:8080: give the port with --port"),
         (["loadgen", "--output", "/dev/null", "--duration", "1"], "--duration applies to sending events"),
         (["loadgen", "--output", "/dev/null", "--batch", "10"], "--batch applies to sending events"),
         (["serve", "--data-dir", ""], "--data-dir is empty: the log and the lake would go to /log and /lake"),

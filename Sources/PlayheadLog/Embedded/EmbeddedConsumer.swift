@@ -300,12 +300,15 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
         return skipped
     }
 
-    /// At the log's end; or, read-only, stopped at a record of the last segment that cannot be
-    /// read (a write in progress in another process, or damage only a closed segment lets a
-    /// reader step past): nothing more can be read now.
+    /// At the log's end; or, for a reader that reads once (no roll requests), stopped at a record
+    /// of the last segment that cannot be read (a write in progress in another process, or damage
+    /// only a closed segment lets a reader step past): nothing more can be read now.
     func caughtUp() async -> Bool {
         (try? await onQueue {
-            if let stuck = self.stuck, stuck.base == self.segmentBase, stuck.byte == self.position { return true }
+            // Only a reader that reads once stops there; the others wait, asking the writer to close
+            // the segment (a store's warm-up stopped at such a record, an outside review).
+            if self.configuration.readOnlyRollRequestAfter == nil, let stuck = self.stuck, stuck.base == self.segmentBase,
+               stuck.byte == self.position { return true }
             return self.nextOffset >= self.topic.endOffset(maxRecordBytes: self.configuration.maxRecordBytes)
         }) ?? false
     }
