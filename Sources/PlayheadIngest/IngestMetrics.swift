@@ -22,6 +22,8 @@ public final class IngestMetrics: Sendable {
 
     /// The routes that get their own label value; every other path is `other`.
     static let knownRoutes: [String] = ["/v1/events", "/healthz", "/readyz", "/metrics", "/openapi.json", "/", "/live.json"]
+    /// `/v1/events` in ``knownRoutes``.
+    static let eventsRoute = routeIndex("/v1/events")
     /// The methods that get their own label value: RFC 9110's and PATCH. Any other method the
     /// parser takes (WebDAV's, `PURGE`, `M-SEARCH`, a token of the client's own) is `other`, as
     /// OpenTelemetry folds them into `_OTHER`: each made a series of its own, from any client,
@@ -81,8 +83,8 @@ public final class IngestMetrics: Sendable {
         }
         let post = Self.methodLabel(.POST)
         for status in Self.eventsStatusesAtStart {
-            _ = durations.handle(Self.requestKey(route: 0, method: post.index, status: status)) {
-                durationTimer(route: Self.knownRoutes[0], method: post.value, status: status)
+            _ = durations.handle(Self.requestKey(route: Self.eventsRoute, method: post.index, status: status)) {
+                durationTimer(route: Self.knownRoutes[Self.eventsRoute], method: post.value, status: status)
             }
         }
     }

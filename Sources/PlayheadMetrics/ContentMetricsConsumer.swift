@@ -55,7 +55,7 @@ final class ContentInstruments: Sendable {
             damaged = Counter(label: "playhead_log_damaged_records_total", dimensions: [("consumer", consumer)])
         }
         // The schema's content types exist from the start, at zero.
-        for contentType in ["movie", "episode", "ad"] {
+        for contentType in EventDimensions.contentTypes {
             published.withLock { published in
                 published.viewers[contentType] = gauge("playhead_concurrent_viewers", ("content_type", contentType))
                 published.viewers[contentType]?.record(0)

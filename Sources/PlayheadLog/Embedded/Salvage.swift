@@ -33,10 +33,9 @@ public enum LogSalvage {
                 return Array(repeating: nil, count: records.count)
             }
             if impossible(firstOffset: firstOffset, endOffset: endOffset) { return Array(repeating: nil, count: records.count) }
-            let afterLast = records.filter { $0.damagedBefore == damaged.count }.count
             var result: [Int64?] = []
             var beforeFirst: Int64 = 0
-            var fromEnd = Int64(afterLast)
+            var fromEnd = afterLast
             for record in records {
                 var offset: Int64?
                 if record.damagedBefore == 0, let firstOffset {
@@ -56,9 +55,11 @@ public enum LogSalvage {
         /// after the last damaged place, counted back from `endOffset`, would start below 0 or below
         /// those counted on from `firstOffset` (an outside review: `--end-offset 100` numbered
         /// records from -149).
+        /// The records after the last damaged place (all of them when there is none).
+        var afterLast: Int64 { Int64(records.filter { $0.damagedBefore == damaged.count }.count) }
+
         public func impossible(firstOffset: Int64?, endOffset: Int64?) -> Bool {
             guard let endOffset else { return false }
-            let afterLast = Int64(records.filter { $0.damagedBefore == damaged.count }.count)
             let beforeFirst = damaged.isEmpty ? 0 : Int64(records.filter { $0.damagedBefore == 0 }.count)
             return endOffset - afterLast < (firstOffset ?? 0) + beforeFirst
         }
