@@ -53,9 +53,9 @@ enum OpenFiles {
         guard let limit = raiseSoftLimit() else { return }
         let needed = UInt64(48 + 3 * threads)
         if limit < needed {
-            let message = "Error: the open-files limit is \(limit) (ulimit -n, systemd LimitNOFILE, or the container's); playhead \(command) needs at least \(needed) for its \(threads) event-loop threads (3 each), its files (the log's, and the lake's where it writes one) and a few connections: raise it, or lower --threads\n"
-            FileHandle.standardError.write(Data(message.utf8))
-            throw ExitCode.failure
+            throw StartFailure(
+                "the open-files limit is \(limit) (ulimit -n, systemd LimitNOFILE, or the container's); playhead \(command) needs at least \(needed) for its \(threads) event-loop threads (3 each), its files (the log's, and the lake's where it writes one) and a few connections: raise it, or lower --threads"
+            )
         }
     }
 }

@@ -7,7 +7,7 @@ struct LoggingOptions: ParsableArguments {
     @Option(name: .long, help: "The lowest level logged: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
-    @Option(name: .long, help: "How logs are written to standard error: 'text' (one line, key=value metadata) or 'json' (one JSON object per line).")
+    @Option(name: .long, help: "How logs are written to standard error: 'text' (one line, key=value metadata) or 'json' (one JSON object per line; an error that stops the command, such as a port in use, is such a line too, level critical, with its exit status in exit_code). Mistakes in the flags themselves are printed as plain text with the usage, before logging starts.")
     var logFormat: LogFormat = .text
 
     enum LogFormat: String, ExpressibleByArgument, CaseIterable {
@@ -32,6 +32,37 @@ struct LoggingOptions: ParsableArguments {
             }
         }
     }
+}
+
+extension LoggingOptions {
+    /// Installs the log handler (``bootstrap()``), then runs a command's `body`. With `--log-format
+    /// json`, an error that stops the command (a port in use, a lake that cannot be reached, the
+    /// open-files limit, a log that cannot be opened) is written as one JSON log line like every
+    /// other (level `critical`, logger `playhead`, the message that `Error: ` would have printed,
+    /// and `exit_code`), and the process exits with the status swift-argument-parser would have
+    /// given it; until 2026-12-07 it was plain `Error: …` text among JSON lines (an outside review),
+    /// which a log shipper parsing each line as JSON drops or flags. With `text`, the error goes on
+    /// to swift-argument-parser as before.
+    func running<Command: ParsableCommand>(_ command: Command.Type, _ body: () async throws -> Void) async throws {
+        bootstrap()
+        do {
+            try await body()
+        } catch let error where logFormat == .json && !(error is ExitCode) {
+            let code = command.exitCode(for: error)
+            Logger(label: "playhead").critical(
+                "\(command.message(for: error))", metadata: ["exit_code": "\(code.rawValue)", "command": "\(command._commandName)"])
+            throw code
+        }
+    }
+}
+
+/// An error that stops a command at start, in its own words: swift-argument-parser prints it as
+/// `Error: <message>` and exits with status 1; with `--log-format json` it is a log line
+/// (``LoggingOptions/running(_:_:)``).
+struct StartFailure: LocalizedError {
+    let message: String
+    init(_ message: String) { self.message = message }
+    var errorDescription: String? { message }
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
@@ -61,7 +92,7 @@ struct JSONLogHandler: LogHandler {
         if let provided = metadataProvider?.get() { merged.merge(provided) { $1 } }
         if let extra = event.metadata { merged.merge(extra) { $1 } }
         for (key, value) in merged { fields[key] = Self.plain(value) }
-        if let data = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys]) {
+        if let data = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys, .withoutEscapingSlashes]) {
             FileHandle.standardError.write(data + Data([0x0A]))
         }
     }

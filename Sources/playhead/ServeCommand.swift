@@ -31,28 +31,29 @@ struct ServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         Allocator.configureForService()
-        try ingest.server.checkBeforeStart(command: "serve")
-        logging.bootstrap()
-        let logger = Logger(label: "playhead.serve")
-        let telemetry = Telemetry.bootstrap(metrics.metrics == .on)
-        // The lake first: a lake that cannot be used (no credentials, no bucket) stops the start
-        // before the log makes its folder under --data-dir (it was left behind, an outside review).
-        let lakePool = NIOThreadPool(numberOfThreads: 2)
-        lakePool.start()
-        let store = try await lake.openLake(dataDir: storage.dataDir, threadPool: lakePool, logger: Logger(label: "playhead.lake"))
-        let log = try OpenedLog.open(
-            storage.logLocation, readOnly: false, writer: logWriter, requestBytes: ingest.maxBodyBytes, lakeWriter: true, logger: Logger(label: "playhead.log"))
-        let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger, eventSources: try sources.labels())
-        let writer = parts.lakeWriter(store: store, flush: flush, threadPool: lakePool)
-        let content = parts.contentMetrics()
-        let edge = try parts.ingestServer(options: ingest, routes: telemetry.routes + content.routes)
-        // Started in this order and stopped in reverse: the edge stops taking events first, then the
-        // consumers drain what was acknowledged, then the log closes.
-        try await parts.run(
-            services: [log.service] + telemetry.services + [writer] + content.services + [edge.server],
-            threadPools: [edge.threadPool, lakePool],
-            logger: logger
-        )
+        try await logging.running(Self.self) {
+            try ingest.server.checkBeforeStart(command: "serve")
+            let logger = Logger(label: "playhead.serve")
+            let telemetry = Telemetry.bootstrap(metrics.metrics == .on)
+            // The lake first: a lake that cannot be used (no credentials, no bucket) stops the start
+            // before the log makes its folder under --data-dir (it was left behind, an outside review).
+            let lakePool = NIOThreadPool(numberOfThreads: 2)
+            lakePool.start()
+            let store = try await lake.openLake(dataDir: storage.dataDir, threadPool: lakePool, logger: Logger(label: "playhead.lake"))
+            let log = try OpenedLog.open(
+                storage.logLocation, readOnly: false, writer: logWriter, requestBytes: ingest.maxBodyBytes, lakeWriter: true, logger: Logger(label: "playhead.log"))
+            let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger, eventSources: try sources.labels())
+            let writer = parts.lakeWriter(store: store, flush: flush, threadPool: lakePool)
+            let content = parts.contentMetrics()
+            let edge = try parts.ingestServer(options: ingest, routes: telemetry.routes + content.routes)
+            // Started in this order and stopped in reverse: the edge stops taking events first, then the
+            // consumers drain what was acknowledged, then the log closes.
+            try await parts.run(
+                services: [log.service] + telemetry.services + [writer] + content.services + [edge.server],
+                threadPools: [edge.threadPool, lakePool],
+                logger: logger
+            )
+        }
     }
 }
 
@@ -74,14 +75,15 @@ struct IngestCommand: AsyncParsableCommand {
 
     func run() async throws {
         Allocator.configureForService()
-        try ingest.server.checkBeforeStart(command: "ingest")
-        logging.bootstrap()
-        let logger = Logger(label: "playhead.ingest")
-        let telemetry = Telemetry.bootstrap(metrics.metrics == .on)
-        let log = try OpenedLog.open(
-            storage.logLocation, readOnly: false, writer: logWriter, requestBytes: ingest.maxBodyBytes, logger: Logger(label: "playhead.log"))
-        let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger, eventSources: try sources.labels())
-        let edge = try parts.ingestServer(options: ingest, routes: telemetry.routes)
-        try await parts.run(services: [log.service] + telemetry.services + [edge.server], threadPools: [edge.threadPool], logger: logger)
+        try await logging.running(Self.self) {
+            try ingest.server.checkBeforeStart(command: "ingest")
+            let logger = Logger(label: "playhead.ingest")
+            let telemetry = Telemetry.bootstrap(metrics.metrics == .on)
+            let log = try OpenedLog.open(
+                storage.logLocation, readOnly: false, writer: logWriter, requestBytes: ingest.maxBodyBytes, logger: Logger(label: "playhead.log"))
+            let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger, eventSources: try sources.labels())
+            let edge = try parts.ingestServer(options: ingest, routes: telemetry.routes)
+            try await parts.run(services: [log.service] + telemetry.services + [edge.server], threadPools: [edge.threadPool], logger: logger)
+        }
     }
 }

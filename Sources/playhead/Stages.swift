@@ -45,13 +45,11 @@ extension LakeLocationOptions {
             // said as an error, without the usage text, exit status 1. The lake under --data-dir
             // is said as such: "--lake" named a flag the user had not given (a review).
             let flag = lake == nil ? "--data-dir \(dataDir) (the lake in it)" : "--lake"
-            FileHandle.standardError.write(Data("Error: \(flag): \(error.message)\n".utf8))
-            throw ExitCode.failure
+            throw StartFailure("\(flag): \(error.message)")
         } catch let error as S3Error where error.code == .missingCredentials || error.code == .invalidConfiguration {
             // Said for --lake, in the configuration's own words: it read "S3 Configure failed:
             // missing credentials: no S3 credentials: …" (an outside review).
-            FileHandle.standardError.write(Data("Error: --lake \(lakeLocation(dataDir: dataDir)): \(error.message)\n".utf8))
-            throw ExitCode.failure
+            throw StartFailure("--lake \(lakeLocation(dataDir: dataDir)): \(error.message)")
         }
     }
 }
@@ -140,20 +138,21 @@ struct StoreCommand: AsyncParsableCommand {
 
     func run() async throws {
         Allocator.configureForService()
-        try http.checkBeforeStart(command: "store")
-        logging.bootstrap()
-        let logger = Logger(label: "playhead.store")
-        let telemetry = Telemetry.bootstrap(metrics.metrics == .on)
-        // The lake first, as serve: a lake refused at start leaves nothing in the log's folder.
-        let threadPool = NIOThreadPool(numberOfThreads: 2)
-        threadPool.start()
-        let store = try await lake.openLake(dataDir: storage.dataDir, threadPool: threadPool, logger: Logger(label: "playhead.lake"))
-        let log = try OpenedLog.open(storage.logLocation, readOnly: true, lakeWriter: true, logger: Logger(label: "playhead.log"))
-        let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger)
-        let writer = parts.lakeWriter(store: store, flush: flush, threadPool: threadPool)
-        let waiting = log.waitingForWriter(logger: logger)
-        let server = parts.plainServer(options: http, routes: telemetry.routes, readiness: { waiting() ?? writer.unavailableReason })
-        try await parts.run(services: [log.service] + telemetry.services + [writer, server], threadPools: [threadPool], logger: logger)
+        try await logging.running(Self.self) {
+            try http.checkBeforeStart(command: "store")
+            let logger = Logger(label: "playhead.store")
+            let telemetry = Telemetry.bootstrap(metrics.metrics == .on)
+            // The lake first, as serve: a lake refused at start leaves nothing in the log's folder.
+            let threadPool = NIOThreadPool(numberOfThreads: 2)
+            threadPool.start()
+            let store = try await lake.openLake(dataDir: storage.dataDir, threadPool: threadPool, logger: Logger(label: "playhead.lake"))
+            let log = try OpenedLog.open(storage.logLocation, readOnly: true, lakeWriter: true, logger: Logger(label: "playhead.log"))
+            let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger)
+            let writer = parts.lakeWriter(store: store, flush: flush, threadPool: threadPool)
+            let waiting = log.waitingForWriter(logger: logger)
+            let server = parts.plainServer(options: http, routes: telemetry.routes, readiness: { waiting() ?? writer.unavailableReason })
+            try await parts.run(services: [log.service] + telemetry.services + [writer, server], threadPools: [threadPool], logger: logger)
+        }
     }
 }
 
@@ -176,16 +175,17 @@ struct ObserveCommand: AsyncParsableCommand {
 
     func run() async throws {
         Allocator.configureForService()
-        try http.checkBeforeStart(command: "observe")
-        logging.bootstrap()
-        let logger = Logger(label: "playhead.observe")
-        let telemetry = Telemetry.bootstrap(true)
-        let log = try OpenedLog.open(storage.logLocation, readOnly: true, logger: Logger(label: "playhead.log"))
-        let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger, eventSources: try sources.labels())
-        let content = parts.contentMetrics()
-        let waiting = log.waitingForWriter(logger: logger)
-        let server = parts.plainServer(options: http, routes: telemetry.routes + content.routes, readiness: { waiting() ?? content.readiness() })
-        try await parts.run(services: [log.service] + telemetry.services + content.services + [server], threadPools: [], logger: logger)
+        try await logging.running(Self.self) {
+            try http.checkBeforeStart(command: "observe")
+            let logger = Logger(label: "playhead.observe")
+            let telemetry = Telemetry.bootstrap(true)
+            let log = try OpenedLog.open(storage.logLocation, readOnly: true, logger: Logger(label: "playhead.log"))
+            let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger, eventSources: try sources.labels())
+            let content = parts.contentMetrics()
+            let waiting = log.waitingForWriter(logger: logger)
+            let server = parts.plainServer(options: http, routes: telemetry.routes + content.routes, readiness: { waiting() ?? content.readiness() })
+            try await parts.run(services: [log.service] + telemetry.services + content.services + [server], threadPools: [], logger: logger)
+        }
     }
 }
 
@@ -247,23 +247,24 @@ struct ImportCommand: AsyncParsableCommand {
 
     func run() async throws {
         Allocator.configureForBatch()
-        logging.bootstrap()
-        let logger = Logger(label: "playhead.import")
-        // Decoding and encoding keep both cores busy on `threadPool`; the store's writes (which wait
-        // for fsync) run on their own threads so that they never hold up a core's work.
-        let threadPool = NIOThreadPool(numberOfThreads: 2)
-        let ioPool = NIOThreadPool(numberOfThreads: 2)
-        threadPool.start()
-        ioPool.start()
-        do {
-            try await importFiles(threadPool: threadPool, ioPool: ioPool, logger: logger)
-        } catch {
+        try await logging.running(Self.self) {
+            let logger = Logger(label: "playhead.import")
+            // Decoding and encoding keep both cores busy on `threadPool`; the store's writes (which wait
+            // for fsync) run on their own threads so that they never hold up a core's work.
+            let threadPool = NIOThreadPool(numberOfThreads: 2)
+            let ioPool = NIOThreadPool(numberOfThreads: 2)
+            threadPool.start()
+            ioPool.start()
+            do {
+                try await importFiles(threadPool: threadPool, ioPool: ioPool, logger: logger)
+            } catch {
+                try? await threadPool.shutdownGracefully()
+                try? await ioPool.shutdownGracefully()
+                throw error
+            }
             try? await threadPool.shutdownGracefully()
             try? await ioPool.shutdownGracefully()
-            throw error
         }
-        try? await threadPool.shutdownGracefully()
-        try? await ioPool.shutdownGracefully()
     }
 
     private func importFiles(threadPool: NIOThreadPool, ioPool: NIOThreadPool, logger: Logger) async throws {

@@ -268,6 +268,35 @@ struct CLITests {
         await server.stop()
     }
 
+    @Test("with --log-format json, an error that stops a command is a JSON log line like the others (level critical, exit_code), with the same exit status; it was plain 'Error: …' text")
+    func startupErrorAsJSON() async throws {
+        let (server, _) = try await Fixtures.server()
+        defer { withExtendedLifetime(server) {} }
+        let directory = try TemporaryDirectory(prefix: "json-error")
+        let file = directory.appending("a-file").path
+        try "x".write(toFile: file, atomically: false, encoding: .utf8)
+        let inUse = "cannot listen on 127.0.0.1:\(server.port): Address already in use (another process holds this port: stop it, or choose another with --port)"
+        var cases: [(arguments: [String], message: String)] = ["serve", "ingest", "store", "observe"].map { command in
+            ([command, "--port", "\(server.port)", "--data-dir", directory.appending(command).path], inUse)
+        }
+        cases.append((["serve", "--port", "0", "--data-dir", directory.appending("d").path, "--lake", "file:\(file)"], "--lake: the lake folder \(file) is a file, not a folder"))
+        cases.append((["ingest", "--port", "0", "--log", "\(file)/log"], "cannot create directory \(file)/log: Not a directory"))
+        for (arguments, message) in cases {
+            let result = try await runCommand(TestEnvironment.playheadExecutable, arguments + ["--log-format", "json"], timeout: .seconds(30))
+            #expect(result.status == 1, "\(arguments): \(result.stderr)")
+            #expect(!result.stderr.contains("Error:"), "\(arguments): \(result.stderr)")
+            let lines = result.stderr.split(separator: "\n").map { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            #expect(!lines.isEmpty && lines.allSatisfy { $0 != nil }, "every line of standard error is a JSON object: \(result.stderr)")
+            let last = lines.last.flatMap { $0 }
+            #expect(last?["level"] as? String == "critical" && last?["message"] as? String == message, "\(arguments): \(result.stderr)")
+            #expect(last?["exit_code"] as? String == "1" && last?["command"] as? String == arguments[0], "\(arguments): \(result.stderr)")
+        }
+        // The text format is as it was: swift-argument-parser's "Error: <message>".
+        let text = try await runCommand(TestEnvironment.playheadExecutable, ["ingest", "--port", "\(server.port)", "--data-dir", directory.appending("t").path])
+        #expect(text.status == 1 && text.stderr == "Error: \(inUse)\n", "\(text.stderr)")
+        await server.stop()
+    }
+
     @Test("runtime errors are errors, not usage mistakes: a lake folder that cannot be made, a directory given to import")
     func runtimeErrors() async throws {
         let directory = try TemporaryDirectory(prefix: "cli")
