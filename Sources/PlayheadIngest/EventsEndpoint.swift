@@ -270,15 +270,18 @@ public final class EventsEndpoint: Sendable {
         // ones: a 503 there (the disk crossing --log-min-free-bytes between the two appends) had
         // clients send again events that were stored and went to the lake (an outside review: with
         // --dedup-window 0, every row twice). Their rejections are answered, but not kept: said at
-        // warning level, at most once a minute.
-        let rejectedLog = rejected, rejectedRecords = sink.rejected, unkept = unkeptRejections
+        // warning level, at most once a minute, and counted in playhead_events_rejected_unkept_total.
+        let rejectedLog = rejected, rejectedRecords = sink.rejected, unkept = unkeptRejections, metrics = metrics
         events.append(sink.accepted, executor: loop) { result in
             if case .failure(let error) = result {
                 answer.finish(error)
                 return
             }
             rejectedLog.append(rejectedRecords, executor: loop) { result in
-                if case .failure(let error) = result { unkept.report(error, count: rejectedRecords.count) }
+                if case .failure(let error) = result {
+                    unkept.report(error, count: rejectedRecords.count)
+                    metrics.rejectedNotKept(count: rejectedRecords.count)
+                }
                 answer.finish(nil)
             }
         }

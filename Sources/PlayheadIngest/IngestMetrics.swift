@@ -16,6 +16,7 @@ public final class IngestMetrics: Sendable {
     private let durations = HandleCache<Int, Metrics.Timer>()
     private let receivingGauge: Gauge?
     private let processingGauge: Gauge?
+    private let unkeptCounter: Counter?
     private let factory: (any MetricsFactory)?
     /// The decoder's: what the codes of accepted events' dimensions stand for.
     let eventSources: EventSourceLabels
@@ -55,10 +56,13 @@ public final class IngestMetrics: Sendable {
         guard edge else {
             receivingGauge = nil
             processingGauge = nil
+            unkeptCounter = nil
             return
         }
         receivingGauge = Gauge(label: "playhead_ingest_in_flight_bytes", dimensions: [("stage", "receiving")])
         processingGauge = Gauge(label: "playhead_ingest_in_flight_bytes", dimensions: [("stage", "processing")])
+        unkeptCounter = factory.map { Counter(label: "playhead_events_rejected_unkept_total", factory: $0) }
+            ?? Counter(label: "playhead_events_rejected_unkept_total")
         // The series of every reason exist from the start, at 0: a counter that appears at its first
         // value hides that increment from `rate()` and `increase()` (a burst of a new rejection
         // reason would never show in the reject ratio or its alert).
@@ -122,6 +126,12 @@ public final class IngestMetrics: Sendable {
 
     func rejected(reason: String, count: Int) {
         rejected.handle(reason) { counter("playhead_events_rejected_total", [("reason", reason)]) }.increment(by: count)
+    }
+
+    /// Rejected events answered to their client but not kept in the log (which refused them after it
+    /// stored the same request's accepted events; `EventsEndpoint`).
+    func rejectedNotKept(count: Int) {
+        unkeptCounter?.increment(by: count)
     }
 
     /// A request refused before its events were read (rate limit, back-pressure, size).

@@ -105,6 +105,7 @@ public enum PlayheadTelemetry {
         "playhead_http_accept_waits_total": "Times the HTTP server stopped accepting connections, by reason: connection_limit (at --max-connections) or out_of_descriptors (accept failed; retried a second later).",
         "playhead_events_accepted_total": "Events accepted and made durable, by event type, content type and source.",
         "playhead_events_rejected_total": "Events rejected by validation or decoding, by reason.",
+        "playhead_events_rejected_unkept_total": "Rejected events answered to their client (202 with their errors) but not kept in the log's rejected topic: the log refused them after it stored the same request's accepted events (a full disk, a failing broker).",
         "playhead_ingest_requests_refused_total": "Requests refused before their events were read (rate limit, back-pressure, size), by reason.",
         "playhead_ingest_in_flight_bytes": "Bytes of request bodies the ingest edge holds: still arriving (stage=receiving), or being decoded or waiting for the log (stage=processing).",
         "playhead_log_append_duration_seconds": "Time from append to durability of a log batch, by backend and topic.",

@@ -142,6 +142,10 @@ struct CrashAndAbuseTests {
         try await eventually(timeout: .seconds(10), "the warning") {
             server.process.stderr.contains("a request's rejected events could not be kept in the log after its accepted events were stored")
         }
+        // Counted: the first request's one rejection; the second request's accepted event failed
+        // (503), so its rejection was never appended and is not counted.
+        let metrics = try await TestHTTP.request("\(server.baseURL)/metrics").text
+        #expect(TestHTTP.metricTotal(metrics, "playhead_events_rejected_unkept_total") == 1, "\(metrics)")
         #expect(await server.stop() == 0)
         let stored = try await Fixtures.storedIDs(data)
         #expect(stored == (0..<999).map { "fb-\($0)" }, "\(stored.count) stored")
