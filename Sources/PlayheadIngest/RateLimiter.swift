@@ -31,6 +31,12 @@ final class RateLimiter: Sendable {
         }
     }
 
+    /// The rate as given (`2`, `0.5`, `2.7`), for messages: it was cut to an integer, so
+    /// `--rate-limit 0.5` said "at most 0 events per second" (an outside review).
+    var rateDescription: String {
+        rate == rate.rounded() && abs(rate) < 1e15 ? String(Int64(rate)) : String(rate)
+    }
+
     /// Takes `events` tokens.
     func consume(_ events: Int) {
         bucket.withLockedValue { bucket in

@@ -277,6 +277,7 @@ struct CrashAndAbuseTests {
         let garbageAnswer = String(decoding: await garbage.readAll(timeout: .seconds(10)), as: UTF8.self)
         #expect(garbageAnswer.hasPrefix("HTTP/1.1 400 Bad Request\r\n"), "\(garbageAnswer)")
         #expect(garbageAnswer.contains("Connection: close\r\n") && garbageAnswer.contains(#""error":"malformed_http""#), "\(garbageAnswer)")
+        #expect(garbageAnswer.contains("X-Content-Type-Options: nosniff\r\n"), "\(garbageAnswer)")
         #expect(ContinuousClock.now - garbageStarted < .seconds(5), "the connection was closed after the 400, not left to a timeout")
         let slow = try RawConnection(port: server.port)
         let started = ContinuousClock.now
@@ -292,9 +293,13 @@ struct CrashAndAbuseTests {
                  && slowAnswer.contains(#""error":"request_timeout""#), "\(slowAnswer)")
         // A whole head, then a body that stops short: the same, counted under its route.
         let stalled = try RawConnection(port: server.port)
-        #expect(stalled.send("POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n[{\"event"))
+        #expect(stalled.send("POST /v1/events HTTP/1.1\r\nHost: x\r\nOrigin: https://player.example\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n[{\"event"))
         let stalledAnswer = String(decoding: await stalled.readAll(timeout: .seconds(10)), as: UTF8.self)
         #expect(stalledAnswer.hasPrefix("HTTP/1.1 408 Request Timeout\r\n"), "\(stalledAnswer)")
+        // A page's request sees its 408 (CORS headers, as every answer of /v1/events has them), and
+        // the answer says what it is, as every answer does.
+        #expect(stalledAnswer.contains("Access-Control-Allow-Origin: https://player.example\r\n")
+                 && stalledAnswer.contains("X-Content-Type-Options: nosniff\r\n"), "\(stalledAnswer)")
         let metrics = try await TestHTTP.request("\(server.baseURL)/metrics").text
         #expect(metrics.contains(#"playhead_http_server_request_duration_seconds_count{method="POST",route="/v1/events",status="408"} 1"#)
                 || metrics.contains(#"route="/v1/events",method="POST",status="408"} 1"#), "\(metrics.split(separator: "\n").filter { $0.contains("408") })")

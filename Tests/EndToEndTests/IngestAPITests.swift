@@ -517,6 +517,23 @@ struct IngestAPITests {
         let invalid = Fixtures.json((0..<20).map { Fixtures.event("bad-\($0)", ["duration_seconds": -1]) })
         #expect(try await TestHTTP.postEvents(strict, invalid).status == 400)
         #expect(try await TestHTTP.postEvents(strict, invalid).status == 429)
+        // So is a gzip body that cannot be read: one rejection, as a malformed JSON body (corrupt
+        // ones went past the limit, each stored in the log, an outside review).
+        let (gzipLimited, _) = try await Fixtures.server(["--rate-limit", "1"])
+        let notGzip = Array(Fixtures.json(Fixtures.event("ng")).utf8)
+        let corrupt = try await TestHTTP.postEvents(gzipLimited, notGzip, headers: [("Content-Encoding", "gzip")])
+        #expect(corrupt.status == 400 && corrupt.text.contains("invalid_gzip"), "\(corrupt.text)")
+        // What is wrong, in words: a body sent as it is (zlib said "incorrect header check at byte 2").
+        #expect(corrupt.text.contains("it starts with the bytes 7b 22, not gzip's 1f 8b (sent uncompressed with Content-Encoding: gzip?)"), "\(corrupt.text)")
+        // The bucket (1 token) is let into while not empty: the second takes it below zero.
+        #expect(try await TestHTTP.postEvents(gzipLimited, notGzip, headers: [("Content-Encoding", "gzip")]).status == 400)
+        let next = try await TestHTTP.postEvents(gzipLimited, notGzip, headers: [("Content-Encoding", "gzip")])
+        #expect(next.status == 429, "\(next.status) \(next.text)")
+        // A rate below one event a second is said as given (it said "at most 0 events per second").
+        let (slow, _) = try await Fixtures.server(["--rate-limit", "0.5"])
+        #expect(try await TestHTTP.postEvents(slow, Fixtures.json(Fixtures.event("half"))).status == 202)
+        let half = try await TestHTTP.postEvents(slow, Fixtures.json(Fixtures.event("half-2")))
+        #expect(half.status == 429 && half.text.contains("the server takes at most 0.5 events per second"), "\(half.text)")
     }
 
     @Test("--max-in-flight-bytes bounds the request bytes being received at once: past it, 503 overloaded with Retry-After; and it may not be below --max-body-bytes")
@@ -705,6 +722,16 @@ struct IngestAPITests {
             "\(server.baseURL)/v1/event", method: .POST, headers: [("Origin", "https://player.example"), ("Content-Type", "text/plain")],
             body: Array(Fixtures.json(Fixtures.event("c-typo")).utf8))
         #expect(typo.status == 404 && typo.headers["access-control-allow-origin"] == ["https://player.example"], "\(typo.status) \(typo.headers)")
+        // And a preflight for a path the server does not serve is answered as that of /v1/events, so
+        // that a preflighted fetch (JSON, a write key) gets as far as its 404 (it got a 404 to the
+        // preflight, which the browser reports as a CORS error); another origin's still gets 403.
+        for (origin, status) in [("https://player.example", 204), ("https://evil.example", 403)] {
+            let typoPreflight = try await TestHTTP.request(
+                "\(server.baseURL)//v1/events", method: .OPTIONS,
+                headers: [("Origin", origin), ("Access-Control-Request-Method", "POST"), ("Access-Control-Request-Headers", "content-type, authorization")])
+            #expect(typoPreflight.status == status, "\(origin): \(typoPreflight.status) \(typoPreflight.text)")
+            #expect(typoPreflight.headers["access-control-allow-origin"] == (status == 204 ? [origin] : []), "\(origin): \(typoPreflight.headers)")
+        }
         let denied = try await TestHTTP.request(
             "\(server.baseURL)/v1/events", method: .OPTIONS,
             headers: [("Origin", "https://evil.example"), ("Access-Control-Request-Method", "POST")]

@@ -11,7 +11,8 @@ server must refuse). On the allowed origin the page sends, cross-origin to INGES
 - `fetch` of two NDJSON events,
 - `fetch` of a gzip body (CompressionStream; `Content-Encoding` needs a preflight too),
 - `fetch` of a valid and an invalid event, reading the per-event error from the answer,
-- `navigator.sendBeacon` with a `text/plain` body and the write key in the query.
+- `navigator.sendBeacon` with a `text/plain` body and the write key in the query,
+- a preflighted `fetch` to `//v1/events` (a base URL with a trailing slash), which must see the 404.
 
 On the other origin it sends one `fetch`, which the browser must block, and a `no-cors` `fetch` and
 a `sendBeacon` of `text/plain`, which need no preflight: the browser sends them, and the server must
@@ -46,9 +47,9 @@ function event(id, changes) {
     language: "en", current_timestamp: 1.5, event_source: "web_app"};
   return Object.assign(e, changes || {});
 }
-async function post(body, headers) {
+async function post(body, headers, path) {
   try {
-    const response = await fetch(config.ingest + "/v1/events", {method: "POST", body: body, credentials: "include",
+    const response = await fetch(config.ingest + (path || "/v1/events"), {method: "POST", body: body, credentials: "include",
       headers: Object.assign({"Authorization": "Bearer " + config.key}, headers)});
     let json = null;
     try { json = await response.json(); } catch (e) {}
@@ -74,6 +75,8 @@ async function run() {
     // A page cannot know its public address: it sends "" and the server fills it in (--fill-ip-address).
     const beacon = new Blob([JSON.stringify(event(config.ids.beacon, {ip_address: ""}))], {type: "text/plain"});
     r.beacon = navigator.sendBeacon(config.ingest + "/v1/events?write_key=" + encodeURIComponent(config.key), beacon);
+    // A base URL with a trailing slash: the preflighted fetch must see the 404, not a CORS error.
+    r.typo = await post(JSON.stringify(event(config.ids.typo)), {"Content-Type": "application/json"}, "//v1/events");
   } else {
     r.refused = await post(JSON.stringify(event(config.ids.refused)), {"Content-Type": "application/json"});
     const other = new Blob([JSON.stringify(event(config.ids.beacon_other))], {type: "text/plain"});
@@ -138,6 +141,9 @@ def check(allowed, refused, ids):
     if partial.get("status") != 202 or (partial.get("body") or {}).get("accepted") != 1 or len(errors) != 1 \
             or errors[0].get("event_id") != ids["invalid"] or errors[0].get("field") != "event_type" or errors[0].get("index") != 1:
         problems.append(f"partial: expected 202 with one accepted and an event_type error for index 1, saw {partial}")
+    typo = allowed.get("typo", {})
+    if typo.get("status") != 404 or (typo.get("body") or {}).get("error") != "not_found":
+        problems.append(f"typo: a preflighted fetch to //v1/events should see 404 not_found, saw {typo}")
     if allowed.get("beacon") is not True:
         problems.append(f"beacon: sendBeacon did not queue the request: {allowed.get('beacon')}")
     if "error" not in refused.get("refused", {}):
@@ -149,7 +155,7 @@ def check(allowed, refused, ids):
 
 def main():
     page_port, ingest, key = int(sys.argv[1]), sys.argv[2].rstrip("/"), sys.argv[3]
-    ids = {name: f"browser-{name}-{uuid.uuid4()}" for name in ("json", "gzip", "partial", "invalid", "beacon", "refused", "beacon_other", "nocors_other")}
+    ids = {name: f"browser-{name}-{uuid.uuid4()}" for name in ("json", "gzip", "partial", "invalid", "beacon", "refused", "beacon_other", "nocors_other", "typo")}
     ids["ndjson"] = [f"browser-ndjson-{i}-{uuid.uuid4()}" for i in range(2)]
     server = http.server.ThreadingHTTPServer(("127.0.0.1", page_port), page_handler(ingest, key, ids))
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -171,7 +177,7 @@ def main():
     problems = check(allowed, refused, ids)
     stored = [ids["json"], *ids["ndjson"], ids["gzip"], ids["partial"], ids["beacon"]]
     print(json.dumps({"ok": not problems, "problems": problems, "allowed": allowed, "refused": refused,
-                      "stored": stored, "beacon_id": ids["beacon"], "not_stored": [ids["invalid"], ids["refused"], ids["beacon_other"], ids["nocors_other"]], "browser_log": browser_log}))
+                      "stored": stored, "beacon_id": ids["beacon"], "not_stored": [ids["invalid"], ids["refused"], ids["beacon_other"], ids["nocors_other"], ids["typo"]], "browser_log": browser_log}))
     sys.exit(0 if not problems else 1)
 
 
