@@ -304,6 +304,7 @@ public final class KafkaLog: LogBackend, Service, Sendable {
 
     public func producer(for topic: LogTopic) throws(LogError) -> any LogProducer {
         if state.withLock({ $0.closed }) { throw LogError(code: .closed, message: "the Kafka log is closed") }
+        metrics.appendFailuresAtZero()
         return KafkaLogProducer(log: self, topic: topic, kafkaTopic: configuration.topicName(topic))
     }
 
@@ -477,12 +478,16 @@ final class KafkaLogMetrics: Sendable {
     /// of their sum (a consumer closed and made again beside a live one counts once).
     private let held = Mutex<[String: (gauge: Gauge, byConsumer: [ObjectIdentifier: Int])]>([:])
 
-    /// The append failure counters start at 0 for the codes a Kafka append fails with, as the
-    /// embedded log's do: a counter that appears at its first failure, already above 0, is a step
-    /// `rate()` and `increase()` do not see (a review: 2,267 failures while the broker froze, and
-    /// the panel showed none).
     init(factory: any MetricsFactory) {
         self.factory = factory
+    }
+
+    /// The append failure counters start at 0, once a producer is made, for the codes a Kafka append
+    /// fails with, as the embedded log's writer's do: a counter that appears at its first failure,
+    /// already above 0, is a step `rate()` and `increase()` do not see (a review: 2,267 failures
+    /// while the broker froze, and the panel showed none). Only in a process that appends: `store`
+    /// and `observe` exported them at 0 until 2026-12-07 (an outside review).
+    func appendFailuresAtZero() {
         // `full`: librdkafka's queue full (a broker that stalls under load), the first to come.
         for code in [LogError.Code.full, .unavailable, .io, .tooLarge] { failure(code, count: 0) }
     }

@@ -37,21 +37,24 @@ final class ContentInstruments: Sendable {
     private let published = Mutex(Published())
     private let activeSessions: Gauge
     private let adPlays: Counter
-    let lag: Gauge
+    /// Made at the first lag known: on Kafka, a consumer that has held no partition yet (starting,
+    /// or a topic that does not exist) exports no lag, as docs/metrics.md says; it exported 0, which
+    /// read as caught up, until 2026-12-07 (an outside review).
+    private let lagGauge = Mutex<Gauge?>(nil)
+    private let consumerLabel: String
     /// Damaged records of the log this consumer stepped past, `playhead_log_damaged_records_total{consumer}`.
     let damaged: Counter
 
     init(factory: (any MetricsFactory)?, consumer: String) {
         self.factory = factory
+        consumerLabel = consumer
         if let factory {
             activeSessions = Gauge(label: "playhead_active_sessions", dimensions: [], factory: factory)
             adPlays = Counter(label: "playhead_ad_plays_total", dimensions: [], factory: factory)
-            lag = Gauge(label: "playhead_consumer_lag_events", dimensions: [("consumer", consumer)], factory: factory)
             damaged = Counter(label: "playhead_log_damaged_records_total", dimensions: [("consumer", consumer)], factory: factory)
         } else {
             activeSessions = Gauge(label: "playhead_active_sessions")
             adPlays = Counter(label: "playhead_ad_plays_total")
-            lag = Gauge(label: "playhead_consumer_lag_events", dimensions: [("consumer", consumer)])
             damaged = Counter(label: "playhead_log_damaged_records_total", dimensions: [("consumer", consumer)])
         }
         // The schema's content types exist from the start, at zero.
@@ -72,6 +75,17 @@ final class ContentInstruments: Sendable {
             }
         }
         activeSessions.record(0)
+    }
+
+    /// `playhead_consumer_lag_events{consumer}`, made at its first value.
+    func recordLag(_ value: Int64) {
+        let gauge = lagGauge.withLock { made in
+            if let made { return made }
+            let gauge = self.gauge("playhead_consumer_lag_events", ("consumer", consumerLabel))
+            made = gauge
+            return gauge
+        }
+        gauge.record(value)
     }
 
     private func gauge(_ label: String, _ dimensions: (String, String)...) -> Gauge {
@@ -362,7 +376,7 @@ public final class ContentMetricsConsumer: Service, Sendable {
         let uncommitted = processed.reduce(Int64(0)) { sum, entry in
             sum + max(0, entry.value - (committed[entry.key] ?? entry.value))
         }
-        instruments.lag.record(max(0, lag - uncommitted))
+        instruments.recordLag(max(0, lag - uncommitted))
     }
 
     private func commit(_ consumer: any LogConsumer, processed: [Int32: Int64], committed: inout [Int32: Int64]) async {

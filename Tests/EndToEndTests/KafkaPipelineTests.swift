@@ -388,6 +388,14 @@ struct KafkaPipelineTests {
                 #expect(last.hasPrefix("503"), "\(name): \(last)")
             }
             #expect(try await TestHTTP.postEvents(waitingIngest, Fixtures.json(Fixtures.event("too-early"))).status == 503)
+            // A reader that has held no partition exports no lag (observe exported 0, which read as
+            // caught up on the dashboards, an outside review), and store and observe, which append
+            // nothing, no append failures (they did, at 0); ingest does.
+            for (name, server) in [("store", waitingStore), ("observe", waitingObserve), ("ingest", waitingIngest)] {
+                let metrics = try await TestHTTP.request("\(server.baseURL)/metrics").text
+                #expect(!metrics.contains("playhead_consumer_lag_events{"), "\(name): \(metrics.split(separator: "\n").filter { $0.contains("lag") })")
+                #expect(metrics.contains("playhead_log_append_failures_total{") == (name == "ingest"), "\(name)")
+            }
             // The events topic made by hand, not the rejected one: still waiting, now for that one
             // (an ingest that took the events topic alone failed every request with an invalid event).
             _ = try await runPython(
