@@ -282,16 +282,22 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
             partition: 0, offset: nextOffset, records: following - nextOffset,
             missed: max(0, following - max(nextOffset, skipUntil)), bytes: rest
         )
+        // Said at error level by a group's consumer, which keeps and counts what it steps past. A
+        // reader of no group says nothing here (debug): its caller says what the step means to it
+        // (`log dump` a warning per damaged place; the lake writer's warm-up, which reads records the
+        // lake holds, a warning), and a restart's warm-up repeated this error, uncounted, at every
+        // start for as long as the segment was kept (an outside review).
+        let level: Logger.Level = group == nil ? .debug : .error
         if rest.isEmpty {
             // Nothing after the last whole record: the segment's end, or a segment after it, is gone
             // (deleted or cut short by hand), not damaged.
             let from = max(nextOffset, skipUntil)
-            logger.error("log: records \(from)..<\(following) are missing from the log: \(path) ends at its last whole record, and the next segment starts at offset \(following) (a segment deleted or cut short by hand, or records the log's recovery cut off: see its log); the reader steps to the next segment", metadata: [
+            logger.log(level: level, "log: records \(from)..<\(following) are missing from the log: \(path) ends at its last whole record, and the next segment starts at offset \(following) (a segment deleted or cut short by hand, or records the log's recovery cut off: see its log); the reader steps to the next segment", metadata: [
                 "topic": "\(topic.name)", "segment": "\(path)", "offset": "\(from)",
                 "records_skipped": "\(following - from)", "next_segment": "\(following)",
             ])
         } else {
-            logger.error("log: a damaged record whose length cannot be trusted; the reader steps to the next segment", metadata: [
+            logger.log(level: level, "log: a damaged record whose length cannot be trusted; the reader steps to the next segment", metadata: [
                 "topic": "\(topic.name)", "segment": "\(path)", "byte": "\(position)", "offset": "\(nextOffset)",
                 "records_skipped": "\(following - nextOffset)", "next_segment": "\(following)",
             ])

@@ -28,6 +28,8 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
         var closed = false
         /// `.lake-writer.lock`, held by the process whose lake writer reads this log (or -1).
         var lakeWriterLockFD: Int32 = -1
+        /// By topic: when retention last said which groups keep it over its limits.
+        var retentionHeldSaid: [String: Date] = [:]
     }
     private let state: NIOLockedValueBox<State>
 
@@ -498,7 +500,6 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
             for index in 0..<(segments.count - 1) {
                 let path = Files.segmentPath(topic.directory, segments[index])
                 let end = segments[index + 1]
-                guard minimumCommitted >= end else { break }
                 var expired = false
                 if let age = configuration.retentionAge, let modified = Files.modificationTime(path) {
                     let seconds = Double(age.components.seconds) + Double(age.components.attoseconds) / 1e18
@@ -506,6 +507,10 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
                 }
                 if let limit = configuration.retentionBytes, total > limit { expired = true }
                 guard expired else { break }
+                guard minimumCommitted >= end else {
+                    sayRetentionHeld(topic: topic.name, groups: groups.filter { $0.value < end }, end: end, now: now)
+                    break
+                }
                 topic.forget(segment: segments[index], bytes: sizes[index])
                 if unlink(path) == 0 {
                     deleted.append(path)
@@ -526,6 +531,42 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
             try? Files.syncDirectory(directory)
         }
         return deleted
+    }
+
+    /// Says, at warning level and at most every 10 minutes per topic, which groups keep segments
+    /// that are over the retention limits: a group that no process runs any more (an `observe`
+    /// retired, `serve` restarted with `--metrics off`) keeps its offsets file, which held
+    /// retention for good without a word and exports no lag, while the log grew to the free-space
+    /// floor and ingest answered 503 (an outside review, 2026-12-07). The lake writer's own hold
+    /// (`<group>.rollups`, ``holdRetention(of:from:holder:)``), which keeps the open hours on
+    /// purpose, is not named.
+    private func sayRetentionHeld(topic: String, groups: [String: Int64], end: Int64, now: Date) {
+        let holders = groups.filter { !$0.key.hasSuffix(".rollups") }.sorted { $0.key < $1.key }
+        guard !holders.isEmpty else { return }
+        let due = state.withLockedValue { state in
+            if let said = state.retentionHeldSaid[topic], now.timeIntervalSince(said) < 600 { return false }
+            state.retentionHeldSaid[topic] = now
+            return true
+        }
+        guard due else { return }
+        let described = holders.map { group, offset in
+            let file = GroupOffsets.path(root: configuration.directory, group: group, topic: topic)
+            let last = Files.modificationTime(file).map { Self.ago(now.timeIntervalSince1970 - $0) + " ago" } ?? "never"
+            return "\(group) at offset \(offset) (last commit: \(last))"
+        }
+        logger.warning(
+            "log: retention keeps segments of topic \(topic) that are over its limits (--log-retention-hours, --log-retention-bytes), because not every consumer group has read them: \(described.joined(separator: ", ")); the oldest segment ends at offset \(end). A lagging group shows in playhead_consumer_lag_events; a group that no process runs any more holds the log for good: remove its folder \(configuration.directory)/groups/<group> while nothing runs it (docs/runbook.md, DiskNearlyFull)",
+            metadata: ["topic": "\(topic)", "groups": "\(holders.map(\.key).joined(separator: ","))", "segment_end_offset": "\(end)"]
+        )
+    }
+
+    private static func ago(_ seconds: Double) -> String {
+        switch seconds {
+        case ..<120: "\(Int(max(0, seconds))) s"
+        case ..<7200: "\(Int(seconds / 60)) min"
+        case ..<172_800: "\(Int(seconds / 3600)) h"
+        default: "\(Int(seconds / 86_400)) days"
+        }
     }
 }
 

@@ -652,7 +652,7 @@ final class DiskMonitor: @unchecked Sendable {
         // append failed while /readyz said ready, and each failure logged an error). A roll needs one.
         let below: String? = space.free < minimumFreeBytes
             ? "is below \(minimumFreeBytes) free bytes (\(space.free) free)"
-            : space.inodes > 0 && space.freeInodes < 2 ? "has no free inodes (\(space.freeInodes) of \(space.inodes))" : nil
+            : space.inodes > 0 && space.freeInodes < 2 ? "has fewer than 2 free inodes (\(space.freeInodes) of \(space.inodes); a new segment needs one)" : nil
         lock.lock()
         let was = belowMinimum
         belowMinimum = below
