@@ -215,6 +215,11 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Bytes of the body being received, reserved in ``Router/receiving``; released when the body is
     /// whole (the endpoint then reserves what it decodes), refused, or the connection goes away.
     private var reservedBodyBytes = 0
+    /// Bytes of a body that no route reads (any request but `POST /v1/events`), read and dropped:
+    /// counted only against `--max-body-bytes`. Kept and counted in the shared budget until
+    /// 2026-12-07, they let a client with no write key (an `OPTIONS /v1/events`, a `GET /healthz`
+    /// with a body) use up that budget, and every keyed POST got 503 `overloaded` (an outside review).
+    private var droppedBodyBytes: Int?
     /// The connection's peer as `--fill-ip-address` needs it: looked up at its first request.
     private var peer: ClientPeer?
     /// The head read last asks for another protocol (``HTTPRequestHead/handsOverConnection``).
@@ -512,7 +517,9 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // Reserving all of it from the head let 10,000 connections that announced 5 MiB and sent
             // a byte reserve 89 GB of address space, counted by no budget (a probe).
             let expected = head.headers.first(name: "content-length").flatMap(Int.init) ?? 0
-            state = .receiving(head, context.channel.allocator.buffer(capacity: min(expected, router.maxBodyBytes, 64 << 10)))
+            let kept = head.method == .POST && HTTPRequest.split(uri: head.uri).path == EventsEndpoint.path
+            droppedBodyBytes = kept ? nil : 0
+            state = .receiving(head, context.channel.allocator.buffer(capacity: kept ? min(expected, router.maxBodyBytes, 64 << 10) : 0))
             if head.version.major == 1 && head.version.minor >= 1,
                 let expect = head.headers.first(name: "expect"), expect.lowercased() == "100-continue"
             {
@@ -523,7 +530,8 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .body(var chunk):
             guard case .receiving(let head, var body) = state else { return }
             state = .idle  // drop the reference so the buffer is written in place
-            if body.readableBytes + chunk.readableBytes > router.maxBodyBytes {
+            let dropped = droppedBodyBytes.map { $0 + chunk.readableBytes }
+            if (dropped ?? (body.readableBytes + chunk.readableBytes)) > router.maxBodyBytes {
                 releaseBodyBytes()
                 state = .discarding
                 connectionGuard.requestReceived()
@@ -532,6 +540,11 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
                     message: "the body is larger than the limit of \(router.maxBodyBytes) bytes"
                 )
                 write(response, for: head, keepAlive: false, context: context)
+                return
+            }
+            if let dropped {
+                droppedBodyBytes = dropped
+                state = .receiving(head, body)
                 return
             }
             // A request is always let in when nothing else is being received, whatever its size.

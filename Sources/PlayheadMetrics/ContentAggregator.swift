@@ -418,11 +418,16 @@ public final class ContentAggregator: Sendable {
     /// rendering it every second, until a restart (a probe, 2026-12-04).
     static func isLabelValue(_ value: String) -> Bool {
         var count = 0
+        var afterC2 = false
         for byte in value.utf8 {
             count += 1
             if count > maxLabelValueBytes || byte < 0x20 || byte == 0x7F || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") {
                 return false
             }
+            // The C1 controls, U+0080-U+009F, are 0xC2 0x80-0x9F in UTF-8 (U+009B is the 8-bit
+            // terminal escape): they passed until 2026-12-07 (an outside review).
+            if afterC2 && byte < 0xA0 { return false }
+            afterC2 = byte == 0xC2
         }
         return true
     }

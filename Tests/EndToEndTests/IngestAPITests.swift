@@ -394,10 +394,15 @@ struct IngestAPITests {
             #expect(unsafe.process.stderr.contains(warning), "\(warning): \(unsafe.process.stderr)")
         }
         #expect(!unsafe.process.stderr.contains("10.0.0.0/8 trusts"))
+        // One that others can write (and so add a key to) too.
+        chmod(keys, 0o622)
+        let (writable, _) = try await Fixtures.server(["--write-key-file", keys])
+        #expect(await writable.stop() == 0)
+        #expect(writable.process.stderr.contains("can be written by users other than its owner (mode 622), who could add keys of their own"), "\(writable.process.stderr)")
         chmod(keys, 0o640)
         let (safe, _) = try await Fixtures.server(["--write-key-file", keys])
         #expect(await safe.stop() == 0)
-        #expect(!safe.process.stderr.contains("every user"), "\(safe.process.stderr)")
+        #expect(!safe.process.stderr.contains("every user") && !safe.process.stderr.contains("can be written"), "\(safe.process.stderr)")
         let response = try await TestHTTP.request(
             "\(server.baseURL)/v1/events", method: .OPTIONS, headers: [("Origin", "http://localhost:8080"), ("Access-Control-Request-Method", "POST")]
         )
@@ -553,6 +558,28 @@ struct IngestAPITests {
         #expect(answer.hasPrefix("HTTP/1.1 503") && answer.contains("budget of 1000000 bytes for request bodies being received is used up") && answer.lowercased().contains("retry-after: 1"), "\(answer.prefix(400))")
         _ = first
         #expect(try await TestHTTP.postEvents(server, Fixtures.json(Fixtures.event("after-in-flight"))).status == 202)
+
+        // Bodies that no route reads are dropped as they come, not held in the budget: an
+        // OPTIONS /v1/events or a GET /healthz with a large body, from a client with no write key,
+        // used it up, and every POST got 503 overloaded (an outside review).
+        let (quiet, _) = try await Fixtures.server(["--max-body-bytes", "600000", "--max-in-flight-bytes", "1000000"])
+        var holders: [RawConnection] = []
+        // 999,900 bytes together, of a budget of 1,000,000: held, they left no room for a POST.
+        for (request, length, sent) in [("OPTIONS /v1/events", 700_000, 590_000), ("GET /healthz", 600_000, 409_900)] {
+            let holder = try RawConnection(port: quiet.port)
+            #expect(holder.send("\(request) HTTP/1.1\r\nHost: x\r\nContent-Length: \(length)\r\n\r\n") && holder.send([UInt8](repeating: UInt8(ascii: "a"), count: sent)))
+            holders.append(holder)
+            try await Task.sleep(for: .milliseconds(300))
+        }
+        try await Task.sleep(for: .milliseconds(1500))  // the gauge is sampled every second
+        #expect(await TestHTTP.metricTotal(quiet, #"playhead_ingest_in_flight_bytes{stage="receiving"}"#) < 100_000)
+        let through = try await TestHTTP.postEvents(quiet, Fixtures.json(Fixtures.event("past-the-holders")))
+        #expect(through.status == 202, "\(through.status) \(through.text)")
+        // Past --max-body-bytes (the first announced 700,000) such a body is refused as any is.
+        #expect(holders[0].send([UInt8](repeating: UInt8(ascii: "a"), count: 20_000)))
+        let tooLarge = String(decoding: await holders[0].readSome(timeout: .seconds(10)), as: UTF8.self)
+        #expect(tooLarge.hasPrefix("HTTP/1.1 413"), "\(tooLarge.prefix(300))")
+        holders.removeAll()
 
         let refused = try await runCommand(
             TestEnvironment.playheadExecutable, ["serve", "--max-body-bytes", "600000", "--max-in-flight-bytes", "500000"], timeout: .seconds(30))

@@ -453,11 +453,15 @@ struct ContentAggregatorThroughputTests {
         aggregator.observe(event("play", at: 0, session: "a", source: long, language: "x" + String(repeating: "y", count: 64), genre: "a\\b"))
         aggregator.observe(event("play", at: 0, session: "b", source: "tv\napp", language: "pt-BR", genre: "Comédie & Drame"))
         aggregator.observe(event("play", at: 0, session: "c", source: "ios", language: String(repeating: "s", count: 64), genre: "drama"))
+        // C1 controls too (U+0085, and U+009B, the 8-bit terminal escape): they passed (an outside
+        // review); the letters just past them (U+00A0 on) are taken, as "Comédie" shows.
+        aggregator.observe(event("play", at: 0, session: "d", source: "ios", language: "nel\u{85}x", genre: "csi\u{9B}31m"))
         let keys = Set(aggregator.snapshot().breakdown.keys)
         #expect(keys == [
             ContentDimensions(contentType: "movie", eventSource: "other", language: "other", genre: "other"),
             ContentDimensions(contentType: "movie", eventSource: "other", language: "pt-BR", genre: "Comédie & Drame"),
             ContentDimensions(contentType: "movie", eventSource: "ios", language: String(repeating: "s", count: 64), genre: "drama"),
+            ContentDimensions(contentType: "movie", eventSource: "ios", language: "other", genre: "other"),
         ], "\(keys)")
     }
 
