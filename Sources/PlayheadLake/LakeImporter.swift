@@ -213,8 +213,11 @@ public final class LakeImporter: Sendable {
             throw LakeError(.otherWriter, "\(path): \(error.message); this import stopped before writing anything, and the other one stands")
         }
         // The imports of this path when it was another file (touched, fetched again, appended to).
+        // A stream has none (``ImportFile/isStream``), and is recorded as no path's version.
         let index = ImportManifest.pathIndexPath(file.pathKey)
-        var (versions, indexVersion) = try await ImportManifest.readPathIndex(store, index, path: file.canonicalPath, logger: logger)
+        var (versions, indexVersion) = file.isStream
+            ? (ImportManifest.PathIndex(path: file.canonicalPath, tags: [state.tag]), nil)
+            : try await ImportManifest.readPathIndex(store, index, path: file.canonicalPath, logger: logger)
         let earlier = versions.tags.filter { $0 != state.tag }
         let newTag = !versions.tags.contains(state.tag)
         if newTag {
@@ -305,10 +308,13 @@ public final class LakeImporter: Sendable {
             }
             if ContinuousClock.now - lastProgress >= Self.progressEvery {
                 lastProgress = ContinuousClock.now
-                logger.info("import: \(path): \(state.accepted + state.rejected + state.duplicates) events read", metadata: [
-                    "import.read_bytes": "\(file.bytesRead)", "import.file_bytes": "\(file.size)",
-                    "import.percent": "\(file.size > 0 ? file.bytesRead * 100 / file.size : 100)",
-                ])
+                var metadata: Logger.Metadata = ["import.read_bytes": "\(file.bytesRead)"]
+                // A stream's size is not known: no share of it (it said 100 % of 0 bytes).
+                if !file.isStream {
+                    metadata["import.file_bytes"] = "\(file.size)"
+                    metadata["import.percent"] = "\(file.size > 0 ? file.bytesRead * 100 / file.size : 100)"
+                }
+                logger.info("import: \(path): \(state.accepted + state.rejected + state.duplicates) events read", metadata: metadata)
             }
         }
         for task in writing { try await collect(task) }
@@ -402,7 +408,9 @@ public final class LakeImporter: Sendable {
             }
             if !written.isEmpty {
                 logger.error(
-                    "import: \(path) failed after writing \(written.count) files; they stay in the lake until this file is imported again unchanged, which replaces them",
+                    file.isStream
+                        ? "import: \(path) (a stream) failed after writing \(written.count) files; they stay in the lake (import-\(state.tag)-* in the hour's events/, rejected/ and rollups/): a stream is never imported again as the same file, so remove them by hand before importing it again"
+                        : "import: \(path) failed after writing \(written.count) files; they stay in the lake until this file is imported again unchanged, which replaces them",
                     metadata: ["import.tag": "\(state.tag)"]
                 )
             }
@@ -819,6 +827,13 @@ final class ImportFile: @unchecked Sendable {
     let tag: String
     /// The path, absolute, with symbolic links followed.
     let canonicalPath: String
+    /// Not a regular file: a pipe (`/dev/stdin` from `zcat f.gz |`, `<(…)`), a socket or a
+    /// device, whose path names no content. Each import of one is an import of its own: it is
+    /// neither an earlier version of another (which `--replace-earlier-versions` would delete) nor
+    /// replaced by another, and runs beside any other. Until 2026-12-07 every pipe's import counted
+    /// as a version of "/dev/fd/63" or "/dev/stdin", and following the warning's advice deleted an
+    /// unrelated import's events (an outside review).
+    let isStream: Bool
     /// Names the path's lease and index in the lake (a hash of `canonicalPath`).
     let pathKey: String
     /// The file's size, and how much of it has been read (before gzip decoding).
@@ -850,9 +865,16 @@ final class ImportFile: @unchecked Sendable {
             free(resolved)
         }
         canonicalPath = canonical
-        size = Int(info.st_size)
-        tag = Self.hexHash("\(canonical)|\(info.st_size)|\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)")
-        pathKey = Self.hexHash(canonical)
+        isStream = info.st_mode & S_IFMT != S_IFREG
+        if isStream {
+            size = 0
+            tag = Self.hexHash("stream|\(canonical)|\(UUID().uuidString)")
+            pathKey = tag
+        } else {
+            size = Int(info.st_size)
+            tag = Self.hexHash("\(canonical)|\(info.st_size)|\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)")
+            pathKey = Self.hexHash(canonical)
+        }
     }
 
     static func hexHash(_ text: String) -> String {
@@ -927,6 +949,18 @@ final class ImportFile: @unchecked Sendable {
         if head.starts(with: [0xEF, 0xBB, 0xBF]) { i = 3 }
         if head.starts(with: Array("PAR1".utf8)) {
             throw ImportInputError(message: "it is a Parquet file (it starts with PAR1), not NDJSON")
+        }
+        // Other compressions, by their magic bytes (after gzip's decoding: gzip inside gzip). They
+        // were refused as text whose first line is not a JSON object, shown as binary bytes, and
+        // asked whether they were CSV (an outside review).
+        let compressions: [(magic: [UInt8], name: String, command: String)] = [
+            ([0x1F, 0x8B], "gzip", "gunzip -c"), ([0x28, 0xB5, 0x2F, 0xFD], "zstd", "zstd -dc"),
+            ([0x42, 0x5A, 0x68], "bzip2", "bzip2 -dc"), ([0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00], "xz", "xz -dc"),
+            ([0x50, 0x4B, 0x03, 0x04], "zip", "unzip -p"),
+        ]
+        if let found = compressions.first(where: { head.starts(with: $0.magic) }) {
+            let inside = gzip ? "gzip holding \(found.name) data" : "\(found.name)-compressed"
+            throw ImportInputError(message: "it is \(inside), not NDJSON: import reads plain or gzip NDJSON; decompress it first (\(gzip ? "gunzip -c FILE | " : "")\(found.command)\(gzip ? "" : " FILE") > FILE.ndjson)")
         }
         if let encoding = wideEncoding(head) {
             // The encoding named, for iconv: `-f UTF-16` alone read UTF-32 and BOM-less UTF-16BE
@@ -1013,8 +1047,13 @@ final class ImportFile: @unchecked Sendable {
             throw ImportInputError(message: "it ended after \(bytesRead) bytes, short of the \(size) it had when the import opened it: it was cut short while it was read")
         }
         guard let gzip else {
-            if count == 0 { finished = true }
-            return (raw, count, count == 0)
+            // A regular file ends at the size it had when it was opened: said with its last bytes,
+            // not one read later, so that a first chunk that holds the whole file knows it (a file
+            // of one blank line was recorded as an import of its path, and the next version of the
+            // file was then said to be in the lake twice, an outside review).
+            let end = count == 0 || (size > 0 && bytesRead >= size)
+            if end { finished = true }
+            return (raw, count, end)
         }
         var output = leftover
         do {

@@ -202,7 +202,8 @@ struct ImportCommand: AsyncParsableCommand {
             the hours). \
             The file tag is a hash of the file's resolved path, size and modification time: a file touched, \
             fetched again or appended to is another file, whose import keeps the earlier one's files unless \
-            --replace-earlier-versions is given (the summary's earlier_versions_kept counts them). One import \
+            --replace-earlier-versions is given (the summary's earlier_versions_kept counts them). A pipe \
+            (/dev/stdin, <(…)) is an import of its own each time: never replaced, never an earlier version. One import \
             of a file runs at a time; a second one is refused. A file cut off (gzip, or truncated while it is \
             read) or not NDJSON (Parquet, UTF-16, a JSON array, pretty-printed JSON, a first line that is not a \
             JSON object, such as CSV) fails with nothing of it left in the lake, as does the file being \

@@ -1254,6 +1254,66 @@ struct LakeTests {
         #expect(rollups.map { $0.first as? String } == ["movie-real-0001", "x0nbSIsz6Kmo<VHx"], "\(rollups)")
     }
 
+    @Test("import: a pipe (/dev/stdin, <(…)) is an import of its own each time, never an earlier version of another pipe's import (--replace-earlier-versions deleted an unrelated import's events); a file of blank lines writes nothing and is no earlier version of the next file at its path")
+    func importStreamsAndBlankFiles() async throws {
+        let directory = try TemporaryDirectory(prefix: "import-stream")
+        defer { withExtendedLifetime(directory) {} }
+        let first = try await Self.generatedEvents(300, seed: 41, in: directory)
+        let second = directory.appending("second.ndjson").path
+        try await runPython(
+            """
+            import json, sys
+            lines = [json.loads(line) for line in open(sys.argv[1], 'rb').read().splitlines()[:120]]
+            open(sys.argv[2], 'w').write(''.join(json.dumps({**e, 'event_id': 'second-' + e['event_id']}) + '\\n' for e in lines))
+            """, arguments: [first, second])
+        let lake = directory.appending("lake").path
+        func summary(_ result: CommandResult) -> [String: Any] {
+            (try? JSONSerialization.jsonObject(with: Data((result.stdout.split(separator: "\n").first ?? "").utf8))) as? [String: Any] ?? [:]
+        }
+        func piped(_ file: String, _ flags: [String] = []) async throws -> CommandResult {
+            try await runCommand("/bin/sh", ["-c", "f=$1 p=$2 l=$3; shift 3; cat \"$f\" | \"$p\" import --lake \"$l\" \"$@\" /dev/stdin", "sh", file, TestEnvironment.playheadExecutable, lake] + flags)
+        }
+        let one = try await piped(first)
+        #expect(one.status == 0 && summary(one)["accepted"] as? Int == 300, "\(one.stdout) \(one.stderr)")
+        let two = try await piped(second, ["--replace-earlier-versions"])
+        #expect(two.status == 0 && summary(two)["earlier_versions_kept"] as? Int == 0 && summary(two)["replaced_files"] as? Int == 0,
+            "\(two.stdout) \(two.stderr)")
+        #expect(!two.stderr.contains("imported before"), "\(two.stderr)")
+        let rows = try await duck("SELECT count(*), count(*) FILTER (WHERE event_id LIKE 'second-%') FROM read_parquet('{lake}/events/**/*.parquet')", lake: lake)
+        #expect(rows.first?[0] as? Int == 420 && rows.first?[1] as? Int == 120, "\(rows)")
+        let indexes = (try? FileManager.default.contentsOfDirectory(atPath: "\(lake)/_playhead/imports/paths")) ?? []
+        #expect(indexes.filter { $0.hasSuffix(".json") }.isEmpty, "a stream was recorded as a path's version: \(indexes)")
+
+        // Blank lines only (not an empty file): nothing written, said so, and no version of the path.
+        let blank = directory.appending("blank.ndjson").path
+        try "\n \r\n\t\n".write(toFile: blank, atomically: false, encoding: .utf8)
+        let otherLake = directory.appending("other").path
+        let nothing = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--lake", otherLake, blank])
+        #expect(nothing.status == 0 && nothing.stderr.contains("holds no event (it is empty, or only blank lines); nothing was written"), "\(nothing.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: "\(otherLake)/_playhead/imports"), "a blank file left its record")
+        try FileManager.default.removeItem(atPath: blank)
+        try FileManager.default.copyItem(atPath: second, toPath: blank)
+        let filled = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--lake", otherLake, blank])
+        #expect(filled.status == 0 && summary(filled)["earlier_versions_kept"] as? Int == 0 && !filled.stderr.contains("twice"), "\(filled.stdout) \(filled.stderr)")
+
+        // Other compressions are named, with the command that reads them (they were refused as
+        // text whose first line is no JSON object, its bytes shown, asked whether it was CSV).
+        let zstd = directory.appending("events.ndjson.zst").path, doubled = directory.appending("events.ndjson.gz.gz").path
+        try await runPython(
+            """
+            import gzip, sys
+            open(sys.argv[2], 'wb').write(b'\\x28\\xb5\\x2f\\xfd' + bytes(range(64)))
+            open(sys.argv[3], 'wb').write(gzip.compress(gzip.compress(open(sys.argv[1], 'rb').read())))
+            """, arguments: [first, zstd, doubled])
+        for (file, message) in [
+            (zstd, "it is zstd-compressed, not NDJSON: import reads plain or gzip NDJSON; decompress it first (zstd -dc FILE > FILE.ndjson)"),
+            (doubled, "it is gzip holding gzip data, not NDJSON: import reads plain or gzip NDJSON; decompress it first (gunzip -c FILE | gunzip -c > FILE.ndjson)"),
+        ] {
+            let refused = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--lake", otherLake, file])
+            #expect(refused.status == 1 && refused.stderr.contains(message), "\(refused.stderr)")
+        }
+    }
+
     @Test("import: a gzip file of several members imports every event; a cut-off gzip file is an error, not a shorter import")
     func importGzipMembers() async throws {
         let directory = try TemporaryDirectory(prefix: "import")
