@@ -28,11 +28,18 @@ struct Router: Sendable {
         self.retryAfterSeconds = retryAfterSeconds
     }
 
+    /// Whether a request's body is read: only `POST /v1/events`'s, where the server takes events.
+    /// Every other request's body is read and dropped (IngestHTTPHandler.droppedBodyBytes).
+    func readsBody(_ head: HTTPRequestHead) -> Bool {
+        events != nil && head.method == .POST && HTTPRequest.split(uri: head.uri).path == EventsEndpoint.path
+    }
+
     /// An answer that can be given from the head alone (before reading a body), or nil to read on.
-    func answerEarly(_ head: HTTPRequestHead) -> HTTPResponse? {
+    /// `readsBody`: ``readsBody(_:)`` of the head.
+    func answerEarly(_ head: HTTPRequestHead, readsBody: Bool) -> HTTPResponse? {
         if let refusal = Self.refuseWithoutHost(head) { return refusal }
-        let request = HTTPRequest(head: head, body: ByteBuffer())
-        if request.path == EventsEndpoint.path && head.method == .POST, let events {
+        if readsBody, let events {
+            let request = HTTPRequest(head: head, body: ByteBuffer())
             if let length = head.headers.first(name: "content-length").flatMap(Int.init) {
                 if length > maxBodyBytes {
                     return .error(
@@ -507,7 +514,8 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         switch part {
         case .head(let head):
             requestStarted = .now()
-            if let early = router.answerEarly(head) {
+            let kept = router.readsBody(head)
+            if let early = router.answerEarly(head, readsBody: kept) {
                 state = .discarding
                 connectionGuard.requestReceived()
                 write(early, for: head, keepAlive: false, context: context)
@@ -517,7 +525,6 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // Reserving all of it from the head let 10,000 connections that announced 5 MiB and sent
             // a byte reserve 89 GB of address space, counted by no budget (a probe).
             let expected = head.headers.first(name: "content-length").flatMap(Int.init) ?? 0
-            let kept = head.method == .POST && HTTPRequest.split(uri: head.uri).path == EventsEndpoint.path
             droppedBodyBytes = kept ? nil : 0
             state = .receiving(head, context.channel.allocator.buffer(capacity: kept ? min(expected, router.maxBodyBytes, 64 << 10) : 0))
             if head.version.major == 1 && head.version.minor >= 1,

@@ -122,6 +122,11 @@ public final class LakeImporter: Sendable {
         // The manifests are written only while they are as this import left them, where the store
         // can say so (conditional writes: those the lease needs).
         var guarded = true
+        // A stream shares its path with no other import (``ImportFile/isStream``): no hold to take
+        // (a lock file per pipe was left in a folder lake for good).
+        if file.isStream {
+            keeper = LeaseKeeper(lease: NoLakeLease(), logger: logger)
+        } else {
         switch try await store.lease(leasePath, holder: LakeLeases.holderDescription()) {
         case .held(let lease):
             keeper = LeaseKeeper(lease: lease, logger: logger)
@@ -144,6 +149,7 @@ public final class LakeImporter: Sendable {
                         ? "(An import that was killed holds \(leasePath) no longer: the lock is the kernel's.)"
                         : "(The hold of an import that was killed goes stale \(LakeLeases.staleAfter.components.seconds) s after it was last renewed.)")
             )
+        }
         }
         keeper.start()
         do {
@@ -228,7 +234,30 @@ public final class LakeImporter: Sendable {
                 throw LakeError(.otherWriter, "\(path): \(error.message); this import stopped before writing any event, and the other one stands")
             }
         }
-        logger.info("import: \(path): started", metadata: ["import.tag": "\(state.tag)", "import.file_bytes": "\(file.size)"])
+        /// Takes this import out of the path's index and its manifest out of the lake, when this run
+        /// made them: an import that leaves nothing (refused, interrupted, or of no event) is no
+        /// earlier version of the next file at its path (the next import warned that the events of
+        /// both were in the lake twice, a probe).
+        /// The index is written back, not deleted, and only while it is as read: another import of
+        /// a good copy, which took the lease over while this one was paused, may have written it (a
+        /// plain delete removed its entry, and its version's files were never replaced, a probe).
+        func forgetThisImport() async {
+            if newTag, let read = try? await ImportManifest.readPathIndex(store, index, path: file.canonicalPath, logger: logger) {
+                var now = read.index
+                now.tags.removeAll { $0 == state.tag }
+                if now.tags.isEmpty {
+                    // The path has no other import: the index goes (left emptied, it was a trace of a
+                    // file refused past its first chunk, a probe).
+                    _ = try? await ImportManifest.deletePathIndex(store, index, ifVersion: read.version, guarded: guarded)
+                } else {
+                    _ = try? await ImportManifest.writePathIndex(store, index, now, ifVersion: read.version, guarded: guarded)
+                }
+            }
+            if newManifest { try? await store.delete(manifest) }
+        }
+        var startMetadata: Logger.Metadata = ["import.tag": "\(state.tag)"]
+        if !file.isStream { startMetadata["import.file_bytes"] = "\(file.size)" }
+        logger.info("import: \(path): started", metadata: startMetadata)
         if !earlier.isEmpty && !replaceEarlierVersions {
             summary.earlierVersionsKept = earlier.count
         }
@@ -385,24 +414,8 @@ public final class LakeImporter: Sendable {
             let inputError = error as? ImportInputError, interrupted = error as? ImportInterrupted
             if inputError != nil || interrupted != nil {
                 let deleted = await deleteWritten()
-                // Nor is the file left named as an import of its path: the next import of a good
-                // copy warned that the events of both were in the lake twice (a probe).
-                // Written back, not deleted, and only while it is as read: another import of a good
-                // copy, which took the lease over while this one was paused, may have written it (a
-                // plain delete removed its entry, and its version's files were never replaced, a probe).
-                if newTag, let read = try? await ImportManifest.readPathIndex(store, index, path: file.canonicalPath, logger: logger) {
-                    var now = read.index
-                    let version = read.version
-                    now.tags.removeAll { $0 == state.tag }
-                    if now.tags.isEmpty {
-                        // The path has no other import: the index goes (left emptied, it was a
-                        // trace of a file refused past its first chunk, a probe).
-                        _ = try? await ImportManifest.deletePathIndex(store, index, ifVersion: version, guarded: guarded)
-                    } else {
-                        _ = try? await ImportManifest.writePathIndex(store, index, now, ifVersion: version, guarded: guarded)
-                    }
-                }
-                if newManifest { try? await store.delete(manifest) }
+                // Nor is the file left named as an import of its path.
+                await forgetThisImport()
                 if let interrupted { throw LakeError(.io, "\(path): \(interrupted.description); nothing of it was imported" + deleted) }
                 throw LakeError(.io, "\(path): \(inputError!.message); nothing of it was imported" + deleted)
             }
@@ -429,7 +442,13 @@ public final class LakeImporter: Sendable {
             logger.warning("import: none of the \(state.rejected) events of \(path) was accepted (rejected/ holds each with its reason): is it NDJSON of playback events, one object per line?")
         }
         if summary.events == 0 {
-            logger.warning("import: \(path) holds no event (it is empty, or only blank lines)", metadata: ["import.input_bytes": "\(summary.inputBytes)"])
+            // Nothing written (past the first chunk, or gzip: the early return only sees a first
+            // chunk that is the whole plain file): nor is the import recorded, as for a small file
+            // of blank lines (a review). With --replace-earlier-versions it stands: it replaced the
+            // earlier versions, as asked.
+            let forgotten = written.isEmpty && !replaceEarlierVersions
+            if forgotten { await forgetThisImport() }
+            logger.warning("import: \(path) holds no event (it is empty, or only blank lines)\(forgotten ? "; nothing was written" : "")", metadata: ["import.input_bytes": "\(summary.inputBytes)"])
         }
         if summary.earlierVersionsKept > 0 {
             // Said once this import is whole (it was said at the start, and then again by an import

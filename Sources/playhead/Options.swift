@@ -316,11 +316,15 @@ struct IngestOptions: ParsableArguments {
         var warnings: [String] = []
         if let writeKeyFile {
             var info = stat()
-            if stat(writeKeyFile, &info) == 0, info.st_mode & 0o004 != 0 {
-                warnings.append("--write-key-file \(writeKeyFile) can be read by every user (mode \(String(info.st_mode & 0o777, radix: 8))): chmod 600 it (or 640 for a group that needs it)")
-            } else if stat(writeKeyFile, &info) == 0, info.st_mode & 0o022 != 0 {
-                // Writable by others: anyone who can write it can add a key of their own (an outside review).
-                warnings.append("--write-key-file \(writeKeyFile) can be written by users other than its owner (mode \(String(info.st_mode & 0o777, radix: 8))), who could add keys of their own: chmod 600 it (or 640 for a group that needs to read it)")
+            if stat(writeKeyFile, &info) == 0 {
+                // Readable by every user, or writable by others (who could add a key of their own,
+                // an outside review): one warning that says which.
+                var problems: [String] = []
+                if info.st_mode & 0o004 != 0 { problems.append("can be read by every user") }
+                if info.st_mode & 0o022 != 0 { problems.append("can be written by users other than its owner, who could add keys of their own") }
+                if !problems.isEmpty {
+                    warnings.append("--write-key-file \(writeKeyFile) \(problems.joined(separator: " and ")) (mode \(String(info.st_mode & 0o777, radix: 8))): chmod 600 it (or 640 for a group that needs to read it)")
+                }
             }
         }
         if corsOrigin.contains("null") {

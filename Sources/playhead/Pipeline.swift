@@ -123,7 +123,9 @@ struct PipelineParts {
             try await group.run()
         } catch {
             for pool in threadPools { try? await pool.shutdownGracefully() }
-            logger.error("stopped on an error", metadata: ["error": "\(error)"])
+            // Critical, with the exit status, as an error at start is with --log-format json
+            // (LoggingOptions.running): the process's last line says why it ended.
+            logger.critical("stopped on an error", metadata: ["error": "\(error)", "exit_code": "1"])
             throw ExitCode.failure
         }
         for pool in threadPools { try? await pool.shutdownGracefully() }

@@ -398,7 +398,7 @@ struct IngestAPITests {
         chmod(keys, 0o622)
         let (writable, _) = try await Fixtures.server(["--write-key-file", keys])
         #expect(await writable.stop() == 0)
-        #expect(writable.process.stderr.contains("can be written by users other than its owner (mode 622), who could add keys of their own"), "\(writable.process.stderr)")
+        #expect(writable.process.stderr.contains("can be written by users other than its owner, who could add keys of their own (mode 622): chmod 600 it"), "\(writable.process.stderr)")
         chmod(keys, 0o640)
         let (safe, _) = try await Fixtures.server(["--write-key-file", keys])
         #expect(await safe.stop() == 0)
@@ -524,21 +524,21 @@ struct IngestAPITests {
         #expect(try await TestHTTP.postEvents(strict, invalid).status == 429)
         // So is a gzip body that cannot be read: one rejection, as a malformed JSON body (corrupt
         // ones went past the limit, each stored in the log, an outside review).
-        let (gzipLimited, _) = try await Fixtures.server(["--rate-limit", "1"])
+        // (0.2 events/s: the bucket holds 0.2, a corrupt body takes it to -0.8, 4 s to refill, so
+        // the next is refused however slowly a loaded machine answers.)
+        let (gzipLimited, _) = try await Fixtures.server(["--rate-limit", "0.2"])
         let notGzip = Array(Fixtures.json(Fixtures.event("ng")).utf8)
         let corrupt = try await TestHTTP.postEvents(gzipLimited, notGzip, headers: [("Content-Encoding", "gzip")])
         #expect(corrupt.status == 400 && corrupt.text.contains("invalid_gzip"), "\(corrupt.text)")
         // What is wrong, in words: a body sent as it is (zlib said "incorrect header check at byte 2").
         #expect(corrupt.text.contains("it starts with the bytes 7b 22, not gzip's 1f 8b (sent uncompressed with Content-Encoding: gzip?)"), "\(corrupt.text)")
-        // The bucket (1 token) is let into while not empty: the second takes it below zero.
-        #expect(try await TestHTTP.postEvents(gzipLimited, notGzip, headers: [("Content-Encoding", "gzip")]).status == 400)
         let next = try await TestHTTP.postEvents(gzipLimited, notGzip, headers: [("Content-Encoding", "gzip")])
         #expect(next.status == 429, "\(next.status) \(next.text)")
         // A rate below one event a second is said as given (it said "at most 0 events per second").
-        let (slow, _) = try await Fixtures.server(["--rate-limit", "0.5"])
+        let (slow, _) = try await Fixtures.server(["--rate-limit", "0.25"])
         #expect(try await TestHTTP.postEvents(slow, Fixtures.json(Fixtures.event("half"))).status == 202)
         let half = try await TestHTTP.postEvents(slow, Fixtures.json(Fixtures.event("half-2")))
-        #expect(half.status == 429 && half.text.contains("the server takes at most 0.5 events per second"), "\(half.text)")
+        #expect(half.status == 429 && half.text.contains("the server takes at most 0.25 events per second"), "\(half.text)")
     }
 
     @Test("--max-in-flight-bytes bounds the request bytes being received at once: past it, 503 overloaded with Retry-After; and it may not be below --max-body-bytes")

@@ -1097,34 +1097,43 @@ struct EmbeddedLogTests {
         let configuration = makeConfiguration(directory) {
             $0.segmentBytes = 1000
             $0.retentionBytes = 2000
+            $0.requiredGroups = ["lake"]
         }
         let captured = CapturedLogs()
         let logger = Logger(label: "log-test") { _ in CapturingLogHandler(captured: captured) }
         let log = try EmbeddedLog.open(configuration, logger: logger)
         let producer = try log.producer(for: .events)
         for index in 0..<10 { _ = try await producer.append(batch((index * 25)..<(index * 25 + 25))) }
+        let said = "log: retention keeps segments of topic events that are over its limits"
+        let now = Date()
+        // The required group before its first commit: named as required, and not to be removed.
+        try log.holdRetention(of: .events, from: [0: 250], holder: "lake.rollups")
+        #expect(log.applyRetention(now: now).isEmpty)
+        var lines = captured.all.filter { $0.contains(said) }
+        #expect(lines.count == 1 && lines[0].contains("lake at offset 0 (last commit: never, required: its consumer is behind or has not started)"), "\(lines)")
+        #expect(lines.first?.contains("remove its folder") == false, "\(lines)")
+        // The lake writer's hold alone is on purpose: not said.
         let lake = try log.consumer(for: .events, group: "lake")
         try await lake.commit([0: 250])
-        // Read by every group but a retired one, and the lake writer's hold at the oldest records.
+        try log.holdRetention(of: .events, from: [0: 0], holder: "lake.rollups")
+        #expect(log.applyRetention(now: now.addingTimeInterval(601)).isEmpty)
+        #expect(captured.count(containing: said) == 1, "\(captured.all)")
+        // A group that no process runs any more: named, with its offset and last commit, and how to retire it.
         let retired = try log.consumer(for: .events, group: "metrics")
         try await retired.commit([0: 30])
         await retired.close()
-        try log.holdRetention(of: .events, from: [0: 0], holder: "lake.rollups")
-        let said = "log: retention keeps segments of topic events that are over its limits"
-        #expect(log.applyRetention().isEmpty)
-        #expect(captured.count(containing: said) == 0, "the hold alone is on purpose: \(captured.all)")
         try log.holdRetention(of: .events, from: [0: 250], holder: "lake.rollups")
-        let now = Date()
         let segments = try segmentPaths(configuration, "events")
-        #expect(log.applyRetention(now: now) == [segments[0]])  // ends at 25
-        let lines = captured.all.filter { $0.contains(said) }
-        #expect(lines.count == 1 && lines[0].contains("metrics at offset 30 (last commit: ") && !lines[0].contains("lake at offset"), "\(lines)")
-        #expect(lines.first?.contains("groups=metrics") == true && lines.first?.contains("segment_end_offset=50") == true, "\(lines)")
+        #expect(log.applyRetention(now: now.addingTimeInterval(1202)) == [segments[0]])  // ends at 25
+        lines = captured.all.filter { $0.contains(said) }
+        #expect(lines.count == 2 && lines[1].contains("metrics at offset 30 (last commit: ") && !lines[1].contains("lake at offset"), "\(lines)")
+        #expect(lines.last?.contains("remove its folder") == true && lines.last?.contains("groups=metrics") == true
+                && lines.last?.contains("segment_end_offset=50") == true, "\(lines)")
         // Once every 10 minutes at most.
-        #expect(log.applyRetention(now: now.addingTimeInterval(60)).isEmpty)
-        #expect(captured.count(containing: said) == 1)
-        _ = log.applyRetention(now: now.addingTimeInterval(601))
+        #expect(log.applyRetention(now: now.addingTimeInterval(1262)).isEmpty)
         #expect(captured.count(containing: said) == 2)
+        _ = log.applyRetention(now: now.addingTimeInterval(1803))
+        #expect(captured.count(containing: said) == 3)
         log.close()
     }
 

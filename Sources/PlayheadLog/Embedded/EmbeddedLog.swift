@@ -552,10 +552,17 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
         let described = holders.map { group, offset in
             let file = GroupOffsets.path(root: configuration.directory, group: group, topic: topic)
             let last = Files.modificationTime(file).map { Self.ago(now.timeIntervalSince1970 - $0) + " ago" } ?? "never"
-            return "\(group) at offset \(offset) (last commit: \(last))"
+            // A required group (the lake writer's) is never to be removed: it is behind, or has not
+            // started (a review: the advice below named it too).
+            let required = configuration.requiredGroups.contains(group) ? ", required: its consumer is behind or has not started" : ""
+            return "\(group) at offset \(offset) (last commit: \(last)\(required))"
         }
+        let removable = holders.contains { !configuration.requiredGroups.contains($0.key) }
+        let advice = removable
+            ? "; a group that no process runs any more holds the log for good: remove its folder \(configuration.directory)/groups/<group> while nothing runs it (docs/runbook.md, DiskNearlyFull)"
+            : " (docs/runbook.md, DiskNearlyFull)"
         logger.warning(
-            "log: retention keeps segments of topic \(topic) that are over its limits (--log-retention-hours, --log-retention-bytes), because not every consumer group has read them: \(described.joined(separator: ", ")); the oldest segment ends at offset \(end). A lagging group shows in playhead_consumer_lag_events; a group that no process runs any more holds the log for good: remove its folder \(configuration.directory)/groups/<group> while nothing runs it (docs/runbook.md, DiskNearlyFull)",
+            "log: retention keeps segments of topic \(topic) that are over its limits (--log-retention-hours, --log-retention-bytes), because not every consumer group has read them: \(described.joined(separator: ", ")); the oldest segment ends at offset \(end). A lagging group shows in playhead_consumer_lag_events\(advice)",
             metadata: ["topic": "\(topic)", "groups": "\(holders.map(\.key).joined(separator: ","))", "segment_end_offset": "\(end)"]
         )
     }
