@@ -27,6 +27,9 @@ public struct ContentObservation: Sendable, Equatable {
     public var language: String
     /// The first of the event's `genre` list (its primary genre), a breakdown dimension; empty when none.
     public var genre: String
+    /// The log partition the event was read from (events are keyed by session, so a session stays
+    /// in one), for ``ContentAggregator/forget(partitions:)``.
+    public var partition: Int32 = 0
 
     public init(
         eventType: String,
@@ -230,8 +233,11 @@ public final class ContentAggregator: Sendable {
         var lastReceivedMicros: Int64
         var playing = false
         var hasPlayed = false
+        /// The log partition its events come from.
+        let partition: Int32
 
-        init(contentID: String, slots: Slots, title: String?, lastEventMicros: Int64, lastReceivedMicros: Int64) {
+        init(contentID: String, slots: Slots, title: String?, lastEventMicros: Int64, lastReceivedMicros: Int64, partition: Int32) {
+            self.partition = partition
             self.contentID = contentID
             self.slots = slots
             self.title = title
@@ -369,6 +375,23 @@ public final class ContentAggregator: Sendable {
             for key in stepped { state.sessions[key]?.lastReceivedMicros = now }
             state.stopped = state.stopped.filter { $0.value.receivedMicros >= cutoff }
             for (key, stop) in state.stopped where stop.receivedMicros > future { state.stopped[key]?.receivedMicros = now }
+        }
+    }
+
+    /// Ends at once the sessions of `partitions`, which this process no longer reads (a Kafka
+    /// rebalance gave them to another member of the group, which counts their sessions from their
+    /// next events). Kept until the session timeout, they were counted by two members for 90 s
+    /// after every rebalance, and summed viewers ran 20-30 % high through a rolling restart (an
+    /// outside review, 2026-12-07). Watch time after a session's last event is not counted, as at
+    /// the timeout.
+    public func forget(partitions: some Collection<Int32>) {
+        guard !partitions.isEmpty else { return }
+        let gone = Set(partitions)
+        state.withLock { state in
+            let keys = state.sessions.compactMap { gone.contains($0.value.partition) ? $0.key : nil }
+            for key in keys {
+                if let session = state.sessions.removeValue(forKey: key) { end(session, in: &state) }
+            }
         }
     }
 
@@ -578,7 +601,7 @@ public final class ContentAggregator: Sendable {
             }
             let new = Session(
                 contentID: o.contentID, slots: slots, title: title,
-                lastEventMicros: o.timestampMicros, lastReceivedMicros: o.receivedAtMicros
+                lastEventMicros: o.timestampMicros, lastReceivedMicros: o.receivedAtMicros, partition: o.partition
             )
             if o.eventType == "play" { startPlaying(new, in: &state) }
             if state.sessions.count >= maxSessions { endLongestSilentHalf(in: &state) }

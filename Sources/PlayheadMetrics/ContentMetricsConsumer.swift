@@ -319,7 +319,8 @@ public final class ContentMetricsConsumer: Service, Sendable {
                 observations.reserveCapacity(observations.count + batch.count)
                 do {
                     try batch.forEachRecord { _, value in
-                        if let observation = decode(value) {
+                        if var observation = decode(value) {
+                            observation.partition = batch.partition
                             observations.append(observation)
                         } else {
                             undecodable += 1
@@ -335,6 +336,8 @@ public final class ContentMetricsConsumer: Service, Sendable {
             }
             lastPollHadRecords = records > 0
             aggregator.observe(observations)
+            // Partitions another member now reads: their sessions are its to count.
+            aggregator.forget(partitions: poll.revoked)
 
             let now = clock.now
             if now - lastExpire >= .seconds(1) {

@@ -314,7 +314,11 @@ final class ConsumerCallbacks: ClientCallbacks, @unchecked Sendable {
                 _ = rd_kafka_assign(handle, partitions)
             }
             assignment.formUnion(items.map { TopicPartitionKey(topic: $0.topic, partition: $0.partition) })
-            logger.info("Kafka partitions assigned while this consumer closes, left at once: \(items.map { "\($0.topic)[\($0.partition)]" }.joined(separator: ", "))")
+            // (A cooperative rebalance may assign nothing: said only when it assigns some, a review
+            // saw the line with an empty list.)
+            if !items.isEmpty {
+                logger.info("Kafka partitions assigned while this consumer closes, left at once: \(items.map { "\($0.topic)[\($0.partition)]" }.joined(separator: ", "))")
+            }
         case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
             // Where each partition starts: the group's committed offsets, asked before assigning so
             // that partitions without one can be given `uncommittedStart` explicitly.
