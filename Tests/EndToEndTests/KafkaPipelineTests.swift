@@ -435,6 +435,48 @@ struct KafkaPipelineTests {
         }
     }
 
+    @Test("observe on Kafka: a member that loses a partition in a rebalance ends that partition's sessions at once (they stayed until the 90 s session timeout while the new owner counted them too, so summed viewers ran high through a rolling restart)")
+    func rebalanceEndsRevokedSessions() async throws {
+        try await withBroker("kafka-rebalance") { tansu, directory, processes in
+            let log = "kafka://\(tansu.bootstrap)/moved-events?partitions=2&session_timeout_ms=3000"
+            let ingest = try await readyIngest(log, directory: directory, name: "moved-ingest")
+            processes.append(ingest)
+            let first = try await PlayheadServer(
+                command: "observe", dataDirectory: directory.appending("observe-1").path, arguments: ["--log", log], name: "kafka-moved-observe-1")
+            processes.append(first)
+            func active(_ server: PlayheadServer) async -> Double { TestHTTP.metricTotal(await metrics(server), "playhead_active_sessions") }
+            func held(_ server: PlayheadServer) async -> Double { TestHTTP.metricTotal(await metrics(server), "playhead_consumer_partitions_assigned") }
+            try await eventually(timeout: .seconds(60), "the first observe holds both partitions") { await held(first) == 2 }
+            // 40 sessions, keyed by session over the 2 partitions; each plays, and stays active.
+            let now = ISO8601DateFormatter().string(from: Date())  // live: within the live window
+            let plays = (0..<40).map { Fixtures.event("moved-\($0)", ["session_id": "moved-session-\($0)", "event_type": "play", "timestamp": now]) }
+            #expect(try await TestHTTP.postEvents(ingest, Fixtures.json(plays)).status == 202)
+            var counted = 0.0
+            try await eventually(timeout: .seconds(30), "the first observe counts 40 sessions") {
+                counted = await active(first)
+                return counted == 40
+            }
+            #expect(counted == 40, "\(counted)")
+            // A second member joins: one partition moves to it. Its sessions send nothing more, so the
+            // new owner counts none of them; the old one must stop counting them well before 90 s.
+            let second = try await PlayheadServer(
+                command: "observe", dataDirectory: directory.appending("observe-2").path, arguments: ["--log", log], name: "kafka-moved-observe-2")
+            processes.append(second)
+            try await eventually(timeout: .seconds(60), "one partition each") {
+                let (one, two) = (await held(first), await held(second))
+                return one == 1 && two == 1
+            }
+            var left = 0.0
+            try await eventually(timeout: .seconds(20), "the first observe ends the moved partition's sessions") {
+                left = await active(first)
+                return left > 0 && left < 40
+            }
+            #expect(left > 0 && left < 40, "\(left) of 40 sessions still counted by the member that lost a partition")
+            #expect(await active(second) == 0, "the new owner saw no event of them")
+            for server in processes { #expect(await server.stop() == 0, "\(server.process.stderr.suffix(1500))") }
+        }
+    }
+
     @Test("one log per lake, on Kafka too: store refuses at start a lake the embedded log wrote, or another topic, naming it, and writes nothing; serve refuses a lake a topic wrote; the topic's events go to a lake of its own (one with ip_address \"\", filled by ingest's --fill-ip-address)")
     func oneLogPerLakeOnKafka() async throws {
         try await withBroker("kafka-claim") { tansu, directory, processes in
