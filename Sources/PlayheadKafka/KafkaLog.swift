@@ -70,7 +70,7 @@ public final class KafkaLog: LogBackend, Service, Sendable {
 
     struct State {
         var topicsReady = false
-        var topicsError: String? = "creating Kafka topics"
+        var topicsError: String? = "looking up the Kafka topics (making them, where this process makes them)"
         var closed = false
         var consumers: [ObjectIdentifier: KafkaLogConsumer] = [:]
     }
@@ -268,7 +268,7 @@ public final class KafkaLog: LogBackend, Service, Sendable {
     public var unavailableReason: String? {
         let (ready, error, closed) = state.withLock { ($0.topicsReady, $0.topicsError, $0.closed) }
         if closed { return "the Kafka log is closed" }
-        if !ready { return error ?? "creating Kafka topics" }
+        if !ready { return error ?? "looking up the Kafka topics" }
         return producer.unavailableReason
     }
 
