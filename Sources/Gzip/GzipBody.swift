@@ -71,7 +71,7 @@ public enum GzipBody {
         // The usual mistake: a body sent as it is with `Content-Encoding: gzip`. zlib's words for it
         // ("incorrect header check at byte 2") pointed nowhere near it (an outside review).
         if input.count >= 2 && (input[0] != 0x1F || input[1] != 0x8B) {
-            let first = input.prefix(2).map { String($0, radix: 16, uppercase: false) }.map { $0.count == 1 ? "0" + $0 : $0 }
+            let first = input.prefix(2).map { ($0 < 0x10 ? "0" : "") + String($0, radix: 16) }
             throw Failure(
                 tooLarge: false,
                 message: "the body is not gzip: it starts with the bytes \(first.joined(separator: " ")), not gzip's 1f 8b (sent uncompressed with Content-Encoding: gzip?)")
