@@ -284,9 +284,7 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         response.headers.replaceOrAdd(name: "Content-Length", value: String(response.body.readableBytes))
         Self.addAnswerHeaders(&response.headers)
         // A page's request to /v1/events that timed out sees the 408, not a CORS error.
-        if let head, HTTPRequest.split(uri: head.uri).path == EventsEndpoint.path {
-            router.cors.decorate(&response.headers, requestHeaders: head.headers)
-        }
+        if let head { addCORS(&response.headers, for: head, status: response.status) }
         // Counted under its route and method when its head came, else as the parser's refusals are,
         // and timed from the request's first byte (the request timeout's start).
         router.metrics.requestCompleted(
@@ -410,6 +408,19 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: response.status, headers: response.headers))), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(response.body))), promise: nil)
         endAndClose(context: context)
+    }
+
+    /// CORS is for browser SDKs sending events: the answers of `/v1/events` carry its headers, and
+    /// the read-only routes (`/metrics`, `/live.json`, `/openapi.json`, the health checks) stay
+    /// unreadable to pages of other origins, which could otherwise read a server on an internal
+    /// network through a visitor's browser. A 404 too (no route: it says nothing a page could use):
+    /// a mistyped path (`//v1/events` from a base URL with a trailing slash) showed in the browser
+    /// as a CORS error without the status, and the developer looked for a CORS setting instead of
+    /// the typo (a probe).
+    private func addCORS(_ headers: inout HTTPHeaders, for head: HTTPRequestHead, status: HTTPResponseStatus) {
+        if HTTPRequest.split(uri: head.uri).path == EventsEndpoint.path || status == .notFound {
+            router.cors.decorate(&headers, requestHeaders: head.headers)
+        }
     }
 
     /// What every answer but the shared one to a single accepted event carries: it says what it is
@@ -649,15 +660,7 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         var headers = response.headers
-        // CORS is for browser SDKs sending events: the read-only routes (`/metrics`, `/live.json`,
-        // `/openapi.json`, the health checks) stay unreadable to pages of other origins, which
-        // could otherwise read a server on an internal network through a visitor's browser.
-        // A 404 too (no route: it says nothing a page could use): a mistyped path (`//v1/events`
-        // from a base URL with a trailing slash) showed in the browser as a CORS error without the
-        // status, and the developer looked for a CORS setting instead of the typo (a probe).
-        if HTTPRequest.split(uri: head.uri).path == EventsEndpoint.path || response.status == .notFound {
-            router.cors.decorate(&headers, requestHeaders: head.headers)
-        }
+        addCORS(&headers, for: head, status: response.status)
         if !headers.contains(name: "content-length") {
             headers.add(name: "Content-Length", value: String(response.body.readableBytes))
         }
