@@ -233,11 +233,17 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
         return .success(properties)
     }
 
-    /// `url` with the values of its secret parameters (`rdkafka.sasl.password=…`) hidden, for messages.
+    /// `url` with the values of its librdkafka properties (`rdkafka.…`, `producer.…`, `consumer.…`)
+    /// and of any other secret-named parameter hidden, for messages. Every property's value is
+    /// hidden, not only those whose names look secret: a mistyped name (`rdkafka.sasl.pasword`)
+    /// cannot be told from a secret one, and no URL error is about a property's value.
     static func redacted(_ url: String) -> String {
         guard let mark = url.firstIndex(of: "?") else { return url }
         let pairs = url[url.index(after: mark)...].split(separator: "&", omittingEmptySubsequences: false).map { pair -> String in
-            guard let equals = pair.firstIndex(of: "="), isSecretProperty(percentDecode(pair[..<equals])) else { return String(pair) }
+            guard let equals = pair.firstIndex(of: "=") else { return String(pair) }
+            let name = percentDecode(pair[..<equals])
+            let isProperty = ["rdkafka.", "producer.", "consumer."].contains { name.hasPrefix($0) }
+            guard isProperty || isSecretProperty(name) else { return String(pair) }
             return pair[...equals] + "(hidden)"
         }
         return url[...mark] + pairs.joined(separator: "&")

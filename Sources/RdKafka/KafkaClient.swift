@@ -36,7 +36,9 @@ func makeConfiguration(_ properties: [String: String]) throws(RdKafkaError) -> O
         if result != RD_KAFKA_CONF_OK {
             rd_kafka_conf_destroy(conf)
             let text = String(decoding: errorText.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            let shown = isSecretProperty(key) ? "(hidden)" : value
+            // A name librdkafka does not know may be a mistyped secret's (`sasl.pasword`): its
+            // value is not repeated either.
+            let shown = result == RD_KAFKA_CONF_UNKNOWN || isSecretProperty(key) ? "(hidden)" : value
             throw RdKafkaError(code: RdKafkaError.invalidArgument, message: "configuration \(key)=\(shown): \(text)")
         }
     }

@@ -188,6 +188,9 @@ struct KafkaLogURLTests {
         // A URL's secrets are hidden in its errors.
         let shown = message("kafka://h:9092/?rdkafka.sasl.password=hunter2&bogus=1")
         #expect(shown == "bad Kafka URL kafka://h:9092/?rdkafka.sasl.password=(hidden)&bogus=1: unknown parameter 'bogus'", "\(shown)")
+        // So are a mistyped secret's and every other librdkafka property's: a name cannot tell.
+        let mistyped = message("kafka://h:9092/?rdkafka.sasl.pasword=hunter2&consumer.x=y&partitions=3&bogus=1")
+        #expect(mistyped == "bad Kafka URL kafka://h:9092/?rdkafka.sasl.pasword=(hidden)&consumer.x=(hidden)&partitions=3&bogus=1: unknown parameter 'bogus'", "\(mistyped)")
         // Properties Playhead's guarantees rest on are refused, from the file or the URL (a Java
         // client's file with group.id put the lake writer and the metrics consumer in one group).
         try "group.id=reporting-app\n".write(toFile: file, atomically: false, encoding: .utf8)
@@ -202,6 +205,22 @@ struct KafkaLogURLTests {
             Issue.record("a property librdkafka does not know must fail")
         } catch {
             #expect(error.message.contains("sasl.passwordd=(hidden)") && !error.message.contains("hunter2"), "\(error.message)")
+        }
+        // A name librdkafka does not know, though it does not look secret: its value is hidden too.
+        try "sasl.pasword=hunter2\n".write(toFile: file, atomically: false, encoding: .utf8)
+        do {
+            _ = try KafkaLog(url: "kafka://127.0.0.1:1/?properties_file=\(file)", logger: testLogger)
+            Issue.record("a property librdkafka does not know must fail")
+        } catch {
+            #expect(error.message.contains("sasl.pasword=(hidden)") && !error.message.contains("hunter2"), "\(error.message)")
+        }
+        // A known property's refused value is still shown: it is what the operator must mend.
+        try "linger.ms=soon\n".write(toFile: file, atomically: false, encoding: .utf8)
+        do {
+            _ = try KafkaLog(url: "kafka://127.0.0.1:1/?properties_file=\(file)", logger: testLogger)
+            Issue.record("a value librdkafka refuses must fail")
+        } catch {
+            #expect(error.message.contains("linger.ms=soon"), "\(error.message)")
         }
     }
 
