@@ -10,7 +10,7 @@ struct LogCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "log",
         abstract: "Inspect the log.",
-        subcommands: [LogDumpCommand.self, LogSalvageCommand.self]
+        subcommands: [LogDumpCommand.self, LogGroupsCommand.self, LogSalvageCommand.self]
     )
 }
 
@@ -415,5 +415,113 @@ enum LogRecordJSON {
         line.removeLast()
         line.append(contentsOf: Array(fields.utf8))
         line.append(UInt8(ascii: "}"))
+    }
+}
+
+/// `playhead log groups`: where each consumer group of the embedded log stands, and what of the
+/// log it keeps from retention (what `kafka-consumer-groups.sh --describe` is for Kafka).
+struct LogGroupsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "groups",
+        abstract: "List the embedded log's consumer groups: their committed offsets, how far behind they are, and what of the log they keep.",
+        discussion: """
+            One line per group and topic: the committed offset (the next record the group reads), the \
+            topic's durable end as its writer last published it, the records between the two, and the \
+            bytes and segments of the log from the group's offset on, which retention may not delete while \
+            the group stays there (docs/log-format.md, "Retention"), with the time of its last commit. \
+            Safe while a server runs: it reads the log's folder and changes nothing. `lake` is the lake \
+            writer's group and `lake.rollups` its hold on the open hours: never remove either. A group that \
+            no process runs any more holds the log for good: retire it as docs/runbook.md (DiskNearlyFull) \
+            says. The embedded log only: for Kafka use the cluster's own tools \
+            (kafka-consumer-groups.sh --describe --group lake) or playhead_consumer_lag_events. \
+            A folder that holds no log is an error, exit status 1.
+            """
+    )
+
+    @OptionGroup(title: "Storage") var storage: LogLocationOptions
+
+    @Flag(name: .long, help: "Print one JSON object per line (group, topic, offset, end, behind, held_bytes, held_segments, last_commit, role, problem) instead of a table.")
+    var json = false
+
+    func validate() throws {
+        if storage.logLocation.hasPrefix("kafka://") {
+            throw ValidationError("log groups reads the embedded log's folder; for Kafka use the cluster's tools (kafka-consumer-groups.sh --describe --group lake) or the metric playhead_consumer_lag_events")
+        }
+    }
+
+    func run() throws {
+        let folder = try OpenedLog.embeddedDirectory(storage.logLocation)
+        guard FileManager.default.fileExists(atPath: folder + "/id") || FileManager.default.fileExists(atPath: folder + "/groups") else {
+            let files = FileManager.default
+            let inside = files.fileExists(atPath: folder + "/log/id") ? "; it holds a log in \(folder)/log" : ""
+            let reason = files.fileExists(atPath: folder) ? "the folder holds no log (no id file, no groups/)\(inside)" : "the folder does not exist"
+            FileHandle.standardError.write(Data("Error: no log at \(folder): \(reason); check --data-dir or --log\n".utf8))
+            throw ExitCode.failure
+        }
+        let standings = GroupStanding.all(inLog: folder)
+        let now = Date()
+        var output = ""
+        if json {
+            for standing in standings {
+                output += Self.jsonLine(standing) + "\n"
+            }
+        } else {
+            var rows = [["GROUP", "TOPIC", "OFFSET", "END", "BEHIND", "HELD", "LAST COMMIT", "ROLE"]]
+            for standing in standings {
+                rows.append([
+                    standing.group, standing.topic, standing.offset.map(String.init) ?? "unreadable",
+                    standing.end.map(String.init) ?? "-", standing.behind.map(String.init) ?? "-",
+                    "\(Self.bytes(standing.heldBytes)) in \(standing.heldSegments) segment\(standing.heldSegments == 1 ? "" : "s")",
+                    standing.lastCommit.map { GroupStanding.age(now.timeIntervalSince($0)) + " ago" } ?? "never",
+                    Self.role(standing.group) ?? "",
+                ])
+            }
+            let widths = rows[0].indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
+            for row in rows {
+                let cells = zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }
+                output += cells.joined(separator: "  ").trimmingCharacters(in: .whitespaces) + "\n"
+            }
+            for standing in standings {
+                if let problem = standing.problem {
+                    output += "\(standing.group)/\(standing.topic): \(problem) (retention takes it as nothing committed)\n"
+                }
+            }
+            if standings.isEmpty { output += "no consumer group has committed in \(folder) yet\n" }
+        }
+        FileHandle.standardOutput.write(Data(output.utf8))
+    }
+
+    /// What Playhead uses a group for, for the groups it makes.
+    static func role(_ group: String) -> String? {
+        switch group {
+        case "lake": "the lake writer (serve, store): never remove"
+        case "lake.rollups": "the lake writer's hold on the open hours: never remove"
+        case "metrics": "the metrics consumer (serve, observe)"
+        default: nil
+        }
+    }
+
+    static func jsonLine(_ standing: GroupStanding) -> String {
+        var object: [String: Any] = [
+            "group": standing.group, "topic": standing.topic,
+            "held_bytes": standing.heldBytes, "held_segments": standing.heldSegments,
+        ]
+        object["offset"] = standing.offset ?? NSNull()
+        object["end"] = standing.end ?? NSNull()
+        object["behind"] = standing.behind ?? NSNull()
+        object["last_commit"] = standing.lastCommit.map { ISO8601DateFormatter.withFractionalSeconds.string(from: $0) } ?? NSNull()
+        object["role"] = role(standing.group) ?? NSNull()
+        object["problem"] = standing.problem ?? NSNull()
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    static func bytes(_ count: Int64) -> String {
+        switch count {
+        case ..<1024: "\(count) B"
+        case ..<(1 << 20): String(format: "%.1f KiB", Double(count) / 1024)
+        case ..<(1 << 30): String(format: "%.1f MiB", Double(count) / 1_048_576)
+        default: String(format: "%.1f GiB", Double(count) / 1_073_741_824)
+        }
     }
 }

@@ -75,6 +75,7 @@ struct CLITests {
             ["store"]: server + log + lake + flush + ["--metrics"] + logging,
             ["observe"]: server + log + ["--event-source"] + logging,
             ["log", "dump"]: log + ["--topic", "--limit", "--offset", "--partition", "--follow"] + logging,
+            ["log", "groups"]: log + ["--json"],
             ["import"]: ["--data-dir"] + lake + ["--batch-events", "--ip-policy", "--received-at", "--dedup-window", "--replace-earlier-versions"] + logging,
         ]
         for (command, flags) in expected {
@@ -114,6 +115,7 @@ struct CLITests {
         (["serve", "--data-dir", ""], "--data-dir is empty: the log and the lake would go to /log and /lake"),
         (["import", "--data-dir", "", "x.ndjson"], "--data-dir is empty"),
         (["log", "dump", "--data-dir", ""], "--data-dir is empty"),
+        (["log", "groups", "--log", "kafka://127.0.0.1:1/t"], "log groups reads the embedded log's folder; for Kafka use the cluster's tools"),
         (["serve", "--max-event-bytes", "0"], "--max-event-bytes must be positive, not 0"),
         (["ingest", "--log", "kafka://127.0.0.1:1/t", "--log-segment-bytes", "1048576"], "--log-segment-bytes is only read for the embedded log, and --log is a Kafka log"),
         (["serve", "--log", "kafka://127.0.0.1:1/t", "--log-min-free-bytes", "0"], "--log-min-free-bytes is only read for the embedded log"),
@@ -185,6 +187,57 @@ struct CLITests {
         #expect(missing.status == 1 && missing.stderr.contains("no-such-segment.log: no such file"), "\(missing.stderr)")
         let folder = try await run(["log", "salvage", directory.path])
         #expect(folder.status == 1 && folder.stderr.contains("it cannot be read (permissions? a folder?)"), "\(folder.stderr)")
+    }
+
+    @Test("log groups lists each consumer group of a running serve: its committed offset, the log's durable end, what it holds of the log and its role; a damaged offsets file is named; a folder with no log is exit status 1")
+    func logGroups() async throws {
+        let (server, directory) = try await Fixtures.server(["--flush-interval", "0.5"])
+        let body = (1...3).map { Fixtures.json(Fixtures.event("groups-\($0)")) }.joined(separator: "\n")
+        #expect(try await TestHTTP.postEvents(server, body, contentType: "application/x-ndjson").status == 202)
+        let log = server.dataDirectory + "/log"
+        func groups() async throws -> [String: [String: Any]] {
+            let result = try await runCommand(TestEnvironment.playheadExecutable, ["log", "groups", "--data-dir", server.dataDirectory, "--json"])
+            #expect(result.status == 0, "\(result.stderr)")
+            var byGroup: [String: [String: Any]] = [:]
+            for line in result.stdout.split(separator: "\n") {
+                let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "\(line)")
+                byGroup["\(object["group"] ?? "")/\(object["topic"] ?? "")"] = object
+            }
+            return byGroup
+        }
+        // While serve runs: the lake writer and the metrics consumer commit past the 3 records.
+        try await eventually(timeout: .seconds(60), "lake and metrics at offset 3") {
+            let listed = try await groups()
+            return listed["lake/events"]?["offset"] as? Int == 3 && listed["metrics/events"]?["offset"] as? Int == 3
+        }
+        #expect(await server.stop() == 0)
+        // A group that no process runs any more, behind, and a damaged offsets file.
+        try FileManager.default.createDirectory(atPath: log + "/groups/retired", withIntermediateDirectories: true)
+        try "0 1\n".write(toFile: log + "/groups/retired/events", atomically: false, encoding: .utf8)
+        try FileManager.default.createDirectory(atPath: log + "/groups/edited", withIntermediateDirectories: true)
+        try "zero\n".write(toFile: log + "/groups/edited/events", atomically: false, encoding: .utf8)
+        let listed = try await groups()
+        let lake = try #require(listed["lake/events"], "\(listed)")
+        #expect(lake["end"] as? Int == 3 && lake["behind"] as? Int == 0 && lake["held_segments"] as? Int == 1, "\(lake)")
+        #expect((lake["role"] as? String)?.contains("never remove") == true && lake["last_commit"] is String, "\(lake)")
+        let retired = try #require(listed["retired/events"], "\(listed)")
+        #expect(retired["offset"] as? Int == 1 && retired["behind"] as? Int == 2 && retired["role"] is NSNull, "\(retired)")
+        let segment = try #require(try FileManager.default.contentsOfDirectory(atPath: log + "/events").first { $0.hasSuffix(".log") })
+        let size = try #require(try FileManager.default.attributesOfItem(atPath: log + "/events/" + segment)[.size] as? Int)
+        #expect(retired["held_bytes"] as? Int == size && size > 0, "\(retired)")
+        let edited = try #require(listed["edited/events"], "\(listed)")
+        #expect(edited["offset"] is NSNull && (edited["problem"] as? String)?.contains("bad line 'zero'") == true, "\(edited)")
+        // The table, for people.
+        let table = try await runCommand(TestEnvironment.playheadExecutable, ["log", "groups", "--data-dir", server.dataDirectory])
+        let lines = table.stdout.split(separator: "\n").map(String.init)
+        #expect(table.status == 0 && lines.first?.hasPrefix("GROUP") == true, "\(table.stdout)")
+        #expect(lines.contains { $0.hasPrefix("retired ") && $0.contains(" 1 ") && $0.contains(" 3 ") && $0.contains("\(size) B in 1 segment") }, "\(table.stdout)")
+        #expect(lines.contains { $0.hasPrefix("edited/events: ") && $0.contains("retention takes it as nothing committed") }, "\(table.stdout)")
+        // No log there: exit status 1, saying where the log is when the folder holds one in log/.
+        let wrong = try await runCommand(TestEnvironment.playheadExecutable, ["log", "groups", "--log", server.dataDirectory])
+        #expect(wrong.status == 1 && wrong.stderr.contains("no log at \(server.dataDirectory): the folder holds no log (no id file, no groups/); it holds a log in \(server.dataDirectory)/log"), "\(wrong.stderr)")
+        let none = try await runCommand(TestEnvironment.playheadExecutable, ["log", "groups", "--data-dir", directory.appending("nothing").path])
+        #expect(none.status == 1 && none.stderr.contains("the folder does not exist"), "\(none.stderr)")
     }
 
     @Test("log dump refuses a folder that holds no log (a --data-dir given as --log: it printed nothing and exited 0), pointing at <dir>/log when that is one; --follow says it waits, makes no folder, and follows the writer that comes")

@@ -405,6 +405,27 @@ struct EmbeddedLogTests {
         log.close()
     }
 
+    @Test("each group's standing (log groups): its offset, the durable end, and the segments from the one its offset falls in on; a damaged offsets file keeps them all")
+    func groupStandings() async throws {
+        let directory = try TemporaryDirectory(prefix: "log-groups")
+        let (configuration, segments) = try await fiveSegments(directory)
+        let root = configuration.directory
+        try GroupOffsets.write([0: 50], root: root, group: "lake", topic: "events")
+        try GroupOffsets.write([0: 25], root: root, group: "metrics", topic: "events")
+        try FileManager.default.createDirectory(atPath: root + "/groups/edited", withIntermediateDirectories: true)
+        try "0 x\n".write(toFile: root + "/groups/edited/events", atomically: false, encoding: .utf8)
+        let sizes = segments.map { Files.size($0) ?? -1 }
+        let standings = GroupStanding.all(inLog: root)
+        #expect(standings.map { "\($0.group)/\($0.topic)" } == ["edited/events", "lake/events", "metrics/events"])
+        let edited = standings[0], lake = standings[1], metrics = standings[2]
+        #expect(lake.offset == 50 && lake.end == 50 && lake.behind == 0 && lake.heldSegments == 1 && lake.heldBytes == sizes[4])
+        // At 25 it is in segment 20: that one and the two after it are kept for it.
+        #expect(metrics.offset == 25 && metrics.behind == 25 && metrics.heldSegments == 3 && metrics.heldBytes == sizes[2...].reduce(0, +))
+        #expect(metrics.lastCommit.map { abs($0.timeIntervalSinceNow) < 60 } == true)
+        #expect(edited.offset == nil && edited.behind == nil && edited.heldSegments == 5 && edited.problem?.contains("bad line '0 x'") == true)
+        #expect(GroupStanding.all(inLog: directory.path + "/none").isEmpty)
+    }
+
     @Test func committedOffsetsSurviveRestart() async throws {
         let directory = try TemporaryDirectory(prefix: "log")
         defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends

@@ -551,7 +551,7 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
         guard due else { return }
         let described = holders.map { group, offset in
             let file = GroupOffsets.path(root: configuration.directory, group: group, topic: topic)
-            let last = Files.modificationTime(file).map { Self.ago(now.timeIntervalSince1970 - $0) + " ago" } ?? "never"
+            let last = Files.modificationTime(file).map { GroupStanding.age(now.timeIntervalSince1970 - $0) + " ago" } ?? "never"
             // A required group (the lake writer's) is never to be removed: it is behind, or has not
             // started (a review: the advice below named it too).
             let required = configuration.requiredGroups.contains(group) ? ", required: its consumer is behind or has not started" : ""
@@ -567,14 +567,6 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
         )
     }
 
-    private static func ago(_ seconds: Double) -> String {
-        switch seconds {
-        case ..<120: "\(Int(max(0, seconds))) s"
-        case ..<7200: "\(Int(seconds / 60)) min"
-        case ..<172_800: "\(Int(seconds / 3600)) h"
-        default: "\(Int(seconds / 86_400)) days"
-        }
-    }
 }
 
 /// Appends to one topic of an ``EmbeddedLog``.
