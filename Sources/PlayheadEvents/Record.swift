@@ -450,8 +450,9 @@ public struct EventRecordView {
 
     /// The event as one JSON object: the schema's fields in schema order (timestamps as ISO-8601 UTC
     /// with microseconds), `session_id` when present, `schema_version`, the unknown fields from
-    /// `extra` at top level, as sent, then `received_at`.
-    public func appendJSON(to out: inout [UInt8]) {
+    /// `extra` at top level, as sent, then `received_at` (left out with `receivedAt: false`: the
+    /// event as `playhead import` reads it back).
+    public func appendJSON(to out: inout [UInt8], receivedAt: Bool = true) {
         out.append(contentsOf: #"{"event_id":"#.utf8)
         JSONWriter.appendString(eventIDBytes, to: &out)
         out.append(contentsOf: #","event_type":"#.utf8)
@@ -503,8 +504,10 @@ public struct EventRecordView {
         // After the unknown fields: a client that sent a `received_at` of its own (an unknown field
         // to the schema) has it printed twice, and readers that keep a repeated key's last value
         // (jq, Python's json, JavaScript) take the server's. Before 2026-12-05 they took the client's.
-        out.append(contentsOf: #","received_at":"#.utf8)
-        JSONWriter.appendTimestamp(receivedAtMicros, to: &out)
+        if receivedAt {
+            out.append(contentsOf: #","received_at":"#.utf8)
+            JSONWriter.appendTimestamp(receivedAtMicros, to: &out)
+        }
         out.append(UInt8(ascii: "}"))
     }
 }

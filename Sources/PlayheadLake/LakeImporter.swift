@@ -988,7 +988,7 @@ final class ImportFile: @unchecked Sendable {
         }
         while i < head.count, ImportPiece.isBlankByte(head[i]) { i += 1 }
         if i < head.count, head[i] == UInt8(ascii: "[") {
-            throw ImportInputError(message: "it is a JSON array, not NDJSON (one event object per line): convert it first (jq -c '.[]' FILE > FILE.ndjson)")
+            throw ImportInputError(message: "it is a JSON array, not NDJSON (one event object per line): convert it first (jq -c '.[]' FILE > FILE.ndjson, with jq 1.7 or later: jq 1.6 rounds integers of 2^53 and more)")
         }
         // `{` alone on its first line: JSON printed over several lines (`jq .` without `-c`), every
         // line of which was a rejection (a probe).

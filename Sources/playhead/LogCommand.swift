@@ -58,6 +58,9 @@ struct LogDumpCommand: AsyncParsableCommand {
     @Option(name: .long, parsing: .unconditional, help: "The partition --offset applies to: 0 for the embedded log, which has one; 0 to N-1 for a Kafka topic of N. (default: 0)")
     var partition: Int32?
 
+    @Flag(name: .long, help: "Print each accepted event alone, as it goes back in with `playhead import`: without received_at and the fields this command adds (_partition, _offset). Numbers and unknown fields are printed as stored, so no jq filter is needed (Debian 12's jq 1.6 rounds numbers of 2^53 and more). Not for --topic rejected, whose records are what was sent, in raw.")
+    var forImport = false
+
     @Flag(name: .long, help: "Keep waiting for new records instead of stopping at the end of the log, until SIGINT or SIGTERM (then exit 0). On Kafka it creates no topics: a topic not made yet is waited for (the first ingest or serve makes it, with its partitions=).")
     var follow = false
 
@@ -67,6 +70,7 @@ struct LogDumpCommand: AsyncParsableCommand {
         guard topic == "events" || topic == "rejected" else {
             throw ValidationError("--topic must be events or rejected, not '\(topic)'")
         }
+        if forImport, topic == "rejected" { throw ValidationError(Self.forImportRejected) }
         if let limit, limit < 0 { throw ValidationError("--limit must not be negative") }
         if let offset, offset < 0 { throw ValidationError("--offset must not be negative") }
         if let partition {
@@ -74,6 +78,8 @@ struct LogDumpCommand: AsyncParsableCommand {
             guard partition >= 0 else { throw ValidationError("--partition must not be negative") }
         }
     }
+
+    static let forImportRejected = "--for-import prints accepted events; a rejected record is what was sent, in raw (docs/runbook.md, RejectRatioHigh, says how to replay them)"
 
     func run() async throws {
         logging.bootstrap()
@@ -157,7 +163,7 @@ struct LogDumpCommand: AsyncParsableCommand {
                         guard !stop, offset >= start?.offset ?? 0 else { return }
                         next[batch.partition] = offset + 1
                         do {
-                            try LogRecordJSON.write(value, rejected: rejected, adding: #","_partition":\#(batch.partition),"_offset":\#(offset)"#, into: &line)
+                            try LogRecordJSON.write(value, rejected: rejected, adding: #","_partition":\#(batch.partition),"_offset":\#(offset)"#, forImport: forImport, into: &line)
                         } catch let error as RecordFormatError {
                             // Not a Playhead record (on Kafka, a message another producer wrote to the
                             // topic): said on standard error and passed; the dump stopped there before.
@@ -275,6 +281,9 @@ struct LogSalvageCommand: ParsableCommand {
     @Option(name: .long, help: "The records' kind: events or rejected. Default: rejected when the file's folder is named rejected, else events.")
     var topic: String?
 
+    @Flag(name: .long, help: "Print each accepted event alone, as it goes back in with `playhead import`: without received_at and the fields this command adds (_byte, _offset). Numbers and unknown fields are printed as stored, so no jq filter is needed (Debian 12's jq 1.6 rounds numbers of 2^53 and more). Not for --topic rejected, whose records are what was sent, in raw.")
+    var forImport = false
+
     @Option(name: .long, parsing: .unconditional, help: "The offset of the file's first record. Default: from the file's name, where it gives one.")
     var firstOffset: Int64?
 
@@ -285,6 +294,7 @@ struct LogSalvageCommand: ParsableCommand {
         if let topic, topic != "events" && topic != "rejected" {
             throw ValidationError("--topic must be events or rejected, not '\(topic)'")
         }
+        if forImport, topic == "rejected" { throw ValidationError(LogDumpCommand.forImportRejected) }
         if let firstOffset, firstOffset < 0 { throw ValidationError("--first-offset must not be negative") }
         if let endOffset, endOffset < 0 { throw ValidationError("--end-offset must not be negative") }
         if let firstOffset, let endOffset, endOffset <= firstOffset {
@@ -306,6 +316,9 @@ struct LogSalvageCommand: ParsableCommand {
         let url = URL(fileURLWithPath: file)
         let folder = url.deletingLastPathComponent().lastPathComponent
         let rejected = (topic ?? (folder == "rejected" ? "rejected" : "events")) == "rejected"
+        if forImport, rejected {
+            throw ValidationError(LogDumpCommand.forImportRejected + "; this file is in a folder named rejected: give --topic events if it holds events")
+        }
         let named = Self.offsets(fromName: url)
         var result = LogSalvage.scan(bytes)
         // A `.record` the lake writer kept because its value is not a record this build reads (on
@@ -324,7 +337,7 @@ struct LogSalvageCommand: ParsableCommand {
         for (record, offset) in zip(result.records, offsets) {
             let fields = ",\"_byte\":\(record.byte)" + (offset.map { ",\"_offset\":\($0)" } ?? "")
             let decoded = bytes.withUnsafeBytes { raw -> Bool in
-                (try? LogRecordJSON.write(UnsafeRawBufferPointer(rebasing: raw[record.value]), rejected: rejected, adding: fields, into: &line)) != nil
+                (try? LogRecordJSON.write(UnsafeRawBufferPointer(rebasing: raw[record.value]), rejected: rejected, adding: fields, forImport: forImport, into: &line)) != nil
             }
             guard decoded else {
                 undecodable.append(record.byte)
@@ -402,15 +415,17 @@ struct LogSalvageCommand: ParsableCommand {
 }
 
 /// A record of the log as `log dump` and `log salvage` print it: the event's (or rejected input's)
-/// JSON object, with `fields` (`,"name":value…`) added as its last members.
+/// JSON object, with `fields` (`,"name":value…`) added as its last members; with `forImport`, an
+/// accepted event alone, as `playhead import` reads it (no `received_at`, no `fields`).
 enum LogRecordJSON {
-    static func write(_ value: UnsafeRawBufferPointer, rejected: Bool, adding fields: String, into line: inout [UInt8]) throws {
+    static func write(_ value: UnsafeRawBufferPointer, rejected: Bool, adding fields: String, forImport: Bool = false, into line: inout [UInt8]) throws {
         line.removeAll(keepingCapacity: true)
         if rejected {
             try RejectedRecordView(value).appendJSON(to: &line)
         } else {
-            try EventRecordView(value).appendJSON(to: &line)
+            try EventRecordView(value).appendJSON(to: &line, receivedAt: !forImport)
         }
+        if forImport { return }
         guard line.last == UInt8(ascii: "}") else { throw RecordFormatError("not a JSON object") }
         line.removeLast()
         line.append(contentsOf: Array(fields.utf8))

@@ -74,7 +74,7 @@ struct CLITests {
             ["ingest"]: server + edge + log + writer + ["--metrics", "--event-source"] + logging,
             ["store"]: server + log + lake + flush + ["--metrics"] + logging,
             ["observe"]: server + log + ["--event-source"] + logging,
-            ["log", "dump"]: log + ["--topic", "--limit", "--offset", "--partition", "--follow"] + logging,
+            ["log", "dump"]: log + ["--topic", "--limit", "--offset", "--partition", "--follow", "--for-import"] + logging,
             ["log", "groups"]: log + ["--json"],
             ["import"]: ["--data-dir"] + lake + ["--batch-events", "--ip-policy", "--received-at", "--dedup-window", "--replace-earlier-versions"] + logging,
         ]
@@ -238,6 +238,34 @@ struct CLITests {
         #expect(wrong.status == 1 && wrong.stderr.contains("no log at \(server.dataDirectory): the folder holds no log (no id file, no groups/); it holds a log in \(server.dataDirectory)/log"), "\(wrong.stderr)")
         let none = try await runCommand(TestEnvironment.playheadExecutable, ["log", "groups", "--data-dir", directory.appending("nothing").path])
         #expect(none.status == 1 && none.stderr.contains("the folder does not exist"), "\(none.stderr)")
+    }
+
+    @Test("log dump and log salvage --for-import print each event as import reads it back: numbers and unknown fields as stored, a client's own received_at once, none of the added fields; the import of it stores the same values")
+    func dumpForImport() async throws {
+        let (server, directory) = try await Fixtures.server()
+        // Written by hand: numbers a double cannot hold (jq 1.6 rounded them) and a client's received_at.
+        let sent = #"{"event_id":"fi-1","event_type":"play","timestamp":"2026-12-07T10:00:00Z","user_id":"u","device_id":"d","ip_address":"10.0.0.1","content_id":"c","content_type":"movie","title":"T","genre":["drama"],"duration_seconds":9223372036854775807,"language":"en","current_timestamp":1.5,"event_source":"web_app","ext":123456789012345678901234567890,"ratio":1.50e+2,"received_at":"client"}"#
+        #expect(try await TestHTTP.postEvents(server, sent).status == 202)
+        #expect(await server.stop() == 0)
+        let dump = try await runCommand(TestEnvironment.playheadExecutable, ["log", "dump", "--data-dir", server.dataDirectory, "--for-import"])
+        #expect(dump.status == 0, "\(dump.stderr)")
+        let line = dump.stdout.trimmingCharacters(in: .newlines)
+        #expect(line.hasPrefix(#"{"event_id":"fi-1","#) && line.hasSuffix(#","ext":123456789012345678901234567890,"ratio":1.50e+2,"received_at":"client"}"#), "\(line)")
+        #expect(line.contains(#""duration_seconds":9223372036854775807,"#) && !line.contains("_offset") && !line.contains("_partition"), "\(line)")
+        #expect(line.components(separatedBy: "received_at").count == 2, "\(line)")
+        // salvage of the segment prints the same line.
+        let segment = try #require(try FileManager.default.contentsOfDirectory(atPath: server.dataDirectory + "/log/events").first { $0.hasSuffix(".log") })
+        let salvaged = try await runCommand(TestEnvironment.playheadExecutable, ["log", "salvage", server.dataDirectory + "/log/events/" + segment, "--for-import"])
+        #expect(salvaged.status == 0 && salvaged.stdout == dump.stdout, "\(salvaged.stdout) \(salvaged.stderr)")
+        // Imported, it is accepted, and the lake holds the same values.
+        let file = directory.appending("for-import.ndjson").path
+        try dump.stdout.write(toFile: file, atomically: false, encoding: .utf8)
+        let lake = directory.appending("lake").path
+        let imported = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--lake", lake, file])
+        #expect(imported.status == 0 && imported.stdout.contains(#""accepted":1"#) && imported.stdout.contains(#""rejected":0"#), "\(imported.stdout) \(imported.stderr)")
+        // Rejected records are not events: refused, by flag or by folder.
+        let refused = try await runCommand(TestEnvironment.playheadExecutable, ["log", "dump", "--data-dir", server.dataDirectory, "--topic", "rejected", "--for-import"])
+        #expect(refused.status == 64 && refused.stderr.contains("--for-import prints accepted events"), "\(refused.stderr)")
     }
 
     @Test("log dump refuses a folder that holds no log (a --data-dir given as --log: it printed nothing and exited 0), pointing at <dir>/log when that is one; --follow says it waits, makes no folder, and follows the writer that comes")
