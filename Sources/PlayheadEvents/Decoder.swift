@@ -1063,8 +1063,8 @@ struct EventParser {
         switch b {
         case UInt8(ascii: "\""):
             var bad = false
-            _ = try scanString(badUTF8: &bad)
-            if bad { noteError(.invalidUTF8, field: nil, "a string is not valid UTF-8") }
+            let span = try scanString(badUTF8: &bad)
+            if bad { noteError(.invalidUTF8, field: nil, "a string " + utf8Problem(span)) }
         case UInt8(ascii: "{"), UInt8(ascii: "["):
             if depth > maxDepth {
                 noteError(.tooDeep, field: nil, "objects and arrays may nest at most \(configuration.maxNestingDepth) deep")
@@ -1083,8 +1083,8 @@ struct EventParser {
                     skipWhitespace()
                     guard pos < end, p[pos] == UInt8(ascii: "\"") else { throw Malformed(message: "expected a key at byte \(pos)") }
                     var bad = false
-                    _ = try scanString(badUTF8: &bad)
-                    if bad { noteError(.invalidUTF8, field: nil, "a key is not valid UTF-8") }
+                    let key = try scanString(badUTF8: &bad)
+                    if bad { noteError(.invalidUTF8, field: nil, "a key " + utf8Problem(key)) }
                     try expect(UInt8(ascii: ":"), "':'")
                 }
                 try skipValue(depth: depth + 1)
@@ -1262,7 +1262,7 @@ struct EventParser {
     @inline(__always)
     mutating func field(ofKey key: StringSpan, bad: Bool) -> Field? {
         if bad {
-            noteError(.invalidUTF8, field: nil, "a key is not valid UTF-8")
+            noteError(.invalidUTF8, field: nil, "a key " + utf8Problem(key))
             return nil
         }
         if !key.escaped { return Field.lookup(p + key.start, key.end - key.start) }
@@ -1351,7 +1351,7 @@ struct EventParser {
                     var bad = false
                     let span = try scanString(badUTF8: &bad)
                     if bad {
-                        noteError(.invalidUTF8, field: "genre[\(k)]", "genre[\(k)] is not valid UTF-8")
+                        noteError(.invalidUTF8, field: "genre[\(k)]", "genre[\(k)] " + utf8Problem(span))
                     } else if span.decodedCount > configuration.maxStringBytes {
                         noteError(
                             .stringTooLong, field: "genre[\(k)]",

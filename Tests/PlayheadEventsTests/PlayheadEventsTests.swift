@@ -337,8 +337,13 @@ import PlayheadEvents
         for value in [#""\udfff""#, #"{"a":["\ud800"]}"#] {
             let unknown = rejection(event(appending: [("note", value)]))
             #expect(unknown?.reason == .invalidUTF8 && unknown?.field == "note", "\(String(describing: unknown))")
-            #expect(unknown?.message.hasPrefix("note: ") == true, "\(String(describing: unknown))")
+            #expect(unknown?.message.hasPrefix("note: a string holds a \\u escape of half a surrogate pair") == true, "\(String(describing: unknown))")
         }
+        // And in a genre and a key, whose bytes are fine: said so there too ("not valid UTF-8" was, a review).
+        let genre = rejection(event(["genre": #"["drama","\ud83d"]"#]))
+        #expect(genre?.field == "genre[1]" && genre?.message.hasPrefix("genre[1] holds a \\u escape of half a surrogate pair") == true, "\(String(describing: genre))")
+        let key = rejection(event(appending: [(#"n\ud83d"#, "1")]))
+        #expect(key?.reason == .invalidUTF8 && key?.message.hasPrefix("a key holds a \\u escape of half a surrogate pair") == true, "\(String(describing: key))")
         var badKey = Array(event(appending: [("nXte", "1")]).utf8)
         badKey[badKey.firstRange(of: Array("nXte".utf8))!.lowerBound + 1] = 0xFF
         let (keyOutcome, _) = decode(badKey, format: .json)
