@@ -9,7 +9,7 @@ lone surrogates), no duplicate keys in the event object (nested unknown objects 
 no NaN/Infinity, nesting at most 32 deep (the event is depth 1), at most 32 KiB, and a timestamp
 within years 0001-9999 once in UTC.
 """
-import base64, datetime, json, re, sys, pathlib
+import base64, datetime, decimal, json, re, sys, pathlib
 from jsonschema import Draft202012Validator
 
 root = pathlib.Path(__file__).resolve().parent.parent
@@ -54,6 +54,21 @@ def in_utc_range(text):
         seconds -= (1 if m.group(7) == "+" else -1) * (int(m.group(8)) * 3600 + int(m.group(9) or 0) * 60)
     return days_from_civil(1, 1, 1) * 86400 <= seconds <= days_from_civil(9999, 12, 31) * 86400 + 86399
 
+class NonIntegral(float):
+    """A number whose decimal text is not a whole number: never an integer to the schema, although
+    its double may be (39465301988822401.6 rounds to a whole double). The server decides on the text."""
+    def is_integer(self):
+        return False
+
+def number(text):
+    """A JSON number with a fraction or exponent, decided on its decimal text as the server does: a
+    whole value (1.0, 1e3, 9223372036854775807.0) is the exact integer, any other a float that is
+    no integer."""
+    value = decimal.Decimal(text)
+    if value.is_finite() and value == value.to_integral_value():
+        return int(value)
+    return NonIntegral(text)
+
 def bad_constant(name):
     raise Reject("non-JSON constant " + name)
 
@@ -83,7 +98,7 @@ def judge(raw):
     except UnicodeDecodeError:
         return "utf-8"
     try:
-        obj = json.loads(text, object_pairs_hook=pairs, parse_constant=bad_constant)
+        obj = json.loads(text, object_pairs_hook=pairs, parse_constant=bad_constant, parse_float=number)
     except Reject as e:
         return str(e)
     except (ValueError, RecursionError) as e:

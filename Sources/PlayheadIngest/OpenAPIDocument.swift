@@ -764,7 +764,7 @@ enum OpenAPIDocument {
      "event_id": {
       "type": "string",
       "nullable": true,
-      "description": "The event's event_id; null when it could not be read. An empty event_id is answered as \"\" (the error is then about event_id itself); the lake's rejected/ stores NULL for it."
+      "description": "The event's event_id; null when it could not be read. An empty event_id is answered as \"\" (the error is about event_id itself unless an earlier rule refused the event: a missing field, a wrong type, an unknown value; docs/events.md gives the order); the lake's rejected/ stores NULL for it."
      },
      "field": {
       "type": "string",
