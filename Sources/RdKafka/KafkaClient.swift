@@ -143,7 +143,9 @@ class ClientCallbacks: @unchecked Sendable {
     /// The last client-level error librdkafka reported (error_cb), and when: `cause` the last but
     /// "all brokers down", which says only how many brokers are down, not why (`_AUTHENTICATION:
     /// … SASL PLAIN mechanism handshake failed`, `_TRANSPORT: Connect to … failed: Connection refused`).
-    private let lastError = Mutex<(any: TimedText?, cause: TimedText?)>((nil, nil))
+    /// `logged` is a cause only librdkafka's log tells (``librdkafkaLogged(_:_:)``), which comes
+    /// from its threads at any time, not queued with a request's errors: kept when those are forgotten.
+    private let lastError = Mutex<(any: TimedText?, cause: TimedText?, logged: TimedText?)>((nil, nil, nil))
 
     struct TimedText {
         let text: String
@@ -161,7 +163,7 @@ class ClientCallbacks: @unchecked Sendable {
     /// handshake's failure only in the log.
     var brokersDown: String? {
         if let down = reachability.withLock({ $0.down }) {
-            guard let cause = lastError.withLock({ $0.cause }), cause.isRecent else { return down }
+            guard let cause = lastError.withLock({ [$0.cause, $0.logged] }).compactMap({ $0 }).first(where: \.isRecent) else { return down }
             return "\(down) (the last connection error: \(cause.text))"
         }
         return silence.withLock { $0.reason(at: .now) }
@@ -186,14 +188,19 @@ class ClientCallbacks: @unchecked Sendable {
     var recentError: String? {
         lastError.withLock { last in
             if let cause = last.cause, cause.isRecent { return cause.text }
+            if let logged = last.logged, logged.isRecent { return logged.text }
             guard let any = last.any, any.isRecent else { return nil }
             return any.text
         }
     }
 
-    /// Forgets the last error (see ``recentError``).
-    func forgetRecentError() {
-        lastError.withLock { $0 = (nil, nil) }
+    /// Forgets the last error (see ``recentError``); `all` forgets a cause from the log too.
+    func forgetRecentError(all: Bool = false) {
+        lastError.withLock { last in
+            last.any = nil
+            last.cause = nil
+            if all { last.logged = nil }
+        }
     }
 
     /// Called from librdkafka threads (error_cb) for client-level errors.
@@ -205,8 +212,33 @@ class ClientCallbacks: @unchecked Sendable {
             if error.code != RdKafkaError.allBrokersDown { last.cause = timed }
         }
         if error.code == RdKafkaError.allBrokersDown {
-            reachability.withLock { $0 = ("all Kafka brokers are down: \(error.message)", .now) }
+            // librdkafka's own text only counts brokers, and its count can be stale: "0/2 brokers
+            // are down" for the first seconds of an outage (a review of broker failures).
+            reachability.withLock { $0 = ("all Kafka brokers are down", .now) }
         }
+    }
+
+    /// Called from librdkafka threads (log_cb) for its log lines: logged, and a line that tells why
+    /// connections fail where no client error does is kept as the cause ``brokersDown`` names. A
+    /// port that accepts connections but is not a Kafka listener of that protocol (an HTTP port; a
+    /// plaintext listener for a TLS client) gives no client error but "all brokers are down", and
+    /// the reason said nothing of why (a review of broker failures).
+    func librdkafkaLogged(_ level: Logger.Level, _ message: String) {
+        log(level, message)
+        guard level >= .warning, let cause = Self.connectionCause(inLog: message) else { return }
+        let timed = TimedText(text: cause, at: .now)
+        lastError.withLock { $0.logged = timed }
+    }
+
+    /// What a librdkafka log line says of why a connection failed, or nil for other lines.
+    static func connectionCause(inLog message: String) -> String? {
+        if message.contains("ApiVersionRequest failed") {
+            return "no answer to Kafka's first request (ApiVersion): is the port a Kafka listener, of the protocol in security.protocol (a plaintext client to a TLS listener, or another service's port)? (\(message))"
+        }
+        if message.contains("timed out in state SSL_HANDSHAKE") {
+            return "the TLS handshake timed out: is the listener plaintext? (\(message))"
+        }
+        return nil
     }
 
     /// On the client's own thread (it blocks for up to 500 ms): while brokers are reported down,
@@ -254,8 +286,8 @@ func installCommonCallbacks(_ conf: OpaquePointer) {
         let callbacks = Unmanaged<ClientCallbacks>.fromOpaque(opaque).takeUnretainedValue()
         let message = "librdkafka \(facility.map { String(cString: $0) } ?? ""): \(text.map { String(cString: $0) } ?? "")"
         switch level {
-        case 0...3: callbacks.log(.error, message)
-        case 4: callbacks.log(.warning, message)
+        case 0...3: callbacks.librdkafkaLogged(.error, message)
+        case 4: callbacks.librdkafkaLogged(.warning, message)
         case 5, 6: callbacks.log(.info, message)
         default: callbacks.log(.debug, message)
         }

@@ -795,6 +795,37 @@ struct KafkaLogTansuTests {
         await log.shutdown()
     }
 
+    @Test("a port that takes connections but is not a Kafka listener: the reasons say so (no answer to ApiVersion), not only that all brokers are down")
+    func notAKafkaListenerNamed() async throws {
+        try requireModernLibrdkafka()
+        // A socket that listens and never answers: the kernel completes the connections.
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #expect(listener >= 0)
+        defer { close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) == 0 && listen(listener, 64) == 0 && getsockname(listener, $0, &length) == 0 }
+        }
+        #expect(bound)
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        let log = try KafkaLog(url: "kafka://127.0.0.1:\(port)/?prefix=notkafka.", logger: testLogger)
+        let consumer = try log.consumer(for: .events, group: "lake")
+        var reasons: [String] = []
+        let deadline = ContinuousClock.now.advanced(by: .seconds(60))
+        while ContinuousClock.now < deadline {
+            _ = try? await consumer.poll(maxRecords: 10, timeout: .milliseconds(200))
+            reasons = [log.unavailableReason, consumer.unavailableReason].compactMap { $0 }
+            if reasons.count == 2 && reasons.allSatisfy({ $0.contains("no answer to Kafka's first request (ApiVersion)") }) { break }
+        }
+        #expect(reasons.count == 2 && reasons.allSatisfy { $0.contains("no answer to Kafka's first request (ApiVersion): is the port a Kafka listener") }, "\(reasons)")
+        #expect(!reasons.contains { $0.contains("brokers are down:") }, "\(reasons)")
+        await consumer.close()
+        await log.shutdown()
+    }
+
     @Test("interop: confluent-kafka (python) reads what we produce, and we read what it produces")
     func interop() async throws {
         try requireModernLibrdkafka()
