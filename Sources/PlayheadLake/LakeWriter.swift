@@ -97,21 +97,7 @@ public final class LakeWriter: Service, Sendable {
                 // so it wrote a lake that another log had written, skipping the records below the
                 // lake's offsets: a probe.)
                 guard let identity = try await writers[0].logIdentity() else { return }
-                if let identity {
-                    // One claim per process, made before either dataset's writer starts. (Each
-                    // writer once claimed on its own: of two processes started together, one's
-                    // `rejected` writer could refuse while its `events` writer wrote its claim over
-                    // the other's, and both stopped.) Each process writes the claim at most once,
-                    // so the one written last stands.
-                    // The other refusals at start come before the claim is written: a writer
-                    // refused after it claimed the lake left its claim, which then refused the
-                    // lake's own log (an outside review).
-                    try await writers[0].checkClaim(for: identity, claiming: true) {
-                        for writer in writers { try await writer.refuseLogEndingBeforeLake() }
-                    }
-                } else if let sharedIdentity {
-                    try await writers[0].checkSharedClaim(for: sharedIdentity)
-                }
+                try await self.claim(writers: writers, identity: identity, sharedIdentity: sharedIdentity)
                 try await withThrowingTaskGroup(of: Void.self) { writing in
                     for writer in writers {
                         writing.addTask { try await writer.run() }
@@ -156,6 +142,45 @@ public final class LakeWriter: Service, Sendable {
             }
         }
         logger.info("lake writer: stopped")
+    }
+
+    /// The claim on the lake, made before either dataset's writer starts (``run()``).
+    private func claim(writers: [DatasetWriter], identity: String?, sharedIdentity: String?) async throws {
+        // On the embedded log, the lake's lag from the start: the claim is read (and retried, for
+        // as long as the store cannot be reached) before the writers open their consumers, which
+        // make the lag's series. A lake that could not be reached at start showed no lag at all
+        // while events piled up in the log, so neither ConsumerLagGrowing nor LakeFlushFailing's
+        // lag leg could fire (a review of storage failures). On Kafka a consumer joins the group:
+        // none is opened early.
+        let early = identity == nil ? nil : try? log.consumer(for: .events, group: configuration.group)
+        let earlyLag = early.map { DatasetWriter.refreshingLag(of: $0) }
+        do {
+            try await claimLake(writers: writers, identity: identity, sharedIdentity: sharedIdentity)
+        } catch {
+            earlyLag?.cancel()
+            await early?.close()
+            throw error
+        }
+        earlyLag?.cancel()
+        await early?.close()
+    }
+
+    private func claimLake(writers: [DatasetWriter], identity: String?, sharedIdentity: String?) async throws {
+        if let identity {
+            // One claim per process, made before either dataset's writer starts. (Each
+            // writer once claimed on its own: of two processes started together, one's
+            // `rejected` writer could refuse while its `events` writer wrote its claim over
+            // the other's, and both stopped.) Each process writes the claim at most once,
+            // so the one written last stands.
+            // The other refusals at start come before the claim is written: a writer
+            // refused after it claimed the lake left its claim, which then refused the
+            // lake's own log (an outside review).
+            try await writers[0].checkClaim(for: identity, claiming: true) {
+                for writer in writers { try await writer.refuseLogEndingBeforeLake() }
+            }
+        } else if let sharedIdentity {
+            try await writers[0].checkSharedClaim(for: sharedIdentity)
+        }
     }
 
     private struct ShutdownTimedOut: Error {}
@@ -306,7 +331,7 @@ final class DatasetWriter: @unchecked Sendable {
     /// buffered ones included). Whatever the writer waits for (an S3 request that hangs for its
     /// whole timeout, a retry), the lag shows the data piling up in the log. (It was refreshed
     /// between the writer's steps: an S3 stall froze it for minutes, a probe.)
-    private static func refreshingLag(of consumer: any LogConsumer) -> Task<Void, Never> {
+    static func refreshingLag(of consumer: any LogConsumer) -> Task<Void, Never> {
         Task {
             while !Task.isCancelled {
                 _ = await consumer.lag()

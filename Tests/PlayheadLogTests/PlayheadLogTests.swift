@@ -1111,7 +1111,7 @@ struct EmbeddedLogTests {
         reopened.close()
     }
 
-    @Test("a group that keeps segments over the retention limits is named at warning level, every 10 minutes at most, with its offset and last commit; the lake writer's hold is not (a retired group's file held retention for good without a word, an outside review)")
+    @Test("a group that keeps segments over the retention limits is named at warning level, every 10 minutes at most, with its offset and last commit; the lake writer's hold alone is said at notice level, as what it is (a retired group's file held retention for good without a word, an outside review)")
     func retentionHeldByAGroupIsSaid() async throws {
         let directory = try TemporaryDirectory(prefix: "log")
         defer { withExtendedLifetime(directory) {} }
@@ -1133,12 +1133,15 @@ struct EmbeddedLogTests {
         var lines = captured.all.filter { $0.contains(said) }
         #expect(lines.count == 1 && lines[0].contains("lake at offset 0 (last commit: never, required: its consumer is behind or has not started)"), "\(lines)")
         #expect(lines.first?.contains("remove its folder") == false, "\(lines)")
-        // The lake writer's hold alone is on purpose: not said.
+        // The lake writer's hold alone is on purpose: said so, at notice level, not as a group to retire.
         let lake = try log.consumer(for: .events, group: "lake")
         try await lake.commit([0: 250])
         try log.holdRetention(of: .events, from: [0: 0], holder: "lake.rollups")
         #expect(log.applyRetention(now: now.addingTimeInterval(601)).isEmpty)
-        #expect(captured.count(containing: said) == 1, "\(captured.all)")
+        #expect(captured.count(containing: said) == 2, "\(captured.all)")
+        let hold = captured.all.filter { $0.contains(said) }.last ?? ""
+        #expect(hold.contains("for the lake writer's open hours: lake.rollups holds them from offset 0") && hold.contains("notice")
+                && !hold.contains("remove its folder"), "\(hold)")
         // A group that no process runs any more: named, with its offset and last commit, and how to retire it.
         let retired = try log.consumer(for: .events, group: "metrics")
         try await retired.commit([0: 30])
@@ -1147,14 +1150,14 @@ struct EmbeddedLogTests {
         let segments = try segmentPaths(configuration, "events")
         #expect(log.applyRetention(now: now.addingTimeInterval(1202)) == [segments[0]])  // ends at 25
         lines = captured.all.filter { $0.contains(said) }
-        #expect(lines.count == 2 && lines[1].contains("metrics at offset 30 (last commit: ") && !lines[1].contains("lake at offset"), "\(lines)")
+        #expect(lines.count == 3 && lines[2].contains("metrics at offset 30 (last commit: ") && !lines[2].contains("lake at offset"), "\(lines)")
         #expect(lines.last?.contains("remove its folder") == true && lines.last?.contains("groups=metrics") == true
                 && lines.last?.contains("segment_end_offset=50") == true, "\(lines)")
         // Once every 10 minutes at most.
         #expect(log.applyRetention(now: now.addingTimeInterval(1262)).isEmpty)
-        #expect(captured.count(containing: said) == 2)
-        _ = log.applyRetention(now: now.addingTimeInterval(1803))
         #expect(captured.count(containing: said) == 3)
+        _ = log.applyRetention(now: now.addingTimeInterval(1803))
+        #expect(captured.count(containing: said) == 4)
         log.close()
     }
 

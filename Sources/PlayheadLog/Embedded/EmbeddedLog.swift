@@ -539,16 +539,26 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
     /// retention for good without a word and exports no lag, while the log grew to the free-space
     /// floor and ingest answered 503 (an outside review, 2026-12-07). The lake writer's own hold
     /// (`<group>.rollups`, ``holdRetention(of:from:holder:)``), which keeps the open hours on
-    /// purpose, is not named.
+    /// purpose, is not named among them; when it alone holds the segments, that is said at notice
+    /// level: a log over its limits for the first hour or two of `serve`, with no word of why,
+    /// surprised an operator (a review of a long run).
     private func sayRetentionHeld(topic: String, groups: [String: Int64], end: Int64, now: Date) {
         let holders = groups.filter { !$0.key.hasSuffix(".rollups") }.sorted { $0.key < $1.key }
-        guard !holders.isEmpty else { return }
+        let hold = groups.filter { $0.key.hasSuffix(".rollups") }.min { $0.value < $1.value }
+        guard !holders.isEmpty || hold != nil else { return }
         let due = state.withLockedValue { state in
             if let said = state.retentionHeldSaid[topic], now.timeIntervalSince(said) < 600 { return false }
             state.retentionHeldSaid[topic] = now
             return true
         }
         guard due else { return }
+        if holders.isEmpty, let hold {
+            logger.notice(
+                "log: retention keeps segments of topic \(topic) that are over its limits (--log-retention-hours, --log-retention-bytes) for the lake writer's open hours: \(hold.key) holds them from offset \(hold.value), the first record a restart rebuilds the open hours' rollups from; they go once those hours close (normally about the last 75 minutes of traffic, at most 2 hours 11 minutes; docs/log-format.md, \"Retention\")",
+                metadata: ["topic": "\(topic)", "groups": "\(hold.key)", "segment_end_offset": "\(end)"]
+            )
+            return
+        }
         let described = holders.map { group, offset in
             let file = GroupOffsets.path(root: configuration.directory, group: group, topic: topic)
             let last = Files.modificationTime(file).map { GroupStanding.age(now.timeIntervalSince1970 - $0) + " ago" } ?? "never"
