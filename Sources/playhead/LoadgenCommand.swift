@@ -38,8 +38,8 @@ struct LoadgenCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Body format of batches: json (an array) or ndjson. Default: json.") var format: BodyFormat?
     @Flag(name: .long, help: "Compress every body with gzip (Content-Encoding: gzip), as mobile SDKs do for batches. Default: off.") var gzip = false
     @Option(name: .long, help: "A write key, sent as Authorization: Bearer <key>. Default: none (no Authorization header).") var writeKey: String?
-    @Option(name: .long, parsing: .unconditional, help: "Seed of the session generator: the same seed gives the same sessions and events (event_id included), apart from their timestamps, which start at the current time. Default: a new random seed each run, printed in the report (and on standard error with --output), so that two runs send different events: the lake drops an event_id it has already written within its --dedup-window, so a second run with the same seed adds no rows for the events it repeats.") var seed: UInt64?
-    @Option(name: .long, parsing: .unconditional, help: "Concurrent sessions simulated by the generator (when sending, shared out over the connections).") var sessions: Int = 10_000
+    @Option(name: .long, parsing: .unconditional, help: "Seed of the session generator: the same seed, with the same --connections and --sessions, gives the same sessions and events (event_id included), apart from their timestamps, which start at the current time. Each connection simulates sessions of its own, so another --connections gives other events; --output writes what one connection (--connections 1) sends. Default: a new random seed each run, printed in the report (and on standard error with --output), so that two runs send different events: the lake drops an event_id it has already written within its --dedup-window, so a second run with the same seed adds no rows for the events it repeats.") var seed: UInt64?
+    @Option(name: .long, parsing: .unconditional, help: "Concurrent sessions simulated by the generator. When sending they are shared out over the connections, at least one each: with fewer sessions than connections, each connection simulates one (said on standard error).") var sessions: Int = 10_000
     @Option(name: .long, parsing: .unconditional, help: "Event-loop threads of the generator. Default: 1.") var threads: Int?
     @Option(name: .long, help: "Write the generated events to this NDJSON file instead of sending them. Default: none, send them.") var output: String?
     @Option(name: .long, help: "Write the event_id of every acknowledged event to this file, one per line (for exactly-once checks), as they are acknowledged: within about a second, so a run stopped by a signal leaves the ids acknowledged until then. Default: none.") var acknowledgedIds: String?
@@ -110,13 +110,18 @@ struct LoadgenCommand: AsyncParsableCommand {
         configuration.acknowledgedIDs = idWriter
         let gzip = self.gzip
         let recordIDs = configuration.recordAcknowledgedIDs
-        let sessionsPerConnection = max(1, sessions / connections)
+        if sessions < connections {
+            FileHandle.standardError.write(Data("note: --sessions \(sessions) is fewer than --connections \(connections): each connection simulates one session, so \(connections) sessions run at once; give --connections \(sessions) for \(sessions)\n".utf8))
+        }
+        // Shared out so that they add up to --sessions (the remainder one each to the first connections).
+        let sessions = self.sessions
+        let sessionsPerConnection = { @Sendable (index: Int) in max(1, sessions / connections + (index < sessions % connections ? 1 : 0)) }
         let startMicros = Int64(Date().timeIntervalSince1970 * 1_000_000)
         let replay = self.replay
         let generator = LoadGenerator(configuration: configuration) { index -> any LoadRequestSource in
             var sessions = SyntheticSessions(
                 seed: seed &+ UInt64(index) &* 0x9E37_79B9_7F4A_7C15,
-                concurrentSessions: sessionsPerConnection,
+                concurrentSessions: sessionsPerConnection(index),
                 startTime: startMicros
             )
             // Events sent now tell of now: never ahead of the wall clock.

@@ -1571,6 +1571,18 @@ struct IngestAPITests {
         let seed = try #require(first.stderr.firstMatch(of: /\(seed (\d+)\)/)?.output.1, "\(first.stderr)")
         let again = try await written(["--seed", String(seed)])
         #expect(again.ids == first.ids)
+        // --output writes what one connection sends with that seed, as --help says.
+        let acks = directory.appending("seed-acks.txt").path
+        let sent = try await runCommand(
+            TestEnvironment.playheadExecutable,
+            ["loadgen", "--port", "\(server.port)", "--connections", "1", "--events", "20", "--rate", "1000", "--seed", String(seed), "--acknowledged-ids", acks])
+        #expect(sent.status == 0, "\(sent.stderr)")
+        let acknowledgedIDs = try String(contentsOfFile: acks, encoding: .utf8).split(separator: "\n").map(String.init)
+        #expect(Set(acknowledgedIDs) == Set(first.ids), "\(acknowledgedIDs) \(first.ids)")
+        // Fewer sessions than connections: each connection simulates one, and it says so.
+        let few = try await runCommand(
+            TestEnvironment.playheadExecutable, ["loadgen", "--port", "\(server.port)", "--sessions", "2", "--connections", "4", "--events", "4", "--rate", "100"])
+        #expect(few.status == 0 && few.stderr.contains("note: --sessions 2 is fewer than --connections 4: each connection simulates one session, so 4 sessions run at once"), "\(few.stderr)")
         #expect(await server.stop() == 0)
     }
 
