@@ -846,7 +846,12 @@ struct EmbeddedLogTests {
     func failingAppendsMakeTheProducerUnavailable() async throws {
         let directory = try TemporaryDirectory(prefix: "log")
         defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
-        let configuration = makeConfiguration(directory) { $0.segmentBytes = 400 }
+        // Unready for longer than a loaded machine may take between the failure and the check
+        // (10 s by default: the check once came after it, with the whole suite running).
+        let configuration = makeConfiguration(directory) {
+            $0.segmentBytes = 400
+            $0.failureUnreadyFor = .seconds(600)
+        }
         let log = try EmbeddedLog.open(configuration, logger: testLogger)
         let producer = try log.producer(for: .events)
         _ = try await producer.append(batch(0..<10))

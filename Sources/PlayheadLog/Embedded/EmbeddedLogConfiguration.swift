@@ -44,6 +44,9 @@ public struct EmbeddedLogConfiguration: Sendable {
     /// (groups of one batch) and a queue of 1 MiB or more never wait. Zero: commit as soon as the
     /// previous fsync returns.
     public var groupCommitInterval: Duration = .milliseconds(1)
+    /// How long a failed append keeps the producer unready (``LogProducer/unavailableReason``)
+    /// when no append succeeds after it: then it is tried again.
+    public var failureUnreadyFor: Duration = .seconds(10)
     /// Pages of the log's files this far (in bytes) behind the last write stay in the page cache;
     /// older ones are dropped (`posix_fadvise(DONTNEED)`) once fsynced, so that new writes reuse
     /// memory the kernel already holds instead of growing the cache. Readers this far behind read

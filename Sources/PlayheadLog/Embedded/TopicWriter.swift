@@ -298,7 +298,7 @@ final class TopicWriter: @unchecked Sendable {
     var failureReason: String? {
         condition.lock()
         defer { condition.unlock() }
-        guard let lastFailure, lastFailure.at.duration(to: .now) < .seconds(10) else { return nil }
+        guard let lastFailure, lastFailure.at.duration(to: .now) < configuration.failureUnreadyFor else { return nil }
         return "the log's appends fail: \(lastFailure.message)"
     }
 
