@@ -227,8 +227,9 @@ final class RollupAggregator: @unchecked Sendable {
 
     init(
         graceMicros: Int64 = 300_000_000, forgetSilentAfterMicros: Int64 = 600_000_000, maxRememberedSessions: Int = 260_000,
-        maxCells: Int = 100_000
+        maxCells: Int = 100_000, logger: Logger = Logger(label: "playhead.lake")
     ) {
+        self.logger = logger
         grace = graceMicros
         self.forgetSilentAfterMicros = forgetSilentAfterMicros
         self.maxRememberedSessions = max(2, maxRememberedSessions)
@@ -480,6 +481,7 @@ final class RollupAggregator: @unchecked Sendable {
     /// The rows of every hour changed since the last call, and the hours now final (their state
     /// is dropped after this call).
     func takeChanges() -> [(hourStartMicros: Int64, rows: [RollupRow])] {
+        sayLate()
         var result: [(Int64, [RollupRow])] = []
         for hour in touched.sorted() {
             guard let state = hours[hour] else { continue }
@@ -528,24 +530,39 @@ final class RollupAggregator: @unchecked Sendable {
         cursors.filter { $0.receivedMicros >= silentBefore }
     }
 
-    /// When a record of a final hour was last reported, and how many came since.
+    /// When records of a final hour were last reported, how many came since, and the hours they
+    /// are of (the first and the last).
     private var lateReported: ContinuousClock.Instant?
     private var lateSinceReported = 0
-    private static let logger = Logger(label: "playhead.lake")
+    private var lateHours: ClosedRange<Int64>?
+    private let logger: Logger
 
     /// A record of an hour whose rollup file is already final: only after the server's clock stepped
     /// back by more than `grace` (or a restart with an earlier clock), since `received_at` is the
     /// server's and the log is in arrival order. Said at most once a minute (a probe: a step back of
     /// an hour left 36,000 events out of the rollups without a word).
+    ///
+    /// Counted here, and said when the batch's rollups are taken (``takeChanges()``), with every such
+    /// event since the last warning: said at the first event, the warning read `events=1` for a
+    /// batch that left out thousands (a review of time in events).
     private func reportLate(hour: Int64) {
         lateSinceReported += 1
+        lateHours = lateHours.map { min($0.lowerBound, hour)...max($0.upperBound, hour) } ?? hour...hour
+    }
+
+    /// Says the events of final hours counted since the last warning, at most once a minute.
+    private func sayLate() {
+        guard lateSinceReported > 0, let hours = lateHours else { return }
         let now = ContinuousClock.now
         if let last = lateReported, last.duration(to: now) < .seconds(60) { return }
         lateReported = now
-        Self.logger.warning("lake writer: events of an hour whose rollups are final (the server's clock stepped back?): written to events/ but not counted in rollups/; use the SQL over events/ for that hour (docs/lake.md)", metadata: [
-            "hour_start": "\(Date(timeIntervalSince1970: Double(hour) / 1e6))", "events": "\(lateSinceReported)",
+        func start(_ hour: Int64) -> String { "\(Date(timeIntervalSince1970: Double(hour) / 1e6))" }
+        let events = lateSinceReported
+        logger.warning("lake writer: \(events) events of an hour whose rollups are final (the server's clock stepped back?), since the last such warning: written to events/ but not counted in rollups/; use the SQL over events/ for that hour (docs/lake.md); playhead_lake_rollup_events_uncounted_total counts them all", metadata: [
+            "hour_start": "\(start(hours.lowerBound))", "last_hour_start": "\(start(hours.upperBound))", "events": "\(events)",
         ])
         lateSinceReported = 0
+        lateHours = nil
     }
 
     /// Sessions remembered for watch time (for tests).

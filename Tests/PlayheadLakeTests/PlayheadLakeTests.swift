@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import NIOPosix
 import Testing
 import PlayheadEvents
@@ -410,7 +411,8 @@ struct RollupTests {
     @Test("Events received in an hour that is already final (the server's clock stepped back) are counted as left out of the rollups, and the final hour is not written again")
     func eventsOfAFinalHourAreCountedAsLeftOut() throws {
         let second: Int64 = 1_000_000
-        let aggregator = RollupAggregator(graceMicros: 60 * second)
+        let captured = CapturedLogs()
+        let aggregator = RollupAggregator(graceMicros: 60 * second, logger: Logger(label: "rollups-test") { _ in CapturingLogHandler(captured: captured) })
         let nextHour = Self.base + RollupAggregator.hourMicros
         // The next hour, two minutes on: the first hour is final.
         var rows = try Self.rollups([
@@ -420,11 +422,21 @@ struct RollupTests {
         #expect(aggregator.uncountedEvents == 0)
         // The clock steps back into the first hour.
         let back = Self.base + 30 * 60 * second
-        rows = try Self.rollups((0..<7).map {
-            Self.event("late\($0)", "play", session: "u\($0)", timestamp: back, received: back, position: 0)
-        }, aggregator: aggregator, flushEvery: 1)
+        // One batch of 7: added, then its rollups taken once, as the lake writer does.
+        for index in 0..<7 {
+            var bytes: [UInt8] = []
+            EventRecordEncoder.encode(Self.event("late\(index)", "play", session: "u\(index)", timestamp: back, received: back, position: 0), into: &bytes)
+            try bytes.withUnsafeBytes { aggregator.add(try EventRecordView($0), offset: Int64(10 + index)) }
+        }
+        rows = Dictionary(uniqueKeysWithValues: aggregator.takeChanges().map { ($0.hourStartMicros, $0.rows) })
         #expect(aggregator.uncountedEvents == 7 && aggregator.lateRecords == 7)
         #expect(rows[Self.base] == nil, "a final hour is not written again")
+        // One warning for the batch, with all 7 (it said events=1, at the first, a review).
+        let warnings = captured.all.filter { $0.contains("events of an hour whose rollups are final") }
+        #expect(warnings.count == 1 && warnings[0].contains("lake writer: 7 events of an hour") && warnings[0].contains("events=7"), "\(warnings)")
+        // Within the minute: counted, said at the next warning.
+        _ = try Self.rollups([Self.event("late-again", "play", session: "v", timestamp: back, received: back, position: 0)], aggregator: aggregator)
+        #expect(aggregator.uncountedEvents == 8 && captured.count(containing: "events of an hour whose rollups are final") == 1)
     }
 
     @Test("DistinctCount: exact up to 65,536 values, then a HyperLogLog estimate within 2 % (standard error 0.81 %), the same whatever the order")
