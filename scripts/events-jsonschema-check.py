@@ -65,8 +65,12 @@ def number(text):
     whole value (1.0, 1e3, 9223372036854775807.0) is the exact integer, any other a float that is
     no integer."""
     value = decimal.Decimal(text)
-    if value.is_finite() and value == value.to_integral_value():
+    # Past 10^30 no field's range reaches: a double keeps the verdict (and 1e999999999 is not
+    # turned into a billion digits).
+    if value.is_finite() and value.adjusted() <= 30 and value == value.to_integral_value():
         return int(value)
+    if value.is_finite() and value.adjusted() > 30:
+        return float(text)
     return NonIntegral(text)
 
 def bad_constant(name):

@@ -625,7 +625,10 @@ enum OpenAPIDocument {
       "type": "string",
       "maxLength": 1024,
       "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3])(:?[0-5][0-9])?)?$",
-      "description": "An ISO 8601 date-time: YYYY-MM-DDThh:mm:ss[.fraction] then Z, ±hh:mm, ±hhmm, ±hh or nothing (taken as UTC); second 60 is a leap second. RFC 3339 and the forms SDKs send beside it (not format date-time, which is RFC 3339 alone)."
+      "not": {
+       "pattern": "\\n"
+      },
+      "description": "An ISO 8601 date-time: YYYY-MM-DDThh:mm:ss[.fraction] then Z, ±hh:mm, ±hhmm, ±hh or nothing (taken as UTC); second 60 is a leap second. RFC 3339 and the forms SDKs send beside it (not format date-time, which is RFC 3339 alone). No line feed (the `not` rule: Python's `re.search`, which jsonschema and openapi-core use, lets the pattern's `$` match before a final one)."
      },
      "user_id": {
       "type": "string",

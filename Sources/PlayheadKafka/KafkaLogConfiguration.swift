@@ -237,7 +237,7 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
     /// and of any other secret-named parameter hidden, for messages. Every property's value is
     /// hidden, not only those whose names look secret: a mistyped name (`rdkafka.sasl.pasword`)
     /// cannot be told from a secret one, and no URL error is about a property's value.
-    static func redacted(_ url: String) -> String {
+    public static func redacted(_ url: String) -> String {
         guard let mark = url.firstIndex(of: "?") else { return url }
         let pairs = url[url.index(after: mark)...].split(separator: "&", omittingEmptySubsequences: false).map { pair -> String in
             guard let equals = pair.firstIndex(of: "=") else { return String(pair) }

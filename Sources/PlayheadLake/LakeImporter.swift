@@ -996,7 +996,7 @@ final class ImportFile: @unchecked Sendable {
             var j = i + 1
             while j < head.count, head[j] == 0x20 || head[j] == 0x09 { j += 1 }
             if j < head.count, head[j] == 0x0A || head[j] == 0x0D {
-                throw ImportInputError(message: "it is JSON printed over several lines (its first line is a lone {), not NDJSON (one event object per line): convert it first (jq -c . FILE > FILE.ndjson)")
+                throw ImportInputError(message: "it is JSON printed over several lines (its first line is a lone {), not NDJSON (one event object per line): convert it first (jq -c . FILE > FILE.ndjson, with jq 1.7 or later: jq 1.6 rounds integers of 2^53 and more)")
             }
             // A first line that opens an object and does not close it, followed by a line that is
             // not an object (`{"event_id": "e1",` then `  "event_type": "play",`): the same, printed
@@ -1007,7 +1007,7 @@ final class ImportFile: @unchecked Sendable {
                 while next < head.count, ImportPiece.isBlankByte(head[next]) { next += 1 }
                 if next < head.count, head[next] != UInt8(ascii: "{") {
                     let line = head[i..<end].prefix(40)
-                    throw ImportInputError(message: "it is JSON printed over several lines (its first line, \(String(decoding: line, as: UTF8.self).debugDescription), leaves its object open), not NDJSON (one event object per line): convert it first (jq -c . FILE > FILE.ndjson)")
+                    throw ImportInputError(message: "it is JSON printed over several lines (its first line, \(String(decoding: line, as: UTF8.self).debugDescription), leaves its object open), not NDJSON (one event object per line): convert it first (jq -c . FILE > FILE.ndjson, with jq 1.7 or later: jq 1.6 rounds integers of 2^53 and more)")
                 }
             }
         }

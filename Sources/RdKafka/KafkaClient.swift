@@ -163,7 +163,7 @@ class ClientCallbacks: @unchecked Sendable {
     /// handshake's failure only in the log.
     var brokersDown: String? {
         if let down = reachability.withLock({ $0.down }) {
-            guard let cause = lastError.withLock({ [$0.cause, $0.logged] }).compactMap({ $0 }).first(where: \.isRecent) else { return down }
+            guard let cause = lastError.withLock({ Self.newest($0.cause, $0.logged) }) else { return down }
             return "\(down) (the last connection error: \(cause.text))"
         }
         return silence.withLock { $0.reason(at: .now) }
@@ -187,11 +187,16 @@ class ClientCallbacks: @unchecked Sendable {
     /// Its cause rather than "all brokers down" when there is one.
     var recentError: String? {
         lastError.withLock { last in
-            if let cause = last.cause, cause.isRecent { return cause.text }
-            if let logged = last.logged, logged.isRecent { return logged.text }
+            if let cause = Self.newest(last.cause, last.logged) { return cause.text }
             guard let any = last.any, any.isRecent else { return nil }
             return any.text
         }
+    }
+
+    /// The later of two causes reported in the last minute: librdkafka may report one failure both
+    /// as a client error and in its log.
+    private static func newest(_ a: TimedText?, _ b: TimedText?) -> TimedText? {
+        [a, b].compactMap { $0 }.filter(\.isRecent).max { $0.at < $1.at }
     }
 
     /// Forgets the last error (see ``recentError``); `all` forgets a cause from the log too.
@@ -233,7 +238,7 @@ class ClientCallbacks: @unchecked Sendable {
     /// What a librdkafka log line says of why a connection failed, or nil for other lines.
     static func connectionCause(inLog message: String) -> String? {
         if message.contains("ApiVersionRequest failed") {
-            return "no answer to Kafka's first request (ApiVersion): is the port a Kafka listener, of the protocol in security.protocol (a plaintext client to a TLS listener, or another service's port)? (\(message))"
+            return "no answer to Kafka's first request (ApiVersion): a broker that takes connections but hangs, or a port that is not a Kafka listener of the protocol in security.protocol (another service's port, a plaintext client to a TLS listener)? (\(message))"
         }
         if message.contains("timed out in state SSL_HANDSHAKE") {
             return "the TLS handshake timed out: is the listener plaintext? (\(message))"

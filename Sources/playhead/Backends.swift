@@ -128,6 +128,7 @@ struct OpenedLog {
         guard location.contains("://") || kafkaWithoutSlashes, !location.hasPrefix("kafka://"), !location.hasPrefix("file://") else {
             return nil
         }
-        return "--log must be file:<dir>, a plain path, or kafka://host:port/topic, not '\(location)'"
+        // Its parameters' values hidden, as a Kafka URL's are (a mistyped scheme showed a password).
+        return "--log must be file:<dir>, a plain path, or kafka://host:port/topic, not '\(KafkaLogConfiguration.redacted(location))'"
     }
 }

@@ -445,7 +445,10 @@ struct LogGroupsCommand: ParsableCommand {
             bytes and segments of the log from the group's offset on, which retention may not delete while \
             the group stays there (docs/log-format.md, "Retention"), with the time of its last commit. \
             Safe while a server runs: it reads the log's folder and changes nothing. `lake` is the lake \
-            writer's group and `lake.rollups` its hold on the open hours: never remove either. A group that \
+            writer's group and `lake.rollups` its hold on the open hours: never remove either; `lake` \
+            is listed before its first commit too (committed false), since serve and ingest keep every \
+            segment for it until then. The bytes of the last segment are its records (a running \
+            writer's file holds zero-filled space after them). A group that \
             no process runs any more holds the log for good: retire it as docs/runbook.md (DiskNearlyFull) \
             says. The embedded log only: for Kafka use the cluster's own tools \
             (kafka-consumer-groups.sh --describe --group lake) or playhead_consumer_lag_events. \
@@ -455,7 +458,7 @@ struct LogGroupsCommand: ParsableCommand {
 
     @OptionGroup(title: "Storage") var storage: LogLocationOptions
 
-    @Flag(name: .long, help: "Print one JSON object per line (group, topic, offset, end, behind, held_bytes, held_segments, last_commit, role, problem) instead of a table.")
+    @Flag(name: .long, help: "Print one JSON object per line (group, topic, offset, end, behind, held_bytes, held_segments, last_commit, committed, role, problem) instead of a table.")
     var json = false
 
     func validate() throws {
@@ -473,7 +476,9 @@ struct LogGroupsCommand: ParsableCommand {
             FileHandle.standardError.write(Data("Error: no log at \(folder): \(reason); check --data-dir or --log\n".utf8))
             throw ExitCode.failure
         }
-        let standings = GroupStanding.all(inLog: folder)
+        // `lake` is listed before its first commit too: serve and ingest require it, so retention
+        // keeps every segment for it until then.
+        let standings = GroupStanding.all(inLog: folder, required: [LakeWriterConfiguration().group])
         let now = Date()
         var output = ""
         if json {
@@ -487,8 +492,8 @@ struct LogGroupsCommand: ParsableCommand {
                     standing.group, standing.topic, standing.offset.map(String.init) ?? "unreadable",
                     standing.end.map(String.init) ?? "-", standing.behind.map(String.init) ?? "-",
                     "\(Self.bytes(standing.heldBytes)) in \(standing.heldSegments) segment\(standing.heldSegments == 1 ? "" : "s")",
-                    standing.lastCommit.map { GroupStanding.age(now.timeIntervalSince($0)) + " ago" } ?? "never",
-                    Self.role(standing.group) ?? "",
+                    standing.committed ? standing.lastCommit.map { GroupStanding.age(now.timeIntervalSince($0)) + " ago" } ?? "never" : "never",
+                    (Self.role(standing.group) ?? "") + (standing.committed ? "" : " (nothing committed yet: holds every segment)"),
                 ])
             }
             let widths = rows[0].indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
@@ -527,6 +532,7 @@ struct LogGroupsCommand: ParsableCommand {
         object["last_commit"] = standing.lastCommit.map { ISO8601DateFormatter.withFractionalSeconds.string(from: $0) } ?? NSNull()
         object["role"] = role(standing.group) ?? NSNull()
         object["problem"] = standing.problem ?? NSNull()
+        object["committed"] = standing.committed
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
         return String(decoding: data, as: UTF8.self)
     }

@@ -132,11 +132,13 @@ struct CLITests {
 
     @Test("a --log that names no log Playhead knows is refused before anything is made, kafka: without // included", arguments: [
         "kafka:127.0.0.1:9092/events", "KAFKA:host:9092/t", "s3://bucket/log", "kafak://host:9092/t",
+        "kafka:host:9092/t?rdkafka.sasl.password=hunter2",
     ])
     func unknownLogSchemes(location: String) async throws {
         let directory = try TemporaryDirectory(prefix: "scheme")
         let result = try await runPlayhead(in: directory, ["ingest", "--port", "0", "--log", location])
         #expect(result.status == 64 && result.stderr.contains("--log must be file:<dir>, a plain path, or kafka://host:port/topic"), "\(location): \(result.stderr)")
+        #expect(!result.stderr.contains("hunter2"), "a property's value is not repeated: \(result.stderr)")
         // It once made a folder named `kafka:127.0.0.1:9092` and took events into it.
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []).isEmpty)
     }
@@ -210,6 +212,9 @@ struct CLITests {
             let listed = try await groups()
             return listed["lake/events"]?["offset"] as? Int == 3 && listed["metrics/events"]?["offset"] as? Int == 3
         }
+        // While the writer runs, the active segment's records count, not its zero-filled file (1 MiB).
+        let running = try #require(try await groups()["lake/events"])
+        #expect((running["held_bytes"] as? Int).map { $0 > 0 && $0 < 64 << 10 } == true, "\(running)")
         #expect(await server.stop() == 0)
         // A group that no process runs any more, behind, and a damaged offsets file.
         try FileManager.default.createDirectory(atPath: log + "/groups/retired", withIntermediateDirectories: true)

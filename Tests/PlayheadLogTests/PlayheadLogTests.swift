@@ -424,6 +424,10 @@ struct EmbeddedLogTests {
         #expect(metrics.lastCommit.map { abs($0.timeIntervalSinceNow) < 60 } == true)
         #expect(edited.offset == nil && edited.behind == nil && edited.heldSegments == 5 && edited.problem?.contains("bad line '0 x'") == true)
         #expect(GroupStanding.all(inLog: directory.path + "/none").isEmpty)
+        // A required group before its first commit: listed, holding every segment, as retention takes it.
+        let required = GroupStanding.all(inLog: root, required: ["lake", "store2"]).filter { !$0.committed }
+        #expect(required.map { "\($0.group)/\($0.topic)" } == ["store2/events"], "\(required)")
+        #expect(required.first?.offset == 0 && required.first?.heldSegments == 5 && required.first?.behind == 50, "\(required)")
     }
 
     @Test func committedOffsetsSurviveRestart() async throws {

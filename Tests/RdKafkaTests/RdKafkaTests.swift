@@ -427,6 +427,12 @@ struct RepeatedMessagesTests {
         callbacks.forgetRecentError()
         callbacks.librdkafkaLogged(.warning, "librdkafka FAIL: 127.0.0.1:24916/bootstrap: ApiVersionRequest failed: Local: Timed out: probably due to broker version < 0.10 (see api.version.request configuration)")
         #expect(callbacks.brokersDown?.hasPrefix("all Kafka brokers are down (the last connection error: no answer to Kafka's first request (ApiVersion)") == true, "\(callbacks.brokersDown ?? "nil")")
+        // The later of a client error and a cause from the log is named (librdkafka may report one
+        // failure both ways).
+        callbacks.clientError(RdKafkaError(code: -195, message: "127.0.0.1:24916/bootstrap: Connect to ipv4#127.0.0.1:24916 failed: Connection refused"))
+        #expect(callbacks.brokersDown?.contains("(the last connection error: _TRANSPORT: ") == true, "\(callbacks.brokersDown ?? "nil")")
+        callbacks.librdkafkaLogged(.warning, "librdkafka FAIL: 127.0.0.1:24916/bootstrap: ApiVersionRequest failed: Local: Timed out")
+        #expect(callbacks.brokersDown?.contains("(the last connection error: no answer to Kafka's first request") == true, "\(callbacks.brokersDown ?? "nil")")
         // It outlives the forgetting of a request's errors: it comes from librdkafka's threads at any time.
         callbacks.forgetRecentError()
         #expect(callbacks.recentError?.hasPrefix("no answer to Kafka's first request (ApiVersion)") == true, "\(callbacks.recentError ?? "nil")")

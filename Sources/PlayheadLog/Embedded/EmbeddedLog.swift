@@ -540,15 +540,17 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
     /// floor and ingest answered 503 (an outside review, 2026-12-07). The lake writer's own hold
     /// (`<group>.rollups`, ``holdRetention(of:from:holder:)``), which keeps the open hours on
     /// purpose, is not named among them; when it alone holds the segments, that is said at notice
-    /// level: a log over its limits for the first hour or two of `serve`, with no word of why,
-    /// surprised an operator (a review of a long run).
+    /// level (throttled apart): a log over its limits, with no word of why, surprised an operator
+    /// (a review of a long run, whose limits were below the open hours' traffic).
     private func sayRetentionHeld(topic: String, groups: [String: Int64], end: Int64, now: Date) {
         let holders = groups.filter { !$0.key.hasSuffix(".rollups") }.sorted { $0.key < $1.key }
         let hold = groups.filter { $0.key.hasSuffix(".rollups") }.min { $0.value < $1.value }
         guard !holders.isEmpty || hold != nil else { return }
+        // The hold's notice is throttled apart, so that it never delays a warning about a group.
+        let key = holders.isEmpty ? topic + " (hold)" : topic
         let due = state.withLockedValue { state in
-            if let said = state.retentionHeldSaid[topic], now.timeIntervalSince(said) < 600 { return false }
-            state.retentionHeldSaid[topic] = now
+            if let said = state.retentionHeldSaid[key], now.timeIntervalSince(said) < 600 { return false }
+            state.retentionHeldSaid[key] = now
             return true
         }
         guard due else { return }

@@ -21,6 +21,10 @@ public struct GroupStanding: Sendable, Equatable {
     public var lastCommit: Date?
     /// Why the offsets file cannot be read, when it cannot.
     public var problem: String?
+    /// Whether the group has committed on this topic: a required group (`lake`, which `serve` and
+    /// `ingest` require) is listed before its first commit too, since retention then keeps every
+    /// segment for it (a lake that cannot be written yet).
+    public var committed = true
 
     /// Records between ``offset`` and ``end``, when both are known.
     public var behind: Int64? {
@@ -41,18 +45,31 @@ public struct GroupStanding: Sendable, Equatable {
     /// Every group's standing on every topic it has committed on, in the embedded log at
     /// `directory` (the log's folder, `<data-dir>/log`), sorted by group, then topic. Reads only:
     /// safe beside a running writer.
-    public static func all(inLog directory: String) -> [GroupStanding] {
+    /// `required`: groups that retention waits for before their first commit (`lake` for `serve`
+    /// and `ingest`), listed on every topic of the log that they have not committed on.
+    public static func all(inLog directory: String, required: [String] = []) -> [GroupStanding] {
         let groupsDirectory = "\(directory)/groups"
         let files = FileManager.default
-        guard let groups = try? files.contentsOfDirectory(atPath: groupsDirectory) else { return [] }
         var standings: [GroupStanding] = []
+        let groups = (try? files.contentsOfDirectory(atPath: groupsDirectory)) ?? []
         for group in groups.sorted() where !group.hasPrefix(".") {
             guard let topics = try? files.contentsOfDirectory(atPath: "\(groupsDirectory)/\(group)") else { continue }
             for topic in topics.sorted() where !topic.hasPrefix(".") && !topic.hasSuffix(".tmp") {
                 standings.append(standing(of: group, on: topic, inLog: directory))
             }
         }
-        return standings
+        let topics = ((try? files.contentsOfDirectory(atPath: directory)) ?? []).filter { name in
+            var isDirectory: ObjCBool = false
+            return name != "groups" && !name.hasPrefix(".") && files.fileExists(atPath: "\(directory)/\(name)", isDirectory: &isDirectory) && isDirectory.boolValue
+        }
+        for group in required {
+            for topic in topics where !standings.contains(where: { $0.group == group && $0.topic == topic }) {
+                var standing = standing(of: group, on: topic, inLog: directory)
+                standing.committed = false
+                standings.append(standing)
+            }
+        }
+        return standings.sorted { ($0.group, $0.topic) < ($1.group, $1.topic) }
     }
 
     static func standing(of group: String, on topic: String, inLog directory: String) -> GroupStanding {
@@ -65,21 +82,41 @@ public struct GroupStanding: Sendable, Equatable {
             problem = error.message
         }
         let topicDirectory = "\(directory)/\(topic)"
-        var end: Int64?
-        let fd = open(DurableEnd.path(topicDirectory), O_RDONLY | O_CLOEXEC)
-        if fd >= 0 {
-            end = DurableEnd.read(fd)?.next
-            close(fd)
-        }
         // Segment i holds the offsets from its base up to the next segment's base: the group keeps
         // the one its offset falls in, and every later one.
         let bases = Files.listSegments(topicDirectory)
+        let lastBase: Int64? = bases.last
+        let tail = lastBase.flatMap { Self.tail(of: topicDirectory, last: $0) }
         let first = offset.map { offset in bases.lastIndex { $0 <= offset } ?? 0 } ?? 0
         let held = bases[min(first, bases.count)...]
-        let heldBytes = held.reduce(Int64(0)) { $0 + (Files.size(Files.segmentPath(topicDirectory, $1)) ?? 0) }
+        // The last segment's records, not its file: a running writer's holds zero-filled space.
+        let heldBytes = held.reduce(Int64(0)) { total, base in
+            let records = base == lastBase ? tail?.bytes : nil
+            return total + (records ?? Files.size(Files.segmentPath(topicDirectory, base)) ?? 0)
+        }
+        let end = tail?.end
         let lastCommit = Files.modificationTime(path).map { Date(timeIntervalSince1970: $0) }
         return GroupStanding(
             group: group, topic: topic, offset: offset, end: end, heldBytes: heldBytes, heldSegments: held.count,
             lastCommit: lastCommit, problem: problem)
+    }
+
+    /// The end of a topic whose last segment is `last`, and that segment's bytes of records: as its
+    /// writer last published them (`durable-end`) when that is of this segment; otherwise (a file
+    /// older than the log, or none) the whole records in the file, as a read-only open counts them.
+    static func tail(of topicDirectory: String, last: Int64) -> (end: Int64, bytes: Int64)? {
+        let fd = open(DurableEnd.path(topicDirectory), O_RDONLY | O_CLOEXEC)
+        if fd >= 0 {
+            defer { close(fd) }
+            if let published = DurableEnd.read(fd), published.base == last, published.next >= last {
+                return (published.next, published.size)
+            }
+        }
+        let path = Files.segmentPath(topicDirectory, last)
+        guard let segment = try? Files.open(path, O_RDONLY) else { return nil }
+        defer { close(segment) }
+        let maxRecordBytes = EmbeddedLogConfiguration(directory: "").maxRecordBytes
+        guard let scanned = try? SegmentScanner.scan(segment, path: path, verifyChecksums: true, maxRecordBytes: maxRecordBytes) else { return nil }
+        return (last + scanned.records, scanned.validBytes)
     }
 }
