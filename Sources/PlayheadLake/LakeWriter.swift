@@ -1058,7 +1058,13 @@ final class DatasetWriter: @unchecked Sendable {
                 // warm-up with what it has.
                 if let damaged = try await reader.skipDamagedRecord() {
                     position = damaged.offset + damaged.records
-                    logger.warning("lake writer: the warm-up stepped past damaged records of the log that the lake already holds (those below its next_offset; any from there on are kept and counted when the writer reads them); deduplication across this restart and the open hours' rollups do not see them", metadata: [
+                    // Below the lake's next offset, but not necessarily in the lake: records cut or
+                    // deleted before the writer read them were stepped past then, and said missing
+                    // (this said "that the lake already holds" of those too, a review of the runbook).
+                    let what = damaged.bytes.isEmpty
+                        ? "records missing from the log (a segment deleted, or records cut by a recovery), below the lake's next_offset: the lake holds those the writer had written before they went; any it had not were said missing when it went past them (`records of the log are missing; their events are not in the lake`, at error level)"
+                        : "damaged records of the log, below the lake's next_offset: the lake holds their events if the writer had written them before the damage; any met damaged then were kept under _playhead/damaged/ and counted"
+                    logger.warning("lake writer: the warm-up stepped past \(what); deduplication across this restart and the open hours' rollups do not see them", metadata: [
                         "log.partition": "\(writer.partition)", "log.offset": "\(damaged.offset)", "log.records": "\(damaged.records)",
                         "lake.next_offset": "\(writer.next)",
                     ])
