@@ -251,9 +251,11 @@ public final class IngestServer: Service, Sendable {
         } onGracefulShutdown: {
             self.state.withLockedValue { $0 = .draining }
             self.logger.info(
-                "\(self.role): stopping: no new connections; finishing requests in flight (a second signal stops at once)",
+                "\(self.role): stopping: no new connections; finishing requests in flight, and those still being received on open connections, for up to the grace (a second signal stops at once)",
                 metadata: [
-                    "requests": "\(inFlight.current)", "connections": "\(connections.all.count)",
+                    // Requests whose body has all arrived; one still arriving counts among the
+                    // connections only ("requests=0" read as nothing to wait for, a review).
+                    "requests_being_answered": "\(inFlight.current)", "connections": "\(connections.all.count)",
                     "grace": "\(configuration.shutdownGracePeriod)",
                 ]
             )

@@ -116,7 +116,9 @@ struct KubernetesTests {
                 #expect(preStop != nil, "\(where_) has no preStop hook")
                 let sleep = preStop?.dict("sleep")?.number("seconds") ?? 0
                 let args = container["args"] as? [String] ?? []
-                let shutdownGrace = Self.flags(args).first { $0.flag == "--shutdown-grace" }?.value.flatMap { Double($0) } ?? 0
+                // Without the flag, the binary's default (30 s, `--help`): it was taken as 0, so
+                // observe's 30 s grace passed against preStop 2 s + 30 s (a review).
+                let shutdownGrace = Self.flags(args).first { $0.flag == "--shutdown-grace" }?.value.flatMap { Double($0) } ?? 30
                 let lakeWrites: Double = ["serve", "store"].contains(args.first ?? "") ? 20 : 0
                 if let grace {
                     #expect(grace > sleep + shutdownGrace + lakeWrites, "\(where_): grace \(grace) <= preStop \(sleep) + shutdown \(shutdownGrace) + lake \(lakeWrites)")
