@@ -73,18 +73,44 @@ public struct IPNetwork: Sendable, Hashable, CustomStringConvertible {
         }
         prefixBits = bits + (128 - width)
         base = address
+        // An IPv4-mapped address written as IPv6 (`::ffff:10.0.0.0/104`) is said as written: its
+        // prefix counts over 128 bits, and "10.0.0.0/104" was refused (a review).
+        func said(_ address: IPAddressBytes) -> String { width == 128 && address.isIPv4 ? "::ffff:" + address.text : address.text }
         for bit in prefixBits..<128 where address.bytes[bit / 8] & (0x80 >> UInt8(bit % 8)) != 0 {
             var masked = address
             for b in prefixBits..<128 { masked.bytes[b / 8] &= ~(0x80 >> UInt8(b % 8)) }
-            throw IPNetworkError("'\(text)' has bits set past its /\(bits): did you mean \(masked.text)/\(bits)?")
+            throw IPNetworkError("'\(text)' has bits set past its /\(bits): did you mean \(said(masked))/\(bits)?")
         }
-        description = parts.count == 2 ? "\(address.text)/\(bits)" : address.text
+        description = parts.count == 2 ? "\(said(address))/\(bits)" : said(address)
     }
 
-    /// Whether the range holds every address (`::/0`) or every IPv4 address (`0.0.0.0/0`,
-    /// `::ffff:0:0/96`): trusting it lets any client name its own address.
-    public var holdsEveryAddress: Bool {
-        prefixBits == 0 || prefixBits == 96 && base.isIPv4
+    /// The addresses of the range, as 128-bit numbers (IPv4 as IPv4-mapped).
+    var span: ClosedRange<UInt128> {
+        let low = base.bytes.reduce(UInt128(0)) { $0 << 8 | UInt128($1) }
+        let hostBits = 128 - prefixBits
+        let size: UInt128 = hostBits == 128 ? .max : (UInt128(1) << hostBits) - 1
+        return low...(low | size)
+    }
+
+    /// What `networks` together trust that lets any client name its own address: "every client"
+    /// (all of IPv6, IPv4-mapped included), "every IPv4 client" (all of ::ffff:0:0/96), or nil.
+    /// One range alone (`0.0.0.0/0`) or several (`0.0.0.0/1,128.0.0.0/1`, which had no warning, a review).
+    public static func coverage(of networks: [IPNetwork]) -> String? {
+        var covered: [ClosedRange<UInt128>] = []
+        for span in networks.map(\.span).sorted(by: { $0.lowerBound < $1.lowerBound }) {
+            if let last = covered.last, last.upperBound == .max || span.lowerBound <= last.upperBound + 1 {
+                covered[covered.count - 1] = last.lowerBound...max(last.upperBound, span.upperBound)
+            } else {
+                covered.append(span)
+            }
+        }
+        func covers(_ target: ClosedRange<UInt128>) -> Bool {
+            covered.contains { $0.lowerBound <= target.lowerBound && $0.upperBound >= target.upperBound }
+        }
+        if covers(0...UInt128.max) { return "every client" }
+        let mapped = UInt128(0xFFFF) << 32
+        if covers(mapped...(mapped | 0xFFFF_FFFF)) { return "every IPv4 client" }
+        return nil
     }
 
     func contains(_ address: IPAddressBytes) -> Bool {
@@ -115,7 +141,7 @@ struct ClientPeer: Sendable {
 public enum ForwardedHeader: Sendable, Equatable, CustomStringConvertible {
     /// A header whose value is a comma-separated list of addresses, the nearest proxy's last:
     /// `X-Forwarded-For`, or one that holds a single address (`X-Real-IP`, `CF-Connecting-IP`,
-    /// `True-Client-IP`), a list of one. `name` is lowercase.
+    /// `True-Client-IP`), read as X-Forwarded-For is: a comma-separated list. `name` is lowercase.
     case addressList(name: String)
     /// RFC 7239's `Forwarded`: the `for=` parameter of each element (`for=192.0.2.60`,
     /// `for="[2001:db8::17]:4711"`), the nearest proxy's last.
@@ -262,8 +288,12 @@ public struct ClientAddressResolver: Sendable {
     /// left can be believed. Entries may have a port (`203.0.113.7:5123`, `[2001:db8::1]:443`).
     func clientAddress(peer: ClientPeer, headers: HTTPHeaders) -> String? {
         guard peer.trusted, var client = peer.address else { return peer.text }
+        // RFC 7239 lets a `Forwarded` node hide its port (`for="192.0.2.43:_hidden"`, an obfport):
+        // the address is still the client's (it ended the walk, and the proxy's was stored, a review).
+        let obfuscatedPorts: Bool
+        if case .forwarded = header { obfuscatedPorts = true } else { obfuscatedPorts = false }
         for entry in header.entries(headers).reversed() {
-            guard let address = Self.forwardedAddress(entry) else { break }
+            guard let address = Self.forwardedAddress(entry, obfuscatedPorts: obfuscatedPorts) else { break }
             client = address
             if !isTrusted(address) { break }
         }
@@ -274,24 +304,35 @@ public struct ClientAddressResolver: Sendable {
         trustedProxies.contains { $0.contains(address) }
     }
 
-    /// One `X-Forwarded-For` entry: an address, bracketed IPv6, either with a port.
-    static func forwardedAddress(_ entry: Substring) -> IPAddressBytes? {
+    /// One `X-Forwarded-For` entry: an address, bracketed IPv6, either with a port; with
+    /// `obfuscatedPorts` (RFC 7239's `Forwarded`), the port may be an obfuscated one (`_hidden`).
+    static func forwardedAddress(_ entry: Substring, obfuscatedPorts: Bool = false) -> IPAddressBytes? {
         let text = Substring(String(entry).trimmed())
         if text.hasPrefix("[") {
             guard let close = text.firstIndex(of: "]") else { return nil }
             let after = text[text.index(after: close)...]
-            guard after.isEmpty || (after.hasPrefix(":") && isPort(after.dropFirst())) else { return nil }
+            guard after.isEmpty || (after.hasPrefix(":") && isPort(after.dropFirst(), obfuscated: obfuscatedPorts)) else { return nil }
             let inside = text[text.index(after: text.startIndex)..<close]
             return inside.contains(":") ? IPAddressBytes(inside) : nil
         }
         if let address = IPAddressBytes(text) { return address }
         // IPv4 with a port: exactly one colon.
         let pieces = text.split(separator: ":", omittingEmptySubsequences: false)
-        guard pieces.count == 2, isPort(pieces[1]), let address = IPAddressBytes(pieces[0]), address.isIPv4 else { return nil }
+        guard pieces.count == 2, isPort(pieces[1], obfuscated: obfuscatedPorts), let address = IPAddressBytes(pieces[0]), address.isIPv4 else { return nil }
         return address
     }
 
-    private static func isPort(_ text: Substring) -> Bool {
-        !text.isEmpty && text.count <= 5 && text.utf8.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
+    /// A port: 1-5 digits, or with `obfuscated`, RFC 7239's obfport, `_` then letters, digits, `.`, `_`, `-`.
+    private static func isPort(_ text: Substring, obfuscated: Bool) -> Bool {
+        if obfuscated, text.first == "_" {
+            return text.count > 1 && text.utf8.dropFirst().allSatisfy { byte in
+                switch byte {
+                case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                    UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"): true
+                default: false
+                }
+            }
+        }
+        return !text.isEmpty && text.count <= 5 && text.utf8.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
     }
 }

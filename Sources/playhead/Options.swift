@@ -240,7 +240,7 @@ struct IngestOptions: ParsableArguments {
     @Option(name: .long, parsing: .singleValue, help: "A proxy or load balancer in front of the server, as an address or a CIDR range (10.0.0.0/8, 2001:db8::/32), whose X-Forwarded-For header (or --forwarded-header) --fill-ip-address believes: the client is the nearest address in it that is not a trusted proxy. Repeat, or separate with commas, for several. Default: none, X-Forwarded-For is ignored.")
     var trustedProxy: [String] = []
 
-    @Option(name: .long, help: "The header in which the --trusted-proxy proxies write the addresses they received a request from: X-Forwarded-For, Forwarded (RFC 7239: its for= parameters), or a header that holds one address (X-Real-IP, CF-Connecting-IP, True-Client-IP), read as a list of one. Any case. Default: X-Forwarded-For.")
+    @Option(name: .long, help: "The header in which the --trusted-proxy proxies write the addresses they received a request from: X-Forwarded-For, Forwarded (RFC 7239: its for= parameters), or a header that holds one address (X-Real-IP, CF-Connecting-IP, True-Client-IP), read as X-Forwarded-For is (a comma-separated list, walked from its right end). Any case. Default: X-Forwarded-For.")
     var forwardedHeader: String?
 
     /// How `--fill-ip-address` finds a request's client, nil when it is off.
@@ -330,8 +330,9 @@ struct IngestOptions: ParsableArguments {
         if corsOrigin.contains("null") {
             warnings.append("--cors-origin null lets any site send events: every sandboxed iframe and data: page sends Origin: null; list the sites' real origins instead")
         }
-        for network in clientAddresses?.trustedProxies ?? [] where network.holdsEveryAddress {
-            warnings.append("--trusted-proxy \(network) trusts every client: any client can name its own address in its forwarded header; give the proxies' addresses")
+        if let proxies = clientAddresses?.trustedProxies, let every = IPNetwork.coverage(of: proxies) {
+            let named = proxies.map(\.description).joined(separator: ",")
+            warnings.append("--trusted-proxy \(named) trusts \(every): any such client can name its own address in its forwarded header; give the proxies' addresses")
         }
         return warnings
     }

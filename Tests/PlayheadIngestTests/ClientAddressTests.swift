@@ -121,6 +121,30 @@ struct ForwardedHeaderTests {
         try ClientAddressTests().client("127.0.0.1", forwarded, trusted: trusted, header: header)
     }
 
+    @Test("trusted ranges that together hold every (IPv4) address are named, however they are split; an IPv4-mapped range is said as written")
+    func rangesThatTrustEveryone() throws {
+        func coverage(_ ranges: [String]) throws -> String? { IPNetwork.coverage(of: try ranges.map { try IPNetwork(parsing: $0) }) }
+        #expect(try coverage(["0.0.0.0/0"]) == "every IPv4 client")
+        #expect(try coverage(["::ffff:0.0.0.0/96"]) == "every IPv4 client")
+        #expect(try coverage(["0.0.0.0/1", "128.0.0.0/1"]) == "every IPv4 client")  // no warning before (a review)
+        #expect(try coverage(["10.0.0.0/8", "0.0.0.0/1", "128.0.0.0/2", "192.0.0.0/2"]) == "every IPv4 client")
+        #expect(try coverage(["::/0"]) == "every client")
+        #expect(try coverage(["::/1", "8000::/1"]) == "every client")
+        #expect(try coverage(["0.0.0.0/1", "128.0.0.0/2"]) == nil)
+        #expect(try coverage(["10.0.0.0/8", "2001:db8::/32"]) == nil)
+        #expect(try IPNetwork(parsing: "::ffff:0.0.0.0/96").description == "::ffff:0.0.0.0/96")
+        #expect(try IPNetwork(parsing: "::ffff:10.0.0.0/104").description == "::ffff:10.0.0.0/104")
+        #expect(throws: IPNetworkError.self) { try IPNetwork(parsing: "::ffff:10.0.0.1/104") }
+        do {
+            _ = try IPNetwork(parsing: "::ffff:10.0.0.1/104")
+        } catch {
+            // The suggestion is one that is taken (it said 10.0.0.0/104, which is refused: a review).
+            #expect(error.description.hasSuffix("did you mean ::ffff:10.0.0.0/104?"), "\(error)")
+            #expect((try? IPNetwork(parsing: "::ffff:10.0.0.0/104")) != nil)
+        }
+        #expect(try IPNetwork(parsing: "10.0.0.0/8").description == "10.0.0.0/8")
+    }
+
     @Test("a header's name in any case; Forwarded is RFC 7239's; a name that is no token is refused")
     func names() throws {
         #expect(try ForwardedHeader(parsing: "FORWARDED") == .forwarded)
@@ -143,6 +167,14 @@ struct ForwardedHeaderTests {
         #expect(try client(["for=1.1.1.1, for=203.0.113.9", "for=10.1.2.3;by=10.0.0.1"], header: "Forwarded") == "203.0.113.9")
         // Parameters in any order and case, spaces around them, a port on IPv4.
         #expect(try client([" proto=https ; FOR=\"203.0.113.9:5123\" ; by=10.0.0.1 "], header: "Forwarded") == "203.0.113.9")
+        // An obfuscated port on a real address (RFC 7239 §6.3, obfport): the address is the client's
+        // (it ended the walk and the proxy's address was stored, a review); not in X-Forwarded-For.
+        #expect(try client([#"for="192.0.2.43:_hidden""#], header: "Forwarded") == "192.0.2.43")
+        #expect(try client([#"for="[2001:db8:cafe::17]:_p1.x-y""#], header: "Forwarded") == "2001:db8:cafe::17")
+        for bad in [#"for="192.0.2.43:_""#, #"for="192.0.2.43:_a b""#, #"for="192.0.2.43:_é""#] {
+            #expect(try client([bad], header: "Forwarded") == "127.0.0.1", "\(bad)")
+        }
+        #expect(try client(["192.0.2.43:_hidden"], header: "X-Forwarded-For") == "127.0.0.1")
         // A comma or semicolon inside a quoted value does not split; escapes are undone.
         #expect(try client([#"for=203.0.113.9;host="a,b;c", for=10.0.0.7"#], header: "Forwarded") == "203.0.113.9")
         #expect(try client([#"for="203.0.113.\9""#], header: "Forwarded") == "203.0.113.9")
