@@ -873,7 +873,9 @@ struct LakeTests {
         // Nor does the log's reader under it say the records are missing, at error level, again at
         // every start, uncounted (an outside review).
         #expect(!again.process.stderr.contains("are missing from the log"), "\(again.process.stderr.suffix(2000))")
-        #expect(again.process.stderr.contains("the warm-up stepped past damaged records"), "\(again.process.stderr.suffix(2000))")
+        // A gap, named as one: not as damaged records, and not as records the lake holds (these
+        // were cut before the writer read them, a review of the runbook).
+        #expect(again.process.stderr.contains("the warm-up stepped past records missing from the log (a segment deleted, or records cut by a recovery)"), "\(again.process.stderr.suffix(2000))")
     }
 
     @Test("a damaged length in the segment being written, met by the lake writer while serve runs: the segment is closed early, the writer keeps the rest of it and writes every event before and after")
