@@ -540,6 +540,17 @@ final class DatasetWriter: @unchecked Sendable {
                 return
             }
             if let other = claim?.run, other != run {
+                // A run this folder made before this one: no copy wrote the claim, an earlier run
+                // of this folder did, so a backup of the lake was restored under this writer. It
+                // stopped the whole server as "a copy of this data folder" (a review of restores).
+                // Claimed again; the state's check that follows takes the lake as it now is.
+                if try await runsNoted().contains(other) {
+                    try await retrying("claim the lake again") { try await self.commits.writeClaim(.init(logID: identity, run: self.run)) }
+                    logger.warning("lake writer: the lake's claim names an earlier run of this data folder, not this one: a backup of the lake restored under this writer? Claimed again for this run; the writer goes on from the lake's state as it now is", metadata: [
+                        "lake.claim_run": "\(other)", "lake.run": "\(run)",
+                    ])
+                    return
+                }
                 throw LakeError(.otherWriter, "another process writes \(store.displayName) from a log with this log's id (\(identity)): a copy of this data folder (its claim is run \(other), this process's is \(run)). This writer stops before writing a file, and its events stay in its log (\(log.displayName)). Never run two copies of one data folder (docs/lake.md, \"One log per lake\").")
             }
             return

@@ -612,6 +612,39 @@ struct LakeTests {
         #expect(rows.first?[0] as? Int == 10 && rows.first?[1] as? Int == 10 && rows.first?[2] as? Int == 10, "\(rows)")
     }
 
+    @Test("a backup of the lake taken during an earlier run, restored under a running serve: the claim names an earlier run of this folder, so the writer claims the lake again and goes on (it stopped the server as a copy); every event in the lake once")
+    func lakeBackupOfAnEarlierRunRestored() async throws {
+        let directory = try TemporaryDirectory(prefix: "restored")
+        defer { withExtendedLifetime(directory) {} }
+        let data = directory.appending("data").path, lake = data + "/lake", backup = directory.appending("backup").path
+        let count = "SELECT count(*), count(DISTINCT event_id) FROM read_parquet('{lake}/events/**/*.parquet')"
+        func post(_ server: PlayheadServer, _ prefix: String) async throws {
+            #expect(try await TestHTTP.postEvents(server, Fixtures.json((0..<10).map { Fixtures.event("\(prefix)-\($0)") })).status == 202)
+        }
+        func lakeHolds(_ n: Int) async throws {
+            try await eventually(timeout: .seconds(30), "\(n) events in the lake") {
+                let rows = try? await duck(count, lake: lake)
+                return rows?.first?[0] as? Int == n && rows?.first?[1] as? Int == n
+            }
+        }
+        let first = try await PlayheadServer(dataDirectory: data, arguments: ["--flush-interval", "1"])
+        try await post(first, "r1")
+        try await lakeHolds(10)
+        try FileManager.default.copyItem(atPath: lake, toPath: backup)
+        #expect(await first.stop() == 0)
+        let second = try await PlayheadServer(dataDirectory: data, arguments: ["--flush-interval", "1"])
+        try await post(second, "r2")
+        try await lakeHolds(20)
+        // The backup of the first run's lake, restored under the second run.
+        try FileManager.default.removeItem(atPath: lake)
+        try FileManager.default.copyItem(atPath: backup, toPath: lake)
+        try await post(second, "r3")
+        try await lakeHolds(30)
+        #expect(second.process.stderr.contains("the lake's claim names an earlier run of this data folder"), "\(second.process.stderr.suffix(3000))")
+        #expect(!second.process.stderr.contains("a copy of this data folder"), "\(second.process.stderr.suffix(3000))")
+        #expect(await second.stop() == 0, "\(second.process.stderr.suffix(3000))")
+    }
+
     @Test("two copies of one data folder (one log id) on one lake: the copy started while the original runs takes the lake and the original stops before writing a file; the original started again is refused as a copy; a kill -9 and restart of the copy goes on; each event is in the lake once")
     func copiedDataFolder() async throws {
         let directory = try TemporaryDirectory(prefix: "copied")
