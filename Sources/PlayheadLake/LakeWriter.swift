@@ -271,6 +271,10 @@ final class PartitionWriter: @unchecked Sendable {
     /// when that was last worked out.
     var heldFrom: Int64?
     var holdCheckedAt = ContinuousClock.now
+    /// The group offset a failed commit left to commit (the lake holds everything before it), and
+    /// when that was last tried: retried each second while no batch commits past it.
+    var commitPending: Int64?
+    var commitTriedAt = ContinuousClock.now
     /// The lake's state of this partition as this writer last read or wrote it (its bytes): the
     /// next commit replaces exactly these, or none (``LakeCommits/commit(_:partition:replacing:)``).
     var stateBytes: [UInt8]?
@@ -364,6 +368,13 @@ final class DatasetWriter: @unchecked Sendable {
                     // hour for as long as it is idle (a regression review): looked at each minute.
                     for partition in partitions.values where partition.records.isEmpty && partition.holdCheckedAt.duration(to: .now) >= .seconds(60) {
                         await holdRetention(partition)
+                    }
+                    // A group commit that failed (the log's disk full) is retried while no batch
+                    // comes: it waited for the next batch, so an idle pipeline kept a lag of what
+                    // the lake held, retention kept those segments, and LakeFlushFailing paged after
+                    // 10 minutes (a review of the alerts).
+                    for partition in partitions.values where partition.commitPending != nil && partition.commitTriedAt.duration(to: .now) >= .seconds(1) {
+                        await retryCommit(partition, consumer: consumer)
                     }
                     // Batches close after seconds: 100 ms more to gather a trickle costs nothing.
                     await poll?.pauseIfFew(pause: .milliseconds(100))
@@ -1276,9 +1287,25 @@ final class DatasetWriter: @unchecked Sendable {
         await holdRetention(writer)
         do {
             try await consumer.commit([writer.partition: to])
+            writer.commitPending = nil
         } catch {
             // The lake's state is the truth; the group offset only drives retention and lag.
-            logger.warning("lake writer: log commit failed; it is retried with the next batch", metadata: ["error": "\(error)"])
+            writer.commitPending = to
+            writer.commitTriedAt = .now
+            logger.warning("lake writer: log commit failed; it is retried each second, and with the next batch", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Commits the group offset a failed commit left (``PartitionWriter/commitPending``), once.
+    private func retryCommit(_ writer: PartitionWriter, consumer: any LogConsumer) async {
+        guard let pending = writer.commitPending else { return }
+        writer.commitTriedAt = .now
+        do {
+            try await consumer.commit([writer.partition: pending])
+            writer.commitPending = nil
+            logger.notice("lake writer: log commit succeeded again", metadata: ["log.partition": "\(writer.partition)", "log.offset": "\(pending)"])
+        } catch {
+            // Said when it failed; tried again in a second.
         }
     }
 

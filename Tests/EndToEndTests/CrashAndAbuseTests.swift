@@ -151,6 +151,33 @@ struct CrashAndAbuseTests {
         #expect(stored == (0..<999).map { "fb-\($0)" }, "\(stored.count) stored")
     }
 
+    @Test("a group commit that fails on a full log disk, with the lake elsewhere, is retried while no event comes: the lake's lag goes back to 0 once there is room (it waited for the next batch, so an idle pipeline kept its lag and LakeFlushFailing paged)")
+    func failedGroupCommitRetriedWhileIdle() async throws {
+        let directory = try TemporaryDirectory(prefix: "commit-retry")
+        defer { withExtendedLifetime(directory) {} }
+        guard let mountPoint = try await mountTmpfs(in: directory, options: "size=16m", for: "failedGroupCommitRetriedWhileIdle") else { return }
+        defer { try? runUnmount(mountPoint) }
+        let server = try await PlayheadServer(
+            dataDirectory: mountPoint + "/data",
+            arguments: ["--lake", directory.appending("lake").path, "--log-min-free-bytes", "0", "--flush-interval", "3"], name: "commit-retry")
+        func lakeLag() async -> Double? {
+            let text = (try? await TestHTTP.request("\(server.baseURL)/metrics").text) ?? ""
+            return text.split(separator: "\n").first { $0.hasPrefix(#"playhead_consumer_lag_events{consumer="lake"} "#) }.flatMap { Double($0.split(separator: " ").last ?? "") }
+        }
+        #expect(try await TestHTTP.postEvents(server, Fixtures.json((0..<10).map { Fixtures.event("cr-\($0)") })).status == 202)
+        // The disk filled before the batch's flush: the lake's files are written (another file
+        // system), its group commit is not.
+        let filler = mountPoint + "/filler"
+        _ = try await runCommand("/bin/sh", ["-c", "dd if=/dev/zero of='\(filler)' bs=1M 2>/dev/null; true"])
+        try await eventually(timeout: .seconds(30), "the commit fails") { server.process.stderr.contains("lake writer: log commit failed") }
+        #expect(await lakeLag() == 10)
+        try FileManager.default.removeItem(atPath: filler)
+        // No event comes; the commit is retried, and the lag goes to 0.
+        try await eventually(timeout: .seconds(15), "the lake's lag back to 0 with no new event") { await lakeLag() == 0 }
+        #expect(server.process.stderr.contains("lake writer: log commit succeeded again"), "\(server.process.stderr.suffix(2000))")
+        #expect(await server.stop() == 0)
+    }
+
     @Test("out of file descriptors (a connection limit set above them), the server pauses accepting instead of spinning a core, says why, and recovers")
     func outOfFileDescriptors() async throws {
         let directory = try TemporaryDirectory(prefix: "e2e-fd")
