@@ -12,12 +12,12 @@ struct LoadgenCommand: AsyncParsableCommand {
         abstract: "Send realistic synthetic playback sessions to a Playhead server and report acknowledged events/s and latency.",
         discussion: """
             Each session plays one title of a fixed catalogue: play, then pauses and resumes, then \
-            stop, with positions that advance with time. The sessions' clock starts at the run's \
-            start and advances by the sessions' own time; when sending, it is held to the wall \
-            clock, so that at high rates a session's events come closer together rather than tell \
-            of the future (the live metrics leave out events ahead of received_at). With --output \
-            it is not held (the events depend only on --seed): at high rates it runs ahead of the \
-            wall clock. Latency is measured from when each request was due, so a stalled \
+            stop, with positions that advance with time. When sending, each event is of the wall \
+            clock's time: at high rates a session's events come closer together, at low rates further \
+            apart, and none tells of the future or arrives late (the live metrics leave out events \
+            more than 5 minutes from received_at). With --output the sessions' clock starts at the \
+            run's start and advances by the sessions' own time, about one event per session every 40 s \
+            (the events depend only on --seed). Latency is measured from when each request was due, so a stalled \
             server shows up (no coordinated omission). With --output the same events are written as \
             NDJSON instead of sent. SIGINT (Ctrl-C) or SIGTERM ends a run early, with its report and \
             every acknowledged id written; a second one stops at once. The exit status is 1, after the \

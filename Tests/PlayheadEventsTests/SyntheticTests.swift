@@ -83,6 +83,25 @@ import PlayheadEvents
         #expect(try lastTimestamp(wall: start + 1_000_000) <= start + 1_000_000 + 510_000)
     }
 
+    @Test("with a wall clock, the simulated clock does not fall behind it either: a wall clock far ahead of the sessions' pace (a low rate over many sessions) gives events of the wall clock's time")
+    func wallClockHoldsTheClockUp() throws {
+        let start: Int64 = 1_714_564_800_000_000
+        // 10,000 sessions, 100 events: about 0.4 s of the sessions' time. The wall clock reads one
+        // hour later (sending at 100 events/s for an hour ran 0.4 × behind it: a review).
+        var s = SyntheticSessions(seed: 7, concurrentSessions: 10_000, startTime: start)
+        let wall = start + 3_600_000_000
+        s.wallClock = { wall }
+        var body: [UInt8] = []
+        for _ in 0..<100 {
+            s.appendNextEvent(to: &body)
+            body.append(UInt8(ascii: "\n"))
+        }
+        let (outcome, sink) = decode(body, format: .ndjson)
+        #expect(outcome.accepted == 100)
+        let stamps = try sink.fields().map(\.timestampMicros)
+        #expect(stamps.allSatisfy { $0 >= wall - 1000 && $0 <= wall + 1_000 }, "\(stamps.prefix(5))")
+    }
+
     @Test func deterministicForASeed() {
         #expect(generate(seed: 3, sessions: 10, count: 300) == generate(seed: 3, sessions: 10, count: 300))
         #expect(generate(seed: 3, sessions: 10, count: 300) != generate(seed: 4, sessions: 10, count: 300))
