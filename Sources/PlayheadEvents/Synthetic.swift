@@ -122,7 +122,9 @@ public struct SyntheticSessions: Sendable {
     /// it fall behind: sending slower than that pace (100 events/s over 10,000 sessions) ran the
     /// clock at 0.4 × the wall clock, so after 8 minutes most events were more than 5 minutes old
     /// when they arrived, and LiveEventsOutsideWindow fired with no clock wrong (a review of the
-    /// alerts). So when set, each event is of the wall clock's time (never before the last one's).
+    /// alerts). So when set, each event is of the wall clock's time, never before the time the last
+    /// event read (a session's next event may take the millisecond after its last one's, which
+    /// can put it up to a millisecond past the others).
     /// Unset (the default), the events depend only on the seed (`loadgen --output`).
     public var wallClock: (@Sendable () -> Int64)?
 

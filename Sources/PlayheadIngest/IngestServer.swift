@@ -265,7 +265,7 @@ public final class IngestServer: Service, Sendable {
             group.next().scheduleTask(in: TimeAmount(configuration.shutdownGracePeriod)) { finish() }
         }
         if inFlight.current > 0 {
-            logger.warning("\(role): grace period over with requests in flight", metadata: ["requests": "\(inFlight.current)"])
+            logger.warning("\(role): grace period over with requests in flight", metadata: ["requests_being_answered": "\(inFlight.current)"])
         }
         // Connections still open (a client in the middle of sending a request, say) are closed here,
         // while the event loops run, and the quiescing helper is waited for: it completes its promise

@@ -275,6 +275,8 @@ final class PartitionWriter: @unchecked Sendable {
     /// when that was last tried: retried each second while no batch commits past it.
     var commitPending: Int64?
     var commitTriedAt = ContinuousClock.now
+    /// The wait before the next try, doubled after each failure up to 30 s.
+    var commitRetryDelay: Duration = .seconds(1)
     /// The lake's state of this partition as this writer last read or wrote it (its bytes): the
     /// next commit replaces exactly these, or none (``LakeCommits/commit(_:partition:replacing:)``).
     var stateBytes: [UInt8]?
@@ -370,10 +372,12 @@ final class DatasetWriter: @unchecked Sendable {
                         await holdRetention(partition)
                     }
                     // A group commit that failed (the log's disk full) is retried while no batch
-                    // comes: it waited for the next batch, so an idle pipeline kept a lag of what
-                    // the lake held, retention kept those segments, and LakeFlushFailing paged after
-                    // 10 minutes (a review of the alerts).
-                    for partition in partitions.values where partition.commitPending != nil && partition.commitTriedAt.duration(to: .now) >= .seconds(1) {
+                    // comes (an open batch commits with its flush): it waited for the next batch, so
+                    // an idle pipeline kept a lag of what the lake held, retention kept those
+                    // segments, and LakeFlushFailing paged after 10 minutes (a review of the alerts).
+                    for partition in partitions.values where partition.records.isEmpty && partition.commitPending != nil
+                        && partition.commitTriedAt.duration(to: .now) >= partition.commitRetryDelay
+                    {
                         await retryCommit(partition, consumer: consumer)
                     }
                     // Batches close after seconds: 100 ms more to gather a trickle costs nothing.
@@ -551,9 +555,11 @@ final class DatasetWriter: @unchecked Sendable {
                 return
             }
             if let other = claim?.run, other != run {
-                // A run this folder made before this one: no copy wrote the claim, an earlier run
-                // of this folder did, so a backup of the lake was restored under this writer. It
-                // stopped the whole server as "a copy of this data folder" (a review of restores).
+                // A run this folder made before this one: a backup of the lake, taken during that
+                // run, restored under this writer; it stopped the whole server as "a copy of this
+                // data folder" (a review of restores). (In a copy made while the original ran, the
+                // original's run too: the original then stops at its next batch, as whenever a
+                // copy claims the lake; a code review traced that both never go on writing.)
                 // Claimed again; the state's check that follows takes the lake as it now is.
                 if try await runsNoted().contains(other) {
                     try await retrying("claim the lake again") { try await self.commits.writeClaim(.init(logID: identity, run: self.run)) }
@@ -1292,7 +1298,8 @@ final class DatasetWriter: @unchecked Sendable {
             // The lake's state is the truth; the group offset only drives retention and lag.
             writer.commitPending = to
             writer.commitTriedAt = .now
-            logger.warning("lake writer: log commit failed; it is retried each second, and with the next batch", metadata: ["error": "\(error)"])
+            writer.commitRetryDelay = .seconds(1)
+            logger.warning("lake writer: log commit failed; it is retried while no batch comes (after 1 s, then less often, up to every 30 s), and with the next batch", metadata: ["error": "\(error)"])
         }
     }
 
@@ -1305,7 +1312,9 @@ final class DatasetWriter: @unchecked Sendable {
             writer.commitPending = nil
             logger.notice("lake writer: log commit succeeded again", metadata: ["log.partition": "\(writer.partition)", "log.offset": "\(pending)"])
         } catch {
-            // Said when it failed; tried again in a second.
+            // Said when it failed; tried again later, less often each time (a broker's coordinator
+            // that cannot be reached answers a commit slowly).
+            writer.commitRetryDelay = min(writer.commitRetryDelay * 2, .seconds(30))
         }
     }
 

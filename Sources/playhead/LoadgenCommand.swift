@@ -39,7 +39,7 @@ struct LoadgenCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Compress every body with gzip (Content-Encoding: gzip), as mobile SDKs do for batches. Default: off.") var gzip = false
     @Option(name: .long, help: "A write key, sent as Authorization: Bearer <key>. Default: none (no Authorization header).") var writeKey: String?
     @Option(name: .long, parsing: .unconditional, help: "Seed of the session generator: the same seed, with the same --connections and --sessions, gives the same sessions and events (event_id included), apart from their timestamps, which start at the current time. Each connection simulates sessions of its own, so another --connections gives other events; --output writes what one connection (--connections 1) sends. Default: a new random seed each run, printed in the report (and on standard error with --output), so that two runs send different events: the lake drops an event_id it has already written within its --dedup-window, so a second run with the same seed adds no rows for the events it repeats.") var seed: UInt64?
-    @Option(name: .long, parsing: .unconditional, help: "Concurrent sessions simulated by the generator. When sending they are shared out over the connections, at least one each: with fewer sessions than connections, each connection simulates one (said on standard error).") var sessions: Int = 10_000
+    @Option(name: .long, parsing: .unconditional, help: "Concurrent sessions simulated by the generator. When sending they are shared out over the connections, at least one each: with fewer sessions than connections, each connection simulates one (said on standard error). A session sends an event about every 40 s: with --rate, more than rate × 90 sessions leave gaps over 90 s between a session's events, after which the live metrics end a session (said on standard error). Default: 10,000, or with --rate, rate × 40 (at least --connections, at most 10,000).") var sessions: Int?
     @Option(name: .long, parsing: .unconditional, help: "Event-loop threads of the generator. Default: 1.") var threads: Int?
     @Option(name: .long, help: "Write the generated events to this NDJSON file instead of sending them. Default: none, send them.") var output: String?
     @Option(name: .long, help: "Write the event_id of every acknowledged event to this file, one per line (for exactly-once checks), as they are acknowledged: within about a second, so a run stopped by a signal leaves the ids acknowledged until then. Default: none.") var acknowledgedIds: String?
@@ -52,7 +52,7 @@ struct LoadgenCommand: AsyncParsableCommand {
         for (flag, value) in [("--batch", batch), ("--connections", connections), ("--threads", threads), ("--events", events)] {
             if let value, value < 1 { throw ValidationError("\(flag) must be at least 1, not \(value)") }
         }
-        guard sessions >= 1 else { throw ValidationError("--sessions must be at least 1, not \(sessions)") }
+        if let sessions, sessions < 1 { throw ValidationError("--sessions must be at least 1, not \(sessions)") }
         if let duration { try checkSeconds(duration, flag: "--duration") }
         if let rate, !(rate > 0 && rate.isFinite) { throw ValidationError("--rate must be a finite number of events per second more than 0, not \(rate)") }
         if let host {
@@ -110,11 +110,18 @@ struct LoadgenCommand: AsyncParsableCommand {
         configuration.acknowledgedIDs = idWriter
         let gzip = self.gzip
         let recordIDs = configuration.recordAcknowledgedIDs
+        // Sent events carry the wall clock's time, so a session's events are sessions ÷ rate seconds
+        // apart: with 10,000 sessions at 100 events/s, 100 s, past the live metrics' 90 s session
+        // timeout, so every session ended between its events (a code review). By default with
+        // --rate, as many sessions as send an event about every 40 s.
+        let sessions = self.sessions ?? rate.map { min(10_000, max(connections, Int(($0 * 40).rounded(.up)))) } ?? 10_000
         if sessions < connections {
             FileHandle.standardError.write(Data("note: --sessions \(sessions) is fewer than --connections \(connections): each connection simulates one session, so \(connections) sessions run at once; give --connections \(sessions) for \(sessions)\n".utf8))
         }
+        if let rate, Double(max(sessions, connections)) / rate > 90 {
+            FileHandle.standardError.write(Data("note: \(max(sessions, connections)) sessions at --rate \(rate) send a session's events \(Int(Double(max(sessions, connections)) / rate)) s apart: the live metrics end a session after 90 s without an event, so they count each event as a new session; give --sessions \(max(1, Int(rate * 40))) or fewer for sessions that last\n".utf8))
+        }
         // Shared out so that they add up to --sessions (the remainder one each to the first connections).
-        let sessions = self.sessions
         let sessionsPerConnection = { @Sendable (index: Int) in max(1, sessions / connections + (index < sessions % connections ? 1 : 0)) }
         let startMicros = Int64(Date().timeIntervalSince1970 * 1_000_000)
         let replay = self.replay
@@ -185,7 +192,7 @@ struct LoadgenCommand: AsyncParsableCommand {
         let handle = try Self.openForWriting(path)
         defer { try? handle.close() }
         var sessions = SyntheticSessions(
-            seed: seed, concurrentSessions: sessions, startTime: Int64(Date().timeIntervalSince1970 * 1_000_000)
+            seed: seed, concurrentSessions: self.sessions ?? 10_000, startTime: Int64(Date().timeIntervalSince1970 * 1_000_000)
         )
         var buffer: [UInt8] = []
         buffer.reserveCapacity(1 << 20)

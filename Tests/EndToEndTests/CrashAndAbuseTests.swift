@@ -159,7 +159,7 @@ struct CrashAndAbuseTests {
         defer { try? runUnmount(mountPoint) }
         let server = try await PlayheadServer(
             dataDirectory: mountPoint + "/data",
-            arguments: ["--lake", directory.appending("lake").path, "--log-min-free-bytes", "0", "--flush-interval", "3"], name: "commit-retry")
+            arguments: ["--lake", directory.appending("lake").path, "--log-min-free-bytes", "0", "--flush-interval", "10"], name: "commit-retry")
         func lakeLag() async -> Double? {
             let text = (try? await TestHTTP.request("\(server.baseURL)/metrics").text) ?? ""
             return text.split(separator: "\n").first { $0.hasPrefix(#"playhead_consumer_lag_events{consumer="lake"} "#) }.flatMap { Double($0.split(separator: " ").last ?? "") }
@@ -173,7 +173,7 @@ struct CrashAndAbuseTests {
         #expect(await lakeLag() == 10)
         try FileManager.default.removeItem(atPath: filler)
         // No event comes; the commit is retried, and the lag goes to 0.
-        try await eventually(timeout: .seconds(15), "the lake's lag back to 0 with no new event") { await lakeLag() == 0 }
+        try await eventually(timeout: .seconds(45), "the lake's lag back to 0 with no new event") { await lakeLag() == 0 }
         #expect(server.process.stderr.contains("lake writer: log commit succeeded again"), "\(server.process.stderr.suffix(2000))")
         #expect(await server.stop() == 0)
     }
