@@ -154,15 +154,15 @@ public final class LakeWriter: Service, Sendable {
         // none is opened early.
         let early = identity == nil ? nil : try? log.consumer(for: .events, group: configuration.group)
         let earlyLag = early.map { DatasetWriter.refreshingLag(of: $0) }
+        var failure: (any Error)?
         do {
             try await claimLake(writers: writers, identity: identity, sharedIdentity: sharedIdentity)
         } catch {
-            earlyLag?.cancel()
-            await early?.close()
-            throw error
+            failure = error
         }
         earlyLag?.cancel()
         await early?.close()
+        if let failure { throw failure }
     }
 
     private func claimLake(writers: [DatasetWriter], identity: String?, sharedIdentity: String?) async throws {

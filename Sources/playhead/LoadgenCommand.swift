@@ -118,8 +118,10 @@ struct LoadgenCommand: AsyncParsableCommand {
         if sessions < connections {
             FileHandle.standardError.write(Data("note: --sessions \(sessions) is fewer than --connections \(connections): each connection simulates one session, so \(connections) sessions run at once; give --connections \(sessions) for \(sessions)\n".utf8))
         }
-        if let rate, Double(max(sessions, connections)) / rate > 90 {
-            FileHandle.standardError.write(Data("note: \(max(sessions, connections)) sessions at --rate \(rate) send a session's events \(Int(Double(max(sessions, connections)) / rate)) s apart: the live metrics end a session after 90 s without an event, so they count each event as a new session; give --sessions \(max(1, Int(rate * 40))) or fewer for sessions that last\n".utf8))
+        // Every connection simulates one at least.
+        let simulated = max(sessions, connections)
+        if let rate, Double(simulated) / rate > 90 {
+            FileHandle.standardError.write(Data("note: \(simulated) sessions at --rate \(rate) send a session's events \(Int(Double(simulated) / rate)) s apart: the live metrics end a session after 90 s without an event, so they count each event as a new session; give --sessions \(max(1, Int(rate * 40))) or fewer for sessions that last\n".utf8))
         }
         // Shared out so that they add up to --sessions (the remainder one each to the first connections).
         let sessionsPerConnection = { @Sendable (index: Int) in max(1, sessions / connections + (index < sessions % connections ? 1 : 0)) }

@@ -9,8 +9,9 @@ public struct GroupStanding: Sendable, Equatable {
     /// The committed offset (the next record the group reads); nil when the file cannot be parsed,
     /// which retention takes as nothing committed (``problem`` says why).
     public var offset: Int64?
-    /// The topic's durable end as its writer last published it (`<topic>/durable-end`); nil when
-    /// no writer of this version has published one.
+    /// The topic's end as a read-only open finds it (``tail(of:last:)``): the durable end its writer
+    /// last published (`<topic>/durable-end`) when that is of the last segment, else the whole
+    /// records on disk; nil when the topic has no segment that can be read.
     public var end: Int64?
     /// The bytes of the topic's segments from the one that holds ``offset`` on (every segment when
     /// the offset cannot be read): what retention may not delete while this group stays there.
