@@ -150,6 +150,7 @@ let package = Package(
             name: "PlayheadIngest",
             dependencies: [
                 "PlayheadEvents", "PlayheadLog", "PlayheadMetrics", "Gzip",
+                .product(name: "Crypto", package: "swift-crypto"),  // write keys held as digests
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

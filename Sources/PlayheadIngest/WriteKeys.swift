@@ -1,12 +1,27 @@
+import Crypto
 import NIOHTTP1
 
 /// Checks write keys: `Authorization: Bearer <key>`, or `?write_key=<key>` for beacons.
+///
+/// The keys are held as their SHA-256 digests, and a presented key is digested before it is
+/// looked up: a comparison that stops at the first byte that differs then tells a client how
+/// much of a digest it got right, which says nothing about the key. Held as text, the lookup's
+/// comparison of the presented key with a configured one took longer the more of its first bytes
+/// were right: a timing side channel on the key itself.
 struct WriteKeyCheck: Sendable {
-    let keys: Set<String>
+    private let digests: Set<[UInt8]>
+
+    init(keys: Set<String>) {
+        digests = Set(keys.map(Self.digest))
+    }
+
+    private static func digest(_ key: String) -> [UInt8] {
+        Array(SHA256.hash(data: Array(key.utf8)))
+    }
 
     /// nil when the request may proceed, else the 401 answer.
     func check(_ request: HTTPRequest) -> HTTPResponse? {
-        guard !keys.isEmpty else { return nil }
+        guard !digests.isEmpty else { return nil }
         let presented: String?
         if let authorization = request.head.headers.first(name: "authorization") {
             let parts = authorization.split(separator: " ", maxSplits: 1)
@@ -20,7 +35,7 @@ struct WriteKeyCheck: Sendable {
         guard let presented, !presented.isEmpty else {
             return unauthorized("a write key is required: send 'Authorization: Bearer <key>' or '?write_key=<key>'")
         }
-        guard keys.contains(presented) else {
+        guard digests.contains(Self.digest(presented)) else {
             return unauthorized("unknown write key")
         }
         return nil
