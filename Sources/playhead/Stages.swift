@@ -231,6 +231,9 @@ struct ImportCommand: AsyncParsableCommand {
     @Option(name: .long, parsing: .unconditional, help: "Drop an event whose event_id appeared within the last N events of the same file; 0 turns it off.")
     var dedupWindow: Int = 2_000_000
 
+    @Option(name: .long, parsing: .unconditional, help: "The largest single event in bytes of JSON, as serve's and ingest's flag of this name: give the server's value to import what it accepted (log dump --for-import) or to replay events it refused as too large after raising it.")
+    var maxEventBytes: Int = 32 * 1024
+
     @Flag(name: .long, help: "Once a file's import is whole, also remove the files of imports of the same path when it had another size or modification time (touched, fetched again, appended to). Without it they are kept, with a warning, and counted as earlier_versions_kept.")
     var replaceEarlierVersions = false
 
@@ -240,6 +243,7 @@ struct ImportCommand: AsyncParsableCommand {
         guard !files.isEmpty else { throw ValidationError("name at least one NDJSON file to import") }
         guard batchEvents > 0 else { throw ValidationError("--batch-events must be positive") }
         guard dedupWindow >= 0 else { throw ValidationError("--dedup-window must not be negative") }
+        guard maxEventBytes > 0 else { throw ValidationError("--max-event-bytes must be positive, not \(maxEventBytes)") }
         if let receivedAt, EventTimestamp.parseMicros(receivedAt) == nil {
             // The same words as for an event's timestamp (an out-of-range year is not a bad form).
             throw ValidationError("--received-at: '\(receivedAt)' \(EventTimestamp.problem(with: receivedAt)) (for example 2026-11-25T06:00:00Z)")
@@ -275,6 +279,7 @@ struct ImportCommand: AsyncParsableCommand {
         configuration.dedupWindow = dedupWindow
         var decoder = EventDecoderConfiguration()
         decoder.ipPolicy = ipPolicy
+        decoder.maxEventBytes = maxEventBytes
         let importer = LakeImporter(store: store, configuration: configuration, decoder: decoder, threadPool: threadPool, logger: logger)
         // SIGINT or SIGTERM: the file being imported stops and is taken out of the lake again (its
         // part written stayed, with no rollups, an outside review); files done before it stay, and

@@ -76,7 +76,7 @@ struct CLITests {
             ["observe"]: server + log + ["--event-source"] + logging,
             ["log", "dump"]: log + ["--topic", "--limit", "--offset", "--partition", "--follow", "--for-import"] + logging,
             ["log", "groups"]: log + ["--json"],
-            ["import"]: ["--data-dir"] + lake + ["--batch-events", "--ip-policy", "--received-at", "--dedup-window", "--replace-earlier-versions"] + logging,
+            ["import"]: ["--data-dir"] + lake + ["--batch-events", "--ip-policy", "--received-at", "--dedup-window", "--max-event-bytes", "--replace-earlier-versions"] + logging,
         ]
         for (command, flags) in expected {
             let listed = Set(options(try await help(command)).map(\.name)).subtracting(["--help", "--version"])
@@ -117,6 +117,7 @@ struct CLITests {
         (["log", "dump", "--data-dir", ""], "--data-dir is empty"),
         (["log", "groups", "--log", "kafka://127.0.0.1:1/t"], "log groups reads the embedded log's folder; for Kafka use the cluster's tools"),
         (["serve", "--max-event-bytes", "0"], "--max-event-bytes must be positive, not 0"),
+        (["import", "--max-event-bytes", "-1", "x.ndjson"], "--max-event-bytes must be positive, not -1"),
         (["ingest", "--log", "kafka://127.0.0.1:1/t", "--log-segment-bytes", "1048576"], "--log-segment-bytes is only read for the embedded log, and --log is a Kafka log"),
         (["serve", "--log", "kafka://127.0.0.1:1/t", "--log-min-free-bytes", "0"], "--log-min-free-bytes is only read for the embedded log"),
         (["ingest", "--write-key-file", "/tmp"], "--write-key-file /tmp cannot be read: it is a folder, not a file of keys"),

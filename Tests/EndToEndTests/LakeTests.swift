@@ -1272,6 +1272,26 @@ struct LakeTests {
         #expect(rollups.count == 3 && rollups.map { $0[1] as? Int } == [1, 1, 2] && rollups.map { $0[2] as? Int } == [1, 1, 2], "\(rollups)")
     }
 
+    @Test("import --max-event-bytes: an event over 32 KiB goes to rejected/ by default, as the server's default does, and into events/ with the server's raised limit (an outside review: what a server accepted could not be imported back)")
+    func importMaxEventBytes() async throws {
+        let directory = try TemporaryDirectory(prefix: "import")
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        let file = directory.appending("big.ndjson").path
+        let pad = String(repeating: "x", count: 40_000)
+        try Fixtures.ndjson([Fixtures.event("big-1", ["pad": pad]), Fixtures.event("small-1")]).write(toFile: file, atomically: true, encoding: .utf8)
+        let byDefault = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--data-dir", directory.appending("d1").path, file])
+        #expect(byDefault.status == 0 && byDefault.stdout.contains(#""accepted":1,"rejected":1"#), "\(byDefault.stdout) \(byDefault.stderr)")
+        let reasons = try await duck("SELECT reason FROM read_parquet('{lake}/rejected/**/*.parquet')", lake: directory.appending("d1/lake").path)
+        #expect(reasons.map { $0.first as? String } == ["event_too_large"], "\(reasons)")
+        let raised = try await runCommand(
+            TestEnvironment.playheadExecutable, ["import", "--data-dir", directory.appending("d2").path, "--max-event-bytes", "65536", file])
+        #expect(raised.status == 0 && raised.stdout.contains(#""accepted":2,"rejected":0"#), "\(raised.stdout) \(raised.stderr)")
+        let rows = try await duck(
+            "SELECT event_id, length(json_extract_string(extra, '$.pad')) FROM read_parquet('{lake}/events/**/*.parquet') ORDER BY event_id",
+            lake: directory.appending("d2/lake").path)
+        #expect(rows.map { $0.first as? String } == ["big-1", "small-1"] && rows.first?.last as? Int == 40_000, "\(rows)")
+    }
+
     @Test("import: ids a client forged to share the lake's old unkeyed 64-bit hash are different events and contents (a review dropped an acknowledged event and took over a content's rollup row this way)")
     func importForgedHashCollisions() async throws {
         let directory = try TemporaryDirectory(prefix: "import")
