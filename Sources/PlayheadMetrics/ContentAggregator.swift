@@ -233,6 +233,10 @@ public final class ContentAggregator: Sendable {
         var lastReceivedMicros: Int64
         var playing = false
         var hasPlayed = false
+        /// A late `stop` (one older than the session's latest event) completed it: its own `stop`
+        /// then does not complete it again (an outside review counted two completions for one
+        /// session whose late stop and stop both reached the ratio).
+        var completed = false
         /// The log partition its events come from.
         let partition: Int32
 
@@ -618,8 +622,8 @@ public final class ContentAggregator: Sendable {
             if o.eventType == "play" && !session.hasPlayed {
                 session.hasPlayed = true
                 countPlayStart(session, in: &state)
-            } else if o.eventType == "stop" {
-                countCompletion(o, session.slots, in: &state)
+            } else if o.eventType == "stop" && !session.completed {
+                session.completed = countCompletion(o, session.slots, in: &state)
             }
             return
         }
@@ -636,7 +640,7 @@ public final class ContentAggregator: Sendable {
         case "pause", "buffering":
             if session.playing { stopPlaying(session, in: &state) }
         case "stop":
-            let completed = countCompletion(o, session.slots, in: &state)
+            let completed = session.completed || countCompletion(o, session.slots, in: &state)
             if session.playing { stopPlaying(session, in: &state) }
             state.sessions[o.sessionKey] = nil
             remember(stop: o, completed: completed, in: &state)

@@ -11,6 +11,8 @@ public struct SessionKey: Hashable, Sendable, CustomStringConvertible {
     private enum Storage: Hashable, Sendable {
         case uuid(UInt64, UInt64)
         case text(String)
+        /// An event without a `session_id`: its user and device, apart from every `session_id`.
+        case userDevice(String, String)
     }
 
     private let storage: Storage
@@ -29,17 +31,27 @@ public struct SessionKey: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// The key of an event without a `session_id`: its `user_id` and `device_id`, as a pair. Joined
+    /// as text (`user/device`), user `a/b` on device `c` was user `a` on device `b/c`, and both were
+    /// the session whose `session_id` is `a/b/c` (an outside review: one viewer's pause ended
+    /// another's play).
+    public init(userID: String, deviceID: String) {
+        storage = .userDevice(userID, deviceID)
+    }
+
     /// Kept as 128 bits (for tests).
     var isUUID: Bool {
         if case .uuid = storage { return true }
         return false
     }
 
-    /// The key's text, as it was given.
+    /// The key's text, as it was given (a `session_id`), or the user and device it stands for.
     public var description: String {
         switch storage {
         case .text(let text):
             return text
+        case .userDevice(let user, let device):
+            return "user_id \(user), device_id \(device)"
         case .uuid(let high, let low):
             let hex = Array("0123456789abcdef".utf8)
             var out = [UInt8]()

@@ -77,7 +77,7 @@ extension PipelineParts {
                 guard let record = try? EventRecordView(bytes) else { return nil }
                 return ContentObservation(
                     eventType: record.eventType, contentType: record.contentType,
-                    sessionKey: record.sessionIDBytes.map(SessionKey.init(utf8:)) ?? SessionKey(record.userID + "/" + record.deviceID),
+                    sessionKey: record.sessionIDBytes.map(SessionKey.init(utf8:)) ?? SessionKey(userID: record.userID, deviceID: record.deviceID),
                     contentID: record.contentID, timestampMicros: record.timestampMicros,
                     receivedAtMicros: record.receivedAtMicros, currentTimestamp: record.currentTimestamp,
                     durationSeconds: record.durationSeconds, title: record.title,

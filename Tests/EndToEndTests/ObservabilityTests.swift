@@ -124,6 +124,34 @@ struct ObservabilityTests {
         #expect(status == 0, "serve's exit status: \(status.map(String.init) ?? "still running after 60 s"); its log ends: \(server.process.stderr.suffix(3000))")
     }
 
+    @Test("events without a session_id are the session of their user and device: user x/y on device z is not user x on device y/z, nor the session_id x/y/z (an outside review: one viewer's pause ended another's play)")
+    func userDeviceSessions() async throws {
+        let (server, _) = try await Fixtures.server(["--flush-interval", "1"])
+        do {
+            let events = [
+                Fixtures.event("k-1", ["session_id": nil, "user_id": "x/y", "device_id": "z", "timestamp": isoTime(-40), "current_timestamp": 0.0]),
+                Fixtures.event("k-2", ["session_id": "q/r", "user_id": "other", "timestamp": isoTime(-40), "current_timestamp": 0.0]),
+                Fixtures.event("k-3", ["session_id": nil, "event_type": "pause", "user_id": "x", "device_id": "y/z", "timestamp": isoTime(-30), "current_timestamp": 10.0]),
+                Fixtures.event("k-4", ["session_id": nil, "event_type": "pause", "user_id": "q", "device_id": "r", "timestamp": isoTime(-30), "current_timestamp": 10.0]),
+            ]
+            #expect(try await TestHTTP.postEvents(server, Fixtures.ndjson(events), contentType: "application/x-ndjson").status == 202)
+            var text = ""
+            try await eventually(timeout: .seconds(30), "/metrics counts the four events") {
+                text = (try? await TestHTTP.request("\(server.baseURL)/metrics").text) ?? ""
+                return sample(text, #"playhead_content_events_total{event_type="pause"}"#) == 2
+            }
+            // Two plays still playing; the two pauses are sessions of their own, which watched nothing.
+            #expect(sample(text, #"playhead_plays_started_total{content_type="movie"}"#) == 2, "\(text.split(separator: "\n").filter { $0.hasPrefix("playhead_plays") })")
+            #expect(sample(text, #"playhead_concurrent_viewers{content_type="movie"}"#) == 2)
+            #expect(sample(text, #"playhead_watch_time_seconds_total{content_type="movie"}"#) == 0)
+            #expect(sample(text, "playhead_active_sessions") == 4)
+        } catch {
+            await server.stop()
+            throw error
+        }
+        await server.stop()
+    }
+
     @Test("--event-source adds label values: serve counts them under their own label, observe breaks the content figures down by them, any other value is 'other'")
     func addedEventSources() async throws {
         // `observe` beside serve reads the same embedded log, with the same flags.

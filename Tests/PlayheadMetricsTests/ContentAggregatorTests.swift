@@ -146,6 +146,26 @@ struct ContentAggregatorTests {
         #expect(aggregator.snapshot().completions["movie"] == 3)
     }
 
+    @Test("a late stop that completes a session, then its own stop: one completion (an outside review counted two)")
+    func lateStopThenStop() {
+        let aggregator = ContentAggregator()
+        aggregator.observe(event("play", at: 1000, contentType: "episode", position: 0, duration: 100))
+        aggregator.observe(event("heartbeat", at: 1060, contentType: "episode", position: 96, duration: 100))
+        aggregator.observe(event("stop", at: 1030, contentType: "episode", position: 97, duration: 100))
+        #expect(aggregator.snapshot().completions["episode"] == 1, "a late stop still counts its completion")
+        aggregator.observe(event("stop", at: 1090, contentType: "episode", position: 99, duration: 100))
+        aggregator.observe(event("stop", at: 1050, contentType: "episode", position: 98, duration: 100))
+        var snapshot = aggregator.snapshot()
+        #expect(snapshot.completions["episode"] == 1 && snapshot.activeSessions == 0, "\(snapshot.completions)")
+        // A late stop that did not reach the ratio leaves the session's own stop to complete it.
+        aggregator.observe(event("play", at: 2000, session: "s2", contentType: "episode", position: 0, duration: 100))
+        aggregator.observe(event("heartbeat", at: 2060, session: "s2", contentType: "episode", position: 60, duration: 100))
+        aggregator.observe(event("stop", at: 2030, session: "s2", contentType: "episode", position: 30, duration: 100))
+        aggregator.observe(event("stop", at: 2090, session: "s2", contentType: "episode", position: 99, duration: 100))
+        snapshot = aggregator.snapshot()
+        #expect(snapshot.completions["episode"] == 2, "\(snapshot.completions)")
+    }
+
     @Test("after the server's clock steps back an hour, quiet sessions still end 90 s later, not when the clock has caught up")
     func sessionExpiryAfterClockStepBack() {
         let aggregator = ContentAggregator()
@@ -652,6 +672,25 @@ struct SessionKeyTests {
                 #expect(want?.0 == have?.0 && want?.1 == have?.1, "\(bytes)")
             }
         }
+    }
+
+    @Test("events without a session_id are the session of their user and device, apart from every other pair and every session_id, whatever characters the ids hold")
+    func userDeviceKeys() {
+        #expect(SessionKey(userID: "a/b", deviceID: "c") != SessionKey(userID: "a", deviceID: "b/c"))
+        #expect(SessionKey(userID: "a", deviceID: "b") != SessionKey("a/b"))
+        #expect(SessionKey(userID: "a", deviceID: "b") == SessionKey(userID: "a", deviceID: "b"))
+        #expect(SessionKey(userID: "a", deviceID: "b") != SessionKey(userID: "b", deviceID: "a"))
+        // A viewer's pause does not end another's play (user x/y on z against user x on y/z).
+        let aggregator = ContentAggregator()
+        var play = event("play", at: 1000)
+        play.sessionKey = SessionKey(userID: "x/y", deviceID: "z")
+        var pause = event("pause", at: 1010)
+        pause.sessionKey = SessionKey(userID: "x", deviceID: "y/z")
+        aggregator.observe(play)
+        aggregator.observe(pause)
+        let snapshot = aggregator.snapshot()
+        #expect(snapshot.playsStarted["movie"] == 1 && snapshot.concurrentViewers["movie"] == 1 && snapshot.activeSessions == 2, "\(snapshot)")
+        #expect(snapshot.watchTimeSeconds["movie"] ?? 0 == 0, "\(snapshot.watchTimeSeconds)")
     }
 
     @Test("the aggregator tells sessions apart by key")
