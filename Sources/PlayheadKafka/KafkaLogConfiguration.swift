@@ -89,6 +89,12 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
             path = rest[rest.index(after: slash)...]
             rest = rest[..<slash]
         }
+        // `kafka://user:password@host:port`, as some tools take it: the broker's address was
+        // `user:password@host` (never found), the process waited unready, and the password was in
+        // the log's lines about the address (an outside review of the logs). Not echoed here.
+        if rest.contains("@") {
+            throw invalid("a user name or password in the URL (user:password@host) is not read; give SASL credentials as sasl.username and sasl.password in a properties_file readable by Playhead's user only (docs/kafka.md, \"Credentials\")")
+        }
         let hosts = rest.split(separator: ",").map { $0.trimmingWhitespace() }
         guard !hosts.isEmpty, hosts.allSatisfy({ !$0.isEmpty }) else { throw invalid("no broker address") }
         for host in hosts {
@@ -238,7 +244,15 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
     /// hidden, not only those whose names look secret: a mistyped name (`rdkafka.sasl.pasword`)
     /// cannot be told from a secret one, and no URL error is about a property's value.
     public static func redacted(_ url: String) -> String {
-        guard let mark = url.firstIndex(of: "?") else { return url }
+        // A user name and password before the brokers (`scheme://user:password@host`): hidden.
+        var url = Substring(url)
+        if let scheme = url.range(of: "://") {
+            let authorityEnd = url[scheme.upperBound...].firstIndex { $0 == "/" || $0 == "?" } ?? url.endIndex
+            if let at = url[scheme.upperBound..<authorityEnd].lastIndex(of: "@") {
+                url = url[..<scheme.upperBound] + "(hidden)" + url[at...]
+            }
+        }
+        guard let mark = url.firstIndex(of: "?") else { return String(url) }
         let pairs = url[url.index(after: mark)...].split(separator: "&", omittingEmptySubsequences: false).map { pair -> String in
             guard let equals = pair.firstIndex(of: "=") else { return String(pair) }
             let name = percentDecode(pair[..<equals])

@@ -82,7 +82,23 @@ struct LogDumpCommand: AsyncParsableCommand {
     static let forImportRejected = "--for-import prints accepted events; a rejected record is what was sent, in raw (docs/runbook.md, RejectRatioHigh, says how to replay them)"
 
     func run() async throws {
-        logging.bootstrap()
+        // Under --log-format json every line on standard error is a log line, and an error that
+        // ends the dump a critical one with its exit_code, as the help says (it wrote plain text:
+        // an outside review of the logs).
+        try await logging.running(Self.self) { try await dump() }
+    }
+
+    /// A line on standard error: plain text (`warning: ` before a warning's when `prefixed`), or
+    /// under --log-format json a log line of `level`.
+    private func say(_ level: Logger.Level, _ text: String, prefixed: Bool = false) {
+        if logging.logFormat == .json {
+            Logger(label: "playhead.log").log(level: level, "\(text)")
+        } else {
+            FileHandle.standardError.write(Data(((prefixed ? "warning: " : "") + text + "\n").utf8))
+        }
+    }
+
+    private func dump() async throws {
         let logger = Logger(label: "playhead.log")
         // --follow runs until SIGINT or SIGTERM, which end it as they end the servers: what was
         // read is printed and it exits 0 (it died by the signal, status 130 or 143, a contract
@@ -151,7 +167,7 @@ struct LogDumpCommand: AsyncParsableCommand {
                         unreadable += damaged.missed
                         message = "records \(from)..<\(end) cannot be read (\(error.message)); skipped: `playhead log salvage <segment file>` reads on past the damage (docs/runbook.md, LogRecordDamaged)"
                     }
-                    FileHandle.standardError.write(Data("warning: partition \(damaged.partition): \(message)\n".utf8))
+                    say(.warning, "partition \(damaged.partition): \(message)", prefixed: true)
                     lastProgress = .now
                     continue
                 }
@@ -169,7 +185,7 @@ struct LogDumpCommand: AsyncParsableCommand {
                             // topic): said on standard error and passed; the dump stopped there before.
                             skipped += 1
                             if skipped <= 10 {
-                                FileHandle.standardError.write(Data("partition \(batch.partition) offset \(offset): not a Playhead record (\(error)); skipped\n".utf8))
+                                say(.warning, "partition \(batch.partition) offset \(offset): not a Playhead record (\(error)); skipped")
                             }
                             return
                         }
@@ -187,10 +203,7 @@ struct LogDumpCommand: AsyncParsableCommand {
                 if follow { continue }
                 if await consumer.caughtUp() { break }
                 if lastProgress.duration(to: .now) > patience {
-                    FileHandle.standardError.write(Data(
-                        "Error: \(log.backend.displayName): no records and no end of the log in \(patience) (is the broker reachable?)\n".utf8
-                    ))
-                    throw ExitCode.failure
+                    throw StartFailure("\(log.backend.displayName): no records and no end of the log in \(patience) (is the broker reachable?)")
                 }
             }
         } catch {
@@ -198,40 +211,35 @@ struct LogDumpCommand: AsyncParsableCommand {
             FileHandle.standardOutput.write(Data(output))
             await consumer.close()
             if let error = error as? LogError, error.code == .corrupt {
-                FileHandle.standardError.write(Data(
-                    "Error: a record of the log cannot be read: \(error.message). `playhead log salvage <segment file>` reads a damaged file's records on past the damage (docs/runbook.md, LogRecordDamaged).\n".utf8
-                ))
-                throw ExitCode.failure
+                throw StartFailure("a record of the log cannot be read: \(error.message). `playhead log salvage <segment file>` reads a damaged file's records on past the damage (docs/runbook.md, LogRecordDamaged).")
             }
             throw error
         }
         FileHandle.standardOutput.write(Data(output))
         // An offset past the end printed nothing, without a word (a review): say where the log ends.
         if printed == 0, skipped == 0, let start, let end = await consumer.endOffsetAsLastRead(partition: start.partition), start.offset >= end {
-            FileHandle.standardError.write(Data("nothing at or after offset \(start.offset): partition \(start.partition) of \(log.backend.storedName(of: LogTopic(topic))) ends at offset \(end)\n".utf8))
+            say(.notice, "nothing at or after offset \(start.offset): partition \(start.partition) of \(log.backend.storedName(of: LogTopic(topic))) ends at offset \(end)")
         }
         // Stopped before the embedded log's end at a record of its last segment that cannot be read
         // (a write in progress, or damage): said, so that a dump that ends early is not taken for
         // the whole log.
         if !follow, stop.signal == nil, limit.map({ printed < $0 }) ?? true, log.backend.identity != nil,
            case let reached = next[0] ?? start?.offset ?? 0, let end = await consumer.endOffsetAsLastRead(partition: 0), reached < end {
-            FileHandle.standardError.write(Data(
-                "warning: the dump stopped at offset \(reached), before the log's end at \(end): the record there cannot be read yet (a write in progress, or damage in the last segment: `playhead log salvage <segment file>` tells; a running writer closes the segment when a reader follows with --follow)\n".utf8))
+            say(.warning, "the dump stopped at offset \(reached), before the log's end at \(end): the record there cannot be read yet (a write in progress, or damage in the last segment: `playhead log salvage <segment file>` tells; a running writer closes the segment when a reader follows with --follow)", prefixed: true)
         }
         await consumer.close()
         if skipped > 0 {
-            FileHandle.standardError.write(Data("\(skipped) records that are not Playhead records were skipped\n".utf8))
+            say(.warning, "\(skipped) records that are not Playhead records were skipped")
         }
         if missing > 0 {
-            FileHandle.standardError.write(Data("\(missing) records are missing from the log (above); every record it holds was printed\n".utf8))
+            say(.warning, "\(missing) records are missing from the log (above); every record it holds was printed")
         }
         if unreadable > 0 || strayBytes > 0 {
             let what = [
                 unreadable > 0 ? "\(unreadable) records of the log cannot be read" : nil,
                 strayBytes > 0 ? "\(strayBytes) closed segments hold bytes after their last record" : nil,
             ].compactMap { $0 }.joined(separator: ", and ")
-            FileHandle.standardError.write(Data("Error: \(what) (above); every other record was printed\n".utf8))
-            throw ExitCode.failure
+            throw StartFailure("\(what) (above); every other record was printed")
         }
     }
 

@@ -7,7 +7,7 @@ struct LoggingOptions: ParsableArguments {
     @Option(name: .long, help: "The lowest level logged: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
-    @Option(name: .long, help: "How logs are written to standard error: 'text' (one line, key=value metadata) or 'json' (one JSON object per line; an error that stops the command, such as a port in use, is such a line too, level critical, with its exit status in exit_code). Mistakes in the flags themselves are printed as plain text with the usage, before logging starts.")
+    @Option(name: .long, help: "How logs are written to standard error: 'text' (one line, key=value metadata) or 'json' (one JSON object per line: ts, level, logger, source, message, and each metadata key as a field whose value is a string; an error that stops the command, such as a port in use, is such a line too, level critical, with its exit status in exit_code). Mistakes in the flags themselves are printed as plain text with the usage, before logging starts.")
     var logFormat: LogFormat = .text
 
     enum LogFormat: String, ExpressibleByArgument, CaseIterable {
@@ -87,6 +87,8 @@ struct JSONLogHandler: LogHandler {
             "level": "\(event.level)",
             "logger": label,
             "message": "\(event.message)",
+            // The module that logged it (`RdKafka` for librdkafka's lines; text lines show it in brackets).
+            "source": event.source,
         ]
         var merged = metadata
         if let provided = metadataProvider?.get() { merged.merge(provided) { $1 } }

@@ -290,7 +290,7 @@ struct ImportCommand: AsyncParsableCommand {
             signal(SIGINT, SIG_DFL)
             signal(SIGTERM, SIG_DFL)
         }
-        var failed = false
+        var failed = 0
         var interrupted = false
         // One received_at for the whole run (the files of one run land in one hour).
         let now = receivedAt.flatMap(EventTimestamp.parseMicros) ?? WallClock.micros()
@@ -313,7 +313,7 @@ struct ImportCommand: AsyncParsableCommand {
                         + #""earlier_versions_kept":\#(summary.earlierVersionsKept)}"#
                 )
             } catch {
-                failed = true
+                failed += 1
                 if importer.interruption.signal != nil { interrupted = true }
                 logger.error("import of \(file) failed", metadata: ["error": "\(error)"])
             }
@@ -321,7 +321,9 @@ struct ImportCommand: AsyncParsableCommand {
         // An import interrupted exits as the signal would have it (130, 143); one that ended whole
         // before the signal counted does not fail for it.
         if interrupted, let signal = importer.interruption.signal { throw ExitCode(128 + signal) }
-        if failed { throw ExitCode.failure }
+        // An error, so that under --log-format json the last line is a critical one with its
+        // exit_code, as for the other commands (an outside review of the logs).
+        if failed > 0 { throw StartFailure("the import of \(failed) of \(files.count) file\(files.count == 1 ? "" : "s") failed (above); files imported whole stay in the lake") }
     }
 }
 

@@ -378,6 +378,22 @@ struct CLITests {
             #expect(last?["level"] as? String == "critical" && last?["message"] as? String == message, "\(arguments): \(result.stderr)")
             #expect(last?["exit_code"] as? String == "1" && last?["command"] as? String == arguments[0], "\(arguments): \(result.stderr)")
         }
+        // log dump and import too: dump wrote plain text, and import ended on an error line with
+        // no exit_code (an outside review of the logs). Every line names its module (source).
+        let none = directory.appending("none").path
+        let others: [(arguments: [String], message: String, name: String)] = [
+            (["log", "dump", "--data-dir", none], "no log at \(none)/log", "dump"),
+            (["import", "--data-dir", directory.appending("i").path, directory.appending("missing.ndjson").path], "the import of 1 of 1 file failed (above)", "import"),
+        ]
+        for (arguments, message, name) in others {
+            let result = try await runCommand(TestEnvironment.playheadExecutable, arguments + ["--log-format", "json"], timeout: .seconds(30))
+            #expect(result.status == 1, "\(arguments): \(result.stderr)")
+            let lines = result.stderr.split(separator: "\n").map { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            #expect(!lines.isEmpty && lines.allSatisfy { $0?["source"] is String }, "every line is a JSON object with its source: \(result.stderr)")
+            let last = lines.last.flatMap { $0 }
+            #expect(last?["level"] as? String == "critical" && (last?["message"] as? String)?.hasPrefix(message) == true, "\(arguments): \(result.stderr)")
+            #expect(last?["exit_code"] as? String == "1" && last?["command"] as? String == name, "\(arguments): \(result.stderr)")
+        }
         // The text format is as it was: swift-argument-parser's "Error: <message>".
         let text = try await runCommand(TestEnvironment.playheadExecutable, ["ingest", "--port", "\(server.port)", "--data-dir", directory.appending("t").path])
         #expect(text.status == 1 && text.stderr == "Error: \(inUse)\n", "\(text.stderr)")

@@ -188,6 +188,12 @@ struct KafkaLogURLTests {
         // A URL's secrets are hidden in its errors.
         let shown = message("kafka://h:9092/?rdkafka.sasl.password=hunter2&bogus=1")
         #expect(shown == "bad Kafka URL kafka://h:9092/?rdkafka.sasl.password=(hidden)&bogus=1: unknown parameter 'bogus'", "\(shown)")
+        // A user name and password before the brokers are refused, not echoed (they were taken
+        // as part of the broker's host name, and logged with it).
+        let userinfo = message("kafka://alice:S3cretPW@127.0.0.1:9092/t?rdkafka.sasl.password=x")
+        #expect(userinfo.hasPrefix("bad Kafka URL kafka://(hidden)@127.0.0.1:9092/t?rdkafka.sasl.password=(hidden): a user name or password in the URL") && !userinfo.contains("S3cretPW"), "\(userinfo)")
+        #expect(!message("kafka://bob:pw@h1:9092,h2:9092").contains("pw@"))
+        #expect(KafkaLogConfiguration.redacted("kafka://h:9092/a@b") == "kafka://h:9092/a@b")
         // So are a mistyped secret's and every other librdkafka property's: a name cannot tell.
         let mistyped = message("kafka://h:9092/?rdkafka.sasl.pasword=hunter2&consumer.x=y&partitions=3&bogus=1")
         #expect(mistyped == "bad Kafka URL kafka://h:9092/?rdkafka.sasl.pasword=(hidden)&consumer.x=(hidden)&partitions=3&bogus=1: unknown parameter 'bogus'", "\(mistyped)")

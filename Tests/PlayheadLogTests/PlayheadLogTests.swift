@@ -197,6 +197,40 @@ struct EmbeddedLogTests {
         #expect(monitor.reason == nil)
     }
 
+    @Test("the log's last line on a full disk follows the state: a change within the 10 s between two lines is said once they are up (it was never said, and the log said appends were taken while all were refused)")
+    func fullDiskLinesFollowTheState() async throws {
+        let free = Mutex<Int64>(500)
+        let captured = CapturedLogs()
+        let monitor = DiskMonitor(
+            directory: "/nowhere", minimumFreeBytes: 1000, logger: Logger(label: "test") { _ in CapturingLogHandler(captured: captured) },
+            transitionLogInterval: .milliseconds(300)
+        ) { _ in (free.withLock { $0 }, 1 << 30, 1000, 1000) }
+        let refused = "appends are refused", taken = "has room again"
+        #expect(monitor.checkBeforeWrite() != nil)
+        #expect(captured.count(containing: refused) == 1)
+        // Room, then full again, within the interval: nothing more said yet.
+        free.withLock { $0 = 5000 }
+        #expect(monitor.checkBeforeWrite() == nil)
+        try await Task.sleep(for: .milliseconds(400))
+        #expect(monitor.checkBeforeWrite() == nil)
+        #expect(captured.count(containing: taken) == 1)
+        free.withLock { $0 = 500 }
+        #expect(monitor.checkBeforeWrite() != nil)
+        // Within the interval: not said yet, but the next check past it says it.
+        #expect(captured.count(containing: refused) == 1)
+        try await Task.sleep(for: .milliseconds(400))
+        #expect(monitor.checkBeforeWrite() != nil)
+        #expect(captured.count(containing: refused) == 2, "\(captured.all)")
+        #expect(captured.all.last?.contains(refused) == true, "\(captured.all)")
+        // Room and full again within one interval and back: nothing to say, the log is right.
+        free.withLock { $0 = 5000 }
+        _ = monitor.checkBeforeWrite()
+        free.withLock { $0 = 500 }
+        try await Task.sleep(for: .milliseconds(400))
+        _ = monitor.checkBeforeWrite()
+        #expect(captured.all.count == 3 && captured.all.last?.contains(refused) == true, "\(captured.all)")
+    }
+
     @Test("a log directory that cannot be made is refused with the directory and the system's reason")
     func directoryThatCannotBeMade() throws {
         let directory = try TemporaryDirectory(prefix: "log")

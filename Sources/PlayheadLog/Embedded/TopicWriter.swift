@@ -614,6 +614,8 @@ final class DiskMonitor: @unchecked Sendable {
     private var belowMinimum: String?
     /// When a change of `belowMinimum` was last logged.
     private var lastTransitionLogged: ContinuousClock.Instant?
+    /// What the log last said: appends refused (true) or taken (false, also before anything is said).
+    private var saidRefusing = false
     /// A write ran out of space, and the free bytes then: it holds until a write succeeds or the
     /// file system has more room than then. (It was cleared by the next check of free space above
     /// `minimumFreeBytes`, so on a full disk with `--log-min-free-bytes 0` `/readyz` said ready
@@ -625,13 +627,17 @@ final class DiskMonitor: @unchecked Sendable {
     /// statvfs of a folder (``Files/diskSpace(_:)``; tests give their own).
     private let diskSpace: @Sendable (String) -> (free: Int64, capacity: Int64, freeInodes: Int64, inodes: Int64)?
 
+    /// The least time between two lines on the refusal's start or end.
+    private let transitionLogInterval: Duration
+
     init(
-        directory: String, minimumFreeBytes: Int64, logger: Logger,
+        directory: String, minimumFreeBytes: Int64, logger: Logger, transitionLogInterval: Duration = .seconds(10),
         diskSpace: @escaping @Sendable (String) -> (free: Int64, capacity: Int64, freeInodes: Int64, inodes: Int64)? = Files.diskSpace
     ) {
         self.directory = directory
         self.minimumFreeBytes = minimumFreeBytes
         self.logger = logger
+        self.transitionLogInterval = transitionLogInterval
         self.diskSpace = diskSpace
     }
 
@@ -654,25 +660,29 @@ final class DiskMonitor: @unchecked Sendable {
             ? "is below \(minimumFreeBytes) free bytes (\(space.free) free)"
             : space.inodes > 0 && space.freeInodes < 2 ? "has fewer than 2 free inodes (\(space.freeInodes) of \(space.inodes); a new segment needs one)" : nil
         lock.lock()
-        let was = belowMinimum
         belowMinimum = below
         if below == nil { clearFullIfRoomGrew(free: space.free) }
+        // Said when it starts and when it ends (it was silent: only /readyz and the metrics showed
+        // it), at most once per 10 s: free space that hovers at the minimum flips it at every group
+        // commit. What the log says follows the state once the 10 s are up (checked each second):
+        // a change within them was never said, and the last line said appends were taken while
+        // every one was refused, or the reverse (an outside review of the logs).
+        let now = ContinuousClock.now
+        let due = (below != nil) != saidRefusing && (lastTransitionLogged.map { $0.duration(to: now) >= transitionLogInterval } ?? true)
+        if due {
+            lastTransitionLogged = now
+            saidRefusing = below != nil
+        }
         lock.unlock()
-        if (was == nil) != (below == nil) {
-            // Said when it starts and when it ends (it was silent: only /readyz and the metrics
-            // showed it), at most once per 10 s: free space that hovers at the minimum flips it at
-            // every group commit.
-            let now = ContinuousClock.now
-            lock.lock()
-            let due = lastTransitionLogged.map { $0.duration(to: now) >= .seconds(10) } ?? true
-            if due { lastTransitionLogged = now }
-            lock.unlock()
-            if due, let below {
-                let advice = space.free < minimumFreeBytes ? "free space, or lower --log-min-free-bytes" : "delete files on it, or give it more inodes"
-                logger.warning("log: appends are refused (503 log_full): the file system of \(directory) \(below); \(advice)")
-            } else if due {
-                logger.notice("log: the file system of \(directory) has room again; appends are taken")
-            }
+        if due, let below {
+            let advice = space.free < minimumFreeBytes ? "free space, or lower --log-min-free-bytes" : "delete files on it, or give it more inodes"
+            logger.warning("log: appends are refused (503 log_full): the file system of \(directory) \(below); \(advice)", metadata: [
+                "log.directory": "\(directory)", "log.free_bytes": "\(space.free)", "log.min_free_bytes": "\(minimumFreeBytes)",
+            ])
+        } else if due {
+            logger.notice("log: the file system of \(directory) has room again; appends are taken", metadata: [
+                "log.directory": "\(directory)", "log.free_bytes": "\(space.free)",
+            ])
         }
         guard let below else { return nil }
         // Clients see this message (503 log_full): the folder is named only in the server's log above.
