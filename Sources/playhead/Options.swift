@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Synchronization
 import PlayheadEvents
 import PlayheadIngest
 import PlayheadKafka
@@ -337,21 +338,39 @@ struct IngestOptions: ParsableArguments {
         return warnings
     }
 
+    /// The text of a key file, read once per process: validation reads the keys and the server's
+    /// configuration reads them again, and a pipe (`--write-key-file <(vault kv get …)`) gives its
+    /// bytes once. Read as a stream, so that a pipe or a FIFO works: read as a whole file, any of
+    /// them was "not UTF-8 text", and so was `/dev/null` (an outside review of the logs).
+    private static func keyFileText(_ path: String) throws -> String {
+        if let text = keyFilesRead.withLock({ $0[path] }) { return text }
+        // In the system's words (Foundation's said "NSCocoaErrorDomain error 256" for a folder).
+        func failure(_ reason: String) -> ValidationError {
+            ValidationError("--write-key-file \(path) cannot be read: \(reason)")
+        }
+        var info = stat()
+        guard stat(path, &info) == 0 else { throw failure(String(cString: strerror(errno))) }
+        guard info.st_mode & S_IFMT != S_IFDIR else { throw failure("it is a folder, not a file of keys") }
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw failure(String(cString: strerror(errno))) }
+        defer { try? handle.close() }
+        let data: Data
+        do {
+            data = try handle.readToEnd() ?? Data()
+        } catch {
+            throw failure("\(error.localizedDescription)")
+        }
+        guard let text = String(data: data, encoding: .utf8) else { throw failure("not UTF-8 text") }
+        keyFilesRead.withLock { $0[path] = text }
+        return text
+    }
+
+    private static let keyFilesRead = Mutex<[String: String]>([:])
+
     /// The keys of `--write-key-file`, none without it. A bad line is named by its number, not
     /// shown: it may be a key.
     private func keysFromFile() throws -> [String] {
         guard let writeKeyFile else { return [] }
-        let text: String
-        do {
-            text = try String(contentsOfFile: writeKeyFile, encoding: .utf8)
-        } catch {
-            // In the system's words (Foundation's said "NSCocoaErrorDomain error 256" for a folder).
-            var info = stat()
-            let reason = stat(writeKeyFile, &info) != 0 ? String(cString: strerror(errno))
-                : info.st_mode & S_IFMT == S_IFDIR ? "it is a folder, not a file of keys"
-                : access(writeKeyFile, R_OK) != 0 ? String(cString: strerror(errno)) : "not UTF-8 text"
-            throw ValidationError("--write-key-file \(writeKeyFile) cannot be read: \(reason)")
-        }
+        let text = try Self.keyFileText(writeKeyFile)
         var keys: [String] = []
         // By line ends of any kind: "\r\n" is one Character, which splitting at "\n" does not split.
         for (number, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {

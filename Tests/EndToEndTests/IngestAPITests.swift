@@ -437,6 +437,17 @@ struct IngestAPITests {
             #expect(answer.status == status, "\(key)")
         }
         #expect(!fromFile.process.stderr.contains("file-key-1"))
+        // From a pipe (`--write-key-file <(vault kv get …)`, a FIFO), which gives its bytes once:
+        // it was refused as "not UTF-8 text", and a second read would have found no key.
+        let fifo = directory.appending("keys.fifo").path
+        #expect(mkfifo(fifo, 0o600) == 0)
+        async let writer = runCommand("/bin/bash", ["-c", "printf 'pipe-key\\n' > \(fifo)"], timeout: .seconds(60))
+        let (fromPipe, _) = try await Fixtures.server(["--write-key-file", fifo])
+        for (key, status) in [("pipe-key", 202), ("nope", 401)] {
+            let answer = try await TestHTTP.postEvents(fromPipe, body, headers: [("Authorization", "Bearer \(key)")])
+            #expect(answer.status == status, "\(key)")
+        }
+        #expect(try await writer.status == 0)
         withExtendedLifetime(directory) {}
     }
 
