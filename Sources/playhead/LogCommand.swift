@@ -121,7 +121,7 @@ struct LogDumpCommand: AsyncParsableCommand {
                 try await Task.sleep(for: .milliseconds(250))
             }
         }
-        let log = try OpenedLog.open(storage.logLocation, readOnly: true, mustExist: !follow, waitsForLog: follow, readsOnce: !follow, logger: logger)
+        let log = try storage.open(readOnly: true, mustExist: !follow, waitsForLog: follow, readsOnce: !follow, logger: logger)
         if follow && !waited { _ = log.waitingForWriter(logger: logger) }
         let consumer = try log.backend.consumer(for: LogTopic(topic), group: nil)
         // Where to start: a seek, and a filter, since a Kafka reader sent past the end of a

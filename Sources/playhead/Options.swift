@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import Synchronization
 import PlayheadEvents
 import PlayheadIngest
@@ -16,6 +17,22 @@ struct LogLocationOptions: ParsableArguments {
     var log: String?
 
     var logLocation: String { log ?? "file:\(dataDir)/log" }
+
+    /// Opens the log at ``logLocation`` (``OpenedLog/open``), naming the flag when its folder cannot
+    /// be made, as the lake's error does: "cannot create directory …" alone did not say whether
+    /// --log or --data-dir had named it (an outside review of the logs).
+    func open(
+        readOnly: Bool, mustExist: Bool = false, waitsForLog: Bool = false, readsOnce: Bool = false, writer: LogWriterOptions? = nil,
+        requestBytes: Int? = nil, lakeWriter: Bool = false, logger: Logger
+    ) throws -> OpenedLog {
+        do {
+            return try OpenedLog.open(
+                logLocation, readOnly: readOnly, mustExist: mustExist, waitsForLog: waitsForLog, readsOnce: readsOnce, writer: writer,
+                requestBytes: requestBytes, lakeWriter: lakeWriter, logger: logger)
+        } catch let error as LogError where error.message.hasPrefix("cannot create directory") {
+            throw StartFailure("\(log == nil ? "--data-dir \(dataDir) (the log in it)" : "--log"): \(error.message)")
+        }
+    }
 
     func validate() throws {
         try checkDataDir(dataDir)

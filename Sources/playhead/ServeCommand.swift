@@ -40,8 +40,8 @@ struct ServeCommand: AsyncParsableCommand {
             let lakePool = NIOThreadPool(numberOfThreads: 2)
             lakePool.start()
             let store = try await lake.openLake(dataDir: storage.dataDir, threadPool: lakePool, logger: Logger(label: "playhead.lake"))
-            let log = try OpenedLog.open(
-                storage.logLocation, readOnly: false, writer: logWriter, requestBytes: ingest.maxBodyBytes, lakeWriter: true, logger: Logger(label: "playhead.log"))
+            let log = try storage.open(
+                readOnly: false, writer: logWriter, requestBytes: ingest.maxBodyBytes, lakeWriter: true, logger: Logger(label: "playhead.log"))
             let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger, eventSources: try sources.labels())
             let writer = parts.lakeWriter(store: store, flush: flush, threadPool: lakePool)
             let content = parts.contentMetrics()
@@ -79,8 +79,8 @@ struct IngestCommand: AsyncParsableCommand {
             try ingest.server.checkBeforeStart(command: "ingest")
             let logger = Logger(label: "playhead.ingest")
             let telemetry = Telemetry.bootstrap(metrics.metrics == .on)
-            let log = try OpenedLog.open(
-                storage.logLocation, readOnly: false, writer: logWriter, requestBytes: ingest.maxBodyBytes, logger: Logger(label: "playhead.log"))
+            let log = try storage.open(
+                readOnly: false, writer: logWriter, requestBytes: ingest.maxBodyBytes, logger: Logger(label: "playhead.log"))
             let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger, eventSources: try sources.labels())
             let edge = try parts.ingestServer(options: ingest, routes: telemetry.routes)
             try await parts.run(services: [log.service] + telemetry.services + [edge.server], threadPools: [edge.threadPool], logger: logger)

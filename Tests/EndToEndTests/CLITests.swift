@@ -322,7 +322,7 @@ struct CLITests {
         let result = try await runCommand(
             TestEnvironment.playheadExecutable, ["serve", "--port", "0", "--log", "\(file)/log", "--lake", directory.appending("lake").path], timeout: .seconds(30))
         #expect(result.status == 1, "\(result.stderr)")
-        #expect(result.stderr.contains("Error: cannot create directory \(file)/log: Not a directory"), "\(result.stderr)")
+        #expect(result.stderr.contains("Error: --log: cannot create directory \(file)/log: Not a directory"), "\(result.stderr)")
         #expect(!result.stderr.contains("LogError("), "\(result.stderr)")
     }
 
@@ -367,7 +367,7 @@ struct CLITests {
             ([command, "--port", "\(server.port)", "--data-dir", directory.appending(command).path], inUse)
         }
         cases.append((["serve", "--port", "0", "--data-dir", directory.appending("d").path, "--lake", "file:\(file)"], "--lake: the lake folder \(file) is a file, not a folder"))
-        cases.append((["ingest", "--port", "0", "--log", "\(file)/log"], "cannot create directory \(file)/log: Not a directory"))
+        cases.append((["ingest", "--port", "0", "--log", "\(file)/log"], "--log: cannot create directory \(file)/log: Not a directory"))
         for (arguments, message) in cases {
             let result = try await runCommand(TestEnvironment.playheadExecutable, arguments + ["--log-format", "json"], timeout: .seconds(30))
             #expect(result.status == 1, "\(arguments): \(result.stderr)")
