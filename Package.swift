@@ -220,6 +220,12 @@ let package = Package(
         ),
 
         .executableTarget(
+            name: "content-aggregator-bench",
+            dependencies: ["PlayheadMetrics"],
+            path: "Benchmarks/ContentAggregator",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
             name: "parquet-bench",
             dependencies: ["Parquet"],
             path: "Benchmarks/ParquetBench",

@@ -3,7 +3,9 @@
 # Prints events per second of CPU time of the observing thread (so a loaded machine does not skew it).
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
-swiftc -O "$root/Sources/PlayheadMetrics/ContentAggregator.swift" "$root/Sources/PlayheadMetrics/SessionKey.swift" "$root/Benchmarks/ContentAggregator/main.swift" -o "$out/bench"
-"$out/bench"
+cd "$root"
+. scripts/env
+# A SwiftPM target since the aggregator counts through swift-metrics (compiled alone with swiftc,
+# as until 2026-12-07, it no longer built).
+swift build -c release --static-swift-stdlib --product content-aggregator-bench >/dev/null
+"$root/.build/release/content-aggregator-bench"

@@ -1,6 +1,7 @@
-// Throughput of ContentAggregator.observe (CPU time of the calling thread). Not a SwiftPM target:
-// run scripts/bench-content-aggregator.sh, which compiles it with ContentAggregator.swift using swiftc -O.
+// Throughput of ContentAggregator.observe (CPU time of the calling thread):
+// scripts/bench-content-aggregator.sh builds and runs it (release).
 import Glibc
+import PlayheadMetrics
 func cpu() -> Double { var t = timespec(); clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t); return Double(t.tv_sec) + Double(t.tv_nsec)/1e9 }
 let sessions = 50_000
 let perSession = 20

@@ -78,6 +78,13 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
             LogError(code: .invalidArgument, message: "bad Kafka URL \(Self.redacted(url)): \(message)")
         }
         guard url.hasPrefix("kafka://") else { throw invalid("it must start with kafka://") }
+        // `kafka://user:password@host:port`, as some tools take it: the broker's address was
+        // `user:password@host` (never found), the process waited unready, and the password was in
+        // the log's lines about the address (an outside review of the logs). Looked for up to the
+        // first `=`, since a password may hold `/` or `?` (base64); no broker or topic holds `@`.
+        if url.prefix(while: { $0 != "=" }).contains("@") {
+            throw invalid("a user name or password in the URL (user:password@host) is not read; give SASL credentials as sasl.username and sasl.password in a properties_file readable by Playhead's user only (docs/kafka.md, \"Credentials\")")
+        }
         var rest = Substring(url.dropFirst("kafka://".count))
         var query = Substring("")
         if let mark = rest.firstIndex(of: "?") {
@@ -88,12 +95,6 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
         if let slash = rest.firstIndex(of: "/") {
             path = rest[rest.index(after: slash)...]
             rest = rest[..<slash]
-        }
-        // `kafka://user:password@host:port`, as some tools take it: the broker's address was
-        // `user:password@host` (never found), the process waited unready, and the password was in
-        // the log's lines about the address (an outside review of the logs). Not echoed here.
-        if rest.contains("@") {
-            throw invalid("a user name or password in the URL (user:password@host) is not read; give SASL credentials as sasl.username and sasl.password in a properties_file readable by Playhead's user only (docs/kafka.md, \"Credentials\")")
         }
         let hosts = rest.split(separator: ",").map { $0.trimmingWhitespace() }
         guard !hosts.isEmpty, hosts.allSatisfy({ !$0.isEmpty }) else { throw invalid("no broker address") }
@@ -244,11 +245,13 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
     /// hidden, not only those whose names look secret: a mistyped name (`rdkafka.sasl.pasword`)
     /// cannot be told from a secret one, and no URL error is about a property's value.
     public static func redacted(_ url: String) -> String {
-        // A user name and password before the brokers (`scheme://user:password@host`): hidden.
+        // A user name and password before the brokers (`scheme://user:password@host`): hidden, up
+        // to the last `@` before the first `=` (a password may hold `/` or `?`; a query's values,
+        // after their `=`, are hidden below by name).
         var url = Substring(url)
         if let scheme = url.range(of: "://") {
-            let authorityEnd = url[scheme.upperBound...].firstIndex { $0 == "/" || $0 == "?" } ?? url.endIndex
-            if let at = url[scheme.upperBound..<authorityEnd].lastIndex(of: "@") {
+            let end = url[scheme.upperBound...].firstIndex(of: "=") ?? url.endIndex
+            if let at = url[scheme.upperBound..<end].lastIndex(of: "@") {
                 url = url[..<scheme.upperBound] + "(hidden)" + url[at...]
             }
         }

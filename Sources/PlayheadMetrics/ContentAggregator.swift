@@ -561,9 +561,11 @@ public final class ContentAggregator: Sendable {
             // after the movie's play): counted, but it ends nothing. Taken for a switch of content,
             // it ended the movie's session, and the movie's watch time was lost (a probe).
             if o.eventType == "stop",
-                !(state.stopped[o.sessionKey].map { $0.contentID == o.contentID && $0.completed } ?? false)
-            {
+                !(state.stopped[o.sessionKey].map { $0.contentID == o.contentID && $0.completed } ?? false),
                 countCompletion(o, slots(of: o, in: &state), in: &state)
+            {
+                // Remembered, so that the same stop resent (a client retrying) completes it no more.
+                remember(stop: o, completed: true, in: &state)
             }
             return
         }
@@ -579,6 +581,13 @@ public final class ContentAggregator: Sendable {
             end(existing, in: &state)
             state.sessions[o.sessionKey] = nil
             found = nil
+            if existing.completed {
+                // A late stop completed it: its own stop, late now, must not complete it again.
+                state.stopped[o.sessionKey] = Stopped(
+                    contentID: existing.contentID, stopMicros: existing.lastEventMicros,
+                    receivedMicros: existing.lastReceivedMicros, completed: true
+                )
+            }
         }
 
         if found == nil, let stopped = state.stopped[o.sessionKey], stopped.contentID == o.contentID,

@@ -11,8 +11,10 @@ public struct SessionKey: Hashable, Sendable, CustomStringConvertible {
     private enum Storage: Hashable, Sendable {
         case uuid(UInt64, UInt64)
         case text(String)
-        /// An event without a `session_id`: its user and device, apart from every `session_id`.
-        case userDevice(String, String)
+        /// An event without a `session_id`: its user and device, apart from every `session_id`, as
+        /// one text that cannot be read two ways: the user's length in UTF-8 bytes, `:`, the user,
+        /// the device (one string, so that a key stays 17 bytes, as with the other cases).
+        case userDevice(String)
     }
 
     private let storage: Storage
@@ -36,7 +38,7 @@ public struct SessionKey: Hashable, Sendable, CustomStringConvertible {
     /// the session whose `session_id` is `a/b/c` (an outside review: one viewer's pause ended
     /// another's play).
     public init(userID: String, deviceID: String) {
-        storage = .userDevice(userID, deviceID)
+        storage = .userDevice("\(userID.utf8.count):\(userID)\(deviceID)")
     }
 
     /// Kept as 128 bits (for tests).
@@ -50,8 +52,13 @@ public struct SessionKey: Hashable, Sendable, CustomStringConvertible {
         switch storage {
         case .text(let text):
             return text
-        case .userDevice(let user, let device):
-            return "user_id \(user), device_id \(device)"
+        case .userDevice(let joined):
+            // The user's length, then the user and the device.
+            let colon = joined.utf8.firstIndex(of: UInt8(ascii: ":"))!
+            let length = Int(Substring(joined.utf8[..<colon]))!
+            let user = joined.utf8[joined.utf8.index(after: colon)...].prefix(length)
+            let device = joined.utf8[user.endIndex...]
+            return "user_id \(String(Substring(user))), device_id \(String(Substring(device)))"
         case .uuid(let high, let low):
             let hex = Array("0123456789abcdef".utf8)
             var out = [UInt8]()

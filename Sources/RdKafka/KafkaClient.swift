@@ -18,7 +18,7 @@ public struct KafkaTopicPartition: Hashable, Sendable, CustomStringConvertible {
     /// `topic[partition]@offset`; without the offset when it is one of librdkafka's markers (-1001,
     /// "not known yet": at assignment, the group's committed offset is fetched afterwards), which
     /// an operator read as an offset (an outside review of the logs).
-    public var description: String { offset < 0 ? "\(topic)[\(partition)]" : "\(topic)[\(partition)]@\(offset)" }
+    public var description: String { offset == -1001 ? "\(topic)[\(partition)]" : "\(topic)[\(partition)]@\(offset)" }
 }
 
 /// Whether the librdkafka property `name` holds a secret (`sasl.password`, `ssl.key.password`,
@@ -157,6 +157,9 @@ class ClientCallbacks: @unchecked Sendable {
         var isRecent: Bool { at.duration(to: .now) < .seconds(60) }
     }
 
+    /// The last line about reachability said "reachable again" (``clientError(_:)``).
+    private let saidReachableAgain = Mutex(false)
+
     init(logger: Logger) { self.logger = logger }
 
     /// Why no broker can be reached (librdkafka said all are down, and none has answered since), or
@@ -213,7 +216,18 @@ class ClientCallbacks: @unchecked Sendable {
 
     /// Called from librdkafka threads (error_cb) for client-level errors.
     func clientError(_ error: RdKafkaError) {
-        log(.warning, "librdkafka: \(error)")
+        // "All brokers down" after "reachable again" is said even within the 30 s in which a
+        // repeat is left out: the last line said the brokers were back while they were down
+        // again (the disk monitor's lines had the same fault, a review).
+        let downAfterRecovery = error.code == RdKafkaError.allBrokersDown && saidReachableAgain.withLock { said in
+            defer { said = false }
+            return said
+        }
+        if downAfterRecovery {
+            logger.warning("librdkafka: \(error)")
+        } else {
+            log(.warning, "librdkafka: \(error)")
+        }
         let timed = TimedText(text: "\(error)", at: .now)
         lastError.withLock { last in
             last.any = timed
@@ -275,7 +289,10 @@ class ClientCallbacks: @unchecked Sendable {
             defer { state.down = nil }
             return state.down != nil
         }
-        if wasDown { logger.info("Kafka brokers reachable again") }
+        if wasDown {
+            saidReachableAgain.withLock { $0 = true }
+            logger.info("Kafka brokers reachable again")
+        }
     }
 
     /// Logs `message` unless it repeats one logged less than 30 s ago (``RepeatedMessages``).

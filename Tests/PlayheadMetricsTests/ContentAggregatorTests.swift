@@ -164,6 +164,20 @@ struct ContentAggregatorTests {
         aggregator.observe(event("stop", at: 2090, session: "s2", contentType: "episode", position: 99, duration: 100))
         snapshot = aggregator.snapshot()
         #expect(snapshot.completions["episode"] == 2, "\(snapshot.completions)")
+        // The session left for other content before its own stop came (late now): still one.
+        aggregator.observe(event("play", at: 3000, session: "s3", contentType: "episode", position: 0, duration: 100))
+        aggregator.observe(event("heartbeat", at: 3060, session: "s3", contentType: "episode", position: 96, duration: 100))
+        aggregator.observe(event("stop", at: 3030, session: "s3", contentType: "episode", position: 97, duration: 100))
+        aggregator.observe(event("play", at: 3070, session: "s3", content: "c2", contentType: "movie", duration: 100))
+        aggregator.observe(event("stop", at: 3065, session: "s3", contentType: "episode", position: 99, duration: 100))
+        #expect(aggregator.snapshot().completions["episode"] == 3, "\(aggregator.snapshot().completions)")
+        // A pre-roll's late stop, resent: one completion.
+        aggregator.observe(event("play", at: 4000, session: "s4", content: "ad", contentType: "ad", position: 0, duration: 30))
+        aggregator.observe(event("play", at: 4031, session: "s4", content: "c3", contentType: "movie", duration: 100))
+        aggregator.observe(event("stop", at: 4030, session: "s4", content: "ad", contentType: "ad", position: 30, duration: 30))
+        aggregator.observe(event("stop", at: 4030, session: "s4", content: "ad", contentType: "ad", position: 30, duration: 30, received: 4040))
+        snapshot = aggregator.snapshot()
+        #expect(snapshot.completions["ad"] == 1 && snapshot.concurrentViewers["movie"] == 2, "\(snapshot.completions)")
     }
 
     @Test("after the server's clock steps back an hour, quiet sessions still end 90 s later, not when the clock has caught up")
@@ -680,6 +694,10 @@ struct SessionKeyTests {
         #expect(SessionKey(userID: "a", deviceID: "b") != SessionKey("a/b"))
         #expect(SessionKey(userID: "a", deviceID: "b") == SessionKey(userID: "a", deviceID: "b"))
         #expect(SessionKey(userID: "a", deviceID: "b") != SessionKey(userID: "b", deviceID: "a"))
+        #expect(SessionKey(userID: "1:a", deviceID: "b") != SessionKey(userID: "1", deviceID: ":ab"))
+        #expect(SessionKey(userID: "ab", deviceID: "") != SessionKey(userID: "a", deviceID: "b"))
+        #expect(SessionKey(userID: "é/x", deviceID: "d:1").description == "user_id é/x, device_id d:1")
+        #expect(MemoryLayout<SessionKey>.size <= 17)
         // A viewer's pause does not end another's play (user x/y on z against user x on y/z).
         let aggregator = ContentAggregator()
         var play = event("play", at: 1000)

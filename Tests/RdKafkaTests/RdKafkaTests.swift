@@ -402,6 +402,21 @@ struct RepeatedMessagesTests {
         #expect(repeated.admit(refused, now: start + .seconds(32)) == 0)
     }
 
+    @Test("all brokers down after 'reachable again' is said even within the 30 s that leave a repeat out: the last line follows the brokers")
+    func brokersDownAgainIsSaid() {
+        let captured = CapturedLogs()
+        let callbacks = ClientCallbacks(logger: Logger(label: "test") { _ in CapturingLogHandler(captured: captured) })
+        let down = RdKafkaError(code: RdKafkaError.allBrokersDown, message: "1/1 brokers are down (\(UUID()))")
+        callbacks.clientError(down)
+        callbacks.brokerAnswered()
+        callbacks.clientError(down)
+        let lines = captured.all.filter { $0.contains("brokers are down") || $0.contains("reachable again") }
+        #expect(lines.count == 3 && lines.last?.contains("brokers are down") == true, "\(captured.all)")
+        // A repeat while still down is left out as before.
+        callbacks.clientError(down)
+        #expect(captured.all.filter { $0.contains("brokers are down") }.count == 2, "\(captured.all)")
+    }
+
     @Test("all brokers down says why: the last other client error (a SASL handshake's failure), which librdkafka reports just before")
     func brokersDownNamesItsCause() {
         let callbacks = ClientCallbacks(logger: testLogger)
