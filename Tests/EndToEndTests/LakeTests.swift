@@ -188,6 +188,9 @@ struct LakeTests {
         let refusal = "writes the lake from the log"
         let secondStore = try await runCommand(TestEnvironment.playheadExecutable, ["store", "--data-dir", data, "--port", "0"], timeout: .seconds(30))
         #expect(secondStore.status == 1 && secondStore.stderr.contains(refusal), "\(secondStore.stderr)")
+        // A second writer of the log too, saying who holds it and what to do (it named a lock file alone).
+        let secondIngest = try await runCommand(TestEnvironment.playheadExecutable, ["ingest", "--data-dir", data, "--port", "0"], timeout: .seconds(30))
+        #expect(secondIngest.status == 1 && secondIngest.stderr.contains("another process (an `ingest` or a `serve`) writes the log") && secondIngest.stderr.contains("stop the other first"), "\(secondIngest.stderr)")
         let acks = directory.appending("acks.txt").path
         let loadgen = try await runCommand(
             TestEnvironment.playheadExecutable,

@@ -70,7 +70,7 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
         let lockFD = try Files.open(root + "/.lock", O_RDWR | O_CREAT)
         if flock(lockFD, LOCK_EX | LOCK_NB) != 0 {
             Glibc.close(lockFD)
-            throw LogError(code: .unavailable, message: "the log \(root) is open for writing by another process (\(root)/.lock is locked)")
+            throw LogError(code: .unavailable, message: "another process (an `ingest` or a `serve`) writes the log \(root) (\(root)/.lock is locked): one writer per log; stop the other first, or give this one a data folder of its own (--data-dir or --log)")
         }
         let identity: String
         do throws(LogError) {
