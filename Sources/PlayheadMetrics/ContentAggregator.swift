@@ -583,9 +583,9 @@ public final class ContentAggregator: Sendable {
             found = nil
             if existing.completed {
                 // A late stop completed it: its own stop, late now, must not complete it again.
-                state.stopped[o.sessionKey] = Stopped(
-                    contentID: existing.contentID, stopMicros: existing.lastEventMicros,
-                    receivedMicros: existing.lastReceivedMicros, completed: true
+                remember(
+                    o.sessionKey, contentID: existing.contentID, stopMicros: existing.lastEventMicros,
+                    receivedMicros: existing.lastReceivedMicros, completed: true, in: &state
                 )
             }
         }
@@ -734,7 +734,18 @@ public final class ContentAggregator: Sendable {
     }
 
     private func remember(stop o: ContentObservation, completed: Bool, in state: inout State) {
-        let earlier = state.stopped[o.sessionKey]
+        remember(
+            o.sessionKey, contentID: o.contentID, stopMicros: o.timestampMicros, receivedMicros: o.receivedAtMicros,
+            completed: completed, in: &state
+        )
+    }
+
+    /// Remembers a session that ended (with a stop, or completed and left for other content), in
+    /// the bounded table of stopped sessions.
+    private func remember(
+        _ key: SessionKey, contentID: String, stopMicros: Int64, receivedMicros: Int64, completed: Bool, in state: inout State
+    ) {
+        let earlier = state.stopped[key]
         if earlier == nil && state.stopped.count >= maxSessions {
             // The half stopped longest ago: a late event of one of those could start it again.
             var received = state.stopped.values.map(\.receivedMicros)
@@ -745,9 +756,9 @@ public final class ContentAggregator: Sendable {
             state.forgotten += before - state.stopped.count
             forgottenCounter.increment(by: before - state.stopped.count)
         }
-        state.stopped[o.sessionKey] = Stopped(
-            contentID: o.contentID, stopMicros: max(o.timestampMicros, earlier?.stopMicros ?? .min),
-            receivedMicros: o.receivedAtMicros, completed: completed || (earlier?.completed ?? false) && earlier?.contentID == o.contentID
+        state.stopped[key] = Stopped(
+            contentID: contentID, stopMicros: max(stopMicros, earlier?.stopMicros ?? .min),
+            receivedMicros: receivedMicros, completed: completed || (earlier?.completed ?? false) && earlier?.contentID == contentID
         )
     }
 }

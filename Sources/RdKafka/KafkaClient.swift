@@ -15,10 +15,10 @@ public struct KafkaTopicPartition: Hashable, Sendable, CustomStringConvertible {
         self.offset = offset
     }
 
-    /// `topic[partition]@offset`; without the offset when it is one of librdkafka's markers (-1001,
+    /// `topic[partition]@offset`; without the offset when it is librdkafka's marker ``KafkaOffset/invalid`` (-1001,
     /// "not known yet": at assignment, the group's committed offset is fetched afterwards), which
     /// an operator read as an offset (an outside review of the logs).
-    public var description: String { offset == -1001 ? "\(topic)[\(partition)]" : "\(topic)[\(partition)]@\(offset)" }
+    public var description: String { offset == KafkaOffset.invalid ? "\(topic)[\(partition)]" : "\(topic)[\(partition)]@\(offset)" }
 }
 
 /// Whether the librdkafka property `name` holds a secret (`sasl.password`, `ssl.key.password`,
