@@ -618,11 +618,32 @@ final class DatasetWriter: @unchecked Sendable {
     /// comes first.
     func logIdentity() async throws -> String?? {
         let log = self.log
-        while try await threadPool.runIfActive({ log.awaitsIdentity }) {
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
-            if Task.isShuttingDownGracefully || Task.isCancelled { return .none }
+        // While it waits, the group's consumer makes the lag's series (0: nothing written yet), as
+        // `observe`'s does: a `store` waiting for a writer exported none, so a dashboard or an
+        // alert on the lake's lag found no series at all (an outside review of the split).
+        var early: (any LogConsumer)?
+        var earlyLag: Task<Void, Never>?
+        var stopped = false
+        var failure: (any Error)?
+        do {
+            while try await threadPool.runIfActive({ log.awaitsIdentity }) {
+                if early == nil, let consumer = try? log.consumer(for: kind.topic, group: configuration.group) {
+                    early = consumer
+                    earlyLag = kind.topic == .events ? Self.refreshingLag(of: consumer) : nil
+                }
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
+                if Task.isShuttingDownGracefully || Task.isCancelled {
+                    stopped = true
+                    break
+                }
+            }
+        } catch {
+            failure = error
         }
-        return .some(log.identity)
+        earlyLag?.cancel()
+        await early?.close()
+        if let failure { throw failure }
+        return stopped ? .none : .some(log.identity)
     }
 
     /// The same for a log whose partitions several processes write (Kafka), at start: a location

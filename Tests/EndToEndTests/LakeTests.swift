@@ -350,7 +350,7 @@ struct LakeTests {
         #expect(rows.first?[0] as? Int == 1500 && rows.first?[1] as? Int == 1500, "\(rows)")
     }
 
-    @Test("store and observe started before any writer (or on a mistyped --data-dir): /readyz says no log has been written there yet, until ingest makes it")
+    @Test("store and observe started before any writer (or on a mistyped --data-dir): /readyz says no log has been written there yet, until ingest makes it; each exports its lag (0) meanwhile")
     func readersBeforeAnyWriter() async throws {
         let directory = try TemporaryDirectory(prefix: "early")
         defer { withExtendedLifetime(directory) {} }
@@ -361,6 +361,14 @@ struct LakeTests {
             let ready = try await TestHTTP.request("\(server.baseURL)/readyz")
             #expect(ready.status == 503 && ready.text.contains("no log has been written at"), "\(ready.text)")
             #expect(server.process.stderr.contains("no log has been written at"), "\(server.process.stderr.suffix(1000))")
+        }
+        // Each exports its group's lag (0: nothing written yet) while it waits; the store exported
+        // none, so a dashboard of the lake's lag had no series (a review).
+        for (server, group) in [(store, "lake"), (observe, "metrics")] {
+            let series = "playhead_consumer_lag_events{consumer=\"\(group)\"} 0"
+            try await eventually(timeout: .seconds(10), "\(series) on the \(group) reader") {
+                ((try? await TestHTTP.request("\(server.baseURL)/metrics").text) ?? "").contains(series)
+            }
         }
         let ingest = try await PlayheadServer(command: "ingest", dataDirectory: data, name: "early-ingest")
         for server in [store, observe] {
