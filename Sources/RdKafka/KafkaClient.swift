@@ -160,6 +160,12 @@ class ClientCallbacks: @unchecked Sendable {
     /// The last line about reachability said "reachable again" (``clientError(_:)``).
     private let saidReachableAgain = Mutex(false)
 
+    /// Broker failures librdkafka logged (facility FAIL, at error level), by ``RepeatedMessages``
+    /// key, and when: it reports each one again as a client error (`_TRANSPORT: <the same text>`),
+    /// which is then left out of the log. Every refused connection was logged twice, as an error
+    /// and as a warning (an outside review of the logs).
+    private let failuresLogged = Mutex<[String: ContinuousClock.Instant]>([:])
+
     init(logger: Logger) { self.logger = logger }
 
     /// Why no broker can be reached (librdkafka said all are down, and none has answered since), or
@@ -225,7 +231,7 @@ class ClientCallbacks: @unchecked Sendable {
         }
         if downAfterRecovery {
             logger.warning("librdkafka: \(error)")
-        } else {
+        } else if !wasLoggedAsFailure(error.message) {
             log(.warning, "librdkafka: \(error)")
         }
         let timed = TimedText(text: "\(error)", at: .now)
@@ -250,6 +256,29 @@ class ClientCallbacks: @unchecked Sendable {
         guard level >= .warning, let cause = Self.connectionCause(inLog: message) else { return }
         let timed = TimedText(text: cause, at: .now)
         lastError.withLock { $0.logged = timed }
+    }
+
+    /// Called from librdkafka threads (log_cb) for a line of facility FAIL (a broker connection
+    /// failed): `text` is `[thrd:…]: <broker>: <why>`, and the client error that follows says
+    /// `<broker>: <why>` (``clientError(_:)``).
+    func brokerFailureLogged(_ text: String) {
+        var failure = Substring(text)
+        if failure.hasPrefix("[thrd:"), let end = failure.range(of: "]: ") { failure = failure[end.upperBound...] }
+        let key = RepeatedMessages.key(String(failure))
+        failuresLogged.withLock { logged in
+            let now = ContinuousClock.now
+            if logged.count >= 256 { logged = logged.filter { now - $0.value < RepeatedMessages.shared.interval } }
+            logged[key] = now
+        }
+    }
+
+    /// Whether `message`, a client error's, is a broker failure librdkafka logged in the last 30 s.
+    private func wasLoggedAsFailure(_ message: String) -> Bool {
+        let key = RepeatedMessages.key(message)
+        return failuresLogged.withLock { logged in
+            guard let at = logged[key] else { return false }
+            return ContinuousClock.now - at < RepeatedMessages.shared.interval
+        }
     }
 
     /// What a librdkafka log line says of why a connection failed, or nil for other lines.
@@ -309,7 +338,10 @@ func installCommonCallbacks(_ conf: OpaquePointer) {
     rd_kafka_conf_set_log_cb(conf) { handle, level, facility, text in
         guard let handle, let opaque = rd_kafka_opaque(handle) else { return }
         let callbacks = Unmanaged<ClientCallbacks>.fromOpaque(opaque).takeUnretainedValue()
-        let message = "librdkafka \(facility.map { String(cString: $0) } ?? ""): \(text.map { String(cString: $0) } ?? "")"
+        let facility = facility.map { String(cString: $0) } ?? ""
+        let text = text.map { String(cString: $0) } ?? ""
+        if facility == "FAIL" && level <= 4 { callbacks.brokerFailureLogged(text) }
+        let message = "librdkafka \(facility): \(text)"
         switch level {
         case 0...3: callbacks.librdkafkaLogged(.error, message)
         case 4: callbacks.librdkafkaLogged(.warning, message)

@@ -417,6 +417,34 @@ struct RepeatedMessagesTests {
         #expect(captured.all.filter { $0.contains("brokers are down") }.count == 2, "\(captured.all)")
     }
 
+    @Test("a refused connection is logged once: librdkafka's FAIL line (error), not again as the client error _TRANSPORT (warning) that repeats its text")
+    func refusedConnectionLoggedOnce() async throws {
+        let captured = CapturedLogs()
+        // A real producer: nothing listens on the port, so librdkafka logs FAIL and reports _TRANSPORT.
+        let port = try TestNetwork.freePort()
+        let producer = try KafkaProducer(
+            configuration: ["bootstrap.servers": "127.0.0.1:\(port)"],
+            logger: Logger(label: "test") { _ in CapturingLogHandler(captured: captured) })
+        let deadline = ContinuousClock.now.advanced(by: .seconds(20))
+        while !captured.all.contains(where: { $0.contains("brokers are down") }), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        await producer.close(flushTimeout: .zero)
+        let refused = captured.all.filter { $0.contains("Connect to ipv4#127.0.0.1:\(port) failed") }
+        #expect(refused.count == 1 && refused.first?.contains("FAIL") == true, "\(captured.all)")
+        // The unit: a client error whose text a FAIL line gave is left out; another one is not.
+        let unit = CapturedLogs()
+        let callbacks = ClientCallbacks(logger: Logger(label: "test") { _ in CapturingLogHandler(captured: unit) })
+        let text = "127.0.0.1:1/bootstrap: Connect to ipv4#127.0.0.1:1 failed: Connection refused (after \(UUID().uuidString.count)ms in state CONNECT)"
+        callbacks.brokerFailureLogged("[thrd:127.0.0.1:1/bootstrap]: " + text)
+        callbacks.clientError(RdKafkaError(code: RdKafkaError.transport, message: text))
+        let other = "127.0.0.1:2/bootstrap: Connect to ipv4#127.0.0.1:2 failed: Connection refused (\(UUID()))"
+        callbacks.clientError(RdKafkaError(code: RdKafkaError.transport, message: other))
+        #expect(unit.all.count == 1 && unit.all.first?.contains(other) == true, "\(unit.all)")
+        // It is still the cause that /readyz names.
+        #expect(callbacks.recentError == "_TRANSPORT: \(other)")
+    }
+
     @Test("all brokers down says why: the last other client error (a SASL handshake's failure), which librdkafka reports just before")
     func brokersDownNamesItsCause() {
         let callbacks = ClientCallbacks(logger: testLogger)
