@@ -312,6 +312,58 @@ struct LakeWriterAssignmentTests {
         }
     }
 
+    @Test("a graceful stop that comes before a redo has read its whole range writes nothing of it (it wrote the part read under the range's name, and the state moved to the range's end: the rest was lost); the next start redoes it whole")
+    func redoCutShortByAStopWritesNothing() async throws {
+        try await Self.withLog { log, folder, logger in
+            var batch = LogRecordBatch()
+            for n in 0..<2_000 { Self.append(Self.event(n), to: &batch) }
+            _ = try await log.producer(for: .events).append(batch)
+            // The intent of a first attempt cut short by a crash before any file: the redo must
+            // write offsets 0..<2000 as one batch.
+            let lake = folder + "/lake/"
+            try FileManager.default.createDirectory(atPath: lake + "_playhead/intents/events", withIntermediateDirectories: true)
+            try Data(#"{"from":0,"to":2000,"files":[]}"#.utf8).write(to: URL(fileURLWithPath: lake + "_playhead/intents/events/p0.json"))
+            // A slow log (a loaded host, a Kafka fetch): 50 records per poll, one poll each 200 ms,
+            // so the 5 s of reading at a stop cannot reach the intent's end.
+            let slow = WrappedLog(log) { consumer, group in group == nil ? consumer : SlowReader(consumer) }
+            let threadPool = NIOThreadPool(numberOfThreads: 2)
+            threadPool.start()
+            let store = try FileLakeStore(root: lake, threadPool: threadPool)
+            let writer = LakeWriter(log: slow, store: store, configuration: LakeWriterConfiguration(), threadPool: threadPool, logger: logger)
+            let group = ServiceGroup(services: [writer], logger: logger)
+            let running = Task { try await group.run() }
+            try await Task.sleep(for: .seconds(1))
+            await group.triggerGracefulShutdown()
+            try await running.value
+            try await threadPool.shutdownGracefully()
+            let state = try? String(contentsOfFile: lake + "_playhead/state/events/p0.json", encoding: .utf8)
+            #expect(state == nil, "the state moved: \(state ?? "")")
+            #expect(FileManager.default.fileExists(atPath: lake + "_playhead/intents/events/p0.json"), "the intent is kept for the next start")
+
+            try await Self.write(log, to: folder, until: 2_000, logger: logger)
+            let counts = try await Self.lakeQuery(folder, "count(*), count(distinct event_id)")
+            #expect(counts == "(2000, 2000)", "\(counts)")
+        }
+    }
+
+    /// A group's reader that hands out at most 50 records per poll, one poll each 200 ms.
+    final class SlowReader: LogConsumer {
+        let base: any LogConsumer
+        init(_ base: any LogConsumer) { self.base = base }
+        var group: String? { base.group }
+        func poll(maxRecords: Int, timeout: Duration) async throws(LogError) -> LogPoll {
+            try? await Task.sleep(for: .milliseconds(200))
+            return try await base.poll(maxRecords: min(maxRecords, 50), timeout: timeout)
+        }
+        func seek(partition: Int32, to offset: Int64) async throws(LogError) { try await base.seek(partition: partition, to: offset) }
+        func commit(_ offsets: [Int32: Int64]) async throws(LogError) { try await base.commit(offsets) }
+        func committed() async throws(LogError) -> [Int32: Int64] { try await base.committed() }
+        func lag() async -> Int64? { await base.lag() }
+        func endOffset(partition: Int32) async -> Int64? { await base.endOffset(partition: partition) }
+        func caughtUp() async -> Bool { await base.caughtUp() }
+        func close() async { await base.close() }
+    }
+
     @Test("a batch whose writes the store held up while another writer took the partition and wrote the same records in other batches: its files are deleted once its state check finds the state moved (they stayed: every row twice)")
     func heldUpBatchAfterAnotherWriterIsDeleted() async throws {
         let captured = CapturedLogs()
