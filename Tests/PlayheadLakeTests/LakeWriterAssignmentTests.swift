@@ -40,28 +40,35 @@ final class WrappedLog: LogBackend {
 /// embedded log underneath, with its first two polls of a group merged.
 enum AssignmentWithRecordsLog {
     static func over(_ base: EmbeddedLog) -> WrappedLog {
-        WrappedLog(base) { consumer, group in group == nil ? consumer : Merging(consumer) }
-    }
-
-    final class Merging: LogConsumer {
-        let base: any LogConsumer
-        init(_ base: any LogConsumer) { self.base = base }
-        var group: String? { base.group }
-        func poll(maxRecords: Int, timeout: Duration) async throws(LogError) -> LogPoll {
-            var poll = try await base.poll(maxRecords: maxRecords, timeout: timeout)
-            if !poll.assigned.isEmpty && poll.batches.isEmpty {
-                poll.batches = try await base.poll(maxRecords: maxRecords, timeout: timeout).batches
+        WrappedLog(base) { consumer, group in
+            group == nil ? consumer : PollWrapped(consumer) { base, maxRecords, timeout throws(LogError) in
+                var poll = try await base.poll(maxRecords: maxRecords, timeout: timeout)
+                if !poll.assigned.isEmpty && poll.batches.isEmpty {
+                    poll.batches = try await base.poll(maxRecords: maxRecords, timeout: timeout).batches
+                }
+                return poll
             }
-            return poll
         }
-        func seek(partition: Int32, to offset: Int64) async throws(LogError) { try await base.seek(partition: partition, to: offset) }
-        func commit(_ offsets: [Int32: Int64]) async throws(LogError) { try await base.commit(offsets) }
-        func committed() async throws(LogError) -> [Int32: Int64] { try await base.committed() }
-        func lag() async -> Int64? { await base.lag() }
-        func endOffset(partition: Int32) async -> Int64? { await base.endOffset(partition: partition) }
-        func caughtUp() async -> Bool { await base.caughtUp() }
-        func close() async { await base.close() }
     }
+}
+
+/// A group's reader whose polls go through `poll`; the rest goes to the real reader.
+final class PollWrapped: LogConsumer {
+    let base: any LogConsumer
+    let wrapped: @Sendable (_ base: any LogConsumer, _ maxRecords: Int, _ timeout: Duration) async throws(LogError) -> LogPoll
+    init(_ base: any LogConsumer, poll: @escaping @Sendable (_ base: any LogConsumer, _ maxRecords: Int, _ timeout: Duration) async throws(LogError) -> LogPoll) {
+        self.base = base
+        wrapped = poll
+    }
+    var group: String? { base.group }
+    func poll(maxRecords: Int, timeout: Duration) async throws(LogError) -> LogPoll { try await wrapped(base, maxRecords, timeout) }
+    func seek(partition: Int32, to offset: Int64) async throws(LogError) { try await base.seek(partition: partition, to: offset) }
+    func commit(_ offsets: [Int32: Int64]) async throws(LogError) { try await base.commit(offsets) }
+    func committed() async throws(LogError) -> [Int32: Int64] { try await base.committed() }
+    func lag() async -> Int64? { await base.lag() }
+    func endOffset(partition: Int32) async -> Int64? { await base.endOffset(partition: partition) }
+    func caughtUp() async -> Bool { await base.caughtUp() }
+    func close() async { await base.close() }
 }
 
 /// A log whose readers (the lake writer's warm-up) first find no broker, then a stalled one, as a
@@ -325,7 +332,12 @@ struct LakeWriterAssignmentTests {
             try Data(#"{"from":0,"to":2000,"files":[]}"#.utf8).write(to: URL(fileURLWithPath: lake + "_playhead/intents/events/p0.json"))
             // A slow log (a loaded host, a Kafka fetch): 50 records per poll, one poll each 200 ms,
             // so the 5 s of reading at a stop cannot reach the intent's end.
-            let slow = WrappedLog(log) { consumer, group in group == nil ? consumer : SlowReader(consumer) }
+            let slow = WrappedLog(log) { consumer, group in
+                group == nil ? consumer : PollWrapped(consumer) { base, maxRecords, timeout throws(LogError) in
+                    try? await Task.sleep(for: .milliseconds(200))
+                    return try await base.poll(maxRecords: min(maxRecords, 50), timeout: timeout)
+                }
+            }
             let threadPool = NIOThreadPool(numberOfThreads: 2)
             threadPool.start()
             let store = try FileLakeStore(root: lake, threadPool: threadPool)
@@ -346,23 +358,6 @@ struct LakeWriterAssignmentTests {
         }
     }
 
-    /// A group's reader that hands out at most 50 records per poll, one poll each 200 ms.
-    final class SlowReader: LogConsumer {
-        let base: any LogConsumer
-        init(_ base: any LogConsumer) { self.base = base }
-        var group: String? { base.group }
-        func poll(maxRecords: Int, timeout: Duration) async throws(LogError) -> LogPoll {
-            try? await Task.sleep(for: .milliseconds(200))
-            return try await base.poll(maxRecords: min(maxRecords, 50), timeout: timeout)
-        }
-        func seek(partition: Int32, to offset: Int64) async throws(LogError) { try await base.seek(partition: partition, to: offset) }
-        func commit(_ offsets: [Int32: Int64]) async throws(LogError) { try await base.commit(offsets) }
-        func committed() async throws(LogError) -> [Int32: Int64] { try await base.committed() }
-        func lag() async -> Int64? { await base.lag() }
-        func endOffset(partition: Int32) async -> Int64? { await base.endOffset(partition: partition) }
-        func caughtUp() async -> Bool { await base.caughtUp() }
-        func close() async { await base.close() }
-    }
 
     @Test("a batch whose writes the store held up while another writer took the partition and wrote the same records in other batches: its files are deleted once its state check finds the state moved (they stayed: every row twice)")
     func heldUpBatchAfterAnotherWriterIsDeleted() async throws {
