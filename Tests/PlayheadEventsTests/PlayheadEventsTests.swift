@@ -118,12 +118,13 @@ import PlayheadEvents
             #expect(error?.reason == .invalidType, "\(text)")
             #expect(error?.field == "duration_seconds")
         }
-        for text in ["9223372036854775808.0", "1e19", "1e400", "1.5e99999999999999", "-9223372036854775809.0"] {
+        for text in ["9223372036854775808.0", "1e19", "1e400", "1.5e99999999999999"] {
             let error = rejection(event(["duration_seconds": text]))
             #expect(error?.reason == .invalidValue, "\(text)")
             #expect(error?.message.contains("out of range") == true, "\(text)")
         }
         #expect(rejection(event(["duration_seconds": "-2.0e0"]))?.reason == .negativeNumber)
+        #expect(rejection(event(["duration_seconds": "-9223372036854775809.0"]))?.reason == .negativeNumber)
     }
 
     @Test func numbersParseExactly() throws {
@@ -185,7 +186,13 @@ import PlayheadEvents
     }
 
     @Test func negativeNumbers() {
-        for (key, value) in [("duration_seconds", "-1"), ("current_timestamp", "-0.5"), ("duration_seconds", "-2.0")] {
+        // However far below zero, and however written: Int64.min and beyond, -1e30, and positions
+        // below -1e12 were `invalid_value` "out of range" (an outside review).
+        let farBelow = [
+            ("duration_seconds", "-9223372036854775808"), ("duration_seconds", "-9223372036854775809"), ("duration_seconds", "-1e30"),
+            ("current_timestamp", "-2e12"), ("current_timestamp", "-1e400"),
+        ]
+        for (key, value) in [("duration_seconds", "-1"), ("current_timestamp", "-0.5"), ("duration_seconds", "-2.0")] + farBelow {
             let e = rejection(event([key: value]))
             #expect(e?.reason == .negativeNumber, "\(key)=\(value)")
             #expect(e?.field == key)
@@ -281,6 +288,12 @@ import PlayheadEvents
             let raws = sink.rejected.map { r in r.record.withUnsafeBytes { String(decoding: try! RejectedRecordView($0).raw, as: UTF8.self) } }
             #expect(raws == [body])
         }
+        // An element past twice the limit that is not JSON makes the body malformed, not one of
+        // too many events (413 said so of `[1,1,1,1,1,1,]`, an outside review).
+        for body in ["[1,1,1,1,1,1,]", "[1,1,1,1,1,1, x]"] {
+            let (outcome, _) = decode(body, format: .json, configuration: config)
+            #expect(outcome.errors.map(\.reason) == [.malformedJSON], "\(body): \(outcome.errors)")
+        }
         // import sets no limit: twice Int.max does not overflow.
         config.maxEventsPerRequest = Int.max
         #expect(config.refusedEventCount == Int.max)
@@ -292,6 +305,11 @@ import PlayheadEvents
             #"{"event_id": "x""#, "[" + event() + ",", "{" , #"{"a":1,}"#, #"{'a':1}"#, #"{"a":NaN}"#,
             #"{"a":01}"#, #"{"a":1.}"#, #"{"a":"\x"}"#, "{\"a\":\"tab\there\"}", #"{"a":tru}"#, "[" + event() + "] x",
             #"{"a":"\u12G4"}"#, "[" + event() + " " + event() + "]",
+            // Past the nesting limit too (only brackets were counted there: an outside review).
+            "[" + event() + "," + event(appending: [("x", String(repeating: "[", count: 40) + "{{ this is ; not json" + String(repeating: "]", count: 42))]) + "]",
+            "[" + event() + "," + event(appending: [("x", String(repeating: "[", count: 40) + "1}" + String(repeating: "]", count: 39))]) + "]",
+            "[" + event() + "," + event(appending: [("x", String(repeating: "{\"k\":", count: 40) + "1,}" + String(repeating: "}", count: 39))]) + "]",
+            "[" + event() + "," + event(appending: [("x", String(repeating: "[", count: 40) + "1 2" + String(repeating: "]", count: 40))]) + "]",
         ]
         for body in bodies {
             let (outcome, sink) = decode(body, format: .json)
@@ -384,6 +402,27 @@ import PlayheadEvents
         // Escaped keys are compared unescaped.
         #expect(rejection(event(appending: [("\\u0065vent_id", #""z""#)]))?.reason == .duplicateField)
         #expect(rejection(event(appending: [("y", "1"), ("\\u0079", "2")]))?.reason == .duplicateField)
+        // A session_id of null, then another session_id: a repeat, in either order (null then a
+        // value was accepted, an outside review).
+        for (first, second) in [("null", #""x""#), ("null", "null"), (#""x""#, "null")] {
+            let repeated = rejection(event(appending: [("session_id", first), ("session_id", second)]))
+            #expect(repeated?.reason == .duplicateField && repeated?.field == "session_id", "\(first), \(second): \(String(describing: repeated))")
+        }
+        // Many unknown keys: repeats are found past the first ones too (compared by hash there),
+        // escaped or not, and thousands of distinct keys are accepted.
+        var config = EventDecoderConfiguration()
+        config.maxEventBytes = 1 << 20
+        let many = (0..<5_000).map { ("k\($0)", "0") }
+        #expect(rejection(event(appending: many), configuration: config) == nil)
+        for (index, repeatedKey) in [(3, "k3"), (40, "k40"), (4_999, "k4999"), (2_000, "\\u006b2000")] {
+            var keys = many
+            keys.insert((repeatedKey, "1"), at: min(index + 1 + index % 7, keys.count))
+            let e = rejection(event(appending: keys), configuration: config)
+            #expect(e?.reason == .duplicateField && e?.field == "k\(index)", "\(repeatedKey): \(String(describing: e))")
+        }
+        // The event after one with many keys starts afresh.
+        let (outcome, _) = decode("[" + event(appending: many) + "," + event(appending: [("k1", "1"), ("k17", "1")]) + "]", format: .json, configuration: config)
+        #expect(outcome.accepted == 2, "\(outcome.errors)")
     }
 
     @Test func unknownSchemaVersion() {
