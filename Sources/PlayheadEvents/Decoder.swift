@@ -1339,9 +1339,22 @@ struct EventParser {
     /// review). A key that is not valid UTF-8 cannot be named, and its error keeps a null field.
     mutating func nameUnknownField() {
         guard let found = error, found.field == nil, let range = unknownKeyRanges.last else { return }
-        let name = String(decoding: unknownKeys[range], as: UTF8.self)
+        let name = unknownFieldName(range)
         error = FieldError(reason: found.reason, field: name, message: "\(name): \(found.message)")
     }
+
+    /// The unknown key at `range` of ``unknownKeys`` as an error names it: whole up to 256 bytes,
+    /// else its first 256 bytes (whole characters) and `…`. A key of megabytes was repeated whole in
+    /// the error's field and message, so a rejected record could hold the body twice over and be
+    /// more than the log takes in one record (an outside review of the log).
+    func unknownFieldName(_ range: Range<Int>) -> String {
+        guard range.count > Self.longestNameShown else { return String(decoding: unknownKeys[range], as: UTF8.self) }
+        var cut = range.lowerBound + Self.longestNameShown
+        while cut > range.lowerBound, unknownKeys[cut] & 0xC0 == 0x80 { cut -= 1 }
+        return String(decoding: unknownKeys[range.lowerBound..<cut], as: UTF8.self) + "…"
+    }
+
+    static let longestNameShown = 256
 
     /// Whether the unknown key at `range` of ``unknownKeys`` is one of the event's earlier unknown
     /// keys. The first few are compared one by one; past them, by a table of their hashes (Swift's
@@ -1382,7 +1395,7 @@ struct EventParser {
         }
         let range = start..<unknownKeys.count
         if isRepeatedUnknownKey(range) {
-            let name = String(decoding: unknownKeys[range], as: UTF8.self)
+            let name = unknownFieldName(range)
             noteError(.duplicateField, field: name, "the field \(name) appears more than once")
         }
         unknownKeyRanges.append(range)

@@ -17,6 +17,9 @@ public struct LogRecordBatch: Sendable {
     public private(set) var keyEnds: [Int32]
     /// The number of records.
     public private(set) var count: Int
+    /// The length of the batch's largest value, which a log may refuse (the embedded log's
+    /// `maxRecordBytes`).
+    public private(set) var largestValue: Int = 0
 
     public init(reservingCapacity bytes: Int = 0) {
         self.values = []
@@ -41,6 +44,7 @@ public struct LogRecordBatch: Sendable {
         values.append(contentsOf: [0, 0, 0, 0] as [UInt8])
         try body(&values)
         let length = UInt32(values.count - lengthAt - 4)
+        largestValue = max(largestValue, Int(length))
         values[lengthAt] = UInt8(truncatingIfNeeded: length)
         values[lengthAt + 1] = UInt8(truncatingIfNeeded: length >> 8)
         values[lengthAt + 2] = UInt8(truncatingIfNeeded: length >> 16)
@@ -69,6 +73,7 @@ public struct LogRecordBatch: Sendable {
     /// time across the module boundary).
     public mutating func appendRecord(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
         var length = UInt32(value.count).littleEndian
+        largestValue = max(largestValue, value.count)
         withUnsafeBytes(of: &length) { values.append(contentsOf: $0) }
         values.append(contentsOf: value)
         appendKey(key)

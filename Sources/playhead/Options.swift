@@ -85,9 +85,21 @@ struct LogWriterOptions: ParsableArguments {
         if let logRetentionBytes, logRetentionBytes <= 0 { throw ValidationError("--log-retention-bytes must be positive") }
     }
 
-    /// Refuses these flags with a Kafka log, whose segments and retention are the topics' settings.
-    func check(for storage: LogLocationOptions) throws {
-        guard storage.logLocation.hasPrefix("kafka://") else { return }
+    /// Refuses these flags with a Kafka log, whose segments and retention are the topics' settings;
+    /// and with the embedded log, a body limit past what it takes in one record.
+    func check(for storage: LogLocationOptions, maxBodyBytes: Int) throws {
+        guard storage.logLocation.hasPrefix("kafka://") else {
+            // A rejected body is kept whole, as one record: a body limit past the log's record
+            // limit (less 1 MiB for the rejection's other fields) let records through that every
+            // reader then took for damage, stepping past the acknowledged events after them (an
+            // outside review of the code). The log's writer refuses such records too.
+            let recordBytes = EmbeddedLogConfiguration(directory: "").maxRecordBytes
+            if maxBodyBytes > recordBytes - (1 << 20) {
+                throw ValidationError(
+                    "--max-body-bytes \(maxBodyBytes) is more than the embedded log takes: a rejected body is kept whole as one record, and a record holds at most \(recordBytes) bytes, so the limit is at most \(recordBytes - (1 << 20)) (15 MiB); a Kafka log (--log kafka://…) takes larger bodies")
+            }
+            return
+        }
         let given = [
             ("--log-min-free-bytes", logMinFreeBytes != nil), ("--log-segment-bytes", logSegmentBytes != nil),
             ("--log-retention-hours", logRetentionHours != nil), ("--log-retention-bytes", logRetentionBytes != nil),
@@ -225,7 +237,7 @@ struct ServerOptions: ParsableArguments {
 struct IngestOptions: ParsableArguments {
     @OptionGroup var server: ServerOptions
 
-    @Option(name: .long, parsing: .unconditional, help: "The largest request body in bytes, measured on the wire and again after gzip decoding.")
+    @Option(name: .long, parsing: .unconditional, help: "The largest request body in bytes, measured on the wire and again after gzip decoding. With the embedded log at most 15728640 (15 MiB): a rejected body is kept whole as one record of at most 16 MiB.")
     var maxBodyBytes: Int = 5 * 1024 * 1024
 
     @Option(name: .long, parsing: .unconditional, help: "The most bytes of request bodies being received at once, and again of those being decoded or waiting for the log (two budgets of this size); past either, requests get 503 with Retry-After. At least --max-body-bytes. Lower it under a small memory limit.")

@@ -27,7 +27,7 @@ struct ServeCommand: AsyncParsableCommand {
     @OptionGroup(title: "Metrics") var sources: EventSourceOptions
     @OptionGroup(title: "Logging") var logging: LoggingOptions
 
-    func validate() throws { try logWriter.check(for: storage) }
+    func validate() throws { try logWriter.check(for: storage, maxBodyBytes: ingest.maxBodyBytes) }
 
     func run() async throws {
         Allocator.configureForService()
@@ -71,7 +71,7 @@ struct IngestCommand: AsyncParsableCommand {
     @OptionGroup(title: "Metrics") var sources: EventSourceOptions
     @OptionGroup(title: "Logging") var logging: LoggingOptions
 
-    func validate() throws { try logWriter.check(for: storage) }
+    func validate() throws { try logWriter.check(for: storage, maxBodyBytes: ingest.maxBodyBytes) }
 
     func run() async throws {
         Allocator.configureForService()

@@ -120,6 +120,9 @@ struct CLITests {
         (["import", "--max-event-bytes", "-1", "x.ndjson"], "--max-event-bytes must be positive, not -1"),
         (["ingest", "--log", "kafka://127.0.0.1:1/t", "--log-segment-bytes", "1048576"], "--log-segment-bytes is only read for the embedded log, and --log is a Kafka log"),
         (["serve", "--log", "kafka://127.0.0.1:1/t", "--log-min-free-bytes", "0"], "--log-min-free-bytes is only read for the embedded log"),
+        // A rejected body is one record of the embedded log, of at most 16 MiB (a code review).
+        (["ingest", "--max-body-bytes", "15728641"], "--max-body-bytes 15728641 is more than the embedded log takes: a rejected body is kept whole as one record"),
+        (["serve", "--max-body-bytes", "20000000", "--max-event-bytes", "20000000"], "so the limit is at most 15728640 (15 MiB)"),
         (["ingest", "--write-key-file", "/tmp"], "--write-key-file /tmp cannot be read: it is a folder, not a file of keys"),
         (["ingest", "--write-key-file", "/no/such/keys"], "--write-key-file /no/such/keys cannot be read: No such file or directory"),
         (["log", "salvage", "x.records", "--first-offset", "500", "--end-offset", "100"], "--end-offset (100) must be more than --first-offset (500)"),

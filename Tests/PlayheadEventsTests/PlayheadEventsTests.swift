@@ -420,6 +420,12 @@ import PlayheadEvents
             let e = rejection(event(appending: keys), configuration: config)
             #expect(e?.reason == .duplicateField && e?.field == "k\(index)", "\(repeatedKey): \(String(describing: e))")
         }
+        // A long unknown key is named by its first 256 bytes (whole characters) and "…", in the
+        // field and the message (a key of megabytes was repeated whole, twice).
+        let long = String(repeating: "a", count: 255) + "é" + String(repeating: "b", count: 10_000)
+        let longRepeated = rejection(event(appending: [(long, "1"), (long, "2")]), configuration: config)
+        #expect(longRepeated?.field == String(repeating: "a", count: 255) + "…", "\(String(describing: longRepeated?.field))")
+        #expect(longRepeated?.reason == .duplicateField && (longRepeated?.message.utf8.count ?? .max) < 400, "\(String(describing: longRepeated?.message))")
         // The event after one with many keys starts afresh.
         let (outcome, _) = decode("[" + event(appending: many) + "," + event(appending: [("k1", "1"), ("k17", "1")]) + "]", format: .json, configuration: config)
         #expect(outcome.accepted == 2, "\(outcome.errors)")

@@ -419,7 +419,9 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
                     ? nextOffset : topic.segmentsAtTail().first(where: { $0 > segmentBase })
                 if let next = following, next > nextOffset, topic.readableLimit(base: segmentBase, fd: fd) <= position {
                     // A closed segment that holds fewer records than the next one's name says: cut short.
-                    try stall("\(path) ends after offset \(nextOffset - 1), but the next segment starts at offset \(next)", limit: limit)
+                    // A segment cut back to no record at all was said to end "after offset -1" (a review).
+                    let holds = nextOffset > segmentBase ? "ends after offset \(nextOffset - 1)" : "holds no record (its name says it starts at offset \(segmentBase))"
+                    try stall("\(path) \(holds), but the next segment starts at offset \(next)", limit: limit)
                 }
                 if let next = following, next == nextOffset {
                     // Read the rest of this segment once more: the writer finishes it before rolling.

@@ -84,7 +84,11 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
             logger.notice("log: the embedded log keeps one partition per topic; ignoring partitions=\(configuration.partitions)")
         }
         do throws(LogError) {
-            for name in topicNames(root) {
+            // Topics this log has written: a folder that holds segments, or one of Playhead's own
+            // topics. Any other folder is left alone: `lost+found` of a log at the root of its
+            // own file system was opened as a topic, made segments in, and a writer that was not
+            // root could not start (an outside review of the code).
+            for name in topicNames(root) where [LogTopic.events.name, LogTopic.rejected.name].contains(name) || Self.holdsSegments(root + "/" + name) {
                 _ = try log.writer(for: name)
             }
         } catch {
@@ -157,9 +161,11 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
     public var isNeverWritten: Bool {
         let root = configuration.directory
         guard Files.existingLogIdentity(root) == nil else { return false }
-        return !Self.topicNames(root).contains { topic in
-            ((try? FileManager.default.contentsOfDirectory(atPath: root + "/" + topic)) ?? []).contains { $0.hasSuffix(".log") }
-        }
+        return !Self.topicNames(root).contains { Self.holdsSegments(root + "/" + $0) }
+    }
+
+    private static func holdsSegments(_ folder: String) -> Bool {
+        ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).contains { $0.hasSuffix(".log") }
     }
 
     private static func normalized(_ directory: String) -> String {
@@ -171,7 +177,7 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
     private static func topicNames(_ root: String) -> [String] {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: root) else { return [] }
         return names.filter { name in
-            guard name != "groups", !name.hasPrefix(".") else { return false }
+            guard name != "groups", (try? GroupOffsets.validate(name, what: "topic")) != nil else { return false }
             var isDirectory: ObjCBool = false
             return FileManager.default.fileExists(atPath: root + "/" + name, isDirectory: &isDirectory) && isDirectory.boolValue
         }.sorted()
@@ -520,7 +526,12 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
                         "topic": "\(topic.name)", "segment": "\(path)", "end_offset": "\(end)",
                     ])
                 } else {
+                    // Still the topic's: readers, the size and the next pass see it again (it was
+                    // forgotten for good, and counted nowhere, until a restart: a review). The
+                    // later segments wait for it, so that the log keeps no gap.
+                    topic.restore(segment: segments[index], bytes: sizes[index])
                     logger.warning("log: retention cannot delete \(path): \(String(cString: strerror(errno)))")
+                    break
                 }
             }
             Gauge(label: "playhead_log_size_bytes", dimensions: [("topic", topic.name)]).record(Double(total))

@@ -82,6 +82,15 @@ final class TopicState: @unchecked Sendable {
         }
     }
 
+    /// Segment `base` that retention forgot could not be deleted after all: it is the topic's again.
+    func restore(segment base: Int64, bytes: Int64) {
+        shared.withLockedValue { state in
+            guard !state.segments.contains(base) else { return }
+            state.segments.insert(base, at: state.segments.firstIndex { $0 > base } ?? state.segments.endIndex)
+            state.closedBytes += bytes
+        }
+    }
+
     func rolled(to base: Int64, closedSegmentBytes: Int64) {
         let next = shared.withLockedValue { state -> Int64 in
             state.closedBytes += closedSegmentBytes

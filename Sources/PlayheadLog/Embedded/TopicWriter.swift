@@ -151,6 +151,14 @@ final class TopicWriter: @unchecked Sendable {
         condition.lock()
         if closing {
             refusal = LogError(code: .closed, message: "the log \(configuration.directory) is closed")
+        } else if batch.largestValue > configuration.maxRecordBytes {
+            // Refused, not written: every reader (and the recovery at start) takes a length over
+            // the limit for damage, so a record over it was acknowledged and then stepped past as
+            // damaged with the rest of its segment (an outside review of the code). The edge's
+            // --max-body-bytes is held below the limit at start; this is the backstop.
+            refusal = LogError(
+                code: .tooLarge,
+                message: "a record of \(batch.largestValue) bytes is over the embedded log's record limit of \(configuration.maxRecordBytes) bytes")
         } else if bytes > configuration.maxQueuedBytes {
             refusal = LogError(code: .tooLarge, message: "a batch of \(bytes) bytes is over the queue limit of \(configuration.maxQueuedBytes) bytes")
         } else if queuedBytes + bytes > configuration.maxQueuedBytes {
