@@ -187,14 +187,14 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
         }
         if let propertiesFile {
             let fromFile = try Self.readProperties(propertiesFile).get()
-            if let name = fromFile.keys.sorted().first(where: { Self.managedProperties[$0] != nil }) {
-                throw LogError(code: .invalidArgument, message: "Kafka properties_file \(propertiesFile): \(name) is Playhead's to set: \(Self.managedProperties[name]!); remove it from the file")
+            if let name = fromFile.keys.sorted().first(where: { Self.managedReason($0) != nil }) {
+                throw LogError(code: .invalidArgument, message: "Kafka properties_file \(propertiesFile): \(name) is Playhead's to set: \(Self.managedReason(name)!); remove it from the file")
             }
             commonProperties = fromFile.merging(commonProperties) { _, fromURL in fromURL }
         }
         for (prefix, properties) in [("rdkafka.", commonProperties), ("producer.", producerProperties), ("consumer.", consumerProperties)] {
-            if let name = properties.keys.sorted().first(where: { Self.managedProperties[$0] != nil }) {
-                throw invalid("\(prefix)\(name) is Playhead's to set: \(Self.managedProperties[name]!)")
+            if let name = properties.keys.sorted().first(where: { Self.managedReason($0) != nil }) {
+                throw invalid("\(prefix)\(name) is Playhead's to set: \(Self.managedReason(name)!)")
             }
         }
     }
@@ -212,6 +212,20 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
         "acks": "a 202 waits for every in-sync replica (acks=all)",
         "enable.idempotence": "the producer's retries must not duplicate or reorder records",
     ]
+
+    /// librdkafka's other names of ``managedProperties``: `metadata.broker.list` set after
+    /// `bootstrap.servers` won, and the process read other brokers than the URL's while it named
+    /// the URL's (an outside review).
+    static let managedAliases: [String: String] = [
+        "metadata.broker.list": "bootstrap.servers", "request.required.acks": "acks", "auto.commit.enable": "enable.auto.commit",
+    ]
+
+    /// Why `name` (a topic property may be written `topic.<name>`, and some have other names) is
+    /// Playhead's to set, or nil.
+    static func managedReason(_ name: String) -> String? {
+        let bare = name.hasPrefix("topic.") ? String(name.dropFirst("topic.".count)) : name
+        return managedProperties[bare] ?? managedAliases[bare].flatMap { managedProperties[$0] }
+    }
 
     /// The librdkafka properties of a `properties_file`: `name=value` lines (spaces around either
     /// trimmed), blank lines and lines starting with `#` or `!` skipped, as in Kafka's client
@@ -357,6 +371,10 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
         return properties
     }
 
+    /// `%XX` decoded; a `+` is a plus, as in any URL's query (a form's `+` for a space is not a
+    /// URL's): a password or path with a `+` was changed (`sasl+ssl` became `sasl ssl`, a properties
+    /// file `a+b.properties` was looked for as `a b.properties`; an outside review). As the write
+    /// key of a beacon's query reads it.
     static func percentDecode<S: StringProtocol>(_ text: S) -> String {
         var bytes: [UInt8] = []
         var iterator = Array(text.utf8)[...]
@@ -366,8 +384,6 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
             {
                 bytes.append(value)
                 iterator = iterator.dropFirst(2)
-            } else if byte == UInt8(ascii: "+") {
-                bytes.append(UInt8(ascii: " "))
             } else {
                 bytes.append(byte)
             }

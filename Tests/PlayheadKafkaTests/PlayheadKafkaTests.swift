@@ -207,9 +207,24 @@ struct KafkaLogURLTests {
         // client's file with group.id put the lake writer and the metrics consumer in one group).
         try "group.id=reporting-app\n".write(toFile: file, atomically: false, encoding: .utf8)
         #expect(message("kafka://h:9092/?properties_file=\(file)").hasPrefix("Kafka properties_file \(file): group.id is Playhead's to set: the lake writer reads as group 'lake'"))
-        for parameter in ["rdkafka.acks=1", "consumer.enable.auto.commit=true", "producer.enable.idempotence=false", "rdkafka.bootstrap.servers=x:1", "consumer.auto.offset.reset=latest"] {
+        // Their other names too: metadata.broker.list won over the URL's brokers (an outside review).
+        for parameter in [
+            "rdkafka.acks=1", "consumer.enable.auto.commit=true", "producer.enable.idempotence=false", "rdkafka.bootstrap.servers=x:1", "consumer.auto.offset.reset=latest",
+            "rdkafka.metadata.broker.list=127.0.0.1:26398", "producer.request.required.acks=1", "producer.topic.request.required.acks=1",
+            "consumer.topic.auto.offset.reset=latest", "consumer.auto.commit.enable=true",
+        ] {
             #expect(message("kafka://h:9092/?\(parameter)").contains("is Playhead's to set"), "\(parameter)")
         }
+        try "metadata.broker.list=10.0.0.9:9092\n".write(toFile: file, atomically: false, encoding: .utf8)
+        #expect(message("kafka://h:9092/?properties_file=\(file)").contains("metadata.broker.list is Playhead's to set: the brokers are the URL's host:port list"))
+        // A `+` in a parameter is a plus, as in any URL's query (it was read as a space: a
+        // password or a path with one changed); %2B is one too, %20 a space.
+        let plus = try KafkaLogConfiguration(url: "kafka://h:9092/t?rdkafka.sasl.password=a+b%2Bc%20d&rdkafka.security.protocol=sasl+ssl")
+        #expect(plus.commonProperties["sasl.password"] == "a+b+c d" && plus.commonProperties["security.protocol"] == "sasl+ssl", "\(plus.commonProperties)")
+        let plusFile = file + "+b.properties"
+        try "client.id=x\n".write(toFile: plusFile, atomically: false, encoding: .utf8)
+        #expect((try? KafkaLogConfiguration(url: "kafka://h:9092/t?properties_file=\(plusFile)")) != nil, "\(message("kafka://h:9092/t?properties_file=\(plusFile)"))")
+        try? FileManager.default.removeItem(atPath: plusFile)
         // Properties librdkafka refuses: the error names the property; a secret's value is hidden.
         func startError(properties: String) throws -> String {
             try properties.write(toFile: file, atomically: false, encoding: .utf8)
