@@ -291,7 +291,34 @@ public final class ContentAggregator: Sendable {
         var stopMicros: Int64
         var receivedMicros: Int64
         var completed: Bool
+        /// The contents the session stopped before this one, the latest last (at most
+        /// ``maxEarlierContents``): a pre-roll ad's before the movie's. With the latest alone, a
+        /// client's resend of a whole ad-then-movie batch counted the ad and the movie again, plays,
+        /// watch time and completions (an outside review of the code).
+        var earlier: [StoppedContent] = []
+
+        /// What is remembered of the session's stop of `content`, or nil.
+        func of(_ content: String) -> StoppedContent? {
+            if contentID == content { return StoppedContent(contentID: contentID, stopMicros: stopMicros, completed: completed) }
+            return earlier.last { $0.contentID == content }
+        }
+
+        mutating func markCompleted(_ content: String) {
+            if contentID == content {
+                completed = true
+            } else if let index = earlier.lastIndex(where: { $0.contentID == content }) {
+                earlier[index].completed = true
+            }
+        }
     }
+
+    struct StoppedContent {
+        var contentID: String
+        var stopMicros: Int64
+        var completed: Bool
+    }
+
+    static let maxEarlierContents = 3
 
     struct State {
         var sessions: [SessionKey: Session] = [:]
@@ -561,7 +588,7 @@ public final class ContentAggregator: Sendable {
             // after the movie's play): counted, but it ends nothing. Taken for a switch of content,
             // it ended the movie's session, and the movie's watch time was lost (a probe).
             if o.eventType == "stop",
-                !(state.stopped[o.sessionKey].map { $0.contentID == o.contentID && $0.completed } ?? false),
+                !(state.stopped[o.sessionKey]?.of(o.contentID)?.completed ?? false),
                 countCompletion(o, slots(of: o, in: &state), in: &state)
             {
                 // Remembered, so that the same stop resent (a client retrying) completes it no more.
@@ -590,15 +617,15 @@ public final class ContentAggregator: Sendable {
             }
         }
 
-        if found == nil, let stopped = state.stopped[o.sessionKey], stopped.contentID == o.contentID,
-            o.timestampMicros <= stopped.stopMicros
-        {
-            // An event from before the stop of a session that has ended (late, or resent): counted,
-            // but it starts nothing; a stop completes the session only if its stop did not.
+        if let stopped = state.stopped[o.sessionKey]?.of(o.contentID), o.timestampMicros <= stopped.stopMicros {
+            // An event from before the stop of a session of this content that has ended (late, or
+            // resent): counted, but it starts nothing; a stop completes the session only if its
+            // stop did not. So too beside a later session of the same content (a replay), whose
+            // events all come after that stop: a resent stop of the first viewing completed the
+            // replay (an outside review of the code).
             if o.eventType == "stop" && !stopped.completed {
                 let slots = slots(of: o, in: &state)
-                let completed = countCompletion(o, slots, in: &state)
-                state.stopped[o.sessionKey]?.completed = completed
+                if countCompletion(o, slots, in: &state) { state.stopped[o.sessionKey]?.markCompleted(o.contentID) }
             }
             return
         }
@@ -756,9 +783,21 @@ public final class ContentAggregator: Sendable {
             state.forgotten += before - state.stopped.count
             forgottenCounter.increment(by: before - state.stopped.count)
         }
+        guard let earlier else {
+            state.stopped[key] = Stopped(contentID: contentID, stopMicros: stopMicros, receivedMicros: receivedMicros, completed: completed)
+            return
+        }
+        // The contents stopped before, this one's earlier stop taken into it.
+        var history = earlier.earlier
+        if earlier.contentID != contentID {
+            history.append(StoppedContent(contentID: earlier.contentID, stopMicros: earlier.stopMicros, completed: earlier.completed))
+        }
+        let before = earlier.of(contentID)
+        history.removeAll { $0.contentID == contentID }
+        if history.count > Self.maxEarlierContents { history.removeFirst(history.count - Self.maxEarlierContents) }
         state.stopped[key] = Stopped(
-            contentID: contentID, stopMicros: max(stopMicros, earlier?.stopMicros ?? .min),
-            receivedMicros: receivedMicros, completed: completed || (earlier?.completed ?? false) && earlier?.contentID == contentID
+            contentID: contentID, stopMicros: max(stopMicros, before?.stopMicros ?? .min),
+            receivedMicros: max(receivedMicros, earlier.receivedMicros), completed: completed || (before?.completed ?? false), earlier: history
         )
     }
 }

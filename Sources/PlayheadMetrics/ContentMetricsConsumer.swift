@@ -195,7 +195,10 @@ final class ContentInstruments: Sendable {
 ///   the wall clock when the log is idle.
 /// - It commits its offsets every `commitInterval` and when it stops. On start it resumes from the
 ///   group's committed offset. After a crash, the events read since the last commit are read and
-///   counted again (at most `commitInterval` worth), and sessions in progress start afresh.
+///   counted again (at most `commitInterval` worth), and sessions in progress start afresh. So on
+///   Kafka are a moved partition's events read since the last commit, by its new owner, after every
+///   rebalance: 1 s, not 5 s as until 2026-12-07 (a review counted 265 of 5,380 events twice when a
+///   second `observe` joined).
 public final class ContentMetricsConsumer: Service, Sendable {
     let log: any LogBackend
     let topic: LogTopic
@@ -235,7 +238,7 @@ public final class ContentMetricsConsumer: Service, Sendable {
         aggregator: ContentAggregator,
         logger: Logger,
         factory: (any MetricsFactory)? = nil,
-        commitInterval: Duration = .seconds(5),
+        commitInterval: Duration = .seconds(1),
         maxRecordsPerPoll: Int = 10_000,
         pollTimeout: Duration = .milliseconds(250),
         publishInterval: Duration = .milliseconds(250)

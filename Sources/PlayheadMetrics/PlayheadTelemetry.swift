@@ -137,7 +137,7 @@ public enum PlayheadTelemetry {
         "playhead_concurrent_viewers": "Sessions currently playing (last play-state event was play, not timed out), by content type.",
         "playhead_active_sessions": "Sessions seen in the last 90 s and not stopped.",
         "playhead_plays_started_total": "Plays started (a play that is not a resume after pause), by content type.",
-        "playhead_watch_time_seconds_total": "Seconds watched: gaps between consecutive play-state events while playing, each capped at 60 s, by content type.",
+        "playhead_watch_time_seconds_total": "Seconds watched: the gap before each event of a session while it plays (heartbeats and seeks included), each capped at 60 s, by content type.",
         "playhead_completions_total": "Stops at or beyond 95 % of duration_seconds, by content type.",
         "playhead_breakdown_concurrent_viewers": "Sessions currently playing, by content type, event source, language and primary genre (bounded; adds up to playhead_concurrent_viewers).",
         "playhead_breakdown_plays_started_total": "Plays started, by content type, event source, language and primary genre (bounded).",

@@ -146,6 +146,45 @@ struct ContentAggregatorTests {
         #expect(aggregator.snapshot().completions["movie"] == 3)
     }
 
+    @Test("a resend of a whole batch of a session that played an ad and then the movie counts nothing again; a resent stop of a first viewing does not complete its replay (a code review counted both again)")
+    func resentPreRollAndMovie() {
+        let aggregator = ContentAggregator()
+        let batch = [
+            event("play", at: 1000, content: "ad", contentType: "ad", position: 0, duration: 30),
+            event("stop", at: 1030, content: "ad", contentType: "ad", position: 30, duration: 30),
+            event("play", at: 1031, content: "m", position: 0, duration: 40),
+            event("stop", at: 1071, content: "m", position: 40, duration: 40),
+        ]
+        aggregator.observe(batch)
+        let first = aggregator.snapshot()
+        #expect(first.playsStarted == ["ad": 1, "movie": 1] && first.completions == ["ad": 1, "movie": 1], "\(first.playsStarted) \(first.completions)")
+        // The whole batch again (a lost answer), then each event alone.
+        aggregator.observe(batch.map { var resent = $0; resent.receivedAtMicros += 5_000_000; return resent })
+        for resent in batch { aggregator.observe(resent) }
+        let again = aggregator.snapshot()
+        #expect(again.playsStarted == first.playsStarted && again.completions == first.completions, "\(again.playsStarted) \(again.completions)")
+        #expect(again.watchTimeSeconds == first.watchTimeSeconds, "\(again.watchTimeSeconds) \(first.watchTimeSeconds)")
+        #expect(again.totalConcurrentViewers == 0 && again.activeSessions == 0)
+        // Three ads before the movie are remembered too.
+        let pod = ["a1", "a2", "a3"].enumerated().flatMap { index, ad in
+            [event("play", at: 2000 + Double(index) * 10, session: "pod", content: ad, contentType: "ad", duration: 10),
+             event("stop", at: 2009 + Double(index) * 10, session: "pod", content: ad, contentType: "ad", position: 10, duration: 10)]
+        } + [event("play", at: 2031, session: "pod", content: "m", duration: 40), event("stop", at: 2071, session: "pod", content: "m", position: 40, duration: 40)]
+        aggregator.observe(pod)
+        let withPod = aggregator.snapshot()
+        aggregator.observe(pod)
+        #expect(aggregator.snapshot().playsStarted == withPod.playsStarted && aggregator.snapshot().completions == withPod.completions)
+
+        // Completed, watched again (a replay), paused; the first viewing's stop resent.
+        aggregator.observe(event("play", at: 3000, session: "r", contentType: "episode", position: 0, duration: 20))
+        aggregator.observe(event("stop", at: 3020, session: "r", contentType: "episode", position: 20, duration: 20))
+        aggregator.observe(event("play", at: 3030, session: "r", contentType: "episode", position: 0, duration: 20))
+        aggregator.observe(event("pause", at: 3034, session: "r", contentType: "episode", position: 4, duration: 20))
+        aggregator.observe(event("stop", at: 3020, session: "r", contentType: "episode", position: 20, duration: 20, received: 3040))
+        let replay = aggregator.snapshot()
+        #expect(replay.completions["episode"] == 1 && replay.playsStarted["episode"] == 2, "\(replay.completions) \(replay.playsStarted)")
+    }
+
     @Test("a late stop that completes a session, then its own stop: one completion (an outside review counted two)")
     func lateStopThenStop() {
         let aggregator = ContentAggregator()
