@@ -207,7 +207,9 @@ struct ConnectionStats: Sendable {
     var failedRequests = 0
     var connectionErrors = 0
     var statusCounts: [Int: Int] = [:]
-    var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+    var histogram = Histogram<UInt64>(highestTrackableValue: Self.highestMicros, numberOfSignificantValueDigits: .three)
+    /// The longest latency told apart: an hour (longer ones are counted as an hour).
+    static let highestMicros: UInt64 = 3_600_000_000
 
     mutating func merge(_ other: ConnectionStats) {
         requests += other.requests
@@ -270,15 +272,42 @@ final class ConnectionDriver {
         self.nextDue = firstDue
     }
 
-    func start() { connect() }
+    func start() {
+        // A request still unanswered 10 s after the end of the run is given up (counted failed):
+        // a server that took it and never answered (paused, or a host gone without a reset) held
+        // the run for ever, past --duration (an outside review of the code).
+        if deadline.uptimeNanoseconds < UInt64(Int64.max) - 20_000_000_000 {
+            let bound = NIOLoopBound(self, eventLoop: eventLoop)
+            eventLoop.scheduleTask(deadline: deadline + Self.answerWait * 2) { bound.value.abandonInFlight() }
+        }
+        connect()
+    }
 
-    /// Sends nothing more; finishes now, or once the answer to the request in flight has come.
+    /// How long a stop waits for the answer to the request in flight.
+    static let answerWait: TimeAmount = .seconds(5)
+
+    /// Sends nothing more; finishes now, or once the answer to the request in flight has come, for
+    /// at most ``answerWait`` (SIGINT's report waited for an answer that never came, and a second
+    /// signal ended the run without one).
     func stop() {
         guard !finished else { return }
         stopRequested = true
         pacing?.cancel()
         pacing = nil
-        if current == nil { finish() }
+        if current == nil { return finish() }
+        let bound = NIOLoopBound(self, eventLoop: eventLoop)
+        eventLoop.scheduleTask(in: Self.answerWait) { bound.value.abandonInFlight() }
+    }
+
+    /// Gives up the request in flight: its connection is closed, and the request counted failed.
+    private func abandonInFlight() {
+        guard !finished else { return }
+        stopRequested = true
+        if current != nil, let channel {
+            channel.close(promise: nil)
+        } else if current == nil {
+            finish()
+        }
     }
 
     private func connect() {
@@ -350,7 +379,10 @@ final class ConnectionDriver {
         }
         let due = perEventInterval == nil ? now : nextDue
         if let interval = perEventInterval {
-            nextDue = nextDue + TimeAmount.nanoseconds(interval.nanoseconds * Int64(request.events))
+            // In floating point, as the first request's offset: the product overflowed Int64 (SIGILL)
+            // at extreme accepted settings (--rate 0.001 with batches of 100,000).
+            let step = Double(interval.nanoseconds) * Double(request.events)
+            nextDue = step < 1e17 ? nextDue + .nanoseconds(Int64(step)) : .distantFuture
         }
         current = (request, due)
         stats.requests += 1
@@ -365,7 +397,9 @@ final class ConnectionDriver {
         guard let (request, due) = current else { return }
         current = nil
         let micros = UInt64(max(0, (NIODeadline.now() - due).nanoseconds / 1000))
-        _ = stats.histogram.record(micros)
+        // Clamped to the histogram's top (an hour): past 67 s a latency was dropped, so a run far
+        // past the server's capacity reported p50=0 (an outside review).
+        _ = stats.histogram.record(min(micros, ConnectionStats.highestMicros))
         stats.statusCounts[Int(status.code), default: 0] += 1
         if status == .accepted {
             let accepted = Self.integerField("accepted", in: body) ?? request.events

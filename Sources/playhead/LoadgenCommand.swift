@@ -57,7 +57,11 @@ struct LoadgenCommand: AsyncParsableCommand {
         if let rate, !(rate > 0 && rate.isFinite) { throw ValidationError("--rate must be a finite number of events per second more than 0, not \(rate)") }
         if let host {
             // One ':' is a port in the host (`127.0.0.1:8080`); an IPv6 address has more.
-            guard !host.isEmpty, !host.contains("/"), !host.contains("@"), host.split(separator: ":", omittingEmptySubsequences: false).count != 2 else {
+            // `[::1]:8080` too: a bracketed address followed by anything (it was taken whole as a host).
+            let bracketedWithMore = host.hasPrefix("[") && !host.hasSuffix("]")
+            guard !host.isEmpty, !host.contains("/"), !host.contains("@"), !bracketedWithMore,
+                host.split(separator: ":", omittingEmptySubsequences: false).count != 2
+            else {
                 throw ValidationError("--host takes a host name or an IP address (127.0.0.1, ::1 or [::1]), not \(host.isEmpty ? "an empty value" : host): give the port with --port")
             }
         }

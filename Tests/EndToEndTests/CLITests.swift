@@ -110,6 +110,7 @@ struct CLITests {
         (["loadgen", "--threads", "0"], "--threads must be at least 1, not 0"),
         (["loadgen", "--host", "http://127.0.0.1"], "--host takes a host name or an IP address"),
         (["loadgen", "--host", "127.0.0.1:8080"], "--host takes a host name or an IP address (127.0.0.1, ::1 or [::1]), not 127.0.0.1:8080: give the port with --port"),
+        (["loadgen", "--host", "[::1]:8080"], "--host takes a host name or an IP address (127.0.0.1, ::1 or [::1]), not [::1]:8080: give the port with --port"),
         (["loadgen", "--output", "/dev/null", "--duration", "1"], "--duration applies to sending events"),
         (["loadgen", "--output", "/dev/null", "--batch", "10"], "--batch applies to sending events"),
         (["serve", "--data-dir", ""], "--data-dir is empty: the log and the lake would go to /log and /lake"),
@@ -145,6 +146,28 @@ struct CLITests {
         #expect(!result.stderr.contains("hunter2"), "a property's value is not repeated: \(result.stderr)")
         // It once made a folder named `kafka:127.0.0.1:9092` and took events into it.
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []).isEmpty)
+    }
+
+    @Test("loadgen against a server that takes requests and never answers: the run ends 10 s after --duration with its report, and SIGINT's report comes 5 s after the signal (it waited for ever, and a second signal ended it without one)")
+    func loadgenGivesUpUnansweredRequests() async throws {
+        // A socket that listens and never accepts: no answer ever comes.
+        let (listener, listening) = try TestNetwork.silentListener()
+        defer { close(listener) }
+        let port = String(listening)
+        let started = ContinuousClock.now
+        let timed = try ChildProcess(TestEnvironment.playheadExecutable, ["loadgen", "--port", port, "--duration", "1", "--connections", "2"], name: "loadgen-unanswered")
+        let status = await timed.waitForExit(timeout: .seconds(60))
+        let took = started.duration(to: .now)
+        #expect(status != nil && took < .seconds(40), "\(took)")
+        #expect(timed.stdout.contains("requests: 2 (acknowledged 0"), "\(timed.stdout) \(timed.stderr)")
+        let interrupted = try ChildProcess(TestEnvironment.playheadExecutable, ["loadgen", "--port", port, "--duration", "600", "--connections", "2"], name: "loadgen-sigint")
+        try await Task.sleep(for: .seconds(1))
+        interrupted.signal(SIGINT)
+        let interruptedStatus = await interrupted.waitForExit(timeout: .seconds(30))
+        #expect(interruptedStatus != nil, "still running 30 s after SIGINT")
+        #expect(interrupted.stdout.contains("requests: 2 (acknowledged 0"), "\(interrupted.stdout) \(interrupted.stderr)")
+        if interruptedStatus == nil { interrupted.kill9() }
+        if status == nil { timed.kill9() }
     }
 
     @Test("loadgen --output with a count it refuses leaves the file as it was (it emptied it and died of SIGILL); a --data-dir that is a file is named as such")

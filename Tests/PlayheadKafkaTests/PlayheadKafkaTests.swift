@@ -826,18 +826,8 @@ struct KafkaLogTansuTests {
     func notAKafkaListenerNamed() async throws {
         try requireModernLibrdkafka()
         // A socket that listens and never answers: the kernel completes the connections.
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        #expect(listener >= 0)
+        let (listener, port) = try TestNetwork.silentListener()
         defer { close(listener) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) == 0 && listen(listener, 64) == 0 && getsockname(listener, $0, &length) == 0 }
-        }
-        #expect(bound)
-        let port = Int(UInt16(bigEndian: address.sin_port))
         let log = try KafkaLog(url: "kafka://127.0.0.1:\(port)/?prefix=notkafka.", logger: testLogger)
         let consumer = try log.consumer(for: .events, group: "lake")
         var reasons: [String] = []

@@ -48,6 +48,24 @@ public enum TestNetwork {
         return withLoopback(port: port) { bind(fd, $0, $1) } == 0
     }
 
+    /// A socket on 127.0.0.1 that listens and never accepts: the kernel completes connections and
+    /// takes what is sent, and no answer ever comes (a peer that hangs). Its descriptor (close it
+    /// when done) and port.
+    public static func silentListener() throws -> (fd: Int32, port: Int) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestSupportError("socket() failed: errno \(errno)") }
+        guard withLoopback(port: 0, { bind(fd, $0, $1) }) == 0, listen(fd, 64) == 0 else {
+            close(fd)
+            throw TestSupportError("bind() or listen() failed: errno \(errno)")
+        }
+        var address = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return (fd, Int(UInt16(bigEndian: address.sin_port)))
+    }
+
     /// Whether something accepts TCP connections on 127.0.0.1:`port`.
     public static func isListening(port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
