@@ -92,6 +92,7 @@ public final class LakeImporter: Sendable {
     /// (a lease on the file's path in the lake, `_playhead/imports/paths/<key>.lock`).
     public func importFile(_ path: String, receivedAt: Int64, replaceEarlierVersions: Bool = false) async throws -> LakeImportSummary {
         let file = try ImportFile(path: path)
+        file.interruption = interruption
         defer { file.close() }
         // The first chunk is read, and its format checked, before anything is written in the lake:
         // a file that is not NDJSON leaves no trace there (it left its path's index, emptied, and
@@ -110,6 +111,8 @@ public final class LakeImporter: Sendable {
             // file made the import of the next version warn that the events of both were in the
             // lake twice (a probe). (With --replace-earlier-versions it runs as any import: an
             // empty version replaces the earlier ones, as asked.)
+            // A stream that ended after a stop was asked for: interrupted, not empty (it exited 0).
+            if let signal = interruption.signal { throw ImportInterrupted(signal: signal) }
             logger.warning("import: \(path) holds no event (it is empty, or only blank lines); nothing was written", metadata: [
                 "import.input_bytes": "\(first.added)",
             ])
@@ -864,8 +867,18 @@ final class ImportFile: @unchecked Sendable {
     private var first = true
     private var finished = false
 
+    /// A pipe or FIFO: opened without blocking, and waited on with `poll` (``waitForInput()``), so
+    /// that a stop is heard while no writer writes. Its `open` and its reads blocked a thread until
+    /// a writer came, and SIGTERM was ignored until then; a second signal then ended the process
+    /// with part of the stream in the lake (an outside review of the code).
+    private let waitsWithPoll: Bool
+    /// The importer's, heard while a pipe is waited on.
+    var interruption: Interruption?
+
     init(path: String) throws {
-        fd = open(path, O_RDONLY | O_CLOEXEC)
+        var before = stat()
+        waitsWithPoll = stat(path, &before) == 0 && before.st_mode & S_IFMT == S_IFIFO
+        fd = open(path, O_RDONLY | O_CLOEXEC | (waitsWithPoll ? O_NONBLOCK : 0))
         guard fd >= 0 else {
             throw LakeError(.io, "cannot open \(path): \(String(cString: strerror(errno)))")
         }
@@ -1034,6 +1047,17 @@ final class ImportFile: @unchecked Sendable {
         return size > 0 && now > size ? now : nil
     }
 
+    /// Waits until a pipe or FIFO has bytes or has ended, hearing ``interruption`` every 200 ms.
+    private func waitForInput() throws {
+        while true {
+            if let signal = interruption?.signal { throw ImportInterrupted(signal: signal) }
+            var waiting = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&waiting, 1, 200)
+            if ready > 0 { return }
+            if ready < 0 && errno != EINTR { throw LakeError(.io, "cannot wait for \(path): \(String(cString: strerror(errno)))") }
+        }
+    }
+
     /// `leftover` followed by up to about `maxBytes` of NDJSON read next, in one new buffer (read
     /// straight into it: no zeroing, no second copy); `added` counts the new bytes, and `end` is
     /// true once the file is exhausted.
@@ -1045,6 +1069,7 @@ final class ImportFile: @unchecked Sendable {
         let remaining = size > 0 ? max(0, size - bytesRead) : Int.max
         let want = min(gzip == nil && !first ? maxBytes : maxBytes / 4, remaining)
         var count = 0
+        if want > 0 && waitsWithPoll { try waitForInput() }
         let raw = [UInt8](unsafeUninitializedCapacity: leftover.count + want) { buffer, initialized in
             _ = buffer.initialize(from: leftover)
             count = want == 0 ? 0 : Glibc.read(fd, buffer.baseAddress! + leftover.count, want)

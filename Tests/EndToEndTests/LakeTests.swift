@@ -1247,6 +1247,36 @@ struct LakeTests {
         #expect(rows.first?[0] as? Int == 400_000 && rows.first?[1] as? Int == 400_000, "\(rows)")
     }
 
+    @Test("import of a FIFO: SIGTERM is heard while no writer has come (the open blocked until one did, then it exited 0), and while a writer holds it open with part of the stream sent (nothing of it stays in the lake); a writer that sends it all imports it")
+    func importOfAFIFOHearsSIGTERM() async throws {
+        let directory = try TemporaryDirectory(prefix: "import-fifo")
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        let file = try await Self.generatedEvents(300_000, seed: 12, in: directory)
+        let fifo = directory.appending("events.fifo").path
+        #expect(mkfifo(fifo, 0o600) == 0)
+        let data = directory.appending("data").path
+        let lake = data + "/lake"
+        func written() -> [String] {
+            (FileManager.default.enumerator(atPath: lake)?.allObjects as? [String] ?? []).filter { $0.hasSuffix(".parquet") }
+        }
+        // No writer yet.
+        let waiting = try ChildProcess(TestEnvironment.playheadExecutable, ["import", "--data-dir", data, fifo], name: "import-fifo-waiting")
+        try await Task.sleep(for: .seconds(1))
+        waiting.signal(SIGTERM)
+        #expect(await waiting.waitForExit(timeout: .seconds(10)) == 143, "\(waiting.stderr.suffix(1000))")
+        // A writer that sends 260,000 lines (a batch of 250,000 is written) and keeps the FIFO open.
+        let reading = try ChildProcess(TestEnvironment.playheadExecutable, ["import", "--data-dir", data, fifo], name: "import-fifo-reading")
+        let writer = try ChildProcess("/bin/sh", ["-c", "exec > \"$1\"; head -n 260000 \"$0\"; exec sleep 60", file, fifo], name: "fifo-writer")
+        let deadline = ContinuousClock.now + .seconds(60)
+        while written().isEmpty && reading.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        try #require(reading.isRunning, "\(reading.stderr.suffix(1000))")
+        reading.signal(SIGTERM)
+        #expect(await reading.waitForExit(timeout: .seconds(10)) == 143, "still waiting for the writer: \(reading.stderr.suffix(1000))")
+        #expect(written().isEmpty, "\(written())")
+        writer.kill9()
+        _ = await writer.waitForExit(timeout: .seconds(10))
+    }
+
     @Test("row groups hold exactly 65,536 rows (the default), the last of a file the rest")
     func rowGroupSizes() async throws {
         let directory = try TemporaryDirectory(prefix: "import")
