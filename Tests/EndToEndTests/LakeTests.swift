@@ -1220,6 +1220,11 @@ struct LakeTests {
         #expect(rejected.first?[2] as? String == "the line is not valid JSON: expected a key at byte \(badLine + 1) (the line starts at byte \(badLine))", "\(rejected)")
     }
 
+    /// The Parquet files under `lake`, as paths relative to it.
+    static func parquetFiles(in lake: String) -> [String] {
+        (FileManager.default.enumerator(atPath: lake)?.allObjects as? [String] ?? []).filter { $0.hasSuffix(".parquet") }
+    }
+
     @Test("import: SIGTERM stops the file being imported and takes its files out of the lake again (part of it stayed, with no rollups); exit 143; the next import of the file is whole")
     func importInterrupted() async throws {
         let directory = try TemporaryDirectory(prefix: "import")
@@ -1229,9 +1234,7 @@ struct LakeTests {
         let arguments = ["import", "--data-dir", directory.appending("data").path, "--batch-events", "20000", file, file]
         let running = try ChildProcess(TestEnvironment.playheadExecutable, arguments, name: "import-interrupted")
         // Stopped once its first file is in the lake (a file of 20,000 of the 400,000 events).
-        func written() -> [String] {
-            (FileManager.default.enumerator(atPath: lake)?.allObjects as? [String] ?? []).filter { $0.hasSuffix(".parquet") }
-        }
+        func written() -> [String] { Self.parquetFiles(in: lake) }
         let deadline = ContinuousClock.now + .seconds(120)
         while written().isEmpty && running.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
         try #require(running.isRunning, "the import ended before its first file could be seen: \(running.stderr.suffix(1000))")
@@ -1247,7 +1250,7 @@ struct LakeTests {
         #expect(rows.first?[0] as? Int == 400_000 && rows.first?[1] as? Int == 400_000, "\(rows)")
     }
 
-    @Test("import of a FIFO: SIGTERM is heard while no writer has come (the open blocked until one did, then it exited 0), and while a writer holds it open with part of the stream sent (nothing of it stays in the lake); a writer that sends it all imports it")
+    @Test("import of a FIFO: SIGTERM is heard while no writer has come (the open blocked until one did, then it exited 0), and while a writer holds it open with part of the stream sent (nothing of it stays in the lake)")
     func importOfAFIFOHearsSIGTERM() async throws {
         let directory = try TemporaryDirectory(prefix: "import-fifo")
         defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
@@ -1256,9 +1259,7 @@ struct LakeTests {
         #expect(mkfifo(fifo, 0o600) == 0)
         let data = directory.appending("data").path
         let lake = data + "/lake"
-        func written() -> [String] {
-            (FileManager.default.enumerator(atPath: lake)?.allObjects as? [String] ?? []).filter { $0.hasSuffix(".parquet") }
-        }
+        func written() -> [String] { Self.parquetFiles(in: lake) }
         // No writer yet.
         let waiting = try ChildProcess(TestEnvironment.playheadExecutable, ["import", "--data-dir", data, fifo], name: "import-fifo-waiting")
         try await Task.sleep(for: .seconds(1))
