@@ -201,6 +201,12 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var requestStarted = NIODeadline.now()
     /// Parts of pipelined requests that arrived while a response was pending, in order.
     private var waiting = CircularBuffer<HTTPServerRequestPart>()
+    /// ``answerWaiting(context:)`` is taking requests from ``waiting``: a request answered at once
+    /// (any route but the events POST, or a refusal) calls it again from inside its answer, which
+    /// then leaves the queue to the loop already running. Each such answer recursed one level
+    /// deeper: 20,000 small requests pipelined behind a POST overflowed the event loop's stack, and
+    /// the server died (an outside review of the code).
+    private var answeringWaiting = false
     /// A read held back while pipelined requests wait or the connection is not writable (issued
     /// once they are answered and it is).
     private var readHeld = false
@@ -388,6 +394,10 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         unparseable = nil
         state = .discarding
+        // The body read so far is dropped: its bytes leave the receiving budget now, as at a 413 or
+        // a 408. They stayed counted until the lingering close ended (up to --request-timeout),
+        // and other clients got 503 meanwhile (an outside review of the code).
+        releaseBodyBytes()
         // The parser takes HTTP/1.0 and HTTP/1.1 only: any other version (`HTTP/2.0` in a request
         // line, or none at all as in HTTP/0.9) is one the server does not speak (RFC 9110 §15.6.6).
         // A head over the parser's limit is well-formed HTTP that is too large: 431 (RFC 6585 §5).
@@ -621,11 +631,17 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func answerWaiting(context: ChannelHandlerContext) {
         // After the answer that closes the connection nothing more is answered (not even bytes
         // that are not HTTP, seen before it went out).
-        if closing { return }
-        while !waiting.isEmpty {
-            if mustWait(waiting.first!) { return }
+        if closing || answeringWaiting { return }
+        answeringWaiting = true
+        while !waiting.isEmpty && !closing {
+            if mustWait(waiting.first!) {
+                answeringWaiting = false
+                return
+            }
             receive(waiting.removeFirst(), context: context)
         }
+        answeringWaiting = false
+        if closing { return }
         if unparseable != nil {
             answerUnparseable(context: context)
             return

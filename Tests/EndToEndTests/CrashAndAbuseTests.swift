@@ -274,6 +274,42 @@ struct CrashAndAbuseTests {
         #expect(many.status == 64 && many.stderr.contains("--threads must be at most 256, not 100000"), "\(many.stderr)")
     }
 
+    @Test("20,000 small requests pipelined behind a POST on one connection are all answered and the server stays up (each answered at once recursed a level deeper: the event loop's stack overflowed, and the server died)")
+    func deepPipelineBehindAPost() async throws {
+        let (server, _) = try await Fixtures.server([])
+        let answers = try await runPython(
+            """
+            import socket, sys, threading, time
+            s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+            got = [0, b""]
+            def reader():
+                while True:
+                    data = s.recv(1 << 20)
+                    if not data:
+                        break
+                    got[1] = (got[1] + data)[-64:]
+                    got[0] += data.count(b"HTTP/1.1 ")
+            thread = threading.Thread(target=reader, daemon=True)
+            thread.start()
+            # A large body first grows the server's reads (64 KiB): more requests per read.
+            big = b'{"x":"' + b"a" * 400000 + b'"}'
+            s.sendall(b"POST /v1/events HTTP/1.1\\r\\nHost: a\\r\\nContent-Type: application/json\\r\\nContent-Length: %d\\r\\n\\r\\n" % len(big) + big)
+            time.sleep(1)
+            post = b"POST /v1/events HTTP/1.1\\r\\nHost: a\\r\\nContent-Type: application/json\\r\\nContent-Length: 2\\r\\n\\r\\n{}"
+            s.sendall(post + b"GET /healthz HTTP/1.1\\r\\nHost: a\\r\\n\\r\\n" * 20000)
+            deadline = time.time() + 60
+            while got[0] < 20002 and time.time() < deadline:
+                time.sleep(0.1)
+            print(got[0])
+            """, arguments: [String(server.port)], timeout: .seconds(120)
+        ).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(answers == "20002", "\(answers)")
+        #expect(try await TestHTTP.request("\(server.baseURL)/healthz").status == 200)
+        #expect(server.process.isRunning)
+        #expect(await server.stop() == 0)
+    }
+
     @Test("bad input never takes the server down")
     func badInputBattery() async throws {
         let (server, _) = try await Fixtures.server(["--request-timeout", "1", "--max-body-bytes", "200000"])

@@ -591,6 +591,19 @@ struct IngestAPITests {
         #expect(tooLarge.hasPrefix("HTTP/1.1 413"), "\(tooLarge.prefix(300))")
         holders.removeAll()
 
+        // A chunked body cut by bytes that are not HTTP: its bytes leave the budget with the 400,
+        // while the connection lingers (they stayed until it closed, and a POST got 503: a review).
+        let (parsed, _) = try await Fixtures.server(["--max-body-bytes", "600000", "--max-in-flight-bytes", "1000000"])
+        let broken = try RawConnection(port: parsed.port)
+        #expect(broken.send("POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n\(String(500_000, radix: 16))\r\n"))
+        #expect(broken.send([UInt8](repeating: UInt8(ascii: " "), count: 500_000) + Array("\r\nzz\r\n".utf8)))
+        let malformed = String(decoding: await broken.readSome(timeout: .seconds(10)), as: UTF8.self)
+        #expect(malformed.hasPrefix("HTTP/1.1 400"), "\(malformed.prefix(300))")
+        #expect(broken.send("x"))  // still open: the close lingers
+        let afterBroken = try await TestHTTP.postEvents(parsed, Array(repeating: UInt8(ascii: " "), count: 590_000) + Array(Fixtures.json(Fixtures.event("after-broken")).utf8))
+        #expect(afterBroken.status == 202, "\(afterBroken.status) \(afterBroken.text.prefix(300))")
+        _ = broken
+
         let refused = try await runCommand(
             TestEnvironment.playheadExecutable, ["serve", "--max-body-bytes", "600000", "--max-in-flight-bytes", "500000"], timeout: .seconds(30))
         #expect(refused.status == 64 && refused.stderr.contains("--max-in-flight-bytes (500000) must be at least --max-body-bytes (600000)"), "\(refused.stderr)")
