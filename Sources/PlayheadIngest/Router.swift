@@ -535,6 +535,7 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         switch part {
         case .head(let head):
             requestStarted = .now()
+            connectionGuard.requestBegan(at: requestStarted)
             let kept = router.readsBody(head)
             if let early = router.answerEarly(head, readsBody: kept) {
                 state = .discarding
