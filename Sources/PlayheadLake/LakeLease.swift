@@ -125,7 +125,9 @@ extension S3LakeStore {
             do {
                 try await lease.write(ifMatch: nil)
                 return .held(lease)
-            } catch let error as S3Error where error.isPreconditionFailed {
+            } catch let error as S3Error where error.isPreconditionFailed || error.status == 409 {
+                // 409 ConditionalRequestConflict: AWS's answer to a conditional write that races
+                // another; as for 412, the lease is read to see whose it is.
             } catch let error as S3Error where error.isNotImplemented {
                 return .unsupported("\(client.configuration.endpoint) does not implement conditional writes (\(error))")
             }
@@ -246,6 +248,17 @@ final class S3LakeLease: LakeLease {
             }
             guard body?.owner == owner, let tag = object.etag else { return false }
             try? await client.deleteObject(bucket: bucket, key: key, ifMatch: tag)
+            return true
+        } catch let error as S3Error where error.isNotImplemented {
+            // A store that takes conditional writes but not a conditional DELETE: the lease is read,
+            // and deleted while it is still this process's. It stayed, and the next import of the
+            // file within 2 minutes was refused, naming this process, which had exited (a review).
+            guard let (_, body) = (try? await fetch()) ?? nil, body?.owner == owner else { return true }
+            do {
+                try await client.deleteObject(bucket: bucket, key: key)
+            } catch {
+                return true  // unreachable now: it goes stale
+            }
             return true
         } catch {
             return true  // unreachable now: it goes stale

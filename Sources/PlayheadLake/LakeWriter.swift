@@ -737,9 +737,14 @@ final class DatasetWriter: @unchecked Sendable {
         }
     }
 
+    static let runsKept = 4_096
+
     private func noteRun(_ known: [String]) async throws {
         let log = self.log
-        let bytes = [UInt8](try JSONEncoder().encode(NotedRuns(runs: Array((known + [run]).suffix(32)))))
+        // The last 4,096 runs (150 KB): with 32, a folder started 32 times since a backup of its lake
+        // was taken (a crash-looping pod) took the restored backup for a copy's, and stopped (a
+        // code review).
+        let bytes = [UInt8](try JSONEncoder().encode(NotedRuns(runs: Array((known + [run]).suffix(Self.runsKept)))))
         try await threadPool.runIfActive { try log.writeNote(Self.runsNote, bytes) }
     }
 

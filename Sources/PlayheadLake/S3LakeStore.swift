@@ -170,8 +170,13 @@ public final class S3LakeStore: LakeStore {
         return try await client.listAllObjects(bucket: bucket, prefix: full).map { String($0.key.dropFirst(strip)) }.sorted()
     }
 
+    /// No error when the object is absent: most stores answer 204, and one that answers 404 (the
+    /// protocol's promise) left a redo's or an intent's delete retried for ever (a code review).
     public func delete(_ path: String) async throws {
-        try await client.deleteObject(bucket: bucket, key: key(path))
+        do {
+            try await client.deleteObject(bucket: bucket, key: key(path))
+        } catch let error as S3Error where error.code == .noSuchKey {
+        }
     }
 
     public func delete(_ path: String, ifVersion version: String) async throws {

@@ -150,8 +150,12 @@ public struct S3Error: Error, Sendable, CustomStringConvertible {
     /// some S3-compatible stores.
     public var isNotImplemented: Bool { status == 501 || code == .other("NotImplemented") }
 
-    /// Whether trying again may succeed: 5xx, 429, SlowDown, timeouts and connection errors.
+    /// Whether trying again may succeed: 5xx, 429, SlowDown, timeouts and connection errors; not 501
+    /// `NotImplemented`, which a store answers every time (a conditional write on a store without
+    /// them: each state commit was tried 5 times, with 4 warnings of an outage, before its fallback,
+    /// an outside review of the code).
     public var isRetryable: Bool {
+        if isNotImplemented { return false }
         switch code {
         case .slowDown, .internalError, .serviceUnavailable, .requestTimeout, .transport: return true
         default:

@@ -22,6 +22,81 @@ struct LakeLeaseTests {
         try await Self.withSeaweedFS(Self.runCleanup)
     }
 
+    @Test("a store that refuses conditional DELETE (501) or answers 404 to a DELETE of a missing object: a lease is released all the same (it stayed, and the next import was refused for 2 minutes), 501 is not retried as an outage, and deleting what is absent is no error (it was retried for ever)")
+    func storesWithoutConditionalDelete() async throws {
+        try await Self.withSeaweedFS { weed, _ in
+            // In front of the gateway: 501 to a DELETE with If-Match, 404 NoSuchKey to a DELETE of
+            // a key that does not exist (as GCS's XML API answers); everything else forwarded.
+            let port = try TestNetwork.freePort()
+            let proxy = try ChildProcess(
+                TestEnvironment.python,
+                ["-u", "-c", """
+                    import http.client, http.server, sys
+                    port, target = int(sys.argv[1]), int(sys.argv[2])
+                    def send(handler, status, body):
+                        handler.send_response(status)
+                        handler.send_header('Content-Length', str(len(body)))
+                        handler.end_headers()
+                        handler.wfile.write(body)
+                    class Proxy(http.server.BaseHTTPRequestHandler):
+                        protocol_version = 'HTTP/1.1'
+                        def forward(self):
+                            body = self.rfile.read(int(self.headers.get('Content-Length') or 0))
+                            headers = dict(self.headers.items())
+                            upstream = http.client.HTTPConnection('127.0.0.1', target)
+                            if self.command == 'DELETE' and 'If-Match' in self.headers:
+                                return send(self, 501, b'<Error><Code>NotImplemented</Code><Message>conditional delete</Message></Error>')
+                            if self.command == 'DELETE':
+                                upstream.request('HEAD', self.path, headers=headers)
+                                found = upstream.getresponse()
+                                found.read()
+                                if found.status == 404:
+                                    return send(self, 404, b'<Error><Code>NoSuchKey</Code><Message>absent</Message></Error>')
+                            upstream.request(self.command, self.path, body=body, headers=headers)
+                            response = upstream.getresponse()
+                            data = response.read()
+                            self.send_response(response.status)
+                            for name, value in response.getheaders():
+                                if name.lower() not in ('content-length', 'transfer-encoding', 'connection'):
+                                    self.send_header(name, value)
+                            length = response.getheader('Content-Length') if self.command == 'HEAD' else str(len(data))
+                            self.send_header('Content-Length', length or '0')
+                            self.end_headers()
+                            self.wfile.write(data)
+                        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = forward
+                        def log_message(self, *args): pass
+                    server = http.server.ThreadingHTTPServer(('127.0.0.1', port), Proxy)
+                    print('Serving HTTP', flush=True)
+                    server.serve_forever()
+                    """, "\(port)", "\(weed.s3Port)"],
+                name: "no-conditional-delete", logDirectory: TestEnvironment.artifactsDirectory
+            )
+            defer { proxy.kill9() }
+            _ = try await proxy.waitForOutput(containing: "Serving HTTP", timeout: .seconds(20))
+            let logs = CapturedLogs()
+            let client = S3Client(
+                configuration: S3Configuration(
+                    endpoint: "http://127.0.0.1:\(port)", credentials: S3Credentials(accessKeyID: weed.accessKey, secretAccessKey: weed.secretKey)
+                ),
+                logger: Logger(label: "s3-test") { _ in CapturingLogHandler(captured: logs) }
+            )
+            let store = S3LakeStore(client: client, bucket: "lake", prefix: "no-conditional-delete")
+            guard case .held(let lease) = try await store.lease("a.lock", holder: "this test") else {
+                Issue.record("the lease was not taken")
+                return
+            }
+            #expect(await lease.release())
+            #expect(try await client.headObject(bucket: "lake", key: "no-conditional-delete/a.lock") == nil, "the released lease stayed")
+            guard case .held(let again) = try await store.lease("a.lock", holder: "this test") else {
+                Issue.record("the lease could not be taken again")
+                return
+            }
+            _ = await again.release()
+            #expect(logs.count(containing: "retrying") == 0, "\(logs.all)")
+            try await store.delete("never-written.json")
+        }
+    }
+
     /// Runs `body` with a SeaweedFS gateway holding the bucket `lake` and a client of it, and stops
     /// the gateway, however `body` ends.
     static func withSeaweedFS(_ body: (SeaweedFS, S3Client) async throws -> Void) async throws {

@@ -252,6 +252,12 @@ import Testing
         let bare = S3Client.error(fromBody: ByteBuffer(), status: 502, requestID: "x", method: .HEAD, operation: "HeadObject",
             bucket: "b", key: "k", attempts: 1)
         #expect(bare.code == .http(502) && bare.isRetryable)
+        // 501 NotImplemented is what the store always answers (a conditional write it does not
+        // take): not retried, so that the caller's fallback runs at once.
+        let notImplemented = S3Client.error(
+            fromBody: ByteBuffer(string: "<Error><Code>NotImplemented</Code></Error>"), status: 501, requestID: nil, method: .PUT,
+            operation: "PutObject", bucket: "b", key: "k", attempts: 1)
+        #expect(notImplemented.isNotImplemented && !notImplemented.isRetryable)
         let missing = S3Client.error(fromBody: ByteBuffer(), status: 404, requestID: nil, method: .HEAD, operation: "HeadObject",
             bucket: "b", key: "k", attempts: 1)
         #expect(missing.code == .noSuchKey)
