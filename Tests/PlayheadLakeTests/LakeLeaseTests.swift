@@ -26,57 +26,18 @@ struct LakeLeaseTests {
     func storesWithoutConditionalDelete() async throws {
         try await Self.withSeaweedFS { weed, _ in
             // In front of the gateway: 501 to a DELETE with If-Match, 404 NoSuchKey to a DELETE of
-            // a key that does not exist (as GCS's XML API answers); everything else forwarded.
-            let port = try TestNetwork.freePort()
-            let proxy = try ChildProcess(
-                TestEnvironment.python,
-                ["-u", "-c", """
-                    import http.client, http.server, sys
-                    port, target = int(sys.argv[1]), int(sys.argv[2])
-                    def send(handler, status, body):
-                        handler.send_response(status)
-                        handler.send_header('Content-Length', str(len(body)))
-                        handler.end_headers()
-                        handler.wfile.write(body)
-                    class Proxy(http.server.BaseHTTPRequestHandler):
-                        protocol_version = 'HTTP/1.1'
-                        def forward(self):
-                            body = self.rfile.read(int(self.headers.get('Content-Length') or 0))
-                            headers = dict(self.headers.items())
-                            upstream = http.client.HTTPConnection('127.0.0.1', target)
-                            if self.command == 'DELETE' and 'If-Match' in self.headers:
-                                return send(self, 501, b'<Error><Code>NotImplemented</Code><Message>conditional delete</Message></Error>')
-                            if self.command == 'DELETE':
-                                upstream.request('HEAD', self.path, headers=headers)
-                                found = upstream.getresponse()
-                                found.read()
-                                if found.status == 404:
-                                    return send(self, 404, b'<Error><Code>NoSuchKey</Code><Message>absent</Message></Error>')
-                            upstream.request(self.command, self.path, body=body, headers=headers)
-                            response = upstream.getresponse()
-                            data = response.read()
-                            self.send_response(response.status)
-                            for name, value in response.getheaders():
-                                if name.lower() not in ('content-length', 'transfer-encoding', 'connection'):
-                                    self.send_header(name, value)
-                            length = response.getheader('Content-Length') if self.command == 'HEAD' else str(len(data))
-                            self.send_header('Content-Length', length or '0')
-                            self.end_headers()
-                            self.wfile.write(data)
-                        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = forward
-                        def log_message(self, *args): pass
-                    server = http.server.ThreadingHTTPServer(('127.0.0.1', port), Proxy)
-                    print('Serving HTTP', flush=True)
-                    server.serve_forever()
-                    """, "\(port)", "\(weed.s3Port)"],
-                name: "no-conditional-delete", logDirectory: TestEnvironment.artifactsDirectory
-            )
-            defer { proxy.kill9() }
-            _ = try await proxy.waitForOutput(containing: "Serving HTTP", timeout: .seconds(20))
+            // an object that is not there (as GCS's XML API answers); the rest forwarded.
+            let proxy = try await S3FaultProxy.start(before: weed, name: "no-conditional-delete", intercept: """
+                if handler.command == 'DELETE' and 'If-Match' in handler.headers:
+                    return (501, b'<Error><Code>NotImplemented</Code><Message>conditional delete</Message></Error>')
+                if handler.command == 'DELETE' and 'never-written' in handler.path:
+                    return (404, b'<Error><Code>NoSuchKey</Code><Message>absent</Message></Error>')
+                """)
+            defer { proxy.stop() }
             let logs = CapturedLogs()
             let client = S3Client(
                 configuration: S3Configuration(
-                    endpoint: "http://127.0.0.1:\(port)", credentials: S3Credentials(accessKeyID: weed.accessKey, secretAccessKey: weed.secretKey)
+                    endpoint: proxy.endpoint, credentials: S3Credentials(accessKeyID: weed.accessKey, secretAccessKey: weed.secretKey)
                 ),
                 logger: Logger(label: "s3-test") { _ in CapturingLogHandler(captured: logs) }
             )

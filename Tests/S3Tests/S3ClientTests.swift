@@ -262,59 +262,21 @@ struct S3ClientTests {
             // A proxy that forwards every request, except that it closes the connection instead of
             // answering the first Complete (which the gateway did), and answers the next one
             // NoSuchUpload, as AWS answers for an upload already completed.
-            let port = try TestNetwork.freePort()
-            let proxy = try ChildProcess(
-                TestEnvironment.python,
-                ["-u", "-c", """
-                    import http.client, http.server, sys
-                    port, target = int(sys.argv[1]), int(sys.argv[2])
-                    completes = []
-                    class Proxy(http.server.BaseHTTPRequestHandler):
-                        protocol_version = 'HTTP/1.1'
-                        def forward(self):
-                            body = self.rfile.read(int(self.headers.get('Content-Length') or 0))
-                            complete = self.command == 'POST' and 'uploadId=' in self.path
-                            if complete:
-                                completes.append(1)
-                                if len(completes) == 2:
-                                    answer = b'<Error><Code>NoSuchUpload</Code><Message>The specified upload does not exist.</Message></Error>'
-                                    self.send_response(404)
-                                    self.send_header('Content-Length', str(len(answer)))
-                                    self.end_headers()
-                                    self.wfile.write(answer)
-                                    return
-                            upstream = http.client.HTTPConnection('127.0.0.1', target)
-                            upstream.request(self.command, self.path, body=body, headers=dict(self.headers.items()))
-                            response = upstream.getresponse()
-                            data = response.read()
-                            if complete and len(completes) == 1:
-                                self.close_connection = True
-                                return
-                            self.send_response(response.status)
-                            for name, value in response.getheaders():
-                                if name.lower() not in ('content-length', 'transfer-encoding', 'connection'):
-                                    self.send_header(name, value)
-                            # A HEAD's length is the object's, not that of its (empty) body.
-                            length = response.getheader('Content-Length') if self.command == 'HEAD' else str(len(data))
-                            self.send_header('Content-Length', length or '0')
-                            self.end_headers()
-                            self.wfile.write(data)
-                        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = forward
-                        def log_message(self, *args): pass
-                    server = http.server.ThreadingHTTPServer(('127.0.0.1', port), Proxy)
-                    print('Serving HTTP', flush=True)
-                    server.serve_forever()
-                    """, "\(port)", "\(weed.s3Port)"],
-                name: "lost-complete", logDirectory: TestEnvironment.artifactsDirectory
-            )
-            defer { proxy.kill9() }
-            _ = try await proxy.waitForOutput(containing: "Serving HTTP", timeout: .seconds(20))
+            let proxy = try await S3FaultProxy.start(before: weed, name: "lost-complete", intercept: """
+                if handler.command == 'POST' and 'uploadId=' in handler.path:
+                    intercept.completes = getattr(intercept, 'completes', 0) + 1
+                    if intercept.completes == 1:
+                        return 'close'
+                    if intercept.completes == 2:
+                        return (404, b'<Error><Code>NoSuchUpload</Code><Message>The specified upload does not exist.</Message></Error>')
+                """)
+            defer { proxy.stop() }
             try await Self.client(weed).createBucket("lost")
             let logs = CapturedLogs()
             var logger = Logger(label: "s3-test") { _ in CapturingLogHandler(captured: logs) }
             logger.logLevel = .debug
             let configuration = S3Configuration(
-                endpoint: "http://127.0.0.1:\(port)",
+                endpoint: proxy.endpoint,
                 credentials: S3Credentials(accessKeyID: weed.accessKey, secretAccessKey: weed.secretKey),
                 retry: S3RetryPolicy(maximumAttempts: 3, initialDelay: .milliseconds(50), maximumDelay: .milliseconds(100)),
                 multipartThreshold: 6 << 20, partSize: 5 << 20
