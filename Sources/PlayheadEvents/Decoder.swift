@@ -1638,7 +1638,14 @@ struct EventParser {
         var bytes: [UInt8] = []
         appendUnescaped(span, to: &bytes)
         guard UTF8Validation.isValid(bytes.withUnsafeBytes { $0 }) else { return nil }
-        return String(decoding: bytes, as: UTF8.self)
+        // An id past the string limit is shortened (whole characters, then `…`), as a long field
+        // name is: an event over the size limit with an id of megabytes was kept with its id beside
+        // it, twice its size, past what the log takes in one record (a review of the code).
+        let limit = configuration.maxStringBytes
+        guard bytes.count > limit else { return String(decoding: bytes, as: UTF8.self) }
+        var cut = limit
+        while cut > 0, bytes[cut] & 0xC0 == 0x80 { cut -= 1 }
+        return String(decoding: bytes[..<cut], as: UTF8.self) + "…"
     }
 
     /// Matches a string value against known values (unescaping it when needed).

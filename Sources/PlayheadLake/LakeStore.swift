@@ -229,14 +229,15 @@ public final class FileLakeStore: LakeStore {
     public func delete(_ path: String) async throws {
         let full = "\(root)/\(path)"
         try await threadPool.runIfActive {
-            if unlink(full) == 0 {
-                // Durable before the writer goes on: a redo deletes the unfinished attempt's files
-                // and then moves the state; after a power cut, the state's move could outlive the
-                // deletes, and those rows were in the lake twice (an outside review of the code).
-                try Self.fsyncFolder(String(full[..<(full.lastIndex(of: "/") ?? full.endIndex)]))
-            } else if errno != ENOENT {
+            if unlink(full) != 0 && errno != ENOENT {
                 throw LakeError(.io, "cannot delete \(full): \(String(cString: strerror(errno)))")
             }
+            // Durable before the writer goes on: a redo deletes the unfinished attempt's files and
+            // then moves the state; after a power cut, the state's move could outlive the deletes,
+            // and those rows were in the lake twice (an outside review of the code). Also when the
+            // file is already gone: a retry after an fsync that failed finds it so.
+            let folder = String(full[..<(full.lastIndex(of: "/") ?? full.endIndex)])
+            if FileManager.default.fileExists(atPath: folder) { try Self.fsyncFolder(folder) }
         }
     }
 

@@ -820,10 +820,12 @@ final class DatasetWriter: @unchecked Sendable {
             // 26-30 % past --flush-bytes, a probe). Then the rest of the poll's records go on.
             while true {
                 var blocked = false
+                var pastRedo = false
                 try batch.forEachRecord { offset, value in
                     guard !blocked, writer.accepts(offset) else { return }
                     if let end = writer.forcedEnd, offset >= end {
                         blocked = true
+                        pastRedo = true
                         return
                     }
                     // Not in a redo: its batch must end exactly at the intent's end, whatever the
@@ -836,7 +838,9 @@ final class DatasetWriter: @unchecked Sendable {
                     writer.append(offset, value)
                 }
                 guard blocked else { break }
-                try await flush(writer, consumer: consumer)
+                // A record at or past the redo's end: the log holds nothing more of its range
+                // (offsets that hold no record, as Kafka's transaction markers), so it is whole.
+                try await flush(writer, consumer: consumer, redoRead: pastRedo)
             }
         }
     }
@@ -1205,7 +1209,9 @@ final class DatasetWriter: @unchecked Sendable {
     }
 
     /// Writes the partition's open batch: files, then the state, then the log commit.
-    private func flush(_ writer: PartitionWriter, consumer: any LogConsumer) async throws {
+    /// `redoRead`: a record at or past a redo's end was read, so its range is whole even where
+    /// the records read end before it.
+    private func flush(_ writer: PartitionWriter, consumer: any LogConsumer, redoRead: Bool = false) async throws {
         guard let last = writer.records.lastOffset else {
             if writer.forcedEnd != nil {
                 // The intent's records are gone from the log (retention): nothing to redo.
@@ -1224,7 +1230,9 @@ final class DatasetWriter: @unchecked Sendable {
         // under the whole range's name and moved the state to its end: the rest of the range was
         // in no file, and never written (an outside review of the code: 602,500 of 1,200,000
         // acknowledged events). Left to the next start, which redoes it from the log.
-        if let end = writer.forcedEnd, max(last + 1, writer.steppedTo ?? 0) < end {
+        // (Not when a record past the range was read: that range is whole, and returning here
+        // would read that record again, and again, for ever; a review.)
+        if let end = writer.forcedEnd, !redoRead, max(last + 1, writer.steppedTo ?? 0) < end {
             logger.warning("lake writer: stopping in the middle of redoing an unfinished batch; the next start redoes it from the log", metadata: [
                 "log.partition": "\(writer.partition)", "lake.from": "\(writer.next)", "lake.to": "\(end)", "log.read_up_to": "\(last + 1)",
             ])

@@ -184,6 +184,15 @@ public final class S3LakeStore: LakeStore {
             try await client.deleteObject(bucket: bucket, key: key(path), ifMatch: version)
         } catch let error as S3Error where error.isPreconditionFailed {
             throw LakeError(.otherWriter, "\(displayName)/\(path) was changed by another process since this one read it")
+        } catch let error as S3Error where error.isNotImplemented {
+            // A store without conditional DELETE: read, compared, and deleted while it is still at
+            // that version, as a conditional write falls back to a plain one (an import's emptied
+            // path index stayed there, a review of the code).
+            guard let current = try await getVersioned(path) else { return }
+            guard current.version == version else {
+                throw LakeError(.otherWriter, "\(displayName)/\(path) was changed by another process since this one read it")
+            }
+            try await delete(path)
         }
     }
 }

@@ -165,9 +165,12 @@ struct LoadgenCommand: AsyncParsableCommand {
         if report.statusCounts.isEmpty && report.connectionErrors > 0 {
             // A report of zeros with exit status 0 would let a script take a run that never reached
             // the server for a result.
-            FileHandle.standardError.write(Data(
-                "Error: no request reached \(address): \(report.connectionErrors) connection attempts failed (is the server running?)\n".utf8
-            ))
+            // Requests sent that no answer came to (a server that took them and hung, given up
+            // after the run) are not "connection attempts failed".
+            let said = report.requests > 0
+                ? "no answer came from \(address): \(report.requests) request(s) sent, none answered before its connection closed or the run gave it up (a server that takes connections and does not answer: paused, or not HTTP?)"
+                : "no request reached \(address): \(report.connectionErrors) connection attempts failed (is the server running?)"
+            FileHandle.standardError.write(Data("Error: \(said)\n".utf8))
             throw ExitCode.failure
         }
         if report.requests > 0 {

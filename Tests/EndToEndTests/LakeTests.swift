@@ -1262,7 +1262,14 @@ struct LakeTests {
         func written() -> [String] { Self.parquetFiles(in: lake) }
         // No writer yet.
         let waiting = try ChildProcess(TestEnvironment.playheadExecutable, ["import", "--data-dir", data, fifo], name: "import-fifo-waiting")
-        try await Task.sleep(for: .seconds(1))
+        // Signalled once it holds the FIFO open (its handlers are set before it opens a file).
+        func holdsFIFO(_ child: ChildProcess) -> Bool {
+            ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(child.pid)/fd")) ?? []).contains { fd in
+                (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(child.pid)/fd/\(fd)")) == fifo
+            }
+        }
+        for _ in 0..<200 where !holdsFIFO(waiting) { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(holdsFIFO(waiting), "\(waiting.stderr.suffix(1000))")
         waiting.signal(SIGTERM)
         #expect(await waiting.waitForExit(timeout: .seconds(10)) == 143, "\(waiting.stderr.suffix(1000))")
         // A writer that sends 260,000 lines (a batch of 250,000 is written) and keeps the FIFO open.

@@ -237,6 +237,11 @@ import PlayheadEvents
             #expect(o2.errors.map(\.index) == [1], "\(format)")
             #expect(o2.errors.first?.eventID == "e-1", "\(format): \(o2.errors)")
         }
+        // An id past the string limit is named by its first 1,024 bytes and "…" (an id of
+        // megabytes was kept beside the event, twice its size: a review).
+        let longID = String(repeating: "i", count: 1023) + "é" + String(repeating: "j", count: 5000)
+        let (longIDOutcome, _) = decode(event(["event_id": "\"" + longID + "\""]), format: .json, configuration: config)
+        #expect(longIDOutcome.errors.first?.eventID == String(repeating: "i", count: 1023) + "…", "\(String(describing: longIDOutcome.errors.first?.eventID?.prefix(40)))")
         let badAndBig = event(["event_type": #""jump""#], appending: [("padding", "\"" + String(repeating: "x", count: 600) + "\"")])
         let (ndjsonBad, _) = decode(badAndBig + "\n" + event(), format: .ndjson, configuration: config)
         #expect(ndjsonBad.errors.map(\.reason) == [.eventTooLarge] && ndjsonBad.errors.first?.eventID == "e-1", "\(ndjsonBad.errors)")

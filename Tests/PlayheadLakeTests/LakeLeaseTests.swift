@@ -55,6 +55,11 @@ struct LakeLeaseTests {
             _ = await again.release()
             #expect(logs.count(containing: "retrying") == 0, "\(logs.all)")
             try await store.delete("never-written.json")
+            // A delete at a version (an import's path index): read, compared, deleted (it stayed).
+            try await store.put("index.json", Array("{}".utf8))
+            let version = try #require(try await store.getVersioned("index.json")?.version)
+            try await store.delete("index.json", ifVersion: version)
+            #expect(try await store.getVersioned("index.json") == nil, "the index stayed")
         }
     }
 

@@ -518,7 +518,10 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
                     break
                 }
                 topic.forget(segment: segments[index], bytes: sizes[index])
-                if unlink(path) == 0 {
+                let failure = unlink(path) == 0 ? 0 : errno
+                if failure == 0 || failure == ENOENT {
+                    // Gone already (deleted by hand to free a disk) is deleted: it was put back and
+                    // failed again at every pass, and retention stopped for good (a review).
                     deleted.append(path)
                     total -= sizes[index]
                     sizes[index] = 0
@@ -530,7 +533,7 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
                     // forgotten for good, and counted nowhere, until a restart: a review). The
                     // later segments wait for it, so that the log keeps no gap.
                     topic.restore(segment: segments[index], bytes: sizes[index])
-                    logger.warning("log: retention cannot delete \(path): \(String(cString: strerror(errno)))")
+                    logger.warning("log: retention cannot delete \(path): \(String(cString: strerror(failure)))")
                     break
                 }
             }
