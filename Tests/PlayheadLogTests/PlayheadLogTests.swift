@@ -1212,6 +1212,28 @@ struct EmbeddedLogTests {
         log.close()
     }
 
+    @Test("a segment already gone when retention comes to it (deleted by hand) counts as deleted, and retention goes on past it (it was put back and failed at every pass: retention stopped for good)")
+    func retentionPastASegmentDeletedByHand() async throws {
+        let directory = try TemporaryDirectory(prefix: "log")
+        defer { withExtendedLifetime(directory) {} }
+        let configuration = makeConfiguration(directory) {
+            $0.segmentBytes = 1000
+            $0.retentionBytes = 2000
+        }
+        let log = try EmbeddedLog.open(configuration, logger: testLogger)
+        let producer = try log.producer(for: .events)
+        for index in 0..<10 { _ = try await producer.append(batch((index * 25)..<(index * 25 + 25))) }
+        let segments = try segmentPaths(configuration, "events")
+        try FileManager.default.removeItem(atPath: segments[0])
+        let deleted = log.applyRetention()
+        #expect(deleted.first == segments[0] && deleted.count >= 2, "\(deleted)")
+        // And the next pass finds nothing stuck.
+        _ = log.applyRetention()
+        let left = try segmentPaths(configuration, "events")
+        #expect(left.count <= 3, "\(left)")
+        log.close()
+    }
+
     @Test func retentionDeletesOnlyConsumedOldSegments() async throws {
         let directory = try TemporaryDirectory(prefix: "log")
         defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
