@@ -1162,20 +1162,29 @@ struct EmbeddedLogTests {
         reopened.close()
     }
 
+    /// A log of segments of 1,000 bytes with a retention limit of 2,000, holding 250 records in
+    /// about ten segments.
+    static func tenSegmentsOverTheLimit(
+        _ directory: TemporaryDirectory, requiredGroups: [String] = [], logger: Logger = testLogger
+    ) async throws -> (EmbeddedLogConfiguration, EmbeddedLog) {
+        let configuration = makeConfiguration(directory) {
+            $0.segmentBytes = 1000
+            $0.retentionBytes = 2000
+            $0.requiredGroups = requiredGroups
+        }
+        let log = try EmbeddedLog.open(configuration, logger: logger)
+        let producer = try log.producer(for: .events)
+        for index in 0..<10 { _ = try await producer.append(batch((index * 25)..<(index * 25 + 25))) }
+        return (configuration, log)
+    }
+
     @Test("a group that keeps segments over the retention limits is named at warning level, every 10 minutes at most, with its offset and last commit; the lake writer's hold alone is said at notice level, as what it is (a retired group's file held retention for good without a word, an outside review)")
     func retentionHeldByAGroupIsSaid() async throws {
         let directory = try TemporaryDirectory(prefix: "log")
         defer { withExtendedLifetime(directory) {} }
-        let configuration = makeConfiguration(directory) {
-            $0.segmentBytes = 1000
-            $0.retentionBytes = 2000
-            $0.requiredGroups = ["lake"]
-        }
         let captured = CapturedLogs()
         let logger = Logger(label: "log-test") { _ in CapturingLogHandler(captured: captured) }
-        let log = try EmbeddedLog.open(configuration, logger: logger)
-        let producer = try log.producer(for: .events)
-        for index in 0..<10 { _ = try await producer.append(batch((index * 25)..<(index * 25 + 25))) }
+        let (configuration, log) = try await Self.tenSegmentsOverTheLimit(directory, requiredGroups: ["lake"], logger: logger)
         let said = "log: retention keeps segments of topic events that are over its limits"
         let now = Date()
         // The required group before its first commit: named as required, and not to be removed.
@@ -1216,13 +1225,7 @@ struct EmbeddedLogTests {
     func retentionPastASegmentDeletedByHand() async throws {
         let directory = try TemporaryDirectory(prefix: "log")
         defer { withExtendedLifetime(directory) {} }
-        let configuration = makeConfiguration(directory) {
-            $0.segmentBytes = 1000
-            $0.retentionBytes = 2000
-        }
-        let log = try EmbeddedLog.open(configuration, logger: testLogger)
-        let producer = try log.producer(for: .events)
-        for index in 0..<10 { _ = try await producer.append(batch((index * 25)..<(index * 25 + 25))) }
+        let (configuration, log) = try await Self.tenSegmentsOverTheLimit(directory)
         let segments = try segmentPaths(configuration, "events")
         try FileManager.default.removeItem(atPath: segments[0])
         let deleted = log.applyRetention()
