@@ -1348,13 +1348,19 @@ struct EventParser {
     /// the error's field and message, so a rejected record could hold the body twice over and be
     /// more than the log takes in one record (an outside review of the log).
     func unknownFieldName(_ range: Range<Int>) -> String {
-        guard range.count > Self.longestNameShown else { return String(decoding: unknownKeys[range], as: UTF8.self) }
-        var cut = range.lowerBound + Self.longestNameShown
-        while cut > range.lowerBound, unknownKeys[cut] & 0xC0 == 0x80 { cut -= 1 }
-        return String(decoding: unknownKeys[range.lowerBound..<cut], as: UTF8.self) + "…"
+        Self.shown(unknownKeys[range], atMost: Self.longestNameShown)
     }
 
     static let longestNameShown = 256
+
+    /// `bytes` (valid UTF-8) as text, whole up to `limit` bytes; else its first `limit` bytes, cut
+    /// back to a whole character, and `…`.
+    static func shown(_ bytes: ArraySlice<UInt8>, atMost limit: Int) -> String {
+        guard bytes.count > limit else { return String(decoding: bytes, as: UTF8.self) }
+        var cut = bytes.startIndex + limit
+        while cut > bytes.startIndex, bytes[cut] & 0xC0 == 0x80 { cut -= 1 }
+        return String(decoding: bytes[..<cut], as: UTF8.self) + "…"
+    }
 
     /// Whether the unknown key at `range` of ``unknownKeys`` is one of the event's earlier unknown
     /// keys. The first few are compared one by one; past them, by a table of their hashes (Swift's
@@ -1641,11 +1647,7 @@ struct EventParser {
         // An id past the string limit is shortened (whole characters, then `…`), as a long field
         // name is: an event over the size limit with an id of megabytes was kept with its id beside
         // it, twice its size, past what the log takes in one record (a review of the code).
-        let limit = configuration.maxStringBytes
-        guard bytes.count > limit else { return String(decoding: bytes, as: UTF8.self) }
-        var cut = limit
-        while cut > 0, bytes[cut] & 0xC0 == 0x80 { cut -= 1 }
-        return String(decoding: bytes[..<cut], as: UTF8.self) + "…"
+        return Self.shown(bytes[...], atMost: configuration.maxStringBytes)
     }
 
     /// Matches a string value against known values (unescaping it when needed).

@@ -153,16 +153,9 @@ public final class LakeWriter: Service, Sendable {
         // lag leg could fire (a review of storage failures). On Kafka a consumer joins the group:
         // none is opened early.
         let early = identity == nil ? nil : try? log.consumer(for: .events, group: configuration.group)
-        let earlyLag = early.map { DatasetWriter.refreshingLag(of: $0) }
-        var failure: (any Error)?
-        do {
+        try await DatasetWriter.withEarlyLag(of: early) {
             try await claimLake(writers: writers, identity: identity, sharedIdentity: sharedIdentity)
-        } catch {
-            failure = error
         }
-        earlyLag?.cancel()
-        await early?.close()
-        if let failure { throw failure }
     }
 
     private func claimLake(writers: [DatasetWriter], identity: String?, sharedIdentity: String?) async throws {
@@ -344,6 +337,21 @@ final class DatasetWriter: @unchecked Sendable {
                 try? await Task.sleep(for: .seconds(1))
             }
         }
+    }
+
+    /// Runs `body` with `consumer` (the lake group's, of the events topic, opened before the
+    /// writers open theirs) making the lag's series (``refreshingLag(of:)``), and closes it after.
+    static func withEarlyLag<T>(of consumer: (any LogConsumer)?, _ body: () async throws -> T) async throws -> T {
+        let lag = consumer.map { refreshingLag(of: $0) }
+        let result: Result<T, any Error>
+        do {
+            result = .success(try await body())
+        } catch {
+            result = .failure(error)
+        }
+        lag?.cancel()
+        await consumer?.close()
+        return try result.get()
     }
 
     /// The group gave this process's partitions to other members (``LogConsumer/stillOwns(_:committing:)``).
@@ -618,32 +626,18 @@ final class DatasetWriter: @unchecked Sendable {
     /// comes first.
     func logIdentity() async throws -> String?? {
         let log = self.log
+        guard try await threadPool.runIfActive({ log.awaitsIdentity }) else { return .some(log.identity) }
         // While it waits, the group's consumer makes the lag's series (0: nothing written yet), as
         // `observe`'s does: a `store` waiting for a writer exported none, so a dashboard or an
         // alert on the lake's lag found no series at all (an outside review of the split).
-        var early: (any LogConsumer)?
-        var earlyLag: Task<Void, Never>?
-        var stopped = false
-        var failure: (any Error)?
-        do {
-            while try await threadPool.runIfActive({ log.awaitsIdentity }) {
-                if early == nil, let consumer = try? log.consumer(for: kind.topic, group: configuration.group) {
-                    early = consumer
-                    earlyLag = kind.topic == .events ? Self.refreshingLag(of: consumer) : nil
-                }
+        let early = kind.topic == .events ? try? log.consumer(for: kind.topic, group: configuration.group) : nil
+        return try await Self.withEarlyLag(of: early) { () async throws -> String?? in
+            repeat {
                 try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
-                if Task.isShuttingDownGracefully || Task.isCancelled {
-                    stopped = true
-                    break
-                }
-            }
-        } catch {
-            failure = error
+                if Task.isShuttingDownGracefully || Task.isCancelled { return String??.none }
+            } while try await threadPool.runIfActive({ log.awaitsIdentity })
+            return .some(log.identity)
         }
-        earlyLag?.cancel()
-        await early?.close()
-        if let failure { throw failure }
-        return stopped ? .none : .some(log.identity)
     }
 
     /// The same for a log whose partitions several processes write (Kafka), at start: a location

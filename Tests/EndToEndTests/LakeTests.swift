@@ -1225,6 +1225,14 @@ struct LakeTests {
         (FileManager.default.enumerator(atPath: lake)?.allObjects as? [String] ?? []).filter { $0.hasSuffix(".parquet") }
     }
 
+    /// Waits (up to 2 minutes) until `lake` holds a Parquet file, while `importing` runs.
+    static func waitForAFile(in lake: String, whileRunning importing: ChildProcess) async throws {
+        let deadline = ContinuousClock.now + .seconds(120)
+        while parquetFiles(in: lake).isEmpty && importing.isRunning && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
     @Test("import: SIGTERM stops the file being imported and takes its files out of the lake again (part of it stayed, with no rollups); exit 143; the next import of the file is whole")
     func importInterrupted() async throws {
         let directory = try TemporaryDirectory(prefix: "import")
@@ -1235,8 +1243,7 @@ struct LakeTests {
         let running = try ChildProcess(TestEnvironment.playheadExecutable, arguments, name: "import-interrupted")
         // Stopped once its first file is in the lake (a file of 20,000 of the 400,000 events).
         func written() -> [String] { Self.parquetFiles(in: lake) }
-        let deadline = ContinuousClock.now + .seconds(120)
-        while written().isEmpty && running.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        try await Self.waitForAFile(in: lake, whileRunning: running)
         try #require(running.isRunning, "the import ended before its first file could be seen: \(running.stderr.suffix(1000))")
         running.signal(SIGTERM)
         #expect(await running.waitForExit(timeout: .seconds(60)) == 143, "\(running.stderr.suffix(2000))")
@@ -1275,8 +1282,7 @@ struct LakeTests {
         // A writer that sends 260,000 lines (a batch of 250,000 is written) and keeps the FIFO open.
         let reading = try ChildProcess(TestEnvironment.playheadExecutable, ["import", "--data-dir", data, fifo], name: "import-fifo-reading")
         let writer = try ChildProcess("/bin/sh", ["-c", "exec > \"$1\"; head -n 260000 \"$0\"; exec sleep 60", file, fifo], name: "fifo-writer")
-        let deadline = ContinuousClock.now + .seconds(60)
-        while written().isEmpty && reading.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        try await Self.waitForAFile(in: lake, whileRunning: reading)
         try #require(reading.isRunning, "\(reading.stderr.suffix(1000))")
         reading.signal(SIGTERM)
         #expect(await reading.waitForExit(timeout: .seconds(10)) == 143, "still waiting for the writer: \(reading.stderr.suffix(1000))")

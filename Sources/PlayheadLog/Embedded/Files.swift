@@ -314,18 +314,18 @@ package enum SegmentScanner {
     /// 20 s of CPU (before the server listened) for the 17 MB tail behind one bad record of that
     /// size, and it grew as the cube of the tail (an outside review of the code).
     static func nextValidRecord(in bytes: [UInt8], after position: Int, maxRecordBytes: Int) -> Int? {
-        var candidate = position + 1
-        while bytes.count - candidate >= Files.recordHeaderBytes {
-            let plausible = bytes.withUnsafeBytes { raw in
+        bytes.withUnsafeBytes { raw in
+            var candidate = position + 1
+            while raw.count - candidate >= Files.recordHeaderBytes {
                 let length = Int(LogFraming.readUInt32(raw, at: candidate))
                 let next = candidate + Files.recordHeaderBytes + length
-                return length <= maxRecordBytes && next <= raw.count
+                let plausible = length <= maxRecordBytes && next <= raw.count
                     && (raw.count - next < 4 || Int(LogFraming.readUInt32(raw, at: next)) <= maxRecordBytes)
+                if plausible, validRecord(in: bytes, at: candidate, maxRecordBytes: maxRecordBytes) != nil { return candidate }
+                candidate += 1
             }
-            if plausible, validRecord(in: bytes, at: candidate, maxRecordBytes: maxRecordBytes) != nil { return candidate }
-            candidate += 1
+            return nil
         }
-        return nil
     }
 
     /// Reads `fd` from the start and returns how far its records are complete and valid.
