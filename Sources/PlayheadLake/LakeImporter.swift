@@ -49,6 +49,8 @@ public final class LakeImporter: Sendable {
     private let store: any LakeStore
     private let configuration: LakeWriterConfiguration
     private let decoder: EventDecoder
+    /// A line longer than this is not held whole (``LongLine``).
+    private let lineLimit: Int
     private let threadPool: NIOThreadPool
     private let logger: Logger
     /// Set from a signal handler (`playhead import` on SIGINT or SIGTERM): the file being imported
@@ -79,6 +81,7 @@ public final class LakeImporter: Sendable {
         self.store = store
         self.configuration = configuration
         self.decoder = EventDecoder(configuration: decoderConfiguration)
+        lineLimit = LongLine.limit(maxEventBytes: decoder.maxEventBytes)
         self.threadPool = threadPool
         self.logger = logger
     }
@@ -319,12 +322,34 @@ public final class LakeImporter: Sendable {
                 chunkStart += lines.complete.count
                 // Blank lines are skipped, as in a request body; a chunk (or the file's tail) of
                 // nothing else holds no event, and is not an empty body to reject.
-                guard !ImportPiece.isBlank(lines.complete) else { continue }
-                decoding.append(Task { [complete = lines.complete] in
-                    try await pool.runIfActive {
-                        ImportPiece.decode(complete, byteBase: byteBase, decoder: decoder, receivedAt: receivedAt)
+                if !ImportPiece.isBlank(lines.complete) {
+                    decoding.append(Task { [complete = lines.complete] in
+                        try await pool.runIfActive {
+                            ImportPiece.decode(complete, byteBase: byteBase, decoder: decoder, receivedAt: receivedAt)
+                        }
+                    })
+                }
+                if !endOfFile && pending.count > lineLimit {
+                    // A line past the limit is read past, not held whole (a line of 150 MB took
+                    // 2.2 GB and 12 s, a code review): one rejection, its first bytes kept.
+                    let (lineStart, limit) = (chunkStart, lineLimit)
+                    let skipped = try await threadPool.runIfActive { [pending] in
+                        try LongLine.skip(file, head: pending, lineStart: lineStart, limit: limit, receivedAt: receivedAt)
                     }
-                })
+                    if let rejection = skipped.rejection { decoding.append(Task { rejection }) }
+                    summary.inputBytes += skipped.added
+                    chunkStart += skipped.lineBytes
+                    endOfFile = skipped.end
+                    pending = skipped.after.rest
+                    if !ImportPiece.isBlank(skipped.after.complete) {
+                        decoding.append(Task { [complete = skipped.after.complete, byteBase = chunkStart] in
+                            try await pool.runIfActive {
+                                ImportPiece.decode(complete, byteBase: byteBase, decoder: decoder, receivedAt: receivedAt)
+                            }
+                        })
+                    }
+                    chunkStart += skipped.after.complete.count
+                }
             }
             guard !decoding.isEmpty else { break }
             let piece = try await decoding.removeFirst().value
@@ -501,7 +526,13 @@ public final class LakeImporter: Sendable {
     /// Reads the next chunk after `pending` (the incomplete line the last read left) and splits it
     /// after its last newline (all of it at the end of the file); `added` counts the bytes read.
     static func completeLines(_ file: ImportFile, after pending: [UInt8]) throws -> ImportChunk {
-        var (bytes, added, end) = try file.read(after: pending, maxBytes: chunkBytes)
+        let (bytes, added, end) = try file.read(after: pending, maxBytes: chunkBytes)
+        return (split(bytes, end: end, file: file), added, end)
+    }
+
+    /// `bytes` split after their last newline (all of them complete at the end of the file).
+    static func split(_ bytes: [UInt8], end: Bool, file: ImportFile) -> (complete: [UInt8], rest: [UInt8]) {
+        var bytes = bytes
         var cut = end ? bytes.count : (bytes.lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 } ?? 0)
         if end, bytes.last != UInt8(ascii: "\n"), file.grownSize() != nil {
             // The size at open cut a line being written: it belongs to the next version of the file
@@ -511,7 +542,7 @@ public final class LakeImporter: Sendable {
         }
         let rest = Array(bytes[cut...])
         bytes.removeSubrange(cut...)
-        return ((bytes, rest), added, end)
+        return (bytes, rest)
     }
 
     /// A chunk of the file read by ``completeLines(_:after:)``: its complete lines, the incomplete
@@ -826,6 +857,23 @@ final class ImportPiece: @unchecked Sendable {
         return piece
     }
 
+    /// The rejection of a line over the import's line limit (``LongLine``), of which only `head` was
+    /// held; numbered as the next event, its message's byte position counted from the file's start.
+    static func longLine(head: ArraySlice<UInt8>, lineBytes: Int, limit: Int, byteBase: Int, receivedAt: Int64) -> ImportPiece {
+        let piece = ImportPiece(inputBytes: 0, byteBase: byteBase)
+        let message = "the line at byte 0 is \(lineBytes) bytes, over the import's limit of \(limit) on a line: it was read past, not decoded, and its first \(head.count) bytes are kept as its raw bytes"
+        let error = EventValidationError(index: 0, reason: .eventTooLarge, message: message)
+        var record: [UInt8] = []
+        head.withUnsafeBytes {
+            RejectedRecordEncoder.encode(
+                receivedAt: receivedAt, index: 0, reason: error.reason, field: nil, message: message, eventID: nil, raw: $0, into: &record
+            )
+        }
+        piece.rejections.append((error, record))
+        piece.count = 1
+        return piece
+    }
+
     private struct Sink: EventSink {
         let piece: ImportPiece
 
@@ -837,6 +885,48 @@ final class ImportPiece: @unchecked Sendable {
 
         mutating func rejected(_ error: EventValidationError, record: UnsafeRawBufferPointer) {
             piece.rejections.append((error, Array(record)))
+        }
+    }
+}
+
+/// A line of an import longer than the limit: read past rather than held whole until its newline
+/// (a stretch of NUL bytes that a crash left in a file, or JSON of megabytes on one line, took
+/// memory and time in proportion, copied again at each read). It is one rejection,
+/// `event_too_large`, whose raw bytes are the line's first ``keptBytes``.
+enum LongLine {
+    /// The bytes of a line's start kept in its rejection.
+    static let keptBytes = 64 * 1024
+
+    /// Over the embedded log's record limit, and twice the event limit (a line holds one event,
+    /// and blanks around it).
+    static func limit(maxEventBytes: Int) -> Int {
+        max(16 << 20, maxEventBytes.multipliedReportingOverflow(by: 2).overflow ? .max : 2 * maxEventBytes)
+    }
+
+    /// Reads on past the line that `head` begins (no newline in it) to its newline: the line's
+    /// length (its newline included), its rejection (none for a line of blanks), what was read
+    /// after it split as ``LakeImporter/split(_:end:file:)`` splits a chunk, the bytes read, and
+    /// whether the file ended.
+    static func skip(
+        _ file: ImportFile, head: [UInt8], lineStart: Int, limit: Int, receivedAt: Int64
+    ) throws -> (lineBytes: Int, rejection: ImportPiece?, after: (complete: [UInt8], rest: [UInt8]), added: Int, end: Bool) {
+        var length = head.count
+        var blank = ImportPiece.isBlank(head)
+        var added = 0
+        while true {
+            let (bytes, count, end) = try file.read(after: [], maxBytes: LakeImporter.chunkBytes)
+            added += count
+            let newline = bytes.firstIndex(of: UInt8(ascii: "\n"))
+            let lineEnd = newline ?? bytes.count
+            if blank { blank = bytes[..<lineEnd].allSatisfy(ImportPiece.isBlankByte) }
+            length += lineEnd
+            if newline != nil || end {
+                let after = newline.map { Array(bytes[($0 + 1)...]) } ?? []
+                let rejection = blank ? nil : ImportPiece.longLine(
+                    head: head.prefix(keptBytes), lineBytes: length, limit: limit, byteBase: lineStart, receivedAt: receivedAt
+                )
+                return (length + (newline == nil ? 0 : 1), rejection, LakeImporter.split(after, end: end, file: file), added, end)
+            }
         }
     }
 }

@@ -1220,6 +1220,52 @@ struct LakeTests {
         #expect(rejected.first?[2] as? String == "the line is not valid JSON: expected a key at byte \(badLine + 1) (the line starts at byte \(badLine))", "\(rejected)")
     }
 
+    @Test("import: a line past the line limit (16 MiB) is read past, not held whole: one event_too_large rejection keeping its first 64 KiB, numbered and placed in the file; a long line of blanks is skipped, and one at the end of the file without a newline is rejected too; memory stays bounded (a 100 MiB line took the import over a gigabyte)")
+    func importLongLines() async throws {
+        let directory = try TemporaryDirectory(prefix: "import")
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        let file = directory.appending("long.ndjson").path
+        // Event, 100 MiB of NUL bytes (a crash's hole), event, 40 MiB of spaces, event, and 40 MiB of
+        // 'x' with no newline at the end (each past the limit before a read reaches its end). The
+        // import runs from Python, which reports its peak memory.
+        let output = try await runPython(
+            """
+            import json, resource, subprocess, sys
+            event = lambda i: json.dumps(dict(json.loads(sys.argv[2]), event_id=f'long-{i}', session_id=f's-{i}'))
+            with open(sys.argv[1], 'wb') as f:
+                f.write((event(1) + '\\n').encode())
+                holes = f.tell()
+                f.write(b'\\0' * (100 << 20) + b'\\n')
+                f.write((event(2) + '\\n').encode())
+                f.write(b' ' * (40 << 20) + b'\\n')
+                f.write((event(3) + '\\n').encode())
+                tail = f.tell()
+                f.write(b'x' * (40 << 20))
+            run = subprocess.run([sys.argv[3], 'import', '--data-dir', sys.argv[4], sys.argv[1]], capture_output=True, text=True)
+            peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
+            print(json.dumps(dict(status=run.returncode, stdout=run.stdout, stderr=run.stderr[-2000:], peak_mib=peak, holes=holes, tail=tail)))
+            """,
+            arguments: [file, Fixtures.json(Fixtures.event("template")), TestEnvironment.playheadExecutable, directory.appending("data").path]
+        )
+        let run = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
+        #expect(run["status"] as? Int == 0, "\(run)")
+        #expect((run["stdout"] as? String)?.contains(#""events":5,"accepted":3,"rejected":2"#) == true, "\(run)")
+        // Held whole, the 100 MiB line and its copies took more than 1 GiB.
+        let peak = try #require(run["peak_mib"] as? Int)
+        #expect(peak < 400, "peak memory of the import: \(peak) MiB")
+        let (holes, tail) = (try #require(run["holes"] as? Int), try #require(run["tail"] as? Int))
+        let lake = directory.appending("data/lake").path
+        let rejected = try await duck(
+            "SELECT request_index, reason, message, octet_length(raw), left(hex(raw), 6) IN ('000000', '787878') FROM read_parquet('{lake}/rejected/**/*.parquet') ORDER BY request_index",
+            lake: lake)
+        #expect(rejected.map { $0[0] as? Int } == [1, 4] && rejected.allSatisfy { $0[1] as? String == "event_too_large" }, "\(rejected)")
+        #expect(rejected.allSatisfy { $0[3] as? Int == 65_536 && $0[4] as? Bool == true }, "\(rejected)")
+        #expect(rejected.first?[2] as? String == "the line at byte \(holes) is \(100 << 20) bytes, over the import's limit of \(16 << 20) on a line: it was read past, not decoded, and its first 65536 bytes are kept as its raw bytes", "\(rejected)")
+        #expect((rejected.last?[2] as? String)?.hasPrefix("the line at byte \(tail) is \(40 << 20) bytes") == true, "\(rejected)")
+        let events = try await duck("SELECT event_id FROM read_parquet('{lake}/events/**/*.parquet') ORDER BY event_id", lake: lake)
+        #expect(events.map { $0.first as? String } == ["long-1", "long-2", "long-3"], "\(events)")
+    }
+
     /// The Parquet files under `lake`, as paths relative to it.
     static func parquetFiles(in lake: String) -> [String] {
         (FileManager.default.enumerator(atPath: lake)?.allObjects as? [String] ?? []).filter { $0.hasSuffix(".parquet") }
