@@ -22,7 +22,7 @@ import RdKafka
 /// | `compression` | `zstd` | `zstd`, `lz4`, `snappy`, `gzip` or `none` |
 /// | `linger_ms` | `5` | how long the producer waits to fill a batch |
 /// | `delivery_timeout_ms` | `30000` | how long a record may wait for its acknowledgement before the append fails (`message.timeout.ms`) |
-/// | `queue_max_messages` | `1000000` | local queue bound; beyond it appends fail with `full` |
+/// | `queue_max_messages` | `1000000` | local queue bound; records beyond it wait for room, in order, up to `delivery_timeout_ms` |
 /// | `session_timeout_ms` | `10000` | consumer-group session timeout (rebalances wait about half of it on Tansu) |
 /// | `assignor` | `cooperative-sticky` | `cooperative-sticky` (incremental rebalances) or `range` / `roundrobin` (eager) |
 /// | `client_id` | `playhead` | the client id the brokers see |
@@ -185,6 +185,10 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
                 }
             }
         }
+        // librdkafka's own check names its properties, not the URL's parameters (a review).
+        guard lingerMilliseconds < deliveryTimeoutMilliseconds else {
+            throw invalid("linger_ms (\(lingerMilliseconds)) must be less than delivery_timeout_ms (\(deliveryTimeoutMilliseconds)): a record waits linger_ms for its batch before it is sent")
+        }
         if let propertiesFile {
             let fromFile = try Self.readProperties(propertiesFile).get()
             if let name = fromFile.keys.sorted().first(where: { Self.managedReason($0) != nil }) {
@@ -211,6 +215,10 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
         "auto.offset.reset": "a group without a committed offset reads from the earliest record, so that no event is skipped",
         "acks": "a 202 waits for every in-sync replica (acks=all)",
         "enable.idempotence": "the producer's retries must not duplicate or reorder records",
+        // Accepted until 2026-12-07 (an outside review): with only failures reported, no append
+        // completed (its request had no answer) and each held its tracker for good.
+        "delivery.report.only.error": "a 202 waits for the delivery report of every record",
+        "message.timeout.ms": "it is the URL's delivery_timeout_ms (0, never, held a request for ever)",
     ]
 
     /// librdkafka's other names of ``managedProperties``: `metadata.broker.list` set after
@@ -218,6 +226,7 @@ public struct KafkaLogConfiguration: Sendable, Hashable {
     /// the URL's (an outside review).
     static let managedAliases: [String: String] = [
         "metadata.broker.list": "bootstrap.servers", "request.required.acks": "acks", "auto.commit.enable": "enable.auto.commit",
+        "delivery.timeout.ms": "message.timeout.ms",
     ]
 
     /// Why `name` (a topic property may be written `topic.<name>`, and some have other names) is

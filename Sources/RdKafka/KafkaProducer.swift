@@ -28,8 +28,12 @@ public struct KafkaDeliveryReport: Sendable, Hashable {
 
 /// A librdkafka producer.
 ///
-/// - `produce` is non-blocking (it never waits for queue space: a full local queue fails the batch
-///   with ``RdKafkaError/queueFull``).
+/// - `produce` is non-blocking. Messages that find librdkafka's local queue full (`queue.buffering.
+///   max.messages` / `.kbytes`) are copied into a backlog that the poll thread enqueues, in order,
+///   as room comes; later batches wait behind them. One still waiting after `message.timeout.ms`
+///   fails with ``RdKafkaError/queueFull``. (Until 2026-12-07 a full queue failed the rest of the
+///   batch at once, while its first part, already enqueued, was delivered: a client told its
+///   request failed had part of it written, again at each retry, an outside review.)
 /// - Delivery reports are served by a dedicated thread that loops on `rd_kafka_poll`; the batch's
 ///   completion runs there once every message of the batch has a delivery report. It must not block.
 /// - Call ``close(flushTimeout:)`` before dropping the producer: it flushes, fails what is left with
@@ -42,12 +46,16 @@ public final class KafkaProducer: @unchecked Sendable {
     /// Produce calls in progress, and whether the handle is being closed.
     private let gate = Mutex<(active: Int, closing: Bool)>((0, false))
     private let closed = AtomicFlag()
+    /// Messages waiting for room in librdkafka's queue (``ProduceBacklog``).
+    private let backlog: ProduceBacklog
     public let logger: Logger
 
     /// Creates a producer. `configuration` holds librdkafka properties (`bootstrap.servers`,
     /// `acks`, `enable.idempotence`, `linger.ms`, `compression.type`, `message.timeout.ms`, ...).
     public init(configuration: [String: String], logger: Logger) throws(RdKafkaError) {
         self.logger = logger
+        let timeout = configuration["message.timeout.ms"].flatMap(Int.init) ?? 300_000
+        backlog = ProduceBacklog(waitLimit: .milliseconds(timeout > 0 ? timeout : 300_000))
         let callbacks = ProducerCallbacks(logger: logger)
         self.callbacks = callbacks
         let conf = try makeConfiguration(configuration)
@@ -69,13 +77,16 @@ public final class KafkaProducer: @unchecked Sendable {
         nonisolated(unsafe) let handle = self.handle
         let closed = self.closed
         let callbacksRef = callbacks
+        let backlog = self.backlog
         pollThread = WorkerThread(name: "rdkafka-producer-poll") {
             if closed.load(ordering: .acquiring) {
                 // Nothing to poll any more; wait for the thread to be stopped.
                 usleep(20_000)
                 return
             }
-            rd_kafka_poll(handle, 100)
+            // Delivery reports make room in the queue: a backlog is tried again soon after.
+            rd_kafka_poll(handle, backlog.isEmpty ? 100 : 5)
+            backlog.enqueue()
             callbacksRef.checkRecovery(handle)
         }
     }
@@ -136,24 +147,7 @@ public final class KafkaProducer: @unchecked Sendable {
             }
             messages[index]._private = opaque
         }
-        let enqueued = messages.withUnsafeMutableBufferPointer { buffer in
-            rd_kafka_produce_batch(topicHandle, -1 /* RD_KAFKA_PARTITION_UA */, 0x2 /* RD_KAFKA_MSG_F_COPY */,
-                buffer.baseAddress, Int32(count))
-        }
-        if Int(enqueued) < count {
-            var failed = 0
-            var firstError: RdKafkaError?
-            for item in messages where item.err != RD_KAFKA_RESP_ERR_NO_ERROR {
-                failed += 1
-                if firstError == nil { firstError = RdKafkaError(item.err) }
-            }
-            // Messages that were not enqueued get no delivery report: settle them here.
-            if failed > 0 && tracker.settle(
-                count: failed, error: firstError ?? .local("produce_batch failed"), partition: -1, offset: -1
-            ) {
-                Unmanaged<DeliveryTracker>.fromOpaque(opaque).release()
-            }
-        }
+        backlog.produce(&messages, topic: SendablePointer(topicHandle), tracker: opaque)
     }
 
     /// Waits (on the poll thread) until every queued message is delivered or `timeout` passes;
@@ -206,8 +200,17 @@ public final class KafkaProducer: @unchecked Sendable {
         }
         let logger = self.logger
         let pending = TopicHandles(topics)
+        let backlog = self.backlog
         return {
-            let result = rd_kafka_flush(handle, milliseconds(flushTimeout))
+            // What waits for room in the queue goes in as room comes, within the flush's time.
+            let deadline = ContinuousClock.now + flushTimeout
+            while !backlog.isEmpty && ContinuousClock.now < deadline {
+                rd_kafka_poll(handle, 5)
+                backlog.enqueue()
+            }
+            backlog.fail(RdKafkaError(code: RdKafkaError.purgedQueue, message: "the producer closed before its queue had room for the message"))
+            let left = max(Duration.zero, deadline - ContinuousClock.now)
+            let result = rd_kafka_flush(handle, milliseconds(left))
             if result != RD_KAFKA_RESP_ERR_NO_ERROR {
                 logger.warning("Kafka producer closing with \(rd_kafka_outq_len(handle)) undelivered messages; failing them")
             }
@@ -243,6 +246,163 @@ public final class KafkaProducer: @unchecked Sendable {
 private struct TopicHandles: Sendable {
     var handles: [SendablePointer]
     init(_ handles: [SendablePointer]) { self.handles = handles }
+}
+
+/// The messages of ``KafkaProducer`` that found librdkafka's local queue full, copied, in the
+/// order they were produced: the poll thread enqueues them as room comes (``enqueue()``), and
+/// while any waits, later batches wait behind it, so that a key's messages keep their order.
+final class ProduceBacklog: @unchecked Sendable {
+    /// A batch's messages still to enqueue: their bytes in one buffer, each a key and a value in it.
+    private struct Waiting: @unchecked Sendable {
+        var topic: SendablePointer
+        var tracker: UnsafeMutableRawPointer
+        var bytes: [UInt8]
+        var spans: [(keyStart: Int, keyCount: Int, valueStart: Int, valueCount: Int)]
+        var since: ContinuousClock.Instant
+    }
+
+    private let waiting = Mutex<[Waiting]>([])
+    private let count = Atomic<Int>(0)
+    private let waitLimit: Duration
+
+    init(waitLimit: Duration) { self.waitLimit = waitLimit }
+
+    var isEmpty: Bool { count.load(ordering: .acquiring) == 0 }
+
+    /// Enqueues `messages` (of one batch, pointing to bytes alive during the call) at once, or
+    /// behind the backlog: what the queue has no room for now is copied into it. Other errors fail
+    /// their messages (the batch's first error).
+    func produce(_ messages: inout [rd_kafka_message_t], topic: SendablePointer, tracker: UnsafeMutableRawPointer) {
+        let failed = waiting.withLock { waiting -> Failure? in
+            if !waiting.isEmpty {
+                waiting.append(Self.copy(messages, topic: topic, tracker: tracker))
+                count.add(1, ordering: .releasing)
+                return nil
+            }
+            let (full, failed) = Self.produceBatch(&messages, topic: topic, tracker: tracker)
+            if !full.isEmpty {
+                waiting.append(Self.copy(full.map { messages[$0] }, topic: topic, tracker: tracker))
+                count.add(1, ordering: .releasing)
+            }
+            return failed
+        }
+        // Completions run outside the lock (one may produce again).
+        failed?.settle()
+    }
+
+    /// Messages of a batch that failed, to settle once the lock is released.
+    private struct Failure: @unchecked Sendable {
+        var tracker: UnsafeMutableRawPointer
+        var count: Int
+        var error: RdKafkaError
+
+        func settle() {
+            let unmanaged = Unmanaged<DeliveryTracker>.fromOpaque(tracker)
+            if unmanaged.takeUnretainedValue().settle(count: count, error: error, partition: -1, offset: -1) {
+                unmanaged.release()
+            }
+        }
+    }
+
+    /// Enqueues what waits, in order, until the queue is full again; fails what has waited past
+    /// the limit. Runs on the poll thread.
+    func enqueue() {
+        guard !isEmpty else { return }
+        var failures: [Failure] = []
+        defer { for failure in failures { failure.settle() } }
+        waiting.withLock { waiting in
+            while var first = waiting.first {
+                if ContinuousClock.now - first.since >= waitLimit {
+                    failures.append(Failure(tracker: first.tracker, count: first.spans.count, error: RdKafkaError(
+                        code: RdKafkaError.queueFull,
+                        message: "Local: Queue full: no room came in the producer's queue within message.timeout.ms (\(waitLimit))"
+                    )))
+                    waiting.removeFirst()
+                    count.subtract(1, ordering: .releasing)
+                    continue
+                }
+                let (full, failed): ([Int], Failure?) = first.bytes.withUnsafeBytes { bytes in
+                    var messages = first.spans.map { span in
+                        var message = rd_kafka_message_t()
+                        message.payload = UnsafeMutableRawPointer(mutating: bytes.baseAddress! + span.valueStart)
+                        message.len = span.valueCount
+                        if span.keyCount > 0 {
+                            message.key = UnsafeMutableRawPointer(mutating: bytes.baseAddress! + span.keyStart)
+                            message.key_len = span.keyCount
+                        }
+                        message._private = first.tracker
+                        return message
+                    }
+                    return Self.produceBatch(&messages, topic: first.topic, tracker: first.tracker)
+                }
+                if let failed { failures.append(failed) }
+                if full.isEmpty {
+                    waiting.removeFirst()
+                    count.subtract(1, ordering: .releasing)
+                    continue
+                }
+                first.spans = full.map { first.spans[$0] }
+                waiting[0] = first
+                return
+            }
+        }
+    }
+
+    /// Fails every message still waiting (the producer is closing).
+    func fail(_ error: RdKafkaError) {
+        let all = waiting.withLock { waiting -> [Waiting] in
+            defer { waiting.removeAll() }
+            return waiting
+        }
+        count.store(0, ordering: .releasing)
+        for batch in all { Failure(tracker: batch.tracker, count: batch.spans.count, error: error).settle() }
+    }
+
+    /// `rd_kafka_produce_batch` (copying the bytes): the indexes of the messages that found the
+    /// queue full, and those that failed for another reason (the first error), to settle.
+    private static func produceBatch(
+        _ messages: inout [rd_kafka_message_t], topic: SendablePointer, tracker: UnsafeMutableRawPointer
+    ) -> (full: [Int], failed: Failure?) {
+        let total = messages.count
+        let enqueued = messages.withUnsafeMutableBufferPointer { buffer in
+            rd_kafka_produce_batch(topic.pointer, -1 /* RD_KAFKA_PARTITION_UA */, 0x2 /* RD_KAFKA_MSG_F_COPY */,
+                buffer.baseAddress, Int32(total))
+        }
+        guard Int(enqueued) < total else { return ([], nil) }
+        var full: [Int] = []
+        var failed = 0
+        var firstError: RdKafkaError?
+        for (index, item) in messages.enumerated() where item.err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            if item.err == RD_KAFKA_RESP_ERR__QUEUE_FULL {
+                full.append(index)
+            } else {
+                failed += 1
+                if firstError == nil { firstError = RdKafkaError(item.err) }
+            }
+        }
+        // Messages that were not enqueued get no delivery report: they are settled by the caller.
+        let failure = failed > 0 ? Failure(tracker: tracker, count: failed, error: firstError ?? .local("produce_batch failed")) : nil
+        return (full, failure)
+    }
+
+    private static func copy(_ messages: [rd_kafka_message_t], topic: SendablePointer, tracker: UnsafeMutableRawPointer) -> Waiting {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(messages.reduce(0) { $0 + $1.len + $1.key_len })
+        var spans: [(keyStart: Int, keyCount: Int, valueStart: Int, valueCount: Int)] = []
+        spans.reserveCapacity(messages.count)
+        for message in messages {
+            let keyStart = bytes.count
+            if let key = message.key, message.key_len > 0 {
+                bytes.append(contentsOf: UnsafeRawBufferPointer(start: key, count: message.key_len))
+            }
+            let valueStart = bytes.count
+            if let payload = message.payload, message.len > 0 {
+                bytes.append(contentsOf: UnsafeRawBufferPointer(start: payload, count: message.len))
+            }
+            spans.append((keyStart, message.key_len, valueStart, message.len))
+        }
+        return Waiting(topic: topic, tracker: tracker, bytes: bytes, spans: spans, since: .now)
+    }
 }
 
 /// Counts a batch's delivery reports down and calls its completion once.

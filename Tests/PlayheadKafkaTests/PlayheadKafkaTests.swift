@@ -212,9 +212,13 @@ struct KafkaLogURLTests {
             "rdkafka.acks=1", "consumer.enable.auto.commit=true", "producer.enable.idempotence=false", "rdkafka.bootstrap.servers=x:1", "consumer.auto.offset.reset=latest",
             "rdkafka.metadata.broker.list=127.0.0.1:26398", "producer.request.required.acks=1", "producer.topic.request.required.acks=1",
             "consumer.topic.auto.offset.reset=latest", "consumer.auto.commit.enable=true",
+            // With only failures reported no append completed; a timeout of 0 never ends one.
+            "producer.delivery.report.only.error=true", "producer.message.timeout.ms=0", "rdkafka.delivery.timeout.ms=0",
         ] {
             #expect(message("kafka://h:9092/?\(parameter)").contains("is Playhead's to set"), "\(parameter)")
         }
+        // librdkafka's own check of the two named its properties, not the URL's parameters.
+        #expect(message("kafka://h:9092/t?linger_ms=60000") == "bad Kafka URL kafka://h:9092/t?linger_ms=60000: linger_ms (60000) must be less than delivery_timeout_ms (30000): a record waits linger_ms for its batch before it is sent")
         try "metadata.broker.list=10.0.0.9:9092\n".write(toFile: file, atomically: false, encoding: .utf8)
         #expect(message("kafka://h:9092/?properties_file=\(file)").contains("metadata.broker.list is Playhead's to set: the brokers are the URL's host:port list"))
         // A `+` in a parameter is a plus, as in any URL's query (it was read as a space: a

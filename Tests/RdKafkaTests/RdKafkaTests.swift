@@ -78,7 +78,7 @@ struct RdKafkaMockTests {
         #expect((try? afterClose.get()) == nil)
     }
 
-    @Test("a full local queue fails the batch with _QUEUE_FULL, without blocking")
+    @Test("a full local queue that never empties (no broker) fails the batch within message.timeout.ms, and produce does not block; closing fails what still waits for room")
     func queueFull() async throws {
         // Nothing listens on this port: messages stay queued, so the 11th does not fit.
         let port = try TestNetwork.freePort()
@@ -92,13 +92,46 @@ struct RdKafkaMockTests {
         let started = ContinuousClock.now
         let result = await produce(producer, topic: "t", values: (0..<50).map { _ in [1, 2, 3] })
         switch result {
-        case .success: Issue.record("a batch larger than the queue must fail")
+        case .success: Issue.record("a batch larger than a queue no broker empties must fail")
         case .failure(let error):
-            // The first error recorded is _QUEUE_FULL (the 10 queued messages time out later).
-            #expect(error.code == RdKafkaError.queueFull || error.code == RdKafkaError.messageTimedOut)
+            #expect(error.code == RdKafkaError.queueFull || error.code == RdKafkaError.messageTimedOut, "\(error)")
         }
         #expect(started.duration(to: .now) < .seconds(10))
+        // A batch waiting for room when the producer closes gets the purge error at once.
+        let producing = Mutex<Result<KafkaDeliveryReport, RdKafkaError>?>(nil)
+        let value: [UInt8] = [1, 2, 3]
+        for _ in 0..<2 {
+            producer.produce(
+                topic: "t", count: 20, message: { _ in value.withUnsafeBytes { KafkaOutgoingMessage(key: nil, value: UnsafeRawBufferPointer($0)) } },
+                completion: { result in producing.withLock { $0 = $0 ?? result } }
+            )
+        }
+        let closing = ContinuousClock.now
         await producer.close(flushTimeout: .milliseconds(100))
+        #expect(closing.duration(to: .now) < .seconds(5))
+        let closed = producing.withLock { $0 }
+        #expect(closed != nil && (try? closed?.get()) == nil, "\(String(describing: closed))")
+    }
+
+    @Test("a batch larger than the local queue goes in as room comes: every message delivered, in order, and a batch produced meanwhile waits behind it (until 2026-12-07 the rest failed with _QUEUE_FULL while its first part was delivered)")
+    func batchLargerThanTheQueue() async throws {
+        let producer = try KafkaProducer(
+            configuration: [
+                "test.mock.num.brokers": "1", "acks": "all", "enable.idempotence": "true", "linger.ms": "1",
+                "queue.buffering.max.messages": "10",
+            ],
+            logger: testLogger
+        )
+        let keys = Array(repeating: Array("k".utf8), count: 50)
+        async let first = produce(producer, topic: "queue-topic", values: (0..<50).map { Array("a-\($0)".utf8) }, keys: keys)
+        try await Task.sleep(for: .milliseconds(1))
+        let second = await produce(producer, topic: "queue-topic", values: (0..<30).map { Array("b-\($0)".utf8) }, keys: Array(keys.prefix(30)))
+        let firstReport = try await first.get()
+        let secondReport = try second.get()
+        #expect(firstReport.count == 50 && secondReport.count == 30)
+        #expect(firstReport.partition == secondReport.partition)
+        #expect(firstReport.firstOffset == 0 && secondReport.firstOffset == 50, "\(firstReport) \(secondReport)")
+        await producer.close()
     }
 
     @Test("bad configuration is reported with the property's name")
