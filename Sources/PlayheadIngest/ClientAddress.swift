@@ -79,6 +79,11 @@ public struct IPNetwork: Sendable, Hashable, CustomStringConvertible {
         for bit in prefixBits..<128 where address.bytes[bit / 8] & (0x80 >> UInt8(bit % 8)) != 0 {
             var masked = address
             for b in prefixBits..<128 { masked.bytes[b / 8] &= ~(0x80 >> UInt8(b % 8)) }
+            // An IPv4-mapped address with an IPv4 prefix length (`::ffff:10.0.0.0/8`) meant the
+            // IPv4 range: "did you mean ::/8?" named another range altogether (a review).
+            if width == 128 && address.isIPv4 && bits <= 32 {
+                throw IPNetworkError("'\(text)' has an IPv4-mapped address with a prefix length over 128 bits, /\(bits): did you mean \(said(address))/\(96 + bits) (or \(address.text)/\(bits))?")
+            }
             throw IPNetworkError("'\(text)' has bits set past its /\(bits): did you mean \(said(masked))/\(bits)?")
         }
         description = parts.count == 2 ? "\(said(address))/\(bits)" : said(address)
@@ -171,7 +176,18 @@ public enum ForwardedHeader: Sendable, Equatable, CustomStringConvertible {
     func entries(_ headers: HTTPHeaders) -> [Substring] {
         switch self {
         case .addressList(let name):
-            return headers[canonicalForm: name]
+            // Split on the comma's byte: NIO's `canonicalForm` splits on Characters, and a client's
+            // entry ending in a Unicode prepend mark (U+0600) joined the comma a proxy appended
+            // after it, so the client's entry and the proxy's read as one that is not an address,
+            // and the proxy's own address was stored (an outside review).
+            var entries: [Substring] = []
+            for value in headers[name] {
+                for element in Array(value.utf8).split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false) {
+                    let trimmed = element.drop { $0 == 0x20 || $0 == 0x09 }.reversed().drop { $0 == 0x20 || $0 == 0x09 }.reversed()
+                    if !trimmed.isEmpty { entries.append(Substring(String(decoding: trimmed, as: UTF8.self))) }
+                }
+            }
+            return entries
         case .forwarded:
             var entries: [Substring] = []
             for value in headers["forwarded"] {
@@ -201,15 +217,17 @@ public enum ForwardedHeader: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// `text` split at `separator` outside quoted strings (RFC 7230's, with backslash escapes), or
-    /// nil when a quoted string is not closed.
+    /// nil when a quoted string is not closed. Byte by byte: stepping by Characters, a Unicode
+    /// prepend mark (U+0600) joined the separator after it into one and hid it, so a client's
+    /// `for=6.6.6.6;x=<U+0600>` and a proxy's `, for=<client>` appended to it read as one element,
+    /// and the client chose its address (an outside review).
     private static func split(_ text: Substring, on separator: UInt8) -> [Substring]? {
+        let bytes = Array(text.utf8)
         var parts: [Substring] = []
-        var start = text.startIndex
+        var start = 0
         var quoted = false
         var escaped = false
-        var index = text.startIndex
-        while index < text.endIndex {
-            let byte = text.utf8[index]
+        for (index, byte) in bytes.enumerated() {
             if escaped {
                 escaped = false
             } else if quoted && byte == UInt8(ascii: "\\") {
@@ -217,13 +235,12 @@ public enum ForwardedHeader: Sendable, Equatable, CustomStringConvertible {
             } else if byte == UInt8(ascii: "\"") {
                 quoted.toggle()
             } else if !quoted && byte == separator {
-                parts.append(text[start..<index])
-                start = text.index(after: index)
+                parts.append(Substring(String(decoding: bytes[start..<index], as: UTF8.self)))
+                start = index + 1
             }
-            index = text.index(after: index)
         }
         if quoted || escaped { return nil }
-        parts.append(text[start...])
+        parts.append(Substring(String(decoding: bytes[start...], as: UTF8.self)))
         return parts
     }
 

@@ -275,9 +275,11 @@ struct IngestOptions: ParsableArguments {
 
     /// How `--fill-ip-address` finds a request's client, nil when it is off.
     func clientAddresses() throws -> ClientAddressResolver? {
-        let networks = try trustedProxy.flatMap { $0.split(separator: ",") }.map { entry in
+        // Blank elements are none (`10.0.0.0/8, ` was refused as "'' is not an IP address").
+        let entries = trustedProxy.flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        let networks = try entries.map { entry in
             do {
-                return try IPNetwork(parsing: entry.trimmingCharacters(in: .whitespaces))
+                return try IPNetwork(parsing: entry)
             } catch {
                 throw ValidationError("--trusted-proxy: \(error)")
             }

@@ -477,7 +477,8 @@ struct IngestAPITests {
         #expect(try await TestHTTP.postEvents(peer, compressed, headers: [("Content-Encoding", "gzip")]).status == 202)
         #expect(try await stored(peer) == ["empty": "127.0.0.1", "sent": "198.51.100.1", "beacon": "127.0.0.1", "gzip": "127.0.0.1"])
         // Behind trusted proxies, with the IP policy applied after: the nearest untrusted address.
-        let (proxied, _) = try await Fixtures.server(["--fill-ip-address", "--trusted-proxy", "127.0.0.0/8,10.0.0.0/8", "--ip-policy", "truncate"])
+        // (A blank element in the list is none: `10.0.0.0/8, ` was refused as "'' is not an IP address".)
+        let (proxied, _) = try await Fixtures.server(["--fill-ip-address", "--trusted-proxy", "127.0.0.0/8,10.0.0.0/8, ", "--ip-policy", "truncate"])
         let chain = [("X-Forwarded-For", "192.0.2.1, 203.0.113.9"), ("X-Forwarded-For", "10.1.2.3")]
         #expect(try await TestHTTP.postEvents(proxied, Fixtures.json(Fixtures.event("chain", ["ip_address": ""])), headers: chain).status == 202)
         #expect(try await TestHTTP.postEvents(proxied, Fixtures.json(Fixtures.event("none", ["ip_address": ""]))).status == 202)

@@ -107,7 +107,11 @@ struct ClientAddressTests {
         let trusted = ["127.0.0.1", "10.0.0.0/8"]
         #expect(try client("127.0.0.1", ["unknown"], trusted: trusted) == "127.0.0.1")
         #expect(try client("127.0.0.1", ["203.0.113.9, unknown, 10.0.0.5"], trusted: trusted) == "10.0.0.5")
-        for bad in ["", "203.0.113.9:", "203.0.113.9:http", "[2001:db8::1", "[203.0.113.9]", "2001:db8::1:443:", "1.2.3.4:5:6", "203.0.113.9:123456"] {
+        // An element of blanks is empty, ignored as RFC 9110 §5.6.1 says (NIO's split, used until
+        // 2026-12-07, ignored `,,` but took `, ,` for an entry that is not an address).
+        #expect(try client("127.0.0.1", ["198.51.100.1, "], trusted: trusted) == "198.51.100.1")
+        #expect(try client("127.0.0.1", ["198.51.100.1, \t, 10.0.0.5"], trusted: trusted) == "198.51.100.1")
+        for bad in ["203.0.113.9:", "203.0.113.9:http", "[2001:db8::1", "[203.0.113.9]", "2001:db8::1:443:", "1.2.3.4:5:6", "203.0.113.9:123456"] {
             #expect(try client("127.0.0.1", ["198.51.100.1, \(bad)"], trusted: trusted) == "127.0.0.1", "\(bad)")
         }
     }
@@ -143,6 +147,14 @@ struct ForwardedHeaderTests {
             #expect((try? IPNetwork(parsing: "::ffff:10.0.0.0/104")) != nil)
         }
         #expect(try IPNetwork(parsing: "10.0.0.0/8").description == "10.0.0.0/8")
+        // An IPv4-mapped address with an IPv4 prefix length meant the IPv4 range ("did you mean
+        // ::/8?" named another range altogether, a review).
+        do {
+            _ = try IPNetwork(parsing: "::ffff:10.0.0.0/8")
+            Issue.record("::ffff:10.0.0.0/8 was taken")
+        } catch {
+            #expect(error.description == "'::ffff:10.0.0.0/8' has an IPv4-mapped address with a prefix length over 128 bits, /8: did you mean ::ffff:10.0.0.0/104 (or 10.0.0.0/8)?", "\(error)")
+        }
     }
 
     @Test("a header's name in any case; Forwarded is RFC 7239's; a name that is no token is refused")
@@ -192,6 +204,14 @@ struct ForwardedHeaderTests {
         #expect(try client([#"for=6.6.6.6;x=", for=203.0.113.50"#], header: "Forwarded") == "127.0.0.1")
         #expect(try client([#"for=6.6.6.6;x=""#, "for=203.0.113.50"], header: "Forwarded") == "203.0.113.50")
         #expect(try client([#"for=6.6.6.6;x="\"#, "for=10.0.0.8"], header: "Forwarded") == "10.0.0.8")
+        // A Unicode prepend mark (U+0600) before a separator does not hide it: split by Characters,
+        // it joined the comma a proxy appended after it, and the client's for= was taken (a review).
+        #expect(try client(["for=6.6.6.6;x=\u{0600}, for=203.0.113.50"], header: "Forwarded") == "203.0.113.50")
+        #expect(try client(["for=6.6.6.6;x=\u{0600};y=1, for=203.0.113.50"], header: "Forwarded") == "203.0.113.50")
+        // X-Forwarded-For's entries too: the client's entry and the proxy's read as one, not an
+        // address, and the trusted proxy's own address was taken for the client's.
+        #expect(try client(["6.6.6.6\u{0600}, 203.0.113.50"], header: "X-Forwarded-For") == "203.0.113.50")
+        #expect(try client(["6.6.6.6\u{0600},203.0.113.51, 10.0.0.2"], header: "X-Forwarded-For") == "203.0.113.51")
         // X-Forwarded-For is not read when Forwarded is the header.
         var headers = HTTPHeaders()
         headers.add(name: "X-Forwarded-For", value: "198.51.100.99")
