@@ -21,6 +21,9 @@ public final class GzipDecoder {
     /// Compressed bytes taken so far (error positions count from the start of the data).
     public private(set) var consumed = 0
     private var window: [UInt8]
+    /// The last call stopped at its output limit with zlib's window full: zlib may hold more
+    /// output, which the next call hands on (with new input or none).
+    public private(set) var holdsOutput = false
 
     /// - Parameter chunkBytes: the most decoded bytes handed to `output` at a time.
     public init(chunkBytes: Int = 256 << 10) throws(Error) {
@@ -32,14 +35,19 @@ public final class GzipDecoder {
 
     deinit { inflateEnd(&stream) }
 
-    /// Decodes all of `input`, the next bytes of the compressed data, handing each run of decoded
-    /// bytes to `output`.
-    public func decode(_ input: UnsafeRawBufferPointer, output: (UnsafeRawBufferPointer) throws -> Void) throws {
-        guard var next = input.baseAddress else { return }
+    /// Decodes `input`, the next bytes of the compressed data, handing each run of decoded bytes to
+    /// `output`, until all of it is taken or `limit` decoded bytes were handed on (then by up to one
+    /// window more); returns the bytes of `input` taken. What is not taken must be offered again,
+    /// first, at the next call. (A gzip file's 2 MiB can decode to 2 GB: `import` reads with a limit.)
+    @discardableResult
+    public func decode(_ input: UnsafeRawBufferPointer, limit: Int = .max, output: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
+        var next = input.baseAddress ?? UnsafeRawPointer(Self.nothing)
         var remaining = input.count
+        var handed = 0
         while true {
+            if handed >= limit { return input.count - remaining }
             if !inMember {
-                guard remaining > 0 else { return }
+                guard remaining > 0 else { return input.count }
                 if members > 0 {
                     // Another member, or trailing bytes that are not gzip.
                     let first = next.load(as: UInt8.self)
@@ -64,7 +72,9 @@ public final class GzipDecoder {
             next += used
             remaining -= used
             consumed += used
+            holdsOutput = status == Z_OK && produced == window.count
             if produced > 0 {
+                handed += produced
                 try window.withUnsafeBytes { try output(UnsafeRawBufferPointer(rebasing: $0[..<produced])) }
             }
             switch status {
@@ -73,11 +83,12 @@ public final class GzipDecoder {
                 members += 1
             case Z_OK:
                 // Input is left, or the window filled and zlib may hold more output: go on.
-                if remaining == 0 && produced < window.count { return }
+                if remaining == 0 && produced < window.count { return input.count }
             case Z_BUF_ERROR:
                 // No progress was possible: all input is taken and no output is pending.
+                holdsOutput = false
                 guard remaining == 0 else { throw Error(message: "zlib made no progress at byte \(consumed)") }
-                return
+                return input.count
             case Z_DATA_ERROR:
                 let reason = stream.msg.map { String(cString: $0) } ?? "corrupt data"
                 throw Error(message: "not valid gzip at byte \(consumed): \(reason)")
@@ -88,6 +99,9 @@ public final class GzipDecoder {
             }
         }
     }
+
+    /// Where zlib is pointed when there is no input (it reads none).
+    nonisolated(unsafe) private static let nothing = UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: 1)
 
     /// The compressed data has ended: it must have ended with a whole member.
     public func finish() throws(Error) {

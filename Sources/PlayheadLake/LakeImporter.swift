@@ -359,7 +359,11 @@ public final class LakeImporter: Sendable {
                 return state
             }
             let last = endOfFile && decoding.isEmpty
-            if state.sortKeys.count >= batchEvents || state.batchBytes >= configuration.flushBytes || last {
+            // Rejections count too: a file of lines mostly rejected (an export with a new event
+            // type) held every rejection until its end, 1.4 GB for 264 MB (an outside review).
+            let rejected = state.rejectedRecords
+            if state.sortKeys.count >= batchEvents || state.batchBytes >= configuration.flushBytes || last
+                || rejected.count >= batchEvents || rejected.byteCount >= configuration.flushBytes {
                 let batch = state.takeBatch()
                 if !batch.sortKeys.isEmpty || !batch.rejected.isEmpty { try await startWrite(batch, last: last) }
             }
@@ -952,6 +956,9 @@ final class ImportFile: @unchecked Sendable {
     let size: Int
     private(set) var bytesRead = 0
     private var gzip: GzipDecoder?
+    /// Compressed bytes read and not yet decoded: a read decodes up to its `maxBytes` of output
+    /// (2 MiB of gzip can hold 2 GB of NDJSON: read whole, 400 KB made an 800 MB chunk, a review).
+    private var compressed: [UInt8] = []
     /// Whether the file is gzip (known once its first bytes are read).
     var isGzip: Bool { gzip != nil }
     private var first = true
@@ -1153,6 +1160,10 @@ final class ImportFile: @unchecked Sendable {
     /// true once the file is exhausted.
     func read(after leftover: [UInt8], maxBytes: Int) throws -> (bytes: [UInt8], added: Int, end: Bool) {
         guard !finished else { return (leftover, 0, true) }
+        if let gzip, !compressed.isEmpty || gzip.holdsOutput {
+            // What the last read left undecoded (it stopped at its limit) comes first.
+            return try decodeGzip(gzip, after: leftover, maxBytes: maxBytes)
+        }
         // No further than the size the file had when it was opened, which its tag names: what is
         // appended meanwhile (a torn last line too) belongs to the next version of the file (it was
         // read on, and the tag named files holding events it did not cover, a probe).
@@ -1160,13 +1171,26 @@ final class ImportFile: @unchecked Sendable {
         let want = min(gzip == nil && !first ? maxBytes : maxBytes / 4, remaining)
         var count = 0
         if want > 0 && waitsWithPoll { try waitForInput() }
-        let raw = [UInt8](unsafeUninitializedCapacity: leftover.count + want) { buffer, initialized in
+        var raw = [UInt8](unsafeUninitializedCapacity: leftover.count + want) { buffer, initialized in
             _ = buffer.initialize(from: leftover)
             count = want == 0 ? 0 : Glibc.read(fd, buffer.baseAddress! + leftover.count, want)
             initialized = leftover.count + max(count, 0)
         }
         guard count >= 0 else { throw LakeError(.io, "cannot read \(path): \(String(cString: strerror(errno)))") }
         bytesRead += count
+        if first && count == 1 && want > 1 {
+            // A pipe's first read may hold one byte: gzip's magic is two (a stream whose writer
+            // sent one byte first was refused as text starting with "\u{1F}", a review).
+            var byte: UInt8 = 0
+            if waitsWithPoll { try waitForInput() }
+            let more = Glibc.read(fd, &byte, 1)
+            guard more >= 0 else { throw LakeError(.io, "cannot read \(path): \(String(cString: strerror(errno)))") }
+            if more == 1 {
+                raw.append(byte)
+                count += 1
+                bytesRead += 1
+            }
+        }
         if first {
             first = false
             if raw.count >= 2 && raw[0] == 0x1f && raw[1] == 0x8b {
@@ -1189,24 +1213,33 @@ final class ImportFile: @unchecked Sendable {
             if end { finished = true }
             return (raw, count, end)
         }
+        if count == 0 {
+            finished = true
+            // A file cut off inside a member is an error, not a shorter import.
+            do { try gzip.finish() } catch { throw corrupt(error) }
+            return (leftover, 0, true)
+        }
+        compressed.append(contentsOf: raw[leftover.count...])
+        return try decodeGzip(gzip, after: leftover, maxBytes: maxBytes)
+    }
+
+    /// `leftover` followed by what ``compressed`` decodes to, up to about `maxBytes`.
+    private func decodeGzip(_ gzip: GzipDecoder, after leftover: [UInt8], maxBytes: Int) throws -> (bytes: [UInt8], added: Int, end: Bool) {
         var output = leftover
         do {
-            if count == 0 {
-                finished = true
-                // A file cut off inside a member is an error, not a shorter import.
-                try gzip.finish()
-                return (leftover, 0, true)
-            }
-            try raw.withUnsafeBytes { bytes in
-                try gzip.decode(UnsafeRawBufferPointer(rebasing: bytes[leftover.count...])) { output.append(contentsOf: $0) }
-            }
+            let taken = try compressed.withUnsafeBytes { try gzip.decode($0, limit: maxBytes) { output.append(contentsOf: $0) } }
+            compressed.removeFirst(taken)
         } catch {
-            // A gzip file still being written ends inside a member at the size it had at open:
-            // said as such, not only as corrupt (a probe).
-            let growing = grownSize().map { "; the file grew from \(size) to \($0) bytes while it was read: is it still being written? Import it once it is complete" } ?? ""
-            throw ImportInputError(message: "the gzip data is corrupt: \(error)\(growing)")
+            throw corrupt(error)
         }
         return (output, output.count - leftover.count, false)
+    }
+
+    private func corrupt(_ error: any Error) -> ImportInputError {
+        // A gzip file still being written ends inside a member at the size it had at open:
+        // said as such, not only as corrupt (a probe).
+        let growing = grownSize().map { "; the file grew from \(size) to \($0) bytes while it was read: is it still being written? Import it once it is complete" } ?? ""
+        return ImportInputError(message: "the gzip data is corrupt: \(error)\(growing)")
     }
 }
 

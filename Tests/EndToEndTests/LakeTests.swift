@@ -1266,6 +1266,26 @@ struct LakeTests {
         #expect(events.map { $0.first as? String } == ["long-1", "long-2", "long-3"], "\(events)")
     }
 
+    @Test("import: rejected lines are written in batches of --batch-events as accepted ones are, not held until the end of the file (a file mostly rejected took 1.4 GB for 264 MB)")
+    func importRejectedInBatches() async throws {
+        let directory = try TemporaryDirectory(prefix: "import")
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        let file = directory.appending("rejected.ndjson").path
+        // 100,000 lines of 300 bytes: several chunks of the file (8 MiB each) are decoded.
+        let pad = String(repeating: "x", count: 250)
+        let lines = (0..<100_000).map { #"{"event_id":"r-\#($0)","event_type":"seek","pad":"\#(pad)"}"# }
+        try (lines.joined(separator: "\n") + "\n").write(toFile: file, atomically: true, encoding: .utf8)
+        let result = try await runCommand(
+            TestEnvironment.playheadExecutable, ["import", "--data-dir", directory.appending("data").path, "--batch-events", "5000", file])
+        #expect(result.status == 0 && result.stdout.contains(#""accepted":0,"rejected":100000"#), "\(result.stdout) \(result.stderr)")
+        let lake = directory.appending("data/lake").path
+        let files = Self.parquetFiles(in: lake).filter { $0.hasPrefix("rejected/") }
+        // A file per chunk decoded (each past 5,000 rejections); one, at the end, before.
+        #expect(files.count >= 3, "\(files)")
+        let rows = try await duck("SELECT count(*), count(DISTINCT request_index), max(request_index) FROM read_parquet('{lake}/rejected/**/*.parquet')", lake: lake)
+        #expect(rows.first?.map { $0 as? Int } == [100_000, 100_000, 99_999], "\(rows)")
+    }
+
     /// The Parquet files under `lake`, as paths relative to it.
     static func parquetFiles(in lake: String) -> [String] {
         (FileManager.default.enumerator(atPath: lake)?.allObjects as? [String] ?? []).filter { $0.hasSuffix(".parquet") }
@@ -1504,6 +1524,43 @@ struct LakeTests {
         let short = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--data-dir", data, cut])
         #expect(short.status != 0, "\(short.stdout)")
         #expect(short.stderr.contains("cut off"), "\(short.stderr)")
+    }
+
+    @Test("import of gzip: a read decodes up to a chunk, not all its compressed bytes (400 MiB of newlines in 400 KB of gzip took 814 MB); a pipe whose first read holds one byte is still gzip")
+    func importGzipBoundedAndPiped() async throws {
+        let directory = try TemporaryDirectory(prefix: "import")
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        let file = directory.appending("bomb.ndjson.gz").path
+        let output = try await runPython(
+            """
+            import gzip, json, resource, subprocess, sys, time
+            event = lambda i: json.dumps(dict(json.loads(sys.argv[2]), event_id=f'gz-{i}', session_id=f's-{i}'))
+            # Written in pieces: a child forked from a Python holding hundreds of MB counts them
+            # in its own peak.
+            with gzip.open(sys.argv[1], 'wb', compresslevel=1) as f:
+                f.write((event(1) + '\\n').encode())
+                block = b'\\n' * (1 << 20)
+                for _ in range(300):
+                    f.write(block)
+                f.write((event(2) + '\\n').encode())
+            run = subprocess.run([sys.argv[3], 'import', '--data-dir', sys.argv[4], sys.argv[1]], capture_output=True, text=True)
+            peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
+            # Through a pipe whose writer sends one byte, then the rest.
+            small = gzip.compress(''.join(event(i) + '\\n' for i in range(3, 13)).encode())
+            piped = subprocess.Popen([sys.argv[3], 'import', '--data-dir', sys.argv[5], '/dev/stdin'], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=False)
+            piped.stdin.write(small[:1]); piped.stdin.flush(); time.sleep(0.3)
+            out, err = piped.communicate(small[1:], timeout=120)
+            print(json.dumps(dict(status=run.returncode, stdout=run.stdout, stderr=run.stderr[-2000:], peak_mib=peak,
+                piped=piped.returncode, piped_stdout=out.decode(), piped_stderr=err.decode()[-2000:])))
+            """,
+            arguments: [file, Fixtures.json(Fixtures.event("template")), TestEnvironment.playheadExecutable,
+                directory.appending("data").path, directory.appending("piped").path]
+        )
+        let run = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
+        #expect(run["status"] as? Int == 0 && (run["stdout"] as? String)?.contains(#""accepted":2,"rejected":0"#) == true, "\(run)")
+        let peak = try #require(run["peak_mib"] as? Int)
+        #expect(peak < 300, "peak memory of the import: \(peak) MiB")
+        #expect(run["piped"] as? Int == 0 && (run["piped_stdout"] as? String)?.contains(#""accepted":10,"rejected":0"#) == true, "\(run)")
     }
 
     @Test("import: one import of a file at a time (a second is refused, naming the first; a killed one holds nothing); a cut-off gzip or a file that is not NDJSON leaves nothing in the lake; a touched file's import keeps the earlier one's events unless told to replace them; one received_at per run")

@@ -45,6 +45,40 @@ struct GzipDecoderTests {
         }
     }
 
+    @Test("with a limit, a call hands on at most the limit and one window more, takes only the input it needed, and what zlib holds back comes at the next call, with no new input; the bytes are the same")
+    func limitedOutput() throws {
+        // 8 MiB of newlines then text, in two members: a few KB that decode to megabytes.
+        let original = [UInt8](repeating: 0x0A, count: 8 << 20) + Self.text(2000, tag: "a")
+        let compressed = try Self.member(original) + Self.member(Self.text(10, tag: "b"))
+        for (limit, chunk, piece) in [(1 << 20, 64 << 10, compressed.count), (100_000, 4096, 1000), (1, 7, 37)] {
+            let decoder = try GzipDecoder(chunkBytes: chunk)
+            var output: [UInt8] = []
+            var pending: [UInt8] = []
+            var start = 0
+            var calls = 0
+            while start < compressed.count || !pending.isEmpty || decoder.holdsOutput {
+                if pending.isEmpty && !decoder.holdsOutput {
+                    let end = min(compressed.count, start + piece)
+                    pending = Array(compressed[start..<end])
+                    start = end
+                }
+                var handed = 0
+                let taken = try pending.withUnsafeBytes { bytes in
+                    try decoder.decode(bytes, limit: limit) { decoded in
+                        handed += decoded.count
+                        output.append(contentsOf: decoded)
+                    }
+                }
+                #expect(handed <= limit + chunk, "a call handed on \(handed) bytes past its limit of \(limit)")
+                pending.removeFirst(taken)
+                calls += 1
+            }
+            try decoder.finish()
+            #expect(output == original + Self.text(10, tag: "b"), "limit \(limit), window \(chunk), pieces of \(piece)")
+            #expect(calls >= (8 << 20) / (limit + chunk), "\(calls) calls")
+        }
+    }
+
     @Test("members one after another decode as one stream, an empty member included")
     func severalMembers() throws {
         let parts = [Self.text(500, tag: "a"), [], Self.text(1, tag: "b"), Self.text(2000, tag: "c")]
