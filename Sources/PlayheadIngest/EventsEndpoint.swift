@@ -87,7 +87,7 @@ public final class EventsEndpoint: Sendable {
         if let denied = writeKeys.check(request) { return denied }
         // From the head, before the body is read (and before `100 Continue`): until 2026-12-06 the
         // limit was checked once the whole body had arrived (a review).
-        if let limiter = rateLimiter, let wait = limiter.refusal() {
+        if let limiter = rateLimiter, let wait = limiter.admit() {
             metrics.shed(reason: "rate_limited")
             return .error(
                 .tooManyRequests, code: "rate_limited",
@@ -192,7 +192,7 @@ public final class EventsEndpoint: Sendable {
         // JSON body is: it was decoded (up to the size cap) and a corrupt one is stored. Neither
         // was counted until 2026-12-07, so corrupt gzip bodies went past --rate-limit, each stored
         // (an outside review: 10 MB of rejected records in a second under a limit of 2 events/s).
-        rateLimiter?.consume(1)
+        // Its one token was taken when its head was let in.
         if failure.tooLarge {
             metrics.shed(reason: "body_too_large")
             return eventLoop.makeSucceededFuture(.error(.payloadTooLarge, code: "body_too_large", message: failure.message))
@@ -235,7 +235,8 @@ public final class EventsEndpoint: Sendable {
         // Rejected events count too: judging and keeping them costs what accepting does, and a
         // flood of invalid events went past the limit (a review: 262,000 rejections in 15 s under
         // `--rate-limit 50`, 1.3 GB of rejected records).
-        rateLimiter?.consume(outcome.accepted + outcome.rejected)
+        // The first was taken when the head was let in.
+        rateLimiter?.consume(outcome.accepted + outcome.rejected - 1)
 
         let promise = eventLoop.makePromise(of: HTTPResponse.self)
         // A value, captured by the one closure the log calls (a closure calling another closure
