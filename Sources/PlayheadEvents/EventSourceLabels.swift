@@ -18,13 +18,15 @@ public struct EventSourceLabels: Sendable, Equatable {
 
     /// The values, built-in ones first, then the added ones in the order given.
     public let names: [String]
-    private let lookup: Set<String>
-    /// What the decoder matches an event's bytes against.
+    /// What the decoder matches an event's bytes against; ``contains(_:)`` too. Bytes, not Swift's
+    /// `String` equality, which compares by canonical equivalence: an event's "café" written in
+    /// NFD was `other` in `playhead_events_accepted_total` (the decoder compares bytes) and the
+    /// configured NFC label in the content metrics, and `--event-source` took the two spellings
+    /// for one (an outside review).
     let table: Table
 
     private init(names: [String]) {
         self.names = names
-        lookup = Set(names)
         table = Table(names)
     }
 
@@ -35,7 +37,7 @@ public struct EventSourceLabels: Sendable, Equatable {
     ///   ``maxCount`` values in all.
     public init(adding added: [String]) throws(Invalid) {
         var names = Self.builtIn
-        for value in added where !names.contains(value) {
+        for value in added where !names.contains(where: { $0.utf8.elementsEqual(value.utf8) }) {
             if let problem = Self.problem(with: value) { throw Invalid(message: "'\(value)' \(problem)") }
             names.append(value)
         }
@@ -66,7 +68,12 @@ public struct EventSourceLabels: Sendable, Equatable {
     }
 
     /// Whether `value` is counted under its own label.
-    public func contains(_ value: String) -> Bool { lookup.contains(value) }
+    public func contains(_ value: String) -> Bool {
+        var value = value
+        return value.withUTF8 { bytes in
+            bytes.isEmpty ? false : table.index(of: bytes.baseAddress!, count: bytes.count) != nil
+        }
+    }
 
     /// The label of the value at `index` in ``names``; `other` for an index past them.
     public func label(at index: Int) -> String { index < names.count ? names[index] : "other" }

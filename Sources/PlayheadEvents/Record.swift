@@ -493,12 +493,17 @@ public struct EventRecordView {
         out.append(contentsOf: #","schema_version":"#.utf8)
         JSONWriter.appendString(schemaVersionBytes, to: &out)
         if let extra = extraBytes {
-            // `extra` is `{…}`; splice its members in unless it is empty.
+            // `extra` is `{…}`, maybe with blanks after it (from another producer: the reader's check
+            // allows them, and the `}` was spliced in and a blank dropped, a line that is not JSON,
+            // an outside review); splice its members in unless it is empty.
+            func isBlank(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x0A || byte == 0x0D || byte == 0x09 }
+            var close = extra.count - 1
+            while close > 0, isBlank(extra[close]) { close -= 1 }
             var i = 1
-            while i < extra.count, extra[i] == 0x20 || extra[i] == 0x0A || extra[i] == 0x0D || extra[i] == 0x09 { i += 1 }
-            if extra.count >= 2, i < extra.count - 1 {
+            while i < close, isBlank(extra[i]) { i += 1 }
+            if i < close {
                 out.append(UInt8(ascii: ","))
-                out.append(contentsOf: UnsafeRawBufferPointer(rebasing: extra[1..<(extra.count - 1)]))
+                out.append(contentsOf: UnsafeRawBufferPointer(rebasing: extra[1..<close]))
             }
         }
         // After the unknown fields: a client that sent a `received_at` of its own (an unknown field

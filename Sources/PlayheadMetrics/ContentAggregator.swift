@@ -65,6 +65,10 @@ public struct ContentObservation: Sendable, Equatable {
 /// holds ``ContentAggregator/maxDimensionValues`` values, and a combination becomes
 /// `other`/`other`/`other` (its content type kept) once ``ContentAggregator/maxBreakdownSeries``
 /// combinations exist; an empty value is `none`.
+///
+/// Values are compared by their UTF-8 bytes, as the lake's columns and SQL compare them: Swift's
+/// `String` compares by canonical equivalence, so "café" in NFC and in NFD were one value here
+/// while the lake kept two (an outside review).
 public struct ContentDimensions: Hashable, Sendable, Comparable {
     public var contentType: String
     public var eventSource: String
@@ -78,8 +82,38 @@ public struct ContentDimensions: Hashable, Sendable, Comparable {
         self.genre = genre
     }
 
+    public static func == (a: Self, b: Self) -> Bool {
+        ExactString.same(a.contentType, b.contentType) && ExactString.same(a.eventSource, b.eventSource)
+            && ExactString.same(a.language, b.language) && ExactString.same(a.genre, b.genre)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        ExactString.hash(contentType, into: &hasher)
+        ExactString.hash(eventSource, into: &hasher)
+        ExactString.hash(language, into: &hasher)
+        ExactString.hash(genre, into: &hasher)
+    }
+
     public static func < (a: Self, b: Self) -> Bool {
         (a.contentType, a.eventSource, a.language, a.genre) < (b.contentType, b.eventSource, b.language, b.genre)
+    }
+}
+
+/// A string as a key compared and hashed by its UTF-8 bytes (``ContentDimensions``).
+struct ExactString: Hashable, Sendable {
+    var string: String
+
+    init(_ string: String) { self.string = string }
+
+    static func == (a: Self, b: Self) -> Bool { same(a.string, b.string) }
+    func hash(into hasher: inout Hasher) { Self.hash(string, into: &hasher) }
+
+    static func same(_ a: String, _ b: String) -> Bool { a.utf8.elementsEqual(b.utf8) }
+
+    static func hash(_ value: String, into hasher: inout Hasher) {
+        var value = value
+        value.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+        hasher.combine(value.utf8.count)
     }
 }
 
@@ -328,7 +362,7 @@ public final class ContentAggregator: Sendable {
         var typeSlots: [String: Int] = [:]
         /// Content types with a play started (the bound of ``maxLabelValues`` counts these).
         var typesWithPlays = 0
-        var viewersByContent: [String: ContentViewers] = [:]
+        var viewersByContent: [ExactString: ContentViewers] = [:]
         var adPlays = 0
         /// Events by event type: a short list (at most ``maxLabelValues`` + `other`) searched in order.
         var eventTypes: [String] = []
@@ -336,8 +370,8 @@ public final class ContentAggregator: Sendable {
         /// The breakdown combinations, and where each is in `breakdown`.
         var breakdown: [BreakdownFigures] = []
         var breakdownSlots: [ContentDimensions: Int] = [:]
-        var languages: Set<String> = []
-        var genres: Set<String> = []
+        var languages: Set<ExactString> = []
+        var genres: Set<ExactString> = []
         /// Sessions ended or forgotten for ``ContentAggregator/maxSessions``.
         var forgotten = 0
         /// Events outside the live window: `timestamp` too long before `received_at`, or after it.
@@ -447,7 +481,7 @@ public final class ContentAggregator: Sendable {
             }
             if top > 0 {
                 snapshot.topContent = state.viewersByContent
-                    .map { TopContent(contentID: $0.key, title: $0.value.title, contentType: $0.value.contentType, viewers: $0.value.viewers) }
+                    .map { TopContent(contentID: $0.key.string, title: $0.value.title, contentType: $0.value.contentType, viewers: $0.value.viewers) }
                     .sorted { $0.viewers != $1.viewers ? $0.viewers > $1.viewers : $0.contentID < $1.contentID }
                     .prefix(top)
                     .map { $0 }
@@ -488,12 +522,13 @@ public final class ContentAggregator: Sendable {
 
     // MARK: - The state machine
 
-    private func bounded(_ value: String, in seen: inout Set<String>) -> String {
+    private func bounded(_ value: String, in seen: inout Set<ExactString>) -> String {
         let value = value.isEmpty ? "none" : value
         guard Self.isLabelValue(value) else { return "other" }
-        if seen.contains(value) { return value }
+        let key = ExactString(value)
+        if seen.contains(key) { return value }
         if seen.count < Self.maxDimensionValues {
-            seen.insert(value)
+            seen.insert(key)
             return value
         }
         return "other"
@@ -694,11 +729,11 @@ public final class ContentAggregator: Sendable {
         }
         state.types[session.slots.type].viewers = (state.types[session.slots.type].viewers ?? 0) + 1
         state.breakdown[session.slots.breakdown].viewers += 1
-        if let index = state.viewersByContent.index(forKey: session.contentID) {
+        if let index = state.viewersByContent.index(forKey: ExactString(session.contentID)) {
             state.viewersByContent.values[index].viewers += 1
             if let title = session.title { state.viewersByContent.values[index].title = title }
         } else {
-            state.viewersByContent[session.contentID] = ContentViewers(viewers: 1, title: session.title, contentType: session.contentType)
+            state.viewersByContent[ExactString(session.contentID)] = ContentViewers(viewers: 1, title: session.title, contentType: session.contentType)
         }
     }
 
@@ -710,7 +745,7 @@ public final class ContentAggregator: Sendable {
         if state.breakdown[session.slots.breakdown].viewers > 0 {
             state.breakdown[session.slots.breakdown].viewers -= 1
         }
-        if let index = state.viewersByContent.index(forKey: session.contentID) {
+        if let index = state.viewersByContent.index(forKey: ExactString(session.contentID)) {
             if state.viewersByContent.values[index].viewers <= 1 {
                 state.viewersByContent.remove(at: index)
             } else {

@@ -37,6 +37,25 @@ func event(
 
 @Suite("ContentAggregator")
 struct ContentAggregatorTests {
+    @Test("values are told apart by their bytes, as the lake and SQL tell them: a genre, a language and a content id in NFC and in NFD are two (Swift's String equality made them one), and an event source added in NFC does not take an event's NFD spelling")
+    func valuesComparedByBytes() throws {
+        let nfc = "caf\u{E9}", nfd = "cafe\u{301}"
+        #expect(nfc == nfd)  // to Swift's String
+        let aggregator = ContentAggregator(eventSources: try EventSourceLabels(adding: [nfc]))
+        aggregator.observe(event("play", at: 1000, session: "a", content: nfc, source: nfc, language: nfc, genre: nfc))
+        aggregator.observe(event("play", at: 1000, session: "b", content: nfd, source: nfd, language: nfd, genre: nfd))
+        aggregator.observe(event("play", at: 1000, session: "c", content: nfd, source: nfd, language: nfd, genre: nfd))
+        let snapshot = aggregator.snapshot(top: 10)
+        let rows = snapshot.breakdown.map { ($0.key, $0.value.playsStarted) }
+        func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
+        #expect(Set(rows.map { bytes($0.0.genre) }) == [bytes(nfc), bytes(nfd)], "\(rows)")
+        #expect(Set(rows.map { bytes($0.0.language) }) == [bytes(nfc), bytes(nfd)], "\(rows)")
+        // The NFD spelling is not the added label: 'other', as the decoder's series count it.
+        #expect(rows.first { bytes($0.0.eventSource) == bytes(nfc) }?.1 == 1 && rows.first { $0.0.eventSource == "other" }?.1 == 2, "\(rows)")
+        #expect(snapshot.topContent.map { (bytes($0.contentID), $0.viewers) }.sorted { $0.1 < $1.1 }.map(\.1) == [1, 2], "\(snapshot.topContent)")
+        #expect(try EventSourceLabels(adding: [nfc, nfd]).names.count == EventSourceLabels.builtIn.count + 2)
+    }
+
     @Test("past maxSessions, the half of the sessions silent longest ends as a timeout would: the table stays bounded, viewers stay consistent, a recent session keeps counting; stopped sessions are bounded too")
     func sessionsBounded() {
         let aggregator = ContentAggregator(maxSessions: 100)
