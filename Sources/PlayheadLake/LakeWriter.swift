@@ -321,7 +321,7 @@ final class DatasetWriter: @unchecked Sendable {
         var logger = logger
         logger[metadataKey: "lake.dataset"] = "\(kind.name)"
         self.logger = logger
-        metrics = LakeMetrics(dataset: kind.name)
+        metrics = LakeMetrics(dataset: kind.name, flushInterval: configuration.flushInterval)
         self.health = health
     }
 
@@ -1472,7 +1472,7 @@ struct LakeMetrics: Sendable {
     let groupOffsetMissing: Counter
     let lastFlush: Gauge
 
-    init(dataset: String) {
+    init(dataset: String, flushInterval: Duration) {
         files = Counter(label: "playhead_lake_files_written_total", dimensions: [("dataset", dataset)])
         bytes = Counter(label: "playhead_lake_bytes_written_total", dimensions: [("dataset", dataset)])
         rows = Counter(label: "playhead_lake_rows_written_total", dimensions: [("dataset", dataset)])
@@ -1488,6 +1488,10 @@ struct LakeMetrics: Sendable {
         // Until the first flush, the writer's start: "seconds since the last flush" is then the time
         // the writer has gone without one (0 read as 1970, and fired `LakeFlushFailing` at once).
         lastFlush.record(Date().timeIntervalSince1970)
+        // For LakeFlushFailing: a writer told to flush every 15 minutes had gone 10 minutes without
+        // a flush, events waiting, in every cycle, and paged (an outside review).
+        Gauge(label: "playhead_lake_flush_interval_seconds")
+            .record(Double(flushInterval.components.seconds) + Double(flushInterval.components.attoseconds) / 1e18)
     }
 
     func flushed(_ batch: EncodedBatch, duration: Duration) {

@@ -126,6 +126,7 @@ public enum PlayheadTelemetry {
         "playhead_lake_group_offset_missing_total": "Partitions the lake writer took up (Kafka) whose consumer group had no committed offset although the lake had written records of them: a new group name on an existing lake (harmless), or a topic recreated or a broker that lost its data, whose records below the lake's offset are not written.",
         "playhead_log_damaged_records_total": "Records of the log that a consumer stepped past because they could not be read (a failed checksum, the rest of a segment after a damaged length, or a value that is not a Playhead record); the lake writer keeps their bytes under _playhead/damaged/.",
         "playhead_lake_last_flush_timestamp_seconds": "Unix time of the last successful lake flush.",
+        "playhead_lake_flush_interval_seconds": "The lake writer's --flush-interval: a batch closes after this long, whatever its size.",
         "playhead_lake_duplicates_dropped_total": "Events dropped by the lake writer as duplicates of an earlier event_id.",
         "playhead_s3_requests_total": "S3 requests, by operation and HTTP status (error: no answer; <code>-error: an error in a 200 answer).",
         "playhead_s3_retries_total": "S3 requests retried, by operation.",

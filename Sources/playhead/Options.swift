@@ -162,7 +162,7 @@ private func isDirectory(_ path: String) -> Bool {
 
 /// How the lake writer batches.
 struct FlushOptions: ParsableArguments {
-    @Option(name: .long, parsing: .unconditional, help: "Close a lake batch after this many seconds, whatever its size.")
+    @Option(name: .long, parsing: .unconditional, help: "Close a lake batch after this many seconds, whatever its size (at most 3600).")
     var flushInterval: Double = 10
 
     @Option(name: .long, parsing: .unconditional, help: "Close a lake batch after this many events.")
@@ -463,6 +463,7 @@ func unbracketed(_ host: String) -> String {
 func checkSeconds(_ value: Double, flag: String, unit: String = "seconds", allowZero: Bool = false, max: Double = 10 * 365 * 86_400) throws {
     guard value.isFinite, allowZero ? value >= 0 : value > 0, value <= max else {
         let low = allowZero ? "at least 0" : "more than 0"
-        throw ValidationError("\(flag) must be a number of \(unit) \(low) and at most \(Int(max)) (10 years), not \(value)")
+        let limit = max == 10 * 365 * 86_400 ? "\(Int(max)) (10 years)" : "\(Int(max))"
+        throw ValidationError("\(flag) must be a number of \(unit) \(low) and at most \(limit), not \(value)")
     }
 }

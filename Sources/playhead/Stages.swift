@@ -22,7 +22,9 @@ extension FlushOptions {
     }
 
     func validate() throws {
-        try checkSeconds(flushInterval, flag: "--flush-interval")
+        // At most an hour: a lake's partitions are hours, and LakeFlushFailing (deploy/prometheus)
+        // tells a writer that flushes so rarely from one that fails within its 2-hour window.
+        try checkSeconds(flushInterval, flag: "--flush-interval", max: 3600)
         guard flushEvents > 0 else { throw ValidationError("--flush-events must be positive, not \(flushEvents)") }
         guard flushBytes > 0 else { throw ValidationError("--flush-bytes must be positive, not \(flushBytes)") }
         guard dedupWindow >= 0 else { throw ValidationError("--dedup-window must not be negative") }
