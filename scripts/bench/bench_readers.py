@@ -35,7 +35,8 @@ def run(segment, rate, duration):
     return {
         "segment": segment,
         "accepted": int(total(text, "playhead_events_accepted_total")),
-        "rows": int(total(text, "playhead_lake_rows_written_total")),
+        # The events dataset's rows (rollup and rejected rows were summed in, a review).
+        "rows": int(total(text, "playhead_lake_rows_written_total", 'dataset="events"')),
         "counted": int(total(text, "playhead_content_events_total")),
         "lake_lag": int(total(text, "playhead_consumer_lag_events", 'consumer="lake"')),
         "metrics_lag": int(total(text, "playhead_consumer_lag_events", 'consumer="metrics"')),

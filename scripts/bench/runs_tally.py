@@ -38,7 +38,10 @@ class Run:
             raise ValueError(f"line {line}: no bold ratio for serve in {cells[3]!r}")
         self.serve = float(serve.group(1))
         self.ingest = float(cells[4].split()[0])
-        rates = re.findall(r"([0-9.]+) ([Mk])\b", cells[5])[:len(SIZES)]
+        # A figure in parentheses is the one before it, more precisely ("1.00 M (996 k)"): taken
+        # instead of it, not as the next batch size's rate (as it was, a review).
+        found = re.findall(r"([0-9.]+) ([Mk])\b(?:\s*\(([0-9.]+) ([Mk])\))?", cells[5])[:len(SIZES)]
+        rates = [(precise, unit2) if precise else (value, unit) for value, unit, precise, unit2 in found]
         if len(rates) != len(SIZES):
             raise ValueError(f"line {line}: expected {len(SIZES)} rates in {cells[5]!r}")
         self.batches = [float(value) * (1e6 if unit == "M" else 1e3) for value, unit in rates]

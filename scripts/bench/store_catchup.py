@@ -7,7 +7,7 @@ The backlog (EVENTS events, 500 per POST) is written once by NEW's `ingest`; eac
 and times `store` from its start until `playhead_lake_rows_written_total{dataset="events"}` reaches
 EVENTS. Ports 24601 and 24602.
 """
-import subprocess, time, urllib.request, shutil, os, signal, sys
+import subprocess, time, urllib.request, shutil, os, signal, statistics, sys
 OLD, NEW = sys.argv[1], sys.argv[2]
 N = int(sys.argv[3]) if len(sys.argv) > 3 else 1_000_000
 ROUNDS = int(sys.argv[4]) if len(sys.argv) > 4 else 4
@@ -48,9 +48,11 @@ for r in range(ROUNDS):
             time.sleep(0.1)
             if time.monotonic() - t0 > 600: break
         took = time.monotonic() - t0
+        if took > 600:
+            sys.exit(f"round {r} {name}: the lake had fewer than {N} rows after 600 s (see {B}/store-{name}.out); no figure")
         p.send_signal(signal.SIGTERM); p.wait()
         results[name].append(took)
         print(f"round {r} {name}: {took:.2f} s ({N / took:,.0f} events/s)", flush=True)
 ratios = [o / n for o, n in zip(results["old"], results["new"])]
 print("new/old events per second, by round:", [round(x, 3) for x in ratios])
-print("median:", round(sorted(ratios)[len(ratios) // 2], 3))
+print("median:", round(statistics.median(ratios), 3))
