@@ -77,6 +77,12 @@ public final class KafkaConsumer: @unchecked Sendable {
         self.logger = logger
         let callbacks = ConsumerCallbacks(logger: logger)
         callbacks.uncommittedStart = uncommittedStart
+        // The protocol follows from the assignor, known now: asked of librdkafka inside each
+        // rebalance callback (`rd_kafka_rebalance_protocol`, a request to the group's thread with no
+        // timeout), it is reported to hang or answer NONE when the callback runs inside
+        // `rd_kafka_consumer_close` (librdkafka#4041; a review).
+        callbacks.cooperative = (configuration["partition.assignment.strategy"] ?? "")
+            .split(separator: ",").contains { $0.trimmingCharacters(in: .whitespaces) == "cooperative-sticky" }
         self.callbacks = callbacks
         let conf = try makeConfiguration(configuration)
         installCommonCallbacks(conf)
@@ -278,6 +284,8 @@ final class ConsumerCallbacks: ClientCallbacks, @unchecked Sendable {
     var pending = KafkaConsumerPoll()
     /// See ``KafkaConsumer/init(configuration:uncommittedStart:logger:)``; set once before use.
     var uncommittedStart: Int64?
+    /// Whether the assignor is cooperative (incremental assign and unassign); set once before use.
+    var cooperative = false
     var assignment: Set<TopicPartitionKey> = []
     /// Set just before `rd_kafka_consumer_close`, on the consumer's thread, which then runs the
     /// callbacks the close serves.
@@ -297,7 +305,7 @@ final class ConsumerCallbacks: ClientCallbacks, @unchecked Sendable {
     func rebalance(
         _ handle: OpaquePointer, _ err: rd_kafka_resp_err_t, _ partitions: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
     ) {
-        let cooperative = rd_kafka_rebalance_protocol(handle).map { String(cString: $0) } == "COOPERATIVE"
+        let cooperative = self.cooperative
         let items = readPartitionList(partitions).map { $0.0 }
         switch err {
         case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS where closing:
@@ -366,7 +374,12 @@ final class ConsumerCallbacks: ClientCallbacks, @unchecked Sendable {
                     pending.errors.append(RdKafkaError(consuming: error))
                 }
             } else {
-                _ = rd_kafka_assign(handle, nil)
+                let result = rd_kafka_assign(handle, nil)
+                if result != RD_KAFKA_RESP_ERR_NO_ERROR {
+                    // (Its result was dropped: a revoke that failed said nothing, a review.)
+                    logger.warning("Kafka unassign of revoked partitions failed: \(RdKafkaError(result))")
+                    pending.errors.append(RdKafkaError(result))
+                }
             }
             let revokedItems = cooperative ? items : assignment.map { KafkaTopicPartition(topic: $0.topic, partition: $0.partition) }
             dropPending(revokedItems)

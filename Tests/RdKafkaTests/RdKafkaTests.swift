@@ -379,6 +379,14 @@ struct RdKafkaTansuTests {
         ]
         let first = try KafkaConsumer(configuration: configuration, logger: testLogger)
         let second = try KafkaConsumer(configuration: configuration, logger: testLogger)
+        // The rebalance protocol is the assignor's, known at construction: librdkafka was asked in
+        // each callback, a request reported to hang inside rd_kafka_consumer_close (a review).
+        #expect(first.callbacks.cooperative)
+        var eager = configuration
+        eager["partition.assignment.strategy"] = "range,roundrobin"
+        let ranged = try KafkaConsumer(configuration: eager, logger: testLogger)
+        #expect(!ranged.callbacks.cooperative)
+        await ranged.close()
         try await first.subscribe(["closing"])
         try await second.subscribe(["closing"])
         // Both members hold partitions.
