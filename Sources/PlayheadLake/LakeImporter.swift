@@ -641,9 +641,13 @@ struct ImportState: @unchecked Sendable {
                     return
                 }
                 var renumbered: [UInt8] = []
+                // Byte positions are only in a malformed line's message (and a long line's): other
+                // messages quote the event's values, and a timestamp "at byte 12" became "at byte
+                // 10485404" (an outside review).
+                let positioned = error.reason == .malformedJSON || error.reason == .eventTooLarge
                 RejectedRecordEncoder.encode(
                     receivedAt: view.receivedAtMicros, index: Int32(clamping: base + error.index), reason: error.reason,
-                    field: error.field, message: ImportPiece.fileMessage(error.message, byteBase: piece.byteBase),
+                    field: error.field, message: positioned ? ImportPiece.fileMessage(error.message, byteBase: piece.byteBase) : error.message,
                     eventID: error.eventID, raw: view.raw, into: &renumbered
                 )
                 renumbered.withUnsafeBytes { rejectedRecords.append(offset: Int64(base + error.index), $0) }
@@ -1090,6 +1094,12 @@ final class ImportFile: @unchecked Sendable {
         if let found = compressions.first(where: { head.starts(with: $0.magic) }) {
             let inside = gzip ? "gzip holding \(found.name) data" : "\(found.name)-compressed"
             throw ImportInputError(message: "it is \(inside), not NDJSON: import reads plain or gzip NDJSON; decompress it first (\(gzip ? "gunzip -c FILE | " : "")\(found.command)\(gzip ? "" : " FILE") > FILE.ndjson)")
+        }
+        if head.count >= 4 && head.prefix(4).allSatisfy({ $0 == 0 }) {
+            // Zero bytes first: no UTF-16 or UTF-32 text starts so. It was called UTF-16BE, and the
+            // iconv advised garbled the file (a review); the usual cause is a crash's hole.
+            let zeros = head.prefix { $0 == 0 }.count
+            throw ImportInputError(message: "it starts with zero bytes (\(zeros == head.count ? "all" : "\(zeros)") of its first \(head.count) bytes), not text: a stretch a crash or a preallocating writer left? Take the zero bytes out first (tr -d '\\000' < FILE > FILE.ndjson)")
         }
         if let encoding = wideEncoding(head) {
             // The encoding named, for iconv: `-f UTF-16` alone read UTF-32 and BOM-less UTF-16BE

@@ -664,6 +664,21 @@ struct ImportFormatCheckTests {
         }
     }
 
+    @Test("a file that starts with zero bytes is said to, with how to take them out (it was called UTF-16BE, and the iconv advised garbled it)")
+    func zeroBytesFirst() {
+        for head in [[UInt8](repeating: 0, count: 64), [0, 0, 0, 0, 0x0A] + Array(#"{"a":1}"#.utf8)] {
+            do {
+                try ImportFile.checkIsNDJSON(head)
+                Issue.record("not refused")
+            } catch {
+                let message = "\(error)"
+                #expect(message.hasPrefix("it starts with zero bytes (") && message.contains("tr -d '\\000'") && !message.contains("UTF-16"), "\(message)")
+            }
+        }
+        // UTF-32BE text, which starts with three zero bytes, is still named.
+        #expect(ImportFile.wideEncoding(Self.bytes(#"{"a":1}"#, .utf32BigEndian)) == "UTF-32BE")
+    }
+
     @Test("JSON printed with its first key beside the brace is refused; a first line cut short before NDJSON lines is not")
     func multiLineObjects() {
         let pretty = Array("{\"event_id\": \"e1\",\n  \"event_type\": \"play\"\n}\n".utf8)
