@@ -388,7 +388,9 @@ public final class ParquetColumnWriter {
     /// `bytes[offsets[i] ..< offsets[i + 1]]`. One copy for all the values.
     public func append(contentsOf bytes: UnsafeRawBufferPointer, offsets: UnsafeBufferPointer<Int>) throws(ParquetError) {
         let n = max(0, offsets.count - 1)
-        guard n > 0, let base = bytes.baseAddress else { return }
+        // (Empty values over a buffer with no address, Arrow's for all-empty data, are values too:
+        // they were dropped without a word, a review.)
+        guard n > 0 else { return }
         let first = offsets[0]
         let last = offsets[n]
         guard first >= 0, last <= bytes.count, first <= last else {
@@ -402,7 +404,7 @@ public final class ParquetColumnWriter {
             throw ParquetError(.tooLarge, "column '\(column.name)': more than 4 GiB buffered; flush row groups more often")
         }
         try beginBulk(n, .byteArray, "strings")
-        self.bytes.append(base + first, count: last - first)
+        if last > first, let base = bytes.baseAddress { self.bytes.append(base + first, count: last - first) }
         ends.reserveCapacity(ends.count + n)
         for i in 1...n { ends.append(UInt32(truncatingIfNeeded: offsets[i] + shift)) }
     }

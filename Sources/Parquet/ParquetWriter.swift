@@ -149,8 +149,11 @@ public final class ParquetWriter {
     }
 
     private func writeRowGroups(rows: Int) throws(ParquetError) {
-        let byBytes = (bufferedBytes + configuration.rowGroupBytes - 1) / configuration.rowGroupBytes
-        let byRows = (rows + configuration.rowGroupRows - 1) / configuration.rowGroupRows
+        // Rounded up without `a + b - 1`, which overflowed for a limit of Int.max ("never split",
+        // which the configuration's check accepts: a crash, a review).
+        func groupsOf(_ a: Int, by b: Int) -> Int { a / b + (a % b > 0 ? 1 : 0) }
+        let byBytes = groupsOf(bufferedBytes, by: configuration.rowGroupBytes)
+        let byRows = groupsOf(rows, by: configuration.rowGroupRows)
         let groups = max(1, min(rows, max(byBytes, byRows)))
         let perGroup = (rows + groups - 1) / groups
         var cursors = Array(repeating: (level: 0, value: 0), count: columns.count)

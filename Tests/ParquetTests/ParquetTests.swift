@@ -70,6 +70,13 @@ struct ReaderRoundTripTests {
             file.bulk = true
             files.append(file)
         }
+        // Every value empty, appended over a buffer with no address (the rows were not added, and
+        // endRows failed on a column with 0 rows, a review).
+        var empty = TestFile(
+            name: "bulk-all-empty",
+            columns: [TestColumn(kind: .string, column: .string("s"), values: Array(repeating: .text(""), count: 3), encodings: nil)], rows: 3)
+        empty.bulk = true
+        files.append(empty)
         try await check(files)
     }
 
@@ -124,6 +131,12 @@ struct ReaderRoundTripTests {
             name: "row-groups-by-bytes", columns: [random.column("s", rows: 1000, kind: .binary, list: false)], rows: 1000)
         byBytes.configuration.rowGroupBytes = 4096
         files.append(byBytes)
+        // "Never split" limits, which the configuration accepts: the row-group arithmetic overflowed (a crash, a review).
+        var unbounded = TestFile(
+            name: "row-groups-unbounded", columns: [random.column("s", rows: 10, kind: .string, list: false)], rows: 10, expectedRowGroups: 1)
+        unbounded.configuration.rowGroupRows = .max
+        unbounded.configuration.rowGroupBytes = .max
+        files.append(unbounded)
         let long = (0..<30).map { i in TestValue.text(String(repeating: "ab🎬é", count: i * 997)) }
         files.append(TestFile(
             name: "long-strings",

@@ -228,7 +228,11 @@ struct TestColumn {
                 }
                 offsets.append(bytes.count)
             }
-            try bytes.withUnsafeBytes { raw in try offsets.withUnsafeBufferPointer { try writer.append(contentsOf: raw, offsets: $0) } }
+            // All values empty: a buffer with no address, as Arrow's can be (its values were dropped).
+            let none = UnsafeRawBufferPointer(start: nil, count: 0)
+            try bytes.withUnsafeBytes { raw in
+                try offsets.withUnsafeBufferPointer { try writer.append(contentsOf: bytes.isEmpty ? none : raw, offsets: $0) }
+            }
         case .int64, .timestampMs, .timestampUs, .timestampNs:
             try writer.append(contentsOf: slice.map { if case .int(let v) = $0 { v } else { 0 } })
         case .int32, .date:
