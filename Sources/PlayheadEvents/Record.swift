@@ -347,6 +347,13 @@ public struct EventRecordView {
             slices.removeAll { UTF8Validation.isValid(bytes[slice: $0]) }
             if failed || !slices.isEmpty { return "a string is not valid UTF-8" }
         }
+        // A version this build knows: a record of another producer's with `9.9` was taken as an
+        // event, and what `log dump` and `log salvage` printed of it `import` refused (an outside
+        // review). (Its event type is checked against every version's, not its own: records that
+        // tools and tests write under 1.0 with 1.1's types are read, as they always were.)
+        guard let version = schemaVersionBytes.baseAddress?.assumingMemoryBound(to: UInt8.self),
+            KnownValues.schemaVersion(version, schemaVersionBytes.count) != nil
+        else { return "schema_version \"\(makeString(UnsafeRawBufferPointer(rebasing: schemaVersionBytes.prefix(64))))\" is not one this build knows (1.0, 1.1)" }
         guard let type = eventTypeBytes.baseAddress?.assumingMemoryBound(to: UInt8.self),
             KnownValues.eventType11(type, eventTypeBytes.count) != nil
         else { return "event_type \"\(makeString(UnsafeRawBufferPointer(rebasing: eventTypeBytes.prefix(64))))\" is not one of \(KnownValues.eventTypeStrings.joined(separator: ", "))" }

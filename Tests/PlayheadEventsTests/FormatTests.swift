@@ -367,6 +367,15 @@ func storedIPAddress(json: String, policy: IPAddressPolicy, client: String? = ni
         var v2 = bytes
         v2[0] = 2
         #expect(throws: RecordFormatError.self) { try v2.withUnsafeBytes { _ = try EventRecordView($0) } }
+        // A schema version this build does not know is not an event record (another producer's;
+        // what dump printed of it import refused).
+        for (version, type, readable) in [("9.9", "play", false), ("1.1", "seek", true), ("1.0", "stop", true), ("", "play", false), ("1.0 ", "play", false)] {
+            var other = fields
+            other.schemaVersion = version
+            other.eventType = type
+            let read = EventRecordEncoder.encode(other).withUnsafeBytes { (try? EventRecordView($0)) != nil }
+            #expect(read == readable, "schema_version \(version), event_type \(type)")
+        }
         // An `extra` with blanks after its `}` (another producer's record, which the reader's check
         // allows) prints as JSON: its `}` was spliced in and a blank dropped (an outside review).
         for (extra, members) in [(#"{"a":1}\#n"#, #","a":1"#), ("{} ", ""), (#"{ "a" : [1] }  \#t"#, #", "a" : [1] "#)] {
