@@ -1151,7 +1151,7 @@ final class ImportFile: @unchecked Sendable {
     /// The size the file has grown to since it was opened, or nil when it has not.
     func grownSize() -> Int? {
         let now = currentSize()
-        return size > 0 && now > size ? now : nil
+        return !isStream && now > size ? now : nil
     }
 
     /// Waits until a pipe or FIFO has bytes or has ended, hearing ``interruption`` every 200 ms.
@@ -1177,7 +1177,9 @@ final class ImportFile: @unchecked Sendable {
         // No further than the size the file had when it was opened, which its tag names: what is
         // appended meanwhile (a torn last line too) belongs to the next version of the file (it was
         // read on, and the tag named files holding events it did not cover, a probe).
-        let remaining = size > 0 ? max(0, size - bytesRead) : Int.max
+        // (A regular file empty when opened too: it was read to its end, what an exporter had
+        // written meanwhile imported under the empty file's tag with no word of it, a review.)
+        let remaining = isStream ? Int.max : max(0, size - bytesRead)
         let want = min(gzip == nil && !first ? maxBytes : maxBytes / 4, remaining)
         var count = 0
         if want > 0 && waitsWithPoll { try waitForInput() }
@@ -1219,7 +1221,7 @@ final class ImportFile: @unchecked Sendable {
             // not one read later, so that a first chunk that holds the whole file knows it (a file
             // of one blank line was recorded as an import of its path, and the next version of the
             // file was then said to be in the lake twice, an outside review).
-            let end = count == 0 || (size > 0 && bytesRead >= size)
+            let end = count == 0 || (!isStream && bytesRead >= size)
             if end { finished = true }
             return (raw, count, end)
         }

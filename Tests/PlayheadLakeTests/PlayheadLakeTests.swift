@@ -664,6 +664,20 @@ struct ImportFormatCheckTests {
         }
     }
 
+    @Test("a regular file empty when opened holds nothing, though written to before it is read (it was read to its end, under the empty file's tag), and it is said to have grown")
+    func emptyWhenOpened() throws {
+        let directory = try TemporaryDirectory(prefix: "import-empty")
+        defer { withExtendedLifetime(directory) {} }
+        let path = directory.appending("export.ndjson").path
+        #expect(FileManager.default.createFile(atPath: path, contents: Data()))
+        let file = try ImportFile(path: path)
+        defer { file.close() }
+        try Data(#"{"event_id":"late"}\#n"#.utf8).write(to: URL(fileURLWithPath: path))
+        let read = try file.read(after: [], maxBytes: 1 << 20)
+        #expect(read.bytes.isEmpty && read.added == 0 && read.end, "\(read)")
+        #expect(file.grownSize() == 20)
+    }
+
     @Test("a file that starts with zero bytes is said to, with how to take them out (it was called UTF-16BE, and the iconv advised garbled it)")
     func zeroBytesFirst() {
         for head in [[UInt8](repeating: 0, count: 64), [0, 0, 0, 0, 0x0A] + Array(#"{"a":1}"#.utf8)] {
