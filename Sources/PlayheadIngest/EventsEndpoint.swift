@@ -87,14 +87,7 @@ public final class EventsEndpoint: Sendable {
         if let denied = writeKeys.check(request) { return denied }
         // From the head, before the body is read (and before `100 Continue`): until 2026-12-06 the
         // limit was checked once the whole body had arrived (a review).
-        if let limiter = rateLimiter, let wait = limiter.admit() {
-            metrics.shed(reason: "rate_limited")
-            return .error(
-                .tooManyRequests, code: "rate_limited",
-                message: "the server takes at most \(limiter.rateDescription) events per second; retry in \(wait) s",
-                retryAfterSeconds: wait
-            )
-        }
+        if let limiter = rateLimiter, let wait = limiter.refusal() { return rateLimited(limiter, retryIn: wait) }
         guard Self.bodyFormat(request.head.headers) != nil else {
             let given = request.head.headers.first(name: "content-type") ?? "(none)"
             return .error(
@@ -192,7 +185,7 @@ public final class EventsEndpoint: Sendable {
         // JSON body is: it was decoded (up to the size cap) and a corrupt one is stored. Neither
         // was counted until 2026-12-07, so corrupt gzip bodies went past --rate-limit, each stored
         // (an outside review: 10 MB of rejected records in a second under a limit of 2 events/s).
-        // Its one token was taken when its head was let in.
+        rateLimiter?.consume(1)
         if failure.tooLarge {
             metrics.shed(reason: "body_too_large")
             return eventLoop.makeSucceededFuture(.error(.payloadTooLarge, code: "body_too_large", message: failure.message))
@@ -234,9 +227,12 @@ public final class EventsEndpoint: Sendable {
         }
         // Rejected events count too: judging and keeping them costs what accepting does, and a
         // flood of invalid events went past the limit (a review: 262,000 rejections in 15 s under
-        // `--rate-limit 50`, 1.3 GB of rejected records).
-        // The first was taken when the head was let in.
-        rateLimiter?.consume(outcome.accepted + outcome.rejected - 1)
+        // `--rate-limit 50`, 1.3 GB of rejected records). A request the bucket has no room for
+        // stores nothing (``RateLimiter/take(_:)``).
+        if let limiter = rateLimiter, let wait = limiter.take(outcome.accepted + outcome.rejected) {
+            if wireBytes > 0 { inFlightBytes.release(wireBytes) }
+            return eventLoop.makeSucceededFuture(rateLimited(limiter, retryIn: wait))
+        }
 
         let promise = eventLoop.makePromise(of: HTTPResponse.self)
         // A value, captured by the one closure the log calls (a closure calling another closure
@@ -292,6 +288,16 @@ public final class EventsEndpoint: Sendable {
             }
         }
         return promise.futureResult
+    }
+
+    /// 429, counted as shed.
+    private func rateLimited(_ limiter: RateLimiter, retryIn wait: Int) -> HTTPResponse {
+        metrics.shed(reason: "rate_limited")
+        return .error(
+            .tooManyRequests, code: "rate_limited",
+            message: "the server takes at most \(limiter.rateDescription) events per second; retry in \(wait) s",
+            retryAfterSeconds: wait
+        )
     }
 
     /// What answers a request once its appends are durable (or failed).

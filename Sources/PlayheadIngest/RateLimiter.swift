@@ -4,9 +4,11 @@ import Synchronization
 
 /// A token bucket over events per second, shared by every connection.
 ///
-/// A request is let in while the bucket is not empty, taking one token at once (its head); its
-/// other events are taken once its body is decoded (the bucket may go below zero), and the next
-/// requests wait until it has refilled. The burst is one second's worth of events.
+/// A request's head is let in while the bucket is not empty. Once its body is decoded, its events
+/// are taken if the bucket holds that many, or if it is full (a request larger than one second's
+/// worth then takes it below zero, and the next requests wait until it has refilled); else the
+/// request is refused (429) and stores nothing. The burst is one second's worth of events, or one
+/// request's.
 final class RateLimiter: Sendable {
     private struct Bucket {
         var tokens: Double
@@ -23,19 +25,30 @@ final class RateLimiter: Sendable {
     /// Nil when a request may proceed now; else the whole seconds until the bucket holds a token
     /// again (at least 1), for `Retry-After`. A request of many events can leave the bucket far
     /// below zero: 500 events at 50/s is 9 s, and every client was told 1 s (a probe, 2026-12-04).
-    ///
-    /// A request let in takes one token at once, the first of its events (``consume(_:)`` takes
-    /// the others, less this one): until 2026-12-07 the head took none, so every head that came
-    /// while the bucket held a token was let in, and 20 connections whose bodies followed carried
-    /// 2,000 events in under a second past `--rate-limit 10` (an outside review).
-    func admit() -> Int? {
+    func refusal() -> Int? {
         bucket.withLockedValue { bucket in
             refill(&bucket)
-            guard bucket.tokens <= 0 else {
-                bucket.tokens -= 1
+            guard bucket.tokens <= 0 else { return nil }
+            return max(1, Int(min((-bucket.tokens / rate).rounded(.up), 86_400)))
+        }
+    }
+
+    /// Takes `events` tokens when the bucket holds them or is full, and returns nil; else takes
+    /// none and returns the whole seconds until it will hold them (or be full), for `Retry-After`.
+    ///
+    /// Until 2026-12-07 a request's events were taken whatever the bucket held, so every head let
+    /// in while it held a token had its body stored: 20 connections that sent their heads first
+    /// carried 2,000 events past `--rate-limit 10` in under a second, and with 500-event bodies,
+    /// after a first fix that took a token per head, 5,500 (outside reviews).
+    func take(_ events: Int) -> Int? {
+        bucket.withLockedValue { bucket in
+            refill(&bucket)
+            let needed = Double(events)
+            if bucket.tokens >= needed || bucket.tokens >= rate {
+                bucket.tokens -= needed
                 return nil
             }
-            return max(1, Int(min((-bucket.tokens / rate).rounded(.up), 86_400)))
+            return max(1, Int(min(((min(needed, rate) - bucket.tokens) / rate).rounded(.up), 86_400)))
         }
     }
 
@@ -45,7 +58,7 @@ final class RateLimiter: Sendable {
         rate == rate.rounded() && abs(rate) < 1e15 ? String(Int64(rate)) : String(rate)
     }
 
-    /// Takes `events` tokens (a request's events after the first, which ``admit()`` took).
+    /// Takes `events` tokens, whatever the bucket holds.
     func consume(_ events: Int) {
         bucket.withLockedValue { bucket in
             refill(&bucket)
