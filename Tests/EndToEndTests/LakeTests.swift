@@ -1328,6 +1328,34 @@ struct LakeTests {
         #expect(rows.first?[0] as? Int == 400_000 && rows.first?[1] as? Int == 400_000, "\(rows)")
     }
 
+    @Test("import: SIGTERM is heard while a line of gigabytes is read past (a hole of zero bytes that a crash left waited for its end)")
+    func importInterruptedInALongLine() async throws {
+        let directory = try TemporaryDirectory(prefix: "import-hole")
+        defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
+        let file = directory.appending("hole.ndjson").path
+        // An event, a sparse hole of 64 GiB (no disk used), a newline and an event.
+        try await runPython(
+            """
+            import json, sys
+            event = lambda i: json.dumps(dict(json.loads(sys.argv[2]), event_id=f'hole-{i}'))
+            with open(sys.argv[1], 'wb') as f:
+                f.write((event(1) + '\\n').encode())
+                f.seek(64 << 30, 1)
+                f.write(('\\n' + event(2) + '\\n').encode())
+            """,
+            arguments: [file, Fixtures.json(Fixtures.event("template"))]
+        )
+        let running = try ChildProcess(
+            TestEnvironment.playheadExecutable, ["import", "--data-dir", directory.appending("data").path, file], name: "import-hole")
+        try await Task.sleep(for: .seconds(3))
+        try #require(running.isRunning, "the import ended before the signal: \(running.stderr.suffix(1000))")
+        let signalled = ContinuousClock.now
+        running.signal(SIGTERM)
+        #expect(await running.waitForExit(timeout: .seconds(60)) == 143, "\(running.stderr.suffix(2000))")
+        #expect(signalled.duration(to: .now) < .seconds(20), "\(signalled.duration(to: .now)) after the signal")
+        #expect(Self.parquetFiles(in: directory.appending("data/lake").path).isEmpty)
+    }
+
     @Test("import of a FIFO: SIGTERM is heard while no writer has come (the open blocked until one did, then it exited 0), and while a writer holds it open with part of the stream sent (nothing of it stays in the lake)")
     func importOfAFIFOHearsSIGTERM() async throws {
         let directory = try TemporaryDirectory(prefix: "import-fifo")
