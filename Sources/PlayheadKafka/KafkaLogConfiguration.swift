@@ -22,7 +22,7 @@ import RdKafka
 /// | `compression` | `zstd` | `zstd`, `lz4`, `snappy`, `gzip` or `none` |
 /// | `linger_ms` | `5` | how long the producer waits to fill a batch |
 /// | `delivery_timeout_ms` | `30000` | how long a record may wait for its acknowledgement before the append fails (`message.timeout.ms`) |
-/// | `queue_max_messages` | `1000000` | local queue bound; records beyond it wait for room, in order, up to `delivery_timeout_ms` |
+/// | `queue_max_messages` | `1000000` | local queue bound; records beyond it wait for room, in order, the request answered within `delivery_timeout_ms` |
 /// | `session_timeout_ms` | `10000` | consumer-group session timeout (rebalances wait about half of it on Tansu) |
 /// | `assignor` | `cooperative-sticky` | `cooperative-sticky` (incremental rebalances) or `range` / `roundrobin` (eager) |
 /// | `client_id` | `playhead` | the client id the brokers see |

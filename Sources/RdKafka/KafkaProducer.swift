@@ -55,7 +55,8 @@ public final class KafkaProducer: @unchecked Sendable {
     public init(configuration: [String: String], logger: Logger) throws(RdKafkaError) {
         self.logger = logger
         let timeout = configuration["message.timeout.ms"].flatMap(Int.init) ?? 300_000
-        backlog = ProduceBacklog(waitLimit: .milliseconds(timeout > 0 ? timeout : 300_000))
+        let queueKiB = configuration["queue.buffering.max.kbytes"].flatMap(Int.init) ?? 1_048_576
+        backlog = ProduceBacklog(waitLimit: .milliseconds(timeout > 0 ? timeout : 300_000), queueBytes: max(1, queueKiB) * 1024)
         let callbacks = ProducerCallbacks(logger: logger)
         self.callbacks = callbacks
         let conf = try makeConfiguration(configuration)
@@ -87,6 +88,7 @@ public final class KafkaProducer: @unchecked Sendable {
             // Delivery reports make room in the queue: a backlog is tried again soon after.
             rd_kafka_poll(handle, backlog.isEmpty ? 100 : 5)
             backlog.enqueue()
+            backlog.expire()
             callbacksRef.checkRecovery(handle)
         }
     }
@@ -151,13 +153,23 @@ public final class KafkaProducer: @unchecked Sendable {
     }
 
     /// Waits (on the poll thread) until every queued message is delivered or `timeout` passes;
-    /// returns whether the queue is empty.
+    /// returns whether the queue, the backlog's included, is empty.
     public func flush(timeout: Duration) async -> Bool {
         nonisolated(unsafe) let handle = self.handle
         let closed = self.closed
+        let backlog = self.backlog
         let result = await pollThread.run { () -> Bool in
             if closed.load(ordering: .acquiring) { return true }
-            return rd_kafka_flush(handle, milliseconds(timeout)) == RD_KAFKA_RESP_ERR_NO_ERROR
+            // What waits for room goes in as room comes (rd_kafka_flush alone did not see it, and
+            // held the thread that enqueues it, a review).
+            let deadline = ContinuousClock.now + timeout
+            while !backlog.isEmpty && ContinuousClock.now < deadline {
+                rd_kafka_poll(handle, 5)
+                backlog.enqueue()
+                backlog.expire()
+            }
+            let left = max(Duration.zero, deadline - ContinuousClock.now)
+            return backlog.isEmpty && rd_kafka_flush(handle, milliseconds(left)) == RD_KAFKA_RESP_ERR_NO_ERROR
         }
         return result ?? true
     }
@@ -207,6 +219,7 @@ public final class KafkaProducer: @unchecked Sendable {
             while !backlog.isEmpty && ContinuousClock.now < deadline {
                 rd_kafka_poll(handle, 5)
                 backlog.enqueue()
+                backlog.expire()
             }
             backlog.fail(RdKafkaError(code: RdKafkaError.purgedQueue, message: "the producer closed before its queue had room for the message"))
             let left = max(Duration.zero, deadline - ContinuousClock.now)
@@ -225,6 +238,7 @@ public final class KafkaProducer: @unchecked Sendable {
             for topic in pending.handles { rd_kafka_topic_destroy(topic.pointer) }
             closed.store(true, ordering: .releasing)
             destroyHandle(handle)
+            backlog.releaseWatched()
         }
     }
 
@@ -251,6 +265,13 @@ private struct TopicHandles: Sendable {
 /// The messages of ``KafkaProducer`` that found librdkafka's local queue full, copied, in the
 /// order they were produced: the poll thread enqueues them as room comes (``enqueue()``), and
 /// while any waits, later batches wait behind it, so that a key's messages keep their order.
+///
+/// A batch that waited is answered within `message.timeout.ms` of its produce, as one that never
+/// waited is: once librdkafka takes a message it gives it a whole `message.timeout.ms` of its own,
+/// so a batch that waited and then went in was answered after up to twice that, past a shutdown's
+/// grace (an outside review). Such a batch is watched (``expire()``), and failed with
+/// `_MSG_TIMED_OUT` at its deadline; delivery reports that come later only count it down (its
+/// records may still be written: the at-least-once of any timeout).
 final class ProduceBacklog: @unchecked Sendable {
     /// A batch's messages still to enqueue: their bytes in one buffer, each a key and a value in it.
     private struct Waiting: @unchecked Sendable {
@@ -259,13 +280,28 @@ final class ProduceBacklog: @unchecked Sendable {
         var bytes: [UInt8]
         var spans: [(keyStart: Int, keyCount: Int, valueStart: Int, valueCount: Int)]
         var since: ContinuousClock.Instant
+        /// Whether the batch is among those ``expire()`` watches.
+        var watched = false
+    }
+
+    /// A batch that waited, part of it in librdkafka's queue: its tracker (retained) and deadline.
+    private struct Watched: @unchecked Sendable {
+        var tracker: UnsafeMutableRawPointer
+        var deadline: ContinuousClock.Instant
     }
 
     private let waiting = Mutex<[Waiting]>([])
+    private let watched = Mutex<[Watched]>([])
     private let count = Atomic<Int>(0)
     private let waitLimit: Duration
+    /// librdkafka's bound on the queue's bytes (`queue.buffering.max.kbytes`): a message larger than
+    /// it never finds room, and held every batch behind it for `message.timeout.ms` (a review).
+    private let queueBytes: Int
 
-    init(waitLimit: Duration) { self.waitLimit = waitLimit }
+    init(waitLimit: Duration, queueBytes: Int) {
+        self.waitLimit = waitLimit
+        self.queueBytes = queueBytes
+    }
 
     var isEmpty: Bool { count.load(ordering: .acquiring) == 0 }
 
@@ -279,9 +315,15 @@ final class ProduceBacklog: @unchecked Sendable {
                 count.add(1, ordering: .releasing)
                 return nil
             }
-            let (full, failed) = Self.produceBatch(&messages, topic: topic, tracker: tracker)
+            let (full, failed) = produceBatch(&messages, topic: topic, tracker: tracker)
             if !full.isEmpty {
-                waiting.append(Self.copy(full.map { messages[$0] }, topic: topic, tracker: tracker))
+                var rest = Self.copy(full.map { messages[$0] }, topic: topic, tracker: tracker)
+                if full.count < messages.count - (failed?.count ?? 0) {
+                    // Its first part went in: watched from now.
+                    watch(tracker, deadline: rest.since + waitLimit)
+                    rest.watched = true
+                }
+                waiting.append(rest)
                 count.add(1, ordering: .releasing)
             }
             return failed
@@ -305,18 +347,17 @@ final class ProduceBacklog: @unchecked Sendable {
     }
 
     /// Enqueues what waits, in order, until the queue is full again; fails what has waited past
-    /// the limit. Runs on the poll thread.
+    /// the limit, and the rest of a batch already answered (failed or timed out: written, it would
+    /// be written again by the client's retry). Runs on the poll thread.
     func enqueue() {
         guard !isEmpty else { return }
         var failures: [Failure] = []
         defer { for failure in failures { failure.settle() } }
         waiting.withLock { waiting in
             while var first = waiting.first {
-                if ContinuousClock.now - first.since >= waitLimit {
-                    failures.append(Failure(tracker: first.tracker, count: first.spans.count, error: RdKafkaError(
-                        code: RdKafkaError.queueFull,
-                        message: "Local: Queue full: no room came in the producer's queue within message.timeout.ms (\(waitLimit))"
-                    )))
+                let tracker = Unmanaged<DeliveryTracker>.fromOpaque(first.tracker).takeUnretainedValue()
+                if ContinuousClock.now - first.since >= waitLimit || tracker.isAnswered {
+                    failures.append(Failure(tracker: first.tracker, count: first.spans.count, error: Self.timedOut(waitLimit)))
                     waiting.removeFirst()
                     count.subtract(1, ordering: .releasing)
                     continue
@@ -333,9 +374,13 @@ final class ProduceBacklog: @unchecked Sendable {
                         message._private = first.tracker
                         return message
                     }
-                    return Self.produceBatch(&messages, topic: first.topic, tracker: first.tracker)
+                    return produceBatch(&messages, topic: first.topic, tracker: first.tracker)
                 }
                 if let failed { failures.append(failed) }
+                if full.count < first.spans.count - (failed?.count ?? 0) && !first.watched {
+                    watch(first.tracker, deadline: first.since + waitLimit)
+                    first.watched = true
+                }
                 if full.isEmpty {
                     waiting.removeFirst()
                     count.subtract(1, ordering: .releasing)
@@ -348,7 +393,29 @@ final class ProduceBacklog: @unchecked Sendable {
         }
     }
 
-    /// Fails every message still waiting (the producer is closing).
+    /// Answers the watched batches whose deadline has passed (``DeliveryTracker/expire(_:)``), and
+    /// stops watching those answered. Runs on the poll thread.
+    func expire() {
+        let now = ContinuousClock.now
+        let due = watched.withLock { watched -> [Watched] in
+            guard !watched.isEmpty else { return [] }
+            var due: [Watched] = []
+            watched.removeAll { item in
+                let tracker = Unmanaged<DeliveryTracker>.fromOpaque(item.tracker).takeUnretainedValue()
+                guard tracker.isAnswered || now >= item.deadline else { return false }
+                due.append(item)
+                return true
+            }
+            return due
+        }
+        for item in due {
+            let unmanaged = Unmanaged<DeliveryTracker>.fromOpaque(item.tracker)
+            unmanaged.takeUnretainedValue().expire(Self.timedOut(waitLimit))
+            unmanaged.release()
+        }
+    }
+
+    /// Fails every message still waiting, and stops watching (the producer is closing).
     func fail(_ error: RdKafkaError) {
         let all = waiting.withLock { waiting -> [Waiting] in
             defer { waiting.removeAll() }
@@ -358,9 +425,31 @@ final class ProduceBacklog: @unchecked Sendable {
         for batch in all { Failure(tracker: batch.tracker, count: batch.spans.count, error: error).settle() }
     }
 
+    /// Stops watching every batch (after the handle's delivery reports are all served).
+    func releaseWatched() {
+        let all = watched.withLock { watched -> [Watched] in
+            defer { watched.removeAll() }
+            return watched
+        }
+        for item in all { Unmanaged<DeliveryTracker>.fromOpaque(item.tracker).release() }
+    }
+
+    private func watch(_ tracker: UnsafeMutableRawPointer, deadline: ContinuousClock.Instant) {
+        _ = Unmanaged<DeliveryTracker>.fromOpaque(tracker).retain()
+        watched.withLock { $0.append(Watched(tracker: tracker, deadline: deadline)) }
+    }
+
+    private static func timedOut(_ limit: Duration) -> RdKafkaError {
+        RdKafkaError(
+            code: RdKafkaError.messageTimedOut,
+            message: "Local: Message timed out: not delivered within the delivery timeout (delivery_timeout_ms, \(limit)); part of it waited for room in the producer's queue"
+        )
+    }
+
     /// `rd_kafka_produce_batch` (copying the bytes): the indexes of the messages that found the
-    /// queue full, and those that failed for another reason (the first error), to settle.
-    private static func produceBatch(
+    /// queue full, and those that failed for another reason (the first error), to settle. A message
+    /// larger than the queue can ever hold fails at once.
+    private func produceBatch(
         _ messages: inout [rd_kafka_message_t], topic: SendablePointer, tracker: UnsafeMutableRawPointer
     ) -> (full: [Int], failed: Failure?) {
         let total = messages.count
@@ -373,11 +462,17 @@ final class ProduceBacklog: @unchecked Sendable {
         var failed = 0
         var firstError: RdKafkaError?
         for (index, item) in messages.enumerated() where item.err != RD_KAFKA_RESP_ERR_NO_ERROR {
-            if item.err == RD_KAFKA_RESP_ERR__QUEUE_FULL {
+            if item.err == RD_KAFKA_RESP_ERR__QUEUE_FULL && item.len + item.key_len <= queueBytes {
                 full.append(index)
             } else {
                 failed += 1
-                if firstError == nil { firstError = RdKafkaError(item.err) }
+                if firstError == nil {
+                    firstError = item.err == RD_KAFKA_RESP_ERR__QUEUE_FULL
+                        ? RdKafkaError(
+                            code: RdKafkaError.messageTooLarge,
+                            message: "a record of \(item.len + item.key_len) bytes is larger than the producer's queue can hold (queue.buffering.max.kbytes, \(queueBytes / 1024) KiB)")
+                        : RdKafkaError(item.err)
+                }
             }
         }
         // Messages that were not enqueued get no delivery report: they are settled by the caller.
@@ -405,7 +500,8 @@ final class ProduceBacklog: @unchecked Sendable {
     }
 }
 
-/// Counts a batch's delivery reports down and calls its completion once.
+/// Counts a batch's delivery reports down and calls its completion once: when the last comes, or
+/// earlier at a deadline (``expire(_:)``).
 final class DeliveryTracker: @unchecked Sendable {
     private struct State {
         var remaining: Int
@@ -413,6 +509,7 @@ final class DeliveryTracker: @unchecked Sendable {
         var error: RdKafkaError?
         var partition: Int32 = -2  // -2: none yet; -1: several
         var firstOffset: Int64 = Int64.max
+        var answered = false
     }
     private let state: Mutex<State>
     private let completion: @Sendable (Result<KafkaDeliveryReport, RdKafkaError>) -> Void
@@ -422,9 +519,13 @@ final class DeliveryTracker: @unchecked Sendable {
         self.completion = completion
     }
 
-    /// Records `count` outcomes; returns true (after calling the completion) when it was the last.
+    /// Whether the completion has run, or a message of the batch has failed (it will fail).
+    var isAnswered: Bool { state.withLock { $0.answered || $0.error != nil } }
+
+    /// Records `count` outcomes; returns true when they were the last (the caller then releases
+    /// the tracker), after calling the completion unless ``expire(_:)`` did.
     func settle(count: Int, error: RdKafkaError?, partition: Int32, offset: Int64) -> Bool {
-        let finished = state.withLock { state -> Result<KafkaDeliveryReport, RdKafkaError>? in
+        let (last, finished) = state.withLock { state -> (Bool, Result<KafkaDeliveryReport, RdKafkaError>?) in
             state.remaining -= count
             if let error {
                 if state.error == nil { state.error = error }
@@ -437,20 +538,31 @@ final class DeliveryTracker: @unchecked Sendable {
                 }
                 if offset >= 0 { state.firstOffset = min(state.firstOffset, offset) }
             }
-            guard state.remaining <= 0 else { return nil }
-            if let error = state.error { return .failure(error) }
+            guard state.remaining <= 0 else { return (false, nil) }
+            guard !state.answered else { return (true, nil) }
+            state.answered = true
+            if let error = state.error { return (true, .failure(error)) }
             let single = state.partition >= 0
-            return .success(
+            return (true, .success(
                 KafkaDeliveryReport(
                     count: state.delivered,
                     partition: single ? state.partition : nil,
                     firstOffset: single && state.firstOffset != Int64.max ? state.firstOffset : nil
                 )
-            )
+            ))
         }
-        guard let finished else { return false }
-        completion(finished)
-        return true
+        if let finished { completion(finished) }
+        return last
+    }
+
+    /// Calls the completion with `error` now, unless it has run; later outcomes only count down.
+    func expire(_ error: RdKafkaError) {
+        let fire = state.withLock { state -> Bool in
+            guard !state.answered && state.remaining > 0 else { return false }
+            state.answered = true
+            return true
+        }
+        if fire { completion(.failure(error)) }
     }
 }
 

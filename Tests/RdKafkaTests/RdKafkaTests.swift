@@ -113,6 +113,50 @@ struct RdKafkaMockTests {
         #expect(closed != nil && (try? closed?.get()) == nil, "\(String(describing: closed))")
     }
 
+    @Test("a batch that waited for room is answered within message.timeout.ms of its produce, not that much again once librdkafka takes it (up to twice, past a shutdown's grace); a record larger than the queue can ever hold fails at once and holds nothing behind it")
+    func backlogDeadlines() async throws {
+        // No broker: the first batch fills the queue of 10 and times out in librdkafka at 2 s;
+        // the second, produced 1 s later, waits in the backlog.
+        let port = try TestNetwork.freePort()
+        let producer = try KafkaProducer(
+            configuration: [
+                "bootstrap.servers": "127.0.0.1:\(port)", "queue.buffering.max.messages": "10", "message.timeout.ms": "2000",
+            ],
+            logger: testLogger
+        )
+        let value: [UInt8] = [1, 2, 3]
+        async let first = produce(producer, topic: "t", values: Array(repeating: value, count: 10))
+        try await Task.sleep(for: .seconds(1))
+        let sent = ContinuousClock.now
+        let second = await produce(producer, topic: "t", values: Array(repeating: value, count: 10))
+        let waited = sent.duration(to: .now)
+        _ = await first
+        #expect(waited < .milliseconds(2600), "answered \(waited) after its produce, with message.timeout.ms 2000")
+        guard case .failure(let error) = second else {
+            Issue.record("a batch no broker took succeeded")
+            return
+        }
+        #expect(error.code == RdKafkaError.messageTimedOut && error.message.contains("delivery_timeout_ms"), "\(error)")
+        await producer.close(flushTimeout: .milliseconds(100))
+
+        // A record over queue.buffering.max.kbytes (1 KiB here) never fits: it fails at once,
+        // and a batch produced after it is not held behind it.
+        let small = try KafkaProducer(
+            configuration: ["test.mock.num.brokers": "1", "linger.ms": "1", "queue.buffering.max.kbytes": "1"],
+            logger: testLogger
+        )
+        let started = ContinuousClock.now
+        let big = await produce(small, topic: "big-topic", values: [[UInt8](repeating: 7, count: 2000)])
+        #expect(started.duration(to: .now) < .seconds(1))
+        guard case .failure(let tooLarge) = big else {
+            Issue.record("a record larger than the queue was taken")
+            return
+        }
+        #expect(tooLarge.code == RdKafkaError.messageTooLarge && tooLarge.message.contains("queue.buffering.max.kbytes"), "\(tooLarge)")
+        #expect(try await produce(small, topic: "big-topic", values: [value]).get().count == 1)
+        await small.close()
+    }
+
     @Test("a batch larger than the local queue goes in as room comes: every message delivered, in order, and a batch produced meanwhile waits behind it (until 2026-12-07 the rest failed with _QUEUE_FULL while its first part was delivered)")
     func batchLargerThanTheQueue() async throws {
         let producer = try KafkaProducer(
