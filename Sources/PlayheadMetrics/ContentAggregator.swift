@@ -94,8 +94,14 @@ public struct ContentDimensions: Hashable, Sendable, Comparable {
         ExactString.hash(genre, into: &hasher)
     }
 
+    /// By bytes too, field by field, as `==` compares (String's order, by Unicode scalars after
+    /// normalization, left two spellings of one value unordered).
     public static func < (a: Self, b: Self) -> Bool {
-        (a.contentType, a.eventSource, a.language, a.genre) < (b.contentType, b.eventSource, b.language, b.genre)
+        for (x, y) in [(a.contentType, b.contentType), (a.eventSource, b.eventSource), (a.language, b.language), (a.genre, b.genre)]
+        where !ExactString.same(x, y) {
+            return x.utf8.lexicographicallyPrecedes(y.utf8)
+        }
+        return false
     }
 }
 
@@ -333,14 +339,14 @@ public final class ContentAggregator: Sendable {
 
         /// What is remembered of the session's stop of `content`, or nil.
         func of(_ content: String) -> StoppedContent? {
-            if contentID == content { return StoppedContent(contentID: contentID, stopMicros: stopMicros, completed: completed) }
-            return earlier.last { $0.contentID == content }
+            if ExactString.same(contentID, content) { return StoppedContent(contentID: contentID, stopMicros: stopMicros, completed: completed) }
+            return earlier.last { ExactString.same($0.contentID, content) }
         }
 
         mutating func markCompleted(_ content: String) {
-            if contentID == content {
+            if ExactString.same(contentID, content) {
                 completed = true
-            } else if let index = earlier.lastIndex(where: { $0.contentID == content }) {
+            } else if let index = earlier.lastIndex(where: { ExactString.same($0.contentID, content) }) {
                 earlier[index].completed = true
             }
         }
@@ -618,7 +624,7 @@ public final class ContentAggregator: Sendable {
         }
 
         var found = state.sessions[o.sessionKey]
-        if let existing = found, existing.contentID != o.contentID, o.timestampMicros < existing.lastEventMicros {
+        if let existing = found, !ExactString.same(existing.contentID, o.contentID), o.timestampMicros < existing.lastEventMicros {
             // A late event of content the session played before (a pre-roll ad's stop that arrives
             // after the movie's play): counted, but it ends nothing. Taken for a switch of content,
             // it ended the movie's session, and the movie's watch time was lost (a probe).
@@ -632,7 +638,7 @@ public final class ContentAggregator: Sendable {
             return
         }
         if let existing = found,
-            o.timestampMicros - existing.lastEventMicros > sessionTimeoutMicros || existing.contentID != o.contentID
+            o.timestampMicros - existing.lastEventMicros > sessionTimeoutMicros || !ExactString.same(existing.contentID, o.contentID)
         {
             // Quiet for longer than the timeout (event time), or playing other content: a new session.
             // Switching content in time counts the gap as watch time of the content left.
@@ -824,11 +830,11 @@ public final class ContentAggregator: Sendable {
         }
         // The contents stopped before, this one's earlier stop taken into it.
         var history = earlier.earlier
-        if earlier.contentID != contentID {
+        if !ExactString.same(earlier.contentID, contentID) {
             history.append(StoppedContent(contentID: earlier.contentID, stopMicros: earlier.stopMicros, completed: earlier.completed))
         }
         let before = earlier.of(contentID)
-        history.removeAll { $0.contentID == contentID }
+        history.removeAll { ExactString.same($0.contentID, contentID) }
         if history.count > Self.maxEarlierContents { history.removeFirst(history.count - Self.maxEarlierContents) }
         state.stopped[key] = Stopped(
             contentID: contentID, stopMicros: max(stopMicros, before?.stopMicros ?? .min),

@@ -6,15 +6,17 @@
 /// session table hashes and compares two integers held in the table itself instead of a 36-byte
 /// string on the heap (making, hashing and comparing such strings was about a quarter of the
 /// metrics consumer's CPU under `playhead serve` at 100 events per POST). Any other text, an
-/// uppercase UUID included, is kept as it is, so two keys are equal exactly when their texts are.
+/// uppercase UUID included, is kept as it is, so two keys are equal exactly when their texts are,
+/// byte for byte (as Swift's `String`, equal when canonically equivalent, made the NFC and NFD
+/// spellings of one id one session, which the lake keeps apart: an outside review).
 public struct SessionKey: Hashable, Sendable, CustomStringConvertible {
     private enum Storage: Hashable, Sendable {
         case uuid(UInt64, UInt64)
-        case text(String)
+        case text(ExactString)
         /// An event without a `session_id`: its user and device, apart from every `session_id`, as
         /// one text that cannot be read two ways: the user's length in UTF-8 bytes, `:`, the user,
         /// the device (one string, so that a key stays 17 bytes, as with the other cases).
-        case userDevice(String)
+        case userDevice(ExactString)
     }
 
     private let storage: Storage
@@ -29,7 +31,7 @@ public struct SessionKey: Hashable, Sendable, CustomStringConvertible {
         if let (high, low) = Self.lowercaseUUID(bytes) {
             storage = .uuid(high, low)
         } else {
-            storage = .text(String(decoding: bytes, as: UTF8.self))
+            storage = .text(ExactString(String(decoding: bytes, as: UTF8.self)))
         }
     }
 
@@ -38,7 +40,7 @@ public struct SessionKey: Hashable, Sendable, CustomStringConvertible {
     /// the session whose `session_id` is `a/b/c` (an outside review: one viewer's pause ended
     /// another's play).
     public init(userID: String, deviceID: String) {
-        storage = .userDevice("\(userID.utf8.count):\(userID)\(deviceID)")
+        storage = .userDevice(ExactString("\(userID.utf8.count):\(userID)\(deviceID)"))
     }
 
     /// Kept as 128 bits (for tests).
@@ -51,8 +53,9 @@ public struct SessionKey: Hashable, Sendable, CustomStringConvertible {
     public var description: String {
         switch storage {
         case .text(let text):
-            return text
-        case .userDevice(let joined):
+            return text.string
+        case .userDevice(let exact):
+            let joined = exact.string
             // The user's length, then the user and the device.
             let colon = joined.utf8.firstIndex(of: UInt8(ascii: ":"))!
             let length = Int(Substring(joined.utf8[..<colon]))!

@@ -54,6 +54,15 @@ struct ContentAggregatorTests {
         #expect(rows.first { bytes($0.0.eventSource) == bytes(nfc) }?.1 == 1 && rows.first { $0.0.eventSource == "other" }?.1 == 2, "\(rows)")
         #expect(snapshot.topContent.map { (bytes($0.contentID), $0.viewers) }.sorted { $0.1 < $1.1 }.map(\.1) == [1, 2], "\(snapshot.topContent)")
         #expect(try EventSourceLabels(adding: [nfc, nfd]).names.count == EventSourceLabels.builtIn.count + 2)
+        // Sessions and content switches too: two session ids spelled so are two viewers, and a
+        // session that goes from one content id to the other starts a second play.
+        let sessions = ContentAggregator()
+        sessions.observe(event("play", at: 1000, session: "s-" + nfc))
+        sessions.observe(event("play", at: 1000, session: "s-" + nfd))
+        sessions.observe(event("play", at: 1000, session: "x1", content: "c-" + nfc))
+        sessions.observe(event("play", at: 1010, session: "x1", content: "c-" + nfd))
+        let played = sessions.snapshot()
+        #expect(played.playsStarted["movie"] == 4 && played.totalConcurrentViewers == 3, "\(played.playsStarted) \(played.totalConcurrentViewers)")
     }
 
     @Test("past maxSessions, the half of the sessions silent longest ends as a timeout would: the table stays bounded, viewers stay consistent, a recent session keeps counting; stopped sessions are bounded too")

@@ -49,6 +49,7 @@ for r in range(ROUNDS):
             if time.monotonic() - t0 > 600: break
         took = time.monotonic() - t0
         if took > 600:
+            p.send_signal(signal.SIGTERM); p.wait()
             sys.exit(f"round {r} {name}: the lake had fewer than {N} rows after 600 s (see {B}/store-{name}.out); no figure")
         p.send_signal(signal.SIGTERM); p.wait()
         results[name].append(took)
