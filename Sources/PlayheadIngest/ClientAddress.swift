@@ -182,9 +182,10 @@ public enum ForwardedHeader: Sendable, Equatable, CustomStringConvertible {
             // and the proxy's own address was stored (an outside review).
             var entries: [Substring] = []
             for value in headers[name] {
-                for element in Array(value.utf8).split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false) {
-                    let trimmed = element.drop { $0 == 0x20 || $0 == 0x09 }.reversed().drop { $0 == 0x20 || $0 == 0x09 }.reversed()
-                    if !trimmed.isEmpty { entries.append(Substring(String(decoding: trimmed, as: UTF8.self))) }
+                for element in Array(value.utf8).split(separator: UInt8(ascii: ",")) {
+                    let blank = { (byte: UInt8) in byte == 0x20 || byte == 0x09 }
+                    guard let first = element.firstIndex(where: { !blank($0) }), let last = element.lastIndex(where: { !blank($0) }) else { continue }
+                    entries.append(Substring(String(decoding: element[first...last], as: UTF8.self)))
                 }
             }
             return entries

@@ -29,7 +29,7 @@ final class RateLimiter: Sendable {
         bucket.withLockedValue { bucket in
             refill(&bucket)
             guard bucket.tokens <= 0 else { return nil }
-            return max(1, Int(min((-bucket.tokens / rate).rounded(.up), 86_400)))
+            return seconds(toRefill: -bucket.tokens)
         }
     }
 
@@ -48,7 +48,7 @@ final class RateLimiter: Sendable {
                 bucket.tokens -= needed
                 return nil
             }
-            return max(1, Int(min(((min(needed, rate) - bucket.tokens) / rate).rounded(.up), 86_400)))
+            return seconds(toRefill: min(needed, rate) - bucket.tokens)
         }
     }
 
@@ -64,6 +64,11 @@ final class RateLimiter: Sendable {
             refill(&bucket)
             bucket.tokens -= Double(events)
         }
+    }
+
+    /// The whole seconds (1 to a day) the bucket takes to gain `tokens`.
+    private func seconds(toRefill tokens: Double) -> Int {
+        max(1, Int(min((tokens / rate).rounded(.up), 86_400)))
     }
 
     private func refill(_ bucket: inout Bucket) {

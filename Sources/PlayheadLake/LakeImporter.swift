@@ -291,6 +291,15 @@ public final class LakeImporter: Sendable {
         defer { for task in decoding { task.cancel() } }
         let decoder = self.decoder
         let pool = threadPool
+        /// The decode of `complete` lines starting at `byteBase`, on the pool; none for blank lines
+        /// alone, as in a request body: a chunk (or the file's tail) of nothing else holds no event,
+        /// and is not an empty body to reject.
+        func decodeTask(_ complete: [UInt8], at byteBase: Int) -> Task<ImportPiece, any Error>? {
+            guard !ImportPiece.isBlank(complete) else { return nil }
+            return Task {
+                try await pool.runIfActive { ImportPiece.decode(complete, byteBase: byteBase, decoder: decoder, receivedAt: receivedAt) }
+            }
+        }
         var endOfFile = false
         // Where the next chunk starts in the file's NDJSON (after gzip decoding).
         var chunkStart = 0
@@ -320,15 +329,7 @@ public final class LakeImporter: Sendable {
                     formatChecked = true
                 }
                 chunkStart += lines.complete.count
-                // Blank lines are skipped, as in a request body; a chunk (or the file's tail) of
-                // nothing else holds no event, and is not an empty body to reject.
-                if !ImportPiece.isBlank(lines.complete) {
-                    decoding.append(Task { [complete = lines.complete] in
-                        try await pool.runIfActive {
-                            ImportPiece.decode(complete, byteBase: byteBase, decoder: decoder, receivedAt: receivedAt)
-                        }
-                    })
-                }
+                if let task = decodeTask(lines.complete, at: byteBase) { decoding.append(task) }
                 if !endOfFile && pending.count > lineLimit {
                     // A line past the limit is read past, not held whole (a line of 150 MB took
                     // 2.2 GB and 12 s, a code review): one rejection, its first bytes kept.
@@ -341,13 +342,7 @@ public final class LakeImporter: Sendable {
                     chunkStart += skipped.lineBytes
                     endOfFile = skipped.end
                     pending = skipped.after.rest
-                    if !ImportPiece.isBlank(skipped.after.complete) {
-                        decoding.append(Task { [complete = skipped.after.complete, byteBase = chunkStart] in
-                            try await pool.runIfActive {
-                                ImportPiece.decode(complete, byteBase: byteBase, decoder: decoder, receivedAt: receivedAt)
-                            }
-                        })
-                    }
+                    if let task = decodeTask(skipped.after.complete, at: chunkStart) { decoding.append(task) }
                     chunkStart += skipped.after.complete.count
                 }
             }

@@ -163,11 +163,7 @@ public final class KafkaProducer: @unchecked Sendable {
             // What waits for room goes in as room comes (rd_kafka_flush alone did not see it, and
             // held the thread that enqueues it, a review).
             let deadline = ContinuousClock.now + timeout
-            while !backlog.isEmpty && ContinuousClock.now < deadline {
-                rd_kafka_poll(handle, 5)
-                backlog.enqueue()
-                backlog.expire()
-            }
+            backlog.drain(handle, until: deadline)
             let left = max(Duration.zero, deadline - ContinuousClock.now)
             return backlog.isEmpty && rd_kafka_flush(handle, milliseconds(left)) == RD_KAFKA_RESP_ERR_NO_ERROR
         }
@@ -216,11 +212,7 @@ public final class KafkaProducer: @unchecked Sendable {
         return {
             // What waits for room in the queue goes in as room comes, within the flush's time.
             let deadline = ContinuousClock.now + flushTimeout
-            while !backlog.isEmpty && ContinuousClock.now < deadline {
-                rd_kafka_poll(handle, 5)
-                backlog.enqueue()
-                backlog.expire()
-            }
+            backlog.drain(handle, until: deadline)
             backlog.fail(RdKafkaError(code: RdKafkaError.purgedQueue, message: "the producer closed before its queue had room for the message"))
             let left = max(Duration.zero, deadline - ContinuousClock.now)
             let result = rd_kafka_flush(handle, milliseconds(left))
@@ -318,11 +310,8 @@ final class ProduceBacklog: @unchecked Sendable {
             let (full, failed) = produceBatch(&messages, topic: topic, tracker: tracker)
             if !full.isEmpty {
                 var rest = Self.copy(full.map { messages[$0] }, topic: topic, tracker: tracker)
-                if full.count < messages.count - (failed?.count ?? 0) {
-                    // Its first part went in: watched from now.
-                    watch(tracker, deadline: rest.since + waitLimit)
-                    rest.watched = true
-                }
+                // Its first part went in: watched from now.
+                watch(&rest, ifSome: full.count < messages.count - (failed?.count ?? 0))
                 waiting.append(rest)
                 count.add(1, ordering: .releasing)
             }
@@ -377,10 +366,7 @@ final class ProduceBacklog: @unchecked Sendable {
                     return produceBatch(&messages, topic: first.topic, tracker: first.tracker)
                 }
                 if let failed { failures.append(failed) }
-                if full.count < first.spans.count - (failed?.count ?? 0) && !first.watched {
-                    watch(first.tracker, deadline: first.since + waitLimit)
-                    first.watched = true
-                }
+                watch(&first, ifSome: full.count < first.spans.count - (failed?.count ?? 0))
                 if full.isEmpty {
                     waiting.removeFirst()
                     count.subtract(1, ordering: .releasing)
@@ -434,9 +420,23 @@ final class ProduceBacklog: @unchecked Sendable {
         for item in all { Unmanaged<DeliveryTracker>.fromOpaque(item.tracker).release() }
     }
 
-    private func watch(_ tracker: UnsafeMutableRawPointer, deadline: ContinuousClock.Instant) {
-        _ = Unmanaged<DeliveryTracker>.fromOpaque(tracker).retain()
-        watched.withLock { $0.append(Watched(tracker: tracker, deadline: deadline)) }
+    /// Enqueues what waits as room comes, and answers what is due, until the backlog is empty or
+    /// `deadline` passes (a flush, a close). Runs on the poll thread.
+    func drain(_ handle: OpaquePointer, until deadline: ContinuousClock.Instant) {
+        while !isEmpty && ContinuousClock.now < deadline {
+            rd_kafka_poll(handle, 5)
+            enqueue()
+            expire()
+        }
+    }
+
+    /// Watches `batch` from now on, once, when `sent`: some of its messages went into librdkafka.
+    private func watch(_ batch: inout Waiting, ifSome sent: Bool) {
+        guard sent, !batch.watched else { return }
+        _ = Unmanaged<DeliveryTracker>.fromOpaque(batch.tracker).retain()
+        let deadline = batch.since + waitLimit
+        watched.withLock { $0.append(Watched(tracker: batch.tracker, deadline: deadline)) }
+        batch.watched = true
     }
 
     private static func timedOut(_ limit: Duration) -> RdKafkaError {

@@ -505,6 +505,24 @@ struct IngestAPITests {
         }
     }
 
+    /// Sends `body`'s head on each of `connections` connections, then (300 ms later) the bodies, one
+    /// after another; the answers, in that order.
+    static func headsThenBodies(port: Int, body: String, connections count: Int) async throws -> [String] {
+        var connections: [RawConnection] = []
+        for _ in 0..<count {
+            let connection = try RawConnection(port: port)
+            _ = connection.send("POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n")
+            connections.append(connection)
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        var answers: [String] = []
+        for connection in connections {
+            _ = connection.send(body)
+            answers.append(String(decoding: await connection.readSome(timeout: .seconds(10)), as: UTF8.self))
+        }
+        return answers
+    }
+
     @Test("429 past the rate limit, with a Retry-After of the seconds until the bucket refills (20 events taken at 5/s: 3 s)")
     func rateLimit() async throws {
         let (server, _) = try await Fixtures.server(["--rate-limit", "5"])
@@ -552,35 +570,13 @@ struct IngestAPITests {
         // one is stored (the bucket full), the others refused, before or after their bodies.
         let (bursty, _) = try await Fixtures.server(["--rate-limit", "2"])
         let ten = Fixtures.json((0..<10).map { Fixtures.event("burst-\($0)") })
-        var connections: [RawConnection] = []
-        for _ in 0..<20 {
-            let connection = try RawConnection(port: bursty.port)
-            _ = connection.send("POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(ten.utf8.count)\r\n\r\n")
-            connections.append(connection)
-        }
-        try await Task.sleep(for: .milliseconds(300))
-        var answers: [String] = []
-        for connection in connections {
-            _ = connection.send(ten)
-            answers.append(String(String(decoding: await connection.readSome(timeout: .seconds(10)), as: UTF8.self).prefix(12)))
-        }
+        let answers = try await Self.headsThenBodies(port: bursty.port, body: ten, connections: 20).map { String($0.prefix(12)) }
         let stored = answers.filter { $0 == "HTTP/1.1 202" }.count
         #expect(stored >= 1 && stored <= 2 && answers.filter { $0 == "HTTP/1.1 429" }.count == 20 - stored, "\(answers)")
         // Bodies larger than the bucket: the same, one request at most (the bucket was full).
         let (large, _) = try await Fixtures.server(["--rate-limit", "10"])
         let big = Fixtures.json((0..<100).map { Fixtures.event("big-\($0)") })
-        connections = []
-        for _ in 0..<10 {
-            let connection = try RawConnection(port: large.port)
-            _ = connection.send("POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(big.utf8.count)\r\n\r\n")
-            connections.append(connection)
-        }
-        try await Task.sleep(for: .milliseconds(300))
-        var bigAnswers: [String] = []
-        for connection in connections {
-            _ = connection.send(big)
-            bigAnswers.append(String(decoding: await connection.readSome(timeout: .seconds(10)), as: UTF8.self))
-        }
+        let bigAnswers = try await Self.headsThenBodies(port: large.port, body: big, connections: 10)
         #expect(bigAnswers.filter { $0.hasPrefix("HTTP/1.1 202") }.count == 1, "\(bigAnswers.map { $0.prefix(12) })")
         // One refused after its body was read says when the bucket will have room.
         #expect(bigAnswers.contains { $0.hasPrefix("HTTP/1.1 429") && $0.contains("retry in") }, "\(bigAnswers.map { $0.prefix(12) })")
