@@ -1,4 +1,5 @@
 import CRdKafka
+import DequeModule
 import Foundation
 import Logging
 import Synchronization
@@ -282,7 +283,7 @@ final class ProduceBacklog: @unchecked Sendable {
         var deadline: ContinuousClock.Instant
     }
 
-    private let waiting = Mutex<[Waiting]>([])
+    private let waiting = Mutex<Deque<Waiting>>([])
     private let watched = Mutex<[Watched]>([])
     private let count = Atomic<Int>(0)
     private let waitLimit: Duration
@@ -403,7 +404,7 @@ final class ProduceBacklog: @unchecked Sendable {
 
     /// Fails every message still waiting, and stops watching (the producer is closing).
     func fail(_ error: RdKafkaError) {
-        let all = waiting.withLock { waiting -> [Waiting] in
+        let all = waiting.withLock { waiting -> Deque<Waiting> in
             defer { waiting.removeAll() }
             return waiting
         }
