@@ -6,7 +6,7 @@ enum OpenAPIDocument {
  "info": {
   "title": "Playhead ingest API",
   "version": "1.0",
-  "description": "Media apps (web, iOS, Android, TV) send playback events here. A `202` means the accepted events\nare durable: fsynced to the embedded log, or acknowledged by every in-sync Kafka replica.\nRejected events are kept, byte for byte, in the dead-letter stream (`<lake>/rejected/`).\n\nOn every path: a path the server does not serve gets `404` `not_found`; a method a path does not\nserve gets `405` `method_not_allowed` with an `Allow` header listing the methods it does\n(`Allow: POST, OPTIONS` on `/v1/events`). `HEAD` is answered like `GET`. `OPTIONS` is a CORS\npreflight on `/v1/events` and on paths the server does not serve (answered as that of\n`/v1/events` is), and only the answers of `/v1/events`, and `404`s (a page that mistyped the\npath then sees the status, not a CORS error, its request preflighted or not), carry CORS\nheaders: the read-only routes cannot be read by a page of another origin. On the\nother paths `OPTIONS` answers `204` with an `Allow` header and no CORS headers, and `OPTIONS *`\n(the server as a whole) with every method some path takes; another method with the target `*`\ngets `400` `malformed_http`. The errors use the `Error` schema. Every operation, and a path or\nmethod not listed, can also be answered `400` `malformed_http`, `408`, `431` or `505` when the\nbytes sent are not a whole HTTP/1.1 request (`components/responses`).\n",
+  "description": "Media apps (web, iOS, Android, TV) send playback events here. A `202` means the accepted events\nare durable: fsynced to the embedded log, or acknowledged by every in-sync Kafka replica.\nRejected events are kept, byte for byte, in the dead-letter stream (`<lake>/rejected/`).\n\nOn every path: a path the server does not serve gets `404` `not_found`; a method a path does not\nserve gets `405` `method_not_allowed` with an `Allow` header listing the methods it does\n(`Allow: POST, OPTIONS` on `/v1/events`); a method the server does not know at all (`FOO`, or\n`get`: methods are case-sensitive) gets `400` `malformed_http`, and the connection is closed\n(the parser cannot tell it from bytes that are not HTTP). `HEAD` is answered like `GET`. `OPTIONS` is a CORS preflight on `/v1/events`, and on a\npath the server does not serve when it carries `Access-Control-Request-Method` (answered as\nthat of `/v1/events` is; without that header it gets `404`). Only the answers of `/v1/events`,\nand `404`s (a page that mistyped the path then sees the status, not a CORS error, its request\npreflighted or not), carry CORS headers, with `Vary: Origin` whether or not the request had an\n`Origin`: the read-only routes cannot be read by a page of another origin. On the other paths\n`OPTIONS` answers `204` with an `Allow` header and no CORS headers, and `OPTIONS *` (the server\nas a whole) with every method some path takes; another method with the target `*` gets `400`\n`malformed_http`, and the connection is closed. The errors use the `Error` schema. Every\noperation, and a path or method not listed, can also be answered `400` `malformed_http`, `408`,\n`431` or `505` when the bytes sent are not a whole HTTP/1.1 request, and `413` when it\ncarries a body (read and dropped, on every path but `POST /v1/events`) larger than\n`--max-body-bytes` (`components/responses`).\n\nWhich process serves what: `playhead serve` every path here; `playhead ingest` every path but\n`/` and `/live.json` (`404` `not_found`); `playhead store` and `playhead observe` take no events\n(`POST /v1/events` gets `404` `not_found`), and `store` serves neither `/` nor `/live.json`.\n",
   "license": {
    "name": "Apache-2.0"
   }
@@ -206,7 +206,7 @@ enum OpenAPIDocument {
       }
      },
      "500": {
-      "description": "The log failed in a way a retry is not expected to fix (an I/O error other than a full disk, corrupt data, a batch too large for the backend, an unknown topic or a bad argument); `error` is `log_unavailable`. Nothing was acknowledged (on Kafka, where accepted and rejected events go to two topics, one of them may be stored). `Retry-After` is sent as with 503. The message says that a retry is not expected to succeed, and the server logs the failure at error level (at most once a minute).",
+      "description": "The log failed in a way a retry is not expected to fix (an I/O error other than a full disk, corrupt data, a batch too large for the backend, an unknown topic or a bad argument); `error` is `log_unavailable` (or `internal_error` for a failure of the server itself, such as its gzip workers stopped at the end of a shutdown). Nothing was acknowledged (on Kafka, where accepted and rejected events go to two topics, one of them may be stored). `Retry-After` is sent as with 503. The message says that a retry is not expected to succeed, and the server logs the failure at error level (at most once a minute).",
       "headers": {
        "Retry-After": {
         "required": true,
@@ -297,6 +297,9 @@ enum OpenAPIDocument {
      "431": {
       "$ref": "#/components/responses/HeadersTooLarge"
      },
+     "413": {
+      "$ref": "#/components/responses/BodyTooLarge"
+     },
      "505": {
       "$ref": "#/components/responses/HTTPVersionNotSupported"
      }
@@ -333,6 +336,9 @@ enum OpenAPIDocument {
      },
      "431": {
       "$ref": "#/components/responses/HeadersTooLarge"
+     },
+     "413": {
+      "$ref": "#/components/responses/BodyTooLarge"
      },
      "505": {
       "$ref": "#/components/responses/HTTPVersionNotSupported"
@@ -391,6 +397,9 @@ enum OpenAPIDocument {
      "431": {
       "$ref": "#/components/responses/HeadersTooLarge"
      },
+     "413": {
+      "$ref": "#/components/responses/BodyTooLarge"
+     },
      "505": {
       "$ref": "#/components/responses/HTTPVersionNotSupported"
      }
@@ -422,6 +431,9 @@ enum OpenAPIDocument {
      },
      "431": {
       "$ref": "#/components/responses/HeadersTooLarge"
+     },
+     "413": {
+      "$ref": "#/components/responses/BodyTooLarge"
      },
      "505": {
       "$ref": "#/components/responses/HTTPVersionNotSupported"
@@ -455,6 +467,9 @@ enum OpenAPIDocument {
      "431": {
       "$ref": "#/components/responses/HeadersTooLarge"
      },
+     "413": {
+      "$ref": "#/components/responses/BodyTooLarge"
+     },
      "505": {
       "$ref": "#/components/responses/HTTPVersionNotSupported"
      }
@@ -487,6 +502,9 @@ enum OpenAPIDocument {
      "431": {
       "$ref": "#/components/responses/HeadersTooLarge"
      },
+     "413": {
+      "$ref": "#/components/responses/BodyTooLarge"
+     },
      "505": {
       "$ref": "#/components/responses/HTTPVersionNotSupported"
      }
@@ -516,6 +534,9 @@ enum OpenAPIDocument {
      "431": {
       "$ref": "#/components/responses/HeadersTooLarge"
      },
+     "413": {
+      "$ref": "#/components/responses/BodyTooLarge"
+     },
      "505": {
       "$ref": "#/components/responses/HTTPVersionNotSupported"
      }
@@ -526,7 +547,7 @@ enum OpenAPIDocument {
  "components": {
   "responses": {
    "MalformedHTTP": {
-    "description": "Bytes that are not HTTP/1.1 (`malformed_http`), on any path: an HTTP/1.1 request without exactly one `Host` header, a `Content-Length` with `Transfer-Encoding` or one that is not a number, a `Transfer-Encoding` that does not end with `chunked` (RFC 9112 §6.3), a space before a header's colon, a CR without LF, the HTTP/2 preface. Sent after the answers to the requests before it on the connection, which is then closed (`Connection: close`).",
+    "description": "Bytes that are not HTTP/1.1 (`malformed_http`), on any path: an HTTP/1.1 request without exactly one `Host` header, a `Content-Length` with `Transfer-Encoding` or one that is not a number, a `Transfer-Encoding` that does not end with `chunked` (RFC 9112 §6.3), a space before a header's colon, a CR without LF, the HTTP/2 preface, a method the server does not know (`FOO`, or `get`: methods are case-sensitive). Sent after the answers to the requests before it on the connection, which is then closed (`Connection: close`).",
     "content": {
      "application/json": {
       "schema": {
@@ -555,6 +576,16 @@ enum OpenAPIDocument {
      }
     }
    },
+   "BodyTooLarge": {
+    "description": "A request to a path that takes no body (every one but `POST /v1/events`) whose body is larger than `--max-body-bytes` (`body_too_large`): the body is read and dropped up to that limit, then this is answered and the connection closed.",
+    "content": {
+     "application/json": {
+      "schema": {
+       "$ref": "#/components/schemas/Error"
+      }
+     }
+    }
+   },
    "HTTPVersionNotSupported": {
     "description": "A request line with an HTTP version other than 1.1 and 1.0, or one ended by LF alone (`http_version_not_supported`), on any path. The connection is closed.",
     "content": {
@@ -566,7 +597,7 @@ enum OpenAPIDocument {
     }
    },
    "MetricsOff": {
-    "description": "Metrics are off in this process (`--metrics off`), error code `metrics_off`.",
+    "description": "Metrics are off in this process (`--metrics off`), error code `metrics_off`; or the process does not serve the path at all (`not_found`): `playhead ingest` and `playhead store` serve `/metrics` but not the live page.",
     "content": {
      "application/json": {
       "schema": {
@@ -679,7 +710,8 @@ enum OpenAPIDocument {
       "type": "integer",
       "format": "int64",
       "minimum": 0,
-      "maximum": 9223372036854775807
+      "maximum": 9223372036854775807,
+      "description": "A whole number of seconds. Written with a zero fraction or an exponent (`1.0`, `1e3`) it is taken too, as the integer it is (schemas/1.0.json is JSON Schema 2020-12, whose integer includes them; OpenAPI 3.0's does not)."
      },
      "language": {
       "type": "string",

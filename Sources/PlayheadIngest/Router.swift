@@ -34,17 +34,25 @@ struct Router: Sendable {
         events != nil && head.method == .POST && HTTPRequest.split(uri: head.uri).path == EventsEndpoint.path
     }
 
+    /// A Content-Length's value as a number, `Int.max` for digits past it: the parser takes any
+    /// 64-bit length, and one of 2^63 or more was read up to the limit, after a 100 Continue,
+    /// before its 413 (an outside review).
+    static func contentLength(_ value: String) -> Int? {
+        if let length = Int(value) { return length }
+        return !value.isEmpty && value.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) ? Int.max : nil
+    }
+
     /// An answer that can be given from the head alone (before reading a body), or nil to read on.
     /// `readsBody`: ``readsBody(_:)`` of the head.
     func answerEarly(_ head: HTTPRequestHead, readsBody: Bool) -> HTTPResponse? {
         if let refusal = Self.refuseWithoutHost(head) { return refusal }
         if readsBody, let events {
             let request = HTTPRequest(head: head, body: ByteBuffer())
-            if let length = head.headers.first(name: "content-length").flatMap(Int.init) {
+            if let value = head.headers.first(name: "content-length"), let length = Self.contentLength(value) {
                 if length > maxBodyBytes {
                     return .error(
                         .payloadTooLarge, code: "body_too_large",
-                        message: "the body has \(length) bytes; the limit is \(maxBodyBytes)"
+                        message: "the body has \(value) bytes; the limit is \(maxBodyBytes)"
                     )
                 }
             } else if case let codings = head.headers[canonicalForm: "transfer-encoding"],
@@ -119,9 +127,10 @@ struct Router: Sendable {
             // The asterisk form names the server, not a resource, and is for OPTIONS only (RFC 9112 §3.2.4,
             // RFC 9110 §9.3.7): it is answered with every method some path of this server takes.
             guard request.head.method == .OPTIONS else {
-                return eventLoop.makeSucceededFuture(
-                    .error(.badRequest, code: "malformed_http", message: "the request target * is for OPTIONS only (RFC 9112 §3.2.4)")
-                )
+                // Closed after, as every other malformed_http is (it was kept open: an outside review).
+                var refusal = HTTPResponse.error(.badRequest, code: "malformed_http", message: "the request target * is for OPTIONS only (RFC 9112 §3.2.4); the connection is closed")
+                refusal.headers.replaceOrAdd(name: "Connection", value: "close")
+                return eventLoop.makeSucceededFuture(refusal)
             }
             return eventLoop.makeSucceededFuture(HTTPResponse(status: .noContent, headers: ["Allow": serverMethods, "Content-Length": "0"]))
         }
@@ -135,7 +144,7 @@ struct Router: Sendable {
                 return eventLoop.makeSucceededFuture(cors.preflight(request))
             }
             return eventLoop.makeSucceededFuture(
-                .error(.notFound, code: "not_found", message: "no route for \(request.head.method) \(request.path)")
+                .error(.notFound, code: "not_found", message: "no route for \(request.head.method.rawValue) \(request.path)")
             )
         }
         let method = request.head.method == .HEAD ? HTTPMethod.GET : request.head.method
@@ -167,7 +176,7 @@ struct Router: Sendable {
     private func methodNotAllowed(_ request: HTTPRequest, allow: String) -> HTTPResponse {
         var response = HTTPResponse.error(
             .methodNotAllowed, code: "method_not_allowed",
-            message: "\(request.path) does not accept \(request.head.method); allowed: \(allow)"
+            message: "\(request.path) does not accept \(request.head.method.rawValue); allowed: \(allow)"
         )
         response.headers.replaceOrAdd(name: "Allow", value: allow)
         return response
@@ -430,6 +439,10 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func addCORS(_ headers: inout HTTPHeaders, for head: HTTPRequestHead, status: HTTPResponseStatus) {
         if HTTPRequest.split(uri: head.uri).path == EventsEndpoint.path || status == .notFound {
             router.cors.decorate(&headers, requestHeaders: head.headers)
+            // Such an answer differs with the Origin sent (an allowed one is echoed), so it says so
+            // even to a request without one: a 404 or 405 may be cached (RFC 9111 §4.2.2), and a
+            // shared cache handed the copy without CORS headers to a page (an outside review).
+            if !headers.contains(name: "vary") { headers.add(name: "Vary", value: "Origin") }
         }
     }
 
@@ -476,7 +489,11 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // NIO: "stream ended at an unexpected time", after a half-close in the middle of a request.
             "the client closed its side of the connection before the request was whole (a body shorter than its Content-Length, or a chunked body without its last chunk); nothing of it was stored"
         case .invalidMethod:
-            "the method is not a token HTTP allows"
+            // The parser stops at the first byte no method it knows starts with, so a method token
+            // it does not know (`FOO`, `get`) and bytes that are not HTTP (a TLS hello) look alike:
+            // both are 400 rather than 501 (RFC 9110 §15.6.2). The message said "not a token HTTP
+            // allows", which FOO is (an outside review).
+            "the method is not one this server knows, or the bytes are not HTTP: methods are case-sensitive, and it takes GET, HEAD, POST and OPTIONS"
         case .invalidURL:
             "the request target is not a valid URL path"
         default:
@@ -609,11 +626,13 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 router.respond(to: request, on: context.eventLoop).whenComplete { result in
                     let (handler, context) = loopBound.value
                     handler.inFlight.end()
-                    let response: HTTPResponse
+                    var response: HTTPResponse
                     switch result {
                     case .success(let value): response = value
                     case .failure(let error):
+                        // With Retry-After, as every 500 of the API has (docs/openapi.yaml).
                         response = .error(.internalServerError, code: "internal_error", message: "\(error)")
+                        response.headers.replaceOrAdd(name: "Retry-After", value: "1")
                     }
                     handler.state = .idle
                     handler.write(response, for: head, keepAlive: head.isKeepAlive, context: context)
@@ -661,7 +680,9 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // parser reads no request after it. (Only a connection whose parser has stopped can hold
         // one: its headers are not scanned again for every answer.)
         let handsOver = parserStopped && head.handsOverConnection
-        let keepAlive = requested && !quiescing && !(inputClosed && waiting.isEmpty) && !faultyFraming && !handsOver
+        // An answer that says `Connection: close` (the router's malformed_http for `GET *`) closes it.
+        let closes = response.headers.first(name: "connection")?.lowercased() == "close"
+        let keepAlive = requested && !quiescing && !(inputClosed && waiting.isEmpty) && !faultyFraming && !handsOver && !closes
         router.metrics.requestCompleted(path: HTTPRequest.split(uri: head.uri).path, method: head.method, status: response.status, since: requestStarted)
         if let encoded = response.encoded, let encoderContext, keepAlive, head.version == .http1_1,
             head.method != .HEAD, !head.headers.contains(name: "origin")

@@ -888,7 +888,7 @@ struct IngestAPITests {
         #expect(addresses.filter { $0.0 != beacon }.allSatisfy { $0.1 == "203.0.113.7" }, "\(addresses)")
     }
 
-    @Test("health, readiness, OpenAPI (served as docs/openapi.yaml says, valid by openapi-spec-validator, its Event the rules of schemas/*.json), 404 and 405")
+    @Test("health, readiness, OpenAPI (served as docs/openapi.yaml says, valid by openapi-spec-validator, its Event the rules of schemas/*.json), 404, 405 and an unknown method, each as the document says")
     func otherRoutes() async throws {
         let (server, _) = try await Fixtures.server()
         #expect(try await TestHTTP.request("\(server.baseURL)/healthz").status == 200)
@@ -909,6 +909,41 @@ struct IngestAPITests {
             #expect(answer.hasPrefix("HTTP/1.1 \(status)\r\n"), "\(answer)")
             if method == "OPTIONS" { #expect(answer.contains("Allow: GET, HEAD, OPTIONS, POST\r\n"), "\(answer)") }
         }
+        // What an outside review of the document against the server found. Each exchange asks to
+        // keep the connection, and is followed by a second request: a connection the server
+        // closes answers only the first.
+        func exchange(_ request: String) async throws -> String {
+            let raw = try RawConnection(port: server.port)
+            #expect(raw.send(request + "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+            return String(decoding: await raw.readAll(timeout: .seconds(10)), as: UTF8.self)
+        }
+        // `GET *` is malformed_http, closed as every other one is (it was kept open).
+        let star = try await exchange("GET * HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(star.hasPrefix("HTTP/1.1 400 Bad Request\r\n") && star.contains("Connection: close\r\n"), "\(star)")
+        #expect(!star.contains("\"status\":\"ok\""), "the connection stayed open: \(star)")
+        // A method the parser knows without a name of its own in NIO is named as sent (it was
+        // `RAW(value: "QUERY")`).
+        let query405 = try await exchange("QUERY /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        #expect(query405.hasPrefix("HTTP/1.1 405 ") && query405.contains("/healthz does not accept QUERY; allowed: GET, HEAD, OPTIONS"), "\(query405)")
+        let query404 = try await exchange("QUERY /nope HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        #expect(query404.hasPrefix("HTTP/1.1 404 ") && query404.contains("no route for QUERY /nope"), "\(query404)")
+        // A method the server does not know: 400 malformed_http, closed, and said so; the message
+        // was "not a token HTTP allows", which FOO and get are.
+        for method in ["FOO", "get"] {
+            let unknown = try await exchange("\(method) /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(unknown.hasPrefix("HTTP/1.1 400 Bad Request\r\n") && unknown.contains("\"error\":\"malformed_http\""), "\(unknown)")
+            #expect(unknown.contains("methods are case-sensitive") && !unknown.contains("\"status\":\"ok\""), "\(unknown)")
+        }
+        // A 404 varies with the Origin (an allowed one is echoed), and says so without one too: a
+        // shared cache may keep a 404.
+        let notFound = try await exchange("GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(notFound.hasPrefix("HTTP/1.1 404 ") && notFound.contains("Vary: Origin\r\n"), "\(notFound)")
+        // A Content-Length past Int.max (the parser takes up to 2^64 - 1) is refused from the head,
+        // without a 100 Continue (it was read up to the limit first).
+        let huge = try RawConnection(port: server.port)
+        #expect(huge.send("POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: 18446744073709551615\r\n\r\n"))
+        let hugeAnswer = String(decoding: await huge.readSome(timeout: .seconds(10)), as: UTF8.self)
+        #expect(hugeAnswer.hasPrefix("HTTP/1.1 413 ") && hugeAnswer.contains("the body has 18446744073709551615 bytes"), "\(hugeAnswer)")
         let openapi = try await TestHTTP.request("\(server.baseURL)/openapi.json")
         #expect(openapi.status == 200)
         // The served document is docs/openapi.yaml, converted to JSON.
