@@ -53,13 +53,21 @@ struct LakeCommits: Sendable {
 
     private static let claimPath = "_playhead/log.json"
 
-    /// The log that claimed the lake location, if one did.
-    func claim() async throws -> Claim? {
-        try await read(Claim.self, Self.claimPath)
+    /// The log that claimed the lake location, if one did, and the claim's bytes as stored (for
+    /// ``writeClaim(_:replacing:)``).
+    func claimAndBytes() async throws -> (claim: Claim?, bytes: [UInt8]?) {
+        guard let bytes = try await store.get(Self.claimPath) else { return (nil, nil) }
+        return (try decode(Claim.self, bytes, Self.claimPath), bytes)
     }
 
-    func writeClaim(_ claim: Claim) async throws {
-        try await store.put(Self.claimPath, try Self.encode(claim))
+    /// Writes the claim only while the stored one is still `previous` (its bytes as read; nil:
+    /// none); throws a ``LakeError`` with code `otherWriter` when another process has written it
+    /// since. A plain write let a process that read "no claim", and then waited (its data folder's
+    /// disk full, the store unreachable), write its claim over one another log had made and
+    /// written batches under meanwhile: it took that log's state for its own, and its own records
+    /// below that offset were never written (an outside review: 500 of 2,000 acknowledged events).
+    func writeClaim(_ claim: Claim, replacing previous: [UInt8]?) async throws {
+        try await store.put(Self.claimPath, try Self.encode(claim), ifStill: previous)
     }
 
     func state(_ partition: Int32) async throws -> State? {
@@ -114,6 +122,14 @@ struct LakeCommits: Sendable {
     private func decode<T: Decodable>(_ type: T.Type, _ bytes: [UInt8], _ path: String) throws -> T {
         do {
             return try JSONDecoder().decode(T.self, from: Data(bytes))
+        } catch where path == Self.claimPath {
+            // The claim holds only the log's id: deleting it is the remedy (docs/lake.md), not the
+            // runbook's section on the state, which it named (an outside review).
+            throw LakeError(.corruptState, """
+                \(store.displayName)/\(path) is unreadable (\(error)): the lake writer cannot tell which log this lake \
+                is written from. If only this log writes the lake, delete that object and start again: the next \
+                start writes it (docs/lake.md, "One log per lake")
+                """)
         } catch {
             throw LakeError(.corruptState, """
                 \(store.displayName)/\(path) is unreadable (\(error)): the lake writer stops rather than guess \

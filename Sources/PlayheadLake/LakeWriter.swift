@@ -544,9 +544,9 @@ final class DatasetWriter: @unchecked Sendable {
     /// or at its first batch. `beforeClaiming`: the start's other refusals, run once the claim is
     /// found no other log's and before this process notes its run and claims the location.
     func checkClaim(for identity: String, claiming: Bool, beforeClaiming: () async throws -> Void = {}) async throws {
-        let claim = claiming
-            ? try await atStart("read the lake's claim") { try await self.commits.claim() }
-            : try await retrying("read the lake's claim") { try await self.commits.claim() }
+        let (claim, claimBytes) = claiming
+            ? try await atStart("read the lake's claim") { try await self.commits.claimAndBytes() }
+            : try await retrying("read the lake's claim") { try await self.commits.claimAndBytes() }
         let hint = " Point --lake at a folder or prefix of its own for each log (docs/lake.md, \"One log per lake\"); the events the lake lacks of the log that wrote it stay in that log until a lake writer on that log writes them (docs/runbook.md, \"Moving to another log\")"
         if let claim, claim.logID != identity {
             let what = claiming
@@ -558,7 +558,9 @@ final class DatasetWriter: @unchecked Sendable {
             if claim == nil {
                 // The claim went with the lake's folder or bucket: written again, or another log
                 // could claim the lake (an outside review: a bucket made again stayed unclaimed).
-                try await retrying("claim the lake again") { try await self.commits.writeClaim(.init(logID: identity, run: self.run)) }
+                guard try await claimAgain(identity, replacing: nil) else {
+                    return try await checkClaim(for: identity, claiming: false)
+                }
                 logger.warning("lake writer: the lake's claim (_playhead/log.json) was gone; written again for this log", metadata: ["lake.log_id": "\(identity)"])
                 return
             }
@@ -570,7 +572,9 @@ final class DatasetWriter: @unchecked Sendable {
                 // copy claims the lake; a code review traced that both never go on writing.)
                 // Claimed again; the state's check that follows takes the lake as it now is.
                 if try await runsNoted().contains(other) {
-                    try await retrying("claim the lake again") { try await self.commits.writeClaim(.init(logID: identity, run: self.run)) }
+                    guard try await claimAgain(identity, replacing: claimBytes) else {
+                        return try await checkClaim(for: identity, claiming: false)
+                    }
                     logger.warning("lake writer: the lake's claim names an earlier run of this data folder, not this one: a backup of the lake restored under this writer? Claimed again for this run; the writer goes on from the lake's state as it now is", metadata: [
                         "lake.claim_run": "\(other)", "lake.run": "\(run)",
                     ])
@@ -592,7 +596,26 @@ final class DatasetWriter: @unchecked Sendable {
         try await retrying("note this run in \(log.displayName)/\(Self.runsNote)", retryIf: { ($0 as? LogError)?.code == .full }) {
             try await self.noteRun(known)
         }
-        try await atStart("claim the lake") { try await self.commits.writeClaim(.init(logID: identity, run: self.run)) }
+        do {
+            try await atStart("claim the lake") { try await self.commits.writeClaim(.init(logID: identity, run: self.run), replacing: claimBytes) }
+        } catch let error as LakeError where error.code == .otherWriter {
+            // Another process claimed the lake since this one read the claim (this one waited in
+            // between: its folder's disk full, the store unreachable): checked again from the
+            // start, so that a claim of another log refuses this writer before it writes anything.
+            logger.warning("lake writer: another process claimed the lake while this one was starting; checking its claim again", metadata: ["lake.log_id": "\(identity)"])
+            try await checkClaim(for: identity, claiming: true, beforeClaiming: beforeClaiming)
+        }
+    }
+
+    /// Writes this process's claim while the stored one is still `previous`; false when another
+    /// process has written it since (the caller reads it again).
+    private func claimAgain(_ identity: String, replacing previous: [UInt8]?) async throws -> Bool {
+        do {
+            try await retrying("claim the lake again") { try await self.commits.writeClaim(.init(logID: identity, run: self.run), replacing: previous) }
+            return true
+        } catch let error as LakeError where error.code == .otherWriter {
+            return false
+        }
     }
 
     /// The claim's read and write, at start: the process's first read and first write of the lake.
@@ -646,7 +669,7 @@ final class DatasetWriter: @unchecked Sendable {
     /// (or another topic) had written up to offset N took the topic's records below N for written
     /// and never wrote them: the writer waited for offset N in silence (a probe, 2026-12-04).
     func checkSharedClaim(for identity: String) async throws {
-        let claim = try await retrying("read the lake's claim") { try await self.commits.claim() }
+        let (claim, claimBytes) = try await retrying("read the lake's claim") { try await self.commits.claimAndBytes() }
         if let claim {
             guard claim.logID == identity else {
                 throw LakeError(.otherWriter, "\(store.displayName) is written from \(Self.otherLog(claim)), whose offsets are other records than this log's (\(log.displayName)). One lake location takes one log: nothing was written. Point --lake at a folder or prefix of its own for each log (docs/lake.md, \"One log per lake\"); the events the lake lacks of the log that wrote it stay in that log until a lake writer on that log writes them (docs/runbook.md, \"Moving to another log\")")
@@ -654,7 +677,13 @@ final class DatasetWriter: @unchecked Sendable {
             return
         }
         try await checkUnclaimedState(for: identity)
-        try await retrying("claim the lake") { try await self.commits.writeClaim(.init(logID: identity, run: nil)) }
+        do {
+            try await retrying("claim the lake") { try await self.commits.writeClaim(.init(logID: identity, run: nil), replacing: claimBytes) }
+        } catch let error as LakeError where error.code == .otherWriter {
+            // Claimed by another writer since it was read: by another process of this topic, which
+            // writes the same claim, or by another log, refused as at the top.
+            try await checkSharedClaim(for: identity)
+        }
     }
 
     /// A lake with no claim but with state (written before claims existed, releases before

@@ -35,6 +35,27 @@ final class WrappedLog: LogBackend {
     func writeNote(_ name: String, _ contents: [UInt8]) throws(LogError) { try base.writeNote(name, contents) }
 }
 
+/// The real embedded log, running `race` once, when the lake writer first notes its run in the
+/// log's folder: after it read the lake's claim, before it writes its own.
+final class ClaimRacingLog: LogBackend {
+    let base: EmbeddedLog
+    let race: Mutex<(@Sendable () throws -> Void)?>
+    init(_ base: EmbeddedLog, race: @escaping @Sendable () throws -> Void) {
+        self.base = base
+        self.race = Mutex(race)
+    }
+    var displayName: String { base.displayName }
+    var identity: String? { base.identity }
+    var awaitsIdentity: Bool { base.awaitsIdentity }
+    func producer(for topic: LogTopic) throws(LogError) -> any LogProducer { try base.producer(for: topic) }
+    func consumer(for topic: LogTopic, group: String?) throws(LogError) -> any LogConsumer { try base.consumer(for: topic, group: group) }
+    func readNote(_ name: String) throws(LogError) -> [UInt8]? { try base.readNote(name) }
+    func writeNote(_ name: String, _ contents: [UInt8]) throws(LogError) {
+        if let race = race.withLock({ race in defer { race = nil }; return race }) { try? race() }
+        try base.writeNote(name, contents)
+    }
+}
+
 /// A log that hands a partition over together with records fetched from the group's committed
 /// offset, in one poll, as Kafka does (the embedded log reports the assignment alone): the real
 /// embedded log underneath, with its first two polls of a group merged.
@@ -358,6 +379,43 @@ struct LakeWriterAssignmentTests {
         }
     }
 
+
+    @Test("another log that claims the lake while this writer starts (between its read of the claim and its write: its folder's disk full, the store unreachable), and commits a batch, refuses this writer before it writes anything; the claim it wrote over took the other log's state for its own, and its own records below that offset were never written")
+    func claimRacedAtStartRefuses() async throws {
+        try await Self.withLog { log, folder, logger in
+            var batch = LogRecordBatch()
+            for n in 0..<2_000 { Self.append(Self.event(n), to: &batch) }
+            _ = try await log.producer(for: .events).append(batch)
+            let lake = folder + "/lake/"
+            // While this writer notes its run (after it read "no claim"), another log claims the
+            // lake and commits 500 events of its own.
+            let racing = ClaimRacingLog(log) {
+                try FileManager.default.createDirectory(atPath: lake + "_playhead/state/events", withIntermediateDirectories: true)
+                try Data(#"{"log_id":"another-log","run":"another-run"}"#.utf8).write(to: URL(fileURLWithPath: lake + "_playhead/log.json"))
+                try Data(#"{"next_offset":500}"#.utf8).write(to: URL(fileURLWithPath: lake + "_playhead/state/events/p0.json"))
+            }
+            let threadPool = NIOThreadPool(numberOfThreads: 2)
+            threadPool.start()
+            let store = try FileLakeStore(root: lake, threadPool: threadPool)
+            let writer = LakeWriter(log: racing, store: store, configuration: LakeWriterConfiguration(), threadPool: threadPool, logger: logger)
+            let group = ServiceGroup(services: [writer], logger: logger)
+            let running = Task { try await group.run() }
+            // A writer that took the lake runs on: stopped after 10 s (a refused one ends at once).
+            let watchdog = Task {
+                try await Task.sleep(for: .seconds(10))
+                await group.triggerGracefulShutdown()
+            }
+            var stopped: (any Error)?
+            do { try await running.value } catch { stopped = error }
+            watchdog.cancel()
+            try await threadPool.shutdownGracefully()
+            #expect("\(stopped.map { "\($0)" } ?? "ran on")".contains("is written from another log"), "\(String(describing: stopped))")
+            let claim = try String(contentsOfFile: lake + "_playhead/log.json", encoding: .utf8)
+            #expect(claim.contains("another-log"), "the other log's claim was written over: \(claim)")
+            let state = try String(contentsOfFile: lake + "_playhead/state/events/p0.json", encoding: .utf8)
+            #expect(state == #"{"next_offset":500}"#, "\(state)")
+        }
+    }
 
     @Test("a batch whose writes the store held up while another writer took the partition and wrote the same records in other batches: its files are deleted once its state check finds the state moved (they stayed: every row twice)")
     func heldUpBatchAfterAnotherWriterIsDeleted() async throws {
