@@ -749,6 +749,71 @@ struct EmbeddedLogTests {
         #expect(captured.count(containing: "records that readers had been told were durable are gone") == 1)
     }
 
+    @Test("the last segments deleted while the log was stopped: the log goes on past every group's committed offset, and says so, instead of giving the offsets the lake's group had read to new records it would never read")
+    func lostLastSegmentsGoOnPastTheGroups() async throws {
+        let directory = try TemporaryDirectory(prefix: "log")
+        defer { withExtendedLifetime(directory) {} }
+        let captured = CapturedLogs()
+        let logger = Logger(label: "log-test") { _ in CapturingLogHandler(captured: captured) }
+        let configuration = makeConfiguration(directory) { $0.segmentBytes = 400 }
+        let log = try EmbeddedLog.open(configuration, logger: testLogger)
+        for index in 0..<3 { _ = try await log.producer(for: .events).append(batch((index * 10)..<(index * 10 + 10))) }
+        let lake = try log.consumer(for: .events, group: "lake")
+        #expect(try await readRecords(lake, count: 30, timeout: .seconds(30)).map(\.0) == Array(0..<30))
+        try await lake.commit([0: 30])
+        await lake.close()
+        log.close()
+        let segments = try segmentPaths(configuration, "events")
+        #expect(segments.count == 3)
+        #expect(unlink(try #require(segments.last)) == 0)
+        let reopened = try EmbeddedLog.open(configuration, logger: logger)
+        #expect(try await reopened.producer(for: .events).append(batch(100..<105)).firstOffset == 30, "not 20: group lake committed 30")
+        #expect(captured.count(containing: "a group has committed past the log's end") == 1, "\(captured.all)")
+        let again = try reopened.consumer(for: .events, group: "lake")
+        #expect(try await readRecords(again, count: 5, timeout: .seconds(30)).map(\.0) == Array(30..<35))
+        await again.close()
+        reopened.close()
+    }
+
+    @Test("an invalid last record below the size the previous run published as durable is damage, not a torn write: saved to .damaged-at-<byte> before it is cut (it was cut as a torn tail, without a copy), and the log goes on after it")
+    func damagedLastDurableRecordIsSaved() async throws {
+        let directory = try TemporaryDirectory(prefix: "log")
+        defer { withExtendedLifetime(directory) {} }
+        let captured = CapturedLogs()
+        let logger = Logger(label: "log-test") { _ in CapturingLogHandler(captured: captured) }
+        let configuration = makeConfiguration(directory)
+        let path = try await closedLog(configuration, records: 10)
+        var contents = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+        let recordBytes = contents.count / 10
+        // One bit of the last record's value flipped (its checksum no longer matches).
+        contents[contents.count - 5] ^= 0x01
+        try Data(contents).write(to: URL(fileURLWithPath: path))
+        let log = try EmbeddedLog.open(configuration, logger: logger)
+        let saved = path + ".damaged-at-\(9 * recordBytes)"
+        #expect(FileManager.default.fileExists(atPath: saved), "\(captured.all)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: saved)).count == recordBytes)
+        #expect(captured.count(containing: "damaged below the size published as durable") == 1, "\(captured.all)")
+        #expect(captured.count(containing: "recovered a torn tail") == 0)
+        #expect(try await log.producer(for: .events).append(batch(100..<101)).firstOffset == 10, "offset 9 is not given again")
+        log.close()
+    }
+
+    @Test("a segment found shorter than the size its scan began with (cut while a reader in another process scanned it) ends the scan there; it read 0 bytes for ever at 100 % CPU")
+    func scanOfAShrunkSegmentEnds() async throws {
+        let directory = try TemporaryDirectory(prefix: "log")
+        defer { withExtendedLifetime(directory) {} }
+        let path = try await closedLog(makeConfiguration(directory), records: 10)
+        let size = Int64(try #require(FileManager.default.attributesOfItem(atPath: path)[.size] as? Int))
+        let fd = open(path, O_RDONLY)
+        defer { close(fd) }
+        for chunkBytes in [16, 1 << 20] {
+            let scan = try SegmentScanner.scan(
+                fd, path: path, verifyChecksums: true, maxRecordBytes: 1 << 20, chunkBytes: chunkBytes, knownSize: size + 1_000
+            )
+            #expect(scan.validBytes == size && scan.records == 10, "\(scan)")
+        }
+    }
+
     @Test("small commits write zeros ahead; the zeros are cut at close, at a segment roll and on restart, and no reader sees them")
     func zeroFilledPreallocation() async throws {
         let directory = try TemporaryDirectory(prefix: "log")

@@ -330,12 +330,13 @@ package enum SegmentScanner {
 
     /// Reads `fd` from the start and returns how far its records are complete and valid.
     /// `chunkBytes`: how much is read at a time, more when a record is longer (the fuzzer reads a
-    /// few bytes at a time, so that records and headers straddle every boundary).
+    /// few bytes at a time, so that records and headers straddle every boundary). `knownSize`: the
+    /// file's size as the caller took it (by default, `fstat` now); a file found shorter ends there.
     package static func scan(
         _ fd: Int32, path: String, verifyChecksums: Bool, maxRecordBytes: Int, from start: Int64 = 0, records startRecords: Int64 = 0,
-        chunkBytes: Int = 1 << 20
+        chunkBytes: Int = 1 << 20, knownSize: Int64? = nil
     ) throws(LogError) -> Result {
-        let size = Files.fileSize(fd)
+        var size = knownSize ?? Files.fileSize(fd)
         var position = start
         var records = startRecords
         var buffer = [UInt8](repeating: 0, count: max(chunkBytes, Files.recordHeaderBytes))
@@ -343,6 +344,12 @@ package enum SegmentScanner {
         scanning: while position < size {
             let want = Int(min(Int64(buffer.count), size - position))
             let got = try Files.read(fd, into: &buffer, count: want, at: position, path: path)
+            if got < want {
+                // The file is shorter than when the scan began (cut while it was read): it ends
+                // here. It read 0 bytes for ever at 100 % CPU, in another process's reader (a
+                // `log groups`, a consumer's end offset; an outside review).
+                size = position + Int64(got)
+            }
             var index = 0
             var advanced = false
             while true {
