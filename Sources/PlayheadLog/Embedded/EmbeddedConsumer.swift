@@ -426,7 +426,21 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
                 if let next = following, next == nextOffset {
                     // Read the rest of this segment once more: the writer finishes it before rolling.
                     if topic.readableLimit(base: segmentBase, fd: fd) > position { continue }
-                    let newFD = try Files.open(Files.segmentPath(topic.directory, next), O_RDONLY)
+                    let nextPath = Files.segmentPath(topic.directory, next)
+                    let newFD: Int32
+                    do throws(LogError) {
+                        newFD = try Files.open(nextPath, O_RDONLY)
+                    } catch {
+                        // Deleted by retention between the look-up and the open (a reader behind
+                        // retention: the lake writer's warm-up reads below every commit): read on
+                        // from the log's first segment, as ``openSegment()`` does, instead of
+                        // failing the reader, which stopped the warm-up (a review of the code).
+                        guard !FileManager.default.fileExists(atPath: nextPath) else { throw error }
+                        Glibc.close(fd)
+                        fd = -1
+                        skipUntil = nextOffset
+                        return try readAvailable(maxRecords: maxRecords)
+                    }
                     Glibc.close(fd)
                     fd = newFD
                     segmentBase = next

@@ -43,7 +43,10 @@ enum GroupOffsets {
         for partition in offsets.keys.sorted() {
             text += "\(partition) \(offsets[partition]!)\n"
         }
-        try Files.writeAtomically(Array(text.utf8), to: path(root: root, group: group, topic: topic))
+        // A temporary file of this process's own: two processes committing one group (two
+        // `observe` on one data folder) renamed each other's half-written file, or failed (a review).
+        let path = path(root: root, group: group, topic: topic)
+        try Files.writeAtomically(Array(text.utf8), to: path, temporary: path + ".\(getpid()).tmp")
     }
 
     /// Every group's committed offset for partition 0 of `topic`.
