@@ -34,6 +34,10 @@ public struct LakeImportSummary: Sendable, Equatable {
     /// kept (without `replaceEarlierVersions`): a file touched, fetched again or appended to is
     /// another file, and its events may now be in the lake twice.
     public var earlierVersionsKept = 0
+    /// Imports of other paths whose file had this one's size and modification time, to the
+    /// nanosecond: this file moved, renamed, or copied with its time kept, so its events may now be
+    /// in the lake twice (a warning names them).
+    public var sameFileElsewhere = 0
 
     public init() {}
 }
@@ -267,6 +271,13 @@ public final class LakeImporter: Sendable {
         if !earlier.isEmpty && !replaceEarlierVersions {
             summary.earlierVersionsKept = earlier.count
         }
+        // Imports of this file under another path (moved, renamed, copied with its time): their
+        // events and this one's are the same, and nothing replaces either (until 2026-12-07 no word
+        // was said: each path is a file of its own to the tag).
+        var sameFileElsewhere: [ImportManifest.SameFile.Entry] = []
+        if let fingerprint = file.fingerprint {
+            sameFileElsewhere = await ImportManifest.readSameFile(store, fingerprint).filter { $0.path != file.canonicalPath }
+        }
 
         func startWrite(_ batch: ImportBatch, last: Bool) async throws {
             // At most `maxEncodesInFlight` batches being encoded, while the next chunks are decoded.
@@ -485,6 +496,17 @@ public final class LakeImporter: Sendable {
                 metadata: ["import.earlier_tags": "\(earlier.joined(separator: ","))", "import.tag": "\(state.tag)"]
             )
         }
+        if let fingerprint = file.fingerprint, summary.events > 0 {
+            await ImportManifest.noteSameFile(store, fingerprint, .init(path: file.canonicalPath, tag: state.tag), logger: logger)
+            if !sameFileElsewhere.isEmpty {
+                summary.sameFileElsewhere = sameFileElsewhere.count
+                let others = sameFileElsewhere.map { "\($0.path) (its files: import-\($0.tag)-*)" }.joined(separator: ", ")
+                logger.warning(
+                    "import: \(file.canonicalPath) has the size and modification time, to the nanosecond, of a file imported before from \(others): if it is that file moved, renamed or copied with its time kept, its events are now in the lake twice (the lake's dedup is per file). Delete one import's files from the hours' events/, rejected/ and rollups/ (docs/lake.md, \"The same file under another path\")",
+                    metadata: ["import.tag": "\(state.tag)", "import.same_file_tags": "\(sameFileElsewhere.map { $0.tag }.joined(separator: ","))"]
+                )
+            }
+        }
         summary.accepted = state.accepted
         summary.rejected = state.rejected
         summary.duplicates = state.duplicates
@@ -690,6 +712,37 @@ enum ImportManifest {
     }
 
     static func pathIndexPath(_ key: String) -> String { "_playhead/imports/paths/\(key).json" }
+
+    /// The imports of files with one size and modification time (``ImportFile/fingerprint``), by
+    /// path: `_playhead/imports/files/<fingerprint>.json`.
+    struct SameFile: Codable {
+        struct Entry: Codable, Equatable {
+            var path: String
+            var tag: String
+        }
+        var imports: [Entry]
+    }
+
+    static func sameFilePath(_ fingerprint: String) -> String { "_playhead/imports/files/\(fingerprint).json" }
+
+    /// The imports listed for `fingerprint`; none when there is no list or it cannot be read (it
+    /// only feeds a warning).
+    static func readSameFile(_ store: any LakeStore, _ fingerprint: String) async -> [SameFile.Entry] {
+        guard let bytes = try? await store.get(sameFilePath(fingerprint)) else { return [] }
+        return (try? JSONDecoder().decode(SameFile.self, from: Data(bytes)).imports) ?? []
+    }
+
+    /// Adds this import to the list of `fingerprint` (the last 100 kept), best effort: a lost update
+    /// (two imports of such files at once) loses a warning, nothing else.
+    static func noteSameFile(_ store: any LakeStore, _ fingerprint: String, _ entry: SameFile.Entry, logger: Logger) async {
+        var imports = await readSameFile(store, fingerprint).filter { $0.path != entry.path }
+        imports.append(entry)
+        do {
+            try await store.put(sameFilePath(fingerprint), Array(try JSONEncoder().encode(SameFile(imports: Array(imports.suffix(100))))))
+        } catch {
+            logger.debug("import: could not note the file's size and time in the lake", metadata: ["error": "\(error)"])
+        }
+    }
     static func leasePath(_ key: String) -> String { "_playhead/imports/paths/\(key).lock" }
 
     /// The index of `path`'s imports; one that cannot be read (as a manifest can be cut short) is
@@ -957,6 +1010,10 @@ final class ImportFile: @unchecked Sendable {
     let isStream: Bool
     /// Names the path's lease and index in the lake (a hash of `canonicalPath`).
     let pathKey: String
+    /// A hash of the file's size and modification time alone (nil for a stream): `mv`, and a copy
+    /// that keeps the time (`cp -p`, `rsync -t`), keep both, so another path with this one's tells
+    /// of the same file imported before under another name.
+    let fingerprint: String?
     /// The file's size, and how much of it has been read (before gzip decoding).
     let size: Int
     private(set) var bytesRead = 0
@@ -1004,10 +1061,13 @@ final class ImportFile: @unchecked Sendable {
             size = 0
             tag = Self.hexHash("stream|\(canonical)|\(UUID().uuidString)")
             pathKey = tag
+            fingerprint = nil
         } else {
             size = Int(info.st_size)
             tag = Self.hexHash("\(canonical)|\(info.st_size)|\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)")
             pathKey = Self.hexHash(canonical)
+            // An empty file's size and time tell nothing of its content.
+            fingerprint = info.st_size > 0 ? Self.hexHash("\(info.st_size)|\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)") : nil
         }
     }
 

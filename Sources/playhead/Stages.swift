@@ -204,7 +204,9 @@ struct ImportCommand: AsyncParsableCommand {
             the hours). \
             The file tag is a hash of the file's resolved path, size and modification time: a file touched, \
             fetched again or appended to is another file, whose import keeps the earlier one's files unless \
-            --replace-earlier-versions is given (the summary's earlier_versions_kept counts them). A pipe \
+            --replace-earlier-versions is given (the summary's earlier_versions_kept counts them). A file \
+            moved or renamed (the same size and modification time under another path) is another file too: \
+            its import is said in a warning and counted as same_file_elsewhere, and nothing is replaced. A pipe \
             (/dev/stdin, <(…)) is an import of its own each time: never replaced, never an earlier version. One import \
             of a file runs at a time; a second one is refused. A file cut off (gzip, or truncated while it is \
             read) or not NDJSON (Parquet, UTF-16, a JSON array, pretty-printed JSON, a first line that is not a \
@@ -312,7 +314,7 @@ struct ImportCommand: AsyncParsableCommand {
                         + #""rejected":\#(summary.rejected),"duplicates":\#(summary.duplicates),"files":\#(summary.files),"#
                         + #""parquet_bytes":\#(summary.bytes),"input_bytes":\#(summary.inputBytes),"replaced_files":\#(summary.replaced),"#
                         + #""seconds":\#(seconds),"events_per_second":\#(seconds > 0 ? Int(Double(summary.events) / seconds) : 0),"#
-                        + #""earlier_versions_kept":\#(summary.earlierVersionsKept)}"#
+                        + #""earlier_versions_kept":\#(summary.earlierVersionsKept),"same_file_elsewhere":\#(summary.sameFileElsewhere)}"#
                 )
             } catch {
                 failed += 1

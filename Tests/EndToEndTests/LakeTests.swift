@@ -1650,6 +1650,22 @@ struct LakeTests {
         #expect(replacing.status == 0 && summary(replacing)["earlier_versions_kept"] as? Int == 0, "\(replacing.stdout)")
         #expect((summary(replacing)["replaced_files"] as? Int ?? 0) > 0, "\(replacing.stdout)")
         #expect(try await count() == [30000, 30000])
+        #expect(summary(replacing)["same_file_elsewhere"] as? Int == 0, "\(replacing.stdout)")
+        // Moved (`mv` keeps its size and time): another path, so another import, whose events are
+        // the same: said, with the earlier import's files named, and counted (nothing was said).
+        let moved = directory.appending("moved.ndjson").path
+        try FileManager.default.moveItem(atPath: file, toPath: moved)
+        let movedImport = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--lake", lake] + hour + [moved])
+        #expect(movedImport.status == 0 && summary(movedImport)["same_file_elsewhere"] as? Int == 1, "\(movedImport.stdout)")
+        #expect(movedImport.stderr.contains("has the size and modification time, to the nanosecond, of a file imported before from \(URL(fileURLWithPath: file).resolvingSymlinksInPath().path)"), "\(movedImport.stderr)")
+        #expect(try await count() == [60000, 30000])
+        // The earlier import's files deleted as the warning says: the lake as before.
+        let named = try #require(movedImport.stderr.firstMatch(of: /its files: import-([0-9a-f]+)-\*/)?.1, "\(movedImport.stderr)")
+        for name in try FileManager.default.subpathsOfDirectory(atPath: lake) where name.contains("import-\(named)-") && !name.hasPrefix("_playhead") {
+            try FileManager.default.removeItem(atPath: lake + "/" + name)
+        }
+        #expect(try await count() == [30000, 30000])
+        try FileManager.default.moveItem(atPath: moved, toPath: file)
 
         // A gzip file cut off after several files were written, and files that are not NDJSON: an
         // error, and nothing of them in the lake.
