@@ -189,10 +189,12 @@ public final class S3Client: Sendable {
         return response.headers.first(name: "etag").map(Self.unquote)
     }
 
-    /// Reads a whole object. Throws `S3Error` with `.noSuchKey` when it does not exist.
+    /// Reads a whole object. Throws `S3Error` with `.noSuchKey` when it does not exist, and
+    /// `.invalidResponse` when it is larger than ``S3Configuration/maximumObjectSize`` (or than
+    /// `UInt32.max` bytes, the most a `ByteBuffer` holds, whatever that is set to).
     public func getObject(bucket: String, key: String) async throws -> S3Object {
         let response = try await send(
-            operation: "GetObject", method: .GET, bucket: bucket, key: key, maximumBodySize: configuration.maximumObjectSize
+            operation: "GetObject", method: .GET, bucket: bucket, key: key, maximumBodySize: Self.bodyLimit(configuration.maximumObjectSize)
         )
         return S3Object(
             body: response.body,
@@ -571,43 +573,59 @@ public final class S3Client: Sendable {
                         request.body = .bytes(body)
                     }
                 }
-                let response: HTTPClientResponse
-                var collected = ByteBuffer()
+                let response: (status: HTTPResponseStatus, headers: HTTPHeaders)
+                let collected: ByteBuffer
+                let headCame = HeadCame()
                 do {
-                    response = try await httpClient.execute(request, timeout: timeout)
-                    inFlight.moved(watched, waitingFor: .restOfAnswer, logger: logger)
-                    for try await piece in response.body {
+                    // The attempt's deadline covers the whole exchange: AsyncHTTPClient honours
+                    // `timeout` only until the answer's head has come, and a body that stalled
+                    // after it hung the call for ever (a GET of the lake's state, so an import, the
+                    // writer and serve's start-up; an outside review). Past the deadline the attempt
+                    // is cancelled (its connection closed) and fails as timed out, retried as one.
+                    let exchanged = try await Self.exchange(until: started + attemptDeadline) {
+                        [httpClient, inFlight, logger, request, attempt, headCame] in
+                        let response = try await httpClient.execute(request, timeout: timeout)
+                        headCame.withLock { $0 = true }
                         inFlight.moved(watched, waitingFor: .restOfAnswer, logger: logger)
-                        guard collected.readableBytes + piece.readableBytes <= maximumBodySize else {
-                            throw S3Error(code: .invalidResponse, message: "the answer is larger than \(maximumBodySize) bytes",
-                                operation: operation, bucket: bucket, key: key, attempts: attempt)
+                        var collected = ByteBuffer()
+                        for try await piece in response.body {
+                            inFlight.moved(watched, waitingFor: .restOfAnswer, logger: logger)
+                            guard collected.readableBytes + piece.readableBytes <= maximumBodySize else {
+                                throw S3Error(code: .invalidResponse, message: "the answer is larger than \(maximumBodySize) bytes",
+                                    operation: operation, bucket: bucket, key: key, attempts: attempt)
+                            }
+                            var piece = piece
+                            if collected.readableBytes == 0 {
+                                collected = piece
+                            } else {
+                                collected.writeBuffer(&piece)
+                            }
                         }
-                        var piece = piece
-                        if collected.readableBytes == 0 {
-                            collected = piece
-                        } else {
-                            collected.writeBuffer(&piece)
-                        }
+                        return (response.status, response.headers, collected)
                     }
+                    response = (exchanged.0, exchanged.1)
+                    collected = exchanged.2
                 } catch is CancellationError {
                     ending = .cancelled
                     throw CancellationError()
                 } catch let error as S3Error {
                     throw error
-                } catch {
-                    var failure = S3Error(code: .transport, message: Self.transportMessage(error), operation: operation, bucket: bucket, key: key, attempts: attempt)
-                    failure.tlsFailure = Self.tlsMessage(error) != nil
-                    if let client = error as? HTTPClientError {
-                        if [HTTPClientError.deadlineExceeded, .readTimeout, .writeTimeout].contains(client) {
-                            ending = .timedOut
-                            failure.timedOut = true
-                        } else if client == .connectTimeout || client == .cancelled {
-                            // No connection, or given up: nothing heard, and no silence of a store
-                            // that took the connection either.
-                            ending = .cancelled
-                        }
+                } catch is AttemptDeadline {
+                    // Cut before the head came, it is AsyncHTTPClient's own timeout (whichever of
+                    // the two fired first), and said as that.
+                    guard headCame.withLock({ $0 }) else {
+                        throw Self.failure(
+                            of: HTTPClientError.deadlineExceeded, operation: operation, bucket: bucket, key: key, attempt: attempt, ending: &ending)
                     }
+                    ending = .timedOut
+                    var failure = S3Error(
+                        code: .transport,
+                        message: "no whole answer within the attempt's deadline (\(S3UnansweredRequest.seconds(attemptDeadline)) s): the answer's body stopped coming",
+                        operation: operation, bucket: bucket, key: key, attempts: attempt)
+                    failure.timedOut = true
                     throw failure
+                } catch {
+                    throw Self.failure(of: error, operation: operation, bucket: bucket, key: key, attempt: attempt, ending: &ending)
                 }
                 let status = Int(response.status.code)
                 statusLabel = String(status)
@@ -656,6 +674,63 @@ public final class S3Client: Sendable {
                 try await Task.sleep(for: delay)
             }
         }
+    }
+
+    /// The most bytes an answer's body may have: `maximum`, and never more than a `ByteBuffer`
+    /// holds (`UInt32.max`; one more trapped, an outside review).
+    static func bodyLimit(_ maximum: Int) -> Int { min(maximum, Int(UInt32.max)) }
+
+    /// The attempt's deadline passed before its whole answer came (``exchange(until:_:)``).
+    struct AttemptDeadline: Error {}
+
+    /// Whether an attempt's answer head has come, for the words of its failure at its deadline.
+    final class HeadCame: Sendable {
+        private let came = Mutex(false)
+        func withLock<T>(_ body: (inout Bool) -> T) -> T { came.withLock { body(&$0) } }
+    }
+
+    /// Runs `operation` (an attempt: its request and the reading of its answer's body), cancelled
+    /// when `deadline` comes first, and then throws ``AttemptDeadline``. Cancelling the operation
+    /// cancels the request in AsyncHTTPClient, which closes its connection.
+    static func exchange<T: Sendable>(
+        until deadline: ContinuousClock.Instant, _ operation: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await operation() }
+            group.addTask {
+                try await Task.sleep(until: deadline, clock: .continuous)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let value = first else { throw AttemptDeadline() }
+            return value
+        }
+    }
+
+    /// The `S3Error` of an attempt that got no answer (`error` from AsyncHTTPClient or NIO), and how
+    /// it ended. An endpoint AsyncHTTPClient cannot make a URL of (`invalidURL`, `emptyHost`,
+    /// `emptyScheme`) is an `invalidConfiguration`, which is not retried: as a
+    /// `transport` error, a typo in a host was retried for ever (an outside review).
+    static func failure(
+        of error: any Error, operation: String, bucket: String?, key: String?, attempt: Int, ending: inout S3InFlight.Ending
+    ) -> S3Error {
+        var failure = S3Error(code: .transport, message: Self.transportMessage(error), operation: operation, bucket: bucket, key: key, attempts: attempt)
+        failure.tlsFailure = Self.tlsMessage(error) != nil
+        if let client = error as? HTTPClientError {
+            if [HTTPClientError.deadlineExceeded, .readTimeout, .writeTimeout].contains(client) {
+                ending = .timedOut
+                failure.timedOut = true
+            } else if client == .connectTimeout || client == .cancelled {
+                // No connection, or given up: nothing heard, and no silence of a store
+                // that took the connection either.
+                ending = .cancelled
+            } else if [HTTPClientError.invalidURL, .emptyHost, .emptyScheme].contains(client) {
+                ending = .cancelled
+                failure.code = .invalidConfiguration
+                failure.message = "the endpoint cannot be made into a URL (\(client)): check it (--s3-endpoint, AWS_ENDPOINT_URL)"
+            }
+        }
+        return failure
     }
 
     // MARK: Helpers

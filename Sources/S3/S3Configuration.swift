@@ -78,7 +78,9 @@ public struct S3Configuration: Sendable {
     /// warning is logged, long before `requestTimeout` and the retries give up. It still runs to its
     /// deadline. 15 s: a store that answers at all sends or takes something within seconds.
     public var unansweredAfter: Duration
-    /// The largest object `getObject` reads into memory.
+    /// The largest object `getObject` reads into memory: at most `UInt32.max` bytes, the most a
+    /// `ByteBuffer` holds (until 2026-12-07 the default was 4 GiB, one byte more, and an object of
+    /// exactly that size would have trapped as it was read, an outside review).
     public var maximumObjectSize: Int
     /// A PEM file of certificate authorities trusted besides the system's (`AWS_CA_BUNDLE`): for a
     /// store whose certificate a private CA signed (MinIO, Ceph inside a company network).
@@ -95,7 +97,7 @@ public struct S3Configuration: Sendable {
         multipartConcurrency: Int = 4,
         requestTimeout: Duration = .seconds(30),
         unansweredAfter: Duration = .seconds(15),
-        maximumObjectSize: Int = 1 << 32
+        maximumObjectSize: Int = Int(UInt32.max)
     ) {
         self.endpoint = endpoint
         self.region = region
@@ -187,24 +189,53 @@ struct S3Endpoint: Sendable, Equatable {
         }
         var host = String(rest)
         var port: Int?
+        // A port out of 1...65535 is refused for an IPv6 literal too: `[::1]:65536` was taken and
+        // crashed the process in NIO's SocketAddress at the first request (an outside review).
+        func parsePort(_ text: Substring) throws -> Int {
+            guard let value = Int(text), (1...65535).contains(value) else { throw invalid("has a bad port") }
+            return value
+        }
         if host.hasPrefix("[") {  // IPv6 literal
-            if let close = host.firstIndex(of: "]") {
-                let after = host[host.index(after: close)...]
-                if after.hasPrefix(":") {
-                    guard let value = Int(after.dropFirst()) else { throw invalid("has a bad port") }
-                    port = value
-                    host = String(host[...close])
-                }
+            guard let close = host.firstIndex(of: "]") else { throw invalid("has an IPv6 address without its closing ']'") }
+            let after = host[host.index(after: close)...]
+            if after.hasPrefix(":") {
+                port = try parsePort(after.dropFirst())
+            } else if !after.isEmpty {
+                throw invalid("has something after its IPv6 address that is not a port")
             }
+            host = String(host[...close])
         } else if let colon = host.lastIndex(of: ":") {
-            guard let value = Int(host[host.index(after: colon)...]), (1...65535).contains(value) else { throw invalid("has a bad port") }
-            port = value
+            port = try parsePort(host[host.index(after: colon)...])
             host = String(host[..<colon])
+        }
+        // The host's characters are checked here, so that a typo is a configuration error at
+        // start: `http://bad host:27007` became AsyncHTTPClient's invalidURL at each request,
+        // retried as a transport error for ever (an outside review).
+        guard Self.isHost(host) else {
+            throw invalid(host.isEmpty ? "has no host" : "has a bad host '\(host)' (a name of letters, digits, '-', '.' and '_', an IPv4 address, or an IPv6 address in brackets)")
         }
         self.scheme = scheme
         self.host = host.lowercased()
         self.port = port
         self.basePath = basePath
+    }
+
+    /// A host name (ASCII letters, digits, `-`, `.`, `_`: an internationalised name is given in its
+    /// `xn--` form) or an IPv6 literal in brackets (hex digits, `:` and `.`, and a `%` zone).
+    static func isHost(_ host: String) -> Bool {
+        let bytes = Array(host.utf8)
+        func isAlphanumeric(_ byte: UInt8) -> Bool {
+            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
+                || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+        }
+        if bytes.first == UInt8(ascii: "[") {
+            guard bytes.count > 2, bytes.last == UInt8(ascii: "]") else { return false }
+            let inside = bytes.dropFirst().dropLast()
+            return inside.contains(UInt8(ascii: ":"))
+                && inside.allSatisfy { isAlphanumeric($0) || $0 == UInt8(ascii: ":") || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "%") }
+        }
+        return !bytes.isEmpty
+            && bytes.allSatisfy { isAlphanumeric($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") }
     }
 
     /// The Host header for `host` (the endpoint's, or a virtual-hosted bucket's): the port is

@@ -2008,6 +2008,24 @@ struct S3LakeTests {
         await s3.stop()
     }
 
+    @Test("an --s3-endpoint with a port past 65535 (an IPv6 address's too) or a host that is no host name stops the command at start, saying so (the first crashed the import, SIGILL in NIO; the second was retried for ever)")
+    func badEndpointsAreRefusedAtStart() async throws {
+        let directory = try TemporaryDirectory(prefix: "s3-bad-endpoint")
+        defer { withExtendedLifetime(directory) {} }
+        let events = directory.appending("events.ndjson").path
+        try Fixtures.json(Fixtures.event("bad-endpoint")).write(toFile: events, atomically: true, encoding: .utf8)
+        let environment = ["AWS_ACCESS_KEY_ID": "playhead-test", "AWS_SECRET_ACCESS_KEY": "playhead-secret", "AWS_REGION": "us-east-1"]
+        for (endpoint, expected) in [
+            ("http://[::1]:65536", "S3 endpoint 'http://[::1]:65536' has a bad port"),
+            ("http://bad host:27007", "S3 endpoint 'http://bad host:27007' has a bad host 'bad host'"),
+        ] {
+            let result = try await runCommand(
+                TestEnvironment.playheadExecutable, ["import", "--lake", "s3://lake/e", "--s3-endpoint", endpoint, events],
+                environment: environment, timeout: .seconds(30))
+            #expect(result.status == 1 && result.stderr.contains(expected), "\(endpoint): status \(result.status): \(result.stderr)")
+        }
+    }
+
     @Test("a store that accepts connections and answers nothing at start: serve's edge and store's health port open within 20 s (not after the listing's five attempts of 30 s), serve takes events and stays ready, store's /readyz says the store answers nothing")
     func silentStoreAtStart() async throws {
         let silentPort = try TestNetwork.freePort()

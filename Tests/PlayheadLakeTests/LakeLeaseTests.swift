@@ -63,6 +63,22 @@ struct LakeLeaseTests {
         }
     }
 
+    @Test("a delete at a version sent again after its answer was lost finds the object gone (SeaweedFS answers 412): done, not another writer (it said otherWriter); one at a version the object no longer has is another writer's")
+    func deleteAgainAfterALostAnswer() async throws {
+        try await Self.withSeaweedFS { _, client in
+            let store = S3LakeStore(client: client, bucket: "lake", prefix: "delete-again")
+            try await store.put("index.json", Array("{}".utf8))
+            let version = try #require(try await store.getVersioned("index.json")?.version)
+            try await store.delete("index.json", ifVersion: version)
+            // The same DELETE again, as a retry after a dropped connection sends it.
+            try await store.delete("index.json", ifVersion: version)
+            #expect(try await store.getVersioned("index.json") == nil)
+            try await store.put("index.json", Array("{\"a\":1}".utf8))
+            await #expect { try await store.delete("index.json", ifVersion: version) } throws: { ($0 as? LakeError)?.code == .otherWriter }
+            #expect(try await store.get("index.json") == Array("{\"a\":1}".utf8), "the other writer's object was deleted")
+        }
+    }
+
     /// Runs `body` with a SeaweedFS gateway holding the bucket `lake` and a client of it, and stops
     /// the gateway, however `body` ends.
     static func withSeaweedFS(_ body: (SeaweedFS, S3Client) async throws -> Void) async throws {

@@ -663,3 +663,99 @@ struct S3ClientTests {
         }
     }
 }
+
+/// Against a fake store that sends an answer's head and part of its body, then nothing more.
+@Suite("An answer whose body stalls", .serialized)
+struct StalledAnswerTests {
+    /// A server on 127.0.0.1 that answers every request with `200`, `Content-Length: 1000` and 70
+    /// bytes of it, then holds the connection open and silent; it prints `request N` for each.
+    static func startStallingServer() async throws -> (ChildProcess, Int) {
+        let port = try TestNetwork.freePort()
+        let server = try ChildProcess(
+            TestEnvironment.python,
+            ["-u", "-c", """
+                import socket, sys, threading, time
+                listener = socket.create_server(('127.0.0.1', int(sys.argv[1])))
+                count = 0
+                def answer(connection):
+                    data = b''
+                    while b'\\r\\n\\r\\n' not in data:
+                        piece = connection.recv(65536)
+                        if not piece: return
+                        data += piece
+                    connection.sendall(b'HTTP/1.1 200 OK\\r\\nContent-Length: 1000\\r\\nContent-Type: application/xml\\r\\nETag: "abc"\\r\\n\\r\\n' + b'x' * 70)
+                    time.sleep(3600)
+                print('accepting', flush=True)
+                while True:
+                    connection, _ = listener.accept()
+                    count += 1
+                    print('request', count, flush=True)
+                    threading.Thread(target=answer, args=(connection,), daemon=True).start()
+                """, "\(port)"],
+            name: "stalling-s3", logDirectory: TestEnvironment.artifactsDirectory)
+        _ = try await server.waitForOutput(containing: "accepting", timeout: .seconds(20))
+        return (server, port)
+    }
+
+    /// `body`'s error, or a recorded issue when it has not ended within `limit` (it is cancelled).
+    static func failure(within limit: Duration, _ body: @escaping @Sendable () async throws -> Void) async -> (any Error)? {
+        await withTaskGroup(of: (any Error)?.self) { group in
+            group.addTask {
+                do {
+                    try await body()
+                    Issue.record("the request succeeded")
+                    return nil
+                } catch {
+                    return error
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: limit)
+                return CancellationError()
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+    }
+
+    @Test("a GET or a listing whose answer's body stops coming fails at the attempt's deadline as a timeout, and is retried as one (it hung for ever: AsyncHTTPClient's deadline ends at the answer's head, an outside review)")
+    func stalledBodyTimesOut() async throws {
+        let (server, port) = try await Self.startStallingServer()
+        defer { server.kill9() }
+        var configuration = S3Configuration(
+            endpoint: "http://127.0.0.1:\(port)", credentials: S3Credentials(accessKeyID: "k", secretAccessKey: "s"),
+            retry: S3RetryPolicy(maximumAttempts: 2, initialDelay: .milliseconds(50), maximumDelay: .milliseconds(100)))
+        configuration.requestTimeout = .seconds(1)
+        let metrics = TestMetrics()
+        let s3 = S3Client(configuration: configuration, metricsFactory: metrics)
+
+        var started = ContinuousClock.now
+        let get = await Self.failure(within: .seconds(15)) { _ = try await s3.getObject(bucket: "lake", key: "state.json") }
+        var took = started.duration(to: .now)
+        let getError = get as? S3Error
+        #expect(getError?.code == .transport && getError?.timedOut == true && getError?.attempts == 2 && getError?.isRetryable == true,
+                "after \(took): \(String(describing: get))")
+        #expect(getError?.message.contains("the answer's body stopped coming") == true, "\(String(describing: get))")
+        #expect(took >= .seconds(2) && took < .seconds(6), "\(took)")
+        #expect(metrics.counterTotal(label: "playhead_s3_retries_total", dimensions: [("operation", "GetObject")]) == 1)
+        _ = try await server.waitForOutput(containing: "request 2", timeout: .seconds(5))
+
+        // A listing within a time in all (the lake's start-up check): cut there.
+        started = ContinuousClock.now
+        let list = await Self.failure(within: .seconds(15)) { _ = try await s3.listObjects(bucket: "lake", maxKeys: 1, within: .milliseconds(700)) }
+        took = started.duration(to: .now)
+        #expect((list as? S3Error)?.timedOut == true && (list as? S3Error)?.attempts == 1, "after \(took): \(String(describing: list))")
+        #expect(took < .seconds(4), "\(took)")
+
+        // A store silent before the head: AsyncHTTPClient's own timeout, said as before.
+        let silent = try TestNetwork.silentListener()
+        defer { close(silent.fd) }
+        var quiet = configuration
+        quiet.endpoint = "http://127.0.0.1:\(silent.port)"
+        quiet.retry = .none
+        let quietClient = S3Client(configuration: quiet)
+        let head = await Self.failure(within: .seconds(15)) { _ = try await quietClient.getObject(bucket: "lake", key: "k") }
+        #expect((head as? S3Error)?.timedOut == true && (head as? S3Error)?.message == "\(HTTPClientError.deadlineExceeded)", "\(String(describing: head))")
+    }
+}

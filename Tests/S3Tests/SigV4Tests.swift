@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -351,6 +352,44 @@ struct ListingAnswerTests {
         #expect(endpoint?.host == "127.0.0.1" && endpoint?.port == 8333 && endpoint?.basePath == "")
         #expect(endpoint?.hostHeader(host: "127.0.0.1") == "127.0.0.1:8333")
         #expect((try? S3Endpoint(parsing: "https://s3.amazonaws.com:443"))?.hostHeader(host: "b.s3.amazonaws.com") == "b.s3.amazonaws.com")
+    }
+
+    @Test("a port out of 1...65535 is refused for an IPv6 address too (http://[::1]:65536 was taken and crashed the first request, SIGILL in NIO), and a host that is no host name at start (http://bad host:27007 was retried for ever as a transport error); an endpoint AsyncHTTPClient cannot make a URL of is not retried")
+    func badPortsAndHostsAreRejected() throws {
+        func message(_ endpoint: String) -> String? {
+            do {
+                _ = try S3Endpoint(parsing: endpoint)
+                return nil
+            } catch {
+                return (error as? S3Error).map { $0.code == .invalidConfiguration ? $0.message : "\($0)" } ?? "\(error)"
+            }
+        }
+        for endpoint in ["http://[::1]:65536", "http://[::1]:0", "http://[::1]:-1", "http://[::1]:x", "http://[::1]:", "http://127.0.0.1:65536"] {
+            #expect(message(endpoint)?.contains("has a bad port") == true, "\(endpoint): \(String(describing: message(endpoint)))")
+        }
+        #expect(message("http://bad host:27007") == "S3 endpoint 'http://bad host:27007' has a bad host 'bad host' (a name of letters, digits, '-', '.' and '_', an IPv4 address, or an IPv6 address in brackets): use e.g. http://127.0.0.1:8333")
+        for endpoint in ["http://:8333", "http://[::1", "http://[::1]x:80", "http://[]:80", "http://h?x=1", "http://bücher.example", "http://h#x", "http://[::1 ]:80"] {
+            #expect(message(endpoint) != nil, "\(endpoint) was taken")
+        }
+        #expect((try? S3Endpoint(parsing: "http://[::1]:65535"))?.hostHeader(host: "[::1]") == "[::1]:65535")
+        #expect((try? S3Endpoint(parsing: "https://[fe80::1%25eth0]"))?.port == nil)
+        for endpoint in ["http://s3_gateway.internal-1:8333", "https://s3.eu-west-1.amazonaws.com", "http://xn--bcher-kva.example", "http://10.0.0.1"] {
+            #expect(message(endpoint) == nil, "\(endpoint): \(String(describing: message(endpoint)))")
+        }
+        // Refused by the client as a configuration error, without a request, should one get past.
+        var ending = S3InFlight.Ending.answered
+        let invalid = S3Client.failure(of: HTTPClientError.invalidURL, operation: "GetObject", bucket: "b", key: "k", attempt: 1, ending: &ending)
+        #expect(invalid.code == .invalidConfiguration && !invalid.isRetryable, "\(invalid)")
+        let refused = S3Client.failure(
+            of: IOError(errnoCode: ECONNREFUSED, reason: "connect"), operation: "GetObject", bucket: "b", key: "k", attempt: 1, ending: &ending)
+        #expect(refused.code == .transport && refused.isRetryable)
+    }
+
+    @Test("the largest object getObject reads is UInt32.max bytes, what a ByteBuffer holds (it was 4 GiB, and an object of exactly that size would have trapped)")
+    func largestObjectFitsAByteBuffer() {
+        let configuration = S3Configuration(endpoint: "http://127.0.0.1:8333", credentials: S3Credentials(accessKeyID: "K", secretAccessKey: "S"))
+        #expect(configuration.maximumObjectSize == Int(UInt32.max))
+        #expect(S3Client.bodyLimit(1 << 32) == Int(UInt32.max) && S3Client.bodyLimit(1 << 40) == Int(UInt32.max) && S3Client.bodyLimit(1000) == 1000)
     }
 
     @Test func requestTargetsForPathAndVirtualHostedStyle() throws {
