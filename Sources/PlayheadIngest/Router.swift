@@ -681,7 +681,8 @@ final class IngestHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // one: its headers are not scanned again for every answer.)
         let handsOver = parserStopped && head.handsOverConnection
         // An answer that says `Connection: close` (the router's malformed_http for `GET *`) closes it.
-        let closes = response.headers.first(name: "connection")?.lowercased() == "close"
+        // (One encoded once never does: not looked for on the single-event path.)
+        let closes = response.encoded == nil && response.headers.first(name: "connection")?.lowercased() == "close"
         let keepAlive = requested && !quiescing && !(inputClosed && waiting.isEmpty) && !faultyFraming && !handsOver && !closes
         router.metrics.requestCompleted(path: HTTPRequest.split(uri: head.uri).path, method: head.method, status: response.status, since: requestStarted)
         if let encoded = response.encoded, let encoderContext, keepAlive, head.version == .http1_1,

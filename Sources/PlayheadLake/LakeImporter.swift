@@ -276,7 +276,9 @@ public final class LakeImporter: Sendable {
         // was said: each path is a file of its own to the tag).
         var sameFileElsewhere: [ImportManifest.SameFile.Entry] = []
         if let fingerprint = file.fingerprint {
-            sameFileElsewhere = await ImportManifest.readSameFile(store, fingerprint).filter { $0.path != file.canonicalPath }
+            sameFileElsewhere = await ImportManifest.readSameFile(store, fingerprint).filter {
+                $0.path != file.canonicalPath && $0.head == file.headHash
+            }
         }
 
         func startWrite(_ batch: ImportBatch, last: Bool) async throws {
@@ -497,7 +499,7 @@ public final class LakeImporter: Sendable {
             )
         }
         if let fingerprint = file.fingerprint, summary.events > 0 {
-            await ImportManifest.noteSameFile(store, fingerprint, .init(path: file.canonicalPath, tag: state.tag), logger: logger)
+            await ImportManifest.noteSameFile(store, fingerprint, .init(path: file.canonicalPath, tag: state.tag, head: file.headHash), logger: logger)
             if !sameFileElsewhere.isEmpty {
                 summary.sameFileElsewhere = sameFileElsewhere.count
                 let others = sameFileElsewhere.map { "\($0.path) (its files: import-\($0.tag)-*)" }.joined(separator: ", ")
@@ -719,6 +721,8 @@ enum ImportManifest {
         struct Entry: Codable, Equatable {
             var path: String
             var tag: String
+            /// ``ImportFile/headHash``.
+            var head: String?
         }
         var imports: [Entry]
     }
@@ -1014,6 +1018,8 @@ final class ImportFile: @unchecked Sendable {
     /// that keeps the time (`cp -p`, `rsync -t`), keep both, so another path with this one's tells
     /// of the same file imported before under another name.
     let fingerprint: String?
+    /// A hash of the file's first 64 KiB, for files with one ``fingerprint``.
+    let headHash: String?
     /// The file's size, and how much of it has been read (before gzip decoding).
     let size: Int
     private(set) var bytesRead = 0
@@ -1069,6 +1075,17 @@ final class ImportFile: @unchecked Sendable {
             // An empty file's size and time tell nothing of its content.
             fingerprint = info.st_size > 0 ? Self.hexHash("\(info.st_size)|\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)") : nil
         }
+        // The first 64 KiB's hash, told with the size and time: two files given one fixed time (as
+        // some archivers do) were taken for one (an outside review of the diff).
+        headHash = fingerprint == nil ? nil : Self.headHash(of: fd)
+    }
+
+    /// A hash of the first 64 KiB of the file `fd` (read with `pread`: the file's offset stays).
+    static func headHash(of fd: Int32) -> String? {
+        var head = [UInt8](repeating: 0, count: 1 << 16)
+        let got = head.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+        guard got > 0 else { return nil }
+        return head.withUnsafeBytes { String(stableHash64(UnsafeRawBufferPointer(rebasing: $0[0..<got])), radix: 16) }
     }
 
     static func hexHash(_ text: String) -> String {

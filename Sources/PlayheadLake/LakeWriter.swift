@@ -163,8 +163,8 @@ public final class LakeWriter: Service, Sendable {
             // One claim per process, made before either dataset's writer starts. (Each
             // writer once claimed on its own: of two processes started together, one's
             // `rejected` writer could refuse while its `events` writer wrote its claim over
-            // the other's, and both stopped.) Each process writes the claim at most once,
-            // so the one written last stands.
+            // the other's, and both stopped.) The claim is written only while it is as read,
+            // so of processes started together the first to write it stands.
             // The other refusals at start come before the claim is written: a writer
             // refused after it claimed the lake left its claim, which then refused the
             // lake's own log (an outside review).
@@ -539,11 +539,12 @@ final class DatasetWriter: @unchecked Sendable {
     /// a location another log has claimed, or one that a process of this log's id claimed without
     /// this data folder knowing it (a copy of the folder ran on it since); then notes its run in the
     /// log's folder (`lake-runs.json`) and claims the location. When a partition is taken and before
-    /// each batch, stops unless the claim is still this process's. Of two processes started
-    /// together, the claim written last stands, and the other finds it when it takes a partition
-    /// or at its first batch. `beforeClaiming`: the start's other refusals, run once the claim is
-    /// found no other log's and before this process notes its run and claims the location.
-    func checkClaim(for identity: String, claiming: Bool, beforeClaiming: () async throws -> Void = {}) async throws {
+    /// each batch, stops unless the claim is still this process's. The claim is written only while
+    /// it is as read: of two processes started together, the first to write it stands, and the
+    /// other reads it again and is refused. `beforeClaiming`: the start's other refusals, run once
+    /// the claim is found no other log's and before this process notes its run and claims the
+    /// location. `pass`: how many times the claim changed under this check (``claimPasses``).
+    func checkClaim(for identity: String, claiming: Bool, pass: Int = 0, beforeClaiming: () async throws -> Void = {}) async throws {
         let (claim, claimBytes) = claiming
             ? try await atStart("read the lake's claim") { try await self.commits.claimAndBytes() }
             : try await retrying("read the lake's claim") { try await self.commits.claimAndBytes() }
@@ -559,7 +560,8 @@ final class DatasetWriter: @unchecked Sendable {
                 // The claim went with the lake's folder or bucket: written again, or another log
                 // could claim the lake (an outside review: a bucket made again stayed unclaimed).
                 guard try await claimAgain(identity, replacing: nil) else {
-                    return try await checkClaim(for: identity, claiming: false)
+                    try await claimChanged(pass: pass)
+                    return try await checkClaim(for: identity, claiming: false, pass: pass + 1)
                 }
                 logger.warning("lake writer: the lake's claim (_playhead/log.json) was gone; written again for this log", metadata: ["lake.log_id": "\(identity)"])
                 return
@@ -573,7 +575,8 @@ final class DatasetWriter: @unchecked Sendable {
                 // Claimed again; the state's check that follows takes the lake as it now is.
                 if try await runsNoted().contains(other) {
                     guard try await claimAgain(identity, replacing: claimBytes) else {
-                        return try await checkClaim(for: identity, claiming: false)
+                        try await claimChanged(pass: pass)
+                        return try await checkClaim(for: identity, claiming: false, pass: pass + 1)
                     }
                     logger.warning("lake writer: the lake's claim names an earlier run of this data folder, not this one: a backup of the lake restored under this writer? Claimed again for this run; the writer goes on from the lake's state as it now is", metadata: [
                         "lake.claim_run": "\(other)", "lake.run": "\(run)",
@@ -603,8 +606,23 @@ final class DatasetWriter: @unchecked Sendable {
             // between: its folder's disk full, the store unreachable): checked again from the
             // start, so that a claim of another log refuses this writer before it writes anything.
             logger.warning("lake writer: another process claimed the lake while this one was starting; checking its claim again", metadata: ["lake.log_id": "\(identity)"])
-            try await checkClaim(for: identity, claiming: true, beforeClaiming: beforeClaiming)
+            try await claimChanged(pass: pass)
+            try await checkClaim(for: identity, claiming: true, pass: pass + 1, beforeClaiming: beforeClaiming)
         }
+    }
+
+    /// How many times a check reads the claim again after finding it changed under its write.
+    static let claimPasses = 5
+
+    /// Before the claim is read again after it changed under this writer's write: a pause, and an
+    /// end to it. A store whose conditional writes fail while its reads still show the old claim (a
+    /// gateway that answers 412 to `If-None-Match: *` for an absent key, a cache in front of the
+    /// store) looped for ever, at full speed, past a stop (an outside review of the diff).
+    private func claimChanged(pass: Int) async throws {
+        guard pass + 1 < Self.claimPasses, !Task.isShuttingDownGracefully, !Task.isCancelled else {
+            throw LakeError(.io, "\(store.displayName)/_playhead/log.json changed under each of this writer's \(pass + 1) conditional writes of its claim, yet reads showed it unchanged: a store or a proxy in front of it that does not keep conditional writes (If-Match, If-None-Match) consistent with its reads? Nothing was written.")
+        }
+        await Self.wait(.milliseconds(200 << min(pass, 4)))
     }
 
     /// Writes this process's claim while the stored one is still `previous`; false when another
@@ -668,7 +686,7 @@ final class DatasetWriter: @unchecked Sendable {
     /// writes the same claim, so there is no run to check. Without it, a lake that the embedded log
     /// (or another topic) had written up to offset N took the topic's records below N for written
     /// and never wrote them: the writer waited for offset N in silence (a probe, 2026-12-04).
-    func checkSharedClaim(for identity: String) async throws {
+    func checkSharedClaim(for identity: String, pass: Int = 0) async throws {
         let (claim, claimBytes) = try await retrying("read the lake's claim") { try await self.commits.claimAndBytes() }
         if let claim {
             guard claim.logID == identity else {
@@ -682,7 +700,8 @@ final class DatasetWriter: @unchecked Sendable {
         } catch let error as LakeError where error.code == .otherWriter {
             // Claimed by another writer since it was read: by another process of this topic, which
             // writes the same claim, or by another log, refused as at the top.
-            try await checkSharedClaim(for: identity)
+            try await claimChanged(pass: pass)
+            try await checkSharedClaim(for: identity, pass: pass + 1)
         }
     }
 
@@ -767,6 +786,9 @@ final class DatasetWriter: @unchecked Sendable {
         // The last 4,096 runs (150 KB): with 32, a folder started 32 times since a backup of its lake
         // was taken (a crash-looping pod) took the restored backup for a copy's, and stopped (a
         // code review).
+        // Once: a check that reads the claim again notes its run again (it was listed once more each
+        // time, and enough passes pushed the earlier runs out; an outside review).
+        guard !known.contains(run) else { return }
         let bytes = [UInt8](try JSONEncoder().encode(NotedRuns(runs: Array((known + [run]).suffix(Self.runsKept)))))
         try await threadPool.runIfActive { try log.writeNote(Self.runsNote, bytes) }
     }

@@ -1666,6 +1666,17 @@ struct LakeTests {
         }
         #expect(try await count() == [30000, 30000])
         try FileManager.default.moveItem(atPath: moved, toPath: file)
+        // Two different files of one size given one time (as some archivers do): not taken for
+        // one (their first bytes differ).
+        let fixedTime = Date(timeIntervalSince1970: 1_700_000_000)
+        var sameSize: [CommandResult] = []
+        for name in ["same-size-a", "same-size-b"] {
+            let path = directory.appending("\(name).ndjson").path
+            try (Fixtures.json(Fixtures.event(name)) + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+            try FileManager.default.setAttributes([.modificationDate: fixedTime], ofItemAtPath: path)
+            sameSize.append(try await runCommand(TestEnvironment.playheadExecutable, ["import", "--lake", lake] + hour + [path]))
+        }
+        #expect(sameSize.allSatisfy { $0.status == 0 && summary($0)["same_file_elsewhere"] as? Int == 0 }, "\(sameSize.map(\.stdout))")
 
         // A gzip file cut off after several files were written, and files that are not NDJSON: an
         // error, and nothing of them in the lake.

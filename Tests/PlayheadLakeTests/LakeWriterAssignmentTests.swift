@@ -175,6 +175,30 @@ final class PausingStore: LakeStore {
     }
 }
 
+/// A real lake store whose conditional writes of the lake's claim always fail as if another process
+/// had written it, while its reads show none.
+final class RefusingClaimStore: LakeStore {
+    let base: any LakeStore
+    let claimWrites = Mutex(0)
+    init(_ base: any LakeStore) { self.base = base }
+    var displayName: String { base.displayName }
+    func put(_ path: String, _ bytes: [UInt8]) async throws { try await base.put(path, bytes) }
+    func get(_ path: String) async throws -> [UInt8]? { try await base.get(path) }
+    func list(prefix: String) async throws -> [String] { try await base.list(prefix: prefix) }
+    func delete(_ path: String) async throws { try await base.delete(path) }
+    func lease(_ path: String, holder: String) async throws -> LakeLeaseAttempt { try await base.lease(path, holder: holder) }
+    func getVersioned(_ path: String) async throws -> (bytes: [UInt8], version: String?)? { try await base.getVersioned(path) }
+    func put(_ path: String, _ bytes: [UInt8], ifVersion version: String?) async throws -> String? {
+        try await base.put(path, bytes, ifVersion: version)
+    }
+    func delete(_ path: String, ifVersion version: String) async throws { try await base.delete(path, ifVersion: version) }
+    func put(_ path: String, _ bytes: [UInt8], ifStill expected: [UInt8]?) async throws {
+        guard path == "_playhead/log.json" else { return try await base.put(path, bytes, ifStill: expected) }
+        claimWrites.withLock { $0 += 1 }
+        throw LakeError(.otherWriter, "\(displayName)/\(path) was changed by another process since this one read it")
+    }
+}
+
 @Suite("The lake writer takes a partition from the lake's state")
 struct LakeWriterAssignmentTests {
     @Test("records handed over with the partition from a group offset ahead of the lake (another consumer in the group, offsets reset by hand) are read again from the lake's next offset: every event in the lake once")
@@ -414,6 +438,31 @@ struct LakeWriterAssignmentTests {
             #expect(claim.contains("another-log"), "the other log's claim was written over: \(claim)")
             let state = try String(contentsOfFile: lake + "_playhead/state/events/p0.json", encoding: .utf8)
             #expect(state == #"{"next_offset":500}"#, "\(state)")
+        }
+    }
+
+    @Test("a store whose conditional writes of the claim always fail while its reads show none (a proxy that does not keep them consistent): the writer stops after a few passes with an error that says so, and notes its run once (it looped for ever, at full speed and past a stop, noting its run at every pass)")
+    func claimThatNeverSticksStops() async throws {
+        try await Self.withLog { log, folder, logger in
+            let threadPool = NIOThreadPool(numberOfThreads: 2)
+            threadPool.start()
+            let store = RefusingClaimStore(try FileLakeStore(root: folder + "/lake", threadPool: threadPool))
+            let writer = LakeWriter(log: log, store: store, configuration: LakeWriterConfiguration(), threadPool: threadPool, logger: logger)
+            let group = ServiceGroup(services: [writer], logger: logger)
+            let running = Task { try await group.run() }
+            let watchdog = Task {
+                try await Task.sleep(for: .seconds(30))
+                await group.triggerGracefulShutdown()
+            }
+            var stopped: (any Error)?
+            do { try await running.value } catch { stopped = error }
+            watchdog.cancel()
+            try await threadPool.shutdownGracefully()
+            #expect("\(stopped.map { "\($0)" } ?? "ran on")".contains("changed under each of this writer's 5 conditional writes"), "\(String(describing: stopped))")
+            #expect(store.claimWrites.withLock { $0 } == 5)
+            let runs = try #require(try log.readNote("lake-runs.json"))
+            let listed = try #require(try JSONSerialization.jsonObject(with: Data(runs)) as? [String: Any])["runs"] as? [String]
+            #expect(listed?.count == 1, "\(String(describing: listed))")
         }
     }
 

@@ -43,10 +43,24 @@ enum GroupOffsets {
         for partition in offsets.keys.sorted() {
             text += "\(partition) \(offsets[partition]!)\n"
         }
-        // A temporary file of this process's own: two processes committing one group (two
-        // `observe` on one data folder) renamed each other's half-written file, or failed (a review).
+        // A temporary file of this writer's own: two processes committing one group (two
+        // `observe` on one data folder) renamed each other's half-written file, or failed (a
+        // review). Random too: in containers sharing a volume both are often process 1. (One a
+        // `kill -9` leaves is ignored, ending in `.tmp`, and removed by the next commit.)
         let path = path(root: root, group: group, topic: topic)
-        try Files.writeAtomically(Array(text.utf8), to: path, temporary: path + ".\(getpid()).tmp")
+        if let stale = try? FileManager.default.contentsOfDirectory(atPath: directory) {
+            for name in stale where name.hasPrefix("\(topic).") && name.hasSuffix(".tmp") { Self.removeIfStale("\(directory)/\(name)") }
+        }
+        try Files.writeAtomically(Array(text.utf8), to: path, temporary: path + ".\(UInt64.random(in: 0...UInt64.max)).tmp")
+    }
+
+    /// Removes a temporary file left by a commit that did not finish a minute ago or more (a
+    /// `kill -9`): one younger may be another process's commit in progress.
+    private static func removeIfStale(_ path: String) {
+        guard let modified = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date,
+            Date().timeIntervalSince(modified) > 60
+        else { return }
+        unlink(path)
     }
 
     /// Every group's committed offset for partition 0 of `topic`.
