@@ -1426,5 +1426,7 @@ public final class Interruption: Sendable {
 /// An import stopped by ``Interruption``.
 struct ImportInterrupted: Error, CustomStringConvertible {
     var signal: Int32
-    var description: String { "interrupted by \(signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : "signal \(signal)")" }
+    var description: String {
+        "interrupted by \(signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : signal == SIGHUP ? "SIGHUP" : "signal \(signal)")"
+    }
 }

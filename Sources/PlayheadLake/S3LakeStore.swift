@@ -241,6 +241,10 @@ public enum LakeLocation: Sendable, Equatable {
             self = .folder(folder)
         } else if text.contains("://") {
             throw LakeError(.invalidLocation, "'\(text)' is not a lake: use file:<dir> or s3://bucket/prefix")
+        } else if text.lowercased().hasPrefix("s3:") || text.lowercased().hasPrefix("s3a:") {
+            // `s3:/bucket/x` or `s3:bucket/x` (one slash or none) was taken as a folder path, and
+            // the lake written to ./s3:/bucket/x on local disk without a word (an outside review).
+            throw LakeError(.invalidLocation, "'\(text)' is not a lake: an S3 lake is s3://bucket/prefix (two slashes); a local folder is file:<dir> or a path")
         } else {
             self = .folder(text)
         }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Synchronization
 import Logging
 
 /// Options for the process's own logs (swift-log).
@@ -52,6 +53,13 @@ extension LoggingOptions {
             Logger(label: "playhead").critical(
                 "\(command.message(for: error))", metadata: ["exit_code": "\(code.rawValue)", "command": "\(command._commandName)"])
             throw code
+        } catch let code as ExitCode where logFormat == .json && code.rawValue != 0 {
+            // A command that said why in its own lines (an import interrupted, a refusal) and then
+            // exits: its last line says so too, as the help promises (an outside review).
+            let why = code.rawValue > 128 ? "stopped by signal \(code.rawValue - 128)" : "failed"
+            Logger(label: "playhead").critical(
+                "\(command._commandName) \(why)", metadata: ["exit_code": "\(code.rawValue)", "command": "\(command._commandName)"])
+            throw code
         }
     }
 }
@@ -83,7 +91,7 @@ struct JSONLogHandler: LogHandler {
 
     func log(event: LogEvent) {
         var fields: [String: Any] = [
-            "ts": ISO8601DateFormatter.withFractionalSeconds.string(from: Date()),
+            "ts": Self.timestamp(),
             "level": "\(event.level)",
             "logger": label,
             "message": "\(event.message)",
@@ -94,9 +102,40 @@ struct JSONLogHandler: LogHandler {
         if let provided = metadataProvider?.get() { merged.merge(provided) { $1 } }
         if let extra = event.metadata { merged.merge(extra) { $1 } }
         for (key, value) in merged { fields[key] = Self.plain(value) }
-        if let data = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys, .withoutEscapingSlashes]) {
-            FileHandle.standardError.write(data + Data([0x0A]))
+        guard var data = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys, .withoutEscapingSlashes]) else { return }
+        data.append(0x0A)
+        Self.write(data)
+    }
+
+    /// Serialises the lines of every thread (one longer than a pipe's 4 KiB atomic write could
+    /// interleave with another's) and the shared date formatter, which is not thread-safe.
+    private static let output = Mutex(())
+
+    /// Writes a line to standard error, ignoring failures as the text format's `fwrite` does:
+    /// `FileHandle.write(_:)` traps on one, and a full disk under a redirected log (`2>file`), a
+    /// closed terminal or a log reader gone (EPIPE with SIGPIPE ignored, as systemd does) crashed
+    /// the process with SIGILL, mid-drain or before it listened (an outside review).
+    static func write(_ data: Data) {
+        output.withLock { _ in
+            data.withUnsafeBytes { raw in
+                var done = 0
+                while done < raw.count {
+                    let n = Glibc.write(2, raw.baseAddress! + done, raw.count - done)
+                    if n > 0 {
+                        done += n
+                    } else if n < 0 && errno == EINTR {
+                        continue
+                    } else {
+                        return
+                    }
+                }
+            }
         }
+    }
+
+    /// The time of a line, formatted under ``output``'s lock.
+    static func timestamp() -> String {
+        output.withLock { _ in ISO8601DateFormatter.withFractionalSeconds.string(from: Date()) }
     }
 
     static func plain(_ value: Logger.Metadata.Value) -> Any {

@@ -116,7 +116,7 @@ struct LakeLocationOptions: ParsableArguments {
     @Option(name: .long, help: "The lake: 'file:<dir>' (or a plain path; 'file:///abs/path' also works, 'file://<host>/…' is refused) or 's3://bucket/prefix'. Default: file:<data-dir>/lake.")
     var lake: String?
 
-    @Option(name: .long, help: "The S3 endpoint URL for an s3:// lake, e.g. http://127.0.0.1:8333 (SeaweedFS, MinIO). Default: AWS for the region. Credentials come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN.")
+    @Option(name: .long, help: "The S3 endpoint URL for an s3:// lake, e.g. http://127.0.0.1:8333 (SeaweedFS, MinIO). Default: AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL, else AWS for the region (a variable left from a MinIO or LocalStack setup redirects the lake: the start-up log names the endpoint). Credentials come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN; a CA bundle from AWS_CA_BUNDLE.")
     var s3Endpoint: String?
 
     @Option(name: .long, help: "The S3 region (signing scope). Default: AWS_REGION, else AWS_DEFAULT_REGION, else us-east-1.")
@@ -151,8 +151,24 @@ struct LakeDataDirOptions: ParsableArguments {
 /// Refuses an empty `--data-dir`: `<data-dir>/log` would be `/log`, at the file system's root (an
 /// outside review: what `--data-dir "$DATA_DIR"` gives with the variable unset).
 func checkDataDir(_ dataDir: String) throws {
-    guard dataDir.isEmpty else { return }
-    throw ValidationError("--data-dir is empty: the log and the lake would go to /log and /lake, at the file system's root. Give a folder, or leave --data-dir out for ./data")
+    if dataDir.isEmpty {
+        throw ValidationError("--data-dir is empty: the log and the lake would go to /log and /lake, at the file system's root. Give a folder, or leave --data-dir out for ./data")
+    }
+    // A URL is not a folder: `--data-dir s3://bucket/x` made ./s3:/bucket/x/{log,lake}, and
+    // `file:/srv/data` a folder named file: beside the process (an outside review).
+    if let scheme = urlScheme(dataDir) {
+        throw ValidationError("--data-dir takes a local folder, not '\(dataDir)' (\(scheme):): for a lake on S3 give --lake s3://bucket/prefix, for Kafka --log kafka://host:port/topic; --data-dir then holds only what stays local")
+    }
+}
+
+/// The scheme of a text that reads as a URL (`s3://…`, `s3:bucket`, `file:/x`, `kafka:…`), or nil
+/// for a path. A path whose first segment has a colon (`a:b/c`) reads as one only for the schemes
+/// Playhead or its users' tools write.
+func urlScheme(_ text: String) -> String? {
+    guard let colon = text.firstIndex(of: ":") else { return nil }
+    let scheme = text[..<colon].lowercased()
+    guard !scheme.isEmpty, scheme.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "+-.".contains($0)) }), scheme.first!.isLetter else { return nil }
+    return text[colon...].hasPrefix("://") || ["s3", "s3a", "file", "kafka", "gs", "http", "https"].contains(scheme) ? String(scheme) : nil
 }
 
 private func isDirectory(_ path: String) -> Bool {
@@ -214,9 +230,11 @@ struct ServerOptions: ParsableArguments {
         configuration.host = listenHost
         configuration.port = port
         if let threads { configuration.eventLoopThreads = threads }
-        configuration.shutdownGracePeriod = .milliseconds(Int64(shutdownGrace * 1000))
-        configuration.requestTimeout = .milliseconds(Int64(requestTimeout * 1000))
-        configuration.idleTimeout = .milliseconds(Int64(idleTimeout * 1000))
+        // To the nanosecond: whole milliseconds made 0.0004 s, taken as more than 0, a timeout of
+        // 0 (an outside review).
+        configuration.shutdownGracePeriod = .nanoseconds(Int64(shutdownGrace * 1e9))
+        configuration.requestTimeout = .nanoseconds(Int64(requestTimeout * 1e9))
+        configuration.idleTimeout = .nanoseconds(Int64(idleTimeout * 1e9))
         configuration.maxConnections = maxConnections
         return configuration
     }

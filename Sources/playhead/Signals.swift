@@ -29,13 +29,15 @@ enum Signals {
         }
     }
 
-    /// Calls `action` with the signal on the first SIGINT or SIGTERM, after which both have their
-    /// default effect again.
+    /// Calls `action` with the signal on the first SIGINT, SIGTERM or SIGHUP (a closed terminal),
+    /// after which all three have their default effect again. SIGHUP killed an `import` at once,
+    /// with part of its file left in the lake (an outside review: 1,319,408 of 2,000,000 events).
     static func onInterrupt(_ action: @escaping @Sendable (Int32) -> Void) -> [any DispatchSourceSignal] {
-        [SIGINT, SIGTERM].map { number in
+        [SIGINT, SIGTERM, SIGHUP].map { number in
             trap(number) { _ in
                 signal(SIGINT, SIG_DFL)
                 signal(SIGTERM, SIG_DFL)
+                signal(SIGHUP, SIG_DFL)
                 action(number)
             }
         }

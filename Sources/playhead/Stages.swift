@@ -16,7 +16,7 @@ extension FlushOptions {
         var configuration = LakeWriterConfiguration()
         configuration.flushEvents = flushEvents
         configuration.flushBytes = flushBytes
-        configuration.flushInterval = .milliseconds(Int64(flushInterval * 1000))
+        configuration.flushInterval = .nanoseconds(Int64(flushInterval * 1e9))
         configuration.dedupWindow = dedupWindow
         return configuration
     }
@@ -211,7 +211,7 @@ struct ImportCommand: AsyncParsableCommand {
             of a file runs at a time; a second one is refused. A file cut off (gzip, or truncated while it is \
             read) or not NDJSON (Parquet, UTF-16, a JSON array, pretty-printed JSON, a first line that is not a \
             JSON object, such as CSV) fails with nothing of it left in the lake, as does the file being \
-            imported on SIGINT or SIGTERM (exit status 130 or 143; files done before it stay). \
+            imported on SIGINT, SIGTERM or SIGHUP (exit status 130, 143 or 129; files done before it stay). \
             Prints a JSON summary per file on \
             standard output, and a progress line to the log every 10 s.
             """
@@ -285,7 +285,7 @@ struct ImportCommand: AsyncParsableCommand {
         decoder.ipPolicy = ipPolicy
         decoder.maxEventBytes = maxEventBytes
         let importer = LakeImporter(store: store, configuration: configuration, decoder: decoder, threadPool: threadPool, logger: logger)
-        // SIGINT or SIGTERM: the file being imported stops and is taken out of the lake again (its
+        // SIGINT, SIGTERM or SIGHUP: the file being imported stops and is taken out of the lake again (its
         // part written stayed, with no rollups, an outside review); files done before it stay, and
         // the rest are not started. A second signal ends the process at once.
         let interrupts = Signals.onInterrupt { importer.interruption.request(signal: $0) }

@@ -130,6 +130,11 @@ struct CLITests {
         (["log", "salvage", "x.records", "--first-offset", "500", "--end-offset", "100"], "--end-offset (100) must be more than --first-offset (500)"),
         // An empty segment of an S3 prefix was dropped: the lake went to a/b (an outside review).
         (["import", "--lake", "s3://lake2/a//b", "x.ndjson"], "--lake: 's3://lake2/a//b' has an empty segment ('//') in its prefix 'a//b'"),
+        // One slash, or none: a folder named s3: on local disk (an outside review).
+        (["import", "--lake", "s3:/lake2/a", "x.ndjson"], "'s3:/lake2/a' is not a lake: an S3 lake is s3://bucket/prefix (two slashes)"),
+        (["serve", "--lake", "s3:lake2/a"], "'s3:lake2/a' is not a lake: an S3 lake is s3://bucket/prefix (two slashes)"),
+        (["serve", "--data-dir", "s3://lake2/a"], "--data-dir takes a local folder, not 's3://lake2/a' (s3:)"),
+        (["import", "--data-dir", "file:/srv/data", "x.ndjson"], "--data-dir takes a local folder, not 'file:/srv/data' (file:)"),
     ])
     func negativeValues(arguments: [String], message: String) async throws {
         let result = try await runCommand(TestEnvironment.playheadExecutable, arguments)
@@ -435,6 +440,16 @@ struct CLITests {
             #expect(last?["level"] as? String == "critical" && (last?["message"] as? String)?.hasPrefix(message) == true, "\(arguments): \(result.stderr)")
             #expect(last?["exit_code"] as? String == "1" && last?["command"] as? String == name, "\(arguments): \(result.stderr)")
         }
+        // Standard error that cannot be written (a full disk under `2>file`, a closed terminal, a
+        // log reader gone): the JSON lines are dropped as the text format's are, and the command
+        // runs on (it crashed, SIGILL, on its first line; an outside review).
+        let events = directory.appending("one.ndjson").path
+        try (Fixtures.json(Fixtures.event("full-stderr")) + "\n").write(toFile: events, atomically: true, encoding: .utf8)
+        let full = try await runCommand("/bin/sh", [
+            "-c", "exec \"$0\" import --data-dir \"$1\" --log-format json \"$2\" 2>/dev/full",
+            TestEnvironment.playheadExecutable, directory.appending("full").path, events,
+        ], timeout: .seconds(60))
+        #expect(full.status == 0 && full.stdout.contains(#""accepted":1"#), "status \(full.status): \(full.stdout)")
         // The text format is as it was: swift-argument-parser's "Error: <message>".
         let text = try await runCommand(TestEnvironment.playheadExecutable, ["ingest", "--port", "\(server.port)", "--data-dir", directory.appending("t").path])
         #expect(text.status == 1 && text.stderr == "Error: \(inUse)\n", "\(text.stderr)")
