@@ -349,7 +349,7 @@ let package = Package(
         .testTarget(name: "DeployTests", dependencies: ["PlayheadTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["PlayheadEvents", "PlayheadTestSupport"],
+            dependencies: ["PlayheadEvents", "PlayheadLoadgen", "PlayheadTestSupport", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
     ]

@@ -101,6 +101,12 @@ public struct SyntheticSessions: Sendable {
     }
 
     private var rng: UInt64
+    /// The stream of the events' ids, of its own: drawn from exactly twice per event, so that the
+    /// n-th event of a seed has the same event_id whatever the clock did. Drawn from `rng`, they
+    /// parted between `loadgen --output` and a sending run of the same seed once a title ended at
+    /// another time (a session's position follows the wall clock when sending), and every later
+    /// id differed (an outside review).
+    private var idRNG: UInt64
     private var now: Int64
     private var sessions: [Session] = []
     private let items: [ItemJSON]
@@ -130,6 +136,7 @@ public struct SyntheticSessions: Sendable {
 
     public init(seed: UInt64, concurrentSessions: Int, startTime: Int64) {
         rng = seed ^ 0x6A09_E667_F3BC_C908
+        idRNG = seed ^ 0xBB67_AE85_84CA_A73B
         now = startTime
         // Each session emits about one event every 40 s of simulated time.
         stepMicros = max(1, 40_000_000 / Int64(max(1, concurrentSessions)))
@@ -156,10 +163,12 @@ public struct SyntheticSessions: Sendable {
     }
 
     @inline(__always)
-    private mutating func next() -> UInt64 {
-        // SplitMix64
-        rng &+= 0x9E37_79B9_7F4A_7C15
-        var z = rng
+    private mutating func next() -> UInt64 { Self.splitMix(&rng) }
+
+    @inline(__always)
+    private static func splitMix(_ state: inout UInt64) -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
@@ -170,6 +179,10 @@ public struct SyntheticSessions: Sendable {
 
     private mutating func uuid(into out: inout [UInt8]) {
         let a = next(), b = next()
+        Self.appendUUID(a, b, to: &out)
+    }
+
+    private static func appendUUID(_ a: UInt64, _ b: UInt64, to out: inout [UInt8]) {
         var bytes = [UInt8](repeating: 0, count: 16)
         for k in 0..<8 {
             bytes[k] = UInt8(truncatingIfNeeded: a >> (8 * k))
@@ -240,13 +253,17 @@ public struct SyntheticSessions: Sendable {
         if s.playing {
             s.position = min(duration, s.position + Double(now - s.lastMicros) / 1e6)
         }
+        // Drawn whenever it may decide, before the position is looked at: the position depends on
+        // the wall clock when sending, so that the draws do not depend on it here (an outside
+        // review). A session not started has no events yet, so nothing is drawn for it.
+        let stopsHere = s.events >= 3 && below(6) == 0
         let type: StaticString
         var isStop = false
         if !s.started {
             type = "play"
             s.started = true
             s.playing = true
-        } else if s.position >= duration || (s.events >= 3 && below(6) == 0) {
+        } else if s.position >= duration || stopsHere {
             type = "stop"
             isStop = true
             s.playing = false
@@ -261,7 +278,8 @@ public struct SyntheticSessions: Sendable {
         s.events += 1
 
         out.append(contentsOf: #"{"event_id":""#.utf8)
-        uuid(into: &out)
+        let a = Self.splitMix(&idRNG), b = Self.splitMix(&idRNG)
+        Self.appendUUID(a, b, to: &out)
         out.append(contentsOf: #"","event_type":""#.utf8)
         out.append(contentsOf: UnsafeRawBufferPointer(start: type.utf8Start, count: type.utf8CodeUnitCount))
         out.append(contentsOf: #"","timestamp":"#.utf8)

@@ -107,6 +107,24 @@ import PlayheadEvents
         #expect(generate(seed: 3, sessions: 10, count: 300) != generate(seed: 4, sessions: 10, count: 300))
     }
 
+    @Test("the n-th event of a seed has the same event_id whatever the clock: with a wall clock (as loadgen sends) titles end at other times, and the ids parted from there (an outside review)")
+    func eventIDsDoNotDependOnTheClock() {
+        let start: Int64 = 1_714_564_800_000_000
+        func ids(wall: Int64?) -> [String] {
+            // One session, so that titles end often without a wall clock (about 40 s per event).
+            var s = SyntheticSessions(seed: 11, concurrentSessions: 1, startTime: start)
+            if let wall { s.wallClock = { wall } }
+            return (0..<500).map { _ in
+                var event: [UInt8] = []
+                s.appendNextEvent(to: &event)
+                return String(decoding: event.dropFirst(#"{"event_id":""#.utf8.count).prefix(36), as: UTF8.self)
+            }
+        }
+        let simulated = ids(wall: nil), held = ids(wall: start)
+        #expect(Set(simulated).count == 500)
+        #expect(simulated == held, "first difference at \(Array(zip(simulated, held)).firstIndex { $0.0 != $0.1 } ?? -1)")
+    }
+
     @Test func sessionsAreRealistic() throws {
         let events = generate(seed: 9, sessions: 20, count: 20_000)
         var body: [UInt8] = []
