@@ -450,8 +450,10 @@ struct LakeWriterAssignmentTests {
             let writer = LakeWriter(log: log, store: store, configuration: LakeWriterConfiguration(), threadPool: threadPool, logger: logger)
             let group = ServiceGroup(services: [writer], logger: logger)
             let running = Task { try await group.run() }
+            // Its passes pause 3 s in all; the watchdog is for the old code, which looped on (a whole
+            // test run's load once stretched this past 30 s).
             let watchdog = Task {
-                try await Task.sleep(for: .seconds(30))
+                try await Task.sleep(for: .seconds(120))
                 await group.triggerGracefulShutdown()
             }
             var stopped: (any Error)?

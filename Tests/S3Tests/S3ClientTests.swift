@@ -737,7 +737,8 @@ struct StalledAnswerTests {
         #expect(getError?.code == .transport && getError?.timedOut == true && getError?.attempts == 2 && getError?.isRetryable == true,
                 "after \(took): \(String(describing: get))")
         #expect(getError?.message.contains("the answer's body stopped coming") == true, "\(String(describing: get))")
-        #expect(took >= .seconds(2) && took < .seconds(6), "\(took)")
+        // Two attempts of 1 s; the old code hung until the 15 s guard (a loaded run took 5.9 s).
+        #expect(took >= .seconds(2) && took < .seconds(12), "\(took)")
         #expect(metrics.counterTotal(label: "playhead_s3_retries_total", dimensions: [("operation", "GetObject")]) == 1)
         _ = try await server.waitForOutput(containing: "request 2", timeout: .seconds(5))
 
@@ -746,7 +747,7 @@ struct StalledAnswerTests {
         let list = await Self.failure(within: .seconds(15)) { _ = try await s3.listObjects(bucket: "lake", maxKeys: 1, within: .milliseconds(700)) }
         took = started.duration(to: .now)
         #expect((list as? S3Error)?.timedOut == true && (list as? S3Error)?.attempts == 1, "after \(took): \(String(describing: list))")
-        #expect(took < .seconds(4), "\(took)")
+        #expect(took < .seconds(10), "\(took)")
 
         // A store silent before the head: AsyncHTTPClient's own timeout, said as before.
         let silent = try TestNetwork.silentListener()
