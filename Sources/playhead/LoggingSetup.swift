@@ -91,7 +91,6 @@ struct JSONLogHandler: LogHandler {
 
     func log(event: LogEvent) {
         var fields: [String: Any] = [
-            "ts": Self.timestamp(),
             "level": "\(event.level)",
             "logger": label,
             "message": "\(event.message)",
@@ -102,21 +101,24 @@ struct JSONLogHandler: LogHandler {
         if let provided = metadataProvider?.get() { merged.merge(provided) { $1 } }
         if let extra = event.metadata { merged.merge(extra) { $1 } }
         for (key, value) in merged { fields[key] = Self.plain(value) }
-        guard var data = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys, .withoutEscapingSlashes]) else { return }
-        data.append(0x0A)
-        Self.write(data)
+        Self.write(fields)
     }
 
     /// Serialises the lines of every thread (one longer than a pipe's 4 KiB atomic write could
     /// interleave with another's) and the shared date formatter, which is not thread-safe.
     private static let output = Mutex(())
 
-    /// Writes a line to standard error, ignoring failures as the text format's `fwrite` does:
-    /// `FileHandle.write(_:)` traps on one, and a full disk under a redirected log (`2>file`), a
-    /// closed terminal or a log reader gone (EPIPE with SIGPIPE ignored, as systemd does) crashed
-    /// the process with SIGILL, mid-drain or before it listened (an outside review).
-    static func write(_ data: Data) {
+    /// Writes `fields`, stamped with the time, as a line to standard error, ignoring failures as the
+    /// text format's `fwrite` does: `FileHandle.write(_:)` traps on one, and a full disk under a
+    /// redirected log (`2>file`), a closed terminal or a log reader gone (EPIPE with SIGPIPE
+    /// ignored, as systemd does) crashed the process with SIGILL, mid-drain or before it listened
+    /// (an outside review).
+    static func write(_ fields: [String: Any]) {
         output.withLock { _ in
+            var fields = fields
+            fields["ts"] = ISO8601DateFormatter.withFractionalSeconds.string(from: Date())
+            guard var data = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys, .withoutEscapingSlashes]) else { return }
+            data.append(0x0A)
             data.withUnsafeBytes { raw in
                 var done = 0
                 while done < raw.count {
@@ -131,11 +133,6 @@ struct JSONLogHandler: LogHandler {
                 }
             }
         }
-    }
-
-    /// The time of a line, formatted under ``output``'s lock.
-    static func timestamp() -> String {
-        output.withLock { _ in ISO8601DateFormatter.withFractionalSeconds.string(from: Date()) }
     }
 
     static func plain(_ value: Logger.Metadata.Value) -> Any {

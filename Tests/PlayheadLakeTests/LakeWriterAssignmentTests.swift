@@ -16,12 +16,16 @@ final class WrappedLog: LogBackend {
     /// Without an identity, as the topic of a Kafka log is to its `store` processes, each with its
     /// own lake writer: no claim of the lake (a run per writer) stops the second writer.
     let hidesIdentity: Bool
+    /// Run once, before the first note is written (the lake writer notes its run after it read the
+    /// lake's claim and before it writes its own).
+    let beforeFirstNote: Mutex<(@Sendable () throws -> Void)?>
     init(
-        _ base: EmbeddedLog, hidesIdentity: Bool = false,
+        _ base: EmbeddedLog, hidesIdentity: Bool = false, beforeFirstNote: (@Sendable () throws -> Void)? = nil,
         wrap: @escaping @Sendable (_ consumer: any LogConsumer, _ group: String?) -> any LogConsumer
     ) {
         self.base = base
         self.hidesIdentity = hidesIdentity
+        self.beforeFirstNote = Mutex(beforeFirstNote)
         self.wrap = wrap
     }
     var displayName: String { base.displayName }
@@ -32,26 +36,8 @@ final class WrappedLog: LogBackend {
         wrap(try base.consumer(for: topic, group: group), group)
     }
     func readNote(_ name: String) throws(LogError) -> [UInt8]? { try base.readNote(name) }
-    func writeNote(_ name: String, _ contents: [UInt8]) throws(LogError) { try base.writeNote(name, contents) }
-}
-
-/// The real embedded log, running `race` once, when the lake writer first notes its run in the
-/// log's folder: after it read the lake's claim, before it writes its own.
-final class ClaimRacingLog: LogBackend {
-    let base: EmbeddedLog
-    let race: Mutex<(@Sendable () throws -> Void)?>
-    init(_ base: EmbeddedLog, race: @escaping @Sendable () throws -> Void) {
-        self.base = base
-        self.race = Mutex(race)
-    }
-    var displayName: String { base.displayName }
-    var identity: String? { base.identity }
-    var awaitsIdentity: Bool { base.awaitsIdentity }
-    func producer(for topic: LogTopic) throws(LogError) -> any LogProducer { try base.producer(for: topic) }
-    func consumer(for topic: LogTopic, group: String?) throws(LogError) -> any LogConsumer { try base.consumer(for: topic, group: group) }
-    func readNote(_ name: String) throws(LogError) -> [UInt8]? { try base.readNote(name) }
     func writeNote(_ name: String, _ contents: [UInt8]) throws(LogError) {
-        if let race = race.withLock({ race in defer { race = nil }; return race }) { try? race() }
+        if let hook = beforeFirstNote.withLock({ hook in defer { hook = nil }; return hook }) { try? hook() }
         try base.writeNote(name, contents)
     }
 }
@@ -262,6 +248,27 @@ struct LakeWriterAssignmentTests {
         batch.appendRecord(key: Array((fields.sessionID ?? fields.deviceID).utf8), value: EventRecordEncoder.encode(fields))
     }
 
+    /// Runs a lake writer over `log` and the store `makeStore` makes, until it stops on its own (or
+    /// `within` has passed: then stopped, as the old code of a test ran on), and says why it stopped.
+    static func stopReason(
+        _ log: any LogBackend, store makeStore: (NIOThreadPool) throws -> any LakeStore, within: Duration, logger: Logger
+    ) async throws -> String {
+        let threadPool = NIOThreadPool(numberOfThreads: 2)
+        threadPool.start()
+        let writer = LakeWriter(log: log, store: try makeStore(threadPool), configuration: LakeWriterConfiguration(), threadPool: threadPool, logger: logger)
+        let group = ServiceGroup(services: [writer], logger: logger)
+        let running = Task { try await group.run() }
+        let watchdog = Task {
+            try await Task.sleep(for: within)
+            await group.triggerGracefulShutdown()
+        }
+        var stopped: (any Error)?
+        do { try await running.value } catch { stopped = error }
+        watchdog.cancel()
+        try await threadPool.shutdownGracefully()
+        return stopped.map { "\($0)" } ?? "ran on"
+    }
+
     /// Runs a lake writer over `log` into `<folder>/lake` until its events state reaches `next` (and
     /// `done` holds).
     static func write(
@@ -413,27 +420,14 @@ struct LakeWriterAssignmentTests {
             let lake = folder + "/lake/"
             // While this writer notes its run (after it read "no claim"), another log claims the
             // lake and commits 500 events of its own.
-            let racing = ClaimRacingLog(log) {
+            let racing = WrappedLog(log, beforeFirstNote: {
                 try FileManager.default.createDirectory(atPath: lake + "_playhead/state/events", withIntermediateDirectories: true)
                 try Data(#"{"log_id":"another-log","run":"another-run"}"#.utf8).write(to: URL(fileURLWithPath: lake + "_playhead/log.json"))
                 try Data(#"{"next_offset":500}"#.utf8).write(to: URL(fileURLWithPath: lake + "_playhead/state/events/p0.json"))
-            }
-            let threadPool = NIOThreadPool(numberOfThreads: 2)
-            threadPool.start()
-            let store = try FileLakeStore(root: lake, threadPool: threadPool)
-            let writer = LakeWriter(log: racing, store: store, configuration: LakeWriterConfiguration(), threadPool: threadPool, logger: logger)
-            let group = ServiceGroup(services: [writer], logger: logger)
-            let running = Task { try await group.run() }
+            }) { consumer, _ in consumer }
             // A writer that took the lake runs on: stopped after 10 s (a refused one ends at once).
-            let watchdog = Task {
-                try await Task.sleep(for: .seconds(10))
-                await group.triggerGracefulShutdown()
-            }
-            var stopped: (any Error)?
-            do { try await running.value } catch { stopped = error }
-            watchdog.cancel()
-            try await threadPool.shutdownGracefully()
-            #expect("\(stopped.map { "\($0)" } ?? "ran on")".contains("is written from another log"), "\(String(describing: stopped))")
+            let stopped = try await Self.stopReason(racing, store: { try FileLakeStore(root: lake, threadPool: $0) }, within: .seconds(10), logger: logger)
+            #expect(stopped.contains("is written from another log"), "\(stopped)")
             let claim = try String(contentsOfFile: lake + "_playhead/log.json", encoding: .utf8)
             #expect(claim.contains("another-log"), "the other log's claim was written over: \(claim)")
             let state = try String(contentsOfFile: lake + "_playhead/state/events/p0.json", encoding: .utf8)
@@ -444,24 +438,17 @@ struct LakeWriterAssignmentTests {
     @Test("a store whose conditional writes of the claim always fail while its reads show none (a proxy that does not keep them consistent): the writer stops after a few passes with an error that says so, and notes its run once (it looped for ever, at full speed and past a stop, noting its run at every pass)")
     func claimThatNeverSticksStops() async throws {
         try await Self.withLog { log, folder, logger in
-            let threadPool = NIOThreadPool(numberOfThreads: 2)
-            threadPool.start()
-            let store = RefusingClaimStore(try FileLakeStore(root: folder + "/lake", threadPool: threadPool))
-            let writer = LakeWriter(log: log, store: store, configuration: LakeWriterConfiguration(), threadPool: threadPool, logger: logger)
-            let group = ServiceGroup(services: [writer], logger: logger)
-            let running = Task { try await group.run() }
+            let store = Mutex<RefusingClaimStore?>(nil)
             // Its passes pause 3 s in all; the watchdog is for the old code, which looped on (a whole
             // test run's load once stretched this past 30 s).
-            let watchdog = Task {
-                try await Task.sleep(for: .seconds(120))
-                await group.triggerGracefulShutdown()
-            }
-            var stopped: (any Error)?
-            do { try await running.value } catch { stopped = error }
-            watchdog.cancel()
-            try await threadPool.shutdownGracefully()
-            #expect("\(stopped.map { "\($0)" } ?? "ran on")".contains("changed under each of this writer's 5 conditional writes"), "\(String(describing: stopped))")
-            #expect(store.claimWrites.withLock { $0 } == 5)
+            let stopped = try await Self.stopReason(log, store: { pool in
+                let made = RefusingClaimStore(try FileLakeStore(root: folder + "/lake", threadPool: pool))
+                store.withLock { $0 = made }
+                return made
+            }, within: .seconds(120), logger: logger)
+            #expect(stopped.contains("changed under each of this writer's 5 conditional writes"), "\(stopped)")
+            let claimStore = try #require(store.withLock { $0 })
+            #expect(claimStore.claimWrites.withLock { $0 } == 5)
             let runs = try #require(try log.readNote("lake-runs.json"))
             let listed = try #require(try JSONSerialization.jsonObject(with: Data(runs)) as? [String: Any])["runs"] as? [String]
             #expect(listed?.count == 1, "\(String(describing: listed))")

@@ -56,6 +56,12 @@ func readAllSteppingPastDamage(_ consumer: any LogConsumer, check: (LogError) ->
     return (offsets, skipped)
 }
 
+/// A logger whose lines the test reads back.
+func capturingLogger() -> (CapturedLogs, Logger) {
+    let captured = CapturedLogs()
+    return (captured, Logger(label: "log-test") { _ in CapturingLogHandler(captured: captured) })
+}
+
 func makeConfiguration(_ directory: TemporaryDirectory, _ edit: (inout EmbeddedLogConfiguration) -> Void = { _ in }) -> EmbeddedLogConfiguration {
     var configuration = EmbeddedLogConfiguration(directory: directory.path + "/log")
     configuration.minimumFreeBytes = 0
@@ -699,8 +705,7 @@ struct EmbeddedLogTests {
     func recoveryNeverGivesAnOffsetTwice() async throws {
         let directory = try TemporaryDirectory(prefix: "log")
         defer { withExtendedLifetime(directory) {} }
-        let captured = CapturedLogs()
-        let logger = Logger(label: "log-test") { _ in CapturingLogHandler(captured: captured) }
+        let (captured, logger) = capturingLogger()
         let configuration = makeConfiguration(directory)
         let path = try await closedLog(configuration, records: 40)
         let contents = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
@@ -753,8 +758,7 @@ struct EmbeddedLogTests {
     func lostLastSegmentsGoOnPastTheGroups() async throws {
         let directory = try TemporaryDirectory(prefix: "log")
         defer { withExtendedLifetime(directory) {} }
-        let captured = CapturedLogs()
-        let logger = Logger(label: "log-test") { _ in CapturingLogHandler(captured: captured) }
+        let (captured, logger) = capturingLogger()
         let configuration = makeConfiguration(directory) { $0.segmentBytes = 400 }
         let log = try EmbeddedLog.open(configuration, logger: testLogger)
         for index in 0..<3 { _ = try await log.producer(for: .events).append(batch((index * 10)..<(index * 10 + 10))) }
@@ -779,8 +783,7 @@ struct EmbeddedLogTests {
     func damagedLastDurableRecordIsSaved() async throws {
         let directory = try TemporaryDirectory(prefix: "log")
         defer { withExtendedLifetime(directory) {} }
-        let captured = CapturedLogs()
-        let logger = Logger(label: "log-test") { _ in CapturingLogHandler(captured: captured) }
+        let (captured, logger) = capturingLogger()
         let configuration = makeConfiguration(directory)
         let path = try await closedLog(configuration, records: 10)
         var contents = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
@@ -1247,8 +1250,7 @@ struct EmbeddedLogTests {
     func retentionHeldByAGroupIsSaid() async throws {
         let directory = try TemporaryDirectory(prefix: "log")
         defer { withExtendedLifetime(directory) {} }
-        let captured = CapturedLogs()
-        let logger = Logger(label: "log-test") { _ in CapturingLogHandler(captured: captured) }
+        let (captured, logger) = capturingLogger()
         let (configuration, log) = try await Self.tenSegmentsOverTheLimit(directory, requiredGroups: ["lake"], logger: logger)
         let said = "log: retention keeps segments of topic events that are over its limits"
         let now = Date()
@@ -1612,8 +1614,7 @@ struct EmbeddedLogTests {
     func segmentDeletedByHand() async throws {
         let directory = try TemporaryDirectory(prefix: "log")
         defer { withExtendedLifetime(directory) {} }
-        let captured = CapturedLogs()
-        let logger = Logger(label: "log-test") { _ in CapturingLogHandler(captured: captured) }
+        let (captured, logger) = capturingLogger()
         let configuration = makeConfiguration(directory)
         // The lake writer's group has read nothing yet.
         let log = try await logWithFirstSegmentDeleted(configuration, logger: logger, lakeCommitted: 0)
@@ -1636,8 +1637,7 @@ struct EmbeddedLogTests {
     func requiredGroupMovedBackPastDeletedRecords() async throws {
         let directory = try TemporaryDirectory(prefix: "log")
         defer { withExtendedLifetime(directory) {} }
-        let captured = CapturedLogs()
-        let logger = Logger(label: "log-test") { _ in CapturingLogHandler(captured: captured) }
+        let (captured, logger) = capturingLogger()
         var configuration = makeConfiguration(directory)
         configuration.requiredGroups = ["lake"]
         // The lake had all ten; their segment is gone as retention deletes one every group has read.

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Committed offsets of consumer groups: `<dir>/groups/<group>/<topic>`, one line per partition
 /// (`<partition> <next offset>\n`), replaced atomically on every commit.
@@ -46,13 +47,17 @@ enum GroupOffsets {
         // A temporary file of this writer's own: two processes committing one group (two
         // `observe` on one data folder) renamed each other's half-written file, or failed (a
         // review). Random too: in containers sharing a volume both are often process 1. (One a
-        // `kill -9` leaves is ignored, ending in `.tmp`, and removed by the next commit.)
+        // `kill -9` leaves is ignored, ending in `.tmp`, and removed by this process's first
+        // commit of the group: not listed again at every commit.)
         let path = path(root: root, group: group, topic: topic)
-        if let stale = try? FileManager.default.contentsOfDirectory(atPath: directory) {
-            for name in stale where name.hasPrefix("\(topic).") && name.hasSuffix(".tmp") { Self.removeIfStale("\(directory)/\(name)") }
+        if swept.withLock({ $0.insert(directory).inserted }), let stale = try? FileManager.default.contentsOfDirectory(atPath: directory) {
+            for name in stale where name.hasSuffix(".tmp") { Self.removeIfStale("\(directory)/\(name)") }
         }
         try Files.writeAtomically(Array(text.utf8), to: path, temporary: path + ".\(UInt64.random(in: 0...UInt64.max)).tmp")
     }
+
+    /// The group folders this process has swept of stale temporary files.
+    private static let swept = Mutex<Set<String>>([])
 
     /// Removes a temporary file left by a commit that did not finish a minute ago or more (a
     /// `kill -9`): one younger may be another process's commit in progress.
