@@ -290,14 +290,19 @@ public final class EventsEndpoint: Sendable {
         return promise.futureResult
     }
 
-    /// 429, counted as shed.
+    /// 429, counted as shed. The connection is closed after it, whether the head or the body was
+    /// refused: a client told to wait holds no connection meanwhile, and requests it pipelined behind
+    /// are not taken (the 429 for a body the bucket had no room for kept its connection open until
+    /// 2026-12-07, while the one from the head closed it: a fuzz-http seed found the difference).
     private func rateLimited(_ limiter: RateLimiter, retryIn wait: Int) -> HTTPResponse {
         metrics.shed(reason: "rate_limited")
-        return .error(
+        var response = HTTPResponse.error(
             .tooManyRequests, code: "rate_limited",
             message: "the server takes at most \(limiter.rateDescription) events per second; retry in \(wait) s",
             retryAfterSeconds: wait
         )
+        response.headers.replaceOrAdd(name: "Connection", value: "close")
+        return response
     }
 
     /// What answers a request once its appends are durable (or failed).

@@ -177,7 +177,7 @@ enum OpenAPIDocument {
       }
      },
      "429": {
-      "description": "Over the configured rate limit. Retry after `Retry-After` seconds.",
+      "description": "Over the configured rate limit. Retry after `Retry-After` seconds. The connection is closed after it (`Connection: close`), whether the head or the body was refused.",
       "headers": {
        "Retry-After": {
         "required": true,

@@ -580,6 +580,10 @@ struct IngestAPITests {
         #expect(bigAnswers.filter { $0.hasPrefix("HTTP/1.1 202") }.count == 1, "\(bigAnswers.map { $0.prefix(12) })")
         // One refused after its body was read says when the bucket will have room.
         #expect(bigAnswers.contains { $0.hasPrefix("HTTP/1.1 429") && $0.contains("retry in") }, "\(bigAnswers.map { $0.prefix(12) })")
+        // Every 429 closes its connection, refused from the head or after the body (the second kept
+        // it open: a fuzz-http seed, 2026-12-07).
+        let refusals = bigAnswers.filter { $0.hasPrefix("HTTP/1.1 429") }
+        #expect(!refusals.isEmpty && refusals.allSatisfy { $0.lowercased().contains("\r\nconnection: close\r\n") }, "\(refusals)")
         // A rate below one event a second is said as given (it said "at most 0 events per second").
         let (slow, _) = try await Fixtures.server(["--rate-limit", "0.25"])
         #expect(try await TestHTTP.postEvents(slow, Fixtures.json(Fixtures.event("half"))).status == 202)
