@@ -124,7 +124,7 @@ struct LoadgenTests {
         let (server, directory) = try await Fixtures.server()
         defer { withExtendedLifetime(directory) {} }
         let port = "\(server.port)"
-        let huge = try await runCommand(TestEnvironment.playheadExecutable, ["loadgen", "--port", port, "--rate", "1e18", "--duration", "0.5", "--connections", "2"])
+        let huge = try await runCommand(TestEnvironment.playheadExecutable, ["loadgen", "--port", port, "--rate", "1e18", "--events", "50", "--connections", "2"])
         #expect(huge.status == 0, "\(huge.status) \(huge.stderr)")
 
         let note = try await runCommand(TestEnvironment.playheadExecutable, ["loadgen", "--port", port, "--rate", "0.5", "--sessions", "20", "--duration", "0.3"])
