@@ -64,6 +64,17 @@ extension LoggingOptions {
     }
 }
 
+extension LoggingOptions {
+    /// ``running(_:_:)`` for a server (`serve`, `ingest`, `store`, `observe`): its signals are heard
+    /// from its first step on (``ServerSignals``, which `body` hands to
+    /// ``PipelineParts/run(signals:services:threadPools:logger:)``).
+    func serving<Command: ParsableCommand>(_ command: Command.Type, _ body: (ServerSignals) async throws -> Void) async throws {
+        try await running(command) {
+            try await body(ServerSignals(command: command._commandName, logger: Logger(label: "playhead"), json: logFormat == .json))
+        }
+    }
+}
+
 /// An error that stops a command at start, in its own words: swift-argument-parser prints it as
 /// `Error: <message>` and exits with status 1; with `--log-format json` it is a log line
 /// (``LoggingOptions/running(_:_:)``).

@@ -9,7 +9,6 @@ import PlayheadLog
 import PlayheadMetrics
 import Prometheus
 import ServiceLifecycle
-import UnixSignals
 
 /// Metrics collection for the process: the Prometheus registry behind `GET /metrics`, or nothing.
 struct Telemetry {
@@ -94,31 +93,21 @@ struct PipelineParts {
         return (server, threadPool)
     }
 
-    /// Runs `services` in order (each stops in reverse order on SIGTERM, SIGINT or SIGHUP).
-    /// `threadPools` are started here (if they are not yet) and shut down after the services stop.
-    func run(services: [any Service], threadPools: [NIOThreadPool], logger: Logger) async throws {
+    /// Runs `services` in order (each stops in reverse order on SIGTERM, SIGINT or SIGHUP, which
+    /// `signals` hears). `threadPools` are started here (if they are not yet) and shut down after
+    /// the services stop.
+    func run(signals: ServerSignals, services: [any Service], threadPools: [NIOThreadPool], logger: Logger) async throws {
         for pool in threadPools { pool.start() }
         let group = ServiceGroup(
             configuration: .init(
                 services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup) },
-                // SIGHUP too: closing the terminal of a `serve` run by hand ended it at once, unlogged (probe M).
-                gracefulShutdownSignals: [.sigterm, .sigint, .sighup],
+                // None trapped by the group: ``ServerSignals`` hears SIGTERM, SIGINT and SIGHUP (SIGHUP
+                // too: closing the terminal of a `serve` run by hand ended it at once, unlogged, probe M).
+                gracefulShutdownSignals: [],
                 logger: logger
             )
         )
-        // A second signal (Ctrl-C again, or a supervisor's second SIGTERM) ends the process at
-        // once, as `kill -9` would: every acknowledged event is durable in the log, so nothing
-        // acknowledged is lost. Until 2026-12-06 further signals were ignored, and a stop waited
-        // out --shutdown-grace for a stalled client whatever the operator did (a review).
-        let second = Signals.onSecond([SIGTERM, SIGINT, SIGHUP]) { signal in
-            logger.warning(
-                "a second signal: stopping at once, without waiting for requests in flight (their clients get no answer and send them again) or for the stages to finish; every acknowledged event is in the log, and what was read from it but not yet written to the lake is read again at the next start",
-                metadata: ["signal": "\(Signals.name(signal))"]
-            )
-            fflush(nil)  // every output stream: the line above
-            _exit(128 + signal)
-        }
-        defer { for source in second { source.cancel() } }
+        signals.stop(group)
         do {
             try await group.run()
         } catch {

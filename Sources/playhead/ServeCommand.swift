@@ -31,7 +31,7 @@ struct ServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         Allocator.configureForService()
-        try await logging.running(Self.self) {
+        try await logging.serving(Self.self) { signals in
             try ingest.server.checkBeforeStart(command: "serve")
             let logger = Logger(label: "playhead.serve")
             let telemetry = Telemetry.bootstrap(metrics.metrics == .on)
@@ -49,6 +49,7 @@ struct ServeCommand: AsyncParsableCommand {
             // Started in this order and stopped in reverse: the edge stops taking events first, then the
             // consumers drain what was acknowledged, then the log closes.
             try await parts.run(
+                signals: signals,
                 services: [log.service] + telemetry.services + [writer] + content.services + [edge.server],
                 threadPools: [edge.threadPool, lakePool],
                 logger: logger
@@ -75,7 +76,7 @@ struct IngestCommand: AsyncParsableCommand {
 
     func run() async throws {
         Allocator.configureForService()
-        try await logging.running(Self.self) {
+        try await logging.serving(Self.self) { signals in
             try ingest.server.checkBeforeStart(command: "ingest")
             let logger = Logger(label: "playhead.ingest")
             let telemetry = Telemetry.bootstrap(metrics.metrics == .on)
@@ -83,7 +84,7 @@ struct IngestCommand: AsyncParsableCommand {
                 readOnly: false, writer: logWriter, requestBytes: ingest.maxBodyBytes, logger: Logger(label: "playhead.log"))
             let parts = try PipelineParts(telemetry: telemetry, log: log.backend, logger: logger, eventSources: try sources.labels())
             let edge = try parts.ingestServer(options: ingest, routes: telemetry.routes)
-            try await parts.run(services: [log.service] + telemetry.services + [edge.server], threadPools: [edge.threadPool], logger: logger)
+            try await parts.run(signals: signals, services: [log.service] + telemetry.services + [edge.server], threadPools: [edge.threadPool], logger: logger)
         }
     }
 }

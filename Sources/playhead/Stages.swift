@@ -140,7 +140,7 @@ struct StoreCommand: AsyncParsableCommand {
 
     func run() async throws {
         Allocator.configureForService()
-        try await logging.running(Self.self) {
+        try await logging.serving(Self.self) { signals in
             try http.checkBeforeStart(command: "store")
             let logger = Logger(label: "playhead.store")
             let telemetry = Telemetry.bootstrap(metrics.metrics == .on)
@@ -153,7 +153,7 @@ struct StoreCommand: AsyncParsableCommand {
             let writer = parts.lakeWriter(store: store, flush: flush, threadPool: threadPool)
             let waiting = log.waitingForWriter(logger: logger)
             let server = parts.plainServer(options: http, routes: telemetry.routes, readiness: { waiting() ?? writer.unavailableReason })
-            try await parts.run(services: [log.service] + telemetry.services + [writer, server], threadPools: [threadPool], logger: logger)
+            try await parts.run(signals: signals, services: [log.service] + telemetry.services + [writer, server], threadPools: [threadPool], logger: logger)
         }
     }
 }
@@ -177,7 +177,7 @@ struct ObserveCommand: AsyncParsableCommand {
 
     func run() async throws {
         Allocator.configureForService()
-        try await logging.running(Self.self) {
+        try await logging.serving(Self.self) { signals in
             try http.checkBeforeStart(command: "observe")
             let logger = Logger(label: "playhead.observe")
             let telemetry = Telemetry.bootstrap(true)
@@ -186,7 +186,7 @@ struct ObserveCommand: AsyncParsableCommand {
             let content = parts.contentMetrics()
             let waiting = log.waitingForWriter(logger: logger)
             let server = parts.plainServer(options: http, routes: telemetry.routes + content.routes, readiness: { waiting() ?? content.readiness() })
-            try await parts.run(services: [log.service] + telemetry.services + content.services + [server], threadPools: [], logger: logger)
+            try await parts.run(signals: signals, services: [log.service] + telemetry.services + content.services + [server], threadPools: [], logger: logger)
         }
     }
 }

@@ -407,6 +407,38 @@ struct CLITests {
         await server.stop()
     }
 
+    @Test("a signal during a server's start-up (here the lake's preflight against an S3 store that never answers) ends it at once with a line that says so and the signal's exit status; it ended unlogged", arguments: [
+        ("serve", SIGTERM, "text"), ("store", SIGHUP, "json"), ("serve", SIGINT, "json"),
+    ])
+    func signalDuringStartUp(command: String, signal: Int32, format: String) async throws {
+        let silent = try TestNetwork.silentListener()
+        defer { close(silent.fd) }
+        let directory = try TemporaryDirectory(prefix: "start-signal")
+        defer { withExtendedLifetime(directory) {} }
+        let process = try ChildProcess(
+            TestEnvironment.playheadExecutable,
+            [command, "--port", "0", "--data-dir", directory.path, "--lake", "s3://lake/start", "--s3-endpoint", "http://127.0.0.1:\(silent.port)", "--log-format", format],
+            environment: ["AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"]
+        )
+        // The preflight has connected (a connection waits in the listener's queue): the start-up is under way.
+        var waiting = pollfd(fd: silent.fd, events: Int16(POLLIN), revents: 0)
+        for _ in 0..<300 where poll(&waiting, 1, 0) == 0 { try await Task.sleep(for: .milliseconds(100)) }
+        #expect(waiting.revents & Int16(POLLIN) != 0, "\(command) never connected to the store: \(process.stderr)")
+        let started = ContinuousClock.now
+        process.signal(signal)
+        let status = await process.waitForExit(timeout: .seconds(20))
+        #expect(status == 128 + signal && started.duration(to: .now) < .seconds(5), "\(String(describing: status)): \(process.stderr)")
+        let name = [SIGTERM: "SIGTERM", SIGINT: "SIGINT", SIGHUP: "SIGHUP"][signal] ?? ""
+        let said = "\(command) stopped by \(name) during start-up, before it took requests or read the log; nothing was acknowledged"
+        let lines = process.stderr.split(separator: "\n").map(String.init)
+        if format == "json" {
+            let last = try #require(lines.last.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }, "\(process.stderr)")
+            #expect(last["message"] as? String == said && last["level"] as? String == "critical" && last["exit_code"] as? String == "\(128 + signal)", "\(last)")
+        } else {
+            #expect(lines.last?.contains(said) == true, "\(process.stderr)")
+        }
+    }
+
     @Test("with --log-format json, an error that stops a command is a JSON log line like the others (level critical, exit_code), with the same exit status; it was plain 'Error: …' text")
     func startupErrorAsJSON() async throws {
         let (server, _) = try await Fixtures.server()
