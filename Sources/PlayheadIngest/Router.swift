@@ -46,16 +46,20 @@ struct Router: Sendable {
     /// `readsBody`: ``readsBody(_:)`` of the head.
     func answerEarly(_ head: HTTPRequestHead, readsBody: Bool) -> HTTPResponse? {
         if let refusal = Self.refuseWithoutHost(head) { return refusal }
+        // On every path: a body announced over the limit is refused before it is read (and before
+        // `100 Continue`). Paths other than /v1/events read and dropped it up to the limit, after
+        // telling the client to go on (an outside review).
+        let contentLength = head.headers.first(name: "content-length")
+        if let value = contentLength, let length = Self.contentLength(value), length > maxBodyBytes {
+            return .error(
+                .payloadTooLarge, code: "body_too_large",
+                message: "the body has \(value) bytes; the limit is \(maxBodyBytes)"
+            )
+        }
         if readsBody, let events {
             let request = HTTPRequest(head: head, body: ByteBuffer())
-            if let value = head.headers.first(name: "content-length"), let length = Self.contentLength(value) {
-                if length > maxBodyBytes {
-                    return .error(
-                        .payloadTooLarge, code: "body_too_large",
-                        message: "the body has \(value) bytes; the limit is \(maxBodyBytes)"
-                    )
-                }
-            } else if case let codings = head.headers[canonicalForm: "transfer-encoding"],
+            // A body with a Content-Length (within the limit, checked above) is framed by it.
+            if contentLength.flatMap(Self.contentLength) == nil, case let codings = head.headers[canonicalForm: "transfer-encoding"],
                 let coding = codings.first(where: { $0.lowercased() != "chunked" })
             {
                 if codings.last?.lowercased() != "chunked" {

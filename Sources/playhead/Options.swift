@@ -205,7 +205,7 @@ struct ServerOptions: ParsableArguments {
     @Option(name: .long, parsing: .unconditional, help: "HTTP event-loop threads, 1 to 256 (three file descriptors each). Default: the number of cores.")
     var threads: Int?
 
-    @Option(name: .long, parsing: .unconditional, help: "Seconds a request may take to arrive whole after its first byte; slower clients are disconnected.")
+    @Option(name: .long, parsing: .unconditional, help: "Seconds a request may take to arrive whole after its first byte (or, pipelined behind answers still due, after the last of them is out); slower clients get 408 and are disconnected.")
     var requestTimeout: Double = 30
 
     @Option(name: .long, parsing: .unconditional, help: "Seconds an idle keep-alive connection stays open.")

@@ -173,7 +173,8 @@ struct CLITests {
         defer { close(listener) }
         let port = String(listening)
         let started = ContinuousClock.now
-        let timed = try ChildProcess(TestEnvironment.playheadExecutable, ["loadgen", "--port", port, "--duration", "1", "--connections", "2"], name: "loadgen-unanswered")
+        let timed = try ChildProcess(TestEnvironment.playheadExecutable, ["loadgen", "--port", port, "--duration", "3", "--connections", "2"], name: "loadgen-unanswered")
+        // (--duration 3: under a load average of 11, a run of 1 s ended before its first request.)
         let status = await timed.waitForExit(timeout: .seconds(60))
         let took = started.duration(to: .now)
         #expect(status == 1 && took < .seconds(40), "\(took)")

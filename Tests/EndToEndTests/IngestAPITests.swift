@@ -1179,10 +1179,32 @@ struct IngestAPITests {
         let refused = String(decoding: await large.readAll(timeout: .seconds(30)), as: UTF8.self)
         #expect(refused.hasPrefix("HTTP/1.1 413 "), "\(refused)")
         #expect(!refused.contains("100 Continue"), "\(refused)")
+        // So on every path: a GET announcing a body over the limit was told to go on, and the body
+        // read and dropped up to the limit (an outside review).
+        let largeGet = try RawConnection(port: server.port)
+        #expect(largeGet.send("GET /healthz HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 99999999999\r\n\r\n"))
+        let refusedGet = String(decoding: await largeGet.readAll(timeout: .seconds(30)), as: UTF8.self)
+        #expect(refusedGet.hasPrefix("HTTP/1.1 413 ") && refusedGet.contains("body_too_large") && !refusedGet.contains("100 Continue"), "\(refusedGet)")
 
         #expect(await server.stop() == 0)
         let stored = try await Fixtures.storedIDs(server.dataDirectory)
         #expect(stored == ["x1"])
+    }
+
+    @Test("empty lines between requests (RFC 9112 §2.2) start no request: an idle connection that got a stray CRLF stays open past --request-timeout, and the next request has its own deadline (it got 408)")
+    func strayLineEndsStartNoRequest() async throws {
+        let (server, directory) = try await Fixtures.server(["--request-timeout", "1"])
+        defer { withExtendedLifetime(directory) {} }
+        let connection = try RawConnection(port: server.port)
+        #expect(connection.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"))
+        let first = String(decoding: await connection.readSome(timeout: .seconds(10)), as: UTF8.self)
+        #expect(first.hasPrefix("HTTP/1.1 200"), "\(first)")
+        #expect(connection.send("\r\n"))
+        try await Task.sleep(for: .seconds(3))  // three times --request-timeout
+        #expect(connection.send("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+        let second = String(decoding: await connection.readAll(timeout: .seconds(10)), as: UTF8.self)
+        #expect(statusLines(second) == ["HTTP/1.1 200"], "\(second)")
+        #expect(await server.stop() == 0)
     }
 
     @Test("a request that asks for another protocol (Upgrade, CONNECT) gets its answer without switching, and the connection closes: nothing sent after it is held in memory or left waiting")

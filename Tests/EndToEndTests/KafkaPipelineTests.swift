@@ -106,6 +106,35 @@ struct KafkaPipelineTests {
         await tansu.stop()
     }
 
+    @Test("a whole request pipelined behind an answer that waits on a frozen broker is answered after it, past --request-timeout: the connection was closed at the timeout with no answer to the first request, whose event was stored (an outside review)")
+    func pipelinedBehindASlowAnswer() async throws {
+        let tansu = try await Tansu.start()
+        let directory = try TemporaryDirectory(prefix: "kafka-pipelined")
+        defer { withExtendedLifetime(directory) {} }
+        do {
+            let ingest = try await readyIngest(
+                "kafka://\(tansu.bootstrap)/pipelined-events?partitions=1", directory: directory, name: "pipelined", arguments: ["--request-timeout", "1"])
+            #expect(try await TestHTTP.postEvents(ingest, Fixtures.json(Fixtures.event("before-freeze"))).status == 202)
+            tansu.pause()
+            let body = Fixtures.json(Fixtures.event("behind-frozen"))
+            let connection = try RawConnection(port: ingest.port)
+            #expect(connection.send("POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n" + body))
+            try await Task.sleep(for: .milliseconds(300))
+            // Whole at once, in a read of its own, while the first waits on the broker.
+            #expect(connection.send("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+            try await Task.sleep(for: .seconds(3))  // three times --request-timeout
+            tansu.resume()
+            let answer = String(decoding: await connection.readAll(timeout: .seconds(60)), as: UTF8.self)
+            let statuses = answer.components(separatedBy: "HTTP/1.1 ").dropFirst().map { "HTTP/1.1 " + $0.prefix(3) }
+            #expect(statuses == ["HTTP/1.1 202", "HTTP/1.1 200"], "\(answer)")
+            #expect(await ingest.stop() == 0)
+        } catch {
+            Issue.record(error)
+        }
+        tansu.resume()
+        await tansu.stop()
+    }
+
     @Test("a store paused past the session timeout while it holds open batches writes none of them when it resumes: the lake holds every acknowledged event once")
     func pausedStoreIsFenced() async throws {
         let tansu = try await Tansu.start()
