@@ -68,7 +68,9 @@ public struct ContentObservation: Sendable, Equatable {
 ///
 /// Values are compared by their UTF-8 bytes, as the lake's columns and SQL compare them: Swift's
 /// `String` compares by canonical equivalence, so "café" in NFC and in NFD were one value here
-/// while the lake kept two (an outside review).
+/// while the lake kept two (an outside review). The aggregator gives them in NFC
+/// (``ContentAggregator/canonical(_:)``), since the Prometheus registry keeps one series for the
+/// two spellings (an outside review, 2026-12-07).
 public struct ContentDimensions: Hashable, Sendable, Comparable {
     public var contentType: String
     public var eventSource: String
@@ -215,7 +217,9 @@ public struct ContentSnapshot: Sendable, Equatable {
 /// - A session starts with its first event and ends with a `stop`, or when it has had no event for
 ///   `sessionTimeout`: measured in event time when its next event arrives, and by ``expire(now:)``
 ///   (receive time) for sessions that go quiet.
-/// - A session is a *viewer* while its last play-state event is `play`.
+/// - A session is a *viewer* while its last play-state event is `play`. A session whose first event
+///   is a `heartbeat` or a `seek` is playing (it started before: a restart, a rebalance, its expiry
+///   between an SDK's batches), without a play start.
 /// - Watch time: while a session plays, each gap between consecutive events of the session (event
 ///   time) counts, capped at `gapCap`. A pause (or `buffering`) stops it; a play resumes it.
 /// - A play *starts* when a session plays for the first time (a new session, after a stop, after a
@@ -273,6 +277,10 @@ public final class ContentAggregator: Sendable {
         var lastReceivedMicros: Int64
         var playing = false
         var hasPlayed = false
+        /// It started with a `heartbeat` or a `seek` (its play came before what this process read):
+        /// playing, with no play start counted, so that a late `play` (one the heartbeat overtook)
+        /// still counts as its play start, once.
+        var joinedPlaying = false
         /// A late `stop` (one older than the session's latest event) completed it: its own `stop`
         /// then does not complete it again (an outside review counted two completions for one
         /// session whose late stop and stop both reached the ratio).
@@ -323,8 +331,9 @@ public final class ContentAggregator: Sendable {
         var completions = 0
     }
 
-    /// A session that ended with a `stop`, remembered for the session timeout so that its late or
-    /// resent events (a client retrying) neither start it again nor complete it twice.
+    /// A session that ended with a `stop` (or left for other content, as stopped when that started),
+    /// remembered for the session timeout so that its late or resent events (a client retrying)
+    /// neither start it again nor complete it twice.
     struct Stopped {
         var contentID: String
         /// The `stop`'s event time, and when it was received.
@@ -526,6 +535,29 @@ public final class ContentAggregator: Sendable {
         return true
     }
 
+    /// `value` in Unicode's NFC, the form of a label value from event data in the breakdowns
+    /// (content type, language, genre).
+    /// swift-prometheus keys a series by its label values compared as Swift strings (canonical
+    /// equivalence), so "café" in NFC and in NFD were one series there but two combinations here,
+    /// each publishing into it: the last gauge written won, and the breakdown showed 0 viewers for a
+    /// language whose NFC sessions played while its NFD ones paused (an outside review). NFC is the
+    /// form in which `String`'s `==` and hashing compare, so the registry's keys and ours now agree;
+    /// `_nfcCodeUnits` is the standard library's own normalization (no Foundation in this module).
+    /// ASCII, almost every value, is NFC already and is not copied.
+    static func canonical(_ value: String) -> String {
+        if value.utf8.allSatisfy({ $0 < 0x80 }) { return value }
+        return String(decoding: value._nfcCodeUnits, as: UTF8.self)
+    }
+
+    /// A listed `event_source` as the registry keys it: the first listed value canonically
+    /// equivalent to it (two spellings given to `--event-source` are one series there, written as
+    /// the first, which the edge registers first), so that the breakdown's key agrees with the
+    /// registry's as ``canonical(_:)`` makes it for the values from events.
+    private func listedSource(_ value: String) -> String {
+        if value.utf8.allSatisfy({ $0 < 0x80 }) { return value }
+        return eventSources.names.first { $0 == value } ?? value
+    }
+
     // MARK: - The state machine
 
     private func bounded(_ value: String, in seen: inout Set<ExactString>) -> String {
@@ -558,11 +590,12 @@ public final class ContentAggregator: Sendable {
     /// The slots of a session that starts with `o`: its bounded content type (past ``maxLabelValues``
     /// content types with plays, a new one is `other`) and its bounded breakdown dimensions.
     private func slots(of o: ContentObservation, in state: inout State) -> Slots {
+        let observed = Self.canonical(o.contentType)
         let contentType: String
         if state.typesWithPlays < Self.maxLabelValues {
-            contentType = o.contentType
-        } else if let slot = state.typeSlots[o.contentType], state.types[slot].plays != nil {
-            contentType = o.contentType
+            contentType = observed
+        } else if let slot = state.typeSlots[observed], state.types[slot].plays != nil {
+            contentType = observed
         } else {
             contentType = "other"
         }
@@ -576,9 +609,9 @@ public final class ContentAggregator: Sendable {
         }
         var dimensions = ContentDimensions(
             contentType: contentType,
-            eventSource: eventSources.contains(o.eventSource) ? o.eventSource : "other",
-            language: bounded(o.language, in: &state.languages),
-            genre: bounded(o.genre, in: &state.genres)
+            eventSource: eventSources.contains(o.eventSource) ? listedSource(o.eventSource) : "other",
+            language: bounded(Self.canonical(o.language), in: &state.languages),
+            genre: bounded(Self.canonical(o.genre), in: &state.genres)
         )
         if state.breakdownSlots[dimensions] == nil && state.breakdown.count >= Self.maxBreakdownSeries {
             dimensions = ContentDimensions(contentType: contentType, eventSource: "other", language: "other", genre: "other")
@@ -624,10 +657,16 @@ public final class ContentAggregator: Sendable {
         }
 
         var found = state.sessions[o.sessionKey]
-        if let existing = found, !ExactString.same(existing.contentID, o.contentID), o.timestampMicros < existing.lastEventMicros {
+        if let existing = found, !ExactString.same(existing.contentID, o.contentID),
+            o.timestampMicros < existing.lastEventMicros
+                || (o.eventType == "stop" && o.timestampMicros - existing.lastEventMicros <= sessionTimeoutMicros)
+        {
             // A late event of content the session played before (a pre-roll ad's stop that arrives
             // after the movie's play): counted, but it ends nothing. Taken for a switch of content,
-            // it ended the movie's session, and the movie's watch time was lost (a probe).
+            // it ended the movie's session, and the movie's watch time was lost (a probe). A `stop`
+            // of other content is never a switch, whatever its time within the session timeout: an
+            // SDK that stamps whole seconds stamps the ad's stop as the movie's play, and that stop,
+            // taken for a switch, ended the movie's session (an outside review, 2026-12-07).
             if o.eventType == "stop",
                 !(state.stopped[o.sessionKey]?.of(o.contentID)?.completed ?? false),
                 countCompletion(o, slots(of: o, in: &state), in: &state)
@@ -642,6 +681,7 @@ public final class ContentAggregator: Sendable {
         {
             // Quiet for longer than the timeout (event time), or playing other content: a new session.
             // Switching content in time counts the gap as watch time of the content left.
+            let switched = !ExactString.same(existing.contentID, o.contentID)
             let gap = o.timestampMicros - existing.lastEventMicros
             if existing.playing && gap > 0 && gap <= sessionTimeoutMicros {
                 addWatchTime(min(gap, gapCapMicros), existing, in: &state)
@@ -649,21 +689,31 @@ public final class ContentAggregator: Sendable {
             end(existing, in: &state)
             state.sessions[o.sessionKey] = nil
             found = nil
-            if existing.completed {
-                // A late stop completed it: its own stop, late now, must not complete it again.
+            if switched || existing.completed {
+                // The content left is remembered as a stopped one is, as stopped when the next one
+                // started: a resend of its events (a client retrying a batch that went on to the
+                // next episode without a stop) started it again, and the resent play of the next
+                // one counted the gap again (an outside review, 2026-12-07). And a late stop that
+                // completed it: its own stop, late now, must not complete it again.
                 remember(
-                    o.sessionKey, contentID: existing.contentID, stopMicros: existing.lastEventMicros,
-                    receivedMicros: existing.lastReceivedMicros, completed: true, in: &state
+                    o.sessionKey, contentID: existing.contentID, stopMicros: switched ? o.timestampMicros : existing.lastEventMicros,
+                    receivedMicros: existing.lastReceivedMicros, completed: existing.completed, in: &state
                 )
             }
         }
 
-        if let stopped = state.stopped[o.sessionKey]?.of(o.contentID), o.timestampMicros <= stopped.stopMicros {
+        if let stopped = state.stopped[o.sessionKey]?.of(o.contentID),
+            o.timestampMicros < stopped.stopMicros || (o.timestampMicros == stopped.stopMicros && o.eventType != "play")
+        {
             // An event from before the stop of a session of this content that has ended (late, or
             // resent): counted, but it starts nothing; a stop completes the session only if its
             // stop did not. So too beside a later session of the same content (a replay), whose
             // events all come after that stop: a resent stop of the first viewing completed the
-            // replay (an outside review of the code).
+            // replay (an outside review of the code). Resends are told by their time (no event id
+            // is kept): an event stamped as the stop is the ended session's (its stop resent, its
+            // last heartbeat), but a `play` then is a replay ("start over" within the stop's
+            // second): it was taken for a resend, and the replay counted nothing (an outside
+            // review, 2026-12-07). A resent play stamped as its own stop is counted again.
             if o.eventType == "stop" && !stopped.completed {
                 let slots = slots(of: o, in: &state)
                 if countCompletion(o, slots, in: &state) { state.stopped[o.sessionKey]?.markCompleted(o.contentID) }
@@ -684,7 +734,21 @@ public final class ContentAggregator: Sendable {
                 contentID: o.contentID, slots: slots, title: title,
                 lastEventMicros: o.timestampMicros, lastReceivedMicros: o.receivedAtMicros, partition: o.partition
             )
-            if o.eventType == "play" { startPlaying(new, in: &state) }
+            switch o.eventType {
+            case "play":
+                startPlaying(new, in: &state)
+            case "heartbeat", "seek":
+                // It plays (an SDK sends these while playing): it started before what we read, after
+                // a restart, a rebalance (``forget(partitions:)``), or its expiry between an SDK's
+                // batches 100 s apart. Left as it was, it never played until its next `play`, and its
+                // viewer and all its watch time were lost (an outside review, 2026-12-07). Its play
+                // was not seen, so it counts no play start, and a `play` after a pause is a resume.
+                new.hasPlayed = true
+                new.joinedPlaying = true
+                startPlaying(new, in: &state)
+            default:
+                break
+            }
             if state.sessions.count >= maxSessions { endLongestSilentHalf(in: &state) }
             state.sessions[o.sessionKey] = new
             return
@@ -695,9 +759,11 @@ public final class ContentAggregator: Sendable {
 
         if o.timestampMicros < session.lastEventMicros {
             // Out of order: counted, but it moves neither the clock nor the state. A late play still
-            // counts as the play start of a session that has not started one.
-            if o.eventType == "play" && !session.hasPlayed {
+            // counts as the play start of a session that has not started one, or that started with a
+            // heartbeat (which overtook the play).
+            if o.eventType == "play" && (!session.hasPlayed || session.joinedPlaying) {
                 session.hasPlayed = true
+                session.joinedPlaying = false
                 countPlayStart(session, in: &state)
             } else if o.eventType == "stop" && !session.completed {
                 session.completed = countCompletion(o, session.slots, in: &state)
@@ -808,8 +874,8 @@ public final class ContentAggregator: Sendable {
         )
     }
 
-    /// Remembers a session that ended (with a stop, or completed and left for other content), in
-    /// the bounded table of stopped sessions.
+    /// Remembers a session that ended (with a stop, or left for other content), in the bounded
+    /// table of stopped sessions.
     private func remember(
         _ key: SessionKey, contentID: String, stopMicros: Int64, receivedMicros: Int64, completed: Bool, in state: inout State
     ) {

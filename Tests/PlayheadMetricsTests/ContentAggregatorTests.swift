@@ -2,6 +2,7 @@ import Foundation
 @testable import PlayheadMetrics
 import PlayheadTestSupport
 import PlayheadEvents
+import Prometheus
 import Testing
 
 /// Builds observations in seconds (converted to microseconds); receive time = event time unless given.
@@ -37,7 +38,7 @@ func event(
 
 @Suite("ContentAggregator")
 struct ContentAggregatorTests {
-    @Test("values are told apart by their bytes, as the lake and SQL tell them: a genre, a language and a content id in NFC and in NFD are two (Swift's String equality made them one), and an event source added in NFC does not take an event's NFD spelling")
+    @Test("content ids and session ids are told apart by their bytes, as the lake and SQL tell them (Swift's String equality made two spellings one), an event source added in NFC does not take an event's NFD spelling; a genre and a language are taken in NFC (one label value, as the registry keeps one series)")
     func valuesComparedByBytes() throws {
         let nfc = "caf\u{E9}", nfd = "cafe\u{301}"
         #expect(nfc == nfd)  // to Swift's String
@@ -48,8 +49,9 @@ struct ContentAggregatorTests {
         let snapshot = aggregator.snapshot(top: 10)
         let rows = snapshot.breakdown.map { ($0.key, $0.value.playsStarted) }
         func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
-        #expect(Set(rows.map { bytes($0.0.genre) }) == [bytes(nfc), bytes(nfd)], "\(rows)")
-        #expect(Set(rows.map { bytes($0.0.language) }) == [bytes(nfc), bytes(nfd)], "\(rows)")
+        // One value in NFC: swift-prometheus keeps one series for both spellings (breakdownLabelsInNFC).
+        #expect(Set(rows.map { bytes($0.0.genre) }) == [bytes(nfc)], "\(rows)")
+        #expect(Set(rows.map { bytes($0.0.language) }) == [bytes(nfc)], "\(rows)")
         // The NFD spelling is not the added label: 'other', as the decoder's series count it.
         #expect(rows.first { bytes($0.0.eventSource) == bytes(nfc) }?.1 == 1 && rows.first { $0.0.eventSource == "other" }?.1 == 2, "\(rows)")
         #expect(snapshot.topContent.map { (bytes($0.contentID), $0.viewers) }.sorted { $0.1 < $1.1 }.map(\.1) == [1, 2], "\(snapshot.topContent)")
@@ -65,6 +67,39 @@ struct ContentAggregatorTests {
         #expect(played.playsStarted["movie"] == 4 && played.totalConcurrentViewers == 3, "\(played.playsStarted) \(played.totalConcurrentViewers)")
     }
 
+    @Test("a breakdown value in NFC and in NFD is one series, as the registry keeps it (swift-prometheus compares label values as Swift strings): its viewers gauge is the sum of both spellings' sessions, not the last one published (an outside review)")
+    func breakdownLabelsInNFC() throws {
+        let nfc = "caf\u{E9}", nfd = "cafe\u{301}"
+        let registry = PrometheusCollectorRegistry()
+        let instruments = ContentInstruments(factory: PlayheadTelemetry.makeFactory(registry: registry), consumer: "metrics")
+        let aggregator = ContentAggregator()
+        aggregator.observe(event("play", at: 1000, session: "a", language: nfc, genre: nfd))
+        aggregator.observe(event("play", at: 1000, session: "b", language: nfd, genre: nfc))
+        instruments.publish(aggregator.snapshot())
+        var f = ExpositionSamples(PlayheadTelemetry.render(registry))
+        #expect(f.sum("playhead_concurrent_viewers") == 2)
+        #expect(f.sum("playhead_breakdown_concurrent_viewers") == 2)
+        // The session in NFD pauses: only its combination changes, and with one gauge for both
+        // spellings it set the NFC session's viewer to 0 (the total said 1).
+        aggregator.observe(event("pause", at: 1010, session: "b", language: nfd, genre: nfc))
+        instruments.publish(aggregator.snapshot())
+        f = ExpositionSamples(PlayheadTelemetry.render(registry))
+        #expect(f.sum("playhead_concurrent_viewers") == 1)
+        #expect(f.sum("playhead_breakdown_concurrent_viewers") == 1)
+        #expect(f.sum("playhead_breakdown_watch_time_seconds_total") == f.sum("playhead_watch_time_seconds_total"))
+        // The label is written in NFC, whichever spelling came first.
+        let languages = Set((f.samples["playhead_breakdown_concurrent_viewers"] ?? []).compactMap { $0.labels["language"].map { Array($0.utf8) } })
+        let genres = Set((f.samples["playhead_breakdown_concurrent_viewers"] ?? []).compactMap { $0.labels["genre"].map { Array($0.utf8) } })
+        #expect(languages == [Array(nfc.utf8)] && genres == [Array(nfc.utf8)], "\(languages) \(genres)")
+        #expect(aggregator.snapshot().breakdown.count == 1, "\(aggregator.snapshot().breakdown)")
+        // Two spellings of one source given to --event-source: one combination, as the first listed.
+        let listed = ContentAggregator(eventSources: try EventSourceLabels(adding: [nfd, nfc]))
+        listed.observe(event("play", at: 1000, session: "a", source: nfc))
+        listed.observe(event("play", at: 1000, session: "b", source: nfd))
+        let sources = listed.snapshot().breakdown.map { (Array($0.key.eventSource.utf8), $0.value.concurrentViewers) }
+        #expect(sources.count == 1 && sources.first?.0 == Array(nfd.utf8) && sources.first?.1 == 2, "\(sources)")
+    }
+
     @Test("past maxSessions, the half of the sessions silent longest ends as a timeout would: the table stays bounded, viewers stay consistent, a recent session keeps counting; stopped sessions are bounded too")
     func sessionsBounded() {
         let aggregator = ContentAggregator(maxSessions: 100)
@@ -78,17 +113,19 @@ struct ContentAggregatorTests {
         #expect(most <= 100, "\(most)")
         #expect(aggregator.forgottenSessions >= 900, "\(aggregator.forgottenSessions)")
         var snapshot = aggregator.snapshot()
-        // Every session followed but "recent" (heartbeats only, never a play) is playing: the viewers
-        // are exactly the sessions still followed, none left counted for an ended one.
-        #expect(snapshot.totalConcurrentViewers == snapshot.activeSessions - 1, "\(snapshot.totalConcurrentViewers) \(snapshot.activeSessions)")
+        // Every session followed is playing, "recent" too (heartbeats only: it plays from its first,
+        // with no play start): the viewers are exactly the sessions still followed, none left
+        // counted for an ended one.
+        #expect(snapshot.totalConcurrentViewers == snapshot.activeSessions, "\(snapshot.totalConcurrentViewers) \(snapshot.activeSessions)")
         #expect(snapshot.playsStarted["movie"] == 1_000)
-        // "recent" was never ended: a heartbeat every 0.1 s while a play of it was never sent, so it
-        // counts no watch time, but it is still followed; a play then counts the next gap.
+        // "recent" was never ended: a heartbeat every 0.1 s, every gap counted from its first at
+        // 1,000 s (ended and started again by its next heartbeat, it would have lost a gap); a play
+        // then is not a play start.
         aggregator.observe(event("play", at: 1_011, session: "recent", position: 11))
         aggregator.observe(event("heartbeat", at: 1_012, session: "recent", position: 12))
         snapshot = aggregator.snapshot()
-        #expect(snapshot.watchTimeSeconds["movie"] == 1, "\(snapshot.watchTimeSeconds)")
-        #expect(snapshot.playsStarted["movie"] == 1_001)
+        #expect(snapshot.watchTimeSeconds["movie"] == 12, "\(snapshot.watchTimeSeconds)")
+        #expect(snapshot.playsStarted["movie"] == 1_000)
 
         let stops = ContentAggregator(maxSessions: 50)
         for index in 0..<500 {
@@ -390,6 +427,120 @@ struct ContentAggregatorTests {
         #expect(late.watchTimeSeconds["movie"] == 84)
         #expect(late.completions["ad"] == inOrder.completions["ad"] && inOrder.completions["ad"] == 1)
         #expect(late.playsStarted == inOrder.playsStarted)
+    }
+
+    @Test("a pre-roll ad's stop stamped the same second as the movie's play (SDKs that stamp whole seconds) ends nothing: it is a late event of the ad, not a switch of content, and the movie keeps its viewer and watch time (an outside review)")
+    func adStopAtTheMoviesPlayTime() {
+        func run(adStopAt: Double) -> ContentSnapshot {
+            let aggregator = ContentAggregator()
+            aggregator.observe(event("play", at: 0, content: "ad", contentType: "ad", position: 0, duration: 30))
+            aggregator.observe(event("play", at: 30, content: "movie", position: 0))
+            aggregator.observe(event("stop", at: adStopAt, content: "ad", contentType: "ad", position: 30, duration: 30))
+            aggregator.observe(event("heartbeat", at: 40, content: "movie", position: 10))
+            aggregator.observe(event("heartbeat", at: 50, content: "movie", position: 20))
+            return aggregator.snapshot()
+        }
+        let before = run(adStopAt: 29.999)
+        #expect(before.concurrentViewers["movie"] == 1 && before.watchTimeSeconds["movie"] == 20)
+        // Stamped as the movie's play, or after it (a clock that stepped): the same figures.
+        for time in [30.0, 31] {
+            let snapshot = run(adStopAt: time)
+            #expect(snapshot.concurrentViewers["movie"] == 1, "\(time): \(snapshot.concurrentViewers)")
+            #expect(snapshot.watchTimeSeconds["movie"] == 20, "\(time): \(snapshot.watchTimeSeconds)")
+            #expect(snapshot.playsStarted == before.playsStarted && snapshot.completions == ["ad": 1], "\(time): \(snapshot.playsStarted) \(snapshot.completions)")
+            #expect(snapshot.watchTimeSeconds["ad"] == 30 && snapshot.activeSessions == 1, "\(time): \(snapshot.watchTimeSeconds)")
+        }
+    }
+
+    @Test("a resend of a batch that goes from one content to the next without a stop counts nothing again: the content left is remembered as a stopped one is (an outside review counted its play and the gap again)")
+    func resentSwitchWithoutStop() {
+        let aggregator = ContentAggregator()
+        let batch = [
+            event("play", at: 1000, content: "ep1", contentType: "episode", position: 0),
+            event("heartbeat", at: 1030, content: "ep1", contentType: "episode", position: 30),
+            event("play", at: 1040, content: "ep2", contentType: "episode", position: 0),
+            event("stop", at: 1050, content: "ep2", contentType: "episode", position: 10),
+        ]
+        aggregator.observe(batch)
+        let first = aggregator.snapshot()
+        #expect(first.playsStarted == ["episode": 2] && first.watchTimeSeconds == ["episode": 50], "\(first.playsStarted) \(first.watchTimeSeconds)")
+        aggregator.observe(batch.map { var resent = $0; resent.receivedAtMicros += 5_000_000; return resent })
+        for resent in batch { aggregator.observe(resent) }
+        let again = aggregator.snapshot()
+        #expect(again.playsStarted == first.playsStarted && again.watchTimeSeconds == first.watchTimeSeconds, "\(again.playsStarted) \(again.watchTimeSeconds)")
+        #expect(again.totalConcurrentViewers == 0 && again.activeSessions == 0)
+        // Going back to the first episode later is a new play.
+        aggregator.observe(event("play", at: 1060, content: "ep1", contentType: "episode", position: 30))
+        #expect(aggregator.snapshot().playsStarted == ["episode": 3] && aggregator.snapshot().totalConcurrentViewers == 1)
+    }
+
+    @Test("a play stamped the same as the stop of the same content (start over) is a new play; a resent stop or heartbeat at that time is not (an outside review: no play, no viewer, no watch time)")
+    func replayAtTheStopsTime() {
+        let aggregator = ContentAggregator()
+        aggregator.observe(event("play", at: 1000, position: 0, duration: 100))
+        aggregator.observe(event("heartbeat", at: 1020, position: 20, duration: 100))
+        aggregator.observe(event("stop", at: 1050, position: 50, duration: 100))
+        aggregator.observe(event("play", at: 1050, position: 0, duration: 100))
+        aggregator.observe(event("heartbeat", at: 1060, position: 10, duration: 100))
+        var snapshot = aggregator.snapshot()
+        #expect(snapshot.playsStarted["movie"] == 2 && snapshot.totalConcurrentViewers == 1, "\(snapshot.playsStarted) \(snapshot.concurrentViewers)")
+        // The first viewing's stop and last heartbeat resent: the replay goes on.
+        aggregator.observe(event("stop", at: 1050, position: 50, duration: 100, received: 1065))
+        aggregator.observe(event("heartbeat", at: 1050, position: 50, duration: 100, received: 1065))
+        aggregator.observe(event("heartbeat", at: 1070, position: 20, duration: 100))
+        snapshot = aggregator.snapshot()
+        #expect(snapshot.playsStarted["movie"] == 2 && snapshot.totalConcurrentViewers == 1, "\(snapshot.playsStarted) \(snapshot.concurrentViewers)")
+        #expect(snapshot.watchTimeSeconds["movie"] == 70, "\(snapshot.watchTimeSeconds)")
+        #expect(snapshot.completions["movie", default: 0] == 0 && snapshot.activeSessions == 1)
+    }
+
+    @Test("a session whose first event is a heartbeat or a seek (after a restart or a rebalance, or its receive-time expiry between an SDK's batches) plays: its viewer and watch time count, with no play start (they were lost)")
+    func sessionStartedByHeartbeatPlays() {
+        // A restart: the new process's first event of the session is a heartbeat.
+        let restarted = ContentAggregator()
+        for time in [1040.0, 1060, 1080] { restarted.observe(event("heartbeat", at: time, position: time - 1000)) }
+        var snapshot = restarted.snapshot()
+        #expect(snapshot.concurrentViewers["movie"] == 1 && snapshot.watchTimeSeconds["movie"] == 40, "\(snapshot.concurrentViewers) \(snapshot.watchTimeSeconds)")
+        #expect(snapshot.playsStarted.isEmpty && snapshot.activeSessions == 1, "\(snapshot.playsStarted)")
+        // A pause takes it out, and the play after it is a resume.
+        restarted.observe(event("pause", at: 1090, position: 90))
+        #expect(restarted.snapshot().totalConcurrentViewers == 0)
+        restarted.observe(event("play", at: 1100, position: 90))
+        restarted.observe(event("heartbeat", at: 1110, position: 100))
+        snapshot = restarted.snapshot()
+        #expect(snapshot.playsStarted.isEmpty && snapshot.totalConcurrentViewers == 1 && snapshot.watchTimeSeconds["movie"] == 60, "\(snapshot)")
+
+        // A rebalance: the partition comes back, its session's next event is a seek.
+        let rebalanced = ContentAggregator()
+        rebalanced.observe(event("play", at: 1000, contentType: "episode"))
+        rebalanced.observe(event("heartbeat", at: 1020, contentType: "episode", position: 20))
+        rebalanced.forget(partitions: [Int32(0)])
+        rebalanced.observe(event("seek", at: 1040, contentType: "episode", position: 600))
+        rebalanced.observe(event("heartbeat", at: 1060, contentType: "episode", position: 620))
+        snapshot = rebalanced.snapshot()
+        #expect(snapshot.concurrentViewers["episode"] == 1 && snapshot.watchTimeSeconds["episode"] == 40 && snapshot.playsStarted["episode"] == 1, "\(snapshot)")
+
+        // An SDK that sends a batch every 100 s: the receive-time expiry ends its session between them.
+        let batched = ContentAggregator()
+        // Every 10 s, received with its batch (the first at 1100 with the play at 1000, the next at 1200).
+        func sent(_ index: Int) -> ContentObservation {
+            let time = 1000 + Double(index) * 10
+            return event(index == 0 ? "play" : "heartbeat", at: time, position: time - 1000, received: 1000 + Double(index / 10 + 1) * 100)
+        }
+        batched.observe((0..<10).map(sent))
+        batched.expire(now: 1191 * 1_000_000)
+        #expect(batched.snapshot().activeSessions == 0 && batched.snapshot().watchTimeSeconds["movie"] == 90)
+        batched.observe((10..<20).map(sent))
+        snapshot = batched.snapshot()
+        #expect(snapshot.concurrentViewers["movie"] == 1 && snapshot.watchTimeSeconds["movie"] == 180 && snapshot.playsStarted["movie"] == 1, "\(snapshot)")
+
+        // A heartbeat that overtook its session's play: the late play is still its play start, once.
+        let overtaken = ContentAggregator()
+        overtaken.observe(event("heartbeat", at: 1010, position: 10))
+        overtaken.observe(event("play", at: 1000, position: 0))
+        overtaken.observe(event("play", at: 1005, position: 5))
+        snapshot = overtaken.snapshot()
+        #expect(snapshot.playsStarted["movie"] == 1 && snapshot.totalConcurrentViewers == 1, "\(snapshot)")
     }
 
     @Test("out-of-order events never make watch time negative")
