@@ -39,6 +39,13 @@ public struct EventSourceLabels: Sendable, Equatable {
         var names = Self.builtIn
         for value in added where !names.contains(where: { $0.utf8.elementsEqual(value.utf8) }) {
             if let problem = Self.problem(with: value) { throw Invalid(message: "'\(value)' \(problem)") }
+            // Two spellings of one text (Unicode normalization: "é" as one code point or as "e"
+            // and an accent) are two values in events and in the lake, but one series to the
+            // Prometheus registry, which compares label values as Swift strings: their counts were
+            // summed under the first (an outside review, 2026-12-07).
+            if let same = names.first(where: { $0 == value }) {
+                throw Invalid(message: "'\(value)' is another spelling of '\(same)' (the same text in another Unicode normalization form): Prometheus keeps one series for both; list one")
+            }
             names.append(value)
         }
         guard names.count <= Self.maxCount else {

@@ -549,15 +549,6 @@ public final class ContentAggregator: Sendable {
         return String(decoding: value._nfcCodeUnits, as: UTF8.self)
     }
 
-    /// A listed `event_source` as the registry keys it: the first listed value canonically
-    /// equivalent to it (two spellings given to `--event-source` are one series there, written as
-    /// the first, which the edge registers first), so that the breakdown's key agrees with the
-    /// registry's as ``canonical(_:)`` makes it for the values from events.
-    private func listedSource(_ value: String) -> String {
-        if value.utf8.allSatisfy({ $0 < 0x80 }) { return value }
-        return eventSources.names.first { $0 == value } ?? value
-    }
-
     // MARK: - The state machine
 
     private func bounded(_ value: String, in seen: inout Set<ExactString>) -> String {
@@ -609,7 +600,7 @@ public final class ContentAggregator: Sendable {
         }
         var dimensions = ContentDimensions(
             contentType: contentType,
-            eventSource: eventSources.contains(o.eventSource) ? listedSource(o.eventSource) : "other",
+            eventSource: eventSources.contains(o.eventSource) ? o.eventSource : "other",
             language: bounded(Self.canonical(o.language), in: &state.languages),
             genre: bounded(Self.canonical(o.genre), in: &state.genres)
         )

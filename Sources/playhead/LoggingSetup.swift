@@ -70,7 +70,7 @@ extension LoggingOptions {
     /// ``PipelineParts/run(signals:services:threadPools:logger:)``).
     func serving<Command: ParsableCommand>(_ command: Command.Type, _ body: (ServerSignals) async throws -> Void) async throws {
         try await running(command) {
-            try await body(ServerSignals(command: command._commandName, logger: Logger(label: "playhead"), json: logFormat == .json))
+            try await body(await ServerSignals.start(command: command._commandName, logger: Logger(label: "playhead"), json: logFormat == .json))
         }
     }
 }

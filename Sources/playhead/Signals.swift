@@ -31,14 +31,28 @@ enum Signals {
         }
     }
 
-    /// Takes signal `number` from its default effect and calls `handler` with the source each time
-    /// it arrives, on a global queue.
+    /// Calls `handler` with the source each time signal `number` arrives, on a global queue.
+    ///
+    /// The signal is not set to SIG_IGN first, as on systems where dispatch sources only watch:
+    /// libdispatch on Linux takes the signal from its default effect itself, with a handler it
+    /// installs when the signal's first source is registered (on its own thread, a moment after
+    /// `resume()`; ``isHandled(_:)`` tells when). Until then the signal has its default effect (the
+    /// process ends); with SIG_IGN first, it was lost in that moment, and a SIG_IGN set after the
+    /// registration left the signal ignored for good (libdispatch installs its handler once).
     fileprivate static func trap(_ number: Int32, _ handler: @escaping @Sendable (any DispatchSourceSignal) -> Void) -> any DispatchSourceSignal {
-        signal(number, SIG_IGN)
         let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
         source.setEventHandler { handler(source) }
         source.resume()
         return source
+    }
+
+    /// Whether signal `number` has a handler (libdispatch's, once a source of it is registered),
+    /// not its default effect or SIG_IGN.
+    static func isHandled(_ number: Int32) -> Bool {
+        var current = sigaction()
+        guard sigaction(number, nil, &current) == 0 else { return false }
+        let handler = unsafeBitCast(current.__sigaction_handler.sa_handler, to: Int.self)
+        return handler != unsafeBitCast(SIG_DFL, to: Int.self) && handler != unsafeBitCast(SIG_IGN, to: Int.self)
     }
 }
 
@@ -69,7 +83,17 @@ final class ServerSignals: @unchecked Sendable {  // `sources` is set once, in i
     private let state = Mutex(State())
     private var sources: [any DispatchSourceSignal] = []
 
-    init(command: String, logger: Logger, json: Bool) {
+    /// Traps the signals, and returns once libdispatch has taken them from their default effect
+    /// (at most a second; normally at once): from then on, a signal during start-up is said.
+    static func start(command: String, logger: Logger, json: Bool) async -> ServerSignals {
+        let signals = ServerSignals(command: command, logger: logger, json: json)
+        for _ in 0..<1000 where ![SIGINT, SIGTERM, SIGHUP].allSatisfy(Signals.isHandled) {
+            try? await Task.sleep(for: .milliseconds(1))
+        }
+        return signals
+    }
+
+    private init(command: String, logger: Logger, json: Bool) {
         sources = [SIGINT, SIGTERM, SIGHUP].map { number in
             Signals.trap(number) { [self] source in
                 // Signals that arrive close together are delivered as one event: `data` counts them.

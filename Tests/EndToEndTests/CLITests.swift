@@ -102,6 +102,7 @@ struct CLITests {
         (["ingest", "--request-timeout", "inf"], "--request-timeout must be"),
         (["serve", "--event-source", "xbox,,ps5"], "--event-source: '' is empty"),
         (["observe", "--event-source", "other"], "--event-source: 'other' is the label of every value not listed"),
+        (["serve", "--event-source", "caf\u{E9},cafe\u{301}"], "--event-source: 'cafe\u{301}' is another spelling of 'caf\u{E9}'"),
         (["serve", "--shutdown-grace", "1e20"], "--shutdown-grace must be a number of seconds at least 0"),
         (["serve", "--log-retention-hours", "inf"], "--log-retention-hours must be a number of hours more than 0 and at most 87600"),
         (["loadgen", "--duration", "1e300"], "--duration must be"),
@@ -421,12 +422,19 @@ struct CLITests {
             [command, "--port", "0", "--data-dir", directory.path, "--lake", "s3://lake/start", "--s3-endpoint", "http://127.0.0.1:\(silent.port)", "--log-format", format],
             environment: ["AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"]
         )
-        // The preflight has connected (a connection waits in the listener's queue): the start-up is under way.
-        var waiting = pollfd(fd: silent.fd, events: Int16(POLLIN), revents: 0)
-        for _ in 0..<300 where poll(&waiting, 1, 0) == 0 { try await Task.sleep(for: .milliseconds(100)) }
-        #expect(waiting.revents & Int16(POLLIN) != 0, "\(command) never connected to the store: \(process.stderr)")
-        let started = ContinuousClock.now
-        process.signal(signal)
+        // Signalled as soon as the preflight has connected (a connection waits in the listener's
+        // queue), from a thread of its own: in a whole parallel run the test's task was not resumed
+        // before the preflight's 10 s were over, and the signal stopped a running server.
+        let pid = process.pid, listener = silent.fd
+        let signalled = await withCheckedContinuation { (done: CheckedContinuation<ContinuousClock.Instant?, Never>) in
+            Thread.detachNewThread {
+                var waiting = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
+                guard poll(&waiting, 1, 30_000) == 1 else { return done.resume(returning: nil) }
+                kill(pid, signal)
+                done.resume(returning: .now)
+            }
+        }
+        let started = try #require(signalled, "\(command) never connected to the store: \(process.stderr)")
         let status = await process.waitForExit(timeout: .seconds(20))
         #expect(status == 128 + signal && started.duration(to: .now) < .seconds(5), "\(String(describing: status)): \(process.stderr)")
         let name = [SIGTERM: "SIGTERM", SIGINT: "SIGINT", SIGHUP: "SIGHUP"][signal] ?? ""
