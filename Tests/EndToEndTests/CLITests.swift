@@ -426,17 +426,19 @@ struct CLITests {
         // queue), from a thread of its own: in a whole parallel run the test's task was not resumed
         // before the preflight's 10 s were over, and the signal stopped a running server.
         let pid = process.pid, listener = silent.fd
-        let signalled = await withCheckedContinuation { (done: CheckedContinuation<ContinuousClock.Instant?, Never>) in
+        let signalled = await withCheckedContinuation { (done: CheckedContinuation<Bool?, Never>) in
             Thread.detachNewThread {
                 var waiting = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
                 guard poll(&waiting, 1, 30_000) == 1 else { return done.resume(returning: nil) }
                 kill(pid, signal)
-                done.resume(returning: .now)
+                done.resume(returning: true)
             }
         }
-        let started = try #require(signalled, "\(command) never connected to the store: \(process.stderr)")
+        _ = try #require(signalled, "\(command) never connected to the store: \(process.stderr)")
         let status = await process.waitForExit(timeout: .seconds(20))
-        #expect(status == 128 + signal && started.duration(to: .now) < .seconds(5), "\(String(describing: status)): \(process.stderr)")
+        // (No bound on the time: in a whole parallel run the test's task was resumed seconds after
+        // the exit. The line below is only said on the start-up path.)
+        #expect(status == 128 + signal, "\(String(describing: status)): \(process.stderr)")
         let name = [SIGTERM: "SIGTERM", SIGINT: "SIGINT", SIGHUP: "SIGHUP"][signal] ?? ""
         let said = "\(command) stopped by \(name) during start-up, before it took requests or read the log; nothing was acknowledged"
         let lines = process.stderr.split(separator: "\n").map(String.init)
