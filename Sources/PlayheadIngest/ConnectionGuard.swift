@@ -85,15 +85,16 @@ final class ConnectionGuard: ChannelInboundHandler {
             return  // dropped: the answer that closes the connection is out
         }
         if requestStarted == nil {
-            if responsesPending > 0 {
-                bytesBehindAnswers = true
-            } else if Self.onlyLineEnds(unwrapInboundIn(data)) {
+            if Self.onlyLineEnds(unwrapInboundIn(data)) {
                 // Empty lines between requests, which the parser skips (RFC 9112 §2.2): no request
-                // has begun, and the connection stays idle. (They started a request's deadline: an
-                // idle connection got 408 after a client's stray CRLF, and the next request
-                // inherited the clock; an outside review.)
+                // has begun, and the connection stays idle (or waits for its answers). They started
+                // a request's deadline: an idle connection got 408 after a client's stray CRLF,
+                // and the next request inherited the clock; so did one sent after a POST's body
+                // while its answer was due (outside reviews).
                 context.fireChannelRead(data)
                 return
+            } else if responsesPending > 0 {
+                bytesBehindAnswers = true
             } else {
                 let now = NIODeadline.now()
                 requestStarted = now

@@ -468,7 +468,11 @@ final class ConnectionDriver {
         channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
     }
 
-    fileprivate func received(status: HTTPResponseStatus, body: ByteBuffer) {
+    /// - Parameter closes: the answer said `Connection: close` (every 429 does, and any error that
+    ///   left the request's body unread): the connection is closed and another one opened, without
+    ///   a send on the old one, which the server drops (a review: each 429 showed as a failed
+    ///   request and a connection error too).
+    fileprivate func received(status: HTTPResponseStatus, body: ByteBuffer, closes: Bool) {
         guard let (request, due) = current else { return }
         current = nil
         let waited = NIODeadline.now() - due
@@ -500,6 +504,10 @@ final class ConnectionDriver {
             if status == .badRequest { shared.stats.rejectedEvents += request.events }
         }
         if !(configuration.eventsPerSecond != nil) { nextDue = .now() }
+        if closes, let channel {
+            channel.close(promise: nil)  // connectionClosed opens the next one
+            return
+        }
         sendNext()
     }
 
@@ -575,6 +583,7 @@ final class ResponseHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPClientResponsePart
     private let driver: NIOLoopBound<ConnectionDriver>
     private var status: HTTPResponseStatus = .ok
+    private var closes = false
     private var body = ByteBuffer()
 
     init(driver: NIOLoopBound<ConnectionDriver>) { self.driver = driver }
@@ -583,11 +592,12 @@ final class ResponseHandler: ChannelInboundHandler {
         switch unwrapInboundIn(data) {
         case .head(let head):
             status = head.status
+            closes = !head.isKeepAlive
             body.clear()
         case .body(var chunk):
             body.writeBuffer(&chunk)
         case .end:
-            driver.value.received(status: status, body: body)
+            driver.value.received(status: status, body: body, closes: closes)
         }
     }
 

@@ -218,8 +218,8 @@ public struct ContentSnapshot: Sendable, Equatable {
 ///   `sessionTimeout`: measured in event time when its next event arrives, and by ``expire(now:)``
 ///   (receive time) for sessions that go quiet.
 /// - A session is a *viewer* while its last play-state event is `play`. A session whose first event
-///   is a `heartbeat` or a `seek` is playing (it started before: a restart, a rebalance, its expiry
-///   between an SDK's batches), without a play start.
+///   is a `heartbeat` is playing (it started before: a restart, a rebalance, its expiry between an
+///   SDK's batches), without a play start, unless it stopped or left that content a moment ago.
 /// - Watch time: while a session plays, each gap between consecutive events of the session (event
 ///   time) counts, capped at `gapCap`. A pause (or `buffering`) stops it; a play resumes it.
 /// - A play *starts* when a session plays for the first time (a new session, after a stop, after a
@@ -686,9 +686,11 @@ public final class ContentAggregator: Sendable {
                 // next episode without a stop) started it again, and the resent play of the next
                 // one counted the gap again (an outside review, 2026-12-07). And a late stop that
                 // completed it: its own stop, late now, must not complete it again.
+                // Remembered from the switch (its receive time), not from the content's last
+                // event: a resend soon after a late switch found it forgotten (a review).
                 remember(
                     o.sessionKey, contentID: existing.contentID, stopMicros: switched ? o.timestampMicros : existing.lastEventMicros,
-                    receivedMicros: existing.lastReceivedMicros, completed: existing.completed, in: &state
+                    receivedMicros: switched ? o.receivedAtMicros : existing.lastReceivedMicros, completed: existing.completed, in: &state
                 )
             }
         }
@@ -728,12 +730,16 @@ public final class ContentAggregator: Sendable {
             switch o.eventType {
             case "play":
                 startPlaying(new, in: &state)
-            case "heartbeat", "seek":
-                // It plays (an SDK sends these while playing): it started before what we read, after
-                // a restart, a rebalance (``forget(partitions:)``), or its expiry between an SDK's
-                // batches 100 s apart. Left as it was, it never played until its next `play`, and its
-                // viewer and all its watch time were lost (an outside review, 2026-12-07). Its play
-                // was not seen, so it counts no play start, and a `play` after a pause is a resume.
+            case "heartbeat" where state.stopped[o.sessionKey]?.of(o.contentID) == nil:
+                // It plays (an SDK sends heartbeats while playing, and the lake's rollups count them
+                // so): it started before what we read, after a restart, a rebalance
+                // (``forget(partitions:)``), or its expiry between an SDK's batches 100 s apart.
+                // Left as it was, it never played until its next `play`, and its viewer and all its
+                // watch time were lost (an outside review, 2026-12-07). Its play was not seen, so it
+                // counts no play start, and a `play` after a pause is a resume. Not a `seek` (one
+                // scrubs while paused, or on the end screen), and not a heartbeat of content this
+                // session stopped or left a moment ago (its timer racing the stop): those made
+                // viewers that were not there (a review of that change).
                 new.hasPlayed = true
                 new.joinedPlaying = true
                 startPlaying(new, in: &state)
@@ -762,6 +768,7 @@ public final class ContentAggregator: Sendable {
             return
         }
 
+        let sameTime = o.timestampMicros == session.lastEventMicros
         if session.playing {
             let gap = min(o.timestampMicros - session.lastEventMicros, gapCapMicros)
             if gap > 0 { addWatchTime(gap, session, in: &state) }
@@ -770,6 +777,13 @@ public final class ContentAggregator: Sendable {
 
         switch o.eventType {
         case "play":
+            if session.joinedPlaying {
+                // The first play of a session that a heartbeat started: its play start when stamped
+                // as that heartbeat (the two sent together, the heartbeat delivered first), else a
+                // resume; either way no later play, nor a resend of this one, counts again.
+                session.joinedPlaying = false
+                if sameTime && session.playing { countPlayStart(session, in: &state) }
+            }
             if !session.playing { startPlaying(session, in: &state) }
         case "pause", "buffering":
             if session.playing { stopPlaying(session, in: &state) }

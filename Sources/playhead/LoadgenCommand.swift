@@ -163,7 +163,7 @@ struct LoadgenCommand: AsyncParsableCommand {
         // Ctrl-C or SIGTERM (`timeout`, a CI job's end) ends the run early with its report and every
         // acknowledged id written (killed by the signal, the ids of up to its last second were
         // lost); a second one stops at once.
-        let interrupts = Signals.onInterrupt { _ in generator.stop() }
+        let interrupts = await Signals.onInterrupt { _ in generator.stop() }
         let report = try await generator.run()
         for source in interrupts { source.cancel() }
         // The report first: a failed write of the ids came before it and lost the run's report (an outside review).

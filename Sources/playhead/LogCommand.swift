@@ -104,7 +104,7 @@ struct LogDumpCommand: AsyncParsableCommand {
         // read is printed and it exits 0 (it died by the signal, status 130 or 143, a contract
         // review). A second signal ends it at once.
         let stop = Interruption()
-        let interrupts = follow ? Signals.onInterrupt { stop.request(signal: $0) } : []
+        let interrupts = follow ? await Signals.onInterrupt { stop.request(signal: $0) } : []
         defer { for source in interrupts { source.cancel() } }
         // --follow on a folder no writer has made a log in waits, and says so (a typo waited
         // silently). It waits for the folder too, rather than make it: a mistyped path left an

@@ -20,14 +20,34 @@ enum Signals {
     /// Calls `action` with the signal on the first SIGINT, SIGTERM or SIGHUP (a closed terminal),
     /// after which all three have their default effect again. SIGHUP killed an `import` at once,
     /// with part of its file left in the lake (an outside review: 1,319,408 of 2,000,000 events).
-    static func onInterrupt(_ action: @escaping @Sendable (Int32) -> Void) -> [any DispatchSourceSignal] {
-        [SIGINT, SIGTERM, SIGHUP].map { number in
+    /// Returns once the signals are taken from their default effect (``trapped(_:)``). Cancel the
+    /// sources and call ``restoreDefaults()`` to give the signals back.
+    static func onInterrupt(_ action: @escaping @Sendable (Int32) -> Void) async -> [any DispatchSourceSignal] {
+        let sources = interrupts.map { number in
             trap(number) { _ in
-                signal(SIGINT, SIG_DFL)
-                signal(SIGTERM, SIG_DFL)
-                signal(SIGHUP, SIG_DFL)
+                restoreDefaults()
                 action(number)
             }
+        }
+        await trapped(interrupts)
+        return sources
+    }
+
+    /// SIGINT, SIGTERM and SIGHUP, the signals that stop a command.
+    static let interrupts = [SIGINT, SIGTERM, SIGHUP]
+
+    /// Gives SIGINT, SIGTERM and SIGHUP their default effect again. (With their sources cancelled
+    /// and libdispatch's handler left in place, they would be lost: SIGHUP was, after an `import`.)
+    static func restoreDefaults() {
+        for number in interrupts { signal(number, SIG_DFL) }
+    }
+
+    /// Waits until `signals` are taken from their default effect (at most a second; normally at
+    /// once), so that one that comes later reaches its source: until libdispatch has installed
+    /// its handler, a signal has its default effect and the process ends unlogged.
+    static func trapped(_ signals: [Int32]) async {
+        for _ in 0..<1000 where !signals.allSatisfy(isHandled) {
+            try? await Task.sleep(for: .milliseconds(1))
         }
     }
 
@@ -40,6 +60,9 @@ enum Signals {
     /// process ends); with SIG_IGN first, it was lost in that moment, and a SIG_IGN set after the
     /// registration left the signal ignored for good (libdispatch installs its handler once).
     fileprivate static func trap(_ number: Int32, _ handler: @escaping @Sendable (any DispatchSourceSignal) -> Void) -> any DispatchSourceSignal {
+        #if canImport(Darwin)
+        signal(number, SIG_IGN)  // kqueue's signal sources only watch: the default effect must go
+        #endif
         let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
         source.setEventHandler { handler(source) }
         source.resume()
@@ -49,10 +72,14 @@ enum Signals {
     /// Whether signal `number` has a handler (libdispatch's, once a source of it is registered),
     /// not its default effect or SIG_IGN.
     static func isHandled(_ number: Int32) -> Bool {
+        #if canImport(Darwin)
+        return true  // SIG_IGN, set by ``trap(_:_:)`` before the source
+        #else
         var current = sigaction()
         guard sigaction(number, nil, &current) == 0 else { return false }
         let handler = unsafeBitCast(current.__sigaction_handler.sa_handler, to: Int.self)
         return handler != unsafeBitCast(SIG_DFL, to: Int.self) && handler != unsafeBitCast(SIG_IGN, to: Int.self)
+        #endif
     }
 }
 
@@ -87,14 +114,12 @@ final class ServerSignals: @unchecked Sendable {  // `sources` is set once, in i
     /// (at most a second; normally at once): from then on, a signal during start-up is said.
     static func start(command: String, logger: Logger, json: Bool) async -> ServerSignals {
         let signals = ServerSignals(command: command, logger: logger, json: json)
-        for _ in 0..<1000 where ![SIGINT, SIGTERM, SIGHUP].allSatisfy(Signals.isHandled) {
-            try? await Task.sleep(for: .milliseconds(1))
-        }
+        await Signals.trapped(Signals.interrupts)
         return signals
     }
 
     private init(command: String, logger: Logger, json: Bool) {
-        sources = [SIGINT, SIGTERM, SIGHUP].map { number in
+        sources = Signals.interrupts.map { number in
             Signals.trap(number) { [self] source in
                 // Signals that arrive close together are delivered as one event: `data` counts them.
                 let (group, received) = state.withLock { state in
@@ -114,7 +139,8 @@ final class ServerSignals: @unchecked Sendable {  // `sources` is set once, in i
                     // exit with a status other than 0 does (LoggingOptions.running).
                     Self.exit(
                         number, logger: logger, level: json ? .critical : .notice,
-                        "\(command) stopped by \(Signals.name(number)) during start-up, before it took requests or read the log; nothing was acknowledged"
+                        "\(command) stopped by \(Signals.name(number)) during start-up, before it took requests or read the log; nothing was acknowledged",
+                        bySignal: true
                     )
                 }
             }
@@ -127,10 +153,25 @@ final class ServerSignals: @unchecked Sendable {  // `sources` is set once, in i
         state.withLock { $0.group = group }
     }
 
-    private static func exit(_ number: Int32, logger: Logger, level: Logger.Level, _ message: Logger.Message) -> Never {
+    /// Says `message` and ends the process: with status 128 + the signal, or, `bySignal`, killed by
+    /// the signal itself, as it was before the line was said (a supervisor such as systemd takes a
+    /// death by SIGTERM for a clean stop, and exit status 143 for a failure). A shell shows either
+    /// as 128 + the signal.
+    private static func exit(_ number: Int32, logger: Logger, level: Logger.Level, _ message: Logger.Message, bySignal: Bool = false) -> Never {
         let status = 128 + number
         logger.log(level: level, message, metadata: ["signal": "\(Signals.name(number))", "exit_code": "\(status)"])
         fflush(nil)  // every output stream: the line above
+        if bySignal {
+            // Raised on this thread, which dispatch's threads start with the signal blocked: let
+            // through here, it ends the process before `raise` returns (sent to the process, it
+            // waited on a thread that took it, and a SIGHUP did not arrive within a second).
+            signal(number, SIG_DFL)
+            var only = sigset_t()
+            sigemptyset(&only)
+            sigaddset(&only, number)
+            pthread_sigmask(SIG_UNBLOCK, &only, nil)
+            raise(number)
+        }
         _exit(status)
     }
 }

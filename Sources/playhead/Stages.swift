@@ -288,11 +288,10 @@ struct ImportCommand: AsyncParsableCommand {
         // SIGINT, SIGTERM or SIGHUP: the file being imported stops and is taken out of the lake again (its
         // part written stayed, with no rollups, an outside review); files done before it stay, and
         // the rest are not started. A second signal ends the process at once.
-        let interrupts = Signals.onInterrupt { importer.interruption.request(signal: $0) }
+        let interrupts = await Signals.onInterrupt { importer.interruption.request(signal: $0) }
         defer {
             for source in interrupts { source.cancel() }
-            signal(SIGINT, SIG_DFL)
-            signal(SIGTERM, SIG_DFL)
+            Signals.restoreDefaults()
         }
         var failed = 0
         var interrupted = false

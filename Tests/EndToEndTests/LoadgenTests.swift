@@ -119,6 +119,20 @@ struct LoadgenTests {
         #expect(await server.stop() == 0)
     }
 
+    @Test("a 429 closes its connection, and loadgen opens another without a send on the closed one: a rate-limited run has no connection errors and one failed request per 429 (each 429 showed as a connection error and a second failed request)")
+    func rateLimitedRunReconnects() async throws {
+        let (server, directory) = try await Fixtures.server(["--rate-limit", "20"])
+        defer { withExtendedLifetime(directory) {} }
+        let run = try await runCommand(
+            TestEnvironment.playheadExecutable, ["loadgen", "--port", "\(server.port)", "--duration", "2", "--connections", "1", "--batch", "5", "--json"])
+        let report = try Self.report(run)
+        let statuses = report["status_counts"] as? [String: Int] ?? [:]
+        let refused = statuses["429"] ?? 0
+        #expect(refused > 0 && (statuses["202"] ?? 0) > 0, "\(report)")
+        #expect(report["connection_errors"] as? Int == 0 && report["failed_requests"] as? Int == refused, "\(report)")
+        #expect(await server.stop() == 0)
+    }
+
     @Test("loadgen's messages and exit status: a huge --rate runs (SIGILL), the sessions note names --connections when they are the limit, a run that sends nothing fails, events/s below 10 have decimals, a failed --acknowledged-ids write comes after the report, --output names the file it cannot write")
     func messagesAndStatus() async throws {
         let (server, directory) = try await Fixtures.server()

@@ -492,7 +492,7 @@ struct ContentAggregatorTests {
         #expect(snapshot.completions["movie", default: 0] == 0 && snapshot.activeSessions == 1)
     }
 
-    @Test("a session whose first event is a heartbeat or a seek (after a restart or a rebalance, or its receive-time expiry between an SDK's batches) plays: its viewer and watch time count, with no play start (they were lost)")
+    @Test("a session whose first event is a heartbeat (after a restart or a rebalance, or its receive-time expiry between an SDK's batches) plays: its viewer and watch time count, with no play start (they were lost); not a seek, nor a heartbeat racing its session's stop")
     func sessionStartedByHeartbeatPlays() {
         // A restart: the new process's first event of the session is a heartbeat.
         let restarted = ContentAggregator()
@@ -508,12 +508,12 @@ struct ContentAggregatorTests {
         snapshot = restarted.snapshot()
         #expect(snapshot.playsStarted.isEmpty && snapshot.totalConcurrentViewers == 1 && snapshot.watchTimeSeconds["movie"] == 60, "\(snapshot)")
 
-        // A rebalance: the partition comes back, its session's next event is a seek.
+        // A rebalance: the partition comes back, its session's next event is a heartbeat.
         let rebalanced = ContentAggregator()
         rebalanced.observe(event("play", at: 1000, contentType: "episode"))
         rebalanced.observe(event("heartbeat", at: 1020, contentType: "episode", position: 20))
         rebalanced.forget(partitions: [Int32(0)])
-        rebalanced.observe(event("seek", at: 1040, contentType: "episode", position: 600))
+        rebalanced.observe(event("heartbeat", at: 1040, contentType: "episode", position: 600))
         rebalanced.observe(event("heartbeat", at: 1060, contentType: "episode", position: 620))
         snapshot = rebalanced.snapshot()
         #expect(snapshot.concurrentViewers["episode"] == 1 && snapshot.watchTimeSeconds["episode"] == 40 && snapshot.playsStarted["episode"] == 1, "\(snapshot)")
@@ -539,6 +539,35 @@ struct ContentAggregatorTests {
         overtaken.observe(event("play", at: 1005, position: 5))
         snapshot = overtaken.snapshot()
         #expect(snapshot.playsStarted["movie"] == 1 && snapshot.totalConcurrentViewers == 1, "\(snapshot)")
+        // Sent together, the heartbeat delivered first, both stamped alike: the play is its start.
+        let together = ContentAggregator()
+        together.observe(event("heartbeat", at: 1000))
+        together.observe(event("play", at: 1000))
+        #expect(together.snapshot().playsStarted["movie"] == 1)
+        // A resume after a pause, then its resend: no play start (the session's play came before).
+        let resumed = ContentAggregator()
+        resumed.observe(event("heartbeat", at: 1000))
+        resumed.observe(event("pause", at: 1010))
+        resumed.observe(event("play", at: 1020))
+        resumed.observe(event("heartbeat", at: 1030))
+        resumed.observe(event("play", at: 1020))
+        #expect(resumed.snapshot().playsStarted.isEmpty && resumed.snapshot().totalConcurrentViewers == 1, "\(resumed.snapshot())")
+
+        // Not a seek: one scrubs while paused, or on the end screen, and a rewatch's play after it
+        // is a play start (a review: the seek made a viewer, and the play counted nothing).
+        let scrubbed = ContentAggregator()
+        scrubbed.observe(event("play", at: 1000))
+        scrubbed.observe(event("stop", at: 1040))
+        scrubbed.observe(event("seek", at: 1050))
+        #expect(scrubbed.snapshot().totalConcurrentViewers == 0)
+        scrubbed.observe(event("play", at: 1060))
+        #expect(scrubbed.snapshot().playsStarted["movie"] == 2 && scrubbed.snapshot().totalConcurrentViewers == 1, "\(scrubbed.snapshot())")
+        // Nor a heartbeat whose timer raced its session's stop (it made a viewer for 90 s).
+        let raced = ContentAggregator()
+        raced.observe(event("play", at: 1000))
+        raced.observe(event("stop", at: 1010))
+        raced.observe(event("heartbeat", at: 1010.2))
+        #expect(raced.snapshot().totalConcurrentViewers == 0 && raced.snapshot().playsStarted["movie"] == 1, "\(raced.snapshot())")
     }
 
     @Test("out-of-order events never make watch time negative")
