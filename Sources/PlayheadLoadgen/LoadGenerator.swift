@@ -294,6 +294,8 @@ final class ConnectionDriver {
     /// ``stop()`` was called: nothing more is sent.
     private var stopRequested = false
     private var reconnectDelay = TimeAmount.milliseconds(20)
+    /// The last answer said `Connection: close`: the next request is sent on a new connection.
+    private var reopen = false
     /// Acknowledged ids not yet handed to the writer (one per line), and when they last were.
     private var pendingIDs: [UInt8] = []
     private var idsHandedAt = NIODeadline.now()
@@ -438,6 +440,14 @@ final class ConnectionDriver {
             }
             prepared = request
         }
+        if reopen {
+            // The last answer closed the connection: the next request goes on a new one
+            // (``connectionClosed(_:)`` opens it), once there is one to send (a run whose events
+            // were all sent reconnected for ever to a server that had gone).
+            reopen = false
+            channel.close(promise: nil)
+            return
+        }
         // Not checked against the end of the run again: a request made in time is sent.
         let now = NIODeadline.now()
         if nextDue > now {
@@ -504,10 +514,7 @@ final class ConnectionDriver {
             if status == .badRequest { shared.stats.rejectedEvents += request.events }
         }
         if !(configuration.eventsPerSecond != nil) { nextDue = .now() }
-        if closes, let channel {
-            channel.close(promise: nil)  // connectionClosed opens the next one
-            return
-        }
+        reopen = closes
         sendNext()
     }
 

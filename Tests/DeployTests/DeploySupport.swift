@@ -38,7 +38,7 @@ enum Deploy {
 
     /// Runs promtool with `arguments` (paths absolute or relative to the working directory).
     static func promtool(_ arguments: [String]) async throws -> CommandResult {
-        try await runCommand(promtoolPath, arguments, timeout: .seconds(120))
+        try await runCommand(promtoolPath, arguments, timeout: .seconds(300))
     }
 
     // MARK: YAML

@@ -179,7 +179,10 @@ struct PrometheusTests {
                  why: "p99 by route computed as p90"),
     ]
 
-    @Test("the unit tests catch a broken rule", arguments: PrometheusTests.mutations)
+    // One at a time: sixteen `promtool test rules` at once (each about 7 s of CPU) took the two
+    // cores for a minute or more at the start of a whole run, past promtool's time limit on a loaded
+    // machine, and stretched every timing test beside them.
+    @Test("the unit tests catch a broken rule", .serialized, arguments: PrometheusTests.mutations)
     func unitTestsCatchMutation(_ mutation: Mutation) async throws {
         let directory = try TemporaryDirectory(prefix: "prometheus-mutation")
         defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
