@@ -50,7 +50,8 @@ struct Router: Sendable {
         // `100 Continue`). Paths other than /v1/events read and dropped it up to the limit, after
         // telling the client to go on (an outside review).
         let contentLength = head.headers.first(name: "content-length")
-        if let value = contentLength, let length = Self.contentLength(value), length > maxBodyBytes {
+        let announced = contentLength.flatMap(Self.contentLength)
+        if let value = contentLength, let length = announced, length > maxBodyBytes {
             return .error(
                 .payloadTooLarge, code: "body_too_large",
                 message: "the body has \(value) bytes; the limit is \(maxBodyBytes)"
@@ -59,7 +60,7 @@ struct Router: Sendable {
         if readsBody, let events {
             let request = HTTPRequest(head: head, body: ByteBuffer())
             // A body with a Content-Length (within the limit, checked above) is framed by it.
-            if contentLength.flatMap(Self.contentLength) == nil, case let codings = head.headers[canonicalForm: "transfer-encoding"],
+            if announced == nil, case let codings = head.headers[canonicalForm: "transfer-encoding"],
                 let coding = codings.first(where: { $0.lowercased() != "chunked" })
             {
                 if codings.last?.lowercased() != "chunked" {

@@ -277,9 +277,9 @@ public final class ContentAggregator: Sendable {
         var lastReceivedMicros: Int64
         var playing = false
         var hasPlayed = false
-        /// It started with a `heartbeat` or a `seek` (its play came before what this process read):
-        /// playing, with no play start counted, so that a late `play` (one the heartbeat overtook)
-        /// still counts as its play start, once.
+        /// It started with a `heartbeat` (its play came before what this process read): playing,
+        /// with no play start counted, so that its first `play` (one the heartbeat overtook, or one
+        /// stamped as it) still counts as its play start, once.
         var joinedPlaying = false
         /// A late `stop` (one older than the session's latest event) completed it: its own `stop`
         /// then does not complete it again (an outside review counted two completions for one

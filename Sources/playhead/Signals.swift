@@ -83,14 +83,13 @@ enum Signals {
     }
 }
 
-
 /// SIGTERM, SIGINT and SIGHUP in a server (`serve`, `ingest`, `store`, `observe`), from its first
 /// step to its end, through one set of dispatch sources:
 /// - during its start-up (the lake's preflight, up to 10 s against an S3 store that does not
 ///   answer; the log's recovery; a broker's metadata), before its service group runs, the process
-///   ends with a line that says so and the status 128 + the signal. Nothing is acknowledged or read
-///   yet, and what the log's recovery was doing is redone at the next start, as after `kill -9`.
-///   (Until 2026-12-07 the signal had its default effect there: exit 143 with nothing logged.)
+///   says so in a line, then is killed by the signal. Nothing is acknowledged or read yet, and
+///   what the log's recovery was doing is redone at the next start, as after `kill -9`. (Until
+///   2026-12-07 the signal had its default effect there, with nothing logged.)
 /// - then the first signal stops the service group gracefully;
 /// - a second (Ctrl-C again, or a supervisor's second SIGTERM) ends the process at once, as
 ///   `kill -9` would: every acknowledged event is durable in the log, so nothing acknowledged is
