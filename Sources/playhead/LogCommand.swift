@@ -67,6 +67,7 @@ struct LogDumpCommand: AsyncParsableCommand {
     @OptionGroup(title: "Logging") var logging: LoggingOptions
 
     func validate() throws {
+        try storage.checkDataDirUsed()
         guard topic == "events" || topic == "rejected" else {
             throw ValidationError("--topic must be events or rejected, not '\(topic)'")
         }
@@ -470,6 +471,7 @@ struct LogGroupsCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
+        try storage.checkDataDirUsed()
         if storage.logLocation.hasPrefix("kafka://") {
             throw ValidationError("log groups reads the embedded log's folder; for Kafka use the cluster's tools (kafka-consumer-groups.sh --describe --group lake) or the metric playhead_consumer_lag_events")
         }

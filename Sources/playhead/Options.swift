@@ -10,8 +10,12 @@ import PlayheadLog
 
 /// Where the log lives: `--data-dir` and `--log`, for every command that reads or writes the log.
 struct LogLocationOptions: ParsableArguments {
-    @Option(name: .long, help: "The data directory of the embedded defaults: the log in <data-dir>/log (and, for the commands that write the lake, the lake in <data-dir>/lake).")
-    var dataDir: String = "./data"
+    // Optional, so that one given where neither the log nor the lake is under it is refused
+    // (``checkDataDirUsed(lake:)``) rather than taken silently.
+    @Option(name: .customLong("data-dir"), help: ArgumentHelp("The data directory of the embedded defaults: the log in <data-dir>/log (and, for the commands that write the lake, the lake in <data-dir>/lake). Refused when --log (and --lake) name other places. Default: ./data.", valueName: "data-dir"))
+    var dataDirGiven: String?
+
+    var dataDir: String { dataDirGiven ?? "./data" }
 
     @Option(name: .long, help: "The log: 'file:<dir>' (or a plain path; 'file:///abs/path' also works, 'file://<host>/…' is refused) for the embedded log, or 'kafka://host:port[,host:port][/topic][?key=value...]' (events go to <topic>, rejected input to <topic>.rejected; default topics playhead.events and playhead.rejected; docs/kafka.md). Default: file:<data-dir>/log.")
     var log: String?
@@ -32,6 +36,17 @@ struct LogLocationOptions: ParsableArguments {
         } catch let error as LogError where error.message.hasPrefix("cannot create directory") {
             throw StartFailure("\(log == nil ? "--data-dir \(dataDir) (the log in it)" : "--log"): \(error.message)")
         }
+    }
+
+    /// Refuses a `--data-dir` that nothing is read from: `--log` names the log, and the command
+    /// writes no lake (`lake` nil) or `--lake` names it. Taken silently, it suggested a local copy
+    /// that was not there (`ingest --log kafka://… --data-dir /srv/playhead` kept nothing in it).
+    func checkDataDirUsed(lake: (given: String?, written: Bool) = (nil, false)) throws {
+        guard let dataDirGiven, let log else { return }
+        if lake.written, lake.given == nil { return }
+        let place = log.hasPrefix("kafka://") ? "a Kafka log" : "the log's folder"
+        let rest = lake.written ? " and --lake the lake" : ", and this command writes no lake"
+        throw ValidationError("--data-dir \(dataDirGiven) is not read: --log names \(place)\(rest); drop --data-dir")
     }
 
     func validate() throws {

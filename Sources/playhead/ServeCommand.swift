@@ -27,7 +27,10 @@ struct ServeCommand: AsyncParsableCommand {
     @OptionGroup(title: "Metrics") var sources: EventSourceOptions
     @OptionGroup(title: "Logging") var logging: LoggingOptions
 
-    func validate() throws { try logWriter.check(for: storage, maxBodyBytes: ingest.maxBodyBytes) }
+    func validate() throws {
+        try logWriter.check(for: storage, maxBodyBytes: ingest.maxBodyBytes)
+        try storage.checkDataDirUsed(lake: (lake.lake, true))
+    }
 
     func run() async throws {
         Allocator.configureForService()
@@ -72,7 +75,10 @@ struct IngestCommand: AsyncParsableCommand {
     @OptionGroup(title: "Metrics") var sources: EventSourceOptions
     @OptionGroup(title: "Logging") var logging: LoggingOptions
 
-    func validate() throws { try logWriter.check(for: storage, maxBodyBytes: ingest.maxBodyBytes) }
+    func validate() throws {
+        try logWriter.check(for: storage, maxBodyBytes: ingest.maxBodyBytes)
+        try storage.checkDataDirUsed()
+    }
 
     func run() async throws {
         Allocator.configureForService()

@@ -138,6 +138,8 @@ struct StoreCommand: AsyncParsableCommand {
     @OptionGroup(title: "Metrics") var metrics: MetricsOptions
     @OptionGroup(title: "Logging") var logging: LoggingOptions
 
+    func validate() throws { try storage.checkDataDirUsed(lake: (lake.lake, true)) }
+
     func run() async throws {
         Allocator.configureForService()
         try await logging.serving(Self.self) { signals in
@@ -174,6 +176,8 @@ struct ObserveCommand: AsyncParsableCommand {
     @OptionGroup(title: "Storage") var storage: LogLocationOptions
     @OptionGroup(title: "Metrics") var sources: EventSourceOptions
     @OptionGroup(title: "Logging") var logging: LoggingOptions
+
+    func validate() throws { try storage.checkDataDirUsed() }
 
     func run() async throws {
         Allocator.configureForService()

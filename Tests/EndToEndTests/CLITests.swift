@@ -138,6 +138,13 @@ struct CLITests {
         (["serve", "--lake", "s3:lake2/a"], "'s3:lake2/a' is not a lake: an S3 lake is s3://bucket/prefix (two slashes)"),
         (["serve", "--data-dir", "s3://lake2/a"], "--data-dir takes a local folder, not 's3://lake2/a' (s3:)"),
         (["import", "--data-dir", "file:/srv/data", "x.ndjson"], "--data-dir takes a local folder, not 'file:/srv/data' (file:)"),
+        // A --data-dir nothing is read from: taken silently, it suggested a local copy that was not there.
+        (["ingest", "--data-dir", "/srv/p", "--log", "kafka://127.0.0.1:9/t"], "--data-dir /srv/p is not read: --log names a Kafka log, and this command writes no lake; drop --data-dir"),
+        (["observe", "--data-dir", "/srv/p", "--log", "/srv/log"], "--data-dir /srv/p is not read: --log names the log's folder, and this command writes no lake"),
+        (["log", "dump", "--data-dir", "/srv/p", "--log", "kafka://127.0.0.1:9/t"], "--data-dir /srv/p is not read: --log names a Kafka log, and this command writes no lake"),
+        (["log", "groups", "--data-dir", "/srv/p", "--log", "/srv/log"], "--data-dir /srv/p is not read"),
+        (["serve", "--data-dir", "/srv/p", "--log", "/srv/log", "--lake", "/srv/lake"], "--data-dir /srv/p is not read: --log names the log's folder and --lake the lake; drop --data-dir"),
+        (["store", "--data-dir", "/srv/p", "--log", "kafka://127.0.0.1:9/t", "--lake", "s3://lake-bucket/p"], "--data-dir /srv/p is not read: --log names a Kafka log and --lake the lake"),
     ])
     func negativeValues(arguments: [String], message: String) async throws {
         let result = try await runCommand(TestEnvironment.playheadExecutable, arguments)

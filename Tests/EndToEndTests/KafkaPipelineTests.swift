@@ -540,7 +540,7 @@ struct KafkaPipelineTests {
             func store(_ log: String, lake: String) async throws -> CommandResult {
                 try await runCommand(
                     TestEnvironment.playheadExecutable,
-                    ["store", "--data-dir", directory.appending("store").path, "--port", "0", "--log", log, "--lake", lake, "--flush-interval", "1"],
+                    ["store", "--port", "0", "--log", log, "--lake", lake, "--flush-interval", "1"],
                     timeout: .seconds(60))
             }
             // Before, store took the topic's offsets 0-9 for written and waited for offset 10 in silence.
@@ -599,7 +599,7 @@ struct KafkaPipelineTests {
             // on a loaded machine, so the wait is long, and what the store said is shown if it ends.)
             let recreated = try ChildProcess(
                 TestEnvironment.playheadExecutable,
-                ["store", "--data-dir", directory.appending("store").path, "--port", "0", "--log", fresh, "--lake", unclaimed, "--flush-interval", "1"],
+                ["store", "--port", "0", "--log", fresh, "--lake", unclaimed, "--flush-interval", "1"],
                 name: "kafka-recreated-store")
             let status = await recreated.waitForExit(timeout: .seconds(300))
             if status == nil { recreated.kill9() }

@@ -15,7 +15,9 @@ public final class PlayheadServer: @unchecked Sendable {
 
     /// Starts `playhead <command> --port 0 <arguments>` and waits until it listens.
     /// - Parameters:
-    ///   - dataDirectory: passed as `--data-dir` unless `arguments` name `--log` themselves.
+    ///   - dataDirectory: passed as `--data-dir` unless nothing would be read from it: `arguments`
+    ///     name `--log`, and the command writes no lake or `arguments` name `--lake` too (the
+    ///     command refuses a `--data-dir` it does not read).
     ///   - openFilesLimit: the server's limit of open files (`ulimit -n`), when set.
     public init(
         command: String = "serve",
@@ -27,7 +29,9 @@ public final class PlayheadServer: @unchecked Sendable {
     ) async throws {
         self.dataDirectory = dataDirectory
         let portArguments = arguments.contains("--port") ? [] : ["--port", "0"]
-        let commandLine = [command, "--data-dir", dataDirectory] + portArguments + arguments
+        let writesLake = ["serve", "store"].contains(command)
+        let readsDataDir = !arguments.contains("--log") || (writesLake && !arguments.contains("--lake"))
+        let commandLine = [command] + (readsDataDir ? ["--data-dir", dataDirectory] : []) + portArguments + arguments
         // With a limit, through a shell that sets it and then becomes the server (same pid).
         let (executable, launchArguments) = openFilesLimit.map {
             ("/bin/sh", ["-c", "ulimit -n \($0) && exec \"$@\"", "sh", TestEnvironment.playheadExecutable] + commandLine)

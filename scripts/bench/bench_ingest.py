@@ -78,7 +78,9 @@ def loadgen(port, batch, duration, connections, replay=None, gzip=False):
 def serve(name, command, extra=()):
     port = free_port()
     data = tempfile.mkdtemp(prefix=f"bench-{name}-")
-    argv = [PLAYHEAD, command, "--port", str(port), "--data-dir", data, "--log-level", "warning", *extra]
+    # A Kafka --log keeps nothing in a data folder, and ingest refuses a --data-dir it does not read.
+    folder = [] if "--log" in extra else ["--data-dir", data]
+    argv = [PLAYHEAD, command, "--port", str(port), *folder, "--log-level", "warning", *extra]
     return Server(name, argv, port), data
 
 
