@@ -99,10 +99,14 @@ public final class EventsEndpoint: Sendable {
         case .some: return nil
         case .none:
             let given = request.head.headers[canonicalForm: "content-encoding"].joined(separator: ", ")
-            return .error(
+            var refused = HTTPResponse.error(
                 .unsupportedMediaType, code: "unsupported_content_encoding",
                 message: "Content-Encoding \(given) is not supported; send gzip or no encoding"
             )
+            // What the server takes, so that a client can tell this 415 from the media type's
+            // (RFC 9110 §12.5.3; an outside review).
+            refused.headers.add(name: "Accept-Encoding", value: "gzip")
+            return refused
         }
     }
 

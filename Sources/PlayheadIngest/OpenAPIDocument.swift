@@ -167,7 +167,16 @@ enum OpenAPIDocument {
       }
      },
      "415": {
-      "description": "The content type or content encoding is not supported.",
+      "description": "The content type (`unsupported_media_type`) or content encoding (`unsupported_content_encoding`) is not supported. The content encoding's 415 carries `Accept-Encoding: gzip` (RFC 9110 §12.5.3).",
+      "headers": {
+       "Accept-Encoding": {
+        "required": false,
+        "description": "`gzip`, on the content encoding's 415 only.",
+        "schema": {
+         "type": "string"
+        }
+       }
+      },
       "content": {
        "application/json": {
         "schema": {

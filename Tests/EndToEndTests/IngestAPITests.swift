@@ -271,6 +271,10 @@ struct IngestAPITests {
         }
         let unsupported = try await TestHTTP.postEvents(server, body, headers: [("Content-Encoding", "br")])
         #expect(unsupported.status == 415)
+        // It names what the server takes (RFC 9110 §12.5.3), as the media type's 415 does not.
+        #expect(unsupported.headers.first(name: "accept-encoding") == "gzip", "\(unsupported.headers)")
+        let mediaType = try await TestHTTP.postEvents(server, body, contentType: "text/csv")
+        #expect(mediaType.status == 415 && mediaType.headers.first(name: "accept-encoding") == nil, "\(mediaType.headers)")
     }
 
     static func gzip(_ bytes: [UInt8], directory: TemporaryDirectory) async throws -> [UInt8] {
