@@ -251,10 +251,19 @@ public final class ContentAggregator: Sendable {
     /// viewers (a probe, 2026-12-03). 2,000 × 4 families is about 8,000 series per process.
     public static let maxBreakdownSeries = 2_000
     /// The most sessions followed (and as many stopped ones remembered), whatever the load: about
-    /// 250 bytes each, so at most about 60 MiB each. A new session past it ends the half silent
+    /// 250 bytes each with UUID ids and short content ids, so about 60 MiB each, and at most
+    /// ``maxTableTextBytes`` more of text. A new session past it ends the half silent
     /// longest (by receive time, then event time), as a timeout would; counted in
     /// `playhead_content_sessions_forgotten_total` (docs/metrics.md).
     public let maxSessions: Int
+    /// The most bytes of text (session ids, content ids, titles) that each of the two tables holds,
+    /// on top of ``maxSessions``: with ids and titles of 1 KB, 250,000 sessions held about 2.9 KB
+    /// each, 1.4 GiB in the two tables (an outside review). Past it, the same half is ended or
+    /// forgotten as past ``maxSessions``. The tables' counts of bytes only grow between exact counts
+    /// (a session that ends is not taken off at once); one made when a count passes the limit, and at
+    /// every ``expire(now:)``, sets them right, and only a table above ¾ of the limit then gives up
+    /// half its sessions.
+    public let maxTableTextBytes: Int
     private let forgottenCounter = Counter(label: "playhead_content_sessions_forgotten_total")
     /// How far an event's `timestamp` may be from its `received_at` and still count as live
     /// (microseconds): 5 minutes by default, docs/metrics.md ("Events outside the live window").
@@ -389,6 +398,10 @@ public final class ContentAggregator: Sendable {
         var genres: Set<ExactString> = []
         /// Sessions ended or forgotten for ``ContentAggregator/maxSessions``.
         var forgotten = 0
+        /// The text bytes of `sessions` and of `stopped` (``ContentAggregator/maxTableTextBytes``):
+        /// never less than what they hold.
+        var sessionBytes = 0
+        var stoppedBytes = 0
         /// Events outside the live window: `timestamp` too long before `received_at`, or after it.
         var late = 0
         var ahead = 0
@@ -398,7 +411,8 @@ public final class ContentAggregator: Sendable {
 
     public init(
         sessionTimeout: Duration = .seconds(90), gapCap: Duration = .seconds(60), completionPercent: Int = Completion.percent,
-        maxSessions: Int = 250_000, liveWindow: Duration = .seconds(300), eventSources: EventSourceLabels = .standard
+        maxSessions: Int = 250_000, maxTableTextBytes: Int = 256 << 20, liveWindow: Duration = .seconds(300),
+        eventSources: EventSourceLabels = .standard
     ) {
         self.eventSources = eventSources
         self.liveWindowMicros = Self.micros(liveWindow)
@@ -406,6 +420,17 @@ public final class ContentAggregator: Sendable {
         self.gapCapMicros = Self.micros(gapCap)
         self.completionPercent = completionPercent
         self.maxSessions = max(2, maxSessions)
+        self.maxTableTextBytes = max(1, maxTableTextBytes)
+    }
+
+    /// The text a followed session holds: its key's, its content id and its title.
+    static func textBytes(_ key: SessionKey, _ session: Session) -> Int {
+        key.textBytes + session.contentID.utf8.count + (session.title?.utf8.count ?? 0)
+    }
+
+    /// The text a remembered stop holds: its key's, and the content ids.
+    static func textBytes(_ key: SessionKey, _ stopped: Stopped) -> Int {
+        stopped.earlier.reduce(key.textBytes + stopped.contentID.utf8.count) { $0 + $1.contentID.utf8.count }
     }
 
     /// Sessions ended, and stopped ones forgotten, to stay within ``maxSessions`` (for tests).
@@ -455,6 +480,7 @@ public final class ContentAggregator: Sendable {
             for key in stepped { state.sessions[key]?.lastReceivedMicros = now }
             state.stopped = state.stopped.filter { $0.value.receivedMicros >= cutoff }
             for (key, stop) in state.stopped where stop.receivedMicros > future { state.stopped[key]?.receivedMicros = now }
+            countTextBytes(in: &state)
         }
     }
 
@@ -746,13 +772,19 @@ public final class ContentAggregator: Sendable {
             default:
                 break
             }
-            if state.sessions.count >= maxSessions { endLongestSilentHalf(in: &state) }
+            makeRoomForASession(in: &state)
             state.sessions[o.sessionKey] = new
+            state.sessionBytes += Self.textBytes(o.sessionKey, new)
             return
         }
 
         if o.receivedAtMicros > session.lastReceivedMicros { session.lastReceivedMicros = o.receivedAtMicros }
-        if title != nil { session.title = title }
+        if let title {
+            // A title of another length is counted again (a longer one may take the session's
+            // text past what was counted for it).
+            if session.title?.utf8.count != title.utf8.count { state.sessionBytes += title.utf8.count }
+            session.title = title
+        }
 
         if o.timestampMicros < session.lastEventMicros {
             // Out of order: counted, but it moves neither the clock nor the state. A late play still
@@ -859,6 +891,26 @@ public final class ContentAggregator: Sendable {
 
     /// Ends the half of the sessions silent longest (by receive time, then event time), as a timeout
     /// would: a later event of one starts a new session.
+    /// Keeps a new session within ``maxSessions`` and ``maxTableTextBytes``.
+    private func makeRoomForASession(in state: inout State) {
+        if state.sessions.count >= maxSessions {
+            endLongestSilentHalf(in: &state)
+            countTextBytes(in: &state)
+        }
+        guard state.sessionBytes > maxTableTextBytes else { return }
+        countTextBytes(in: &state)
+        while state.sessionBytes > maxTableTextBytes / 4 * 3, state.sessions.count > 1 {
+            endLongestSilentHalf(in: &state)
+            countTextBytes(in: &state)
+        }
+    }
+
+    /// Sets the tables' counts of text bytes to what they hold.
+    private func countTextBytes(in state: inout State) {
+        state.sessionBytes = state.sessions.reduce(0) { $0 + Self.textBytes($1.key, $1.value) }
+        state.stoppedBytes = state.stopped.reduce(0) { $0 + Self.textBytes($1.key, $1.value) }
+    }
+
     private func endLongestSilentHalf(in state: inout State) {
         var lastSeen = state.sessions.values.map { ($0.lastReceivedMicros, $0.lastEventMicros) }
         lastSeen.sort { $0 < $1 }
@@ -886,17 +938,20 @@ public final class ContentAggregator: Sendable {
     ) {
         let earlier = state.stopped[key]
         if earlier == nil && state.stopped.count >= maxSessions {
-            // The half stopped longest ago: a late event of one of those could start it again.
-            var received = state.stopped.values.map(\.receivedMicros)
-            received.sort()
-            let median = received[received.count / 2]
-            let before = state.stopped.count
-            state.stopped = state.stopped.filter { $0.value.receivedMicros > median }
-            state.forgotten += before - state.stopped.count
-            forgottenCounter.increment(by: before - state.stopped.count)
+            forgetLongestStoppedHalf(in: &state)
+            countTextBytes(in: &state)
+        }
+        if earlier == nil && state.stoppedBytes > maxTableTextBytes {
+            countTextBytes(in: &state)
+            while state.stoppedBytes > maxTableTextBytes / 4 * 3, state.stopped.count > 1 {
+                forgetLongestStoppedHalf(in: &state)
+                countTextBytes(in: &state)
+            }
         }
         guard let earlier else {
-            state.stopped[key] = Stopped(contentID: contentID, stopMicros: stopMicros, receivedMicros: receivedMicros, completed: completed)
+            let stopped = Stopped(contentID: contentID, stopMicros: stopMicros, receivedMicros: receivedMicros, completed: completed)
+            state.stopped[key] = stopped
+            state.stoppedBytes += Self.textBytes(key, stopped)
             return
         }
         // The contents stopped before, this one's earlier stop taken into it.
@@ -907,9 +962,23 @@ public final class ContentAggregator: Sendable {
         let before = earlier.of(contentID)
         history.removeAll { ExactString.same($0.contentID, contentID) }
         if history.count > Self.maxEarlierContents { history.removeFirst(history.count - Self.maxEarlierContents) }
-        state.stopped[key] = Stopped(
+        let stopped = Stopped(
             contentID: contentID, stopMicros: max(stopMicros, before?.stopMicros ?? .min),
             receivedMicros: max(receivedMicros, earlier.receivedMicros), completed: completed || (before?.completed ?? false), earlier: history
         )
+        state.stopped[key] = stopped
+        state.stoppedBytes += Self.textBytes(key, stopped) - Self.textBytes(key, earlier)
+    }
+
+    /// Forgets the half of the stopped sessions stopped longest ago: a late event of one of those
+    /// could start it again.
+    private func forgetLongestStoppedHalf(in state: inout State) {
+        var received = state.stopped.values.map(\.receivedMicros)
+        received.sort()
+        let median = received[received.count / 2]
+        let before = state.stopped.count
+        state.stopped = state.stopped.filter { $0.value.receivedMicros > median }
+        state.forgotten += before - state.stopped.count
+        forgottenCounter.increment(by: before - state.stopped.count)
     }
 }

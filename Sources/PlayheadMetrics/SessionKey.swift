@@ -43,6 +43,14 @@ public struct SessionKey: Hashable, Sendable, CustomStringConvertible {
         storage = .userDevice(ExactString("\(userID.utf8.count):\(userID)\(deviceID)"))
     }
 
+    /// The bytes of text the key holds: none for a UUID kept as 128 bits.
+    public var textBytes: Int {
+        switch storage {
+        case .uuid: return 0
+        case .text(let text), .userDevice(let text): return text.string.utf8.count
+        }
+    }
+
     /// Kept as 128 bits (for tests).
     var isUUID: Bool {
         if case .uuid = storage { return true }

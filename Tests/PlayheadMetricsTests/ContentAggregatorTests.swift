@@ -133,6 +133,46 @@ struct ContentAggregatorTests {
         #expect(stops.snapshot().completions["movie"] == 500)
     }
 
+    @Test("the session tables' text is bounded in bytes too: sessions with 1 KB ids, content ids and titles end (as by a timeout) or are forgotten before maxSessions is reached, the text held stays under the limit, and UUID sessions count no key text")
+    func sessionTextBounded() {
+        let limit = 300_000
+        let aggregator = ContentAggregator(maxSessions: 10_000, maxTableTextBytes: limit)
+        let long = String(repeating: "x", count: 1_000)
+        var most = 0
+        for index in 0..<1_000 {
+            let time = 1_000 + Double(index) * 0.01
+            aggregator.observe(event("play", at: time, session: long + "\(index)", content: long + "c\(index)", title: long))
+            most = max(most, aggregator.snapshot(top: 0).activeSessions)
+        }
+        // About 2.2 KB a session (a title is cut to 200 bytes): at most 136 fit under the limit,
+        // and the count's bound ended none.
+        #expect(most <= 137, "\(most)")
+        #expect(aggregator.forgottenSessions >= 850, "\(aggregator.forgottenSessions)")
+        let snapshot = aggregator.snapshot()
+        #expect(snapshot.totalConcurrentViewers == snapshot.activeSessions && snapshot.playsStarted["movie"] == 1_000, "\(snapshot.totalConcurrentViewers)")
+        // A title that grows counts: four sessions of 1,003 bytes whose titles become 200 bytes
+        // long (4,812 bytes) under a limit of 4,500.
+        let grows = ContentAggregator(maxSessions: 10_000, maxTableTextBytes: 4_500)
+        for index in 0..<4 { grows.observe(event("play", at: 1_000, session: "g\(index)", content: long, title: "t")) }
+        for index in 0..<4 { grows.observe(event("heartbeat", at: 1_001, session: "g\(index)", content: long, position: 1, title: long)) }
+        grows.observe(event("play", at: 1_002, session: "new"))
+        #expect(grows.forgottenSessions >= 2, "\(grows.forgottenSessions)")
+        // Stopped sessions: bounded in bytes as well.
+        let stops = ContentAggregator(maxSessions: 10_000, maxTableTextBytes: limit)
+        for index in 0..<500 {
+            stops.observe(event("stop", at: 2_000 + Double(index), session: long + "\(index)", content: long, position: 3_500))
+        }
+        #expect(stops.forgottenSessions >= 350, "\(stops.forgottenSessions)")
+        #expect(stops.snapshot().completions["movie"] == 500)
+        // UUID keys hold no text: 1,000 sessions with short content ids stay within a small limit.
+        let uuids = ContentAggregator(maxSessions: 10_000, maxTableTextBytes: 10_000)
+        for index in 0..<1_000 {
+            uuids.observe(event("play", at: 1_000, session: UUID().uuidString.lowercased(), content: "c\(index % 10)"))
+        }
+        #expect(uuids.forgottenSessions == 0 && uuids.snapshot(top: 0).activeSessions == 1_000, "\(uuids.forgottenSessions)")
+        #expect(SessionKey(UUID().uuidString.lowercased()).textBytes == 0 && SessionKey("abc").textBytes == 3)
+    }
+
     @Test("events whose timestamp is more than 5 minutes before or after their received_at (an offline queue sent days later, a device clock ahead) are counted as events and change no live figure; a session whose clock was ahead counts watch time once its events are on time")
     func eventsOutsideTheLiveWindow() {
         let aggregator = ContentAggregator()
