@@ -39,10 +39,16 @@ public protocol LakeStore: Sendable {
     /// its body and sent none of its answer), said for `/readyz`; nil when there is none. A store
     /// that accepts connections and answers nothing shows here long before its requests fail.
     var unansweredRequest: String? { get }
+    /// Ends the store's requests `after` from now at the latest, retries included, for a process
+    /// that is stopping (S3: ``S3Client/giveUp(after:)``). A folder lake's calls are not retried:
+    /// nothing to do.
+    func giveUp(after: Duration)
 }
 
 extension LakeStore {
     public func preflight() async throws {}
+
+    public func giveUp(after: Duration) {}
 
     /// A folder lake's calls are not watched: nil.
     public var unansweredRequest: String? { nil }

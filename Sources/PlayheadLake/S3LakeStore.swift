@@ -43,6 +43,8 @@ public final class S3LakeStore: LakeStore {
     /// connections and is silent: until 2026-12-07 the listing waited for its five attempts of
     /// 30 s, and `serve`'s and `store`'s ports stayed closed for 2.5 minutes, an outside review), is
     /// said and passes: the writer retries.
+    public func giveUp(after: Duration) { client.giveUp(after: after) }
+
     public func preflight() async throws {
         do {
             _ = try await client.listObjects(bucket: bucket, prefix: prefix, maxKeys: 1, within: startupWait)

@@ -76,6 +76,22 @@ public final class S3Client: Sendable {
     let endpoint: Result<S3Endpoint, S3Error>
     let metricsFactory: (any MetricsFactory)?
     let inFlight: S3InFlight
+    /// From ``giveUp(after:)``: no request goes on past this instant, neither an attempt in flight
+    /// nor a retry.
+    private let givingUpAt = Mutex<ContinuousClock.Instant?>(nil)
+
+    /// Ends every request `after` from now at the latest: the attempt in flight then (cut as at its
+    /// deadline) and any retry after it. For a process that is stopping (`import` on SIGTERM): a
+    /// store that does not answer held it for a request's 5 attempts of 30 s, about 2.5 minutes,
+    /// past a service manager's stop timeout (an outside review). Requests made before the instant
+    /// still have their first attempt, so that the import can take its files out of the lake again
+    /// while the store answers. A second call keeps the earlier instant.
+    public func giveUp(after: Duration) {
+        let instant = ContinuousClock.now + after
+        givingUpAt.withLock { $0 = min($0 ?? instant, instant) }
+    }
+
+    var giveUpInstant: ContinuousClock.Instant? { givingUpAt.withLock { $0 } }
 
     /// The attempts in flight that have moved no byte for ``S3Configuration/unansweredAfter`` or
     /// longer (the store took none of their body and sent none of their answer), silent longest
@@ -516,13 +532,21 @@ public final class S3Client: Sendable {
         let (hostHeader, path, url) = (target.hostHeader, target.path, target.url)
         let (payloadHash, headersToSend) = try await Self.digested(body, headers: extraHeaders, method: method)
         let policy = configuration.retry
-        let end = within.map { ContinuousClock.now + $0 }
+        let asked = within.map { ContinuousClock.now + $0 }
 
         var attempt = 0
         while true {
             attempt += 1
             try Task.checkCancellation()
             let started = ContinuousClock.now
+            // `within`, or the instant of ``giveUp(after:)`` if sooner (read at each attempt: it
+            // may come while the request is retried).
+            let end = [asked, giveUpInstant].compactMap { $0 }.min()
+            if let giveUp = giveUpInstant, started >= giveUp {
+                throw S3Error(
+                    code: .transport, message: "not sent: the process is stopping, and its requests to the store had until then",
+                    operation: operation, bucket: bucket, key: key, attempts: attempt - 1)
+            }
             // The attempt's deadline: its own, or what is left of `within`, if less.
             let attemptDeadline = min(configuration.requestTimeout, end.map { started.duration(to: $0) } ?? configuration.requestTimeout)
             let timeout = TimeAmount.nanoseconds(Int64(S3RetryPolicy.seconds(attemptDeadline) * 1e9))
@@ -582,7 +606,7 @@ public final class S3Client: Sendable {
                     // after it hung the call for ever (a GET of the lake's state, so an import, the
                     // writer and serve's start-up; an outside review). Past the deadline the attempt
                     // is cancelled (its connection closed) and fails as timed out, retried as one.
-                    let exchanged = try await Self.exchange(until: started + attemptDeadline) {
+                    let exchanged = try await Self.exchange(until: started + attemptDeadline, givingUp: { [weak self] in self?.giveUpInstant }) {
                         [httpClient, inFlight, logger, request, attempt, headCame] in
                         let response = try await httpClient.execute(request, timeout: timeout)
                         headCame.withLock { $0 = true }
@@ -690,16 +714,22 @@ public final class S3Client: Sendable {
     }
 
     /// Runs `operation` (an attempt: its request and the reading of its answer's body), cancelled
-    /// when `deadline` comes first, and then throws ``AttemptDeadline``. Cancelling the operation
-    /// cancels the request in AsyncHTTPClient, which closes its connection.
+    /// when `deadline` comes first, or the instant `givingUp` gives (``giveUp(after:)``, looked at
+    /// every second), and then throws ``AttemptDeadline``. Cancelling the operation cancels the
+    /// request in AsyncHTTPClient, which closes its connection.
     static func exchange<T: Sendable>(
-        until deadline: ContinuousClock.Instant, _ operation: @escaping @Sendable () async throws -> T
+        until deadline: ContinuousClock.Instant, givingUp: @escaping @Sendable () -> ContinuousClock.Instant? = { nil },
+        _ operation: @escaping @Sendable () async throws -> T
     ) async throws -> T {
         try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask { try await operation() }
             group.addTask {
-                try await Task.sleep(until: deadline, clock: .continuous)
-                return nil
+                while true {
+                    let limit = min(deadline, givingUp() ?? deadline)
+                    let now = ContinuousClock.now
+                    if now >= limit { return nil }
+                    try await Task.sleep(until: min(limit, now + .seconds(1)), clock: .continuous)
+                }
             }
             defer { group.cancelAll() }
             guard let first = try await group.next(), let value = first else { throw AttemptDeadline() }

@@ -292,7 +292,14 @@ struct ImportCommand: AsyncParsableCommand {
         // SIGINT, SIGTERM or SIGHUP: the file being imported stops and is taken out of the lake again (its
         // part written stayed, with no rollups, an outside review); files done before it stay, and
         // the rest are not started. A second signal ends the process at once.
-        let interrupts = await Signals.onInterrupt { importer.interruption.request(signal: $0) }
+        // The store's requests end 15 s after the signal at the latest (an S3 store that does not
+        // answer held the import for a request's five attempts, about 2.5 minutes, past a service
+        // manager's stop timeout: an outside review); those 15 s let the import take its files
+        // out of the lake again while the store answers.
+        let interrupts = await Signals.onInterrupt {
+            importer.interruption.request(signal: $0)
+            store.giveUp(after: .seconds(15))
+        }
         defer {
             for source in interrupts { source.cancel() }
             Signals.restoreDefaults()

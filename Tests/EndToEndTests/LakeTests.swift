@@ -2120,6 +2120,37 @@ struct S3LakeTests {
         await s3.stop()
     }
 
+    @Test("import to S3: SIGTERM while the store answers nothing ends the import about 15 s after the signal, exit status 143 (each request was tried 5 times for up to 30 s: about 2.5 minutes, past a service manager's stop timeout)")
+    func importStopsWhileTheStoreIsSilent() async throws {
+        let s3 = try await SeaweedFS.start(buckets: ["lake"])
+        do {
+            let directory = try TemporaryDirectory(prefix: "s3-import-silent")
+            let file = try await LakeTests.generatedEvents(20000, seed: 31, in: directory)
+            let process = try ChildProcess(
+                TestEnvironment.playheadExecutable,
+                ["import", "--lake", "s3://lake/silent", "--s3-endpoint", s3.endpoint, "--received-at", "2026-11-20T01:00:00Z", file],
+                environment: s3.environment)
+            _ = try await process.waitForOutput(containing: "started")
+            // The store stops answering: the import's requests (its lease, its files) wait.
+            s3.pause()
+            try await Task.sleep(for: .seconds(2))
+            let signalled = ContinuousClock.now
+            process.signal(SIGTERM)
+            let status = await process.waitForExit(timeout: .seconds(100))
+            let took = ContinuousClock.now - signalled
+            if status == nil { process.kill9() }
+            s3.resume()
+            #expect(status == 143, "\(String(describing: status)): \(process.stderr.suffix(3000))")
+            #expect(took < .seconds(50), "\(took)")
+            withExtendedLifetime(directory) {}
+        } catch {
+            s3.resume()
+            await s3.stop()
+            throw error
+        }
+        await s3.stop()
+    }
+
     private func runImportLease(_ s3: SeaweedFS) async throws {
         let directory = try TemporaryDirectory(prefix: "s3-import")
         defer { withExtendedLifetime(directory) {} }  // removed on deinit: keep it until the test ends
