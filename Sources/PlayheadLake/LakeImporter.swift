@@ -235,6 +235,19 @@ public final class LakeImporter: Sendable {
             ? (ImportManifest.PathIndex(path: file.canonicalPath, tags: [state.tag]), nil)
             : try await ImportManifest.readPathIndex(store, index, path: file.canonicalPath, logger: logger)
         let earlier = versions.tags.filter { $0 != state.tag }
+        // The earlier versions whose events the lake holds, told of below. The index is written
+        // before the first file, so an import killed between the two (kill -9, a crash) left a tag
+        // with no files, and the next version was told its events were in the lake twice (an
+        // outside review, 2026-12-08). A listing of each such version's hours: a few per tag. One
+        // that cannot be made (the store unreachable now) counts the version as kept, as before.
+        var earlierKept: [String] = []
+        if !replaceEarlierVersions {
+            for tag in earlier {
+                let otherHours = (try? await ImportManifest.read(store, tag: tag, logger: logger)) ?? []
+                let files = try? await earlierImportFiles(tag: tag, hours: otherHours, keeping: [], datasets: ["events", "rejected"])
+                if files.map({ !$0.isEmpty }) ?? true { earlierKept.append(tag) }
+            }
+        }
         let newTag = !versions.tags.contains(state.tag)
         if newTag {
             versions.tags.append(state.tag)
@@ -268,8 +281,8 @@ public final class LakeImporter: Sendable {
         var startMetadata: Logger.Metadata = ["import.tag": "\(state.tag)"]
         if !file.isStream { startMetadata["import.file_bytes"] = "\(file.size)" }
         logger.info("import: \(path): started", metadata: startMetadata)
-        if !earlier.isEmpty && !replaceEarlierVersions {
-            summary.earlierVersionsKept = earlier.count
+        if !earlierKept.isEmpty {
+            summary.earlierVersionsKept = earlierKept.count
         }
         // Imports of this file under another path (moved, renamed, copied with its time): their
         // events and this one's are the same, and nothing replaces either (until 2026-12-07 no word
@@ -495,7 +508,7 @@ public final class LakeImporter: Sendable {
             // refused as cut off or not NDJSON, which keeps nothing, a probe).
             logger.warning(
                 "import: \(file.canonicalPath) was imported before when it had another size or modification time; those imports are kept, so events in both versions are in the lake twice. Import it with --replace-earlier-versions to remove them",
-                metadata: ["import.earlier_tags": "\(earlier.joined(separator: ","))", "import.tag": "\(state.tag)"]
+                metadata: ["import.earlier_tags": "\(earlierKept.joined(separator: ","))", "import.tag": "\(state.tag)"]
             )
         }
         if let fingerprint = file.fingerprint, summary.events > 0 {
@@ -572,11 +585,13 @@ public final class LakeImporter: Sendable {
     /// one after them, the bytes read, and whether the file ended.
     typealias ImportChunk = (lines: (complete: [UInt8], rest: [UInt8]), added: Int, end: Bool)
 
-    /// The files of `tag`'s imports in `hours`, but those in `keeping`.
-    private func earlierImportFiles(tag: String, hours: Set<Int64>, keeping: Set<String>) async throws -> [String] {
+    /// The files of `tag`'s imports in `hours` (of `datasets`), but those in `keeping`.
+    private func earlierImportFiles(
+        tag: String, hours: Set<Int64>, keeping: Set<String>, datasets: [String] = ["events", "rejected", "rollups"]
+    ) async throws -> [String] {
         var found: [String] = []
         for hour in hours.sorted() {
-            for dataset in ["events", "rejected", "rollups"] {
+            for dataset in datasets {
                 let prefix = "\(dataset)/\(LakePaths.partition(hourStart: hour))/import-\(tag)"
                 found += try await store.list(prefix: prefix).filter { !keeping.contains($0) }
             }
@@ -1345,12 +1360,16 @@ final class LeaseKeeper: Sendable {
     private let logger: Logger
     private let lost = Mutex<LakeError?>(nil)
     private let renewal = Mutex<Task<Void, Never>?>(nil)
-    /// When the lease was last known to be this process's (taken, or renewed).
+    /// When the lease was last known to be this process's (taken, or renewed): for a renewal, the
+    /// instant it started, which is no later than the `renewed_at` it wrote.
     private let confirmed = Mutex(ContinuousClock.now)
+    /// How long after ``confirmed`` a write renews the lease first: half its stale time.
+    private let renewAfter: Duration
 
-    init(lease: any LakeLease, logger: Logger) {
+    init(lease: any LakeLease, logger: Logger, renewAfter: Duration = LakeLeases.staleAfter / 2) {
         self.lease = lease
         self.logger = logger
+        self.renewAfter = renewAfter
     }
 
     func start() {
@@ -1370,10 +1389,17 @@ final class LeaseKeeper: Sendable {
     /// Renews the lease now; throws once another process has taken it over. A store that cannot be
     /// reached now is said and not thrown: the writes that follow fail or wait on it too.
     /// With `strict`, a lease that cannot be renewed now throws that error too.
+    /// The lease is good until its stamp plus the stale time, and the stamp is taken when the
+    /// renewal's write is made, not when it lands: the S3 client sends the same body again for up
+    /// to 5 attempts of 30 s. Counted from the call's return, a renewal that landed at its 4th or
+    /// 5th attempt left a stamp about 2 minutes old taken for a fresh one: another import took the
+    /// lease over at once while this one wrote on for a minute before renewing (an outside review,
+    /// 2026-12-08). So it counts from the renewal's start.
     private func renew(strict: Bool = false) async throws {
+        let started = ContinuousClock.now
         do {
             try await lease.renew()
-            confirmed.withLock { $0 = ContinuousClock.now }
+            confirmed.withLock { $0 = max($0, started) }
         } catch let error as LakeError where error.code == .otherWriter {
             lost.withLock { $0 = error }
             throw error
@@ -1389,7 +1415,7 @@ final class LeaseKeeper: Sendable {
     /// 38,110 events missing and 714,078 twice, the other import having exited 0).
     func ensureHeld() async throws {
         if let error = lost.withLock({ $0 }) { throw error }
-        if ContinuousClock.now - confirmed.withLock({ $0 }) >= LakeLeases.staleAfter / 2 { try await renew() }
+        if ContinuousClock.now - confirmed.withLock({ $0 }) >= renewAfter { try await renew() }
     }
 
     /// Renews the lease now, and throws when another process has taken it over, or when that cannot

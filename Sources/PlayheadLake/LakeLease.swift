@@ -207,8 +207,13 @@ final class S3LakeLease: LakeLease {
     /// Renews the lease with `If-Match` on its ETag. A refusal is checked against the object: a
     /// renewal whose answer was lost and that was sent again finds its own first write there (412:
     /// the ETag moved), and that is not a takeover (it was taken for one, and the import failed).
+    ///
+    /// The lease found is written again when its stamp is older than this renewal (an earlier
+    /// renewal's write that landed after that call had given up): the holder counts the lease as
+    /// renewed when this call started (``LeaseKeeper``), and the older stamp would go stale first.
     func renew() async throws {
         guard let current = etag.withLock({ $0 }) else { return }
+        let started = WallClock.micros()
         do {
             try await write(ifMatch: current)
             return
@@ -220,6 +225,7 @@ final class S3LakeLease: LakeLease {
         if let object, let body, body.owner == owner, let tag = object.etag {
             adopt(etag: tag)
             renewedAt.withLock { $0 = body.renewed_at }
+            if body.renewed_at < started { try await write(ifMatch: tag) }
             return
         }
         let now = body.map { "by \($0.holder)" } ?? (object == nil ? "and released (deleted) by the process that took it" : "by an object that is not a Playhead lease")

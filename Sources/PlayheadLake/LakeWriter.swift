@@ -913,11 +913,14 @@ final class DatasetWriter: @unchecked Sendable {
             try await checkClaim(for: identity, claiming: false)
         }
         let intent = try await retrying("read intent") { try await self.commits.intent(partition) }
-        if state == nil, intent == nil {
-            // No state, but files of this partition (and no intent: a first batch cut short has
-            // files and an intent): the state was deleted (by hand, or a restore that left it out).
-            // Starting from offset 0 wrote every event again under other names (a probe: each of
-            // 15,160 events twice); refuse, and say how to write it again.
+        if state == nil, intent.map({ $0.from != 0 }) ?? true {
+            // No state, but files of this partition (and no intent from offset 0: a first batch cut
+            // short has files and an intent from 0): the state was deleted (by hand, or a restore
+            // that left it out). Starting from offset 0 wrote every event again under other names
+            // (a probe: each of 15,160 events twice); refuse, and say how to write it again.
+            // An intent from further on is no first batch: it was written over a state that is
+            // gone, and it skipped this check until 2026-12-08, so that every event of the lake
+            // was written again (an outside review: 4,000 rows for 2,000 events).
             // One listing of the whole dataset: seconds on a lake of hundreds of thousands of files
             // (a probe: 19.5 s for 204,002 files, in silence). Said, so that the wait has a reason.
             logger.info("lake writer: no state for this partition yet; looking for its files in the lake (one listing of the dataset)", metadata: [
@@ -951,6 +954,8 @@ final class DatasetWriter: @unchecked Sendable {
                 logger.notice("lake writer: redoing an unfinished batch", metadata: [
                     "log.partition": "\(partition)", "lake.from": "\(intent.from)", "lake.to": "\(intent.to)",
                 ])
+            } else if intent.from > next {
+                try await clearIntentAboveState(intent, partition: partition, state: state)
             } else {
                 try await retrying("clear intent") { try await self.commits.clearIntent(partition: partition) }
             }
@@ -974,6 +979,35 @@ final class DatasetWriter: @unchecked Sendable {
         }
         partitions[partition] = writer
         logger.info("lake writer: partition assigned", metadata: ["log.partition": "\(partition)", "lake.next_offset": "\(next)"])
+    }
+
+    /// Clears an intent that starts above the lake's state (read as `state`), deleting its batch
+    /// files first. No state covers them (a batch's intent is written over the state at its
+    /// `from`, so the state went back or away since: a lake emptied or restored under a running
+    /// writer), and the writer goes on from the state's offset, where its batches end elsewhere:
+    /// the files stayed beside the new ones under other names, every row of them twice for good
+    /// (an outside review, 2026-12-08: 2,500 rows for 2,000 events). Its rollup files are not
+    /// deleted: the batches that write the range again write them again.
+    ///
+    /// The state is read again first: an intent written by another writer that committed since
+    /// the read (a Kafka rebalance still under way) is that writer's, and is left to it.
+    private func clearIntentAboveState(_ intent: LakeCommits.Intent, partition: Int32, state: LakeCommits.State?) async throws {
+        let now = try await retrying("read state") { try await self.commits.state(partition) }
+        guard now == state else {
+            logger.notice("lake writer: the lake's state moved while this writer took the partition; another writer's intent left to it", metadata: [
+                "log.partition": "\(partition)", "lake.from": "\(intent.from)", "lake.next_offset": "\(now?.nextOffset ?? 0)",
+            ])
+            return
+        }
+        let files = intent.files.filter { $0.hasPrefix("\(kind.name)/") && Self.isBatchFile($0, partition: partition) }
+        for path in files {
+            try await retrying("delete \(path)") { try await self.store.delete(path) }
+        }
+        try await retrying("clear intent") { try await self.commits.clearIntent(partition: partition) }
+        logger.warning("lake writer: an unfinished batch above the lake's state (the state went back or away since it was written); its files are deleted and the partition is written from the state", metadata: [
+            "log.partition": "\(partition)", "lake.from": "\(intent.from)", "lake.to": "\(intent.to)",
+            "lake.next_offset": "\(state?.nextOffset ?? 0)", "lake.files": "\(files.count)",
+        ])
     }
 
     /// Sets the group's committed offset to the lake's state when they differ. A batch is
@@ -1313,7 +1347,14 @@ final class DatasetWriter: @unchecked Sendable {
         }
         let intent = LakeCommits.Intent(from: from, to: to, files: encoded.files.map(\.path) + stale)
         try await retrying("write intent") { try await self.commits.writeIntent(intent, partition: writer.partition) }
-        for file in encoded.files {
+        // The hours' rollup files after the check below, the batch's other files before it. A
+        // rollup file has one name per hour and partition, and no later check can undo it: written
+        // before the check, the rollups of a writer whose writes the store held up (S3 retrying)
+        // while the partition's new owner went on replaced that owner's counts of the hour with its
+        // own older, smaller ones, for good once the hour had closed (an outside review,
+        // 2026-12-08). They are in the intent all the same: a crash before the state redoes them.
+        let rollupFiles = encoded.files.filter { $0.path.hasPrefix("rollups/") }
+        for file in encoded.files where !file.path.hasPrefix("rollups/") {
             try await retrying("write \(file.path)") { try await self.store.put(file.path, file.bytes) }
         }
         for path in stale {
@@ -1327,6 +1368,9 @@ final class DatasetWriter: @unchecked Sendable {
         guard await consumer.stillOwns(writer.partition, committing: from), try await stateUnmoved(writer) else {
             try await removeOverlapped(encoded.files.map(\.path), partition: writer.partition, from: from, to: to)
             throw PartitionsLost(partition: writer.partition)
+        }
+        for file in rollupFiles {
+            try await retrying("write \(file.path)") { try await self.store.put(file.path, file.bytes) }
         }
         try await moveState(writer, to: to, consumer: consumer, written: encoded.files.map(\.path), from: from)
         try await retrying("clear intent") { try await self.commits.clearIntent(partition: writer.partition) }
@@ -1444,10 +1488,26 @@ final class DatasetWriter: @unchecked Sendable {
     /// beside one of ours, so that batch ended elsewhere and none of its names is one of ours. The
     /// batch's first records are in both batches, so their hour's folder holds both names (unless
     /// the other dropped every record of that hour, as duplicates; then the files stay, as before).
+    ///
+    /// Also when the state is gone and the batch starts past offset 0 (its `from` came from a state
+    /// that was there): the lake was emptied or its state deleted under this writer, no state
+    /// covers the files, and the writer starts over from the lake as it is. Kept, they stayed
+    /// beside the batches written again from offset 0, every row of them twice (an outside
+    /// review, 2026-12-08: 2,500 rows for 2,000 events on S3). No other writer writes these
+    /// names meanwhile: one that finds no state starts from offset 0 (or refuses, finding files).
     private func removeOverlapped(_ paths: [String], partition: Int32, from: Int64, to: Int64) async throws {
         let state = try await retrying("read state") { try await self.commits.state(partition) }
-        guard let next = state?.nextOffset, next > from else { return }
         let batchFiles = paths.filter { Self.isBatchFile($0, partition: partition) }
+        if state == nil, from > 0 {
+            for path in batchFiles {
+                try await retrying("delete \(path)") { try await self.store.delete(path) }
+            }
+            logger.warning("lake writer: deleted the files of a batch whose state is gone (the lake's folder or bucket emptied, or its state deleted, during the batch's writes)", metadata: [
+                "log.partition": "\(partition)", "lake.from": "\(from)", "lake.to": "\(to)", "lake.files": "\(batchFiles.count)",
+            ])
+            return
+        }
+        guard let next = state?.nextOffset, next > from else { return }
         let start = LakePaths.batchFileName(partition: partition, from: from)
         let ours = LakePaths.batchFileName(partition: partition, from: from, to: to)
         var other: String?

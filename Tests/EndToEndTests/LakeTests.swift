@@ -764,6 +764,17 @@ struct LakeTests {
             TestEnvironment.playheadExecutable, ["serve", "--data-dir", data, "--port", "0", "--flush-interval", "1"], timeout: .seconds(60))
         #expect(noState.status == 1 && noState.stderr.contains("the lake holds files of partition 0"), "\(noState.stderr.suffix(2000))")
         #expect(noState.stderr.contains("but no state") && noState.stderr.contains("An unreadable lake state"), "\(noState.stderr.suffix(2000))")
+        // The same with an intent above offset 0 beside it (a batch's, written over the state that
+        // is gone): refused too. It skipped the check, was cleared, and every event was written
+        // again from offset 0 (an outside review, 2026-12-08: 4,000 rows for 2,000 events).
+        let intentPath = "\(lake)/_playhead/intents/events/p0.json"
+        try FileManager.default.createDirectory(atPath: "\(lake)/_playhead/intents/events", withIntermediateDirectories: true)
+        try Data(#"{"files":[],"from":30,"to":40}"#.utf8).write(to: URL(fileURLWithPath: intentPath))
+        let noStateIntent = try await runCommand(
+            TestEnvironment.playheadExecutable, ["serve", "--data-dir", data, "--port", "0", "--flush-interval", "1"], timeout: .seconds(60))
+        #expect(noStateIntent.status == 1 && noStateIntent.stderr.contains("the lake holds files of partition 0"), "\(noStateIntent.stderr.suffix(2000))")
+        #expect(FileManager.default.fileExists(atPath: intentPath), "nothing written or cleared")
+        try FileManager.default.removeItem(atPath: intentPath)
         try FileManager.default.createDirectory(atPath: "\(lake)/_playhead/state/events", withIntermediateDirectories: true)
         // docs/runbook.md: next_offset is the largest <to> of the partition's file names.
         let names = FileManager.default.enumerator(atPath: "\(lake)/events")?.compactMap { $0 as? String } ?? []
@@ -1595,6 +1606,36 @@ struct LakeTests {
         let peak = try #require(run["peak_mib"] as? Int)
         #expect(peak < 300, "peak memory of the import: \(peak) MiB")
         #expect(run["piped"] as? Int == 0 && (run["piped_stdout"] as? String)?.contains(#""accepted":10,"rejected":0"#) == true, "\(run)")
+    }
+
+    @Test("import: an earlier version of a file whose import left no file (killed between the path's index and its first file) is not told of as kept: no warning that events are in the lake twice")
+    func earlierVersionWithoutFilesIsNotKept() async throws {
+        let directory = try TemporaryDirectory(prefix: "importgone")
+        defer { withExtendedLifetime(directory) {} }
+        let file = try await Self.generatedEvents(200, seed: 31, in: directory)
+        let lake = directory.appending("lake").path
+        let hour = ["--received-at", "2026-11-20T01:00:00Z"]
+        func summary(_ result: CommandResult) -> [String: Any] {
+            (try? JSONSerialization.jsonObject(with: Data((result.stdout.split(separator: "\n").first ?? "").utf8))) as? [String: Any] ?? [:]
+        }
+        func lakeFiles() -> Set<String> {
+            Set((FileManager.default.subpaths(atPath: lake) ?? []).filter { $0.hasSuffix(".parquet") })
+        }
+        let first = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--lake", lake] + hour + [file])
+        #expect(first.status == 0, "\(first.stderr)")
+        let firstFiles = lakeFiles()
+        // A second version (touched), whose import is then as if killed before its first file: its
+        // tag in the path's index and its manifest, none of its files.
+        try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(5)], ofItemAtPath: file)
+        let second = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--lake", lake] + hour + [file])
+        #expect(second.status == 0 && summary(second)["earlier_versions_kept"] as? Int == 1, "\(second.stdout)")
+        let secondFiles = lakeFiles().subtracting(firstFiles)
+        #expect(!secondFiles.isEmpty)
+        for path in secondFiles { try FileManager.default.removeItem(atPath: lake + "/" + path) }
+        // A third: only the first version's events are in the lake besides its own.
+        try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(10)], ofItemAtPath: file)
+        let third = try await runCommand(TestEnvironment.playheadExecutable, ["import", "--lake", lake] + hour + [file])
+        #expect(third.status == 0 && summary(third)["earlier_versions_kept"] as? Int == 1, "\(third.stdout)")
     }
 
     @Test("import: one import of a file at a time (a second is refused, naming the first; a killed one holds nothing); a cut-off gzip or a file that is not NDJSON leaves nothing in the lake; a touched file's import keeps the earlier one's events unless told to replace them; one received_at per run")

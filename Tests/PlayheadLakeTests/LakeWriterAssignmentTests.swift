@@ -371,6 +371,61 @@ struct LakeWriterAssignmentTests {
         }
     }
 
+    @Test("an intent above the lake's state (the state went back or away since it was written) has its files deleted when it is cleared: the partition is written again from the state under other names (its files stayed: every row of them twice)")
+    func intentAboveTheStateDeletesItsFiles() async throws {
+        try await Self.withLog { log, folder, logger in
+            let producer = try log.producer(for: .events)
+            var batch = LogRecordBatch()
+            for n in 0..<100 { Self.append(Self.event(n), to: &batch) }
+            _ = try await producer.append(batch)
+            try await Self.write(log, to: folder, until: 100, logger: logger)
+            var more = LogRecordBatch()
+            for n in 100..<200 { Self.append(Self.event(n), to: &more) }
+            _ = try await producer.append(more)
+            // A batch [150, 200) of an attempt over a state that has since gone back to 100: its file
+            // (the bytes do not matter: 100 rows) and its intent.
+            let lake = folder + "/lake/"
+            let file = try #require(FileManager.default.subpaths(atPath: lake + "events")?.first { $0.hasSuffix(".parquet") })
+            let folderName = (file as NSString).deletingLastPathComponent
+            let above = "events/\(folderName)/p0-\(String(repeating: "0", count: 17))150-\(String(repeating: "0", count: 17))200.parquet"
+            try FileManager.default.copyItem(atPath: lake + "events/" + file, toPath: lake + above)
+            try FileManager.default.createDirectory(atPath: lake + "_playhead/intents/events", withIntermediateDirectories: true)
+            try Data(#"{"from":150,"to":200,"files":["\#(above)"]}"#.utf8).write(to: URL(fileURLWithPath: lake + "_playhead/intents/events/p0.json"))
+
+            try await Self.write(log, to: folder, until: 200, logger: logger)
+            #expect(!FileManager.default.fileExists(atPath: lake + above), "the intent's file is gone")
+            let counts = try await Self.lakeQuery(folder, "count(*), count(distinct event_id)")
+            #expect(counts == "(200, 200)", "rows, distinct event ids: \(counts)")
+        }
+    }
+
+    @Test("a lake emptied under a batch's writes (its intent held up, then written into the empty lake): the batch's files are deleted at the check before its state, and the writer writes the partition again from offset 0, every event once (its files stayed beside the new ones: every row of them twice)")
+    func lakeEmptiedUnderABatch() async throws {
+        try await Self.withLog { log, folder, logger in
+            let producer = try log.producer(for: .events)
+            var batch = LogRecordBatch()
+            for n in 0..<100 { Self.append(Self.event(n), to: &batch) }
+            _ = try await producer.append(batch)
+            try await Self.write(log, to: folder, until: 100, logger: logger)
+            var more = LogRecordBatch()
+            for n in 100..<200 { Self.append(Self.event(n), to: &more) }
+            _ = try await producer.append(more)
+            let lake = folder + "/lake/"
+            try await Self.write(
+                log, to: folder, until: 200, logger: logger,
+                store: { base in
+                    PausingStore(base, at: .put, of: { $0 == "_playhead/intents/events/p0.json" }) {
+                        for path in ["events", "rollups", "_playhead/state", "_playhead/intents", "_playhead/log.json"] {
+                            try? FileManager.default.removeItem(atPath: lake + path)
+                        }
+                    }
+                }
+            )
+            let counts = try await Self.lakeQuery(folder, "count(*), count(distinct event_id)")
+            #expect(counts == "(200, 200)", "rows, distinct event ids: \(counts)")
+        }
+    }
+
     @Test("a graceful stop that comes before a redo has read its whole range writes nothing of it (it wrote the part read under the range's name, and the state moved to the range's end: the rest was lost); the next start redoes it whole")
     func redoCutShortByAStopWritesNothing() async throws {
         try await Self.withLog { log, folder, logger in
@@ -484,6 +539,42 @@ struct LakeWriterAssignmentTests {
             let files = batchFiles()
             #expect(files.count == 3, "the other writer's three files: \(files)")
             #expect(!files.contains { $0.hasSuffix(overlapping) }, "the held-up batch's file is gone: \(files)")
+            let counts = try await Self.lakeQuery(folder, "count(*), count(distinct event_id)")
+            #expect(counts == "(100, 100)", "rows, distinct event ids: \(counts)")
+        }
+    }
+
+    @Test("a batch whose data file the store held up while another writer took the partition and wrote more of the hour: its rollup file is not written once its state check fails, so the hour keeps the other writer's counts (its older, smaller counts replaced them)")
+    func heldUpBatchLeavesTheRollups() async throws {
+        let captured = CapturedLogs()
+        let logger = Logger(label: "test") { _ in CapturingLogHandler(captured: captured) }
+        try await Self.withLog(logger: logger) { log, folder, logger in
+            let producer = try log.producer(for: .events)
+            var batch = LogRecordBatch()
+            for n in 0..<60 { Self.append(Self.event(n), to: &batch) }
+            _ = try await producer.append(batch)
+            // The first writer's batch [0, 60) is held up at its data file until 40 more events of
+            // the hour have come and a second writer has written all 100 (its rollups count 100).
+            let shared = WrappedLog(log, hidesIdentity: true) { consumer, _ in consumer }
+            try await Self.write(
+                shared, to: folder, until: 100, logger: logger,
+                store: { base in
+                    PausingStore(base, at: .put, of: { $0.hasPrefix("events/") }) {
+                        var more = LogRecordBatch()
+                        for n in 60..<100 { Self.append(Self.event(n), to: &more) }
+                        _ = try await producer.append(more)
+                        try await Self.write(shared, to: folder, until: 100, logger: logger)
+                    }
+                },
+                done: { captured.count(containing: "another writer has committed batches of this partition") > 0 }
+            )
+            let rollups = try await runPython(
+                """
+                import duckdb, sys
+                print(duckdb.sql(f"select sum(events) from read_parquet('{sys.argv[1]}/lake/rollups/**/*.parquet')").fetchall()[0])
+                """, arguments: [folder]
+            ).trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(rollups == "(100,)", "the hour's events in the rollups: \(rollups)")
             let counts = try await Self.lakeQuery(folder, "count(*), count(distinct event_id)")
             #expect(counts == "(100, 100)", "rows, distinct event ids: \(counts)")
         }

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOPosix
+import Synchronization
 import Testing
 import PlayheadEvents
 import PlayheadTestSupport
@@ -703,5 +704,35 @@ struct ImportFormatCheckTests {
         #expect(throws: Never.self) { try ImportFile.checkIsNDJSON(cutShort) }
         let whole = Array("{\"event_id\": \"e1\", \"genre\": [\"a\", \"}\"]}\n  \n".utf8)
         #expect(throws: Never.self) { try ImportFile.checkIsNDJSON(whole) }
+    }
+}
+
+@Suite("An import's hold on its file")
+struct LeaseKeeperTests {
+    /// A lease whose first renewal takes `firstRenewal` (an S3 PUT answered at a later attempt),
+    /// counting renewals.
+    final class SlowLease: LakeLease {
+        let firstRenewal: Duration
+        let renewals = Mutex(0)
+        init(firstRenewal: Duration) { self.firstRenewal = firstRenewal }
+        func renew() async throws {
+            if renewals.withLock({ $0 += 1; return $0 }) == 1 { try await Task.sleep(for: firstRenewal) }
+        }
+        func release() async -> Bool { true }
+    }
+
+    @Test("a renewal that lands late (its write sent again by the S3 client's retries) counts from when it started, since its stamp was taken then: the next write renews again in time (it counted from the return, and another import could take over a lease this one took for fresh)")
+    func slowRenewalCountsFromItsStart() async throws {
+        let lease = SlowLease(firstRenewal: .milliseconds(1500))
+        let keeper = LeaseKeeper(lease: lease, logger: Logger(label: "test"), renewAfter: .seconds(1))
+        try await keeper.confirm()
+        #expect(lease.renewals.withLock { $0 } == 1)
+        // At once after the slow renewal: its stamp is already 1.5 s old, past the renewal age.
+        try await keeper.ensureHeld()
+        #expect(lease.renewals.withLock { $0 } == 2, "the write after a late renewal renews again")
+        // A fast renewal just now: no other.
+        try await keeper.ensureHeld()
+        #expect(lease.renewals.withLock { $0 } == 2)
+        _ = await keeper.stop()
     }
 }
