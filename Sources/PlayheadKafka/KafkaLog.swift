@@ -27,11 +27,37 @@ public final class KafkaLog: LogBackend, Service, Sendable {
     public func storedName(of topic: LogTopic) -> String { configuration.topicName(topic) }
     let logger: Logger
     private let currentProducer: Mutex<KafkaProducer>
-    /// Batches in a row that failed with a delivery timeout. An idempotent producer can stay stuck
-    /// after a broker lost its state (it reuses a producer id the broker hands out again); after
-    /// this many, while brokers answer metadata requests, the producer is replaced.
-    private let timeoutStreak = Mutex<Int>(0)
+    /// Batches of the current producer in a row that failed with a delivery timeout. An idempotent
+    /// producer can stay stuck after a broker lost its state (it reuses a producer id the broker
+    /// hands out again); after ``timeoutStreakLimit`` of them, over at least ``timeoutStreakSpan``,
+    /// while brokers answer, the producer is replaced.
+    private let timeoutStreak = Mutex<TimeoutStreak>(TimeoutStreak())
     static let timeoutStreakLimit = 3
+    /// How long the timeouts of a streak must span before it counts as a stuck producer: longer
+    /// than a broker can stall unseen. The producer's silence detector (RdKafka's BrokerSilence)
+    /// sees a broker that answers nothing after 15 s, read from statistics every 5 s, so timeouts
+    /// that came within 20 s of one another may all be a short stall's. Until 2026-12-08 three
+    /// timeouts in a row were enough, counted for any producer: a broker frozen for 2.5 s
+    /// (delivery_timeout_ms=2000) replaced a healthy producer twice in a second, and its purged
+    /// queue failed requests 503 (an outside review).
+    static let timeoutStreakSpan: Duration = .seconds(20)
+
+    struct TimeoutStreak {
+        var count = 0
+        var first: ContinuousClock.Instant?
+        var last: ContinuousClock.Instant?
+
+        var isStuck: Bool {
+            guard count >= KafkaLog.timeoutStreakLimit, let first, let last else { return false }
+            return first.duration(to: last) >= KafkaLog.timeoutStreakSpan
+        }
+
+        /// From the first timeout to the last, in whole seconds (for the log).
+        var seconds: Int64 {
+            guard let first, let last else { return 0 }
+            return first.duration(to: last).components.seconds
+        }
+    }
 
     /// An append failed because the brokers do not know its topic or partition (deleted, or made
     /// again with fewer partitions, under this process): answered 503, so the edge logs nothing;
@@ -48,8 +74,25 @@ public final class KafkaLog: LogBackend, Service, Sendable {
     }
     private let lastUnknownTopicWarning = Mutex<ContinuousClock.Instant?>(nil)
 
-    func noteDelivery(timedOut: Bool) {
-        timeoutStreak.withLock { $0 = timedOut ? $0 + 1 : 0 }
+    /// A batch of `producer` was delivered, or failed with a delivery timeout. Only the current
+    /// producer's count, as for ``noteFenced(_:)``: the timeouts of a producer already replaced
+    /// (its backlog expiring) counted toward replacing its replacement (an outside review). A
+    /// timeout while the producer reports its brokers down or silent is theirs, not a stuck
+    /// producer's, and ends the streak.
+    func noteDelivery(timedOut: Bool, by producer: KafkaProducer, at now: ContinuousClock.Instant = .now) {
+        currentProducer.withLock { current in
+            guard current === producer else { return }
+            let brokersAnswer = producer.unavailableReason == nil
+            timeoutStreak.withLock { streak in
+                guard timedOut, brokersAnswer else {
+                    streak = TimeoutStreak()
+                    return
+                }
+                streak.count += 1
+                if streak.first == nil { streak.first = now }
+                streak.last = now
+            }
+        }
     }
 
     /// A batch of the current producer was refused as fenced (PRODUCER_FENCED): the broker has a
@@ -276,12 +319,16 @@ public final class KafkaLog: LogBackend, Service, Sendable {
     /// id was lost, e.g. after a broker lost its state) is replaced by a new one here; the old one
     /// is closed in the background, failing what it still held.
     var producer: KafkaProducer {
-        let stuck = timeoutStreak.withLock { $0 >= Self.timeoutStreakLimit }
         var wasFenced = false
+        var streak = TimeoutStreak()
         let (producer, retired) = currentProducer.withLock { current -> (KafkaProducer, KafkaProducer?) in
             wasFenced = fenced.withLock { $0 }
-            guard current.hasFatalError || wasFenced || (stuck && current.unavailableReason == nil) else { return (current, nil) }
-            timeoutStreak.withLock { $0 = 0 }
+            // Read under the producer's lock, and cleared with the replacement: an append that read
+            // the streak before another replaced the producer replaced the replacement too (an
+            // outside review).
+            streak = timeoutStreak.withLock { $0 }
+            guard current.hasFatalError || wasFenced || (streak.isStuck && current.unavailableReason == nil) else { return (current, nil) }
+            timeoutStreak.withLock { $0 = TimeoutStreak() }
             fenced.withLock { $0 = false }
             do {
                 let replacement = try KafkaProducer(configuration: configuration.producerConfiguration, logger: logger)
@@ -295,7 +342,7 @@ public final class KafkaLog: LogBackend, Service, Sendable {
         }
         if let retired {
             logger.warning(
-                "Kafka producer \(retired.hasFatalError ? "had a fatal error (\(retired.unavailableReason ?? ""))" : wasFenced ? "was fenced (PRODUCER_FENCED: the broker has a newer producer with its id)" : "timed out \(Self.timeoutStreakLimit) batches in a row while brokers answer"); replaced it"
+                "Kafka producer \(retired.hasFatalError ? "had a fatal error (\(retired.unavailableReason ?? ""))" : wasFenced ? "was fenced (PRODUCER_FENCED: the broker has a newer producer with its id)" : "timed out \(streak.count) batches in a row over \(streak.seconds) s while brokers answered"); replaced it"
             )
             Task { await retired.close(flushTimeout: .zero) }
         }
@@ -369,10 +416,50 @@ public final class KafkaLog: LogBackend, Service, Sendable {
         }
         guard let consumers else { return }
         setupTask.withLock { $0?.cancel() }
-        for consumer in consumers { await consumer.close() }
+        // At once and for at most `consumerCloseLimit` in all: a close waits on its consumer's
+        // thread behind the call running there, and leaving the group waits on the coordinator.
+        // Until 2026-12-08 each close was awaited in turn with no limit, and a `store` stopped
+        // while the broker was frozen stayed up until it thawed (an outside review). A consumer
+        // left closing keeps its librdkafka handle, its threads and its group membership (dropped
+        // by the coordinator at the session timeout) until the process exits, which ends them.
+        let closed = await Self.finish(within: Self.consumerCloseLimit) {
+            await withTaskGroup(of: Void.self) { group in
+                for consumer in consumers { group.addTask { await consumer.close() } }
+            }
+        }
+        if !closed {
+            logger.warning("Kafka consumers of \(displayName) did not close within \(Self.consumerCloseLimit) (a broker that does not answer?); left as they are: the group drops them at the session timeout")
+        }
         await currentProducer.withLock { $0 }.close(flushTimeout: flushTimeout)
         await admin.close()
         logger.info("Kafka log \(displayName) closed")
+    }
+}
+
+extension KafkaLog {
+    /// How long ``shutdown(flushTimeout:)`` waits for its consumers to close.
+    static let consumerCloseLimit: Duration = .seconds(10)
+
+    /// Runs `work` in a task of its own and waits for it at most `timeout`: true if it finished,
+    /// false if it was left running (a task group would wait for it however long it takes).
+    static func finish(within timeout: Duration, _ work: @escaping @Sendable () async -> Void) async -> Bool {
+        final class Waiting: Sendable {
+            let continuation = Mutex<CheckedContinuation<Bool, Never>?>(nil)
+            func resume(_ finished: Bool) { continuation.withLock { $0.take() }?.resume(returning: finished) }
+        }
+        let waiting = Waiting()
+        return await withCheckedContinuation { continuation in
+            waiting.continuation.withLock { $0 = continuation }
+            let timer = Task {
+                try? await Task.sleep(for: timeout)
+                waiting.resume(false)
+            }
+            Task {
+                await work()
+                waiting.resume(true)
+                timer.cancel()
+            }
+        }
     }
 }
 
@@ -430,7 +517,7 @@ struct KafkaLogProducer: LogProducer {
                     completion: { result in
                         switch result {
                         case .success(let report):
-                            log.noteDelivery(timedOut: false)
+                            log.noteDelivery(timedOut: false, by: producer)
                             metrics.appended(topic: topic, duration: started.duration(to: .now))
                             completion(
                                 .success(
@@ -438,7 +525,7 @@ struct KafkaLogProducer: LogProducer {
                                 )
                             )
                         case .failure(let error):
-                            if error.code == RdKafkaError.messageTimedOut { log.noteDelivery(timedOut: true) }
+                            if error.code == RdKafkaError.messageTimedOut { log.noteDelivery(timedOut: true, by: producer) }
                             if error.code == RdKafkaError.producerFenced || error.code == RdKafkaError.fenced { log.noteFenced(producer) }
                             var logError = LogError(kafka: error, context: "append to \(kafkaTopic)")
                             if logError.code == .closed && !log.state_isClosed {

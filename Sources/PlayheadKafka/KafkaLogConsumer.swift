@@ -130,9 +130,12 @@ public final class KafkaLogConsumer: LogConsumer, Sendable {
         for item in result.revoked where item.topic == kafkaTopic {
             poll.revoked.append(item.partition)
         }
+        // Assigned partitions whose committed offset the group did not tell (``KafkaOffset/stored``).
+        var unknown: Set<Int32> = []
         for item in result.assigned where item.topic == kafkaTopic {
             // No committed offset: the group starts from the earliest record.
             poll.assigned[item.partition] = item.offset >= 0 ? item.offset : 0
+            if item.offset == KafkaOffset.stored { unknown.insert(item.partition) }
         }
         for batch in result.batches where batch.topic == kafkaTopic {
             poll.batches.append(
@@ -151,7 +154,9 @@ public final class KafkaLogConsumer: LogConsumer, Sendable {
         if !poll.revoked.isEmpty || !poll.assigned.isEmpty {
             let held = state.withLock { state in
                 for partition in poll.revoked { state.committed.removeValue(forKey: partition) }
-                for (partition, offset) in poll.assigned { state.committed[partition] = offset }
+                // A committed offset not known is left out of the lag (0 counted the whole
+                // partition, an outside review) until a commit or ``committed(partitions:)`` tells it.
+                for (partition, offset) in poll.assigned where !unknown.contains(partition) { state.committed[partition] = offset }
                 if !poll.assigned.isEmpty { state.heldPartitions = true }
                 state.held.subtract(poll.revoked)
                 state.held.formUnion(poll.assigned.keys)
@@ -201,6 +206,14 @@ public final class KafkaLogConsumer: LogConsumer, Sendable {
             try await consumer.commit([KafkaTopicPartition(topic: kafkaTopic, partition: partition, offset: offset)])
             return true
         } catch {
+            // No answer within the commit's time limit (a frozen broker): the group may have given
+            // the partition to another member meanwhile, so ownership is not confirmed, and the
+            // writer drops its batch for the partition's owner to write (an outside review: the
+            // commit waited with no limit until 2026-12-08, and a stop hung with it).
+            if error.code == RdKafkaError.timedOut {
+                log.logger.warning("Kafka consumer \(metricLabel) of \(kafkaTopic): cannot confirm that it still holds partition \(partition): \(error)")
+                return false
+            }
             return !error.isMembershipLost
         }
     }
@@ -226,6 +239,13 @@ public final class KafkaLogConsumer: LogConsumer, Sendable {
             let offsets = try await consumer.committed(partitions.map { KafkaTopicPartition(topic: kafkaTopic, partition: $0) })
             var result: [Int32: Int64] = [:]
             for item in offsets where item.offset >= 0 { result[item.partition] = item.offset }
+            // Held partitions whose committed offset the assignment could not tell (the lake
+            // writer asks right after it): known now, for the lag.
+            state.withLock { state in
+                for (partition, offset) in result where state.held.contains(partition) && state.committed[partition] == nil {
+                    state.committed[partition] = offset
+                }
+            }
             return result
         } catch {
             throw LogError(kafka: error, context: "committed offsets of \(kafkaTopic)")
@@ -240,8 +260,11 @@ public final class KafkaLogConsumer: LogConsumer, Sendable {
     /// offset + 1, not the log end, so the cached value is the trustworthy one.
     public func lag() async -> Int64? {
         guard group != nil else { return nil }
-        let committed = state.withLock { $0.committed }
+        let (committed, held) = state.withLock { ($0.committed, $0.held) }
         guard !committed.isEmpty else {
+            // Partitions held whose committed offset is not known yet (the group's answer timed out
+            // at assignment): no lag known, not 0.
+            if !held.isEmpty { return nil }
             // No partitions (all revoked, or more members than partitions): none to lag. Left
             // unrecorded, a process that lost its partitions kept its last lag for good, counted
             // twice in the group's sum and firing LakeFlushFailing on an idle `store`.

@@ -307,13 +307,20 @@ public final class ContentMetricsConsumer: Service, Sendable {
                 try? await Task.sleep(for: .seconds(1))
                 continue
             }
-            for (partition, offset) in poll.assigned {
-                committed[partition] = offset
-                processed[partition] = offset
-            }
+            // Revoked before assigned, and forgotten before this poll's records are observed: a
+            // poll can revoke a partition and assign it again (its records then come from the new
+            // assignment). Until 2026-12-08 the assignment came first and the sessions were
+            // forgotten after the records: such a poll wiped the offsets and the sessions of a
+            // partition this member still held (an outside review).
             for partition in poll.revoked {
                 committed[partition] = nil
                 processed[partition] = nil
+            }
+            // Partitions another member now reads: their sessions are its to count.
+            aggregator.forget(partitions: poll.revoked)
+            for (partition, offset) in poll.assigned {
+                committed[partition] = offset
+                processed[partition] = offset
             }
             var observations: [ContentObservation] = []
             var records = 0
@@ -339,8 +346,6 @@ public final class ContentMetricsConsumer: Service, Sendable {
             }
             lastPollHadRecords = records > 0
             aggregator.observe(observations)
-            // Partitions another member now reads: their sessions are its to count.
-            aggregator.forget(partitions: poll.revoked)
 
             let now = clock.now
             if now - lastExpire >= .seconds(1) {

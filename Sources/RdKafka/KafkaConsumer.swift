@@ -33,7 +33,8 @@ public struct KafkaConsumerPoll: Sendable {
     /// Messages, in offset order within each partition.
     public var batches: [KafkaMessageBatch] = []
     /// Partitions assigned during this poll, each with the group's committed offset
-    /// (``KafkaOffset/invalid`` when the group has none).
+    /// (``KafkaOffset/invalid`` when the group has none, ``KafkaOffset/stored`` when it could not
+    /// be asked: not known).
     public var assigned: [KafkaTopicPartition] = []
     /// Partitions revoked (or lost) during this poll. Messages of these partitions fetched in the
     /// same poll were dropped: their next owner reads them from the committed offset.
@@ -180,20 +181,52 @@ public final class KafkaConsumer: @unchecked Sendable {
         }
     }
 
-    /// Commits exactly these offsets (the offset of the next message to read), synchronously.
-    public func commit(_ offsets: [KafkaTopicPartition]) async throws(RdKafkaError) {
+    /// Commits exactly these offsets (the offset of the next message to read), waiting at most
+    /// `timeout` for the group coordinator's answer; past it the commit fails with `_TIMED_OUT`
+    /// (its answer, should it come, is dropped), and the offsets may or may not have been committed.
+    ///
+    /// Until 2026-12-08 this was `rd_kafka_commit`, which waits for the coordinator with no limit:
+    /// with the broker frozen (SIGSTOP), a commit held the consumer's thread, and with it every later
+    /// call including the close, until the broker thawed, so a `store` told to stop stayed up for
+    /// minutes past its 20 s shutdown limit (an outside review). Now the commit's result comes to a
+    /// queue of its own, polled with a timeout.
+    public func commit(_ offsets: [KafkaTopicPartition], timeout: Duration = KafkaConsumer.commitTimeout) async throws(RdKafkaError) {
         guard !offsets.isEmpty else { return }
         try await perform("commit") { (handle, _) -> Result<Void, RdKafkaError> in
             let list = makePartitionList(offsets)
             defer { rd_kafka_topic_partition_list_destroy(list) }
-            let err = rd_kafka_commit(handle, list, 0)
+            guard let queue = rd_kafka_queue_new(handle) else { return .failure(.local("rd_kafka_queue_new failed")) }
+            // Destroyed with the commit maybe still under way: librdkafka then drops its answer.
+            defer { rd_kafka_queue_destroy(queue) }
+            let err = rd_kafka_commit_queue(handle, list, queue, nil, nil)
             if err != RD_KAFKA_RESP_ERR_NO_ERROR { return .failure(RdKafkaError(err, "commit: \(String(cString: rd_kafka_err2str(err)))")) }
-            for (item, error) in readPartitionList(list) {
-                if let error { return .failure(RdKafkaError(code: error.code, message: "commit \(item): \(error.message)")) }
+            let deadline = ContinuousClock.now.advanced(by: timeout)
+            while true {
+                let left = ContinuousClock.now.duration(to: deadline)
+                guard left > .zero, let event = rd_kafka_queue_poll(queue, max(1, milliseconds(left))) else {
+                    if ContinuousClock.now < deadline { continue }
+                    return .failure(RdKafkaError(
+                        code: RdKafkaError.timedOut,
+                        message: "commit: the group coordinator did not answer within \(timeout) (a frozen or overloaded broker); the offsets may or may not be committed"
+                    ))
+                }
+                defer { rd_kafka_event_destroy(event) }
+                guard rd_kafka_event_type(event) == RD_KAFKA_EVENT_OFFSET_COMMIT else { continue }
+                let eventError = rd_kafka_event_error(event)
+                if eventError != RD_KAFKA_RESP_ERR_NO_ERROR {
+                    return .failure(RdKafkaError(eventError, "commit: \(String(cString: rd_kafka_err2str(eventError)))"))
+                }
+                for (item, error) in readPartitionList(rd_kafka_event_topic_partition_list(event)) {
+                    if let error { return .failure(RdKafkaError(code: error.code, message: "commit \(item): \(error.message)")) }
+                }
+                return .success(())
             }
-            return .success(())
         }
     }
+
+    /// How long ``commit(_:timeout:)`` waits for the group coordinator by default: a coordinator
+    /// that answers does so in milliseconds, or at once with an error (a rebalance under way).
+    public static let commitTimeout: Duration = .seconds(10)
 
     /// The group's committed offsets for `partitions` (``KafkaOffset/invalid`` where none).
     public func committed(_ partitions: [KafkaTopicPartition], timeout: Duration = .seconds(10)) async throws(RdKafkaError) -> [KafkaTopicPartition] {
@@ -348,7 +381,13 @@ final class ConsumerCallbacks: ClientCallbacks, @unchecked Sendable {
                     }
                 }
             case .failure(let error):
-                logger.warning("Kafka committed offsets of newly assigned partitions unavailable: \(error)")
+                // Assigned as they are: librdkafka looks the committed offsets up itself, and a
+                // partition without one starts at `auto.offset.reset`, not at `uncommittedStart`.
+                // Reported as ``KafkaOffset/stored`` (not known here): until 2026-12-08 they were
+                // reported as having none, taken as 0, and the lag counted the whole partition
+                // until its next commit (an outside review).
+                assigned = assigned.map { KafkaTopicPartition(topic: $0.topic, partition: $0.partition, offset: KafkaOffset.stored) }
+                logger.warning("Kafka committed offsets of newly assigned partitions unavailable: \(error); librdkafka looks them up itself (partitions without one start at auto.offset.reset)")
             }
             if cooperative {
                 if let error = rd_kafka_incremental_assign(handle, partitions) {

@@ -106,6 +106,45 @@ struct KafkaPipelineTests {
         await tansu.stop()
     }
 
+    @Test("a store told to stop (SIGTERM) while the broker is frozen (SIGSTOP) with a batch open exits within 60 s: its commits wait on the group coordinator for at most 10 s and the log's consumers close within a limit (a commit waited with no limit, and the stop hung until the broker thawed, 143 s: an outside review)")
+    func storeStopsWhileTheBrokerIsFrozen() async throws {
+        let tansu = try await Tansu.start()
+        let directory = try TemporaryDirectory(prefix: "kafka-frozen-stop")
+        defer { withExtendedLifetime(directory) {} }
+        let log = "kafka://\(tansu.bootstrap)/frozenstop-events?partitions=2&session_timeout_ms=6000"
+        var processes: [PlayheadServer] = []
+        do {
+            let ingest = try await readyIngest(log, directory: directory, name: "frozenstop-ingest")
+            processes.append(ingest)
+            let store = try await PlayheadServer(
+                command: "store", dataDirectory: directory.appending("store").path,
+                arguments: ["--log", log, "--lake", directory.appending("lake").path, "--flush-interval", "2"], name: "kafka-frozenstop-store")
+            processes.append(store)
+            try await eventually(timeout: .seconds(60), "store holds its partitions") {
+                store.process.stderr.split(separator: "\n").filter {
+                    $0.contains("lake writer: partition assigned") && $0.contains("lake.dataset=events")
+                }.count >= 2
+            }
+            // A batch open in store (written after the 2 s flush interval) when the broker freezes.
+            for index in 0..<10 {
+                #expect(try await TestHTTP.postEvents(ingest, Fixtures.json(Fixtures.event("frozen-stop-\(index)"))).status == 202)
+            }
+            try await Task.sleep(for: .milliseconds(500))
+            tansu.pause()
+            let stopped = ContinuousClock.now
+            store.process.signal(SIGTERM)
+            let status = await store.process.waitForExit(timeout: .seconds(60))
+            #expect(status != nil, "store still running \(stopped.duration(to: .now)) after SIGTERM with the broker frozen: \(store.process.stderr.suffix(3000))")
+            tansu.resume()
+            for server in processes where server.process.isRunning { _ = await server.stop() }
+        } catch {
+            Issue.record(error)
+        }
+        tansu.resume()
+        for server in processes where server.process.isRunning { server.process.kill9() }
+        await tansu.stop()
+    }
+
     @Test("a whole request pipelined behind an answer that waits on a frozen broker is answered after it, past --request-timeout: the connection was closed at the timeout with no answer to the first request, whose event was stored (an outside review)")
     func pipelinedBehindASlowAnswer() async throws {
         let tansu = try await Tansu.start()

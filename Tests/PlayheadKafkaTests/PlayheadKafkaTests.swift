@@ -649,6 +649,35 @@ struct KafkaLogTansuTests {
         await log.shutdown()
     }
 
+    @Test("a producer is replaced as stuck only after delivery timeouts of its own, 3 in a row over at least 20 s, and once: timeouts within a short stall, or of a producer already replaced, replace nothing (a broker frozen for 2.5 s replaced healthy producers twice in a second: an outside review)")
+    func stuckProducerIsReplacedOnce() async throws {
+        try requireModernLibrdkafka()
+        let tansu = try await Tansu.start()
+        defer { tansu.kill() }
+        let log = try await makeLog(tansu, prefix: "stuck.", partitions: 1)
+        _ = try await log.producer(for: .events).append(makeBatch(0..<10))
+        let first = log.producer
+        let start = ContinuousClock.now
+        // Many timeouts within 2 s: a short stall's, not a stuck producer's.
+        for index in 0..<8 { log.noteDelivery(timedOut: true, by: first, at: start.advanced(by: .milliseconds(250 * index))) }
+        #expect(log.producer === first)
+        // A success ends the streak: timeouts before it do not count toward the span.
+        log.noteDelivery(timedOut: false, by: first)
+        for seconds in [3, 21, 22] { log.noteDelivery(timedOut: true, by: first, at: start.advanced(by: .seconds(seconds))) }
+        #expect(log.producer === first)
+        // Timing out on over 20 s while the broker answers: replaced, once (the next append, which
+        // read nothing older, keeps the replacement).
+        log.noteDelivery(timedOut: true, by: first, at: start.advanced(by: .seconds(24)))
+        let second = log.producer
+        #expect(second !== first)
+        #expect(log.producer === second)
+        // The replaced producer's backlog timing out counts for nothing.
+        for seconds in [30, 40, 50, 60] { log.noteDelivery(timedOut: true, by: first, at: start.advanced(by: .seconds(seconds))) }
+        #expect(log.producer === second)
+        _ = try await log.producer(for: .events).append(makeBatch(10..<20))
+        await log.shutdown()
+    }
+
     @Test("a reader sought to one partition before its first poll reads only that partition")
     func readerOfOnePartition() async throws {
         try requireModernLibrdkafka()

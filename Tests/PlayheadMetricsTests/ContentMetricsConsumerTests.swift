@@ -106,6 +106,29 @@ struct ContentMetricsConsumerTests {
         try await task2.value
     }
 
+    @Test("a poll that revokes a partition and assigns it again keeps the sessions of its records and commits their offsets (the revoke was applied after the assignment, and the sessions forgotten after the records were counted: an outside review)")
+    func revokedAndAssignedInOnePoll() async throws {
+        let log = InMemoryLog(firstPollRevokesToo: true)
+        let t = nowSeconds()
+        log.append([
+            TestCodec.encode(event("play", at: t, session: "r0", content: "m1", duration: 100)),
+            TestCodec.encode(event("play", at: t, session: "r1", content: "m1", duration: 100)),
+        ])
+        let registry = PrometheusCollectorRegistry()
+        let consumer = ContentMetricsConsumer(
+            log: log, decode: TestCodec.decode, aggregator: ContentAggregator(), logger: Logger(label: "test"),
+            factory: PlayheadTelemetry.makeFactory(registry: registry), commitInterval: .milliseconds(100), pollTimeout: .milliseconds(20)
+        )
+        let task = Task { try await consumer.run() }
+        #expect(await eventually { ExpositionSamples(PlayheadTelemetry.render(registry)).sum("playhead_content_events_total") == 2 })
+        #expect(await eventually { log.committedOffset(group: "metrics") == 2 })
+        let f = ExpositionSamples(PlayheadTelemetry.render(registry))
+        #expect(f.sum("playhead_active_sessions") == 2)
+        #expect(f.sum("playhead_concurrent_viewers", matching: ["content_type": "movie"]) == 2)
+        task.cancel()
+        try await task.value
+    }
+
     @Test("sessions that go quiet are expired by wall clock while the consumer runs; one received ahead of the clock (a step back) ends one timeout after the pass that sees it")
     func quietSessionsExpire() async throws {
         let log = InMemoryLog()

@@ -10,6 +10,13 @@ final class InMemoryLog: LogBackend, Sendable {
         var commits = 0
     }
     let state = Mutex(State())
+    /// Whether a consumer's first poll reports its partition revoked as well as assigned (a Kafka
+    /// poll in which a rebalance took the partition away and gave it back).
+    let firstPollRevokesToo: Bool
+
+    init(firstPollRevokesToo: Bool = false) {
+        self.firstPollRevokesToo = firstPollRevokesToo
+    }
 
     var displayName: String { "memory:" }
 
@@ -71,6 +78,7 @@ final class InMemoryLog: LogBackend, Sendable {
                     if !position.assigned {
                         position.assigned = true
                         result.assigned = [0: position.next]
+                        if log.firstPollRevokesToo { result.revoked = [0] }
                     }
                     let end = min(available.count, Int(position.next) + maxRecords)
                     if end > Int(position.next) {
