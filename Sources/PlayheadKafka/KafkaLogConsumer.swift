@@ -206,13 +206,15 @@ public final class KafkaLogConsumer: LogConsumer, Sendable {
             try await consumer.commit([KafkaTopicPartition(topic: kafkaTopic, partition: partition, offset: offset)])
             return true
         } catch {
-            // No answer within the commit's time limit (a frozen broker): the group may have given
-            // the partition to another member meanwhile, so ownership is not confirmed, and the
-            // writer drops its batch for the partition's owner to write (an outside review: the
+            // No answer within the commit's time limit (a frozen or slow broker): the log cannot
+            // tell, as when the coordinator cannot be reached. The lake's state write, conditional
+            // on the state this writer read, still fences a writer that lost the partition. Taken
+            // as lost ownership, a coordinator always slower than the limit made every batch be
+            // dropped and the group joined again, with no progress (a review of that change; the
             // commit waited with no limit until 2026-12-08, and a stop hung with it).
             if error.code == RdKafkaError.timedOut {
-                log.logger.warning("Kafka consumer \(metricLabel) of \(kafkaTopic): cannot confirm that it still holds partition \(partition): \(error)")
-                return false
+                log.logger.warning("Kafka consumer \(metricLabel) of \(kafkaTopic): cannot confirm that it still holds partition \(partition); going on (the lake's state write is conditional): \(error)")
+                return true
             }
             return !error.isMembershipLost
         }
@@ -261,10 +263,11 @@ public final class KafkaLogConsumer: LogConsumer, Sendable {
     public func lag() async -> Int64? {
         guard group != nil else { return nil }
         let (committed, held) = state.withLock { ($0.committed, $0.held) }
+        // A partition held whose committed offset is not known yet (the group's answer timed out at
+        // assignment): no lag known, not the other partitions' alone (which read 0 while that one
+        // had a backlog, a review).
+        if held.contains(where: { committed[$0] == nil }) { return nil }
         guard !committed.isEmpty else {
-            // Partitions held whose committed offset is not known yet (the group's answer timed out
-            // at assignment): no lag known, not 0.
-            if !held.isEmpty { return nil }
             // No partitions (all revoked, or more members than partitions): none to lag. Left
             // unrecorded, a process that lost its partitions kept its last lag for good, counted
             // twice in the group's sum and firing LakeFlushFailing on an idle `store`.

@@ -243,7 +243,12 @@ public final class LakeImporter: Sendable {
         var earlierKept: [String] = []
         if !replaceEarlierVersions {
             for tag in earlier {
-                let otherHours = (try? await ImportManifest.read(store, tag: tag, logger: logger)) ?? []
+                // A manifest that cannot be read counts the version as kept too (read as no hours,
+                // it was counted as holding no file: a review).
+                guard let otherHours = try? await ImportManifest.read(store, tag: tag, logger: logger) else {
+                    earlierKept.append(tag)
+                    continue
+                }
                 let files = try? await earlierImportFiles(tag: tag, hours: otherHours, keeping: [], datasets: ["events", "rejected"])
                 if files.map({ !$0.isEmpty }) ?? true { earlierKept.append(tag) }
             }

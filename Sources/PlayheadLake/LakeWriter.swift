@@ -928,6 +928,14 @@ final class DatasetWriter: @unchecked Sendable {
             ])
             let files = try await retrying("list \(kind.name)/") { try await self.store.list(prefix: "\(kind.name)/") }
             if let file = files.first(where: { Self.isBatchFile($0, partition: partition) }) {
+                // Read again: a writer that held the partition before this one (a rebalance under
+                // way, a paused owner) may have written its first state since the read above, and
+                // then the files are its own. Refused, that ended this process as if the lake were
+                // damaged (a review): the partition is left to the group to settle, as when the
+                // state moves under a batch.
+                if try await retrying("read state", { try await self.commits.state(partition) }) != nil {
+                    throw PartitionsLost(partition: partition)
+                }
                 let statePath = Self.objectLocation(store, "_playhead/state/\(kind.name)/p\(partition).json")
                 throw LakeError(
                     .corruptState,

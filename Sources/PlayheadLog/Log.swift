@@ -199,10 +199,8 @@ public protocol LogConsumer: Sendable {
     /// have): false when the group has given the partition to another member, which a consumer
     /// paused past its session timeout learns only at its next poll, after it could have written
     /// a batch that is no longer its own. True where the log cannot tell (the coordinator cannot be
-    /// reached: an error at once) and for a log without groups of processes (the embedded log).
-    /// False when the coordinator takes the connection but does not answer within the commit's time
-    /// limit (a frozen broker): the writer then leaves its batch to the partition's owner rather
-    /// than wait on it (since 2026-12-08, an outside review: such a commit waited with no limit).
+    /// reached, or does not answer within the commit's time limit) and for a log without groups of
+    /// processes (the embedded log).
     func stillOwns(_ partition: Int32, committing offset: Int64) async -> Bool
 
     /// Steps past the damaged record the consumer is stopped at, when the offsets after it are

@@ -12,8 +12,12 @@ import PlayheadLog
 struct LogLocationOptions: ParsableArguments {
     // Optional, so that one given where neither the log nor the lake is under it is refused
     // (``checkDataDirUsed(lake:)``) rather than taken silently.
-    @Option(name: .customLong("data-dir"), help: ArgumentHelp("The data directory of the embedded defaults: the log in <data-dir>/log (and, for the commands that write the lake, the lake in <data-dir>/lake). Refused when --log (and --lake) name other places. Default: ./data.", valueName: "data-dir"))
+    @Option(name: .customLong("data-dir"), help: Self.dataDirHelp)
     var dataDirGiven: String?
+
+    static let dataDirHelp = ArgumentHelp(
+        "The data directory of the embedded defaults: the log in <data-dir>/log (and, for the commands that write the lake, the lake in <data-dir>/lake). Refused when --log (and --lake) name other places. Default: ./data.",
+        valueName: "data-dir")
 
     var dataDir: String { dataDirGiven ?? "./data" }
 
