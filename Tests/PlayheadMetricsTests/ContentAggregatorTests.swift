@@ -133,6 +133,32 @@ struct ContentAggregatorTests {
         #expect(stops.snapshot().completions["movie"] == 500)
     }
 
+    @Test("the top contents are those a full sort gives: most viewers first, ties by content id, any count asked for")
+    func topContentAsSorted() {
+        let aggregator = ContentAggregator()
+        var generator = SystemRandomNumberGenerator()
+        var sessions = 0
+        var watched = 0
+        for content in 0..<300 {
+            // 0-7 viewers each, so that many tie; a content with none left (a pause) is not listed.
+            let viewers = Int.random(in: 0...7, using: &generator)
+            if viewers > 0 { watched += 1 }
+            for viewer in 0...viewers {
+                sessions += 1
+                aggregator.observe(event("play", at: 1_000, session: "s\(content)-\(viewer)", content: "c\(content)"))
+                if viewer == viewers { aggregator.observe(event("pause", at: 1_001, session: "s\(content)-\(viewer)", content: "c\(content)")) }
+            }
+        }
+        let all = aggregator.snapshot(top: 100_000).topContent
+        #expect(all.count == watched, "\(all.count) \(watched)")
+        let sorted = all.sorted { $0.viewers != $1.viewers ? $0.viewers > $1.viewers : $0.contentID < $1.contentID }
+        #expect(all.map(\.contentID) == sorted.map(\.contentID))
+        #expect(all.reduce(0) { $0 + $1.viewers } + 300 == sessions)
+        for top in [1, 10, watched - 1, watched, watched + 1] {
+            #expect(aggregator.snapshot(top: top).topContent.map(\.contentID) == Array(sorted.prefix(top)).map(\.contentID), "top \(top)")
+        }
+    }
+
     @Test("the session tables' text is bounded in bytes too: sessions with 1 KB ids, content ids and titles end (as by a timeout) or are forgotten before maxSessions is reached, the text held stays under the limit, and UUID sessions count no key text")
     func sessionTextBounded() {
         let limit = 300_000
