@@ -82,9 +82,10 @@ public final class KafkaLog: LogBackend, Service, Sendable {
     func noteDelivery(timedOut: Bool, by producer: KafkaProducer, at now: ContinuousClock.Instant = .now) {
         currentProducer.withLock { current in
             guard current === producer else { return }
-            let brokersAnswer = producer.unavailableReason == nil
+            // The brokers' state only for a timeout: a delivery (every batch) needs none of it.
+            let counts = timedOut && producer.unavailableReason == nil
             timeoutStreak.withLock { streak in
-                guard timedOut, brokersAnswer else {
+                guard counts else {
                     streak = TimeoutStreak()
                     return
                 }
@@ -422,7 +423,7 @@ public final class KafkaLog: LogBackend, Service, Sendable {
         // while the broker was frozen stayed up until it thawed (an outside review). A consumer
         // left closing keeps its librdkafka handle, its threads and its group membership (dropped
         // by the coordinator at the session timeout) until the process exits, which ends them.
-        let closed = await Self.finish(within: Self.consumerCloseLimit) {
+        let closed = await BoundedWait.finish(within: Self.consumerCloseLimit) {
             await withTaskGroup(of: Void.self) { group in
                 for consumer in consumers { group.addTask { await consumer.close() } }
             }
@@ -439,28 +440,6 @@ public final class KafkaLog: LogBackend, Service, Sendable {
 extension KafkaLog {
     /// How long ``shutdown(flushTimeout:)`` waits for its consumers to close.
     static let consumerCloseLimit: Duration = .seconds(10)
-
-    /// Runs `work` in a task of its own and waits for it at most `timeout`: true if it finished,
-    /// false if it was left running (a task group would wait for it however long it takes).
-    static func finish(within timeout: Duration, _ work: @escaping @Sendable () async -> Void) async -> Bool {
-        final class Waiting: Sendable {
-            let continuation = Mutex<CheckedContinuation<Bool, Never>?>(nil)
-            func resume(_ finished: Bool) { continuation.withLock { $0.take() }?.resume(returning: finished) }
-        }
-        let waiting = Waiting()
-        return await withCheckedContinuation { continuation in
-            waiting.continuation.withLock { $0 = continuation }
-            let timer = Task {
-                try? await Task.sleep(for: timeout)
-                waiting.resume(false)
-            }
-            Task {
-                await work()
-                waiting.resume(true)
-                timer.cancel()
-            }
-        }
-    }
 }
 
 /// Appends to one topic of a ``KafkaLog``.

@@ -456,7 +456,7 @@ final class DatasetWriter: @unchecked Sendable {
     /// joins again) sometimes stayed in librdkafka's close for minutes: the writer took no
     /// partition meanwhile, and a stop never ended (`KafkaPipelineTests`, 2026-12-06, twice).
     private func close(_ consumer: any LogConsumer) async {
-        let closed = await Self.finish(within: Self.closeWait) { await consumer.close() }
+        let closed = await BoundedWait.finish(within: Self.closeWait) { await consumer.close() }
         if !closed {
             logger.warning("lake writer: the log's consumer did not close within \(Self.closeWait) (a Kafka rebalance in progress?); going on without waiting for it: the group drops a member that does not leave when its session times out", metadata: [
                 "lake.dataset": "\(kind.name)",
@@ -465,29 +465,6 @@ final class DatasetWriter: @unchecked Sendable {
     }
 
     static let closeWait: Duration = .seconds(15)
-
-    /// Runs `work` in a task of its own and waits for it at most `timeout`: true if it finished,
-    /// false if it was left running.
-    static func finish(within timeout: Duration, _ work: @escaping @Sendable () async -> Void) async -> Bool {
-        // Not a task group: it would wait for the work however long it takes.
-        final class Waiting: Sendable {
-            let continuation = Mutex<CheckedContinuation<Bool, Never>?>(nil)
-            func resume(_ finished: Bool) { continuation.withLock { $0.take() }?.resume(returning: finished) }
-        }
-        let waiting = Waiting()
-        return await withCheckedContinuation { continuation in
-            waiting.continuation.withLock { $0 = continuation }
-            let timer = Task {
-                try? await Task.sleep(for: timeout)
-                waiting.resume(false)
-            }
-            Task {
-                await work()
-                waiting.resume(true)
-                timer.cancel()
-            }
-        }
-    }
 
     /// A poll of the log, or nil after a failed one: the log cannot be read past a record (a damaged
     /// segment: docs/runbook.md) or is unreachable. Said at once, counted as a failed flush (the lake

@@ -248,6 +248,13 @@ struct LakeWriterAssignmentTests {
         batch.appendRecord(key: Array((fields.sessionID ?? fields.deviceID).utf8), value: EventRecordEncoder.encode(fields))
     }
 
+    /// Appends the events numbered `numbers` (``event(_:)``) as one batch.
+    static func appendEvents(_ numbers: Range<Int>, to producer: any LogProducer) async throws {
+        var batch = LogRecordBatch()
+        for n in numbers { append(event(n), to: &batch) }
+        _ = try await producer.append(batch)
+    }
+
     /// Runs a lake writer over `log` and the store `makeStore` makes, until it stops on its own (or
     /// `within` has passed: then stopped, as the old code of a test ran on), and says why it stopped.
     static func stopReason(
@@ -375,13 +382,9 @@ struct LakeWriterAssignmentTests {
     func intentAboveTheStateDeletesItsFiles() async throws {
         try await Self.withLog { log, folder, logger in
             let producer = try log.producer(for: .events)
-            var batch = LogRecordBatch()
-            for n in 0..<100 { Self.append(Self.event(n), to: &batch) }
-            _ = try await producer.append(batch)
+            try await Self.appendEvents(0..<100, to: producer)
             try await Self.write(log, to: folder, until: 100, logger: logger)
-            var more = LogRecordBatch()
-            for n in 100..<200 { Self.append(Self.event(n), to: &more) }
-            _ = try await producer.append(more)
+            try await Self.appendEvents(100..<200, to: producer)
             // A batch [150, 200) of an attempt over a state that has since gone back to 100: its file
             // (the bytes do not matter: 100 rows) and its intent.
             let lake = folder + "/lake/"
@@ -403,13 +406,9 @@ struct LakeWriterAssignmentTests {
     func lakeEmptiedUnderABatch() async throws {
         try await Self.withLog { log, folder, logger in
             let producer = try log.producer(for: .events)
-            var batch = LogRecordBatch()
-            for n in 0..<100 { Self.append(Self.event(n), to: &batch) }
-            _ = try await producer.append(batch)
+            try await Self.appendEvents(0..<100, to: producer)
             try await Self.write(log, to: folder, until: 100, logger: logger)
-            var more = LogRecordBatch()
-            for n in 100..<200 { Self.append(Self.event(n), to: &more) }
-            _ = try await producer.append(more)
+            try await Self.appendEvents(100..<200, to: producer)
             let lake = folder + "/lake/"
             try await Self.write(
                 log, to: folder, until: 200, logger: logger,

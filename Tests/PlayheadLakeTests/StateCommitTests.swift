@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOPosix
 @testable import PlayheadLake
+import PlayheadLog
 import PlayheadTestSupport
 import S3
 import Synchronization
@@ -101,10 +102,10 @@ struct ConsumerCloseWaitTests {
     @Test("a close is waited for at most its bound: one that does not end is left running and the writer goes on (a Kafka close during a rebalance stayed in librdkafka for minutes), one that ends is waited for")
     func boundedWait() async {
         // Had it waited for the work, it would say it finished (after 60 s).
-        let never = await DatasetWriter.finish(within: .milliseconds(300)) { try? await Task.sleep(for: .seconds(60)) }
+        let never = await BoundedWait.finish(within: .milliseconds(300)) { try? await Task.sleep(for: .seconds(60)) }
         #expect(!never)
         let ran = Atomic(false)
-        let quick = await DatasetWriter.finish(within: .seconds(30)) { ran.store(true, ordering: .relaxed) }
+        let quick = await BoundedWait.finish(within: .seconds(30)) { ran.store(true, ordering: .relaxed) }
         #expect(quick && ran.load(ordering: .relaxed))
     }
 }
