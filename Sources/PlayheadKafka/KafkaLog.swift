@@ -1,3 +1,4 @@
+import class Foundation.Thread
 import Logging
 import Metrics
 import PlayheadLog
@@ -313,41 +314,109 @@ public final class KafkaLog: LogBackend, Service, Sendable {
         let (ready, error, closed) = state.withLock { ($0.topicsReady, $0.topicsError, $0.closed) }
         if closed { return "the Kafka log is closed" }
         if !ready { return error ?? "looking up the Kafka topics" }
-        return producer.unavailableReason
+        switch producerForAppend() {
+        case .success(let producer): return producer.unavailableReason
+        case .failure(let error): return error.message
+        }
     }
 
-    /// The producer appends go through. A producer with a fatal error (the idempotent producer's
-    /// id was lost, e.g. after a broker lost its state) is replaced by a new one here; the old one
-    /// is closed in the background, failing what it still held.
-    var producer: KafkaProducer {
-        var wasFenced = false
-        var streak = TimeoutStreak()
-        let (producer, retired) = currentProducer.withLock { current -> (KafkaProducer, KafkaProducer?) in
-            wasFenced = fenced.withLock { $0 }
-            // Read under the producer's lock, and cleared with the replacement: an append that read
-            // the streak before another replaced the producer replaced the replacement too (an
-            // outside review).
-            streak = timeoutStreak.withLock { $0 }
-            guard current.hasFatalError || wasFenced || (streak.isStuck && current.unavailableReason == nil) else { return (current, nil) }
+    /// The producer appends go through now (a replacement, once made, takes its place).
+    var producer: KafkaProducer { currentProducer.withLock { $0 } }
+
+    /// The producer for an append, or why there is none now. A producer with a fatal error (the
+    /// idempotent producer's id was lost, e.g. after a broker lost its state), fenced, or stuck
+    /// (``TimeoutStreak``) is replaced by a new one, made on a thread of its own; meanwhile
+    /// appends fail as unavailable (503 with `Retry-After` at the edge), as the old producer's
+    /// would. The old one is closed in the background, failing what it still held. Until
+    /// 2026-12-08 the new producer was made here, under the producer's lock, on the event loop of
+    /// the append that found the old one failed: `rd_kafka_new`, a blocking C call (it starts
+    /// librdkafka's threads), held that loop and every append of the others behind the lock.
+    func producerForAppend() -> Result<KafkaProducer, LogError> {
+        let now = ContinuousClock.now
+        var reason: String?
+        let outcome = currentProducer.withLock { current -> Result<KafkaProducer, LogError> in
+            if let underway = replacement.withLock({ $0.underway }) {
+                return .failure(Self.replacingError(underway))
+            }
+            let wasFenced = fenced.withLock { $0 }
+            // Read under the producer's lock, and cleared when the replacement starts: an append
+            // that read the streak before another replaced the producer replaced the replacement
+            // too (an outside review).
+            let streak = timeoutStreak.withLock { $0 }
+            guard current.hasFatalError || wasFenced || (streak.isStuck && current.unavailableReason == nil) else {
+                return .success(current)
+            }
+            // After a failed attempt, the next one a second later (each append would try again).
+            if let failed = replacement.withLock({ $0.lastFailure }), failed.duration(to: now) < .seconds(1) {
+                return .success(current)
+            }
             timeoutStreak.withLock { $0 = TimeoutStreak() }
             fenced.withLock { $0 = false }
-            do {
-                let replacement = try KafkaProducer(configuration: configuration.producerConfiguration, logger: logger)
-                let old = current
-                current = replacement
-                return (replacement, old)
-            } catch {
-                logger.error("cannot replace the failed Kafka producer: \(error)")
-                return (current, nil)
+            let why =
+                current.hasFatalError
+                ? "had a fatal error (\(current.unavailableReason ?? ""))"
+                : wasFenced
+                    ? "was fenced (PRODUCER_FENCED: the broker has a newer producer with its id)"
+                    : "timed out \(streak.count) batches in a row over \(streak.seconds) s while brokers answered"
+            replacement.withLock { $0.underway = why }
+            reason = why
+            return .failure(Self.replacingError(why))
+        }
+        if let reason { startReplacement(because: reason) }
+        return outcome
+    }
+
+    private static func replacingError(_ reason: String) -> LogError {
+        LogError(
+            code: .unavailable, message: "the Kafka producer \(reason) and is being replaced by a new one; retry",
+            retryAfterSeconds: 1
+        )
+    }
+
+    /// A replacement under way, and when the last attempt failed.
+    struct Replacement {
+        var underway: String?
+        var lastFailure: ContinuousClock.Instant?
+    }
+    private let replacement = Mutex<Replacement>(Replacement())
+
+    /// Makes a producer with the log's configuration. A test may make it slower
+    /// (`PlayheadKafkaTests`: appends fail at once while a replacement is being made).
+    let makeProducer = Mutex<@Sendable (_ configuration: [String: String], _ logger: Logger) throws -> KafkaProducer>({
+        try KafkaProducer(configuration: $0, logger: $1)
+    })
+
+    /// Makes the replacement producer on a new thread and puts it in place, unless the log was
+    /// closed meanwhile (then it is closed at once).
+    private func startReplacement(because reason: String) {
+        logger.warning("Kafka producer \(reason); replacing it")
+        let thread = Thread { [self] in
+            let make = makeProducer.withLock { $0 }
+            let made = Result { try make(configuration.producerConfiguration, logger) }
+            let (retired, unused) = currentProducer.withLock { current -> (KafkaProducer?, KafkaProducer?) in
+                replacement.withLock { $0.underway = nil }
+                switch made {
+                case .success(let new):
+                    if state_isClosed { return (nil, new) }
+                    let old = current
+                    current = new
+                    return (old, nil)
+                case .failure:
+                    replacement.withLock { $0.lastFailure = .now }
+                    return (nil, nil)
+                }
             }
+            if case .failure(let error) = made {
+                logger.error("cannot replace the failed Kafka producer: \(error); trying again at the next append")
+            }
+            if let retired {
+                logger.notice("Kafka producer replaced")
+                Task { await retired.close(flushTimeout: .zero) }
+            }
+            if let unused { Task { await unused.close(flushTimeout: .zero) } }
         }
-        if let retired {
-            logger.warning(
-                "Kafka producer \(retired.hasFatalError ? "had a fatal error (\(retired.unavailableReason ?? ""))" : wasFenced ? "was fenced (PRODUCER_FENCED: the broker has a newer producer with its id)" : "timed out \(streak.count) batches in a row over \(streak.seconds) s while brokers answered"); replaced it"
-            )
-            Task { await retired.close(flushTimeout: .zero) }
-        }
-        return producer
+        thread.name = "kafka-producer-replace"
+        thread.start()
     }
 
     public func producer(for topic: LogTopic) throws(LogError) -> any LogProducer {
@@ -461,7 +530,14 @@ struct KafkaLogProducer: LogProducer {
             completion(.failure(error))
             return
         }
-        let producer = log.producer
+        let producer: KafkaProducer
+        switch log.producerForAppend() {
+        case .success(let current): producer = current
+        case .failure(let error):
+            metrics.failure(error.code)
+            completion(.failure(error))
+            return
+        }
         // While librdkafka reports every broker down, fail at once (503 + Retry-After at the edge)
         // rather than holding the request for the whole delivery timeout.
         if let reason = producer.unavailableReason {

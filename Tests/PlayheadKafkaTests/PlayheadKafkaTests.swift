@@ -43,6 +43,16 @@ func strings(_ batches: [ConsumedBatch]) throws -> [String] {
 }
 
 /// Starts a Kafka log on `tansu` with short group timeouts, and waits for its topics.
+/// Starts replacing `log`'s producer, which must be due for it (`first`, fenced or stuck), and
+/// waits (10 s at most) for the new one to be in place; returns it.
+func replaced(_ log: KafkaLog, _ first: KafkaProducer) async throws -> KafkaProducer {
+    #expect(throws: LogError.self) { _ = try log.producerForAppend().get() }
+    let deadline = ContinuousClock.now.advanced(by: .seconds(10))
+    while log.producer === first, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+    #expect(log.producer !== first)
+    return log.producer
+}
+
 func makeLog(
     _ tansu: Tansu, prefix: String, partitions: Int = 4, extra: String = "", metrics: (any MetricsFactory)? = nil
 ) async throws -> KafkaLog {
@@ -635,12 +645,11 @@ struct KafkaLogTansuTests {
         let log = try await makeLog(tansu, prefix: "fenced.", partitions: 1)
         _ = try await log.producer(for: .events).append(makeBatch(0..<10))
         let first = log.producer
-        #expect(log.producer === first)
+        #expect(try log.producerForAppend().get() === first)
         log.noteFenced(first)
-        let second = log.producer
-        #expect(second !== first)
+        let second = try await replaced(log, first)
         log.noteFenced(first)  // a late answer of the replaced producer
-        #expect(log.producer === second)
+        #expect(try log.producerForAppend().get() === second)
         _ = try await log.producer(for: .events).append(makeBatch(10..<20))
         let reader = try log.consumer(for: .events, group: nil)
         let all = try await drain(reader, count: 20)
@@ -660,21 +669,65 @@ struct KafkaLogTansuTests {
         let start = ContinuousClock.now
         // Many timeouts within 2 s: a short stall's, not a stuck producer's.
         for index in 0..<8 { log.noteDelivery(timedOut: true, by: first, at: start.advanced(by: .milliseconds(250 * index))) }
-        #expect(log.producer === first)
+        #expect(try log.producerForAppend().get() === first)
         // A success ends the streak: timeouts before it do not count toward the span.
         log.noteDelivery(timedOut: false, by: first)
         for seconds in [3, 21, 22] { log.noteDelivery(timedOut: true, by: first, at: start.advanced(by: .seconds(seconds))) }
-        #expect(log.producer === first)
+        #expect(try log.producerForAppend().get() === first)
         // Timing out on over 20 s while the broker answers: replaced, once (the next append, which
         // read nothing older, keeps the replacement).
         log.noteDelivery(timedOut: true, by: first, at: start.advanced(by: .seconds(24)))
-        let second = log.producer
-        #expect(second !== first)
-        #expect(log.producer === second)
+        let second = try await replaced(log, first)
+        #expect(try log.producerForAppend().get() === second)
         // The replaced producer's backlog timing out counts for nothing.
         for seconds in [30, 40, 50, 60] { log.noteDelivery(timedOut: true, by: first, at: start.advanced(by: .seconds(seconds))) }
-        #expect(log.producer === second)
+        #expect(try log.producerForAppend().get() === second)
         _ = try await log.producer(for: .events).append(makeBatch(10..<20))
+        await log.shutdown()
+    }
+
+    @Test("a failed producer is replaced on a thread of its own: while the new one is being made, appends fail at once as unavailable (503, Retry-After 1) instead of waiting for it on their event loop, and go through once it is in place")
+    func producerReplacedOffTheCaller() async throws {
+        try requireModernLibrdkafka()
+        let tansu = try await Tansu.start()
+        defer { tansu.kill() }
+        let log = try await makeLog(tansu, prefix: "replace.", partitions: 1)
+        _ = try await log.producer(for: .events).append(makeBatch(0..<10))
+        let first = log.producer
+        // Making the new producer takes 2 s here (it took milliseconds, under the producer's lock,
+        // on the appending thread until 2026-12-08).
+        log.makeProducer.withLock { make in
+            make = { configuration, logger in
+                Thread.sleep(forTimeInterval: 2)
+                return try KafkaProducer(configuration: configuration, logger: logger)
+            }
+        }
+        log.noteFenced(first)
+        let appender = try log.producer(for: .events)
+        let clock = ContinuousClock()
+        var failure: LogError?
+        let took = try await clock.measure {
+            do {
+                _ = try await appender.append(makeBatch(10..<20))
+            } catch {
+                failure = error as? LogError
+            }
+        }
+        #expect(took < .milliseconds(500), "the append waited \(took) for the replacement")
+        #expect(failure?.code == .unavailable, "\(String(describing: failure))")
+        #expect(failure?.retryAfterSeconds == 1)
+        #expect(failure?.message.contains("being replaced") == true, "\(failure?.message ?? "")")
+        #expect(log.unavailableReason?.contains("being replaced") == true, "\(log.unavailableReason ?? "nil")")
+        // A second append meanwhile starts no second replacement.
+        await #expect(throws: LogError.self) { _ = try await appender.append(makeBatch(10..<20)) }
+        let second = try await replaced(log, first)
+        _ = try await appender.append(makeBatch(10..<20))
+        #expect(log.producer === second)
+        #expect(log.unavailableReason == nil)
+        let reader = try log.consumer(for: .events, group: nil)
+        let all = try await drain(reader, count: 20)
+        #expect(try strings(all.batches).sorted() == (0..<20).map { "event-\($0)" }.sorted())
+        await reader.close()
         await log.shutdown()
     }
 
