@@ -121,7 +121,7 @@ public final class LakeImporter: Sendable {
             // A stream that ended after a stop was asked for: interrupted, not empty (it exited 0).
             if let signal = interruption.signal { throw ImportInterrupted(signal: signal) }
             logger.warning("import: \(path) holds no event (it is empty, or only blank lines); nothing was written", metadata: [
-                "import.input_bytes": "\(first.added)",
+                "import.input_bytes": .stringConvertible(first.added),
             ])
             var summary = LakeImportSummary()
             summary.inputBytes = first.added
@@ -492,7 +492,7 @@ public final class LakeImporter: Sendable {
         }
         if let grown = file.grownSize() {
             logger.warning("import: \(path) grew while it was imported; this import holds its first \(file.size) bytes (the size it had when it was opened, but a line that size cuts), and the rest is the next version of the file: import it again when it is complete (with --replace-earlier-versions, to replace this one)", metadata: [
-                "import.file_bytes": "\(file.size)", "import.file_bytes_now": "\(grown)",
+                "import.file_bytes": .stringConvertible(file.size), "import.file_bytes_now": .stringConvertible(grown),
             ])
         }
         summary.events = state.accepted + state.rejected + state.duplicates
@@ -506,7 +506,7 @@ public final class LakeImporter: Sendable {
             // earlier versions, as asked.
             let forgotten = written.isEmpty && !replaceEarlierVersions
             if forgotten { await forgetThisImport() }
-            logger.warning("import: \(path) holds no event (it is empty, or only blank lines)\(forgotten ? "; nothing was written" : "")", metadata: ["import.input_bytes": "\(summary.inputBytes)"])
+            logger.warning("import: \(path) holds no event (it is empty, or only blank lines)\(forgotten ? "; nothing was written" : "")", metadata: ["import.input_bytes": .stringConvertible(summary.inputBytes)])
         }
         if summary.earlierVersionsKept > 0 {
             // Said once this import is whole (it was said at the start, and then again by an import
@@ -531,8 +531,8 @@ public final class LakeImporter: Sendable {
         summary.rejected = state.rejected
         summary.duplicates = state.duplicates
         logger.info("import: \(path) done", metadata: [
-            "import.events": "\(summary.events)", "import.accepted": "\(summary.accepted)",
-            "import.rejected": "\(summary.rejected)", "import.files": "\(summary.files)",
+            "import.events": .stringConvertible(summary.events), "import.accepted": .stringConvertible(summary.accepted),
+            "import.rejected": .stringConvertible(summary.rejected), "import.files": .stringConvertible(summary.files),
         ])
         return summary
     }

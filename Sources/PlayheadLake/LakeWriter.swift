@@ -79,7 +79,7 @@ public final class LakeWriter: Service, Sendable {
 
     public func run() async throws {
         logger.info("lake writer: writing to \(store.displayName)", metadata: [
-            "lake.flush_events": "\(configuration.flushEvents)", "lake.flush_interval": "\(configuration.flushInterval)",
+            "lake.flush_events": .stringConvertible(configuration.flushEvents), "lake.flush_interval": "\(configuration.flushInterval)",
         ])
         // This process's claim on the lake (docs/lake.md, "One log per lake"): both datasets' writers share it.
         let run = UUID().uuidString.lowercased()
@@ -395,13 +395,13 @@ final class DatasetWriter: @unchecked Sendable {
                     // state, and what this process buffered is its new owners' to write.
                     if log.identity == nil {
                         logger.warning("lake writer: group lake moved on without this process (a rebalance: a member joined or left, or this one was paused past the session timeout; docs/kafka.md); dropping the unwritten batches, which the partitions' owners write, and joining again", metadata: [
-                            "log.partition": "\(lost.partition)", "lake.partitions_dropped": "\(partitions.count)",
+                            "log.partition": .stringConvertible(lost.partition), "lake.partitions_dropped": .stringConvertible(partitions.count),
                         ])
                     } else {
                         // The embedded log has no group of processes: the lake's state moved or went
                         // under this writer (it blamed a Kafka rebalance, an outside review).
                         logger.warning("lake writer: the lake's state changed under this writer (see the line before); taking the log's partition again from the lake's state as it is now", metadata: [
-                            "log.partition": "\(lost.partition)",
+                            "log.partition": .stringConvertible(lost.partition),
                         ])
                     }
                     partitions.removeAll()
@@ -440,7 +440,7 @@ final class DatasetWriter: @unchecked Sendable {
         } catch let lost as PartitionsLost {
             // At a stop: what is left is the new owners'.
             logger.warning("lake writer: stopping; the group gave this process's partitions to other members, so their unwritten batches are left to them", metadata: [
-                "log.partition": "\(lost.partition)",
+                "log.partition": .stringConvertible(lost.partition),
             ])
         } catch {
             lagTask?.cancel()
@@ -496,7 +496,7 @@ final class DatasetWriter: @unchecked Sendable {
         health.set(kind.name, "cannot read the log (\(failures) times in a row): \(error)")
         let delay = min(Duration.seconds(1 << min(failures - 1, 5)), configuration.maxRetryDelay)
         logger.error("lake writer: cannot read the log; retrying", metadata: [
-            "error": "\(error)", "retry_in": "\(delay)", "failures": "\(failures)",
+            "error": "\(error)", "retry_in": "\(delay)", "failures": .stringConvertible(failures),
         ])
         metrics.flushFailed()
         await Self.wait(delay)
@@ -780,8 +780,8 @@ final class DatasetWriter: @unchecked Sendable {
             // Missing records (a segment deleted or cut short), not damaged bytes: nothing to keep
             // (an empty file was written, which salvage read as 0 records).
             logger.error("lake writer: records of the log are missing; their events are not in the lake", metadata: [
-                "log.partition": "\(damaged.partition)", "log.offset": "\(damaged.offset)", "log.records": "\(damaged.records)",
-                "log.missed": "\(damaged.missed)",
+                "log.partition": .stringConvertible(damaged.partition), "log.offset": .stringConvertible(damaged.offset), "log.records": .stringConvertible(damaged.records),
+                "log.missed": .stringConvertible(damaged.missed),
             ])
             metrics.damaged.increment(by: Int64(damaged.missed))
             return
@@ -795,18 +795,18 @@ final class DatasetWriter: @unchecked Sendable {
         try await retrying("keep a damaged record") { try await self.store.put(path, damaged.bytes) }
         if damaged.records == 0 {
             logger.error("lake writer: skipped bytes after the last record of a closed log segment (it holds more than its name says); they are kept in the lake (playhead log salvage reads them), and every record of the log is written", metadata: [
-                "log.partition": "\(damaged.partition)", "log.next_offset": "\(damaged.offset)", "lake.path": "\(path)",
-                "bytes": "\(damaged.bytes.count)",
+                "log.partition": .stringConvertible(damaged.partition), "log.next_offset": .stringConvertible(damaged.offset), "lake.path": "\(path)",
+                "bytes": .stringConvertible(damaged.bytes.count),
             ])
         } else if damaged.records == 1 {
             logger.error("lake writer: skipped a damaged record of the log; its bytes are kept in the lake", metadata: [
-                "log.partition": "\(damaged.partition)", "log.offset": "\(damaged.offset)", "lake.path": "\(path)",
-                "bytes": "\(damaged.bytes.count)",
+                "log.partition": .stringConvertible(damaged.partition), "log.offset": .stringConvertible(damaged.offset), "lake.path": "\(path)",
+                "bytes": .stringConvertible(damaged.bytes.count),
             ])
         } else {
             logger.error("lake writer: skipped the rest of a damaged log segment; its bytes are kept in the lake (playhead log salvage reads them)", metadata: [
-                "log.partition": "\(damaged.partition)", "log.offset": "\(damaged.offset)", "log.records": "\(damaged.records)",
-                "log.missed": "\(damaged.missed)", "lake.path": "\(path)", "bytes": "\(damaged.bytes.count)",
+                "log.partition": .stringConvertible(damaged.partition), "log.offset": .stringConvertible(damaged.offset), "log.records": .stringConvertible(damaged.records),
+                "log.missed": .stringConvertible(damaged.missed), "lake.path": "\(path)", "bytes": .stringConvertible(damaged.bytes.count),
             ])
         }
         metrics.damaged.increment(by: damaged.counted)
@@ -816,7 +816,7 @@ final class DatasetWriter: @unchecked Sendable {
         for partition in poll.revoked {
             // Another writer takes over from the lake's state; what was not flushed is redone there.
             partitions.removeValue(forKey: partition)
-            logger.info("lake writer: partition revoked", metadata: ["log.partition": "\(partition)"])
+            logger.info("lake writer: partition revoked", metadata: ["log.partition": .stringConvertible(partition)])
         }
         for partition in poll.assigned.keys.sorted() {
             try await assign(partition, consumer: consumer)
@@ -832,7 +832,7 @@ final class DatasetWriter: @unchecked Sendable {
             // this poll is taken only where it follows on; the seek fetches the rest again.
             if poll.assigned[batch.partition] != nil, batch.firstOffset > (writer.records.lastOffset ?? writer.next - 1) + 1 {
                 logger.debug("lake writer: records fetched before the seek to the lake's next offset are read again from there", metadata: [
-                    "log.partition": "\(batch.partition)", "log.offset": "\(batch.firstOffset)", "lake.next_offset": "\(writer.next)",
+                    "log.partition": .stringConvertible(batch.partition), "log.offset": .stringConvertible(batch.firstOffset), "lake.next_offset": .stringConvertible(writer.next),
                 ])
                 continue
             }
@@ -901,7 +901,7 @@ final class DatasetWriter: @unchecked Sendable {
             // One listing of the whole dataset: seconds on a lake of hundreds of thousands of files
             // (a probe: 19.5 s for 204,002 files, in silence). Said, so that the wait has a reason.
             logger.info("lake writer: no state for this partition yet; looking for its files in the lake (one listing of the dataset)", metadata: [
-                "log.partition": "\(partition)", "lake.dataset": "\(kind.name)",
+                "log.partition": .stringConvertible(partition), "lake.dataset": "\(kind.name)",
             ])
             let files = try await retrying("list \(kind.name)/") { try await self.store.list(prefix: "\(kind.name)/") }
             if let file = files.first(where: { Self.isBatchFile($0, partition: partition) }) {
@@ -937,7 +937,7 @@ final class DatasetWriter: @unchecked Sendable {
                 writer.forcedEnd = intent.to
                 writer.redoFiles = intent.files
                 logger.notice("lake writer: redoing an unfinished batch", metadata: [
-                    "log.partition": "\(partition)", "lake.from": "\(intent.from)", "lake.to": "\(intent.to)",
+                    "log.partition": .stringConvertible(partition), "lake.from": .stringConvertible(intent.from), "lake.to": .stringConvertible(intent.to),
                 ])
             } else if intent.from > next {
                 try await clearIntentAboveState(intent, partition: partition, state: state)
@@ -958,12 +958,12 @@ final class DatasetWriter: @unchecked Sendable {
             // The partition went away again (a Kafka rebalance while we read the lake's state): its
             // new owner starts from the lake's state; we take it up if it is assigned to us again.
             logger.notice("lake writer: partition lost while being assigned", metadata: [
-                "log.partition": "\(partition)", "error": "\(error)",
+                "log.partition": .stringConvertible(partition), "error": "\(error)",
             ])
             return
         }
         partitions[partition] = writer
-        logger.info("lake writer: partition assigned", metadata: ["log.partition": "\(partition)", "lake.next_offset": "\(next)"])
+        logger.info("lake writer: partition assigned", metadata: ["log.partition": .stringConvertible(partition), "lake.next_offset": .stringConvertible(next)])
     }
 
     /// Clears an intent that starts above the lake's state (read as `state`), deleting its batch
@@ -980,7 +980,7 @@ final class DatasetWriter: @unchecked Sendable {
         let now = try await retrying("read state") { try await self.commits.state(partition) }
         guard now == state else {
             logger.notice("lake writer: the lake's state moved while this writer took the partition; another writer's intent left to it", metadata: [
-                "log.partition": "\(partition)", "lake.from": "\(intent.from)", "lake.next_offset": "\(now?.nextOffset ?? 0)",
+                "log.partition": .stringConvertible(partition), "lake.from": .stringConvertible(intent.from), "lake.next_offset": .stringConvertible(now?.nextOffset ?? 0),
             ])
             return
         }
@@ -990,8 +990,8 @@ final class DatasetWriter: @unchecked Sendable {
         }
         try await retrying("clear intent") { try await self.commits.clearIntent(partition: partition) }
         logger.warning("lake writer: an unfinished batch above the lake's state (the state went back or away since it was written); its files are deleted and the partition is written from the state", metadata: [
-            "log.partition": "\(partition)", "lake.from": "\(intent.from)", "lake.to": "\(intent.to)",
-            "lake.next_offset": "\(state?.nextOffset ?? 0)", "lake.files": "\(files.count)",
+            "log.partition": .stringConvertible(partition), "lake.from": .stringConvertible(intent.from), "lake.to": .stringConvertible(intent.to),
+            "lake.next_offset": .stringConvertible(state?.nextOffset ?? 0), "lake.files": .stringConvertible(files.count),
         ])
     }
 
@@ -1010,7 +1010,7 @@ final class DatasetWriter: @unchecked Sendable {
             try await consumer.commit([partition: next])
             if committed > next {
                 logger.warning("lake writer: the group's offset was ahead of the lake (a new lake for this log, a restored or rebuilt state, or offsets committed by another consumer in the group); moved back to the lake's next_offset, so that retention keeps the records this lake lacks", metadata: [
-                    "log.partition": "\(partition)", "log.committed": "\(committed)", "lake.next_offset": "\(next)",
+                    "log.partition": .stringConvertible(partition), "log.committed": .stringConvertible(committed), "lake.next_offset": .stringConvertible(next),
                 ])
                 return
             }
@@ -1020,7 +1020,7 @@ final class DatasetWriter: @unchecked Sendable {
                 // (memory storage restarted), whose new records below the lake's offset are never
                 // written (a probe: 45,000 acknowledged events, nothing in the lake, no other sign).
                 logger.error("lake writer: the group has no offset for a partition the lake has written up to its next_offset; if the topic was recreated or the broker lost its data, the records it holds below that offset will not be written (docs/kafka.md, recreated topics)", metadata: [
-                    "log.partition": "\(partition)", "lake.next_offset": "\(next)",
+                    "log.partition": .stringConvertible(partition), "lake.next_offset": .stringConvertible(next),
                 ])
                 // An alert, not only a log line: the lag reads 0 and /readyz says ready all the
                 // while (an outside review, 2026-12-05: 19,960 acknowledged events after an
@@ -1028,12 +1028,12 @@ final class DatasetWriter: @unchecked Sendable {
                 metrics.groupOffsetMissing.increment()
             } else {
                 logger.info("lake writer: the group's offset was behind the lake; moved up", metadata: [
-                    "log.partition": "\(partition)", "log.committed": "\(committed)", "lake.next_offset": "\(next)",
+                    "log.partition": .stringConvertible(partition), "log.committed": .stringConvertible(committed), "lake.next_offset": .stringConvertible(next),
                 ])
             }
         } catch {
             logger.debug("lake writer: could not move the group's offset up to the lake", metadata: [
-                "log.partition": "\(partition)", "error": "\(error)",
+                "log.partition": .stringConvertible(partition), "error": "\(error)",
             ])
         }
     }
@@ -1067,7 +1067,7 @@ final class DatasetWriter: @unchecked Sendable {
             writer.heldFrom = held
         } catch {
             logger.warning("lake writer: cannot hold the log's retention at the open hours' first records; retried with the next batch", metadata: [
-                "log.partition": "\(writer.partition)", "log.offset": "\(held)", "error": "\(error)",
+                "log.partition": .stringConvertible(writer.partition), "log.offset": .stringConvertible(held), "error": "\(error)",
             ])
         }
     }
@@ -1128,7 +1128,7 @@ final class DatasetWriter: @unchecked Sendable {
             if ContinuousClock.now - lastSaid >= .seconds(30) {
                 lastSaid = ContinuousClock.now
                 logger.warning("lake writer: the warm-up waits for the log (\(why)); the partition is written once it is read", metadata: [
-                    "log.partition": "\(writer.partition)",
+                    "log.partition": .stringConvertible(writer.partition),
                 ])
             }
             try await Task.sleep(for: .milliseconds(500))
@@ -1155,7 +1155,7 @@ final class DatasetWriter: @unchecked Sendable {
         }
         guard positioned else {
             logger.warning("lake writer: cannot read the log to warm up; deduplication starts empty", metadata: [
-                "log.partition": "\(writer.partition)",
+                "log.partition": .stringConvertible(writer.partition),
             ])
             return
         }
@@ -1187,13 +1187,13 @@ final class DatasetWriter: @unchecked Sendable {
                         ? "records missing from the log (a segment deleted, or records cut by a recovery), below the lake's next_offset: the lake holds those the writer had written before they went; any it had not were said missing when it went past them (`records of the log are missing; their events are not in the lake`, at error level)"
                         : "damaged records of the log, below the lake's next_offset: the lake holds their events if the writer had written them before the damage; any met damaged then were kept under _playhead/damaged/ and counted"
                     logger.warning("lake writer: the warm-up stepped past \(what); deduplication across this restart and the open hours' rollups do not see them", metadata: [
-                        "log.partition": "\(writer.partition)", "log.offset": "\(damaged.offset)", "log.records": "\(damaged.records)",
-                        "lake.next_offset": "\(writer.next)",
+                        "log.partition": .stringConvertible(writer.partition), "log.offset": .stringConvertible(damaged.offset), "log.records": .stringConvertible(damaged.records),
+                        "lake.next_offset": .stringConvertible(writer.next),
                     ])
                     continue
                 }
                 logger.warning("lake writer: the warm-up cannot read the log past a damaged record; deduplication and the open hours' rollups start from what was read", metadata: [
-                    "log.partition": "\(writer.partition)", "error": "\(error)",
+                    "log.partition": .stringConvertible(writer.partition), "error": "\(error)",
                 ])
                 break
             }
@@ -1254,22 +1254,22 @@ final class DatasetWriter: @unchecked Sendable {
             // replaced by smaller ones (a probe: 2.9 M events where events/ held 11.7 M, after
             // restarts with a log retention of less than an hour of traffic).
             logger.error("lake writer: the log no longer holds the open hours' first records; their rollups are rebuilt from what it holds and may count less than events/ (use the SQL over events/ for those hours, docs/lake.md; on Kafka, keep the topic's retention above two hours of traffic)", metadata: [
-                "log.partition": "\(writer.partition)", "lake.rollup_from": "\(rollupStart)", "log.first_kept": "\(kept)",
+                "log.partition": .stringConvertible(writer.partition), "lake.rollup_from": .stringConvertible(rollupStart), "log.first_kept": .stringConvertible(kept),
             ])
         }
         if let rollupStart, let primeStart, primeFrom != nil, kept > primeStart, kept <= rollupStart {
             // The open hours' counts are whole, but sessions whose events before the hour are gone
             // measure their first interval in it from nothing.
             logger.warning("lake writer: the log no longer holds the sessions' events of the minutes before the open hours; their rollups' watch time may miss each such session's first interval (use the SQL over events/ for those hours, docs/lake.md)", metadata: [
-                "log.partition": "\(writer.partition)", "lake.rollup_prime_from": "\(primeStart)", "log.first_kept": "\(kept)",
+                "log.partition": .stringConvertible(writer.partition), "lake.rollup_prime_from": .stringConvertible(primeStart), "log.first_kept": .stringConvertible(kept),
             ])
         }
         if kept > max(writer.next - window, 0) && writer.dedup.capacity > 0 {
             logger.notice("lake writer: the log holds fewer records than the deduplication window; after this restart it reaches back \(max(writer.next - kept, 0)) records", metadata: [
-                "log.partition": "\(writer.partition)", "log.first_kept": "\(kept)",
+                "log.partition": .stringConvertible(writer.partition), "log.first_kept": .stringConvertible(kept),
             ])
         }
-        logger.debug("lake writer: warmed up", metadata: ["log.partition": "\(writer.partition)", "lake.from": "\(start)"])
+        logger.debug("lake writer: warmed up", metadata: ["log.partition": .stringConvertible(writer.partition), "lake.from": .stringConvertible(start)])
     }
 
     /// Writes the partition's open batch: files, then the state, then the log commit.
@@ -1298,7 +1298,7 @@ final class DatasetWriter: @unchecked Sendable {
         // would read that record again, and again, for ever; a review.)
         if let end = writer.forcedEnd, !redoRead, max(last + 1, writer.steppedTo ?? 0) < end {
             logger.warning("lake writer: stopping in the middle of redoing an unfinished batch; the next start redoes it from the log", metadata: [
-                "log.partition": "\(writer.partition)", "lake.from": "\(writer.next)", "lake.to": "\(end)", "log.read_up_to": "\(last + 1)",
+                "log.partition": .stringConvertible(writer.partition), "lake.from": .stringConvertible(writer.next), "lake.to": .stringConvertible(end), "log.read_up_to": .stringConvertible(last + 1),
             ])
             return
         }
@@ -1345,7 +1345,7 @@ final class DatasetWriter: @unchecked Sendable {
         for path in stale {
             try await retrying("delete \(path)") { try await self.store.delete(path) }
             logger.notice("lake writer: deleted a file of the unfinished batch that the redo wrote under other names", metadata: [
-                "log.partition": "\(writer.partition)", "lake.path": "\(path)",
+                "log.partition": .stringConvertible(writer.partition), "lake.path": "\(path)",
             ])
         }
         // Once more before the state: a pause during the writes (the files a new owner redoing this
@@ -1368,14 +1368,14 @@ final class DatasetWriter: @unchecked Sendable {
         if let first = unreadable.first {
             // Written with the batch, under its intent: the bytes are in the lake before the offset moves on.
             logger.error("lake writer: skipped records of the log that are not \(kind.name) records (on Kafka: messages another producer wrote to the topic); their bytes are kept in the lake", metadata: [
-                "log.partition": "\(writer.partition)", "log.records": "\(unreadable.count)", "lake.path": "\(first.path)",
+                "log.partition": .stringConvertible(writer.partition), "log.records": .stringConvertible(unreadable.count), "lake.path": "\(first.path)",
                 "reason": "\(kind.unreadableReason(first.bytes))",
             ])
             metrics.damaged.increment(by: unreadable.count)
         }
         logger.debug("lake writer: batch written", metadata: [
-            "log.partition": "\(writer.partition)", "lake.from": "\(from)", "lake.to": "\(to)",
-            "lake.rows": "\(encoded.rows)", "lake.files": "\(encoded.files.count)", "lake.duplicates": "\(encoded.duplicates)",
+            "log.partition": .stringConvertible(writer.partition), "lake.from": .stringConvertible(from), "lake.to": .stringConvertible(to),
+            "lake.rows": .stringConvertible(encoded.rows), "lake.files": .stringConvertible(encoded.files.count), "lake.duplicates": .stringConvertible(encoded.duplicates),
         ])
     }
 
@@ -1430,7 +1430,7 @@ final class DatasetWriter: @unchecked Sendable {
         do {
             try await consumer.commit([writer.partition: pending])
             writer.commitPending = nil
-            logger.notice("lake writer: log commit succeeded again", metadata: ["log.partition": "\(writer.partition)", "log.offset": "\(pending)"])
+            logger.notice("lake writer: log commit succeeded again", metadata: ["log.partition": .stringConvertible(writer.partition), "log.offset": .stringConvertible(pending)])
         } catch {
             // Said when it failed; tried again later, less often each time (a broker's coordinator
             // that cannot be reached answers a commit slowly).
@@ -1450,11 +1450,11 @@ final class DatasetWriter: @unchecked Sendable {
         let unmoved = (state?.nextOffset ?? 0) == writer.next
         if !unmoved, state == nil {
             logger.warning("lake writer: the lake's state of this partition is gone (the lake's folder or bucket emptied, or made again): this writer starts over from the lake as it is, from offset 0 (or the log's earliest record) when it holds no file of the partition", metadata: [
-                "log.partition": "\(writer.partition)", "lake.expected": "\(writer.next)",
+                "log.partition": .stringConvertible(writer.partition), "lake.expected": .stringConvertible(writer.next),
             ])
         } else if !unmoved {
             logger.warning("lake writer: another writer has committed batches of this partition since this one took it", metadata: [
-                "log.partition": "\(writer.partition)", "lake.next_offset": "\(state?.nextOffset ?? 0)", "lake.expected": "\(writer.next)",
+                "log.partition": .stringConvertible(writer.partition), "lake.next_offset": .stringConvertible(state?.nextOffset ?? 0), "lake.expected": .stringConvertible(writer.next),
             ])
         }
         return unmoved
@@ -1488,7 +1488,7 @@ final class DatasetWriter: @unchecked Sendable {
                 try await retrying("delete \(path)") { try await self.store.delete(path) }
             }
             logger.warning("lake writer: deleted the files of a batch whose state is gone (the lake's folder or bucket emptied, or its state deleted, during the batch's writes)", metadata: [
-                "log.partition": "\(partition)", "lake.from": "\(from)", "lake.to": "\(to)", "lake.files": "\(batchFiles.count)",
+                "log.partition": .stringConvertible(partition), "lake.from": .stringConvertible(from), "lake.to": .stringConvertible(to), "lake.files": .stringConvertible(batchFiles.count),
             ])
             return
         }
@@ -1508,8 +1508,8 @@ final class DatasetWriter: @unchecked Sendable {
             try await retrying("delete \(path)") { try await self.store.delete(path) }
         }
         logger.warning("lake writer: deleted the files of a batch whose writes ended after another writer had committed its records under other names (a rebalance while the store held the writes up, or this process was paused)", metadata: [
-            "log.partition": "\(partition)", "lake.from": "\(from)", "lake.to": "\(to)", "lake.files": "\(batchFiles.count)",
-            "lake.other_file": "\(other)", "lake.next_offset": "\(next)",
+            "log.partition": .stringConvertible(partition), "lake.from": .stringConvertible(from), "lake.to": .stringConvertible(to), "lake.files": .stringConvertible(batchFiles.count),
+            "lake.other_file": "\(other)", "lake.next_offset": .stringConvertible(next),
         ])
     }
 
@@ -1528,7 +1528,7 @@ final class DatasetWriter: @unchecked Sendable {
                 if attempt > 0 {
                     health.set(kind.name, nil)
                     // The end of an outage, said once (it was visible only as warnings that stopped).
-                    logger.info("lake writer: \(what) succeeded again; writing goes on", metadata: ["lake.failed_attempts": "\(attempt)"])
+                    logger.info("lake writer: \(what) succeeded again; writing goes on", metadata: ["lake.failed_attempts": .stringConvertible(attempt)])
                 }
                 return result
             } catch where LakeError.isPermanent(error) || !retryIf(error) {
@@ -1540,7 +1540,7 @@ final class DatasetWriter: @unchecked Sendable {
                 health.set(kind.name, "cannot \(what) in \(store.displayName) (\(attempt) times in a row; retrying): \(error)")
                 metrics.flushFailed()
                 logger.warning("lake writer: \(what) failed; retrying", metadata: [
-                    "error": "\(error)", "lake.attempt": "\(attempt)", "lake.retry_in": "\(delay)",
+                    "error": "\(error)", "lake.attempt": .stringConvertible(attempt), "lake.retry_in": "\(delay)",
                 ])
                 if Task.isCancelled || (Task.isShuttingDownGracefully && attempt >= 5) { throw error }
                 await Self.wait(delay)

@@ -559,7 +559,7 @@ final class RollupAggregator: @unchecked Sendable {
         func start(_ hour: Int64) -> String { "\(Date(timeIntervalSince1970: Double(hour) / 1e6))" }
         let events = lateSinceReported
         logger.warning("lake writer: \(events) events of an hour whose rollups are final (the server's clock stepped back?), since the last such warning: written to events/ but not counted in rollups/; use the SQL over events/ for that hour (docs/lake.md); playhead_lake_rollup_events_uncounted_total counts them all", metadata: [
-            "hour_start": "\(start(hours.lowerBound))", "last_hour_start": "\(start(hours.upperBound))", "events": "\(events)",
+            "hour_start": "\(start(hours.lowerBound))", "last_hour_start": "\(start(hours.upperBound))", "events": .stringConvertible(events),
         ])
         lateSinceReported = 0
         lateHours = nil

@@ -290,8 +290,8 @@ public final class ContentMetricsConsumer: Service, Sendable {
                 if error.code == .corrupt, let damaged = try? await consumer.skipDamagedRecord() {
                     // Damage whose end is certain (the lake writer keeps its bytes): read on after it.
                     logger.error("skipped damaged records of the log", metadata: [
-                        "log.partition": "\(damaged.partition)", "log.offset": "\(damaged.offset)",
-                        "log.records": "\(damaged.missed)", "error": "\(error)",
+                        "log.partition": .stringConvertible(damaged.partition), "log.offset": .stringConvertible(damaged.offset),
+                        "log.records": .stringConvertible(damaged.missed), "error": "\(error)",
                     ])
                     instruments.damaged.increment(by: damaged.counted)
                     // Committed with the next commit even when no record follows: a restart stepped
@@ -355,7 +355,7 @@ public final class ContentMetricsConsumer: Service, Sendable {
                 aggregator.expire(now: lastPollHadRecords ? min(wall, newestReceivedMicros) : wall)
                 if undecodable > 0 {
                     // On Kafka, messages another producer wrote to the topic (the lake writer keeps their bytes).
-                    logger.error("skipped records of the log that are not events records", metadata: ["log.records": "\(undecodable)"])
+                    logger.error("skipped records of the log that are not events records", metadata: ["log.records": .stringConvertible(undecodable)])
                     instruments.damaged.increment(by: undecodable)
                     undecodable = 0
                 }

@@ -475,12 +475,12 @@ public final class S3Client: Sendable {
                 guard let object = try await headObject(bucket: bucket, key: key), object.size == total else { throw error }
                 logger.info(
                     "s3 multipart upload completed by an attempt whose answer was lost",
-                    metadata: ["bucket": "\(bucket)", "key": "\(key)", "bytes": "\(total)", "attempts": "\(error.attempts)"])
+                    metadata: ["bucket": "\(bucket)", "key": "\(key)", "bytes": .stringConvertible(total), "attempts": "\(error.attempts)"])
             }
             logger.debug(
                 "s3 multipart upload complete",
                 metadata: [
-                    "bucket": "\(bucket)", "key": "\(key)", "bytes": "\(total)", "parts": "\(partCount)",
+                    "bucket": "\(bucket)", "key": "\(key)", "bytes": .stringConvertible(total), "parts": "\(partCount)",
                     "duration_ms": "\(Self.milliseconds(ContinuousClock.now - started))",
                 ])
         } catch {
@@ -574,7 +574,7 @@ public final class S3Client: Sendable {
                         logger.info(
                             "s3 request ended after the store was silent",
                             metadata: [
-                                "operation": "\(operation)", "bucket": "\(bucket ?? "")", "key": "\(key ?? "")", "attempt": "\(attempt)",
+                                "operation": "\(operation)", "bucket": "\(bucket ?? "")", "key": "\(key ?? "")", "attempt": .stringConvertible(attempt),
                                 "duration_ms": "\(Self.milliseconds(ContinuousClock.now - started))",
                             ])
                     }
@@ -666,7 +666,7 @@ public final class S3Client: Sendable {
                         "s3 request",
                         metadata: [
                             "operation": "\(operation)", "bucket": "\(bucket ?? "")", "key": "\(key ?? "")", "status": "\(status)",
-                            "attempt": "\(attempt)", "duration_ms": "\(Self.milliseconds(ContinuousClock.now - started))",
+                            "attempt": .stringConvertible(attempt), "duration_ms": "\(Self.milliseconds(ContinuousClock.now - started))",
                         ])
                     return Response(status: status, headers: response.headers, body: collected)
                 }
@@ -692,7 +692,7 @@ public final class S3Client: Sendable {
                 logger.warning(
                     "s3 request failed; retrying",
                     metadata: [
-                        "operation": "\(operation)", "bucket": "\(bucket ?? "")", "key": "\(key ?? "")", "attempt": "\(attempt)",
+                        "operation": "\(operation)", "bucket": "\(bucket ?? "")", "key": "\(key ?? "")", "attempt": .stringConvertible(attempt),
                         "max_attempts": "\(policy.maximumAttempts)", "delay_ms": "\(Self.milliseconds(delay))", "error": "\(error)",
                     ])
                 try await Task.sleep(for: delay)

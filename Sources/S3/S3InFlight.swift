@@ -162,7 +162,7 @@ final class S3InFlight: Sendable {
         countUnanswered(-1)
         logger.info(
             "s3 request moving again after \(S3UnansweredRequest.seconds(silent)) s of silence",
-            metadata: ["operation": "\(entry.operation)", "bucket": "\(entry.bucket ?? "")", "key": "\(entry.key ?? "")", "attempt": "\(entry.attempt)"])
+            metadata: ["operation": "\(entry.operation)", "bucket": "\(entry.bucket ?? "")", "key": "\(entry.key ?? "")", "attempt": .stringConvertible(entry.attempt)])
     }
 
     /// Forgets the attempt; returns its entry (whether it was said to be unanswered). One that

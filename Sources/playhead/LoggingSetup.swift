@@ -8,7 +8,7 @@ struct LoggingOptions: ParsableArguments {
     @Option(name: .long, help: "The lowest level logged: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
-    @Option(name: .long, help: "How logs are written to standard error: 'text' (one line, key=value metadata) or 'json' (one JSON object per line: ts, level, logger, source, message, and each metadata key as a field whose value is a string; an error that stops the command, such as a port in use, is such a line too, level critical, with its exit status in exit_code). Mistakes in the flags themselves are printed as plain text with the usage, before logging starts.")
+    @Option(name: .long, help: "How logs are written to standard error: 'text' (one line, key=value metadata) or 'json' (one JSON object per line: ts, level, logger, source, message, and each metadata key as a field: counts, offsets, partitions and exit_code as JSON numbers, the rest as strings; an error that stops the command, such as a port in use, is such a line too, level critical, with its exit status in exit_code). Mistakes in the flags themselves are printed as plain text with the usage, before logging starts.")
     var logFormat: LogFormat = .text
 
     enum LogFormat: String, ExpressibleByArgument, CaseIterable {
@@ -51,14 +51,14 @@ extension LoggingOptions {
         } catch let error where logFormat == .json && !(error is ExitCode) {
             let code = command.exitCode(for: error)
             Logger(label: "playhead").critical(
-                "\(command.message(for: error))", metadata: ["exit_code": "\(code.rawValue)", "command": "\(command._commandName)"])
+                "\(command.message(for: error))", metadata: ["exit_code": .stringConvertible(code.rawValue), "command": "\(command._commandName)"])
             throw code
         } catch let code as ExitCode where logFormat == .json && code.rawValue != 0 {
             // A command that said why in its own lines (an import interrupted, a refusal) and then
             // exits: its last line says so too, as the help promises (an outside review).
             let why = code.rawValue > 128 ? "stopped by signal \(code.rawValue - 128)" : "failed"
             Logger(label: "playhead").critical(
-                "\(command._commandName) \(why)", metadata: ["exit_code": "\(code.rawValue)", "command": "\(command._commandName)"])
+                "\(command._commandName) \(why)", metadata: ["exit_code": .stringConvertible(code.rawValue), "command": "\(command._commandName)"])
             throw code
         }
     }
@@ -146,10 +146,23 @@ struct JSONLogHandler: LogHandler {
         }
     }
 
+    /// A metadata value as JSON: counts, offsets, partitions and exit codes (logged as
+    /// `.stringConvertible` integers) as JSON numbers, so that a log pipeline (Loki, Elasticsearch,
+    /// `jq`) compares and sums them without parsing; everything else as the text format prints it.
+    /// Until 2026-12-08 every value was a string (`"exit_code":"1"`).
     static func plain(_ value: Logger.Metadata.Value) -> Any {
         switch value {
         case .string(let string): return string
-        case .stringConvertible(let convertible): return convertible.description
+        case .stringConvertible(let convertible):
+            switch convertible {
+            case let number as Int: return number
+            case let number as Int64: return number
+            case let number as Int32: return number
+            case let number as UInt64: return number
+            case let number as UInt32: return number
+            case let flag as Bool: return flag
+            default: return convertible.description
+            }
         case .array(let values): return values.map(plain)
         case .dictionary(let dictionary): return dictionary.mapValues(plain)
         }

@@ -114,7 +114,7 @@ struct PipelineParts {
             for pool in threadPools { try? await pool.shutdownGracefully() }
             // Critical, with the exit status, as an error at start is with --log-format json
             // (LoggingOptions.running): the process's last line says why it ended.
-            logger.critical("stopped on an error", metadata: ["error": "\(error)", "exit_code": "1"])
+            logger.critical("stopped on an error", metadata: ["error": "\(error)", "exit_code": .stringConvertible(1)])
             throw ExitCode.failure
         }
         for pool in threadPools { try? await pool.shutdownGracefully() }

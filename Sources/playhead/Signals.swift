@@ -158,7 +158,7 @@ final class ServerSignals: @unchecked Sendable {  // `sources` is set once, in i
     /// as 128 + the signal.
     private static func exit(_ number: Int32, logger: Logger, level: Logger.Level, _ message: Logger.Message, bySignal: Bool = false) -> Never {
         let status = 128 + number
-        logger.log(level: level, message, metadata: ["signal": "\(Signals.name(number))", "exit_code": "\(status)"])
+        logger.log(level: level, message, metadata: ["signal": "\(Signals.name(number))", "exit_code": .stringConvertible(status)])
         fflush(nil)  // every output stream: the line above
         if bySignal {
             // Raised on this thread, which dispatch's threads start with the signal blocked: let

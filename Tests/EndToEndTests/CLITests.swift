@@ -452,7 +452,7 @@ struct CLITests {
         let lines = process.stderr.split(separator: "\n").map(String.init)
         if format == "json" {
             let last = try #require(lines.last.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }, "\(process.stderr)")
-            #expect(last["message"] as? String == said && last["level"] as? String == "critical" && last["exit_code"] as? String == "\(128 + signal)", "\(last)")
+            #expect(last["message"] as? String == said && last["level"] as? String == "critical" && (last["exit_code"] as? NSNumber)?.intValue == Int(128 + signal), "\(last)")
         } else {
             #expect(lines.last?.contains(said) == true, "\(process.stderr)")
         }
@@ -479,7 +479,7 @@ struct CLITests {
             #expect(!lines.isEmpty && lines.allSatisfy { $0 != nil }, "every line of standard error is a JSON object: \(result.stderr)")
             let last = lines.last.flatMap { $0 }
             #expect(last?["level"] as? String == "critical" && last?["message"] as? String == message, "\(arguments): \(result.stderr)")
-            #expect(last?["exit_code"] as? String == "1" && last?["command"] as? String == arguments[0], "\(arguments): \(result.stderr)")
+            #expect((last?["exit_code"] as? NSNumber)?.intValue == 1 && last?["command"] as? String == arguments[0], "\(arguments): \(result.stderr)")
         }
         // log dump and import too: dump wrote plain text, and import ended on an error line with
         // no exit_code (an outside review of the logs). Every line names its module (source).
@@ -495,7 +495,7 @@ struct CLITests {
             #expect(!lines.isEmpty && lines.allSatisfy { $0?["source"] is String }, "every line is a JSON object with its source: \(result.stderr)")
             let last = lines.last.flatMap { $0 }
             #expect(last?["level"] as? String == "critical" && (last?["message"] as? String)?.hasPrefix(message) == true, "\(arguments): \(result.stderr)")
-            #expect(last?["exit_code"] as? String == "1" && last?["command"] as? String == name, "\(arguments): \(result.stderr)")
+            #expect((last?["exit_code"] as? NSNumber)?.intValue == 1 && last?["command"] as? String == name, "\(arguments): \(result.stderr)")
         }
         // Standard error that cannot be written (a full disk under `2>file`, a closed terminal, a
         // log reader gone): the JSON lines are dropped as the text format's are, and the command
@@ -507,6 +507,19 @@ struct CLITests {
             TestEnvironment.playheadExecutable, directory.appending("full").path, events,
         ], timeout: .seconds(60))
         #expect(full.status == 0 && full.stdout.contains(#""accepted":1"#), "status \(full.status): \(full.stdout)")
+        // Counts are JSON numbers, text is text (every value was a string until 2026-12-08).
+        let counted = try await runCommand(TestEnvironment.playheadExecutable, [
+            "import", "--data-dir", directory.appending("counted").path, "--log-format", "json", events,
+        ], timeout: .seconds(60))
+        let done = counted.stderr.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            .first { ($0["message"] as? String)?.hasSuffix(" done") == true }
+        #expect(counted.status == 0, "\(counted.stderr)")
+        for (key, value) in [("import.events", 1), ("import.accepted", 1), ("import.rejected", 0)] {
+            #expect(done?[key] is NSNumber && !(done?[key] is String), "\(key): \(counted.stderr)")
+            #expect((done?[key] as? NSNumber)?.intValue == value, "\(key): \(counted.stderr)")
+        }
+        #expect(((done?["import.files"] as? NSNumber)?.intValue ?? 0) > 0, "\(counted.stderr)")
+        #expect(done?["source"] is String, "\(counted.stderr)")
         // The text format is as it was: swift-argument-parser's "Error: <message>".
         let text = try await runCommand(TestEnvironment.playheadExecutable, ["ingest", "--port", "\(server.port)", "--data-dir", directory.appending("t").path])
         #expect(text.status == 1 && text.stderr == "Error: \(inUse)\n", "\(text.stderr)")

@@ -84,7 +84,7 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
             let end = topic.endOffset(maxRecordBytes: configuration.maxRecordBytes)
             if committed > end {
                 logger.warning("log: group \(group)'s committed offset of \(topic.name) is past the log's end; reading from the end", metadata: [
-                    "log.committed": "\(committed)", "log.end": "\(end)", "file": "\(root)/groups/\(group)/\(topic.name)",
+                    "log.committed": .stringConvertible(committed), "log.end": "\(end)", "file": "\(root)/groups/\(group)/\(topic.name)",
                 ])
                 nextOffset = end
             }
@@ -247,7 +247,7 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
             // Bytes after the records a closed segment holds by its name (more records, or anything
             // else): they have no offsets, and the next segment's first record is `following`.
             logger.error("log: a closed segment holds bytes after its last record (more than its name and the next segment's say); they have no offsets, and the reader steps to the next segment", metadata: [
-                "topic": "\(topic.name)", "segment": "\(path)", "byte": "\(position)", "bytes": "\(extra.count)",
+                "topic": "\(topic.name)", "segment": "\(path)", "byte": "\(position)", "bytes": .stringConvertible(extra.count),
                 "next_segment": "\(following)",
             ])
             step(to: following)
