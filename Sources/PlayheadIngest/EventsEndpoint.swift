@@ -487,7 +487,7 @@ final class ThrottledLogLine: Sendable {
             return (state.requests, state.records)
         }
         guard let since else { return }
-        var metadata: Logger.Metadata = ["error": "\(failure)", "requests": "\(since.requests)", "hint": "\(hint)"]
+        var metadata: Logger.Metadata = ["error": "\(failure)", "requests": .stringConvertible(since.requests), "hint": "\(hint)"]
         if records != nil { metadata["records"] = "\(since.records)" }
         logger.log(level: level, "\(message)", metadata: metadata)
     }

@@ -217,7 +217,7 @@ public final class IngestServer: Service, Sendable {
         logger.info(
             "listening on http://\(ListenAddress.urlHost(configuration.host)):\(address.port ?? configuration.port)",
             metadata: [
-                "http.port": "\(address.port ?? configuration.port)", "max_connections": "\(maxConnections.map(String.init) ?? "unlimited")",
+                "http.port": .stringConvertible(address.port ?? configuration.port), "max_connections": "\(maxConnections.map(String.init) ?? "unlimited")",
                 "open_files.limit": "\(openFiles.map(String.init) ?? "unlimited")", "open_files.in_use": "\(openFilesInUse.map(String.init) ?? "unknown")",
             ]
         )
@@ -255,7 +255,7 @@ public final class IngestServer: Service, Sendable {
                 metadata: [
                     // Requests whose body has all arrived; one still arriving counts among the
                     // connections only ("requests=0" read as nothing to wait for, a review).
-                    "requests_being_answered": "\(inFlight.current)", "connections": "\(connections.all.count)",
+                    "requests_being_answered": .stringConvertible(inFlight.current), "connections": .stringConvertible(connections.all.count),
                     "grace": "\(configuration.shutdownGracePeriod)",
                 ]
             )
@@ -265,7 +265,7 @@ public final class IngestServer: Service, Sendable {
             group.next().scheduleTask(in: TimeAmount(configuration.shutdownGracePeriod)) { finish() }
         }
         if inFlight.current > 0 {
-            logger.warning("\(role): grace period over with requests in flight", metadata: ["requests_being_answered": "\(inFlight.current)"])
+            logger.warning("\(role): grace period over with requests in flight", metadata: ["requests_being_answered": .stringConvertible(inFlight.current)])
         }
         // Connections still open (a client in the middle of sending a request, say) are closed here,
         // while the event loops run, and the quiescing helper is waited for: it completes its promise
@@ -273,7 +273,7 @@ public final class IngestServer: Service, Sendable {
         // waited for), that would reach a loop that had already stopped.
         let open = connections.all
         if !open.isEmpty {
-            logger.warning("\(role): grace period over: closing connections still open", metadata: ["connections": "\(open.count)"])
+            logger.warning("\(role): grace period over: closing connections still open", metadata: ["connections": .stringConvertible(open.count)])
             for connection in open { try? await connection.close() }
         }
         if quiescing.withLockedValue({ $0 }) {
@@ -318,7 +318,7 @@ final class ConnectionSetupFailureLog: ChannelInboundHandler {
         let now = NIODeadline.now()
         if let last = lastLogged, now - last < .seconds(10) { return }
         logger.error("ingest: an accepted connection could not be set up and was closed", metadata: [
-            "error": "\(error)", "connections": "\(since)",
+            "error": "\(error)", "connections": .stringConvertible(since),
         ])
         lastLogged = now
         since = 0
@@ -406,7 +406,7 @@ final class AcceptPause: ChannelInboundHandler {
             if lastLimitLogged.map({ now - $0 >= .seconds(60) }) ?? true {
                 lastLimitLogged = now
                 logger.warning("ingest: at the connection limit: new connections wait until others close", metadata: [
-                    "connections": "\(count)", "max_connections": "\(maxConnections)",
+                    "connections": .stringConvertible(count), "max_connections": "\(maxConnections)",
                     "hint": "--max-connections, or raise the open-files limit (ulimit -n, LimitNOFILE=); its default is three quarters of the descriptors left when the server started",
                 ])
             }
@@ -428,7 +428,7 @@ final class AcceptPause: ChannelInboundHandler {
         let now = NIODeadline.now()
         if lastPauseLogged.map({ now - $0 >= .seconds(60) }) ?? true {
             logger.warning("ingest: cannot accept connections: pausing for 1 s", metadata: [
-                "error": "\(ioError)", "pauses": "\(pausesSinceLogged)",
+                "error": "\(ioError)", "pauses": .stringConvertible(pausesSinceLogged),
                 "hint": "raise the open-files limit (ulimit -n, LimitNOFILE=), or lower --max-connections; said at most once a minute",
             ])
             lastPauseLogged = now

@@ -395,7 +395,7 @@ public final class LakeImporter: Sendable {
             }
             if ContinuousClock.now - lastProgress >= Self.progressEvery {
                 lastProgress = ContinuousClock.now
-                var metadata: Logger.Metadata = ["import.read_bytes": "\(file.bytesRead)"]
+                var metadata: Logger.Metadata = ["import.read_bytes": .stringConvertible(file.bytesRead)]
                 // A stream's size is not known: no share of it (it said 100 % of 0 bytes).
                 if !file.isStream {
                     metadata["import.file_bytes"] = "\(file.size)"

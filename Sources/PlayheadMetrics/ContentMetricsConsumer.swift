@@ -337,7 +337,7 @@ public final class ContentMetricsConsumer: Service, Sendable {
                         }
                     }
                 } catch {
-                    logger.error("skipping a corrupt batch", metadata: ["partition": "\(batch.partition)", "offset": "\(batch.firstOffset)", "error": "\(error)"])
+                    logger.error("skipping a corrupt batch", metadata: ["partition": .stringConvertible(batch.partition), "offset": .stringConvertible(batch.firstOffset), "error": "\(error)"])
                 }
                 processed[batch.partition] = batch.nextOffset
             }

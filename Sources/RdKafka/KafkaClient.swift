@@ -327,7 +327,7 @@ class ClientCallbacks: @unchecked Sendable {
     /// Logs `message` unless it repeats one logged less than 30 s ago (``RepeatedMessages``).
     func log(_ level: Logger.Level, _ message: String) {
         guard logger.logLevel <= level, let leftOut = RepeatedMessages.shared.admit(message) else { return }
-        let metadata: Logger.Metadata = leftOut > 0 ? ["librdkafka.repeats_left_out": "\(leftOut)"] : [:]
+        let metadata: Logger.Metadata = leftOut > 0 ? ["librdkafka.repeats_left_out": .stringConvertible(leftOut)] : [:]
         logger.log(level: level, "\(message)", metadata: metadata)
     }
 }

@@ -341,7 +341,7 @@ public final class S3Client: Sendable {
                     operation: "ListObjectsV2", bucket: bucket)
             }
         }
-        logger.debug("s3 listed objects", metadata: ["bucket": "\(bucket)", "prefix": "\(prefix)", "objects": "\(all.count)", "pages": "\(pages)"])
+        logger.debug("s3 listed objects", metadata: ["bucket": "\(bucket)", "prefix": "\(prefix)", "objects": .stringConvertible(all.count), "pages": .stringConvertible(pages)])
         return all
     }
 
@@ -475,13 +475,13 @@ public final class S3Client: Sendable {
                 guard let object = try await headObject(bucket: bucket, key: key), object.size == total else { throw error }
                 logger.info(
                     "s3 multipart upload completed by an attempt whose answer was lost",
-                    metadata: ["bucket": "\(bucket)", "key": "\(key)", "bytes": .stringConvertible(total), "attempts": "\(error.attempts)"])
+                    metadata: ["bucket": "\(bucket)", "key": "\(key)", "bytes": .stringConvertible(total), "attempts": .stringConvertible(error.attempts)])
             }
             logger.debug(
                 "s3 multipart upload complete",
                 metadata: [
-                    "bucket": "\(bucket)", "key": "\(key)", "bytes": .stringConvertible(total), "parts": "\(partCount)",
-                    "duration_ms": "\(Self.milliseconds(ContinuousClock.now - started))",
+                    "bucket": "\(bucket)", "key": "\(key)", "bytes": .stringConvertible(total), "parts": .stringConvertible(partCount),
+                    "duration_ms": .stringConvertible(Self.milliseconds(ContinuousClock.now - started)),
                 ])
         } catch {
             // Abort in a fresh task, so that it runs even when this one was cancelled. A cancelled
@@ -575,7 +575,7 @@ public final class S3Client: Sendable {
                             "s3 request ended after the store was silent",
                             metadata: [
                                 "operation": "\(operation)", "bucket": "\(bucket ?? "")", "key": "\(key ?? "")", "attempt": .stringConvertible(attempt),
-                                "duration_ms": "\(Self.milliseconds(ContinuousClock.now - started))",
+                                "duration_ms": .stringConvertible(Self.milliseconds(ContinuousClock.now - started)),
                             ])
                     }
                 }
@@ -665,8 +665,8 @@ public final class S3Client: Sendable {
                     logger.trace(
                         "s3 request",
                         metadata: [
-                            "operation": "\(operation)", "bucket": "\(bucket ?? "")", "key": "\(key ?? "")", "status": "\(status)",
-                            "attempt": .stringConvertible(attempt), "duration_ms": "\(Self.milliseconds(ContinuousClock.now - started))",
+                            "operation": "\(operation)", "bucket": "\(bucket ?? "")", "key": "\(key ?? "")", "status": .stringConvertible(status),
+                            "attempt": .stringConvertible(attempt), "duration_ms": .stringConvertible(Self.milliseconds(ContinuousClock.now - started)),
                         ])
                     return Response(status: status, headers: response.headers, body: collected)
                 }
@@ -693,7 +693,7 @@ public final class S3Client: Sendable {
                     "s3 request failed; retrying",
                     metadata: [
                         "operation": "\(operation)", "bucket": "\(bucket ?? "")", "key": "\(key ?? "")", "attempt": .stringConvertible(attempt),
-                        "max_attempts": "\(policy.maximumAttempts)", "delay_ms": "\(Self.milliseconds(delay))", "error": "\(error)",
+                        "max_attempts": .stringConvertible(policy.maximumAttempts), "delay_ms": .stringConvertible(Self.milliseconds(delay)), "error": "\(error)",
                     ])
                 try await Task.sleep(for: delay)
             }

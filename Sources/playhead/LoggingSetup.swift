@@ -160,6 +160,7 @@ struct JSONLogHandler: LogHandler {
             case let number as Int32: return number
             case let number as UInt64: return number
             case let number as UInt32: return number
+            case let number as Double where number.isFinite: return number
             case let flag as Bool: return flag
             default: return convertible.description
             }

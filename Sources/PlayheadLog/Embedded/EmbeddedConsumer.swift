@@ -84,7 +84,7 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
             let end = topic.endOffset(maxRecordBytes: configuration.maxRecordBytes)
             if committed > end {
                 logger.warning("log: group \(group)'s committed offset of \(topic.name) is past the log's end; reading from the end", metadata: [
-                    "log.committed": .stringConvertible(committed), "log.end": "\(end)", "file": "\(root)/groups/\(group)/\(topic.name)",
+                    "log.committed": .stringConvertible(committed), "log.end": .stringConvertible(end), "file": "\(root)/groups/\(group)/\(topic.name)",
                 ])
                 nextOffset = end
             }
@@ -247,8 +247,8 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
             // Bytes after the records a closed segment holds by its name (more records, or anything
             // else): they have no offsets, and the next segment's first record is `following`.
             logger.error("log: a closed segment holds bytes after its last record (more than its name and the next segment's say); they have no offsets, and the reader steps to the next segment", metadata: [
-                "topic": "\(topic.name)", "segment": "\(path)", "byte": "\(position)", "bytes": .stringConvertible(extra.count),
-                "next_segment": "\(following)",
+                "topic": "\(topic.name)", "segment": "\(path)", "byte": .stringConvertible(position), "bytes": .stringConvertible(extra.count),
+                "next_segment": .stringConvertible(following),
             ])
             step(to: following)
             return DamagedLogRecord(partition: 0, offset: following, records: 0, missed: 0, bytes: extra)
@@ -293,13 +293,13 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
             // (deleted or cut short by hand), not damaged.
             let from = max(nextOffset, skipUntil)
             logger.log(level: level, "log: records \(from)..<\(following) are missing from the log: \(path) ends at its last whole record, and the next segment starts at offset \(following) (a segment deleted or cut short by hand, or records the log's recovery cut off: see its log); the reader steps to the next segment", metadata: [
-                "topic": "\(topic.name)", "segment": "\(path)", "offset": "\(from)",
-                "records_skipped": "\(following - from)", "next_segment": "\(following)",
+                "topic": "\(topic.name)", "segment": "\(path)", "offset": .stringConvertible(from),
+                "records_skipped": .stringConvertible(following - from), "next_segment": .stringConvertible(following),
             ])
         } else {
             logger.log(level: level, "log: a damaged record whose length cannot be trusted; the reader steps to the next segment", metadata: [
-                "topic": "\(topic.name)", "segment": "\(path)", "byte": "\(position)", "offset": "\(nextOffset)",
-                "records_skipped": "\(following - nextOffset)", "next_segment": "\(following)",
+                "topic": "\(topic.name)", "segment": "\(path)", "byte": .stringConvertible(position), "offset": .stringConvertible(nextOffset),
+                "records_skipped": .stringConvertible(following - nextOffset), "next_segment": .stringConvertible(following),
             ])
         }
         step(to: following)

@@ -241,8 +241,8 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
             if Files.isZeroFilled(fd, from: scan.validBytes, to: fileSize) {
                 // The space the writer fills with zeros ahead of its records (not closed cleanly).
                 logger.debug("log: cut off the zero-filled space after the last record", metadata: [
-                    "topic": "\(name)", "segment": "\(path)", "kept_records": "\(scan.records)",
-                    "zero_bytes": "\(fileSize - scan.validBytes)",
+                    "topic": "\(name)", "segment": "\(path)", "kept_records": .stringConvertible(scan.records),
+                    "zero_bytes": .stringConvertible(fileSize - scan.validBytes),
                 ])
             } else {
                 do throws(LogError) {
@@ -317,8 +317,8 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
             }
             Glibc.close(fd)
             var metadata: Logger.Metadata = [
-                "topic": "\(name)", "segment": "\(path)", "log.first_lost": "\(next)", "log.end_before": "\(newBase)",
-                "records_lost": "\(newBase - next)", "next_segment": "\(newPath)",
+                "topic": "\(name)", "segment": "\(path)", "log.first_lost": .stringConvertible(next), "log.end_before": .stringConvertible(newBase),
+                "records_lost": .stringConvertible(newBase - next), "next_segment_base": .stringConvertible(newBase),
             ]
             if let groupAhead { metadata["log.group"] = "\(groupAhead.key)" }
             logger.error(groupAhead != nil
@@ -337,7 +337,7 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
             state.durableNext = next
         }
         durableEnd?.write(DurableEnd(base: activeBase, size: activeSize, next: next))
-        logger.debug("log: opened topic", metadata: ["topic": "\(name)", "segments": "\(segments.count)", "next_offset": "\(next)"])
+        logger.debug("log: opened topic", metadata: ["topic": "\(name)", "segments": .stringConvertible(segments.count), "next_offset": .stringConvertible(next)])
         return TopicWriter(
             topic: topic, fd: activeFD, activeBase: activeBase, size: activeSize, nextOffset: next,
             configuration: configuration, disk: disk, logger: logger
@@ -365,8 +365,8 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
         let durableDamaged = durableBytes.map { scan.validBytes < $0 } ?? false
         guard after != nil || durableDamaged else {
             logger.warning("log: recovered a torn tail", metadata: [
-                "topic": "\(topic)", "segment": "\(path)", "kept_records": "\(scan.records)",
-                "kept_bytes": "\(scan.validBytes)", "dropped_bytes": "\(count)",
+                "topic": "\(topic)", "segment": "\(path)", "kept_records": .stringConvertible(scan.records),
+                "kept_bytes": .stringConvertible(scan.validBytes), "dropped_bytes": .stringConvertible(count),
                 "reason": "\(scan.problem ?? "trailing bytes")",
             ])
             return
@@ -386,9 +386,9 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
             )
         }
         var metadata: Logger.Metadata = [
-            "topic": "\(topic)", "segment": "\(path)", "kept_records": "\(scan.records)",
-            "damaged_at_byte": "\(scan.validBytes)", "reason": "\(scan.problem ?? "an invalid record")",
-            "records_after_damage": "\(records)", "saved_to": "\(saved)",
+            "topic": "\(topic)", "segment": "\(path)", "kept_records": .stringConvertible(scan.records),
+            "damaged_at_byte": .stringConvertible(scan.validBytes), "reason": "\(scan.problem ?? "an invalid record")",
+            "records_after_damage": .stringConvertible(records), "saved_to": "\(saved)",
         ]
         if let after { metadata["records_start_at_byte_of_saved_file"] = "\(after.position)" }
         if let durableBytes { metadata["durable_bytes"] = "\(durableBytes)" }
@@ -491,11 +491,11 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
             guard let request = topic.takeRollRequest() else { continue }
             if request.accepted {
                 logger.info("log: a reader in another process asked to close a segment early (a record it cannot read)", metadata: [
-                    "topic": "\(topic.name)", "segment": "\(Files.segmentPath(topic.directory, request.base))", "byte": "\(request.byte)",
+                    "topic": "\(topic.name)", "segment": "\(Files.segmentPath(topic.directory, request.base))", "byte": .stringConvertible(request.byte),
                 ])
             } else {
                 logger.info("log: a reader's request to close a segment early was not for the active segment's durable records; ignored", metadata: [
-                    "topic": "\(topic.name)", "segment_base": "\(request.base)", "byte": "\(request.byte)",
+                    "topic": "\(topic.name)", "segment_base": .stringConvertible(request.base), "byte": .stringConvertible(request.byte),
                 ])
             }
         }
@@ -570,7 +570,7 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
                     total -= sizes[index]
                     sizes[index] = 0
                     logger.info("log: retention deleted a segment", metadata: [
-                        "topic": "\(topic.name)", "segment": "\(path)", "end_offset": "\(end)",
+                        "topic": "\(topic.name)", "segment": "\(path)", "end_offset": .stringConvertible(end),
                     ])
                 } else {
                     // Still the topic's: readers, the size and the next pass see it again (it was
@@ -615,7 +615,7 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
         if holders.isEmpty, let hold {
             logger.notice(
                 "log: retention keeps segments of topic \(topic) that are over its limits (--log-retention-hours, --log-retention-bytes) for the lake writer's open hours: \(hold.key) holds them from offset \(hold.value), the first record a restart rebuilds the open hours' rollups from; they go once those hours close (normally about the last 75 minutes of traffic, at most 2 hours 11 minutes; docs/log-format.md, \"Retention\")",
-                metadata: ["topic": "\(topic)", "groups": "\(hold.key)", "segment_end_offset": "\(end)"]
+                metadata: ["topic": "\(topic)", "groups": "\(hold.key)", "segment_end_offset": .stringConvertible(end)]
             )
             return
         }
@@ -633,7 +633,7 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
             : " (docs/runbook.md, DiskNearlyFull)"
         logger.warning(
             "log: retention keeps segments of topic \(topic) that are over its limits (--log-retention-hours, --log-retention-bytes), because not every consumer group has read them: \(described.joined(separator: ", ")); the oldest segment ends at offset \(end). A lagging group shows in playhead_consumer_lag_events\(advice)",
-            metadata: ["topic": "\(topic)", "groups": "\(holders.map(\.key).joined(separator: ","))", "segment_end_offset": "\(end)"]
+            metadata: ["topic": "\(topic)", "groups": "\(holders.map(\.key).joined(separator: ","))", "segment_end_offset": .stringConvertible(end)]
         )
     }
 

@@ -271,7 +271,7 @@ final class TopicWriter: @unchecked Sendable {
         let now = ContinuousClock.now
         failuresSinceLogged += 1
         if lastFailureLogged.map({ $0.duration(to: now) >= .seconds(10) }) ?? true {
-            var metadata: Logger.Metadata = ["topic": "\(topic.name)", "error": "\(error)", "failures_since_last_logged": "\(failuresSinceLogged)"]
+            var metadata: Logger.Metadata = ["topic": "\(topic.name)", "error": "\(error)", "failures_since_last_logged": .stringConvertible(failuresSinceLogged)]
             if let records { metadata["records"] = "\(records)" }
             logger.error(message, metadata: metadata)
             lastFailureLogged = now
@@ -516,14 +516,14 @@ final class TopicWriter: @unchecked Sendable {
         guard base == activeBase, size > 0 else { return }
         if let byte, recordIsWhole(at: byte) {
             logger.info("log: a reader's request to close a segment early names a record that reads whole now (a stale request, or a write that was slow to finish); not closed", metadata: [
-                "topic": "\(topic.name)", "segment": "\(Files.segmentPath(topic.directory, base))", "byte": "\(byte)",
+                "topic": "\(topic.name)", "segment": "\(Files.segmentPath(topic.directory, base))", "byte": .stringConvertible(byte),
             ])
             return
         }
         do throws(LogError) {
             try roll()
             logger.error("log: closed a segment early because a reader found damage in it; readers step to the next segment", metadata: [
-                "topic": "\(topic.name)", "segment": "\(Files.segmentPath(topic.directory, base))", "next_segment": "\(activeBase)",
+                "topic": "\(topic.name)", "segment": "\(Files.segmentPath(topic.directory, base))", "next_segment": .stringConvertible(activeBase),
             ])
         } catch {
             // Readers ask again about once a second: said once a minute at most.
@@ -567,7 +567,7 @@ final class TopicWriter: @unchecked Sendable {
         topic.forget(segment: deleted, bytes: bytes)
         logger.error("log: the segment being written was deleted under the log (never delete log files by hand): its records are lost to every reader that had not opened it; appends go on in a new segment", metadata: [
             "topic": "\(topic.name)", "segment": "\(Files.segmentPath(topic.directory, deleted))",
-            "log.first_lost": "\(deleted)", "log.end": "\(end)", "next_segment": "\(activeBase)",
+            "log.first_lost": .stringConvertible(deleted), "log.end": .stringConvertible(end), "next_segment": .stringConvertible(activeBase),
         ])
         return nil
     }
@@ -607,7 +607,7 @@ final class TopicWriter: @unchecked Sendable {
         size = 0
         fileEnd = 0
         cachedFrom = 0
-        logger.debug("log: new segment", metadata: ["topic": "\(topic.name)", "base": "\(base)"])
+        logger.debug("log: new segment", metadata: ["topic": "\(topic.name)", "base": .stringConvertible(base)])
     }
 }
 
@@ -685,11 +685,11 @@ final class DiskMonitor: @unchecked Sendable {
         if due, let below {
             let advice = space.free < minimumFreeBytes ? "free space, or lower --log-min-free-bytes" : "delete files on it, or give it more inodes"
             logger.warning("log: appends are refused (503 log_full): the file system of \(directory) \(below); \(advice)", metadata: [
-                "log.directory": "\(directory)", "log.free_bytes": "\(space.free)", "log.min_free_bytes": "\(minimumFreeBytes)",
+                "log.directory": "\(directory)", "log.free_bytes": .stringConvertible(space.free), "log.min_free_bytes": .stringConvertible(minimumFreeBytes),
             ])
         } else if due {
             logger.notice("log: the file system of \(directory) has room again; appends are taken", metadata: [
-                "log.directory": "\(directory)", "log.free_bytes": "\(space.free)",
+                "log.directory": "\(directory)", "log.free_bytes": .stringConvertible(space.free),
             ])
         }
         guard let below else { return nil }
