@@ -488,7 +488,7 @@ final class ThrottledLogLine: Sendable {
         }
         guard let since else { return }
         var metadata: Logger.Metadata = ["error": "\(failure)", "requests": .stringConvertible(since.requests), "hint": "\(hint)"]
-        if records != nil { metadata["records"] = "\(since.records)" }
+        if records != nil { metadata["records"] = .stringConvertible(since.records) }
         logger.log(level: level, "\(message)", metadata: metadata)
     }
 }

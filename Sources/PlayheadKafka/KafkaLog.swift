@@ -117,6 +117,9 @@ public final class KafkaLog: LogBackend, Service, Sendable {
         var topicsReady = false
         var topicsError: String? = "looking up the Kafka topics (making them, where this process makes them)"
         var closed = false
+        /// Set by ``shutdown(flushTimeout:)`` when it takes the producer to close it: a replacement
+        /// made after that is closed, not put in place.
+        var producerClosed = false
         var consumers: [ObjectIdentifier: KafkaLogConsumer] = [:]
     }
 
@@ -332,6 +335,8 @@ public final class KafkaLog: LogBackend, Service, Sendable {
     /// the append that found the old one failed: `rd_kafka_new`, a blocking C call (it starts
     /// librdkafka's threads), held that loop and every append of the others behind the lock.
     func producerForAppend() -> Result<KafkaProducer, LogError> {
+        // A closed log starts no replacement (each append after shutdown made and destroyed one).
+        if state_isClosed { return .failure(LogError(code: .closed, message: "the Kafka log is closed")) }
         let now = ContinuousClock.now
         var reason: String?
         let outcome = currentProducer.withLock { current -> Result<KafkaProducer, LogError> in
@@ -339,9 +344,11 @@ public final class KafkaLog: LogBackend, Service, Sendable {
                 return .failure(Self.replacingError(underway))
             }
             let wasFenced = fenced.withLock { $0 }
-            // Read under the producer's lock, and cleared when the replacement starts: an append
-            // that read the streak before another replaced the producer replaced the replacement
-            // too (an outside review).
+            // Read under the producer's lock, and cleared when the replacement is in place: an
+            // append that read the streak before another replaced the producer replaced the
+            // replacement too (an outside review). Not when it starts: the old producer's fenced
+            // answers and timeouts that come while the new one is made (they come in bursts) then
+            // counted against the new one, which was replaced at its first append (a review).
             let streak = timeoutStreak.withLock { $0 }
             guard current.hasFatalError || wasFenced || (streak.isStuck && current.unavailableReason == nil) else {
                 return .success(current)
@@ -350,8 +357,6 @@ public final class KafkaLog: LogBackend, Service, Sendable {
             if let failed = replacement.withLock({ $0.lastFailure }), failed.duration(to: now) < .seconds(1) {
                 return .success(current)
             }
-            timeoutStreak.withLock { $0 = TimeoutStreak() }
-            fenced.withLock { $0 = false }
             let why =
                 current.hasFatalError
                 ? "had a fatal error (\(current.unavailableReason ?? ""))"
@@ -367,53 +372,71 @@ public final class KafkaLog: LogBackend, Service, Sendable {
     }
 
     private static func replacingError(_ reason: String) -> LogError {
-        LogError(
-            code: .unavailable, message: "the Kafka producer \(reason) and is being replaced by a new one; retry",
-            retryAfterSeconds: 1
-        )
+        LogError(code: .unavailable, message: "the Kafka producer \(reason) and is being replaced by a new one", retryAfterSeconds: 1)
     }
 
-    /// A replacement under way, and when the last attempt failed.
+    /// A replacement under way, when the last attempt failed, and when a failure was last logged.
     struct Replacement {
         var underway: String?
         var lastFailure: ContinuousClock.Instant?
+        var lastFailureLogged: ContinuousClock.Instant?
+        var failuresNotLogged = 0
     }
     private let replacement = Mutex<Replacement>(Replacement())
+    /// The closes of replaced producers, awaited by ``shutdown(flushTimeout:)``.
+    private let retiring = Mutex<[Task<Void, Never>]>([])
 
-    /// Makes a producer with the log's configuration. A test may make it slower
+    /// Makes a producer with the log's configuration. A test may make it slower or fail
     /// (`PlayheadKafkaTests`: appends fail at once while a replacement is being made).
     let makeProducer = Mutex<@Sendable (_ configuration: [String: String], _ logger: Logger) throws -> KafkaProducer>({
         try KafkaProducer(configuration: $0, logger: $1)
     })
 
-    /// Makes the replacement producer on a new thread and puts it in place, unless the log was
-    /// closed meanwhile (then it is closed at once).
+    /// Makes the replacement producer on a new thread and puts it in place, unless the log's
+    /// shutdown has already closed the producer (then the new one is closed). What made it due
+    /// (the fenced flag, the timeout streak) is cleared with the swap, so that a failed attempt is
+    /// tried again a second later whatever made it due.
     private func startReplacement(because reason: String) {
         logger.warning("Kafka producer \(reason); replacing it")
         let thread = Thread { [self] in
             let make = makeProducer.withLock { $0 }
             let made = Result { try make(configuration.producerConfiguration, logger) }
+            let now = ContinuousClock.now
+            var failureToLog: (error: any Error, notLogged: Int)?
             let (retired, unused) = currentProducer.withLock { current -> (KafkaProducer?, KafkaProducer?) in
-                replacement.withLock { $0.underway = nil }
+                defer { replacement.withLock { $0.underway = nil } }
                 switch made {
                 case .success(let new):
-                    if state_isClosed { return (nil, new) }
+                    if state.withLock({ $0.producerClosed }) { return (nil, new) }
+                    timeoutStreak.withLock { $0 = TimeoutStreak() }
+                    fenced.withLock { $0 = false }
+                    replacement.withLock { $0.lastFailure = nil }
                     let old = current
                     current = new
                     return (old, nil)
-                case .failure:
-                    replacement.withLock { $0.lastFailure = .now }
+                case .failure(let error):
+                    replacement.withLock { replacement in
+                        replacement.lastFailure = now
+                        // Once per 30 s: a fatal producer is tried again each second.
+                        if let last = replacement.lastFailureLogged, last.duration(to: now) < .seconds(30) {
+                            replacement.failuresNotLogged += 1
+                        } else {
+                            failureToLog = (error, replacement.failuresNotLogged)
+                            replacement.lastFailureLogged = now
+                            replacement.failuresNotLogged = 0
+                        }
+                    }
                     return (nil, nil)
                 }
             }
-            if case .failure(let error) = made {
-                logger.error("cannot replace the failed Kafka producer: \(error); trying again at the next append")
+            if let (error, notLogged) = failureToLog {
+                logger.error("cannot replace the failed Kafka producer: \(error); trying again a second later, at the next append\(notLogged > 0 ? " (\(notLogged) more attempts failed since the last such line)" : "")")
             }
-            if let retired {
-                logger.notice("Kafka producer replaced")
-                Task { await retired.close(flushTimeout: .zero) }
+            if retired != nil { logger.notice("Kafka producer replaced") }
+            if let old = retired ?? unused {
+                let task = Task { await old.close(flushTimeout: .zero) }
+                retiring.withLock { $0.append(task) }
             }
-            if let unused { Task { await unused.close(flushTimeout: .zero) } }
         }
         thread.name = "kafka-producer-replace"
         thread.start()
@@ -500,7 +523,20 @@ public final class KafkaLog: LogBackend, Service, Sendable {
         if !closed {
             logger.warning("Kafka consumers of \(displayName) did not close within \(Self.consumerCloseLimit) (a broker that does not answer?); left as they are: the group drops them at the session timeout")
         }
-        await currentProducer.withLock { $0 }.close(flushTimeout: flushTimeout)
+        // A replacement being made (milliseconds, normally) is put in place first, and closed
+        // with the rest: it outlived the shutdown, its librdkafka threads too (a review).
+        for _ in 0..<1000 where replacement.withLock({ $0.underway != nil }) {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        let producer = currentProducer.withLock { current in
+            state.withLock { $0.producerClosed = true }
+            return current
+        }
+        await producer.close(flushTimeout: flushTimeout)
+        let retired = retiring.withLock { $0 }
+        _ = await BoundedWait.finish(within: .seconds(10)) {
+            for task in retired { await task.value }
+        }
         await admin.close()
         logger.info("Kafka log \(displayName) closed")
     }
@@ -584,12 +620,12 @@ struct KafkaLogProducer: LogProducer {
                             if error.code == RdKafkaError.producerFenced || error.code == RdKafkaError.fenced { log.noteFenced(producer) }
                             var logError = LogError(kafka: error, context: "append to \(kafkaTopic)")
                             if logError.code == .closed && !log.state_isClosed {
-                                // Purged by a producer replaced after the broker stopped answering, not
+                                // Purged by a producer replaced (failed, fenced or stuck), not
                                 // by a shutdown: the client should retry later (it was counted and
                                 // answered as `closed`, which the runbook reads as a stopping instance).
                                 logError = LogError(
                                     code: .unavailable,
-                                    message: "\(logError.message) (the Kafka producer was replaced: the broker stopped answering)",
+                                    message: "\(logError.message) (the Kafka producer was replaced: failed, fenced or stuck, said in the server's log)",
                                     retryAfterSeconds: 5
                                 )
                             }

@@ -284,7 +284,7 @@ public final class LakeImporter: Sendable {
             if newManifest { try? await store.delete(manifest) }
         }
         var startMetadata: Logger.Metadata = ["import.tag": "\(state.tag)"]
-        if !file.isStream { startMetadata["import.file_bytes"] = "\(file.size)" }
+        if !file.isStream { startMetadata["import.file_bytes"] = .stringConvertible(file.size) }
         logger.info("import: \(path): started", metadata: startMetadata)
         if !earlierKept.isEmpty {
             summary.earlierVersionsKept = earlierKept.count
@@ -398,8 +398,8 @@ public final class LakeImporter: Sendable {
                 var metadata: Logger.Metadata = ["import.read_bytes": .stringConvertible(file.bytesRead)]
                 // A stream's size is not known: no share of it (it said 100 % of 0 bytes).
                 if !file.isStream {
-                    metadata["import.file_bytes"] = "\(file.size)"
-                    metadata["import.percent"] = "\(file.size > 0 ? file.bytesRead * 100 / file.size : 100)"
+                    metadata["import.file_bytes"] = .stringConvertible(file.size)
+                    metadata["import.percent"] = .stringConvertible(file.size > 0 ? file.bytesRead * 100 / file.size : 100)
                 }
                 logger.info("import: \(path): \(state.accepted + state.rejected + state.duplicates) events read", metadata: metadata)
             }

@@ -42,7 +42,6 @@ func strings(_ batches: [ConsumedBatch]) throws -> [String] {
     return result
 }
 
-/// Starts a Kafka log on `tansu` with short group timeouts, and waits for its topics.
 /// Starts replacing `log`'s producer, which must be due for it (`first`, fenced or stuck), and
 /// waits (10 s at most) for the new one to be in place; returns it.
 func replaced(_ log: KafkaLog, _ first: KafkaProducer) async throws -> KafkaProducer {
@@ -53,6 +52,7 @@ func replaced(_ log: KafkaLog, _ first: KafkaProducer) async throws -> KafkaProd
     return log.producer
 }
 
+/// Starts a Kafka log on `tansu` with short group timeouts, and waits for its topics.
 func makeLog(
     _ tansu: Tansu, prefix: String, partitions: Int = 4, extra: String = "", metrics: (any MetricsFactory)? = nil
 ) async throws -> KafkaLog {
@@ -718,8 +718,10 @@ struct KafkaLogTansuTests {
         #expect(failure?.retryAfterSeconds == 1)
         #expect(failure?.message.contains("being replaced") == true, "\(failure?.message ?? "")")
         #expect(log.unavailableReason?.contains("being replaced") == true, "\(log.unavailableReason ?? "nil")")
-        // A second append meanwhile starts no second replacement.
+        // A second append meanwhile starts no second replacement, and the old producer's fenced
+        // answers that come meanwhile (they come in bursts) count for nothing against the new one.
         await #expect(throws: LogError.self) { _ = try await appender.append(makeBatch(10..<20)) }
+        log.noteFenced(first)
         let second = try await replaced(log, first)
         _ = try await appender.append(makeBatch(10..<20))
         #expect(log.producer === second)
@@ -728,6 +730,53 @@ struct KafkaLogTansuTests {
         let all = try await drain(reader, count: 20)
         #expect(try strings(all.batches).sorted() == (0..<20).map { "event-\($0)" }.sorted())
         await reader.close()
+        // A shutdown while a replacement is being made waits for it, and a closed log starts none.
+        log.makeProducer.withLock { make in
+            make = { configuration, logger in
+                Thread.sleep(forTimeInterval: 1)
+                return try KafkaProducer(configuration: configuration, logger: logger)
+            }
+        }
+        log.noteFenced(second)
+        #expect(throws: LogError.self) { _ = try log.producerForAppend().get() }
+        await log.shutdown()
+        #expect(log.producer !== second, "the shutdown did not wait for the replacement")
+        log.noteFenced(log.producer)
+        #expect(throws: LogError.self) { _ = try log.producerForAppend().get() }
+        if case .failure(let error) = log.producerForAppend() { #expect(error.code == .closed, "\(error)") }
+    }
+
+    @Test("a replacement that cannot be made is tried again a second later, whatever made the producer due (a stuck one waited for a new streak of 20 s)")
+    func failedReplacementIsTriedAgain() async throws {
+        try requireModernLibrdkafka()
+        let tansu = try await Tansu.start()
+        defer { tansu.kill() }
+        let log = try await makeLog(tansu, prefix: "retry.", partitions: 1)
+        _ = try await log.producer(for: .events).append(makeBatch(0..<10))
+        let first = log.producer
+        let attempts = Mutex(0)
+        log.makeProducer.withLock { make in
+            make = { configuration, logger in
+                let attempt = attempts.withLock { count in
+                    count += 1
+                    return count
+                }
+                if attempt < 3 { throw RdKafkaError(code: RdKafkaError.fatal, message: "made to fail (attempt \(attempt))") }
+                return try KafkaProducer(configuration: configuration, logger: logger)
+            }
+        }
+        let start = ContinuousClock.now
+        for seconds in [0, 10, 21] { log.noteDelivery(timedOut: true, by: first, at: start.advanced(by: .seconds(seconds))) }
+        // Each attempt fails until the third; the producer stays due, and stuck, between them.
+        let deadline = ContinuousClock.now.advanced(by: .seconds(15))
+        while log.producer === first, ContinuousClock.now < deadline {
+            _ = log.producerForAppend()
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(log.producer !== first, "attempts: \(attempts.withLock { $0 })")
+        #expect(attempts.withLock { $0 } == 3)
+        #expect(try log.producerForAppend().get() === log.producer)
+        _ = try await log.producer(for: .events).append(makeBatch(10..<20))
         await log.shutdown()
     }
 

@@ -351,14 +351,14 @@ final class EmbeddedConsumer: LogConsumer, @unchecked Sendable {
                     ? "group \(group) had read them (into this lake or another), then was moved back to \(target), and retention had deleted them: the lake now read lacks them (a lake restored from a copy older than the log's retention, or a new lake for this log; the lake they were written to holds them)"
                     : "group \(group) had not read them, which retention never deletes (log files deleted by hand, or lost with the disk)"
                 logger.error("log: records \(target)..<\(first) are missing from the log: \(cause); docs/runbook.md; reading from \(first)", metadata: [
-                    "topic": "\(topic.name)", "requested": "\(target)",
+                    "topic": "\(topic.name)", "requested": .stringConvertible(target),
                 ])
                 // Counted with the damaged records the group's consumer steps past, so that
                 // LogRecordDamaged fires (it was a log line only: a drill, 2026-12-04).
                 Counter(label: "playhead_log_damaged_records_total", dimensions: [("consumer", group)]).increment(by: Int(first - target))
             } else {
                 logger.warning("log: records before \(first) were deleted by retention; reading from \(first)", metadata: [
-                    "topic": "\(topic.name)", "requested": "\(target)",
+                    "topic": "\(topic.name)", "requested": .stringConvertible(target),
                 ])
             }
             target = first

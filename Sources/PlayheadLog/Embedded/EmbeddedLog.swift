@@ -390,8 +390,8 @@ public final class EmbeddedLog: LogBackend, Service, Sendable {
             "damaged_at_byte": .stringConvertible(scan.validBytes), "reason": "\(scan.problem ?? "an invalid record")",
             "records_after_damage": .stringConvertible(records), "saved_to": "\(saved)",
         ]
-        if let after { metadata["records_start_at_byte_of_saved_file"] = "\(after.position)" }
-        if let durableBytes { metadata["durable_bytes"] = "\(durableBytes)" }
+        if let after { metadata["records_start_at_byte_of_saved_file"] = .stringConvertible(after.position) }
+        if let durableBytes { metadata["durable_bytes"] = .stringConvertible(durableBytes) }
         logger.error(after == nil
             ? "log: the last segment is damaged below the size published as durable; the bytes from the damage on were cut off and saved (log salvage reads them)"
             : "log: a segment is damaged inside; the records after the damage were cut off and saved", metadata: metadata)

@@ -272,7 +272,7 @@ final class TopicWriter: @unchecked Sendable {
         failuresSinceLogged += 1
         if lastFailureLogged.map({ $0.duration(to: now) >= .seconds(10) }) ?? true {
             var metadata: Logger.Metadata = ["topic": "\(topic.name)", "error": "\(error)", "failures_since_last_logged": .stringConvertible(failuresSinceLogged)]
-            if let records { metadata["records"] = "\(records)" }
+            if let records { metadata["records"] = .stringConvertible(records) }
             logger.error(message, metadata: metadata)
             lastFailureLogged = now
             failuresSinceLogged = 0
