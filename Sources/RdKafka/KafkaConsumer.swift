@@ -65,6 +65,13 @@ public final class KafkaConsumer: @unchecked Sendable {
     private let closed = AtomicFlag()
     public let logger: Logger
 
+    /// Makes the committed-offset lookups of the next `count` assignments fail as if the group
+    /// coordinator had not answered in time (the case that a live broker cannot be made to give
+    /// on demand), so that a test sees what the consumer reports then (``KafkaOffset/stored``).
+    package func failNextCommittedLookups(_ count: Int) {
+        callbacks.committedLookupsToFail.store(count, ordering: .relaxed)
+    }
+
     /// `configuration` holds librdkafka properties: `bootstrap.servers`, `group.id` (needed for
     /// subscribe and commits), `enable.auto.commit`, `auto.offset.reset`, `session.timeout.ms`, ...
     ///
@@ -320,6 +327,9 @@ final class ConsumerCallbacks: ClientCallbacks, @unchecked Sendable {
     /// Whether the assignor is cooperative (incremental assign and unassign); set once before use.
     var cooperative = false
     var assignment: Set<TopicPartitionKey> = []
+    /// How many of the next assignments' committed-offset lookups fail as timed out without
+    /// asking the group (``KafkaConsumer/failNextCommittedLookups(_:)``, for tests).
+    let committedLookupsToFail = Atomic<Int>(0)
     /// Set just before `rd_kafka_consumer_close`, on the consumer's thread, which then runs the
     /// callbacks the close serves.
     var closing = false
@@ -364,7 +374,14 @@ final class ConsumerCallbacks: ClientCallbacks, @unchecked Sendable {
             // Where each partition starts: the group's committed offsets, asked before assigning so
             // that partitions without one can be given `uncommittedStart` explicitly.
             var assigned = items.map { KafkaTopicPartition(topic: $0.topic, partition: $0.partition) }
-            switch committedBlocking(handle, assigned, timeout: .seconds(10)) {
+            let lookup: Result<[KafkaTopicPartition], RdKafkaError>
+            if committedLookupsToFail.load(ordering: .relaxed) > 0 {
+                committedLookupsToFail.subtract(1, ordering: .relaxed)
+                lookup = .failure(RdKafkaError(code: RdKafkaError.timedOut, message: "the committed offsets' lookup was made to fail (a test)"))
+            } else {
+                lookup = committedBlocking(handle, assigned, timeout: .seconds(10))
+            }
+            switch lookup {
             case .success(let committed):
                 assigned = committed
                 var byKey: [TopicPartitionKey: Int64] = [:]

@@ -780,6 +780,33 @@ struct KafkaLogTansuTests {
         await log.shutdown()
     }
 
+    @Test("a partition assigned while the group's committed offsets cannot be looked up: its lag is unknown (nil, no gauge value), not the whole partition, until a commit tells it; the records start where the group committed")
+    func lagUnknownWhenCommittedLookupFails() async throws {
+        try requireModernLibrdkafka()
+        let tansu = try await Tansu.start()
+        defer { tansu.kill() }
+        let metrics = TestMetrics()
+        let log = try await makeLog(tansu, prefix: "unknown-lag.", partitions: 1, metrics: metrics)
+        _ = try await log.producer(for: .events).append(makeBatch(0..<100))
+        let first = try log.makeConsumer(for: .events, group: "unknown-lag")
+        _ = try await drain(first, count: 100)
+        try await first.commit([0: 40])
+        await first.close()
+        let second = try log.makeConsumer(for: .events, group: "unknown-lag")
+        second.consumer.failNextCommittedLookups(1)
+        let poll = try await drain(second, count: 60)
+        #expect(poll.batches.first?.firstOffset == 40, "librdkafka looks the offset up itself: \(poll.batches.map(\.firstOffset))")
+        #expect(try strings(poll.batches) == (40..<100).map { "event-\($0)" })
+        // Not 100 (the partition from offset 0, as until 2026-12-08), nor 0.
+        #expect(await second.lag() == nil)
+        let gauge = try? metrics.expectGauge("playhead_consumer_lag_events", [("consumer", "unknown-lag")])
+        #expect(gauge?.values.contains(100) != true, "\(gauge?.values ?? [])")
+        try await second.commit([0: 100])
+        #expect(await second.lag() == 0)
+        await second.close()
+        await log.shutdown()
+    }
+
     @Test("a reader sought to one partition before its first poll reads only that partition")
     func readerOfOnePartition() async throws {
         try requireModernLibrdkafka()
