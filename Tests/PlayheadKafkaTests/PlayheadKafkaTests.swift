@@ -52,6 +52,25 @@ func replaced(_ log: KafkaLog, _ first: KafkaProducer) async throws -> KafkaProd
     return log.producer
 }
 
+/// Makes `log`'s replacement producers take `seconds` longer to make.
+func makeProducersSlowly(_ log: KafkaLog, seconds: Double) {
+    log.makeProducer.withLock { make in
+        make = { configuration, logger in
+            Thread.sleep(forTimeInterval: seconds)
+            return try KafkaProducer(configuration: configuration, logger: logger)
+        }
+    }
+}
+
+/// Reads the events topic of `log` from the start and expects exactly the events of `range`
+/// (`makeBatch`'s values), in any order.
+func expectEvents(_ range: Range<Int>, in log: KafkaLog) async throws {
+    let reader = try log.consumer(for: .events, group: nil)
+    let all = try await drain(reader, count: range.count)
+    #expect(try strings(all.batches).sorted() == range.map { "event-\($0)" }.sorted())
+    await reader.close()
+}
+
 /// Starts a Kafka log on `tansu` with short group timeouts, and waits for its topics.
 func makeLog(
     _ tansu: Tansu, prefix: String, partitions: Int = 4, extra: String = "", metrics: (any MetricsFactory)? = nil
@@ -651,10 +670,7 @@ struct KafkaLogTansuTests {
         log.noteFenced(first)  // a late answer of the replaced producer
         #expect(try log.producerForAppend().get() === second)
         _ = try await log.producer(for: .events).append(makeBatch(10..<20))
-        let reader = try log.consumer(for: .events, group: nil)
-        let all = try await drain(reader, count: 20)
-        #expect(try strings(all.batches).sorted() == (0..<20).map { "event-\($0)" }.sorted())
-        await reader.close()
+        try await expectEvents(0..<20, in: log)
         await log.shutdown()
     }
 
@@ -696,12 +712,7 @@ struct KafkaLogTansuTests {
         let first = log.producer
         // Making the new producer takes 2 s here (it took milliseconds, under the producer's lock,
         // on the appending thread until 2026-12-08).
-        log.makeProducer.withLock { make in
-            make = { configuration, logger in
-                Thread.sleep(forTimeInterval: 2)
-                return try KafkaProducer(configuration: configuration, logger: logger)
-            }
-        }
+        makeProducersSlowly(log, seconds: 2)
         log.noteFenced(first)
         let appender = try log.producer(for: .events)
         let clock = ContinuousClock()
@@ -726,17 +737,9 @@ struct KafkaLogTansuTests {
         _ = try await appender.append(makeBatch(10..<20))
         #expect(log.producer === second)
         #expect(log.unavailableReason == nil)
-        let reader = try log.consumer(for: .events, group: nil)
-        let all = try await drain(reader, count: 20)
-        #expect(try strings(all.batches).sorted() == (0..<20).map { "event-\($0)" }.sorted())
-        await reader.close()
+        try await expectEvents(0..<20, in: log)
         // A shutdown while a replacement is being made waits for it, and a closed log starts none.
-        log.makeProducer.withLock { make in
-            make = { configuration, logger in
-                Thread.sleep(forTimeInterval: 1)
-                return try KafkaProducer(configuration: configuration, logger: logger)
-            }
-        }
+        makeProducersSlowly(log, seconds: 1)
         log.noteFenced(second)
         #expect(throws: LogError.self) { _ = try log.producerForAppend().get() }
         await log.shutdown()
